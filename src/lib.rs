@@ -1,0 +1,13 @@
+//! Airlock: a forward HTTPS interception proxy that passes reversible API calls through and holds
+//! irreversible ones until a human approves. See `docs/request-flow.md` for one request's path.
+
+pub mod config;
+pub mod proxy;
+pub mod rules;
+pub mod store;
+pub mod tls;
+
+/// Installs the process-wide rustls crypto provider (ring only). Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,60 @@
+//! Durable key-value storage behind one small trait, with sled and redb backends.
+//! (skeleton: implemented in the store work)
+
+use std::path::Path;
+use std::sync::Arc;
+
+/// The named keyspaces Airlock keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tree {
+    Reviews,
+    Audit,
+    Meta,
+}
+
+impl Tree {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tree::Reviews => "reviews",
+            Tree::Audit => "audit",
+            Tree::Meta => "meta",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store I/O error: {0}")]
+    Io(String),
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Which embedded database backs the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sled,
+    Redb,
+}
+
+/// The whole storage contract. Every successful write is durable (on disk) before it returns.
+pub trait Store: Send + Sync + 'static {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Atomically sets `key` to `new` if its current value equals `expected` (`None`: absent).
+    /// Returns `Ok(false)` without writing when the current value differs.
+    fn compare_and_swap(
+        &self,
+        tree: Tree,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StoreError>;
+    /// Every entry of `tree` in ascending key order.
+    fn scan(&self, tree: Tree) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+}
+
+/// Opens (creating if needed) the store of `backend` under directory `path`.
+pub fn open(_backend: Backend, _path: &Path) -> Result<Arc<dyn Store>, StoreError> {
+    Err(StoreError::Io("not implemented yet".into()))
+}
