@@ -1,1 +1,512 @@
-//! Config (skeleton).
+//! Configuration: one TOML file parsed into raw types, then checked into [`Config`] before use.
+//! Every field has a default, so Airlock runs with no file at all.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::rules::Action;
+use crate::store::Backend;
+
+/// Environment variable naming the config file.
+pub const CONFIG_ENV: &str = "AIRLOCK_CONFIG";
+/// File looked for in the working directory when neither flag nor env names one.
+pub const DEFAULT_FILE: &str = "airlock.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {message}")]
+    Read { file: String, message: String },
+    #[error("{file}:{line}:{column}: {message}")]
+    Parse {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{file}: {field}: {message}")]
+    Invalid {
+        file: String,
+        field: String,
+        message: String,
+    },
+}
+
+/// What to do with CONNECT / proxy requests for hosts nobody asked to inspect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownHosts {
+    /// Blind TCP tunnel (plain HTTP: forwarded unchanged).
+    Tunnel,
+    /// Refuse with 403.
+    Deny,
+}
+
+impl std::str::FromStr for UnknownHosts {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tunnel" => Ok(Self::Tunnel),
+            "deny" => Ok(Self::Deny),
+            other => Err(format!("expected \"tunnel\" or \"deny\", got {other:?}")),
+        }
+    }
+}
+
+// ---- raw, as written in the file ----
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    proxy: RawProxy,
+    upstream: RawUpstream,
+    tls: RawTls,
+    admin: RawAdmin,
+    store: RawStore,
+    gate: RawGate,
+    rules: RawRules,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawProxy {
+    listen: String,
+    unknown_hosts: UnknownHosts,
+    inspect_hosts: Vec<String>,
+    max_header_bytes: usize,
+    header_read_timeout: String,
+    idle_timeout: String,
+    shutdown_grace: String,
+    leaf_cache_size: usize,
+    max_connections: usize,
+}
+
+impl Default for RawProxy {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            unknown_hosts: UnknownHosts::Deny,
+            inspect_hosts: Vec::new(),
+            max_header_bytes: 64 * 1024,
+            header_read_timeout: "10s".into(),
+            idle_timeout: "90s".into(),
+            shutdown_grace: "30s".into(),
+            leaf_cache_size: 1024,
+            max_connections: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawUpstream {
+    extra_ca_files: Vec<PathBuf>,
+    resolve: BTreeMap<String, String>,
+    connect_timeout: String,
+    pool_idle_timeout: String,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        Self {
+            extra_ca_files: Vec::new(),
+            resolve: BTreeMap::new(),
+            connect_timeout: "10s".into(),
+            pool_idle_timeout: "90s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTls {
+    ca_dir: PathBuf,
+}
+
+impl Default for RawTls {
+    fn default() -> Self {
+        Self {
+            ca_dir: "certs".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAdmin {
+    listen: String,
+    token_file: Option<PathBuf>,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8081".into(),
+            token_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStore {
+    backend: Backend,
+    path: PathBuf,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Redb,
+            path: "data".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawGate {
+    review_expiry: String,
+    max_body_bytes: usize,
+    max_wait: String,
+    sweep_interval: String,
+    max_result_bytes: usize,
+}
+
+impl Default for RawGate {
+    fn default() -> Self {
+        Self {
+            review_expiry: "24h".into(),
+            max_body_bytes: 1024 * 1024,
+            max_wait: "5m".into(),
+            sweep_interval: "5s".into(),
+            max_result_bytes: 256 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRules {
+    dir: Option<PathBuf>,
+    default_action: Action,
+}
+
+impl Default for RawRules {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            default_action: Action::Allow,
+        }
+    }
+}
+
+// ---- checked ----
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from, if any (for messages).
+    pub source: Option<PathBuf>,
+    pub proxy: ProxyConfig,
+    pub upstream: UpstreamConfig,
+    pub tls: TlsConfig,
+    pub admin: AdminConfig,
+    pub store: StoreConfig,
+    pub gate: GateConfig,
+    pub rules: RulesConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    pub unknown_hosts: UnknownHosts,
+    /// Hosts intercepted in addition to those the rules catalog names (lower-case).
+    pub inspect_hosts: Vec<String>,
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub leaf_cache_size: NonZeroUsize,
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub extra_ca_files: Vec<PathBuf>,
+    /// Host (lower-case) -> address dialled instead of DNS.
+    pub resolve: BTreeMap<String, SocketAddr>,
+    pub connect_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub ca_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// Where the admin bearer token lives (created 0600 on first run). Default `<store.path>/admin-token`.
+    pub token_file: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub backend: Backend,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct GateConfig {
+    pub review_expiry: Duration,
+    /// Largest request body a gated call may have (it is buffered and stored); larger: 413.
+    pub max_body_bytes: usize,
+    /// Ceiling on `Airlock-Wait` and `?wait=`.
+    pub max_wait: Duration,
+    pub sweep_interval: Duration,
+    /// Upstream response body kept on an executed review.
+    pub max_result_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct RulesConfig {
+    /// `None`: the catalog compiled into the binary (`rules/*.toml` at build time).
+    pub dir: Option<PathBuf>,
+    /// Verdict for inspected hosts that no service in the catalog names.
+    pub default_action: Action,
+}
+
+impl Config {
+    /// Finds and loads the config: explicit path, else `$AIRLOCK_CONFIG`, else `./airlock.toml`
+    /// if present, else built-in defaults.
+    pub fn discover(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        if let Some(p) = explicit {
+            return Self::load(p);
+        }
+        if let Some(p) = std::env::var_os(CONFIG_ENV) {
+            return Self::load(Path::new(&p));
+        }
+        let local = Path::new(DEFAULT_FILE);
+        if local.exists() {
+            return Self::load(local);
+        }
+        Self::from_toml("<defaults>", "").map(|mut c| {
+            c.source = None;
+            c
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            file: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let mut c = Self::from_toml(&path.display().to_string(), &text)?;
+        c.source = Some(path.to_path_buf());
+        Ok(c)
+    }
+
+    /// Parses and checks TOML text; `file` names it in errors.
+    pub fn from_toml(file: &str, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            ConfigError::Parse {
+                file: file.to_string(),
+                line,
+                column,
+                message: e.message().to_string(),
+            }
+        })?;
+        check(file, raw)
+    }
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+fn check(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
+    let invalid = |field: &str, message: String| ConfigError::Invalid {
+        file: file.to_string(),
+        field: field.to_string(),
+        message,
+    };
+    let addr = |field: &str, v: &str| {
+        v.parse::<SocketAddr>()
+            .map_err(|_| invalid(field, format!("{v:?} is not an IP:port socket address")))
+    };
+    let dur = |field: &str, v: &str| {
+        humantime::parse_duration(v)
+            .map_err(|e| invalid(field, format!("{v:?} is not a duration like \"10s\": {e}")))
+    };
+    let p = raw.proxy;
+    if p.max_header_bytes < 8192 {
+        return Err(invalid(
+            "proxy.max_header_bytes",
+            "must be at least 8192".into(),
+        ));
+    }
+    let leaf_cache_size = NonZeroUsize::new(p.leaf_cache_size)
+        .ok_or_else(|| invalid("proxy.leaf_cache_size", "must be at least 1".into()))?;
+    let mut inspect_hosts = Vec::new();
+    for h in &p.inspect_hosts {
+        inspect_hosts.push(
+            normalize_host(h).ok_or_else(|| {
+                invalid("proxy.inspect_hosts", format!("{h:?} is not a host name"))
+            })?,
+        );
+    }
+    let proxy = ProxyConfig {
+        listen: addr("proxy.listen", &p.listen)?,
+        unknown_hosts: p.unknown_hosts,
+        inspect_hosts,
+        max_header_bytes: p.max_header_bytes,
+        header_read_timeout: dur("proxy.header_read_timeout", &p.header_read_timeout)?,
+        idle_timeout: dur("proxy.idle_timeout", &p.idle_timeout)?,
+        shutdown_grace: dur("proxy.shutdown_grace", &p.shutdown_grace)?,
+        leaf_cache_size,
+        max_connections: p.max_connections.max(1),
+    };
+    let u = raw.upstream;
+    let mut resolve = BTreeMap::new();
+    for (host, target) in &u.resolve {
+        let h = normalize_host(host)
+            .ok_or_else(|| invalid("upstream.resolve", format!("{host:?} is not a host name")))?;
+        resolve.insert(h, addr(&format!("upstream.resolve.{host}"), target)?);
+    }
+    let upstream = UpstreamConfig {
+        extra_ca_files: u.extra_ca_files,
+        resolve,
+        connect_timeout: dur("upstream.connect_timeout", &u.connect_timeout)?,
+        pool_idle_timeout: dur("upstream.pool_idle_timeout", &u.pool_idle_timeout)?,
+    };
+    let store = StoreConfig {
+        backend: raw.store.backend,
+        path: raw.store.path,
+    };
+    let admin = AdminConfig {
+        listen: addr("admin.listen", &raw.admin.listen)?,
+        token_file: raw
+            .admin
+            .token_file
+            .unwrap_or_else(|| store.path.join("admin-token")),
+    };
+    if admin.listen == proxy.listen {
+        return Err(invalid(
+            "admin.listen",
+            "must differ from proxy.listen".into(),
+        ));
+    }
+    let g = raw.gate;
+    let gate = GateConfig {
+        review_expiry: dur("gate.review_expiry", &g.review_expiry)?,
+        max_body_bytes: g.max_body_bytes,
+        max_wait: dur("gate.max_wait", &g.max_wait)?,
+        sweep_interval: dur("gate.sweep_interval", &g.sweep_interval)?,
+        max_result_bytes: g.max_result_bytes,
+    };
+    if gate.sweep_interval.is_zero() {
+        return Err(invalid("gate.sweep_interval", "must be above zero".into()));
+    }
+    Ok(Config {
+        source: None,
+        proxy,
+        upstream,
+        tls: TlsConfig {
+            ca_dir: raw.tls.ca_dir,
+        },
+        admin,
+        store,
+        gate,
+        rules: RulesConfig {
+            dir: raw.rules.dir,
+            default_action: raw.rules.default_action,
+        },
+    })
+}
+
+/// Lower-cases a host name and drops one trailing dot; `None` if empty or it has a port/slash.
+pub fn normalize_host(h: &str) -> Option<String> {
+    let h = h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase();
+    if h.is_empty() || h.contains(['/', ' ', '@']) || (h.contains(':') && !h.starts_with('[')) {
+        return None;
+    }
+    Some(h)
+}
+
+/// Parses a `HOST=IP:PORT` resolve override from the command line.
+pub fn parse_resolve_flag(s: &str) -> Result<(String, SocketAddr), String> {
+    let (host, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected HOST=IP:PORT"))?;
+    let host = normalize_host(host).ok_or_else(|| format!("{s:?}: bad host name"))?;
+    let addr = addr
+        .parse()
+        .map_err(|_| format!("{s:?}: {addr:?} is not an IP:port address"))?;
+    Ok((host, addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::from_toml("t.toml", "").expect("defaults");
+        assert_eq!(c.proxy.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.proxy.unknown_hosts, UnknownHosts::Deny);
+        assert_eq!(c.gate.review_expiry, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[proxy]\nlisten = \"x\"\n",
+                "t.toml: proxy.listen: \"x\" is not",
+            ),
+            ("[proxy]\nunknown_hosts = \"open\"\n", "t.toml:2:17:"),
+            (
+                "\n\n[proxy]\nlisen = \"1.2.3.4:1\"\n",
+                "t.toml:4:1: unknown field `lisen`",
+            ),
+            ("[gate]\nreview_expiry = \"soon\"\n", "gate.review_expiry"),
+            (
+                "[upstream.resolve]\n\"a.b\" = \"nope\"\n",
+                "upstream.resolve.a.b",
+            ),
+            ("[proxy\n", "t.toml:1:"),
+        ];
+        for (text, want) in cases {
+            let err = Config::from_toml("t.toml", text)
+                .expect_err(text)
+                .to_string();
+            assert!(
+                err.starts_with(want) || err.contains(want),
+                "{text:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn resolve_flag() {
+        assert_eq!(
+            parse_resolve_flag("API.GitHub.com.=127.0.0.1:9443").expect("ok"),
+            (
+                "api.github.com".to_string(),
+                "127.0.0.1:9443".parse().expect("addr")
+            )
+        );
+        assert!(parse_resolve_flag("nohost").is_err());
+        assert!(parse_resolve_flag("a=b").is_err());
+    }
+}

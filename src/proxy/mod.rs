@@ -1,1 +1,95 @@
-//! Proxy (skeleton).
+//! The agent-facing proxy. One request goes through these phases (see `docs/request-flow.md`):
+//!
+//! 1. **accept** (`front`): TCP accept, TCP_NODELAY, connection limit, HTTP/1.1 with bounded
+//!    headers (431), header-read timeout, idle timeout.
+//! 2. **route** (`front`): `CONNECT host:port` or an absolute-form `http://` request; the host is
+//!    inspected, tunnelled or refused (`policy::HostPolicy`).
+//! 3. **intercept** (`mitm`): TLS terminated with a leaf minted for the CONNECT host; ALPN h2 or
+//!    http/1.1; the SNI must equal the CONNECT host. Tunnelled hosts go to `tunnel` instead.
+//! 4. **authority** (`handler`): each request's `:authority`/Host must equal the CONNECT target.
+//! 5. **classify** (`handler`): the rules catalog gives a verdict (the body is read only when a
+//!    rule needs it, with a cap).
+//! 6. **act** (`handler`): allow/notify -> `Permitted` -> `forward` (streamed);
+//!    block -> 403; escalate -> the gate holds it.
+//! 7. **log** (`access_log`): one line when the response body ends.
+
+pub mod access_log;
+pub mod front;
+pub mod handler;
+pub mod io;
+pub mod mitm;
+pub mod policy;
+pub mod respond;
+pub mod target;
+pub mod tunnel;
+pub mod upstream;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::gate::Gate;
+use crate::tls::{CertificateAuthority, LeafCache, TlsError};
+use policy::{Classifier, HostPolicy};
+use upstream::{Dialer, UpstreamClient};
+
+/// Everything a connection needs, shared by all of them.
+pub struct Proxy {
+    pub config: crate::config::ProxyConfig,
+    pub hosts: HostPolicy,
+    pub classifier: Arc<dyn Classifier>,
+    pub leaves: LeafCache,
+    pub client: UpstreamClient,
+    pub dialer: Dialer,
+    pub gate: Option<Arc<Gate>>,
+    /// Largest body buffered to classify or hold a request.
+    pub max_buffered_body: usize,
+    conn_limit: Arc<Semaphore>,
+}
+
+/// Shutdown signal and the tracker of every task the proxy spawns, both owned by the caller.
+#[derive(Clone, Default)]
+pub struct Lifecycle {
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+}
+
+impl Proxy {
+    pub fn new(
+        config: &Config,
+        ca: Arc<CertificateAuthority>,
+        classifier: Arc<dyn Classifier>,
+        gate: Option<Arc<Gate>>,
+    ) -> Result<Proxy, TlsError> {
+        let tls = crate::tls::client_config(&config.upstream.extra_ca_files)?;
+        let dialer = Dialer::new(
+            config.upstream.resolve.clone(),
+            config.upstream.connect_timeout,
+        );
+        let client = upstream::client(tls, dialer.clone(), config.upstream.pool_idle_timeout);
+        Ok(Proxy {
+            config: config.proxy.clone(),
+            hosts: HostPolicy {
+                inspect_hosts: config.proxy.inspect_hosts.clone(),
+                unknown_hosts: config.proxy.unknown_hosts,
+            },
+            classifier,
+            leaves: LeafCache::new(ca, config.proxy.leaf_cache_size),
+            client,
+            dialer,
+            gate,
+            max_buffered_body: config.gate.max_body_bytes,
+            conn_limit: Arc::new(Semaphore::new(config.proxy.max_connections)),
+        })
+    }
+}
+
+/// Serves agents on `listener` until `life.shutdown` fires. In-flight work is tracked by
+/// `life.tasks`; the caller waits on it to drain.
+pub async fn run(listener: TcpListener, proxy: Arc<Proxy>, life: Lifecycle) {
+    front::accept_loop(listener, proxy, life).await
+}

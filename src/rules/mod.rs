@@ -6,7 +6,9 @@ use std::time::Duration;
 
 /// What Airlock does with a request.
 /// Ordered by severity; when several rules match, the most severe wins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Forward at once.

@@ -1,0 +1,262 @@
+//! Agent-facing listener: accepts TCP, speaks HTTP/1.1, and routes `CONNECT` and absolute-form
+//! requests to interception, a tunnel, or a refusal.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use super::handler::{self, ConnInfo};
+use super::io::{Activity, Tracked};
+use super::policy::Route;
+use super::respond::{empty, Refusal};
+use super::target::Target;
+use super::upstream::Body;
+use super::{mitm, tunnel, Lifecycle, Proxy};
+
+pub(super) async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, life: Lifecycle) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = life.shutdown.cancelled() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(permit) = proxy.conn_limit.clone().try_acquire_owned() else {
+            life.tasks.spawn(refuse_over_limit(stream));
+            continue;
+        };
+        let proxy = proxy.clone();
+        let life2 = life.clone();
+        life.tasks.spawn(async move {
+            serve_front(stream, peer, proxy, life2).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn refuse_over_limit(mut stream: TcpStream) {
+    tracing::warn!("connection limit reached; refusing a connection");
+    let body = r#"{"error":"connection_limit","side":"internal","message":"Airlock is at its connection limit; retry later"}"#;
+    let resp = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nairlock-reason: connection_limit\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(resp.as_bytes())).await;
+}
+
+async fn serve_front(stream: TcpStream, peer: SocketAddr, proxy: Arc<Proxy>, life: Lifecycle) {
+    let activity = Activity::new();
+    let io = TokioIo::new(Tracked::new(stream, activity.clone()));
+    let service = FrontService {
+        proxy: proxy.clone(),
+        life: life.clone(),
+        peer,
+    };
+    let conn = http1_builder(&proxy)
+        .serve_connection(io, service)
+        .with_upgrades();
+    drive!(conn, activity, proxy.config.idle_timeout, life);
+}
+
+/// Boxed response future: a named type keeps the spawned futures provably `Send`.
+pub(super) type RespFuture =
+    Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+#[derive(Clone)]
+struct FrontService {
+    proxy: Arc<Proxy>,
+    life: Lifecycle,
+    peer: SocketAddr,
+}
+
+impl hyper::service::Service<Request<Incoming>> for FrontService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = RespFuture;
+
+    fn call(&self, req: Request<Incoming>) -> RespFuture {
+        let s = self.clone();
+        Box::pin(async move { Ok(front_request(s.proxy, s.life, s.peer, req).await) })
+    }
+}
+
+pub(super) fn http1_builder(proxy: &Proxy) -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(proxy.config.header_read_timeout)
+        .max_buf_size(proxy.config.max_header_bytes)
+        .keep_alive(true);
+    b
+}
+
+pub(super) fn http2_builder(proxy: &Proxy) -> http2::Builder<TokioExecutor> {
+    let mut b = http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
+        .max_header_list_size(proxy.config.max_header_bytes as u32)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    b
+}
+
+/// Runs a served connection until it ends; on shutdown or idle timeout asks it to finish its
+/// in-flight requests and close. (A macro: hyper's connection types share no usable trait.)
+macro_rules! drive {
+    ($conn:expr, $activity:expr, $idle:expr, $life:expr) => {{
+        let conn = $conn;
+        let mut conn = std::pin::pin!(conn);
+        let finished = tokio::select! {
+            _ = conn.as_mut() => true,
+            _ = $life.shutdown.cancelled() => false,
+            _ = $activity.idle($idle) => false,
+        };
+        if !finished {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }};
+}
+pub(super) use drive;
+
+async fn front_request(
+    proxy: Arc<Proxy>,
+    life: Lifecycle,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    if let Err(refusal) = handler::check_header_size(req.headers(), proxy.config.max_header_bytes) {
+        return refusal.into_response();
+    }
+    if req.method() == Method::CONNECT {
+        return connect(proxy, life, peer, req)
+            .await
+            .unwrap_or_else(Refusal::into_response);
+    }
+    if req.uri().scheme_str() == Some("http") {
+        return plain_http(proxy, peer, req).await;
+    }
+    if req.uri().scheme().is_some() {
+        return Refusal::client(
+            StatusCode::BAD_REQUEST,
+            "unsupported_scheme",
+            "only http:// absolute-form requests and CONNECT are proxied; use CONNECT for https",
+        )
+        .into_response();
+    }
+    Refusal::client(
+        StatusCode::BAD_REQUEST,
+        "not_a_proxy_request",
+        "Airlock is a forward proxy: send CONNECT host:port or an absolute-form http:// request",
+    )
+    .into_response()
+}
+
+async fn plain_http(proxy: Arc<Proxy>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let Some(authority) = req.uri().authority() else {
+        return Refusal::client(
+            StatusCode::BAD_REQUEST,
+            "bad_target",
+            "request URI has no host",
+        )
+        .into_response();
+    };
+    let target = match Target::parse_authority(authority.as_str(), 80) {
+        Ok(t) => t,
+        Err(e) => {
+            return Refusal::client(StatusCode::BAD_REQUEST, "bad_target", e.to_string())
+                .into_response()
+        }
+    };
+    let route = proxy.hosts.route(&target.host, proxy.classifier.as_ref());
+    let conn = ConnInfo {
+        scheme: "http",
+        target,
+        route,
+        sni_mismatch: None,
+        peer,
+    };
+    handler::handle(proxy, Arc::new(conn), req).await
+}
+
+async fn connect(
+    proxy: Arc<Proxy>,
+    life: Lifecycle,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Refusal> {
+    let authority = req.uri().authority().map(|a| a.as_str()).unwrap_or("");
+    let target = Target::parse_connect(authority).map_err(|e| {
+        Refusal::client(StatusCode::BAD_REQUEST, "bad_connect_target", e.to_string())
+    })?;
+    match proxy.hosts.route(&target.host, proxy.classifier.as_ref()) {
+        Route::Deny => {
+            tracing::info!(target: "airlock::access", host = %target.host, method = "CONNECT", status = 403, verdict = "deny", "refused unknown host");
+            Err(Refusal::policy(
+                "unknown_host_denied",
+                format!(
+                    "{} is not an inspected host and unknown_hosts = \"deny\"; add it to proxy.inspect_hosts or set proxy.unknown_hosts = \"tunnel\"",
+                    target.host
+                ),
+            ))
+        }
+        Route::Tunnel => {
+            let upstream = proxy.dialer.dial(&target).await.map_err(|e| {
+                Refusal::new(
+                    StatusCode::BAD_GATEWAY,
+                    super::respond::Side::Upstream,
+                    "upstream_connect",
+                    format!("cannot connect to {target}: {e}"),
+                )
+            })?;
+            let idle = proxy.config.idle_timeout;
+            life.tasks.spawn(async move {
+                match hyper::upgrade::on(req).await {
+                    Ok(up) => tunnel::splice(up, upstream, idle, target.host).await,
+                    Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+                }
+            });
+            Ok(Response::new(empty()))
+        }
+        route @ (Route::Inspect | Route::Local) => {
+            // Mint before answering 200 so a failure is a clear HTTP error, not a TLS one.
+            let tls = proxy
+                .leaves
+                .server_config(&target.host)
+                .map_err(|e| Refusal::internal("certificate_mint_failed", e.to_string()))?;
+            let life2 = life.clone();
+            life.tasks.spawn(async move {
+                match hyper::upgrade::on(req).await {
+                    Ok(up) => {
+                        let conn = ConnInfo {
+                            scheme: "https",
+                            target,
+                            route,
+                            sni_mismatch: None,
+                            peer,
+                        };
+                        mitm::serve(up, tls, conn, proxy, life2).await
+                    }
+                    Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+                }
+            });
+            Ok(Response::new(empty()))
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! Per-request phases inside an intercepted connection (or a plain-HTTP proxy request):
+//! authority check -> route -> classify -> act (forward / refuse / hold) -> log.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::access_log::AccessLog;
+use super::policy::{Permitted, Route};
+use super::respond::{full, Refusal};
+use super::target::Target;
+use super::upstream::{Body, BoxError, UpstreamFailure};
+use super::Proxy;
+use crate::rules::{Action, RequestHead, Verdict};
+
+/// What the connection a request arrived on established.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// `https` inside an intercepted CONNECT, `http` for absolute-form proxy requests.
+    pub scheme: &'static str,
+    /// The CONNECT target (or the absolute-form URI's authority).
+    pub target: Target,
+    pub route: Route,
+    /// The SNI the agent sent, when it disagreed with the CONNECT host.
+    pub sni_mismatch: Option<String>,
+    pub peer: SocketAddr,
+}
+
+impl ConnInfo {
+    pub fn default_port(&self) -> u16 {
+        if self.scheme == "https" {
+            443
+        } else {
+            80
+        }
+    }
+}
+
+/// Serves one request; never fails (errors become refusals).
+pub async fn handle(
+    proxy: Arc<Proxy>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
+    let mut log = AccessLog::new(&conn.target.host, req.method().as_str(), &pq);
+    let req = req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
+    let resp = match phases(&proxy, &conn, req, &pq, &mut log).await {
+        Ok(r) => r,
+        Err(refusal) => {
+            if log.verdict == "none" {
+                log.verdict = format!("refused:{}", refusal.code);
+            }
+            refusal.into_response()
+        }
+    };
+    log.status = resp.status().as_u16();
+    let (parts, body) = resp.into_parts();
+    Response::from_parts(parts, log.wrap(body))
+}
+
+async fn phases(
+    proxy: &Arc<Proxy>,
+    conn: &ConnInfo,
+    req: Request<Body>,
+    pq: &str,
+    log: &mut AccessLog,
+) -> Result<Response<Body>, Refusal> {
+    check_header_size(req.headers(), proxy.config.max_header_bytes)?;
+    check_authority(conn, &req)?;
+    match conn.route {
+        Route::Local => {
+            return Err(Refusal::client(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such Airlock agent endpoint",
+            ))
+        }
+        Route::Deny => {
+            return Err(Refusal::policy(
+                "unknown_host_denied",
+                format!(
+                    "{} is not an inspected host and unknown_hosts = \"deny\"",
+                    conn.target.host
+                ),
+            ))
+        }
+        Route::Tunnel => {
+            log.verdict = "tunnel".into();
+            let permitted = Permitted::by_tunnel_policy(req, &proxy.hosts)
+                .ok_or_else(|| Refusal::policy("unknown_host_denied", "host is not inspected"))?;
+            return forward(proxy, conn, permitted).await;
+        }
+        Route::Inspect => {}
+    }
+
+    // Classify: read the body only if a rule needs it.
+    let (parts, body) = req.into_parts();
+    let head = RequestHead {
+        method: parts.method.as_str(),
+        host: &conn.target.host,
+        port: conn.target.port,
+        path_and_query: pq,
+        headers: &parts.headers,
+    };
+    let classifier = proxy.classifier.clone();
+    let (verdict, body) = if classifier.needs_body(&head) {
+        let bytes = read_capped(body, proxy.max_buffered_body, "inspection").await?;
+        let v = classifier.evaluate(&head, Some(&bytes));
+        (v, Buffered::Yes(bytes))
+    } else {
+        (classifier.evaluate(&head, None), Buffered::No(body))
+    };
+    log.verdict = format!("{:?}", verdict.action).to_lowercase();
+    log.tool = verdict.tool.clone();
+    match verdict.action {
+        Action::Allow | Action::Notify => {
+            if verdict.action == Action::Notify {
+                tracing::info!(target: "airlock::notify", host = %conn.target.host, tool = verdict.tool.as_deref().unwrap_or("-"), "soft gate: forwarded and recorded");
+            }
+            let req = Request::from_parts(parts, body.into_body());
+            match Permitted::by_verdict(req, verdict) {
+                Ok(p) => forward(proxy, conn, p).await,
+                Err(_) => Err(Refusal::internal("policy_error", "verdict did not permit")),
+            }
+        }
+        Action::Block => Ok(block_response(&verdict)),
+        Action::Escalate => {
+            let bytes = match body {
+                Buffered::Yes(b) => b,
+                Buffered::No(b) => {
+                    read_capped(b, proxy.max_buffered_body, "a held request").await?
+                }
+            };
+            let Some(gate) = proxy.gate.clone() else {
+                return Err(Refusal::internal(
+                    "gate_unavailable",
+                    "this request needs human approval but no review queue is running; it was not forwarded",
+                ));
+            };
+            let held = crate::gate::HeldRequest {
+                scheme: conn.scheme.to_string(),
+                target: conn.target.clone(),
+                method: parts.method.to_string(),
+                path_and_query: pq.to_string(),
+                headers: parts.headers.clone(),
+                body: bytes,
+            };
+            Ok(gate.hold(held, verdict).await)
+        }
+    }
+}
+
+enum Buffered {
+    Yes(Bytes),
+    No(Body),
+}
+
+impl Buffered {
+    fn into_body(self) -> Body {
+        match self {
+            Buffered::Yes(b) => full(b),
+            Buffered::No(b) => b,
+        }
+    }
+}
+
+/// Reads a whole body up to `cap` bytes; larger bodies are refused with 413 (nothing forwarded).
+async fn read_capped(mut body: Body, cap: usize, purpose: &str) -> Result<Bytes, Refusal> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            Refusal::client(
+                StatusCode::BAD_REQUEST,
+                "body_read_failed",
+                format!("could not read the request body: {e}"),
+            )
+        })?;
+        if let Some(data) = frame.data_ref() {
+            if buf.len() + data.len() > cap {
+                return Err(Refusal::client(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!(
+                        "request body exceeds {cap} bytes, the most Airlock buffers for {purpose} (gate.max_body_bytes); it was not forwarded"
+                    ),
+                ));
+            }
+            buf.extend_from_slice(data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Refuses a request whose header block exceeds `limit` bytes with 431. (hyper's own limit
+/// applies to its read buffer, which a single large read can exceed unnoticed.)
+pub fn check_header_size(headers: &HeaderMap, limit: usize) -> Result<(), Refusal> {
+    let size: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if size > limit {
+        return Err(Refusal::client(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!(
+                "request headers are {size} bytes; the limit is {limit} (proxy.max_header_bytes)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The CONNECT host, the SNI, and every request's authority must agree.
+fn check_authority<B>(conn: &ConnInfo, req: &Request<B>) -> Result<(), Refusal> {
+    if let Some(sni) = &conn.sni_mismatch {
+        return Err(Refusal::policy(
+            "sni_mismatch",
+            format!(
+                "TLS SNI {sni:?} does not match CONNECT host {}",
+                conn.target.host
+            ),
+        ));
+    }
+    let mismatch = |what: &str, value: &str| {
+        Refusal::policy(
+            "authority_mismatch",
+            format!(
+                "{what} {value:?} does not match the connection's target {}",
+                conn.target
+            ),
+        )
+    };
+    let parse = |what: &str, value: &str| {
+        Target::parse_authority(value, conn.default_port()).map_err(|_| mismatch(what, value))
+    };
+    let mut seen = false;
+    if let Some(a) = req.uri().authority() {
+        seen = true;
+        if parse("request authority", a.as_str())? != conn.target {
+            return Err(mismatch("request authority", a.as_str()));
+        }
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    if let Some(h) = hosts.next() {
+        seen = true;
+        if hosts.next().is_some() {
+            return Err(Refusal::client(
+                StatusCode::BAD_REQUEST,
+                "duplicate_host",
+                "more than one Host header",
+            ));
+        }
+        let h = h.to_str().map_err(|_| mismatch("Host", "<non-ASCII>"))?;
+        if parse("Host", h)? != conn.target {
+            return Err(mismatch("Host", h));
+        }
+    }
+    if !seen {
+        return Err(Refusal::client(
+            StatusCode::BAD_REQUEST,
+            "missing_host",
+            "request has neither :authority nor Host",
+        ));
+    }
+    Ok(())
+}
+
+/// Hop-by-hop headers (RFC 9110 7.6.1) plus proxy credentials: never forwarded either way.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Sends a permitted request upstream and streams the answer back.
+pub async fn forward(
+    proxy: &Proxy,
+    conn: &ConnInfo,
+    permitted: Permitted<Request<Body>>,
+) -> Result<Response<Body>, Refusal> {
+    let (req, _decision) = permitted.into_parts();
+    let req = to_upstream(req, conn.scheme, &conn.target)?;
+    send(proxy, req).await
+}
+
+/// Sends an already-built upstream request; maps failures to refusals naming the upstream.
+pub async fn send(proxy: &Proxy, req: Request<Body>) -> Result<Response<Body>, Refusal> {
+    match proxy.client.request(req).await {
+        Ok(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            let body = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
+            Ok(Response::from_parts(parts, body))
+        }
+        Err(e) => {
+            let failure = UpstreamFailure::from_error(&e);
+            tracing::warn!(failure = ?failure, "upstream request failed");
+            Err(Refusal::upstream(failure))
+        }
+    }
+}
+
+/// Rewrites an agent's request for the upstream: absolute URI, HTTP/1.1 semantics (the pool
+/// picks h2 when the upstream offers it), no hop-by-hop headers, Host from the URI.
+pub fn to_upstream(
+    req: Request<Body>,
+    scheme: &str,
+    target: &Target,
+) -> Result<Request<Body>, Refusal> {
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let (mut parts, body) = req.into_parts();
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let uri = format!("{scheme}://{}{pq}", target.uri_authority(default_port));
+    parts.uri = uri.parse::<Uri>().map_err(|_| {
+        Refusal::client(
+            StatusCode::BAD_REQUEST,
+            "bad_target",
+            "cannot form upstream URI",
+        )
+    })?;
+    parts.version = Version::HTTP_11;
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::HOST);
+    Ok(Request::from_parts(parts, body))
+}
+
+fn block_response(verdict: &Verdict) -> Response<Body> {
+    let body = serde_json::json!({
+        "decisionId": crate::gate::new_id("dec"),
+        "outcome": "BLOCK",
+        "reasonCodes": verdict.reason_codes,
+        "tool": verdict.tool,
+        "message": verdict.explanation,
+    });
+    let mut resp = super::respond::json_response(StatusCode::FORBIDDEN, &body);
+    resp.headers_mut().insert(
+        crate::gate::OUTCOME_HEADER,
+        http::HeaderValue::from_static("BLOCK"),
+    );
+    resp
+}

@@ -1,0 +1,142 @@
+//! Refusals: every error Airlock answers itself records which side failed and maps to a status,
+//! a JSON body and an `Airlock-Reason` header. Never a hang, never a secret in the text.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+use super::upstream::{Body, UpstreamFailure};
+
+/// Header naming the machine-readable reason of a refusal.
+pub const REASON_HEADER: &str = "airlock-reason";
+
+/// Which party caused a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The agent sent something wrong or not allowed.
+    Client,
+    /// Policy refused it.
+    Policy,
+    /// The upstream failed.
+    Upstream,
+    /// Airlock itself failed.
+    Internal,
+}
+
+impl Side {
+    fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Policy => "policy",
+            Side::Upstream => "upstream",
+            Side::Internal => "internal",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub side: Side,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(
+        status: StatusCode,
+        side: Side,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            side,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn client(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(status, Side::Client, code, message)
+    }
+
+    pub fn policy(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, Side::Policy, code, message)
+    }
+
+    pub fn internal(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Side::Internal,
+            code,
+            message,
+        )
+    }
+
+    pub fn upstream(failure: UpstreamFailure) -> Self {
+        match failure {
+            UpstreamFailure::Certificate(m) => Self::new(
+                StatusCode::BAD_GATEWAY,
+                Side::Upstream,
+                "upstream_certificate",
+                m,
+            ),
+            UpstreamFailure::Connect(m) => Self::new(
+                StatusCode::BAD_GATEWAY,
+                Side::Upstream,
+                "upstream_connect",
+                m,
+            ),
+            UpstreamFailure::Timeout(m) => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                Side::Upstream,
+                "upstream_timeout",
+                m,
+            ),
+            UpstreamFailure::Protocol(m) => Self::new(
+                StatusCode::BAD_GATEWAY,
+                Side::Upstream,
+                "upstream_protocol",
+                m,
+            ),
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let body = serde_json::json!({
+            "error": self.code,
+            "side": self.side.as_str(),
+            "message": self.message,
+        });
+        let mut resp = json_response(self.status, &body);
+        resp.headers_mut()
+            .insert(REASON_HEADER, HeaderValue::from_static(self.code));
+        resp
+    }
+}
+
+/// A JSON response with `Cache-Control: no-store`.
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut text = value.to_string();
+    text.push('\n');
+    let mut resp = Response::new(full(text));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+pub fn full(data: impl Into<Bytes>) -> Body {
+    Full::new(data.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+pub fn empty() -> Body {
+    full(Bytes::new())
+}

@@ -1,0 +1,182 @@
+//! Upstream side: dialling (resolve override, connect timeout, TCP_NODELAY) and the pooled
+//! HTTP client (TLS verified, h2 or http/1.1 as the upstream negotiates, keep-alive).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Uri;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use super::target::Target;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Body type used on both sides of the proxy.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Opens TCP connections to upstreams, honouring the resolve override.
+#[derive(Clone)]
+pub struct Dialer {
+    resolve: Arc<BTreeMap<String, SocketAddr>>,
+    connect_timeout: Duration,
+}
+
+impl Dialer {
+    pub fn new(resolve: BTreeMap<String, SocketAddr>, connect_timeout: Duration) -> Self {
+        Self {
+            resolve: Arc::new(resolve),
+            connect_timeout,
+        }
+    }
+
+    /// The address the override maps `host` to, if any.
+    pub fn overridden(&self, host: &str) -> Option<SocketAddr> {
+        self.resolve.get(host).copied()
+    }
+
+    /// Resolves once and connects to the first address that answers.
+    pub async fn dial(&self, target: &Target) -> io::Result<TcpStream> {
+        let addrs: Vec<SocketAddr> = match self.overridden(&target.host) {
+            Some(a) => vec![a],
+            None => match target.ip() {
+                Some(ip) => vec![SocketAddr::new(ip, target.port)],
+                None => tokio::net::lookup_host((target.host.as_str(), target.port))
+                    .await?
+                    .collect(),
+            },
+        };
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
+        for addr in addrs {
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => {
+                    s.set_nodelay(true)?;
+                    return Ok(s);
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => {
+                    last = io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("connect to {addr} timed out"),
+                    )
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+impl tower_service::Service<Uri> for Dialer {
+    type Response = TokioIo<TcpStream>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let dialer = self.clone();
+        Box::pin(async move {
+            let default_port = if uri.scheme_str() == Some("http") {
+                80
+            } else {
+                443
+            };
+            let authority = uri
+                .authority()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "URI has no host"))?;
+            let target = Target::parse_authority(authority.as_str(), default_port)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            dialer.dial(&target).await.map(TokioIo::new)
+        })
+    }
+}
+
+/// The pooled upstream client.
+pub type UpstreamClient = Client<HttpsConnector<Dialer>, Body>;
+
+pub fn client(
+    tls: Arc<rustls::ClientConfig>,
+    dialer: Dialer,
+    pool_idle_timeout: Duration,
+) -> UpstreamClient {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*tls).clone())
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(dialer);
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(pool_idle_timeout)
+        .pool_max_idle_per_host(256)
+        .build(https)
+}
+
+/// Why an upstream exchange failed, in words safe to show an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamFailure {
+    /// The upstream's certificate did not verify.
+    Certificate(String),
+    Connect(String),
+    Timeout(String),
+    Protocol(String),
+}
+
+impl UpstreamFailure {
+    pub fn from_error(err: &(dyn std::error::Error + 'static)) -> Self {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        let mut io_kind = None;
+        while let Some(e) = cur {
+            if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+                return match tls {
+                    rustls::Error::InvalidCertificate(c) => {
+                        Self::Certificate(format!("upstream certificate rejected: {c:?}"))
+                    }
+                    other => Self::Protocol(format!("upstream TLS failed: {other}")),
+                };
+            }
+            if let Some(ioe) = e.downcast_ref::<io::Error>() {
+                io_kind.get_or_insert(ioe.kind());
+                if let Some(inner) = ioe.get_ref() {
+                    cur = Some(inner);
+                    continue;
+                }
+            }
+            cur = e.source();
+        }
+        let text = error_chain(err);
+        match io_kind {
+            Some(io::ErrorKind::TimedOut) => Self::Timeout(text),
+            Some(_) => Self::Connect(text),
+            None if text.contains("dns") || text.contains("connect") => Self::Connect(text),
+            None => Self::Protocol(text),
+        }
+    }
+}
+
+/// `a: b: c` for an error and its sources.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = e.source();
+    }
+    out
+}

@@ -1,0 +1,191 @@
+//! The interception CA: created once into `certs/`, reloaded on every start.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use time::{Duration, OffsetDateTime};
+
+use super::TlsError;
+
+pub const CA_CERT_FILE: &str = "ca.pem";
+pub const CA_KEY_FILE: &str = "ca-key.pem";
+
+/// Leaf certificates live 90 days (well under the 398-day ceiling).
+pub(crate) const LEAF_VALIDITY_DAYS: i64 = 90;
+const CA_VALIDITY_DAYS: i64 = 3650;
+
+/// Airlock's CA. The signing key stays in memory; `Debug` never prints it.
+pub struct CertificateAuthority {
+    issuer: Issuer<'static, KeyPair>,
+    cert_pem: String,
+    cert_der: CertificateDer<'static>,
+}
+
+impl std::fmt::Debug for CertificateAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateAuthority")
+            .finish_non_exhaustive()
+    }
+}
+
+fn file_err(path: &Path, message: impl std::fmt::Display) -> TlsError {
+    TlsError::File {
+        path: path.display().to_string(),
+        message: message.to_string(),
+    }
+}
+
+impl CertificateAuthority {
+    /// Loads the CA from `dir`, creating it first if neither file exists.
+    /// Returns the CA and whether it was created now.
+    pub fn load_or_create(dir: &Path) -> Result<(Self, bool), TlsError> {
+        let (cert, key) = paths(dir);
+        match (cert.exists(), key.exists()) {
+            (true, true) => Ok((Self::load(dir)?, false)),
+            (false, false) => Ok((Self::create(dir)?, true)),
+            (true, false) => Err(file_err(
+                &key,
+                "missing while the CA certificate exists; restore it or remove both files",
+            )),
+            (false, true) => Err(file_err(
+                &cert,
+                "missing while the CA key exists; restore it or remove both files",
+            )),
+        }
+    }
+
+    /// Loads an existing CA from `dir`.
+    pub fn load(dir: &Path) -> Result<Self, TlsError> {
+        let (cert_path, key_path) = paths(dir);
+        let cert_pem = fs::read_to_string(&cert_path).map_err(|e| file_err(&cert_path, e))?;
+        let key_pem = fs::read_to_string(&key_path).map_err(|e| file_err(&key_path, e))?;
+        let key = KeyPair::from_pem(&key_pem)
+            .map_err(|_| file_err(&key_path, "not a valid PEM private key"))?;
+        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
+            .map_err(|e| file_err(&cert_path, format!("not a usable CA certificate: {e}")))?;
+        let cert_der = pem_to_der(&cert_pem).map_err(|e| file_err(&cert_path, e))?;
+        Ok(Self {
+            issuer,
+            cert_pem,
+            cert_der,
+        })
+    }
+
+    /// Generates a new CA and writes it to `dir` (key file mode 0600). Refuses to overwrite.
+    pub fn create(dir: &Path) -> Result<Self, TlsError> {
+        fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+        let key = KeyPair::generate().map_err(|e| TlsError::Generate(e.to_string()))?;
+        let mut params = CertificateParams::default();
+        let mut name = DistinguishedName::new();
+        name.push(DnType::CommonName, "Airlock Interception CA");
+        name.push(DnType::OrganizationName, "Airlock");
+        params.distinguished_name = name;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.serial_number = Some(random_serial());
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::days(1);
+        params.not_after = now + Duration::days(CA_VALIDITY_DAYS);
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        let cert_pem = cert.pem();
+        let (cert_path, key_path) = paths(dir);
+        write_new(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
+        write_new(&cert_path, cert_pem.as_bytes(), 0o644)?;
+        let cert_der = cert.der().clone();
+        let issuer = Issuer::new(params, key);
+        Ok(Self {
+            issuer,
+            cert_pem,
+            cert_der,
+        })
+    }
+
+    /// The CA certificate in PEM, for clients to trust.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    pub fn cert_der(&self) -> &CertificateDer<'static> {
+        &self.cert_der
+    }
+
+    /// Mints a fresh leaf for `host` (a DNS name or an IP literal): random serial,
+    /// SAN = host, 90-day validity, new P-256 key.
+    pub fn mint_leaf(&self, host: &str) -> Result<CertifiedKey, TlsError> {
+        let san = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(
+                host.to_string()
+                    .try_into()
+                    .map_err(|_| TlsError::BadHost(host.to_string()))?,
+            ),
+        };
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![san];
+        let mut name = DistinguishedName::new();
+        name.push(DnType::CommonName, host);
+        params.distinguished_name = name;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.serial_number = Some(random_serial());
+        params.use_authority_key_identifier_extension = true;
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::hours(1);
+        params.not_after = now + Duration::days(LEAF_VALIDITY_DAYS);
+        let key = KeyPair::generate().map_err(|e| TlsError::Generate(e.to_string()))?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        let key_der = PrivateKeyDer::try_from(key.serialize_der())
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        let signing = rustls::crypto::ring::sign::any_supported_type(&key_der)
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        Ok(CertifiedKey::new(
+            vec![cert.der().clone(), self.cert_der.clone()],
+            signing,
+        ))
+    }
+}
+
+fn paths(dir: &Path) -> (PathBuf, PathBuf) {
+    (dir.join(CA_CERT_FILE), dir.join(CA_KEY_FILE))
+}
+
+fn random_serial() -> SerialNumber {
+    let mut bytes: [u8; 16] = rand::random();
+    bytes[0] &= 0x7f; // positive
+    bytes[0] |= 0x01; // no leading zero byte
+    SerialNumber::from_slice(&bytes)
+}
+
+fn pem_to_der(pem: &str) -> Result<CertificateDer<'static>, String> {
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| format!("bad PEM: {e}"))
+}
+
+/// Writes a file that must not exist yet, with `mode`, durably.
+fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| file_err(path, e))?;
+    f.write_all(contents).map_err(|e| file_err(path, e))?;
+    f.sync_all().map_err(|e| file_err(path, e))
+}

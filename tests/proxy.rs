@@ -1,0 +1,555 @@
+//! End-to-end tests of the interception proxy (issue: core proxy): real sockets on 127.0.0.1,
+//! real TLS on both sides, a fake upstream with its own CA, reqwest and curl as agents.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{curl, curl_args, Airlock, FakeUpstream, UpstreamOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const INSPECT: &str = "[proxy]\ninspect_hosts = [\"api.github.com\", \"upstream.test\"]\n";
+
+async fn setup(toml: &str, opts: UpstreamOptions) -> (FakeUpstream, Airlock) {
+    support::init();
+    let up = FakeUpstream::start(opts).await;
+    let airlock = Airlock::start(
+        toml,
+        &up,
+        &["api.github.com", "upstream.test", "unknown.test"],
+    )
+    .await;
+    (up, airlock)
+}
+
+/// Sends raw bytes to the proxy port and returns everything read until close or timeout.
+async fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    if out.windows(4).any(|w| w == b"\r\n\r\n") && !out.starts_with(b"HTTP/1.1 200")
+                    {
+                        // A refusal: head plus short body; read what is there.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        if let Ok(n) =
+                            tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf))
+                                .await
+                                .unwrap_or(Ok(0))
+                        {
+                            out.extend_from_slice(&buf[..n]);
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn h1_agent_to_h1_and_h2_upstreams() {
+    for (alpn, want_up) in [
+        (vec!["http/1.1"], "HTTP/1.1"),
+        (vec!["h2", "http/1.1"], "HTTP/2.0"),
+    ] {
+        let (up, airlock) = setup(
+            INSPECT,
+            UpstreamOptions {
+                alpn,
+                ..Default::default()
+            },
+        )
+        .await;
+        let client = airlock
+            .client_builder()
+            .http1_only()
+            .build()
+            .expect("client");
+        let resp = client
+            .get("https://api.github.com/repos/o/r?x=1")
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+        let body: serde_json::Value = resp.json().await.expect("json");
+        assert_eq!(body["path"], "/repos/o/r?x=1");
+        let seen = up.requests();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].version, want_up);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn h2_agent_with_keepalive_reuse_and_pooling() {
+    let (up, airlock) = setup(INSPECT, UpstreamOptions::default()).await;
+    let client = airlock.client();
+    for i in 0..20 {
+        let resp = client
+            .post(format!("https://api.github.com/echo/{i}"))
+            .body(vec![b'a'; 1000])
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(
+            resp.version(),
+            reqwest::Version::HTTP_2,
+            "agent side speaks h2"
+        );
+        assert_eq!(resp.status(), 200);
+        let body: serde_json::Value = resp.json().await.expect("json");
+        assert_eq!(body["body_len"], 1000);
+    }
+    assert_eq!(up.count(), 20);
+    assert_eq!(
+        up.connections(),
+        1,
+        "upstream connection is pooled and reused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn curl_h1_and_h2_reuse_one_connection() {
+    let (up, airlock) = setup(INSPECT, UpstreamOptions::default()).await;
+    for flag in ["--http1.1", "--http2"] {
+        let args = curl_args(
+            &airlock,
+            &[
+                "-v",
+                flag,
+                "https://api.github.com/a",
+                "https://api.github.com/b",
+                "https://api.github.com/c",
+            ],
+        );
+        let (code, out, err) = curl(&args).await;
+        assert_eq!(code, 0, "curl failed: {err}");
+        assert!(
+            out.contains("\"path\":\"/a\"") && out.contains("\"path\":\"/c\""),
+            "{out}"
+        );
+        assert!(
+            err.contains("Re-using existing") || err.contains("Reusing existing"),
+            "curl {flag} did not reuse the connection:\n{err}"
+        );
+        assert_eq!(
+            err.matches("CONNECT api.github.com:443").count(),
+            1,
+            "{err}"
+        );
+    }
+    assert_eq!(up.count(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn response_streams_before_upstream_finishes() {
+    let (up, airlock) = setup(INSPECT, UpstreamOptions::default()).await;
+    let client = airlock.client();
+    let mut resp = client
+        .get("https://api.github.com/hold-stream")
+        .send()
+        .await
+        .expect("send");
+    let first = tokio::time::timeout(Duration::from_secs(5), resp.chunk())
+        .await
+        .expect("first bytes must arrive while the upstream still holds the rest")
+        .expect("chunk")
+        .expect("some");
+    assert_eq!(&first[..], b"first-chunk\n");
+    up.state.release.notify_one();
+    let rest = resp.bytes().await.expect("rest");
+    assert_eq!(&rest[..], b"rest\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn request_body_streams_before_agent_finishes() {
+    let (up, airlock) = setup(INSPECT, UpstreamOptions::default()).await;
+    let client = airlock.client();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(futures_util::stream::poll_fn({
+        let mut rx = rx;
+        move |cx| rx.poll_recv(cx)
+    }));
+    let send = tokio::spawn(
+        client
+            .post("https://api.github.com/upload-hold")
+            .body(body)
+            .send(),
+    );
+    tx.send(Ok(bytes::Bytes::from_static(b"part one;")))
+        .await
+        .expect("send");
+    tokio::time::timeout(Duration::from_secs(5), up.state.first_chunk_seen.notified())
+        .await
+        .expect("upstream must see the first chunk before the agent sends the rest");
+    tx.send(Ok(bytes::Bytes::from_static(b"part two")))
+        .await
+        .expect("send");
+    drop(tx);
+    let resp = send.await.expect("join").expect("response");
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["body_len"], 17);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_megabytes_stream_with_small_memory() {
+    use futures_util::StreamExt;
+    let (up, airlock) = setup(INSPECT, UpstreamOptions::default()).await;
+    let client = airlock
+        .client_builder()
+        .http1_only()
+        .build()
+        .expect("client");
+    const SIZE: usize = 200 * 1024 * 1024;
+    // Warm up so allocator pools exist before measuring.
+    let _ = client
+        .get("https://api.github.com/bytes/1048576")
+        .send()
+        .await
+        .expect("warm")
+        .bytes()
+        .await;
+    support::reset_peak_rss();
+    let (before, _) = support::rss_kib();
+    let resp = client
+        .get(format!("https://api.github.com/bytes/{SIZE}"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        total += chunk.expect("chunk").len();
+    }
+    assert_eq!(total, SIZE);
+    // Upload the same amount.
+    let chunks = futures_util::stream::iter(
+        (0..SIZE / (64 * 1024))
+            .map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'y'; 64 * 1024]))),
+    );
+    let resp = client
+        .post("https://api.github.com/count")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .expect("upload");
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["body_len"], SIZE);
+    let (_, peak) = support::rss_kib();
+    let growth_mib = peak.saturating_sub(before) / 1024;
+    eprintln!("200 MB down + 200 MB up: peak RSS growth {growth_mib} MiB");
+    // Proxy, client and upstream share this process; buffering would add >= 200 MiB.
+    assert!(
+        growth_mib < 64,
+        "peak RSS grew by {growth_mib} MiB: something buffers"
+    );
+    assert_eq!(up.count(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unknown_host_denied_by_default_with_clear_403() {
+    let (up, airlock) = setup(INSPECT, UpstreamOptions::default()).await;
+    let resp = raw(
+        airlock.addr,
+        b"CONNECT unknown.test:443 HTTP/1.1\r\nHost: unknown.test:443\r\n\r\n",
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
+    assert!(
+        resp.to_ascii_lowercase()
+            .contains("airlock-reason: unknown_host_denied"),
+        "{resp}"
+    );
+    assert!(resp.contains("\"error\":\"unknown_host_denied\""), "{resp}");
+    // Plain HTTP goes through the same policy.
+    let resp = raw(
+        airlock.addr,
+        b"GET http://unknown.test/x HTTP/1.1\r\nHost: unknown.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
+    // curl reports the refusal instead of hanging.
+    let (code, _, err) = curl(&curl_args(&airlock, &["https://unknown.test/"])).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("403"), "{err}");
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unknown_host_tunnelled_when_configured() {
+    let toml = format!("{INSPECT}unknown_hosts = \"tunnel\"\n");
+    let (up, airlock) = setup(&toml, UpstreamOptions::default()).await;
+    // Blind tunnel: the agent sees the upstream's own certificate, not Airlock's.
+    let args = vec![
+        "-sS".to_string(),
+        "--proxy".into(),
+        airlock.proxy_url(),
+        "--cacert".into(),
+        support::path_str(&up.ca_file),
+        "https://unknown.test/tunnelled".into(),
+    ];
+    let (code, out, err) = curl(&args).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("/tunnelled"), "{out}");
+    assert_eq!(up.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn host_header_mismatch_refused() {
+    let (up, airlock) = setup(INSPECT, UpstreamOptions::default()).await;
+    for flag in ["--http1.1", "--http2"] {
+        let args = curl_args(
+            &airlock,
+            &[
+                flag,
+                "-i",
+                "-H",
+                "Host: upstream.test",
+                "https://api.github.com/x",
+            ],
+        );
+        let (code, out, err) = curl(&args).await;
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.contains("HTTP/1.1 403") || out.contains("HTTP/2 403"),
+            "{out}"
+        );
+        assert!(out.contains("authority_mismatch"), "{out}");
+    }
+    assert_eq!(up.count(), 0, "nothing forwarded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sni_mismatch_refused() {
+    let (up, airlock) = setup(INSPECT, UpstreamOptions::default()).await;
+    let mut tcp = TcpStream::connect(airlock.addr).await.expect("connect");
+    tcp.write_all(b"CONNECT api.github.com:443 HTTP/1.1\r\nHost: api.github.com:443\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 1024];
+    let n = tcp.read(&mut buf).await.expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // The agent claims another name in SNI; it trusts the CA but does not check the name.
+    let cfg = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAny))
+        .with_no_client_auth();
+    let conn = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
+    let name = rustls::pki_types::ServerName::try_from("upstream.test").expect("name");
+    let mut tls = conn.connect(name, tcp).await.expect("tls");
+    tls.write_all(b"GET /x HTTP/1.1\r\nHost: api.github.com\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out).await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    assert!(out.contains("sni_mismatch"), "{out}");
+    assert_eq!(up.count(), 0);
+}
+
+#[derive(Debug)]
+struct AcceptAny;
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_upstream_certificate_gives_502() {
+    let (up, airlock) = setup(
+        INSPECT,
+        UpstreamOptions {
+            untrusted_cert: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let resp = airlock
+        .client()
+        .get("https://api.github.com/x")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 502);
+    assert_eq!(
+        resp.headers()
+            .get("airlock-reason")
+            .and_then(|v| v.to_str().ok()),
+        Some("upstream_certificate")
+    );
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["side"], "upstream");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("UnknownIssuer"),
+        "{body}"
+    );
+    assert_eq!(
+        up.count(),
+        0,
+        "the request never reached the untrusted server"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn plain_http_proxying() {
+    let (up, airlock) = setup(
+        INSPECT,
+        UpstreamOptions {
+            plain: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let args = vec![
+        "-sS".to_string(),
+        "--proxy".into(),
+        airlock.proxy_url(),
+        "http://upstream.test/plain?q=1".into(),
+    ];
+    let (code, out, err) = curl(&args).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"path\":\"/plain?q=1\""), "{out}");
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].header("proxy-connection").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn oversized_headers_get_431_and_bad_targets_400() {
+    let (up, airlock) = setup(INSPECT, UpstreamOptions::default()).await;
+    let big = "a".repeat(100 * 1024);
+    let req = format!(
+        "GET http://upstream.test/ HTTP/1.1\r\nHost: upstream.test\r\nX-Big: {big}\r\n\r\n"
+    );
+    let resp = raw(airlock.addr, req.as_bytes()).await;
+    assert!(
+        resp.starts_with("HTTP/1.1 431"),
+        "{}",
+        &resp[..resp.len().min(200)]
+    );
+    let cases: &[(&str, &str)] = &[
+        ("CONNECT api.github.com HTTP/1.1\r\nHost: x\r\n\r\n", "400"),
+        (
+            "CONNECT api.github.com:0 HTTP/1.1\r\nHost: x\r\n\r\n",
+            "400",
+        ),
+        (
+            "CONNECT api.github.com:99999 HTTP/1.1\r\nHost: x\r\n\r\n",
+            "400",
+        ),
+        (
+            "GET /not-a-proxy-request HTTP/1.1\r\nHost: x\r\n\r\n",
+            "400",
+        ),
+    ];
+    for (req, status) in cases {
+        let resp = raw(airlock.addr, req.as_bytes()).await;
+        assert!(
+            resp.starts_with(&format!("HTTP/1.1 {status}")),
+            "{req:?} -> {resp}"
+        );
+    }
+    // Still healthy.
+    let resp = airlock
+        .client()
+        .get("https://api.github.com/ok")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(up.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_header_connection_is_closed() {
+    let toml = format!("{INSPECT}header_read_timeout = \"1s\"\n");
+    let (_up, airlock) = setup(&toml, UpstreamOptions::default()).await;
+    let mut s = TcpStream::connect(airlock.addr).await.expect("connect");
+    s.write_all(b"GET http://upstream.test/ HTTP/1.1\r\nHost: ups")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 1024];
+    let r = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+    match r {
+        Ok(Ok(n)) => {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "{text}");
+        }
+        Ok(Err(_)) => {}
+        Err(_) => panic!("a client that never finishes its headers must be cut off"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn graceful_shutdown_drains_in_flight_requests() {
+    let (up, airlock) = setup(INSPECT, UpstreamOptions::default()).await;
+    let client = airlock.client();
+    let mut resp = client
+        .get("https://api.github.com/hold-stream")
+        .send()
+        .await
+        .expect("send");
+    let first = resp.chunk().await.expect("chunk").expect("some");
+    assert_eq!(&first[..], b"first-chunk\n");
+    airlock.shutdown();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // No new connections are accepted...
+    let fresh = airlock.client();
+    assert!(fresh
+        .get("https://api.github.com/new")
+        .send()
+        .await
+        .is_err());
+    // ...but the in-flight response completes.
+    up.state.release.notify_one();
+    let rest = tokio::time::timeout(Duration::from_secs(5), resp.bytes())
+        .await
+        .expect("drained")
+        .expect("rest");
+    assert_eq!(&rest[..], b"rest\n");
+}

@@ -1,0 +1,171 @@
+//! Shared test harness: a fake TLS upstream with its own test CA that records what it receives,
+//! an in-process Airlock on 127.0.0.1:0 with a temp CA dir and store, and client helpers
+//! (reqwest through the proxy, curl).
+#![allow(dead_code)]
+
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use airlock::config::Config;
+use airlock::proxy::{self, Lifecycle, Proxy};
+use airlock::tls::CertificateAuthority;
+
+pub use upstream::{FakeUpstream, UpstreamOptions};
+
+/// Hosts the fake upstream's certificate covers.
+pub const UPSTREAM_NAMES: &[&str] = &[
+    "api.github.com",
+    "api.stripe.com",
+    "upstream.test",
+    "unknown.test",
+    "localhost",
+    "127.0.0.1",
+];
+
+pub fn init() {
+    airlock::install_crypto_provider();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A running in-process Airlock.
+pub struct Airlock {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub ca_pem: String,
+    pub proxy: Arc<Proxy>,
+    pub life: Lifecycle,
+}
+
+impl Airlock {
+    /// Starts Airlock with `toml` as its config file (listen address forced to port 0, CA and
+    /// store in a temp dir); `upstream` hosts are resolved to the fake upstream and its CA trusted.
+    pub async fn start(toml: &str, upstream: &FakeUpstream, hosts: &[&str]) -> Airlock {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::from_toml("test.toml", toml).expect("test config");
+        config.proxy.listen = "127.0.0.1:0".parse().expect("addr");
+        config.tls.ca_dir = dir.path().join("certs");
+        config.store.path = dir.path().join("data");
+        config
+            .upstream
+            .extra_ca_files
+            .push(upstream.ca_file.clone());
+        for h in hosts {
+            config.upstream.resolve.insert(h.to_string(), upstream.addr);
+        }
+        Self::start_with(config, dir).await
+    }
+
+    pub async fn start_with(config: Config, dir: tempfile::TempDir) -> Airlock {
+        let (ca, _) = CertificateAuthority::load_or_create(&config.tls.ca_dir).expect("CA");
+        let ca_pem = ca.cert_pem().to_string();
+        let classifier: Arc<dyn airlock::proxy::policy::Classifier> =
+            Arc::new(airlock::proxy::policy::AllowAll);
+        let proxy = Arc::new(Proxy::new(&config, Arc::new(ca), classifier, None).expect("proxy"));
+        let listener = tokio::net::TcpListener::bind(config.proxy.listen)
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let life = Lifecycle::default();
+        tokio::spawn(proxy::run(listener, proxy.clone(), life.clone()));
+        Airlock {
+            addr,
+            dir,
+            ca_pem,
+            proxy,
+            life,
+        }
+    }
+
+    pub fn proxy_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Writes the CA to a file and returns its path (for curl --cacert).
+    pub fn ca_file(&self) -> PathBuf {
+        let p = self.dir.path().join("agent-ca.pem");
+        std::fs::write(&p, &self.ca_pem).expect("write ca");
+        p
+    }
+
+    /// A reqwest client going through this Airlock, trusting only its CA.
+    pub fn client(&self) -> reqwest::Client {
+        self.client_builder().build().expect("client")
+    }
+
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        let cert = reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("ca");
+        reqwest::Client::builder()
+            .proxy(reqwest::Proxy::all(self.proxy_url()).expect("proxy"))
+            .tls_certs_only([cert])
+    }
+
+    pub fn shutdown(&self) {
+        self.life.shutdown.cancel();
+    }
+}
+
+/// Runs curl with `args`, returning (exit code, stdout, stderr).
+pub async fn curl(args: &[String]) -> (i32, String, String) {
+    let args = args.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new("curl")
+            .args(&args)
+            .output()
+            .expect("curl must be installed (apt-get install curl)");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .expect("join")
+}
+
+/// Base curl arguments for going through `airlock`.
+pub fn curl_args(airlock: &Airlock, extra: &[&str]) -> Vec<String> {
+    let ca = airlock.ca_file();
+    let mut v: Vec<String> = vec![
+        "-sS".into(),
+        "--max-time".into(),
+        "20".into(),
+        "--proxy".into(),
+        airlock.proxy_url(),
+        "--cacert".into(),
+        path_str(&ca),
+    ];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Current and peak resident set size of this process, in KiB.
+pub fn rss_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Resets the peak-RSS counter (VmHWM) of this process.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}

@@ -1,0 +1,314 @@
+//! A fake provider API over TLS (its own test CA), h1 and/or h2, that records every request.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::sync::Notify;
+
+type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
+
+#[derive(Clone)]
+pub struct UpstreamOptions {
+    /// ALPN protocols offered, in order (empty: none, which means HTTP/1.1).
+    pub alpn: Vec<&'static str>,
+    /// Serve a certificate from a CA that is NOT in `ca_file`.
+    pub untrusted_cert: bool,
+    /// Plain TCP, no TLS.
+    pub plain: bool,
+}
+
+impl Default for UpstreamOptions {
+    fn default() -> Self {
+        Self {
+            alpn: vec!["h2", "http/1.1"],
+            untrusted_cert: false,
+            plain: false,
+        }
+    }
+}
+
+/// One request as the upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path_and_query: String,
+    pub version: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub body_len: usize,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+pub struct State {
+    pub requests: Mutex<Vec<Recorded>>,
+    pub connections: AtomicUsize,
+    /// Released by the test to let `/hold-stream` send the rest of its body.
+    pub release: Notify,
+    /// Signalled when `/upload-hold` has seen the first chunk of a request body.
+    pub first_chunk_seen: Notify,
+}
+
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    /// The CA that signed the upstream's certificate (what Airlock must trust).
+    pub ca_file: PathBuf,
+    pub state: Arc<State>,
+    _dir: tempfile::TempDir,
+}
+
+impl FakeUpstream {
+    pub async fn start(opts: UpstreamOptions) -> FakeUpstream {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ca_pem, cert, key) = make_certs(opts.untrusted_cert);
+        let ca_file = dir.path().join("upstream-ca.pem");
+        std::fs::write(&ca_file, ca_pem).expect("write");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let state = Arc::new(State::default());
+        let tls = if opts.plain {
+            None
+        } else {
+            let mut cfg = rustls::ServerConfig::builder()
+                .with_no_client_auth()
+                .with_single_cert(cert, key)
+                .expect("server config");
+            cfg.alpn_protocols = opts.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+        };
+        let st = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                st.connections.fetch_add(1, Ordering::SeqCst);
+                let st = st.clone();
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let st = st.clone();
+                        async move { Ok::<_, Infallible>(respond(st, req).await) }
+                    });
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(s) = acceptor.accept(stream).await {
+                                let _ = builder.serve_connection(TokioIo::new(s), svc).await;
+                            }
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                    }
+                });
+            }
+        });
+        FakeUpstream {
+            addr,
+            ca_file,
+            state,
+            _dir: dir,
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.requests.lock().expect("lock").clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.state.requests.lock().expect("lock").len()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+}
+
+fn make_certs(untrusted: bool) -> (String, Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Fake Upstream Test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).expect("ca");
+    let ca_pem = ca_cert.pem();
+    let signer = if untrusted {
+        let other_key = KeyPair::generate().expect("key");
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "Some Other CA");
+        Issuer::new(p, other_key)
+    } else {
+        Issuer::new(ca_params, ca_key)
+    };
+    let leaf_key = KeyPair::generate().expect("key");
+    let names: Vec<String> = super::UPSTREAM_NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let leaf = CertificateParams::new(names)
+        .expect("params")
+        .signed_by(&leaf_key, &signer)
+        .expect("leaf");
+    let key = PrivateKeyDer::try_from(leaf_key.serialize_der()).expect("key der");
+    (ca_pem, vec![leaf.der().clone()], key)
+}
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).boxed_unsync()
+}
+
+async fn respond(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().to_string();
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let version = format!("{:?}", req.version());
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.to_string())
+        .or_else(|| {
+            req.headers()
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let path = req.uri().path().to_string();
+    let mut body = req.into_body();
+    let mut kept = Vec::new();
+    let mut total = 0usize;
+    let mut first = true;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(d) = frame.data_ref() {
+            total += d.len();
+            if kept.len() < 1 << 20 {
+                kept.extend_from_slice(d);
+            }
+            if first && path == "/upload-hold" {
+                st.first_chunk_seen.notify_one();
+            }
+            first = false;
+        }
+    }
+    let rec = Recorded {
+        method: method.clone(),
+        path_and_query: pq.clone(),
+        version: version.clone(),
+        headers,
+        body: kept,
+        body_len: total,
+    };
+    let authorization = rec.header("authorization").map(str::to_string);
+    st.requests.lock().expect("lock").push(rec);
+
+    if let Some(n) = path.strip_prefix("/bytes/") {
+        let n: usize = n.parse().unwrap_or(0);
+        return stream_bytes(n);
+    }
+    if path == "/hold-stream" {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(2);
+        tokio::spawn(async move {
+            let _ = tx
+                .send(Ok(Frame::data(Bytes::from_static(b"first-chunk\n"))))
+                .await;
+            st.release.notified().await;
+            let _ = tx
+                .send(Ok(Frame::data(Bytes::from_static(b"rest\n"))))
+                .await;
+        });
+        let stream = tokio_stream_from(rx);
+        return Response::new(StreamBody::new(stream).boxed_unsync());
+    }
+    if let Some(code) = path.strip_prefix("/status/") {
+        let status = code
+            .parse::<u16>()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(StatusCode::BAD_REQUEST);
+        let mut r = Response::new(full(format!("status {}", status.as_u16())));
+        *r.status_mut() = status;
+        return r;
+    }
+    let json = serde_json::json!({
+        "method": method,
+        "path": pq,
+        "host": host,
+        "version": version,
+        "body_len": total,
+        "authorization": authorization,
+    });
+    let mut r = Response::new(full(json.to_string()));
+    r.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn stream_bytes(n: usize) -> Response<Body> {
+    const CHUNK: usize = 64 * 1024;
+    let chunk = Bytes::from(vec![b'x'; CHUNK]);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+    tokio::spawn(async move {
+        let mut left = n;
+        while left > 0 {
+            let take = left.min(CHUNK);
+            if tx.send(Ok(Frame::data(chunk.slice(..take)))).await.is_err() {
+                return;
+            }
+            left -= take;
+        }
+    });
+    let mut r = Response::new(StreamBody::new(tokio_stream_from(rx)).boxed_unsync());
+    r.headers_mut().insert(
+        "content-length",
+        http::HeaderValue::from_str(&n.to_string()).expect("len"),
+    );
+    r
+}
+
+/// Adapts an mpsc receiver into a `Stream` without pulling in tokio-stream.
+fn tokio_stream_from<T>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
