@@ -127,6 +127,7 @@ impl CertificateAuthority {
     pub fn mint_leaf(&self, host: &str) -> Result<CertifiedKey, TlsError> {
         let san = match host.parse::<std::net::IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
+            Err(_) if !is_dns_name(host) => return Err(TlsError::BadHost(host.to_string())),
             Err(_) => SanType::DnsName(
                 host.to_string()
                     .try_into()
@@ -159,6 +160,16 @@ impl CertificateAuthority {
             signing,
         ))
     }
+}
+
+fn is_dns_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 fn paths(dir: &Path) -> (PathBuf, PathBuf) {

@@ -1,7 +1,7 @@
 //! Shared test harness: a fake TLS upstream with its own test CA that records what it receives,
 //! an in-process Airlock on 127.0.0.1:0 with a temp CA dir and store, and client helpers
 //! (reqwest through the proxy, curl).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod upstream;
 

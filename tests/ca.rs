@@ -1,0 +1,147 @@
+//! The interception CA: created once (key 0600), reused across restarts, exported by the CLI;
+//! minted leaves carry the right SAN, random serials and a validity under 398 days.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use airlock::tls::{CertificateAuthority, LeafCache};
+use x509_parser::prelude::*;
+
+fn airlock_bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_airlock"))
+}
+
+#[test]
+fn ca_init_creates_once_and_export_prints_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    let run = |args: &[&str]| {
+        let out = airlock_bin()
+            .args(args)
+            .arg("--ca-dir")
+            .arg(&certs)
+            .current_dir(dir.path())
+            .output()
+            .expect("run airlock");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(run(&["ca", "init"]).contains("CA created"));
+    let pem = std::fs::read_to_string(certs.join("ca.pem")).expect("ca.pem");
+    let mode = std::fs::metadata(certs.join("ca-key.pem"))
+        .expect("key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "CA key must be private");
+    assert!(run(&["ca", "init"]).contains("already present"));
+    assert_eq!(std::fs::read_to_string(certs.join("ca.pem")).expect("pem"), pem);
+    let exported = run(&["ca", "export"]);
+    assert_eq!(exported, pem);
+    assert!(!exported.contains("PRIVATE KEY"));
+}
+
+#[test]
+fn ca_export_without_ca_fails_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = airlock_bin()
+        .args(["ca", "export", "--ca-dir"])
+        .arg(dir.path().join("none"))
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ca init"), "{err}");
+}
+
+#[test]
+fn half_a_ca_is_refused_not_overwritten() {
+    support::init();
+    let dir = tempfile::tempdir().expect("tempdir");
+    CertificateAuthority::create(dir.path()).expect("create");
+    std::fs::remove_file(dir.path().join("ca-key.pem")).expect("rm");
+    let err = CertificateAuthority::load_or_create(dir.path()).expect_err("must refuse");
+    assert!(err.to_string().contains("ca-key.pem"), "{err}");
+    assert!(dir.path().join("ca.pem").exists(), "existing cert untouched");
+}
+
+#[tokio::test]
+async fn serve_reuses_the_ca_across_restarts() {
+    support::init();
+    let up = support::FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut pems = Vec::new();
+    for _ in 0..2 {
+        let mut config = airlock::config::Config::from_toml("t", "").expect("config");
+        config.proxy.listen = "127.0.0.1:0".parse().expect("addr");
+        config.tls.ca_dir = dir.path().join("certs");
+        config.upstream.extra_ca_files.push(up.ca_file.clone());
+        let keep = tempfile::tempdir().expect("tmp");
+        let a = support::Airlock::start_with(config, keep).await;
+        pems.push(a.ca_pem.clone());
+        a.shutdown();
+    }
+    assert_eq!(pems[0], pems[1], "second start must load, not regenerate, the CA");
+}
+
+#[test]
+fn leaves_have_san_random_serial_and_short_validity() {
+    support::init();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = CertificateAuthority::create(dir.path()).expect("ca");
+    let mut serials = Vec::new();
+    for host in ["api.github.com", "api.github.com", "127.0.0.1", "::1"] {
+        let key = ca.mint_leaf(host).expect("mint");
+        let der = key.cert.first().expect("leaf");
+        let (_, cert) = X509Certificate::from_der(der.as_ref()).expect("parse");
+        let v = cert.validity();
+        let days = (v.not_after.timestamp() - v.not_before.timestamp()) / 86_400;
+        assert!(days <= 398, "validity {days} days");
+        let san = cert
+            .subject_alternative_name()
+            .expect("ext")
+            .expect("san present");
+        let names: Vec<String> = san
+            .value
+            .general_names
+            .iter()
+            .map(|n| match n {
+                GeneralName::DNSName(d) => d.to_string(),
+                GeneralName::IPAddress(ip) => match ip.len() {
+                    4 => std::net::Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]).to_string(),
+                    16 => {
+                        let mut b = [0u8; 16];
+                        b.copy_from_slice(ip);
+                        std::net::Ipv6Addr::from(b).to_string()
+                    }
+                    _ => "?".into(),
+                },
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(names, vec![host.to_string()]);
+        assert!(!cert.is_ca());
+        serials.push(cert.raw_serial().to_vec());
+    }
+    serials.sort();
+    serials.dedup();
+    assert_eq!(serials.len(), 4, "serials must be random and distinct");
+}
+
+#[test]
+fn leaf_cache_is_bounded_and_hits() {
+    support::init();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = std::sync::Arc::new(CertificateAuthority::create(dir.path()).expect("ca"));
+    let cache = LeafCache::new(ca, std::num::NonZeroUsize::new(2).expect("nz"));
+    let a1 = cache.server_config("a.test").expect("a");
+    let a2 = cache.server_config("a.test").expect("a");
+    assert!(std::sync::Arc::ptr_eq(&a1, &a2), "second lookup is a cache hit");
+    cache.server_config("b.test").expect("b");
+    cache.server_config("c.test").expect("c");
+    assert_eq!(cache.len(), 2);
+    let a3 = cache.server_config("a.test").expect("a");
+    assert!(!std::sync::Arc::ptr_eq(&a1, &a3), "evicted entry is re-minted");
+    assert!(cache.server_config("bad host!").is_err());
+}
