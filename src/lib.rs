@@ -1,10 +1,12 @@
 //! Airlock: a forward HTTPS interception proxy that passes reversible API calls through and holds
 //! irreversible ones until a human approves. See `docs/request-flow.md` for one request's path.
 
+pub mod admin;
 pub mod config;
 pub mod gate;
 pub mod proxy;
 pub mod rules;
+pub mod server;
 pub mod store;
 pub mod tls;
 

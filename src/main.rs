@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use airlock::config::{self, Config, UnknownHosts};
-use airlock::proxy::{self, Lifecycle, Proxy};
+use airlock::proxy;
 use airlock::tls::CertificateAuthority;
 
 #[derive(Parser)]
@@ -36,6 +36,11 @@ enum Command {
         #[command(subcommand)]
         command: CaCommand,
     },
+    /// List and decide held requests (talks to the running server's admin API).
+    Reviews {
+        #[command(subcommand)]
+        command: ReviewsCommand,
+    },
     /// Validate configuration.
     Config {
         #[command(subcommand)]
@@ -63,6 +68,18 @@ struct ServeArgs {
     /// Directory holding ca.pem and ca-key.pem (overrides tls.ca_dir).
     #[arg(long)]
     ca_dir: Option<PathBuf>,
+    /// Admin API listen address (overrides admin.listen).
+    #[arg(long)]
+    admin_listen: Option<std::net::SocketAddr>,
+    /// Store directory (overrides store.path).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Store backend: redb or sled (overrides store.backend).
+    #[arg(long)]
+    store: Option<airlock::store::Backend>,
+    /// Rules directory (overrides rules.dir).
+    #[arg(long)]
+    rules_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -76,6 +93,35 @@ enum CaCommand {
     Export {
         #[arg(long)]
         ca_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReviewsCommand {
+    /// List reviews, newest first.
+    List {
+        /// Only reviews in this state (pending, approved, executing, executed, failed, rejected, expired, outcome_unknown).
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Show one review with its stored request.
+    Show { id: String },
+    /// Approve a pending review; Airlock then sends the stored request once.
+    Approve {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+        /// Name recorded as the approver (default: $USER).
+        #[arg(long, env = "USER")]
+        reviewer: Option<String>,
+    },
+    /// Reject a pending review.
+    Reject {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+        #[arg(long, env = "USER")]
+        reviewer: Option<String>,
     },
 }
 
@@ -115,6 +161,12 @@ fn main() -> Result<()> {
                 Ok(())
             }
         },
+        Command::Reviews { command } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(reviews(config, command))
+        }
         Command::Config {
             command: ConfigCommand::Check,
         } => {
@@ -169,6 +221,21 @@ fn serve(mut config: Config, args: ServeArgs) -> Result<()> {
     if let Some(d) = args.ca_dir {
         config.tls.ca_dir = d;
     }
+    if let Some(a) = args.admin_listen {
+        config.admin.listen = a;
+    }
+    if let Some(d) = args.data_dir {
+        if config.admin.token_file == config.store.path.join("admin-token") {
+            config.admin.token_file = d.join("admin-token");
+        }
+        config.store.path = d;
+    }
+    if let Some(b) = args.store {
+        config.store.backend = b;
+    }
+    if let Some(d) = args.rules_dir {
+        config.rules.dir = Some(d);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -177,31 +244,84 @@ fn serve(mut config: Config, args: ServeArgs) -> Result<()> {
 }
 
 async fn serve_async(config: Config) -> Result<()> {
-    let (ca, created) = CertificateAuthority::load_or_create(&config.tls.ca_dir)?;
-    if created {
-        tracing::info!(dir = %config.tls.ca_dir.display(), "created a new interception CA; clients must trust ca.pem");
-    }
     let classifier: Arc<dyn proxy::policy::Classifier> = Arc::new(proxy::policy::AllowAll);
-    let proxy = Arc::new(Proxy::new(&config, Arc::new(ca), classifier, None)?);
-    let listener = tokio::net::TcpListener::bind(config.proxy.listen)
-        .await
-        .with_context(|| format!("binding proxy listener {}", config.proxy.listen))?;
-    let addr = listener.local_addr()?;
-    println!("airlock: proxy listening on {addr}");
-    tracing::info!(%addr, unknown_hosts = ?config.proxy.unknown_hosts, "proxy listening");
-
-    let life = Lifecycle::default();
-    let server = tokio::spawn(proxy::run(listener, proxy, life.clone()));
+    let server =
+        airlock::server::start(&config, classifier, Arc::new(airlock::gate::SystemClock)).await?;
+    println!("airlock: proxy listening on {}", server.proxy_addr);
+    println!(
+        "airlock: admin API on http://{} (token in {})",
+        server.admin_addr,
+        config.admin.token_file.display()
+    );
+    tracing::info!(proxy = %server.proxy_addr, admin = %server.admin_addr, unknown_hosts = ?config.proxy.unknown_hosts, "Airlock running");
     shutdown_signal().await;
     tracing::info!("shutting down: no new connections, draining in-flight requests");
-    life.shutdown.cancel();
-    let _ = server.await;
-    life.tasks.close();
-    if tokio::time::timeout(config.proxy.shutdown_grace, life.tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("shutdown grace period over; closing remaining connections");
+    server.shutdown(config.proxy.shutdown_grace).await;
+    Ok(())
+}
+
+async fn reviews(config: Config, cmd: ReviewsCommand) -> Result<()> {
+    use airlock::admin::client::call;
+    use http::Method;
+    let token = airlock::admin::load_or_create_token(&config.admin.token_file)
+        .context("reading the admin token (set AIRLOCK_ADMIN_TOKEN or run from the directory `airlock serve` uses)")?;
+    let addr = config.admin.listen;
+    let (method, path, body) = match &cmd {
+        ReviewsCommand::List { state } => (
+            Method::GET,
+            match state {
+                Some(s) => format!("/v1/reviews?state={s}"),
+                None => "/v1/reviews".to_string(),
+            },
+            None,
+        ),
+        ReviewsCommand::Show { id } => (Method::GET, format!("/v1/reviews/{id}"), None),
+        ReviewsCommand::Approve {
+            id,
+            comment,
+            reviewer,
+        } => (
+            Method::POST,
+            format!("/v1/reviews/{id}/approve"),
+            Some(serde_json::json!({"comment": comment, "reviewer": reviewer})),
+        ),
+        ReviewsCommand::Reject {
+            id,
+            comment,
+            reviewer,
+        } => (
+            Method::POST,
+            format!("/v1/reviews/{id}/reject"),
+            Some(serde_json::json!({"comment": comment, "reviewer": reviewer})),
+        ),
+    };
+    let (status, json) = call(addr, &token, method, &path, body).await?;
+    if !(200..300).contains(&status) {
+        let msg = json
+            .get("message")
+            .and_then(|m| m.as_str())
+            .unwrap_or("request failed");
+        bail!("{msg} (HTTP {status})");
+    }
+    match cmd {
+        ReviewsCommand::List { .. } => {
+            let items = json["reviews"].as_array().cloned().unwrap_or_default();
+            if items.is_empty() {
+                println!("no reviews");
+            }
+            for r in items {
+                println!(
+                    "{}  {:<16} {:<28} {} {}  expires {}",
+                    r["reviewId"].as_str().unwrap_or("?"),
+                    r["state"].as_str().unwrap_or("?"),
+                    r["tool"].as_str().unwrap_or("-"),
+                    r["method"].as_str().unwrap_or("?"),
+                    r["url"].as_str().unwrap_or("?"),
+                    r["expiresAt"].as_str().unwrap_or("?"),
+                );
+            }
+        }
+        _ => println!("{}", serde_json::to_string_pretty(&json)?),
     }
     Ok(())
 }

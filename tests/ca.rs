@@ -25,7 +25,11 @@ fn ca_init_creates_once_and_export_prints_it() {
             .current_dir(dir.path())
             .output()
             .expect("run airlock");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     assert!(run(&["ca", "init"]).contains("CA created"));
@@ -36,7 +40,10 @@ fn ca_init_creates_once_and_export_prints_it() {
         .mode();
     assert_eq!(mode & 0o777, 0o600, "CA key must be private");
     assert!(run(&["ca", "init"]).contains("already present"));
-    assert_eq!(std::fs::read_to_string(certs.join("ca.pem")).expect("pem"), pem);
+    assert_eq!(
+        std::fs::read_to_string(certs.join("ca.pem")).expect("pem"),
+        pem
+    );
     let exported = run(&["ca", "export"]);
     assert_eq!(exported, pem);
     assert!(!exported.contains("PRIVATE KEY"));
@@ -63,7 +70,10 @@ fn half_a_ca_is_refused_not_overwritten() {
     std::fs::remove_file(dir.path().join("ca-key.pem")).expect("rm");
     let err = CertificateAuthority::load_or_create(dir.path()).expect_err("must refuse");
     assert!(err.to_string().contains("ca-key.pem"), "{err}");
-    assert!(dir.path().join("ca.pem").exists(), "existing cert untouched");
+    assert!(
+        dir.path().join("ca.pem").exists(),
+        "existing cert untouched"
+    );
 }
 
 #[tokio::test]
@@ -82,7 +92,10 @@ async fn serve_reuses_the_ca_across_restarts() {
         pems.push(a.ca_pem.clone());
         a.shutdown();
     }
-    assert_eq!(pems[0], pems[1], "second start must load, not regenerate, the CA");
+    assert_eq!(
+        pems[0], pems[1],
+        "second start must load, not regenerate, the CA"
+    );
 }
 
 #[test]
@@ -137,11 +150,17 @@ fn leaf_cache_is_bounded_and_hits() {
     let cache = LeafCache::new(ca, std::num::NonZeroUsize::new(2).expect("nz"));
     let a1 = cache.server_config("a.test").expect("a");
     let a2 = cache.server_config("a.test").expect("a");
-    assert!(std::sync::Arc::ptr_eq(&a1, &a2), "second lookup is a cache hit");
+    assert!(
+        std::sync::Arc::ptr_eq(&a1, &a2),
+        "second lookup is a cache hit"
+    );
     cache.server_config("b.test").expect("b");
     cache.server_config("c.test").expect("c");
     assert_eq!(cache.len(), 2);
     let a3 = cache.server_config("a.test").expect("a");
-    assert!(!std::sync::Arc::ptr_eq(&a1, &a3), "evicted entry is re-minted");
+    assert!(
+        !std::sync::Arc::ptr_eq(&a1, &a3),
+        "evicted entry is re-minted"
+    );
     assert!(cache.server_config("bad host!").is_err());
 }

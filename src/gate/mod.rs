@@ -1,16 +1,101 @@
-//! The gate: holds escalated requests as reviews, runs their lifecycle, executes approved ones.
-//! (being written)
+//! The gate: escalated requests become durable reviews; humans approve or reject; an approval
+//! fires the stored request exactly once.
+//!
+//! Exactly-once rests on compare-and-swap in the store: every transition reads the record,
+//! checks the state, and swaps in the new record only if nobody changed it meanwhile. The
+//! `approved -> executing` swap is made durable *before* the request is sent, so a crash after
+//! it leaves `executing`, which recovery turns into `outcome_unknown`, never a second send.
+
+pub mod agent_api;
+mod execute;
+pub mod review;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::proxy::respond::Refusal;
+use crate::config::GateConfig;
+use crate::proxy::respond::{json_response, Refusal};
 use crate::proxy::target::Target;
-use crate::proxy::upstream::Body;
+use crate::proxy::upstream::{Body, UpstreamClient};
 use crate::rules::Verdict;
+use crate::store::{Store, StoreError, Tree};
+pub use review::{Review, ReviewState, StoredRequest};
 
 pub const OUTCOME_HEADER: &str = "airlock-outcome";
 pub const REVIEW_ID_HEADER: &str = "airlock-review-id";
+/// Agent asks to wait up to this many seconds for approval instead of getting 423 at once.
+pub const WAIT_HEADER: &str = "airlock-wait";
+/// Status of the immediate answer to an escalated request: non-2xx, so no client mistakes it
+/// for success.
+pub const ESCALATE_STATUS: StatusCode = StatusCode::LOCKED;
+
+/// Headers never stored with a held request (credentials; Airlock's own control headers).
+const NOT_STORED: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+    "x-github-token",
+    "airlock-wait",
+    "host",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error("no review with id {0:?}")]
+    NotFound(String),
+    #[error("review {id} is already {state}; only pending reviews can be decided")]
+    AlreadyDecided { id: String, state: &'static str },
+    #[error("review {id} expired at {at}; an expired review is a rejection")]
+    Expired { id: String, at: String },
+    #[error("review store unavailable: {0}")]
+    Store(#[from] StoreError),
+    #[error("review record {id} is unreadable: {message}")]
+    Corrupt { id: String, message: String },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("review {0} changed concurrently too often; retry")]
+    Contention(String),
+}
+
+/// Wall-clock source (tests use a manual one).
+pub trait Clock: Send + Sync + 'static {
+    fn now_ms(&self) -> u64;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+/// A clock moved by hand.
+#[derive(Default)]
+pub struct ManualClock(pub AtomicU64);
+
+impl ManualClock {
+    pub fn advance(&self, d: Duration) {
+        self.0.fetch_add(d.as_millis() as u64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
 
 /// A request the catalog escalated, fully buffered.
 #[derive(Debug, Clone)]
@@ -23,12 +108,457 @@ pub struct HeldRequest {
     pub body: Bytes,
 }
 
-pub struct Gate;
+pub struct Gate {
+    store: Arc<dyn Store>,
+    client: UpstreamClient,
+    cfg: GateConfig,
+    clock: Arc<dyn Clock>,
+    /// Bumped after every transition; waiters re-read the store.
+    changes: watch::Sender<u64>,
+    tasks: TaskTracker,
+}
 
 impl Gate {
-    pub async fn hold(&self, _req: HeldRequest, _verdict: Verdict) -> http::Response<Body> {
-        Refusal::internal("gate_unavailable", "not implemented").into_response()
+    pub fn new(
+        store: Arc<dyn Store>,
+        client: UpstreamClient,
+        cfg: GateConfig,
+        clock: Arc<dyn Clock>,
+        tasks: TaskTracker,
+    ) -> Arc<Gate> {
+        Arc::new(Gate {
+            store,
+            client,
+            cfg,
+            clock,
+            changes: watch::channel(0).0,
+            tasks,
+        })
     }
+
+    pub fn config(&self) -> &GateConfig {
+        &self.cfg
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    // ---- store access (blocking work off the async threads) ----
+
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Gate) -> Result<T, GateError> + Send + 'static,
+    ) -> Result<T, GateError> {
+        let me = self.clone();
+        match tokio::task::spawn_blocking(move || f(&me)).await {
+            Ok(r) => r,
+            Err(e) => Err(GateError::Store(StoreError::Io(format!(
+                "store task failed: {e}"
+            )))),
+        }
+    }
+
+    fn load(&self, id: &str) -> Result<(Vec<u8>, Review), GateError> {
+        let bytes = self
+            .store
+            .get(Tree::Reviews, id.as_bytes())?
+            .ok_or_else(|| GateError::NotFound(id.to_string()))?;
+        let review = Review::decode(&bytes).map_err(|e| GateError::Corrupt {
+            id: id.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok((bytes, review))
+    }
+
+    /// Atomically applies `change` to review `id`: `change` sees the current record and returns
+    /// the next one (or an error); the swap only lands if nobody changed the record meanwhile.
+    fn transition(
+        &self,
+        id: &str,
+        change: impl Fn(&Review) -> Result<Review, GateError>,
+    ) -> Result<Review, GateError> {
+        for _ in 0..16 {
+            let (old_bytes, old) = self.load(id)?;
+            let mut next = change(&old)?;
+            if !old.state.can_become(next.state) {
+                return Err(GateError::AlreadyDecided {
+                    id: id.to_string(),
+                    state: old.state.as_str(),
+                });
+            }
+            next.version = old.version + 1;
+            next.updated_at_ms = self.clock.now_ms();
+            let new_bytes = next.encode().map_err(|e| GateError::Corrupt {
+                id: id.to_string(),
+                message: e.to_string(),
+            })?;
+            if self.store.compare_and_swap(
+                Tree::Reviews,
+                id.as_bytes(),
+                Some(&old_bytes),
+                &new_bytes,
+            )? {
+                self.changes.send_modify(|v| *v += 1);
+                tracing::info!(target: "airlock::gate", review = %id, from = old.state.as_str(), to = next.state.as_str(), "review transition");
+                return Ok(next);
+            }
+        }
+        Err(GateError::Contention(id.to_string()))
+    }
+
+    // ---- holding ----
+
+    /// Stores an escalated request durably and answers the agent: at once (423 ESCALATE), or,
+    /// when the agent or rule asked to wait, with the real upstream response if approved in time.
+    pub async fn hold(self: &Arc<Self>, req: HeldRequest, verdict: Verdict) -> Response<Body> {
+        let wait = requested_wait(&req.headers, &verdict, self.cfg.max_wait);
+        let review = match self.build_review(req, &verdict) {
+            Ok(r) => r,
+            Err(e) => {
+                return Refusal::client(
+                    StatusCode::BAD_REQUEST,
+                    "unstorable_request",
+                    e.to_string(),
+                )
+                .into_response()
+            }
+        };
+        let stored = review.clone();
+        let put = self
+            .blocking(move |g| {
+                let bytes = stored.encode().map_err(|e| GateError::Corrupt {
+                    id: stored.id.clone(),
+                    message: e.to_string(),
+                })?;
+                if g.store
+                    .compare_and_swap(Tree::Reviews, stored.id.as_bytes(), None, &bytes)?
+                {
+                    Ok(())
+                } else {
+                    Err(GateError::BadRequest("review id collision".into()))
+                }
+            })
+            .await;
+        if let Err(e) = put {
+            tracing::error!(error = %e, "could not store a held request; refusing it (fail closed)");
+            return Refusal::internal(
+                "review_store_unavailable",
+                "this request needs human approval but could not be queued; it was not forwarded",
+            )
+            .into_response();
+        }
+        self.changes.send_modify(|v| *v += 1);
+        tracing::info!(target: "airlock::gate", review = %review.id, tool = review.tool.as_deref().unwrap_or("-"), "request held for review");
+        if let Some(wait) = wait {
+            if let Ok(done) = self.wait_final(&review.id, wait).await {
+                if done.state.is_final() {
+                    return agent_api::final_response(&done);
+                }
+            }
+        }
+        escalate_response(&review)
+    }
+
+    fn build_review(&self, req: HeldRequest, verdict: &Verdict) -> Result<Review, GateError> {
+        let id = new_id("rev");
+        let now = self.clock.now_ms();
+        let expiry = verdict.expiry.unwrap_or(self.cfg.review_expiry);
+        let mut headers = Vec::new();
+        for (name, value) in req.headers.iter() {
+            let n = name.as_str();
+            if NOT_STORED.contains(&n) || is_hop_by_hop(n) {
+                continue;
+            }
+            let v = value.to_str().map_err(|_| {
+                GateError::BadRequest(format!(
+                    "header {n} is not valid text; held requests must be replayable"
+                ))
+            })?;
+            headers.push((n.to_string(), v.to_string()));
+        }
+        let is_stripe =
+            verdict.service.as_deref() == Some("stripe") || req.target.host == "api.stripe.com";
+        if is_stripe && !headers.iter().any(|(k, _)| k == "idempotency-key") {
+            headers.push(("idempotency-key".into(), format!("airlock-{id}")));
+        }
+        let request = StoredRequest {
+            scheme: req.scheme,
+            host: req.target.host.clone(),
+            port: req.target.port,
+            method: req.method,
+            path_and_query: req.path_and_query,
+            headers,
+            body_b64: review::b64(&req.body),
+        };
+        Ok(Review::new(
+            id,
+            new_id("dec"),
+            verdict,
+            request,
+            now,
+            now.saturating_add(expiry.as_millis() as u64),
+        ))
+    }
+
+    // ---- reading ----
+
+    pub async fn get(self: &Arc<Self>, id: &str) -> Result<Review, GateError> {
+        let id = id.to_string();
+        self.blocking(move |g| g.load(&id).map(|(_, r)| r)).await
+    }
+
+    /// Reviews, newest first, optionally only those in `state`.
+    pub async fn list(
+        self: &Arc<Self>,
+        state: Option<ReviewState>,
+    ) -> Result<Vec<Review>, GateError> {
+        self.blocking(move |g| {
+            let mut out = Vec::new();
+            for (key, bytes) in g.store.scan(Tree::Reviews)? {
+                match Review::decode(&bytes) {
+                    Ok(r) if state.is_none_or(|s| s == r.state) => out.push(r),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(key = %String::from_utf8_lossy(&key), error = %e, "unreadable review record skipped"),
+                }
+            }
+            out.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms));
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Waits up to `timeout` for review `id` to reach a final state; returns it as it then is.
+    pub async fn wait_final(
+        self: &Arc<Self>,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Review, GateError> {
+        let mut rx = self.changes.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            rx.borrow_and_update();
+            let r = self.get(id).await?;
+            if r.state.is_final() {
+                return Ok(r);
+            }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { return Ok(r) },
+                _ = tokio::time::sleep_until(deadline) => return self.get(id).await,
+            }
+        }
+    }
+
+    // ---- deciding ----
+
+    /// Approves a pending review and executes it; returns the review after execution.
+    pub async fn approve(
+        self: &Arc<Self>,
+        id: &str,
+        reviewer: &str,
+        comment: Option<String>,
+    ) -> Result<Review, GateError> {
+        let decision = review::Decision {
+            by: reviewer.to_string(),
+            at_ms: self.clock.now_ms(),
+            comment,
+        };
+        let id_owned = id.to_string();
+        let approved = self
+            .blocking(move |g| g.decide(&id_owned, ReviewState::Approved, decision))
+            .await?;
+        // Execute in a tracked task so a disconnecting caller cannot cut it short.
+        let me = self.clone();
+        let handle = self
+            .tasks
+            .spawn(async move { me.execute(&approved.id).await });
+        match handle.await {
+            Ok(r) => r,
+            Err(e) => Err(GateError::Store(StoreError::Io(format!(
+                "execution task failed: {e}"
+            )))),
+        }
+    }
+
+    pub async fn reject(
+        self: &Arc<Self>,
+        id: &str,
+        reviewer: &str,
+        comment: Option<String>,
+    ) -> Result<Review, GateError> {
+        let decision = review::Decision {
+            by: reviewer.to_string(),
+            at_ms: self.clock.now_ms(),
+            comment,
+        };
+        let id = id.to_string();
+        self.blocking(move |g| g.decide(&id, ReviewState::Rejected, decision))
+            .await
+    }
+
+    /// pending -> approved | rejected; a pending review past its expiry becomes expired instead.
+    fn decide(
+        &self,
+        id: &str,
+        to: ReviewState,
+        decision: review::Decision,
+    ) -> Result<Review, GateError> {
+        let now = self.clock.now_ms();
+        let r = self.transition(id, |cur| {
+            if cur.state != ReviewState::Pending {
+                return Err(GateError::AlreadyDecided {
+                    id: id.to_string(),
+                    state: cur.state.as_str(),
+                });
+            }
+            let mut next = cur.clone();
+            if now >= cur.expires_at_ms {
+                next.state = ReviewState::Expired;
+            } else {
+                next.state = to;
+                next.decision = Some(decision.clone());
+            }
+            Ok(next)
+        })?;
+        if r.state == ReviewState::Expired {
+            return Err(GateError::Expired {
+                id: id.to_string(),
+                at: review::rfc3339(r.expires_at_ms),
+            });
+        }
+        Ok(r)
+    }
+
+    // ---- background duties ----
+
+    /// Expires every pending review past its deadline. Returns how many it expired.
+    pub async fn sweep(self: &Arc<Self>) -> Result<usize, GateError> {
+        self.blocking(|g| {
+            let now = g.clock.now_ms();
+            let mut n = 0;
+            for (key, bytes) in g.store.scan(Tree::Reviews)? {
+                let Ok(r) = Review::decode(&bytes) else {
+                    continue;
+                };
+                if r.state != ReviewState::Pending || now < r.expires_at_ms {
+                    continue;
+                }
+                let id = String::from_utf8_lossy(&key).into_owned();
+                let res = g.transition(&id, |cur| {
+                    if cur.state != ReviewState::Pending || now < cur.expires_at_ms {
+                        return Err(GateError::AlreadyDecided {
+                            id: id.clone(),
+                            state: cur.state.as_str(),
+                        });
+                    }
+                    let mut next = cur.clone();
+                    next.state = ReviewState::Expired;
+                    Ok(next)
+                });
+                if res.is_ok() {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    /// After a restart: `executing` becomes `outcome_unknown` (never re-sent); `approved` (the
+    /// decision landed but sending had not begun) is executed now.
+    pub async fn recover(self: &Arc<Self>) -> Result<(), GateError> {
+        let reviews = self.list(None).await?;
+        for r in reviews {
+            match r.state {
+                ReviewState::Executing => {
+                    let id = r.id.clone();
+                    self.blocking(move |g| {
+                        g.transition(&id, |cur| {
+                            let mut next = cur.clone();
+                            next.state = ReviewState::OutcomeUnknown;
+                            if let Some(e) = next.execution.as_mut() {
+                                e.error = Some("Airlock stopped while this request was being sent; it may or may not have reached the upstream and is not retried automatically".into());
+                            }
+                            Ok(next)
+                        })
+                    })
+                    .await?;
+                }
+                ReviewState::Approved => {
+                    let me = self.clone();
+                    self.tasks.spawn(async move {
+                        if let Err(e) = me.execute(&r.id).await {
+                            tracing::error!(review = %r.id, error = %e, "execution after restart failed");
+                        }
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the expiry sweeper until `shutdown`.
+    pub async fn run_sweeper(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.cfg.sweep_interval);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            match self.sweep().await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(target: "airlock::gate", expired = n, "expired reviews (silence is rejection)")
+                }
+                Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
+            }
+        }
+    }
+}
+
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "proxy-connection"
+            | "keep-alive"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+fn requested_wait(headers: &HeaderMap, verdict: &Verdict, max: Duration) -> Option<Duration> {
+    let asked = headers
+        .get(WAIT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .or(verdict.wait)?;
+    (!asked.is_zero()).then(|| asked.min(max))
+}
+
+/// The immediate non-2xx answer to an escalated request.
+pub fn escalate_response(r: &Review) -> Response<Body> {
+    let body = serde_json::json!({
+        "decisionId": r.decision_id,
+        "outcome": "ESCALATE",
+        "reviewId": r.id,
+        "reasonCodes": r.reason_codes,
+        "tool": r.tool,
+        "expiresAt": review::rfc3339(r.expires_at_ms),
+        "message": "held for human review; it has not been sent. Poll statusUrl (through the proxy) for the outcome.",
+        "statusUrl": format!("http://{}/v1/reviews/{}", crate::proxy::policy::LOCAL_HOST, r.id),
+    });
+    let mut resp = json_response(ESCALATE_STATUS, &body);
+    let h = resp.headers_mut();
+    h.insert(OUTCOME_HEADER, HeaderValue::from_static("ESCALATE"));
+    if let Ok(v) = HeaderValue::from_str(&r.id) {
+        h.insert(REVIEW_ID_HEADER, v);
+    }
+    resp
 }
 
 /// A random identifier with a readable prefix, e.g. `rev_3f9c...` (128 bits).

@@ -14,7 +14,7 @@ use super::access_log::AccessLog;
 use super::policy::{Permitted, Route};
 use super::respond::{full, Refusal};
 use super::target::Target;
-use super::upstream::{Body, BoxError, UpstreamFailure};
+use super::upstream::{Body, BoxError};
 use super::Proxy;
 use crate::rules::{Action, RequestHead, Verdict};
 
@@ -80,11 +80,19 @@ async fn phases(
     check_authority(conn, &req)?;
     match conn.route {
         Route::Local => {
-            return Err(Refusal::client(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such Airlock agent endpoint",
-            ))
+            log.verdict = "local".into();
+            let max_wait = proxy
+                .gate
+                .as_ref()
+                .map(|g| g.config().max_wait)
+                .unwrap_or_default();
+            return Ok(crate::gate::agent_api::serve_local(
+                proxy.gate.clone(),
+                req.method().clone(),
+                req.uri().clone(),
+                max_wait,
+            )
+            .await);
         }
         Route::Deny => {
             return Err(Refusal::policy(
@@ -311,26 +319,10 @@ pub async fn forward(
     conn: &ConnInfo,
     permitted: Permitted<Request<Body>>,
 ) -> Result<Response<Body>, Refusal> {
-    let (req, _decision) = permitted.into_parts();
-    let req = to_upstream(req, conn.scheme, &conn.target)?;
-    send(proxy, req).await
-}
-
-/// Sends an already-built upstream request; maps failures to refusals naming the upstream.
-pub async fn send(proxy: &Proxy, req: Request<Body>) -> Result<Response<Body>, Refusal> {
-    match proxy.client.request(req).await {
-        Ok(resp) => {
-            let (mut parts, body) = resp.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
-            let body = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
-            Ok(Response::from_parts(parts, body))
-        }
-        Err(e) => {
-            let failure = UpstreamFailure::from_error(&e);
-            tracing::warn!(failure = ?failure, "upstream request failed");
-            Err(Refusal::upstream(failure))
-        }
-    }
+    let permitted = permitted.try_map(|req| to_upstream(req, conn.scheme, &conn.target))?;
+    super::upstream::send(&proxy.client, permitted)
+        .await
+        .map_err(Refusal::upstream)
 }
 
 /// Rewrites an agent's request for the upstream: absolute URI, HTTP/1.1 semantics (the pool

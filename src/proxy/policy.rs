@@ -96,6 +96,14 @@ impl<T> Permitted<T> {
         }
     }
 
+    /// Transforms the permitted value (e.g. into its upstream form), keeping the decision.
+    pub fn try_map<U, E>(self, f: impl FnOnce(T) -> Result<U, E>) -> Result<Permitted<U>, E> {
+        Ok(Permitted {
+            inner: f(self.inner)?,
+            decision: self.decision,
+        })
+    }
+
     pub fn decision(&self) -> &Decision {
         &self.decision
     }

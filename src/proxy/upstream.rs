@@ -18,7 +18,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use super::policy::{Decision, Permitted};
 use super::target::Target;
+use http::{Request, Response};
+use http_body_util::BodyExt;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Body type used on both sides of the proxy.
@@ -122,6 +125,36 @@ pub fn client(
         .pool_idle_timeout(pool_idle_timeout)
         .pool_max_idle_per_host(256)
         .build(https)
+}
+
+/// The only way a request reaches an upstream: it must carry policy's permission.
+/// Hop-by-hop headers are stripped from the answer, whose body streams.
+pub async fn send(
+    client: &UpstreamClient,
+    permitted: Permitted<Request<Body>>,
+) -> Result<Response<Body>, UpstreamFailure> {
+    let (req, decision) = permitted.into_parts();
+    match client.request(req).await {
+        Ok(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            super::handler::strip_hop_by_hop(&mut parts.headers);
+            let body = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
+            Ok(Response::from_parts(parts, body))
+        }
+        Err(e) => {
+            let failure = UpstreamFailure::from_error(&e);
+            tracing::warn!(failure = ?failure, decision = ?decision_kind(&decision), "upstream request failed");
+            Err(failure)
+        }
+    }
+}
+
+fn decision_kind(d: &Decision) -> &'static str {
+    match d {
+        Decision::Verdict(_) => "verdict",
+        Decision::UnknownHostTunnel => "tunnel",
+        Decision::Approved { .. } => "approved",
+    }
 }
 
 /// Why an upstream exchange failed, in words safe to show an agent.

@@ -38,6 +38,19 @@ pub enum Backend {
     Redb,
 }
 
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sled" => Ok(Backend::Sled),
+            "redb" => Ok(Backend::Redb),
+            other => Err(format!(
+                "unknown store backend {other:?}: expected \"redb\" or \"sled\""
+            )),
+        }
+    }
+}
+
 /// The whole storage contract. Every successful write is durable (on disk) before it returns.
 pub trait Store: Send + Sync + 'static {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;

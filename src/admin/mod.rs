@@ -1,0 +1,278 @@
+//! Admin API for reviewers, on its own listener (default 127.0.0.1:8081), never reachable
+//! through the proxy port. Every route but `/healthz` needs `Authorization: Bearer <token>`.
+//!
+//! Routes:
+//! - `GET  /healthz`                      liveness, no auth
+//! - `GET  /v1/reviews[?state=pending]`   reviews, newest first
+//! - `GET  /v1/reviews/{id}`              one review, with its stored request (no credentials)
+//! - `POST /v1/reviews/{id}/approve`      body `{"reviewer": "...", "comment": "..."}` (both optional);
+//!   executes the stored request and answers with the review after execution
+//! - `POST /v1/reviews/{id}/reject`       same body
+
+pub mod client;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::gate::agent_api::{gate_error_response, review_json};
+use crate::gate::{Gate, ReviewState};
+use crate::proxy::respond::{json_response, Refusal};
+use crate::proxy::upstream::Body;
+
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{path}: {message}")]
+    TokenFile { path: String, message: String },
+}
+
+/// Reads the admin token from `path`, creating it (random, mode 0600) if absent.
+/// `AIRLOCK_ADMIN_TOKEN` overrides the file.
+pub fn load_or_create_token(path: &Path) -> Result<String, AdminError> {
+    if let Ok(t) = std::env::var("AIRLOCK_ADMIN_TOKEN") {
+        if !t.trim().is_empty() {
+            return Ok(t.trim().to_string());
+        }
+    }
+    let err = |message: String| AdminError::TokenFile {
+        path: path.display().to_string(),
+        message,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
+        Ok(_) => return Err(err("token file is empty".into())),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e.to_string())),
+        Err(_) => {}
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| err(e.to_string()))?;
+    }
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| err(e.to_string()))?;
+    f.write_all(token.as_bytes())
+        .map_err(|e| err(e.to_string()))?;
+    f.sync_all().map_err(|e| err(e.to_string()))?;
+    Ok(token)
+}
+
+pub struct Admin {
+    gate: Arc<Gate>,
+    token_digest: [u8; 32],
+    listen: SocketAddr,
+}
+
+impl Admin {
+    pub fn new(gate: Arc<Gate>, token: &str, listen: SocketAddr) -> Arc<Admin> {
+        Arc::new(Admin {
+            gate,
+            token_digest: Sha256::digest(token.as_bytes()).into(),
+            listen,
+        })
+    }
+}
+
+/// Serves the admin API until `shutdown`.
+pub async fn run(
+    listener: TcpListener,
+    admin: Arc<Admin>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            a = listener.accept() => match a { Ok(x) => x, Err(_) => continue },
+            _ = shutdown.cancelled() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let admin = admin.clone();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(route(&admin, req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), svc);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = shutdown.cancelled() => { conn.as_mut().graceful_shutdown(); let _ = conn.await; }
+            }
+        });
+    }
+}
+
+fn err(status: StatusCode, code: &'static str, msg: &str) -> Response<Body> {
+    Refusal::client(status, code, msg).into_response()
+}
+
+async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
+    if !host_ok(admin, &req) {
+        return err(
+            StatusCode::MISDIRECTED_REQUEST,
+            "bad_host",
+            "Host header does not name this admin listener",
+        );
+    }
+    let path = req.uri().path().to_string();
+    if path == "/healthz" {
+        return json_response(StatusCode::OK, &serde_json::json!({"ok": true}));
+    }
+    if !authorized(admin, &req) {
+        let mut r = err(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = req.method().clone();
+    match (method, segments.as_slice()) {
+        (Method::GET, ["v1", "reviews"]) => {
+            let state = req
+                .uri()
+                .query()
+                .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "state"))
+                .map(|(_, v)| v.parse::<ReviewState>());
+            let state = match state {
+                Some(Ok(s)) => Some(s),
+                Some(Err(e)) => return err(StatusCode::BAD_REQUEST, "bad_state", &e),
+                None => None,
+            };
+            match admin.gate.list(state).await {
+                Ok(list) => {
+                    let items: Vec<_> = list.iter().map(|r| review_json(r, false)).collect();
+                    json_response(StatusCode::OK, &serde_json::json!({ "reviews": items }))
+                }
+                Err(e) => gate_error_response(&e),
+            }
+        }
+        (Method::GET, ["v1", "reviews", id]) => match admin.gate.get(id).await {
+            Ok(r) => json_response(StatusCode::OK, &review_json(&r, true)),
+            Err(e) => gate_error_response(&e),
+        },
+        (Method::POST, ["v1", "reviews", id, action @ ("approve" | "reject")]) => {
+            let id = id.to_string();
+            let action = action.to_string();
+            let body = match read_json(req).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let reviewer = body
+                .get("reviewer")
+                .and_then(|v| v.as_str())
+                .unwrap_or("admin")
+                .chars()
+                .take(128)
+                .collect::<String>();
+            let comment = body
+                .get("comment")
+                .and_then(|v| v.as_str())
+                .map(|c| c.chars().take(4096).collect::<String>());
+            let result = if action == "approve" {
+                admin.gate.approve(&id, &reviewer, comment).await
+            } else {
+                admin.gate.reject(&id, &reviewer, comment).await
+            };
+            match result {
+                Ok(r) => json_response(StatusCode::OK, &review_json(&r, true)),
+                Err(e) => gate_error_response(&e),
+            }
+        }
+        (_, ["v1", "reviews", ..]) => err(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "see the admin API routes in the README",
+        ),
+        _ => err(StatusCode::NOT_FOUND, "not_found", "unknown admin route"),
+    }
+}
+
+fn authorized(admin: &Admin, req: &Request<Incoming>) -> bool {
+    let Some(v) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(token) = v.strip_prefix("Bearer ") else {
+        return false;
+    };
+    let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+    // Comparing digests: equal-length, and timing reveals nothing about the token.
+    digest == admin.token_digest
+}
+
+/// DNS-rebinding guard: the Host must be the listener's own address or localhost.
+fn host_ok(admin: &Admin, req: &Request<Incoming>) -> bool {
+    let Some(host) = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return false;
+    };
+    let port = admin.listen.port();
+    let allowed = [
+        admin.listen.to_string(),
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+    ];
+    allowed.iter().any(|a| a.eq_ignore_ascii_case(host))
+}
+
+async fn read_json(req: Request<Incoming>) -> Result<serde_json::Value, Response<Body>> {
+    let bytes: Bytes = match Limited::new(req.into_body(), MAX_ADMIN_BODY)
+        .collect()
+        .await
+    {
+        Ok(c) => c.to_bytes(),
+        Err(_) => {
+            return Err(err(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "admin request body over 64 KiB",
+            ))
+        }
+    };
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(serde_json::json!({}));
+    }
+    match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(v @ serde_json::Value::Object(_)) => Ok(v),
+        _ => Err(err(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            "body must be a JSON object",
+        )),
+    }
+}

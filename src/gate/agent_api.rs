@@ -1,0 +1,176 @@
+//! What agents see of reviews: `GET http://airlock.local/v1/reviews/{id}?wait=30` through the
+//! proxy (answered by Airlock itself, never forwarded), and the final answer in wait mode.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use http::{HeaderName, HeaderValue, Method, Response, StatusCode};
+
+use super::review::{rfc3339, Review, ReviewState};
+use super::{Gate, GateError, OUTCOME_HEADER, REVIEW_ID_HEADER};
+use crate::proxy::respond::{full, json_response, Refusal};
+use crate::proxy::upstream::Body;
+
+/// JSON view of a review. `full` adds the stored request (admin only); credentials are never
+/// part of a review, so neither view can leak one.
+pub fn review_json(r: &Review, full: bool) -> serde_json::Value {
+    let decision = r
+        .decision
+        .as_ref()
+        .map(|d| serde_json::json!({"by": d.by, "at": rfc3339(d.at_ms), "comment": d.comment}));
+    let result = r.execution.as_ref().map(|e| {
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(&e.body_b64)
+            .unwrap_or_default();
+        let mut v = serde_json::json!({
+            "status": e.status,
+            "headers": e.headers,
+            "bodyTruncated": e.body_truncated,
+            "error": e.error,
+            "startedAt": rfc3339(e.started_at_ms),
+            "finishedAt": e.finished_at_ms.map(rfc3339),
+        });
+        match String::from_utf8(body) {
+            Ok(text) => v["body"] = serde_json::Value::String(text),
+            Err(_) => v["bodyBase64"] = serde_json::Value::String(e.body_b64.clone()),
+        }
+        v
+    });
+    let mut v = serde_json::json!({
+        "reviewId": r.id,
+        "decisionId": r.decision_id,
+        "state": r.state.as_str(),
+        "tool": r.tool,
+        "service": r.service,
+        "class": r.class,
+        "ruleId": r.rule_id,
+        "reasonCodes": r.reason_codes,
+        "explanation": r.explanation,
+        "params": r.params,
+        "agent": r.agent,
+        "createdAt": rfc3339(r.created_at_ms),
+        "expiresAt": rfc3339(r.expires_at_ms),
+        "updatedAt": rfc3339(r.updated_at_ms),
+        "decision": decision,
+        "result": result,
+        "method": r.request.method,
+        "url": r.request.url(),
+    });
+    if full {
+        v["request"] = serde_json::json!({
+            "method": r.request.method,
+            "url": r.request.url(),
+            "headers": r.request.headers,
+            "bodyBase64": r.request.body_b64,
+        });
+    }
+    v
+}
+
+/// Serves Airlock's own agent endpoints.
+pub async fn serve_local(
+    gate: Option<Arc<Gate>>,
+    method: Method,
+    uri: http::Uri,
+    max_wait: Duration,
+) -> Response<Body> {
+    let Some(gate) = gate else {
+        return Refusal::internal("gate_unavailable", "no review queue is running").into_response();
+    };
+    let path = uri.path();
+    let Some(id) = path.strip_prefix("/v1/reviews/") else {
+        return Refusal::client(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "known endpoint: GET /v1/reviews/{id}?wait=SECONDS",
+        )
+        .into_response();
+    };
+    if method != Method::GET {
+        return Refusal::client(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "use GET",
+        )
+        .into_response();
+    }
+    let wait = uri
+        .query()
+        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "wait"))
+        .and_then(|(_, v)| v.parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s).min(max_wait));
+    let result = match wait {
+        Some(w) if !w.is_zero() => gate.wait_final(id, w).await,
+        _ => gate.get(id).await,
+    };
+    match result {
+        Ok(r) => json_response(StatusCode::OK, &review_json(&r, false)),
+        Err(e) => gate_error_response(&e),
+    }
+}
+
+/// Maps gate errors to clear HTTP answers.
+pub fn gate_error_response(e: &GateError) -> Response<Body> {
+    let (status, code) = match e {
+        GateError::NotFound(_) => (StatusCode::NOT_FOUND, "unknown_review"),
+        GateError::AlreadyDecided { .. } => (StatusCode::CONFLICT, "already_decided"),
+        GateError::Expired { .. } => (StatusCode::CONFLICT, "expired"),
+        GateError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+        GateError::Contention(_) => (StatusCode::CONFLICT, "contention"),
+        GateError::Store(_) | GateError::Corrupt { .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+        }
+    };
+    let side = if status.is_server_error() {
+        crate::proxy::respond::Side::Internal
+    } else {
+        crate::proxy::respond::Side::Client
+    };
+    Refusal::new(status, side, code, e.to_string()).into_response()
+}
+
+/// In wait mode, the answer once a review is final: the real upstream response if it executed,
+/// otherwise a non-2xx JSON naming the outcome.
+pub fn final_response(r: &Review) -> Response<Body> {
+    if let (ReviewState::Executed, Some(e)) = (r.state, &r.execution) {
+        if let Some(status) = e.status.and_then(|s| StatusCode::from_u16(s).ok()) {
+            let body = base64::engine::general_purpose::STANDARD
+                .decode(&e.body_b64)
+                .unwrap_or_default();
+            let mut resp = Response::new(full(body));
+            *resp.status_mut() = status;
+            let h = resp.headers_mut();
+            for (k, v) in &e.headers {
+                if let (Ok(k), Ok(v)) = (
+                    HeaderName::from_bytes(k.as_bytes()),
+                    HeaderValue::from_str(v),
+                ) {
+                    if k != http::header::CONTENT_LENGTH && k != http::header::TRANSFER_ENCODING {
+                        h.append(k, v);
+                    }
+                }
+            }
+            h.insert(OUTCOME_HEADER, HeaderValue::from_static("EXECUTED"));
+            if let Ok(v) = HeaderValue::from_str(&r.id) {
+                h.insert(REVIEW_ID_HEADER, v);
+            }
+            return resp;
+        }
+    }
+    let (status, outcome) = match r.state {
+        ReviewState::Rejected => (StatusCode::FORBIDDEN, "REJECTED"),
+        ReviewState::Expired => (StatusCode::FORBIDDEN, "EXPIRED"),
+        ReviewState::Failed => (StatusCode::BAD_GATEWAY, "FAILED"),
+        _ => (StatusCode::BAD_GATEWAY, "OUTCOME_UNKNOWN"),
+    };
+    let mut body = review_json(r, false);
+    body["outcome"] = serde_json::Value::String(outcome.into());
+    let mut resp = json_response(status, &body);
+    let h = resp.headers_mut();
+    h.insert(OUTCOME_HEADER, HeaderValue::from_static(outcome));
+    if let Ok(v) = HeaderValue::from_str(&r.id) {
+        h.insert(REVIEW_ID_HEADER, v);
+    }
+    resp
+}

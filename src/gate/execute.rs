@@ -1,0 +1,204 @@
+//! Execution of an approved review: claim it (`approved -> executing`, durable), send the
+//! stored request once, record the upstream's answer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method, Request};
+use http_body_util::BodyExt;
+
+use super::review::{b64, Execution, Review, ReviewState, StoredRequest};
+use super::{Gate, GateError};
+use crate::proxy::policy::Permitted;
+use crate::proxy::respond::full;
+use crate::proxy::upstream::{self, Body, UpstreamFailure};
+
+/// Longest an approved request may take upstream before its outcome is declared unknown.
+const EXECUTION_TIMEOUT: Duration = Duration::from_secs(120);
+
+enum Outcome {
+    Answered {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        truncated: bool,
+        error: Option<String>,
+    },
+    /// Certainly not sent (connection or TLS setup failed, or the stored request is unusable).
+    NotSent(String),
+    /// May or may not have reached the upstream.
+    Unknown(String),
+}
+
+impl Gate {
+    /// Executes review `id` if it is `approved`; if another task already claimed it, returns the
+    /// review as it is. Never sends twice.
+    pub(super) async fn execute(self: &Arc<Self>, id: &str) -> Result<Review, GateError> {
+        let started = self.now_ms();
+        let claim_id = id.to_string();
+        let claimed = self
+            .blocking(move |g| {
+                g.transition(&claim_id, |cur| {
+                    if cur.state != ReviewState::Approved {
+                        return Err(GateError::AlreadyDecided {
+                            id: cur.id.clone(),
+                            state: cur.state.as_str(),
+                        });
+                    }
+                    let mut next = cur.clone();
+                    next.state = ReviewState::Executing;
+                    next.execution = Some(Execution {
+                        started_at_ms: started,
+                        finished_at_ms: None,
+                        status: None,
+                        headers: Vec::new(),
+                        body_b64: String::new(),
+                        body_truncated: false,
+                        error: None,
+                    });
+                    Ok(next)
+                })
+            })
+            .await;
+        let review = match claimed {
+            Ok(r) => r,
+            Err(GateError::AlreadyDecided { .. }) => return self.get(id).await,
+            Err(e) => return Err(e),
+        };
+
+        let outcome = match build_request(&review.request) {
+            Err(e) => Outcome::NotSent(e),
+            Ok(req) => {
+                let permitted = Permitted::by_approval(req, review.id.clone());
+                let cap = self.config().max_result_bytes;
+                let client = self.client.clone();
+                match tokio::time::timeout(EXECUTION_TIMEOUT, send(client, permitted, cap)).await {
+                    Ok(o) => o,
+                    Err(_) => Outcome::Unknown(format!(
+                        "no complete answer within {}s",
+                        EXECUTION_TIMEOUT.as_secs()
+                    )),
+                }
+            }
+        };
+        let finished = self.now_ms();
+        let done_id = review.id.clone();
+        self.blocking(move |g| {
+            g.transition(&done_id, |cur| {
+                let mut next = cur.clone();
+                let exec = next.execution.get_or_insert(Execution {
+                    started_at_ms: started,
+                    finished_at_ms: None,
+                    status: None,
+                    headers: Vec::new(),
+                    body_b64: String::new(),
+                    body_truncated: false,
+                    error: None,
+                });
+                exec.finished_at_ms = Some(finished);
+                match &outcome {
+                    Outcome::Answered {
+                        status,
+                        headers,
+                        body,
+                        truncated,
+                        error,
+                    } => {
+                        next.state = ReviewState::Executed;
+                        exec.status = Some(*status);
+                        exec.headers = headers.clone();
+                        exec.body_b64 = b64(body);
+                        exec.body_truncated = *truncated;
+                        exec.error = error.clone();
+                    }
+                    Outcome::NotSent(e) => {
+                        next.state = ReviewState::Failed;
+                        exec.error = Some(e.clone());
+                    }
+                    Outcome::Unknown(e) => {
+                        next.state = ReviewState::OutcomeUnknown;
+                        exec.error = Some(e.clone());
+                    }
+                }
+                Ok(next)
+            })
+        })
+        .await
+    }
+}
+
+fn build_request(stored: &StoredRequest) -> Result<Request<Body>, String> {
+    let method = Method::from_bytes(stored.method.as_bytes())
+        .map_err(|_| "stored method is invalid".to_string())?;
+    let body = stored
+        .body()
+        .map_err(|_| "stored body is not valid base64".to_string())?;
+    let mut req = Request::builder()
+        .method(method)
+        .uri(stored.url())
+        .body(full(body))
+        .map_err(|e| format!("stored request cannot be rebuilt: {e}"))?;
+    let headers = req.headers_mut();
+    for (k, v) in &stored.headers {
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| format!("stored header name {k:?} is invalid"))?;
+        let value =
+            HeaderValue::from_str(v).map_err(|_| format!("stored header {k} is invalid"))?;
+        headers.append(name, value);
+    }
+    // The body is exact now; let the client compute the framing.
+    headers.remove(http::header::CONTENT_LENGTH);
+    Ok(req)
+}
+
+async fn send(
+    client: upstream::UpstreamClient,
+    permitted: Permitted<Request<Body>>,
+    cap: usize,
+) -> Outcome {
+    let resp = match upstream::send(&client, permitted).await {
+        Ok(r) => r,
+        Err(UpstreamFailure::Connect(e)) | Err(UpstreamFailure::Certificate(e)) => {
+            return Outcome::NotSent(e)
+        }
+        Err(UpstreamFailure::Timeout(e)) | Err(UpstreamFailure::Protocol(e)) => {
+            return Outcome::Unknown(e)
+        }
+    };
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let mut body = resp.into_body();
+    let mut kept = Vec::new();
+    let mut truncated = false;
+    let mut error = None;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Some(d) = f.data_ref() {
+                    let room = cap.saturating_sub(kept.len());
+                    if d.len() > room {
+                        kept.extend_from_slice(&d[..room]);
+                        truncated = true;
+                        break;
+                    }
+                    kept.extend_from_slice(d);
+                }
+            }
+            Err(e) => {
+                error = Some(format!("response body ended early: {e}"));
+                break;
+            }
+        }
+    }
+    Outcome::Answered {
+        status,
+        headers,
+        body: kept,
+        truncated,
+        error,
+    }
+}

@@ -1,0 +1,211 @@
+//! The review record: one held request, its state, the human decision and the execution result.
+//! Stored as JSON (the record codec) under its id in the `reviews` tree.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::rules::{Class, Verdict};
+
+/// Lifecycle:
+/// `pending -> approved -> executing -> executed | failed`,
+/// `pending -> rejected | expired`, and `executing -> outcome_unknown` after a crash or an
+/// ambiguous upstream failure (never re-executed automatically).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewState {
+    Pending,
+    Approved,
+    Executing,
+    Executed,
+    Failed,
+    Rejected,
+    Expired,
+    OutcomeUnknown,
+}
+
+impl ReviewState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Executing => "executing",
+            Self::Executed => "executed",
+            Self::Failed => "failed",
+            Self::Rejected => "rejected",
+            Self::Expired => "expired",
+            Self::OutcomeUnknown => "outcome_unknown",
+        }
+    }
+
+    /// No further transition can happen.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Executed | Self::Failed | Self::Rejected | Self::Expired | Self::OutcomeUnknown
+        )
+    }
+
+    /// The only transitions the gate ever makes.
+    pub fn can_become(self, next: ReviewState) -> bool {
+        use ReviewState::*;
+        matches!(
+            (self, next),
+            (Pending, Approved)
+                | (Pending, Rejected)
+                | (Pending, Expired)
+                | (Approved, Executing)
+                | (Executing, Executed)
+                | (Executing, Failed)
+                | (Executing, OutcomeUnknown)
+        )
+    }
+}
+
+impl std::str::FromStr for ReviewState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        serde_json::from_value(serde_json::Value::String(s.to_string()))
+            .map_err(|_| format!("unknown review state {s:?}"))
+    }
+}
+
+/// The request as it will be replayed on approval. Credentials are never part of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredRequest {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+    pub method: String,
+    pub path_and_query: String,
+    pub headers: Vec<(String, String)>,
+    /// Base64 (standard) of the body.
+    pub body_b64: String,
+}
+
+impl StoredRequest {
+    pub fn body(&self) -> Result<Vec<u8>, base64::DecodeError> {
+        base64::engine::general_purpose::STANDARD.decode(&self.body_b64)
+    }
+
+    pub fn url(&self) -> String {
+        let default = if self.scheme == "https" { 443 } else { 80 };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == default {
+            format!("{}://{}{}", self.scheme, host, self.path_and_query)
+        } else {
+            format!(
+                "{}://{}:{}{}",
+                self.scheme, host, self.port, self.path_and_query
+            )
+        }
+    }
+}
+
+/// A reviewer's decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    pub by: String,
+    pub at_ms: u64,
+    pub comment: Option<String>,
+}
+
+/// What happened when the approved request was sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Execution {
+    pub started_at_ms: u64,
+    pub finished_at_ms: Option<u64>,
+    pub status: Option<u16>,
+    pub headers: Vec<(String, String)>,
+    pub body_b64: String,
+    pub body_truncated: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Review {
+    pub id: String,
+    pub decision_id: String,
+    pub state: ReviewState,
+    /// Bumped on every transition.
+    pub version: u64,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    pub expires_at_ms: u64,
+    pub service: Option<String>,
+    pub tool: Option<String>,
+    pub rule_id: Option<String>,
+    pub class: Option<Class>,
+    pub reason_codes: Vec<String>,
+    pub explanation: String,
+    pub params: BTreeMap<String, String>,
+    pub agent: Option<String>,
+    pub request: StoredRequest,
+    pub decision: Option<Decision>,
+    pub execution: Option<Execution>,
+}
+
+impl Review {
+    pub fn new(
+        id: String,
+        decision_id: String,
+        verdict: &Verdict,
+        request: StoredRequest,
+        now_ms: u64,
+        expires_at_ms: u64,
+    ) -> Review {
+        Review {
+            id,
+            decision_id,
+            state: ReviewState::Pending,
+            version: 0,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            expires_at_ms,
+            service: verdict.service.clone(),
+            tool: verdict.tool.clone(),
+            rule_id: verdict.rule_id.clone(),
+            class: verdict.class,
+            reason_codes: verdict.reason_codes.clone(),
+            explanation: verdict.explanation.clone(),
+            params: verdict.params.clone(),
+            agent: None,
+            request,
+            decision: None,
+            execution: None,
+        }
+    }
+
+    pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Review, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// Milliseconds to an RFC 3339 UTC timestamp.
+pub fn rfc3339(ms: u64) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+pub fn b64(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(data)
+}

@@ -1,0 +1,137 @@
+//! Assembly of a running Airlock: CA, store, gate (with recovery and the expiry sweeper),
+//! proxy listener and admin listener. Used by `airlock serve` and by the tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::admin::{self, Admin, AdminError};
+use crate::config::Config;
+use crate::gate::{Clock, Gate, GateError};
+use crate::proxy::policy::Classifier;
+use crate::proxy::{self, Lifecycle, Proxy};
+use crate::store::{self, StoreError};
+use crate::tls::{CertificateAuthority, TlsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("CA: {0}")]
+    Tls(#[from] TlsError),
+    #[error("store at {path}: {source}")]
+    Store { path: String, source: StoreError },
+    #[error("recovering reviews: {0}")]
+    Recover(#[from] GateError),
+    #[error("admin token: {0}")]
+    Admin(#[from] AdminError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running Airlock.
+pub struct Server {
+    pub proxy_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub proxy: Arc<Proxy>,
+    pub gate: Arc<Gate>,
+    pub ca_pem: String,
+    pub admin_token: String,
+    pub life: Lifecycle,
+}
+
+pub async fn start(
+    config: &Config,
+    classifier: Arc<dyn Classifier>,
+    clock: Arc<dyn Clock>,
+) -> Result<Server, ServerError> {
+    let (ca, created) = CertificateAuthority::load_or_create(&config.tls.ca_dir)?;
+    if created {
+        tracing::info!(dir = %config.tls.ca_dir.display(), "created a new interception CA; agents must trust ca.pem");
+    }
+    let ca_pem = ca.cert_pem().to_string();
+    let store = store::open(config.store.backend, &config.store.path).map_err(|source| {
+        ServerError::Store {
+            path: config.store.path.display().to_string(),
+            source,
+        }
+    })?;
+    let life = Lifecycle::default();
+    let tls = crate::tls::client_config(&config.upstream.extra_ca_files)?;
+    let dialer = proxy::upstream::Dialer::new(
+        config.upstream.resolve.clone(),
+        config.upstream.connect_timeout,
+    );
+    let client = proxy::upstream::client(tls, dialer, config.upstream.pool_idle_timeout);
+    let gate = Gate::new(
+        store,
+        client,
+        config.gate.clone(),
+        clock,
+        life.tasks.clone(),
+    );
+    gate.recover().await?;
+    life.tasks
+        .spawn(gate.clone().run_sweeper(life.shutdown.clone()));
+
+    let proxy = Arc::new(Proxy::new(
+        config,
+        Arc::new(ca),
+        classifier,
+        Some(gate.clone()),
+    )?);
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })
+    };
+    let proxy_listener = bind(config.proxy.listen).await?;
+    let admin_listener = bind(config.admin.listen).await?;
+    let proxy_addr = proxy_listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind {
+            addr: config.proxy.listen,
+            source,
+        })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind {
+            addr: config.admin.listen,
+            source,
+        })?;
+
+    let admin_token = admin::load_or_create_token(&config.admin.token_file)?;
+    let admin = Admin::new(gate.clone(), &admin_token, admin_addr);
+    tokio::spawn(admin::run(
+        admin_listener,
+        admin,
+        life.shutdown.clone(),
+        life.tasks.clone(),
+    ));
+    tokio::spawn(proxy::run(proxy_listener, proxy.clone(), life.clone()));
+    Ok(Server {
+        proxy_addr,
+        admin_addr,
+        proxy,
+        gate,
+        ca_pem,
+        admin_token,
+        life,
+    })
+}
+
+impl Server {
+    /// Stops accepting, lets in-flight requests and executions finish for up to `grace`.
+    pub async fn shutdown(&self, grace: std::time::Duration) {
+        self.life.shutdown.cancel();
+        self.life.tasks.close();
+        if tokio::time::timeout(grace, self.life.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown grace period over; closing remaining connections");
+        }
+    }
+}
