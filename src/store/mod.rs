@@ -1,5 +1,8 @@
-//! Durable key-value storage behind one small trait, with sled and redb backends.
-//! (skeleton: implemented in the store work)
+//! Durable key-value storage behind one small trait, with redb (default) and sled backends.
+//! See `docs/store.md` for the crash evidence behind the default.
+
+mod redb_store;
+mod sled_store;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -28,6 +31,18 @@ pub enum StoreError {
     Io(String),
     #[error("store is corrupt: {0}")]
     Corrupt(String),
+    #[error("store at {0} is in use by another process (is another `airlock serve` running?)")]
+    Locked(String),
+    #[error("disk full writing {0}; held requests cannot be stored, gated calls are refused")]
+    Full(String),
+}
+
+pub(crate) fn io_error(path: &Path, e: std::io::Error) -> StoreError {
+    if e.raw_os_error() == Some(28) {
+        StoreError::Full(path.display().to_string())
+    } else {
+        StoreError::Io(format!("{}: {e}", path.display()))
+    }
 }
 
 /// Which embedded database backs the store.
@@ -68,6 +83,9 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Opens (creating if needed) the store of `backend` under directory `path`.
-pub fn open(_backend: Backend, _path: &Path) -> Result<Arc<dyn Store>, StoreError> {
-    Err(StoreError::Io("not implemented yet".into()))
+pub fn open(backend: Backend, path: &Path) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match backend {
+        Backend::Redb => Arc::new(redb_store::RedbStore::open(path)?),
+        Backend::Sled => Arc::new(sled_store::SledStore::open(path)?),
+    })
 }

@@ -1,0 +1,87 @@
+//! redb backend: one file `airlock.redb`, one table per tree; every CAS is a write
+//! transaction committed with immediate durability (fsync) before it returns.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{io_error, Store, StoreError, Tree};
+
+pub struct RedbStore {
+    db: Database,
+    path: String,
+}
+
+fn table(tree: Tree) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
+    TableDefinition::new(tree.name())
+}
+
+impl RedbStore {
+    pub fn open(dir: &Path) -> Result<RedbStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        let file = dir.join("airlock.redb");
+        let path = file.display().to_string();
+        let db = Database::create(&file).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.clone()),
+            redb::DatabaseError::Storage(redb::StorageError::Io(io)) => io_error(&file, io),
+            other => StoreError::Corrupt(format!("{path}: {other}")),
+        })?;
+        let store = RedbStore { db, path };
+        // Create every table up front so reads never meet a missing one.
+        let txn = store.db.begin_write().map_err(|e| store.err(e))?;
+        for tree in [Tree::Reviews, Tree::Audit, Tree::Meta] {
+            txn.open_table(table(tree)).map_err(|e| store.err(e))?;
+        }
+        txn.commit().map_err(|e| store.err(e))?;
+        Ok(store)
+    }
+
+    fn err(&self, e: impl Into<redb::Error>) -> StoreError {
+        let e: redb::Error = e.into();
+        match e {
+            redb::Error::Io(io) => io_error(Path::new(&self.path), io),
+            redb::Error::Corrupted(m) => StoreError::Corrupt(format!("{}: {m}", self.path)),
+            other => StoreError::Io(format!("{}: {other}", self.path)),
+        }
+    }
+}
+
+impl Store for RedbStore {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = txn.open_table(table(tree)).map_err(|e| self.err(e))?;
+        let v = t.get(key).map_err(|e| self.err(e))?;
+        Ok(v.map(|g| g.value().to_vec()))
+    }
+
+    fn compare_and_swap(
+        &self,
+        tree: Tree,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = txn.open_table(table(tree)).map_err(|e| self.err(e))?;
+            let current = t.get(key).map_err(|e| self.err(e))?.map(|g| g.value().to_vec());
+            if current.as_deref() != expected {
+                return Ok(false); // dropping the transaction aborts it
+            }
+            t.insert(key, new).map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(true)
+    }
+
+    fn scan(&self, tree: Tree) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = txn.open_table(table(tree)).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+}

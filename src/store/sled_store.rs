@@ -1,0 +1,76 @@
+//! sled backend: one tree per [`Tree`]; sled's compare-and-swap is atomic but not durable on
+//! its own, so every successful swap is followed by a flush (fsync) before it returns.
+
+use std::path::Path;
+
+use super::{io_error, Store, StoreError, Tree};
+
+pub struct SledStore {
+    db: sled::Db,
+    trees: [sled::Tree; 3],
+    path: String,
+}
+
+impl SledStore {
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        let path = dir.join("sled");
+        let shown = path.display().to_string();
+        let db = sled::open(&path).map_err(|e| match e {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => StoreError::Locked(shown.clone()),
+            sled::Error::Io(io) if io.to_string().contains("lock") => StoreError::Locked(shown.clone()),
+            sled::Error::Io(io) => io_error(&path, io),
+            sled::Error::Corruption { .. } => StoreError::Corrupt(format!("{shown}: {e}")),
+            other => StoreError::Io(format!("{shown}: {other}")),
+        })?;
+        let open = |t: Tree| db.open_tree(t.name()).map_err(|e| StoreError::Io(format!("{shown}: {e}")));
+        let trees = [open(Tree::Reviews)?, open(Tree::Audit)?, open(Tree::Meta)?];
+        Ok(SledStore { db, trees, path: shown })
+    }
+
+    fn tree(&self, t: Tree) -> &sled::Tree {
+        match t {
+            Tree::Reviews => &self.trees[0],
+            Tree::Audit => &self.trees[1],
+            Tree::Meta => &self.trees[2],
+        }
+    }
+
+    fn err(&self, e: sled::Error) -> StoreError {
+        match e {
+            sled::Error::Io(io) => io_error(Path::new(&self.path), io),
+            sled::Error::Corruption { .. } => StoreError::Corrupt(format!("{}: {e}", self.path)),
+            other => StoreError::Io(format!("{}: {other}", self.path)),
+        }
+    }
+}
+
+impl Store for SledStore {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree(tree).get(key).map_err(|e| self.err(e))?.map(|v| v.to_vec()))
+    }
+
+    fn compare_and_swap(
+        &self,
+        tree: Tree,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        let swapped = self
+            .tree(tree)
+            .compare_and_swap(key, expected, Some(new))
+            .map_err(|e| self.err(e))?
+            .is_ok();
+        if swapped {
+            self.db.flush().map_err(|e| self.err(e))?;
+        }
+        Ok(swapped)
+    }
+
+    fn scan(&self, tree: Tree) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.tree(tree)
+            .iter()
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(|e| self.err(e)))
+            .collect()
+    }
+}
