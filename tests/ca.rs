@@ -88,9 +88,12 @@ async fn serve_reuses_the_ca_across_restarts() {
         config.tls.ca_dir = dir.path().join("certs");
         config.upstream.extra_ca_files.push(up.ca_file.clone());
         let keep = tempfile::tempdir().expect("tmp");
+        config.store.path = keep.path().join("data");
+        config.admin.listen = "127.0.0.1:0".parse().expect("addr");
+        config.admin.token_file = keep.path().join("token");
         let a = support::Airlock::start_with(config, keep).await;
         pems.push(a.ca_pem.clone());
-        a.shutdown();
+        a.stop().await;
     }
     assert_eq!(
         pems[0], pems[1],

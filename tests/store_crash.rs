@@ -32,7 +32,9 @@ fn crash_child() {
     let s = open(backend, std::path::Path::new(&dir)).expect("open");
     for i in 0..1000u32 {
         let key = format!("rev_{i:08}");
-        assert!(s.compare_and_swap(Tree::Reviews, key.as_bytes(), None, &record(i, 0)).expect("cas"));
+        assert!(s
+            .compare_and_swap(Tree::Reviews, key.as_bytes(), None, &record(i, 0))
+            .expect("cas"));
     }
     println!("READY 1000");
     // Keep the store busy until killed: new records and CAS updates of extra ones.
@@ -40,7 +42,12 @@ fn crash_child() {
     loop {
         let key = format!("rev_{i:08}");
         let _ = s.compare_and_swap(Tree::Reviews, key.as_bytes(), None, &record(i, 0));
-        let _ = s.compare_and_swap(Tree::Reviews, key.as_bytes(), Some(&record(i, 0)), &record(i, 1));
+        let _ = s.compare_and_swap(
+            Tree::Reviews,
+            key.as_bytes(),
+            Some(&record(i, 0)),
+            &record(i, 1),
+        );
         i += 1;
     }
 }
@@ -48,7 +55,13 @@ fn crash_child() {
 fn crash_cycle(backend: Backend, dir: &std::path::Path, seed: u64) {
     let exe = std::env::current_exe().expect("exe");
     let mut child = Command::new(exe)
-        .args(["--exact", "crash_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "crash_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(DIR_ENV, dir)
         .env(BACKEND_ENV, format!("{backend:?}").to_lowercase())
         .stdout(Stdio::piped())
@@ -73,11 +86,19 @@ fn crash_cycle(backend: Backend, dir: &std::path::Path, seed: u64) {
     for i in 0..1000u32 {
         let key = format!("rev_{i:08}");
         let v = s.get(Tree::Reviews, key.as_bytes()).expect("get");
-        assert_eq!(v.as_deref(), Some(&record(i, 0)[..]), "{backend:?}: record {i} lost or damaged");
+        assert_eq!(
+            v.as_deref(),
+            Some(&record(i, 0)[..]),
+            "{backend:?}: record {i} lost or damaged"
+        );
     }
     for (k, v) in s.scan(Tree::Reviews).expect("scan") {
-        let parsed: serde_json::Value = serde_json::from_slice(&v)
-            .unwrap_or_else(|e| panic!("{backend:?}: torn record {}: {e}", String::from_utf8_lossy(&k)));
+        let parsed: serde_json::Value = serde_json::from_slice(&v).unwrap_or_else(|e| {
+            panic!(
+                "{backend:?}: torn record {}: {e}",
+                String::from_utf8_lossy(&k)
+            )
+        });
         assert!(parsed["id"].is_string());
     }
 }
@@ -99,14 +120,20 @@ fn many_kill_cycles() {
     if std::env::var(DIR_ENV).is_ok() {
         return;
     }
-    let cycles: u64 = std::env::var("AIRLOCK_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(25);
+    let cycles: u64 = std::env::var("AIRLOCK_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(25);
     for backend in [Backend::Redb, Backend::Sled] {
         let start = std::time::Instant::now();
         for cycle in 0..cycles {
             let dir = tempfile::tempdir().expect("tmp");
             crash_cycle(backend, dir.path(), cycle * 7919);
         }
-        eprintln!("{backend:?}: {cycles} kill -9 cycles, 0 losses, {:.1}s", start.elapsed().as_secs_f64());
+        eprintln!(
+            "{backend:?}: {cycles} kill -9 cycles, 0 losses, {:.1}s",
+            start.elapsed().as_secs_f64()
+        );
     }
 }
 
@@ -124,13 +151,22 @@ fn durable_op_timing() {
         let start = std::time::Instant::now();
         for i in 0..1000u32 {
             let key = format!("rev_{i:08}");
-            assert!(s.compare_and_swap(Tree::Reviews, key.as_bytes(), None, &record(i, 0)).expect("cas"));
+            assert!(s
+                .compare_and_swap(Tree::Reviews, key.as_bytes(), None, &record(i, 0))
+                .expect("cas"));
         }
         let inserts = start.elapsed();
         let start = std::time::Instant::now();
         for i in 0..1000u32 {
             let key = format!("rev_{i:08}");
-            assert!(s.compare_and_swap(Tree::Reviews, key.as_bytes(), Some(&record(i, 0)), &record(i, 1)).expect("cas"));
+            assert!(s
+                .compare_and_swap(
+                    Tree::Reviews,
+                    key.as_bytes(),
+                    Some(&record(i, 0)),
+                    &record(i, 1)
+                )
+                .expect("cas"));
         }
         let updates = start.elapsed();
         let size: u64 = walk_size(dir.path());

@@ -13,13 +13,31 @@ fn cas_semantics() {
         let dir = tempfile::tempdir().expect("tmp");
         let s = open(b, dir.path()).expect("open");
         assert_eq!(s.get(Tree::Reviews, b"k").expect("get"), None, "{b:?}");
-        assert!(s.compare_and_swap(Tree::Reviews, b"k", None, b"v1").expect("cas"));
-        assert!(!s.compare_and_swap(Tree::Reviews, b"k", None, b"v2").expect("cas"), "{b:?}: insert-new over existing must fail");
-        assert!(!s.compare_and_swap(Tree::Reviews, b"k", Some(b"wrong"), b"v2").expect("cas"));
-        assert_eq!(s.get(Tree::Reviews, b"k").expect("get").as_deref(), Some(&b"v1"[..]));
-        assert!(s.compare_and_swap(Tree::Reviews, b"k", Some(b"v1"), b"v2").expect("cas"));
-        assert_eq!(s.get(Tree::Reviews, b"k").expect("get").as_deref(), Some(&b"v2"[..]));
-        assert!(!s.compare_and_swap(Tree::Reviews, b"missing", Some(b"x"), b"y").expect("cas"));
+        assert!(s
+            .compare_and_swap(Tree::Reviews, b"k", None, b"v1")
+            .expect("cas"));
+        assert!(
+            !s.compare_and_swap(Tree::Reviews, b"k", None, b"v2")
+                .expect("cas"),
+            "{b:?}: insert-new over existing must fail"
+        );
+        assert!(!s
+            .compare_and_swap(Tree::Reviews, b"k", Some(b"wrong"), b"v2")
+            .expect("cas"));
+        assert_eq!(
+            s.get(Tree::Reviews, b"k").expect("get").as_deref(),
+            Some(&b"v1"[..])
+        );
+        assert!(s
+            .compare_and_swap(Tree::Reviews, b"k", Some(b"v1"), b"v2")
+            .expect("cas"));
+        assert_eq!(
+            s.get(Tree::Reviews, b"k").expect("get").as_deref(),
+            Some(&b"v2"[..])
+        );
+        assert!(!s
+            .compare_and_swap(Tree::Reviews, b"missing", Some(b"x"), b"y")
+            .expect("cas"));
     }
 }
 
@@ -29,11 +47,24 @@ fn scan_order_and_tree_isolation() {
         let dir = tempfile::tempdir().expect("tmp");
         let s = open(b, dir.path()).expect("open");
         for k in ["c", "a", "b"] {
-            assert!(s.compare_and_swap(Tree::Reviews, k.as_bytes(), None, k.as_bytes()).expect("cas"));
+            assert!(s
+                .compare_and_swap(Tree::Reviews, k.as_bytes(), None, k.as_bytes())
+                .expect("cas"));
         }
-        assert!(s.compare_and_swap(Tree::Audit, b"z", None, b"z").expect("cas"));
-        let keys: Vec<Vec<u8>> = s.scan(Tree::Reviews).expect("scan").into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()], "{b:?}");
+        assert!(s
+            .compare_and_swap(Tree::Audit, b"z", None, b"z")
+            .expect("cas"));
+        let keys: Vec<Vec<u8>> = s
+            .scan(Tree::Reviews)
+            .expect("scan")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            keys,
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()],
+            "{b:?}"
+        );
         assert_eq!(s.scan(Tree::Audit).expect("scan").len(), 1);
         assert!(s.scan(Tree::Meta).expect("scan").is_empty());
     }
@@ -46,7 +77,9 @@ fn reopen_keeps_everything() {
         {
             let s = open(b, dir.path()).expect("open");
             for i in 0..100u32 {
-                assert!(s.compare_and_swap(Tree::Reviews, &i.to_be_bytes(), None, &[i as u8; 300]).expect("cas"));
+                assert!(s
+                    .compare_and_swap(Tree::Reviews, &i.to_be_bytes(), None, &[i as u8; 300])
+                    .expect("cas"));
             }
         }
         let s = open(b, dir.path()).expect("reopen");
@@ -65,7 +98,9 @@ fn racing_cas_has_exactly_one_winner() {
         let s = open(b, dir.path()).expect("open");
         for round in 100..150u32 {
             let key = round.to_be_bytes();
-            assert!(s.compare_and_swap(Tree::Reviews, &key, None, b"pending").expect("cas"));
+            assert!(s
+                .compare_and_swap(Tree::Reviews, &key, None, b"pending")
+                .expect("cas"));
             let barrier = Arc::new(Barrier::new(8));
             let wins: usize = (0..8u8)
                 .map(|t| {
@@ -73,7 +108,8 @@ fn racing_cas_has_exactly_one_winner() {
                     let barrier = barrier.clone();
                     std::thread::spawn(move || {
                         barrier.wait();
-                        s.compare_and_swap(Tree::Reviews, &key, Some(b"pending"), &[b'w', t]).expect("cas")
+                        s.compare_and_swap(Tree::Reviews, &key, Some(b"pending"), &[b'w', t])
+                            .expect("cas")
                     })
                 })
                 .collect::<Vec<_>>()
@@ -103,10 +139,13 @@ fn garbage_file_gives_an_error_not_a_panic() {
     for b in BACKENDS {
         let dir = tempfile::tempdir().expect("tmp");
         match b {
-            Backend::Redb => std::fs::write(dir.path().join("airlock.redb"), vec![0x5a; 8192]).expect("write"),
+            Backend::Redb => {
+                std::fs::write(dir.path().join("airlock.redb"), vec![0x5a; 8192]).expect("write")
+            }
             Backend::Sled => {
                 std::fs::create_dir_all(dir.path().join("sled")).expect("mkdir");
-                std::fs::write(dir.path().join("sled").join("conf"), b"garbage\x00\xff").expect("write");
+                std::fs::write(dir.path().join("sled").join("conf"), b"garbage\x00\xff")
+                    .expect("write");
             }
         }
         let r = open(b, dir.path());
@@ -118,5 +157,8 @@ fn garbage_file_gives_an_error_not_a_panic() {
 fn backend_names_parse() {
     assert_eq!("redb".parse::<Backend>(), Ok(Backend::Redb));
     assert_eq!("sled".parse::<Backend>(), Ok(Backend::Sled));
-    assert!("rocksdb".parse::<Backend>().unwrap_err().contains("rocksdb"));
+    assert!("rocksdb"
+        .parse::<Backend>()
+        .unwrap_err()
+        .contains("rocksdb"));
 }

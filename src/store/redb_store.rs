@@ -64,7 +64,10 @@ impl Store for RedbStore {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut t = txn.open_table(table(tree)).map_err(|e| self.err(e))?;
-            let current = t.get(key).map_err(|e| self.err(e))?.map(|g| g.value().to_vec());
+            let current = t
+                .get(key)
+                .map_err(|e| self.err(e))?
+                .map(|g| g.value().to_vec());
             if current.as_deref() != expected {
                 return Ok(false); // dropping the transaction aborts it
             }

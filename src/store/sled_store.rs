@@ -16,15 +16,26 @@ impl SledStore {
         let path = dir.join("sled");
         let shown = path.display().to_string();
         let db = sled::open(&path).map_err(|e| match e {
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => StoreError::Locked(shown.clone()),
-            sled::Error::Io(io) if io.to_string().contains("lock") => StoreError::Locked(shown.clone()),
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                StoreError::Locked(shown.clone())
+            }
+            sled::Error::Io(io) if io.to_string().contains("lock") => {
+                StoreError::Locked(shown.clone())
+            }
             sled::Error::Io(io) => io_error(&path, io),
             sled::Error::Corruption { .. } => StoreError::Corrupt(format!("{shown}: {e}")),
             other => StoreError::Io(format!("{shown}: {other}")),
         })?;
-        let open = |t: Tree| db.open_tree(t.name()).map_err(|e| StoreError::Io(format!("{shown}: {e}")));
+        let open = |t: Tree| {
+            db.open_tree(t.name())
+                .map_err(|e| StoreError::Io(format!("{shown}: {e}")))
+        };
         let trees = [open(Tree::Reviews)?, open(Tree::Audit)?, open(Tree::Meta)?];
-        Ok(SledStore { db, trees, path: shown })
+        Ok(SledStore {
+            db,
+            trees,
+            path: shown,
+        })
     }
 
     fn tree(&self, t: Tree) -> &sled::Tree {
@@ -46,7 +57,11 @@ impl SledStore {
 
 impl Store for SledStore {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree(tree).get(key).map_err(|e| self.err(e))?.map(|v| v.to_vec()))
+        Ok(self
+            .tree(tree)
+            .get(key)
+            .map_err(|e| self.err(e))?
+            .map(|v| v.to_vec()))
     }
 
     fn compare_and_swap(
@@ -70,7 +85,10 @@ impl Store for SledStore {
     fn scan(&self, tree: Tree) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         self.tree(tree)
             .iter()
-            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(|e| self.err(e)))
+            .map(|r| {
+                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(|e| self.err(e))
+            })
             .collect()
     }
 }

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use airlock::config::Config;
-use airlock::proxy::{self, Lifecycle, Proxy};
-use airlock::tls::CertificateAuthority;
+use airlock::proxy::policy::Classifier;
+use airlock::proxy::{Lifecycle, Proxy};
 
 pub use upstream::{FakeUpstream, UpstreamOptions};
 
@@ -36,24 +36,57 @@ pub fn init() {
         .try_init();
 }
 
-/// A running in-process Airlock.
+/// A running in-process Airlock (proxy, gate, admin API).
 pub struct Airlock {
     pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
     pub dir: tempfile::TempDir,
     pub ca_pem: String,
+    pub admin_token: String,
     pub proxy: Arc<Proxy>,
+    pub gate: Arc<airlock::gate::Gate>,
     pub life: Lifecycle,
+    pub config: Config,
 }
 
 impl Airlock {
-    /// Starts Airlock with `toml` as its config file (listen address forced to port 0, CA and
-    /// store in a temp dir); `upstream` hosts are resolved to the fake upstream and its CA trusted.
+    /// Starts Airlock with `toml` as its config file (listen addresses forced to port 0, CA and
+    /// store in a temp dir); `hosts` are resolved to the fake upstream and its CA trusted.
     pub async fn start(toml: &str, upstream: &FakeUpstream, hosts: &[&str]) -> Airlock {
+        Self::start_classified(
+            toml,
+            upstream,
+            hosts,
+            Arc::new(airlock::proxy::policy::AllowAll),
+        )
+        .await
+    }
+
+    pub async fn start_classified(
+        toml: &str,
+        upstream: &FakeUpstream,
+        hosts: &[&str],
+        classifier: Arc<dyn Classifier>,
+    ) -> Airlock {
         let dir = tempfile::tempdir().expect("tempdir");
+        let config = Self::config(toml, dir.path(), upstream, hosts);
+        Self::start_with_parts(
+            config,
+            dir,
+            classifier,
+            Arc::new(airlock::gate::SystemClock),
+        )
+        .await
+    }
+
+    /// The config `start` would use, for tests that restart on the same directory.
+    pub fn config(toml: &str, dir: &Path, upstream: &FakeUpstream, hosts: &[&str]) -> Config {
         let mut config = Config::from_toml("test.toml", toml).expect("test config");
         config.proxy.listen = "127.0.0.1:0".parse().expect("addr");
-        config.tls.ca_dir = dir.path().join("certs");
-        config.store.path = dir.path().join("data");
+        config.admin.listen = "127.0.0.1:0".parse().expect("addr");
+        config.tls.ca_dir = dir.join("certs");
+        config.store.path = dir.join("data");
+        config.admin.token_file = dir.join("data").join("admin-token");
         config
             .upstream
             .extra_ca_files
@@ -61,28 +94,62 @@ impl Airlock {
         for h in hosts {
             config.upstream.resolve.insert(h.to_string(), upstream.addr);
         }
-        Self::start_with(config, dir).await
+        config
     }
 
     pub async fn start_with(config: Config, dir: tempfile::TempDir) -> Airlock {
-        let (ca, _) = CertificateAuthority::load_or_create(&config.tls.ca_dir).expect("CA");
-        let ca_pem = ca.cert_pem().to_string();
-        let classifier: Arc<dyn airlock::proxy::policy::Classifier> =
-            Arc::new(airlock::proxy::policy::AllowAll);
-        let proxy = Arc::new(Proxy::new(&config, Arc::new(ca), classifier, None).expect("proxy"));
-        let listener = tokio::net::TcpListener::bind(config.proxy.listen)
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let life = Lifecycle::default();
-        tokio::spawn(proxy::run(listener, proxy.clone(), life.clone()));
-        Airlock {
-            addr,
+        Self::start_with_parts(
+            config,
             dir,
-            ca_pem,
-            proxy,
-            life,
+            Arc::new(airlock::proxy::policy::AllowAll),
+            Arc::new(airlock::gate::SystemClock),
+        )
+        .await
+    }
+
+    pub async fn start_with_parts(
+        config: Config,
+        dir: tempfile::TempDir,
+        classifier: Arc<dyn Classifier>,
+        clock: Arc<dyn airlock::gate::Clock>,
+    ) -> Airlock {
+        let server = airlock::server::start(&config, classifier, clock)
+            .await
+            .expect("start airlock");
+        Airlock {
+            addr: server.proxy_addr,
+            admin_addr: server.admin_addr,
+            dir,
+            ca_pem: server.ca_pem.clone(),
+            admin_token: server.admin_token.clone(),
+            proxy: server.proxy.clone(),
+            gate: server.gate.clone(),
+            life: server.life.clone(),
+            config,
         }
+    }
+
+    /// Stops this instance and waits until its store is released.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.life.shutdown.cancel();
+        self.life.tasks.close();
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(10), self.life.tasks.wait()).await;
+        let Airlock { dir, .. } = self;
+        dir
+    }
+
+    /// Calls the admin API.
+    pub async fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let method = http::Method::from_bytes(method.as_bytes()).expect("method");
+        airlock::admin::client::call(self.admin_addr, &self.admin_token, method, path, body)
+            .await
+            .expect("admin call")
     }
 
     pub fn proxy_url(&self) -> String {

@@ -1,0 +1,524 @@
+//! End-to-end tests of the hold queue: escalated requests are stored and answered at once,
+//! nothing reaches the upstream until a human approves, approval executes exactly once,
+//! rejection and expiry never execute, state survives restarts.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use airlock::gate::{ManualClock, ReviewState};
+use airlock::proxy::policy::Classifier;
+use airlock::rules::{Action, RequestHead, Verdict};
+use support::{curl, curl_args, Airlock, FakeUpstream};
+
+const HOSTS: &[&str] = &["api.github.com", "api.stripe.com"];
+
+/// A tiny stand-in catalog: DELETE and Stripe refunds escalate, /blocked is blocked.
+struct TestRules;
+
+impl Classifier for TestRules {
+    fn inspects(&self, host: &str) -> bool {
+        HOSTS.contains(&host)
+    }
+    fn needs_body(&self, _: &RequestHead<'_>) -> bool {
+        false
+    }
+    fn evaluate(&self, head: &RequestHead<'_>, _: Option<&[u8]>) -> Verdict {
+        let (action, tool, service) = if head.path_and_query.starts_with("/blocked") {
+            (Action::Block, "test.block", "github")
+        } else if head.method == "DELETE" {
+            (Action::Escalate, "github.repos.delete", "github")
+        } else if head.method == "POST" && head.path_and_query.starts_with("/v1/refunds") {
+            (Action::Escalate, "stripe.refunds.create", "stripe")
+        } else {
+            (Action::Allow, "read", "github")
+        };
+        Verdict {
+            action,
+            rule_id: Some("test:1".into()),
+            service: Some(service.into()),
+            tool: Some(tool.into()),
+            class: None,
+            reason_codes: vec!["rule_match".into()],
+            explanation: format!("test rule {tool}"),
+            params: Default::default(),
+            expiry: None,
+            wait: None,
+        }
+    }
+}
+
+async fn setup(toml: &str) -> (FakeUpstream, Airlock) {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let a = Airlock::start_classified(toml, &up, HOSTS, Arc::new(TestRules)).await;
+    (up, a)
+}
+
+async fn hold_delete(
+    a: &Airlock,
+    path: &str,
+) -> (
+    reqwest::StatusCode,
+    reqwest::header::HeaderMap,
+    serde_json::Value,
+) {
+    let resp = a
+        .client()
+        .delete(format!("https://api.github.com{path}"))
+        .header("authorization", "Bearer agent-held-secret-123")
+        .send()
+        .await
+        .expect("send");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    (status, headers, resp.json().await.expect("json"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn held_delete_runs_once_on_approval() {
+    let (up, a) = setup("").await;
+    let (status, headers, body) = hold_delete(&a, "/repos/acme/widgets").await;
+    assert_eq!(status, 423, "escalation is an immediate non-2xx answer");
+    assert_eq!(headers["airlock-outcome"], "ESCALATE");
+    let id = body["reviewId"].as_str().expect("reviewId").to_string();
+    assert_eq!(headers["airlock-review-id"], id.as_str());
+    assert_eq!(body["outcome"], "ESCALATE");
+    assert_eq!(body["tool"], "github.repos.delete");
+    assert!(body["decisionId"]
+        .as_str()
+        .is_some_and(|d| d.starts_with("dec_")));
+    assert!(body["expiresAt"].as_str().is_some());
+    assert_eq!(
+        up.count(),
+        0,
+        "nothing reaches the upstream before approval"
+    );
+
+    let (code, list) = a.admin("GET", "/v1/reviews?state=pending", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(list["reviews"].as_array().map(|v| v.len()), Some(1));
+
+    let (code, r) = a
+        .admin(
+            "POST",
+            &format!("/v1/reviews/{id}/approve"),
+            Some(serde_json::json!({"reviewer": "alice", "comment": "ok"})),
+        )
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["state"], "executed");
+    assert_eq!(r["result"]["status"], 200);
+    assert_eq!(r["decision"]["by"], "alice");
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "DELETE");
+    assert_eq!(seen[0].path_and_query, "/repos/acme/widgets");
+    assert!(
+        seen[0].header("authorization").is_none(),
+        "the agent's credential is never stored or replayed"
+    );
+
+    let (code, again) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(code, 409, "{again}");
+    assert_eq!(again["error"], "already_decided");
+    let (code, _) = a
+        .admin("POST", &format!("/v1/reviews/{id}/reject"), None)
+        .await;
+    assert_eq!(code, 409);
+    assert_eq!(up.count(), 1, "exactly once");
+
+    // The agent reads its outcome through the proxy, answered by Airlock itself.
+    let agent_view: serde_json::Value = a
+        .client()
+        .get(format!("http://airlock.local/v1/reviews/{id}"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(agent_view["state"], "executed");
+    assert_eq!(agent_view["result"]["status"], 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rejection_never_executes_and_agent_sees_why() {
+    let (up, a) = setup("").await;
+    let (_, _, body) = hold_delete(&a, "/repos/acme/x").await;
+    let id = body["reviewId"].as_str().expect("id").to_string();
+    let (code, r) = a
+        .admin(
+            "POST",
+            &format!("/v1/reviews/{id}/reject"),
+            Some(serde_json::json!({"comment": "not today"})),
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(r["state"], "rejected");
+    let (code, _) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(code, 409, "a rejected review cannot be approved");
+    // curl as the agent, through the proxy, with wait.
+    let (rc, out, err) = curl(&curl_args(
+        &a,
+        &[&format!("http://airlock.local/v1/reviews/{id}?wait=1")],
+    ))
+    .await;
+    assert_eq!(rc, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["state"], "rejected");
+    assert_eq!(v["decision"]["comment"], "not today");
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expiry_is_rejection() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = Airlock::config("[gate]\nsweep_interval = \"1h\"\n", dir.path(), &up, HOSTS);
+    let clock = Arc::new(ManualClock::default());
+    clock.advance(Duration::from_secs(1_700_000_000));
+    let a = Airlock::start_with_parts(config, dir, Arc::new(TestRules), clock.clone()).await;
+    let (_, _, b1) = hold_delete(&a, "/repos/acme/one").await;
+    let (_, _, b2) = hold_delete(&a, "/repos/acme/two").await;
+    let (id1, id2) = (
+        b1["reviewId"].as_str().expect("id").to_string(),
+        b2["reviewId"].as_str().expect("id").to_string(),
+    );
+    clock.advance(Duration::from_secs(24 * 3600 + 1));
+    // Deciding after the deadline expires it instead.
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id1}/approve"), None)
+        .await;
+    assert_eq!(code, 409, "{r}");
+    assert_eq!(r["error"], "expired");
+    // The sweeper expires the other.
+    assert_eq!(a.gate.sweep().await.expect("sweep"), 1);
+    assert_eq!(
+        a.gate.get(&id2).await.expect("get").state,
+        ReviewState::Expired
+    );
+    let (code, _) = a
+        .admin("POST", &format!("/v1/reviews/{id2}/approve"), None)
+        .await;
+    assert_eq!(code, 409);
+    assert_eq!(up.count(), 0, "expired reviews never run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reviews_survive_restart_and_executing_becomes_outcome_unknown() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = Airlock::config("", dir.path(), &up, HOSTS);
+    let a = Airlock::start_with_parts(
+        config.clone(),
+        dir,
+        Arc::new(TestRules),
+        Arc::new(airlock::gate::SystemClock),
+    )
+    .await;
+    let (_, _, b1) = hold_delete(&a, "/repos/acme/keep").await;
+    let (_, _, b2) = hold_delete(&a, "/repos/acme/crashed").await;
+    let (id1, id2) = (
+        b1["reviewId"].as_str().expect("id").to_string(),
+        b2["reviewId"].as_str().expect("id").to_string(),
+    );
+    let dir = a.stop().await;
+
+    // Simulate a crash in the middle of executing review 2.
+    {
+        let store = airlock::store::open(config.store.backend, &config.store.path).expect("open");
+        let old = store
+            .get(airlock::store::Tree::Reviews, id2.as_bytes())
+            .expect("get")
+            .expect("present");
+        let mut r = airlock::gate::Review::decode(&old).expect("decode");
+        r.state = ReviewState::Executing;
+        assert!(store
+            .compare_and_swap(
+                airlock::store::Tree::Reviews,
+                id2.as_bytes(),
+                Some(&old),
+                &r.encode().expect("enc")
+            )
+            .expect("cas"));
+    }
+
+    let a = Airlock::start_with_parts(
+        config,
+        dir,
+        Arc::new(TestRules),
+        Arc::new(airlock::gate::SystemClock),
+    )
+    .await;
+    let r2 = a.gate.get(&id2).await.expect("get");
+    assert_eq!(
+        r2.state,
+        ReviewState::OutcomeUnknown,
+        "never re-executed automatically"
+    );
+    let (code, _) = a
+        .admin("POST", &format!("/v1/reviews/{id2}/approve"), None)
+        .await;
+    assert_eq!(code, 409);
+    let (code, r1) = a
+        .admin("POST", &format!("/v1/reviews/{id1}/approve"), None)
+        .await;
+    assert_eq!(code, 200, "{r1}");
+    assert_eq!(r1["state"], "executed");
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path_and_query, "/repos/acme/keep");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wait_mode_returns_the_real_response_or_escalates_on_timeout() {
+    let (up, a) = setup("").await;
+    // Timeout: no decision within 1 s -> the ESCALATE answer.
+    let resp = a
+        .client()
+        .delete("https://api.github.com/repos/acme/slow")
+        .header("airlock-wait", "1")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 423);
+
+    // Approved while the agent waits -> the upstream's own answer.
+    let client = a.client();
+    let waiting = tokio::spawn(async move {
+        client
+            .delete("https://api.github.com/status/204")
+            .header("airlock-wait", "30")
+            .send()
+            .await
+            .expect("send")
+    });
+    let id = loop {
+        let list = a.gate.list(Some(ReviewState::Pending)).await.expect("list");
+        if let Some(r) = list
+            .iter()
+            .find(|r| r.request.path_and_query == "/status/204")
+        {
+            break r.id.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (code, _) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(code, 200);
+    let resp = waiting.await.expect("join");
+    assert_eq!(
+        resp.status(),
+        204,
+        "the agent gets the real upstream status"
+    );
+    assert_eq!(resp.headers()["airlock-outcome"], "EXECUTED");
+    assert_eq!(resp.headers()["airlock-review-id"], id.as_str());
+    assert_eq!(up.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_approvals_execute_once() {
+    let (up, a) = setup("").await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let (_, _, b) = hold_delete(&a, &format!("/repos/acme/race{i}")).await;
+        ids.push(b["reviewId"].as_str().expect("id").to_string());
+    }
+    let mut tasks = Vec::new();
+    for id in &ids {
+        for _ in 0..6 {
+            let gate = a.gate.clone();
+            let id = id.clone();
+            tasks.push(tokio::spawn(async move {
+                gate.approve(&id, "racer", None).await.is_ok()
+            }));
+        }
+    }
+    let mut wins = 0;
+    for t in tasks {
+        if t.await.expect("join") {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 10, "exactly one approval per review succeeds");
+    assert_eq!(up.count(), 10, "each held call executed exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stripe_gets_an_idempotency_key_unless_the_agent_sent_one() {
+    let (up, a) = setup("").await;
+    let client = a.client();
+    let mut ids = Vec::new();
+    for key in [None, Some("agent-key-1")] {
+        let mut req = client
+            .post("https://api.stripe.com/v1/refunds")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("charge=ch_1&amount=5000");
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        let body: serde_json::Value = req.send().await.expect("send").json().await.expect("json");
+        ids.push(body["reviewId"].as_str().expect("id").to_string());
+    }
+    for id in &ids {
+        let (code, _) = a
+            .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+            .await;
+        assert_eq!(code, 200);
+    }
+    let seen = up.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[0].header("idempotency-key"),
+        Some(format!("airlock-{}", ids[0]).as_str())
+    );
+    assert_eq!(seen[1].header("idempotency-key"), Some("agent-key-1"));
+    assert_eq!(seen[0].body, b"charge=ch_1&amount=5000");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn oversized_gated_body_gets_413_and_nothing_is_stored() {
+    let (up, a) = setup("[gate]\nmax_body_bytes = 1024\n").await;
+    let resp = a
+        .client()
+        .delete("https://api.github.com/repos/acme/big")
+        .body(vec![b'z'; 4096])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 413);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert!(
+        body["message"].as_str().unwrap_or("").contains("1024"),
+        "{body}"
+    );
+    assert!(a.gate.list(None).await.expect("list").is_empty());
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn block_and_admin_errors_are_clear() {
+    let (up, a) = setup("").await;
+    let resp = a
+        .client()
+        .get("https://api.github.com/blocked")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 403);
+    assert_eq!(resp.headers()["airlock-outcome"], "BLOCK");
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["outcome"], "BLOCK");
+    assert_eq!(body["reasonCodes"][0], "rule_match");
+
+    let (code, e) = a.admin("GET", "/v1/reviews/rev_nope", None).await;
+    assert_eq!((code, e["error"].as_str()), (404, Some("unknown_review")));
+    let (code, _) = a.admin("POST", "/v1/reviews/rev_nope/approve", None).await;
+    assert_eq!(code, 404);
+    let (code, e) = a.admin("GET", "/v1/reviews?state=bogus", None).await;
+    assert_eq!((code, e["error"].as_str()), (400, Some("bad_state")));
+    // Wrong token.
+    let (code, _) = airlock::admin::client::call(
+        a.admin_addr,
+        "wrong",
+        http::Method::GET,
+        "/v1/reviews",
+        None,
+    )
+    .await
+    .expect("call");
+    assert_eq!(code, 401);
+    // DNS rebinding: a foreign Host is refused even with the token.
+    let resp = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+        .get(format!("http://{}/v1/reviews", a.admin_addr))
+        .header("host", "evil.example:8081")
+        .bearer_auth(&a.admin_token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 421);
+    // The admin port is not reachable through the proxy.
+    let resp = a
+        .client()
+        .get(format!("http://{}/v1/reviews", a.admin_addr))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 403);
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cli_lists_and_approves() {
+    let (up, a) = setup("").await;
+    let (_, _, b) = hold_delete(&a, "/repos/acme/cli").await;
+    let id = b["reviewId"].as_str().expect("id").to_string();
+    let cfg = a.dir.path().join("cli.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[admin]\nlisten = \"{}\"\ntoken_file = \"{}\"\n[proxy]\nlisten = \"127.0.0.1:1\"\n",
+            a.admin_addr,
+            a.config.admin.token_file.display()
+        ),
+    )
+    .expect("write");
+    let run = |args: Vec<String>| {
+        let cfg = cfg.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+                    .arg("--config")
+                    .arg(&cfg)
+                    .args(&args)
+                    .output()
+                    .expect("run")
+            })
+            .await
+            .expect("join")
+        }
+    };
+    let out = run(vec!["reviews".into(), "list".into()]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(&id) && text.contains("pending"),
+        "{text}"
+    );
+    let out = run(vec![
+        "reviews".into(),
+        "approve".into(),
+        id.clone(),
+        "--comment".into(),
+        "lgtm".into(),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"executed\""));
+    let out = run(vec!["reviews".into(), "approve".into(), id.clone()]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already executed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(vec!["reviews".into(), "show".into(), "rev_unknown".into()]).await;
+    assert!(!out.status.success());
+    assert_eq!(up.count(), 1);
+}
