@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use airlock::config::{self, Config, UnknownHosts};
 use airlock::proxy;
+use airlock::rules::{Catalog, CatalogOptions, LiveCatalog};
 use airlock::tls::CertificateAuthority;
 
 #[derive(Parser)]
@@ -35,6 +36,11 @@ enum Command {
     Ca {
         #[command(subcommand)]
         command: CaCommand,
+    },
+    /// Check the rules catalog or test a request against it.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
     },
     /// List and decide held requests (talks to the running server's admin API).
     Reviews {
@@ -93,6 +99,29 @@ enum CaCommand {
     Export {
         #[arg(long)]
         ca_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Validate every rule file; errors name file:line:column.
+    Check {
+        /// Rules directory (default: rules.dir, else the embedded catalog).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Print the verdict for a request and which rule matched and why.
+    Test {
+        method: String,
+        url: String,
+        /// Request body file.
+        #[arg(long)]
+        body: Option<PathBuf>,
+        /// Extra header, e.g. "content-type: application/json" (repeatable).
+        #[arg(long)]
+        header: Vec<String>,
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -161,6 +190,7 @@ fn main() -> Result<()> {
                 Ok(())
             }
         },
+        Command::Rules { command } => rules_cmd(config, command),
         Command::Reviews { command } => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -244,7 +274,10 @@ fn serve(mut config: Config, args: ServeArgs) -> Result<()> {
 }
 
 async fn serve_async(config: Config) -> Result<()> {
-    let classifier: Arc<dyn proxy::policy::Classifier> = Arc::new(proxy::policy::AllowAll);
+    let catalog = LiveCatalog::load(config.rules.dir.clone(), catalog_options(&config))
+        .map_err(|e| anyhow::anyhow!("rules: {e}"))?;
+    tracing::info!(rules = catalog.current().rule_count(), hosts = ?catalog.current().hosts(), "rules catalog loaded");
+    let classifier: Arc<dyn proxy::policy::Classifier> = catalog.clone();
     let server =
         airlock::server::start(&config, classifier, Arc::new(airlock::gate::SystemClock)).await?;
     println!("airlock: proxy listening on {}", server.proxy_addr);
@@ -254,9 +287,92 @@ async fn serve_async(config: Config) -> Result<()> {
         config.admin.token_file.display()
     );
     tracing::info!(proxy = %server.proxy_addr, admin = %server.admin_addr, unknown_hosts = ?config.proxy.unknown_hosts, "Airlock running");
+    catalog.spawn_watcher(server.life.shutdown.clone());
     shutdown_signal().await;
     tracing::info!("shutting down: no new connections, draining in-flight requests");
     server.shutdown(config.proxy.shutdown_grace).await;
+    Ok(())
+}
+
+fn catalog_options(config: &Config) -> CatalogOptions {
+    CatalogOptions {
+        default_action: config.rules.default_action,
+    }
+}
+
+fn rules_cmd(config: Config, cmd: RulesCommand) -> Result<()> {
+    let dir = match &cmd {
+        RulesCommand::Check { dir } | RulesCommand::Test { dir, .. } => {
+            dir.clone().or(config.rules.dir.clone())
+        }
+    };
+    let catalog = match &dir {
+        Some(d) => Catalog::load_dir(d, &catalog_options(&config)),
+        None => Catalog::embedded(&catalog_options(&config)),
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    match cmd {
+        RulesCommand::Check { .. } => {
+            let src = dir
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|| "<embedded catalog>".into());
+            println!(
+                "rules OK: {src}: {} rules for {}",
+                catalog.rule_count(),
+                catalog.hosts().join(", ")
+            );
+        }
+        RulesCommand::Test {
+            method,
+            url,
+            body,
+            header,
+            ..
+        } => {
+            let uri: http::Uri = url.parse().with_context(|| format!("bad URL {url:?}"))?;
+            let host = uri.host().context("URL needs a host")?.to_string();
+            let port = uri
+                .port_u16()
+                .unwrap_or(if uri.scheme_str() == Some("http") {
+                    80
+                } else {
+                    443
+                });
+            let pq = uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
+                .to_string();
+            let mut headers = http::HeaderMap::new();
+            for h in header {
+                let (k, v) = h
+                    .split_once(':')
+                    .with_context(|| format!("--header {h:?}: expected NAME: VALUE"))?;
+                headers.append(
+                    http::HeaderName::from_bytes(k.trim().as_bytes())?,
+                    http::HeaderValue::from_str(v.trim())?,
+                );
+            }
+            let body = body
+                .map(|p| std::fs::read(&p).with_context(|| format!("reading {}", p.display())))
+                .transpose()?;
+            let head = airlock::rules::RequestHead {
+                method: &method,
+                host: &host,
+                port,
+                path_and_query: &pq,
+                headers: &headers,
+            };
+            if !catalog.inspects(&host) {
+                println!("note: {host} is named by no service; the proxy applies proxy.unknown_hosts / inspect_hosts");
+            }
+            let needs = catalog.needs_body(&head);
+            if needs && body.is_none() {
+                println!("note: a rule needs the body; without --body the gate fails closed");
+            }
+            println!("{}", catalog.evaluate(&head, body.as_deref()));
+        }
+    }
     Ok(())
 }
 

@@ -522,3 +522,67 @@ async fn cli_lists_and_approves() {
     assert!(!out.status.success());
     assert_eq!(up.count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shipped_catalog_holds_a_repo_delete_end_to_end() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let catalog = airlock::rules::LiveCatalog::load(None, Default::default()).expect("catalog");
+    let a = Airlock::start_classified("", &up, HOSTS, catalog).await;
+    // Reads flow.
+    let (rc, out, err) = curl(&curl_args(
+        &a,
+        &["https://api.github.com/repos/acme/widgets"],
+    ))
+    .await;
+    assert_eq!(rc, 0, "{err}");
+    assert!(out.contains("/repos/acme/widgets"), "{out}");
+    // The delete is held (curl through the proxy).
+    let (rc, out, _) = curl(&curl_args(
+        &a,
+        &[
+            "-X",
+            "DELETE",
+            "-i",
+            "https://api.github.com/repos/acme/widgets",
+        ],
+    ))
+    .await;
+    assert_eq!(rc, 0);
+    assert!(
+        out.contains(" 423")
+            && out
+                .to_ascii_lowercase()
+                .contains("airlock-outcome: escalate"),
+        "{out}"
+    );
+    assert!(out.contains("github.repos.delete"), "{out}");
+    // A Stripe charge over $100 is held; one under passes with a soft gate.
+    let client = a.client();
+    let held = client
+        .post("https://api.stripe.com/v1/charges")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("amount=25000&currency=usd&source=tok_visa")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(held.status(), 423);
+    let small = client
+        .post("https://api.stripe.com/v1/charges")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("amount=500&currency=usd&source=tok_visa")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(small.status(), 200);
+    let seen = up.requests();
+    assert_eq!(
+        seen.len(),
+        2,
+        "one read and the small charge; nothing held reached the upstream"
+    );
+    assert_eq!(
+        seen[1].body, b"amount=500&currency=usd&source=tok_visa",
+        "the buffered body is forwarded intact"
+    );
+}

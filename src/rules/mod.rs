@@ -1,5 +1,28 @@
-//! Rules catalog: rule files -> compiled matcher -> verdict.
-//! (API contract; the implementation lives in submodules written by the rules work.)
+//! Rules catalog: rule files (`rules/*.toml`) -> checked, compiled matcher -> verdict.
+//! `catalog.rs` documents the file format; `live.rs` reloads on SIGHUP and file change.
+
+mod catalog;
+pub mod fields;
+pub mod graphql;
+mod live;
+pub mod money;
+pub mod normalize;
+
+pub use catalog::{Catalog, CatalogOptions};
+pub use live::LiveCatalog;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RulesError {
+    #[error("{file}:{line}:{column}: {message}")]
+    Parse {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{file}: {message}")]
+    Io { file: String, message: String },
+}
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -64,4 +87,25 @@ pub struct Verdict {
     pub expiry: Option<Duration>,
     /// Per-rule default for how long an escalated request may wait for approval inline.
     pub wait: Option<Duration>,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "action:   {}",
+            format!("{:?}", self.action).to_lowercase()
+        )?;
+        writeln!(f, "tool:     {}", self.tool.as_deref().unwrap_or("-"))?;
+        writeln!(f, "service:  {}", self.service.as_deref().unwrap_or("-"))?;
+        writeln!(f, "rule:     {}", self.rule_id.as_deref().unwrap_or("-"))?;
+        if let Some(c) = self.class {
+            writeln!(f, "class:    {}", format!("{c:?}").to_lowercase())?;
+        }
+        writeln!(f, "reasons:  {}", self.reason_codes.join(", "))?;
+        for (k, v) in &self.params {
+            writeln!(f, "param:    {k} = {v}")?;
+        }
+        write!(f, "why:      {}", self.explanation)
+    }
 }

@@ -1,0 +1,372 @@
+//! `airlock-bench`: load tool. Starts its own local HTTPS upstream, then drives N concurrent
+//! keep-alive HTTPS clients either directly at it or through any HTTP CONNECT proxy, and prints
+//! requests/s and latency percentiles. `--compare` runs both in the same process and prints ratios.
+//!
+//! Typical use (see scripts/bench.sh):
+//!   airlock-bench --init-upstream-ca DIR            # once: the upstream's CA, for the proxy to trust
+//!   airlock-bench --upstream-ca-dir DIR --upstream-port 19443 \
+//!       --proxy http://127.0.0.1:8080 --ca certs/ca.pem --compare
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[derive(Parser, Clone)]
+#[command(about = "HTTPS load generator: direct vs through a CONNECT proxy")]
+struct Args {
+    /// Create the upstream CA in DIR and exit.
+    #[arg(long)]
+    init_upstream_ca: Option<PathBuf>,
+    /// Load (or create) the upstream CA from DIR.
+    #[arg(long)]
+    upstream_ca_dir: Option<PathBuf>,
+    /// Port for the built-in upstream (0: any).
+    #[arg(long, default_value_t = 0)]
+    upstream_port: u16,
+    /// Proxy URL, e.g. http://127.0.0.1:8080. Without it: direct.
+    #[arg(long)]
+    proxy: Option<String>,
+    /// `user:pass` sent as Proxy-Authorization: Basic on CONNECT.
+    #[arg(long)]
+    proxy_auth: Option<String>,
+    /// CA file trusted inside the proxy tunnel (the proxy's CA).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Host name used for CONNECT, SNI and Host.
+    #[arg(long, default_value = "bench.local")]
+    host: String,
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Unmeasured seconds first.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Use HTTP/2 on each connection.
+    #[arg(long)]
+    http2: bool,
+    /// Response body size.
+    #[arg(long, default_value_t = 64)]
+    body_bytes: usize,
+    /// Run direct, then through --proxy, and print ratios.
+    #[arg(long)]
+    compare: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct Report {
+    mode: String,
+    requests: usize,
+    errors: usize,
+    rps: f64,
+    p50_us: u64,
+    p90_us: u64,
+    p99_us: u64,
+    max_us: u64,
+}
+
+fn main() -> Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args = Args::parse();
+    if let Some(dir) = &args.init_upstream_ca {
+        load_or_create_ca(dir)?;
+        println!("upstream CA: {}", dir.join("upstream-ca.pem").display());
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let tmp = std::env::temp_dir().join(format!("airlock-bench-{}", std::process::id()));
+    let ca_dir = args.upstream_ca_dir.clone().unwrap_or(tmp);
+    let (ca_pem, issuer) = load_or_create_ca(&ca_dir)?;
+    let upstream = start_upstream(&issuer, &args).await?;
+    eprintln!(
+        "upstream on {upstream} (CA {})",
+        ca_dir.join("upstream-ca.pem").display()
+    );
+    let mut reports = Vec::new();
+    if args.compare || args.proxy.is_none() {
+        reports.push(drive(&args, upstream, None, ca_pem.as_bytes()).await?);
+    }
+    if let Some(proxy) = &args.proxy {
+        let proxy_addr = parse_proxy(proxy)?;
+        let ca = match &args.ca {
+            Some(p) => std::fs::read(p).with_context(|| format!("reading --ca {}", p.display()))?,
+            None => bail!("--proxy needs --ca (the proxy's CA certificate)"),
+        };
+        reports.push(drive(&args, upstream, Some(proxy_addr), &ca).await?);
+    }
+    print_reports(&reports, args.json);
+    Ok(())
+}
+
+fn parse_proxy(url: &str) -> Result<SocketAddr> {
+    let hostport = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut addrs = std::net::ToSocketAddrs::to_socket_addrs(hostport)
+        .with_context(|| format!("bad --proxy {url}"))?;
+    addrs.next().context("proxy resolves to nothing")
+}
+
+fn load_or_create_ca(dir: &Path) -> Result<(String, Issuer<'static, KeyPair>)> {
+    let cert = dir.join("upstream-ca.pem");
+    let key = dir.join("upstream-ca-key.pem");
+    if cert.exists() && key.exists() {
+        let pem = std::fs::read_to_string(&cert)?;
+        let kp = KeyPair::from_pem(&std::fs::read_to_string(&key)?).context("bad CA key")?;
+        let issuer = Issuer::from_ca_cert_pem(&pem, kp).context("bad CA cert")?;
+        return Ok((pem, issuer));
+    }
+    std::fs::create_dir_all(dir)?;
+    let kp = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "airlock-bench upstream CA");
+    let pem = params.self_signed(&kp)?.pem();
+    std::fs::write(&cert, &pem)?;
+    std::fs::write(&key, kp.serialize_pem())?;
+    Ok((pem, Issuer::new(params, kp)))
+}
+
+async fn start_upstream(issuer: &Issuer<'static, KeyPair>, args: &Args) -> Result<SocketAddr> {
+    let kp = KeyPair::generate()?;
+    let names = vec![args.host.clone(), "localhost".into(), "127.0.0.1".into()];
+    let leaf = CertificateParams::new(names)?.signed_by(&kp, issuer)?;
+    let key = PrivateKeyDer::try_from(kp.serialize_der()).map_err(anyhow::Error::msg)?;
+    let mut cfg = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], key)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.upstream_port)).await?;
+    let addr = listener.local_addr()?;
+    let body = Bytes::from(vec![b'x'; args.body_bytes]);
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = s.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let body = body.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(move |_req| {
+                    let body = body.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(body)))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Empty<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
+}
+
+async fn connect(
+    args: &Args,
+    upstream: SocketAddr,
+    proxy: Option<SocketAddr>,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<Sender> {
+    let mut tcp = TcpStream::connect(proxy.unwrap_or(upstream)).await?;
+    tcp.set_nodelay(true)?;
+    if proxy.is_some() {
+        let mut req = format!("CONNECT {0}:443 HTTP/1.1\r\nHost: {0}:443\r\n", args.host);
+        if let Some(auth) = &args.proxy_auth {
+            use base64::Engine;
+            let enc = base64::engine::general_purpose::STANDARD.encode(auth);
+            req.push_str(&format!("Proxy-Authorization: Basic {enc}\r\n"));
+        }
+        req.push_str("\r\n");
+        tcp.write_all(req.as_bytes()).await?;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if tcp.read(&mut byte).await? == 0 || head.len() > 16384 {
+                bail!(
+                    "proxy closed during CONNECT: {}",
+                    String::from_utf8_lossy(&head)
+                );
+            }
+            head.push(byte[0]);
+        }
+        let text = String::from_utf8_lossy(&head);
+        if !text.starts_with("HTTP/1.1 200") && !text.starts_with("HTTP/1.0 200") {
+            bail!(
+                "proxy refused CONNECT: {}",
+                text.lines().next().unwrap_or("")
+            );
+        }
+    }
+    let name = ServerName::try_from(args.host.clone())?;
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await?;
+    let io = TokioIo::new(stream);
+    if args.http2 {
+        let (s, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+        tokio::spawn(conn);
+        Ok(Sender::H2(s))
+    } else {
+        let (s, conn) = hyper::client::conn::http1::handshake(io).await?;
+        tokio::spawn(conn);
+        Ok(Sender::H1(s))
+    }
+}
+
+async fn drive(
+    args: &Args,
+    upstream: SocketAddr,
+    proxy: Option<SocketAddr>,
+    ca_pem: &[u8],
+) -> Result<Report> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(c.context("bad CA PEM")?)?;
+    }
+    let mut cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = if args.http2 {
+        vec![b"h2".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    let cfg = Arc::new(cfg);
+    let warm_end = Instant::now() + Duration::from_secs(args.warmup);
+    let end = warm_end + Duration::from_secs(args.duration);
+    let mut tasks = Vec::new();
+    for _ in 0..args.connections {
+        let mut sender = connect(args, upstream, proxy, cfg.clone()).await?;
+        let host = args.host.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0usize;
+            while Instant::now() < end {
+                let req = hyper::Request::get(format!("https://{host}/bench"))
+                    .header("host", &host)
+                    .body(Empty::<Bytes>::new());
+                let Ok(mut req) = req else {
+                    errors += 1;
+                    continue;
+                };
+                let t0 = Instant::now();
+                let res = match &mut sender {
+                    Sender::H1(s) => {
+                        *req.uri_mut() = "/bench".parse().unwrap_or_default();
+                        if s.ready().await.is_err() {
+                            errors += 1;
+                            break;
+                        }
+                        s.send_request(req).await
+                    }
+                    Sender::H2(s) => s.send_request(req).await,
+                };
+                match res {
+                    Ok(resp) => {
+                        let ok = resp.status().is_success();
+                        let _ = resp.into_body().collect().await;
+                        if !ok {
+                            errors += 1;
+                        }
+                        if t0 >= warm_end {
+                            lat.push(t0.elapsed().as_micros() as u64);
+                        }
+                    }
+                    Err(_) => {
+                        errors += 1;
+                        break;
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await?;
+        all.extend(l);
+        errors += e;
+    }
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    Ok(Report {
+        mode: if proxy.is_some() {
+            "proxy".into()
+        } else {
+            "direct".into()
+        },
+        requests: all.len(),
+        errors,
+        rps: all.len() as f64 / args.duration.max(1) as f64,
+        p50_us: pct(0.50),
+        p90_us: pct(0.90),
+        p99_us: pct(0.99),
+        max_us: all.last().copied().unwrap_or(0),
+    })
+}
+
+fn print_reports(reports: &[Report], json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(reports).unwrap_or_default()
+        );
+        return;
+    }
+    println!(
+        "{:<8} {:>10} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8}",
+        "mode", "requests", "errors", "req/s", "p50 µs", "p90 µs", "p99 µs", "max µs"
+    );
+    for r in reports {
+        println!(
+            "{:<8} {:>10} {:>7} {:>10.0} {:>8} {:>8} {:>8} {:>8}",
+            r.mode, r.requests, r.errors, r.rps, r.p50_us, r.p90_us, r.p99_us, r.max_us
+        );
+    }
+    if let [d, p] = reports {
+        println!(
+            "ratio: throughput proxy/direct = {:.2}x, added p50 = {:.3} ms, added p99 = {:.3} ms",
+            p.rps / d.rps.max(1.0),
+            (p.p50_us as f64 - d.p50_us as f64) / 1000.0,
+            (p.p99_us as f64 - d.p99_us as f64) / 1000.0
+        );
+    }
+}

@@ -1,0 +1,74 @@
+//! Request normalisation before matching: method check, host, percent-decoding (including
+//! %2F), duplicate slashes, trailing slash, dot segments.
+
+/// Methods the catalog knows. Anything else (or not upper-case) escalates.
+pub const KNOWN_METHODS: &[&str] = &["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"];
+
+pub fn method_ok(m: &str) -> bool {
+    KNOWN_METHODS.contains(&m)
+}
+
+/// Lower-case, no trailing dot.
+pub fn host(h: &str) -> String {
+    h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase()
+}
+
+/// Splits the raw path (no query) into normalised segments: percent-decoded first (so `%2F`
+/// separates), empty segments dropped, `.` removed, `..` pops. `None` if decoding yields
+/// invalid UTF-8 or a NUL (the caller escalates).
+pub fn segments(raw_path: &str) -> Option<Vec<String>> {
+    let decoded = percent_encoding::percent_decode_str(raw_path)
+        .decode_utf8()
+        .ok()?;
+    // Decode twice-encoded separators too (%252F): a second pass must not change the structure.
+    let decoded = if decoded.contains('%') {
+        match percent_encoding::percent_decode_str(&decoded).decode_utf8() {
+            Ok(d) => d.into_owned(),
+            Err(_) => return None,
+        }
+    } else {
+        decoded.into_owned()
+    };
+    if decoded.contains('\0') {
+        return None;
+    }
+    let mut out: Vec<String> = Vec::new();
+    for seg in decoded.split(['/', '\\']) {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s.to_string()),
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_paths() {
+        let cases: &[(&str, &[&str])] = &[
+            ("/repos/a/b", &["repos", "a", "b"]),
+            ("//repos///a/b/", &["repos", "a", "b"]),
+            ("/repos/a/x/../b", &["repos", "a", "b"]),
+            ("/repos/./a/b", &["repos", "a", "b"]),
+            ("/repos%2Fa%2fb", &["repos", "a", "b"]),
+            ("/repos/a%252Fb", &["repos", "a", "b"]),
+            ("/re%70os/a/b", &["repos", "a", "b"]),
+            ("/repos\\a\\b", &["repos", "a", "b"]),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(
+                segments(raw).as_deref(),
+                Some(&want.iter().map(|s| s.to_string()).collect::<Vec<_>>()[..]),
+                "{raw}"
+            );
+        }
+        assert_eq!(segments("/a%00b"), None);
+        assert_eq!(segments("/a%ffb"), None);
+    }
+}

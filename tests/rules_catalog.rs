@@ -1,0 +1,674 @@
+//! Table-driven tests of the shipped catalog: every GitHub DELETE route, the special write
+//! rules, Stripe money rules, GraphQL, normalisation and fail-closed cases, broken files.
+
+use airlock::rules::{Action, Catalog, CatalogOptions, LiveCatalog, RequestHead};
+use http::HeaderMap;
+
+fn catalog() -> Catalog {
+    Catalog::embedded(&CatalogOptions::default()).expect("embedded catalog compiles")
+}
+
+fn eval(
+    c: &Catalog,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (Action, Vec<String>, Option<String>) {
+    let uri: http::Uri = url.parse().expect("url");
+    let mut h = HeaderMap::new();
+    for (k, v) in headers {
+        h.append(
+            http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            v.parse().expect("value"),
+        );
+    }
+    let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let head = RequestHead {
+        method,
+        host: uri.host().expect("host"),
+        port: 443,
+        path_and_query: pq,
+        headers: &h,
+    };
+    let body = if c.needs_body(&head) {
+        Some(body.unwrap_or("").as_bytes())
+    } else {
+        body.map(str::as_bytes)
+    };
+    let v = c.evaluate(&head, body);
+    (v.action, v.reason_codes, v.tool)
+}
+
+#[test]
+fn every_github_delete_route_is_gated() {
+    let c = catalog();
+    let tsv = include_str!("data/github-rest-delete.tsv");
+    let mut n = 0;
+    for line in tsv.lines() {
+        let Some(route) = line.split('\t').next() else {
+            continue;
+        };
+        let Some(path) = route.strip_prefix("DELETE ") else {
+            continue;
+        };
+        let concrete: String = path
+            .split('/')
+            .map(|s| match s {
+                "{ref}" | "{branch}" | "{path}" | "{file_path}" => "feature/x-1",
+                s if s.starts_with('{') => "v1",
+                s => s,
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let (action, _, tool) = eval(
+            &c,
+            "DELETE",
+            &format!("https://api.github.com{concrete}"),
+            &[],
+            None,
+        );
+        assert!(action >= Action::Notify, "{route} -> {action:?}");
+        assert!(tool.is_some(), "{route}: no rule named it");
+        n += 1;
+    }
+    assert_eq!(n, 187);
+}
+
+#[test]
+fn table() {
+    let c = catalog();
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let json = [("content-type", "application/json")];
+    use Action::*;
+    #[allow(clippy::type_complexity)]
+    let cases: &[(&str, &str, &[(&str, &str)], Option<&str>, Action, &str)] = &[
+        // reads flow
+        (
+            "GET",
+            "https://api.github.com/repos/o/r",
+            &[],
+            None,
+            Allow,
+            "no_rule_default",
+        ),
+        (
+            "GET",
+            "https://api.stripe.com/v1/charges",
+            &[],
+            None,
+            Allow,
+            "no_rule_default",
+        ),
+        // repo deletion and its spellings
+        (
+            "DELETE",
+            "https://api.github.com/repos/o/r",
+            &[],
+            None,
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "DELETE",
+            "https://api.github.com/repos/o/r/",
+            &[],
+            None,
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "DELETE",
+            "https://api.github.com//repos//o//r",
+            &[],
+            None,
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "DELETE",
+            "https://api.github.com/repos/o/x/../r",
+            &[],
+            None,
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "DELETE",
+            "https://api.github.com/repos%2Fo%2Fr",
+            &[],
+            None,
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "DELETE",
+            "https://API.GITHUB.COM./repos/o/r",
+            &[],
+            None,
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "DELETE",
+            "https://api.github.com/api/v3/repos/o/r",
+            &[],
+            None,
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "DELETE",
+            "https://api.github.com/repositories/42",
+            &[],
+            None,
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "DELETE",
+            "https://api.github.com/repos/o/r/git/refs/heads/a/b/c",
+            &[],
+            None,
+            Escalate,
+            "rule_match",
+        ),
+        // method tricks
+        (
+            "delete",
+            "https://api.github.com/repos/o/r",
+            &[],
+            None,
+            Escalate,
+            "bad_method",
+        ),
+        (
+            "PURGE",
+            "https://api.github.com/repos/o/r",
+            &[],
+            None,
+            Escalate,
+            "bad_method",
+        ),
+        (
+            "POST",
+            "https://api.github.com/repos/o/r",
+            &[("x-http-method-override", "DELETE")],
+            None,
+            Escalate,
+            "method_override",
+        ),
+        (
+            "GET",
+            "https://api.github.com/repos/o/r?_method=DELETE",
+            &[],
+            None,
+            Escalate,
+            "method_override",
+        ),
+        // repo settings
+        (
+            "PATCH",
+            "https://api.github.com/repos/o/r",
+            &json,
+            Some(r#"{"visibility":"public"}"#),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "PATCH",
+            "https://api.github.com/repos/o/r",
+            &json,
+            Some(r#"{"private":false}"#),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "PATCH",
+            "https://api.github.com/repos/o/r",
+            &json,
+            Some(r#"{"archived":true}"#),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "PATCH",
+            "https://api.github.com/repos/o/r",
+            &json,
+            Some(r#"{"description":"x"}"#),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.github.com/repos/o/r",
+            &json,
+            Some(r#"{"visibility":"public"}"#),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "PATCH",
+            "https://api.github.com/repos/o/r",
+            &json,
+            Some(r#"{"visibility":"private","visibility":"public"}"#),
+            Escalate,
+            "duplicate_key",
+        ),
+        (
+            "PATCH",
+            "https://api.github.com/repos/o/r",
+            &json,
+            Some("{broken"),
+            Escalate,
+            "body_unparseable",
+        ),
+        (
+            "PATCH",
+            "https://api.github.com/repos/o/r/git/refs/heads/main",
+            &json,
+            Some(r#"{"sha":"a","force":true}"#),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "PATCH",
+            "https://api.github.com/repos/o/r/git/refs/heads/main",
+            &json,
+            Some(r#"{"sha":"a"}"#),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "PUT",
+            "https://api.github.com/repos/o/r/pulls/7/merge",
+            &[],
+            None,
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.github.com/repos/o/r/actions/workflows/ci.yml/dispatches",
+            &[],
+            None,
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "PUT",
+            "https://api.github.com/repos/o/r/actions/secrets/TOKEN",
+            &[],
+            None,
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "PUT",
+            "https://api.github.com/repos/o/r/collaborators/eve",
+            &[],
+            None,
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.github.com/repos/o/r/keys",
+            &[],
+            None,
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.github.com/repos/o/r/transfer",
+            &[],
+            None,
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.github.com/repos/o/r/issues",
+            &[],
+            None,
+            Notify,
+            "rule_match",
+        ),
+        // Stripe money
+        (
+            "POST",
+            "https://api.stripe.com/v1/charges",
+            &form,
+            Some("amount=10000&currency=usd"),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.stripe.com/v1/charges",
+            &form,
+            Some("amount=10001&currency=usd"),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.stripe.com/v1/charges",
+            &form,
+            Some("amount=100&currency=jpy"),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.stripe.com/v1/charges",
+            &form,
+            Some("amount=101&currency=jpy"),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.stripe.com/v1/charges",
+            &form,
+            Some("amount=100000&currency=kwd"),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.stripe.com/v1/charges",
+            &form,
+            Some("amount=100001&currency=kwd"),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.stripe.com/v1/charges",
+            &form,
+            Some("amount=5&currency=xyz"),
+            Escalate,
+            "unknown_currency",
+        ),
+        (
+            "POST",
+            "https://api.stripe.com/v1/charges",
+            &form,
+            Some("currency=usd"),
+            Escalate,
+            "amount_unparseable",
+        ),
+        (
+            "POST",
+            "https://api.stripe.com/v1/charges",
+            &form,
+            Some("amount=lots&currency=usd"),
+            Escalate,
+            "amount_unparseable",
+        ),
+        (
+            "POST",
+            "https://api.stripe.com/v1/charges?amount=999999",
+            &form,
+            Some("currency=usd"),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.stripe.com/v1/charges?amount=1",
+            &form,
+            Some("amount=99999&currency=usd"),
+            Escalate,
+            "duplicate_key",
+        ),
+        (
+            "POST",
+            "https://api.stripe.com/v1/charges",
+            &form,
+            Some("amount=1&amount=99999&currency=usd"),
+            Escalate,
+            "duplicate_key",
+        ),
+        (
+            "POST",
+            "https://api.stripe.com/v1/charges",
+            &form,
+            Some("amount=100&currency=usd&metadata[a]=1&metadata[a]=2"),
+            Escalate,
+            "duplicate_key",
+        ),
+        (
+            "POST",
+            "https://api.stripe.com/v1/payment_intents",
+            &form,
+            Some("amount=500&currency=usd&confirm=true"),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.stripe.com/v1/payment_intents",
+            &form,
+            Some("amount=500&currency=usd"),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.stripe.com/v1/refunds",
+            &form,
+            Some("charge=ch_1"),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.stripe.com/v1/payouts",
+            &form,
+            Some("amount=1&currency=usd"),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "DELETE",
+            "https://api.stripe.com/v1/customers/cus_1",
+            &[],
+            None,
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.stripe.com/v1/subscriptions/sub_1/cancel",
+            &[],
+            None,
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.stripe.com/v1/invoices/in_1/void",
+            &[],
+            None,
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.stripe.com/v2/money_management/outbound_payments",
+            &json,
+            Some("{}"),
+            Escalate,
+            "rule_match",
+        ),
+        // GraphQL
+        (
+            "POST",
+            "https://api.github.com/graphql",
+            &json,
+            Some(r#"{"query":"{ viewer { login } }"}"#),
+            Allow,
+            "graphql_read",
+        ),
+        (
+            "POST",
+            "https://api.github.com/graphql",
+            &json,
+            Some(
+                r#"{"query":"mutation { ok: deleteRef(input:{refId:\"x\"}) { clientMutationId } }"}"#,
+            ),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.github.com/graphql",
+            &json,
+            Some(
+                r#"{"query":"mutation { ...F } fragment F on Mutation { archiveRepository(input:{}) { x } }"}"#,
+            ),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.github.com/graphql",
+            &json,
+            Some(r#"{"query":"mutation { addComment(input:{}) { x } }"}"#),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.github.com/graphql",
+            &json,
+            Some(
+                r#"{"query":"mutation { addComment(input:{}) { x } mergePullRequest(input:{}) { x } }"}"#,
+            ),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.github.com/graphql",
+            &json,
+            Some(r#"{"query":"mutation { noSuchMutation { x } }"}"#),
+            Escalate,
+            "unknown_mutation",
+        ),
+        (
+            "POST",
+            "https://api.github.com/graphql",
+            &json,
+            Some(
+                r#"{"query":"query A { a } mutation B { deleteRef(input:{}) { x } }","operationName":"B"}"#,
+            ),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.github.com/graphql",
+            &json,
+            Some(r#"{"query":"query A { a } mutation B { deleteRef(input:{}) { x } }"}"#),
+            Escalate,
+            "ambiguous_operation",
+        ),
+        (
+            "POST",
+            "https://api.github.com/graphql",
+            &json,
+            Some("not json"),
+            Escalate,
+            "body_unparseable",
+        ),
+        // hosts no service names
+        (
+            "DELETE",
+            "https://example.com/repos/o/r",
+            &[],
+            None,
+            Allow,
+            "no_service",
+        ),
+    ];
+    for (method, url, headers, body, want, code) in cases {
+        let (action, codes, tool) = eval(&c, method, url, headers, *body);
+        assert_eq!(action, *want, "{method} {url} {body:?}: {codes:?} {tool:?}");
+        assert!(
+            codes.iter().any(|c| c == code),
+            "{method} {url} {body:?}: want reason {code}, got {codes:?}"
+        );
+    }
+}
+
+#[test]
+fn body_needed_but_missing_fails_closed() {
+    let c = catalog();
+    let h = HeaderMap::new();
+    let head = RequestHead {
+        method: "PATCH",
+        host: "api.github.com",
+        port: 443,
+        path_and_query: "/repos/o/r",
+        headers: &h,
+    };
+    assert!(c.needs_body(&head));
+    assert_eq!(c.evaluate(&head, None).action, Action::Escalate);
+    let get = RequestHead {
+        method: "GET",
+        ..head
+    };
+    assert!(!c.needs_body(&get), "reads stream: no body buffering");
+}
+
+#[test]
+fn broken_files_report_file_and_line() {
+    let opts = CatalogOptions::default();
+    let ok_service = "[service]\nname = \"s\"\nhosts = [\"h.test\"]\n";
+    let cases: &[(&str, &str)] = &[
+        ("[service]\nname = \"s\"\n", "x.toml:1:1:"),
+        (&format!("{ok_service}\n[[rule]]\ntool = \"t\"\nmethod = \"DELETE\"\npath = \"/a\"\nclass = \"money\"\nacton = \"escalate\"\n"), "x.toml:10:1: unknown field `acton`"),
+        (&format!("{ok_service}[[rule]]\ntool = \"t\"\nmethod = \"delete\"\npath = \"/a\"\nclass = \"money\"\naction = \"block\"\n"), "unknown method"),
+        (&format!("{ok_service}[[rule]]\ntool = \"t\"\nmethod = \"GET\"\npath = \"/a/{{b\"\nclass = \"money\"\naction = \"block\"\n"), "bad segment"),
+        (&format!("{ok_service}[[rule]]\ntool = \"t\"\nmethod = \"GET\"\npath = \"/a\"\nclass = \"money\"\naction = \"block\"\nwhen = [{{ field = \"x\" }}]\n"), "exactly one test"),
+    ];
+    for (text, want) in cases {
+        let err = Catalog::from_sources(&[("x.toml".into(), text.to_string())], &opts)
+            .expect_err(text)
+            .to_string();
+        assert!(err.contains(want), "{text:?}\n  -> {err}\n  want {want}");
+    }
+}
+
+#[test]
+fn live_catalog_keeps_last_good_on_broken_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let good = "[service]\nname = \"s\"\nhosts = [\"h.test\"]\n[[rule]]\ntool = \"s.del\"\nmethod = \"DELETE\"\npath = \"/x\"\nclass = \"irreversible\"\naction = \"escalate\"\n";
+    std::fs::write(dir.path().join("s.toml"), good).expect("write");
+    let live =
+        LiveCatalog::load(Some(dir.path().to_path_buf()), CatalogOptions::default()).expect("load");
+    assert_eq!(live.current().rule_count(), 1);
+    std::fs::write(dir.path().join("s.toml"), "[service\nbroken").expect("write");
+    let err = live.reload().expect_err("broken file");
+    assert!(err.to_string().contains("s.toml:1:"), "{err}");
+    let h = HeaderMap::new();
+    let head = RequestHead {
+        method: "DELETE",
+        host: "h.test",
+        port: 443,
+        path_and_query: "/x",
+        headers: &h,
+    };
+    assert_eq!(
+        live.current().evaluate(&head, None).action,
+        Action::Escalate,
+        "last good catalog still in force"
+    );
+    std::fs::write(dir.path().join("s.toml"), good.replace("escalate", "block")).expect("write");
+    live.reload().expect("reload");
+    assert_eq!(live.current().evaluate(&head, None).action, Action::Block);
+}
