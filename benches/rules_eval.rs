@@ -3,6 +3,7 @@ use airlock::rules::{Catalog, CatalogOptions, RequestHead};
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::HeaderMap;
 
+#[allow(clippy::type_complexity)]
 fn bench(c: &mut Criterion) {
     let cat = Catalog::embedded(&CatalogOptions::default()).expect("catalog");
     let mut form = HeaderMap::new();

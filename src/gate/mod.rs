@@ -322,7 +322,7 @@ impl Gate {
                     Err(e) => tracing::error!(key = %String::from_utf8_lossy(&key), error = %e, "unreadable review record skipped"),
                 }
             }
-            out.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms));
+            out.sort_by_key(|r| std::cmp::Reverse(r.created_at_ms));
             Ok(out)
         })
         .await

@@ -69,6 +69,7 @@ pub struct Permitted<T> {
 
 impl<T> Permitted<T> {
     /// Permits `inner` if the verdict lets it through (allow or notify); gives it back otherwise.
+    #[allow(clippy::result_large_err)] // the refused value is handed back whole, by design
     pub fn by_verdict(inner: T, verdict: Verdict) -> Result<Self, (T, Verdict)> {
         match verdict.action {
             Action::Allow | Action::Notify => Ok(Self {

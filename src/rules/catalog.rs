@@ -298,7 +298,7 @@ impl Catalog {
         let Some(segs) = path_segments(svc, head.path_and_query) else {
             return false;
         };
-        if head.method == "POST" && svc.graphql_paths.iter().any(|g| *g == segs) {
+        if head.method == "POST" && svc.graphql_paths.contains(&segs) {
             return true;
         }
         candidates(svc, head.method, &segs)
@@ -350,7 +350,7 @@ impl Catalog {
             .map(|(_, q)| q)
             .unwrap_or("");
 
-        if head.method == "POST" && svc.graphql_paths.iter().any(|g| *g == segs) {
+        if head.method == "POST" && svc.graphql_paths.contains(&segs) {
             return graphql_verdict(svc, body);
         }
         let cands = candidates(svc, head.method, &segs);
@@ -366,7 +366,7 @@ impl Catalog {
                         "a rule needs the body and it was not read".into(),
                     )
                 }
-                Some(b) if b.is_empty() => {}
+                Some([]) => {}
                 Some(b) => {
                     let ct = head
                         .headers

@@ -54,10 +54,13 @@ pub struct Fields {
 
 impl Fields {
     fn insert(&mut self, key: String, v: FieldValue) {
-        if self.map.contains_key(&key) {
-            self.duplicates.push(key);
-        } else {
-            self.map.insert(key, v);
+        match self.map.entry(key) {
+            std::collections::btree_map::Entry::Occupied(e) => {
+                self.duplicates.push(e.key().clone())
+            }
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(v);
+            }
         }
     }
 

@@ -66,6 +66,9 @@ impl std::str::FromStr for Backend {
     }
 }
 
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// The whole storage contract. Every successful write is durable (on disk) before it returns.
 pub trait Store: Send + Sync + 'static {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
@@ -79,7 +82,7 @@ pub trait Store: Send + Sync + 'static {
         new: &[u8],
     ) -> Result<bool, StoreError>;
     /// Every entry of `tree` in ascending key order.
-    fn scan(&self, tree: Tree) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan(&self, tree: Tree) -> Result<Vec<Entry>, StoreError>;
 }
 
 /// Opens (creating if needed) the store of `backend` under directory `path`.

@@ -77,7 +77,7 @@ impl Store for RedbStore {
         Ok(true)
     }
 
-    fn scan(&self, tree: Tree) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, tree: Tree) -> Result<Vec<super::Entry>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = txn.open_table(table(tree)).map_err(|e| self.err(e))?;
         let mut out = Vec::new();

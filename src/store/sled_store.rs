@@ -82,7 +82,7 @@ impl Store for SledStore {
         Ok(swapped)
     }
 
-    fn scan(&self, tree: Tree) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, tree: Tree) -> Result<Vec<super::Entry>, StoreError> {
         self.tree(tree)
             .iter()
             .map(|r| {
