@@ -267,7 +267,7 @@ impl Gate {
         let mut headers = Vec::new();
         for (name, value) in req.headers.iter() {
             let n = name.as_str();
-            if NOT_STORED.contains(&n) || is_hop_by_hop(n) {
+            if NOT_STORED.contains(&n) || crate::proxy::handler::HOP_BY_HOP.contains(&n) {
                 continue;
             }
             let v = value.to_str().map_err(|_| {

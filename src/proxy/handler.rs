@@ -285,7 +285,7 @@ fn check_authority<B>(conn: &ConnInfo, req: &Request<B>) -> Result<(), Refusal> 
 }
 
 /// Hop-by-hop headers (RFC 9110 7.6.1) plus proxy credentials: never forwarded either way.
-const HOP_BY_HOP: [&str; 9] = [
+pub const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "proxy-connection",
     "keep-alive",
