@@ -517,19 +517,6 @@ impl Gate {
     }
 }
 
-fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "proxy-connection"
-            | "keep-alive"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
-}
-
 fn requested_wait(headers: &HeaderMap, verdict: &Verdict, max: Duration) -> Option<Duration> {
     let asked = headers
         .get(WAIT_HEADER)
