@@ -69,6 +69,49 @@ struct RawConfig {
     store: RawStore,
     gate: RawGate,
     rules: RawRules,
+    egress: RawEgress,
+    agents: Vec<RawAgent>,
+    credentials: BTreeMap<String, RawCredential>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawEgress {
+    allow: Vec<String>,
+    ports: Vec<u16>,
+}
+
+impl Default for RawEgress {
+    fn default() -> Self {
+        Self {
+            allow: Vec::new(),
+            ports: vec![443, 80],
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    name: String,
+    token_sha256: String,
+    #[serde(default)]
+    services: Vec<String>,
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    owner: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCredential {
+    env: Option<String>,
+    file: Option<PathBuf>,
+    hosts: Vec<String>,
+    header: Option<String>,
+    format: Option<String>,
+    strip: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,6 +126,7 @@ struct RawProxy {
     shutdown_grace: String,
     leaf_cache_size: usize,
     max_connections: usize,
+    allow_anonymous: bool,
 }
 
 impl Default for RawProxy {
@@ -97,6 +141,7 @@ impl Default for RawProxy {
             shutdown_grace: "30s".into(),
             leaf_cache_size: 1024,
             max_connections: 10_000,
+            allow_anonymous: false,
         }
     }
 }
@@ -218,6 +263,59 @@ pub struct Config {
     pub store: StoreConfig,
     pub gate: GateConfig,
     pub rules: RulesConfig,
+    pub egress: EgressConfig,
+    pub agents: Vec<AgentConfig>,
+    pub credentials: Vec<CredentialConfig>,
+}
+
+/// Destinations agents may reach beyond the public internet, and the allowed ports.
+#[derive(Debug, Clone)]
+pub struct EgressConfig {
+    pub allow_nets: Vec<ipnet::IpNet>,
+    pub allow_hosts: Vec<String>,
+    pub ports: Vec<u16>,
+}
+
+/// One agent allowed to use the proxy. Its token is kept only as a SHA-256 digest.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub name: String,
+    pub token_sha256: [u8; 32],
+    /// Services (rules/credential service names) it may reach; empty: no service limit.
+    pub services: Vec<String>,
+    /// Extra hosts it may reach; with `services` empty and this empty, any host.
+    pub hosts: Vec<String>,
+    /// The person responsible for it (reviewer policies use this).
+    pub owner: Option<String>,
+}
+
+/// Where a service's real credential comes from (never from the agent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+}
+
+/// A provider credential Airlock injects for a service's hosts.
+#[derive(Debug, Clone)]
+pub struct CredentialConfig {
+    pub service: String,
+    pub source: SecretSource,
+    pub hosts: Vec<String>,
+    pub header: http::HeaderName,
+    /// Header value with `{token}` where the secret goes.
+    pub format: String,
+    /// Agent headers removed on these hosts, beyond the built-in credential headers.
+    pub strip: Vec<http::HeaderName>,
+}
+
+/// Hosts a known service's credential applies to when config names none.
+pub fn default_service_hosts(service: &str) -> &'static [&'static str] {
+    match service {
+        "github" => &["api.github.com", "uploads.github.com"],
+        "stripe" => &["api.stripe.com", "files.stripe.com"],
+        _ => &[],
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -232,6 +330,8 @@ pub struct ProxyConfig {
     pub shutdown_grace: Duration,
     pub leaf_cache_size: NonZeroUsize,
     pub max_connections: usize,
+    /// Accept agents without `Proxy-Authorization` (local development only).
+    pub allow_anonymous: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -375,6 +475,7 @@ fn check(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
         shutdown_grace: dur("proxy.shutdown_grace", &p.shutdown_grace)?,
         leaf_cache_size,
         max_connections: p.max_connections.max(1),
+        allow_anonymous: p.allow_anonymous,
     };
     let u = raw.upstream;
     let mut resolve = BTreeMap::new();
@@ -417,8 +518,14 @@ fn check(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
     if gate.sweep_interval.is_zero() {
         return Err(invalid("gate.sweep_interval", "must be above zero".into()));
     }
+    let egress = check_egress(&raw.egress).map_err(|m| invalid("egress", m))?;
+    let agents = check_agents(&raw.agents).map_err(|m| invalid("agents", m))?;
+    let credentials = check_credentials(&raw.credentials).map_err(|m| invalid("credentials", m))?;
     Ok(Config {
         source: None,
+        egress,
+        agents,
+        credentials,
         proxy,
         upstream,
         tls: TlsConfig {
@@ -432,6 +539,130 @@ fn check(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
             default_action: raw.rules.default_action,
         },
     })
+}
+
+fn check_egress(raw: &RawEgress) -> Result<EgressConfig, String> {
+    let mut allow_nets = Vec::new();
+    let mut allow_hosts = Vec::new();
+    for a in &raw.allow {
+        if let Ok(net) = a.parse::<ipnet::IpNet>() {
+            allow_nets.push(net);
+        } else if let Ok(ip) = a.parse::<std::net::IpAddr>() {
+            allow_nets.push(ipnet::IpNet::from(ip));
+        } else {
+            allow_hosts.push(
+                normalize_host(a)
+                    .ok_or_else(|| format!("allow: {a:?} is neither a CIDR, an IP nor a host"))?,
+            );
+        }
+    }
+    if raw.ports.is_empty() || raw.ports.contains(&0) {
+        return Err("ports: list at least one port, none of them 0".into());
+    }
+    Ok(EgressConfig {
+        allow_nets,
+        allow_hosts,
+        ports: raw.ports.clone(),
+    })
+}
+
+fn check_agents(raw: &[RawAgent]) -> Result<Vec<AgentConfig>, String> {
+    let mut out: Vec<AgentConfig> = Vec::new();
+    for a in raw {
+        let ok_name = !a.name.is_empty()
+            && a.name.len() <= 64
+            && a.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !ok_name {
+            return Err(format!(
+                "agent name {:?} must be 1-64 characters of letters, digits, '-', '_', '.'",
+                a.name
+            ));
+        }
+        if out.iter().any(|o| o.name == a.name) {
+            return Err(format!("agent {:?} is listed twice", a.name));
+        }
+        let digest = hex::decode(&a.token_sha256)
+            .ok()
+            .and_then(|d| <[u8; 32]>::try_from(d).ok())
+            .ok_or_else(|| {
+                format!(
+                    "agent {:?}: token_sha256 must be 64 hex digits (use `airlock agents add`)",
+                    a.name
+                )
+            })?;
+        let mut hosts = Vec::new();
+        for h in &a.hosts {
+            hosts.push(
+                normalize_host(h)
+                    .ok_or_else(|| format!("agent {:?}: {h:?} is not a host", a.name))?,
+            );
+        }
+        out.push(AgentConfig {
+            name: a.name.clone(),
+            token_sha256: digest,
+            services: a.services.clone(),
+            hosts,
+            owner: a.owner.clone(),
+        });
+    }
+    Ok(out)
+}
+
+fn check_credentials(
+    raw: &BTreeMap<String, RawCredential>,
+) -> Result<Vec<CredentialConfig>, String> {
+    let mut out = Vec::new();
+    for (service, c) in raw {
+        let source = match (&c.env, &c.file) {
+            (Some(e), None) if !e.is_empty() => SecretSource::Env(e.clone()),
+            (None, Some(f)) => SecretSource::File(f.clone()),
+            _ => {
+                return Err(format!(
+                    "{service}: set exactly one of env = \"VAR\" or file = \"path\""
+                ))
+            }
+        };
+        let mut hosts = Vec::new();
+        for h in &c.hosts {
+            hosts.push(normalize_host(h).ok_or_else(|| format!("{service}: {h:?} is not a host"))?);
+        }
+        if hosts.is_empty() {
+            hosts = default_service_hosts(service)
+                .iter()
+                .map(|h| h.to_string())
+                .collect();
+        }
+        if hosts.is_empty() {
+            return Err(format!(
+                "{service}: hosts = [...] is required (Airlock knows defaults only for github and stripe)"
+            ));
+        }
+        let header_name = c.header.as_deref().unwrap_or("authorization");
+        let header = http::HeaderName::from_bytes(header_name.as_bytes())
+            .map_err(|_| format!("{service}: header {header_name:?} is not a header name"))?;
+        let format = c.format.clone().unwrap_or_else(|| "Bearer {token}".into());
+        if !format.contains("{token}") {
+            return Err(format!("{service}: format must contain {{token}}"));
+        }
+        let mut strip = Vec::new();
+        for h in &c.strip {
+            strip.push(
+                http::HeaderName::from_bytes(h.as_bytes())
+                    .map_err(|_| format!("{service}: strip: {h:?} is not a header name"))?,
+            );
+        }
+        out.push(CredentialConfig {
+            service: service.clone(),
+            source,
+            hosts,
+            header,
+            format,
+            strip,
+        });
+    }
+    Ok(out)
 }
 
 /// Lower-cases a host name and drops one trailing dot; `None` if empty or it has a port/slash.

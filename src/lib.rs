@@ -2,7 +2,9 @@
 //! irreversible ones until a human approves. See `docs/request-flow.md` for one request's path.
 
 pub mod admin;
+pub mod agents;
 pub mod config;
+pub mod credentials;
 pub mod gate;
 pub mod proxy;
 pub mod rules;

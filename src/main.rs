@@ -47,6 +47,11 @@ enum Command {
         #[command(subcommand)]
         command: ReviewsCommand,
     },
+    /// Manage the agents allowed to use the proxy.
+    Agents {
+        #[command(subcommand)]
+        command: AgentsCommand,
+    },
     /// Validate configuration.
     Config {
         #[command(subcommand)]
@@ -155,6 +160,23 @@ enum ReviewsCommand {
 }
 
 #[derive(Subcommand)]
+enum AgentsCommand {
+    /// Create an agent: appends it (token stored only as SHA-256) to the config file
+    /// (--config, $AIRLOCK_CONFIG or ./airlock.toml, created if absent) and prints its token once.
+    Add {
+        name: String,
+        /// Services it may reach (e.g. github,stripe); default: no limit.
+        #[arg(long, value_delimiter = ',')]
+        services: Vec<String>,
+        /// Person responsible for this agent.
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// List configured agents (tokens are never stored, only their digests).
+    List,
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
     /// Parse and check the config file; print the effective settings.
     Check,
@@ -166,6 +188,7 @@ fn main() -> Result<()> {
     init_logging(&cli.log_format);
     let config = Config::discover(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
     match cli.command {
+        Command::Agents { command } => agents_cmd(config, command),
         Command::Serve(args) => serve(config, args),
         Command::Ca { command } => match command {
             CaCommand::Init { ca_dir } => {
@@ -214,6 +237,90 @@ fn main() -> Result<()> {
                 "  store               = {:?} at {}",
                 config.store.backend,
                 config.store.path.display()
+            );
+            println!(
+                "  agents              = {} (allow_anonymous = {})",
+                config.agents.len(),
+                config.proxy.allow_anonymous
+            );
+            for c in &config.credentials {
+                println!(
+                    "  credentials.{:<7} = {:?} for {:?}",
+                    c.service, c.source, c.hosts
+                );
+            }
+            airlock::credentials::Vault::load(&config.credentials)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(())
+        }
+    }
+}
+
+fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
+    match cmd {
+        AgentsCommand::List => {
+            if config.agents.is_empty() {
+                println!(
+                    "no agents configured (proxy.allow_anonymous = {})",
+                    config.proxy.allow_anonymous
+                );
+            }
+            for a in &config.agents {
+                println!(
+                    "{}\tservices={}\thosts={}\towner={}",
+                    a.name,
+                    if a.services.is_empty() {
+                        "*".into()
+                    } else {
+                        a.services.join(",")
+                    },
+                    a.hosts.join(","),
+                    a.owner.as_deref().unwrap_or("-")
+                );
+            }
+            Ok(())
+        }
+        AgentsCommand::Add {
+            name,
+            services,
+            owner,
+        } => {
+            if config.agents.iter().any(|a| a.name == name) {
+                bail!("agent {name:?} already exists in the config");
+            }
+            let path = config
+                .source
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(config::DEFAULT_FILE));
+            let token = airlock::agents::generate_token();
+            let block = airlock::agents::config_block(
+                &name,
+                &airlock::agents::token_digest(&token),
+                &services,
+                owner.as_deref(),
+            );
+            // Check the result parses before touching the file.
+            let existing = std::fs::read_to_string(&path).unwrap_or_default();
+            let combined = format!("{existing}{block}");
+            Config::from_toml(&path.display().to_string(), &combined)
+                .map_err(|e| anyhow::anyhow!("refusing to write an invalid config: {e}"))?;
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            f.write_all(block.as_bytes())
+                .and_then(|_| f.sync_all())
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "agent {name} added to {} (only the token's SHA-256 is stored). Its token, shown once:",
+                path.display()
+            );
+            println!("{token}");
+            eprintln!(
+                "use: HTTPS_PROXY=http://{name}:<token>@{} (restart airlock serve to load it)",
+                config.proxy.listen
             );
             Ok(())
         }

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use crate::admin::{self, Admin, AdminError};
 use crate::config::Config;
 use crate::gate::{Clock, Gate, GateError};
+use crate::proxy::egress::EgressGuard;
 use crate::proxy::policy::Classifier;
 use crate::proxy::{self, Lifecycle, Proxy};
 use crate::store::{self, StoreError};
@@ -22,6 +23,8 @@ pub enum ServerError {
     Store { path: String, source: StoreError },
     #[error("recovering reviews: {0}")]
     Recover(#[from] GateError),
+    #[error("{0}")]
+    Credentials(#[from] crate::credentials::CredentialError),
     #[error("admin token: {0}")]
     Admin(#[from] AdminError),
     #[error("cannot listen on {addr}: {source}")]
@@ -58,30 +61,7 @@ pub async fn start(
             source,
         }
     })?;
-    let life = Lifecycle::default();
-    let tls = crate::tls::client_config(&config.upstream.extra_ca_files)?;
-    let dialer = proxy::upstream::Dialer::new(
-        config.upstream.resolve.clone(),
-        config.upstream.connect_timeout,
-    );
-    let client = proxy::upstream::client(tls, dialer, config.upstream.pool_idle_timeout);
-    let gate = Gate::new(
-        store,
-        client,
-        config.gate.clone(),
-        clock,
-        life.tasks.clone(),
-    );
-    gate.recover().await?;
-    life.tasks
-        .spawn(gate.clone().run_sweeper(life.shutdown.clone()));
-
-    let proxy = Arc::new(Proxy::new(
-        config,
-        Arc::new(ca),
-        classifier,
-        Some(gate.clone()),
-    )?);
+    let vault = crate::credentials::Vault::load(&config.credentials)?;
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
             .await
@@ -101,6 +81,42 @@ pub async fn start(
             addr: config.admin.listen,
             source,
         })?;
+    // The egress guard knows our own listeners, so no agent can reach them through the proxy.
+    let guard = Arc::new(EgressGuard::new(
+        config.egress.allow_nets.clone(),
+        config.egress.allow_hosts.clone(),
+        config.egress.ports.clone(),
+    ));
+    guard.set_own_listeners(&[proxy_addr, admin_addr]);
+
+    let life = Lifecycle::default();
+    let tls = crate::tls::client_config(&config.upstream.extra_ca_files)?;
+    let dialer = proxy::upstream::Dialer::new(
+        config.upstream.resolve.clone(),
+        config.upstream.connect_timeout,
+        guard,
+    );
+    let client = proxy::upstream::client(tls, dialer.clone(), config.upstream.pool_idle_timeout);
+    let gate = Gate::new(
+        store,
+        client,
+        vault.clone(),
+        config.gate.clone(),
+        clock,
+        life.tasks.clone(),
+    );
+    gate.recover().await?;
+    life.tasks
+        .spawn(gate.clone().run_sweeper(life.shutdown.clone()));
+
+    let proxy = Arc::new(Proxy::new(
+        config,
+        Arc::new(ca),
+        classifier,
+        Some(gate.clone()),
+        dialer,
+        vault,
+    )?);
 
     let admin_token = admin::load_or_create_token(&config.admin.token_file)?;
     let admin = Admin::new(gate.clone(), &admin_token, admin_addr);

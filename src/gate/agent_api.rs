@@ -69,8 +69,11 @@ pub fn review_json(r: &Review, full: bool) -> serde_json::Value {
 }
 
 /// Serves Airlock's own agent endpoints.
+/// Serves `airlock.local` for `agent`, which sees only its own reviews (anonymous callers,
+/// allowed only in development, see those of anonymous callers).
 pub async fn serve_local(
     gate: Option<Arc<Gate>>,
+    agent: &crate::agents::Agent,
     method: Method,
     uri: http::Uri,
     max_wait: Duration,
@@ -100,6 +103,11 @@ pub async fn serve_local(
         .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "wait"))
         .and_then(|(_, v)| v.parse::<u64>().ok())
         .map(|s| Duration::from_secs(s).min(max_wait));
+    match gate.get(id).await {
+        Ok(r) if r.agent.as_deref().unwrap_or(crate::agents::ANONYMOUS) == agent.name => {}
+        Ok(_) => return gate_error_response(&super::GateError::NotFound(id.to_string())),
+        Err(e) => return gate_error_response(&e),
+    }
     let result = match wait {
         Some(w) if !w.is_zero() => gate.wait_final(id, w).await,
         _ => gate.get(id).await,

@@ -68,12 +68,17 @@ impl Gate {
 
         let outcome = match build_request(&review.request) {
             Err(e) => Outcome::NotSent(e),
-            Ok(req) => {
+            Ok(mut req) => {
+                // The credential is added only now, so no stored review ever holds it.
+                self.vault.inject(&review.request.host, req.headers_mut());
                 let permitted = Permitted::by_approval(req, review.id.clone());
                 let cap = self.config().max_result_bytes;
                 let client = self.client.clone();
                 match tokio::time::timeout(EXECUTION_TIMEOUT, send(client, permitted, cap)).await {
-                    Ok(o) => o,
+                    Ok(mut o) => {
+                        self.scrub(&mut o, &review.id);
+                        o
+                    }
                     Err(_) => Outcome::Unknown(format!(
                         "no complete answer within {}s",
                         EXECUTION_TIMEOUT.as_secs()
@@ -127,6 +132,25 @@ impl Gate {
     }
 }
 
+impl Gate {
+    /// Masks configured secrets in a recorded answer before it is stored or shown.
+    fn scrub(&self, outcome: &mut Outcome, id: &str) {
+        let (Some(s), Outcome::Answered { headers, body, .. }) = (self.vault.scrubber(), outcome)
+        else {
+            return;
+        };
+        let mut n = s.scrub_bytes(body);
+        for (_, v) in headers.iter_mut() {
+            let mut bytes = std::mem::take(v).into_bytes();
+            n += s.scrub_bytes(&mut bytes);
+            *v = String::from_utf8_lossy(&bytes).into_owned();
+        }
+        if n > 0 {
+            tracing::warn!(target: "airlock::scrub", review = %id, occurrences = n, "executed request's answer contained a configured secret; masked before storing");
+        }
+    }
+}
+
 fn build_request(stored: &StoredRequest) -> Result<Request<Body>, String> {
     let method = Method::from_bytes(stored.method.as_bytes())
         .map_err(|_| "stored method is invalid".to_string())?;
@@ -161,6 +185,7 @@ async fn send(
         Err(UpstreamFailure::Connect(e)) | Err(UpstreamFailure::Certificate(e)) => {
             return Outcome::NotSent(e)
         }
+        Err(UpstreamFailure::Egress(d)) => return Outcome::NotSent(d.message),
         Err(UpstreamFailure::Timeout(e)) | Err(UpstreamFailure::Protocol(e)) => {
             return Outcome::Unknown(e)
         }

@@ -106,11 +106,15 @@ pub struct HeldRequest {
     pub path_and_query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The agent that sent it.
+    pub agent: String,
 }
 
 pub struct Gate {
     store: Arc<dyn Store>,
     client: UpstreamClient,
+    /// Real credentials, injected at execution time (never stored on a review).
+    vault: Arc<crate::credentials::Vault>,
     cfg: GateConfig,
     clock: Arc<dyn Clock>,
     /// Bumped after every transition; waiters re-read the store.
@@ -122,6 +126,7 @@ impl Gate {
     pub fn new(
         store: Arc<dyn Store>,
         client: UpstreamClient,
+        vault: Arc<crate::credentials::Vault>,
         cfg: GateConfig,
         clock: Arc<dyn Clock>,
         tasks: TaskTracker,
@@ -129,6 +134,7 @@ impl Gate {
         Arc::new(Gate {
             store,
             client,
+            vault,
             cfg,
             clock,
             changes: watch::channel(0).0,
@@ -291,14 +297,16 @@ impl Gate {
             headers,
             body_b64: review::b64(&req.body),
         };
-        Ok(Review::new(
+        let mut review = Review::new(
             id,
             new_id("dec"),
             verdict,
             request,
             now,
             now.saturating_add(expiry.as_millis() as u64),
-        ))
+        );
+        review.agent = Some(req.agent);
+        Ok(review)
     }
 
     // ---- reading ----

@@ -21,6 +21,7 @@ pub struct AccessLog {
     pub status: u16,
     pub verdict: String,
     pub tool: Option<String>,
+    pub agent: String,
     pub start: Instant,
 }
 
@@ -34,6 +35,7 @@ impl AccessLog {
             status: 0,
             verdict: "none".into(),
             tool: None,
+            agent: String::new(),
             start: Instant::now(),
         }
     }
@@ -41,6 +43,7 @@ impl AccessLog {
     fn emit(&self, bytes: u64, complete: bool) {
         tracing::info!(
             target: "airlock::access",
+            agent = %self.agent,
             host = %self.host,
             method = %self.method,
             path = %self.path,

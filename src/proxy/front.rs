@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::egress::EgressDenied;
 use super::handler::{self, ConnInfo};
 use super::io::{Activity, Tracked};
 use super::policy::Route;
@@ -22,6 +23,7 @@ use super::respond::{empty, Refusal};
 use super::target::Target;
 use super::upstream::Body;
 use super::{mitm, tunnel, Lifecycle, Proxy};
+use crate::agents::Agent;
 
 pub(super) async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, life: Lifecycle) {
     loop {
@@ -144,14 +146,37 @@ async fn front_request(
     if let Err(refusal) = handler::check_header_size(req.headers(), proxy.config.max_header_bytes) {
         return refusal.into_response();
     }
+    let is_proxy_request =
+        req.method() == Method::CONNECT || req.uri().scheme_str() == Some("http");
+    if !is_proxy_request {
+        return not_a_proxy_request(&req);
+    }
+    let agent = match proxy.agents.authenticate(req.headers()) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::info!(target: "airlock::access", method = %req.method(), status = 407, reason = e.code(), "proxy authentication failed");
+            let mut resp = Refusal::client(
+                StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                e.code(),
+                e.to_string(),
+            )
+            .into_response();
+            resp.headers_mut().insert(
+                http::header::PROXY_AUTHENTICATE,
+                http::HeaderValue::from_static("Basic realm=\"airlock\""),
+            );
+            return resp;
+        }
+    };
     if req.method() == Method::CONNECT {
-        return connect(proxy, life, peer, req)
+        return connect(proxy, life, peer, agent, req)
             .await
             .unwrap_or_else(Refusal::into_response);
     }
-    if req.uri().scheme_str() == Some("http") {
-        return plain_http(proxy, peer, req).await;
-    }
+    plain_http(proxy, peer, agent, req).await
+}
+
+fn not_a_proxy_request(req: &Request<Incoming>) -> Response<Body> {
     if req.uri().scheme().is_some() {
         return Refusal::client(
             StatusCode::BAD_REQUEST,
@@ -168,7 +193,40 @@ async fn front_request(
     .into_response()
 }
 
-async fn plain_http(proxy: Arc<Proxy>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+/// Egress guard and the agent's own limits, for a destination about to be served.
+fn admit(proxy: &Proxy, agent: &Agent, target: &Target, route: Route) -> Result<(), Refusal> {
+    if route == Route::Local {
+        return Ok(());
+    }
+    proxy
+        .dialer
+        .precheck(target)
+        .map_err(|d| Refusal::policy(d.code, d.message))?;
+    let service = proxy
+        .vault
+        .service_for_host(&target.host)
+        .map(str::to_string)
+        .or_else(|| proxy.classifier.service_for_host(&target.host));
+    if !agent.may_reach(&target.host, service.as_deref()) {
+        return Err(Refusal::policy(
+            "agent_not_allowed",
+            format!(
+                "agent {} may not reach {} (service {}); see its services/hosts in airlock.toml",
+                agent.name,
+                target.host,
+                service.as_deref().unwrap_or("none")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn plain_http(
+    proxy: Arc<Proxy>,
+    peer: SocketAddr,
+    agent: Arc<Agent>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let Some(authority) = req.uri().authority() else {
         return Refusal::client(
             StatusCode::BAD_REQUEST,
@@ -185,12 +243,16 @@ async fn plain_http(proxy: Arc<Proxy>, peer: SocketAddr, req: Request<Incoming>)
         }
     };
     let route = proxy.hosts.route(&target.host, proxy.classifier.as_ref());
+    if let Err(refusal) = admit(&proxy, &agent, &target, route) {
+        return refusal.into_response();
+    }
     let conn = ConnInfo {
         scheme: "http",
         target,
         route,
         sni_mismatch: None,
         peer,
+        agent,
     };
     handler::handle(proxy, Arc::new(conn), req).await
 }
@@ -199,13 +261,18 @@ async fn connect(
     proxy: Arc<Proxy>,
     life: Lifecycle,
     peer: SocketAddr,
+    agent: Arc<Agent>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Refusal> {
     let authority = req.uri().authority().map(|a| a.as_str()).unwrap_or("");
     let target = Target::parse_connect(authority).map_err(|e| {
         Refusal::client(StatusCode::BAD_REQUEST, "bad_connect_target", e.to_string())
     })?;
-    match proxy.hosts.route(&target.host, proxy.classifier.as_ref()) {
+    let route = proxy.hosts.route(&target.host, proxy.classifier.as_ref());
+    if route != Route::Deny {
+        admit(&proxy, &agent, &target, route)?;
+    }
+    match route {
         Route::Deny => {
             tracing::info!(target: "airlock::access", host = %target.host, method = "CONNECT", status = 403, verdict = "deny", "refused unknown host");
             Err(Refusal::policy(
@@ -218,6 +285,9 @@ async fn connect(
         }
         Route::Tunnel => {
             let upstream = proxy.dialer.dial(&target).await.map_err(|e| {
+                if let Some(d) = e.get_ref().and_then(|i| i.downcast_ref::<EgressDenied>()) {
+                    return Refusal::policy(d.code, d.message.clone());
+                }
                 Refusal::new(
                     StatusCode::BAD_GATEWAY,
                     super::respond::Side::Upstream,
@@ -250,6 +320,7 @@ async fn connect(
                             route,
                             sni_mismatch: None,
                             peer,
+                            agent,
                         };
                         mitm::serve(up, tls, conn, proxy, life2).await
                     }

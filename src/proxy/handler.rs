@@ -29,6 +29,8 @@ pub struct ConnInfo {
     /// The SNI the agent sent, when it disagreed with the CONNECT host.
     pub sni_mismatch: Option<String>,
     pub peer: SocketAddr,
+    /// Who authenticated the CONNECT (or the plain-HTTP request).
+    pub agent: Arc<crate::agents::Agent>,
 }
 
 impl ConnInfo {
@@ -54,6 +56,7 @@ pub async fn handle(
         .unwrap_or("/")
         .to_string();
     let mut log = AccessLog::new(&conn.target.host, req.method().as_str(), &pq);
+    log.agent = conn.agent.name.clone();
     let req = req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
     let resp = match phases(&proxy, &conn, req, &pq, &mut log).await {
         Ok(r) => r,
@@ -88,6 +91,7 @@ async fn phases(
                 .unwrap_or_default();
             return Ok(crate::gate::agent_api::serve_local(
                 proxy.gate.clone(),
+                &conn.agent,
                 req.method().clone(),
                 req.uri().clone(),
                 max_wait,
@@ -163,6 +167,7 @@ async fn phases(
                 path_and_query: pq.to_string(),
                 headers: parts.headers.clone(),
                 body: bytes,
+                agent: conn.agent.name.clone(),
             };
             Ok(gate.hold(held, verdict).await)
         }
@@ -319,10 +324,34 @@ pub async fn forward(
     conn: &ConnInfo,
     permitted: Permitted<Request<Body>>,
 ) -> Result<Response<Body>, Refusal> {
-    let permitted = permitted.try_map(|req| to_upstream(req, conn.scheme, &conn.target))?;
-    super::upstream::send(&proxy.client, permitted)
+    let inspected = conn.route == Route::Inspect;
+    let permitted = permitted.try_map(|req| {
+        let mut req = to_upstream(req, conn.scheme, &conn.target)?;
+        if inspected {
+            proxy.vault.inject(&conn.target.host, req.headers_mut());
+        }
+        Ok::<_, Refusal>(req)
+    })?;
+    let resp = super::upstream::send(&proxy.client, permitted)
         .await
-        .map_err(Refusal::upstream)
+        .map_err(Refusal::upstream)?;
+    Ok(match proxy.vault.scrubber() {
+        Some(s) if inspected => scrub_response(s, &conn.target.host, resp),
+        _ => resp,
+    })
+}
+
+/// Masks configured secrets in an upstream answer before the agent sees it.
+fn scrub_response(
+    scrubber: &crate::credentials::Scrubber,
+    host: &str,
+    resp: Response<Body>,
+) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    if scrubber.scrub_headers(&mut parts.headers) > 0 {
+        tracing::warn!(target: "airlock::scrub", host, "upstream response header contained a configured secret; masked");
+    }
+    Response::from_parts(parts, scrubber.wrap(body, host.to_string()))
 }
 
 /// Rewrites an agent's request for the upstream: absolute URI, HTTP/1.1 semantics (the pool

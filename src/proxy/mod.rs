@@ -14,6 +14,7 @@
 //! 7. **log** (`access_log`): one line when the response body ends.
 
 pub mod access_log;
+pub mod egress;
 pub mod front;
 pub mod handler;
 pub mod io;
@@ -46,6 +47,8 @@ pub struct Proxy {
     pub client: UpstreamClient,
     pub dialer: Dialer,
     pub gate: Option<Arc<Gate>>,
+    pub agents: crate::agents::Agents,
+    pub vault: Arc<crate::credentials::Vault>,
     /// Largest body buffered to classify or hold a request.
     pub max_buffered_body: usize,
     conn_limit: Arc<Semaphore>,
@@ -59,24 +62,28 @@ pub struct Lifecycle {
 }
 
 impl Proxy {
+    /// `dialer` carries the egress guard; `vault` the provider credentials. Hosts with a
+    /// credential are always intercepted (never tunnelled blind).
     pub fn new(
         config: &Config,
         ca: Arc<CertificateAuthority>,
         classifier: Arc<dyn Classifier>,
         gate: Option<Arc<Gate>>,
+        dialer: Dialer,
+        vault: Arc<crate::credentials::Vault>,
     ) -> Result<Proxy, TlsError> {
         let tls = crate::tls::client_config(&config.upstream.extra_ca_files)?;
-        let dialer = Dialer::new(
-            config.upstream.resolve.clone(),
-            config.upstream.connect_timeout,
-        );
         let client = upstream::client(tls, dialer.clone(), config.upstream.pool_idle_timeout);
+        let mut inspect_hosts = config.proxy.inspect_hosts.clone();
+        inspect_hosts.extend(vault.hosts());
         Ok(Proxy {
             config: config.proxy.clone(),
             hosts: HostPolicy {
-                inspect_hosts: config.proxy.inspect_hosts.clone(),
+                inspect_hosts,
                 unknown_hosts: config.proxy.unknown_hosts,
             },
+            agents: crate::agents::Agents::new(config.agents.clone(), config.proxy.allow_anonymous),
+            vault,
             classifier,
             leaves: LeafCache::new(ca, config.proxy.leaf_cache_size),
             client,

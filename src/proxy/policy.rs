@@ -14,6 +14,10 @@ pub trait Classifier: Send + Sync + 'static {
     /// Must the body be read before a verdict can be given?
     fn needs_body(&self, head: &RequestHead<'_>) -> bool;
     fn evaluate(&self, head: &RequestHead<'_>, body: Option<&[u8]>) -> Verdict;
+    /// The service whose rules name this (normalised) host, if any.
+    fn service_for_host(&self, _host: &str) -> Option<String> {
+        None
+    }
 }
 
 /// What happens to a connection or plain-HTTP request for a host.

@@ -76,6 +76,7 @@ impl Refusal {
 
     pub fn upstream(failure: UpstreamFailure) -> Self {
         match failure {
+            UpstreamFailure::Egress(d) => Self::policy(d.code, d.message),
             UpstreamFailure::Certificate(m) => Self::new(
                 StatusCode::BAD_GATEWAY,
                 Side::Upstream,

@@ -18,6 +18,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use super::egress::{literal_ip, EgressDenied, EgressGuard};
 use super::policy::{Decision, Permitted};
 use super::target::Target;
 use http::{Request, Response};
@@ -27,19 +28,30 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Body type used on both sides of the proxy.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
-/// Opens TCP connections to upstreams, honouring the resolve override.
+/// Opens TCP connections to upstreams, honouring the resolve override; every address is
+/// checked by the egress guard right before it is dialled.
 #[derive(Clone)]
 pub struct Dialer {
     resolve: Arc<BTreeMap<String, SocketAddr>>,
     connect_timeout: Duration,
+    guard: Arc<EgressGuard>,
 }
 
 impl Dialer {
-    pub fn new(resolve: BTreeMap<String, SocketAddr>, connect_timeout: Duration) -> Self {
+    pub fn new(
+        resolve: BTreeMap<String, SocketAddr>,
+        connect_timeout: Duration,
+        guard: Arc<EgressGuard>,
+    ) -> Self {
         Self {
             resolve: Arc::new(resolve),
             connect_timeout,
+            guard,
         }
+    }
+
+    pub fn guard(&self) -> &EgressGuard {
+        &self.guard
     }
 
     /// The address the override maps `host` to, if any.
@@ -47,11 +59,32 @@ impl Dialer {
         self.resolve.get(host).copied()
     }
 
-    /// Resolves once and connects to the first address that answers.
+    /// Checks what can be known before resolving: the port and literal IPs (any spelling).
+    pub fn precheck(&self, target: &Target) -> Result<(), EgressDenied> {
+        let mapped = self.overridden(&target.host);
+        if mapped.is_none() {
+            self.guard.check_port(target.port)?;
+        }
+        if let Some(ip) = literal_ip(&target.host) {
+            let addr = mapped.unwrap_or(SocketAddr::new(ip, target.port));
+            self.guard
+                .check_addr(&target.host, addr, mapped.is_some())?;
+        }
+        Ok(())
+    }
+
+    /// Resolves once, checks each address with the egress guard, and connects to the first
+    /// allowed address that answers (the checked address is the one dialled: no rebinding).
     pub async fn dial(&self, target: &Target) -> io::Result<TcpStream> {
-        let addrs: Vec<SocketAddr> = match self.overridden(&target.host) {
+        let mapped = self.overridden(&target.host);
+        if mapped.is_none() {
+            self.guard
+                .check_port(target.port)
+                .map_err(|d| io::Error::new(io::ErrorKind::PermissionDenied, d))?;
+        }
+        let addrs: Vec<SocketAddr> = match mapped {
             Some(a) => vec![a],
-            None => match target.ip() {
+            None => match literal_ip(&target.host) {
                 Some(ip) => vec![SocketAddr::new(ip, target.port)],
                 None => tokio::net::lookup_host((target.host.as_str(), target.port))
                     .await?
@@ -60,6 +93,11 @@ impl Dialer {
         };
         let mut last = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
         for addr in addrs {
+            if let Err(denied) = self.guard.check_addr(&target.host, addr, mapped.is_some()) {
+                tracing::warn!(host = %target.host, %addr, code = denied.code, "egress refused");
+                last = io::Error::new(io::ErrorKind::PermissionDenied, denied);
+                continue;
+            }
             match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
                 Ok(Ok(s)) => {
                     s.set_nodelay(true)?;
@@ -160,6 +198,8 @@ fn decision_kind(d: &Decision) -> &'static str {
 /// Why an upstream exchange failed, in words safe to show an agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamFailure {
+    /// The egress guard refused the destination (nothing was sent).
+    Egress(EgressDenied),
     /// The upstream's certificate did not verify.
     Certificate(String),
     Connect(String),
@@ -172,6 +212,9 @@ impl UpstreamFailure {
         let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
         let mut io_kind = None;
         while let Some(e) = cur {
+            if let Some(denied) = e.downcast_ref::<EgressDenied>() {
+                return Self::Egress(denied.clone());
+            }
             if let Some(tls) = e.downcast_ref::<rustls::Error>() {
                 return match tls {
                     rustls::Error::InvalidCertificate(c) => {

@@ -281,6 +281,11 @@ impl Catalog {
         self.services.iter().flat_map(|s| s.hosts.clone()).collect()
     }
 
+    /// The name of the service whose hosts include `host`.
+    pub fn service_for_host(&self, host: &str) -> Option<String> {
+        self.service(&normalize::host(host)).map(|s| s.name.clone())
+    }
+
     pub fn inspects(&self, host: &str) -> bool {
         self.service(&normalize::host(host)).is_some()
     }

@@ -122,4 +122,7 @@ impl Classifier for LiveCatalog {
     fn evaluate(&self, head: &RequestHead<'_>, body: Option<&[u8]>) -> Verdict {
         self.current().evaluate(head, body)
     }
+    fn service_for_host(&self, host: &str) -> Option<String> {
+        self.current().service_for_host(host)
+    }
 }

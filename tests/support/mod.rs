@@ -87,6 +87,10 @@ impl Airlock {
         config.tls.ca_dir = dir.join("certs");
         config.store.path = dir.join("data");
         config.admin.token_file = dir.join("data").join("admin-token");
+        // Tests that do not configure agents exercise everything else anonymously.
+        if config.agents.is_empty() {
+            config.proxy.allow_anonymous = true;
+        }
         config
             .upstream
             .extra_ca_files

@@ -1,0 +1,221 @@
+//! Provider credentials: loaded from the environment or a file named in config (never from the
+//! agent), injected into requests to the service's hosts after stripping whatever credential
+//! headers the agent sent, and used to scrub responses (see [`scrub`]).
+//!
+//! A secret never leaves this module except inside the outgoing upstream request header.
+
+pub mod scrub;
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::{CredentialConfig, SecretSource};
+pub use scrub::Scrubber;
+
+/// Headers an agent might use to carry its own credential; removed on credentialed hosts.
+const AGENT_CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "cookie",
+    "x-api-key",
+    "x-github-token",
+    "x-auth-token",
+    "private-token",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("credentials.{service}: environment variable {var} is not set or empty")]
+    MissingEnv { service: String, var: String },
+    #[error("credentials.{service}: cannot read {file}: {message}")]
+    File {
+        service: String,
+        file: String,
+        message: String,
+    },
+    #[error("credentials.{service}: the secret is empty or not usable in a header")]
+    Unusable { service: String },
+}
+
+struct Loaded {
+    service: String,
+    hosts: Vec<String>,
+    header: HeaderName,
+    value: HeaderValue,
+    strip: Vec<HeaderName>,
+}
+
+/// Every configured service credential, loaded. `Debug` never shows a secret.
+#[derive(Default)]
+pub struct Vault {
+    services: Vec<Loaded>,
+    scrubber: Option<Scrubber>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field(
+                "services",
+                &self.services.iter().map(|s| &s.service).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Vault {
+    /// Reads every credential now; a missing one is an error naming the variable or file.
+    pub fn load(configs: &[CredentialConfig]) -> Result<Arc<Vault>, CredentialError> {
+        let mut services = Vec::new();
+        let mut secrets = Vec::new();
+        for c in configs {
+            let secret = read_secret(c)?;
+            let text = c.format.replace("{token}", &secret);
+            let mut value =
+                HeaderValue::from_str(&text).map_err(|_| CredentialError::Unusable {
+                    service: c.service.clone(),
+                })?;
+            value.set_sensitive(true);
+            secrets.push(secret.into_bytes());
+            services.push(Loaded {
+                service: c.service.clone(),
+                hosts: c.hosts.clone(),
+                header: c.header.clone(),
+                value,
+                strip: c.strip.clone(),
+            });
+        }
+        Ok(Arc::new(Vault {
+            services,
+            scrubber: Scrubber::new(secrets),
+        }))
+    }
+
+    pub fn empty() -> Arc<Vault> {
+        Arc::new(Vault::default())
+    }
+
+    /// Every host some credential applies to.
+    pub fn hosts(&self) -> Vec<String> {
+        self.services.iter().flat_map(|s| s.hosts.clone()).collect()
+    }
+
+    /// The service whose credential applies to `host`.
+    pub fn service_for_host(&self, host: &str) -> Option<&str> {
+        self.find(host).map(|s| s.service.as_str())
+    }
+
+    fn find(&self, host: &str) -> Option<&Loaded> {
+        self.services
+            .iter()
+            .find(|s| s.hosts.iter().any(|h| h == host))
+    }
+
+    /// For a credentialed host: removes the agent's credential headers and sets the real one.
+    /// Also asks for an uncompressed answer so the response scrubber can see it. Returns the
+    /// service name when it injected.
+    pub fn inject(&self, host: &str, headers: &mut HeaderMap) -> Option<&str> {
+        let svc = self.find(host)?;
+        for h in AGENT_CREDENTIAL_HEADERS {
+            headers.remove(*h);
+        }
+        for h in &svc.strip {
+            headers.remove(h);
+        }
+        headers.insert(svc.header.clone(), svc.value.clone());
+        headers.insert(
+            http::header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+        Some(&svc.service)
+    }
+
+    /// The response scrubber, when any secret is configured.
+    pub fn scrubber(&self) -> Option<&Scrubber> {
+        self.scrubber.as_ref()
+    }
+}
+
+fn read_secret(c: &CredentialConfig) -> Result<String, CredentialError> {
+    let raw = match &c.source {
+        SecretSource::Env(var) => std::env::var(var).map_err(|_| CredentialError::MissingEnv {
+            service: c.service.clone(),
+            var: var.clone(),
+        })?,
+        SecretSource::File(path) => {
+            std::fs::read_to_string(path).map_err(|e| CredentialError::File {
+                service: c.service.clone(),
+                file: path.display().to_string(),
+                message: e.to_string(),
+            })?
+        }
+    };
+    let secret = raw.trim().to_string();
+    if secret.is_empty() {
+        return Err(match &c.source {
+            SecretSource::Env(var) => CredentialError::MissingEnv {
+                service: c.service.clone(),
+                var: var.clone(),
+            },
+            SecretSource::File(_) => CredentialError::Unusable {
+                service: c.service.clone(),
+            },
+        });
+    }
+    Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vault() -> Arc<Vault> {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("gh");
+        std::fs::write(&file, "ghp_realtoken123\n").expect("write");
+        let c = crate::config::Config::from_toml(
+            "t.toml",
+            &format!(
+                "[credentials.github]\nfile = {:?}\n",
+                file.display().to_string()
+            ),
+        )
+        .expect("config");
+        Vault::load(&c.credentials).expect("load")
+    }
+
+    #[test]
+    fn strips_agent_credentials_and_injects() {
+        let v = vault();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("token agent-bogus"),
+        );
+        h.insert("cookie", HeaderValue::from_static("s=1"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        assert_eq!(v.inject("api.github.com", &mut h), Some("github"));
+        assert_eq!(h["authorization"], "Bearer ghp_realtoken123");
+        assert!(h.get("cookie").is_none());
+        assert_eq!(h["accept"], "*/*");
+        let mut other = HeaderMap::new();
+        other.insert("authorization", HeaderValue::from_static("x"));
+        assert_eq!(v.inject("example.com", &mut other), None);
+        assert_eq!(other["authorization"], "x");
+        assert!(!format!("{v:?}").contains("ghp_"));
+    }
+
+    #[test]
+    fn missing_env_is_a_clear_error() {
+        let c = crate::config::Config::from_toml(
+            "t.toml",
+            "[credentials.stripe]\nenv = \"AIRLOCK_TEST_SURELY_UNSET_VAR\"\n",
+        )
+        .expect("config");
+        let e = Vault::load(&c.credentials).expect_err("missing");
+        assert!(
+            e.to_string().contains("AIRLOCK_TEST_SURELY_UNSET_VAR"),
+            "{e}"
+        );
+    }
+}
