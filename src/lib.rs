@@ -2,6 +2,7 @@
 //! irreversible ones until a human approves. See `docs/request-flow.md` for one request's path.
 
 pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod gate;
 pub mod proxy;
