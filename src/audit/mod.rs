@@ -310,7 +310,7 @@ impl AuditLog {
         Ok(seq)
     }
 
-    fn stored_since(&self, since: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>, AuditError> {
+    fn stored_since(&self, since: u64) -> Result<Vec<crate::store::Entry>, AuditError> {
         Ok(self.store.scan_from(Tree::Audit, &seq_key(since))?)
     }
 

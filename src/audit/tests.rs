@@ -117,7 +117,12 @@ fn untouched_export_verifies() {
     assert_eq!(parsed.len(), 7);
     assert_eq!(parsed[0]["seq"], 20);
     // Empty input is a valid (empty) log.
-    assert_eq!(verify_lines(Cursor::new(Vec::new()), &log.public_key_hex()).unwrap().entries, 0);
+    assert_eq!(
+        verify_lines(Cursor::new(Vec::new()), &log.public_key_hex())
+            .unwrap()
+            .entries,
+        0
+    );
 }
 
 fn edit(lines: &[String], idx: usize, from: &str, to: &str) -> Vec<String> {
@@ -138,7 +143,10 @@ fn one_byte_edit_fails_and_names_the_seq() {
     let err = verify(&edit(&lines, 3, "aaaa", "aaba"), &pk).unwrap_err();
     assert_eq!(err.seq, Some(3), "{err}");
     assert_eq!(err.line, 4);
-    assert!(err.to_string().starts_with("broken at seq 3 (line 4): "), "{err}");
+    assert!(
+        err.to_string().starts_with("broken at seq 3 (line 4): "),
+        "{err}"
+    );
 
     // The entry a checkpoint signs over.
     let err = verify(&edit(&lines, 9, "approved", "approveD"), &pk).unwrap_err();
@@ -215,7 +223,10 @@ fn truncation_before_a_checkpoint_fails() {
     // And with the rest of the file kept.
     let mut cut = lines.clone();
     cut.drain(5..=9);
-    assert_eq!(verify(&cut, &log.public_key_hex()).unwrap_err().seq, Some(5));
+    assert_eq!(
+        verify(&cut, &log.public_key_hex()).unwrap_err().seq,
+        Some(5)
+    );
 }
 
 #[test]
@@ -271,7 +282,10 @@ fn reopening_continues_the_chain() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(fx.key_path()).unwrap().permissions().mode();
+        let mode = std::fs::metadata(fx.key_path())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }
@@ -308,14 +322,22 @@ fn concurrent_appends_form_one_valid_chain() {
 fn checkpoint_every_and_explicit_checkpoints() {
     let fx = Fixture::new();
     let log = fx.open(4);
-    assert_eq!(log.checkpoint().unwrap(), None, "empty log: nothing to sign");
+    assert_eq!(
+        log.checkpoint().unwrap(),
+        None,
+        "empty log: nothing to sign"
+    );
     for i in 0..4 {
         assert_eq!(log.append("decision", event(i)).unwrap(), i as u64);
     }
     let cp = &log.entries(4).unwrap()[0];
     assert_eq!(cp["kind"], "checkpoint");
     assert_eq!(cp["size"], 4);
-    assert_eq!(log.checkpoint().unwrap(), None, "nothing since the last checkpoint");
+    assert_eq!(
+        log.checkpoint().unwrap(),
+        None,
+        "nothing since the last checkpoint"
+    );
     assert_eq!(log.append("decision", event(4)).unwrap(), 5);
     assert_eq!(log.checkpoint().unwrap(), Some(6));
     assert_eq!(log.checkpoint().unwrap(), None);
@@ -375,7 +397,11 @@ fn failed_writes_fail_closed_without_advancing() {
     assert!(log.checkpoint().is_err());
     flaky.fail.store(false, Ordering::SeqCst);
     assert_eq!(log.append("decision", event(2)).unwrap(), 2);
-    assert_eq!(log.entries(0).unwrap().len(), 4, "0,1,2 and the checkpoint at 3");
+    assert_eq!(
+        log.entries(0).unwrap().len(),
+        4,
+        "0,1,2 and the checkpoint at 3"
+    );
     verify(&export(&log, 0), &log.public_key_hex()).unwrap();
     log.verify_live().unwrap();
 }
@@ -486,17 +512,35 @@ fn key_files_der_pem_permissions_and_mismatch() {
     // A different key for the same store is refused; so is a missing one.
     let other = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
     write_key(&fx.key_path(), other.as_ref(), 0o600);
-    let err = AuditLog::open(fx.store(), &fx.key_path(), "o".into(), AuditOptions::default());
+    let err = AuditLog::open(
+        fx.store(),
+        &fx.key_path(),
+        "o".into(),
+        AuditOptions::default(),
+    );
     assert!(matches!(err, Err(AuditError::Key { .. })));
     std::fs::remove_file(fx.key_path()).unwrap();
-    let err = AuditLog::open(fx.store(), &fx.key_path(), "o".into(), AuditOptions::default());
+    let err = AuditLog::open(
+        fx.store(),
+        &fx.key_path(),
+        "o".into(),
+        AuditOptions::default(),
+    );
     assert!(matches!(err, Err(AuditError::Key { .. })));
-    assert!(!fx.key_path().exists(), "no new key is minted for an existing log");
+    assert!(
+        !fx.key_path().exists(),
+        "no new key is minted for an existing log"
+    );
 
     // Garbage is refused.
     let fx = Fixture::new();
     write_key(&fx.key_path(), b"not a key", 0o600);
-    let err = AuditLog::open(fx.store(), &fx.key_path(), "o".into(), AuditOptions::default());
+    let err = AuditLog::open(
+        fx.store(),
+        &fx.key_path(),
+        "o".into(),
+        AuditOptions::default(),
+    );
     assert!(matches!(err, Err(AuditError::Key { .. })));
 }
 
@@ -504,4 +548,31 @@ fn key_files_der_pem_permissions_and_mismatch() {
 fn send_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<AuditLog>();
+}
+
+#[tokio::test]
+async fn timer_writes_checkpoints_when_entries_arrived() {
+    let fx = Fixture::new();
+    let opts = AuditOptions {
+        checkpoint_every: 0,
+        checkpoint_interval: std::time::Duration::from_millis(50),
+    };
+    let log = Arc::new(AuditLog::open(fx.store(), &fx.key_path(), "t".into(), opts).unwrap());
+    let timer = log.spawn_checkpoint_timer();
+    log.append("decision", event(0)).unwrap();
+    let mut found = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let entries = log.entries(1).unwrap();
+        if let Some(cp) = entries.first() {
+            assert_eq!(cp["kind"], "checkpoint");
+            found = true;
+            break;
+        }
+    }
+    assert!(found, "timer wrote no checkpoint");
+    // Nothing new: no further checkpoints.
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    assert_eq!(log.entries(0).unwrap().len(), 2);
+    timer.abort();
 }

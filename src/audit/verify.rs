@@ -41,7 +41,11 @@ pub struct VerifyError {
 impl std::fmt::Display for VerifyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.seq {
-            Some(seq) => write!(f, "broken at seq {seq} (line {}): {}", self.line, self.reason),
+            Some(seq) => write!(
+                f,
+                "broken at seq {seq} (line {}): {}",
+                self.line, self.reason
+            ),
             None => write!(f, "broken at line {}: {}", self.line, self.reason),
         }
     }
@@ -176,7 +180,13 @@ impl Verifier {
             .get("prev")
             .and_then(Value::as_str)
             .filter(|p| is_hash_hex(p))
-            .ok_or_else(|| fail(at, line, "\"prev\" is not a 64-character lowercase hex hash"))?;
+            .ok_or_else(|| {
+                fail(
+                    at,
+                    line,
+                    "\"prev\" is not a 64-character lowercase hex hash",
+                )
+            })?;
         if !obj.get("ts").is_some_and(Value::is_string) {
             return Err(fail(at, line, "missing \"ts\""));
         }
@@ -298,7 +308,13 @@ impl Verifier {
             .and_then(Value::as_str)
             .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
             .filter(|s| s.len() == 64)
-            .ok_or_else(|| fail(at, line, "checkpoint \"sig\" is not a base64 Ed25519 signature"))?;
+            .ok_or_else(|| {
+                fail(
+                    at,
+                    line,
+                    "checkpoint \"sig\" is not a base64 Ed25519 signature",
+                )
+            })?;
         let text = checkpoint_signing_text(origin, size, head);
         UnparsedPublicKey::new(&ED25519, &self.pubkey)
             .verify(text.as_bytes(), &sig)
