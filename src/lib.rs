@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod agents;
+pub mod audit;
 pub mod config;
 pub mod credentials;
 pub mod gate;

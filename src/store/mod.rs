@@ -83,6 +83,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// Every entry of `tree` in ascending key order.
     fn scan(&self, tree: Tree) -> Result<Vec<Entry>, StoreError>;
+    /// Every entry of `tree` whose key is >= `start`, in ascending key order.
+    fn scan_from(&self, tree: Tree, start: &[u8]) -> Result<Vec<Entry>, StoreError> {
+        let mut all = self.scan(tree)?;
+        all.retain(|(k, _)| k.as_slice() >= start);
+        Ok(all)
+    }
 }
 
 /// Opens (creating if needed) the store of `backend` under directory `path`.

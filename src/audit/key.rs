@@ -1,0 +1,148 @@
+//! The checkpoint signing key: loads an Ed25519 PKCS#8 key (DER or PEM) from disk, or creates
+//! one (PEM, mode 0600, written to a temporary file, fsynced and renamed into place).
+
+use std::io::Write as _;
+use std::path::Path;
+
+use base64::Engine as _;
+use ring::signature::{Ed25519KeyPair, KeyPair as _};
+
+use super::AuditError;
+
+const PEM_BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
+const PEM_END: &str = "-----END PRIVATE KEY-----";
+
+fn key_err(path: &Path, reason: impl Into<String>) -> AuditError {
+    AuditError::Key {
+        path: path.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Loads the key at `path`; if the file does not exist and `may_create`, generates and stores a
+/// new one. Returns the key pair and whether it was created.
+pub fn load_or_create(path: &Path, may_create: bool) -> Result<(Ed25519KeyPair, bool), AuditError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            check_permissions(path)?;
+            Ok((parse(path, &bytes)?, false))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !may_create {
+                return Err(key_err(
+                    path,
+                    "missing, but the audit log already records a public key; restore the \
+                     original key file (a new key would not match the existing checkpoints)",
+                ));
+            }
+            Ok((create(path)?, true))
+        }
+        Err(e) => Err(key_err(path, format!("cannot read: {e}"))),
+    }
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<Ed25519KeyPair, AuditError> {
+    let der = if bytes.starts_with(b"-----BEGIN") {
+        let text = std::str::from_utf8(bytes).map_err(|_| key_err(path, "PEM is not UTF-8"))?;
+        let start = text
+            .find(PEM_BEGIN)
+            .ok_or_else(|| key_err(path, "PEM is not a \"PRIVATE KEY\" (PKCS#8) block"))?;
+        let body = &text[start + PEM_BEGIN.len()..];
+        let end = body
+            .find(PEM_END)
+            .ok_or_else(|| key_err(path, "PEM has no END line"))?;
+        let b64: String = body[..end]
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| key_err(path, format!("PEM body is not base64: {e}")))?
+    } else {
+        bytes.to_vec()
+    };
+    // Accepts PKCS#8 v1 (as written by `openssl genpkey -algorithm ed25519`) and v2 (ring).
+    Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der)
+        .map_err(|e| key_err(path, format!("not an Ed25519 PKCS#8 private key: {e}")))
+}
+
+#[cfg(unix)]
+fn check_permissions(path: &Path) -> Result<(), AuditError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(path).map_err(|e| key_err(path, format!("cannot stat: {e}")))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(key_err(
+            path,
+            format!(
+                "mode {mode:o} lets other users read the signing key; run `chmod 600 {}`",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_permissions(_path: &Path) -> Result<(), AuditError> {
+    Ok(())
+}
+
+fn create(path: &Path) -> Result<Ed25519KeyPair, AuditError> {
+    let rng = ring::rand::SystemRandom::new();
+    let doc = Ed25519KeyPair::generate_pkcs8(&rng)
+        .map_err(|e| key_err(path, format!("key generation failed: {e}")))?;
+    let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref())
+        .map_err(|e| key_err(path, format!("generated key does not parse: {e}")))?;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(doc.as_ref());
+    let mut pem = String::new();
+    pem.push_str(PEM_BEGIN);
+    pem.push('\n');
+    for chunk in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(chunk));
+        pem.push('\n');
+    }
+    pem.push_str(PEM_END);
+    pem.push('\n');
+
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| key_err(path, format!("cannot create {}: {e}", dir.display())))?;
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| key_err(path, "path has no file name"))?;
+    let mut tmp_name = file_name.to_os_string();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let write = || -> std::io::Result<()> {
+        let mut f = opts.open(&tmp)?;
+        f.write_all(pem.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(key_err(path, format!("cannot write: {e}")));
+    }
+    Ok(pair)
+}
+
+/// The raw 32-byte public key.
+pub fn public_key_bytes(pair: &Ed25519KeyPair) -> Vec<u8> {
+    pair.public_key().as_ref().to_vec()
+}

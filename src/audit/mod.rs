@@ -1,0 +1,431 @@
+//! The tamper-evident audit log: an append-only, hash-chained sequence of JSON entries in
+//! `Tree::Audit`, with periodic Ed25519-signed checkpoints, JSON Lines export and verification.
+//! Format and offline verification: `docs/audit.md`.
+//!
+//! Secrets: the log stores exactly what callers pass and exports it verbatim. Callers must never
+//! pass secrets (API keys, bearer tokens, cookies, request bodies that may hold credentials);
+//! log identifiers, hashes and redacted summaries instead.
+//!
+//! Submodules: `chain` (entry format, hashing, signing text), `key` (signing key file),
+//! `verify` (chain/checkpoint verification).
+
+mod chain;
+mod key;
+mod verify;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use base64::Engine as _;
+use ring::signature::Ed25519KeyPair;
+use serde_json::{Map, Value};
+
+use crate::store::{Store, StoreError, Tree};
+
+pub use chain::{canonical_bytes, checkpoint_signing_text, CHECKPOINT_KIND};
+pub use verify::{verify_lines, VerifyError, VerifyReport};
+
+use chain::{entry_hash, now_rfc3339_ms, seq_key, GENESIS_PREV, RESERVED_FIELDS};
+
+/// `Tree::Meta` key holding the hex public key that signs this store's checkpoints.
+pub const PUBKEY_META_KEY: &[u8] = b"audit-pubkey";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit store: {0}")]
+    Store(#[from] StoreError),
+    #[error("audit seq {0} already exists in the store (another writer?); refusing to overwrite")]
+    Conflict(u64),
+    #[error("audit signing key {path}: {reason}")]
+    Key { path: String, reason: String },
+    #[error("audit event rejected: {0}")]
+    InvalidEvent(String),
+    #[error("audit log configuration: {0}")]
+    Config(String),
+    #[error("audit log is corrupt: {0}")]
+    Corrupt(String),
+    #[error("audit export I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// When checkpoints are written.
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    /// Write a checkpoint after this many entries since the last one (0: only on `checkpoint()`).
+    pub checkpoint_every: u64,
+    /// How often the timer (`spawn_checkpoint_timer`) calls `checkpoint()`.
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        AuditOptions {
+            checkpoint_every: 100,
+            checkpoint_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The chain position; guarded by the log's mutex so seq order equals chain order.
+struct Head {
+    /// Seq the next entry gets (= entries stored).
+    next_seq: u64,
+    /// Hex SHA-256 of entry `next_seq - 1` (64 zeros when empty).
+    hash_hex: String,
+    /// Entries (non-checkpoint or not) written since the last checkpoint.
+    since_checkpoint: u64,
+}
+
+/// The audit log. `Send + Sync`; share it as `Arc<AuditLog>`.
+pub struct AuditLog {
+    store: Arc<dyn Store>,
+    key: Ed25519KeyPair,
+    public_key_hex: String,
+    origin: String,
+    opts: AuditOptions,
+    head: Mutex<Head>,
+}
+
+impl AuditLog {
+    /// Opens the log on `store`; loads or creates the Ed25519 signing key at `key_path` (PKCS#8
+    /// DER or PEM; created as PEM with mode 0600, parent directory created; an existing key
+    /// readable by group/others is refused); records the public key in `Tree::Meta` under
+    /// `audit-pubkey` (a different recorded key is refused); recovers the seq and head hash from
+    /// the last stored entry.
+    pub fn open(
+        store: Arc<dyn Store>,
+        key_path: &Path,
+        origin: String,
+        opts: AuditOptions,
+    ) -> Result<AuditLog, AuditError> {
+        if origin.is_empty() || origin.contains('\n') {
+            return Err(AuditError::Config(format!(
+                "origin {origin:?} must be non-empty and single-line"
+            )));
+        }
+        let recorded = store.get(Tree::Meta, PUBKEY_META_KEY)?;
+        let (key, _created) = key::load_or_create(key_path, recorded.is_none())?;
+        let public_key_hex = hex::encode(key::public_key_bytes(&key));
+        let recorded = match recorded {
+            Some(r) => r,
+            None => {
+                if store.compare_and_swap(
+                    Tree::Meta,
+                    PUBKEY_META_KEY,
+                    None,
+                    public_key_hex.as_bytes(),
+                )? {
+                    public_key_hex.clone().into_bytes()
+                } else {
+                    store.get(Tree::Meta, PUBKEY_META_KEY)?.unwrap_or_default()
+                }
+            }
+        };
+        if recorded != public_key_hex.as_bytes() {
+            return Err(AuditError::Key {
+                path: key_path.display().to_string(),
+                reason: format!(
+                    "public key {public_key_hex} does not match the key this audit log was \
+                     signed with ({}); restore the original key file",
+                    String::from_utf8_lossy(&recorded)
+                ),
+            });
+        }
+
+        let log = AuditLog {
+            store,
+            key,
+            public_key_hex,
+            origin,
+            opts,
+            head: Mutex::new(Head {
+                next_seq: 0,
+                hash_hex: GENESIS_PREV.to_string(),
+                since_checkpoint: 0,
+            }),
+        };
+        let recovered = log.recover()?;
+        *log.lock() = recovered;
+        Ok(log)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Head> {
+        // The head only changes after a durable write, in plain assignments that cannot panic,
+        // so a poisoned lock still holds a consistent head.
+        self.head.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn exists(&self, seq: u64) -> Result<bool, AuditError> {
+        Ok(self.store.get(Tree::Audit, &seq_key(seq))?.is_some())
+    }
+
+    /// Finds the stored length (seqs are dense from 0) with O(log n) lookups, then the head hash
+    /// and the entries since the last checkpoint.
+    fn recover(&self) -> Result<Head, AuditError> {
+        let empty = Head {
+            next_seq: 0,
+            hash_hex: GENESIS_PREV.to_string(),
+            since_checkpoint: 0,
+        };
+        if !self.exists(0)? {
+            return Ok(empty);
+        }
+        let (mut lo, mut hi) = (0u64, 1u64); // lo exists; find an absent hi
+        while self.exists(hi)? {
+            lo = hi;
+            hi = hi
+                .checked_mul(2)
+                .ok_or_else(|| AuditError::Corrupt("audit seq space exhausted".into()))?;
+        }
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self.exists(mid)? {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let last = lo;
+        let (bytes, value) = self.load(last)?;
+        if value.get("seq").and_then(Value::as_u64) != Some(last) {
+            return Err(AuditError::Corrupt(format!(
+                "entry stored under seq {last} has a different seq"
+            )));
+        }
+        // Count entries since the last checkpoint, looking back at most `checkpoint_every`.
+        let limit = self.opts.checkpoint_every.max(1);
+        let mut since = 0u64;
+        let mut seq = last;
+        loop {
+            let (_, v) = self.load(seq)?;
+            if v.get("kind").and_then(Value::as_str) == Some(CHECKPOINT_KIND) {
+                break;
+            }
+            since += 1;
+            if since >= limit || seq == 0 {
+                break;
+            }
+            seq -= 1;
+        }
+        Ok(Head {
+            next_seq: last + 1,
+            hash_hex: hex::encode(entry_hash(&bytes)),
+            since_checkpoint: since,
+        })
+    }
+
+    fn load(&self, seq: u64) -> Result<(Vec<u8>, Value), AuditError> {
+        let bytes = self
+            .store
+            .get(Tree::Audit, &seq_key(seq))?
+            .ok_or_else(|| AuditError::Corrupt(format!("entry seq {seq} vanished")))?;
+        let value = serde_json::from_slice(&bytes)
+            .map_err(|e| AuditError::Corrupt(format!("entry seq {seq} is not JSON: {e}")))?;
+        Ok((bytes, value))
+    }
+
+    /// Appends one event (a JSON object without the reserved fields `seq`, `prev`, `ts`,
+    /// `kind`; `kind` must not be "checkpoint"). The log adds `seq`, `prev` (hex SHA-256 of the
+    /// previous entry's canonical bytes), `ts` and `kind`. Durable when it returns; returns the
+    /// seq. On any store error nothing advances and the error is returned (fail closed). Writes
+    /// a signed checkpoint right after when `checkpoint_every` entries have passed; a failure
+    /// of that checkpoint is logged, not returned (the event itself is durable), and retried on
+    /// the next append or timer tick. The event must not contain secrets.
+    pub fn append(&self, kind: &str, event: Value) -> Result<u64, AuditError> {
+        if kind.is_empty() || kind == CHECKPOINT_KIND {
+            return Err(AuditError::InvalidEvent(format!(
+                "kind {kind:?} is reserved or empty"
+            )));
+        }
+        let Value::Object(fields) = event else {
+            return Err(AuditError::InvalidEvent(
+                "event must be a JSON object".into(),
+            ));
+        };
+        if let Some(f) = RESERVED_FIELDS.iter().find(|f| fields.contains_key(**f)) {
+            return Err(AuditError::InvalidEvent(format!(
+                "event field {f:?} is reserved for the log"
+            )));
+        }
+        let mut head = self.lock();
+        let seq = self.write_entry(&mut head, kind, fields)?;
+        let every = self.opts.checkpoint_every;
+        if every > 0 && head.since_checkpoint >= every {
+            if let Err(e) = self.write_checkpoint(&mut head) {
+                tracing::warn!(error = %e, seq, "audit checkpoint failed; will retry");
+            }
+        }
+        Ok(seq)
+    }
+
+    /// Writes a checkpoint now if any entry arrived since the last one; returns its seq.
+    pub fn checkpoint(&self) -> Result<Option<u64>, AuditError> {
+        let mut head = self.lock();
+        if head.since_checkpoint == 0 {
+            return Ok(None);
+        }
+        self.write_checkpoint(&mut head).map(Some)
+    }
+
+    fn write_checkpoint(&self, head: &mut Head) -> Result<u64, AuditError> {
+        let size = head.next_seq;
+        let text = checkpoint_signing_text(&self.origin, size, &head.hash_hex);
+        let sig = self.key.sign(text.as_bytes());
+        let mut fields = Map::new();
+        fields.insert("origin".into(), Value::String(self.origin.clone()));
+        fields.insert("size".into(), Value::from(size));
+        fields.insert("head".into(), Value::String(head.hash_hex.clone()));
+        fields.insert(
+            "sig".into(),
+            Value::String(base64::engine::general_purpose::STANDARD.encode(sig.as_ref())),
+        );
+        let seq = self.write_entry(head, CHECKPOINT_KIND, fields)?;
+        head.since_checkpoint = 0;
+        Ok(seq)
+    }
+
+    /// Chains, stores (durably, never overwriting) and only then advances the head.
+    fn write_entry(
+        &self,
+        head: &mut Head,
+        kind: &str,
+        mut fields: Map<String, Value>,
+    ) -> Result<u64, AuditError> {
+        let seq = head.next_seq;
+        fields.insert("seq".into(), Value::from(seq));
+        fields.insert("prev".into(), Value::String(head.hash_hex.clone()));
+        fields.insert("ts".into(), Value::String(now_rfc3339_ms()));
+        fields.insert("kind".into(), Value::String(kind.to_string()));
+        let bytes = canonical_bytes(&Value::Object(fields));
+        if !self
+            .store
+            .compare_and_swap(Tree::Audit, &seq_key(seq), None, &bytes)?
+        {
+            return Err(AuditError::Conflict(seq));
+        }
+        head.next_seq = seq + 1;
+        head.hash_hex = hex::encode(entry_hash(&bytes));
+        head.since_checkpoint += 1;
+        Ok(seq)
+    }
+
+    fn stored_since(&self, since: u64) -> Result<Vec<crate::store::Entry>, AuditError> {
+        Ok(self.store.scan_from(Tree::Audit, &seq_key(since))?)
+    }
+
+    /// Writes every entry (checkpoints included) with seq >= `since` as JSON Lines, one
+    /// canonical JSON object per line; returns the number of lines.
+    pub fn export(&self, since: u64, out: &mut dyn std::io::Write) -> Result<u64, AuditError> {
+        let mut lines = 0u64;
+        for (_, value) in self.stored_since(since)? {
+            out.write_all(&value)?;
+            out.write_all(b"\n")?;
+            lines += 1;
+        }
+        out.flush()?;
+        Ok(lines)
+    }
+
+    /// The raw 32-byte Ed25519 public key that verifies checkpoints, hex-encoded.
+    pub fn public_key_hex(&self) -> String {
+        self.public_key_hex.clone()
+    }
+
+    /// The origin named in (and signed by) every checkpoint.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The entries (checkpoints included) with seq >= `since`, parsed.
+    pub fn entries(&self, since: u64) -> Result<Vec<Value>, AuditError> {
+        self.stored_since(since)?
+            .into_iter()
+            .map(|(key, value)| {
+                serde_json::from_slice(&value).map_err(|e| {
+                    AuditError::Corrupt(format!(
+                        "entry under key {} is not JSON: {e}",
+                        hex::encode(key)
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// Verifies the live store: the whole chain from seq 0, every checkpoint signature, that each
+    /// entry is stored under its own seq, and that the store still holds every entry this
+    /// process has written (no tail truncation). Line numbers in errors count entries from 1.
+    pub fn verify_live(&self) -> Result<VerifyReport, VerifyError> {
+        let written = self.lock().next_seq;
+        let store_err = |e: &dyn std::fmt::Display| VerifyError {
+            seq: None,
+            line: 0,
+            reason: format!("cannot read the store: {e}"),
+        };
+        match self.store.get(Tree::Meta, PUBKEY_META_KEY) {
+            Ok(Some(k)) if k == self.public_key_hex.as_bytes() => {}
+            Ok(_) => {
+                return Err(VerifyError {
+                    seq: None,
+                    line: 0,
+                    reason: "the recorded audit-pubkey differs from the signing key".into(),
+                })
+            }
+            Err(e) => return Err(store_err(&e)),
+        }
+        let stored = self.store.scan(Tree::Audit).map_err(|e| store_err(&e))?;
+        let mut verifier = verify::Verifier::new(&self.public_key_hex, true)?;
+        for (i, (key, value)) in stored.iter().enumerate() {
+            let line = i + 1;
+            let seq = verifier.push(value, line)?;
+            if key.as_slice() != seq_key(seq) {
+                return Err(VerifyError {
+                    seq: Some(seq),
+                    line,
+                    reason: format!("stored under key {}, not its seq", hex::encode(key)),
+                });
+            }
+        }
+        let report = verifier.finish()?;
+        let held = if report.entries == 0 {
+            0
+        } else {
+            report.last_seq + 1
+        };
+        if held < written {
+            return Err(VerifyError {
+                seq: Some(held),
+                line: stored.len() + 1,
+                reason: format!(
+                    "the store holds {held} entries but this log has written {written}: the tail \
+                     was truncated"
+                ),
+            });
+        }
+        Ok(report)
+    }
+
+    /// Spawns a tokio task calling `checkpoint()` every `checkpoint_interval` (on the blocking
+    /// pool, since store writes fsync). It stops when the last `Arc` to the log is dropped.
+    pub fn spawn_checkpoint_timer(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        let period = self.opts.checkpoint_interval.max(Duration::from_millis(10));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await; // the first tick is immediate
+            loop {
+                tick.tick().await;
+                let Some(log) = weak.upgrade() else { return };
+                match tokio::task::spawn_blocking(move || log.checkpoint()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "audit checkpoint failed"),
+                    Err(e) => tracing::warn!(error = %e, "audit checkpoint task failed"),
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

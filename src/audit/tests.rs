@@ -1,0 +1,578 @@
+//! Tests of the audit log: tamper detection on exports, reopen, concurrency, checkpoints,
+//! fail-closed appends and key handling.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::store::{Backend, Entry};
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn key_path(&self) -> PathBuf {
+        self.dir.path().join("keys/audit.key")
+    }
+    fn store(&self) -> Arc<dyn Store> {
+        crate::store::open(Backend::Redb, &self.dir.path().join("db")).unwrap()
+    }
+    fn open(&self, every: u64) -> AuditLog {
+        self.open_on(self.store(), every)
+    }
+    fn open_on(&self, store: Arc<dyn Store>, every: u64) -> AuditLog {
+        let opts = AuditOptions {
+            checkpoint_every: every,
+            ..AuditOptions::default()
+        };
+        AuditLog::open(store, &self.key_path(), "airlock-test".into(), opts).unwrap()
+    }
+}
+
+fn event(n: usize) -> Value {
+    json!({"n": n, "note": "aaaa", "host": "api.example.com", "decision": "approved"})
+}
+
+fn export(log: &AuditLog, since: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    let n = log.export(since, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    assert_eq!(lines.len() as u64, n);
+    lines
+}
+
+fn verify(lines: &[String], pk: &str) -> Result<VerifyReport, VerifyError> {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    verify_lines(Cursor::new(text.into_bytes()), pk)
+}
+
+/// 25 events with a checkpoint every 10: checkpoints at seq 10 and 21, 27 lines in all.
+fn standard_log(fx: &Fixture) -> (AuditLog, Vec<String>) {
+    let log = fx.open(10);
+    for i in 0..25 {
+        log.append("decision", event(i)).unwrap();
+    }
+    let lines = export(&log, 0);
+    (log, lines)
+}
+
+fn seq_of(line: &str) -> u64 {
+    serde_json::from_str::<Value>(line).unwrap()["seq"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn untouched_export_verifies() {
+    let fx = Fixture::new();
+    let (log, lines) = standard_log(&fx);
+    assert_eq!(lines.len(), 27);
+    let kinds: Vec<u64> = lines
+        .iter()
+        .filter(|l| l.contains("\"kind\":\"checkpoint\""))
+        .map(|l| seq_of(l))
+        .collect();
+    assert_eq!(kinds, vec![10, 21]);
+    let report = verify(&lines, &log.public_key_hex()).unwrap();
+    assert_eq!(
+        report,
+        VerifyReport {
+            entries: 27,
+            checkpoints: 2,
+            first_seq: 0,
+            last_seq: 26
+        }
+    );
+    assert_eq!(log.verify_live().unwrap(), report);
+    // First entry chains from 64 zeros; checkpoint fields are as documented.
+    let first: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(first["prev"], GENESIS_PREV);
+    assert_eq!(first["kind"], "decision");
+    let cp: Value = serde_json::from_str(&lines[10]).unwrap();
+    assert_eq!(cp["size"], 10);
+    assert_eq!(cp["origin"], "airlock-test");
+    assert_eq!(cp["head"], cp["prev"]);
+    assert_eq!(
+        cp["head"].as_str().unwrap(),
+        hex::encode(entry_hash(lines[9].as_bytes()))
+    );
+    // A partial export verifies on its own.
+    let tail = export(&log, 12);
+    let r = verify(&tail, &log.public_key_hex()).unwrap();
+    assert_eq!((r.first_seq, r.last_seq, r.checkpoints), (12, 26, 1));
+    // entries() agrees with the export.
+    let parsed = log.entries(20).unwrap();
+    assert_eq!(parsed.len(), 7);
+    assert_eq!(parsed[0]["seq"], 20);
+    // Empty input is a valid (empty) log.
+    assert_eq!(
+        verify_lines(Cursor::new(Vec::new()), &log.public_key_hex())
+            .unwrap()
+            .entries,
+        0
+    );
+}
+
+fn edit(lines: &[String], idx: usize, from: &str, to: &str) -> Vec<String> {
+    let mut out = lines.to_vec();
+    assert!(out[idx].contains(from), "{}", out[idx]);
+    out[idx] = out[idx].replacen(from, to, 1);
+    assert_eq!(out[idx].len(), lines[idx].len(), "one-byte edit");
+    out
+}
+
+#[test]
+fn one_byte_edit_fails_and_names_the_seq() {
+    let fx = Fixture::new();
+    let (log, lines) = standard_log(&fx);
+    let pk = log.public_key_hex();
+
+    // In an event's value, mid-chain.
+    let err = verify(&edit(&lines, 3, "aaaa", "aaba"), &pk).unwrap_err();
+    assert_eq!(err.seq, Some(3), "{err}");
+    assert_eq!(err.line, 4);
+    assert!(
+        err.to_string().starts_with("broken at seq 3 (line 4): "),
+        "{err}"
+    );
+
+    // The entry a checkpoint signs over.
+    let err = verify(&edit(&lines, 9, "approved", "approveD"), &pk).unwrap_err();
+    assert_eq!(err.seq, Some(9), "{err}");
+
+    // An entry's prev field.
+    let prev5 = serde_json::from_str::<Value>(&lines[5]).unwrap()["prev"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut bad = prev5.clone().into_bytes();
+    bad[10] = if bad[10] == b'0' { b'1' } else { b'0' };
+    let bad = String::from_utf8(bad).unwrap();
+    let err = verify(&edit(&lines, 5, &prev5, &bad), &pk).unwrap_err();
+    assert_eq!(err.seq, Some(5), "{err}");
+
+    // A checkpoint's signed size and its signature.
+    let err = verify(&edit(&lines, 21, "\"size\":21", "\"size\":20"), &pk).unwrap_err();
+    assert_eq!(err.seq, Some(21), "{err}");
+    let sig = serde_json::from_str::<Value>(&lines[10]).unwrap()["sig"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut bad_sig = sig.clone().into_bytes();
+    bad_sig[5] = if bad_sig[5] == b'A' { b'B' } else { b'A' };
+    let bad_sig = String::from_utf8(bad_sig).unwrap();
+    let err = verify(&edit(&lines, 10, &sig, &bad_sig), &pk).unwrap_err();
+    assert_eq!(err.seq, Some(10), "{err}");
+
+    // The seq itself.
+    let err = verify(&edit(&lines, 6, "\"seq\":6", "\"seq\":7"), &pk).unwrap_err();
+    assert_eq!(err.seq, Some(6), "{err}");
+
+    // Non-canonical whitespace, and a line that is no longer JSON (named by line).
+    let mut spaced = lines.clone();
+    spaced[4] = spaced[4].replacen("\"n\":4", "\"n\": 4", 1);
+    let err = verify(&spaced, &pk).unwrap_err();
+    assert_eq!(err.seq, Some(4), "{err}");
+    let mut broken = lines.clone();
+    broken[4] = broken[4].replacen('{', "[", 1);
+    let err = verify(&broken, &pk).unwrap_err();
+    assert_eq!((err.seq, err.line), (None, 5), "{err}");
+    assert!(err.to_string().starts_with("broken at line 5: "), "{err}");
+}
+
+#[test]
+fn deleting_an_entry_fails() {
+    let fx = Fixture::new();
+    let (log, mut lines) = standard_log(&fx);
+    lines.remove(3);
+    let err = verify(&lines, &log.public_key_hex()).unwrap_err();
+    assert_eq!(err.seq, Some(3), "{err}");
+}
+
+#[test]
+fn reordering_two_entries_fails() {
+    let fx = Fixture::new();
+    let (log, mut lines) = standard_log(&fx);
+    lines.swap(3, 4);
+    let err = verify(&lines, &log.public_key_hex()).unwrap_err();
+    assert_eq!(err.seq, Some(3), "{err}");
+}
+
+#[test]
+fn truncation_before_a_checkpoint_fails() {
+    let fx = Fixture::new();
+    let (log, lines) = standard_log(&fx);
+    // The checkpoint at seq 10 covers 10 entries; delete entries 5..=9 and everything after it.
+    let mut cut: Vec<String> = lines[..=10].to_vec();
+    cut.drain(5..=9);
+    let err = verify(&cut, &log.public_key_hex()).unwrap_err();
+    assert_eq!(err.seq, Some(5), "{err}");
+    assert!(err.reason.contains("truncated"), "{err}");
+    // And with the rest of the file kept.
+    let mut cut = lines.clone();
+    cut.drain(5..=9);
+    assert_eq!(
+        verify(&cut, &log.public_key_hex()).unwrap_err().seq,
+        Some(5)
+    );
+}
+
+#[test]
+fn wrong_public_key_fails() {
+    let fx = Fixture::new();
+    let (_log, lines) = standard_log(&fx);
+    let other = Fixture::new().open(10).public_key_hex();
+    let err = verify(&lines, &other).unwrap_err();
+    assert_eq!(err.seq, Some(10), "{err}");
+    assert!(err.reason.contains("signature"), "{err}");
+    let err = verify(&lines, "abcd").unwrap_err();
+    assert_eq!(err.seq, None);
+}
+
+#[test]
+fn reopening_continues_the_chain() {
+    let fx = Fixture::new();
+    let pk;
+    {
+        let log = fx.open(3);
+        pk = log.public_key_hex();
+        for i in 0..5 {
+            log.append("decision", event(i)).unwrap();
+        }
+        // 0,1,2 cp3, 4,5 -> next seq 6
+    }
+    let before = {
+        let log = fx.open(3);
+        let lines = export(&log, 0);
+        assert_eq!(lines.len(), 6);
+        assert_eq!(log.public_key_hex(), pk);
+        let seq = log.append("decision", event(5)).unwrap();
+        assert_eq!(seq, 6);
+        // Two entries were pending before the reopen, so this third one triggers a checkpoint.
+        let all = export(&log, 0);
+        assert_eq!(all.len(), 8);
+        let e6: Value = serde_json::from_str(&all[6]).unwrap();
+        assert_eq!(
+            e6["prev"].as_str().unwrap(),
+            hex::encode(entry_hash(all[5].as_bytes()))
+        );
+        assert_eq!(seq_of(&all[7]), 7);
+        assert!(all[7].contains("\"kind\":\"checkpoint\""));
+        all
+    };
+    let log = fx.open(3);
+    log.append("decision", event(6)).unwrap();
+    let all = export(&log, 0);
+    assert_eq!(&all[..8], &before[..]);
+    let report = verify(&all, &pk).unwrap();
+    assert_eq!((report.entries, report.checkpoints), (9, 2));
+    log.verify_live().unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(fx.key_path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn concurrent_appends_form_one_valid_chain() {
+    let fx = Fixture::new();
+    let log = Arc::new(fx.open(7));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                (0..20)
+                    .map(|i| log.append("decision", event(t * 100 + i)).unwrap())
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let mut seqs: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 160);
+    let lines = export(&log, 0);
+    let report = verify(&lines, &log.public_key_hex()).unwrap();
+    assert_eq!(report.entries, 160 + report.checkpoints);
+    assert_eq!(report.checkpoints, 160 / 7);
+    log.verify_live().unwrap();
+}
+
+#[test]
+fn checkpoint_every_and_explicit_checkpoints() {
+    let fx = Fixture::new();
+    let log = fx.open(4);
+    assert_eq!(
+        log.checkpoint().unwrap(),
+        None,
+        "empty log: nothing to sign"
+    );
+    for i in 0..4 {
+        assert_eq!(log.append("decision", event(i)).unwrap(), i as u64);
+    }
+    let cp = &log.entries(4).unwrap()[0];
+    assert_eq!(cp["kind"], "checkpoint");
+    assert_eq!(cp["size"], 4);
+    assert_eq!(
+        log.checkpoint().unwrap(),
+        None,
+        "nothing since the last checkpoint"
+    );
+    assert_eq!(log.append("decision", event(4)).unwrap(), 5);
+    assert_eq!(log.checkpoint().unwrap(), Some(6));
+    assert_eq!(log.checkpoint().unwrap(), None);
+    // 0 disables the count trigger.
+    let fx2 = Fixture::new();
+    let log2 = fx2.open(0);
+    for i in 0..10 {
+        log2.append("decision", event(i)).unwrap();
+    }
+    assert_eq!(log2.checkpoint().unwrap(), Some(10));
+    verify(&export(&log, 0), &log.public_key_hex()).unwrap();
+    verify(&export(&log2, 0), &log2.public_key_hex()).unwrap();
+}
+
+/// A store whose audit writes can be made to fail.
+struct FlakyStore {
+    inner: Arc<dyn Store>,
+    fail: AtomicBool,
+}
+
+impl Store for FlakyStore {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(tree, key)
+    }
+    fn compare_and_swap(
+        &self,
+        tree: Tree,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        if tree == Tree::Audit && self.fail.load(Ordering::SeqCst) {
+            return Err(StoreError::Full("test".into()));
+        }
+        self.inner.compare_and_swap(tree, key, expected, new)
+    }
+    fn scan(&self, tree: Tree) -> Result<Vec<Entry>, StoreError> {
+        self.inner.scan(tree)
+    }
+}
+
+#[test]
+fn failed_writes_fail_closed_without_advancing() {
+    let fx = Fixture::new();
+    let flaky = Arc::new(FlakyStore {
+        inner: fx.store(),
+        fail: AtomicBool::new(false),
+    });
+    let log = fx.open_on(flaky.clone(), 3);
+    log.append("decision", event(0)).unwrap();
+    log.append("decision", event(1)).unwrap();
+    flaky.fail.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        log.append("decision", event(2)),
+        Err(AuditError::Store(StoreError::Full(_)))
+    ));
+    assert!(log.checkpoint().is_err());
+    flaky.fail.store(false, Ordering::SeqCst);
+    assert_eq!(log.append("decision", event(2)).unwrap(), 2);
+    assert_eq!(
+        log.entries(0).unwrap().len(),
+        4,
+        "0,1,2 and the checkpoint at 3"
+    );
+    verify(&export(&log, 0), &log.public_key_hex()).unwrap();
+    log.verify_live().unwrap();
+}
+
+#[test]
+fn existing_seq_is_a_conflict_not_an_overwrite() {
+    let fx = Fixture::new();
+    let store = fx.store();
+    let log = fx.open_on(store.clone(), 100);
+    log.append("decision", event(0)).unwrap();
+    store
+        .compare_and_swap(Tree::Audit, &seq_key(1), None, b"{}")
+        .unwrap();
+    assert!(matches!(
+        log.append("decision", event(1)),
+        Err(AuditError::Conflict(1))
+    ));
+    assert_eq!(store.get(Tree::Audit, &seq_key(1)).unwrap().unwrap(), b"{}");
+    assert!(log.verify_live().is_err());
+}
+
+#[test]
+fn reserved_kinds_and_fields_are_rejected() {
+    let fx = Fixture::new();
+    let log = fx.open(100);
+    for (kind, ev) in [
+        ("checkpoint", json!({})),
+        ("", json!({})),
+        ("decision", json!({"seq": 1})),
+        ("decision", json!({"prev": "x"})),
+        ("decision", json!([1, 2])),
+    ] {
+        assert!(matches!(
+            log.append(kind, ev),
+            Err(AuditError::InvalidEvent(_))
+        ));
+    }
+    assert!(log.entries(0).unwrap().is_empty());
+    assert!(AuditLog::open(
+        fx.store_second(),
+        &fx.key_path(),
+        "two\nlines".into(),
+        AuditOptions::default()
+    )
+    .is_err());
+}
+
+impl Fixture {
+    fn store_second(&self) -> Arc<dyn Store> {
+        crate::store::open(Backend::Redb, &self.dir.path().join("db2")).unwrap()
+    }
+}
+
+fn write_key(path: &Path, bytes: &[u8], mode: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+}
+
+#[test]
+fn key_files_der_pem_permissions_and_mismatch() {
+    let rng = ring::rand::SystemRandom::new();
+    let der = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let expected_pk = hex::encode(
+        ring::signature::KeyPair::public_key(&Ed25519KeyPair::from_pkcs8(der.as_ref()).unwrap())
+            .as_ref(),
+    );
+
+    // DER key, mode 0600: used as is.
+    let fx = Fixture::new();
+    write_key(&fx.key_path(), der.as_ref(), 0o600);
+    let log = fx.open(100);
+    assert_eq!(log.public_key_hex(), expected_pk);
+    assert_eq!(
+        log.store.get(Tree::Meta, PUBKEY_META_KEY).unwrap(),
+        Some(expected_pk.clone().into_bytes())
+    );
+    drop(log);
+
+    // The same key as PEM also opens this store.
+    use base64::Engine as _;
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        base64::engine::general_purpose::STANDARD.encode(der.as_ref())
+    );
+    write_key(&fx.key_path(), pem.as_bytes(), 0o600);
+    assert_eq!(fx.open(100).public_key_hex(), expected_pk);
+
+    // A group-readable key is refused.
+    #[cfg(unix)]
+    {
+        write_key(&fx.key_path(), pem.as_bytes(), 0o640);
+        let err = AuditLog::open(
+            fx.store(),
+            &fx.key_path(),
+            "o".into(),
+            AuditOptions::default(),
+        );
+        assert!(matches!(err, Err(AuditError::Key { .. })));
+    }
+
+    // A different key for the same store is refused; so is a missing one.
+    let other = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    write_key(&fx.key_path(), other.as_ref(), 0o600);
+    let err = AuditLog::open(
+        fx.store(),
+        &fx.key_path(),
+        "o".into(),
+        AuditOptions::default(),
+    );
+    assert!(matches!(err, Err(AuditError::Key { .. })));
+    std::fs::remove_file(fx.key_path()).unwrap();
+    let err = AuditLog::open(
+        fx.store(),
+        &fx.key_path(),
+        "o".into(),
+        AuditOptions::default(),
+    );
+    assert!(matches!(err, Err(AuditError::Key { .. })));
+    assert!(
+        !fx.key_path().exists(),
+        "no new key is minted for an existing log"
+    );
+
+    // Garbage is refused.
+    let fx = Fixture::new();
+    write_key(&fx.key_path(), b"not a key", 0o600);
+    let err = AuditLog::open(
+        fx.store(),
+        &fx.key_path(),
+        "o".into(),
+        AuditOptions::default(),
+    );
+    assert!(matches!(err, Err(AuditError::Key { .. })));
+}
+
+#[test]
+fn send_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<AuditLog>();
+}
+
+#[tokio::test]
+async fn timer_writes_checkpoints_when_entries_arrived() {
+    let fx = Fixture::new();
+    let opts = AuditOptions {
+        checkpoint_every: 0,
+        checkpoint_interval: std::time::Duration::from_millis(50),
+    };
+    let log = Arc::new(AuditLog::open(fx.store(), &fx.key_path(), "t".into(), opts).unwrap());
+    let timer = log.spawn_checkpoint_timer();
+    log.append("decision", event(0)).unwrap();
+    let mut found = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let entries = log.entries(1).unwrap();
+        if let Some(cp) = entries.first() {
+            assert_eq!(cp["kind"], "checkpoint");
+            found = true;
+            break;
+        }
+    }
+    assert!(found, "timer wrote no checkpoint");
+    // Nothing new: no further checkpoints.
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    assert_eq!(log.entries(0).unwrap().len(), 2);
+    timer.abort();
+}

@@ -1,0 +1,368 @@
+//! Chain and checkpoint verification, shared by the offline verifier (`verify_lines`, reading a
+//! JSON Lines export) and `AuditLog::verify_live` (reading the store).
+//!
+//! Each line must be the canonical JSON of one entry; seqs must be consecutive; each `prev` must
+//! be the SHA-256 of the previous line; each checkpoint's `size` must equal its own seq (the
+//! entries it covers), its `head` must equal its `prev`, and its signature must verify. When a
+//! `prev` link breaks, the verifier looks one line ahead to tell an altered entry (its successor's
+//! successor still links) from an altered successor, and names the altered seq.
+
+use std::io::BufRead;
+
+use base64::Engine as _;
+use ring::signature::{UnparsedPublicKey, ED25519};
+use serde_json::Value;
+
+use super::chain::{
+    canonical_bytes, checkpoint_signing_text, entry_hash, CHECKPOINT_KIND, GENESIS_PREV,
+};
+
+/// What a successful verification covered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VerifyReport {
+    /// Lines verified, checkpoints included.
+    pub entries: u64,
+    /// Checkpoints among them (each signature verified).
+    pub checkpoints: u64,
+    /// Seq of the first line (0 for a full export).
+    pub first_seq: u64,
+    /// Seq of the last line (0 when there were no lines).
+    pub last_seq: u64,
+}
+
+/// The first place the chain breaks: the seq (when known) and 1-based line, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyError {
+    pub seq: Option<u64>,
+    pub line: usize,
+    pub reason: String,
+}
+
+impl std::fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.seq {
+            Some(seq) => write!(
+                f,
+                "broken at seq {seq} (line {}): {}",
+                self.line, self.reason
+            ),
+            None => write!(f, "broken at line {}: {}", self.line, self.reason),
+        }
+    }
+}
+
+impl std::error::Error for VerifyError {}
+
+fn fail(seq: Option<u64>, line: usize, reason: impl Into<String>) -> VerifyError {
+    VerifyError {
+        seq,
+        line,
+        reason: reason.into(),
+    }
+}
+
+/// Verifies a JSON Lines audit export against the hex Ed25519 public key `pubkey_hex`.
+pub fn verify_lines(
+    mut reader: impl BufRead,
+    pubkey_hex: &str,
+) -> Result<VerifyReport, VerifyError> {
+    let mut verifier = Verifier::new(pubkey_hex, false)?;
+    let mut buf = Vec::new();
+    let mut line_no = 0usize;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| fail(None, line_no + 1, format!("read error: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+        }
+        verifier.push(&buf, line_no)?;
+    }
+    verifier.finish()
+}
+
+struct Seen {
+    seq: u64,
+    hash_hex: String,
+    line: usize,
+}
+
+/// A `prev` link that did not match; resolved by the next line (or end of input).
+struct Pending {
+    earlier_seq: u64,
+    earlier_line: usize,
+    later_seq: u64,
+    later_line: usize,
+}
+
+/// Incremental verifier: feed it one entry's bytes at a time.
+pub(crate) struct Verifier {
+    pubkey: Vec<u8>,
+    require_genesis: bool,
+    last: Option<Seen>,
+    pending: Option<Pending>,
+    report: VerifyReport,
+}
+
+impl Verifier {
+    /// `require_genesis`: the first entry must be seq 0 (a full log, as in the live store).
+    pub(crate) fn new(pubkey_hex: &str, require_genesis: bool) -> Result<Verifier, VerifyError> {
+        let pubkey = hex::decode(pubkey_hex.trim())
+            .ok()
+            .filter(|k| k.len() == 32)
+            .ok_or_else(|| {
+                fail(
+                    None,
+                    0,
+                    "public key must be 64 hex characters (raw 32-byte Ed25519 key)",
+                )
+            })?;
+        Ok(Verifier {
+            pubkey,
+            require_genesis,
+            last: None,
+            pending: None,
+            report: VerifyReport::default(),
+        })
+    }
+
+    /// Verifies one entry (without its newline) at 1-based `line`; returns its seq.
+    pub(crate) fn push(&mut self, bytes: &[u8], line: usize) -> Result<u64, VerifyError> {
+        let parsed: Result<Value, _> = serde_json::from_slice(bytes);
+
+        if let Some(p) = self.pending.take() {
+            // The link into `later` broke. If `later` itself is intact, this line's prev is its
+            // hash and the altered entry is `earlier`; otherwise `later` was altered.
+            let this_prev = parsed
+                .as_ref()
+                .ok()
+                .and_then(|v| v.get("prev"))
+                .and_then(Value::as_str);
+            let later_hash = self.last.as_ref().map(|s| s.hash_hex.as_str());
+            return Err(if this_prev.is_some() && this_prev == later_hash {
+                altered_earlier(&p)
+            } else {
+                fail(
+                    Some(p.later_seq),
+                    p.later_line,
+                    format!(
+                        "entry was altered: its prev does not match the hash of seq {} and its \
+                         own hash does not match the prev of the next line",
+                        p.earlier_seq
+                    ),
+                )
+            });
+        }
+
+        let expected = self.last.as_ref().map(|s| s.seq + 1);
+        let value = parsed.map_err(|e| fail(None, line, format!("not JSON: {e}")))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| fail(expected, line, "not a JSON object"))?;
+        let seq = obj
+            .get("seq")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| fail(expected, line, "missing or non-integer \"seq\""))?;
+        let at = Some(seq);
+        if canonical_bytes(&value) != bytes {
+            return Err(fail(
+                at,
+                line,
+                "not in canonical form (keys sorted, no whitespace): the line was edited",
+            ));
+        }
+        let prev = obj
+            .get("prev")
+            .and_then(Value::as_str)
+            .filter(|p| is_hash_hex(p))
+            .ok_or_else(|| {
+                fail(
+                    at,
+                    line,
+                    "\"prev\" is not a 64-character lowercase hex hash",
+                )
+            })?;
+        if !obj.get("ts").is_some_and(Value::is_string) {
+            return Err(fail(at, line, "missing \"ts\""));
+        }
+        let kind = obj
+            .get("kind")
+            .and_then(Value::as_str)
+            .ok_or_else(|| fail(at, line, "missing \"kind\""))?;
+        let is_checkpoint = kind == CHECKPOINT_KIND;
+
+        // Sequence continuity.
+        match &self.last {
+            Some(last) if seq != last.seq + 1 => {
+                let want = last.seq + 1;
+                let reason = if seq <= last.seq {
+                    format!(
+                        "expected seq {want}, found seq {seq} after seq {}: entries reordered or \
+                         duplicated",
+                        last.seq
+                    )
+                } else if is_checkpoint {
+                    format!(
+                        "checkpoint at seq {seq} covers {seq} entries but the file holds entries \
+                         only up to seq {}: entries {want}..={} were deleted (truncated)",
+                        last.seq,
+                        seq - 1
+                    )
+                } else {
+                    format!(
+                        "expected seq {want}, found seq {seq}: entries {want}..={} missing \
+                         (deleted or reordered)",
+                        seq - 1
+                    )
+                };
+                return Err(fail(Some(want), line, reason));
+            }
+            Some(_) => {}
+            None => {
+                if self.require_genesis && seq != 0 {
+                    return Err(fail(
+                        Some(0),
+                        line,
+                        format!("log starts at seq {seq}, not 0"),
+                    ));
+                }
+                if seq == 0 && prev != GENESIS_PREV {
+                    return Err(fail(at, line, "first entry's prev is not 64 zeros"));
+                }
+                self.report.first_seq = seq;
+            }
+        }
+
+        if is_checkpoint {
+            self.check_checkpoint(obj, seq, prev, line)?;
+            self.report.checkpoints += 1;
+        }
+
+        // The chain link to the previous line.
+        if let Some(last) = &self.last {
+            if prev != last.hash_hex {
+                let p = Pending {
+                    earlier_seq: last.seq,
+                    earlier_line: last.line,
+                    later_seq: seq,
+                    later_line: line,
+                };
+                if is_checkpoint {
+                    // The checkpoint is self-consistent (signature over head, head == prev), so
+                    // the entry it signed over was altered.
+                    return Err(altered_earlier(&p));
+                }
+                self.pending = Some(p);
+            }
+        }
+
+        self.last = Some(Seen {
+            seq,
+            hash_hex: hex::encode(entry_hash(bytes)),
+            line,
+        });
+        self.report.entries += 1;
+        self.report.last_seq = seq;
+        Ok(seq)
+    }
+
+    fn check_checkpoint(
+        &self,
+        obj: &serde_json::Map<String, Value>,
+        seq: u64,
+        prev: &str,
+        line: usize,
+    ) -> Result<(), VerifyError> {
+        let at = Some(seq);
+        let origin = obj
+            .get("origin")
+            .and_then(Value::as_str)
+            .filter(|o| !o.contains('\n'))
+            .ok_or_else(|| fail(at, line, "checkpoint has no valid \"origin\""))?;
+        let size = obj
+            .get("size")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| fail(at, line, "checkpoint has no integer \"size\""))?;
+        if size != seq {
+            return Err(fail(
+                at,
+                line,
+                format!(
+                    "checkpoint size {size} does not match the {seq} entries before it \
+                     (seq {seq})"
+                ),
+            ));
+        }
+        let head = obj
+            .get("head")
+            .and_then(Value::as_str)
+            .filter(|h| is_hash_hex(h))
+            .ok_or_else(|| fail(at, line, "checkpoint \"head\" is not a hex SHA-256"))?;
+        let sig = obj
+            .get("sig")
+            .and_then(Value::as_str)
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            .filter(|s| s.len() == 64)
+            .ok_or_else(|| {
+                fail(
+                    at,
+                    line,
+                    "checkpoint \"sig\" is not a base64 Ed25519 signature",
+                )
+            })?;
+        let text = checkpoint_signing_text(origin, size, head);
+        UnparsedPublicKey::new(&ED25519, &self.pubkey)
+            .verify(text.as_bytes(), &sig)
+            .map_err(|_| {
+                fail(
+                    at,
+                    line,
+                    "checkpoint signature does not verify with the given public key",
+                )
+            })?;
+        if head != prev {
+            return Err(fail(
+                at,
+                line,
+                "checkpoint's signed head differs from its prev: the entry was altered",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Ends the input; reports a link break that no later line could resolve.
+    pub(crate) fn finish(mut self) -> Result<VerifyReport, VerifyError> {
+        if let Some(p) = self.pending.take() {
+            return Err(fail(
+                Some(p.earlier_seq),
+                p.earlier_line,
+                format!(
+                    "hash of seq {} does not match the prev of seq {} (the last line): one of \
+                     them was altered",
+                    p.earlier_seq, p.later_seq
+                ),
+            ));
+        }
+        Ok(self.report)
+    }
+}
+
+fn altered_earlier(p: &Pending) -> VerifyError {
+    fail(
+        Some(p.earlier_seq),
+        p.earlier_line,
+        format!(
+            "entry was altered: its hash does not match the prev recorded by seq {}",
+            p.later_seq
+        ),
+    )
+}
+
+fn is_hash_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
