@@ -62,9 +62,7 @@ impl Dialer {
     /// Checks what can be known before resolving: the port and literal IPs (any spelling).
     pub fn precheck(&self, target: &Target) -> Result<(), EgressDenied> {
         let mapped = self.overridden(&target.host);
-        if mapped.is_none() {
-            self.guard.check_port(target.port)?;
-        }
+        self.guard.check_port(target.port)?;
         if let Some(ip) = literal_ip(&target.host) {
             let addr = mapped.unwrap_or(SocketAddr::new(ip, target.port));
             self.guard
@@ -77,11 +75,9 @@ impl Dialer {
     /// allowed address that answers (the checked address is the one dialled: no rebinding).
     pub async fn dial(&self, target: &Target) -> io::Result<TcpStream> {
         let mapped = self.overridden(&target.host);
-        if mapped.is_none() {
-            self.guard
-                .check_port(target.port)
-                .map_err(|d| io::Error::new(io::ErrorKind::PermissionDenied, d))?;
-        }
+        self.guard
+            .check_port(target.port)
+            .map_err(|d| io::Error::new(io::ErrorKind::PermissionDenied, d))?;
         let addrs: Vec<SocketAddr> = match mapped {
             Some(a) => vec![a],
             None => match literal_ip(&target.host) {

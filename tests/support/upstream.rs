@@ -258,6 +258,22 @@ async fn respond(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         let stream = tokio_stream_from(rx);
         return Response::new(StreamBody::new(stream).boxed_unsync());
     }
+    if path == "/echo" {
+        // Echoes the credential it received in a header and, split into small chunks, in the body.
+        let auth = authorization.clone().unwrap_or_default();
+        let text = format!("{{\"you_sent\":{:?}}}", auth);
+        let frames: Vec<Result<Frame<Bytes>, Infallible>> = text
+            .as_bytes()
+            .chunks(5)
+            .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        let mut r =
+            Response::new(StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync());
+        if let Ok(v) = http::HeaderValue::from_str(&auth) {
+            r.headers_mut().insert("x-echoed-authorization", v);
+        }
+        return r;
+    }
     if let Some(code) = path.strip_prefix("/status/") {
         let status = code
             .parse::<u16>()

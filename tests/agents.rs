@@ -1,0 +1,488 @@
+//! Agent identity, credentials and egress (issue 4), end to end through real sockets:
+//! 407 cases, credential stripping/injection, response scrubbing, per-agent limits, the gate
+//! executing with the configured credential, and every egress-guard class.
+
+mod support;
+
+use std::sync::Arc;
+
+use support::{curl, path_str, Airlock, FakeUpstream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const REAL_GITHUB: &str = "ghp_REALtokenFromAirlockConfig0123456789";
+
+struct Setup {
+    airlock: Airlock,
+    up: FakeUpstream,
+    token: String,
+    limited_token: String,
+}
+
+/// Airlock with two agents (`bot`: any service; `gh-only`: github only), a GitHub credential
+/// read from a file, and the shipped catalog.
+async fn setup(extra: &str) -> Setup {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let secret_file = dir.path().join("github-token");
+    std::fs::write(&secret_file, format!("{REAL_GITHUB}\n")).expect("write");
+    let token = airlock::agents::generate_token();
+    let limited_token = airlock::agents::generate_token();
+    let toml = format!(
+        "{}{}[credentials.github]\nfile = {:?}\n{extra}",
+        airlock::agents::config_block("bot", &airlock::agents::token_digest(&token), &[], None),
+        airlock::agents::config_block(
+            "gh-only",
+            &airlock::agents::token_digest(&limited_token),
+            &["github".into()],
+            Some("alice")
+        ),
+        path_str(&secret_file),
+    );
+    let config = Airlock::config(
+        &toml,
+        dir.path(),
+        &up,
+        &["api.github.com", "api.stripe.com", "unknown.test"],
+    );
+    let catalog = airlock::rules::LiveCatalog::load(None, Default::default()).expect("catalog");
+    let airlock = Airlock::start_with_parts(
+        config,
+        dir,
+        catalog,
+        Arc::new(airlock::gate::SystemClock),
+    )
+    .await;
+    Setup {
+        airlock,
+        up,
+        token,
+        limited_token,
+    }
+}
+
+fn client_as(a: &Airlock, name: &str, token: &str) -> reqwest::Client {
+    let cert = reqwest::Certificate::from_pem(a.ca_pem.as_bytes()).expect("ca");
+    let proxy = reqwest::Proxy::all(format!("http://{name}:{token}@{}", a.addr)).expect("proxy");
+    reqwest::Client::builder()
+        .proxy(proxy)
+        .tls_certs_only([cert])
+        .build()
+        .expect("client")
+}
+
+/// Sends one raw request head to the proxy and returns the response head and body text.
+async fn raw(a: &Airlock, head: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(a.addr)
+        .await
+        .expect("connect");
+    s.write_all(head.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    if let Some(end) = find(&out, b"\r\n\r\n") {
+                        let text = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
+                        let len = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if out.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn basic(user: &str, pass: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn missing_or_wrong_proxy_credentials_get_407() {
+    let s = setup("").await;
+    let a = &s.airlock;
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("no credentials", String::new(), "proxy_auth_required"),
+        (
+            "wrong token",
+            format!(
+                "Proxy-Authorization: Basic {}\r\n",
+                basic("bot", "alk_wrong")
+            ),
+            "proxy_auth_rejected",
+        ),
+        (
+            "unknown agent",
+            format!(
+                "Proxy-Authorization: Basic {}\r\n",
+                basic("nobody", &s.token)
+            ),
+            "proxy_auth_rejected",
+        ),
+        (
+            "another agent's token",
+            format!(
+                "Proxy-Authorization: Basic {}\r\n",
+                basic("gh-only", &s.token)
+            ),
+            "proxy_auth_rejected",
+        ),
+        (
+            "not basic",
+            format!("Proxy-Authorization: Bearer {}\r\n", s.token),
+            "proxy_auth_malformed",
+        ),
+        (
+            "bad base64",
+            "Proxy-Authorization: Basic %%%\r\n".into(),
+            "proxy_auth_malformed",
+        ),
+    ];
+    for (what, auth, code) in cases {
+        for head in [
+            format!(
+                "CONNECT api.github.com:443 HTTP/1.1\r\nHost: api.github.com:443\r\n{auth}\r\n"
+            ),
+            format!(
+                "GET http://api.github.com/user HTTP/1.1\r\nHost: api.github.com\r\n{auth}\r\n"
+            ),
+        ] {
+            let resp = raw(a, &head).await;
+            assert!(resp.starts_with("HTTP/1.1 407"), "{what}: {resp}");
+            let lower = resp.to_ascii_lowercase();
+            assert!(
+                lower.contains("proxy-authenticate: basic realm=\"airlock\""),
+                "{what}: {resp}"
+            );
+            assert!(resp.contains(code), "{what}: want {code}: {resp}");
+            assert!(!resp.contains(&s.token), "{what}: token echoed");
+        }
+    }
+    assert_eq!(s.up.count(), 0, "nothing reached the upstream");
+
+    // The right credentials work, with curl (userinfo in the proxy URL) and reqwest.
+    let ca = a.ca_file();
+    let (code, out, err) = curl(&[
+        "-sS".into(),
+        "--proxy".into(),
+        format!("http://bot:{}@{}", s.token, a.addr),
+        "--cacert".into(),
+        path_str(&ca),
+        "https://api.github.com/user".into(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"path\":\"/user\""), "{out}");
+    let r = client_as(a, "bot", &s.token)
+        .get("https://api.github.com/user")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agent_credentials_are_replaced_by_the_configured_one() {
+    let s = setup("").await;
+    let r = client_as(&s.airlock, "bot", &s.token)
+        .get("https://api.github.com/user/repos")
+        .header("authorization", "token ghp_AGENTS_OWN_BOGUS")
+        .header("cookie", "session=agent")
+        .header("x-github-token", "also-bogus")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    let seen = s.up.requests();
+    let last = seen.last().expect("one request");
+    assert_eq!(
+        last.header("authorization"),
+        Some(format!("Bearer {REAL_GITHUB}").as_str())
+    );
+    assert_eq!(
+        last.headers
+            .iter()
+            .filter(|(k, _)| k == "authorization")
+            .count(),
+        1
+    );
+    assert!(last.header("cookie").is_none());
+    assert!(last.header("x-github-token").is_none());
+    assert!(last.header("proxy-authorization").is_none());
+    // The default echo body carries the authorization the upstream saw: masked for the agent.
+    let text = r.text().await.expect("body");
+    assert!(!text.contains(REAL_GITHUB), "{text}");
+    assert!(text.contains("Bearer ****"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upstream_echo_of_the_real_token_never_reaches_the_agent() {
+    let s = setup("").await;
+    let r = client_as(&s.airlock, "bot", &s.token)
+        .get("https://api.github.com/echo")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    let echoed = r
+        .headers()
+        .get("x-echoed-authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(echoed, format!("Bearer {}", "*".repeat(REAL_GITHUB.len())));
+    let body = r.text().await.expect("body");
+    assert!(!body.contains(REAL_GITHUB), "{body}");
+    assert!(body.contains(&"*".repeat(REAL_GITHUB.len())), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agents_are_limited_to_their_services() {
+    let s = setup("").await;
+    let limited = client_as(&s.airlock, "gh-only", &s.limited_token);
+    let ok = limited
+        .get("https://api.github.com/user")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(ok.status(), 200);
+    limited
+        .get("https://api.stripe.com/v1/charges")
+        .send()
+        .await
+        .expect_err("CONNECT refused");
+    let resp = raw(
+        &s.airlock,
+        &format!(
+            "CONNECT api.stripe.com:443 HTTP/1.1\r\nHost: api.stripe.com:443\r\nProxy-Authorization: Basic {}\r\n\r\n",
+            basic("gh-only", &s.limited_token)
+        ),
+    )
+    .await;
+    assert!(
+        resp.starts_with("HTTP/1.1 403") && resp.contains("agent_not_allowed"),
+        "{resp}"
+    );
+    // The unlimited agent may.
+    let r = client_as(&s.airlock, "bot", &s.token)
+        .get("https://api.stripe.com/v1/charges")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn approved_execution_injects_the_credential_and_stores_none() {
+    let s = setup("").await;
+    let a = &s.airlock;
+    let bot = client_as(a, "bot", &s.token);
+    let r = bot
+        .delete("https://api.github.com/repos/octo/demo")
+        .header("authorization", "token ghp_AGENTS_OWN_BOGUS")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 423);
+    let id = r
+        .headers()
+        .get("airlock-review-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("review id")
+        .to_string();
+    assert_eq!(s.up.count(), 0);
+
+    let (status, review) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(review["agent"], "bot");
+    let text = review.to_string();
+    assert!(
+        !text.contains("ghp_AGENTS_OWN_BOGUS") && !text.contains(REAL_GITHUB),
+        "{text}"
+    );
+
+    // Another agent cannot read it through airlock.local; its own agent can.
+    let other = client_as(a, "gh-only", &s.limited_token)
+        .get(format!("https://airlock.local/v1/reviews/{id}"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(other.status(), 404);
+    let mine = bot
+        .get(format!("https://airlock.local/v1/reviews/{id}"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(mine.status(), 200);
+
+    let (status, done) = a
+        .admin(
+            "POST",
+            &format!("/v1/reviews/{id}/approve"),
+            Some(serde_json::json!({"comment": "ok"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["state"], "executed");
+    let seen = s.up.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {REAL_GITHUB}").as_str())
+    );
+    // The recorded upstream answer (which echoes the credential) is masked in the store.
+    let (_, after) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert!(!after.to_string().contains(REAL_GITHUB), "{after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn egress_guard_refuses_each_class_with_a_reason() {
+    let s = setup("[proxy]\nunknown_hosts = \"tunnel\"\n").await;
+    let a = &s.airlock;
+    let auth = format!("Proxy-Authorization: Basic {}\r\n", basic("bot", &s.token));
+    let cases: &[(&str, &str)] = &[
+        ("127.0.0.1:443", "egress_loopback"),
+        ("127.1:443", "egress_loopback"),
+        ("0x7f.0.0.1:443", "egress_loopback"),
+        ("2130706433:443", "egress_loopback"),
+        ("0177.0.0.1:443", "egress_loopback"),
+        ("localhost:443", "egress_loopback"),
+        ("[::1]:443", "egress_loopback"),
+        ("[::ffff:127.0.0.1]:443", "egress_loopback"),
+        ("[::ffff:7f00:1]:443", "egress_loopback"),
+        ("169.254.169.254:80", "egress_link_local"),
+        ("[::ffff:169.254.169.254]:80", "egress_link_local"),
+        ("[fe80::1]:443", "egress_link_local"),
+        ("10.0.0.5:443", "egress_private"),
+        ("172.16.1.1:443", "egress_private"),
+        ("192.168.0.1:443", "egress_private"),
+        ("[fd12::1]:443", "egress_private"),
+        ("100.64.1.1:443", "egress_cgnat"),
+        ("224.0.0.1:443", "egress_multicast"),
+        ("[ff02::1]:443", "egress_multicast"),
+        ("0.0.0.0:443", "egress_reserved"),
+        ("[64:ff9b::7f00:1]:443", "egress_loopback"),
+        ("[2002:a00:1::]:443", "egress_private"),
+        ("unknown.test:22", "egress_port"),
+        ("example.com:8443", "egress_port"),
+    ];
+    for (target, code) in cases {
+        let resp = raw(
+            a,
+            &format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{auth}\r\n"),
+        )
+        .await;
+        assert!(resp.starts_with("HTTP/1.1 403"), "{target}: {resp}");
+        assert!(
+            resp.contains(&format!("airlock-reason: {code}")),
+            "{target}: want {code}: {resp}"
+        );
+    }
+    // Plain HTTP goes through the same guard.
+    let resp = raw(
+        a,
+        &format!("GET http://169.254.169.254/latest/meta-data/ HTTP/1.1\r\nHost: 169.254.169.254\r\n{auth}\r\n"),
+    )
+    .await;
+    assert!(
+        resp.starts_with("HTTP/1.1 403") && resp.contains("egress_link_local"),
+        "{resp}"
+    );
+    // A mapped host (resolve override) still works in tunnel mode.
+    let ok = raw(
+        a,
+        &format!("CONNECT unknown.test:443 HTTP/1.1\r\nHost: unknown.test:443\r\n{auth}\r\n"),
+    )
+    .await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn airlock_listeners_are_unreachable_through_the_proxy() {
+    support::init();
+    // Even with loopback allowed and the admin port on the port allowlist.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let admin_port = free.local_addr().expect("addr").port();
+    drop(free);
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let toml = format!(
+        "[proxy]\nunknown_hosts = \"tunnel\"\n[egress]\nallow = [\"127.0.0.0/8\", \"::1\"]\nports = [443, 80, {admin_port}]\n"
+    );
+    let mut config = Airlock::config(&toml, dir.path(), &up, &["unknown.test"]);
+    config.admin.listen = format!("127.0.0.1:{admin_port}").parse().expect("addr");
+    let a = Airlock::start_with(config, dir).await;
+    assert_eq!(a.admin_addr.port(), admin_port);
+    for target in [
+        format!("127.0.0.1:{admin_port}"),
+        format!("localhost:{admin_port}"),
+        format!("127.0.0.2:{admin_port}"),
+        format!("[::ffff:127.0.0.1]:{admin_port}"),
+        format!("2130706433:{admin_port}"),
+    ] {
+        let resp = raw(
+            &a,
+            &format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n"),
+        )
+        .await;
+        assert!(
+            resp.starts_with("HTTP/1.1 403") && resp.contains("airlock_listener"),
+            "{target}: {resp}"
+        );
+    }
+    let resp = raw(
+        &a,
+        &format!("GET http://127.0.0.1:{admin_port}/v1/reviews HTTP/1.1\r\nHost: 127.0.0.1:{admin_port}\r\n\r\n"),
+    )
+    .await;
+    assert!(
+        resp.starts_with("HTTP/1.1 403") && resp.contains("airlock_listener"),
+        "{resp}"
+    );
+    // The proxy's own port too (no loops).
+    let p = a.addr.port();
+    let resp = raw(
+        &a,
+        &format!("CONNECT 127.0.0.1:{p} HTTP/1.1\r\nHost: x\r\n\r\n"),
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn anonymous_access_is_off_by_default() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = Airlock::config("", dir.path(), &up, &["api.github.com"]);
+    config.proxy.allow_anonymous = false; // the harness turns it on for other suites
+    assert!(
+        !airlock::config::Config::from_toml("t", "")
+            .expect("defaults")
+            .proxy
+            .allow_anonymous
+    );
+    let a = Airlock::start_with(config, dir).await;
+    let resp = raw(
+        &a,
+        "CONNECT api.github.com:443 HTTP/1.1\r\nHost: api.github.com:443\r\n\r\n",
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 407"), "{resp}");
+}
