@@ -70,6 +70,7 @@ struct RawConfig {
     gate: RawGate,
     rules: RawRules,
     egress: RawEgress,
+    audit: RawAudit,
     agents: Vec<RawAgent>,
     credentials: BTreeMap<String, RawCredential>,
 }
@@ -86,6 +87,28 @@ impl Default for RawEgress {
         Self {
             allow: Vec::new(),
             ports: vec![443, 80],
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAudit {
+    key_file: Option<PathBuf>,
+    origin: String,
+    checkpoint_every: u64,
+    checkpoint_interval: String,
+    allow_sample: f64,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        Self {
+            key_file: None,
+            origin: "airlock".into(),
+            checkpoint_every: 100,
+            checkpoint_interval: "60s".into(),
+            allow_sample: 1.0,
         }
     }
 }
@@ -264,6 +287,7 @@ pub struct Config {
     pub gate: GateConfig,
     pub rules: RulesConfig,
     pub egress: EgressConfig,
+    pub audit: AuditConfig,
     pub agents: Vec<AgentConfig>,
     pub credentials: Vec<CredentialConfig>,
 }
@@ -274,6 +298,20 @@ pub struct EgressConfig {
     pub allow_nets: Vec<ipnet::IpNet>,
     pub allow_hosts: Vec<String>,
     pub ports: Vec<u16>,
+}
+
+/// The tamper-evident audit log.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// Ed25519 checkpoint signing key (created 0600 on first run); `None`: see [`Config::audit_key_file`].
+    pub key_file: Option<PathBuf>,
+    /// Names this log in signed checkpoints.
+    pub origin: String,
+    pub checkpoint_every: u64,
+    pub checkpoint_interval: Duration,
+    /// Fraction (0.0-1.0) of allowed requests to catalog hosts that are recorded. Escalations,
+    /// blocks, soft gates, review transitions and executions are always recorded.
+    pub allow_sample: f64,
 }
 
 /// One agent allowed to use the proxy. Its token is kept only as a SHA-256 digest.
@@ -382,6 +420,14 @@ pub struct RulesConfig {
 }
 
 impl Config {
+    /// The audit signing key: `audit.key_file`, else `<tls.ca_dir>/audit-key.pem`.
+    pub fn audit_key_file(&self) -> PathBuf {
+        self.audit
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.tls.ca_dir.join("audit-key.pem"))
+    }
+
     /// Finds and loads the config: explicit path, else `$AIRLOCK_CONFIG`, else `./airlock.toml`
     /// if present, else built-in defaults.
     pub fn discover(explicit: Option<&Path>) -> Result<Config, ConfigError> {
@@ -519,11 +565,29 @@ fn check(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
         return Err(invalid("gate.sweep_interval", "must be above zero".into()));
     }
     let egress = check_egress(&raw.egress).map_err(|m| invalid("egress", m))?;
+    let a = &raw.audit;
+    if !(0.0..=1.0).contains(&a.allow_sample) {
+        return Err(invalid(
+            "audit.allow_sample",
+            "must be between 0.0 and 1.0".into(),
+        ));
+    }
+    if a.origin.is_empty() || a.origin.contains('\n') {
+        return Err(invalid("audit.origin", "must be one non-empty line".into()));
+    }
+    let audit = AuditConfig {
+        key_file: a.key_file.clone(),
+        origin: a.origin.clone(),
+        checkpoint_every: a.checkpoint_every,
+        checkpoint_interval: dur("audit.checkpoint_interval", &a.checkpoint_interval)?,
+        allow_sample: a.allow_sample,
+    };
     let agents = check_agents(&raw.agents).map_err(|m| invalid("agents", m))?;
     let credentials = check_credentials(&raw.credentials).map_err(|m| invalid("credentials", m))?;
     Ok(Config {
         source: None,
         egress,
+        audit,
         agents,
         credentials,
         proxy,

@@ -47,6 +47,11 @@ enum Command {
         #[command(subcommand)]
         command: ReviewsCommand,
     },
+    /// Export and verify the tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Manage the agents allowed to use the proxy.
     Agents {
         #[command(subcommand)]
@@ -160,6 +165,28 @@ enum ReviewsCommand {
 }
 
 #[derive(Subcommand)]
+enum AuditCommand {
+    /// Write the log (entries and signed checkpoints) as JSON Lines.
+    Export {
+        /// First sequence number to include.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        /// Output file (default: stdout).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Verify an exported file offline (needs --pubkey), or the live log when no FILE is given.
+    Verify {
+        file: Option<PathBuf>,
+        /// Checkpoint public key, hex (from `airlock audit pubkey`).
+        #[arg(long)]
+        pubkey: Option<String>,
+    },
+    /// Print the checkpoint signing public key (hex).
+    Pubkey,
+}
+
+#[derive(Subcommand)]
 enum AgentsCommand {
     /// Create an agent: appends it (token stored only as SHA-256) to the config file
     /// (--config, $AIRLOCK_CONFIG or ./airlock.toml, created if absent) and prints its token once.
@@ -189,6 +216,12 @@ fn main() -> Result<()> {
     let config = Config::discover(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
     match cli.command {
         Command::Agents { command } => agents_cmd(config, command),
+        Command::Audit { command } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(audit_cmd(config, command))
+        }
         Command::Serve(args) => serve(config, args),
         Command::Ca { command } => match command {
             CaCommand::Init { ca_dir } => {
@@ -251,6 +284,129 @@ fn main() -> Result<()> {
             }
             airlock::credentials::Vault::load(&config.credentials)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(())
+        }
+    }
+}
+
+/// Where `airlock audit` reads the live log: the running server's admin API, or, when none is
+/// running, the store directly.
+enum AuditSource {
+    Admin(std::net::SocketAddr, String),
+    Local(airlock::audit::AuditLog),
+}
+
+async fn audit_source(config: &Config) -> Result<AuditSource> {
+    let token = airlock::admin::load_or_create_token(&config.admin.token_file).ok();
+    if let Some(token) = token {
+        let addr = config.admin.listen;
+        if airlock::admin::client::call(addr, &token, http::Method::GET, "/healthz", None)
+            .await
+            .is_ok()
+        {
+            return Ok(AuditSource::Admin(addr, token));
+        }
+    }
+    let store = airlock::store::open(config.store.backend, &config.store.path).map_err(|e| {
+        anyhow::anyhow!("opening the store at {}: {e}", config.store.path.display())
+    })?;
+    let log = airlock::audit::AuditLog::open(
+        store,
+        &config.audit_key_file(),
+        config.audit.origin.clone(),
+        Default::default(),
+    )
+    .map_err(|e| anyhow::anyhow!("opening the audit log: {e}"))?;
+    Ok(AuditSource::Local(log))
+}
+
+async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
+    use airlock::admin::client::call;
+    use http::Method;
+    match cmd {
+        AuditCommand::Verify {
+            file: Some(file),
+            pubkey,
+        } => {
+            let key = pubkey.context(
+                "--pubkey HEX is required to verify a file (see `airlock audit pubkey`)",
+            )?;
+            let f = std::fs::File::open(&file)
+                .with_context(|| format!("opening {}", file.display()))?;
+            match airlock::audit::verify_lines(std::io::BufReader::new(f), &key) {
+                Ok(r) => {
+                    println!(
+                        "OK: {} entries (seq {}..={}), {} checkpoints verified",
+                        r.entries, r.first_seq, r.last_seq, r.checkpoints
+                    );
+                    Ok(())
+                }
+                Err(e) => bail!("audit log verification FAILED: {e}"),
+            }
+        }
+        AuditCommand::Verify { file: None, .. } => match audit_source(&config).await? {
+            AuditSource::Admin(addr, token) => {
+                let (status, json) =
+                    call(addr, &token, Method::GET, "/v1/audit/verify", None).await?;
+                if status == 200 {
+                    println!("OK: {json}");
+                    Ok(())
+                } else {
+                    bail!("audit log verification FAILED: {json}")
+                }
+            }
+            AuditSource::Local(log) => match log.verify_live() {
+                Ok(r) => {
+                    println!(
+                        "OK: {} entries (seq {}..={}), {} checkpoints verified",
+                        r.entries, r.first_seq, r.last_seq, r.checkpoints
+                    );
+                    Ok(())
+                }
+                Err(e) => bail!("audit log verification FAILED: {e}"),
+            },
+        },
+        AuditCommand::Pubkey => {
+            match audit_source(&config).await? {
+                AuditSource::Admin(addr, token) => {
+                    let (_, json) =
+                        call(addr, &token, Method::GET, "/v1/audit/pubkey", None).await?;
+                    println!("{}", json["pubkey"].as_str().unwrap_or_default());
+                }
+                AuditSource::Local(log) => println!("{}", log.public_key_hex()),
+            }
+            Ok(())
+        }
+        AuditCommand::Export { since, out } => {
+            let text = match audit_source(&config).await? {
+                AuditSource::Admin(addr, token) => {
+                    let (status, bytes) = airlock::admin::client::call_raw(
+                        addr,
+                        &token,
+                        Method::GET,
+                        &format!("/v1/audit?since={since}"),
+                        None,
+                    )
+                    .await?;
+                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                    if status != 200 {
+                        bail!("export failed: {text}");
+                    }
+                    text
+                }
+                AuditSource::Local(log) => {
+                    let mut buf = Vec::new();
+                    log.export(since, &mut buf)
+                        .map_err(|e| anyhow::anyhow!("export failed: {e}"))?;
+                    String::from_utf8(buf)?
+                }
+            };
+            match out {
+                Some(p) => {
+                    std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?
+                }
+                None => print!("{text}"),
+            }
             Ok(())
         }
     }

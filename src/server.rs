@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::admin::{self, Admin, AdminError};
+use crate::audit::{AuditLog, AuditOptions};
 use crate::config::Config;
 use crate::gate::{Clock, Gate, GateError};
 use crate::proxy::egress::EgressGuard;
@@ -23,6 +24,8 @@ pub enum ServerError {
     Store { path: String, source: StoreError },
     #[error("recovering reviews: {0}")]
     Recover(#[from] GateError),
+    #[error("audit log: {0}")]
+    Audit(String),
     #[error("{0}")]
     Credentials(#[from] crate::credentials::CredentialError),
     #[error("admin token: {0}")]
@@ -50,18 +53,40 @@ pub async fn start(
     classifier: Arc<dyn Classifier>,
     clock: Arc<dyn Clock>,
 ) -> Result<Server, ServerError> {
-    let (ca, created) = CertificateAuthority::load_or_create(&config.tls.ca_dir)?;
-    if created {
-        tracing::info!(dir = %config.tls.ca_dir.display(), "created a new interception CA; agents must trust ca.pem");
-    }
-    let ca_pem = ca.cert_pem().to_string();
     let store = store::open(config.store.backend, &config.store.path).map_err(|source| {
         ServerError::Store {
             path: config.store.path.display().to_string(),
             source,
         }
     })?;
+    start_with_store(config, classifier, clock, store).await
+}
+
+/// Like [`start`], on a store the caller opened (tests wrap one to inject failures).
+pub async fn start_with_store(
+    config: &Config,
+    classifier: Arc<dyn Classifier>,
+    clock: Arc<dyn Clock>,
+    store: Arc<dyn crate::store::Store>,
+) -> Result<Server, ServerError> {
+    let (ca, created) = CertificateAuthority::load_or_create(&config.tls.ca_dir)?;
+    if created {
+        tracing::info!(dir = %config.tls.ca_dir.display(), "created a new interception CA; agents must trust ca.pem");
+    }
+    let ca_pem = ca.cert_pem().to_string();
     let vault = crate::credentials::Vault::load(&config.credentials)?;
+    let audit = Arc::new(
+        AuditLog::open(
+            store.clone(),
+            &config.audit_key_file(),
+            config.audit.origin.clone(),
+            AuditOptions {
+                checkpoint_every: config.audit.checkpoint_every,
+                checkpoint_interval: config.audit.checkpoint_interval,
+            },
+        )
+        .map_err(|e| ServerError::Audit(e.to_string()))?,
+    );
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
             .await
@@ -101,11 +126,18 @@ pub async fn start(
         store,
         client,
         vault.clone(),
+        audit.clone(),
         config.gate.clone(),
         clock,
         life.tasks.clone(),
     );
     gate.recover().await?;
+    let checkpoints = audit.spawn_checkpoint_timer();
+    let stop = life.shutdown.clone();
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        checkpoints.abort();
+    });
     life.tasks
         .spawn(gate.clone().run_sweeper(life.shutdown.clone()));
 

@@ -46,13 +46,8 @@ async fn setup(extra: &str) -> Setup {
         &["api.github.com", "api.stripe.com", "unknown.test"],
     );
     let catalog = airlock::rules::LiveCatalog::load(None, Default::default()).expect("catalog");
-    let airlock = Airlock::start_with_parts(
-        config,
-        dir,
-        catalog,
-        Arc::new(airlock::gate::SystemClock),
-    )
-    .await;
+    let airlock =
+        Airlock::start_with_parts(config, dir, catalog, Arc::new(airlock::gate::SystemClock)).await;
     Setup {
         airlock,
         up,

@@ -23,6 +23,21 @@ pub async fn call(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> Result<(u16, serde_json::Value), ClientError> {
+    let (status, bytes) = call_raw(addr, token, method, path, body).await?;
+    let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+    });
+    Ok((status, json))
+}
+
+/// Sends one request; returns the status and the body bytes as they came.
+pub async fn call_raw(
+    addr: SocketAddr,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<(u16, Bytes), ClientError> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| ClientError::Connect {
@@ -54,8 +69,5 @@ pub async fn call(
         .await
         .map_err(|e| ClientError::Http(e.to_string()))?
         .to_bytes();
-    let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-        serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
-    });
-    Ok((status, json))
+    Ok((status, bytes))
 }

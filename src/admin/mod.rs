@@ -8,6 +8,9 @@
 //! - `POST /v1/reviews/{id}/approve`      body `{"reviewer": "...", "comment": "..."}` (both optional);
 //!   executes the stored request and answers with the review after execution
 //! - `POST /v1/reviews/{id}/reject`       same body
+//! - `GET  /v1/audit[?since=SEQ]`         the audit log as JSON Lines, checkpoints included
+//! - `GET  /v1/audit/verify`              checks the live chain and every checkpoint signature
+//! - `GET  /v1/audit/pubkey`              the checkpoint public key (hex)
 
 pub mod client;
 
@@ -172,6 +175,86 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
                     json_response(StatusCode::OK, &serde_json::json!({ "reviews": items }))
                 }
                 Err(e) => gate_error_response(&e),
+            }
+        }
+        (Method::GET, ["v1", "audit"]) => {
+            let since = req
+                .uri()
+                .query()
+                .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "since"))
+                .map(|(_, v)| v.parse::<u64>());
+            let since = match since {
+                None => 0,
+                Some(Ok(n)) => n,
+                Some(Err(_)) => {
+                    return err(
+                        StatusCode::BAD_REQUEST,
+                        "bad_since",
+                        "since must be a sequence number",
+                    )
+                }
+            };
+            let audit = admin.gate.audit().clone();
+            let out = tokio::task::spawn_blocking(move || {
+                let mut buf = Vec::new();
+                audit.export(since, &mut buf).map(|_| buf)
+            })
+            .await;
+            match out {
+                Ok(Ok(buf)) => {
+                    let mut r = Response::new(crate::proxy::respond::full(buf));
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/jsonl"),
+                    );
+                    r
+                }
+                Ok(Err(e)) => err(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "audit_unavailable",
+                    &e.to_string(),
+                ),
+                Err(e) => err(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "audit_unavailable",
+                    &e.to_string(),
+                ),
+            }
+        }
+        (Method::GET, ["v1", "audit", "pubkey"]) => json_response(
+            StatusCode::OK,
+            &serde_json::json!({
+                "pubkey": admin.gate.audit().public_key_hex(),
+                "origin": admin.gate.audit().origin(),
+            }),
+        ),
+        (Method::GET, ["v1", "audit", "verify"]) => {
+            let audit = admin.gate.audit().clone();
+            match tokio::task::spawn_blocking(move || audit.verify_live()).await {
+                Ok(Ok(r)) => json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "ok": true,
+                        "entries": r.entries,
+                        "checkpoints": r.checkpoints,
+                        "first_seq": r.first_seq,
+                        "last_seq": r.last_seq,
+                    }),
+                ),
+                Ok(Err(e)) => json_response(
+                    StatusCode::CONFLICT,
+                    &serde_json::json!({
+                        "ok": false,
+                        "broken_seq": e.seq,
+                        "line": e.line,
+                        "error": e.to_string(),
+                    }),
+                ),
+                Err(e) => err(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "audit_unavailable",
+                    &e.to_string(),
+                ),
             }
         }
         (Method::GET, ["v1", "reviews", id]) => match admin.gate.get(id).await {

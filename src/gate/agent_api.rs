@@ -129,6 +129,7 @@ pub fn gate_error_response(e: &GateError) -> Response<Body> {
         GateError::Store(_) | GateError::Corrupt { .. } => {
             (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
         }
+        GateError::Audit(_) => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
     };
     let side = if status.is_server_error() {
         crate::proxy::respond::Side::Internal

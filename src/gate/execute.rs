@@ -63,6 +63,25 @@ impl Gate {
         let review = match claimed {
             Ok(r) => r,
             Err(GateError::AlreadyDecided { .. }) => return self.get(id).await,
+            Err(GateError::Audit(why)) => {
+                // Claimed but not recorded: fail closed, never send unaudited.
+                let fail_id = id.to_string();
+                let _ = self
+                    .blocking(move |g| {
+                        g.transition(&fail_id, |cur| {
+                            let mut next = cur.clone();
+                            next.state = ReviewState::Failed;
+                            if let Some(x) = next.execution.as_mut() {
+                                x.error = Some(format!(
+                                    "not sent: the audit log could not record the execution ({why})"
+                                ));
+                            }
+                            Ok(next)
+                        })
+                    })
+                    .await;
+                return Err(GateError::Audit("execution not recorded; not sent".into()));
+            }
             Err(e) => return Err(e),
         };
 

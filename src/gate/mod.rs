@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::audit::AuditLog;
 use crate::config::GateConfig;
 use crate::proxy::respond::{json_response, Refusal};
 use crate::proxy::target::Target;
@@ -63,6 +64,8 @@ pub enum GateError {
     BadRequest(String),
     #[error("review {0} changed concurrently too often; retry")]
     Contention(String),
+    #[error("audit log unavailable ({0}); the gated action did not proceed")]
+    Audit(String),
 }
 
 /// Wall-clock source (tests use a manual one).
@@ -115,6 +118,7 @@ pub struct Gate {
     client: UpstreamClient,
     /// Real credentials, injected at execution time (never stored on a review).
     vault: Arc<crate::credentials::Vault>,
+    audit: Arc<AuditLog>,
     cfg: GateConfig,
     clock: Arc<dyn Clock>,
     /// Bumped after every transition; waiters re-read the store.
@@ -127,6 +131,7 @@ impl Gate {
         store: Arc<dyn Store>,
         client: UpstreamClient,
         vault: Arc<crate::credentials::Vault>,
+        audit: Arc<AuditLog>,
         cfg: GateConfig,
         clock: Arc<dyn Clock>,
         tasks: TaskTracker,
@@ -135,6 +140,7 @@ impl Gate {
             store,
             client,
             vault,
+            audit,
             cfg,
             clock,
             changes: watch::channel(0).0,
@@ -144,6 +150,11 @@ impl Gate {
 
     pub fn config(&self) -> &GateConfig {
         &self.cfg
+    }
+
+    /// The audit log every decision and transition is written to.
+    pub fn audit(&self) -> &Arc<AuditLog> {
+        &self.audit
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -207,6 +218,12 @@ impl Gate {
             )? {
                 self.changes.send_modify(|v| *v += 1);
                 tracing::info!(target: "airlock::gate", review = %id, from = old.state.as_str(), to = next.state.as_str(), "review transition");
+                self.audit
+                    .append("review", transition_entry(&old, &next))
+                    .map_err(|e| {
+                        tracing::error!(review = %id, error = %e, "audit write failed after a transition");
+                        GateError::Audit(e.to_string())
+                    })?;
                 return Ok(next);
             }
         }
@@ -230,6 +247,23 @@ impl Gate {
                 .into_response()
             }
         };
+        // The decision is recorded before anything is stored or answered: no audit, no hold.
+        let entry = decision_entry(&review, "ESCALATE", "hard");
+        let logged = self
+            .blocking(move |g| {
+                g.audit
+                    .append("decision", entry)
+                    .map_err(|e| GateError::Audit(e.to_string()))
+            })
+            .await;
+        if let Err(e) = logged {
+            tracing::error!(error = %e, "could not audit an escalation; refusing it (fail closed)");
+            return Refusal::internal(
+                "audit_unavailable",
+                "this request needs human approval but the audit log cannot be written; it was not queued or forwarded",
+            )
+            .into_response();
+        }
         let stored = review.clone();
         let put = self
             .blocking(move |g| {
@@ -372,9 +406,40 @@ impl Gate {
             comment,
         };
         let id_owned = id.to_string();
-        let approved = self
+        let approved = match self
             .blocking(move |g| g.decide(&id_owned, ReviewState::Approved, decision))
-            .await?;
+            .await
+        {
+            Ok(r) => r,
+            Err(GateError::Audit(why)) => {
+                // The approval landed but is not on the record: never execute it.
+                let fail_id = id.to_string();
+                let _ = self
+                    .blocking(move |g| {
+                        g.transition(&fail_id, |cur| {
+                            let mut next = cur.clone();
+                            next.state = ReviewState::Failed;
+                            next.execution = Some(review::Execution {
+                                started_at_ms: g.clock.now_ms(),
+                                finished_at_ms: Some(g.clock.now_ms()),
+                                status: None,
+                                headers: Vec::new(),
+                                body_b64: String::new(),
+                                body_truncated: false,
+                                error: Some(format!(
+                                    "not sent: the approval could not be written to the audit log ({why})"
+                                )),
+                            });
+                            Ok(next)
+                        })
+                    })
+                    .await;
+                return Err(GateError::Audit(
+                    "the approval could not be recorded; the request was not sent".into(),
+                ));
+            }
+            Err(e) => return Err(e),
+        };
         // Execute in a tracked task so a disconnecting caller cannot cut it short.
         let me = self.clone();
         let handle = self
@@ -557,6 +622,78 @@ pub fn escalate_response(r: &Review) -> Response<Body> {
 }
 
 /// A random identifier with a readable prefix, e.g. `rev_3f9c...` (128 bits).
+/// The audit entry of one review transition (no request headers or bodies: nothing secret).
+fn transition_entry(old: &Review, next: &Review) -> serde_json::Value {
+    let mut e = serde_json::json!({
+        "review_id": next.id,
+        "decision_id": next.decision_id,
+        "from": old.state.as_str(),
+        "to": next.state.as_str(),
+        "gate": "hard",
+        "tool": next.tool,
+        "service": next.service,
+        "agent": next.agent,
+        "method": next.request.method,
+        "host": next.request.host,
+        "path": audit_path(&next.request.path_and_query),
+    });
+    if next.state == ReviewState::Expired {
+        e["by"] = "expiry".into();
+    } else if let (Some(d), ReviewState::Approved | ReviewState::Rejected) =
+        (&next.decision, next.state)
+    {
+        e["by"] = d.by.clone().into();
+        e["comment"] = d.comment.clone().into();
+    }
+    if let Some(x) = &next.execution {
+        if next.state != ReviewState::Executing {
+            e["upstream_status"] = x.status.into();
+            e["duration_ms"] = x
+                .finished_at_ms
+                .map(|f| f.saturating_sub(x.started_at_ms))
+                .into();
+            e["error"] = x.error.clone().into();
+        }
+        if next.state == ReviewState::Executing {
+            // The approval this execution rests on, repeated so one row says who said yes.
+            if let Some(d) = &next.decision {
+                e["approved_by"] = d.by.clone().into();
+            }
+        }
+    }
+    e
+}
+
+/// The audit entry of a catalog decision on a held request.
+pub fn decision_entry(r: &Review, outcome: &str, gate: &str) -> serde_json::Value {
+    serde_json::json!({
+        "decision_id": r.decision_id,
+        "review_id": r.id,
+        "outcome": outcome,
+        "gate": gate,
+        "agent": r.agent,
+        "service": r.service,
+        "tool": r.tool,
+        "rule_id": r.rule_id,
+        "reason_codes": r.reason_codes,
+        "method": r.request.method,
+        "host": r.request.host,
+        "path": audit_path(&r.request.path_and_query),
+        "expires_at": review::rfc3339(r.expires_at_ms),
+    })
+}
+
+/// A request path for the audit log: without its query string (which may carry tokens).
+pub fn audit_path(path_and_query: &str) -> String {
+    path_and_query
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(1024)
+        .collect()
+}
+
 pub fn new_id(prefix: &str) -> String {
     let bytes: [u8; 16] = rand::random();
     format!("{prefix}_{}", hex::encode(bytes))

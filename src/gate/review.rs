@@ -56,6 +56,7 @@ impl ReviewState {
                 | (Pending, Rejected)
                 | (Pending, Expired)
                 | (Approved, Executing)
+                | (Approved, Failed)
                 | (Executing, Executed)
                 | (Executing, Failed)
                 | (Executing, OutcomeUnknown)

@@ -74,7 +74,7 @@ pub async fn handle(
 
 async fn phases(
     proxy: &Arc<Proxy>,
-    conn: &ConnInfo,
+    conn: &Arc<ConnInfo>,
     req: Request<Body>,
     pq: &str,
     log: &mut AccessLog,
@@ -135,10 +135,35 @@ async fn phases(
     };
     log.verdict = format!("{:?}", verdict.action).to_lowercase();
     log.tool = verdict.tool.clone();
+    let decision_id = crate::gate::new_id("dec");
     match verdict.action {
         Action::Allow | Action::Notify => {
             if verdict.action == Action::Notify {
+                // Soft gate: it goes through only once it is on the record.
+                audit_decision(proxy, conn, &verdict, &decision_id, parts.method.as_str(), pq)
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "could not audit a soft-gated request; refusing it (fail closed)");
+                        Refusal::internal(
+                            "audit_unavailable",
+                            "this request is recorded before it is forwarded, and the audit log cannot be written; it was not forwarded",
+                        )
+                    })?;
                 tracing::info!(target: "airlock::notify", host = %conn.target.host, tool = verdict.tool.as_deref().unwrap_or("-"), "soft gate: forwarded and recorded");
+            } else if verdict.service.is_some() && sampled(proxy.audit_allow_sample) {
+                let (p, c, v, d, m, q) = (
+                    proxy.clone(),
+                    conn.clone(),
+                    verdict.clone(),
+                    decision_id.clone(),
+                    parts.method.to_string(),
+                    pq.to_string(),
+                );
+                tokio::spawn(async move {
+                    if let Err(e) = audit_decision(&p, &c, &v, &d, &m, &q).await {
+                        tracing::warn!(error = %e, "could not audit an allowed request (allowed requests keep flowing)");
+                    }
+                });
             }
             let req = Request::from_parts(parts, body.into_body());
             match Permitted::by_verdict(req, verdict) {
@@ -146,7 +171,21 @@ async fn phases(
                 Err(_) => Err(Refusal::internal("policy_error", "verdict did not permit")),
             }
         }
-        Action::Block => Ok(block_response(&verdict)),
+        Action::Block => {
+            if let Err(e) = audit_decision(
+                proxy,
+                conn,
+                &verdict,
+                &decision_id,
+                parts.method.as_str(),
+                pq,
+            )
+            .await
+            {
+                tracing::error!(error = %e, "could not audit a blocked request (it is refused anyway)");
+            }
+            Ok(block_response(&verdict, &decision_id))
+        }
         Action::Escalate => {
             let bytes = match body {
                 Buffered::Yes(b) => b,
@@ -382,9 +421,52 @@ pub fn to_upstream(
     Ok(Request::from_parts(parts, body))
 }
 
-fn block_response(verdict: &Verdict) -> Response<Body> {
+/// True for a `rate` fraction of calls.
+fn sampled(rate: f64) -> bool {
+    rate >= 1.0 || (rate > 0.0 && rand::random::<f64>() < rate)
+}
+
+/// Records a catalog decision (allow, notify, block) in the audit log.
+async fn audit_decision(
+    proxy: &Proxy,
+    conn: &ConnInfo,
+    verdict: &Verdict,
+    decision_id: &str,
+    method: &str,
+    pq: &str,
+) -> Result<(), String> {
+    let Some(gate) = proxy.gate.clone() else {
+        return Err("no audit log is running".into());
+    };
+    let (outcome, gate_kind) = match verdict.action {
+        Action::Allow => ("ALLOW", "none"),
+        Action::Notify => ("NOTIFY", "soft"),
+        Action::Block => ("BLOCK", "blocked"),
+        Action::Escalate => ("ESCALATE", "hard"),
+    };
+    let entry = serde_json::json!({
+        "decision_id": decision_id,
+        "outcome": outcome,
+        "gate": gate_kind,
+        "agent": conn.agent.name,
+        "service": verdict.service,
+        "tool": verdict.tool,
+        "rule_id": verdict.rule_id,
+        "reason_codes": verdict.reason_codes,
+        "method": method,
+        "host": conn.target.host,
+        "path": crate::gate::audit_path(pq),
+    });
+    match tokio::task::spawn_blocking(move || gate.audit().append("decision", entry)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("audit task failed: {e}")),
+    }
+}
+
+fn block_response(verdict: &Verdict, decision_id: &str) -> Response<Body> {
     let body = serde_json::json!({
-        "decisionId": crate::gate::new_id("dec"),
+        "decisionId": decision_id,
         "outcome": "BLOCK",
         "reasonCodes": verdict.reason_codes,
         "tool": verdict.tool,

@@ -49,6 +49,8 @@ pub struct Proxy {
     pub gate: Option<Arc<Gate>>,
     pub agents: crate::agents::Agents,
     pub vault: Arc<crate::credentials::Vault>,
+    /// Fraction of allowed catalog requests recorded in the audit log.
+    pub audit_allow_sample: f64,
     /// Largest body buffered to classify or hold a request.
     pub max_buffered_body: usize,
     conn_limit: Arc<Semaphore>,
@@ -84,6 +86,7 @@ impl Proxy {
             },
             agents: crate::agents::Agents::new(config.agents.clone(), config.proxy.allow_anonymous),
             vault,
+            audit_allow_sample: config.audit.allow_sample,
             classifier,
             leaves: LeafCache::new(ca, config.proxy.leaf_cache_size),
             client,

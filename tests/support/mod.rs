@@ -120,6 +120,32 @@ impl Airlock {
         let server = airlock::server::start(&config, classifier, clock)
             .await
             .expect("start airlock");
+        Self::from_server(server, config, dir)
+    }
+
+    /// Starts on a store the test opened (e.g. wrapped in [`FaultyStore`]).
+    pub async fn start_on_store(
+        config: Config,
+        dir: tempfile::TempDir,
+        classifier: Arc<dyn Classifier>,
+        store: Arc<dyn airlock::store::Store>,
+    ) -> Airlock {
+        let server = airlock::server::start_with_store(
+            &config,
+            classifier,
+            Arc::new(airlock::gate::SystemClock),
+            store,
+        )
+        .await
+        .expect("start airlock");
+        Self::from_server(server, config, dir)
+    }
+
+    fn from_server(
+        server: airlock::server::Server,
+        config: Config,
+        dir: tempfile::TempDir,
+    ) -> Airlock {
         Airlock {
             addr: server.proxy_addr,
             admin_addr: server.admin_addr,
@@ -181,6 +207,57 @@ impl Airlock {
 
     pub fn shutdown(&self) {
         self.life.shutdown.cancel();
+    }
+}
+
+/// A real store whose writes to chosen trees can be made to fail with "disk full".
+pub struct FaultyStore {
+    pub inner: Arc<dyn airlock::store::Store>,
+    pub fail_audit: std::sync::atomic::AtomicBool,
+    pub fail_reviews: std::sync::atomic::AtomicBool,
+}
+
+impl FaultyStore {
+    pub fn open(path: &Path) -> Arc<FaultyStore> {
+        Arc::new(FaultyStore {
+            inner: airlock::store::open(airlock::store::Backend::Redb, path).expect("store"),
+            fail_audit: Default::default(),
+            fail_reviews: Default::default(),
+        })
+    }
+}
+
+impl airlock::store::Store for FaultyStore {
+    fn get(
+        &self,
+        tree: airlock::store::Tree,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, airlock::store::StoreError> {
+        self.inner.get(tree, key)
+    }
+    fn compare_and_swap(
+        &self,
+        tree: airlock::store::Tree,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, airlock::store::StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let fail = match tree {
+            airlock::store::Tree::Audit => self.fail_audit.load(SeqCst),
+            airlock::store::Tree::Reviews => self.fail_reviews.load(SeqCst),
+            airlock::store::Tree::Meta => false,
+        };
+        if fail {
+            return Err(airlock::store::StoreError::Full("test store".into()));
+        }
+        self.inner.compare_and_swap(tree, key, expected, new)
+    }
+    fn scan(
+        &self,
+        tree: airlock::store::Tree,
+    ) -> Result<Vec<airlock::store::Entry>, airlock::store::StoreError> {
+        self.inner.scan(tree)
     }
 }
 

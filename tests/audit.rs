@@ -1,0 +1,299 @@
+//! The audit log end to end (issue 5) and fail-closed store behaviour: decisions, transitions
+//! and executions land in a verifiable chain; tampered exports fail `airlock audit verify`
+//! naming where; when the audit log or the review store cannot be written, gated calls get 503
+//! while allowed reads keep flowing.
+
+mod support;
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+
+use support::{path_str, Airlock, FakeUpstream, FaultyStore};
+
+const HOSTS: &[&str] = &["api.github.com", "api.stripe.com"];
+const REAL_GITHUB: &str = "ghp_AUDITtestCredential987654321";
+
+async fn start(extra: &str) -> (Airlock, FakeUpstream, Arc<FaultyStore>) {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let secret = dir.path().join("gh");
+    std::fs::write(&secret, REAL_GITHUB).expect("write");
+    let toml = format!(
+        "[audit]\ncheckpoint_every = 4\n[credentials.github]\nfile = {:?}\n{extra}",
+        path_str(&secret)
+    );
+    let config = Airlock::config(&toml, dir.path(), &up, HOSTS);
+    let store = FaultyStore::open(&config.store.path);
+    let catalog = airlock::rules::LiveCatalog::load(None, Default::default()).expect("catalog");
+    let a = Airlock::start_on_store(config, dir, catalog, store.clone()).await;
+    (a, up, store)
+}
+
+async fn export(a: &Airlock) -> String {
+    let (status, bytes) = airlock::admin::client::call_raw(
+        a.admin_addr,
+        &a.admin_token,
+        http::Method::GET,
+        "/v1/audit",
+        None,
+    )
+    .await
+    .expect("export");
+    assert_eq!(status, 200);
+    String::from_utf8(bytes.to_vec()).expect("utf8")
+}
+
+fn entries(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+fn verify_cli(file: &std::path::Path, pubkey: &str) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["audit", "verify"])
+        .arg(file)
+        .args(["--pubkey", pubkey])
+        .output()
+        .expect("run airlock");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn decisions_transitions_and_executions_form_a_verifiable_chain() {
+    let (a, up, _store) = start("").await;
+    let client = a.client();
+    // An allowed read, a held delete (approved), a held delete (rejected), a blocked-or-held charge.
+    let r = client
+        .get("https://api.github.com/repos/octo/demo?access_token=SHOULD_NOT_BE_LOGGED")
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(r.status(), 200);
+    let mut ids = Vec::new();
+    for repo in ["one", "two"] {
+        let r = client
+            .delete(format!("https://api.github.com/repos/octo/{repo}"))
+            .send()
+            .await
+            .expect("delete");
+        assert_eq!(r.status(), 423);
+        ids.push(
+            r.headers()["airlock-review-id"]
+                .to_str()
+                .expect("id")
+                .to_string(),
+        );
+    }
+    let (s, _) = a
+        .admin(
+            "POST",
+            &format!("/v1/reviews/{}/approve", ids[0]),
+            Some(serde_json::json!({"reviewer": "alice", "comment": "expected cleanup"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = a
+        .admin(
+            "POST",
+            &format!("/v1/reviews/{}/reject", ids[1]),
+            Some(serde_json::json!({"reviewer": "bob", "comment": "no"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(up.count(), 2, "the read and the approved delete");
+    // The background allow entry is written asynchronously; give it a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let text = export(&a).await;
+    assert!(!text.contains(REAL_GITHUB), "credential in the audit log");
+    assert!(
+        !text.contains("SHOULD_NOT_BE_LOGGED"),
+        "query string in the audit log"
+    );
+    let all = entries(&text);
+    let find = |pred: &dyn Fn(&serde_json::Value) -> bool| all.iter().find(|e| pred(e)).cloned();
+    let allow = find(&|e| e["kind"] == "decision" && e["outcome"] == "ALLOW").expect("allow entry");
+    assert_eq!(allow["gate"], "none");
+    assert_eq!(allow["path"], "/repos/octo/demo");
+    let esc = find(&|e| e["kind"] == "decision" && e["review_id"] == ids[0].as_str())
+        .expect("escalate entry");
+    assert_eq!(esc["outcome"], "ESCALATE");
+    assert_eq!(esc["gate"], "hard");
+    assert_eq!(esc["tool"], "github.repos.delete");
+    let approved = find(&|e| e["review_id"] == ids[0].as_str() && e["to"] == "approved")
+        .expect("approval entry");
+    assert_eq!(approved["by"], "alice");
+    assert_eq!(approved["comment"], "expected cleanup");
+    let executing = find(&|e| e["review_id"] == ids[0].as_str() && e["to"] == "executing")
+        .expect("executing entry");
+    assert_eq!(executing["approved_by"], "alice");
+    let executed = find(&|e| e["review_id"] == ids[0].as_str() && e["to"] == "executed")
+        .expect("execution entry");
+    assert_eq!(executed["upstream_status"], 200);
+    assert!(executed["duration_ms"].is_u64());
+    let rejected = find(&|e| e["review_id"] == ids[1].as_str() && e["to"] == "rejected")
+        .expect("rejection entry");
+    assert_eq!(rejected["by"], "bob");
+    assert!(
+        all.iter().any(|e| e["kind"] == "checkpoint"),
+        "checkpoint_every = 4"
+    );
+
+    // The untouched export verifies offline; the live log verifies too.
+    let (_, pk) = a.admin("GET", "/v1/audit/pubkey", None).await;
+    let pubkey = pk["pubkey"].as_str().expect("pubkey").to_string();
+    let file = a.dir.path().join("audit.jsonl");
+    std::fs::write(&file, &text).expect("write");
+    let (ok, out) = verify_cli(&file, &pubkey);
+    assert!(ok, "{out}");
+    let (s, live) = a.admin("GET", "/v1/audit/verify", None).await;
+    assert_eq!(s, 200, "{live}");
+
+    // Tampering is detected and located.
+    let lines: Vec<&str> = text.lines().collect();
+    let last_cp = lines
+        .iter()
+        .rposition(|l| l.contains("\"kind\":\"checkpoint\""))
+        .expect("a checkpoint");
+    let edited = text.replacen("\"by\":\"alice\"", "\"by\":\"alicf\"", 1);
+    let deleted: String = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    let mut swapped_lines = lines.clone();
+    swapped_lines.swap(1, 2);
+    let swapped: String = swapped_lines.iter().map(|l| format!("{l}\n")).collect();
+    // Keep the checkpoint but cut entries it covers.
+    let truncated: String = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i < last_cp.saturating_sub(2) || *i == last_cp)
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    let other_key = "00".repeat(32);
+    let cases: Vec<(&str, String, String, &str)> = vec![
+        ("one edited byte", edited, pubkey.clone(), "seq"),
+        ("deleted entry", deleted, pubkey.clone(), "seq"),
+        ("reordered entries", swapped, pubkey.clone(), "seq"),
+        (
+            "truncated before a checkpoint",
+            truncated,
+            pubkey.clone(),
+            "seq",
+        ),
+        ("wrong key", text.clone(), other_key, "seq"),
+    ];
+    for (what, content, key, want) in cases {
+        std::fs::write(&file, content).expect("write");
+        let (ok, out) = verify_cli(&file, &key);
+        assert!(!ok, "{what}: verified but should fail: {out}");
+        assert!(
+            out.contains("FAILED") && out.contains(want),
+            "{what}: {out}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn audit_unavailable_refuses_gated_calls_with_503() {
+    let (a, up, store) = start("").await;
+    let client = a.client();
+    store.fail_audit.store(true, SeqCst);
+    let r = client
+        .delete("https://api.github.com/repos/octo/demo")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["airlock-reason"], "audit_unavailable");
+    // Nothing was queued.
+    let (_, list) = a.admin("GET", "/v1/reviews", None).await;
+    assert_eq!(list["reviews"].as_array().map(Vec::len), Some(0));
+    // Allowed reads keep flowing (their audit is best effort).
+    let r = client
+        .get("https://api.github.com/repos/octo/demo")
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.count(), 1);
+
+    // A review held while the log worked cannot execute once it fails: approval is refused
+    // or the execution fails closed; the upstream never sees the delete.
+    store.fail_audit.store(false, SeqCst);
+    let r = client
+        .delete("https://api.github.com/repos/octo/demo")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 423);
+    let id = r.headers()["airlock-review-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    store.fail_audit.store(true, SeqCst);
+    let (s, body) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(s, 503, "{body}");
+    assert_eq!(up.count(), 1, "the delete was not sent");
+    // The unrecorded approval is final (failed, not sent), so no restart can execute it.
+    store.fail_audit.store(false, SeqCst);
+    let (_, review) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert_eq!(review["state"], "failed", "{review}");
+    let (s, _) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(s, 409);
+    assert_eq!(up.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_disk_refuses_gated_calls_and_keeps_reads_flowing() {
+    let (a, up, store) = start("").await;
+    let client = a.client();
+    store.fail_reviews.store(true, SeqCst);
+    let r = client
+        .delete("https://api.github.com/repos/octo/demo")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["airlock-reason"], "review_store_unavailable");
+    let body = r.text().await.expect("body");
+    assert!(body.contains("not forwarded"), "{body}");
+    let r = client
+        .post("https://api.stripe.com/v1/refunds")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("charge=ch_1")
+        .send()
+        .await
+        .expect("refund");
+    assert_eq!(r.status(), 503);
+    let r = client
+        .get("https://api.github.com/user")
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.count(), 1, "only the read reached the upstream");
+    // Once space is back, holding works again.
+    store.fail_reviews.store(false, SeqCst);
+    let r = client
+        .delete("https://api.github.com/repos/octo/demo")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 423);
+}
