@@ -181,7 +181,13 @@ enum AuditCommand {
         /// Checkpoint public key, hex (from `airlock audit pubkey`).
         #[arg(long)]
         pubkey: Option<String>,
+        /// A checkpoint line kept elsewhere (from `airlock audit checkpoint`); the file must
+        /// contain everything it covers, so a truncated tail is detected.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
     },
+    /// Sign a checkpoint now and print the latest one; keep it outside Airlock.
+    Checkpoint,
     /// Print the checkpoint signing public key (hex).
     Pubkey,
 }
@@ -327,13 +333,23 @@ async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
         AuditCommand::Verify {
             file: Some(file),
             pubkey,
+            checkpoint,
         } => {
             let key = pubkey.context(
                 "--pubkey HEX is required to verify a file (see `airlock audit pubkey`)",
             )?;
             let f = std::fs::File::open(&file)
                 .with_context(|| format!("opening {}", file.display()))?;
-            match airlock::audit::verify_lines(std::io::BufReader::new(f), &key) {
+            let reader = std::io::BufReader::new(f);
+            let result = match checkpoint {
+                Some(cp) => {
+                    let trusted =
+                        std::fs::read(&cp).with_context(|| format!("reading {}", cp.display()))?;
+                    airlock::audit::verify_lines_with_checkpoint(reader, &key, &trusted)
+                }
+                None => airlock::audit::verify_lines(reader, &key),
+            };
+            match result {
                 Ok(r) => {
                     println!(
                         "OK: {} entries (seq {}..={}), {} checkpoints verified",
@@ -366,6 +382,33 @@ async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
                 Err(e) => bail!("audit log verification FAILED: {e}"),
             },
         },
+        AuditCommand::Checkpoint => {
+            match audit_source(&config).await? {
+                AuditSource::Admin(addr, token) => {
+                    let (status, bytes) = airlock::admin::client::call_raw(
+                        addr,
+                        &token,
+                        Method::POST,
+                        "/v1/audit/checkpoint",
+                        None,
+                    )
+                    .await?;
+                    let text = String::from_utf8_lossy(&bytes);
+                    if status != 200 {
+                        bail!("checkpoint failed: {text}");
+                    }
+                    print!("{text}");
+                }
+                AuditSource::Local(log) => match log
+                    .latest_checkpoint()
+                    .map_err(|e| anyhow::anyhow!("checkpoint failed: {e}"))?
+                {
+                    Some(line) => println!("{line}"),
+                    None => bail!("the audit log is empty"),
+                },
+            }
+            Ok(())
+        }
         AuditCommand::Pubkey => {
             match audit_source(&config).await? {
                 AuditSource::Admin(addr, token) => {

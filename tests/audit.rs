@@ -203,6 +203,52 @@ async fn decisions_transitions_and_executions_form_a_verifiable_chain() {
             "{what}: {out}"
         );
     }
+
+    // Tail truncation: a cut-off export is a valid prefix on its own, but not against a
+    // checkpoint kept outside Airlock.
+    let (status, cp) = airlock::admin::client::call_raw(
+        a.admin_addr,
+        &a.admin_token,
+        http::Method::POST,
+        "/v1/audit/checkpoint",
+        None,
+    )
+    .await
+    .expect("checkpoint");
+    assert_eq!(status, 200);
+    let cp_file = a.dir.path().join("trusted-checkpoint.json");
+    std::fs::write(&cp_file, &cp).expect("write");
+    let full = export(&a).await;
+    let full_lines: Vec<&str> = full.lines().collect();
+    let cut: String = full_lines[..full_lines.len() - 3]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&file, &cut).expect("write");
+    let (ok, out) = verify_cli(&file, &pubkey);
+    assert!(ok, "a prefix verifies on its own: {out}");
+    let with_cp = |f: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(["audit", "verify"])
+            .arg(f)
+            .args(["--pubkey", &pubkey, "--checkpoint"])
+            .arg(&cp_file)
+            .output()
+            .expect("run");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, out) = with_cp(&file);
+    assert!(!ok && out.contains("truncated"), "{out}");
+    std::fs::write(&file, &full).expect("write");
+    let (ok, out) = with_cp(&file);
+    assert!(ok, "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -11,6 +11,7 @@
 //! - `GET  /v1/audit[?since=SEQ]`         the audit log as JSON Lines, checkpoints included
 //! - `GET  /v1/audit/verify`              checks the live chain and every checkpoint signature
 //! - `GET  /v1/audit/pubkey`              the checkpoint public key (hex)
+//! - `POST /v1/audit/checkpoint`          signs a checkpoint now; answers the latest one (JSON line)
 
 pub mod client;
 
@@ -228,6 +229,34 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
                 "origin": admin.gate.audit().origin(),
             }),
         ),
+        (Method::POST, ["v1", "audit", "checkpoint"]) => {
+            let audit = admin.gate.audit().clone();
+            match tokio::task::spawn_blocking(move || audit.latest_checkpoint()).await {
+                Ok(Ok(Some(line))) => {
+                    let mut r = Response::new(crate::proxy::respond::full(format!("{line}\n")));
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/json"),
+                    );
+                    r
+                }
+                Ok(Ok(None)) => err(
+                    StatusCode::NOT_FOUND,
+                    "no_checkpoint",
+                    "the audit log is empty",
+                ),
+                Ok(Err(e)) => err(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "audit_unavailable",
+                    &e.to_string(),
+                ),
+                Err(e) => err(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "audit_unavailable",
+                    &e.to_string(),
+                ),
+            }
+        }
         (Method::GET, ["v1", "audit", "verify"]) => {
             let audit = admin.gate.audit().clone();
             match tokio::task::spawn_blocking(move || audit.verify_live()).await {

@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use crate::store::{Store, StoreError, Tree};
 
 pub use chain::{canonical_bytes, checkpoint_signing_text, CHECKPOINT_KIND};
-pub use verify::{verify_lines, VerifyError, VerifyReport};
+pub use verify::{verify_lines, verify_lines_with_checkpoint, VerifyError, VerifyReport};
 
 use chain::{entry_hash, now_rfc3339_ms, seq_key, GENESIS_PREV, RESERVED_FIELDS};
 
@@ -350,6 +350,21 @@ impl AuditLog {
                 })
             })
             .collect()
+    }
+
+    /// Writes a checkpoint if anything arrived since the last one, and returns the latest
+    /// checkpoint line (canonical JSON), to be kept outside Airlock for truncation checks.
+    pub fn latest_checkpoint(&self) -> Result<Option<String>, AuditError> {
+        self.checkpoint()?;
+        let all = self.stored_since(0)?;
+        for (_, value) in all.iter().rev() {
+            if let Ok(v) = serde_json::from_slice::<Value>(value) {
+                if v.get("kind").and_then(Value::as_str) == Some(CHECKPOINT_KIND) {
+                    return Ok(Some(String::from_utf8_lossy(value).into_owned()));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Verifies the live store: the whole chain from seq 0, every checkpoint signature, that each

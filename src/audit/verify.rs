@@ -366,3 +366,64 @@ fn altered_earlier(p: &Pending) -> VerifyError {
 fn is_hash_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
+
+/// Verifies an export like [`verify_lines`], and also against a checkpoint line kept elsewhere
+/// (e.g. printed earlier by `airlock audit checkpoint`): its signature must verify, and the file
+/// must hold the entry it covers with the hash it signed. A file cut short before that entry
+/// (tail truncation) fails here even when it is a valid prefix on its own.
+pub fn verify_lines_with_checkpoint(
+    reader: impl BufRead,
+    pubkey_hex: &str,
+    trusted_checkpoint: &[u8],
+) -> Result<VerifyReport, VerifyError> {
+    let cp: Value = serde_json::from_slice(trusted_checkpoint.trim_ascii())
+        .map_err(|e| fail(None, 0, format!("trusted checkpoint is not JSON: {e}")))?;
+    let obj = cp
+        .as_object()
+        .filter(|o| o.get("kind").and_then(Value::as_str) == Some(CHECKPOINT_KIND))
+        .ok_or_else(|| fail(None, 0, "trusted checkpoint is not a checkpoint entry"))?;
+    let checker = Verifier::new(pubkey_hex, false)?;
+    let seq = obj.get("seq").and_then(Value::as_u64).unwrap_or(0);
+    let prev = obj.get("prev").and_then(Value::as_str).unwrap_or_default();
+    checker
+        .check_checkpoint(obj, seq, prev, 0)
+        .map_err(|e| fail(Some(seq), 0, format!("trusted checkpoint: {}", e.reason)))?;
+    let size = seq;
+    let head = prev.to_string();
+
+    let mut lines = Vec::new();
+    for (i, line) in reader.split(b'\n').enumerate() {
+        lines.push(line.map_err(|e| fail(None, i + 1, format!("read error: {e}")))?);
+    }
+    let joined: Vec<u8> = lines
+        .iter()
+        .flat_map(|l| l.iter().chain(b"\n"))
+        .copied()
+        .collect();
+    let report = verify_lines(joined.as_slice(), pubkey_hex)?;
+    if size == 0 {
+        return Ok(report);
+    }
+    let covered = size - 1;
+    if report.entries == 0 || report.last_seq < covered || report.first_seq > covered {
+        return Err(fail(
+            Some(report.last_seq + u64::from(report.entries > 0)),
+            lines.len(),
+            format!(
+                "the trusted checkpoint covers {size} entries (through seq {covered}) but the file \
+                 ends at seq {}: the tail was truncated",
+                report.last_seq
+            ),
+        ));
+    }
+    let idx = (covered - report.first_seq) as usize;
+    let hash = hex::encode(entry_hash(&lines[idx]));
+    if hash != head {
+        return Err(fail(
+            Some(covered),
+            idx + 1,
+            "this entry's hash differs from the one the trusted checkpoint signed: the log was rewritten",
+        ));
+    }
+    Ok(report)
+}
