@@ -547,7 +547,7 @@ fn check(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
             .token_file
             .unwrap_or_else(|| store.path.join("admin-token")),
     };
-    if admin.listen == proxy.listen {
+    if admin.listen == proxy.listen && admin.listen.port() != 0 {
         return Err(invalid(
             "admin.listen",
             "must differ from proxy.listen".into(),
