@@ -299,7 +299,7 @@ async fn python_requests_agent_example_runs_through_airlock() {
         env!("CARGO_MANIFEST_DIR"),
         "/examples/python/github_agent.py"
     );
-    let mut child = tokio::process::Command::new("python3")
+    let child = tokio::process::Command::new("python3")
         .arg(script)
         .env(
             "HTTPS_PROXY",
