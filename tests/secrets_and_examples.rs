@@ -375,3 +375,54 @@ async fn python_requests_agent_example_runs_through_airlock() {
         Some(format!("Bearer {PROVIDER_TOKEN}").as_str())
     );
 }
+
+/// The PyGithub variant: the library is used without a token and the delete is held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pygithub_agent_example_is_held() {
+    support::init();
+    let probe = Command::new("python3")
+        .args(["-c", "import github"])
+        .output();
+    if !matches!(&probe, Ok(o) if o.status.success()) {
+        assert!(
+            std::env::var_os("AIRLOCK_ALLOW_NO_PYTHON").is_some(),
+            "python3 with PyGithub is needed (pip install PyGithub); .ci/run installs it"
+        );
+        eprintln!("skipping: PyGithub missing and AIRLOCK_ALLOW_NO_PYTHON set");
+        return;
+    }
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = write_config(dir.path(), &up, "");
+    let token = add_agent(&cfg, "pygithub-agent");
+    let run = spawn_serve(&cfg, &dir.path().join("airlock.log"));
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/python/pygithub_agent.py"
+    );
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .env(
+            "HTTPS_PROXY",
+            format!("http://pygithub-agent:{token}@{}", run.proxy),
+        )
+        .env("REQUESTS_CA_BUNDLE", dir.path().join("certs/ca.pem"))
+        .env("NO_PROXY", "")
+        .env("no_proxy", "")
+        .output()
+        .await
+        .expect("python3");
+    stop(run);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("\"held\": true") && stdout.contains("rev_"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("github.repos.delete"), "{stdout}");
+    assert_eq!(up.count(), 0, "nothing reached GitHub");
+}
