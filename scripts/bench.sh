@@ -10,7 +10,9 @@ UP_PORT=${UP_PORT:-19443}
 PROXY_PORT=${PROXY_PORT:-18080}
 ADMIN_PORT=${ADMIN_PORT:-18081}
 target/release/airlock-bench --init-upstream-ca "$work/up" >/dev/null
-AIRLOCK_LOG=warn target/release/airlock serve \
+cfg="$work/airlock.toml"; : >"$cfg"
+TOKEN=$(target/release/airlock --config "$cfg" agents add bench 2>/dev/null)
+AIRLOCK_LOG=warn target/release/airlock --config "$cfg" serve \
   --listen 127.0.0.1:$PROXY_PORT --admin-listen 127.0.0.1:$ADMIN_PORT \
   --ca-dir "$work/certs" --data-dir "$work/data" \
   --resolve bench.local=127.0.0.1:$UP_PORT --upstream-ca "$work/up/upstream-ca.pem" \
@@ -18,5 +20,5 @@ AIRLOCK_LOG=warn target/release/airlock serve \
 AIRLOCK_PID=$!
 for _ in $(seq 50); do grep -q "proxy listening" "$work/airlock.out" 2>/dev/null && break; sleep 0.1; done
 target/release/airlock-bench --upstream-ca-dir "$work/up" --upstream-port $UP_PORT \
-  --proxy http://127.0.0.1:$PROXY_PORT --ca "$work/certs/ca.pem" --compare "$@"
+  --proxy http://127.0.0.1:$PROXY_PORT --proxy-auth "bench:$TOKEN" --ca "$work/certs/ca.pem" --compare "$@"
 echo "airlock peak RSS: $(grep VmHWM /proc/$AIRLOCK_PID/status | awk '{print $2, $3}')"

@@ -72,7 +72,17 @@ struct RawConfig {
     egress: RawEgress,
     audit: RawAudit,
     agents: Vec<RawAgent>,
+    reviewers: Vec<RawReviewer>,
     credentials: BTreeMap<String, RawCredential>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReviewer {
+    name: String,
+    token_sha256: String,
+    #[serde(default)]
+    groups: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -289,7 +299,16 @@ pub struct Config {
     pub egress: EgressConfig,
     pub audit: AuditConfig,
     pub agents: Vec<AgentConfig>,
+    pub reviewers: Vec<ReviewerConfig>,
     pub credentials: Vec<CredentialConfig>,
+}
+
+/// A person who may decide reviews; the token is kept only as a SHA-256 digest.
+#[derive(Debug, Clone)]
+pub struct ReviewerConfig {
+    pub name: String,
+    pub token_sha256: [u8; 32],
+    pub groups: Vec<String>,
 }
 
 /// Destinations agents may reach beyond the public internet, and the allowed ports.
@@ -583,12 +602,14 @@ fn check(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
         allow_sample: a.allow_sample,
     };
     let agents = check_agents(&raw.agents).map_err(|m| invalid("agents", m))?;
+    let reviewers = check_reviewers(&raw.reviewers).map_err(|m| invalid("reviewers", m))?;
     let credentials = check_credentials(&raw.credentials).map_err(|m| invalid("credentials", m))?;
     Ok(Config {
         source: None,
         egress,
         audit,
         agents,
+        reviewers,
         credentials,
         proxy,
         upstream,
@@ -630,15 +651,51 @@ fn check_egress(raw: &RawEgress) -> Result<EgressConfig, String> {
     })
 }
 
+/// Agent and reviewer names: 1-64 of letters, digits, '-', '_', '.'.
+fn name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+fn digest_hex(what: &str, name: &str, hex_text: &str) -> Result<[u8; 32], String> {
+    hex::decode(hex_text)
+        .ok()
+        .and_then(|d| <[u8; 32]>::try_from(d).ok())
+        .ok_or_else(|| {
+            format!(
+                "{what} {name:?}: token_sha256 must be 64 hex digits (use `airlock {what}s add`)"
+            )
+        })
+}
+
+fn check_reviewers(raw: &[RawReviewer]) -> Result<Vec<ReviewerConfig>, String> {
+    let mut out: Vec<ReviewerConfig> = Vec::new();
+    for r in raw {
+        if !name_ok(&r.name) || r.name == "admin" {
+            return Err(format!(
+                "reviewer name {:?} must be 1-64 characters of letters, digits, '-', '_', '.' (and not \"admin\")",
+                r.name
+            ));
+        }
+        if out.iter().any(|o| o.name == r.name) {
+            return Err(format!("reviewer {:?} is listed twice", r.name));
+        }
+        out.push(ReviewerConfig {
+            name: r.name.clone(),
+            token_sha256: digest_hex("reviewer", &r.name, &r.token_sha256)?,
+            groups: r.groups.clone(),
+        });
+    }
+    Ok(out)
+}
+
 fn check_agents(raw: &[RawAgent]) -> Result<Vec<AgentConfig>, String> {
     let mut out: Vec<AgentConfig> = Vec::new();
     for a in raw {
-        let ok_name = !a.name.is_empty()
-            && a.name.len() <= 64
-            && a.name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if !ok_name {
+        if !name_ok(&a.name) {
             return Err(format!(
                 "agent name {:?} must be 1-64 characters of letters, digits, '-', '_', '.'",
                 a.name
@@ -647,15 +704,7 @@ fn check_agents(raw: &[RawAgent]) -> Result<Vec<AgentConfig>, String> {
         if out.iter().any(|o| o.name == a.name) {
             return Err(format!("agent {:?} is listed twice", a.name));
         }
-        let digest = hex::decode(&a.token_sha256)
-            .ok()
-            .and_then(|d| <[u8; 32]>::try_from(d).ok())
-            .ok_or_else(|| {
-                format!(
-                    "agent {:?}: token_sha256 must be 64 hex digits (use `airlock agents add`)",
-                    a.name
-                )
-            })?;
+        let digest = digest_hex("agent", &a.name, &a.token_sha256)?;
         let mut hosts = Vec::new();
         for h in &a.hosts {
             hosts.push(

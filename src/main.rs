@@ -44,6 +44,9 @@ enum Command {
     },
     /// List and decide held requests (talks to the running server's admin API).
     Reviews {
+        /// A reviewer's own token (from `airlock reviewers add`); default: the admin token.
+        #[arg(long, env = "AIRLOCK_REVIEWER_TOKEN", hide_env_values = true)]
+        token: Option<String>,
         #[command(subcommand)]
         command: ReviewsCommand,
     },
@@ -51,6 +54,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Manage the people who may decide reviews.
+    Reviewers {
+        #[command(subcommand)]
+        command: ReviewersCommand,
     },
     /// Manage the agents allowed to use the proxy.
     Agents {
@@ -162,6 +170,13 @@ enum ReviewsCommand {
         #[arg(long, env = "USER")]
         reviewer: Option<String>,
     },
+    /// Give a pending review more time before it expires.
+    Extend {
+        id: String,
+        /// How much longer, e.g. 2h.
+        #[arg(long)]
+        by: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -190,6 +205,18 @@ enum AuditCommand {
     Checkpoint,
     /// Print the checkpoint signing public key (hex).
     Pubkey,
+}
+
+#[derive(Subcommand)]
+enum ReviewersCommand {
+    /// Create a reviewer: appends it (token stored only as SHA-256) to the config file and
+    /// prints its token once (for the dashboard login and `reviews --token`).
+    Add {
+        name: String,
+        /// Groups it belongs to (rules may require `group:NAME`).
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -222,6 +249,33 @@ fn main() -> Result<()> {
     let config = Config::discover(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
     match cli.command {
         Command::Agents { command } => agents_cmd(config, command),
+        Command::Reviewers {
+            command: ReviewersCommand::Add { name, groups },
+        } => {
+            if config.reviewers.iter().any(|r| r.name == name) {
+                bail!("reviewer {name:?} already exists in the config");
+            }
+            let token = airlock::agents::generate_token().replacen("alk_", "rvw_", 1);
+            let mut block = format!(
+                "\n[[reviewers]]\nname = {}\ntoken_sha256 = \"{}\"\n",
+                toml::Value::String(name.clone()),
+                hex::encode(airlock::agents::token_digest(&token))
+            );
+            if !groups.is_empty() {
+                let list: Vec<String> = groups
+                    .iter()
+                    .map(|g| toml::Value::String(g.clone()).to_string())
+                    .collect();
+                block.push_str(&format!("groups = [{}]\n", list.join(", ")));
+            }
+            let path = append_config_block(&config, &block)?;
+            eprintln!(
+                "reviewer {name} added to {} (only the token's SHA-256 is stored). Its token, shown once:",
+                path.display()
+            );
+            println!("{token}");
+            Ok(())
+        }
         Command::Audit { command } => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -253,11 +307,11 @@ fn main() -> Result<()> {
             }
         },
         Command::Rules { command } => rules_cmd(config, command),
-        Command::Reviews { command } => {
+        Command::Reviews { token, command } => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(reviews(config, command))
+            runtime.block_on(reviews(config, token, command))
         }
         Command::Config {
             command: ConfigCommand::Check,
@@ -487,10 +541,6 @@ fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
             if config.agents.iter().any(|a| a.name == name) {
                 bail!("agent {name:?} already exists in the config");
             }
-            let path = config
-                .source
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(config::DEFAULT_FILE));
             let token = airlock::agents::generate_token();
             let block = airlock::agents::config_block(
                 &name,
@@ -498,20 +548,7 @@ fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
                 &services,
                 owner.as_deref(),
             );
-            // Check the result parses before touching the file.
-            let existing = std::fs::read_to_string(&path).unwrap_or_default();
-            let combined = format!("{existing}{block}");
-            Config::from_toml(&path.display().to_string(), &combined)
-                .map_err(|e| anyhow::anyhow!("refusing to write an invalid config: {e}"))?;
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .with_context(|| format!("opening {}", path.display()))?;
-            f.write_all(block.as_bytes())
-                .and_then(|_| f.sync_all())
-                .with_context(|| format!("writing {}", path.display()))?;
+            let path = append_config_block(&config, &block)?;
             eprintln!(
                 "agent {name} added to {} (only the token's SHA-256 is stored). Its token, shown once:",
                 path.display()
@@ -524,6 +561,29 @@ fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Appends a TOML block to the config file (`--config`, `$AIRLOCK_CONFIG` or ./airlock.toml,
+/// created if absent) after checking that the result still parses; fsyncs it.
+fn append_config_block(config: &Config, block: &str) -> Result<PathBuf> {
+    let path = config
+        .source
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_FILE));
+    let existing = std::fs::read_to_string(&path).unwrap_or_default();
+    let combined = format!("{existing}{block}");
+    Config::from_toml(&path.display().to_string(), &combined)
+        .map_err(|e| anyhow::anyhow!("refusing to write an invalid config: {e}"))?;
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    f.write_all(block.as_bytes())
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 fn init_logging(format: &str) {
@@ -682,11 +742,14 @@ fn rules_cmd(config: Config, cmd: RulesCommand) -> Result<()> {
     Ok(())
 }
 
-async fn reviews(config: Config, cmd: ReviewsCommand) -> Result<()> {
+async fn reviews(config: Config, token: Option<String>, cmd: ReviewsCommand) -> Result<()> {
     use airlock::admin::client::call;
     use http::Method;
-    let token = airlock::admin::load_or_create_token(&config.admin.token_file)
-        .context("reading the admin token (set AIRLOCK_ADMIN_TOKEN or run from the directory `airlock serve` uses)")?;
+    let token = match token {
+        Some(t) => t,
+        None => airlock::admin::load_or_create_token(&config.admin.token_file)
+            .context("reading the admin token (set AIRLOCK_ADMIN_TOKEN or run from the directory `airlock serve` uses)")?,
+    };
     let addr = config.admin.listen;
     let (method, path, body) = match &cmd {
         ReviewsCommand::List { state } => (
@@ -715,6 +778,11 @@ async fn reviews(config: Config, cmd: ReviewsCommand) -> Result<()> {
             Method::POST,
             format!("/v1/reviews/{id}/reject"),
             Some(serde_json::json!({"comment": comment, "reviewer": reviewer})),
+        ),
+        ReviewsCommand::Extend { id, by } => (
+            Method::POST,
+            format!("/v1/reviews/{id}/extend"),
+            Some(serde_json::json!({ "by": by })),
         ),
     };
     let (status, json) = call(addr, &token, method, &path, body).await?;

@@ -151,7 +151,12 @@ pub async fn start_with_store(
     )?);
 
     let admin_token = admin::load_or_create_token(&config.admin.token_file)?;
-    let admin = Admin::new(gate.clone(), &admin_token, admin_addr);
+    let admin = Admin::new(
+        gate.clone(),
+        &admin_token,
+        admin_addr,
+        config.reviewers.clone(),
+    );
     tokio::spawn(admin::run(
         admin_listener,
         admin,

@@ -45,6 +45,7 @@ impl Classifier for TestRules {
             params: Default::default(),
             expiry: None,
             wait: None,
+            approval: None,
         }
     }
 }
@@ -340,7 +341,9 @@ async fn racing_approvals_execute_once() {
             let gate = a.gate.clone();
             let id = id.clone();
             tasks.push(tokio::spawn(async move {
-                gate.approve(&id, "racer", None).await.is_ok()
+                gate.approve(&id, &airlock::gate::Reviewer::named("racer"), None)
+                    .await
+                    .is_ok()
             }));
         }
     }

@@ -8,6 +8,11 @@
 //! - `POST /v1/reviews/{id}/approve`      body `{"reviewer": "...", "comment": "..."}` (both optional);
 //!   executes the stored request and answers with the review after execution
 //! - `POST /v1/reviews/{id}/reject`       same body
+//! - `POST /v1/reviews/{id}/extend`       body `{"by": "2h"}`: moves a pending review's deadline
+//!
+//! Reviewers (`[[reviewers]]`, `airlock reviewers add`) use their own tokens; decisions are
+//! recorded under their names and checked against the rule's approver list and quorum. The
+//! admin token is the operator's: it may name a reviewer only while none are configured.
 //! - `GET  /v1/audit[?since=SEQ]`         the audit log as JSON Lines, checkpoints included
 //! - `GET  /v1/audit/verify`              checks the live chain and every checkpoint signature
 //! - `GET  /v1/audit/pubkey`              the checkpoint public key (hex)
@@ -30,8 +35,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::config::ReviewerConfig;
 use crate::gate::agent_api::{gate_error_response, review_json};
-use crate::gate::{Gate, ReviewState};
+use crate::gate::{Gate, ReviewState, Reviewer};
 use crate::proxy::respond::{json_response, Refusal};
 use crate::proxy::upstream::Body;
 
@@ -83,15 +89,71 @@ pub struct Admin {
     gate: Arc<Gate>,
     token_digest: [u8; 32],
     listen: SocketAddr,
+    reviewers: Vec<ReviewerConfig>,
+}
+
+/// Who is calling the admin API.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// The operator's admin token.
+    Operator,
+    /// A configured reviewer's own token.
+    Reviewer(Reviewer),
 }
 
 impl Admin {
-    pub fn new(gate: Arc<Gate>, token: &str, listen: SocketAddr) -> Arc<Admin> {
+    pub fn new(
+        gate: Arc<Gate>,
+        token: &str,
+        listen: SocketAddr,
+        reviewers: Vec<ReviewerConfig>,
+    ) -> Arc<Admin> {
         Arc::new(Admin {
             gate,
             token_digest: Sha256::digest(token.as_bytes()).into(),
             listen,
+            reviewers,
         })
+    }
+
+    /// Identifies a bearer token: the admin token or a reviewer's.
+    pub fn caller_for_token(&self, token: &str) -> Option<Caller> {
+        let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+        // Comparing digests: equal-length, and timing reveals nothing about the token.
+        if digest == self.token_digest {
+            return Some(Caller::Operator);
+        }
+        self.reviewers
+            .iter()
+            .find(|r| r.token_sha256 == digest)
+            .map(|r| {
+                Caller::Reviewer(Reviewer {
+                    name: r.name.clone(),
+                    groups: r.groups.clone(),
+                })
+            })
+    }
+
+    /// The reviewer a decision is recorded under. The operator may name one (for the CLI) only
+    /// while no reviewers are configured; otherwise it acts as `admin`, so a quorum always
+    /// means distinct people.
+    fn acting_reviewer(&self, caller: &Caller, named: Option<&str>) -> Reviewer {
+        match caller {
+            Caller::Reviewer(r) => r.clone(),
+            Caller::Operator => match named {
+                Some(n) if self.reviewers.is_empty() => {
+                    Reviewer::named(&n.chars().take(128).collect::<String>())
+                }
+                _ => Reviewer {
+                    name: "admin".into(),
+                    groups: vec!["admin".into()],
+                },
+            },
+        }
+    }
+
+    pub fn gate(&self) -> &Arc<Gate> {
+        &self.gate
     }
 }
 
@@ -144,7 +206,7 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
     if path == "/healthz" {
         return json_response(StatusCode::OK, &serde_json::json!({"ok": true}));
     }
-    if !authorized(admin, &req) {
+    let Some(caller) = authorized(admin, &req) else {
         let mut r = err(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -155,7 +217,7 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
             http::HeaderValue::from_static("Bearer"),
         );
         return r;
-    }
+    };
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
     match (method, segments.as_slice()) {
@@ -297,13 +359,8 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
                 Ok(b) => b,
                 Err(r) => return r,
             };
-            let reviewer = body
-                .get("reviewer")
-                .and_then(|v| v.as_str())
-                .unwrap_or("admin")
-                .chars()
-                .take(128)
-                .collect::<String>();
+            let reviewer =
+                admin.acting_reviewer(&caller, body.get("reviewer").and_then(|v| v.as_str()));
             let comment = body
                 .get("comment")
                 .and_then(|v| v.as_str())
@@ -314,6 +371,33 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
                 admin.gate.reject(&id, &reviewer, comment).await
             };
             match result {
+                // Below the quorum: recorded, still pending.
+                Ok(r) if r.state == ReviewState::Pending => {
+                    json_response(StatusCode::ACCEPTED, &review_json(&r, true))
+                }
+                Ok(r) => json_response(StatusCode::OK, &review_json(&r, true)),
+                Err(e) => gate_error_response(&e),
+            }
+        }
+        (Method::POST, ["v1", "reviews", id, "extend"]) => {
+            let id = id.to_string();
+            let body = match read_json(req).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let Some(by) = body
+                .get("by")
+                .and_then(|v| v.as_str())
+                .and_then(|t| humantime::parse_duration(t).ok())
+            else {
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    "bad_duration",
+                    "body must be {\"by\": \"2h\"}",
+                );
+            };
+            let reviewer = admin.acting_reviewer(&caller, None);
+            match admin.gate.extend(&id, &reviewer, by).await {
                 Ok(r) => json_response(StatusCode::OK, &review_json(&r, true)),
                 Err(e) => gate_error_response(&e),
             }
@@ -327,20 +411,13 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-fn authorized(admin: &Admin, req: &Request<Incoming>) -> bool {
-    let Some(v) = req
+fn authorized(admin: &Admin, req: &Request<Incoming>) -> Option<Caller> {
+    let v = req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some(token) = v.strip_prefix("Bearer ") else {
-        return false;
-    };
-    let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-    // Comparing digests: equal-length, and timing reveals nothing about the token.
-    digest == admin.token_digest
+        .and_then(|v| v.to_str().ok())?;
+    let token = v.strip_prefix("Bearer ")?;
+    admin.caller_for_token(token)
 }
 
 /// DNS-rebinding guard: the Host must be the listener's own address or localhost.

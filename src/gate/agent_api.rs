@@ -49,6 +49,9 @@ pub fn review_json(r: &Review, full: bool) -> serde_json::Value {
         "explanation": r.explanation,
         "params": r.params,
         "agent": r.agent,
+        "agentOwner": r.agent_owner,
+        "policy": r.policy,
+        "approvals": r.approvals.iter().map(|d| serde_json::json!({"by": d.by, "at": rfc3339(d.at_ms), "comment": d.comment})).collect::<Vec<_>>(),
         "createdAt": rfc3339(r.created_at_ms),
         "expiresAt": rfc3339(r.expires_at_ms),
         "updatedAt": rfc3339(r.updated_at_ms),
@@ -130,6 +133,7 @@ pub fn gate_error_response(e: &GateError) -> Response<Body> {
             (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
         }
         GateError::Audit(_) => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
+        GateError::Forbidden(_) => (StatusCode::FORBIDDEN, "not_allowed"),
     };
     let side = if status.is_server_error() {
         crate::proxy::respond::Side::Internal

@@ -66,6 +66,24 @@ pub enum GateError {
     Contention(String),
     #[error("audit log unavailable ({0}); the gated action did not proceed")]
     Audit(String),
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+/// A person deciding reviews (from a reviewer token, or the operator's admin token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reviewer {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+impl Reviewer {
+    pub fn named(name: &str) -> Reviewer {
+        Reviewer {
+            name: name.to_string(),
+            groups: Vec::new(),
+        }
+    }
 }
 
 /// Wall-clock source (tests use a manual one).
@@ -109,8 +127,9 @@ pub struct HeldRequest {
     pub path_and_query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
-    /// The agent that sent it.
+    /// The agent that sent it, and the person responsible for that agent.
     pub agent: String,
+    pub agent_owner: Option<String>,
 }
 
 pub struct Gate {
@@ -340,6 +359,8 @@ impl Gate {
             now.saturating_add(expiry.as_millis() as u64),
         );
         review.agent = Some(req.agent);
+        review.agent_owner = req.agent_owner;
+        review.policy = verdict.approval.clone().unwrap_or_default();
         Ok(review)
     }
 
@@ -394,22 +415,26 @@ impl Gate {
     // ---- deciding ----
 
     /// Approves a pending review and executes it; returns the review after execution.
+    /// Records `reviewer`'s approval; once the review's quorum is reached, executes it (once).
+    /// Below the quorum the review stays pending and is returned as is.
     pub async fn approve(
         self: &Arc<Self>,
         id: &str,
-        reviewer: &str,
+        reviewer: &Reviewer,
         comment: Option<String>,
     ) -> Result<Review, GateError> {
         let decision = review::Decision {
-            by: reviewer.to_string(),
+            by: reviewer.name.clone(),
             at_ms: self.clock.now_ms(),
             comment,
         };
         let id_owned = id.to_string();
+        let groups = reviewer.groups.clone();
         let approved = match self
-            .blocking(move |g| g.decide(&id_owned, ReviewState::Approved, decision))
+            .blocking(move |g| g.decide(&id_owned, ReviewState::Approved, decision, &groups))
             .await
         {
+            Ok(r) if r.state == ReviewState::Pending => return Ok(r),
             Ok(r) => r,
             Err(GateError::Audit(why)) => {
                 // The approval landed but is not on the record: never execute it.
@@ -456,25 +481,69 @@ impl Gate {
     pub async fn reject(
         self: &Arc<Self>,
         id: &str,
-        reviewer: &str,
+        reviewer: &Reviewer,
         comment: Option<String>,
     ) -> Result<Review, GateError> {
         let decision = review::Decision {
-            by: reviewer.to_string(),
+            by: reviewer.name.clone(),
             at_ms: self.clock.now_ms(),
             comment,
         };
         let id = id.to_string();
-        self.blocking(move |g| g.decide(&id, ReviewState::Rejected, decision))
+        let groups = reviewer.groups.clone();
+        self.blocking(move |g| g.decide(&id, ReviewState::Rejected, decision, &groups))
             .await
     }
 
-    /// pending -> approved | rejected; a pending review past its expiry becomes expired instead.
+    /// Moves a pending review's deadline `by` later (from now if it is near), at most 7 days ahead.
+    pub async fn extend(
+        self: &Arc<Self>,
+        id: &str,
+        reviewer: &Reviewer,
+        by: Duration,
+    ) -> Result<Review, GateError> {
+        let id = id.to_string();
+        let reviewer = reviewer.clone();
+        self.blocking(move |g| {
+            let now = g.clock.now_ms();
+            g.transition(&id, |cur| {
+                if cur.state != ReviewState::Pending || now >= cur.expires_at_ms {
+                    return Err(GateError::AlreadyDecided {
+                        id: id.clone(),
+                        state: if cur.state == ReviewState::Pending {
+                            "expired"
+                        } else {
+                            cur.state.as_str()
+                        },
+                    });
+                }
+                if !cur.policy.admits(&reviewer.name, &reviewer.groups) {
+                    return Err(GateError::Forbidden(format!(
+                        "{} is not among this review's approvers",
+                        reviewer.name
+                    )));
+                }
+                let mut next = cur.clone();
+                let ceiling = now.saturating_add(7 * 86_400_000);
+                next.expires_at_ms = cur
+                    .expires_at_ms
+                    .saturating_add(by.as_millis() as u64)
+                    .min(ceiling);
+                Ok(next)
+            })
+        })
+        .await
+    }
+
+    /// pending -> approved (once the quorum is reached; below it the approval is recorded and
+    /// the review stays pending) | rejected; past its deadline a review becomes expired instead.
+    /// Enforces the review's approver list and the self-approval rule.
     fn decide(
         &self,
         id: &str,
         to: ReviewState,
         decision: review::Decision,
+        groups: &[String],
     ) -> Result<Review, GateError> {
         let now = self.clock.now_ms();
         let r = self.transition(id, |cur| {
@@ -487,8 +556,34 @@ impl Gate {
             let mut next = cur.clone();
             if now >= cur.expires_at_ms {
                 next.state = ReviewState::Expired;
-            } else {
-                next.state = to;
+                return Ok(next);
+            }
+            let by = &decision.by;
+            if !cur.policy.admits(by, groups) {
+                return Err(GateError::Forbidden(format!(
+                    "{by} is not among the approvers of this review ({})",
+                    cur.policy.approvers.join(", ")
+                )));
+            }
+            if to == ReviewState::Rejected {
+                next.state = ReviewState::Rejected;
+                next.decision = Some(decision.clone());
+                return Ok(next);
+            }
+            if !cur.policy.self_approval && cur.agent_owner.as_deref() == Some(by.as_str()) {
+                return Err(GateError::Forbidden(format!(
+                    "{by} owns the agent that sent this request and may not approve it (self-approval is off)"
+                )));
+            }
+            if cur.approvals.iter().any(|d| &d.by == by) {
+                return Err(GateError::Forbidden(format!(
+                    "{by} already approved; this review needs {} distinct reviewers",
+                    cur.policy.required
+                )));
+            }
+            next.approvals.push(decision.clone());
+            if next.approvals.len() as u32 >= cur.policy.required.max(1) {
+                next.state = ReviewState::Approved;
                 next.decision = Some(decision.clone());
             }
             Ok(next)
@@ -637,6 +732,16 @@ fn transition_entry(old: &Review, next: &Review) -> serde_json::Value {
         "host": next.request.host,
         "path": audit_path(&next.request.path_and_query),
     });
+    if next.approvals.len() > old.approvals.len() {
+        if let Some(d) = next.approvals.last() {
+            e["approval_by"] = d.by.clone().into();
+            e["approvals"] = next.approvals.len().into();
+            e["required"] = next.policy.required.into();
+        }
+    }
+    if next.expires_at_ms != old.expires_at_ms {
+        e["expires_at"] = review::rfc3339(next.expires_at_ms).into();
+    }
     if next.state == ReviewState::Expired {
         e["by"] = "expiry".into();
     } else if let (Some(d), ReviewState::Approved | ReviewState::Rejected) =

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+pub use crate::rules::ApprovalPolicy;
 use crate::rules::{Class, Verdict};
 
 /// Lifecycle:
@@ -52,7 +53,8 @@ impl ReviewState {
         use ReviewState::*;
         matches!(
             (self, next),
-            (Pending, Approved)
+            (Pending, Pending)
+                | (Pending, Approved)
                 | (Pending, Rejected)
                 | (Pending, Expired)
                 | (Approved, Executing)
@@ -150,6 +152,15 @@ pub struct Review {
     pub explanation: String,
     pub params: BTreeMap<String, String>,
     pub agent: Option<String>,
+    /// The person responsible for the agent (self-approval checks).
+    #[serde(default)]
+    pub agent_owner: Option<String>,
+    /// The quorum and approver list this review needs.
+    #[serde(default)]
+    pub policy: ApprovalPolicy,
+    /// Approvals so far (distinct reviewers); the review executes when they reach the quorum.
+    #[serde(default)]
+    pub approvals: Vec<Decision>,
     pub request: StoredRequest,
     pub decision: Option<Decision>,
     pub execution: Option<Execution>,
@@ -180,6 +191,9 @@ impl Review {
             explanation: verdict.explanation.clone(),
             params: verdict.params.clone(),
             agent: None,
+            agent_owner: None,
+            policy: ApprovalPolicy::default(),
+            approvals: Vec::new(),
             request,
             decision: None,
             execution: None,

@@ -207,6 +207,7 @@ async fn phases(
                 headers: parts.headers.clone(),
                 body: bytes,
                 agent: conn.agent.name.clone(),
+                agent_owner: conn.agent.owner.clone(),
             };
             Ok(gate.hold(held, verdict).await)
         }

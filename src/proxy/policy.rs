@@ -140,6 +140,7 @@ impl Classifier for AllowAll {
             params: Default::default(),
             expiry: None,
             wait: None,
+            approval: None,
         }
     }
 }

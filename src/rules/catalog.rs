@@ -477,6 +477,7 @@ fn plain(action: Action, service: Option<&str>, code: &str, explanation: String)
         params: BTreeMap::new(),
         expiry: None,
         wait: None,
+        approval: None,
     }
 }
 
@@ -532,6 +533,7 @@ fn rule_verdict(
         params: p,
         expiry: rule.expiry,
         wait: rule.wait,
+        approval: None,
     }
 }
 
@@ -567,6 +569,7 @@ fn graphql_verdict(svc: &Service, body: Option<&[u8]>) -> Verdict {
                 params: BTreeMap::from([("mutations".to_string(), names.join(","))]),
                 expiry: None,
                 wait: None,
+                approval: None,
             },
             None => {
                 let mut v = guard(

@@ -87,6 +87,44 @@ pub struct Verdict {
     pub expiry: Option<Duration>,
     /// Per-rule default for how long an escalated request may wait for approval inline.
     pub wait: Option<Duration>,
+    /// Per-rule approval policy (quorum, approvers, self-approval); `None`: one reviewer.
+    pub approval: Option<ApprovalPolicy>,
+}
+
+/// Who must approve an escalated request before it executes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ApprovalPolicy {
+    /// Distinct reviewers whose approval is needed (quorum).
+    pub required: u32,
+    /// Reviewer names or `group:NAME`; empty: any reviewer.
+    pub approvers: Vec<String>,
+    /// May the owner of the agent that sent the request approve it?
+    pub self_approval: bool,
+}
+
+impl Default for ApprovalPolicy {
+    fn default() -> Self {
+        Self {
+            required: 1,
+            approvers: Vec::new(),
+            self_approval: false,
+        }
+    }
+}
+
+impl ApprovalPolicy {
+    /// May `reviewer` (member of `groups`) decide under this policy?
+    pub fn admits(&self, reviewer: &str, groups: &[String]) -> bool {
+        self.approvers.is_empty()
+            || self
+                .approvers
+                .iter()
+                .any(|a| match a.strip_prefix("group:") {
+                    Some(g) => groups.iter().any(|x| x == g),
+                    None => a == reviewer,
+                })
+    }
 }
 
 impl std::fmt::Display for Verdict {
