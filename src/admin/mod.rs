@@ -3,6 +3,7 @@
 //!
 //! Routes:
 //! - `GET  /healthz`                      liveness, no auth
+//! - `/ui/...`                            the reviewer dashboard (see `dashboard.rs`; session login)
 //! - `GET  /v1/reviews[?state=pending]`   reviews, newest first
 //! - `GET  /v1/reviews/{id}`              one review, with its stored request (no credentials)
 //! - `POST /v1/reviews/{id}/approve`      body `{"reviewer": "...", "comment": "..."}` (both optional);
@@ -19,6 +20,7 @@
 //! - `POST /v1/audit/checkpoint`          signs a checkpoint now; answers the latest one (JSON line)
 
 pub mod client;
+pub mod dashboard;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -90,6 +92,7 @@ pub struct Admin {
     token_digest: [u8; 32],
     listen: SocketAddr,
     reviewers: Vec<ReviewerConfig>,
+    dashboard: dashboard::Dashboard,
 }
 
 /// Who is calling the admin API.
@@ -113,6 +116,7 @@ impl Admin {
             token_digest: Sha256::digest(token.as_bytes()).into(),
             listen,
             reviewers,
+            dashboard: dashboard::Dashboard::new(),
         })
     }
 
@@ -203,6 +207,9 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
         );
     }
     let path = req.uri().path().to_string();
+    if path == "/ui" || path.starts_with("/ui/") {
+        return dashboard::route(admin, req).await;
+    }
     if path == "/healthz" {
         return json_response(StatusCode::OK, &serde_json::json!({"ok": true}));
     }

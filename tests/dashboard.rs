@@ -1,0 +1,282 @@
+//! The reviewer dashboard (issue 6): sign-in, CSRF and Origin checks, the DNS-rebinding Host
+//! check, and a real headless Chromium (Debian's, driven by playwright-core) that signs in,
+//! sees a held DELETE, approves it, and the upstream is called exactly once. The screenshot
+//! goes to target/test-artifacts/dashboard.png.
+
+mod support;
+
+use std::sync::Arc;
+
+use support::{Airlock, FakeUpstream};
+
+const HOSTS: &[&str] = &["api.github.com"];
+
+struct Setup {
+    a: Airlock,
+    up: FakeUpstream,
+    reviewer_token: String,
+}
+
+async fn setup() -> Setup {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let reviewer_token = airlock::agents::generate_token();
+    let toml = format!(
+        "[[reviewers]]\nname = \"dana\"\ntoken_sha256 = \"{}\"\n",
+        hex::encode(airlock::agents::token_digest(&reviewer_token))
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let config = Airlock::config(&toml, dir.path(), &up, HOSTS);
+    let catalog = airlock::rules::LiveCatalog::load(None, Default::default()).expect("catalog");
+    let a =
+        Airlock::start_with_parts(config, dir, catalog, Arc::new(airlock::gate::SystemClock)).await;
+    Setup {
+        a,
+        up,
+        reviewer_token,
+    }
+}
+
+async fn hold_delete(a: &Airlock) -> String {
+    let r = a
+        .client()
+        .delete("https://api.github.com/repos/octo/demo")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 423);
+    r.headers()["airlock-review-id"]
+        .to_str()
+        .expect("id")
+        .to_string()
+}
+
+fn plain_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+fn cookie_value(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            let first = v.split(';').next()?;
+            let (k, val) = first.split_once('=')?;
+            (k == name && !val.is_empty()).then(|| val.to_string())
+        })
+}
+
+fn csrf_in(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("csrf field") + marker.len();
+    html[start..]
+        .split('"')
+        .next()
+        .expect("csrf value")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sign_in_csrf_origin_and_host_checks() {
+    let s = setup().await;
+    let id = hold_delete(&s.a).await;
+    let base = format!("http://{}", s.a.admin_addr);
+    let c = plain_client();
+
+    let r = c.get(format!("{base}/ui")).send().await.expect("get");
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/ui/login");
+    // DNS rebinding: a page on another name cannot drive the dashboard.
+    let r = c
+        .get(format!("{base}/ui/login"))
+        .header("host", "evil.example:80")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 421);
+
+    // Sign in: the login form's token must match its cookie.
+    let page = c.get(format!("{base}/ui/login")).send().await.expect("get");
+    let login_cookie = cookie_value(&page, "airlock_login").expect("login cookie");
+    let html = page.text().await.expect("html");
+    let csrf = csrf_in(&html);
+    let r = c
+        .post(format!("{base}/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}&token=wrong"))
+        .header("cookie", format!("airlock_login={login_cookie}"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.expect("html").contains("Unknown token"));
+    let r = c
+        .post(format!("{base}/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf=forged&token={}", s.reviewer_token))
+        .header("cookie", format!("airlock_login={login_cookie}"))
+        .send()
+        .await
+        .expect("post");
+    assert!(
+        cookie_value(&r, "airlock_session").is_none(),
+        "login CSRF refused"
+    );
+    let r = c
+        .post(format!("{base}/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}&token={}", s.reviewer_token))
+        .header("cookie", format!("airlock_login={login_cookie}"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 303);
+    let session = cookie_value(&r, "airlock_session").expect("session cookie");
+    let set_cookie = r.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_string();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"));
+    let jar = format!("airlock_session={session}");
+
+    let list = c
+        .get(format!("{base}/ui"))
+        .header("cookie", &jar)
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(list.status(), 200);
+    assert_eq!(list.headers()["x-frame-options"], "DENY");
+    let html = list.text().await.expect("html");
+    assert!(
+        html.contains(&id) && html.contains("github.repos.delete"),
+        "{html}"
+    );
+    let csrf = csrf_in(&html);
+
+    // A decision without the CSRF token, or from another origin, is refused.
+    let decide = format!("{base}/ui/reviews/{id}/decide");
+    let r = c
+        .post(&decide)
+        .header("cookie", &jar)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("action=approve")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+    let r = c
+        .post(&decide)
+        .header("cookie", &jar)
+        .header("origin", "http://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("action=approve&csrf={csrf}"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+    assert_eq!(s.up.count(), 0);
+
+    // History with filters, and the detail page (no credential in the stored request).
+    let r = c
+        .get(format!("{base}/ui/history?state=pending&tool=repos.delete"))
+        .header("cookie", &jar)
+        .send()
+        .await
+        .expect("history");
+    assert!(r.text().await.expect("html").contains(&id));
+    let r = c
+        .get(format!("{base}/ui/history?state=executed"))
+        .header("cookie", &jar)
+        .send()
+        .await
+        .expect("history");
+    assert!(!r.text().await.expect("html").contains(&id));
+    let r = c
+        .get(format!("{base}/ui/reviews/{id}"))
+        .header("cookie", &jar)
+        .send()
+        .await
+        .expect("detail");
+    let html = r.text().await.expect("html");
+    assert!(
+        html.replace("&#x2f;", "/")
+            .contains("DELETE https://api.github.com/repos/octo/demo"),
+        "{html}"
+    );
+    assert!(
+        html.contains("ESCALATE (hard gate)"),
+        "audit entries shown: {html}"
+    );
+
+    // Reject through the form; the upstream never sees the call.
+    let r = c
+        .post(&decide)
+        .header("cookie", &jar)
+        .header("origin", &base)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("action=reject&csrf={csrf}&comment=not+today"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.expect("html").contains("rejected"));
+    assert_eq!(s.up.count(), 0);
+    let (_, review) = s.a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert_eq!(review["decision"]["by"], "dana");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chromium_signs_in_and_approves_a_held_delete() {
+    let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let ready = std::path::Path::new(&chromium).exists()
+        && std::path::Path::new(browser_dir)
+            .join("node_modules/playwright-core")
+            .exists();
+    if !ready {
+        assert!(
+            std::env::var_os("AIRLOCK_ALLOW_NO_BROWSER").is_some(),
+            "needs Debian's chromium and `npm ci` in tests/browser (.ci/run does both)"
+        );
+        eprintln!("skipping: no chromium/playwright-core and AIRLOCK_ALLOW_NO_BROWSER set");
+        return;
+    }
+    let s = setup().await;
+    let id = hold_delete(&s.a).await;
+    assert_eq!(s.up.count(), 0);
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+    let shot = artifacts.join("dashboard.png");
+    let out = tokio::process::Command::new("node")
+        .arg(format!("{browser_dir}/approve.mjs"))
+        .env("DASHBOARD_URL", format!("http://{}", s.a.admin_addr))
+        .env("REVIEWER_TOKEN", &s.reviewer_token)
+        .env("REVIEW_ID", &id)
+        .env("SCREENSHOT", &shot)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .await
+        .expect("node");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("OK"), "{text}");
+    assert!(shot.exists(), "screenshot written");
+    assert_eq!(
+        s.up.count(),
+        1,
+        "the approved DELETE reached the upstream exactly once"
+    );
+    let (_, review) = s.a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert_eq!(review["state"], "executed");
+    assert_eq!(review["decision"]["by"], "dana");
+}
