@@ -32,7 +32,7 @@ pub fn host_key(h: &str) -> Cow<'_, str> {
 
 /// [`segments`], borrowing from `raw_path` when nothing needs decoding (no `%`, no `\\`).
 pub fn segments_cow(raw_path: &str) -> Option<Vec<Cow<'_, str>>> {
-    if raw_path.contains(['%', '\\', '\0']) {
+    if raw_path.bytes().any(|b| matches!(b, b'%' | b'\\' | 0)) {
         return segments(raw_path).map(|v| v.into_iter().map(Cow::Owned).collect());
     }
     let mut out = Vec::with_capacity(8);
