@@ -585,6 +585,57 @@ fn table() {
             Escalate,
             "body_unparseable",
         ),
+        // literal routes match case-insensitively, key kinds included
+        (
+            "POST",
+            "https://api.github.com/user/KEYS",
+            &json,
+            Some(r#"{"key":"ssh-ed25519 AAAA"}"#),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.github.com/user/gpg_keys",
+            &json,
+            Some(r#"{"armored_public_key":"x"}"#),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.github.com/user/emails",
+            &json,
+            Some(r#"{"emails":["a@b.c"]}"#),
+            Allow,
+            "no_rule_default",
+        ),
+        // GraphQL endpoints, whatever the case
+        (
+            "POST",
+            "https://api.github.com/GraphQL",
+            &json,
+            Some(r#"{"query":"mutation { deleteRef(input:{refId:\"x\"}) { clientMutationId } }"}"#),
+            Escalate,
+            "rule_match",
+        ),
+        // Stripe: a dated cancellation is a cancellation
+        (
+            "POST",
+            "https://api.stripe.com/v1/subscriptions/sub_1",
+            &form,
+            Some("cancel_at=1900000000"),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.stripe.com/v1/subscriptions/sub_1",
+            &form,
+            Some("metadata[a]=1"),
+            Allow,
+            "no_rule_default",
+        ),
         // hosts no service names
         (
             "DELETE",
