@@ -585,6 +585,57 @@ fn table() {
             Escalate,
             "body_unparseable",
         ),
+        // literal routes match case-insensitively, key kinds included
+        (
+            "POST",
+            "https://api.github.com/user/KEYS",
+            &json,
+            Some(r#"{"key":"ssh-ed25519 AAAA"}"#),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.github.com/user/gpg_keys",
+            &json,
+            Some(r#"{"armored_public_key":"x"}"#),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.github.com/user/emails",
+            &json,
+            Some(r#"{"emails":["a@b.c"]}"#),
+            Allow,
+            "no_rule_default",
+        ),
+        // GraphQL endpoints, whatever the case
+        (
+            "POST",
+            "https://api.github.com/GraphQL",
+            &json,
+            Some(r#"{"query":"mutation { deleteRef(input:{refId:\"x\"}) { clientMutationId } }"}"#),
+            Escalate,
+            "rule_match",
+        ),
+        // Stripe: a dated cancellation is a cancellation
+        (
+            "POST",
+            "https://api.stripe.com/v1/subscriptions/sub_1",
+            &form,
+            Some("cancel_at=1900000000"),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            "https://api.stripe.com/v1/subscriptions/sub_1",
+            &form,
+            Some("metadata[a]=1"),
+            Allow,
+            "no_rule_default",
+        ),
         // hosts no service names
         (
             "DELETE",
@@ -671,4 +722,313 @@ fn live_catalog_keeps_last_good_on_broken_file() {
     std::fs::write(dir.path().join("s.toml"), good.replace("escalate", "block")).expect("write");
     live.reload().expect("reload");
     assert_eq!(live.current().evaluate(&head, None).action, Action::Block);
+}
+
+#[test]
+fn graphql_argument_conditions() {
+    let c = catalog();
+    let json = [("content-type", "application/json")];
+    use Action::*;
+    let body = |q: &str, vars: Option<serde_json::Value>| {
+        let mut b = serde_json::json!({ "query": q });
+        if let Some(v) = vars {
+            b["variables"] = v;
+        }
+        b.to_string()
+    };
+    let vars = |v: serde_json::Value| Some(v);
+    let upd = |args: &str| format!("mutation {{ updateRef({args}) {{ clientMutationId }} }}");
+    #[allow(clippy::type_complexity)]
+    let cases: Vec<(&str, String, Action, &str)> = vec![
+        // literal arguments: force true / false / missing
+        (
+            "force true",
+            body(&upd("input: {refId: \"r\", oid: \"o\", force: true}"), None),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "force false",
+            body(&upd("input: {refId: \"r\", oid: \"o\", force: false}"), None),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "force missing",
+            body(&upd("input: {refId: \"r\", oid: \"o\"}"), None),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "force null",
+            body(&upd("input: {refId: \"r\", force: null}"), None),
+            Notify,
+            "rule_match",
+        ),
+        // aliases: judged by field name, each call on its own arguments
+        (
+            "alias hides nothing",
+            body(
+                "mutation { safe: updateRef(input: {refId: \"r\", force: true}) { x } }",
+                None,
+            ),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "two aliased calls, one forced",
+            body(
+                "mutation { a: updateRef(input: {force: false}) { x } b: updateRef(input: {force: true}) { x } }",
+                None,
+            ),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "two aliased calls, none forced",
+            body(
+                "mutation { a: updateRef(input: {force: false}) { x } b: updateRef(input: {}) { x } }",
+                None,
+            ),
+            Notify,
+            "rule_match",
+        ),
+        // variables
+        (
+            "whole input from a variable, forced",
+            body(
+                "mutation U($in: UpdateRefInput!) { updateRef(input: $in) { x } }",
+                vars(serde_json::json!({"in": {"refId": "r", "oid": "o", "force": true}})),
+            ),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "whole input from a variable, not forced",
+            body(
+                "mutation U($in: UpdateRefInput!) { updateRef(input: $in) { x } }",
+                vars(serde_json::json!({"in": {"refId": "r", "oid": "o"}})),
+            ),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "force from a variable, true",
+            body(
+                "mutation U($f: Boolean) { updateRef(input: {refId: \"r\", force: $f}) { x } }",
+                vars(serde_json::json!({"f": true})),
+            ),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "force from a variable, false",
+            body(
+                "mutation U($f: Boolean) { updateRef(input: {refId: \"r\", force: $f}) { x } }",
+                vars(serde_json::json!({"f": false})),
+            ),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "variable missing",
+            body(
+                "mutation U($f: Boolean) { updateRef(input: {refId: \"r\", force: $f}) { x } }",
+                None,
+            ),
+            Escalate,
+            "graphql_variable_missing",
+        ),
+        (
+            "input variable missing",
+            body(
+                "mutation U($in: UpdateRefInput!) { updateRef(input: $in) { x } }",
+                vars(serde_json::json!({"other": 1})),
+            ),
+            Escalate,
+            "graphql_variable_missing",
+        ),
+        (
+            "variable missing, default true",
+            body(
+                "mutation U($f: Boolean = true) { updateRef(input: {force: $f}) { x } }",
+                None,
+            ),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "variable missing, default false",
+            body(
+                "mutation U($f: Boolean = false) { updateRef(input: {force: $f}) { x } }",
+                None,
+            ),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "variables not an object",
+            body(
+                "mutation U($f: Boolean) { updateRef(input: {force: $f}) { x } }",
+                vars(serde_json::json!("{\"f\": false}")),
+            ),
+            Escalate,
+            "body_unparseable",
+        ),
+        (
+            "duplicate key in variables",
+            r#"{"query":"mutation U($f: Boolean) { updateRef(input: {force: $f}) { x } }","variables":{"f":false,"f":true}}"#.to_string(),
+            Escalate,
+            "duplicate_key",
+        ),
+        (
+            "argument given twice",
+            body(&upd("input: {force: false}, input: {force: true}"), None),
+            Escalate,
+            "duplicate_key",
+        ),
+        // fragments
+        (
+            "named fragment, forced",
+            body(
+                "mutation M { ...F } fragment F on Mutation { updateRef(input: {force: true}) { x } }",
+                None,
+            ),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "inline fragment, not forced",
+            body(
+                "mutation { ... on Mutation { updateRef(input: {force: false}) { x } } }",
+                None,
+            ),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "fragment with a variable, forced",
+            body(
+                "mutation M($f: Boolean!) { ...F } fragment F on Mutation { r: updateRef(input: {force: $f}) { x } }",
+                vars(serde_json::json!({"f": true})),
+            ),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "operationName picks the forced one",
+            serde_json::json!({
+                "query": "mutation A { updateRef(input: {force: false}) { x } } mutation B { updateRef(input: {force: true}) { x } }",
+                "operationName": "B",
+            })
+            .to_string(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "operationName picks the plain one",
+            serde_json::json!({
+                "query": "mutation A { updateRef(input: {force: false}) { x } } mutation B { updateRef(input: {force: true}) { x } }",
+                "operationName": "A",
+            })
+            .to_string(),
+            Notify,
+            "rule_match",
+        ),
+        // other mutations next to it keep their own verdicts
+        (
+            "with a deleteRef",
+            body(
+                "mutation { updateRef(input: {force: false}) { x } deleteRef(input: {refId: \"r\"}) { x } }",
+                None,
+            ),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "updateRefs stays escalated by name",
+            body(
+                "mutation { updateRefs(input: {repositoryId: \"r\", refUpdates: []}) { x } }",
+                None,
+            ),
+            Escalate,
+            "rule_match",
+        ),
+    ];
+    for (name, body, want, code) in &cases {
+        let (action, codes, tool) = eval(
+            &c,
+            "POST",
+            "https://api.github.com/graphql",
+            &json,
+            Some(body),
+        );
+        assert_eq!(action, *want, "{name}: {body} -> {codes:?} {tool:?}");
+        assert!(
+            codes.iter().any(|c| c == code),
+            "{name}: want reason {code}, got {codes:?}"
+        );
+    }
+}
+
+#[test]
+fn graphql_conditions_in_rule_files() {
+    let opts = CatalogOptions::default();
+    let file = |extra: &str| {
+        format!(
+            "[service]\nname = \"s\"\nhosts = [\"h.test\"]\ngraphql_paths = [\"/graphql\"]\n\
+             [[graphql]]\nmutations = [\"m\"]\nclass = \"visible\"\naction = \"notify\"\n{extra}"
+        )
+    };
+    // Conditional entries may join an unconditional one; two unconditional ones conflict.
+    let ok = file(
+        "[[graphql]]\nmutations = [\"m\"]\nclass = \"money\"\naction = \"block\"\n\
+         when = [{ field = \"input.amount\", gt = 100 }]\n",
+    );
+    let c = Catalog::from_sources(&[("x.toml".into(), ok)], &opts).expect("compiles");
+    assert_eq!(c.rule_count(), 2);
+    let h = {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", "application/json".parse().expect("ct"));
+        h
+    };
+    let head = RequestHead {
+        method: "POST",
+        host: "h.test",
+        port: 443,
+        path_and_query: "/graphql",
+        headers: &h,
+    };
+    let run = |q: &str| {
+        c.evaluate(
+            &head,
+            Some(serde_json::json!({ "query": q }).to_string().as_bytes()),
+        )
+        .action
+    };
+    assert_eq!(
+        run("mutation { m(input: {amount: 101}) { x } }"),
+        Action::Block
+    );
+    assert_eq!(
+        run("mutation { m(input: {amount: 100}) { x } }"),
+        Action::Notify
+    );
+    assert_eq!(
+        run("mutation { m(input: {amount: \"lots\"}) { x } }"),
+        Action::Block
+    );
+    let dup = file("[[graphql]]\nmutations = [\"m\"]\nclass = \"money\"\naction = \"block\"\n");
+    let err = Catalog::from_sources(&[("x.toml".into(), dup)], &opts)
+        .expect_err("listed twice")
+        .to_string();
+    assert!(err.contains("listed twice"), "{err}");
+    let bad = file(
+        "[[graphql]]\nmutations = [\"m\"]\nclass = \"money\"\naction = \"block\"\n\
+         when = [{ field = \"input.amount\" }]\n",
+    );
+    let err = Catalog::from_sources(&[("x.toml".into(), bad)], &opts)
+        .expect_err("no test")
+        .to_string();
+    assert!(err.contains("exactly one test"), "{err}");
 }

@@ -19,16 +19,37 @@
 //! reason = "Makes a repository public"
 //! when = [{ field = "visibility", eq = "public" }]   # all must hold
 //! # expiry = "2h"; wait = "60s"
+//! # approvals = 2; approvers = ["alice", "group:sre"]; self_approval = false
 //!
 //! [[graphql]]
 //! mutations = ["deleteRef"]
 //! class = "irreversible"
 //! action = "escalate"
+//!
+//! [[graphql]]                               # conditions on the mutation's arguments
+//! mutations = ["updateRef"]
+//! class = "irreversible"
+//! action = "escalate"
+//! when = [{ field = "input.force", eq = true }]
 //! ```
 //! Conditions: `eq`, `ne`, `in = [..]`, `gt`, `gte`, `lt`, `present = true`,
 //! `money_over = 100` (major units of the currency in `currency_field`, default `currency`).
 //! A condition that cannot be evaluated (unparseable body, unknown currency) escalates.
+//!
+//! REST conditions name flattened body or query fields (`metadata[a]=1` and
+//! `{"metadata":{"a":1}}` are both `metadata.a`) or path parameters. Every matching rule is
+//! weighed and the most severe action wins (the first listed among equals).
+//!
+//! GraphQL conditions name the mutation field's arguments, flattened the same way:
+//! `updateRef(input: {force: true})` gives `input.force`. `$variables` resolve from the request's
+//! `variables` object (or the variable's default in the operation); a variable with no value, a
+//! `variables` that is not an object, or an argument given twice makes every conditional entry
+//! of that mutation escalate (at least). A mutation may have one entry without `when` and any
+//! number with; each top-level field (aliases and fragments resolved) is judged on its own
+//! arguments, the entries that hold are weighed as for REST, and a mutation whose entries all
+//! fail their conditions gets `graphql_default` (at least escalate).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
@@ -88,6 +109,13 @@ struct RawRule {
     when: Vec<RawCond>,
     expiry: Option<String>,
     wait: Option<String>,
+    /// Distinct reviewers needed (quorum); default 1.
+    approvals: Option<u32>,
+    /// Reviewer names or `group:NAME` who may decide; default anyone.
+    #[serde(default)]
+    approvers: Vec<String>,
+    /// May the agent's owner approve its own agent's request? Default false.
+    self_approval: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -114,6 +142,8 @@ struct RawGraphql {
     action: Action,
     #[serde(default)]
     reason: String,
+    #[serde(default)]
+    when: Vec<RawCond>,
 }
 
 // ---- checked ----
@@ -125,8 +155,9 @@ enum Seg {
     Many(String),
 }
 
-#[derive(Debug, Clone)]
-enum Test {
+/// One condition's test, as written in a rule file (see the format above).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Test {
     Eq(toml::Value),
     Ne(toml::Value),
     In(Vec<toml::Value>),
@@ -137,17 +168,23 @@ enum Test {
     MoneyOver { major: f64, currency_field: String },
 }
 
-#[derive(Debug, Clone)]
-struct Cond {
-    field: String,
-    test: Test,
+/// A compiled `when` condition: the field (dotted body/query name, or a path parameter) and
+/// its test.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    pub field: String,
+    pub test: Test,
 }
+
+type Cond = Condition;
 
 #[derive(Debug, Clone)]
 struct Rule {
     id: String,
     tool: String,
     methods: Vec<String>,
+    /// The template as written, e.g. `/repos/{owner}/{repo}`.
+    path: String,
     template: Vec<Seg>,
     class: Class,
     action: Action,
@@ -155,6 +192,20 @@ struct Rule {
     when: Vec<Cond>,
     expiry: Option<Duration>,
     wait: Option<Duration>,
+    approval: Option<super::ApprovalPolicy>,
+}
+
+impl Rule {
+    /// Cheap length check before matching: a template without `{x*}` needs exactly its
+    /// length; with one, at least its length.
+    fn fits(&self, segs: &[Cow<'_, str>]) -> bool {
+        let n = self.template.len();
+        if self.template.iter().any(|t| matches!(t, Seg::Many(_))) {
+            segs.len() >= n
+        } else {
+            segs.len() == n
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -163,6 +214,8 @@ struct GqlRule {
     class: Class,
     action: Action,
     reason: String,
+    /// Conditions on the mutation field's arguments (`input.force`); empty: by name alone.
+    when: Vec<Cond>,
 }
 
 #[derive(Debug, Clone)]
@@ -174,9 +227,54 @@ struct Service {
     graphql_paths: Vec<Vec<String>>,
     graphql_default: Action,
     rules: Vec<Rule>,
-    /// method -> indexes into `rules`
-    by_method: HashMap<String, Vec<usize>>,
-    gql: HashMap<String, GqlRule>,
+    /// Per method (position in [`normalize::KNOWN_METHODS`]): indexes into `rules`.
+    by_method: Vec<MethodIndex>,
+    /// mutation name -> its entries (at most one without conditions), in file order
+    gql: HashMap<String, Vec<GqlRule>>,
+}
+
+/// The rules of one method, by the lower-cased literal first segment of their template; rules
+/// whose template starts with a parameter (or is `/`) are in `wild`. Indexes ascend, so merging
+/// a `by_first` list with `wild` keeps file order (which decides among equally severe rules).
+#[derive(Debug, Clone, Default)]
+struct MethodIndex {
+    by_first: HashMap<String, Vec<usize>>,
+    wild: Vec<usize>,
+}
+
+/// Segments of a request path: borrowed from the request unless decoding changed them.
+type Segs<'p> = Vec<Cow<'p, str>>;
+
+/// One compiled REST rule, as listed by [`Catalog::rules`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleInfo {
+    pub service: String,
+    /// The service's hosts (exact, or `*.suffix`).
+    pub hosts: Vec<String>,
+    /// `file:line` of the rule, as verdicts name it.
+    pub id: String,
+    pub tool: String,
+    pub methods: Vec<String>,
+    /// The path template as written, e.g. `/repos/{owner}/{repo}/git/refs/{ref*}`.
+    pub path: String,
+    pub class: Class,
+    pub action: Action,
+    pub when: Vec<Condition>,
+}
+
+/// One `[[graphql]]` entry for one mutation name, as listed by [`Catalog::graphql_rules`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraphqlRuleInfo {
+    pub service: String,
+    pub hosts: Vec<String>,
+    /// The service's GraphQL endpoints, e.g. `/graphql`.
+    pub graphql_paths: Vec<String>,
+    pub id: String,
+    pub mutation: String,
+    pub class: Class,
+    pub action: Action,
+    /// Conditions on the mutation's arguments (e.g. `input.force`).
+    pub when: Vec<Condition>,
 }
 
 /// Options the catalog needs from the config.
@@ -273,8 +371,58 @@ impl Catalog {
     pub fn rule_count(&self) -> usize {
         self.services
             .iter()
-            .map(|s| s.rules.len() + s.gql.len())
+            .map(|s| s.rules.len() + s.gql.values().map(Vec::len).sum::<usize>())
             .sum()
+    }
+
+    /// Every compiled REST rule, service by service, in file order.
+    pub fn rules(&self) -> Vec<RuleInfo> {
+        self.services
+            .iter()
+            .flat_map(|s| {
+                s.rules.iter().map(|r| RuleInfo {
+                    service: s.name.clone(),
+                    hosts: s.hosts.clone(),
+                    id: r.id.clone(),
+                    tool: r.tool.clone(),
+                    methods: r.methods.clone(),
+                    path: r.path.clone(),
+                    class: r.class,
+                    action: r.action,
+                    when: r.when.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Every `[[graphql]]` entry, one per mutation name, sorted by service, mutation, rule id.
+    pub fn graphql_rules(&self) -> Vec<GraphqlRuleInfo> {
+        let mut out: Vec<GraphqlRuleInfo> = self
+            .services
+            .iter()
+            .flat_map(|s| {
+                let paths: Vec<String> = s
+                    .graphql_paths
+                    .iter()
+                    .map(|p| format!("/{}", p.join("/")))
+                    .collect();
+                s.gql.iter().flat_map(move |(name, entries)| {
+                    let paths = paths.clone();
+                    entries.iter().map(move |g| GraphqlRuleInfo {
+                        service: s.name.clone(),
+                        hosts: s.hosts.clone(),
+                        graphql_paths: paths.clone(),
+                        id: g.id.clone(),
+                        mutation: name.clone(),
+                        class: g.class,
+                        action: g.action,
+                        when: g.when.clone(),
+                    })
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.service, &a.mutation, &a.id).cmp(&(&b.service, &b.mutation, &b.id)));
+        out
     }
 
     pub fn hosts(&self) -> Vec<String> {
@@ -283,11 +431,12 @@ impl Catalog {
 
     /// The name of the service whose hosts include `host`.
     pub fn service_for_host(&self, host: &str) -> Option<String> {
-        self.service(&normalize::host(host)).map(|s| s.name.clone())
+        self.service(&normalize::host_key(host))
+            .map(|s| s.name.clone())
     }
 
     pub fn inspects(&self, host: &str) -> bool {
-        self.service(&normalize::host(host)).is_some()
+        self.service(&normalize::host_key(host)).is_some()
     }
 
     fn service(&self, host: &str) -> Option<&Service> {
@@ -297,22 +446,25 @@ impl Catalog {
     }
 
     pub fn needs_body(&self, head: &RequestHead<'_>) -> bool {
-        let Some(svc) = self.service(&normalize::host(head.host)) else {
+        let Some(svc) = self.service(&normalize::host_key(head.host)) else {
             return false;
         };
         let Some(segs) = path_segments(svc, head.path_and_query) else {
             return false;
         };
-        if head.method == "POST" && svc.graphql_paths.contains(&segs) {
+        if head.method == "POST" && is_graphql_path(svc, &segs) {
             return true;
         }
-        candidates(svc, head.method, &segs)
-            .iter()
-            .any(|(r, _)| !r.when.is_empty())
+        let mut any = false;
+        for_candidates(svc, head.method, &segs, |r| {
+            any = !r.when.is_empty();
+            !any
+        });
+        any
     }
 
     pub fn evaluate(&self, head: &RequestHead<'_>, body: Option<&[u8]>) -> Verdict {
-        let host = normalize::host(head.host);
+        let host = normalize::host_key(head.host);
         let Some(svc) = self.service(&host) else {
             return plain(
                 self.opts.default_action,
@@ -331,11 +483,7 @@ impl Catalog {
                 ),
             );
         }
-        for h in [
-            "x-http-method-override",
-            "x-http-method",
-            "x-method-override",
-        ] {
+        for h in &METHOD_OVERRIDE_HEADERS {
             if head.headers.contains_key(h) {
                 return esc(
                     "method_override",
@@ -355,7 +503,7 @@ impl Catalog {
             .map(|(_, q)| q)
             .unwrap_or("");
 
-        if head.method == "POST" && svc.graphql_paths.contains(&segs) {
+        if head.method == "POST" && is_graphql_path(svc, &segs) {
             return graphql_verdict(svc, body);
         }
         let cands = candidates(svc, head.method, &segs);
@@ -375,7 +523,7 @@ impl Catalog {
                 Some(b) => {
                     let ct = head
                         .headers
-                        .get("content-type")
+                        .get(http::header::CONTENT_TYPE)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("");
                     let json = ct.contains("json")
@@ -465,6 +613,12 @@ impl Catalog {
     }
 }
 
+const METHOD_OVERRIDE_HEADERS: [http::HeaderName; 3] = [
+    http::HeaderName::from_static("x-http-method-override"),
+    http::HeaderName::from_static("x-http-method"),
+    http::HeaderName::from_static("x-method-override"),
+];
+
 fn plain(action: Action, service: Option<&str>, code: &str, explanation: String) -> Verdict {
     Verdict {
         action,
@@ -533,7 +687,7 @@ fn rule_verdict(
         params: p,
         expiry: rule.expiry,
         wait: rule.wait,
-        approval: None,
+        approval: rule.approval.clone(),
     }
 }
 
@@ -541,7 +695,12 @@ fn graphql_verdict(svc: &Service, body: Option<&[u8]>) -> Verdict {
     let Some(body) = body else {
         return guard(svc, "body_unparseable", "GraphQL body was not read".into());
     };
-    let names = match graphql::operation(body) {
+    let wants_args = |name: &str| {
+        svc.gql
+            .get(name)
+            .is_some_and(|entries| entries.iter().any(|e| !e.when.is_empty()))
+    };
+    let calls = match graphql::operation(body, &wants_args) {
         Ok(graphql::Operation::Read) => {
             let mut v = plain(
                 Action::Allow,
@@ -552,37 +711,100 @@ fn graphql_verdict(svc: &Service, body: Option<&[u8]>) -> Verdict {
             v.tool = Some(format!("{}.graphql.query", svc.name));
             return v;
         }
-        Ok(graphql::Operation::Mutation(n)) => n,
+        Ok(graphql::Operation::Mutation(calls)) => calls,
         Err(code) => return guard(svc, code, format!("GraphQL request: {code}")),
     };
+    let names = calls
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let no_params = BTreeMap::new();
     let mut best: Option<Verdict> = None;
-    for name in &names {
-        let v = match svc.gql.get(name) {
-            Some(r) => Verdict {
-                action: r.action,
+    for call in &calls {
+        let name = &call.name;
+        let tool = || format!("{}.graphql.{name}", svc.name);
+        let entries = svc.gql.get(name).map(Vec::as_slice).unwrap_or(&[]);
+        let mut fired: Option<Verdict> = None;
+        for r in entries {
+            // (action, reason code, the arguments the conditions looked at)
+            let outcome: Option<(Action, &str, Option<&Fields>)> = if r.when.is_empty() {
+                Some((r.action, "rule_match", None))
+            } else {
+                match &call.args {
+                    Some(Ok(args)) => {
+                        let mut result = Some((r.action, "rule_match", Some(args)));
+                        for c in &r.when {
+                            match check(c, args, &no_params) {
+                                Ok(true) => {}
+                                Ok(false) => {
+                                    result = None;
+                                    break;
+                                }
+                                Err(code) => {
+                                    result =
+                                        Some((Action::Escalate.max(r.action), code, Some(args)));
+                                    break;
+                                }
+                            }
+                        }
+                        result
+                    }
+                    Some(Err(code)) => Some((Action::Escalate.max(r.action), *code, None)),
+                    // Arguments are flattened for every name with a conditional entry.
+                    None => Some((Action::Escalate.max(r.action), "graphql_unparseable", None)),
+                }
+            };
+            let Some((action, code, args)) = outcome else {
+                continue;
+            };
+            let mut params = BTreeMap::from([("mutations".to_string(), names.clone())]);
+            if let Some(args) = args {
+                for c in &r.when {
+                    if let Some(v) = args.get(&c.field) {
+                        params.insert(c.field.clone(), v.as_text());
+                    }
+                }
+            }
+            let mut codes = vec!["rule_match".to_string()];
+            if code != "rule_match" {
+                codes.push(code.to_string());
+            }
+            let v = Verdict {
+                action,
                 rule_id: Some(r.id.clone()),
                 service: Some(svc.name.clone()),
-                tool: Some(format!("{}.graphql.{name}", svc.name)),
+                tool: Some(tool()),
                 class: Some(r.class),
-                reason_codes: vec!["rule_match".into()],
+                reason_codes: codes,
                 explanation: format!("mutation {name} ({}): {}", r.id, r.reason),
-                params: BTreeMap::from([("mutations".to_string(), names.join(","))]),
+                params,
                 expiry: None,
                 wait: None,
                 approval: None,
-            },
-            None => {
-                let mut v = guard(
-                    svc,
+            };
+            if fired.as_ref().is_none_or(|b| v.action > b.action) {
+                fired = Some(v);
+            }
+        }
+        let v = fired.unwrap_or_else(|| {
+            let (code, why) = if entries.is_empty() {
+                (
                     "unknown_mutation",
                     format!("mutation {name} is named by no rule"),
-                );
-                v.action = v.action.max(svc.graphql_default);
-                v.tool = Some(format!("{}.graphql.{name}", svc.name));
-                v.params.insert("mutations".into(), names.join(","));
-                v
-            }
-        };
+                )
+            } else {
+                (
+                    "no_rule_matches",
+                    format!("no entry for mutation {name} matches its arguments"),
+                )
+            };
+            let mut v = guard(svc, code, why);
+            v.action = v.action.max(svc.graphql_default);
+            v.tool = Some(tool());
+            v.params.insert("mutations".into(), names.clone());
+            v
+        });
         if best.as_ref().is_none_or(|b| v.action > b.action) {
             best = Some(v);
         }
@@ -613,9 +835,13 @@ fn check(
         },
     };
     let eq = |v: &FieldValue, want: &toml::Value| match want {
-        toml::Value::String(s) => {
-            v.as_text() == *s || v.as_bool().map(|b| b.to_string()) == Some(s.clone())
-        }
+        // The value's text equals the string (a boolean's text is "true"/"false").
+        toml::Value::String(s) => match v {
+            FieldValue::Str(x) => x == s,
+            FieldValue::Bool(b) => s == if *b { "true" } else { "false" },
+            FieldValue::Null => s == "null",
+            FieldValue::Num(_) => v.as_text() == *s,
+        },
         toml::Value::Boolean(b) => v.as_bool() == Some(*b),
         toml::Value::Integer(i) => v.as_num() == Some(*i as f64),
         toml::Value::Float(f) => v.as_num() == Some(*f),
@@ -663,9 +889,9 @@ fn host_matches(pattern: &str, host: &str) -> bool {
 
 /// Normalised segments with the service's prefix stripped and `/repositories/{id}` mapped onto
 /// `/repos/{owner}/{repo}` (owner `~id`), so repo rules cover both spellings.
-fn path_segments(svc: &Service, path_and_query: &str) -> Option<Vec<String>> {
+fn path_segments<'p>(svc: &Service, path_and_query: &'p str) -> Option<Segs<'p>> {
     let path = path_and_query.split('?').next().unwrap_or("");
-    let mut segs = normalize::segments(path)?;
+    let mut segs = normalize::segments_cow(path)?;
     for p in &svc.prefixes {
         if segs.len() >= p.len()
             && segs[..p.len()]
@@ -682,58 +908,112 @@ fn path_segments(svc: &Service, path_and_query: &str) -> Option<Vec<String>> {
         .is_some_and(|s| s.eq_ignore_ascii_case("repositories"))
         && segs.len() >= 2
     {
-        segs[0] = "repos".into();
-        segs.insert(1, "~id".into());
+        segs[0] = Cow::Borrowed("repos");
+        segs.insert(1, Cow::Borrowed("~id"));
     }
     Some(segs)
+}
+
+/// Is this one of the service's GraphQL endpoints? Case-insensitive, like template literals.
+fn is_graphql_path(svc: &Service, segs: &[Cow<'_, str>]) -> bool {
+    svc.graphql_paths.iter().any(|g| {
+        g.len() == segs.len() && g.iter().zip(segs).all(|(a, b)| a.eq_ignore_ascii_case(b))
+    })
+}
+
+/// Calls `f` with every rule whose method and template match, in the order they are weighed
+/// (the method's rules in file order; for POST, then the PATCH rules); stops when `f` says so.
+fn for_candidates<'a>(
+    svc: &'a Service,
+    method: &str,
+    segs: &[Cow<'_, str>],
+    mut f: impl FnMut(&'a Rule) -> bool,
+) {
+    let first: Cow<'_, str> = match segs.first() {
+        Some(s) if s.bytes().any(|b| b.is_ascii_uppercase()) => Cow::Owned(s.to_ascii_lowercase()),
+        Some(s) => Cow::Borrowed(s.as_ref()),
+        None => Cow::Borrowed(""),
+    };
+    let mut methods = [Some(method), None];
+    if method == "POST" {
+        methods[1] = Some("PATCH"); // POST to a PATCH route is treated as that PATCH
+    }
+    for m in methods.into_iter().flatten() {
+        let Some(ix) = normalize::method_index(m).and_then(|i| svc.by_method.get(i)) else {
+            continue;
+        };
+        let lit = ix
+            .by_first
+            .get(first.as_ref())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let (mut a, mut b) = (lit.iter().peekable(), ix.wild.iter().peekable());
+        loop {
+            let i = match (a.peek(), b.peek()) {
+                (Some(&&x), Some(&&y)) if x < y => a.next(),
+                (Some(_), Some(_)) => b.next(),
+                (Some(_), None) => a.next(),
+                (None, Some(_)) => b.next(),
+                (None, None) => break,
+            };
+            let Some(rule) = i.and_then(|&i| svc.rules.get(i)) else {
+                break;
+            };
+            if rule.fits(segs) && matches(&rule.template, segs) && !f(rule) {
+                return;
+            }
+        }
+    }
 }
 
 fn candidates<'a>(
     svc: &'a Service,
     method: &str,
-    segs: &[String],
+    segs: &[Cow<'_, str>],
 ) -> Vec<(&'a Rule, BTreeMap<String, String>)> {
     let mut out = Vec::new();
-    let mut methods = vec![method];
-    if method == "POST" {
-        methods.push("PATCH"); // POST to a PATCH route is treated as that PATCH
-    }
-    for m in methods {
-        for &i in svc.by_method.get(m).map(|v| v.as_slice()).unwrap_or(&[]) {
-            let Some(rule) = svc.rules.get(i) else {
-                continue;
-            };
-            let mut params = BTreeMap::new();
-            if match_template(&rule.template, segs, &mut params) {
-                out.push((rule, params));
-            }
+    for_candidates(svc, method, segs, |rule| {
+        let mut params = BTreeMap::new();
+        if capture(&rule.template, segs, &mut params) {
+            out.push((rule, params));
         }
-    }
+        true
+    });
     out
 }
 
-fn match_template(t: &[Seg], s: &[String], params: &mut BTreeMap<String, String>) -> bool {
-    match t.first() {
+/// Does the template match? No allocation; `capture` makes the same choices.
+fn matches(t: &[Seg], s: &[Cow<'_, str>]) -> bool {
+    match t.split_first() {
         None => s.is_empty(),
-        Some(Seg::Lit(l)) => {
-            s.first().is_some_and(|x| x.eq_ignore_ascii_case(l))
-                && match_template(&t[1..], &s[1..], params)
+        Some((Seg::Lit(l), rest)) => {
+            s.first().is_some_and(|x| x.eq_ignore_ascii_case(l)) && matches(rest, &s[1..])
         }
-        Some(Seg::One(n)) => {
-            if s.is_empty() {
-                return false;
+        Some((Seg::One(_), rest)) => !s.is_empty() && matches(rest, &s[1..]),
+        // Greedy: the longest run that still lets the rest match.
+        Some((Seg::Many(_), rest)) => (1..=s.len()).rev().any(|take| matches(rest, &s[take..])),
+    }
+}
+
+/// Matches and records the parameters (`{x*}` joined with `/`).
+fn capture(t: &[Seg], s: &[Cow<'_, str>], params: &mut BTreeMap<String, String>) -> bool {
+    match t.split_first() {
+        None => s.is_empty(),
+        Some((Seg::Lit(l), rest)) => {
+            s.first().is_some_and(|x| x.eq_ignore_ascii_case(l)) && capture(rest, &s[1..], params)
+        }
+        Some((Seg::One(n), rest)) => match s.first() {
+            Some(x) => {
+                params.insert(n.clone(), x.to_string());
+                capture(rest, &s[1..], params)
             }
-            params.insert(n.clone(), s[0].clone());
-            match_template(&t[1..], &s[1..], params)
-        }
-        Some(Seg::Many(n)) => {
-            // Greedy: try the longest run that still lets the rest match.
+            None => false,
+        },
+        Some((Seg::Many(n), rest)) => {
             for take in (1..=s.len()).rev() {
-                let mut p = params.clone();
-                p.insert(n.clone(), s[..take].join("/"));
-                if match_template(&t[1..], &s[take..], &mut p) {
-                    *params = p;
-                    return true;
+                if matches(rest, &s[take..]) {
+                    params.insert(n.clone(), s[..take].join("/"));
+                    return capture(rest, &s[take..], params);
                 }
             }
             false
@@ -778,7 +1058,7 @@ fn compile_file(file: &str, text: &str) -> Result<Service, RulesError> {
         graphql_paths: s.graphql_paths.iter().map(|p| seg_list(p)).collect(),
         graphql_default: s.graphql_default,
         rules: Vec::new(),
-        by_method: HashMap::new(),
+        by_method: Vec::new(),
         gql: HashMap::new(),
     };
     for spanned in raw.rule {
@@ -814,6 +1094,7 @@ fn compile_file(file: &str, text: &str) -> Result<Service, RulesError> {
             id: format!("{file}:{line}"),
             tool: r.tool.clone(),
             methods,
+            path: r.path.clone(),
             template,
             class: r.class,
             action: r.action,
@@ -821,22 +1102,41 @@ fn compile_file(file: &str, text: &str) -> Result<Service, RulesError> {
             when,
             expiry: dur(&r.expiry, "expiry")?,
             wait: dur(&r.wait, "wait")?,
+            approval: if r.approvals.is_none()
+                && r.approvers.is_empty()
+                && r.self_approval.is_none()
+            {
+                None
+            } else {
+                let required = r.approvals.unwrap_or(1);
+                if !(1..=10).contains(&required) {
+                    return Err(err(format!("approvals = {required}: must be 1 to 10")));
+                }
+                Some(super::ApprovalPolicy {
+                    required,
+                    approvers: r.approvers.clone(),
+                    self_approval: r.self_approval.unwrap_or(false),
+                })
+            },
         });
     }
     for spanned in raw.graphql {
         let start = spanned.span().start;
         let (line, _) = crate::config::line_col(text, start);
         let g = spanned.into_inner();
+        let mut when = Vec::new();
+        for c in &g.when {
+            when.push(compile_cond(c).map_err(|m| at(start, format!("graphql entry: {m}")))?);
+        }
         for m in &g.mutations {
             let rule = GqlRule {
                 id: format!("{file}:{line}"),
                 class: g.class,
                 action: g.action,
                 reason: g.reason.clone(),
+                when: when.clone(),
             };
-            if svc.gql.insert(m.clone(), rule).is_some() {
-                return Err(at(start, format!("mutation {m} is listed twice")));
-            }
+            add_gql(&mut svc.gql, m, rule).map_err(|e| at(start, e))?;
         }
     }
     Ok(svc)
@@ -855,24 +1155,48 @@ fn merge(into: &mut Service, from: Service, file: &str) -> Result<(), RulesError
         });
     }
     into.rules.extend(from.rules);
-    for (k, v) in from.gql {
-        if into.gql.insert(k.clone(), v).is_some() {
-            return Err(RulesError::Parse {
+    for (k, entries) in from.gql {
+        for v in entries {
+            add_gql(&mut into.gql, &k, v).map_err(|message| RulesError::Parse {
                 file: file.into(),
                 line: 1,
                 column: 1,
-                message: format!("mutation {k} is listed twice"),
-            });
+                message,
+            })?;
         }
     }
     Ok(())
 }
 
+/// Adds one entry for mutation `name`; two entries without conditions for one name conflict.
+fn add_gql(
+    gql: &mut HashMap<String, Vec<GqlRule>>,
+    name: &str,
+    rule: GqlRule,
+) -> Result<(), String> {
+    let entries = gql.entry(name.to_string()).or_default();
+    if rule.when.is_empty() && entries.iter().any(|e| e.when.is_empty()) {
+        return Err(format!("mutation {name} is listed twice"));
+    }
+    entries.push(rule);
+    Ok(())
+}
+
 fn index(s: &mut Service) {
-    s.by_method.clear();
+    s.by_method = vec![MethodIndex::default(); normalize::KNOWN_METHODS.len()];
     for (i, r) in s.rules.iter().enumerate() {
         for m in &r.methods {
-            s.by_method.entry(m.clone()).or_default().push(i);
+            let Some(ix) = normalize::method_index(m).and_then(|k| s.by_method.get_mut(k)) else {
+                continue; // compile_file refuses unknown methods
+            };
+            match r.template.first() {
+                Some(Seg::Lit(l)) => ix
+                    .by_first
+                    .entry(l.to_ascii_lowercase())
+                    .or_default()
+                    .push(i),
+                _ => ix.wild.push(i),
+            }
         }
     }
 }

@@ -53,7 +53,7 @@ pub struct Fields {
 }
 
 impl Fields {
-    fn insert(&mut self, key: String, v: FieldValue) {
+    pub(crate) fn insert(&mut self, key: String, v: FieldValue) {
         match self.map.entry(key) {
             std::collections::btree_map::Entry::Occupied(e) => {
                 self.duplicates.push(e.key().clone())
@@ -92,6 +92,114 @@ impl Fields {
         de::DeserializeSeed::deserialize(&mut flat, &mut de).map_err(|e| e.to_string())?;
         de.end().map_err(|e| e.to_string())
     }
+    /// Adds an already parsed JSON value under `prefix` (`""`: at the top).
+    pub(crate) fn add_value(&mut self, prefix: &str, v: &serde_json::Value) {
+        let mut key = prefix.to_string();
+        self.add_value_at(&mut key, v);
+    }
+
+    fn add_value_at(&mut self, key: &mut String, v: &serde_json::Value) {
+        use serde_json::Value;
+        let leaf = match v {
+            Value::Null => FieldValue::Null,
+            Value::Bool(b) => FieldValue::Bool(*b),
+            Value::Number(n) => FieldValue::Num(n.as_f64().unwrap_or(f64::NAN)),
+            Value::String(s) => FieldValue::Str(s.clone()),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let len = key.len();
+                    push_key(key, &i.to_string());
+                    self.add_value_at(key, item);
+                    key.truncate(len);
+                }
+                return;
+            }
+            Value::Object(m) => {
+                for (k, item) in m {
+                    let len = key.len();
+                    push_key(key, k);
+                    self.add_value_at(key, item);
+                    key.truncate(len);
+                }
+                return;
+            }
+        };
+        self.insert(key.clone(), leaf);
+    }
+}
+
+fn push_key(key: &mut String, name: &str) {
+    if !key.is_empty() {
+        key.push('.');
+    }
+    key.push_str(name);
+}
+
+/// Parses JSON into a value, refusing a duplicate key in any object (`Err` then says
+/// "duplicate key") and trailing data.
+pub fn strict_json(bytes: &[u8]) -> Result<serde_json::Value, String> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let v = de::DeserializeSeed::deserialize(StrictValue, &mut de).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(v)
+}
+
+struct StrictValue;
+
+impl<'de> de::DeserializeSeed<'de> for StrictValue {
+    type Value = serde_json::Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictValue {
+    type Value = serde_json::Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(StrictValue)? {
+            out.push(v);
+        }
+        Ok(serde_json::Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let v = map.next_value_seed(StrictValue)?;
+            if let Some((k, _)) = out.get_key_value(&key) {
+                return Err(de::Error::custom(format!("duplicate key `{k}`")));
+            }
+            out.insert(key, v);
+        }
+        Ok(serde_json::Value::Object(out))
+    }
 }
 
 /// `a[b][0]` -> `a.b.0`; `a[]` -> `a.` (push).
@@ -112,17 +220,6 @@ struct Flat<'a> {
 }
 
 impl Flat<'_> {
-    fn child(&mut self, name: &str) -> Flat<'_> {
-        let prefix = if self.prefix.is_empty() {
-            name.to_string()
-        } else {
-            format!("{}.{name}", self.prefix)
-        };
-        Flat {
-            prefix,
-            out: self.out,
-        }
-    }
     fn leaf(&mut self, v: FieldValue) {
         let key = self.prefix.clone();
         self.out.insert(key, v);
@@ -172,28 +269,55 @@ impl<'de> Visitor<'de> for &mut Flat<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut i = 0usize;
         loop {
-            let mut child = self.child(&i.to_string());
-            if seq.next_element_seed(&mut child)?.is_none() {
+            let len = self.prefix.len();
+            push_key(&mut self.prefix, &i.to_string());
+            let more = seq.next_element_seed(&mut *self)?;
+            self.prefix.truncate(len);
+            if more.is_none() {
                 return Ok(());
             }
             i += 1;
         }
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = Seen::default();
         while let Some(key) = map.next_key::<String>()? {
-            if !seen.insert(key.clone()) {
-                let full = if self.prefix.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{}.{key}", self.prefix)
-                };
-                return Err(de::Error::custom(format!("duplicate key `{full}`")));
+            if !seen.insert(&key) {
+                push_key(&mut self.prefix, &key);
+                return Err(de::Error::custom(format!(
+                    "duplicate key `{}`",
+                    self.prefix
+                )));
             }
-            let mut child = self.child(&key);
-            map.next_value_seed(&mut child)?;
+            let len = self.prefix.len();
+            push_key(&mut self.prefix, &key);
+            map.next_value_seed(&mut *self)?;
+            self.prefix.truncate(len);
         }
         Ok(())
+    }
+}
+
+/// Keys of one JSON object: a linear scan while few (no hashing, one allocation), a hash set
+/// beyond, so huge objects stay linear.
+#[derive(Default)]
+struct Seen {
+    few: Vec<String>,
+    many: std::collections::HashSet<String>,
+}
+
+impl Seen {
+    /// `false` if `key` was seen before.
+    fn insert(&mut self, key: &str) -> bool {
+        if self.few.iter().any(|k| k == key) || self.many.contains(key) {
+            return false;
+        }
+        if self.few.len() < 16 {
+            self.few.push(key.to_string());
+        } else {
+            self.many.insert(key.to_string());
+        }
+        true
     }
 }
 

@@ -1,27 +1,47 @@
-//! GraphQL: which top-level mutation fields will run. Picks the operation by `operationName`,
-//! expands fragment spreads and inline fragments at the top level, and reports field names
-//! (never aliases).
+//! GraphQL: which top-level mutation fields will run, and with which arguments. Picks the
+//! operation by `operationName`, expands fragment spreads and inline fragments at the top level,
+//! and reports field names (never aliases). Arguments are flattened like request bodies
+//! (`input: {force: true}` -> `input.force`), with `$variables` resolved from the request's
+//! `variables` object (or the variable's default in the operation).
 
-use graphql_parser::query::{Definition, OperationDefinition, Selection, SelectionSet};
+use graphql_parser::query::{
+    Definition, Field, OperationDefinition, Selection, SelectionSet, Value, VariableDefinition,
+};
 
-#[derive(Debug, PartialEq)]
+use super::fields::{FieldValue, Fields};
+
+/// One top-level mutation field.
+#[derive(Debug)]
+pub struct Call {
+    /// The field name (never the alias).
+    pub name: String,
+    /// Flattened arguments, when the caller asked for them; `Err` gives the reason code
+    /// (a variable with no value, a duplicate argument).
+    pub args: Option<Result<Fields, &'static str>>,
+}
+
+#[derive(Debug)]
 pub enum Operation {
     /// A query or subscription: reads.
     Read,
-    Mutation(Vec<String>),
+    Mutation(Vec<Call>),
 }
 
+type Doc<'a> = graphql_parser::query::Document<'a, &'a str>;
+
 /// Parses `{"query", "operationName", "variables"}`; `Err` gives the reason code.
-pub fn operation(body: &[u8]) -> Result<Operation, &'static str> {
-    let mut fields = super::fields::Fields::default();
-    fields.add_json(body).map_err(|e| {
+/// `wants_args(name)` says which mutation fields need their arguments flattened.
+pub fn operation(
+    body: &[u8],
+    wants_args: &dyn Fn(&str) -> bool,
+) -> Result<Operation, &'static str> {
+    let v = super::fields::strict_json(body).map_err(|e| {
         if e.contains("duplicate key") {
             "duplicate_key"
         } else {
             "body_unparseable"
         }
     })?;
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| "body_unparseable")?;
     let query = v
         .get("query")
         .and_then(|q| q.as_str())
@@ -31,41 +51,139 @@ pub fn operation(body: &[u8]) -> Result<Operation, &'static str> {
         Some(serde_json::Value::String(s)) => Some(s.as_str()),
         Some(_) => return Err("body_unparseable"),
     };
-    let doc = graphql_parser::parse_query::<String>(query).map_err(|_| "graphql_unparseable")?;
-    let ops: Vec<&OperationDefinition<String>> = doc
-        .definitions
-        .iter()
-        .filter_map(|d| match d {
-            Definition::Operation(o) => Some(o),
-            Definition::Fragment(_) => None,
-        })
-        .collect();
-    let name_of = |o: &OperationDefinition<String>| match o {
-        OperationDefinition::Query(q) => q.name.clone(),
-        OperationDefinition::Mutation(m) => m.name.clone(),
-        OperationDefinition::Subscription(s) => s.name.clone(),
-        OperationDefinition::SelectionSet(_) => None,
+    let variables = match v.get("variables") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Object(m)) => Ok(Some(m)),
+        // A string or array cannot be resolved against: any variable use fails closed.
+        Some(_) => Err("body_unparseable"),
     };
+    let doc: Doc<'_> = graphql_parser::parse_query(query).map_err(|_| "graphql_unparseable")?;
+    let mut ops = doc.definitions.iter().filter_map(|d| match d {
+        Definition::Operation(o) => Some(o),
+        Definition::Fragment(_) => None,
+    });
     let chosen = match op_name {
         Some(n) => ops
-            .iter()
-            .find(|o| name_of(o).as_deref() == Some(n))
+            .find(|o| name_of(o) == Some(n))
             .ok_or("unknown_operation")?,
-        None if ops.len() == 1 => &ops[0],
-        None => return Err("ambiguous_operation"),
+        None => match (ops.next(), ops.next()) {
+            (Some(o), None) => o,
+            (None, _) => return Err("graphql_unparseable"),
+            (Some(_), Some(_)) => return Err("ambiguous_operation"),
+        },
     };
     let OperationDefinition::Mutation(m) = chosen else {
         return Ok(Operation::Read);
     };
-    let mut names = Vec::new();
-    collect(&m.selection_set, &doc.definitions, &mut names, 0)?;
-    Ok(Operation::Mutation(names))
+    let mut fields = Vec::new();
+    collect(&m.selection_set, &doc.definitions, &mut fields, 0)?;
+    let vars = Vars {
+        given: variables,
+        defs: &m.variable_definitions,
+    };
+    Ok(Operation::Mutation(
+        fields
+            .into_iter()
+            .map(|f| Call {
+                name: f.name.to_string(),
+                args: wants_args(f.name).then(|| arguments(f, &vars)),
+            })
+            .collect(),
+    ))
 }
 
-fn collect(
-    set: &SelectionSet<String>,
-    defs: &[Definition<String>],
-    out: &mut Vec<String>,
+fn name_of<'q>(o: &OperationDefinition<'q, &'q str>) -> Option<&'q str> {
+    match o {
+        OperationDefinition::Query(q) => q.name,
+        OperationDefinition::Mutation(m) => m.name,
+        OperationDefinition::Subscription(s) => s.name,
+        OperationDefinition::SelectionSet(_) => None,
+    }
+}
+
+struct Vars<'d, 'q> {
+    given: Result<Option<&'d serde_json::Map<String, serde_json::Value>>, &'static str>,
+    defs: &'d [VariableDefinition<'q, &'q str>],
+}
+
+/// The field's arguments, flattened; every variable must resolve.
+fn arguments<'q>(f: &Field<'q, &'q str>, vars: &Vars<'_, 'q>) -> Result<Fields, &'static str> {
+    let mut out = Fields::default();
+    let mut key = String::new();
+    for (name, value) in &f.arguments {
+        key.clear();
+        key.push_str(name);
+        flatten(value, &mut key, vars, &mut out, 0)?;
+    }
+    if !out.duplicates.is_empty() {
+        return Err("duplicate_key");
+    }
+    Ok(out)
+}
+
+fn flatten<'q>(
+    v: &Value<'q, &'q str>,
+    key: &mut String,
+    vars: &Vars<'_, 'q>,
+    out: &mut Fields,
+    depth: usize,
+) -> Result<(), &'static str> {
+    if depth > 32 {
+        return Err("graphql_unparseable");
+    }
+    let leaf = |out: &mut Fields, key: &str, fv: FieldValue| out.insert(key.to_string(), fv);
+    match v {
+        Value::Variable(name) => {
+            let given = vars.given?;
+            match given.and_then(|m| m.get(*name)) {
+                Some(j) => out.add_value(key, j),
+                None => {
+                    let default = vars
+                        .defs
+                        .iter()
+                        .find(|d| d.name == *name)
+                        .and_then(|d| d.default_value.as_ref())
+                        .ok_or("graphql_variable_missing")?;
+                    flatten(default, key, vars, out, depth + 1)?;
+                }
+            }
+        }
+        Value::Int(n) => leaf(
+            out,
+            key,
+            FieldValue::Num(n.as_i64().map_or(f64::NAN, |n| n as f64)),
+        ),
+        Value::Float(f) => leaf(out, key, FieldValue::Num(*f)),
+        Value::String(s) => leaf(out, key, FieldValue::Str(s.clone())),
+        Value::Boolean(b) => leaf(out, key, FieldValue::Bool(*b)),
+        Value::Null => leaf(out, key, FieldValue::Null),
+        Value::Enum(e) => leaf(out, key, FieldValue::Str(e.to_string())),
+        Value::List(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = key.len();
+                key.push('.');
+                key.push_str(&i.to_string());
+                flatten(item, key, vars, out, depth + 1)?;
+                key.truncate(len);
+            }
+        }
+        Value::Object(m) => {
+            for (k, item) in m {
+                let len = key.len();
+                key.push('.');
+                key.push_str(k);
+                flatten(item, key, vars, out, depth + 1)?;
+                key.truncate(len);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn collect<'d, 'q>(
+    set: &'d SelectionSet<'q, &'q str>,
+    defs: &'d [Definition<'q, &'q str>],
+    out: &mut Vec<&'d Field<'q, &'q str>>,
     depth: usize,
 ) -> Result<(), &'static str> {
     if depth > 16 {
@@ -73,7 +191,7 @@ fn collect(
     }
     for sel in &set.items {
         match sel {
-            Selection::Field(f) => out.push(f.name.clone()),
+            Selection::Field(f) => out.push(f),
             Selection::InlineFragment(i) => collect(&i.selection_set, defs, out, depth + 1)?,
             Selection::FragmentSpread(s) => {
                 let frag = defs
@@ -94,21 +212,69 @@ fn collect(
 mod tests {
     use super::*;
 
-    fn names(q: &str, op: Option<&str>) -> Result<Operation, &'static str> {
-        operation(
-            serde_json::json!({"query": q, "operationName": op})
-                .to_string()
-                .as_bytes(),
-        )
+    /// Field names of the chosen mutation; `Ok(None)` for a read.
+    fn names(q: &str, op: Option<&str>) -> Result<Option<Vec<String>>, &'static str> {
+        let body = serde_json::json!({"query": q, "operationName": op}).to_string();
+        match operation(body.as_bytes(), &|_| false)? {
+            Operation::Read => Ok(None),
+            Operation::Mutation(calls) => Ok(Some(calls.into_iter().map(|c| c.name).collect())),
+        }
+    }
+
+    /// The flattened arguments of every top-level field.
+    fn args(body: serde_json::Value) -> Vec<Result<Fields, &'static str>> {
+        match operation(body.to_string().as_bytes(), &|_| true) {
+            Ok(Operation::Mutation(calls)) => calls
+                .into_iter()
+                .map(|c| c.args.expect("asked for arguments"))
+                .collect(),
+            other => panic!("not a mutation: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flattens_arguments_and_resolves_variables() {
+        let q =
+            |q: &str, vars: serde_json::Value| serde_json::json!({"query": q, "variables": vars});
+        let got = args(q(
+            "mutation($f: Boolean!, $in: UpdateRefInput!) { a: updateRef(input: {refId: \"r\", force: $f, n: [1, ENUMV]}) { x } b: updateRef(input: $in) { x } }",
+            serde_json::json!({"f": true, "in": {"refId": "s", "force": false, "deep": {"k": null}}}),
+        ));
+        let a = got[0].as_ref().expect("a");
+        assert_eq!(a.get("input.force"), Some(&FieldValue::Bool(true)));
+        assert_eq!(a.get("input.refId"), Some(&FieldValue::Str("r".into())));
+        assert_eq!(a.get("input.n.0"), Some(&FieldValue::Num(1.0)));
+        assert_eq!(a.get("input.n.1"), Some(&FieldValue::Str("ENUMV".into())));
+        let b = got[1].as_ref().expect("b");
+        assert_eq!(b.get("input.force"), Some(&FieldValue::Bool(false)));
+        assert_eq!(b.get("input.deep.k"), Some(&FieldValue::Null));
+        // Defaults apply when the variable is not given; no default and not given: error.
+        let got = args(q(
+            "mutation($f: Boolean = true, $g: Boolean) { updateRef(input: {force: $f}) { x } updateRef(input: {force: $g}) { x } }",
+            serde_json::json!({}),
+        ));
+        assert_eq!(
+            got[0].as_ref().expect("default").get("input.force"),
+            Some(&FieldValue::Bool(true))
+        );
+        assert_eq!(got[1].as_ref().err(), Some(&"graphql_variable_missing"));
+        // Variables that are not an object cannot be resolved.
+        let got = args(q(
+            "mutation($f: Boolean) { updateRef(input: {force: $f}) { x } }",
+            serde_json::json!("{\"f\": false}"),
+        ));
+        assert_eq!(got[0].as_ref().err(), Some(&"body_unparseable"));
+        // An argument given twice.
+        let got = args(q(
+            "mutation { updateRef(input: {force: false}, input: {force: true}) { x } }",
+            serde_json::Value::Null,
+        ));
+        assert_eq!(got[0].as_ref().err(), Some(&"duplicate_key"));
     }
 
     #[test]
     fn picks_fields_not_aliases() {
-        let m = |v: &[&str]| {
-            Ok(Operation::Mutation(
-                v.iter().map(|s| s.to_string()).collect(),
-            ))
-        };
+        let m = |v: &[&str]| Ok(Some(v.iter().map(|s| s.to_string()).collect()));
         assert_eq!(
             names(
                 "mutation { safe: deleteRef(input:{}) { clientMutationId } }",
@@ -135,7 +301,7 @@ mod tests {
                 "query Q { viewer { login } } mutation M { deleteRef(input:{}) { x } }",
                 Some("Q")
             ),
-            Ok(Operation::Read)
+            Ok(None)
         );
         assert_eq!(
             names(
@@ -154,8 +320,8 @@ mod tests {
         );
         assert_eq!(names("mutation {", None), Err("graphql_unparseable"));
         assert_eq!(
-            operation(br#"{"query":"{a}","query":"mutation{b}"}"#),
-            Err("duplicate_key")
+            operation(br#"{"query":"{a}","query":"mutation{b}"}"#, &|_| false).err(),
+            Some("duplicate_key")
         );
     }
 }

@@ -8,7 +8,7 @@ mod live;
 pub mod money;
 pub mod normalize;
 
-pub use catalog::{Catalog, CatalogOptions};
+pub use catalog::{Catalog, CatalogOptions, Condition, GraphqlRuleInfo, RuleInfo, Test};
 pub use live::LiveCatalog;
 
 #[derive(Debug, Clone, thiserror::Error)]

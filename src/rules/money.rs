@@ -12,12 +12,12 @@ pub fn exponent(currency: &str) -> Option<u32> {
         "ron", "bgn", "mxn", "brl", "inr", "sgd", "hkd", "zar", "ils", "aed", "sar", "thb", "myr",
         "php", "idr", "try", "twd", "cny", "egp", "ngn", "kes", "cop", "pen", "ars", "uah", "isk",
     ];
-    let c = currency.to_ascii_lowercase();
-    if ZERO.contains(&c.as_str()) {
+    let is = |list: &[&str]| list.iter().any(|c| c.eq_ignore_ascii_case(currency));
+    if is(ZERO) {
         Some(0)
-    } else if THREE.contains(&c.as_str()) {
+    } else if is(THREE) {
         Some(3)
-    } else if TWO.contains(&c.as_str()) {
+    } else if is(TWO) {
         Some(2)
     } else {
         None

@@ -1,6 +1,8 @@
 //! Request normalisation before matching: method check, host, percent-decoding (including
 //! %2F), duplicate slashes, trailing slash, dot segments.
 
+use std::borrow::Cow;
+
 /// Methods the catalog knows. Anything else (or not upper-case) escalates.
 pub const KNOWN_METHODS: &[&str] = &["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"];
 
@@ -8,9 +10,42 @@ pub fn method_ok(m: &str) -> bool {
     KNOWN_METHODS.contains(&m)
 }
 
+/// Position of `m` in [`KNOWN_METHODS`].
+pub fn method_index(m: &str) -> Option<usize> {
+    KNOWN_METHODS.iter().position(|k| *k == m)
+}
+
 /// Lower-case, no trailing dot.
 pub fn host(h: &str) -> String {
     h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase()
+}
+
+/// [`host`] without allocating when the host is already lower-case.
+pub fn host_key(h: &str) -> Cow<'_, str> {
+    let h = h.strip_suffix('.').unwrap_or(h);
+    if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(h.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(h)
+    }
+}
+
+/// [`segments`], borrowing from `raw_path` when nothing needs decoding (no `%`, no `\\`).
+pub fn segments_cow(raw_path: &str) -> Option<Vec<Cow<'_, str>>> {
+    if raw_path.bytes().any(|b| matches!(b, b'%' | b'\\' | 0)) {
+        return segments(raw_path).map(|v| v.into_iter().map(Cow::Owned).collect());
+    }
+    let mut out = Vec::with_capacity(8);
+    for seg in raw_path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(Cow::Borrowed(s)),
+        }
+    }
+    Some(out)
 }
 
 /// Splits the raw path (no query) into normalised segments: percent-decoded first (so `%2F`
@@ -68,7 +103,14 @@ mod tests {
                 "{raw}"
             );
         }
+        for (raw, _) in cases {
+            let owned = segments(raw);
+            let cow = segments_cow(raw).map(|v| v.into_iter().map(|c| c.into_owned()).collect());
+            assert_eq!(owned, cow, "{raw}");
+        }
         assert_eq!(segments("/a%00b"), None);
+        assert_eq!(segments_cow("/a\0b"), None);
+        assert_eq!(host_key("API.GitHub.com."), "api.github.com");
         assert_eq!(segments("/a%ffb"), None);
     }
 }
