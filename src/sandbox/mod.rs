@@ -310,8 +310,15 @@ fn connectable(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// Everything but RFC 3986 unreserved characters is escaped in the URL's user info.
+const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 fn userinfo_escape(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(s, USERINFO).to_string()
 }
 
 /// A world-readable directory with the CA files COMMAND trusts (it runs as another user and may
@@ -401,5 +408,6 @@ mod tests {
     #[test]
     fn credentials_are_escaped_in_the_proxy_url() {
         assert_eq!(userinfo_escape("a b:c@d"), "a%20b%3Ac%40d");
+        assert_eq!(userinfo_escape("alk_x-Y.z~"), "alk_x-Y.z~");
     }
 }

@@ -37,11 +37,6 @@ impl Netns {
         self.fd.as_raw_fd()
     }
 
-    /// The namespace's inode (`net:[INODE]` in `/proc/PID/ns/net`).
-    pub fn inode(&self) -> u64 {
-        self.inode
-    }
-
     /// SIGKILLs every process in the namespace until none is left (bounded; returns how many
     /// were still found on the last pass, 0 when the namespace holds no process any more).
     pub fn kill_all(&self) -> usize {
