@@ -9,6 +9,8 @@ pub mod credentials;
 pub mod gate;
 pub mod proxy;
 pub mod rules;
+#[cfg(target_os = "linux")]
+pub mod sandbox;
 pub mod server;
 pub mod store;
 pub mod tls;

@@ -65,6 +65,9 @@ enum Command {
         #[command(subcommand)]
         command: AgentsCommand,
     },
+    /// Run COMMAND in a network namespace whose only way out is Airlock (Linux, needs root).
+    #[cfg(target_os = "linux")]
+    Run(RunArgs),
     /// Validate configuration.
     Config {
         #[command(subcommand)]
@@ -104,6 +107,39 @@ struct ServeArgs {
     /// Rules directory (overrides rules.dir).
     #[arg(long)]
     rules_dir: Option<PathBuf>,
+}
+
+#[cfg(target_os = "linux")]
+#[derive(clap::Args)]
+#[command(
+    after_help = "The agent token is read from $AIRLOCK_AGENT_TOKEN or --token-file, never \
+from the command line. See docs/run.md."
+)]
+struct RunArgs {
+    /// Agent name for the proxy credentials (token: $AIRLOCK_AGENT_TOKEN or --token-file).
+    #[arg(long)]
+    agent: Option<String>,
+    /// File holding the agent's token.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Airlock proxy address in the host namespace (default: proxy.listen).
+    #[arg(long)]
+    proxy: Option<std::net::SocketAddr>,
+    /// CA certificate COMMAND must trust (default: <tls.ca_dir>/ca.pem).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Run COMMAND as UID[:GID] or user name (default: $SUDO_UID:$SUDO_GID, else 65534:65534).
+    #[arg(long)]
+    user: Option<String>,
+    /// Allow COMMAND to run as root, which can leave the namespace: weak isolation.
+    #[arg(long)]
+    allow_root: bool,
+    /// No namespace: only set the proxy variables (nothing enforces them).
+    #[arg(long)]
+    weak: bool,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Subcommand)]
@@ -283,6 +319,11 @@ fn main() -> Result<()> {
             runtime.block_on(audit_cmd(config, command))
         }
         Command::Serve(args) => serve(config, args),
+        #[cfg(target_os = "linux")]
+        Command::Run(args) => {
+            let code = run_cmd(config, args)?;
+            std::process::exit(code)
+        }
         Command::Ca { command } => match command {
             CaCommand::Init { ca_dir } => {
                 let dir = ca_dir.unwrap_or(config.tls.ca_dir);
@@ -507,6 +548,46 @@ async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+#[cfg(target_os = "linux")]
+fn run_cmd(config: Config, args: RunArgs) -> Result<i32> {
+    use airlock::sandbox::{AgentCredentials, RunAs, RunOptions};
+    let token = match &args.token_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => std::env::var("AIRLOCK_AGENT_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+    };
+    let agent = match (args.agent, token) {
+        (Some(name), Some(token)) => Some(AgentCredentials { name, token }),
+        (Some(name), None) => {
+            bail!("--agent {name}: no token (set $AIRLOCK_AGENT_TOKEN or pass --token-file)")
+        }
+        (None, Some(_)) => bail!("a token was given but no --agent NAME"),
+        (None, None) => None,
+    };
+    let run_as = match &args.user {
+        Some(spec) => RunAs::parse(spec).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => RunAs::default_from_env(),
+    };
+    let opts = RunOptions {
+        proxy: args.proxy.unwrap_or(config.proxy.listen),
+        ca_file: args
+            .ca
+            .unwrap_or_else(|| config.tls.ca_dir.join(airlock::tls::CA_CERT_FILE)),
+        agent,
+        run_as,
+        allow_root: args.allow_root,
+        weak: args.weak,
+        command: args.command,
+    };
+    airlock::sandbox::run(opts).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
