@@ -534,3 +534,35 @@ fn config_is_checked() {
         assert!(r.is_err(), "accepted: {bad}");
     }
 }
+
+#[test]
+fn main_config_carries_notify_and_checks_reviewer_names() {
+    use airlock::config::Config;
+    assert!(Config::from_toml("t", "").is_ok_and(|c| c.notify.channels.is_empty()));
+    let reviewer = format!(
+        "[[reviewers]]\nname = \"alice\"\ntoken_sha256 = \"{}\"\n",
+        "ab".repeat(32)
+    );
+    let channel = "[[notify.channels]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1/\"\n";
+    let ok = Config::from_toml(
+        "t",
+        &format!("{reviewer}[notify]\nbase_url = \"https://airlock.example\"\n{channel}reviewer = \"alice\"\n"),
+    );
+    let ok = ok.map_err(|e| e.to_string());
+    assert!(
+        ok.as_ref().is_ok_and(|c| c.notify.channels.len() == 1
+            && c.notify.base_url.as_deref() == Some("https://airlock.example")
+            && c.link_key_file().ends_with("link-key")),
+        "{ok:?}"
+    );
+    let err = Config::from_toml("t", &format!("{reviewer}{channel}reviewer = \"mallory\"\n"))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("notify.channels[0].reviewer"), "{err}");
+    let err = Config::from_toml("t", &format!("{channel}kind2 = 1\n"))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("kind2"), "{err}");
+}
