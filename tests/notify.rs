@@ -566,3 +566,19 @@ fn main_config_carries_notify_and_checks_reviewer_names() {
         .unwrap_or_default();
     assert!(err.contains("kind2"), "{err}");
 }
+
+#[test]
+fn example_config_notify_block_parses() -> TestResult {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/airlock.example.toml"))?;
+    let block: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("# [notify]"))
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
+        .collect();
+    let cfg = NotifyConfig::from_toml(&block)?;
+    assert_eq!(cfg.channels.len(), 2);
+    assert_eq!(cfg.channels[1].mode, Mode::Digest(Duration::from_secs(300)));
+    Ok(())
+}
