@@ -74,6 +74,7 @@ struct RawConfig {
     agents: Vec<RawAgent>,
     reviewers: Vec<RawReviewer>,
     credentials: BTreeMap<String, RawCredential>,
+    notify: crate::notify::RawNotify,
 }
 
 #[derive(Debug, Deserialize)]
@@ -301,6 +302,8 @@ pub struct Config {
     pub agents: Vec<AgentConfig>,
     pub reviewers: Vec<ReviewerConfig>,
     pub credentials: Vec<CredentialConfig>,
+    /// `[notify]`: where escalations are announced (default: nowhere).
+    pub notify: crate::notify::NotifyConfig,
 }
 
 /// A person who may decide reviews; the token is kept only as a SHA-256 digest.
@@ -445,6 +448,11 @@ impl Config {
             .key_file
             .clone()
             .unwrap_or_else(|| self.tls.ca_dir.join("audit-key.pem"))
+    }
+
+    /// The one-click link signing key: `<store.path>/link-key` (created 0600 on first run).
+    pub fn link_key_file(&self) -> PathBuf {
+        self.store.path.join("link-key")
     }
 
     /// Finds and loads the config: explicit path, else `$AIRLOCK_CONFIG`, else `./airlock.toml`
@@ -604,7 +612,20 @@ fn check(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
     let agents = check_agents(&raw.agents).map_err(|m| invalid("agents", m))?;
     let reviewers = check_reviewers(&raw.reviewers).map_err(|m| invalid("reviewers", m))?;
     let credentials = check_credentials(&raw.credentials).map_err(|m| invalid("credentials", m))?;
+    let notify =
+        crate::notify::config::check(raw.notify).map_err(|e| invalid(&e.field, e.message))?;
+    for (i, ch) in notify.channels.iter().enumerate() {
+        if let Some(r) = &ch.reviewer {
+            if !reviewers.iter().any(|c| &c.name == r) {
+                return Err(invalid(
+                    &format!("notify.channels[{i}].reviewer"),
+                    format!("{r:?} is not a configured [[reviewers]] name"),
+                ));
+            }
+        }
+    }
     Ok(Config {
+        notify,
         source: None,
         egress,
         audit,

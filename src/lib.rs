@@ -7,6 +7,7 @@ pub mod audit;
 pub mod config;
 pub mod credentials;
 pub mod gate;
+pub mod notify;
 pub mod proxy;
 pub mod rules;
 #[cfg(target_os = "linux")]

@@ -1,0 +1,359 @@
+//! Notification settings: `[notify]` and `[[notify.channels]]`, parsed raw then checked.
+//! With no channels (the default) nothing is sent.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a `[notify]` section was refused: the field (e.g. `notify.channels[0].url`) and the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct NotifyConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+/// `[notify]` as written in the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawNotify {
+    /// Public base URL of the admin listener, e.g. `https://airlock.example.com`; links are
+    /// `{base_url}/ui/link/{token}`. Without it, notifications carry no links.
+    pub base_url: Option<String>,
+    /// Escalations queued per channel before new ones are dropped (with a warning).
+    pub queue_size: usize,
+    pub channels: Vec<RawChannel>,
+}
+
+impl Default for RawNotify {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            queue_size: 1024,
+            channels: Vec::new(),
+        }
+    }
+}
+
+/// One `[[notify.channels]]` entry as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChannel {
+    pub name: Option<String>,
+    pub kind: String,
+    pub mode: Option<String>,
+    pub digest_interval: Option<String>,
+    pub max_per_minute: Option<u32>,
+    /// Reviewer whose one-click links this channel carries.
+    pub reviewer: Option<String>,
+    /// Retries after the first failed attempt.
+    pub retries: Option<u32>,
+    /// First retry delay; doubled on each further retry.
+    pub retry_backoff: Option<String>,
+    pub timeout: Option<String>,
+    // webhook
+    pub url: Option<String>,
+    pub format: Option<String>,
+    // email
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    pub from: Option<String>,
+    pub to: Option<Vec<String>>,
+    pub starttls: Option<bool>,
+}
+
+/// Checked `[notify]`.
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// Without trailing slash.
+    pub base_url: Option<String>,
+    pub queue_size: usize,
+    pub channels: Vec<ChannelConfig>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            queue_size: 1024,
+            channels: Vec::new(),
+        }
+    }
+}
+
+/// When a channel sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One message per escalation.
+    PerEvent,
+    /// One message per interval with every escalation of the window.
+    Digest(Duration),
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookFormat {
+    Json,
+    /// `{"text": ...}` for Slack incoming webhooks (and compatible: Mattermost, Rocket.Chat).
+    Slack,
+}
+
+#[derive(Debug, Clone)]
+pub enum ChannelKind {
+    Webhook {
+        /// May itself be a secret (Slack webhook URLs are): never logged.
+        url: http::Uri,
+        format: WebhookFormat,
+    },
+    Email {
+        smtp_host: String,
+        smtp_port: u16,
+        from: String,
+        to: Vec<String>,
+        starttls: bool,
+    },
+}
+
+/// Retries after a failed delivery: `retries` more attempts, waiting `backoff`, then twice that...
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub retries: u32,
+    pub backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            retries: 3,
+            backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+/// A checked channel. Fields are public so tests can shorten timings.
+#[derive(Debug, Clone)]
+pub struct ChannelConfig {
+    /// For logs: `name`, else `<kind>#<index>`. Never the URL.
+    pub name: String,
+    pub kind: ChannelKind,
+    pub mode: Mode,
+    /// Messages (a digest counts as one) per `rate_window`.
+    pub max_per_minute: u32,
+    /// The rate-limit window: one minute (only tests change it).
+    pub rate_window: Duration,
+    pub reviewer: Option<String>,
+    pub retry: RetryPolicy,
+    /// Per attempt.
+    pub timeout: Duration,
+}
+
+impl NotifyConfig {
+    /// Parses a TOML document holding only a `[notify]` table (handy for tests and tools).
+    pub fn from_toml(text: &str) -> Result<NotifyConfig, NotifyConfigError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Doc {
+            #[serde(default)]
+            notify: RawNotify,
+        }
+        let doc: Doc = toml::from_str(text).map_err(|e| NotifyConfigError {
+            field: "notify".into(),
+            message: e.message().to_string(),
+        })?;
+        check(doc.notify)
+    }
+}
+
+/// Checks a raw `[notify]` table.
+pub fn check(raw: RawNotify) -> Result<NotifyConfig, NotifyConfigError> {
+    let base_url = match raw.base_url {
+        None => None,
+        Some(u) => {
+            let uri: http::Uri = u.parse().map_err(|_| NotifyConfigError {
+                field: "notify.base_url".into(),
+                message: format!("{u:?} is not a URL"),
+            })?;
+            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                return Err(NotifyConfigError {
+                    field: "notify.base_url".into(),
+                    message: "must be an absolute http:// or https:// URL".into(),
+                });
+            }
+            if uri.query().is_some() {
+                return Err(NotifyConfigError {
+                    field: "notify.base_url".into(),
+                    message: "must not have a query string".into(),
+                });
+            }
+            Some(u.trim_end_matches('/').to_string())
+        }
+    };
+    if raw.queue_size == 0 {
+        return Err(NotifyConfigError {
+            field: "notify.queue_size".into(),
+            message: "must be at least 1".into(),
+        });
+    }
+    let channels = parse_channels(raw.channels)?;
+    Ok(NotifyConfig {
+        base_url,
+        queue_size: raw.queue_size,
+        channels,
+    })
+}
+
+/// Checks `[[notify.channels]]` entries.
+pub fn parse_channels(raw: Vec<RawChannel>) -> Result<Vec<ChannelConfig>, NotifyConfigError> {
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, c)| check_channel(i, c))
+        .collect()
+}
+
+fn check_channel(i: usize, c: RawChannel) -> Result<ChannelConfig, NotifyConfigError> {
+    let bad = |field: &str, message: String| NotifyConfigError {
+        field: format!("notify.channels[{i}].{field}"),
+        message,
+    };
+    let dur = |field: &str, v: &str| {
+        humantime::parse_duration(v)
+            .map_err(|e| bad(field, format!("{v:?} is not a duration like \"5m\": {e}")))
+    };
+    let mode = match c.mode.as_deref().unwrap_or("per_event") {
+        "per_event" => {
+            if c.digest_interval.is_some() {
+                return Err(bad(
+                    "digest_interval",
+                    "only applies with mode = \"digest\"".into(),
+                ));
+            }
+            Mode::PerEvent
+        }
+        "digest" => {
+            let d = dur(
+                "digest_interval",
+                c.digest_interval.as_deref().unwrap_or("5m"),
+            )?;
+            if d.is_zero() {
+                return Err(bad("digest_interval", "must be more than zero".into()));
+            }
+            Mode::Digest(d)
+        }
+        "off" => Mode::Off,
+        other => {
+            return Err(bad(
+                "mode",
+                format!("expected \"per_event\", \"digest\" or \"off\", got {other:?}"),
+            ))
+        }
+    };
+    let max_per_minute = c.max_per_minute.unwrap_or(30);
+    if max_per_minute == 0 {
+        return Err(bad("max_per_minute", "must be at least 1".into()));
+    }
+    let retry = RetryPolicy {
+        retries: c.retries.unwrap_or(3),
+        backoff: dur(
+            "retry_backoff",
+            c.retry_backoff.as_deref().unwrap_or("200ms"),
+        )?,
+    };
+    if retry.retries > 10 {
+        return Err(bad("retries", "at most 10".into()));
+    }
+    let timeout = dur("timeout", c.timeout.as_deref().unwrap_or("10s"))?;
+    if timeout.is_zero() {
+        return Err(bad("timeout", "must be more than zero".into()));
+    }
+    if let Some(r) = &c.reviewer {
+        if r.trim().is_empty() {
+            return Err(bad("reviewer", "must not be empty".into()));
+        }
+    }
+    let unexpected = |fields: &[(&str, bool)]| -> Result<(), NotifyConfigError> {
+        match fields.iter().find(|(_, set)| *set) {
+            Some((f, _)) => Err(bad(f, format!("does not apply to kind = {:?}", c.kind))),
+            None => Ok(()),
+        }
+    };
+    let kind = match c.kind.as_str() {
+        "webhook" => {
+            unexpected(&[
+                ("smtp_host", c.smtp_host.is_some()),
+                ("smtp_port", c.smtp_port.is_some()),
+                ("from", c.from.is_some()),
+                ("to", c.to.is_some()),
+                ("starttls", c.starttls.is_some()),
+            ])?;
+            let u = c
+                .url
+                .as_deref()
+                .ok_or_else(|| bad("url", "required".into()))?;
+            let url: http::Uri = u.parse().map_err(|_| bad("url", "is not a URL".into()))?;
+            if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
+                return Err(bad(
+                    "url",
+                    "must be an absolute http:// or https:// URL".into(),
+                ));
+            }
+            let format = match c.format.as_deref().unwrap_or("json") {
+                "json" => WebhookFormat::Json,
+                "slack" => WebhookFormat::Slack,
+                other => {
+                    return Err(bad(
+                        "format",
+                        format!("expected \"json\" or \"slack\", got {other:?}"),
+                    ))
+                }
+            };
+            ChannelKind::Webhook { url, format }
+        }
+        "email" => {
+            unexpected(&[("url", c.url.is_some()), ("format", c.format.is_some())])?;
+            let smtp_host = c
+                .smtp_host
+                .clone()
+                .filter(|h| !h.trim().is_empty())
+                .ok_or_else(|| bad("smtp_host", "required".into()))?;
+            let from = c
+                .from
+                .clone()
+                .ok_or_else(|| bad("from", "required".into()))?;
+            from.parse::<lettre::message::Mailbox>()
+                .map_err(|e| bad("from", format!("{from:?} is not an address: {e}")))?;
+            let to = c.to.clone().unwrap_or_default();
+            if to.is_empty() {
+                return Err(bad("to", "needs at least one address".into()));
+            }
+            for t in &to {
+                t.parse::<lettre::message::Mailbox>()
+                    .map_err(|e| bad("to", format!("{t:?} is not an address: {e}")))?;
+            }
+            let starttls = c.starttls.unwrap_or(true);
+            ChannelKind::Email {
+                smtp_host,
+                smtp_port: c.smtp_port.unwrap_or(if starttls { 587 } else { 25 }),
+                from,
+                to,
+                starttls,
+            }
+        }
+        other => {
+            return Err(bad(
+                "kind",
+                format!("expected \"webhook\" or \"email\", got {other:?}"),
+            ))
+        }
+    };
+    let name = c.name.clone().unwrap_or_else(|| format!("{}#{i}", c.kind));
+    Ok(ChannelConfig {
+        name,
+        kind,
+        mode,
+        max_per_minute,
+        rate_window: Duration::from_secs(60),
+        reviewer: c.reviewer,
+        retry,
+        timeout,
+    })
+}

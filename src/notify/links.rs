@@ -1,0 +1,386 @@
+//! One-click approve/reject links sent in notifications.
+//!
+//! A token is `base64url(payload) "." base64url(HMAC-SHA256(key, payload))` where the payload is
+//! the JSON `{review_id, action, reviewer, exp_ms, nonce}`. The key (32 random bytes) lives in
+//! `<data dir>/link-key`, created 0600 on first run. Tokens are single use: redeeming one records
+//! SHA-256(token) (hex) under `link:<hex>` in [`Tree::Meta`] with a compare-and-swap from absent,
+//! so a replay fails. Tokens themselves are never stored or logged.
+//!
+//! A token only says "this reviewer was sent a link to do this"; the caller must still check that
+//! the reviewer is configured and allowed by the review's policy, and must decide only on a POST.
+
+use std::path::Path;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::store::{Store, StoreError, Tree};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Longest token accepted; anything longer is malformed.
+const MAX_TOKEN_LEN: usize = 4096;
+/// Key prefix of used-link records in [`Tree::Meta`].
+pub const USED_PREFIX: &str = "link:";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("link token is malformed")]
+    Malformed,
+    #[error("link token signature is invalid")]
+    BadSignature,
+    #[error("link has expired")]
+    Expired,
+    #[error("link has already been used")]
+    AlreadyUsed,
+    #[error("link store: {0}")]
+    Store(#[from] StoreError),
+    #[error("link key file {path}: {message}")]
+    KeyFile { path: String, message: String },
+}
+
+/// What a link lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinkAction {
+    Approve,
+    Reject,
+}
+
+impl LinkAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approve => "approve",
+            Self::Reject => "reject",
+        }
+    }
+}
+
+impl std::str::FromStr for LinkAction {
+    type Err = LinkError;
+    fn from_str(s: &str) -> Result<Self, LinkError> {
+        match s {
+            "approve" => Ok(Self::Approve),
+            "reject" => Ok(Self::Reject),
+            _ => Err(LinkError::Malformed),
+        }
+    }
+}
+
+/// The verified content of a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkClaims {
+    pub review_id: String,
+    pub action: LinkAction,
+    /// The configured reviewer the link was minted for.
+    pub reviewer: String,
+    pub exp_ms: u64,
+    pub nonce: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Payload {
+    review_id: String,
+    action: String,
+    reviewer: String,
+    exp_ms: u64,
+    nonce: String,
+}
+
+/// Mints and verifies link tokens with one HMAC key.
+pub struct LinkSigner {
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for LinkSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkSigner(..)")
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl LinkSigner {
+    pub fn new(key: [u8; 32]) -> LinkSigner {
+        LinkSigner { key }
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        // HMAC zero-pads keys shorter than the block (64 bytes), so this is HMAC with the 32-byte
+        // key, built without the fallible `new_from_slice`.
+        let mut block = hmac::digest::Key::<HmacSha256>::default();
+        block[..32].copy_from_slice(&self.key);
+        <HmacSha256 as hmac::digest::KeyInit>::new(&block)
+    }
+
+    /// A token valid for `ttl` from now.
+    pub fn mint(
+        &self,
+        review_id: &str,
+        action: LinkAction,
+        reviewer: &str,
+        ttl: Duration,
+    ) -> String {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        self.mint_until(review_id, action, reviewer, now_ms().saturating_add(ttl_ms))
+    }
+
+    /// A token valid until `exp_ms` (milliseconds since the epoch).
+    pub fn mint_until(
+        &self,
+        review_id: &str,
+        action: LinkAction,
+        reviewer: &str,
+        exp_ms: u64,
+    ) -> String {
+        let payload = serde_json::json!({
+            "review_id": review_id,
+            "action": action.as_str(),
+            "reviewer": reviewer,
+            "exp_ms": exp_ms,
+            "nonce": hex::encode(rand::random::<[u8; 16]>()),
+        })
+        .to_string();
+        let mut mac = self.mac();
+        mac.update(payload.as_bytes());
+        let sig = mac.finalize().into_bytes();
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(payload.as_bytes()),
+            URL_SAFE_NO_PAD.encode(sig)
+        )
+    }
+
+    /// Checks the signature (constant time), then the payload, then the expiry.
+    pub fn verify(&self, token: &str, now_ms: u64) -> Result<LinkClaims, LinkError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(LinkError::Malformed);
+        }
+        let (p64, s64) = token.split_once('.').ok_or(LinkError::Malformed)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(p64)
+            .map_err(|_| LinkError::Malformed)?;
+        let sig = URL_SAFE_NO_PAD
+            .decode(s64)
+            .map_err(|_| LinkError::Malformed)?;
+        let mut mac = self.mac();
+        mac.update(&payload);
+        mac.verify_slice(&sig)
+            .map_err(|_| LinkError::BadSignature)?;
+        let p: Payload = serde_json::from_slice(&payload).map_err(|_| LinkError::Malformed)?;
+        let action = p.action.parse::<LinkAction>()?;
+        if now_ms >= p.exp_ms {
+            return Err(LinkError::Expired);
+        }
+        Ok(LinkClaims {
+            review_id: p.review_id,
+            action,
+            reviewer: p.reviewer,
+            exp_ms: p.exp_ms,
+            nonce: p.nonce,
+        })
+    }
+
+    /// Marks `token` used. Fails with [`LinkError::AlreadyUsed`] if it was used before. Call it
+    /// after [`LinkSigner::verify`] and before acting on the claims (or use [`LinkSigner::redeem`]).
+    pub fn consume(&self, store: &dyn Store, token: &str) -> Result<(), LinkError> {
+        let key = used_key(token);
+        let record = serde_json::json!({ "used_at_ms": now_ms() }).to_string();
+        if store.compare_and_swap(Tree::Meta, key.as_bytes(), None, record.as_bytes())? {
+            Ok(())
+        } else {
+            Err(LinkError::AlreadyUsed)
+        }
+    }
+
+    /// [`LinkSigner::verify`] then [`LinkSigner::consume`]: the claims of a valid, unused token,
+    /// which is now used.
+    pub fn redeem(
+        &self,
+        store: &dyn Store,
+        token: &str,
+        now_ms: u64,
+    ) -> Result<LinkClaims, LinkError> {
+        let claims = self.verify(token, now_ms)?;
+        self.consume(store, token)?;
+        Ok(claims)
+    }
+}
+
+/// SHA-256 of the token, hex: the only form in which a token is ever stored.
+pub fn token_digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The [`Tree::Meta`] key recording that `token` was used.
+pub fn used_key(token: &str) -> String {
+    format!("{USED_PREFIX}{}", token_digest(token))
+}
+
+/// Reads the 32-byte link key (hex) at `path`, or creates it (0600, random) if absent. A key file
+/// readable by group or others is refused.
+pub fn load_or_create_key(path: &Path) -> Result<[u8; 32], LinkError> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |message: String| LinkError::KeyFile {
+        path: path.display().to_string(),
+        message,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let mode = std::fs::metadata(path)
+                .map_err(|e| err(e.to_string()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(err(format!(
+                    "permissions {:o} are too open; expected 0600",
+                    mode & 0o777
+                )));
+            }
+            let bytes = hex::decode(text.trim())
+                .map_err(|_| err("not a hex-encoded 32-byte key".into()))?;
+            return <[u8; 32]>::try_from(bytes.as_slice())
+                .map_err(|_| err("not a hex-encoded 32-byte key".into()));
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e.to_string())),
+        Err(_) => {}
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| err(e.to_string()))?;
+    }
+    let key = rand::random::<[u8; 32]>();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| err(e.to_string()))?;
+    f.write_all(hex::encode(key).as_bytes())
+        .map_err(|e| err(e.to_string()))?;
+    f.sync_all().map_err(|e| err(e.to_string()))?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> LinkSigner {
+        LinkSigner::new([7u8; 32])
+    }
+
+    #[test]
+    fn valid_token_verifies() {
+        let s = signer();
+        let t = s.mint_until("r1", LinkAction::Approve, "alice", 2_000);
+        let c = s.verify(&t, 1_000).map_err(|e| e.to_string());
+        let c = c.as_ref().map(|c| {
+            (
+                c.review_id.as_str(),
+                c.action,
+                c.reviewer.as_str(),
+                c.exp_ms,
+            )
+        });
+        assert_eq!(c, Ok(("r1", LinkAction::Approve, "alice", 2_000)));
+    }
+
+    #[test]
+    fn tampered_and_foreign_tokens_are_refused() {
+        let s = signer();
+        let t = s.mint_until("r1", LinkAction::Reject, "alice", 2_000);
+        let (p, sig) = t.split_once('.').unwrap_or_default();
+        // A different payload with the original signature.
+        let forged = URL_SAFE_NO_PAD.encode(
+            br#"{"review_id":"r1","action":"approve","reviewer":"alice","exp_ms":2000,"nonce":"00"}"#,
+        );
+        assert!(matches!(
+            s.verify(&format!("{forged}.{sig}"), 1_000),
+            Err(LinkError::BadSignature)
+        ));
+        // A flipped signature.
+        let mut bad = URL_SAFE_NO_PAD.decode(sig).unwrap_or_default();
+        bad[0] ^= 1;
+        let t2 = format!("{p}.{}", URL_SAFE_NO_PAD.encode(bad));
+        assert!(matches!(s.verify(&t2, 1_000), Err(LinkError::BadSignature)));
+        // Another key.
+        assert!(matches!(
+            LinkSigner::new([8; 32]).verify(&t, 1_000),
+            Err(LinkError::BadSignature)
+        ));
+        for m in ["", "abc", "a.b.c", "!!!.???"] {
+            assert!(
+                matches!(s.verify(m, 1_000), Err(LinkError::Malformed)),
+                "{m}"
+            );
+        }
+    }
+
+    #[test]
+    fn expired_token_is_refused() {
+        let s = signer();
+        let t = s.mint_until("r1", LinkAction::Approve, "alice", 2_000);
+        assert!(matches!(s.verify(&t, 2_000), Err(LinkError::Expired)));
+        let t = s.mint("r1", LinkAction::Approve, "alice", Duration::ZERO);
+        assert!(matches!(
+            s.verify(&t, now_ms() + 1),
+            Err(LinkError::Expired)
+        ));
+    }
+
+    #[test]
+    fn tokens_are_single_use_and_stored_hashed() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = crate::store::open(crate::store::Backend::Redb, dir.path())?;
+        let s = signer();
+        let t = s.mint("r1", LinkAction::Approve, "alice", Duration::from_secs(60));
+        let claims = s.redeem(store.as_ref(), &t, now_ms())?;
+        assert_eq!(claims.review_id, "r1");
+        assert!(matches!(
+            s.consume(store.as_ref(), &t),
+            Err(LinkError::AlreadyUsed)
+        ));
+        assert!(matches!(
+            s.redeem(store.as_ref(), &t, now_ms()),
+            Err(LinkError::AlreadyUsed)
+        ));
+        let keys: Vec<String> = store
+            .scan(Tree::Meta)?
+            .into_iter()
+            .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+            .filter(|k| k.starts_with(USED_PREFIX))
+            .collect();
+        assert_eq!(keys, vec![used_key(&t)]);
+        assert!(!keys[0].contains(&t));
+        Ok(())
+    }
+
+    #[test]
+    fn key_file_is_created_0600_and_reloaded() -> Result<(), Box<dyn std::error::Error>> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("sub/link-key");
+        let k1 = load_or_create_key(&path)?;
+        assert_eq!(
+            std::fs::metadata(&path)?.permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(load_or_create_key(&path)?, k1);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+        assert!(matches!(
+            load_or_create_key(&path),
+            Err(LinkError::KeyFile { .. })
+        ));
+        Ok(())
+    }
+}

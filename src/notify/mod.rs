@@ -1,0 +1,515 @@
+//! Notifications for escalated reviews: webhooks (JSON or Slack) and email, per event or as a
+//! digest, rate limited and retried, with optional one-click approve/reject links.
+//!
+//! [`Notifier::escalated`] never blocks and never fails: it puts a summary of the review on each
+//! channel's bounded queue (dropping it, with a warning, when the queue is full). One background
+//! task per channel renders and delivers. Summaries carry no headers, bodies, query strings or
+//! parameters; webhook URLs (which can be secrets) are never logged.
+
+pub mod config;
+mod email;
+pub mod links;
+mod webhook;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+pub use config::{
+    ChannelConfig, ChannelKind, Mode, NotifyConfig, NotifyConfigError, RawChannel, RawNotify,
+    RetryPolicy, WebhookFormat,
+};
+pub use links::{load_or_create_key, LinkAction, LinkClaims, LinkError, LinkSigner};
+
+use crate::gate::review::{rfc3339, Review};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("channel setup: {0}")]
+    Setup(String),
+    #[error("webhook: {0}")]
+    Webhook(String),
+    #[error("email: {0}")]
+    Email(String),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// What a notification says about one escalated review. Deliberately small: no headers, no
+/// body, no query string, no extracted parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Escalation {
+    pub review_id: String,
+    pub tool: Option<String>,
+    pub service: Option<String>,
+    pub agent: Option<String>,
+    pub method: String,
+    pub host: String,
+    /// Path only: the query string and fragment are cut off.
+    pub path: String,
+    pub reason_codes: Vec<String>,
+    /// RFC 3339.
+    pub expires_at: String,
+    pub expires_at_ms: u64,
+}
+
+impl Escalation {
+    pub fn from_review(r: &Review) -> Escalation {
+        let pq = &r.request.path_and_query;
+        let path = pq.split(['?', '#']).next().unwrap_or_default().to_string();
+        Escalation {
+            review_id: r.id.clone(),
+            tool: r.tool.clone(),
+            service: r.service.clone(),
+            agent: r.agent.clone(),
+            method: r.request.method.clone(),
+            host: r.request.host.clone(),
+            path,
+            reason_codes: r.reason_codes.clone(),
+            expires_at: rfc3339(r.expires_at_ms),
+            expires_at_ms: r.expires_at_ms,
+        }
+    }
+}
+
+/// One escalation as rendered for a channel: the summary plus that channel's reviewer links.
+#[derive(Debug, Clone, Serialize)]
+struct Item<'a> {
+    #[serde(flatten)]
+    escalation: &'a Escalation,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approve_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reject_url: Option<String>,
+}
+
+struct ChannelHandle {
+    name: String,
+    tx: mpsc::Sender<Arc<Escalation>>,
+    dropped: AtomicU64,
+}
+
+/// Fans escalations out to the configured channels. Cheap to share (`Arc`).
+pub struct Notifier {
+    channels: Vec<ChannelHandle>,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("channels", &self.channels.len())
+            .finish()
+    }
+}
+
+impl Notifier {
+    /// Starts one background task per channel that is not `off`. Must be called inside a Tokio
+    /// runtime (outside one, it logs an error and returns a notifier that sends nothing). Links
+    /// are added when `links` is set, a base URL is known (`base_url`, else `cfg.base_url`) and
+    /// the channel names a `reviewer`. A channel that cannot be set up is logged and skipped.
+    pub fn start(
+        cfg: NotifyConfig,
+        links: Option<Arc<LinkSigner>>,
+        base_url: Option<String>,
+    ) -> Arc<Notifier> {
+        if cfg.channels.iter().all(|c| c.mode == Mode::Off) {
+            return Notifier::disabled();
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::error!("notify: not started inside a Tokio runtime; notifications are off");
+            return Notifier::disabled();
+        };
+        let base_url = base_url
+            .or(cfg.base_url.clone())
+            .map(|b| b.trim_end_matches('/').to_string());
+        let mut channels = Vec::new();
+        for ch in cfg.channels {
+            if ch.mode == Mode::Off {
+                continue;
+            }
+            let sink = match Sink::new(&ch) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(channel = %ch.name, error = %e, "notify: channel disabled");
+                    continue;
+                }
+            };
+            let link_ctx = match (&links, &base_url, &ch.reviewer) {
+                (Some(l), Some(b), Some(r)) => Some(LinkCtx {
+                    signer: l.clone(),
+                    base_url: b.clone(),
+                    reviewer: r.clone(),
+                }),
+                _ => None,
+            };
+            let (tx, rx) = mpsc::channel(cfg.queue_size);
+            let name = ch.name.clone();
+            let worker = Worker {
+                cfg: ch,
+                sink,
+                links: link_ctx,
+                rx,
+                cap: cfg.queue_size,
+            };
+            rt.spawn(worker.run());
+            channels.push(ChannelHandle {
+                name,
+                tx,
+                dropped: AtomicU64::new(0),
+            });
+        }
+        Arc::new(Notifier { channels })
+    }
+
+    /// A notifier with no channels.
+    pub fn disabled() -> Arc<Notifier> {
+        Arc::new(Notifier {
+            channels: Vec::new(),
+        })
+    }
+
+    /// Queues a notification for `review` on every channel. Never blocks, never fails.
+    pub fn escalated(&self, review: &Review) {
+        if self.channels.is_empty() {
+            return;
+        }
+        let ev = Arc::new(Escalation::from_review(review));
+        for ch in &self.channels {
+            match ch.tx.try_send(ev.clone()) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    let n = ch.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n == 1 || n % 100 == 0 {
+                        tracing::warn!(
+                            channel = %ch.name,
+                            review = %review.id,
+                            dropped_total = n,
+                            "notify: queue full; escalation notification dropped"
+                        );
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    let n = ch.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n == 1 || n % 100 == 0 {
+                        tracing::warn!(channel = %ch.name, dropped_total = n,
+                            "notify: channel task has stopped; notification dropped");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Notifications dropped so far because a channel's queue was full, over all channels.
+    pub fn dropped(&self) -> u64 {
+        self.channels
+            .iter()
+            .map(|c| c.dropped.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+struct LinkCtx {
+    signer: Arc<LinkSigner>,
+    base_url: String,
+    reviewer: String,
+}
+
+impl LinkCtx {
+    fn url(&self, e: &Escalation, action: LinkAction) -> String {
+        let token = self
+            .signer
+            .mint_until(&e.review_id, action, &self.reviewer, e.expires_at_ms);
+        format!("{}/ui/link/{token}", self.base_url)
+    }
+}
+
+enum Sink {
+    Webhook(webhook::WebhookSink, WebhookFormat),
+    Email(email::EmailSink),
+}
+
+/// A rendered message, ready to (re)send.
+enum Outgoing {
+    Webhook(Bytes),
+    Email { subject: String, body: String },
+}
+
+impl Sink {
+    fn new(ch: &ChannelConfig) -> Result<Sink, NotifyError> {
+        Ok(match &ch.kind {
+            ChannelKind::Webhook { url, format } => {
+                Sink::Webhook(webhook::WebhookSink::new(url.clone())?, *format)
+            }
+            ChannelKind::Email {
+                smtp_host,
+                smtp_port,
+                from,
+                to,
+                starttls,
+            } => Sink::Email(email::EmailSink::new(
+                smtp_host, *smtp_port, from, to, *starttls, ch.timeout,
+            )?),
+        })
+    }
+
+    fn render(&self, items: &[Item<'_>], digest: bool) -> Outgoing {
+        match self {
+            Sink::Webhook(_, WebhookFormat::Json) => {
+                let v = match (digest, items) {
+                    (false, [one]) => {
+                        let mut v = serde_json::to_value(one).unwrap_or_default();
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert("event".into(), "review.escalated".into());
+                        }
+                        v
+                    }
+                    _ => serde_json::json!({
+                        "event": "review.digest",
+                        "count": items.len(),
+                        "reviews": items,
+                    }),
+                };
+                Outgoing::Webhook(Bytes::from(v.to_string()))
+            }
+            Sink::Webhook(_, WebhookFormat::Slack) => {
+                let text = slack_escape(&text_body(items));
+                Outgoing::Webhook(Bytes::from(serde_json::json!({ "text": text }).to_string()))
+            }
+            Sink::Email(_) => Outgoing::Email {
+                subject: subject(items),
+                body: text_body(items),
+            },
+        }
+    }
+
+    async fn send(&self, msg: &Outgoing) -> Result<(), NotifyError> {
+        match (self, msg) {
+            (Sink::Webhook(w, _), Outgoing::Webhook(body)) => w.send(body.clone()).await,
+            (Sink::Email(m), Outgoing::Email { subject, body }) => m.send(subject, body).await,
+            _ => Err(NotifyError::Setup(
+                "message does not fit the channel".into(),
+            )),
+        }
+    }
+}
+
+fn subject(items: &[Item<'_>]) -> String {
+    match items {
+        [one] => format!(
+            "Airlock: approval needed for {} ({})",
+            one.escalation.tool.as_deref().unwrap_or("request"),
+            one.escalation.review_id
+        ),
+        _ => format!("Airlock: {} requests need approval", items.len()),
+    }
+}
+
+/// Plain text, one block per review (email bodies and Slack text).
+fn text_body(items: &[Item<'_>]) -> String {
+    let mut out = String::new();
+    if items.len() != 1 {
+        out.push_str(&format!(
+            "{} requests are waiting for approval.\n\n",
+            items.len()
+        ));
+    }
+    for it in items {
+        let e = it.escalation;
+        out.push_str(&format!(
+            "Review {} needs approval: {}\n",
+            e.review_id,
+            e.tool.as_deref().unwrap_or("(no tool)")
+        ));
+        if let Some(s) = &e.service {
+            out.push_str(&format!("Service: {s}\n"));
+        }
+        if let Some(a) = &e.agent {
+            out.push_str(&format!("Agent: {a}\n"));
+        }
+        out.push_str(&format!("Request: {} {}{}\n", e.method, e.host, e.path));
+        if !e.reason_codes.is_empty() {
+            out.push_str(&format!("Reasons: {}\n", e.reason_codes.join(", ")));
+        }
+        out.push_str(&format!("Expires: {}\n", e.expires_at));
+        if let Some(u) = &it.approve_url {
+            out.push_str(&format!("Approve: {u}\n"));
+        }
+        if let Some(u) = &it.reject_url {
+            out.push_str(&format!("Reject: {u}\n"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Slack's three control characters in message text.
+fn slack_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// One channel's background task: queue, rate limit, digest timer, retries.
+struct Worker {
+    cfg: ChannelConfig,
+    sink: Sink,
+    links: Option<LinkCtx>,
+    rx: mpsc::Receiver<Arc<Escalation>>,
+    cap: usize,
+}
+
+struct Window {
+    start: Instant,
+    sent: u32,
+    /// Whether this window's hold-over was already logged.
+    held_logged: bool,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        let mut pending: VecDeque<Arc<Escalation>> = VecDeque::new();
+        let mut window = Window {
+            start: Instant::now(),
+            sent: 0,
+            held_logged: false,
+        };
+        let mut next_digest = match self.cfg.mode {
+            Mode::Digest(d) => Some(Instant::now() + d),
+            _ => None,
+        };
+        loop {
+            let deadline = match self.cfg.mode {
+                Mode::Digest(_) => next_digest,
+                _ if pending.is_empty() => None,
+                _ => Some(window.start + self.cfg.rate_window),
+            };
+            let mut closed = false;
+            tokio::select! {
+                ev = self.rx.recv(), if pending.len() < self.cap => match ev {
+                    Some(e) => pending.push_back(e),
+                    None => closed = true,
+                },
+                _ = sleep_until_opt(deadline), if deadline.is_some() => {}
+                else => tokio::time::sleep(self.cfg.rate_window).await,
+            }
+            while pending.len() < self.cap {
+                match self.rx.try_recv() {
+                    Ok(e) => pending.push_back(e),
+                    Err(_) => break,
+                }
+            }
+            let now = Instant::now();
+            if now >= window.start + self.cfg.rate_window {
+                window = Window {
+                    start: now,
+                    sent: 0,
+                    held_logged: false,
+                };
+            }
+            match self.cfg.mode {
+                Mode::Digest(d) => {
+                    let due = next_digest.is_some_and(|t| now >= t);
+                    if due {
+                        next_digest = Some(now + d);
+                    }
+                    if (due || closed) && !pending.is_empty() {
+                        if window.sent < self.cfg.max_per_minute || closed {
+                            let batch: Vec<_> = pending.drain(..).collect();
+                            self.deliver(&batch, true).await;
+                            window.sent += 1;
+                        } else {
+                            tracing::warn!(
+                                channel = %self.cfg.name,
+                                held = pending.len(),
+                                "notify: rate limit reached; {} notifications held over to the next digest",
+                                pending.len()
+                            );
+                        }
+                    }
+                }
+                _ => {
+                    while window.sent < self.cfg.max_per_minute {
+                        let Some(e) = pending.pop_front() else { break };
+                        self.deliver(std::slice::from_ref(&e), false).await;
+                        window.sent += 1;
+                    }
+                    if !pending.is_empty() && !window.held_logged && !closed {
+                        window.held_logged = true;
+                        tracing::warn!(
+                            channel = %self.cfg.name,
+                            held = pending.len(),
+                            max_per_minute = self.cfg.max_per_minute,
+                            "notify: rate limit reached; {} notifications held over to the next minute",
+                            pending.len()
+                        );
+                    }
+                }
+            }
+            if closed {
+                if !pending.is_empty() {
+                    tracing::warn!(
+                        channel = %self.cfg.name,
+                        unsent = pending.len(),
+                        "notify: shutting down with {} notifications unsent",
+                        pending.len()
+                    );
+                }
+                return;
+            }
+        }
+    }
+
+    /// Renders `batch` once (one set of link tokens) and sends it, retrying with exponential
+    /// backoff. On final failure: a warning naming the channel and the reviews.
+    async fn deliver(&self, batch: &[Arc<Escalation>], digest: bool) {
+        let items: Vec<Item<'_>> = batch
+            .iter()
+            .map(|e| Item {
+                escalation: e,
+                approve_url: self.links.as_ref().map(|l| l.url(e, LinkAction::Approve)),
+                reject_url: self.links.as_ref().map(|l| l.url(e, LinkAction::Reject)),
+            })
+            .collect();
+        let msg = self.sink.render(&items, digest);
+        let retry = self.cfg.retry;
+        let mut delay = retry.backoff;
+        let mut last = NotifyError::Setup("not attempted".into());
+        for attempt in 0..=retry.retries {
+            match tokio::time::timeout(self.cfg.timeout, self.sink.send(&msg)).await {
+                Ok(Ok(())) => {
+                    tracing::debug!(channel = %self.cfg.name, reviews = batch.len(), "notify: sent");
+                    return;
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => last = NotifyError::Timeout(self.cfg.timeout),
+            }
+            if attempt < retry.retries {
+                tracing::debug!(channel = %self.cfg.name, attempt = attempt + 1, error = %last,
+                    "notify: delivery failed; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = delay.saturating_mul(2);
+            }
+        }
+        let ids: Vec<&str> = batch.iter().map(|e| e.review_id.as_str()).collect();
+        tracing::warn!(
+            channel = %self.cfg.name,
+            reviews = %ids.join(","),
+            attempts = retry.retries + 1,
+            error = %last,
+            "notify: notification could not be delivered; giving up"
+        );
+    }
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

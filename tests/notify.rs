@@ -1,0 +1,584 @@
+//! Notification tests against local sinks: a hyper webhook server recording bodies and a tiny
+//! SMTP server recording messages. Covers per-event JSON with links, Slack text, email, digest
+//! batching, rate limiting with hold-over, retries, a dead webhook, and link redemption.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use airlock::gate::review::{Review, StoredRequest};
+use airlock::notify::{LinkAction, LinkError, LinkSigner, Mode, Notifier, NotifyConfig};
+use airlock::rules::{Action, Verdict};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+const BASE: &str = "https://airlock.test";
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn review(id: &str) -> Review {
+    let verdict = Verdict {
+        action: Action::Escalate,
+        rule_id: Some("github.toml:1".into()),
+        service: Some("github".into()),
+        tool: Some("github.repos.delete".into()),
+        class: None,
+        reason_codes: vec!["rule_match".into()],
+        explanation: "test".into(),
+        params: [("owner".to_string(), "acme".to_string())].into(),
+        expiry: None,
+        wait: None,
+        approval: None,
+    };
+    let req = StoredRequest {
+        scheme: "https".into(),
+        host: "api.github.com".into(),
+        port: 443,
+        method: "DELETE".into(),
+        path_and_query: "/repos/acme/widgets?access_token=sekrit-query".into(),
+        headers: vec![("authorization".into(), "Bearer sekrit-header".into())],
+        body_b64: "c2Vrcml0LWJvZHk=".into(), // "sekrit-body"
+    };
+    let now = now_ms();
+    let mut r = Review::new(
+        id.into(),
+        format!("d-{id}"),
+        &verdict,
+        req,
+        now,
+        now + 3_600_000,
+    );
+    r.agent = Some("bot-1".into());
+    r
+}
+
+// ---- webhook sink ----
+
+struct WebhookSink {
+    url: String,
+    bodies: mpsc::UnboundedReceiver<String>,
+}
+
+/// Answers each request with the next status of `script` (then 200), recording bodies.
+async fn webhook_sink(script: Vec<u16>) -> Result<WebhookSink, std::io::Error> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let script = Arc::new(Mutex::new(VecDeque::from(script)));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            let script = script.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        let script = script.clone();
+                        async move {
+                            let body = req.into_body().collect().await?.to_bytes();
+                            let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+                            let status = script
+                                .lock()
+                                .ok()
+                                .and_then(|mut s| s.pop_front())
+                                .unwrap_or(200);
+                            let mut resp =
+                                hyper::Response::new(Full::new(Bytes::from_static(b"ok")));
+                            *resp.status_mut() =
+                                hyper::StatusCode::from_u16(status).unwrap_or_default();
+                            Ok::<_, hyper::Error>(resp)
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(WebhookSink {
+        url: format!("http://{addr}/hook"),
+        bodies: rx,
+    })
+}
+
+async fn next(rx: &mut mpsc::UnboundedReceiver<String>, wait: Duration) -> Option<String> {
+    tokio::time::timeout(wait, rx.recv()).await.ok().flatten()
+}
+
+/// Everything received within `wait`.
+async fn drain(rx: &mut mpsc::UnboundedReceiver<String>, wait: Duration) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut out = Vec::new();
+    while let Ok(Some(b)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        out.push(b);
+    }
+    out
+}
+
+fn config(channel: &str) -> Result<NotifyConfig, Box<dyn std::error::Error>> {
+    Ok(NotifyConfig::from_toml(&format!(
+        "[notify]\n[[notify.channels]]\n{channel}"
+    ))?)
+}
+
+fn assert_no_secrets(body: &str) {
+    assert!(!body.contains("sekrit"), "secret leaked: {body}");
+    assert!(!body.contains("access_token"), "query leaked: {body}");
+}
+
+fn token_of(url: &str) -> &str {
+    url.rsplit('/').next().unwrap_or_default()
+}
+
+// ---- SMTP sink ----
+
+async fn smtp_sink() -> Result<(u16, mpsc::UnboundedReceiver<String>), std::io::Error> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = stream.into_split();
+                let mut lines = BufReader::new(r).lines();
+                w.write_all(b"220 sink ESMTP\r\n").await?;
+                let mut data: Option<String> = None;
+                while let Some(line) = lines.next_line().await? {
+                    if let Some(d) = data.as_mut() {
+                        if line == "." {
+                            let _ = tx.send(std::mem::take(d));
+                            data = None;
+                            w.write_all(b"250 queued\r\n").await?;
+                        } else {
+                            d.push_str(line.strip_prefix('.').unwrap_or(&line));
+                            d.push('\n');
+                        }
+                        continue;
+                    }
+                    let verb = line
+                        .split(' ')
+                        .next()
+                        .unwrap_or_default()
+                        .to_ascii_uppercase();
+                    let reply: &[u8] = match verb.as_str() {
+                        "EHLO" | "HELO" => b"250 sink\r\n",
+                        "DATA" => {
+                            data = Some(String::new());
+                            b"354 go ahead\r\n"
+                        }
+                        "QUIT" => {
+                            w.write_all(b"221 bye\r\n").await?;
+                            break;
+                        }
+                        _ => b"250 ok\r\n",
+                    };
+                    w.write_all(reply).await?;
+                }
+                Ok::<_, std::io::Error>(())
+            });
+        }
+    });
+    Ok((port, rx))
+}
+
+/// Undoes quoted-printable soft line breaks and `=3D`.
+fn unqp(s: &str) -> String {
+    s.replace("=\n", "").replace("=3D", "=")
+}
+
+// ---- tests ----
+
+#[tokio::test]
+async fn per_event_webhook_gets_one_json_per_escalation_with_links() -> TestResult {
+    let mut sink = webhook_sink(vec![]).await?;
+    let cfg = config(&format!(
+        "kind = \"webhook\"\nurl = \"{}\"\nreviewer = \"alice\"",
+        sink.url
+    ))?;
+    let signer = Arc::new(LinkSigner::new([9; 32]));
+    let n = Notifier::start(cfg, Some(signer.clone()), Some(format!("{BASE}/")));
+    n.escalated(&review("r1"));
+    n.escalated(&review("r2"));
+    let bodies = drain(&mut sink.bodies, Duration::from_secs(2)).await;
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    for (b, id) in bodies.iter().zip(["r1", "r2"]) {
+        assert_no_secrets(b);
+        let v: serde_json::Value = serde_json::from_str(b)?;
+        assert_eq!(v["event"], "review.escalated");
+        assert_eq!(v["review_id"], id);
+        assert_eq!(v["tool"], "github.repos.delete");
+        assert_eq!(v["service"], "github");
+        assert_eq!(v["agent"], "bot-1");
+        assert_eq!(v["method"], "DELETE");
+        assert_eq!(v["host"], "api.github.com");
+        assert_eq!(v["path"], "/repos/acme/widgets");
+        assert_eq!(v["reason_codes"], serde_json::json!(["rule_match"]));
+        assert!(v["expires_at"].as_str().is_some_and(|s| s.ends_with('Z')));
+        for (field, action) in [
+            ("approve_url", LinkAction::Approve),
+            ("reject_url", LinkAction::Reject),
+        ] {
+            let url = v[field].as_str().ok_or("no link")?;
+            assert!(url.starts_with(&format!("{BASE}/ui/link/")), "{url}");
+            let claims = signer.verify(token_of(url), now_ms())?;
+            assert_eq!(
+                (
+                    claims.review_id.as_str(),
+                    claims.action,
+                    claims.reviewer.as_str()
+                ),
+                (id, action, "alice")
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn no_links_without_reviewer_or_signer() -> TestResult {
+    let mut sink = webhook_sink(vec![]).await?;
+    let cfg = config(&format!("kind = \"webhook\"\nurl = \"{}\"", sink.url))?;
+    let n = Notifier::start(
+        cfg,
+        Some(Arc::new(LinkSigner::new([9; 32]))),
+        Some(BASE.into()),
+    );
+    n.escalated(&review("r1"));
+    let b = next(&mut sink.bodies, Duration::from_secs(2))
+        .await
+        .ok_or("nothing sent")?;
+    assert!(
+        !b.contains("approve_url") && !b.contains("/ui/link/"),
+        "{b}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn slack_format_has_text() -> TestResult {
+    let mut sink = webhook_sink(vec![]).await?;
+    let cfg = config(&format!(
+        "kind = \"webhook\"\nurl = \"{}\"\nformat = \"slack\"\nreviewer = \"alice\"",
+        sink.url
+    ))?;
+    let n = Notifier::start(
+        cfg,
+        Some(Arc::new(LinkSigner::new([9; 32]))),
+        Some(BASE.into()),
+    );
+    n.escalated(&review("r1"));
+    let b = next(&mut sink.bodies, Duration::from_secs(2))
+        .await
+        .ok_or("nothing sent")?;
+    assert_no_secrets(&b);
+    let v: serde_json::Value = serde_json::from_str(&b)?;
+    let text = v["text"].as_str().ok_or("no text")?;
+    assert!(
+        text.contains("github.repos.delete") && text.contains("r1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("Approve: {BASE}/ui/link/")),
+        "{text}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn email_arrives_with_tool_and_links() -> TestResult {
+    let (port, mut mails) = smtp_sink().await?;
+    let cfg = config(&format!(
+        "kind = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\nstarttls = false\n\
+         from = \"Airlock <airlock@example.com>\"\nto = [\"alice@example.com\", \"ops@example.com\"]\n\
+         reviewer = \"alice\""
+    ))?;
+    let signer = Arc::new(LinkSigner::new([9; 32]));
+    let n = Notifier::start(cfg, Some(signer.clone()), Some(BASE.into()));
+    n.escalated(&review("r1"));
+    let raw = next(&mut mails, Duration::from_secs(5))
+        .await
+        .ok_or("no mail")?;
+    assert_eq!(drain(&mut mails, Duration::from_millis(300)).await.len(), 0);
+    let m = unqp(&raw);
+    assert_no_secrets(&m);
+    assert!(
+        m.contains("Subject: Airlock: approval needed for github.repos.delete (r1)"),
+        "{m}"
+    );
+    assert!(m.contains("To: alice@example.com, ops@example.com"), "{m}");
+    assert!(
+        m.contains("Request: DELETE api.github.com/repos/acme/widgets"),
+        "{m}"
+    );
+    let approve = m
+        .lines()
+        .find_map(|l| l.strip_prefix("Approve: "))
+        .ok_or("no approve link")?;
+    assert!(approve.starts_with(&format!("{BASE}/ui/link/")));
+    assert_eq!(
+        signer.verify(token_of(approve), now_ms())?.action,
+        LinkAction::Approve
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn digest_batches_escalations_into_one_message() -> TestResult {
+    let mut sink = webhook_sink(vec![]).await?;
+    let cfg = config(&format!(
+        "kind = \"webhook\"\nurl = \"{}\"\nmode = \"digest\"\ndigest_interval = \"400ms\"",
+        sink.url
+    ))?;
+    assert_eq!(
+        cfg.channels[0].mode,
+        Mode::Digest(Duration::from_millis(400))
+    );
+    let n = Notifier::start(cfg, None, None);
+    for id in ["r1", "r2", "r3"] {
+        n.escalated(&review(id));
+    }
+    let bodies = drain(&mut sink.bodies, Duration::from_millis(1500)).await;
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    let v: serde_json::Value = serde_json::from_str(&bodies[0])?;
+    assert_eq!(v["event"], "review.digest");
+    assert_eq!(v["count"], 3);
+    let ids: Vec<&str> = v["reviews"]
+        .as_array()
+        .ok_or("no reviews")?
+        .iter()
+        .filter_map(|r| r["review_id"].as_str())
+        .collect();
+    assert_eq!(ids, ["r1", "r2", "r3"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn digest_email_is_one_message() -> TestResult {
+    let (port, mut mails) = smtp_sink().await?;
+    let cfg = config(&format!(
+        "kind = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\nstarttls = false\n\
+         from = \"airlock@example.com\"\nto = [\"alice@example.com\"]\nmode = \"digest\"\n\
+         digest_interval = \"300ms\""
+    ))?;
+    let n = Notifier::start(cfg, None, None);
+    for id in ["r1", "r2", "r3"] {
+        n.escalated(&review(id));
+    }
+    let mails = drain(&mut mails, Duration::from_millis(1500)).await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let m = unqp(&mails[0]);
+    assert!(
+        m.contains("Subject: Airlock: 3 requests need approval"),
+        "{m}"
+    );
+    for id in ["r1", "r2", "r3"] {
+        assert!(m.contains(&format!("Review {id} needs approval")), "{m}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn rate_limit_sends_the_allowed_number_and_holds_the_rest() -> TestResult {
+    let mut sink = webhook_sink(vec![]).await?;
+    let mut cfg = config(&format!(
+        "kind = \"webhook\"\nurl = \"{}\"\nmax_per_minute = 2",
+        sink.url
+    ))?;
+    // One "minute" lasts 1.5 s here so the hold-over can be observed.
+    cfg.channels[0].rate_window = Duration::from_millis(1500);
+    let n = Notifier::start(cfg, None, None);
+    for i in 0..5 {
+        n.escalated(&review(&format!("r{i}")));
+    }
+    let first = drain(&mut sink.bodies, Duration::from_millis(800)).await;
+    assert_eq!(first.len(), 2, "only 2 in the first window: {first:?}");
+    let second = drain(&mut sink.bodies, Duration::from_millis(1500)).await;
+    assert_eq!(second.len(), 2, "2 more in the next window: {second:?}");
+    let third = drain(&mut sink.bodies, Duration::from_millis(1500)).await;
+    assert_eq!(third.len(), 1, "the last one after that: {third:?}");
+    let ids: Vec<String> = first
+        .iter()
+        .chain(&second)
+        .chain(&third)
+        .filter_map(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+        .filter_map(|v| v["review_id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        ids,
+        ["r0", "r1", "r2", "r3", "r4"],
+        "none dropped, in order"
+    );
+    assert_eq!(n.dropped(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn failing_webhook_is_retried_until_it_succeeds() -> TestResult {
+    let mut sink = webhook_sink(vec![500, 500]).await?;
+    let mut cfg = config(&format!("kind = \"webhook\"\nurl = \"{}\"", sink.url))?;
+    assert_eq!(cfg.channels[0].retry.retries, 3);
+    assert_eq!(cfg.channels[0].retry.backoff, Duration::from_millis(200));
+    cfg.channels[0].retry.backoff = Duration::from_millis(20);
+    let n = Notifier::start(cfg, None, None);
+    n.escalated(&review("r1"));
+    let bodies = drain(&mut sink.bodies, Duration::from_millis(1500)).await;
+    assert_eq!(
+        bodies.len(),
+        3,
+        "500, 500, then 200 and no more: {bodies:?}"
+    );
+    assert!(
+        bodies.iter().all(|b| b == &bodies[0]),
+        "same message each time"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn dead_webhook_never_blocks_escalated() -> TestResult {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.port()
+    };
+    let mut cfg = config(&format!(
+        "kind = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\nmode = \"per_event\""
+    ))?;
+    cfg.queue_size = 64;
+    let n = Notifier::start(cfg, None, None);
+    let r = review("r1");
+    let started = Instant::now();
+    for _ in 0..1000 {
+        n.escalated(&r);
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(500),
+        "escalated() blocked: {took:?}"
+    );
+    assert!(n.dropped() > 0, "a full queue drops (and warns)");
+    Ok(())
+}
+
+#[test]
+fn escalated_without_runtime_or_channels_is_a_no_op() -> TestResult {
+    let cfg = config("kind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"")?;
+    let n = Notifier::start(cfg, None, None); // no Tokio runtime here
+    n.escalated(&review("r1"));
+    Notifier::start(NotifyConfig::default(), None, None).escalated(&review("r1"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn link_tokens_verify_once() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = airlock::store::open(airlock::store::Backend::Redb, dir.path())?;
+    let key = airlock::notify::load_or_create_key(&dir.path().join("link-key"))?;
+    let s = LinkSigner::new(key);
+    let t = s.mint("r1", LinkAction::Approve, "alice", Duration::from_secs(60));
+    assert_eq!(s.verify(&t, now_ms())?.reviewer, "alice");
+    let (p, sig) = t.split_once('.').ok_or("no dot")?;
+    let mut tampered = sig.to_string();
+    tampered.replace_range(..1, if sig.starts_with('A') { "B" } else { "A" });
+    assert!(matches!(
+        s.verify(&format!("{p}.{tampered}"), now_ms()),
+        Err(LinkError::BadSignature)
+    ));
+    assert!(matches!(
+        s.verify(&t, now_ms() + 61_000),
+        Err(LinkError::Expired)
+    ));
+    s.consume(store.as_ref(), &t)?;
+    assert!(matches!(
+        s.consume(store.as_ref(), &t),
+        Err(LinkError::AlreadyUsed)
+    ));
+    Ok(())
+}
+
+#[test]
+fn config_is_checked() {
+    let ok = NotifyConfig::from_toml(
+        "[notify]\nbase_url = \"https://a.example/\"\n[[notify.channels]]\nkind = \"webhook\"\nurl = \"https://hooks.example/x\"\nmode = \"off\"",
+    );
+    assert!(
+        ok.as_ref()
+            .is_ok_and(|c| c.base_url.as_deref() == Some("https://a.example")),
+        "{ok:?}"
+    );
+    for bad in [
+        "kind = \"pager\"",
+        "kind = \"webhook\"",
+        "kind = \"webhook\"\nurl = \"ftp://x/\"",
+        "kind = \"webhook\"\nurl = \"http://x/\"\nformat = \"xml\"",
+        "kind = \"webhook\"\nurl = \"http://x/\"\nmode = \"sometimes\"",
+        "kind = \"webhook\"\nurl = \"http://x/\"\nmax_per_minute = 0",
+        "kind = \"webhook\"\nurl = \"http://x/\"\nsmtp_host = \"m\"",
+        "kind = \"webhook\"\nurl = \"http://x/\"\ndigest_interval = \"1m\"",
+        "kind = \"webhook\"\nurl = \"http://x/\"\nbogus = 1",
+        "kind = \"email\"\nsmtp_host = \"m\"\nfrom = \"a@b\"",
+        "kind = \"email\"\nsmtp_host = \"m\"\nfrom = \"not an address\"\nto = [\"a@b\"]",
+    ] {
+        let r = NotifyConfig::from_toml(&format!("[notify]\n[[notify.channels]]\n{bad}"));
+        assert!(r.is_err(), "accepted: {bad}");
+    }
+}
+
+#[test]
+fn main_config_carries_notify_and_checks_reviewer_names() {
+    use airlock::config::Config;
+    assert!(Config::from_toml("t", "").is_ok_and(|c| c.notify.channels.is_empty()));
+    let reviewer = format!(
+        "[[reviewers]]\nname = \"alice\"\ntoken_sha256 = \"{}\"\n",
+        "ab".repeat(32)
+    );
+    let channel = "[[notify.channels]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1/\"\n";
+    let ok = Config::from_toml(
+        "t",
+        &format!("{reviewer}[notify]\nbase_url = \"https://airlock.example\"\n{channel}reviewer = \"alice\"\n"),
+    );
+    let ok = ok.map_err(|e| e.to_string());
+    assert!(
+        ok.as_ref().is_ok_and(|c| c.notify.channels.len() == 1
+            && c.notify.base_url.as_deref() == Some("https://airlock.example")
+            && c.link_key_file().ends_with("link-key")),
+        "{ok:?}"
+    );
+    let err = Config::from_toml("t", &format!("{reviewer}{channel}reviewer = \"mallory\"\n"))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("notify.channels[0].reviewer"), "{err}");
+    let err = Config::from_toml("t", &format!("{channel}kind2 = 1\n"))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("kind2"), "{err}");
+}
+
+#[test]
+fn example_config_notify_block_parses() -> TestResult {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/airlock.example.toml"))?;
+    let block: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("# [notify]"))
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
+        .collect();
+    let cfg = NotifyConfig::from_toml(&block)?;
+    assert_eq!(cfg.channels.len(), 2);
+    assert_eq!(cfg.channels[1].mode, Mode::Digest(Duration::from_secs(300)));
+    Ok(())
+}
