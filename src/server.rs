@@ -26,6 +26,8 @@ pub enum ServerError {
     Recover(#[from] GateError),
     #[error("audit log: {0}")]
     Audit(String),
+    #[error("one-click link key: {0}")]
+    Links(String),
     #[error("{0}")]
     Credentials(#[from] crate::credentials::CredentialError),
     #[error("admin token: {0}")]
@@ -122,11 +124,21 @@ pub async fn start_with_store(
         guard,
     );
     let client = proxy::upstream::client(tls, dialer.clone(), config.upstream.pool_idle_timeout);
+    let links = Arc::new(crate::notify::LinkSigner::new(
+        crate::notify::load_or_create_key(&config.link_key_file())
+            .map_err(|e| ServerError::Links(e.to_string()))?,
+    ));
+    let notifier = crate::notify::Notifier::start(
+        config.notify.clone(),
+        Some(links.clone()),
+        config.notify.base_url.clone(),
+    );
     let gate = Gate::new(
         store,
         client,
         vault.clone(),
         audit.clone(),
+        notifier,
         config.gate.clone(),
         clock,
         life.tasks.clone(),
@@ -156,6 +168,7 @@ pub async fn start_with_store(
         &admin_token,
         admin_addr,
         config.reviewers.clone(),
+        links,
     );
     tokio::spawn(admin::run(
         admin_listener,

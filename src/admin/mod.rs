@@ -93,6 +93,7 @@ pub struct Admin {
     listen: SocketAddr,
     reviewers: Vec<ReviewerConfig>,
     dashboard: dashboard::Dashboard,
+    links: Arc<crate::notify::LinkSigner>,
 }
 
 /// Who is calling the admin API.
@@ -110,6 +111,7 @@ impl Admin {
         token: &str,
         listen: SocketAddr,
         reviewers: Vec<ReviewerConfig>,
+        links: Arc<crate::notify::LinkSigner>,
     ) -> Arc<Admin> {
         Arc::new(Admin {
             gate,
@@ -117,6 +119,7 @@ impl Admin {
             listen,
             reviewers,
             dashboard: dashboard::Dashboard::new(),
+            links,
         })
     }
 

@@ -138,6 +138,7 @@ pub struct Gate {
     /// Real credentials, injected at execution time (never stored on a review).
     vault: Arc<crate::credentials::Vault>,
     audit: Arc<AuditLog>,
+    notifier: Arc<crate::notify::Notifier>,
     cfg: GateConfig,
     clock: Arc<dyn Clock>,
     /// Bumped after every transition; waiters re-read the store.
@@ -151,6 +152,7 @@ impl Gate {
         client: UpstreamClient,
         vault: Arc<crate::credentials::Vault>,
         audit: Arc<AuditLog>,
+        notifier: Arc<crate::notify::Notifier>,
         cfg: GateConfig,
         clock: Arc<dyn Clock>,
         tasks: TaskTracker,
@@ -160,6 +162,7 @@ impl Gate {
             client,
             vault,
             audit,
+            notifier,
             cfg,
             clock,
             changes: watch::channel(0).0,
@@ -169,6 +172,11 @@ impl Gate {
 
     pub fn config(&self) -> &GateConfig {
         &self.cfg
+    }
+
+    /// The store reviews live in (one-click links record their use here).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// The audit log every decision and transition is written to.
@@ -309,6 +317,8 @@ impl Gate {
         }
         self.changes.send_modify(|v| *v += 1);
         tracing::info!(target: "airlock::gate", review = %review.id, tool = review.tool.as_deref().unwrap_or("-"), "request held for review");
+        // Never blocks: a full or failing channel cannot hold up the gate.
+        self.notifier.escalated(&review);
         if let Some(wait) = wait {
             if let Ok(done) = self.wait_final(&review.id, wait).await {
                 if done.state.is_final() {
