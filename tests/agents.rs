@@ -274,6 +274,19 @@ async fn agents_are_limited_to_their_services() {
         resp.starts_with("HTTP/1.1 403") && resp.contains("agent_not_allowed"),
         "{resp}"
     );
+    // Plain HTTP to a credentialed host would carry the real token in clear text: refused.
+    let resp = raw(
+        &s.airlock,
+        &format!(
+            "GET http://api.github.com/user HTTP/1.1\r\nHost: api.github.com\r\nProxy-Authorization: Basic {}\r\n\r\n",
+            basic("bot", &s.token)
+        ),
+    )
+    .await;
+    assert!(
+        resp.starts_with("HTTP/1.1 403") && resp.contains("credential_over_http"),
+        "{resp}"
+    );
     // The unlimited agent may.
     let r = client_as(&s.airlock, "bot", &s.token)
         .get("https://api.stripe.com/v1/charges")

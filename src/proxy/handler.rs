@@ -113,7 +113,18 @@ async fn phases(
                 .ok_or_else(|| Refusal::policy("unknown_host_denied", "host is not inspected"))?;
             return forward(proxy, conn, permitted).await;
         }
-        Route::Inspect => {}
+        Route::Inspect => {
+            // The real credential must never travel in clear text.
+            if conn.scheme != "https" && proxy.vault.service_for_host(&conn.target.host).is_some() {
+                return Err(Refusal::policy(
+                    "credential_over_http",
+                    format!(
+                        "{} has a configured credential; plain http:// requests to it are refused, use https://",
+                        conn.target.host
+                    ),
+                ));
+            }
+        }
     }
 
     // Classify: read the body only if a rule needs it.
