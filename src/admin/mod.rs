@@ -274,24 +274,9 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
             })
             .await;
             match out {
-                Ok(Ok(buf)) => {
-                    let mut r = Response::new(crate::proxy::respond::full(buf));
-                    r.headers_mut().insert(
-                        header::CONTENT_TYPE,
-                        http::HeaderValue::from_static("application/jsonl"),
-                    );
-                    r
-                }
-                Ok(Err(e)) => err(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "audit_unavailable",
-                    &e.to_string(),
-                ),
-                Err(e) => err(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "audit_unavailable",
-                    &e.to_string(),
-                ),
+                Ok(Ok(buf)) => typed_response(buf, "application/jsonl"),
+                Ok(Err(e)) => audit_unavailable(e),
+                Err(e) => audit_unavailable(e),
             }
         }
         (Method::GET, ["v1", "audit", "pubkey"]) => json_response(
@@ -304,29 +289,14 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
         (Method::POST, ["v1", "audit", "checkpoint"]) => {
             let audit = admin.gate.audit().clone();
             match tokio::task::spawn_blocking(move || audit.latest_checkpoint()).await {
-                Ok(Ok(Some(line))) => {
-                    let mut r = Response::new(crate::proxy::respond::full(format!("{line}\n")));
-                    r.headers_mut().insert(
-                        header::CONTENT_TYPE,
-                        http::HeaderValue::from_static("application/json"),
-                    );
-                    r
-                }
+                Ok(Ok(Some(line))) => typed_response(format!("{line}\n"), "application/json"),
                 Ok(Ok(None)) => err(
                     StatusCode::NOT_FOUND,
                     "no_checkpoint",
                     "the audit log is empty",
                 ),
-                Ok(Err(e)) => err(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "audit_unavailable",
-                    &e.to_string(),
-                ),
-                Err(e) => err(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "audit_unavailable",
-                    &e.to_string(),
-                ),
+                Ok(Err(e)) => audit_unavailable(e),
+                Err(e) => audit_unavailable(e),
             }
         }
         (Method::GET, ["v1", "audit", "verify"]) => {
@@ -351,11 +321,7 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
                         "error": e.to_string(),
                     }),
                 ),
-                Err(e) => err(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "audit_unavailable",
-                    &e.to_string(),
-                ),
+                Err(e) => audit_unavailable(e),
             }
         }
         (Method::GET, ["v1", "reviews", id]) => match admin.gate.get(id).await {
@@ -419,6 +385,25 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
         ),
         _ => err(StatusCode::NOT_FOUND, "not_found", "unknown admin route"),
     }
+}
+
+/// 503 for an audit log that could not be read or written (or whose task failed).
+fn audit_unavailable(e: impl std::fmt::Display) -> Response<Body> {
+    err(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "audit_unavailable",
+        &e.to_string(),
+    )
+}
+
+/// 200 with `body` as `content_type` (JSON Lines exports, checkpoint lines).
+fn typed_response(body: impl Into<Bytes>, content_type: &'static str) -> Response<Body> {
+    let mut r = Response::new(crate::proxy::respond::full(body));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    r
 }
 
 fn authorized(admin: &Admin, req: &Request<Incoming>) -> Option<Caller> {

@@ -47,15 +47,7 @@ impl Gate {
                     }
                     let mut next = cur.clone();
                     next.state = ReviewState::Executing;
-                    next.execution = Some(Execution {
-                        started_at_ms: started,
-                        finished_at_ms: None,
-                        status: None,
-                        headers: Vec::new(),
-                        body_b64: String::new(),
-                        body_truncated: false,
-                        error: None,
-                    });
+                    next.execution = Some(Execution::started(started));
                     Ok(next)
                 })
             })
@@ -65,21 +57,11 @@ impl Gate {
             Err(GateError::AlreadyDecided { .. }) => return self.get(id).await,
             Err(GateError::Audit(why)) => {
                 // Claimed but not recorded: fail closed, never send unaudited.
-                let fail_id = id.to_string();
-                let _ = self
-                    .blocking(move |g| {
-                        g.transition(&fail_id, |cur| {
-                            let mut next = cur.clone();
-                            next.state = ReviewState::Failed;
-                            if let Some(x) = next.execution.as_mut() {
-                                x.error = Some(format!(
-                                    "not sent: the audit log could not record the execution ({why})"
-                                ));
-                            }
-                            Ok(next)
-                        })
-                    })
-                    .await;
+                self.fail_unsent(
+                    id,
+                    format!("not sent: the audit log could not record the execution ({why})"),
+                )
+                .await;
                 return Err(GateError::Audit("execution not recorded; not sent".into()));
             }
             Err(e) => return Err(e),
@@ -110,15 +92,7 @@ impl Gate {
         self.blocking(move |g| {
             g.transition(&done_id, |cur| {
                 let mut next = cur.clone();
-                let exec = next.execution.get_or_insert(Execution {
-                    started_at_ms: started,
-                    finished_at_ms: None,
-                    status: None,
-                    headers: Vec::new(),
-                    body_b64: String::new(),
-                    body_truncated: false,
-                    error: None,
-                });
+                let exec = next.execution.get_or_insert(Execution::started(started));
                 exec.finished_at_ms = Some(finished);
                 match &outcome {
                     Outcome::Answered {
@@ -152,6 +126,27 @@ impl Gate {
 }
 
 impl Gate {
+    /// Moves a review that must not be sent (its approval or claim could not be audited) to
+    /// `failed` with `error`. Best effort: the review is never sent either way.
+    pub(super) async fn fail_unsent(self: &Arc<Self>, id: &str, error: String) {
+        let id = id.to_string();
+        let _ = self
+            .blocking(move |g| {
+                let now = g.clock.now_ms();
+                g.transition(&id, |cur| {
+                    let mut next = cur.clone();
+                    next.state = ReviewState::Failed;
+                    let exec = next.execution.get_or_insert_with(|| Execution {
+                        finished_at_ms: Some(now),
+                        ..Execution::started(now)
+                    });
+                    exec.error = Some(error.clone());
+                    Ok(next)
+                })
+            })
+            .await;
+    }
+
     /// Masks configured secrets in a recorded answer before it is stored or shown.
     fn scrub(&self, outcome: &mut Outcome, id: &str) {
         let (Some(s), Outcome::Answered { headers, body, .. }) = (self.vault.scrubber(), outcome)

@@ -450,27 +450,11 @@ impl Gate {
             Ok(r) => r,
             Err(GateError::Audit(why)) => {
                 // The approval landed but is not on the record: never execute it.
-                let fail_id = id.to_string();
-                let _ = self
-                    .blocking(move |g| {
-                        g.transition(&fail_id, |cur| {
-                            let mut next = cur.clone();
-                            next.state = ReviewState::Failed;
-                            next.execution = Some(review::Execution {
-                                started_at_ms: g.clock.now_ms(),
-                                finished_at_ms: Some(g.clock.now_ms()),
-                                status: None,
-                                headers: Vec::new(),
-                                body_b64: String::new(),
-                                body_truncated: false,
-                                error: Some(format!(
-                                    "not sent: the approval could not be written to the audit log ({why})"
-                                )),
-                            });
-                            Ok(next)
-                        })
-                    })
-                    .await;
+                self.fail_unsent(
+                    id,
+                    format!("not sent: the approval could not be written to the audit log ({why})"),
+                )
+                .await;
                 return Err(GateError::Audit(
                     "the approval could not be recorded; the request was not sent".into(),
                 ));

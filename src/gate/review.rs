@@ -133,6 +133,21 @@ pub struct Execution {
     pub error: Option<String>,
 }
 
+impl Execution {
+    /// An execution that began at `at_ms` and has no answer yet.
+    pub fn started(at_ms: u64) -> Execution {
+        Execution {
+            started_at_ms: at_ms,
+            finished_at_ms: None,
+            status: None,
+            headers: Vec::new(),
+            body_b64: String::new(),
+            body_truncated: false,
+            error: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Review {
