@@ -51,10 +51,16 @@ fn entries(text: &str) -> Vec<serde_json::Value> {
 }
 
 fn verify_cli(file: &std::path::Path, pubkey: &str) -> (bool, String) {
+    verify_cli_with(file, pubkey, &[])
+}
+
+/// `airlock audit verify FILE --pubkey KEY EXTRA...`: (success, stdout + stderr).
+fn verify_cli_with(file: &std::path::Path, pubkey: &str, extra: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
         .args(["audit", "verify"])
         .arg(file)
         .args(["--pubkey", pubkey])
+        .args(extra)
         .output()
         .expect("run airlock");
     (
@@ -227,23 +233,8 @@ async fn decisions_transitions_and_executions_form_a_verifiable_chain() {
     std::fs::write(&file, &cut).expect("write");
     let (ok, out) = verify_cli(&file, &pubkey);
     assert!(ok, "a prefix verifies on its own: {out}");
-    let with_cp = |f: &std::path::Path| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
-            .args(["audit", "verify"])
-            .arg(f)
-            .args(["--pubkey", &pubkey, "--checkpoint"])
-            .arg(&cp_file)
-            .output()
-            .expect("run");
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    };
+    let cp_arg = cp_file.to_string_lossy().into_owned();
+    let with_cp = |f: &std::path::Path| verify_cli_with(f, &pubkey, &["--checkpoint", &cp_arg]);
     let (ok, out) = with_cp(&file);
     assert!(!ok && out.contains("truncated"), "{out}");
     std::fs::write(&file, &full).expect("write");
