@@ -254,6 +254,7 @@ struct RawGate {
     max_wait: String,
     sweep_interval: String,
     max_result_bytes: usize,
+    execution_timeout: String,
 }
 
 impl Default for RawGate {
@@ -264,6 +265,7 @@ impl Default for RawGate {
             max_wait: "5m".into(),
             sweep_interval: "5s".into(),
             max_result_bytes: 256 * 1024,
+            execution_timeout: "120s".into(),
         }
     }
 }
@@ -431,6 +433,8 @@ pub struct GateConfig {
     pub sweep_interval: Duration,
     /// Upstream response body kept on an executed review.
     pub max_result_bytes: usize,
+    /// Longest an approved request may take upstream; past it the outcome is `outcome_unknown`.
+    pub execution_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -587,9 +591,16 @@ fn check(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
         max_wait: dur("gate.max_wait", &g.max_wait)?,
         sweep_interval: dur("gate.sweep_interval", &g.sweep_interval)?,
         max_result_bytes: g.max_result_bytes,
+        execution_timeout: dur("gate.execution_timeout", &g.execution_timeout)?,
     };
     if gate.sweep_interval.is_zero() {
         return Err(invalid("gate.sweep_interval", "must be above zero".into()));
+    }
+    if gate.execution_timeout.is_zero() {
+        return Err(invalid(
+            "gate.execution_timeout",
+            "must be above zero".into(),
+        ));
     }
     let egress = check_egress(&raw.egress).map_err(|m| invalid("egress", m))?;
     let a = &raw.audit;

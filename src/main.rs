@@ -206,6 +206,15 @@ enum ReviewsCommand {
         #[arg(long, env = "USER")]
         reviewer: Option<String>,
     },
+    /// Send a failed (or outcome_unknown) review's stored request again, with the same
+    /// Idempotency-Key; only before the review's deadline.
+    Retry {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+        #[arg(long, env = "USER")]
+        reviewer: Option<String>,
+    },
     /// Give a pending review more time before it expires.
     Extend {
         id: String,
@@ -858,6 +867,15 @@ async fn reviews(config: Config, token: Option<String>, cmd: ReviewsCommand) -> 
         } => (
             Method::POST,
             format!("/v1/reviews/{id}/reject"),
+            Some(serde_json::json!({"comment": comment, "reviewer": reviewer})),
+        ),
+        ReviewsCommand::Retry {
+            id,
+            comment,
+            reviewer,
+        } => (
+            Method::POST,
+            format!("/v1/reviews/{id}/retry"),
             Some(serde_json::json!({"comment": comment, "reviewer": reviewer})),
         ),
         ReviewsCommand::Extend { id, by } => (

@@ -589,3 +589,115 @@ async fn shipped_catalog_holds_a_repo_delete_end_to_end() {
         "the buffered body is forwarded intact"
     );
 }
+
+/// Issue 7: an upstream that is down when the approval fires -> `failed` with the reason, nothing
+/// sent; a human retry once it is back sends the stored request exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upstream_down_at_approval_fails_and_a_retry_sends_once() {
+    let (up, a) = setup("").await;
+    up.state
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (status, _, body) = hold_delete(&a, "/repos/acme/down").await;
+    assert_eq!(status, 423);
+    let id = body["reviewId"].as_str().expect("id").to_string();
+
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["state"], "failed", "{r}");
+    let why = r["result"]["error"].as_str().unwrap_or_default();
+    assert!(!why.is_empty(), "the failure says why: {r}");
+    assert_eq!(up.count(), 0, "nothing reached the upstream");
+
+    // Not retryable: a review that is still pending, or an unknown one.
+    let (code, _) = a.admin("POST", "/v1/reviews/rev_nope/retry", None).await;
+    assert_eq!(code, 404);
+
+    up.state
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let (code, r) = a
+        .admin(
+            "POST",
+            &format!("/v1/reviews/{id}/retry"),
+            Some(serde_json::json!({"comment": "upstream is back"})),
+        )
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["state"], "executed", "{r}");
+    assert_eq!(r["result"]["status"], 200);
+    assert_eq!(r["earlierAttempts"].as_array().map(Vec::len), Some(1));
+    assert_eq!(r["retries"][0]["comment"], "upstream is back");
+    assert_eq!(up.count(), 1, "exactly one send");
+
+    // An executed review is never retried.
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/retry"), None)
+        .await;
+    assert_eq!(code, 400, "{r}");
+    assert_eq!(up.count(), 1);
+
+    let (status, bytes) = airlock::admin::client::call_raw(
+        a.admin_addr,
+        &a.admin_token,
+        http::Method::GET,
+        "/v1/audit",
+        None,
+    )
+    .await
+    .expect("audit export");
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.lines().any(|l| l.contains("\"retry_by\"")
+            && l.contains(&id)
+            && l.contains("\"to\":\"approved\"")),
+        "the retry is on the audit record"
+    );
+}
+
+/// Issue 7: a slow upstream -> `outcome_unknown` (never re-sent on its own); the human retry
+/// carries the same Idempotency-Key, so Stripe can answer the duplicate with the first result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_upstream_is_outcome_unknown_and_retry_reuses_the_idempotency_key() {
+    let (up, a) = setup("[gate]\nexecution_timeout = \"1s\"\n").await;
+    let resp = a
+        .client()
+        .post("https://api.stripe.com/v1/refunds/stall")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("charge=ch_1&amount=5000")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 423);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    let id = body["reviewId"].as_str().expect("id").to_string();
+
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["state"], "outcome_unknown", "{r}");
+    assert_eq!(
+        up.count(),
+        1,
+        "it reached the upstream, which never answered"
+    );
+
+    up.state
+        .no_stall
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    up.state.unstall.notify_waiters();
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/retry"), None)
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["state"], "executed", "{r}");
+    let seen = up.requests();
+    assert_eq!(seen.len(), 2);
+    let key0 = seen[0].header("idempotency-key").map(str::to_string);
+    assert!(key0.as_deref().is_some_and(|k| k.starts_with("airlock-")));
+    assert_eq!(key0.as_deref(), seen[1].header("idempotency-key"));
+}

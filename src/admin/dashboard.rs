@@ -6,7 +6,7 @@
 //! - `GET  /ui`                           pending reviews
 //! - `GET  /ui/history[?state=&tool=&agent=]` every review, filtered
 //! - `GET  /ui/reviews/{id}`              one review: stored request, result, audit entries
-//! - `POST /ui/reviews/{id}/decide`       form `action=approve|reject`, `comment`, `csrf`
+//! - `POST /ui/reviews/{id}/decide`       form `action=approve|reject|retry`, `comment`, `csrf`
 //! - `GET  /ui/link/{token}`              one-click link from a notification: a confirmation page
 //!   only (mail scanners prefetch GET links); `POST /ui/link/{token}` from that page decides, once
 //!
@@ -176,6 +176,7 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
             let result = match form.get("action").map(String::as_str) {
                 Some("approve") => admin.gate.approve(&id, &reviewer, comment).await,
                 Some("reject") => admin.gate.reject(&id, &reviewer, comment).await,
+                Some("retry") => admin.gate.retry(&id, &reviewer, comment).await,
                 _ => {
                     return html_response(StatusCode::BAD_REQUEST, "<h1>Unknown action</h1>".into())
                 }

@@ -10,6 +10,8 @@
 //!   executes the stored request and answers with the review after execution
 //! - `POST /v1/reviews/{id}/reject`       same body
 //! - `POST /v1/reviews/{id}/extend`       body `{"by": "2h"}`: moves a pending review's deadline
+//! - `POST /v1/reviews/{id}/retry`        same body as approve: re-sends a `failed` or
+//!   `outcome_unknown` review's stored request (same Idempotency-Key), within its deadline
 //!
 //! Reviewers (`[[reviewers]]`, `airlock reviewers add`) use their own tokens; decisions are
 //! recorded under their names and checked against the rule's approver list and quorum. The
@@ -328,7 +330,7 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
             Ok(r) => json_response(StatusCode::OK, &review_json(&r, true)),
             Err(e) => gate_error_response(&e),
         },
-        (Method::POST, ["v1", "reviews", id, action @ ("approve" | "reject")]) => {
+        (Method::POST, ["v1", "reviews", id, action @ ("approve" | "reject" | "retry")]) => {
             let id = id.to_string();
             let action = action.to_string();
             let body = match read_json(req).await {
@@ -341,10 +343,10 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
                 .get("comment")
                 .and_then(|v| v.as_str())
                 .map(|c| c.chars().take(4096).collect::<String>());
-            let result = if action == "approve" {
-                admin.gate.approve(&id, &reviewer, comment).await
-            } else {
-                admin.gate.reject(&id, &reviewer, comment).await
+            let result = match action.as_str() {
+                "approve" => admin.gate.approve(&id, &reviewer, comment).await,
+                "retry" => admin.gate.retry(&id, &reviewer, comment).await,
+                _ => admin.gate.reject(&id, &reviewer, comment).await,
             };
             match result {
                 // Below the quorum: recorded, still pending.

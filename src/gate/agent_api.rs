@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 use http::{HeaderName, HeaderValue, Method, Response, StatusCode};
 
-use super::review::{rfc3339, Review, ReviewState};
+use super::review::{rfc3339, Execution, Review, ReviewState};
 use super::{Gate, GateError, OUTCOME_HEADER, REVIEW_ID_HEADER};
 use crate::proxy::respond::{full, json_response, Refusal};
 use crate::proxy::upstream::Body;
@@ -19,24 +19,7 @@ pub fn review_json(r: &Review, full: bool) -> serde_json::Value {
         .decision
         .as_ref()
         .map(|d| serde_json::json!({"by": d.by, "at": rfc3339(d.at_ms), "comment": d.comment}));
-    let result = r.execution.as_ref().map(|e| {
-        let body = base64::engine::general_purpose::STANDARD
-            .decode(&e.body_b64)
-            .unwrap_or_default();
-        let mut v = serde_json::json!({
-            "status": e.status,
-            "headers": e.headers,
-            "bodyTruncated": e.body_truncated,
-            "error": e.error,
-            "startedAt": rfc3339(e.started_at_ms),
-            "finishedAt": e.finished_at_ms.map(rfc3339),
-        });
-        match String::from_utf8(body) {
-            Ok(text) => v["body"] = serde_json::Value::String(text),
-            Err(_) => v["bodyBase64"] = serde_json::Value::String(e.body_b64.clone()),
-        }
-        v
-    });
+    let result = r.execution.as_ref().map(execution_json);
     let mut v = serde_json::json!({
         "reviewId": r.id,
         "decisionId": r.decision_id,
@@ -57,6 +40,8 @@ pub fn review_json(r: &Review, full: bool) -> serde_json::Value {
         "updatedAt": rfc3339(r.updated_at_ms),
         "decision": decision,
         "result": result,
+        "earlierAttempts": r.attempts.iter().map(execution_json).collect::<Vec<_>>(),
+        "retries": r.retries.iter().map(|d| serde_json::json!({"by": d.by, "at": rfc3339(d.at_ms), "comment": d.comment})).collect::<Vec<_>>(),
         "method": r.request.method,
         "url": r.request.url(),
     });
@@ -71,7 +56,25 @@ pub fn review_json(r: &Review, full: bool) -> serde_json::Value {
     v
 }
 
-/// Serves Airlock's own agent endpoints.
+fn execution_json(e: &Execution) -> serde_json::Value {
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(&e.body_b64)
+        .unwrap_or_default();
+    let mut v = serde_json::json!({
+        "status": e.status,
+        "headers": e.headers,
+        "bodyTruncated": e.body_truncated,
+        "error": e.error,
+        "startedAt": rfc3339(e.started_at_ms),
+        "finishedAt": e.finished_at_ms.map(rfc3339),
+    });
+    match String::from_utf8(body) {
+        Ok(text) => v["body"] = serde_json::Value::String(text),
+        Err(_) => v["bodyBase64"] = serde_json::Value::String(e.body_b64.clone()),
+    }
+    v
+}
+
 /// Serves `airlock.local` for `agent`, which sees only its own reviews (anonymous callers,
 /// allowed only in development, see those of anonymous callers).
 pub async fn serve_local(

@@ -2,7 +2,6 @@
 //! stored request once, record the upstream's answer.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method, Request};
 use http_body_util::BodyExt;
@@ -12,9 +11,6 @@ use super::{Gate, GateError};
 use crate::proxy::policy::Permitted;
 use crate::proxy::respond::full;
 use crate::proxy::upstream::{self, Body, UpstreamFailure};
-
-/// Longest an approved request may take upstream before its outcome is declared unknown.
-const EXECUTION_TIMEOUT: Duration = Duration::from_secs(120);
 
 enum Outcome {
     Answered {
@@ -75,14 +71,15 @@ impl Gate {
                 let permitted = Permitted::by_approval(req, review.id.clone());
                 let cap = self.config().max_result_bytes;
                 let client = self.client.clone();
-                match tokio::time::timeout(EXECUTION_TIMEOUT, send(client, permitted, cap)).await {
+                let limit = self.config().execution_timeout;
+                match tokio::time::timeout(limit, send(client, permitted, cap)).await {
                     Ok(mut o) => {
                         self.scrub(&mut o, &review.id);
                         o
                     }
                     Err(_) => Outcome::Unknown(format!(
                         "no complete answer within {}s",
-                        EXECUTION_TIMEOUT.as_secs()
+                        limit.as_secs_f64()
                     )),
                 }
             }

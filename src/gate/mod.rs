@@ -461,16 +461,93 @@ impl Gate {
             }
             Err(e) => return Err(e),
         };
-        // Execute in a tracked task so a disconnecting caller cannot cut it short.
+        self.execute_tracked(approved.id).await
+    }
+
+    /// Executes in a tracked task so a disconnecting caller cannot cut the send short.
+    async fn execute_tracked(self: &Arc<Self>, id: String) -> Result<Review, GateError> {
         let me = self.clone();
-        let handle = self
-            .tasks
-            .spawn(async move { me.execute(&approved.id).await });
+        let handle = self.tasks.spawn(async move { me.execute(&id).await });
         match handle.await {
             Ok(r) => r,
             Err(e) => Err(GateError::Store(StoreError::Io(format!(
                 "execution task failed: {e}"
             )))),
+        }
+    }
+
+    /// A human retry of a review whose send `failed` or has an `outcome_unknown`: the same stored
+    /// request (same `Idempotency-Key`, so Stripe answers a duplicate with the first result) is
+    /// sent once more. Only within the review's original deadline, only by someone allowed to
+    /// approve it; the earlier execution is kept in `attempts`.
+    pub async fn retry(
+        self: &Arc<Self>,
+        id: &str,
+        reviewer: &Reviewer,
+        comment: Option<String>,
+    ) -> Result<Review, GateError> {
+        let decision = review::Decision {
+            by: reviewer.name.clone(),
+            at_ms: self.clock.now_ms(),
+            comment,
+        };
+        let id_owned = id.to_string();
+        let reviewer = reviewer.clone();
+        let retried = self
+            .blocking(move |g| {
+                let now = g.clock.now_ms();
+                g.transition(&id_owned, |cur| {
+                    if !matches!(
+                        cur.state,
+                        ReviewState::Failed | ReviewState::OutcomeUnknown
+                    ) {
+                        return Err(GateError::BadRequest(format!(
+                            "review {} is {}; only failed or outcome_unknown reviews can be retried",
+                            cur.id,
+                            cur.state.as_str()
+                        )));
+                    }
+                    if now >= cur.expires_at_ms {
+                        return Err(GateError::Expired {
+                            id: cur.id.clone(),
+                            at: review::rfc3339(cur.expires_at_ms),
+                        });
+                    }
+                    let by = &reviewer.name;
+                    if !cur.policy.admits(by, &reviewer.groups) {
+                        return Err(GateError::Forbidden(format!(
+                            "{by} is not among the approvers of this review"
+                        )));
+                    }
+                    if !cur.policy.self_approval && cur.agent_owner.as_deref() == Some(by.as_str())
+                    {
+                        return Err(GateError::Forbidden(format!(
+                            "{by} owns the agent that sent this request and may not retry it (self-approval is off)"
+                        )));
+                    }
+                    let mut next = cur.clone();
+                    next.state = ReviewState::Approved;
+                    if let Some(e) = next.execution.take() {
+                        next.attempts.push(e);
+                    }
+                    next.retries.push(decision.clone());
+                    Ok(next)
+                })
+            })
+            .await;
+        match retried {
+            Ok(r) => self.execute_tracked(r.id).await,
+            Err(GateError::Audit(why)) => {
+                self.fail_unsent(
+                    id,
+                    format!("not sent: the retry could not be written to the audit log ({why})"),
+                )
+                .await;
+                Err(GateError::Audit(
+                    "the retry could not be recorded; the request was not sent".into(),
+                ))
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -712,7 +789,6 @@ pub fn escalate_response(r: &Review) -> Response<Body> {
     resp
 }
 
-/// A random identifier with a readable prefix, e.g. `rev_3f9c...` (128 bits).
 /// The audit entry of one review transition (no request headers or bodies: nothing secret).
 fn transition_entry(old: &Review, next: &Review) -> serde_json::Value {
     let mut e = serde_json::json!({
@@ -737,6 +813,13 @@ fn transition_entry(old: &Review, next: &Review) -> serde_json::Value {
     }
     if next.expires_at_ms != old.expires_at_ms {
         e["expires_at"] = review::rfc3339(next.expires_at_ms).into();
+    }
+    if next.retries.len() > old.retries.len() {
+        if let Some(d) = next.retries.last() {
+            e["retry_by"] = d.by.clone().into();
+            e["comment"] = d.comment.clone().into();
+            e["attempt"] = (next.attempts.len() + 1).into();
+        }
     }
     if next.state == ReviewState::Expired {
         e["by"] = "expiry".into();
@@ -795,6 +878,7 @@ pub fn audit_path(path_and_query: &str) -> String {
         .collect()
 }
 
+/// A random identifier with a readable prefix, e.g. `rev_3f9c...` (128 bits).
 pub fn new_id(prefix: &str) -> String {
     let bytes: [u8; 16] = rand::random();
     format!("{prefix}_{}", hex::encode(bytes))

@@ -40,7 +40,8 @@ impl ReviewState {
         }
     }
 
-    /// No further transition can happen.
+    /// Nothing further happens on its own (a human may still retry `failed` and
+    /// `outcome_unknown`).
     pub fn is_final(self) -> bool {
         matches!(
             self,
@@ -62,6 +63,9 @@ impl ReviewState {
                 | (Executing, Executed)
                 | (Executing, Failed)
                 | (Executing, OutcomeUnknown)
+                // A human retry of a send that failed or whose outcome is unknown.
+                | (Failed, Approved)
+                | (OutcomeUnknown, Approved)
         )
     }
 }
@@ -179,6 +183,13 @@ pub struct Review {
     pub request: StoredRequest,
     pub decision: Option<Decision>,
     pub execution: Option<Execution>,
+    /// Earlier sends of this review that failed or had an unknown outcome, oldest first; each
+    /// human retry moves the last execution here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Execution>,
+    /// Who retried, in order (one entry per retry).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retries: Vec<Decision>,
 }
 
 impl Review {
@@ -212,6 +223,8 @@ impl Review {
             request,
             decision: None,
             execution: None,
+            attempts: Vec::new(),
+            retries: Vec::new(),
         }
     }
 

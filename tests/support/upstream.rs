@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -65,6 +65,12 @@ pub struct State {
     pub release: Notify,
     /// Signalled when `/upload-hold` has seen the first chunk of a request body.
     pub first_chunk_seen: Notify,
+    /// While set, new connections are dropped before the TLS handshake (an upstream that is down).
+    pub down: AtomicBool,
+    /// Requests whose path contains `/stall` are recorded, then get no answer until this is
+    /// notified (a slow upstream); unless `no_stall` is set.
+    pub unstall: Notify,
+    pub no_stall: AtomicBool,
 }
 
 pub struct FakeUpstream {
@@ -102,6 +108,10 @@ impl FakeUpstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                if st.down.load(Ordering::SeqCst) {
+                    drop(stream);
+                    continue;
+                }
                 let _ = stream.set_nodelay(true);
                 st.connections.fetch_add(1, Ordering::SeqCst);
                 let st = st.clone();
@@ -239,6 +249,9 @@ async fn respond(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     };
     let authorization = rec.header("authorization").map(str::to_string);
     st.requests.lock().expect("lock").push(rec);
+    if path.contains("/stall") && !st.no_stall.load(Ordering::SeqCst) {
+        st.unstall.notified().await;
+    }
 
     if let Some(n) = path.strip_prefix("/bytes/") {
         let n: usize = n.parse().unwrap_or(0);
