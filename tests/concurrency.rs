@@ -168,7 +168,11 @@ async fn two_hundred_agents_and_racing_reviewers() {
             _ => {}
         }
     }
-    assert_eq!(reads, AGENTS * READS_PER_AGENT, "every allowed read reached the upstream once");
+    assert_eq!(
+        reads,
+        AGENTS * READS_PER_AGENT,
+        "every allowed read reached the upstream once"
+    );
     let (executed, rejected) = (
         a.gate
             .list(Some(airlock::gate::ReviewState::Executed))
@@ -193,7 +197,10 @@ async fn two_hundred_agents_and_racing_reviewers() {
             assert_eq!(n, 0, "rejected {path} never sent");
         }
     }
-    assert!(!executed.is_empty() && !rejected.is_empty(), "both verdicts happened");
+    assert!(
+        !executed.is_empty() && !rejected.is_empty(),
+        "both verdicts happened"
+    );
     for r in &executed {
         assert!(r.agent.as_deref().is_some_and(|n| n.starts_with("agent")));
     }

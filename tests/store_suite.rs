@@ -162,3 +162,37 @@ fn backend_names_parse() {
         .unwrap_err()
         .contains("rocksdb"));
 }
+
+/// `insert_new` (the audit log's group commit): all or nothing, and durable across reopen.
+#[test]
+fn insert_new_is_all_or_nothing() {
+    for b in BACKENDS {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let s = open(b, dir.path()).expect("open");
+            let batch: Vec<(&[u8], &[u8])> = vec![(b"1", b"a"), (b"2", b"b"), (b"3", b"c")];
+            assert!(s.insert_new(Tree::Audit, &batch).expect("insert"), "{b:?}");
+            // One key of the next batch exists: nothing of it lands.
+            let clash: Vec<(&[u8], &[u8])> = vec![(b"4", b"d"), (b"3", b"X"), (b"5", b"e")];
+            assert!(!s.insert_new(Tree::Audit, &clash).expect("insert"), "{b:?}");
+            assert_eq!(s.get(Tree::Audit, b"4").expect("get"), None, "{b:?}");
+            assert_eq!(
+                s.get(Tree::Audit, b"3").expect("get").as_deref(),
+                Some(&b"c"[..]),
+                "{b:?}"
+            );
+        }
+        let s = open(b, dir.path()).expect("reopen");
+        let keys: Vec<Vec<u8>> = s
+            .scan(Tree::Audit)
+            .expect("scan")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            keys,
+            vec![b"1".to_vec(), b"2".to_vec(), b"3".to_vec()],
+            "{b:?}"
+        );
+    }
+}

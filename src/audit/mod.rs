@@ -49,10 +49,22 @@ pub enum AuditError {
     Io(#[from] std::io::Error),
 }
 
+impl AuditError {
+    /// The same error for every waiter of a failed group commit.
+    fn duplicate(&self) -> AuditError {
+        match self {
+            AuditError::Store(e) => AuditError::Store(e.clone()),
+            AuditError::Conflict(seq) => AuditError::Conflict(*seq),
+            other => AuditError::Store(StoreError::Io(other.to_string())),
+        }
+    }
+}
+
 /// When checkpoints are written.
 #[derive(Debug, Clone)]
 pub struct AuditOptions {
-    /// Write a checkpoint after this many entries since the last one (0: only on `checkpoint()`).
+    /// Write a checkpoint once at least this many entries have passed since the last one, after
+    /// the group commit that crossed the mark (0: only on `checkpoint()`).
     pub checkpoint_every: u64,
     /// How often the timer (`spawn_checkpoint_timer`) calls `checkpoint()`.
     pub checkpoint_interval: Duration,
@@ -77,6 +89,53 @@ struct Head {
     since_checkpoint: u64,
 }
 
+/// Most entries one group commit writes in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// An append waiting for the group writer.
+struct Queued {
+    ticket: u64,
+    kind: String,
+    fields: Map<String, Value>,
+}
+
+/// Appends not yet written, and results not yet collected by their callers.
+#[derive(Default)]
+struct Queue {
+    items: Vec<Queued>,
+    results: std::collections::HashMap<u64, Result<u64, AuditError>>,
+    next_ticket: u64,
+    /// A caller is writing a batch right now.
+    writing: bool,
+}
+
+/// Publishes a batch's results when dropped, also if writing it panicked (then every waiter of
+/// the batch gets an error instead of waiting forever).
+struct BatchGuard<'a> {
+    log: &'a AuditLog,
+    tickets: Vec<u64>,
+    results: Option<Vec<(u64, Result<u64, AuditError>)>>,
+}
+
+impl Drop for BatchGuard<'_> {
+    fn drop(&mut self) {
+        let results = self.results.take().unwrap_or_else(|| {
+            self.tickets
+                .iter()
+                .map(|t| {
+                    let e = StoreError::Io("the audit writer failed mid-batch".into());
+                    (*t, Err(AuditError::Store(e)))
+                })
+                .collect()
+        });
+        let mut q = self.log.queue_lock();
+        q.results.extend(results);
+        q.writing = false;
+        drop(q);
+        self.log.queue_changed.notify_all();
+    }
+}
+
 /// The audit log. `Send + Sync`; share it as `Arc<AuditLog>`.
 pub struct AuditLog {
     store: Arc<dyn Store>,
@@ -85,6 +144,8 @@ pub struct AuditLog {
     origin: String,
     opts: AuditOptions,
     head: Mutex<Head>,
+    queue: Mutex<Queue>,
+    queue_changed: std::sync::Condvar,
 }
 
 impl AuditLog {
@@ -144,6 +205,8 @@ impl AuditLog {
                 hash_hex: GENESIS_PREV.to_string(),
                 since_checkpoint: 0,
             }),
+            queue: Mutex::new(Queue::default()),
+            queue_changed: std::sync::Condvar::new(),
         };
         let recovered = log.recover()?;
         *log.lock() = recovered;
@@ -248,15 +311,81 @@ impl AuditLog {
                 "event field {f:?} is reserved for the log"
             )));
         }
-        let mut head = self.lock();
-        let seq = self.write_entry(&mut head, kind, fields)?;
-        let every = self.opts.checkpoint_every;
-        if every > 0 && head.since_checkpoint >= every {
-            if let Err(e) = self.write_checkpoint(&mut head) {
-                tracing::warn!(error = %e, seq, "audit checkpoint failed; will retry");
+        self.group_commit(kind.to_string(), fields)
+    }
+
+    /// Group commit: appends queue up; whoever finds no write in progress writes everything
+    /// queued (up to [`MAX_BATCH`]) in one store transaction (one fsync) and hands each waiter
+    /// its seq or the error. Under load this turns N fsyncs into one without reordering: seq
+    /// order is queue order, and nobody returns before their entry is durable.
+    fn group_commit(&self, kind: String, fields: Map<String, Value>) -> Result<u64, AuditError> {
+        let mut q = self.queue_lock();
+        let ticket = q.next_ticket;
+        q.next_ticket += 1;
+        q.items.push(Queued {
+            ticket,
+            kind,
+            fields,
+        });
+        loop {
+            if let Some(r) = q.results.remove(&ticket) {
+                return r;
             }
+            if !q.writing {
+                q.writing = true;
+                let n = q.items.len().min(MAX_BATCH);
+                let batch: Vec<Queued> = q.items.drain(..n).collect();
+                drop(q);
+                let mut guard = BatchGuard {
+                    log: self,
+                    tickets: batch.iter().map(|b| b.ticket).collect(),
+                    results: None,
+                };
+                guard.results = Some(self.write_batch(batch));
+                drop(guard);
+                q = self.queue_lock();
+                continue;
+            }
+            q = self.queue_wait(q);
         }
-        Ok(seq)
+    }
+
+    /// Chains and stores `batch` as consecutive entries in one transaction; then, if due, a
+    /// checkpoint. Returns each queued entry's seq (or the shared error: nothing advanced).
+    fn write_batch(&self, batch: Vec<Queued>) -> Vec<(u64, Result<u64, AuditError>)> {
+        let mut head = self.lock();
+        let tickets: Vec<u64> = batch.iter().map(|b| b.ticket).collect();
+        let items = batch.into_iter().map(|b| (b.kind, b.fields)).collect();
+        match self.write_entries(&mut head, items) {
+            Ok(first) => {
+                let every = self.opts.checkpoint_every;
+                if every > 0 && head.since_checkpoint >= every {
+                    if let Err(e) = self.write_checkpoint(&mut head) {
+                        tracing::warn!(error = %e, "audit checkpoint failed; will retry");
+                    }
+                }
+                tickets
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, t)| (t, Ok(first + i as u64)))
+                    .collect()
+            }
+            Err(e) => tickets
+                .into_iter()
+                .map(|t| (t, Err(e.duplicate())))
+                .collect(),
+        }
+    }
+
+    fn queue_lock(&self) -> MutexGuard<'_, Queue> {
+        // Queue updates are plain pushes/removes; a poisoned lock still holds a usable queue.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn queue_wait<'a>(&self, q: MutexGuard<'a, Queue>) -> MutexGuard<'a, Queue> {
+        self.queue_changed
+            .wait(q)
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Writes a checkpoint now if any entry arrived since the last one; returns its seq.
@@ -290,24 +419,43 @@ impl AuditLog {
         &self,
         head: &mut Head,
         kind: &str,
-        mut fields: Map<String, Value>,
+        fields: Map<String, Value>,
     ) -> Result<u64, AuditError> {
-        let seq = head.next_seq;
-        fields.insert("seq".into(), Value::from(seq));
-        fields.insert("prev".into(), Value::String(head.hash_hex.clone()));
-        fields.insert("ts".into(), Value::String(now_rfc3339_ms()));
-        fields.insert("kind".into(), Value::String(kind.to_string()));
-        let bytes = canonical_bytes(&Value::Object(fields));
-        if !self
-            .store
-            .compare_and_swap(Tree::Audit, &seq_key(seq), None, &bytes)?
-        {
-            return Err(AuditError::Conflict(seq));
+        self.write_entries(head, vec![(kind.to_string(), fields)])
+    }
+
+    /// Chains `items` after the head, stores them all in one transaction (durably, never
+    /// overwriting) and only then advances the head. Returns the first seq.
+    fn write_entries(
+        &self,
+        head: &mut Head,
+        items: Vec<(String, Map<String, Value>)>,
+    ) -> Result<u64, AuditError> {
+        let first = head.next_seq;
+        let mut prev = head.hash_hex.clone();
+        let mut rows: Vec<([u8; 8], Vec<u8>)> = Vec::with_capacity(items.len());
+        for (i, (kind, mut fields)) in items.into_iter().enumerate() {
+            let seq = first + i as u64;
+            fields.insert("seq".into(), Value::from(seq));
+            fields.insert("prev".into(), Value::String(prev));
+            fields.insert("ts".into(), Value::String(now_rfc3339_ms()));
+            fields.insert("kind".into(), Value::String(kind));
+            let bytes = canonical_bytes(&Value::Object(fields));
+            prev = hex::encode(entry_hash(&bytes));
+            rows.push((seq_key(seq), bytes));
         }
-        head.next_seq = seq + 1;
-        head.hash_hex = hex::encode(entry_hash(&bytes));
-        head.since_checkpoint += 1;
-        Ok(seq)
+        let refs: Vec<(&[u8], &[u8])> = rows
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+            .collect();
+        if !self.store.insert_new(Tree::Audit, &refs)? {
+            return Err(AuditError::Conflict(first));
+        }
+        let n = rows.len() as u64;
+        head.next_seq = first + n;
+        head.hash_hex = prev;
+        head.since_checkpoint += n;
+        Ok(first)
     }
 
     fn stored_since(&self, since: u64) -> Result<Vec<crate::store::Entry>, AuditError> {

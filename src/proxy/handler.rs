@@ -162,19 +162,7 @@ async fn phases(
                     })?;
                 tracing::info!(target: "airlock::notify", host = %conn.target.host, tool = verdict.tool.as_deref().unwrap_or("-"), "soft gate: forwarded and recorded");
             } else if verdict.service.is_some() && sampled(proxy.audit_allow_sample) {
-                let (p, c, v, d, m, q) = (
-                    proxy.clone(),
-                    conn.clone(),
-                    verdict.clone(),
-                    decision_id.clone(),
-                    parts.method.to_string(),
-                    pq.to_string(),
-                );
-                tokio::spawn(async move {
-                    if let Err(e) = audit_decision(&p, &c, &v, &d, &m, &q).await {
-                        tracing::warn!(error = %e, "could not audit an allowed request (allowed requests keep flowing)");
-                    }
-                });
+                audit_allowed_in_background(proxy, conn, &verdict, &decision_id, &parts.method, pq);
             }
             let req = Request::from_parts(parts, body.into_body());
             match Permitted::by_verdict(req, verdict) {
@@ -474,6 +462,53 @@ async fn audit_decision(
         Ok(Err(e)) => Err(e.to_string()),
         Err(e) => Err(format!("audit task failed: {e}")),
     }
+}
+
+/// Records an allowed request without delaying it. At most [`super::ALLOW_AUDIT_IN_FLIGHT`]
+/// such writes are in flight; past that (an audit store far slower than the traffic) records
+/// are skipped, counted, and the count is written to the log as an `audit_gap` entry.
+fn audit_allowed_in_background(
+    proxy: &Arc<Proxy>,
+    conn: &Arc<ConnInfo>,
+    verdict: &Verdict,
+    decision_id: &str,
+    method: &http::Method,
+    pq: &str,
+) {
+    use std::sync::atomic::Ordering;
+    let Ok(permit) = proxy.allow_audit_slots.clone().try_acquire_owned() else {
+        if proxy.allow_audit_skipped.fetch_add(1, Ordering::Relaxed) == 0 {
+            tracing::warn!("audit log is behind: skipping allowed-request records (counted)");
+        }
+        return;
+    };
+    let (p, c, v, d, m, q) = (
+        proxy.clone(),
+        conn.clone(),
+        verdict.clone(),
+        decision_id.to_string(),
+        method.to_string(),
+        pq.to_string(),
+    );
+    tokio::spawn(async move {
+        let _permit = permit;
+        if let Err(e) = audit_decision(&p, &c, &v, &d, &m, &q).await {
+            tracing::warn!(error = %e, "could not audit an allowed request (allowed requests keep flowing)");
+            return;
+        }
+        let skipped = p.allow_audit_skipped.swap(0, Ordering::Relaxed);
+        if skipped > 0 {
+            if let Some(gate) = p.gate.clone() {
+                let entry = serde_json::json!({"skipped_allow_records": skipped, "reason": "audit writes in flight at the limit"});
+                let res =
+                    tokio::task::spawn_blocking(move || gate.audit().append("audit_gap", entry))
+                        .await;
+                if !matches!(res, Ok(Ok(_))) {
+                    p.allow_audit_skipped.fetch_add(skipped, Ordering::Relaxed);
+                }
+            }
+        }
+    });
 }
 
 fn block_response(verdict: &Verdict, decision_id: &str) -> Response<Body> {

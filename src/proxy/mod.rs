@@ -54,7 +54,14 @@ pub struct Proxy {
     /// Largest body buffered to classify or hold a request.
     pub max_buffered_body: usize,
     conn_limit: Arc<Semaphore>,
+    /// Bounds the allowed-request audit writes in flight (they run in the background).
+    pub(crate) allow_audit_slots: Arc<Semaphore>,
+    /// Allowed-request records skipped because every slot was busy; reported in the log.
+    pub(crate) allow_audit_skipped: std::sync::atomic::AtomicU64,
 }
+
+/// Most allowed-request audit writes in flight at once; beyond it records are skipped and counted.
+pub const ALLOW_AUDIT_IN_FLIGHT: usize = 4096;
 
 /// Shutdown signal and the tracker of every task the proxy spawns, both owned by the caller.
 #[derive(Clone, Default)]
@@ -87,6 +94,8 @@ impl Proxy {
             agents: crate::agents::Agents::new(config.agents.clone(), config.proxy.allow_anonymous),
             vault,
             audit_allow_sample: config.audit.allow_sample,
+            allow_audit_slots: Arc::new(Semaphore::new(ALLOW_AUDIT_IN_FLIGHT)),
+            allow_audit_skipped: Default::default(),
             classifier,
             leaves: LeafCache::new(ca, config.proxy.leaf_cache_size),
             client,

@@ -25,7 +25,7 @@ impl Tree {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("store I/O error: {0}")]
     Io(String),
@@ -81,6 +81,17 @@ pub trait Store: Send + Sync + 'static {
         expected: Option<&[u8]>,
         new: &[u8],
     ) -> Result<bool, StoreError>;
+    /// Inserts every `(key, value)` of `entries` into `tree`, where none of the keys may exist
+    /// yet. `Ok(false)`: a key existed and nothing was written. The backends do it in one
+    /// transaction (all or nothing, one fsync); this default, for wrappers, goes key by key.
+    fn insert_new(&self, tree: Tree, entries: &[(&[u8], &[u8])]) -> Result<bool, StoreError> {
+        for (k, v) in entries {
+            if !self.compare_and_swap(tree, k, None, v)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
     /// Every entry of `tree` in ascending key order.
     fn scan(&self, tree: Tree) -> Result<Vec<Entry>, StoreError>;
     /// Every entry of `tree` whose key is >= `start`, in ascending key order.

@@ -77,6 +77,21 @@ impl Store for RedbStore {
         Ok(true)
     }
 
+    fn insert_new(&self, tree: Tree, entries: &[(&[u8], &[u8])]) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = txn.open_table(table(tree)).map_err(|e| self.err(e))?;
+            for (k, v) in entries {
+                if t.get(*k).map_err(|e| self.err(e))?.is_some() {
+                    return Ok(false); // dropping the transaction aborts it
+                }
+                t.insert(*k, *v).map_err(|e| self.err(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(true)
+    }
+
     fn scan(&self, tree: Tree) -> Result<Vec<super::Entry>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = txn.open_table(table(tree)).map_err(|e| self.err(e))?;

@@ -82,6 +82,27 @@ impl Store for SledStore {
         Ok(swapped)
     }
 
+    fn insert_new(&self, tree: Tree, entries: &[(&[u8], &[u8])]) -> Result<bool, StoreError> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        let res = self.tree(tree).transaction(|t| {
+            for (k, v) in entries {
+                if t.get(*k)?.is_some() {
+                    return Err(ConflictableTransactionError::Abort(()));
+                }
+                t.insert(*k, *v)?;
+            }
+            Ok(())
+        });
+        match res {
+            Ok(()) => {
+                self.db.flush().map_err(|e| self.err(e))?;
+                Ok(true)
+            }
+            Err(TransactionError::Abort(())) => Ok(false),
+            Err(TransactionError::Storage(e)) => Err(self.err(e)),
+        }
+    }
+
     fn scan(&self, tree: Tree) -> Result<Vec<super::Entry>, StoreError> {
         self.tree(tree)
             .iter()
