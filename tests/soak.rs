@@ -72,7 +72,7 @@ async fn soak() {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
-                let r = if n % 8 == 0 && i % 10 == 0 {
+                let r = if n % 8 == 0 && i.is_multiple_of(10) {
                     let r = client
                         .delete(format!("https://api.github.com/repos/soak/r{n}-{i}"))
                         .send()
