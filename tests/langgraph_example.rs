@@ -155,6 +155,7 @@ async fn held_delete_pauses_the_graph_and_runs_once_after_approval() {
     assert_eq!(ev.len(), 1, "{ev:?}");
     assert_eq!(ev[0]["event"], "interrupt");
     assert_eq!(ev[0]["reviewId"], id.as_str());
+    assert_eq!(ev[0]["lastCheck"]["state"], "pending");
     assert_eq!(count(&s.up, "DELETE", "/repos/octo/demo"), 0, "still held");
 
     let (code, r) = a

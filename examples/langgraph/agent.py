@@ -151,6 +151,7 @@ def build(model, checkpointer):
                         f"rejects it in Airlock. Resume this run to read the decision.",
             "reviewId": held["reviewId"], "tool": held["tool"], "args": held["args"],
             "airlockTool": held["airlockTool"], "expiresAt": held["expiresAt"],
+            "lastCheck": held.get("lastCheck"),  # what the previous resume found, if any
         })
         wait = int((reply or {}).get("wait", 30))
         try:
@@ -160,10 +161,12 @@ def build(model, checkpointer):
         except (requests.RequestException, ValueError) as e:
             review = {"state": "unreadable", "error": str(e)}
         if review.get("state") not in FINAL_STATES:  # still pending (or unreadable): ask again
-            return {"pending": state["pending"]}
+            seen = {k: review[k] for k in ("state", "status", "error") if k in review}
+            return {"pending": [{**held, "lastCheck": seen}, *rest]}
         result = review.get("result") or {}
         outcome = {"reviewId": held["reviewId"], "state": review["state"],
-                   "upstreamStatus": result.get("status"), "decision": review.get("decision"),
+                   "upstreamStatus": result.get("status"), "error": result.get("error"),
+                   "decision": review.get("decision"),
                    "body": (result.get("body") or "")[:2000]}
         return {"messages": [ToolMessage(json.dumps(outcome), tool_call_id=held["toolCallId"],
                                          name=held["tool"])],
