@@ -403,7 +403,7 @@ fn main() -> Result<()> {
 /// running, the store directly.
 enum AuditSource {
     Admin(std::net::SocketAddr, String),
-    Local(airlock::audit::AuditLog),
+    Local(Box<airlock::audit::AuditLog>),
 }
 
 async fn audit_source(config: &Config) -> Result<AuditSource> {
@@ -427,7 +427,7 @@ async fn audit_source(config: &Config) -> Result<AuditSource> {
         Default::default(),
     )
     .map_err(|e| anyhow::anyhow!("opening the audit log: {e}"))?;
-    Ok(AuditSource::Local(log))
+    Ok(AuditSource::Local(Box::new(log)))
 }
 
 async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
