@@ -69,7 +69,10 @@ fn compose_file_validates_and_isolates_the_agent() {
     for var in ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS"] {
         assert!(agent.contains(&format!("{var}: /airlock/ca.pem")), "{var}");
     }
-    assert!(agent.contains("airlock-public:/airlock:ro"), "CA only, read-only");
+    assert!(
+        agent.contains("airlock-public:/airlock:ro"),
+        "CA only, read-only"
+    );
     assert!(
         !agent.contains("airlock-state"),
         "the agent never mounts the CA key or the store"

@@ -1022,8 +1022,9 @@ fn capture(t: &[Seg], s: &[Cow<'_, str>], params: &mut BTreeMap<String, String>)
 }
 
 fn compile_file(file: &str, text: &str) -> Result<Service, RulesError> {
+    let lines = crate::config::LineIndex::new(text);
     let at = |offset: usize, message: String| {
-        let (line, column) = crate::config::line_col(text, offset);
+        let (line, column) = lines.line_col(offset);
         RulesError::Parse {
             file: file.to_string(),
             line,
@@ -1063,7 +1064,7 @@ fn compile_file(file: &str, text: &str) -> Result<Service, RulesError> {
     };
     for spanned in raw.rule {
         let start = spanned.span().start;
-        let (line, _) = crate::config::line_col(text, start);
+        let (line, _) = lines.line_col(start);
         let r = spanned.into_inner();
         let err = |m: String| at(start, format!("rule {}: {m}", r.tool));
         let mut methods: Vec<String> = r.methods.clone();
@@ -1122,7 +1123,7 @@ fn compile_file(file: &str, text: &str) -> Result<Service, RulesError> {
     }
     for spanned in raw.graphql {
         let start = spanned.span().start;
-        let (line, _) = crate::config::line_col(text, start);
+        let (line, _) = lines.line_col(start);
         let g = spanned.into_inner();
         let mut when = Vec::new();
         for c in &g.when {
