@@ -246,14 +246,7 @@ async fn plain_http(
     if let Err(refusal) = admit(&proxy, &agent, &target, route) {
         return refusal.into_response();
     }
-    let conn = ConnInfo {
-        scheme: "http",
-        target,
-        route,
-        sni_mismatch: None,
-        peer,
-        agent,
-    };
+    let conn = ConnInfo::new("http", target, route, peer, agent);
     handler::handle(proxy, Arc::new(conn), req).await
 }
 
@@ -314,14 +307,7 @@ async fn connect(
             life.tasks.spawn(async move {
                 match hyper::upgrade::on(req).await {
                     Ok(up) => {
-                        let conn = ConnInfo {
-                            scheme: "https",
-                            target,
-                            route,
-                            sni_mismatch: None,
-                            peer,
-                            agent,
-                        };
+                        let conn = ConnInfo::new("https", target, route, peer, agent);
                         mitm::serve(up, tls, conn, proxy, life2).await
                     }
                     Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),

@@ -31,9 +31,32 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// Who authenticated the CONNECT (or the plain-HTTP request).
     pub agent: Arc<crate::agents::Agent>,
+    /// The upstream URI authority for `target` (port omitted when default); computed once per
+    /// connection. `None` if the target cannot form one (requests then get 400 `bad_target`).
+    pub authority: Option<http::uri::Authority>,
 }
 
 impl ConnInfo {
+    pub fn new(
+        scheme: &'static str,
+        target: Target,
+        route: Route,
+        peer: SocketAddr,
+        agent: Arc<crate::agents::Agent>,
+    ) -> ConnInfo {
+        let default_port = if scheme == "https" { 443 } else { 80 };
+        let authority = target.uri_authority(default_port).parse().ok();
+        ConnInfo {
+            scheme,
+            target,
+            route,
+            sni_mismatch: None,
+            peer,
+            agent,
+            authority,
+        }
+    }
+
     pub fn default_port(&self) -> u16 {
         if self.scheme == "https" {
             443
@@ -146,7 +169,14 @@ async fn phases(
     };
     log.verdict = format!("{:?}", verdict.action).to_lowercase();
     log.tool = verdict.tool.clone();
-    let decision_id = crate::gate::new_id("dec");
+    // Only recorded or answered decisions need an id (plain pass-through does not).
+    let decision_id = if verdict.action == Action::Allow
+        && !(verdict.service.is_some() && sampled(proxy.audit_allow_sample))
+    {
+        String::new()
+    } else {
+        crate::gate::new_id("dec")
+    };
     match verdict.action {
         Action::Allow | Action::Notify => {
             if verdict.action == Action::Notify {
@@ -161,7 +191,7 @@ async fn phases(
                         )
                     })?;
                 tracing::info!(target: "airlock::notify", host = %conn.target.host, tool = verdict.tool.as_deref().unwrap_or("-"), "soft gate: forwarded and recorded");
-            } else if verdict.service.is_some() && sampled(proxy.audit_allow_sample) {
+            } else if !decision_id.is_empty() {
                 audit_allowed_in_background(proxy, conn, &verdict, &decision_id, &parts.method, pq);
             }
             let req = Request::from_parts(parts, body.into_body());
@@ -293,13 +323,18 @@ fn check_authority<B>(conn: &ConnInfo, req: &Request<B>) -> Result<(), Refusal> 
             ),
         )
     };
+    // Fast path: exactly the connection's own authority (the common case) needs no parsing.
+    let own = conn.authority.as_ref().map(|a| a.as_str());
     let parse = |what: &str, value: &str| {
+        if own == Some(value) {
+            return Ok(conn.target.clone());
+        }
         Target::parse_authority(value, conn.default_port()).map_err(|_| mismatch(what, value))
     };
     let mut seen = false;
     if let Some(a) = req.uri().authority() {
         seen = true;
-        if parse("request authority", a.as_str())? != conn.target {
+        if own != Some(a.as_str()) && parse("request authority", a.as_str())? != conn.target {
             return Err(mismatch("request authority", a.as_str()));
         }
     }
@@ -314,7 +349,7 @@ fn check_authority<B>(conn: &ConnInfo, req: &Request<B>) -> Result<(), Refusal> 
             ));
         }
         let h = h.to_str().map_err(|_| mismatch("Host", "<non-ASCII>"))?;
-        if parse("Host", h)? != conn.target {
+        if own != Some(h) && parse("Host", h)? != conn.target {
             return Err(mismatch("Host", h));
         }
     }
@@ -341,18 +376,33 @@ pub const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
+/// [`HOP_BY_HOP`] as header names, so stripping does not parse names per request.
+static HOP_BY_HOP_NAMES: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
-        headers.remove(name);
+    if headers.contains_key(header::CONNECTION) {
+        let listed: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in listed {
+            headers.remove(name);
+        }
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP_NAMES {
         headers.remove(name);
     }
 }
@@ -365,7 +415,7 @@ pub async fn forward(
 ) -> Result<Response<Body>, Refusal> {
     let inspected = conn.route == Route::Inspect;
     let permitted = permitted.try_map(|req| {
-        let mut req = to_upstream(req, conn.scheme, &conn.target)?;
+        let mut req = to_upstream(req, conn.scheme, conn.authority.as_ref())?;
         if inspected {
             proxy.vault.inject(&conn.target.host, req.headers_mut());
         }
@@ -398,23 +448,31 @@ fn scrub_response(
 pub fn to_upstream(
     req: Request<Body>,
     scheme: &str,
-    target: &Target,
+    authority: Option<&http::uri::Authority>,
 ) -> Result<Request<Body>, Refusal> {
-    let default_port = if scheme == "https" { 443 } else { 80 };
-    let (mut parts, body) = req.into_parts();
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let uri = format!("{scheme}://{}{pq}", target.uri_authority(default_port));
-    parts.uri = uri.parse::<Uri>().map_err(|_| {
+    let bad = || {
         Refusal::client(
             StatusCode::BAD_REQUEST,
             "bad_target",
             "cannot form upstream URI",
         )
-    })?;
+    };
+    let (mut parts, body) = req.into_parts();
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(if scheme == "https" {
+        http::uri::Scheme::HTTPS
+    } else {
+        http::uri::Scheme::HTTP
+    });
+    uri.authority = Some(authority.ok_or_else(bad)?.clone());
+    uri.path_and_query = Some(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    parts.uri = Uri::from_parts(uri).map_err(|_| bad())?;
     parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::HOST);
