@@ -3,6 +3,7 @@
 //! (reqwest through the proxy, curl).
 #![allow(dead_code, unused_imports)]
 
+pub mod raw;
 pub mod upstream;
 
 use std::net::SocketAddr;
