@@ -521,9 +521,8 @@ impl Catalog {
         // `;params` (matrix parameters): weighed as written and as a server that drops them sees it.
         let alt = normalize::without_matrix(&segs);
         if is_graphql_path(svc, &segs) || alt.as_ref().is_some_and(|a| is_graphql_path(svc, a)) {
-            match graphql_request(svc, head, query, body) {
-                GraphqlRequest::Verdict(v) => return v,
-                GraphqlRequest::NotGraphql => {}
+            if let Some(v) = graphql_request(svc, head, query, body) {
+                return v;
             }
         }
         if let Some(v) = lookalike(svc, head.method, &segs) {
@@ -701,28 +700,23 @@ fn has_body(headers: &http::HeaderMap) -> bool {
             .is_some_and(|v| v.to_str().map_or(true, |t| t.trim() != "0"))
 }
 
-enum GraphqlRequest {
-    Verdict(Verdict),
-    /// A plain GET/HEAD/OPTIONS without a `query` parameter: REST rules and the default apply.
-    NotGraphql,
-}
-
 /// A request to a GraphQL endpoint: POST bodies are parsed; GET carries the operation in the
 /// query string (`query`, `operationName`, `variables`); anything else, or a GET with a body,
-/// escalates.
+/// escalates. `None`: a plain GET/HEAD/OPTIONS without a `query` parameter, for the REST rules
+/// and the default.
 fn graphql_request(
     svc: &Service,
     head: &RequestHead<'_>,
     query: &str,
     body: Option<&[u8]>,
-) -> GraphqlRequest {
-    let esc = |code: &str, why: &str| GraphqlRequest::Verdict(guard(svc, code, why.into()));
+) -> Option<Verdict> {
+    let esc = |code: &str, why: &str| Some(guard(svc, code, why.into()));
     match head.method {
         "POST" => {
             if encoded(head.headers) {
                 return esc("body_encoded", "the GraphQL body is content-encoded");
             }
-            GraphqlRequest::Verdict(graphql_verdict(svc, body))
+            Some(graphql_verdict(svc, body))
         }
         "GET" | "HEAD" | "OPTIONS" => {
             if has_body(head.headers) {
@@ -743,10 +737,10 @@ fn graphql_request(
                 }
             }
             if !params.contains_key("query") {
-                return GraphqlRequest::NotGraphql;
+                return None;
             }
             let doc = serde_json::Value::Object(params).to_string();
-            GraphqlRequest::Verdict(graphql_verdict(svc, Some(doc.as_bytes())))
+            Some(graphql_verdict(svc, Some(doc.as_bytes())))
         }
         _ => esc(
             "graphql_method",
