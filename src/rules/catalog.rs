@@ -1024,9 +1024,10 @@ fn check(
             Test::MoneyOver { .. } => return Err("amount_unparseable"),
             _ => false,
         },
-        // A flag that is neither true nor false ("True", 1, "yes") may read as either upstream.
+        // A flag that is neither true nor false ("True", 1, "yes") may read as either upstream;
+        // null is "not set".
         (Test::Eq(toml::Value::Boolean(_)) | Test::Ne(toml::Value::Boolean(_)), Some(v))
-            if v.as_bool().is_none() =>
+            if v.as_bool().is_none() && *v != FieldValue::Null =>
         {
             return Err("value_unparseable")
         }
