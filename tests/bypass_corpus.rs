@@ -206,6 +206,19 @@ fn corpus() -> Vec<Entry> {
         ),
         e("method", "unknown method PURGE", GH, h1("PURGE", "/repos/o/r", &[], ""), Held),
         e("method", "unknown method MOVE", GH, h1("MOVE", "/repos/o/r", &[], ""), Held),
+        e("method", "h2 lower-case delete", GH, Send::H2 { method: "delete", uri: "https://api.github.com/repos/o/r" }, Held),
+        e("path", "h2 double slash", GH, Send::H2 { method: "DELETE", uri: "https://api.github.com//repos/o/r/" }, Held),
+        // ---- body tricks on a conditional rule (PATCH /repos/{owner}/{repo} visibility) ----
+        e("body", "visibility in upper case", GH, h1("PATCH", "/repos/o/r", &[JSON], r#"{"visibility":"PUBLIC"}"#), Held),
+        e("body", "visibility with blanks", GH, h1("PATCH", "/repos/o/r", &[JSON], r#"{"visibility":" public"}"#), Held),
+        e("body", "private as 0", GH, h1("PATCH", "/repos/o/r", &[JSON], r#"{"private":0}"#), Held),
+        e("body", "private as a string", GH, h1("PATCH", "/repos/o/r", &[JSON], r#"{"private":"false"}"#), Held),
+        e("body", "JSON body with a form Content-Type", GH, h1("PATCH", "/repos/o/r", &[FORM], r#"{"visibility":"public"}"#), Held),
+        e("body", "JSON body after blanks, no Content-Type", GH, h1("PATCH", "/repos/o/r", &[], " \n{\"visibility\":\"public\"}"), Held),
+        e("body", "JSON body after a byte-order mark", GH, h1("PATCH", "/repos/o/r", &[], "\u{feff}{\"visibility\":\"public\"}"), Held),
+        e("body", "visibility as a form field", GH, h1("PATCH", "/repos/o/r", &[FORM], "visibility=public"), Held),
+        e("body", "POST onto the PATCH route", GH, h1("POST", "/repos/o/r", &[JSON], r#"{"visibility":"public"}"#), Held),
+        e("body", "duplicate visibility", GH, h1("PATCH", "/repos/o/r", &[JSON], r#"{"visibility":"private","visibility":"public"}"#), Held),
         // ---- header tricks ----
         e(
             "header",

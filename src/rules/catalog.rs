@@ -564,9 +564,18 @@ impl Catalog {
                         .get(http::header::CONTENT_TYPE)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("");
-                    let json = ct.contains("json")
-                        || (!ct.contains("form")
-                            && b.first().is_some_and(|c| *c == b'{' || *c == b'['));
+                    // Shaped like JSON: `{`/`[` after whitespace or a byte-order mark.
+                    let start = b.trim_ascii_start();
+                    let start = start.strip_prefix(b"\xef\xbb\xbf").unwrap_or(start);
+                    let looks_json = start.first().is_some_and(|c| *c == b'{' || *c == b'[');
+                    if ct.contains("form") && looks_json {
+                        // Servers that ignore Content-Type would read it as JSON.
+                        return esc(
+                            "body_ambiguous",
+                            "a form Content-Type on a body shaped like JSON".into(),
+                        );
+                    }
+                    let json = ct.contains("json") || (!ct.contains("form") && looks_json);
                     if json {
                         if let Err(e) = fields.add_json(b) {
                             let code = if e.contains("duplicate key") {
@@ -1031,6 +1040,12 @@ fn check(
         {
             return Err("value_unparseable")
         }
+        // A string that differs from a tested one only in case or surrounding blanks may be read
+        // as that one upstream.
+        (Test::Eq(w) | Test::Ne(w), Some(v)) if near_miss(v, std::slice::from_ref(w)) => {
+            return Err("value_unparseable")
+        }
+        (Test::In(ws), Some(v)) if near_miss(v, ws) => return Err("value_unparseable"),
         (Test::Eq(w), Some(v)) => eq(v, w),
         (Test::Ne(w), Some(v)) => !eq(v, w),
         (Test::In(ws), Some(v)) => ws.iter().any(|w| eq(v, w)),
@@ -1051,6 +1066,18 @@ fn check(
                 .ok_or("unknown_currency")?;
             money::over(amount, &cur, *major)?
         }
+    })
+}
+
+/// `v` is a string equal to one of the string `wants` only when case and surrounding blanks are
+/// ignored.
+fn near_miss(v: &FieldValue, wants: &[toml::Value]) -> bool {
+    let FieldValue::Str(x) = v else {
+        return false;
+    };
+    wants.iter().any(|w| match w {
+        toml::Value::String(s) => x != s && x.trim().eq_ignore_ascii_case(s),
+        _ => false,
     })
 }
 
