@@ -14,6 +14,7 @@ use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::egress::EgressDenied;
 use super::handler::{self, ConnInfo};
@@ -47,10 +48,11 @@ pub(super) async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, life: 
         };
         let proxy = proxy.clone();
         let life2 = life.clone();
-        life.tasks.spawn(async move {
-            serve_front(stream, peer, proxy, life2).await;
-            drop(permit);
-        });
+        // The slot is held by the connection and, after a CONNECT, by its tunnel: hyper
+        // finishes the front connection at the upgrade, the tunnel task keeps a clone.
+        let slot = Arc::new(permit);
+        life.tasks
+            .spawn(serve_front(stream, peer, proxy, life2, slot));
     }
 }
 
@@ -64,13 +66,23 @@ async fn refuse_over_limit(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(resp.as_bytes())).await;
 }
 
-async fn serve_front(stream: TcpStream, peer: SocketAddr, proxy: Arc<Proxy>, life: Lifecycle) {
+/// One slot of `proxy.max_connections`, shared by a connection and the tunnel it opens.
+type Slot = Arc<OwnedSemaphorePermit>;
+
+async fn serve_front(
+    stream: TcpStream,
+    peer: SocketAddr,
+    proxy: Arc<Proxy>,
+    life: Lifecycle,
+    slot: Slot,
+) {
     let activity = Activity::new();
     let io = TokioIo::new(Tracked::new(stream, activity.clone()));
     let service = FrontService {
         proxy: proxy.clone(),
         life: life.clone(),
         peer,
+        slot,
     };
     let conn = http1_builder(&proxy)
         .serve_connection(io, service)
@@ -87,6 +99,7 @@ struct FrontService {
     proxy: Arc<Proxy>,
     life: Lifecycle,
     peer: SocketAddr,
+    slot: Slot,
 }
 
 impl hyper::service::Service<Request<Incoming>> for FrontService {
@@ -96,7 +109,7 @@ impl hyper::service::Service<Request<Incoming>> for FrontService {
 
     fn call(&self, req: Request<Incoming>) -> RespFuture {
         let s = self.clone();
-        Box::pin(async move { Ok(front_request(s.proxy, s.life, s.peer, req).await) })
+        Box::pin(async move { Ok(front_request(s.proxy, s.life, s.peer, s.slot, req).await) })
     }
 }
 
@@ -141,6 +154,7 @@ async fn front_request(
     proxy: Arc<Proxy>,
     life: Lifecycle,
     peer: SocketAddr,
+    slot: Slot,
     req: Request<Incoming>,
 ) -> Response<Body> {
     if let Err(refusal) = handler::check_header_size(req.headers(), proxy.config.max_header_bytes) {
@@ -169,7 +183,7 @@ async fn front_request(
         }
     };
     if req.method() == Method::CONNECT {
-        return connect(proxy, life, peer, agent, req)
+        return connect(proxy, life, peer, agent, slot, req)
             .await
             .unwrap_or_else(Refusal::into_response);
     }
@@ -255,8 +269,17 @@ async fn connect(
     life: Lifecycle,
     peer: SocketAddr,
     agent: Arc<Agent>,
+    slot: Slot,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Refusal> {
+    // Authority-form only (RFC 9110 9.3.6): `CONNECT https://host:443/` is refused, not guessed.
+    if req.uri().scheme().is_some() || req.uri().path_and_query().is_some() {
+        return Err(Refusal::client(
+            StatusCode::BAD_REQUEST,
+            "bad_connect_target",
+            format!("CONNECT needs host:port, got {:?}", req.uri().to_string()),
+        ));
+    }
     let authority = req.uri().authority().map(|a| a.as_str()).unwrap_or("");
     let target = Target::parse_connect(authority).map_err(|e| {
         Refusal::client(StatusCode::BAD_REQUEST, "bad_connect_target", e.to_string())
@@ -294,6 +317,7 @@ async fn connect(
                     Ok(up) => tunnel::splice(up, upstream, idle, target.host).await,
                     Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
                 }
+                drop(slot);
             });
             Ok(Response::new(empty()))
         }
@@ -312,6 +336,7 @@ async fn connect(
                     }
                     Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
                 }
+                drop(slot);
             });
             Ok(Response::new(empty()))
         }

@@ -33,7 +33,8 @@
 //! when = [{ field = "input.force", eq = true }]
 //! ```
 //! Conditions: `eq`, `ne`, `in = [..]`, `gt`, `gte`, `lt`, `present = true`,
-//! `money_over = 100` (major units of the currency in `currency_field`, default `currency`).
+//! `money_over = 100` (US dollars; the amount is in minor units of the currency in
+//! `currency_field`, default `currency`; see `money::over` for the conservative conversion).
 //! A condition that cannot be evaluated (unparseable body, unknown currency) escalates.
 //!
 //! REST conditions name flattened body or query fields (`metadata[a]=1` and
@@ -452,14 +453,20 @@ impl Catalog {
         let Some(segs) = path_segments(svc, head.path_and_query) else {
             return false;
         };
-        if head.method == "POST" && is_graphql_path(svc, &segs) {
+        let alt = normalize::without_matrix(&segs);
+        let graphql =
+            is_graphql_path(svc, &segs) || alt.as_ref().is_some_and(|a| is_graphql_path(svc, a));
+        if head.method == "POST" && (graphql || is_form(head.headers)) {
+            // GraphQL bodies, and form bodies for a `_method` override.
             return true;
         }
         let mut any = false;
-        for_candidates(svc, head.method, &segs, |r| {
-            any = !r.when.is_empty();
-            !any
-        });
+        for s in std::iter::once(&segs).chain(alt.as_ref()) {
+            for_candidates(svc, head.method, s, |r| {
+                any = !r.when.is_empty();
+                !any
+            });
+        }
         any
     }
 
@@ -491,6 +498,14 @@ impl Catalog {
                 );
             }
         }
+        for h in &ROUTING_OVERRIDE_HEADERS {
+            if head.headers.contains_key(h) {
+                return esc(
+                    "routing_override",
+                    format!("{h} header present: the upstream may route to another path or host"),
+                );
+            }
+        }
         let Some(segs) = path_segments(svc, head.path_and_query) else {
             return esc(
                 "path_unparseable",
@@ -503,14 +518,37 @@ impl Catalog {
             .map(|(_, q)| q)
             .unwrap_or("");
 
-        if head.method == "POST" && is_graphql_path(svc, &segs) {
-            return graphql_verdict(svc, body);
+        // `;params` (matrix parameters): weighed as written and as a server that drops them sees it.
+        let alt = normalize::without_matrix(&segs);
+        if is_graphql_path(svc, &segs) || alt.as_ref().is_some_and(|a| is_graphql_path(svc, a)) {
+            if let Some(v) = graphql_request(svc, head, query, body) {
+                return v;
+            }
         }
-        let cands = candidates(svc, head.method, &segs);
+        if let Some(v) = lookalike(svc, head.method, &segs) {
+            return v;
+        }
+        let mut cands = candidates(svc, head.method, &segs);
+        if let Some(alt) = &alt {
+            cands.extend(candidates(svc, head.method, alt));
+        }
         // Fields: query always; body when some candidate has conditions.
         let mut fields = Fields::default();
         fields.add_form(query);
         let needs_body = cands.iter().any(|(r, _)| !r.when.is_empty());
+        if needs_body && encoded(head.headers) && body.is_some_and(|b| !b.is_empty()) {
+            return esc(
+                "body_encoded",
+                "a rule needs the body and it is content-encoded".into(),
+            );
+        }
+        if !needs_body && head.method == "POST" && is_form(head.headers) {
+            // Frameworks honour `_method` in a form body (Rack::MethodOverride and friends).
+            let text = body.map(String::from_utf8_lossy).unwrap_or_default();
+            if form_urlencoded::parse(text.as_bytes()).any(|(k, _)| k == "_method") {
+                return esc("method_override", "`_method` in the form body".into());
+            }
+        }
         if needs_body {
             match body {
                 None => {
@@ -526,9 +564,18 @@ impl Catalog {
                         .get(http::header::CONTENT_TYPE)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("");
-                    let json = ct.contains("json")
-                        || (!ct.contains("form")
-                            && b.first().is_some_and(|c| *c == b'{' || *c == b'['));
+                    // Shaped like JSON: `{`/`[` after whitespace or a byte-order mark.
+                    let start = b.trim_ascii_start();
+                    let start = start.strip_prefix(b"\xef\xbb\xbf").unwrap_or(start);
+                    let looks_json = start.first().is_some_and(|c| *c == b'{' || *c == b'[');
+                    if ct.contains("form") && looks_json {
+                        // Servers that ignore Content-Type would read it as JSON.
+                        return esc(
+                            "body_ambiguous",
+                            "a form Content-Type on a body shaped like JSON".into(),
+                        );
+                    }
+                    let json = ct.contains("json") || (!ct.contains("form") && looks_json);
                     if json {
                         if let Err(e) = fields.add_json(b) {
                             let code = if e.contains("duplicate key") {
@@ -618,6 +665,139 @@ const METHOD_OVERRIDE_HEADERS: [http::HeaderName; 3] = [
     http::HeaderName::from_static("x-http-method"),
     http::HeaderName::from_static("x-method-override"),
 ];
+
+/// Headers some frameworks and gateways route by instead of the request line or Host.
+const ROUTING_OVERRIDE_HEADERS: [http::HeaderName; 6] = [
+    http::HeaderName::from_static("x-original-url"),
+    http::HeaderName::from_static("x-rewrite-url"),
+    http::HeaderName::from_static("x-forwarded-host"),
+    http::HeaderName::from_static("x-forwarded-server"),
+    http::HeaderName::from_static("x-host"),
+    http::HeaderName::from_static("forwarded"),
+];
+
+fn content_type(headers: &http::HeaderMap) -> &str {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// A urlencoded form body (where `_method` overrides live).
+fn is_form(headers: &http::HeaderMap) -> bool {
+    content_type(headers)
+        .to_ascii_lowercase()
+        .contains("x-www-form-urlencoded")
+}
+
+/// The body is content-encoded (gzip, deflate…): its fields cannot be read as sent.
+fn encoded(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| {
+            !v.to_str()
+                .is_ok_and(|t| t.trim().eq_ignore_ascii_case("identity"))
+        })
+}
+
+/// A request with a body, by its headers (a GET carrying one is not a plain read).
+fn has_body(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.to_str().map_or(true, |t| t.trim() != "0"))
+}
+
+/// A request to a GraphQL endpoint: POST bodies are parsed; GET carries the operation in the
+/// query string (`query`, `operationName`, `variables`); anything else, or a GET with a body,
+/// escalates. `None`: a plain GET/HEAD/OPTIONS without a `query` parameter, for the REST rules
+/// and the default.
+fn graphql_request(
+    svc: &Service,
+    head: &RequestHead<'_>,
+    query: &str,
+    body: Option<&[u8]>,
+) -> Option<Verdict> {
+    let esc = |code: &str, why: &str| Some(guard(svc, code, why.into()));
+    match head.method {
+        "POST" => {
+            if encoded(head.headers) {
+                return esc("body_encoded", "the GraphQL body is content-encoded");
+            }
+            Some(graphql_verdict(svc, body))
+        }
+        "GET" | "HEAD" | "OPTIONS" => {
+            if has_body(head.headers) {
+                return esc("graphql_get_body", "a GraphQL GET with a body");
+            }
+            let mut params = serde_json::Map::new();
+            for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+                let value = match k.as_ref() {
+                    "query" | "operationName" => serde_json::Value::String(v.into_owned()),
+                    "variables" => match serde_json::from_str(&v) {
+                        Ok(j) => j,
+                        Err(_) => return esc("body_unparseable", "`variables` is not JSON"),
+                    },
+                    _ => continue,
+                };
+                if params.insert(k.into_owned(), value).is_some() {
+                    return esc("duplicate_key", "a GraphQL parameter appears twice");
+                }
+            }
+            if !params.contains_key("query") {
+                return None;
+            }
+            let doc = serde_json::Value::Object(params).to_string();
+            Some(graphql_verdict(svc, Some(doc.as_bytes())))
+        }
+        _ => esc(
+            "graphql_method",
+            "a GraphQL endpoint called with an unexpected method",
+        ),
+    }
+}
+
+/// A path with non-ASCII segments that would match a gated rule if those segments were the
+/// ASCII they resemble (fullwidth letters, Cyrillic lookalikes…): some servers fold them.
+fn lookalike(svc: &Service, method: &str, segs: &[Cow<'_, str>]) -> Option<Verdict> {
+    if segs.iter().all(|s| s.is_ascii()) {
+        return None;
+    }
+    let loose = |t: &[Seg]| loose_matches(t, segs) && !matches(t, segs);
+    let rule = svc.rules.iter().find(|r| {
+        r.action > Action::Allow
+            && (r.methods.iter().any(|m| m == method)
+                || (method == "POST" && r.methods.iter().any(|m| m == "PATCH")))
+            && loose(&r.template)
+    })?;
+    let mut v = guard(
+        svc,
+        "path_lookalike",
+        format!(
+            "non-ASCII path segments resemble {} {} ({})",
+            method, rule.path, rule.tool
+        ),
+    );
+    v.tool = Some(rule.tool.clone());
+    Some(v)
+}
+
+/// [`matches`], where a non-ASCII segment matches any literal.
+fn loose_matches(t: &[Seg], s: &[Cow<'_, str>]) -> bool {
+    match t.split_first() {
+        None => s.is_empty(),
+        Some((Seg::Lit(l), rest)) => {
+            s.first()
+                .is_some_and(|x| !x.is_ascii() || x.eq_ignore_ascii_case(l))
+                && loose_matches(rest, &s[1..])
+        }
+        Some((Seg::One(_), rest)) => !s.is_empty() && loose_matches(rest, &s[1..]),
+        Some((Seg::Many(_), rest)) => (1..=s.len())
+            .rev()
+            .any(|take| loose_matches(rest, &s[take..])),
+    }
+}
 
 fn plain(action: Action, service: Option<&str>, code: &str, explanation: String) -> Verdict {
     Verdict {
@@ -853,6 +1033,19 @@ fn check(
             Test::MoneyOver { .. } => return Err("amount_unparseable"),
             _ => false,
         },
+        // A flag that is neither true nor false ("True", 1, "yes") may read as either upstream;
+        // null is "not set".
+        (Test::Eq(toml::Value::Boolean(_)) | Test::Ne(toml::Value::Boolean(_)), Some(v))
+            if v.as_bool().is_none() && *v != FieldValue::Null =>
+        {
+            return Err("value_unparseable")
+        }
+        // A string that differs from a tested one only in case or surrounding blanks may be read
+        // as that one upstream.
+        (Test::Eq(w) | Test::Ne(w), Some(v)) if near_miss(v, std::slice::from_ref(w)) => {
+            return Err("value_unparseable")
+        }
+        (Test::In(ws), Some(v)) if near_miss(v, ws) => return Err("value_unparseable"),
         (Test::Eq(w), Some(v)) => eq(v, w),
         (Test::Ne(w), Some(v)) => !eq(v, w),
         (Test::In(ws), Some(v)) => ws.iter().any(|w| eq(v, w)),
@@ -873,6 +1066,18 @@ fn check(
                 .ok_or("unknown_currency")?;
             money::over(amount, &cur, *major)?
         }
+    })
+}
+
+/// `v` is a string equal to one of the string `wants` only when case and surrounding blanks are
+/// ignored.
+fn near_miss(v: &FieldValue, wants: &[toml::Value]) -> bool {
+    let FieldValue::Str(x) = v else {
+        return false;
+    };
+    wants.iter().any(|w| match w {
+        toml::Value::String(s) => x != s && x.trim().eq_ignore_ascii_case(s),
+        _ => false,
     })
 }
 

@@ -58,6 +58,19 @@ pub fn operation(
         Some(_) => Err("body_unparseable"),
     };
     let doc: Doc<'_> = graphql_parser::parse_query(query).map_err(|_| "graphql_unparseable")?;
+    // A name given to two operations or two fragments: which one runs is the server's guess.
+    let mut names: Vec<(bool, &str)> = doc
+        .definitions
+        .iter()
+        .filter_map(|d| match d {
+            Definition::Operation(o) => name_of(o).map(|n| (false, n)),
+            Definition::Fragment(f) => Some((true, f.name)),
+        })
+        .collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err("ambiguous_operation");
+    }
     let mut ops = doc.definitions.iter().filter_map(|d| match d {
         Definition::Operation(o) => Some(o),
         Definition::Fragment(_) => None,
@@ -319,6 +332,17 @@ mod tests {
             Err("unknown_operation")
         );
         assert_eq!(names("mutation {", None), Err("graphql_unparseable"));
+        assert_eq!(
+            names("query A { a } mutation A { b }", Some("A")),
+            Err("ambiguous_operation")
+        );
+        assert_eq!(
+            names(
+                "mutation { ...F } fragment F on M { a } fragment F on M { deleteRef }",
+                None
+            ),
+            Err("ambiguous_operation")
+        );
         assert_eq!(
             operation(br#"{"query":"{a}","query":"mutation{b}"}"#, &|_| false).err(),
             Some("duplicate_key")

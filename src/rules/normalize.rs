@@ -1,5 +1,5 @@
 //! Request normalisation before matching: method check, host, percent-decoding (including
-//! %2F), duplicate slashes, trailing slash, dot segments.
+//! %2F), duplicate slashes, trailing slash, dot segments, matrix parameters.
 
 use std::borrow::Cow;
 
@@ -80,6 +80,26 @@ pub fn segments(raw_path: &str) -> Option<Vec<String>> {
     Some(out)
 }
 
+/// The segments as a server that drops `;params` (matrix parameters) from each segment sees
+/// them: `r;x=1` -> `r`, `..;` -> `..` (and pops), empty results dropped. `None` when no segment
+/// has a `;` (nothing to weigh twice).
+pub fn without_matrix(segs: &[Cow<'_, str>]) -> Option<Vec<Cow<'static, str>>> {
+    if !segs.iter().any(|s| s.contains(';')) {
+        return None;
+    }
+    let mut out: Vec<Cow<'static, str>> = Vec::with_capacity(segs.len());
+    for seg in segs {
+        match seg.split(';').next().unwrap_or("") {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(Cow::Owned(s.to_string())),
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +132,11 @@ mod tests {
         assert_eq!(segments_cow("/a\0b"), None);
         assert_eq!(host_key("API.GitHub.com."), "api.github.com");
         assert_eq!(segments("/a%ffb"), None);
+        let cow = |v: &[&'static str]| v.iter().map(|s| Cow::Borrowed(*s)).collect::<Vec<_>>();
+        assert_eq!(without_matrix(&cow(&["repos", "o", "r"])), None);
+        assert_eq!(
+            without_matrix(&cow(&["repos;x=1", "o", "x", "..;", "r;v=2"])),
+            Some(cow(&["repos", "o", "r"]))
+        );
     }
 }

@@ -1,0 +1,691 @@
+//! Bypass corpus: attempts to reach an irreversible effect (repository deletion, destructive
+//! GraphQL mutations, Stripe refunds, payouts and charges over the limit) without a hold. Each
+//! entry is sent through Airlock, with the shipped catalog, as raw bytes inside an intercepted
+//! TLS tunnel (so no client normalises the trick away) or with the `h2` crate, to fake upstreams
+//! that count calls. Every entry must end held (423 + review id) or refused (4xx), and the
+//! upstream must see nothing. An entry that once got through stays here as its regression test.
+
+mod support;
+
+use std::time::Duration;
+
+use support::raw::{self, Exchange};
+use support::{Airlock, FakeUpstream};
+
+const GH: &str = "api.github.com";
+const ST: &str = "api.stripe.com";
+const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+/// How an entry must end.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    /// 423, `Airlock-Outcome: ESCALATE`, a review id; the review is pending.
+    Held,
+    /// Refused with this status and JSON `error` code.
+    Refused(u16, &'static str),
+}
+use Outcome::{Held, Refused};
+
+/// What is sent.
+#[derive(Debug, Clone)]
+enum Send {
+    /// HTTP/1.1 inside a tunnel to `host`: request line, `Host: host` (unless `headers` has a
+    /// Host), the headers, Content-Length, `Connection: close`, the body.
+    H1 {
+        method: &'static str,
+        target: String,
+        headers: Vec<(&'static str, &'static str)>,
+        body: String,
+    },
+    /// Exactly these bytes inside a tunnel to `host`.
+    Raw(String),
+    /// CONNECT `host`, TLS with another SNI, then an HTTP/1.1 request.
+    Sni { sni: &'static str, request: String },
+    /// HTTP/2 (the `h2` crate) inside a tunnel to `host`, with this URI (its authority is the
+    /// `:authority`).
+    H2 {
+        method: &'static str,
+        uri: &'static str,
+    },
+    /// Exactly these bytes to the proxy listener.
+    Front(String),
+}
+
+struct Entry {
+    category: &'static str,
+    name: &'static str,
+    host: &'static str,
+    send: Send,
+    expect: Outcome,
+}
+
+fn h1(
+    method: &'static str,
+    target: impl Into<String>,
+    headers: &[(&'static str, &'static str)],
+    body: impl Into<String>,
+) -> Send {
+    Send::H1 {
+        method,
+        target: target.into(),
+        headers: headers.to_vec(),
+        body: body.into(),
+    }
+}
+
+fn e(
+    category: &'static str,
+    name: &'static str,
+    host: &'static str,
+    send: Send,
+    expect: Outcome,
+) -> Entry {
+    Entry {
+        category,
+        name,
+        host,
+        send,
+        expect,
+    }
+}
+
+fn gql(query: &str) -> String {
+    serde_json::json!({ "query": query }).to_string()
+}
+
+const DELETE_REF: &str = "deleteRef(input: {refId: \"R\"}) { clientMutationId }";
+
+fn corpus() -> Vec<Entry> {
+    let del = |name, target: &str| {
+        e(
+            "path",
+            name,
+            GH,
+            h1("DELETE", target.to_string(), &[], ""),
+            Held,
+        )
+    };
+    let long_dots = format!("/repos/o/r{}", "/.".repeat(2000));
+    let long_up = format!("/repos/o/r/{}", "x/../".repeat(1000));
+    let mut v = vec![
+        // ---- path tricks (DELETE /repos/{owner}/{repo}) ----
+        del("double leading slash", "//repos/o/r"),
+        del("trailing slash", "/repos/o/r/"),
+        del("trailing dot segment", "/repos/o/r/."),
+        del("dot-dot segment", "/repos/o/x/../r"),
+        del("dot-dot at the end", "/repos/o/r/x/.."),
+        del("percent-encoded slashes", "/repos%2Fo%2Fr"),
+        del("lower-case percent-encoded slash", "/repos%2fo%2fr"),
+        del("percent-encoded dot-dot", "/repos/o/x/%2e%2e/r"),
+        del("percent-encoded letter", "/%72epos/o/r"),
+        del("double-encoded slash", "/repos%252Fo%252Fr"),
+        del("double-encoded dot-dot", "/repos/o/x/%252e%252e/r"),
+        del("backslash separators", "/repos\\o\\r"),
+        del("encoded backslash", "/repos%5Co%5Cr"),
+        del("matrix parameter on the last segment", "/repos/o/r;x=1"),
+        del("matrix parameter on a literal segment", "/repos;x=1/o/r"),
+        del("matrix dot-dot", "/repos/o/x/..;/r"),
+        del("empty query", "/repos/o/r?"),
+        del("query with a fake path", "/repos/o/r?/../../zen"),
+        del("fragment", "/repos/o/r#/zen"),
+        del("mixed case literal", "/Repos/o/r"),
+        del("upper case literal", "/REPOS/o/r"),
+        del("GHES prefix", "/api/v3/repos/o/r"),
+        del("GHES prefix mixed case", "/API/V3/repos/o/r"),
+        del("repository id form", "/repositories/123"),
+        del("fullwidth letter (best-fit folding)", "/%EF%BD%92epos/o/r"),
+        del("Cyrillic lookalike letter", "/r%D0%B5pos/o/r"),
+        del("many dot segments", &long_dots),
+        del("many x/.. pairs", &long_up),
+        e(
+            "path",
+            "matrix parameter on a Stripe literal",
+            ST,
+            h1("POST", "/v1/refunds;x", &[FORM], "charge=ch_1"),
+            Held,
+        ),
+        e(
+            "path",
+            "path longer than the header limit",
+            GH,
+            h1("DELETE", format!("/repos/o/r/{}", "a/..".repeat(20_000)), &[], ""),
+            Refused(431, "-"),
+        ),
+        // ---- method tricks ----
+        e("method", "lower-case delete", GH, h1("delete", "/repos/o/r", &[], ""), Held),
+        e("method", "mixed-case Delete", GH, h1("Delete", "/repos/o/r", &[], ""), Held),
+        e(
+            "method",
+            "X-HTTP-Method-Override on POST",
+            GH,
+            h1("POST", "/repos/o/r", &[("X-HTTP-Method-Override", "DELETE")], ""),
+            Held,
+        ),
+        e(
+            "method",
+            "X-HTTP-Method-Override on GET",
+            GH,
+            h1("GET", "/repos/o/r", &[("X-HTTP-Method-Override", "DELETE")], ""),
+            Held,
+        ),
+        e(
+            "method",
+            "X-HTTP-Method on POST",
+            GH,
+            h1("POST", "/repos/o/r", &[("X-HTTP-Method", "DELETE")], ""),
+            Held,
+        ),
+        e(
+            "method",
+            "X-Method-Override on POST",
+            GH,
+            h1("POST", "/repos/o/r", &[("X-Method-Override", "DELETE")], ""),
+            Held,
+        ),
+        e(
+            "method",
+            "_method in the query",
+            GH,
+            h1("POST", "/repos/o/r?_method=DELETE", &[], ""),
+            Held,
+        ),
+        e(
+            "method",
+            "_method in a form body (route with no body rule)",
+            GH,
+            h1("POST", "/orgs/o/hooks/1", &[FORM], "_method=DELETE"),
+            Held,
+        ),
+        e(
+            "method",
+            "_method in a form body (Stripe)",
+            ST,
+            h1("POST", "/v1/customers/cus_1", &[FORM], "_method=DELETE"),
+            Held,
+        ),
+        e("method", "unknown method PURGE", GH, h1("PURGE", "/repos/o/r", &[], ""), Held),
+        e("method", "unknown method MOVE", GH, h1("MOVE", "/repos/o/r", &[], ""), Held),
+        e("method", "h2 lower-case delete", GH, Send::H2 { method: "delete", uri: "https://api.github.com/repos/o/r" }, Held),
+        e("path", "h2 double slash", GH, Send::H2 { method: "DELETE", uri: "https://api.github.com//repos/o/r/" }, Held),
+        // ---- body tricks on a conditional rule (PATCH /repos/{owner}/{repo} visibility) ----
+        e("body", "visibility in upper case", GH, h1("PATCH", "/repos/o/r", &[JSON], r#"{"visibility":"PUBLIC"}"#), Held),
+        e("body", "visibility with blanks", GH, h1("PATCH", "/repos/o/r", &[JSON], r#"{"visibility":" public"}"#), Held),
+        e("body", "private as 0", GH, h1("PATCH", "/repos/o/r", &[JSON], r#"{"private":0}"#), Held),
+        e("body", "private as a string", GH, h1("PATCH", "/repos/o/r", &[JSON], r#"{"private":"false"}"#), Held),
+        e("body", "JSON body with a form Content-Type", GH, h1("PATCH", "/repos/o/r", &[FORM], r#"{"visibility":"public"}"#), Held),
+        e("body", "JSON body after blanks, no Content-Type", GH, h1("PATCH", "/repos/o/r", &[], " \n{\"visibility\":\"public\"}"), Held),
+        e("body", "JSON body after a byte-order mark", GH, h1("PATCH", "/repos/o/r", &[], "\u{feff}{\"visibility\":\"public\"}"), Held),
+        e("body", "visibility as a form field", GH, h1("PATCH", "/repos/o/r", &[FORM], "visibility=public"), Held),
+        e("body", "POST onto the PATCH route", GH, h1("POST", "/repos/o/r", &[JSON], r#"{"visibility":"public"}"#), Held),
+        e("body", "duplicate visibility", GH, h1("PATCH", "/repos/o/r", &[JSON], r#"{"visibility":"private","visibility":"public"}"#), Held),
+        // ---- header tricks ----
+        e(
+            "header",
+            "duplicate Host",
+            GH,
+            h1("DELETE", "/repos/o/r", &[("Host", GH), ("Host", ST)], ""),
+            Refused(400, "duplicate_host"),
+        ),
+        e(
+            "header",
+            "Host with port",
+            GH,
+            h1("DELETE", "/repos/o/r", &[("Host", "api.github.com:443")], ""),
+            Held,
+        ),
+        e(
+            "header",
+            "Host with trailing dot",
+            GH,
+            h1("DELETE", "/repos/o/r", &[("Host", "api.github.com.")], ""),
+            Held,
+        ),
+        e(
+            "header",
+            "Host in upper case",
+            GH,
+            h1("DELETE", "/repos/o/r", &[("Host", "API.GITHUB.COM")], ""),
+            Held,
+        ),
+        e(
+            "header",
+            "Host of another catalog host",
+            GH,
+            h1("DELETE", "/repos/o/r", &[("Host", ST)], ""),
+            Refused(403, "authority_mismatch"),
+        ),
+        e(
+            "header",
+            "X-Forwarded-Host on an unlisted path",
+            ST,
+            h1("POST", "/v1/zen", &[("X-Forwarded-Host", GH), FORM], "a=1"),
+            Held,
+        ),
+        e(
+            "header",
+            "X-Original-URL on an unlisted DELETE",
+            GH,
+            h1("DELETE", "/zen", &[("X-Original-URL", "/repos/o/r")], ""),
+            Held,
+        ),
+        e(
+            "header",
+            "X-Rewrite-URL on an allowed POST",
+            ST,
+            h1("POST", "/v1/customers", &[("X-Rewrite-URL", "/v1/refunds"), FORM], "charge=ch_1"),
+            Held,
+        ),
+        // ---- host / SNI / authority ----
+        e(
+            "authority",
+            "SNI of another host",
+            GH,
+            Send::Sni {
+                sni: ST,
+                request: "DELETE /repos/o/r HTTP/1.1\r\nHost: api.github.com\r\nConnection: close\r\n\r\n".into(),
+            },
+            Refused(403, "sni_mismatch"),
+        ),
+        e(
+            "authority",
+            "Stripe call inside a GitHub tunnel",
+            GH,
+            h1("POST", "/v1/refunds", &[("Host", ST), FORM], "charge=ch_1"),
+            Refused(403, "authority_mismatch"),
+        ),
+        e(
+            "authority",
+            "absolute-form URI of another host inside the tunnel",
+            GH,
+            Send::Raw("POST https://api.stripe.com/v1/refunds HTTP/1.1\r\nHost: api.stripe.com\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into()),
+            Refused(403, "authority_mismatch"),
+        ),
+        e(
+            "authority",
+            "h2 :authority of another host",
+            GH,
+            Send::H2 { method: "POST", uri: "https://api.stripe.com/v1/refunds" },
+            Refused(403, "authority_mismatch"),
+        ),
+        e(
+            "authority",
+            "h2 delete (baseline)",
+            GH,
+            Send::H2 { method: "DELETE", uri: "https://api.github.com/repos/o/r" },
+            Held,
+        ),
+        e(
+            "authority",
+            "CONNECT to the upstream's IP literal",
+            GH,
+            Send::Front("CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: api.github.com\r\n\r\n".into()),
+            Refused(403, "unknown_host_denied"),
+        ),
+        e(
+            "authority",
+            "plain-http absolute-form delete",
+            GH,
+            Send::Front("DELETE http://api.github.com/repos/o/r HTTP/1.1\r\nHost: api.github.com\r\nConnection: close\r\n\r\n".into()),
+            Held,
+        ),
+        // ---- GraphQL ----
+        e("graphql", "alias", GH, h1("POST", "/graphql", &[JSON], gql(&format!("mutation {{ x: {DELETE_REF} }}"))), Held),
+        e(
+            "graphql",
+            "alias named like a safe mutation",
+            GH,
+            h1("POST", "/graphql", &[JSON], gql(&format!("mutation {{ addStar: {DELETE_REF} }}"))),
+            Held,
+        ),
+        e(
+            "graphql",
+            "fragment spread",
+            GH,
+            h1("POST", "/graphql", &[JSON], gql(&format!("mutation {{ ...F }} fragment F on Mutation {{ {DELETE_REF} }}"))),
+            Held,
+        ),
+        e(
+            "graphql",
+            "inline fragment",
+            GH,
+            h1("POST", "/graphql", &[JSON], gql(&format!("mutation {{ ... on Mutation {{ {DELETE_REF} }} }}"))),
+            Held,
+        ),
+        e(
+            "graphql",
+            "fragment defined twice (first is harmless)",
+            GH,
+            h1("POST", "/graphql", &[JSON], gql(&format!("mutation {{ ...F }} fragment F on Mutation {{ __typename }} fragment F on Mutation {{ {DELETE_REF} }}"))),
+            Held,
+        ),
+        e(
+            "graphql",
+            "operationName picks the mutation",
+            GH,
+            h1("POST", "/graphql", &[JSON], serde_json::json!({"query": format!("query Q {{ viewer {{ login }} }} mutation M {{ {DELETE_REF} }}"), "operationName": "M"}).to_string()),
+            Held,
+        ),
+        e(
+            "graphql",
+            "two operations, no operationName",
+            GH,
+            h1("POST", "/graphql", &[JSON], gql(&format!("query Q {{ viewer {{ login }} }} mutation M {{ {DELETE_REF} }}"))),
+            Held,
+        ),
+        e(
+            "graphql",
+            "operation name used twice",
+            GH,
+            h1("POST", "/graphql", &[JSON], serde_json::json!({"query": format!("query A {{ viewer {{ login }} }} mutation A {{ {DELETE_REF} }}"), "operationName": "A"}).to_string()),
+            Held,
+        ),
+        e(
+            "graphql",
+            "batched array body",
+            GH,
+            h1("POST", "/graphql", &[JSON], format!("[{}]", gql(&format!("mutation {{ {DELETE_REF} }}")))),
+            Held,
+        ),
+        e(
+            "graphql",
+            "GET with the mutation in ?query=",
+            GH,
+            h1("GET", "/graphql?query=mutation%20%7B%20deleteRef(input%3A%20%7BrefId%3A%20%22R%22%7D)%20%7B%20clientMutationId%20%7D%20%7D", &[], ""),
+            Held,
+        ),
+        e(
+            "graphql",
+            "GET with a JSON body",
+            GH,
+            h1("GET", "/graphql", &[JSON], gql(&format!("mutation {{ {DELETE_REF} }}"))),
+            Held,
+        ),
+        e(
+            "graphql",
+            "PUT to the endpoint",
+            GH,
+            h1("PUT", "/graphql", &[JSON], gql(&format!("mutation {{ {DELETE_REF} }}"))),
+            Held,
+        ),
+        e(
+            "graphql",
+            "comments and odd whitespace",
+            GH,
+            h1("POST", "/graphql", &[JSON], gql(&format!("# harmless query\n\u{feff}mutation\n# {{ viewer }}\n,,{{\t{DELETE_REF} }}"))),
+            Held,
+        ),
+        e(
+            "graphql",
+            "persisted query without a query",
+            GH,
+            h1("POST", "/graphql", &[JSON], r#"{"operationName":"Del","extensions":{"persistedQuery":{"version":1,"sha256Hash":"abc"}}}"#),
+            Held,
+        ),
+        e(
+            "graphql",
+            "mutation keyword as JSON unicode escapes",
+            GH,
+            h1("POST", "/graphql", &[JSON], format!(r#"{{"query":"\u006d\u0075tation {{ {} }}"}}"#, DELETE_REF.replace('"', "\\\""))),
+            Held,
+        ),
+        e(
+            "graphql",
+            "query key given twice",
+            GH,
+            h1("POST", "/graphql", &[JSON], format!(r#"{{"query":"{{ viewer {{ login }} }}","query":"mutation {{ {} }}"}}"#, DELETE_REF.replace('"', "\\\""))),
+            Held,
+        ),
+        e(
+            "graphql",
+            "form-encoded body",
+            GH,
+            h1("POST", "/graphql", &[FORM], "query=mutation%7BdeleteRef(input%3A%7BrefId%3A%22R%22%7D)%7BclientMutationId%7D%7D"),
+            Held,
+        ),
+        e("graphql", "endpoint in upper case", GH, h1("POST", "/GRAPHQL", &[JSON], gql(&format!("mutation {{ {DELETE_REF} }}"))), Held),
+        e("graphql", "endpoint with a trailing slash", GH, h1("POST", "/graphql/", &[JSON], gql(&format!("mutation {{ {DELETE_REF} }}"))), Held),
+        e("graphql", "endpoint with a matrix parameter", GH, h1("POST", "/graphql;v=1", &[JSON], gql(&format!("mutation {{ {DELETE_REF} }}"))), Held),
+        e("graphql", "endpoint percent-encoded", GH, h1("POST", "/%67raphql", &[JSON], gql(&format!("mutation {{ {DELETE_REF} }}"))), Held),
+        e("graphql", "GHES endpoint", GH, h1("POST", "/api/graphql", &[JSON], gql(&format!("mutation {{ {DELETE_REF} }}"))), Held),
+        e(
+            "graphql",
+            "force flag as a string",
+            GH,
+            h1("POST", "/graphql", &[JSON], gql("mutation { updateRef(input: {refId: \"R\", oid: \"0\", force: \"true\"}) { clientMutationId } }")),
+            Held,
+        ),
+        e(
+            "graphql",
+            "force flag through a variable",
+            GH,
+            h1("POST", "/graphql", &[JSON], serde_json::json!({"query": "mutation($f: Boolean!) { updateRef(input: {refId: \"R\", oid: \"0\", force: $f}) { clientMutationId } }", "variables": {"f": true}}).to_string()),
+            Held,
+        ),
+        e(
+            "graphql",
+            "force flag as a number",
+            GH,
+            h1("POST", "/graphql", &[JSON], gql("mutation { updateRef(input: {refId: \"R\", oid: \"0\", force: 1}) { clientMutationId } }")),
+            Held,
+        ),
+        e(
+            "graphql",
+            "gzip-encoded body",
+            GH,
+            h1("POST", "/graphql", &[JSON, ("Content-Encoding", "gzip")], "\u{1f}\u{8b}not-really-gzip"),
+            Held,
+        ),
+        // ---- Stripe ----
+        e("stripe", "refund with parameters in the query", ST, h1("POST", "/v1/refunds?charge=ch_1", &[FORM], ""), Held),
+        e("stripe", "payout with parameters in the query", ST, h1("POST", "/v1/payouts?amount=100&currency=usd", &[FORM], ""), Held),
+        e("stripe", "charge over the limit in the query", ST, h1("POST", "/v1/charges?amount=50000&currency=usd&source=tok", &[FORM], ""), Held),
+        e("stripe", "amount in the query and the body", ST, h1("POST", "/v1/charges?amount=50000", &[FORM], "amount=50&currency=usd"), Held),
+        e("stripe", "amount[] push", ST, h1("POST", "/v1/charges", &[FORM], "amount[]=50000&currency=usd"), Held),
+        e("stripe", "amount[0]", ST, h1("POST", "/v1/charges", &[FORM], "amount[0]=50000&currency=usd"), Held),
+        e("stripe", "metadata[amount] next to the real amount", ST, h1("POST", "/v1/charges", &[FORM], "metadata[amount]=50&amount=50000&currency=usd"), Held),
+        e("stripe", "percent-encoded key", ST, h1("POST", "/v1/charges", &[FORM], "am%6Fount=50000&currency=usd"), Held),
+        e("stripe", "amount given twice", ST, h1("POST", "/v1/charges", &[FORM], "amount=50&amount=50000&currency=usd"), Held),
+        e("stripe", "JSON duplicate amount", ST, h1("POST", "/v1/charges", &[JSON], r#"{"amount":50,"amount":50000,"currency":"usd"}"#), Held),
+        e("stripe", "JSON amount as a string", ST, h1("POST", "/v1/charges", &[JSON], r#"{"amount":"50000","currency":"usd"}"#), Held),
+        e("stripe", "JSON body sent as form", ST, h1("POST", "/v1/charges", &[FORM], r#"{"amount":50000,"currency":"usd"}"#), Held),
+        e("stripe", "amount as a float", ST, h1("POST", "/v1/charges", &[FORM], "amount=50000.5&currency=usd"), Held),
+        e("stripe", "amount as an exponent", ST, h1("POST", "/v1/charges", &[FORM], "amount=1e5&currency=usd"), Held),
+        e("stripe", "amount in hex", ST, h1("POST", "/v1/charges", &[FORM], "amount=0xC350&currency=usd"), Held),
+        e("stripe", "amount with underscores", ST, h1("POST", "/v1/charges", &[FORM], "amount=50_000&currency=usd"), Held),
+        e("stripe", "amount with leading zeros", ST, h1("POST", "/v1/charges", &[FORM], "amount=0050000&currency=usd"), Held),
+        e("stripe", "negative amount", ST, h1("POST", "/v1/charges", &[FORM], "amount=-50000&currency=usd"), Held),
+        e("stripe", "amount NaN", ST, h1("POST", "/v1/charges", &[FORM], "amount=NaN&currency=usd"), Held),
+        e("stripe", "currency in upper case", ST, h1("POST", "/v1/charges", &[FORM], "amount=50000&currency=USD"), Held),
+        e("stripe", "unknown currency", ST, h1("POST", "/v1/charges", &[FORM], "amount=50&currency=xts"), Held),
+        e("stripe", "currency missing", ST, h1("POST", "/v1/charges", &[FORM], "amount=50000"), Held),
+        e("stripe", "JPY 20000 (zero-decimal, about $130)", ST, h1("POST", "/v1/charges", &[FORM], "amount=20000&currency=jpy"), Held),
+        e("stripe", "KRW 150000 (zero-decimal)", ST, h1("POST", "/v1/charges", &[FORM], "amount=150000&currency=krw"), Held),
+        e("stripe", "KWD 99.000 (three-decimal, about $320)", ST, h1("POST", "/v1/charges", &[FORM], "amount=99000&currency=kwd"), Held),
+        e("stripe", "BHD 99.000 (three-decimal, about $260)", ST, h1("POST", "/v1/charges", &[FORM], "amount=99000&currency=bhd"), Held),
+        e("stripe", "GBP 99.00 (about $125)", ST, h1("POST", "/v1/charges", &[FORM], "amount=9900&currency=gbp"), Held),
+        e("stripe", "EUR 99.99 (about $108)", ST, h1("POST", "/v1/charges", &[FORM], "amount=9999&currency=eur"), Held),
+        e("stripe", "payment intent confirm=True", ST, h1("POST", "/v1/payment_intents", &[FORM], "amount=500&currency=usd&confirm=True"), Held),
+        e("stripe", "payment intent confirm=1", ST, h1("POST", "/v1/payment_intents", &[FORM], "amount=500&currency=usd&confirm=1"), Held),
+        e("stripe", "Stripe-Version header on a refund", ST, h1("POST", "/v1/refunds", &[FORM, ("Stripe-Version", "2099-01-01; refunds_beta=v1")], "charge=ch_1"), Held),
+        e("stripe", "Stripe-Account header on a payout", ST, h1("POST", "/v1/payouts", &[FORM, ("Stripe-Account", "acct_1")], "amount=100&currency=usd"), Held),
+        e("stripe", "reused Airlock idempotency key", ST, h1("POST", "/v1/refunds", &[FORM, ("Idempotency-Key", "airlock-rev_0000")], "charge=ch_1"), Held),
+        e("stripe", "refund route upper case", ST, h1("POST", "/V1/REFUNDS", &[FORM], "charge=ch_1"), Held),
+        e("stripe", "charge refund subroute", ST, h1("POST", "/v1/charges/ch_1/refunds", &[FORM], ""), Held),
+        e("stripe", "legacy charge refund", ST, h1("POST", "/v1/charges/ch_1/refund", &[FORM], ""), Held),
+        e("stripe", "lower-case post", ST, h1("post", "/v1/refunds", &[FORM], "charge=ch_1"), Held),
+        e("stripe", "gzip-encoded charge body", ST, h1("POST", "/v1/charges", &[FORM, ("Content-Encoding", "gzip")], "amount=50&currency=usd"), Held),
+        e("stripe", "v2 payout with a duplicate JSON key", ST, h1("POST", "/v2/money_management/outbound_payments", &[JSON], r#"{"amount":{"value":1,"value":2}}"#), Held),
+    ];
+    v.push(e(
+        "stripe",
+        "form body as UTF-16",
+        ST,
+        h1(
+            "POST",
+            "/v1/charges",
+            &[(
+                "Content-Type",
+                "application/x-www-form-urlencoded; charset=utf-16",
+            )],
+            "a\0m\0o\0u\0n\0t\0=\x005\x000\x000\x000\x000\0",
+        ),
+        Held,
+    ));
+    v
+}
+
+fn render(host: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> String {
+    let mut s = format!("{method} {target} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        s.push_str(&format!("Host: {host}\r\n"));
+    }
+    for (k, v) in headers {
+        s.push_str(&format!("{k}: {v}\r\n"));
+    }
+    s.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    s
+}
+
+async fn send(a: &Airlock, host: &str, how: &Send) -> Exchange {
+    let quiet = Duration::from_millis(500);
+    match how {
+        Send::H1 {
+            method,
+            target,
+            headers,
+            body,
+        } => {
+            let req = render(host, method, target, headers, body);
+            raw::in_tunnel(a.addr, host, &a.ca_pem, req.as_bytes(), quiet).await
+        }
+        Send::Raw(bytes) => raw::in_tunnel(a.addr, host, &a.ca_pem, bytes.as_bytes(), quiet).await,
+        Send::Sni { sni, request } => {
+            use tokio::io::AsyncWriteExt;
+            let mut tls = raw::tunnel(a.addr, host, sni, &a.ca_pem, &[b"http/1.1"]).await;
+            tls.write_all(request.as_bytes()).await.expect("write");
+            raw::read_exchange(&mut tls, quiet, Duration::from_secs(15)).await
+        }
+        Send::Front(bytes) => raw::front(a.addr, bytes.as_bytes(), quiet).await,
+        Send::H2 { method, uri } => {
+            let tls = raw::tunnel(a.addr, host, host, &a.ca_pem, &[b"h2"]).await;
+            let (mut client, conn) = h2::client::handshake(tls).await.expect("h2");
+            tokio::spawn(conn);
+            let req = http::Request::builder()
+                .method(*method)
+                .uri(*uri)
+                .body(())
+                .expect("request");
+            let (resp, _) = client.send_request(req, true).expect("send");
+            let resp = resp.await.expect("response");
+            let status = resp.status().as_u16();
+            let headers = resp
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            let mut body = resp.into_body();
+            let mut bytes = Vec::new();
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.expect("data");
+                let _ = body.flow_control().release_capacity(chunk.len());
+                bytes.extend_from_slice(&chunk);
+            }
+            Exchange {
+                responses: vec![raw::Resp {
+                    status,
+                    headers,
+                    body: String::from_utf8_lossy(&bytes).into_owned(),
+                }],
+                closed: false,
+                junk: 0,
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_entry_reaches_the_upstream_without_a_hold() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let catalog = airlock::rules::LiveCatalog::load(None, Default::default()).expect("catalog");
+    let a = Airlock::start_classified(
+        "[proxy]\nmax_header_bytes = 16384\n",
+        &up,
+        &[GH, ST],
+        catalog,
+    )
+    .await;
+    let mut failures = Vec::new();
+    let mut held = 0usize;
+    let entries = corpus();
+    for entry in &entries {
+        let label = format!("[{}] {}", entry.category, entry.name);
+        let before = up.count();
+        let got = send(&a, entry.host, &entry.send).await;
+        let reached = up.count() - before;
+        let first = got.responses.first();
+        let verdict = match (entry.expect, first) {
+            _ if reached > 0 => Err(format!("UPSTREAM CALLED ({reached}x)")),
+            (_, None) => Err(format!("no answer: {got:?}")),
+            (Held, Some(r)) => {
+                let id = r.header("airlock-review-id").unwrap_or("");
+                if r.status == 423
+                    && id.starts_with("rev_")
+                    && r.header("airlock-outcome") == Some("ESCALATE")
+                {
+                    held += 1;
+                    Ok(())
+                } else {
+                    Err(format!("want held, got {} {}", r.status, r.body))
+                }
+            }
+            (Refused(status, code), Some(r)) => {
+                let got_code = r.code().unwrap_or_else(|| "-".into());
+                if r.status == status && got_code == code {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "want {status} {code}, got {} {got_code} {}",
+                        r.status, r.body
+                    ))
+                }
+            }
+        };
+        if let Err(why) = verdict {
+            failures.push(format!("{label}: {why}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} entries failed:\n{}",
+        failures.len(),
+        entries.len(),
+        failures.join("\n")
+    );
+    assert_eq!(up.count(), 0, "the upstream saw nothing");
+    let (code, list) = a.admin("GET", "/v1/reviews?state=pending", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        list["reviews"].as_array().map_or(0, Vec::len),
+        held,
+        "every held entry left exactly one pending review"
+    );
+    // Still healthy: a read passes.
+    let r = a
+        .client()
+        .get("https://api.github.com/repos/o/r")
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.count(), 1);
+}
