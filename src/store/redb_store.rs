@@ -7,6 +7,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{io_error, Store, StoreError, Tree};
 
+/// redb's page cache (its default is 1 GiB, which a long-running proxy would grow into as the
+/// audit log grows; reviews and recent audit pages fit comfortably in this).
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 pub struct RedbStore {
     db: Database,
     path: String,
@@ -21,11 +25,14 @@ impl RedbStore {
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         let file = dir.join("airlock.redb");
         let path = file.display().to_string();
-        let db = Database::create(&file).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.clone()),
-            redb::DatabaseError::Storage(redb::StorageError::Io(io)) => io_error(&file, io),
-            other => StoreError::Corrupt(format!("{path}: {other}")),
-        })?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&file)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.clone()),
+                redb::DatabaseError::Storage(redb::StorageError::Io(io)) => io_error(&file, io),
+                other => StoreError::Corrupt(format!("{path}: {other}")),
+            })?;
         let store = RedbStore { db, path };
         // Create every table up front so reads never meet a missing one.
         let txn = store.db.begin_write().map_err(|e| store.err(e))?;
