@@ -95,6 +95,7 @@ impl http_body::Body for PrefixedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body::Body as _;
     use http_body_util::{Full, StreamBody};
 
     fn chunks(parts: &[&'static [u8]]) -> Body {

@@ -9,6 +9,20 @@ const Z: &str = "0000000000000000000000000000000000000000";
 const A256: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 const Z256: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// Expected (kind, refname) per command.
+type Commands = Vec<(UpdateKind, &'static str)>;
+/// (name, method, path, headers, body, action, tool, reason codes)
+type VerdictCase<'a> = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'a http::HeaderMap,
+    Option<Vec<u8>>,
+    Action,
+    Option<&'static str>,
+    &'static [&'static str],
+);
+
 /// Frames `payload` as one pkt-line.
 fn pkt(payload: &str) -> String {
     format!("{:04x}{payload}", payload.len() + 4)
@@ -42,7 +56,7 @@ fn parses_command_sections() {
     let sha256_first = pkt(&format!(
         "{Z256} {A256} refs/heads/x\0report-status object-format=sha256"
     ));
-    let cases: Vec<(&str, Vec<u8>, Vec<(UpdateKind, &str)>)> = vec![
+    let cases: Vec<(&str, Vec<u8>, Commands)> = vec![
         ("empty list (git's auth probe)", b"0000".to_vec(), vec![]),
         (
             "create",
@@ -469,16 +483,7 @@ fn verdicts_for_git_requests() {
     let delete = body(&[first(A, Z, "refs/heads/scratch")]);
     let rp = "/octo/demo.git/git-receive-pack";
     // (name, method, path, headers, body, action, tool, reason codes)
-    let cases: Vec<(
-        &str,
-        &str,
-        &str,
-        &http::HeaderMap,
-        Option<Vec<u8>>,
-        Action,
-        Option<&str>,
-        &[&str],
-    )> = vec![
+    let cases: Vec<VerdictCase> = vec![
         (
             "ref advertisement for push",
             "GET",
