@@ -892,6 +892,38 @@ mod tests {
     }
 
     #[test]
+    fn credential_git_hosts() {
+        // (credentials table, git_hosts it gives, or the error's words)
+        let cases: &[(&str, Result<&[&str], &str>)] = &[
+            ("[credentials.github]\nenv = \"T\"\n", Ok(&["github.com"])),
+            ("[credentials.github]\nenv = \"T\"\ngit_hosts = []\n", Ok(&[])),
+            (
+                "[credentials.gitea]\nenv = \"T\"\nhosts = [\"api.gitea.test\"]\ngit_hosts = [\"Gitea.test.\"]\n",
+                Ok(&["gitea.test"]),
+            ),
+            ("[credentials.stripe]\nenv = \"T\"\n", Ok(&[])),
+            (
+                "[credentials.github]\nenv = \"T\"\ngit_hosts = [\"api.github.com\"]\n",
+                Err("both hosts and git_hosts"),
+            ),
+            (
+                "[credentials.github]\nenv = \"T\"\ngit_hosts = [\"a/b\"]\n",
+                Err("git_hosts: \"a/b\" is not a host"),
+            ),
+        ];
+        for (text, want) in cases {
+            match (Config::from_toml("t.toml", text), want) {
+                (Ok(c), Ok(hosts)) => assert_eq!(c.credentials[0].git_hosts, *hosts, "{text}"),
+                (Err(e), Err(words)) => assert!(e.to_string().contains(words), "{text}: {e}"),
+                (got, _) => panic!(
+                    "{text}: {:?}",
+                    got.map(|c| c.credentials[0].git_hosts.clone())
+                ),
+            }
+        }
+    }
+
+    #[test]
     fn resolve_flag() {
         assert_eq!(
             parse_resolve_flag("API.GitHub.com.=127.0.0.1:9443").expect("ok"),
