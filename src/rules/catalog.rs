@@ -396,9 +396,11 @@ impl Catalog {
         for s in &services {
             for h in s.git.iter().flat_map(|g| &g.hosts) {
                 if let Some(other) = services.iter().find(|o| o.hosts.contains(h)) {
+                    let id = s.git.as_ref().map(|g| g.id.as_str()).unwrap_or_default();
+                    let (file, line) = id.rsplit_once(':').unwrap_or((id, "1"));
                     return Err(RulesError::Parse {
-                        file: s.git.as_ref().map(|g| g.id.clone()).unwrap_or_default(),
-                        line: 1,
+                        file: file.to_string(),
+                        line: line.parse().unwrap_or(1),
                         column: 1,
                         message: format!(
                             "[git] host {h} of service {} is also a REST host of service {}",

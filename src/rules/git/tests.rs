@@ -803,6 +803,22 @@ fn rule_file_errors_name_the_line() {
         assert!(e.starts_with(at), "{name}: {e}");
         assert!(e.contains(words), "{name}: {e}");
     }
+    let clash = Catalog::from_sources(
+        &[
+            ("a.toml".to_string(), RULES.to_string()),
+            (
+                "b.toml".to_string(),
+                "[service]\nname = \"mirror\"\nhosts = [\"x.test\"]\n\n[git]\nhosts = [\"api.github.com\"]\n"
+                    .to_string(),
+            ),
+        ],
+        &CatalogOptions::default(),
+    );
+    let e = clash.err().expect("clash refused").to_string();
+    assert!(
+        e.starts_with("b.toml:5:1: [git] host api.github.com"),
+        "{e}"
+    );
     let two = Catalog::from_sources(
         &[
             ("a.toml".to_string(), RULES.to_string()),
