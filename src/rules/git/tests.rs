@@ -814,7 +814,7 @@ fn rule_file_errors_name_the_line() {
         ],
         &CatalogOptions::default(),
     );
-    let e = clash.err().expect("clash refused").to_string();
+    let e = clash.expect_err("clash refused").to_string();
     assert!(
         e.starts_with("b.toml:5:1: [git] host api.github.com"),
         "{e}"
