@@ -146,6 +146,7 @@ struct RawCredential {
     header: Option<String>,
     format: Option<String>,
     strip: Vec<String>,
+    git_hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -369,6 +370,17 @@ pub struct CredentialConfig {
     pub format: String,
     /// Agent headers removed on these hosts, beyond the built-in credential headers.
     pub strip: Vec<http::HeaderName>,
+    /// Git smart-HTTP hosts: they get `Authorization: Basic base64("x-access-token:" + token)`
+    /// (what git hosting accepts for a token) instead of `header`/`format`.
+    pub git_hosts: Vec<String>,
+}
+
+/// Git hosts a known service's credential applies to when config names none.
+pub fn default_git_hosts(service: &str) -> &'static [&'static str] {
+    match service {
+        "github" => &["github.com"],
+        _ => &[],
+    }
 }
 
 /// Hosts a known service's credential applies to when config names none.
@@ -824,6 +836,22 @@ fn check_credentials(
                     .map_err(|_| format!("{service}: strip: {h:?} is not a header name"))?,
             );
         }
+        let git_hosts = match &c.git_hosts {
+            None => default_git_hosts(service)
+                .iter()
+                .map(|h| h.to_string())
+                .collect(),
+            Some(list) => list
+                .iter()
+                .map(|h| {
+                    normalize_host(h)
+                        .ok_or_else(|| format!("{service}: git_hosts: {h:?} is not a host"))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        if let Some(h) = git_hosts.iter().find(|h| hosts.contains(h)) {
+            return Err(format!("{service}: {h} is in both hosts and git_hosts"));
+        }
         out.push(CredentialConfig {
             service: service.clone(),
             source,
@@ -831,6 +859,7 @@ fn check_credentials(
             header,
             format,
             strip,
+            git_hosts,
         });
     }
     Ok(out)
@@ -917,6 +946,38 @@ mod tests {
                 err.starts_with(want) || err.contains(want),
                 "{text:?}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn credential_git_hosts() {
+        // (credentials table, git_hosts it gives, or the error's words)
+        let cases: &[(&str, Result<&[&str], &str>)] = &[
+            ("[credentials.github]\nenv = \"T\"\n", Ok(&["github.com"])),
+            ("[credentials.github]\nenv = \"T\"\ngit_hosts = []\n", Ok(&[])),
+            (
+                "[credentials.gitea]\nenv = \"T\"\nhosts = [\"api.gitea.test\"]\ngit_hosts = [\"Gitea.test.\"]\n",
+                Ok(&["gitea.test"]),
+            ),
+            ("[credentials.stripe]\nenv = \"T\"\n", Ok(&[])),
+            (
+                "[credentials.github]\nenv = \"T\"\ngit_hosts = [\"api.github.com\"]\n",
+                Err("both hosts and git_hosts"),
+            ),
+            (
+                "[credentials.github]\nenv = \"T\"\ngit_hosts = [\"a/b\"]\n",
+                Err("git_hosts: \"a/b\" is not a host"),
+            ),
+        ];
+        for (text, want) in cases {
+            match (Config::from_toml("t.toml", text), want) {
+                (Ok(c), Ok(hosts)) => assert_eq!(c.credentials[0].git_hosts, *hosts, "{text}"),
+                (Err(e), Err(words)) => assert!(e.to_string().contains(words), "{text}: {e}"),
+                (got, _) => panic!(
+                    "{text}: {:?}",
+                    got.map(|c| c.credentials[0].git_hosts.clone())
+                ),
+            }
         }
     }
 

@@ -43,7 +43,13 @@ struct Loaded {
     header: HeaderName,
     value: HeaderValue,
     strip: Vec<HeaderName>,
+    /// Git smart-HTTP hosts and the `Authorization: Basic …` value they get.
+    git_hosts: Vec<String>,
+    git_value: HeaderValue,
 }
+
+/// User name git hosting expects with a token in HTTP Basic (`x-access-token:TOKEN`).
+const GIT_TOKEN_USER: &str = "x-access-token";
 
 /// Every configured service credential, loaded. `Debug` never shows a secret.
 #[derive(Default)]
@@ -76,13 +82,25 @@ impl Vault {
                     service: c.service.clone(),
                 })?;
             value.set_sensitive(true);
+            use base64::Engine as _;
+            let basic = base64::engine::general_purpose::STANDARD
+                .encode(format!("{GIT_TOKEN_USER}:{secret}"));
+            let mut git_value = HeaderValue::from_str(&format!("Basic {basic}")).map_err(|_| {
+                CredentialError::Unusable {
+                    service: c.service.clone(),
+                }
+            })?;
+            git_value.set_sensitive(true);
             secrets.push(secret.into_bytes());
+            secrets.push(basic.into_bytes());
             services.push(Loaded {
                 service: c.service.clone(),
                 hosts: c.hosts.clone(),
                 header: c.header.clone(),
                 value,
                 strip: c.strip.clone(),
+                git_hosts: c.git_hosts.clone(),
+                git_value,
             });
         }
         Ok(Arc::new(Vault {
@@ -97,7 +115,10 @@ impl Vault {
 
     /// Every host some credential applies to.
     pub fn hosts(&self) -> Vec<String> {
-        self.services.iter().flat_map(|s| s.hosts.clone()).collect()
+        self.services
+            .iter()
+            .flat_map(|s| s.hosts.iter().chain(&s.git_hosts).cloned())
+            .collect()
     }
 
     /// The service whose credential applies to `host`.
@@ -108,12 +129,12 @@ impl Vault {
     fn find(&self, host: &str) -> Option<&Loaded> {
         self.services
             .iter()
-            .find(|s| s.hosts.iter().any(|h| h == host))
+            .find(|s| s.hosts.iter().chain(&s.git_hosts).any(|h| h == host))
     }
 
-    /// For a credentialed host: removes the agent's credential headers and sets the real one.
-    /// Also asks for an uncompressed answer so the response scrubber can see it. Returns the
-    /// service name when it injected.
+    /// For a credentialed host: removes the agent's credential headers and sets the real one
+    /// (HTTP Basic `x-access-token:TOKEN` on git hosts). Also asks for an uncompressed answer so
+    /// the response scrubber can see it. Returns the service name when it injected.
     pub fn inject(&self, host: &str, headers: &mut HeaderMap) -> Option<&str> {
         let svc = self.find(host)?;
         for h in AGENT_CREDENTIAL_HEADERS {
@@ -122,7 +143,11 @@ impl Vault {
         for h in &svc.strip {
             headers.remove(h);
         }
-        headers.insert(svc.header.clone(), svc.value.clone());
+        if svc.git_hosts.iter().any(|h| h == host) {
+            headers.insert(http::header::AUTHORIZATION, svc.git_value.clone());
+        } else {
+            headers.insert(svc.header.clone(), svc.value.clone());
+        }
         headers.insert(
             http::header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
@@ -203,6 +228,20 @@ mod tests {
         assert_eq!(v.inject("example.com", &mut other), None);
         assert_eq!(other["authorization"], "x");
         assert!(!format!("{v:?}").contains("ghp_"));
+        // git over HTTPS: HTTP Basic with the token as password.
+        let mut git = HeaderMap::new();
+        git.insert(
+            "authorization",
+            HeaderValue::from_static("Basic YWdlbnQ6eA=="),
+        );
+        assert_eq!(v.inject("github.com", &mut git), Some("github"));
+        use base64::Engine as _;
+        let want =
+            base64::engine::general_purpose::STANDARD.encode("x-access-token:ghp_realtoken123");
+        assert_eq!(git["authorization"], format!("Basic {want}").as_str());
+        assert!(v.hosts().contains(&"github.com".to_string()));
+        let mut echoed = format!("echo {want} echo").into_bytes();
+        assert_eq!(v.scrubber().expect("scrubber").scrub_bytes(&mut echoed), 1);
     }
 
     #[test]

@@ -160,7 +160,14 @@ async fn phases(
         headers: &parts.headers,
     };
     let classifier = proxy.classifier.clone();
-    let (verdict, body) = if classifier.needs_body(&head) {
+    let (verdict, body) = if classifier.git_push(&head) {
+        // Only the ref commands decide; an allowed push's packfile then streams.
+        let (read, rest) = super::git_push::read_commands(body, &parts.headers).await?;
+        (
+            classifier.evaluate(&head, Some(&read)),
+            Buffered::Prefix(read, rest),
+        )
+    } else if classifier.needs_body(&head) {
         let bytes = read_capped(body, proxy.max_buffered_body, "inspection").await?;
         let v = classifier.evaluate(&head, Some(&bytes));
         (v, Buffered::Yes(bytes))
@@ -218,8 +225,13 @@ async fn phases(
         Action::Escalate => {
             let bytes = match body {
                 Buffered::Yes(b) => b,
-                Buffered::No(b) => {
-                    read_capped(b, proxy.max_buffered_body, "a held request").await?
+                unread => {
+                    read_capped(
+                        unread.into_body(),
+                        proxy.max_buffered_body,
+                        "a held request",
+                    )
+                    .await?
                 }
             };
             let Some(gate) = proxy.gate.clone() else {
@@ -246,6 +258,8 @@ async fn phases(
 enum Buffered {
     Yes(Bytes),
     No(Body),
+    /// The leading bytes already read (a git push's command section) and the unread rest.
+    Prefix(Bytes, Body),
 }
 
 impl Buffered {
@@ -253,6 +267,9 @@ impl Buffered {
         match self {
             Buffered::Yes(b) => full(b),
             Buffered::No(b) => b,
+            Buffered::Prefix(read, rest) => {
+                super::git_push::PrefixedBody::new(read, rest).boxed_unsync()
+            }
         }
     }
 }

@@ -16,6 +16,7 @@
 pub mod access_log;
 pub mod egress;
 pub mod front;
+pub mod git_push;
 pub mod handler;
 pub mod io;
 pub mod mitm;

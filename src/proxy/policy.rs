@@ -14,6 +14,11 @@ pub trait Classifier: Send + Sync + 'static {
     /// Must the body be read before a verdict can be given?
     fn needs_body(&self, head: &RequestHead<'_>) -> bool;
     fn evaluate(&self, head: &RequestHead<'_>, body: Option<&[u8]>) -> Verdict;
+    /// Is this a git push whose verdict needs only the command section at the start of its body
+    /// (`rules::git`)? The handler then reads just that much and streams the rest when allowed.
+    fn git_push(&self, _head: &RequestHead<'_>) -> bool {
+        false
+    }
     /// The service whose rules name this (normalised) host, if any.
     fn service_for_host(&self, _host: &str) -> Option<String> {
         None

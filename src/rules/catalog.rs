@@ -31,6 +31,13 @@
 //! class = "irreversible"
 //! action = "escalate"
 //! when = [{ field = "input.force", eq = true }]
+//!
+//! [git]                                     # git smart HTTP (push, fetch); at most one per service
+//! hosts = ["github.com"]                    # git hosts, distinct from the REST `hosts`
+//! protected_refs = ["refs/heads/main", "refs/heads/release/*", "refs/tags/*"]
+//! delete = "escalate"                       # any ref deletion (default escalate)
+//! protected = "escalate"                    # creating/updating a protected ref (default escalate)
+//! push = "allow"                            # any other push (default allow)
 //! ```
 //! Conditions: `eq`, `ne`, `in = [..]`, `gt`, `gte`, `lt`, `present = true`,
 //! `money_over = 100` (US dollars; the amount is in minor units of the currency in
@@ -49,6 +56,12 @@
 //! number with; each top-level field (aliases and fragments resolved) is judged on its own
 //! arguments, the entries that hold are weighed as for REST, and a mutation whose entries all
 //! fail their conditions gets `graphql_default` (at least escalate).
+//!
+//! `[git]` (see [`super::git`]): on its hosts, `GET …/info/refs?service=…` and
+//! `POST …/git-upload-pack` (fetch, clone) are allowed; `POST …/git-receive-pack` (push) is judged
+//! by its command section: deletions get `delete`, protected refs `protected`, the rest `push`;
+//! an unreadable command section escalates. Protected-ref patterns are exact ref names or end in
+//! `/*` (everything below), matched case-insensitively. Other paths on a git host get `default`.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -58,6 +71,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::fields::{FieldValue, Fields};
+use super::git::{GitRequest, GitRules, RefPattern};
 use super::{graphql, money, normalize, Action, Class, RequestHead, RulesError, Verdict};
 
 // ---- raw ----
@@ -70,6 +84,21 @@ struct RawFile {
     rule: Vec<toml::Spanned<RawRule>>,
     #[serde(default)]
     graphql: Vec<toml::Spanned<RawGraphql>>,
+    git: Option<toml::Spanned<RawGit>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGit {
+    hosts: Vec<String>,
+    #[serde(default)]
+    protected_refs: Vec<toml::Spanned<String>>,
+    #[serde(default = "escalate")]
+    delete: Action,
+    #[serde(default = "escalate")]
+    protected: Action,
+    #[serde(default = "allow")]
+    push: Action,
 }
 
 #[derive(Deserialize)]
@@ -232,6 +261,8 @@ struct Service {
     by_method: Vec<MethodIndex>,
     /// mutation name -> its entries (at most one without conditions), in file order
     gql: HashMap<String, Vec<GqlRule>>,
+    /// The `[git]` section: git smart-HTTP hosts and protected refs.
+    git: Option<GitRules>,
 }
 
 /// The rules of one method, by the lower-cased literal first segment of their template; rules
@@ -363,6 +394,23 @@ impl Catalog {
         for s in &mut services {
             index(s);
         }
+        for s in &services {
+            for h in s.git.iter().flat_map(|g| &g.hosts) {
+                if let Some(other) = services.iter().find(|o| o.hosts.contains(h)) {
+                    let id = s.git.as_ref().map(|g| g.id.as_str()).unwrap_or_default();
+                    let (file, line) = id.rsplit_once(':').unwrap_or((id, "1"));
+                    return Err(RulesError::Parse {
+                        file: file.to_string(),
+                        line: line.parse().unwrap_or(1),
+                        column: 1,
+                        message: format!(
+                            "[git] host {h} of service {} is also a REST host of service {}",
+                            s.name, other.name
+                        ),
+                    });
+                }
+            }
+        }
         Ok(Catalog {
             services,
             opts: opts.clone(),
@@ -426,18 +474,57 @@ impl Catalog {
         out
     }
 
+    /// Every host a service names: REST hosts, then `[git]` hosts.
     pub fn hosts(&self) -> Vec<String> {
-        self.services.iter().flat_map(|s| s.hosts.clone()).collect()
+        let rest = self.services.iter().flat_map(|s| s.hosts.clone());
+        let git = self
+            .services
+            .iter()
+            .flat_map(|s| s.git.iter().flat_map(|g| g.hosts.clone()));
+        rest.chain(git).collect()
     }
 
-    /// The name of the service whose hosts include `host`.
+    /// The name of the service whose hosts (REST or `[git]`) include `host`.
     pub fn service_for_host(&self, host: &str) -> Option<String> {
-        self.service(&normalize::host_key(host))
+        let host = normalize::host_key(host);
+        self.service(&host)
+            .or_else(|| self.git_service(&host).map(|(s, _)| s))
             .map(|s| s.name.clone())
     }
 
     pub fn inspects(&self, host: &str) -> bool {
-        self.service(&normalize::host_key(host)).is_some()
+        let host = normalize::host_key(host);
+        self.service(&host).is_some() || self.git_service(&host).is_some()
+    }
+
+    fn git_service(&self, host: &str) -> Option<(&Service, &GitRules)> {
+        self.services.iter().find_map(|s| {
+            let g = s.git.as_ref()?;
+            g.hosts
+                .iter()
+                .any(|p| host_matches(p, host))
+                .then_some((s, g))
+        })
+    }
+
+    /// Is this a git push (`POST …/git-receive-pack` on a `[git]` host)? Its verdict needs only
+    /// the command section at the start of the body (see [`super::git`]).
+    pub fn git_push(&self, head: &RequestHead<'_>) -> bool {
+        self.git_request(head) == Some(GitRequest::ReceivePack)
+    }
+
+    fn git_request(&self, head: &RequestHead<'_>) -> Option<GitRequest> {
+        let host = normalize::host_key(head.host);
+        if self.service(&host).is_some() {
+            return None;
+        }
+        self.git_service(&host)?;
+        let (path, query) = head
+            .path_and_query
+            .split_once('?')
+            .unwrap_or((head.path_and_query, ""));
+        let segs = normalize::segments_cow(path)?;
+        Some(GitRequest::of(head.method, &segs, query))
     }
 
     fn service(&self, host: &str) -> Option<&Service> {
@@ -448,7 +535,7 @@ impl Catalog {
 
     pub fn needs_body(&self, head: &RequestHead<'_>) -> bool {
         let Some(svc) = self.service(&normalize::host_key(head.host)) else {
-            return false;
+            return self.git_push(head);
         };
         let Some(segs) = path_segments(svc, head.path_and_query) else {
             return false;
@@ -472,13 +559,19 @@ impl Catalog {
 
     pub fn evaluate(&self, head: &RequestHead<'_>, body: Option<&[u8]>) -> Verdict {
         let host = normalize::host_key(head.host);
-        let Some(svc) = self.service(&host) else {
-            return plain(
-                self.opts.default_action,
-                None,
-                "no_service",
-                format!("{host} is named by no service; default applies"),
-            );
+        let (svc, git) = match self.service(&host) {
+            Some(s) => (s, None),
+            None => match self.git_service(&host) {
+                Some((s, g)) => (s, Some(g)),
+                None => {
+                    return plain(
+                        self.opts.default_action,
+                        None,
+                        "no_service",
+                        format!("{host} is named by no service; default applies"),
+                    )
+                }
+            },
         };
         let esc = |code: &str, why: String| guard(svc, code, why);
         if !normalize::method_ok(head.method) {
@@ -518,6 +611,10 @@ impl Catalog {
             .map(|(_, q)| q)
             .unwrap_or("");
 
+        if let Some(git) = git {
+            let req = GitRequest::of(head.method, &segs, query);
+            return git.evaluate(&svc.name, svc.default, req, &segs, head.headers, body);
+        }
         // `;params` (matrix parameters): weighed as written and as a server that drops them sees it.
         let alt = normalize::without_matrix(&segs);
         if is_graphql_path(svc, &segs) || alt.as_ref().is_some_and(|a| is_graphql_path(svc, a)) {
@@ -1266,7 +1363,11 @@ fn compile_file(file: &str, text: &str) -> Result<Service, RulesError> {
         rules: Vec::new(),
         by_method: Vec::new(),
         gql: HashMap::new(),
+        git: None,
     };
+    if let Some(spanned) = raw.git {
+        svc.git = Some(compile_git(file, text, spanned, &svc)?);
+    }
     for spanned in raw.rule {
         let start = spanned.span().start;
         let (line, _) = lines.line_col(start);
@@ -1348,6 +1449,50 @@ fn compile_file(file: &str, text: &str) -> Result<Service, RulesError> {
     Ok(svc)
 }
 
+/// Checks a `[git]` section: hosts, protected-ref patterns (errors name the entry's line).
+fn compile_git(
+    file: &str,
+    text: &str,
+    spanned: toml::Spanned<RawGit>,
+    svc: &Service,
+) -> Result<GitRules, RulesError> {
+    let at = |offset: usize, message: String| {
+        let (line, column) = crate::config::line_col(text, offset);
+        RulesError::Parse {
+            file: file.to_string(),
+            line,
+            column,
+            message: format!("[git]: {message}"),
+        }
+    };
+    let start = spanned.span().start;
+    let (line, _) = crate::config::line_col(text, start);
+    let g = spanned.into_inner();
+    if g.hosts.is_empty() {
+        return Err(at(start, "hosts must not be empty".into()));
+    }
+    let hosts: Vec<String> = g.hosts.iter().map(|h| normalize::host(h)).collect();
+    if let Some(h) = hosts.iter().find(|h| svc.hosts.contains(h)) {
+        return Err(at(
+            start,
+            format!("host {h} is also one of the service's REST hosts"),
+        ));
+    }
+    let mut protected = Vec::new();
+    for p in g.protected_refs {
+        let offset = p.span().start;
+        protected.push(RefPattern::parse(p.get_ref()).map_err(|m| at(offset, m))?);
+    }
+    Ok(GitRules {
+        id: format!("{file}:{line}"),
+        hosts,
+        protected,
+        delete: g.delete,
+        protected_action: g.protected,
+        push: g.push,
+    })
+}
+
 fn merge(into: &mut Service, from: Service, file: &str) -> Result<(), RulesError> {
     if into.hosts != from.hosts {
         return Err(RulesError::Parse {
@@ -1361,6 +1506,17 @@ fn merge(into: &mut Service, from: Service, file: &str) -> Result<(), RulesError
         });
     }
     into.rules.extend(from.rules);
+    if from.git.is_some() {
+        if into.git.is_some() {
+            return Err(RulesError::Parse {
+                file: file.into(),
+                line: 1,
+                column: 1,
+                message: format!("service {} has a [git] section in two files", from.name),
+            });
+        }
+        into.git = from.git;
+    }
     for (k, entries) in from.gql {
         for v in entries {
             add_gql(&mut into.gql, &k, v).map_err(|message| RulesError::Parse {

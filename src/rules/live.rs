@@ -122,6 +122,9 @@ impl Classifier for LiveCatalog {
     fn evaluate(&self, head: &RequestHead<'_>, body: Option<&[u8]>) -> Verdict {
         self.current().evaluate(head, body)
     }
+    fn git_push(&self, head: &RequestHead<'_>) -> bool {
+        self.current().git_push(head)
+    }
     fn service_for_host(&self, host: &str) -> Option<String> {
         self.current().service_for_host(host)
     }

@@ -3,6 +3,7 @@
 
 mod catalog;
 pub mod fields;
+pub mod git;
 pub mod graphql;
 mod live;
 pub mod money;

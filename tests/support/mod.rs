@@ -3,6 +3,7 @@
 //! (reqwest through the proxy, curl).
 #![allow(dead_code, unused_imports)]
 
+pub mod git_http;
 pub mod process;
 pub mod raw;
 pub mod upstream;
@@ -21,6 +22,7 @@ pub use upstream::{FakeUpstream, UpstreamOptions};
 pub const UPSTREAM_NAMES: &[&str] = &[
     "api.github.com",
     "api.stripe.com",
+    "github.com",
     "upstream.test",
     "unknown.test",
     "localhost",

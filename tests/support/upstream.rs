@@ -157,7 +157,10 @@ impl FakeUpstream {
     }
 }
 
-fn make_certs(untrusted: bool) -> (String, Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+/// A test CA (PEM) and a leaf for [`super::UPSTREAM_NAMES`] signed by it (or by another CA).
+pub fn make_certs(
+    untrusted: bool,
+) -> (String, Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
     let ca_key = KeyPair::generate().expect("key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
