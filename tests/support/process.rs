@@ -128,6 +128,14 @@ impl Serve {
     }
 }
 
+/// A test that panics must not leave an `airlock serve` running.
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Writes an `airlock.toml` in `dir` for a spawned Airlock: port-0 listeners, CA in `dir/certs`,
 /// store in `dir/data`, the fake upstream resolved for `hosts` and its CA trusted, anonymous
 /// agents allowed (test only), the store on `backend`; `extra` is added (whole sections).
