@@ -2,6 +2,7 @@
 # Runs every cargo-fuzz target in fuzz/ for SECONDS each (default 60), one after another, on one
 # core. New inputs go to fuzz/corpus/<target>/ (minimise with `cargo +nightly fuzz cmin`), crashes
 # to fuzz/artifacts/<target>/. Needs a nightly toolchain and `cargo install cargo-fuzz`.
+# An input taking over 10 s or 2 GB counts as a crash. Extra libFuzzer flags: FUZZ_ARGS.
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (see docs/fuzzing.md)
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
@@ -17,8 +18,9 @@ for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   seeds=()
   [ -d "seeds/$t" ] && seeds=("seeds/$t")
+  # shellcheck disable=SC2086 # FUZZ_ARGS is split into flags on purpose
   if ! cargo +nightly fuzz run "$t" "corpus/$t" "${seeds[@]}" -- \
-    -max_total_time="$secs" -print_final_stats=1; then
+    -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 ${FUZZ_ARGS:-}; then
     failed+=("$t")
   fi
 done
