@@ -192,6 +192,39 @@ fn one_byte_edit_fails_and_names_the_seq() {
     assert!(err.to_string().starts_with("broken at line 5: "), "{err}");
 }
 
+/// Seqs at the top of the range: nothing may follow seq u64::MAX (the successor used to be
+/// computed with an overflow: a panic in debug builds, a wrap to seq 0 in release).
+/// Found while writing the `store_codec` fuzz target (docs/fuzzing.md).
+#[test]
+fn no_entry_after_the_largest_seq() {
+    let pk = hex::encode([7u8; 32]);
+    let line = |seq: u64, prev: &str| {
+        let v = json!({"kind": "x", "prev": prev, "seq": seq, "ts": "t"});
+        String::from_utf8(canonical_bytes(&v)).unwrap()
+    };
+    let after = |l: &str, seq: u64| line(seq, &hex::encode(entry_hash(l.as_bytes())));
+    let max = line(u64::MAX, GENESIS_PREV);
+    let below = line(u64::MAX - 1, GENESIS_PREV);
+    // Ok((first_seq, last_seq)) or Err(line of the break)
+    type Want = Result<(u64, u64), usize>;
+    let cases: Vec<(Vec<String>, Want)> = vec![
+        (vec![max.clone()], Ok((u64::MAX, u64::MAX))),
+        (vec![max.clone(), after(&max, 0)], Err(2)),
+        (vec![max.clone(), "{}".into()], Err(2)),
+        (vec![max.clone(), "not json".into()], Err(2)),
+        (
+            vec![below.clone(), after(&below, u64::MAX)],
+            Ok((u64::MAX - 1, u64::MAX)),
+        ),
+    ];
+    for (i, (lines, want)) in cases.into_iter().enumerate() {
+        let got = verify(&lines, &pk)
+            .map(|r| (r.first_seq, r.last_seq))
+            .map_err(|e| e.line);
+        assert_eq!(got, want, "case {i}");
+    }
+}
+
 #[test]
 fn deleting_an_entry_fails() {
     let fx = Fixture::new();

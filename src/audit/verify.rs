@@ -159,7 +159,7 @@ impl Verifier {
             });
         }
 
-        let expected = self.last.as_ref().map(|s| s.seq + 1);
+        let expected = self.last.as_ref().and_then(|s| s.seq.checked_add(1));
         let value = parsed.map_err(|e| fail(None, line, format!("not JSON: {e}")))?;
         let obj = value
             .as_object()
@@ -198,6 +198,13 @@ impl Verifier {
 
         // Sequence continuity.
         match &self.last {
+            Some(last) if last.seq == u64::MAX => {
+                return Err(fail(
+                    None,
+                    line,
+                    format!("entry after seq {}, the largest possible seq", last.seq),
+                ));
+            }
             Some(last) if seq != last.seq + 1 => {
                 let want = last.seq + 1;
                 let reason = if seq <= last.seq {

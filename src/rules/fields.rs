@@ -92,8 +92,9 @@ impl Fields {
         de::DeserializeSeed::deserialize(&mut flat, &mut de).map_err(|e| e.to_string())?;
         de.end().map_err(|e| e.to_string())
     }
-    /// Adds an already parsed JSON value under `prefix` (`""`: at the top).
-    pub(crate) fn add_value(&mut self, prefix: &str, v: &serde_json::Value) {
+    /// Adds an already parsed JSON value under `prefix` (`""`: at the top). Public for the
+    /// fuzz targets (`fuzz/`), which check it flattens like [`Fields::add_json`].
+    pub fn add_value(&mut self, prefix: &str, v: &serde_json::Value) {
         let mut key = prefix.to_string();
         self.add_value_at(&mut key, v);
     }

@@ -3,6 +3,11 @@
 //! and reports field names (never aliases). Arguments are flattened like request bodies
 //! (`input: {force: true}` -> `input.force`), with `$variables` resolved from the request's
 //! `variables` object (or the variable's default in the operation).
+//!
+//! Work is linear in the request: each fragment is expanded once however often it is spread,
+//! and flattened arguments are capped at [`MAX_ARGUMENT_LEAVES`] per operation.
+
+use std::collections::HashSet;
 
 use graphql_parser::query::{
     Definition, Field, OperationDefinition, Selection, SelectionSet, Value, VariableDefinition,
@@ -28,6 +33,12 @@ pub enum Operation {
 }
 
 type Doc<'a> = graphql_parser::query::Document<'a, &'a str>;
+
+/// Flattened argument values one operation may produce, all its fields together. A `$variable`
+/// is copied wherever it is used, so without a cap a small request could make millions
+/// (`a1: f(input: $big) a2: f(input: $big) ...`); beyond it the arguments are unparseable
+/// (the caller escalates).
+pub const MAX_ARGUMENT_LEAVES: usize = 100_000;
 
 /// Parses `{"query", "operationName", "variables"}`; `Err` gives the reason code.
 /// `wants_args(name)` says which mutation fields need their arguments flattened.
@@ -89,20 +100,27 @@ pub fn operation(
         return Ok(Operation::Read);
     };
     let mut fields = Vec::new();
-    collect(&m.selection_set, &doc.definitions, &mut fields, 0)?;
+    let mut fragments = Expansion::default();
+    collect(
+        &m.selection_set,
+        &doc.definitions,
+        &mut fields,
+        &mut fragments,
+        0,
+    )?;
     let vars = Vars {
         given: variables,
         defs: &m.variable_definitions,
     };
-    Ok(Operation::Mutation(
-        fields
-            .into_iter()
-            .map(|f| Call {
-                name: f.name.to_string(),
-                args: wants_args(f.name).then(|| arguments(f, &vars)),
-            })
-            .collect(),
-    ))
+    let mut budget = MAX_ARGUMENT_LEAVES;
+    let mut calls = Vec::with_capacity(fields.len());
+    for f in fields {
+        calls.push(Call {
+            name: f.name.to_string(),
+            args: wants_args(f.name).then(|| arguments(f, &vars, &mut budget)),
+        });
+    }
+    Ok(Operation::Mutation(calls))
 }
 
 fn name_of<'q>(o: &OperationDefinition<'q, &'q str>) -> Option<&'q str> {
@@ -119,14 +137,25 @@ struct Vars<'d, 'q> {
     defs: &'d [VariableDefinition<'q, &'q str>],
 }
 
-/// The field's arguments, flattened; every variable must resolve.
-fn arguments<'q>(f: &Field<'q, &'q str>, vars: &Vars<'_, 'q>) -> Result<Fields, &'static str> {
+/// The field's arguments, flattened; every variable must resolve. `budget`: leaves the
+/// operation may still produce; this field's are taken from it.
+fn arguments<'q>(
+    f: &Field<'q, &'q str>,
+    vars: &Vars<'_, 'q>,
+    budget: &mut usize,
+) -> Result<Fields, &'static str> {
+    let limit = *budget;
     let mut out = Fields::default();
     let mut key = String::new();
-    for (name, value) in &f.arguments {
+    let result = f.arguments.iter().try_for_each(|(name, value)| {
         key.clear();
         key.push_str(name);
-        flatten(value, &mut key, vars, &mut out, 0)?;
+        flatten(value, &mut key, vars, &mut out, limit, 0)
+    });
+    *budget = limit.saturating_sub(leaves(&out));
+    result?;
+    if leaves(&out) > limit {
+        return Err("graphql_unparseable");
     }
     if !out.duplicates.is_empty() {
         return Err("duplicate_key");
@@ -134,14 +163,21 @@ fn arguments<'q>(f: &Field<'q, &'q str>, vars: &Vars<'_, 'q>) -> Result<Fields, 
     Ok(out)
 }
 
+fn leaves(f: &Fields) -> usize {
+    f.map.len() + f.duplicates.len()
+}
+
+/// Flattens `v` under `key` into `out`; `Err` once `out` holds more than `limit` leaves (a
+/// variable's copy may overshoot by its own size, never more).
 fn flatten<'q>(
     v: &Value<'q, &'q str>,
     key: &mut String,
     vars: &Vars<'_, 'q>,
     out: &mut Fields,
+    limit: usize,
     depth: usize,
 ) -> Result<(), &'static str> {
-    if depth > 32 {
+    if depth > 32 || leaves(out) > limit {
         return Err("graphql_unparseable");
     }
     let leaf = |out: &mut Fields, key: &str, fv: FieldValue| out.insert(key.to_string(), fv);
@@ -157,7 +193,7 @@ fn flatten<'q>(
                         .find(|d| d.name == *name)
                         .and_then(|d| d.default_value.as_ref())
                         .ok_or("graphql_variable_missing")?;
-                    flatten(default, key, vars, out, depth + 1)?;
+                    flatten(default, key, vars, out, limit, depth + 1)?;
                 }
             }
         }
@@ -176,7 +212,7 @@ fn flatten<'q>(
                 let len = key.len();
                 key.push('.');
                 key.push_str(&i.to_string());
-                flatten(item, key, vars, out, depth + 1)?;
+                flatten(item, key, vars, out, limit, depth + 1)?;
                 key.truncate(len);
             }
         }
@@ -185,7 +221,7 @@ fn flatten<'q>(
                 let len = key.len();
                 key.push('.');
                 key.push_str(k);
-                flatten(item, key, vars, out, depth + 1)?;
+                flatten(item, key, vars, out, limit, depth + 1)?;
                 key.truncate(len);
             }
         }
@@ -193,10 +229,20 @@ fn flatten<'q>(
     Ok(())
 }
 
+/// Fragments met while collecting: each is expanded once (spreading it again selects the same
+/// fields, which GraphQL merges), so spreads that fan out cost no more than the document.
+#[derive(Default)]
+struct Expansion<'q> {
+    done: HashSet<&'q str>,
+    /// Being expanded: a spread of one of these is a cycle (invalid GraphQL), refused.
+    active: Vec<&'q str>,
+}
+
 fn collect<'d, 'q>(
     set: &'d SelectionSet<'q, &'q str>,
     defs: &'d [Definition<'q, &'q str>],
     out: &mut Vec<&'d Field<'q, &'q str>>,
+    fragments: &mut Expansion<'q>,
     depth: usize,
 ) -> Result<(), &'static str> {
     if depth > 16 {
@@ -205,16 +251,28 @@ fn collect<'d, 'q>(
     for sel in &set.items {
         match sel {
             Selection::Field(f) => out.push(f),
-            Selection::InlineFragment(i) => collect(&i.selection_set, defs, out, depth + 1)?,
+            Selection::InlineFragment(i) => {
+                collect(&i.selection_set, defs, out, fragments, depth + 1)?
+            }
             Selection::FragmentSpread(s) => {
+                let name = s.fragment_name;
+                if fragments.active.contains(&name) {
+                    return Err("graphql_unparseable");
+                }
+                if fragments.done.contains(name) {
+                    continue;
+                }
                 let frag = defs
                     .iter()
                     .find_map(|d| match d {
-                        Definition::Fragment(f) if f.name == s.fragment_name => Some(f),
+                        Definition::Fragment(f) if f.name == name => Some(f),
                         _ => None,
                     })
                     .ok_or("graphql_unparseable")?;
-                collect(&frag.selection_set, defs, out, depth + 1)?;
+                fragments.active.push(name);
+                collect(&frag.selection_set, defs, out, fragments, depth + 1)?;
+                fragments.active.pop();
+                fragments.done.insert(name);
             }
         }
     }
@@ -283,6 +341,113 @@ mod tests {
             serde_json::Value::Null,
         ));
         assert_eq!(got[0].as_ref().err(), Some(&"duplicate_key"));
+    }
+
+    /// Fragment spreads that fan out (`Fi` spreads `F(i-1)` `fan` times): once each, so a
+    /// 700-byte request no longer selects 8^15 fields. Found while fuzzing (docs/fuzzing.md).
+    fn fan_out(fan: usize, levels: usize) -> String {
+        let mut q = format!(
+            "mutation {{ ...F{levels} }} fragment F0 on Mutation {{ deleteRef(input: {{}}) {{ x }} }} "
+        );
+        for i in 1..=levels {
+            let spreads = format!("...F{} ", i - 1).repeat(fan);
+            q += &format!("fragment F{i} on Mutation {{ {spreads} }} ");
+        }
+        q
+    }
+
+    #[test]
+    fn each_fragment_expands_once_and_cycles_are_refused() {
+        let m = |v: &[&str]| Ok(Some(v.iter().map(|s| s.to_string()).collect()));
+        type Names = Result<Option<Vec<String>>, &'static str>;
+        let cases: Vec<(String, Names)> = vec![
+            (fan_out(2, 10), m(&["deleteRef"])),
+            (fan_out(8, 15), m(&["deleteRef"])),
+            (
+                "mutation { ...F d: deleteRef(input: {}) { x } ...F } \
+                 fragment F on Mutation { archiveRepository(input: {}) { x } }"
+                    .into(),
+                m(&["archiveRepository", "deleteRef"]),
+            ),
+            (
+                "mutation { ...F } fragment F on Mutation { deleteRef(input: {}) { x } ...G } \
+                 fragment G on Mutation { ...F }"
+                    .into(),
+                Err("graphql_unparseable"),
+            ),
+            (
+                "mutation { ...F } fragment F on Mutation { ...F }".into(),
+                Err("graphql_unparseable"),
+            ),
+        ];
+        for (q, want) in cases {
+            assert_eq!(names(&q, None), want, "{q}");
+        }
+    }
+
+    /// A `$variable` used many times is copied each time; the copies stop at
+    /// `MAX_ARGUMENT_LEAVES` per operation (a 230 kB request used to take 3 GB).
+    #[test]
+    fn flattened_arguments_are_capped() {
+        let leaves = 1000;
+        let big: serde_json::Map<String, serde_json::Value> = (0..leaves)
+            .map(|i| (format!("k{i}"), serde_json::Value::from(i)))
+            .collect();
+        let literal = format!(
+            "{{{}}}",
+            (0..leaves)
+                .map(|i| format!("k{i}: {i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let fields = |arg: &str| {
+            (0..200)
+                .map(|i| format!("a{i}: updateRef(input: {arg}) {{ x }} "))
+                .collect::<String>()
+        };
+        let one_field = format!(
+            "updateRef(input: {{{}}}) {{ x }}",
+            (0..200)
+                .map(|i| format!("a{i}: $v"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        // (query, variables, calls whose arguments flatten, calls refused)
+        let cases = [
+            (
+                format!("mutation($v: X) {{ {} }}", fields("$v")),
+                serde_json::json!({ "v": big }),
+                100,
+                100,
+            ),
+            (
+                format!("mutation($v: X = {literal}) {{ {} }}", fields("$v")),
+                serde_json::json!({}),
+                100,
+                100,
+            ),
+            (
+                format!("mutation($v: X) {{ {one_field} }}"),
+                serde_json::json!({ "v": big }),
+                0,
+                1,
+            ),
+            (
+                format!("mutation($v: X) {{ {} }}", fields("$v")),
+                serde_json::json!({ "v": {"small": true} }),
+                200,
+                0,
+            ),
+        ];
+        for (i, (q, vars, ok, refused)) in cases.into_iter().enumerate() {
+            let got = args(serde_json::json!({"query": q, "variables": vars}));
+            let flattened = got.iter().filter(|a| a.is_ok()).count();
+            let capped = got
+                .iter()
+                .filter(|a| a.as_ref().err() == Some(&"graphql_unparseable"))
+                .count();
+            assert_eq!((flattened, capped), (ok, refused), "case {i}");
+        }
     }
 
     #[test]
