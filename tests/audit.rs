@@ -31,17 +31,7 @@ async fn start(extra: &str) -> (Airlock, FakeUpstream, Arc<FaultyStore>) {
 }
 
 async fn export(a: &Airlock) -> String {
-    let (status, bytes) = airlock::admin::client::call_raw(
-        a.admin_addr,
-        &a.admin_token,
-        http::Method::GET,
-        "/v1/audit",
-        None,
-    )
-    .await
-    .expect("export");
-    assert_eq!(status, 200);
-    String::from_utf8(bytes.to_vec()).expect("utf8")
+    a.audit_export().await
 }
 
 fn entries(text: &str) -> Vec<serde_json::Value> {

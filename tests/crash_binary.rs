@@ -46,6 +46,23 @@ async fn hold_many(s: &Serve, prefix: &str, n: usize) -> HashMap<String, String>
     results.into_iter().collect()
 }
 
+/// Approves every review in `held` from background tasks (the test kills Airlock meanwhile).
+fn approve_in_background(s: &Serve, held: &HashMap<String, String>) {
+    for id in held.values() {
+        let (admin, token, id) = (s.admin, s.admin_token.clone(), id.clone());
+        tokio::spawn(async move {
+            let _ = airlock::admin::client::call(
+                admin,
+                &token,
+                http::Method::POST,
+                &format!("/v1/reviews/{id}/approve"),
+                None,
+            )
+            .await;
+        });
+    }
+}
+
 /// DELETE calls the upstream received, by path.
 fn deletes_by_path(up: &FakeUpstream) -> HashMap<String, usize> {
     let mut m = HashMap::new();
@@ -156,19 +173,7 @@ async fn crash_suite(backend: &str) {
 
     // 3. Kill during execution: the upstream has the requests but never answers.
     let stalled = hold_many(&s, "stall", 5).await;
-    for id in stalled.values() {
-        let (admin, token, id) = (s.admin, s.admin_token.clone(), id.clone());
-        tokio::spawn(async move {
-            let _ = airlock::admin::client::call(
-                admin,
-                &token,
-                http::Method::POST,
-                &format!("/v1/reviews/{id}/approve"),
-                None,
-            )
-            .await;
-        });
-    }
+    approve_in_background(&s, &stalled);
     wait_until("the stalled sends to reach the upstream", || {
         let seen = deletes_by_path(&up);
         stalled.keys().all(|p| seen.contains_key(p))
@@ -203,19 +208,7 @@ async fn crash_suite(backend: &str) {
 
     // 4. Kill at a random moment while 200 approvals execute.
     let batch = hold_many(&s, "batch", 200).await;
-    for id in batch.values() {
-        let (admin, token, id) = (s.admin, s.admin_token.clone(), id.clone());
-        tokio::spawn(async move {
-            let _ = airlock::admin::client::call(
-                admin,
-                &token,
-                http::Method::POST,
-                &format!("/v1/reviews/{id}/approve"),
-                None,
-            )
-            .await;
-        });
-    }
+    approve_in_background(&s, &batch);
     let kill_after = 1 + rand::random::<u64>() % 120;
     wait_until("some batch sends", || {
         let seen = deletes_by_path(&up);

@@ -639,17 +639,7 @@ async fn upstream_down_at_approval_fails_and_a_retry_sends_once() {
     assert_eq!(code, 400, "{r}");
     assert_eq!(up.count(), 1);
 
-    let (status, bytes) = airlock::admin::client::call_raw(
-        a.admin_addr,
-        &a.admin_token,
-        http::Method::GET,
-        "/v1/audit",
-        None,
-    )
-    .await
-    .expect("audit export");
-    assert_eq!(status, 200);
-    let text = String::from_utf8_lossy(&bytes);
+    let text = a.audit_export().await;
     assert!(
         text.lines().any(|l| l.contains("\"retry_by\"")
             && l.contains(&id)

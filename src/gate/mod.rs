@@ -426,6 +426,15 @@ impl Gate {
 
     // ---- deciding ----
 
+    /// `reviewer`'s decision, stamped now.
+    fn decision_by(&self, reviewer: &Reviewer, comment: Option<String>) -> review::Decision {
+        review::Decision {
+            by: reviewer.name.clone(),
+            at_ms: self.clock.now_ms(),
+            comment,
+        }
+    }
+
     /// Approves a pending review and executes it; returns the review after execution.
     /// Records `reviewer`'s approval; once the review's quorum is reached, executes it (once).
     /// Below the quorum the review stays pending and is returned as is.
@@ -435,11 +444,7 @@ impl Gate {
         reviewer: &Reviewer,
         comment: Option<String>,
     ) -> Result<Review, GateError> {
-        let decision = review::Decision {
-            by: reviewer.name.clone(),
-            at_ms: self.clock.now_ms(),
-            comment,
-        };
+        let decision = self.decision_by(reviewer, comment);
         let id_owned = id.to_string();
         let groups = reviewer.groups.clone();
         let approved = match self
@@ -486,11 +491,7 @@ impl Gate {
         reviewer: &Reviewer,
         comment: Option<String>,
     ) -> Result<Review, GateError> {
-        let decision = review::Decision {
-            by: reviewer.name.clone(),
-            at_ms: self.clock.now_ms(),
-            comment,
-        };
+        let decision = self.decision_by(reviewer, comment);
         let id_owned = id.to_string();
         let reviewer = reviewer.clone();
         let retried = self
@@ -557,11 +558,7 @@ impl Gate {
         reviewer: &Reviewer,
         comment: Option<String>,
     ) -> Result<Review, GateError> {
-        let decision = review::Decision {
-            by: reviewer.name.clone(),
-            at_ms: self.clock.now_ms(),
-            comment,
-        };
+        let decision = self.decision_by(reviewer, comment);
         let id = id.to_string();
         let groups = reviewer.groups.clone();
         self.blocking(move |g| g.decide(&id, ReviewState::Rejected, decision, &groups))

@@ -186,6 +186,21 @@ impl Airlock {
             .expect("admin call")
     }
 
+    /// The audit log as exported by the admin API (JSON Lines).
+    pub async fn audit_export(&self) -> String {
+        let (status, bytes) = airlock::admin::client::call_raw(
+            self.admin_addr,
+            &self.admin_token,
+            http::Method::GET,
+            "/v1/audit",
+            None,
+        )
+        .await
+        .expect("audit export");
+        assert_eq!(status, 200);
+        String::from_utf8(bytes.to_vec()).expect("utf8")
+    }
+
     pub fn proxy_url(&self) -> String {
         format!("http://{}", self.addr)
     }
