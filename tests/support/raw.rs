@@ -59,6 +59,19 @@ impl Exchange {
 }
 
 /// Reads responses until the peer closes, or nothing arrives for `quiet`, or `limit` passes.
+/// Input that ends its connection (`Connection: close`) is read until the server closes, however
+/// long a held answer takes on a loaded machine (up to the limit); other input until `quiet`.
+fn quiet_for(input: &[u8], quiet: Duration) -> Duration {
+    let asks_close = input
+        .windows(17)
+        .any(|w| w.eq_ignore_ascii_case(b"connection: close"));
+    if asks_close {
+        Duration::from_secs(15)
+    } else {
+        quiet
+    }
+}
+
 pub async fn read_exchange<S: AsyncRead + Unpin>(
     s: &mut S,
     quiet: Duration,
@@ -161,7 +174,7 @@ fn dechunk(mut b: &[u8]) -> (Vec<u8>, usize) {
 pub async fn front(addr: SocketAddr, input: &[u8], quiet: Duration) -> Exchange {
     let mut s = TcpStream::connect(addr).await.expect("connect");
     let _ = s.write_all(input).await;
-    read_exchange(&mut s, quiet, Duration::from_secs(15)).await
+    read_exchange(&mut s, quiet_for(input, quiet), Duration::from_secs(15)).await
 }
 
 /// `CONNECT host:443` through the proxy, then TLS with `sni`, trusting only `ca_pem` and
@@ -209,7 +222,7 @@ pub async fn in_tunnel(
     let mut tls = tunnel(proxy, host, host, ca_pem, &[b"http/1.1"]).await;
     let _ = tls.write_all(input).await;
     let _ = tls.flush().await;
-    read_exchange(&mut tls, quiet, Duration::from_secs(15)).await
+    read_exchange(&mut tls, quiet_for(input, quiet), Duration::from_secs(15)).await
 }
 
 /// Verifies Airlock's certificate for `host` (the CONNECT host), whatever SNI was sent.
