@@ -46,6 +46,19 @@ async fn hold_many(s: &Serve, prefix: &str, n: usize) -> HashMap<String, String>
     results.into_iter().collect()
 }
 
+/// Approves each review id, 16 at a time; returns the admin API's status codes.
+async fn approve_all(s: &Serve, ids: impl IntoIterator<Item = String>) -> Vec<u16> {
+    stream::iter(ids)
+        .map(|id| async move {
+            s.admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+                .await
+                .0
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
+}
+
 /// Approves every review in `held` from background tasks (the test kills Airlock meanwhile).
 fn approve_in_background(s: &Serve, held: &HashMap<String, String>) {
     for id in held.values() {
@@ -132,18 +145,7 @@ async fn crash_suite(backend: &str) {
         .cloned()
         .chain(held.values().take(100).cloned())
         .collect();
-    let codes: Vec<u16> = stream::iter(jobs)
-        .map(|id| {
-            let s = &s;
-            async move {
-                s.admin("POST", &format!("/v1/reviews/{id}/approve"), None)
-                    .await
-                    .0
-            }
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await;
+    let codes = approve_all(&s, jobs).await;
     assert!(codes.iter().filter(|c| **c == 200).count() >= 1000);
     assert!(
         codes.iter().all(|c| *c == 200 || *c == 409),
@@ -251,18 +253,7 @@ async fn crash_suite(backend: &str) {
     wait_until_async_expired(&s, &expiring).await;
     s.kill9();
     let s = Serve::spawn(&cfg_short, &store, &ca, &log);
-    let codes: Vec<u16> = stream::iter(expiring.values().cloned())
-        .map(|id| {
-            let s = &s;
-            async move {
-                s.admin("POST", &format!("/v1/reviews/{id}/approve"), None)
-                    .await
-                    .0
-            }
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await;
+    let codes = approve_all(&s, expiring.values().cloned()).await;
     assert!(
         codes.iter().all(|c| *c == 409 || *c == 410),
         "{backend}: expired reviews cannot be approved: {:?}",

@@ -8,7 +8,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::StatusCode;
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 
@@ -29,13 +28,7 @@ pub async fn read_commands(
     let mut reader = CommandReader::new(encoding);
     let mut read = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            Refusal::client(
-                StatusCode::BAD_REQUEST,
-                "body_read_failed",
-                format!("could not read the request body: {e}"),
-            )
-        })?;
+        let frame = frame.map_err(super::handler::body_read_failed)?;
         if let Some(data) = frame.data_ref() {
             read.extend_from_slice(data);
             if reader.feed(data) {

@@ -274,17 +274,20 @@ impl Buffered {
     }
 }
 
+/// 400 for an agent's request body that broke off or was malformed mid-read.
+pub(super) fn body_read_failed(e: BoxError) -> Refusal {
+    Refusal::client(
+        StatusCode::BAD_REQUEST,
+        "body_read_failed",
+        format!("could not read the request body: {e}"),
+    )
+}
+
 /// Reads a whole body up to `cap` bytes; larger bodies are refused with 413 (nothing forwarded).
 async fn read_capped(mut body: Body, cap: usize, purpose: &str) -> Result<Bytes, Refusal> {
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            Refusal::client(
-                StatusCode::BAD_REQUEST,
-                "body_read_failed",
-                format!("could not read the request body: {e}"),
-            )
-        })?;
+        let frame = frame.map_err(body_read_failed)?;
         if let Some(data) = frame.data_ref() {
             if buf.len() + data.len() > cap {
                 return Err(Refusal::client(
