@@ -453,20 +453,23 @@ impl Gate {
         {
             Ok(r) if r.state == ReviewState::Pending => return Ok(r),
             Ok(r) => r,
-            Err(GateError::Audit(why)) => {
-                // The approval landed but is not on the record: never execute it.
-                self.fail_unsent(
-                    id,
-                    format!("not sent: the approval could not be written to the audit log ({why})"),
-                )
-                .await;
-                return Err(GateError::Audit(
-                    "the approval could not be recorded; the request was not sent".into(),
-                ));
-            }
+            Err(GateError::Audit(why)) => return Err(self.unrecorded(id, "approval", why).await),
             Err(e) => return Err(e),
         };
         self.execute_tracked(approved.id).await
+    }
+
+    /// A decision that would send the request landed but is not on the audit record: the review
+    /// becomes `failed` and is never sent. Returns the error for the caller.
+    async fn unrecorded(self: &Arc<Self>, id: &str, what: &str, why: String) -> GateError {
+        self.fail_unsent(
+            id,
+            format!("not sent: the {what} could not be written to the audit log ({why})"),
+        )
+        .await;
+        GateError::Audit(format!(
+            "the {what} could not be recorded; the request was not sent"
+        ))
     }
 
     /// Executes in a tracked task so a disconnecting caller cannot cut the send short.
@@ -514,18 +517,8 @@ impl Gate {
                             at: review::rfc3339(cur.expires_at_ms),
                         });
                     }
-                    let by = &reviewer.name;
-                    if !cur.policy.admits(by, &reviewer.groups) {
-                        return Err(GateError::Forbidden(format!(
-                            "{by} is not among the approvers of this review"
-                        )));
-                    }
-                    if !cur.policy.self_approval && cur.agent_owner.as_deref() == Some(by.as_str())
-                    {
-                        return Err(GateError::Forbidden(format!(
-                            "{by} owns the agent that sent this request and may not retry it (self-approval is off)"
-                        )));
-                    }
+                    cur.may_send(&reviewer.name, &reviewer.groups, "retry")
+                        .map_err(GateError::Forbidden)?;
                     let mut next = cur.clone();
                     next.state = ReviewState::Approved;
                     if let Some(e) = next.execution.take() {
@@ -538,16 +531,7 @@ impl Gate {
             .await;
         match retried {
             Ok(r) => self.execute_tracked(r.id).await,
-            Err(GateError::Audit(why)) => {
-                self.fail_unsent(
-                    id,
-                    format!("not sent: the retry could not be written to the audit log ({why})"),
-                )
-                .await;
-                Err(GateError::Audit(
-                    "the retry could not be recorded; the request was not sent".into(),
-                ))
-            }
+            Err(GateError::Audit(why)) => Err(self.unrecorded(id, "retry", why).await),
             Err(e) => Err(e),
         }
     }
@@ -587,12 +571,8 @@ impl Gate {
                         },
                     });
                 }
-                if !cur.policy.admits(&reviewer.name, &reviewer.groups) {
-                    return Err(GateError::Forbidden(format!(
-                        "{} is not among this review's approvers",
-                        reviewer.name
-                    )));
-                }
+                cur.may_decide(&reviewer.name, &reviewer.groups)
+                    .map_err(GateError::Forbidden)?;
                 let mut next = cur.clone();
                 let ceiling = now.saturating_add(7 * 86_400_000);
                 next.expires_at_ms = cur
@@ -629,22 +609,15 @@ impl Gate {
                 return Ok(next);
             }
             let by = &decision.by;
-            if !cur.policy.admits(by, groups) {
-                return Err(GateError::Forbidden(format!(
-                    "{by} is not among the approvers of this review ({})",
-                    cur.policy.approvers.join(", ")
-                )));
-            }
             if to == ReviewState::Rejected {
+                // Rejecting sends nothing, so an agent's owner may reject; the list still applies.
+                cur.may_decide(by, groups).map_err(GateError::Forbidden)?;
                 next.state = ReviewState::Rejected;
                 next.decision = Some(decision.clone());
                 return Ok(next);
             }
-            if !cur.policy.self_approval && cur.agent_owner.as_deref() == Some(by.as_str()) {
-                return Err(GateError::Forbidden(format!(
-                    "{by} owns the agent that sent this request and may not approve it (self-approval is off)"
-                )));
-            }
+            cur.may_send(by, groups, "approve")
+                .map_err(GateError::Forbidden)?;
             if cur.approvals.iter().any(|d| &d.by == by) {
                 return Err(GateError::Forbidden(format!(
                     "{by} already approved; this review needs {} distinct reviewers",

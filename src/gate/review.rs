@@ -228,6 +228,29 @@ impl Review {
         }
     }
 
+    /// Is `by` (member of `groups`) on this review's approver list? Enough to reject.
+    pub fn may_decide(&self, by: &str, groups: &[String]) -> Result<(), String> {
+        if self.policy.admits(by, groups) {
+            return Ok(());
+        }
+        Err(format!(
+            "{by} is not among the approvers of this review ({})",
+            self.policy.approvers.join(", ")
+        ))
+    }
+
+    /// May `by` (member of `groups`) cause this review's request to be sent, by approving it
+    /// (`verb` = "approve") or retrying it? Checks the approver list and the self-approval rule.
+    pub fn may_send(&self, by: &str, groups: &[String], verb: &str) -> Result<(), String> {
+        self.may_decide(by, groups)?;
+        if !self.policy.self_approval && self.agent_owner.as_deref() == Some(by) {
+            return Err(format!(
+                "{by} owns the agent that sent this request and may not {verb} it (self-approval is off)"
+            ));
+        }
+        Ok(())
+    }
+
     pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
         serde_json::to_vec(self)
     }
