@@ -1,6 +1,9 @@
 //! `airlock-bench`: load tool. Starts its own local HTTPS upstream, then drives N concurrent
 //! keep-alive HTTPS clients either directly at it or through any HTTP CONNECT proxy, and prints
-//! requests/s and latency percentiles. `--compare` runs both in the same process and prints ratios.
+//! requests/s and latency percentiles. `--compare` runs both in the same run and prints ratios.
+//! The upstream runs in its own child process (as a real server would), so the direct run pays
+//! the same process-boundary wake-ups as any real client; `--upstream-in-process` shares the
+//! load generator's runtime instead.
 //!
 //! Typical use (see scripts/bench.sh):
 //!   airlock-bench --init-upstream-ca DIR            # once: the upstream's CA, for the proxy to trust
@@ -35,6 +38,13 @@ struct Args {
     /// Port for the built-in upstream (0: any).
     #[arg(long, default_value_t = 0)]
     upstream_port: u16,
+    /// Run the upstream inside the load generator's own process and runtime (cheaper for the
+    /// direct run than any real connection: no process boundary). Default: a child process.
+    #[arg(long)]
+    upstream_in_process: bool,
+    /// Only serve the upstream (until killed); prints `upstream ADDR` on stdout when ready.
+    #[arg(long, hide = true)]
+    serve_upstream: bool,
     /// Proxy URL, e.g. http://127.0.0.1:8080. Without it: direct.
     #[arg(long)]
     proxy: Option<String>,
@@ -99,9 +109,25 @@ async fn run(args: Args) -> Result<()> {
     let tmp = std::env::temp_dir().join(format!("airlock-bench-{}", std::process::id()));
     let ca_dir = args.upstream_ca_dir.clone().unwrap_or(tmp);
     let (ca_pem, issuer) = load_or_create_ca(&ca_dir)?;
-    let upstream = start_upstream(&issuer, &args).await?;
+    if args.serve_upstream {
+        let addr = start_upstream(&issuer, &args).await?;
+        println!("upstream {addr}");
+        std::future::pending::<()>().await;
+    }
+    // Held for the whole run: dropping it kills the upstream process.
+    let (upstream, _child) = if args.upstream_in_process {
+        (start_upstream(&issuer, &args).await?, None)
+    } else {
+        let (addr, child) = spawn_upstream(&args, &ca_dir)?;
+        (addr, Some(child))
+    };
     eprintln!(
-        "upstream on {upstream} (CA {})",
+        "upstream on {upstream} ({}; CA {})",
+        if args.upstream_in_process {
+            "in this process"
+        } else {
+            "own process"
+        },
         ca_dir.join("upstream-ca.pem").display()
     );
     let mut reports = Vec::new();
@@ -118,6 +144,40 @@ async fn run(args: Args) -> Result<()> {
     }
     print_reports(&reports, args.json);
     Ok(())
+}
+
+/// The upstream in a child process (this binary with `--serve-upstream`), killed on drop.
+struct ChildUpstream(std::process::Child);
+
+impl Drop for ChildUpstream {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_upstream(args: &Args, ca_dir: &Path) -> Result<(SocketAddr, ChildUpstream)> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg("--serve-upstream")
+        .arg("--upstream-ca-dir")
+        .arg(ca_dir)
+        .args(["--upstream-port", &args.upstream_port.to_string()])
+        .args(["--host", &args.host])
+        .args(["--body-bytes", &args.body_bytes.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting the upstream process")?;
+    let stdout = child.stdout.take().context("upstream stdout")?;
+    let child = ChildUpstream(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("upstream ")
+        .and_then(|a| a.parse().ok())
+        .with_context(|| format!("upstream process did not start: {line:?}"))?;
+    Ok((addr, child))
 }
 
 fn parse_proxy(url: &str) -> Result<SocketAddr> {

@@ -2,40 +2,50 @@
 //! host, method, path (never the query string, which may carry tokens), status, bytes,
 //! duration and verdict.
 
+use std::borrow::Cow;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
+use http::Method;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 
+use super::handler::ConnInfo;
 use super::upstream::{Body, BoxError};
 
-/// What is known about a request when its response starts.
+/// Longest path logged (bytes, cut at a character boundary).
+const MAX_LOGGED_PATH: usize = 512;
+
+/// What is known about a request when its response starts. Host and agent come from the
+/// connection (shared, not copied per request).
 #[derive(Debug, Clone)]
 pub struct AccessLog {
-    pub host: String,
-    pub method: String,
-    pub path: String,
+    conn: Arc<ConnInfo>,
+    method: Method,
+    path: String,
     pub status: u16,
-    pub verdict: String,
+    pub verdict: Cow<'static, str>,
     pub tool: Option<String>,
-    pub agent: String,
-    pub start: Instant,
+    start: Instant,
 }
 
 impl AccessLog {
-    pub fn new(host: &str, method: &str, path_and_query: &str) -> Self {
+    pub fn new(conn: Arc<ConnInfo>, method: &Method, path_and_query: &str) -> Self {
         let path = path_and_query.split('?').next().unwrap_or("");
+        let mut end = path.len().min(MAX_LOGGED_PATH);
+        while !path.is_char_boundary(end) {
+            end -= 1;
+        }
         Self {
-            host: host.to_string(),
-            method: method.to_string(),
-            path: path.chars().take(512).collect(),
+            conn,
+            method: method.clone(),
+            path: path[..end].to_string(),
             status: 0,
-            verdict: "none".into(),
+            verdict: Cow::Borrowed("none"),
             tool: None,
-            agent: String::new(),
             start: Instant::now(),
         }
     }
@@ -43,8 +53,8 @@ impl AccessLog {
     fn emit(&self, bytes: u64, complete: bool) {
         tracing::info!(
             target: "airlock::access",
-            agent = %self.agent,
-            host = %self.host,
+            agent = %self.conn.agent.name,
+            host = %self.conn.target.host,
             method = %self.method,
             path = %self.path,
             status = self.status,

@@ -78,14 +78,13 @@ pub async fn handle(
         .map(|p| p.as_str())
         .unwrap_or("/")
         .to_string();
-    let mut log = AccessLog::new(&conn.target.host, req.method().as_str(), &pq);
-    log.agent = conn.agent.name.clone();
+    let mut log = AccessLog::new(conn.clone(), req.method(), &pq);
     let req = req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
     let resp = match phases(&proxy, &conn, req, &pq, &mut log).await {
         Ok(r) => r,
         Err(refusal) => {
             if log.verdict == "none" {
-                log.verdict = format!("refused:{}", refusal.code);
+                log.verdict = format!("refused:{}", refusal.code).into();
             }
             refusal.into_response()
         }
@@ -174,7 +173,7 @@ async fn phases(
     } else {
         (classifier.evaluate(&head, None), Buffered::No(body))
     };
-    log.verdict = format!("{:?}", verdict.action).to_lowercase();
+    log.verdict = verdict.action.as_str().into();
     log.tool = verdict.tool.clone();
     // Only recorded or answered decisions need an id (plain pass-through does not).
     let decision_id = if verdict.action == Action::Allow
@@ -410,6 +409,10 @@ static HOP_BY_HOP_NAMES: [HeaderName; 9] = [
 ];
 
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the (few) names present: most messages carry none of these.
+    if !headers.keys().any(|n| HOP_BY_HOP_NAMES.contains(n)) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let listed: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)

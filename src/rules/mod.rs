@@ -45,6 +45,18 @@ pub enum Action {
     Block,
 }
 
+impl Action {
+    /// Lower-case name, as in rules files and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Notify => "notify",
+            Action::Escalate => "escalate",
+            Action::Block => "block",
+        }
+    }
+}
+
 /// How reversible a matched call's effect is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -130,11 +142,7 @@ impl ApprovalPolicy {
 
 impl std::fmt::Display for Verdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "action:   {}",
-            format!("{:?}", self.action).to_lowercase()
-        )?;
+        writeln!(f, "action:   {}", self.action.as_str())?;
         writeln!(f, "tool:     {}", self.tool.as_deref().unwrap_or("-"))?;
         writeln!(f, "service:  {}", self.service.as_deref().unwrap_or("-"))?;
         writeln!(f, "rule:     {}", self.rule_id.as_deref().unwrap_or("-"))?;
