@@ -296,6 +296,45 @@ impl AuditLog {
     /// of that checkpoint is logged, not returned (the event itself is durable), and retried on
     /// the next append or timer tick. The event must not contain secrets.
     pub fn append(&self, kind: &str, event: Value) -> Result<u64, AuditError> {
+        let fields = Self::checked(kind, event)?;
+        let mut results = self.group_commit(vec![(kind.to_string(), fields)]);
+        results.pop().unwrap_or_else(|| {
+            Err(AuditError::Store(StoreError::Io(
+                "the audit writer returned no result".into(),
+            )))
+        })
+    }
+
+    /// Appends several events (each as in [`AuditLog::append`]) through one wait: they join
+    /// the group commit together, so a background recorder needs one thread, not one per event.
+    /// Returns each event's seq or error, in order.
+    pub fn append_all(&self, events: Vec<(&str, Value)>) -> Vec<Result<u64, AuditError>> {
+        let mut results: Vec<Option<Result<u64, AuditError>>> = Vec::with_capacity(events.len());
+        let mut valid = Vec::with_capacity(events.len());
+        for (kind, event) in events {
+            match Self::checked(kind, event) {
+                Ok(fields) => {
+                    valid.push((kind.to_string(), fields));
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        let mut written = self.group_commit(valid).into_iter();
+        results
+            .into_iter()
+            .map(|r| {
+                r.or_else(|| written.next()).unwrap_or_else(|| {
+                    Err(AuditError::Store(StoreError::Io(
+                        "the audit writer returned no result".into(),
+                    )))
+                })
+            })
+            .collect()
+    }
+
+    /// An event's fields, if `kind` and the event are acceptable.
+    fn checked(kind: &str, event: Value) -> Result<Map<String, Value>, AuditError> {
         if kind.is_empty() || kind == CHECKPOINT_KIND {
             return Err(AuditError::InvalidEvent(format!(
                 "kind {kind:?} is reserved or empty"
@@ -311,25 +350,44 @@ impl AuditLog {
                 "event field {f:?} is reserved for the log"
             )));
         }
-        self.group_commit(kind.to_string(), fields)
+        Ok(fields)
     }
 
     /// Group commit: appends queue up; whoever finds no write in progress writes everything
     /// queued (up to [`MAX_BATCH`]) in one store transaction (one fsync) and hands each waiter
     /// its seq or the error. Under load this turns N fsyncs into one without reordering: seq
-    /// order is queue order, and nobody returns before their entry is durable.
-    fn group_commit(&self, kind: String, fields: Map<String, Value>) -> Result<u64, AuditError> {
+    /// order is queue order, and nobody returns before their entry is durable. Returns one
+    /// result per entry, in order.
+    fn group_commit(
+        &self,
+        entries: Vec<(String, Map<String, Value>)>,
+    ) -> Vec<Result<u64, AuditError>> {
         let mut q = self.queue_lock();
-        let ticket = q.next_ticket;
-        q.next_ticket += 1;
-        q.items.push(Queued {
-            ticket,
-            kind,
-            fields,
-        });
+        let mut tickets = Vec::with_capacity(entries.len());
+        for (kind, fields) in entries {
+            let ticket = q.next_ticket;
+            q.next_ticket += 1;
+            tickets.push(ticket);
+            q.items.push(Queued {
+                ticket,
+                kind,
+                fields,
+            });
+        }
+        let mut out: Vec<Option<Result<u64, AuditError>>> =
+            (0..tickets.len()).map(|_| None).collect();
+        let mut missing = tickets.len();
         loop {
-            if let Some(r) = q.results.remove(&ticket) {
-                return r;
+            for (slot, t) in out.iter_mut().zip(&tickets) {
+                if slot.is_none() {
+                    if let Some(r) = q.results.remove(t) {
+                        *slot = Some(r);
+                        missing -= 1;
+                    }
+                }
+            }
+            if missing == 0 {
+                return out.into_iter().flatten().collect();
             }
             if !q.writing {
                 q.writing = true;

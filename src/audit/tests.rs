@@ -353,6 +353,48 @@ fn concurrent_appends_form_one_valid_chain() {
 }
 
 #[test]
+fn append_all_writes_in_order_and_refuses_bad_events_alone() {
+    let fx = Fixture::new();
+    let log = Arc::new(fx.open(0));
+    // Another writer at the same time: the batch still gets consecutive, ordered seqs.
+    let other = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for i in 0..50 {
+                log.append("decision", event(1000 + i)).unwrap();
+            }
+            50
+        })
+    };
+    let results = log.append_all(vec![
+        ("decision", event(1)),
+        ("checkpoint", event(2)),
+        ("decision", json!("not an object")),
+        ("decision", event(3)),
+        ("audit_gap", json!({"skipped_allow_records": 4})),
+    ]);
+    assert_eq!(other.join().unwrap(), 50);
+    assert_eq!(results.len(), 5);
+    assert!(
+        matches!(results[1], Err(AuditError::InvalidEvent(_))),
+        "{results:?}"
+    );
+    assert!(
+        matches!(results[2], Err(AuditError::InvalidEvent(_))),
+        "{results:?}"
+    );
+    let seqs: Vec<u64> = [0, 3, 4]
+        .iter()
+        .map(|&i| *results[i].as_ref().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert!(log.append_all(Vec::new()).is_empty());
+    let lines = export(&log, 0);
+    assert_eq!(verify(&lines, &log.public_key_hex()).unwrap().entries, 53);
+    log.verify_live().unwrap();
+}
+
+#[test]
 fn checkpoint_every_and_explicit_checkpoints() {
     let fx = Fixture::new();
     let log = fx.open(4);

@@ -519,13 +519,29 @@ async fn audit_decision(
     let Some(gate) = proxy.gate.clone() else {
         return Err("no audit log is running".into());
     };
+    let entry = decision_entry(conn, verdict, decision_id, method, pq);
+    match tokio::task::spawn_blocking(move || gate.audit().append("decision", entry)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("audit task failed: {e}")),
+    }
+}
+
+/// The audit log's `decision` event for a catalog verdict (no headers, body or query string).
+fn decision_entry(
+    conn: &ConnInfo,
+    verdict: &Verdict,
+    decision_id: &str,
+    method: &str,
+    pq: &str,
+) -> serde_json::Value {
     let (outcome, gate_kind) = match verdict.action {
         Action::Allow => ("ALLOW", "none"),
         Action::Notify => ("NOTIFY", "soft"),
         Action::Block => ("BLOCK", "blocked"),
         Action::Escalate => ("ESCALATE", "hard"),
     };
-    let entry = serde_json::json!({
+    serde_json::json!({
         "decision_id": decision_id,
         "outcome": outcome,
         "gate": gate_kind,
@@ -537,17 +553,10 @@ async fn audit_decision(
         "method": method,
         "host": conn.target.host,
         "path": crate::gate::audit_path(pq),
-    });
-    match tokio::task::spawn_blocking(move || gate.audit().append("decision", entry)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(format!("audit task failed: {e}")),
-    }
+    })
 }
 
-/// Records an allowed request without delaying it. At most [`super::ALLOW_AUDIT_IN_FLIGHT`]
-/// such writes are in flight; past that (an audit store far slower than the traffic) records
-/// are skipped, counted, and the count is written to the log as an `audit_gap` entry.
+/// Queues an allowed request's `decision` record; the request does not wait for it.
 fn audit_allowed_in_background(
     proxy: &Arc<Proxy>,
     conn: &Arc<ConnInfo>,
@@ -556,40 +565,8 @@ fn audit_allowed_in_background(
     method: &http::Method,
     pq: &str,
 ) {
-    use std::sync::atomic::Ordering;
-    let Ok(permit) = proxy.allow_audit_slots.clone().try_acquire_owned() else {
-        if proxy.allow_audit_skipped.fetch_add(1, Ordering::Relaxed) == 0 {
-            tracing::warn!("audit log is behind: skipping allowed-request records (counted)");
-        }
-        return;
-    };
-    let (p, c, v, d, m, q) = (
-        proxy.clone(),
-        conn.clone(),
-        verdict.clone(),
-        decision_id.to_string(),
-        method.to_string(),
-        pq.to_string(),
-    );
-    tokio::spawn(async move {
-        let _permit = permit;
-        if let Err(e) = audit_decision(&p, &c, &v, &d, &m, &q).await {
-            tracing::warn!(error = %e, "could not audit an allowed request (allowed requests keep flowing)");
-            return;
-        }
-        let skipped = p.allow_audit_skipped.swap(0, Ordering::Relaxed);
-        if skipped > 0 {
-            if let Some(gate) = p.gate.clone() {
-                let entry = serde_json::json!({"skipped_allow_records": skipped, "reason": "audit writes in flight at the limit"});
-                let res =
-                    tokio::task::spawn_blocking(move || gate.audit().append("audit_gap", entry))
-                        .await;
-                if !matches!(res, Ok(Ok(_))) {
-                    p.allow_audit_skipped.fetch_add(skipped, Ordering::Relaxed);
-                }
-            }
-        }
-    });
+    let entry = decision_entry(conn, verdict, decision_id, method.as_str(), pq);
+    proxy.allow_audit.record(entry);
 }
 
 fn block_response(verdict: &Verdict, decision_id: &str) -> Response<Body> {

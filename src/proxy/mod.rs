@@ -14,6 +14,7 @@
 //! 7. **log** (`access_log`): one line when the response body ends.
 
 pub mod access_log;
+pub mod allow_audit;
 pub mod egress;
 pub mod front;
 pub mod git_push;
@@ -55,14 +56,9 @@ pub struct Proxy {
     /// Largest body buffered to classify or hold a request.
     pub max_buffered_body: usize,
     conn_limit: Arc<Semaphore>,
-    /// Bounds the allowed-request audit writes in flight (they run in the background).
-    pub(crate) allow_audit_slots: Arc<Semaphore>,
-    /// Allowed-request records skipped because every slot was busy; reported in the log.
-    pub(crate) allow_audit_skipped: std::sync::atomic::AtomicU64,
+    /// Writes allowed-request audit records in the background (bounded queue).
+    pub(crate) allow_audit: allow_audit::AllowRecorder,
 }
-
-/// Most allowed-request audit writes in flight at once; beyond it records are skipped and counted.
-pub const ALLOW_AUDIT_IN_FLIGHT: usize = 4096;
 
 /// Shutdown signal and the tracker of every task the proxy spawns, both owned by the caller.
 #[derive(Clone, Default)]
@@ -95,8 +91,7 @@ impl Proxy {
             agents: crate::agents::Agents::new(config.agents.clone(), config.proxy.allow_anonymous),
             vault,
             audit_allow_sample: config.audit.allow_sample,
-            allow_audit_slots: Arc::new(Semaphore::new(ALLOW_AUDIT_IN_FLIGHT)),
-            allow_audit_skipped: Default::default(),
+            allow_audit: Default::default(),
             classifier,
             leaves: LeafCache::new(ca, config.proxy.leaf_cache_size),
             client,
@@ -111,5 +106,9 @@ impl Proxy {
 /// Serves agents on `listener` until `life.shutdown` fires. In-flight work is tracked by
 /// `life.tasks`; the caller waits on it to drain.
 pub async fn run(listener: TcpListener, proxy: Arc<Proxy>, life: Lifecycle) {
+    let recorder = proxy.clone();
+    let stop = life.shutdown.clone();
+    life.tasks
+        .spawn(async move { recorder.allow_audit.run(recorder.gate.clone(), stop).await });
     front::accept_loop(listener, proxy, life).await
 }
