@@ -238,3 +238,26 @@ async fn extending_a_deadline() {
         .await;
     assert_eq!(st, 409, "a decided review cannot be extended");
 }
+
+/// A retry sends the request, so it is held to the approval rules: the agent's owner may not
+/// retry a failed review of its own agent; an approver may (regression: one check for both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn owner_cannot_retry_its_own_agent_either() {
+    use std::sync::atomic::Ordering;
+    let s = setup().await;
+    let none = serde_json::json!({});
+    s.up.state.down.store(true, Ordering::SeqCst);
+    let id = s.hold("/repos/retry").await;
+    let (st, r) = s.as_reviewer("bob", &id, "approve", none.clone()).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["state"], "failed", "{r}");
+    s.up.state.down.store(false, Ordering::SeqCst);
+    let (st, r) = s.as_reviewer("alice", &id, "retry", none.clone()).await;
+    assert_eq!(st, 403, "{r}");
+    assert!(r.to_string().contains("self-approval"), "{r}");
+    assert_eq!(s.up.count(), 0);
+    let (st, r) = s.as_reviewer("bob", &id, "retry", none).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["state"], "executed", "{r}");
+    assert_eq!(s.up.count(), 1);
+}
