@@ -1032,3 +1032,72 @@ fn graphql_conditions_in_rule_files() {
         .to_string();
     assert!(err.contains("exactly one test"), "{err}");
 }
+
+/// Regression: a guard that trips on a route with a block rule (here a duplicate JSON key the
+/// block rule's condition depends on) blocks; it used to escalate, which a human could approve.
+#[test]
+fn tripped_guard_on_a_block_route_blocks() {
+    let opts = CatalogOptions::default();
+    let text = "[service]\nname = \"s\"\nhosts = [\"h.test\"]\ndefault = \"allow\"\n\
+        [[rule]]\ntool = \"s.transfer\"\nmethod = \"POST\"\npath = \"/transfers\"\n\
+        class = \"money\"\naction = \"block\"\nreason = \"large transfer\"\n\
+        when = [{ field = \"amount\", gt = 100 }]\n\
+        [[rule]]\ntool = \"s.note\"\nmethod = \"POST\"\npath = \"/notes\"\n\
+        class = \"visible\"\naction = \"notify\"\nreason = \"note\"\n\
+        when = [{ field = \"text\", eq = \"x\" }]\n";
+    let c = Catalog::from_sources(&[("x.toml".into(), text.to_string())], &opts).expect("compiles");
+    let mut h = HeaderMap::new();
+    h.insert("content-type", "application/json".parse().expect("ct"));
+    let run = |path: &str, body: &str| {
+        let head = RequestHead {
+            method: "POST",
+            host: "h.test",
+            port: 443,
+            path_and_query: path,
+            headers: &h,
+        };
+        let v = c.evaluate(&head, Some(body.as_bytes()));
+        (v.action, v.reason_codes)
+    };
+    for (path, body, want, code) in [
+        (
+            "/transfers",
+            r#"{"amount":5}"#,
+            Action::Allow,
+            "no_rule_default",
+        ),
+        (
+            "/transfers",
+            r#"{"amount":500}"#,
+            Action::Block,
+            "rule_match",
+        ),
+        (
+            "/transfers",
+            r#"{"amount":5,"amount":500}"#,
+            Action::Block,
+            "duplicate_key",
+        ),
+        ("/transfers", "{broken", Action::Block, "body_unparseable"),
+        (
+            "/transfers",
+            r#"{"amount":5,"_method":"PUT"}"#,
+            Action::Block,
+            "method_override",
+        ),
+        // Where no block rule applies, the same guards still hold the request.
+        (
+            "/notes",
+            r#"{"text":"a","text":"x"}"#,
+            Action::Escalate,
+            "duplicate_key",
+        ),
+    ] {
+        let (action, codes) = run(path, body);
+        assert_eq!(action, want, "{path} {body}: {codes:?}");
+        assert!(
+            codes.iter().any(|c| c == code),
+            "{path} {body}: want {code}, got {codes:?}"
+        );
+    }
+}

@@ -629,6 +629,14 @@ impl Catalog {
         if let Some(alt) = &alt {
             cands.extend(candidates(svc, head.method, alt));
         }
+        // From here a tripped guard is as strict as the strictest candidate rule: a request a
+        // block rule might refuse is refused, never downgraded to a hold a human could approve.
+        let strictest = cands.iter().map(|(r, _)| r.action).max();
+        let esc = |code: &str, why: String| {
+            let mut v = guard(svc, code, why);
+            v.action = v.action.max(strictest.unwrap_or(Action::Escalate));
+            v
+        };
         // Fields: query always; body when some candidate has conditions.
         let mut fields = Fields::default();
         fields.add_form(query);
