@@ -67,6 +67,19 @@ fn scan_order_and_tree_isolation() {
         );
         assert_eq!(s.scan(Tree::Audit).expect("scan").len(), 1);
         assert!(s.scan(Tree::Meta).expect("scan").is_empty());
+        // A range read from a key: inclusive, ordered, between keys, past the end.
+        let from = |start: &[u8]| -> Vec<Vec<u8>> {
+            s.scan_from(Tree::Reviews, start)
+                .expect("scan_from")
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        assert_eq!(from(b"b"), vec![b"b".to_vec(), b"c".to_vec()], "{b:?}");
+        assert_eq!(from(b"aa"), vec![b"b".to_vec(), b"c".to_vec()], "{b:?}");
+        assert_eq!(from(b""), vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        assert!(from(b"d").is_empty(), "{b:?}");
+        assert!(s.scan_from(Tree::Meta, b"a").expect("scan_from").is_empty());
     }
 }
 

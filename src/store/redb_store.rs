@@ -100,10 +100,15 @@ impl Store for RedbStore {
     }
 
     fn scan(&self, tree: Tree) -> Result<Vec<super::Entry>, StoreError> {
+        self.scan_from(tree, &[])
+    }
+
+    /// A range read: only keys `>= start` are visited.
+    fn scan_from(&self, tree: Tree, start: &[u8]) -> Result<Vec<super::Entry>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = txn.open_table(table(tree)).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
-        for item in t.iter().map_err(|e| self.err(e))? {
+        for item in t.range(start..).map_err(|e| self.err(e))? {
             let (k, v) = item.map_err(|e| self.err(e))?;
             out.push((k.value().to_vec(), v.value().to_vec()));
         }

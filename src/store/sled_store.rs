@@ -104,8 +104,13 @@ impl Store for SledStore {
     }
 
     fn scan(&self, tree: Tree) -> Result<Vec<super::Entry>, StoreError> {
+        self.scan_from(tree, &[])
+    }
+
+    /// A range read: only keys `>= start` are visited.
+    fn scan_from(&self, tree: Tree, start: &[u8]) -> Result<Vec<super::Entry>, StoreError> {
         self.tree(tree)
-            .iter()
+            .range(start..)
             .map(|r| {
                 r.map(|(k, v)| (k.to_vec(), v.to_vec()))
                     .map_err(|e| self.err(e))
