@@ -1101,3 +1101,43 @@ fn tripped_guard_on_a_block_route_blocks() {
         );
     }
 }
+
+/// The same for GraphQL, where a guard trips before the mutations are known: a service with a
+/// block entry blocks an unreadable GraphQL request; one without holds it.
+#[test]
+fn tripped_graphql_guard_is_as_strict_as_the_strictest_entry() {
+    let opts = CatalogOptions::default();
+    let file = |action: &str| {
+        format!(
+            "[service]\nname = \"s\"\nhosts = [\"h.test\"]\ngraphql_paths = [\"/graphql\"]\n\
+             [[graphql]]\nmutations = [\"wire\"]\nclass = \"money\"\naction = \"{action}\"\n"
+        )
+    };
+    let mut h = HeaderMap::new();
+    h.insert("content-type", "application/json".parse().expect("ct"));
+    for (action, want) in [("block", Action::Block), ("notify", Action::Escalate)] {
+        let c = Catalog::from_sources(&[("x.toml".into(), file(action))], &opts).expect("compiles");
+        let run = |method: &str, pq: &str, body: &str| {
+            let head = RequestHead {
+                method,
+                host: "h.test",
+                port: 443,
+                path_and_query: pq,
+                headers: &h,
+            };
+            c.evaluate(&head, Some(body.as_bytes())).action
+        };
+        assert_eq!(run("POST", "/graphql", "{broken"), want, "{action}");
+        assert_eq!(run("GET", "/graphql?query=a&query=b", ""), want, "{action}");
+        assert_eq!(run("PUT", "/graphql", "{}"), want, "{action}");
+        // A readable read is unaffected.
+        assert_eq!(
+            run(
+                "POST",
+                "/graphql",
+                r#"{"query":"query { viewer { login } }"}"#
+            ),
+            Action::Allow
+        );
+    }
+}

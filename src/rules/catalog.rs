@@ -824,7 +824,7 @@ fn graphql_request(
     query: &str,
     body: Option<&[u8]>,
 ) -> Option<Verdict> {
-    let esc = |code: &str, why: &str| Some(guard(svc, code, why.into()));
+    let esc = |code: &str, why: &str| Some(graphql_guard(svc, code, why.into()));
     match head.method {
         "POST" => {
             if encoded(head.headers) {
@@ -976,9 +976,19 @@ fn rule_verdict(
     }
 }
 
+/// A guard on a GraphQL endpoint, where the mutations are not known: as strict as the strictest
+/// GraphQL entry of the service (a block entry makes it block), never below escalate.
+fn graphql_guard(svc: &Service, code: &str, why: String) -> Verdict {
+    let mut v = guard(svc, code, why);
+    if let Some(strictest) = svc.gql.values().flatten().map(|e| e.action).max() {
+        v.action = v.action.max(strictest);
+    }
+    v
+}
+
 fn graphql_verdict(svc: &Service, body: Option<&[u8]>) -> Verdict {
     let Some(body) = body else {
-        return guard(svc, "body_unparseable", "GraphQL body was not read".into());
+        return graphql_guard(svc, "body_unparseable", "GraphQL body was not read".into());
     };
     let wants_args = |name: &str| {
         svc.gql
@@ -997,7 +1007,7 @@ fn graphql_verdict(svc: &Service, body: Option<&[u8]>) -> Verdict {
             return v;
         }
         Ok(graphql::Operation::Mutation(calls)) => calls,
-        Err(code) => return guard(svc, code, format!("GraphQL request: {code}")),
+        Err(code) => return graphql_guard(svc, code, format!("GraphQL request: {code}")),
     };
     let names = calls
         .iter()
