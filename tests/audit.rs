@@ -324,3 +324,63 @@ async fn full_disk_refuses_gated_calls_and_keeps_reads_flowing() {
         .expect("delete");
     assert_eq!(r.status(), 423);
 }
+
+/// Allowed reads keep flowing while the audit store fails; their records are counted, and
+/// the first write that succeeds afterwards puts an `audit_gap` with that count on the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_allow_records_become_an_audit_gap() {
+    let (a, up, store) = start("").await;
+    let client = a.client();
+    store.fail_audit.store(true, SeqCst);
+    for _ in 0..3 {
+        let r = client
+            .get("https://api.github.com/user")
+            .send()
+            .await
+            .expect("read");
+        assert_eq!(
+            r.status(),
+            200,
+            "reads flow while the audit log cannot be written"
+        );
+    }
+    assert_eq!(up.count(), 3);
+    // Wait until the recorder has tried (and failed) at least one write, then recover.
+    for _ in 0..100 {
+        if store.refused.load(SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        store.refused.load(SeqCst) > 0,
+        "the recorder tried to write"
+    );
+    store.fail_audit.store(false, SeqCst);
+    let r = client
+        .get("https://api.github.com/user")
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(r.status(), 200);
+    // Every one of the 4 reads is either on the record or counted in a gap, and some gap is.
+    let (mut written, mut gapped) = (0, 0);
+    for _ in 0..100 {
+        let all = entries(&export(&a).await);
+        written = all
+            .iter()
+            .filter(|e| e["kind"] == "decision" && e["outcome"] == "ALLOW" && e["path"] == "/user")
+            .count();
+        gapped = all
+            .iter()
+            .filter(|e| e["kind"] == "audit_gap")
+            .filter_map(|e| e["skipped_allow_records"].as_u64())
+            .sum::<u64>() as usize;
+        if written + gapped == 4 && gapped > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(gapped > 0, "an audit_gap counts the lost records");
+    assert_eq!(written + gapped, 4, "written {written}, counted {gapped}");
+}

@@ -1,7 +1,8 @@
 //! Records allowed catalog requests in the audit log off the request path. A request hands its
 //! record to a bounded queue and moves on; one recorder task writes whatever has queued as one
 //! group commit (one blocking thread however many requests are in flight). When the queue is
-//! full the record is skipped and counted, and the count lands in the log as an `audit_gap`.
+//! full, or a write fails, the record is counted instead, and the count lands in the log as an
+//! `audit_gap` with the next write that succeeds.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -89,31 +90,35 @@ impl AllowRecorder {
             return;
         };
         let skipped = self.skipped.swap(0, Ordering::Relaxed);
+        let records = batch.len();
         let mut events: Vec<(&str, Value)> = batch.into_iter().map(|e| ("decision", e)).collect();
         if skipped > 0 {
             let gap = serde_json::json!({
                 "skipped_allow_records": skipped,
-                "reason": "allowed-request records queued at the limit",
+                "reason": "allowed-request records not written (queue full or a failed write)",
             });
             events.push(("audit_gap", gap));
         }
-        let n = events.len();
         let res = tokio::task::spawn_blocking(move || gate.audit().append_all(events)).await;
         let results = match res {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "allowed-request audit task failed (allowed requests keep flowing)");
-                self.skipped.fetch_add(skipped, Ordering::Relaxed);
+                self.skipped
+                    .fetch_add(skipped + records as u64, Ordering::Relaxed);
                 return;
             }
         };
-        let failed = results.iter().filter(|r| r.is_err()).count();
+        // Records that did not land are counted like skipped ones, so the next write that
+        // succeeds puts the gap on the record; so is the count a failed gap entry carried.
+        let lost = results.iter().take(records).filter(|r| r.is_err()).count() as u64;
+        let gap_lost = skipped > 0 && results.get(records).is_none_or(|r| r.is_err());
         if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
-            tracing::warn!(error = %e, failed, of = n, "could not audit allowed requests (allowed requests keep flowing)");
+            tracing::warn!(error = %e, lost, of = records, "could not audit allowed requests (allowed requests keep flowing)");
         }
-        if skipped > 0 && results.last().is_some_and(|r| r.is_err()) {
-            // The gap record itself did not land: carry the count to the next write.
-            self.skipped.fetch_add(skipped, Ordering::Relaxed);
+        let carry = lost + if gap_lost { skipped } else { 0 };
+        if carry > 0 {
+            self.skipped.fetch_add(carry, Ordering::Relaxed);
         }
     }
 }

@@ -234,6 +234,8 @@ pub struct FaultyStore {
     pub inner: Arc<dyn airlock::store::Store>,
     pub fail_audit: std::sync::atomic::AtomicBool,
     pub fail_reviews: std::sync::atomic::AtomicBool,
+    /// Writes refused so far.
+    pub refused: std::sync::atomic::AtomicUsize,
 }
 
 impl FaultyStore {
@@ -242,6 +244,7 @@ impl FaultyStore {
             inner: airlock::store::open(airlock::store::Backend::Redb, path).expect("store"),
             fail_audit: Default::default(),
             fail_reviews: Default::default(),
+            refused: Default::default(),
         })
     }
 }
@@ -268,6 +271,7 @@ impl airlock::store::Store for FaultyStore {
             airlock::store::Tree::Meta => false,
         };
         if fail {
+            self.refused.fetch_add(1, SeqCst);
             return Err(airlock::store::StoreError::Full("test store".into()));
         }
         self.inner.compare_and_swap(tree, key, expected, new)
