@@ -169,6 +169,7 @@ pub async fn start_with_store(
         admin_addr,
         config.reviewers.clone(),
         links,
+        config.notify.base_url.as_deref(),
     );
     tokio::spawn(admin::run(
         admin_listener,

@@ -18,11 +18,15 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with("").await
+}
+
+async fn setup_with(extra: &str) -> Setup {
     support::init();
     let up = FakeUpstream::start(Default::default()).await;
     let reviewer_token = airlock::agents::generate_token();
     let toml = format!(
-        "[[reviewers]]\nname = \"dana\"\ntoken_sha256 = \"{}\"\n",
+        "{extra}\n[[reviewers]]\nname = \"dana\"\ntoken_sha256 = \"{}\"\n",
         hex::encode(airlock::agents::token_digest(&reviewer_token))
     );
     let dir = tempfile::tempdir().expect("dir");
@@ -279,4 +283,42 @@ async fn chromium_signs_in_and_approves_a_held_delete() {
     let (_, review) = s.a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
     assert_eq!(review["state"], "executed");
     assert_eq!(review["decision"]["by"], "dana");
+}
+
+/// Behind a reverse proxy, reviewers reach the dashboard by `notify.base_url`'s name: that Host
+/// and that Origin are accepted; other names still are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn public_base_url_passes_the_host_and_origin_checks() {
+    let s = setup_with("[notify]\nbase_url = \"https://Airlock.example.com/\"").await;
+    let base = format!("http://{}", s.a.admin_addr);
+    let c = plain_client();
+    let get = |host: &'static str| {
+        c.get(format!("{base}/ui/login"))
+            .header("host", host)
+            .send()
+    };
+    assert_eq!(get("airlock.example.com").await.expect("get").status(), 200);
+    assert_eq!(get("evil.example").await.expect("get").status(), 421);
+    assert_eq!(
+        get("airlock.example.com:8443").await.expect("get").status(),
+        421
+    );
+
+    let page = get("airlock.example.com").await.expect("get");
+    let login_cookie = cookie_value(&page, "airlock_login").expect("login cookie");
+    let csrf = csrf_in(&page.text().await.expect("html"));
+    let login = |origin: &'static str| {
+        c.post(format!("{base}/ui/login"))
+            .header("host", "airlock.example.com")
+            .header("origin", origin)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", format!("airlock_login={login_cookie}"))
+            .body(format!("csrf={csrf}&token={}", s.reviewer_token))
+            .send()
+    };
+    let r = login("https://evil.example").await.expect("post");
+    assert_eq!(r.status(), 403, "another origin is refused");
+    let r = login("https://airlock.example.com").await.expect("post");
+    assert_eq!(r.status(), 303, "the public origin signs in");
+    assert!(cookie_value(&r, "airlock_session").is_some());
 }

@@ -106,7 +106,7 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
     let dash = &admin.dashboard;
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    if method == Method::POST && !same_origin(&req) {
+    if method == Method::POST && !same_origin(&req, admin.public_origin()) {
         return html_response(
             StatusCode::FORBIDDEN,
             "<h1>Cross-site request refused</h1>".into(),
@@ -719,8 +719,9 @@ fn set_cookie(resp: &mut Response<Body>, name: &str, value: &str, max_age: u64) 
     }
 }
 
-/// A POST must not come from another origin (the Host check already pins the listener).
-fn same_origin(req: &Request<Incoming>) -> bool {
+/// A POST must not come from another origin (the Host check already pins the listener): the
+/// Origin is `http://{Host}` or the public origin of `notify.base_url`.
+fn same_origin(req: &Request<Incoming>, public_origin: Option<&str>) -> bool {
     let Some(origin) = req
         .headers()
         .get(header::ORIGIN)
@@ -734,6 +735,7 @@ fn same_origin(req: &Request<Incoming>) -> bool {
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
     origin.eq_ignore_ascii_case(&format!("http://{host}"))
+        || public_origin.is_some_and(|p| origin.eq_ignore_ascii_case(p))
 }
 
 fn query_map(q: Option<&str>) -> HashMap<String, String> {

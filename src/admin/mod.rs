@@ -96,6 +96,10 @@ pub struct Admin {
     reviewers: Vec<ReviewerConfig>,
     dashboard: dashboard::Dashboard,
     links: Arc<crate::notify::LinkSigner>,
+    /// `notify.base_url` as an origin (`https://airlock.example.com`) and its authority: the
+    /// public name reviewers reach the listener by (behind a reverse proxy), accepted by the
+    /// Host and Origin checks besides the listener's own address.
+    public: Option<(String, String)>,
 }
 
 /// Who is calling the admin API.
@@ -114,6 +118,7 @@ impl Admin {
         listen: SocketAddr,
         reviewers: Vec<ReviewerConfig>,
         links: Arc<crate::notify::LinkSigner>,
+        public_url: Option<&str>,
     ) -> Arc<Admin> {
         Arc::new(Admin {
             gate,
@@ -122,7 +127,13 @@ impl Admin {
             reviewers,
             dashboard: dashboard::Dashboard::new(),
             links,
+            public: public_url.and_then(parse_public_url),
         })
+    }
+
+    /// The public origin from `notify.base_url`, if configured.
+    pub(crate) fn public_origin(&self) -> Option<&str> {
+        self.public.as_ref().map(|(origin, _)| origin.as_str())
     }
 
     /// Identifies a bearer token: the admin token or a reviewer's.
@@ -417,7 +428,17 @@ fn authorized(admin: &Admin, req: &Request<Incoming>) -> Option<Caller> {
     admin.caller_for_token(token)
 }
 
-/// DNS-rebinding guard: the Host must be the listener's own address or localhost.
+/// `base_url` (the admin listener's public URL, e.g. behind a TLS reverse proxy) as
+/// (origin, authority); `None` unless it is an http(s) URL with a host.
+fn parse_public_url(base_url: &str) -> Option<(String, String)> {
+    let uri = base_url.trim_end_matches('/').parse::<http::Uri>().ok()?;
+    let scheme = uri.scheme_str().filter(|s| *s == "http" || *s == "https")?;
+    let authority = uri.authority()?.as_str().to_ascii_lowercase();
+    Some((format!("{scheme}://{authority}"), authority))
+}
+
+/// DNS-rebinding guard: the Host must be the listener's own address, localhost, or the
+/// authority of `notify.base_url`.
 fn host_ok(admin: &Admin, req: &Request<Incoming>) -> bool {
     let Some(host) = req
         .headers()
@@ -434,6 +455,10 @@ fn host_ok(admin: &Admin, req: &Request<Incoming>) -> bool {
         format!("[::1]:{port}"),
     ];
     allowed.iter().any(|a| a.eq_ignore_ascii_case(host))
+        || admin
+            .public
+            .as_ref()
+            .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
 }
 
 async fn read_json(req: Request<Incoming>) -> Result<serde_json::Value, Response<Body>> {
