@@ -30,6 +30,17 @@ async fn start(extra: &str) -> (Airlock, FakeUpstream, Arc<FaultyStore>) {
     (a, up, store)
 }
 
+/// An allowed read through Airlock; returns its status.
+async fn read(client: &reqwest::Client, url: &str) -> u16 {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("read")
+        .status()
+        .as_u16()
+}
+
 async fn export(a: &Airlock) -> String {
     a.audit_export().await
 }
@@ -68,12 +79,14 @@ async fn decisions_transitions_and_executions_form_a_verifiable_chain() {
     let (a, up, _store) = start("").await;
     let client = a.client();
     // An allowed read, a held delete (approved), a held delete (rejected), a blocked-or-held charge.
-    let r = client
-        .get("https://api.github.com/repos/octo/demo?access_token=SHOULD_NOT_BE_LOGGED")
-        .send()
-        .await
-        .expect("read");
-    assert_eq!(r.status(), 200);
+    assert_eq!(
+        read(
+            &client,
+            "https://api.github.com/repos/octo/demo?access_token=SHOULD_NOT_BE_LOGGED"
+        )
+        .await,
+        200
+    );
     let mut ids = Vec::new();
     for repo in ["one", "two"] {
         let r = client
@@ -248,12 +261,10 @@ async fn audit_unavailable_refuses_gated_calls_with_503() {
     let (_, list) = a.admin("GET", "/v1/reviews", None).await;
     assert_eq!(list["reviews"].as_array().map(Vec::len), Some(0));
     // Allowed reads keep flowing (their audit is best effort).
-    let r = client
-        .get("https://api.github.com/repos/octo/demo")
-        .send()
-        .await
-        .expect("read");
-    assert_eq!(r.status(), 200);
+    assert_eq!(
+        read(&client, "https://api.github.com/repos/octo/demo").await,
+        200
+    );
     assert_eq!(up.count(), 1);
 
     // A review held while the log worked cannot execute once it fails: approval is refused
@@ -308,12 +319,7 @@ async fn full_disk_refuses_gated_calls_and_keeps_reads_flowing() {
         .await
         .expect("refund");
     assert_eq!(r.status(), 503);
-    let r = client
-        .get("https://api.github.com/user")
-        .send()
-        .await
-        .expect("read");
-    assert_eq!(r.status(), 200);
+    assert_eq!(read(&client, "https://api.github.com/user").await, 200);
     assert_eq!(up.count(), 1, "only the read reached the upstream");
     // Once space is back, holding works again.
     store.fail_reviews.store(false, SeqCst);
@@ -333,14 +339,9 @@ async fn failed_allow_records_become_an_audit_gap() {
     let client = a.client();
     store.fail_audit.store(true, SeqCst);
     for _ in 0..3 {
-        let r = client
-            .get("https://api.github.com/user")
-            .send()
-            .await
-            .expect("read");
+        let status = read(&client, "https://api.github.com/user").await;
         assert_eq!(
-            r.status(),
-            200,
+            status, 200,
             "reads flow while the audit log cannot be written"
         );
     }
@@ -357,12 +358,7 @@ async fn failed_allow_records_become_an_audit_gap() {
         "the recorder tried to write"
     );
     store.fail_audit.store(false, SeqCst);
-    let r = client
-        .get("https://api.github.com/user")
-        .send()
-        .await
-        .expect("read");
-    assert_eq!(r.status(), 200);
+    assert_eq!(read(&client, "https://api.github.com/user").await, 200);
     // Every one of the 4 reads is either on the record or counted in a gap, and some gap is.
     let (mut written, mut gapped) = (0, 0);
     for _ in 0..100 {
