@@ -450,8 +450,8 @@ impl Store for FlakyStore {
         }
         self.inner.compare_and_swap(tree, key, expected, new)
     }
-    fn scan(&self, tree: Tree) -> Result<Vec<Entry>, StoreError> {
-        self.inner.scan(tree)
+    fn scan_from(&self, tree: Tree, start: &[u8]) -> Result<Vec<Entry>, StoreError> {
+        self.inner.scan_from(tree, start)
     }
 }
 

@@ -92,13 +92,12 @@ pub trait Store: Send + Sync + 'static {
         }
         Ok(true)
     }
+    /// Every entry of `tree` whose key is >= `start`, in ascending key order (a range read:
+    /// earlier keys are not visited).
+    fn scan_from(&self, tree: Tree, start: &[u8]) -> Result<Vec<Entry>, StoreError>;
     /// Every entry of `tree` in ascending key order.
-    fn scan(&self, tree: Tree) -> Result<Vec<Entry>, StoreError>;
-    /// Every entry of `tree` whose key is >= `start`, in ascending key order.
-    fn scan_from(&self, tree: Tree, start: &[u8]) -> Result<Vec<Entry>, StoreError> {
-        let mut all = self.scan(tree)?;
-        all.retain(|(k, _)| k.as_slice() >= start);
-        Ok(all)
+    fn scan(&self, tree: Tree) -> Result<Vec<Entry>, StoreError> {
+        self.scan_from(tree, &[])
     }
 }
 

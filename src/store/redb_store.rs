@@ -99,11 +99,6 @@ impl Store for RedbStore {
         Ok(true)
     }
 
-    fn scan(&self, tree: Tree) -> Result<Vec<super::Entry>, StoreError> {
-        self.scan_from(tree, &[])
-    }
-
-    /// A range read: only keys `>= start` are visited.
     fn scan_from(&self, tree: Tree, start: &[u8]) -> Result<Vec<super::Entry>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = txn.open_table(table(tree)).map_err(|e| self.err(e))?;

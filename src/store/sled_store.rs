@@ -103,11 +103,6 @@ impl Store for SledStore {
         }
     }
 
-    fn scan(&self, tree: Tree) -> Result<Vec<super::Entry>, StoreError> {
-        self.scan_from(tree, &[])
-    }
-
-    /// A range read: only keys `>= start` are visited.
     fn scan_from(&self, tree: Tree, start: &[u8]) -> Result<Vec<super::Entry>, StoreError> {
         self.tree(tree)
             .range(start..)

@@ -276,11 +276,12 @@ impl airlock::store::Store for FaultyStore {
         }
         self.inner.compare_and_swap(tree, key, expected, new)
     }
-    fn scan(
+    fn scan_from(
         &self,
         tree: airlock::store::Tree,
+        start: &[u8],
     ) -> Result<Vec<airlock::store::Entry>, airlock::store::StoreError> {
-        self.inner.scan(tree)
+        self.inner.scan_from(tree, start)
     }
 }
 
