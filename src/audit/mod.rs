@@ -89,6 +89,12 @@ struct Head {
     since_checkpoint: u64,
 }
 
+/// What a caller gets if the group writer handed back fewer results than it was given entries
+/// (never expected; fail closed rather than panic).
+fn no_result() -> AuditError {
+    AuditError::Store(StoreError::Io("the audit writer returned no result".into()))
+}
+
 /// Most entries one group commit writes in one transaction.
 const MAX_BATCH: usize = 256;
 
@@ -296,13 +302,8 @@ impl AuditLog {
     /// of that checkpoint is logged, not returned (the event itself is durable), and retried on
     /// the next append or timer tick. The event must not contain secrets.
     pub fn append(&self, kind: &str, event: Value) -> Result<u64, AuditError> {
-        let fields = Self::checked(kind, event)?;
-        let mut results = self.group_commit(vec![(kind.to_string(), fields)]);
-        results.pop().unwrap_or_else(|| {
-            Err(AuditError::Store(StoreError::Io(
-                "the audit writer returned no result".into(),
-            )))
-        })
+        let mut results = self.append_all(vec![(kind, event)]);
+        results.pop().unwrap_or_else(|| Err(no_result()))
     }
 
     /// Appends several events (each as in [`AuditLog::append`]) through one wait: they join
@@ -324,11 +325,8 @@ impl AuditLog {
         results
             .into_iter()
             .map(|r| {
-                r.or_else(|| written.next()).unwrap_or_else(|| {
-                    Err(AuditError::Store(StoreError::Io(
-                        "the audit writer returned no result".into(),
-                    )))
-                })
+                r.or_else(|| written.next())
+                    .unwrap_or_else(|| Err(no_result()))
             })
             .collect()
     }
