@@ -162,6 +162,7 @@ struct RawProxy {
     leaf_cache_size: usize,
     max_connections: usize,
     allow_anonymous: bool,
+    workers: Option<usize>,
 }
 
 impl Default for RawProxy {
@@ -177,6 +178,7 @@ impl Default for RawProxy {
             leaf_cache_size: 1024,
             max_connections: 10_000,
             allow_anonymous: false,
+            workers: None,
         }
     }
 }
@@ -406,6 +408,8 @@ pub struct ProxyConfig {
     pub max_connections: usize,
     /// Accept agents without `Proxy-Authorization` (local development only).
     pub allow_anonymous: bool,
+    /// Connection runtimes, one thread each (`proxy::workers`); 0: the caller's runtime.
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -549,6 +553,9 @@ impl<'a> LineIndex<'a> {
     }
 }
 
+/// Upper bound on `proxy.workers` (threads are not free; more than the cores only costs).
+const MAX_WORKERS: usize = 1024;
+
 fn check(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
     let invalid = |field: &str, message: String| ConfigError::Invalid {
         file: file.to_string(),
@@ -570,6 +577,16 @@ fn check(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
             "must be at least 8192".into(),
         ));
     }
+    let workers = match p.workers {
+        None => crate::proxy::workers::auto_count(),
+        Some(n) if n <= MAX_WORKERS => n,
+        Some(n) => {
+            return Err(invalid(
+                "proxy.workers",
+                format!("{n} is more than {MAX_WORKERS}; leave it unset for one per core"),
+            ))
+        }
+    };
     let leaf_cache_size = NonZeroUsize::new(p.leaf_cache_size)
         .ok_or_else(|| invalid("proxy.leaf_cache_size", "must be at least 1".into()))?;
     let mut inspect_hosts = Vec::new();
@@ -591,6 +608,7 @@ fn check(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
         leaf_cache_size,
         max_connections: p.max_connections.max(1),
         allow_anonymous: p.allow_anonymous,
+        workers,
     };
     let u = raw.upstream;
     let mut resolve = BTreeMap::new();
@@ -917,6 +935,9 @@ mod tests {
         assert_eq!(c.proxy.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.proxy.unknown_hosts, UnknownHosts::Deny);
         assert_eq!(c.gate.review_expiry, Duration::from_secs(86_400));
+        assert_eq!(c.proxy.workers, crate::proxy::workers::auto_count());
+        let inline = Config::from_toml("t.toml", "[proxy]\nworkers = 0\n").expect("0 is valid");
+        assert_eq!(inline.proxy.workers, 0);
     }
 
     #[test]
@@ -937,6 +958,11 @@ mod tests {
                 "upstream.resolve.a.b",
             ),
             ("[proxy\n", "t.toml:1:"),
+            (
+                "[proxy]\nworkers = 5000\n",
+                "t.toml: proxy.workers: 5000 is more than 1024",
+            ),
+            ("[proxy]\nworkers = -1\n", "t.toml:2:11:"),
         ];
         for (text, want) in cases {
             let err = Config::from_toml("t.toml", text)

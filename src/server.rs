@@ -20,6 +20,8 @@ use crate::tls::{CertificateAuthority, TlsError};
 pub enum ServerError {
     #[error("CA: {0}")]
     Tls(#[from] TlsError),
+    #[error("proxy: {0}")]
+    Proxy(#[from] crate::proxy::ProxyError),
     #[error("store at {path}: {source}")]
     Store { path: String, source: StoreError },
     #[error("recovering reviews: {0}")]

@@ -553,3 +553,37 @@ async fn graceful_shutdown_drains_in_flight_requests() {
         .expect("rest");
     assert_eq!(&rest[..], b"rest\n");
 }
+
+/// Connections are spread over the worker runtimes, each with its own upstream pool: six agent
+/// connections on three workers reuse three upstream connections (one per worker), and the
+/// inline mode (`workers = 0`, one shared pool) serves the same traffic over one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_spread_over_workers_each_with_its_own_pool() {
+    for (workers, want_upstream_conns) in [(3, 3), (0, 1)] {
+        let toml = format!("{INSPECT}workers = {workers}\n");
+        let (up, airlock) = setup(&toml, UpstreamOptions::default()).await;
+        assert_eq!(airlock.proxy.workers.count(), workers);
+        for round in 0..2 {
+            for i in 0..6 {
+                // A fresh client is a fresh agent connection.
+                let resp = airlock
+                    .client_builder()
+                    .http1_only()
+                    .build()
+                    .expect("client")
+                    .get(format!("https://api.github.com/w/{round}/{i}"))
+                    .send()
+                    .await
+                    .expect("send");
+                assert_eq!(resp.status(), 200, "workers = {workers}");
+                resp.bytes().await.expect("body");
+            }
+        }
+        assert_eq!(up.count(), 12, "workers = {workers}");
+        assert_eq!(
+            up.connections(),
+            want_upstream_conns,
+            "workers = {workers}: upstream connections"
+        );
+    }
+}

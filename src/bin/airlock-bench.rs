@@ -74,6 +74,13 @@ struct Args {
     /// Run direct, then through --proxy, and print ratios.
     #[arg(long)]
     compare: bool,
+    /// With --compare: alternate direct and proxy runs this many times and report the median
+    /// ratio (a noisy machine swings single runs by a third).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// The proxy's process id: report its CPU time per request (from /proc, Linux only).
+    #[arg(long)]
+    proxy_pid: Option<u32>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -89,6 +96,35 @@ struct Report {
     p90_us: u64,
     p99_us: u64,
     max_us: u64,
+    /// CPU time per request of the load generator and the upstream together, in µs.
+    client_cpu_us: Option<f64>,
+    /// CPU time per request of the proxy process (`--proxy-pid`), in µs.
+    proxy_cpu_us: Option<f64>,
+}
+
+/// User + system CPU seconds a process has used so far (Linux /proc), `None` elsewhere.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks / hz as f64)
+}
+
+/// CPU counters read around one run: this process plus the upstream child, and the proxy.
+struct CpuProbe {
+    pids: Vec<u32>,
+    proxy: Option<u32>,
+}
+
+impl CpuProbe {
+    fn read(&self) -> (Option<f64>, Option<f64>) {
+        let client: Option<f64> = self.pids.iter().map(|p| cpu_seconds(*p)).sum();
+        (client, self.proxy.and_then(cpu_seconds))
+    }
 }
 
 fn main() -> Result<()> {
@@ -115,7 +151,7 @@ async fn run(args: Args) -> Result<()> {
         std::future::pending::<()>().await;
     }
     // Held for the whole run: dropping it kills the upstream process.
-    let (upstream, _child) = if args.upstream_in_process {
+    let (upstream, child) = if args.upstream_in_process {
         (start_upstream(&issuer, &args).await?, None)
     } else {
         let (addr, child) = spawn_upstream(&args, &ca_dir)?;
@@ -130,20 +166,57 @@ async fn run(args: Args) -> Result<()> {
         },
         ca_dir.join("upstream-ca.pem").display()
     );
+    let mut pids = vec![std::process::id()];
+    pids.extend(child.as_ref().map(|c| c.0.id()));
+    let probe = CpuProbe {
+        pids,
+        proxy: args.proxy_pid,
+    };
+    let proxy = match &args.proxy {
+        Some(url) => {
+            let ca = match &args.ca {
+                Some(p) => {
+                    std::fs::read(p).with_context(|| format!("reading --ca {}", p.display()))?
+                }
+                None => bail!("--proxy needs --ca (the proxy's CA certificate)"),
+            };
+            Some((parse_proxy(url)?, ca))
+        }
+        None => None,
+    };
+    let rounds = if args.compare { args.rounds.max(1) } else { 1 };
     let mut reports = Vec::new();
-    if args.compare || args.proxy.is_none() {
-        reports.push(drive(&args, upstream, None, ca_pem.as_bytes()).await?);
-    }
-    if let Some(proxy) = &args.proxy {
-        let proxy_addr = parse_proxy(proxy)?;
-        let ca = match &args.ca {
-            Some(p) => std::fs::read(p).with_context(|| format!("reading --ca {}", p.display()))?,
-            None => bail!("--proxy needs --ca (the proxy's CA certificate)"),
-        };
-        reports.push(drive(&args, upstream, Some(proxy_addr), &ca).await?);
+    for _ in 0..rounds {
+        if args.compare || proxy.is_none() {
+            reports.push(measured(&args, &probe, upstream, None, ca_pem.as_bytes()).await?);
+        }
+        if let Some((addr, ca)) = &proxy {
+            reports.push(measured(&args, &probe, upstream, Some(*addr), ca).await?);
+        }
     }
     print_reports(&reports, args.json);
     Ok(())
+}
+
+/// One run with the CPU each side used per request.
+async fn measured(
+    args: &Args,
+    probe: &CpuProbe,
+    upstream: SocketAddr,
+    proxy: Option<SocketAddr>,
+    ca_pem: &[u8],
+) -> Result<Report> {
+    let (c0, p0) = probe.read();
+    let mut r = drive(args, upstream, proxy, ca_pem).await?;
+    let (c1, p1) = probe.read();
+    // `drive` counts only requests sent after the warm-up; CPU covers the warm-up too.
+    let total = r.requests as f64 * (args.duration + args.warmup) as f64 / args.duration as f64;
+    let per = |a: Option<f64>, b: Option<f64>| Some((b? - a?) * 1e6 / total.max(1.0));
+    r.client_cpu_us = per(c0, c1);
+    if proxy.is_some() {
+        r.proxy_cpu_us = per(p0, p1);
+    }
+    Ok(r)
 }
 
 /// The upstream in a child process (this binary with `--serve-upstream`), killed on drop.
@@ -400,6 +473,8 @@ async fn drive(
         p90_us: pct(0.90),
         p99_us: pct(0.99),
         max_us: all.last().copied().unwrap_or(0),
+        client_cpu_us: None,
+        proxy_cpu_us: None,
     })
 }
 
@@ -412,21 +487,78 @@ fn print_reports(reports: &[Report], json: bool) {
         return;
     }
     println!(
-        "{:<8} {:>10} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8}",
-        "mode", "requests", "errors", "req/s", "p50 µs", "p90 µs", "p99 µs", "max µs"
+        "{:<8} {:>10} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8} {:>11} {:>10}",
+        "mode",
+        "requests",
+        "errors",
+        "req/s",
+        "p50 µs",
+        "p90 µs",
+        "p99 µs",
+        "max µs",
+        "client cpu",
+        "proxy cpu"
     );
+    let cpu = |v: Option<f64>| v.map(|v| format!("{v:.1} µs")).unwrap_or("-".into());
     for r in reports {
         println!(
-            "{:<8} {:>10} {:>7} {:>10.0} {:>8} {:>8} {:>8} {:>8}",
-            r.mode, r.requests, r.errors, r.rps, r.p50_us, r.p90_us, r.p99_us, r.max_us
+            "{:<8} {:>10} {:>7} {:>10.0} {:>8} {:>8} {:>8} {:>8} {:>11} {:>10}",
+            r.mode,
+            r.requests,
+            r.errors,
+            r.rps,
+            r.p50_us,
+            r.p90_us,
+            r.p99_us,
+            r.max_us,
+            cpu(r.client_cpu_us),
+            cpu(r.proxy_cpu_us)
         );
     }
-    if let [d, p] = reports {
+    let pairs: Vec<(&Report, &Report)> = reports
+        .chunks(2)
+        .filter_map(|c| match c {
+            [d, p] if d.mode == "direct" && p.mode == "proxy" => Some((d, p)),
+            _ => None,
+        })
+        .collect();
+    let mut ratios = Vec::new();
+    let mut added = Vec::new();
+    let mut cost = Vec::new();
+    for (d, p) in &pairs {
+        let ratio = p.rps / d.rps.max(1.0);
+        let add = (p.p50_us as f64 - d.p50_us as f64) / 1000.0;
         println!(
-            "ratio: throughput proxy/direct = {:.2}x, added p50 = {:.3} ms, added p99 = {:.3} ms",
-            p.rps / d.rps.max(1.0),
-            (p.p50_us as f64 - d.p50_us as f64) / 1000.0,
+            "ratio: throughput proxy/direct = {ratio:.2}x, added p50 = {add:.3} ms, added p99 = {:.3} ms",
             (p.p99_us as f64 - d.p99_us as f64) / 1000.0
         );
+        ratios.push(ratio);
+        added.push(add);
+        if let (Some(pc), Some(dc)) = (p.proxy_cpu_us, d.client_cpu_us) {
+            cost.push(pc / dc.max(0.001));
+        }
+    }
+    if pairs.len() > 1 {
+        println!(
+            "median of {} rounds: throughput {:.2}x, added p50 {:.3} ms",
+            pairs.len(),
+            median(&mut ratios),
+            median(&mut added)
+        );
+    }
+    if !cost.is_empty() {
+        println!(
+            "proxy CPU per request / direct client+upstream CPU per request: {:.2} (median)",
+            median(&mut cost)
+        );
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
 }

@@ -46,13 +46,16 @@ pub(super) async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, life: 
             life.tasks.spawn(refuse_over_limit(stream));
             continue;
         };
-        let proxy = proxy.clone();
+        let served = proxy.clone();
         let life2 = life.clone();
         // The slot is held by the connection and, after a CONNECT, by its tunnel: hyper
         // finishes the front connection at the upgrade, the tunnel task keeps a clone.
         let slot = Arc::new(permit);
-        life.tasks
-            .spawn(serve_front(stream, peer, proxy, life2, slot));
+        let tracked = life.tasks.token();
+        proxy.workers.serve(stream, move |stream| async move {
+            serve_front(stream, peer, served, life2, slot).await;
+            drop(tracked);
+        });
     }
 }
 

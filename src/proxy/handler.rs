@@ -444,7 +444,7 @@ pub async fn forward(
         }
         Ok::<_, Refusal>(req)
     })?;
-    let resp = super::upstream::send(&proxy.client, permitted)
+    let resp = super::upstream::send(proxy.upstreams.current(), permitted)
         .await
         .map_err(Refusal::upstream)?;
     Ok(match proxy.vault.scrubber() {

@@ -26,6 +26,7 @@ pub mod respond;
 pub mod target;
 pub mod tunnel;
 pub mod upstream;
+pub mod workers;
 
 use std::sync::Arc;
 
@@ -38,7 +39,8 @@ use crate::config::Config;
 use crate::gate::Gate;
 use crate::tls::{CertificateAuthority, LeafCache, TlsError};
 use policy::{Classifier, HostPolicy};
-use upstream::{Dialer, UpstreamClient};
+use upstream::{Dialer, UpstreamPools};
+use workers::Workers;
 
 /// Everything a connection needs, shared by all of them.
 pub struct Proxy {
@@ -46,7 +48,10 @@ pub struct Proxy {
     pub hosts: HostPolicy,
     pub classifier: Arc<dyn Classifier>,
     pub leaves: LeafCache,
-    pub client: UpstreamClient,
+    /// Upstream connection pools, one per worker.
+    pub upstreams: UpstreamPools,
+    /// The runtimes agent connections are served on.
+    pub workers: Workers,
     pub dialer: Dialer,
     pub gate: Option<Arc<Gate>>,
     pub agents: crate::agents::Agents,
@@ -58,6 +63,14 @@ pub struct Proxy {
     conn_limit: Arc<Semaphore>,
     /// Writes allowed-request audit records in the background (bounded queue).
     pub(crate) allow_audit: allow_audit::AllowRecorder,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+    #[error("starting the connection worker threads: {0}")]
+    Workers(std::io::Error),
 }
 
 /// Shutdown signal and the tracker of every task the proxy spawns, both owned by the caller.
@@ -77,9 +90,15 @@ impl Proxy {
         gate: Option<Arc<Gate>>,
         dialer: Dialer,
         vault: Arc<crate::credentials::Vault>,
-    ) -> Result<Proxy, TlsError> {
+    ) -> Result<Proxy, ProxyError> {
         let tls = crate::tls::client_config(&config.upstream.extra_ca_files)?;
-        let client = upstream::client(tls, dialer.clone(), config.upstream.pool_idle_timeout);
+        let workers = Workers::start(config.proxy.workers).map_err(ProxyError::Workers)?;
+        let upstreams = UpstreamPools::new(
+            workers.count(),
+            &tls,
+            &dialer,
+            config.upstream.pool_idle_timeout,
+        );
         let mut inspect_hosts = config.proxy.inspect_hosts.clone();
         inspect_hosts.extend(vault.hosts());
         Ok(Proxy {
@@ -94,7 +113,8 @@ impl Proxy {
             allow_audit: Default::default(),
             classifier,
             leaves: LeafCache::new(ca, config.proxy.leaf_cache_size),
-            client,
+            upstreams,
+            workers,
             dialer,
             gate,
             max_buffered_body: config.gate.max_body_bytes,

@@ -142,6 +142,33 @@ impl tower_service::Service<Uri> for Dialer {
 /// The pooled upstream client.
 pub type UpstreamClient = Client<HttpsConnector<Dialer>, Body>;
 
+/// One upstream pool per connection worker (plus one for every other thread), so a request
+/// reuses connections driven by its own worker's reactor, never another thread's.
+pub struct UpstreamPools {
+    pools: Vec<UpstreamClient>,
+}
+
+impl UpstreamPools {
+    pub fn new(
+        workers: usize,
+        tls: &Arc<rustls::ClientConfig>,
+        dialer: &Dialer,
+        pool_idle_timeout: Duration,
+    ) -> Self {
+        Self {
+            pools: (0..=workers)
+                .map(|_| client(tls.clone(), dialer.clone(), pool_idle_timeout))
+                .collect(),
+        }
+    }
+
+    /// The pool of the worker running the calling thread.
+    pub fn current(&self) -> &UpstreamClient {
+        &self.pools[super::workers::Workers::current() % self.pools.len()]
+    }
+}
+
+/// A pooled client: h2 where the upstream offers it, else HTTP/1.1.
 pub fn client(
     tls: Arc<rustls::ClientConfig>,
     dialer: Dialer,
