@@ -1,6 +1,7 @@
 //! The agent-facing proxy. One request goes through these phases (see `docs/request-flow.md`):
 //!
-//! 1. **accept** (`front`): TCP accept, TCP_NODELAY, connection limit, HTTP/1.1 with bounded
+//! 1. **accept** (`front`): TCP accept, TCP_NODELAY, connection limit; the connection moves
+//!    to one of the per-core runtimes (`workers`) for everything below. HTTP/1.1 with bounded
 //!    headers (431), header-read timeout, idle timeout.
 //! 2. **route** (`front`): `CONNECT host:port` or an absolute-form `http://` request; the host is
 //!    inspected, tunnelled or refused (`policy::HostPolicy`).

@@ -5,6 +5,10 @@
 //! request path has no cross-thread wake-ups. `workers = 0` serves connections on the
 //! caller's runtime instead.
 //!
+//! The price: a request's CPU work (rule evaluation of a buffered body, leaf minting) delays
+//! the other connections of its worker until it yields. Store, audit and fsync work never runs
+//! here; it goes to the blocking pool (`spawn_blocking`).
+//!
 //! The worker threads stop when the owning [`Workers`] is dropped (the last `Proxy` handle);
 //! graceful shutdown drains through `Lifecycle::tasks` before that happens.
 
