@@ -34,33 +34,26 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Starts `count` worker threads, each driving its own current-thread runtime.
+    /// Starts `count` worker threads, each driving its own current-thread runtime. On an
+    /// error the threads already started stop again.
     pub fn start(count: usize) -> io::Result<Workers> {
-        let stop = CancellationToken::new();
-        let mut handles = Vec::with_capacity(count);
+        let mut workers = Workers::inline();
         for i in 0..count {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            handles.push(rt.handle().clone());
-            let stopped = stop.clone();
-            let spawned = std::thread::Builder::new()
+            let handle = rt.handle().clone();
+            let stopped = workers.stop.clone();
+            std::thread::Builder::new()
                 .name(format!("airlock-worker-{i}"))
                 .spawn(move || {
                     WORKER.with(|w| w.set(i + 1));
                     rt.block_on(stopped.cancelled());
                     // Dropping the runtime here drops whatever tasks were still on it.
-                });
-            if let Err(e) = spawned {
-                stop.cancel();
-                return Err(e);
-            }
+                })?;
+            workers.handles.push(handle);
         }
-        Ok(Workers {
-            handles,
-            next: AtomicUsize::new(0),
-            stop,
-        })
+        Ok(workers)
     }
 
     /// No worker threads: everything runs on the caller's runtime.
