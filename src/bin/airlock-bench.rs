@@ -209,8 +209,10 @@ async fn measured(
     let (c0, p0) = probe.read();
     let mut r = drive(args, upstream, proxy, ca_pem).await?;
     let (c1, p1) = probe.read();
-    // `drive` counts only requests sent after the warm-up; CPU covers the warm-up too.
-    let total = r.requests as f64 * (args.duration + args.warmup) as f64 / args.duration as f64;
+    // `drive` counts only requests sent after the warm-up; CPU covers the warm-up (and the
+    // handshakes) too, so the count is scaled up as if the warm-up ran at the measured rate.
+    let measured_secs = args.duration.max(1) as f64;
+    let total = r.requests as f64 * (measured_secs + args.warmup as f64) / measured_secs;
     let per = |a: Option<f64>, b: Option<f64>| Some((b? - a?) * 1e6 / total.max(1.0));
     r.client_cpu_us = per(c0, c1);
     if proxy.is_some() {
