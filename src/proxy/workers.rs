@@ -108,7 +108,7 @@ impl Drop for Workers {
     }
 }
 
-/// The worker count `proxy.workers = "auto"` means: one per available core.
+/// The worker count when `proxy.workers` is unset: one per core this process may run on.
 pub fn auto_count() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
