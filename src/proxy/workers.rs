@@ -1,6 +1,7 @@
-//! Per-core connection runtimes. Accepted agent connections are spread round-robin over
-//! `proxy.workers` single-threaded Tokio runtimes, one OS thread each, with no work stealing
-//! (the model of nginx, Envoy and pingora's no-steal runtime). A connection, every task it
+//! Per-core connection runtimes. Each accepted agent connection goes to the least busy of
+//! `proxy.workers` single-threaded Tokio runtimes (fewest open connections, ties in turn), one
+//! OS thread each, with no work stealing (the model of nginx, Envoy and pingora's no-steal
+//! runtime). A connection, every task it
 //! spawns (interception, tunnels), its timers and its upstream pool stay on one thread, so the
 //! request path has no cross-thread wake-ups. `workers = 0` serves connections on the
 //! caller's runtime instead.
@@ -16,6 +17,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
@@ -29,8 +31,19 @@ thread_local! {
 /// The set of worker runtimes (empty: connections run on the caller's runtime).
 pub struct Workers {
     handles: Vec<Handle>,
+    /// Open connections per worker (same order as `handles`).
+    open: Vec<Arc<AtomicUsize>>,
     next: AtomicUsize,
     stop: CancellationToken,
+}
+
+/// Counts a connection against its worker for as long as it is served (dropped on any exit).
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Workers {
@@ -52,6 +65,7 @@ impl Workers {
                     // Dropping the runtime here drops whatever tasks were still on it.
                 })?;
             workers.handles.push(handle);
+            workers.open.push(Arc::new(AtomicUsize::new(0)));
         }
         Ok(workers)
     }
@@ -60,6 +74,7 @@ impl Workers {
     pub fn inline() -> Workers {
         Workers {
             handles: Vec::new(),
+            open: Vec::new(),
             next: AtomicUsize::new(0),
             stop: CancellationToken::new(),
         }
@@ -69,13 +84,22 @@ impl Workers {
         self.handles.len()
     }
 
+    /// Connections each worker is serving now.
+    pub fn open_connections(&self) -> Vec<usize> {
+        self.open
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect()
+    }
+
     /// 1-based index of the worker running the calling thread, 0 outside every worker.
     pub fn current() -> usize {
         WORKER.with(|w| w.get())
     }
 
-    /// Serves an accepted connection on the next worker (round-robin). The socket is moved
-    /// out of the accepting runtime's reactor and registered with the worker's own.
+    /// Serves an accepted connection on the worker with the fewest open connections (ties go
+    /// round-robin). The socket is moved out of the accepting runtime's reactor and registered
+    /// with the worker's own.
     pub fn serve<F, Fut>(&self, stream: TcpStream, serve: F)
     where
         F: FnOnce(TcpStream) -> Fut + Send + 'static,
@@ -92,13 +116,27 @@ impl Workers {
                 return;
             }
         };
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
+        let i = self.least_busy();
+        self.open[i].fetch_add(1, Ordering::Relaxed);
+        let open = Open(self.open[i].clone());
         self.handles[i].spawn(async move {
+            let _open = open;
             match TcpStream::from_std(std) {
                 Ok(s) => serve(s).await,
                 Err(e) => tracing::warn!(error = %e, "worker could not register a connection"),
             }
         });
+    }
+}
+
+impl Workers {
+    fn least_busy(&self) -> usize {
+        let n = self.handles.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        (0..n)
+            .map(|k| (start + k) % n)
+            .min_by_key(|&i| self.open[i].load(Ordering::Relaxed))
+            .unwrap_or(start)
     }
 }
 
@@ -120,24 +158,57 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// Accepts one connection on `listener` and serves it on `workers`: the server writes the
+    /// 1-based worker index, then holds the connection until the client closes it.
+    async fn one(workers: &Workers, listener: &tokio::net::TcpListener) -> (TcpStream, u8) {
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        workers.serve(server, |mut s| async move {
+            let me = Workers::current() as u8;
+            let _ = s.write_all(&[me]).await;
+            let _ = s.read(&mut [0u8; 1]).await;
+        });
+        let mut b = [0u8; 1];
+        client.read_exact(&mut b).await.unwrap();
+        (client, b[0])
+    }
+
+    /// Waits until the workers serve exactly `want` connections each.
+    async fn settle(workers: &Workers, want: &[usize]) {
+        for _ in 0..500 {
+            if workers.open_connections() == want {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        panic!(
+            "open connections {:?}, want {want:?}",
+            workers.open_connections()
+        );
+    }
+
     #[tokio::test]
-    async fn connections_run_on_the_workers_round_robin() {
+    async fn connections_go_to_the_least_busy_worker() {
         let workers = Workers::start(2).expect("workers");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut seen = Vec::new();
-        for _ in 0..4 {
-            let mut client = TcpStream::connect(addr).await.unwrap();
-            let (server, _) = listener.accept().await.unwrap();
-            workers.serve(server, |mut s| async move {
-                let me = Workers::current() as u8;
-                let _ = s.write_all(&[me]).await;
-            });
-            let mut b = [0u8; 1];
-            client.read_exact(&mut b).await.unwrap();
-            seen.push(b[0]);
+        // Idle workers take turns.
+        let (long, first) = one(&workers, &listener).await;
+        let (c2, second) = one(&workers, &listener).await;
+        assert_eq!((first, second), (1, 2));
+        settle(&workers, &[1, 1]).await;
+        drop(c2);
+        settle(&workers, &[1, 0]).await;
+        // While the first connection stays open, new ones go to the other worker.
+        for _ in 0..3 {
+            let (c, w) = one(&workers, &listener).await;
+            assert_eq!(w, 2, "the busy worker is skipped");
+            drop(c);
+            settle(&workers, &[1, 0]).await;
         }
-        assert_eq!(seen, vec![1, 2, 1, 2]);
+        drop(long);
+        settle(&workers, &[0, 0]).await;
         assert_eq!(Workers::current(), 0, "the test's own thread is no worker");
     }
 
