@@ -1,10 +1,9 @@
 //! Per-core connection runtimes. Each accepted agent connection goes to the least busy of
 //! `proxy.workers` single-threaded Tokio runtimes (fewest open connections, ties in turn), one
 //! OS thread each, with no work stealing (the model of nginx, Envoy and pingora's no-steal
-//! runtime). A connection, every task it
-//! spawns (interception, tunnels), its timers and its upstream pool stay on one thread, so the
-//! request path has no cross-thread wake-ups. `workers = 0` serves connections on the
-//! caller's runtime instead.
+//! runtime). A connection, every task it spawns (interception, tunnels), its timers and its
+//! upstream pool stay on one thread, so the request path has no cross-thread wake-ups.
+//! `workers = 0` serves connections on the caller's runtime instead.
 //!
 //! The price: a request's CPU work (rule evaluation of a buffered body, leaf minting) delays
 //! the other connections of its worker until it yields. Store, audit and fsync work never runs
