@@ -29,15 +29,26 @@ thread_local! {
 
 /// The set of worker runtimes (empty: connections run on the caller's runtime).
 pub struct Workers {
-    handles: Vec<Handle>,
-    /// Open connections per worker (same order as `handles`).
-    open: Vec<Arc<AtomicUsize>>,
+    workers: Vec<Worker>,
     next: AtomicUsize,
     stop: CancellationToken,
 }
 
+/// One worker: its runtime and how many connections it is serving.
+struct Worker {
+    handle: Handle,
+    open: Arc<AtomicUsize>,
+}
+
 /// Counts a connection against its worker for as long as it is served (dropped on any exit).
 struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn on(worker: &Worker) -> Open {
+        worker.open.fetch_add(1, Ordering::Relaxed);
+        Open(worker.open.clone())
+    }
+}
 
 impl Drop for Open {
     fn drop(&mut self) {
@@ -63,8 +74,10 @@ impl Workers {
                     rt.block_on(stopped.cancelled());
                     // Dropping the runtime here drops whatever tasks were still on it.
                 })?;
-            workers.handles.push(handle);
-            workers.open.push(Arc::new(AtomicUsize::new(0)));
+            workers.workers.push(Worker {
+                handle,
+                open: Arc::new(AtomicUsize::new(0)),
+            });
         }
         Ok(workers)
     }
@@ -72,22 +85,21 @@ impl Workers {
     /// No worker threads: everything runs on the caller's runtime.
     pub fn inline() -> Workers {
         Workers {
-            handles: Vec::new(),
-            open: Vec::new(),
+            workers: Vec::new(),
             next: AtomicUsize::new(0),
             stop: CancellationToken::new(),
         }
     }
 
     pub fn count(&self) -> usize {
-        self.handles.len()
+        self.workers.len()
     }
 
     /// Connections each worker is serving now.
     pub fn open_connections(&self) -> Vec<usize> {
-        self.open
+        self.workers
             .iter()
-            .map(|n| n.load(Ordering::Relaxed))
+            .map(|w| w.open.load(Ordering::Relaxed))
             .collect()
     }
 
@@ -104,10 +116,10 @@ impl Workers {
         F: FnOnce(TcpStream) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        if self.handles.is_empty() {
+        let Some(worker) = self.least_busy() else {
             tokio::spawn(serve(stream));
             return;
-        }
+        };
         let std = match stream.into_std() {
             Ok(s) => s,
             Err(e) => {
@@ -115,10 +127,8 @@ impl Workers {
                 return;
             }
         };
-        let i = self.least_busy();
-        self.open[i].fetch_add(1, Ordering::Relaxed);
-        let open = Open(self.open[i].clone());
-        self.handles[i].spawn(async move {
+        let open = Open::on(worker);
+        worker.handle.spawn(async move {
             let _open = open;
             match TcpStream::from_std(std) {
                 Ok(s) => serve(s).await,
@@ -126,16 +136,15 @@ impl Workers {
             }
         });
     }
-}
 
-impl Workers {
-    fn least_busy(&self) -> usize {
-        let n = self.handles.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+    /// The worker with the fewest open connections, searched from a rotating start so ties
+    /// take turns; `None` without workers.
+    fn least_busy(&self) -> Option<&Worker> {
+        let n = self.workers.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n.max(1);
         (0..n)
-            .map(|k| (start + k) % n)
-            .min_by_key(|&i| self.open[i].load(Ordering::Relaxed))
-            .unwrap_or(start)
+            .map(|k| &self.workers[(start + k) % n])
+            .min_by_key(|w| w.open.load(Ordering::Relaxed))
     }
 }
 
