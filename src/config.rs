@@ -278,6 +278,7 @@ impl Default for RawGate {
 struct RawRules {
     dir: Option<PathBuf>,
     default_action: Action,
+    unclassified_writes: Action,
 }
 
 impl Default for RawRules {
@@ -285,6 +286,7 @@ impl Default for RawRules {
         Self {
             dir: None,
             default_action: Action::Allow,
+            unclassified_writes: Action::Escalate,
         }
     }
 }
@@ -459,6 +461,9 @@ pub struct RulesConfig {
     pub dir: Option<PathBuf>,
     /// Verdict for inspected hosts that no service in the catalog names.
     pub default_action: Action,
+    /// Verdict for a write to a catalog host that no rule classifies (escalate, block or
+    /// allow; default escalate: the closed world).
+    pub unclassified_writes: Action,
 }
 
 impl Config {
@@ -587,6 +592,15 @@ fn check(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
             ))
         }
     };
+    let unclassified_writes = match raw.rules.unclassified_writes {
+        Action::Notify => {
+            return Err(invalid(
+                "rules.unclassified_writes",
+                "must be \"escalate\", \"block\" or \"allow\" (a soft gate would forward what no rule understands)".into(),
+            ))
+        }
+        a => a,
+    };
     let leaf_cache_size = NonZeroUsize::new(p.leaf_cache_size)
         .ok_or_else(|| invalid("proxy.leaf_cache_size", "must be at least 1".into()))?;
     let mut inspect_hosts = Vec::new();
@@ -710,6 +724,7 @@ fn check(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
         rules: RulesConfig {
             dir: raw.rules.dir,
             default_action: raw.rules.default_action,
+            unclassified_writes,
         },
     })
 }

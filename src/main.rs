@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use airlock::config::{self, Config, UnknownHosts};
 use airlock::proxy;
-use airlock::rules::{Catalog, CatalogOptions, LiveCatalog};
+use airlock::rules::{Action, Catalog, CatalogOptions, LiveCatalog};
 use airlock::tls::CertificateAuthority;
 
 #[derive(Parser)]
@@ -164,7 +164,16 @@ enum RulesCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Print the verdict for a request and which rule matched and why.
+    /// Count the published GitHub and Stripe routes and mutations per bucket and list any the
+    /// catalog does not classify explicitly (exit status 1 if there is one).
+    Coverage {
+        /// Print every route with its bucket, tool and reason.
+        #[arg(long)]
+        routes: bool,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Print the verdict (bucket) for a request and which rule matched and why.
     Test {
         method: String,
         url: String,
@@ -733,6 +742,9 @@ async fn serve_async(config: Config) -> Result<()> {
     let catalog = LiveCatalog::load(config.rules.dir.clone(), catalog_options(&config))
         .map_err(|e| anyhow::anyhow!("rules: {e}"))?;
     tracing::info!(rules = catalog.current().rule_count(), hosts = ?catalog.current().hosts(), "rules catalog loaded");
+    if config.rules.unclassified_writes == Action::Allow {
+        tracing::warn!("rules.unclassified_writes = \"allow\": writes no rule classifies are forwarded (each is audited as unclassified); the closed world is off");
+    }
     let classifier: Arc<dyn proxy::policy::Classifier> = catalog.clone();
     let server =
         airlock::server::start(&config, classifier, Arc::new(airlock::gate::SystemClock)).await?;
@@ -753,14 +765,15 @@ async fn serve_async(config: Config) -> Result<()> {
 fn catalog_options(config: &Config) -> CatalogOptions {
     CatalogOptions {
         default_action: config.rules.default_action,
+        unclassified_writes: config.rules.unclassified_writes,
     }
 }
 
 fn rules_cmd(config: Config, cmd: RulesCommand) -> Result<()> {
     let dir = match &cmd {
-        RulesCommand::Check { dir } | RulesCommand::Test { dir, .. } => {
-            dir.clone().or(config.rules.dir.clone())
-        }
+        RulesCommand::Check { dir }
+        | RulesCommand::Test { dir, .. }
+        | RulesCommand::Coverage { dir, .. } => dir.clone().or(config.rules.dir.clone()),
     };
     let catalog = match &dir {
         Some(d) => Catalog::load_dir(d, &catalog_options(&config)),
@@ -777,6 +790,11 @@ fn rules_cmd(config: Config, cmd: RulesCommand) -> Result<()> {
                 catalog.rule_count(),
                 catalog.hosts().join(", ")
             );
+        }
+        RulesCommand::Coverage { routes, .. } => {
+            if !rules_coverage(&catalog, routes) {
+                std::process::exit(1);
+            }
         }
         RulesCommand::Test {
             method,
@@ -830,6 +848,75 @@ fn rules_cmd(config: Config, cmd: RulesCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints the coverage report; `false` when a listed route or mutation is unclassified.
+fn rules_coverage(catalog: &Catalog, list_routes: bool) -> bool {
+    use airlock::rules::coverage;
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let routes = coverage::routes(catalog);
+    if list_routes {
+        for r in &routes {
+            let what = match r.method {
+                Some(m) => format!("{} {m} {}", r.service, r.name),
+                None => format!("{} mutation {}", r.service, r.name),
+            };
+            match &r.base {
+                Some(b) => {
+                    let mut line =
+                        format!("{:<8} {what}  [{}] {}", b.action.as_str(), b.tool, b.reason);
+                    for c in &r.stricter {
+                        line.push_str(&format!(
+                            "; {} when [{}] {}",
+                            c.action.as_str(),
+                            c.tool,
+                            c.reason
+                        ));
+                    }
+                    let _ = writeln!(out, "{line}");
+                }
+                None => {
+                    let _ = writeln!(out, "{:<8} {what}", "NONE");
+                }
+            }
+        }
+        out.push('\n');
+    }
+    let mut ok = true;
+    for ((service, kind), t) in coverage::tally(&routes) {
+        let buckets = [
+            Action::Allow,
+            Action::Notify,
+            Action::Escalate,
+            Action::Block,
+        ]
+        .iter()
+        .map(|a| format!("{} {}", a.as_str(), t.buckets.get(a).copied().unwrap_or(0)))
+        .collect::<Vec<_>>()
+        .join(", ");
+        let _ = writeln!(
+            out,
+            "{service} {}: {} listed: {buckets}; {} stricter under conditions; {} unclassified",
+            kind.as_str(),
+            t.listed,
+            t.conditional,
+            t.unclassified.len()
+        );
+        for u in &t.unclassified {
+            let _ = writeln!(out, "  unclassified: {u}");
+            ok = false;
+        }
+        for d in &t.duplicated {
+            let _ = writeln!(out, "  more than one base entry: {d}");
+        }
+    }
+    if ok {
+        out.push_str("every listed route and mutation is classified explicitly\n");
+    }
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
+    ok
 }
 
 async fn reviews(config: Config, token: Option<String>, cmd: ReviewsCommand) -> Result<()> {

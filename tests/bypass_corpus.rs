@@ -22,10 +22,12 @@ const JSON: (&str, &str) = ("Content-Type", "application/json");
 enum Outcome {
     /// 423, `Airlock-Outcome: ESCALATE`, a review id; the review is pending.
     Held,
+    /// Held, with this reason code among the verdict's.
+    HeldFor(&'static str),
     /// Refused with this status and JSON `error` code.
     Refused(u16, &'static str),
 }
-use Outcome::{Held, Refused};
+use Outcome::{Held, HeldFor, Refused};
 
 /// What is sent.
 #[derive(Debug, Clone)]
@@ -517,6 +519,8 @@ fn corpus() -> Vec<Entry> {
         e("stripe", "gzip-encoded charge body", ST, h1("POST", "/v1/charges", &[FORM, ("Content-Encoding", "gzip")], "amount=50&currency=usd"), Held),
         e("stripe", "v2 payout with a duplicate JSON key", ST, h1("POST", "/v2/money_management/outbound_payments", &[JSON], r#"{"amount":{"value":1,"value":2}}"#), Held),
     ];
+    v.extend(closed_world());
+    v.extend(differentials());
     v.push(e(
         "stripe",
         "form body as UTF-16",
@@ -533,6 +537,296 @@ fn corpus() -> Vec<Entry> {
         Held,
     ));
     v
+}
+
+/// Writes no rule names: the closed world holds them (`unclassified_route`).
+fn closed_world() -> Vec<Entry> {
+    let un = |name, host, method, target: &str, body: &str| {
+        let headers: &[(&str, &str)] = if host == ST { &[FORM] } else { &[JSON] };
+        e(
+            "closed world",
+            name,
+            host,
+            h1(method, target.to_string(), headers, body.to_string()),
+            HeldFor("unclassified_route"),
+        )
+    };
+    vec![
+        un(
+            "unlisted GitHub POST",
+            GH,
+            "POST",
+            "/repos/o/r/self-destruct",
+            "{}",
+        ),
+        un(
+            "unlisted GitHub PUT",
+            GH,
+            "PUT",
+            "/user/brand-new-setting",
+            "{}",
+        ),
+        un(
+            "unlisted GitHub PATCH",
+            GH,
+            "PATCH",
+            "/orgs/o/made-up",
+            "{}",
+        ),
+        un(
+            "unlisted GitHub DELETE",
+            GH,
+            "DELETE",
+            "/orgs/o/made-up/thing",
+            "",
+        ),
+        un(
+            "unlisted GitHub POST under a GHES prefix",
+            GH,
+            "POST",
+            "/api/v3/repos/o/r/self-destruct",
+            "{}",
+        ),
+        un(
+            "unlisted Stripe v1 POST",
+            ST,
+            "POST",
+            "/v1/brand_new_money_mover",
+            "amount=1",
+        ),
+        un(
+            "unlisted Stripe v2 POST",
+            ST,
+            "POST",
+            "/v2/core/brand_new",
+            "",
+        ),
+        un(
+            "unlisted Stripe POST on a known object",
+            ST,
+            "POST",
+            "/v1/charges/ch_1/teleport",
+            "",
+        ),
+        e(
+            "closed world",
+            "unlisted POST on the git host",
+            "github.com",
+            h1("POST", "/o/r/settings/delete", &[FORM], "x=1"),
+            HeldFor("unclassified_route"),
+        ),
+    ]
+}
+
+/// Requests a mainstream framework (Rack/Rails, Express, net/http, Django, Spring) could read
+/// differently from Airlock: held whatever the route's bucket (docs/parser-differentials.md).
+fn differentials() -> Vec<Entry> {
+    let d = |name, host, send, code| e("differential", name, host, send, HeldFor(code));
+    let multipart =
+        "--b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--b--\r\n";
+    vec![
+        d(
+            "multipart body with _method on a notify route",
+            GH,
+            h1(
+                "POST",
+                "/repos/o/r/issues",
+                &[("Content-Type", "multipart/form-data; boundary=b")],
+                multipart,
+            ),
+            "body_multipart",
+        ),
+        d(
+            "multipart charge",
+            ST,
+            h1(
+                "POST",
+                "/v1/charges",
+                &[("Content-Type", "multipart/form-data; boundary=b")],
+                "--b\r\nContent-Disposition: form-data; name=\"amount\"\r\n\r\n50000\r\n--b--\r\n",
+            ),
+            "body_multipart",
+        ),
+        d(
+            "POST without Content-Type (Rack reads a form)",
+            GH,
+            h1("POST", "/repos/o/r/issues", &[], "_method=DELETE"),
+            "content_type_missing",
+        ),
+        d(
+            "charge without Content-Type",
+            ST,
+            h1("POST", "/v1/charges", &[], "amount=50000&currency=usd"),
+            "content_type_missing",
+        ),
+        d(
+            "charge as text/plain",
+            ST,
+            h1(
+                "POST",
+                "/v1/charges",
+                &[("Content-Type", "text/plain")],
+                "amount=50000&currency=usd",
+            ),
+            "content_type_unsupported",
+        ),
+        d(
+            "visibility change as text/plain",
+            GH,
+            h1(
+                "PATCH",
+                "/repos/o/r",
+                &[("Content-Type", "text/plain")],
+                r#"{"visibility":"public"}"#,
+            ),
+            "content_type_unsupported",
+        ),
+        d(
+            "form charset ibm037",
+            ST,
+            h1(
+                "POST",
+                "/v1/customers",
+                &[(
+                    "Content-Type",
+                    "application/x-www-form-urlencoded; charset=ibm037",
+                )],
+                "name=x",
+            ),
+            "charset_unsupported",
+        ),
+        d(
+            "JSON charset utf-7",
+            GH,
+            h1(
+                "POST",
+                "/repos/o/r/issues",
+                &[("Content-Type", "application/json; charset=utf-7")],
+                r#"{"title":"x"}"#,
+            ),
+            "charset_unsupported",
+        ),
+        d(
+            "Content-Type twice",
+            ST,
+            h1("POST", "/v1/customers", &[FORM, JSON], "name=x"),
+            "content_type_ambiguous",
+        ),
+        d(
+            "`;` query separator hides _method",
+            GH,
+            h1(
+                "POST",
+                "/repos/o/r/issues?x=1;_method=DELETE",
+                &[JSON],
+                r#"{"title":"x"}"#,
+            ),
+            "query_separator",
+        ),
+        d(
+            "`;` query separator hides a second amount",
+            ST,
+            h1(
+                "POST",
+                "/v1/charges?currency=usd;amount=50000",
+                &[FORM],
+                "amount=50",
+            ),
+            "query_separator",
+        ),
+        d(
+            "gzip body on a notify route",
+            GH,
+            h1(
+                "POST",
+                "/repos/o/r/issues",
+                &[JSON, ("Content-Encoding", "gzip")],
+                "not really gzip",
+            ),
+            "body_encoded",
+        ),
+        d(
+            "method override header with underscores",
+            GH,
+            h1(
+                "POST",
+                "/repos/o/r/issues",
+                &[JSON, ("X_HTTP_Method_Override", "DELETE")],
+                r#"{"title":"x"}"#,
+            ),
+            "method_override",
+        ),
+        d(
+            "routing header with underscores",
+            GH,
+            h1(
+                "POST",
+                "/repos/o/r/issues",
+                &[JSON, ("X_Original_URL", "/repos/o/r")],
+                r#"{"title":"x"}"#,
+            ),
+            "routing_override",
+        ),
+        d(
+            "GraphQL mutation in the URL of a POST",
+            GH,
+            h1(
+                "POST",
+                &format!(
+                    "/graphql?query={}",
+                    "mutation%7BdeleteRef(input:%7BrefId:%22R%22%7D)%7BclientMutationId%7D%7D"
+                ),
+                &[JSON],
+                &gql("query { viewer { login } }"),
+            ),
+            "graphql_ambiguous",
+        ),
+        d(
+            "GraphQL GET with a `;` separator",
+            GH,
+            h1(
+                "GET",
+                "/graphql?query=query%7Ba%7D;query=mutation%7BdeleteRef(input:%7B%7D)%7Bx%7D%7D",
+                &[],
+                "",
+            ),
+            "query_separator",
+        ),
+        d(
+            "format suffix on a repository transfer",
+            GH,
+            h1(
+                "POST",
+                "/repos/o/r/transfer.json",
+                &[JSON],
+                r#"{"new_owner":"x"}"#,
+            ),
+            "rule_match",
+        ),
+        d(
+            "format suffix on a merge",
+            GH,
+            h1("PUT", "/repos/o/r/pulls/1/merge.json", &[JSON], "{}"),
+            "rule_match",
+        ),
+        d(
+            "format suffix on a refund",
+            ST,
+            h1("POST", "/v1/refunds.json", &[FORM], "charge=ch_1"),
+            "rule_match",
+        ),
+        d(
+            "format suffix and matrix parameter",
+            ST,
+            h1(
+                "POST",
+                "/v1/payouts.json;x=1",
+                &[FORM],
+                "amount=1&currency=usd",
+            ),
+            "rule_match",
+        ),
+    ]
 }
 
 fn render(host: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> String {
@@ -620,7 +914,7 @@ async fn no_entry_reaches_the_upstream_without_a_hold() {
     let a = Airlock::start_classified(
         "[proxy]\nmax_header_bytes = 16384\n",
         &up,
-        &[GH, ST],
+        &[GH, ST, "github.com"],
         catalog,
     )
     .await;
@@ -636,16 +930,28 @@ async fn no_entry_reaches_the_upstream_without_a_hold() {
         let verdict = match (entry.expect, first) {
             _ if reached > 0 => Err(format!("UPSTREAM CALLED ({reached}x)")),
             (_, None) => Err(format!("no answer: {got:?}")),
-            (Held, Some(r)) => {
+            (Held | HeldFor(_), Some(r)) => {
                 let id = r.header("airlock-review-id").unwrap_or("");
+                let codes = serde_json::from_str::<serde_json::Value>(&r.body)
+                    .ok()
+                    .and_then(|b| b["reasonCodes"].as_array().cloned())
+                    .unwrap_or_default();
+                let reason_ok = match entry.expect {
+                    HeldFor(code) => codes.iter().any(|c| c == code),
+                    _ => true,
+                };
                 if r.status == 423
                     && id.starts_with("rev_")
                     && r.header("airlock-outcome") == Some("ESCALATE")
+                    && reason_ok
                 {
                     held += 1;
                     Ok(())
                 } else {
-                    Err(format!("want held, got {} {}", r.status, r.body))
+                    Err(format!(
+                        "want {:?}, got {} {}",
+                        entry.expect, r.status, r.body
+                    ))
                 }
             }
             (Refused(status, code), Some(r)) => {

@@ -176,7 +176,9 @@ async fn phases(
     log.verdict = verdict.action.as_str().into();
     log.tool = verdict.tool.clone();
     // Only recorded or answered decisions need an id (plain pass-through does not).
+    let unclassified = is_unclassified(&verdict);
     let decision_id = if verdict.action == Action::Allow
+        && !unclassified
         && !(verdict.service.is_some() && sampled(proxy.audit_allow_sample))
     {
         String::new()
@@ -185,8 +187,9 @@ async fn phases(
     };
     match verdict.action {
         Action::Allow | Action::Notify => {
-            if verdict.action == Action::Notify {
-                // Soft gate: it goes through only once it is on the record.
+            if verdict.action == Action::Notify || unclassified {
+                // Soft gate, or an unclassified write let through by `rules.unclassified_writes
+                // = "allow"`: it goes through only once it is on the record.
                 audit_decision(proxy, conn, &verdict, &decision_id, parts.method.as_str(), pq)
                     .await
                     .map_err(|e| {
@@ -536,6 +539,7 @@ fn decision_entry(
     pq: &str,
 ) -> serde_json::Value {
     let (outcome, gate_kind) = match verdict.action {
+        Action::Allow if is_unclassified(verdict) => ("ALLOW", "unclassified"),
         Action::Allow => ("ALLOW", "none"),
         Action::Notify => ("NOTIFY", "soft"),
         Action::Block => ("BLOCK", "blocked"),
@@ -554,6 +558,14 @@ fn decision_entry(
         "host": conn.target.host,
         "path": crate::gate::audit_path(pq),
     })
+}
+
+/// A write no rule classifies (`unclassified_route`): allowed only by an operator's choice.
+fn is_unclassified(verdict: &Verdict) -> bool {
+    verdict
+        .reason_codes
+        .iter()
+        .any(|c| c == "unclassified_route")
 }
 
 /// Queues an allowed request's `decision` record; the request does not wait for it.

@@ -309,19 +309,42 @@ pub struct GraphqlRuleInfo {
     pub when: Vec<Condition>,
 }
 
+/// A catalog entry that names a route or mutation explicitly (see [`Catalog::explicit_rules`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// `file:line`.
+    pub id: String,
+    pub tool: String,
+    pub class: Class,
+    pub action: Action,
+    pub reason: String,
+    /// The entry has `when` conditions: it adds an outcome on top of the base entry.
+    pub conditional: bool,
+}
+
 /// Options the catalog needs from the config.
 #[derive(Debug, Clone)]
 pub struct CatalogOptions {
     /// Verdict for inspected hosts no service names.
     pub default_action: Action,
+    /// Verdict for a write (any method but GET, HEAD, OPTIONS) to a catalog host that no rule
+    /// classifies: the closed world. Escalate by default; `allow` is an accepted risk.
+    pub unclassified_writes: Action,
 }
 
 impl Default for CatalogOptions {
     fn default() -> Self {
         Self {
             default_action: Action::Allow,
+            unclassified_writes: Action::Escalate,
         }
     }
+}
+
+/// Reads: the methods a service's `default` applies to when no rule matches. Every other
+/// method is a write, and an unclassified write gets [`CatalogOptions::unclassified_writes`].
+pub fn is_read(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD" | "OPTIONS")
 }
 
 #[derive(Debug, Clone)]
@@ -474,6 +497,59 @@ impl Catalog {
         out
     }
 
+    /// The REST rules of `service` that name `method template` explicitly: `method` is one of
+    /// theirs and their template has the same shape (same number of segments, the same
+    /// literals ignoring case, a parameter wherever `template` has one). Catch-alls such as
+    /// `/{rest*}` do not count. `Err`: `template` is not a path template.
+    pub fn explicit_rules(
+        &self,
+        service: &str,
+        method: &str,
+        template: &str,
+    ) -> Result<Vec<Entry>, String> {
+        let want = parse_template(template)?;
+        let same = |t: &[Seg]| {
+            t.len() == want.len()
+                && t.iter().zip(&want).all(|(a, b)| match (a, b) {
+                    (Seg::Lit(x), Seg::Lit(y)) => x.eq_ignore_ascii_case(y),
+                    (Seg::Lit(_), _) | (_, Seg::Lit(_)) => false,
+                    _ => true,
+                })
+        };
+        Ok(self
+            .services
+            .iter()
+            .filter(|s| s.name == service)
+            .flat_map(|s| &s.rules)
+            .filter(|r| r.methods.iter().any(|m| m == method) && same(&r.template))
+            .map(|r| Entry {
+                id: r.id.clone(),
+                tool: r.tool.clone(),
+                class: r.class,
+                action: r.action,
+                reason: r.reason.clone(),
+                conditional: !r.when.is_empty(),
+            })
+            .collect())
+    }
+
+    /// The `[[graphql]]` entries of `service` for `mutation`, in file order.
+    pub fn explicit_mutation(&self, service: &str, mutation: &str) -> Vec<Entry> {
+        self.services
+            .iter()
+            .filter(|s| s.name == service)
+            .flat_map(|s| s.gql.get(mutation).into_iter().flatten())
+            .map(|g| Entry {
+                id: g.id.clone(),
+                tool: format!("{service}.graphql.{mutation}"),
+                class: g.class,
+                action: g.action,
+                reason: g.reason.clone(),
+                conditional: !g.when.is_empty(),
+            })
+            .collect()
+    }
+
     /// Every host a service names: REST hosts, then `[git]` hosts.
     pub fn hosts(&self) -> Vec<String> {
         let rest = self.services.iter().flat_map(|s| s.hosts.clone());
@@ -540,15 +616,18 @@ impl Catalog {
         let Some(segs) = path_segments(svc, head.path_and_query) else {
             return false;
         };
-        let alt = normalize::without_matrix(&segs);
-        let graphql =
-            is_graphql_path(svc, &segs) || alt.as_ref().is_some_and(|a| is_graphql_path(svc, a));
-        if head.method == "POST" && (graphql || is_form(head.headers)) {
+        let alts = normalize::other_readings(&segs);
+        let graphql = is_graphql_path(svc, &segs) || alts.iter().any(|a| is_graphql_path(svc, a));
+        if head.method == "POST" && (graphql || media(head.headers) == Ok(Media::Form)) {
             // GraphQL bodies, and form bodies for a `_method` override.
             return true;
         }
+        if !is_read(head.method) && framing_depends_on_body(head) {
+            // Held only if a body is really there; HTTP/2 need not say so in its headers.
+            return true;
+        }
         let mut any = false;
-        for s in std::iter::once(&segs).chain(alt.as_ref()) {
+        for s in std::iter::once(&segs).chain(alts.iter()) {
             for_candidates(svc, head.method, s, |r| {
                 any = !r.when.is_empty();
                 !any
@@ -583,21 +662,17 @@ impl Catalog {
                 ),
             );
         }
-        for h in &METHOD_OVERRIDE_HEADERS {
-            if head.headers.contains_key(h) {
-                return esc(
-                    "method_override",
-                    format!("{h} header present: the upstream may run another method"),
-                );
-            }
+        if let Some(h) = header_named(head.headers, &METHOD_OVERRIDE_HEADERS) {
+            return esc(
+                "method_override",
+                format!("{h} header present: the upstream may run another method"),
+            );
         }
-        for h in &ROUTING_OVERRIDE_HEADERS {
-            if head.headers.contains_key(h) {
-                return esc(
-                    "routing_override",
-                    format!("{h} header present: the upstream may route to another path or host"),
-                );
-            }
+        if let Some(h) = header_named(head.headers, &ROUTING_OVERRIDE_HEADERS) {
+            return esc(
+                "routing_override",
+                format!("{h} header present: the upstream may route to another path or host"),
+            );
         }
         let Some(segs) = path_segments(svc, head.path_and_query) else {
             return esc(
@@ -613,11 +688,13 @@ impl Catalog {
 
         if let Some(git) = git {
             let req = GitRequest::of(head.method, &segs, query);
-            return git.evaluate(&svc.name, svc.default, req, &segs, head.headers, body);
+            let v = git.evaluate(&svc.name, svc.default, req, &segs, head.headers, body);
+            return self.closed_world(svc, head.method, v);
         }
-        // `;params` (matrix parameters): weighed as written and as a server that drops them sees it.
-        let alt = normalize::without_matrix(&segs);
-        if is_graphql_path(svc, &segs) || alt.as_ref().is_some_and(|a| is_graphql_path(svc, a)) {
+        // Other readings of the path (`;params` dropped, a format suffix taken off): each is
+        // weighed beside the path as written, and the most severe verdict wins.
+        let alts = normalize::other_readings(&segs);
+        if is_graphql_path(svc, &segs) || alts.iter().any(|a| is_graphql_path(svc, a)) {
             if let Some(v) = graphql_request(svc, head, query, body) {
                 return v;
             }
@@ -626,7 +703,7 @@ impl Catalog {
             return v;
         }
         let mut cands = candidates(svc, head.method, &segs);
-        if let Some(alt) = &alt {
+        for alt in &alts {
             cands.extend(candidates(svc, head.method, alt));
         }
         // From here a tripped guard is as strict as the strictest candidate rule: a request a
@@ -641,13 +718,15 @@ impl Catalog {
         let mut fields = Fields::default();
         fields.add_form(query);
         let needs_body = cands.iter().any(|(r, _)| !r.when.is_empty());
-        if needs_body && encoded(head.headers) && body.is_some_and(|b| !b.is_empty()) {
-            return esc(
-                "body_encoded",
-                "a rule needs the body and it is content-encoded".into(),
-            );
-        }
-        if !needs_body && head.method == "POST" && is_form(head.headers) {
+        let media = if is_read(head.method) {
+            Media::Other
+        } else {
+            match write_framing(head, query, body, needs_body) {
+                Ok(m) => m,
+                Err((code, why)) => return esc(code, why),
+            }
+        };
+        if !needs_body && head.method == "POST" && media == Media::Form {
             // Frameworks honour `_method` in a form body (Rack::MethodOverride and friends).
             let text = body.map(String::from_utf8_lossy).unwrap_or_default();
             if form_urlencoded::parse(text.as_bytes()).any(|(k, _)| k == "_method") {
@@ -664,23 +743,20 @@ impl Catalog {
                 }
                 Some([]) => {}
                 Some(b) => {
-                    let ct = head
-                        .headers
-                        .get(http::header::CONTENT_TYPE)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("");
                     // Shaped like JSON: `{`/`[` after whitespace or a byte-order mark.
                     let start = b.trim_ascii_start();
                     let start = start.strip_prefix(b"\xef\xbb\xbf").unwrap_or(start);
                     let looks_json = start.first().is_some_and(|c| *c == b'{' || *c == b'[');
-                    if ct.contains("form") && looks_json {
+                    if media == Media::Form && looks_json {
                         // Servers that ignore Content-Type would read it as JSON.
                         return esc(
                             "body_ambiguous",
                             "a form Content-Type on a body shaped like JSON".into(),
                         );
                     }
-                    let json = ct.contains("json") || (!ct.contains("form") && looks_json);
+                    // A write's framing was checked above: JSON or a form by its Content-Type.
+                    // A body on a read is read as JSON when it looks like JSON.
+                    let json = media == Media::Json || (media == Media::Other && looks_json);
                     if json {
                         if let Err(e) = fields.add_json(b) {
                             let code = if e.contains("duplicate key") {
@@ -753,15 +829,34 @@ impl Catalog {
             }
         }
         best.unwrap_or_else(|| {
-            let mut v = plain(
+            let v = plain(
                 svc.default,
                 Some(&svc.name),
                 "no_rule_default",
                 format!("no {} rule matches; service default", svc.name),
             );
-            v.service = Some(svc.name.clone());
-            v
+            self.closed_world(svc, head.method, v)
         })
+    }
+
+    /// A service-default verdict (`no_rule_default`) for a write becomes the closed world's:
+    /// `unclassified_writes`, reason `unclassified_route`. Reads keep the service default.
+    fn closed_world(&self, svc: &Service, method: &str, v: Verdict) -> Verdict {
+        if is_read(method) || v.reason_codes.first().map(String::as_str) != Some("no_rule_default")
+        {
+            return v;
+        }
+        let action = self.opts.unclassified_writes;
+        plain(
+            action,
+            Some(&svc.name),
+            "unclassified_route",
+            format!(
+                "no {} rule classifies {method} on this path; unclassified writes: {}",
+                svc.name,
+                action.as_str()
+            ),
+        )
     }
 }
 
@@ -781,18 +876,138 @@ const ROUTING_OVERRIDE_HEADERS: [http::HeaderName; 6] = [
     http::HeaderName::from_static("forwarded"),
 ];
 
-fn content_type(headers: &http::HeaderMap) -> &str {
+/// The first header among `names` present, also under a spelling with `_` for `-`: Rack, CGI
+/// and PHP fold both into one variable (`HTTP_X_HTTP_METHOD_OVERRIDE`).
+fn header_named(headers: &http::HeaderMap, names: &[http::HeaderName]) -> Option<String> {
+    if let Some(h) = names.iter().find(|h| headers.contains_key(*h)) {
+        return Some(h.to_string());
+    }
     headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
+        .keys()
+        .filter(|k| k.as_str().contains('_'))
+        .find(|k| {
+            let dashed = k.as_str().replace('_', "-");
+            names.iter().any(|h| h.as_str() == dashed)
+        })
+        .map(|k| k.to_string())
 }
 
-/// A urlencoded form body (where `_method` overrides live).
-fn is_form(headers: &http::HeaderMap) -> bool {
-    content_type(headers)
-        .to_ascii_lowercase()
-        .contains("x-www-form-urlencoded")
+/// How a body will be read, by its Content-Type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Media {
+    /// No Content-Type.
+    Missing,
+    /// `application/json`, `application/*+json`.
+    Json,
+    /// `application/x-www-form-urlencoded`.
+    Form,
+    /// `multipart/*`.
+    Multipart,
+    /// Anything else.
+    Other,
+}
+
+/// The Content-Type's media type. `Err`: a reading servers could disagree on (given twice, not
+/// ASCII, a charset other than UTF-8 or ASCII, `charset` twice), as (reason code, why).
+fn media(headers: &http::HeaderMap) -> Result<Media, (&'static str, String)> {
+    let mut all = headers.get_all(http::header::CONTENT_TYPE).iter();
+    let Some(value) = all.next() else {
+        return Ok(Media::Missing);
+    };
+    if all.next().is_some() {
+        return Err(("content_type_ambiguous", "Content-Type given twice".into()));
+    }
+    let Ok(text) = value.to_str() else {
+        return Err(("content_type_ambiguous", "Content-Type is not ASCII".into()));
+    };
+    let mut parts = text.split(';');
+    let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let mut charsets = 0;
+    for p in parts {
+        let Some((k, v)) = p.split_once('=') else {
+            continue;
+        };
+        if !k.trim().eq_ignore_ascii_case("charset") {
+            continue;
+        }
+        charsets += 1;
+        let v = v.trim().trim_matches('"').to_ascii_lowercase();
+        if charsets > 1 || !matches!(v.as_str(), "utf-8" | "utf8" | "us-ascii") {
+            return Err((
+                "charset_unsupported",
+                format!(
+                    "Content-Type {text:?}: a charset other than UTF-8 may be decoded differently"
+                ),
+            ));
+        }
+    }
+    Ok(match essence.as_str() {
+        "application/json" => Media::Json,
+        e if e.starts_with("application/") && e.ends_with("+json") => Media::Json,
+        "application/x-www-form-urlencoded" => Media::Form,
+        e if e.starts_with("multipart/") => Media::Multipart,
+        _ => Media::Other,
+    })
+}
+
+/// Does [`write_framing`]'s answer for this write depend on whether a body is sent (one that
+/// `has_body` cannot see: HTTP/2 needs no Content-Length)?
+fn framing_depends_on_body(head: &RequestHead<'_>) -> bool {
+    encoded(head.headers)
+        || match media(head.headers) {
+            Ok(Media::Missing) => head.method == "POST",
+            Ok(Media::Multipart) | Err(_) => true,
+            Ok(_) => false,
+        }
+}
+
+/// The framing checks of a write to a catalog host, before its body is judged: readings a
+/// mainstream framework could take differently hold (see docs/parser-differentials.md).
+/// `Ok`: the body's media type.
+fn write_framing(
+    head: &RequestHead<'_>,
+    query: &str,
+    body: Option<&[u8]>,
+    needs_body: bool,
+) -> Result<Media, (&'static str, String)> {
+    if query.contains(';') {
+        // Rack before 3 and Go before 1.17 split the query on `;` as well as `&`.
+        return Err((
+            "query_separator",
+            "`;` in the query string: some frameworks split parameters on it".into(),
+        ));
+    }
+    let sent = match body {
+        Some(b) => !b.is_empty(),
+        None => has_body(head.headers),
+    };
+    if !sent {
+        return Ok(Media::Missing);
+    }
+    let m = media(head.headers)?;
+    if encoded(head.headers) {
+        return Err((
+            "body_encoded",
+            "the body is content-encoded: its fields cannot be read as sent".into(),
+        ));
+    }
+    match m {
+        Media::Multipart => Err((
+            "body_multipart",
+            "a multipart body: frameworks read fields and `_method` from it; Airlock does not"
+                .into(),
+        )),
+        Media::Missing if needs_body || head.method == "POST" => Err((
+            "content_type_missing",
+            "a body without Content-Type: Rack reads it as a form, others as JSON or not at all"
+                .into(),
+        )),
+        Media::Other if needs_body => Err((
+            "content_type_unsupported",
+            "a rule needs the body and its Content-Type is neither JSON nor a form".into(),
+        )),
+        m => Ok(m),
+    }
 }
 
 /// The body is content-encoded (gzip, deflate…): its fields cannot be read as sent.
@@ -830,11 +1045,30 @@ fn graphql_request(
             if encoded(head.headers) {
                 return esc("body_encoded", "the GraphQL body is content-encoded");
             }
+            let in_url = form_urlencoded::parse(query.as_bytes()).any(|(k, _)| {
+                matches!(
+                    k.as_ref(),
+                    "query" | "operationName" | "variables" | "extensions"
+                )
+            });
+            if in_url || query.contains(';') {
+                // Some servers take the operation from the URL of a POST, or merge both.
+                return esc(
+                    "graphql_ambiguous",
+                    "GraphQL parameters (or a `;`) in the URL of a POST",
+                );
+            }
             Some(graphql_verdict(svc, body))
         }
         "GET" | "HEAD" | "OPTIONS" => {
             if has_body(head.headers) {
                 return esc("graphql_get_body", "a GraphQL GET with a body");
+            }
+            if query.contains(';') {
+                return esc(
+                    "query_separator",
+                    "`;` in a GraphQL query string: some frameworks split parameters on it",
+                );
             }
             let mut params = serde_json::Map::new();
             for (k, v) in form_urlencoded::parse(query.as_bytes()) {

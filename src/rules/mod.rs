@@ -2,6 +2,7 @@
 //! `catalog.rs` documents the file format; `live.rs` reloads on SIGHUP and file change.
 
 mod catalog;
+pub mod coverage;
 pub mod fields;
 pub mod git;
 pub mod graphql;
@@ -9,7 +10,9 @@ mod live;
 pub mod money;
 pub mod normalize;
 
-pub use catalog::{Catalog, CatalogOptions, Condition, GraphqlRuleInfo, RuleInfo, Test};
+pub use catalog::{
+    is_read, Catalog, CatalogOptions, Condition, Entry, GraphqlRuleInfo, RuleInfo, Test,
+};
 pub use live::LiveCatalog;
 
 #[derive(Debug, Clone, thiserror::Error)]

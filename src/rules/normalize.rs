@@ -100,6 +100,38 @@ pub fn without_matrix(segs: &[Cow<'_, str>]) -> Option<Vec<Cow<'static, str>>> {
     Some(out)
 }
 
+/// The segments as a framework that takes a trailing `.ext` for a response format (Rails'
+/// `(.:format)`) routes them: `r.json` -> `r`. `None` when the last segment has no such suffix.
+pub fn without_format<'p>(segs: &[Cow<'p, str>]) -> Option<Vec<Cow<'p, str>>> {
+    let (last, rest) = segs.split_last()?;
+    let (stem, ext) = last.rsplit_once('.')?;
+    let format =
+        !ext.is_empty() && ext.len() <= 16 && ext.bytes().all(|b| b.is_ascii_alphanumeric());
+    if stem.is_empty() || !format {
+        return None;
+    }
+    let mut out = rest.to_vec();
+    out.push(Cow::Owned(stem.to_string()));
+    Some(out)
+}
+
+/// Readings of a path other than as written that a mainstream server could take: without
+/// `;params`, and without a format suffix (on the path as written and without `;params`).
+/// Empty (no allocation) for a plain path.
+pub fn other_readings<'p>(segs: &[Cow<'p, str>]) -> Vec<Vec<Cow<'p, str>>> {
+    let mut out = Vec::new();
+    if let Some(f) = without_format(segs) {
+        out.push(f);
+    }
+    if let Some(m) = without_matrix(segs) {
+        if let Some(f) = without_format(&m) {
+            out.push(f);
+        }
+        out.push(m);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +169,21 @@ mod tests {
         assert_eq!(
             without_matrix(&cow(&["repos;x=1", "o", "x", "..;", "r;v=2"])),
             Some(cow(&["repos", "o", "r"]))
+        );
+        assert_eq!(without_format(&cow(&["repos", "o", "r"])), None);
+        assert_eq!(without_format(&cow(&["repos", "o", ".r"])), None);
+        assert_eq!(without_format(&cow(&["repos", "o", "r."])), None);
+        assert_eq!(
+            without_format(&cow(&["repos", "o", "r.json"])),
+            Some(cow(&["repos", "o", "r"]))
+        );
+        assert_eq!(
+            other_readings(&cow(&["repos", "o", "r"])),
+            Vec::<Vec<Cow<str>>>::new()
+        );
+        assert_eq!(
+            other_readings(&cow(&["repos", "o", "r.json;x=1"])),
+            vec![cow(&["repos", "o", "r"]), cow(&["repos", "o", "r.json"])]
         );
     }
 }
