@@ -953,6 +953,12 @@ mod tests {
         assert_eq!(c.proxy.workers, crate::proxy::workers::auto_count());
         let inline = Config::from_toml("t.toml", "[proxy]\nworkers = 0\n").expect("0 is valid");
         assert_eq!(inline.proxy.workers, 0);
+        assert_eq!(c.rules.unclassified_writes, Action::Escalate);
+        for (text, want) in [("allow", Action::Allow), ("block", Action::Block)] {
+            let toml = format!("[rules]\nunclassified_writes = \"{text}\"\n");
+            let c = Config::from_toml("t.toml", &toml).expect("valid");
+            assert_eq!(c.rules.unclassified_writes, want);
+        }
     }
 
     #[test]
@@ -978,6 +984,11 @@ mod tests {
                 "t.toml: proxy.workers: 5000 is more than 1024",
             ),
             ("[proxy]\nworkers = -1\n", "t.toml:2:11:"),
+            (
+                "[rules]\nunclassified_writes = \"notify\"\n",
+                "t.toml: rules.unclassified_writes: must be \"escalate\", \"block\" or \"allow\"",
+            ),
+            ("[rules]\nunclassified_writes = \"forward\"\n", "t.toml:2:23:"),
         ];
         for (text, want) in cases {
             let err = Config::from_toml("t.toml", text)

@@ -360,6 +360,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         "rules/github-deletes.toml",
         include_str!("../../rules/github-deletes.toml"),
     ),
+    (
+        "rules/stripe-routes.toml",
+        include_str!("../../rules/stripe-routes.toml"),
+    ),
     ("rules/stripe.toml", include_str!("../../rules/stripe.toml")),
 ];
 

@@ -145,7 +145,7 @@ impl ApprovalPolicy {
 
 impl std::fmt::Display for Verdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "action:   {}", self.action.as_str())?;
+        writeln!(f, "bucket:   {}", self.action.as_str())?;
         writeln!(f, "tool:     {}", self.tool.as_deref().unwrap_or("-"))?;
         writeln!(f, "service:  {}", self.service.as_deref().unwrap_or("-"))?;
         writeln!(f, "rule:     {}", self.rule_id.as_deref().unwrap_or("-"))?;
