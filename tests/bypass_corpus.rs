@@ -793,6 +793,28 @@ fn differentials() -> Vec<Entry> {
             "query_separator",
         ),
         d(
+            "JSON charge whose form reading is over the limit",
+            ST,
+            h1(
+                "POST",
+                "/v1/charges",
+                &[JSON],
+                r#"{"amount":50,"currency":"usd","x":"&amount=50000&currency=usd&y="}"#,
+            ),
+            "body_ambiguous",
+        ),
+        d(
+            "JSON repository update whose form reading makes it public",
+            GH,
+            h1(
+                "PATCH",
+                "/repos/o/r",
+                &[JSON],
+                r#"{"description":"&visibility=public&x="}"#,
+            ),
+            "body_ambiguous",
+        ),
+        d(
             "format suffix on a repository transfer",
             GH,
             h1(

@@ -762,6 +762,14 @@ impl Catalog {
                     // A body on a read is read as JSON when it looks like JSON.
                     let json = media == Media::Json || (media == Media::Other && looks_json);
                     if json {
+                        if let Some(field) = form_reading_sets(b, &cands) {
+                            // A server that reads the body as a form (Stripe's v1 API does,
+                            // whatever the Content-Type) would see another value.
+                            return esc(
+                                "body_ambiguous",
+                                format!("a JSON body that also reads as a form setting `{field}`"),
+                            );
+                        }
                         if let Err(e) = fields.add_json(b) {
                             let code = if e.contains("duplicate key") {
                                 "duplicate_key"
@@ -879,6 +887,28 @@ const ROUTING_OVERRIDE_HEADERS: [http::HeaderName; 6] = [
     http::HeaderName::from_static("x-host"),
     http::HeaderName::from_static("forwarded"),
 ];
+
+/// A field that a candidate rule's condition tests and that the body, read as a urlencoded
+/// form instead of JSON, would set (`{"x":"&amount=9"}` sets `amount`).
+fn form_reading_sets(body: &[u8], cands: &[(&Rule, BTreeMap<String, String>)]) -> Option<String> {
+    if !body.contains(&b'=') {
+        return None;
+    }
+    let mut form = Fields::default();
+    form.add_form(&String::from_utf8_lossy(body));
+    cands
+        .iter()
+        .flat_map(|(r, _)| &r.when)
+        .flat_map(|c| {
+            let currency = match &c.test {
+                Test::MoneyOver { currency_field, .. } => Some(currency_field),
+                _ => None,
+            };
+            std::iter::once(&c.field).chain(currency)
+        })
+        .find(|f| form.get(f).is_some())
+        .cloned()
+}
 
 /// The first header among `names` present, also under a spelling with `_` for `-`: Rack, CGI
 /// and PHP fold both into one variable (`HTTP_X_HTTP_METHOD_OVERRIDE`).
