@@ -988,7 +988,10 @@ mod tests {
                 "[rules]\nunclassified_writes = \"notify\"\n",
                 "t.toml: rules.unclassified_writes: must be \"escalate\", \"block\" or \"allow\"",
             ),
-            ("[rules]\nunclassified_writes = \"forward\"\n", "t.toml:2:23:"),
+            (
+                "[rules]\nunclassified_writes = \"forward\"\n",
+                "t.toml:2:23:",
+            ),
         ];
         for (text, want) in cases {
             let err = Config::from_toml("t.toml", text)
