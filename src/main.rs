@@ -198,7 +198,9 @@ enum ReviewsCommand {
     },
     /// Show one review with its stored request.
     Show { id: String },
-    /// Approve a pending review; Airlock then sends the stored request once.
+    /// Approve a pending review; Airlock then sends the stored request once. Prints one summary
+    /// line, then the review as JSON. Exit status: 0 executed (or still waiting for more
+    /// approvals), 3 failed (not sent), 4 outcome_unknown (may have been sent), 1 an error.
     Approve {
         id: String,
         #[arg(long)]
@@ -216,7 +218,8 @@ enum ReviewsCommand {
         reviewer: Option<String>,
     },
     /// Send a failed (or outcome_unknown) review's stored request again, with the same
-    /// Idempotency-Key; only before the review's deadline.
+    /// Idempotency-Key; only before the review's deadline. Summary line and exit status as
+    /// for approve: 0 executed, 3 failed (not sent), 4 outcome_unknown, 1 an error.
     Retry {
         id: String,
         #[arg(long)]
@@ -997,9 +1000,49 @@ async fn reviews(config: Config, token: Option<String>, cmd: ReviewsCommand) -> 
                 );
             }
         }
+        ReviewsCommand::Approve { .. } | ReviewsCommand::Retry { .. } => {
+            let (line, exit) = execution_summary(&json);
+            println!("{line}");
+            println!("{}", serde_json::to_string_pretty(&json)?);
+            if exit != 0 {
+                std::process::exit(exit);
+            }
+        }
         _ => println!("{}", serde_json::to_string_pretty(&json)?),
     }
     Ok(())
+}
+
+/// `reviews approve|retry` exit status when the execution ended `failed`: nothing was sent.
+const EXIT_NOT_SENT: i32 = 3;
+/// `reviews approve|retry` exit status when the execution ended `outcome_unknown`: the request
+/// may have reached the upstream; check there before any retry.
+const EXIT_OUTCOME_UNKNOWN: i32 = 4;
+
+/// One human line for an approve/retry answer, and the exit status it calls for.
+fn execution_summary(review: &serde_json::Value) -> (String, i32) {
+    let id = review["reviewId"].as_str().unwrap_or("?");
+    let state = review["state"].as_str().unwrap_or("?");
+    let error = review["result"]["error"].as_str().unwrap_or("no detail");
+    match state {
+        "executed" => {
+            let status = review["result"]["status"]
+                .as_u64()
+                .map_or_else(|| "?".to_string(), |s| s.to_string());
+            (format!("{id}: executed, upstream answered HTTP {status}"), 0)
+        }
+        "failed" => (
+            format!("{id}: failed, not sent: {error}"),
+            EXIT_NOT_SENT,
+        ),
+        "outcome_unknown" => (
+            format!(
+                "{id}: outcome unknown, the request may have reached the upstream: {error}; check there before retrying"
+            ),
+            EXIT_OUTCOME_UNKNOWN,
+        ),
+        other => (format!("{id}: {other}"), 0),
+    }
 }
 
 async fn shutdown_signal() {

@@ -466,7 +466,7 @@ async fn block_and_admin_errors_are_clear() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cli_lists_and_approves() {
-    let (up, a) = setup("").await;
+    let (up, a) = setup("[gate]\nexecution_timeout = \"1s\"\n").await;
     let (_, _, b) = hold_delete(&a, "/repos/acme/cli").await;
     let id = b["reviewId"].as_str().expect("id").to_string();
     let cfg = a.dir.path().join("cli.toml");
@@ -494,6 +494,33 @@ async fn cli_lists_and_approves() {
             .expect("join")
         }
     };
+    // First, before any connection to the upstream exists: not sent (it refuses connections)
+    // exits 3; a retry that may have been sent (read, never answered in time) exits 4.
+    up.state
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (_, _, b) = hold_delete(&a, "/repos/acme/stall").await;
+    let stalled = b["reviewId"].as_str().expect("id").to_string();
+    let out = run(vec!["reviews".into(), "approve".into(), stalled.clone()]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.starts_with(&format!("{stalled}: failed, not sent: ")),
+        "{text}"
+    );
+    up.state
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let out = run(vec!["reviews".into(), "retry".into(), stalled.clone()]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(
+        text.starts_with(&format!(
+            "{stalled}: outcome unknown, the request may have reached"
+        )),
+        "{text}"
+    );
+    assert_eq!(up.count(), 1, "the retry reached the upstream once");
     let out = run(vec!["reviews".into(), "list".into()]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -513,9 +540,14 @@ async fn cli_lists_and_approves() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("\"executed\""));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(&format!("{id}: executed, upstream answered HTTP 200\n{{")),
+        "one summary line before the JSON: {text}"
+    );
+    assert!(text.contains("\"executed\""));
     let out = run(vec!["reviews".into(), "approve".into(), id.clone()]).await;
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("already executed"),
         "{}",
@@ -523,7 +555,11 @@ async fn cli_lists_and_approves() {
     );
     let out = run(vec!["reviews".into(), "show".into(), "rev_unknown".into()]).await;
     assert!(!out.status.success());
-    assert_eq!(up.count(), 1);
+    assert_eq!(
+        up.count(),
+        2,
+        "the retry and the approval each reached the upstream once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -690,4 +726,118 @@ async fn slow_upstream_is_outcome_unknown_and_retry_reuses_the_idempotency_key()
     let key0 = seen[0].header("idempotency-key").map(str::to_string);
     assert!(key0.as_deref().is_some_and(|k| k.starts_with("airlock-")));
     assert_eq!(key0.as_deref(), seen[1].header("idempotency-key"));
+}
+
+/// Issue 15: an approved request's failure is `failed` (certainly not sent) only when no byte
+/// left; once the request may have been written, whatever breaks, it is `outcome_unknown`.
+/// One case per failure, each against its own upstream; the upstream's count shows what
+/// reached it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upstream_failures_are_judged_by_whether_a_byte_was_sent() {
+    use support::upstream::{Misbehave, UpstreamOptions};
+    support::init();
+    let h1 = || UpstreamOptions {
+        alpn: vec!["http/1.1"],
+        ..Default::default()
+    };
+    let broken = |how| UpstreamOptions {
+        misbehave: Some(how),
+        ..h1()
+    };
+    // (case, upstream options, upstream refuses connections, state, requests upstream saw)
+    let cases: Vec<(&str, UpstreamOptions, bool, &str, usize)> = vec![
+        (
+            "reset after reading the request",
+            broken(Misbehave::ResetAfterRead),
+            false,
+            "outcome_unknown",
+            1,
+        ),
+        (
+            "clean close after reading",
+            broken(Misbehave::CloseAfterRead),
+            false,
+            "outcome_unknown",
+            1,
+        ),
+        (
+            "close in the middle of the response head",
+            broken(Misbehave::CloseMidHead),
+            false,
+            "outcome_unknown",
+            1,
+        ),
+        (
+            "close in the middle of the body",
+            broken(Misbehave::CloseMidBody),
+            false,
+            "outcome_unknown",
+            1,
+        ),
+        // `/stall` is recorded, then never answered: slower than the execution timeout.
+        (
+            "a response slower than the execution timeout",
+            h1(),
+            false,
+            "outcome_unknown",
+            1,
+        ),
+        ("connection refused", h1(), true, "failed", 0),
+        (
+            "a bad certificate",
+            UpstreamOptions {
+                untrusted_cert: true,
+                ..h1()
+            },
+            false,
+            "failed",
+            0,
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (case, opts, refused, want, seen) in cases {
+        let up = FakeUpstream::start(opts).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Airlock::config(
+            "[gate]\nexecution_timeout = \"1s\"\n",
+            dir.path(),
+            &up,
+            HOSTS,
+        );
+        if refused {
+            // A port nothing listens on.
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let closed = l.local_addr().expect("addr");
+            drop(l);
+            config
+                .upstream
+                .resolve
+                .insert("api.github.com".into(), closed);
+        }
+        let a = Airlock::start_with_parts(
+            config,
+            dir,
+            Arc::new(TestRules),
+            Arc::new(airlock::gate::SystemClock),
+        )
+        .await;
+        let (status, _, body) = hold_delete(&a, "/repos/acme/stall").await;
+        assert_eq!(status, 423, "{case}");
+        let id = body["reviewId"].as_str().expect("id").to_string();
+        let (code, r) = a
+            .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+            .await;
+        let error = r["result"]["error"].as_str().unwrap_or_default();
+        if code != 200 || r["state"] != want || up.count() != seen || error.is_empty() {
+            wrong.push(format!(
+                "{case}: want {want} with {seen} upstream request(s) and an error, got HTTP {code} {} with {}: {r}",
+                r["state"],
+                up.count()
+            ));
+        }
+        // Never re-sent on its own.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(up.count(), seen, "{case}: sent again");
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

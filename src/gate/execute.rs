@@ -10,7 +10,7 @@ use super::review::{b64, Execution, Review, ReviewState, StoredRequest};
 use super::{Gate, GateError};
 use crate::proxy::policy::Permitted;
 use crate::proxy::respond::full;
-use crate::proxy::upstream::{self, Body, UpstreamFailure};
+use crate::proxy::upstream::{self, Body};
 
 enum Outcome {
     Answered {
@@ -18,11 +18,12 @@ enum Outcome {
         headers: Vec<(String, String)>,
         body: Vec<u8>,
         truncated: bool,
-        error: Option<String>,
     },
-    /// Certainly not sent (connection or TLS setup failed, or the stored request is unusable).
+    /// Certainly not sent: no byte left (egress refused, resolving, connecting or the TLS
+    /// handshake failed, or the stored request is unusable).
     NotSent(String),
-    /// May or may not have reached the upstream.
+    /// Some or all of the request may have reached the upstream: the connection broke after
+    /// it was up, the answer was malformed, missing, cut short or too slow.
     Unknown(String),
 }
 
@@ -97,14 +98,12 @@ impl Gate {
                         headers,
                         body,
                         truncated,
-                        error,
                     } => {
                         next.state = ReviewState::Executed;
                         exec.status = Some(*status);
                         exec.headers = headers.clone();
                         exec.body_b64 = b64(body);
                         exec.body_truncated = *truncated;
-                        exec.error = error.clone();
                     }
                     Outcome::NotSent(e) => {
                         next.state = ReviewState::Failed;
@@ -193,13 +192,8 @@ async fn send(
 ) -> Outcome {
     let resp = match upstream::send(&client, permitted).await {
         Ok(r) => r,
-        Err(UpstreamFailure::Connect(e)) | Err(UpstreamFailure::Certificate(e)) => {
-            return Outcome::NotSent(e)
-        }
-        Err(UpstreamFailure::Egress(d)) => return Outcome::NotSent(d.message),
-        Err(UpstreamFailure::Timeout(e)) | Err(UpstreamFailure::Protocol(e)) => {
-            return Outcome::Unknown(e)
-        }
+        Err(f) if f.maybe_sent() => return Outcome::Unknown(f.message().to_string()),
+        Err(f) => return Outcome::NotSent(f.message().to_string()),
     };
     let status = resp.status().as_u16();
     let headers = resp
@@ -210,7 +204,6 @@ async fn send(
     let mut body = resp.into_body();
     let mut kept = Vec::new();
     let mut truncated = false;
-    let mut error = None;
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(f) => {
@@ -225,8 +218,10 @@ async fn send(
                 }
             }
             Err(e) => {
-                error = Some(format!("response body ended early: {e}"));
-                break;
+                // The upstream answered and then broke off: what it did is not known.
+                return Outcome::Unknown(format!(
+                    "the upstream answered {status} and its response body ended early: {e}"
+                ));
             }
         }
     }
@@ -235,6 +230,5 @@ async fn send(
         headers,
         body: kept,
         truncated,
-        error,
     }
 }

@@ -89,13 +89,13 @@ impl Refusal {
                 "upstream_connect",
                 m,
             ),
-            UpstreamFailure::Timeout(m) => Self::new(
+            UpstreamFailure::ConnectTimeout(m) => Self::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 Side::Upstream,
                 "upstream_timeout",
                 m,
             ),
-            UpstreamFailure::Protocol(m) => Self::new(
+            UpstreamFailure::Exchange(m) => Self::new(
                 StatusCode::BAD_GATEWAY,
                 Side::Upstream,
                 "upstream_protocol",

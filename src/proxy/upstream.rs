@@ -203,7 +203,7 @@ pub async fn send(
             Ok(Response::from_parts(parts, body))
         }
         Err(e) => {
-            let failure = UpstreamFailure::from_error(&e);
+            let failure = UpstreamFailure::from_client_error(&e);
             tracing::warn!(failure = ?failure, decision = ?decision_kind(&decision), "upstream request failed");
             Err(failure)
         }
@@ -218,36 +218,46 @@ fn decision_kind(d: &Decision) -> &'static str {
     }
 }
 
-/// Why an upstream exchange failed, in words safe to show an agent.
+/// Why an upstream exchange failed, in words safe to show an agent, by where it failed: before
+/// any request byte was written (connecting) or after (the exchange). Decided by hyper-util's
+/// own signal ([`hyper_util::client::legacy::Error::is_connect`]: the connector, which
+/// resolves, dials, passes the egress guard and completes TLS, failed), never by error text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamFailure {
-    /// The egress guard refused the destination (nothing was sent).
+    /// Not sent: the egress guard refused the destination.
     Egress(EgressDenied),
-    /// The upstream's certificate did not verify.
+    /// Not sent: the upstream's certificate did not verify.
     Certificate(String),
+    /// Not sent: resolving, connecting or the TLS handshake failed.
     Connect(String),
-    Timeout(String),
-    Protocol(String),
+    /// Not sent: connecting took longer than `upstream.connect_timeout`.
+    ConnectTimeout(String),
+    /// Maybe sent: the connection was up and the request may have been written, then the
+    /// exchange failed (reset, close, a malformed or missing answer).
+    Exchange(String),
 }
 
 impl UpstreamFailure {
-    pub fn from_error(err: &(dyn std::error::Error + 'static)) -> Self {
+    pub fn from_client_error(err: &hyper_util::client::legacy::Error) -> Self {
+        if !err.is_connect() {
+            return Self::Exchange(error_chain(err));
+        }
+        Self::connect_failure(err)
+    }
+
+    /// The kind of a failure to connect (nothing was written).
+    fn connect_failure(err: &(dyn std::error::Error + 'static)) -> Self {
         let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-        let mut io_kind = None;
+        let mut timed_out = false;
         while let Some(e) = cur {
             if let Some(denied) = e.downcast_ref::<EgressDenied>() {
                 return Self::Egress(denied.clone());
             }
-            if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-                return match tls {
-                    rustls::Error::InvalidCertificate(c) => {
-                        Self::Certificate(format!("upstream certificate rejected: {c:?}"))
-                    }
-                    other => Self::Protocol(format!("upstream TLS failed: {other}")),
-                };
+            if let Some(rustls::Error::InvalidCertificate(c)) = e.downcast_ref::<rustls::Error>() {
+                return Self::Certificate(format!("upstream certificate rejected: {c:?}"));
             }
             if let Some(ioe) = e.downcast_ref::<io::Error>() {
-                io_kind.get_or_insert(ioe.kind());
+                timed_out |= ioe.kind() == io::ErrorKind::TimedOut;
                 if let Some(inner) = ioe.get_ref() {
                     cur = Some(inner);
                     continue;
@@ -256,11 +266,26 @@ impl UpstreamFailure {
             cur = e.source();
         }
         let text = error_chain(err);
-        match io_kind {
-            Some(io::ErrorKind::TimedOut) => Self::Timeout(text),
-            Some(_) => Self::Connect(text),
-            None if text.contains("dns") || text.contains("connect") => Self::Connect(text),
-            None => Self::Protocol(text),
+        if timed_out {
+            Self::ConnectTimeout(text)
+        } else {
+            Self::Connect(text)
+        }
+    }
+
+    /// May any byte of the request have reached the upstream?
+    pub fn maybe_sent(&self) -> bool {
+        matches!(self, Self::Exchange(_))
+    }
+
+    /// The message, whatever the kind.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Egress(d) => &d.message,
+            Self::Certificate(m)
+            | Self::Connect(m)
+            | Self::ConnectTimeout(m)
+            | Self::Exchange(m) => m,
         }
     }
 }

@@ -361,6 +361,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../rules/github-deletes.toml"),
     ),
     (
+        "rules/github-writes.toml",
+        include_str!("../../rules/github-writes.toml"),
+    ),
+    (
         "rules/stripe-routes.toml",
         include_str!("../../rules/stripe-routes.toml"),
     ),

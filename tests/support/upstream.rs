@@ -25,6 +25,21 @@ pub struct UpstreamOptions {
     pub untrusted_cert: bool,
     /// Plain TCP, no TLS.
     pub plain: bool,
+    /// Speak raw HTTP/1.1 and break the exchange this way after reading (recording) a request.
+    pub misbehave: Option<Misbehave>,
+}
+
+/// How a misbehaving upstream breaks an exchange once it has read the whole request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misbehave {
+    /// Reset the connection (RST).
+    ResetAfterRead,
+    /// Close cleanly without a byte of answer.
+    CloseAfterRead,
+    /// Close in the middle of the response head.
+    CloseMidHead,
+    /// Send the head and part of a declared body, then close.
+    CloseMidBody,
 }
 
 impl Default for UpstreamOptions {
@@ -33,6 +48,7 @@ impl Default for UpstreamOptions {
             alpn: vec!["h2", "http/1.1"],
             untrusted_cert: false,
             plain: false,
+            misbehave: None,
         }
     }
 }
@@ -103,6 +119,7 @@ impl FakeUpstream {
             Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
         };
         let st = state.clone();
+        let broken = opts.misbehave;
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -116,6 +133,10 @@ impl FakeUpstream {
                 st.connections.fetch_add(1, Ordering::SeqCst);
                 let st = st.clone();
                 let tls = tls.clone();
+                if let (Some(how), Some(acceptor)) = (broken, tls.clone()) {
+                    tokio::spawn(misbehave(how, st, acceptor, stream));
+                    continue;
+                }
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
                         let st = st.clone();
@@ -190,6 +211,88 @@ pub fn make_certs(
         .expect("leaf");
     let key = PrivateKeyDer::try_from(leaf_key.serialize_der()).expect("key der");
     (ca_pem, vec![leaf.der().clone()], key)
+}
+
+/// Reads one HTTP/1.1 request (head and Content-Length body), records it, then breaks the
+/// exchange as `how` says.
+async fn misbehave(
+    how: Misbehave,
+    st: Arc<State>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut tls) = acceptor.accept(stream).await else {
+        return;
+    };
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let (head_len, body_len) = loop {
+        let Ok(n) = tls.read(&mut chunk).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        if let Ok(httparse::Status::Complete(len)) = req.parse(&buf) {
+            let cl = req
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                .unwrap_or(0usize);
+            break (len, cl);
+        }
+    };
+    while buf.len() < head_len + body_len {
+        match tls.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    let _ = req.parse(&buf);
+    st.requests.lock().expect("lock").push(Recorded {
+        method: req.method.unwrap_or("").to_string(),
+        path_and_query: req.path.unwrap_or("").to_string(),
+        version: "HTTP/1.1".into(),
+        headers: req
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect(),
+        body: buf[head_len..].to_vec(),
+        body_len,
+    });
+    match how {
+        Misbehave::ResetAfterRead => {
+            let _ = tls.get_ref().0.set_zero_linger();
+        }
+        Misbehave::CloseAfterRead => {
+            let _ = tls.shutdown().await;
+        }
+        Misbehave::CloseMidHead => {
+            let _ = tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Ty").await;
+            let _ = tls.shutdown().await;
+        }
+        Misbehave::CloseMidBody => {
+            let _ = tls
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"partial\":")
+                .await;
+            let _ = tls.flush().await;
+            let _ = tls.shutdown().await;
+        }
+    }
+    drop(tls);
 }
 
 fn full(b: impl Into<Bytes>) -> Body {
