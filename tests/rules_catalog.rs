@@ -68,7 +68,18 @@ fn every_github_delete_route_is_gated() {
             &[],
             None,
         );
-        assert!(action >= Action::Notify, "{route} -> {action:?}");
+        // Self-only bookkeeping (notification threads, watching) passes; every other DELETE is
+        // at least a soft gate.
+        let self_only = [
+            "DELETE /notifications/threads/{thread_id}",
+            "DELETE /notifications/threads/{thread_id}/subscription",
+            "DELETE /repos/{owner}/{repo}/subscription",
+        ];
+        if self_only.contains(&route) {
+            assert_eq!(action, Action::Allow, "{route}");
+        } else {
+            assert!(action >= Action::Notify, "{route} -> {action:?}");
+        }
         assert!(tool.is_some(), "{route}: no rule named it");
         n += 1;
     }
@@ -273,10 +284,19 @@ fn table() {
         ),
         (
             "PATCH",
-            "https://api.github.com/repos/o/r/git/refs/heads/main",
+            "https://api.github.com/repos/o/r/git/refs/heads/feature/x",
             &json,
             Some(r#"{"sha":"a"}"#),
             Notify,
+            "rule_match",
+        ),
+        // main, master, release/* and tags are protected refs, as for git push
+        (
+            "PATCH",
+            "https://api.github.com/repos/o/r/git/refs/heads/main",
+            &json,
+            Some(r#"{"sha":"a"}"#),
+            Escalate,
             "rule_match",
         ),
         (
@@ -607,8 +627,8 @@ fn table() {
             "https://api.github.com/user/emails",
             &json,
             Some(r#"{"emails":["a@b.c"]}"#),
-            Allow,
-            "no_rule_default",
+            Escalate,
+            "rule_match",
         ),
         // GraphQL endpoints, whatever the case
         (

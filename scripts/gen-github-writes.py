@@ -1,0 +1,610 @@
+#!/usr/bin/env python3
+"""Generates rules/github-writes.toml from tests/data/github-rest-write.tsv (every POST, PUT and
+PATCH route of api.github.com): one base entry (no `when`) per route, bucketed by the
+classification table below, plus the parameter-conditional rules in CONDITIONAL. Routes that
+already have a base entry in rules/github.toml (hand-written, often with conditional rules next to
+them) are skipped; the table must still name them, and their hand-written action must agree.
+
+    python3 scripts/gen-github-writes.py > rules/github-writes.toml
+    python3 scripts/gen-github-writes.py --check
+
+--check regenerates in memory and compares with the committed file (this one and
+rules/github-deletes.toml, via scripts/gen-github-deletes.py --check), then verifies that every route
+of the three GitHub lists (write tsv, delete tsv, GraphQL mutations) has exactly one base entry
+across rules/github*.toml: a [[rule]] without `when`, with the method, and a template of the same
+shape (same number of segments, equal literals ignoring case, a `{name}` or `{name*}` wherever the
+route has a parameter); each mutation exactly one [[graphql]] entry without `when`. It exits
+non-zero listing what is missing, duplicated or unknown."""
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WRITES = ROOT / "tests/data/github-rest-write.tsv"
+DELETES = ROOT / "tests/data/github-rest-delete.tsv"
+MUTATIONS = ROOT / "tests/data/github-graphql-mutations.txt"
+HAND = ROOT / "rules/github.toml"
+OUT = ROOT / "rules/github-writes.toml"
+MULTI = {"ref", "branch", "path", "file_path"}  # parameters that may contain slashes
+
+# ---- classification: theme -> (action, class, why, operation ids) ----
+# Every route of the write list is named exactly once. The reason of a route's base entry is
+# "<GitHub's summary>: <why>".
+ESC, NOT, ALW = "escalate", "notify", "allow"
+IRR, MONEY, VIS, REV = "irreversible", "money", "visible", "reversible"
+
+THEMES = {
+    # -------- allow: reads sent as POST, and self-only bookkeeping --------
+    "read": (ALW, REV, "a read sent as POST; changes nothing", [
+        "markdown/render", "markdown/render-raw",
+        "apps/check-token",  # POST /applications/{client_id}/token only checks a token
+        "orgs/list-attestations-bulk", "users/list-attestations-bulk",
+        "repos/generate-release-notes",  # returns generated text, creates no release
+    ]),
+    "self": (ALW, REV, "affects only the caller's own notifications and subscriptions", [
+        "activity/mark-notifications-as-read", "activity/mark-thread-as-read",
+        "activity/set-thread-subscription", "activity/mark-repo-notifications-as-read",
+        "activity/set-repo-subscription",
+    ]),
+    # -------- notify: visible, reversible --------
+    "social": (NOT, REV, "a public signal, trivially undone", [
+        "gists/star", "activity/star-repo-for-authenticated-user", "users/follow",
+        "reactions/create-for-commit-comment", "reactions/create-for-issue-comment",
+        "reactions/create-for-issue", "reactions/create-for-pull-request-review-comment",
+        "reactions/create-for-release",
+    ]),
+    "issues": (NOT, VIS, "visible issue or pull request activity, reversible", [
+        "issues/create", "issues/update", "issues/update-comment", "issues/pin-comment",
+        "issues/create-comment", "issues/add-assignees", "issues/add-blocked-by-dependency",
+        "issues/add-issue-field-values", "issues/set-issue-field-values", "issues/add-labels",
+        "issues/set-labels", "issues/lock", "issues/add-sub-issue", "issues/reprioritize-sub-issue",
+        "issues/approve-suggestion", "issues/dismiss-suggestion", "issues/create-label",
+        "issues/update-label", "issues/create-milestone", "issues/update-milestone",
+        "pulls/create", "pulls/update", "pulls/update-review-comment", "pulls/create-review-comment",
+        "pulls/create-reply-for-review-comment", "pulls/request-reviewers", "pulls/create-review",
+        "pulls/update-review", "pulls/submit-review", "pulls/update-branch",
+        "repos/update-commit-comment", "repos/create-commit-comment",
+        "pull-request-stacks/create", "pull-request-stacks/add", "pull-request-stacks/unstack",
+        "gists/create", "gists/update", "gists/create-comment", "gists/update-comment", "gists/fork",
+    ]),
+    "content": (NOT, REV, "repository content outside protected branches; visible and revertible", [
+        "git/create-blob", "git/create-commit", "git/create-tree", "git/create-tag", "git/create-ref",
+        "git/update-ref", "repos/create-or-update-file-contents", "repos/rename-branch",
+        "code-scanning/commit-autofix", "repos/create-fork", "repos/replace-all-topics",
+        "repos/create-autolink", "repos/create-release", "repos/update-release",
+        "repos/update-release-asset", "repos/upload-release-asset",
+        "migrations/start-import", "migrations/update-import", "migrations/map-commit-author",
+        "migrations/set-lfs-preference", "codespaces/export-for-authenticated-user",
+    ]),
+    "new-repo": (NOT, VIS, "creates a repository (a public one escalates)", [
+        "repos/create-for-authenticated-user", "repos/create-in-org", "repos/create-using-template",
+        "codespaces/publish-for-authenticated-user",
+    ]),
+    "repo-settings": (NOT, VIS, "repository settings, visible and reversible (publication, archiving and disabling security features escalate)", [
+        "repos/update",
+    ]),
+    "ci-records": (NOT, VIS, "CI and deployment records, visible and superseded by the next run", [
+        "checks/create", "checks/update", "checks/create-suite", "repos/create-commit-status",
+        "repos/create-deployment", "repos/create-deployment-status",
+        "actions/cancel-workflow-run", "actions/force-cancel-workflow-run",
+        "dependency-graph/create-repository-snapshot", "repos/create-attestation",
+        "orgs/create-artifact-deployment-record", "orgs/set-cluster-deployment-records",
+        "orgs/create-cluster-deployment-records-job", "orgs/create-artifact-storage-record",
+        "repos/request-pages-build", "repos/cancel-pages-deployment",
+    ]),
+    "ci-config": (NOT, VIS, "CI configuration of one repository, visible and reversible", [
+        "actions/create-repo-variable", "actions/update-repo-variable",
+        "agents/create-repo-variable", "agents/update-repo-variable",
+        "actions/create-environment-variable", "actions/update-environment-variable",
+        "actions/disable-workflow", "actions/enable-workflow", "checks/set-suites-preferences",
+        "code-quality/update-setup",
+    ]),
+    "security-additive": (NOT, VIS, "adds or strengthens a security feature", [
+        "repos/enable-automated-security-fixes", "repos/enable-vulnerability-alerts",
+        "repos/enable-private-vulnerability-reporting", "repos/enable-immutable-releases",
+        "orgs/enable-selected-repository-immutable-releases-organization",
+        "secret-scanning/bulk-create-org-custom-patterns",
+        "secret-scanning/bulk-create-repo-custom-patterns",
+        "code-security/create-configuration", "code-security/create-configuration-for-enterprise",
+        "code-scanning/create-autofix", "code-scanning/create-variant-analysis",
+        "campaigns/create-campaign", "campaigns/update-campaign",
+    ]),
+    "alerts": (NOT, VIS, "alert triage (assignees, reopening); dismissing or resolving escalates", [
+        "code-scanning/update-alert", "dependabot/update-alert", "secret-scanning/update-alert",
+    ]),
+    "advisories": (NOT, VIS, "a draft or private security advisory, seen by maintainers only (publishing escalates)", [
+        "security-advisories/create-repository-advisory",
+        "security-advisories/create-private-vulnerability-report",
+        "security-advisories/update-repository-advisory", "security-advisories/create-fork",
+    ]),
+    "projects": (NOT, VIS, "project planning data, visible and reversible", [
+        "projects/create-draft-item-for-org", "projects/add-field-for-org",
+        "projects/add-item-for-org", "projects/update-item-for-org", "projects/create-view-for-org",
+        "projects/create-draft-item-for-authenticated-user", "projects/create-view-for-user",
+        "projects/add-field-for-user", "projects/add-item-for-user", "projects/update-item-for-user",
+        "orgs/create-issue-field", "orgs/update-issue-field", "orgs/create-issue-type",
+        "orgs/update-issue-type",
+    ]),
+    "copilot-content": (NOT, VIS, "Copilot Space or agent task content, visible to its collaborators", [
+        "copilot-spaces/create-for-org", "copilot-spaces/update-for-org",
+        "copilot-spaces/create-resource-for-org", "copilot-spaces/update-resource-for-org",
+        "copilot-spaces/create-for-user", "copilot-spaces/update-for-user",
+        "copilot-spaces/create-resource-for-user", "copilot-spaces/update-resource-for-user",
+        "agent-tasks/create-task-in-repo",  # the agent's work arrives as a pull request
+    ]),
+    "moderation": (NOT, VIS, "moderation setting, visible and reversible", [
+        "interactions/set-restrictions-for-org", "interactions/update-pull-request-creation-cap-for-org",
+        "interactions/set-restrictions-for-repo", "interactions/set-pull-request-bypass-list-for-repo",
+        "interactions/update-pull-request-creation-cap-for-repo",
+        "interactions/set-restrictions-for-authenticated-user", "orgs/block-user", "users/block",
+    ]),
+    "profile": (NOT, VIS, "the caller's own public profile", [
+        "users/update-authenticated", "users/set-primary-email-visibility-for-authenticated-user",
+        "users/add-social-account-for-authenticated-user",
+        "orgs/set-public-membership-for-authenticated-user",
+    ]),
+    "restore": (NOT, VIS, "restores a deleted package", [
+        "packages/restore-package-for-org", "packages/restore-package-version-for-org",
+        "packages/restore-package-for-authenticated-user",
+        "packages/restore-package-version-for-authenticated-user",
+        "packages/restore-package-for-user", "packages/restore-package-version-for-user",
+    ]),
+    "codespace-state": (NOT, REV, "stops or renames a codespace; nothing is lost (a bigger machine escalates)", [
+        "codespaces/stop-for-authenticated-user", "codespaces/stop-in-organization",
+        "codespaces/update-for-authenticated-user",
+    ]),
+    "ping": (NOT, VIS, "sends a ping event to an already configured webhook; no repository data", [
+        "orgs/ping-webhook", "repos/ping-webhook",
+    ]),
+    # -------- escalate --------
+    "money": (ESC, MONEY, "money: billed usage, seats or spending limits", [
+        "billing/create-organization-budget", "billing/update-budget-org",
+        "copilot/add-copilot-seats-for-teams", "copilot/add-copilot-seats-for-users",
+        "actions/create-hosted-runner-for-org", "actions/update-hosted-runner-for-org",
+        "actions/set-actions-cache-retention-limit-for-enterprise",
+        "actions/set-actions-cache-storage-limit-for-enterprise",
+        "actions/set-actions-cache-retention-limit-for-organization",
+        "actions/set-actions-cache-storage-limit-for-organization",
+        "actions/set-actions-cache-retention-limit-for-repository",
+        "actions/set-actions-cache-storage-limit-for-repository",
+        "codespaces/create-for-authenticated-user", "codespaces/create-with-repo-for-authenticated-user",
+        "codespaces/create-with-pr-for-authenticated-user", "codespaces/start-for-authenticated-user",
+    ]),
+    "privilege": (ESC, IRR, "privilege or access change (who can reach what)", [
+        "orgs/create-invitation", "orgs/set-membership-for-user", "orgs/assign-team-to-org-role",
+        "orgs/assign-user-to-org-role", "orgs/convert-member-to-outside-collaborator",
+        "orgs/add-security-manager-team", "orgs/review-pat-grant-requests-in-bulk",
+        "orgs/review-pat-grant-request", "orgs/update-pat-accesses", "orgs/update-pat-access",
+        "orgs/update-membership-for-authenticated-user",  # the account joins an organization
+        "repos/add-collaborator", "repos/update-invitation",
+        "repos/accept-invitation-for-authenticated-user",  # the account gains a repository
+        "teams/create", "teams/update-in-org", "teams/add-or-update-membership-for-user-in-org",
+        "teams/add-or-update-repo-permissions-in-org", "teams/update-legacy",
+        "teams/add-member-legacy", "teams/add-or-update-membership-for-user-legacy",
+        "teams/add-or-update-repo-permissions-legacy",
+        "enterprise-teams/create", "enterprise-teams/update",
+        "enterprise-team-memberships/bulk-add", "enterprise-team-memberships/bulk-remove",
+        "enterprise-team-memberships/add", "enterprise-team-organizations/bulk-add",
+        "enterprise-team-organizations/bulk-remove", "enterprise-team-organizations/add",
+        "apps/add-repo-to-installation-for-authenticated-user", "apps/suspend-installation",
+        "copilot-spaces/add-collaborator-for-org", "copilot-spaces/update-collaborator-for-org",
+        "copilot-spaces/add-collaborator-for-user", "copilot-spaces/update-collaborator-for-user",
+        "codespaces/set-codespaces-access", "codespaces/set-codespaces-access-users",
+        "dependabot/update-repository-access-for-org", "dependabot/set-repository-access-default-level",
+        "dependabot/update-repository-access-for-enterprise",
+        "dependabot/set-repository-access-default-level-for-enterprise",
+        "copilot/set-copilot-coding-agent-permissions-organization",
+        "copilot/set-copilot-coding-agent-selected-repositories-for-organization",
+        "copilot/enable-copilot-coding-agent-for-repository-in-organization",
+        "copilot/set-enterprise-coding-agent-policy",
+        "copilot/add-organizations-to-enterprise-coding-agent-policy",
+        "copilot/set-copilot-content-exclusion-for-organization",
+    ]),
+    "org-settings": (ESC, IRR, "organization settings: default permissions, member privileges, security defaults, billing email", [
+        "orgs/update",
+    ]),
+    "protection": (ESC, IRR, "weakens or replaces a protection", [
+        "repos/update-branch-protection", "repos/set-admin-branch-protection",
+        "repos/update-pull-request-review-protection", "repos/create-commit-signature-protection",
+        "repos/update-status-check-protection", "repos/add-status-check-contexts",
+        "repos/set-status-check-contexts", "repos/add-app-access-restrictions",
+        "repos/set-app-access-restrictions", "repos/add-team-access-restrictions",
+        "repos/set-team-access-restrictions", "repos/add-user-access-restrictions",
+        "repos/set-user-access-restrictions",
+        "repos/create-repo-ruleset", "repos/update-repo-ruleset", "repos/create-org-ruleset",
+        "repos/update-org-ruleset", "pulls/dismiss-review",
+        "code-security/update-configuration", "code-security/attach-configuration",
+        "code-security/set-configuration-as-default", "code-security/update-enterprise-configuration",
+        "code-security/attach-enterprise-configuration",
+        "code-security/set-configuration-as-default-for-enterprise",
+        "code-scanning/update-default-setup",
+        "code-scanning/upload-sarif",  # results missing from a new analysis close open alerts
+        "secret-scanning/update-org-custom-pattern", "secret-scanning/update-repo-custom-pattern",
+        "secret-scanning/update-org-pattern-configs", "secret-scanning/create-push-protection-bypass",
+        "orgs/set-immutable-releases-settings", "orgs/set-immutable-releases-settings-repositories",
+        # rulesets target repositories by custom property: a changed property can take a
+        # repository out of a ruleset
+        "orgs/custom-properties-for-repos-create-or-update-organization-definitions",
+        "orgs/custom-properties-for-repos-create-or-update-organization-definition",
+        "orgs/custom-properties-for-repos-create-or-update-organization-values",
+        "repos/custom-properties-for-repos-create-or-update-repository-values",
+    ]),
+    "actions-permissions": (ESC, IRR, "Actions permissions: which workflows and actions may run, with which token and for how long their logs live", [
+        "actions/set-github-actions-permissions-organization",
+        "actions/set-artifact-and-log-retention-settings-organization",
+        "actions/set-fork-pr-contributor-approval-permissions-organization",
+        "actions/set-private-repo-fork-pr-workflows-settings-organization",
+        "actions/set-selected-repositories-enabled-github-actions-organization",
+        "actions/enable-selected-repository-github-actions-organization",
+        "actions/set-allowed-actions-organization",
+        "actions/set-self-hosted-runners-permissions-organization",
+        "actions/set-selected-repositories-self-hosted-runners-organization",
+        "actions/enable-selected-repository-self-hosted-runners-organization",
+        "actions/set-github-actions-default-workflow-permissions-organization",
+        "actions/set-github-actions-permissions-repository",
+        "actions/set-workflow-access-to-repository",
+        "actions/set-artifact-and-log-retention-settings-repository",
+        "actions/set-fork-pr-contributor-approval-permissions-repository",
+        "actions/set-private-repo-fork-pr-workflows-settings-repository",
+        "actions/set-allowed-actions-repository",
+        "actions/set-github-actions-default-workflow-permissions-repository",
+    ]),
+    "oidc": (ESC, IRR, "CI trust: changes the OIDC token claims cloud trust policies match on", [
+        "oidc/create-oidc-custom-property-inclusion-for-enterprise",
+        "oidc/create-oidc-custom-property-inclusion-for-org",
+        "oidc/update-oidc-custom-sub-template-for-org", "actions/set-custom-oidc-sub-claim-for-repo",
+    ]),
+    "runners": (ESC, IRR, "CI trust: registers, routes or grants access to self-hosted runners", [
+        "actions/create-self-hosted-runner-group-for-org",
+        "actions/update-self-hosted-runner-group-for-org",
+        "actions/set-repo-access-to-self-hosted-runner-group-in-org",
+        "actions/add-repo-access-to-self-hosted-runner-group-in-org",
+        "actions/set-self-hosted-runners-in-group-for-org",
+        "actions/add-self-hosted-runner-to-group-for-org",
+        "actions/generate-runner-jitconfig-for-org", "actions/create-registration-token-for-org",
+        "actions/create-remove-token-for-org",
+        "actions/add-custom-labels-to-self-hosted-runner-for-org",
+        "actions/set-custom-labels-for-self-hosted-runner-for-org",
+        "actions/generate-runner-jitconfig-for-repo", "actions/create-registration-token-for-repo",
+        "actions/create-remove-token-for-repo",
+        "actions/add-custom-labels-to-self-hosted-runner-for-repo",
+        "actions/set-custom-labels-for-self-hosted-runner-for-repo",
+        "hosted-compute/create-network-configuration-for-org",
+        "hosted-compute/update-network-configuration-for-org",
+    ]),
+    "runs": (ESC, IRR, "CI trust: runs code with the repository's secrets, or lets a deployment through", [
+        "actions/re-run-job-for-workflow-run", "actions/approve-workflow-run",
+        "actions/review-custom-gates-for-run", "actions/review-pending-deployments-for-run",
+        "actions/re-run-workflow", "actions/re-run-workflow-failed-jobs",
+        "actions/create-workflow-dispatch", "repos/create-dispatch-event",
+        "checks/rerequest-run", "checks/rerequest-suite",
+    ]),
+    "environments": (ESC, IRR, "deployment environment protection (reviewers, wait timers, branch policies, gates)", [
+        "repos/create-or-update-environment", "repos/create-deployment-branch-policy",
+        "repos/update-deployment-branch-policy", "repos/create-deployment-protection-rule",
+    ]),
+    "secrets": (ESC, IRR, "a secret created, replaced or exposed to more repositories", [
+        "actions/create-or-update-org-secret", "actions/set-selected-repos-for-org-secret",
+        "actions/add-selected-repo-to-org-secret", "agents/create-or-update-org-secret",
+        "agents/set-selected-repos-for-org-secret", "agents/add-selected-repo-to-org-secret",
+        "codespaces/create-or-update-org-secret", "codespaces/set-selected-repos-for-org-secret",
+        "codespaces/add-selected-repo-to-org-secret", "dependabot/create-or-update-org-secret",
+        "dependabot/set-selected-repos-for-org-secret", "dependabot/add-selected-repo-to-org-secret",
+        "actions/create-or-update-repo-secret", "agents/create-or-update-repo-secret",
+        "codespaces/create-or-update-repo-secret", "dependabot/create-or-update-repo-secret",
+        "actions/create-or-update-environment-secret",
+        "codespaces/create-or-update-secret-for-authenticated-user",
+        "codespaces/set-repositories-for-secret-for-authenticated-user",
+        "codespaces/add-repository-for-secret-for-authenticated-user",
+        "private-registries/create-org-private-registry",
+        "private-registries/update-org-private-registry",
+    ]),
+    "org-variables": (ESC, IRR, "an organization variable: its value or the repositories whose workflows see it", [
+        "actions/create-org-variable", "actions/update-org-variable",
+        "actions/set-selected-repos-for-org-variable", "actions/add-selected-repo-to-org-variable",
+        "agents/create-org-variable", "agents/update-org-variable",
+        "agents/set-selected-repos-for-org-variable", "agents/add-selected-repo-to-org-variable",
+    ]),
+    "egress": (ESC, IRR, "data sent somewhere new (webhook destinations, deliveries, exports)", [
+        "apps/update-webhook-config-for-app", "apps/redeliver-webhook-delivery",
+        "orgs/create-webhook", "orgs/update-webhook", "orgs/update-webhook-config-for-org",
+        "orgs/redeliver-webhook-delivery", "repos/create-webhook", "repos/update-webhook",
+        "repos/update-webhook-config-for-repo", "repos/redeliver-webhook-delivery",
+        "repos/test-push-webhook",
+        "migrations/start-for-org", "migrations/start-for-authenticated-user",
+    ]),
+    "publish": (ESC, IRR, "publication: content becomes public", [
+        "repos/create-pages-site", "repos/update-information-about-pages-site",
+        "repos/create-pages-deployment",
+        "security-advisories/create-repository-advisory-cve-request",
+    ]),
+    "credentials": (ESC, IRR, "mints, resets or revokes a credential, or adds standing access", [
+        "apps/create-from-manifest", "apps/create-installation-access-token", "apps/reset-token",
+        "apps/scope-token", "credentials/revoke", "repos/create-deploy-key",
+        "users/create-public-ssh-key-for-authenticated-user",
+        "users/create-gpg-key-for-authenticated-user",
+        "users/create-ssh-signing-key-for-authenticated-user",
+        "users/add-email-for-authenticated-user",  # an address that can receive account recovery mail
+    ]),
+    # POST /orgs/{org}/{security_product}/{enablement}: every segment after the org is a
+    # parameter, so this entry also decides any POST /orgs/{org}/x/y that GitHub adds later (and
+    # weighs in on the listed ones, see EXCEPTIONS in tests/rules_every_rule.rs): it fails closed.
+    "org-security-toggle": (ESC, IRR, "switches a security feature on or off for every repository of the organization (off weakens protections; paid products are billed per active committer)", [
+        "orgs/enable-or-disable-security-product-on-all-org-repos",
+    ]),
+    "merge": (ESC, IRR, "merges, or moves a repository's history or ownership", [
+        "pulls/merge", "pulls/merge-async", "repos/merge", "repos/merge-upstream", "repos/transfer",
+    ]),
+    "destroy": (ESC, IRR, "destroys data", [
+        "orgs/delete-attestations-bulk", "users/delete-attestations-bulk",
+    ]),
+}
+
+# ---- parameter-conditional rules on top of a generated base entry ----
+# op -> [(tool suffix, action, class, reason, when)], emitted right after the base entry, in this
+# order. A missing field makes every test but `present` false (src/rules/catalog.rs `check`), so
+# where GitHub's default for a missing parameter is the dangerous value, a `present = false` rule
+# escalates the absence; `ne`/`in` rules come first so that the every-rule test's negations (it
+# negates sibling conditions in file order) pick a value that keeps the base entry deciding.
+PROTECTED_BRANCHES = '["main", "master", "refs/heads/main", "refs/heads/master"]'
+SAFE_ENVIRONMENTS = ["staging", "development", "dev", "test", "testing", "qa", "preview", "sandbox"]
+CONDITIONAL = {
+    "gists/create": [
+        ("public", ESC, IRR, "Creates a public gist (published to everyone)",
+         '[{ field = "public", eq = true }]'),
+    ],
+    "git/create-ref": [
+        ("protected", ESC, IRR, "Creates main or master (a protected ref, as for git push)",
+         '[{ field = "ref", in = ["refs/heads/main", "refs/heads/master"] }]'),
+    ],
+    "repos/rename-branch": [
+        ("protected", ESC, IRR, "Renames main or master (a protected branch)",
+         '[{ field = "branch", in = ["main", "master"] }]'),
+        ("to-protected", ESC, IRR, "Renames a branch to main or master (a protected branch)",
+         '[{ field = "new_name", in = ["main", "master"] }]'),
+    ],
+    "code-scanning/commit-autofix": [
+        ("protected", ESC, IRR, "Commits an autofix to main or master (a protected branch)",
+         f'[{{ field = "target_ref", in = {PROTECTED_BRANCHES} }}]'),
+        ("default-branch", ESC, IRR, "Commits an autofix without naming the branch",
+         '[{ field = "target_ref", present = false }]'),
+    ],
+    "code-scanning/update-alert": [
+        ("dismiss", ESC, IRR, "Dismisses a code scanning alert (any state but open)",
+         '[{ field = "state", ne = "open" }]'),
+    ],
+    "dependabot/update-alert": [
+        ("dismiss", ESC, IRR, "Dismisses a Dependabot alert (any state but open)",
+         '[{ field = "state", ne = "open" }]'),
+    ],
+    "secret-scanning/update-alert": [
+        ("resolve", ESC, IRR, "Resolves a secret scanning alert (any state but open)",
+         '[{ field = "state", ne = "open" }]'),
+    ],
+    "repos/create-deployment": [
+        ("environment", ESC, IRR, "Deploys to an environment not known to be non-production (anything but " + ", ".join(SAFE_ENVIRONMENTS) + ")",
+         "[" + ", ".join(f'{{ field = "environment", ne = "{e}" }}' for e in SAFE_ENVIRONMENTS) + "]"),
+        ("production-flag", ESC, IRR, "Deploys to an environment marked as production",
+         '[{ field = "production_environment", eq = true }]'),
+        ("default-environment", ESC, IRR, "Deploys without naming the environment (GitHub's default is production)",
+         '[{ field = "environment", present = false }]'),
+    ],
+    "pulls/create-review": [
+        ("approve", ESC, IRR, "Approves a pull request (counts toward required reviews)",
+         '[{ field = "event", eq = "APPROVE" }]'),
+    ],
+    "pulls/submit-review": [
+        ("approve", ESC, IRR, "Approves a pull request (counts toward required reviews)",
+         '[{ field = "event", eq = "APPROVE" }]'),
+    ],
+    "security-advisories/update-repository-advisory": [
+        ("state", ESC, IRR, "Changes a security advisory's state (publishing makes it public)",
+         '[{ field = "state", present = true }]'),
+    ],
+    "repos/create-using-template": [
+        ("public", ESC, IRR, "Creates a public repository from a template (private is not true)",
+         '[{ field = "private", ne = true }]'),
+        ("default-public", ESC, IRR, "Creates a repository from a template without `private` (GitHub's default is public)",
+         '[{ field = "private", present = false }]'),
+    ],
+    "codespaces/publish-for-authenticated-user": [
+        ("public", ESC, IRR, "Publishes a codespace as a public repository (private is not true)",
+         '[{ field = "private", ne = true }]'),
+        ("default-public", ESC, IRR, "Publishes a codespace without `private` (GitHub's default is public)",
+         '[{ field = "private", present = false }]'),
+    ],
+    "codespaces/update-for-authenticated-user": [
+        ("machine", ESC, MONEY, "Changes a codespace's machine type (billed per core)",
+         '[{ field = "machine", present = true }]'),
+    ],
+}
+
+HEADER = [
+    "# Generated by scripts/gen-github-writes.py from tests/data/github-rest-write.tsv: every",
+    "# POST, PUT and PATCH route of api.github.com without a hand-written base entry in github.toml.",
+    "# Edit the generator (its classification table), not this file.",
+    "",
+    "[service]",
+    'name = "github"',
+    'hosts = ["api.github.com"]',
+    'path_prefixes = ["/api/v3"]',
+    'default = "allow"',
+    'graphql_paths = ["/graphql", "/api/graphql"]',
+    'graphql_default = "escalate"',
+    "",
+]
+
+
+def read_routes(path, methods):
+    """[(method, path, op, summary)] of a route list."""
+    out = []
+    for line in path.read_text().splitlines():
+        parts = line.split("\t")
+        if len(parts) < 3:
+            continue
+        method, _, p = parts[0].partition(" ")
+        if method in methods:
+            out.append((method, p, parts[1], parts[2]))
+    return out
+
+
+def template(path):
+    """The route's path with slash-capable parameters as `{x*}`."""
+    segs = []
+    for s in path.split("/"):
+        if s.startswith("{") and s.endswith("}") and s[1:-1] in MULTI:
+            s = "{" + s[1:-1] + "*}"
+        segs.append(s)
+    return "/".join(segs)
+
+
+def segs(path):
+    return [s for s in path.split("/") if s]
+
+
+def is_param(s):
+    return s.startswith("{") and s.endswith("}")
+
+
+def same_shape(route, tmpl):
+    r, t = segs(route), segs(tmpl)
+    if len(r) != len(t):
+        return False
+    for a, b in zip(r, t):
+        if is_param(a):
+            if not is_param(b):
+                return False
+        elif is_param(b) or a.lower() != b.lower():
+            return False
+    return True
+
+
+def rule_methods(r):
+    ms = list(r.get("methods", []))
+    if "method" in r:
+        ms.append(r["method"])
+    return ms
+
+
+def base_rules(files):
+    """[(file, rule)] of every [[rule]] without `when` in the given files."""
+    out = []
+    for f in files:
+        data = tomllib.loads(Path(f).read_text())
+        for r in data.get("rule", []):
+            if not r.get("when"):
+                out.append((Path(f).name, r))
+    return out
+
+
+def bases_for(method, route, bases):
+    return [(f, r) for f, r in bases if method in rule_methods(r) and same_shape(route, r["path"])]
+
+
+def classification():
+    table = {}
+    for theme, (action, klass, why, ops) in THEMES.items():
+        for op in ops:
+            if op in table:
+                sys.exit(f"{op} is classified twice ({table[op][0]} and {theme})")
+            table[op] = (theme, action, klass, why)
+    return table
+
+
+def q(s):
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def generate():
+    routes = read_routes(WRITES, {"POST", "PUT", "PATCH"})
+    table = classification()
+    hand = base_rules([HAND])
+    errors = []
+    seen = set()
+    out = list(HEADER)
+    for method, path, op, summary in routes:
+        seen.add(op)
+        if op not in table:
+            errors.append(f"{method} {path} ({op}) is not classified")
+            continue
+        theme, action, klass, why = table[op]
+        covered = bases_for(method, path, hand)
+        if covered:
+            for f, r in covered:
+                if r["action"] != action:
+                    errors.append(f"{method} {path}: {f} says {r['action']} ({r['tool']}), the table {action} ({theme})")
+            if op in CONDITIONAL:
+                errors.append(f"{op}: conditional rules belong next to the hand-written base entry in {HAND.name}")
+            continue
+        tmpl = template(path)
+        tool = "github." + op.replace("/", ".")
+        out += ["[[rule]]", f"tool = {q(tool)}", f'method = "{method}"', f"path = {q(tmpl)}",
+                f'class = "{klass}"', f'action = "{action}"', f"reason = {q(summary + ': ' + why)}", ""]
+        for suffix, c_action, c_class, reason, when in CONDITIONAL.get(op, []):
+            out += ["[[rule]]", f"tool = {q(tool + '.' + suffix)}", f'method = "{method}"',
+                    f"path = {q(tmpl)}", f'class = "{c_class}"', f'action = "{c_action}"',
+                    f"reason = {q(reason)}", f"when = {when}", ""]
+    for op in sorted(set(table) - seen):
+        errors.append(f"{op} is classified but not in {WRITES.name}")
+    for op in sorted(set(CONDITIONAL) - seen):
+        errors.append(f"conditional rules for unknown operation {op}")
+    return "\n".join(out), errors
+
+
+def coverage():
+    """Problems with base entries across rules/github*.toml."""
+    files = sorted(ROOT.glob("rules/github*.toml"))
+    bases = base_rules(files)
+    problems = []
+    routes = read_routes(WRITES, {"POST", "PUT", "PATCH"}) + read_routes(DELETES, {"DELETE"})
+    if len(routes) != 397 + 187:
+        problems.append(f"expected 397 write and 187 delete routes, read {len(routes)}")
+    for method, path, op, _ in routes:
+        found = bases_for(method, path, bases)
+        if not found:
+            problems.append(f"missing: {method} {path} ({op}) has no base entry")
+        elif len(found) > 1:
+            where = ", ".join(f"{f}:{r['tool']}" for f, r in found)
+            problems.append(f"duplicate: {method} {path} ({op}) has {len(found)} base entries: {where}")
+    names = [n.strip() for n in MUTATIONS.read_text().splitlines() if n.strip()]
+    known = set(names)
+    count = {}
+    for f in files:
+        for g in tomllib.loads(f.read_text()).get("graphql", []):
+            for m in g["mutations"]:
+                if m not in known:
+                    problems.append(f"unknown mutation {m} in {f.name}")
+                if not g.get("when"):
+                    count[m] = count.get(m, 0) + 1
+    for m in names:
+        n = count.get(m, 0)
+        if n != 1:
+            problems.append(f"{'missing' if n == 0 else 'duplicate'}: mutation {m} has {n} base [[graphql]] entries")
+    return problems
+
+
+def main():
+    text, errors = generate()
+    if errors:
+        sys.exit("\n".join(errors))
+    if "--check" not in sys.argv[1:]:
+        print(text)
+        return
+    problems = []
+    if OUT.read_text() != text + "\n":
+        problems.append(f"{OUT.relative_to(ROOT)} is stale: run scripts/gen-github-writes.py > {OUT.relative_to(ROOT)}")
+    dels = subprocess.run([sys.executable, str(ROOT / "scripts/gen-github-deletes.py"), "--check"],
+                          cwd=ROOT, capture_output=True, text=True)
+    if dels.returncode != 0:
+        problems.append((dels.stdout + dels.stderr).strip() or "gen-github-deletes.py --check failed")
+    problems += coverage()
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        sys.exit(1)
+    print("ok: rules/github-writes.toml and rules/github-deletes.toml are current; every write, delete "
+          "route and mutation has exactly one base entry")
+
+
+if __name__ == "__main__":
+    main()
