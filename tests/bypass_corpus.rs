@@ -772,12 +772,9 @@ fn differentials() -> Vec<Entry> {
             GH,
             h1(
                 "POST",
-                &format!(
-                    "/graphql?query={}",
-                    "mutation%7BdeleteRef(input:%7BrefId:%22R%22%7D)%7BclientMutationId%7D%7D"
-                ),
+                "/graphql?query=mutation%7BdeleteRef(input:%7BrefId:%22R%22%7D)%7BclientMutationId%7D%7D",
                 &[JSON],
-                &gql("query { viewer { login } }"),
+                gql("query { viewer { login } }"),
             ),
             "graphql_ambiguous",
         ),
