@@ -512,7 +512,10 @@ impl Config {
     /// Parses and checks TOML text; `file` names it in errors.
     pub fn from_toml(file: &str, text: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            let (line, column) = e
+                .span()
+                .map(|s| crate::text_pos::line_col(text, s.start))
+                .unwrap_or((1, 1));
             ConfigError::Parse {
                 file: file.to_string(),
                 line,
@@ -524,38 +527,11 @@ impl Config {
     }
 }
 
-/// 1-based line and column of byte `offset` in `text`.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    LineIndex::new(text).line_col(offset)
-}
-
-/// Line starts of a text, for many offset -> (line, column) look-ups (rules files name the line
-/// of every rule) in O(log n) each instead of a rescan.
-pub struct LineIndex<'a> {
-    text: &'a str,
-    starts: Vec<usize>,
-}
-
-impl<'a> LineIndex<'a> {
-    pub fn new(text: &'a str) -> LineIndex<'a> {
-        let starts = std::iter::once(0)
-            .chain(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1))
-            .collect();
-        LineIndex { text, starts }
-    }
-
-    /// 1-based line and column (in characters) of byte `offset` (clamped to the text).
-    pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let line = self.starts.partition_point(|s| *s <= offset).max(1);
-        let start = self.starts[line - 1];
-        let column = self
-            .text
-            .get(start..offset)
-            .map_or(0, |l| l.chars().count())
-            + 1;
-        (line, column)
-    }
+/// The worker count when `proxy.workers` is unset: one per core this process may run on.
+pub fn auto_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Upper bound on `proxy.workers` (threads are not free; more than the cores only costs).
@@ -583,7 +559,7 @@ fn check(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
     let workers = match p.workers {
-        None => crate::proxy::workers::auto_count(),
+        None => auto_workers(),
         Some(n) if n <= MAX_WORKERS => n,
         Some(n) => {
             return Err(invalid(
@@ -921,27 +897,6 @@ pub fn parse_resolve_flag(s: &str) -> Result<(String, SocketAddr), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::LineIndex;
-
-    #[test]
-    fn line_index_positions() {
-        let text = "a\nbé\n\nlast";
-        let idx = LineIndex::new(text);
-        for (offset, want) in [
-            (0, (1, 1)),
-            (1, (1, 2)),
-            (2, (2, 1)),
-            (3, (2, 2)),
-            (5, (2, 3)),
-            (6, (3, 1)),
-            (7, (4, 1)),
-            (11, (4, 5)),
-            (99, (4, 5)),
-        ] {
-            assert_eq!(idx.line_col(offset), want, "offset {offset}");
-        }
-    }
-
     use super::*;
 
     #[test]
@@ -950,7 +905,7 @@ mod tests {
         assert_eq!(c.proxy.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.proxy.unknown_hosts, UnknownHosts::Deny);
         assert_eq!(c.gate.review_expiry, Duration::from_secs(86_400));
-        assert_eq!(c.proxy.workers, crate::proxy::workers::auto_count());
+        assert_eq!(c.proxy.workers, auto_workers());
         let inline = Config::from_toml("t.toml", "[proxy]\nworkers = 0\n").expect("0 is valid");
         assert_eq!(inline.proxy.workers, 0);
         assert_eq!(c.rules.unclassified_writes, Action::Escalate);

@@ -1,5 +1,19 @@
 //! Airlock: a forward HTTPS interception proxy that passes reversible API calls through and holds
 //! irreversible ones until a human approves. See `docs/request-flow.md` for one request's path.
+//!
+//! Layers, top to bottom. A module uses only modules in layers below its own, or beside it in
+//! its own layer without a cycle (`tests/layering.rs` fails on a `crate::` path pointing up):
+//!
+//! ```text
+//!   main (src/main.rs, src/bin)         the CLI
+//!   server                              assembles a running Airlock
+//!   admin   proxy   sandbox             the admin listener; the agent-facing proxy; `airlock run`
+//!   gate                                the hold queue: hold, decide, execute, recover
+//!   rules  credentials  audit  notify   what to hold; the real tokens; the signed log; who to tell;
+//!   agents  upstream  config            agent identities; the only way out (permits); the config
+//!   store  tls  wire  secret_file       durable state; certificates; the shared HTTP vocabulary;
+//!   text_pos                            secret files; file:line:column positions
+//! ```
 
 pub mod admin;
 pub mod agents;
@@ -12,9 +26,33 @@ pub mod proxy;
 pub mod rules;
 #[cfg(target_os = "linux")]
 pub mod sandbox;
+pub mod secret_file;
 pub mod server;
 pub mod store;
+pub mod text_pos;
 pub mod tls;
+pub mod upstream;
+pub mod wire;
+
+/// The layers drawn above, top first: `tests/layering.rs` checks every `crate::` path against
+/// them.
+#[doc(hidden)]
+pub const LAYERS: &[&[&str]] = &[
+    &["main"],
+    &["server"],
+    &["admin", "proxy", "sandbox"],
+    &["gate"],
+    &[
+        "rules",
+        "credentials",
+        "audit",
+        "notify",
+        "agents",
+        "upstream",
+        "config",
+    ],
+    &["store", "tls", "wire", "secret_file", "text_pos"],
+];
 
 /// Installs the process-wide rustls crypto provider (ring only). Idempotent.
 pub fn install_crypto_provider() {

@@ -7,7 +7,6 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use airlock::config::{self, Config, UnknownHosts};
-use airlock::proxy;
 use airlock::rules::{Action, Catalog, CatalogOptions, LiveCatalog};
 use airlock::tls::CertificateAuthority;
 
@@ -748,7 +747,7 @@ async fn serve_async(config: Config) -> Result<()> {
     if config.rules.unclassified_writes == Action::Allow {
         tracing::warn!("rules.unclassified_writes = \"allow\": writes no rule classifies are forwarded (each is audited as unclassified); the closed world is off");
     }
-    let classifier: Arc<dyn proxy::policy::Classifier> = catalog.clone();
+    let classifier: Arc<dyn airlock::rules::Classifier> = catalog.clone();
     let server =
         airlock::server::start(&config, classifier, Arc::new(airlock::gate::SystemClock)).await?;
     println!("airlock: proxy listening on {}", server.proxy_addr);

@@ -10,11 +10,12 @@ use crate::admin::{self, Admin, AdminError};
 use crate::audit::{AuditLog, AuditOptions};
 use crate::config::Config;
 use crate::gate::{Clock, Gate, GateError};
-use crate::proxy::egress::EgressGuard;
-use crate::proxy::policy::Classifier;
 use crate::proxy::{self, Lifecycle, Proxy};
+use crate::rules::Classifier;
 use crate::store::{self, StoreError};
 use crate::tls::{CertificateAuthority, TlsError};
+use crate::upstream::egress::EgressGuard;
+use crate::upstream::{Dialer, Upstream};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -120,12 +121,19 @@ pub async fn start_with_store(
 
     let life = Lifecycle::default();
     let tls = crate::tls::client_config(&config.upstream.extra_ca_files)?;
-    let dialer = proxy::upstream::Dialer::new(
+    let dialer = Dialer::new(
         config.upstream.resolve.clone(),
         config.upstream.connect_timeout,
         guard,
     );
-    let client = proxy::upstream::client(tls, dialer.clone(), config.upstream.pool_idle_timeout);
+    // One upstream side for the proxy's workers and the gate's executions.
+    let upstream = Arc::new(Upstream::new(
+        config.proxy.workers,
+        &tls,
+        dialer,
+        config.upstream.pool_idle_timeout,
+        vault.clone(),
+    ));
     let links = Arc::new(crate::notify::LinkSigner::new(
         crate::notify::load_or_create_key(&config.link_key_file())
             .map_err(|e| ServerError::Links(e.to_string()))?,
@@ -137,7 +145,7 @@ pub async fn start_with_store(
     );
     let gate = Gate::new(
         store,
-        client,
+        upstream.clone(),
         vault.clone(),
         audit.clone(),
         notifier,
@@ -159,8 +167,8 @@ pub async fn start_with_store(
         config,
         Arc::new(ca),
         classifier,
-        Some(gate.clone()),
-        dialer,
+        gate.clone(),
+        upstream,
         vault,
     )?);
 

@@ -119,10 +119,23 @@ async fn decisions_transitions_and_executions_form_a_verifiable_chain() {
         .await;
     assert_eq!(s, 200);
     assert_eq!(up.count(), 2, "the read and the approved delete");
-    // The background allow entry is written asynchronously; give it a moment.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-
-    let text = export(&a).await;
+    // The background allow entry is written asynchronously: wait until it is on the record.
+    let text = support::eventually(
+        "the ALLOW entry in the audit log",
+        support::WAIT,
+        || async {
+            let text = export(&a).await;
+            let logged = entries(&text)
+                .iter()
+                .any(|e| e["kind"] == "decision" && e["outcome"] == "ALLOW");
+            if logged {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        },
+    )
+    .await;
     assert!(!text.contains(REAL_GITHUB), "credential in the audit log");
     assert!(
         !text.contains("SHOULD_NOT_BE_LOGGED"),
@@ -347,36 +360,35 @@ async fn failed_allow_records_become_an_audit_gap() {
     }
     assert_eq!(up.count(), 3);
     // Wait until the recorder has tried (and failed) at least one write, then recover.
-    for _ in 0..100 {
-        if store.refused.load(SeqCst) > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(
-        store.refused.load(SeqCst) > 0,
-        "the recorder tried to write"
-    );
+    support::eventually("the recorder to try a write", support::WAIT, || async {
+        (store.refused.load(SeqCst) > 0).then_some(())
+    })
+    .await;
     store.fail_audit.store(false, SeqCst);
     assert_eq!(read(&client, "https://api.github.com/user").await, 200);
     // Every one of the 4 reads is either on the record or counted in a gap, and some gap is.
-    let (mut written, mut gapped) = (0, 0);
-    for _ in 0..100 {
-        let all = entries(&export(&a).await);
-        written = all
-            .iter()
-            .filter(|e| e["kind"] == "decision" && e["outcome"] == "ALLOW" && e["path"] == "/user")
-            .count();
-        gapped = all
-            .iter()
-            .filter(|e| e["kind"] == "audit_gap")
-            .filter_map(|e| e["skipped_allow_records"].as_u64())
-            .sum::<u64>() as usize;
-        if written + gapped == 4 && gapped > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(gapped > 0, "an audit_gap counts the lost records");
-    assert_eq!(written + gapped, 4, "written {written}, counted {gapped}");
+    support::eventually(
+        "all 4 reads written or counted in an audit_gap (some gap)",
+        support::WAIT,
+        || async {
+            let all = entries(&export(&a).await);
+            let written = all
+                .iter()
+                .filter(|e| {
+                    e["kind"] == "decision" && e["outcome"] == "ALLOW" && e["path"] == "/user"
+                })
+                .count();
+            let gapped = all
+                .iter()
+                .filter(|e| e["kind"] == "audit_gap")
+                .filter_map(|e| e["skipped_allow_records"].as_u64())
+                .sum::<u64>() as usize;
+            if written + gapped == 4 && gapped > 0 {
+                Ok(())
+            } else {
+                Err(format!("written {written}, counted {gapped}"))
+            }
+        },
+    )
+    .await;
 }

@@ -103,6 +103,7 @@ async fn reviewer(a: Arc<Airlock>, name: &'static str, approve_even: bool, stop:
             }
         });
         join_all(decisions).await;
+        // Pacing, not synchronisation: a reviewer re-reads the queue a few times per second.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -88,28 +88,31 @@ fn deletes_by_path(up: &FakeUpstream) -> HashMap<String, usize> {
 }
 
 async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..600 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
+    support::eventually(what, Duration::from_secs(30), || {
+        std::future::ready(check().then_some(()))
+    })
+    .await
 }
 
 /// Reviews settle after a restart: none left `approved` or `executing`.
 async fn settled(s: &Serve) -> HashMap<String, String> {
-    for _ in 0..600 {
-        let states = s.states().await;
-        if !states
-            .values()
-            .any(|st| st == "approved" || st == "executing")
-        {
-            return states;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("reviews did not settle after restart");
+    support::eventually(
+        "reviews to settle after restart",
+        Duration::from_secs(30),
+        || async {
+            let states = s.states().await;
+            let busy = states
+                .values()
+                .filter(|st| *st == "approved" || *st == "executing")
+                .count();
+            if busy == 0 {
+                Ok(states)
+            } else {
+                Err(format!("{busy} still approved or executing"))
+            }
+        },
+    )
+    .await
 }
 
 async fn crash_suite(backend: &str) {
@@ -220,9 +223,27 @@ async fn crash_suite(backend: &str) {
     s.kill9();
     let s = Serve::spawn(&cfg, &store, &ca, &log);
     let states = settled(&s).await;
-    // Recovery may still be sending `approved` ones; let the upstream catch up.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let seen = deletes_by_path(&up);
+    // Wait until the upstream has recorded every review that is now `executed`.
+    let seen = support::eventually(
+        "the upstream to have seen every executed review",
+        support::WAIT,
+        || async {
+            let seen = deletes_by_path(&up);
+            let missing = batch
+                .iter()
+                .filter(|(path, id)| {
+                    states.get(*id).map(String::as_str) == Some("executed")
+                        && !seen.contains_key(*path)
+                })
+                .count();
+            if missing == 0 {
+                Ok(seen)
+            } else {
+                Err(format!("{missing} executed reviews not seen upstream yet"))
+            }
+        },
+    )
+    .await;
     let mut tally: HashMap<&str, usize> = HashMap::new();
     for (path, id) in &batch {
         let st = states.get(id).map(String::as_str).unwrap_or("missing");
@@ -289,17 +310,17 @@ async fn crash_suite(backend: &str) {
 /// Waits until the sweep has started expiring `held` (at least one expired, not necessarily
 /// all): the kill then lands while the sweep is working through them.
 async fn wait_until_async_expired(s: &Serve, held: &HashMap<String, String>) {
-    for _ in 0..600 {
-        let states = s.states().await;
-        if held
-            .values()
-            .any(|id| states.get(id).map(String::as_str) == Some("expired"))
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the sweep never expired anything");
+    support::eventually(
+        "the sweep to expire one of the held reviews",
+        Duration::from_secs(30),
+        || async {
+            let states = s.states().await;
+            held.values()
+                .any(|id| states.get(id).map(String::as_str) == Some("expired"))
+                .then_some(())
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

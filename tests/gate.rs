@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use airlock::gate::{ManualClock, ReviewState};
-use airlock::proxy::policy::Classifier;
+use airlock::rules::Classifier;
 use airlock::rules::{Action, RequestHead, Verdict};
 use support::{curl, curl_args, Airlock, FakeUpstream};
 

@@ -209,8 +209,8 @@ async fn per_event_webhook_gets_one_json_per_escalation_with_links() -> TestResu
     ))?;
     let signer = Arc::new(LinkSigner::new([9; 32]));
     let n = Notifier::start(cfg, Some(signer.clone()), Some(format!("{BASE}/")));
-    n.escalated(&review("r1"));
-    n.escalated(&review("r2"));
+    n.escalated(review("r1").escalation());
+    n.escalated(review("r2").escalation());
     let bodies = drain(&mut sink.bodies, Duration::from_secs(2)).await;
     assert_eq!(bodies.len(), 2, "{bodies:?}");
     for (b, id) in bodies.iter().zip(["r1", "r2"]) {
@@ -255,7 +255,7 @@ async fn no_links_without_reviewer_or_signer() -> TestResult {
         Some(Arc::new(LinkSigner::new([9; 32]))),
         Some(BASE.into()),
     );
-    n.escalated(&review("r1"));
+    n.escalated(review("r1").escalation());
     let b = next(&mut sink.bodies, Duration::from_secs(2))
         .await
         .ok_or("nothing sent")?;
@@ -278,7 +278,7 @@ async fn slack_format_has_text() -> TestResult {
         Some(Arc::new(LinkSigner::new([9; 32]))),
         Some(BASE.into()),
     );
-    n.escalated(&review("r1"));
+    n.escalated(review("r1").escalation());
     let b = next(&mut sink.bodies, Duration::from_secs(2))
         .await
         .ok_or("nothing sent")?;
@@ -306,7 +306,7 @@ async fn email_arrives_with_tool_and_links() -> TestResult {
     ))?;
     let signer = Arc::new(LinkSigner::new([9; 32]));
     let n = Notifier::start(cfg, Some(signer.clone()), Some(BASE.into()));
-    n.escalated(&review("r1"));
+    n.escalated(review("r1").escalation());
     let raw = next(&mut mails, Duration::from_secs(5))
         .await
         .ok_or("no mail")?;
@@ -347,7 +347,7 @@ async fn digest_batches_escalations_into_one_message() -> TestResult {
     );
     let n = Notifier::start(cfg, None, None);
     for id in ["r1", "r2", "r3"] {
-        n.escalated(&review(id));
+        n.escalated(review(id).escalation());
     }
     let bodies = drain(&mut sink.bodies, Duration::from_millis(1500)).await;
     assert_eq!(bodies.len(), 1, "{bodies:?}");
@@ -374,7 +374,7 @@ async fn digest_email_is_one_message() -> TestResult {
     ))?;
     let n = Notifier::start(cfg, None, None);
     for id in ["r1", "r2", "r3"] {
-        n.escalated(&review(id));
+        n.escalated(review(id).escalation());
     }
     let mails = drain(&mut mails, Duration::from_millis(1500)).await;
     assert_eq!(mails.len(), 1, "{mails:?}");
@@ -402,7 +402,7 @@ async fn rate_limit_sends_the_allowed_number_and_holds_the_rest() -> TestResult 
     let n = Notifier::start(cfg, None, None);
     let start = tokio::time::Instant::now();
     for i in 0..5 {
-        n.escalated(&review(&format!("r{i}")));
+        n.escalated(review(&format!("r{i}")).escalation());
     }
     // Arrival times, not fixed drain windows: a loaded machine may shift a delivery by a few
     // hundred ms, but never lets three land within one window.
@@ -458,7 +458,7 @@ async fn failing_webhook_is_retried_until_it_succeeds() -> TestResult {
     assert_eq!(cfg.channels[0].retry.backoff, Duration::from_millis(200));
     cfg.channels[0].retry.backoff = Duration::from_millis(20);
     let n = Notifier::start(cfg, None, None);
-    n.escalated(&review("r1"));
+    n.escalated(review("r1").escalation());
     let bodies = drain(&mut sink.bodies, Duration::from_millis(1500)).await;
     assert_eq!(
         bodies.len(),
@@ -486,7 +486,7 @@ async fn dead_webhook_never_blocks_escalated() -> TestResult {
     let r = review("r1");
     let started = Instant::now();
     for _ in 0..1000 {
-        n.escalated(&r);
+        n.escalated(r.escalation());
     }
     let took = started.elapsed();
     assert!(
@@ -501,8 +501,8 @@ async fn dead_webhook_never_blocks_escalated() -> TestResult {
 fn escalated_without_runtime_or_channels_is_a_no_op() -> TestResult {
     let cfg = config("kind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"")?;
     let n = Notifier::start(cfg, None, None); // no Tokio runtime here
-    n.escalated(&review("r1"));
-    Notifier::start(NotifyConfig::default(), None, None).escalated(&review("r1"));
+    n.escalated(review("r1").escalation());
+    Notifier::start(NotifyConfig::default(), None, None).escalated(review("r1").escalation());
     Ok(())
 }
 

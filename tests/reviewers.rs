@@ -6,7 +6,7 @@ mod support;
 
 use std::sync::Arc;
 
-use airlock::proxy::policy::Classifier;
+use airlock::rules::Classifier;
 use airlock::rules::{Action, ApprovalPolicy, RequestHead, Verdict};
 use support::{Airlock, FakeUpstream};
 

@@ -146,15 +146,14 @@ fn own_netns() -> u64 {
 
 fn assert_netns_gone(ino: u64) {
     assert_ne!(ino, own_netns(), "the command ran in the host namespace");
-    let mut left = procs_in_netns(ino);
-    for _ in 0..50 {
+    support::eventually_blocking("the sandbox's processes to be gone", support::WAIT, || {
+        let left = procs_in_netns(ino);
         if left.is_empty() {
-            break;
+            Ok(())
+        } else {
+            Err(format!("processes left in the sandbox: {left:?}"))
         }
-        std::thread::sleep(Duration::from_millis(100));
-        left = procs_in_netns(ino);
-    }
-    assert!(left.is_empty(), "processes left in the sandbox: {left:?}");
+    });
     let list = std::process::Command::new("ip")
         .args(["netns", "list"])
         .output()

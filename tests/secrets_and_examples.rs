@@ -69,6 +69,7 @@ fn stop(mut r: Running) {
     let _ = Command::new("kill")
         .args(["-TERM", &r.child.id().to_string()])
         .status();
+    // A grace period, not a check: up to 10 s for a clean exit, then SIGKILL.
     for _ in 0..100 {
         if let Ok(Some(_)) = r.child.try_wait() {
             return;
@@ -316,8 +317,8 @@ async fn python_requests_agent_example_runs_through_airlock() {
     // Approve the review as soon as it appears; nothing may reach the upstream before that.
     let admin_token = std::fs::read_to_string(dir.path().join("data/admin-token")).expect("token");
     let admin_addr = run.admin.parse().expect("addr");
-    let mut id = None;
-    for _ in 0..200 {
+    // Python and its imports start slowly on a loaded machine: a longer wait than the default.
+    let id = support::eventually("the DELETE to be held", Duration::from_secs(30), || async {
         let (_, list) = airlock::admin::client::call(
             admin_addr,
             admin_token.trim(),
@@ -327,13 +328,13 @@ async fn python_requests_agent_example_runs_through_airlock() {
         )
         .await
         .expect("admin");
-        if let Some(r) = list["reviews"].as_array().and_then(|a| a.first()) {
-            id = r["reviewId"].as_str().map(str::to_string);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let id = id.expect("the DELETE was held");
+        list["reviews"]
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(|r| r["reviewId"].as_str().map(str::to_string))
+            .ok_or(list)
+    })
+    .await;
     assert!(up.requests().iter().all(|r| r.method != "DELETE"));
     let (status, _) = airlock::admin::client::call(
         admin_addr,

@@ -58,6 +58,7 @@ async fn soak() {
     );
     let s = Arc::new(Serve::spawn(&cfg, &store, &ca, &dir.path().join("log")));
     let pid = s.child.id();
+    // Not waiting for an event: let the just-started server idle briefly before the baseline.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (rss0, fds0) = proc_stat(pid);
     println!("soak: {secs}s; idle at start: RSS {rss0} KiB, {fds0} fds");
@@ -128,6 +129,7 @@ async fn soak() {
                     assert!(code == 200 || code == 409, "{code}");
                     c.decided.fetch_add(1, Ordering::Relaxed);
                 }
+                // Pacing: the reviewer looks at the queue five times a second.
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }));
@@ -136,6 +138,7 @@ async fn soak() {
     let start = Instant::now();
     let mut peak_rss = rss0;
     while start.elapsed() < Duration::from_secs(secs) {
+        // The sampling interval: the soak's point is letting time pass under load.
         tokio::time::sleep(Duration::from_secs(10)).await;
         let (rss, fds) = proc_stat(pid);
         peak_rss = peak_rss.max(rss);
@@ -153,8 +156,16 @@ async fn soak() {
         t.await.expect("task");
     }
     // Idle: keep-alive connections from the clients are gone once the clients are dropped.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let (rss1, fds1) = proc_stat(pid);
+    // Wait for the descriptors to come back near idle (times out, naming the count, on a leak).
+    let (rss1, fds1) = support::eventually("descriptors back near idle", support::WAIT, || async {
+        let (rss, fds) = proc_stat(pid);
+        if fds <= fds0 + 8 {
+            Ok((rss, fds))
+        } else {
+            Err(format!("{fds} fds now, {fds0} at start"))
+        }
+    })
+    .await;
     println!(
         "soak end: RSS {rss1} KiB (start {rss0}, peak {peak_rss}), fds {fds1} (start {fds0}); {} reads, {} streamed MiB, {} held, {} decided",
         c.reads.load(Ordering::Relaxed),

@@ -29,8 +29,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Admin, Caller};
 use crate::gate::{review::rfc3339, Review, ReviewState, Reviewer};
-use crate::proxy::respond::full;
-use crate::proxy::upstream::Body;
+use crate::wire::{full, Body};
 
 const SESSION_COOKIE: &str = "airlock_session";
 const LOGIN_COOKIE: &str = "airlock_login";

@@ -42,8 +42,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::ReviewerConfig;
 use crate::gate::agent_api::{gate_error_response, review_json};
 use crate::gate::{Gate, ReviewState, Reviewer};
-use crate::proxy::respond::{json_response, Refusal};
-use crate::proxy::upstream::Body;
+use crate::wire::{json_response, Body, Refusal};
 
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
@@ -65,28 +64,25 @@ pub fn load_or_create_token(path: &Path) -> Result<String, AdminError> {
         path: path.display().to_string(),
         message,
     };
-    match std::fs::read_to_string(path) {
-        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
-        Ok(_) => return Err(err("token file is empty".into())),
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e.to_string())),
-        Err(_) => {}
-    }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| err(e.to_string()))?;
+    let read = || match std::fs::read_to_string(path) {
+        Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_string())),
+        Ok(_) => Err(err("token file is empty".into())),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(err(e.to_string())),
+        Err(_) => Ok(None),
+    };
+    if let Some(t) = read()? {
+        return Ok(t);
     }
     let token = hex::encode(rand::random::<[u8; 32]>());
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| err(e.to_string()))?;
-    f.write_all(token.as_bytes())
-        .map_err(|e| err(e.to_string()))?;
-    f.sync_all().map_err(|e| err(e.to_string()))?;
-    Ok(token)
+    match crate::secret_file::create_new(path, token.as_bytes()) {
+        Ok(()) => Ok(token),
+        // Another process created it meanwhile: its file is complete (secret_file gives a file its
+        // name only once written), so use that token.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            read()?.ok_or_else(|| err(e.to_string()))
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
 }
 
 pub struct Admin {
@@ -411,7 +407,7 @@ fn audit_unavailable(e: impl std::fmt::Display) -> Response<Body> {
 
 /// 200 with `body` as `content_type` (JSON Lines exports, checkpoint lines).
 fn typed_response(body: impl Into<Bytes>, content_type: &'static str) -> Response<Body> {
-    let mut r = Response::new(crate::proxy::respond::full(body));
+    let mut r = Response::new(crate::wire::full(body));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         http::HeaderValue::from_static(content_type),

@@ -1,7 +1,7 @@
 //! The checkpoint signing key: loads an Ed25519 PKCS#8 key (DER or PEM) from disk, or creates
-//! one (PEM, mode 0600, written to a temporary file, fsynced and renamed into place).
+//! one (PEM, mode 0600, written by [`crate::secret_file::create_new`]: never partially written,
+//! never replacing a key another process created meanwhile).
 
-use std::io::Write as _;
 use std::path::Path;
 
 use base64::Engine as _;
@@ -105,41 +105,19 @@ fn create(path: &Path) -> Result<Ed25519KeyPair, AuditError> {
     pem.push_str(PEM_END);
     pem.push('\n');
 
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| key_err(path, format!("cannot create {}: {e}", dir.display())))?;
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| key_err(path, "path has no file name"))?;
-    let mut tmp_name = file_name.to_os_string();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(0o600);
-    }
-    let write = || -> std::io::Result<()> {
-        let mut f = opts.open(&tmp)?;
-        f.write_all(pem.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
+    // Never replaces: if another process created the key since we found none, use its key (its
+    // file is complete; secret_file names a file only once written), so both sign with the key
+    // on disk.
+    match crate::secret_file::create_new(path, pem.as_bytes()) {
+        Ok(()) => Ok(pair),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let bytes =
+                std::fs::read(path).map_err(|e| key_err(path, format!("cannot read: {e}")))?;
+            check_permissions(path)?;
+            parse(path, &bytes)
         }
-        Ok(())
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(key_err(path, format!("cannot write: {e}")));
+        Err(e) => Err(key_err(path, format!("cannot write: {e}"))),
     }
-    Ok(pair)
 }
 
 /// The raw 32-byte public key.

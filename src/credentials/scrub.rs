@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
-use crate::proxy::upstream::{Body, BoxError};
+use crate::wire::{Body, BoxError};
 
 /// Masks configured secrets.
 #[derive(Clone)]

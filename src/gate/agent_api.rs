@@ -9,8 +9,10 @@ use http::{HeaderName, HeaderValue, Method, Response, StatusCode};
 
 use super::review::{rfc3339, Execution, Review, ReviewState};
 use super::{Gate, GateError, OUTCOME_HEADER, REVIEW_ID_HEADER};
-use crate::proxy::respond::{full, json_response, Refusal};
-use crate::proxy::upstream::Body;
+use crate::wire::{full, json_response, Body, Refusal};
+
+/// Host name under which Airlock answers agents itself, through the proxy (never forwarded).
+pub const LOCAL_HOST: &str = "airlock.local";
 
 /// JSON view of a review. `full` adds the stored request (admin only); credentials are never
 /// part of a review, so neither view can leak one.
@@ -78,15 +80,12 @@ fn execution_json(e: &Execution) -> serde_json::Value {
 /// Serves `airlock.local` for `agent`, which sees only its own reviews (anonymous callers,
 /// allowed only in development, see those of anonymous callers).
 pub async fn serve_local(
-    gate: Option<Arc<Gate>>,
+    gate: &Arc<Gate>,
     agent: &crate::agents::Agent,
     method: Method,
     uri: http::Uri,
-    max_wait: Duration,
 ) -> Response<Body> {
-    let Some(gate) = gate else {
-        return Refusal::internal("gate_unavailable", "no review queue is running").into_response();
-    };
+    let max_wait = gate.config().max_wait;
     let path = uri.path();
     let Some(id) = path.strip_prefix("/v1/reviews/") else {
         return Refusal::client(
@@ -139,9 +138,9 @@ pub fn gate_error_response(e: &GateError) -> Response<Body> {
         GateError::Forbidden(_) => (StatusCode::FORBIDDEN, "not_allowed"),
     };
     let side = if status.is_server_error() {
-        crate::proxy::respond::Side::Internal
+        crate::wire::Side::Internal
     } else {
-        crate::proxy::respond::Side::Client
+        crate::wire::Side::Client
     };
     Refusal::new(status, side, code, e.to_string()).into_response()
 }

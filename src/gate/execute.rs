@@ -8,9 +8,9 @@ use http_body_util::BodyExt;
 
 use super::review::{b64, Execution, Review, ReviewState, StoredRequest};
 use super::{Gate, GateError};
-use crate::proxy::policy::Permitted;
-use crate::proxy::respond::full;
-use crate::proxy::upstream::{self, Body};
+use crate::upstream::permit::{self, Permitted};
+use crate::upstream::Upstream;
+use crate::wire::{full, Body};
 
 enum Outcome {
     Answered {
@@ -32,25 +32,17 @@ impl Gate {
     /// review as it is. Never sends twice.
     pub(super) async fn execute(self: &Arc<Self>, id: &str) -> Result<Review, GateError> {
         let started = self.now_ms();
-        let claim_id = id.to_string();
-        let claimed = self
-            .blocking(move |g| {
-                g.transition(&claim_id, |cur| {
-                    if cur.state != ReviewState::Approved {
-                        return Err(GateError::AlreadyDecided {
-                            id: cur.id.clone(),
-                            state: cur.state.as_str(),
-                        });
-                    }
-                    let mut next = cur.clone();
-                    next.state = ReviewState::Executing;
-                    next.execution = Some(Execution::started(started));
-                    Ok(next)
-                })
-            })
-            .await;
-        let review = match claimed {
-            Ok(r) => r,
+        // The permit comes only from the durable `approved -> executing` claim.
+        let mut claimed: Option<Review> = None;
+        let permitted = permit::check_claim(id, async {
+            let review = self.claim(id, started).await?;
+            let request = build_request(&review.request);
+            claimed = Some(review);
+            Ok::<_, GateError>(request)
+        })
+        .await;
+        let permitted = match permitted {
+            Ok(p) => p,
             Err(GateError::AlreadyDecided { .. }) => return self.get(id).await,
             Err(GateError::Audit(why)) => {
                 // Claimed but not recorded: fail closed, never send unaudited.
@@ -63,17 +55,15 @@ impl Gate {
             }
             Err(e) => return Err(e),
         };
-
-        let outcome = match build_request(&review.request) {
+        let Some(review) = claimed else {
+            return Err(GateError::BadRequest("claim yielded no review".into()));
+        };
+        let outcome = match permitted.try_map(|built| built) {
             Err(e) => Outcome::NotSent(e),
-            Ok(mut req) => {
-                // The credential is added only now, so no stored review ever holds it.
-                self.vault.inject(&review.request.host, req.headers_mut());
-                let permitted = Permitted::by_approval(req, review.id.clone());
+            Ok(permitted) => {
                 let cap = self.config().max_result_bytes;
-                let client = self.client.clone();
                 let limit = self.config().execution_timeout;
-                match tokio::time::timeout(limit, send(client, permitted, cap)).await {
+                match tokio::time::timeout(limit, send(&self.upstream, permitted, cap)).await {
                     Ok(mut o) => {
                         self.scrub(&mut o, &review.id);
                         o
@@ -122,6 +112,26 @@ impl Gate {
 }
 
 impl Gate {
+    /// The durable `approved -> executing` claim: exactly one caller wins it.
+    async fn claim(self: &Arc<Self>, id: &str, started: u64) -> Result<Review, GateError> {
+        let claim_id = id.to_string();
+        self.blocking(move |g| {
+            g.transition(&claim_id, |cur| {
+                if cur.state != ReviewState::Approved {
+                    return Err(GateError::AlreadyDecided {
+                        id: cur.id.clone(),
+                        state: cur.state.as_str(),
+                    });
+                }
+                let mut next = cur.clone();
+                next.state = ReviewState::Executing;
+                next.execution = Some(Execution::started(started));
+                Ok(next)
+            })
+        })
+        .await
+    }
+
     /// Moves a review that must not be sent (its approval or claim could not be audited) to
     /// `failed` with `error`. Best effort: the review is never sent either way.
     pub(super) async fn fail_unsent(self: &Arc<Self>, id: &str, error: String) {
@@ -185,12 +195,8 @@ fn build_request(stored: &StoredRequest) -> Result<Request<Body>, String> {
     Ok(req)
 }
 
-async fn send(
-    client: upstream::UpstreamClient,
-    permitted: Permitted<Request<Body>>,
-    cap: usize,
-) -> Outcome {
-    let resp = match upstream::send(&client, permitted).await {
+async fn send(upstream: &Upstream, permitted: Permitted<Request<Body>>, cap: usize) -> Outcome {
+    let resp = match upstream.send(permitted).await {
         Ok(r) => r,
         Err(f) if f.maybe_sent() => return Outcome::Unknown(f.message().to_string()),
         Err(f) => return Outcome::NotSent(f.message().to_string()),

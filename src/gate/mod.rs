@@ -22,11 +22,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::audit::AuditLog;
 use crate::config::GateConfig;
-use crate::proxy::respond::{json_response, Refusal};
-use crate::proxy::target::Target;
-use crate::proxy::upstream::{Body, UpstreamClient};
 use crate::rules::Verdict;
 use crate::store::{Store, StoreError, Tree};
+use crate::upstream::Upstream;
+use crate::wire::{json_response, Body, Refusal, Target};
 pub use review::{Review, ReviewState, StoredRequest};
 
 pub const OUTCOME_HEADER: &str = "airlock-outcome";
@@ -134,8 +133,10 @@ pub struct HeldRequest {
 
 pub struct Gate {
     store: Arc<dyn Store>,
-    client: UpstreamClient,
-    /// Real credentials, injected at execution time (never stored on a review).
+    /// The only way upstream; it injects the real credential at execution time, so no stored
+    /// review ever holds one.
+    upstream: Arc<Upstream>,
+    /// For masking secrets in a recorded answer.
     vault: Arc<crate::credentials::Vault>,
     audit: Arc<AuditLog>,
     notifier: Arc<crate::notify::Notifier>,
@@ -151,7 +152,7 @@ impl Gate {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
-        client: UpstreamClient,
+        upstream: Arc<Upstream>,
         vault: Arc<crate::credentials::Vault>,
         audit: Arc<AuditLog>,
         notifier: Arc<crate::notify::Notifier>,
@@ -161,7 +162,7 @@ impl Gate {
     ) -> Arc<Gate> {
         Arc::new(Gate {
             store,
-            client,
+            upstream,
             vault,
             audit,
             notifier,
@@ -320,7 +321,7 @@ impl Gate {
         self.changes.send_modify(|v| *v += 1);
         tracing::info!(target: "airlock::gate", review = %review.id, tool = review.tool.as_deref().unwrap_or("-"), "request held for review");
         // Never blocks: a full or failing channel cannot hold up the gate.
-        self.notifier.escalated(&review);
+        self.notifier.escalated(review.escalation());
         if let Some(wait) = wait {
             if let Ok(done) = self.wait_final(&review.id, wait).await {
                 if done.state.is_final() {
@@ -338,7 +339,7 @@ impl Gate {
         let mut headers = Vec::new();
         for (name, value) in req.headers.iter() {
             let n = name.as_str();
-            if NOT_STORED.contains(&n) || crate::proxy::handler::HOP_BY_HOP.contains(&n) {
+            if NOT_STORED.contains(&n) || crate::wire::HOP_BY_HOP.contains(&n) {
                 continue;
             }
             let v = value.to_str().map_err(|_| {
@@ -748,7 +749,7 @@ pub fn escalate_response(r: &Review) -> Response<Body> {
         "tool": r.tool,
         "expiresAt": review::rfc3339(r.expires_at_ms),
         "message": "held for human review; it has not been sent. Poll statusUrl (through the proxy) for the outcome.",
-        "statusUrl": format!("http://{}/v1/reviews/{}", crate::proxy::policy::LOCAL_HOST, r.id),
+        "statusUrl": format!("http://{}/v1/reviews/{}", agent_api::LOCAL_HOST, r.id),
     });
     let mut resp = json_response(ESCALATE_STATUS, &body);
     let h = resp.headers_mut();

@@ -193,6 +193,24 @@ pub struct Review {
 }
 
 impl Review {
+    /// What a notification may say about this review: no headers, body, query or parameters.
+    pub fn escalation(&self) -> crate::notify::Escalation {
+        let pq = &self.request.path_and_query;
+        let path = pq.split(['?', '#']).next().unwrap_or_default().to_string();
+        crate::notify::Escalation {
+            review_id: self.id.clone(),
+            tool: self.tool.clone(),
+            service: self.service.clone(),
+            agent: self.agent.clone(),
+            method: self.request.method.clone(),
+            host: self.request.host.clone(),
+            path,
+            reason_codes: self.reason_codes.clone(),
+            expires_at: rfc3339(self.expires_at_ms),
+            expires_at_ms: self.expires_at_ms,
+        }
+    }
+
     pub fn new(
         id: String,
         decision_id: String,

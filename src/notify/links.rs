@@ -229,8 +229,7 @@ pub fn used_key(token: &str) -> String {
 /// Reads the 32-byte link key (hex) at `path`, or creates it (0600, random) if absent. A key file
 /// readable by group or others is refused.
 pub fn load_or_create_key(path: &Path) -> Result<[u8; 32], LinkError> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let err = |message: String| LinkError::KeyFile {
         path: path.display().to_string(),
         message,
@@ -255,20 +254,14 @@ pub fn load_or_create_key(path: &Path) -> Result<[u8; 32], LinkError> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e.to_string())),
         Err(_) => {}
     }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| err(e.to_string()))?;
-    }
     let key = rand::random::<[u8; 32]>();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| err(e.to_string()))?;
-    f.write_all(hex::encode(key).as_bytes())
-        .map_err(|e| err(e.to_string()))?;
-    f.sync_all().map_err(|e| err(e.to_string()))?;
-    Ok(key)
+    match crate::secret_file::create_new(path, hex::encode(key).as_bytes()) {
+        Ok(()) => Ok(key),
+        // Another process created it meanwhile: its file is complete (secret_file gives a file its
+        // name only once written), so load that key.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create_key(path),
+        Err(e) => Err(err(e.to_string())),
+    }
 }
 
 #[cfg(test)]

@@ -27,8 +27,6 @@ pub use config::{
 };
 pub use links::{load_or_create_key, LinkAction, LinkClaims, LinkError, LinkSigner};
 
-use crate::gate::review::{rfc3339, Review};
-
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
     #[error("channel setup: {0}")]
@@ -57,25 +55,6 @@ pub struct Escalation {
     /// RFC 3339.
     pub expires_at: String,
     pub expires_at_ms: u64,
-}
-
-impl Escalation {
-    pub fn from_review(r: &Review) -> Escalation {
-        let pq = &r.request.path_and_query;
-        let path = pq.split(['?', '#']).next().unwrap_or_default().to_string();
-        Escalation {
-            review_id: r.id.clone(),
-            tool: r.tool.clone(),
-            service: r.service.clone(),
-            agent: r.agent.clone(),
-            method: r.request.method.clone(),
-            host: r.request.host.clone(),
-            path,
-            reason_codes: r.reason_codes.clone(),
-            expires_at: rfc3339(r.expires_at_ms),
-            expires_at_ms: r.expires_at_ms,
-        }
-    }
 }
 
 /// One escalation as rendered for a channel: the summary plus that channel's reviewer links.
@@ -174,12 +153,12 @@ impl Notifier {
         })
     }
 
-    /// Queues a notification for `review` on every channel. Never blocks, never fails.
-    pub fn escalated(&self, review: &Review) {
+    /// Queues a notification of `escalation` on every channel. Never blocks, never fails.
+    pub fn escalated(&self, escalation: Escalation) {
         if self.channels.is_empty() {
             return;
         }
-        let ev = Arc::new(Escalation::from_review(review));
+        let ev = Arc::new(escalation);
         for ch in &self.channels {
             match ch.tx.try_send(ev.clone()) {
                 Ok(()) => {}
@@ -188,7 +167,7 @@ impl Notifier {
                     if n == 1 || n % 100 == 0 {
                         tracing::warn!(
                             channel = %ch.name,
-                            review = %review.id,
+                            review = %ev.review_id,
                             dropped_total = n,
                             "notify: queue full; escalation notification dropped"
                         );

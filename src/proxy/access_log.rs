@@ -14,7 +14,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 
 use super::handler::ConnInfo;
-use super::upstream::{Body, BoxError};
+use crate::wire::{Body, BoxError};
 
 /// Longest path logged (bytes, cut at a character boundary).
 const MAX_LOGGED_PATH: usize = 512;

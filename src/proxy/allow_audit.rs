@@ -50,7 +50,7 @@ impl AllowRecorder {
     /// Writes queued records until `shutdown`; after it, until the queue has been empty for
     /// [`DRAIN_QUIET`] (requests finishing during the grace period still get recorded). Runs
     /// once (a second call returns at once).
-    pub async fn run(&self, gate: Option<Arc<Gate>>, shutdown: CancellationToken) {
+    pub async fn run(&self, gate: Arc<Gate>, shutdown: CancellationToken) {
         let taken = self.rx.lock().map(|mut rx| rx.take()).unwrap_or(None);
         let Some(mut rx) = taken else {
             return;
@@ -81,14 +81,7 @@ impl AllowRecorder {
         }
     }
 
-    async fn write(&self, gate: Option<Arc<Gate>>, batch: Vec<Value>) {
-        let Some(gate) = gate else {
-            tracing::warn!(
-                records = batch.len(),
-                "no audit log is running; allowed-request records dropped"
-            );
-            return;
-        };
+    async fn write(&self, gate: Arc<Gate>, batch: Vec<Value>) {
         let skipped = self.skipped.swap(0, Ordering::Relaxed);
         let records = batch.len();
         let mut events: Vec<(&str, Value)> = batch.into_iter().map(|e| ("decision", e)).collect();

@@ -16,15 +16,13 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::egress::EgressDenied;
 use super::handler::{self, ConnInfo};
 use super::io::{Activity, Tracked};
 use super::policy::Route;
-use super::respond::{empty, Refusal};
-use super::target::Target;
-use super::upstream::Body;
 use super::{mitm, tunnel, Lifecycle, Proxy};
 use crate::agents::Agent;
+use crate::upstream::{permit, UpstreamFailure};
+use crate::wire::{empty, Body, Refusal, Target};
 
 pub(super) async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, life: Lifecycle) {
     loop {
@@ -216,7 +214,8 @@ fn admit(proxy: &Proxy, agent: &Agent, target: &Target, route: Route) -> Result<
         return Ok(());
     }
     proxy
-        .dialer
+        .upstream
+        .dialer()
         .precheck(target)
         .map_err(|d| Refusal::policy(d.code, d.message))?;
     let service = proxy
@@ -303,16 +302,16 @@ async fn connect(
             ))
         }
         Route::Tunnel => {
-            let upstream = proxy.dialer.dial(&target).await.map_err(|e| {
-                if let Some(d) = e.get_ref().and_then(|i| i.downcast_ref::<EgressDenied>()) {
-                    return Refusal::policy(d.code, d.message.clone());
-                }
-                Refusal::new(
-                    StatusCode::BAD_GATEWAY,
-                    super::respond::Side::Upstream,
-                    "upstream_connect",
-                    format!("cannot connect to {target}: {e}"),
-                )
+            let permitted = permit::check_tunnel(target.clone(), proxy.hosts.unknown_hosts)
+                .ok_or_else(|| Refusal::policy("unknown_host_denied", "host is not inspected"))?;
+            let upstream = proxy.upstream.open_tunnel(permitted).await.map_err(|f| {
+                let failure = match f {
+                    UpstreamFailure::Connect(m) | UpstreamFailure::ConnectTimeout(m) => {
+                        UpstreamFailure::Connect(format!("cannot connect to {target}: {m}"))
+                    }
+                    other => other,
+                };
+                Refusal::from(failure)
             })?;
             let idle = proxy.config.idle_timeout;
             life.tasks.spawn(async move {

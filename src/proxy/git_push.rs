@@ -11,9 +11,8 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use super::respond::Refusal;
-use super::upstream::{Body, BoxError};
 use crate::rules::git::{BodyEncoding, CommandReader};
+use crate::wire::{Body, BoxError, Refusal};
 
 /// Reads `body` until its command section is complete (or cannot be: malformed, over the cap,
 /// unknown encoding, body ended). Returns the bytes read and the unread rest.

@@ -5,18 +5,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::access_log::AccessLog;
-use super::policy::{Permitted, Route};
-use super::respond::{full, Refusal};
-use super::target::Target;
-use super::upstream::{Body, BoxError};
+use super::policy::Route;
 use super::Proxy;
 use crate::rules::{Action, RequestHead, Verdict};
+use crate::upstream::permit::{self, Permitted};
+use crate::wire::{full, strip_hop_by_hop, Body, BoxError, Refusal, Target};
 
 /// What the connection a request arrived on established.
 #[derive(Debug, Clone)]
@@ -106,17 +105,11 @@ async fn phases(
     match conn.route {
         Route::Local => {
             log.verdict = "local".into();
-            let max_wait = proxy
-                .gate
-                .as_ref()
-                .map(|g| g.config().max_wait)
-                .unwrap_or_default();
             return Ok(crate::gate::agent_api::serve_local(
-                proxy.gate.clone(),
+                &proxy.gate,
                 &conn.agent,
                 req.method().clone(),
                 req.uri().clone(),
-                max_wait,
             )
             .await);
         }
@@ -131,7 +124,7 @@ async fn phases(
         }
         Route::Tunnel => {
             log.verdict = "tunnel".into();
-            let permitted = Permitted::by_tunnel_policy(req, &proxy.hosts)
+            let permitted = permit::check_tunnel(req, proxy.hosts.unknown_hosts)
                 .ok_or_else(|| Refusal::policy("unknown_host_denied", "host is not inspected"))?;
             return forward(proxy, conn, permitted).await;
         }
@@ -204,7 +197,7 @@ async fn phases(
                 audit_allowed_in_background(proxy, conn, &verdict, &decision_id, &parts.method, pq);
             }
             let req = Request::from_parts(parts, body.into_body());
-            match Permitted::by_verdict(req, verdict) {
+            match permit::check_verdict(req, verdict) {
                 Ok(p) => forward(proxy, conn, p).await,
                 Err(_) => Err(Refusal::internal("policy_error", "verdict did not permit")),
             }
@@ -236,12 +229,6 @@ async fn phases(
                     .await?
                 }
             };
-            let Some(gate) = proxy.gate.clone() else {
-                return Err(Refusal::internal(
-                    "gate_unavailable",
-                    "this request needs human approval but no review queue is running; it was not forwarded",
-                ));
-            };
             let held = crate::gate::HeldRequest {
                 scheme: conn.scheme.to_string(),
                 target: conn.target.clone(),
@@ -252,7 +239,7 @@ async fn phases(
                 agent: conn.agent.name.clone(),
                 agent_owner: conn.agent.owner.clone(),
             };
-            Ok(gate.hold(held, verdict).await)
+            Ok(proxy.gate.hold(held, verdict).await)
         }
     }
 }
@@ -385,54 +372,6 @@ fn check_authority<B>(conn: &ConnInfo, req: &Request<B>) -> Result<(), Refusal> 
     Ok(())
 }
 
-/// Hop-by-hop headers (RFC 9110 7.6.1) plus proxy credentials: never forwarded either way.
-pub const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-/// [`HOP_BY_HOP`] as header names, so stripping does not parse names per request.
-static HOP_BY_HOP_NAMES: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("proxy-connection"),
-    HeaderName::from_static("keep-alive"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the (few) names present: most messages carry none of these.
-    if !headers.keys().any(|n| HOP_BY_HOP_NAMES.contains(n)) {
-        return;
-    }
-    if headers.contains_key(header::CONNECTION) {
-        let listed: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        for name in listed {
-            headers.remove(name);
-        }
-    }
-    for name in &HOP_BY_HOP_NAMES {
-        headers.remove(name);
-    }
-}
-
 /// Sends a permitted request upstream and streams the answer back.
 pub async fn forward(
     proxy: &Proxy,
@@ -440,16 +379,13 @@ pub async fn forward(
     permitted: Permitted<Request<Body>>,
 ) -> Result<Response<Body>, Refusal> {
     let inspected = conn.route == Route::Inspect;
-    let permitted = permitted.try_map(|req| {
-        let mut req = to_upstream(req, conn.scheme, conn.authority.as_ref())?;
-        if inspected {
-            proxy.vault.inject(&conn.target.host, req.headers_mut());
-        }
-        Ok::<_, Refusal>(req)
-    })?;
-    let resp = super::upstream::send(proxy.upstreams.current(), permitted)
+    let permitted =
+        permitted.try_map(|req| to_upstream(req, conn.scheme, conn.authority.as_ref()))?;
+    let resp = proxy
+        .upstream
+        .send(permitted)
         .await
-        .map_err(Refusal::upstream)?;
+        .map_err(Refusal::from)?;
     Ok(match proxy.vault.scrubber() {
         Some(s) if inspected => scrub_response(s, &conn.target.host, resp),
         _ => resp,
@@ -519,9 +455,7 @@ async fn audit_decision(
     method: &str,
     pq: &str,
 ) -> Result<(), String> {
-    let Some(gate) = proxy.gate.clone() else {
-        return Err("no audit log is running".into());
-    };
+    let gate = proxy.gate.clone();
     let entry = decision_entry(conn, verdict, decision_id, method, pq);
     match tokio::task::spawn_blocking(move || gate.audit().append("decision", entry)).await {
         Ok(Ok(_)) => Ok(()),
@@ -589,7 +523,7 @@ fn block_response(verdict: &Verdict, decision_id: &str) -> Response<Body> {
         "tool": verdict.tool,
         "message": verdict.explanation,
     });
-    let mut resp = super::respond::json_response(StatusCode::FORBIDDEN, &body);
+    let mut resp = crate::wire::json_response(StatusCode::FORBIDDEN, &body);
     resp.headers_mut().insert(
         crate::gate::OUTCOME_HEADER,
         http::HeaderValue::from_static("BLOCK"),

@@ -11,8 +11,8 @@ use tokio_rustls::TlsAcceptor;
 use super::front::{drive, http1_builder, http2_builder, RespFuture};
 use super::handler::{self, ConnInfo};
 use super::io::{Activity, Tracked};
-use super::target::Target;
 use super::{Lifecycle, Proxy};
+use crate::wire::Target;
 
 pub(super) async fn serve(
     upgraded: Upgraded,
@@ -75,7 +75,7 @@ struct InnerService {
 }
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for InnerService {
-    type Response = http::Response<super::upstream::Body>;
+    type Response = http::Response<crate::wire::Body>;
     type Error = std::convert::Infallible;
     type Future = RespFuture;
 

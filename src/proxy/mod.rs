@@ -16,17 +16,13 @@
 
 pub mod access_log;
 pub mod allow_audit;
-pub mod egress;
 pub mod front;
 pub mod git_push;
 pub mod handler;
 pub mod io;
 pub mod mitm;
 pub mod policy;
-pub mod respond;
-pub mod target;
 pub mod tunnel;
-pub mod upstream;
 pub mod workers;
 
 use std::sync::Arc;
@@ -38,9 +34,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::gate::Gate;
-use crate::tls::{CertificateAuthority, LeafCache, TlsError};
-use policy::{Classifier, HostPolicy};
-use upstream::{Dialer, UpstreamPools};
+use crate::rules::Classifier;
+use crate::tls::{CertificateAuthority, LeafCache};
+use crate::upstream::Upstream;
+use policy::HostPolicy;
 use workers::Workers;
 
 /// Everything a connection needs, shared by all of them.
@@ -49,12 +46,11 @@ pub struct Proxy {
     pub hosts: HostPolicy,
     pub classifier: Arc<dyn Classifier>,
     pub leaves: LeafCache,
-    /// Upstream connection pools, one per worker.
-    pub upstreams: UpstreamPools,
+    /// The only way upstream (pools per worker, egress guard, credential injection).
+    pub upstream: Arc<Upstream>,
     /// The runtimes agent connections are served on.
     pub workers: Workers,
-    pub dialer: Dialer,
-    pub gate: Option<Arc<Gate>>,
+    pub gate: Arc<Gate>,
     pub agents: crate::agents::Agents,
     pub vault: Arc<crate::credentials::Vault>,
     /// Fraction of allowed catalog requests recorded in the audit log.
@@ -68,8 +64,6 @@ pub struct Proxy {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("{0}")]
-    Tls(#[from] TlsError),
     #[error("starting the connection worker threads: {0}")]
     Workers(std::io::Error),
 }
@@ -82,24 +76,18 @@ pub struct Lifecycle {
 }
 
 impl Proxy {
-    /// `dialer` carries the egress guard; `vault` the provider credentials. Hosts with a
-    /// credential are always intercepted (never tunnelled blind).
+    /// `upstream` carries the egress guard and the credentials it injects; `vault` is kept for
+    /// scrubbing answers and stripping agent credentials. Hosts with a credential are always
+    /// intercepted (never tunnelled blind).
     pub fn new(
         config: &Config,
         ca: Arc<CertificateAuthority>,
         classifier: Arc<dyn Classifier>,
-        gate: Option<Arc<Gate>>,
-        dialer: Dialer,
+        gate: Arc<Gate>,
+        upstream: Arc<Upstream>,
         vault: Arc<crate::credentials::Vault>,
     ) -> Result<Proxy, ProxyError> {
-        let tls = crate::tls::client_config(&config.upstream.extra_ca_files)?;
         let workers = Workers::start(config.proxy.workers).map_err(ProxyError::Workers)?;
-        let upstreams = UpstreamPools::new(
-            workers.count(),
-            &tls,
-            &dialer,
-            config.upstream.pool_idle_timeout,
-        );
         let mut inspect_hosts = config.proxy.inspect_hosts.clone();
         inspect_hosts.extend(vault.hosts());
         Ok(Proxy {
@@ -114,9 +102,8 @@ impl Proxy {
             allow_audit: Default::default(),
             classifier,
             leaves: LeafCache::new(ca, config.proxy.leaf_cache_size),
-            upstreams,
+            upstream,
             workers,
-            dialer,
             gate,
             max_buffered_body: config.gate.max_body_bytes,
             conn_limit: Arc::new(Semaphore::new(config.proxy.max_connections)),

@@ -12,7 +12,6 @@
 //! The worker threads stop when the owning [`Workers`] is dropped (the last `Proxy` handle);
 //! graceful shutdown drains through `Lifecycle::tasks` before that happens.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,11 +20,6 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
-
-thread_local! {
-    /// 1-based index of the worker this thread runs; 0 on any other thread.
-    static WORKER: Cell<usize> = const { Cell::new(0) };
-}
 
 /// The set of worker runtimes (empty: connections run on the caller's runtime).
 pub struct Workers {
@@ -70,7 +64,7 @@ impl Workers {
             std::thread::Builder::new()
                 .name(format!("airlock-worker-{i}"))
                 .spawn(move || {
-                    WORKER.with(|w| w.set(i + 1));
+                    crate::upstream::enter_worker(i + 1);
                     rt.block_on(stopped.cancelled());
                     // Dropping the runtime here drops whatever tasks were still on it.
                 })?;
@@ -105,7 +99,7 @@ impl Workers {
 
     /// 1-based index of the worker running the calling thread, 0 outside every worker.
     pub fn current() -> usize {
-        WORKER.with(|w| w.get())
+        crate::upstream::current_worker()
     }
 
     /// Serves an accepted connection on the worker with the fewest open connections (ties go
@@ -152,13 +146,6 @@ impl Drop for Workers {
     fn drop(&mut self) {
         self.stop.cancel();
     }
-}
-
-/// The worker count when `proxy.workers` is unset: one per core this process may run on.
-pub fn auto_count() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
 }
 
 #[cfg(test)]

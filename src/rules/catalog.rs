@@ -1614,7 +1614,7 @@ fn capture(t: &[Seg], s: &[Cow<'_, str>], params: &mut BTreeMap<String, String>)
 }
 
 fn compile_file(file: &str, text: &str) -> Result<Service, RulesError> {
-    let lines = crate::config::LineIndex::new(text);
+    let lines = crate::text_pos::LineIndex::new(text);
     let at = |offset: usize, message: String| {
         let (line, column) = lines.line_col(offset);
         RulesError::Parse {
@@ -1747,7 +1747,7 @@ fn compile_git(
     svc: &Service,
 ) -> Result<GitRules, RulesError> {
     let at = |offset: usize, message: String| {
-        let (line, column) = crate::config::line_col(text, offset);
+        let (line, column) = crate::text_pos::line_col(text, offset);
         RulesError::Parse {
             file: file.to_string(),
             line,
@@ -1756,7 +1756,7 @@ fn compile_git(
         }
     };
     let start = spanned.span().start;
-    let (line, _) = crate::config::line_col(text, start);
+    let (line, _) = crate::text_pos::line_col(text, start);
     let g = spanned.into_inner();
     if g.hosts.is_empty() {
         return Err(at(start, "hosts must not be empty".into()));

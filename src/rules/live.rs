@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use super::{Catalog, CatalogOptions, RequestHead, RulesError, Verdict};
-use crate::proxy::policy::Classifier;
+use super::{Catalog, CatalogOptions, Classifier, RequestHead, RulesError, Verdict};
 
 pub struct LiveCatalog {
     current: RwLock<Arc<Catalog>>,

@@ -2,6 +2,7 @@
 //! `catalog.rs` documents the file format; `live.rs` reloads on SIGHUP and file change.
 
 mod catalog;
+mod classifier;
 pub mod coverage;
 pub mod fields;
 pub mod git;
@@ -13,6 +14,7 @@ pub mod normalize;
 pub use catalog::{
     is_read, Catalog, CatalogOptions, Condition, Entry, GraphqlRuleInfo, RuleInfo, Test,
 };
+pub use classifier::{AllowAll, Classifier};
 pub use live::LiveCatalog;
 
 #[derive(Debug, Clone, thiserror::Error)]

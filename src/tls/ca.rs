@@ -102,7 +102,9 @@ impl CertificateAuthority {
             .map_err(|e| TlsError::Generate(e.to_string()))?;
         let cert_pem = cert.pem();
         let (cert_path, key_path) = paths(dir);
-        write_new(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
+        // Fails if the key exists (another process creating the CA at the same moment).
+        crate::secret_file::create_new(&key_path, key.serialize_pem().as_bytes())
+            .map_err(|e| file_err(&key_path, e))?;
         write_new(&cert_path, cert_pem.as_bytes(), 0o644)?;
         let cert_der = cert.der().clone();
         let issuer = Issuer::new(params, key);

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use airlock::config::Config;
-use airlock::proxy::policy::Classifier;
 use airlock::proxy::{Lifecycle, Proxy};
+use airlock::rules::Classifier;
 
 pub use upstream::{FakeUpstream, UpstreamOptions};
 
@@ -40,6 +40,94 @@ pub fn init() {
         .try_init();
 }
 
+/// How long [`eventually`] callers wait by default: generous, so a loaded 2-core CI machine does
+/// not flake; a condition that holds returns as soon as it is seen, so passing tests pay nothing.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How often [`eventually`] probes.
+const POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// What an [`eventually`] probe returns: `Some`/`Ok` ends the wait with the value; `None`/`Err`
+/// means "not yet", and an `Err`'s payload is the observation reported if the wait times out.
+pub trait Probe {
+    type Value;
+    fn settle(self) -> Result<Self::Value, String>;
+}
+
+impl<T> Probe for Option<T> {
+    type Value = T;
+    fn settle(self) -> Result<T, String> {
+        self.ok_or_else(|| "None".to_string())
+    }
+}
+
+impl<T, E: std::fmt::Debug> Probe for Result<T, E> {
+    type Value = T;
+    fn settle(self) -> Result<T, String> {
+        self.map_err(|e| format!("{e:?}"))
+    }
+}
+
+/// Waits for a condition instead of sleeping for a guessed time: polls `probe` every ~20 ms until
+/// it returns `Some`/`Ok` and returns that value; panics naming `what` and the last observation
+/// (the last `Err`) once `timeout` has passed. A probe still running at the deadline is dropped.
+pub async fn eventually<F, Fut>(
+    what: &str,
+    timeout: std::time::Duration,
+    mut probe: F,
+) -> <Fut::Output as Probe>::Value
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future,
+    Fut::Output: Probe,
+{
+    let started = tokio::time::Instant::now();
+    let deadline = started + timeout;
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        let last = match tokio::time::timeout_at(deadline, probe()).await {
+            Ok(seen) => match seen.settle() {
+                Ok(v) => return v,
+                Err(last) => last,
+            },
+            Err(_) => "the probe was still running at the deadline".to_string(),
+        };
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            panic!(
+                "timed out after {:?} ({tries} tries) waiting for {what}; last observation: {last}",
+                now - started
+            );
+        }
+        tokio::time::sleep(POLL.min(deadline - now)).await;
+    }
+}
+
+/// [`eventually`] for blocking code (no runtime): polls `probe` every ~20 ms on this thread.
+pub fn eventually_blocking<O: Probe>(
+    what: &str,
+    timeout: std::time::Duration,
+    mut probe: impl FnMut() -> O,
+) -> O::Value {
+    let started = std::time::Instant::now();
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        let last = match probe().settle() {
+            Ok(v) => return v,
+            Err(last) => last,
+        };
+        let elapsed = started.elapsed();
+        if elapsed >= timeout {
+            panic!(
+                "timed out after {elapsed:?} ({tries} tries) waiting for {what}; last observation: {last}"
+            );
+        }
+        std::thread::sleep(POLL.min(timeout - elapsed));
+    }
+}
+
 /// A running in-process Airlock (proxy, gate, admin API).
 pub struct Airlock {
     pub addr: SocketAddr,
@@ -57,13 +145,7 @@ impl Airlock {
     /// Starts Airlock with `toml` as its config file (listen addresses forced to port 0, CA and
     /// store in a temp dir); `hosts` are resolved to the fake upstream and its CA trusted.
     pub async fn start(toml: &str, upstream: &FakeUpstream, hosts: &[&str]) -> Airlock {
-        Self::start_classified(
-            toml,
-            upstream,
-            hosts,
-            Arc::new(airlock::proxy::policy::AllowAll),
-        )
-        .await
+        Self::start_classified(toml, upstream, hosts, Arc::new(airlock::rules::AllowAll)).await
     }
 
     pub async fn start_classified(
@@ -109,7 +191,7 @@ impl Airlock {
         Self::start_with_parts(
             config,
             dir,
-            Arc::new(airlock::proxy::policy::AllowAll),
+            Arc::new(airlock::rules::AllowAll),
             Arc::new(airlock::gate::SystemClock),
         )
         .await

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
-use super::upstream::{Body, UpstreamFailure};
+use super::Body;
 
 /// Header naming the machine-readable reason of a refusal.
 pub const REASON_HEADER: &str = "airlock-reason";
@@ -24,7 +24,7 @@ pub enum Side {
 }
 
 impl Side {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Side::Client => "client",
             Side::Policy => "policy",
@@ -72,36 +72,6 @@ impl Refusal {
             code,
             message,
         )
-    }
-
-    pub fn upstream(failure: UpstreamFailure) -> Self {
-        match failure {
-            UpstreamFailure::Egress(d) => Self::policy(d.code, d.message),
-            UpstreamFailure::Certificate(m) => Self::new(
-                StatusCode::BAD_GATEWAY,
-                Side::Upstream,
-                "upstream_certificate",
-                m,
-            ),
-            UpstreamFailure::Connect(m) => Self::new(
-                StatusCode::BAD_GATEWAY,
-                Side::Upstream,
-                "upstream_connect",
-                m,
-            ),
-            UpstreamFailure::ConnectTimeout(m) => Self::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                Side::Upstream,
-                "upstream_timeout",
-                m,
-            ),
-            UpstreamFailure::Exchange(m) => Self::new(
-                StatusCode::BAD_GATEWAY,
-                Side::Upstream,
-                "upstream_protocol",
-                m,
-            ),
-        }
     }
 
     pub fn into_response(self) -> Response<Body> {

@@ -1,0 +1,49 @@
+//! The classifier the proxy asks about every intercepted request: implemented by the rules
+//! catalog ([`super::LiveCatalog`]); tests may supply their own.
+
+use super::{Action, RequestHead, Verdict};
+
+/// Classifies intercepted requests. Implemented by the rules catalog; tests may supply their own.
+pub trait Classifier: Send + Sync + 'static {
+    /// Does the catalog name this (normalised) host?
+    fn inspects(&self, host: &str) -> bool;
+    /// Must the body be read before a verdict can be given?
+    fn needs_body(&self, head: &RequestHead<'_>) -> bool;
+    fn evaluate(&self, head: &RequestHead<'_>, body: Option<&[u8]>) -> Verdict;
+    /// Is this a git push whose verdict needs only the command section at the start of its body
+    /// (`rules::git`)? The handler then reads just that much and streams the rest when allowed.
+    fn git_push(&self, _head: &RequestHead<'_>) -> bool {
+        false
+    }
+    /// The service whose rules name this (normalised) host, if any.
+    fn service_for_host(&self, _host: &str) -> Option<String> {
+        None
+    }
+}
+
+/// A classifier that inspects nothing and allows everything: used when no catalog is loaded.
+pub struct AllowAll;
+
+impl Classifier for AllowAll {
+    fn inspects(&self, _host: &str) -> bool {
+        false
+    }
+    fn needs_body(&self, _head: &RequestHead<'_>) -> bool {
+        false
+    }
+    fn evaluate(&self, _head: &RequestHead<'_>, _body: Option<&[u8]>) -> Verdict {
+        Verdict {
+            action: Action::Allow,
+            rule_id: None,
+            service: None,
+            tool: None,
+            class: None,
+            reason_codes: vec!["no_catalog".into()],
+            explanation: "no rules catalog loaded".into(),
+            params: Default::default(),
+            expiry: None,
+            wait: None,
+            approval: None,
+        }
+    }
+}

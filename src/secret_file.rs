@@ -1,0 +1,241 @@
+//! The one writer for secret files: the admin token, the notification link key, the audit
+//! signing key and the CA private key.
+//!
+//! A secret is first written to a temporary file in the target's directory, created with mode
+//! 0600 (whatever the umask) and fsynced; only then does it get its real name, and the directory
+//! is fsynced. So the target never exists partially written, and never with wider permissions.
+//! Missing parent directories are created with mode 0700.
+//!
+//! - [`write`] replaces the target if it exists (`rename`).
+//! - [`create_new`] never replaces: it fails with [`std::io::ErrorKind::AlreadyExists`] if the
+//!   target exists. It gives the temporary file its real name with `link`, which (unlike
+//!   `rename`) refuses an existing name atomically; so of two processes creating the same secret
+//!   at once exactly one wins, and the loser can read the winner's file, which is complete.
+
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Mode of every secret file.
+const SECRET_MODE: u32 = 0o600;
+/// Mode of directories created for a secret.
+const DIR_MODE: u32 = 0o700;
+
+/// Writes `bytes` to `path` atomically with mode 0600, replacing any existing file.
+pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let (dir, tmp) = write_temp(path, bytes)?;
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(&dir)
+}
+
+/// Creates `path` with `bytes` and mode 0600, atomically; fails with
+/// [`io::ErrorKind::AlreadyExists`] (leaving the existing file untouched) if `path` exists.
+pub fn create_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let (dir, tmp) = write_temp(path, bytes)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    // The secret is complete under `path` (or `path` was someone else's): the temporary name goes
+    // either way.
+    let removed = std::fs::remove_file(&tmp);
+    linked?;
+    removed?;
+    sync_dir(&dir)
+}
+
+/// The directory `path` lives in (created 0700 if missing) and a fresh temporary file there,
+/// holding `bytes` with mode 0600, fsynced. The temporary file is removed on error.
+fn write_temp(path: &Path, bytes: &[u8]) -> io::Result<(PathBuf, PathBuf)> {
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "secret path has no file name")
+    })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    create_dirs(&dir)?;
+    let mut attempts = 0;
+    let (tmp, mut file) = loop {
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            hex::encode(rand::random::<[u8; 8]>())
+        ));
+        let tmp = dir.join(tmp_name);
+        // `create_new`: never reuse (or follow a symlink at) a name someone else made.
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(SECRET_MODE)
+            .open(&tmp)
+        {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 8 => attempts += 1,
+            Err(e) => return Err(e),
+        }
+    };
+    if let Err(e) = fill(&mut file, bytes) {
+        drop(file);
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok((dir, tmp))
+}
+
+/// Creates `dir` and its missing ancestors with mode 0700 (set explicitly: the umask could have
+/// removed the owner's bits too). Existing directories are left as they are.
+fn create_dirs(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dirs(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
+        Ok(()) => std::fs::set_permissions(dir, Permissions::from_mode(DIR_MODE)),
+        // Created by someone else meanwhile.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn fill(file: &mut File, bytes: &[u8]) -> io::Result<()> {
+    // The umask can only have removed bits; set the mode explicitly anyway.
+    file.set_permissions(Permissions::from_mode(SECRET_MODE))?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Makes the new directory entry durable. Filesystems that cannot fsync a directory are
+/// tolerated (the file itself was fsynced before it got its name).
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    match File::open(dir).and_then(|d| d.sync_all()) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported
+            ) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(path: &Path) -> io::Result<u32> {
+        Ok(std::fs::metadata(path)?.permissions().mode() & 0o777)
+    }
+
+    /// Names in `dir`, sorted.
+    fn names(dir: &Path) -> io::Result<Vec<String>> {
+        let mut v = std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<io::Result<Vec<_>>>()?;
+        v.sort();
+        Ok(v)
+    }
+
+    #[test]
+    fn writes_0600_with_the_content_and_no_temp_file() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("admin-token");
+        write(&path, b"secret")?;
+        assert_eq!(std::fs::read(&path)?, b"secret");
+        assert_eq!(mode(&path)?, 0o600);
+        assert_eq!(names(dir.path())?, vec!["admin-token"]);
+        Ok(())
+    }
+
+    #[test]
+    fn creates_missing_parents_0700() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("a/b/link-key");
+        create_new(&path, b"k")?;
+        assert_eq!(std::fs::read(&path)?, b"k");
+        assert_eq!(mode(&path)?, 0o600);
+        assert_eq!(mode(&dir.path().join("a"))?, 0o700);
+        assert_eq!(mode(&dir.path().join("a/b"))?, 0o700);
+        assert_eq!(names(&dir.path().join("a/b"))?, vec!["link-key"]);
+        Ok(())
+    }
+
+    #[test]
+    fn replaces_an_existing_file_atomically() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("audit-key.pem");
+        std::fs::write(&path, b"old contents")?;
+        std::fs::set_permissions(&path, Permissions::from_mode(0o644))?;
+        // A reader that opened the old file keeps reading it whole: the new one is a new inode
+        // that took the name in one step, not the old file rewritten in place.
+        let mut old = File::open(&path)?;
+        write(&path, b"new")?;
+        assert_eq!(std::fs::read(&path)?, b"new");
+        assert_eq!(mode(&path)?, 0o600);
+        let mut seen = String::new();
+        io::Read::read_to_string(&mut old, &mut seen)?;
+        assert_eq!(seen, "old contents");
+        assert_eq!(names(dir.path())?, vec!["audit-key.pem"]);
+        Ok(())
+    }
+
+    #[test]
+    fn create_new_never_replaces() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("ca-key.pem");
+        create_new(&path, b"first")?;
+        let e = create_new(&path, b"second").err();
+        assert_eq!(e.map(|e| e.kind()), Some(io::ErrorKind::AlreadyExists));
+        assert_eq!(std::fs::read(&path)?, b"first");
+        assert_eq!(names(dir.path())?, vec!["ca-key.pem"]);
+        Ok(())
+    }
+
+    #[test]
+    fn racing_create_new_has_one_winner_and_a_complete_file() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("link-key");
+        let results: Vec<(usize, io::Result<()>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let path = &path;
+                    s.spawn(move || (i, create_new(path, format!("key-{i}").as_bytes())))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        let winners: Vec<usize> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(i, _)| *i)
+            .collect();
+        assert_eq!(winners.len(), 1, "{results:?}");
+        for (_, r) in &results {
+            if let Err(e) = r {
+                assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+            }
+        }
+        assert_eq!(
+            std::fs::read_to_string(&path)?,
+            format!("key-{}", winners[0])
+        );
+        assert_eq!(names(dir.path())?, vec!["link-key"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_path_without_a_file_name_is_refused() {
+        let e = write(Path::new("/"), b"x").err();
+        assert_eq!(e.map(|e| e.kind()), Some(io::ErrorKind::InvalidInput));
+    }
+}

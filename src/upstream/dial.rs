@@ -1,0 +1,129 @@
+//! Dialling an upstream: the resolve override, the egress guard on every address actually
+//! dialled (no rebinding between check and connect), the connect timeout, TCP_NODELAY.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::Uri;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::egress::{literal_ip, EgressDenied, EgressGuard};
+use crate::wire::Target;
+
+/// Opens TCP connections to upstreams, honouring the resolve override; every address is
+/// checked by the egress guard right before it is dialled.
+#[derive(Clone)]
+pub struct Dialer {
+    resolve: Arc<BTreeMap<String, SocketAddr>>,
+    connect_timeout: Duration,
+    guard: Arc<EgressGuard>,
+}
+
+impl Dialer {
+    pub fn new(
+        resolve: BTreeMap<String, SocketAddr>,
+        connect_timeout: Duration,
+        guard: Arc<EgressGuard>,
+    ) -> Self {
+        Self {
+            resolve: Arc::new(resolve),
+            connect_timeout,
+            guard,
+        }
+    }
+
+    pub fn guard(&self) -> &EgressGuard {
+        &self.guard
+    }
+
+    /// The address the override maps `host` to, if any.
+    pub fn overridden(&self, host: &str) -> Option<SocketAddr> {
+        self.resolve.get(host).copied()
+    }
+
+    /// Checks what can be known before resolving: the port and literal IPs (any spelling).
+    pub fn precheck(&self, target: &Target) -> Result<(), EgressDenied> {
+        let mapped = self.overridden(&target.host);
+        self.guard.check_port(target.port)?;
+        if let Some(ip) = literal_ip(&target.host) {
+            let addr = mapped.unwrap_or(SocketAddr::new(ip, target.port));
+            self.guard
+                .check_addr(&target.host, addr, mapped.is_some())?;
+        }
+        Ok(())
+    }
+
+    /// Resolves once, checks each address with the egress guard, and connects to the first
+    /// allowed address that answers (the checked address is the one dialled: no rebinding).
+    pub async fn dial(&self, target: &Target) -> io::Result<TcpStream> {
+        let mapped = self.overridden(&target.host);
+        self.guard
+            .check_port(target.port)
+            .map_err(|d| io::Error::new(io::ErrorKind::PermissionDenied, d))?;
+        let addrs: Vec<SocketAddr> = match mapped {
+            Some(a) => vec![a],
+            None => match literal_ip(&target.host) {
+                Some(ip) => vec![SocketAddr::new(ip, target.port)],
+                None => tokio::net::lookup_host((target.host.as_str(), target.port))
+                    .await?
+                    .collect(),
+            },
+        };
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
+        for addr in addrs {
+            if let Err(denied) = self.guard.check_addr(&target.host, addr, mapped.is_some()) {
+                tracing::warn!(host = %target.host, %addr, code = denied.code, "egress refused");
+                last = io::Error::new(io::ErrorKind::PermissionDenied, denied);
+                continue;
+            }
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => {
+                    s.set_nodelay(true)?;
+                    return Ok(s);
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => {
+                    last = io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("connect to {addr} timed out"),
+                    )
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+impl tower_service::Service<Uri> for Dialer {
+    type Response = TokioIo<TcpStream>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let dialer = self.clone();
+        Box::pin(async move {
+            let default_port = if uri.scheme_str() == Some("http") {
+                80
+            } else {
+                443
+            };
+            let authority = uri
+                .authority()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "URI has no host"))?;
+            let target = Target::parse_authority(authority.as_str(), default_port)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            dialer.dial(&target).await.map(TokioIo::new)
+        })
+    }
+}

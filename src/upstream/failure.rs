@@ -1,0 +1,120 @@
+//! Upstream failures, classified by where they happened (nothing written yet, or the exchange
+//! was under way), and the refusal an agent sees for each.
+
+use std::io;
+
+use http::StatusCode;
+
+use super::egress::EgressDenied;
+use crate::wire::{Refusal, Side};
+
+/// Why an upstream exchange failed, in words safe to show an agent, by where it failed: before
+/// any request byte was written (connecting) or after (the exchange). Decided by hyper-util's
+/// own signal ([`hyper_util::client::legacy::Error::is_connect`]: the connector, which
+/// resolves, dials, passes the egress guard and completes TLS, failed), never by error text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamFailure {
+    /// Not sent: the egress guard refused the destination.
+    Egress(EgressDenied),
+    /// Not sent: the upstream's certificate did not verify.
+    Certificate(String),
+    /// Not sent: resolving, connecting or the TLS handshake failed.
+    Connect(String),
+    /// Not sent: connecting took longer than `upstream.connect_timeout`.
+    ConnectTimeout(String),
+    /// Maybe sent: the connection was up and the request may have been written, then the
+    /// exchange failed (reset, close, a malformed or missing answer).
+    Exchange(String),
+}
+
+impl UpstreamFailure {
+    pub fn from_client_error(err: &hyper_util::client::legacy::Error) -> Self {
+        if !err.is_connect() {
+            return Self::Exchange(error_chain(err));
+        }
+        Self::connect_failure(err)
+    }
+
+    /// A failed dial (nothing was written).
+    pub fn from_dial_error(err: &io::Error) -> Self {
+        Self::connect_failure(err)
+    }
+
+    /// The kind of a failure to connect (nothing was written).
+    fn connect_failure(err: &(dyn std::error::Error + 'static)) -> Self {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        let mut timed_out = false;
+        while let Some(e) = cur {
+            if let Some(denied) = e.downcast_ref::<EgressDenied>() {
+                return Self::Egress(denied.clone());
+            }
+            if let Some(rustls::Error::InvalidCertificate(c)) = e.downcast_ref::<rustls::Error>() {
+                return Self::Certificate(format!("upstream certificate rejected: {c:?}"));
+            }
+            if let Some(ioe) = e.downcast_ref::<io::Error>() {
+                timed_out |= ioe.kind() == io::ErrorKind::TimedOut;
+                if let Some(inner) = ioe.get_ref() {
+                    cur = Some(inner);
+                    continue;
+                }
+            }
+            cur = e.source();
+        }
+        let text = error_chain(err);
+        if timed_out {
+            Self::ConnectTimeout(text)
+        } else {
+            Self::Connect(text)
+        }
+    }
+
+    /// May any byte of the request have reached the upstream?
+    pub fn maybe_sent(&self) -> bool {
+        matches!(self, Self::Exchange(_))
+    }
+
+    /// The message, whatever the kind.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Egress(d) => &d.message,
+            Self::Certificate(m)
+            | Self::Connect(m)
+            | Self::ConnectTimeout(m)
+            | Self::Exchange(m) => m,
+        }
+    }
+}
+
+/// `a: b: c` for an error and its sources.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = e.source();
+    }
+    out
+}
+
+impl From<UpstreamFailure> for Refusal {
+    fn from(failure: UpstreamFailure) -> Refusal {
+        let upstream = |status, code, m| Refusal::new(status, Side::Upstream, code, m);
+        match failure {
+            UpstreamFailure::Egress(d) => Refusal::policy(d.code, d.message),
+            UpstreamFailure::Certificate(m) => {
+                upstream(StatusCode::BAD_GATEWAY, "upstream_certificate", m)
+            }
+            UpstreamFailure::Connect(m) => upstream(StatusCode::BAD_GATEWAY, "upstream_connect", m),
+            UpstreamFailure::ConnectTimeout(m) => {
+                upstream(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", m)
+            }
+            UpstreamFailure::Exchange(m) => {
+                upstream(StatusCode::BAD_GATEWAY, "upstream_protocol", m)
+            }
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The shared HTTP vocabulary, at the bottom of the layers: the body type both sides of the
+//! proxy use, refusals and JSON answers, hop-by-hop headers, and destinations (`host:port`).
+
+mod hop;
+pub mod respond;
+pub mod target;
+
+pub use hop::{strip_hop_by_hop, HOP_BY_HOP};
+pub use respond::{empty, full, json_response, Refusal, Side, REASON_HEADER};
+pub use target::{Target, TargetError};
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Body type used on both sides of the proxy, by the gate and by the admin listener.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
