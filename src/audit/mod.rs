@@ -10,6 +10,7 @@
 //! `verify` (chain/checkpoint verification).
 
 mod chain;
+mod event;
 mod key;
 mod verify;
 
@@ -24,6 +25,9 @@ use serde_json::{Map, Value};
 use crate::store::{Store, StoreError, Tree};
 
 pub use chain::{canonical_bytes, checkpoint_signing_text, CHECKPOINT_KIND};
+pub use event::{
+    AuditGap, AuditPath, Decision, Event, ExecutionEnd, GateKind, Outcome, Transition,
+};
 pub use verify::{verify_lines, verify_lines_with_checkpoint, VerifyError, VerifyReport};
 
 use chain::{entry_hash, now_rfc3339_ms, seq_key, GENESIS_PREV, RESERVED_FIELDS};
@@ -294,22 +298,41 @@ impl AuditLog {
         Ok((bytes, value))
     }
 
-    /// Appends one event (a JSON object without the reserved fields `seq`, `prev`, `ts`,
-    /// `kind`; `kind` must not be "checkpoint"). The log adds `seq`, `prev` (hex SHA-256 of the
-    /// previous entry's canonical bytes), `ts` and `kind`. Durable when it returns; returns the
-    /// seq. On any store error nothing advances and the error is returned (fail closed). Writes
-    /// a signed checkpoint right after when `checkpoint_every` entries have passed; a failure
-    /// of that checkpoint is logged, not returned (the event itself is durable), and retried on
-    /// the next append or timer tick. The event must not contain secrets.
-    pub fn append(&self, kind: &str, event: Value) -> Result<u64, AuditError> {
-        let mut results = self.append_all(vec![(kind, event)]);
+    /// Appends one event. The log adds `seq`, `prev` (hex SHA-256 of the previous entry's
+    /// canonical bytes), `ts` and `kind`. Durable when it returns; returns the seq. On any
+    /// store error nothing advances and the error is returned (fail closed). Writes a signed
+    /// checkpoint right after when `checkpoint_every` entries have passed; a failure of that
+    /// checkpoint is logged, not returned (the event itself is durable), and retried on the next
+    /// append or timer tick. [`Event`] has no room for a secret.
+    pub fn append(&self, event: Event) -> Result<u64, AuditError> {
+        let mut results = self.append_all(vec![event]);
         results.pop().unwrap_or_else(|| Err(no_result()))
     }
 
-    /// Appends several events (each as in [`AuditLog::append`]) through one wait: they join
-    /// the group commit together, so a background recorder needs one thread, not one per event.
-    /// Returns each event's seq or error, in order.
-    pub fn append_all(&self, events: Vec<(&str, Value)>) -> Vec<Result<u64, AuditError>> {
+    /// Appends several events through one wait: they join the group commit together, so a
+    /// background recorder needs one thread, not one per event. Returns each event's seq or
+    /// error, in order.
+    pub fn append_all(&self, events: Vec<Event>) -> Vec<Result<u64, AuditError>> {
+        let values = events
+            .into_iter()
+            .map(|e| {
+                let kind = e.kind();
+                (kind, serde_json::to_value(e).unwrap_or(Value::Null))
+            })
+            .collect();
+        self.append_values(values)
+    }
+
+    /// One event as a JSON object (no reserved fields `seq`, `prev`, `ts`, `kind`; `kind` not
+    /// "checkpoint").
+    #[cfg(test)]
+    fn append_value(&self, kind: &str, event: Value) -> Result<u64, AuditError> {
+        let mut results = self.append_values(vec![(kind, event)]);
+        results.pop().unwrap_or_else(|| Err(no_result()))
+    }
+
+    /// [`AuditLog::append_all`] on JSON objects; a value that is not an object is rejected.
+    fn append_values(&self, events: Vec<(&str, Value)>) -> Vec<Result<u64, AuditError>> {
         let mut results: Vec<Option<Result<u64, AuditError>>> = Vec::with_capacity(events.len());
         let mut valid = Vec::with_capacity(events.len());
         for (kind, event) in events {

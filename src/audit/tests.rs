@@ -62,7 +62,7 @@ fn verify(lines: &[String], pk: &str) -> Result<VerifyReport, VerifyError> {
 fn standard_log(fx: &Fixture) -> (AuditLog, Vec<String>) {
     let log = fx.open(10);
     for i in 0..25 {
-        log.append("decision", event(i)).unwrap();
+        log.append_value("decision", event(i)).unwrap();
     }
     let lines = export(&log, 0);
     (log, lines)
@@ -282,7 +282,7 @@ fn reopening_continues_the_chain() {
         let log = fx.open(3);
         pk = log.public_key_hex();
         for i in 0..5 {
-            log.append("decision", event(i)).unwrap();
+            log.append_value("decision", event(i)).unwrap();
         }
         // 0,1,2 cp3, 4,5 -> next seq 6
     }
@@ -291,7 +291,7 @@ fn reopening_continues_the_chain() {
         let lines = export(&log, 0);
         assert_eq!(lines.len(), 6);
         assert_eq!(log.public_key_hex(), pk);
-        let seq = log.append("decision", event(5)).unwrap();
+        let seq = log.append_value("decision", event(5)).unwrap();
         assert_eq!(seq, 6);
         // Two entries were pending before the reopen, so this third one triggers a checkpoint.
         let all = export(&log, 0);
@@ -306,7 +306,7 @@ fn reopening_continues_the_chain() {
         all
     };
     let log = fx.open(3);
-    log.append("decision", event(6)).unwrap();
+    log.append_value("decision", event(6)).unwrap();
     let all = export(&log, 0);
     assert_eq!(&all[..8], &before[..]);
     let report = verify(&all, &pk).unwrap();
@@ -332,7 +332,7 @@ fn concurrent_appends_form_one_valid_chain() {
             let log = Arc::clone(&log);
             std::thread::spawn(move || {
                 (0..20)
-                    .map(|i| log.append("decision", event(t * 100 + i)).unwrap())
+                    .map(|i| log.append_value("decision", event(t * 100 + i)).unwrap())
                     .collect::<Vec<u64>>()
             })
         })
@@ -361,12 +361,12 @@ fn append_all_writes_in_order_and_refuses_bad_events_alone() {
         let log = Arc::clone(&log);
         std::thread::spawn(move || {
             for i in 0..50 {
-                log.append("decision", event(1000 + i)).unwrap();
+                log.append_value("decision", event(1000 + i)).unwrap();
             }
             50
         })
     };
-    let results = log.append_all(vec![
+    let results = log.append_values(vec![
         ("decision", event(1)),
         ("checkpoint", event(2)),
         ("decision", json!("not an object")),
@@ -388,7 +388,7 @@ fn append_all_writes_in_order_and_refuses_bad_events_alone() {
         .map(|&i| *results[i].as_ref().unwrap())
         .collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
-    assert!(log.append_all(Vec::new()).is_empty());
+    assert!(log.append_values(Vec::new()).is_empty());
     let lines = export(&log, 0);
     assert_eq!(verify(&lines, &log.public_key_hex()).unwrap().entries, 53);
     log.verify_live().unwrap();
@@ -404,7 +404,7 @@ fn checkpoint_every_and_explicit_checkpoints() {
         "empty log: nothing to sign"
     );
     for i in 0..4 {
-        assert_eq!(log.append("decision", event(i)).unwrap(), i as u64);
+        assert_eq!(log.append_value("decision", event(i)).unwrap(), i as u64);
     }
     let cp = &log.entries(4).unwrap()[0];
     assert_eq!(cp["kind"], "checkpoint");
@@ -414,14 +414,14 @@ fn checkpoint_every_and_explicit_checkpoints() {
         None,
         "nothing since the last checkpoint"
     );
-    assert_eq!(log.append("decision", event(4)).unwrap(), 5);
+    assert_eq!(log.append_value("decision", event(4)).unwrap(), 5);
     assert_eq!(log.checkpoint().unwrap(), Some(6));
     assert_eq!(log.checkpoint().unwrap(), None);
     // 0 disables the count trigger.
     let fx2 = Fixture::new();
     let log2 = fx2.open(0);
     for i in 0..10 {
-        log2.append("decision", event(i)).unwrap();
+        log2.append_value("decision", event(i)).unwrap();
     }
     assert_eq!(log2.checkpoint().unwrap(), Some(10));
     verify(&export(&log, 0), &log.public_key_hex()).unwrap();
@@ -463,16 +463,16 @@ fn failed_writes_fail_closed_without_advancing() {
         fail: AtomicBool::new(false),
     });
     let log = fx.open_on(flaky.clone(), 3);
-    log.append("decision", event(0)).unwrap();
-    log.append("decision", event(1)).unwrap();
+    log.append_value("decision", event(0)).unwrap();
+    log.append_value("decision", event(1)).unwrap();
     flaky.fail.store(true, Ordering::SeqCst);
     assert!(matches!(
-        log.append("decision", event(2)),
+        log.append_value("decision", event(2)),
         Err(AuditError::Store(StoreError::Full(_)))
     ));
     assert!(log.checkpoint().is_err());
     flaky.fail.store(false, Ordering::SeqCst);
-    assert_eq!(log.append("decision", event(2)).unwrap(), 2);
+    assert_eq!(log.append_value("decision", event(2)).unwrap(), 2);
     assert_eq!(
         log.entries(0).unwrap().len(),
         4,
@@ -487,12 +487,12 @@ fn existing_seq_is_a_conflict_not_an_overwrite() {
     let fx = Fixture::new();
     let store = fx.store();
     let log = fx.open_on(store.clone(), 100);
-    log.append("decision", event(0)).unwrap();
+    log.append_value("decision", event(0)).unwrap();
     store
         .compare_and_swap(Tree::Audit, &seq_key(1), None, b"{}")
         .unwrap();
     assert!(matches!(
-        log.append("decision", event(1)),
+        log.append_value("decision", event(1)),
         Err(AuditError::Conflict(1))
     ));
     assert_eq!(store.get(Tree::Audit, &seq_key(1)).unwrap().unwrap(), b"{}");
@@ -511,7 +511,7 @@ fn reserved_kinds_and_fields_are_rejected() {
         ("decision", json!([1, 2])),
     ] {
         assert!(matches!(
-            log.append(kind, ev),
+            log.append_value(kind, ev),
             Err(AuditError::InvalidEvent(_))
         ));
     }
@@ -635,7 +635,7 @@ async fn timer_writes_checkpoints_when_entries_arrived() {
     };
     let log = Arc::new(AuditLog::open(fx.store(), &fx.key_path(), "t".into(), opts).unwrap());
     let timer = log.spawn_checkpoint_timer();
-    log.append("decision", event(0)).unwrap();
+    log.append_value("decision", event(0)).unwrap();
     let mut found = false;
     for _ in 0..100 {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -15,17 +15,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, StatusCode};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::audit::AuditLog;
+use crate::audit::{self, AuditLog, AuditPath, Event, ExecutionEnd, GateKind, Outcome, Transition};
 use crate::config::GateConfig;
 use crate::rules::Verdict;
 use crate::store::{Store, StoreError, Tree};
 use crate::upstream::Upstream;
-use crate::wire::{json_response, Body, Refusal, Target};
+use crate::wire::Target;
 pub use review::{Review, ReviewState, StoredRequest};
 
 pub const OUTCOME_HEADER: &str = "airlock-outcome";
@@ -129,6 +129,28 @@ pub struct HeldRequest {
     /// The agent that sent it, and the person responsible for that agent.
     pub agent: String,
     pub agent_owner: Option<String>,
+}
+
+/// What became of an escalated request; the proxy turns it into the agent's answer.
+#[derive(Debug)]
+pub enum Hold {
+    /// Stored durably and pending: nothing was sent.
+    Held(Box<Review>),
+    /// The agent asked to wait, and the review reached a final state in time.
+    Finished(Box<Review>),
+    /// Not held, and not forwarded either.
+    Refused(HoldRefusal),
+}
+
+/// Why an escalated request could not be held (it was not forwarded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldRefusal {
+    /// The request cannot be stored as it is.
+    Unstorable(String),
+    /// The decision could not be written to the audit log.
+    AuditUnavailable,
+    /// The review store could not take it.
+    StoreUnavailable,
 }
 
 pub struct Gate {
@@ -249,7 +271,7 @@ impl Gate {
                 self.changes.send_modify(|v| *v += 1);
                 tracing::info!(target: "airlock::gate", review = %id, from = old.state.as_str(), to = next.state.as_str(), "review transition");
                 self.audit
-                    .append("review", transition_entry(&old, &next))
+                    .append(transition_event(&old, &next))
                     .map_err(|e| {
                         tracing::error!(review = %id, error = %e, "audit write failed after a transition");
                         GateError::Audit(e.to_string())
@@ -262,37 +284,27 @@ impl Gate {
 
     // ---- holding ----
 
-    /// Stores an escalated request durably and answers the agent: at once (423 ESCALATE), or,
-    /// when the agent or rule asked to wait, with the real upstream response if approved in time.
-    pub async fn hold(self: &Arc<Self>, req: HeldRequest, verdict: Verdict) -> Response<Body> {
+    /// Stores an escalated request durably, before the agent hears anything. When the agent or
+    /// the rule asked to wait, waits for a decision and an execution within the limit. The
+    /// proxy renders the outcome.
+    pub async fn hold(self: &Arc<Self>, req: HeldRequest, verdict: Verdict) -> Hold {
         let wait = requested_wait(&req.headers, &verdict, self.cfg.max_wait);
         let review = match self.build_review(req, &verdict) {
             Ok(r) => r,
-            Err(e) => {
-                return Refusal::client(
-                    StatusCode::BAD_REQUEST,
-                    "unstorable_request",
-                    e.to_string(),
-                )
-                .into_response()
-            }
+            Err(e) => return Hold::Refused(HoldRefusal::Unstorable(e.to_string())),
         };
         // The decision is recorded before anything is stored or answered: no audit, no hold.
-        let entry = decision_entry(&review, "ESCALATE", "hard");
+        let entry = escalation_event(&review);
         let logged = self
             .blocking(move |g| {
                 g.audit
-                    .append("decision", entry)
+                    .append(entry)
                     .map_err(|e| GateError::Audit(e.to_string()))
             })
             .await;
         if let Err(e) = logged {
             tracing::error!(error = %e, "could not audit an escalation; refusing it (fail closed)");
-            return Refusal::internal(
-                "audit_unavailable",
-                "this request needs human approval but the audit log cannot be written; it was not queued or forwarded",
-            )
-            .into_response();
+            return Hold::Refused(HoldRefusal::AuditUnavailable);
         }
         let stored = review.clone();
         let put = self
@@ -312,11 +324,7 @@ impl Gate {
             .await;
         if let Err(e) = put {
             tracing::error!(error = %e, "could not store a held request; refusing it (fail closed)");
-            return Refusal::internal(
-                "review_store_unavailable",
-                "this request needs human approval but could not be queued; it was not forwarded",
-            )
-            .into_response();
+            return Hold::Refused(HoldRefusal::StoreUnavailable);
         }
         self.changes.send_modify(|v| *v += 1);
         tracing::info!(target: "airlock::gate", review = %review.id, tool = review.tool.as_deref().unwrap_or("-"), "request held for review");
@@ -325,11 +333,11 @@ impl Gate {
         if let Some(wait) = wait {
             if let Ok(done) = self.wait_final(&review.id, wait).await {
                 if done.state.is_final() {
-                    return agent_api::final_response(&done);
+                    return Hold::Finished(Box::new(done));
                 }
             }
         }
-        escalate_response(&review)
+        Hold::Held(Box::new(review))
     }
 
     fn build_review(&self, req: HeldRequest, verdict: &Verdict) -> Result<Review, GateError> {
@@ -739,114 +747,88 @@ fn requested_wait(headers: &HeaderMap, verdict: &Verdict, max: Duration) -> Opti
     (!asked.is_zero()).then(|| asked.min(max))
 }
 
-/// The immediate non-2xx answer to an escalated request.
-pub fn escalate_response(r: &Review) -> Response<Body> {
-    let body = serde_json::json!({
-        "decisionId": r.decision_id,
-        "outcome": "ESCALATE",
-        "reviewId": r.id,
-        "reasonCodes": r.reason_codes,
-        "tool": r.tool,
-        "expiresAt": review::rfc3339(r.expires_at_ms),
-        "message": "held for human review; it has not been sent. Poll statusUrl (through the proxy) for the outcome.",
-        "statusUrl": format!("http://{}/v1/reviews/{}", agent_api::LOCAL_HOST, r.id),
-    });
-    let mut resp = json_response(ESCALATE_STATUS, &body);
-    let h = resp.headers_mut();
-    h.insert(OUTCOME_HEADER, HeaderValue::from_static("ESCALATE"));
-    if let Ok(v) = HeaderValue::from_str(&r.id) {
-        h.insert(REVIEW_ID_HEADER, v);
-    }
-    resp
-}
-
-/// The audit entry of one review transition (no request headers or bodies: nothing secret).
-fn transition_entry(old: &Review, next: &Review) -> serde_json::Value {
-    let mut e = serde_json::json!({
-        "review_id": next.id,
-        "decision_id": next.decision_id,
-        "from": old.state.as_str(),
-        "to": next.state.as_str(),
-        "gate": "hard",
-        "tool": next.tool,
-        "service": next.service,
-        "agent": next.agent,
-        "method": next.request.method,
-        "host": next.request.host,
-        "path": audit_path(&next.request.path_and_query),
-    });
+/// The audit event of one review transition: names and states only, nothing secret.
+fn transition_event(old: &Review, next: &Review) -> Event {
+    let mut t = Transition {
+        review_id: next.id.clone(),
+        decision_id: next.decision_id.clone(),
+        from: old.state.as_str(),
+        to: next.state.as_str(),
+        gate: GateKind::Hard,
+        tool: next.tool.clone(),
+        service: next.service.clone(),
+        agent: next.agent.clone(),
+        method: next.request.method.clone(),
+        host: next.request.host.clone(),
+        path: AuditPath::new(&next.request.path_and_query),
+        approval_by: None,
+        approvals: None,
+        required: None,
+        expires_at: None,
+        retry_by: None,
+        attempt: None,
+        by: None,
+        comment: None,
+        approved_by: None,
+        execution: None,
+    };
     if next.approvals.len() > old.approvals.len() {
         if let Some(d) = next.approvals.last() {
-            e["approval_by"] = d.by.clone().into();
-            e["approvals"] = next.approvals.len().into();
-            e["required"] = next.policy.required.into();
+            t.approval_by = Some(d.by.clone());
+            t.approvals = Some(next.approvals.len());
+            t.required = Some(next.policy.required);
         }
     }
     if next.expires_at_ms != old.expires_at_ms {
-        e["expires_at"] = review::rfc3339(next.expires_at_ms).into();
+        t.expires_at = Some(review::rfc3339(next.expires_at_ms));
     }
     if next.retries.len() > old.retries.len() {
         if let Some(d) = next.retries.last() {
-            e["retry_by"] = d.by.clone().into();
-            e["comment"] = d.comment.clone().into();
-            e["attempt"] = (next.attempts.len() + 1).into();
+            t.retry_by = Some(d.by.clone());
+            t.comment = d.comment.clone();
+            t.attempt = Some(next.attempts.len() + 1);
         }
     }
     if next.state == ReviewState::Expired {
-        e["by"] = "expiry".into();
+        t.by = Some("expiry".into());
     } else if let (Some(d), ReviewState::Approved | ReviewState::Rejected) =
         (&next.decision, next.state)
     {
-        e["by"] = d.by.clone().into();
-        e["comment"] = d.comment.clone().into();
+        t.by = Some(d.by.clone());
+        t.comment = d.comment.clone();
     }
     if let Some(x) = &next.execution {
-        if next.state != ReviewState::Executing {
-            e["upstream_status"] = x.status.into();
-            e["duration_ms"] = x
-                .finished_at_ms
-                .map(|f| f.saturating_sub(x.started_at_ms))
-                .into();
-            e["error"] = x.error.clone().into();
-        }
         if next.state == ReviewState::Executing {
             // The approval this execution rests on, repeated so one row says who said yes.
-            if let Some(d) = &next.decision {
-                e["approved_by"] = d.by.clone().into();
-            }
+            t.approved_by = next.decision.as_ref().map(|d| d.by.clone());
+        } else {
+            t.execution = Some(ExecutionEnd {
+                upstream_status: x.status,
+                duration_ms: x.finished_at_ms.map(|f| f.saturating_sub(x.started_at_ms)),
+                error: x.error.clone(),
+            });
         }
     }
-    e
+    Event::Review(Box::new(t))
 }
 
-/// The audit entry of a catalog decision on a held request.
-pub fn decision_entry(r: &Review, outcome: &str, gate: &str) -> serde_json::Value {
-    serde_json::json!({
-        "decision_id": r.decision_id,
-        "review_id": r.id,
-        "outcome": outcome,
-        "gate": gate,
-        "agent": r.agent,
-        "service": r.service,
-        "tool": r.tool,
-        "rule_id": r.rule_id,
-        "reason_codes": r.reason_codes,
-        "method": r.request.method,
-        "host": r.request.host,
-        "path": audit_path(&r.request.path_and_query),
-        "expires_at": review::rfc3339(r.expires_at_ms),
-    })
-}
-
-/// A request path for the audit log: without its query string (which may carry tokens).
-pub fn audit_path(path_and_query: &str) -> String {
-    path_and_query
-        .split('?')
-        .next()
-        .unwrap_or("")
-        .chars()
-        .take(1024)
-        .collect()
+/// The `decision` event of a held request.
+fn escalation_event(r: &Review) -> Event {
+    Event::Decision(Box::new(audit::Decision {
+        decision_id: r.decision_id.clone(),
+        review_id: Some(r.id.clone()),
+        outcome: Outcome::Escalate,
+        gate: GateKind::Hard,
+        agent: r.agent.clone(),
+        service: r.service.clone(),
+        tool: r.tool.clone(),
+        rule_id: r.rule_id.clone(),
+        reason_codes: r.reason_codes.clone(),
+        method: r.request.method.clone(),
+        host: r.request.host.clone(),
+        path: AuditPath::new(&r.request.path_and_query),
+        expires_at: Some(review::rfc3339(r.expires_at_ms)),
+    }))
 }
 
 /// A random identifier with a readable prefix, e.g. `rev_3f9c...` (128 bits).

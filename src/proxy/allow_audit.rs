@@ -7,10 +7,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::{AuditGap, Event};
 use crate::gate::Gate;
 
 /// Most allowed-request records queued at once; beyond it records are skipped and counted.
@@ -23,8 +23,8 @@ const BATCH: usize = 256;
 const DRAIN_QUIET: std::time::Duration = std::time::Duration::from_millis(300);
 
 pub struct AllowRecorder {
-    tx: mpsc::Sender<Value>,
-    rx: Mutex<Option<mpsc::Receiver<Value>>>,
+    tx: mpsc::Sender<Event>,
+    rx: Mutex<Option<mpsc::Receiver<Event>>>,
     skipped: AtomicU64,
 }
 
@@ -41,7 +41,7 @@ impl Default for AllowRecorder {
 
 impl AllowRecorder {
     /// Queues `entry` (a `decision` event) without waiting; a full queue skips and counts it.
-    pub fn record(&self, entry: Value) {
+    pub fn record(&self, entry: Event) {
         if self.tx.try_send(entry).is_err() && self.skipped.fetch_add(1, Ordering::Relaxed) == 0 {
             tracing::warn!("audit log is behind: skipping allowed-request records (counted)");
         }
@@ -67,7 +67,7 @@ impl AllowRecorder {
                     _ = shutdown.cancelled() => continue,
                 }
             };
-            let mut batch: Vec<Value> = first.into_iter().collect();
+            let mut batch: Vec<Event> = first.into_iter().collect();
             while batch.len() < BATCH {
                 match rx.try_recv() {
                     Ok(e) => batch.push(e),
@@ -81,16 +81,15 @@ impl AllowRecorder {
         }
     }
 
-    async fn write(&self, gate: Arc<Gate>, batch: Vec<Value>) {
+    async fn write(&self, gate: Arc<Gate>, batch: Vec<Event>) {
         let skipped = self.skipped.swap(0, Ordering::Relaxed);
         let records = batch.len();
-        let mut events: Vec<(&str, Value)> = batch.into_iter().map(|e| ("decision", e)).collect();
+        let mut events = batch;
         if skipped > 0 {
-            let gap = serde_json::json!({
-                "skipped_allow_records": skipped,
-                "reason": "allowed-request records not written (queue full or a failed write)",
-            });
-            events.push(("audit_gap", gap));
+            events.push(Event::AuditGap(AuditGap {
+                skipped_allow_records: skipped,
+                reason: "allowed-request records not written (queue full or a failed write)",
+            }));
         }
         let res = tokio::task::spawn_blocking(move || gate.audit().append_all(events)).await;
         let results = match res {

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use super::access_log::AccessLog;
 use super::policy::Route;
 use super::Proxy;
+use crate::audit::{AuditPath, Decision, Event, GateKind, Outcome};
 use crate::rules::{Action, RequestHead, Verdict};
 use crate::upstream::permit::{self, Permitted};
 use crate::wire::{full, strip_hop_by_hop, Body, BoxError, Refusal, Target};
@@ -239,7 +240,7 @@ async fn phases(
                 agent: conn.agent.name.clone(),
                 agent_owner: conn.agent.owner.clone(),
             };
-            Ok(proxy.gate.hold(held, verdict).await)
+            Ok(super::held::render(proxy.gate.hold(held, verdict).await))
         }
     }
 }
@@ -456,8 +457,8 @@ async fn audit_decision(
     pq: &str,
 ) -> Result<(), String> {
     let gate = proxy.gate.clone();
-    let entry = decision_entry(conn, verdict, decision_id, method, pq);
-    match tokio::task::spawn_blocking(move || gate.audit().append("decision", entry)).await {
+    let entry = decision_event(conn, verdict, decision_id, method, pq);
+    match tokio::task::spawn_blocking(move || gate.audit().append(entry)).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(e) => Err(format!("audit task failed: {e}")),
@@ -465,33 +466,35 @@ async fn audit_decision(
 }
 
 /// The audit log's `decision` event for a catalog verdict (no headers, body or query string).
-fn decision_entry(
+fn decision_event(
     conn: &ConnInfo,
     verdict: &Verdict,
     decision_id: &str,
     method: &str,
     pq: &str,
-) -> serde_json::Value {
-    let (outcome, gate_kind) = match verdict.action {
-        Action::Allow if is_unclassified(verdict) => ("ALLOW", "unclassified"),
-        Action::Allow => ("ALLOW", "none"),
-        Action::Notify => ("NOTIFY", "soft"),
-        Action::Block => ("BLOCK", "blocked"),
-        Action::Escalate => ("ESCALATE", "hard"),
+) -> Event {
+    let (outcome, gate) = match verdict.action {
+        Action::Allow if is_unclassified(verdict) => (Outcome::Allow, GateKind::Unclassified),
+        Action::Allow => (Outcome::Allow, GateKind::None),
+        Action::Notify => (Outcome::Notify, GateKind::Soft),
+        Action::Block => (Outcome::Block, GateKind::Blocked),
+        Action::Escalate => (Outcome::Escalate, GateKind::Hard),
     };
-    serde_json::json!({
-        "decision_id": decision_id,
-        "outcome": outcome,
-        "gate": gate_kind,
-        "agent": conn.agent.name,
-        "service": verdict.service,
-        "tool": verdict.tool,
-        "rule_id": verdict.rule_id,
-        "reason_codes": verdict.reason_codes,
-        "method": method,
-        "host": conn.target.host,
-        "path": crate::gate::audit_path(pq),
-    })
+    Event::Decision(Box::new(Decision {
+        decision_id: decision_id.to_string(),
+        review_id: None,
+        outcome,
+        gate,
+        agent: Some(conn.agent.name.clone()),
+        service: verdict.service.clone(),
+        tool: verdict.tool.clone(),
+        rule_id: verdict.rule_id.clone(),
+        reason_codes: verdict.reason_codes.clone(),
+        method: method.to_string(),
+        host: conn.target.host.clone(),
+        path: AuditPath::new(pq),
+        expires_at: None,
+    }))
 }
 
 /// A write no rule classifies (`unclassified_route`): allowed only by an operator's choice.
@@ -511,7 +514,7 @@ fn audit_allowed_in_background(
     method: &http::Method,
     pq: &str,
 ) {
-    let entry = decision_entry(conn, verdict, decision_id, method.as_str(), pq);
+    let entry = decision_event(conn, verdict, decision_id, method.as_str(), pq);
     proxy.allow_audit.record(entry);
 }
 

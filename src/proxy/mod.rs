@@ -19,6 +19,7 @@ pub mod allow_audit;
 pub mod front;
 pub mod git_push;
 pub mod handler;
+pub mod held;
 pub mod io;
 pub mod mitm;
 pub mod policy;
