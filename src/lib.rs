@@ -15,6 +15,12 @@
 //!   text_pos                            secret files; file:line:column positions
 //! ```
 
+// Nothing a peer, a file or a user sent may panic the process (tests may).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod admin;
 pub mod agents;
 pub mod audit;

@@ -1,5 +1,10 @@
 //! `airlock` command line: serve the proxy, manage the CA, check config.
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

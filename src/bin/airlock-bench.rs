@@ -10,6 +10,11 @@
 //!   airlock-bench --upstream-ca-dir DIR --upstream-port 19443 \
 //!       --proxy http://127.0.0.1:8080 --ca certs/ca.pem --compare
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
