@@ -113,6 +113,24 @@ struct ServeArgs {
     rules_dir: Option<PathBuf>,
 }
 
+impl ServeArgs {
+    /// The flags as config overrides, merged before the config is checked.
+    fn overrides(&self) -> config::Overrides {
+        config::Overrides {
+            proxy_listen: self.listen,
+            admin_listen: self.admin_listen,
+            resolve: self.resolve.clone(),
+            upstream_ca: self.upstream_ca.clone(),
+            inspect_hosts: self.inspect_host.clone(),
+            unknown_hosts: self.unknown_hosts,
+            ca_dir: self.ca_dir.clone(),
+            data_dir: self.data_dir.clone(),
+            store: self.store,
+            rules_dir: self.rules_dir.clone(),
+        }
+    }
+}
+
 #[cfg(target_os = "linux")]
 #[derive(clap::Args)]
 #[command(
@@ -307,7 +325,14 @@ fn main() -> Result<()> {
     airlock::install_crypto_provider();
     let cli = Cli::parse();
     init_logging(&cli.log_format);
-    let config = Config::discover(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Command-line settings join the file's before the one check; the checked config is
+    // never changed afterwards.
+    let overrides = match &cli.command {
+        Command::Serve(args) => args.overrides(),
+        _ => config::Overrides::default(),
+    };
+    let config =
+        Config::discover(cli.config.as_deref(), overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
     match cli.command {
         Command::Agents { command } => agents_cmd(config, command),
         Command::Reviewers {
@@ -343,7 +368,7 @@ fn main() -> Result<()> {
                 .build()?;
             runtime.block_on(audit_cmd(config, command))
         }
-        Command::Serve(args) => serve(config, args),
+        Command::Serve(_) => serve(config),
         #[cfg(target_os = "linux")]
         Command::Run(args) => {
             let code = run_cmd(config, args)?;
@@ -705,39 +730,7 @@ fn init_logging(format: &str) {
     }
 }
 
-fn serve(mut config: Config, args: ServeArgs) -> Result<()> {
-    if let Some(l) = args.listen {
-        config.proxy.listen = l;
-    }
-    config.upstream.resolve.extend(args.resolve);
-    config.upstream.extra_ca_files.extend(args.upstream_ca);
-    for h in args.inspect_host {
-        match config::normalize_host(&h) {
-            Some(h) => config.proxy.inspect_hosts.push(h),
-            None => bail!("--inspect-host {h:?}: not a host name"),
-        }
-    }
-    if let Some(u) = args.unknown_hosts {
-        config.proxy.unknown_hosts = u;
-    }
-    if let Some(d) = args.ca_dir {
-        config.tls.ca_dir = d;
-    }
-    if let Some(a) = args.admin_listen {
-        config.admin.listen = a;
-    }
-    if let Some(d) = args.data_dir {
-        if config.admin.token_file == config.store.path.join("admin-token") {
-            config.admin.token_file = d.join("admin-token");
-        }
-        config.store.path = d;
-    }
-    if let Some(b) = args.store {
-        config.store.backend = b;
-    }
-    if let Some(d) = args.rules_dir {
-        config.rules.dir = Some(d);
-    }
+fn serve(config: Config) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

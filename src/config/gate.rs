@@ -1,0 +1,63 @@
+//! `[gate]`: the hold queue: how long reviews live, body caps, waits, execution limits.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ConfigError, Ctx};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawGate {
+    pub(super) review_expiry: String,
+    pub(super) max_body_bytes: usize,
+    pub(super) max_wait: String,
+    pub(super) sweep_interval: String,
+    pub(super) max_result_bytes: usize,
+    pub(super) execution_timeout: String,
+}
+
+impl Default for RawGate {
+    fn default() -> Self {
+        Self {
+            review_expiry: "24h".into(),
+            max_body_bytes: 1024 * 1024,
+            max_wait: "5m".into(),
+            sweep_interval: "5s".into(),
+            max_result_bytes: 256 * 1024,
+            execution_timeout: "120s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GateConfig {
+    pub review_expiry: Duration,
+    /// Largest request body a gated call may have (it is buffered and stored); larger: 413.
+    pub max_body_bytes: usize,
+    /// Ceiling on `Airlock-Wait` and `?wait=`.
+    pub max_wait: Duration,
+    pub sweep_interval: Duration,
+    /// Upstream response body kept on an executed review.
+    pub max_result_bytes: usize,
+    /// Longest an approved request may take upstream; past it the outcome is `outcome_unknown`.
+    pub execution_timeout: Duration,
+}
+
+pub(super) fn check(g: RawGate, cx: &Ctx) -> Result<GateConfig, ConfigError> {
+    let gate = GateConfig {
+        review_expiry: cx.dur("gate.review_expiry", &g.review_expiry)?,
+        max_body_bytes: g.max_body_bytes,
+        max_wait: cx.dur("gate.max_wait", &g.max_wait)?,
+        sweep_interval: cx.dur("gate.sweep_interval", &g.sweep_interval)?,
+        max_result_bytes: g.max_result_bytes,
+        execution_timeout: cx.dur("gate.execution_timeout", &g.execution_timeout)?,
+    };
+    if gate.sweep_interval.is_zero() {
+        return Err(cx.invalid("gate.sweep_interval", "must be above zero".into()));
+    }
+    if gate.execution_timeout.is_zero() {
+        return Err(cx.invalid("gate.execution_timeout", "must be above zero".into()));
+    }
+    Ok(gate)
+}

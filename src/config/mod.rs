@@ -1,0 +1,474 @@
+//! Configuration: one TOML file parsed into raw types, command-line overrides merged into
+//! them ([`Overrides`]), then one check into [`Config`], which is never changed afterwards (the
+//! shape of ripgrep's `LowArgs -> HiArgs`). Every field has a default, so Airlock runs with no
+//! file at all. One file per section holds its raw form, its checked form and the check.
+
+mod audit;
+mod credentials;
+mod egress;
+mod gate;
+mod people;
+mod proxy;
+mod rules;
+mod store;
+mod upstream;
+
+pub use audit::AuditConfig;
+pub use credentials::{default_git_hosts, default_service_hosts, CredentialConfig, SecretSource};
+pub use egress::EgressConfig;
+pub use gate::GateConfig;
+pub use people::{AgentConfig, ReviewerConfig};
+pub use proxy::{auto_workers, ProxyConfig, UnknownHosts};
+pub use rules::RulesConfig;
+pub use store::{AdminConfig, StoreConfig};
+pub use upstream::{TlsConfig, UpstreamConfig};
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::store::Backend;
+
+/// Environment variable naming the config file.
+pub const CONFIG_ENV: &str = "AIRLOCK_CONFIG";
+/// File looked for in the working directory when neither flag nor env names one.
+pub const DEFAULT_FILE: &str = "airlock.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {message}")]
+    Read { file: String, message: String },
+    #[error("{file}:{line}:{column}: {message}")]
+    Parse {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{file}: {field}: {message}")]
+    Invalid {
+        file: String,
+        field: String,
+        message: String,
+    },
+}
+
+// ---- raw, as written in the file ----
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    proxy: proxy::RawProxy,
+    upstream: upstream::RawUpstream,
+    tls: upstream::RawTls,
+    admin: store::RawAdmin,
+    store: store::RawStore,
+    gate: gate::RawGate,
+    rules: rules::RawRules,
+    egress: egress::RawEgress,
+    audit: audit::RawAudit,
+    agents: Vec<people::RawAgent>,
+    reviewers: Vec<people::RawReviewer>,
+    credentials: BTreeMap<String, credentials::RawCredential>,
+    notify: crate::notify::RawNotify,
+}
+
+/// Settings given on the command line (`airlock serve --listen …`). They are merged into the
+/// file's raw config before the one check, so a flag is checked exactly like the file's value
+/// (`--listen` equal to `admin.listen` is refused, a bad `--inspect-host` names its field).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub proxy_listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub resolve: Vec<(String, SocketAddr)>,
+    pub upstream_ca: Vec<PathBuf>,
+    pub inspect_hosts: Vec<String>,
+    pub unknown_hosts: Option<UnknownHosts>,
+    pub ca_dir: Option<PathBuf>,
+    /// `store.path`; the admin token follows it unless `admin.token_file` is set.
+    pub data_dir: Option<PathBuf>,
+    pub store: Option<Backend>,
+    pub rules_dir: Option<PathBuf>,
+}
+
+impl Overrides {
+    fn apply(self, raw: &mut RawConfig) {
+        if let Some(l) = self.proxy_listen {
+            raw.proxy.listen = l.to_string();
+        }
+        if let Some(l) = self.admin_listen {
+            raw.admin.listen = l.to_string();
+        }
+        for (host, addr) in self.resolve {
+            raw.upstream.resolve.insert(host, addr.to_string());
+        }
+        raw.upstream.extra_ca_files.extend(self.upstream_ca);
+        raw.proxy.inspect_hosts.extend(self.inspect_hosts);
+        if let Some(u) = self.unknown_hosts {
+            raw.proxy.unknown_hosts = u;
+        }
+        if let Some(d) = self.ca_dir {
+            raw.tls.ca_dir = d;
+        }
+        if let Some(d) = self.data_dir {
+            raw.store.path = d;
+        }
+        if let Some(b) = self.store {
+            raw.store.backend = b;
+        }
+        if let Some(d) = self.rules_dir {
+            raw.rules.dir = Some(d);
+        }
+    }
+}
+
+// ---- checked ----
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from, if any (for messages).
+    pub source: Option<PathBuf>,
+    pub proxy: ProxyConfig,
+    pub upstream: UpstreamConfig,
+    pub tls: TlsConfig,
+    pub admin: AdminConfig,
+    pub store: StoreConfig,
+    pub gate: GateConfig,
+    pub rules: RulesConfig,
+    pub egress: EgressConfig,
+    pub audit: AuditConfig,
+    pub agents: Vec<AgentConfig>,
+    pub reviewers: Vec<ReviewerConfig>,
+    pub credentials: Vec<CredentialConfig>,
+    /// `[notify]`: where escalations are announced (default: nowhere).
+    pub notify: crate::notify::NotifyConfig,
+}
+
+impl Config {
+    /// The audit signing key: `audit.key_file`, else `<tls.ca_dir>/audit-key.pem`.
+    pub fn audit_key_file(&self) -> PathBuf {
+        self.audit
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.tls.ca_dir.join("audit-key.pem"))
+    }
+
+    /// The one-click link signing key: `<store.path>/link-key` (created 0600 on first run).
+    pub fn link_key_file(&self) -> PathBuf {
+        self.store.path.join("link-key")
+    }
+
+    /// Finds and loads the config: explicit path, else `$AIRLOCK_CONFIG`, else `./airlock.toml`
+    /// if present, else built-in defaults.
+    /// `overrides` (command-line settings) are merged in before the one check.
+    pub fn discover(explicit: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
+        if let Some(p) = explicit {
+            return Self::load(p, overrides);
+        }
+        if let Some(p) = std::env::var_os(CONFIG_ENV) {
+            return Self::load(Path::new(&p), overrides);
+        }
+        let local = Path::new(DEFAULT_FILE);
+        if local.exists() {
+            return Self::load(local, overrides);
+        }
+        Self::checked("<defaults>", "", overrides)
+    }
+
+    pub fn load(path: &Path, overrides: Overrides) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            file: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let mut c = Self::checked(&path.display().to_string(), &text, overrides)?;
+        c.source = Some(path.to_path_buf());
+        Ok(c)
+    }
+
+    /// Parses and checks TOML text; `file` names it in errors.
+    pub fn from_toml(file: &str, text: &str) -> Result<Config, ConfigError> {
+        Self::checked(file, text, Overrides::default())
+    }
+
+    fn checked(file: &str, text: &str, overrides: Overrides) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|s| crate::text_pos::line_col(text, s.start))
+                .unwrap_or((1, 1));
+            ConfigError::Parse {
+                file: file.to_string(),
+                line,
+                column,
+                message: e.message().to_string(),
+            }
+        })?;
+        let mut raw = raw;
+        overrides.apply(&mut raw);
+        check(file, raw)
+    }
+}
+
+/// What every section's check needs: the file name for errors, and the common parsers.
+pub(super) struct Ctx<'a> {
+    file: &'a str,
+}
+
+impl Ctx<'_> {
+    pub(super) fn invalid(&self, field: &str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_string(),
+            field: field.to_string(),
+            message,
+        }
+    }
+
+    pub(super) fn addr(&self, field: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+        v.parse::<SocketAddr>()
+            .map_err(|_| self.invalid(field, format!("{v:?} is not an IP:port socket address")))
+    }
+
+    pub(super) fn dur(&self, field: &str, v: &str) -> Result<Duration, ConfigError> {
+        humantime::parse_duration(v)
+            .map_err(|e| self.invalid(field, format!("{v:?} is not a duration like \"10s\": {e}")))
+    }
+}
+
+/// The one check: raw (file plus overrides) to [`Config`].
+fn check(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
+    let cx = Ctx { file };
+    let proxy = proxy::check(raw.proxy, &cx)?;
+    let upstream = upstream::check(raw.upstream, &cx)?;
+    let store = StoreConfig {
+        backend: raw.store.backend,
+        path: raw.store.path,
+    };
+    let admin = store::check_admin(raw.admin, &store, &cx)?;
+    if admin.listen == proxy.listen && admin.listen.port() != 0 {
+        return Err(cx.invalid("admin.listen", "must differ from proxy.listen".into()));
+    }
+    let gate = gate::check(raw.gate, &cx)?;
+    let rules = rules::check(raw.rules, &cx)?;
+    let egress = egress::check(&raw.egress).map_err(|m| cx.invalid("egress", m))?;
+    let audit = audit::check(&raw.audit, &cx)?;
+    let agents = people::check_agents(&raw.agents).map_err(|m| cx.invalid("agents", m))?;
+    let reviewers =
+        people::check_reviewers(&raw.reviewers).map_err(|m| cx.invalid("reviewers", m))?;
+    let credentials =
+        credentials::check(&raw.credentials).map_err(|m| cx.invalid("credentials", m))?;
+    let notify =
+        crate::notify::config::check(raw.notify).map_err(|e| cx.invalid(&e.field, e.message))?;
+    for (i, ch) in notify.channels.iter().enumerate() {
+        if let Some(r) = &ch.reviewer {
+            if !reviewers.iter().any(|c| &c.name == r) {
+                return Err(cx.invalid(
+                    &format!("notify.channels[{i}].reviewer"),
+                    format!("{r:?} is not a configured [[reviewers]] name"),
+                ));
+            }
+        }
+    }
+    Ok(Config {
+        notify,
+        source: None,
+        egress,
+        audit,
+        agents,
+        reviewers,
+        credentials,
+        proxy,
+        upstream,
+        tls: TlsConfig {
+            ca_dir: raw.tls.ca_dir,
+        },
+        admin,
+        store,
+        gate,
+        rules,
+    })
+}
+
+/// Lower-cases a host name and drops one trailing dot; `None` if empty or it has a port/slash.
+pub fn normalize_host(h: &str) -> Option<String> {
+    let h = h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase();
+    if h.is_empty() || h.contains(['/', ' ', '@']) || (h.contains(':') && !h.starts_with('[')) {
+        return None;
+    }
+    Some(h)
+}
+
+/// Parses a `HOST=IP:PORT` resolve override from the command line.
+pub fn parse_resolve_flag(s: &str) -> Result<(String, SocketAddr), String> {
+    let (host, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected HOST=IP:PORT"))?;
+    let host = normalize_host(host).ok_or_else(|| format!("{s:?}: bad host name"))?;
+    let addr = addr
+        .parse()
+        .map_err(|_| format!("{s:?}: {addr:?} is not an IP:port address"))?;
+    Ok((host, addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::Action;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::from_toml("t.toml", "").expect("defaults");
+        assert_eq!(c.proxy.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.proxy.unknown_hosts, UnknownHosts::Deny);
+        assert_eq!(c.gate.review_expiry, Duration::from_secs(86_400));
+        assert_eq!(c.proxy.workers, auto_workers());
+        let inline = Config::from_toml("t.toml", "[proxy]\nworkers = 0\n").expect("0 is valid");
+        assert_eq!(inline.proxy.workers, 0);
+        assert_eq!(c.rules.unclassified_writes, Action::Escalate);
+        for (text, want) in [("allow", Action::Allow), ("block", Action::Block)] {
+            let toml = format!("[rules]\nunclassified_writes = \"{text}\"\n");
+            let c = Config::from_toml("t.toml", &toml).expect("valid");
+            assert_eq!(c.rules.unclassified_writes, want);
+        }
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[proxy]\nlisten = \"x\"\n",
+                "t.toml: proxy.listen: \"x\" is not",
+            ),
+            ("[proxy]\nunknown_hosts = \"open\"\n", "t.toml:2:17:"),
+            (
+                "\n\n[proxy]\nlisen = \"1.2.3.4:1\"\n",
+                "t.toml:4:1: unknown field `lisen`",
+            ),
+            ("[gate]\nreview_expiry = \"soon\"\n", "gate.review_expiry"),
+            (
+                "[upstream.resolve]\n\"a.b\" = \"nope\"\n",
+                "upstream.resolve.a.b",
+            ),
+            ("[proxy\n", "t.toml:1:"),
+            (
+                "[proxy]\nworkers = 5000\n",
+                "t.toml: proxy.workers: 5000 is more than 1024",
+            ),
+            ("[proxy]\nworkers = -1\n", "t.toml:2:11:"),
+            (
+                "[rules]\nunclassified_writes = \"notify\"\n",
+                "t.toml: rules.unclassified_writes: must be \"escalate\", \"block\" or \"allow\"",
+            ),
+            (
+                "[rules]\nunclassified_writes = \"forward\"\n",
+                "t.toml:2:23:",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = Config::from_toml("t.toml", text)
+                .expect_err(text)
+                .to_string();
+            assert!(
+                err.starts_with(want) || err.contains(want),
+                "{text:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn credential_git_hosts() {
+        // (credentials table, git_hosts it gives, or the error's words)
+        let cases: &[(&str, Result<&[&str], &str>)] = &[
+            ("[credentials.github]\nenv = \"T\"\n", Ok(&["github.com"])),
+            ("[credentials.github]\nenv = \"T\"\ngit_hosts = []\n", Ok(&[])),
+            (
+                "[credentials.gitea]\nenv = \"T\"\nhosts = [\"api.gitea.test\"]\ngit_hosts = [\"Gitea.test.\"]\n",
+                Ok(&["gitea.test"]),
+            ),
+            ("[credentials.stripe]\nenv = \"T\"\n", Ok(&[])),
+            (
+                "[credentials.github]\nenv = \"T\"\ngit_hosts = [\"api.github.com\"]\n",
+                Err("both hosts and git_hosts"),
+            ),
+            (
+                "[credentials.github]\nenv = \"T\"\ngit_hosts = [\"a/b\"]\n",
+                Err("git_hosts: \"a/b\" is not a host"),
+            ),
+        ];
+        for (text, want) in cases {
+            match (Config::from_toml("t.toml", text), want) {
+                (Ok(c), Ok(hosts)) => assert_eq!(c.credentials[0].git_hosts, *hosts, "{text}"),
+                (Err(e), Err(words)) => assert!(e.to_string().contains(words), "{text}: {e}"),
+                (got, _) => panic!(
+                    "{text}: {:?}",
+                    got.map(|c| c.credentials[0].git_hosts.clone())
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn command_line_overrides_are_checked_like_the_file() {
+        let at = |s: &str| Some(s.parse::<SocketAddr>().expect("addr"));
+        let err = |o: Overrides| {
+            Config::checked("t.toml", "", o)
+                .expect_err("invalid")
+                .to_string()
+        };
+        // `serve --listen` on the admin listener's address is refused, as in the file.
+        let e = err(Overrides {
+            proxy_listen: at("127.0.0.1:8081"),
+            ..Default::default()
+        });
+        assert!(
+            e.contains("admin.listen: must differ from proxy.listen"),
+            "{e}"
+        );
+        let e = err(Overrides {
+            inspect_hosts: vec!["bad host".into()],
+            ..Default::default()
+        });
+        assert!(e.contains("proxy.inspect_hosts"), "{e}");
+        let c = Config::checked(
+            "t.toml",
+            "",
+            Overrides {
+                proxy_listen: at("127.0.0.1:9000"),
+                data_dir: Some("/srv/airlock".into()),
+                ..Default::default()
+            },
+        )
+        .expect("valid");
+        assert_eq!(c.proxy.listen.port(), 9000);
+        assert_eq!(
+            c.admin.token_file,
+            PathBuf::from("/srv/airlock/admin-token")
+        );
+        // An explicit token file stays where the file put it.
+        let c = Config::checked(
+            "t.toml",
+            "[admin]\ntoken_file = \"/etc/airlock/token\"\n",
+            Overrides {
+                data_dir: Some("/x".into()),
+                ..Default::default()
+            },
+        )
+        .expect("valid");
+        assert_eq!(c.admin.token_file, PathBuf::from("/etc/airlock/token"));
+    }
+
+    #[test]
+    fn resolve_flag() {
+        assert_eq!(
+            parse_resolve_flag("API.GitHub.com.=127.0.0.1:9443").expect("ok"),
+            (
+                "api.github.com".to_string(),
+                "127.0.0.1:9443".parse().expect("addr")
+            )
+        );
+        assert!(parse_resolve_flag("nohost").is_err());
+        assert!(parse_resolve_flag("a=b").is_err());
+    }
+}

@@ -1,0 +1,129 @@
+//! `[proxy]`: the agent-facing listener, its limits and its worker threads.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{normalize_host, ConfigError, Ctx};
+
+/// What to do with CONNECT / proxy requests for hosts nobody asked to inspect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownHosts {
+    /// Blind TCP tunnel (plain HTTP: forwarded unchanged).
+    Tunnel,
+    /// Refuse with 403.
+    Deny,
+}
+
+impl std::str::FromStr for UnknownHosts {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tunnel" => Ok(Self::Tunnel),
+            "deny" => Ok(Self::Deny),
+            other => Err(format!("expected \"tunnel\" or \"deny\", got {other:?}")),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawProxy {
+    pub(super) listen: String,
+    pub(super) unknown_hosts: UnknownHosts,
+    pub(super) inspect_hosts: Vec<String>,
+    pub(super) max_header_bytes: usize,
+    pub(super) header_read_timeout: String,
+    pub(super) idle_timeout: String,
+    pub(super) shutdown_grace: String,
+    pub(super) leaf_cache_size: usize,
+    pub(super) max_connections: usize,
+    pub(super) allow_anonymous: bool,
+    pub(super) workers: Option<usize>,
+}
+
+impl Default for RawProxy {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            unknown_hosts: UnknownHosts::Deny,
+            inspect_hosts: Vec::new(),
+            max_header_bytes: 64 * 1024,
+            header_read_timeout: "10s".into(),
+            idle_timeout: "90s".into(),
+            shutdown_grace: "30s".into(),
+            leaf_cache_size: 1024,
+            max_connections: 10_000,
+            allow_anonymous: false,
+            workers: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    pub unknown_hosts: UnknownHosts,
+    /// Hosts intercepted in addition to those the rules catalog names (lower-case).
+    pub inspect_hosts: Vec<String>,
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub leaf_cache_size: NonZeroUsize,
+    pub max_connections: usize,
+    /// Accept agents without `Proxy-Authorization` (local development only).
+    pub allow_anonymous: bool,
+    /// Connection runtimes, one thread each (`proxy::workers`); 0: the caller's runtime.
+    pub workers: usize,
+}
+
+/// The worker count when `proxy.workers` is unset: one per core this process may run on.
+pub fn auto_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Upper bound on `proxy.workers` (threads are not free; more than the cores only costs).
+const MAX_WORKERS: usize = 1024;
+
+pub(super) fn check(p: RawProxy, cx: &Ctx) -> Result<ProxyConfig, ConfigError> {
+    if p.max_header_bytes < 8192 {
+        return Err(cx.invalid("proxy.max_header_bytes", "must be at least 8192".into()));
+    }
+    let workers = match p.workers {
+        None => auto_workers(),
+        Some(n) if n <= MAX_WORKERS => n,
+        Some(n) => {
+            return Err(cx.invalid(
+                "proxy.workers",
+                format!("{n} is more than {MAX_WORKERS}; leave it unset for one per core"),
+            ))
+        }
+    };
+    let leaf_cache_size = NonZeroUsize::new(p.leaf_cache_size)
+        .ok_or_else(|| cx.invalid("proxy.leaf_cache_size", "must be at least 1".into()))?;
+    let mut inspect_hosts = Vec::new();
+    for h in &p.inspect_hosts {
+        inspect_hosts.push(normalize_host(h).ok_or_else(|| {
+            cx.invalid("proxy.inspect_hosts", format!("{h:?} is not a host name"))
+        })?);
+    }
+    Ok(ProxyConfig {
+        listen: cx.addr("proxy.listen", &p.listen)?,
+        unknown_hosts: p.unknown_hosts,
+        inspect_hosts,
+        max_header_bytes: p.max_header_bytes,
+        header_read_timeout: cx.dur("proxy.header_read_timeout", &p.header_read_timeout)?,
+        idle_timeout: cx.dur("proxy.idle_timeout", &p.idle_timeout)?,
+        shutdown_grace: cx.dur("proxy.shutdown_grace", &p.shutdown_grace)?,
+        leaf_cache_size,
+        max_connections: p.max_connections.max(1),
+        allow_anonymous: p.allow_anonymous,
+        workers,
+    })
+}
