@@ -3,7 +3,7 @@
 //!
 //! Routes:
 //! - `GET  /healthz`                      liveness, no auth
-//! - `/ui/...`                            the reviewer dashboard (see `dashboard.rs`; session login)
+//! - `/ui/...`                            the reviewer dashboard (see `dashboard/`; session login)
 //! - `GET  /v1/reviews[?state=pending]`   reviews, newest first
 //! - `GET  /v1/reviews/{id}`              one review, with its stored request (no credentials)
 //! - `POST /v1/reviews/{id}/approve`      body `{"reviewer": "...", "comment": "..."}` (both optional);

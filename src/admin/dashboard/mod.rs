@@ -1,0 +1,244 @@
+//! Reviewer dashboard: server-rendered HTML (minijinja) on the admin listener.
+//!
+//! Routes (all under `/ui`, behind the admin listener's strict Host check):
+//! - `GET  /ui/login`, `POST /ui/login`   sign in with a reviewer token (or the admin token)
+//! - `POST /ui/logout`
+//! - `GET  /ui`                           pending reviews
+//! - `GET  /ui/history[?state=&tool=&agent=]` every review, filtered
+//! - `GET  /ui/reviews/{id}`              one review: stored request, result, audit entries
+//! - `POST /ui/reviews/{id}/decide`       form `action=approve|reject|retry`, `comment`, `csrf`
+//! - `GET  /ui/link/{token}`              one-click link from a notification: a confirmation page
+//!   only (mail scanners prefetch GET links); `POST /ui/link/{token}` from that page decides, once
+//!
+//! Sign-in, sessions and CSRF live in `session.rs`, the one-click link pages in `links.rs`, the
+//! list, detail and history pages in `views.rs`; this file routes and holds the shared helpers.
+
+mod links;
+mod session;
+mod views;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use minijinja::Environment;
+
+use super::Admin;
+use crate::gate::ReviewState;
+use crate::wire::{full, Body};
+use links::{link_decide, link_page};
+use session::{
+    cookie, csrf_refused, login, login_page, logout, same_origin, set_cookie, Session,
+    SESSION_COOKIE,
+};
+use views::{detail_page, list_page};
+
+const MAX_FORM: usize = 64 * 1024;
+
+/// Templates and signed-in sessions.
+pub struct Dashboard {
+    env: Environment<'static>,
+    /// SHA-256(session id) -> session; the raw id exists only in the browser's cookie.
+    sessions: Mutex<HashMap<[u8; 32], Session>>,
+}
+
+impl Dashboard {
+    pub fn new() -> Dashboard {
+        let mut env = Environment::new();
+        for (name, text) in [
+            ("base.html", include_str!("../templates/base.html")),
+            ("login.html", include_str!("../templates/login.html")),
+            ("list.html", include_str!("../templates/list.html")),
+            ("detail.html", include_str!("../templates/detail.html")),
+        ] {
+            // The templates are compiled in; a syntax error is caught by the tests.
+            if let Err(e) = env.add_template(name, text) {
+                tracing::error!(template = name, error = %e, "dashboard template does not parse");
+            }
+        }
+        Dashboard {
+            env,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn render(&self, name: &str, ctx: minijinja::Value) -> Response<Body> {
+        match self.env.get_template(name).and_then(|t| t.render(ctx)) {
+            Ok(html) => html_response(StatusCode::OK, html),
+            Err(e) => {
+                tracing::error!(template = name, error = %e, "dashboard render failed");
+                html_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "<h1>Dashboard error</h1><p>The page could not be rendered; see the server log.</p>".into(),
+                )
+            }
+        }
+    }
+}
+
+impl Default for Dashboard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Serves one `/ui` request.
+pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
+    let dash = &admin.dashboard;
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    if method == Method::POST && !same_origin(&req, admin.public_origin()) {
+        return html_response(
+            StatusCode::FORBIDDEN,
+            "<h1>Cross-site request refused</h1>".into(),
+        );
+    }
+    if path == "/ui/login" {
+        return match method {
+            Method::GET => login_page(dash, None),
+            Method::POST => login(admin, req).await,
+            _ => method_not_allowed(),
+        };
+    }
+    if let Some(token) = path.strip_prefix("/ui/link/") {
+        let token = token.to_string();
+        return match method {
+            Method::GET => link_page(admin, &token),
+            Method::POST => link_decide(admin, &token).await,
+            _ => method_not_allowed(),
+        };
+    }
+    let Some((reviewer, csrf)) = dash.session(&req) else {
+        return redirect("/ui/login");
+    };
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        (Method::POST, ["ui", "logout"]) => {
+            let session_id = cookie(&req, SESSION_COOKIE).unwrap_or_default();
+            let form = match read_form(req).await {
+                Ok(f) => f,
+                Err(r) => return r,
+            };
+            if form.get("csrf") != Some(&csrf) {
+                return csrf_refused();
+            }
+            logout(dash, &session_id);
+            let mut r = redirect("/ui/login");
+            set_cookie(&mut r, SESSION_COOKIE, "", 0);
+            r
+        }
+        (Method::GET, ["ui"]) => {
+            let list = admin.gate.list(Some(ReviewState::Pending)).await;
+            list_page(dash, admin, "Pending reviews", list, None, &reviewer, &csrf)
+        }
+        (Method::GET, ["ui", "history"]) => {
+            let q = query_map(req.uri().query());
+            let state = q.get("state").and_then(|s| s.parse::<ReviewState>().ok());
+            let list = admin.gate.list(state).await;
+            list_page(dash, admin, "History", list, Some(q), &reviewer, &csrf)
+        }
+        (Method::GET, ["ui", "reviews", id]) => {
+            let id = id.to_string();
+            detail_page(dash, admin, &id, &reviewer, &csrf, None).await
+        }
+        (Method::POST, ["ui", "reviews", id, "decide"]) => {
+            let id = id.to_string();
+            let form = match read_form(req).await {
+                Ok(f) => f,
+                Err(r) => return r,
+            };
+            if form.get("csrf") != Some(&csrf) {
+                return csrf_refused();
+            }
+            let comment = form
+                .get("comment")
+                .map(|c| c.trim().chars().take(4096).collect::<String>())
+                .filter(|c| !c.is_empty());
+            let result = match form.get("action").map(String::as_str) {
+                Some("approve") => admin.gate.approve(&id, &reviewer, comment).await,
+                Some("reject") => admin.gate.reject(&id, &reviewer, comment).await,
+                Some("retry") => admin.gate.retry(&id, &reviewer, comment).await,
+                _ => {
+                    return html_response(StatusCode::BAD_REQUEST, "<h1>Unknown action</h1>".into())
+                }
+            };
+            let message = match result {
+                Ok(r) if r.state == ReviewState::Pending => format!(
+                    "Approval recorded: {} of {} needed.",
+                    r.approvals.len(),
+                    r.policy.required
+                ),
+                Ok(r) => format!("Review is now {}.", r.state.as_str()),
+                Err(e) => format!("Not done: {e}"),
+            };
+            detail_page(dash, admin, &id, &reviewer, &csrf, Some(message)).await
+        }
+        _ => html_response(StatusCode::NOT_FOUND, "<h1>Not found</h1>".into()),
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn query_map(q: Option<&str>) -> HashMap<String, String> {
+    q.map(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+async fn read_form(req: Request<Incoming>) -> Result<HashMap<String, String>, Response<Body>> {
+    let bytes: Bytes = match Limited::new(req.into_body(), MAX_FORM).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => {
+            return Err(html_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "<h1>Form too large</h1>".into(),
+            ))
+        }
+    };
+    Ok(form_urlencoded::parse(&bytes)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect())
+}
+
+fn html_response(status: StatusCode, html: String) -> Response<Body> {
+    let mut r = Response::new(full(html));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    r
+}
+
+fn redirect(to: &'static str) -> Response<Body> {
+    let mut r = html_response(StatusCode::SEE_OTHER, String::new());
+    r.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static(to));
+    r
+}
+
+fn method_not_allowed() -> Response<Body> {
+    html_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "<h1>Method not allowed</h1>".into(),
+    )
+}

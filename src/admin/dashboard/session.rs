@@ -1,0 +1,145 @@
+//! Sign-in with a reviewer (or admin) token, session cookies, CSRF and the same-origin check.
+//!
+//! Sessions live in memory (random 256-bit id in an HttpOnly, SameSite=Strict cookie, 12 h).
+//! Every POST carries the session's CSRF token (login: a pre-session token bound to a cookie),
+//! and a cross-site `Origin` is refused.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use minijinja::context;
+use sha2::{Digest, Sha256};
+
+use super::{html_response, read_form, redirect, Dashboard};
+use crate::admin::{Admin, Caller};
+use crate::gate::Reviewer;
+use crate::wire::Body;
+
+pub(super) const SESSION_COOKIE: &str = "airlock_session";
+const LOGIN_COOKIE: &str = "airlock_login";
+const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+
+pub(super) struct Session {
+    reviewer: Reviewer,
+    csrf: String,
+    expires: Instant,
+}
+
+impl Dashboard {
+    pub(super) fn session(&self, req: &Request<Incoming>) -> Option<(Reviewer, String)> {
+        let id = cookie(req, SESSION_COOKIE)?;
+        let key: [u8; 32] = Sha256::digest(id.as_bytes()).into();
+        let mut sessions = self.sessions.lock().ok()?;
+        let now = Instant::now();
+        sessions.retain(|_, s| s.expires > now);
+        sessions
+            .get(&key)
+            .map(|s| (s.reviewer.clone(), s.csrf.clone()))
+    }
+}
+
+pub(super) fn login_page(dash: &Dashboard, message: Option<String>) -> Response<Body> {
+    // Login CSRF: a random token in a cookie and in the form must match.
+    let token = random_token();
+    let mut r = dash.render(
+        "login.html",
+        context! { title => "Sign in", csrf => token, message => message },
+    );
+    set_cookie(&mut r, LOGIN_COOKIE, &token, 600);
+    r
+}
+
+pub(super) async fn login(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
+    let dash = &admin.dashboard;
+    let pre = cookie(&req, LOGIN_COOKIE);
+    let form = match read_form(req).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if pre.is_none() || form.get("csrf") != pre.as_ref() {
+        return login_page(dash, Some("The sign-in form expired; try again.".into()));
+    }
+    let reviewer = match form.get("token").and_then(|t| admin.caller_for_token(t)) {
+        Some(Caller::Reviewer(r)) => r,
+        Some(Caller::Operator) => admin.acting_reviewer(&Caller::Operator, None),
+        None => {
+            tracing::info!(target: "airlock::admin", "dashboard sign-in refused");
+            return login_page(dash, Some("Unknown token.".into()));
+        }
+    };
+    let id = random_token();
+    let key: [u8; 32] = Sha256::digest(id.as_bytes()).into();
+    if let Ok(mut s) = dash.sessions.lock() {
+        s.insert(
+            key,
+            Session {
+                reviewer: reviewer.clone(),
+                csrf: random_token(),
+                expires: Instant::now() + SESSION_TTL,
+            },
+        );
+    }
+    tracing::info!(target: "airlock::admin", reviewer = %reviewer.name, "dashboard sign-in");
+    let mut r = redirect("/ui");
+    set_cookie(&mut r, SESSION_COOKIE, &id, SESSION_TTL.as_secs());
+    set_cookie(&mut r, LOGIN_COOKIE, "", 0);
+    r
+}
+
+pub(super) fn logout(dash: &Dashboard, session_id: &str) {
+    let key: [u8; 32] = Sha256::digest(session_id.as_bytes()).into();
+    if let Ok(mut s) = dash.sessions.lock() {
+        s.remove(&key);
+    }
+}
+
+fn random_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub(super) fn cookie(req: &Request<Incoming>, name: &str) -> Option<String> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+pub(super) fn set_cookie(resp: &mut Response<Body>, name: &str, value: &str, max_age: u64) {
+    let v = format!("{name}={value}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={max_age}");
+    if let Ok(h) = HeaderValue::from_str(&v) {
+        resp.headers_mut().append(header::SET_COOKIE, h);
+    }
+}
+
+/// A POST must not come from another origin (the Host check already pins the listener): the
+/// Origin is `http://{Host}` or the public origin of `notify.base_url`.
+pub(super) fn same_origin(req: &Request<Incoming>, public_origin: Option<&str>) -> bool {
+    let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+    else {
+        return true; // non-browser clients; the CSRF token still applies
+    };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    origin.eq_ignore_ascii_case(&format!("http://{host}"))
+        || public_origin.is_some_and(|p| origin.eq_ignore_ascii_case(p))
+}
+
+pub(super) fn csrf_refused() -> Response<Body> {
+    html_response(
+        StatusCode::FORBIDDEN,
+        "<h1>Form expired</h1><p>Reload the page and try again.</p>".into(),
+    )
+}

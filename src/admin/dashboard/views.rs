@@ -1,0 +1,331 @@
+//! The review pages: pending list, filtered history, one review in detail (stored request,
+//! result, audit entries), with bodies, amounts and ages formatted for people.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use http::{Response, StatusCode};
+use minijinja::context;
+use serde::Serialize;
+
+use super::{html_escape, html_response, Dashboard};
+use crate::admin::Admin;
+use crate::gate::{review::rfc3339, Review, ReviewState, Reviewer};
+use crate::wire::Body;
+
+#[derive(Serialize)]
+struct Row {
+    id: String,
+    state: &'static str,
+    tool: String,
+    service: String,
+    agent: String,
+    method: String,
+    host: String,
+    path: String,
+    url: String,
+    args: Vec<String>,
+    money: Option<String>,
+    reasons: String,
+    age: String,
+    created: String,
+    expires: String,
+    expires_in: String,
+    approvals: String,
+    approval_list: Vec<String>,
+    agent_owner: Option<String>,
+    rule_id: String,
+    explanation: String,
+    decision: Option<String>,
+    request_text: String,
+    result_text: Option<String>,
+}
+
+fn row(r: &Review, now_ms: u64) -> Row {
+    let body = r.request.body().unwrap_or_default();
+    let (money, mut args) = arguments(r, &body);
+    args.extend(r.params.iter().map(|(k, v)| format!("{k}={v}")));
+    let mut request_text = format!("{} {}\n", r.request.method, r.request.url());
+    for (k, v) in &r.request.headers {
+        request_text.push_str(&format!("{k}: {v}\n"));
+    }
+    if !body.is_empty() {
+        request_text.push('\n');
+        request_text.push_str(&String::from_utf8_lossy(&body[..body.len().min(16 * 1024)]));
+    }
+    let result_text = r.execution.as_ref().map(|e| {
+        let mut t = format!(
+            "status: {}\n",
+            e.status.map_or("-".to_string(), |s| s.to_string())
+        );
+        if let Some(err) = &e.error {
+            t.push_str(&format!("error: {err}\n"));
+        }
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(&e.body_b64)
+            .unwrap_or_default();
+        t.push_str(&String::from_utf8_lossy(&b[..b.len().min(16 * 1024)]));
+        t
+    });
+    Row {
+        id: r.id.clone(),
+        state: r.state.as_str(),
+        tool: r.tool.clone().unwrap_or_default(),
+        service: r.service.clone().unwrap_or_default(),
+        agent: r.agent.clone().unwrap_or_default(),
+        method: r.request.method.clone(),
+        host: r.request.host.clone(),
+        path: r
+            .request
+            .path_and_query
+            .split('?')
+            .next()
+            .unwrap_or("")
+            .to_string(),
+        url: r.request.url(),
+        args,
+        money,
+        reasons: r.reason_codes.join(", "),
+        age: human(now_ms.saturating_sub(r.created_at_ms)),
+        created: rfc3339(r.created_at_ms),
+        expires: rfc3339(r.expires_at_ms),
+        expires_in: if r.state == ReviewState::Pending {
+            if now_ms >= r.expires_at_ms {
+                "expiring".into()
+            } else {
+                format!("in {}", human(r.expires_at_ms - now_ms))
+            }
+        } else {
+            "-".into()
+        },
+        approvals: format!("{}/{}", r.approvals.len(), r.policy.required.max(1)),
+        approval_list: r
+            .approvals
+            .iter()
+            .map(|d| format!("{} at {}", d.by, rfc3339(d.at_ms)))
+            .collect(),
+        agent_owner: r.agent_owner.clone(),
+        rule_id: r.rule_id.clone().unwrap_or_default(),
+        explanation: r.explanation.clone(),
+        decision: r.decision.as_ref().map(|d| {
+            format!(
+                "{} by {} at {}{}",
+                if r.state == ReviewState::Rejected {
+                    "rejected"
+                } else {
+                    "approved"
+                },
+                d.by,
+                rfc3339(d.at_ms),
+                d.comment
+                    .as_ref()
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default()
+            )
+        }),
+        request_text,
+        result_text,
+    }
+}
+
+/// Money (Stripe `amount` + `currency`, shown in major units) and other notable body fields.
+fn arguments(r: &Review, body: &[u8]) -> (Option<String>, Vec<String>) {
+    let mut fields: HashMap<String, String> = HashMap::new();
+    if let Ok(serde_json::Value::Object(m)) = serde_json::from_slice::<serde_json::Value>(body) {
+        for (k, v) in m {
+            let text = match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            fields.insert(k, text);
+        }
+    } else {
+        for (k, v) in form_urlencoded::parse(body) {
+            fields.insert(k.into_owned(), v.into_owned());
+        }
+    }
+    if let Some(q) = r.request.path_and_query.split_once('?').map(|x| x.1) {
+        for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+            fields.entry(k.into_owned()).or_insert(v.into_owned());
+        }
+    }
+    let money = match (fields.get("amount"), fields.get("currency")) {
+        (Some(a), Some(c)) => a.parse::<u64>().ok().map(|minor| {
+            let c = c.to_ascii_lowercase();
+            match crate::rules::money::exponent(&c) {
+                Some(e) => format!(
+                    "{:.*} {}",
+                    e as usize,
+                    minor as f64 / 10f64.powi(e as i32),
+                    c.to_uppercase()
+                ),
+                None => format!("{minor} (minor units, unknown currency {c})"),
+            }
+        }),
+        _ => None,
+    };
+    let mut args: Vec<String> = Vec::new();
+    for key in [
+        "customer",
+        "charge",
+        "payment_intent",
+        "destination",
+        "visibility",
+        "force",
+        "sha",
+        "ref",
+    ] {
+        if let Some(v) = fields.get(key) {
+            args.push(format!("{key}={}", v.chars().take(80).collect::<String>()));
+        }
+    }
+    (money, args)
+}
+
+pub(super) fn list_page(
+    dash: &Dashboard,
+    admin: &Admin,
+    title: &str,
+    list: Result<Vec<Review>, crate::gate::GateError>,
+    filters: Option<HashMap<String, String>>,
+    reviewer: &Reviewer,
+    csrf: &str,
+) -> Response<Body> {
+    let now = admin.gate.now_ms();
+    let (rows, message): (Vec<Row>, Option<String>) = match list {
+        Ok(list) => (
+            list.iter()
+                .filter(|r| match &filters {
+                    Some(f) => {
+                        f.get("tool").is_none_or(|t| {
+                            t.is_empty()
+                                || r.tool.as_deref().is_some_and(|x| x.contains(t.as_str()))
+                        }) && f
+                            .get("agent")
+                            .is_none_or(|a| a.is_empty() || r.agent.as_deref() == Some(a.as_str()))
+                    }
+                    None => true,
+                })
+                .take(500)
+                .map(|r| row(r, now))
+                .collect(),
+            None,
+        ),
+        Err(e) => (Vec::new(), Some(format!("Reviews unavailable: {e}"))),
+    };
+    let f = filters.unwrap_or_default();
+    let show_filters = title == "History";
+    dash.render(
+        "list.html",
+        context! {
+            title => title,
+            reviews => rows,
+            reviewer => reviewer.name,
+            csrf => csrf,
+            message => message,
+            filters => if show_filters { Some(context! {
+                state => f.get("state").cloned().unwrap_or_default(),
+                tool => f.get("tool").cloned().unwrap_or_default(),
+                agent => f.get("agent").cloned().unwrap_or_default(),
+            }) } else { None },
+            states => ["pending", "approved", "executing", "executed", "failed", "rejected", "expired", "outcome_unknown"],
+        },
+    )
+}
+
+pub(super) async fn detail_page(
+    dash: &Dashboard,
+    admin: &Admin,
+    id: &str,
+    reviewer: &Reviewer,
+    csrf: &str,
+    message: Option<String>,
+) -> Response<Body> {
+    let review = match admin.gate.get(id).await {
+        Ok(r) => r,
+        Err(e) => {
+            return html_response(
+                StatusCode::NOT_FOUND,
+                format!("<h1>{}</h1>", html_escape(&e.to_string())),
+            )
+        }
+    };
+    let audit = admin.gate.audit().clone();
+    let rid = id.to_string();
+    let entries = tokio::task::spawn_blocking(move || audit.entries(0))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    #[derive(Serialize)]
+    struct AuditRow {
+        seq: u64,
+        ts: String,
+        kind: String,
+        what: String,
+    }
+    let audit_rows: Vec<AuditRow> = entries
+        .iter()
+        .filter(|e| e.get("review_id").and_then(|v| v.as_str()) == Some(rid.as_str()))
+        .map(|e| AuditRow {
+            seq: e.get("seq").and_then(|v| v.as_u64()).unwrap_or(0),
+            ts: e
+                .get("ts")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string(),
+            kind: e
+                .get("kind")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string(),
+            what: summary(e),
+        })
+        .collect();
+    dash.render(
+        "detail.html",
+        context! {
+            title => review.tool.clone().unwrap_or_else(|| review.id.clone()),
+            r => row(&review, admin.gate.now_ms()),
+            audit => audit_rows,
+            reviewer => reviewer.name,
+            csrf => csrf,
+            message => message,
+        },
+    )
+}
+
+fn summary(e: &serde_json::Value) -> String {
+    let s = |k: &str| e.get(k).and_then(|v| v.as_str()).unwrap_or("");
+    match s("kind") {
+        "decision" => format!(
+            "{} ({} gate) by rule {}",
+            s("outcome"),
+            s("gate"),
+            s("rule_id")
+        ),
+        "review" => {
+            let mut t = format!("{} → {}", s("from"), s("to"));
+            for k in ["by", "approval_by", "comment", "error"] {
+                if !s(k).is_empty() {
+                    t.push_str(&format!(", {k}: {}", s(k)));
+                }
+            }
+            if let Some(st) = e.get("upstream_status").and_then(|v| v.as_u64()) {
+                t.push_str(&format!(", upstream status {st}"));
+            }
+            t
+        }
+        other => other.to_string(),
+    }
+}
+
+fn human(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d {}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}

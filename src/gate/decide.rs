@@ -1,0 +1,274 @@
+//! Reading reviews and deciding them: approve (up to the quorum), reject, retry, extend.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::review::{self, Review, ReviewState};
+use super::{Gate, GateError, Reviewer};
+use crate::store::{StoreError, Tree};
+
+impl Gate {
+    // ---- reading ----
+
+    pub async fn get(self: &Arc<Self>, id: &str) -> Result<Review, GateError> {
+        let id = id.to_string();
+        self.blocking(move |g| g.load(&id).map(|(_, r)| r)).await
+    }
+
+    /// Reviews, newest first, optionally only those in `state`.
+    pub async fn list(
+        self: &Arc<Self>,
+        state: Option<ReviewState>,
+    ) -> Result<Vec<Review>, GateError> {
+        self.blocking(move |g| {
+            let mut out = Vec::new();
+            for (key, bytes) in g.store.scan(Tree::Reviews)? {
+                match Review::decode(&bytes) {
+                    Ok(r) if state.is_none_or(|s| s == r.state) => out.push(r),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(key = %String::from_utf8_lossy(&key), error = %e, "unreadable review record skipped"),
+                }
+            }
+            out.sort_by_key(|r| std::cmp::Reverse(r.created_at_ms));
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Waits up to `timeout` for review `id` to reach a final state; returns it as it then is.
+    pub async fn wait_final(
+        self: &Arc<Self>,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Review, GateError> {
+        let mut rx = self.changes.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            rx.borrow_and_update();
+            let r = self.get(id).await?;
+            if r.state.is_final() {
+                return Ok(r);
+            }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { return Ok(r) },
+                _ = tokio::time::sleep_until(deadline) => return self.get(id).await,
+            }
+        }
+    }
+
+    // ---- deciding ----
+
+    /// `reviewer`'s decision, stamped now.
+    fn decision_by(&self, reviewer: &Reviewer, comment: Option<String>) -> review::Decision {
+        review::Decision {
+            by: reviewer.name.clone(),
+            at_ms: self.clock.now_ms(),
+            comment,
+        }
+    }
+
+    /// Approves a pending review and executes it; returns the review after execution.
+    /// Records `reviewer`'s approval; once the review's quorum is reached, executes it (once).
+    /// Below the quorum the review stays pending and is returned as is.
+    pub async fn approve(
+        self: &Arc<Self>,
+        id: &str,
+        reviewer: &Reviewer,
+        comment: Option<String>,
+    ) -> Result<Review, GateError> {
+        let decision = self.decision_by(reviewer, comment);
+        let id_owned = id.to_string();
+        let groups = reviewer.groups.clone();
+        let approved = match self
+            .blocking(move |g| g.decide(&id_owned, ReviewState::Approved, decision, &groups))
+            .await
+        {
+            Ok(r) if r.state == ReviewState::Pending => return Ok(r),
+            Ok(r) => r,
+            Err(GateError::Audit(why)) => return Err(self.unrecorded(id, "approval", why).await),
+            Err(e) => return Err(e),
+        };
+        self.execute_tracked(approved.id).await
+    }
+
+    /// A decision that would send the request landed but is not on the audit record: the review
+    /// becomes `failed` and is never sent. Returns the error for the caller.
+    async fn unrecorded(self: &Arc<Self>, id: &str, what: &str, why: String) -> GateError {
+        self.fail_unsent(
+            id,
+            format!("not sent: the {what} could not be written to the audit log ({why})"),
+        )
+        .await;
+        GateError::Audit(format!(
+            "the {what} could not be recorded; the request was not sent"
+        ))
+    }
+
+    /// Executes in a tracked task so a disconnecting caller cannot cut the send short.
+    async fn execute_tracked(self: &Arc<Self>, id: String) -> Result<Review, GateError> {
+        let me = self.clone();
+        let handle = self.tasks.spawn(async move { me.execute(&id).await });
+        match handle.await {
+            Ok(r) => r,
+            Err(e) => Err(GateError::Store(StoreError::Io(format!(
+                "execution task failed: {e}"
+            )))),
+        }
+    }
+
+    /// A human retry of a review whose send `failed` or has an `outcome_unknown`: the same stored
+    /// request (same `Idempotency-Key`, so Stripe answers a duplicate with the first result) is
+    /// sent once more. Only within the review's original deadline, only by someone allowed to
+    /// approve it; the earlier execution is kept in `attempts`.
+    pub async fn retry(
+        self: &Arc<Self>,
+        id: &str,
+        reviewer: &Reviewer,
+        comment: Option<String>,
+    ) -> Result<Review, GateError> {
+        let decision = self.decision_by(reviewer, comment);
+        let id_owned = id.to_string();
+        let reviewer = reviewer.clone();
+        let retried = self
+            .blocking(move |g| {
+                let now = g.clock.now_ms();
+                g.transition(&id_owned, |cur| {
+                    if !matches!(
+                        cur.state,
+                        ReviewState::Failed | ReviewState::OutcomeUnknown
+                    ) {
+                        return Err(GateError::BadRequest(format!(
+                            "review {} is {}; only failed or outcome_unknown reviews can be retried",
+                            cur.id,
+                            cur.state.as_str()
+                        )));
+                    }
+                    if now >= cur.expires_at_ms {
+                        return Err(GateError::Expired {
+                            id: cur.id.clone(),
+                            at: review::rfc3339(cur.expires_at_ms),
+                        });
+                    }
+                    cur.may_send(&reviewer.name, &reviewer.groups, "retry")
+                        .map_err(GateError::Forbidden)?;
+                    let mut next = cur.clone();
+                    next.state = ReviewState::Approved;
+                    if let Some(e) = next.execution.take() {
+                        next.attempts.push(e);
+                    }
+                    next.retries.push(decision.clone());
+                    Ok(next)
+                })
+            })
+            .await;
+        match retried {
+            Ok(r) => self.execute_tracked(r.id).await,
+            Err(GateError::Audit(why)) => Err(self.unrecorded(id, "retry", why).await),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn reject(
+        self: &Arc<Self>,
+        id: &str,
+        reviewer: &Reviewer,
+        comment: Option<String>,
+    ) -> Result<Review, GateError> {
+        let decision = self.decision_by(reviewer, comment);
+        let id = id.to_string();
+        let groups = reviewer.groups.clone();
+        self.blocking(move |g| g.decide(&id, ReviewState::Rejected, decision, &groups))
+            .await
+    }
+
+    /// Moves a pending review's deadline `by` later (from now if it is near), at most 7 days ahead.
+    pub async fn extend(
+        self: &Arc<Self>,
+        id: &str,
+        reviewer: &Reviewer,
+        by: Duration,
+    ) -> Result<Review, GateError> {
+        let id = id.to_string();
+        let reviewer = reviewer.clone();
+        self.blocking(move |g| {
+            let now = g.clock.now_ms();
+            g.transition(&id, |cur| {
+                if cur.state != ReviewState::Pending || now >= cur.expires_at_ms {
+                    return Err(GateError::AlreadyDecided {
+                        id: id.clone(),
+                        state: if cur.state == ReviewState::Pending {
+                            "expired"
+                        } else {
+                            cur.state.as_str()
+                        },
+                    });
+                }
+                cur.may_decide(&reviewer.name, &reviewer.groups)
+                    .map_err(GateError::Forbidden)?;
+                let mut next = cur.clone();
+                let ceiling = now.saturating_add(7 * 86_400_000);
+                next.expires_at_ms = cur
+                    .expires_at_ms
+                    .saturating_add(by.as_millis() as u64)
+                    .min(ceiling);
+                Ok(next)
+            })
+        })
+        .await
+    }
+
+    /// pending -> approved (once the quorum is reached; below it the approval is recorded and
+    /// the review stays pending) | rejected; past its deadline a review becomes expired instead.
+    /// Enforces the review's approver list and the self-approval rule.
+    fn decide(
+        &self,
+        id: &str,
+        to: ReviewState,
+        decision: review::Decision,
+        groups: &[String],
+    ) -> Result<Review, GateError> {
+        let now = self.clock.now_ms();
+        let r = self.transition(id, |cur| {
+            if cur.state != ReviewState::Pending {
+                return Err(GateError::AlreadyDecided {
+                    id: id.to_string(),
+                    state: cur.state.as_str(),
+                });
+            }
+            let mut next = cur.clone();
+            if now >= cur.expires_at_ms {
+                next.state = ReviewState::Expired;
+                return Ok(next);
+            }
+            let by = &decision.by;
+            if to == ReviewState::Rejected {
+                // Rejecting sends nothing, so an agent's owner may reject; the list still applies.
+                cur.may_decide(by, groups).map_err(GateError::Forbidden)?;
+                next.state = ReviewState::Rejected;
+                next.decision = Some(decision.clone());
+                return Ok(next);
+            }
+            cur.may_send(by, groups, "approve")
+                .map_err(GateError::Forbidden)?;
+            if cur.approvals.iter().any(|d| &d.by == by) {
+                return Err(GateError::Forbidden(format!(
+                    "{by} already approved; this review needs {} distinct reviewers",
+                    cur.policy.required
+                )));
+            }
+            next.approvals.push(decision.clone());
+            if next.approvals.len() as u32 >= cur.policy.required.max(1) {
+                next.state = ReviewState::Approved;
+                next.decision = Some(decision.clone());
+            }
+            Ok(next)
+        })?;
+        if r.state == ReviewState::Expired {
+            return Err(GateError::Expired {
+                id: id.to_string(),
+                at: review::rfc3339(r.expires_at_ms),
+            });
+        }
+        Ok(r)
+    }
+}

@@ -1,0 +1,136 @@
+//! Holding an escalated request: audited, then stored durably, before the agent hears anything.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderMap;
+
+use super::events::escalation_event;
+use super::review::{self, Review, StoredRequest};
+use super::{new_id, Gate, GateError, HeldRequest, Hold, HoldRefusal, WAIT_HEADER};
+use crate::rules::Verdict;
+use crate::store::Tree;
+
+/// Headers never stored with a held request (credentials; Airlock's own control headers).
+const NOT_STORED: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+    "x-github-token",
+    "airlock-wait",
+    "host",
+];
+
+impl Gate {
+    /// Stores an escalated request durably, before the agent hears anything. When the agent or
+    /// the rule asked to wait, waits for a decision and an execution within the limit. The
+    /// proxy renders the outcome.
+    pub async fn hold(self: &Arc<Self>, req: HeldRequest, verdict: Verdict) -> Hold {
+        let wait = requested_wait(&req.headers, &verdict, self.cfg.max_wait);
+        let review = match self.build_review(req, &verdict) {
+            Ok(r) => r,
+            Err(e) => return Hold::Refused(HoldRefusal::Unstorable(e.to_string())),
+        };
+        // The decision is recorded before anything is stored or answered: no audit, no hold.
+        let entry = escalation_event(&review);
+        let logged = self
+            .blocking(move |g| {
+                g.audit
+                    .append(entry)
+                    .map_err(|e| GateError::Audit(e.to_string()))
+            })
+            .await;
+        if let Err(e) = logged {
+            tracing::error!(error = %e, "could not audit an escalation; refusing it (fail closed)");
+            return Hold::Refused(HoldRefusal::AuditUnavailable);
+        }
+        let stored = review.clone();
+        let put = self
+            .blocking(move |g| {
+                let bytes = stored.encode().map_err(|e| GateError::Corrupt {
+                    id: stored.id.clone(),
+                    message: e.to_string(),
+                })?;
+                if g.store
+                    .compare_and_swap(Tree::Reviews, stored.id.as_bytes(), None, &bytes)?
+                {
+                    Ok(())
+                } else {
+                    Err(GateError::BadRequest("review id collision".into()))
+                }
+            })
+            .await;
+        if let Err(e) = put {
+            tracing::error!(error = %e, "could not store a held request; refusing it (fail closed)");
+            return Hold::Refused(HoldRefusal::StoreUnavailable);
+        }
+        self.changes.send_modify(|v| *v += 1);
+        tracing::info!(target: "airlock::gate", review = %review.id, tool = review.tool.as_deref().unwrap_or("-"), "request held for review");
+        // Never blocks: a full or failing channel cannot hold up the gate.
+        self.notifier.escalated(review.escalation());
+        if let Some(wait) = wait {
+            if let Ok(done) = self.wait_final(&review.id, wait).await {
+                if done.state.is_final() {
+                    return Hold::Finished(Box::new(done));
+                }
+            }
+        }
+        Hold::Held(Box::new(review))
+    }
+
+    fn build_review(&self, req: HeldRequest, verdict: &Verdict) -> Result<Review, GateError> {
+        let id = new_id("rev");
+        let now = self.clock.now_ms();
+        let expiry = verdict.expiry.unwrap_or(self.cfg.review_expiry);
+        let mut headers = Vec::new();
+        for (name, value) in req.headers.iter() {
+            let n = name.as_str();
+            if NOT_STORED.contains(&n) || crate::wire::HOP_BY_HOP.contains(&n) {
+                continue;
+            }
+            let v = value.to_str().map_err(|_| {
+                GateError::BadRequest(format!(
+                    "header {n} is not valid text; held requests must be replayable"
+                ))
+            })?;
+            headers.push((n.to_string(), v.to_string()));
+        }
+        let is_stripe =
+            verdict.service.as_deref() == Some("stripe") || req.target.host == "api.stripe.com";
+        if is_stripe && !headers.iter().any(|(k, _)| k == "idempotency-key") {
+            headers.push(("idempotency-key".into(), format!("airlock-{id}")));
+        }
+        let request = StoredRequest {
+            scheme: req.scheme,
+            host: req.target.host.clone(),
+            port: req.target.port,
+            method: req.method,
+            path_and_query: req.path_and_query,
+            headers,
+            body_b64: review::b64(&req.body),
+        };
+        let mut review = Review::new(
+            id,
+            new_id("dec"),
+            verdict,
+            request,
+            now,
+            now.saturating_add(expiry.as_millis() as u64),
+        );
+        review.agent = Some(req.agent);
+        review.agent_owner = req.agent_owner;
+        review.policy = verdict.approval.clone().unwrap_or_default();
+        Ok(review)
+    }
+}
+
+fn requested_wait(headers: &HeaderMap, verdict: &Verdict, max: Duration) -> Option<Duration> {
+    let asked = headers
+        .get(WAIT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .or(verdict.wait)?;
+    (!asked.is_zero()).then(|| asked.min(max))
+}
