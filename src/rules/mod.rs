@@ -1,5 +1,5 @@
 //! Rules catalog: rule files (`rules/*.toml`) -> checked, compiled matcher -> verdict.
-//! `catalog.rs` documents the file format; `live.rs` reloads on SIGHUP and file change.
+//! `catalog/mod.rs` documents the file format; `live.rs` reloads on SIGHUP and file change.
 
 mod catalog;
 mod classifier;

@@ -1,0 +1,421 @@
+//! Format and compile: a rule file's raw (serde) shape, checked and compiled into a service
+//! (templates, conditions, `[git]`, approval policies); services merged across files and indexed
+//! by method.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::gql_verdict::GqlRule;
+use super::matcher::{MethodIndex, Rule, Seg, Service};
+use super::{Cond, Test};
+use crate::rules::git::{GitRules, RefPattern};
+use crate::rules::{normalize, Action, ApprovalPolicy, Class, RulesError};
+
+// ---- raw ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    service: RawService,
+    #[serde(default)]
+    rule: Vec<toml::Spanned<RawRule>>,
+    #[serde(default)]
+    graphql: Vec<toml::Spanned<RawGraphql>>,
+    git: Option<toml::Spanned<RawGit>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGit {
+    hosts: Vec<String>,
+    #[serde(default)]
+    protected_refs: Vec<toml::Spanned<String>>,
+    #[serde(default = "escalate")]
+    delete: Action,
+    #[serde(default = "escalate")]
+    protected: Action,
+    #[serde(default = "allow")]
+    push: Action,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    name: String,
+    hosts: Vec<String>,
+    #[serde(default)]
+    path_prefixes: Vec<String>,
+    #[serde(default = "allow")]
+    default: Action,
+    #[serde(default)]
+    graphql_paths: Vec<String>,
+    #[serde(default = "escalate")]
+    graphql_default: Action,
+}
+
+fn allow() -> Action {
+    Action::Allow
+}
+fn escalate() -> Action {
+    Action::Escalate
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    tool: String,
+    method: Option<String>,
+    #[serde(default)]
+    methods: Vec<String>,
+    path: String,
+    class: Class,
+    action: Action,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    when: Vec<RawCond>,
+    expiry: Option<String>,
+    wait: Option<String>,
+    /// Distinct reviewers needed (quorum); default 1.
+    approvals: Option<u32>,
+    /// Reviewer names or `group:NAME` who may decide; default anyone.
+    #[serde(default)]
+    approvers: Vec<String>,
+    /// May the agent's owner approve its own agent's request? Default false.
+    self_approval: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCond {
+    field: String,
+    eq: Option<toml::Value>,
+    ne: Option<toml::Value>,
+    #[serde(rename = "in")]
+    any_of: Option<Vec<toml::Value>>,
+    gt: Option<f64>,
+    gte: Option<f64>,
+    lt: Option<f64>,
+    present: Option<bool>,
+    money_over: Option<f64>,
+    currency_field: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGraphql {
+    mutations: Vec<String>,
+    class: Class,
+    action: Action,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    when: Vec<RawCond>,
+}
+
+pub(super) fn compile_file(file: &str, text: &str) -> Result<Service, RulesError> {
+    let lines = crate::text_pos::LineIndex::new(text);
+    let at = |offset: usize, message: String| {
+        let (line, column) = lines.line_col(offset);
+        RulesError::Parse {
+            file: file.to_string(),
+            line,
+            column,
+            message,
+        }
+    };
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        at(
+            e.span().map(|s| s.start).unwrap_or(0),
+            e.message().to_string(),
+        )
+    })?;
+    let s = raw.service;
+    if s.hosts.is_empty() {
+        return Err(at(
+            0,
+            format!("service {}: hosts must not be empty", s.name),
+        ));
+    }
+    let seg_list = |p: &str| normalize::segments(p).unwrap_or_default();
+    let mut svc = Service {
+        name: s.name.clone(),
+        hosts: s.hosts.iter().map(|h| normalize::host(h)).collect(),
+        prefixes: s
+            .path_prefixes
+            .iter()
+            .map(|p| seg_list(p))
+            .filter(|p| !p.is_empty())
+            .collect(),
+        default: s.default,
+        graphql_paths: s.graphql_paths.iter().map(|p| seg_list(p)).collect(),
+        graphql_default: s.graphql_default,
+        rules: Vec::new(),
+        by_method: Vec::new(),
+        gql: HashMap::new(),
+        git: None,
+    };
+    if let Some(spanned) = raw.git {
+        svc.git = Some(compile_git(file, text, spanned, &svc)?);
+    }
+    for spanned in raw.rule {
+        let start = spanned.span().start;
+        let (line, _) = lines.line_col(start);
+        let r = spanned.into_inner();
+        let err = |m: String| at(start, format!("rule {}: {m}", r.tool));
+        let mut methods: Vec<String> = r.methods.clone();
+        if let Some(m) = &r.method {
+            methods.push(m.clone());
+        }
+        if methods.is_empty() {
+            return Err(err("needs `method` or `methods`".into()));
+        }
+        for m in &methods {
+            if !normalize::method_ok(m) {
+                return Err(err(format!("unknown method {m:?}")));
+            }
+        }
+        let template = parse_template(&r.path).map_err(err)?;
+        let mut when = Vec::new();
+        for c in &r.when {
+            when.push(compile_cond(c).map_err(err)?);
+        }
+        let dur = |v: &Option<String>, what: &str| -> Result<Option<Duration>, RulesError> {
+            v.as_ref()
+                .map(|d| {
+                    humantime::parse_duration(d).map_err(|e| err(format!("{what} {d:?}: {e}")))
+                })
+                .transpose()
+        };
+        svc.rules.push(Rule {
+            id: format!("{file}:{line}"),
+            tool: r.tool.clone(),
+            methods,
+            path: r.path.clone(),
+            template,
+            class: r.class,
+            action: r.action,
+            reason: r.reason.clone(),
+            when,
+            expiry: dur(&r.expiry, "expiry")?,
+            wait: dur(&r.wait, "wait")?,
+            approval: if r.approvals.is_none()
+                && r.approvers.is_empty()
+                && r.self_approval.is_none()
+            {
+                None
+            } else {
+                let required = r.approvals.unwrap_or(1);
+                if !(1..=10).contains(&required) {
+                    return Err(err(format!("approvals = {required}: must be 1 to 10")));
+                }
+                Some(ApprovalPolicy {
+                    required,
+                    approvers: r.approvers.clone(),
+                    self_approval: r.self_approval.unwrap_or(false),
+                })
+            },
+        });
+    }
+    for spanned in raw.graphql {
+        let start = spanned.span().start;
+        let (line, _) = lines.line_col(start);
+        let g = spanned.into_inner();
+        let mut when = Vec::new();
+        for c in &g.when {
+            when.push(compile_cond(c).map_err(|m| at(start, format!("graphql entry: {m}")))?);
+        }
+        for m in &g.mutations {
+            let rule = GqlRule {
+                id: format!("{file}:{line}"),
+                class: g.class,
+                action: g.action,
+                reason: g.reason.clone(),
+                when: when.clone(),
+            };
+            add_gql(&mut svc.gql, m, rule).map_err(|e| at(start, e))?;
+        }
+    }
+    Ok(svc)
+}
+
+/// Checks a `[git]` section: hosts, protected-ref patterns (errors name the entry's line).
+fn compile_git(
+    file: &str,
+    text: &str,
+    spanned: toml::Spanned<RawGit>,
+    svc: &Service,
+) -> Result<GitRules, RulesError> {
+    let at = |offset: usize, message: String| {
+        let (line, column) = crate::text_pos::line_col(text, offset);
+        RulesError::Parse {
+            file: file.to_string(),
+            line,
+            column,
+            message: format!("[git]: {message}"),
+        }
+    };
+    let start = spanned.span().start;
+    let (line, _) = crate::text_pos::line_col(text, start);
+    let g = spanned.into_inner();
+    if g.hosts.is_empty() {
+        return Err(at(start, "hosts must not be empty".into()));
+    }
+    let hosts: Vec<String> = g.hosts.iter().map(|h| normalize::host(h)).collect();
+    if let Some(h) = hosts.iter().find(|h| svc.hosts.contains(h)) {
+        return Err(at(
+            start,
+            format!("host {h} is also one of the service's REST hosts"),
+        ));
+    }
+    let mut protected = Vec::new();
+    for p in g.protected_refs {
+        let offset = p.span().start;
+        protected.push(RefPattern::parse(p.get_ref()).map_err(|m| at(offset, m))?);
+    }
+    Ok(GitRules {
+        id: format!("{file}:{line}"),
+        hosts,
+        protected,
+        delete: g.delete,
+        protected_action: g.protected,
+        push: g.push,
+    })
+}
+
+pub(super) fn merge(into: &mut Service, from: Service, file: &str) -> Result<(), RulesError> {
+    if into.hosts != from.hosts {
+        return Err(RulesError::Parse {
+            file: file.into(),
+            line: 1,
+            column: 1,
+            message: format!(
+                "service {} is declared with different hosts in another file",
+                from.name
+            ),
+        });
+    }
+    into.rules.extend(from.rules);
+    if from.git.is_some() {
+        if into.git.is_some() {
+            return Err(RulesError::Parse {
+                file: file.into(),
+                line: 1,
+                column: 1,
+                message: format!("service {} has a [git] section in two files", from.name),
+            });
+        }
+        into.git = from.git;
+    }
+    for (k, entries) in from.gql {
+        for v in entries {
+            add_gql(&mut into.gql, &k, v).map_err(|message| RulesError::Parse {
+                file: file.into(),
+                line: 1,
+                column: 1,
+                message,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds one entry for mutation `name`; two entries without conditions for one name conflict.
+fn add_gql(
+    gql: &mut HashMap<String, Vec<GqlRule>>,
+    name: &str,
+    rule: GqlRule,
+) -> Result<(), String> {
+    let entries = gql.entry(name.to_string()).or_default();
+    if rule.when.is_empty() && entries.iter().any(|e| e.when.is_empty()) {
+        return Err(format!("mutation {name} is listed twice"));
+    }
+    entries.push(rule);
+    Ok(())
+}
+
+pub(super) fn index(s: &mut Service) {
+    s.by_method = vec![MethodIndex::default(); normalize::KNOWN_METHODS.len()];
+    for (i, r) in s.rules.iter().enumerate() {
+        for m in &r.methods {
+            let Some(ix) = normalize::method_index(m).and_then(|k| s.by_method.get_mut(k)) else {
+                continue; // compile_file refuses unknown methods
+            };
+            match r.template.first() {
+                Some(Seg::Lit(l)) => ix
+                    .by_first
+                    .entry(l.to_ascii_lowercase())
+                    .or_default()
+                    .push(i),
+                _ => ix.wild.push(i),
+            }
+        }
+    }
+}
+
+pub(super) fn parse_template(p: &str) -> Result<Vec<Seg>, String> {
+    if !p.starts_with('/') {
+        return Err(format!("path {p:?} must start with /"));
+    }
+    p.split('/')
+        .filter(|s| !s.is_empty())
+        .map(
+            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(n) if n.ends_with('*') => Ok(Seg::Many(n.trim_end_matches('*').to_string())),
+                Some(n)
+                    if !n.is_empty()
+                        && n.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
+                {
+                    Ok(Seg::One(n.to_string()))
+                }
+                Some(n) => Err(format!("bad parameter {{{n}}} in {p:?}")),
+                None if s.contains(['{', '}']) => Err(format!("bad segment {s:?} in {p:?}")),
+                None => Ok(Seg::Lit(s.to_string())),
+            },
+        )
+        .collect()
+}
+
+fn compile_cond(c: &RawCond) -> Result<Cond, String> {
+    let mut tests = Vec::new();
+    if let Some(v) = &c.eq {
+        tests.push(Test::Eq(v.clone()));
+    }
+    if let Some(v) = &c.ne {
+        tests.push(Test::Ne(v.clone()));
+    }
+    if let Some(v) = &c.any_of {
+        tests.push(Test::In(v.clone()));
+    }
+    if let Some(v) = c.gt {
+        tests.push(Test::Gt(v));
+    }
+    if let Some(v) = c.gte {
+        tests.push(Test::Gte(v));
+    }
+    if let Some(v) = c.lt {
+        tests.push(Test::Lt(v));
+    }
+    if let Some(v) = c.present {
+        tests.push(Test::Present(v));
+    }
+    if let Some(v) = c.money_over {
+        tests.push(Test::MoneyOver {
+            major: v,
+            currency_field: c
+                .currency_field
+                .clone()
+                .unwrap_or_else(|| "currency".into()),
+        });
+    }
+    if tests.len() != 1 {
+        return Err(format!("condition on `{}` needs exactly one test (eq, ne, in, gt, gte, lt, present, money_over)", c.field));
+    }
+    Ok(Cond {
+        field: c.field.clone(),
+        test: tests.remove(0),
+    })
+}

@@ -1,0 +1,276 @@
+//! Evaluation: [`Catalog::evaluate`] runs the guards on a request, weighs the rules its method
+//! and path select against its fields, and falls back to the service default or the closed
+//! world; [`Catalog::needs_body`] says whether that verdict needs the body.
+
+use super::gql_verdict::graphql_request;
+use super::guard::{
+    check, form_reading_sets, framing_depends_on_body, guard, header_named, media, plain,
+    rule_verdict, write_framing, Media, METHOD_OVERRIDE_HEADERS, ROUTING_OVERRIDE_HEADERS,
+};
+use super::matcher::{
+    candidates, for_candidates, is_graphql_path, lookalike, path_segments, Service,
+};
+use super::{is_read, Catalog};
+use crate::rules::fields::Fields;
+use crate::rules::git::GitRequest;
+use crate::rules::{normalize, Action, RequestHead, Verdict};
+
+impl Catalog {
+    pub fn needs_body(&self, head: &RequestHead<'_>) -> bool {
+        let Some(svc) = self.service(&normalize::host_key(head.host)) else {
+            return self.git_push(head);
+        };
+        let Some(segs) = path_segments(svc, head.path_and_query) else {
+            return false;
+        };
+        let alts = normalize::other_readings(&segs);
+        let graphql = is_graphql_path(svc, &segs) || alts.iter().any(|a| is_graphql_path(svc, a));
+        if head.method == "POST" && (graphql || media(head.headers) == Ok(Media::Form)) {
+            // GraphQL bodies, and form bodies for a `_method` override.
+            return true;
+        }
+        if !is_read(head.method) && framing_depends_on_body(head) {
+            // Held only if a body is really there; HTTP/2 need not say so in its headers.
+            return true;
+        }
+        let mut any = false;
+        for s in std::iter::once(&segs).chain(alts.iter()) {
+            for_candidates(svc, head.method, s, |r| {
+                any = !r.when.is_empty();
+                !any
+            });
+        }
+        any
+    }
+
+    pub fn evaluate(&self, head: &RequestHead<'_>, body: Option<&[u8]>) -> Verdict {
+        let host = normalize::host_key(head.host);
+        let (svc, git) = match self.service(&host) {
+            Some(s) => (s, None),
+            None => match self.git_service(&host) {
+                Some((s, g)) => (s, Some(g)),
+                None => {
+                    return plain(
+                        self.opts.default_action,
+                        None,
+                        "no_service",
+                        format!("{host} is named by no service; default applies"),
+                    )
+                }
+            },
+        };
+        let esc = |code: &str, why: String| guard(svc, code, why);
+        if !normalize::method_ok(head.method) {
+            return esc(
+                "bad_method",
+                format!(
+                    "method {:?} is not a known upper-case HTTP method",
+                    head.method
+                ),
+            );
+        }
+        if let Some(h) = header_named(head.headers, &METHOD_OVERRIDE_HEADERS) {
+            return esc(
+                "method_override",
+                format!("{h} header present: the upstream may run another method"),
+            );
+        }
+        if let Some(h) = header_named(head.headers, &ROUTING_OVERRIDE_HEADERS) {
+            return esc(
+                "routing_override",
+                format!("{h} header present: the upstream may route to another path or host"),
+            );
+        }
+        let Some(segs) = path_segments(svc, head.path_and_query) else {
+            return esc(
+                "path_unparseable",
+                "path does not decode to valid UTF-8".into(),
+            );
+        };
+        let query = head
+            .path_and_query
+            .split_once('?')
+            .map(|(_, q)| q)
+            .unwrap_or("");
+
+        if let Some(git) = git {
+            let req = GitRequest::of(head.method, &segs, query);
+            let v = git.evaluate(&svc.name, svc.default, req, &segs, head.headers, body);
+            return self.closed_world(svc, head.method, v);
+        }
+        // Other readings of the path (`;params` dropped, a format suffix taken off): each is
+        // weighed beside the path as written, and the most severe verdict wins.
+        let alts = normalize::other_readings(&segs);
+        if is_graphql_path(svc, &segs) || alts.iter().any(|a| is_graphql_path(svc, a)) {
+            if let Some(v) = graphql_request(svc, head, query, body) {
+                return v;
+            }
+        }
+        if let Some(v) = lookalike(svc, head.method, &segs) {
+            return v;
+        }
+        let mut cands = candidates(svc, head.method, &segs);
+        for alt in &alts {
+            cands.extend(candidates(svc, head.method, alt));
+        }
+        // From here a tripped guard is as strict as the strictest candidate rule: a request a
+        // block rule might refuse is refused, never downgraded to a hold a human could approve.
+        let strictest = cands.iter().map(|(r, _)| r.action).max();
+        let esc = |code: &str, why: String| {
+            let mut v = guard(svc, code, why);
+            v.action = v.action.max(strictest.unwrap_or(Action::Escalate));
+            v
+        };
+        // Fields: query always; body when some candidate has conditions.
+        let mut fields = Fields::default();
+        fields.add_form(query);
+        let needs_body = cands.iter().any(|(r, _)| !r.when.is_empty());
+        let media = if is_read(head.method) {
+            Media::Other
+        } else {
+            match write_framing(head, query, body, needs_body) {
+                Ok(m) => m,
+                Err((code, why)) => return esc(code, why),
+            }
+        };
+        if !needs_body && head.method == "POST" && media == Media::Form {
+            // Frameworks honour `_method` in a form body (Rack::MethodOverride and friends).
+            let text = body.map(String::from_utf8_lossy).unwrap_or_default();
+            if form_urlencoded::parse(text.as_bytes()).any(|(k, _)| k == "_method") {
+                return esc("method_override", "`_method` in the form body".into());
+            }
+        }
+        if needs_body {
+            match body {
+                None => {
+                    return esc(
+                        "body_unparseable",
+                        "a rule needs the body and it was not read".into(),
+                    )
+                }
+                Some([]) => {}
+                Some(b) => {
+                    // Shaped like JSON: `{`/`[` after whitespace or a byte-order mark.
+                    let start = b.trim_ascii_start();
+                    let start = start.strip_prefix(b"\xef\xbb\xbf").unwrap_or(start);
+                    let looks_json = start.first().is_some_and(|c| *c == b'{' || *c == b'[');
+                    if media == Media::Form && looks_json {
+                        // Servers that ignore Content-Type would read it as JSON.
+                        return esc(
+                            "body_ambiguous",
+                            "a form Content-Type on a body shaped like JSON".into(),
+                        );
+                    }
+                    // A write's framing was checked above: JSON or a form by its Content-Type.
+                    // A body on a read is read as JSON when it looks like JSON.
+                    let json = media == Media::Json || (media == Media::Other && looks_json);
+                    if json {
+                        if let Some(field) = form_reading_sets(b, &cands) {
+                            // A server that reads the body as a form (Stripe's v1 API does,
+                            // whatever the Content-Type) would see another value.
+                            return esc(
+                                "body_ambiguous",
+                                format!("a JSON body that also reads as a form setting `{field}`"),
+                            );
+                        }
+                        if let Err(e) = fields.add_json(b) {
+                            let code = if e.contains("duplicate key") {
+                                "duplicate_key"
+                            } else {
+                                "body_unparseable"
+                            };
+                            return esc(code, format!("JSON body: {e}"));
+                        }
+                    } else {
+                        match std::str::from_utf8(b) {
+                            Ok(t) => fields.add_form(t),
+                            Err(_) => {
+                                return esc("body_unparseable", "form body is not UTF-8".into())
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(k) = fields.duplicates.first() {
+            return esc(
+                "duplicate_key",
+                format!("parameter `{k}` appears more than once"),
+            );
+        }
+        if fields.get("_method").is_some() {
+            return esc("method_override", "`_method` parameter present".into());
+        }
+        let mut best: Option<Verdict> = None;
+        for (rule, params) in &cands {
+            let mut unknown: Option<&'static str> = None;
+            let mut all = true;
+            for c in &rule.when {
+                match check(c, &fields, params) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        all = false;
+                        break;
+                    }
+                    Err(code) => {
+                        unknown = Some(code);
+                        break;
+                    }
+                }
+            }
+            let v = match (all, unknown) {
+                (_, Some(code)) => Some(rule_verdict(
+                    svc,
+                    rule,
+                    params,
+                    &fields,
+                    Action::Escalate.max(rule.action),
+                    code,
+                )),
+                (true, None) => Some(rule_verdict(
+                    svc,
+                    rule,
+                    params,
+                    &fields,
+                    rule.action,
+                    "rule_match",
+                )),
+                (false, None) => None,
+            };
+            if let Some(v) = v {
+                if best.as_ref().is_none_or(|b| v.action > b.action) {
+                    best = Some(v);
+                }
+            }
+        }
+        best.unwrap_or_else(|| {
+            let v = plain(
+                svc.default,
+                Some(&svc.name),
+                "no_rule_default",
+                format!("no {} rule matches; service default", svc.name),
+            );
+            self.closed_world(svc, head.method, v)
+        })
+    }
+
+    /// A service-default verdict (`no_rule_default`) for a write becomes the closed world's:
+    /// `unclassified_writes`, reason `unclassified_route`. Reads keep the service default.
+    fn closed_world(&self, svc: &Service, method: &str, v: Verdict) -> Verdict {
+        if is_read(method) || v.reason_codes.first().map(String::as_str) != Some("no_rule_default")
+        {
+            return v;
+        }
+        let action = self.opts.unclassified_writes;
+        plain(
+            action,
+            Some(&svc.name),
+            "unclassified_route",
+            format!(
+                "no {} rule classifies {method} on this path; unclassified writes: {}",
+                svc.name,
+                action.as_str()
+            ),
+        )
+    }
+}

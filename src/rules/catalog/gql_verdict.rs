@@ -1,0 +1,226 @@
+//! The catalog's GraphQL verdicts: the compiled `[[graphql]]` entries and how a request to a
+//! service's GraphQL endpoint is judged by them. Reading the operation (mutation fields and
+//! their arguments) is the GraphQL parser's, `rules::graphql`.
+
+use std::collections::BTreeMap;
+
+use super::guard::{check, encoded, guard, has_body, plain};
+use super::matcher::Service;
+use super::Cond;
+use crate::rules::fields::Fields;
+use crate::rules::{graphql, Action, Class, RequestHead, Verdict};
+
+#[derive(Debug, Clone)]
+pub(super) struct GqlRule {
+    pub(super) id: String,
+    pub(super) class: Class,
+    pub(super) action: Action,
+    pub(super) reason: String,
+    /// Conditions on the mutation field's arguments (`input.force`); empty: by name alone.
+    pub(super) when: Vec<Cond>,
+}
+
+/// A request to a GraphQL endpoint: POST bodies are parsed; GET carries the operation in the
+/// query string (`query`, `operationName`, `variables`); anything else, or a GET with a body,
+/// escalates. `None`: a plain GET/HEAD/OPTIONS without a `query` parameter, for the REST rules
+/// and the default.
+pub(super) fn graphql_request(
+    svc: &Service,
+    head: &RequestHead<'_>,
+    query: &str,
+    body: Option<&[u8]>,
+) -> Option<Verdict> {
+    let esc = |code: &str, why: &str| Some(graphql_guard(svc, code, why.into()));
+    match head.method {
+        "POST" => {
+            if encoded(head.headers) {
+                return esc("body_encoded", "the GraphQL body is content-encoded");
+            }
+            let in_url = form_urlencoded::parse(query.as_bytes()).any(|(k, _)| {
+                matches!(
+                    k.as_ref(),
+                    "query" | "operationName" | "variables" | "extensions"
+                )
+            });
+            if in_url || query.contains(';') {
+                // Some servers take the operation from the URL of a POST, or merge both.
+                return esc(
+                    "graphql_ambiguous",
+                    "GraphQL parameters (or a `;`) in the URL of a POST",
+                );
+            }
+            Some(graphql_verdict(svc, body))
+        }
+        "GET" | "HEAD" | "OPTIONS" => {
+            if has_body(head.headers) {
+                return esc("graphql_get_body", "a GraphQL GET with a body");
+            }
+            if query.contains(';') {
+                return esc(
+                    "query_separator",
+                    "`;` in a GraphQL query string: some frameworks split parameters on it",
+                );
+            }
+            let mut params = serde_json::Map::new();
+            for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+                let value = match k.as_ref() {
+                    "query" | "operationName" => serde_json::Value::String(v.into_owned()),
+                    "variables" => match serde_json::from_str(&v) {
+                        Ok(j) => j,
+                        Err(_) => return esc("body_unparseable", "`variables` is not JSON"),
+                    },
+                    _ => continue,
+                };
+                if params.insert(k.into_owned(), value).is_some() {
+                    return esc("duplicate_key", "a GraphQL parameter appears twice");
+                }
+            }
+            if !params.contains_key("query") {
+                return None;
+            }
+            let doc = serde_json::Value::Object(params).to_string();
+            Some(graphql_verdict(svc, Some(doc.as_bytes())))
+        }
+        _ => esc(
+            "graphql_method",
+            "a GraphQL endpoint called with an unexpected method",
+        ),
+    }
+}
+
+/// A guard on a GraphQL endpoint, where the mutations are not known: as strict as the strictest
+/// GraphQL entry of the service (a block entry makes it block), never below escalate.
+fn graphql_guard(svc: &Service, code: &str, why: String) -> Verdict {
+    let mut v = guard(svc, code, why);
+    if let Some(strictest) = svc.gql.values().flatten().map(|e| e.action).max() {
+        v.action = v.action.max(strictest);
+    }
+    v
+}
+
+fn graphql_verdict(svc: &Service, body: Option<&[u8]>) -> Verdict {
+    let Some(body) = body else {
+        return graphql_guard(svc, "body_unparseable", "GraphQL body was not read".into());
+    };
+    let wants_args = |name: &str| {
+        svc.gql
+            .get(name)
+            .is_some_and(|entries| entries.iter().any(|e| !e.when.is_empty()))
+    };
+    let calls = match graphql::operation(body, &wants_args) {
+        Ok(graphql::Operation::Read) => {
+            let mut v = plain(
+                Action::Allow,
+                Some(&svc.name),
+                "graphql_read",
+                "GraphQL query (read)".into(),
+            );
+            v.tool = Some(format!("{}.graphql.query", svc.name));
+            return v;
+        }
+        Ok(graphql::Operation::Mutation(calls)) => calls,
+        Err(code) => return graphql_guard(svc, code, format!("GraphQL request: {code}")),
+    };
+    let names = calls
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let no_params = BTreeMap::new();
+    let mut best: Option<Verdict> = None;
+    for call in &calls {
+        let name = &call.name;
+        let tool = || format!("{}.graphql.{name}", svc.name);
+        let entries = svc.gql.get(name).map(Vec::as_slice).unwrap_or(&[]);
+        let mut fired: Option<Verdict> = None;
+        for r in entries {
+            // (action, reason code, the arguments the conditions looked at)
+            let outcome: Option<(Action, &str, Option<&Fields>)> = if r.when.is_empty() {
+                Some((r.action, "rule_match", None))
+            } else {
+                match &call.args {
+                    Some(Ok(args)) => {
+                        let mut result = Some((r.action, "rule_match", Some(args)));
+                        for c in &r.when {
+                            match check(c, args, &no_params) {
+                                Ok(true) => {}
+                                Ok(false) => {
+                                    result = None;
+                                    break;
+                                }
+                                Err(code) => {
+                                    result =
+                                        Some((Action::Escalate.max(r.action), code, Some(args)));
+                                    break;
+                                }
+                            }
+                        }
+                        result
+                    }
+                    Some(Err(code)) => Some((Action::Escalate.max(r.action), *code, None)),
+                    // Arguments are flattened for every name with a conditional entry.
+                    None => Some((Action::Escalate.max(r.action), "graphql_unparseable", None)),
+                }
+            };
+            let Some((action, code, args)) = outcome else {
+                continue;
+            };
+            let mut params = BTreeMap::from([("mutations".to_string(), names.clone())]);
+            if let Some(args) = args {
+                for c in &r.when {
+                    if let Some(v) = args.get(&c.field) {
+                        params.insert(c.field.clone(), v.as_text());
+                    }
+                }
+            }
+            let mut codes = vec!["rule_match".to_string()];
+            if code != "rule_match" {
+                codes.push(code.to_string());
+            }
+            let v = Verdict {
+                action,
+                rule_id: Some(r.id.clone()),
+                service: Some(svc.name.clone()),
+                tool: Some(tool()),
+                class: Some(r.class),
+                reason_codes: codes,
+                explanation: format!("mutation {name} ({}): {}", r.id, r.reason),
+                params,
+                expiry: None,
+                wait: None,
+                approval: None,
+            };
+            if fired.as_ref().is_none_or(|b| v.action > b.action) {
+                fired = Some(v);
+            }
+        }
+        let v = fired.unwrap_or_else(|| {
+            let (code, why) = if entries.is_empty() {
+                (
+                    "unknown_mutation",
+                    format!("mutation {name} is named by no rule"),
+                )
+            } else {
+                (
+                    "no_rule_matches",
+                    format!("no entry for mutation {name} matches its arguments"),
+                )
+            };
+            let mut v = guard(svc, code, why);
+            v.action = v.action.max(svc.graphql_default);
+            v.tool = Some(tool());
+            v.params.insert("mutations".into(), names.clone());
+            v
+        });
+        if best.as_ref().is_none_or(|b| v.action > b.action) {
+            best = Some(v);
+        }
+    }
+    best.unwrap_or_else(|| {
+        guard(
+            svc,
+            "graphql_unparseable",
+            "mutation selects no field".into(),
+        )
+    })
+}

@@ -1,0 +1,368 @@
+//! Guard evaluation: the framing and differential checks that hold a request a mainstream
+//! server could read another way (method and routing overrides, Content-Type and charset,
+//! content encodings, bodies that read both as JSON and as a form), the checks of a rule's
+//! conditions, and the verdicts they give.
+
+use std::collections::BTreeMap;
+
+use super::matcher::{Rule, Service};
+use super::{Cond, Test};
+use crate::rules::fields::{FieldValue, Fields};
+use crate::rules::{money, Action, RequestHead, Verdict};
+
+pub(super) const METHOD_OVERRIDE_HEADERS: [http::HeaderName; 3] = [
+    http::HeaderName::from_static("x-http-method-override"),
+    http::HeaderName::from_static("x-http-method"),
+    http::HeaderName::from_static("x-method-override"),
+];
+
+/// Headers some frameworks and gateways route by instead of the request line or Host.
+pub(super) const ROUTING_OVERRIDE_HEADERS: [http::HeaderName; 6] = [
+    http::HeaderName::from_static("x-original-url"),
+    http::HeaderName::from_static("x-rewrite-url"),
+    http::HeaderName::from_static("x-forwarded-host"),
+    http::HeaderName::from_static("x-forwarded-server"),
+    http::HeaderName::from_static("x-host"),
+    http::HeaderName::from_static("forwarded"),
+];
+
+/// A field that a candidate rule's condition tests and that the body, read as a urlencoded
+/// form instead of JSON, would set (`{"x":"&amount=9"}` sets `amount`).
+pub(super) fn form_reading_sets(
+    body: &[u8],
+    cands: &[(&Rule, BTreeMap<String, String>)],
+) -> Option<String> {
+    if !body.contains(&b'=') {
+        return None;
+    }
+    let mut form = Fields::default();
+    form.add_form(&String::from_utf8_lossy(body));
+    cands
+        .iter()
+        .flat_map(|(r, _)| &r.when)
+        .flat_map(|c| {
+            let currency = match &c.test {
+                Test::MoneyOver { currency_field, .. } => Some(currency_field),
+                _ => None,
+            };
+            std::iter::once(&c.field).chain(currency)
+        })
+        .find(|f| form.get(f).is_some())
+        .cloned()
+}
+
+/// The first header among `names` present, also under a spelling with `_` for `-`: Rack, CGI
+/// and PHP fold both into one variable (`HTTP_X_HTTP_METHOD_OVERRIDE`).
+pub(super) fn header_named(
+    headers: &http::HeaderMap,
+    names: &[http::HeaderName],
+) -> Option<String> {
+    if let Some(h) = names.iter().find(|h| headers.contains_key(*h)) {
+        return Some(h.to_string());
+    }
+    headers
+        .keys()
+        .filter(|k| k.as_str().contains('_'))
+        .find(|k| {
+            let dashed = k.as_str().replace('_', "-");
+            names.iter().any(|h| h.as_str() == dashed)
+        })
+        .map(|k| k.to_string())
+}
+
+/// How a body will be read, by its Content-Type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Media {
+    /// No Content-Type.
+    Missing,
+    /// `application/json`, `application/*+json`.
+    Json,
+    /// `application/x-www-form-urlencoded`.
+    Form,
+    /// `multipart/*`.
+    Multipart,
+    /// Anything else.
+    Other,
+}
+
+/// The Content-Type's media type. `Err`: a reading servers could disagree on (given twice, not
+/// ASCII, a charset other than UTF-8 or ASCII, `charset` twice), as (reason code, why).
+pub(super) fn media(headers: &http::HeaderMap) -> Result<Media, (&'static str, String)> {
+    let mut all = headers.get_all(http::header::CONTENT_TYPE).iter();
+    let Some(value) = all.next() else {
+        return Ok(Media::Missing);
+    };
+    if all.next().is_some() {
+        return Err(("content_type_ambiguous", "Content-Type given twice".into()));
+    }
+    let Ok(text) = value.to_str() else {
+        return Err(("content_type_ambiguous", "Content-Type is not ASCII".into()));
+    };
+    let mut parts = text.split(';');
+    let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let mut charsets = 0;
+    for p in parts {
+        let Some((k, v)) = p.split_once('=') else {
+            continue;
+        };
+        if !k.trim().eq_ignore_ascii_case("charset") {
+            continue;
+        }
+        charsets += 1;
+        let v = v.trim().trim_matches('"').to_ascii_lowercase();
+        if charsets > 1 || !matches!(v.as_str(), "utf-8" | "utf8" | "us-ascii") {
+            return Err((
+                "charset_unsupported",
+                format!(
+                    "Content-Type {text:?}: a charset other than UTF-8 may be decoded differently"
+                ),
+            ));
+        }
+    }
+    Ok(match essence.as_str() {
+        "application/json" => Media::Json,
+        e if e.starts_with("application/") && e.ends_with("+json") => Media::Json,
+        "application/x-www-form-urlencoded" => Media::Form,
+        e if e.starts_with("multipart/") => Media::Multipart,
+        _ => Media::Other,
+    })
+}
+
+/// Does [`write_framing`]'s answer for this write depend on whether a body is sent (one that
+/// `has_body` cannot see: HTTP/2 needs no Content-Length)?
+pub(super) fn framing_depends_on_body(head: &RequestHead<'_>) -> bool {
+    encoded(head.headers)
+        || match media(head.headers) {
+            Ok(Media::Missing) => head.method == "POST",
+            Ok(Media::Multipart) | Err(_) => true,
+            Ok(_) => false,
+        }
+}
+
+/// The framing checks of a write to a catalog host, before its body is judged: readings a
+/// mainstream framework could take differently hold (see docs/parser-differentials.md).
+/// `Ok`: the body's media type.
+pub(super) fn write_framing(
+    head: &RequestHead<'_>,
+    query: &str,
+    body: Option<&[u8]>,
+    needs_body: bool,
+) -> Result<Media, (&'static str, String)> {
+    if query.contains(';') {
+        // Rack before 3 and Go before 1.17 split the query on `;` as well as `&`.
+        return Err((
+            "query_separator",
+            "`;` in the query string: some frameworks split parameters on it".into(),
+        ));
+    }
+    let sent = match body {
+        Some(b) => !b.is_empty(),
+        None => has_body(head.headers),
+    };
+    if !sent {
+        return Ok(Media::Missing);
+    }
+    let m = media(head.headers)?;
+    if encoded(head.headers) {
+        return Err((
+            "body_encoded",
+            "the body is content-encoded: its fields cannot be read as sent".into(),
+        ));
+    }
+    match m {
+        Media::Multipart => Err((
+            "body_multipart",
+            "a multipart body: frameworks read fields and `_method` from it; Airlock does not"
+                .into(),
+        )),
+        Media::Missing if needs_body || head.method == "POST" => Err((
+            "content_type_missing",
+            "a body without Content-Type: Rack reads it as a form, others as JSON or not at all"
+                .into(),
+        )),
+        Media::Other if needs_body => Err((
+            "content_type_unsupported",
+            "a rule needs the body and its Content-Type is neither JSON nor a form".into(),
+        )),
+        m => Ok(m),
+    }
+}
+
+/// The body is content-encoded (gzip, deflate…): its fields cannot be read as sent.
+pub(super) fn encoded(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| {
+            !v.to_str()
+                .is_ok_and(|t| t.trim().eq_ignore_ascii_case("identity"))
+        })
+}
+
+/// A request with a body, by its headers (a GET carrying one is not a plain read).
+pub(super) fn has_body(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.to_str().map_or(true, |t| t.trim() != "0"))
+}
+
+pub(super) fn plain(
+    action: Action,
+    service: Option<&str>,
+    code: &str,
+    explanation: String,
+) -> Verdict {
+    Verdict {
+        action,
+        rule_id: None,
+        service: service.map(str::to_string),
+        tool: None,
+        class: None,
+        reason_codes: vec![code.to_string()],
+        explanation,
+        params: BTreeMap::new(),
+        expiry: None,
+        wait: None,
+        approval: None,
+    }
+}
+
+pub(super) fn guard(svc: &Service, code: &str, why: String) -> Verdict {
+    plain(
+        Action::Escalate,
+        Some(&svc.name),
+        code,
+        format!("fail closed: {why}"),
+    )
+}
+
+pub(super) fn rule_verdict(
+    svc: &Service,
+    rule: &Rule,
+    params: &BTreeMap<String, String>,
+    fields: &Fields,
+    action: Action,
+    code: &str,
+) -> Verdict {
+    let mut p = params.clone();
+    for c in &rule.when {
+        if let Some(v) = fields.get(&c.field) {
+            p.insert(c.field.clone(), v.as_text());
+        }
+        if let Test::MoneyOver { currency_field, .. } = &c.test {
+            if let Some(v) = fields.get(currency_field) {
+                p.insert(currency_field.clone(), v.as_text());
+            }
+        }
+    }
+    let mut codes = vec![code.to_string()];
+    if code != "rule_match" {
+        codes.insert(0, "rule_match".into());
+    }
+    Verdict {
+        action,
+        rule_id: Some(rule.id.clone()),
+        service: Some(svc.name.clone()),
+        tool: Some(rule.tool.clone()),
+        class: Some(rule.class),
+        reason_codes: codes,
+        explanation: format!(
+            "{} ({}): {}",
+            rule.tool,
+            rule.id,
+            if rule.reason.is_empty() {
+                "matched"
+            } else {
+                &rule.reason
+            }
+        ),
+        params: p,
+        expiry: rule.expiry,
+        wait: rule.wait,
+        approval: rule.approval.clone(),
+    }
+}
+
+pub(super) fn check(
+    c: &Cond,
+    fields: &Fields,
+    params: &BTreeMap<String, String>,
+) -> Result<bool, &'static str> {
+    let owned;
+    let v = match fields.get(&c.field) {
+        Some(v) => Some(v),
+        None => match params.get(&c.field) {
+            Some(p) => {
+                owned = FieldValue::Str(p.clone());
+                Some(&owned)
+            }
+            None => None,
+        },
+    };
+    let eq = |v: &FieldValue, want: &toml::Value| match want {
+        // The value's text equals the string (a boolean's text is "true"/"false").
+        toml::Value::String(s) => match v {
+            FieldValue::Str(x) => x == s,
+            FieldValue::Bool(b) => s == if *b { "true" } else { "false" },
+            FieldValue::Null => s == "null",
+            FieldValue::Num(_) => v.as_text() == *s,
+        },
+        toml::Value::Boolean(b) => v.as_bool() == Some(*b),
+        toml::Value::Integer(i) => v.as_num() == Some(*i as f64),
+        toml::Value::Float(f) => v.as_num() == Some(*f),
+        _ => false,
+    };
+    Ok(match (&c.test, v) {
+        (Test::Present(want), v) => v.is_some() == *want,
+        (_, None) => match &c.test {
+            Test::MoneyOver { .. } => return Err("amount_unparseable"),
+            _ => false,
+        },
+        // A flag that is neither true nor false ("True", 1, "yes") may read as either upstream;
+        // null is "not set".
+        (Test::Eq(toml::Value::Boolean(_)) | Test::Ne(toml::Value::Boolean(_)), Some(v))
+            if v.as_bool().is_none() && *v != FieldValue::Null =>
+        {
+            return Err("value_unparseable")
+        }
+        // A string that differs from a tested one only in case or surrounding blanks may be read
+        // as that one upstream.
+        (Test::Eq(w) | Test::Ne(w), Some(v)) if near_miss(v, std::slice::from_ref(w)) => {
+            return Err("value_unparseable")
+        }
+        (Test::In(ws), Some(v)) if near_miss(v, ws) => return Err("value_unparseable"),
+        (Test::Eq(w), Some(v)) => eq(v, w),
+        (Test::Ne(w), Some(v)) => !eq(v, w),
+        (Test::In(ws), Some(v)) => ws.iter().any(|w| eq(v, w)),
+        (Test::Gt(n), Some(v)) => v.as_num().ok_or("value_unparseable")? > *n,
+        (Test::Gte(n), Some(v)) => v.as_num().ok_or("value_unparseable")? >= *n,
+        (Test::Lt(n), Some(v)) => v.as_num().ok_or("value_unparseable")? < *n,
+        (
+            Test::MoneyOver {
+                major,
+                currency_field,
+            },
+            Some(v),
+        ) => {
+            let amount = v.as_num().ok_or("amount_unparseable")?;
+            let cur = fields
+                .get(currency_field)
+                .map(|c| c.as_text())
+                .ok_or("unknown_currency")?;
+            money::over(amount, &cur, *major)?
+        }
+    })
+}
+
+/// `v` is a string equal to one of the string `wants` only when case and surrounding blanks are
+/// ignored.
+fn near_miss(v: &FieldValue, wants: &[toml::Value]) -> bool {
+    let FieldValue::Str(x) = v else {
+        return false;
+    };
+    wants.iter().any(|w| match w {
+        toml::Value::String(s) => x != s && x.trim().eq_ignore_ascii_case(s),
+        _ => false,
+    })
+}
