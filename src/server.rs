@@ -118,13 +118,17 @@ pub async fn start_with_store(
         config.egress.ports.clone(),
     ));
     guard.set_own_listeners(&[proxy_addr, admin_addr]);
+    // Where reviewers decide is refused by name and by address, whatever the tunnel mode;
+    // the addresses are resolved again every minute.
+    let surfaces = config.decision_surfaces();
+    refresh_decision_surfaces(&guard, &surfaces).await;
 
     let life = Lifecycle::default();
     let tls = crate::tls::client_config(&config.upstream.extra_ca_files)?;
     let dialer = Dialer::new(
         config.upstream.resolve.clone(),
         config.upstream.connect_timeout,
-        guard,
+        guard.clone(),
     );
     // One upstream side for the proxy's workers and the gate's executions.
     let upstream = Arc::new(Upstream::new(
@@ -160,6 +164,19 @@ pub async fn start_with_store(
         stop.cancelled().await;
         checkpoints.abort();
     });
+    if !surfaces.is_empty() {
+        let (guard, stop) = (guard.clone(), life.shutdown.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => refresh_decision_surfaces(&guard, &surfaces).await,
+                }
+            }
+        });
+    }
     life.tasks
         .spawn(gate.clone().run_sweeper(life.shutdown.clone()));
 
@@ -197,6 +214,31 @@ pub async fn start_with_store(
         admin_token,
         life,
     })
+}
+
+/// Resolves each decision surface (host, port) and hands names and addresses to the guard. A
+/// name that does not resolve is still refused by name.
+async fn refresh_decision_surfaces(guard: &EgressGuard, surfaces: &[(String, u16)]) {
+    let mut hosts = Vec::new();
+    let mut addrs = Vec::new();
+    for (host, port) in surfaces {
+        if let Some(ip) = crate::upstream::egress::literal_ip(host) {
+            addrs.push(SocketAddr::new(ip, *port));
+            continue;
+        }
+        hosts.push(host.clone());
+        let lookup = tokio::net::lookup_host((host.as_str(), *port));
+        match tokio::time::timeout(std::time::Duration::from_secs(2), lookup).await {
+            Ok(Ok(found)) => addrs.extend(found),
+            Ok(Err(e)) => {
+                tracing::debug!(host, error = %e, "decision surface does not resolve; refused by name")
+            }
+            Err(_) => tracing::debug!(host, "decision surface lookup timed out; refused by name"),
+        }
+    }
+    hosts.sort();
+    hosts.dedup();
+    guard.set_decision_surfaces(&hosts, &addrs);
 }
 
 impl Server {

@@ -141,3 +141,167 @@ async fn notified_link_confirms_on_get_and_decides_once_on_post() {
     let (_, list) = a.admin("GET", "/v1/reviews", None).await;
     assert_eq!(list["reviews"][0]["decision"]["by"], "alice");
 }
+
+/// Issue 21: no decision surface is reachable through the proxy, whatever the name, the address
+/// or the tunnel mode. `airlock.example.com` is `notify.base_url`'s host and, by the resolve
+/// override, the admin listener's address; `alias.test` is another name for that address;
+/// `shared.test` is a third-party address an agent could tunnel to with the dashboard's name in
+/// its TLS ClientHello or HTTP Host. Nothing reaches the admin listener or the shared host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_decision_surface_is_reachable_through_the_proxy() {
+    use support::raw;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    // A "third-party" host behind a shared address: counts the bytes it is sent.
+    let shared = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let shared_addr = shared.local_addr().expect("addr");
+    let received = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = shared.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    seen.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    for mode in ["deny", "tunnel"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Airlock::config(
+            &format!(
+                "[proxy]\nunknown_hosts = \"{mode}\"\n[admin]\npublic_hosts = [\"review.example.org\"]\n\
+                 [notify]\nbase_url = \"https://airlock.example.com\"\n"
+            ),
+            dir.path(),
+            &up,
+            &["api.github.com"],
+        );
+        // Bind the admin listener first so the override can point at it.
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let admin_addr = probe.local_addr().expect("addr");
+        drop(probe);
+        config.admin.listen = admin_addr;
+        for name in ["airlock.example.com", "alias.test", "review.example.org"] {
+            config.upstream.resolve.insert(name.into(), admin_addr);
+        }
+        config
+            .upstream
+            .resolve
+            .insert("shared.test".into(), shared_addr);
+        config.egress.ports.push(admin_addr.port());
+        let a = Airlock::start_with(config, dir).await;
+        let quiet = Duration::from_millis(300);
+        let connect = |host: String| format!("CONNECT {host} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let refused = [
+            ("airlock.example.com:443".to_string(), "decision_surface"),
+            ("review.example.org:443".to_string(), "decision_surface"),
+            (
+                format!("alias.test:{}", admin_addr.port()),
+                "airlock_listener",
+            ),
+            (format!("{admin_addr}"), "airlock_listener"),
+        ];
+        for (target, code) in refused {
+            let got = raw::front(a.addr, connect(target.clone()).as_bytes(), quiet).await;
+            let first = got.responses.first();
+            let ok = first.is_some_and(|r| {
+                r.status == 403 && (mode == "deny" || r.code().as_deref() == Some(code))
+            });
+            assert!(
+                ok,
+                "[{mode}] CONNECT {target}: want 403 {code}, got {got:?}"
+            );
+        }
+        // Absolute-form plain HTTP to the dashboard's name.
+        let got = raw::front(
+            a.addr,
+            b"GET http://airlock.example.com/ui HTTP/1.1\r\nHost: airlock.example.com\r\n\r\n",
+            quiet,
+        )
+        .await;
+        assert_eq!(
+            got.first_status(),
+            Some(403),
+            "[{mode}] absolute-form: {got:?}"
+        );
+        if mode == "tunnel" {
+            // A tunnel to a shared address whose first flight names the dashboard.
+            for first in [
+                raw_client_hello("airlock.example.com"),
+                b"GET /ui HTTP/1.1\r\nHost: Airlock.Example.com\r\n\r\n".to_vec(),
+            ] {
+                let mut s = tokio::net::TcpStream::connect(a.addr)
+                    .await
+                    .expect("connect");
+                s.write_all(connect("shared.test:443".into()).as_bytes())
+                    .await
+                    .expect("write");
+                connect_answer(&mut s).await;
+                let _ = s.write_all(&first).await;
+                let mut rest = Vec::new();
+                let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+                    .await
+                    .expect("the tunnel is closed");
+            }
+            // The same tunnel with an ordinary first flight goes through.
+            let mut s = tokio::net::TcpStream::connect(a.addr)
+                .await
+                .expect("connect");
+            s.write_all(connect("shared.test:443".into()).as_bytes())
+                .await
+                .expect("write");
+            connect_answer(&mut s).await;
+            let ordinary = b"GET / HTTP/1.1\r\nHost: shared.test\r\n\r\n";
+            s.write_all(ordinary).await.expect("write");
+            support::eventually("the ordinary tunnel's bytes", support::WAIT, || async {
+                let n = received.load(std::sync::atomic::Ordering::SeqCst);
+                (n > 0).then_some(n)
+            })
+            .await;
+            assert_eq!(
+                received.load(std::sync::atomic::Ordering::SeqCst),
+                ordinary.len(),
+                "only the ordinary request reached the shared host"
+            );
+        }
+        a.stop().await;
+    }
+}
+
+/// Reads the proxy's answer to CONNECT up to its blank line; it must be 200.
+async fn connect_answer(s: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).await.expect("read CONNECT answer");
+        assert_eq!(n, 1, "proxy closed during CONNECT");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+}
+
+/// A TLS ClientHello for `sni`, as rustls' client writes it.
+fn raw_client_hello(sni: &str) -> Vec<u8> {
+    let cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).expect("sni");
+    let mut conn = rustls::ClientConnection::new(Arc::new(cfg), name).expect("client");
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).expect("hello");
+    hello
+}

@@ -156,6 +156,34 @@ impl Config {
             .unwrap_or_else(|| self.tls.ca_dir.join("audit-key.pem"))
     }
 
+    /// Where reviewers decide, as (host, port): `admin.public_hosts` (on 443 and 80) and the
+    /// host of `notify.base_url` (on its port). The proxy refuses them by name and address.
+    pub fn decision_surfaces(&self) -> Vec<(String, u16)> {
+        let mut out: Vec<(String, u16)> = Vec::new();
+        for h in &self.admin.public_hosts {
+            out.push((h.clone(), 443));
+            out.push((h.clone(), 80));
+        }
+        let base = self
+            .notify
+            .base_url
+            .as_deref()
+            .and_then(|u| u.parse::<http::Uri>().ok());
+        if let Some(uri) = base {
+            if let Some(host) = uri.host().and_then(normalize_host) {
+                let port = uri
+                    .port_u16()
+                    .unwrap_or(if uri.scheme_str() == Some("http") {
+                        80
+                    } else {
+                        443
+                    });
+                out.push((host, port));
+            }
+        }
+        out
+    }
+
     /// The one-click link signing key: `<store.path>/link-key` (created 0600 on first run).
     pub fn link_key_file(&self) -> PathBuf {
         self.store.path.join("link-key")

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{ConfigError, Ctx};
+use super::{normalize_host, ConfigError, Ctx};
 use crate::store::Backend;
 
 #[derive(Debug, Deserialize)]
@@ -29,6 +29,7 @@ impl Default for RawStore {
 pub(super) struct RawAdmin {
     pub(super) listen: String,
     pub(super) token_file: Option<PathBuf>,
+    pub(super) public_hosts: Vec<String>,
 }
 
 impl Default for RawAdmin {
@@ -36,6 +37,7 @@ impl Default for RawAdmin {
         Self {
             listen: "127.0.0.1:8081".into(),
             token_file: None,
+            public_hosts: Vec::new(),
         }
     }
 }
@@ -51,6 +53,9 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// Where the admin bearer token lives (created 0600 on first run). Default `<store.path>/admin-token`.
     pub token_file: PathBuf,
+    /// Names under which reviewers reach the admin listener (a reverse proxy, a tunnel): with
+    /// the host of `notify.base_url`, never reachable through the proxy.
+    pub public_hosts: Vec<String>,
 }
 
 pub(super) fn check_admin(
@@ -58,7 +63,14 @@ pub(super) fn check_admin(
     store: &StoreConfig,
     cx: &Ctx,
 ) -> Result<AdminConfig, ConfigError> {
+    let mut public_hosts = Vec::new();
+    for h in &raw.public_hosts {
+        public_hosts.push(normalize_host(h).ok_or_else(|| {
+            cx.invalid("admin.public_hosts", format!("{h:?} is not a host name"))
+        })?);
+    }
     Ok(AdminConfig {
+        public_hosts,
         listen: cx.addr("admin.listen", &raw.listen)?,
         token_file: raw
             .token_file

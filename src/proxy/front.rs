@@ -314,9 +314,10 @@ async fn connect(
                 Refusal::from(failure)
             })?;
             let idle = proxy.config.idle_timeout;
+            let guard = proxy.upstream.dialer().guard_arc();
             life.tasks.spawn(async move {
                 match hyper::upgrade::on(req).await {
-                    Ok(up) => tunnel::splice(up, upstream, idle, target.host).await,
+                    Ok(up) => tunnel::splice(up, upstream, idle, target.host, guard).await,
                     Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
                 }
                 drop(slot);

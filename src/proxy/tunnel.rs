@@ -1,23 +1,185 @@
 //! Blind TCP tunnels for hosts that are not inspected (only when `unknown_hosts = "tunnel"`).
+//!
+//! Blind, except for one look: the agent's first flight names where it really means to go (the
+//! SNI of a TLS ClientHello, or the Host of an HTTP request), and a tunnel whose first flight
+//! names a decision surface (the dashboard's public hosts) is closed before a byte of it is
+//! forwarded: a shared address cannot smuggle an agent to the page that approves. The upstream
+//! may speak first; its bytes flow meanwhile.
 
+use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::io::{Activity, Tracked};
+use crate::upstream::egress::EgressGuard;
 
-/// Copies bytes both ways until either side closes or nothing moves for `idle_timeout`.
-pub async fn splice(agent: Upgraded, upstream: TcpStream, idle_timeout: Duration, host: String) {
+/// Most of the agent's first flight read before deciding (a ClientHello fits easily).
+const FIRST_FLIGHT_MAX: usize = 16 * 1024;
+
+/// Copies bytes both ways until both sides close, either fails, or nothing moves for
+/// `idle_timeout`; refuses a first flight that names a decision surface.
+pub async fn splice(
+    agent: Upgraded,
+    mut upstream: TcpStream,
+    idle_timeout: Duration,
+    host: String,
+    guard: Arc<EgressGuard>,
+) {
     let activity = Activity::new();
-    let mut agent = Tracked::new(TokioIo::new(agent), activity.clone());
-    let mut upstream = upstream;
+    let agent = Tracked::new(TokioIo::new(agent), activity.clone());
+    let (mut agent_rd, mut agent_wr) = tokio::io::split(agent);
+    let (mut up_rd, mut up_wr) = upstream.split();
+    let to_upstream = async {
+        let first = first_flight(&mut agent_rd).await?;
+        if let Some(name) = named_destination(&first) {
+            guard
+                .check_host(&name)
+                .map_err(|d| io::Error::new(io::ErrorKind::PermissionDenied, d))?;
+        }
+        up_wr.write_all(&first).await?;
+        let n = tokio::io::copy(&mut agent_rd, &mut up_wr).await?;
+        up_wr.shutdown().await?;
+        Ok::<u64, io::Error>(first.len() as u64 + n)
+    };
+    let to_agent = async {
+        let n = tokio::io::copy(&mut up_rd, &mut agent_wr).await?;
+        agent_wr.shutdown().await?;
+        Ok::<u64, io::Error>(n)
+    };
     tokio::select! {
-        r = tokio::io::copy_bidirectional(&mut agent, &mut upstream) => match r {
+        r = async { tokio::try_join!(to_upstream, to_agent) } => match r {
             Ok((up, down)) => tracing::info!(target: "airlock::access", host = %host, bytes_up = up, bytes_down = down, verdict = "tunnel", "tunnel closed"),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => tracing::warn!(target: "airlock::access", host = %host, reason = %e, verdict = "deny", "tunnel closed: its first flight names a decision surface"),
             Err(e) => tracing::debug!(host = %host, error = %e, "tunnel ended with error"),
         },
         _ = activity.idle(idle_timeout) => tracing::info!(host = %host, "tunnel closed after idle timeout"),
+    }
+}
+
+/// Longest an agent may take to finish a first flight it has started.
+const FIRST_FLIGHT_TIME: Duration = Duration::from_secs(10);
+
+/// The agent's first flight: one read, and more while it looks like an unfinished TLS
+/// ClientHello or HTTP request head, up to [`FIRST_FLIGHT_MAX`]. Empty if the agent closes.
+/// One that stays unfinished past [`FIRST_FLIGHT_TIME`] is refused: trickling a ClientHello
+/// must not get it past the look.
+async fn first_flight<R: AsyncRead + Unpin>(rd: &mut R) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(2048);
+    let mut chunk = [0u8; 4096];
+    let n = rd.read(&mut chunk).await?;
+    buf.extend_from_slice(&chunk[..n]);
+    let rest = async {
+        while n > 0 && buf.len() < FIRST_FLIGHT_MAX && incomplete(&buf) {
+            let m = rd.read(&mut chunk).await?;
+            if m == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..m]);
+        }
+        Ok::<(), io::Error>(())
+    };
+    match tokio::time::timeout(FIRST_FLIGHT_TIME, rest).await {
+        Ok(r) => r.map(|()| buf),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "the first flight did not finish in time; its destination cannot be read",
+        )),
+    }
+}
+
+/// Is this the start of a TLS ClientHello or an HTTP request head that has not ended yet?
+fn incomplete(buf: &[u8]) -> bool {
+    if buf.first() == Some(&0x16) {
+        return matches!(client_hello_sni(buf), Hello::Partial);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    matches!(
+        httparse::Request::new(&mut headers).parse(buf),
+        Ok(httparse::Status::Partial)
+    )
+}
+
+enum Hello {
+    Partial,
+    Sni(Option<String>),
+    NotTls,
+}
+
+/// Reads a ClientHello with rustls' own parser (sans-IO `Acceptor`), never by hand.
+fn client_hello_sni(buf: &[u8]) -> Hello {
+    let mut acceptor = rustls::server::Acceptor::default();
+    let mut rd = buf;
+    while !rd.is_empty() {
+        if acceptor.read_tls(&mut rd).is_err() {
+            return Hello::NotTls;
+        }
+    }
+    match acceptor.accept() {
+        Ok(Some(accepted)) => Hello::Sni(accepted.client_hello().server_name().map(str::to_string)),
+        Ok(None) => Hello::Partial,
+        Err(_) => Hello::NotTls,
+    }
+}
+
+/// The host a first flight asks for: a ClientHello's SNI, or an HTTP request's Host.
+fn named_destination(first: &[u8]) -> Option<String> {
+    if first.first() == Some(&0x16) {
+        if let Hello::Sni(name) = client_hello_sni(first) {
+            return name;
+        }
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    req.parse(first).ok()?;
+    let host = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("host"))
+        .and_then(|h| std::str::from_utf8(h.value).ok())?;
+    crate::wire::Target::parse_authority(host.trim(), 80)
+        .ok()
+        .map(|t| t.host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_destination_from_a_client_hello_or_a_host_header() {
+        assert_eq!(
+            named_destination(b"GET / HTTP/1.1\r\nHost: Airlock.Example.com:8443\r\n\r\n"),
+            Some("airlock.example.com".into())
+        );
+        assert!(incomplete(b"GET / HTTP/1.1\r\nHost: a"));
+        assert!(!incomplete(b"SSH-2.0-OpenSSH_9\r\n"));
+        assert_eq!(named_destination(b"\x00\x01garbage"), None);
+        // A real ClientHello, from rustls' client.
+        crate::install_crypto_provider();
+        let roots = rustls::RootCertStore::empty();
+        let cfg = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name =
+            rustls::pki_types::ServerName::try_from("airlock.example.com").map(|n| n.to_owned());
+        let Ok(name) = name else {
+            panic!("server name");
+        };
+        let Ok(mut conn) = rustls::ClientConnection::new(Arc::new(cfg), name) else {
+            panic!("client");
+        };
+        let mut hello = Vec::new();
+        let _ = conn.write_tls(&mut hello);
+        assert!(!incomplete(&hello));
+        assert!(incomplete(&hello[..hello.len() / 2]));
+        assert_eq!(
+            named_destination(&hello),
+            Some("airlock.example.com".into())
+        );
     }
 }

@@ -43,6 +43,11 @@ impl Dialer {
         &self.guard
     }
 
+    /// The guard, shared (a tunnel keeps it for the look at its first flight).
+    pub fn guard_arc(&self) -> Arc<EgressGuard> {
+        self.guard.clone()
+    }
+
     /// The address the override maps `host` to, if any.
     pub fn overridden(&self, host: &str) -> Option<SocketAddr> {
         self.resolve.get(host).copied()
@@ -52,6 +57,7 @@ impl Dialer {
     pub fn precheck(&self, target: &Target) -> Result<(), EgressDenied> {
         let mapped = self.overridden(&target.host);
         self.guard.check_port(target.port)?;
+        self.guard.check_host(&target.host)?;
         if let Some(ip) = literal_ip(&target.host) {
             let addr = mapped.unwrap_or(SocketAddr::new(ip, target.port));
             self.guard

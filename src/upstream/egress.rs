@@ -1,7 +1,10 @@
 //! Egress guard: which destinations an agent may reach through Airlock. Refuses loopback,
 //! private, link-local (cloud metadata), CGNAT, multicast and reserved addresses (IPv4, IPv6
-//! and IPv4-embedding IPv6 forms), Airlock's own listeners, and ports outside the allowlist,
-//! unless the resolve override maps the host or config allows the destination.
+//! and IPv4-embedding IPv6 forms), Airlock's own listeners and every other decision surface
+//! (the host of `notify.base_url` and `admin.public_hosts`, by name and by the addresses they
+//! resolve to), and ports outside the allowlist, unless the resolve override maps the host or
+//! config allows the destination. A decision surface is refused whatever the override or the
+//! allow list says: an agent must never reach a page that approves.
 //!
 //! The dialer checks every address it is about to connect to (after its single DNS lookup),
 //! so a name that resolves to a forbidden address is refused and DNS cannot rebind in between.
@@ -31,6 +34,10 @@ pub struct EgressGuard {
     pub ports: Vec<u16>,
     /// Airlock's own listeners, set once they are bound; never reachable through the proxy.
     own: RwLock<Vec<SocketAddr>>,
+    /// Names under which reviewers decide (the dashboard's public hosts): never reachable.
+    decision_hosts: RwLock<Vec<String>>,
+    /// The addresses those names resolved to, with the ports they serve on.
+    decision_addrs: RwLock<Vec<SocketAddr>>,
 }
 
 impl EgressGuard {
@@ -40,7 +47,40 @@ impl EgressGuard {
             allow_hosts,
             ports,
             own: RwLock::new(Vec::new()),
+            decision_hosts: RwLock::new(Vec::new()),
+            decision_addrs: RwLock::new(Vec::new()),
         }
+    }
+
+    /// Records the names reviewers decide under (normalised host names) and the addresses they
+    /// resolve to (refreshed by the caller); both are refused from then on.
+    pub fn set_decision_surfaces(&self, hosts: &[String], addrs: &[SocketAddr]) {
+        if let Ok(mut h) = self.decision_hosts.write() {
+            *h = hosts.to_vec();
+        }
+        if let Ok(mut a) = self.decision_addrs.write() {
+            *a = addrs.to_vec();
+        }
+    }
+
+    /// Refuses a destination named like a decision surface (CONNECT target, absolute-form
+    /// host, or the name a tunnelled TLS ClientHello or HTTP Host asks for).
+    pub fn check_host(&self, host: &str) -> Result<(), EgressDenied> {
+        let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+        let named = self
+            .decision_hosts
+            .read()
+            .map(|h| h.contains(&host))
+            .unwrap_or(true);
+        if named {
+            return Err(EgressDenied {
+                code: "decision_surface",
+                message: format!(
+                    "{host} is where reviewers decide (notify.base_url / admin.public_hosts); it is never reachable through the proxy"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Records the addresses Airlock listens on (called after binding).
@@ -73,6 +113,8 @@ impl EgressGuard {
         mapped: bool,
     ) -> Result<(), EgressDenied> {
         self.check_own(addr)?;
+        self.check_host(host)?;
+        self.check_decision_addr(addr)?;
         if mapped || self.allow_hosts.iter().any(|h| h == host) {
             return Ok(());
         }
@@ -89,6 +131,27 @@ impl EgressGuard {
                 ),
             }),
         }
+    }
+
+    fn check_decision_addr(&self, addr: SocketAddr) -> Result<(), EgressDenied> {
+        let ip = canonical(addr.ip());
+        let hit = self
+            .decision_addrs
+            .read()
+            .map(|d| {
+                d.iter()
+                    .any(|a| a.port() == addr.port() && canonical(a.ip()) == ip)
+            })
+            .unwrap_or(true);
+        if hit {
+            return Err(EgressDenied {
+                code: "decision_surface",
+                message: format!(
+                    "{addr} serves the reviewers' dashboard (notify.base_url / admin.public_hosts); it is never reachable through the proxy"
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn check_own(&self, addr: SocketAddr) -> Result<(), EgressDenied> {
