@@ -1,6 +1,7 @@
 //! Module layering (drawn in `src/lib.rs`, listed in `airlock::LAYERS`): every `crate::` path in
 //! `src/` must point to a module in a lower layer, or to one beside it in the same layer
-//! without a cycle. `src/main.rs` and `src/bin/` are `main` and may use any `airlock::` module.
+//! without a cycle. `src/main.rs`, `src/cli/` and `src/bin/` are `main` (the binaries) and may
+//! use any `airlock::` module.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -25,7 +26,7 @@ fn module_of(src: &Path, file: &Path) -> String {
         .and_then(|c| c.as_os_str().to_str())
         .unwrap_or("");
     match first {
-        "main.rs" | "bin" => "main".into(),
+        "main.rs" | "bin" | "cli" => "main".into(),
         f => f.trim_end_matches(".rs").into(),
     }
 }

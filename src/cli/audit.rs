@@ -1,0 +1,196 @@
+//! `airlock audit`: export and verify the audit log, live or from a file.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+
+use airlock::config::Config;
+
+#[derive(Subcommand)]
+pub(super) enum AuditCommand {
+    /// Write the log (entries and signed checkpoints) as JSON Lines.
+    Export {
+        /// First sequence number to include.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        /// Output file (default: stdout).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Verify an exported file offline (needs --pubkey), or the live log when no FILE is given.
+    Verify {
+        file: Option<PathBuf>,
+        /// Checkpoint public key, hex (from `airlock audit pubkey`).
+        #[arg(long)]
+        pubkey: Option<String>,
+        /// A checkpoint line kept elsewhere (from `airlock audit checkpoint`); the file must
+        /// contain everything it covers, so a truncated tail is detected.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Sign a checkpoint now and print the latest one; keep it outside Airlock.
+    Checkpoint,
+    /// Print the checkpoint signing public key (hex).
+    Pubkey,
+}
+
+/// Where `airlock audit` reads the live log: the running server's admin API, or, when none is
+/// running, the store directly.
+enum AuditSource {
+    Admin(std::net::SocketAddr, String),
+    Local(Box<airlock::audit::AuditLog>),
+}
+
+async fn audit_source(config: &Config) -> Result<AuditSource> {
+    let token = airlock::admin::load_or_create_token(&config.admin.token_file).ok();
+    if let Some(token) = token {
+        let addr = config.admin.listen;
+        if airlock::admin::client::call(addr, &token, http::Method::GET, "/healthz", None)
+            .await
+            .is_ok()
+        {
+            return Ok(AuditSource::Admin(addr, token));
+        }
+    }
+    let store = airlock::store::open(config.store.backend, &config.store.path).map_err(|e| {
+        anyhow::anyhow!("opening the store at {}: {e}", config.store.path.display())
+    })?;
+    let log = airlock::audit::AuditLog::open(
+        store,
+        &config.audit_key_file(),
+        config.audit.origin.clone(),
+        Default::default(),
+    )
+    .map_err(|e| anyhow::anyhow!("opening the audit log: {e}"))?;
+    Ok(AuditSource::Local(Box::new(log)))
+}
+
+pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
+    use airlock::admin::client::call;
+    use http::Method;
+    match cmd {
+        AuditCommand::Verify {
+            file: Some(file),
+            pubkey,
+            checkpoint,
+        } => {
+            let key = pubkey.context(
+                "--pubkey HEX is required to verify a file (see `airlock audit pubkey`)",
+            )?;
+            let f = std::fs::File::open(&file)
+                .with_context(|| format!("opening {}", file.display()))?;
+            let reader = std::io::BufReader::new(f);
+            let result = match checkpoint {
+                Some(cp) => {
+                    let trusted =
+                        std::fs::read(&cp).with_context(|| format!("reading {}", cp.display()))?;
+                    airlock::audit::verify_lines_with_checkpoint(reader, &key, &trusted)
+                }
+                None => airlock::audit::verify_lines(reader, &key),
+            };
+            match result {
+                Ok(r) => {
+                    println!(
+                        "OK: {} entries (seq {}..={}), {} checkpoints verified",
+                        r.entries, r.first_seq, r.last_seq, r.checkpoints
+                    );
+                    Ok(())
+                }
+                Err(e) => bail!("audit log verification FAILED: {e}"),
+            }
+        }
+        AuditCommand::Verify { file: None, .. } => match audit_source(&config).await? {
+            AuditSource::Admin(addr, token) => {
+                let (status, json) =
+                    call(addr, &token, Method::GET, "/v1/audit/verify", None).await?;
+                if status == 200 {
+                    println!("OK: {json}");
+                    Ok(())
+                } else {
+                    bail!("audit log verification FAILED: {json}")
+                }
+            }
+            AuditSource::Local(log) => match log.verify_live() {
+                Ok(r) => {
+                    println!(
+                        "OK: {} entries (seq {}..={}), {} checkpoints verified",
+                        r.entries, r.first_seq, r.last_seq, r.checkpoints
+                    );
+                    Ok(())
+                }
+                Err(e) => bail!("audit log verification FAILED: {e}"),
+            },
+        },
+        AuditCommand::Checkpoint => {
+            match audit_source(&config).await? {
+                AuditSource::Admin(addr, token) => {
+                    let (status, bytes) = airlock::admin::client::call_raw(
+                        addr,
+                        &token,
+                        Method::POST,
+                        "/v1/audit/checkpoint",
+                        None,
+                    )
+                    .await?;
+                    let text = String::from_utf8_lossy(&bytes);
+                    if status != 200 {
+                        bail!("checkpoint failed: {text}");
+                    }
+                    print!("{text}");
+                }
+                AuditSource::Local(log) => match log
+                    .latest_checkpoint()
+                    .map_err(|e| anyhow::anyhow!("checkpoint failed: {e}"))?
+                {
+                    Some(line) => println!("{line}"),
+                    None => bail!("the audit log is empty"),
+                },
+            }
+            Ok(())
+        }
+        AuditCommand::Pubkey => {
+            match audit_source(&config).await? {
+                AuditSource::Admin(addr, token) => {
+                    let (_, json) =
+                        call(addr, &token, Method::GET, "/v1/audit/pubkey", None).await?;
+                    println!("{}", json["pubkey"].as_str().unwrap_or_default());
+                }
+                AuditSource::Local(log) => println!("{}", log.public_key_hex()),
+            }
+            Ok(())
+        }
+        AuditCommand::Export { since, out } => {
+            let text = match audit_source(&config).await? {
+                AuditSource::Admin(addr, token) => {
+                    let (status, bytes) = airlock::admin::client::call_raw(
+                        addr,
+                        &token,
+                        Method::GET,
+                        &format!("/v1/audit?since={since}"),
+                        None,
+                    )
+                    .await?;
+                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                    if status != 200 {
+                        bail!("export failed: {text}");
+                    }
+                    text
+                }
+                AuditSource::Local(log) => {
+                    let mut buf = Vec::new();
+                    log.export(since, &mut buf)
+                        .map_err(|e| anyhow::anyhow!("export failed: {e}"))?;
+                    String::from_utf8(buf)?
+                }
+            };
+            match out {
+                Some(p) => {
+                    std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?
+                }
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+    }
+}

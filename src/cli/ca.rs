@@ -1,0 +1,49 @@
+//! `airlock ca`: create the interception CA or print its certificate.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+
+use airlock::config::Config;
+use airlock::tls::CertificateAuthority;
+
+#[derive(Subcommand)]
+pub(super) enum CaCommand {
+    /// Create certs/ca.pem and certs/ca-key.pem if absent.
+    Init {
+        #[arg(long)]
+        ca_dir: Option<PathBuf>,
+    },
+    /// Print the CA certificate (PEM) for clients to trust.
+    Export {
+        #[arg(long)]
+        ca_dir: Option<PathBuf>,
+    },
+}
+
+pub(super) fn ca_cmd(config: Config, command: CaCommand) -> Result<()> {
+    match command {
+        CaCommand::Init { ca_dir } => {
+            let dir = ca_dir.unwrap_or(config.tls.ca_dir);
+            let (_, created) = CertificateAuthority::load_or_create(&dir)?;
+            let verb = if created {
+                "created"
+            } else {
+                "already present"
+            };
+            println!(
+                "CA {verb}: {}",
+                dir.join(airlock::tls::CA_CERT_FILE).display()
+            );
+            Ok(())
+        }
+        CaCommand::Export { ca_dir } => {
+            let dir = ca_dir.unwrap_or(config.tls.ca_dir);
+            let ca = CertificateAuthority::load(&dir)
+                .with_context(|| "no CA yet: run `airlock ca init` or `airlock serve` first")?;
+            print!("{}", ca.cert_pem());
+            Ok(())
+        }
+    }
+}

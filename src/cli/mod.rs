@@ -1,0 +1,168 @@
+//! The `airlock` subcommands: the parser, the dispatch, logging and shared helpers.
+
+mod agents;
+mod audit;
+mod ca;
+mod config;
+mod reviewers;
+mod reviews;
+mod rules;
+#[cfg(target_os = "linux")]
+mod run;
+mod serve;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use airlock::config::Config;
+
+use agents::AgentsCommand;
+use audit::AuditCommand;
+use ca::CaCommand;
+use config::ConfigCommand;
+use reviewers::ReviewersCommand;
+use reviews::ReviewsCommand;
+use rules::RulesCommand;
+#[cfg(target_os = "linux")]
+use run::RunArgs;
+use serve::ServeArgs;
+
+#[derive(Parser)]
+#[command(
+    name = "airlock",
+    version,
+    about = "HTTPS interception proxy that holds irreversible API calls for human approval"
+)]
+pub struct Cli {
+    /// Config file (default: $AIRLOCK_CONFIG, else ./airlock.toml if present, else built-in defaults).
+    #[arg(long, short, global = true, env = "AIRLOCK_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    pub(crate) log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (creates the CA on first run).
+    Serve(ServeArgs),
+    /// Manage the interception CA.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Check the rules catalog or test a request against it.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// List and decide held requests (talks to the running server's admin API).
+    Reviews {
+        /// A reviewer's own token (from `airlock reviewers add`); default: the admin token.
+        #[arg(long, env = "AIRLOCK_REVIEWER_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        #[command(subcommand)]
+        command: ReviewsCommand,
+    },
+    /// Export and verify the tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Manage the people who may decide reviews.
+    Reviewers {
+        #[command(subcommand)]
+        command: ReviewersCommand,
+    },
+    /// Manage the agents allowed to use the proxy.
+    Agents {
+        #[command(subcommand)]
+        command: AgentsCommand,
+    },
+    /// Run COMMAND in a network namespace whose only way out is Airlock (Linux, needs root).
+    #[cfg(target_os = "linux")]
+    Run(RunArgs),
+    /// Validate configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+/// Builds the checked config (with `serve`'s flags merged in) and runs the subcommand.
+pub fn run(cli: Cli) -> Result<()> {
+    // Command-line settings join the file's before the one check; the checked config is
+    // never changed afterwards.
+    let overrides = match &cli.command {
+        Command::Serve(args) => args.overrides(),
+        _ => airlock::config::Overrides::default(),
+    };
+    let config =
+        Config::discover(cli.config.as_deref(), overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
+    match cli.command {
+        Command::Agents { command } => agents::agents_cmd(config, command),
+        Command::Reviewers { command } => reviewers::reviewers_cmd(config, command),
+        Command::Audit { command } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(audit::audit_cmd(config, command))
+        }
+        Command::Serve(_) => serve::serve(config),
+        #[cfg(target_os = "linux")]
+        Command::Run(args) => {
+            let code = run::run_cmd(config, args)?;
+            std::process::exit(code)
+        }
+        Command::Ca { command } => ca::ca_cmd(config, command),
+        Command::Rules { command } => rules::rules_cmd(config, command),
+        Command::Reviews { token, command } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(reviews::reviews(config, token, command))
+        }
+        Command::Config { command } => config::config_cmd(config, command),
+    }
+}
+
+/// Appends a TOML block to the config file (`--config`, `$AIRLOCK_CONFIG` or ./airlock.toml,
+/// created if absent) after checking that the result still parses; fsyncs it.
+pub(super) fn append_config_block(config: &Config, block: &str) -> Result<PathBuf> {
+    let path = config
+        .source
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(airlock::config::DEFAULT_FILE));
+    let existing = std::fs::read_to_string(&path).unwrap_or_default();
+    let combined = format!("{existing}{block}");
+    Config::from_toml(&path.display().to_string(), &combined)
+        .map_err(|e| anyhow::anyhow!("refusing to write an invalid config: {e}"))?;
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    f.write_all(block.as_bytes())
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Logs go to stderr, filtered by $AIRLOCK_LOG (default: info), as text or JSON.
+pub fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,78 @@
+//! `airlock run` (Linux only): run a command in a network namespace whose only way out is Airlock.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+use airlock::config::Config;
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "The agent token is read from $AIRLOCK_AGENT_TOKEN or --token-file, never \
+from the command line. See docs/run.md."
+)]
+pub(super) struct RunArgs {
+    /// Agent name for the proxy credentials (token: $AIRLOCK_AGENT_TOKEN or --token-file).
+    #[arg(long)]
+    agent: Option<String>,
+    /// File holding the agent's token.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Airlock proxy address in the host namespace (default: proxy.listen).
+    #[arg(long)]
+    proxy: Option<std::net::SocketAddr>,
+    /// CA certificate COMMAND must trust (default: <tls.ca_dir>/ca.pem).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Run COMMAND as UID[:GID] or user name (default: $SUDO_UID:$SUDO_GID, else 65534:65534).
+    #[arg(long)]
+    user: Option<String>,
+    /// Allow COMMAND to run as root, which can leave the namespace: weak isolation.
+    #[arg(long)]
+    allow_root: bool,
+    /// No namespace: only set the proxy variables (nothing enforces them).
+    #[arg(long)]
+    weak: bool,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<std::ffi::OsString>,
+}
+
+pub(super) fn run_cmd(config: Config, args: RunArgs) -> Result<i32> {
+    use airlock::sandbox::{AgentCredentials, RunAs, RunOptions};
+    let token = match &args.token_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => std::env::var("AIRLOCK_AGENT_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+    };
+    let agent = match (args.agent, token) {
+        (Some(name), Some(token)) => Some(AgentCredentials { name, token }),
+        (Some(name), None) => {
+            bail!("--agent {name}: no token (set $AIRLOCK_AGENT_TOKEN or pass --token-file)")
+        }
+        (None, Some(_)) => bail!("a token was given but no --agent NAME"),
+        (None, None) => None,
+    };
+    let run_as = match &args.user {
+        Some(spec) => RunAs::parse(spec).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => RunAs::default_from_env(),
+    };
+    let opts = RunOptions {
+        proxy: args.proxy.unwrap_or(config.proxy.listen),
+        ca_file: args
+            .ca
+            .unwrap_or_else(|| config.tls.ca_dir.join(airlock::tls::CA_CERT_FILE)),
+        agent,
+        run_as,
+        allow_root: args.allow_root,
+        weak: args.weak,
+        command: args.command,
+    };
+    airlock::sandbox::run(opts).map_err(|e| anyhow::anyhow!("{e}"))
+}

@@ -1,0 +1,122 @@
+//! `airlock serve`: run the proxy and the admin API until a shutdown signal.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use airlock::config::{self, Config, UnknownHosts};
+use airlock::rules::{Action, CatalogOptions, LiveCatalog};
+
+#[derive(clap::Args, Default)]
+pub(super) struct ServeArgs {
+    /// Agent-facing listen address (overrides proxy.listen).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Map a host to an address instead of DNS, e.g. api.github.com=127.0.0.1:9443 (repeatable).
+    #[arg(long = "resolve", value_parser = config::parse_resolve_flag)]
+    resolve: Vec<(String, std::net::SocketAddr)>,
+    /// Extra CA file trusted for upstream TLS (repeatable).
+    #[arg(long = "upstream-ca")]
+    upstream_ca: Vec<PathBuf>,
+    /// Host to intercept in addition to the catalog's (repeatable).
+    #[arg(long = "inspect-host")]
+    inspect_host: Vec<String>,
+    /// What to do with hosts that are not inspected.
+    #[arg(long)]
+    unknown_hosts: Option<UnknownHosts>,
+    /// Directory holding ca.pem and ca-key.pem (overrides tls.ca_dir).
+    #[arg(long)]
+    ca_dir: Option<PathBuf>,
+    /// Admin API listen address (overrides admin.listen).
+    #[arg(long)]
+    admin_listen: Option<std::net::SocketAddr>,
+    /// Store directory (overrides store.path).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Store backend: redb or sled (overrides store.backend).
+    #[arg(long)]
+    store: Option<airlock::store::Backend>,
+    /// Rules directory (overrides rules.dir).
+    #[arg(long)]
+    rules_dir: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The flags as config overrides, merged before the config is checked.
+    pub(super) fn overrides(&self) -> config::Overrides {
+        config::Overrides {
+            proxy_listen: self.listen,
+            admin_listen: self.admin_listen,
+            resolve: self.resolve.clone(),
+            upstream_ca: self.upstream_ca.clone(),
+            inspect_hosts: self.inspect_host.clone(),
+            unknown_hosts: self.unknown_hosts,
+            ca_dir: self.ca_dir.clone(),
+            data_dir: self.data_dir.clone(),
+            store: self.store,
+            rules_dir: self.rules_dir.clone(),
+        }
+    }
+}
+
+pub(super) fn serve(config: Config) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve_async(config))
+}
+
+// Events keep the `airlock` target (the binary's crate root) they had in main.rs.
+async fn serve_async(config: Config) -> Result<()> {
+    let catalog = LiveCatalog::load(config.rules.dir.clone(), catalog_options(&config))
+        .map_err(|e| anyhow::anyhow!("rules: {e}"))?;
+    tracing::info!(target: "airlock", rules = catalog.current().rule_count(), hosts = ?catalog.current().hosts(), "rules catalog loaded");
+    if config.rules.unclassified_writes == Action::Allow {
+        tracing::warn!(target: "airlock", "rules.unclassified_writes = \"allow\": writes no rule classifies are forwarded (each is audited as unclassified); the closed world is off");
+    }
+    let classifier: Arc<dyn airlock::rules::Classifier> = catalog.clone();
+    let server =
+        airlock::server::start(&config, classifier, Arc::new(airlock::gate::SystemClock)).await?;
+    println!("airlock: proxy listening on {}", server.proxy_addr);
+    println!(
+        "airlock: admin API on http://{} (token in {})",
+        server.admin_addr,
+        config.admin.token_file.display()
+    );
+    tracing::info!(target: "airlock", proxy = %server.proxy_addr, admin = %server.admin_addr, unknown_hosts = ?config.proxy.unknown_hosts, "Airlock running");
+    catalog.spawn_watcher(server.life.shutdown.clone());
+    shutdown_signal().await;
+    tracing::info!(target: "airlock", "shutting down: no new connections, draining in-flight requests");
+    server.shutdown(config.proxy.shutdown_grace).await;
+    Ok(())
+}
+
+pub(super) fn catalog_options(config: &Config) -> CatalogOptions {
+    CatalogOptions {
+        default_action: config.rules.default_action,
+        unclassified_writes: config.rules.unclassified_writes,
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
