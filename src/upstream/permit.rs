@@ -2,7 +2,16 @@
 //! check functions here mint one (the shape of linkerd2-proxy's `check_authorized`): a catalog
 //! verdict that lets the request through, the operator's tunnel policy, or a review's durable
 //! `approved → executing` claim. The constructor is private, so code elsewhere cannot build a
-//! permit by hand:
+//! permit by hand. A permit can be read:
+//!
+//! ```
+//! use airlock::upstream::permit::Permitted;
+//! fn why<T>(p: &Permitted<T>) -> &'static str {
+//!     p.decision().kind()
+//! }
+//! ```
+//!
+//! but not built, by struct literal or constructor:
 //!
 //! ```compile_fail
 //! use airlock::upstream::permit::{Decision, Permitted};
