@@ -12,7 +12,7 @@
 //!   rules  credentials  audit  notify   what to hold; the real tokens; the signed log; who to tell;
 //!   agents  upstream  config            agent identities; the only way out (permits); the config
 //!   store  tls  wire  secret_file       durable state; certificates; the shared HTTP vocabulary;
-//!   text_pos                            secret files; file:line:column positions
+//!   text_pos  person                    secret files; file:line:column positions; people's names
 //! ```
 
 // Nothing a peer, a file or a user sent may panic the process (tests may).
@@ -28,6 +28,7 @@ pub mod config;
 pub mod credentials;
 pub mod gate;
 pub mod notify;
+pub mod person;
 pub mod proxy;
 pub mod rules;
 #[cfg(target_os = "linux")]
@@ -57,7 +58,7 @@ pub const LAYERS: &[&[&str]] = &[
         "upstream",
         "config",
     ],
-    &["store", "tls", "wire", "secret_file", "text_pos"],
+    &["store", "tls", "wire", "secret_file", "text_pos", "person"],
 ];
 
 /// Installs the process-wide rustls crypto provider (ring only). Idempotent.

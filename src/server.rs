@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use crate::admin::{self, Admin, AdminError};
 use crate::audit::{AuditLog, AuditOptions};
 use crate::config::Config;
-use crate::gate::{Clock, Gate, GateError};
+use crate::gate::{Clock, Gate, GateError, People, Roster};
 use crate::proxy::{self, Lifecycle, Proxy};
 use crate::rules::Classifier;
 use crate::store::{self, StoreError};
@@ -35,6 +35,8 @@ pub enum ServerError {
     Credentials(#[from] crate::credentials::CredentialError),
     #[error("admin token: {0}")]
     Admin(#[from] AdminError),
+    #[error("approval policies: {0}")]
+    Policy(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -74,6 +76,14 @@ pub async fn start_with_store(
     clock: Arc<dyn Clock>,
     store: Arc<dyn crate::store::Store>,
 ) -> Result<Server, ServerError> {
+    // The reviewers in force, shared by the admin listener, the gate and the notifier; checked
+    // against the rules' approval policies before anything listens.
+    let people = Roster::new(People::new(
+        config.reviewers.clone(),
+        config.admin.may_approve,
+    ));
+    check_people(&people.current(), classifier.as_ref(), &config.agents)
+        .map_err(ServerError::Policy)?;
     let (ca, created) = CertificateAuthority::load_or_create(&config.tls.ca_dir)?;
     if created {
         tracing::info!(dir = %config.tls.ca_dir.display(), "created a new interception CA; agents must trust ca.pem");
@@ -142,10 +152,11 @@ pub async fn start_with_store(
         crate::notify::load_or_create_key(&config.link_key_file())
             .map_err(|e| ServerError::Links(e.to_string()))?,
     ));
-    let notifier = crate::notify::Notifier::start(
+    let notifier = crate::notify::Notifier::start_with_policy(
         config.notify.clone(),
         Some(links.clone()),
         config.notify.base_url.clone(),
+        Some(people.clone() as Arc<dyn crate::notify::LinkPolicy>),
     );
     let gate = Gate::new(
         store,
@@ -153,6 +164,7 @@ pub async fn start_with_store(
         vault.clone(),
         audit.clone(),
         notifier,
+        people.clone(),
         config.gate.clone(),
         clock,
         life.tasks.clone(),
@@ -180,6 +192,7 @@ pub async fn start_with_store(
     life.tasks
         .spawn(gate.clone().run_sweeper(life.shutdown.clone()));
 
+    let classifier_for_reload = classifier.clone();
     let proxy = Arc::new(Proxy::new(
         config,
         Arc::new(ca),
@@ -194,16 +207,24 @@ pub async fn start_with_store(
         gate.clone(),
         &admin_token,
         admin_addr,
-        config.reviewers.clone(),
         links,
         config.notify.base_url.as_deref(),
     );
     tokio::spawn(admin::run(
         admin_listener,
         admin,
+        &config.admin,
         life.shutdown.clone(),
         life.tasks.clone(),
     ));
+    if let Some(path) = config.source.clone() {
+        spawn_people_reloader(
+            gate.clone(),
+            path,
+            classifier_for_reload,
+            life.shutdown.clone(),
+        );
+    }
     tokio::spawn(proxy::run(proxy_listener, proxy.clone(), life.clone()));
     Ok(Server {
         proxy_addr,
@@ -214,6 +235,111 @@ pub async fn start_with_store(
         admin_token,
         life,
     })
+}
+
+/// Checks the rules' approval policies against `people` (errors: rules that could never be
+/// approved, once reviewers are configured) and logs the warnings, among them that the admin
+/// token may approve.
+fn check_people(
+    people: &People,
+    classifier: &dyn Classifier,
+    agents: &[crate::config::AgentConfig],
+) -> Result<(), String> {
+    let report =
+        crate::gate::people::check_policies(people, &classifier.approval_policies(), agents);
+    for w in &report.warnings {
+        tracing::warn!("approval policy: {w}");
+    }
+    if people.has_reviewers() && people.admin_may_approve() {
+        tracing::warn!("[admin] may_approve = true: the admin token may approve, retry and extend reviews (as one approver, never for an agent that has an owner unless its rule allows self-approval); prefer reviewers' own tokens");
+    }
+    if report.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(report.errors.join("; "))
+    }
+}
+
+/// What a reload of the reviewers changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeopleReload {
+    /// Reviewers now in force.
+    pub reviewers: usize,
+    /// Reviewers no longer configured (or whose token changed): their tokens, dashboard
+    /// sessions and one-click links stopped working, their approvals stopped counting.
+    pub removed: Vec<String>,
+    /// Rules the new reviewers can never approve (logged as errors; the reload still applies,
+    /// so a removal always takes effect).
+    pub policy_errors: Vec<String>,
+    /// Why the rest of the file no longer checks, if it does not (the reviewers were reloaded
+    /// anyway; the other sections are not reloaded and would stop the next start).
+    pub config_error: Option<String>,
+}
+
+/// Re-reads `[[reviewers]]` and `[admin] may_approve` from the config file at `path` and swaps
+/// them into `gate`'s shared set at once. A file that does not parse, or whose reviewers do not
+/// check, keeps the reviewers in force; a problem elsewhere in the file does not stop the
+/// reviewers reloading (it is reported in [`PeopleReload::config_error`]), so a removal always
+/// takes effect. `airlock serve` calls it on SIGHUP; tests call it directly.
+pub fn reload_people(
+    gate: &Gate,
+    path: &std::path::Path,
+    classifier: &dyn Classifier,
+) -> Result<PeopleReload, String> {
+    let (reviewers, may_approve) = Config::load_reviewers(path).map_err(|e| e.to_string())?;
+    let (agents, config_error) = match Config::load(path, crate::config::Overrides::default()) {
+        Ok(c) => (c.agents, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    let people = People::new(reviewers, may_approve);
+    let policy_errors = match check_people(&people, classifier, &agents) {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![e],
+    };
+    let reviewers = people.reviewers().len();
+    let removed = gate.people().replace(people);
+    Ok(PeopleReload {
+        reviewers,
+        removed,
+        policy_errors,
+        config_error,
+    })
+}
+
+/// Reloads the reviewers from `path` on every SIGHUP (the rules catalog reloads on the same
+/// signal, `rules/live.rs`).
+fn spawn_people_reloader(
+    gate: Arc<Gate>,
+    path: std::path::PathBuf,
+    classifier: Arc<dyn Classifier>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP; reviewers reload only on restart");
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                got = hup.recv() => if got.is_none() { return },
+            }
+            match reload_people(&gate, &path, classifier.as_ref()) {
+                Ok(r) => {
+                    for e in &r.policy_errors {
+                        tracing::error!("approval policy after the reviewers reload: {e}");
+                    }
+                    if let Some(e) = &r.config_error {
+                        tracing::error!(error = %e, "the config file no longer checks; the reviewers were reloaded, nothing else was (the next start would fail)");
+                    }
+                    tracing::info!(reviewers = r.reviewers, removed = ?r.removed, trigger = "SIGHUP", "reviewers reloaded");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, trigger = "SIGHUP", "reviewers reload failed; keeping the reviewers in force")
+                }
+            }
+        }
+    });
 }
 
 /// Resolves each decision surface (host, port) and hands names and addresses to the guard. A

@@ -494,3 +494,299 @@ async fn anonymous_access_is_off_by_default() {
     .await;
     assert!(resp.starts_with("HTTP/1.1 407"), "{resp}");
 }
+
+// ---- issue 21 item 7: credential-like headers and secret query values are never shown ----
+
+/// A JSON webhook sink: every POSTed body, in order.
+async fn webhook_sink() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let body = req.into_body().collect().await?.to_bytes();
+                            let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+                            Ok::<_, hyper::Error>(hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from_static(b"ok"),
+                            )))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}/hook"), rx)
+}
+
+/// Signs in to the dashboard with `token` and returns the HTML of each of `paths`.
+async fn dashboard_pages(a: &Airlock, token: &str, paths: &[String]) -> Vec<String> {
+    let base = format!("http://{}", a.admin_addr);
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .expect("client");
+    let cookie_of = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| {
+                let (k, val) = v.split(';').next()?.split_once('=')?;
+                (k == name && !val.is_empty()).then(|| val.to_string())
+            })
+    };
+    let page = c.get(format!("{base}/ui/login")).send().await.expect("get");
+    let login = cookie_of(&page, "airlock_login").expect("login cookie");
+    let html = page.text().await.expect("html");
+    let marker = "name=\"csrf\" value=\"";
+    let csrf = html[html.find(marker).expect("csrf") + marker.len()..]
+        .split('"')
+        .next()
+        .expect("csrf value")
+        .to_string();
+    let r = c
+        .post(format!("{base}/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", format!("airlock_login={login}"))
+        .body(format!("csrf={csrf}&token={token}"))
+        .send()
+        .await
+        .expect("login");
+    let session = cookie_of(&r, "airlock_session").expect("session cookie");
+    let mut out = Vec::new();
+    for p in paths {
+        let r = c
+            .get(format!("{base}{p}"))
+            .header("cookie", format!("airlock_session={session}"))
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(r.status(), 200, "{p}");
+        out.push(r.text().await.expect("html"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn held_request_secrets_never_shown_and_execution_gets_the_real_credential() {
+    let reviewer_token = airlock::agents::generate_token();
+    let (hook, mut hooks) = webhook_sink().await;
+    let s = setup(&format!(
+        "strip = [\"x-extra-credential\"]\n\
+         [[reviewers]]\nname = \"dana\"\ntoken_sha256 = \"{}\"\n\
+         [notify]\n[[notify.channels]]\nkind = \"webhook\"\nurl = \"{hook}\"\nformat = \"json\"\n",
+        hex::encode(airlock::agents::token_digest(&reviewer_token))
+    ))
+    .await;
+    let a = &s.airlock;
+    // Every built-in name, a few pattern matches and the configured strip entry, each with its
+    // own recognisable secret value.
+    let secret_headers = [
+        "Authorization",
+        "Proxy-Authorization",
+        "Cookie",
+        "Set-Cookie",
+        "Private-Token",
+        "X-Auth-Token",
+        "X-Access-Token",
+        "Authentication",
+        "X-Api-Key",
+        "Api-Key",
+        "X-GitHub-Token",
+        "X-Amz-Security-Token",
+        "X-Refresh-Token",
+        "X-Client-Secret",
+        "X-Password",
+        "X-Partner-Apikey",
+        "X-Request-Signature",
+        "X-Credential-Id",
+        "X-Extra-Credential",
+    ];
+    let mut req = client_as(a, "bot", &s.token)
+        .delete("https://api.github.com/repos/octo/demo?access_token=sekritQueryToken&page=2")
+        .header("x-benign", "visible-value");
+    for (i, h) in secret_headers.iter().enumerate() {
+        req = req.header(*h, format!("sekrit{i}Value"));
+    }
+    let r = req.send().await.expect("send");
+    assert_eq!(r.status(), 423);
+    let id = r.headers()["airlock-review-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(s.up.count(), 0);
+
+    // The webhook notification.
+    let note = tokio::time::timeout(std::time::Duration::from_secs(10), hooks.recv())
+        .await
+        .expect("notified")
+        .expect("body");
+    assert!(note.contains(&id), "{note}");
+    assert!(
+        !note.contains("sekrit"),
+        "a secret in a notification: {note}"
+    );
+
+    // The admin API: list and full view.
+    let (_, list) = a.admin("GET", "/v1/reviews?state=pending", None).await;
+    assert!(!list.to_string().contains("sekrit"), "{list}");
+    let (status, review) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert_eq!(status, 200);
+    let text = review.to_string();
+    assert!(
+        !text.contains("sekrit"),
+        "a secret in the admin API: {text}"
+    );
+    assert!(
+        review["url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("?access_token=[redacted]&page=2")),
+        "{review}"
+    );
+    let withheld: Vec<String> = review["request"]["redactedHeaders"]
+        .as_array()
+        .expect("redactedHeaders")
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    for h in secret_headers {
+        if h != "Proxy-Authorization" {
+            // (an HTTP client may keep proxy credentials off an origin request)
+            assert!(
+                withheld.contains(&h.to_ascii_lowercase()),
+                "{h} not listed as withheld: {withheld:?}"
+            );
+        }
+    }
+    assert!(text.contains("visible-value"), "ordinary headers are kept");
+
+    // The dashboard: pending list and detail page.
+    let pages = dashboard_pages(
+        a,
+        &reviewer_token,
+        &["/ui".to_string(), format!("/ui/reviews/{id}")],
+    )
+    .await;
+    for html in &pages {
+        assert!(
+            !html.contains("sekrit"),
+            "a secret in the dashboard: {html}"
+        );
+    }
+    assert!(
+        pages[1].contains("x-auth-token: [redacted]"),
+        "{}",
+        pages[1]
+    );
+    assert!(pages[1].contains("access_token=[redacted]"), "{}", pages[1]);
+
+    // Approval executes with the real credential, the query as the agent sent it, and none of
+    // the agent's credential-like headers.
+    // (With reviewers configured, the admin token may not approve: dana does.)
+    let (status, done) = airlock::admin::client::call(
+        a.admin_addr,
+        &reviewer_token,
+        http::Method::POST,
+        &format!("/v1/reviews/{id}/approve"),
+        Some(serde_json::json!({"comment": "ok"})),
+    )
+    .await
+    .expect("approve");
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["state"], "executed", "{done}");
+    let seen = s.up.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {REAL_GITHUB}").as_str())
+    );
+    assert_eq!(
+        seen[0].path_and_query,
+        "/repos/octo/demo?access_token=sekritQueryToken&page=2"
+    );
+    assert_eq!(seen[0].header("x-benign"), Some("visible-value"));
+    for (k, v) in &seen[0].headers {
+        assert!(!v.contains("sekrit"), "{k}: {v} reached the upstream");
+    }
+    // The fake upstream echoes the path (with the query) in its answer: masked when shown.
+    let (_, after) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    let after = after.to_string();
+    assert!(
+        !after.contains("sekrit") && !after.contains(REAL_GITHUB),
+        "{after}"
+    );
+    let pages = dashboard_pages(a, &reviewer_token, &[format!("/ui/reviews/{id}")]).await;
+    assert!(!pages[0].contains("sekrit"), "{}", pages[0]);
+}
+
+/// Issue 21 item 3: an agent's owner and the reviewers are compared by name normalized (Unicode
+/// NFKC, case, surrounding blanks): an agent owned by " ＡＬＩＣＥ " is alice's, so alice may not
+/// approve its requests, and the admin token (which names no person) may not either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn owner_and_reviewer_names_compare_normalized() {
+    let owned = airlock::agents::generate_token();
+    let alice = airlock::agents::generate_token();
+    let bob = airlock::agents::generate_token();
+    let extra = format!(
+        "{}[[reviewers]]\nname = \"alice\"\ntoken_sha256 = \"{}\"\n\
+         [[reviewers]]\nname = \"bob\"\ntoken_sha256 = \"{}\"\n[admin]\nmay_approve = true\n",
+        airlock::agents::config_block(
+            "owned",
+            &airlock::agents::token_digest(&owned),
+            &[],
+            Some(" ＡＬＩＣＥ ")
+        ),
+        hex::encode(airlock::agents::token_digest(&alice)),
+        hex::encode(airlock::agents::token_digest(&bob)),
+    );
+    let s = setup(&extra).await;
+    let a = &s.airlock;
+    let r = client_as(a, "owned", &owned)
+        .delete("https://api.github.com/repos/octo/normalized")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 423);
+    let id = r.headers()["airlock-review-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    let approve = |token: String| {
+        let path = format!("/v1/reviews/{id}/approve");
+        async move {
+            airlock::admin::client::call(
+                a.admin_addr,
+                &token,
+                http::Method::POST,
+                &path,
+                Some(serde_json::json!({})),
+            )
+            .await
+            .expect("call")
+        }
+    };
+    let (st, r) = approve(alice).await;
+    assert_eq!(st, 403, "{r}");
+    assert!(r.to_string().contains("self-approval"), "{r}");
+    let (st, r) = approve(a.admin_token.clone()).await;
+    assert_eq!(st, 403, "{r}");
+    assert!(r.to_string().contains("names no person"), "{r}");
+    assert_eq!(s.up.count(), 0);
+    let (st, r) = approve(bob).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["state"], "executed", "{r}");
+    assert_eq!(s.up.count(), 1);
+}

@@ -322,3 +322,163 @@ async fn public_base_url_passes_the_host_and_origin_checks() {
     assert_eq!(r.status(), 303, "the public origin signs in");
     assert!(cookie_value(&r, "airlock_session").is_some());
 }
+
+/// Issue 21 item 7: the dashboard's cookies carry `Secure` when `notify.base_url` is https
+/// (reviewers arrive through TLS), and not when it is http or unset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn session_cookie_is_secure_only_behind_an_https_base_url() {
+    async fn sign_in(s: &Setup, host: Option<&str>) -> Vec<String> {
+        let base = format!("http://{}", s.a.admin_addr);
+        let c = plain_client();
+        let with_host = |b: reqwest::RequestBuilder| match host {
+            Some(h) => b.header("host", h),
+            None => b,
+        };
+        let page = with_host(c.get(format!("{base}/ui/login")))
+            .send()
+            .await
+            .expect("get");
+        let login_cookie = cookie_value(&page, "airlock_login").expect("login cookie");
+        let csrf = csrf_in(&page.text().await.expect("html"));
+        let r = with_host(c.post(format!("{base}/ui/login")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", format!("airlock_login={login_cookie}"))
+            .body(format!("csrf={csrf}&token={}", s.reviewer_token))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 303);
+        assert!(cookie_value(&r, "airlock_session").is_some());
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect()
+    }
+    let is_secure = |c: &String| {
+        c.split(';')
+            .any(|a| a.trim().eq_ignore_ascii_case("secure"))
+    };
+
+    let s = setup_with("[notify]\nbase_url = \"https://airlock.example.com\"").await;
+    let cookies = sign_in(&s, Some("airlock.example.com")).await;
+    let session = cookies
+        .iter()
+        .find(|c| c.starts_with("airlock_session="))
+        .expect("session cookie");
+    assert!(is_secure(session), "{session}");
+    assert!(session.contains("HttpOnly") && session.contains("SameSite=Strict"));
+    assert!(cookies.iter().all(is_secure), "{cookies:?}");
+
+    for extra in ["[notify]\nbase_url = \"http://airlock.example.com\"", ""] {
+        let s = setup_with(extra).await;
+        let host = (!extra.is_empty()).then_some("airlock.example.com");
+        let cookies = sign_in(&s, host).await;
+        assert!(!cookies.is_empty());
+        assert!(!cookies.iter().any(is_secure), "{extra}: {cookies:?}");
+    }
+}
+
+/// Signs in with `token`; returns the session cookie's value.
+async fn session_for(s: &Setup, token: &str) -> String {
+    let base = format!("http://{}", s.a.admin_addr);
+    let c = plain_client();
+    let page = c.get(format!("{base}/ui/login")).send().await.expect("get");
+    let login_cookie = cookie_value(&page, "airlock_login").expect("login cookie");
+    let csrf = csrf_in(&page.text().await.expect("html"));
+    let r = c
+        .post(format!("{base}/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", format!("airlock_login={login_cookie}"))
+        .body(format!("csrf={csrf}&token={token}"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 303);
+    cookie_value(&r, "airlock_session").expect("session cookie")
+}
+
+/// Issue 21 items 3 and 4: signed in with the admin token, the dashboard cannot approve once
+/// reviewers exist; and removing a reviewer (config reload, as on SIGHUP) ends her signed-in
+/// session at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admin_token_cannot_approve_and_a_removed_reviewers_session_ends() {
+    let s = setup().await;
+    let id = hold_delete(&s.a).await;
+    let base = format!("http://{}", s.a.admin_addr);
+    let c = plain_client();
+
+    let operator = session_for(&s, &s.a.admin_token).await;
+    let jar = format!("airlock_session={operator}");
+    let html = c
+        .get(format!("{base}/ui"))
+        .header("cookie", &jar)
+        .send()
+        .await
+        .expect("list")
+        .text()
+        .await
+        .expect("html");
+    let r = c
+        .post(format!("{base}/ui/reviews/{id}/decide"))
+        .header("cookie", &jar)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("action=approve&csrf={}", csrf_in(&html)))
+        .send()
+        .await
+        .expect("post");
+    let html = r.text().await.expect("html");
+    assert!(
+        html.contains("Not done") && html.contains("may_approve"),
+        "{html}"
+    );
+    assert_eq!(s.up.count(), 0);
+
+    let dana = session_for(&s, &s.reviewer_token).await;
+    let list = |session: String| {
+        let c = c.clone();
+        let base = base.clone();
+        async move {
+            c.get(format!("{base}/ui"))
+                .header("cookie", format!("airlock_session={session}"))
+                .send()
+                .await
+                .expect("list")
+        }
+    };
+    assert_eq!(list(dana.clone()).await.status(), 200);
+    // dana is removed from the config file, which is reloaded.
+    let path = s.a.dir.path().join("airlock.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[reviewers]]\nname = \"erin\"\ntoken_sha256 = \"{}\"\n",
+            "ab".repeat(32)
+        ),
+    )
+    .expect("write");
+    let reload = airlock::server::reload_people(&s.a.gate, &path, &airlock::rules::AllowAll)
+        .expect("reload");
+    assert_eq!(reload.removed, vec!["dana".to_string()]);
+    let r = list(dana).await;
+    assert_eq!(r.status(), 303, "dana's session ended at once");
+    assert_eq!(r.headers()["location"], "/ui/login");
+    assert_eq!(
+        list(operator).await.status(),
+        200,
+        "the operator's session stays"
+    );
+    // Nor can dana sign in again.
+    let page = c.get(format!("{base}/ui/login")).send().await.expect("get");
+    let login_cookie = cookie_value(&page, "airlock_login").expect("login cookie");
+    let csrf = csrf_in(&page.text().await.expect("html"));
+    let r = c
+        .post(format!("{base}/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", format!("airlock_login={login_cookie}"))
+        .body(format!("csrf={csrf}&token={}", s.reviewer_token))
+        .send()
+        .await
+        .expect("post");
+    assert!(r.text().await.expect("html").contains("Unknown token"));
+}

@@ -173,7 +173,9 @@ async fn rejection_never_executes_and_agent_sees_why() {
     assert_eq!(rc, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["state"], "rejected");
-    assert_eq!(v["decision"]["comment"], "not today");
+    // The agent sees the outcome, never the reviewer's comment.
+    assert!(v.get("decision").is_none(), "{v}");
+    assert_eq!(v["outcome"], "REJECTED");
     assert_eq!(up.count(), 0);
 }
 
@@ -840,4 +842,118 @@ async fn upstream_failures_are_judged_by_whether_a_byte_was_sent() {
         assert_eq!(up.count(), seen, "{case}: sent again");
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Issue 21 item 7: on `airlock.local` an agent sees the state, the outcome and its request's
+/// result, never who decided, their comments, the approval policy or the stored request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agent_view_has_no_reviewer_names_comments_or_decisions() {
+    const FORBIDDEN_KEYS: &[&str] = &[
+        "approvals",
+        "decision",
+        "comment",
+        "retries",
+        "policy",
+        "agentOwner",
+        "request",
+        "earlierAttempts",
+        "by",
+    ];
+    fn assert_agent_view(v: &serde_json::Value) {
+        let text = v.to_string();
+        for name in ["approver-anna", "rejecter-ron", "private remark"] {
+            assert!(!text.contains(name), "{name} shown to the agent: {text}");
+        }
+        let keys: Vec<&String> = v.as_object().expect("object").keys().collect();
+        for k in FORBIDDEN_KEYS {
+            assert!(v.get(*k).is_none(), "{k} shown to the agent: {keys:?}");
+        }
+        assert!(v["reviewId"].as_str().is_some() && v["expiresAt"].as_str().is_some());
+        assert!(v["updatedAt"].as_str().is_some(), "{text}");
+    }
+    let (up, a) = setup("").await;
+
+    // Approved and executed: state, outcome and the result status.
+    let (_, _, body) = hold_delete(&a, "/repos/acme/seen").await;
+    let id = body["reviewId"].as_str().expect("id").to_string();
+    let pending: serde_json::Value = a
+        .client()
+        .get(format!("http://airlock.local/v1/reviews/{id}"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(pending["state"], "pending");
+    assert_eq!(pending["outcome"], "ESCALATE");
+    assert_agent_view(&pending);
+    let (code, r) = a
+        .admin(
+            "POST",
+            &format!("/v1/reviews/{id}/approve"),
+            Some(serde_json::json!({"reviewer": "approver-anna", "comment": "private remark"})),
+        )
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(
+        r["decision"]["by"], "approver-anna",
+        "reviewers still see it"
+    );
+    let done: serde_json::Value = a
+        .client()
+        .get(format!("http://airlock.local/v1/reviews/{id}?wait=1"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(done["state"], "executed");
+    assert_eq!(done["outcome"], "EXECUTED");
+    assert_eq!(done["result"]["status"], 200);
+    assert!(done["result"]["body"].as_str().is_some(), "{done}");
+    assert!(done["result"].get("headers").is_none(), "{done}");
+    assert_agent_view(&done);
+    assert_eq!(up.count(), 1);
+
+    // Rejected, read in wait mode (the 403 answer carries the same view).
+    let resp = a
+        .client()
+        .delete("https://api.github.com/repos/acme/refused")
+        .header("airlock-wait", "20")
+        .send();
+    let waiting = tokio::spawn(resp);
+    let id = support::eventually("the waiting request to be held", support::WAIT, || async {
+        let (_, list) = a.admin("GET", "/v1/reviews?state=pending", None).await;
+        list["reviews"][0]["reviewId"].as_str().map(str::to_string)
+    })
+    .await;
+    let (code, _) = a
+        .admin(
+            "POST",
+            &format!("/v1/reviews/{id}/reject"),
+            Some(serde_json::json!({"reviewer": "rejecter-ron", "comment": "private remark"})),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let resp = waiting.await.expect("join").expect("send");
+    assert_eq!(resp.status(), 403);
+    assert_eq!(resp.headers()["airlock-outcome"], "REJECTED");
+    let v: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(v["state"], "rejected");
+    assert_eq!(v["outcome"], "REJECTED");
+    assert_agent_view(&v);
+    let polled: serde_json::Value = a
+        .client()
+        .get(format!("http://airlock.local/v1/reviews/{id}"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(polled["outcome"], "REJECTED");
+    assert_agent_view(&polled);
+    assert_eq!(up.count(), 1, "the rejected DELETE never ran");
 }

@@ -305,3 +305,379 @@ fn raw_client_hello(sni: &str) -> Vec<u8> {
     conn.write_tls(&mut hello).expect("hello");
     hello
 }
+
+// ---- issue 21 item 6: links are honest ----
+
+/// A webhook sink recording (path, body): one channel per reviewer, told apart by path.
+async fn webhook_paths() -> (String, mpsc::UnboundedReceiver<(String, String)>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let path = req.uri().path().to_string();
+                            let body = req.into_body().collect().await?.to_bytes();
+                            let _ = tx.send((path, String::from_utf8_lossy(&body).into_owned()));
+                            Ok::<_, hyper::Error>(hyper::Response::new(Full::new(
+                                Bytes::from_static(b"ok"),
+                            )))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}"), rx)
+}
+
+const LINK_REVIEWERS: &[&str] = &["alice", "bob", "carol", "dave"];
+
+/// Airlock with agent `bot` (owner alice), reviewers alice, bob, carol and dave, a rule holding
+/// DELETE /repos/{owner}/{repo} for approvers alice, bob and dave (not carol), and one webhook
+/// channel per reviewer (`/hook/NAME`) with one-click links.
+struct LinkSetup {
+    a: Airlock,
+    up: FakeUpstream,
+    agent_token: String,
+    tokens: std::collections::HashMap<&'static str, String>,
+    catalog: Arc<airlock::rules::LiveCatalog>,
+    hooks: mpsc::UnboundedReceiver<(String, String)>,
+    /// The config without its reviewer blocks, and each reviewer's block.
+    base_toml: String,
+    reviewer_toml: Vec<(&'static str, String)>,
+}
+
+async fn link_setup(clock: Arc<dyn airlock::gate::Clock>) -> LinkSetup {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let (hook, hooks) = webhook_paths().await;
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let admin_addr = free.local_addr().expect("addr");
+    drop(free);
+    let agent_token = airlock::agents::generate_token();
+    let mut base_toml = airlock::agents::config_block(
+        "bot",
+        &airlock::agents::token_digest(&agent_token),
+        &[],
+        Some("alice"),
+    );
+    base_toml.push_str(&format!("[notify]\nbase_url = \"http://{admin_addr}\"\n"));
+    for name in LINK_REVIEWERS {
+        base_toml.push_str(&format!(
+            "[[notify.channels]]\nkind = \"webhook\"\nurl = \"{hook}/hook/{name}\"\nformat = \"json\"\nreviewer = \"{name}\"\n"
+        ));
+    }
+    let mut tokens = std::collections::HashMap::new();
+    let mut reviewer_toml = Vec::new();
+    for name in LINK_REVIEWERS {
+        let t = airlock::agents::generate_token();
+        reviewer_toml.push((
+            *name,
+            format!(
+                "[[reviewers]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\n",
+                hex::encode(airlock::agents::token_digest(&t))
+            ),
+        ));
+        tokens.insert(*name, t);
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).expect("mkdir");
+    std::fs::write(
+        rules.join("t.toml"),
+        "[service]\nname = \"github\"\nhosts = [\"api.github.com\"]\n\n\
+         [[rule]]\ntool = \"test.delete\"\nmethod = \"DELETE\"\npath = \"/repos/{owner}/{repo}\"\n\
+         class = \"irreversible\"\naction = \"escalate\"\napprovers = [\"alice\", \"bob\", \"dave\"]\n",
+    )
+    .expect("rules");
+    let toml: String = std::iter::once(base_toml.clone())
+        .chain(reviewer_toml.iter().map(|(_, b)| b.clone()))
+        .collect();
+    let mut config = Airlock::config(&toml, dir.path(), &up, &["api.github.com"]);
+    config.admin.listen = admin_addr;
+    let catalog =
+        airlock::rules::LiveCatalog::load(Some(rules), Default::default()).expect("catalog");
+    let a = Airlock::start_with_parts(config, dir, catalog.clone(), clock).await;
+    LinkSetup {
+        a,
+        up,
+        agent_token,
+        tokens,
+        catalog,
+        hooks,
+        base_toml,
+        reviewer_toml,
+    }
+}
+
+impl LinkSetup {
+    /// Holds a DELETE from `bot`; returns the review id and each reviewer's links
+    /// (approve, reject), as notified.
+    async fn hold(
+        &mut self,
+        path: &str,
+    ) -> (
+        String,
+        std::collections::HashMap<String, (Option<String>, Option<String>)>,
+    ) {
+        let cert = reqwest::Certificate::from_pem(self.a.ca_pem.as_bytes()).expect("ca");
+        let client = reqwest::Client::builder()
+            .proxy(
+                reqwest::Proxy::all(format!("http://bot:{}@{}", self.agent_token, self.a.addr))
+                    .expect("proxy"),
+            )
+            .tls_certs_only([cert])
+            .build()
+            .expect("client");
+        let r = client
+            .delete(format!("https://api.github.com{path}"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 423);
+        let id = r.headers()["airlock-review-id"]
+            .to_str()
+            .expect("id")
+            .to_string();
+        let mut out = std::collections::HashMap::new();
+        while out.len() < LINK_REVIEWERS.len() {
+            let (hook_path, body) =
+                tokio::time::timeout(Duration::from_secs(10), self.hooks.recv())
+                    .await
+                    .expect("notified")
+                    .expect("body");
+            let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+            assert_eq!(v["review_id"], id.as_str(), "{body}");
+            let who = hook_path.trim_start_matches("/hook/").to_string();
+            let url = |k: &str| v[k].as_str().map(str::to_string);
+            out.insert(who, (url("approve_url"), url("reject_url")));
+        }
+        (id, out)
+    }
+
+    async fn call(
+        &self,
+        who: &str,
+        method: http::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        airlock::admin::client::call(self.a.admin_addr, &self.tokens[who], method, path, body)
+            .await
+            .expect("admin call")
+    }
+
+    /// Rewrites the config file with only the reviewers in `keep` and reloads them (SIGHUP).
+    fn reload_keeping(&self, keep: &[&str]) {
+        let toml: String = std::iter::once(self.base_toml.clone())
+            .chain(
+                self.reviewer_toml
+                    .iter()
+                    .filter(|(n, _)| keep.contains(n))
+                    .map(|(_, b)| b.clone()),
+            )
+            .collect();
+        let path = self.a.dir.path().join("airlock.toml");
+        std::fs::write(&path, toml).expect("write config");
+        airlock::server::reload_people(&self.a.gate, &path, self.catalog.as_ref()).expect("reload");
+    }
+
+    /// Signs `who` in to the dashboard; returns the session cookie.
+    async fn sign_in(&self, who: &str) -> String {
+        let c = plain();
+        let base = format!("http://{}", self.a.admin_addr);
+        let page = c.get(format!("{base}/ui/login")).send().await.expect("get");
+        let login = set_cookie(&page, "airlock_login").expect("login cookie");
+        let html = page.text().await.expect("html");
+        let marker = "name=\"csrf\" value=\"";
+        let csrf = html[html.find(marker).expect("csrf") + marker.len()..]
+            .split('"')
+            .next()
+            .expect("csrf value")
+            .to_string();
+        let r = c
+            .post(format!("{base}/ui/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", format!("airlock_login={login}"))
+            .body(format!("csrf={csrf}&token={}", self.tokens[who]))
+            .send()
+            .await
+            .expect("login");
+        set_cookie(&r, "airlock_session").expect("session cookie")
+    }
+}
+
+fn plain() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            let (k, val) = v.split(';').next()?.split_once('=')?;
+            (k == name && !val.is_empty()).then(|| val.to_string())
+        })
+}
+
+async fn page(
+    c: &reqwest::Client,
+    method: http::Method,
+    url: &str,
+    cookie: Option<&str>,
+) -> (u16, String) {
+    let mut req = c.request(method, url);
+    if let Some(s) = cookie {
+        req = req.header("cookie", format!("airlock_session={s}"));
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    (status, r.text().await.expect("html"))
+}
+
+/// Links go only to people who may take their action: the agent's owner gets a reject link
+/// but no approve link, a reviewer outside the rule's approvers gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn links_are_minted_only_for_people_who_may_decide() {
+    let mut s = link_setup(Arc::new(airlock::gate::SystemClock)).await;
+    let (_, links) = s.hold("/repos/octo/minted").await;
+    let has = |who: &str| {
+        let (approve, reject) = &links[who];
+        (approve.is_some(), reject.is_some())
+    };
+    assert_eq!(has("alice"), (false, true), "the owner may only reject");
+    assert_eq!(has("bob"), (true, true));
+    assert_eq!(has("dave"), (true, true));
+    assert_eq!(has("carol"), (false, false), "not among the approvers");
+}
+
+/// A link follows the review's deadline (after `extend`, a link minted before still works until
+/// the new deadline and not beyond), and a GET or POST on a link of a decided or expired review
+/// shows that state instead of a confirmation, without using the link up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn links_follow_the_deadline_and_show_the_reviews_state() {
+    let clock = Arc::new(airlock::gate::ManualClock::default());
+    clock.advance(Duration::from_secs(1_700_000_000));
+    let mut s = link_setup(clock.clone()).await;
+    let c = plain();
+    let (id, links) = s.hold("/repos/octo/deadline").await;
+    let approve = links["bob"].0.clone().expect("bob's approve link");
+    let (st, r) = s
+        .call(
+            "dave",
+            http::Method::POST,
+            &format!("/v1/reviews/{id}/extend"),
+            Some(serde_json::json!({"by": "2h"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{r}");
+    // Past the deadline the link was minted with, within the extended one.
+    clock.advance(Duration::from_secs(25 * 3600));
+    let (st, html) = page(&c, http::Method::GET, &approve, None).await;
+    assert_eq!(st, 200, "{html}");
+    assert!(html.contains("Confirm: approve"), "{html}");
+    // Past the extended deadline.
+    clock.advance(Duration::from_secs(2 * 3600));
+    let (_, html) = page(&c, http::Method::GET, &approve, None).await;
+    assert!(
+        !html.contains("Confirm") && html.contains("expired"),
+        "{html}"
+    );
+    let (_, html) = page(&c, http::Method::POST, &approve, None).await;
+    assert!(html.contains("expired"), "{html}");
+    assert_eq!(s.up.count(), 0);
+
+    // A decided review: its links show the state, on GET and POST, and are not used up.
+    let (id, links) = s.hold("/repos/octo/decided").await;
+    let approve = links["bob"].0.clone().expect("bob's approve link");
+    let (st, _) = s
+        .call(
+            "dave",
+            http::Method::POST,
+            &format!("/v1/reviews/{id}/reject"),
+            Some(serde_json::json!({})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    for method in [http::Method::GET, http::Method::POST, http::Method::GET] {
+        let (st, html) = page(&c, method.clone(), &approve, None).await;
+        assert_eq!(st, 409, "{method}: {html}");
+        assert!(
+            html.contains("Review already rejected") && html.contains("dave"),
+            "{method}: {html}"
+        );
+        assert!(
+            !html.contains("Confirm") && !html.contains("already used"),
+            "{html}"
+        );
+    }
+    assert_eq!(s.up.count(), 0);
+}
+
+/// A removed reviewer's link is revoked at once; a refused POST does not use the link up (it
+/// works once the reviewer is back); and someone signed in as another reviewer is told whose
+/// link it is, and the link decides as its own reviewer only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_link_is_not_used_up_and_decides_only_as_its_reviewer() {
+    let mut s = link_setup(Arc::new(airlock::gate::SystemClock)).await;
+    let c = plain();
+    let (id, links) = s.hold("/repos/octo/revoked").await;
+    let approve = links["bob"].0.clone().expect("bob's approve link");
+    s.reload_keeping(&["alice", "carol", "dave"]);
+    for method in [http::Method::GET, http::Method::POST] {
+        let (st, html) = page(&c, method.clone(), &approve, None).await;
+        assert_eq!(st, 403, "{method}: {html}");
+        assert!(html.contains("Link revoked"), "{method}: {html}");
+    }
+    assert_eq!(s.up.count(), 0);
+
+    // bob is back; carol is signed in to the dashboard in this browser.
+    s.reload_keeping(LINK_REVIEWERS);
+    let carol = s.sign_in("carol").await;
+    let (st, html) = page(&c, http::Method::GET, &approve, Some(&carol)).await;
+    assert_eq!(st, 200, "{html}");
+    assert!(html.contains("Confirm: approve"), "{html}");
+    assert!(
+        html.contains("This link is bob&#x27;s") || html.contains("This link is bob's"),
+        "{html}"
+    );
+    assert!(html.contains("signed in as carol"), "{html}");
+    let (st, html) = page(&c, http::Method::POST, &approve, Some(&carol)).await;
+    assert_eq!(st, 200, "the refused POST did not use the link up: {html}");
+    assert!(
+        html.contains("executed") && html.contains("Decided as bob"),
+        "{html}"
+    );
+    assert_eq!(s.up.count(), 1);
+    let (_, r) = s
+        .call(
+            "dave",
+            http::Method::GET,
+            &format!("/v1/reviews/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(r["decision"]["by"], "bob", "{r}");
+    assert_eq!(r["approvals"].as_array().map(Vec::len), Some(1), "{r}");
+    let (st, html) = page(&c, http::Method::POST, &approve, Some(&carol)).await;
+    assert_eq!(st, 403);
+    assert!(html.contains("already used"), "{html}");
+    assert_eq!(s.up.count(), 1);
+}

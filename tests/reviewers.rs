@@ -59,29 +59,58 @@ impl Classifier for PolicyRules {
 struct Setup {
     a: Airlock,
     up: FakeUpstream,
-    agent_token: String,
+    /// Agent name -> proxy token: `bot` (owner alice) and `loner` (no owner).
+    agents: std::collections::HashMap<&'static str, String>,
     tokens: std::collections::HashMap<&'static str, String>,
+    /// The config as written: the agents, then one block per reviewer.
+    agents_toml: String,
+    reviewer_toml: Vec<(&'static str, String)>,
 }
 
+const REVIEWERS: &[(&str, &str)] = &[
+    ("alice", ""),
+    ("bob", ""),
+    ("carol", "\"sre\""),
+    ("dave", ""),
+];
+
 async fn setup() -> Setup {
+    setup_with("").await
+}
+
+/// Agents `bot` (owned by alice) and `loner`; reviewers alice, bob, carol (sre) and dave;
+/// `extra` TOML goes first (e.g. an `[admin]` table).
+async fn setup_with(extra: &str) -> Setup {
     support::init();
     let up = FakeUpstream::start(Default::default()).await;
-    let agent_token = airlock::agents::generate_token();
-    let mut toml = airlock::agents::config_block(
-        "bot",
-        &airlock::agents::token_digest(&agent_token),
-        &[],
-        Some("alice"),
-    );
-    let mut tokens = std::collections::HashMap::new();
-    for (name, groups) in [("alice", ""), ("bob", ""), ("carol", "\"sre\"")] {
+    let mut agents = std::collections::HashMap::new();
+    let mut agents_toml = format!("{extra}\n");
+    for (name, owner) in [("bot", Some("alice")), ("loner", None)] {
         let t = airlock::agents::generate_token();
-        toml.push_str(&format!(
-            "\n[[reviewers]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\ngroups = [{groups}]\n",
-            hex::encode(airlock::agents::token_digest(&t))
+        agents_toml.push_str(&airlock::agents::config_block(
+            name,
+            &airlock::agents::token_digest(&t),
+            &[],
+            owner,
         ));
-        tokens.insert(name, t);
+        agents.insert(name, t);
     }
+    let mut tokens = std::collections::HashMap::new();
+    let mut reviewer_toml = Vec::new();
+    for (name, groups) in REVIEWERS {
+        let t = airlock::agents::generate_token();
+        reviewer_toml.push((
+            *name,
+            format!(
+                "\n[[reviewers]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\ngroups = [{groups}]\n",
+                hex::encode(airlock::agents::token_digest(&t))
+            ),
+        ));
+        tokens.insert(*name, t);
+    }
+    let toml: String = std::iter::once(agents_toml.clone())
+        .chain(reviewer_toml.iter().map(|(_, b)| b.clone()))
+        .collect();
     let dir = tempfile::tempdir().expect("dir");
     let config = Airlock::config(&toml, dir.path(), &up, HOSTS);
     let a = Airlock::start_with_parts(
@@ -94,18 +123,27 @@ async fn setup() -> Setup {
     Setup {
         a,
         up,
-        agent_token,
+        agents,
         tokens,
+        agents_toml,
+        reviewer_toml,
     }
 }
 
 impl Setup {
     async fn hold(&self, path: &str) -> String {
+        self.hold_as("bot", path).await
+    }
+
+    async fn hold_as(&self, agent: &str, path: &str) -> String {
         let cert = reqwest::Certificate::from_pem(self.a.ca_pem.as_bytes()).expect("ca");
         let client = reqwest::Client::builder()
             .proxy(
-                reqwest::Proxy::all(format!("http://bot:{}@{}", self.agent_token, self.a.addr))
-                    .expect("proxy"),
+                reqwest::Proxy::all(format!(
+                    "http://{agent}:{}@{}",
+                    self.agents[agent], self.a.addr
+                ))
+                .expect("proxy"),
             )
             .tls_certs_only([cert])
             .build()
@@ -144,6 +182,22 @@ impl Setup {
         .await
         .expect("admin call")
     }
+
+    /// Rewrites the config file with only the reviewers in `keep` and reloads the reviewers
+    /// from it, as `airlock serve` does on SIGHUP.
+    fn reload_keeping(&self, keep: &[&str]) -> airlock::server::PeopleReload {
+        let toml: String = std::iter::once(self.agents_toml.clone())
+            .chain(
+                self.reviewer_toml
+                    .iter()
+                    .filter(|(n, _)| keep.contains(n))
+                    .map(|(_, b)| b.clone()),
+            )
+            .collect();
+        let path = self.a.dir.path().join("airlock.toml");
+        std::fs::write(&path, toml).expect("write config");
+        airlock::server::reload_people(&self.a.gate, &path, &PolicyRules).expect("reload")
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -157,18 +211,21 @@ async fn quorum_of_two_needs_two_distinct_reviewers() {
     assert_eq!(s.up.count(), 0);
     let (st, r) = s.as_reviewer("bob", &id, "approve", none.clone()).await;
     assert_eq!(st, 403, "same reviewer twice: {r}");
-    // The operator token cannot pose as another reviewer once reviewers exist.
-    let (st, _) = s
+    // The operator token is no reviewer: once reviewers exist it may not approve at all
+    // (`[admin] may_approve` is off), whatever name it gives.
+    let (st, r) = s
         .as_reviewer(
             "operator",
             &id,
             "approve",
-            serde_json::json!({"reviewer": "bob"}),
+            serde_json::json!({"reviewer": "carol"}),
         )
         .await;
-    assert_eq!(st, 200, "counted as 'admin', a second distinct approver");
-    let (_, review) = s.a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
-    assert_eq!(review["state"], "executed", "{review}");
+    assert_eq!(st, 403, "{r}");
+    assert!(r.to_string().contains("may_approve"), "{r}");
+    let (st, r) = s.as_reviewer("dave", &id, "approve", none.clone()).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["state"], "executed", "{r}");
     assert_eq!(s.up.count(), 1);
 
     let id2 = s.hold("/quorum/other").await;
@@ -229,6 +286,17 @@ async fn extending_a_deadline() {
         .as_reviewer("bob", &id, "extend", serde_json::json!({"by": "soon"}))
         .await;
     assert_eq!(st, 400);
+    // Extending follows the approval policy: the agent's owner may not keep her own agent's
+    // request waiting, nor may the admin token while it may not approve.
+    let (st, r) = s
+        .as_reviewer("alice", &id, "extend", serde_json::json!({"by": "2h"}))
+        .await;
+    assert_eq!(st, 403, "{r}");
+    assert!(r.to_string().contains("self-approval"), "{r}");
+    let (st, r) = s
+        .as_reviewer("operator", &id, "extend", serde_json::json!({"by": "2h"}))
+        .await;
+    assert_eq!(st, 403, "{r}");
     let (st, _) = s
         .as_reviewer("bob", &id, "reject", serde_json::json!({}))
         .await;
@@ -260,4 +328,231 @@ async fn owner_cannot_retry_its_own_agent_either() {
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["state"], "executed", "{r}");
     assert_eq!(s.up.count(), 1);
+}
+
+/// Issue 21 item 3: the admin token is one approver whatever name it gives. With
+/// `[admin] may_approve = true` it counts once toward a quorum, never twice, and it cannot
+/// approve a request of an agent that has an owner (it names no person, so it cannot show it is
+/// not that owner). Rejecting is fail-safe: the admin token may always reject.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admin_token_counts_once_and_never_passes_a_self_approval_check() {
+    let s = setup_with("[admin]\nmay_approve = true\n").await;
+    let none = serde_json::json!({});
+    let id = s.hold_as("loner", "/quorum/a").await;
+    let (st, r) = s
+        .as_reviewer(
+            "operator",
+            &id,
+            "approve",
+            serde_json::json!({"reviewer": "x"}),
+        )
+        .await;
+    assert_eq!(st, 202, "one approval of two: {r}");
+    assert_eq!(
+        r["approvals"][0]["by"], "admin",
+        "it names no reviewer: {r}"
+    );
+    assert_eq!(r["approvalsCounted"], 1, "{r}");
+    let (st, r) = s
+        .as_reviewer(
+            "operator",
+            &id,
+            "approve",
+            serde_json::json!({"reviewer": "y"}),
+        )
+        .await;
+    assert_eq!(st, 403, "the admin token again, under another name: {r}");
+    assert!(r.to_string().contains("one approver"), "{r}");
+    assert_eq!(s.up.count(), 0);
+    let (st, r) = s.as_reviewer("bob", &id, "approve", none.clone()).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["state"], "executed");
+    assert_eq!(s.up.count(), 1);
+
+    // bot's owner is alice: the admin token cannot approve for her.
+    let id = s.hold("/repos/owned").await;
+    let (st, r) = s
+        .as_reviewer("operator", &id, "approve", none.clone())
+        .await;
+    assert_eq!(st, 403, "{r}");
+    assert!(r.to_string().contains("names no person"), "{r}");
+    let (st, r) = s.as_reviewer("operator", &id, "reject", none).await;
+    assert_eq!(st, 200, "rejecting is fail-safe: {r}");
+    assert_eq!(r["state"], "rejected");
+    assert_eq!(s.up.count(), 1);
+}
+
+/// With no reviewers configured the admin token is the only credential, and still one approver:
+/// naming "x" and then "y" does not make two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_reviewers_the_admin_token_is_still_one_approver() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let a = Airlock::start_classified("", &up, HOSTS, Arc::new(PolicyRules)).await;
+    let r = a
+        .client()
+        .delete("https://api.github.com/quorum/x")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 423);
+    let id = r.headers()["airlock-review-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    let path = format!("/v1/reviews/{id}/approve");
+    let (st, r) = a
+        .admin("POST", &path, Some(serde_json::json!({"reviewer": "x"})))
+        .await;
+    assert_eq!(st, 202, "{r}");
+    assert_eq!(r["approvals"][0]["by"], "x", "the name given is recorded");
+    let (st, r) = a
+        .admin("POST", &path, Some(serde_json::json!({"reviewer": "y"})))
+        .await;
+    assert_eq!(st, 403, "{r}");
+    let (_, r) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert_eq!(r["state"], "pending", "{r}");
+    assert_eq!(up.count(), 0);
+}
+
+/// Issue 21 item 5: a retry sends the request again, so it needs the rule's quorum afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retry_needs_the_quorum_afresh() {
+    use std::sync::atomic::Ordering;
+    let s = setup().await;
+    let none = serde_json::json!({});
+    s.up.state.down.store(true, Ordering::SeqCst);
+    let id = s.hold("/quorum/retry").await;
+    let (st, _) = s.as_reviewer("bob", &id, "approve", none.clone()).await;
+    assert_eq!(st, 202);
+    let (st, r) = s.as_reviewer("carol", &id, "approve", none.clone()).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["state"], "failed", "{r}");
+    s.up.state.down.store(false, Ordering::SeqCst);
+    let (st, r) = s.as_reviewer("bob", &id, "retry", none.clone()).await;
+    assert_eq!(st, 202, "one retry approval of two: {r}");
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["retryApprovals"][0]["by"], "bob", "{r}");
+    assert_eq!(s.up.count(), 0, "not sent below the quorum");
+    let (st, r) = s.as_reviewer("bob", &id, "retry", none.clone()).await;
+    assert_eq!(st, 403, "the same reviewer twice: {r}");
+    let (st, r) = s.as_reviewer("alice", &id, "retry", none.clone()).await;
+    assert_eq!(st, 403, "the owner: {r}");
+    let (st, r) = s.as_reviewer("dave", &id, "retry", none).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["state"], "executed", "{r}");
+    assert_eq!(s.up.count(), 1);
+    let retried: Vec<&str> = r["retries"]
+        .as_array()
+        .expect("retries")
+        .iter()
+        .filter_map(|d| d["by"].as_str())
+        .collect();
+    assert_eq!(retried, ["bob", "dave"], "{r}");
+}
+
+/// Issue 21 item 4: removing a reviewer (config reload, as on SIGHUP) takes effect at once: her
+/// token is refused and her approval on a pending review no longer counts toward its quorum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_removed_reviewer_is_refused_and_her_approvals_stop_counting() {
+    let s = setup().await;
+    let none = serde_json::json!({});
+    let id = s.hold("/quorum/removal").await;
+    let (st, _) = s.as_reviewer("bob", &id, "approve", none.clone()).await;
+    assert_eq!(st, 202);
+    let reload = s.reload_keeping(&["alice", "carol", "dave"]);
+    assert_eq!(reload.removed, vec!["bob".to_string()]);
+    let (st, _) = s.as_reviewer("bob", &id, "approve", none.clone()).await;
+    assert_eq!(st, 401, "bob's token is refused at once");
+    let (_, r) = s.a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert_eq!(r["approvals"][0]["by"], "bob", "{r}");
+    assert_eq!(r["approvals"][0]["counts"], false, "{r}");
+    assert!(
+        r["approvals"][0]["notCounted"]
+            .as_str()
+            .is_some_and(|w| w.contains("no longer a reviewer")),
+        "{r}"
+    );
+    assert_eq!(r["approvalsCounted"], 0, "{r}");
+    // carol's approval is the first that counts: still one short.
+    let (st, r) = s.as_reviewer("carol", &id, "approve", none.clone()).await;
+    assert_eq!(st, 202, "bob's approval no longer makes the quorum: {r}");
+    assert_eq!(s.up.count(), 0);
+    let (st, r) = s.as_reviewer("dave", &id, "approve", none).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["state"], "executed");
+    assert_eq!(s.up.count(), 1);
+    // A file that does not load keeps the reviewers in force.
+    let path = s.a.dir.path().join("broken.toml");
+    std::fs::write(&path, "[[reviewers]]\nname = \n").expect("write");
+    assert!(airlock::server::reload_people(&s.a.gate, &path, &PolicyRules).is_err());
+    assert!(s.a.gate.people().current().by_name("carol").is_some());
+}
+
+/// Issue 21 item 3: a rule whose quorum the configured reviewers can never meet, or whose
+/// approver list names nobody who exists, stops Airlock at start with the rule's file:line and
+/// tool; names are compared normalized, and names that collide are refused in the config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsatisfiable_approval_rules_and_colliding_names_are_config_errors() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let reviewers: String = [("alice", "\"sre\""), ("bob", "")]
+        .iter()
+        .map(|(name, groups)| {
+            format!(
+                "[[reviewers]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\ngroups = [{groups}]\n",
+                "ab".repeat(32)
+            )
+        })
+        .collect();
+    let rule = |policy: &str| {
+        format!(
+            "[service]\nname = \"github\"\nhosts = [\"api.github.com\"]\n\n\
+             [[rule]]\ntool = \"test.delete\"\nmethod = \"DELETE\"\npath = \"/repos/{{owner}}/{{repo}}\"\n\
+             class = \"irreversible\"\naction = \"escalate\"\n{policy}\n"
+        )
+    };
+    let cases = [
+        ("approvals = 3", Some("approvals = 3, but only 2")),
+        (
+            "approvals = 2\napprovers = [\"group:SRE\"]",
+            Some("approvals = 2, but only 1"),
+        ),
+        (
+            "approvers = [\"carol\", \"group:ops\"]",
+            Some("names nobody"),
+        ),
+        ("approvals = 2\napprovers = [\"ALICE \", \"Bob\"]", None),
+    ];
+    for (policy, want) in cases {
+        let dir = tempfile::tempdir().expect("dir");
+        let rules = dir.path().join("rules");
+        std::fs::create_dir_all(&rules).expect("mkdir");
+        std::fs::write(rules.join("t.toml"), rule(policy)).expect("write");
+        let catalog = airlock::rules::LiveCatalog::load(Some(rules.clone()), Default::default())
+            .expect("catalog");
+        let config = Airlock::config(&reviewers, dir.path(), &up, HOSTS);
+        let started =
+            airlock::server::start(&config, catalog, Arc::new(airlock::gate::SystemClock)).await;
+        match (started, want) {
+            (Err(e), Some(want)) => {
+                let e = e.to_string();
+                assert!(e.contains(want), "{policy}: {e}");
+                assert!(e.contains("t.toml:5: tool test.delete"), "{policy}: {e}");
+            }
+            (Ok(server), None) => server.shutdown(std::time::Duration::from_secs(1)).await,
+            (Ok(_), Some(want)) => panic!("{policy}: started, want an error with {want:?}"),
+            (Err(e), None) => panic!("{policy}: {e}"),
+        }
+    }
+    // Names that are the same person once normalized.
+    let twice = format!(
+        "[[reviewers]]\nname = \"Alice\"\ntoken_sha256 = \"{}\"\n[[reviewers]]\nname = \"alice\"\ntoken_sha256 = \"{}\"\n",
+        "ab".repeat(32),
+        "cd".repeat(32)
+    );
+    let e = airlock::config::Config::from_toml("t.toml", &twice)
+        .expect_err("collision")
+        .to_string();
+    assert!(e.contains("same person"), "{e}");
 }

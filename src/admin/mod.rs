@@ -15,7 +15,12 @@
 //!
 //! Reviewers (`[[reviewers]]`, `airlock reviewers add`) use their own tokens; decisions are
 //! recorded under their names and checked against the rule's approver list and quorum. The
-//! admin token is the operator's: it may name a reviewer only while none are configured.
+//! admin token is the operator's: it may name a reviewer only while none are configured, and it
+//! is one approver whatever name it gives. Once reviewers exist it may reject but not approve,
+//! retry or extend unless `[admin] may_approve = true` (`gate/people.rs`). The reviewers are read
+//! on every request from the gate's shared set, so a reload revokes a removed reviewer at once.
+//! Review JSON marks each approval with `counts` (and `notCounted`, why not) and gives
+//! `approvalsCounted`: an approval by someone no longer a reviewer stops counting.
 //! - `GET  /v1/audit[?since=SEQ]`         the audit log as JSON Lines, checkpoints included
 //! - `GET  /v1/audit/verify`              checks the live chain and every checkpoint signature
 //! - `GET  /v1/audit/pubkey`              the checkpoint public key (hex)
@@ -23,6 +28,7 @@
 
 pub mod client;
 pub mod dashboard;
+pub(crate) mod limits;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -31,7 +37,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use sha2::{Digest, Sha256};
@@ -39,7 +44,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::ReviewerConfig;
 use crate::gate::agent_api::{gate_error_response, review_json};
 use crate::gate::{Gate, ReviewState, Reviewer};
 use crate::wire::{json_response, Body, Refusal};
@@ -89,7 +93,6 @@ pub struct Admin {
     gate: Arc<Gate>,
     token_digest: [u8; 32],
     listen: SocketAddr,
-    reviewers: Vec<ReviewerConfig>,
     dashboard: dashboard::Dashboard,
     links: Arc<crate::notify::LinkSigner>,
     /// `notify.base_url` as an origin (`https://airlock.example.com`) and its authority: the
@@ -112,7 +115,6 @@ impl Admin {
         gate: Arc<Gate>,
         token: &str,
         listen: SocketAddr,
-        reviewers: Vec<ReviewerConfig>,
         links: Arc<crate::notify::LinkSigner>,
         public_url: Option<&str>,
     ) -> Arc<Admin> {
@@ -120,7 +122,6 @@ impl Admin {
             gate,
             token_digest: Sha256::digest(token.as_bytes()).into(),
             listen,
-            reviewers,
             dashboard: dashboard::Dashboard::new(),
             links,
             public: public_url.and_then(parse_public_url),
@@ -134,38 +135,73 @@ impl Admin {
 
     /// Identifies a bearer token: the admin token or a reviewer's.
     pub fn caller_for_token(&self, token: &str) -> Option<Caller> {
-        let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+        self.caller_for_digest(&token_digest(token))
+    }
+
+    /// Identifies a token by its SHA-256 ([`token_digest`]) against the reviewers in force now
+    /// (a dashboard session keeps only this digest, so removing its reviewer ends it).
+    pub(crate) fn caller_for_digest(&self, digest: &[u8; 32]) -> Option<Caller> {
         // Comparing digests: equal-length, and timing reveals nothing about the token.
-        if digest == self.token_digest {
+        if digest == &self.token_digest {
             return Some(Caller::Operator);
         }
-        self.reviewers
-            .iter()
-            .find(|r| r.token_sha256 == digest)
-            .map(|r| {
-                Caller::Reviewer(Reviewer {
-                    name: r.name.clone(),
-                    groups: r.groups.clone(),
-                })
-            })
+        self.gate
+            .people()
+            .current()
+            .by_digest(digest)
+            .map(Caller::Reviewer)
     }
 
     /// The reviewer a decision is recorded under. The operator may name one (for the CLI) only
-    /// while no reviewers are configured; otherwise it acts as `admin`, so a quorum always
-    /// means distinct people.
+    /// while no reviewers are configured; otherwise it acts as `admin`. Either way it decides
+    /// with the admin token: one approver, whatever name it gives.
     fn acting_reviewer(&self, caller: &Caller, named: Option<&str>) -> Reviewer {
         match caller {
             Caller::Reviewer(r) => r.clone(),
             Caller::Operator => match named {
-                Some(n) if self.reviewers.is_empty() => {
-                    Reviewer::named(&n.chars().take(128).collect::<String>())
+                Some(n) if !self.gate.people().current().has_reviewers() => {
+                    Reviewer::admin_token(&n.chars().take(128).collect::<String>())
                 }
-                _ => Reviewer {
-                    name: "admin".into(),
-                    groups: vec!["admin".into()],
-                },
+                _ => Reviewer::admin_token("admin"),
             },
         }
+    }
+
+    /// A review as the admin API shows it: [`review_json`], with each approval marked as
+    /// counting toward the quorum or not (and why) with the reviewers in force now.
+    pub fn review_view(&self, r: &crate::gate::Review, full: bool) -> serde_json::Value {
+        let mut v = review_json(r, full);
+        let people = self.gate.people().current();
+        let approvals = r.standing(&r.approvals, &people);
+        if let Some(list) = v.get_mut("approvals").and_then(|a| a.as_array_mut()) {
+            for (item, standing) in list.iter_mut().zip(&approvals) {
+                item["counts"] = serde_json::Value::Bool(standing.is_ok());
+                if let Err(why) = standing {
+                    item["notCounted"] = serde_json::Value::String(why.clone());
+                }
+            }
+        }
+        v["approvalsCounted"] = approvals.iter().filter(|s| s.is_ok()).count().into();
+        let retry = r.standing(&r.retry_approvals, &people);
+        v["retryApprovals"] = r
+            .retry_approvals
+            .iter()
+            .zip(&retry)
+            .map(|(d, standing)| {
+                let mut item = serde_json::json!({
+                    "by": d.by,
+                    "at": crate::gate::review::rfc3339(d.at_ms),
+                    "comment": d.comment,
+                    "counts": standing.is_ok(),
+                });
+                if let Err(why) = standing {
+                    item["notCounted"] = serde_json::Value::String(why.clone());
+                }
+                item
+            })
+            .collect::<Vec<_>>()
+            .into();
+        v
     }
 
     pub fn gate(&self) -> &Arc<Gate> {
@@ -173,37 +209,175 @@ impl Admin {
     }
 }
 
-/// Serves the admin API until `shutdown`.
-pub async fn run(
+/// Serves the admin API until `shutdown`, within the `[admin]` limits (see `limits.rs`):
+/// connection caps at accept, header and body read deadlines, a capped body, a request budget for
+/// unauthenticated clients, and a paced retry when `accept` fails.
+pub fn run(
     listener: TcpListener,
     admin: Arc<Admin>,
+    config: &crate::config::AdminConfig,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let gk = limits::Gatekeeper::new(config);
+    accept_loop(listener, admin, gk, shutdown, tasks)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    admin: Arc<Admin>,
+    gk: Arc<limits::Gatekeeper>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
+    let mut backoff = limits::Backoff::new();
     loop {
-        let (stream, _) = tokio::select! {
-            a = listener.accept() => match a { Ok(x) => x, Err(_) => continue },
+        // A slot first: while there is none, connections wait in the listen backlog, which costs
+        // this process nothing; `None` once the listener has been stuck full (refuse the next).
+        let global = tokio::select! {
+            g = gk.global_slot() => g,
             _ = shutdown.cancelled() => return,
         };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.cancelled() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => {
+                backoff.succeeded();
+                x
+            }
+            Err(e) => {
+                // EMFILE and friends: pause, longer each time, instead of spinning.
+                let pause = backoff.failed(&e);
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => continue,
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        };
+        // A slot may have been freed while this connection was awaited.
+        let Some(global) = global.or_else(|| gk.try_global_slot()) else {
+            gk.refuse(stream, limits::Refused::Full);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let admin = admin.clone();
-        let shutdown = shutdown.clone();
+        let (admin, gk, shutdown) = (admin.clone(), gk.clone(), shutdown.clone());
         tasks.spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let admin = admin.clone();
-                async move { Ok::<_, Infallible>(route(&admin, req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), svc);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = shutdown.cancelled() => { conn.as_mut().graceful_shutdown(); let _ = conn.await; }
+            // Bounded by the global slot it holds; waits only while this client's others end.
+            let slot = tokio::select! {
+                s = gk.client_slot(peer.ip(), global) => s,
+                _ = shutdown.cancelled() => return,
+            };
+            match slot {
+                Ok(slot) => serve_connection(stream, peer, admin, gk, slot, shutdown).await,
+                Err(why) => gk.refuse(stream, why),
             }
         });
     }
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    admin: Arc<Admin>,
+    gk: Arc<limits::Gatekeeper>,
+    slot: limits::Slot,
+    shutdown: CancellationToken,
+) {
+    let watch = Arc::new(limits::Watch::default());
+    let io = TokioIo::new(limits::Watched::new(stream, watch.clone()));
+    let header_read_timeout = gk.header_read_timeout;
+    let svc = hyper::service::service_fn(move |req| {
+        let (admin, gk, watch) = (admin.clone(), gk.clone(), watch.clone());
+        async move { Ok::<_, Infallible>(serve_request(&admin, &gk, &watch, peer, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        // Also bounds an idle keep-alive connection: hyper starts it when it waits for a head.
+        .header_read_timeout(header_read_timeout)
+        // Reads during a request are then only for its body (see `limits::Watch`).
+        .half_close(true)
+        .max_buf_size(MAX_ADMIN_BODY)
+        .serve_connection(io, svc);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = shutdown.cancelled() => { conn.as_mut().graceful_shutdown(); let _ = conn.await; }
+    }
+    drop(slot);
+}
+
+/// The listener-wide checks around [`route`]: the body cap, the unauthenticated request budget,
+/// and the body read deadline.
+async fn serve_request(
+    admin: &Admin,
+    gk: &limits::Gatekeeper,
+    watch: &Arc<limits::Watch>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    if limits::declared_over(req.body(), MAX_ADMIN_BODY) {
+        return closing(body_too_large());
+    }
+    if unauthenticated(admin, &req) && !gk.allow_unauthenticated(peer.ip()) {
+        let mut r = err(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many unauthenticated requests from your address; retry later",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        return r;
+    }
+    if !limits::may_have_body(req.body()) {
+        return route(admin, req).await;
+    }
+    let _armed = watch.arm(gk.body_read_timeout);
+    tokio::select! {
+        biased;
+        r = route(admin, req) => r,
+        _ = watch.stalled() => {
+            tracing::info!(target: "airlock::admin", %peer, "admin request body not received in time");
+            closing(err(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body did not arrive within admin.body_read_timeout",
+            ))
+        }
+    }
+}
+
+/// Requests that present no credential: sign-in, one-click links, and any API call without a
+/// valid token. `/healthz` (monitoring) and session pages (they redirect or check the session)
+/// are not counted.
+fn unauthenticated(admin: &Admin, req: &Request<Incoming>) -> bool {
+    let path = req.uri().path();
+    if path == "/healthz" {
+        return false;
+    }
+    if path == "/ui/login" || path.starts_with("/ui/link/") {
+        return true;
+    }
+    if path == "/ui" || path.starts_with("/ui/") {
+        return false;
+    }
+    authorized(admin, req).is_none()
+}
+
+/// Marks a response as the connection's last (its request was not read to the end).
+fn closing(mut r: Response<Body>) -> Response<Body> {
+    r.headers_mut()
+        .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    r
+}
+
+fn body_too_large() -> Response<Body> {
+    err(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        "admin request body over 64 KiB",
+    )
 }
 
 fn err(status: StatusCode, code: &'static str, msg: &str) -> Response<Body> {
@@ -253,7 +427,7 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
             };
             match admin.gate.list(state).await {
                 Ok(list) => {
-                    let items: Vec<_> = list.iter().map(|r| review_json(r, false)).collect();
+                    let items: Vec<_> = list.iter().map(|r| admin.review_view(r, false)).collect();
                     json_response(StatusCode::OK, &serde_json::json!({ "reviews": items }))
                 }
                 Err(e) => gate_error_response(&e),
@@ -334,7 +508,7 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
             }
         }
         (Method::GET, ["v1", "reviews", id]) => match admin.gate.get(id).await {
-            Ok(r) => json_response(StatusCode::OK, &review_json(&r, true)),
+            Ok(r) => json_response(StatusCode::OK, &admin.review_view(&r, true)),
             Err(e) => gate_error_response(&e),
         },
         (Method::POST, ["v1", "reviews", id, action @ ("approve" | "reject" | "retry")]) => {
@@ -356,11 +530,11 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
                 _ => admin.gate.reject(&id, &reviewer, comment).await,
             };
             match result {
-                // Below the quorum: recorded, still pending.
-                Ok(r) if r.state == ReviewState::Pending => {
-                    json_response(StatusCode::ACCEPTED, &review_json(&r, true))
+                // Below the quorum: recorded, still pending (or, for a retry, still failed).
+                Ok(r) if r.state == ReviewState::Pending || !r.retry_approvals.is_empty() => {
+                    json_response(StatusCode::ACCEPTED, &admin.review_view(&r, true))
                 }
-                Ok(r) => json_response(StatusCode::OK, &review_json(&r, true)),
+                Ok(r) => json_response(StatusCode::OK, &admin.review_view(&r, true)),
                 Err(e) => gate_error_response(&e),
             }
         }
@@ -383,7 +557,7 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
             };
             let reviewer = admin.acting_reviewer(&caller, None);
             match admin.gate.extend(&id, &reviewer, by).await {
-                Ok(r) => json_response(StatusCode::OK, &review_json(&r, true)),
+                Ok(r) => json_response(StatusCode::OK, &admin.review_view(&r, true)),
                 Err(e) => gate_error_response(&e),
             }
         }
@@ -413,6 +587,11 @@ fn typed_response(body: impl Into<Bytes>, content_type: &'static str) -> Respons
         http::HeaderValue::from_static(content_type),
     );
     r
+}
+
+/// SHA-256 of a token (surrounding blanks trimmed): the only form in which tokens are compared.
+pub(crate) fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.trim().as_bytes()).into()
 }
 
 fn authorized(admin: &Admin, req: &Request<Incoming>) -> Option<Caller> {
@@ -458,17 +637,11 @@ fn host_ok(admin: &Admin, req: &Request<Incoming>) -> bool {
 }
 
 async fn read_json(req: Request<Incoming>) -> Result<serde_json::Value, Response<Body>> {
-    let bytes: Bytes = match Limited::new(req.into_body(), MAX_ADMIN_BODY)
-        .collect()
-        .await
-    {
-        Ok(c) => c.to_bytes(),
-        Err(_) => {
-            return Err(err(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "admin request body over 64 KiB",
-            ))
+    let bytes: Bytes = match limits::read_body(req.into_body(), MAX_ADMIN_BODY).await {
+        Ok(b) => b,
+        Err(limits::BodyError::TooLarge) => return Err(closing(body_too_large())),
+        Err(limits::BodyError::Broken(e)) => {
+            return Err(closing(err(StatusCode::BAD_REQUEST, "bad_body", &e)))
         }
     };
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {

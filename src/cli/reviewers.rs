@@ -22,8 +22,15 @@ pub(super) enum ReviewersCommand {
 pub(super) fn reviewers_cmd(config: Config, cmd: ReviewersCommand) -> Result<()> {
     match cmd {
         ReviewersCommand::Add { name, groups } => {
-            if config.reviewers.iter().any(|r| r.name == name) {
-                bail!("reviewer {name:?} already exists in the config");
+            if let Some(r) = config
+                .reviewers
+                .iter()
+                .find(|r| airlock::person::same(&r.name, &name))
+            {
+                bail!(
+                    "reviewer {:?} already exists in the config (names are compared without case)",
+                    r.name
+                );
             }
             let token = airlock::agents::generate_token().replacen("alk_", "rvw_", 1);
             let mut block = format!(

@@ -35,8 +35,9 @@ pub(super) enum ReviewsCommand {
         reviewer: Option<String>,
     },
     /// Send a failed (or outcome_unknown) review's stored request again, with the same
-    /// Idempotency-Key; only before the review's deadline. Summary line and exit status as
-    /// for approve: 0 executed, 3 failed (not sent), 4 outcome_unknown, 1 an error.
+    /// Idempotency-Key; only before the review's deadline, and only once the rule's quorum is
+    /// reached afresh. Summary line and exit status as for approve: 0 executed (or waiting for
+    /// more retry approvals), 3 failed (not sent), 4 outcome_unknown, 1 an error.
     Retry {
         id: String,
         #[arg(long)]
@@ -159,6 +160,18 @@ fn execution_summary(review: &serde_json::Value) -> (String, i32) {
     let id = review["reviewId"].as_str().unwrap_or("?");
     let state = review["state"].as_str().unwrap_or("?");
     let error = review["result"]["error"].as_str().unwrap_or("no detail");
+    // A retry below the rule's quorum is recorded and not sent: waiting, like a pending approval.
+    if let Some(waiting) = review["retryApprovals"]
+        .as_array()
+        .filter(|a| !a.is_empty())
+    {
+        let counted = waiting.iter().filter(|a| a["counts"] == true).count();
+        let required = review["policy"]["required"].as_u64().unwrap_or(1);
+        return (
+            format!("{id}: retry approval recorded ({counted} of {required}); not sent yet"),
+            0,
+        );
+    }
     match state {
         "executed" => {
             let status = review["result"]["status"]

@@ -24,12 +24,21 @@ pub(super) struct RunArgs {
     /// CA certificate COMMAND must trust (default: <tls.ca_dir>/ca.pem).
     #[arg(long)]
     ca: Option<PathBuf>,
-    /// Run COMMAND as UID[:GID] or user name (default: $SUDO_UID:$SUDO_GID, else 65534:65534).
+    /// Run COMMAND as UID[:GID] or user name (default: a uid of its own from --uid-range).
     #[arg(long)]
     user: Option<String>,
-    /// Allow COMMAND to run as root, which can leave the namespace: weak isolation.
+    /// Uids handed out, one per run, when --user is not given (gid = uid).
+    #[arg(long, value_name = "FIRST-LAST", default_value = "200000-265535")]
+    uid_range: String,
+    /// Allow COMMAND to run as root (uid or gid 0, or ids mapping to root): weak isolation.
     #[arg(long)]
     allow_root: bool,
+    /// Keep this open descriptor in COMMAND (repeatable); all others above 2 are closed.
+    #[arg(long = "pass-fd", value_name = "N")]
+    pass_fd: Vec<i32>,
+    /// Pass this variable from the environment (repeatable); secrets are refused.
+    #[arg(long = "env", value_name = "NAME")]
+    env: Vec<String>,
     /// No namespace: only set the proxy variables (nothing enforces them).
     #[arg(long)]
     weak: bool,
@@ -59,19 +68,42 @@ pub(super) fn run_cmd(config: Config, args: RunArgs) -> Result<i32> {
         (None, Some(_)) => bail!("a token was given but no --agent NAME"),
         (None, None) => None,
     };
-    let run_as = match &args.user {
-        Some(spec) => RunAs::parse(spec).map_err(|e| anyhow::anyhow!("{e}"))?,
-        None => RunAs::default_from_env(),
+    let user = match &args.user {
+        Some(spec) => Some(RunAs::parse(spec).map_err(|e| anyhow::anyhow!("{e}"))?),
+        None => None,
     };
+    let uid_range =
+        airlock::sandbox::UidRange::parse(&args.uid_range).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Airlock's own files: unreadable inside the sandbox.
+    let mut hide = vec![
+        config.store.path.clone(),
+        config.tls.ca_dir.clone(),
+        config.admin.token_file.clone(),
+        config.audit_key_file(),
+        config.link_key_file(),
+    ];
+    hide.extend(config.source.clone());
+    let mut secret_env = Vec::new();
+    for c in &config.credentials {
+        match &c.source {
+            airlock::config::SecretSource::Env(v) => secret_env.push(v.clone()),
+            airlock::config::SecretSource::File(p) => hide.push(p.clone()),
+        }
+    }
     let opts = RunOptions {
         proxy: args.proxy.unwrap_or(config.proxy.listen),
         ca_file: args
             .ca
             .unwrap_or_else(|| config.tls.ca_dir.join(airlock::tls::CA_CERT_FILE)),
         agent,
-        run_as,
+        user,
+        uid_range,
         allow_root: args.allow_root,
         weak: args.weak,
+        pass_fds: args.pass_fd,
+        env: args.env,
+        secret_env,
+        hide,
         command: args.command,
     };
     airlock::sandbox::run(opts).map_err(|e| anyhow::anyhow!("{e}"))

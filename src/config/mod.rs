@@ -216,6 +216,34 @@ impl Config {
         Ok(c)
     }
 
+    /// Only the people of the config file at `path`: its `[[reviewers]]` (checked) and
+    /// `[admin] may_approve`. A reload of the reviewers uses this, so that removing a reviewer
+    /// takes effect even while another part of the file (say a notify channel still naming her)
+    /// no longer checks.
+    pub fn load_reviewers(path: &Path) -> Result<(Vec<ReviewerConfig>, bool), ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|s| crate::text_pos::line_col(&text, s.start))
+                .unwrap_or((1, 1));
+            ConfigError::Parse {
+                file: file.clone(),
+                line,
+                column,
+                message: e.message().to_string(),
+            }
+        })?;
+        let cx = Ctx { file: &file };
+        let reviewers =
+            people::check_reviewers(&raw.reviewers).map_err(|m| cx.invalid("reviewers", m))?;
+        Ok((reviewers, raw.admin.may_approve))
+    }
+
     /// Parses and checks TOML text; `file` names it in errors.
     pub fn from_toml(file: &str, text: &str) -> Result<Config, ConfigError> {
         Self::checked(file, text, Overrides::default())
@@ -291,7 +319,7 @@ fn check(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
         crate::notify::config::check(raw.notify).map_err(|e| cx.invalid(&e.field, e.message))?;
     for (i, ch) in notify.channels.iter().enumerate() {
         if let Some(r) = &ch.reviewer {
-            if !reviewers.iter().any(|c| &c.name == r) {
+            if !reviewers.iter().any(|c| crate::person::same(&c.name, r)) {
                 return Err(cx.invalid(
                     &format!("notify.channels[{i}].reviewer"),
                     format!("{r:?} is not a configured [[reviewers]] name"),

@@ -67,17 +67,26 @@ fn digest_hex(what: &str, name: &str, hex_text: &str) -> Result<[u8; 32], String
         })
 }
 
+/// Reviewer names are compared normalized ([`crate::person::key`]): two that normalize alike
+/// are one person listed twice, and are refused.
 pub(super) fn check_reviewers(raw: &[RawReviewer]) -> Result<Vec<ReviewerConfig>, String> {
     let mut out: Vec<ReviewerConfig> = Vec::new();
     for r in raw {
-        if !name_ok(&r.name) || r.name == "admin" {
+        if !name_ok(&r.name) || crate::person::same(&r.name, "admin") {
             return Err(format!(
                 "reviewer name {:?} must be 1-64 characters of letters, digits, '-', '_', '.' (and not \"admin\")",
                 r.name
             ));
         }
-        if out.iter().any(|o| o.name == r.name) {
-            return Err(format!("reviewer {:?} is listed twice", r.name));
+        if let Some(o) = out.iter().find(|o| crate::person::same(&o.name, &r.name)) {
+            return Err(if o.name == r.name {
+                format!("reviewer {:?} is listed twice", r.name)
+            } else {
+                format!(
+                    "reviewers {:?} and {:?} are the same person (names are compared without case)",
+                    o.name, r.name
+                )
+            });
         }
         out.push(ReviewerConfig {
             name: r.name.clone(),
@@ -99,6 +108,12 @@ pub(super) fn check_agents(raw: &[RawAgent]) -> Result<Vec<AgentConfig>, String>
         }
         if out.iter().any(|o| o.name == a.name) {
             return Err(format!("agent {:?} is listed twice", a.name));
+        }
+        if a.owner
+            .as_deref()
+            .is_some_and(|o| crate::person::key(o).is_empty())
+        {
+            return Err(format!("agent {:?}: owner is blank", a.name));
         }
         let digest = digest_hex("agent", &a.name, &a.token_sha256)?;
         let mut hosts = Vec::new();

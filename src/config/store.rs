@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -30,6 +31,13 @@ pub(super) struct RawAdmin {
     pub(super) listen: String,
     pub(super) token_file: Option<PathBuf>,
     pub(super) public_hosts: Vec<String>,
+    pub(super) may_approve: bool,
+    pub(super) max_connections: usize,
+    pub(super) per_ip_connections: usize,
+    pub(super) header_read_timeout: String,
+    pub(super) body_read_timeout: String,
+    pub(super) unauthenticated_rate: u32,
+    pub(super) unauthenticated_burst: u32,
 }
 
 impl Default for RawAdmin {
@@ -38,6 +46,13 @@ impl Default for RawAdmin {
             listen: "127.0.0.1:8081".into(),
             token_file: None,
             public_hosts: Vec::new(),
+            may_approve: false,
+            max_connections: 256,
+            per_ip_connections: 32,
+            header_read_timeout: "10s".into(),
+            body_read_timeout: "10s".into(),
+            unauthenticated_rate: 10,
+            unauthenticated_burst: 20,
         }
     }
 }
@@ -56,7 +71,28 @@ pub struct AdminConfig {
     /// Names under which reviewers reach the admin listener (a reverse proxy, a tunnel): with
     /// the host of `notify.base_url`, never reachable through the proxy.
     pub public_hosts: Vec<String>,
+    /// May the admin token approve (and retry, and extend) once `[[reviewers]]` exist? Off by
+    /// default: it is an operator credential, not a person. Even on, it counts as one approver
+    /// at most and cannot approve a request of an agent that has an owner (unless the rule allows
+    /// self-approval): it names no person, so it cannot show it is not that owner.
+    pub may_approve: bool,
+    /// Connections served at once; beyond it a connection is answered 503 and closed.
+    pub max_connections: usize,
+    /// Connections served at once from one client address (an IPv6 /64 counts as one).
+    pub per_ip_connections: usize,
+    /// A request's head must arrive within this (also how long an idle connection is kept).
+    pub header_read_timeout: Duration,
+    /// A request's body must arrive within this of its head; else 408 and the connection closes.
+    pub body_read_timeout: Duration,
+    /// Token bucket per client address for requests made without credentials (sign-in, links,
+    /// a wrong token): refilled at this many per second, up to `unauthenticated_burst`; 429 beyond.
+    pub unauthenticated_rate: u32,
+    pub unauthenticated_burst: u32,
 }
+
+/// Ceiling for the admin listener's read timeouts: they bound how long a silent client holds a
+/// connection slot.
+const MAX_ADMIN_TIMEOUT: Duration = Duration::from_secs(3600);
 
 pub(super) fn check_admin(
     raw: RawAdmin,
@@ -69,11 +105,96 @@ pub(super) fn check_admin(
             cx.invalid("admin.public_hosts", format!("{h:?} is not a host name"))
         })?);
     }
+    if raw.max_connections == 0 {
+        return Err(cx.invalid("admin.max_connections", "must be at least 1".into()));
+    }
+    if raw.per_ip_connections == 0 || raw.per_ip_connections > raw.max_connections {
+        return Err(cx.invalid(
+            "admin.per_ip_connections",
+            format!(
+                "{} must be between 1 and admin.max_connections ({}); set it to max_connections to leave one address unlimited",
+                raw.per_ip_connections, raw.max_connections
+            ),
+        ));
+    }
+    let timeout = |field: &str, v: &str| {
+        let d = cx.dur(field, v)?;
+        if d.is_zero() || d > MAX_ADMIN_TIMEOUT {
+            return Err(cx.invalid(field, format!("{v:?} must be more than 0 and at most 1h")));
+        }
+        Ok(d)
+    };
+    let header_read_timeout = timeout("admin.header_read_timeout", &raw.header_read_timeout)?;
+    let body_read_timeout = timeout("admin.body_read_timeout", &raw.body_read_timeout)?;
+    if raw.unauthenticated_rate == 0 {
+        return Err(cx.invalid(
+            "admin.unauthenticated_rate",
+            "must be at least 1 (requests per second per client address)".into(),
+        ));
+    }
+    if raw.unauthenticated_burst == 0 {
+        return Err(cx.invalid("admin.unauthenticated_burst", "must be at least 1".into()));
+    }
     Ok(AdminConfig {
+        max_connections: raw.max_connections,
+        per_ip_connections: raw.per_ip_connections,
+        header_read_timeout,
+        body_read_timeout,
+        unauthenticated_rate: raw.unauthenticated_rate,
+        unauthenticated_burst: raw.unauthenticated_burst,
         public_hosts,
+        may_approve: raw.may_approve,
         listen: cx.addr("admin.listen", &raw.listen)?,
         token_file: raw
             .token_file
             .unwrap_or_else(|| store.path.join("admin-token")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::config::Config;
+
+    #[test]
+    fn admin_limits_defaults_and_checks() {
+        let c = Config::from_toml("t.toml", "").expect("defaults");
+        assert_eq!(c.admin.max_connections, 256);
+        assert_eq!(c.admin.per_ip_connections, 32);
+        assert_eq!(c.admin.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.admin.body_read_timeout, Duration::from_secs(10));
+        assert_eq!(
+            (c.admin.unauthenticated_rate, c.admin.unauthenticated_burst),
+            (10, 20)
+        );
+        let c = Config::from_toml(
+            "t.toml",
+            "[admin]\nmax_connections = 8\nper_ip_connections = 8\nbody_read_timeout = \"1s\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.admin.per_ip_connections, 8);
+        assert_eq!(c.admin.body_read_timeout, Duration::from_secs(1));
+        for (text, words) in [
+            (
+                "max_connections = 0",
+                "admin.max_connections: must be at least 1",
+            ),
+            ("per_ip_connections = 0", "admin.per_ip_connections"),
+            (
+                "max_connections = 4\nper_ip_connections = 5",
+                "between 1 and admin.max_connections (4)",
+            ),
+            ("header_read_timeout = \"0s\"", "admin.header_read_timeout"),
+            ("body_read_timeout = \"soon\"", "admin.body_read_timeout"),
+            ("body_read_timeout = \"2h\"", "at most 1h"),
+            ("unauthenticated_rate = 0", "admin.unauthenticated_rate"),
+            ("unauthenticated_burst = 0", "admin.unauthenticated_burst"),
+        ] {
+            let e = Config::from_toml("t.toml", &format!("[admin]\n{text}\n"))
+                .expect_err(text)
+                .to_string();
+            assert!(e.contains(words), "{text}: {e}");
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //!
 //! A secret never leaves this module except inside the outgoing upstream request header.
 
+pub mod redact;
 pub mod scrub;
 
 use std::sync::Arc;

@@ -9,19 +9,23 @@ use http::{HeaderName, HeaderValue, Method, Response, StatusCode};
 
 use super::review::{rfc3339, Execution, Review, ReviewState};
 use super::{Gate, GateError, OUTCOME_HEADER, REVIEW_ID_HEADER};
+use crate::credentials::redact::{self, REDACTED};
 use crate::wire::{full, json_response, Body, Refusal};
 
 /// Host name under which Airlock answers agents itself, through the proxy (never forwarded).
 pub const LOCAL_HOST: &str = "airlock.local";
 
-/// JSON view of a review. `full` adds the stored request (admin only); credentials are never
-/// part of a review, so neither view can leak one.
+/// JSON view of a review for the admin API. `full` adds the stored request. Credential-like
+/// headers are never stored (`hold.rs`); any that an older record or an upstream answer
+/// (`Set-Cookie`) holds are shown as `[redacted]`, secret-named query values are masked in the
+/// URL and wherever an answer echoes them. Agents get [`agent_review_json`] instead.
 pub fn review_json(r: &Review, full: bool) -> serde_json::Value {
     let decision = r
         .decision
         .as_ref()
         .map(|d| serde_json::json!({"by": d.by, "at": rfc3339(d.at_ms), "comment": d.comment}));
     let result = r.execution.as_ref().map(execution_json);
+    let url = shown_url(r);
     let mut v = serde_json::json!({
         "reviewId": r.id,
         "decisionId": r.decision_id,
@@ -45,35 +49,120 @@ pub fn review_json(r: &Review, full: bool) -> serde_json::Value {
         "earlierAttempts": r.attempts.iter().map(execution_json).collect::<Vec<_>>(),
         "retries": r.retries.iter().map(|d| serde_json::json!({"by": d.by, "at": rfc3339(d.at_ms), "comment": d.comment})).collect::<Vec<_>>(),
         "method": r.request.method,
-        "url": r.request.url(),
+        "url": url,
     });
     if full {
+        // `headers` is what executes; `redactedHeaders` names what the agent sent and Airlock
+        // withheld (never stored, never sent).
         v["request"] = serde_json::json!({
             "method": r.request.method,
-            "url": r.request.url(),
-            "headers": r.request.headers,
+            "url": url,
+            "headers": shown_headers(&r.request.headers),
+            "redactedHeaders": r.redacted_headers,
             "bodyBase64": r.request.body_b64,
         });
+    }
+    let echoes = redact::secret_query_values(&r.request.path_and_query);
+    if !echoes.is_empty() {
+        mask_strings(&mut v, &echoes);
     }
     v
 }
 
-fn execution_json(e: &Execution) -> serde_json::Value {
+/// What an agent sees of its own review on `airlock.local`: the ids and timestamps it needs to
+/// poll, the state, the outcome, and the result of its own request (status, and the upstream's
+/// answer, which wait mode returns anyway). No approver names, comments, decisions, policy or
+/// stored request.
+pub fn agent_review_json(r: &Review) -> serde_json::Value {
+    let result = r.execution.as_ref().map(|e| {
+        let mut v = serde_json::json!({
+            "status": e.status,
+            "bodyTruncated": e.body_truncated,
+            "error": e.error,
+        });
+        set_body(&mut v, e);
+        v
+    });
+    serde_json::json!({
+        "reviewId": r.id,
+        "decisionId": r.decision_id,
+        "state": r.state.as_str(),
+        "outcome": outcome_of(r.state),
+        "createdAt": rfc3339(r.created_at_ms),
+        "updatedAt": rfc3339(r.updated_at_ms),
+        "expiresAt": rfc3339(r.expires_at_ms),
+        "result": result,
+    })
+}
+
+/// The `Airlock-Outcome` word for a review state: `ESCALATE` while it is still held.
+fn outcome_of(state: ReviewState) -> &'static str {
+    match state {
+        ReviewState::Pending | ReviewState::Approved | ReviewState::Executing => "ESCALATE",
+        ReviewState::Executed => "EXECUTED",
+        ReviewState::Rejected => "REJECTED",
+        ReviewState::Expired => "EXPIRED",
+        ReviewState::Failed => "FAILED",
+        ReviewState::OutcomeUnknown => "OUTCOME_UNKNOWN",
+    }
+}
+
+/// The stored request's URL with secret-named query values masked.
+fn shown_url(r: &Review) -> String {
+    let mut shown = r.request.clone();
+    shown.path_and_query = redact::mask_query(&r.request.path_and_query);
+    shown.url()
+}
+
+/// Headers as shown: credential-like ones keep their name and lose their value.
+fn shown_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            if redact::is_credential_header(k) {
+                (k.clone(), REDACTED.to_string())
+            } else {
+                (k.clone(), v.clone())
+            }
+        })
+        .collect()
+}
+
+/// Masks every echo of `values` in the strings of `v`.
+fn mask_strings(v: &mut serde_json::Value, values: &[String]) {
+    match v {
+        serde_json::Value::String(s) => {
+            let masked = redact::mask_values(s, values);
+            if masked != *s {
+                *s = masked;
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| mask_strings(x, values)),
+        serde_json::Value::Object(m) => m.values_mut().for_each(|x| mask_strings(x, values)),
+        _ => {}
+    }
+}
+
+fn set_body(v: &mut serde_json::Value, e: &Execution) {
     let body = base64::engine::general_purpose::STANDARD
         .decode(&e.body_b64)
         .unwrap_or_default();
+    match String::from_utf8(body) {
+        Ok(text) => v["body"] = serde_json::Value::String(text),
+        Err(_) => v["bodyBase64"] = serde_json::Value::String(e.body_b64.clone()),
+    }
+}
+
+fn execution_json(e: &Execution) -> serde_json::Value {
     let mut v = serde_json::json!({
         "status": e.status,
-        "headers": e.headers,
+        "headers": shown_headers(&e.headers),
         "bodyTruncated": e.body_truncated,
         "error": e.error,
         "startedAt": rfc3339(e.started_at_ms),
         "finishedAt": e.finished_at_ms.map(rfc3339),
     });
-    match String::from_utf8(body) {
-        Ok(text) => v["body"] = serde_json::Value::String(text),
-        Err(_) => v["bodyBase64"] = serde_json::Value::String(e.body_b64.clone()),
-    }
+    set_body(&mut v, e);
     v
 }
 
@@ -118,7 +207,7 @@ pub async fn serve_local(
         _ => gate.get(id).await,
     };
     match result {
-        Ok(r) => json_response(StatusCode::OK, &review_json(&r, false)),
+        Ok(r) => json_response(StatusCode::OK, &agent_review_json(&r)),
         Err(e) => gate_error_response(&e),
     }
 }
@@ -179,7 +268,7 @@ pub fn final_response(r: &Review) -> Response<Body> {
         ReviewState::Failed => (StatusCode::BAD_GATEWAY, "FAILED"),
         _ => (StatusCode::BAD_GATEWAY, "OUTCOME_UNKNOWN"),
     };
-    let mut body = review_json(r, false);
+    let mut body = agent_review_json(r);
     body["outcome"] = serde_json::Value::String(outcome.into());
     let mut resp = json_response(status, &body);
     let h = resp.headers_mut();

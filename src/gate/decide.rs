@@ -60,10 +60,12 @@ impl Gate {
 
     /// `reviewer`'s decision, stamped now.
     fn decision_by(&self, reviewer: &Reviewer, comment: Option<String>) -> review::Decision {
+        let who = self.people.current().effective(reviewer);
         review::Decision {
-            by: reviewer.name.clone(),
+            by: who.name,
             at_ms: self.clock.now_ms(),
             comment,
+            admin_token: who.admin_token,
         }
     }
 
@@ -78,9 +80,9 @@ impl Gate {
     ) -> Result<Review, GateError> {
         let decision = self.decision_by(reviewer, comment);
         let id_owned = id.to_string();
-        let groups = reviewer.groups.clone();
+        let who = reviewer.clone();
         let approved = match self
-            .blocking(move |g| g.decide(&id_owned, ReviewState::Approved, decision, &groups))
+            .blocking(move |g| g.decide(&id_owned, ReviewState::Approved, decision, &who))
             .await
         {
             Ok(r) if r.state == ReviewState::Pending => return Ok(r),
@@ -118,8 +120,10 @@ impl Gate {
 
     /// A human retry of a review whose send `failed` or has an `outcome_unknown`: the same stored
     /// request (same `Idempotency-Key`, so Stripe answers a duplicate with the first result) is
-    /// sent once more. Only within the review's original deadline, only by someone allowed to
-    /// approve it; the earlier execution is kept in `attempts`.
+    /// sent once more. Only within the review's deadline, only by people allowed to approve it,
+    /// and only once the review's quorum is reached afresh: below it the retry approval is
+    /// recorded (`retry_approvals`) and the review is returned as it is. The earlier execution
+    /// is kept in `attempts`.
     pub async fn retry(
         self: &Arc<Self>,
         id: &str,
@@ -132,6 +136,7 @@ impl Gate {
         let retried = self
             .blocking(move |g| {
                 let now = g.clock.now_ms();
+                let people = g.people.current();
                 g.transition(&id_owned, |cur| {
                     if !matches!(
                         cur.state,
@@ -149,19 +154,33 @@ impl Gate {
                             at: review::rfc3339(cur.expires_at_ms),
                         });
                     }
-                    cur.may_send(&reviewer.name, &reviewer.groups, "retry")
+                    cur.may_send(&reviewer, &people, "retry")
                         .map_err(GateError::Forbidden)?;
+                    if cur.already(&cur.retry_approvals, &reviewer, &people) {
+                        return Err(GateError::Forbidden(format!(
+                            "{} already asked for this retry; it needs {} distinct reviewers",
+                            decision.by, cur.policy.required
+                        )));
+                    }
                     let mut next = cur.clone();
+                    next.retry_approvals.push(decision.clone());
+                    if next.counted(&next.retry_approvals, &people)
+                        < cur.policy.required.max(1) as usize
+                    {
+                        return Ok(next);
+                    }
                     next.state = ReviewState::Approved;
                     if let Some(e) = next.execution.take() {
                         next.attempts.push(e);
                     }
-                    next.retries.push(decision.clone());
+                    next.retries.append(&mut next.retry_approvals);
                     Ok(next)
                 })
             })
             .await;
         match retried {
+            // Below the quorum: recorded, not sent.
+            Ok(r) if r.state != ReviewState::Approved => Ok(r),
             Ok(r) => self.execute_tracked(r.id).await,
             Err(GateError::Audit(why)) => Err(self.unrecorded(id, "retry", why).await),
             Err(e) => Err(e),
@@ -176,12 +195,14 @@ impl Gate {
     ) -> Result<Review, GateError> {
         let decision = self.decision_by(reviewer, comment);
         let id = id.to_string();
-        let groups = reviewer.groups.clone();
-        self.blocking(move |g| g.decide(&id, ReviewState::Rejected, decision, &groups))
+        let who = reviewer.clone();
+        self.blocking(move |g| g.decide(&id, ReviewState::Rejected, decision, &who))
             .await
     }
 
     /// Moves a pending review's deadline `by` later (from now if it is near), at most 7 days ahead.
+    /// Held to the same policy as approving: the agent's owner may not keep her own agent's
+    /// request waiting, nor may the admin token unless it may approve.
     pub async fn extend(
         self: &Arc<Self>,
         id: &str,
@@ -192,6 +213,7 @@ impl Gate {
         let reviewer = reviewer.clone();
         self.blocking(move |g| {
             let now = g.clock.now_ms();
+            let people = g.people.current();
             g.transition(&id, |cur| {
                 if cur.state != ReviewState::Pending || now >= cur.expires_at_ms {
                     return Err(GateError::AlreadyDecided {
@@ -203,7 +225,7 @@ impl Gate {
                         },
                     });
                 }
-                cur.may_decide(&reviewer.name, &reviewer.groups)
+                cur.may_send(&reviewer, &people, "extend")
                     .map_err(GateError::Forbidden)?;
                 let mut next = cur.clone();
                 let ceiling = now.saturating_add(7 * 86_400_000);
@@ -219,15 +241,17 @@ impl Gate {
 
     /// pending -> approved (once the quorum is reached; below it the approval is recorded and
     /// the review stays pending) | rejected; past its deadline a review becomes expired instead.
-    /// Enforces the review's approver list and the self-approval rule.
+    /// Enforces the review's approver list, the self-approval rule and the admin token's limits;
+    /// the quorum counts only approvals that stand with the reviewers in force now.
     fn decide(
         &self,
         id: &str,
         to: ReviewState,
         decision: review::Decision,
-        groups: &[String],
+        who: &Reviewer,
     ) -> Result<Review, GateError> {
         let now = self.clock.now_ms();
+        let people = self.people.current();
         let r = self.transition(id, |cur| {
             if cur.state != ReviewState::Pending {
                 return Err(GateError::AlreadyDecided {
@@ -242,22 +266,30 @@ impl Gate {
             }
             let by = &decision.by;
             if to == ReviewState::Rejected {
-                // Rejecting sends nothing, so an agent's owner may reject; the list still applies.
-                cur.may_decide(by, groups).map_err(GateError::Forbidden)?;
+                // Rejecting sends nothing, so an agent's owner may reject; the list still applies
+                // (the admin token may always reject).
+                cur.may_reject(who, &people).map_err(GateError::Forbidden)?;
                 next.state = ReviewState::Rejected;
                 next.decision = Some(decision.clone());
                 return Ok(next);
             }
-            cur.may_send(by, groups, "approve")
+            cur.may_send(who, &people, "approve")
                 .map_err(GateError::Forbidden)?;
-            if cur.approvals.iter().any(|d| &d.by == by) {
-                return Err(GateError::Forbidden(format!(
-                    "{by} already approved; this review needs {} distinct reviewers",
-                    cur.policy.required
-                )));
+            if cur.already(&cur.approvals, who, &people) {
+                return Err(GateError::Forbidden(if decision.admin_token {
+                    format!(
+                        "the admin token already approved; it counts as one approver whatever name it gives, and this review needs {} distinct reviewers",
+                        cur.policy.required
+                    )
+                } else {
+                    format!(
+                        "{by} already approved; this review needs {} distinct reviewers",
+                        cur.policy.required
+                    )
+                }));
             }
             next.approvals.push(decision.clone());
-            if next.approvals.len() as u32 >= cur.policy.required.max(1) {
+            if next.counted(&next.approvals, &people) >= cur.policy.required.max(1) as usize {
                 next.state = ReviewState::Approved;
                 next.decision = Some(decision.clone());
             }

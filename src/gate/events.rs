@@ -44,6 +44,14 @@ pub(super) fn transition_event(old: &Review, next: &Review) -> Event {
             t.comment = d.comment.clone();
             t.attempt = Some(next.attempts.len() + 1);
         }
+    } else if next.retry_approvals.len() > old.retry_approvals.len() {
+        // A retry approval below the quorum: recorded, nothing sent.
+        if let Some(d) = next.retry_approvals.last() {
+            t.retry_by = Some(d.by.clone());
+            t.comment = d.comment.clone();
+            t.approvals = Some(next.retry_approvals.len());
+            t.required = Some(next.policy.required);
+        }
     }
     if next.state == ReviewState::Expired {
         t.by = Some("expiry".into());

@@ -11,16 +11,9 @@ use super::{new_id, Gate, GateError, HeldRequest, Hold, HoldRefusal, WAIT_HEADER
 use crate::rules::Verdict;
 use crate::store::Tree;
 
-/// Headers never stored with a held request (credentials; Airlock's own control headers).
-const NOT_STORED: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "x-api-key",
-    "x-github-token",
-    "airlock-wait",
-    "host",
-];
+/// Airlock's own control headers, never stored with a held request. Credential-like headers are
+/// never stored either: see `build_review`.
+const NOT_STORED: &[&str] = &["airlock-wait", "host"];
 
 impl Gate {
     /// Stores an escalated request durably, before the agent hears anything. When the agent or
@@ -84,9 +77,22 @@ impl Gate {
         let now = self.clock.now_ms();
         let expiry = verdict.expiry.unwrap_or(self.cfg.review_expiry);
         let mut headers = Vec::new();
+        let mut redacted: Vec<String> = Vec::new();
         for (name, value) in req.headers.iter() {
             let n = name.as_str();
             if NOT_STORED.contains(&n) || crate::wire::HOP_BY_HOP.contains(&n) {
+                continue;
+            }
+            // Credential-like headers (the built-in list, the name patterns and every configured
+            // `strip` list) are dropped, not stored as "[redacted]": the stored request is what
+            // executes, the real credential is injected at execution, and a placeholder would be
+            // sent upstream as if it were a value. A non-credential header that merely matches a
+            // pattern (say `X-Signature`) is therefore not sent either; its name is kept in
+            // `redacted_headers` so reviewers see that it was withheld.
+            if self.vault.is_secret_header(n) {
+                if !redacted.iter().any(|r| r == n) {
+                    redacted.push(n.to_string());
+                }
                 continue;
             }
             let v = value.to_str().map_err(|_| {
@@ -118,6 +124,7 @@ impl Gate {
             now,
             now.saturating_add(expiry.as_millis() as u64),
         );
+        review.redacted_headers = redacted;
         review.agent = Some(req.agent);
         review.agent_owner = req.agent_owner;
         review.policy = verdict.approval.clone().unwrap_or_default();

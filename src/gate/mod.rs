@@ -13,6 +13,7 @@ mod decide;
 mod events;
 mod execute;
 mod hold;
+pub mod people;
 mod recover;
 pub mod review;
 
@@ -31,6 +32,7 @@ use crate::store::{Store, StoreError, Tree};
 use crate::upstream::Upstream;
 use crate::wire::Target;
 use events::transition_event;
+pub use people::{People, Roster};
 pub use review::{Review, ReviewState, StoredRequest};
 
 pub const OUTCOME_HEADER: &str = "airlock-outcome";
@@ -68,13 +70,37 @@ pub enum GateError {
 pub struct Reviewer {
     pub name: String,
     pub groups: Vec<String>,
+    /// Deciding with the operator's admin token, not a reviewer's own: one approver at most,
+    /// whatever name it gives (see `people.rs`).
+    pub admin_token: bool,
 }
 
 impl Reviewer {
+    /// A reviewer by name alone (no groups, not the admin token).
     pub fn named(name: &str) -> Reviewer {
         Reviewer {
             name: name.to_string(),
             groups: Vec::new(),
+            admin_token: false,
+        }
+    }
+
+    /// The operator's admin token, recorded under `name` (`admin` unless no reviewers are
+    /// configured and the caller named someone).
+    pub fn admin_token(name: &str) -> Reviewer {
+        Reviewer {
+            name: name.to_string(),
+            groups: vec!["admin".into()],
+            admin_token: true,
+        }
+    }
+
+    /// A configured reviewer.
+    pub fn from_config(r: &crate::config::ReviewerConfig) -> Reviewer {
+        Reviewer {
+            name: r.name.clone(),
+            groups: r.groups.clone(),
+            admin_token: false,
         }
     }
 }
@@ -156,6 +182,8 @@ pub struct Gate {
     vault: Arc<crate::credentials::Vault>,
     audit: Arc<AuditLog>,
     notifier: Arc<crate::notify::Notifier>,
+    /// The reviewers in force (swapped on reload); approvals are counted against them.
+    people: Arc<Roster>,
     cfg: GateConfig,
     clock: Arc<dyn Clock>,
     /// Bumped after every transition; waiters re-read the store.
@@ -172,6 +200,7 @@ impl Gate {
         vault: Arc<crate::credentials::Vault>,
         audit: Arc<AuditLog>,
         notifier: Arc<crate::notify::Notifier>,
+        people: Arc<Roster>,
         cfg: GateConfig,
         clock: Arc<dyn Clock>,
         tasks: TaskTracker,
@@ -182,6 +211,7 @@ impl Gate {
             vault,
             audit,
             notifier,
+            people,
             cfg,
             clock,
             changes: watch::channel(0).0,
@@ -191,6 +221,12 @@ impl Gate {
 
     pub fn config(&self) -> &GateConfig {
         &self.cfg
+    }
+
+    /// The reviewers in force: the admin listener, the dashboard and one-click links read them
+    /// on every request; a reload swaps them.
+    pub fn people(&self) -> &Arc<Roster> {
+        &self.people
     }
 
     /// The store reviews live in (one-click links record their use here).

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use super::people::{self, People};
+use super::Reviewer;
 pub use crate::rules::ApprovalPolicy;
 use crate::rules::{Class, Verdict};
 
@@ -63,7 +65,10 @@ impl ReviewState {
                 | (Executing, Executed)
                 | (Executing, Failed)
                 | (Executing, OutcomeUnknown)
-                // A human retry of a send that failed or whose outcome is unknown.
+                // A human retry of a send that failed or whose outcome is unknown: recorded
+                // below the quorum, sent once the quorum is reached.
+                | (Failed, Failed)
+                | (OutcomeUnknown, OutcomeUnknown)
                 | (Failed, Approved)
                 | (OutcomeUnknown, Approved)
         )
@@ -78,7 +83,9 @@ impl std::str::FromStr for ReviewState {
     }
 }
 
-/// The request as it will be replayed on approval. Credentials are never part of it.
+/// The request as it will be replayed on approval. Credential-like headers are never part of it
+/// (`hold.rs` drops them); the query string is kept as sent, because it is what executes, and
+/// its secret-named values are masked wherever it is shown (`credentials::redact`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredRequest {
@@ -122,6 +129,20 @@ pub struct Decision {
     pub by: String,
     pub at_ms: u64,
     pub comment: Option<String>,
+    /// Given with the operator's admin token (one approver whatever `by` says).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin_token: bool,
+}
+
+impl Decision {
+    /// Who decided, as the quorum rules see it now.
+    fn decider(&self) -> super::Reviewer {
+        if self.admin_token || self.by == "admin" {
+            super::Reviewer::admin_token(&self.by)
+        } else {
+            super::Reviewer::named(&self.by)
+        }
+    }
 }
 
 /// What happened when the approved request was sent.
@@ -181,15 +202,23 @@ pub struct Review {
     #[serde(default)]
     pub approvals: Vec<Decision>,
     pub request: StoredRequest,
+    /// Names of the credential-like headers the agent sent that were dropped before the request
+    /// was stored (see `hold.rs`): shown as redacted, never stored, never sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redacted_headers: Vec<String>,
     pub decision: Option<Decision>,
     pub execution: Option<Execution>,
     /// Earlier sends of this review that failed or had an unknown outcome, oldest first; each
     /// human retry moves the last execution here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Execution>,
-    /// Who retried, in order (one entry per retry).
+    /// Who asked for a retry that was sent, in order (the approvals of each retry that reached
+    /// the quorum).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retries: Vec<Decision>,
+    /// Approvals of the next retry so far: a retry needs the review's quorum afresh.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retry_approvals: Vec<Decision>,
 }
 
 impl Review {
@@ -208,6 +237,8 @@ impl Review {
             reason_codes: self.reason_codes.clone(),
             expires_at: rfc3339(self.expires_at_ms),
             expires_at_ms: self.expires_at_ms,
+            agent_owner: self.agent_owner.clone(),
+            approval: self.policy.clone(),
         }
     }
 
@@ -239,34 +270,77 @@ impl Review {
             policy: ApprovalPolicy::default(),
             approvals: Vec::new(),
             request,
+            redacted_headers: Vec::new(),
             decision: None,
             execution: None,
             attempts: Vec::new(),
             retries: Vec::new(),
+            retry_approvals: Vec::new(),
         }
     }
 
-    /// Is `by` (member of `groups`) on this review's approver list? Enough to reject.
-    pub fn may_decide(&self, by: &str, groups: &[String]) -> Result<(), String> {
-        if self.policy.admits(by, groups) {
-            return Ok(());
-        }
-        Err(format!(
-            "{by} is not among the approvers of this review ({})",
-            self.policy.approvers.join(", ")
-        ))
+    /// May `who` reject this review (the approver list; the admin token always may)?
+    pub fn may_reject(&self, who: &Reviewer, people: &People) -> Result<(), String> {
+        people.may_reject(&self.policy, &people.effective(who))
     }
 
-    /// May `by` (member of `groups`) cause this review's request to be sent, by approving it
-    /// (`verb` = "approve") or retrying it? Checks the approver list and the self-approval rule.
-    pub fn may_send(&self, by: &str, groups: &[String], verb: &str) -> Result<(), String> {
-        self.may_decide(by, groups)?;
-        if !self.policy.self_approval && self.agent_owner.as_deref() == Some(by) {
-            return Err(format!(
-                "{by} owns the agent that sent this request and may not {verb} it (self-approval is off)"
-            ));
-        }
-        Ok(())
+    /// May `who` cause this review's request to be sent, by approving it (`verb` = "approve"),
+    /// retrying it or extending its deadline? The approver list, the self-approval rule and the
+    /// admin token's limits (`people.rs`).
+    pub fn may_send(&self, who: &Reviewer, people: &People, verb: &str) -> Result<(), String> {
+        people.may_send(
+            &self.policy,
+            self.agent_owner.as_deref(),
+            &people.effective(who),
+            verb,
+        )
+    }
+
+    /// For each approval in `list` (`approvals`, or `retry_approvals`): does it count toward
+    /// the quorum with the people in force now, and if not, why. An approval stops counting
+    /// when its reviewer is removed or no longer on the approver list, when the admin token may
+    /// no longer approve, and when its decider already counted (the admin token is one
+    /// approver whatever names it gave).
+    pub fn standing(&self, list: &[Decision], people: &People) -> Vec<Result<(), String>> {
+        let mut counted: Vec<String> = Vec::new();
+        list.iter()
+            .map(|d| {
+                let who = d.decider();
+                let who = if who.admin_token {
+                    who
+                } else {
+                    people
+                        .by_name(&d.by)
+                        .ok_or_else(|| format!("{} is no longer a reviewer", d.by))?
+                };
+                self.may_send(&who, people, "approve")?;
+                let id = people::identity(&who);
+                if counted.contains(&id) {
+                    return Err(if who.admin_token {
+                        "the admin token already counts once".to_string()
+                    } else {
+                        format!("{} already counts once", d.by)
+                    });
+                }
+                counted.push(id);
+                Ok(())
+            })
+            .collect()
+    }
+
+    /// How many approvals in `list` count toward the quorum now.
+    pub fn counted(&self, list: &[Decision], people: &People) -> usize {
+        self.standing(list, people)
+            .iter()
+            .filter(|s| s.is_ok())
+            .count()
+    }
+
+    /// Has `who` already approved (in `list`)? Names compare normalized; the admin token is
+    /// one decider whatever name it gave.
+    pub fn already(&self, list: &[Decision], who: &Reviewer, people: &People) -> bool {
+        let id = people::identity(&people.effective(who));
+        list.iter().any(|d| people::identity(&d.decider()) == id)
     }
 
     pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {

@@ -8,6 +8,9 @@
 //!
 //! A token only says "this reviewer was sent a link to do this"; the caller must still check that
 //! the reviewer is configured and allowed by the review's policy, and must decide only on a POST.
+//! The dashboard follows the review's current deadline rather than `exp_ms` (a link works until
+//! the review's deadline, extended or not, and not beyond it: [`LinkSigner::verify_signature`]),
+//! and gives a link back ([`LinkSigner::release`]) when the decision it was used for is refused.
 
 use std::path::Path;
 use std::time::Duration;
@@ -162,6 +165,16 @@ impl LinkSigner {
 
     /// Checks the signature (constant time), then the payload, then the expiry.
     pub fn verify(&self, token: &str, now_ms: u64) -> Result<LinkClaims, LinkError> {
+        let claims = self.verify_signature(token)?;
+        if now_ms >= claims.exp_ms {
+            return Err(LinkError::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// Checks the signature (constant time) and the payload, not `exp_ms`: for a caller that
+    /// holds the link to a later deadline of its own (the review's current one).
+    pub fn verify_signature(&self, token: &str) -> Result<LinkClaims, LinkError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(LinkError::Malformed);
         }
@@ -178,9 +191,6 @@ impl LinkSigner {
             .map_err(|_| LinkError::BadSignature)?;
         let p: Payload = serde_json::from_slice(&payload).map_err(|_| LinkError::Malformed)?;
         let action = p.action.parse::<LinkAction>()?;
-        if now_ms >= p.exp_ms {
-            return Err(LinkError::Expired);
-        }
         Ok(LinkClaims {
             review_id: p.review_id,
             action,
@@ -196,10 +206,49 @@ impl LinkSigner {
         let key = used_key(token);
         let record = serde_json::json!({ "used_at_ms": now_ms() }).to_string();
         if store.compare_and_swap(Tree::Meta, key.as_bytes(), None, record.as_bytes())? {
-            Ok(())
-        } else {
-            Err(LinkError::AlreadyUsed)
+            return Ok(());
         }
+        // Given back after a refused decision: usable again, still by one caller at a time.
+        match store.get(Tree::Meta, key.as_bytes())? {
+            Some(old) if is_released(&old) => {
+                if store.compare_and_swap(
+                    Tree::Meta,
+                    key.as_bytes(),
+                    Some(&old),
+                    record.as_bytes(),
+                )? {
+                    Ok(())
+                } else {
+                    Err(LinkError::AlreadyUsed)
+                }
+            }
+            _ => Err(LinkError::AlreadyUsed),
+        }
+    }
+
+    /// Gives a consumed `token` back: the decision it was used for was refused (not allowed,
+    /// already decided, expired), so the link has not been used up.
+    pub fn release(&self, store: &dyn Store, token: &str) -> Result<(), LinkError> {
+        let key = used_key(token);
+        if let Some(old) = store.get(Tree::Meta, key.as_bytes())? {
+            if !is_released(&old) {
+                let record = serde_json::json!({ "released_at_ms": now_ms() }).to_string();
+                store.compare_and_swap(
+                    Tree::Meta,
+                    key.as_bytes(),
+                    Some(&old),
+                    record.as_bytes(),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Has `token` been used (and not given back)?
+    pub fn is_used(&self, store: &dyn Store, token: &str) -> Result<bool, LinkError> {
+        Ok(store
+            .get(Tree::Meta, used_key(token).as_bytes())?
+            .is_some_and(|v| !is_released(&v)))
     }
 
     /// [`LinkSigner::verify`] then [`LinkSigner::consume`]: the claims of a valid, unused token,
@@ -214,6 +263,12 @@ impl LinkSigner {
         self.consume(store, token)?;
         Ok(claims)
     }
+}
+
+/// A used-link record that was given back by [`LinkSigner::release`].
+fn is_released(record: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(record)
+        .is_ok_and(|v| v.get("released_at_ms").is_some())
 }
 
 /// SHA-256 of the token, hex: the only form in which a token is ever stored.
@@ -355,6 +410,26 @@ mod tests {
             .collect();
         assert_eq!(keys, vec![used_key(&t)]);
         assert!(!keys[0].contains(&t));
+        Ok(())
+    }
+
+    #[test]
+    fn a_released_token_can_be_used_again_once() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = crate::store::open(crate::store::Backend::Redb, dir.path())?;
+        let s = signer();
+        let t = s.mint_until("r1", LinkAction::Approve, "alice", 2_000);
+        assert!(s.verify_signature(&t).is_ok(), "no expiry check");
+        assert!(!s.is_used(store.as_ref(), &t)?);
+        s.consume(store.as_ref(), &t)?;
+        assert!(s.is_used(store.as_ref(), &t)?);
+        s.release(store.as_ref(), &t)?;
+        assert!(!s.is_used(store.as_ref(), &t)?);
+        s.consume(store.as_ref(), &t)?;
+        assert!(matches!(
+            s.consume(store.as_ref(), &t),
+            Err(LinkError::AlreadyUsed)
+        ));
         Ok(())
     }
 

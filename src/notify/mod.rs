@@ -55,6 +55,17 @@ pub struct Escalation {
     /// RFC 3339.
     pub expires_at: String,
     pub expires_at_ms: u64,
+    /// The agent's owner and the rule's approval policy: who may be sent links. Never sent.
+    #[serde(skip)]
+    pub agent_owner: Option<String>,
+    #[serde(skip)]
+    pub approval: crate::rules::ApprovalPolicy,
+}
+
+/// Who may be sent a one-click link: links are minted only for people who may take their
+/// action on that review now (the gate's reviewers and approval rules implement it).
+pub trait LinkPolicy: Send + Sync + 'static {
+    fn may_link(&self, e: &Escalation, reviewer: &str, action: LinkAction) -> bool;
 }
 
 /// One escalation as rendered for a channel: the summary plus that channel's reviewer links.
@@ -97,6 +108,18 @@ impl Notifier {
         links: Option<Arc<LinkSigner>>,
         base_url: Option<String>,
     ) -> Arc<Notifier> {
+        Self::start_with_policy(cfg, links, base_url, None)
+    }
+
+    /// [`Notifier::start`], minting a channel's link only when `policy` says its reviewer may
+    /// take that action on that review (without a policy, every link is minted; the decision
+    /// is checked when the link is used either way).
+    pub fn start_with_policy(
+        cfg: NotifyConfig,
+        links: Option<Arc<LinkSigner>>,
+        base_url: Option<String>,
+        policy: Option<Arc<dyn LinkPolicy>>,
+    ) -> Arc<Notifier> {
         if cfg.channels.iter().all(|c| c.mode == Mode::Off) {
             return Notifier::disabled();
         }
@@ -124,6 +147,7 @@ impl Notifier {
                     signer: l.clone(),
                     base_url: b.clone(),
                     reviewer: r.clone(),
+                    policy: policy.clone(),
                 }),
                 _ => None,
             };
@@ -197,14 +221,21 @@ struct LinkCtx {
     signer: Arc<LinkSigner>,
     base_url: String,
     reviewer: String,
+    policy: Option<Arc<dyn LinkPolicy>>,
 }
 
 impl LinkCtx {
-    fn url(&self, e: &Escalation, action: LinkAction) -> String {
+    /// A link for the channel's reviewer, if that reviewer may take `action` on `e`.
+    fn url(&self, e: &Escalation, action: LinkAction) -> Option<String> {
+        if let Some(p) = &self.policy {
+            if !p.may_link(e, &self.reviewer, action) {
+                return None;
+            }
+        }
         let token = self
             .signer
             .mint_until(&e.review_id, action, &self.reviewer, e.expires_at_ms);
-        format!("{}/ui/link/{token}", self.base_url)
+        Some(format!("{}/ui/link/{token}", self.base_url))
     }
 }
 
@@ -451,8 +482,14 @@ impl Worker {
             .iter()
             .map(|e| Item {
                 escalation: e,
-                approve_url: self.links.as_ref().map(|l| l.url(e, LinkAction::Approve)),
-                reject_url: self.links.as_ref().map(|l| l.url(e, LinkAction::Reject)),
+                approve_url: self
+                    .links
+                    .as_ref()
+                    .and_then(|l| l.url(e, LinkAction::Approve)),
+                reject_url: self
+                    .links
+                    .as_ref()
+                    .and_then(|l| l.url(e, LinkAction::Reject)),
             })
             .collect();
         let msg = self.sink.render(&items, digest);

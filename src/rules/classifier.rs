@@ -19,6 +19,10 @@ pub trait Classifier: Send + Sync + 'static {
     fn service_for_host(&self, _host: &str) -> Option<String> {
         None
     }
+    /// Every rule that sets an approval policy (quorum, approvers, self-approval).
+    fn approval_policies(&self) -> Vec<super::RulePolicy> {
+        Vec::new()
+    }
 }
 
 /// A classifier that inspects nothing and allows everything: used when no catalog is loaded.

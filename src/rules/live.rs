@@ -127,4 +127,7 @@ impl Classifier for LiveCatalog {
     fn service_for_host(&self, host: &str) -> Option<String> {
         self.current().service_for_host(host)
     }
+    fn approval_policies(&self) -> Vec<super::RulePolicy> {
+        self.current().approval_policies()
+    }
 }

@@ -132,17 +132,28 @@ impl Default for ApprovalPolicy {
 }
 
 impl ApprovalPolicy {
-    /// May `reviewer` (member of `groups`) decide under this policy?
+    /// May `reviewer` (member of `groups`) decide under this policy? Names and groups are
+    /// compared normalized ([`crate::person::key`]).
     pub fn admits(&self, reviewer: &str, groups: &[String]) -> bool {
         self.approvers.is_empty()
             || self
                 .approvers
                 .iter()
                 .any(|a| match a.strip_prefix("group:") {
-                    Some(g) => groups.iter().any(|x| x == g),
-                    None => a == reviewer,
+                    Some(g) => groups.iter().any(|x| crate::person::same(x, g)),
+                    None => crate::person::same(a, reviewer),
                 })
     }
+}
+
+/// One rule's approval policy, where it is written: checked against the configured reviewers
+/// when Airlock starts and when the reviewers are reloaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RulePolicy {
+    /// `file:line` of the rule.
+    pub rule_id: String,
+    pub tool: String,
+    pub policy: ApprovalPolicy,
 }
 
 impl std::fmt::Display for Verdict {

@@ -1,9 +1,13 @@
-//! Starting COMMAND: between fork and exec it joins the sandbox namespace, then drops to an
-//! unprivileged user for good (no supplementary groups, `no_new_privs`, killed if `airlock run`
-//! dies). Also the user selection (`--user`, `$SUDO_UID`, nobody) and its passwd entry.
+//! Who COMMAND runs as: `--user` (a uid, uid:gid or user name) or, by default, a uid of its own
+//! picked from a range (one lock file per uid under a root-only runtime directory, and never a
+//! uid that owns a process or has a passwd entry). Root, `(uid_t)-1` (which `setresuid` reads
+//! as "leave unchanged") and any id that maps to root are refused unless `--allow-root`.
 
-use std::io;
-use std::os::fd::RawFd;
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 use super::SandboxError;
 
@@ -14,11 +18,51 @@ pub struct RunAs {
     pub gid: u32,
 }
 
-/// The conventional `nobody:nogroup`.
+/// The conventional `nobody:nogroup` (shared by host daemons: never a default).
 pub const NOBODY: RunAs = RunAs {
     uid: 65534,
     gid: 65534,
 };
+
+/// `(uid_t)-1`: "unchanged" to `setresuid`/`setresgid`.
+const NO_ID: u32 = u32::MAX;
+
+/// Where the per-uid lock files live (root only).
+const LOCK_DIRS: &[&str] = &["/run/airlock-run", "/var/run/airlock-run"];
+
+/// A range of uids (and equal gids) `airlock run` hands out, one per run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UidRange {
+    pub first: u32,
+    pub last: u32,
+}
+
+/// 200000–265535: above the usual subordinate-id ranges' start, clear of system and login
+/// users and of nobody (65534).
+pub const DEFAULT_UID_RANGE: UidRange = UidRange {
+    first: 200_000,
+    last: 265_535,
+};
+
+impl UidRange {
+    /// Parses `FIRST-LAST` (inclusive).
+    pub fn parse(spec: &str) -> Result<UidRange, SandboxError> {
+        let bad = || SandboxError::Invalid(format!("--uid-range {spec:?}: expected FIRST-LAST"));
+        let (a, b) = spec.split_once('-').ok_or_else(bad)?;
+        let first = a.trim().parse::<u32>().map_err(|_| bad())?;
+        let last = b.trim().parse::<u32>().map_err(|_| bad())?;
+        if first == 0 || last == NO_ID || first > last {
+            return Err(SandboxError::Invalid(format!(
+                "--uid-range {spec:?}: must be within 1-4294967294 and FIRST <= LAST"
+            )));
+        }
+        Ok(UidRange { first, last })
+    }
+
+    fn len(&self) -> u64 {
+        u64::from(self.last - self.first) + 1
+    }
+}
 
 impl RunAs {
     /// Parses `UID[:GID]`, or a user name from /etc/passwd; a missing GID is the user's primary
@@ -49,29 +93,187 @@ impl RunAs {
         })
     }
 
-    /// `$SUDO_UID:$SUDO_GID` when both are set (the user who ran sudo), else nobody.
-    pub fn default_from_env() -> RunAs {
-        let var = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
-        match (var("SUDO_UID"), var("SUDO_GID")) {
-            (Some(uid), Some(gid)) => RunAs { uid, gid },
-            _ => NOBODY,
+    /// The home directory and name /etc/passwd gives this uid, if it has an entry.
+    pub fn passwd(&self) -> (Option<String>, Option<String>) {
+        match passwd_entry(|e| e.uid == self.uid) {
+            Some(e) => (e.home, e.name),
+            None => (None, None),
         }
     }
 
-    /// HOME, USER and LOGNAME for this user, when /etc/passwd knows it.
-    pub fn login_env(&self) -> Vec<(&'static str, String)> {
-        let mut env = Vec::new();
-        if let Some(e) = passwd_entry(|e| e.uid == self.uid) {
-            if let Some(home) = e.home {
-                env.push(("HOME", home));
+    /// Whether this uid or gid is root, `(uid_t)-1`, or maps to root (`uid_map`/`gid_map`:
+    /// `airlock run` may itself be in a user namespace).
+    pub fn root_like(&self) -> Option<String> {
+        let check = |what: &str, id: u32, map: &str| -> Option<String> {
+            if id == 0 {
+                return Some(format!("{what} 0 is root"));
             }
-            if let Some(name) = e.name {
-                env.push(("USER", name.clone()));
-                env.push(("LOGNAME", name));
+            if id == NO_ID {
+                return Some(format!(
+                    "{what} 4294967295 is (uid_t)-1, which setresuid/setresgid read as \
+                     \"unchanged\" (root)"
+                ));
             }
-        }
-        env
+            match std::fs::read_to_string(map) {
+                Ok(text) => match map_id(&text, id) {
+                    Some(0) => Some(format!("{what} {id} maps to root ({map})")),
+                    Some(_) => None,
+                    None => Some(format!("{what} {id} is not mapped in {map}")),
+                },
+                Err(_) => None,
+            }
+        };
+        check("uid", self.uid, "/proc/self/uid_map")
+            .or_else(|| check("gid", self.gid, "/proc/self/gid_map"))
     }
+}
+
+/// The outside id of `id` in a `uid_map`/`gid_map` text (`inside outside count` lines).
+fn map_id(map: &str, id: u32) -> Option<u64> {
+    map.lines().find_map(|line| {
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        let (inside, outside, count) = (*f.first()?, *f.get(1)?, *f.get(2)?);
+        let id = u64::from(id);
+        (id >= inside && id - inside < count).then(|| outside + (id - inside))
+    })
+}
+
+/// Refuses root-like ids unless `allow_root` (then warns).
+pub fn check_ids(run_as: RunAs, allow_root: bool) -> Result<(), SandboxError> {
+    if let Some(why) = run_as.root_like() {
+        if !allow_root {
+            return Err(SandboxError::RootRefused(why));
+        }
+        eprintln!(
+            "airlock run: WARNING --allow-root: COMMAND runs with {why}; it has no capabilities \
+             but can read and write what root owns"
+        );
+    }
+    Ok(())
+}
+
+/// A uid reserved for this run: held (flock) until the lease and every copy of its descriptor
+/// (the sandbox's init holds one) are gone.
+pub struct UidLease {
+    pub run_as: RunAs,
+    lock: File,
+}
+
+impl UidLease {
+    /// The lock file's descriptor (init keeps a copy).
+    pub fn lock_fd(&self) -> std::os::fd::RawFd {
+        self.lock.as_raw_fd()
+    }
+}
+
+/// Picks a free uid from `range`: one whose lock file can be locked, that owns no process and
+/// has no passwd entry. Starts at a random offset so concurrent runs rarely contend.
+pub fn allocate(range: UidRange) -> Result<UidLease, SandboxError> {
+    let dir = lock_dir()?;
+    let busy = uids_in_use();
+    let listed = passwd_uids();
+    let start = rand::random::<u64>() % range.len();
+    for i in 0..range.len() {
+        let uid = range.first + ((start + i) % range.len()) as u32;
+        let run_as = RunAs { uid, gid: uid };
+        if busy.contains(&uid) || listed.contains(&uid) || run_as.root_like().is_some() {
+            continue;
+        }
+        let path = dir.join(format!("{uid}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| SandboxError::io(format!("opening {}", path.display()), e))?;
+        // SAFETY: plain syscall on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            continue;
+        }
+        // Locked: a process of this uid started since the scan means someone else uses it.
+        if uids_in_use().contains(&uid) {
+            continue;
+        }
+        return Ok(UidLease { run_as, lock: file });
+    }
+    Err(SandboxError::Invalid(format!(
+        "no free uid in {}-{} (all locked by other runs or in use); pass --uid-range or --user",
+        range.first, range.last
+    )))
+}
+
+/// The root-only directory holding the lock files (created 0700; refused if someone else owns
+/// it or others may write to it).
+fn lock_dir() -> Result<PathBuf, SandboxError> {
+    let base = LOCK_DIRS
+        .iter()
+        .map(Path::new)
+        .find(|p| p.parent().is_some_and(Path::is_dir))
+        .unwrap_or(Path::new(LOCK_DIRS[0]));
+    let dir = base.join("uids");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| SandboxError::io(format!("creating {}", dir.display()), e))?;
+    // SAFETY: plain syscall.
+    let me = unsafe { libc::geteuid() };
+    for d in [base, dir.as_path()] {
+        let meta = std::fs::symlink_metadata(d)
+            .map_err(|e| SandboxError::io(format!("checking {}", d.display()), e))?;
+        if !meta.is_dir() || meta.uid() != me || meta.mode() & 0o022 != 0 {
+            return Err(SandboxError::Invalid(format!(
+                "{} must be a directory owned by uid {me} that only it may write to",
+                d.display()
+            )));
+        }
+        if meta.mode() & 0o077 != 0 {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| SandboxError::io(format!("chmod {}", d.display()), e))?;
+        }
+    }
+    Ok(dir)
+}
+
+/// Every real, effective, saved or filesystem uid of a running process.
+fn uids_in_use() -> HashSet<u32> {
+    let mut out = HashSet::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        if let Some(line) = status.lines().find(|l| l.starts_with("Uid:")) {
+            out.extend(
+                line[4..]
+                    .split_whitespace()
+                    .filter_map(|w| w.parse::<u32>().ok()),
+            );
+        }
+    }
+    out
+}
+
+fn passwd_uids() -> HashSet<u32> {
+    let text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split(':').nth(2)?.parse().ok())
+        .collect()
 }
 
 struct PasswdEntry {
@@ -95,58 +297,54 @@ fn passwd_entry(pred: impl Fn(&PasswdEntry) -> bool) -> Option<PasswdEntry> {
     })
 }
 
-/// What the child does between fork and exec. `netns` is `None` in `--weak` mode (no namespace,
-/// no user change).
-#[derive(Clone, Copy)]
-pub struct ChildSetup {
-    pub netns: Option<RawFd>,
-    pub run_as: Option<RunAs>,
-    /// `airlock run`'s PID, to notice it died before PR_SET_PDEATHSIG took effect.
-    pub parent: libc::pid_t,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl ChildSetup {
-    /// Installs the setup on `cmd`.
-    pub fn install(self, cmd: &mut tokio::process::Command) {
-        // SAFETY: the closure only makes async-signal-safe syscalls (no allocation, no locks).
-        unsafe {
-            cmd.pre_exec(move || self.apply());
-        }
+    #[test]
+    fn uid_ranges_parse() {
+        assert_eq!(UidRange::parse("200000-265535").unwrap(), DEFAULT_UID_RANGE);
+        assert!(UidRange::parse("0-10").is_err());
+        assert!(UidRange::parse("10-4294967295").is_err());
+        assert!(UidRange::parse("10-5").is_err());
+        assert!(UidRange::parse("10").is_err());
     }
 
-    /// Runs in the forked child, before exec.
-    fn apply(&self) -> io::Result<()> {
-        fn check(rc: libc::c_int) -> io::Result<()> {
-            if rc == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::last_os_error())
-            }
+    #[test]
+    fn ids_map_through_uid_map() {
+        let init = "         0          0 4294967295\n";
+        assert_eq!(map_id(init, 0), Some(0));
+        assert_eq!(map_id(init, 1000), Some(1000));
+        // A user namespace where 1000 inside is root outside.
+        let userns = "0 100000 1000\n1000 0 1\n";
+        assert_eq!(map_id(userns, 1000), Some(0));
+        assert_eq!(map_id(userns, 5), Some(100005));
+        assert_eq!(map_id(userns, 1001), None);
+    }
+
+    #[test]
+    fn root_like_ids_are_named() {
+        assert!(RunAs { uid: 0, gid: 1 }.root_like().is_some());
+        assert!(RunAs { uid: 1, gid: 0 }.root_like().is_some());
+        assert!(RunAs {
+            uid: u32::MAX,
+            gid: 1
         }
-        // SAFETY: plain syscalls on values owned by this (single-threaded, forked) process.
-        unsafe {
-            if let Some(fd) = self.netns {
-                check(libc::setns(fd, libc::CLONE_NEWNET))?;
-            }
-            if let Some(u) = self.run_as {
-                check(libc::setgroups(0, std::ptr::null()))?;
-                check(libc::setresgid(u.gid, u.gid, u.gid))?;
-                check(libc::setresuid(u.uid, u.uid, u.uid))?;
-                // Setuid/setgid binaries and file capabilities can no longer raise privileges.
-                check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
-            }
-            // After the credential change, which clears it.
-            check(libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ))?;
-            if libc::getppid() != self.parent {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
+        .root_like()
+        .is_some());
+        assert!(RunAs {
+            uid: 1,
+            gid: u32::MAX
         }
-        Ok(())
+        .root_like()
+        .is_some());
+        assert!(RunAs {
+            uid: 200_000,
+            gid: 200_000
+        }
+        .root_like()
+        .is_none());
+        assert!(check_ids(RunAs { uid: 0, gid: 0 }, false).is_err());
+        assert!(check_ids(RunAs { uid: 0, gid: 0 }, true).is_ok());
     }
 }

@@ -1,28 +1,35 @@
-//! `airlock run`: runs a command in a fresh network namespace whose only way out is Airlock
-//! (Linux only, needs root). See `docs/run.md`.
+//! `airlock run`: runs a command in a sandbox whose only way out is Airlock (Linux only, needs
+//! root). See `docs/run.md`.
 //!
-//! How: a dedicated thread `unshare(CLONE_NEWNET)`s into an empty namespace (only `lo`, no
-//! route anywhere), binds a listener on `127.0.0.1:PORT` there and exits; the socket stays in
-//! that namespace. `airlock run` accepts on it and splices each connection to the real proxy in
-//! the host namespace. COMMAND is forked, `setns()`es into the namespace, drops to an
-//! unprivileged user and execs with `HTTPS_PROXY=http://AGENT:TOKEN@127.0.0.1:PORT` and the CA
-//! variables set. Direct connections and DNS have nowhere to go. On exit or on a signal
-//! (forwarded to COMMAND first) every process left in the namespace is killed and the
-//! namespace, which is anonymous, disappears with its last socket.
+//! How: a dedicated thread `unshare(CLONE_NEWNET)`s into an empty network namespace (only
+//! `lo`, no route anywhere), binds a listener on `127.0.0.1:PORT` there and exits; the socket
+//! stays in that namespace. `airlock run` accepts on it and splices each connection to the real
+//! proxy in the host namespace. COMMAND runs under an init process that is pid 1 of a new PID
+//! namespace, in new mount, IPC and UTS namespaces with Airlock's files hidden, as a uid of its
+//! own without capabilities, with an allowlisted environment, no inherited descriptors, a
+//! seccomp filter and its own pty ([`spawn`]). When init exits (COMMAND exited, or `airlock run`
+//! died and the parent-death signal killed it) the kernel kills everything left in the PID
+//! namespace, and the network namespace, which is anonymous, disappears with its last socket.
 
 mod child;
+mod env;
 mod netns;
+mod pty;
 mod relay;
+mod seccomp;
+mod spawn;
 
-use std::ffi::OsString;
+use std::ffi::{CString, OsStr, OsString};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
-pub use child::{RunAs, NOBODY};
+pub use child::{RunAs, UidRange, DEFAULT_UID_RANGE, NOBODY};
 
-use child::ChildSetup;
 use netns::Netns;
 
 /// How long COMMAND gets to exit after a forwarded signal before everything in the namespace
@@ -36,17 +43,12 @@ const SYSTEM_BUNDLES: &[&str] = &[
     "/etc/ssl/cert.pem",
 ];
 
-/// Proxy variables removed from COMMAND's environment before ours are set.
-const PROXY_VARS: &[&str] = &[
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
+/// Directories that get a private, empty tmpfs inside the sandbox (when they exist).
+const PRIVATE_DIRS: &[&str] = &["/tmp", "/var/tmp", "/dev/shm"];
+/// Inside the sandbox (on its private /tmp): the CA files, and HOME for a user without one.
+const RUN_DIR: &str = "/tmp/airlock-run";
+const PRIVATE_HOME: &str = "/tmp/home";
+const HOSTNAME: &str = "airlock-run";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -57,10 +59,11 @@ pub enum SandboxError {
     )]
     NoPrivilege(#[source] std::io::Error),
     #[error(
-        "refusing to run COMMAND as root: root inside the namespace can leave it (setns on \
-         /proc/1/ns/net) and bypass Airlock. Pass --user UID[:GID], or --allow-root to accept that"
+        "refusing to run COMMAND as {0}: root can get out of the sandbox and read Airlock's \
+         secrets. Pass --user UID[:GID] with other ids (or none: a uid of its own is picked), \
+         or --allow-root to accept that"
     )]
-    RootRefused,
+    RootRefused(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -94,34 +97,120 @@ pub struct RunOptions {
     /// Airlock's CA certificate (PEM).
     pub ca_file: PathBuf,
     pub agent: Option<AgentCredentials>,
-    /// Who COMMAND runs as (ignored with `weak`).
-    pub run_as: RunAs,
-    /// Allow `run_as` to be root.
+    /// `--user`; `None`: a uid of its own from `uid_range` (ignored with `weak`).
+    pub user: Option<RunAs>,
+    pub uid_range: UidRange,
+    /// Allow the user to be root (or map to it).
     pub allow_root: bool,
     /// No namespace: environment variables only.
     pub weak: bool,
+    /// Descriptors COMMAND keeps (`--pass-fd`); every other one above 2 is closed.
+    pub pass_fds: Vec<RawFd>,
+    /// Variables passed from the caller's environment beyond the allowlist (`--env`).
+    pub env: Vec<String>,
+    /// The configured credentials' `env` variables (never passed).
+    pub secret_env: Vec<String>,
+    /// Airlock's files and directories (data, certs, config, secrets): unreadable inside.
+    pub hide: Vec<PathBuf>,
     pub command: Vec<OsString>,
 }
 
 /// Runs COMMAND as configured and returns its exit code (128+N when killed by signal N).
 pub fn run(opts: RunOptions) -> Result<i32, SandboxError> {
-    let Some((program, args)) = opts.command.split_first() else {
+    if opts.command.is_empty() {
         return Err(SandboxError::Invalid("no COMMAND given".into()));
-    };
-    let proxy = connectable(opts.proxy);
-    if !opts.weak && opts.run_as.uid == 0 && !opts.allow_root {
-        return Err(SandboxError::RootRefused);
     }
-    let sandbox = if opts.weak {
-        None
-    } else {
-        Some(Netns::create(proxy.port())?)
+    env::check_pass(&opts.env, &opts.secret_env)?;
+    let pass_fds = check_pass_fds(&opts.pass_fds)?;
+    let proxy = connectable(opts.proxy);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| SandboxError::io("starting the runtime", e))?;
+    if opts.weak {
+        let (ca_pem, bundle) = read_ca(&opts.ca_file)?;
+        let files = RunFiles::create(&ca_pem, &bundle)?;
+        let result = runtime.block_on(run_weak(&opts, proxy, &files));
+        drop(runtime);
+        drop(files);
+        return result;
+    }
+    if let Some(user) = opts.user {
+        child::check_ids(user, opts.allow_root)?;
+    }
+    // First: without privilege, this is the error to see.
+    let (ns, listener) = Netns::create(proxy.port())?;
+    let (ca_pem, bundle) = read_ca(&opts.ca_file)?;
+    let lease = match opts.user {
+        Some(_) => None,
+        None => Some(child::allocate(opts.uid_range)?),
     };
-    let ca_pem = std::fs::read_to_string(&opts.ca_file).map_err(|e| {
+    let run_as = match (&lease, opts.user) {
+        (Some(l), _) => l.run_as,
+        (None, Some(u)) => u,
+        (None, None) => return Err(SandboxError::Invalid("no user to run as".into())),
+    };
+    let result = runtime.block_on(async {
+        let inner = listener
+            .local_addr()
+            .map_err(|e| SandboxError::io("reading the relay address", e))?;
+        let relay = listener
+            .try_clone()
+            .and_then(|l| {
+                l.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(l)
+            })
+            .map_err(|e| SandboxError::io("starting the relay", e))?;
+        if std::net::TcpStream::connect_timeout(&proxy, Duration::from_secs(2)).is_err() {
+            eprintln!(
+                "airlock run: warning: nothing answers at {proxy} (is `airlock serve` running? \
+                 see --proxy)"
+            );
+        }
+        tokio::spawn(relay::serve(relay, proxy));
+        let mut pty = pty::Pty::open((run_as.uid, run_as.gid))
+            .map_err(|e| SandboxError::io("opening a pty for COMMAND", e))?;
+        let plan = plan(
+            &opts,
+            &ns,
+            run_as,
+            lease.as_ref().map(|l| l.lock_fd()),
+            &proxy_url(&opts.agent, inner),
+            &ca_pem,
+            &bundle,
+            pass_fds,
+            pty.as_ref(),
+        )?;
+        let signals = Signals::install()?;
+        let started = spawn::spawn(plan).await?;
+        let target = Target::new(started.pid);
+        if let Some(p) = pty.as_mut() {
+            if let Err(e) = p.start() {
+                eprintln!("airlock run: warning: the terminal relay did not start: {e}");
+            }
+        }
+        let code = supervise(&target, started.exited, Some(&ns), pty.as_ref(), signals).await;
+        if let Some(p) = pty.as_mut() {
+            p.finish();
+        }
+        Ok(code)
+    });
+    // The relay's accepted sockets live in the runtime: dropping it closes them.
+    drop(runtime);
+    ns.kill_all();
+    drop(listener);
+    drop(ns);
+    drop(lease);
+    result
+}
+
+/// Airlock's CA (PEM), and it followed by the system bundle.
+fn read_ca(path: &Path) -> Result<(String, String), SandboxError> {
+    let ca_pem = std::fs::read_to_string(path).map_err(|e| {
         SandboxError::io(
             format!(
                 "reading the CA certificate {} (run `airlock ca init` or pass --ca)",
-                opts.ca_file.display()
+                path.display()
             ),
             e,
         )
@@ -129,122 +218,401 @@ pub fn run(opts: RunOptions) -> Result<i32, SandboxError> {
     if !ca_pem.contains("BEGIN CERTIFICATE") {
         return Err(SandboxError::Invalid(format!(
             "{} holds no PEM certificate",
-            opts.ca_file.display()
+            path.display()
         )));
     }
-    let files = RunFiles::create(&ca_pem)?;
-    let proxy_url = |addr: SocketAddr| match &opts.agent {
+    let system = SYSTEM_BUNDLES
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    let bundle = format!("{}\n{system}", ca_pem.trim_end());
+    Ok((ca_pem, bundle))
+}
+
+/// `--weak`: COMMAND as the caller, with the proxy and CA variables only.
+async fn run_weak(
+    opts: &RunOptions,
+    proxy: SocketAddr,
+    files: &RunFiles,
+) -> Result<i32, SandboxError> {
+    eprintln!(
+        "airlock run: WARNING --weak: COMMAND only gets proxy variables; nothing stops it from \
+         connecting directly to any address"
+    );
+    let Some((program, args)) = opts.command.split_first() else {
+        return Err(SandboxError::Invalid("no COMMAND given".into()));
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args).env_clear();
+    let home = std::env::var_os("HOME").map(|h| ("HOME".into(), h));
+    for (k, v) in environment(
+        home.into_iter().collect(),
+        &proxy_url(&opts.agent, proxy),
+        &files.ca,
+        &files.bundle,
+        &opts.env,
+    ) {
+        cmd.env(k, v);
+    }
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe syscalls.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+    let signals = Signals::install()?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| SandboxError::io(format!("starting {}", Path::new(program).display()), e))?;
+    let target = Target::new(child.id().map(|p| p as libc::pid_t).unwrap_or(0));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let code = child.wait().await.map(exit_code).unwrap_or(1);
+        let _ = tx.send(code);
+    });
+    Ok(supervise(&target, rx, None, None, signals).await)
+}
+
+/// The forked processes' plan: argv, environment, paths to hide, files, descriptors.
+#[allow(clippy::too_many_arguments)]
+fn plan(
+    opts: &RunOptions,
+    ns: &Netns,
+    run_as: RunAs,
+    lock_fd: Option<RawFd>,
+    proxy_url: &str,
+    ca_pem: &str,
+    bundle: &str,
+    pass_fds: Vec<RawFd>,
+    pty: Option<&pty::Pty>,
+) -> Result<spawn::Plan, SandboxError> {
+    let (hide_dirs, hide_files) = hide_targets(&opts.hide)?;
+    let hidden = |p: &Path| hide_dirs.iter().any(|d| p.starts_with(d));
+    let private_dirs: Vec<PathBuf> = PRIVATE_DIRS
+        .iter()
+        .map(PathBuf::from)
+        .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()) && !hidden(p.as_path()))
+        .collect();
+    if !private_dirs.iter().any(|p| p == Path::new("/tmp")) {
+        return Err(SandboxError::Invalid(
+            "/tmp must be a directory (the sandbox mounts a private one there)".into(),
+        ));
+    }
+    let (pw_home, pw_name) = run_as.passwd();
+    let own_home = pw_home
+        .filter(|h| Path::new(h).is_dir() && !hidden(Path::new(h)))
+        .map(PathBuf::from);
+    let home = own_home
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(PRIVATE_HOME));
+    let mut base: Vec<(OsString, OsString)> = vec![("HOME".into(), home.clone().into())];
+    if let Some(name) = pw_name {
+        base.push(("USER".into(), name.clone().into()));
+        base.push(("LOGNAME".into(), name.into()));
+    }
+    let run_dir = Path::new(RUN_DIR);
+    let (ca, bundle_path) = (
+        run_dir.join("airlock-ca.pem"),
+        run_dir.join("ca-bundle.pem"),
+    );
+    let env = environment(base, proxy_url, &ca, &bundle_path, &opts.env);
+    let path_var = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let (program, args) = opts
+        .command
+        .split_first()
+        .ok_or_else(|| SandboxError::Invalid("no COMMAND given".into()))?;
+    let candidates = resolve_program(program, &path_var)?;
+    let mut stdio = [None; 3];
+    if let Some(p) = pty {
+        for (i, slot) in stdio.iter_mut().enumerate() {
+            if p.on_tty[i] {
+                *slot = p.slave_fd();
+            }
+        }
+    }
+    Ok(spawn::Plan {
+        netns: ns.raw_fd(),
+        run_as,
+        root_allowed: opts.allow_root,
+        programs: paths(&candidates)?,
+        argv: std::iter::once(program)
+            .chain(args)
+            .map(|a| cstring(a))
+            .collect::<Result<_, _>>()?,
+        envp: env
+            .iter()
+            .map(|(k, v)| {
+                let mut kv = k.clone();
+                kv.push("=");
+                kv.push(v);
+                cstring(&kv)
+            })
+            .collect::<Result<_, _>>()?,
+        hide_dirs: paths(&hide_dirs)?,
+        hide_files: paths(&hide_files)?,
+        private_dirs: paths(&private_dirs)?,
+        run_dir: cstring(run_dir.as_os_str())?,
+        files: vec![
+            (cstring(ca.as_os_str())?, ca_pem.as_bytes().to_vec()),
+            (
+                cstring(bundle_path.as_os_str())?,
+                bundle.as_bytes().to_vec(),
+            ),
+        ],
+        home: match own_home {
+            Some(_) => None,
+            None => Some(cstring(OsStr::new(PRIVATE_HOME))?),
+        },
+        cwd: std::env::current_dir()
+            .ok()
+            .and_then(|d| cstring(d.as_os_str()).ok()),
+        fallback_dir: cstring(home.as_os_str())?,
+        stdio,
+        ctty: pty.is_some(),
+        pass_fds,
+        lock_fd,
+        seccomp: seccomp::filters()?,
+        hostname: cstring(OsStr::new(HOSTNAME))?,
+    })
+}
+
+/// COMMAND's environment: the caller's allowlisted variables and `--env` names, then `base`
+/// (HOME, USER, LOGNAME), the proxy and the CA variables (later entries replace earlier ones).
+fn environment(
+    base: Vec<(OsString, OsString)>,
+    proxy_url: &str,
+    ca: &Path,
+    bundle: &Path,
+    pass: &[String],
+) -> Vec<(OsString, OsString)> {
+    let mut out: Vec<(OsString, OsString)> = Vec::new();
+    let mut set = |k: OsString, v: OsString| {
+        out.retain(|(old, _)| *old != k);
+        out.push((k, v));
+    };
+    for (k, v) in env::passed_through(std::env::vars_os(), pass) {
+        set(k, v);
+    }
+    for (k, v) in base {
+        set(k, v);
+    }
+    for k in &env::PROXY_VARS[..6] {
+        set(k.into(), proxy_url.into());
+    }
+    for (k, v) in [
+        ("SSL_CERT_FILE", bundle),
+        ("REQUESTS_CA_BUNDLE", bundle),
+        ("CURL_CA_BUNDLE", bundle),
+        ("NODE_EXTRA_CA_CERTS", ca),
+        ("AIRLOCK_CA_FILE", ca),
+    ] {
+        set(k.into(), v.into());
+    }
+    out
+}
+
+fn proxy_url(agent: &Option<AgentCredentials>, addr: SocketAddr) -> String {
+    match agent {
         Some(a) => format!(
             "http://{}:{}@{addr}",
             userinfo_escape(&a.name),
             userinfo_escape(&a.token)
         ),
         None => format!("http://{addr}"),
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| SandboxError::io("starting the runtime", e))?;
-    let result = runtime.block_on(async {
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args);
-        for k in PROXY_VARS {
-            cmd.env_remove(k);
-        }
-        cmd.env_remove("AIRLOCK_AGENT_TOKEN");
-        let setup = match &sandbox {
-            None => {
-                eprintln!(
-                    "airlock run: WARNING --weak: COMMAND only gets proxy variables; nothing \
-                     stops it from connecting directly to any address"
-                );
-                set_proxy_env(&mut cmd, &proxy_url(proxy));
-                ChildSetup {
-                    netns: None,
-                    run_as: None,
-                    parent: std::process::id() as libc::pid_t,
-                }
-            }
-            Some((ns, listener)) => {
-                let inner = listener
-                    .local_addr()
-                    .map_err(|e| SandboxError::io("reading the relay address", e))?;
-                let listener = listener
-                    .try_clone()
-                    .and_then(|l| {
-                        l.set_nonblocking(true)?;
-                        tokio::net::TcpListener::from_std(l)
-                    })
-                    .map_err(|e| SandboxError::io("starting the relay", e))?;
-                if std::net::TcpStream::connect_timeout(&proxy, Duration::from_secs(2)).is_err() {
-                    eprintln!("airlock run: warning: nothing answers at {proxy} (is `airlock serve` running? see --proxy)");
-                }
-                tokio::spawn(relay::serve(listener, proxy));
-                set_proxy_env(&mut cmd, &proxy_url(inner));
-                for (k, v) in opts.run_as.login_env() {
-                    cmd.env(k, v);
-                }
-                ChildSetup {
-                    netns: Some(ns.raw_fd()),
-                    run_as: Some(opts.run_as),
-                    parent: std::process::id() as libc::pid_t,
-                }
-            }
-        };
-        cmd.env("SSL_CERT_FILE", &files.bundle)
-            .env("REQUESTS_CA_BUNDLE", &files.bundle)
-            .env("CURL_CA_BUNDLE", &files.bundle)
-            .env("NODE_EXTRA_CA_CERTS", &files.ca)
-            .env("AIRLOCK_CA_FILE", &files.ca);
-        setup.install(&mut cmd);
-        let ns = sandbox.as_ref().map(|(ns, _)| ns);
-        supervise(cmd, ns, program).await
-    });
-    // The relay's accepted sockets live in the runtime: dropping it closes them.
-    drop(runtime);
-    if let Some((ns, listener)) = sandbox {
-        ns.kill_all();
-        drop(listener);
-        drop(ns);
     }
-    drop(files);
-    result
 }
 
-/// Spawns COMMAND and waits for it, forwarding SIGINT, SIGTERM, SIGHUP and SIGQUIT; after a
-/// signal, COMMAND has [`SIGNAL_GRACE`] to exit. When it has exited, whatever it left running in
-/// the namespace is killed.
-async fn supervise(
-    mut cmd: tokio::process::Command,
-    ns: Option<&Netns>,
-    program: &OsString,
-) -> Result<i32, SandboxError> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let kinds = [
-        SignalKind::interrupt(),
-        SignalKind::terminate(),
-        SignalKind::hangup(),
-        SignalKind::quit(),
-    ];
-    // Listen before spawning so no signal is lost in between.
-    let mut streams = Vec::new();
-    for k in kinds {
-        let s = signal(k).map_err(|e| SandboxError::io("installing signal handlers", e))?;
-        streams.push((k.as_raw_value(), s));
+fn cstring(s: &OsStr) -> Result<CString, SandboxError> {
+    CString::new(s.as_bytes())
+        .map_err(|_| SandboxError::Invalid(format!("{s:?} contains a NUL byte")))
+}
+
+fn paths(v: &[PathBuf]) -> Result<Vec<CString>, SandboxError> {
+    v.iter().map(|p| cstring(p.as_os_str())).collect()
+}
+
+/// Where `program` may be, as `execve` needs it: as given if it has a slash, else every
+/// executable file of that name in `path`, in order (COMMAND's user may not reach the first:
+/// it tries them like `execvp`). None at all: "command not found".
+fn resolve_program(program: &OsStr, path: &OsStr) -> Result<Vec<PathBuf>, SandboxError> {
+    if program.as_bytes().contains(&b'/') {
+        return Ok(vec![PathBuf::from(program)]);
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| SandboxError::io(format!("starting {}", Path::new(program).display()), e))?;
-    let pid = child.id().map(|p| p as libc::pid_t);
+    let found: Vec<PathBuf> = std::env::split_paths(path)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(program))
+        .filter(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .collect();
+    if found.is_empty() {
+        return Err(SandboxError::Invalid(format!(
+            "{}: command not found in PATH ({})",
+            Path::new(program).display(),
+            Path::new(path).display()
+        )));
+    }
+    Ok(found)
+}
+
+/// Splits the paths to hide into directories and other files: canonical, existing, not `/`,
+/// none inside another hidden directory.
+fn hide_targets(hide: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>), SandboxError> {
+    let mut all: Vec<(PathBuf, bool)> = Vec::new();
+    for p in hide {
+        let canonical = match std::fs::canonicalize(p) {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(SandboxError::io(format!("resolving {}", p.display()), e)),
+        };
+        if canonical == Path::new("/") {
+            return Err(SandboxError::Invalid(format!(
+                "{} is / : Airlock's data, certs and config must live in their own directories",
+                p.display()
+            )));
+        }
+        let is_dir = canonical.is_dir();
+        all.push((canonical, is_dir));
+    }
+    all.sort();
+    all.dedup();
+    let dirs: Vec<PathBuf> = all
+        .iter()
+        .filter(|(p, d)| *d && !all.iter().any(|(q, qd)| *qd && q != p && p.starts_with(q)))
+        .map(|(p, _)| p.clone())
+        .collect();
+    let files = all
+        .iter()
+        .filter(|(p, d)| !*d && !dirs.iter().any(|q| p.starts_with(q)))
+        .map(|(p, _)| p.clone())
+        .collect();
+    Ok((dirs, files))
+}
+
+/// `--pass-fd`s: above 2, open, at most 60; sorted and deduplicated.
+fn check_pass_fds(fds: &[RawFd]) -> Result<Vec<RawFd>, SandboxError> {
+    let mut out = fds.to_vec();
+    out.sort_unstable();
+    out.dedup();
+    if out.len() > 60 {
+        return Err(SandboxError::Invalid("at most 60 --pass-fd".into()));
+    }
+    for &fd in &out {
+        // SAFETY: plain syscall; only queries the descriptor.
+        if fd <= 2 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(SandboxError::Invalid(format!(
+                "--pass-fd {fd}: not an open descriptor above 2 (stdin, stdout and stderr are \
+                 always passed)"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// Signals `airlock run` forwards, listened to before COMMAND starts so none is lost.
+struct Signals {
+    forwarded: Vec<(i32, tokio::signal::unix::Signal)>,
+    winch: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, SandboxError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut forwarded = Vec::new();
+        for k in [
+            SignalKind::interrupt(),
+            SignalKind::terminate(),
+            SignalKind::hangup(),
+            SignalKind::quit(),
+        ] {
+            let s = signal(k).map_err(|e| SandboxError::io("installing signal handlers", e))?;
+            forwarded.push((k.as_raw_value(), s));
+        }
+        let winch = signal(SignalKind::window_change())
+            .map_err(|e| SandboxError::io("installing signal handlers", e))?;
+        Ok(Signals { forwarded, winch })
+    }
+}
+
+/// The process `airlock run` signals (init, or COMMAND with `--weak`), through a pidfd when
+/// the kernel has them (never a recycled PID).
+struct Target {
+    pid: libc::pid_t,
+    pidfd: Option<OwnedFd>,
+}
+
+impl Target {
+    fn new(pid: libc::pid_t) -> Target {
+        // SAFETY: plain syscall returning a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        let pidfd = (fd >= 0).then(|| {
+            // SAFETY: pidfd_open returned a fresh descriptor we now own.
+            unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
+        });
+        Target { pid, pidfd }
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: plain syscalls; the pid is our unreaped child (or its pidfd).
+        unsafe {
+            match &self.pidfd {
+                Some(fd) => {
+                    libc::syscall(
+                        libc::SYS_pidfd_send_signal,
+                        fd.as_raw_fd(),
+                        sig,
+                        std::ptr::null::<libc::siginfo_t>(),
+                        0,
+                    );
+                }
+                None if self.pid > 0 => {
+                    libc::kill(self.pid, sig);
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+/// Waits for `target` to exit, forwarding SIGINT, SIGTERM, SIGHUP and SIGQUIT (and window size
+/// changes to the pty); after a signal, COMMAND has [`SIGNAL_GRACE`] to exit, then `target`
+/// (init: the whole PID namespace) is killed.
+async fn supervise(
+    target: &Target,
+    mut exited: tokio::sync::oneshot::Receiver<i32>,
+    ns: Option<&Netns>,
+    pty: Option<&pty::Pty>,
+    mut signals: Signals,
+) -> i32 {
     let mut deadline: Option<tokio::time::Instant> = None;
     enum Event {
-        Exited(std::io::Result<ExitStatus>),
+        Exited(i32),
         Signal(Option<i32>),
+        Winch,
         GraceOver,
     }
-    let status = loop {
+    loop {
         let next_signal = futures_util::future::select_all(
-            streams
+            signals
+                .forwarded
                 .iter_mut()
                 .map(|(n, s)| Box::pin(async move { s.recv().await.map(|_| *n) })),
         );
@@ -256,18 +624,23 @@ async fn supervise(
             }
         };
         let event = tokio::select! {
-            status = child.wait() => Event::Exited(status),
+            code = &mut exited => Event::Exited(code.unwrap_or(1)),
             (sig, _, _) = next_signal => Event::Signal(sig),
+            _ = signals.winch.recv() => Event::Winch,
             _ = grace => Event::GraceOver,
         };
         match event {
-            Event::Exited(status) => break status,
+            Event::Exited(code) => return code,
             Event::Signal(sig) => {
-                if let (Some(pid), Some(sig)) = (pid, sig) {
-                    // SAFETY: plain syscall; `pid` is our unreaped child, so it is not recycled.
-                    unsafe { libc::kill(pid, sig) };
+                if let Some(sig) = sig {
+                    target.signal(sig);
                 }
                 deadline.get_or_insert_with(|| tokio::time::Instant::now() + SIGNAL_GRACE);
+            }
+            Event::Winch => {
+                if let Some(p) = pty {
+                    p.resize();
+                }
             }
             Event::GraceOver => {
                 deadline = None;
@@ -275,15 +648,13 @@ async fn supervise(
                     "airlock run: COMMAND did not exit {}s after the signal; killing it",
                     SIGNAL_GRACE.as_secs()
                 );
-                let _ = child.start_kill();
+                target.signal(libc::SIGKILL);
                 if let Some(ns) = ns {
                     ns.kill_all();
                 }
             }
         }
-    };
-    let status = status.map_err(|e| SandboxError::io("waiting for COMMAND", e))?;
-    Ok(exit_code(status))
+    }
 }
 
 fn exit_code(status: ExitStatus) -> i32 {
@@ -292,12 +663,6 @@ fn exit_code(status: ExitStatus) -> i32 {
         (Some(c), _) => c,
         (None, Some(s)) => 128 + s,
         (None, None) => 1,
-    }
-}
-
-fn set_proxy_env(cmd: &mut tokio::process::Command, url: &str) {
-    for k in &PROXY_VARS[..6] {
-        cmd.env(k, url);
     }
 }
 
@@ -321,8 +686,8 @@ fn userinfo_escape(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, USERINFO).to_string()
 }
 
-/// A world-readable directory with the CA files COMMAND trusts (it runs as another user and may
-/// not read the originals). Removed on drop.
+/// `--weak` only: a world-readable directory with the CA files COMMAND trusts. Removed on drop.
+/// (The sandbox writes them on its private /tmp instead, which vanishes with it.)
 struct RunFiles {
     dir: PathBuf,
     /// Airlock's CA alone.
@@ -332,8 +697,8 @@ struct RunFiles {
 }
 
 impl RunFiles {
-    fn create(ca_pem: &str) -> Result<RunFiles, SandboxError> {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fn create(ca_pem: &str, bundle: &str) -> Result<RunFiles, SandboxError> {
+        use std::os::unix::fs::DirBuilderExt;
         let suffix: u64 = rand::random();
         let dir =
             std::env::temp_dir().join(format!("airlock-run-{}-{suffix:016x}", std::process::id()));
@@ -347,10 +712,6 @@ impl RunFiles {
             bundle: dir.join("ca-bundle.pem"),
             dir,
         };
-        let system = SYSTEM_BUNDLES
-            .iter()
-            .find_map(|p| std::fs::read_to_string(p).ok())
-            .unwrap_or_default();
         let write = |path: &Path, text: &str| {
             std::fs::write(path, text)
                 .and_then(|_| {
@@ -361,7 +722,7 @@ impl RunFiles {
         std::fs::set_permissions(&files.dir, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| SandboxError::io(format!("chmod {}", files.dir.display()), e))?;
         write(&files.ca, ca_pem)?;
-        write(&files.bundle, &format!("{}\n{system}", ca_pem.trim_end()))?;
+        write(&files.bundle, bundle)?;
         Ok(files)
     }
 }
@@ -409,5 +770,50 @@ mod tests {
     fn credentials_are_escaped_in_the_proxy_url() {
         assert_eq!(userinfo_escape("a b:c@d"), "a%20b%3Ac%40d");
         assert_eq!(userinfo_escape("alk_x-Y.z~"), "alk_x-Y.z~");
+    }
+
+    #[test]
+    fn hidden_paths_are_canonical_and_not_nested() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(data.join("key"), "k").unwrap();
+        let config = dir.path().join("airlock.toml");
+        std::fs::write(&config, "").unwrap();
+        let (dirs, files) = hide_targets(&[
+            data.join("key"),
+            data.join("."),
+            config.clone(),
+            dir.path().join("missing"),
+        ])
+        .unwrap();
+        let data = data.canonicalize().unwrap();
+        assert_eq!(dirs, vec![data]);
+        assert_eq!(files, vec![config.canonicalize().unwrap()]);
+        assert!(hide_targets(&[PathBuf::from("/")]).is_err());
+    }
+
+    #[test]
+    fn programs_resolve_through_path() {
+        let found =
+            resolve_program(OsStr::new("sh"), OsStr::new("/nonexistent:/bin:/usr/bin")).unwrap();
+        assert!(
+            !found.is_empty() && found.iter().all(|p| p.ends_with("sh")),
+            "{found:?}"
+        );
+        assert!(resolve_program(OsStr::new("no-such-cmd-x"), OsStr::new("/bin")).is_err());
+        assert_eq!(
+            resolve_program(OsStr::new("./x"), OsStr::new("")).unwrap(),
+            vec![PathBuf::from("./x")]
+        );
+    }
+
+    #[test]
+    fn pass_fds_must_be_open_and_above_stderr() {
+        assert!(check_pass_fds(&[1]).is_err());
+        assert!(check_pass_fds(&[999_999]).is_err());
+        let f = std::fs::File::open("/dev/null").unwrap();
+        let fd = f.as_raw_fd();
+        assert_eq!(check_pass_fds(&[fd, fd]).unwrap(), vec![fd]);
     }
 }

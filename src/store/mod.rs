@@ -45,6 +45,45 @@ pub(crate) fn io_error(path: &Path, e: std::io::Error) -> StoreError {
     }
 }
 
+/// Creates the data directory (and missing parents) with mode 0700 whatever the umask; an
+/// existing directory is left as it is (with a warning if others may read it).
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {
+            if m.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    mode = format!("{:o}", m.permissions().mode() & 0o7777),
+                    "the data directory is readable by others; chmod 700 it"
+                );
+            }
+            Ok(())
+        }
+        _ => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| io_error(dir, e))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| io_error(dir, e))
+        }
+    }
+}
+
+/// Sets mode 0600 on a store file (and 0700 on a store subdirectory), whatever the umask.
+pub(crate) fn make_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| io_error(path, e))?;
+    let mode = if meta.is_dir() { 0o700 } else { 0o600 };
+    if meta.file_type().is_symlink() || meta.permissions().mode() & 0o7777 == mode {
+        return Ok(());
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| io_error(path, e))
+}
+
 /// Which embedded database backs the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

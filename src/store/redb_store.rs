@@ -1,6 +1,7 @@
 //! redb backend: one file `airlock.redb`, one table per tree; every CAS is a write
 //! transaction committed with immediate durability (fsync) before it returns.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -22,9 +23,21 @@ fn table(tree: Tree) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
 
 impl RedbStore {
     pub fn open(dir: &Path) -> Result<RedbStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        super::create_private_dir(dir)?;
         let file = dir.join("airlock.redb");
         let path = file.display().to_string();
+        // Created 0600 before redb opens it (redb initialises an empty file).
+        if let Err(e) = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&file)
+        {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(io_error(&file, e));
+            }
+        }
+        super::make_private(&file)?;
         let db = redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
             .create(&file)

@@ -15,6 +15,8 @@ impl SledStore {
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
         let path = dir.join("sled");
         let shown = path.display().to_string();
+        super::create_private_dir(dir)?;
+        super::create_private_dir(&path)?;
         let db = sled::open(&path).map_err(|e| match e {
             sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
                 StoreError::Locked(shown.clone())
@@ -31,6 +33,19 @@ impl SledStore {
                 .map_err(|e| StoreError::Io(format!("{shown}: {e}")))
         };
         let trees = [open(Tree::Reviews)?, open(Tree::Audit)?, open(Tree::Meta)?];
+        // sled creates its files with the umask's modes: 0600 (0700 for directories).
+        let mut pending = vec![path.clone()];
+        while let Some(d) = pending.pop() {
+            let entries = std::fs::read_dir(&d).map_err(|e| io_error(&d, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| io_error(&d, e))?;
+                let p = entry.path();
+                super::make_private(&p)?;
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    pending.push(p);
+                }
+            }
+        }
         Ok(SledStore {
             db,
             trees,

@@ -1,11 +1,18 @@
 //! One-click links from notifications: a GET shows a confirmation page only (mail scanners
 //! prefetch links); the POST from that page redeems the single-use token and decides.
+//!
+//! A link is honest about what it can still do: on a GET and before a POST decides, the link is
+//! checked against the reviewers in force (a removed reviewer's link is revoked), the review's
+//! state and its current deadline (a link follows `extend`, and expires with the review), and
+//! the review's policy for the link's reviewer. Anything refused there shows that state and does
+//! not use the link up; a decision the gate refuses after all gives the link back.
 
 use http::{Response, StatusCode};
 
 use super::{html_escape, html_response};
 use crate::admin::Admin;
-use crate::gate::{ReviewState, Reviewer};
+use crate::gate::{GateError, Review, ReviewState, Reviewer};
+use crate::notify::{LinkAction, LinkClaims, LinkError};
 use crate::wire::Body;
 
 fn link_message(status: StatusCode, title: &str, text: &str) -> Response<Body> {
@@ -19,8 +26,7 @@ fn link_message(status: StatusCode, title: &str, text: &str) -> Response<Body> {
     )
 }
 
-fn link_error(e: &crate::notify::LinkError) -> Response<Body> {
-    use crate::notify::LinkError;
+fn link_error(e: &LinkError) -> Response<Body> {
     let (title, text) = match e {
         LinkError::Expired => (
             "Link expired",
@@ -41,90 +47,229 @@ fn link_error(e: &crate::notify::LinkError) -> Response<Body> {
     link_message(StatusCode::FORBIDDEN, title, text)
 }
 
-/// GET: shows what the link would do; never decides.
-pub(super) fn link_page(admin: &Admin, token: &str) -> Response<Body> {
-    let claims = match admin.links.verify(token, admin.gate.now_ms()) {
-        Ok(c) => c,
-        Err(e) => return link_error(&e),
+/// A link that may still decide: its claims, its reviewer as configured now, and the review.
+struct Live {
+    claims: LinkClaims,
+    reviewer: Reviewer,
+    review: Review,
+}
+
+/// Everything a link is checked against before it may decide; `Err` is the page to show (the
+/// link is not used up).
+async fn check(admin: &Admin, token: &str) -> Result<Live, Response<Body>> {
+    let claims = admin
+        .links
+        .verify_signature(token)
+        .map_err(|e| link_error(&e))?;
+    let people = admin.gate.people().current();
+    let Some(reviewer) = people.by_name(&claims.reviewer) else {
+        return Err(link_message(
+            StatusCode::FORBIDDEN,
+            "Link revoked",
+            &format!(
+                "This link was sent to {}, who is no longer a reviewer; it no longer works.",
+                claims.reviewer
+            ),
+        ));
     };
-    let action = match claims.action {
-        crate::notify::LinkAction::Approve => "approve",
-        crate::notify::LinkAction::Reject => "reject",
+    let store = admin.gate.store().clone();
+    let links = admin.links.clone();
+    let t = token.to_string();
+    match tokio::task::spawn_blocking(move || links.is_used(store.as_ref(), &t)).await {
+        Ok(Ok(false)) => {}
+        Ok(Ok(true)) => return Err(link_error(&LinkError::AlreadyUsed)),
+        Ok(Err(e)) => return Err(link_error(&e)),
+        Err(_) => return Err(link_error(&LinkError::Malformed)),
+    }
+    let review = match admin.gate.get(&claims.review_id).await {
+        Ok(r) => r,
+        Err(GateError::NotFound(_)) => {
+            return Err(link_message(
+                StatusCode::NOT_FOUND,
+                "Unknown review",
+                "The review this link is for does not exist.",
+            ))
+        }
+        Err(e) => {
+            return Err(link_message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Link unavailable",
+                &e.to_string(),
+            ))
+        }
     };
+    if review.state != ReviewState::Pending {
+        let by = review
+            .decision
+            .as_ref()
+            .map(|d| format!(" (decided by {})", d.by))
+            .unwrap_or_default();
+        return Err(link_message(
+            StatusCode::CONFLICT,
+            &format!("Review already {}", review.state.as_str()),
+            &format!(
+                "Review {} is {}{by}; this link can no longer decide it.",
+                review.id,
+                review.state.as_str()
+            ),
+        ));
+    }
+    if admin.gate.now_ms() >= review.expires_at_ms {
+        return Err(link_message(
+            StatusCode::CONFLICT,
+            "Review expired",
+            &format!(
+                "Review {} expired at {}; an expired review is a rejection.",
+                review.id,
+                crate::gate::review::rfc3339(review.expires_at_ms)
+            ),
+        ));
+    }
+    let allowed = match claims.action {
+        LinkAction::Approve => review.may_send(&reviewer, &people, "approve"),
+        LinkAction::Reject => review.may_reject(&reviewer, &people),
+    };
+    if let Err(why) = allowed {
+        return Err(link_message(StatusCode::FORBIDDEN, "Not allowed", &why));
+    }
+    if claims.action == LinkAction::Approve && review.already(&review.approvals, &reviewer, &people)
+    {
+        return Err(link_message(
+            StatusCode::CONFLICT,
+            "Already approved",
+            &format!(
+                "{} already approved review {}: {} of {} approvals so far.",
+                reviewer.name,
+                review.id,
+                review.counted(&review.approvals, &people),
+                review.policy.required
+            ),
+        ));
+    }
+    Ok(Live {
+        claims,
+        reviewer,
+        review,
+    })
+}
+
+/// A note for a page seen by someone signed in as another reviewer than the link's.
+fn other_reviewer_note(link_reviewer: &Reviewer, signed_in: Option<&Reviewer>) -> String {
+    match signed_in {
+        Some(me) if !crate::person::same(&me.name, &link_reviewer.name) || me.admin_token => {
+            format!(
+                "<p id=\"other\"><b>This link is {link}'s.</b> You are signed in as {me}; \
+                 confirming decides as {link}, not as you.</p>",
+                link = html_escape(&link_reviewer.name),
+                me = html_escape(&me.name),
+            )
+        }
+        _ => String::new(),
+    }
+}
+
+/// GET: shows what the link would do, or why it cannot; never decides.
+pub(super) async fn link_page(
+    admin: &Admin,
+    token: &str,
+    signed_in: Option<&Reviewer>,
+) -> Response<Body> {
+    let live = match check(admin, token).await {
+        Ok(l) => l,
+        Err(page) => return page,
+    };
+    let action = live.claims.action.as_str();
     html_response(
         StatusCode::OK,
         format!(
             "<!doctype html><title>Airlock</title><h1 id=\"title\">Confirm: {action} review {id}</h1>\
-             <p>As reviewer <b>{who}</b>. Nothing happens until you press the button.</p>\
-             <form method=\"post\" action=\"/ui/link/{token}\"><button id=\"confirm\">{action}</button></form>\
+             {other}<p>As reviewer <b>{who}</b>. Nothing happens until you press the button. \
+             This link works until {deadline}.</p>\
+             <form method=\"post\" action=\"/ui/link/{token}\"><button id=\"confirm\">{action} as {who}</button></form>\
              <p><a href=\"/ui/reviews/{id}\">Open the review in the dashboard</a></p>",
-            action = action,
-            id = html_escape(&claims.review_id),
-            who = html_escape(&claims.reviewer),
+            id = html_escape(&live.review.id),
+            other = other_reviewer_note(&live.reviewer, signed_in),
+            who = html_escape(&live.reviewer.name),
+            deadline = crate::gate::review::rfc3339(live.review.expires_at_ms),
             token = html_escape(token),
         ),
     )
 }
 
-/// POST from the confirmation page: redeems the single-use token and decides as its reviewer.
-pub(super) async fn link_decide(admin: &Admin, token: &str) -> Response<Body> {
+/// POST from the confirmation page: checks the link as the GET does, redeems it, and decides as
+/// the link's reviewer (whoever is signed in). A refused decision gives the link back.
+pub(super) async fn link_decide(
+    admin: &Admin,
+    token: &str,
+    signed_in: Option<&Reviewer>,
+) -> Response<Body> {
+    let live = match check(admin, token).await {
+        Ok(l) => l,
+        Err(page) => return page,
+    };
     let store = admin.gate.store().clone();
     let links = admin.links.clone();
-    let now = admin.gate.now_ms();
     let t = token.to_string();
-    let claims =
-        match tokio::task::spawn_blocking(move || links.redeem(store.as_ref(), &t, now)).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return link_error(&e),
-            Err(_) => {
-                return link_message(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Link unavailable",
-                    "Try the dashboard.",
-                )
-            }
-        };
-    let Some(r) = admin.reviewers.iter().find(|r| r.name == claims.reviewer) else {
-        return link_message(
-            StatusCode::FORBIDDEN,
-            "Invalid link",
-            "Its reviewer is no longer configured.",
-        );
-    };
-    let reviewer = Reviewer {
-        name: r.name.clone(),
-        groups: r.groups.clone(),
-    };
+    match tokio::task::spawn_blocking(move || links.consume(store.as_ref(), &t)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return link_error(&e),
+        Err(_) => {
+            return link_message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Link unavailable",
+                "Try the dashboard.",
+            )
+        }
+    }
     let comment = Some("decided via one-click link".to_string());
-    let result = match claims.action {
-        crate::notify::LinkAction::Approve => {
-            admin
-                .gate
-                .approve(&claims.review_id, &reviewer, comment)
-                .await
-        }
-        crate::notify::LinkAction::Reject => {
-            admin
-                .gate
-                .reject(&claims.review_id, &reviewer, comment)
-                .await
-        }
+    let id = &live.claims.review_id;
+    let result = match live.claims.action {
+        LinkAction::Approve => admin.gate.approve(id, &live.reviewer, comment).await,
+        LinkAction::Reject => admin.gate.reject(id, &live.reviewer, comment).await,
     };
+    let note = signed_in
+        .filter(|me| !crate::person::same(&me.name, &live.reviewer.name) || me.admin_token)
+        .map(|_| format!(" Decided as {}, the link's reviewer.", live.reviewer.name))
+        .unwrap_or_default();
     match result {
-        Ok(r) if r.state == ReviewState::Pending => link_message(
-            StatusCode::OK,
-            "Approval recorded",
-            &format!(
-                "{} of {} approvals so far.",
-                r.approvals.len(),
-                r.policy.required
-            ),
-        ),
+        Ok(r) if r.state == ReviewState::Pending => {
+            let people = admin.gate.people().current();
+            link_message(
+                StatusCode::OK,
+                "Approval recorded",
+                &format!(
+                    "{} of {} approvals so far.{note}",
+                    r.counted(&r.approvals, &people),
+                    r.policy.required
+                ),
+            )
+        }
         Ok(r) => link_message(
             StatusCode::OK,
             "Done",
-            &format!("The review is now {}.", r.state.as_str()),
+            &format!("The review is now {}.{note}", r.state.as_str()),
         ),
-        Err(e) => link_message(StatusCode::CONFLICT, "Not done", &e.to_string()),
+        Err(e) => {
+            // Refused (not allowed, decided or expired meanwhile): the link was not used up.
+            if matches!(
+                e,
+                GateError::Forbidden(_)
+                    | GateError::AlreadyDecided { .. }
+                    | GateError::Expired { .. }
+                    | GateError::NotFound(_)
+                    | GateError::BadRequest(_)
+                    | GateError::Contention(_)
+            ) {
+                let store = admin.gate.store().clone();
+                let links = admin.links.clone();
+                let t = token.to_string();
+                let released =
+                    tokio::task::spawn_blocking(move || links.release(store.as_ref(), &t)).await;
+                if !matches!(released, Ok(Ok(()))) {
+                    tracing::warn!(target: "airlock::admin", review = %id, "a refused link could not be given back");
+                }
+            }
+            link_message(StatusCode::CONFLICT, "Not done", &e.to_string())
+        }
     }
 }

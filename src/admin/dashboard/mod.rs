@@ -8,7 +8,8 @@
 //! - `GET  /ui/reviews/{id}`              one review: stored request, result, audit entries
 //! - `POST /ui/reviews/{id}/decide`       form `action=approve|reject|retry`, `comment`, `csrf`
 //! - `GET  /ui/link/{token}`              one-click link from a notification: a confirmation page
-//!   only (mail scanners prefetch GET links); `POST /ui/link/{token}` from that page decides, once
+//!   only (mail scanners prefetch GET links), or the review's state when the link can no longer
+//!   decide; `POST /ui/link/{token}` from that page decides as the link's reviewer, once
 //!
 //! Sign-in, sessions and CSRF live in `session.rs`, the one-click link pages in `links.rs`, the
 //! list, detail and history pages in `views.rs`; this file routes and holds the shared helpers.
@@ -105,13 +106,16 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
     }
     if let Some(token) = path.strip_prefix("/ui/link/") {
         let token = token.to_string();
+        // Whoever is signed in here only changes what the page says: a link decides as its own
+        // reviewer.
+        let signed_in = dash.session(admin, &req).map(|(r, _)| r);
         return match method {
-            Method::GET => link_page(admin, &token),
-            Method::POST => link_decide(admin, &token).await,
+            Method::GET => link_page(admin, &token, signed_in.as_ref()).await,
+            Method::POST => link_decide(admin, &token, signed_in.as_ref()).await,
             _ => method_not_allowed(),
         };
     }
-    let Some((reviewer, csrf)) = dash.session(&req) else {
+    let Some((reviewer, csrf)) = dash.session(admin, &req) else {
         return redirect("/ui/login");
     };
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -165,10 +169,16 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
                     return html_response(StatusCode::BAD_REQUEST, "<h1>Unknown action</h1>".into())
                 }
             };
+            let people = admin.gate.people().current();
             let message = match result {
                 Ok(r) if r.state == ReviewState::Pending => format!(
                     "Approval recorded: {} of {} needed.",
-                    r.approvals.len(),
+                    r.counted(&r.approvals, &people),
+                    r.policy.required
+                ),
+                Ok(r) if !r.retry_approvals.is_empty() => format!(
+                    "Retry approval recorded: {} of {} needed before it is sent.",
+                    r.counted(&r.retry_approvals, &people),
                     r.policy.required
                 ),
                 Ok(r) => format!("Review is now {}.", r.state.as_str()),

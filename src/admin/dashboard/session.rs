@@ -1,8 +1,11 @@
 //! Sign-in with a reviewer (or admin) token, session cookies, CSRF and the same-origin check.
 //!
-//! Sessions live in memory (random 256-bit id in an HttpOnly, SameSite=Strict cookie, 12 h).
+//! Sessions live in memory (random 256-bit id in an HttpOnly, SameSite=Strict cookie, 12 h;
+//! `Secure` too when `notify.base_url` is https, i.e. reviewers arrive through TLS).
 //! Every POST carries the session's CSRF token (login: a pre-session token bound to a cookie),
-//! and a cross-site `Origin` is refused.
+//! and a cross-site `Origin` is refused. A session keeps only the SHA-256 of the token it signed
+//! in with and resolves it against the reviewers in force on every request: removing a reviewer
+//! (config reload) ends her sessions at once, and group changes apply at once.
 
 use std::time::{Duration, Instant};
 
@@ -22,51 +25,92 @@ const LOGIN_COOKIE: &str = "airlock_login";
 const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 
 pub(super) struct Session {
-    reviewer: Reviewer,
+    /// SHA-256 of the token signed in with (never the token).
+    token_digest: [u8; 32],
     csrf: String,
     expires: Instant,
 }
 
 impl Dashboard {
-    pub(super) fn session(&self, req: &Request<Incoming>) -> Option<(Reviewer, String)> {
+    /// The signed-in reviewer (as configured now) and the session's CSRF token. A session whose
+    /// token no longer belongs to anyone (a removed reviewer) is ended.
+    pub(super) fn session(
+        &self,
+        admin: &Admin,
+        req: &Request<Incoming>,
+    ) -> Option<(Reviewer, String)> {
         let id = cookie(req, SESSION_COOKIE)?;
         let key: [u8; 32] = Sha256::digest(id.as_bytes()).into();
         let mut sessions = self.sessions.lock().ok()?;
         let now = Instant::now();
         sessions.retain(|_, s| s.expires > now);
-        sessions
-            .get(&key)
-            .map(|s| (s.reviewer.clone(), s.csrf.clone()))
+        let s = sessions.get(&key)?;
+        let reviewer = match admin.caller_for_digest(&s.token_digest) {
+            Some(Caller::Reviewer(r)) => r,
+            Some(Caller::Operator) => admin.acting_reviewer(&Caller::Operator, None),
+            None => {
+                sessions.remove(&key);
+                tracing::info!(target: "airlock::admin", "dashboard session ended: its reviewer is no longer configured");
+                return None;
+            }
+        };
+        Some((reviewer, s.csrf.clone()))
     }
 }
 
+/// The sign-in page, where the caller cannot tell whether reviewers arrive over https (its
+/// pre-session cookie has no `Secure`); [`login`] uses [`login_page_for`].
 pub(super) fn login_page(dash: &Dashboard, message: Option<String>) -> Response<Body> {
+    login_page_with(dash, message, false)
+}
+
+/// The sign-in page, its pre-session cookie `Secure` when `notify.base_url` is https.
+pub(super) fn login_page_for(admin: &Admin, message: Option<String>) -> Response<Body> {
+    login_page_with(&admin.dashboard, message, secure_cookies(admin))
+}
+
+fn login_page_with(dash: &Dashboard, message: Option<String>, secure: bool) -> Response<Body> {
     // Login CSRF: a random token in a cookie and in the form must match.
     let token = random_token();
     let mut r = dash.render(
         "login.html",
         context! { title => "Sign in", csrf => token, message => message },
     );
-    set_cookie(&mut r, LOGIN_COOKIE, &token, 600);
+    write_cookie(&mut r, LOGIN_COOKIE, &token, 600, secure);
     r
+}
+
+/// Do the dashboard's cookies get `Secure`? When `notify.base_url` is https: reviewers reach
+/// the dashboard through TLS (a reverse proxy), so the browser must never send the session over
+/// plain HTTP. (Current Chromium and Firefox also accept `Secure` cookies from
+/// `http://localhost`, e.g. through an SSH tunnel; other plain-HTTP names then cannot sign in.)
+pub(super) fn secure_cookies(admin: &Admin) -> bool {
+    admin
+        .public_origin()
+        .is_some_and(|o| o.to_ascii_lowercase().starts_with("https://"))
 }
 
 pub(super) async fn login(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
     let dash = &admin.dashboard;
+    let secure = secure_cookies(admin);
     let pre = cookie(&req, LOGIN_COOKIE);
     let form = match read_form(req).await {
         Ok(f) => f,
         Err(r) => return r,
     };
     if pre.is_none() || form.get("csrf") != pre.as_ref() {
-        return login_page(dash, Some("The sign-in form expired; try again.".into()));
+        return login_page_for(admin, Some("The sign-in form expired; try again.".into()));
     }
+    let token_digest = form
+        .get("token")
+        .map(|t| crate::admin::token_digest(t))
+        .unwrap_or_default();
     let reviewer = match form.get("token").and_then(|t| admin.caller_for_token(t)) {
         Some(Caller::Reviewer(r)) => r,
         Some(Caller::Operator) => admin.acting_reviewer(&Caller::Operator, None),
         None => {
             tracing::info!(target: "airlock::admin", "dashboard sign-in refused");
-            return login_page(dash, Some("Unknown token.".into()));
+            return login_page_for(admin, Some("Unknown token.".into()));
         }
     };
     let id = random_token();
@@ -75,7 +119,7 @@ pub(super) async fn login(admin: &Admin, req: Request<Incoming>) -> Response<Bod
         s.insert(
             key,
             Session {
-                reviewer: reviewer.clone(),
+                token_digest,
                 csrf: random_token(),
                 expires: Instant::now() + SESSION_TTL,
             },
@@ -83,8 +127,8 @@ pub(super) async fn login(admin: &Admin, req: Request<Incoming>) -> Response<Bod
     }
     tracing::info!(target: "airlock::admin", reviewer = %reviewer.name, "dashboard sign-in");
     let mut r = redirect("/ui");
-    set_cookie(&mut r, SESSION_COOKIE, &id, SESSION_TTL.as_secs());
-    set_cookie(&mut r, LOGIN_COOKIE, "", 0);
+    write_cookie(&mut r, SESSION_COOKIE, &id, SESSION_TTL.as_secs(), secure);
+    write_cookie(&mut r, LOGIN_COOKIE, "", 0, secure);
     r
 }
 
@@ -111,8 +155,23 @@ pub(super) fn cookie(req: &Request<Incoming>, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+/// Sets a dashboard cookie without `Secure` (used where [`secure_cookies`] is not known; an
+/// expiring cookie needs none). Prefer [`write_cookie`] with [`secure_cookies`].
 pub(super) fn set_cookie(resp: &mut Response<Body>, name: &str, value: &str, max_age: u64) {
-    let v = format!("{name}={value}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={max_age}");
+    write_cookie(resp, name, value, max_age, false);
+}
+
+/// Sets a dashboard cookie: HttpOnly, SameSite=Strict, path `/ui`, and `Secure` if `secure`.
+pub(super) fn write_cookie(
+    resp: &mut Response<Body>,
+    name: &str,
+    value: &str,
+    max_age: u64,
+    secure: bool,
+) {
+    let secure = if secure { "; Secure" } else { "" };
+    let v =
+        format!("{name}={value}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
     if let Ok(h) = HeaderValue::from_str(&v) {
         resp.headers_mut().append(header::SET_COOKIE, h);
     }

@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use super::{html_escape, html_response, Dashboard};
 use crate::admin::Admin;
-use crate::gate::{review::rfc3339, Review, ReviewState, Reviewer};
+use crate::credentials::redact;
+use crate::gate::{review::rfc3339, People, Review, ReviewState, Reviewer};
 use crate::wire::Body;
 
 #[derive(Serialize)]
@@ -41,18 +42,41 @@ struct Row {
     result_text: Option<String>,
 }
 
-fn row(r: &Review, now_ms: u64) -> Row {
+/// One review as shown. Credential-like headers are never stored (`gate/hold.rs`); their names
+/// are listed as withheld, and any such header in an older record is shown as `[redacted]`.
+/// Secret-named query values are masked in the URL and wherever the text echoes them.
+fn row(r: &Review, now_ms: u64, people: &People) -> Row {
+    let echoes = redact::secret_query_values(&r.request.path_and_query);
+    let hide = |s: &str| redact::mask_values(s, &echoes);
+    let url = {
+        let mut shown = r.request.clone();
+        shown.path_and_query = redact::mask_query(&r.request.path_and_query);
+        shown.url()
+    };
     let body = r.request.body().unwrap_or_default();
     let (money, mut args) = arguments(r, &body);
     args.extend(r.params.iter().map(|(k, v)| format!("{k}={v}")));
-    let mut request_text = format!("{} {}\n", r.request.method, r.request.url());
+    let args = args.iter().map(|a| hide(a)).collect();
+    let mut request_text = format!("{} {url}\n", r.request.method);
     for (k, v) in &r.request.headers {
+        let v = if redact::is_credential_header(k) {
+            redact::REDACTED
+        } else {
+            v.as_str()
+        };
         request_text.push_str(&format!("{k}: {v}\n"));
+    }
+    for k in &r.redacted_headers {
+        request_text.push_str(&format!(
+            "{k}: {} (withheld: not stored, not sent)\n",
+            redact::REDACTED
+        ));
     }
     if !body.is_empty() {
         request_text.push('\n');
         request_text.push_str(&String::from_utf8_lossy(&body[..body.len().min(16 * 1024)]));
     }
+    let request_text = hide(&request_text);
     let result_text = r.execution.as_ref().map(|e| {
         let mut t = format!(
             "status: {}\n",
@@ -65,7 +89,7 @@ fn row(r: &Review, now_ms: u64) -> Row {
             .decode(&e.body_b64)
             .unwrap_or_default();
         t.push_str(&String::from_utf8_lossy(&b[..b.len().min(16 * 1024)]));
-        t
+        hide(&t)
     });
     Row {
         id: r.id.clone(),
@@ -82,7 +106,7 @@ fn row(r: &Review, now_ms: u64) -> Row {
             .next()
             .unwrap_or("")
             .to_string(),
-        url: r.request.url(),
+        url,
         args,
         money,
         reasons: r.reason_codes.join(", "),
@@ -98,15 +122,37 @@ fn row(r: &Review, now_ms: u64) -> Row {
         } else {
             "-".into()
         },
-        approvals: format!("{}/{}", r.approvals.len(), r.policy.required.max(1)),
+        // Only approvals that stand with the reviewers in force count; the others say why not.
+        approvals: format!(
+            "{}/{}",
+            r.counted(&r.approvals, people),
+            r.policy.required.max(1)
+        ),
         approval_list: r
             .approvals
             .iter()
-            .map(|d| format!("{} at {}", d.by, rfc3339(d.at_ms)))
+            .zip(r.standing(&r.approvals, people))
+            .chain(
+                r.retry_approvals
+                    .iter()
+                    .zip(r.standing(&r.retry_approvals, people)),
+            )
+            .enumerate()
+            .map(|(i, (d, standing))| {
+                let what = if i < r.approvals.len() { "" } else { "retry " };
+                match standing {
+                    Ok(()) => format!("{what}{} at {}", d.by, rfc3339(d.at_ms)),
+                    Err(why) => format!(
+                        "{what}{} at {} (does not count: {why})",
+                        d.by,
+                        rfc3339(d.at_ms)
+                    ),
+                }
+            })
             .collect(),
         agent_owner: r.agent_owner.clone(),
         rule_id: r.rule_id.clone().unwrap_or_default(),
-        explanation: r.explanation.clone(),
+        explanation: hide(&r.explanation),
         decision: r.decision.as_ref().map(|d| {
             format!(
                 "{} by {} at {}{}",
@@ -119,7 +165,7 @@ fn row(r: &Review, now_ms: u64) -> Row {
                 rfc3339(d.at_ms),
                 d.comment
                     .as_ref()
-                    .map(|c| format!(": {c}"))
+                    .map(|c| format!(": {}", hide(c)))
                     .unwrap_or_default()
             )
         }),
@@ -192,6 +238,7 @@ pub(super) fn list_page(
     csrf: &str,
 ) -> Response<Body> {
     let now = admin.gate.now_ms();
+    let people = admin.gate.people().current();
     let (rows, message): (Vec<Row>, Option<String>) = match list {
         Ok(list) => (
             list.iter()
@@ -207,7 +254,7 @@ pub(super) fn list_page(
                     None => true,
                 })
                 .take(500)
-                .map(|r| row(r, now))
+                .map(|r| row(r, now, &people))
                 .collect(),
             None,
         ),
@@ -286,7 +333,7 @@ pub(super) async fn detail_page(
         "detail.html",
         context! {
             title => review.tool.clone().unwrap_or_else(|| review.id.clone()),
-            r => row(&review, admin.gate.now_ms()),
+            r => row(&review, admin.gate.now_ms(), &admin.gate.people().current()),
             audit => audit_rows,
             reviewer => reviewer.name,
             csrf => csrf,

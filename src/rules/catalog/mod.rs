@@ -310,6 +310,21 @@ impl Catalog {
             .collect()
     }
 
+    /// Every REST rule that sets an approval policy, in file order.
+    pub fn approval_policies(&self) -> Vec<crate::rules::RulePolicy> {
+        self.services
+            .iter()
+            .flat_map(|s| s.rules.iter())
+            .filter_map(|r| {
+                r.approval.as_ref().map(|p| crate::rules::RulePolicy {
+                    rule_id: r.id.clone(),
+                    tool: r.tool.clone(),
+                    policy: p.clone(),
+                })
+            })
+            .collect()
+    }
+
     /// Every `[[graphql]]` entry, one per mutation name, sorted by service, mutation, rule id.
     pub fn graphql_rules(&self) -> Vec<GraphqlRuleInfo> {
         let mut out: Vec<GraphqlRuleInfo> = self

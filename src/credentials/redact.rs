@@ -1,0 +1,209 @@
+//! What of a request counts as a secret once Airlock holds it: credential-like header names
+//! (a built-in list, name patterns, and every service's configured `strip` list) and
+//! secret-named query parameters. The gate drops such headers before a held request is stored;
+//! the admin API, the dashboard and notifications mask such query values wherever they show a
+//! request (see the README, "Reviews").
+
+use super::Vault;
+
+/// What is shown instead of a secret.
+pub const REDACTED: &str = "[redacted]";
+
+/// Header names (lowercase) that carry credentials.
+const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "private-token",
+    "x-auth-token",
+    "x-access-token",
+    "authentication",
+    "x-api-key",
+    "api-key",
+    "x-github-token",
+    "x-amz-security-token",
+];
+
+/// A name containing one of these (lowercase) is treated as a credential, header or query.
+const SECRET_NAME_PARTS: &[&str] = &[
+    "token",
+    "secret",
+    "password",
+    "api-key",
+    "api_key",
+    "apikey",
+    "signature",
+    "credential",
+];
+
+/// Query parameter names (lowercase) that carry secrets, besides [`SECRET_NAME_PARTS`].
+const SECRET_QUERY_PARAMS: &[&str] = &[
+    "access_token",
+    "token",
+    "key",
+    "api_key",
+    "secret",
+    "password",
+    "signature",
+    "sig",
+    "client_secret",
+];
+
+/// Echoes of query values shorter than this are not masked in shown text (too likely to match
+/// ordinary text); the parameter itself is masked in the URL whatever its length.
+const MIN_ECHO_LEN: usize = 6;
+
+/// Is `name` a credential-like header (built-in list or name pattern; case-insensitive)?
+/// Configured `strip` lists are checked by [`Vault::strips`].
+pub fn is_credential_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    CREDENTIAL_HEADERS.contains(&n.as_str()) || SECRET_NAME_PARTS.iter().any(|p| n.contains(p))
+}
+
+/// Is `name` (already percent-decoded) a secret-named query parameter (case-insensitive)?
+pub fn is_secret_query_param(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    SECRET_QUERY_PARAMS.contains(&n.as_str()) || SECRET_NAME_PARTS.iter().any(|p| n.contains(p))
+}
+
+/// `path_and_query` with the value of every secret-named query parameter replaced by
+/// [`REDACTED`]; everything else is kept byte for byte. For display only: the stored request
+/// keeps the real value, because it is what executes.
+pub fn mask_query(path_and_query: &str) -> String {
+    let Some((path, query)) = path_and_query.split_once('?') else {
+        return path_and_query.to_string();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value)) if !value.is_empty() && is_secret_query_param(&decode(name)) => {
+                format!("{name}={REDACTED}")
+            }
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{path}?{}", pairs.join("&"))
+}
+
+/// The values of the secret-named query parameters in `path_and_query` (raw and decoded), long
+/// enough to be masked where an upstream answer echoes them ([`mask_values`]).
+pub fn secret_query_values(path_and_query: &str) -> Vec<String> {
+    let Some((_, query)) = path_and_query.split_once('?') else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for pair in query.split('&') {
+        let Some((name, value)) = pair.split_once('=') else {
+            continue;
+        };
+        if !is_secret_query_param(&decode(name)) {
+            continue;
+        }
+        for v in [value.to_string(), decode(value)] {
+            if v.len() >= MIN_ECHO_LEN && !out.contains(&v) {
+                out.push(v);
+            }
+        }
+    }
+    // Longest first, so a value containing another is masked whole.
+    out.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    out
+}
+
+/// `text` with every occurrence of each of `values` replaced by [`REDACTED`].
+pub fn mask_values(text: &str, values: &[String]) -> String {
+    let mut out = text.to_string();
+    for v in values {
+        if out.contains(v.as_str()) {
+            out = out.replace(v.as_str(), REDACTED);
+        }
+    }
+    out
+}
+
+fn decode(s: &str) -> String {
+    form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+impl Vault {
+    /// Does any configured service list `name` in its `strip` list (case-insensitive)?
+    pub fn strips(&self, name: &str) -> bool {
+        self.services
+            .iter()
+            .flat_map(|s| &s.strip)
+            .any(|h| h.as_str().eq_ignore_ascii_case(name))
+    }
+
+    /// Is `name` a header Airlock never stores or shows: credential-like by
+    /// [`is_credential_header`], or in a configured `strip` list?
+    pub fn is_secret_header(&self, name: &str) -> bool {
+        is_credential_header(name) || self.strips(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_headers_by_list_and_pattern() {
+        for h in [
+            "Authorization",
+            "Proxy-Authorization",
+            "Cookie",
+            "Set-Cookie",
+            "Private-Token",
+            "X-Auth-Token",
+            "X-Access-Token",
+            "Authentication",
+            "X-Api-Key",
+            "Api-Key",
+            "X-GitHub-Token",
+            "X-Amz-Security-Token",
+            "X-Refresh-TOKEN",
+            "X-Client-Secret",
+            "X-Password",
+            "X-Partner-Apikey",
+            "X-Signature",
+            "X-Credential-Id",
+        ] {
+            assert!(is_credential_header(h), "{h}");
+        }
+        for h in [
+            "accept",
+            "content-type",
+            "idempotency-key",
+            "user-agent",
+            "x-request-id",
+        ] {
+            assert!(!is_credential_header(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn secret_query_values_are_masked_for_display() {
+        let pq = "/r?a=1&access_token=tok123456&KEY=k&Client%5Fsecret=s%2Bcret99&sig=&page=2&X-Amz-Signature=abcdef";
+        assert_eq!(
+            mask_query(pq),
+            "/r?a=1&access_token=[redacted]&KEY=[redacted]&Client%5Fsecret=[redacted]&sig=&page=2&X-Amz-Signature=[redacted]"
+        );
+        assert_eq!(mask_query("/plain"), "/plain");
+        assert_eq!(mask_query("/q?x=1"), "/q?x=1");
+        let values = secret_query_values(pq);
+        assert!(values.contains(&"tok123456".to_string()), "{values:?}");
+        assert!(values.contains(&"s%2Bcret99".to_string()), "{values:?}");
+        assert!(values.contains(&"s+cret99".to_string()), "{values:?}");
+        assert!(
+            !values.contains(&"k".to_string()),
+            "too short to mask echoes"
+        );
+        assert_eq!(
+            mask_values("path /r?access_token=tok123456 echoed", &values),
+            "path /r?access_token=[redacted] echoed"
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! The terminal: COMMAND never gets the caller's terminal. When any of stdin, stdout or stderr
+//! is a terminal, `airlock run` opens a fresh pseudo-terminal, gives COMMAND its slave side in
+//! place of each terminal descriptor (as its controlling terminal, in a new session) and relays
+//! between the caller's terminal and the master side. So TIOCSTI, `/dev/tty` or job-control
+//! tricks reach only the sandbox's own pty. The caller's terminal is put in raw mode while
+//! COMMAND runs (when `airlock run` is in the foreground) and restored afterwards.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// A pty for COMMAND, and the relay state.
+pub struct Pty {
+    master: OwnedFd,
+    /// COMMAND's side; closed in `airlock run` once COMMAND started.
+    slave: Option<OwnedFd>,
+    /// Which of fds 0, 1, 2 get the slave.
+    pub on_tty: [bool; 3],
+    /// The caller's terminal descriptor (for the window size).
+    tty: RawFd,
+    /// The caller's settings to restore (set when we switched it to raw mode).
+    saved: Option<libc::termios>,
+    output: Option<std::thread::JoinHandle<()>>,
+}
+
+fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn is_tty(fd: RawFd) -> bool {
+    // SAFETY: plain syscall.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
+impl Pty {
+    /// A pty if any of fds 0–2 is a terminal, owned by `owner` (so COMMAND may reopen it).
+    pub fn open(owner: (u32, u32)) -> io::Result<Option<Pty>> {
+        let on_tty = [is_tty(0), is_tty(1), is_tty(2)];
+        let Some(tty) = (0..3).find(|&fd| on_tty[fd as usize]) else {
+            return Ok(None);
+        };
+        // SAFETY: plain syscalls; every descriptor is owned as soon as it exists.
+        unsafe {
+            let m = cvt(libc::posix_openpt(
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            ))?;
+            let master = OwnedFd::from_raw_fd(m);
+            cvt(libc::grantpt(m))?;
+            cvt(libc::unlockpt(m))?;
+            let s = cvt(libc::ioctl(
+                m,
+                libc::TIOCGPTPEER,
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            ))?;
+            let slave = OwnedFd::from_raw_fd(s);
+            cvt(libc::fchown(s, owner.0, owner.1))?;
+            cvt(libc::fchmod(s, 0o600))?;
+            // The caller's settings and size, so COMMAND sees the same terminal.
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(tty, &mut t) == 0 {
+                libc::tcsetattr(s, libc::TCSANOW, &t);
+            }
+            let pty = Pty {
+                master,
+                slave: Some(slave),
+                on_tty,
+                tty,
+                saved: None,
+                output: None,
+            };
+            pty.resize();
+            Ok(Some(pty))
+        }
+    }
+
+    /// COMMAND's side.
+    pub fn slave_fd(&self) -> Option<RawFd> {
+        self.slave.as_ref().map(|s| s.as_raw_fd())
+    }
+
+    /// Copies the caller's window size to the pty (COMMAND gets SIGWINCH).
+    pub fn resize(&self) {
+        // SAFETY: winsize is plain data; the ioctls read and write it.
+        unsafe {
+            let mut ws: libc::winsize = std::mem::zeroed();
+            if libc::ioctl(self.tty, libc::TIOCGWINSZ, &mut ws) == 0 {
+                libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+            }
+        }
+    }
+
+    /// After COMMAND started: closes our copy of the slave, puts the caller's terminal in raw
+    /// mode (if stdin is a terminal and we are in the foreground) and starts the relays.
+    pub fn start(&mut self) -> io::Result<()> {
+        self.slave = None;
+        let out_fd = if self.on_tty[1] { 1 } else { 2 };
+        // Each relay owns its own duplicate of the master, so its descriptor stays valid for
+        // as long as the thread runs.
+        let master = self.master.try_clone()?;
+        self.output = Some(
+            std::thread::Builder::new()
+                .name("airlock-pty-out".into())
+                .spawn(move || copy(master.as_raw_fd(), out_fd))?,
+        );
+        // SAFETY: plain syscalls on the caller's terminal; `t` is plain data.
+        let foreground = self.on_tty[0] && unsafe { libc::tcgetpgrp(0) == libc::getpgrp() };
+        if foreground {
+            // SAFETY: as above.
+            unsafe {
+                let mut t: libc::termios = std::mem::zeroed();
+                cvt(libc::tcgetattr(0, &mut t))?;
+                let mut raw = t;
+                libc::cfmakeraw(&mut raw);
+                cvt(libc::tcsetattr(0, libc::TCSANOW, &raw))?;
+                self.saved = Some(t);
+            }
+            // Detached: it may stay blocked reading stdin until `airlock run` exits.
+            let master = self.master.try_clone()?;
+            std::thread::Builder::new()
+                .name("airlock-pty-in".into())
+                .spawn(move || copy(0, master.as_raw_fd()))?;
+        }
+        Ok(())
+    }
+
+    /// After COMMAND's namespace is gone: lets the output drain (the last slave is closed, so
+    /// the master reads EIO soon) and restores the caller's terminal.
+    pub fn finish(&mut self) {
+        if let Some(h) = self.output.take() {
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            while !h.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            }
+        }
+        self.restore();
+    }
+
+    fn restore(&mut self) {
+        if let Some(t) = self.saved.take() {
+            // SAFETY: restores settings read from the same terminal.
+            unsafe { libc::tcsetattr(0, libc::TCSANOW, &t) };
+        }
+    }
+}
+
+impl Drop for Pty {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}
+
+/// Copies from `from` to `to` until EOF or an error (EIO on the master once COMMAND's side is
+/// closed).
+fn copy(from: RawFd, to: RawFd) {
+    let mut buf = [0u8; 8192];
+    loop {
+        // SAFETY: reads into a buffer we own.
+        let n = unsafe { libc::read(from, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        if n <= 0 {
+            return;
+        }
+        let mut rest = &buf[..n as usize];
+        while !rest.is_empty() {
+            // SAFETY: writes from a buffer we own.
+            let w = unsafe { libc::write(to, rest.as_ptr().cast(), rest.len()) };
+            if w < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            if w <= 0 {
+                return;
+            }
+            rest = &rest[w as usize..];
+        }
+    }
+}
