@@ -55,16 +55,52 @@ pub struct Server {
     pub life: Lifecycle,
 }
 
+/// How long `serve` waits for a store another process still holds (see `open_patiently`).
+const STORE_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A socket bound to its address but not yet listening (connections are refused).
+struct Bound {
+    socket: tokio::net::TcpSocket,
+    addr: SocketAddr,
+}
+
+impl Bound {
+    fn bind(addr: SocketAddr) -> Result<Bound, ServerError> {
+        let fail = |source| ServerError::Bind { addr, source };
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .map_err(fail)?;
+        socket.set_reuseaddr(true).map_err(fail)?;
+        socket.bind(addr).map_err(fail)?;
+        let addr = socket.local_addr().map_err(fail)?;
+        Ok(Bound { socket, addr })
+    }
+
+    fn listen(self) -> Result<TcpListener, ServerError> {
+        let addr = self.addr;
+        self.socket
+            .listen(1024)
+            .map_err(|source| ServerError::Bind { addr, source })
+    }
+}
+
 pub async fn start(
     config: &Config,
     classifier: Arc<dyn Classifier>,
     clock: Arc<dyn Clock>,
 ) -> Result<Server, ServerError> {
-    let store = store::open(config.store.backend, &config.store.path).map_err(|source| {
-        ServerError::Store {
-            path: config.store.path.display().to_string(),
-            source,
-        }
+    // A process killed a moment ago may still hold the store's lock: wait for it, boundedly.
+    let store = store::open_patiently(
+        config.store.backend,
+        &config.store.path,
+        STORE_LOCK_PATIENCE,
+    )
+    .map_err(|source| ServerError::Store {
+        path: config.store.path.display().to_string(),
+        source,
     })?;
     start_with_store(config, classifier, clock, store).await
 }
@@ -102,25 +138,11 @@ pub async fn start_with_store(
         )
         .map_err(|e| ServerError::Audit(e.to_string()))?,
     );
-    let bind = |addr: SocketAddr| async move {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })
-    };
-    let proxy_listener = bind(config.proxy.listen).await?;
-    let admin_listener = bind(config.admin.listen).await?;
-    let proxy_addr = proxy_listener
-        .local_addr()
-        .map_err(|source| ServerError::Bind {
-            addr: config.proxy.listen,
-            source,
-        })?;
-    let admin_addr = admin_listener
-        .local_addr()
-        .map_err(|source| ServerError::Bind {
-            addr: config.admin.listen,
-            source,
-        })?;
+    // Bound now (the addresses are known, and taken), listening only once the store is
+    // recovered: until then a connection is refused, never accepted and left waiting.
+    let proxy_socket = Bound::bind(config.proxy.listen)?;
+    let admin_socket = Bound::bind(config.admin.listen)?;
+    let (proxy_addr, admin_addr) = (proxy_socket.addr, admin_socket.addr);
     // The egress guard knows our own listeners, so no agent can reach them through the proxy.
     let guard = Arc::new(EgressGuard::new(
         config.egress.allow_nets.clone(),
@@ -210,6 +232,8 @@ pub async fn start_with_store(
         links,
         config.notify.base_url.as_deref(),
     );
+    let proxy_listener = proxy_socket.listen()?;
+    let admin_listener = admin_socket.listen()?;
     tokio::spawn(admin::run(
         admin_listener,
         admin,

@@ -997,8 +997,11 @@ async fn no_entry_reaches_the_upstream_without_a_hold() {
         failures.join("\n")
     );
     assert_eq!(up.count(), 0, "the upstream saw nothing");
-    let (code, list) = a.admin("GET", "/v1/reviews?state=pending", None).await;
+    let (code, list) = a
+        .admin("GET", "/v1/reviews?state=pending&limit=1000", None)
+        .await;
     assert_eq!(code, 200);
+    assert_eq!(list["next_cursor"], serde_json::Value::Null, "one page");
     assert_eq!(
         list["reviews"].as_array().map_or(0, Vec::len),
         held,

@@ -175,14 +175,8 @@ async fn two_hundred_agents_and_racing_reviewers() {
         "every allowed read reached the upstream once"
     );
     let (executed, rejected) = (
-        a.gate
-            .list(Some(airlock::gate::ReviewState::Executed))
-            .await
-            .expect("list"),
-        a.gate
-            .list(Some(airlock::gate::ReviewState::Rejected))
-            .await
-            .expect("list"),
+        support::all_reviews(&a.gate, Some(airlock::gate::ReviewState::Executed)).await,
+        support::all_reviews(&a.gate, Some(airlock::gate::ReviewState::Rejected)).await,
     );
     assert_eq!(
         executed.len() + rejected.len(),

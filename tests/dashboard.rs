@@ -188,7 +188,9 @@ async fn sign_in_csrf_origin_and_host_checks() {
 
     // History with filters, and the detail page (no credential in the stored request).
     let r = c
-        .get(format!("{base}/ui/history?state=pending&tool=repos.delete"))
+        .get(format!(
+            "{base}/ui/history?state=pending&tool=github.repos.delete"
+        ))
         .header("cookie", &jar)
         .send()
         .await

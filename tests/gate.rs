@@ -242,16 +242,19 @@ async fn reviews_survive_restart_and_executing_becomes_outcome_unknown() {
             .get(airlock::store::Tree::Reviews, id2.as_bytes())
             .expect("get")
             .expect("present");
-        let mut r = airlock::gate::Review::decode(&old).expect("decode");
+        let before = airlock::gate::Review::decode(&old).expect("decode");
+        let mut r = before.clone();
         r.state = ReviewState::Executing;
-        assert!(store
-            .compare_and_swap(
+        let mut batch = airlock::store::Batch::default();
+        batch
+            .expect(airlock::store::Tree::Reviews, id2.as_bytes(), Some(&old))
+            .put(
                 airlock::store::Tree::Reviews,
                 id2.as_bytes(),
-                Some(&old),
-                &r.encode().expect("enc")
-            )
-            .expect("cas"));
+                &r.encode().expect("enc"),
+            );
+        airlock::gate::index::reindex(&mut batch, Some(&before), Some(&r));
+        assert!(store.apply(batch).expect("swap"));
     }
 
     let a = Airlock::start_with_parts(
@@ -305,7 +308,7 @@ async fn wait_mode_returns_the_real_response_or_escalates_on_timeout() {
             .expect("send")
     });
     let id = loop {
-        let list = a.gate.list(Some(ReviewState::Pending)).await.expect("list");
+        let list = support::all_reviews(&a.gate, Some(ReviewState::Pending)).await;
         if let Some(r) = list
             .iter()
             .find(|r| r.request.path_and_query == "/status/204")
@@ -407,7 +410,7 @@ async fn oversized_gated_body_gets_413_and_nothing_is_stored() {
         body["message"].as_str().unwrap_or("").contains("1024"),
         "{body}"
     );
-    assert!(a.gate.list(None).await.expect("list").is_empty());
+    assert!(support::all_reviews(&a.gate, None).await.is_empty());
     assert_eq!(up.count(), 0);
 }
 
@@ -956,4 +959,166 @@ async fn agent_view_has_no_reviewer_names_comments_or_decisions() {
     assert_eq!(polled["outcome"], "REJECTED");
     assert_agent_view(&polled);
     assert_eq!(up.count(), 1, "the rejected DELETE never ran");
+}
+
+/// Issue 16: the listing is paged through indexes (pending soonest expiry first, history newest
+/// first), filtered, counted; the sweeper expires only what is overdue; retention removes
+/// finished reviews (their audit entries stay); `/readyz` answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn listing_is_paged_filtered_counted_swept_and_pruned() {
+    use std::collections::HashSet;
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = Airlock::config(
+        "[gate]\nsweep_interval = \"1h\"\n[store]\nretention = \"1h\"\n",
+        dir.path(),
+        &up,
+        HOSTS,
+    );
+    let clock = Arc::new(ManualClock::default());
+    let t0 = Duration::from_secs(1_700_000_000);
+    clock.advance(t0);
+    let a = Airlock::start_with_parts(config, dir, Arc::new(TestRules), clock.clone()).await;
+    let (code, ready) = a.admin("GET", "/readyz", None).await;
+    assert_eq!((code, &ready["ready"]), (200, &serde_json::json!(true)));
+    // 120 repo deletions then 30 refunds, one second apart.
+    let mut order = Vec::new();
+    for i in 0..150 {
+        let resp = if i < 120 {
+            hold_delete(&a, &format!("/repos/acme/r{i}")).await.2
+        } else {
+            a.client()
+                .post("https://api.stripe.com/v1/refunds")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("charge=ch_{i}"))
+                .send()
+                .await
+                .expect("refund")
+                .json::<serde_json::Value>()
+                .await
+                .expect("json")
+        };
+        order.push(resp["reviewId"].as_str().expect("held").to_string());
+        clock.advance(Duration::from_secs(1));
+    }
+
+    // Pending: two pages, soonest expiry first, nothing twice, nothing missing.
+    let (code, p1) = a.admin("GET", "/v1/reviews?state=pending", None).await;
+    assert_eq!(code, 200, "{p1}");
+    assert_eq!(p1["totals"]["pending"], 150);
+    let ids = |page: &serde_json::Value| -> Vec<String> {
+        page["reviews"]
+            .as_array()
+            .expect("reviews")
+            .iter()
+            .map(|r| r["reviewId"].as_str().expect("id").to_string())
+            .collect()
+    };
+    assert_eq!(
+        ids(&p1),
+        order[..100],
+        "default limit 100, soonest expiry first"
+    );
+    let cursor = p1["next_cursor"].as_str().expect("a second page");
+    let (_, p2) = a
+        .admin(
+            "GET",
+            &format!("/v1/reviews?state=pending&cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(ids(&p2), order[100..]);
+    assert!(p2["next_cursor"].is_null(), "last page");
+    // History (any state) is newest first.
+    let (_, h) = a.admin("GET", "/v1/reviews?limit=3", None).await;
+    assert_eq!(
+        ids(&h),
+        order[147..].iter().rev().cloned().collect::<Vec<_>>()
+    );
+    // A tool filter, paged.
+    let q = "/v1/reviews?state=pending&tool=stripe.refunds.create&limit=20";
+    let (_, t1) = a.admin("GET", q, None).await;
+    let c = t1["next_cursor"].as_str().expect("more refunds");
+    let (_, t2) = a.admin("GET", &format!("{q}&cursor={c}"), None).await;
+    let refunds: HashSet<String> = ids(&t1).into_iter().chain(ids(&t2)).collect();
+    assert_eq!(refunds, order[120..].iter().cloned().collect());
+    let (_, none) = a
+        .admin("GET", "/v1/reviews?agent=nobody-by-that-name", None)
+        .await;
+    assert!(ids(&none).is_empty());
+    // Bad paging input is refused clearly; a cursor only fits its own listing.
+    for (path, code) in [
+        ("/v1/reviews?limit=0", "bad_limit"),
+        ("/v1/reviews?limit=5000", "bad_limit"),
+        ("/v1/reviews?cursor=%%%", "bad_request"),
+        (
+            &format!("/v1/reviews?state=rejected&cursor={cursor}"),
+            "bad_request",
+        ),
+    ] {
+        let (status, e) = a.admin("GET", path, None).await;
+        assert_eq!(
+            (status, e["error"].as_str()),
+            (400, Some(code)),
+            "{path}: {e}"
+        );
+    }
+
+    // A rejection moves the counters.
+    let (code, _) = a
+        .admin("POST", &format!("/v1/reviews/{}/reject", order[140]), None)
+        .await;
+    assert_eq!(code, 200);
+    let (_, r) = a.admin("GET", "/v1/reviews?state=rejected", None).await;
+    assert_eq!(ids(&r), [order[140].clone()]);
+    assert_eq!(r["totals"]["pending"], 149);
+    assert_eq!(r["totals"]["rejected"], 1);
+
+    // The sweeper expires exactly the overdue ones: the first ten (created t0..t0+9s).
+    let since_start = Duration::from_secs(150);
+    clock.advance(Duration::from_secs(24 * 3600 + 9) - since_start);
+    assert_eq!(a.gate.sweep().await.expect("sweep"), 10);
+    assert_eq!(
+        a.gate.sweep().await.expect("sweep"),
+        0,
+        "nothing left overdue"
+    );
+    let (_, p) = a
+        .admin("GET", "/v1/reviews?state=pending&limit=1", None)
+        .await;
+    assert_eq!(ids(&p), [order[10].clone()]);
+    assert_eq!(p["totals"]["expired"], 10);
+    assert_eq!(p["totals"]["pending"], 139);
+
+    // Retention: an hour after they finished, finished reviews leave the store (the rejection,
+    // a day old, now; the expiries, an hour later); their audit entries stay in the chain.
+    assert_eq!(
+        a.gate.prune().await.expect("prune"),
+        1,
+        "only the day-old rejection"
+    );
+    clock.advance(Duration::from_secs(3601));
+    assert_eq!(a.gate.prune().await.expect("prune"), 10);
+    let (code, _) = a
+        .admin("GET", &format!("/v1/reviews/{}", order[0]), None)
+        .await;
+    assert_eq!(code, 404);
+    let (_, p) = a.admin("GET", "/v1/reviews?limit=1", None).await;
+    assert_eq!(p["totals"]["expired"], 0);
+    assert_eq!(p["totals"]["rejected"], 0);
+    assert_eq!(
+        p["totals"]["pending"], 139,
+        "pending reviews are never pruned"
+    );
+    let entries = a
+        .gate
+        .audit()
+        .entries_for_review(&order[0], 100)
+        .expect("audit");
+    assert!(
+        entries.len() >= 2,
+        "escalation and expiry stay audited: {entries:?}"
+    );
+    assert_eq!(up.count(), 0);
 }

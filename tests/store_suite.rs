@@ -209,3 +209,117 @@ fn insert_new_is_all_or_nothing() {
         );
     }
 }
+
+#[test]
+fn batches_are_all_or_nothing_across_trees_with_counters() {
+    use airlock::store::{counter_value, Batch};
+    for b in BACKENDS {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = open(b, dir.path()).expect("open");
+        let mut first = Batch::default();
+        first
+            .expect(Tree::Reviews, b"r1", None)
+            .put(Tree::Reviews, b"r1", b"v1")
+            .put(Tree::Index, b"i1", b"")
+            .add(Tree::Index, b"n", 2);
+        // The second expects r1 absent, which the first (earlier in the same commit) changed.
+        let mut second = Batch::default();
+        second
+            .expect(Tree::Reviews, b"r1", None)
+            .put(Tree::Index, b"i2", b"")
+            .add(Tree::Index, b"n", 5);
+        let mut third = Batch::default();
+        third
+            .expect(Tree::Reviews, b"r1", Some(b"v1"))
+            .delete(Tree::Index, b"i1")
+            .add(Tree::Index, b"n", -3);
+        assert_eq!(
+            s.commit(vec![first, second, third]).expect("commit"),
+            vec![true, false, true],
+            "{b:?}"
+        );
+        assert_eq!(s.get(Tree::Index, b"i1").expect("get"), None, "{b:?}");
+        assert_eq!(s.get(Tree::Index, b"i2").expect("get"), None, "{b:?}");
+        let n = s.get(Tree::Index, b"n").expect("get").expect("counter");
+        assert_eq!(counter_value(&n), 0, "{b:?}: 2 - 3 clamps at 0");
+    }
+}
+
+#[test]
+fn ranges_are_bounded_by_end_and_limit() {
+    for b in BACKENDS {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = open(b, dir.path()).expect("open");
+        for k in ["a1", "a2", "a3", "b1"] {
+            assert!(s
+                .compare_and_swap(Tree::Index, k.as_bytes(), None, b"")
+                .expect("put"));
+        }
+        let keys = |start: &str, end: Option<&str>, limit| -> Vec<String> {
+            s.range(Tree::Index, start.as_bytes(), end.map(str::as_bytes), limit)
+                .expect("range")
+                .into_iter()
+                .map(|(k, _)| String::from_utf8(k).expect("utf8"))
+                .collect()
+        };
+        assert_eq!(keys("a", Some("b"), 10), ["a1", "a2", "a3"], "{b:?}");
+        assert_eq!(keys("a", Some("b"), 2), ["a1", "a2"], "{b:?}");
+        assert_eq!(keys("a2\0", None, 10), ["a3", "b1"], "{b:?}");
+        assert!(keys("c", None, 10).is_empty(), "{b:?}");
+    }
+}
+
+#[test]
+fn concurrent_commits_all_land_durably() {
+    for b in BACKENDS {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = open(b, dir.path()).expect("open");
+        let threads = 16;
+        let barrier = Arc::new(Barrier::new(threads));
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (s, barrier) = (s.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    for i in 0..50 {
+                        let k = format!("t{t}-{i}");
+                        assert!(s
+                            .compare_and_swap(Tree::Reviews, k.as_bytes(), None, b"v")
+                            .expect("cas"));
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("join");
+        }
+        drop(s);
+        let s = open(b, dir.path()).expect("reopen");
+        assert_eq!(
+            s.scan(Tree::Reviews).expect("scan").len(),
+            threads * 50,
+            "{b:?}"
+        );
+    }
+}
+
+#[test]
+fn a_store_locked_a_moment_longer_is_waited_for() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("tmp");
+    let held = open(Backend::Redb, dir.path()).expect("open");
+    let refused =
+        airlock::store::open_patiently(Backend::Redb, dir.path(), Duration::from_millis(200));
+    assert!(
+        matches!(refused, Err(StoreError::Locked(_))),
+        "bounded wait"
+    );
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        drop(held);
+    });
+    let s = airlock::store::open_patiently(Backend::Redb, dir.path(), Duration::from_secs(10))
+        .expect("opened once the holder let go");
+    assert!(s.get(Tree::Reviews, b"k").expect("get").is_none());
+    releaser.join().expect("join");
+}

@@ -3,8 +3,12 @@
 //!
 //! Routes:
 //! - `GET  /healthz`                      liveness, no auth
+//! - `GET  /readyz`                       readiness, no auth: 200 once the store is open and
+//!   recovered (the listeners only open then) and while it answers reads; 503 otherwise
 //! - `/ui/...`                            the reviewer dashboard (see `dashboard/`; session login)
-//! - `GET  /v1/reviews[?state=pending]`   reviews, newest first
+//! - `GET  /v1/reviews?state=&agent=&tool=&limit=&cursor=` one page of reviews (`limit`
+//!   default 100, at most 1000): pending ones soonest expiry first, others newest first; the
+//!   answer has `next_cursor` (absent on the last page) and per-state `totals`
 //! - `GET  /v1/reviews/{id}`              one review, with its stored request (no credentials)
 //! - `POST /v1/reviews/{id}/approve`      body `{"reviewer": "...", "comment": "..."}` (both optional);
 //!   executes the stored request and answers with the review after execution
@@ -29,6 +33,7 @@
 pub mod client;
 pub mod dashboard;
 pub(crate) mod limits;
+pub mod listing;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -353,7 +358,7 @@ async fn serve_request(
 /// are not counted.
 fn unauthenticated(admin: &Admin, req: &Request<Incoming>) -> bool {
     let path = req.uri().path();
-    if path == "/healthz" {
+    if path == "/healthz" || path == "/readyz" {
         return false;
     }
     if path == "/ui/login" || path.starts_with("/ui/link/") {
@@ -399,6 +404,16 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
     if path == "/healthz" {
         return json_response(StatusCode::OK, &serde_json::json!({"ok": true}));
     }
+    if path == "/readyz" {
+        return match admin.gate.totals().await {
+            Ok(_) => json_response(StatusCode::OK, &serde_json::json!({"ready": true})),
+            Err(e) => err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                &format!("the review store does not answer: {e}"),
+            ),
+        };
+    }
     let Some(caller) = authorized(admin, &req) else {
         let mut r = err(
             StatusCode::UNAUTHORIZED,
@@ -415,20 +430,30 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     match (method, segments.as_slice()) {
         (Method::GET, ["v1", "reviews"]) => {
-            let state = req
-                .uri()
-                .query()
-                .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "state"))
-                .map(|(_, v)| v.parse::<ReviewState>());
-            let state = match state {
-                Some(Ok(s)) => Some(s),
-                Some(Err(e)) => return err(StatusCode::BAD_REQUEST, "bad_state", &e),
-                None => None,
+            let listing = match listing::parse(req.uri().query()) {
+                Ok(l) => l,
+                Err((code, message)) => return err(StatusCode::BAD_REQUEST, code, &message),
             };
-            match admin.gate.list(state).await {
-                Ok(list) => {
-                    let items: Vec<_> = list.iter().map(|r| admin.review_view(r, false)).collect();
-                    json_response(StatusCode::OK, &serde_json::json!({ "reviews": items }))
+            let page = admin
+                .gate
+                .list_page(listing.query, listing.limit, listing.cursor)
+                .await;
+            let totals = admin.gate.totals().await;
+            match page.and_then(|p| totals.map(|t| (p, t))) {
+                Ok((page, totals)) => {
+                    let items: Vec<_> = page
+                        .reviews
+                        .iter()
+                        .map(|r| admin.review_view(r, false))
+                        .collect();
+                    json_response(
+                        StatusCode::OK,
+                        &serde_json::json!({
+                            "reviews": items,
+                            "next_cursor": page.next_cursor,
+                            "totals": listing::totals_json(&totals),
+                        }),
+                    )
                 }
                 Err(e) => gate_error_response(&e),
             }

@@ -22,7 +22,7 @@ use base64::Engine as _;
 use ring::signature::Ed25519KeyPair;
 use serde_json::{Map, Value};
 
-use crate::store::{Store, StoreError, Tree};
+use crate::store::{Batch, Store, StoreError, Tree};
 
 pub use chain::{canonical_bytes, checkpoint_signing_text, CHECKPOINT_KIND};
 pub use event::{
@@ -101,6 +101,19 @@ fn no_result() -> AuditError {
 
 /// Most entries one group commit writes in one transaction.
 const MAX_BATCH: usize = 256;
+
+/// [`Tree::Meta`] key recording that every entry is filed under the by-review index.
+const REVIEW_INDEX_BUILT: &[u8] = b"index:audit-by-review:v1";
+
+/// The by-review index key of entry `seq` about review `id`: `a`, the id (length-prefixed),
+/// the seq. (The gate's review indexes share [`Tree::Index`] under other first bytes.)
+fn review_key(id: &str, seq: u64) -> Vec<u8> {
+    let mut k = vec![b'a'];
+    k.extend_from_slice(&(id.len() as u32).to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
 
 /// An append waiting for the group writer.
 struct Queued {
@@ -220,6 +233,7 @@ impl AuditLog {
         };
         let recovered = log.recover()?;
         *log.lock() = recovered;
+        log.ensure_review_index()?;
         Ok(log)
     }
 
@@ -512,25 +526,28 @@ impl AuditLog {
     ) -> Result<u64, AuditError> {
         let first = head.next_seq;
         let mut prev = head.hash_hex.clone();
-        let mut rows: Vec<([u8; 8], Vec<u8>)> = Vec::with_capacity(items.len());
+        let n = items.len() as u64;
+        // Each entry, and its by-review index key, in one all-or-nothing batch.
+        let mut batch = Batch::default();
         for (i, (kind, mut fields)) in items.into_iter().enumerate() {
             let seq = first + i as u64;
             fields.insert("seq".into(), Value::from(seq));
             fields.insert("prev".into(), Value::String(prev));
             fields.insert("ts".into(), Value::String(now_rfc3339_ms()));
             fields.insert("kind".into(), Value::String(kind));
+            if let Some(id) = fields.get("review_id").and_then(Value::as_str) {
+                batch.put(Tree::Index, &review_key(id, seq), &[]);
+            }
             let bytes = canonical_bytes(&Value::Object(fields));
             prev = hex::encode(entry_hash(&bytes));
-            rows.push((seq_key(seq), bytes));
+            let key = seq_key(seq);
+            batch
+                .expect(Tree::Audit, &key, None)
+                .put(Tree::Audit, &key, &bytes);
         }
-        let refs: Vec<(&[u8], &[u8])> = rows
-            .iter()
-            .map(|(k, v)| (k.as_slice(), v.as_slice()))
-            .collect();
-        if !self.store.insert_new(Tree::Audit, &refs)? {
+        if !self.store.apply(batch)? {
             return Err(AuditError::Conflict(first));
         }
-        let n = rows.len() as u64;
         head.next_seq = first + n;
         head.hash_hex = prev;
         head.since_checkpoint += n;
@@ -582,16 +599,70 @@ impl AuditLog {
     /// Writes a checkpoint if anything arrived since the last one, and returns the latest
     /// checkpoint line (canonical JSON), to be kept outside Airlock for truncation checks.
     pub fn latest_checkpoint(&self) -> Result<Option<String>, AuditError> {
-        self.checkpoint()?;
-        let all = self.stored_since(0)?;
-        for (_, value) in all.iter().rev() {
-            if let Ok(v) = serde_json::from_slice::<Value>(value) {
-                if v.get("kind").and_then(Value::as_str) == Some(CHECKPOINT_KIND) {
-                    return Ok(Some(String::from_utf8_lossy(value).into_owned()));
+        let mut head = self.lock();
+        if head.since_checkpoint > 0 {
+            self.write_checkpoint(&mut head)?;
+        }
+        // With nothing since the last checkpoint, the newest entry is that checkpoint.
+        let Some(last) = head.next_seq.checked_sub(1) else {
+            return Ok(None);
+        };
+        let (bytes, value) = self.load(last)?;
+        Ok(
+            (value.get("kind").and_then(Value::as_str) == Some(CHECKPOINT_KIND))
+                .then(|| String::from_utf8_lossy(&bytes).into_owned()),
+        )
+    }
+
+    /// Up to `limit` entries about review `id`, oldest first, through the by-review index
+    /// (only that review's entries are read).
+    pub fn entries_for_review(&self, id: &str, limit: usize) -> Result<Vec<Value>, AuditError> {
+        let prefix = review_key(id, 0);
+        let prefix = &prefix[..prefix.len() - 8];
+        let mut end = prefix.to_vec();
+        end.push(0xff);
+        let mut out = Vec::new();
+        for (k, _) in self.store.range(Tree::Index, prefix, Some(&end), limit)? {
+            let Some(seq) = k
+                .get(prefix.len()..)
+                .and_then(|s| <[u8; 8]>::try_from(s).ok())
+            else {
+                continue;
+            };
+            out.push(self.load(u64::from_be_bytes(seq))?.1);
+        }
+        Ok(out)
+    }
+
+    /// Files every stored entry under the by-review index once (a log from before it).
+    fn ensure_review_index(&self) -> Result<(), AuditError> {
+        if self.store.get(Tree::Meta, REVIEW_INDEX_BUILT)?.is_some() {
+            return Ok(());
+        }
+        let mut start = seq_key(0).to_vec();
+        loop {
+            let rows = self.store.range(Tree::Audit, &start, None, 1000)?;
+            let Some((last, _)) = rows.last() else {
+                break;
+            };
+            start = last.clone();
+            start.push(0);
+            let mut batch = Batch::default();
+            for (k, v) in &rows {
+                let Ok(seq) = <[u8; 8]>::try_from(k.as_slice()) else {
+                    continue;
+                };
+                let entry: Value = serde_json::from_slice(v).unwrap_or(Value::Null);
+                if let Some(id) = entry.get("review_id").and_then(Value::as_str) {
+                    batch.put(Tree::Index, &review_key(id, u64::from_be_bytes(seq)), &[]);
                 }
             }
+            self.store.apply(batch)?;
         }
-        Ok(None)
+        let mut batch = Batch::default();
+        batch.put(Tree::Meta, REVIEW_INDEX_BUILT, b"1");
+        self.store.apply(batch)?;
+        Ok(())
     }
 
     /// Verifies the live store: the whole chain from seq 0, every checkpoint signature, that each

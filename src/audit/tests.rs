@@ -438,20 +438,24 @@ impl Store for FlakyStore {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(tree, key)
     }
-    fn compare_and_swap(
-        &self,
-        tree: Tree,
-        key: &[u8],
-        expected: Option<&[u8]>,
-        new: &[u8],
-    ) -> Result<bool, StoreError> {
-        if tree == Tree::Audit && self.fail.load(Ordering::SeqCst) {
+    fn commit(&self, batches: Vec<crate::store::Batch>) -> Result<Vec<bool>, StoreError> {
+        let audit = batches
+            .iter()
+            .flat_map(|b| &b.writes)
+            .any(|w| matches!(w, crate::store::Write::Put(Tree::Audit, ..)));
+        if audit && self.fail.load(Ordering::SeqCst) {
             return Err(StoreError::Full("test".into()));
         }
-        self.inner.compare_and_swap(tree, key, expected, new)
+        self.inner.commit(batches)
     }
-    fn scan_from(&self, tree: Tree, start: &[u8]) -> Result<Vec<Entry>, StoreError> {
-        self.inner.scan_from(tree, start)
+    fn range(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.inner.range(tree, start, end, limit)
     }
 }
 

@@ -7,11 +7,27 @@ use airlock::config::Config;
 
 #[derive(Subcommand)]
 pub(super) enum ReviewsCommand {
-    /// List reviews, newest first.
+    /// List reviews a page at a time: pending ones soonest expiry first, others newest first.
+    /// Prints where the next page starts (`--cursor`) when there is one.
     List {
         /// Only reviews in this state (pending, approved, executing, executed, failed, rejected, expired, outcome_unknown).
         #[arg(long)]
         state: Option<String>,
+        /// Only this agent's reviews.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Only reviews of this tool.
+        #[arg(long)]
+        tool: Option<String>,
+        /// Reviews per page (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Start after this point (printed at the end of the previous page).
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Every page, printed as it arrives (memory stays flat whatever the history).
+        #[arg(long, conflicts_with = "cursor")]
+        all: bool,
     },
     /// Show one review with its stored request.
     Show { id: String },
@@ -68,14 +84,17 @@ pub(super) async fn reviews(
     };
     let addr = config.admin.listen;
     let (method, path, body) = match &cmd {
-        ReviewsCommand::List { state } => (
-            Method::GET,
-            match state {
-                Some(s) => format!("/v1/reviews?state={s}"),
-                None => "/v1/reviews".to_string(),
-            },
-            None,
-        ),
+        ReviewsCommand::List {
+            state,
+            agent,
+            tool,
+            limit,
+            cursor,
+            all,
+        } => {
+            let filters = [("state", state), ("agent", agent), ("tool", tool)];
+            return list(addr, &token, filters, *limit, cursor.clone(), *all).await;
+        }
         ReviewsCommand::Show { id } => (Method::GET, format!("/v1/reviews/{id}"), None),
         ReviewsCommand::Approve {
             id,
@@ -119,23 +138,7 @@ pub(super) async fn reviews(
         bail!("{msg} (HTTP {status})");
     }
     match cmd {
-        ReviewsCommand::List { .. } => {
-            let items = json["reviews"].as_array().cloned().unwrap_or_default();
-            if items.is_empty() {
-                println!("no reviews");
-            }
-            for r in items {
-                println!(
-                    "{}  {:<16} {:<28} {} {}  expires {}",
-                    r["reviewId"].as_str().unwrap_or("?"),
-                    r["state"].as_str().unwrap_or("?"),
-                    r["tool"].as_str().unwrap_or("-"),
-                    r["method"].as_str().unwrap_or("?"),
-                    r["url"].as_str().unwrap_or("?"),
-                    r["expiresAt"].as_str().unwrap_or("?"),
-                );
-            }
-        }
+        ReviewsCommand::List { .. } => {} // answered above
         ReviewsCommand::Approve { .. } | ReviewsCommand::Retry { .. } => {
             let (line, exit) = execution_summary(&json);
             println!("{line}");
@@ -190,5 +193,59 @@ fn execution_summary(review: &serde_json::Value) -> (String, i32) {
             EXIT_OUTCOME_UNKNOWN,
         ),
         other => (format!("{id}: {other}"), 0),
+    }
+}
+
+/// `reviews list`: one page, or with `all` every page in turn.
+async fn list(
+    addr: std::net::SocketAddr,
+    token: &str,
+    filters: [(&str, &Option<String>); 3],
+    limit: usize,
+    mut cursor: Option<String>,
+    all: bool,
+) -> Result<()> {
+    use airlock::admin::client::call;
+    let mut printed = 0u64;
+    loop {
+        let mut qs = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in filters {
+            if let Some(v) = v {
+                qs.append_pair(k, v);
+            }
+        }
+        qs.append_pair("limit", &limit.to_string());
+        if let Some(c) = &cursor {
+            qs.append_pair("cursor", c);
+        }
+        let path = format!("/v1/reviews?{}", qs.finish());
+        let (status, json) = call(addr, token, http::Method::GET, &path, None).await?;
+        if !(200..300).contains(&status) {
+            let msg = json
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("request failed");
+            bail!("{msg} (HTTP {status})");
+        }
+        for r in json["reviews"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+            printed += 1;
+            println!(
+                "{}  {:<16} {:<28} {} {}  expires {}",
+                r["reviewId"].as_str().unwrap_or("?"),
+                r["state"].as_str().unwrap_or("?"),
+                r["tool"].as_str().unwrap_or("-"),
+                r["method"].as_str().unwrap_or("?"),
+                r["url"].as_str().unwrap_or("?"),
+                r["expiresAt"].as_str().unwrap_or("?"),
+            );
+        }
+        cursor = json["next_cursor"].as_str().map(str::to_string);
+        match (&cursor, all) {
+            (Some(_), true) => continue,
+            (Some(c), false) => eprintln!("more: airlock reviews list --cursor {c} (same filters)"),
+            (None, _) if printed == 0 => println!("no reviews"),
+            (None, _) => {}
+        }
+        return Ok(());
     }
 }

@@ -42,6 +42,8 @@ pub struct GateConfig {
     pub max_result_bytes: usize,
     /// Longest an approved request may take upstream; past it the outcome is `outcome_unknown`.
     pub execution_timeout: Duration,
+    /// `store.retention`: finished reviews older than this are removed (`None`: kept).
+    pub retention: Option<Duration>,
 }
 
 pub(super) fn check(g: RawGate, cx: &Ctx) -> Result<GateConfig, ConfigError> {
@@ -52,6 +54,7 @@ pub(super) fn check(g: RawGate, cx: &Ctx) -> Result<GateConfig, ConfigError> {
         sweep_interval: cx.dur("gate.sweep_interval", &g.sweep_interval)?,
         max_result_bytes: g.max_result_bytes,
         execution_timeout: cx.dur("gate.execution_timeout", &g.execution_timeout)?,
+        retention: None,
     };
     if gate.sweep_interval.is_zero() {
         return Err(cx.invalid("gate.sweep_interval", "must be above zero".into()));

@@ -298,15 +298,13 @@ fn check(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
     let cx = Ctx { file };
     let proxy = proxy::check(raw.proxy, &cx)?;
     let upstream = upstream::check(raw.upstream, &cx)?;
-    let store = StoreConfig {
-        backend: raw.store.backend,
-        path: raw.store.path,
-    };
+    let store = store::check_store(raw.store, &cx)?;
     let admin = store::check_admin(raw.admin, &store, &cx)?;
     if admin.listen == proxy.listen && admin.listen.port() != 0 {
         return Err(cx.invalid("admin.listen", "must differ from proxy.listen".into()));
     }
-    let gate = gate::check(raw.gate, &cx)?;
+    let mut gate = gate::check(raw.gate, &cx)?;
+    gate.retention = store.retention;
     let rules = rules::check(raw.rules, &cx)?;
     let egress = egress::check(&raw.egress).map_err(|m| cx.invalid("egress", m))?;
     let audit = audit::check(&raw.audit, &cx)?;

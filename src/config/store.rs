@@ -14,6 +14,7 @@ use crate::store::Backend;
 pub(super) struct RawStore {
     pub(super) backend: Backend,
     pub(super) path: PathBuf,
+    pub(super) retention: String,
 }
 
 impl Default for RawStore {
@@ -21,6 +22,7 @@ impl Default for RawStore {
         Self {
             backend: Backend::Redb,
             path: "data".into(),
+            retention: "90d".into(),
         }
     }
 }
@@ -61,6 +63,30 @@ impl Default for RawAdmin {
 pub struct StoreConfig {
     pub backend: Backend,
     pub path: PathBuf,
+    /// Finished reviews older than this are removed from the review store (their audit
+    /// entries stay in the chain). `None` (`retention = "forever"`): kept.
+    pub retention: Option<Duration>,
+}
+
+pub(super) fn check_store(raw: RawStore, cx: &Ctx) -> Result<StoreConfig, ConfigError> {
+    let retention = match raw.retention.trim() {
+        "forever" => None,
+        other => {
+            let d = cx.dur("store.retention", other)?;
+            if d < Duration::from_secs(3600) {
+                return Err(cx.invalid(
+                    "store.retention",
+                    "must be at least \"1h\" (or \"forever\")".into(),
+                ));
+            }
+            Some(d)
+        }
+    };
+    Ok(StoreConfig {
+        backend: raw.backend,
+        path: raw.path,
+        retention,
+    })
 }
 
 #[derive(Debug, Clone)]

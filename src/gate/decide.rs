@@ -3,9 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::index;
 use super::review::{self, Review, ReviewState};
 use super::{Gate, GateError, Reviewer};
-use crate::store::{StoreError, Tree};
+use crate::store::StoreError;
 
 impl Gate {
     // ---- reading ----
@@ -15,24 +16,22 @@ impl Gate {
         self.blocking(move |g| g.load(&id).map(|(_, r)| r)).await
     }
 
-    /// Reviews, newest first, optionally only those in `state`.
-    pub async fn list(
+    /// One page of reviews matching `q`: pending ones soonest expiry first, others newest
+    /// first (see `index.rs`); `cursor` comes from the previous page.
+    pub async fn list_page(
         self: &Arc<Self>,
-        state: Option<ReviewState>,
-    ) -> Result<Vec<Review>, GateError> {
-        self.blocking(move |g| {
-            let mut out = Vec::new();
-            for (key, bytes) in g.store.scan(Tree::Reviews)? {
-                match Review::decode(&bytes) {
-                    Ok(r) if state.is_none_or(|s| s == r.state) => out.push(r),
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(key = %String::from_utf8_lossy(&key), error = %e, "unreadable review record skipped"),
-                }
-            }
-            out.sort_by_key(|r| std::cmp::Reverse(r.created_at_ms));
-            Ok(out)
-        })
-        .await
+        q: index::Query,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> Result<index::Page, GateError> {
+        self.blocking(move |g| index::page(g.store.as_ref(), &q, limit, cursor.as_deref()))
+            .await
+    }
+
+    /// How many reviews are in each state (counters, no scan).
+    pub async fn totals(self: &Arc<Self>) -> Result<Vec<(ReviewState, u64)>, GateError> {
+        self.blocking(|g| Ok(index::totals(g.store.as_ref())?))
+            .await
     }
 
     /// Waits up to `timeout` for review `id` to reach a final state; returns it as it then is.

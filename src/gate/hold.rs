@@ -9,7 +9,7 @@ use super::events::escalation_event;
 use super::review::{self, Review, StoredRequest};
 use super::{new_id, Gate, GateError, HeldRequest, Hold, HoldRefusal, WAIT_HEADER};
 use crate::rules::Verdict;
-use crate::store::Tree;
+use crate::store::{Batch, Tree};
 
 /// Airlock's own control headers, never stored with a held request. Credential-like headers are
 /// never stored either: see `build_review`.
@@ -45,9 +45,14 @@ impl Gate {
                     id: stored.id.clone(),
                     message: e.to_string(),
                 })?;
-                if g.store
-                    .compare_and_swap(Tree::Reviews, stored.id.as_bytes(), None, &bytes)?
-                {
+                let mut batch = Batch::default();
+                batch.expect(Tree::Reviews, stored.id.as_bytes(), None).put(
+                    Tree::Reviews,
+                    stored.id.as_bytes(),
+                    &bytes,
+                );
+                super::index::reindex(&mut batch, None, Some(&stored));
+                if g.store.apply(batch)? {
                     Ok(())
                 } else {
                     Err(GateError::BadRequest("review id collision".into()))

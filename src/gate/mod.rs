@@ -13,6 +13,7 @@ mod decide;
 mod events;
 mod execute;
 mod hold;
+pub mod index;
 pub mod people;
 mod recover;
 pub mod review;
@@ -28,7 +29,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::audit::AuditLog;
 use crate::config::GateConfig;
-use crate::store::{Store, StoreError, Tree};
+use crate::store::{Batch, Store, StoreError, Tree};
 use crate::upstream::Upstream;
 use crate::wire::Target;
 use events::transition_event;
@@ -279,37 +280,95 @@ impl Gate {
     ) -> Result<Review, GateError> {
         for _ in 0..16 {
             let (old_bytes, old) = self.load(id)?;
-            let mut next = change(&old)?;
-            if !old.state.can_become(next.state) {
-                return Err(GateError::AlreadyDecided {
-                    id: id.to_string(),
-                    state: old.state.as_str(),
-                });
-            }
-            next.version = old.version + 1;
-            next.updated_at_ms = self.clock.now_ms();
-            let new_bytes = next.encode().map_err(|e| GateError::Corrupt {
-                id: id.to_string(),
-                message: e.to_string(),
-            })?;
-            if self.store.compare_and_swap(
-                Tree::Reviews,
-                id.as_bytes(),
-                Some(&old_bytes),
-                &new_bytes,
-            )? {
-                self.changes.send_modify(|v| *v += 1);
-                tracing::info!(target: "airlock::gate", review = %id, from = old.state.as_str(), to = next.state.as_str(), "review transition");
-                self.audit
-                    .append(transition_event(&old, &next))
-                    .map_err(|e| {
-                        tracing::error!(review = %id, error = %e, "audit write failed after a transition");
-                        GateError::Audit(e.to_string())
-                    })?;
+            let (next, batch) = self.next_version(&old_bytes, &old, &change)?;
+            if self.store.apply(batch)? {
+                self.changed(&old, &next)?;
                 return Ok(next);
             }
         }
         Err(GateError::Contention(id.to_string()))
+    }
+
+    /// [`Gate::transition`] for many reviews in one durable commit, each applied only if it
+    /// still reads as loaded (no retry: a review changed meanwhile is skipped, as is one
+    /// `change` refuses). Returns the reviews that moved.
+    fn transition_many(
+        &self,
+        ids: &[String],
+        change: impl Fn(&Review) -> Result<Review, GateError>,
+    ) -> Result<Vec<Review>, GateError> {
+        let mut moves = Vec::with_capacity(ids.len());
+        let mut batches = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (old_bytes, old) = match self.load(id) {
+                Ok(loaded) => loaded,
+                Err(GateError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            if let Ok((next, batch)) = self.next_version(&old_bytes, &old, &change) {
+                moves.push((old, next));
+                batches.push(batch);
+            }
+        }
+        let applied = self.store.commit(batches)?;
+        let moved: Vec<(Review, Review)> = moves
+            .into_iter()
+            .zip(applied)
+            .filter_map(|(m, ok)| ok.then_some(m))
+            .collect();
+        if moved.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.changes.send_modify(|v| *v += 1);
+        let events = moved.iter().map(|(o, n)| transition_event(o, n)).collect();
+        for r in self.audit.append_all(events) {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "audit write failed after a transition");
+                return Err(GateError::Audit(e.to_string()));
+            }
+        }
+        Ok(moved.into_iter().map(|(_, n)| n).collect())
+    }
+
+    /// The record `change` makes of `old`, and the batch that swaps it in with its indexes.
+    fn next_version(
+        &self,
+        old_bytes: &[u8],
+        old: &Review,
+        change: &impl Fn(&Review) -> Result<Review, GateError>,
+    ) -> Result<(Review, Batch), GateError> {
+        let mut next = change(old)?;
+        if !old.state.can_become(next.state) {
+            return Err(GateError::AlreadyDecided {
+                id: old.id.clone(),
+                state: old.state.as_str(),
+            });
+        }
+        next.version = old.version + 1;
+        next.updated_at_ms = self.clock.now_ms();
+        let new_bytes = next.encode().map_err(|e| GateError::Corrupt {
+            id: old.id.clone(),
+            message: e.to_string(),
+        })?;
+        let mut batch = Batch::default();
+        batch
+            .expect(Tree::Reviews, old.id.as_bytes(), Some(old_bytes))
+            .put(Tree::Reviews, old.id.as_bytes(), &new_bytes);
+        index::reindex(&mut batch, Some(old), Some(&next));
+        Ok((next, batch))
+    }
+
+    /// After a transition landed: wake waiters, log, and audit it.
+    fn changed(&self, old: &Review, next: &Review) -> Result<(), GateError> {
+        self.changes.send_modify(|v| *v += 1);
+        tracing::info!(target: "airlock::gate", review = %old.id, from = old.state.as_str(), to = next.state.as_str(), "review transition");
+        self.audit
+            .append(transition_event(old, next))
+            .map_err(|e| {
+                tracing::error!(review = %old.id, error = %e, "audit write failed after a transition");
+                GateError::Audit(e.to_string())
+            })?;
+        Ok(())
     }
 }
 

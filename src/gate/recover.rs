@@ -1,12 +1,18 @@
-//! Background duties: expiring overdue reviews, and recovery after a restart.
+//! Background duties: expiring overdue reviews, removing finished ones past retention, and
+//! recovery after a restart. Each reads an index range, so its cost follows the reviews it
+//! touches, not the history.
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::review::{Review, ReviewState};
+use super::index::{self, Query};
+use super::review::ReviewState;
 use super::{Gate, GateError};
-use crate::store::Tree;
+use crate::store::{Batch, Tree};
+
+/// Reviews handled per commit by the sweeper and by retention.
+const CHUNK: usize = 512;
 
 impl Gate {
     /// Expires every pending review past its deadline. Returns how many it expired.
@@ -14,82 +20,142 @@ impl Gate {
         self.blocking(|g| {
             let now = g.clock.now_ms();
             let mut n = 0;
-            for (key, bytes) in g.store.scan(Tree::Reviews)? {
-                let Ok(r) = Review::decode(&bytes) else {
-                    continue;
-                };
-                if r.state != ReviewState::Pending || now < r.expires_at_ms {
-                    continue;
+            loop {
+                let ids = index::overdue(g.store.as_ref(), now, CHUNK)?;
+                if ids.is_empty() {
+                    return Ok(n);
                 }
-                let id = String::from_utf8_lossy(&key).into_owned();
-                let res = g.transition(&id, |cur| {
+                let expired = g.transition_many(&ids, |cur| {
                     if cur.state != ReviewState::Pending || now < cur.expires_at_ms {
                         return Err(GateError::AlreadyDecided {
-                            id: id.clone(),
+                            id: cur.id.clone(),
                             state: cur.state.as_str(),
                         });
                     }
                     let mut next = cur.clone();
                     next.state = ReviewState::Expired;
                     Ok(next)
-                });
-                if res.is_ok() {
-                    n += 1;
+                })?;
+                n += expired.len();
+                if expired.is_empty() {
+                    // Every one changed under us or was refused: the next tick sees them anew.
+                    return Ok(n);
                 }
             }
-            Ok(n)
         })
         .await
     }
 
-    /// After a restart: `executing` becomes `outcome_unknown` (never re-sent); `approved` (the
-    /// decision landed but sending had not begun) is executed now.
-    pub async fn recover(self: &Arc<Self>) -> Result<(), GateError> {
-        let reviews = self.list(None).await?;
-        for r in reviews {
-            match r.state {
-                ReviewState::Executing => {
-                    let id = r.id.clone();
-                    self.blocking(move |g| {
-                        g.transition(&id, |cur| {
-                            let mut next = cur.clone();
-                            next.state = ReviewState::OutcomeUnknown;
-                            if let Some(e) = next.execution.as_mut() {
-                                e.error = Some("Airlock stopped while this request was being sent; it may or may not have reached the upstream and is not retried automatically".into());
-                            }
-                            Ok(next)
-                        })
-                    })
-                    .await?;
+    /// Removes finished reviews whose last change is older than `store.retention`. Their audit
+    /// entries stay. Returns how many it removed.
+    pub async fn prune(self: &Arc<Self>) -> Result<usize, GateError> {
+        let Some(keep) = self.cfg.retention else {
+            return Ok(0);
+        };
+        self.blocking(move |g| {
+            let cutoff = g
+                .clock
+                .now_ms()
+                .saturating_sub(keep.as_millis().try_into().unwrap_or(u64::MAX));
+            let mut n = 0;
+            loop {
+                let ids = index::finished_before(g.store.as_ref(), cutoff, CHUNK)?;
+                if ids.is_empty() {
+                    return Ok(n);
                 }
-                ReviewState::Approved => {
-                    let me = self.clone();
-                    self.tasks.spawn(async move {
-                        if let Err(e) = me.execute(&r.id).await {
-                            tracing::error!(review = %r.id, error = %e, "execution after restart failed");
-                        }
-                    });
+                let mut batches = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    let (bytes, old) = g.load(id)?;
+                    let mut b = Batch::default();
+                    b.expect(Tree::Reviews, id.as_bytes(), Some(&bytes))
+                        .delete(Tree::Reviews, id.as_bytes());
+                    index::reindex(&mut b, Some(&old), None);
+                    batches.push(b);
                 }
-                _ => {}
+                let removed = g.store.commit(batches)?.iter().filter(|ok| **ok).count();
+                n += removed;
+                if removed == 0 {
+                    return Ok(n);
+                }
             }
+        })
+        .await
+    }
+
+    /// After a restart: the indexes are built if the store predates them; `executing` becomes
+    /// `outcome_unknown` (never re-sent); `approved` (the decision landed but sending had not
+    /// begun) is executed now.
+    pub async fn recover(self: &Arc<Self>) -> Result<(), GateError> {
+        let built = self
+            .blocking(|g| index::ensure_built(g.store.as_ref()))
+            .await?;
+        if built > 0 {
+            tracing::info!(
+                reviews = built,
+                "indexed the reviews of a store from an earlier version"
+            );
+        }
+        for id in self.all_in(ReviewState::Executing).await? {
+            self.blocking(move |g| {
+                g.transition(&id, |cur| {
+                    let mut next = cur.clone();
+                    next.state = ReviewState::OutcomeUnknown;
+                    if let Some(e) = next.execution.as_mut() {
+                        e.error = Some("Airlock stopped while this request was being sent; it may or may not have reached the upstream and is not retried automatically".into());
+                    }
+                    Ok(next)
+                })
+            })
+            .await?;
+        }
+        for id in self.all_in(ReviewState::Approved).await? {
+            let me = self.clone();
+            self.tasks.spawn(async move {
+                if let Err(e) = me.execute(&id).await {
+                    tracing::error!(review = %id, error = %e, "execution after restart failed");
+                }
+            });
         }
         Ok(())
     }
 
-    /// Runs the expiry sweeper until `shutdown`.
+    /// Ids of every review in `state`, page by page (used for the few in flight at a restart).
+    async fn all_in(self: &Arc<Self>, state: ReviewState) -> Result<Vec<String>, GateError> {
+        let q = Query {
+            state: Some(state),
+            ..Query::default()
+        };
+        let mut ids = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.list_page(q.clone(), index::MAX_LIMIT, cursor).await?;
+            ids.extend(page.reviews.into_iter().map(|r| r.id));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return Ok(ids),
+            }
+        }
+    }
+
+    /// Runs the expiry sweeper (and retention, once a minute) until `shutdown`.
     pub async fn run_sweeper(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(self.cfg.sweep_interval);
+        let mut prune = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             tokio::select! {
-                _ = tick.tick() => {}
+                _ = tick.tick() => match self.sweep().await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(target: "airlock::gate", expired = n, "expired reviews (silence is rejection)")
+                    }
+                    Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
+                },
+                _ = prune.tick() => match self.prune().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(target: "airlock::gate", removed = n, "removed finished reviews past store.retention (their audit entries stay)"),
+                    Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+                },
                 _ = shutdown.cancelled() => return,
-            }
-            match self.sweep().await {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::info!(target: "airlock::gate", expired = n, "expired reviews (silence is rejection)")
-                }
-                Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
             }
         }
     }

@@ -29,6 +29,17 @@ pub enum ReviewState {
 }
 
 impl ReviewState {
+    pub const ALL: [ReviewState; 8] = [
+        Self::Pending,
+        Self::Approved,
+        Self::Executing,
+        Self::Executed,
+        Self::Failed,
+        Self::Rejected,
+        Self::Expired,
+        Self::OutcomeUnknown,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",

@@ -1,8 +1,14 @@
 //! Durable key-value storage behind one small trait, with redb (default) and sled backends.
-//! See `docs/store.md` for the crash evidence behind the default.
+//! See `docs/store.md` for the crash evidence behind the default. Every write is a [`Batch`]
+//! (expectations, then writes, all or nothing); concurrent batches share one durable commit
+//! (`group.rs`), so many holds cost one fsync.
 
+mod batch;
+mod group;
 mod redb_store;
 mod sled_store;
+
+pub use batch::{counter_value, Batch, Write};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,14 +19,30 @@ pub enum Tree {
     Reviews,
     Audit,
     Meta,
+    /// Secondary indexes (reviews by state, deadline, agent, tool; audit entries by review)
+    /// and counters, written in the same batch as what they index.
+    Index,
 }
 
 impl Tree {
+    pub const ALL: [Tree; 4] = [Tree::Reviews, Tree::Audit, Tree::Meta, Tree::Index];
+
     pub fn name(self) -> &'static str {
         match self {
             Tree::Reviews => "reviews",
             Tree::Audit => "audit",
             Tree::Meta => "meta",
+            Tree::Index => "index",
+        }
+    }
+
+    /// Position in [`Tree::ALL`].
+    pub fn slot(self) -> usize {
+        match self {
+            Tree::Reviews => 0,
+            Tree::Audit => 1,
+            Tree::Meta => 2,
+            Tree::Index => 3,
         }
     }
 }
@@ -111,6 +133,19 @@ pub type Entry = (Vec<u8>, Vec<u8>);
 /// The whole storage contract. Every successful write is durable (on disk) before it returns.
 pub trait Store: Send + Sync + 'static {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Applies every batch whose expectations hold (each all or nothing, in order, a later one
+    /// seeing the earlier ones' writes) in one durable commit. One flag per batch: applied.
+    fn commit(&self, batches: Vec<Batch>) -> Result<Vec<bool>, StoreError>;
+    /// Up to `limit` entries with `start <= key < end` (`end: None`: to the last key), in
+    /// ascending key order; keys outside the range are not visited.
+    fn range(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError>;
+
     /// Atomically sets `key` to `new` if its current value equals `expected` (`None`: absent).
     /// Returns `Ok(false)` without writing when the current value differs.
     fn compare_and_swap(
@@ -119,31 +154,63 @@ pub trait Store: Send + Sync + 'static {
         key: &[u8],
         expected: Option<&[u8]>,
         new: &[u8],
-    ) -> Result<bool, StoreError>;
-    /// Inserts every `(key, value)` of `entries` into `tree`, where none of the keys may exist
-    /// yet. `Ok(false)`: a key existed and nothing was written. The backends do it in one
-    /// transaction (all or nothing, one fsync); this default, for wrappers, goes key by key.
-    fn insert_new(&self, tree: Tree, entries: &[(&[u8], &[u8])]) -> Result<bool, StoreError> {
-        for (k, v) in entries {
-            if !self.compare_and_swap(tree, k, None, v)? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+    ) -> Result<bool, StoreError> {
+        let mut b = Batch::default();
+        b.expect(tree, key, expected).put(tree, key, new);
+        self.apply(b)
     }
-    /// Every entry of `tree` whose key is >= `start`, in ascending key order (a range read:
-    /// earlier keys are not visited).
-    fn scan_from(&self, tree: Tree, start: &[u8]) -> Result<Vec<Entry>, StoreError>;
+    /// Inserts every `(key, value)` of `entries` into `tree`, where none of the keys may exist
+    /// yet. `Ok(false)`: a key existed and nothing was written.
+    fn insert_new(&self, tree: Tree, entries: &[(&[u8], &[u8])]) -> Result<bool, StoreError> {
+        let mut b = Batch::default();
+        for (k, v) in entries {
+            b.expect(tree, k, None).put(tree, k, v);
+        }
+        self.apply(b)
+    }
+    /// One batch: `Ok(false)` when an expectation did not hold (nothing written).
+    fn apply(&self, batch: Batch) -> Result<bool, StoreError> {
+        Ok(self.commit(vec![batch])?.first().copied().unwrap_or(false))
+    }
+    /// Every entry of `tree` whose key is >= `start`, in ascending key order. For exports and
+    /// tests: request paths read bounded [`Store::range`]s.
+    fn scan_from(&self, tree: Tree, start: &[u8]) -> Result<Vec<Entry>, StoreError> {
+        self.range(tree, start, None, usize::MAX)
+    }
     /// Every entry of `tree` in ascending key order.
     fn scan(&self, tree: Tree) -> Result<Vec<Entry>, StoreError> {
         self.scan_from(tree, &[])
     }
 }
 
-/// Opens (creating if needed) the store of `backend` under directory `path`.
+/// Opens (creating if needed) the store of `backend` under directory `path`, with group commit.
 pub fn open(backend: Backend, path: &Path) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(match backend {
-        Backend::Redb => Arc::new(redb_store::RedbStore::open(path)?),
-        Backend::Sled => Arc::new(sled_store::SledStore::open(path)?),
-    })
+    let inner: Box<dyn Store> = match backend {
+        Backend::Redb => Box::new(redb_store::RedbStore::open(path)?),
+        Backend::Sled => Box::new(sled_store::SledStore::open(path)?),
+    };
+    Ok(Arc::new(group::Grouped::new(inner)))
+}
+
+/// [`open`], retrying for up to `patience` while another process (typically one just killed,
+/// whose lock the kernel has not released yet) still holds the store.
+pub fn open_patiently(
+    backend: Backend,
+    path: &Path,
+    patience: std::time::Duration,
+) -> Result<Arc<dyn Store>, StoreError> {
+    let deadline = std::time::Instant::now() + patience;
+    let mut warned = false;
+    loop {
+        match open(backend, path) {
+            Err(StoreError::Locked(p)) if std::time::Instant::now() < deadline => {
+                if !warned {
+                    tracing::warn!(store = %p, wait_s = patience.as_secs(), "store is locked by another process; waiting for it to exit");
+                    warned = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
 }

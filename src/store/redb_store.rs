@@ -1,4 +1,4 @@
-//! redb backend: one file `airlock.redb`, one table per tree; every CAS is a write
+//! redb backend: one file `airlock.redb`, one table per tree; every commit is one write
 //! transaction committed with immediate durability (fsync) before it returns.
 
 use std::os::unix::fs::OpenOptionsExt;
@@ -6,7 +6,8 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{io_error, Store, StoreError, Tree};
+use super::batch::Txn;
+use super::{io_error, Batch, Store, StoreError, Tree};
 
 /// redb's page cache (its default is 1 GiB, which a long-running proxy would grow into as the
 /// audit log grows; reviews and recent audit pages fit comfortably in this).
@@ -49,7 +50,7 @@ impl RedbStore {
         let store = RedbStore { db, path };
         // Create every table up front so reads never meet a missing one.
         let txn = store.db.begin_write().map_err(|e| store.err(e))?;
-        for tree in [Tree::Reviews, Tree::Audit, Tree::Meta] {
+        for tree in Tree::ALL {
             txn.open_table(table(tree)).map_err(|e| store.err(e))?;
         }
         txn.commit().map_err(|e| store.err(e))?;
@@ -66,6 +67,35 @@ impl RedbStore {
     }
 }
 
+/// A write transaction's four tables, as a [`Batch`] sees them.
+struct Tables<'t> {
+    tables: Vec<redb::Table<'t, &'static [u8], &'static [u8]>>,
+    store: &'t RedbStore,
+}
+
+impl Txn for Tables<'_> {
+    fn get(&mut self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let v = self.tables[tree.slot()]
+            .get(key)
+            .map_err(|e| self.store.err(e))?;
+        Ok(v.map(|g| g.value().to_vec()))
+    }
+
+    fn put(&mut self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.tables[tree.slot()]
+            .insert(key, value)
+            .map_err(|e| self.store.err(e))?;
+        Ok(())
+    }
+
+    fn delete(&mut self, tree: Tree, key: &[u8]) -> Result<(), StoreError> {
+        self.tables[tree.slot()]
+            .remove(key)
+            .map_err(|e| self.store.err(e))?;
+        Ok(())
+    }
+}
+
 impl Store for RedbStore {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
@@ -74,49 +104,45 @@ impl Store for RedbStore {
         Ok(v.map(|g| g.value().to_vec()))
     }
 
-    fn compare_and_swap(
+    fn commit(&self, batches: Vec<Batch>) -> Result<Vec<bool>, StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut applied = Vec::with_capacity(batches.len());
+        {
+            let mut tables = Tables {
+                tables: Vec::with_capacity(Tree::ALL.len()),
+                store: self,
+            };
+            for tree in Tree::ALL {
+                tables
+                    .tables
+                    .push(txn.open_table(table(tree)).map_err(|e| self.err(e))?);
+            }
+            for b in &batches {
+                applied.push(b.apply_in(&mut tables)?);
+            }
+        }
+        if applied.contains(&true) {
+            txn.commit().map_err(|e| self.err(e))?;
+        } // else dropping the transaction aborts it
+        Ok(applied)
+    }
+
+    fn range(
         &self,
         tree: Tree,
-        key: &[u8],
-        expected: Option<&[u8]>,
-        new: &[u8],
-    ) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        {
-            let mut t = txn.open_table(table(tree)).map_err(|e| self.err(e))?;
-            let current = t
-                .get(key)
-                .map_err(|e| self.err(e))?
-                .map(|g| g.value().to_vec());
-            if current.as_deref() != expected {
-                return Ok(false); // dropping the transaction aborts it
-            }
-            t.insert(key, new).map_err(|e| self.err(e))?;
-        }
-        txn.commit().map_err(|e| self.err(e))?;
-        Ok(true)
-    }
-
-    fn insert_new(&self, tree: Tree, entries: &[(&[u8], &[u8])]) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        {
-            let mut t = txn.open_table(table(tree)).map_err(|e| self.err(e))?;
-            for (k, v) in entries {
-                if t.get(*k).map_err(|e| self.err(e))?.is_some() {
-                    return Ok(false); // dropping the transaction aborts it
-                }
-                t.insert(*k, *v).map_err(|e| self.err(e))?;
-            }
-        }
-        txn.commit().map_err(|e| self.err(e))?;
-        Ok(true)
-    }
-
-    fn scan_from(&self, tree: Tree, start: &[u8]) -> Result<Vec<super::Entry>, StoreError> {
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<super::Entry>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = txn.open_table(table(tree)).map_err(|e| self.err(e))?;
+        let iter = match end {
+            Some(end) => t.range(start..end),
+            None => t.range(start..),
+        }
+        .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
-        for item in t.range(start..).map_err(|e| self.err(e))? {
+        for item in iter.take(limit) {
             let (k, v) = item.map_err(|e| self.err(e))?;
             out.push((k.value().to_vec(), v.value().to_vec()));
         }

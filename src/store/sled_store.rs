@@ -1,13 +1,19 @@
-//! sled backend: one tree per [`Tree`]; sled's compare-and-swap is atomic but not durable on
-//! its own, so every successful swap is followed by a flush (fsync) before it returns.
+//! sled backend: one tree per [`Tree`]; sled's transactions are atomic but not durable on
+//! their own, so every commit that wrote anything ends with a flush (fsync) before it returns.
 
 use std::path::Path;
 
-use super::{io_error, Store, StoreError, Tree};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
+};
+use sled::Transactional;
+
+use super::batch::Txn;
+use super::{io_error, Batch, Store, StoreError, Tree};
 
 pub struct SledStore {
     db: sled::Db,
-    trees: [sled::Tree; 3],
+    trees: [sled::Tree; 4],
     path: String,
 }
 
@@ -32,7 +38,12 @@ impl SledStore {
             db.open_tree(t.name())
                 .map_err(|e| StoreError::Io(format!("{shown}: {e}")))
         };
-        let trees = [open(Tree::Reviews)?, open(Tree::Audit)?, open(Tree::Meta)?];
+        let trees = [
+            open(Tree::Reviews)?,
+            open(Tree::Audit)?,
+            open(Tree::Meta)?,
+            open(Tree::Index)?,
+        ];
         // sled creates its files with the umask's modes: 0600 (0700 for directories).
         let mut pending = vec![path.clone()];
         while let Some(d) = pending.pop() {
@@ -54,11 +65,7 @@ impl SledStore {
     }
 
     fn tree(&self, t: Tree) -> &sled::Tree {
-        match t {
-            Tree::Reviews => &self.trees[0],
-            Tree::Audit => &self.trees[1],
-            Tree::Meta => &self.trees[2],
-        }
+        &self.trees[t.slot()]
     }
 
     fn err(&self, e: sled::Error) -> StoreError {
@@ -67,6 +74,39 @@ impl SledStore {
             sled::Error::Corruption { .. } => StoreError::Corrupt(format!("{}: {e}", self.path)),
             other => StoreError::Io(format!("{}: {other}", self.path)),
         }
+    }
+}
+
+/// A sled transaction over every tree, as a [`Batch`] sees it. A conflict (sled retries the
+/// transaction) is remembered so the closure can hand it back to sled.
+struct Trees<'t> {
+    trees: &'t [TransactionalTree],
+    conflict: bool,
+}
+
+impl Trees<'_> {
+    fn fail(&mut self, e: UnabortableTransactionError) -> StoreError {
+        if matches!(e, UnabortableTransactionError::Conflict) {
+            self.conflict = true;
+        }
+        StoreError::Io(format!("sled transaction: {e}"))
+    }
+}
+
+impl Txn for Trees<'_> {
+    fn get(&mut self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let v = self.trees[tree.slot()].get(key);
+        Ok(v.map_err(|e| self.fail(e))?.map(|v| v.to_vec()))
+    }
+
+    fn put(&mut self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let r = self.trees[tree.slot()].insert(key, value);
+        r.map(drop).map_err(|e| self.fail(e))
+    }
+
+    fn delete(&mut self, tree: Tree, key: &[u8]) -> Result<(), StoreError> {
+        let r = self.trees[tree.slot()].remove(key);
+        r.map(drop).map_err(|e| self.fail(e))
     }
 }
 
@@ -79,48 +119,49 @@ impl Store for SledStore {
             .map(|v| v.to_vec()))
     }
 
-    fn compare_and_swap(
-        &self,
-        tree: Tree,
-        key: &[u8],
-        expected: Option<&[u8]>,
-        new: &[u8],
-    ) -> Result<bool, StoreError> {
-        let swapped = self
-            .tree(tree)
-            .compare_and_swap(key, expected, Some(new))
-            .map_err(|e| self.err(e))?
-            .is_ok();
-        if swapped {
+    fn commit(&self, batches: Vec<Batch>) -> Result<Vec<bool>, StoreError> {
+        let mut applied = Vec::with_capacity(batches.len());
+        for b in &batches {
+            // Each batch is its own sled transaction (all or nothing); one flush below makes
+            // the whole group durable.
+            let res = self.trees.as_slice().transaction(|ts| {
+                let mut view = Trees {
+                    trees: ts,
+                    conflict: false,
+                };
+                match b.apply_in(&mut view) {
+                    _ if view.conflict => Err(ConflictableTransactionError::Conflict),
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(ConflictableTransactionError::Abort(None)),
+                    Err(e) => Err(ConflictableTransactionError::Abort(Some(e))),
+                }
+            });
+            match res {
+                Ok(_) => applied.push(true),
+                Err(TransactionError::Abort(None)) => applied.push(false),
+                Err(TransactionError::Abort(Some(e))) => return Err(e),
+                Err(TransactionError::Storage(e)) => return Err(self.err(e)),
+            }
+        }
+        if applied.contains(&true) {
             self.db.flush().map_err(|e| self.err(e))?;
         }
-        Ok(swapped)
+        Ok(applied)
     }
 
-    fn insert_new(&self, tree: Tree, entries: &[(&[u8], &[u8])]) -> Result<bool, StoreError> {
-        use sled::transaction::{ConflictableTransactionError, TransactionError};
-        let res = self.tree(tree).transaction(|t| {
-            for (k, v) in entries {
-                if t.get(*k)?.is_some() {
-                    return Err(ConflictableTransactionError::Abort(()));
-                }
-                t.insert(*k, *v)?;
-            }
-            Ok(())
-        });
-        match res {
-            Ok(()) => {
-                self.db.flush().map_err(|e| self.err(e))?;
-                Ok(true)
-            }
-            Err(TransactionError::Abort(())) => Ok(false),
-            Err(TransactionError::Storage(e)) => Err(self.err(e)),
-        }
-    }
-
-    fn scan_from(&self, tree: Tree, start: &[u8]) -> Result<Vec<super::Entry>, StoreError> {
-        self.tree(tree)
-            .range(start..)
+    fn range(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<super::Entry>, StoreError> {
+        let t = self.tree(tree);
+        let iter = match end {
+            Some(end) => t.range(start..end),
+            None => t.range(start..),
+        };
+        iter.take(limit)
             .map(|r| {
                 r.map(|(k, v)| (k.to_vec(), v.to_vec()))
                     .map_err(|e| self.err(e))

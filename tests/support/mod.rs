@@ -339,31 +339,34 @@ impl airlock::store::Store for FaultyStore {
     ) -> Result<Option<Vec<u8>>, airlock::store::StoreError> {
         self.inner.get(tree, key)
     }
-    fn compare_and_swap(
+    fn commit(
         &self,
-        tree: airlock::store::Tree,
-        key: &[u8],
-        expected: Option<&[u8]>,
-        new: &[u8],
-    ) -> Result<bool, airlock::store::StoreError> {
+        batches: Vec<airlock::store::Batch>,
+    ) -> Result<Vec<bool>, airlock::store::StoreError> {
+        use airlock::store::{Tree, Write};
         use std::sync::atomic::Ordering::SeqCst;
-        let fail = match tree {
-            airlock::store::Tree::Audit => self.fail_audit.load(SeqCst),
-            airlock::store::Tree::Reviews => self.fail_reviews.load(SeqCst),
-            airlock::store::Tree::Meta => false,
+        let fails = |tree: &Tree| match tree {
+            Tree::Audit => self.fail_audit.load(SeqCst),
+            Tree::Reviews => self.fail_reviews.load(SeqCst),
+            Tree::Meta | Tree::Index => false,
         };
+        let fail = batches.iter().flat_map(|b| &b.writes).any(|w| match w {
+            Write::Put(t, ..) | Write::Delete(t, _) | Write::Add(t, ..) => fails(t),
+        });
         if fail {
             self.refused.fetch_add(1, SeqCst);
             return Err(airlock::store::StoreError::Full("test store".into()));
         }
-        self.inner.compare_and_swap(tree, key, expected, new)
+        self.inner.commit(batches)
     }
-    fn scan_from(
+    fn range(
         &self,
         tree: airlock::store::Tree,
         start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
     ) -> Result<Vec<airlock::store::Entry>, airlock::store::StoreError> {
-        self.inner.scan_from(tree, start)
+        self.inner.range(tree, start, end, limit)
     }
 }
 
@@ -422,4 +425,27 @@ pub fn rss_kib() -> (u64, u64) {
 /// Resets the peak-RSS counter (VmHWM) of this process.
 pub fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Every review in `state` (any state: `None`), page by page through the gate's listing.
+pub async fn all_reviews(
+    gate: &std::sync::Arc<airlock::gate::Gate>,
+    state: Option<airlock::gate::ReviewState>,
+) -> Vec<airlock::gate::Review> {
+    let q = airlock::gate::index::Query {
+        state,
+        ..Default::default()
+    };
+    let (mut out, mut cursor) = (Vec::new(), None);
+    loop {
+        let page = gate
+            .list_page(q.clone(), airlock::gate::index::MAX_LIMIT, cursor)
+            .await
+            .expect("list reviews");
+        out.extend(page.reviews);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return out,
+        }
+    }
 }

@@ -112,19 +112,22 @@ impl Serve {
 
     /// Review states by id, from the admin API.
     pub async fn states(&self) -> std::collections::HashMap<String, String> {
-        let (code, list) = self.admin("GET", "/v1/reviews", None).await;
-        assert_eq!(code, 200, "{list}");
-        list["reviews"]
-            .as_array()
-            .expect("reviews")
-            .iter()
-            .map(|r| {
-                (
+        let mut out = std::collections::HashMap::new();
+        let mut path = "/v1/reviews?limit=1000".to_string();
+        loop {
+            let (code, list) = self.admin("GET", &path, None).await;
+            assert_eq!(code, 200, "{list}");
+            for r in list["reviews"].as_array().expect("reviews") {
+                out.insert(
                     r["reviewId"].as_str().unwrap_or_default().to_string(),
                     r["state"].as_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect()
+                );
+            }
+            match list["next_cursor"].as_str() {
+                Some(c) => path = format!("/v1/reviews?limit=1000&cursor={c}"),
+                None => return out,
+            }
+        }
     }
 }
 

@@ -135,14 +135,15 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
             r
         }
         (Method::GET, ["ui"]) => {
-            let list = admin.gate.list(Some(ReviewState::Pending)).await;
-            list_page(dash, admin, "Pending reviews", list, None, &reviewer, &csrf)
+            let mut listing = crate::admin::listing::parse(req.uri().query());
+            if let Ok(l) = listing.as_mut() {
+                l.query.state = Some(ReviewState::Pending);
+            }
+            list_page(dash, admin, "/ui", listing, &reviewer, &csrf).await
         }
         (Method::GET, ["ui", "history"]) => {
-            let q = query_map(req.uri().query());
-            let state = q.get("state").and_then(|s| s.parse::<ReviewState>().ok());
-            let list = admin.gate.list(state).await;
-            list_page(dash, admin, "History", list, Some(q), &reviewer, &csrf)
+            let listing = crate::admin::listing::parse(req.uri().query());
+            list_page(dash, admin, "/ui/history", listing, &reviewer, &csrf).await
         }
         (Method::GET, ["ui", "reviews", id]) => {
             let id = id.to_string();
@@ -195,15 +196,6 @@ fn html_escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-fn query_map(q: Option<&str>) -> HashMap<String, String> {
-    q.map(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect()
-    })
-    .unwrap_or_default()
 }
 
 async fn read_form(req: Request<Incoming>) -> Result<HashMap<String, String>, Response<Body>> {

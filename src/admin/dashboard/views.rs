@@ -9,6 +9,7 @@ use minijinja::context;
 use serde::Serialize;
 
 use super::{html_escape, html_response, Dashboard};
+use crate::admin::listing::Listing;
 use crate::admin::Admin;
 use crate::credentials::redact;
 use crate::gate::{review::rfc3339, People, Review, ReviewState, Reviewer};
@@ -228,54 +229,85 @@ fn arguments(r: &Review, body: &[u8]) -> (Option<String>, Vec<String>) {
     (money, args)
 }
 
-pub(super) fn list_page(
+/// The pending list (`/ui`: soonest expiry first) or the history (`/ui/history`: newest
+/// first), one page at a time, with the filters, the total and a link to the next page.
+pub(super) async fn list_page(
     dash: &Dashboard,
     admin: &Admin,
-    title: &str,
-    list: Result<Vec<Review>, crate::gate::GateError>,
-    filters: Option<HashMap<String, String>>,
+    base: &str,
+    listing: Result<Listing, (&'static str, String)>,
     reviewer: &Reviewer,
     csrf: &str,
 ) -> Response<Body> {
     let now = admin.gate.now_ms();
     let people = admin.gate.people().current();
-    let (rows, message): (Vec<Row>, Option<String>) = match list {
-        Ok(list) => (
-            list.iter()
-                .filter(|r| match &filters {
-                    Some(f) => {
-                        f.get("tool").is_none_or(|t| {
-                            t.is_empty()
-                                || r.tool.as_deref().is_some_and(|x| x.contains(t.as_str()))
-                        }) && f
-                            .get("agent")
-                            .is_none_or(|a| a.is_empty() || r.agent.as_deref() == Some(a.as_str()))
-                    }
-                    None => true,
-                })
-                .take(500)
-                .map(|r| row(r, now, &people))
-                .collect(),
-            None,
-        ),
-        Err(e) => (Vec::new(), Some(format!("Reviews unavailable: {e}"))),
+    let pending_only = base == "/ui";
+    let listing = match listing {
+        Ok(l) => l,
+        Err((_, message)) => {
+            return html_response(
+                StatusCode::BAD_REQUEST,
+                format!("<h1>{}</h1>", html_escape(&message)),
+            )
+        }
     };
-    let f = filters.unwrap_or_default();
-    let show_filters = title == "History";
+    let q = listing.query.clone();
+    let page = admin
+        .gate
+        .list_page(q.clone(), listing.limit, listing.cursor.clone())
+        .await;
+    let totals = admin.gate.totals().await.unwrap_or_default();
+    let total: u64 = totals
+        .iter()
+        .filter(|(s, _)| q.state.is_none_or(|want| want == *s))
+        .map(|(_, n)| n)
+        .sum();
+    let (rows, next, message): (Vec<Row>, Option<String>, Option<String>) = match page {
+        Ok(p) => {
+            let rows = p.reviews.iter().map(|r| row(r, now, &people)).collect();
+            let next = p.next_cursor.map(|c| {
+                let mut qs = form_urlencoded::Serializer::new(String::new());
+                if !pending_only {
+                    if let Some(s) = q.state {
+                        qs.append_pair("state", s.as_str());
+                    }
+                }
+                if let Some(a) = &q.agent {
+                    qs.append_pair("agent", a);
+                }
+                if let Some(t) = &q.tool {
+                    qs.append_pair("tool", t);
+                }
+                qs.append_pair("limit", &listing.limit.to_string());
+                qs.append_pair("cursor", &c);
+                format!("{base}?{}", qs.finish())
+            });
+            (rows, next, None)
+        }
+        Err(e) => (Vec::new(), None, Some(format!("Reviews unavailable: {e}"))),
+    };
+    let state_name = q.state.map(ReviewState::as_str).unwrap_or("");
     dash.render(
         "list.html",
         context! {
-            title => title,
+            title => if pending_only { "Pending reviews" } else { "History" },
+            action => base,
+            pending_only => pending_only,
             reviews => rows,
+            total => total,
+            total_label => if q.state.is_some() { format!("{total} {state_name} in all") } else { format!("{total} reviews in all") },
+            filtered => q.agent.is_some() || q.tool.is_some(),
+            next => next,
+            first => listing.cursor.is_some(),
             reviewer => reviewer.name,
             csrf => csrf,
             message => message,
-            filters => if show_filters { Some(context! {
-                state => f.get("state").cloned().unwrap_or_default(),
-                tool => f.get("tool").cloned().unwrap_or_default(),
-                agent => f.get("agent").cloned().unwrap_or_default(),
-            }) } else { None },
-            states => ["pending", "approved", "executing", "executed", "failed", "rejected", "expired", "outcome_unknown"],
+            filters => context! {
+                state => state_name,
+                tool => q.tool.clone().unwrap_or_default(),
+                agent => q.agent.clone().unwrap_or_default(),
+            },
+            states => ReviewState::ALL.map(ReviewState::as_str),
         },
     )
 }
@@ -299,7 +331,7 @@ pub(super) async fn detail_page(
     };
     let audit = admin.gate.audit().clone();
     let rid = id.to_string();
-    let entries = tokio::task::spawn_blocking(move || audit.entries(0))
+    let entries = tokio::task::spawn_blocking(move || audit.entries_for_review(&rid, 1000))
         .await
         .ok()
         .and_then(Result::ok)
@@ -313,7 +345,6 @@ pub(super) async fn detail_page(
     }
     let audit_rows: Vec<AuditRow> = entries
         .iter()
-        .filter(|e| e.get("review_id").and_then(|v| v.as_str()) == Some(rid.as_str()))
         .map(|e| AuditRow {
             seq: e.get("seq").and_then(|v| v.as_u64()).unwrap_or(0),
             ts: e

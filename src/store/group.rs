@@ -1,0 +1,130 @@
+//! Group commit: batches that arrive while a commit is in flight wait, then go together in the
+//! next one. Whoever finds no commit running leads it (no extra thread); everyone returns only
+//! once their batch is durable. Many concurrent holds thus share one fsync.
+
+use std::collections::HashMap;
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use super::{Batch, Entry, Store, StoreError, Tree};
+
+/// At most this many batches share one commit (bounds one transaction's size).
+const MAX_GROUP: usize = 512;
+
+#[derive(Default)]
+struct Queue {
+    next_ticket: u64,
+    waiting: Vec<(u64, Batch)>,
+    done: HashMap<u64, Result<bool, StoreError>>,
+    committing: bool,
+}
+
+/// A store whose commits are grouped.
+pub struct Grouped {
+    inner: Box<dyn Store>,
+    queue: Mutex<Queue>,
+    changed: Condvar,
+}
+
+impl Grouped {
+    pub fn new(inner: Box<dyn Store>) -> Grouped {
+        Grouped {
+            inner,
+            queue: Mutex::new(Queue::default()),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // Only pushes and removals happen under the lock: a poisoned queue is still whole.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Clears the `committing` flag and wakes everyone, also if the commit panicked (its batches
+/// then get an error rather than a wait forever).
+struct Leading<'a> {
+    group: &'a Grouped,
+    tickets: Vec<u64>,
+    results: Option<Result<Vec<bool>, StoreError>>,
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        let mut q = self.group.lock();
+        let results = self
+            .results
+            .take()
+            .unwrap_or_else(|| Err(StoreError::Io("store commit panicked".into())));
+        for (i, t) in self.tickets.iter().enumerate() {
+            let r = match &results {
+                Ok(flags) => Ok(flags.get(i).copied().unwrap_or(false)),
+                Err(e) => Err(e.clone()),
+            };
+            q.done.insert(*t, r);
+        }
+        q.committing = false;
+        drop(q);
+        self.group.changed.notify_all();
+    }
+}
+
+impl Store for Grouped {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(tree, key)
+    }
+
+    fn range(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.inner.range(tree, start, end, limit)
+    }
+
+    fn commit(&self, batches: Vec<Batch>) -> Result<Vec<bool>, StoreError> {
+        let mut q = self.lock();
+        let mut mine = Vec::with_capacity(batches.len());
+        for b in batches {
+            let t = q.next_ticket;
+            q.next_ticket += 1;
+            mine.push(t);
+            q.waiting.push((t, b));
+        }
+        loop {
+            if mine.iter().all(|t| q.done.contains_key(t)) {
+                let mut out = Vec::with_capacity(mine.len());
+                for t in &mine {
+                    match q.done.remove(t) {
+                        Some(Ok(applied)) => out.push(applied),
+                        Some(Err(e)) => {
+                            for t in &mine {
+                                q.done.remove(t);
+                            }
+                            return Err(e);
+                        }
+                        None => out.push(false),
+                    }
+                }
+                return Ok(out);
+            }
+            if !q.committing {
+                q.committing = true;
+                let n = q.waiting.len().min(MAX_GROUP);
+                let (tickets, group): (Vec<u64>, Vec<Batch>) = q.waiting.drain(..n).unzip();
+                drop(q);
+                let mut leading = Leading {
+                    group: self,
+                    tickets,
+                    results: None,
+                };
+                leading.results = Some(self.inner.commit(group));
+                drop(leading);
+                q = self.lock();
+                continue;
+            }
+            q = self.changed.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
