@@ -9,11 +9,17 @@
 //!   airlock-bench --init-upstream-ca DIR            # once: the upstream's CA, for the proxy to trust
 //!   airlock-bench --upstream-ca-dir DIR --upstream-port 19443 \
 //!       --proxy http://127.0.0.1:8080 --ca certs/ca.pem --compare
+//!
+//! For the hold-queue scale run (scripts/scale.sh): `--requests N --method DELETE --path
+//! '/repos/acme/r{n}' --expect-status 423` holds N reviews as fast as they are taken, and
+//! `--approve N --admin ADDR --admin-token-file F` approves N pending reviews (`scale.rs`).
 
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
+
+mod scale;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -89,6 +95,28 @@ struct Args {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Request method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// Request path; `{n}` is replaced by the request's number (0, 1, ...).
+    #[arg(long, default_value = "/bench")]
+    path: String,
+    /// Send exactly this many requests (no warm-up) instead of running for --duration.
+    #[arg(long)]
+    requests: Option<usize>,
+    /// The status every answer must have (default: any 2xx).
+    #[arg(long)]
+    expect_status: Option<u16>,
+    /// Approve this many pending reviews through the admin API (with --admin) and report
+    /// approvals/s; nothing else runs.
+    #[arg(long)]
+    approve: Option<usize>,
+    /// The admin listener, e.g. 127.0.0.1:8081 (for --approve).
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    /// File holding the admin token (for --approve).
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -147,6 +175,9 @@ fn main() -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<()> {
+    if let Some(n) = args.approve {
+        return scale::approve(&args, n).await;
+    }
     let tmp = std::env::temp_dir().join(format!("airlock-bench-{}", std::process::id()));
     let ca_dir = args.upstream_ca_dir.clone().unwrap_or(tmp);
     let (ca_pem, issuer) = load_or_create_ca(&ca_dir)?;
@@ -405,17 +436,35 @@ async fn drive(
         vec![b"http/1.1".to_vec()]
     };
     let cfg = Arc::new(cfg);
-    let warm_end = Instant::now() + Duration::from_secs(args.warmup);
+    let counted = args.requests.is_some();
+    let warm_end = Instant::now() + Duration::from_secs(if counted { 0 } else { args.warmup });
     let end = warm_end + Duration::from_secs(args.duration);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
+    let mut senders = Vec::new();
     for _ in 0..args.connections {
-        let mut sender = connect(args, upstream, proxy, cfg.clone()).await?;
+        senders.push(connect(args, upstream, proxy, cfg.clone()).await?);
+    }
+    let started = Instant::now();
+    for mut sender in senders {
         let host = args.host.clone();
+        let (method, path_template) = (args.method.clone(), args.path.clone());
+        let (limit, expect) = (args.requests, args.expect_status);
+        let next = next.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0usize;
-            while Instant::now() < end {
-                let req = hyper::Request::get(format!("https://{host}/bench"))
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                match limit {
+                    Some(limit) if n >= limit => break,
+                    None if Instant::now() >= end => break,
+                    _ => {}
+                }
+                let path = path_template.replace("{n}", &n.to_string());
+                let req = hyper::Request::builder()
+                    .method(method.as_str())
+                    .uri(format!("https://{host}{path}"))
                     .header("host", &host)
                     .body(Empty::<Bytes>::new());
                 let Ok(mut req) = req else {
@@ -425,7 +474,7 @@ async fn drive(
                 let t0 = Instant::now();
                 let res = match &mut sender {
                     Sender::H1(s) => {
-                        *req.uri_mut() = "/bench".parse().unwrap_or_default();
+                        *req.uri_mut() = path.parse().unwrap_or_default();
                         if s.ready().await.is_err() {
                             errors += 1;
                             break;
@@ -436,7 +485,10 @@ async fn drive(
                 };
                 match res {
                     Ok(resp) => {
-                        let ok = resp.status().is_success();
+                        let ok = match expect {
+                            Some(code) => resp.status().as_u16() == code,
+                            None => resp.status().is_success(),
+                        };
                         let _ = resp.into_body().collect().await;
                         if !ok {
                             errors += 1;
@@ -461,6 +513,11 @@ async fn drive(
         all.extend(l);
         errors += e;
     }
+    let secs = if counted {
+        started.elapsed().as_secs_f64()
+    } else {
+        args.duration.max(1) as f64
+    };
     all.sort_unstable();
     let pct = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
@@ -475,7 +532,7 @@ async fn drive(
         },
         requests: all.len(),
         errors,
-        rps: all.len() as f64 / args.duration.max(1) as f64,
+        rps: all.len() as f64 / secs,
         p50_us: pct(0.50),
         p90_us: pct(0.90),
         p99_us: pct(0.99),
