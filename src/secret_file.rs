@@ -4,7 +4,8 @@
 //! A secret is first written to a temporary file in the target's directory, created with mode
 //! 0600 (whatever the umask) and fsynced; only then does it get its real name, and the directory
 //! is fsynced. So the target never exists partially written, and never with wider permissions.
-//! Missing parent directories are created with mode 0700.
+//! Missing parent directories are created with mode 0700 ([`create_private_dir`], also used for
+//! the CA's directory before its key is written).
 //!
 //! - [`write`] replaces the target if it exists (`rename`).
 //! - [`create_new`] never replaces: it fails with [`std::io::ErrorKind::AlreadyExists`] if the
@@ -55,7 +56,7 @@ fn write_temp(path: &Path, bytes: &[u8]) -> io::Result<(PathBuf, PathBuf)> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    create_dirs(&dir)?;
+    create_private_dir(&dir)?;
     let mut attempts = 0;
     let (tmp, mut file) = loop {
         let mut tmp_name = std::ffi::OsString::from(".");
@@ -86,14 +87,14 @@ fn write_temp(path: &Path, bytes: &[u8]) -> io::Result<(PathBuf, PathBuf)> {
     Ok((dir, tmp))
 }
 
-/// Creates `dir` and its missing ancestors with mode 0700 (set explicitly: the umask could have
-/// removed the owner's bits too). Existing directories are left as they are.
-fn create_dirs(dir: &Path) -> io::Result<()> {
+/// Creates `dir` and its missing ancestors with mode 0700 whatever the umask (set explicitly:
+/// the umask could have removed the owner's bits too). Existing directories are left as they are.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        create_dirs(parent)?;
+        create_private_dir(parent)?;
     }
     match std::fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
         Ok(()) => std::fs::set_permissions(dir, Permissions::from_mode(DIR_MODE)),

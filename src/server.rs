@@ -118,8 +118,19 @@ pub async fn start_with_store(
         config.reviewers.clone(),
         config.admin.may_approve,
     ));
-    check_people(&people.current(), classifier.as_ref(), &config.agents)
-        .map_err(ServerError::Policy)?;
+    check_people(
+        &people.current(),
+        &classifier.approval_policies(),
+        &config.agents,
+    )
+    .map_err(ServerError::Policy)?;
+    warn_admin_may_approve(&people.current());
+    // Every later rules reload (SIGHUP, a changed rules file) is checked against the reviewers
+    // in force then; rules that fail keep the old ones.
+    let (roster, agents) = (people.clone(), config.agents.clone());
+    classifier.set_policy_check(Arc::new(move |rules| {
+        check_people(&roster.current(), rules, &agents)
+    }));
     let (ca, created) = CertificateAuthority::load_or_create(&config.tls.ca_dir)?;
     if created {
         tracing::info!(dir = %config.tls.ca_dir.display(), "created a new interception CA; agents must trust ca.pem");
@@ -241,14 +252,12 @@ pub async fn start_with_store(
         life.shutdown.clone(),
         life.tasks.clone(),
     ));
-    if let Some(path) = config.source.clone() {
-        spawn_people_reloader(
-            gate.clone(),
-            path,
-            classifier_for_reload,
-            life.shutdown.clone(),
-        );
-    }
+    spawn_reloader(
+        gate.clone(),
+        config.source.clone(),
+        classifier_for_reload,
+        life.shutdown.clone(),
+    );
     tokio::spawn(proxy::run(proxy_listener, proxy.clone(), life.clone()));
     Ok(Server {
         proxy_addr,
@@ -261,26 +270,40 @@ pub async fn start_with_store(
     })
 }
 
-/// Checks the rules' approval policies against `people` (errors: rules that could never be
-/// approved, once reviewers are configured) and logs the warnings, among them that the admin
-/// token may approve.
+/// Checks the rules' approval policies against the reviewers configured in `config`, as
+/// `airlock serve` does at start (and on every rules reload, against the reviewers in force):
+/// `Err` names each rule (`file:line` and tool) the reviewers could never approve. `airlock
+/// config check` runs it too.
+pub fn check_approval_policies(
+    config: &Config,
+    rules: &[crate::rules::RulePolicy],
+) -> Result<(), String> {
+    let people = People::new(config.reviewers.clone(), config.admin.may_approve);
+    check_people(&people, rules, &config.agents)
+}
+
+/// Checks `rules`' approval policies against `people` (errors: rules that could never be
+/// approved, once reviewers are configured) and logs the warnings.
 fn check_people(
     people: &People,
-    classifier: &dyn Classifier,
+    rules: &[crate::rules::RulePolicy],
     agents: &[crate::config::AgentConfig],
 ) -> Result<(), String> {
-    let report =
-        crate::gate::people::check_policies(people, &classifier.approval_policies(), agents);
+    let report = crate::gate::people::check_policies(people, rules, agents);
     for w in &report.warnings {
         tracing::warn!("approval policy: {w}");
-    }
-    if people.has_reviewers() && people.admin_may_approve() {
-        tracing::warn!("[admin] may_approve = true: the admin token may approve, retry and extend reviews (as one approver, never for an agent that has an owner unless its rule allows self-approval); prefer reviewers' own tokens");
     }
     if report.errors.is_empty() {
         Ok(())
     } else {
         Err(report.errors.join("; "))
+    }
+}
+
+/// Warns, once reviewers exist, that the admin token may approve.
+fn warn_admin_may_approve(people: &People) {
+    if people.has_reviewers() && people.admin_may_approve() {
+        tracing::warn!("[admin] may_approve = true: the admin token may approve, retry and extend reviews (as one approver, never for an agent that has an owner unless its rule allows self-approval); prefer reviewers' own tokens");
     }
 }
 
@@ -316,10 +339,11 @@ pub fn reload_people(
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
     let people = People::new(reviewers, may_approve);
-    let policy_errors = match check_people(&people, classifier, &agents) {
+    let policy_errors = match check_people(&people, &classifier.approval_policies(), &agents) {
         Ok(()) => Vec::new(),
         Err(e) => vec![e],
     };
+    warn_admin_may_approve(&people);
     let reviewers = people.reviewers().len();
     let removed = gate.people().replace(people);
     Ok(PeopleReload {
@@ -330,16 +354,18 @@ pub fn reload_people(
     })
 }
 
-/// Reloads the reviewers from `path` on every SIGHUP (the rules catalog reloads on the same
-/// signal, `rules/live.rs`).
-fn spawn_people_reloader(
+/// On every SIGHUP: reloads the reviewers from the config file at `path` (if there is one),
+/// then the rules (`classifier.reload_rules()`), checked against the reviewers now in force: a
+/// rule the reviewers could never approve keeps the old rules, and the error is logged. In that
+/// order, so that a new reviewer and a rule needing her arrive together.
+fn spawn_reloader(
     gate: Arc<Gate>,
-    path: std::path::PathBuf,
+    path: Option<std::path::PathBuf>,
     classifier: Arc<dyn Classifier>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::warn!("cannot watch SIGHUP; reviewers reload only on restart");
+        tracing::warn!("cannot watch SIGHUP; reviewers and rules reload only on restart");
         return;
     };
     tokio::spawn(async move {
@@ -348,22 +374,35 @@ fn spawn_people_reloader(
                 _ = shutdown.cancelled() => return,
                 got = hup.recv() => if got.is_none() { return },
             }
-            match reload_people(&gate, &path, classifier.as_ref()) {
-                Ok(r) => {
-                    for e in &r.policy_errors {
-                        tracing::error!("approval policy after the reviewers reload: {e}");
-                    }
-                    if let Some(e) = &r.config_error {
-                        tracing::error!(error = %e, "the config file no longer checks; the reviewers were reloaded, nothing else was (the next start would fail)");
-                    }
-                    tracing::info!(reviewers = r.reviewers, removed = ?r.removed, trigger = "SIGHUP", "reviewers reloaded");
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, trigger = "SIGHUP", "reviewers reload failed; keeping the reviewers in force")
+            if let Some(path) = &path {
+                reload_people_logged(&gate, path, classifier.as_ref());
+            }
+            match classifier.reload_rules() {
+                None => {}
+                Some(Ok(n)) => tracing::info!(rules = n, trigger = "SIGHUP", "rules reloaded"),
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, trigger = "SIGHUP", "rules reload refused; keeping the rules in force")
                 }
             }
         }
     });
+}
+
+fn reload_people_logged(gate: &Gate, path: &std::path::Path, classifier: &dyn Classifier) {
+    match reload_people(gate, path, classifier) {
+        Ok(r) => {
+            for e in &r.policy_errors {
+                tracing::error!("approval policy after the reviewers reload: {e}");
+            }
+            if let Some(e) = &r.config_error {
+                tracing::error!(error = %e, "the config file no longer checks; the reviewers were reloaded, nothing else was (the next start would fail)");
+            }
+            tracing::info!(reviewers = r.reviewers, removed = ?r.removed, trigger = "SIGHUP", "reviewers reloaded");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, trigger = "SIGHUP", "reviewers reload failed; keeping the reviewers in force")
+        }
+    }
 }
 
 /// Resolves each decision surface (host, port) and hands names and addresses to the guard. A

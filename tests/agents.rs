@@ -732,6 +732,102 @@ async fn held_request_secrets_never_shown_and_execution_gets_the_real_credential
     assert!(!pages[0].contains("sekrit"), "{}", pages[0]);
 }
 
+/// Issue 21 item 7: the credentials an upstream hands out in the answer to an approved request
+/// (`Set-Cookie`, `X-Auth-Token`, `Private-Token`) are redacted before the execution is stored,
+/// not only when it is shown: the stored record holds `[redacted]`, the admin API and the
+/// dashboard show no value, and the agent waiting for the answer gets neither the credential nor
+/// its placeholder. Ordinary headers are kept; a secret-named query value stays masked wherever
+/// the request or the answer's echo of it is shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upstream_credentials_in_an_executed_answer_are_redacted_before_storing() {
+    let reviewer_token = airlock::agents::generate_token();
+    let s = setup(&format!(
+        "[[reviewers]]\nname = \"dana\"\ntoken_sha256 = \"{}\"\n",
+        hex::encode(airlock::agents::token_digest(&reviewer_token))
+    ))
+    .await;
+    let a = &s.airlock;
+    let agent = client_as(a, "bot", &s.token);
+    let url =
+        "https://api.github.com/repos/octo/demo?respond_with_credentials=1&token=sekritQueryToken";
+    let waiting = tokio::spawn(async move {
+        agent
+            .delete(url)
+            .header("airlock-wait", "30")
+            .send()
+            .await
+            .expect("send")
+    });
+    let id = support::eventually(
+        "the held request",
+        std::time::Duration::from_secs(10),
+        || async {
+            let pending = a
+                .gate
+                .list(Some(airlock::gate::ReviewState::Pending))
+                .await
+                .map_err(|e| e.to_string())?;
+            pending
+                .first()
+                .map(|r| r.id.clone())
+                .ok_or_else(|| "none pending yet".to_string())
+        },
+    )
+    .await;
+    let (status, done) = airlock::admin::client::call(
+        a.admin_addr,
+        &reviewer_token,
+        http::Method::POST,
+        &format!("/v1/reviews/{id}/approve"),
+        Some(serde_json::json!({})),
+    )
+    .await
+    .expect("approve");
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["state"], "executed", "{done}");
+    assert_eq!(s.up.count(), 1);
+
+    // The stored record, as the gate reads it back from the store.
+    let stored = a.gate.get(&id).await.expect("stored review");
+    let exec = stored.execution.expect("execution");
+    let header = |name: &str| {
+        exec.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+    };
+    for h in ["set-cookie", "x-auth-token", "private-token"] {
+        assert_eq!(header(h), vec!["[redacted]"], "{h} in {:?}", exec.headers);
+    }
+    assert_eq!(header("x-request-id"), vec!["req-visible-123"]);
+    let raw = format!("{:?}", exec.headers);
+    assert!(!raw.contains("Secret"), "stored: {raw}");
+
+    // Shown: the admin API and the dashboard.
+    let (_, api) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    let api = api.to_string();
+    assert!(!api.contains("Secret") && !api.contains("sekrit"), "{api}");
+    assert!(api.contains("req-visible-123"), "{api}");
+    assert!(api.contains("token=[redacted]"), "{api}");
+    let pages = dashboard_pages(a, &reviewer_token, &[format!("/ui/reviews/{id}")]).await;
+    assert!(
+        !pages[0].contains("Secret") && !pages[0].contains("sekrit"),
+        "{}",
+        pages[0]
+    );
+
+    // The agent's own answer (wait mode): the upstream's status and ordinary headers, none of
+    // the credentials it set.
+    let resp = waiting.await.expect("agent");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["airlock-outcome"], "EXECUTED");
+    assert_eq!(resp.headers()["x-request-id"], "req-visible-123");
+    for h in ["set-cookie", "x-auth-token", "private-token"] {
+        assert!(resp.headers().get(h).is_none(), "{h}: {:?}", resp.headers());
+    }
+}
+
 /// Issue 21 item 3: an agent's owner and the reviewers are compared by name normalized (Unicode
 /// NFKC, case, surrounding blanks): an agent owned by " ＡＬＩＣＥ " is alice's, so alice may not
 /// approve its requests, and the admin token (which names no person) may not either.

@@ -1,5 +1,6 @@
-//! The interception CA: created once (key 0600), reused across restarts, exported by the CLI;
-//! minted leaves carry the right SAN, random serials and a validity under 398 days.
+//! The interception CA: created once (key 0600 in a 0700 directory, whatever the umask), reused
+//! across restarts, exported by the CLI; minted leaves carry the right SAN, random serials and a
+//! validity under 398 days.
 
 mod support;
 
@@ -74,6 +75,85 @@ fn half_a_ca_is_refused_not_overwritten() {
         dir.path().join("ca.pem").exists(),
         "existing cert untouched"
     );
+}
+
+/// Issue 20 item 4 (and the CA's part of it): under the usual umask 022, `airlock ca init` and
+/// `airlock serve` create the certs directory (and its missing parents) 0700 and the CA key 0600,
+/// and serve's data directory 0700 with its admin token 0600; the certificate stays readable.
+#[test]
+fn ca_and_data_directories_are_private_whatever_the_umask() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let with_umask = |cmd: &mut Command| {
+        // SAFETY: umask is async-signal-safe and only affects the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::umask(0o022);
+                Ok(())
+            });
+        }
+    };
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("state/certs");
+    let mut init = airlock_bin();
+    init.args(["ca", "init", "--ca-dir"])
+        .arg(&certs)
+        .current_dir(dir.path())
+        .env_remove("AIRLOCK_CONFIG");
+    with_umask(&mut init);
+    let out = init.output().expect("run airlock");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&dir.path().join("state")), 0o700);
+    assert_eq!(mode(&certs), 0o700);
+    assert_eq!(mode(&certs.join("ca-key.pem")), 0o600);
+    assert_eq!(mode(&certs.join("ca.pem")), 0o644);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (certs, data) = (dir.path().join("certs"), dir.path().join("data"));
+    let mut serve = airlock_bin();
+    serve
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--ca-dir",
+        ])
+        .arg(&certs)
+        .arg("--data-dir")
+        .arg(&data)
+        .current_dir(dir.path())
+        .env_remove("AIRLOCK_CONFIG")
+        .env_remove("AIRLOCK_ADMIN_TOKEN")
+        .env("AIRLOCK_LOG", "warn")
+        .stdout(std::process::Stdio::piped());
+    with_umask(&mut serve);
+    let mut child = serve.spawn().expect("spawn airlock serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let up = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.starts_with("airlock: admin API on"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(up, "airlock serve did not start");
+    assert_eq!(mode(&certs), 0o700);
+    assert_eq!(mode(&certs.join("ca-key.pem")), 0o600);
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("admin-token")), 0o600);
 }
 
 #[tokio::test]

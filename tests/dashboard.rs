@@ -325,21 +325,32 @@ async fn public_base_url_passes_the_host_and_origin_checks() {
     assert!(cookie_value(&r, "airlock_session").is_some());
 }
 
-/// Issue 21 item 7: the dashboard's cookies carry `Secure` when `notify.base_url` is https
-/// (reviewers arrive through TLS), and not when it is http or unset.
+/// Issue 21 item 7: every cookie the dashboard sets (the sign-in page's, the session set at
+/// sign-in, the ones cleared at sign-in and at logout) carries `Secure` when `notify.base_url`
+/// is https (reviewers arrive through TLS), and none does when it is http or unset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn session_cookie_is_secure_only_behind_an_https_base_url() {
-    async fn sign_in(s: &Setup, host: Option<&str>) -> Vec<String> {
+    fn set_cookies(r: &reqwest::Response) -> Vec<String> {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect()
+    }
+    /// Every Set-Cookie of the sign-in page, the sign-in and the logout, by step.
+    async fn sign_in_and_out(s: &Setup, host: Option<&str>) -> Vec<(&'static str, String)> {
         let base = format!("http://{}", s.a.admin_addr);
         let c = plain_client();
         let with_host = |b: reqwest::RequestBuilder| match host {
             Some(h) => b.header("host", h),
             None => b,
         };
+        let mut seen = Vec::new();
         let page = with_host(c.get(format!("{base}/ui/login")))
             .send()
             .await
             .expect("get");
+        seen.extend(set_cookies(&page).into_iter().map(|c| ("login page", c)));
         let login_cookie = cookie_value(&page, "airlock_login").expect("login cookie");
         let csrf = csrf_in(&page.text().await.expect("html"));
         let r = with_host(c.post(format!("{base}/ui/login")))
@@ -350,34 +361,62 @@ async fn session_cookie_is_secure_only_behind_an_https_base_url() {
             .await
             .expect("post");
         assert_eq!(r.status(), 303);
-        assert!(cookie_value(&r, "airlock_session").is_some());
-        r.headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_string))
-            .collect()
+        seen.extend(set_cookies(&r).into_iter().map(|c| ("sign-in", c)));
+        let session = cookie_value(&r, "airlock_session").expect("session cookie");
+        let list = with_host(c.get(format!("{base}/ui")))
+            .header("cookie", format!("airlock_session={session}"))
+            .send()
+            .await
+            .expect("list");
+        assert_eq!(list.status(), 200);
+        let csrf = csrf_in(&list.text().await.expect("html"));
+        let r = with_host(c.post(format!("{base}/ui/logout")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", format!("airlock_session={session}"))
+            .body(format!("csrf={csrf}"))
+            .send()
+            .await
+            .expect("logout");
+        assert_eq!(r.status(), 303);
+        let out = set_cookies(&r);
+        assert!(
+            out.iter()
+                .any(|c| c.starts_with("airlock_session=;") && c.contains("Max-Age=0")),
+            "logout clears the session cookie: {out:?}"
+        );
+        seen.extend(out.into_iter().map(|c| ("logout", c)));
+        seen
     }
-    let is_secure = |c: &String| {
+    let is_secure = |c: &str| {
         c.split(';')
             .any(|a| a.trim().eq_ignore_ascii_case("secure"))
     };
 
     let s = setup_with("[notify]\nbase_url = \"https://airlock.example.com\"").await;
-    let cookies = sign_in(&s, Some("airlock.example.com")).await;
-    let session = cookies
-        .iter()
-        .find(|c| c.starts_with("airlock_session="))
-        .expect("session cookie");
-    assert!(is_secure(session), "{session}");
-    assert!(session.contains("HttpOnly") && session.contains("SameSite=Strict"));
-    assert!(cookies.iter().all(is_secure), "{cookies:?}");
+    let cookies = sign_in_and_out(&s, Some("airlock.example.com")).await;
+    for step in ["login page", "sign-in", "logout"] {
+        assert!(
+            cookies.iter().any(|(s, _)| *s == step),
+            "{step}: {cookies:?}"
+        );
+    }
+    for (step, c) in &cookies {
+        assert!(is_secure(c), "{step}: {c}");
+        assert!(
+            c.contains("HttpOnly") && c.contains("SameSite=Strict"),
+            "{step}: {c}"
+        );
+    }
 
     for extra in ["[notify]\nbase_url = \"http://airlock.example.com\"", ""] {
         let s = setup_with(extra).await;
         let host = (!extra.is_empty()).then_some("airlock.example.com");
-        let cookies = sign_in(&s, host).await;
+        let cookies = sign_in_and_out(&s, host).await;
         assert!(!cookies.is_empty());
-        assert!(!cookies.iter().any(is_secure), "{extra}: {cookies:?}");
+        assert!(
+            !cookies.iter().any(|(_, c)| is_secure(c)),
+            "{extra}: {cookies:?}"
+        );
     }
 }
 

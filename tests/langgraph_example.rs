@@ -187,9 +187,10 @@ async fn held_delete_pauses_the_graph_and_runs_once_after_approval() {
     assert_eq!(outcome[0]["reviewId"], id.as_str());
     assert_eq!(outcome[0]["state"], "executed");
     assert_eq!(outcome[0]["upstreamStatus"], 200);
+    assert_eq!(outcome[0]["outcome"], "EXECUTED", "{ev:?}");
     assert!(
-        outcome[0]["decision"].is_null(),
-        "the agent never sees reviewer comments"
+        outcome[0].get("decision").is_none() && !outcome[0].to_string().contains("scratch repo"),
+        "the agent never sees who decided or their comments: {ev:?}"
     );
     assert!(find(&ev, "interrupt").is_empty(), "{ev:?}");
     assert_eq!(ev.last().expect("events")["event"], "answer");
@@ -244,7 +245,12 @@ async fn rejected_refund_is_reported_and_never_sent() {
     let outcome = find(&ev, "review_outcome");
     assert_eq!(outcome.len(), 1, "{ev:?}");
     assert_eq!(outcome[0]["state"], "rejected");
+    assert_eq!(outcome[0]["outcome"], "REJECTED", "{ev:?}");
     assert_eq!(outcome[0]["upstreamStatus"], Value::Null);
+    assert!(
+        !outcome[0].to_string().contains("no refunds today"),
+        "the reviewer's comment stays in Airlock: {ev:?}"
+    );
     assert_eq!(count(&s.up, "GET", "/v1/charges/ch_123"), 1);
     assert_eq!(count(&s.up, "POST", "/v1/refunds"), 0, "never sent");
 }

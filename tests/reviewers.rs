@@ -489,14 +489,9 @@ async fn a_removed_reviewer_is_refused_and_her_approvals_stop_counting() {
     assert!(s.a.gate.people().current().by_name("carol").is_some());
 }
 
-/// Issue 21 item 3: a rule whose quorum the configured reviewers can never meet, or whose
-/// approver list names nobody who exists, stops Airlock at start with the rule's file:line and
-/// tool; names are compared normalized, and names that collide are refused in the config.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unsatisfiable_approval_rules_and_colliding_names_are_config_errors() {
-    support::init();
-    let up = FakeUpstream::start(Default::default()).await;
-    let reviewers: String = [("alice", "\"sre\""), ("bob", "")]
+/// Reviewers alice (group sre) and bob, as config.
+fn alice_and_bob() -> String {
+    [("alice", "\"sre\""), ("bob", "")]
         .iter()
         .map(|(name, groups)| {
             format!(
@@ -504,14 +499,27 @@ async fn unsatisfiable_approval_rules_and_colliding_names_are_config_errors() {
                 "ab".repeat(32)
             )
         })
-        .collect();
-    let rule = |policy: &str| {
-        format!(
-            "[service]\nname = \"github\"\nhosts = [\"api.github.com\"]\n\n\
-             [[rule]]\ntool = \"test.delete\"\nmethod = \"DELETE\"\npath = \"/repos/{{owner}}/{{repo}}\"\n\
-             class = \"irreversible\"\naction = \"escalate\"\n{policy}\n"
-        )
-    };
+        .collect()
+}
+
+/// A rules file whose one rule (at `t.toml:5`, tool `test.delete`) has approval `policy`.
+fn policy_rule(policy: &str) -> String {
+    format!(
+        "[service]\nname = \"github\"\nhosts = [\"api.github.com\"]\n\n\
+         [[rule]]\ntool = \"test.delete\"\nmethod = \"DELETE\"\npath = \"/repos/{{owner}}/{{repo}}\"\n\
+         class = \"irreversible\"\naction = \"escalate\"\n{policy}\n"
+    )
+}
+
+/// Issue 21 item 3: a rule whose quorum the configured reviewers can never meet, or whose
+/// approver list names nobody who exists, stops Airlock at start with the rule's file:line and
+/// tool; names are compared normalized, and names that collide are refused in the config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsatisfiable_approval_rules_and_colliding_names_are_config_errors() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let reviewers = alice_and_bob();
+    let rule = policy_rule;
     let cases = [
         ("approvals = 3", Some("approvals = 3, but only 2")),
         (
@@ -555,4 +563,144 @@ async fn unsatisfiable_approval_rules_and_colliding_names_are_config_errors() {
         .expect_err("collision")
         .to_string();
     assert!(e.contains("same person"), "{e}");
+}
+
+/// Issue 21 item 3, after start: reloaded rules (SIGHUP, or a changed rules file) are checked
+/// against the reviewers in force, and a rule they could never approve keeps the old rules, the
+/// error naming the rule; `airlock config check` runs the same check and exits non-zero, naming
+/// the rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsatisfiable_rules_are_refused_on_reload_and_by_config_check() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let reviewers = alice_and_bob();
+    let dir = tempfile::tempdir().expect("dir");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).expect("mkdir");
+    let file = rules.join("t.toml");
+    std::fs::write(&file, policy_rule("approvals = 2")).expect("write");
+    let catalog = airlock::rules::LiveCatalog::load(Some(rules.clone()), Default::default())
+        .expect("catalog");
+    let config = Airlock::config(&reviewers, dir.path(), &up, HOSTS);
+    let server = airlock::server::start(
+        &config,
+        catalog.clone(),
+        Arc::new(airlock::gate::SystemClock),
+    )
+    .await
+    .expect("start");
+    let required = || {
+        catalog
+            .approval_policies()
+            .iter()
+            .map(|p| p.policy.required)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(required(), vec![2]);
+
+    // Three approvals with two reviewers: refused, by the SIGHUP path and by the file watcher's.
+    std::fs::write(&file, policy_rule("approvals = 3")).expect("write");
+    let e = catalog
+        .reload_rules()
+        .expect("a rules directory reloads")
+        .expect_err("refused");
+    assert!(e.contains("approvals = 3, but only 2"), "{e}");
+    assert!(e.contains("t.toml:5: tool test.delete"), "{e}");
+    assert!(
+        matches!(catalog.reload(), Err(airlock::rules::RulesError::Policy(_))),
+        "the file watcher's reload is checked too"
+    );
+    assert_eq!(required(), vec![2], "the old rules stay in force");
+    // An approvers list naming nobody: refused the same way.
+    std::fs::write(&file, policy_rule("approvers = [\"carol\"]")).expect("write");
+    let e = catalog
+        .reload_rules()
+        .expect("reloads")
+        .expect_err("refused");
+    assert!(e.contains("names nobody"), "{e}");
+    assert_eq!(required(), vec![2]);
+    // Rules the reviewers can meet are taken.
+    std::fs::write(&file, policy_rule("approvals = 1")).expect("write");
+    assert_eq!(catalog.reload_rules(), Some(Ok(1)));
+    assert_eq!(required(), vec![1]);
+    server.shutdown(std::time::Duration::from_secs(1)).await;
+
+    // `airlock config check` on the config file that names these rules.
+    let check = |policy: &str| {
+        std::fs::write(&file, policy_rule(policy)).expect("write");
+        let cfg = dir.path().join("airlock.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[rules]\ndir = {:?}\n{reviewers}",
+                support::path_str(&rules)
+            ),
+        )
+        .expect("write config");
+        std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["config", "check"])
+            .current_dir(dir.path())
+            .env_remove("AIRLOCK_CONFIG")
+            .output()
+            .expect("run airlock")
+    };
+    let out = check("approvals = 3");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("approval policies") && stderr.contains("approvals = 3, but only 2"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("t.toml:5: tool test.delete"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("config OK"));
+    let out = check("approvals = 2");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("config OK"));
+
+    // The real signal: a running `airlock serve` sent SIGHUP after its rules changed to ones the
+    // reviewers could never approve refuses them and logs why, naming the rule.
+    std::fs::write(&file, policy_rule("approvals = 2")).expect("write");
+    let (store, ca, log) = (
+        dir.path().join("serve-data"),
+        dir.path().join("serve-certs"),
+        dir.path().join("serve.log"),
+    );
+    let cfg = dir.path().join("serve.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [tls]\nca_dir = {:?}\n[store]\npath = {:?}\n[rules]\ndir = {:?}\n{reviewers}",
+            support::path_str(&ca),
+            support::path_str(&store),
+            support::path_str(&rules),
+        ),
+    )
+    .expect("write config");
+    let serve = support::process::Serve::spawn(&cfg, &store, &ca, &log);
+    std::fs::write(&file, policy_rule("approvals = 3")).expect("write");
+    // SAFETY: plain syscall, signalling the child this test started.
+    unsafe { libc::kill(serve.child.id() as libc::pid_t, libc::SIGHUP) };
+    let refused = support::eventually_blocking(
+        "the SIGHUP reload refused in serve's log",
+        std::time::Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(&log).ok().and_then(|text| {
+                text.lines()
+                    .find(|l| l.contains("rules reload refused"))
+                    .map(str::to_string)
+            })
+        },
+    );
+    assert!(
+        refused.contains("approvals = 3, but only 2") && refused.contains("t.toml:5"),
+        "{refused}"
+    );
+    serve.stop();
 }

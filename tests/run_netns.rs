@@ -3,7 +3,8 @@
 //! Airlock through the relay (DELETE held with 423, GET passes), leaves no namespace or process
 //! behind (also after SIGTERM), and without privilege it refuses with a clear message.
 //! Needs root and a kernel that allows network namespaces; skips (saying so) only where the
-//! kernel refuses to create one.
+//! kernel refuses to create one (and the raw-syscall probes off x86_64); python3 and `script`
+//! missing are failures.
 
 mod support;
 
@@ -498,10 +499,13 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{:016x}", rand::random::<u64>())
 }
 
-fn python() -> Option<&'static str> {
+/// python3, which the probes use to make raw syscalls. Missing is a failure, not a skip: only a
+/// kernel that lacks a feature may skip a sandbox test (`.ci/run` installs python3).
+fn python() -> &'static str {
     ["/usr/bin/python3", "/usr/local/bin/python3"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or_else(|| panic!("python3 is needed for the sandbox escape probes: install it"))
 }
 
 /// A TCP listener on the host's loopback that records every byte it receives.
@@ -968,10 +972,7 @@ async fn nothing_the_command_started_survives_the_run() {
     if !s.netns_allowed().await {
         return;
     }
-    let Some(py) = python() else {
-        eprintln!("SKIPPED (partly): no python3 for the main-thread-exits case");
-        return;
-    };
+    let py = python();
     let marker = unique("airlock-survivor");
     // Background processes of every kind: a new user+net namespace (refused by seccomp, tried
     // anyway), a new session, one ignoring every catchable signal, and a process whose main
@@ -1081,10 +1082,7 @@ async fn seccomp_blocks_other_socket_families_and_dangerous_syscalls() {
     if !s.netns_allowed().await {
         return;
     }
-    let Some(py) = python() else {
-        eprintln!("SKIPPED: no python3 to make raw syscalls with");
-        return;
-    };
+    let py = python();
     if !cfg!(target_arch = "x86_64") {
         eprintln!("SKIPPED: the probes use x86_64 syscall numbers");
         return;
@@ -1274,18 +1272,14 @@ async fn the_command_gets_its_own_terminal_and_cannot_type_into_the_callers() {
     if !s.netns_allowed().await {
         return;
     }
-    let Some(py) = python() else {
-        eprintln!("SKIPPED: no python3 for the TIOCSTI probe");
-        return;
-    };
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: no `script` (util-linux) to give airlock run a terminal");
-        return;
-    }
+    let py = python();
+    assert!(
+        std::process::Command::new("script")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "`script` (util-linux; Debian's essential bsdutils) is needed to give airlock run a terminal"
+    );
     let dir = tempfile::tempdir().expect("dir");
     // Runs on the caller's terminal (script's pty): airlock run, then a read that would get
     // whatever the sandbox managed to push into this terminal's input.

@@ -164,9 +164,11 @@ def build(model, checkpointer):
             seen = {k: review[k] for k in ("state", "status", "error") if k in review}
             return {"pending": [{**held, "lastCheck": seen}, *rest]}
         result = review.get("result") or {}
+        # The agent's view holds the state, the outcome word and its own request's result:
+        # never who decided or why (reviewers' names and comments stay in Airlock).
         outcome = {"reviewId": held["reviewId"], "state": review["state"],
+                   "outcome": review.get("outcome"),
                    "upstreamStatus": result.get("status"), "error": result.get("error"),
-                   "decision": review.get("decision"),
                    "body": (result.get("body") or "")[:2000]}
         return {"messages": [ToolMessage(json.dumps(outcome), tool_call_id=held["toolCallId"],
                                          name=held["tool"])],

@@ -37,6 +37,9 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::AdminConfig;
 
+/// The body cap of every admin route (API JSON and dashboard forms alike).
+pub(super) const MAX_ADMIN_BODY: usize = 64 * 1024;
+
 /// Client addresses whose request rate is remembered at once; beyond it idle ones are evicted,
 /// and if none is idle a new address is refused (429) until one is.
 const MAX_TRACKED_CLIENTS: usize = 4096;
@@ -433,10 +436,10 @@ pub(crate) enum BodyError {
     Broken(String),
 }
 
-/// Whether a request declares a body longer than `limit` (`Content-Length`), so it can be
-/// refused before a byte of it is read.
-pub(super) fn declared_over(body: &Incoming, limit: usize) -> bool {
-    body.size_hint().lower() > limit as u64
+/// Whether a request declares a body longer than [`MAX_ADMIN_BODY`] (`Content-Length`), so it
+/// can be refused before a byte of it is read.
+pub(super) fn declared_over(body: &Incoming) -> bool {
+    body.size_hint().lower() > MAX_ADMIN_BODY as u64
 }
 
 /// Whether a request may carry a body (hyper knows an empty one is empty).
@@ -444,14 +447,14 @@ pub(super) fn may_have_body(body: &Incoming) -> bool {
     !body.is_end_stream()
 }
 
-/// The one capped body reader on the admin listener: at most `limit` bytes, a declared length
-/// over it refused before reading. The time bound is the connection's [`Watch`], armed for every
-/// request that has a body.
-pub(crate) async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
-    if declared_over(&body, limit) {
+/// The one capped body reader on the admin listener, for every route: at most
+/// [`MAX_ADMIN_BODY`] bytes, a declared length over it refused before reading. The time bound is
+/// the connection's [`Watch`], armed for every request that has a body.
+pub(crate) async fn read_body(body: Incoming) -> Result<Bytes, BodyError> {
+    if declared_over(&body) {
         return Err(BodyError::TooLarge);
     }
-    match Limited::new(body, limit).collect().await {
+    match Limited::new(body, MAX_ADMIN_BODY).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
         Err(e) => Err(BodyError::Broken(e.to_string())),

@@ -53,8 +53,6 @@ use crate::gate::agent_api::{gate_error_response, review_json};
 use crate::gate::{Gate, ReviewState, Reviewer};
 use crate::wire::{json_response, Body, Refusal};
 
-const MAX_ADMIN_BODY: usize = 64 * 1024;
-
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error("{path}: {message}")]
@@ -303,7 +301,7 @@ async fn serve_connection(
         .header_read_timeout(header_read_timeout)
         // Reads during a request are then only for its body (see `limits::Watch`).
         .half_close(true)
-        .max_buf_size(MAX_ADMIN_BODY)
+        .max_buf_size(limits::MAX_ADMIN_BODY)
         .serve_connection(io, svc);
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
@@ -322,7 +320,7 @@ async fn serve_request(
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    if limits::declared_over(req.body(), MAX_ADMIN_BODY) {
+    if limits::declared_over(req.body()) {
         return closing(body_too_large());
     }
     if unauthenticated(admin, &req) && !gk.allow_unauthenticated(peer.ip()) {
@@ -662,7 +660,7 @@ fn host_ok(admin: &Admin, req: &Request<Incoming>) -> bool {
 }
 
 async fn read_json(req: Request<Incoming>) -> Result<serde_json::Value, Response<Body>> {
-    let bytes: Bytes = match limits::read_body(req.into_body(), MAX_ADMIN_BODY).await {
+    let bytes: Bytes = match limits::read_body(req.into_body()).await {
         Ok(b) => b,
         Err(limits::BodyError::TooLarge) => return Err(closing(body_too_large())),
         Err(limits::BodyError::Broken(e)) => {

@@ -1,19 +1,36 @@
-//! `airlock config check`: parse and check the config file, print the effective settings.
+//! `airlock config check`: parse and check the config file and the rules it names (the rules'
+//! approval policies against the configured reviewers, as `airlock serve` checks them), print
+//! the effective settings.
 
 use anyhow::Result;
 use clap::Subcommand;
 
 use airlock::config::Config;
+use airlock::rules::Catalog;
+
+use super::serve::catalog_options;
 
 #[derive(Subcommand)]
 pub(super) enum ConfigCommand {
-    /// Parse and check the config file; print the effective settings.
+    /// Parse and check the config file and its rules; print the effective settings.
     Check,
 }
 
 pub(super) fn config_cmd(config: Config, cmd: ConfigCommand) -> Result<()> {
     match cmd {
         ConfigCommand::Check => {
+            airlock::credentials::Vault::load(&config.credentials)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            // The rules `serve` would load, and their approval policies against the reviewers:
+            // a rule the reviewers could never approve stops `serve`, so it fails the check.
+            let catalog = match &config.rules.dir {
+                Some(d) => Catalog::load_dir(d, &catalog_options(&config)),
+                None => Catalog::embedded(&catalog_options(&config)),
+            }
+            .map_err(|e| anyhow::anyhow!("rules: {e}"))?;
+            let policies = catalog.approval_policies();
+            airlock::server::check_approval_policies(&config, &policies)
+                .map_err(|e| anyhow::anyhow!("approval policies: {e}"))?;
             let source = config
                 .source
                 .as_ref()
@@ -34,14 +51,18 @@ pub(super) fn config_cmd(config: Config, cmd: ConfigCommand) -> Result<()> {
                 config.agents.len(),
                 config.proxy.allow_anonymous
             );
+            println!(
+                "  rules               = {} ({} with an approval policy; {} reviewer(s))",
+                catalog.rule_count(),
+                policies.len(),
+                config.reviewers.len()
+            );
             for c in &config.credentials {
                 println!(
                     "  credentials.{:<7} = {:?} for {:?}",
                     c.service, c.source, c.hosts
                 );
             }
-            airlock::credentials::Vault::load(&config.credentials)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
             Ok(())
         }
     }

@@ -1,8 +1,9 @@
 //! What of a request counts as a secret once Airlock holds it: credential-like header names
 //! (a built-in list, name patterns, and every service's configured `strip` list) and
-//! secret-named query parameters. The gate drops such headers before a held request is stored;
-//! the admin API, the dashboard and notifications mask such query values wherever they show a
-//! request (see the README, "Reviews").
+//! secret-named query parameters. The gate drops such headers before a held request is stored
+//! and redacts them in an upstream's answer before an execution is stored; the admin API and the
+//! dashboard mask such query values (and rule parameters so named) wherever they show a request,
+//! and notifications carry no query at all (see the README, "Reviews").
 
 use super::Vault;
 
@@ -84,6 +85,16 @@ pub fn mask_query(path_and_query: &str) -> String {
         })
         .collect();
     format!("{path}?{}", pairs.join("&"))
+}
+
+/// A rule-extracted parameter as shown: the value of a secret-named one (a condition on a query
+/// or body field such as `token`) is [`REDACTED`].
+pub fn shown_param<'a>(name: &str, value: &'a str) -> &'a str {
+    if !value.is_empty() && is_secret_query_param(name) {
+        REDACTED
+    } else {
+        value
+    }
 }
 
 /// The values of the secret-named query parameters in `path_and_query` (raw and decoded), long
@@ -205,5 +216,7 @@ mod tests {
             mask_values("path /r?access_token=tok123456 echoed", &values),
             "path /r?access_token=[redacted] echoed"
         );
+        assert_eq!(shown_param("access_token", "abc"), REDACTED);
+        assert_eq!(shown_param("owner", "octo"), "octo");
     }
 }

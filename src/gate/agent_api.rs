@@ -16,9 +16,10 @@ use crate::wire::{full, json_response, Body, Refusal};
 pub const LOCAL_HOST: &str = "airlock.local";
 
 /// JSON view of a review for the admin API. `full` adds the stored request. Credential-like
-/// headers are never stored (`hold.rs`); any that an older record or an upstream answer
-/// (`Set-Cookie`) holds are shown as `[redacted]`, secret-named query values are masked in the
-/// URL and wherever an answer echoes them. Agents get [`agent_review_json`] instead.
+/// headers are never stored from a request (`hold.rs`), and an upstream answer's (`Set-Cookie`)
+/// are stored as `[redacted]` (`execute.rs`); any that an older record holds are shown as
+/// `[redacted]`. Secret-named query values and parameters are masked in the URL, in `params`
+/// and wherever an answer echoes them. Agents get [`agent_review_json`] instead.
 pub fn review_json(r: &Review, full: bool) -> serde_json::Value {
     let decision = r
         .decision
@@ -26,6 +27,11 @@ pub fn review_json(r: &Review, full: bool) -> serde_json::Value {
         .map(|d| serde_json::json!({"by": d.by, "at": rfc3339(d.at_ms), "comment": d.comment}));
     let result = r.execution.as_ref().map(execution_json);
     let url = shown_url(r);
+    let params: serde_json::Map<String, serde_json::Value> = r
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), redact::shown_param(k, v).into()))
+        .collect();
     let mut v = serde_json::json!({
         "reviewId": r.id,
         "decisionId": r.decision_id,
@@ -36,7 +42,7 @@ pub fn review_json(r: &Review, full: bool) -> serde_json::Value {
         "ruleId": r.rule_id,
         "reasonCodes": r.reason_codes,
         "explanation": r.explanation,
-        "params": r.params,
+        "params": params,
         "agent": r.agent,
         "agentOwner": r.agent_owner,
         "policy": r.policy,
@@ -245,7 +251,13 @@ pub fn final_response(r: &Review) -> Response<Body> {
             let mut resp = Response::new(full(body));
             *resp.status_mut() = status;
             let h = resp.headers_mut();
-            for (k, v) in &e.headers {
+            // A credential the upstream set (`Set-Cookie`) was redacted before storing: the
+            // agent gets neither it nor its placeholder.
+            let kept = e
+                .headers
+                .iter()
+                .filter(|(k, v)| !redact::is_credential_header(k) && v != REDACTED);
+            for (k, v) in kept {
                 if let (Ok(k), Ok(v)) = (
                     HeaderName::from_bytes(k.as_bytes()),
                     HeaderValue::from_str(v),

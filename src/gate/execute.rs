@@ -153,10 +153,20 @@ impl Gate {
             .await;
     }
 
-    /// Masks configured secrets in a recorded answer before it is stored or shown.
+    /// Makes a recorded answer safe to store: credential-like headers (`Set-Cookie`, and the
+    /// same list that is never stored from a request: the built-in names and patterns and every
+    /// configured `strip` list) keep their name and lose their value, and configured secrets are
+    /// masked wherever they appear.
     fn scrub(&self, outcome: &mut Outcome, id: &str) {
-        let (Some(s), Outcome::Answered { headers, body, .. }) = (self.vault.scrubber(), outcome)
-        else {
+        let Outcome::Answered { headers, body, .. } = outcome else {
+            return;
+        };
+        for (k, v) in headers.iter_mut() {
+            if self.vault.is_secret_header(k) {
+                *v = crate::credentials::redact::REDACTED.to_string();
+            }
+        }
+        let Some(s) = self.vault.scrubber() else {
             return;
         };
         let mut n = s.scrub_bytes(body);

@@ -1,7 +1,14 @@
 //! The classifier the proxy asks about every intercepted request: implemented by the rules
 //! catalog ([`super::LiveCatalog`]); tests may supply their own.
 
-use super::{Action, RequestHead, Verdict};
+use std::sync::Arc;
+
+use super::{Action, RequestHead, RulePolicy, Verdict};
+
+/// A check a reloaded set of rules must pass before it replaces the rules in force: the rules'
+/// approval policies against the reviewers (installed by `server.rs`). `Err` says which rule and
+/// why.
+pub type PolicyCheck = Arc<dyn Fn(&[RulePolicy]) -> Result<(), String> + Send + Sync>;
 
 /// Classifies intercepted requests. Implemented by the rules catalog; tests may supply their own.
 pub trait Classifier: Send + Sync + 'static {
@@ -20,8 +27,17 @@ pub trait Classifier: Send + Sync + 'static {
         None
     }
     /// Every rule that sets an approval policy (quorum, approvers, self-approval).
-    fn approval_policies(&self) -> Vec<super::RulePolicy> {
+    fn approval_policies(&self) -> Vec<RulePolicy> {
         Vec::new()
+    }
+    /// Installs the check every later reload must pass; a classifier that never reloads
+    /// ignores it.
+    fn set_policy_check(&self, _check: PolicyCheck) {}
+    /// Re-reads the rules now (SIGHUP): `Some(Ok(rule count))` once the new rules are in force,
+    /// `Some(Err(why))` when they were refused and the old ones stay, `None` when there is
+    /// nothing to reload.
+    fn reload_rules(&self) -> Option<Result<usize, String>> {
+        None
     }
 }
 

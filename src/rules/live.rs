@@ -1,16 +1,18 @@
-//! The live catalog: swapped atomically on reload (SIGHUP or a change in the rules directory);
-//! a broken file keeps the last good catalog and logs the error.
+//! The live catalog: swapped atomically on reload (a change in the rules directory, or SIGHUP
+//! through `server.rs`). A broken file, or rules that fail the installed [`PolicyCheck`] (a
+//! quorum the configured reviewers can never meet), keep the last good catalog and log the error.
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use super::{Catalog, CatalogOptions, Classifier, RequestHead, RulesError, Verdict};
+use super::{Catalog, CatalogOptions, Classifier, PolicyCheck, RequestHead, RulesError, Verdict};
 
 pub struct LiveCatalog {
     current: RwLock<Arc<Catalog>>,
     dir: Option<PathBuf>,
     opts: CatalogOptions,
+    check: RwLock<Option<PolicyCheck>>,
 }
 
 impl LiveCatalog {
@@ -24,6 +26,7 @@ impl LiveCatalog {
             current: RwLock::new(Arc::new(catalog)),
             dir,
             opts,
+            check: RwLock::new(None),
         }))
     }
 
@@ -41,9 +44,17 @@ impl LiveCatalog {
         }
     }
 
-    /// Re-reads the rules; on error the last good catalog stays in force.
+    /// Re-reads the rules; on error (a file that does not parse, or rules that fail the
+    /// installed policy check) the last good catalog stays in force.
     pub fn reload(&self) -> Result<usize, RulesError> {
         let fresh = Self::read(&self.dir, &self.opts)?;
+        let check = match self.check.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        if let Some(check) = check {
+            check(&fresh.approval_policies()).map_err(RulesError::Policy)?;
+        }
         let n = fresh.rule_count();
         match self.current.write() {
             Ok(mut c) => *c = Arc::new(fresh),
@@ -61,21 +72,21 @@ impl LiveCatalog {
         }
     }
 
-    /// Reloads on SIGHUP and, when loaded from a directory, on changes to it (polled every
-    /// second by modification time: cheap and works on every filesystem).
+    /// Reloads, when loaded from a directory, on changes to it (polled every second by
+    /// modification time: cheap and works on every filesystem). SIGHUP is `server.rs`'s: it
+    /// reloads the reviewers first, then the rules ([`Classifier::reload_rules`]), so new rules
+    /// are checked against the new reviewers.
     pub fn spawn_watcher(self: &Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        if self.dir.is_none() {
+            return;
+        }
         let me = self.clone();
         tokio::spawn(async move {
-            let mut hup =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
             let mut last = me.fingerprint();
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                        me.reload_logged("SIGHUP");
-                    }
                     _ = tick.tick() => {
                         let now = me.fingerprint();
                         if now != last {
@@ -129,5 +140,16 @@ impl Classifier for LiveCatalog {
     }
     fn approval_policies(&self) -> Vec<super::RulePolicy> {
         self.current().approval_policies()
+    }
+    fn set_policy_check(&self, check: PolicyCheck) {
+        match self.check.write() {
+            Ok(mut c) => *c = Some(check),
+            Err(poisoned) => *poisoned.into_inner() = Some(check),
+        }
+    }
+    fn reload_rules(&self) -> Option<Result<usize, String>> {
+        // The embedded catalog cannot change.
+        self.dir.as_ref()?;
+        Some(self.reload().map_err(|e| e.to_string()))
     }
 }

@@ -1,5 +1,6 @@
 //! Rules catalog: rule files (`rules/*.toml`) -> checked, compiled matcher -> verdict.
-//! `catalog/mod.rs` documents the file format; `live.rs` reloads on SIGHUP and file change.
+//! `catalog/mod.rs` documents the file format; `live.rs` reloads on file change and (through
+//! `server.rs`) on SIGHUP, refusing rules the configured reviewers could never approve.
 
 mod catalog;
 mod classifier;
@@ -14,7 +15,7 @@ pub mod normalize;
 pub use catalog::{
     is_read, Catalog, CatalogOptions, Condition, Entry, GraphqlRuleInfo, RuleInfo, Test,
 };
-pub use classifier::{AllowAll, Classifier};
+pub use classifier::{AllowAll, Classifier, PolicyCheck};
 pub use live::LiveCatalog;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -28,6 +29,9 @@ pub enum RulesError {
     },
     #[error("{file}: {message}")]
     Io { file: String, message: String },
+    /// The rules parse, but fail the check against the reviewers ([`PolicyCheck`]).
+    #[error("approval policies: {0}")]
+    Policy(String),
 }
 
 use std::collections::BTreeMap;
@@ -147,7 +151,7 @@ impl ApprovalPolicy {
 }
 
 /// One rule's approval policy, where it is written: checked against the configured reviewers
-/// when Airlock starts and when the reviewers are reloaded.
+/// when Airlock starts, when the reviewers are reloaded and when the rules are reloaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RulePolicy {
     /// `file:line` of the rule.

@@ -3,7 +3,8 @@
 //! USER/LOGNAME when the user has a passwd entry), the proxy variables and the CA variables.
 //! `--env` refuses, naming the variable, anything that would hand COMMAND a secret Airlock is
 //! there to keep from it: a configured credential's `env`, any `AIRLOCK_*` variable, and the
-//! well-known provider secrets.
+//! well-known provider secrets; and `airlock run` refuses to start if a configured credential's
+//! variable is one the allowlist itself would pass (`LC_*`, `TZ` …) and is set.
 
 use std::ffi::{OsStr, OsString};
 
@@ -82,6 +83,8 @@ const PROVIDER_PREFIXES: &[&str] = &["GITHUB_", "GH_", "GITLAB_", "STRIPE_", "AW
 const SECRET_WORDS: &[&str] = &["TOKEN", "SECRET", "KEY", "PASSWORD", "CREDENTIAL"];
 
 /// Checks the `--env` names; `secret_env` are the configured credentials' `env` variables.
+/// Also refuses to start when a configured credential's variable is one the allowlist would pass
+/// (say `LC_TOKEN` or `TZ`) and it is set.
 pub fn check_pass(names: &[String], secret_env: &[String]) -> Result<(), SandboxError> {
     for name in names {
         if let Some(why) = refused(name, secret_env) {
@@ -90,7 +93,25 @@ pub fn check_pass(names: &[String], secret_env: &[String]) -> Result<(), Sandbox
             )));
         }
     }
-    Ok(())
+    check_allowlisted(secret_env, |n| std::env::var_os(n).is_some())
+}
+
+/// Refuses a configured credential's variable that is set (`is_set`) and that the allowlist
+/// would pass through.
+fn check_allowlisted(
+    secret_env: &[String],
+    is_set: impl Fn(&str) -> bool,
+) -> Result<(), SandboxError> {
+    match secret_env
+        .iter()
+        .find(|n| allowed(OsStr::new(n.as_str())) && is_set(n))
+    {
+        Some(n) => Err(SandboxError::Invalid(format!(
+            "refusing to start: {n} holds a credential configured in [credentials.*] env, and \
+             COMMAND's environment passes {n} through; unset it or rename the variable"
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn refused(name: &str, secret_env: &[String]) -> Option<&'static str> {
@@ -174,6 +195,16 @@ mod tests {
         ] {
             assert!(check_pass(&[ok.to_string()], &configured).is_ok(), "{ok}");
         }
+    }
+
+    #[test]
+    fn a_credential_variable_the_allowlist_would_pass_is_refused() {
+        let configured = vec!["LC_GH_TOKEN".to_string(), "MY_GH".to_string()];
+        let err = check_allowlisted(&configured, |_| true).expect_err("refused");
+        assert!(err.to_string().contains("LC_GH_TOKEN"), "{err}");
+        // Unset, or not one the allowlist passes: nothing to refuse.
+        assert!(check_allowlisted(&configured, |n| n == "MY_GH").is_ok());
+        assert!(check_allowlisted(&configured[1..], |_| true).is_ok());
     }
 
     #[test]

@@ -78,9 +78,11 @@ impl CertificateAuthority {
         })
     }
 
-    /// Generates a new CA and writes it to `dir` (key file mode 0600). Refuses to overwrite.
+    /// Generates a new CA and writes it to `dir`: a missing `dir` (and its missing parents) is
+    /// created 0700 and the key file 0600, whatever the umask; the certificate is 0644 (agents
+    /// get it with `airlock ca export`). Refuses to overwrite.
     pub fn create(dir: &Path) -> Result<Self, TlsError> {
-        fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+        crate::secret_file::create_private_dir(dir).map_err(|e| file_err(dir, e))?;
         let key = KeyPair::generate().map_err(|e| TlsError::Generate(e.to_string()))?;
         let mut params = CertificateParams::default();
         let mut name = DistinguishedName::new();

@@ -416,6 +416,17 @@ async fn respond(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         "content-type",
         http::HeaderValue::from_static("application/json"),
     );
+    if pq.contains("respond_with_credentials=1") {
+        // An answer that hands out credentials, as a login or token endpoint would.
+        for (k, v) in [
+            ("set-cookie", "session=upstreamCookieSecret; HttpOnly"),
+            ("x-auth-token", "upstreamAuthTokenSecret"),
+            ("private-token", "upstreamPrivateTokenSecret"),
+            ("x-request-id", "req-visible-123"),
+        ] {
+            r.headers_mut().append(k, http::HeaderValue::from_static(v));
+        }
+    }
     r
 }
 

@@ -23,11 +23,10 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use minijinja::Environment;
 
-use super::Admin;
+use super::{closing, limits, Admin};
 use crate::gate::ReviewState;
 use crate::wire::{full, Body};
 use links::{link_decide, link_page};
@@ -36,8 +35,6 @@ use session::{
     SESSION_COOKIE,
 };
 use views::{detail_page, list_page};
-
-const MAX_FORM: usize = 64 * 1024;
 
 /// Templates and signed-in sessions.
 pub struct Dashboard {
@@ -99,7 +96,7 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
     }
     if path == "/ui/login" {
         return match method {
-            Method::GET => login_page(dash, None),
+            Method::GET => login_page(admin, None),
             Method::POST => login(admin, req).await,
             _ => method_not_allowed(),
         };
@@ -131,7 +128,7 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
             }
             logout(dash, &session_id);
             let mut r = redirect("/ui/login");
-            set_cookie(&mut r, SESSION_COOKIE, "", 0);
+            set_cookie(admin, &mut r, SESSION_COOKIE, "", 0);
             r
         }
         (Method::GET, ["ui"]) => {
@@ -198,14 +195,22 @@ fn html_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// A form body, read by the admin listener's one body reader (its cap and its read deadline,
+/// `limits.rs`); a refused body closes the connection, as on the API routes.
 async fn read_form(req: Request<Incoming>) -> Result<HashMap<String, String>, Response<Body>> {
-    let bytes: Bytes = match Limited::new(req.into_body(), MAX_FORM).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => {
-            return Err(html_response(
+    let bytes: Bytes = match limits::read_body(req.into_body()).await {
+        Ok(b) => b,
+        Err(limits::BodyError::TooLarge) => {
+            return Err(closing(html_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "<h1>Form too large</h1>".into(),
-            ))
+            )))
+        }
+        Err(limits::BodyError::Broken(_)) => {
+            return Err(closing(html_response(
+                StatusCode::BAD_REQUEST,
+                "<h1>Malformed form</h1>".into(),
+            )))
         }
     };
     Ok(form_urlencoded::parse(&bytes)

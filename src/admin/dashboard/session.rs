@@ -58,25 +58,15 @@ impl Dashboard {
     }
 }
 
-/// The sign-in page, where the caller cannot tell whether reviewers arrive over https (its
-/// pre-session cookie has no `Secure`); [`login`] uses [`login_page_for`].
-pub(super) fn login_page(dash: &Dashboard, message: Option<String>) -> Response<Body> {
-    login_page_with(dash, message, false)
-}
-
-/// The sign-in page, its pre-session cookie `Secure` when `notify.base_url` is https.
-pub(super) fn login_page_for(admin: &Admin, message: Option<String>) -> Response<Body> {
-    login_page_with(&admin.dashboard, message, secure_cookies(admin))
-}
-
-fn login_page_with(dash: &Dashboard, message: Option<String>, secure: bool) -> Response<Body> {
+/// The sign-in page, with its pre-session cookie (login CSRF).
+pub(super) fn login_page(admin: &Admin, message: Option<String>) -> Response<Body> {
     // Login CSRF: a random token in a cookie and in the form must match.
     let token = random_token();
-    let mut r = dash.render(
+    let mut r = admin.dashboard.render(
         "login.html",
         context! { title => "Sign in", csrf => token, message => message },
     );
-    write_cookie(&mut r, LOGIN_COOKIE, &token, 600, secure);
+    set_cookie(admin, &mut r, LOGIN_COOKIE, &token, 600);
     r
 }
 
@@ -84,7 +74,7 @@ fn login_page_with(dash: &Dashboard, message: Option<String>, secure: bool) -> R
 /// the dashboard through TLS (a reverse proxy), so the browser must never send the session over
 /// plain HTTP. (Current Chromium and Firefox also accept `Secure` cookies from
 /// `http://localhost`, e.g. through an SSH tunnel; other plain-HTTP names then cannot sign in.)
-pub(super) fn secure_cookies(admin: &Admin) -> bool {
+fn secure_cookies(admin: &Admin) -> bool {
     admin
         .public_origin()
         .is_some_and(|o| o.to_ascii_lowercase().starts_with("https://"))
@@ -92,14 +82,13 @@ pub(super) fn secure_cookies(admin: &Admin) -> bool {
 
 pub(super) async fn login(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
     let dash = &admin.dashboard;
-    let secure = secure_cookies(admin);
     let pre = cookie(&req, LOGIN_COOKIE);
     let form = match read_form(req).await {
         Ok(f) => f,
         Err(r) => return r,
     };
     if pre.is_none() || form.get("csrf") != pre.as_ref() {
-        return login_page_for(admin, Some("The sign-in form expired; try again.".into()));
+        return login_page(admin, Some("The sign-in form expired; try again.".into()));
     }
     let token_digest = form
         .get("token")
@@ -110,7 +99,7 @@ pub(super) async fn login(admin: &Admin, req: Request<Incoming>) -> Response<Bod
         Some(Caller::Operator) => admin.acting_reviewer(&Caller::Operator, None),
         None => {
             tracing::info!(target: "airlock::admin", "dashboard sign-in refused");
-            return login_page_for(admin, Some("Unknown token.".into()));
+            return login_page(admin, Some("Unknown token.".into()));
         }
     };
     let id = random_token();
@@ -127,8 +116,8 @@ pub(super) async fn login(admin: &Admin, req: Request<Incoming>) -> Response<Bod
     }
     tracing::info!(target: "airlock::admin", reviewer = %reviewer.name, "dashboard sign-in");
     let mut r = redirect("/ui");
-    write_cookie(&mut r, SESSION_COOKIE, &id, SESSION_TTL.as_secs(), secure);
-    write_cookie(&mut r, LOGIN_COOKIE, "", 0, secure);
+    set_cookie(admin, &mut r, SESSION_COOKIE, &id, SESSION_TTL.as_secs());
+    set_cookie(admin, &mut r, LOGIN_COOKIE, "", 0);
     r
 }
 
@@ -155,21 +144,21 @@ pub(super) fn cookie(req: &Request<Incoming>, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-/// Sets a dashboard cookie without `Secure` (used where [`secure_cookies`] is not known; an
-/// expiring cookie needs none). Prefer [`write_cookie`] with [`secure_cookies`].
-pub(super) fn set_cookie(resp: &mut Response<Body>, name: &str, value: &str, max_age: u64) {
-    write_cookie(resp, name, value, max_age, false);
-}
-
-/// Sets a dashboard cookie: HttpOnly, SameSite=Strict, path `/ui`, and `Secure` if `secure`.
-pub(super) fn write_cookie(
+/// Sets a dashboard cookie: HttpOnly, SameSite=Strict, path `/ui`, and `Secure` when
+/// [`secure_cookies`]. Every cookie the dashboard sets (sign-in page, session, logout) goes
+/// through here.
+pub(super) fn set_cookie(
+    admin: &Admin,
     resp: &mut Response<Body>,
     name: &str,
     value: &str,
     max_age: u64,
-    secure: bool,
 ) {
-    let secure = if secure { "; Secure" } else { "" };
+    let secure = if secure_cookies(admin) {
+        "; Secure"
+    } else {
+        ""
+    };
     let v =
         format!("{name}={value}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
     if let Ok(h) = HeaderValue::from_str(&v) {

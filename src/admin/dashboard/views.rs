@@ -56,7 +56,11 @@ fn row(r: &Review, now_ms: u64, people: &People) -> Row {
     };
     let body = r.request.body().unwrap_or_default();
     let (money, mut args) = arguments(r, &body);
-    args.extend(r.params.iter().map(|(k, v)| format!("{k}={v}")));
+    args.extend(
+        r.params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", redact::shown_param(k, v))),
+    );
     let args = args.iter().map(|a| hide(a)).collect();
     let mut request_text = format!("{} {url}\n", r.request.method);
     for (k, v) in &r.request.headers {
