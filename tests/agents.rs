@@ -762,11 +762,8 @@ async fn upstream_credentials_in_an_executed_answer_are_redacted_before_storing(
         "the held request",
         std::time::Duration::from_secs(10),
         || async {
-            let pending = a
-                .gate
-                .list(Some(airlock::gate::ReviewState::Pending))
-                .await
-                .map_err(|e| e.to_string())?;
+            let pending =
+                support::all_reviews(&a.gate, Some(airlock::gate::ReviewState::Pending)).await;
             pending
                 .first()
                 .map(|r| r.id.clone())
