@@ -137,23 +137,34 @@ impl Gate {
         }
     }
 
+    /// Runs `duty`, and says how long it took (ms), for the logs.
+    async fn timed<'a, F, Fut>(self: &'a Arc<Self>, duty: F) -> (Result<usize, GateError>, u128)
+    where
+        F: FnOnce(&'a Arc<Self>) -> Fut,
+        Fut: std::future::Future<Output = Result<usize, GateError>>,
+    {
+        let start = std::time::Instant::now();
+        let r = duty(self).await;
+        (r, start.elapsed().as_millis())
+    }
+
     /// Runs the expiry sweeper (and retention, once a minute) until `shutdown`.
     pub async fn run_sweeper(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(self.cfg.sweep_interval);
         let mut prune = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             tokio::select! {
-                _ = tick.tick() => match self.sweep().await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::info!(target: "airlock::gate", expired = n, "expired reviews (silence is rejection)")
+                _ = tick.tick() => match self.timed(Gate::sweep).await {
+                    (Ok(0), _) => {}
+                    (Ok(n), ms) => {
+                        tracing::info!(target: "airlock::gate", expired = n, elapsed_ms = ms, "expired reviews (silence is rejection)")
                     }
-                    Err(e) => tracing::error!(error = %e, "expiry sweep failed"),
+                    (Err(e), _) => tracing::error!(error = %e, "expiry sweep failed"),
                 },
-                _ = prune.tick() => match self.prune().await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(target: "airlock::gate", removed = n, "removed finished reviews past store.retention (their audit entries stay)"),
-                    Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+                _ = prune.tick() => match self.timed(Gate::prune).await {
+                    (Ok(0), _) => {}
+                    (Ok(n), ms) => tracing::info!(target: "airlock::gate", removed = n, elapsed_ms = ms, "removed finished reviews past store.retention (their audit entries stay)"),
+                    (Err(e), _) => tracing::error!(error = %e, "retention sweep failed"),
                 },
                 _ = shutdown.cancelled() => return,
             }

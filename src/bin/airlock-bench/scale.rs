@@ -27,6 +27,7 @@ async fn open(admin: SocketAddr) -> Result<Conn> {
 /// One admin call; the status and the JSON answer.
 async fn call(
     conn: &mut Conn,
+    admin: SocketAddr,
     token: &str,
     method: &str,
     path: &str,
@@ -36,7 +37,7 @@ async fn call(
     let req = hyper::Request::builder()
         .method(method)
         .uri(path)
-        .header("host", "127.0.0.1")
+        .header("host", admin.to_string())
         .header("authorization", format!("Bearer {token}"))
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from_static(body.as_bytes())))?;
@@ -64,7 +65,7 @@ pub async fn approve(args: &Args, n: usize) -> Result<()> {
             Some(c) => format!("/v1/reviews?state=pending&limit=1000&cursor={c}"),
             None => "/v1/reviews?state=pending&limit=1000".to_string(),
         };
-        let (status, page) = call(&mut conn, &token, "GET", &path, "").await?;
+        let (status, page) = call(&mut conn, admin, &token, "GET", &path, "").await?;
         if status != 200 {
             bail!("listing pending reviews: HTTP {status}: {page}");
         }
@@ -97,7 +98,7 @@ pub async fn approve(args: &Args, n: usize) -> Result<()> {
                     return (ok, failed);
                 };
                 let path = format!("/v1/reviews/{id}/approve");
-                match call(&mut conn, &token, "POST", &path, "{}").await {
+                match call(&mut conn, admin, &token, "POST", &path, "{}").await {
                     Ok((200, r)) if r["state"] == "executed" => ok += 1,
                     _ => failed += 1,
                 }
