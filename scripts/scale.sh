@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Hold-queue scale run (a benchmark, not a test). Usage:
 #   scripts/scale.sh [N]          N pending reviews (default 100000)
-# Environment: SWEEP (overdue reviews expired in one sweep, default N), TOTAL (reviews ever
-# held, default N + SWEEP; more history is held and expired first), APPROVALS (default 2000),
-# CONNECTIONS (concurrent agents holding, default 64), SCALE_DIR (work directory; kept).
+# Environment: SWEEP (overdue reviews expired in one measured sweep, default N), TOTAL (reviews
+# ever held, default N + SWEEP; the rest is held and expired first, unmeasured), APPROVALS
+# (default 2000), CONNECTIONS (concurrent agents holding, default 64), SCALE_DIR (work
+# directory; kept).
 #
 # Phases, each against a release `airlock serve` on loopback with the shipped catalog:
-#  1. history: hold max(SWEEP, TOTAL - N) reviews with a 5 s expiry, stop Airlock;
-#  2. restart: time to /readyz; the first sweep expires them all (its time is logged);
+#  1. history: TOTAL - N - SWEEP reviews held with a 5 s expiry, then SWEEP more; each batch is
+#     swept at the next restart (holds/s of both, sweep time of the second: SWEEP overdue);
+#  2. restart: time to /readyz, and the sweep of SWEEP overdue reviews (its time is logged);
 #  3. hold N pending reviews (24 h expiry): holds/s;
 #  4. at rest: RSS and idle CPU over 10 s;
 #  5. first page of the API, the CLI and the dashboard (median of 5), and peak RSS while two
@@ -19,7 +21,7 @@ cd "$(dirname "$0")/.."
 N=${1:-100000}
 SWEEP=${SWEEP:-$N}
 TOTAL=${TOTAL:-$((N + SWEEP))}
-HISTORY=$((TOTAL - N)); [ "$HISTORY" -lt "$SWEEP" ] && HISTORY=$SWEEP
+EARLIER=$((TOTAL - N - SWEEP)); [ "$EARLIER" -lt 0 ] && EARLIER=0
 APPROVALS=${APPROVALS:-2000}
 CONNECTIONS=${CONNECTIONS:-64}
 cargo build --release --quiet --bin airlock --bin airlock-bench
@@ -57,15 +59,15 @@ EOF
 write_config 5s
 TOKEN=$($bin/airlock --config "$cfg" agents add scale-agent 2>/dev/null)
 now_ms() { date +%s%3N; }
-start_airlock() { # waits for /readyz; prints milliseconds from start to ready
+start_airlock() { # waits for /readyz; sets READY_MS (start to ready) and AIRLOCK_PID
   local t0; t0=$(now_ms)
-  AIRLOCK_LOG=info $bin/airlock --config "$cfg" serve >>"$work/airlock.out" 2>>"$work/airlock.err" &
+  NO_COLOR=1 AIRLOCK_LOG=info $bin/airlock --config "$cfg" serve >>"$work/airlock.out" 2>>"$work/airlock.err" &
   AIRLOCK_PID=$!
   until curl -fsS -o /dev/null "http://$ADMIN/readyz" 2>/dev/null; do
     kill -0 "$AIRLOCK_PID" 2>/dev/null || { echo "airlock exited; see $work/airlock.err" >&2; exit 1; }
     sleep 0.02
   done
-  echo $(( $(now_ms) - t0 ))
+  READY_MS=$(( $(now_ms) - t0 ))
 }
 hold() { # $1: how many, $2: first number; prints the load tool's report line
   $bin/airlock-bench --upstream-port 0 --host api.github.com --requests "$1" \
@@ -75,25 +77,41 @@ hold() { # $1: how many, $2: first number; prints the load tool's report line
 }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$AIRLOCK_PID/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$AIRLOCK_PID/stat"; }
+held_line() { # the load tool's JSON report, in one line
+  python3 -c 'import json, sys
+r = json.load(sys.stdin)[0]
+print("   held %d (%d errors): %.0f holds/s, p50 %.1f ms, p99 %.1f ms"
+      % (r["requests"], r["errors"], r["rps"], r["p50_us"] / 1e3, r["p99_us"] / 1e3))'
+}
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-echo "== 1. history: $HISTORY reviews with a 5 s expiry"
-start_airlock >/dev/null
-hist=$(hold "$HISTORY" h)
-echo "$hist" | python3 -c 'import json,sys; r=json.load(sys.stdin)[0]; print(f"   held {r["requests"]} ({r["errors"]} errors): {r["rps"]:.0f} holds/s")'
-kill "$AIRLOCK_PID"; wait "$AIRLOCK_PID" 2>/dev/null || true
-sleep 6
+restart() { # stops Airlock, waits for the 5 s expiry to pass, starts it again
+  kill "$AIRLOCK_PID"; wait "$AIRLOCK_PID" 2>/dev/null || true
+  sleep 6
+  start_airlock
+}
+swept() { # waits for the Nth "expired reviews" log line; prints it
+  until [ "$(grep -c "expired reviews" "$work/airlock.err")" -ge "$1" ]; do sleep 0.2; done
+  grep "expired reviews" "$work/airlock.err" | sed -n "$1p" | sed 's/^/   /'
+}
+echo "== 1. history: $EARLIER then $SWEEP reviews with a 5 s expiry"
+start_airlock
+sweeps=0
+if [ "$EARLIER" -gt 0 ]; then
+  hold "$EARLIER" e | held_line
+  restart
+  sweeps=$((sweeps + 1)); swept $sweeps
+fi
+hold "$SWEEP" h | held_line
 
-echo "== 2. restart with $HISTORY overdue; the first sweep expires them"
-write_config 24h
-ready_ms=$(start_airlock)
-echo "   restart to ready: $ready_ms ms"
-until grep -q "expired reviews" "$work/airlock.err"; do sleep 0.2; done
-grep "expired reviews" "$work/airlock.err" | tail -1 | sed 's/^/   /'
+echo "== 2. restart with $SWEEP overdue ($((EARLIER + SWEEP)) reviews in all); the first sweep expires them"
+sed -i 's/^review_expiry = .*/review_expiry = "24h"/' "$cfg"   # for what is held from now on
+restart
+echo "   restart to ready: $READY_MS ms"
+sweeps=$((sweeps + 1)); swept $sweeps
 
 echo "== 3. hold $N pending"
-held=$(hold "$N" p)
-echo "$held" | python3 -c 'import json,sys; r=json.load(sys.stdin)[0]; print(f"   held {r["requests"]} ({r["errors"]} errors): {r["rps"]:.0f} holds/s, p50 {r["p50_us"]/1000:.1f} ms, p99 {r["p99_us"]/1000:.1f} ms")'
+hold "$N" p | held_line
 
 echo "== 4. at rest"
 sleep 2
@@ -131,8 +149,8 @@ echo "   two full listings at once ($(cat "$work/listed.1") pending, $(cat "$wor
 
 echo "== 6. kill -9, restart at once"
 kill -9 "$AIRLOCK_PID"; wait "$AIRLOCK_PID" 2>/dev/null || true
-ready_ms=$(start_airlock)
-echo "   restart to ready: $ready_ms ms"
+start_airlock
+echo "   restart to ready: $READY_MS ms"
 
 echo "== 7. $APPROVALS approvals"
 $bin/airlock-bench --approve "$APPROVALS" --admin "$ADMIN" \

@@ -161,7 +161,45 @@ async fn sign_in_csrf_origin_and_host_checks() {
         html.contains(&id) && html.contains("github.repos.delete"),
         "{html}"
     );
+    assert!(html.contains("1 pending in all"), "the total: {html}");
     let csrf = csrf_in(&html);
+
+    // Paging: a second pending review, one per page, soonest expiry first.
+    let later = hold_delete(&s.a).await;
+    let page = |url: String| {
+        let (c, jar) = (c.clone(), jar.clone());
+        async move {
+            let r = c
+                .get(url)
+                .header("cookie", &jar)
+                .send()
+                .await
+                .expect("page");
+            assert_eq!(r.status(), 200);
+            r.text().await.expect("html")
+        }
+    };
+    let first = page(format!("{base}/ui?limit=1")).await;
+    assert!(first.contains("2 pending in all"), "{first}");
+    assert!(first.contains(&id) && !first.contains(&later), "{first}");
+    let next = first
+        .split("id=\"next-page\" href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a next-page link")
+        .replace("&amp;", "&");
+    let second = page(format!("{base}{next}")).await;
+    assert!(second.contains(&later) && !second.contains(&id), "{second}");
+    assert!(!second.contains("next-page"), "the last page: {second}");
+    let filtered = page(format!("{base}/ui?agent=someone-else")).await;
+    assert!(!filtered.contains(&id) && filtered.contains("Nothing here"));
+    let r = c
+        .get(format!("{base}/ui?limit=0"))
+        .header("cookie", &jar)
+        .send()
+        .await
+        .expect("bad limit");
+    assert_eq!(r.status(), 400);
 
     // A decision without the CSRF token, or from another origin, is refused.
     let decide = format!("{base}/ui/reviews/{id}/decide");

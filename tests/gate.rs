@@ -532,6 +532,31 @@ async fn cli_lists_and_approves() {
         out.status.success() && text.contains(&id) && text.contains("pending"),
         "{text}"
     );
+    // Paged: one review per page, then where the next page starts; --all streams both.
+    let page = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<String>>();
+    let out = run(page(&["reviews", "list", "--limit", "1"])).await;
+    let (text, more) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let cursor = more
+        .trim()
+        .strip_prefix("more: airlock reviews list --cursor ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("where the next page starts: {more}"))
+        .to_string();
+    let out = run(page(&[
+        "reviews", "list", "--limit", "1", "--cursor", &cursor,
+    ]))
+    .await;
+    let second = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(second.lines().count(), 1, "{second}");
+    assert_ne!(second, text, "the second page goes on from the first");
+    let out = run(page(&["reviews", "list", "--limit", "1", "--all"])).await;
+    let all = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(all.lines().count(), 2, "{all}");
+    assert!(all.contains(&id) && all.contains(&stalled), "{all}");
     let out = run(vec![
         "reviews".into(),
         "approve".into(),

@@ -38,6 +38,26 @@ pub async fn call_raw(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> Result<(u16, Bytes), ClientError> {
+    let (status, _, bytes) = exchange(addr, token, method, path, body).await?;
+    Ok((status, bytes))
+}
+
+/// A GET of one page: the status, the headers (where the next page starts) and the body.
+pub async fn call_paged(
+    addr: SocketAddr,
+    token: &str,
+    path: &str,
+) -> Result<(u16, http::HeaderMap, Bytes), ClientError> {
+    exchange(addr, token, Method::GET, path, None).await
+}
+
+async fn exchange(
+    addr: SocketAddr,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<(u16, http::HeaderMap, Bytes), ClientError> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| ClientError::Connect {
@@ -63,11 +83,12 @@ pub async fn call_raw(
         .await
         .map_err(|e| ClientError::Http(e.to_string()))?;
     let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
     let bytes = resp
         .into_body()
         .collect()
         .await
         .map_err(|e| ClientError::Http(e.to_string()))?
         .to_bytes();
-    Ok((status, bytes))
+    Ok((status, headers, bytes))
 }

@@ -1,5 +1,6 @@
 //! Admin API for reviewers, on its own listener (default 127.0.0.1:8081), never reachable
-//! through the proxy port. Every route but `/healthz` needs `Authorization: Bearer <token>`.
+//! through the proxy port. Every route but `/healthz` and `/readyz` needs
+//! `Authorization: Bearer <token>`.
 //!
 //! Routes:
 //! - `GET  /healthz`                      liveness, no auth
@@ -25,7 +26,9 @@
 //! on every request from the gate's shared set, so a reload revokes a removed reviewer at once.
 //! Review JSON marks each approval with `counts` (and `notCounted`, why not) and gives
 //! `approvalsCounted`: an approval by someone no longer a reviewer stops counting.
-//! - `GET  /v1/audit[?since=SEQ]`         the audit log as JSON Lines, checkpoints included
+//! - `GET  /v1/audit[?since=SEQ&limit=N]`  the audit log as JSON Lines, checkpoints included, at
+//!   most `limit` entries (default 10000, at most 100000); `Airlock-Next-Since` says where the
+//!   next page starts when there is more
 //! - `GET  /v1/audit/verify`              checks the live chain and every checkpoint signature
 //! - `GET  /v1/audit/pubkey`              the checkpoint public key (hex)
 //! - `POST /v1/audit/checkpoint`          signs a checkpoint now; answers the latest one (JSON line)
@@ -52,6 +55,9 @@ use tokio_util::task::TaskTracker;
 use crate::gate::agent_api::{gate_error_response, review_json};
 use crate::gate::{Gate, ReviewState, Reviewer};
 use crate::wire::{json_response, Body, Refusal};
+
+/// On a page of `GET /v1/audit`: the `since` of the next page (absent on the last).
+pub const NEXT_SINCE_HEADER: &str = "airlock-next-since";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -473,14 +479,43 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
                     )
                 }
             };
+            let limit = req
+                .uri()
+                .query()
+                .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "limit"))
+                .map(|(_, v)| {
+                    v.parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=100_000).contains(n))
+                });
+            let limit = match limit {
+                None => 10_000,
+                Some(Some(n)) => n,
+                Some(None) => {
+                    return err(
+                        StatusCode::BAD_REQUEST,
+                        "bad_limit",
+                        "limit must be a number from 1 to 100000",
+                    )
+                }
+            };
             let audit = admin.gate.audit().clone();
             let out = tokio::task::spawn_blocking(move || {
                 let mut buf = Vec::new();
-                audit.export(since, &mut buf).map(|_| buf)
+                audit
+                    .export_page(since, limit, &mut buf)
+                    .map(|(_, next)| (buf, next))
             })
             .await;
             match out {
-                Ok(Ok(buf)) => typed_response(buf, "application/jsonl"),
+                Ok(Ok((buf, next))) => {
+                    let mut r = typed_response(buf, "application/jsonl");
+                    if let Some(next) = next {
+                        r.headers_mut()
+                            .insert(NEXT_SINCE_HEADER, http::HeaderValue::from(next));
+                    }
+                    r
+                }
                 Ok(Err(e)) => audit_unavailable(e),
                 Err(e) => audit_unavailable(e),
             }

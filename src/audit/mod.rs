@@ -102,6 +102,9 @@ fn no_result() -> AuditError {
 /// Most entries one group commit writes in one transaction.
 const MAX_BATCH: usize = 256;
 
+/// Entries read per store range by exports and verification.
+const EXPORT_PAGE: usize = 10_000;
+
 /// [`Tree::Meta`] key recording that every entry is filed under the by-review index.
 const REVIEW_INDEX_BUILT: &[u8] = b"index:audit-by-review:v1";
 
@@ -115,18 +118,23 @@ fn review_key(id: &str, seq: u64) -> Vec<u8> {
     k
 }
 
-/// An append waiting for the group writer.
+/// An append waiting for the group writer, with the caller's own batch to commit beside it.
 struct Queued {
     ticket: u64,
     kind: String,
     fields: Map<String, Value>,
+    with: Option<Batch>,
 }
+
+/// What an append came to: the entry's seq, and whether the batch committed beside it applied
+/// (true when there was none).
+type Written = Result<(u64, bool), AuditError>;
 
 /// Appends not yet written, and results not yet collected by their callers.
 #[derive(Default)]
 struct Queue {
     items: Vec<Queued>,
-    results: std::collections::HashMap<u64, Result<u64, AuditError>>,
+    results: std::collections::HashMap<u64, Written>,
     next_ticket: u64,
     /// A caller is writing a batch right now.
     writing: bool,
@@ -137,7 +145,7 @@ struct Queue {
 struct BatchGuard<'a> {
     log: &'a AuditLog,
     tickets: Vec<u64>,
-    results: Option<Vec<(u64, Result<u64, AuditError>)>>,
+    results: Option<Vec<(u64, Written)>>,
 }
 
 impl Drop for BatchGuard<'_> {
@@ -323,6 +331,18 @@ impl AuditLog {
         results.pop().unwrap_or_else(|| Err(no_result()))
     }
 
+    /// Appends `event` and commits `with` (the caller's own writes, e.g. a held review) in the
+    /// same durable transaction: one fsync for both. `Ok(applied)`: the entry is durable, and
+    /// `with` applied or (an expectation failed) wrote nothing.
+    pub fn append_with(&self, event: Event, with: Batch) -> Result<bool, AuditError> {
+        let kind = event.kind();
+        let fields = Self::checked(kind, serde_json::to_value(event).unwrap_or(Value::Null))?;
+        self.group_commit(vec![(kind.to_string(), fields, Some(with))])
+            .pop()
+            .unwrap_or_else(|| Err(no_result()))
+            .map(|(_, applied)| applied)
+    }
+
     /// Appends several events through one wait: they join the group commit together, so a
     /// background recorder needs one thread, not one per event. Returns each event's seq or
     /// error, in order.
@@ -358,7 +378,11 @@ impl AuditLog {
                 Err(e) => results.push(Some(Err(e))),
             }
         }
-        let mut written = self.group_commit(valid).into_iter();
+        let valid = valid.into_iter().map(|(k, f)| (k, f, None)).collect();
+        let mut written = self
+            .group_commit(valid)
+            .into_iter()
+            .map(|w| w.map(|(seq, _)| seq));
         results
             .into_iter()
             .map(|r| {
@@ -395,11 +419,11 @@ impl AuditLog {
     /// result per entry, in order.
     fn group_commit(
         &self,
-        entries: Vec<(String, Map<String, Value>)>,
-    ) -> Vec<Result<u64, AuditError>> {
+        entries: Vec<(String, Map<String, Value>, Option<Batch>)>,
+    ) -> Vec<Written> {
         let mut q = self.queue_lock();
         let mut tickets = Vec::with_capacity(entries.len());
-        for (kind, fields) in entries {
+        for (kind, fields, with) in entries {
             let ticket = q.next_ticket;
             q.next_ticket += 1;
             tickets.push(ticket);
@@ -407,10 +431,10 @@ impl AuditLog {
                 ticket,
                 kind,
                 fields,
+                with,
             });
         }
-        let mut out: Vec<Option<Result<u64, AuditError>>> =
-            (0..tickets.len()).map(|_| None).collect();
+        let mut out: Vec<Option<Written>> = (0..tickets.len()).map(|_| None).collect();
         let mut missing = tickets.len();
         loop {
             for (slot, t) in out.iter_mut().zip(&tickets) {
@@ -445,12 +469,15 @@ impl AuditLog {
 
     /// Chains and stores `batch` as consecutive entries in one transaction; then, if due, a
     /// checkpoint. Returns each queued entry's seq (or the shared error: nothing advanced).
-    fn write_batch(&self, batch: Vec<Queued>) -> Vec<(u64, Result<u64, AuditError>)> {
+    fn write_batch(&self, batch: Vec<Queued>) -> Vec<(u64, Written)> {
         let mut head = self.lock();
         let tickets: Vec<u64> = batch.iter().map(|b| b.ticket).collect();
-        let items = batch.into_iter().map(|b| (b.kind, b.fields)).collect();
-        match self.write_entries(&mut head, items) {
-            Ok(first) => {
+        let (items, withs): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|b| ((b.kind, b.fields), b.with))
+            .unzip();
+        match self.write_entries(&mut head, items, withs) {
+            Ok((first, applied)) => {
                 let every = self.opts.checkpoint_every;
                 if every > 0 && head.since_checkpoint >= every {
                     if let Err(e) = self.write_checkpoint(&mut head) {
@@ -459,8 +486,9 @@ impl AuditLog {
                 }
                 tickets
                     .into_iter()
+                    .zip(applied)
                     .enumerate()
-                    .map(|(i, t)| (t, Ok(first + i as u64)))
+                    .map(|(i, (t, applied))| (t, Ok((first + i as u64, applied))))
                     .collect()
             }
             Err(e) => tickets
@@ -514,22 +542,26 @@ impl AuditLog {
         kind: &str,
         fields: Map<String, Value>,
     ) -> Result<u64, AuditError> {
-        self.write_entries(head, vec![(kind.to_string(), fields)])
+        self.write_entries(head, vec![(kind.to_string(), fields)], vec![None])
+            .map(|(first, _)| first)
     }
 
     /// Chains `items` after the head, stores them all in one transaction (durably, never
-    /// overwriting) and only then advances the head. Returns the first seq.
+    /// overwriting), with each item's own batch (`withs`, one per item) beside them, and only
+    /// then advances the head. Returns the first seq and, per item, whether its batch applied.
     fn write_entries(
         &self,
         head: &mut Head,
         items: Vec<(String, Map<String, Value>)>,
-    ) -> Result<u64, AuditError> {
+        mut withs: Vec<Option<Batch>>,
+    ) -> Result<(u64, Vec<bool>), AuditError> {
         let first = head.next_seq;
         let mut prev = head.hash_hex.clone();
         let n = items.len() as u64;
         // Each entry, and its by-review index key, in one all-or-nothing batch.
         let mut batch = Batch::default();
-        for (i, (kind, mut fields)) in items.into_iter().enumerate() {
+        withs.resize_with(items.len(), || None);
+        for (i, ((kind, mut fields), with)) in items.into_iter().zip(&mut withs).enumerate() {
             let seq = first + i as u64;
             fields.insert("seq".into(), Value::from(seq));
             fields.insert("prev".into(), Value::String(prev));
@@ -544,28 +576,65 @@ impl AuditLog {
             batch
                 .expect(Tree::Audit, &key, None)
                 .put(Tree::Audit, &key, &bytes);
+            // An item's own writes land only with its entry: they expect it stored, as the
+            // entries' batch (applied just before them in the same transaction) stores it.
+            if let Some(w) = with {
+                w.expect(Tree::Audit, &key, Some(&bytes));
+            }
         }
-        if !self.store.apply(batch)? {
+        let mut batches = vec![batch];
+        let carried: Vec<bool> = withs.iter().map(Option::is_some).collect();
+        batches.extend(withs.into_iter().flatten());
+        let mut applied = self.store.commit(batches)?.into_iter();
+        if applied.next() != Some(true) {
             return Err(AuditError::Conflict(first));
         }
+        let applied = carried
+            .into_iter()
+            .map(|c| !c || applied.next().unwrap_or(false))
+            .collect();
         head.next_seq = first + n;
         head.hash_hex = prev;
         head.since_checkpoint += n;
-        Ok(first)
+        Ok((first, applied))
     }
 
     fn stored_since(&self, since: u64) -> Result<Vec<crate::store::Entry>, AuditError> {
         Ok(self.store.scan_from(Tree::Audit, &seq_key(since))?)
     }
 
-    /// Writes every entry (checkpoints included) with seq >= `since` as JSON Lines, one
-    /// canonical JSON object per line; returns the number of lines.
-    pub fn export(&self, since: u64, out: &mut dyn std::io::Write) -> Result<u64, AuditError> {
-        let mut lines = 0u64;
-        for (_, value) in self.stored_since(since)? {
-            out.write_all(&value)?;
+    /// Writes up to `limit` entries (checkpoints included) from seq `since` as JSON Lines, one
+    /// canonical JSON object per line. Returns the number written and, if the log goes on,
+    /// the seq to ask for next.
+    pub fn export_page(
+        &self,
+        since: u64,
+        limit: usize,
+        out: &mut dyn std::io::Write,
+    ) -> Result<(u64, Option<u64>), AuditError> {
+        let rows = self
+            .store
+            .range(Tree::Audit, &seq_key(since), None, limit.max(1))?;
+        let mut next = None;
+        for (key, value) in &rows {
+            out.write_all(value)?;
             out.write_all(b"\n")?;
-            lines += 1;
+            next = <[u8; 8]>::try_from(key.as_slice())
+                .ok()
+                .map(|k| u64::from_be_bytes(k) + 1);
+        }
+        let full = rows.len() >= limit.max(1);
+        Ok((rows.len() as u64, next.filter(|_| full)))
+    }
+
+    /// Writes every entry (checkpoints included) with seq >= `since` as JSON Lines, a page at
+    /// a time (memory stays flat however long the log); returns the number of lines.
+    pub fn export(&self, since: u64, out: &mut dyn std::io::Write) -> Result<u64, AuditError> {
+        let (mut lines, mut from) = (0u64, Some(since));
+        while let Some(since) = from {
+            let (n, next) = self.export_page(since, EXPORT_PAGE, out)?;
+            lines += n;
+            from = next;
         }
         out.flush()?;
         Ok(lines)
@@ -686,17 +755,31 @@ impl AuditLog {
             }
             Err(e) => return Err(store_err(&e)),
         }
-        let stored = self.store.scan(Tree::Audit).map_err(|e| store_err(&e))?;
         let mut verifier = verify::Verifier::new(&self.public_key_hex, true)?;
-        for (i, (key, value)) in stored.iter().enumerate() {
-            let line = i + 1;
-            let seq = verifier.push(value, line)?;
-            if key.as_slice() != seq_key(seq) {
-                return Err(VerifyError {
-                    seq: Some(seq),
-                    line,
-                    reason: format!("stored under key {}, not its seq", hex::encode(key)),
-                });
+        // A page at a time: memory stays flat however long the log.
+        let (mut line, mut start) = (0usize, Vec::new());
+        loop {
+            let page = self
+                .store
+                .range(Tree::Audit, &start, None, EXPORT_PAGE)
+                .map_err(|e| store_err(&e))?;
+            for (key, value) in &page {
+                line += 1;
+                let seq = verifier.push(value, line)?;
+                if key.as_slice() != seq_key(seq) {
+                    return Err(VerifyError {
+                        seq: Some(seq),
+                        line,
+                        reason: format!("stored under key {}, not its seq", hex::encode(key)),
+                    });
+                }
+            }
+            match page.last() {
+                Some((key, _)) if page.len() == EXPORT_PAGE => {
+                    start = key.clone();
+                    start.push(0);
+                }
+                _ => break,
             }
         }
         let report = verifier.finish()?;
@@ -708,7 +791,7 @@ impl AuditLog {
         if held < written {
             return Err(VerifyError {
                 seq: Some(held),
-                line: stored.len() + 1,
+                line: line + 1,
                 reason: format!(
                     "the store holds {held} entries but this log has written {written}: the tail \
                      was truncated"

@@ -656,3 +656,48 @@ async fn timer_writes_checkpoints_when_entries_arrived() {
     assert_eq!(log.entries(0).unwrap().len(), 2);
     timer.abort();
 }
+
+#[test]
+fn append_with_commits_the_callers_writes_only_with_the_entry() {
+    let fx = Fixture::new();
+    let store = fx.store();
+    let log = fx.open_on(store.clone(), 0);
+    let gap = || {
+        Event::AuditGap(event::AuditGap {
+            skipped_allow_records: 1,
+            reason: "test",
+        })
+    };
+    let mut with = Batch::default();
+    with.expect(Tree::Reviews, b"r1", None)
+        .put(Tree::Reviews, b"r1", b"held");
+    assert!(log.append_with(gap(), with).unwrap(), "applied");
+    assert_eq!(
+        store.get(Tree::Reviews, b"r1").unwrap().as_deref(),
+        Some(&b"held"[..])
+    );
+    // An expectation that fails: the entry is written, the caller's writes are not.
+    let mut clash = Batch::default();
+    clash
+        .expect(Tree::Reviews, b"r1", None)
+        .put(Tree::Reviews, b"r1", b"again")
+        .put(Tree::Meta, b"side", b"x");
+    assert!(!log.append_with(gap(), clash).unwrap(), "not applied");
+    assert_eq!(
+        store.get(Tree::Reviews, b"r1").unwrap().as_deref(),
+        Some(&b"held"[..])
+    );
+    assert_eq!(store.get(Tree::Meta, b"side").unwrap(), None);
+    assert_eq!(export(&log, 0).len(), 2, "both entries written");
+    // A failing store: neither lands.
+    let flaky = Arc::new(FlakyStore {
+        inner: store.clone(),
+        fail: AtomicBool::new(true),
+    });
+    drop(log);
+    let log = fx.open_on(flaky, 0);
+    let mut lost = Batch::default();
+    lost.put(Tree::Reviews, b"r2", b"held");
+    assert!(log.append_with(gap(), lost).is_err());
+    assert_eq!(store.get(Tree::Reviews, b"r2").unwrap(), None);
+}

@@ -161,35 +161,39 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
             Ok(())
         }
         AuditCommand::Export { since, out } => {
-            let text = match audit_source(&config).await? {
+            let mut sink: Box<dyn std::io::Write> = match &out {
+                Some(p) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(p).with_context(|| format!("writing {}", p.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            match audit_source(&config).await? {
                 AuditSource::Admin(addr, token) => {
-                    let (status, bytes) = airlock::admin::client::call_raw(
-                        addr,
-                        &token,
-                        Method::GET,
-                        &format!("/v1/audit?since={since}"),
-                        None,
-                    )
-                    .await?;
-                    let text = String::from_utf8_lossy(&bytes).into_owned();
-                    if status != 200 {
-                        bail!("export failed: {text}");
+                    // Page by page: neither side holds the whole log.
+                    let mut from = Some(since);
+                    while let Some(since) = from {
+                        let (status, headers, bytes) = airlock::admin::client::call_paged(
+                            addr,
+                            &token,
+                            &format!("/v1/audit?since={since}"),
+                        )
+                        .await?;
+                        if status != 200 {
+                            bail!("export failed: {}", String::from_utf8_lossy(&bytes));
+                        }
+                        sink.write_all(&bytes)?;
+                        from = headers
+                            .get(airlock::admin::NEXT_SINCE_HEADER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse().ok());
                     }
-                    text
                 }
                 AuditSource::Local(log) => {
-                    let mut buf = Vec::new();
-                    log.export(since, &mut buf)
+                    log.export(since, &mut sink)
                         .map_err(|e| anyhow::anyhow!("export failed: {e}"))?;
-                    String::from_utf8(buf)?
                 }
-            };
-            match out {
-                Some(p) => {
-                    std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?
-                }
-                None => print!("{text}"),
             }
+            sink.flush()?;
             Ok(())
         }
     }

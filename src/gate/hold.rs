@@ -25,21 +25,11 @@ impl Gate {
             Ok(r) => r,
             Err(e) => return Hold::Refused(HoldRefusal::Unstorable(e.to_string())),
         };
-        // The decision is recorded before anything is stored or answered: no audit, no hold.
+        // The decision is recorded with the review, before anything is answered: no audit, no
+        // hold. One trip to a blocking thread (each trip is a thread handoff).
         let entry = escalation_event(&review);
-        let logged = self
-            .blocking(move |g| {
-                g.audit
-                    .append(entry)
-                    .map_err(|e| GateError::Audit(e.to_string()))
-            })
-            .await;
-        if let Err(e) = logged {
-            tracing::error!(error = %e, "could not audit an escalation; refusing it (fail closed)");
-            return Hold::Refused(HoldRefusal::AuditUnavailable);
-        }
         let stored = review.clone();
-        let put = self
+        let held = self
             .blocking(move |g| {
                 let bytes = stored.encode().map_err(|e| GateError::Corrupt {
                     id: stored.id.clone(),
@@ -52,16 +42,25 @@ impl Gate {
                     &bytes,
                 );
                 super::index::reindex(&mut batch, None, Some(&stored));
-                if g.store.apply(batch)? {
-                    Ok(())
-                } else {
-                    Err(GateError::BadRequest("review id collision".into()))
+                // The entry and the review in one transaction (the review lands only with
+                // its entry), group-committed with concurrent holds: one fsync for many.
+                match g.audit.append_with(entry, batch) {
+                    Ok(true) => Ok(Ok(())),
+                    Ok(false) => Err(GateError::BadRequest("review id collision".into())),
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not audit an escalation; refusing it (fail closed)");
+                        Ok(Err(HoldRefusal::AuditUnavailable))
+                    }
                 }
             })
             .await;
-        if let Err(e) = put {
-            tracing::error!(error = %e, "could not store a held request; refusing it (fail closed)");
-            return Hold::Refused(HoldRefusal::StoreUnavailable);
+        match held {
+            Ok(Ok(())) => {}
+            Ok(Err(refusal)) => return Hold::Refused(refusal),
+            Err(e) => {
+                tracing::error!(error = %e, "could not store a held request; refusing it (fail closed)");
+                return Hold::Refused(HoldRefusal::StoreUnavailable);
+            }
         }
         self.changes.send_modify(|v| *v += 1);
         tracing::info!(target: "airlock::gate", review = %review.id, tool = review.tool.as_deref().unwrap_or("-"), "request held for review");
@@ -78,8 +77,8 @@ impl Gate {
     }
 
     fn build_review(&self, req: HeldRequest, verdict: &Verdict) -> Result<Review, GateError> {
-        let id = new_id("rev");
         let now = self.clock.now_ms();
+        let id = super::new_review_id(now);
         let expiry = verdict.expiry.unwrap_or(self.cfg.review_expiry);
         let mut headers = Vec::new();
         let mut redacted: Vec<String> = Vec::new();

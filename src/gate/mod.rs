@@ -291,12 +291,13 @@ impl Gate {
 
     /// [`Gate::transition`] for many reviews in one durable commit, each applied only if it
     /// still reads as loaded (no retry: a review changed meanwhile is skipped, as is one
-    /// `change` refuses). Returns the reviews that moved.
+    /// `change` refuses). Returns the reviews that moved and their audit events, which the
+    /// caller must append (so that it can do so while it prepares the next commit).
     fn transition_many(
         &self,
         ids: &[String],
         change: impl Fn(&Review) -> Result<Review, GateError>,
-    ) -> Result<Vec<Review>, GateError> {
+    ) -> Result<(Vec<Review>, Vec<crate::audit::Event>), GateError> {
         let mut moves = Vec::with_capacity(ids.len());
         let mut batches = Vec::with_capacity(ids.len());
         for id in ids {
@@ -316,18 +317,22 @@ impl Gate {
             .zip(applied)
             .filter_map(|(m, ok)| ok.then_some(m))
             .collect();
-        if moved.is_empty() {
-            return Ok(Vec::new());
+        if !moved.is_empty() {
+            self.changes.send_modify(|v| *v += 1);
         }
-        self.changes.send_modify(|v| *v += 1);
         let events = moved.iter().map(|(o, n)| transition_event(o, n)).collect();
+        Ok((moved.into_iter().map(|(_, n)| n).collect(), events))
+    }
+
+    /// Appends the audit events of a [`Gate::transition_many`].
+    fn audit_all(&self, events: Vec<crate::audit::Event>) -> Result<(), GateError> {
         for r in self.audit.append_all(events) {
             if let Err(e) = r {
                 tracing::error!(error = %e, "audit write failed after a transition");
                 return Err(GateError::Audit(e.to_string()));
             }
         }
-        Ok(moved.into_iter().map(|(_, n)| n).collect())
+        Ok(())
     }
 
     /// The record `change` makes of `old`, and the batch that swaps it in with its indexes.
@@ -370,6 +375,18 @@ impl Gate {
             })?;
         Ok(())
     }
+}
+
+/// A review id: `rev_`, the creation time (48 bits of milliseconds, hex) and 80 random bits.
+/// Time-ordered, so reviews held together sit together in the store: holding appends at the
+/// end of the table and a sweep of what expired together rewrites neighbouring pages.
+pub fn new_review_id(now_ms: u64) -> String {
+    let random: [u8; 10] = rand::random();
+    format!(
+        "rev_{:012x}{}",
+        now_ms & 0xffff_ffff_ffff,
+        hex::encode(random)
+    )
 }
 
 /// A random identifier with a readable prefix, e.g. `rev_3f9c...` (128 bits).

@@ -12,36 +12,53 @@ use super::{Gate, GateError};
 use crate::store::{Batch, Tree};
 
 /// Reviews handled per commit by the sweeper and by retention.
-const CHUNK: usize = 512;
+const CHUNK: usize = 2048;
 
 impl Gate {
-    /// Expires every pending review past its deadline. Returns how many it expired.
+    /// Expires every pending review past its deadline. Returns how many it expired. Each
+    /// chunk's audit entries are appended while the next chunk is read and committed (both
+    /// commits may then share one fsync); every entry is durable before this returns.
     pub async fn sweep(self: &Arc<Self>) -> Result<usize, GateError> {
         self.blocking(|g| {
             let now = g.clock.now_ms();
-            let mut n = 0;
-            loop {
-                let ids = index::overdue(g.store.as_ref(), now, CHUNK)?;
-                if ids.is_empty() {
-                    return Ok(n);
-                }
-                let expired = g.transition_many(&ids, |cur| {
-                    if cur.state != ReviewState::Pending || now < cur.expires_at_ms {
-                        return Err(GateError::AlreadyDecided {
-                            id: cur.id.clone(),
-                            state: cur.state.as_str(),
-                        });
+            std::thread::scope(|scope| {
+                let mut n = 0;
+                let mut auditing: Option<std::thread::ScopedJoinHandle<'_, _>> = None;
+                let joined =
+                    |h: Option<std::thread::ScopedJoinHandle<'_, Result<(), GateError>>>| match h
+                        .map(|h| h.join())
+                    {
+                        None | Some(Ok(Ok(()))) => Ok(()),
+                        Some(Ok(Err(e))) => Err(e),
+                        Some(Err(_)) => Err(GateError::Audit("audit thread panicked".into())),
+                    };
+                loop {
+                    let ids = index::overdue(g.store.as_ref(), now, CHUNK)?;
+                    let (expired, events) = if ids.is_empty() {
+                        (Vec::new(), Vec::new())
+                    } else {
+                        g.transition_many(&ids, |cur| {
+                            if cur.state != ReviewState::Pending || now < cur.expires_at_ms {
+                                return Err(GateError::AlreadyDecided {
+                                    id: cur.id.clone(),
+                                    state: cur.state.as_str(),
+                                });
+                            }
+                            let mut next = cur.clone();
+                            next.state = ReviewState::Expired;
+                            Ok(next)
+                        })?
+                    };
+                    joined(auditing.take())?;
+                    n += expired.len();
+                    if expired.is_empty() {
+                        // Nothing overdue, or every one changed under us or was refused: the
+                        // next tick sees them anew.
+                        return Ok(n);
                     }
-                    let mut next = cur.clone();
-                    next.state = ReviewState::Expired;
-                    Ok(next)
-                })?;
-                n += expired.len();
-                if expired.is_empty() {
-                    // Every one changed under us or was refused: the next tick sees them anew.
-                    return Ok(n);
+                    auditing = Some(scope.spawn(move || g.audit_all(events)));
                 }
-            }
+            })
         })
         .await
     }
