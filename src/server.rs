@@ -93,13 +93,17 @@ pub async fn start(
     clock: Arc<dyn Clock>,
 ) -> Result<Server, ServerError> {
     // A process killed a moment ago may still hold the store's lock: wait for it, boundedly.
-    let store = store::open_patiently(
+    let store = store::open_configured(
         config.store.backend,
         &config.store.path,
+        config.store.url.as_ref().map(|u| u.expose()),
         STORE_LOCK_PATIENCE,
     )
     .map_err(|source| ServerError::Store {
-        path: config.store.path.display().to_string(),
+        path: match config.store.backend {
+            store::Backend::Postgres => "store.url".into(),
+            _ => config.store.path.display().to_string(),
+        },
         source,
     })?;
     start_with_store(config, classifier, clock, store).await

@@ -1,17 +1,57 @@
-//! The storage contract, run against both backends: CAS semantics, ordering, isolation of
-//! trees, reopen, racing writers, lock and corruption errors.
+//! The storage contract, run against every backend (redb, sled, and PostgreSQL on a throwaway
+//! cluster): CAS semantics, ordering, isolation of trees, batches and counters, ranges, reopen,
+//! racing writers; and the file backends' lock and corruption errors.
 
 use std::sync::{Arc, Barrier};
 
-use airlock::store::{open, Backend, StoreError, Tree};
+#[path = "support/postgres.rs"]
+mod postgres_cluster;
+
+use airlock::store::{open, Backend, Store, StoreError, Tree};
 
 const BACKENDS: [Backend; 2] = [Backend::Redb, Backend::Sled];
 
+/// A store to run the contract against: a directory of a file backend, or a database of its
+/// own on the test PostgreSQL cluster. `open` again reopens the same one.
+enum Place {
+    Dir(Backend, tempfile::TempDir),
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Dir(b, _) => write!(f, "{b:?}"),
+            Place::Postgres(_) => f.write_str("Postgres"),
+        }
+    }
+}
+
+impl Place {
+    fn open(&self) -> Arc<dyn Store> {
+        match self {
+            Place::Dir(b, dir) => open(*b, dir.path()).expect("open"),
+            Place::Postgres(url) => airlock::store::open_postgres(url).expect("open postgres"),
+        }
+    }
+}
+
+/// redb, sled and (when PostgreSQL is installed; always in CI) PostgreSQL, each fresh.
+fn places() -> Vec<Place> {
+    let mut out: Vec<Place> = BACKENDS
+        .iter()
+        .map(|b| Place::Dir(*b, tempfile::tempdir().expect("tmp")))
+        .collect();
+    if let Some(cluster) = postgres_cluster::Cluster::shared() {
+        out.push(Place::Postgres(cluster.fresh_database()));
+    }
+    out
+}
+
 #[test]
 fn cas_semantics() {
-    for b in BACKENDS {
-        let dir = tempfile::tempdir().expect("tmp");
-        let s = open(b, dir.path()).expect("open");
+    for b in places() {
+        let s = b.open();
         assert_eq!(s.get(Tree::Reviews, b"k").expect("get"), None, "{b:?}");
         assert!(s
             .compare_and_swap(Tree::Reviews, b"k", None, b"v1")
@@ -43,9 +83,8 @@ fn cas_semantics() {
 
 #[test]
 fn scan_order_and_tree_isolation() {
-    for b in BACKENDS {
-        let dir = tempfile::tempdir().expect("tmp");
-        let s = open(b, dir.path()).expect("open");
+    for b in places() {
+        let s = b.open();
         for k in ["c", "a", "b"] {
             assert!(s
                 .compare_and_swap(Tree::Reviews, k.as_bytes(), None, k.as_bytes())
@@ -85,17 +124,16 @@ fn scan_order_and_tree_isolation() {
 
 #[test]
 fn reopen_keeps_everything() {
-    for b in BACKENDS {
-        let dir = tempfile::tempdir().expect("tmp");
+    for b in places() {
         {
-            let s = open(b, dir.path()).expect("open");
+            let s = b.open();
             for i in 0..100u32 {
                 assert!(s
                     .compare_and_swap(Tree::Reviews, &i.to_be_bytes(), None, &[i as u8; 300])
                     .expect("cas"));
             }
         }
-        let s = open(b, dir.path()).expect("reopen");
+        let s = b.open();
         let all = s.scan(Tree::Reviews).expect("scan");
         assert_eq!(all.len(), 100, "{b:?}");
         for (i, (_, v)) in all.iter().enumerate() {
@@ -106,9 +144,8 @@ fn reopen_keeps_everything() {
 
 #[test]
 fn racing_cas_has_exactly_one_winner() {
-    for b in BACKENDS {
-        let dir = tempfile::tempdir().expect("tmp");
-        let s = open(b, dir.path()).expect("open");
+    for b in places() {
+        let s = b.open();
         for round in 100..150u32 {
             let key = round.to_be_bytes();
             assert!(s
@@ -155,7 +192,7 @@ fn garbage_file_gives_an_error_not_a_panic() {
             Backend::Redb => {
                 std::fs::write(dir.path().join("airlock.redb"), vec![0x5a; 8192]).expect("write")
             }
-            Backend::Sled => {
+            Backend::Sled | Backend::Postgres => {
                 std::fs::create_dir_all(dir.path().join("sled")).expect("mkdir");
                 std::fs::write(dir.path().join("sled").join("conf"), b"garbage\x00\xff")
                     .expect("write");
@@ -179,10 +216,9 @@ fn backend_names_parse() {
 /// `insert_new` (the audit log's group commit): all or nothing, and durable across reopen.
 #[test]
 fn insert_new_is_all_or_nothing() {
-    for b in BACKENDS {
-        let dir = tempfile::tempdir().expect("tmp");
+    for b in places() {
         {
-            let s = open(b, dir.path()).expect("open");
+            let s = b.open();
             let batch: Vec<(&[u8], &[u8])> = vec![(b"1", b"a"), (b"2", b"b"), (b"3", b"c")];
             assert!(s.insert_new(Tree::Audit, &batch).expect("insert"), "{b:?}");
             // One key of the next batch exists: nothing of it lands.
@@ -195,7 +231,7 @@ fn insert_new_is_all_or_nothing() {
                 "{b:?}"
             );
         }
-        let s = open(b, dir.path()).expect("reopen");
+        let s = b.open();
         let keys: Vec<Vec<u8>> = s
             .scan(Tree::Audit)
             .expect("scan")
@@ -213,9 +249,8 @@ fn insert_new_is_all_or_nothing() {
 #[test]
 fn batches_are_all_or_nothing_across_trees_with_counters() {
     use airlock::store::{counter_value, Batch};
-    for b in BACKENDS {
-        let dir = tempfile::tempdir().expect("tmp");
-        let s = open(b, dir.path()).expect("open");
+    for b in places() {
+        let s = b.open();
         let mut first = Batch::default();
         first
             .expect(Tree::Reviews, b"r1", None)
@@ -247,9 +282,8 @@ fn batches_are_all_or_nothing_across_trees_with_counters() {
 
 #[test]
 fn ranges_are_bounded_by_end_and_limit() {
-    for b in BACKENDS {
-        let dir = tempfile::tempdir().expect("tmp");
-        let s = open(b, dir.path()).expect("open");
+    for b in places() {
+        let s = b.open();
         for k in ["a1", "a2", "a3", "b1"] {
             assert!(s
                 .compare_and_swap(Tree::Index, k.as_bytes(), None, b"")
@@ -271,9 +305,8 @@ fn ranges_are_bounded_by_end_and_limit() {
 
 #[test]
 fn concurrent_commits_all_land_durably() {
-    for b in BACKENDS {
-        let dir = tempfile::tempdir().expect("tmp");
-        let s = open(b, dir.path()).expect("open");
+    for b in places() {
+        let s = b.open();
         let threads = 16;
         let barrier = Arc::new(Barrier::new(threads));
         let handles: Vec<_> = (0..threads)
@@ -294,7 +327,7 @@ fn concurrent_commits_all_land_durably() {
             h.join().expect("join");
         }
         drop(s);
-        let s = open(b, dir.path()).expect("reopen");
+        let s = b.open();
         assert_eq!(
             s.scan(Tree::Reviews).expect("scan").len(),
             threads * 50,

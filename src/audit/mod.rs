@@ -126,9 +126,20 @@ struct Queued {
     with: Option<Batch>,
 }
 
-/// What an append came to: the entry's seq, and whether the batch committed beside it applied
-/// (true when there was none).
-type Written = Result<(u64, bool), AuditError>;
+/// What became of the writes an append carried beside its entry ([`AuditLog::append_with`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Beside {
+    /// Committed with the entry (also: there were none).
+    Applied,
+    /// An expectation did not hold: nothing of them was written; the entry was.
+    ExpectationFailed,
+    /// The store refused the entry with them, then took the entry alone: the entry is durable,
+    /// the caller's writes are not.
+    StoreFailed(StoreError),
+}
+
+/// What an append came to: the entry's seq, and what became of the writes beside it.
+type Written = Result<(u64, Beside), AuditError>;
 
 /// Appends not yet written, and results not yet collected by their callers.
 #[derive(Default)]
@@ -332,15 +343,16 @@ impl AuditLog {
     }
 
     /// Appends `event` and commits `with` (the caller's own writes, e.g. a held review) in the
-    /// same durable transaction: one fsync for both. `Ok(applied)`: the entry is durable, and
-    /// `with` applied or (an expectation failed) wrote nothing.
-    pub fn append_with(&self, event: Event, with: Batch) -> Result<bool, AuditError> {
+    /// same durable transaction: one fsync for both, and `with` never lands without the entry.
+    /// `Ok(_)`: the entry is durable; [`Beside`] says what became of `with`. If the store
+    /// refuses the two together, the entry is tried alone, so an error means it is not written.
+    pub fn append_with(&self, event: Event, with: Batch) -> Result<Beside, AuditError> {
         let kind = event.kind();
         let fields = Self::checked(kind, serde_json::to_value(event).unwrap_or(Value::Null))?;
         self.group_commit(vec![(kind.to_string(), fields, Some(with))])
             .pop()
             .unwrap_or_else(|| Err(no_result()))
-            .map(|(_, applied)| applied)
+            .map(|(_, beside)| beside)
     }
 
     /// Appends several events through one wait: they join the group commit together, so a
@@ -476,8 +488,26 @@ impl AuditLog {
             .into_iter()
             .map(|b| ((b.kind, b.fields), b.with))
             .unzip();
-        match self.write_entries(&mut head, items, withs) {
-            Ok((first, applied)) => {
+        let carried: Vec<bool> = withs.iter().map(Option::is_some).collect();
+        let written = match self.write_entries(&mut head, &items, withs) {
+            // The store refused the entries with the callers' writes: the entries alone, so
+            // that what is recorded is all that failed to be stored is the callers' part.
+            Err(AuditError::Store(e)) if carried.contains(&true) => self
+                .write_entries(&mut head, &items, Vec::new())
+                .map(|(first, _)| {
+                    let beside = carried
+                        .iter()
+                        .map(|c| match c {
+                            true => Beside::StoreFailed(e.clone()),
+                            false => Beside::Applied,
+                        })
+                        .collect();
+                    (first, beside)
+                }),
+            other => other,
+        };
+        match written {
+            Ok((first, beside)) => {
                 let every = self.opts.checkpoint_every;
                 if every > 0 && head.since_checkpoint >= every {
                     if let Err(e) = self.write_checkpoint(&mut head) {
@@ -486,9 +516,9 @@ impl AuditLog {
                 }
                 tickets
                     .into_iter()
-                    .zip(applied)
+                    .zip(beside)
                     .enumerate()
-                    .map(|(i, (t, applied))| (t, Ok((first + i as u64, applied))))
+                    .map(|(i, (t, b))| (t, Ok((first + i as u64, b))))
                     .collect()
             }
             Err(e) => tickets
@@ -542,31 +572,32 @@ impl AuditLog {
         kind: &str,
         fields: Map<String, Value>,
     ) -> Result<u64, AuditError> {
-        self.write_entries(head, vec![(kind.to_string(), fields)], vec![None])
+        self.write_entries(head, &[(kind.to_string(), fields)], Vec::new())
             .map(|(first, _)| first)
     }
 
     /// Chains `items` after the head, stores them all in one transaction (durably, never
     /// overwriting), with each item's own batch (`withs`, one per item) beside them, and only
-    /// then advances the head. Returns the first seq and, per item, whether its batch applied.
+    /// then advances the head. Returns the first seq and, per item, what became of its batch.
     fn write_entries(
         &self,
         head: &mut Head,
-        items: Vec<(String, Map<String, Value>)>,
+        items: &[(String, Map<String, Value>)],
         mut withs: Vec<Option<Batch>>,
-    ) -> Result<(u64, Vec<bool>), AuditError> {
+    ) -> Result<(u64, Vec<Beside>), AuditError> {
         let first = head.next_seq;
         let mut prev = head.hash_hex.clone();
         let n = items.len() as u64;
         // Each entry, and its by-review index key, in one all-or-nothing batch.
         let mut batch = Batch::default();
         withs.resize_with(items.len(), || None);
-        for (i, ((kind, mut fields), with)) in items.into_iter().zip(&mut withs).enumerate() {
+        for (i, ((kind, fields), with)) in items.iter().zip(&mut withs).enumerate() {
+            let mut fields = fields.clone();
             let seq = first + i as u64;
             fields.insert("seq".into(), Value::from(seq));
             fields.insert("prev".into(), Value::String(prev));
             fields.insert("ts".into(), Value::String(now_rfc3339_ms()));
-            fields.insert("kind".into(), Value::String(kind));
+            fields.insert("kind".into(), Value::String(kind.clone()));
             if let Some(id) = fields.get("review_id").and_then(Value::as_str) {
                 batch.put(Tree::Index, &review_key(id, seq), &[]);
             }
@@ -591,7 +622,10 @@ impl AuditLog {
         }
         let applied = carried
             .into_iter()
-            .map(|c| !c || applied.next().unwrap_or(false))
+            .map(|c| match !c || applied.next().unwrap_or(false) {
+                true => Beside::Applied,
+                false => Beside::ExpectationFailed,
+            })
             .collect();
         head.next_seq = first + n;
         head.hash_hex = prev;

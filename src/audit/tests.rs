@@ -671,7 +671,7 @@ fn append_with_commits_the_callers_writes_only_with_the_entry() {
     let mut with = Batch::default();
     with.expect(Tree::Reviews, b"r1", None)
         .put(Tree::Reviews, b"r1", b"held");
-    assert!(log.append_with(gap(), with).unwrap(), "applied");
+    assert_eq!(log.append_with(gap(), with).unwrap(), Beside::Applied);
     assert_eq!(
         store.get(Tree::Reviews, b"r1").unwrap().as_deref(),
         Some(&b"held"[..])
@@ -682,7 +682,10 @@ fn append_with_commits_the_callers_writes_only_with_the_entry() {
         .expect(Tree::Reviews, b"r1", None)
         .put(Tree::Reviews, b"r1", b"again")
         .put(Tree::Meta, b"side", b"x");
-    assert!(!log.append_with(gap(), clash).unwrap(), "not applied");
+    assert_eq!(
+        log.append_with(gap(), clash).unwrap(),
+        Beside::ExpectationFailed
+    );
     assert_eq!(
         store.get(Tree::Reviews, b"r1").unwrap().as_deref(),
         Some(&b"held"[..])

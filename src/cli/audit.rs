@@ -53,9 +53,13 @@ async fn audit_source(config: &Config) -> Result<AuditSource> {
             return Ok(AuditSource::Admin(addr, token));
         }
     }
-    let store = airlock::store::open(config.store.backend, &config.store.path).map_err(|e| {
-        anyhow::anyhow!("opening the store at {}: {e}", config.store.path.display())
-    })?;
+    let store = airlock::store::open_configured(
+        config.store.backend,
+        &config.store.path,
+        config.store.url.as_ref().map(|u| u.expose()),
+        std::time::Duration::ZERO,
+    )
+    .map_err(|e| anyhow::anyhow!("opening the store at {}: {e}", config.store.path.display()))?;
     let log = airlock::audit::AuditLog::open(
         store,
         &config.audit_key_file(),

@@ -15,6 +15,7 @@ pub(super) struct RawStore {
     pub(super) backend: Backend,
     pub(super) path: PathBuf,
     pub(super) retention: String,
+    pub(super) url: Option<String>,
 }
 
 impl Default for RawStore {
@@ -23,6 +24,7 @@ impl Default for RawStore {
             backend: Backend::Redb,
             path: "data".into(),
             retention: "90d".into(),
+            url: None,
         }
     }
 }
@@ -66,6 +68,24 @@ pub struct StoreConfig {
     /// Finished reviews older than this are removed from the review store (their audit
     /// entries stay in the chain). `None` (`retention = "forever"`): kept.
     pub retention: Option<Duration>,
+    /// `backend = "postgres"`: the database (`store.url`, else `AIRLOCK_DATABASE_URL`).
+    pub url: Option<DatabaseUrl>,
+}
+
+/// A PostgreSQL connection URL. It may carry a password, so it never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl([redacted])")
+    }
 }
 
 pub(super) fn check_store(raw: RawStore, cx: &Ctx) -> Result<StoreConfig, ConfigError> {
@@ -82,10 +102,30 @@ pub(super) fn check_store(raw: RawStore, cx: &Ctx) -> Result<StoreConfig, Config
             Some(d)
         }
     };
+    let url = match (raw.backend, raw.url) {
+        (Backend::Postgres, Some(u)) => Some(u),
+        (Backend::Postgres, None) => std::env::var("AIRLOCK_DATABASE_URL").ok(),
+        (_, Some(_)) => {
+            return Err(cx.invalid("store.url", "is for backend = \"postgres\" only".into()))
+        }
+        (_, None) => None,
+    };
+    let url = match url {
+        Some(u) if !u.trim().is_empty() => Some(DatabaseUrl(u)),
+        _ if raw.backend == Backend::Postgres => {
+            return Err(cx.invalid(
+                "store.url",
+                "backend = \"postgres\" needs store.url or AIRLOCK_DATABASE_URL (postgres://user@host/db)"
+                    .into(),
+            ))
+        }
+        _ => None,
+    };
     Ok(StoreConfig {
         backend: raw.backend,
         path: raw.path,
         retention,
+        url,
     })
 }
 

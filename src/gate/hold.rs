@@ -8,6 +8,7 @@ use http::HeaderMap;
 use super::events::escalation_event;
 use super::review::{self, Review, StoredRequest};
 use super::{new_id, Gate, GateError, HeldRequest, Hold, HoldRefusal, WAIT_HEADER};
+use crate::audit::Beside;
 use crate::rules::Verdict;
 use crate::store::{Batch, Tree};
 
@@ -45,8 +46,11 @@ impl Gate {
                 // The entry and the review in one transaction (the review lands only with
                 // its entry), group-committed with concurrent holds: one fsync for many.
                 match g.audit.append_with(entry, batch) {
-                    Ok(true) => Ok(Ok(())),
-                    Ok(false) => Err(GateError::BadRequest("review id collision".into())),
+                    Ok(Beside::Applied) => Ok(Ok(())),
+                    Ok(Beside::ExpectationFailed) => {
+                        Err(GateError::BadRequest("review id collision".into()))
+                    }
+                    Ok(Beside::StoreFailed(e)) => Err(GateError::Store(e)),
                     Err(e) => {
                         tracing::error!(error = %e, "could not audit an escalation; refusing it (fail closed)");
                         Ok(Err(HoldRefusal::AuditUnavailable))

@@ -24,14 +24,13 @@ impl Gate {
             std::thread::scope(|scope| {
                 let mut n = 0;
                 let mut auditing: Option<std::thread::ScopedJoinHandle<'_, _>> = None;
-                let joined =
-                    |h: Option<std::thread::ScopedJoinHandle<'_, Result<(), GateError>>>| match h
-                        .map(|h| h.join())
-                    {
-                        None | Some(Ok(Ok(()))) => Ok(()),
-                        Some(Ok(Err(e))) => Err(e),
-                        Some(Err(_)) => Err(GateError::Audit("audit thread panicked".into())),
-                    };
+                let joined = |h: Option<
+                    std::thread::ScopedJoinHandle<'_, Result<(), GateError>>,
+                >| match h.map(|h| h.join()) {
+                    None | Some(Ok(Ok(()))) => Ok(()),
+                    Some(Ok(Err(e))) => Err(e),
+                    Some(Err(_)) => Err(GateError::Audit("audit thread panicked".into())),
+                };
                 loop {
                     let ids = index::overdue(g.store.as_ref(), now, CHUNK)?;
                     let (expired, events) = if ids.is_empty() {

@@ -5,6 +5,7 @@
 
 mod batch;
 mod group;
+mod postgres_store;
 mod redb_store;
 mod sled_store;
 
@@ -47,7 +48,7 @@ impl Tree {
     }
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("store I/O error: {0}")]
     Io(String),
@@ -112,6 +113,8 @@ pub(crate) fn make_private(path: &Path) -> Result<(), StoreError> {
 pub enum Backend {
     Sled,
     Redb,
+    /// A PostgreSQL database (`store.url`), instead of a directory.
+    Postgres,
 }
 
 impl std::str::FromStr for Backend {
@@ -120,8 +123,9 @@ impl std::str::FromStr for Backend {
         match s {
             "sled" => Ok(Backend::Sled),
             "redb" => Ok(Backend::Redb),
+            "postgres" => Ok(Backend::Postgres),
             other => Err(format!(
-                "unknown store backend {other:?}: expected \"redb\" or \"sled\""
+                "unknown store backend {other:?}: expected \"redb\", \"sled\" or \"postgres\""
             )),
         }
     }
@@ -188,8 +192,37 @@ pub fn open(backend: Backend, path: &Path) -> Result<Arc<dyn Store>, StoreError>
     let inner: Box<dyn Store> = match backend {
         Backend::Redb => Box::new(redb_store::RedbStore::open(path)?),
         Backend::Sled => Box::new(sled_store::SledStore::open(path)?),
+        Backend::Postgres => {
+            return Err(StoreError::Io(
+                "the postgres backend is opened from store.url, not a directory".into(),
+            ))
+        }
     };
     Ok(Arc::new(group::Grouped::new(inner)))
+}
+
+/// Opens the PostgreSQL store at `url` (migrating its schema), with group commit.
+pub fn open_postgres(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(group::Grouped::new(Box::new(
+        postgres_store::PostgresStore::open(url)?,
+    ))))
+}
+
+/// The configured store: PostgreSQL at `url` for [`Backend::Postgres`], else the directory
+/// `path`, waiting up to `patience` for a lock another process still holds.
+pub fn open_configured(
+    backend: Backend,
+    path: &Path,
+    url: Option<&str>,
+    patience: std::time::Duration,
+) -> Result<Arc<dyn Store>, StoreError> {
+    match (backend, url) {
+        (Backend::Postgres, Some(url)) => open_postgres(url),
+        (Backend::Postgres, None) => Err(StoreError::Io(
+            "the postgres backend needs store.url (or AIRLOCK_DATABASE_URL)".into(),
+        )),
+        (b, _) => open_patiently(b, path, patience),
+    }
 }
 
 /// [`open`], retrying for up to `patience` while another process (typically one just killed,

@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod git_http;
+pub mod postgres;
 pub mod process;
 pub mod raw;
 pub mod upstream;

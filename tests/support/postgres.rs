@@ -1,0 +1,204 @@
+//! A throwaway PostgreSQL cluster for tests: `initdb` and `pg_ctl` on a temp dir and a free
+//! loopback port (trust authentication, nothing else listening), run as the `postgres` user (or
+//! `nobody`) when the tests run as root, as PostgreSQL refuses root. One cluster per test
+//! process, started on first use and stopped when the process exits; each caller gets a
+//! database of its own.
+//!
+//! Without the binaries the caller gets `None` and a printed reason, unless
+//! `AIRLOCK_REQUIRE_POSTGRES=1` (set by `.ci/run`): then missing PostgreSQL fails the test.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+pub struct Cluster {
+    data: PathBuf,
+    port: u16,
+    pg_ctl: PathBuf,
+    run_as: Option<String>,
+}
+
+static CLUSTER: OnceLock<Option<Cluster>> = OnceLock::new();
+/// Where the running cluster's data is, for the stop at exit.
+static RUNNING: Mutex<Option<(PathBuf, PathBuf, Option<String>)>> = Mutex::new(None);
+static NEXT_DB: AtomicU32 = AtomicU32::new(0);
+
+/// The directory holding `initdb`, `pg_ctl` and `postgres`: on PATH, else Debian's
+/// `/usr/lib/postgresql/<version>/bin` (newest version).
+fn bin_dir() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if dir.join("initdb").exists() && dir.join("pg_ctl").exists() {
+                return Some(dir);
+            }
+        }
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|d| d.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop()
+}
+
+fn command(run_as: &Option<String>, program: &Path) -> Command {
+    match run_as {
+        Some(user) => {
+            let mut c = Command::new("runuser");
+            c.args(["-u", user, "--"]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+extern "C" fn stop_at_exit() {
+    let running = RUNNING.lock().ok().and_then(|mut r| r.take());
+    if let Some((pg_ctl, data, run_as)) = running {
+        let _ = command(&run_as, &pg_ctl)
+            .args(["stop", "-m", "immediate", "-D"])
+            .arg(&data)
+            .output();
+        if let Some(dir) = data.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Cluster {
+    /// The process's cluster, started on first use; `None` (with the reason printed) when
+    /// PostgreSQL is not installed and not required.
+    pub fn shared() -> Option<&'static Cluster> {
+        CLUSTER
+            .get_or_init(|| match Cluster::start() {
+                Ok(c) => Some(c),
+                Err(why) => {
+                    let required =
+                        std::env::var("AIRLOCK_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+                    assert!(!required, "PostgreSQL is required here but: {why}");
+                    eprintln!("skipping the PostgreSQL backend: {why}");
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    fn start() -> Result<Cluster, String> {
+        let bin = bin_dir().ok_or("no initdb/pg_ctl on PATH or in /usr/lib/postgresql")?;
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let run_as = root.then(|| {
+            let has_postgres = Command::new("id")
+                .arg("postgres")
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if has_postgres { "postgres" } else { "nobody" }.to_string()
+        });
+        let dir = tempfile::Builder::new()
+            .prefix("airlock-pg-")
+            .tempdir()
+            .map_err(|e| e.to_string())?
+            .keep();
+        let data = dir.join("data");
+        if let Some(user) = &run_as {
+            let out = Command::new("chown")
+                .arg(user)
+                .arg(&dir)
+                .output()
+                .map_err(|e| e.to_string())?;
+            if !out.status.success() {
+                return Err(format!(
+                    "chown {user}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+        let out = command(&run_as, &bin.join("initdb"))
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
+            .arg(&data)
+            .output()
+            .map_err(|e| format!("initdb: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("initdb: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        let port = free_port();
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
+            dir.display()
+        );
+        let pg_ctl = bin.join("pg_ctl");
+        let out = command(&run_as, &pg_ctl)
+            .args(["start", "-w", "-t", "60", "-D"])
+            .arg(&data)
+            .args(["-l"])
+            .arg(dir.join("log"))
+            .args(["-o", &options])
+            .output()
+            .map_err(|e| format!("pg_ctl start: {e}"))?;
+        if !out.status.success() {
+            let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+            return Err(format!(
+                "pg_ctl start: {}{log}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        if let Ok(mut r) = RUNNING.lock() {
+            *r = Some((pg_ctl.clone(), data.clone(), run_as.clone()));
+        }
+        // SAFETY: registers a plain extern "C" function, once.
+        unsafe {
+            libc::atexit(stop_at_exit);
+        }
+        Ok(Cluster {
+            data,
+            port,
+            pg_ctl,
+            run_as,
+        })
+    }
+
+    /// The URL of database `db` (trust authentication: no password).
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// A new, empty database; its URL.
+    pub fn fresh_database(&self) -> String {
+        let name = format!(
+            "t_{}_{}",
+            std::process::id(),
+            NEXT_DB.fetch_add(1, Ordering::SeqCst)
+        );
+        // On a thread of its own: the synchronous client must not run inside a runtime.
+        let admin_url = self.url("postgres");
+        let sql = format!("CREATE DATABASE {name}");
+        std::thread::spawn(move || {
+            let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls)
+                .expect("connect to the test cluster");
+            admin.batch_execute(&sql).expect("create database");
+        })
+        .join()
+        .expect("create database");
+        self.url(&name)
+    }
+}
