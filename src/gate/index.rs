@@ -229,6 +229,13 @@ pub fn page(
             break;
         }
     }
+    // A full page whose range ends right here has no next page (one key more tells).
+    if store
+        .range(Tree::Index, &start, end.as_deref(), 1)?
+        .is_empty()
+    {
+        last = None;
+    }
     let next_cursor = last.map(|k| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k));
     Ok(Page {
         reviews,
