@@ -210,7 +210,8 @@ pub fn page(
         let exhausted = rows.len() < want;
         for (key, _) in rows {
             budget -= 1;
-            if let Some(r) = load(store, &key[prefix.len() + 8..])? {
+            let id = key.get(prefix.len() + 8..).unwrap_or_default();
+            if let Some(r) = load(store, id)? {
                 if also_tool.is_none_or(|t| r.tool.as_deref() == Some(t)) {
                     reviews.push(r);
                 }
@@ -272,7 +273,10 @@ fn ids_in(
     Ok(store
         .range(Tree::Index, prefix, Some(end), limit)?
         .into_iter()
-        .map(|(k, _)| String::from_utf8_lossy(&k[prefix.len() + 8..]).into_owned())
+        .filter_map(|(k, _)| {
+            k.get(prefix.len() + 8..)
+                .map(|id| String::from_utf8_lossy(id).into_owned())
+        })
         .collect())
 }
 

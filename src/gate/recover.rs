@@ -81,7 +81,11 @@ impl Gate {
                 }
                 let mut batches = Vec::with_capacity(ids.len());
                 for id in &ids {
-                    let (bytes, old) = g.load(id)?;
+                    let (bytes, old) = match g.load(id) {
+                        Ok(loaded) => loaded,
+                        Err(GateError::NotFound(_)) => continue,
+                        Err(e) => return Err(e),
+                    };
                     let mut b = Batch::default();
                     b.expect(Tree::Reviews, id.as_bytes(), Some(&bytes))
                         .delete(Tree::Reviews, id.as_bytes());
