@@ -22,7 +22,7 @@ use base64::Engine as _;
 use ring::signature::Ed25519KeyPair;
 use serde_json::{Map, Value};
 
-use crate::store::{Batch, Store, StoreError, Tree};
+use crate::store::{for_each_page, Batch, Store, StoreError, Tree};
 
 pub use chain::{canonical_bytes, checkpoint_signing_text, CHECKPOINT_KIND};
 pub use event::{
@@ -175,6 +175,17 @@ impl Drop for BatchGuard<'_> {
         q.writing = false;
         drop(q);
         self.log.queue_changed.notify_all();
+    }
+}
+
+/// The live log's store could not be read while verifying it.
+impl From<StoreError> for VerifyError {
+    fn from(e: StoreError) -> VerifyError {
+        VerifyError {
+            seq: None,
+            line: 0,
+            reason: format!("cannot read the store: {e}"),
+        }
     }
 }
 
@@ -722,10 +733,12 @@ impl AuditLog {
     pub fn entries_for_review(&self, id: &str, limit: usize) -> Result<Vec<Value>, AuditError> {
         let prefix = review_key(id, 0);
         let prefix = &prefix[..prefix.len() - 8];
-        let mut end = prefix.to_vec();
-        end.push(0xff);
+        let end = crate::store::prefix_end(prefix);
         let mut out = Vec::new();
-        for (k, _) in self.store.range(Tree::Index, prefix, Some(&end), limit)? {
+        for (k, _) in self
+            .store
+            .range(Tree::Index, prefix, end.as_deref(), limit)?
+        {
             let Some(seq) = k
                 .get(prefix.len()..)
                 .and_then(|s| <[u8; 8]>::try_from(s).ok())
@@ -742,26 +755,25 @@ impl AuditLog {
         if self.store.get(Tree::Meta, REVIEW_INDEX_BUILT)?.is_some() {
             return Ok(());
         }
-        let mut start = seq_key(0).to_vec();
-        loop {
-            let rows = self.store.range(Tree::Audit, &start, None, 1000)?;
-            let Some((last, _)) = rows.last() else {
-                break;
-            };
-            start = last.clone();
-            start.push(0);
-            let mut batch = Batch::default();
-            for (k, v) in &rows {
-                let Ok(seq) = <[u8; 8]>::try_from(k.as_slice()) else {
-                    continue;
-                };
-                let entry: Value = serde_json::from_slice(v).unwrap_or(Value::Null);
-                if let Some(id) = entry.get("review_id").and_then(Value::as_str) {
-                    batch.put(Tree::Index, &review_key(id, u64::from_be_bytes(seq)), &[]);
+        for_each_page(
+            self.store.as_ref(),
+            Tree::Audit,
+            &seq_key(0),
+            1000,
+            |rows| {
+                let mut batch = Batch::default();
+                for (k, v) in rows {
+                    let Ok(seq) = <[u8; 8]>::try_from(k.as_slice()) else {
+                        continue;
+                    };
+                    let entry: Value = serde_json::from_slice(v).unwrap_or(Value::Null);
+                    if let Some(id) = entry.get("review_id").and_then(Value::as_str) {
+                        batch.put(Tree::Index, &review_key(id, u64::from_be_bytes(seq)), &[]);
+                    }
                 }
-            }
-            self.store.apply(batch)?;
-        }
+                self.store.apply(batch).map(drop)
+            },
+        )?;
         let mut batch = Batch::default();
         batch.put(Tree::Meta, REVIEW_INDEX_BUILT, b"1");
         self.store.apply(batch)?;
@@ -773,11 +785,6 @@ impl AuditLog {
     /// process has written (no tail truncation). Line numbers in errors count entries from 1.
     pub fn verify_live(&self) -> Result<VerifyReport, VerifyError> {
         let written = self.lock().next_seq;
-        let store_err = |e: &dyn std::fmt::Display| VerifyError {
-            seq: None,
-            line: 0,
-            reason: format!("cannot read the store: {e}"),
-        };
         match self.store.get(Tree::Meta, PUBKEY_META_KEY) {
             Ok(Some(k)) if k == self.public_key_hex.as_bytes() => {}
             Ok(_) => {
@@ -787,17 +794,12 @@ impl AuditLog {
                     reason: "the recorded audit-pubkey differs from the signing key".into(),
                 })
             }
-            Err(e) => return Err(store_err(&e)),
+            Err(e) => return Err(e.into()),
         }
         let mut verifier = verify::Verifier::new(&self.public_key_hex, true)?;
-        // A page at a time: memory stays flat however long the log.
-        let (mut line, mut start) = (0usize, Vec::new());
-        loop {
-            let page = self
-                .store
-                .range(Tree::Audit, &start, None, EXPORT_PAGE)
-                .map_err(|e| store_err(&e))?;
-            for (key, value) in &page {
+        let mut line = 0usize;
+        for_each_page(self.store.as_ref(), Tree::Audit, &[], EXPORT_PAGE, |page| {
+            for (key, value) in page {
                 line += 1;
                 let seq = verifier.push(value, line)?;
                 if key.as_slice() != seq_key(seq) {
@@ -808,14 +810,8 @@ impl AuditLog {
                     });
                 }
             }
-            match page.last() {
-                Some((key, _)) if page.len() == EXPORT_PAGE => {
-                    start = key.clone();
-                    start.push(0);
-                }
-                _ => break,
-            }
-        }
+            Ok(())
+        })?;
         let report = verifier.finish()?;
         let held = if report.entries == 0 {
             0

@@ -130,13 +130,7 @@ pub(super) async fn reviews(
         ),
     };
     let (status, json) = call(addr, &token, method, &path, body).await?;
-    if !(200..300).contains(&status) {
-        let msg = json
-            .get("message")
-            .and_then(|m| m.as_str())
-            .unwrap_or("request failed");
-        bail!("{msg} (HTTP {status})");
-    }
+    answered(status, &json)?;
     match cmd {
         ReviewsCommand::List { .. } => {} // answered above
         ReviewsCommand::Approve { .. } | ReviewsCommand::Retry { .. } => {
@@ -220,13 +214,7 @@ async fn list(
         }
         let path = format!("/v1/reviews?{}", qs.finish());
         let (status, json) = call(addr, token, http::Method::GET, &path, None).await?;
-        if !(200..300).contains(&status) {
-            let msg = json
-                .get("message")
-                .and_then(|m| m.as_str())
-                .unwrap_or("request failed");
-            bail!("{msg} (HTTP {status})");
-        }
+        answered(status, &json)?;
         for r in json["reviews"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
             printed += 1;
             println!(
@@ -248,4 +236,16 @@ async fn list(
         }
         return Ok(());
     }
+}
+
+/// An admin API answer that is not a success, as one error line naming its message.
+fn answered(status: u16, json: &serde_json::Value) -> Result<()> {
+    if !(200..300).contains(&status) {
+        let msg = json
+            .get("message")
+            .and_then(|m| m.as_str())
+            .unwrap_or("request failed");
+        bail!("{msg} (HTTP {status})");
+    }
+    Ok(())
 }

@@ -15,7 +15,7 @@ use base64::Engine;
 
 use super::review::{Review, ReviewState};
 use super::GateError;
-use crate::store::{counter_value, Batch, Store, StoreError, Tree};
+use crate::store::{counter_value, for_each_page, prefix_end, Batch, Store, StoreError, Tree};
 
 const LISTED: u8 = b'c';
 const DEADLINE: u8 = b'p';
@@ -138,18 +138,6 @@ pub fn totals(store: &dyn Store) -> Result<Vec<(ReviewState, u64)>, StoreError> 
         out.push((s, n));
     }
     Ok(out)
-}
-
-/// The first key after every key that starts with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
 }
 
 fn load(store: &dyn Store, id: &[u8]) -> Result<Option<Review>, GateError> {
@@ -288,17 +276,10 @@ pub fn ensure_built(store: &dyn Store) -> Result<u64, GateError> {
         return Ok(0);
     }
     let mut counts: HashMap<ReviewState, u64> = HashMap::new();
-    let mut start: Vec<u8> = Vec::new();
     let mut n = 0u64;
-    loop {
-        let rows = store.range(Tree::Reviews, &start, None, 1000)?;
-        let Some((last, _)) = rows.last() else {
-            break;
-        };
-        start = last.clone();
-        start.push(0);
+    for_each_page(store, Tree::Reviews, &[], 1000, |rows| {
         let mut b = Batch::default();
-        for (key, bytes) in &rows {
+        for (key, bytes) in rows {
             match Review::decode(bytes) {
                 Ok(r) => {
                     for k in keys(&r) {
@@ -312,8 +293,9 @@ pub fn ensure_built(store: &dyn Store) -> Result<u64, GateError> {
                 }
             }
         }
-        store.apply(b)?;
-    }
+        store.apply(b).map(drop)
+    })
+    .map_err(GateError::Store)?;
     let mut b = Batch::default();
     for s in ReviewState::ALL {
         let c = counts.get(&s).copied().unwrap_or(0);

@@ -187,6 +187,40 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
+/// The first key after every key that starts with `prefix` (`None`: there is none), the end of
+/// a prefix's [`Store::range`].
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Hands `f` every entry of `tree` from `start` on, `page` entries at a time (memory stays flat
+/// however big the tree), in key order.
+pub fn for_each_page<E: From<StoreError>>(
+    store: &dyn Store,
+    tree: Tree,
+    start: &[u8],
+    page: usize,
+    mut f: impl FnMut(&[Entry]) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut start = start.to_vec();
+    loop {
+        let rows = store.range(tree, &start, None, page.max(1))?;
+        let Some((last, _)) = rows.last() else {
+            return Ok(());
+        };
+        start = last.clone();
+        start.push(0); // strictly after the last key read
+        f(&rows)?;
+    }
+}
+
 /// Opens (creating if needed) the store of `backend` under directory `path`, with group commit.
 pub fn open(backend: Backend, path: &Path) -> Result<Arc<dyn Store>, StoreError> {
     let inner: Box<dyn Store> = match backend {
