@@ -30,7 +30,11 @@ impl std::fmt::Debug for Place {
 impl Place {
     fn open(&self) -> Arc<dyn Store> {
         match self {
-            Place::Dir(b, dir) => open(*b, dir.path()).expect("open"),
+            // As `serve` opens it: sled may hold its lock a moment after the last handle drops.
+            Place::Dir(b, dir) => {
+                airlock::store::open_patiently(*b, dir.path(), std::time::Duration::from_secs(10))
+                    .expect("open")
+            }
             Place::Postgres(url) => airlock::store::open_postgres(url).expect("open postgres"),
         }
     }
