@@ -4,7 +4,8 @@
 # Environment: SWEEP (overdue reviews expired in one measured sweep, default N), TOTAL (reviews
 # ever held, default N + SWEEP; the rest is held and expired first, unmeasured), APPROVALS
 # (default 2000), CONNECTIONS (concurrent agents holding, default 64), SCALE_DIR (work
-# directory; kept).
+# directory; kept), STOP_AFTER_HISTORY=1 (stop Airlock once the SWEEP overdue reviews are held,
+# before they are swept: copy "$SCALE_DIR/data" to time the sweep again and again).
 #
 # Phases, each against a release `airlock serve` on loopback with the shipped catalog:
 #  1. history: TOTAL - N - SWEEP reviews held with a 5 s expiry, then SWEEP more; each batch is
@@ -103,6 +104,11 @@ if [ "$EARLIER" -gt 0 ]; then
   sweeps=$((sweeps + 1)); swept $sweeps
 fi
 hold "$SWEEP" h | held_line
+if [ "${STOP_AFTER_HISTORY:-0}" = 1 ]; then
+  kill "$AIRLOCK_PID"; wait "$AIRLOCK_PID" 2>/dev/null || true
+  echo "stopped before the sweep; work directory (kept): $work"
+  exit 0
+fi
 
 echo "== 2. restart with $SWEEP overdue ($((EARLIER + SWEEP)) reviews in all); the first sweep expires them"
 sed -i 's/^review_expiry = .*/review_expiry = "24h"/' "$cfg"   # for what is held from now on

@@ -69,6 +69,10 @@ impl Drop for Leading<'_> {
 }
 
 impl Store for Grouped {
+    fn watch(&self, tree: Tree) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.inner.watch(tree)
+    }
+
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(tree, key)
     }

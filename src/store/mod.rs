@@ -185,6 +185,13 @@ pub trait Store: Send + Sync + 'static {
     fn scan(&self, tree: Tree) -> Result<Vec<Entry>, StoreError> {
         self.scan_from(tree, &[])
     }
+    /// For a store several processes share: a counter bumped after any process (this one
+    /// included) committed a change to `tree`, so that waiters re-read. `None`: only this
+    /// process writes (the embedded stores), and it signals its own changes.
+    fn watch(&self, tree: Tree) -> Option<tokio::sync::watch::Receiver<u64>> {
+        let _ = tree;
+        None
+    }
 }
 
 /// The first key after every key that starts with `prefix` (`None`: there is none), the end of
