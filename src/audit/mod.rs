@@ -83,6 +83,9 @@ impl Default for AuditOptions {
     }
 }
 
+/// Times one append chains after entries other instances stored first before giving up.
+const CATCH_UP_ATTEMPTS: usize = 1000;
+
 /// The chain position; guarded by the log's mutex so seq order equals chain order.
 struct Head {
     /// Seq the next entry gets (= entries stored).
@@ -560,48 +563,68 @@ impl AuditLog {
     }
 
     fn write_checkpoint(&self, head: &mut Head) -> Result<u64, AuditError> {
-        let size = head.next_seq;
-        let text = checkpoint_signing_text(&self.origin, size, &head.hash_hex);
-        let sig = self.key.sign(text.as_bytes());
-        let mut fields = Map::new();
-        fields.insert("origin".into(), Value::String(self.origin.clone()));
-        fields.insert("size".into(), Value::from(size));
-        fields.insert("head".into(), Value::String(head.hash_hex.clone()));
-        fields.insert(
-            "sig".into(),
-            Value::String(base64::engine::general_purpose::STANDARD.encode(sig.as_ref())),
-        );
-        let seq = self.write_entry(head, CHECKPOINT_KIND, fields)?;
-        head.since_checkpoint = 0;
-        Ok(seq)
-    }
-
-    /// Chains, stores (durably, never overwriting) and only then advances the head.
-    fn write_entry(
-        &self,
-        head: &mut Head,
-        kind: &str,
-        fields: Map<String, Value>,
-    ) -> Result<u64, AuditError> {
-        self.write_entries(head, &[(kind.to_string(), fields)], Vec::new())
-            .map(|(first, _)| first)
+        let mut attempts = 0;
+        loop {
+            // Signs the position it will be stored at: after entries another instance stored
+            // first, a new signature over the new head.
+            let size = head.next_seq;
+            let text = checkpoint_signing_text(&self.origin, size, &head.hash_hex);
+            let sig = self.key.sign(text.as_bytes());
+            let mut fields = Map::new();
+            fields.insert("origin".into(), Value::String(self.origin.clone()));
+            fields.insert("size".into(), Value::from(size));
+            fields.insert("head".into(), Value::String(head.hash_hex.clone()));
+            fields.insert(
+                "sig".into(),
+                Value::String(base64::engine::general_purpose::STANDARD.encode(sig.as_ref())),
+            );
+            let item = [(CHECKPOINT_KIND.to_string(), fields)];
+            match self.try_write_entries(head, &item, vec![None])? {
+                Some((seq, _)) => {
+                    head.since_checkpoint = 0;
+                    return Ok(seq);
+                }
+                None if attempts < CATCH_UP_ATTEMPTS && self.catch_up(head)? > 0 => attempts += 1,
+                None => return Err(AuditError::Conflict(head.next_seq)),
+            }
+        }
     }
 
     /// Chains `items` after the head, stores them all in one transaction (durably, never
     /// overwriting), with each item's own batch (`withs`, one per item) beside them, and only
     /// then advances the head. Returns the first seq and, per item, what became of its batch.
+    /// When other instances sharing the store took the next seqs, it chains after their
+    /// entries and tries again: the log stays one linear chain whoever writes.
     fn write_entries(
         &self,
         head: &mut Head,
         items: &[(String, Map<String, Value>)],
         mut withs: Vec<Option<Batch>>,
     ) -> Result<(u64, Vec<Beside>), AuditError> {
+        withs.resize_with(items.len(), || None);
+        let mut attempts = 0;
+        loop {
+            match self.try_write_entries(head, items, withs.clone())? {
+                Some(written) => return Ok(written),
+                // Another instance on a shared store appended first: chain after its entries.
+                None if attempts < CATCH_UP_ATTEMPTS && self.catch_up(head)? > 0 => attempts += 1,
+                None => return Err(AuditError::Conflict(head.next_seq)),
+            }
+        }
+    }
+
+    /// One attempt of [`AuditLog::write_entries`]: `None` when the seqs after `head` were taken.
+    fn try_write_entries(
+        &self,
+        head: &mut Head,
+        items: &[(String, Map<String, Value>)],
+        mut withs: Vec<Option<Batch>>,
+    ) -> Result<Option<(u64, Vec<Beside>)>, AuditError> {
         let first = head.next_seq;
         let mut prev = head.hash_hex.clone();
         let n = items.len() as u64;
         // Each entry, and its by-review index key, in one all-or-nothing batch.
         let mut batch = Batch::default();
-        withs.resize_with(items.len(), || None);
         for (i, ((kind, fields), with)) in items.iter().zip(&mut withs).enumerate() {
             let mut fields = fields.clone();
             let seq = first + i as u64;
@@ -629,7 +652,7 @@ impl AuditLog {
         batches.extend(withs.into_iter().flatten());
         let mut applied = self.store.commit(batches)?.into_iter();
         if applied.next() != Some(true) {
-            return Err(AuditError::Conflict(first));
+            return Ok(None);
         }
         let applied = carried
             .into_iter()
@@ -641,7 +664,40 @@ impl AuditLog {
         head.next_seq = first + n;
         head.hash_hex = prev;
         head.since_checkpoint += n;
-        Ok((first, applied))
+        Ok(Some((first, applied)))
+    }
+
+    /// Moves `head` past the entries other writers stored after it (instances sharing one
+    /// database), checking that each continues the chain; returns how many. An entry that does
+    /// not (a foreign or damaged record) is a conflict: nothing is ever chained after it.
+    fn catch_up(&self, head: &mut Head) -> Result<u64, AuditError> {
+        let mut read = 0;
+        loop {
+            let rows = self
+                .store
+                .range(Tree::Audit, &seq_key(head.next_seq), None, 256)?;
+            if rows.is_empty() {
+                return Ok(read);
+            }
+            for (key, bytes) in rows {
+                let seq = head.next_seq;
+                let value: Value =
+                    serde_json::from_slice(&bytes).map_err(|_| AuditError::Conflict(seq))?;
+                let chained = key == seq_key(seq)
+                    && value.get("seq").and_then(Value::as_u64) == Some(seq)
+                    && value.get("prev").and_then(Value::as_str) == Some(head.hash_hex.as_str());
+                if !chained {
+                    return Err(AuditError::Conflict(seq));
+                }
+                head.next_seq = seq + 1;
+                head.hash_hex = hex::encode(entry_hash(&bytes));
+                head.since_checkpoint = match value.get("kind").and_then(Value::as_str) {
+                    Some(CHECKPOINT_KIND) => 0,
+                    _ => head.since_checkpoint + 1,
+                };
+                read += 1;
+            }
+        }
     }
 
     fn stored_since(&self, since: u64) -> Result<Vec<crate::store::Entry>, AuditError> {

@@ -704,3 +704,43 @@ fn append_with_commits_the_callers_writes_only_with_the_entry() {
     assert!(log.append_with(gap(), lost).is_err());
     assert_eq!(store.get(Tree::Reviews, b"r2").unwrap(), None);
 }
+
+#[test]
+fn logs_of_two_instances_on_one_store_keep_one_chain() {
+    // Two logs on one store stand for two instances sharing a database: each appends after
+    // the entries the other stored, so the chain stays linear and dense, checkpoints included.
+    let fx = Fixture::new();
+    let store = fx.store();
+    let logs = [
+        Arc::new(fx.open_on(store.clone(), 7)),
+        Arc::new(fx.open_on(store.clone(), 7)),
+    ];
+    for i in 0..30 {
+        logs[i % 3 / 2].append_value("decision", event(i)).unwrap();
+    }
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let log = logs[t % 2].clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    log.append_value("decision", event(t * 100 + i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let report = logs[1].verify_live().unwrap();
+    assert!(report.checkpoints > 0, "{report:?}");
+    assert_eq!(
+        report.entries - report.checkpoints,
+        30 + 4 * 50,
+        "{report:?}"
+    );
+    let lines = export(&logs[0], 0);
+    assert_eq!(
+        verify(&lines, &logs[0].public_key_hex()).unwrap().entries,
+        report.entries
+    );
+}
