@@ -228,6 +228,7 @@ pub async fn start_with_store(
     }
     life.tasks
         .spawn(gate.clone().run_sweeper(life.shutdown.clone()));
+    gate.follow_shared_store(life.shutdown.clone());
 
     let classifier_for_reload = classifier.clone();
     let proxy = Arc::new(Proxy::new(

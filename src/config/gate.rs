@@ -15,6 +15,7 @@ pub(super) struct RawGate {
     pub(super) sweep_interval: String,
     pub(super) max_result_bytes: usize,
     pub(super) execution_timeout: String,
+    pub(super) execution_lease: Option<String>,
 }
 
 impl Default for RawGate {
@@ -26,6 +27,7 @@ impl Default for RawGate {
             sweep_interval: "5s".into(),
             max_result_bytes: 256 * 1024,
             execution_timeout: "120s".into(),
+            execution_lease: None,
         }
     }
 }
@@ -42,18 +44,28 @@ pub struct GateConfig {
     pub max_result_bytes: usize,
     /// Longest an approved request may take upstream; past it the outcome is `outcome_unknown`.
     pub execution_timeout: Duration,
+    /// How long an execution's claim holds: past it, an `executing` review whose instance never
+    /// recorded the outcome (killed mid-send) becomes `outcome_unknown`, on any instance, and is
+    /// never re-sent. Longer than `execution_timeout` (default: that plus 30 s).
+    pub execution_lease: Duration,
     /// `store.retention`: finished reviews older than this are removed (`None`: kept).
     pub retention: Option<Duration>,
 }
 
 pub(super) fn check(g: RawGate, cx: &Ctx) -> Result<GateConfig, ConfigError> {
+    let execution_timeout = cx.dur("gate.execution_timeout", &g.execution_timeout)?;
+    let execution_lease = match &g.execution_lease {
+        Some(lease) => cx.dur("gate.execution_lease", lease)?,
+        None => execution_timeout + Duration::from_secs(30),
+    };
     let gate = GateConfig {
         review_expiry: cx.dur("gate.review_expiry", &g.review_expiry)?,
         max_body_bytes: g.max_body_bytes,
         max_wait: cx.dur("gate.max_wait", &g.max_wait)?,
         sweep_interval: cx.dur("gate.sweep_interval", &g.sweep_interval)?,
         max_result_bytes: g.max_result_bytes,
-        execution_timeout: cx.dur("gate.execution_timeout", &g.execution_timeout)?,
+        execution_timeout,
+        execution_lease,
         retention: None,
     };
     if gate.sweep_interval.is_zero() {
@@ -61,6 +73,14 @@ pub(super) fn check(g: RawGate, cx: &Ctx) -> Result<GateConfig, ConfigError> {
     }
     if gate.execution_timeout.is_zero() {
         return Err(cx.invalid("gate.execution_timeout", "must be above zero".into()));
+    }
+    if gate.execution_lease <= gate.execution_timeout {
+        return Err(cx.invalid(
+            "gate.execution_lease",
+            "must be longer than gate.execution_timeout (an instance still sending must never \
+             lose its claim)"
+                .into(),
+        ));
     }
     Ok(gate)
 }

@@ -112,7 +112,8 @@ impl Gate {
 }
 
 impl Gate {
-    /// The durable `approved -> executing` claim: exactly one caller wins it.
+    /// The durable `approved -> executing` claim: exactly one caller wins it, on whichever
+    /// instance. It names this instance and holds for `gate.execution_lease`.
     async fn claim(self: &Arc<Self>, id: &str, started: u64) -> Result<Review, GateError> {
         let claim_id = id.to_string();
         self.blocking(move |g| {
@@ -125,7 +126,12 @@ impl Gate {
                 }
                 let mut next = cur.clone();
                 next.state = ReviewState::Executing;
-                next.execution = Some(Execution::started(started));
+                let lease = u64::try_from(g.cfg.execution_lease.as_millis()).unwrap_or(u64::MAX);
+                next.execution = Some(Execution {
+                    instance: Some(g.instance.clone()),
+                    lease_until_ms: Some(started.saturating_add(lease)),
+                    ..Execution::started(started)
+                });
                 Ok(next)
             })
         })

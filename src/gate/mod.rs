@@ -187,9 +187,12 @@ pub struct Gate {
     people: Arc<Roster>,
     cfg: GateConfig,
     clock: Arc<dyn Clock>,
-    /// Bumped after every transition; waiters re-read the store.
+    /// Bumped after every transition (and, on a shared store, after any instance's);
+    /// waiters re-read the store.
     changes: watch::Sender<u64>,
     tasks: TaskTracker,
+    /// Who claims executions: `host/pid`, recorded on each claim.
+    instance: String,
 }
 
 impl Gate {
@@ -217,7 +220,35 @@ impl Gate {
             clock,
             changes: watch::channel(0).0,
             tasks,
+            instance: instance_name(),
         })
+    }
+
+    /// Is the store shared with other instances (PostgreSQL)? Then another process may be
+    /// executing what this one sees `executing`, and only its lease says when it is gone.
+    fn shared_store(&self) -> bool {
+        self.store.watch(Tree::Reviews).is_some()
+    }
+
+    /// On a store other instances share: wakes this instance's waiters (wait-mode, the
+    /// dashboard) whenever any instance changes a review, as PostgreSQL's NOTIFY reports it.
+    pub fn follow_shared_store(self: &Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        let Some(mut rx) = self.store.watch(Tree::Reviews) else {
+            return;
+        };
+        let me = Arc::downgrade(self);
+        self.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { return },
+                    _ = shutdown.cancelled() => return,
+                }
+                match me.upgrade() {
+                    Some(gate) => gate.changes.send_modify(|v| *v += 1),
+                    None => return,
+                }
+            }
+        });
     }
 
     pub fn config(&self) -> &GateConfig {
@@ -386,6 +417,18 @@ pub fn new_review_id(now_ms: u64) -> String {
         "rev_{:012x}{}",
         now_ms & 0xffff_ffff_ffff,
         hex::encode(random)
+    )
+}
+
+/// This process as named on the executions it claims: host name and pid.
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "{}/{}",
+        if host.is_empty() { "airlock" } else { &host },
+        std::process::id()
     )
 }
 

@@ -104,7 +104,8 @@ impl Gate {
 
     /// After a restart: the indexes are built if the store predates them; `executing` becomes
     /// `outcome_unknown` (never re-sent); `approved` (the decision landed but sending had not
-    /// begun) is executed now.
+    /// begun) is executed now. On a store other instances share, an `executing` review may be
+    /// another instance's send in progress: only one whose lease has lapsed is given up.
     pub async fn recover(self: &Arc<Self>) -> Result<(), GateError> {
         let built = self
             .blocking(|g| index::ensure_built(g.store.as_ref()))
@@ -115,45 +116,146 @@ impl Gate {
                 "indexed the reviews of a store from an earlier version"
             );
         }
-        for id in self.all_in(ReviewState::Executing).await? {
-            self.blocking(move |g| {
-                g.transition(&id, |cur| {
-                    let mut next = cur.clone();
-                    next.state = ReviewState::OutcomeUnknown;
-                    if let Some(e) = next.execution.as_mut() {
-                        e.error = Some("Airlock stopped while this request was being sent; it may or may not have reached the upstream and is not retried automatically".into());
-                    }
-                    Ok(next)
-                })
+        if self.shared_store() {
+            self.reap_lapsed().await?;
+            self.pick_up_approved(0).await?;
+            return Ok(());
+        }
+        for review in self.all_reviews_in(ReviewState::Executing).await? {
+            self.give_up(review.id, |_| {
+                "Airlock stopped while this request was being sent; it may or may not have \
+                 reached the upstream and is not retried automatically"
+                    .into()
             })
             .await?;
         }
-        for id in self.all_in(ReviewState::Approved).await? {
-            let me = self.clone();
+        self.pick_up_approved(0).await.map(drop)
+    }
+
+    /// Executes the `approved` reviews last changed more than `settle_ms` ago: their decision
+    /// landed but no send began (the deciding instance stopped first). The claim lets exactly
+    /// one instance send each.
+    async fn pick_up_approved(self: &Arc<Self>, settle_ms: u64) -> Result<usize, GateError> {
+        let now = self.now_ms();
+        let mut n = 0;
+        for review in self.all_reviews_in(ReviewState::Approved).await? {
+            if review.updated_at_ms.saturating_add(settle_ms) > now {
+                continue;
+            }
+            n += 1;
+            let (me, id) = (self.clone(), review.id);
             self.tasks.spawn(async move {
                 if let Err(e) = me.execute(&id).await {
-                    tracing::error!(review = %id, error = %e, "execution after restart failed");
+                    tracing::error!(review = %id, error = %e, "execution of an approved review failed");
                 }
             });
         }
-        Ok(())
+        Ok(n)
     }
 
-    /// Ids of every review in `state`, page by page (used for the few in flight at a restart).
-    async fn all_in(self: &Arc<Self>, state: ReviewState) -> Result<Vec<String>, GateError> {
+    /// On a shared store: every `executing` review whose lease has lapsed becomes
+    /// `outcome_unknown` (the instance sending it died mid-send; it is never re-sent).
+    pub(super) async fn reap_lapsed(self: &Arc<Self>) -> Result<usize, GateError> {
+        let now = self.now_ms();
+        let mut n = 0;
+        for review in self.all_reviews_in(ReviewState::Executing).await? {
+            let lease = review.execution.as_ref().and_then(|e| e.lease_until_ms);
+            if lease.is_some_and(|until| until > now) {
+                continue;
+            }
+            let moved = self
+                .give_up(review.id.clone(), move |exec| {
+                    let who = exec
+                        .and_then(|e| e.instance.clone())
+                        .unwrap_or_else(|| "an earlier Airlock".into());
+                    format!(
+                        "the instance sending it ({who}) stopped before recording an outcome and \
+                         its claim lapsed; it may or may not have reached the upstream and is not \
+                         retried automatically"
+                    )
+                })
+                .await;
+            match moved {
+                Ok(()) => n += 1,
+                // Finished (or given up by another instance) meanwhile.
+                Err(GateError::AlreadyDecided { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+
+    /// `executing -> outcome_unknown`, with `why` (given the execution) recorded as its error.
+    async fn give_up(
+        self: &Arc<Self>,
+        id: String,
+        why: impl Fn(Option<&super::review::Execution>) -> String + Send + 'static,
+    ) -> Result<(), GateError> {
+        let now = self.now_ms();
+        self.blocking(move |g| {
+            g.transition(&id, |cur| {
+                if cur.state != ReviewState::Executing {
+                    return Err(GateError::AlreadyDecided {
+                        id: cur.id.clone(),
+                        state: cur.state.as_str(),
+                    });
+                }
+                // Its lease holds after all (read again in the transaction): leave it.
+                let lease = cur.execution.as_ref().and_then(|e| e.lease_until_ms);
+                if g.shared_store() && lease.is_some_and(|until| until > now) {
+                    return Err(GateError::AlreadyDecided {
+                        id: cur.id.clone(),
+                        state: cur.state.as_str(),
+                    });
+                }
+                let mut next = cur.clone();
+                next.state = ReviewState::OutcomeUnknown;
+                let error = why(cur.execution.as_ref());
+                if let Some(e) = next.execution.as_mut() {
+                    e.error = Some(error);
+                    e.finished_at_ms.get_or_insert(now);
+                }
+                Ok(next)
+            })
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Every review in `state`, page by page (used for the few in flight).
+    async fn all_reviews_in(
+        self: &Arc<Self>,
+        state: ReviewState,
+    ) -> Result<Vec<super::review::Review>, GateError> {
         let q = Query {
             state: Some(state),
             ..Query::default()
         };
-        let mut ids = Vec::new();
+        let mut reviews = Vec::new();
         let mut cursor = None;
         loop {
             let page = self.list_page(q.clone(), index::MAX_LIMIT, cursor).await?;
-            ids.extend(page.reviews.into_iter().map(|r| r.id));
+            reviews.extend(page.reviews);
             match page.next_cursor {
                 Some(c) => cursor = Some(c),
-                None => return Ok(ids),
+                None => return Ok(reviews),
             }
+        }
+    }
+
+    /// On a shared store, each sweep also gives up the sends of instances that died mid-send
+    /// (lapsed leases) and sends what an instance approved but stopped before sending.
+    async fn look_after_other_instances(self: &Arc<Self>) {
+        match self.reap_lapsed().await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(target: "airlock::gate", reviews = n, "executions whose instance stopped mid-send are now outcome_unknown (not re-sent)")
+            }
+            Err(e) => tracing::error!(error = %e, "checking execution leases failed"),
+        }
+        let settle = u64::try_from(self.cfg.sweep_interval.as_millis()).unwrap_or(u64::MAX);
+        if let Err(e) = self.pick_up_approved(settle).await {
+            tracing::error!(error = %e, "picking up approved reviews failed");
         }
     }
 
@@ -174,13 +276,18 @@ impl Gate {
         let mut prune = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             tokio::select! {
-                _ = tick.tick() => match self.timed(Gate::sweep).await {
-                    (Ok(0), _) => {}
-                    (Ok(n), ms) => {
-                        tracing::info!(target: "airlock::gate", expired = n, elapsed_ms = ms, "expired reviews (silence is rejection)")
+                _ = tick.tick() => {
+                    match self.timed(Gate::sweep).await {
+                        (Ok(0), _) => {}
+                        (Ok(n), ms) => {
+                            tracing::info!(target: "airlock::gate", expired = n, elapsed_ms = ms, "expired reviews (silence is rejection)")
+                        }
+                        (Err(e), _) => tracing::error!(error = %e, "expiry sweep failed"),
                     }
-                    (Err(e), _) => tracing::error!(error = %e, "expiry sweep failed"),
-                },
+                    if self.shared_store() {
+                        self.look_after_other_instances().await;
+                    }
+                }
                 _ = prune.tick() => match self.timed(Gate::prune).await {
                     (Ok(0), _) => {}
                     (Ok(n), ms) => tracing::info!(target: "airlock::gate", removed = n, elapsed_ms = ms, "removed finished reviews past store.retention (their audit entries stay)"),

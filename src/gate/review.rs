@@ -167,6 +167,13 @@ pub struct Execution {
     pub body_b64: String,
     pub body_truncated: bool,
     pub error: Option<String>,
+    /// The instance that claimed it (`host/pid`), when it was claimed by one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// Until when the claim holds (ms): past it, with no outcome recorded, the claiming
+    /// instance is taken to have died mid-send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until_ms: Option<u64>,
 }
 
 impl Execution {
@@ -180,6 +187,8 @@ impl Execution {
             body_b64: String::new(),
             body_truncated: false,
             error: None,
+            instance: None,
+            lease_until_ms: None,
         }
     }
 }
