@@ -17,7 +17,7 @@ pub use audit::AuditConfig;
 pub use credentials::{default_git_hosts, default_service_hosts, CredentialConfig, SecretSource};
 pub use egress::EgressConfig;
 pub use gate::GateConfig;
-pub use people::{AgentConfig, ReviewerConfig};
+pub use people::{agent_entry, reviewer_entry, AgentConfig, ReviewerConfig};
 pub use proxy::{auto_workers, ProxyConfig, UnknownHosts};
 pub use rules::RulesConfig;
 pub use store::{AdminConfig, StoreConfig};
