@@ -353,6 +353,62 @@ fn mode(path: &Path) -> u32 {
         & 0o777
 }
 
+/// Removing a stored reviewer after which a rule could never be approved (here `approvals = 2`
+/// with one other reviewer) would stop every instance's next start: refused without `--force`.
+#[test]
+fn a_reviewer_removal_that_strands_a_rule_needs_force() {
+    let Some(cluster) = support::postgres::Cluster::shared() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).expect("mkdir");
+    std::fs::write(
+        rules.join("t.toml"),
+        "[service]\nname = \"github\"\nhosts = [\"api.github.com\"]\n\n\
+         [[rule]]\ntool = \"test.delete\"\nmethod = \"DELETE\"\npath = \"/repos/{owner}/{repo}\"\n\
+         class = \"irreversible\"\naction = \"escalate\"\napprovals = 2\n",
+    )
+    .expect("write rules");
+    let cfg = dir.path().join("airlock.toml");
+    let people = file_people(
+        &airlock::agents::generate_token(),
+        &airlock::agents::generate_token(),
+    );
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}[rules]\ndir = {:?}\n",
+            config_text(&cluster.fresh_database(), &people),
+            rules
+        ),
+    )
+    .expect("write config");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .expect("run airlock");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = cli(&["reviewers", "add", "Alice"]);
+    assert!(ok, "{err}");
+    let (ok, err) = cli(&["reviewers", "add", "alice"]);
+    assert!(!ok && err.contains("already exists"), "one person: {err}");
+    let (ok, err) = cli(&["reviewers", "remove", "alice"]);
+    assert!(!ok && err.contains("could never be approved"), "{err}");
+    assert!(err.contains("--force"), "{err}");
+    let (ok, err) = cli(&["reviewers", "remove", "alice", "--force"]);
+    assert!(ok, "{err}");
+    let (ok, err) = cli(&["reviewers", "remove", "alice", "--force"]);
+    assert!(!ok && err.contains("no reviewer"), "{err}");
+}
+
 /// With an embedded store nothing changes: `agents add` appends to the config file and no
 /// record is kept in the store.
 #[test]
