@@ -138,6 +138,9 @@ impl InForce {
 
     /// Re-reads the sources `trigger` names and swaps in what changed.
     pub(super) async fn reload(&self, trigger: Trigger) {
+        if self.path.is_none() && self.directory.is_none() {
+            return; // nothing to re-read: the people were given at start
+        }
         let mut sources = self.sources.lock().await;
         let mut next = sources.clone();
         if let (Trigger::Signal, Some(path)) = (trigger, &self.path) {
@@ -246,4 +249,44 @@ pub(super) fn swap_people(
     }
     super::warn_admin_may_approve(&people);
     roster.replace(people)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(name: &str, digest: u8) -> AgentConfig {
+        AgentConfig {
+            name: name.into(),
+            token_sha256: [digest; 32],
+            services: Vec::new(),
+            hosts: Vec::new(),
+            owner: None,
+        }
+    }
+
+    fn reviewer(name: &str, digest: u8) -> ReviewerConfig {
+        ReviewerConfig {
+            name: name.into(),
+            token_sha256: [digest; 32],
+            groups: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_config_file_wins_a_name_clash() {
+        let s = Sources {
+            file_agents: vec![agent("bot", 1)],
+            file_reviewers: vec![reviewer("Alice", 1)],
+            may_approve: false,
+            stored_agents: vec![agent("bot", 2), agent("other", 3)],
+            stored_reviewers: vec![reviewer("alice", 2), reviewer("bob", 3)],
+        };
+        let (agents, people) = s.merged(true);
+        assert_eq!(agents, vec![agent("bot", 1), agent("other", 3)]);
+        assert_eq!(
+            people.reviewers(),
+            &[reviewer("Alice", 1), reviewer("bob", 3)]
+        );
+    }
 }
