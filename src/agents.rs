@@ -1,8 +1,15 @@
 //! Agent identity: who is calling through the proxy. Agents authenticate with
 //! `Proxy-Authorization: Basic base64(name:token)`; config keeps only each token's SHA-256.
 //! An agent may be limited to services (by rules/credential service name) and hosts.
+//!
+//! The set in force is swapped whole ([`Agents::replace`]) when the agents are reloaded (SIGHUP,
+//! or another instance changed the ones kept in a shared database). A removed agent's token is
+//! refused at once, and so are the next requests on connections it opened before
+//! ([`Agents::still_admitted`], one atomic load while nothing was removed).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use base64::Engine;
 use http::HeaderMap;
@@ -21,6 +28,9 @@ pub struct Agent {
     pub hosts: Vec<String>,
     pub owner: Option<String>,
     pub anonymous: bool,
+    /// The digest its token matched, and the generation of the set it was found in.
+    token_sha256: [u8; 32],
+    generation: u64,
 }
 
 impl Agent {
@@ -31,7 +41,18 @@ impl Agent {
             hosts: Vec::new(),
             owner: None,
             anonymous: true,
+            token_sha256: [0; 32],
+            generation: 0,
         }
+    }
+
+    /// Is `config` still this agent, with the same token and limits?
+    fn is(&self, config: &AgentConfig) -> bool {
+        config.name == self.name
+            && constant_time_eq(&config.token_sha256, &self.token_sha256)
+            && config.services == self.services
+            && config.hosts == self.hosts
+            && config.owner == self.owner
     }
 
     /// May this agent reach `host`, which belongs to `service` (if any service claims it)?
@@ -65,19 +86,97 @@ impl AuthError {
     }
 }
 
-/// The configured agents.
+/// The agents in force, by name.
+type AgentSet = HashMap<String, AgentConfig>;
+
+/// What [`Agents::replace`] changed (names only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentsChange {
+    /// Agents that were not in force before.
+    pub added: Vec<String>,
+    /// Agents no longer in force, or whose token or limits changed: their earlier
+    /// authentication no longer counts.
+    pub removed: Vec<String>,
+}
+
+impl AgentsChange {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// The agents in force, swappable while requests are served.
 #[derive(Debug, Default)]
 pub struct Agents {
-    list: Vec<AgentConfig>,
+    set: RwLock<Arc<AgentSet>>,
+    /// Bumped after every swap that removed or changed an agent.
+    generation: AtomicU64,
     allow_anonymous: bool,
+}
+
+fn to_set(list: Vec<AgentConfig>) -> AgentSet {
+    list.into_iter().map(|a| (a.name.clone(), a)).collect()
 }
 
 impl Agents {
     pub fn new(list: Vec<AgentConfig>, allow_anonymous: bool) -> Self {
         Self {
-            list,
+            set: RwLock::new(Arc::new(to_set(list))),
+            generation: AtomicU64::new(0),
             allow_anonymous,
         }
+    }
+
+    /// Runs `f` on the set in force, under the read lock (held only for `f`).
+    fn with_set<T>(&self, f: impl FnOnce(&AgentSet) -> T) -> T {
+        // A swap is one plain assignment: a poisoned lock still holds a whole set.
+        match self.set.read() {
+            Ok(s) => f(&s),
+            Err(poisoned) => f(&poisoned.into_inner()),
+        }
+    }
+
+    /// The agents in force, by name.
+    pub fn current(&self) -> Vec<AgentConfig> {
+        let mut list: Vec<AgentConfig> = self.with_set(|s| s.values().cloned().collect());
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    /// Swaps in `list` (names must be unique; a later duplicate replaces an earlier one).
+    pub fn replace(&self, list: Vec<AgentConfig>) -> AgentsChange {
+        let fresh = Arc::new(to_set(list));
+        let old = match self.set.write() {
+            Ok(mut s) => std::mem::replace(&mut *s, fresh.clone()),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), fresh.clone()),
+        };
+        let mut change = AgentsChange::default();
+        for (name, was) in old.iter() {
+            if fresh.get(name) != Some(was) {
+                change.removed.push(name.clone());
+            }
+        }
+        for (name, now) in fresh.iter() {
+            if old.get(name) != Some(now) {
+                change.added.push(name.clone());
+            }
+        }
+        change.added.sort();
+        change.removed.sort();
+        if !change.removed.is_empty() {
+            // After the swap: an agent authenticated under the old generation is checked again.
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        change
+    }
+
+    /// Is `agent` (authenticated earlier, e.g. by a CONNECT) still in force with the same token
+    /// and limits? One atomic load while no agent was removed or changed since.
+    pub fn still_admitted(&self, agent: &Agent) -> bool {
+        if agent.anonymous || self.generation.load(Ordering::Acquire) == agent.generation {
+            return true;
+        }
+        self.with_set(|set| set.get(&agent.name).is_some_and(|c| agent.is(c)))
     }
 
     /// Authenticates a request from its `Proxy-Authorization` header.
@@ -104,18 +203,24 @@ impl Agents {
         let decoded = String::from_utf8(decoded).map_err(|_| AuthError::Malformed)?;
         let (name, token) = decoded.split_once(':').ok_or(AuthError::Malformed)?;
         let digest = token_digest(token);
-        let found = self
-            .list
-            .iter()
-            .find(|a| a.name == name && constant_time_eq(&a.token_sha256, &digest))
-            .ok_or(AuthError::Rejected)?;
-        Ok(Arc::new(Agent {
-            name: found.name.clone(),
-            services: found.services.clone(),
-            hosts: found.hosts.clone(),
-            owner: found.owner.clone(),
-            anonymous: false,
-        }))
+        // The generation before the set: a swap in between makes the agent look older than
+        // it is (checked again later), never newer.
+        let generation = self.generation.load(Ordering::Acquire);
+        let agent = self.with_set(|set| {
+            let found = set
+                .get(name)
+                .filter(|a| constant_time_eq(&a.token_sha256, &digest))?;
+            Some(Agent {
+                name: found.name.clone(),
+                services: found.services.clone(),
+                hosts: found.hosts.clone(),
+                owner: found.owner.clone(),
+                anonymous: false,
+                token_sha256: found.token_sha256,
+                generation,
+            })
+        });
+        agent.map(Arc::new).ok_or(AuthError::Rejected)
     }
 }
 
@@ -244,6 +349,53 @@ mod tests {
         assert!(bot.may_reach("api.github.com", Some("github")));
         assert!(!bot.may_reach("api.stripe.com", Some("stripe")));
         assert!(!bot.may_reach("example.com", None));
+    }
+
+    #[test]
+    fn a_swap_refuses_removed_agents_at_once_and_keeps_the_others() {
+        let (a, token) = agents();
+        let header = basic(&format!("bot:{token}"));
+        let bot = a.authenticate(&header).expect("ok");
+        let other_token = generate_token();
+        let other = AgentConfig {
+            name: "other".into(),
+            token_sha256: token_digest(&other_token),
+            services: Vec::new(),
+            hosts: Vec::new(),
+            owner: None,
+        };
+        let mut both = a.current();
+        both.push(other.clone());
+        let change = a.replace(both.clone());
+        assert_eq!(change.added, vec!["other".to_string()]);
+        assert!(change.removed.is_empty());
+        assert!(
+            a.still_admitted(&bot),
+            "an addition changes nothing for bot"
+        );
+        let o = a
+            .authenticate(&basic(&format!("other:{other_token}")))
+            .expect("added agent accepted");
+        // bot removed: its token is refused, and so is its earlier authentication.
+        let change = a.replace(vec![other.clone()]);
+        assert_eq!(change.removed, vec!["bot".to_string()]);
+        assert_eq!(a.authenticate(&header).err(), Some(AuthError::Rejected));
+        assert!(!a.still_admitted(&bot));
+        assert!(a.still_admitted(&o), "other is unchanged");
+        // Limits changed under the same token: authenticated again, with the new limits.
+        let mut widened = other;
+        widened.services = vec!["stripe".into()];
+        assert_eq!(a.replace(vec![widened]).removed, vec!["other".to_string()]);
+        assert!(!a.still_admitted(&o));
+        let o = a
+            .authenticate(&basic(&format!("other:{other_token}")))
+            .expect("ok");
+        assert_eq!(o.services, vec!["stripe".to_string()]);
+        assert!(a.still_admitted(&o));
+        assert!(
+            a.replace(a.current()).is_empty(),
+            "the same set changes nothing"
+        );
     }
 
     #[test]

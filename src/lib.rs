@@ -10,7 +10,8 @@
 //!   admin   proxy   sandbox             the admin listener; the agent-facing proxy; `airlock run`
 //!   gate                                the hold queue: hold, decide, execute, recover
 //!   rules  credentials  audit  notify   what to hold; the real tokens; the signed log; who to tell;
-//!   agents  upstream  config            agent identities; the only way out (permits); the config
+//!   agents  upstream  config            agent identities; the only way out (permits); the config;
+//!   directory                           agents, reviewers and shared secrets kept in the store
 //!   store  tls  wire  secret_file       durable state; certificates; the shared HTTP vocabulary;
 //!   text_pos  person                    secret files; file:line:column positions; people's names
 //! ```
@@ -26,6 +27,7 @@ pub mod agents;
 pub mod audit;
 pub mod config;
 pub mod credentials;
+pub mod directory;
 pub mod gate;
 pub mod notify;
 pub mod person;
@@ -57,6 +59,7 @@ pub const LAYERS: &[&[&str]] = &[
         "agents",
         "upstream",
         "config",
+        "directory",
     ],
     &["store", "tls", "wire", "secret_file", "text_pos", "person"],
 ];

@@ -1,5 +1,11 @@
 //! Assembly of a running Airlock: CA, store, gate (with recovery and the expiry sweeper),
 //! proxy listener and admin listener. Used by `airlock serve` and by the tests.
+//!
+//! On a shared store (`[store] backend = "postgres"`) the agents and reviewers kept in the
+//! database join the config file's (`people.rs`), and the one-click link key and the admin
+//! token are the database's, so every instance honours what another minted.
+
+mod people;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +58,8 @@ pub struct Server {
     pub gate: Arc<Gate>,
     pub ca_pem: String,
     pub admin_token: String,
+    /// Signs and checks one-click links (the same key on every instance of a shared store).
+    pub links: Arc<crate::notify::LinkSigner>,
     pub life: Lifecycle,
 }
 
@@ -116,24 +124,38 @@ pub async fn start_with_store(
     clock: Arc<dyn Clock>,
     store: Arc<dyn crate::store::Store>,
 ) -> Result<Server, ServerError> {
-    // The reviewers in force, shared by the admin listener, the gate and the notifier; checked
-    // against the rules' approval policies before anything listens.
-    let people = Roster::new(People::new(
-        config.reviewers.clone(),
-        config.admin.may_approve,
+    // A store several instances share keeps agents, reviewers, the link key and the admin
+    // token; its change feed is subscribed to before they are read, so no change is missed.
+    let directory = (config.store.backend == store::Backend::Postgres)
+        .then(|| crate::directory::Directory::new(store.clone()));
+    let changes = directory
+        .as_ref()
+        .and_then(|_| store.watch(store::Tree::Meta));
+    let store_error = |source| ServerError::Store {
+        path: "store.url".into(),
+        source,
+    };
+    let sources = people::Sources::at_start(config, directory.as_ref()).map_err(store_error)?;
+    // The agents and reviewers in force, shared by the proxy, the admin listener, the gate and
+    // the notifier; checked against the rules' approval policies before anything listens.
+    let (agent_list, people) = sources.merged(true);
+    let agents = Arc::new(crate::agents::Agents::new(
+        agent_list,
+        config.proxy.allow_anonymous,
     ));
+    let people = Roster::new(people);
     check_people(
         &people.current(),
         &classifier.approval_policies(),
-        &config.agents,
+        &agents.current(),
     )
     .map_err(ServerError::Policy)?;
     warn_admin_may_approve(&people.current());
-    // Every later rules reload (SIGHUP, a changed rules file) is checked against the reviewers
-    // in force then; rules that fail keep the old ones.
-    let (roster, agents) = (people.clone(), config.agents.clone());
+    // Every later rules reload (SIGHUP, a changed rules file) is checked against the people in
+    // force then; rules that fail keep the old ones.
+    let (roster, in_force) = (people.clone(), agents.clone());
     classifier.set_policy_check(Arc::new(move |rules| {
-        check_people(&roster.current(), rules, &agents)
+        check_people(&roster.current(), rules, &in_force.current())
     }));
     let (ca, created) = CertificateAuthority::load_or_create(&config.tls.ca_dir)?;
     if created {
@@ -185,10 +207,13 @@ pub async fn start_with_store(
         config.upstream.pool_idle_timeout,
         vault.clone(),
     ));
-    let links = Arc::new(crate::notify::LinkSigner::new(
-        crate::notify::load_or_create_key(&config.link_key_file())
+    let link_key = match &directory {
+        Some(_) => crate::directory::shared_link_key(store.as_ref())
             .map_err(|e| ServerError::Links(e.to_string()))?,
-    ));
+        None => crate::notify::load_or_create_key(&config.link_key_file())
+            .map_err(|e| ServerError::Links(e.to_string()))?,
+    };
+    let links = Arc::new(crate::notify::LinkSigner::new(link_key));
     let notifier = crate::notify::Notifier::start_with_policy(
         config.notify.clone(),
         Some(links.clone()),
@@ -196,7 +221,7 @@ pub async fn start_with_store(
         Some(people.clone() as Arc<dyn crate::notify::LinkPolicy>),
     );
     let gate = Gate::new(
-        store,
+        store.clone(),
         upstream.clone(),
         vault.clone(),
         audit.clone(),
@@ -233,6 +258,7 @@ pub async fn start_with_store(
     let classifier_for_reload = classifier.clone();
     let proxy = Arc::new(Proxy::new(
         config,
+        agents.clone(),
         Arc::new(ca),
         classifier,
         gate.clone(),
@@ -240,12 +266,23 @@ pub async fn start_with_store(
         vault,
     )?);
 
-    let admin_token = admin::load_or_create_token(&config.admin.token_file)?;
+    let admin_token = match &directory {
+        Some(_) => {
+            let shared = crate::directory::shared_admin_token(store.as_ref()).map_err(|e| {
+                ServerError::Admin(AdminError::TokenFile {
+                    path: "store.url".into(),
+                    message: e.to_string(),
+                })
+            })?;
+            admin::adopt_shared_token(&config.admin.token_file, &shared)?
+        }
+        None => admin::load_or_create_token(&config.admin.token_file)?,
+    };
     let admin = Admin::new(
         gate.clone(),
         &admin_token,
         admin_addr,
-        links,
+        links.clone(),
         config.notify.base_url.as_deref(),
     );
     let proxy_listener = proxy_socket.listen()?;
@@ -257,12 +294,16 @@ pub async fn start_with_store(
         life.shutdown.clone(),
         life.tasks.clone(),
     ));
-    spawn_reloader(
-        gate.clone(),
+    let in_force = people::InForce::new(
+        sources,
         config.source.clone(),
-        classifier_for_reload,
-        life.shutdown.clone(),
+        directory,
+        agents,
+        gate.people().clone(),
+        classifier_for_reload.clone(),
     );
+    in_force.clone().spawn_watch(changes, life.shutdown.clone());
+    spawn_reloader(in_force, classifier_for_reload, life.shutdown.clone());
     tokio::spawn(proxy::run(proxy_listener, proxy.clone(), life.clone()));
     Ok(Server {
         proxy_addr,
@@ -271,6 +312,7 @@ pub async fn start_with_store(
         gate,
         ca_pem,
         admin_token,
+        links,
         life,
     })
 }
@@ -332,7 +374,8 @@ pub struct PeopleReload {
 /// them into `gate`'s shared set at once. A file that does not parse, or whose reviewers do not
 /// check, keeps the reviewers in force; a problem elsewhere in the file does not stop the
 /// reviewers reloading (it is reported in [`PeopleReload::config_error`]), so a removal always
-/// takes effect. `airlock serve` calls it on SIGHUP; tests call it directly.
+/// takes effect. The config file's reviewers only: `airlock serve`'s SIGHUP also reloads the
+/// agents, and the ones a shared database keeps (`server/people.rs`). Tests call it directly.
 pub fn reload_people(
     gate: &Gate,
     path: &std::path::Path,
@@ -359,18 +402,17 @@ pub fn reload_people(
     })
 }
 
-/// On every SIGHUP: reloads the reviewers from the config file at `path` (if there is one),
-/// then the rules (`classifier.reload_rules()`), checked against the reviewers now in force: a
-/// rule the reviewers could never approve keeps the old rules, and the error is logged. In that
-/// order, so that a new reviewer and a rule needing her arrive together.
+/// On every SIGHUP: reloads the agents and reviewers (the config file's, and a shared
+/// database's), then the rules (`classifier.reload_rules()`), checked against the reviewers now
+/// in force: a rule the reviewers could never approve keeps the old rules, and the error is
+/// logged. In that order, so that a new reviewer and a rule needing her arrive together.
 fn spawn_reloader(
-    gate: Arc<Gate>,
-    path: Option<std::path::PathBuf>,
+    in_force: Arc<people::InForce>,
     classifier: Arc<dyn Classifier>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::warn!("cannot watch SIGHUP; reviewers and rules reload only on restart");
+        tracing::warn!("cannot watch SIGHUP; agents, reviewers and rules reload only on restart");
         return;
     };
     tokio::spawn(async move {
@@ -379,9 +421,7 @@ fn spawn_reloader(
                 _ = shutdown.cancelled() => return,
                 got = hup.recv() => if got.is_none() { return },
             }
-            if let Some(path) = &path {
-                reload_people_logged(&gate, path, classifier.as_ref());
-            }
+            in_force.reload(people::Trigger::Signal).await;
             match classifier.reload_rules() {
                 None => {}
                 Some(Ok(n)) => tracing::info!(rules = n, trigger = "SIGHUP", "rules reloaded"),
@@ -391,23 +431,6 @@ fn spawn_reloader(
             }
         }
     });
-}
-
-fn reload_people_logged(gate: &Gate, path: &std::path::Path, classifier: &dyn Classifier) {
-    match reload_people(gate, path, classifier) {
-        Ok(r) => {
-            for e in &r.policy_errors {
-                tracing::error!("approval policy after the reviewers reload: {e}");
-            }
-            if let Some(e) = &r.config_error {
-                tracing::error!(error = %e, "the config file no longer checks; the reviewers were reloaded, nothing else was (the next start would fail)");
-            }
-            tracing::info!(reviewers = r.reviewers, removed = ?r.removed, trigger = "SIGHUP", "reviewers reloaded");
-        }
-        Err(e) => {
-            tracing::error!(error = %e, trigger = "SIGHUP", "reviewers reload failed; keeping the reviewers in force")
-        }
-    }
 }
 
 /// Resolves each decision surface (host, port) and hands names and addresses to the guard. A

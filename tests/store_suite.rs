@@ -360,3 +360,63 @@ fn a_store_locked_a_moment_longer_is_waited_for() {
     assert!(s.get(Tree::Reviews, b"k").expect("get").is_none());
     releaser.join().expect("join");
 }
+
+/// PostgreSQL announces commits to the review and meta trees (LISTEN/NOTIFY): a second store
+/// on the same database sees its `watch` counters move; an index-only write moves neither.
+#[test]
+fn postgres_watch_hears_commits_of_another_store() {
+    use std::time::Duration;
+    let Some(cluster) = postgres_cluster::Cluster::shared() else {
+        return; // the reason is printed; CI requires PostgreSQL
+    };
+    let url = cluster.fresh_database();
+    let a = airlock::store::open_postgres(&url).expect("open a");
+    let b = airlock::store::open_postgres(&url).expect("open b");
+    assert!(b.watch(Tree::Audit).is_none() && b.watch(Tree::Index).is_none());
+    let mut reviews = b.watch(Tree::Reviews).expect("reviews are watched");
+    let mut meta = b.watch(Tree::Meta).expect("meta is watched");
+    reviews.borrow_and_update();
+    meta.borrow_and_update();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let arrives = |rx: &mut tokio::sync::watch::Receiver<u64>, what: &str| {
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), rx.changed())
+                .await
+                .unwrap_or_else(|_| panic!("no notification of the {what} write within 5 s"))
+                .expect("store alive");
+        });
+        *rx.borrow_and_update()
+    };
+    assert!(a
+        .compare_and_swap(Tree::Index, b"i", None, b"x")
+        .expect("index write"));
+    assert!(a
+        .compare_and_swap(Tree::Meta, b"m", None, b"x")
+        .expect("meta write"));
+    assert_eq!(arrives(&mut meta, "meta"), 1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !meta.has_changed().expect("alive") && !reviews.has_changed().expect("alive"),
+        "an index-only write notifies nobody, and a meta write only meta"
+    );
+    assert!(a
+        .compare_and_swap(Tree::Reviews, b"r", None, b"x")
+        .expect("review write"));
+    assert_eq!(arrives(&mut reviews, "review"), 1);
+    // A batch whose expectation fails writes nothing and announces nothing.
+    assert!(!a
+        .compare_and_swap(Tree::Reviews, b"r", None, b"y")
+        .expect("refused write"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!reviews.has_changed().expect("alive"));
+    // The writer hears its own commits too.
+    let mut own = a.watch(Tree::Reviews).expect("watched");
+    own.borrow_and_update();
+    assert!(a
+        .compare_and_swap(Tree::Reviews, b"r2", None, b"x")
+        .expect("review write"));
+    arrives(&mut own, "own review");
+}

@@ -37,10 +37,10 @@ pub mod client;
 pub mod dashboard;
 pub(crate) mod limits;
 pub mod listing;
+mod token;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -56,6 +56,8 @@ use crate::gate::agent_api::{gate_error_response, review_json};
 use crate::gate::{Gate, ReviewState, Reviewer};
 use crate::wire::{json_response, Body, Refusal};
 
+pub use token::{adopt_shared_token, load_or_create_token};
+
 /// On a page of `GET /v1/audit`: the `since` of the next page (absent on the last).
 pub const NEXT_SINCE_HEADER: &str = "airlock-next-since";
 
@@ -63,39 +65,6 @@ pub const NEXT_SINCE_HEADER: &str = "airlock-next-since";
 pub enum AdminError {
     #[error("{path}: {message}")]
     TokenFile { path: String, message: String },
-}
-
-/// Reads the admin token from `path`, creating it (random, mode 0600) if absent.
-/// `AIRLOCK_ADMIN_TOKEN` overrides the file.
-pub fn load_or_create_token(path: &Path) -> Result<String, AdminError> {
-    if let Ok(t) = std::env::var("AIRLOCK_ADMIN_TOKEN") {
-        if !t.trim().is_empty() {
-            return Ok(t.trim().to_string());
-        }
-    }
-    let err = |message: String| AdminError::TokenFile {
-        path: path.display().to_string(),
-        message,
-    };
-    let read = || match std::fs::read_to_string(path) {
-        Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_string())),
-        Ok(_) => Err(err("token file is empty".into())),
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(err(e.to_string())),
-        Err(_) => Ok(None),
-    };
-    if let Some(t) = read()? {
-        return Ok(t);
-    }
-    let token = hex::encode(rand::random::<[u8; 32]>());
-    match crate::secret_file::create_new(path, token.as_bytes()) {
-        Ok(()) => Ok(token),
-        // Another process created it meanwhile: its file is complete (secret_file gives a file its
-        // name only once written), so use that token.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            read()?.ok_or_else(|| err(e.to_string()))
-        }
-        Err(e) => Err(err(e.to_string())),
-    }
 }
 
 pub struct Admin {

@@ -1,16 +1,20 @@
-//! `airlock agents`: add and list the agents allowed to use the proxy.
+//! `airlock agents`: add, list and remove the agents allowed to use the proxy. With an embedded
+//! store they live in the config file; with a shared database (`[store] backend = "postgres"`)
+//! `add` and `remove` change the database, and every running `airlock serve` on it follows at
+//! once (config-file agents still count, and are edited in the file).
 
 use anyhow::{bail, Result};
 use clap::Subcommand;
 
-use airlock::config::Config;
+use airlock::config::{AgentConfig, Config};
 
-use super::append_config_block;
+use super::{append_config_block, shared_directory};
 
 #[derive(Subcommand)]
 pub(super) enum AgentsCommand {
-    /// Create an agent: appends it (token stored only as SHA-256) to the config file
-    /// (--config, $AIRLOCK_CONFIG or ./airlock.toml, created if absent) and prints its token once.
+    /// Create an agent and print its token once (only its SHA-256 is kept): in the shared
+    /// database with `[store] backend = "postgres"`, else appended to the config file
+    /// (--config, $AIRLOCK_CONFIG or ./airlock.toml, created if absent).
     Add {
         name: String,
         /// Services it may reach (e.g. github,stripe); default: no limit.
@@ -20,31 +24,72 @@ pub(super) enum AgentsCommand {
         #[arg(long)]
         owner: Option<String>,
     },
-    /// List configured agents (tokens are never stored, only their digests).
+    /// List the agents: the config file's, and the shared database's (tokens are never kept,
+    /// only their digests).
     List,
+    /// Remove an agent kept in the shared database (its token stops working at once on every
+    /// instance); config-file agents are removed by editing the file.
+    Remove { name: String },
+}
+
+fn describe(a: &AgentConfig) -> String {
+    format!(
+        "{}\tservices={}\thosts={}\towner={}",
+        a.name,
+        if a.services.is_empty() {
+            "*".into()
+        } else {
+            a.services.join(",")
+        },
+        a.hosts.join(","),
+        a.owner.as_deref().unwrap_or("-")
+    )
+}
+
+/// Where to edit a config-file entry.
+fn file_name(config: &Config) -> String {
+    config
+        .source
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| airlock::config::DEFAULT_FILE.into())
 }
 
 pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
+    let directory = shared_directory(&config)?;
     match cmd {
         AgentsCommand::List => {
-            if config.agents.is_empty() {
+            let stored = match &directory {
+                Some(d) => {
+                    let loaded = d.agents()?;
+                    for why in &loaded.invalid {
+                        eprintln!("warning: skipping {why}");
+                    }
+                    loaded.records
+                }
+                None => Vec::new(),
+            };
+            if config.agents.is_empty() && stored.is_empty() {
                 println!(
                     "no agents configured (proxy.allow_anonymous = {})",
                     config.proxy.allow_anonymous
                 );
             }
+            let shared = directory.is_some();
             for a in &config.agents {
-                println!(
-                    "{}\tservices={}\thosts={}\towner={}",
-                    a.name,
-                    if a.services.is_empty() {
-                        "*".into()
-                    } else {
-                        a.services.join(",")
-                    },
-                    a.hosts.join(","),
-                    a.owner.as_deref().unwrap_or("-")
-                );
+                match shared {
+                    true => println!("{}\tsource=config", describe(a)),
+                    false => println!("{}", describe(a)),
+                }
+            }
+            for a in &stored {
+                match config.agents.iter().any(|c| c.name == a.name) {
+                    true => println!(
+                        "{}\tsource=database (not in force: the config file's entry wins)",
+                        describe(a)
+                    ),
+                    false => println!("{}\tsource=database", describe(a)),
+                }
             }
             Ok(())
         }
@@ -57,23 +102,63 @@ pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
                 bail!("agent {name:?} already exists in the config");
             }
             let token = airlock::agents::generate_token();
-            let block = airlock::agents::config_block(
-                &name,
-                &airlock::agents::token_digest(&token),
-                &services,
-                owner.as_deref(),
-            );
-            let path = append_config_block(&config, &block)?;
+            let digest = airlock::agents::token_digest(&token);
+            let place = match &directory {
+                Some(d) => {
+                    let agent = airlock::config::agent_entry(
+                        &name,
+                        &hex::encode(digest),
+                        &services,
+                        &[],
+                        owner.as_deref(),
+                    )
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    if !d.add_agent(&agent)? {
+                        bail!("agent {name:?} already exists in the database");
+                    }
+                    "the shared database".to_string()
+                }
+                None => {
+                    let block =
+                        airlock::agents::config_block(&name, &digest, &services, owner.as_deref());
+                    append_config_block(&config, &block)?.display().to_string()
+                }
+            };
             eprintln!(
-                "agent {name} added to {} (only the token's SHA-256 is stored). Its token, shown once:",
-                path.display()
+                "agent {name} added to {place} (only the token's SHA-256 is stored). Its token, shown once:"
             );
             println!("{token}");
             eprintln!(
-                "use: HTTPS_PROXY=http://{name}:<token>@{} (restart airlock serve to load it)",
-                config.proxy.listen
+                "use: HTTPS_PROXY=http://{name}:<token>@{} ({})",
+                config.proxy.listen,
+                match directory {
+                    Some(_) => "every airlock serve on this database accepts it now",
+                    None => "send airlock serve SIGHUP, or restart it, to load it",
+                }
             );
             Ok(())
+        }
+        AgentsCommand::Remove { name } => {
+            let in_file = config.agents.iter().any(|a| a.name == name);
+            let removed = match &directory {
+                Some(d) => d.remove_agent(&name)?,
+                None => false,
+            };
+            match (removed, in_file) {
+                (true, false) => {
+                    eprintln!("agent {name} removed from the shared database; its token no longer works on any instance");
+                    Ok(())
+                }
+                (true, true) => {
+                    eprintln!("agent {name} removed from the shared database, but the config file {} still lists it (and that entry is in force): remove its [[agents]] block there, then send airlock serve SIGHUP", file_name(&config));
+                    Ok(())
+                }
+                (false, true) => bail!(
+                    "agent {name:?} is in the config file {}: remove its [[agents]] block there, then send airlock serve SIGHUP (or restart it)",
+                    file_name(&config)
+                ),
+                (false, false) => bail!("no agent named {name:?}"),
+            }
         }
     }
 }

@@ -16,6 +16,15 @@ pub(super) enum ConfigCommand {
     Check,
 }
 
+/// The rules catalog `serve` would load with `config`.
+pub(super) fn load_catalog(config: &Config) -> Result<Catalog> {
+    match &config.rules.dir {
+        Some(d) => Catalog::load_dir(d, &catalog_options(config)),
+        None => Catalog::embedded(&catalog_options(config)),
+    }
+    .map_err(|e| anyhow::anyhow!("rules: {e}"))
+}
+
 pub(super) fn config_cmd(config: Config, cmd: ConfigCommand) -> Result<()> {
     match cmd {
         ConfigCommand::Check => {
@@ -23,11 +32,7 @@ pub(super) fn config_cmd(config: Config, cmd: ConfigCommand) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             // The rules `serve` would load, and their approval policies against the reviewers:
             // a rule the reviewers could never approve stops `serve`, so it fails the check.
-            let catalog = match &config.rules.dir {
-                Some(d) => Catalog::load_dir(d, &catalog_options(&config)),
-                None => Catalog::embedded(&catalog_options(&config)),
-            }
-            .map_err(|e| anyhow::anyhow!("rules: {e}"))?;
+            let catalog = load_catalog(&config)?;
             let policies = catalog.approval_policies();
             airlock::server::check_approval_policies(&config, &policies)
                 .map_err(|e| anyhow::anyhow!("approval policies: {e}"))?;

@@ -153,6 +153,23 @@ pub(super) fn append_config_block(config: &Config, block: &str) -> Result<PathBu
     Ok(path)
 }
 
+/// The agents and reviewers kept in the database, when the store is one several `airlock
+/// serve` instances share (`[store] backend = "postgres"`); `None` otherwise (the config file
+/// holds them: an embedded store is locked while `serve` runs).
+pub(super) fn shared_directory(config: &Config) -> Result<Option<airlock::directory::Directory>> {
+    if config.store.backend != airlock::store::Backend::Postgres {
+        return Ok(None);
+    }
+    let store = airlock::store::open_configured(
+        config.store.backend,
+        &config.store.path,
+        config.store.url.as_ref().map(|u| u.expose()),
+        std::time::Duration::ZERO,
+    )
+    .map_err(|e| anyhow::anyhow!("opening the store (store.url): {e}"))?;
+    Ok(Some(airlock::directory::Directory::new(store)))
+}
+
 /// Logs go to stderr, filtered by $AIRLOCK_LOG (default: info), as text or JSON.
 pub fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")

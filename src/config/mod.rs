@@ -17,7 +17,7 @@ pub use audit::AuditConfig;
 pub use credentials::{default_git_hosts, default_service_hosts, CredentialConfig, SecretSource};
 pub use egress::EgressConfig;
 pub use gate::GateConfig;
-pub use people::{AgentConfig, ReviewerConfig};
+pub use people::{agent_entry, reviewer_entry, AgentConfig, ReviewerConfig};
 pub use proxy::{auto_workers, ProxyConfig, UnknownHosts};
 pub use rules::RulesConfig;
 pub use store::{AdminConfig, StoreConfig};
@@ -221,6 +221,23 @@ impl Config {
     /// takes effect even while another part of the file (say a notify channel still naming her)
     /// no longer checks.
     pub fn load_reviewers(path: &Path) -> Result<(Vec<ReviewerConfig>, bool), ConfigError> {
+        let (file, raw) = Self::load_raw(path)?;
+        let cx = Ctx { file: &file };
+        let reviewers =
+            people::check_reviewers(&raw.reviewers).map_err(|m| cx.invalid("reviewers", m))?;
+        Ok((reviewers, raw.admin.may_approve))
+    }
+
+    /// Only the `[[agents]]` of the config file at `path` (checked), for a reload of the agents
+    /// (SIGHUP), for the same reason as [`Config::load_reviewers`].
+    pub fn load_agents(path: &Path) -> Result<Vec<AgentConfig>, ConfigError> {
+        let (file, raw) = Self::load_raw(path)?;
+        let cx = Ctx { file: &file };
+        people::check_agents(&raw.agents).map_err(|m| cx.invalid("agents", m))
+    }
+
+    /// The file at `path` parsed, not checked; its name for errors.
+    fn load_raw(path: &Path) -> Result<(String, RawConfig), ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
             file: file.clone(),
@@ -238,10 +255,7 @@ impl Config {
                 message: e.message().to_string(),
             }
         })?;
-        let cx = Ctx { file: &file };
-        let reviewers =
-            people::check_reviewers(&raw.reviewers).map_err(|m| cx.invalid("reviewers", m))?;
-        Ok((reviewers, raw.admin.may_approve))
+        Ok((file, raw))
     }
 
     /// Parses and checks TOML text; `file` names it in errors.

@@ -27,7 +27,7 @@ pub(super) struct RawReviewer {
 }
 
 /// One agent allowed to use the proxy. Its token is kept only as a SHA-256 digest.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentConfig {
     pub name: String,
     pub token_sha256: [u8; 32],
@@ -40,7 +40,7 @@ pub struct AgentConfig {
 }
 
 /// A person who may decide reviews; the token is kept only as a SHA-256 digest.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReviewerConfig {
     pub name: String,
     pub token_sha256: [u8; 32],
@@ -72,12 +72,7 @@ fn digest_hex(what: &str, name: &str, hex_text: &str) -> Result<[u8; 32], String
 pub(super) fn check_reviewers(raw: &[RawReviewer]) -> Result<Vec<ReviewerConfig>, String> {
     let mut out: Vec<ReviewerConfig> = Vec::new();
     for r in raw {
-        if !name_ok(&r.name) || crate::person::same(&r.name, "admin") {
-            return Err(format!(
-                "reviewer name {:?} must be 1-64 characters of letters, digits, '-', '_', '.' (and not \"admin\")",
-                r.name
-            ));
-        }
+        let checked = reviewer_entry(&r.name, &r.token_sha256, &r.groups)?;
         if let Some(o) = out.iter().find(|o| crate::person::same(&o.name, &r.name)) {
             return Err(if o.name == r.name {
                 format!("reviewer {:?} is listed twice", r.name)
@@ -88,48 +83,75 @@ pub(super) fn check_reviewers(raw: &[RawReviewer]) -> Result<Vec<ReviewerConfig>
                 )
             });
         }
-        out.push(ReviewerConfig {
-            name: r.name.clone(),
-            token_sha256: digest_hex("reviewer", &r.name, &r.token_sha256)?,
-            groups: r.groups.clone(),
-        });
+        out.push(checked);
     }
     Ok(out)
+}
+
+/// One reviewer, checked as a `[[reviewers]]` entry is (its name, its digest in hex): for
+/// records kept elsewhere (the database, `crate::directory`).
+pub fn reviewer_entry(
+    name: &str,
+    token_sha256: &str,
+    groups: &[String],
+) -> Result<ReviewerConfig, String> {
+    if !name_ok(name) || crate::person::same(name, "admin") {
+        return Err(format!(
+            "reviewer name {name:?} must be 1-64 characters of letters, digits, '-', '_', '.' (and not \"admin\")"
+        ));
+    }
+    Ok(ReviewerConfig {
+        name: name.to_string(),
+        token_sha256: digest_hex("reviewer", name, token_sha256)?,
+        groups: groups.to_vec(),
+    })
 }
 
 pub(super) fn check_agents(raw: &[RawAgent]) -> Result<Vec<AgentConfig>, String> {
     let mut out: Vec<AgentConfig> = Vec::new();
     for a in raw {
-        if !name_ok(&a.name) {
-            return Err(format!(
-                "agent name {:?} must be 1-64 characters of letters, digits, '-', '_', '.'",
-                a.name
-            ));
-        }
         if out.iter().any(|o| o.name == a.name) {
             return Err(format!("agent {:?} is listed twice", a.name));
         }
-        if a.owner
-            .as_deref()
-            .is_some_and(|o| crate::person::key(o).is_empty())
-        {
-            return Err(format!("agent {:?}: owner is blank", a.name));
-        }
-        let digest = digest_hex("agent", &a.name, &a.token_sha256)?;
-        let mut hosts = Vec::new();
-        for h in &a.hosts {
-            hosts.push(
-                normalize_host(h)
-                    .ok_or_else(|| format!("agent {:?}: {h:?} is not a host", a.name))?,
-            );
-        }
-        out.push(AgentConfig {
-            name: a.name.clone(),
-            token_sha256: digest,
-            services: a.services.clone(),
-            hosts,
-            owner: a.owner.clone(),
-        });
+        out.push(agent_entry(
+            &a.name,
+            &a.token_sha256,
+            &a.services,
+            &a.hosts,
+            a.owner.as_deref(),
+        )?);
     }
     Ok(out)
+}
+
+/// One agent, checked as an `[[agents]]` entry is (its name, owner, hosts, its digest in
+/// hex): for records kept elsewhere (the database, `crate::directory`).
+pub fn agent_entry(
+    name: &str,
+    token_sha256: &str,
+    services: &[String],
+    hosts: &[String],
+    owner: Option<&str>,
+) -> Result<AgentConfig, String> {
+    if !name_ok(name) {
+        return Err(format!(
+            "agent name {name:?} must be 1-64 characters of letters, digits, '-', '_', '.'"
+        ));
+    }
+    if owner.is_some_and(|o| crate::person::key(o).is_empty()) {
+        return Err(format!("agent {name:?}: owner is blank"));
+    }
+    let digest = digest_hex("agent", name, token_sha256)?;
+    let mut normalized = Vec::new();
+    for h in hosts {
+        normalized
+            .push(normalize_host(h).ok_or_else(|| format!("agent {name:?}: {h:?} is not a host"))?);
+    }
+    Ok(AgentConfig {
+        name: name.to_string(),
+        token_sha256: digest,
+        services: services.to_vec(),
+        hosts: normalized,
+        owner: owner.map(str::to_string),
+    })
 }

@@ -102,6 +102,16 @@ async fn phases(
     log: &mut AccessLog,
 ) -> Result<Response<Body>, Refusal> {
     check_header_size(req.headers(), proxy.config.max_header_bytes)?;
+    // An agent removed (or changed) since it opened this connection sends nothing more on it.
+    if !proxy.agents.still_admitted(&conn.agent) {
+        return Err(Refusal::policy(
+            "agent_removed",
+            format!(
+                "agent {} is no longer configured (or its token or limits changed); reconnect",
+                conn.agent.name
+            ),
+        ));
+    }
     check_authority(conn, &req)?;
     match conn.route {
         Route::Local => {

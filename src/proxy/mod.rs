@@ -52,7 +52,8 @@ pub struct Proxy {
     /// The runtimes agent connections are served on.
     pub workers: Workers,
     pub gate: Arc<Gate>,
-    pub agents: crate::agents::Agents,
+    /// The agents in force (swapped whole on a reload).
+    pub agents: Arc<crate::agents::Agents>,
     pub vault: Arc<crate::credentials::Vault>,
     /// Fraction of allowed catalog requests recorded in the audit log.
     pub audit_allow_sample: f64,
@@ -77,11 +78,12 @@ pub struct Lifecycle {
 }
 
 impl Proxy {
-    /// `upstream` carries the egress guard and the credentials it injects; `vault` is kept for
+    /// `agents` are the agents in force (the caller swaps them on a reload). `upstream` carries the egress guard and the credentials it injects; `vault` is kept for
     /// scrubbing answers and stripping agent credentials. Hosts with a credential are always
     /// intercepted (never tunnelled blind).
     pub fn new(
         config: &Config,
+        agents: Arc<crate::agents::Agents>,
         ca: Arc<CertificateAuthority>,
         classifier: Arc<dyn Classifier>,
         gate: Arc<Gate>,
@@ -97,7 +99,7 @@ impl Proxy {
                 inspect_hosts,
                 unknown_hosts: config.proxy.unknown_hosts,
             },
-            agents: crate::agents::Agents::new(config.agents.clone(), config.proxy.allow_anonymous),
+            agents,
             vault,
             audit_allow_sample: config.audit.allow_sample,
             allow_audit: Default::default(),

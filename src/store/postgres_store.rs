@@ -42,6 +42,108 @@ pub struct PostgresStore {
     shown: String,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     workers: Vec<std::thread::JoinHandle<()>>,
+    changes: Arc<Changes>,
+    listener: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The notification channel every commit that writes a watched tree notifies on.
+const CHANNEL: &str = "airlock_changes";
+/// Trees whose changes are announced (payload: the tree's name).
+const WATCHED: [Tree; 2] = [Tree::Reviews, Tree::Meta];
+
+/// One change counter per watched tree, bumped by the listener.
+struct Changes {
+    counters: [tokio::sync::watch::Sender<u64>; 2],
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl Changes {
+    fn sender(&self, tree: Tree) -> Option<&tokio::sync::watch::Sender<u64>> {
+        WATCHED
+            .iter()
+            .position(|t| *t == tree)
+            .and_then(|i| self.counters.get(i))
+    }
+
+    fn bump(&self, tree: Tree) {
+        if let Some(s) = self.sender(tree) {
+            s.send_modify(|v| *v += 1);
+        }
+    }
+
+    fn bump_all(&self) {
+        for s in &self.counters {
+            s.send_modify(|v| *v += 1);
+        }
+    }
+}
+
+/// The listener: one connection of its own running `LISTEN`, bumping the counter a notification
+/// names. After losing the connection it reconnects with backoff and bumps every counter
+/// (notifications sent meanwhile are lost). `ready` hears of the first `LISTEN`.
+fn listen(
+    config: postgres::Config,
+    shown: String,
+    changes: Arc<Changes>,
+    ready: mpsc::SyncSender<Result<(), StoreError>>,
+) {
+    use std::sync::atomic::Ordering;
+    let mut ready = Some(ready);
+    let mut backoff = std::time::Duration::from_millis(100);
+    while !changes.stop.load(Ordering::Relaxed) {
+        let mut client = match config
+            .connect(NoTls)
+            .and_then(|mut c| c.batch_execute(&format!("LISTEN {CHANNEL}")).map(|()| c))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(Err(StoreError::Io(format!("{shown}: LISTEN: {e}"))));
+                    return;
+                }
+                tracing::warn!(database = %shown, error = %e, retry_ms = backoff.as_millis() as u64, "store change listener cannot reconnect");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                continue;
+            }
+        };
+        match ready.take() {
+            Some(r) => {
+                let _ = r.send(Ok(()));
+            }
+            None => {
+                tracing::info!(database = %shown, "store change listener reconnected");
+                changes.bump_all();
+            }
+        }
+        backoff = std::time::Duration::from_millis(100);
+        loop {
+            if changes.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let next = postgres::fallible_iterator::FallibleIterator::next(
+                &mut client
+                    .notifications()
+                    .timeout_iter(std::time::Duration::from_millis(200)),
+            );
+            match next {
+                Ok(Some(n)) => {
+                    if let Some(tree) = WATCHED.iter().find(|t| t.name() == n.payload()) {
+                        changes.bump(*tree);
+                    }
+                }
+                Ok(None) if client.is_closed() => {
+                    tracing::warn!(database = %shown, "store change listener lost its connection; reconnecting");
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(database = %shown, error = %e, "store change listener lost its connection; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// Work for a connection thread: it gets the thread's client (connecting first if needed).
@@ -77,6 +179,12 @@ fn worker(config: postgres::Config, shown: String, jobs: Arc<Mutex<mpsc::Receive
 
 impl Drop for PostgresStore {
     fn drop(&mut self) {
+        self.changes
+            .stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(l) = self.listener.take() {
+            let _ = l.join();
+        }
         if let Ok(mut jobs) = self.jobs.lock() {
             jobs.take(); // the workers see the channel close and end
         }
@@ -130,12 +238,31 @@ impl PostgresStore {
                     .map_err(|e| StoreError::Io(format!("starting a PostgreSQL thread: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let store = PostgresStore {
-            shown,
+        let changes = Arc::new(Changes {
+            counters: [
+                tokio::sync::watch::Sender::new(0),
+                tokio::sync::watch::Sender::new(0),
+            ],
+            stop: std::sync::atomic::AtomicBool::new(false),
+        });
+        let mut store = PostgresStore {
+            shown: shown.clone(),
             jobs: Mutex::new(Some(tx)),
             workers,
+            changes: changes.clone(),
+            listener: None,
         };
         store.migrate()?;
+        let (ready, listening) = mpsc::sync_channel(1);
+        store.listener = Some(
+            std::thread::Builder::new()
+                .name("airlock-pg-listen".into())
+                .spawn(move || listen(config, shown, changes, ready))
+                .map_err(|e| StoreError::Io(format!("starting a PostgreSQL thread: {e}")))?,
+        );
+        listening
+            .recv()
+            .map_err(|_| StoreError::Io(format!("{}: listener failed", store.shown)))??;
         Ok(store)
     }
 
@@ -222,6 +349,16 @@ fn try_commit(client: &mut Client, batches: &[Batch]) -> Result<Vec<bool>, TxnFa
         }
         applied.push(ok);
     }
+    for tree in WATCHED {
+        let written = batches
+            .iter()
+            .zip(&applied)
+            .any(|(b, ok)| *ok && b.writes.iter().any(|w| write_tree(w) == tree));
+        if written {
+            t.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &tree.name()])
+                .map_err(TxnFailure::Pg)?;
+        }
+    }
     t.commit().map_err(TxnFailure::Pg)?;
     Ok(applied)
 }
@@ -230,6 +367,12 @@ fn try_commit(client: &mut Client, batches: &[Batch]) -> Result<Vec<bool>, TxnFa
 enum TxnFailure {
     Pg(postgres::Error),
     Store(StoreError),
+}
+
+fn write_tree(w: &super::Write) -> Tree {
+    match w {
+        super::Write::Put(t, ..) | super::Write::Delete(t, _) | super::Write::Add(t, ..) => *t,
+    }
 }
 
 fn tree_id(tree: Tree) -> i16 {
@@ -289,6 +432,10 @@ fn retryable(e: &postgres::Error) -> bool {
 }
 
 impl Store for PostgresStore {
+    fn watch(&self, tree: Tree) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.changes.sender(tree).map(|s| s.subscribe())
+    }
+
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let key = key.to_vec();
         self.with_client(move |c| {

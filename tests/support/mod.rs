@@ -138,6 +138,8 @@ pub struct Airlock {
     pub admin_token: String,
     pub proxy: Arc<Proxy>,
     pub gate: Arc<airlock::gate::Gate>,
+    /// The instance's one-click link signer.
+    pub links: Arc<airlock::notify::LinkSigner>,
     pub life: Lifecycle,
     pub config: Config,
 }
@@ -241,6 +243,7 @@ impl Airlock {
             admin_token: server.admin_token.clone(),
             proxy: server.proxy.clone(),
             gate: server.gate.clone(),
+            links: server.links.clone(),
             life: server.life.clone(),
             config,
         }

@@ -1,0 +1,68 @@
+//! The admin token: a local file (created 0600 on first use), or, on a store several instances
+//! share, the database's token written to that file. `AIRLOCK_ADMIN_TOKEN` overrides both.
+
+use std::path::Path;
+
+use super::AdminError;
+
+/// Reads the admin token from `path`, creating it (random, mode 0600) if absent.
+/// `AIRLOCK_ADMIN_TOKEN` overrides the file.
+pub fn load_or_create_token(path: &Path) -> Result<String, AdminError> {
+    if let Ok(t) = std::env::var("AIRLOCK_ADMIN_TOKEN") {
+        if !t.trim().is_empty() {
+            return Ok(t.trim().to_string());
+        }
+    }
+    let err = |message: String| AdminError::TokenFile {
+        path: path.display().to_string(),
+        message,
+    };
+    let read = || match std::fs::read_to_string(path) {
+        Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_string())),
+        Ok(_) => Err(err("token file is empty".into())),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(err(e.to_string())),
+        Err(_) => Ok(None),
+    };
+    if let Some(t) = read()? {
+        return Ok(t);
+    }
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    match crate::secret_file::create_new(path, token.as_bytes()) {
+        Ok(()) => Ok(token),
+        // Another process created it meanwhile: its file is complete (secret_file gives a file its
+        // name only once written), so use that token.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            read()?.ok_or_else(|| err(e.to_string()))
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+/// On a store several instances share: `shared` is the admin token kept there (every instance
+/// accepts it). Writes it to the local token file at `path` (0600) so that the CLI on this host
+/// finds it, replacing a different token there (logged, never the token). `AIRLOCK_ADMIN_TOKEN`
+/// still overrides it for this process, and then the file is left alone.
+pub fn adopt_shared_token(path: &Path, shared: &str) -> Result<String, AdminError> {
+    if let Ok(t) = std::env::var("AIRLOCK_ADMIN_TOKEN") {
+        if !t.trim().is_empty() {
+            return Ok(t.trim().to_string());
+        }
+    }
+    let err = |message: String| AdminError::TokenFile {
+        path: path.display().to_string(),
+        message,
+    };
+    let local = match std::fs::read_to_string(path) {
+        Ok(t) => Some(t.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(err(e.to_string())),
+    };
+    if local.as_deref() == Some(shared) {
+        return Ok(shared.to_string());
+    }
+    crate::secret_file::write(path, shared.as_bytes()).map_err(|e| err(e.to_string()))?;
+    if local.is_some() {
+        tracing::warn!(file = %path.display(), "the admin token file held another token than the shared database's; replaced it with the shared one (the old token no longer works)");
+    }
+    Ok(shared.to_string())
+}

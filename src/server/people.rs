@@ -1,0 +1,292 @@
+//! The agents and reviewers in force: the config file's, plus, on a shared store (`[store]
+//! backend = "postgres"`), the ones kept in the database ([`crate::directory`]). A name in both:
+//! the config file's entry wins, with a warning (a refusal would let one stored record stop
+//! every instance's next start, or freeze every later reload).
+//!
+//! Reloaded on SIGHUP (the config file and the database) and whenever any instance commits to
+//! the store's Meta tree ([`crate::store::Store::watch`], the database only): nothing polls. A
+//! source that cannot be read keeps what is in force; a stored record that no longer checks is
+//! skipped with an error. Reviewers are checked against the rules' approval policies as at
+//! start; a reload still applies when they fail (the errors are logged), so a removal always
+//! takes effect.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::agents::Agents;
+use crate::config::{AgentConfig, Config, ReviewerConfig};
+use crate::directory::Directory;
+use crate::gate::{People, Roster};
+use crate::rules::Classifier;
+use crate::store::StoreError;
+
+/// Where the people in force come from, as last read.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Sources {
+    file_agents: Vec<AgentConfig>,
+    file_reviewers: Vec<ReviewerConfig>,
+    may_approve: bool,
+    stored_agents: Vec<AgentConfig>,
+    stored_reviewers: Vec<ReviewerConfig>,
+}
+
+impl Sources {
+    /// The config's people, and the stored ones when `directory` is given (read now).
+    pub(super) fn at_start(
+        config: &Config,
+        directory: Option<&Directory>,
+    ) -> Result<Sources, StoreError> {
+        let mut s = Sources {
+            file_agents: config.agents.clone(),
+            file_reviewers: config.reviewers.clone(),
+            may_approve: config.admin.may_approve,
+            ..Sources::default()
+        };
+        if let Some(d) = directory {
+            (s.stored_agents, s.stored_reviewers) = read_stored(d)?;
+        }
+        Ok(s)
+    }
+
+    /// Agents and reviewers in force: the file's, then the stored ones whose names the file
+    /// does not use (those are logged if `warn`).
+    pub(super) fn merged(&self, warn: bool) -> (Vec<AgentConfig>, People) {
+        let mut agents = self.file_agents.clone();
+        for a in &self.stored_agents {
+            if agents.iter().any(|f| f.name == a.name) {
+                if warn {
+                    tracing::warn!(agent = %a.name, "agent is both in the config file and in the database; the config file's entry is in force");
+                }
+            } else {
+                agents.push(a.clone());
+            }
+        }
+        let mut reviewers = self.file_reviewers.clone();
+        for r in &self.stored_reviewers {
+            if reviewers
+                .iter()
+                .any(|f| crate::person::same(&f.name, &r.name))
+            {
+                if warn {
+                    tracing::warn!(reviewer = %r.name, "reviewer is both in the config file and in the database; the config file's entry is in force");
+                }
+            } else {
+                reviewers.push(r.clone());
+            }
+        }
+        (agents, People::new(reviewers, self.may_approve))
+    }
+}
+
+/// The stored agents and reviewers; records that no longer check are logged and skipped.
+fn read_stored(d: &Directory) -> Result<(Vec<AgentConfig>, Vec<ReviewerConfig>), StoreError> {
+    let agents = d.agents()?;
+    let reviewers = d.reviewers()?;
+    for why in agents.invalid.iter().chain(&reviewers.invalid) {
+        tracing::error!("skipping a stored agent or reviewer: {why}");
+    }
+    Ok((agents.records, reviewers.records))
+}
+
+/// What set off a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Trigger {
+    /// SIGHUP: the config file and the database.
+    Signal,
+    /// A change to the shared store: the database only.
+    Store,
+}
+
+impl Trigger {
+    fn name(self) -> &'static str {
+        match self {
+            Trigger::Signal => "SIGHUP",
+            Trigger::Store => "database",
+        }
+    }
+}
+
+/// The people in force and where they are reloaded from.
+pub(super) struct InForce {
+    /// Held for a whole reload, so that reloads apply in the order they read.
+    sources: tokio::sync::Mutex<Sources>,
+    path: Option<PathBuf>,
+    directory: Option<Directory>,
+    agents: Arc<Agents>,
+    roster: Arc<Roster>,
+    classifier: Arc<dyn Classifier>,
+}
+
+impl InForce {
+    pub(super) fn new(
+        sources: Sources,
+        path: Option<PathBuf>,
+        directory: Option<Directory>,
+        agents: Arc<Agents>,
+        roster: Arc<Roster>,
+        classifier: Arc<dyn Classifier>,
+    ) -> Arc<InForce> {
+        Arc::new(InForce {
+            sources: tokio::sync::Mutex::new(sources),
+            path,
+            directory,
+            agents,
+            roster,
+            classifier,
+        })
+    }
+
+    /// Re-reads the sources `trigger` names and swaps in what changed.
+    pub(super) async fn reload(&self, trigger: Trigger) {
+        if self.path.is_none() && self.directory.is_none() {
+            return; // nothing to re-read: the people were given at start
+        }
+        let mut sources = self.sources.lock().await;
+        let mut next = sources.clone();
+        if let (Trigger::Signal, Some(path)) = (trigger, &self.path) {
+            match Config::load_reviewers(path) {
+                Ok((reviewers, may_approve)) => {
+                    next.file_reviewers = reviewers;
+                    next.may_approve = may_approve;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, trigger = trigger.name(), "reviewers reload failed; keeping the config file's reviewers in force")
+                }
+            }
+            match Config::load_agents(path) {
+                Ok(agents) => next.file_agents = agents,
+                Err(e) => {
+                    tracing::error!(error = %e, trigger = trigger.name(), "agents reload failed; keeping the config file's agents in force")
+                }
+            }
+            if let Err(e) = Config::load(path, crate::config::Overrides::default()) {
+                tracing::error!(error = %e, "the config file no longer checks; its agents and reviewers were reloaded, nothing else was (the next start would fail)");
+            }
+        }
+        if let Some(d) = self.directory.clone() {
+            match tokio::task::spawn_blocking(move || read_stored(&d)).await {
+                Ok(Ok((agents, reviewers))) => {
+                    next.stored_agents = agents;
+                    next.stored_reviewers = reviewers;
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, trigger = trigger.name(), "cannot read the stored agents and reviewers; keeping those in force")
+                }
+                Err(e) => tracing::error!(error = %e, "stored agents and reviewers read panicked"),
+            }
+        }
+        // Name clashes are logged again on SIGHUP, or when the stored records changed.
+        let warn = trigger == Trigger::Signal
+            || next.stored_agents != sources.stored_agents
+            || next.stored_reviewers != sources.stored_reviewers;
+        self.apply(&next, trigger, warn);
+        *sources = next;
+    }
+
+    fn apply(&self, sources: &Sources, trigger: Trigger, warn: bool) {
+        let (agents, people) = sources.merged(warn);
+        let change = self.agents.replace(agents.clone());
+        if !change.is_empty() {
+            tracing::info!(agents = agents.len(), added = ?change.added, removed = ?change.removed, trigger = trigger.name(), "agents reloaded");
+        }
+        let before = self.roster.current();
+        let unchanged = before.reviewers() == people.reviewers()
+            && before.admin_may_approve() == people.admin_may_approve();
+        if unchanged && trigger == Trigger::Store {
+            return;
+        }
+        let (count, removed) = (
+            people.reviewers().len(),
+            swap_people(&self.roster, people, &agents, self.classifier.as_ref()),
+        );
+        tracing::info!(reviewers = count, removed = ?removed, trigger = trigger.name(), "reviewers reloaded");
+    }
+
+    /// Reloads the stored people whenever any instance commits to the store's Meta tree, until
+    /// `shutdown`. Without a change feed (a store only this process writes) only SIGHUP does.
+    /// `changes` is the store's Meta feed, subscribed to before the people were first read (so
+    /// that no change in between is missed).
+    pub(super) fn spawn_watch(
+        self: Arc<Self>,
+        changes: Option<tokio::sync::watch::Receiver<u64>>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        if self.directory.is_none() {
+            return;
+        }
+        let Some(mut changes) = changes else {
+            tracing::warn!("this store reports no changes made by other instances; stored agents and reviewers reload on SIGHUP only");
+            return;
+        };
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    changed = changes.changed() => if changed.is_err() {
+                        tracing::error!("the store's change feed ended; stored agents and reviewers reload on SIGHUP only");
+                        return;
+                    },
+                }
+                // Marked seen before the read, so that a change during it sets off another.
+                changes.borrow_and_update();
+                self.reload(Trigger::Store).await;
+            }
+        });
+    }
+}
+
+/// Swaps `people` into `roster` after checking them against the rules' approval policies (the
+/// errors are logged; the swap still happens, so that a removal always takes effect). The
+/// names of the reviewers no longer in force (or whose token changed).
+pub(super) fn swap_people(
+    roster: &Roster,
+    people: People,
+    agents: &[AgentConfig],
+    classifier: &dyn Classifier,
+) -> Vec<String> {
+    if let Err(e) = super::check_people(&people, &classifier.approval_policies(), agents) {
+        tracing::error!("approval policy after the reviewers reload: {e}");
+    }
+    super::warn_admin_may_approve(&people);
+    roster.replace(people)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(name: &str, digest: u8) -> AgentConfig {
+        AgentConfig {
+            name: name.into(),
+            token_sha256: [digest; 32],
+            services: Vec::new(),
+            hosts: Vec::new(),
+            owner: None,
+        }
+    }
+
+    fn reviewer(name: &str, digest: u8) -> ReviewerConfig {
+        ReviewerConfig {
+            name: name.into(),
+            token_sha256: [digest; 32],
+            groups: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_config_file_wins_a_name_clash() {
+        let s = Sources {
+            file_agents: vec![agent("bot", 1)],
+            file_reviewers: vec![reviewer("Alice", 1)],
+            may_approve: false,
+            stored_agents: vec![agent("bot", 2), agent("other", 3)],
+            stored_reviewers: vec![reviewer("alice", 2), reviewer("bob", 3)],
+        };
+        let (agents, people) = s.merged(true);
+        assert_eq!(agents, vec![agent("bot", 1), agent("other", 3)]);
+        assert_eq!(
+            people.reviewers(),
+            &[reviewer("Alice", 1), reviewer("bob", 3)]
+        );
+    }
+}
