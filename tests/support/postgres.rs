@@ -189,13 +189,24 @@ impl Cluster {
             std::process::id(),
             NEXT_DB.fetch_add(1, Ordering::SeqCst)
         );
-        // On a thread of its own: the synchronous client must not run inside a runtime.
+        // On a thread and runtime of its own: the caller may be inside a runtime or not.
         let admin_url = self.url("postgres");
         let sql = format!("CREATE DATABASE {name}");
         std::thread::spawn(move || {
-            let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls)
-                .expect("connect to the test cluster");
-            admin.batch_execute(&sql).expect("create database");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let (admin, connection) =
+                    tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+                        .await
+                        .expect("connect to the test cluster");
+                let driven = tokio::spawn(connection);
+                admin.batch_execute(&sql).await.expect("create database");
+                drop(admin);
+                let _ = driven.await;
+            })
         })
         .join()
         .expect("create database");
