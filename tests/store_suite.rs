@@ -420,3 +420,96 @@ fn postgres_watch_hears_commits_of_another_store() {
         .expect("review write"));
     arrives(&mut own, "own review");
 }
+
+/// The approved -> executing claim between instances: two stores (two pools) on one database,
+/// many threads racing the same compare-and-swap from one old value; exactly one wins.
+#[test]
+fn postgres_claim_has_one_winner_across_instances() {
+    let Some(cluster) = postgres_cluster::Cluster::shared() else {
+        return; // the reason is printed; CI requires PostgreSQL
+    };
+    let url = cluster.fresh_database();
+    let stores = [
+        airlock::store::open_postgres(&url).expect("open a"),
+        airlock::store::open_postgres(&url).expect("open b"),
+    ];
+    let racers = 12;
+    for round in 0..20u32 {
+        let key = round.to_be_bytes();
+        assert!(stores[0]
+            .compare_and_swap(Tree::Reviews, &key, None, b"approved")
+            .expect("hold"));
+        let barrier = Arc::new(Barrier::new(racers));
+        let winners: Vec<usize> = (0..racers)
+            .map(|t| {
+                let s = stores[t % 2].clone();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let mine = format!("executing by {t}");
+                    s.compare_and_swap(Tree::Reviews, &key, Some(b"approved"), mine.as_bytes())
+                        .expect("claim")
+                        .then_some(t)
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .filter_map(|h| h.join().expect("join"))
+            .collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: one claim wins: {winners:?}"
+        );
+        let now = stores[1].get(Tree::Reviews, &key).expect("get");
+        assert_eq!(
+            now,
+            Some(format!("executing by {}", winners[0]).into_bytes()),
+            "round {round}: the winner's value stands"
+        );
+    }
+}
+
+/// The synchronous store works from any thread: outside a runtime (the other tests), on an
+/// async worker of a multi-thread runtime, on a current-thread runtime, in `spawn_blocking`.
+#[test]
+fn postgres_store_is_callable_from_runtime_threads() {
+    let Some(cluster) = postgres_cluster::Cluster::shared() else {
+        return;
+    };
+    let s = airlock::store::open_postgres(&cluster.fresh_database()).expect("open");
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .expect("runtime");
+    let current = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let (a, b, c) = (s.clone(), s.clone(), s.clone());
+    multi.block_on(async move {
+        tokio::spawn(async move {
+            assert!(a
+                .compare_and_swap(Tree::Meta, b"worker", None, b"1")
+                .expect("cas"));
+        })
+        .await
+        .expect("on a worker");
+        tokio::task::spawn_blocking(move || {
+            assert!(b
+                .compare_and_swap(Tree::Meta, b"blocking", None, b"1")
+                .expect("cas"));
+        })
+        .await
+        .expect("in spawn_blocking");
+    });
+    current.block_on(async move {
+        assert!(c
+            .compare_and_swap(Tree::Meta, b"current", None, b"1")
+            .expect("cas"));
+    });
+    assert_eq!(s.scan(Tree::Meta).expect("scan").len(), 3);
+    drop(multi);
+    // Dropping the last handle inside a runtime shuts the store's own runtime down without
+    // blocking (a blocking shutdown there would panic).
+    current.block_on(async move { drop(s) });
+}

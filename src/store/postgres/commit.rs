@@ -153,3 +153,37 @@ async fn get(t: &Transaction<'_>, tree: Tree, key: &[u8]) -> Result<Option<Vec<u
     let row = t.query_opt(&stmt, &[&tree_id(tree), &key]).await?;
     row.map(|r| r.try_get::<_, Vec<u8>>(0)).transpose()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expected_value_then_a_put_of_that_key_is_one_claim() {
+        let mut b = Batch::default();
+        b.expect(Tree::Reviews, b"r", Some(b"approved"))
+            .expect(Tree::Reviews, b"absent", None)
+            .expect(Tree::Meta, b"m", Some(b"x"))
+            .expect(Tree::Meta, b"n", Some(b"y"))
+            .put(Tree::Index, b"r", b"other tree")
+            .put(Tree::Reviews, b"r", b"executing")
+            .add(Tree::Meta, b"m", 1)
+            .put(Tree::Reviews, b"absent", b"new");
+        let plan = claims(&b);
+        assert_eq!(plan.len(), 4);
+        assert_eq!(plan[0], Some((1, &b"executing"[..])), "the claim");
+        assert_eq!(plan[1], None, "expecting absence is a read");
+        assert_eq!(plan[2], None, "the key's first write is not a put");
+        assert_eq!(plan[3], None, "the key is not written");
+        let mut twice = Batch::default();
+        twice
+            .expect(Tree::Reviews, b"r", Some(b"a"))
+            .expect(Tree::Reviews, b"r", Some(b"a"))
+            .put(Tree::Reviews, b"r", b"b");
+        assert_eq!(
+            claims(&twice),
+            vec![None, None],
+            "a key expected twice is read"
+        );
+    }
+}
