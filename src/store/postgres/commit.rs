@@ -37,11 +37,11 @@ pub async fn commit(
         match attempt(client, batches).await {
             Ok(applied) => return Ok(applied),
             Err(e) if retryable(&e) => last = Some(e),
-            Err(e) => return Err(StoreError::Io(format!("{shown}: {e}"))),
+            Err(e) => return Err(StoreError::Io(format!("{shown}: {}", super::explain(&e)))),
         }
     }
     Err(StoreError::Io(match last {
-        Some(e) => format!("{shown}: {e}"),
+        Some(e) => format!("{shown}: {}", super::explain(&e)),
         None => format!("{shown}: commit kept conflicting"),
     }))
 }

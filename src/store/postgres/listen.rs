@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio_postgres::AsyncMessage;
 
+use super::explain;
 use super::target::{Target, Tls};
 use crate::store::{Batch, StoreError, Tree, Write};
 
@@ -124,11 +125,11 @@ where
     T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
     T::Stream: Send + 'static,
 {
-    let (client, connection) = config.connect(tls).await.map_err(|e| e.to_string())?;
+    let (client, connection) = config.connect(tls).await.map_err(|e| explain(&e))?;
     let served = tokio::spawn(serve(connection, changes.clone()));
     if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
         served.abort();
-        return Err(e.to_string());
+        return Err(explain(&e));
     }
     match ready.take() {
         Some(r) => {
@@ -157,7 +158,7 @@ where
         match poll_fn(|cx| connection.poll_message(cx)).await {
             Some(Ok(AsyncMessage::Notification(n))) => changes.bump_named(n.payload()),
             Some(Ok(_)) => {} // a notice
-            Some(Err(e)) => return e.to_string(),
+            Some(Err(e)) => return explain(&e),
             None => return "connection closed".into(),
         }
     }

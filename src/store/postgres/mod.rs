@@ -85,7 +85,9 @@ impl PostgresStore {
     /// Connects to `url` (a `postgres://` URL or key=value string, its CA file named by
     /// `sslrootcert`), migrates the schema and starts listening for changes.
     pub fn open(url: &str) -> Result<PostgresStore, StoreError> {
-        let target = Arc::new(Target::parse(url).map_err(|e| StoreError::Io(e.to_string()))?);
+        let target =
+            Target::parse(url).map_err(|e| StoreError::Io(format!("{}: {e}", e.field())))?;
+        let target = Arc::new(target);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(THREADS)
             .thread_name("airlock-pg")
@@ -102,10 +104,10 @@ impl PostgresStore {
         };
         let (pool, shown) = (store.pool.clone(), store.shown.clone());
         store.run(async move {
-            let mut client = pool.get().await.map_err(|e| io(&shown, e))?;
+            let mut client = pool.get().await.map_err(|e| io(&shown, explain(&e)))?;
             schema::migrate(&mut client)
                 .await
-                .map_err(|e| io(&shown, e))
+                .map_err(|e| io(&shown, explain(&e)))
         })?;
         let (ready, listening) = tokio::sync::oneshot::channel();
         store
@@ -142,6 +144,28 @@ fn io(shown: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(format!("{shown}: {e}"))
 }
 
+/// An error with its causes, each once ("db error: ERROR: ..."; the driver's own text names
+/// only the kind). Neither the driver's nor the server's messages carry the password.
+fn explain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    if text.contains("invalid peer certificate") {
+        text.push_str(
+            " (is store.ca_file the CA that signed the server's certificate, and the host in \
+             store.url a name that certificate carries?)",
+        );
+    }
+    text
+}
+
 impl Store for PostgresStore {
     fn watch(&self, tree: Tree) -> Option<tokio::sync::watch::Receiver<u64>> {
         self.changes.subscribe(tree)
@@ -151,18 +175,18 @@ impl Store for PostgresStore {
         let (pool, shown, key) = (self.pool.clone(), self.shown.clone(), key.to_vec());
         self.run(async move {
             let read = async {
-                let client = pool.get().await.map_err(|e| e.to_string())?;
+                let client = pool.get().await.map_err(|e| explain(&e))?;
                 let stmt = client
                     .prepare_cached(GET_SQL)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| explain(&e))?;
                 let row = client
                     .query_opt(&stmt, &[&tree_id(tree), &key])
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| explain(&e))?;
                 row.map(|r| r.try_get::<_, Vec<u8>>(0))
                     .transpose()
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| explain(&e))
             };
             read.await.map_err(|e| io(&shown, e))
         })
@@ -171,7 +195,7 @@ impl Store for PostgresStore {
     fn commit(&self, batches: Vec<Batch>) -> Result<Vec<bool>, StoreError> {
         let (pool, shown) = (self.pool.clone(), self.shown.clone());
         self.run(async move {
-            let mut client = pool.get().await.map_err(|e| io(&shown, e))?;
+            let mut client = pool.get().await.map_err(|e| io(&shown, explain(&e)))?;
             commit::commit(&mut client, &shown, &batches).await
         })
     }
@@ -188,7 +212,7 @@ impl Store for PostgresStore {
         let (pool, shown) = (self.pool.clone(), self.shown.clone());
         self.run(async move {
             let read = async {
-                let client = pool.get().await.map_err(|e| e.to_string())?;
+                let client = pool.get().await.map_err(|e| explain(&e))?;
                 let rows = match &end {
                     Some(end) => {
                         let stmt = client
@@ -197,7 +221,7 @@ impl Store for PostgresStore {
                                  WHERE tree = $1 AND key >= $2 AND key < $3 ORDER BY key LIMIT $4",
                             )
                             .await
-                            .map_err(|e| e.to_string())?;
+                            .map_err(|e| explain(&e))?;
                         client
                             .query(&stmt, &[&tree_id(tree), &start, end, &limit])
                             .await
@@ -209,15 +233,15 @@ impl Store for PostgresStore {
                                  WHERE tree = $1 AND key >= $2 ORDER BY key LIMIT $3",
                             )
                             .await
-                            .map_err(|e| e.to_string())?;
+                            .map_err(|e| explain(&e))?;
                         client.query(&stmt, &[&tree_id(tree), &start, &limit]).await
                     }
                 }
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| explain(&e))?;
                 rows.iter()
                     .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
                     .collect::<Result<Vec<Entry>, tokio_postgres::Error>>()
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| explain(&e))
             };
             read.await.map_err(|e| io(&shown, e))
         })

@@ -20,15 +20,14 @@ use tokio_postgres::config::{Host, SslMode};
 /// The URL parameter naming the CA file (libpq's name for it).
 const ROOT_CERT: &str = "sslrootcert";
 
-/// Why a URL or its CA file cannot be used.
+/// Why a URL or its CA file cannot be used; [`TargetError::field`] names the setting at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    #[error("store.url is not a PostgreSQL connection URL: {0}")]
+    #[error("is not a PostgreSQL connection URL: {0}")]
     Url(String),
     #[error(
-        "store.url has sslmode={0}, which falls back to clear text: choose sslmode=require \
-         (TLS verified against store.ca_file) or sslmode=disable (Unix socket, loopback or a \
-         private network)"
+        "sslmode={0} falls back to clear text: choose sslmode=require (TLS verified against \
+         store.ca_file) or sslmode=disable (a Unix socket, loopback or a private network)"
     )]
     Fallback(String),
     #[error(
@@ -37,12 +36,25 @@ pub enum TargetError {
     )]
     NoCa(String),
     #[error(
-        "[store] ca_file is set but store.url does not ask for TLS: add sslmode=require \
-         (or sslmode=disable and no ca_file)"
+        "is set but store.url does not ask for TLS: add sslmode=require to it (or remove ca_file)"
     )]
     CaWithoutTls,
-    #[error("store.ca_file {path}: {message}")]
+    #[error("names a CA file ({ROOT_CERT}) and so does [store] ca_file: keep one")]
+    TwoCas,
+    #[error("{path}: {message}")]
     CaFile { path: String, message: String },
+}
+
+impl TargetError {
+    /// The setting to change: `store.url` or `store.ca_file`.
+    pub fn field(&self) -> &'static str {
+        match self {
+            TargetError::Url(_) | TargetError::Fallback(_) | TargetError::TwoCas => "store.url",
+            TargetError::NoCa(_) | TargetError::CaWithoutTls | TargetError::CaFile { .. } => {
+                "store.ca_file"
+            }
+        }
+    }
 }
 
 /// How the connections are secured.
@@ -64,8 +76,9 @@ impl Target {
     /// Parses `url` (a `postgres://` URL or key=value string) and loads its CA file.
     pub fn parse(url: &str) -> Result<Target, TargetError> {
         let (rest, mode, ca) = take_tls_params(url)?;
-        let mut config: tokio_postgres::Config =
-            rest.parse().map_err(|e| TargetError::Url(format!("{e}")))?;
+        let mut config: tokio_postgres::Config = rest
+            .parse()
+            .map_err(|e| TargetError::Url(super::explain(&e)))?;
         let tls = match check_modes(mode.as_deref(), ca.is_some())? {
             false => {
                 config.ssl_mode(SslMode::Disable);
@@ -107,9 +120,7 @@ fn check_modes(mode: Option<&str>, has_ca: bool) -> Result<bool, TargetError> {
 pub fn with_ca_file(url: &str, ca_file: Option<&Path>) -> Result<String, TargetError> {
     let (_, mode, ca) = take_tls_params(url)?;
     if ca.is_some() && ca_file.is_some() {
-        return Err(TargetError::Url(format!(
-            "names a CA file ({ROOT_CERT}) and so does store.ca_file: keep one"
-        )));
+        return Err(TargetError::TwoCas);
     }
     check_modes(mode.as_deref(), ca.is_some() || ca_file.is_some())?;
     let Some(path) = ca_file else {
@@ -327,7 +338,7 @@ mod tests {
         for (url, words) in [
             (
                 "postgres://h/db?sslmode=prefer",
-                "sslmode=prefer, which falls back",
+                "sslmode=prefer falls back",
             ),
             ("host=h sslmode=allow", "sslmode=allow"),
             ("postgres://h/db?sslmode=require", "ca_file"),
