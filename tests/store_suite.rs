@@ -420,3 +420,202 @@ fn postgres_watch_hears_commits_of_another_store() {
         .expect("review write"));
     arrives(&mut own, "own review");
 }
+
+/// The approved -> executing claim between instances: two stores (two pools) on one database,
+/// many threads racing the same compare-and-swap from one old value; exactly one wins.
+#[test]
+fn postgres_claim_has_one_winner_across_instances() {
+    let Some(cluster) = postgres_cluster::Cluster::shared() else {
+        return; // the reason is printed; CI requires PostgreSQL
+    };
+    let url = cluster.fresh_database();
+    let stores = [
+        airlock::store::open_postgres(&url).expect("open a"),
+        airlock::store::open_postgres(&url).expect("open b"),
+    ];
+    let racers = 12;
+    for round in 0..20u32 {
+        let key = round.to_be_bytes();
+        assert!(stores[0]
+            .compare_and_swap(Tree::Reviews, &key, None, b"approved")
+            .expect("hold"));
+        let barrier = Arc::new(Barrier::new(racers));
+        let winners: Vec<usize> = (0..racers)
+            .map(|t| {
+                let s = stores[t % 2].clone();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let mine = format!("executing by {t}");
+                    s.compare_and_swap(Tree::Reviews, &key, Some(b"approved"), mine.as_bytes())
+                        .expect("claim")
+                        .then_some(t)
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .filter_map(|h| h.join().expect("join"))
+            .collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: one claim wins: {winners:?}"
+        );
+        let now = stores[1].get(Tree::Reviews, &key).expect("get");
+        assert_eq!(
+            now,
+            Some(format!("executing by {}", winners[0]).into_bytes()),
+            "round {round}: the winner's value stands"
+        );
+    }
+}
+
+/// The synchronous store works from any thread: outside a runtime (the other tests), on an
+/// async worker of a multi-thread runtime, on a current-thread runtime, in `spawn_blocking`.
+#[test]
+fn postgres_store_is_callable_from_runtime_threads() {
+    let Some(cluster) = postgres_cluster::Cluster::shared() else {
+        return;
+    };
+    let s = airlock::store::open_postgres(&cluster.fresh_database()).expect("open");
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .expect("runtime");
+    let current = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let (a, b, c) = (s.clone(), s.clone(), s.clone());
+    multi.block_on(async move {
+        tokio::spawn(async move {
+            assert!(a
+                .compare_and_swap(Tree::Meta, b"worker", None, b"1")
+                .expect("cas"));
+        })
+        .await
+        .expect("on a worker");
+        tokio::task::spawn_blocking(move || {
+            assert!(b
+                .compare_and_swap(Tree::Meta, b"blocking", None, b"1")
+                .expect("cas"));
+        })
+        .await
+        .expect("in spawn_blocking");
+    });
+    current.block_on(async move {
+        assert!(c
+            .compare_and_swap(Tree::Meta, b"current", None, b"1")
+            .expect("cas"));
+    });
+    assert_eq!(s.scan(Tree::Meta).expect("scan").len(), 3);
+    drop(multi);
+    // Dropping the last handle inside a runtime shuts the store's own runtime down without
+    // blocking (a blocking shutdown there would panic).
+    current.block_on(async move { drop(s) });
+}
+
+/// TLS to PostgreSQL: `sslmode=require` with the CA file that signed the server's certificate
+/// works (commits, reads and change notices); another CA, a name the certificate does not
+/// carry, or no CA file at all are refused with a clear error; nothing falls back to clear text.
+#[test]
+fn postgres_over_verified_tls() {
+    use airlock::store::with_ca_file;
+    use std::time::Duration;
+    let Some(tls) = postgres_cluster::Cluster::shared_tls() else {
+        return; // the reason is printed; CI requires PostgreSQL
+    };
+    let db = postgres_cluster::Cluster::database_of(&tls.cluster.fresh_database());
+    let url = tls.cluster.url_by_name(&db, "sslmode=require");
+    // As `[store] ca_file` gives it.
+    let verified = with_ca_file(&url, Some(&tls.ca_file)).expect("with ca_file");
+    let a = airlock::store::open_postgres(&verified).expect("open over TLS");
+    let b = airlock::store::open_postgres(&verified).expect("open over TLS");
+    let mut reviews = b.watch(Tree::Reviews).expect("watched");
+    reviews.borrow_and_update();
+    assert!(a
+        .compare_and_swap(Tree::Reviews, b"k", None, b"v")
+        .expect("cas"));
+    assert_eq!(
+        b.get(Tree::Reviews, b"k").expect("get").as_deref(),
+        Some(&b"v"[..])
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), reviews.changed()).await })
+        .expect("a notice over the TLS listener within 5 s")
+        .expect("alive");
+
+    let refused = |url: &str| match airlock::store::open_postgres(url) {
+        Ok(_) => panic!("opened {url}"),
+        Err(e) => e.to_string(),
+    };
+    let other = with_ca_file(&url, Some(&tls.other_ca_file)).expect("with ca_file");
+    let e = refused(&other);
+    assert!(e.contains("invalid peer certificate"), "another CA: {e}");
+    assert!(e.contains("UnknownIssuer"), "another CA: {e}");
+    // The same server and CA by an address its certificate does not name.
+    let by_ip = format!("{}?sslmode=require", tls.cluster.url(&db));
+    let by_ip = with_ca_file(&by_ip, Some(&tls.ca_file)).expect("with ca_file");
+    let e = refused(&by_ip);
+    assert!(e.contains("invalid peer certificate"), "wrong name: {e}");
+    assert!(e.contains("not valid for name"), "wrong name: {e}");
+    let e = refused(&url);
+    assert!(
+        e.contains("store.ca_file") && e.contains("sslmode=require"),
+        "{e}"
+    );
+    let e = refused(&tls.cluster.url_by_name(&db, "sslmode=prefer"));
+    assert!(e.contains("sslmode=prefer falls back to clear text"), "{e}");
+}
+
+/// The change listener survives losing its connection: once it has reconnected it bumps every
+/// counter (notices sent meanwhile are lost), and later notices arrive again.
+#[test]
+fn postgres_watch_reconnects_and_bumps_every_counter() {
+    use std::time::Duration;
+    let Some(cluster) = postgres_cluster::Cluster::shared() else {
+        return; // the reason is printed; CI requires PostgreSQL
+    };
+    let url = cluster.fresh_database();
+    let s = airlock::store::open_postgres(&url).expect("open");
+    let mut reviews = s.watch(Tree::Reviews).expect("watched");
+    let mut meta = s.watch(Tree::Meta).expect("watched");
+    reviews.borrow_and_update();
+    meta.borrow_and_update();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let within_5s = |rx: &mut tokio::sync::watch::Receiver<u64>, what: &str| {
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), rx.changed()).await })
+            .unwrap_or_else(|_| panic!("{what}: no bump within 5 s"))
+            .expect("alive");
+    };
+    // Cut the listener off, as a server restart or a network failure would.
+    let killed: i64 = rt.block_on(async {
+        let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        let driven = tokio::spawn(connection);
+        let row = admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE datname = current_database() AND query = 'LISTEN airlock_changes'",
+                &[],
+            )
+            .await
+            .expect("terminate");
+        drop(admin);
+        let _ = driven.await;
+        row.get(0)
+    });
+    assert_eq!(killed, 1, "one listening connection");
+    within_5s(&mut reviews, "reviews after the reconnect");
+    within_5s(&mut meta, "meta after the reconnect");
+    assert!(s
+        .compare_and_swap(Tree::Reviews, b"after", None, b"x")
+        .expect("cas"));
+    within_5s(&mut reviews, "a review write after the reconnect");
+}

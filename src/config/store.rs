@@ -16,6 +16,7 @@ pub(super) struct RawStore {
     pub(super) path: PathBuf,
     pub(super) retention: String,
     pub(super) url: Option<String>,
+    pub(super) ca_file: Option<PathBuf>,
 }
 
 impl Default for RawStore {
@@ -25,6 +26,7 @@ impl Default for RawStore {
             path: "data".into(),
             retention: "90d".into(),
             url: None,
+            ca_file: None,
         }
     }
 }
@@ -68,7 +70,9 @@ pub struct StoreConfig {
     /// Finished reviews older than this are removed from the review store (their audit
     /// entries stay in the chain). `None` (`retention = "forever"`): kept.
     pub retention: Option<Duration>,
-    /// `backend = "postgres"`: the database (`store.url`, else `AIRLOCK_DATABASE_URL`).
+    /// `backend = "postgres"`: the database (`store.url`, else `AIRLOCK_DATABASE_URL`), with
+    /// `store.ca_file` (the CA that signed the server's certificate, for `sslmode=require`)
+    /// added as libpq's `sslrootcert`.
     pub url: Option<DatabaseUrl>,
 }
 
@@ -110,8 +114,15 @@ pub(super) fn check_store(raw: RawStore, cx: &Ctx) -> Result<StoreConfig, Config
         }
         (_, None) => None,
     };
+    if raw.ca_file.is_some() && raw.backend != Backend::Postgres {
+        return Err(cx.invalid("store.ca_file", "is for backend = \"postgres\" only".into()));
+    }
     let url = match url {
-        Some(u) if !u.trim().is_empty() => Some(DatabaseUrl(u)),
+        Some(u) if !u.trim().is_empty() => {
+            let u = crate::store::with_ca_file(&u, raw.ca_file.as_deref())
+                .map_err(|e| cx.invalid(e.field(), e.to_string()))?;
+            Some(DatabaseUrl(u))
+        }
         _ if raw.backend == Backend::Postgres => {
             return Err(cx.invalid(
                 "store.url",
@@ -222,6 +233,51 @@ mod tests {
     use std::time::Duration;
 
     use crate::config::Config;
+
+    #[test]
+    fn postgres_tls_settings_are_checked() {
+        let store = |text: &str| Config::from_toml("t.toml", &format!("[store]\n{text}\n"));
+        let c = store(
+            "backend = \"postgres\"\nurl = \"postgres://u:pw@db.internal/airlock?sslmode=verify-full\"\nca_file = \"/etc/airlock/pg-ca.pem\"",
+        )
+        .expect("valid");
+        let url = c.store.url.expect("url");
+        assert_eq!(
+            url.expose(),
+            "postgres://u:pw@db.internal/airlock?sslmode=verify-full&sslrootcert=%2Fetc%2Fairlock%2Fpg%2Dca%2Epem"
+        );
+        assert!(!format!("{url:?}").contains("pw"));
+        for (text, words) in [
+            (
+                "url = \"postgres://h/db?sslmode=require\"",
+                "t.toml: store.ca_file: store.url has sslmode=require, which needs the CA",
+            ),
+            (
+                "url = \"postgres://h/db?sslmode=prefer\"",
+                "t.toml: store.url: sslmode=prefer falls back to clear text",
+            ),
+            (
+                "url = \"host=h dbname=d\"\nca_file = \"/ca.pem\"",
+                "t.toml: store.ca_file: is set but store.url does not ask for TLS",
+            ),
+            (
+                "url = \"postgres://h/db?sslmode=require&sslrootcert=/a.pem\"\nca_file = \"/ca.pem\"",
+                "store.url: names a CA file (sslrootcert) and so does [store] ca_file",
+            ),
+        ] {
+            let e = store(&format!("backend = \"postgres\"\n{text}"))
+                .expect_err(text)
+                .to_string();
+            assert!(e.contains(words), "{text}: {e}");
+        }
+        let e = store("ca_file = \"/ca.pem\"")
+            .expect_err("redb")
+            .to_string();
+        assert!(
+            e.contains("store.ca_file: is for backend = \"postgres\" only"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn admin_limits_defaults_and_checks() {

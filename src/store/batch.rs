@@ -58,16 +58,20 @@ impl Batch {
                 Write::Delete(t, k) => txn.delete(*t, k)?,
                 Write::Add(t, k, delta) => {
                     let now = txn.get(*t, k)?.map(|v| counter_value(&v)).unwrap_or(0);
-                    let next = if *delta < 0 {
-                        now.saturating_sub(delta.unsigned_abs())
-                    } else {
-                        now.saturating_add(*delta as u64)
-                    };
-                    txn.put(*t, k, &next.to_be_bytes())?;
+                    txn.put(*t, k, &counter_plus(now, *delta).to_be_bytes())?;
                 }
             }
         }
         Ok(true)
+    }
+}
+
+/// A counter after [`Write::Add`] of `delta`: clamped at 0 and `u64::MAX`.
+pub(crate) fn counter_plus(now: u64, delta: i64) -> u64 {
+    if delta < 0 {
+        now.saturating_sub(delta.unsigned_abs())
+    } else {
+        now.saturating_add(delta.unsigned_abs())
     }
 }
 

@@ -5,11 +5,12 @@
 
 mod batch;
 mod group;
-mod postgres_store;
+mod postgres;
 mod redb_store;
 mod sled_store;
 
 pub use batch::{counter_value, Batch, Write};
+pub use postgres::{with_ca_file, TargetError as PostgresTargetError};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -245,7 +246,7 @@ pub fn open(backend: Backend, path: &Path) -> Result<Arc<dyn Store>, StoreError>
 /// Opens the PostgreSQL store at `url` (migrating its schema), with group commit.
 pub fn open_postgres(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     Ok(Arc::new(group::Grouped::new(Box::new(
-        postgres_store::PostgresStore::open(url)?,
+        postgres::PostgresStore::open(url)?,
     ))))
 }
 

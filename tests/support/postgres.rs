@@ -4,6 +4,9 @@
 //! process, started on first use and stopped when the process exits; each caller gets a
 //! database of its own.
 //!
+//! [`Cluster::shared_tls`] is a second cluster that also speaks TLS, with a certificate for
+//! `localhost` signed by a test CA.
+//!
 //! Without the binaries the caller gets `None` and a printed reason, unless
 //! `AIRLOCK_REQUIRE_POSTGRES=1` (set by `.ci/run`): then missing PostgreSQL fails the test.
 
@@ -21,9 +24,20 @@ pub struct Cluster {
     run_as: Option<String>,
 }
 
+/// A cluster speaking TLS, and the CA files to trust (or not).
+pub struct TlsCluster {
+    pub cluster: Cluster,
+    /// The CA that signed the server's certificate (for "localhost"), PEM.
+    pub ca_file: PathBuf,
+    /// Another CA, which signed nothing the server shows.
+    pub other_ca_file: PathBuf,
+}
+
 static CLUSTER: OnceLock<Option<Cluster>> = OnceLock::new();
-/// Where the running cluster's data is, for the stop at exit.
-static RUNNING: Mutex<Option<(PathBuf, PathBuf, Option<String>)>> = Mutex::new(None);
+static TLS_CLUSTER: OnceLock<Option<TlsCluster>> = OnceLock::new();
+/// Where the running clusters' data is, for the stop at exit.
+static RUNNING: Mutex<Vec<(PathBuf, PathBuf, Option<String>)>> = Mutex::new(Vec::new());
+static AT_EXIT: std::sync::Once = std::sync::Once::new();
 static NEXT_DB: AtomicU32 = AtomicU32::new(0);
 
 /// The directory holding `initdb`, `pg_ctl` and `postgres`: on PATH, else Debian's
@@ -64,8 +78,11 @@ fn free_port() -> u16 {
 }
 
 extern "C" fn stop_at_exit() {
-    let running = RUNNING.lock().ok().and_then(|mut r| r.take());
-    if let Some((pg_ctl, data, run_as)) = running {
+    let running = RUNNING
+        .lock()
+        .map(|mut r| std::mem::take(&mut *r))
+        .unwrap_or_default();
+    for (pg_ctl, data, run_as) in running {
         let _ = command(&run_as, &pg_ctl)
             .args(["stop", "-m", "immediate", "-D"])
             .arg(&data)
@@ -81,20 +98,31 @@ impl Cluster {
     /// PostgreSQL is not installed and not required.
     pub fn shared() -> Option<&'static Cluster> {
         CLUSTER
-            .get_or_init(|| match Cluster::start() {
-                Ok(c) => Some(c),
-                Err(why) => {
-                    let required =
-                        std::env::var("AIRLOCK_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
-                    assert!(!required, "PostgreSQL is required here but: {why}");
-                    eprintln!("skipping the PostgreSQL backend: {why}");
-                    None
-                }
+            .get_or_init(|| skip_unless_required(Cluster::start(None)))
+            .as_ref()
+    }
+
+    /// The process's TLS cluster (a second one), started on first use.
+    pub fn shared_tls() -> Option<&'static TlsCluster> {
+        TLS_CLUSTER
+            .get_or_init(|| {
+                let certs = server_certs();
+                let cluster = skip_unless_required(Cluster::start(Some(&certs)))?;
+                // Beside the cluster, removed with it at exit.
+                let dir = cluster.data.parent().expect("cluster dir").to_path_buf();
+                let (ca_file, other_ca_file) = (dir.join("ca.pem"), dir.join("other-ca.pem"));
+                std::fs::write(&ca_file, &certs.ca_pem).expect("write CA");
+                std::fs::write(&other_ca_file, &certs.other_ca_pem).expect("write CA");
+                Some(TlsCluster {
+                    cluster,
+                    ca_file,
+                    other_ca_file,
+                })
             })
             .as_ref()
     }
 
-    fn start() -> Result<Cluster, String> {
+    fn start(tls: Option<&ServerCerts>) -> Result<Cluster, String> {
         let bin = bin_dir().ok_or("no initdb/pg_ctl on PATH or in /usr/lib/postgresql")?;
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
@@ -142,10 +170,35 @@ impl Cluster {
             return Err(format!("initdb: {}", String::from_utf8_lossy(&out.stderr)));
         }
         let port = free_port();
-        let options = format!(
+        let mut options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
             dir.display()
         );
+        if let Some(certs) = tls {
+            // The key must be the server user's and private, or PostgreSQL refuses it.
+            let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+            std::fs::write(&cert, &certs.cert_pem).map_err(|e| e.to_string())?;
+            std::fs::write(&key, &certs.key_pem).map_err(|e| e.to_string())?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| e.to_string())?;
+            if let Some(user) = &run_as {
+                let out = Command::new("chown")
+                    .arg(user)
+                    .arg(&cert)
+                    .arg(&key)
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                if !out.status.success() {
+                    return Err(format!("chown: {}", String::from_utf8_lossy(&out.stderr)));
+                }
+            }
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert.display(),
+                key.display()
+            ));
+        }
         let pg_ctl = bin.join("pg_ctl");
         let out = command(&run_as, &pg_ctl)
             .args(["start", "-w", "-t", "60", "-D"])
@@ -163,12 +216,12 @@ impl Cluster {
             ));
         }
         if let Ok(mut r) = RUNNING.lock() {
-            *r = Some((pg_ctl.clone(), data.clone(), run_as.clone()));
+            r.push((pg_ctl.clone(), data.clone(), run_as.clone()));
         }
         // SAFETY: registers a plain extern "C" function, once.
-        unsafe {
+        AT_EXIT.call_once(|| unsafe {
             libc::atexit(stop_at_exit);
-        }
+        });
         Ok(Cluster {
             data,
             port,
@@ -182,6 +235,20 @@ impl Cluster {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
+    /// The URL of database `db` by the name its TLS certificate carries ("localhost", reached
+    /// at 127.0.0.1, where the cluster listens), with `params` (e.g. `sslmode=require`).
+    pub fn url_by_name(&self, db: &str, params: &str) -> String {
+        format!(
+            "postgres://postgres@localhost:{}/{db}?hostaddr=127.0.0.1&{params}",
+            self.port
+        )
+    }
+
+    /// The database name of a URL this cluster made.
+    pub fn database_of(url: &str) -> String {
+        url.rsplit('/').next().unwrap_or_default().to_string()
+    }
+
     /// A new, empty database; its URL.
     pub fn fresh_database(&self) -> String {
         let name = format!(
@@ -189,16 +256,73 @@ impl Cluster {
             std::process::id(),
             NEXT_DB.fetch_add(1, Ordering::SeqCst)
         );
-        // On a thread of its own: the synchronous client must not run inside a runtime.
+        // On a thread and runtime of its own: the caller may be inside a runtime or not.
         let admin_url = self.url("postgres");
         let sql = format!("CREATE DATABASE {name}");
         std::thread::spawn(move || {
-            let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls)
-                .expect("connect to the test cluster");
-            admin.batch_execute(&sql).expect("create database");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let (admin, connection) =
+                    tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+                        .await
+                        .expect("connect to the test cluster");
+                let driven = tokio::spawn(connection);
+                admin.batch_execute(&sql).await.expect("create database");
+                drop(admin);
+                let _ = driven.await;
+            })
         })
         .join()
         .expect("create database");
         self.url(&name)
+    }
+}
+
+fn skip_unless_required<T>(started: Result<T, String>) -> Option<T> {
+    match started {
+        Ok(c) => Some(c),
+        Err(why) => {
+            let required = std::env::var("AIRLOCK_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+            assert!(!required, "PostgreSQL is required here but: {why}");
+            eprintln!("skipping the PostgreSQL backend: {why}");
+            None
+        }
+    }
+}
+
+/// A server certificate for "localhost" and its key, the test CA that signed it and another CA
+/// (PEM).
+struct ServerCerts {
+    cert_pem: String,
+    key_pem: String,
+    ca_pem: String,
+    other_ca_pem: String,
+}
+
+fn server_certs() -> ServerCerts {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca = |name: &str| {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let pem = params.self_signed(&key).expect("ca").pem();
+        (Issuer::new(params, key), pem)
+    };
+    let (issuer, ca_pem) = ca("Airlock PostgreSQL Test CA");
+    let (_, other_pem) = ca("Some Other CA");
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("server certificate");
+    ServerCerts {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        ca_pem,
+        other_ca_pem: other_pem,
     }
 }

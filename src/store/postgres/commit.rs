@@ -1,0 +1,189 @@
+//! One commit: a group of batches in one SERIALIZABLE transaction, each batch inside a
+//! savepoint (a failed expectation rolls back that batch alone), retried on a serialization
+//! failure or deadlock. An expectation on a key's current value followed by a put of the same
+//! key (the approved -> executing claim) is one conditional `UPDATE ... RETURNING`: no row, and
+//! the expectation failed. Commits that write a watched tree announce it ([`super::listen`]).
+
+use deadpool_postgres::{Object, Transaction};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::IsolationLevel;
+
+use super::listen::{written, NOTIFY_SQL};
+use crate::store::batch::{counter_plus, counter_value};
+use crate::store::{Batch, StoreError, Tree, Write};
+
+/// Attempts of one commit that keeps meeting serialization failures.
+const ATTEMPTS: usize = 20;
+
+pub const GET_SQL: &str = "SELECT value FROM airlock_kv WHERE tree = $1 AND key = $2";
+const PUT_SQL: &str = "INSERT INTO airlock_kv (tree, key, value) VALUES ($1, $2, $3)
+     ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value";
+const DELETE_SQL: &str = "DELETE FROM airlock_kv WHERE tree = $1 AND key = $2";
+const CLAIM_SQL: &str = "UPDATE airlock_kv SET value = $1
+     WHERE tree = $2 AND key = $3 AND value = $4 RETURNING 1";
+
+pub fn tree_id(tree: Tree) -> i16 {
+    tree.slot() as i16
+}
+
+/// Commits `batches` on `client`; one flag per batch: applied.
+pub async fn commit(
+    client: &mut Object,
+    shown: &str,
+    batches: &[Batch],
+) -> Result<Vec<bool>, StoreError> {
+    let mut last = None;
+    for _ in 0..ATTEMPTS {
+        match attempt(client, batches).await {
+            Ok(applied) => return Ok(applied),
+            Err(e) if retryable(&e) => last = Some(e),
+            Err(e) => return Err(StoreError::Io(format!("{shown}: {}", super::explain(&e)))),
+        }
+    }
+    Err(StoreError::Io(match last {
+        Some(e) => format!("{shown}: {}", super::explain(&e)),
+        None => format!("{shown}: commit kept conflicting"),
+    }))
+}
+
+/// Why one attempt failed (maybe a serialization failure, retried).
+type Failure = tokio_postgres::Error;
+
+fn retryable(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+    )
+}
+
+async fn attempt(client: &mut Object, batches: &[Batch]) -> Result<Vec<bool>, Failure> {
+    let t = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::Serializable)
+        .start()
+        .await?;
+    let mut applied = Vec::with_capacity(batches.len());
+    for b in batches {
+        t.batch_execute("SAVEPOINT batch").await?;
+        let ok = apply(&t, b).await?;
+        t.batch_execute(match ok {
+            true => "RELEASE SAVEPOINT batch",
+            false => "ROLLBACK TO SAVEPOINT batch; RELEASE SAVEPOINT batch",
+        })
+        .await?;
+        applied.push(ok);
+    }
+    for tree in written(batches, &applied) {
+        let notify = t.prepare_cached(NOTIFY_SQL).await?;
+        t.query_one(&notify, &[&tree.name()]).await?;
+    }
+    t.commit().await?;
+    Ok(applied)
+}
+
+/// For each expectation of `b`: the index and value of the put it claims with one conditional
+/// update, if it is a claim (a current value expected, the key expected nowhere else in the
+/// batch, and the key's first write a put).
+fn claims(b: &Batch) -> Vec<Option<(usize, &[u8])>> {
+    b.expect
+        .iter()
+        .map(|(tree, key, want)| {
+            want.as_ref()?;
+            let same = |t: &Tree, k: &Vec<u8>| t == tree && k == key;
+            if b.expect.iter().filter(|(t, k, _)| same(t, k)).count() != 1 {
+                return None;
+            }
+            b.writes.iter().enumerate().find_map(|(i, w)| match w {
+                Write::Put(t, k, v) if same(t, k) => Some(Some((i, v.as_slice()))),
+                Write::Delete(t, k) | Write::Add(t, k, _) if same(t, k) => Some(None),
+                _ => None,
+            })?
+        })
+        .collect()
+}
+
+/// Checks `b`'s expectations and, if all hold, makes its writes. `Ok(false)`: an expectation
+/// failed (the caller rolls back the batch's savepoint: a claim may have written already).
+async fn apply(t: &Transaction<'_>, b: &Batch) -> Result<bool, Failure> {
+    let claims = claims(b);
+    let mut claimed = vec![false; b.writes.len()];
+    for ((tree, key, want), claim) in b.expect.iter().zip(&claims) {
+        let holds = match (claim, want) {
+            (Some((i, new)), Some(old)) => {
+                let update = t.prepare_cached(CLAIM_SQL).await?;
+                let row = t
+                    .query_opt(&update, &[new, &tree_id(*tree), key, old])
+                    .await?;
+                if let Some(c) = claimed.get_mut(*i) {
+                    *c = true;
+                }
+                row.is_some()
+            }
+            _ => get(t, *tree, key).await?.as_deref() == want.as_deref(),
+        };
+        if !holds {
+            return Ok(false);
+        }
+    }
+    for (w, done) in b.writes.iter().zip(&claimed) {
+        match w {
+            _ if *done => {}
+            Write::Put(tree, key, value) => {
+                let put = t.prepare_cached(PUT_SQL).await?;
+                t.execute(&put, &[&tree_id(*tree), key, value]).await?;
+            }
+            Write::Delete(tree, key) => {
+                let delete = t.prepare_cached(DELETE_SQL).await?;
+                t.execute(&delete, &[&tree_id(*tree), key]).await?;
+            }
+            Write::Add(tree, key, delta) => {
+                let now = get(t, *tree, key).await?.map_or(0, |v| counter_value(&v));
+                let put = t.prepare_cached(PUT_SQL).await?;
+                let next = counter_plus(now, *delta).to_be_bytes();
+                t.execute(&put, &[&tree_id(*tree), key, &next.as_slice()])
+                    .await?;
+            }
+        }
+    }
+    Ok(true)
+}
+
+async fn get(t: &Transaction<'_>, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, Failure> {
+    let stmt = t.prepare_cached(GET_SQL).await?;
+    let row = t.query_opt(&stmt, &[&tree_id(tree), &key]).await?;
+    row.map(|r| r.try_get::<_, Vec<u8>>(0)).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expected_value_then_a_put_of_that_key_is_one_claim() {
+        let mut b = Batch::default();
+        b.expect(Tree::Reviews, b"r", Some(b"approved"))
+            .expect(Tree::Reviews, b"absent", None)
+            .expect(Tree::Meta, b"m", Some(b"x"))
+            .expect(Tree::Meta, b"n", Some(b"y"))
+            .put(Tree::Index, b"r", b"other tree")
+            .put(Tree::Reviews, b"r", b"executing")
+            .add(Tree::Meta, b"m", 1)
+            .put(Tree::Reviews, b"absent", b"new");
+        let plan = claims(&b);
+        assert_eq!(plan.len(), 4);
+        assert_eq!(plan[0], Some((1, &b"executing"[..])), "the claim");
+        assert_eq!(plan[1], None, "expecting absence is a read");
+        assert_eq!(plan[2], None, "the key's first write is not a put");
+        assert_eq!(plan[3], None, "the key is not written");
+        let mut twice = Batch::default();
+        twice
+            .expect(Tree::Reviews, b"r", Some(b"a"))
+            .expect(Tree::Reviews, b"r", Some(b"a"))
+            .put(Tree::Reviews, b"r", b"b");
+        assert_eq!(
+            claims(&twice),
+            vec![None, None],
+            "a key expected twice is read"
+        );
+    }
+}

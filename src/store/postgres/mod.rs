@@ -1,0 +1,249 @@
+//! PostgreSQL backend: every tree in one table (`schema.rs`), a commit one SERIALIZABLE
+//! transaction (`commit.rs`), change notices over LISTEN/NOTIFY (`listen.rs`), plain or
+//! verified TLS (`target.rs`). PostgreSQL commits durably before `COMMIT` returns (with its
+//! default `synchronous_commit`).
+//!
+//! The driver is async (`tokio-postgres`, pooled by `deadpool-postgres`, at most 8
+//! connections) and the [`Store`] trait is not: callers are `spawn_blocking` threads, CLI code
+//! without a runtime and plain test threads. So the store owns a small runtime of its own (two
+//! worker threads named `airlock-pg`); each method spawns its work there and waits for the
+//! answer on a std channel. It never `block_on`s the caller's thread, so it works from any
+//! thread: one outside any runtime, a `spawn_blocking` thread, even an async worker of another
+//! runtime (which then stalls, as on a redb fsync, but cannot deadlock: the work runs on the
+//! store's own threads). Only a call from the store's own runtime could wait on itself; none of
+//! its tasks calls the store, and such a call is refused rather than hung.
+//!
+//! The connection URL may hold a password: it is never logged or shown.
+
+mod commit;
+mod listen;
+mod schema;
+mod target;
+
+pub use target::{with_ca_file, TargetError};
+
+use std::cell::Cell;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+
+use self::commit::{tree_id, GET_SQL};
+use self::listen::Changes;
+use self::target::{Target, Tls};
+use super::{Batch, Entry, Store, StoreError, Tree};
+
+/// Pooled connections at most (commits are grouped: one at a time; the rest serve reads).
+const POOL: usize = 8;
+/// Worker threads of the store's runtime.
+const THREADS: usize = 2;
+
+thread_local! {
+    /// Set on the store runtime's threads, where waiting for the store would wait on itself.
+    static ON_STORE_RUNTIME: Cell<bool> = const { Cell::new(false) };
+}
+
+pub struct PostgresStore {
+    /// Where it is, for messages: host and database, never the password.
+    shown: String,
+    pool: Pool,
+    handle: tokio::runtime::Handle,
+    /// Taken at drop, to shut down without blocking (the drop may run on an async thread).
+    runtime: Option<tokio::runtime::Runtime>,
+    changes: Arc<Changes>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.pool.close();
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn pool(target: &Target) -> Result<Pool, StoreError> {
+    let config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match &target.tls {
+        Tls::Plain => Manager::from_config(target.config.clone(), tokio_postgres::NoTls, config),
+        Tls::Verified(tls) => Manager::from_config(target.config.clone(), tls.clone(), config),
+    };
+    Pool::builder(manager)
+        .max_size(POOL)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .create_timeout(Some(Duration::from_secs(10)))
+        .wait_timeout(Some(Duration::from_secs(30)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .map_err(|e| StoreError::Io(format!("{}: connection pool: {e}", target.shown)))
+}
+
+impl PostgresStore {
+    /// Connects to `url` (a `postgres://` URL or key=value string, its CA file named by
+    /// `sslrootcert`), migrates the schema and starts listening for changes.
+    pub fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        let target =
+            Target::parse(url).map_err(|e| StoreError::Io(format!("{}: {e}", e.field())))?;
+        let target = Arc::new(target);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(THREADS)
+            .thread_name("airlock-pg")
+            .on_thread_start(|| ON_STORE_RUNTIME.set(true))
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Io(format!("starting the PostgreSQL runtime: {e}")))?;
+        let store = PostgresStore {
+            shown: target.shown.clone(),
+            pool: pool(&target)?,
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+            changes: Arc::new(Changes::new()),
+        };
+        let (pool, shown) = (store.pool.clone(), store.shown.clone());
+        store.run(async move {
+            let mut client = pool.get().await.map_err(|e| io(&shown, explain(&e)))?;
+            schema::migrate(&mut client)
+                .await
+                .map_err(|e| io(&shown, explain(&e)))
+        })?;
+        let (ready, listening) = tokio::sync::oneshot::channel();
+        store
+            .handle
+            .spawn(listen::listen(target, store.changes.clone(), ready));
+        let shown = store.shown.clone();
+        store.run(async move {
+            listening
+                .await
+                .unwrap_or_else(|_| Err(io(&shown, "change listener stopped")))
+        })?;
+        Ok(store)
+    }
+
+    /// Runs `work` on the store's runtime and waits for its answer.
+    fn run<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        if ON_STORE_RUNTIME.get() {
+            return Err(io(&self.shown, "called from the store's own runtime"));
+        }
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        self.handle.spawn(async move {
+            let _ = reply.send(work.await);
+        });
+        answer
+            .recv()
+            .map_err(|_| io(&self.shown, "the store's runtime stopped"))?
+    }
+}
+
+fn io(shown: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io(format!("{shown}: {e}"))
+}
+
+/// An error with its causes, each once ("db error: ERROR: ..."; the driver's own text names
+/// only the kind). Neither the driver's nor the server's messages carry the password.
+fn explain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    if text.contains("invalid peer certificate") {
+        text.push_str(
+            " (is store.ca_file the CA that signed the server's certificate, and the host in \
+             store.url a name that certificate carries?)",
+        );
+    }
+    text
+}
+
+impl Store for PostgresStore {
+    fn watch(&self, tree: Tree) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.changes.subscribe(tree)
+    }
+
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let (pool, shown, key) = (self.pool.clone(), self.shown.clone(), key.to_vec());
+        self.run(async move {
+            let read = async {
+                let client = pool.get().await.map_err(|e| explain(&e))?;
+                let stmt = client
+                    .prepare_cached(GET_SQL)
+                    .await
+                    .map_err(|e| explain(&e))?;
+                let row = client
+                    .query_opt(&stmt, &[&tree_id(tree), &key])
+                    .await
+                    .map_err(|e| explain(&e))?;
+                row.map(|r| r.try_get::<_, Vec<u8>>(0))
+                    .transpose()
+                    .map_err(|e| explain(&e))
+            };
+            read.await.map_err(|e| io(&shown, e))
+        })
+    }
+
+    fn commit(&self, batches: Vec<Batch>) -> Result<Vec<bool>, StoreError> {
+        let (pool, shown) = (self.pool.clone(), self.shown.clone());
+        self.run(async move {
+            let mut client = pool.get().await.map_err(|e| io(&shown, explain(&e)))?;
+            commit::commit(&mut client, &shown, &batches).await
+        })
+    }
+
+    fn range(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (start, end) = (start.to_vec(), end.map(<[u8]>::to_vec));
+        let (pool, shown) = (self.pool.clone(), self.shown.clone());
+        self.run(async move {
+            let read = async {
+                let client = pool.get().await.map_err(|e| explain(&e))?;
+                let rows = match &end {
+                    Some(end) => {
+                        let stmt = client
+                            .prepare_cached(
+                                "SELECT key, value FROM airlock_kv
+                                 WHERE tree = $1 AND key >= $2 AND key < $3 ORDER BY key LIMIT $4",
+                            )
+                            .await
+                            .map_err(|e| explain(&e))?;
+                        client
+                            .query(&stmt, &[&tree_id(tree), &start, end, &limit])
+                            .await
+                    }
+                    None => {
+                        let stmt = client
+                            .prepare_cached(
+                                "SELECT key, value FROM airlock_kv
+                                 WHERE tree = $1 AND key >= $2 ORDER BY key LIMIT $3",
+                            )
+                            .await
+                            .map_err(|e| explain(&e))?;
+                        client.query(&stmt, &[&tree_id(tree), &start, &limit]).await
+                    }
+                }
+                .map_err(|e| explain(&e))?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                    .collect::<Result<Vec<Entry>, tokio_postgres::Error>>()
+                    .map_err(|e| explain(&e))
+            };
+            read.await.map_err(|e| io(&shown, e))
+        })
+    }
+}
