@@ -1,19 +1,35 @@
-//! One commit: a group of batches in one SERIALIZABLE transaction, each batch inside a
-//! savepoint (a failed expectation rolls back that batch alone), retried on a serialization
-//! failure or deadlock. An expectation on a key's current value followed by a put of the same
-//! key (the approved -> executing claim) is one conditional `UPDATE ... RETURNING`: no row, and
-//! the expectation failed. Commits that write a watched tree announce it ([`super::listen`]).
+//! One commit: a group of batches in one transaction, each batch inside a savepoint (a failed
+//! expectation rolls back that batch alone). Writers are serialised across every instance on
+//! the database by one transaction-level advisory lock ([`LOCK_SQL`]) taken first: under READ
+//! COMMITTED each statement then sees every earlier commit and nothing commits in between, so a
+//! commit runs as if alone. That is what the stores' expectations (the audit chain's next seq,
+//! a review's current bytes) need, and it never aborts on contention: under SERIALIZABLE,
+//! instances racing over the same review, state counters and audit head failed with
+//! serialization errors and deadlocks faster than retries could absorb (2,000 raced approvals
+//! on three instances took minutes and some ran out of retries). Grouping keeps the lock's cost
+//! one transaction per group. An expectation on a key's current value followed by a put of the
+//! same key (the approved -> executing claim) is one conditional `UPDATE ... RETURNING`: no
+//! row, and the expectation failed. Commits that write a watched tree announce it
+//! ([`super::listen`]).
 
 use deadpool_postgres::{Object, Transaction};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::IsolationLevel;
 
 use super::listen::{written, NOTIFY_SQL};
 use crate::store::batch::{counter_plus, counter_value};
 use crate::store::{Batch, StoreError, Tree, Write};
 
-/// Attempts of one commit that keeps meeting serialization failures.
-const ATTEMPTS: usize = 20;
+/// Attempts of one commit that meets a serialization failure or deadlock (none is expected
+/// under [`LOCK_SQL`]; kept for writers outside Airlock's code, e.g. an operator's script).
+const ATTEMPTS: usize = 5;
+
+/// Taken first in every commit: the advisory lock every writer holds for its transaction (key
+/// `0x0161_6972_6c6f_636b`, "airlock" + 1 in ASCII; the migration lock is "airlock"). A holder that stalls (its instance frozen mid-transaction) is
+/// cut off by the server after 30 s idle, so the lock comes free; a writer waiting longer than
+/// that for it fails (fail closed: 503) rather than hanging.
+const LOCK_SQL: &str = "SET LOCAL lock_timeout = '30s';
+     SET LOCAL idle_in_transaction_session_timeout = '30s';
+     SELECT pg_advisory_xact_lock(99476606945289067)";
 
 pub const GET_SQL: &str = "SELECT value FROM airlock_kv WHERE tree = $1 AND key = $2";
 const PUT_SQL: &str = "INSERT INTO airlock_kv (tree, key, value) VALUES ($1, $2, $3)
@@ -57,11 +73,8 @@ fn retryable(e: &tokio_postgres::Error) -> bool {
 }
 
 async fn attempt(client: &mut Object, batches: &[Batch]) -> Result<Vec<bool>, Failure> {
-    let t = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::Serializable)
-        .start()
-        .await?;
+    let t = client.transaction().await?;
+    t.batch_execute(LOCK_SQL).await?;
     let mut applied = Vec::with_capacity(batches.len());
     for b in batches {
         t.batch_execute("SAVEPOINT batch").await?;
@@ -157,6 +170,12 @@ async fn get(t: &Transaction<'_>, tree: Tree, key: &[u8]) -> Result<Option<Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lock_statement_names_the_write_lock() {
+        let key: i64 = 0x0161_6972_6c6f_636b;
+        assert!(LOCK_SQL.ends_with(&format!("pg_advisory_xact_lock({key})")));
+    }
 
     #[test]
     fn an_expected_value_then_a_put_of_that_key_is_one_claim() {
