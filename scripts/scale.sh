@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Hold-queue scale run (a benchmark, not a test). Usage:
 #   scripts/scale.sh [N]          N pending reviews (default 100000)
+#   scripts/scale.sh --store postgres [N]   holds/s and approvals/s with 1, 2 and 3 instances
+#                                 on one PostgreSQL database, against redb in the same run
+#                                 (scripts/scale-postgres.sh; N holds per round, default 20000)
 # Environment: SWEEP (overdue reviews expired in one measured sweep, default N), TOTAL (reviews
 # ever held, default N + SWEEP; the rest is held and expired first, unmeasured), APPROVALS
 # (default 2000), CONNECTIONS (concurrent agents holding, default 64), SCALE_DIR (work
@@ -19,6 +22,13 @@
 #  7. APPROVALS approvals through the admin API: approvals/s (each sends upstream once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--store" ]; then
+  case "${2:-}" in
+    postgres) shift 2; exec scripts/scale-postgres.sh "$@" ;;
+    redb) shift 2 ;;
+    *) echo "--store postgres|redb" >&2; exit 2 ;;
+  esac
+fi
 N=${1:-100000}
 SWEEP=${SWEEP:-$N}
 TOTAL=${TOTAL:-$((N + SWEEP))}

@@ -96,3 +96,84 @@ fn compose_file_validates_and_isolates_the_agent() {
     // The admin API is published on the host's loopback only.
     assert!(airlock.contains("127.0.0.1:8081:8081"), "{airlock}");
 }
+
+/// The lines of one service's block under `key:` (e.g. its networks or volumes), trimmed.
+fn entries<'a>(block: &[&'a str], key: &str) -> Vec<&'a str> {
+    let header = format!("    {key}:");
+    block
+        .iter()
+        .skip_while(|l| **l != header)
+        .skip(1)
+        .take_while(|l| l.starts_with("      ") || l.starts_with("    - "))
+        .map(|l| l.trim().trim_start_matches("- "))
+        .collect()
+}
+
+#[test]
+fn scale_out_profile_shares_one_database_and_one_ca() {
+    let text = compose_config();
+    let replicas = [service(&text, "airlock-1"), service(&text, "airlock-2")];
+    let (db, lb, agent) = (
+        service(&text, "postgres"),
+        service(&text, "lb"),
+        service(&text, "agent-scaled"),
+    );
+    for block in [&replicas[0], &replicas[1], &db, &lb, &agent] {
+        assert!(
+            block.join("\n").contains("- scale-out"),
+            "in the profile: {block:?}"
+        );
+    }
+    for r in &replicas {
+        let joined = r.join("\n");
+        assert!(
+            joined.contains("AIRLOCK_DATABASE_URL: postgres://airlock:"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("deploy/airlock-scale-out.toml:/etc/airlock/airlock.toml:ro"),
+            "{joined}"
+        );
+        assert_eq!(
+            entries(r, "volumes")[0],
+            "airlock-keys:/var/lib/airlock:rw",
+            "one CA and audit key for both: {joined}"
+        );
+        assert!(entries(r, "networks").contains(&"state: null"), "{joined}");
+    }
+    let config = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/airlock-scale-out.toml"
+    ))
+    .expect("scale-out config");
+    let parsed: toml::Table = config.parse().expect("scale-out config is TOML");
+    assert_eq!(parsed["store"]["backend"].as_str(), Some("postgres"));
+    // The database is reachable by the replicas only.
+    assert_eq!(entries(&db, "networks"), vec!["state: null"]);
+    let nets = text
+        .lines()
+        .skip_while(|l| *l != "networks:")
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(nets.contains("  state:\n    internal: true"), "{nets}");
+    // The agent sees the load balancer and the CA certificate only, never a provider token.
+    let agent_text = agent.join("\n");
+    assert_eq!(entries(&agent, "networks"), vec!["agents: null"]);
+    assert!(agent_text.contains("@lb:8080"), "{agent_text}");
+    assert!(!agent_text.contains("GITHUB_TOKEN") && !agent_text.contains("airlock-keys"));
+    assert!(
+        agent_text.contains("airlock-public-scaled:/airlock:ro"),
+        "{agent_text}"
+    );
+    // Health checks on /readyz in the load balancer's config, for both replicas.
+    let haproxy =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/haproxy.cfg"))
+            .expect("haproxy.cfg");
+    assert!(haproxy.contains("uri /readyz"), "{haproxy}");
+    for r in [
+        "airlock-1:8080 check port 8081",
+        "airlock-2:8080 check port 8081",
+    ] {
+        assert!(haproxy.contains(r), "{r}");
+    }
+}

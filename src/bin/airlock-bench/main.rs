@@ -111,9 +111,10 @@ struct Args {
     /// approvals/s; nothing else runs.
     #[arg(long)]
     approve: Option<usize>,
-    /// The admin listener, e.g. 127.0.0.1:8081 (for --approve).
-    #[arg(long)]
-    admin: Option<SocketAddr>,
+    /// The admin listener, e.g. 127.0.0.1:8081 (for --approve); several, comma-separated, for
+    /// instances sharing one database: the connections are spread over them in turn.
+    #[arg(long, value_delimiter = ',')]
+    admin: Vec<SocketAddr>,
     /// File holding the admin token (for --approve).
     #[arg(long)]
     admin_token_file: Option<PathBuf>,

@@ -1,6 +1,7 @@
 //! The scale run's approvals (`--approve N`): pages through the pending reviews on the admin
-//! API, then approves N of them over `--connections` keep-alive connections (each approval
-//! sends the stored request upstream once) and prints approvals/s.
+//! API, then approves N of them over `--connections` keep-alive connections, spread over the
+//! `--admin` listeners given (each approval sends the stored request upstream once), and prints
+//! approvals/s.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -48,7 +49,8 @@ async fn call(
 }
 
 pub async fn approve(args: &Args, n: usize) -> Result<()> {
-    let admin = args.admin.context("--approve needs --admin ADDR")?;
+    let admins = args.admin.clone();
+    let admin = *admins.first().context("--approve needs --admin ADDR")?;
     let file = args
         .admin_token_file
         .as_ref()
@@ -84,8 +86,9 @@ pub async fn approve(args: &Args, n: usize) -> Result<()> {
     let queue = Arc::new(Mutex::new(ids));
     let started = Instant::now();
     let mut workers = Vec::new();
-    for _ in 0..args.connections.max(1) {
+    for i in 0..args.connections.max(1) {
         let (queue, token) = (queue.clone(), token.clone());
+        let admin = admins[i % admins.len()];
         let mut conn = open(admin).await?;
         workers.push(tokio::spawn(async move {
             let (mut ok, mut failed) = (0usize, 0usize);
