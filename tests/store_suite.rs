@@ -285,6 +285,47 @@ fn batches_are_all_or_nothing_across_trees_with_counters() {
 }
 
 #[test]
+fn a_claim_whose_other_expectation_fails_writes_nothing_and_counters_follow_the_batch() {
+    use airlock::store::{counter_value, Batch};
+    for b in places() {
+        let s = b.open();
+        let mut setup = Batch::default();
+        setup
+            .put(Tree::Reviews, b"r", b"approved")
+            .put(Tree::Index, b"c", &7u64.to_be_bytes());
+        assert_eq!(s.commit(vec![setup]).expect("setup"), vec![true], "{b:?}");
+        // The claim of r would succeed, but the batch's other expectation fails: r stays.
+        let mut claim = Batch::default();
+        claim
+            .expect(Tree::Reviews, b"r", Some(b"approved"))
+            .expect(Tree::Reviews, b"other", Some(b"x"))
+            .put(Tree::Reviews, b"r", b"executing")
+            .add(Tree::Index, b"c", 1);
+        // Counters: a put then two adds in one batch count from the put.
+        let mut counters = Batch::default();
+        counters
+            .put(Tree::Index, b"c2", &10u64.to_be_bytes())
+            .add(Tree::Index, b"c2", 5)
+            .add(Tree::Index, b"c2", -2)
+            .add(Tree::Index, b"c", 3)
+            .add(Tree::Index, b"c", 3);
+        assert_eq!(
+            s.commit(vec![claim, counters]).expect("commit"),
+            vec![false, true],
+            "{b:?}"
+        );
+        assert_eq!(
+            s.get(Tree::Reviews, b"r").expect("get").as_deref(),
+            Some(&b"approved"[..]),
+            "{b:?}: the claim rolled back"
+        );
+        let value = |k: &[u8]| counter_value(&s.get(Tree::Index, k).expect("get").expect("set"));
+        assert_eq!(value(b"c"), 13, "{b:?}");
+        assert_eq!(value(b"c2"), 13, "{b:?}");
+    }
+}
+
+#[test]
 fn ranges_are_bounded_by_end_and_limit() {
     for b in places() {
         let s = b.open();

@@ -13,7 +13,9 @@
 //! ([`super::listen`]).
 
 use deadpool_postgres::{Object, Transaction};
+use futures_util::future::try_join_all;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::Statement;
 
 use super::listen::{written, NOTIFY_SQL};
 use crate::store::batch::{counter_plus, counter_value};
@@ -75,23 +77,45 @@ fn retryable(e: &tokio_postgres::Error) -> bool {
 async fn attempt(client: &mut Object, batches: &[Batch]) -> Result<Vec<bool>, Failure> {
     let t = client.transaction().await?;
     t.batch_execute(LOCK_SQL).await?;
+    let sql = Prepared::new(&t).await?;
     let mut applied = Vec::with_capacity(batches.len());
     for b in batches {
-        t.batch_execute("SAVEPOINT batch").await?;
-        let ok = apply(&t, b).await?;
-        t.batch_execute(match ok {
-            true => "RELEASE SAVEPOINT batch",
-            false => "ROLLBACK TO SAVEPOINT batch; RELEASE SAVEPOINT batch",
-        })
-        .await?;
-        applied.push(ok);
+        applied.push(apply(&t, &sql, b).await?);
     }
-    for tree in written(batches, &applied) {
-        let notify = t.prepare_cached(NOTIFY_SQL).await?;
-        t.query_one(&notify, &[&tree.name()]).await?;
-    }
+    let notices = written(batches, &applied);
+    try_join_all(notices.iter().map(|tree| {
+        let (t, sql) = (&t, &sql);
+        async move {
+            let name = tree.name();
+            t.query_one(&sql.notify, &[&name]).await
+        }
+    }))
+    .await?;
     t.commit().await?;
     Ok(applied)
+}
+
+/// The statements a commit runs, prepared once per connection (cached after the first
+/// commit). Prepared up front so that pipelined statements are sent in the order they are
+/// issued: a statement still being prepared would otherwise go out after later ones.
+struct Prepared {
+    get: Statement,
+    put: Statement,
+    delete: Statement,
+    claim: Statement,
+    notify: Statement,
+}
+
+impl Prepared {
+    async fn new(t: &Transaction<'_>) -> Result<Prepared, Failure> {
+        Ok(Prepared {
+            get: t.prepare_cached(GET_SQL).await?,
+            put: t.prepare_cached(PUT_SQL).await?,
+            delete: t.prepare_cached(DELETE_SQL).await?,
+            claim: t.prepare_cached(CLAIM_SQL).await?,
+            notify: t.prepare_cached(NOTIFY_SQL).await?,
+        })
+    }
 }
 
 /// For each expectation of `b`: the index and value of the put it claims with one conditional
@@ -115,55 +139,114 @@ fn claims(b: &Batch) -> Vec<Option<(usize, &[u8])>> {
         .collect()
 }
 
-/// Checks `b`'s expectations and, if all hold, makes its writes. `Ok(false)`: an expectation
-/// failed (the caller rolls back the batch's savepoint: a claim may have written already).
-async fn apply(t: &Transaction<'_>, b: &Batch) -> Result<bool, Failure> {
+/// Checks `b`'s expectations and, if all hold, makes its writes; `Ok(false)`: one failed and
+/// nothing of `b` is written. Two round trips, statements pipelined: the expectations (reads,
+/// and conditional updates for claims) with the counters' current values, then the writes.
+/// A batch with a claim runs inside a savepoint, rolled back if a later expectation fails
+/// (the claim has written by then); other batches write nothing before all expectations hold.
+async fn apply(t: &Transaction<'_>, sql: &Prepared, b: &Batch) -> Result<bool, Failure> {
     let claims = claims(b);
+    let savepoint = claims.iter().any(Option::is_some);
     let mut claimed = vec![false; b.writes.len()];
-    for ((tree, key, want), claim) in b.expect.iter().zip(&claims) {
-        let holds = match (claim, want) {
-            (Some((i, new)), Some(old)) => {
-                let update = t.prepare_cached(CLAIM_SQL).await?;
-                let row = t
-                    .query_opt(&update, &[new, &tree_id(*tree), key, old])
-                    .await?;
-                if let Some(c) = claimed.get_mut(*i) {
-                    *c = true;
-                }
-                row.is_some()
-            }
-            _ => get(t, *tree, key).await?.as_deref() == want.as_deref(),
-        };
-        if !holds {
-            return Ok(false);
+    for (i, _) in claims.iter().flatten() {
+        if let Some(c) = claimed.get_mut(*i) {
+            *c = true;
         }
     }
+    let counters: Vec<(Tree, &[u8])> = {
+        let mut keys: Vec<(Tree, &[u8])> = Vec::new();
+        for w in &b.writes {
+            if let Write::Add(tree, key, _) = w {
+                if !keys.iter().any(|(t, k)| t == tree && *k == key.as_slice()) {
+                    keys.push((*tree, key));
+                }
+            }
+        }
+        keys
+    };
+
+    // Round trip 1: the savepoint, every expectation, every counter's current value.
+    let opened = async {
+        if savepoint {
+            t.batch_execute("SAVEPOINT batch").await?;
+        }
+        Ok::<_, Failure>(())
+    };
+    let checks = try_join_all(b.expect.iter().zip(&claims).map(
+        |((tree, key, want), claim)| async move {
+            Ok::<_, Failure>(match (claim, want) {
+                (Some((_, new)), Some(old)) => t
+                    .query_opt(&sql.claim, &[new, &tree_id(*tree), key, old])
+                    .await?
+                    .is_some(),
+                _ => read(t, sql, *tree, key).await?.as_deref() == want.as_deref(),
+            })
+        },
+    ));
+    let now = try_join_all(counters.iter().map(|(tree, key)| read(t, sql, *tree, key)));
+    let ((), checks, now) = tokio::try_join!(opened, checks, now)?;
+    if !checks.iter().all(|ok| *ok) {
+        if savepoint {
+            t.batch_execute("ROLLBACK TO SAVEPOINT batch; RELEASE SAVEPOINT batch")
+                .await?;
+        }
+        return Ok(false);
+    }
+
+    // Round trip 2: the writes, in order; a counter's new value from its current one and the
+    // batch's earlier writes of it.
+    let mut counter_now: Vec<u64> = now
+        .iter()
+        .map(|v| v.as_deref().map_or(0, counter_value))
+        .collect();
+    let slot = |tree: &Tree, key: &[u8]| counters.iter().position(|(t, k)| t == tree && *k == key);
+    let mut writes: Vec<(bool, Tree, &[u8], Vec<u8>)> = Vec::with_capacity(b.writes.len());
     for (w, done) in b.writes.iter().zip(&claimed) {
         match w {
-            _ if *done => {}
             Write::Put(tree, key, value) => {
-                let put = t.prepare_cached(PUT_SQL).await?;
-                t.execute(&put, &[&tree_id(*tree), key, value]).await?;
+                if let Some(i) = slot(tree, key) {
+                    counter_now[i] = counter_value(value);
+                }
+                if !*done {
+                    writes.push((true, *tree, key, value.clone()));
+                }
             }
             Write::Delete(tree, key) => {
-                let delete = t.prepare_cached(DELETE_SQL).await?;
-                t.execute(&delete, &[&tree_id(*tree), key]).await?;
+                if let Some(i) = slot(tree, key) {
+                    counter_now[i] = 0;
+                }
+                writes.push((false, *tree, key, Vec::new()));
             }
             Write::Add(tree, key, delta) => {
-                let now = get(t, *tree, key).await?.map_or(0, |v| counter_value(&v));
-                let put = t.prepare_cached(PUT_SQL).await?;
-                let next = counter_plus(now, *delta).to_be_bytes();
-                t.execute(&put, &[&tree_id(*tree), key, &next.as_slice()])
-                    .await?;
+                let Some(i) = slot(tree, key) else { continue };
+                counter_now[i] = counter_plus(counter_now[i], *delta);
+                writes.push((true, *tree, key, counter_now[i].to_be_bytes().to_vec()));
             }
         }
     }
+    let made = try_join_all(writes.iter().map(|(put, tree, key, value)| async move {
+        match put {
+            true => t.execute(&sql.put, &[&tree_id(*tree), key, value]).await,
+            false => t.execute(&sql.delete, &[&tree_id(*tree), key]).await,
+        }
+    }));
+    let released = async {
+        if savepoint {
+            t.batch_execute("RELEASE SAVEPOINT batch").await?;
+        }
+        Ok::<_, Failure>(())
+    };
+    tokio::try_join!(made, released)?;
     Ok(true)
 }
 
-async fn get(t: &Transaction<'_>, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, Failure> {
-    let stmt = t.prepare_cached(GET_SQL).await?;
-    let row = t.query_opt(&stmt, &[&tree_id(tree), &key]).await?;
+async fn read(
+    t: &Transaction<'_>,
+    sql: &Prepared,
+    tree: Tree,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>, Failure> {
+    let row = t.query_opt(&sql.get, &[&tree_id(tree), &key]).await?;
     row.map(|r| r.try_get::<_, Vec<u8>>(0)).transpose()
 }
 
