@@ -1,21 +1,24 @@
-//! One commit: a group of batches in one transaction, each batch inside a savepoint (a failed
-//! expectation rolls back that batch alone). Writers are serialised across every instance on
-//! the database by one transaction-level advisory lock ([`LOCK_SQL`]) taken first: under READ
-//! COMMITTED each statement then sees every earlier commit and nothing commits in between, so a
-//! commit runs as if alone. That is what the stores' expectations (the audit chain's next seq,
-//! a review's current bytes) need, and it never aborts on contention: under SERIALIZABLE,
-//! instances racing over the same review, state counters and audit head failed with
-//! serialization errors and deadlocks faster than retries could absorb (2,000 raced approvals
-//! on three instances took minutes and some ran out of retries). Grouping keeps the lock's cost
-//! one transaction per group. An expectation on a key's current value followed by a put of the
-//! same key (the approved -> executing claim) is one conditional `UPDATE ... RETURNING`: no
-//! row, and the expectation failed. Commits that write a watched tree announce it
-//! ([`super::listen`]).
+//! One commit: a group of batches in one transaction. Writers are serialised across every
+//! instance on the database by one transaction-level advisory lock ([`LOCK_SQL`]) taken first:
+//! nothing else commits while a commit holds it, so the rows it reads stay as read until it
+//! ends. Under SERIALIZABLE instead, instances racing over the same review, state counters and
+//! audit head failed with serialization errors and deadlocks faster than retries absorbed
+//! (2,000 raced approvals on three instances took 500 s and some answered 503).
+//!
+//! With the rows stable, a group costs a fixed number of round trips whatever its size: read
+//! every key a batch expects or counts (one statement), run the batches in order against those
+//! values and each other's writes (a batch whose expectation fails writes nothing; later ones
+//! see the earlier ones' writes), then write the net result (one upsert, one delete, pipelined).
+//! A claim (an expectation on a key's current value followed by a put of that key: the
+//! approved -> executing claim) is also one conditional `UPDATE ... RETURNING`, checked: a claim
+//! the database does not confirm aborts the commit (fail closed). Commits that write a watched
+//! tree announce it ([`super::listen`]).
+
+use std::collections::HashMap;
 
 use deadpool_postgres::{Object, Transaction};
 use futures_util::future::try_join_all;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::Statement;
 
 use super::listen::{written, NOTIFY_SQL};
 use crate::store::batch::{counter_plus, counter_value};
@@ -26,17 +29,23 @@ use crate::store::{Batch, StoreError, Tree, Write};
 const ATTEMPTS: usize = 5;
 
 /// Taken first in every commit: the advisory lock every writer holds for its transaction (key
-/// `0x0161_6972_6c6f_636b`, "airlock" + 1 in ASCII; the migration lock is "airlock"). A holder that stalls (its instance frozen mid-transaction) is
-/// cut off by the server after 30 s idle, so the lock comes free; a writer waiting longer than
-/// that for it fails (fail closed: 503) rather than hanging.
+/// `0x0161_6972_6c6f_636b`, "airlock" + 1 in ASCII; the migration lock is "airlock"). A holder
+/// that stalls (its instance frozen mid-transaction) is cut off by the server after 30 s idle,
+/// so the lock comes free; a writer waiting longer than that for it fails (fail closed: 503)
+/// rather than hanging.
 const LOCK_SQL: &str = "SET LOCAL lock_timeout = '30s';
      SET LOCAL idle_in_transaction_session_timeout = '30s';
      SELECT pg_advisory_xact_lock(99476606945289067)";
 
 pub const GET_SQL: &str = "SELECT value FROM airlock_kv WHERE tree = $1 AND key = $2";
-const PUT_SQL: &str = "INSERT INTO airlock_kv (tree, key, value) VALUES ($1, $2, $3)
+const READ_MANY_SQL: &str = "SELECT kv.tree, kv.key, kv.value
+     FROM airlock_kv kv JOIN unnest($1::int2[], $2::bytea[]) AS u(tree, key)
+     ON kv.tree = u.tree AND kv.key = u.key";
+const PUT_MANY_SQL: &str = "INSERT INTO airlock_kv (tree, key, value)
+     SELECT * FROM unnest($1::int2[], $2::bytea[], $3::bytea[])
      ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value";
-const DELETE_SQL: &str = "DELETE FROM airlock_kv WHERE tree = $1 AND key = $2";
+const DELETE_MANY_SQL: &str = "DELETE FROM airlock_kv
+     WHERE (tree, key) IN (SELECT * FROM unnest($1::int2[], $2::bytea[]))";
 const CLAIM_SQL: &str = "UPDATE airlock_kv SET value = $1
      WHERE tree = $2 AND key = $3 AND value = $4 RETURNING 1";
 
@@ -54,8 +63,16 @@ pub async fn commit(
     for _ in 0..ATTEMPTS {
         match attempt(client, batches).await {
             Ok(applied) => return Ok(applied),
-            Err(e) if retryable(&e) => last = Some(e),
-            Err(e) => return Err(StoreError::Io(format!("{shown}: {}", super::explain(&e)))),
+            Err(Failure::Db(e)) if retryable(&e) => last = Some(e),
+            Err(Failure::Db(e)) => {
+                return Err(StoreError::Io(format!("{shown}: {}", super::explain(&e))))
+            }
+            Err(Failure::ClaimNotConfirmed) => {
+                return Err(StoreError::Io(format!(
+                    "{shown}: a claim the commit's reads allowed was refused by the database \
+                     (a writer outside the write lock?); nothing of the commit was written"
+                )))
+            }
         }
     }
     Err(StoreError::Io(match last {
@@ -64,8 +81,18 @@ pub async fn commit(
     }))
 }
 
-/// Why one attempt failed (maybe a serialization failure, retried).
-type Failure = tokio_postgres::Error;
+/// Why one attempt failed.
+enum Failure {
+    Db(tokio_postgres::Error),
+    /// A claim's conditional update found no row though the read said it would.
+    ClaimNotConfirmed,
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Failure::Db(e)
+    }
+}
 
 fn retryable(e: &tokio_postgres::Error) -> bool {
     matches!(
@@ -74,47 +101,181 @@ fn retryable(e: &tokio_postgres::Error) -> bool {
     )
 }
 
+type Key = (Tree, Vec<u8>);
+
+/// What a group of batches does, worked out from the rows it reads: which batches apply, the
+/// claims to confirm, and each written key's final value (`None`: deleted).
+#[derive(Debug, Default, PartialEq)]
+struct Plan {
+    applied: Vec<bool>,
+    /// (tree, key, value read, value claimed), in order.
+    claims: Vec<(Tree, Vec<u8>, Vec<u8>, Vec<u8>)>,
+    finals: HashMap<Key, Option<Vec<u8>>>,
+}
+
+/// Every key a batch of `batches` expects or counts from, once each.
+fn keys_read(batches: &[Batch]) -> Vec<Key> {
+    let mut seen: HashMap<Key, ()> = HashMap::new();
+    let mut keys = Vec::new();
+    let mut note = |tree: Tree, key: &[u8]| {
+        let k = (tree, key.to_vec());
+        if seen.insert(k.clone(), ()).is_none() {
+            keys.push(k);
+        }
+    };
+    for b in batches {
+        for (tree, key, _) in &b.expect {
+            note(*tree, key);
+        }
+        for w in &b.writes {
+            if let Write::Add(tree, key, _) = w {
+                note(*tree, key);
+            }
+        }
+    }
+    keys
+}
+
+/// Runs `batches` in order against `stored` (the rows of [`keys_read`] that exist).
+fn plan(batches: &[Batch], stored: &HashMap<Key, Vec<u8>>) -> Plan {
+    let mut p = Plan::default();
+    for b in batches {
+        let now = |k: &Key, finals: &HashMap<Key, Option<Vec<u8>>>| match finals.get(k) {
+            Some(v) => v.clone(),
+            None => stored.get(k).cloned(),
+        };
+        let holds = b
+            .expect
+            .iter()
+            .all(|(tree, key, want)| now(&(*tree, key.clone()), &p.finals) == *want);
+        p.applied.push(holds);
+        if !holds {
+            continue;
+        }
+        for ((tree, key, want), claim) in b.expect.iter().zip(claims(b)) {
+            let (Some((_, new)), Some(old)) = (claim, want) else {
+                continue;
+            };
+            // Confirmable in the database only if no earlier batch of the group wrote it.
+            if !p.finals.contains_key(&(*tree, key.clone())) {
+                p.claims
+                    .push((*tree, key.clone(), old.clone(), new.to_vec()));
+            }
+        }
+        for w in &b.writes {
+            match w {
+                Write::Put(tree, key, value) => {
+                    p.finals.insert((*tree, key.clone()), Some(value.clone()));
+                }
+                Write::Delete(tree, key) => {
+                    p.finals.insert((*tree, key.clone()), None);
+                }
+                Write::Add(tree, key, delta) => {
+                    let k = (*tree, key.clone());
+                    let was = now(&k, &p.finals).map_or(0, |v| counter_value(&v));
+                    let next = counter_plus(was, *delta).to_be_bytes().to_vec();
+                    p.finals.insert(k, Some(next));
+                }
+            }
+        }
+    }
+    p
+}
+
 async fn attempt(client: &mut Object, batches: &[Batch]) -> Result<Vec<bool>, Failure> {
     let t = client.transaction().await?;
     t.batch_execute(LOCK_SQL).await?;
-    let sql = Prepared::new(&t).await?;
-    let mut applied = Vec::with_capacity(batches.len());
-    for b in batches {
-        applied.push(apply(&t, &sql, b).await?);
-    }
-    let notices = written(batches, &applied);
+    let wanted = keys_read(batches);
+    let stored = read_many(&t, &wanted).await?;
+    let p = plan(batches, &stored);
+    write(&t, &p).await?;
+    let notices = written(batches, &p.applied);
+    let notify = t.prepare_cached(NOTIFY_SQL).await?;
     try_join_all(notices.iter().map(|tree| {
-        let (t, sql) = (&t, &sql);
+        let (t, notify) = (&t, &notify);
         async move {
             let name = tree.name();
-            t.query_one(&sql.notify, &[&name]).await
+            t.query_one(notify, &[&name]).await
         }
     }))
     .await?;
     t.commit().await?;
-    Ok(applied)
+    Ok(p.applied)
 }
 
-/// The statements a commit runs, prepared once per connection (cached after the first
-/// commit). Prepared up front so that pipelined statements are sent in the order they are
-/// issued: a statement still being prepared would otherwise go out after later ones.
-struct Prepared {
-    get: Statement,
-    put: Statement,
-    delete: Statement,
-    claim: Statement,
-    notify: Statement,
+/// The stored rows of `keys` (absent keys are missing from the map).
+async fn read_many(
+    t: &Transaction<'_>,
+    keys: &[Key],
+) -> Result<HashMap<Key, Vec<u8>>, tokio_postgres::Error> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let trees: Vec<i16> = keys.iter().map(|(t, _)| tree_id(*t)).collect();
+    let names: Vec<&[u8]> = keys.iter().map(|(_, k)| k.as_slice()).collect();
+    let stmt = t.prepare_cached(READ_MANY_SQL).await?;
+    let rows = t.query(&stmt, &[&trees, &names]).await?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let id: i16 = r.try_get(0)?;
+        // Rows come only for the keys asked, so the tree is one of theirs.
+        let Some(tree) = keys.iter().map(|(t, _)| *t).find(|t| tree_id(*t) == id) else {
+            continue;
+        };
+        out.insert(
+            (tree, r.try_get::<_, Vec<u8>>(1)?),
+            r.try_get::<_, Vec<u8>>(2)?,
+        );
+    }
+    Ok(out)
 }
 
-impl Prepared {
-    async fn new(t: &Transaction<'_>) -> Result<Prepared, Failure> {
-        Ok(Prepared {
-            get: t.prepare_cached(GET_SQL).await?,
-            put: t.prepare_cached(PUT_SQL).await?,
-            delete: t.prepare_cached(DELETE_SQL).await?,
-            claim: t.prepare_cached(CLAIM_SQL).await?,
-            notify: t.prepare_cached(NOTIFY_SQL).await?,
-        })
+/// Confirms the claims (conditional updates) and writes the final values, pipelined in one
+/// round trip.
+async fn write(t: &Transaction<'_>, p: &Plan) -> Result<(), Failure> {
+    let claim = t.prepare_cached(CLAIM_SQL).await?;
+    let put = t.prepare_cached(PUT_MANY_SQL).await?;
+    let delete = t.prepare_cached(DELETE_MANY_SQL).await?;
+    let (mut put_trees, mut put_keys, mut put_values) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut del_trees, mut del_keys) = (Vec::new(), Vec::new());
+    for ((tree, key), value) in &p.finals {
+        match value {
+            Some(v) => {
+                put_trees.push(tree_id(*tree));
+                put_keys.push(key.as_slice());
+                put_values.push(v.as_slice());
+            }
+            None => {
+                del_trees.push(tree_id(*tree));
+                del_keys.push(key.as_slice());
+            }
+        }
+    }
+    let claims = try_join_all(p.claims.iter().map(|(tree, key, old, new)| {
+        let claim = &claim;
+        async move {
+            t.query_opt(claim, &[new, &tree_id(*tree), key, old])
+                .await
+                .map(|row| row.is_some())
+        }
+    }));
+    let puts = async {
+        if put_keys.is_empty() {
+            return Ok(0);
+        }
+        t.execute(&put, &[&put_trees, &put_keys, &put_values]).await
+    };
+    let deletes = async {
+        if del_keys.is_empty() {
+            return Ok(0);
+        }
+        t.execute(&delete, &[&del_trees, &del_keys]).await
+    };
+    let (confirmed, _, _) = tokio::try_join!(claims, puts, deletes)?;
+    if confirmed.iter().all(|ok| *ok) {
+        Ok(())
+    } else {
+        Err(Failure::ClaimNotConfirmed)
     }
 }
 
@@ -139,120 +300,57 @@ fn claims(b: &Batch) -> Vec<Option<(usize, &[u8])>> {
         .collect()
 }
 
-/// Checks `b`'s expectations and, if all hold, makes its writes; `Ok(false)`: one failed and
-/// nothing of `b` is written. Two round trips, statements pipelined: the expectations (reads,
-/// and conditional updates for claims) with the counters' current values, then the writes.
-/// A batch with a claim runs inside a savepoint, rolled back if a later expectation fails
-/// (the claim has written by then); other batches write nothing before all expectations hold.
-async fn apply(t: &Transaction<'_>, sql: &Prepared, b: &Batch) -> Result<bool, Failure> {
-    let claims = claims(b);
-    let savepoint = claims.iter().any(Option::is_some);
-    let mut claimed = vec![false; b.writes.len()];
-    for (i, _) in claims.iter().flatten() {
-        if let Some(c) = claimed.get_mut(*i) {
-            *c = true;
-        }
-    }
-    let counters: Vec<(Tree, &[u8])> = {
-        let mut keys: Vec<(Tree, &[u8])> = Vec::new();
-        for w in &b.writes {
-            if let Write::Add(tree, key, _) = w {
-                if !keys.iter().any(|(t, k)| t == tree && *k == key.as_slice()) {
-                    keys.push((*tree, key));
-                }
-            }
-        }
-        keys
-    };
-
-    // Round trip 1: the savepoint, every expectation, every counter's current value.
-    let opened = async {
-        if savepoint {
-            t.batch_execute("SAVEPOINT batch").await?;
-        }
-        Ok::<_, Failure>(())
-    };
-    let checks = try_join_all(b.expect.iter().zip(&claims).map(
-        |((tree, key, want), claim)| async move {
-            Ok::<_, Failure>(match (claim, want) {
-                (Some((_, new)), Some(old)) => t
-                    .query_opt(&sql.claim, &[new, &tree_id(*tree), key, old])
-                    .await?
-                    .is_some(),
-                _ => read(t, sql, *tree, key).await?.as_deref() == want.as_deref(),
-            })
-        },
-    ));
-    let now = try_join_all(counters.iter().map(|(tree, key)| read(t, sql, *tree, key)));
-    let ((), checks, now) = tokio::try_join!(opened, checks, now)?;
-    if !checks.iter().all(|ok| *ok) {
-        if savepoint {
-            t.batch_execute("ROLLBACK TO SAVEPOINT batch; RELEASE SAVEPOINT batch")
-                .await?;
-        }
-        return Ok(false);
-    }
-
-    // Round trip 2: the writes, in order; a counter's new value from its current one and the
-    // batch's earlier writes of it.
-    let mut counter_now: Vec<u64> = now
-        .iter()
-        .map(|v| v.as_deref().map_or(0, counter_value))
-        .collect();
-    let slot = |tree: &Tree, key: &[u8]| counters.iter().position(|(t, k)| t == tree && *k == key);
-    let mut writes: Vec<(bool, Tree, &[u8], Vec<u8>)> = Vec::with_capacity(b.writes.len());
-    for (w, done) in b.writes.iter().zip(&claimed) {
-        match w {
-            Write::Put(tree, key, value) => {
-                if let Some(i) = slot(tree, key) {
-                    counter_now[i] = counter_value(value);
-                }
-                if !*done {
-                    writes.push((true, *tree, key, value.clone()));
-                }
-            }
-            Write::Delete(tree, key) => {
-                if let Some(i) = slot(tree, key) {
-                    counter_now[i] = 0;
-                }
-                writes.push((false, *tree, key, Vec::new()));
-            }
-            Write::Add(tree, key, delta) => {
-                let Some(i) = slot(tree, key) else { continue };
-                counter_now[i] = counter_plus(counter_now[i], *delta);
-                writes.push((true, *tree, key, counter_now[i].to_be_bytes().to_vec()));
-            }
-        }
-    }
-    let made = try_join_all(writes.iter().map(|(put, tree, key, value)| async move {
-        match put {
-            true => t.execute(&sql.put, &[&tree_id(*tree), key, value]).await,
-            false => t.execute(&sql.delete, &[&tree_id(*tree), key]).await,
-        }
-    }));
-    let released = async {
-        if savepoint {
-            t.batch_execute("RELEASE SAVEPOINT batch").await?;
-        }
-        Ok::<_, Failure>(())
-    };
-    tokio::try_join!(made, released)?;
-    Ok(true)
-}
-
-async fn read(
-    t: &Transaction<'_>,
-    sql: &Prepared,
-    tree: Tree,
-    key: &[u8],
-) -> Result<Option<Vec<u8>>, Failure> {
-    let row = t.query_opt(&sql.get, &[&tree_id(tree), &key]).await?;
-    row.map(|r| r.try_get::<_, Vec<u8>>(0)).transpose()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_group_runs_in_order_against_what_it_read() {
+        let stored: HashMap<Key, Vec<u8>> = [
+            ((Tree::Reviews, b"r".to_vec()), b"approved".to_vec()),
+            ((Tree::Meta, b"n".to_vec()), 4u64.to_be_bytes().to_vec()),
+        ]
+        .into_iter()
+        .collect();
+        let mut claim = Batch::default();
+        claim
+            .expect(Tree::Reviews, b"r", Some(b"approved"))
+            .put(Tree::Reviews, b"r", b"executing")
+            .add(Tree::Meta, b"n", -1);
+        // The same claim again in the group: it sees the first one's write and fails.
+        let again = claim.clone();
+        let mut fresh = Batch::default();
+        fresh
+            .expect(Tree::Audit, b"1", None)
+            .put(Tree::Audit, b"1", b"e")
+            .add(Tree::Meta, b"n", 3);
+        // Expects the entry the batch before wrote: applies, and claims nothing in the database.
+        let mut then = Batch::default();
+        then.expect(Tree::Audit, b"1", Some(b"e"))
+            .put(Tree::Audit, b"1", b"f")
+            .delete(Tree::Reviews, b"gone");
+        let batches = [claim, again, fresh, then];
+        assert_eq!(keys_read(&batches).len(), 3, "r, n and 1, once each");
+        let p = plan(&batches, &stored);
+        assert_eq!(p.applied, vec![true, false, true, true]);
+        assert_eq!(
+            p.claims,
+            vec![(
+                Tree::Reviews,
+                b"r".to_vec(),
+                b"approved".to_vec(),
+                b"executing".to_vec()
+            )]
+        );
+        let get = |t: Tree, k: &[u8]| p.finals.get(&(t, k.to_vec())).cloned();
+        assert_eq!(get(Tree::Reviews, b"r"), Some(Some(b"executing".to_vec())));
+        assert_eq!(
+            get(Tree::Meta, b"n"),
+            Some(Some(6u64.to_be_bytes().to_vec()))
+        );
+        assert_eq!(get(Tree::Audit, b"1"), Some(Some(b"f".to_vec())));
+        assert_eq!(get(Tree::Reviews, b"gone"), Some(None));
+    }
 
     #[test]
     fn the_lock_statement_names_the_write_lock() {
