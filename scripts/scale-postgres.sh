@@ -54,7 +54,7 @@ mkdir -p "$work/pg"
 "${RUN_AS[@]}" "$PGBIN/initdb" -A trust -U postgres -E UTF8 -D "$PG_DATA" >"$work/pg/initdb.log"
 PG_CTL="$PGBIN/pg_ctl"
 "${RUN_AS[@]}" "$PG_CTL" start -w -t 60 -D "$PG_DATA" -l "$work/pg/log" \
-  -o "-p $PG_PORT -k $work/pg -c listen_addresses=127.0.0.1 -c max_connections=200" >/dev/null
+  -o "-p $PG_PORT -k $work/pg -c listen_addresses=127.0.0.1 -c max_connections=200 ${PG_EXTRA:-}" >/dev/null
 psql_do() { psql -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -c "$1"; }
 
 $bin/airlock-bench --init-upstream-ca "$work/up" >/dev/null

@@ -73,6 +73,10 @@ impl Store for Grouped {
         self.inner.watch(tree)
     }
 
+    fn exclusive_turn(&self) -> Result<Option<super::Turn>, StoreError> {
+        self.inner.exclusive_turn()
+    }
+
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(tree, key)
     }

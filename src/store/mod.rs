@@ -193,6 +193,22 @@ pub trait Store: Send + Sync + 'static {
         let _ = tree;
         None
     }
+    /// For a store several processes share: waits for the appenders' turn, held across
+    /// processes until the guard drops, so that one process at a time reads the audit log's head
+    /// and commits after it (no append then loses a race for the next seq and retries).
+    /// `None`: only this process writes (the embedded stores).
+    fn exclusive_turn(&self) -> Result<Option<Turn>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// A turn from [`Store::exclusive_turn`]; ends when dropped.
+pub struct Turn(#[allow(dead_code)] Box<dyn Send>);
+
+impl Turn {
+    pub fn new(held: impl Send + 'static) -> Turn {
+        Turn(Box::new(held))
+    }
 }
 
 /// The first key after every key that starts with `prefix` (`None`: there is none), the end of

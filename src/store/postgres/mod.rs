@@ -166,9 +166,67 @@ fn explain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// Session advisory lock key of the appenders' turn ("airlock" + 2 in ASCII).
+const TURN_LOCK: i64 = 0x0261_6972_6c6f_636b;
+/// How long a turn is waited for before the append fails (closed).
+const TURN_WAIT: Duration = Duration::from_secs(30);
+
+/// A pooled connection holding [`TURN_LOCK`]; dropping it unlocks on the store's runtime (a
+/// connection that cannot unlock is closed, which ends its session and so its lock, rather
+/// than returned to the pool still holding it).
+struct HeldTurn {
+    client: Option<deadpool_postgres::Object>,
+    handle: tokio::runtime::Handle,
+}
+
+impl Drop for HeldTurn {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            self.handle.spawn(async move {
+                let unlocked = client
+                    .query_one("SELECT pg_advisory_unlock($1)", &[&TURN_LOCK])
+                    .await
+                    .ok()
+                    .and_then(|row| row.try_get::<_, bool>(0).ok());
+                if unlocked != Some(true) {
+                    drop(deadpool_postgres::Object::take(client));
+                }
+            });
+        }
+    }
+}
+
 impl Store for PostgresStore {
     fn watch(&self, tree: Tree) -> Option<tokio::sync::watch::Receiver<u64>> {
         self.changes.subscribe(tree)
+    }
+
+    fn exclusive_turn(&self) -> Result<Option<super::Turn>, StoreError> {
+        let (pool, shown) = (self.pool.clone(), self.shown.clone());
+        let client = self.run(async move {
+            let client = pool.get().await.map_err(|e| io(&shown, explain(&e)))?;
+            let locked = tokio::time::timeout(
+                TURN_WAIT,
+                client.execute("SELECT pg_advisory_lock($1)", &[&TURN_LOCK]),
+            )
+            .await;
+            match locked {
+                Ok(Ok(_)) => Ok(client),
+                Ok(Err(e)) => {
+                    drop(deadpool_postgres::Object::take(client));
+                    Err(io(&shown, explain(&e)))
+                }
+                Err(_) => {
+                    // The lock may yet be granted to this session: close it.
+                    drop(deadpool_postgres::Object::take(client));
+                    Err(io(&shown, "waited 30 s for the audit appenders' turn"))
+                }
+            }
+        })?;
+        Ok(Some(super::Turn::new(HeldTurn {
+            client: Some(client),
+            handle: self.handle.clone(),
+        })))
     }
 
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
