@@ -103,13 +103,15 @@ fn retryable(e: &tokio_postgres::Error) -> bool {
 
 type Key = (Tree, Vec<u8>);
 
+/// A claim to confirm: tree, key, the value read, the value claimed.
+type Claim = (Tree, Vec<u8>, Vec<u8>, Vec<u8>);
+
 /// What a group of batches does, worked out from the rows it reads: which batches apply, the
 /// claims to confirm, and each written key's final value (`None`: deleted).
 #[derive(Debug, Default, PartialEq)]
 struct Plan {
     applied: Vec<bool>,
-    /// (tree, key, value read, value claimed), in order.
-    claims: Vec<(Tree, Vec<u8>, Vec<u8>, Vec<u8>)>,
+    claims: Vec<Claim>,
     finals: HashMap<Key, Option<Vec<u8>>>,
 }
 
