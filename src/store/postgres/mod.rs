@@ -1,5 +1,6 @@
-//! PostgreSQL backend: every tree in one table (`schema.rs`), a commit one SERIALIZABLE
-//! transaction (`commit.rs`), change notices over LISTEN/NOTIFY (`listen.rs`), plain or
+//! PostgreSQL backend: every tree in one table (`schema.rs`), a commit one transaction under
+//! a write lock every instance takes (`commit.rs`), audit appends in turns across instances
+//! ([`Store::exclusive_turn`]), change notices over LISTEN/NOTIFY (`listen.rs`), plain or
 //! verified TLS (`target.rs`). PostgreSQL commits durably before `COMMIT` returns (with its
 //! default `synchronous_commit`).
 //!
