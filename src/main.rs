@@ -9,11 +9,6 @@ mod cli;
 
 use clap::Parser;
 
-/// mimalloc: per-thread free lists without glibc's arena locks (the sweeper, the audit writer
-/// and the group-commit leader allocate at once), and freed memory goes back to the system.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> anyhow::Result<()> {
     airlock::install_crypto_provider();
     let cli = cli::Cli::parse();
