@@ -262,6 +262,48 @@ async fn three_instances_on_one_database_send_each_approved_call_once() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // Exported from the database: one contiguous run of seqs, and it verifies offline.
+    let airlock = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .expect("airlock");
+        assert!(
+            out.status.success(),
+            "airlock {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let export = dir.path().join("audit.jsonl");
+    airlock(&["audit", "export", "--out", &export.to_string_lossy()]);
+    let text = std::fs::read_to_string(&export).expect("export");
+    let seqs: Vec<u64> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+            v["seq"].as_u64().expect("seq")
+        })
+        .collect();
+    assert!(
+        seqs.len() > 3000,
+        "holds, decisions and sends of all three: {}",
+        seqs.len()
+    );
+    assert!(
+        seqs.iter().enumerate().all(|(i, s)| *s == i as u64),
+        "one run of seqs"
+    );
+    let pubkey = airlock(&["audit", "pubkey"]);
+    airlock(&[
+        "audit",
+        "verify",
+        &export.to_string_lossy(),
+        "--pubkey",
+        &pubkey,
+    ]);
     second.stop();
     third.stop();
 }
