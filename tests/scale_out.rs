@@ -250,19 +250,6 @@ async fn three_instances_on_one_database_send_each_approved_call_once() {
     // One chain, whichever instance wrote: verified live and by the CLI on the database.
     let (code, report) = third.admin("GET", "/v1/audit/verify", None).await;
     assert_eq!(code, 200, "{report}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .arg("--config")
-        .arg(&cfg)
-        .args(["audit", "verify"])
-        .output()
-        .expect("airlock audit verify");
-    assert!(
-        out.status.success(),
-        "audit verify: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Exported from the database: one contiguous run of seqs, and it verifies offline.
     let airlock = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
             .arg("--config")
@@ -272,11 +259,14 @@ async fn three_instances_on_one_database_send_each_approved_call_once() {
             .expect("airlock");
         assert!(
             out.status.success(),
-            "airlock {args:?}: {}",
+            "airlock {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
+    airlock(&["audit", "verify"]);
+    // Exported from the database: one contiguous run of seqs, and it verifies offline.
     let export = dir.path().join("audit.jsonl");
     airlock(&["audit", "export", "--out", &export.to_string_lossy()]);
     let text = std::fs::read_to_string(&export).expect("export");

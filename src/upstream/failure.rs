@@ -1,6 +1,7 @@
 //! Upstream failures, classified by where they happened (nothing written yet, or the exchange
 //! was under way), and the refusal an agent sees for each.
 
+use crate::wire::error_chain;
 use std::io;
 
 use http::StatusCode;
@@ -83,21 +84,6 @@ impl UpstreamFailure {
             | Self::Exchange(m) => m,
         }
     }
-}
-
-/// `a: b: c` for an error and its sources.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let s = e.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cur = e.source();
-    }
-    out
 }
 
 impl From<UpstreamFailure> for Refusal {

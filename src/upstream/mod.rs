@@ -13,7 +13,7 @@ mod failure;
 pub mod permit;
 
 pub use dial::Dialer;
-pub use failure::{error_chain, UpstreamFailure};
+pub use failure::UpstreamFailure;
 pub use permit::{Decision, Permitted};
 
 use std::cell::Cell;

@@ -14,7 +14,7 @@
 //! the database does not confirm aborts the commit (fail closed). Commits that write a watched
 //! tree announce it ([`super::listen`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::{Object, Transaction};
 use futures_util::future::try_join_all;
@@ -117,11 +117,11 @@ struct Plan {
 
 /// Every key a batch of `batches` expects or counts from, once each.
 fn keys_read(batches: &[Batch]) -> Vec<Key> {
-    let mut seen: HashMap<Key, ()> = HashMap::new();
+    let mut seen: HashSet<Key> = HashSet::new();
     let mut keys = Vec::new();
     let mut note = |tree: Tree, key: &[u8]| {
         let k = (tree, key.to_vec());
-        if seen.insert(k.clone(), ()).is_none() {
+        if seen.insert(k.clone()) {
             keys.push(k);
         }
     };
@@ -220,8 +220,7 @@ async fn read_many(
     let mut out = HashMap::with_capacity(rows.len());
     for r in rows {
         let id: i16 = r.try_get(0)?;
-        // Rows come only for the keys asked, so the tree is one of theirs.
-        let Some(tree) = keys.iter().map(|(t, _)| *t).find(|t| tree_id(*t) == id) else {
+        let Some(tree) = Tree::ALL.into_iter().find(|t| tree_id(*t) == id) else {
             continue;
         };
         out.insert(

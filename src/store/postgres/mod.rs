@@ -148,16 +148,7 @@ fn io(shown: &str, e: impl std::fmt::Display) -> StoreError {
 /// An error with its causes, each once ("db error: ERROR: ..."; the driver's own text names
 /// only the kind). Neither the driver's nor the server's messages carry the password.
 fn explain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = cause.source();
-    }
+    let mut text = crate::wire::error_chain(e);
     if text.contains("invalid peer certificate") {
         text.push_str(
             " (is store.ca_file the CA that signed the server's certificate, and the host in \
