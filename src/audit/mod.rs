@@ -96,14 +96,48 @@ struct Head {
     since_checkpoint: u64,
 }
 
+/// Where the next entry of a run being chained goes: its seq and the previous entry's hash.
+struct Tail {
+    next_seq: u64,
+    prev: String,
+}
+
+impl Tail {
+    /// Chains one entry into `batch` (with its by-review index key); returns its key and bytes.
+    fn chain(
+        &mut self,
+        kind: &str,
+        mut fields: Map<String, Value>,
+        batch: &mut Batch,
+    ) -> ([u8; 8], Vec<u8>) {
+        let seq = self.next_seq;
+        fields.insert("seq".into(), Value::from(seq));
+        fields.insert("prev".into(), Value::String(std::mem::take(&mut self.prev)));
+        fields.insert("ts".into(), Value::String(now_rfc3339_ms()));
+        fields.insert("kind".into(), Value::String(kind.to_string()));
+        if let Some(id) = fields.get("review_id").and_then(Value::as_str) {
+            batch.put(Tree::Index, &review_key(id, seq), &[]);
+        }
+        let bytes = canonical_bytes(&Value::Object(fields));
+        self.prev = hex::encode(entry_hash(&bytes));
+        self.next_seq += 1;
+        let key = seq_key(seq);
+        batch
+            .expect(Tree::Audit, &key, None)
+            .put(Tree::Audit, &key, &bytes);
+        (key, bytes)
+    }
+}
+
 /// What a caller gets if the group writer handed back fewer results than it was given entries
 /// (never expected; fail closed rather than panic).
 fn no_result() -> AuditError {
     AuditError::Store(StoreError::Io("the audit writer returned no result".into()))
 }
 
-/// Most entries one group commit writes in one transaction.
-const MAX_BATCH: usize = 256;
+/// Most entries one group commit writes in one transaction (a sweep's chunk of expiries fits
+/// in one).
+const MAX_BATCH: usize = 2048;
 
 /// Entries read per store range by exports and verification.
 const EXPORT_PAGE: usize = 10_000;
@@ -143,6 +177,10 @@ pub enum Beside {
 
 /// What an append came to: the entry's seq, and what became of the writes beside it.
 type Written = Result<(u64, Beside), AuditError>;
+
+/// A stored run of entries: each item's seq (checkpoints may sit between them) and what became
+/// of the writes beside it.
+type Stored = (Vec<u64>, Vec<Beside>);
 
 /// Appends not yet written, and results not yet collected by their callers.
 #[derive(Default)]
@@ -493,8 +531,9 @@ impl AuditLog {
         }
     }
 
-    /// Chains and stores `batch` as consecutive entries in one transaction; then, if due, a
-    /// checkpoint. Returns each queued entry's seq (or the shared error: nothing advanced).
+    /// Chains and stores `batch` in one transaction, with a signed checkpoint after every
+    /// `checkpoint_every` entries. Returns each queued entry's seq (or the shared error:
+    /// nothing advanced).
     fn write_batch(&self, batch: Vec<Queued>) -> Vec<(u64, Written)> {
         let mut head = self.lock();
         let tickets: Vec<u64> = batch.iter().map(|b| b.ticket).collect();
@@ -508,7 +547,7 @@ impl AuditLog {
             // that what is recorded is all that failed to be stored is the callers' part.
             Err(AuditError::Store(e)) if carried.contains(&true) => self
                 .write_entries(&mut head, &items, Vec::new())
-                .map(|(first, _)| {
+                .map(|(seqs, _)| {
                     let beside = carried
                         .iter()
                         .map(|c| match c {
@@ -516,25 +555,16 @@ impl AuditLog {
                             false => Beside::Applied,
                         })
                         .collect();
-                    (first, beside)
+                    (seqs, beside)
                 }),
             other => other,
         };
         match written {
-            Ok((first, beside)) => {
-                let every = self.opts.checkpoint_every;
-                if every > 0 && head.since_checkpoint >= every {
-                    if let Err(e) = self.write_checkpoint(&mut head) {
-                        tracing::warn!(error = %e, "audit checkpoint failed; will retry");
-                    }
-                }
-                tickets
-                    .into_iter()
-                    .zip(beside)
-                    .enumerate()
-                    .map(|(i, (t, b))| (t, Ok((first + i as u64, b))))
-                    .collect()
-            }
+            Ok((seqs, beside)) => tickets
+                .into_iter()
+                .zip(seqs.into_iter().zip(beside))
+                .map(|(t, written)| (t, Ok(written)))
+                .collect(),
             Err(e) => tickets
                 .into_iter()
                 .map(|t| (t, Err(e.duplicate())))
@@ -568,32 +598,33 @@ impl AuditLog {
         loop {
             // Signs the position it will be stored at: after entries another instance stored
             // first, a new signature over the new head.
-            let size = head.next_seq;
-            let text = checkpoint_signing_text(&self.origin, size, &head.hash_hex);
-            let sig = self.key.sign(text.as_bytes());
-            let mut fields = Map::new();
-            fields.insert("origin".into(), Value::String(self.origin.clone()));
-            fields.insert("size".into(), Value::from(size));
-            fields.insert("head".into(), Value::String(head.hash_hex.clone()));
-            fields.insert(
-                "sig".into(),
-                Value::String(base64::engine::general_purpose::STANDARD.encode(sig.as_ref())),
-            );
-            let item = [(CHECKPOINT_KIND.to_string(), fields)];
-            match self.try_write_entries(head, &item, vec![None])? {
-                Some((seq, _)) => {
-                    head.since_checkpoint = 0;
-                    return Ok(seq);
-                }
+            match self.try_write_entries(head, &[], Vec::new(), true)? {
+                Some(_) => return Ok(head.next_seq - 1),
                 None if attempts < CATCH_UP_ATTEMPTS && self.catch_up(head)? > 0 => attempts += 1,
                 None => return Err(AuditError::Conflict(head.next_seq)),
             }
         }
     }
 
-    /// Chains `items` after the head, stores them all in one transaction (durably, never
-    /// overwriting), with each item's own batch (`withs`, one per item) beside them, and only
-    /// then advances the head. Returns the first seq and, per item, what became of its batch.
+    /// A checkpoint signing the chain up to `size` entries, whose last hashes to `head_hex`.
+    fn checkpoint_fields(&self, size: u64, head_hex: &str) -> Map<String, Value> {
+        let text = checkpoint_signing_text(&self.origin, size, head_hex);
+        let sig = self.key.sign(text.as_bytes());
+        let mut fields = Map::new();
+        fields.insert("origin".into(), Value::String(self.origin.clone()));
+        fields.insert("size".into(), Value::from(size));
+        fields.insert("head".into(), Value::String(head_hex.to_string()));
+        fields.insert(
+            "sig".into(),
+            Value::String(base64::engine::general_purpose::STANDARD.encode(sig.as_ref())),
+        );
+        fields
+    }
+
+    /// Chains `items` after the head (with a checkpoint after every `checkpoint_every`
+    /// entries), stores them all in one transaction (durably, never overwriting), with each
+    /// item's own batch (`withs`, one per item) beside them, and only then advances the head.
+    /// Returns, per item, its seq and what became of its batch.
     /// When other instances sharing the store took the next seqs, it chains after their
     /// entries and tries again: the log stays one linear chain whoever writes.
     fn write_entries(
@@ -601,12 +632,12 @@ impl AuditLog {
         head: &mut Head,
         items: &[(String, Map<String, Value>)],
         mut withs: Vec<Option<Batch>>,
-    ) -> Result<(u64, Vec<Beside>), AuditError> {
+    ) -> Result<Stored, AuditError> {
         withs.resize_with(items.len(), || None);
         let _turn = self.turn(head)?;
         let mut attempts = 0;
         loop {
-            match self.try_write_entries(head, items, withs.clone())? {
+            match self.try_write_entries(head, items, withs.clone(), false)? {
                 Some(written) => return Ok(written),
                 // Another instance on a shared store appended first: chain after its entries.
                 None if attempts < CATCH_UP_ATTEMPTS && self.catch_up(head)? > 0 => attempts += 1,
@@ -627,38 +658,42 @@ impl AuditLog {
     }
 
     /// One attempt of [`AuditLog::write_entries`]: `None` when the seqs after `head` were taken.
+    /// `checkpoint_now`: end with a checkpoint whatever the count.
     fn try_write_entries(
         &self,
         head: &mut Head,
         items: &[(String, Map<String, Value>)],
         mut withs: Vec<Option<Batch>>,
-    ) -> Result<Option<(u64, Vec<Beside>)>, AuditError> {
-        let first = head.next_seq;
-        let mut prev = head.hash_hex.clone();
-        let n = items.len() as u64;
+        checkpoint_now: bool,
+    ) -> Result<Option<Stored>, AuditError> {
+        let every = self.opts.checkpoint_every;
+        let mut tail = Tail {
+            next_seq: head.next_seq,
+            prev: head.hash_hex.clone(),
+        };
+        let mut since = head.since_checkpoint;
+        let mut seqs = Vec::with_capacity(items.len());
         // Each entry, and its by-review index key, in one all-or-nothing batch.
         let mut batch = Batch::default();
-        for (i, ((kind, fields), with)) in items.iter().zip(&mut withs).enumerate() {
-            let mut fields = fields.clone();
-            let seq = first + i as u64;
-            fields.insert("seq".into(), Value::from(seq));
-            fields.insert("prev".into(), Value::String(prev));
-            fields.insert("ts".into(), Value::String(now_rfc3339_ms()));
-            fields.insert("kind".into(), Value::String(kind.clone()));
-            if let Some(id) = fields.get("review_id").and_then(Value::as_str) {
-                batch.put(Tree::Index, &review_key(id, seq), &[]);
-            }
-            let bytes = canonical_bytes(&Value::Object(fields));
-            prev = hex::encode(entry_hash(&bytes));
-            let key = seq_key(seq);
-            batch
-                .expect(Tree::Audit, &key, None)
-                .put(Tree::Audit, &key, &bytes);
+        for ((kind, fields), with) in items.iter().zip(&mut withs) {
+            seqs.push(tail.next_seq);
+            let (key, bytes) = tail.chain(kind, fields.clone(), &mut batch);
             // An item's own writes land only with its entry: they expect it stored, as the
             // entries' batch (applied just before them in the same transaction) stores it.
             if let Some(w) = with {
                 w.expect(Tree::Audit, &key, Some(&bytes));
             }
+            since += 1;
+            if every > 0 && since >= every {
+                let fields = self.checkpoint_fields(tail.next_seq, &tail.prev);
+                tail.chain(CHECKPOINT_KIND, fields, &mut batch);
+                since = 0;
+            }
+        }
+        if checkpoint_now && (since > 0 || items.is_empty()) {
+            let fields = self.checkpoint_fields(tail.next_seq, &tail.prev);
+            tail.chain(CHECKPOINT_KIND, fields, &mut batch);
+            since = 0;
         }
         let mut batches = vec![batch];
         let carried: Vec<bool> = withs.iter().map(Option::is_some).collect();
@@ -674,10 +709,10 @@ impl AuditLog {
                 false => Beside::ExpectationFailed,
             })
             .collect();
-        head.next_seq = first + n;
-        head.hash_hex = prev;
-        head.since_checkpoint += n;
-        Ok(Some((first, applied)))
+        head.next_seq = tail.next_seq;
+        head.hash_hex = tail.prev;
+        head.since_checkpoint = since;
+        Ok(Some((seqs, applied)))
     }
 
     /// Moves `head` past the entries other writers stored after it (instances sharing one
