@@ -15,6 +15,11 @@ use crate::wire::{full, json_response, Body, Refusal};
 /// Host name under which Airlock answers agents itself, through the proxy (never forwarded).
 pub const LOCAL_HOST: &str = "airlock.local";
 
+/// Where an agent polls review `id` (plain http, through the proxy).
+pub fn status_url(id: &str) -> String {
+    format!("http://{LOCAL_HOST}/v1/reviews/{id}")
+}
+
 /// JSON view of a review for the admin API. `full` adds the stored request. Credential-like
 /// headers are never stored from a request (`hold.rs`), and an upstream answer's (`Set-Cookie`)
 /// are stored as `[redacted]` (`execute.rs`); any that an older record holds are shown as

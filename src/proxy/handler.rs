@@ -163,7 +163,8 @@ async fn phases(
         headers: &parts.headers,
     };
     let classifier = proxy.classifier.clone();
-    let (verdict, body) = if classifier.git_push(&head) {
+    let git_push = classifier.git_push(&head);
+    let (verdict, body) = if git_push {
         // Only the ref commands decide; an allowed push's packfile then streams.
         let (read, rest) = super::git_push::read_commands(body, &parts.headers).await?;
         (
@@ -240,6 +241,10 @@ async fn phases(
                     .await?
                 }
             };
+            // A git client that reads reports hears of the hold in one.
+            let report = git_push
+                .then(|| super::git_report::ReportRequest::of(&parts.headers, &bytes))
+                .flatten();
             let held = crate::gate::HeldRequest {
                 scheme: conn.scheme.to_string(),
                 target: conn.target.clone(),
@@ -250,7 +255,8 @@ async fn phases(
                 agent: conn.agent.name.clone(),
                 agent_owner: conn.agent.owner.clone(),
             };
-            Ok(super::held::render(proxy.gate.hold(held, verdict).await))
+            let hold = proxy.gate.hold(held, verdict).await;
+            Ok(super::held::render(hold, report.as_ref()))
         }
     }
 }
