@@ -191,7 +191,7 @@ pub async fn serve_local(
         return Refusal::client(
             StatusCode::NOT_FOUND,
             "not_found",
-            "known endpoint: GET /v1/reviews/{id}?wait=SECONDS",
+            "known endpoints: GET / (how to trust Airlock's CA), GET /ca.pem, GET /v1/reviews/{id}?wait=SECONDS",
         )
         .into_response();
     };

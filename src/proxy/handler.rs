@@ -116,6 +116,9 @@ async fn phases(
     match conn.route {
         Route::Local => {
             log.verdict = "local".into();
+            if let Some(page) = proxy.local.answer(req.method(), req.uri().path()) {
+                return Ok(page);
+            }
             return Ok(crate::gate::agent_api::serve_local(
                 &proxy.gate,
                 &conn.agent,
