@@ -450,3 +450,70 @@ async fn raw_push_bodies_gzip_malformed_and_oversized() {
     );
     assert!(f.upstream_ref("refs/heads/main").is_some());
 }
+
+/// A push sent with `Airlock-Wait` and rejected while git waits: git reads a report naming the
+/// rejection; nothing reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_push_rejected_while_git_waits_reads_as_rejected() {
+    let f = Fixture::start().await;
+    let h = f.home.path().to_path_buf();
+    let (ok, text) = f
+        .git(
+            &h,
+            &["clone", "-q", "https://github.com/octo/demo.git", "work"],
+        )
+        .await;
+    assert!(ok, "clone: {text}");
+    let work = h.join("work");
+    let scratch = f.upstream_ref("refs/heads/scratch").expect("scratch");
+
+    let push = f.git(
+        &work,
+        &[
+            "-c",
+            "http.extraHeader=Airlock-Wait: 120",
+            "push",
+            "origin",
+            "--delete",
+            "scratch",
+        ],
+    );
+    let reject = async {
+        let id = support::eventually("the delete to be held", support::WAIT, || async {
+            f.pending("github.git.delete-ref")
+                .await
+                .first()
+                .and_then(|r| r["reviewId"].as_str().map(str::to_string))
+        })
+        .await;
+        let (code, r) = f
+            .airlock
+            .admin(
+                "POST",
+                &format!("/v1/reviews/{id}/reject"),
+                Some(serde_json::json!({"comment": "keep it"})),
+            )
+            .await;
+        assert_eq!(code, 200, "{r}");
+        id
+    };
+    let ((ok, text), id) = tokio::join!(push, reject);
+    assert!(!ok, "the rejected push fails: {text}");
+    assert!(
+        text.contains(&format!(
+            "[remote rejected] scratch (rejected in review {id})"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("remote: Airlock: review {id} rejected")),
+        "{text}"
+    );
+    assert!(!text.contains("Everything up-to-date"), "{text}");
+    assert_eq!(
+        f.git.receive_pack_posts(),
+        0,
+        "nothing reached the upstream"
+    );
+    assert_eq!(f.upstream_ref("refs/heads/scratch"), Some(scratch));
+}
