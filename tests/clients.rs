@@ -2,7 +2,8 @@
 //! upstream (api.github.com and api.stripe.com mapped to it): `airlock.local`'s page and CA over
 //! http and https with curl and reqwest (public without proxy credentials on plain http only);
 //! held answers shaped for Stripe's libraries and for Octokit/gh; the README's curl line with
-//! this machine's curl.
+//! this machine's curl; Node's `fetch` through undici's `EnvHttpProxyAgent` (skipped, saying so,
+//! where node or undici is missing).
 
 mod support;
 
@@ -412,4 +413,70 @@ async fn the_readme_curl_line_works() {
     let seen = f.up.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].path_and_query, "/zen");
+}
+
+/// Where a Node test finds undici (the copy npm ships, unless `UNDICI` names another).
+fn undici() -> Option<String> {
+    let path = std::env::var("UNDICI")
+        .unwrap_or_else(|_| "/usr/lib/node_modules/npm/node_modules/undici".into());
+    std::path::Path::new(&path)
+        .join("index.js")
+        .exists()
+        .then_some(path)
+}
+
+/// The README's Node row: Node's built-in `fetch` through Airlock with undici's
+/// `EnvHttpProxyAgent` (older Node ignores `HTTPS_PROXY` by itself) and `NODE_EXTRA_CA_CERTS`; a
+/// held call's message names the review.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn node_fetch_with_env_http_proxy_agent() {
+    let (Some(undici), true) = (undici(), std::path::Path::new("/usr/bin/node").exists()) else {
+        eprintln!("skipping: needs node and undici (set UNDICI to its directory)");
+        return;
+    };
+    let f = Fixture::start().await;
+    let script = r#"
+const { EnvHttpProxyAgent, setGlobalDispatcher } = require(process.env.UNDICI);
+setGlobalDispatcher(new EnvHttpProxyAgent());
+(async () => {
+  const zen = await fetch("https://api.github.com/zen");
+  const held = await fetch("https://api.github.com/repos/octo/demo", { method: "DELETE" });
+  const body = await held.json();
+  console.log(JSON.stringify({ zen: zen.status, held: held.status, message: body.message, reviewId: body.reviewId }));
+})().catch((e) => { console.error(String(e), e.cause); process.exit(1); });
+"#;
+    let env = [
+        ("HTTPS_PROXY".to_string(), f.agent_proxy.clone()),
+        (
+            "NODE_EXTRA_CA_CERTS".to_string(),
+            path_str(&f.airlock.ca_file()),
+        ),
+        ("UNDICI".to_string(), undici),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("/usr/bin/node")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env)
+            .args(["-e", script])
+            .output()
+            .expect("node")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
+    assert_eq!(seen["zen"], 200, "{seen}");
+    assert_eq!(seen["held"], 423, "{seen}");
+    let id = seen["reviewId"].as_str().expect("id");
+    assert!(
+        seen["message"].as_str().is_some_and(|m| m.contains(id)),
+        "{seen}"
+    );
+    assert_eq!(f.up.count(), 1, "only the read reached the upstream");
 }

@@ -36,6 +36,11 @@ fn expected_authorization() -> String {
 
 /// Runs git with an isolated HOME and no system config; returns (success, stdout + stderr).
 fn git_raw(home: &Path, cwd: &Path, args: &[&str]) -> (bool, String) {
+    git_raw_env(home, cwd, args, &[])
+}
+
+/// [`git_raw`] with `env` added to git's (otherwise cleared) environment.
+fn git_raw_env(home: &Path, cwd: &Path, args: &[&str], env: &[(String, String)]) -> (bool, String) {
     let out = std::process::Command::new("git")
         .current_dir(cwd)
         .env_clear()
@@ -49,6 +54,7 @@ fn git_raw(home: &Path, cwd: &Path, args: &[&str]) -> (bool, String) {
         .env("GIT_AUTHOR_EMAIL", "agent@example.test")
         .env("GIT_COMMITTER_NAME", "Agent")
         .env("GIT_COMMITTER_EMAIL", "agent@example.test")
+        .envs(env.iter().cloned())
         .args(["-c", "init.defaultBranch=main", "-c", "protocol.version=2"])
         .args(args)
         .output()
@@ -191,6 +197,23 @@ async fn git_push_is_gated_by_ref_commands() {
         "every upstream request carried the injected credential: {:?}",
         f.git.seen()
     );
+
+    // The README's trust table for git: the variables alone (no git config) work too.
+    let env = vec![
+        (
+            "HTTPS_PROXY".to_string(),
+            format!("http://coder:{}@{}", f.agent_token, f.airlock.addr),
+        ),
+        ("GIT_SSL_CAINFO".to_string(), path_str(&f.airlock.ca_file())),
+    ];
+    let (home, cwd) = (h.clone(), h.clone());
+    let (ok, text) = tokio::task::spawn_blocking(move || {
+        git_raw_env(&home, &cwd, &["clone", "-q", url, "by-env"], &env)
+    })
+    .await
+    .expect("join");
+    assert!(ok, "clone with HTTPS_PROXY and GIT_SSL_CAINFO: {text}");
+    assert!(h.join("by-env/README").exists());
 
     // A new branch whose pack (1 MiB of random bytes) is 4x the held-body cap: allowed and
     // streamed (were it buffered, Airlock would refuse it with 413).
