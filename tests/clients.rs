@@ -9,10 +9,40 @@ mod support;
 
 use std::sync::Arc;
 
+use airlock::rules::{Action, Classifier, RequestHead, Verdict};
 use sha2::Digest;
 use support::{curl, path_str, Airlock, FakeUpstream};
 
 const HOSTS: &[&str] = &["api.github.com", "api.stripe.com"];
+/// A Stripe path [`WithABlock`] blocks (the shipped catalog blocks nothing on Stripe).
+const BLOCKED_PATH: &str = "/v1/test-blocked";
+
+/// The shipped catalog, plus a block rule on [`BLOCKED_PATH`].
+struct WithABlock(Arc<dyn Classifier>);
+
+impl Classifier for WithABlock {
+    fn inspects(&self, host: &str) -> bool {
+        self.0.inspects(host)
+    }
+    fn needs_body(&self, head: &RequestHead<'_>) -> bool {
+        self.0.needs_body(head)
+    }
+    fn evaluate(&self, head: &RequestHead<'_>, body: Option<&[u8]>) -> Verdict {
+        let mut v = self.0.evaluate(head, body);
+        if head.path_and_query == BLOCKED_PATH {
+            v.action = Action::Block;
+            v.service = Some("stripe".into());
+            v.explanation = "test rule: never".into();
+        }
+        v
+    }
+    fn git_push(&self, head: &RequestHead<'_>) -> bool {
+        self.0.git_push(head)
+    }
+    fn service_for_host(&self, host: &str) -> Option<String> {
+        self.0.service_for_host(host)
+    }
+}
 
 struct Fixture {
     up: FakeUpstream,
@@ -36,8 +66,9 @@ impl Fixture {
         let config = Airlock::config(&toml, dir.path(), &up, HOSTS);
         assert!(!config.proxy.allow_anonymous, "proxy credentials required");
         let catalog = airlock::rules::LiveCatalog::load(None, Default::default()).expect("catalog");
+        let rules = Arc::new(WithABlock(catalog));
         let airlock =
-            Airlock::start_with_parts(config, dir, catalog, Arc::new(airlock::gate::SystemClock))
+            Airlock::start_with_parts(config, dir, rules, Arc::new(airlock::gate::SystemClock))
                 .await;
         let agent_proxy = format!("http://coder:{token}@{}", airlock.addr);
         Fixture {
@@ -479,4 +510,74 @@ setGlobalDispatcher(new EnvHttpProxyAgent());
         "{seen}"
     );
     assert_eq!(f.up.count(), 1, "only the read reached the upstream");
+}
+
+/// Answers Airlock gives itself on Stripe besides a hold read as Stripe errors too: a block, and a
+/// rejection while the agent waited (`Airlock-Wait`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blocked_and_rejected_stripe_calls_read_as_stripe_errors() {
+    let f = Fixture::start().await;
+    let resp = f
+        .agent()
+        .post(format!("https://api.stripe.com{BLOCKED_PATH}"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 403);
+    assert_eq!(header(&resp, "airlock-outcome"), "BLOCK");
+    assert_eq!(header(&resp, "stripe-should-retry"), "false");
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["outcome"], "BLOCK", "{body}");
+    assert_eq!(body["message"], "test rule: never", "{body}");
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+    assert_eq!(body["error"]["code"], "airlock_blocked", "{body}");
+    assert_eq!(body["error"]["message"], "test rule: never", "{body}");
+
+    let charge = f
+        .agent()
+        .post("https://api.stripe.com/v1/charges")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("airlock-wait", "120")
+        .body("amount=50000&currency=usd&source=tok_visa")
+        .send();
+    let reject = async {
+        let id = support::eventually("the charge to be held", support::WAIT, || async {
+            let (_, list) = f
+                .airlock
+                .admin("GET", "/v1/reviews?state=pending", None)
+                .await;
+            list["reviews"][0]["reviewId"].as_str().map(str::to_string)
+        })
+        .await;
+        let (code, r) = f
+            .airlock
+            .admin(
+                "POST",
+                &format!("/v1/reviews/{id}/reject"),
+                Some(serde_json::json!({"comment": "no"})),
+            )
+            .await;
+        assert_eq!(code, 200, "{r}");
+        id
+    };
+    let (resp, id) = tokio::join!(charge, reject);
+    let resp = resp.expect("send");
+    assert_eq!(resp.status(), 403);
+    assert_eq!(header(&resp, "airlock-outcome"), "REJECTED");
+    assert_eq!(header(&resp, "airlock-review-id"), id);
+    assert_eq!(header(&resp, "stripe-should-retry"), "false");
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["reviewId"], id.as_str(), "{body}");
+    assert_eq!(body["outcome"], "REJECTED", "{body}");
+    assert_eq!(body["state"], "rejected", "{body}");
+    let message = body["message"].as_str().expect("message");
+    assert!(
+        message.contains(&id) && message.contains("rejected"),
+        "{message}"
+    );
+    assert_eq!(body["error"]["type"], "api_error", "{body}");
+    assert_eq!(body["error"]["code"], "airlock_rejected", "{body}");
+    assert_eq!(body["error"]["message"], message, "{body}");
+    assert_eq!(body["error"]["review_id"], id.as_str(), "{body}");
+    assert_eq!(f.up.count(), 0, "nothing reached Stripe");
 }

@@ -230,7 +230,7 @@ async fn phases(
             {
                 tracing::error!(error = %e, "could not audit a blocked request (it is refused anyway)");
             }
-            Ok(block_response(&verdict, &decision_id))
+            Ok(block_response(&verdict, &decision_id, &conn.target.host))
         }
         Action::Escalate => {
             let bytes = match body {
@@ -537,15 +537,19 @@ fn audit_allowed_in_background(
     proxy.allow_audit.record(entry);
 }
 
-fn block_response(verdict: &Verdict, decision_id: &str) -> Response<Body> {
-    let body = serde_json::json!({
+fn block_response(verdict: &Verdict, decision_id: &str, host: &str) -> Response<Body> {
+    let mut body = serde_json::json!({
         "decisionId": decision_id,
         "outcome": "BLOCK",
         "reasonCodes": verdict.reason_codes,
         "tool": verdict.tool,
         "message": verdict.explanation,
     });
+    let stripe = super::held::dress_blocked(&mut body, verdict.service.as_deref(), host);
     let mut resp = crate::wire::json_response(StatusCode::FORBIDDEN, &body);
+    if stripe {
+        super::held::no_stripe_retry(resp.headers_mut());
+    }
     resp.headers_mut().insert(
         crate::gate::OUTCOME_HEADER,
         http::HeaderValue::from_static("BLOCK"),

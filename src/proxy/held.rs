@@ -33,7 +33,7 @@ pub fn render(hold: Hold, git: Option<&ReportRequest>) -> Response<Body> {
             .unwrap_or_else(|| escalated(&review)),
         Hold::Finished(review) => git
             .and_then(|g| git_refused(g, &review))
-            .unwrap_or_else(|| agent_api::final_response(&review)),
+            .unwrap_or_else(|| finished(&review)),
         Hold::Refused(HoldRefusal::Unstorable(why)) => {
             Refusal::client(StatusCode::BAD_REQUEST, "unstorable_request", why).into_response()
         }
@@ -58,15 +58,52 @@ enum Family {
     Other,
 }
 
-fn family(r: &Review) -> Family {
-    let host = r.request.host.as_str();
-    match r.service.as_deref() {
-        Some("stripe") => Family::Stripe,
-        Some("github") => Family::GitHub,
-        _ if host == "api.stripe.com" => Family::Stripe,
-        _ if host == "api.github.com" || host == "github.com" => Family::GitHub,
-        _ => Family::Other,
+impl Family {
+    /// By the rule's service, else by the host.
+    fn of(service: Option<&str>, host: &str) -> Family {
+        match service {
+            Some("stripe") => Family::Stripe,
+            Some("github") => Family::GitHub,
+            _ if host == "api.stripe.com" => Family::Stripe,
+            _ if host == "api.github.com" || host == "github.com" => Family::GitHub,
+            _ => Family::Other,
+        }
     }
+}
+
+fn family(r: &Review) -> Family {
+    Family::of(r.service.as_deref(), &r.request.host)
+}
+
+/// Stripe's error object (`type`, `code`, `message`, `doc_url`) for an answer Airlock gives
+/// itself on Stripe: its libraries otherwise fail with "Invalid response object from API".
+fn stripe_error(kind: &str, code: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({
+        "type": kind,
+        "code": code,
+        "message": message,
+        "doc_url": HELD_DOC_URL,
+    })
+}
+
+/// Stripe's libraries retry only when told they may; a retry of a gated call would queue
+/// another review.
+pub fn no_stripe_retry(h: &mut HeaderMap) {
+    h.insert("stripe-should-retry", HeaderValue::from_static("false"));
+}
+
+/// Dresses a blocked request's JSON for the client: Stripe's error object on Stripe. True if it
+/// did (the answer then also gets [`no_stripe_retry`]).
+pub fn dress_blocked(body: &mut serde_json::Value, service: Option<&str>, host: &str) -> bool {
+    if Family::of(service, host) != Family::Stripe {
+        return false;
+    }
+    let message = body["message"]
+        .as_str()
+        .unwrap_or("blocked by Airlock's rules")
+        .to_string();
+    body["error"] = stripe_error("invalid_request_error", "airlock_blocked", &message);
+    true
 }
 
 /// The sentence every client shows: the review id and where to poll.
@@ -96,14 +133,10 @@ fn escalated(r: &Review) -> Response<Body> {
     match family {
         // Stripe's error object: its libraries raise an error carrying `message` and `code`.
         Family::Stripe => {
-            body["error"] = serde_json::json!({
-                "type": "api_error",
-                "code": STRIPE_HELD_CODE,
-                "message": message,
-                "doc_url": HELD_DOC_URL,
-                "review_id": r.id,
-                "status_url": status_url,
-            });
+            let mut error = stripe_error("api_error", STRIPE_HELD_CODE, &message);
+            error["review_id"] = r.id.clone().into();
+            error["status_url"] = status_url.into();
+            body["error"] = error;
         }
         Family::GitHub => body["documentation_url"] = HELD_DOC_URL.into(),
         Family::Other => {}
@@ -112,10 +145,47 @@ fn escalated(r: &Review) -> Response<Body> {
     let h = resp.headers_mut();
     review_headers(h, r, "ESCALATE");
     if family == Family::Stripe {
-        // Stripe's libraries retry only when told they may; a retry would queue another review.
-        h.insert("stripe-should-retry", HeaderValue::from_static("false"));
+        no_stripe_retry(h);
     }
     resp
+}
+
+/// A review that ended while the agent waited (`Airlock-Wait`): the upstream's answer if it
+/// executed; otherwise the outcome as JSON, with a `message` and the client's error fields.
+fn finished(r: &Review) -> Response<Body> {
+    let family = family(r);
+    let mut resp = agent_api::final_response_with(r, |body, outcome| {
+        let message = final_message(r, outcome);
+        match family {
+            Family::Stripe => {
+                let code = format!("airlock_{}", outcome.to_ascii_lowercase());
+                let mut error = stripe_error("api_error", &code, &message);
+                error["review_id"] = r.id.clone().into();
+                error["status_url"] = agent_api::status_url(&r.id).into();
+                body["error"] = error;
+            }
+            Family::GitHub => body["documentation_url"] = HELD_DOC_URL.into(),
+            Family::Other => {}
+        }
+        body["message"] = message.into();
+    });
+    if family == Family::Stripe && !resp.status().is_success() {
+        no_stripe_retry(resp.headers_mut());
+    }
+    resp
+}
+
+/// What became of a review that did not execute, in a sentence naming it.
+fn final_message(r: &Review, outcome: &str) -> String {
+    let (id, url) = (&r.id, agent_api::status_url(&r.id));
+    match outcome {
+        "REJECTED" => format!("Review {id} was rejected; the request was not sent."),
+        "EXPIRED" => format!("Review {id} expired undecided; the request was not sent."),
+        "FAILED" => format!("Review {id} was approved but the request could not be sent; see {url}."),
+        _ => format!(
+            "Review {id} was approved, but whether the request reached the provider is unknown; do not resend it blindly, see {url}."
+        ),
+    }
 }
 
 /// `Airlock-Outcome`, `Airlock-Review-Id` and `Airlock-Status-Url` on an answer about `r`.
