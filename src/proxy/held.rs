@@ -8,7 +8,8 @@
 //! curl users, gh and most libraries print); on Stripe it also carries Stripe's error object
 //! (`error.type`, `error.code = "airlock_held"`, `error.message`) so Stripe's libraries raise an
 //! error naming the review; on GitHub `documentation_url`, which Octokit appends. A git push
-//! that asked for a report gets one instead (`git_report`).
+//! that asked for a report gets one instead (`git_report`). Answers after a wait that did not
+//! execute, and blocks on Stripe (`dress_blocked`), are dressed the same way.
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
@@ -25,7 +26,7 @@ pub const HELD_DOC_URL: &str = "http://airlock.local/#held";
 /// `error.code` of a held Stripe request.
 pub const STRIPE_HELD_CODE: &str = "airlock_held";
 
-/// `git`: what a git push asked to hear back, if it reads reports.
+/// The agent's answer to `hold`; `git`: what a git push asked to hear back, if it reads reports.
 pub fn render(hold: Hold, git: Option<&ReportRequest>) -> Response<Body> {
     match hold {
         Hold::Held(review) => git
