@@ -152,6 +152,14 @@ async fn airlock_local_page_and_ca_over_plain_http_need_no_credentials() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(pem, f.airlock.ca_pem);
     assert!(!pem.contains("PRIVATE KEY"));
+    // The fingerprint the page shows is what openssl prints for the file.
+    let ca_file = path_str(&f.airlock.ca_file());
+    let openssl = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in", &ca_file])
+        .output()
+        .expect("openssl must be installed");
+    assert!(openssl.status.success());
+    let openssl_says = String::from_utf8_lossy(&openssl.stdout).trim().to_string();
 
     // The page: instructions per client and the CA's fingerprint.
     let (code, page, err) = curl(&[
@@ -170,6 +178,11 @@ async fn airlock_local_page_and_ca_over_plain_http_need_no_credentials() {
         page.to_ascii_lowercase()
             .contains("content-type: text/html; charset=utf-8"),
         "{page}"
+    );
+    assert!(
+        // (OpenSSL 1.1 prints "SHA256 Fingerprint", 3.x "sha256 Fingerprint".)
+        page.to_lowercase().contains(&openssl_says.to_lowercase()),
+        "page shows {openssl_says}: {page}"
     );
     for needle in [
         f.fingerprint().as_str(),

@@ -46,7 +46,7 @@ impl LocalPages {
         let html = env
             .get_template("airlock-local.html")
             .and_then(|t| {
-                t.render(minijinja::context! { fingerprint => format!("SHA256 Fingerprint={fingerprint}") })
+                t.render(minijinja::context! { fingerprint => format!("sha256 Fingerprint={fingerprint}") })
             })
             .map_err(|e| PageError(e.to_string()))?;
         Ok(LocalPages {
