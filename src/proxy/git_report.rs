@@ -7,7 +7,8 @@
 //! raw client, an unreadable command section) keeps the JSON 423. When the client asked for
 //! `side-band-64k` (or `side-band`), the report travels in band 1 and a human-readable note with
 //! the status URL in band 2 (git prints it as `remote: …`). The answer is 200, as git requires
-//! to read a report at all; `Airlock-Outcome: ESCALATE` and the review headers stay.
+//! to read a report at all; no client takes it for success, since every ref is `ng` and git
+//! exits non-zero. `Airlock-Outcome: ESCALATE` and the review headers stay.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
@@ -63,6 +64,8 @@ impl ReportRequest {
 /// answers JSON).
 pub fn report(req: &ReportRequest, reason: &str, note: &[String]) -> Option<Bytes> {
     let mut status = BytesMut::new();
+    // Nothing was unpacked, but `unpack ok` lets git print each ref's reason (an unpack error
+    // would come first and read as a broken pack).
     put_pkt(&mut status, b"unpack ok\n")?;
     for r in &req.refs {
         put_pkt(&mut status, format!("ng {r} {reason}\n").as_bytes())?;
