@@ -3,7 +3,7 @@
 //! http and https with curl and reqwest (public without proxy credentials on plain http only);
 //! held answers shaped for Stripe's libraries and for Octokit/gh; the README's curl line with
 //! this machine's curl; Node's `fetch` through undici's `EnvHttpProxyAgent` (skipped, saying so,
-//! where node or undici is missing).
+//! where node or undici is missing); Python `urllib` with `HTTPS_PROXY` and `SSL_CERT_FILE`.
 
 mod support;
 
@@ -593,4 +593,52 @@ async fn blocked_and_rejected_stripe_calls_read_as_stripe_errors() {
     assert_eq!(body["error"]["message"], message, "{body}");
     assert_eq!(body["error"]["review_id"], id.as_str(), "{body}");
     assert_eq!(f.up.count(), 0, "nothing reached Stripe");
+}
+
+/// The README's Python `urllib` row: `HTTPS_PROXY` and `SSL_CERT_FILE`, nothing in code; the held
+/// call's 423 body reads with the review in its message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn python_urllib_with_the_variables() {
+    let f = Fixture::start().await;
+    let script = r#"
+import json, urllib.request, urllib.error
+print(urllib.request.urlopen("https://api.github.com/zen").status)
+try:
+    urllib.request.urlopen(urllib.request.Request("https://api.github.com/repos/octo/demo", method="DELETE"))
+except urllib.error.HTTPError as e:
+    body = json.load(e)
+    print(json.dumps({"status": e.code, "reviewId": body["reviewId"], "message": body["message"]}))
+"#;
+    let env = [
+        ("HTTPS_PROXY".to_string(), f.agent_proxy.clone()),
+        ("SSL_CERT_FILE".to_string(), path_str(&f.airlock.ca_file())),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env)
+            .args(["-c", script])
+            .output()
+            .expect("python3 must be installed")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("200"), "{stdout}");
+    let held: serde_json::Value =
+        serde_json::from_str(lines.next().expect("held line")).expect("json");
+    assert_eq!(held["status"], 423, "{held}");
+    let id = held["reviewId"].as_str().expect("id");
+    assert!(
+        held["message"].as_str().is_some_and(|m| m.contains(id)),
+        "{held}"
+    );
+    assert_eq!(f.up.count(), 1, "only the read reached the upstream");
 }
