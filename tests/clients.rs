@@ -3,7 +3,8 @@
 //! http and https with curl and reqwest (public without proxy credentials on plain http only);
 //! held answers shaped for Stripe's libraries and for Octokit/gh; the README's curl line with
 //! this machine's curl; Node's `fetch` through undici's `EnvHttpProxyAgent` (skipped, saying so,
-//! where node or undici is missing); Python `urllib` with `HTTPS_PROXY` and `SSL_CERT_FILE`.
+//! where node or undici is missing); Python `urllib` with `HTTPS_PROXY` and `SSL_CERT_FILE`; Java
+//! with `keytool` and the proxy properties (skipped, saying so, without a JDK).
 
 mod support;
 
@@ -635,6 +636,107 @@ except urllib.error.HTTPError as e:
     let held: serde_json::Value =
         serde_json::from_str(lines.next().expect("held line")).expect("json");
     assert_eq!(held["status"], 423, "{held}");
+    let id = held["reviewId"].as_str().expect("id");
+    assert!(
+        held["message"].as_str().is_some_and(|m| m.contains(id)),
+        "{held}"
+    );
+    assert_eq!(f.up.count(), 1, "only the read reached the upstream");
+}
+
+/// The README's Java row, with the JDK's `keytool` and `java`: the CA imported into a keystore
+/// named by `javax.net.ssl.trustStore`, the proxy by `https.proxyHost`/`https.proxyPort`, its
+/// credentials through an `Authenticator` with Basic allowed for CONNECT. Skipped (saying so)
+/// where no JDK is installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn java_http_client_with_keytool_and_proxy_properties() {
+    let has = |tool: &str| {
+        std::process::Command::new(tool)
+            .arg("-version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !(has("java") && has("javac")) {
+        eprintln!("skipping: needs a JDK (java, javac, keytool)");
+        return;
+    }
+    let f = Fixture::start().await;
+    let work = tempfile::tempdir().expect("dir");
+    let jks = work.path().join("airlock.jks");
+    let main = work.path().join("Main.java");
+    std::fs::write(
+        &main,
+        r#"
+import java.net.*;
+import java.net.http.*;
+
+public class Main {
+    public static void main(String[] args) throws Exception {
+        HttpClient c = HttpClient.newBuilder()
+            .proxy(ProxySelector.getDefault())
+            .authenticator(new Authenticator() {
+                protected PasswordAuthentication getPasswordAuthentication() {
+                    return new PasswordAuthentication(System.getenv("AGENT"), System.getenv("AGENT_TOKEN").toCharArray());
+                }
+            })
+            .build();
+        HttpResponse<String> zen = c.send(HttpRequest.newBuilder(URI.create("https://api.github.com/zen")).build(), HttpResponse.BodyHandlers.ofString());
+        System.out.println(zen.statusCode());
+        HttpResponse<String> held = c.send(HttpRequest.newBuilder(URI.create("https://api.github.com/repos/octo/demo")).DELETE().build(), HttpResponse.BodyHandlers.ofString());
+        System.out.println(held.statusCode());
+        System.out.println(held.body().trim());
+    }
+}
+"#,
+    )
+    .expect("write");
+    let token = f
+        .agent_proxy
+        .trim_start_matches("http://coder:")
+        .split('@')
+        .next()
+        .expect("token")
+        .to_string();
+    let (ca, port) = (path_str(&f.airlock.ca_file()), f.airlock.addr.port());
+    let (jks_s, main_s) = (path_str(&jks), path_str(&main));
+    let out = tokio::task::spawn_blocking(move || {
+        let import = std::process::Command::new("keytool")
+            .args([
+                "-importcert",
+                "-noprompt",
+                "-alias",
+                "airlock",
+                "-file",
+                &ca,
+            ])
+            .args(["-keystore", &jks_s, "-storepass", "changeit"])
+            .output()
+            .expect("keytool");
+        assert!(import.status.success(), "{import:?}");
+        std::process::Command::new("java")
+            .env("AGENT", "coder")
+            .env("AGENT_TOKEN", token)
+            .arg(format!("-Djavax.net.ssl.trustStore={jks_s}"))
+            .arg("-Djavax.net.ssl.trustStorePassword=changeit")
+            .arg("-Dhttps.proxyHost=127.0.0.1")
+            .arg(format!("-Dhttps.proxyPort={port}"))
+            .arg("-Djdk.http.auth.tunneling.disabledSchemes=")
+            .arg(&main_s)
+            .output()
+            .expect("java")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("200"), "{stdout}");
+    assert_eq!(lines.next(), Some("423"), "{stdout}");
+    let held: serde_json::Value = serde_json::from_str(lines.next().expect("body")).expect("json");
     let id = held["reviewId"].as_str().expect("id");
     assert!(
         held["message"].as_str().is_some_and(|m| m.contains(id)),
