@@ -2,7 +2,9 @@
 //! a fake `github.com` running the real `git http-backend` on a bare repository. Clone and new
 //! branches pass (a pack larger than the held-body cap streams through); deleting a branch and
 //! force-pushing `main` are held (423) with nothing sent upstream; approving executes the stored
-//! push exactly once. Also a gzip'd push body, a malformed one and an oversized held one.
+//! push exactly once. git reads a held push as a report naming the review (`! [remote rejected]
+//! … (held for review rev_…)`). Also a gzip'd push body, a malformed one, an oversized held one
+//! and a raw client that asks for a report.
 
 mod support;
 
@@ -34,6 +36,11 @@ fn expected_authorization() -> String {
 
 /// Runs git with an isolated HOME and no system config; returns (success, stdout + stderr).
 fn git_raw(home: &Path, cwd: &Path, args: &[&str]) -> (bool, String) {
+    git_raw_env(home, cwd, args, &[])
+}
+
+/// [`git_raw`] with `env` added to git's (otherwise cleared) environment.
+fn git_raw_env(home: &Path, cwd: &Path, args: &[&str], env: &[(String, String)]) -> (bool, String) {
     let out = std::process::Command::new("git")
         .current_dir(cwd)
         .env_clear()
@@ -47,6 +54,7 @@ fn git_raw(home: &Path, cwd: &Path, args: &[&str]) -> (bool, String) {
         .env("GIT_AUTHOR_EMAIL", "agent@example.test")
         .env("GIT_COMMITTER_NAME", "Agent")
         .env("GIT_COMMITTER_EMAIL", "agent@example.test")
+        .envs(env.iter().cloned())
         .args(["-c", "init.defaultBranch=main", "-c", "protocol.version=2"])
         .args(args)
         .output()
@@ -190,6 +198,23 @@ async fn git_push_is_gated_by_ref_commands() {
         f.git.seen()
     );
 
+    // The README's trust table for git: the variables alone (no git config) work too.
+    let env = vec![
+        (
+            "HTTPS_PROXY".to_string(),
+            format!("http://coder:{}@{}", f.agent_token, f.airlock.addr),
+        ),
+        ("GIT_SSL_CAINFO".to_string(), path_str(&f.airlock.ca_file())),
+    ];
+    let (home, cwd) = (h.clone(), h.clone());
+    let (ok, text) = tokio::task::spawn_blocking(move || {
+        git_raw_env(&home, &cwd, &["clone", "-q", url, "by-env"], &env)
+    })
+    .await
+    .expect("join");
+    assert!(ok, "clone with HTTPS_PROXY and GIT_SSL_CAINFO: {text}");
+    assert!(h.join("by-env/README").exists());
+
     // A new branch whose pack (1 MiB of random bytes) is 4x the held-body cap: allowed and
     // streamed (were it buffered, Airlock would refuse it with 413).
     git_ok(&h, &work, &["checkout", "-q", "-b", "feature"]);
@@ -231,7 +256,8 @@ async fn git_push_is_gated_by_ref_commands() {
         "the pack went through whole: {biggest} bytes"
     );
 
-    // Deleting `scratch` is held: the client fails with 423, nothing reaches the upstream.
+    // Deleting `scratch` is held: git reads a report rejecting the ref with the review id (and
+    // the status URL on `remote:`), fails, and nothing reaches the upstream.
     let scratch = f
         .upstream_ref("refs/heads/scratch")
         .expect("scratch exists");
@@ -240,7 +266,6 @@ async fn git_push_is_gated_by_ref_commands() {
         .git(&work, &["push", "origin", "--delete", "scratch"])
         .await;
     assert!(!ok, "the held delete fails on the client: {text}");
-    assert!(text.contains("423"), "client sees HTTP 423: {text}");
     assert_eq!(
         f.git.receive_pack_posts(),
         posts,
@@ -252,6 +277,7 @@ async fn git_push_is_gated_by_ref_commands() {
     assert_eq!(held.len(), 1, "one delete-ref review: {held:?}");
     let review = &held[0];
     let id = review["reviewId"].as_str().expect("reviewId").to_string();
+    assert_held_report(&text, "scratch", &id);
     assert!(
         review["reasonCodes"]
             .as_array()
@@ -290,14 +316,35 @@ async fn git_push_is_gated_by_ref_commands() {
     let posts = f.git.receive_pack_posts();
     let (ok, text) = f.git(&work, &["push", "--force", "origin", "main"]).await;
     assert!(!ok, "force push to main is held: {text}");
-    assert!(text.contains("423"), "{text}");
     assert_eq!(
         f.git.receive_pack_posts(),
         posts,
         "nothing reached the upstream"
     );
     assert_eq!(f.upstream_ref("refs/heads/main"), Some(main));
-    assert_eq!(f.pending("github.git.push-protected-ref").await.len(), 1);
+    let held = f.pending("github.git.push-protected-ref").await;
+    assert_eq!(held.len(), 1);
+    let id = held[0]["reviewId"].as_str().expect("reviewId");
+    assert_held_report(&text, "main", id);
+}
+
+/// What git printed for a held push of `branch`: the ref rejected with the review id, the status
+/// URL on a `remote:` line, and no "Everything up-to-date" or bare HTTP error.
+fn assert_held_report(text: &str, branch: &str, id: &str) {
+    let rejected = format!("[remote rejected] {branch} (held for review {id})");
+    let rejected_update = format!("[remote rejected] {branch} -> {branch} (held for review {id})");
+    assert!(
+        text.contains(&rejected) || text.contains(&rejected_update),
+        "git names the rejected ref and the review: {text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "remote: Airlock: poll http://airlock.local/v1/reviews/{id}"
+        )),
+        "git shows the status URL: {text}"
+    );
+    assert!(!text.contains("Everything up-to-date"), "{text}");
+    assert!(!text.contains("RPC failed"), "{text}");
 }
 
 fn pkt(payload: &str) -> String {
@@ -345,6 +392,54 @@ async fn raw_push_bodies_gzip_malformed_and_oversized() {
     assert_eq!(held["tool"], "github.git.delete-ref", "{held}");
     assert_eq!(f.git.receive_pack_posts(), 0);
 
+    // The same delete from a client that reads reports (git's Accept, `report-status`, no
+    // side-band): a 200 receive-pack report rejecting the ref with the review id; the review
+    // headers are there too.
+    let resp = client
+        .post("https://github.com/octo/demo.git/git-receive-pack")
+        .header("content-type", "application/x-git-receive-pack-request")
+        .header("accept", "application/x-git-receive-pack-result")
+        .body(section.clone())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        header("content-type"),
+        "application/x-git-receive-pack-result"
+    );
+    assert_eq!(header("airlock-outcome"), "ESCALATE");
+    let report_id = header("airlock-review-id");
+    assert!(report_id.starts_with("rev_"), "{report_id}");
+    assert_eq!(
+        header("airlock-status-url"),
+        format!("http://airlock.local/v1/reviews/{report_id}")
+    );
+    let report = resp.text().await.expect("report");
+    assert_eq!(
+        report,
+        format!(
+            "{}{}0000",
+            pkt("unpack ok\n"),
+            pkt(&format!(
+                "ng refs/heads/scratch held for review {report_id}\n"
+            ))
+        )
+    );
+    let (code, r) = f
+        .airlock
+        .admin("GET", &format!("/v1/reviews/{report_id}"), None)
+        .await;
+    assert_eq!((code, r["state"].as_str()), (200, Some("pending")), "{r}");
+    assert_eq!(f.git.receive_pack_posts(), 0);
+
     // Malformed command section: held (fail closed), never forwarded.
     let resp = push(b"00zzgarbage".to_vec(), false).await.expect("send");
     assert_eq!(resp.status(), 423);
@@ -377,4 +472,71 @@ async fn raw_push_bodies_gzip_malformed_and_oversized() {
         "scratch deleted"
     );
     assert!(f.upstream_ref("refs/heads/main").is_some());
+}
+
+/// A push sent with `Airlock-Wait` and rejected while git waits: git reads a report naming the
+/// rejection; nothing reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_push_rejected_while_git_waits_reads_as_rejected() {
+    let f = Fixture::start().await;
+    let h = f.home.path().to_path_buf();
+    let (ok, text) = f
+        .git(
+            &h,
+            &["clone", "-q", "https://github.com/octo/demo.git", "work"],
+        )
+        .await;
+    assert!(ok, "clone: {text}");
+    let work = h.join("work");
+    let scratch = f.upstream_ref("refs/heads/scratch").expect("scratch");
+
+    let push = f.git(
+        &work,
+        &[
+            "-c",
+            "http.extraHeader=Airlock-Wait: 120",
+            "push",
+            "origin",
+            "--delete",
+            "scratch",
+        ],
+    );
+    let reject = async {
+        let id = support::eventually("the delete to be held", support::WAIT, || async {
+            f.pending("github.git.delete-ref")
+                .await
+                .first()
+                .and_then(|r| r["reviewId"].as_str().map(str::to_string))
+        })
+        .await;
+        let (code, r) = f
+            .airlock
+            .admin(
+                "POST",
+                &format!("/v1/reviews/{id}/reject"),
+                Some(serde_json::json!({"comment": "keep it"})),
+            )
+            .await;
+        assert_eq!(code, 200, "{r}");
+        id
+    };
+    let ((ok, text), id) = tokio::join!(push, reject);
+    assert!(!ok, "the rejected push fails: {text}");
+    assert!(
+        text.contains(&format!(
+            "[remote rejected] scratch (rejected in review {id})"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("remote: Airlock: review {id} rejected")),
+        "{text}"
+    );
+    assert!(!text.contains("Everything up-to-date"), "{text}");
+    assert_eq!(
+        f.git.receive_pack_posts(),
+        0,
+        "nothing reached the upstream"
+    );
+    assert_eq!(f.upstream_ref("refs/heads/scratch"), Some(scratch));
 }

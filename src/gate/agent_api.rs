@@ -15,6 +15,11 @@ use crate::wire::{full, json_response, Body, Refusal};
 /// Host name under which Airlock answers agents itself, through the proxy (never forwarded).
 pub const LOCAL_HOST: &str = "airlock.local";
 
+/// Where an agent polls review `id` (plain http, through the proxy).
+pub fn status_url(id: &str) -> String {
+    format!("http://{LOCAL_HOST}/v1/reviews/{id}")
+}
+
 /// JSON view of a review for the admin API. `full` adds the stored request. Credential-like
 /// headers are never stored from a request (`hold.rs`), and an upstream answer's (`Set-Cookie`)
 /// are stored as `[redacted]` (`execute.rs`); any that an older record holds are shown as
@@ -186,7 +191,7 @@ pub async fn serve_local(
         return Refusal::client(
             StatusCode::NOT_FOUND,
             "not_found",
-            "known endpoint: GET /v1/reviews/{id}?wait=SECONDS",
+            "known endpoints: GET / (how to trust Airlock's CA), GET /ca.pem, GET /v1/reviews/{id}?wait=SECONDS",
         )
         .into_response();
     };
@@ -243,6 +248,15 @@ pub fn gate_error_response(e: &GateError) -> Response<Body> {
 /// In wait mode, the answer once a review is final: the real upstream response if it executed,
 /// otherwise a non-2xx JSON naming the outcome.
 pub fn final_response(r: &Review) -> Response<Body> {
+    final_response_with(r, |_, _| {})
+}
+
+/// [`final_response`]; `dress` may add fields to the JSON answer (given its outcome word) when
+/// it is not the upstream's.
+pub fn final_response_with(
+    r: &Review,
+    dress: impl FnOnce(&mut serde_json::Value, &'static str),
+) -> Response<Body> {
     if let (ReviewState::Executed, Some(e)) = (r.state, &r.execution) {
         if let Some(status) = e.status.and_then(|s| StatusCode::from_u16(s).ok()) {
             let body = base64::engine::general_purpose::STANDARD
@@ -282,6 +296,7 @@ pub fn final_response(r: &Review) -> Response<Body> {
     };
     let mut body = agent_review_json(r);
     body["outcome"] = serde_json::Value::String(outcome.into());
+    dress(&mut body, outcome);
     let mut resp = json_response(status, &body);
     let h = resp.headers_mut();
     h.insert(OUTCOME_HEADER, HeaderValue::from_static(outcome));

@@ -166,6 +166,11 @@ async fn front_request(
     if !is_proxy_request {
         return not_a_proxy_request(&req);
     }
+    // airlock.local's CA certificate and instructions: public, for clients not set up yet.
+    if let Some(resp) = proxy.local.public(&req) {
+        tracing::info!(target: "airlock::access", method = %req.method(), host = crate::gate::agent_api::LOCAL_HOST, path = req.uri().path(), status = 200, verdict = "local_public", "served a public airlock.local page");
+        return resp;
+    }
     let agent = match proxy.agents.authenticate(req.headers()) {
         Ok(a) => a,
         Err(e) => {

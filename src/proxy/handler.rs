@@ -116,6 +116,9 @@ async fn phases(
     match conn.route {
         Route::Local => {
             log.verdict = "local".into();
+            if let Some(page) = proxy.local.answer(req.method(), req.uri().path()) {
+                return Ok(page);
+            }
             return Ok(crate::gate::agent_api::serve_local(
                 &proxy.gate,
                 &conn.agent,
@@ -163,7 +166,8 @@ async fn phases(
         headers: &parts.headers,
     };
     let classifier = proxy.classifier.clone();
-    let (verdict, body) = if classifier.git_push(&head) {
+    let git_push = classifier.git_push(&head);
+    let (verdict, body) = if git_push {
         // Only the ref commands decide; an allowed push's packfile then streams.
         let (read, rest) = super::git_push::read_commands(body, &parts.headers).await?;
         (
@@ -226,7 +230,7 @@ async fn phases(
             {
                 tracing::error!(error = %e, "could not audit a blocked request (it is refused anyway)");
             }
-            Ok(block_response(&verdict, &decision_id))
+            Ok(block_response(&verdict, &decision_id, &conn.target.host))
         }
         Action::Escalate => {
             let bytes = match body {
@@ -240,6 +244,10 @@ async fn phases(
                     .await?
                 }
             };
+            // A git client that reads reports hears of the hold in one.
+            let report = git_push
+                .then(|| super::git_report::ReportRequest::of(&parts.headers, &bytes))
+                .flatten();
             let held = crate::gate::HeldRequest {
                 scheme: conn.scheme.to_string(),
                 target: conn.target.clone(),
@@ -250,7 +258,8 @@ async fn phases(
                 agent: conn.agent.name.clone(),
                 agent_owner: conn.agent.owner.clone(),
             };
-            Ok(super::held::render(proxy.gate.hold(held, verdict).await))
+            let hold = proxy.gate.hold(held, verdict).await;
+            Ok(super::held::render(hold, report.as_ref()))
         }
     }
 }
@@ -528,15 +537,19 @@ fn audit_allowed_in_background(
     proxy.allow_audit.record(entry);
 }
 
-fn block_response(verdict: &Verdict, decision_id: &str) -> Response<Body> {
-    let body = serde_json::json!({
+fn block_response(verdict: &Verdict, decision_id: &str, host: &str) -> Response<Body> {
+    let mut body = serde_json::json!({
         "decisionId": decision_id,
         "outcome": "BLOCK",
         "reasonCodes": verdict.reason_codes,
         "tool": verdict.tool,
         "message": verdict.explanation,
     });
+    let stripe = super::held::dress_blocked(&mut body, verdict.service.as_deref(), host);
     let mut resp = crate::wire::json_response(StatusCode::FORBIDDEN, &body);
+    if stripe {
+        super::held::no_stripe_retry(resp.headers_mut());
+    }
     resp.headers_mut().insert(
         crate::gate::OUTCOME_HEADER,
         http::HeaderValue::from_static("BLOCK"),

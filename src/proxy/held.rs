@@ -2,18 +2,39 @@
 //! review id and where to poll for the outcome; the real answer when the agent waited and the
 //! review was decided in time; or a refusal when it could not be held (then it was not
 //! forwarded either).
+//!
+//! The 423 speaks each client's language on top of Airlock's own fields (`reviewId`,
+//! `statusUrl`, …, always present): its `message` names the review and the status URL (what
+//! curl users, gh and most libraries print); on Stripe it also carries Stripe's error object
+//! (`error.type`, `error.code = "airlock_held"`, `error.message`) so Stripe's libraries raise an
+//! error naming the review; on GitHub `documentation_url`, which Octokit appends. A git push
+//! that asked for a report gets one instead (`git_report`). Answers after a wait that did not
+//! execute, and blocks on Stripe (`dress_blocked`), are dressed the same way.
 
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
-use crate::gate::agent_api::{self, LOCAL_HOST};
-use crate::gate::review::{rfc3339, Review};
+use super::git_report::{self, ReportRequest};
+use crate::gate::agent_api;
+use crate::gate::review::{rfc3339, Review, ReviewState};
 use crate::gate::{Hold, HoldRefusal, ESCALATE_STATUS, OUTCOME_HEADER, REVIEW_ID_HEADER};
 use crate::wire::{json_response, Body, Refusal};
 
-pub fn render(hold: Hold) -> Response<Body> {
+/// Header with the URL an agent polls for a held request's outcome.
+pub const STATUS_URL_HEADER: &str = "airlock-status-url";
+/// What a held request means and what to do about it (the page on `airlock.local`).
+pub const HELD_DOC_URL: &str = "http://airlock.local/#held";
+/// `error.code` of a held Stripe request.
+pub const STRIPE_HELD_CODE: &str = "airlock_held";
+
+/// The agent's answer to `hold`; `git`: what a git push asked to hear back, if it reads reports.
+pub fn render(hold: Hold, git: Option<&ReportRequest>) -> Response<Body> {
     match hold {
-        Hold::Held(review) => escalated(&review),
-        Hold::Finished(review) => agent_api::final_response(&review),
+        Hold::Held(review) => git
+            .and_then(|g| git_held(g, &review))
+            .unwrap_or_else(|| escalated(&review)),
+        Hold::Finished(review) => git
+            .and_then(|g| git_refused(g, &review))
+            .unwrap_or_else(|| finished(&review)),
         Hold::Refused(HoldRefusal::Unstorable(why)) => {
             Refusal::client(StatusCode::BAD_REQUEST, "unstorable_request", why).into_response()
         }
@@ -30,23 +51,192 @@ pub fn render(hold: Hold) -> Response<Body> {
     }
 }
 
+/// The API family a held answer imitates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Stripe,
+    GitHub,
+    Other,
+}
+
+impl Family {
+    /// By the rule's service, else by the host.
+    fn of(service: Option<&str>, host: &str) -> Family {
+        match service {
+            Some("stripe") => Family::Stripe,
+            Some("github") => Family::GitHub,
+            _ if host == "api.stripe.com" => Family::Stripe,
+            _ if host == "api.github.com" || host == "github.com" => Family::GitHub,
+            _ => Family::Other,
+        }
+    }
+}
+
+fn family(r: &Review) -> Family {
+    Family::of(r.service.as_deref(), &r.request.host)
+}
+
+/// Stripe's error object (`type`, `code`, `message`, `doc_url`) for an answer Airlock gives
+/// itself on Stripe: its libraries otherwise fail with "Invalid response object from API".
+fn stripe_error(kind: &str, code: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({
+        "type": kind,
+        "code": code,
+        "message": message,
+        "doc_url": HELD_DOC_URL,
+    })
+}
+
+/// Stripe's libraries retry only when told they may; a retry of a gated call would queue
+/// another review.
+pub fn no_stripe_retry(h: &mut HeaderMap) {
+    h.insert("stripe-should-retry", HeaderValue::from_static("false"));
+}
+
+/// Dresses a blocked request's JSON for the client: Stripe's error object on Stripe. True if it
+/// did (the answer then also gets [`no_stripe_retry`]).
+pub fn dress_blocked(body: &mut serde_json::Value, service: Option<&str>, host: &str) -> bool {
+    if Family::of(service, host) != Family::Stripe {
+        return false;
+    }
+    let message = body["message"]
+        .as_str()
+        .unwrap_or("blocked by Airlock's rules")
+        .to_string();
+    body["error"] = stripe_error("invalid_request_error", "airlock_blocked", &message);
+    true
+}
+
+/// The sentence every client shows: the review id and where to poll.
+pub fn held_message(r: &Review) -> String {
+    format!(
+        "Held for human review as {id}; it has not been sent. Poll {url} (through the proxy) for the outcome.",
+        id = r.id,
+        url = agent_api::status_url(&r.id)
+    )
+}
+
 /// The immediate non-2xx answer to an escalated request.
 fn escalated(r: &Review) -> Response<Body> {
-    let body = serde_json::json!({
+    let status_url = agent_api::status_url(&r.id);
+    let message = held_message(r);
+    let mut body = serde_json::json!({
         "decisionId": r.decision_id,
         "outcome": "ESCALATE",
         "reviewId": r.id,
         "reasonCodes": r.reason_codes,
         "tool": r.tool,
         "expiresAt": rfc3339(r.expires_at_ms),
-        "message": "held for human review; it has not been sent. Poll statusUrl (through the proxy) for the outcome.",
-        "statusUrl": format!("http://{LOCAL_HOST}/v1/reviews/{}", r.id),
+        "message": message,
+        "statusUrl": status_url,
     });
+    let family = family(r);
+    match family {
+        // Stripe's error object: its libraries raise an error carrying `message` and `code`.
+        Family::Stripe => {
+            let mut error = stripe_error("api_error", STRIPE_HELD_CODE, &message);
+            error["review_id"] = r.id.clone().into();
+            error["status_url"] = status_url.into();
+            body["error"] = error;
+        }
+        Family::GitHub => body["documentation_url"] = HELD_DOC_URL.into(),
+        Family::Other => {}
+    }
     let mut resp = json_response(ESCALATE_STATUS, &body);
     let h = resp.headers_mut();
-    h.insert(OUTCOME_HEADER, HeaderValue::from_static("ESCALATE"));
+    review_headers(h, r, "ESCALATE");
+    if family == Family::Stripe {
+        no_stripe_retry(h);
+    }
+    resp
+}
+
+/// A review that ended while the agent waited (`Airlock-Wait`): the upstream's answer if it
+/// executed; otherwise the outcome as JSON, with a `message` and the client's error fields.
+fn finished(r: &Review) -> Response<Body> {
+    let family = family(r);
+    let mut resp = agent_api::final_response_with(r, |body, outcome| {
+        let message = final_message(r, outcome);
+        match family {
+            Family::Stripe => {
+                let code = format!("airlock_{}", outcome.to_ascii_lowercase());
+                let mut error = stripe_error("api_error", &code, &message);
+                error["review_id"] = r.id.clone().into();
+                error["status_url"] = agent_api::status_url(&r.id).into();
+                body["error"] = error;
+            }
+            Family::GitHub => body["documentation_url"] = HELD_DOC_URL.into(),
+            Family::Other => {}
+        }
+        body["message"] = message.into();
+    });
+    if family == Family::Stripe && !resp.status().is_success() {
+        no_stripe_retry(resp.headers_mut());
+    }
+    resp
+}
+
+/// What became of a review that did not execute, in a sentence naming it.
+fn final_message(r: &Review, outcome: &str) -> String {
+    let (id, url) = (&r.id, agent_api::status_url(&r.id));
+    match outcome {
+        "REJECTED" => format!("Review {id} was rejected; the request was not sent."),
+        "EXPIRED" => format!("Review {id} expired undecided; the request was not sent."),
+        "FAILED" => format!("Review {id} was approved but the request could not be sent; see {url}."),
+        _ => format!(
+            "Review {id} was approved, but whether the request reached the provider is unknown; do not resend it blindly, see {url}."
+        ),
+    }
+}
+
+/// `Airlock-Outcome`, `Airlock-Review-Id` and `Airlock-Status-Url` on an answer about `r`.
+pub fn review_headers(h: &mut HeaderMap, r: &Review, outcome: &'static str) {
+    h.insert(OUTCOME_HEADER, HeaderValue::from_static(outcome));
     if let Ok(v) = HeaderValue::from_str(&r.id) {
         h.insert(REVIEW_ID_HEADER, v);
     }
-    resp
+    if let Ok(v) = HeaderValue::from_str(&agent_api::status_url(&r.id)) {
+        h.insert(STATUS_URL_HEADER, v);
+    }
+}
+
+/// A held push, as a report rejecting every ref with the review id.
+fn git_held(g: &ReportRequest, r: &Review) -> Option<Response<Body>> {
+    let note = [
+        format!(
+            "Airlock: held for human review as {}; nothing was sent to {}.",
+            r.id, r.request.host
+        ),
+        format!(
+            "Airlock: poll {} (through the proxy) for the outcome.",
+            agent_api::status_url(&r.id)
+        ),
+    ];
+    let report = git_report::report(g, &format!("held for review {}", r.id), &note)?;
+    let mut resp = git_report::response(report);
+    review_headers(resp.headers_mut(), r, "ESCALATE");
+    Some(resp)
+}
+
+/// A push rejected or expired while the client waited (`Airlock-Wait`), as a report. Other
+/// outcomes (executed: the upstream's own report; failed or unknown) keep the usual answer.
+fn git_refused(g: &ReportRequest, r: &Review) -> Option<Response<Body>> {
+    let word = match r.state {
+        ReviewState::Rejected => "rejected",
+        ReviewState::Expired => "expired",
+        _ => return None,
+    };
+    let note = [format!(
+        "Airlock: review {} {word}; nothing was sent.",
+        r.id
+    )];
+    let report = git_report::report(g, &format!("{word} in review {}", r.id), &note)?;
+    let mut resp = git_report::response(report);
+    let outcome = if word == "rejected" {
+        "REJECTED"
+    } else {
+        "EXPIRED"
+    };
+    review_headers(resp.headers_mut(), r, outcome);
+    Some(resp)
 }

@@ -5,6 +5,8 @@
 //!    headers (431), header-read timeout, idle timeout.
 //! 2. **route** (`front`): `CONNECT host:port` or an absolute-form `http://` request; the host is
 //!    inspected, tunnelled or refused (`policy::HostPolicy`).
+//!    A plain-http GET of `airlock.local`'s public pages (`local`) is answered here, before
+//!    proxy authentication.
 //! 3. **intercept** (`mitm`): TLS terminated with a leaf minted for the CONNECT host; ALPN h2 or
 //!    http/1.1; the SNI must equal the CONNECT host. Tunnelled hosts go to `tunnel` instead.
 //! 4. **authority** (`handler`): each request's `:authority`/Host must equal the CONNECT target.
@@ -18,9 +20,11 @@ pub mod access_log;
 pub mod allow_audit;
 pub mod front;
 pub mod git_push;
+pub mod git_report;
 pub mod handler;
 pub mod held;
 pub mod io;
+pub mod local;
 pub mod mitm;
 pub mod policy;
 pub mod tunnel;
@@ -47,6 +51,8 @@ pub struct Proxy {
     pub hosts: HostPolicy,
     pub classifier: Arc<dyn Classifier>,
     pub leaves: LeafCache,
+    /// `airlock.local`'s public pages (the CA certificate and how to trust it).
+    pub local: local::LocalPages,
     /// The only way upstream (pools per worker, egress guard, credential injection).
     pub upstream: Arc<Upstream>,
     /// The runtimes agent connections are served on.
@@ -68,6 +74,8 @@ pub struct Proxy {
 pub enum ProxyError {
     #[error("starting the connection worker threads: {0}")]
     Workers(std::io::Error),
+    #[error(transparent)]
+    Page(#[from] local::PageError),
 }
 
 /// Shutdown signal and the tracker of every task the proxy spawns, both owned by the caller.
@@ -104,6 +112,7 @@ impl Proxy {
             audit_allow_sample: config.audit.allow_sample,
             allow_audit: Default::default(),
             classifier,
+            local: local::LocalPages::new(&ca)?,
             leaves: LeafCache::new(ca, config.proxy.leaf_cache_size),
             upstream,
             workers,
