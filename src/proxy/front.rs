@@ -170,17 +170,13 @@ async fn front_request(
         Ok(a) => a,
         Err(e) => {
             tracing::info!(target: "airlock::access", method = %req.method(), status = 407, reason = e.code(), "proxy authentication failed");
-            let mut resp = Refusal::client(
+            // `into_response` adds `Proxy-Authenticate` to every 407.
+            return Refusal::client(
                 StatusCode::PROXY_AUTHENTICATION_REQUIRED,
                 e.code(),
                 e.to_string(),
             )
             .into_response();
-            resp.headers_mut().insert(
-                http::header::PROXY_AUTHENTICATE,
-                http::HeaderValue::from_static("Basic realm=\"airlock\""),
-            );
-            return resp;
         }
     };
     if req.method() == Method::CONNECT {
