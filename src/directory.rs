@@ -217,8 +217,8 @@ impl Directory {
             let mut record: AgentRecord = serde_json::from_slice(&current)
                 .map_err(|e| DirectoryError::Invalid(format!("stored agent {name:?}: {e}")))?;
             record.token_sha256 = hex::encode(digest);
-            let json = serde_json::to_vec(&record)
-                .map_err(|e| DirectoryError::Invalid(e.to_string()))?;
+            let json =
+                serde_json::to_vec(&record).map_err(|e| DirectoryError::Invalid(e.to_string()))?;
             let mut b = Batch::default();
             b.expect(Tree::Meta, &key, Some(&current))
                 .put(Tree::Meta, &key, &json);

@@ -162,16 +162,20 @@ pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
             let digest = airlock::agents::token_digest(&token);
             let path = config_edit::config_path(&config);
             // The config file's entry is the one in force when both have the name.
-            let place = if config_edit::set_token(&path, Table::Agents, &name, &hex::encode(digest))? {
-                format!("{} (a running airlock serve takes it within a second)", path.display())
-            } else {
-                match &directory {
-                    Some(d) if d.set_agent_token(&name, &digest)? => {
-                        "the shared database (every instance takes it at once)".to_string()
+            let place =
+                if config_edit::set_token(&path, Table::Agents, &name, &hex::encode(digest))? {
+                    format!(
+                        "{} (a running airlock serve takes it within a second)",
+                        path.display()
+                    )
+                } else {
+                    match &directory {
+                        Some(d) if d.set_agent_token(&name, &digest)? => {
+                            "the shared database (every instance takes it at once)".to_string()
+                        }
+                        _ => bail!("no agent named {name:?}"),
                     }
-                    _ => bail!("no agent named {name:?}"),
-                }
-            };
+                };
             eprintln!(
                 "agent {name} has a new token in {place}; the old one no longer works. The new token, shown once:"
             );

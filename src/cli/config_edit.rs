@@ -68,8 +68,8 @@ fn edit(path: &Path, table: Table, name: &str, what: Edit<'_>) -> Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    let old: toml::Table = toml::from_str(&text)
-        .with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let old: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
     let Some(index) = entry_index(&old, table, name) else {
         return Ok(false);
     };
@@ -140,15 +140,11 @@ fn edit(path: &Path, table: Table, name: &str, what: Edit<'_>) -> Result<bool> {
 
 /// Where `name` is in the file's `table` array, as parsed.
 fn entry_index(parsed: &toml::Table, table: Table, name: &str) -> Option<usize> {
-    parsed
-        .get(table.key())?
-        .as_array()?
-        .iter()
-        .position(|e| {
-            e.get("name")
-                .and_then(toml::Value::as_str)
-                .is_some_and(|n| table.names_match(n, name))
-        })
+    parsed.get(table.key())?.as_array()?.iter().position(|e| {
+        e.get("name")
+            .and_then(toml::Value::as_str)
+            .is_some_and(|n| table.names_match(n, name))
+    })
 }
 
 /// The `key` of a `key = value` line.
@@ -209,8 +205,8 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
         .unwrap_or_else(|| "airlock.toml".into());
     let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
     let result = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         if let Ok(meta) = std::fs::metadata(path) {
             f.set_permissions(meta.permissions())
                 .with_context(|| format!("setting the permissions of {}", tmp.display()))?;
