@@ -217,10 +217,7 @@ async fn agents_reviewers_and_credentials_follow_their_files_without_a_restart()
         (status, reason.as_str(), challenge),
         (407, "agent_removed", true)
     );
-    let refused = open(&serve, HOST, "bot", &bot)
-        .await
-        .err()
-        .expect("refused");
+    let refused = open(&serve, HOST, "bot", &bot).await.expect_err("refused");
     assert!(refused.starts_with("HTTP/1.1 407"), "{refused}");
     let fresh = open(&serve, HOST, "bot", &rotated)
         .await
@@ -242,8 +239,7 @@ async fn agents_reviewers_and_credentials_follow_their_files_without_a_restart()
     .await;
     let refused = open(&serve, HOST, "bot", &rotated)
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(refused.starts_with("HTTP/1.1 407"), "{refused}");
     let (ok, list, _) = cli(&cfg, &["agents", "list"]);
     assert!(

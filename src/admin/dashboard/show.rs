@@ -24,7 +24,8 @@ const NOTABLE: &[&str] = &[
     "ref",
 ];
 
-/// Each body field (JSON object or form) and query parameter, with every value it was given.
+/// Each body field (JSON object or form) and query parameter, with every value it was given
+/// (a body that is not UTF-8 has no fields).
 fn fields(r: &Review, body: &[u8]) -> HashMap<String, Vec<String>> {
     let mut fields: HashMap<String, Vec<String>> = HashMap::new();
     if let Ok(serde_json::Value::Object(m)) = serde_json::from_slice::<serde_json::Value>(body) {
@@ -43,12 +44,13 @@ fn fields(r: &Review, body: &[u8]) -> HashMap<String, Vec<String>> {
                 .push(v.into_owned());
         }
     }
+    // Query values join the body's: a key in both with different values shows as ambiguous.
     if let Some(q) = r.request.path_and_query.split_once('?').map(|x| x.1) {
         for (k, v) in form_urlencoded::parse(q.as_bytes()) {
-            let k = k.into_owned();
-            if !fields.contains_key(&k) {
-                fields.insert(k, vec![v.into_owned()]);
-            }
+            fields
+                .entry(k.into_owned())
+                .or_default()
+                .push(v.into_owned());
         }
     }
     fields
@@ -171,8 +173,10 @@ pub(super) fn arguments(r: &Review, body: &[u8]) -> (Option<String>, Vec<String>
 
 /// Is `body` text a person can read: UTF-8 without control characters other than tab, CR, LF?
 fn is_text(body: &[u8]) -> bool {
-    std::str::from_utf8(body)
-        .is_ok_and(|s| !s.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n')))
+    std::str::from_utf8(body).is_ok_and(|s| {
+        !s.chars()
+            .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
+    })
 }
 
 /// A body as shown: text (its first 16 KiB), or its size and a hex dump of its head with the
@@ -180,7 +184,7 @@ fn is_text(body: &[u8]) -> bool {
 pub(super) fn body_text(body: &[u8]) -> String {
     if is_text(body) {
         let mut end = body.len().min(TEXT_SHOWN);
-        while end < body.len() && !std::str::from_utf8(&body[..end]).is_ok() {
+        while end < body.len() && std::str::from_utf8(&body[..end]).is_err() {
             end -= 1;
         }
         let mut t = String::from_utf8_lossy(&body[..end]).into_owned();
@@ -207,7 +211,11 @@ pub(super) fn body_text(body: &[u8]) -> String {
                 }
             })
             .collect();
-        t.push_str(&format!("{:08x}  {:<47}  |{ascii}|\n", i * 16, hex.join(" ")));
+        t.push_str(&format!(
+            "{:08x}  {:<47}  |{ascii}|\n",
+            i * 16,
+            hex.join(" ")
+        ));
     }
     if body.len() > shown.len() {
         t.push_str(&format!("[… {} more bytes]\n", body.len() - shown.len()));
@@ -251,24 +259,63 @@ mod tests {
 
     #[test]
     fn refunds_show_their_amount_or_that_they_refund_everything() {
-        let full = review("POST", "api.stripe.com", "/v1/refunds", Some("stripe.refunds.create"), b"charge=ch_123");
+        let full = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/refunds",
+            Some("stripe.refunds.create"),
+            b"charge=ch_123",
+        );
         assert_eq!(money(&full).as_deref(), Some("full refund of ch_123"));
-        let part = review("POST", "api.stripe.com", "/v1/refunds", None, b"charge=ch_123&amount=500");
+        let part = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/refunds",
+            None,
+            b"charge=ch_123&amount=500",
+        );
         assert_eq!(
             money(&part).as_deref(),
             Some("refund of 500 (minor units of the currency of ch_123)")
         );
-        let priced = review("POST", "api.stripe.com", "/v1/refunds", None, b"payment_intent=pi_9&amount=1999&currency=usd");
-        assert_eq!(money(&priced).as_deref(), Some("refund of 19.99 USD from pi_9"));
-        let mut by_path = review("POST", "api.stripe.com", "/v1/charges/ch_7/refund", Some("stripe.charges.refund"), b"");
+        let priced = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/refunds",
+            None,
+            b"payment_intent=pi_9&amount=1999&currency=usd",
+        );
+        assert_eq!(
+            money(&priced).as_deref(),
+            Some("refund of 19.99 USD from pi_9")
+        );
+        let mut by_path = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/charges/ch_7/refund",
+            Some("stripe.charges.refund"),
+            b"",
+        );
         by_path.params.insert("charge".into(), "ch_7".into());
         assert_eq!(money(&by_path).as_deref(), Some("full refund of ch_7"));
-        let twice = review("POST", "api.stripe.com", "/v1/refunds", None, b"charge=ch_1&amount=1&amount=100000");
+        let twice = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/refunds",
+            None,
+            b"charge=ch_1&amount=1&amount=100000",
+        );
         assert_eq!(
             money(&twice).as_deref(),
             Some("refund of ch_1: amount given 2 times: 1, 100000")
         );
-        let charge = review("POST", "api.stripe.com", "/v1/charges", None, b"amount=1000&currency=jpy");
+        let charge = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/charges",
+            None,
+            b"amount=1000&currency=jpy",
+        );
         assert_eq!(money(&charge).as_deref(), Some("1000 JPY"));
     }
 
@@ -277,10 +324,16 @@ mod tests {
         let mut pack = b"00940000000000000000000000000000000000000000 1111111111111111111111111111111111111111 refs/heads/main\0report-status\n0000PACK".to_vec();
         pack.extend((0..=255u8).cycle().take(5000));
         let t = body_text(&pack);
-        assert!(t.starts_with(&format!("[binary body, {} bytes;", pack.len())), "{t}");
+        assert!(
+            t.starts_with(&format!("[binary body, {} bytes;", pack.len())),
+            "{t}"
+        );
         assert!(t.contains("|0094000000000000|"), "{t}");
         assert!(t.contains("[… "), "{t}");
-        assert!(t.chars().all(|c| !c.is_control() || c == '\n'), "no raw bytes: {t:?}");
+        assert!(
+            t.chars().all(|c| !c.is_control() || c == '\n'),
+            "no raw bytes: {t:?}"
+        );
         assert_eq!(body_text(b"{\"a\":1}\n"), "{\"a\":1}\n");
         assert_eq!(body_text("héllo".as_bytes()), "héllo");
     }

@@ -161,9 +161,10 @@ fn row(r: &Review, now_ms: u64, people: &People) -> Row {
         agent_owner: r.agent_owner.clone(),
         rule_id: r.rule_id.clone().unwrap_or_default(),
         explanation: hide(&r.explanation),
+        // The comments are listed apart (`comments`), with every approver's.
         decision: r.decision.as_ref().map(|d| {
             format!(
-                "{} by {} at {}{}",
+                "{} by {} at {}",
                 if r.state == ReviewState::Rejected {
                     "rejected"
                 } else {
@@ -171,10 +172,6 @@ fn row(r: &Review, now_ms: u64, people: &People) -> Row {
                 },
                 d.by,
                 rfc3339(d.at_ms),
-                d.comment
-                    .as_ref()
-                    .map(|c| format!(": {}", hide(c)))
-                    .unwrap_or_default()
             )
         }),
         decided_by,
