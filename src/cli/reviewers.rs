@@ -93,7 +93,7 @@ pub(super) fn reviewers_cmd(config: Config, cmd: ReviewersCommand) -> Result<()>
                 }
             };
             eprintln!(
-                "reviewer {name} added to {place} (only the token's SHA-256 is stored). Its token, shown once:"
+                "reviewer {name} added to {place} (only the token's SHA-256 is stored; a running airlock serve accepts her within a second). Her token, shown once:"
             );
             println!("{token}");
             Ok(())
