@@ -3,7 +3,8 @@
 //! `airlock reviewers add|list|remove` (the real CLI) edit the file; the new agent is accepted,
 //! a rotated or removed one is refused, also on the kept-alive connection it opened before
 //! (407 on its next request); a new reviewer can sign in, a removed one cannot; a changed
-//! credential file is what the next upstream call carries.
+//! credential file is what the next upstream call carries; a removed agent's blind tunnel is
+//! closed.
 
 mod support;
 
@@ -125,6 +126,53 @@ async fn get(conn: &Shared, host: &str, path: &str) -> (u16, String, bool) {
 
 const HOST: &str = "api.github.com";
 
+/// A blind tunnel to `unknown.test` (not inspected): CONNECT as `agent`, then TLS straight to
+/// the fake upstream (its own CA), as an agent talking to a host Airlock does not intercept.
+async fn blind_tunnel(
+    s: &Serve,
+    up: &FakeUpstream,
+    agent: &str,
+    token: &str,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let mut tcp = tokio::net::TcpStream::connect(s.proxy)
+        .await
+        .map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let head = format!(
+        "CONNECT unknown.test:443 HTTP/1.1\r\nHost: unknown.test:443\r\nProxy-Authorization: Basic {}\r\n\r\n",
+        basic(agent, token)
+    );
+    tcp.write_all(head.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !answer.ends_with(b"\r\n\r\n") {
+        match tcp.read(&mut byte).await {
+            Ok(1) => answer.push(byte[0]),
+            _ => return Err(format!("closed: {}", String::from_utf8_lossy(&answer))),
+        }
+    }
+    if !answer.starts_with(b"HTTP/1.1 200") {
+        return Err(String::from_utf8_lossy(&answer).into_owned());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(&up.ca_file).map_err(|e| e.to_string())?;
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let mut cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("unknown.test").expect("name"), tcp)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn agents_reviewers_and_credentials_follow_their_files_without_a_restart() {
     support::init();
@@ -137,13 +185,16 @@ async fn agents_reviewers_and_credentials_follow_their_files_without_a_restart()
         "airlock.toml",
         "redb",
         &up,
-        &[HOST],
+        &[HOST, "unknown.test"],
         &format!("[credentials.github]\nfile = {:?}\n", path_str(&secret)),
     );
     let text = std::fs::read_to_string(&cfg).expect("config");
     std::fs::write(
         &cfg,
-        text.replace("allow_anonymous = true", "allow_anonymous = false"),
+        text.replace(
+            "allow_anonymous = true",
+            "allow_anonymous = false\nunknown_hosts = \"tunnel\"",
+        ),
     )
     .expect("no anonymous agents");
     // One agent at start, so the file has an [[agents]] table before serve runs.
@@ -245,6 +296,35 @@ async fn agents_reviewers_and_credentials_follow_their_files_without_a_restart()
     assert!(
         ok && !list.contains("bot") && list.contains("first"),
         "{list}"
+    );
+
+    // A blind tunnel (a host Airlock does not inspect) shows Airlock no request: it is closed
+    // when its agent is removed.
+    let tunneler = token_from(&cfg, &["agents", "add", "tunneler"]);
+    let mut blind = eventually("the tunneler to be accepted", WAIT, || async {
+        blind_tunnel(&serve, &up, "tunneler", &tunneler).await
+    })
+    .await;
+    blind
+        .write_all(b"GET / HTTP/1.1\r\nHost: unknown.test\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = [0u8; 12];
+    blind
+        .read_exact(&mut answer)
+        .await
+        .expect("the upstream answers through the tunnel");
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    let (ok, _, err) = cli(&cfg, &["agents", "remove", "tunneler"]);
+    assert!(ok, "{err}");
+    let closed = tokio::time::timeout(WAIT, async {
+        let mut rest = Vec::new();
+        blind.read_to_end(&mut rest).await.map(|_| ())
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the tunnel was closed once its agent was removed"
     );
     let (ok, _, err) = cli(&cfg, &["agents", "remove", "bot"]);
     assert!(!ok && err.contains("no agent named"), "{err}");

@@ -311,9 +311,12 @@ async fn connect(
             })?;
             let idle = proxy.config.idle_timeout;
             let guard = proxy.upstream.dialer().guard_arc();
+            let agents = proxy.agents.clone();
             life.tasks.spawn(async move {
+                // Airlock sees no request in a blind tunnel: a removed agent's is closed.
+                let revoked = agents.until_removed(&agent);
                 match hyper::upgrade::on(req).await {
-                    Ok(up) => tunnel::splice(up, upstream, idle, target.host, guard).await,
+                    Ok(up) => tunnel::splice(up, upstream, idle, target.host, guard, revoked).await,
                     Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
                 }
                 drop(slot);
