@@ -1,6 +1,7 @@
 //! Assembly of a running Airlock: CA, store, gate (with recovery and the expiry sweeper),
 //! proxy listener and admin listener. Used by `airlock serve` and by the tests.
 //!
+//! Agents, reviewers and credentials reload on SIGHUP and when their files change (`watch.rs`).
 //! On a shared store (`[store] backend = "postgres"`) the agents and reviewers kept in the
 //! database join the config file's (`people.rs`), and the one-click link key and the admin
 //! token are the database's, so every instance honours what another minted.
