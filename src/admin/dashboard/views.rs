@@ -64,6 +64,7 @@ fn row(r: &Review, now_ms: u64, people: &People) -> Row {
             .map(|(k, v)| format!("{k}={}", redact::shown_param(k, v))),
     );
     let args = args.iter().map(|a| hide(a)).collect();
+    let money = money.map(|m| hide(&m));
     let mut request_text = format!("{} {url}\n", r.request.method);
     for (k, v) in &r.request.headers {
         let v = if redact::is_credential_header(k) {
