@@ -240,8 +240,18 @@ async fn agents_reviewers_and_credentials_follow_their_files_without_a_restart()
         }
     })
     .await;
-    // A broken credential file keeps the one in force.
+    // A broken credential file keeps the one in force (once serve has tried it: its log says so).
     std::fs::write(&secret, "").expect("empty");
+    let log_file = dir.path().join("serve.log");
+    eventually(
+        "the failed credentials reload to be logged",
+        WAIT,
+        || async {
+            let log = std::fs::read_to_string(&log_file).unwrap_or_default();
+            log.contains("credentials reload failed").then_some(())
+        },
+    )
+    .await;
     let before = up.count();
     assert_eq!(get(&again, HOST, "/user").await.0, 200);
     assert_eq!(up.count(), before + 1);
