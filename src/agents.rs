@@ -5,7 +5,8 @@
 //! The set in force is swapped whole ([`Agents::replace`]) when the agents are reloaded (SIGHUP,
 //! or another instance changed the ones kept in a shared database). A removed agent's token is
 //! refused at once, and so are the next requests on connections it opened before
-//! ([`Agents::still_admitted`], one atomic load while nothing was removed).
+//! ([`Agents::still_admitted`], one atomic load while nothing was removed); a blind tunnel, whose
+//! requests Airlock cannot see, is closed ([`Agents::until_removed`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,6 +112,8 @@ pub struct Agents {
     set: RwLock<Arc<AgentSet>>,
     /// Bumped after every swap that removed or changed an agent.
     generation: AtomicU64,
+    /// Told the new generation after each such swap (blind tunnels wait on it).
+    removals: tokio::sync::watch::Sender<u64>,
     allow_anonymous: bool,
 }
 
@@ -123,6 +126,7 @@ impl Agents {
         Self {
             set: RwLock::new(Arc::new(to_set(list))),
             generation: AtomicU64::new(0),
+            removals: tokio::sync::watch::Sender::new(0),
             allow_anonymous,
         }
     }
@@ -165,7 +169,8 @@ impl Agents {
         change.removed.sort();
         if !change.removed.is_empty() {
             // After the swap: an agent authenticated under the old generation is checked again.
-            self.generation.fetch_add(1, Ordering::AcqRel);
+            let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+            self.removals.send_replace(generation);
         }
         change
     }
@@ -177,6 +182,22 @@ impl Agents {
             return true;
         }
         self.with_set(|set| set.get(&agent.name).is_some_and(|c| agent.is(c)))
+    }
+
+    /// Returns once `agent` is no longer in force (removed, or its token or limits changed):
+    /// for a connection whose requests Airlock cannot see (a blind tunnel). Never returns for
+    /// an agent that stays.
+    pub async fn until_removed(&self, agent: &Agent) {
+        // Subscribed before the check, so a swap in between is still seen.
+        let mut swaps = self.removals.subscribe();
+        loop {
+            if !self.still_admitted(agent) {
+                return;
+            }
+            if swaps.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
     }
 
     /// Authenticates a request from its `Proxy-Authorization` header.
@@ -349,6 +370,35 @@ mod tests {
         assert!(bot.may_reach("api.github.com", Some("github")));
         assert!(!bot.may_reach("api.stripe.com", Some("stripe")));
         assert!(!bot.may_reach("example.com", None));
+    }
+
+    #[tokio::test]
+    async fn until_removed_returns_once_the_agent_is_gone_and_not_before() {
+        let (a, token) = agents();
+        let bot = a.authenticate(&basic(&format!("bot:{token}"))).expect("ok");
+        let mut waiting = Box::pin(a.until_removed(&bot));
+        // An unrelated change wakes it, and it keeps waiting.
+        let mut list = a.current();
+        list.push(AgentConfig {
+            name: "other".into(),
+            token_sha256: [7; 32],
+            services: Vec::new(),
+            hosts: Vec::new(),
+            owner: None,
+        });
+        a.replace(list.clone());
+        a.replace(
+            a.current()
+                .into_iter()
+                .filter(|c| c.name == "bot")
+                .collect(),
+        );
+        assert!(
+            futures_util::FutureExt::now_or_never(waiting.as_mut()).is_none(),
+            "bot is still in force"
+        );
+        a.replace(Vec::new());
+        waiting.await;
     }
 
     #[test]

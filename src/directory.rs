@@ -205,6 +205,29 @@ impl Directory {
         self.remove(&reviewer_key(name))
     }
 
+    /// Gives the stored agent `name` a new token digest (its old token stops working on every
+    /// instance); `Ok(false)` if none is stored.
+    pub fn set_agent_token(&self, name: &str, digest: &[u8; 32]) -> Result<bool, DirectoryError> {
+        let key = agent_key(name);
+        // A record replaced between the read and the write is read again.
+        loop {
+            let Some(current) = self.store.get(Tree::Meta, &key)? else {
+                return Ok(false);
+            };
+            let mut record: AgentRecord = serde_json::from_slice(&current)
+                .map_err(|e| DirectoryError::Invalid(format!("stored agent {name:?}: {e}")))?;
+            record.token_sha256 = hex::encode(digest);
+            let json =
+                serde_json::to_vec(&record).map_err(|e| DirectoryError::Invalid(e.to_string()))?;
+            let mut b = Batch::default();
+            b.expect(Tree::Meta, &key, Some(&current))
+                .put(Tree::Meta, &key, &json);
+            if self.store.apply(b)? {
+                return Ok(true);
+            }
+        }
+    }
+
     fn remove(&self, key: &[u8]) -> Result<bool, StoreError> {
         // A record replaced between the read and the delete is read again.
         loop {

@@ -1,11 +1,13 @@
 //! Assembly of a running Airlock: CA, store, gate (with recovery and the expiry sweeper),
 //! proxy listener and admin listener. Used by `airlock serve` and by the tests.
 //!
+//! Agents, reviewers and credentials reload on SIGHUP and when their files change (`watch.rs`).
 //! On a shared store (`[store] backend = "postgres"`) the agents and reviewers kept in the
 //! database join the config file's (`people.rs`), and the one-click link key and the admin
 //! token are the database's, so every instance honours what another minted.
 
 mod people;
+mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -163,6 +165,7 @@ pub async fn start_with_store(
     }
     let ca_pem = ca.cert_pem().to_string();
     let vault = crate::credentials::Vault::load(&config.credentials)?;
+    let vault_for_reload = vault.clone();
     let audit = Arc::new(
         AuditLog::open(
             store.clone(),
@@ -303,7 +306,18 @@ pub async fn start_with_store(
         classifier_for_reload.clone(),
     );
     in_force.clone().spawn_watch(changes, life.shutdown.clone());
-    spawn_reloader(in_force, classifier_for_reload, life.shutdown.clone());
+    watch::spawn(
+        config.source.clone(),
+        in_force.clone(),
+        vault_for_reload.clone(),
+        life.shutdown.clone(),
+    );
+    spawn_reloader(
+        in_force,
+        classifier_for_reload,
+        vault_for_reload,
+        life.shutdown.clone(),
+    );
     tokio::spawn(proxy::run(proxy_listener, proxy.clone(), life.clone()));
     Ok(Server {
         proxy_addr,
@@ -403,16 +417,17 @@ pub fn reload_people(
 }
 
 /// On every SIGHUP: reloads the agents and reviewers (the config file's, and a shared
-/// database's), then the rules (`classifier.reload_rules()`), checked against the reviewers now
+/// database's), the credentials, then the rules (`classifier.reload_rules()`), checked against the reviewers now
 /// in force: a rule the reviewers could never approve keeps the old rules, and the error is
 /// logged. In that order, so that a new reviewer and a rule needing her arrive together.
 fn spawn_reloader(
     in_force: Arc<people::InForce>,
     classifier: Arc<dyn Classifier>,
+    vault: Arc<crate::credentials::Vault>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::warn!("cannot watch SIGHUP; agents, reviewers and rules reload only on restart");
+        tracing::warn!("cannot watch SIGHUP; agents, reviewers, credentials and rules reload only on file change or restart");
         return;
     };
     tokio::spawn(async move {
@@ -422,6 +437,7 @@ fn spawn_reloader(
                 got = hup.recv() => if got.is_none() { return },
             }
             in_force.reload(people::Trigger::Signal).await;
+            watch::reload_credentials(&vault, "SIGHUP");
             match classifier.reload_rules() {
                 None => {}
                 Some(Ok(n)) => tracing::info!(rules = n, trigger = "SIGHUP", "rules reloaded"),

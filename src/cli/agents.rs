@@ -1,13 +1,16 @@
-//! `airlock agents`: add, list and remove the agents allowed to use the proxy. With an embedded
-//! store they live in the config file; with a shared database (`[store] backend = "postgres"`)
-//! `add` and `remove` change the database, and every running `airlock serve` on it follows at
-//! once (config-file agents still count, and are edited in the file).
+//! `airlock agents`: add, list, remove and rotate the agents allowed to use the proxy. With an
+//! embedded store they live in the config file (a running `airlock serve` notices the change
+//! within a second); with a shared database (`[store] backend = "postgres"`) `add` changes the
+//! database, and every running `airlock serve` on it follows at once. `remove` and `rotate`
+//! change the entry where it is: the config file's (edited in place, `config_edit.rs`), the
+//! database's, or both.
 
 use anyhow::{bail, Result};
 use clap::Subcommand;
 
 use airlock::config::{AgentConfig, Config};
 
+use super::config_edit::{self, Table};
 use super::{append_config_block, shared_directory};
 
 #[derive(Subcommand)]
@@ -27,9 +30,13 @@ pub(super) enum AgentsCommand {
     /// List the agents: the config file's, and the shared database's (tokens are never kept,
     /// only their digests).
     List,
-    /// Remove an agent kept in the shared database (its token stops working at once on every
-    /// instance); config-file agents are removed by editing the file.
+    /// Remove an agent: its token stops working, and so do the connections it has open (their
+    /// next request gets 407). From the config file (its `[[agents]]` block) and from the
+    /// shared database, wherever it is.
     Remove { name: String },
+    /// Give an agent a new token and print it once; the old token stops working at once
+    /// (its open connections get 407 on their next request).
+    Rotate { name: String },
 }
 
 fn describe(a: &AgentConfig) -> String {
@@ -44,15 +51,6 @@ fn describe(a: &AgentConfig) -> String {
         a.hosts.join(","),
         a.owner.as_deref().unwrap_or("-")
     )
-}
-
-/// Where to edit a config-file entry.
-fn file_name(config: &Config) -> String {
-    config
-        .source
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| airlock::config::DEFAULT_FILE.into())
 }
 
 pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
@@ -133,32 +131,56 @@ pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
                 config.proxy.listen,
                 match directory {
                     Some(_) => "every airlock serve on this database accepts it now",
-                    None => "send airlock serve SIGHUP, or restart it, to load it",
+                    None => "a running airlock serve loads it within a second",
                 }
             );
             Ok(())
         }
         AgentsCommand::Remove { name } => {
-            let in_file = config.agents.iter().any(|a| a.name == name);
-            let removed = match &directory {
+            let path = config_edit::config_path(&config);
+            let from_file = config_edit::remove(&path, Table::Agents, &name)?;
+            let from_database = match &directory {
                 Some(d) => d.remove_agent(&name)?,
                 None => false,
             };
-            match (removed, in_file) {
-                (true, false) => {
-                    eprintln!("agent {name} removed from the shared database; its token no longer works on any instance");
-                    Ok(())
-                }
-                (true, true) => {
-                    eprintln!("agent {name} removed from the shared database, but the config file {} still lists it (and that entry is in force): remove its [[agents]] block there, then send airlock serve SIGHUP", file_name(&config));
-                    Ok(())
-                }
-                (false, true) => bail!(
-                    "agent {name:?} is in the config file {}: remove its [[agents]] block there, then send airlock serve SIGHUP (or restart it)",
-                    file_name(&config)
-                ),
-                (false, false) => bail!("no agent named {name:?}"),
+            if !from_file && !from_database {
+                bail!("no agent named {name:?}");
             }
+            if from_file {
+                eprintln!(
+                    "agent {name} removed from {}; a running airlock serve drops it within a second (its open connections get 407 on their next request)",
+                    path.display()
+                );
+            }
+            if from_database {
+                eprintln!("agent {name} removed from the shared database; its token no longer works on any instance");
+            }
+            Ok(())
+        }
+        AgentsCommand::Rotate { name } => {
+            let token = airlock::agents::generate_token();
+            let digest = airlock::agents::token_digest(&token);
+            let path = config_edit::config_path(&config);
+            // The config file's entry is the one in force when both have the name.
+            let place =
+                if config_edit::set_token(&path, Table::Agents, &name, &hex::encode(digest))? {
+                    format!(
+                        "{} (a running airlock serve takes it within a second)",
+                        path.display()
+                    )
+                } else {
+                    match &directory {
+                        Some(d) if d.set_agent_token(&name, &digest)? => {
+                            "the shared database (every instance takes it at once)".to_string()
+                        }
+                        _ => bail!("no agent named {name:?}"),
+                    }
+                };
+            eprintln!(
+                "agent {name} has a new token in {place}; the old one no longer works. The new token, shown once:"
+            );
+            println!("{token}");
+            Ok(())
         }
     }
 }

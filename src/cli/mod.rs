@@ -4,6 +4,7 @@ mod agents;
 mod audit;
 mod ca;
 mod config;
+mod config_edit;
 mod reviewers;
 mod reviews;
 mod rules;

@@ -1,7 +1,9 @@
 //! `airlock reviewers`: add, list and remove the people who may decide reviews. With an
-//! embedded store they live in the config file; with a shared database (`[store] backend =
-//! "postgres"`) `add` and `remove` change the database, and every running `airlock serve` on it
-//! follows at once (config-file reviewers still count, and are edited in the file).
+//! embedded store they live in the config file (a running `airlock serve` notices the change
+//! within a second); with a shared database (`[store] backend = "postgres"`) `add` changes the
+//! database, and every running `airlock serve` on it follows at once. `remove` removes the
+//! entry wherever it is: the config file's (edited in place, `config_edit.rs`), the
+//! database's, or both.
 
 use anyhow::{bail, Result};
 use clap::Subcommand;
@@ -9,6 +11,7 @@ use clap::Subcommand;
 use airlock::config::{Config, ReviewerConfig};
 use airlock::directory::Directory;
 
+use super::config_edit::{self, Table};
 use super::{append_config_block, shared_directory};
 
 #[derive(Subcommand)]
@@ -24,8 +27,8 @@ pub(super) enum ReviewersCommand {
     },
     /// List the reviewers: the config file's, and the shared database's.
     List,
-    /// Remove a reviewer kept in the shared database (her token, sessions and links stop working
-    /// at once on every instance); config-file reviewers are removed by editing the file.
+    /// Remove a reviewer (her token, dashboard sessions and links stop working, her approvals
+    /// stop counting): from the config file and from the shared database, wherever she is.
     Remove {
         name: String,
         /// Remove her even if some rule could then never be approved (every `airlock serve`
@@ -90,7 +93,7 @@ pub(super) fn reviewers_cmd(config: Config, cmd: ReviewersCommand) -> Result<()>
                 }
             };
             eprintln!(
-                "reviewer {name} added to {place} (only the token's SHA-256 is stored). Its token, shown once:"
+                "reviewer {name} added to {place} (only the token's SHA-256 is stored; a running airlock serve accepts her within a second). Her token, shown once:"
             );
             println!("{token}");
             Ok(())
@@ -117,29 +120,28 @@ pub(super) fn reviewers_cmd(config: Config, cmd: ReviewersCommand) -> Result<()>
             Ok(())
         }
         ReviewersCommand::Remove { name, force } => {
-            let file_entry = in_file(&config, &name).is_some();
-            let Some(d) = &directory else {
-                if file_entry {
-                    bail!("reviewer {name:?} is in the config file: remove its [[reviewers]] block there, then send airlock serve SIGHUP");
-                }
-                bail!("no reviewer named {name:?}");
-            };
-            let stored = stored_reviewers(Some(d))?;
-            if !stored.iter().any(|r| airlock::person::same(&r.name, &name)) {
-                if file_entry {
-                    bail!("reviewer {name:?} is in the config file, not the database: remove its [[reviewers]] block there, then send airlock serve SIGHUP on every instance");
-                }
+            let path = config_edit::config_path(&config);
+            let stored = stored_reviewers(directory.as_ref())?;
+            let in_database = stored.iter().any(|r| airlock::person::same(&r.name, &name));
+            if in_file(&config, &name).is_none() && !in_database {
                 bail!("no reviewer named {name:?}");
             }
             if !force {
-                check_without(&config, d, &stored, &name)?;
+                check_without(&config, directory.as_ref(), &stored, &name)?;
             }
-            if !d.remove_reviewer(&name)? {
+            let from_file = config_edit::remove(&path, Table::Reviewers, &name)?;
+            let from_database = match &directory {
+                Some(d) if in_database => d.remove_reviewer(&name)?,
+                _ => false,
+            };
+            if !from_file && !from_database {
                 bail!("no reviewer named {name:?}");
             }
-            eprintln!("reviewer {name} removed from the shared database; her token, sessions and links no longer work on any instance");
-            if file_entry {
-                eprintln!("the config file still lists a reviewer of that name (and that entry is in force): remove it there too");
+            if from_file {
+                eprintln!("reviewer {name} removed from {}; a running airlock serve drops her within a second (her token, sessions and links stop working)", path.display());
+            }
+            if from_database {
+                eprintln!("reviewer {name} removed from the shared database; her token, sessions and links no longer work on any instance");
             }
             Ok(())
         }
@@ -150,17 +152,24 @@ pub(super) fn reviewers_cmd(config: Config, cmd: ReviewersCommand) -> Result<()>
 /// start, with this host's rules): every instance would refuse its next start.
 fn check_without(
     config: &Config,
-    d: &Directory,
+    d: Option<&Directory>,
     stored: &[ReviewerConfig],
     name: &str,
 ) -> Result<()> {
     let mut remaining = config.clone();
+    remaining
+        .reviewers
+        .retain(|r| !airlock::person::same(&r.name, name));
     for r in stored {
         if !airlock::person::same(&r.name, name) && in_file(config, &r.name).is_none() {
             remaining.reviewers.push(r.clone());
         }
     }
-    for a in d.agents()?.records {
+    let stored_agents = match d {
+        Some(d) => d.agents()?.records,
+        None => Vec::new(),
+    };
+    for a in stored_agents {
         if !config.agents.iter().any(|c| c.name == a.name) {
             remaining.agents.push(a);
         }

@@ -7,7 +7,7 @@
 pub mod redact;
 pub mod scrub;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -38,25 +38,40 @@ pub enum CredentialError {
     Unusable { service: String },
 }
 
-struct Loaded {
-    service: String,
-    hosts: Vec<String>,
-    header: HeaderName,
+/// A service's credential as configured: where it applies and which headers it strips.
+struct Service {
+    config: CredentialConfig,
+}
+
+/// A service's secret as last read, in the headers it is sent in.
+struct Values {
     value: HeaderValue,
-    strip: Vec<HeaderName>,
-    /// Git smart-HTTP hosts and the `Authorization: Basic …` value they get.
-    git_hosts: Vec<String>,
+    /// The `Authorization: Basic …` value git smart-HTTP hosts get.
     git_value: HeaderValue,
+}
+
+/// The secrets in force, swapped whole by [`Vault::reload`].
+#[derive(Default)]
+struct Secrets {
+    /// One per service, in [`Vault::services`] order.
+    values: Vec<Values>,
+    /// The raw secrets (and their git Basic forms) as read.
+    raw: Vec<Vec<u8>>,
+    /// Masks these secrets and the ones they replaced (a rotated-out token may still work).
+    scrubber: Option<Scrubber>,
 }
 
 /// User name git hosting expects with a token in HTTP Basic (`x-access-token:TOKEN`).
 const GIT_TOKEN_USER: &str = "x-access-token";
 
 /// Every configured service credential, loaded. `Debug` never shows a secret.
+///
+/// The secrets are read again by [`Vault::reload`] (SIGHUP, or a credential file changed:
+/// `server.rs`); the services and their hosts are the config's and never change.
 #[derive(Default)]
 pub struct Vault {
-    services: Vec<Loaded>,
-    scrubber: Option<Scrubber>,
+    services: Vec<Service>,
+    secrets: RwLock<Arc<Secrets>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -64,49 +79,57 @@ impl std::fmt::Debug for Vault {
         f.debug_struct("Vault")
             .field(
                 "services",
-                &self.services.iter().map(|s| &s.service).collect::<Vec<_>>(),
+                &self
+                    .services
+                    .iter()
+                    .map(|s| &s.config.service)
+                    .collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
     }
 }
 
+/// Reads every secret now; a missing one is an error naming the variable or file.
+fn read_all(configs: &[CredentialConfig]) -> Result<(Vec<Values>, Vec<Vec<u8>>), CredentialError> {
+    let mut values = Vec::new();
+    let mut raw = Vec::new();
+    for c in configs {
+        let secret = read_secret(c)?;
+        let text = c.format.replace("{token}", &secret);
+        let mut value = HeaderValue::from_str(&text).map_err(|_| CredentialError::Unusable {
+            service: c.service.clone(),
+        })?;
+        value.set_sensitive(true);
+        use base64::Engine as _;
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("{GIT_TOKEN_USER}:{secret}"));
+        let mut git_value = HeaderValue::from_str(&format!("Basic {basic}")).map_err(|_| {
+            CredentialError::Unusable {
+                service: c.service.clone(),
+            }
+        })?;
+        git_value.set_sensitive(true);
+        raw.push(secret.into_bytes());
+        raw.push(basic.into_bytes());
+        values.push(Values { value, git_value });
+    }
+    Ok((values, raw))
+}
+
 impl Vault {
     /// Reads every credential now; a missing one is an error naming the variable or file.
     pub fn load(configs: &[CredentialConfig]) -> Result<Arc<Vault>, CredentialError> {
-        let mut services = Vec::new();
-        let mut secrets = Vec::new();
-        for c in configs {
-            let secret = read_secret(c)?;
-            let text = c.format.replace("{token}", &secret);
-            let mut value =
-                HeaderValue::from_str(&text).map_err(|_| CredentialError::Unusable {
-                    service: c.service.clone(),
-                })?;
-            value.set_sensitive(true);
-            use base64::Engine as _;
-            let basic = base64::engine::general_purpose::STANDARD
-                .encode(format!("{GIT_TOKEN_USER}:{secret}"));
-            let mut git_value = HeaderValue::from_str(&format!("Basic {basic}")).map_err(|_| {
-                CredentialError::Unusable {
-                    service: c.service.clone(),
-                }
-            })?;
-            git_value.set_sensitive(true);
-            secrets.push(secret.into_bytes());
-            secrets.push(basic.into_bytes());
-            services.push(Loaded {
-                service: c.service.clone(),
-                hosts: c.hosts.clone(),
-                header: c.header.clone(),
-                value,
-                strip: c.strip.clone(),
-                git_hosts: c.git_hosts.clone(),
-                git_value,
-            });
-        }
+        let (values, raw) = read_all(configs)?;
         Ok(Arc::new(Vault {
-            services,
-            scrubber: Scrubber::new(secrets),
+            services: configs
+                .iter()
+                .map(|c| Service { config: c.clone() })
+                .collect(),
+            secrets: RwLock::new(Arc::new(Secrets {
+                values,
+                scrubber: Scrubber::new(raw.clone()),
+                raw,
+            })),
         }))
     }
 
@@ -114,51 +137,106 @@ impl Vault {
         Arc::new(Vault::default())
     }
 
+    fn secrets(&self) -> Arc<Secrets> {
+        // A swap is one assignment: a poisoned lock still holds whole secrets.
+        match self.secrets.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reads every secret again and swaps them in when any changed: `Ok(true)`. A secret that
+    /// cannot be read (a file half-written, or gone) keeps all of them in force. The scrubber
+    /// then masks the new secrets and the ones they replaced.
+    pub fn reload(&self) -> Result<bool, CredentialError> {
+        let configs: Vec<CredentialConfig> =
+            self.services.iter().map(|s| s.config.clone()).collect();
+        let (values, raw) = read_all(&configs)?;
+        let old = self.secrets();
+        if raw == old.raw {
+            return Ok(false);
+        }
+        let mut masked = raw.clone();
+        masked.extend(old.raw.iter().cloned());
+        let fresh = Arc::new(Secrets {
+            values,
+            scrubber: Scrubber::new(masked),
+            raw,
+        });
+        match self.secrets.write() {
+            Ok(mut s) => *s = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(true)
+    }
+
+    /// The files secrets are read from (watched for changes by `server.rs`).
+    pub fn files(&self) -> Vec<std::path::PathBuf> {
+        self.services
+            .iter()
+            .filter_map(|s| match &s.config.source {
+                SecretSource::File(p) => Some(p.clone()),
+                SecretSource::Env(_) => None,
+            })
+            .collect()
+    }
+
     /// Every host some credential applies to.
     pub fn hosts(&self) -> Vec<String> {
         self.services
             .iter()
-            .flat_map(|s| s.hosts.iter().chain(&s.git_hosts).cloned())
+            .flat_map(|s| s.config.hosts.iter().chain(&s.config.git_hosts).cloned())
             .collect()
     }
 
     /// The service whose credential applies to `host`.
     pub fn service_for_host(&self, host: &str) -> Option<&str> {
-        self.find(host).map(|s| s.service.as_str())
+        self.find(host).map(|(_, s)| s.config.service.as_str())
     }
 
-    fn find(&self, host: &str) -> Option<&Loaded> {
-        self.services
-            .iter()
-            .find(|s| s.hosts.iter().chain(&s.git_hosts).any(|h| h == host))
+    fn find(&self, host: &str) -> Option<(usize, &Service)> {
+        self.services.iter().enumerate().find(|(_, s)| {
+            s.config
+                .hosts
+                .iter()
+                .chain(&s.config.git_hosts)
+                .any(|h| h == host)
+        })
     }
 
     /// For a credentialed host: removes the agent's credential headers and sets the real one
     /// (HTTP Basic `x-access-token:TOKEN` on git hosts). Also asks for an uncompressed answer so
     /// the response scrubber can see it. Returns the service name when it injected.
     pub fn inject(&self, host: &str, headers: &mut HeaderMap) -> Option<&str> {
-        let svc = self.find(host)?;
+        let (i, svc) = self.find(host)?;
+        let secrets = self.secrets();
+        let values = secrets.values.get(i)?;
         for h in AGENT_CREDENTIAL_HEADERS {
             headers.remove(*h);
         }
-        for h in &svc.strip {
+        for h in &svc.config.strip {
             headers.remove(h);
         }
-        if svc.git_hosts.iter().any(|h| h == host) {
-            headers.insert(http::header::AUTHORIZATION, svc.git_value.clone());
+        if svc.config.git_hosts.iter().any(|h| h == host) {
+            headers.insert(http::header::AUTHORIZATION, values.git_value.clone());
         } else {
-            headers.insert(svc.header.clone(), svc.value.clone());
+            headers.insert(svc.config.header.clone(), values.value.clone());
         }
         headers.insert(
             http::header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
         );
-        Some(&svc.service)
+        Some(&svc.config.service)
     }
 
     /// The response scrubber, when any secret is configured.
-    pub fn scrubber(&self) -> Option<&Scrubber> {
-        self.scrubber.as_ref()
+    pub fn scrubber(&self) -> Option<Scrubber> {
+        self.secrets().scrubber.clone()
+    }
+
+    /// The configured `strip` lists.
+    fn strip_lists(&self) -> impl Iterator<Item = &HeaderName> {
+        self.services.iter().flat_map(|s| &s.config.strip)
     }
 }
 
@@ -243,6 +321,39 @@ mod tests {
         assert!(v.hosts().contains(&"github.com".to_string()));
         let mut echoed = format!("echo {want} echo").into_bytes();
         assert_eq!(v.scrubber().expect("scrubber").scrub_bytes(&mut echoed), 1);
+    }
+
+    #[test]
+    fn a_changed_file_is_read_again_and_a_broken_one_keeps_the_secret() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("gh");
+        std::fs::write(&file, "ghp_first\n").expect("write");
+        let c = crate::config::Config::from_toml(
+            "t.toml",
+            &format!(
+                "[credentials.github]\nfile = {:?}\n",
+                file.display().to_string()
+            ),
+        )
+        .expect("config");
+        let v = Vault::load(&c.credentials).expect("load");
+        assert_eq!(v.files(), vec![file.clone()]);
+        assert!(!v.reload().expect("same"), "nothing changed");
+        std::fs::write(&file, "ghp_second\n").expect("write");
+        assert!(v.reload().expect("reload"));
+        let mut h = HeaderMap::new();
+        v.inject("api.github.com", &mut h);
+        assert_eq!(h["authorization"], "Bearer ghp_second");
+        // Both the new secret and the one it replaced are masked.
+        let mut echoed = b"ghp_first ghp_second".to_vec();
+        assert_eq!(v.scrubber().expect("scrubber").scrub_bytes(&mut echoed), 2);
+        std::fs::write(&file, "  \n").expect("write");
+        assert!(v.reload().is_err(), "an empty file is refused");
+        std::fs::remove_file(&file).expect("rm");
+        assert!(v.reload().is_err(), "a missing file is refused");
+        let mut h = HeaderMap::new();
+        v.inject("api.github.com", &mut h);
+        assert_eq!(h["authorization"], "Bearer ghp_second", "kept in force");
     }
 
     #[test]

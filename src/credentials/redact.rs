@@ -143,9 +143,7 @@ fn decode(s: &str) -> String {
 impl Vault {
     /// Does any configured service list `name` in its `strip` list (case-insensitive)?
     pub fn strips(&self, name: &str) -> bool {
-        self.services
-            .iter()
-            .flat_map(|s| &s.strip)
+        self.strip_lists()
             .any(|h| h.as_str().eq_ignore_ascii_case(name))
     }
 

@@ -251,6 +251,12 @@ impl Gate {
         });
     }
 
+    /// How many times reviews changed since this gate started (any instance's, on a shared
+    /// store): the dashboard's live pages compare it, one atomic read, whatever the history.
+    pub fn change_count(&self) -> u64 {
+        *self.changes.borrow()
+    }
+
     pub fn config(&self) -> &GateConfig {
         &self.cfg
     }

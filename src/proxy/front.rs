@@ -175,17 +175,13 @@ async fn front_request(
         Ok(a) => a,
         Err(e) => {
             tracing::info!(target: "airlock::access", method = %req.method(), status = 407, reason = e.code(), "proxy authentication failed");
-            let mut resp = Refusal::client(
+            // `into_response` adds `Proxy-Authenticate` to every 407.
+            return Refusal::client(
                 StatusCode::PROXY_AUTHENTICATION_REQUIRED,
                 e.code(),
                 e.to_string(),
             )
             .into_response();
-            resp.headers_mut().insert(
-                http::header::PROXY_AUTHENTICATE,
-                http::HeaderValue::from_static("Basic realm=\"airlock\""),
-            );
-            return resp;
         }
     };
     if req.method() == Method::CONNECT {
@@ -320,9 +316,12 @@ async fn connect(
             })?;
             let idle = proxy.config.idle_timeout;
             let guard = proxy.upstream.dialer().guard_arc();
+            let agents = proxy.agents.clone();
             life.tasks.spawn(async move {
+                // Airlock sees no request in a blind tunnel: a removed agent's is closed.
+                let revoked = agents.until_removed(&agent);
                 match hyper::upgrade::on(req).await {
-                    Ok(up) => tunnel::splice(up, upstream, idle, target.host, guard).await,
+                    Ok(up) => tunnel::splice(up, upstream, idle, target.host, guard, revoked).await,
                     Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
                 }
                 drop(slot);

@@ -102,9 +102,11 @@ async fn phases(
     log: &mut AccessLog,
 ) -> Result<Response<Body>, Refusal> {
     check_header_size(req.headers(), proxy.config.max_header_bytes)?;
-    // An agent removed (or changed) since it opened this connection sends nothing more on it.
+    // An agent removed (or changed) since it opened this connection sends nothing more on it:
+    // 407, as a fresh connection with its old token gets.
     if !proxy.agents.still_admitted(&conn.agent) {
-        return Err(Refusal::policy(
+        return Err(Refusal::client(
+            StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             "agent_removed",
             format!(
                 "agent {} is no longer configured (or its token or limits changed); reconnect",
@@ -407,7 +409,7 @@ pub async fn forward(
         .await
         .map_err(Refusal::from)?;
     Ok(match proxy.vault.scrubber() {
-        Some(s) if inspected => scrub_response(s, &conn.target.host, resp),
+        Some(s) if inspected => scrub_response(&s, &conn.target.host, resp),
         _ => resp,
     })
 }

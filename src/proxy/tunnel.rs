@@ -21,14 +21,16 @@ use crate::upstream::egress::EgressGuard;
 /// Most of the agent's first flight read before deciding (a ClientHello fits easily).
 const FIRST_FLIGHT_MAX: usize = 16 * 1024;
 
-/// Copies bytes both ways until both sides close, either fails, or nothing moves for
-/// `idle_timeout`; refuses a first flight that names a decision surface.
+/// Copies bytes both ways until both sides close, either fails, nothing moves for
+/// `idle_timeout`, or `revoked` completes (its agent was removed); refuses a first flight that
+/// names a decision surface.
 pub async fn splice(
     agent: Upgraded,
     mut upstream: TcpStream,
     idle_timeout: Duration,
     host: String,
     guard: Arc<EgressGuard>,
+    revoked: impl std::future::Future<Output = ()>,
 ) {
     let activity = Activity::new();
     let agent = Tracked::new(TokioIo::new(agent), activity.clone());
@@ -58,6 +60,7 @@ pub async fn splice(
             Err(e) => tracing::debug!(host = %host, error = %e, "tunnel ended with error"),
         },
         _ = activity.idle(idle_timeout) => tracing::info!(host = %host, "tunnel closed after idle timeout"),
+        _ = revoked => tracing::info!(target: "airlock::access", host = %host, verdict = "deny", reason = "agent_removed", "tunnel closed: its agent is no longer in force"),
     }
 }
 

@@ -3,8 +3,9 @@
 //! the config file's entry wins, with a warning (a refusal would let one stored record stop
 //! every instance's next start, or freeze every later reload).
 //!
-//! Reloaded on SIGHUP (the config file and the database) and whenever any instance commits to
-//! the store's Meta tree ([`crate::store::Store::watch`], the database only): nothing polls. A
+//! Reloaded on SIGHUP and when the config file changes (`watch.rs`: the config file and the
+//! database), and whenever any instance commits to the store's Meta tree
+//! ([`crate::store::Store::watch`], the database only). A
 //! source that cannot be read keeps what is in force; a stored record that no longer checks is
 //! skipped with an error. Reviewers are checked against the rules' approval policies as at
 //! start; a reload still applies when they fail (the errors are logged), so a removal always
@@ -93,6 +94,8 @@ fn read_stored(d: &Directory) -> Result<(Vec<AgentConfig>, Vec<ReviewerConfig>),
 pub(super) enum Trigger {
     /// SIGHUP: the config file and the database.
     Signal,
+    /// The config file changed (`watch.rs`): the config file and the database.
+    File,
     /// A change to the shared store: the database only.
     Store,
 }
@@ -101,6 +104,7 @@ impl Trigger {
     fn name(self) -> &'static str {
         match self {
             Trigger::Signal => "SIGHUP",
+            Trigger::File => "file change",
             Trigger::Store => "database",
         }
     }
@@ -143,7 +147,7 @@ impl InForce {
         }
         let mut sources = self.sources.lock().await;
         let mut next = sources.clone();
-        if let (Trigger::Signal, Some(path)) = (trigger, &self.path) {
+        if let (Trigger::Signal | Trigger::File, Some(path)) = (trigger, &self.path) {
             match Config::load_reviewers(path) {
                 Ok((reviewers, may_approve)) => {
                     next.file_reviewers = reviewers;
@@ -176,7 +180,7 @@ impl InForce {
             }
         }
         // Name clashes are logged again on SIGHUP, or when the stored records changed.
-        let warn = trigger == Trigger::Signal
+        let warn = trigger != Trigger::Store
             || next.stored_agents != sources.stored_agents
             || next.stored_reviewers != sources.stored_reviewers;
         self.apply(&next, trigger, warn);
@@ -192,7 +196,7 @@ impl InForce {
         let before = self.roster.current();
         let unchanged = before.reviewers() == people.reviewers()
             && before.admin_may_approve() == people.admin_may_approve();
-        if unchanged && trigger == Trigger::Store {
+        if unchanged && trigger != Trigger::Signal {
             return;
         }
         let (count, removed) = (

@@ -83,6 +83,12 @@ impl Refusal {
         let mut resp = json_response(self.status, &body);
         resp.headers_mut()
             .insert(REASON_HEADER, HeaderValue::from_static(self.code));
+        if self.status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+            resp.headers_mut().insert(
+                header::PROXY_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"airlock\""),
+            );
+        }
         resp
     }
 }

@@ -7,6 +7,9 @@
 //! - `GET  /ui/history[?state=&tool=&agent=]` every review, filtered
 //! - `GET  /ui/reviews/{id}`              one review: stored request, result, audit entries
 //! - `POST /ui/reviews/{id}/decide`       form `action=approve|reject|retry`, `comment`, `csrf`
+//! - `GET  /ui/version`                   the reviews' version, `304` while `If-None-Match` names
+//!   it (`live.rs`; `401` without a session)
+//! - `GET  /ui/live.js`                   the script that polls it and reloads a changed page
 //! - `GET  /ui/link/{token}`              one-click link from a notification: a confirmation page
 //!   only (mail scanners prefetch GET links), or the review's state when the link can no longer
 //!   decide; `POST /ui/link/{token}` from that page decides as the link's reviewer, once
@@ -15,7 +18,9 @@
 //! list, detail and history pages in `views.rs`; this file routes and holds the shared helpers.
 
 mod links;
+mod live;
 mod session;
+mod show;
 mod views;
 
 use std::collections::HashMap;
@@ -41,6 +46,9 @@ pub struct Dashboard {
     env: Environment<'static>,
     /// SHA-256(session id) -> session; the raw id exists only in the browser's cookie.
     sessions: Mutex<HashMap<[u8; 32], Session>>,
+    /// Random per start, so that a restarted instance's change counter never matches a
+    /// version a page got from the one before.
+    boot: String,
 }
 
 impl Dashboard {
@@ -60,6 +68,7 @@ impl Dashboard {
         Dashboard {
             env,
             sessions: Mutex::new(HashMap::new()),
+            boot: hex::encode(rand::random::<[u8; 8]>()),
         }
     }
 
@@ -112,7 +121,17 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
             _ => method_not_allowed(),
         };
     }
+    if path == "/ui/live.js" {
+        return match method {
+            Method::GET => live::script(),
+            _ => method_not_allowed(),
+        };
+    }
     let Some((reviewer, csrf)) = dash.session(admin, &req) else {
+        if path == "/ui/version" {
+            // A script asks: no redirect to a page it cannot show.
+            return html_response(StatusCode::UNAUTHORIZED, "<h1>Not signed in</h1>".into());
+        }
         return redirect("/ui/login");
     };
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -138,6 +157,7 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
             }
             list_page(dash, admin, "/ui", listing, &reviewer, &csrf).await
         }
+        (Method::GET, ["ui", "version"]) => live::version(dash, admin, &req),
         (Method::GET, ["ui", "history"]) => {
             let listing = crate::admin::listing::parse(req.uri().query());
             list_page(dash, admin, "/ui/history", listing, &reviewer, &csrf).await
@@ -230,7 +250,11 @@ fn html_response(status: StatusCode, html: String) -> Response<Body> {
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert(
         "content-security-policy",
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
     );
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     r

@@ -1,14 +1,12 @@
 //! The review pages: pending list, filtered history, one review in detail (stored request,
 //! result, audit entries), with bodies, amounts and ages formatted for people.
 
-use std::collections::HashMap;
-
 use base64::Engine;
 use http::{Response, StatusCode};
 use minijinja::context;
 use serde::Serialize;
 
-use super::{html_escape, html_response, Dashboard};
+use super::{html_escape, html_response, show, Dashboard};
 use crate::admin::listing::Listing;
 use crate::admin::Admin;
 use crate::credentials::redact;
@@ -39,6 +37,10 @@ struct Row {
     rule_id: String,
     explanation: String,
     decision: Option<String>,
+    /// Who decided (or approved so far), for the history.
+    decided_by: String,
+    /// Every comment given with an approval, a retry or the decision: `name: comment`.
+    comments: Vec<String>,
     request_text: String,
     result_text: Option<String>,
 }
@@ -55,13 +57,14 @@ fn row(r: &Review, now_ms: u64, people: &People) -> Row {
         shown.url()
     };
     let body = r.request.body().unwrap_or_default();
-    let (money, mut args) = arguments(r, &body);
+    let (money, mut args) = show::arguments(r, &body);
     args.extend(
         r.params
             .iter()
             .map(|(k, v)| format!("{k}={}", redact::shown_param(k, v))),
     );
     let args = args.iter().map(|a| hide(a)).collect();
+    let money = money.map(|m| hide(&m));
     let mut request_text = format!("{} {url}\n", r.request.method);
     for (k, v) in &r.request.headers {
         let v = if redact::is_credential_header(k) {
@@ -79,7 +82,7 @@ fn row(r: &Review, now_ms: u64, people: &People) -> Row {
     }
     if !body.is_empty() {
         request_text.push('\n');
-        request_text.push_str(&String::from_utf8_lossy(&body[..body.len().min(16 * 1024)]));
+        request_text.push_str(&show::body_text(&body));
     }
     let request_text = hide(&request_text);
     let result_text = r.execution.as_ref().map(|e| {
@@ -93,9 +96,10 @@ fn row(r: &Review, now_ms: u64, people: &People) -> Row {
         let b = base64::engine::general_purpose::STANDARD
             .decode(&e.body_b64)
             .unwrap_or_default();
-        t.push_str(&String::from_utf8_lossy(&b[..b.len().min(16 * 1024)]));
+        t.push_str(&show::body_text(&b));
         hide(&t)
     });
+    let (decided_by, comments) = decided(r, &hide);
     Row {
         id: r.id.clone(),
         state: r.state.as_str(),
@@ -158,9 +162,10 @@ fn row(r: &Review, now_ms: u64, people: &People) -> Row {
         agent_owner: r.agent_owner.clone(),
         rule_id: r.rule_id.clone().unwrap_or_default(),
         explanation: hide(&r.explanation),
+        // The comments are listed apart (`comments`), with every approver's.
         decision: r.decision.as_ref().map(|d| {
             format!(
-                "{} by {} at {}{}",
+                "{} by {} at {}",
                 if r.state == ReviewState::Rejected {
                     "rejected"
                 } else {
@@ -168,69 +173,47 @@ fn row(r: &Review, now_ms: u64, people: &People) -> Row {
                 },
                 d.by,
                 rfc3339(d.at_ms),
-                d.comment
-                    .as_ref()
-                    .map(|c| format!(": {}", hide(c)))
-                    .unwrap_or_default()
             )
         }),
+        decided_by,
+        comments,
         request_text,
         result_text,
     }
 }
 
-/// Money (Stripe `amount` + `currency`, shown in major units) and other notable body fields.
-fn arguments(r: &Review, body: &[u8]) -> (Option<String>, Vec<String>) {
-    let mut fields: HashMap<String, String> = HashMap::new();
-    if let Ok(serde_json::Value::Object(m)) = serde_json::from_slice::<serde_json::Value>(body) {
-        for (k, v) in m {
-            let text = match v {
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
-            };
-            fields.insert(k, text);
-        }
-    } else {
-        for (k, v) in form_urlencoded::parse(body) {
-            fields.insert(k.into_owned(), v.into_owned());
-        }
-    }
-    if let Some(q) = r.request.path_and_query.split_once('?').map(|x| x.1) {
-        for (k, v) in form_urlencoded::parse(q.as_bytes()) {
-            fields.entry(k.into_owned()).or_insert(v.into_owned());
-        }
-    }
-    let money = match (fields.get("amount"), fields.get("currency")) {
-        (Some(a), Some(c)) => a.parse::<u64>().ok().map(|minor| {
-            let c = c.to_ascii_lowercase();
-            match crate::rules::money::exponent(&c) {
-                Some(e) => format!(
-                    "{:.*} {}",
-                    e as usize,
-                    minor as f64 / 10f64.powi(e as i32),
-                    c.to_uppercase()
-                ),
-                None => format!("{minor} (minor units, unknown currency {c})"),
-            }
-        }),
-        _ => None,
+/// Who decided `r`, as the history shows it, and the comments given on the way.
+fn decided(r: &Review, hide: &impl Fn(&str) -> String) -> (String, Vec<String>) {
+    let names = |list: &[crate::gate::review::Decision]| {
+        list.iter()
+            .map(|d| d.by.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    let mut args: Vec<String> = Vec::new();
-    for key in [
-        "customer",
-        "charge",
-        "payment_intent",
-        "destination",
-        "visibility",
-        "force",
-        "sha",
-        "ref",
-    ] {
-        if let Some(v) = fields.get(key) {
-            args.push(format!("{key}={}", v.chars().take(80).collect::<String>()));
+    let by = match (r.state, &r.decision) {
+        (ReviewState::Rejected, Some(d)) => format!("rejected by {}", d.by),
+        (_, Some(d)) if r.approvals.is_empty() => format!("approved by {}", d.by),
+        (_, Some(_)) => format!("approved by {}", names(&r.approvals)),
+        (ReviewState::Pending, None) if !r.approvals.is_empty() => {
+            format!("approved so far by {}", names(&r.approvals))
         }
+        (ReviewState::Expired, None) => "nobody (expired)".into(),
+        _ => "-".into(),
+    };
+    let mut given: Vec<&crate::gate::review::Decision> = r.approvals.iter().collect();
+    if let (ReviewState::Rejected, Some(d)) = (r.state, &r.decision) {
+        given.push(d);
     }
-    (money, args)
+    given.extend(r.retries.iter().chain(&r.retry_approvals));
+    let comments = given
+        .iter()
+        .filter_map(|d| {
+            let c = d.comment.as_deref()?;
+            let c: String = c.chars().take(300).collect();
+            Some(format!("{}: {}", d.by, hide(&c)))
+        })
+        .collect();
+    (by, comments)
 }
 
 /// The pending list (`/ui`: soonest expiry first) or the history (`/ui/history`: newest
@@ -243,6 +226,7 @@ pub(super) async fn list_page(
     reviewer: &Reviewer,
     csrf: &str,
 ) -> Response<Body> {
+    let version = dash.version(admin);
     let now = admin.gate.now_ms();
     let people = admin.gate.people().current();
     let pending_only = base == "/ui";
@@ -312,6 +296,7 @@ pub(super) async fn list_page(
                 agent => q.agent.clone().unwrap_or_default(),
             },
             states => ReviewState::ALL.map(ReviewState::as_str),
+            version => version,
         },
     )
 }
@@ -324,6 +309,7 @@ pub(super) async fn detail_page(
     csrf: &str,
     message: Option<String>,
 ) -> Response<Body> {
+    let version = dash.version(admin);
     let review = match admin.gate.get(id).await {
         Ok(r) => r,
         Err(e) => {
@@ -373,6 +359,8 @@ pub(super) async fn detail_page(
             reviewer => reviewer.name,
             csrf => csrf,
             message => message,
+            version => version,
+            self_url => format!("/ui/reviews/{}", review.id),
         },
     )
 }

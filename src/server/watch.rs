@@ -1,0 +1,75 @@
+//! Reloads on file change, as the rules directory does (`rules/live.rs`): the config file
+//! (its agents and reviewers, [`people::InForce::reload`]) and each credential file
+//! ([`Vault::reload`]). Once a second it compares a few files' metadata (device, inode, size,
+//! modification time): an edit in place and an atomic rename are both seen; nothing is read
+//! until something changed.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::people::{self, InForce};
+use crate::credentials::Vault;
+
+/// How often the watched files' metadata is compared.
+const EVERY: Duration = Duration::from_secs(1);
+
+/// What identifies one version of a file; `None` while it is missing or unreadable.
+type Stamp = Option<(u64, u64, u64, i64, i64)>;
+
+fn stamp(path: &PathBuf) -> Stamp {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+fn stamps(paths: &[PathBuf]) -> Vec<Stamp> {
+    paths.iter().map(stamp).collect()
+}
+
+/// Watches `config_file` (when the config came from one) and the vault's credential files
+/// until `shutdown`.
+pub(super) fn spawn(
+    config_file: Option<PathBuf>,
+    in_force: Arc<InForce>,
+    vault: Arc<Vault>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let config: Vec<PathBuf> = config_file.into_iter().collect();
+    let secrets = vault.files();
+    if config.is_empty() && secrets.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        let (mut config_seen, mut secrets_seen) = (stamps(&config), stamps(&secrets));
+        let mut tick = tokio::time::interval(EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let now = stamps(&config);
+            if now != config_seen {
+                config_seen = now;
+                in_force.reload(people::Trigger::File).await;
+            }
+            let now = stamps(&secrets);
+            if now != secrets_seen {
+                secrets_seen = now;
+                reload_credentials(&vault, "file change");
+            }
+        }
+    });
+}
+
+/// Reads the credentials again, logging what happened (never a secret).
+pub(super) fn reload_credentials(vault: &Vault, trigger: &str) {
+    match vault.reload() {
+        Ok(true) => tracing::info!(trigger, "credentials reloaded"),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::error!(error = %e, trigger, "credentials reload failed; keeping the credentials in force")
+        }
+    }
+}

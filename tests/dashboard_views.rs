@@ -1,0 +1,445 @@
+//! Issue 18 item 7: what the reviewer dashboard shows, through a real Airlock (real TLS, the
+//! shipped catalog) and a signed-in session: a refund's amount or "full refund of ch_…", a git
+//! push's pack as its size and a hex head (never raw bytes), "decided by" and the comment in the
+//! history, the agent's text escaped everywhere, live updates by `/ui/version` (304 while
+//! nothing changed), and, in headless Chromium at 800 and 390 px wide, every column (Expires,
+//! Approvals) on screen with no sideways scrolling, and a page that updates itself. The
+//! screenshots go to the target dir's `test-artifacts/`.
+
+mod support;
+
+use std::sync::Arc;
+
+use support::{Airlock, FakeUpstream};
+
+const HOSTS: &[&str] = &["api.github.com", "api.stripe.com", "github.com"];
+
+struct Setup {
+    a: Airlock,
+    reviewer_token: String,
+    _up: FakeUpstream,
+}
+
+async fn setup() -> Setup {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let reviewer_token = airlock::agents::generate_token();
+    let toml = format!(
+        "[[reviewers]]\nname = \"dana\"\ntoken_sha256 = \"{}\"\n",
+        hex::encode(airlock::agents::token_digest(&reviewer_token))
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let config = Airlock::config(&toml, dir.path(), &up, HOSTS);
+    let catalog = airlock::rules::LiveCatalog::load(None, Default::default()).expect("catalog");
+    let a =
+        Airlock::start_with_parts(config, dir, catalog, Arc::new(airlock::gate::SystemClock)).await;
+    Setup {
+        a,
+        reviewer_token,
+        _up: up,
+    }
+}
+
+/// Sends `body` to `url` through Airlock; it must be held. Returns the review id.
+async fn hold(a: &Airlock, url: &str, content_type: &str, body: Vec<u8>) -> String {
+    let r = a
+        .client()
+        .post(url)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 423, "{url} was not held");
+    r.headers()["airlock-review-id"]
+        .to_str()
+        .expect("id")
+        .to_string()
+}
+
+async fn hold_refund(a: &Airlock, form: &str) -> String {
+    hold(
+        a,
+        "https://api.stripe.com/v1/refunds",
+        "application/x-www-form-urlencoded",
+        form.as_bytes().to_vec(),
+    )
+    .await
+}
+
+fn pkt(payload: &str) -> String {
+    format!("{:04x}{payload}", payload.len() + 4)
+}
+
+/// A push to main: its command section, then a pack of bytes that are no text at all.
+fn push_body() -> Vec<u8> {
+    let (old, new) = ("1".repeat(40), "2".repeat(40));
+    let mut body = format!(
+        "{}0000",
+        pkt(&format!("{old} {new} refs/heads/main\0report-status"))
+    )
+    .into_bytes();
+    body.extend_from_slice(b"PACK\0\0\0\x02\0\0\0\x03");
+    body.extend((0..4000u32).map(|i| (i * 7 % 256) as u8));
+    body
+}
+
+fn plain_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+fn cookie_value(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            let first = v.split(';').next()?;
+            let (k, val) = first.split_once('=')?;
+            (k == name && !val.is_empty()).then(|| val.to_string())
+        })
+}
+
+fn between<'a>(html: &'a str, marker: &str, end: char) -> &'a str {
+    let start = html.find(marker).expect(marker) + marker.len();
+    html[start..].split(end).next().expect("value")
+}
+
+/// A signed-in dashboard session.
+struct Session {
+    base: String,
+    cookie: String,
+    client: reqwest::Client,
+}
+
+impl Session {
+    async fn open(s: &Setup) -> Session {
+        let base = format!("http://{}", s.a.admin_addr);
+        let client = plain_client();
+        let page = client
+            .get(format!("{base}/ui/login"))
+            .send()
+            .await
+            .expect("get");
+        let login = cookie_value(&page, "airlock_login").expect("login cookie");
+        let csrf = between(
+            &page.text().await.expect("html"),
+            "name=\"csrf\" value=\"",
+            '"',
+        )
+        .to_string();
+        let r = client
+            .post(format!("{base}/ui/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", format!("airlock_login={login}"))
+            .body(format!("csrf={csrf}&token={}", s.reviewer_token))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 303);
+        let cookie = cookie_value(&r, "airlock_session").expect("session");
+        Session {
+            base,
+            cookie: format!("airlock_session={cookie}"),
+            client,
+        }
+    }
+
+    async fn get(&self, path: &str, etag: Option<&str>) -> reqwest::Response {
+        let mut rb = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie);
+        if let Some(t) = etag {
+            rb = rb.header("if-none-match", t);
+        }
+        rb.send().await.expect("get")
+    }
+
+    async fn page(&self, path: &str) -> String {
+        let r = self.get(path, None).await;
+        assert_eq!(r.status(), 200, "{path}");
+        let csp = r.headers()["content-security-policy"]
+            .to_str()
+            .expect("csp")
+            .to_string();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("'unsafe-eval'"),
+            "{csp}"
+        );
+        assert!(
+            !csp.split(';')
+                .any(|d| d.contains("script-src") && d.contains("unsafe-inline")),
+            "{csp}"
+        );
+        r.text().await.expect("html")
+    }
+
+    async fn decide(&self, id: &str, action: &str, comment: &str) {
+        let html = self.page(&format!("/ui/reviews/{id}")).await;
+        let csrf = between(&html, "name=\"csrf\" value=\"", '"').to_string();
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("csrf", &csrf)
+            .append_pair("action", action)
+            .append_pair("comment", comment)
+            .finish();
+        let r = self
+            .client
+            .post(format!("{}/ui/reviews/{id}/decide", self.base))
+            .header("cookie", &self.cookie)
+            .header("origin", &self.base)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("decide");
+        assert_eq!(r.status(), 200);
+        let html = r.text().await.expect("html");
+        assert!(html.contains("id=\"message\""), "{html}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refunds_binary_bodies_history_and_escaping() {
+    let s = setup().await;
+    let full = hold_refund(&s.a, "charge=ch_123").await;
+    let part = hold_refund(&s.a, "charge=ch_456&amount=500").await;
+    let priced = hold_refund(&s.a, "payment_intent=pi_7&amount=1999&currency=eur").await;
+    let evil = hold_refund(
+        &s.a,
+        "charge=%3Cscript%3Ealert(1)%3C%2Fscript%3E&metadata[x]=%3Cimg%20src%3Dx%20onerror%3Dalert(2)%3E",
+    )
+    .await;
+    let push = hold(
+        &s.a,
+        "https://github.com/octo/demo.git/git-receive-pack",
+        "application/x-git-receive-pack-request",
+        push_body(),
+    )
+    .await;
+    let session = Session::open(&s).await;
+
+    let list = session.page("/ui").await;
+    for want in [
+        "full refund of ch_123",
+        "refund of 500 (minor units of the currency of ch_456)",
+        "refund of 19.99 EUR from pi_7",
+        "full refund of &lt;script&gt;alert(1)&lt;&#x2f;script&gt;",
+    ] {
+        assert!(list.contains(want), "{want} missing from the list:\n{list}");
+    }
+    assert!(
+        !list.contains("<script>alert") && !list.contains("<img src=x"),
+        "{list}"
+    );
+    for id in [&full, &part, &priced, &evil, &push] {
+        assert!(list.contains(&format!("data-id=\"{id}\"")), "{id} listed");
+    }
+
+    // The push's pack: its size and a hex head, not bytes passed off as text.
+    let detail = session.page(&format!("/ui/reviews/{push}")).await;
+    let body = push_body();
+    assert!(
+        detail.contains(&format!(
+            "[binary body, {} bytes; the first 256 in hex:]",
+            body.len()
+        )),
+        "{detail}"
+    );
+    // The first line of the dump: offset, hex, and the pkt-line's length and old oid as text.
+    assert!(
+        detail.contains(
+            "00000000  30 30 37 33 31 31 31 31 31 31 31 31 31 31 31 31  |0073111111111111|"
+        ),
+        "the commands read in the dump: {detail}"
+    );
+    assert!(!detail.contains('\u{fffd}'), "no replacement characters");
+    assert!(
+        !detail
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r'),
+        "no raw control bytes"
+    );
+    let evil_detail = session.page(&format!("/ui/reviews/{evil}")).await;
+    assert!(!evil_detail.contains("<img src=x"), "{evil_detail}");
+
+    // Decided by, and the comment, in the history (escaped: the comment is typed text too).
+    session
+        .decide(&full, "reject", "not today <b>bold</b>")
+        .await;
+    let history = session.page("/ui/history").await;
+    assert!(history.contains("<th>Decided by</th>"), "{history}");
+    let row_start = history
+        .find(&format!("data-id=\"{full}\""))
+        .expect("rejected row");
+    let row = &history[row_start..history[row_start..].find("</tr>").expect("row end") + row_start];
+    assert!(row.contains("rejected by dana"), "{row}");
+    assert!(
+        row.contains("dana: not today &lt;b&gt;bold&lt;&#x2f;b&gt;"),
+        "{row}"
+    );
+    let detail = session.page(&format!("/ui/reviews/{full}")).await;
+    assert!(detail.contains("id=\"comments\""), "{detail}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn version_answers_304_until_a_review_changes() {
+    let s = setup().await;
+    let session = Session::open(&s).await;
+    let page = session.page("/ui").await;
+    let version = between(&page, "data-version=\"", '"').to_string();
+    assert!(page.contains("<script src=\"/ui/live.js\" defer></script>"));
+
+    let r = session.get("/ui/version", None).await;
+    assert_eq!(r.status(), 200);
+    let etag = r.headers()["etag"].to_str().expect("etag").to_string();
+    assert_eq!(
+        etag,
+        format!("\"{version}\""),
+        "the page's version is current"
+    );
+    let r = session.get("/ui/version", Some(&etag)).await;
+    assert_eq!(r.status(), 304, "nothing changed");
+    assert_eq!(r.headers()["etag"].to_str().expect("etag"), etag);
+
+    let id = hold_refund(&s.a, "charge=ch_live").await;
+    let r = session.get("/ui/version", Some(&etag)).await;
+    assert_eq!(r.status(), 200, "a new hold changes the version");
+    let next = r.headers()["etag"].to_str().expect("etag").to_string();
+    assert_ne!(next, etag);
+    let page = session.page("/ui").await;
+    assert_eq!(
+        format!("\"{}\"", between(&page, "data-version=\"", '"')),
+        next
+    );
+    assert!(page.contains(&id));
+    session.decide(&id, "reject", "").await;
+    assert_eq!(session.get("/ui/version", Some(&next)).await.status(), 200);
+    // The detail page reloads by GET, whatever URL showed it (`/` is escaped in attributes).
+    let detail = session.page(&format!("/ui/reviews/{id}")).await;
+    assert!(
+        detail.contains(&format!("data-self=\"&#x2f;ui&#x2f;reviews&#x2f;{id}\"")),
+        "{detail}"
+    );
+
+    // Not signed in: 401 for the script, nothing about the reviews.
+    let r = plain_client()
+        .get(format!("{}/ui/version", session.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().get("etag").is_none());
+    // The script is static, same-origin and typed.
+    let r = plain_client()
+        .get(format!("{}/ui/live.js", session.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+}
+
+/// Where screenshots go: the target dir's `test-artifacts/`.
+fn artifacts() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("test-artifacts");
+    std::fs::create_dir_all(&dir).expect("artifacts dir");
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chromium_at_800_and_390_px_shows_every_column_and_updates_itself() {
+    use tokio::io::AsyncBufReadExt;
+    let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let ready = std::path::Path::new(&chromium).exists()
+        && std::path::Path::new(browser_dir)
+            .join("node_modules/playwright-core")
+            .exists();
+    if !ready {
+        assert!(
+            std::env::var_os("AIRLOCK_ALLOW_NO_BROWSER").is_some(),
+            "needs Debian's chromium and `npm ci` in tests/browser (.ci/run does both)"
+        );
+        eprintln!("skipping: no chromium/playwright-core and AIRLOCK_ALLOW_NO_BROWSER set");
+        return;
+    }
+    let s = setup().await;
+    let first = hold_refund(
+        &s.a,
+        "charge=ch_a_rather_long_charge_identifier_0123456789&amount=2500",
+    )
+    .await;
+    hold(
+        &s.a,
+        "https://github.com/octo/demo.git/git-receive-pack",
+        "application/x-git-receive-pack-request",
+        push_body(),
+    )
+    .await;
+    let session = Session::open(&s).await;
+    session
+        .decide(
+            &first,
+            "reject",
+            "a reviewer's comment that is long enough to wrap on a phone screen",
+        )
+        .await;
+    hold_refund(&s.a, "charge=ch_pending").await;
+    let shots = artifacts();
+    let mut child = tokio::process::Command::new("node")
+        .arg(format!("{browser_dir}/responsive.mjs"))
+        .env("DASHBOARD_URL", &session.base)
+        .env("REVIEWER_TOKEN", &s.reviewer_token)
+        .env("REVIEW_ID", &first)
+        .env("SCREENSHOTS", &shots)
+        .env("CHROMIUM", &chromium)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut seen = Vec::new();
+    let mut held_live = None;
+    while let Some(line) = lines.next_line().await.expect("read") {
+        seen.push(line.clone());
+        if line.starts_with("WAITING") {
+            // The page is open: a new hold must appear on it without anyone reloading it.
+            held_live = Some(hold_refund(&s.a, "charge=ch_arrives_live").await);
+        }
+    }
+    let out = child.wait_with_output().await.expect("node");
+    let text = format!(
+        "{}\n{}",
+        seen.join("\n"),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    let held_live = held_live.expect("the script waited for a live update");
+    assert!(
+        seen.iter().any(|l| l == &format!("LIVE {held_live}")),
+        "{text}"
+    );
+    for width in [800, 390] {
+        assert!(
+            seen.iter().any(|l| l == &format!("WIDTH {width} OK")),
+            "{text}"
+        );
+        for page in ["pending", "history", "detail"] {
+            let shot = shots.join(format!("dashboard-{page}-{width}.png"));
+            assert!(shot.exists(), "{} written", shot.display());
+        }
+    }
+}

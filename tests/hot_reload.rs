@@ -1,0 +1,390 @@
+//! Issue 18 item 3: a running `airlock serve` (a real child process) follows its config file
+//! and credential files without a restart. `airlock agents add|list|rotate|remove` and
+//! `airlock reviewers add|list|remove` (the real CLI) edit the file; the new agent is accepted,
+//! a rotated or removed one is refused, also on the kept-alive connection it opened before
+//! (407 on its next request); a new reviewer can sign in, a removed one cannot; a changed
+//! credential file is what the next upstream call carries; a removed agent's blind tunnel is
+//! closed.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use support::process::{write_config, Serve};
+use support::raw::PinnedName;
+use support::{eventually, path_str, FakeUpstream, WAIT};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Runs the real CLI on `cfg`; returns (success, stdout, stderr).
+fn cli(cfg: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .env("AIRLOCK_LOG", "warn")
+        .output()
+        .expect("run airlock");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The token a successful `add` or `rotate` printed (stdout holds only the token).
+fn token_from(cfg: &Path, args: &[&str]) -> String {
+    let (ok, out, err) = cli(cfg, args);
+    assert!(ok, "airlock {args:?} failed: {err}");
+    let token = out.trim().to_string();
+    assert!(!token.is_empty() && !token.contains('\n'), "stdout: {out}");
+    assert!(!err.contains(&token), "the token is printed on stdout only");
+    token
+}
+
+fn basic(user: &str, pass: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+}
+
+/// One kept-alive HTTP/1.1 connection through the proxy to `host`, opened as `agent`.
+type Conn = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+/// CONNECTs as `agent:token`; `Err(status line)` when the proxy refuses the CONNECT.
+async fn open(s: &Serve, host: &str, agent: &str, token: &str) -> Result<Shared, String> {
+    let mut tcp = tokio::net::TcpStream::connect(s.proxy)
+        .await
+        .map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let head = format!(
+        "CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\nProxy-Authorization: Basic {}\r\n\r\n",
+        basic(agent, token)
+    );
+    tcp.write_all(head.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !answer.ends_with(b"\r\n\r\n") {
+        match tcp.read(&mut byte).await {
+            Ok(1) => answer.push(byte[0]),
+            _ => return Err(format!("closed: {}", String::from_utf8_lossy(&answer))),
+        }
+    }
+    let status = String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    if !status.starts_with("HTTP/1.1 200") {
+        return Err(status);
+    }
+    let mut cfg = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedName::new(&s.ca_pem, host)))
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from(host.to_string()).expect("name"), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(Arc::new(tokio::sync::Mutex::new(send)))
+}
+
+/// An open connection a retrying probe can share.
+type Shared = Arc<tokio::sync::Mutex<Conn>>;
+
+/// GET `path` on the open connection: (status, `Airlock-Reason`, has `Proxy-Authenticate`).
+async fn get(conn: &Shared, host: &str, path: &str) -> (u16, String, bool) {
+    let mut conn = conn.lock().await;
+    conn.ready().await.expect("connection still open");
+    let req = http::Request::get(path)
+        .header("host", host)
+        .body(Empty::new())
+        .expect("request");
+    let resp = conn.send_request(req).await.expect("response");
+    let status = resp.status().as_u16();
+    let reason = resp
+        .headers()
+        .get("airlock-reason")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let challenge = resp.headers().contains_key("proxy-authenticate");
+    let _ = resp.into_body().collect().await;
+    (status, reason, challenge)
+}
+
+const HOST: &str = "api.github.com";
+
+/// A blind tunnel to `unknown.test` (not inspected): CONNECT as `agent`, then TLS straight to
+/// the fake upstream (its own CA), as an agent talking to a host Airlock does not intercept.
+async fn blind_tunnel(
+    s: &Serve,
+    up: &FakeUpstream,
+    agent: &str,
+    token: &str,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let mut tcp = tokio::net::TcpStream::connect(s.proxy)
+        .await
+        .map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let head = format!(
+        "CONNECT unknown.test:443 HTTP/1.1\r\nHost: unknown.test:443\r\nProxy-Authorization: Basic {}\r\n\r\n",
+        basic(agent, token)
+    );
+    tcp.write_all(head.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !answer.ends_with(b"\r\n\r\n") {
+        match tcp.read(&mut byte).await {
+            Ok(1) => answer.push(byte[0]),
+            _ => return Err(format!("closed: {}", String::from_utf8_lossy(&answer))),
+        }
+    }
+    if !answer.starts_with(b"HTTP/1.1 200") {
+        return Err(String::from_utf8_lossy(&answer).into_owned());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(&up.ca_file).map_err(|e| e.to_string())?;
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let mut cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("unknown.test").expect("name"), tcp)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agents_reviewers_and_credentials_follow_their_files_without_a_restart() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let secret = dir.path().join("github-token");
+    std::fs::write(&secret, "ghp_FIRSTsecretValue000\n").expect("secret");
+    let (cfg, store, ca) = write_config(
+        dir.path(),
+        "airlock.toml",
+        "redb",
+        &up,
+        &[HOST, "unknown.test"],
+        &format!("[credentials.github]\nfile = {:?}\n", path_str(&secret)),
+    );
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "allow_anonymous = true",
+            "allow_anonymous = false\nunknown_hosts = \"tunnel\"",
+        ),
+    )
+    .expect("no anonymous agents");
+    // One agent at start, so the file has an [[agents]] table before serve runs.
+    let first = token_from(&cfg, &["agents", "add", "first"]);
+    let serve = Serve::spawn(&cfg, &store, &ca, &dir.path().join("serve.log"));
+
+    // Added while serve runs: accepted without a restart or a signal.
+    let bot = token_from(&cfg, &["agents", "add", "bot", "--services", "github"]);
+    let kept = eventually("the new agent to be accepted", WAIT, || async {
+        open(&serve, HOST, "bot", &bot).await
+    })
+    .await;
+    assert_eq!(get(&kept, HOST, "/user").await.0, 200);
+    let seen = up.requests();
+    let last = seen.last().expect("upstream called");
+    assert_eq!(
+        last.header("authorization"),
+        Some("Bearer ghp_FIRSTsecretValue000")
+    );
+    let (ok, list, _) = cli(&cfg, &["agents", "list"]);
+    assert!(
+        ok && list.contains("bot\tservices=github") && list.contains("first"),
+        "{list}"
+    );
+    assert!(!list.contains(&bot), "list never shows a token");
+
+    // The credential file replaced (as a secret manager does: write beside it, rename over).
+    let next = dir.path().join("github-token.new");
+    std::fs::write(&next, "ghp_SECONDsecretValue00\n").expect("secret");
+    std::fs::rename(&next, &secret).expect("rename");
+    let again = open(&serve, HOST, "bot", &bot).await.expect("connect");
+    eventually("the new credential to be injected", WAIT, || {
+        let (up, again) = (&up, again.clone());
+        async move {
+            assert_eq!(get(&again, HOST, "/user").await.0, 200);
+            let seen = up.requests();
+            let auth = seen
+                .last()
+                .and_then(|r| r.header("authorization").map(str::to_string));
+            (auth.as_deref() == Some("Bearer ghp_SECONDsecretValue00"))
+                .then_some(())
+                .ok_or(auth)
+        }
+    })
+    .await;
+    // A broken credential file keeps the one in force (once serve has tried it: its log says so).
+    std::fs::write(&secret, "").expect("empty");
+    let log_file = dir.path().join("serve.log");
+    eventually(
+        "the failed credentials reload to be logged",
+        WAIT,
+        || async {
+            let log = std::fs::read_to_string(&log_file).unwrap_or_default();
+            log.contains("credentials reload failed").then_some(())
+        },
+    )
+    .await;
+    let before = up.count();
+    assert_eq!(get(&again, HOST, "/user").await.0, 200);
+    assert_eq!(up.count(), before + 1);
+    assert_eq!(
+        up.requests()
+            .last()
+            .and_then(|r| r.header("authorization").map(str::to_string)),
+        Some("Bearer ghp_SECONDsecretValue00".to_string())
+    );
+
+    // Rotated: the old token is refused on a fresh connection, and on the kept-alive one it
+    // opened before, with 407 and a challenge; the new token works.
+    let rotated = token_from(&cfg, &["agents", "rotate", "bot"]);
+    assert_ne!(rotated, bot);
+    let (status, reason, challenge) = eventually("the old token to be refused", WAIT, || {
+        let kept = kept.clone();
+        async move {
+            let r = get(&kept, HOST, "/user").await;
+            (r.0 == 407).then_some(r.clone()).ok_or(r)
+        }
+    })
+    .await;
+    assert_eq!(
+        (status, reason.as_str(), challenge),
+        (407, "agent_removed", true)
+    );
+    let refused = open(&serve, HOST, "bot", &bot).await.expect_err("refused");
+    assert!(refused.starts_with("HTTP/1.1 407"), "{refused}");
+    let fresh = open(&serve, HOST, "bot", &rotated)
+        .await
+        .expect("new token");
+    assert_eq!(get(&fresh, HOST, "/user").await.0, 200);
+
+    // Removed: its open connection's next request gets 407, and so does a new CONNECT.
+    let (ok, _, err) = cli(&cfg, &["agents", "remove", "bot"]);
+    assert!(ok, "{err}");
+    eventually("the removed agent to be refused", WAIT, || {
+        let fresh = fresh.clone();
+        async move {
+            let r = get(&fresh, HOST, "/user").await;
+            (r.0 == 407 && r.1 == "agent_removed")
+                .then_some(())
+                .ok_or(r)
+        }
+    })
+    .await;
+    let refused = open(&serve, HOST, "bot", &rotated)
+        .await
+        .expect_err("refused");
+    assert!(refused.starts_with("HTTP/1.1 407"), "{refused}");
+    let (ok, list, _) = cli(&cfg, &["agents", "list"]);
+    assert!(
+        ok && !list.contains("bot") && list.contains("first"),
+        "{list}"
+    );
+
+    // A blind tunnel (a host Airlock does not inspect) shows Airlock no request: it is closed
+    // when its agent is removed.
+    let tunneler = token_from(&cfg, &["agents", "add", "tunneler"]);
+    let mut blind = eventually("the tunneler to be accepted", WAIT, || async {
+        blind_tunnel(&serve, &up, "tunneler", &tunneler).await
+    })
+    .await;
+    blind
+        .write_all(b"GET / HTTP/1.1\r\nHost: unknown.test\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = [0u8; 12];
+    blind
+        .read_exact(&mut answer)
+        .await
+        .expect("the upstream answers through the tunnel");
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    let (ok, _, err) = cli(&cfg, &["agents", "remove", "tunneler"]);
+    assert!(ok, "{err}");
+    let closed = tokio::time::timeout(WAIT, async {
+        let mut rest = Vec::new();
+        blind.read_to_end(&mut rest).await.map(|_| ())
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the tunnel was closed once its agent was removed"
+    );
+    let (ok, _, err) = cli(&cfg, &["agents", "remove", "bot"]);
+    assert!(!ok && err.contains("no agent named"), "{err}");
+    // The other agent was never disturbed.
+    let other = open(&serve, HOST, "first", &first).await.expect("first");
+    assert_eq!(get(&other, HOST, "/user").await.0, 200);
+
+    // Reviewers: added while serve runs, she can use her token; removed, she cannot.
+    let alice = token_from(&cfg, &["reviewers", "add", "alice"]);
+    let reviews = |token: String| {
+        let admin = serve.admin;
+        async move {
+            reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client")
+                .get(format!("http://{admin}/v1/reviews"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    eventually("the new reviewer to be accepted", WAIT, || {
+        let t = alice.clone();
+        async move {
+            let code = reviews(t).await;
+            (code == 200).then_some(()).ok_or(code)
+        }
+    })
+    .await;
+    let (ok, list, _) = cli(&cfg, &["reviewers", "list"]);
+    assert!(ok && list.contains("alice"), "{list}");
+    let (ok, _, err) = cli(&cfg, &["reviewers", "remove", "Alice"]);
+    assert!(ok, "{err}");
+    eventually("the removed reviewer to be refused", WAIT, || {
+        let t = alice.clone();
+        async move {
+            let code = reviews(t).await;
+            (code == 401).then_some(()).ok_or(code)
+        }
+    })
+    .await;
+    let (ok, list, _) = cli(&cfg, &["reviewers", "list"]);
+    assert!(ok && !list.contains("alice"), "{list}");
+
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
+    for secret in ["ghp_FIRST", "ghp_SECOND", &bot, &rotated, &alice, &first] {
+        assert!(!log.contains(secret), "a secret reached the log");
+    }
+    serve.stop();
+}
