@@ -7,11 +7,26 @@
 
 mod cli;
 
+use std::process::ExitCode;
+
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     airlock::install_crypto_provider();
     let cli = cli::Cli::parse();
+    let json = cli.log_format == "json";
     cli::init_logging(&cli.log_format);
-    cli::run(cli)
+    match cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, the causes joined, never a backtrace (whatever RUST_BACKTRACE says).
+            let message = e
+                .chain()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(": ");
+            cli::report_error(&message, json);
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -56,7 +56,7 @@ use crate::gate::agent_api::{gate_error_response, review_json};
 use crate::gate::{Gate, ReviewState, Reviewer};
 use crate::wire::{json_response, Body, Refusal};
 
-pub use token::{adopt_shared_token, load_or_create_token};
+pub use token::{adopt_shared_token, load_or_create_token, read_token};
 
 /// On a page of `GET /v1/audit`: the `since` of the next page (absent on the last).
 pub const NEXT_SINCE_HEADER: &str = "airlock-next-since";

@@ -8,13 +8,14 @@ use clap::Subcommand;
 
 use airlock::config::{AgentConfig, Config};
 
-use super::{append_config_block, shared_directory};
+use super::shared_directory;
 
 #[derive(Subcommand)]
 pub(super) enum AgentsCommand {
     /// Create an agent and print its token once (only its SHA-256 is kept): in the shared
-    /// database with `[store] backend = "postgres"`, else appended to the config file
-    /// (--config, $AIRLOCK_CONFIG or ./airlock.toml, created if absent).
+    /// database with `[store] backend = "postgres"`, else appended to the config's
+    /// `agents_file` if it names one, else to the config file (the one in force, else
+    /// $AIRLOCK_HOME/airlock.toml or the XDG one, created if absent).
     Add {
         name: String,
         /// Services it may reach (e.g. github,stripe); default: no limit.
@@ -48,11 +49,14 @@ fn describe(a: &AgentConfig) -> String {
 
 /// Where to edit a config-file entry.
 fn file_name(config: &Config) -> String {
-    config
-        .source
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| airlock::config::DEFAULT_FILE.into())
+    match &config.agents_file {
+        Some(f) => format!(
+            "{} (or its agents file {})",
+            super::config_file_to_edit(config).display(),
+            f.display()
+        ),
+        None => super::config_file_to_edit(config).display().to_string(),
+    }
 }
 
 pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
@@ -121,7 +125,15 @@ pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
                 None => {
                     let block =
                         airlock::agents::config_block(&name, &digest, &services, owner.as_deref());
-                    append_config_block(&config, &block)?.display().to_string()
+                    super::append_block(
+                        &config
+                            .agents_file
+                            .clone()
+                            .unwrap_or_else(|| super::config_file_to_edit(&config)),
+                        &block,
+                    )?
+                    .display()
+                    .to_string()
                 }
             };
             eprintln!(

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use airlock::config::{Config, ReviewerConfig};
 use airlock::directory::Directory;
 
-use super::{append_config_block, shared_directory};
+use super::shared_directory;
 
 #[derive(Subcommand)]
 pub(super) enum ReviewersCommand {
@@ -86,7 +86,9 @@ pub(super) fn reviewers_cmd(config: Config, cmd: ReviewersCommand) -> Result<()>
                             .collect();
                         block.push_str(&format!("groups = [{}]\n", list.join(", ")));
                     }
-                    append_config_block(&config, &block)?.display().to_string()
+                    super::append_block(&super::config_file_to_edit(&config), &block)?
+                        .display()
+                        .to_string()
                 }
             };
             eprintln!(
