@@ -178,6 +178,11 @@ async fn phases(
         (classifier.evaluate(&head, None), Buffered::No(body))
     };
     log.verdict = verdict.action.as_str().into();
+    crate::metrics::request(
+        verdict.action.as_str(),
+        verdict.service.as_deref(),
+        verdict.tool.as_deref(),
+    );
     log.tool = verdict.tool.clone();
     // Only recorded or answered decisions need an id (plain pass-through does not).
     let unclassified = is_unclassified(&verdict);
