@@ -14,7 +14,6 @@ use clap::Parser;
 fn main() -> ExitCode {
     airlock::install_crypto_provider();
     let cli = cli::Cli::parse();
-    let json = cli.log_format == "json";
     cli::init_logging(&cli.log_format);
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -25,7 +24,7 @@ fn main() -> ExitCode {
                 .map(|c| c.to_string())
                 .collect::<Vec<_>>()
                 .join(": ");
-            cli::report_error(&message, json);
+            cli::report_error(&message);
             ExitCode::FAILURE
         }
     }

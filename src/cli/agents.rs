@@ -67,7 +67,7 @@ pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
                 Some(d) => {
                     let loaded = d.agents()?;
                     for why in &loaded.invalid {
-                        eprintln!("warning: skipping {why}");
+                        super::warn(&format!("skipping {why}"));
                     }
                     loaded.records
                 }
@@ -136,18 +136,18 @@ pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
                     .to_string()
                 }
             };
-            eprintln!(
+            super::note(&format!(
                 "agent {name} added to {place} (only the token's SHA-256 is stored). Its token, shown once:"
-            );
+            ));
             println!("{token}");
-            eprintln!(
+            super::note(&format!(
                 "use: HTTPS_PROXY=http://{name}:<token>@{} ({})",
                 config.proxy.listen,
                 match directory {
                     Some(_) => "every airlock serve on this database accepts it now",
                     None => "send airlock serve SIGHUP, or restart it, to load it",
                 }
-            );
+            ));
             Ok(())
         }
         AgentsCommand::Remove { name } => {
@@ -158,11 +158,11 @@ pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
             };
             match (removed, in_file) {
                 (true, false) => {
-                    eprintln!("agent {name} removed from the shared database; its token no longer works on any instance");
+                    super::note(&format!("agent {name} removed from the shared database; its token no longer works on any instance"));
                     Ok(())
                 }
                 (true, true) => {
-                    eprintln!("agent {name} removed from the shared database, but the config file {} still lists it (and that entry is in force): remove its [[agents]] block there, then send airlock serve SIGHUP", file_name(&config));
+                    super::note(&format!("agent {name} removed from the shared database, but the config file {} still lists it (and that entry is in force): remove its [[agents]] block there, then send airlock serve SIGHUP", file_name(&config)));
                     Ok(())
                 }
                 (false, true) => bail!(

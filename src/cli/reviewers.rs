@@ -41,7 +41,7 @@ fn stored_reviewers(directory: Option<&Directory>) -> Result<Vec<ReviewerConfig>
     };
     let loaded = d.reviewers()?;
     for why in &loaded.invalid {
-        eprintln!("warning: skipping {why}");
+        super::warn(&format!("skipping {why}"));
     }
     Ok(loaded.records)
 }
@@ -91,9 +91,9 @@ pub(super) fn reviewers_cmd(config: Config, cmd: ReviewersCommand) -> Result<()>
                         .to_string()
                 }
             };
-            eprintln!(
+            super::note(&format!(
                 "reviewer {name} added to {place} (only the token's SHA-256 is stored). Its token, shown once:"
-            );
+            ));
             println!("{token}");
             Ok(())
         }
@@ -139,9 +139,9 @@ pub(super) fn reviewers_cmd(config: Config, cmd: ReviewersCommand) -> Result<()>
             if !d.remove_reviewer(&name)? {
                 bail!("no reviewer named {name:?}");
             }
-            eprintln!("reviewer {name} removed from the shared database; her token, sessions and links no longer work on any instance");
+            super::note(&format!("reviewer {name} removed from the shared database; her token, sessions and links no longer work on any instance"));
             if file_entry {
-                eprintln!("the config file still lists a reviewer of that name (and that entry is in force): remove it there too");
+                super::note(&format!("the config file still lists a reviewer of that name (and that entry is in force): remove it there too"));
             }
             Ok(())
         }

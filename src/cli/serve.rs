@@ -99,11 +99,20 @@ async fn serve_async(config: Config) -> Result<()> {
     let classifier: Arc<dyn airlock::rules::Classifier> = catalog.clone();
     let server =
         airlock::server::start(&config, classifier, Arc::new(airlock::gate::SystemClock)).await?;
-    println!("airlock: proxy listening on {}", server.proxy_addr);
-    println!(
-        "airlock: admin API on http://{} (token in {})",
-        server.admin_addr,
-        config.admin.token_file.display()
+    super::announce(
+        &format!("airlock: proxy listening on {}", server.proxy_addr),
+        &[("proxy", server.proxy_addr.to_string())],
+    );
+    super::announce(
+        &format!(
+            "airlock: admin API on http://{} (token in {})",
+            server.admin_addr,
+            config.admin.token_file.display()
+        ),
+        &[
+            ("admin", server.admin_addr.to_string()),
+            ("token_file", config.admin.token_file.display().to_string()),
+        ],
     );
     tracing::info!(target: "airlock", proxy = %server.proxy_addr, admin = %server.admin_addr, unknown_hosts = ?config.proxy.unknown_hosts, "Airlock running");
     catalog.spawn_watcher(server.life.shutdown.clone());
