@@ -66,9 +66,9 @@ impl Home {
         cwd: &Path,
     ) -> Home {
         let set = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-        let home_env = set(HOME_ENV).map(|h| cwd.join(h));
+        let home_env = set(HOME_ENV).map(|h| lexical(&cwd.join(h)));
         if let Some(file) = explicit {
-            let abs = cwd.join(file);
+            let abs = lexical(&cwd.join(file));
             let dir = home_env
                 .clone()
                 .or_else(|| abs.parent().map(Path::to_path_buf))
@@ -151,6 +151,22 @@ impl Home {
             self.dir.display()
         )
     }
+}
+
+/// `p` without `.` and `..` components (by name, not following links).
+fn lexical(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
