@@ -24,6 +24,10 @@ pub(super) enum AgentsCommand {
         /// Person responsible for this agent.
         #[arg(long)]
         owner: Option<String>,
+        /// Write the token to DIR/NAME (mode 0600) instead of printing it: a volume or secret
+        /// that only the agent's container mounts (docker-compose.yml sets this).
+        #[arg(long, env = "AIRLOCK_AGENT_TOKEN_DIR", value_name = "DIR")]
+        token_dir: Option<std::path::PathBuf>,
     },
     /// List the agents: the config file's, and the shared database's (tokens are never kept,
     /// only their digests).
@@ -101,45 +105,62 @@ pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
             name,
             services,
             owner,
+            token_dir,
         } => {
             if config.agents.iter().any(|a| a.name == name) {
                 bail!("agent {name:?} already exists in the config");
             }
             let token = airlock::agents::generate_token();
             let digest = airlock::agents::token_digest(&token);
-            let place = match &directory {
-                Some(d) => {
-                    let agent = airlock::config::agent_entry(
-                        &name,
-                        &hex::encode(digest),
-                        &services,
-                        &[],
-                        owner.as_deref(),
-                    )
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                    if !d.add_agent(&agent)? {
-                        bail!("agent {name:?} already exists in the database");
-                    }
-                    "the shared database".to_string()
+            // The name is checked before it names a file.
+            airlock::config::agent_entry(
+                &name,
+                &hex::encode(digest),
+                &services,
+                &[],
+                owner.as_deref(),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let token_file = match &token_dir {
+                Some(dir) => {
+                    let file = dir.join(&name);
+                    airlock::secret_file::create_private_dir(dir)
+                        .and_then(|()| airlock::secret_file::write(&file, token.as_bytes()))
+                        .map_err(|e| {
+                            anyhow::anyhow!("writing the token to {}: {e}", file.display())
+                        })?;
+                    Some(file)
                 }
-                None => {
-                    let block =
-                        airlock::agents::config_block(&name, &digest, &services, owner.as_deref());
-                    super::append_block(
-                        &config
-                            .agents_file
-                            .clone()
-                            .unwrap_or_else(|| super::config_file_to_edit(&config)),
-                        &block,
-                    )?
-                    .display()
-                    .to_string()
-                }
+                None => None,
             };
-            super::note(&format!(
-                "agent {name} added to {place} (only the token's SHA-256 is stored). Its token, shown once:"
-            ));
-            println!("{token}");
+            let added = add_agent(
+                &config,
+                directory.as_ref(),
+                &name,
+                &digest,
+                &services,
+                owner.as_deref(),
+            );
+            let place = match (added, &token_file) {
+                (Ok(place), _) => place,
+                (Err(e), Some(file)) => {
+                    let _ = std::fs::remove_file(file);
+                    return Err(e);
+                }
+                (Err(e), None) => return Err(e),
+            };
+            match &token_file {
+                Some(file) => super::note(&format!(
+                    "agent {name} added to {place} (only the token's SHA-256 is stored); its token is in {} (0600)",
+                    file.display()
+                )),
+                None => {
+                    super::note(&format!(
+                        "agent {name} added to {place} (only the token's SHA-256 is stored). Its token, shown once:"
+                    ));
+                    println!("{token}");
+                }
+            }
             super::note(&format!(
                 "use: HTTPS_PROXY=http://{name}:<token>@{} ({})",
                 config.proxy.listen,
@@ -156,21 +177,62 @@ pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
                 Some(d) => d.remove_agent(&name)?,
                 None => false,
             };
-            match (removed, in_file) {
+            remove_message(&config, &name, removed, in_file)
+        }
+    }
+}
+
+/// Adds the agent to the shared database, else appends it to the agents file or the config
+/// file; returns where.
+fn add_agent(
+    config: &Config,
+    directory: Option<&airlock::directory::Directory>,
+    name: &str,
+    digest: &[u8; 32],
+    services: &[String],
+    owner: Option<&str>,
+) -> Result<String> {
+    let place = match directory {
+        Some(d) => {
+            let agent =
+                airlock::config::agent_entry(name, &hex::encode(digest), services, &[], owner)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if !d.add_agent(&agent)? {
+                bail!("agent {name:?} already exists in the database");
+            }
+            "the shared database".to_string()
+        }
+        None => {
+            let block = airlock::agents::config_block(name, &digest, services, owner);
+            super::append_block(
+                &config
+                    .agents_file
+                    .clone()
+                    .unwrap_or_else(|| super::config_file_to_edit(config)),
+                &block,
+            )?
+            .display()
+            .to_string()
+        }
+    };
+    Ok(place)
+}
+
+/// Says what `agents remove` did, or why it could not.
+fn remove_message(config: &Config, name: &str, removed: bool, in_file: bool) -> Result<()> {
+    match (removed, in_file) {
                 (true, false) => {
                     super::note(&format!("agent {name} removed from the shared database; its token no longer works on any instance"));
                     Ok(())
                 }
                 (true, true) => {
-                    super::note(&format!("agent {name} removed from the shared database, but the config file {} still lists it (and that entry is in force): remove its [[agents]] block there, then send airlock serve SIGHUP", file_name(&config)));
+                    super::note(&format!("agent {name} removed from the shared database, but the config file {} still lists it (and that entry is in force): remove its [[agents]] block there, then send airlock serve SIGHUP", file_name(config)));
                     Ok(())
                 }
                 (false, true) => bail!(
                     "agent {name:?} is in the config file {}: remove its [[agents]] block there, then send airlock serve SIGHUP (or restart it)",
-                    file_name(&config)
+                    file_name(config)
                 ),
                 (false, false) => bail!("no agent named {name:?}"),
             }
-        }
-    }
 }
