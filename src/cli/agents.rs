@@ -203,7 +203,7 @@ fn add_agent(
             "the shared database".to_string()
         }
         None => {
-            let block = airlock::agents::config_block(name, &digest, services, owner);
+            let block = airlock::agents::config_block(name, digest, services, owner);
             super::append_block(
                 &config
                     .agents_file

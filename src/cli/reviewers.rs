@@ -141,7 +141,7 @@ pub(super) fn reviewers_cmd(config: Config, cmd: ReviewersCommand) -> Result<()>
             }
             super::note(&format!("reviewer {name} removed from the shared database; her token, sessions and links no longer work on any instance"));
             if file_entry {
-                super::note(&format!("the config file still lists a reviewer of that name (and that entry is in force): remove it there too"));
+                super::note("the config file still lists a reviewer of that name (and that entry is in force): remove it there too");
             }
             Ok(())
         }
