@@ -336,6 +336,19 @@ async fn metrics_probes_and_status_of_a_running_server() {
         "{m}"
     );
 
+    // A tool name the agent made up (an unknown GraphQL mutation) never becomes a label.
+    let resp = s
+        .client()
+        .post("https://api.github.com/graphql")
+        .json(&serde_json::json!({"query": "mutation { madeUpByTheAgent7f3a(input: {}) { ok } }"}))
+        .send()
+        .await
+        .expect("graphql");
+    assert_ne!(resp.status(), 200);
+    let (_, m) = get_with_host(&s, "/metrics", &own, Some(&token)).await;
+    assert!(!m.contains("madeUpByTheAgent7f3a"), "{m}");
+    assert!(m.contains(r#"service="github",tool="none"} "#), "{m}");
+
     // `airlock status` from an unrelated directory, with the config named: where everything
     // is, and that the server is ready.
     let elsewhere = tempfile::tempdir().expect("tempdir");
