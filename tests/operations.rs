@@ -3,7 +3,8 @@
 //! `$AIRLOCK_HOME`, `./airlock.toml`, XDG); the CLI creates nothing where it happens to run and
 //! says where it looked; `airlock status`; `/metrics` after real traffic; the probes answer any
 //! Host while the API keeps its Host check; JSON logs are all JSON; redirected logs carry no
-//! ANSI colour; a user error is one line whatever `RUST_BACKTRACE` says.
+//! ANSI colour; a user error is one line whatever `RUST_BACKTRACE` says; `serve` in an empty
+//! directory keeps its state in the home; an agent added to the `agents_file` is loaded on SIGHUP.
 
 mod support;
 
@@ -203,6 +204,48 @@ fn the_cli_creates_nothing_where_it_runs_and_says_where_it_looked() {
     let stderr = text(&out.stderr);
     assert!(stderr.starts_with("error: no admin token at "), "{stderr}");
     assert_eq!(p.tree(), before, "nothing was created");
+}
+
+#[test]
+fn serve_in_an_empty_directory_keeps_its_state_in_the_home() {
+    let p = Place::new();
+    let mut child = p
+        .airlock(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let up = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("airlock: admin API on"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = up.expect("serve started");
+    let home = p.xdg_data.join("airlock");
+    assert!(
+        line.contains(&home.join("data/admin-token").display().to_string()),
+        "{line}"
+    );
+    assert!(home.join("certs/ca.pem").exists() && home.join("data/admin-token").exists());
+    assert!(
+        std::fs::read_dir(&p.cwd).expect("cwd").next().is_none(),
+        "nothing in the working directory"
+    );
+    // The CLI, run from anywhere with the same environment, finds that state.
+    let out = p.run(&["ca", "export"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        std::fs::read_to_string(home.join("certs/ca.pem")).expect("pem")
+    );
 }
 
 #[test]
@@ -498,4 +541,67 @@ async fn json_logs_are_all_json_and_text_logs_have_no_colour_off_a_terminal() {
         !stderr.contains('\u{1b}'),
         "ANSI escape in a redirected log:\n{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_added_to_the_agents_file_is_loaded_on_sighup() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, store, ca) = write_config(dir.path(), "airlock.toml", "redb", &up, HOSTS, "");
+    // A relative agents file: beside the config, whatever the working directory.
+    let body = std::fs::read_to_string(&cfg).expect("cfg");
+    std::fs::write(&cfg, format!("agents_file = \"state/agents.toml\"\n{body}")).expect("write");
+    let log = dir.path().join("serve.log");
+    let s = Serve::spawn(&cfg, &store, &ca, &log);
+    let tokens = dir.path().join("tokens");
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["agents", "add", "bot", "--token-dir"])
+        .arg(&tokens)
+        .current_dir(elsewhere.path())
+        .env_remove("AIRLOCK_HOME")
+        .output()
+        .expect("agents add");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let agents = std::fs::read_to_string(dir.path().join("state/agents.toml")).expect("agents");
+    assert!(agents.contains("name = \"bot\""), "{agents}");
+    let token = std::fs::read_to_string(tokens.join("bot")).expect("token");
+    let cert = reqwest::Certificate::from_pem(s.ca_pem.as_bytes()).expect("ca");
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(format!("http://bot:{token}@{}", s.proxy)).expect("proxy"))
+        .tls_certs_only([cert])
+        .build()
+        .expect("client");
+    let status = |client: reqwest::Client| async move {
+        match client.get("https://api.github.com/zen").send().await {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0, // refused at CONNECT (407): reqwest reports an error
+        }
+    };
+    assert_ne!(
+        status(client.clone()).await,
+        200,
+        "not loaded before SIGHUP"
+    );
+    let _ = Command::new("kill")
+        .args(["-HUP", &s.child.id().to_string()])
+        .status();
+    support::eventually(
+        "the agent loaded by SIGHUP",
+        std::time::Duration::from_secs(10),
+        || {
+            let client = client.clone();
+            async move {
+                match status(client).await {
+                    200 => Ok(()),
+                    other => Err(other),
+                }
+            }
+        },
+    )
+    .await;
+    s.stop();
 }
