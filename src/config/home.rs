@@ -2,8 +2,8 @@
 //! `--config` (or `$AIRLOCK_CONFIG`), else `$AIRLOCK_HOME/airlock.toml`, else `./airlock.toml`
 //! when present, else `$XDG_CONFIG_HOME/airlock/airlock.toml`. Relative paths in the config
 //! file, and the default `certs/` and `data/`, resolve against the home directory: `$AIRLOCK_HOME`
-//! when set, else the directory of the config file named or found in the working directory, else
-//! `$XDG_DATA_HOME/airlock`.
+//! when set, else `$XDG_DATA_HOME/airlock` for the XDG config file (however it was found), else
+//! the directory of the config file.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -67,12 +67,26 @@ impl Home {
     ) -> Home {
         let set = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
         let home_env = set(HOME_ENV).map(|h| lexical(&cwd.join(h)));
+        // XDG base directories; without $HOME either, the system-wide places.
+        let user_home = set("HOME");
+        let xdg = |var: &str, under_home: &str, system: &str| {
+            set(var)
+                .filter(|p| p.is_absolute())
+                .or_else(|| user_home.as_ref().map(|h| h.join(under_home)))
+                .unwrap_or_else(|| PathBuf::from(system))
+                .join("airlock")
+        };
+        let xdg_file = xdg("XDG_CONFIG_HOME", ".config", "/etc").join(super::DEFAULT_FILE);
+        let xdg_data = xdg("XDG_DATA_HOME", ".local/share", "/var/lib");
         if let Some(file) = explicit {
             let abs = lexical(&cwd.join(file));
-            let dir = home_env
-                .clone()
-                .or_else(|| abs.parent().map(Path::to_path_buf))
-                .unwrap_or_else(|| cwd.to_path_buf());
+            // The XDG config file keeps its XDG home however it is named (a reload names it).
+            let dir = match (&home_env, abs.parent()) {
+                (Some(h), _) => h.clone(),
+                _ if abs == xdg_file => xdg_data,
+                (None, Some(parent)) => parent.to_path_buf(),
+                (None, None) => cwd.to_path_buf(),
+            };
             return Home {
                 config_file: Some(file.to_path_buf()),
                 new_config_file: file.to_path_buf(),
@@ -101,24 +115,12 @@ impl Home {
                 searched: vec![local],
             };
         }
-        // XDG base directories; without $HOME either, the system-wide place.
-        let user_home = set("HOME");
-        let xdg = |var: &str, under_home: &str, system: &str| {
-            set(var)
-                .filter(|p| p.is_absolute())
-                .or_else(|| user_home.as_ref().map(|h| h.join(under_home)))
-                .unwrap_or_else(|| PathBuf::from(system))
-                .join("airlock")
-        };
-        let config_dir = xdg("XDG_CONFIG_HOME", ".config", "/etc");
-        let data_dir = xdg("XDG_DATA_HOME", ".local/share", "/var/lib");
-        let file = config_dir.join(super::DEFAULT_FILE);
         Home {
-            config_file: file.exists().then(|| file.clone()),
-            new_config_file: file.clone(),
-            dir: data_dir,
+            config_file: xdg_file.exists().then(|| xdg_file.clone()),
+            new_config_file: xdg_file.clone(),
+            dir: xdg_data,
             found: Found::Xdg,
-            searched: vec![local, file],
+            searched: vec![local, xdg_file],
         }
     }
 
@@ -205,6 +207,10 @@ mod tests {
             h.new_config_file,
             PathBuf::from("/h/.config/airlock/airlock.toml")
         );
+        // Named, the XDG file keeps its XDG home (so a reload resolves paths as the start did).
+        let named = Path::new("/h/.config/airlock/airlock.toml");
+        let h = Home::find_in(Some(named), &env_of(&[("HOME", "/h")]), cwd);
+        assert_eq!(h.dir, PathBuf::from("/h/.local/share/airlock"));
         let env = env_of(&[
             ("HOME", "/h"),
             ("XDG_CONFIG_HOME", "/c"),
