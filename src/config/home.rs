@@ -2,8 +2,8 @@
 //! `--config` (or `$AIRLOCK_CONFIG`), else `$AIRLOCK_HOME/airlock.toml`, else `./airlock.toml`
 //! when present, else `$XDG_CONFIG_HOME/airlock/airlock.toml`. Relative paths in the config
 //! file, and the default `certs/` and `data/`, resolve against the home directory: `$AIRLOCK_HOME`
-//! when set, else `$XDG_DATA_HOME/airlock` for the XDG config file (however it was found), else
-//! the directory of the config file.
+//! when set, else `$XDG_DATA_HOME/airlock` for the XDG config file (however it was named) or when
+//! no file is found, else the config file's directory.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
