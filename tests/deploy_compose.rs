@@ -285,13 +285,14 @@ fn documented_agent_step_works_as_written() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The same name again is refused, and leaves the first token in place.
+    // The same name again is refused, and leaves the first token in place, alone.
     let out = run(&["agents", "add", "example-agent"]);
     assert!(!out.status.success());
     assert_eq!(
         std::fs::read_to_string(tokens.join("example-agent")).expect("token"),
         token
     );
+    assert_eq!(std::fs::read_dir(&tokens).expect("tokens").count(), 1);
 }
 
 #[test]

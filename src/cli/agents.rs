@@ -121,15 +121,17 @@ pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
                 owner.as_deref(),
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+            // The token is written aside first and takes its name only once the agent exists:
+            // a refused add leaves an earlier token file as it was.
             let token_file = match &token_dir {
                 Some(dir) => {
-                    let file = dir.join(&name);
+                    let (file, pending) = (dir.join(&name), dir.join(format!(".{name}.new")));
                     airlock::secret_file::create_private_dir(dir)
-                        .and_then(|()| airlock::secret_file::write(&file, token.as_bytes()))
+                        .and_then(|()| airlock::secret_file::write(&pending, token.as_bytes()))
                         .map_err(|e| {
-                            anyhow::anyhow!("writing the token to {}: {e}", file.display())
+                            anyhow::anyhow!("writing the token to {}: {e}", pending.display())
                         })?;
-                    Some(file)
+                    Some((file, pending))
                 }
                 None => None,
             };
@@ -141,13 +143,27 @@ pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
                 &services,
                 owner.as_deref(),
             );
-            let place = match (added, &token_file) {
-                (Ok(place), _) => place,
-                (Err(e), Some(file)) => {
-                    let _ = std::fs::remove_file(file);
+            let place = match added {
+                Ok(place) => place,
+                Err(e) => {
+                    if let Some((_, pending)) = &token_file {
+                        let _ = std::fs::remove_file(pending);
+                    }
                     return Err(e);
                 }
-                (Err(e), None) => return Err(e),
+            };
+            let token_file = match token_file {
+                Some((file, pending)) => {
+                    std::fs::rename(&pending, &file).map_err(|e| {
+                        anyhow::anyhow!(
+                            "agent {name} was added, but its token could not be moved from {} to {}: {e}",
+                            pending.display(),
+                            file.display()
+                        )
+                    })?;
+                    Some(file)
+                }
+                None => None,
             };
             match &token_file {
                 Some(file) => super::note(&format!(
