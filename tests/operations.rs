@@ -267,6 +267,21 @@ fn a_user_error_is_one_line_without_a_backtrace() {
             assert_eq!(v["level"], "ERROR");
         }
     }
+    // A usage error follows --log-format json too.
+    let out = p
+        .airlock(&["--log-format", "json", "serve", "--listen", "nowhere"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stderr.trim()).expect("JSON");
+    assert!(
+        v["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("--listen")),
+        "{stderr}"
+    );
     // A bad config file names file, line and column, on one line.
     std::fs::write(p.cwd.join("airlock.toml"), "[proxy]\nlisen = 1\n").expect("write");
     let out = p
