@@ -229,7 +229,9 @@ async fn list(
         cursor = json["next_cursor"].as_str().map(str::to_string);
         match (&cursor, all) {
             (Some(_), true) => continue,
-            (Some(c), false) => eprintln!("more: airlock reviews list --cursor {c} (same filters)"),
+            (Some(c), false) => super::note(&format!(
+                "more: airlock reviews list --cursor {c} (same filters)"
+            )),
             (None, _) if printed == 0 => println!("no reviews"),
             (None, _) => {}
         }
