@@ -13,7 +13,8 @@
 //!   agents  upstream  config            agent identities; the only way out (permits); the config;
 //!   directory                           agents, reviewers and shared secrets kept in the store
 //!   store  tls  wire  secret_file       durable state; certificates; the shared HTTP vocabulary;
-//!   text_pos  person                    secret files; file:line:column positions; people's names
+//!   text_pos  person  metrics           secret files; file:line:column positions; people's names;
+//!                                       the Prometheus counters
 //! ```
 
 // Nothing a peer, a file or a user sent may panic the process (tests may).
@@ -29,6 +30,7 @@ pub mod config;
 pub mod credentials;
 pub mod directory;
 pub mod gate;
+pub mod metrics;
 pub mod notify;
 pub mod person;
 pub mod proxy;
@@ -61,7 +63,15 @@ pub const LAYERS: &[&[&str]] = &[
         "config",
         "directory",
     ],
-    &["store", "tls", "wire", "secret_file", "text_pos", "person"],
+    &[
+        "store",
+        "tls",
+        "wire",
+        "secret_file",
+        "text_pos",
+        "person",
+        "metrics",
+    ],
 ];
 
 /// Installs the process-wide rustls crypto provider (ring only). Idempotent.

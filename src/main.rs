@@ -7,11 +7,46 @@
 
 mod cli;
 
+use std::process::ExitCode;
+
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     airlock::install_crypto_provider();
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     cli::init_logging(&cli.log_format);
-    cli::run(cli)
+    match cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, the causes joined, never a backtrace (whatever RUST_BACKTRACE says).
+            let message = e
+                .chain()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(": ");
+            cli::report_error(&message);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A command line clap refused (or `--help`, `--version`): as clap prints it, or, when the
+/// arguments ask for `--log-format json`, its first line as one JSON error record.
+fn usage_error(e: clap::Error) -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let json = args
+        .windows(2)
+        .any(|w| w[0] == "--log-format" && w[1] == "json")
+        || args.iter().any(|a| a == "--log-format=json");
+    if !json || !e.use_stderr() {
+        e.exit();
+    }
+    cli::init_logging("json");
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or("invalid arguments");
+    cli::report_error(first.trim_start_matches("error: "));
+    ExitCode::from(2)
 }

@@ -307,7 +307,12 @@ pub async fn start_with_store(
     );
     in_force.clone().spawn_watch(changes, life.shutdown.clone());
     watch::spawn(
-        config.source.clone(),
+        config
+            .source
+            .iter()
+            .chain(config.agents_file.iter())
+            .cloned()
+            .collect(),
         in_force.clone(),
         vault_for_reload.clone(),
         life.shutdown.clone(),

@@ -1,7 +1,11 @@
 //! `docker-compose.yml` validates (`docker compose config`, or the Debian `docker-compose` that
 //! `.ci/run` installs; no Docker engine is needed) and keeps its promises: the agent sits only on
 //! an internal network, reaches out through Airlock with its own proxy credentials and the CA,
-//! and never gets a provider token; only Airlock's environment has one.
+//! and never gets a provider token; only Airlock's environment has one. It validates before any
+//! agent exists (no AGENT_TOKEN), and the documented `agents add` step works as written: the real
+//! binary, with the compose service's environment and the read-only config, writes the agents
+//! file on the state volume and the token to the agent's volume. `.dockerignore` keeps state and
+//! keys out of the build; the image is built without debug info.
 
 use std::process::Command;
 
@@ -9,7 +13,6 @@ fn compose_config() -> String {
     let env = [
         ("AIRLOCK_ADMIN_TOKEN", "test-admin-token"),
         ("GITHUB_TOKEN", "ghp_only_for_airlock"),
-        ("AGENT_TOKEN", "alk_agent_token"),
     ];
     let root = env!("CARGO_MANIFEST_DIR");
     let attempts: [(&str, &[&str]); 2] = [
@@ -21,6 +24,8 @@ fn compose_config() -> String {
         let out = Command::new(cmd)
             .args(args)
             .current_dir(root)
+            .env_remove("AGENT_TOKEN")
+            .env_remove("POSTGRES_PASSWORD")
             .envs(env)
             .output();
         match out {
@@ -62,9 +67,42 @@ fn compose_file_validates_and_isolates_the_agent() {
         "the agent never gets the provider token:\n{agent}"
     );
     assert!(airlock.contains("GITHUB_TOKEN"), "{airlock}");
+    // The agent's proxy credentials: its name, and its token read from its own volume, which
+    // Airlock's `agents add` writes (AIRLOCK_AGENT_TOKEN_DIR).
+    assert!(agent.contains("AIRLOCK_AGENT: example-agent"), "{agent}");
+    assert!(agent.contains("AIRLOCK_PROXY: airlock:8080"), "{agent}");
     assert!(
-        agent.contains("HTTPS_PROXY: http://example-agent:alk_agent_token@airlock:8080"),
+        agent.contains("airlock-agent-token:/run/airlock-agent:ro"),
         "{agent}"
+    );
+    assert!(agent.contains("/run/airlock-agent/"), "{agent}");
+    assert!(agent.contains("export HTTPS_PROXY="), "{agent}");
+    assert!(
+        airlock.contains("AIRLOCK_AGENT_TOKEN_DIR: /run/airlock-agents"),
+        "{airlock}"
+    );
+    assert!(
+        airlock.contains("airlock-agent-token:/run/airlock-agents:rw"),
+        "{airlock}"
+    );
+    // The config stays read-only; the agents file it names is on the writable state volume.
+    assert!(
+        airlock.contains("deploy/airlock.toml:/etc/airlock/airlock.toml:ro"),
+        "{airlock}"
+    );
+    assert!(
+        airlock.contains("airlock-state:/var/lib/airlock:rw"),
+        "{airlock}"
+    );
+    let deploy: toml::Table =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/airlock.toml"))
+            .expect("deploy config")
+            .parse()
+            .expect("TOML");
+    let agents_file = deploy["agents_file"].as_str().expect("agents_file");
+    assert!(
+        agents_file.starts_with("/var/lib/airlock/"),
+        "{agents_file}"
     );
     for var in ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS"] {
         assert!(agent.contains(&format!("{var}: /airlock/ca.pem")), "{var}");
@@ -159,7 +197,22 @@ fn scale_out_profile_shares_one_database_and_one_ca() {
     // The agent sees the load balancer and the CA certificate only, never a provider token.
     let agent_text = agent.join("\n");
     assert_eq!(entries(&agent, "networks"), vec!["agents: null"]);
-    assert!(agent_text.contains("@lb:8080"), "{agent_text}");
+    assert!(
+        agent_text.contains("AIRLOCK_PROXY: lb:8080"),
+        "{agent_text}"
+    );
+    assert!(
+        agent_text.contains("airlock-agent-token-scaled:/run/airlock-agent:ro"),
+        "{agent_text}"
+    );
+    for r in &replicas {
+        let joined = r.join("\n");
+        assert!(
+            joined.contains("airlock-agent-token-scaled:/run/airlock-agents:rw")
+                && joined.contains("AIRLOCK_AGENT_TOKEN_DIR: /run/airlock-agents"),
+            "{joined}"
+        );
+    }
     assert!(!agent_text.contains("GITHUB_TOKEN") && !agent_text.contains("airlock-keys"));
     assert!(
         agent_text.contains("airlock-public-scaled:/airlock:ro"),
@@ -176,4 +229,103 @@ fn scale_out_profile_shares_one_database_and_one_ca() {
     ] {
         assert!(haproxy.contains(r), "{r}");
     }
+}
+
+/// `airlock agents add example-agent` as the compose step runs it: the airlock service's
+/// environment (AIRLOCK_CONFIG on the read-only deploy config, AIRLOCK_AGENT_TOKEN_DIR), with the
+/// container's paths mapped into a temp dir. The config is untouched; the agent lands in the
+/// agents file, its token in the token directory, and `agents list` sees it.
+#[test]
+fn documented_agent_step_works_as_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("var/lib/airlock");
+    let tokens = dir.path().join("run/airlock-agents");
+    std::fs::create_dir_all(&state).expect("mkdir");
+    let deploy =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/airlock.toml"))
+            .expect("deploy config")
+            .replace("/var/lib/airlock", &state.display().to_string());
+    let config = dir.path().join("etc/airlock/airlock.toml");
+    std::fs::create_dir_all(config.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&config, &deploy).expect("write");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(args)
+            .current_dir(&state)
+            .env("AIRLOCK_CONFIG", &config)
+            .env("AIRLOCK_HOME", &state)
+            .env("AIRLOCK_AGENT_TOKEN_DIR", &tokens)
+            .env("GITHUB_TOKEN", "ghp_only_for_airlock")
+            .output()
+            .expect("run airlock")
+    };
+    let out = run(&["agents", "add", "example-agent"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(out.stdout.is_empty(), "the token is not printed");
+    assert_eq!(
+        std::fs::read_to_string(&config).expect("config"),
+        deploy,
+        "the read-only config is not written"
+    );
+    let token = std::fs::read_to_string(tokens.join("example-agent")).expect("token file");
+    assert!(token.starts_with("alk_"), "{token}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(tokens.join("example-agent"))
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let agents = std::fs::read_to_string(state.join("agents.toml")).expect("agents file");
+    assert!(agents.contains("name = \"example-agent\""), "{agents}");
+    assert!(!agents.contains(&token), "only the digest is stored");
+    let out = run(&["agents", "list"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("example-agent"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The same name again is refused, and leaves the first token in place, alone.
+    let out = run(&["agents", "add", "example-agent"]);
+    assert!(!out.status.success());
+    assert_eq!(
+        std::fs::read_to_string(tokens.join("example-agent")).expect("token"),
+        token
+    );
+    assert_eq!(std::fs::read_dir(&tokens).expect("tokens").count(), 1);
+}
+
+#[test]
+fn docker_build_leaves_state_and_debug_info_out() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let ignore = std::fs::read_to_string(format!("{root}/.dockerignore")).expect(".dockerignore");
+    let lines: Vec<&str> = ignore.lines().map(str::trim).collect();
+    for want in [
+        "target/",
+        "/certs/",
+        "/data/",
+        "**/*-key.pem",
+        "**/admin-token",
+        ".env",
+    ] {
+        assert!(lines.contains(&want), "{want} in .dockerignore");
+    }
+    // The build needs tests/data (the rules coverage lists are compiled in): not ignored.
+    assert!(
+        !lines.iter().any(|l| *l == "tests/" || *l == "data/"),
+        "{ignore}"
+    );
+    let dockerfile = std::fs::read_to_string(format!("{root}/Dockerfile")).expect("Dockerfile");
+    assert!(
+        dockerfile.contains("CARGO_PROFILE_RELEASE_DEBUG=0"),
+        "{dockerfile}"
+    );
+    assert!(
+        dockerfile.contains("CARGO_PROFILE_RELEASE_STRIP=symbols"),
+        "{dockerfile}"
+    );
+    assert!(
+        dockerfile.contains("ENV AIRLOCK_HOME=/var/lib/airlock"),
+        "{dockerfile}"
+    );
 }

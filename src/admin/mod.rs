@@ -3,9 +3,13 @@
 //! `Authorization: Bearer <token>`.
 //!
 //! Routes:
-//! - `GET  /healthz`                      liveness, no auth
-//! - `GET  /readyz`                       readiness, no auth: 200 once the store is open and
-//!   recovered (the listeners only open then) and while it answers reads; 503 otherwise
+//! - `GET  /healthz`                      liveness, no auth, any Host header
+//! - `GET  /readyz`                       readiness, no auth, any Host header: 200 once the
+//!   store is open and recovered (the listeners only open then) and while it answers reads;
+//!   503 otherwise
+//! - `GET  /metrics`                      Prometheus metrics (OpenMetrics text), admin token only
+//!
+//! Every route but the two probes checks the Host header (a DNS-rebinding guard).
 //! - `/ui/...`                            the reviewer dashboard (see `dashboard/`; session login)
 //! - `GET  /v1/reviews?state=&agent=&tool=&limit=&cursor=` one page of reviews (`limit`
 //!   default 100, at most 1000): pending ones soonest expiry first, others newest first; the
@@ -56,7 +60,7 @@ use crate::gate::agent_api::{gate_error_response, review_json};
 use crate::gate::{Gate, ReviewState, Reviewer};
 use crate::wire::{json_response, Body, Refusal};
 
-pub use token::{adopt_shared_token, load_or_create_token};
+pub use token::{adopt_shared_token, load_or_create_token, read_token};
 
 /// On a page of `GET /v1/audit`: the `since` of the next page (absent on the last).
 pub const NEXT_SINCE_HEADER: &str = "airlock-next-since";
@@ -363,17 +367,9 @@ fn err(status: StatusCode, code: &'static str, msg: &str) -> Response<Body> {
 }
 
 async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
-    if !host_ok(admin, &req) {
-        return err(
-            StatusCode::MISDIRECTED_REQUEST,
-            "bad_host",
-            "Host header does not name this admin listener",
-        );
-    }
     let path = req.uri().path().to_string();
-    if path == "/ui" || path.starts_with("/ui/") {
-        return dashboard::route(admin, req).await;
-    }
+    // Probes answer whatever the Host: a tunnel, a remapped port or a Kubernetes probe names
+    // the listener otherwise, and they reveal nothing and change nothing.
     if path == "/healthz" {
         return json_response(StatusCode::OK, &serde_json::json!({"ok": true}));
     }
@@ -387,6 +383,16 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
             ),
         };
     }
+    if !host_ok(admin, &req) {
+        return err(
+            StatusCode::MISDIRECTED_REQUEST,
+            "bad_host",
+            "Host header does not name this admin listener",
+        );
+    }
+    if path == "/ui" || path.starts_with("/ui/") {
+        return dashboard::route(admin, req).await;
+    }
     let Some(caller) = authorized(admin, &req) else {
         let mut r = err(
             StatusCode::UNAUTHORIZED,
@@ -399,6 +405,9 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
         );
         return r;
     };
+    if path == "/metrics" {
+        return metrics(admin, &caller).await;
+    }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
     match (method, segments.as_slice()) {
@@ -598,6 +607,30 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
 }
 
 /// 503 for an audit log that could not be read or written (or whose task failed).
+/// `GET /metrics`: the Prometheus metrics, for the admin token only (a reviewer's token is a
+/// person's, not a monitoring system's).
+async fn metrics(admin: &Admin, caller: &Caller) -> Response<Body> {
+    if !matches!(caller, Caller::Operator) {
+        return err(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "/metrics needs the admin token",
+        );
+    }
+    let pending = match admin.gate.totals().await {
+        Ok(t) => t
+            .iter()
+            .find(|(s, _)| *s == ReviewState::Pending)
+            .map(|(_, n)| *n)
+            .or(Some(0)),
+        Err(_) => None,
+    };
+    typed_response(
+        crate::metrics::encode(pending),
+        crate::metrics::CONTENT_TYPE,
+    )
+}
+
 fn audit_unavailable(e: impl std::fmt::Display) -> Response<Body> {
     err(
         StatusCode::SERVICE_UNAVAILABLE,

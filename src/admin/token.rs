@@ -5,6 +5,28 @@ use std::path::Path;
 
 use super::AdminError;
 
+/// The admin token, without creating one: `AIRLOCK_ADMIN_TOKEN`, else the file at `path`;
+/// `None` when neither exists.
+pub fn read_token(path: &Path) -> Result<Option<String>, AdminError> {
+    if let Ok(t) = std::env::var("AIRLOCK_ADMIN_TOKEN") {
+        if !t.trim().is_empty() {
+            return Ok(Some(t.trim().to_string()));
+        }
+    }
+    match std::fs::read_to_string(path) {
+        Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_string())),
+        Ok(_) => Err(AdminError::TokenFile {
+            path: path.display().to_string(),
+            message: "token file is empty".into(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(AdminError::TokenFile {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }),
+    }
+}
+
 /// Reads the admin token from `path`, creating it (random, mode 0600) if absent.
 /// `AIRLOCK_ADMIN_TOKEN` overrides the file.
 pub fn load_or_create_token(path: &Path) -> Result<String, AdminError> {

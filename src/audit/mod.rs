@@ -485,6 +485,16 @@ impl AuditLog {
         &self,
         entries: Vec<(String, Map<String, Value>, Option<Batch>)>,
     ) -> Vec<Written> {
+        let started = std::time::Instant::now();
+        let written = self.group_commit_untimed(entries);
+        crate::metrics::audit_appended(started.elapsed());
+        written
+    }
+
+    fn group_commit_untimed(
+        &self,
+        entries: Vec<(String, Map<String, Value>, Option<Batch>)>,
+    ) -> Vec<Written> {
         let mut q = self.queue_lock();
         let mut tickets = Vec::with_capacity(entries.len());
         for (kind, fields, with) in entries {

@@ -1,9 +1,9 @@
 //! `airlock agents`: add, list, remove and rotate the agents allowed to use the proxy. With an
-//! embedded store they live in the config file (a running `airlock serve` notices the change
-//! within a second); with a shared database (`[store] backend = "postgres"`) `add` changes the
-//! database, and every running `airlock serve` on it follows at once. `remove` and `rotate`
-//! change the entry where it is: the config file's (edited in place, `config_edit.rs`), the
-//! database's, or both.
+//! embedded store they live in the config file or its `agents_file` (a running `airlock serve`
+//! notices the change within a second); with a shared database (`[store] backend =
+//! "postgres"`) `add` changes the database, and every running `airlock serve` on it follows at
+//! once. `remove` and `rotate` change the entry where it is: a file's (edited in place,
+//! `config_edit.rs`), the database's, or both.
 
 use anyhow::{bail, Result};
 use clap::Subcommand;
@@ -11,13 +11,14 @@ use clap::Subcommand;
 use airlock::config::{AgentConfig, Config};
 
 use super::config_edit::{self, Table};
-use super::{append_config_block, shared_directory};
+use super::shared_directory;
 
 #[derive(Subcommand)]
 pub(super) enum AgentsCommand {
     /// Create an agent and print its token once (only its SHA-256 is kept): in the shared
-    /// database with `[store] backend = "postgres"`, else appended to the config file
-    /// (--config, $AIRLOCK_CONFIG or ./airlock.toml, created if absent).
+    /// database with `[store] backend = "postgres"`, else appended to the config's
+    /// `agents_file` if it names one, else to the config file (the one in force, else
+    /// $AIRLOCK_HOME/airlock.toml or the XDG one, created if absent).
     Add {
         name: String,
         /// Services it may reach (e.g. github,stripe); default: no limit.
@@ -26,13 +27,17 @@ pub(super) enum AgentsCommand {
         /// Person responsible for this agent.
         #[arg(long)]
         owner: Option<String>,
+        /// Write the token to DIR/NAME (mode 0600) instead of printing it: a volume or secret
+        /// that only the agent's container mounts (docker-compose.yml sets this).
+        #[arg(long, env = "AIRLOCK_AGENT_TOKEN_DIR", value_name = "DIR")]
+        token_dir: Option<std::path::PathBuf>,
     },
     /// List the agents: the config file's, and the shared database's (tokens are never kept,
     /// only their digests).
     List,
     /// Remove an agent: its token stops working, and so do the connections it has open (their
-    /// next request gets 407). From the config file (its `[[agents]]` block) and from the
-    /// shared database, wherever it is.
+    /// next request gets 407). From the agents file, the config file (its `[[agents]]` block)
+    /// and the shared database, wherever it is.
     Remove { name: String },
     /// Give an agent a new token and print it once; the old token stops working at once
     /// (its open connections get 407 on their next request).
@@ -53,6 +58,13 @@ fn describe(a: &AgentConfig) -> String {
     )
 }
 
+/// The files that may hold `[[agents]]` entries: the agents file (if any), then the config file.
+fn agent_files(config: &Config) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = config.agents_file.iter().cloned().collect();
+    files.push(config_edit::config_path(config));
+    files
+}
+
 pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
     let directory = shared_directory(&config)?;
     match cmd {
@@ -61,7 +73,7 @@ pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
                 Some(d) => {
                     let loaded = d.agents()?;
                     for why in &loaded.invalid {
-                        eprintln!("warning: skipping {why}");
+                        super::warn(&format!("skipping {why}"));
                     }
                     loaded.records
                 }
@@ -95,92 +107,175 @@ pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
             name,
             services,
             owner,
+            token_dir,
         } => {
             if config.agents.iter().any(|a| a.name == name) {
                 bail!("agent {name:?} already exists in the config");
             }
             let token = airlock::agents::generate_token();
             let digest = airlock::agents::token_digest(&token);
-            let place = match &directory {
-                Some(d) => {
-                    let agent = airlock::config::agent_entry(
-                        &name,
-                        &hex::encode(digest),
-                        &services,
-                        &[],
-                        owner.as_deref(),
-                    )
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                    if !d.add_agent(&agent)? {
-                        bail!("agent {name:?} already exists in the database");
-                    }
-                    "the shared database".to_string()
+            // The name is checked before it names a file.
+            airlock::config::agent_entry(
+                &name,
+                &hex::encode(digest),
+                &services,
+                &[],
+                owner.as_deref(),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            // The token is written aside first and takes its name only once the agent exists:
+            // a refused add leaves an earlier token file as it was.
+            let token_file = match &token_dir {
+                Some(dir) => {
+                    let (file, pending) = (dir.join(&name), dir.join(format!(".{name}.new")));
+                    airlock::secret_file::create_private_dir(dir)
+                        .and_then(|()| airlock::secret_file::write(&pending, token.as_bytes()))
+                        .map_err(|e| {
+                            anyhow::anyhow!("writing the token to {}: {e}", pending.display())
+                        })?;
+                    Some((file, pending))
                 }
-                None => {
-                    let block =
-                        airlock::agents::config_block(&name, &digest, &services, owner.as_deref());
-                    append_config_block(&config, &block)?.display().to_string()
+                None => None,
+            };
+            let added = add_agent(
+                &config,
+                directory.as_ref(),
+                &name,
+                &digest,
+                &services,
+                owner.as_deref(),
+            );
+            let place = match added {
+                Ok(place) => place,
+                Err(e) => {
+                    if let Some((_, pending)) = &token_file {
+                        let _ = std::fs::remove_file(pending);
+                    }
+                    return Err(e);
                 }
             };
-            eprintln!(
-                "agent {name} added to {place} (only the token's SHA-256 is stored). Its token, shown once:"
-            );
-            println!("{token}");
-            eprintln!(
+            let token_file = match token_file {
+                Some((file, pending)) => {
+                    std::fs::rename(&pending, &file).map_err(|e| {
+                        anyhow::anyhow!(
+                            "agent {name} was added, but its token could not be moved from {} to {}: {e}",
+                            pending.display(),
+                            file.display()
+                        )
+                    })?;
+                    Some(file)
+                }
+                None => None,
+            };
+            match &token_file {
+                Some(file) => super::note(&format!(
+                    "agent {name} added to {place} (only the token's SHA-256 is stored); its token is in {} (0600)",
+                    file.display()
+                )),
+                None => {
+                    super::note(&format!(
+                        "agent {name} added to {place} (only the token's SHA-256 is stored). Its token, shown once:"
+                    ));
+                    println!("{token}");
+                }
+            }
+            super::note(&format!(
                 "use: HTTPS_PROXY=http://{name}:<token>@{} ({})",
                 config.proxy.listen,
                 match directory {
                     Some(_) => "every airlock serve on this database accepts it now",
                     None => "a running airlock serve loads it within a second",
                 }
-            );
+            ));
             Ok(())
         }
         AgentsCommand::Remove { name } => {
-            let path = config_edit::config_path(&config);
-            let from_file = config_edit::remove(&path, Table::Agents, &name)?;
+            let mut removed_from = Vec::new();
+            for path in agent_files(&config) {
+                if config_edit::remove(&path, Table::Agents, &name)? {
+                    removed_from.push(path.display().to_string());
+                }
+            }
             let from_database = match &directory {
                 Some(d) => d.remove_agent(&name)?,
                 None => false,
             };
-            if !from_file && !from_database {
+            if removed_from.is_empty() && !from_database {
                 bail!("no agent named {name:?}");
             }
-            if from_file {
-                eprintln!(
-                    "agent {name} removed from {}; a running airlock serve drops it within a second (its open connections get 407 on their next request)",
-                    path.display()
-                );
+            for place in removed_from {
+                super::note(&format!(
+                    "agent {name} removed from {place}; a running airlock serve drops it within a second (its open connections get 407 on their next request)"
+                ));
             }
             if from_database {
-                eprintln!("agent {name} removed from the shared database; its token no longer works on any instance");
+                super::note(&format!("agent {name} removed from the shared database; its token no longer works on any instance"));
             }
             Ok(())
         }
         AgentsCommand::Rotate { name } => {
             let token = airlock::agents::generate_token();
             let digest = airlock::agents::token_digest(&token);
-            let path = config_edit::config_path(&config);
-            // The config file's entry is the one in force when both have the name.
-            let place =
-                if config_edit::set_token(&path, Table::Agents, &name, &hex::encode(digest))? {
-                    format!(
+            let digest_hex = hex::encode(digest);
+            // A file's entry is the one in force when the database has the name too.
+            let mut place = None;
+            for path in agent_files(&config) {
+                if config_edit::set_token(&path, Table::Agents, &name, &digest_hex)? {
+                    place = Some(format!(
                         "{} (a running airlock serve takes it within a second)",
                         path.display()
-                    )
-                } else {
-                    match &directory {
-                        Some(d) if d.set_agent_token(&name, &digest)? => {
-                            "the shared database (every instance takes it at once)".to_string()
-                        }
-                        _ => bail!("no agent named {name:?}"),
-                    }
-                };
-            eprintln!(
+                    ));
+                    break;
+                }
+            }
+            let place = match (place, &directory) {
+                (Some(p), _) => p,
+                (None, Some(d)) if d.set_agent_token(&name, &digest)? => {
+                    "the shared database (every instance takes it at once)".to_string()
+                }
+                _ => bail!("no agent named {name:?}"),
+            };
+            super::note(&format!(
                 "agent {name} has a new token in {place}; the old one no longer works. The new token, shown once:"
-            );
+            ));
             println!("{token}");
             Ok(())
         }
     }
+}
+
+/// Adds the agent to the shared database, else appends it to the agents file or the config
+/// file; returns where.
+fn add_agent(
+    config: &Config,
+    directory: Option<&airlock::directory::Directory>,
+    name: &str,
+    digest: &[u8; 32],
+    services: &[String],
+    owner: Option<&str>,
+) -> Result<String> {
+    let place = match directory {
+        Some(d) => {
+            let agent =
+                airlock::config::agent_entry(name, &hex::encode(digest), services, &[], owner)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if !d.add_agent(&agent)? {
+                bail!("agent {name:?} already exists in the database");
+            }
+            "the shared database".to_string()
+        }
+        None => {
+            let block = airlock::agents::config_block(name, digest, services, owner);
+            super::append_block(
+                &config
+                    .agents_file
+                    .clone()
+                    .unwrap_or_else(|| super::config_file_to_edit(config)),
+                &block,
+            )?
+            .display()
+            .to_string()
+        }
+    };
+    Ok(place)
 }

@@ -43,7 +43,9 @@ enum AuditSource {
 }
 
 async fn audit_source(config: &Config) -> Result<AuditSource> {
-    let token = airlock::admin::load_or_create_token(&config.admin.token_file).ok();
+    let token = airlock::admin::read_token(&config.admin.token_file)
+        .ok()
+        .flatten();
     if let Some(token) = token {
         let addr = config.admin.listen;
         if airlock::admin::client::call(addr, &token, http::Method::GET, "/healthz", None)
@@ -52,6 +54,14 @@ async fn audit_source(config: &Config) -> Result<AuditSource> {
         {
             return Ok(AuditSource::Admin(addr, token));
         }
+    }
+    if config.store.backend != airlock::store::Backend::Postgres && !config.store.path.exists() {
+        anyhow::bail!(
+            "no running server answers at {} and there is no store at {} ({})",
+            config.admin.listen,
+            config.store.path.display(),
+            config.home.describe()
+        );
     }
     let store = airlock::store::open_configured(
         config.store.backend,

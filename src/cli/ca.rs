@@ -40,8 +40,13 @@ pub(super) fn ca_cmd(config: Config, command: CaCommand) -> Result<()> {
         }
         CaCommand::Export { ca_dir } => {
             let dir = ca_dir.unwrap_or(config.tls.ca_dir);
-            let ca = CertificateAuthority::load(&dir)
-                .with_context(|| "no CA yet: run `airlock ca init` or `airlock serve` first")?;
+            let ca = CertificateAuthority::load(&dir).with_context(|| {
+                format!(
+                    "no CA in {}: run `airlock ca init` or `airlock serve` first ({})",
+                    dir.display(),
+                    config.home.describe()
+                )
+            })?;
             print!("{}", ca.cert_pem());
             Ok(())
         }

@@ -44,12 +44,9 @@ enum Edit<'a> {
     SetToken(&'a str),
 }
 
-/// The config file `airlock serve` reads: `--config`, `$AIRLOCK_CONFIG` or ./airlock.toml.
+/// The config file in force (or the home's, where `agents add` would create one).
 pub(super) fn config_path(config: &Config) -> PathBuf {
-    config
-        .source
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(airlock::config::DEFAULT_FILE))
+    super::config_file_to_edit(config)
 }
 
 /// Removes the `[[table]]` block named `name`; `Ok(false)` if the file has none.

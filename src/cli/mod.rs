@@ -5,12 +5,14 @@ mod audit;
 mod ca;
 mod config;
 mod config_edit;
+mod output;
 mod reviewers;
 mod reviews;
 mod rules;
 #[cfg(target_os = "linux")]
 mod run;
 mod serve;
+mod status;
 
 use std::path::PathBuf;
 
@@ -23,6 +25,8 @@ use agents::AgentsCommand;
 use audit::AuditCommand;
 use ca::CaCommand;
 use config::ConfigCommand;
+use output::{announce, note, warn};
+pub use output::{init_logging, report_error};
 use reviewers::ReviewersCommand;
 use reviews::ReviewsCommand;
 use rules::RulesCommand;
@@ -37,7 +41,8 @@ use serve::ServeArgs;
     about = "HTTPS interception proxy that holds irreversible API calls for human approval"
 )]
 pub struct Cli {
-    /// Config file (default: $AIRLOCK_CONFIG, else ./airlock.toml if present, else built-in defaults).
+    /// Config file (default: $AIRLOCK_CONFIG, else $AIRLOCK_HOME/airlock.toml, else ./airlock.toml
+    /// if present, else $XDG_CONFIG_HOME/airlock/airlock.toml, else built-in defaults).
     #[arg(long, short, global = true, env = "AIRLOCK_CONFIG")]
     config: Option<PathBuf>,
     /// Log format.
@@ -87,6 +92,9 @@ enum Command {
     /// Run COMMAND in a network namespace whose only way out is Airlock (Linux, needs root).
     #[cfg(target_os = "linux")]
     Run(RunArgs),
+    /// Show where the config, CA, store and admin token are, and whether the server is ready
+    /// (exits 1 when it is not).
+    Status,
     /// Validate configuration.
     Config {
         #[command(subcommand)]
@@ -128,30 +136,61 @@ pub fn run(cli: Cli) -> Result<()> {
             runtime.block_on(reviews::reviews(config, token, command))
         }
         Command::Config { command } => config::config_cmd(config, command),
+        Command::Status => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(status::status(config)),
     }
 }
 
-/// Appends a TOML block to the config file (`--config`, `$AIRLOCK_CONFIG` or ./airlock.toml,
-/// created if absent) after checking that the result still parses; fsyncs it.
-pub(super) fn append_config_block(config: &Config, block: &str) -> Result<PathBuf> {
-    let path = config
-        .source
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(airlock::config::DEFAULT_FILE));
-    let existing = std::fs::read_to_string(&path).unwrap_or_default();
+/// Appends a TOML block to `path` (a config file or the agents file; created if absent, with
+/// its directory) after checking that the result still parses; fsyncs it.
+pub(super) fn append_block(path: &std::path::Path, block: &str) -> Result<PathBuf> {
+    let existing = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
     let combined = format!("{existing}{block}");
     Config::from_toml(&path.display().to_string(), &combined)
         .map_err(|e| anyhow::anyhow!("refusing to write an invalid config: {e}"))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&path)
+        .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
     f.write_all(block.as_bytes())
         .and_then(|_| f.sync_all())
         .with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
+    Ok(path.to_path_buf())
+}
+
+/// The config file that `add` commands append to: the one in force, else the home's
+/// (`$AIRLOCK_HOME/airlock.toml` or the XDG one), never the working directory by chance.
+pub(super) fn config_file_to_edit(config: &Config) -> PathBuf {
+    config
+        .source
+        .clone()
+        .unwrap_or_else(|| config.home.new_config_file.clone())
+}
+
+/// The admin token the CLI presents: `AIRLOCK_ADMIN_TOKEN`, else the token file `airlock serve`
+/// wrote. Never creates one: a missing file means no server ran with this config.
+pub(super) fn admin_token(config: &Config) -> Result<String> {
+    let path = &config.admin.token_file;
+    airlock::admin::read_token(path)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no admin token at {} (set AIRLOCK_ADMIN_TOKEN, or point --config / AIRLOCK_HOME at the config `airlock serve` uses; {})",
+                path.display(),
+                config.home.describe()
+            )
+        })
 }
 
 /// The agents and reviewers kept in the database, when the store is one several `airlock
@@ -169,18 +208,4 @@ pub(super) fn shared_directory(config: &Config) -> Result<Option<airlock::direct
     )
     .map_err(|e| anyhow::anyhow!("opening the store (store.url): {e}"))?;
     Ok(Some(airlock::directory::Directory::new(store)))
-}
-
-/// Logs go to stderr, filtered by $AIRLOCK_LOG (default: info), as text or JSON.
-pub fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }

@@ -12,7 +12,7 @@ use airlock::config::{Config, ReviewerConfig};
 use airlock::directory::Directory;
 
 use super::config_edit::{self, Table};
-use super::{append_config_block, shared_directory};
+use super::shared_directory;
 
 #[derive(Subcommand)]
 pub(super) enum ReviewersCommand {
@@ -44,7 +44,7 @@ fn stored_reviewers(directory: Option<&Directory>) -> Result<Vec<ReviewerConfig>
     };
     let loaded = d.reviewers()?;
     for why in &loaded.invalid {
-        eprintln!("warning: skipping {why}");
+        super::warn(&format!("skipping {why}"));
     }
     Ok(loaded.records)
 }
@@ -89,12 +89,14 @@ pub(super) fn reviewers_cmd(config: Config, cmd: ReviewersCommand) -> Result<()>
                             .collect();
                         block.push_str(&format!("groups = [{}]\n", list.join(", ")));
                     }
-                    append_config_block(&config, &block)?.display().to_string()
+                    super::append_block(&super::config_file_to_edit(&config), &block)?
+                        .display()
+                        .to_string()
                 }
             };
-            eprintln!(
+            super::note(&format!(
                 "reviewer {name} added to {place} (only the token's SHA-256 is stored; a running airlock serve accepts her within a second). Her token, shown once:"
-            );
+            ));
             println!("{token}");
             Ok(())
         }
@@ -138,10 +140,10 @@ pub(super) fn reviewers_cmd(config: Config, cmd: ReviewersCommand) -> Result<()>
                 bail!("no reviewer named {name:?}");
             }
             if from_file {
-                eprintln!("reviewer {name} removed from {}; a running airlock serve drops her within a second (her token, sessions and links stop working)", path.display());
+                super::note(&format!("reviewer {name} removed from {}; a running airlock serve drops her within a second (her token, sessions and links stop working)", path.display()));
             }
             if from_database {
-                eprintln!("reviewer {name} removed from the shared database; her token, sessions and links no longer work on any instance");
+                super::note(&format!("reviewer {name} removed from the shared database; her token, sessions and links no longer work on any instance"));
             }
             Ok(())
         }

@@ -1,6 +1,6 @@
 //! `airlock reviews`: list and decide held requests through the running server's admin API.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Subcommand;
 
 use airlock::config::Config;
@@ -79,8 +79,7 @@ pub(super) async fn reviews(
     use http::Method;
     let token = match token {
         Some(t) => t,
-        None => airlock::admin::load_or_create_token(&config.admin.token_file)
-            .context("reading the admin token (set AIRLOCK_ADMIN_TOKEN or run from the directory `airlock serve` uses)")?,
+        None => super::admin_token(&config)?,
     };
     let addr = config.admin.listen;
     let (method, path, body) = match &cmd {
@@ -230,7 +229,9 @@ async fn list(
         cursor = json["next_cursor"].as_str().map(str::to_string);
         match (&cursor, all) {
             (Some(_), true) => continue,
-            (Some(c), false) => eprintln!("more: airlock reviews list --cursor {c} (same filters)"),
+            (Some(c), false) => super::note(&format!(
+                "more: airlock reviews list --cursor {c} (same filters)"
+            )),
             (None, _) if printed == 0 => println!("no reviews"),
             (None, _) => {}
         }

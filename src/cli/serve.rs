@@ -99,13 +99,23 @@ async fn serve_async(config: Config) -> Result<()> {
     let classifier: Arc<dyn airlock::rules::Classifier> = catalog.clone();
     let server =
         airlock::server::start(&config, classifier, Arc::new(airlock::gate::SystemClock)).await?;
-    println!("airlock: proxy listening on {}", server.proxy_addr);
-    println!(
-        "airlock: admin API on http://{} (token in {})",
-        server.admin_addr,
-        config.admin.token_file.display()
-    );
+    // Logged before the address lines: whoever reads those finds this line written.
     tracing::info!(target: "airlock", proxy = %server.proxy_addr, admin = %server.admin_addr, unknown_hosts = ?config.proxy.unknown_hosts, "Airlock running");
+    super::announce(
+        &format!("airlock: proxy listening on {}", server.proxy_addr),
+        &[("proxy", server.proxy_addr.to_string())],
+    );
+    super::announce(
+        &format!(
+            "airlock: admin API on http://{} (token in {})",
+            server.admin_addr,
+            config.admin.token_file.display()
+        ),
+        &[
+            ("admin", server.admin_addr.to_string()),
+            ("token_file", config.admin.token_file.display().to_string()),
+        ],
+    );
     catalog.spawn_watcher(server.life.shutdown.clone());
     shutdown_signal().await;
     tracing::info!(target: "airlock", "shutting down: no new connections, draining in-flight requests");

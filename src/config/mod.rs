@@ -7,6 +7,7 @@ mod audit;
 mod credentials;
 mod egress;
 mod gate;
+mod home;
 mod people;
 mod proxy;
 mod rules;
@@ -17,6 +18,7 @@ pub use audit::AuditConfig;
 pub use credentials::{default_git_hosts, default_service_hosts, CredentialConfig, SecretSource};
 pub use egress::EgressConfig;
 pub use gate::GateConfig;
+pub use home::{Found, Home, HOME_ENV};
 pub use people::{agent_entry, reviewer_entry, AgentConfig, ReviewerConfig};
 pub use proxy::{auto_workers, ProxyConfig, UnknownHosts};
 pub use rules::RulesConfig;
@@ -61,6 +63,9 @@ pub enum ConfigError {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawConfig {
+    /// A TOML file of `[[agents]]` entries read with this one (`agents add` appends there):
+    /// agents kept in a writable place while this file stays read-only. Absent: none yet.
+    agents_file: Option<PathBuf>,
     proxy: proxy::RawProxy,
     upstream: upstream::RawUpstream,
     tls: upstream::RawTls,
@@ -131,6 +136,10 @@ impl Overrides {
 pub struct Config {
     /// The file this came from, if any (for messages).
     pub source: Option<PathBuf>,
+    /// Where the config was looked for and where relative paths resolve.
+    pub home: Home,
+    /// `agents_file`: the `[[agents]]` file read with the config (resolved), if set.
+    pub agents_file: Option<PathBuf>,
     pub proxy: ProxyConfig,
     pub upstream: UpstreamConfig,
     pub tls: TlsConfig,
@@ -189,29 +198,30 @@ impl Config {
         self.store.path.join("link-key")
     }
 
-    /// Finds and loads the config: explicit path, else `$AIRLOCK_CONFIG`, else `./airlock.toml`
-    /// if present, else built-in defaults.
-    /// `overrides` (command-line settings) are merged in before the one check.
+    /// Finds and loads the config ([`Home::find`]): explicit path (`--config`,
+    /// `$AIRLOCK_CONFIG`), else `$AIRLOCK_HOME/airlock.toml`, else `./airlock.toml` if present,
+    /// else the XDG config file; none found: built-in defaults. Relative paths resolve against
+    /// the home directory. `overrides` (command-line settings) are merged in before the one check.
     pub fn discover(explicit: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
-        if let Some(p) = explicit {
-            return Self::load(p, overrides);
+        let home = Home::find(explicit);
+        match home.config_file.clone() {
+            Some(path) => Self::load_in(&path, home, overrides),
+            None => Self::checked("<defaults>", "", overrides, home),
         }
-        if let Some(p) = std::env::var_os(CONFIG_ENV) {
-            return Self::load(Path::new(&p), overrides);
-        }
-        let local = Path::new(DEFAULT_FILE);
-        if local.exists() {
-            return Self::load(local, overrides);
-        }
-        Self::checked("<defaults>", "", overrides)
     }
 
+    /// Loads the config file at `path` (relative paths in it resolve against `$AIRLOCK_HOME`,
+    /// else its directory).
     pub fn load(path: &Path, overrides: Overrides) -> Result<Config, ConfigError> {
+        Self::load_in(path, Home::find(Some(path)), overrides)
+    }
+
+    fn load_in(path: &Path, home: Home, overrides: Overrides) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
             file: path.display().to_string(),
             message: e.to_string(),
         })?;
-        let mut c = Self::checked(&path.display().to_string(), &text, overrides)?;
+        let mut c = Self::checked(&path.display().to_string(), &text, overrides, home)?;
         c.source = Some(path.to_path_buf());
         Ok(c)
     }
@@ -236,49 +246,74 @@ impl Config {
         people::check_agents(&raw.agents).map_err(|m| cx.invalid("agents", m))
     }
 
-    /// The file at `path` parsed, not checked; its name for errors.
+    /// The file at `path` parsed (its paths resolved, its agents file read), not checked; its
+    /// name for errors.
     fn load_raw(path: &Path) -> Result<(String, RawConfig), ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
             file: file.clone(),
             message: e.to_string(),
         })?;
-        let raw: RawConfig = toml::from_str(&text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| crate::text_pos::line_col(&text, s.start))
-                .unwrap_or((1, 1));
-            ConfigError::Parse {
-                file: file.clone(),
-                line,
-                column,
-                message: e.message().to_string(),
-            }
-        })?;
+        let raw = parse_raw(&file, &text, &Home::find(Some(path)))?;
         Ok((file, raw))
     }
 
     /// Parses and checks TOML text; `file` names it in errors.
     pub fn from_toml(file: &str, text: &str) -> Result<Config, ConfigError> {
-        Self::checked(file, text, Overrides::default())
+        Self::checked(file, text, Overrides::default(), Home::default())
     }
 
-    fn checked(file: &str, text: &str, overrides: Overrides) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| crate::text_pos::line_col(text, s.start))
-                .unwrap_or((1, 1));
-            ConfigError::Parse {
-                file: file.to_string(),
-                line,
-                column,
-                message: e.message().to_string(),
-            }
-        })?;
-        let mut raw = raw;
+    fn checked(
+        file: &str,
+        text: &str,
+        overrides: Overrides,
+        home: Home,
+    ) -> Result<Config, ConfigError> {
+        let mut raw = parse_raw(file, text, &home)?;
         overrides.apply(&mut raw);
-        check(file, raw)
+        let mut c = check(file, raw)?;
+        c.home = home;
+        Ok(c)
+    }
+}
+
+/// Parses TOML text, resolves its relative paths against `home` and adds the agents of its
+/// `agents_file`.
+fn parse_raw(file: &str, text: &str, home: &Home) -> Result<RawConfig, ConfigError> {
+    let mut raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map(|s| crate::text_pos::line_col(text, s.start))
+            .unwrap_or((1, 1));
+        ConfigError::Parse {
+            file: file.to_string(),
+            line,
+            column,
+            message: e.message().to_string(),
+        }
+    })?;
+    if home.found != Found::Unset {
+        resolve_paths(&mut raw, home);
+    }
+    if let Some(path) = &raw.agents_file {
+        raw.agents.extend(people::read_agents_file(path)?);
+    }
+    Ok(raw)
+}
+
+/// Every path the file names, made absolute under the home directory.
+fn resolve_paths(raw: &mut RawConfig, home: &Home) {
+    let r = |p: &mut PathBuf| *p = home.resolve(p);
+    r(&mut raw.tls.ca_dir);
+    r(&mut raw.store.path);
+    raw.store.ca_file.as_mut().map(r);
+    raw.admin.token_file.as_mut().map(r);
+    raw.audit.key_file.as_mut().map(r);
+    raw.rules.dir.as_mut().map(r);
+    raw.agents_file.as_mut().map(r);
+    raw.upstream.extra_ca_files.iter_mut().for_each(r);
+    for c in raw.credentials.values_mut() {
+        c.file.as_mut().map(r);
     }
 }
 
@@ -342,6 +377,8 @@ fn check(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
     Ok(Config {
         notify,
         source: None,
+        home: Home::default(),
+        agents_file: raw.agents_file,
         egress,
         audit,
         agents,
@@ -481,7 +518,7 @@ mod tests {
     fn command_line_overrides_are_checked_like_the_file() {
         let at = |s: &str| Some(s.parse::<SocketAddr>().expect("addr"));
         let err = |o: Overrides| {
-            Config::checked("t.toml", "", o)
+            Config::checked("t.toml", "", o, Home::default())
                 .expect_err("invalid")
                 .to_string()
         };
@@ -507,6 +544,7 @@ mod tests {
                 data_dir: Some("/srv/airlock".into()),
                 ..Default::default()
             },
+            Home::default(),
         )
         .expect("valid");
         assert_eq!(c.proxy.listen.port(), 9000);
@@ -522,6 +560,7 @@ mod tests {
                 data_dir: Some("/x".into()),
                 ..Default::default()
             },
+            Home::default(),
         )
         .expect("valid");
         assert_eq!(c.admin.token_file, PathBuf::from("/etc/airlock/token"));

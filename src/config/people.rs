@@ -17,6 +17,43 @@ pub(super) struct RawAgent {
     pub(super) owner: Option<String>,
 }
 
+/// An `agents_file`: `[[agents]]` entries only.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAgentsFile {
+    agents: Vec<RawAgent>,
+}
+
+/// The `[[agents]]` of the agents file at `path`; none while it does not exist.
+pub(super) fn read_agents_file(
+    path: &std::path::Path,
+) -> Result<Vec<RawAgent>, super::ConfigError> {
+    let file = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(super::ConfigError::Read {
+                file,
+                message: e.to_string(),
+            })
+        }
+    };
+    let parsed: RawAgentsFile = toml::from_str(&text).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map(|s| crate::text_pos::line_col(&text, s.start))
+            .unwrap_or((1, 1));
+        super::ConfigError::Parse {
+            file,
+            line,
+            column,
+            message: e.message().to_string(),
+        }
+    })?;
+    Ok(parsed.agents)
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawReviewer {

@@ -357,6 +357,9 @@ impl Gate {
         if !moved.is_empty() {
             self.changes.send_modify(|v| *v += 1);
         }
+        for (o, n) in &moved {
+            observe_decision(o, n);
+        }
         let events = moved.iter().map(|(o, n)| transition_event(o, n)).collect();
         Ok((moved.into_iter().map(|(_, n)| n).collect(), events))
     }
@@ -403,6 +406,7 @@ impl Gate {
     /// After a transition landed: wake waiters, log, and audit it.
     fn changed(&self, old: &Review, next: &Review) -> Result<(), GateError> {
         self.changes.send_modify(|v| *v += 1);
+        observe_decision(old, next);
         tracing::info!(target: "airlock::gate", review = %old.id, from = old.state.as_str(), to = next.state.as_str(), "review transition");
         self.audit
             .append(transition_event(old, next))
@@ -442,4 +446,20 @@ fn instance_name() -> String {
 pub fn new_id(prefix: &str) -> String {
     let bytes: [u8; 16] = rand::random();
     format!("{prefix}_{}", hex::encode(bytes))
+}
+
+/// Counts a pending review's decision (approved, rejected, expired) and how long it waited.
+fn observe_decision(old: &Review, next: &Review) {
+    if old.state == ReviewState::Pending
+        && matches!(
+            next.state,
+            ReviewState::Approved | ReviewState::Rejected | ReviewState::Expired
+        )
+    {
+        let waited = next.updated_at_ms.saturating_sub(old.created_at_ms);
+        crate::metrics::decision(
+            next.state.as_str(),
+            std::time::Duration::from_millis(waited),
+        );
+    }
 }

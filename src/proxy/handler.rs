@@ -184,6 +184,13 @@ async fn phases(
         (classifier.evaluate(&head, None), Buffered::No(body))
     };
     log.verdict = verdict.action.as_str().into();
+    // A tool only when a rule named it: a guard's tool can carry a name the agent chose (an
+    // unknown GraphQL mutation), and labels must stay bounded.
+    crate::metrics::request(
+        verdict.action.as_str(),
+        verdict.service.as_deref(),
+        verdict.rule_id.as_ref().and(verdict.tool.as_deref()),
+    );
     log.tool = verdict.tool.clone();
     // Only recorded or answered decisions need an id (plain pass-through does not).
     let unclassified = is_unclassified(&verdict);

@@ -23,12 +23,17 @@ pub(super) async fn serve(
 ) {
     let accept = TlsAcceptor::from(tls).accept(TokioIo::new(upgraded));
     let stream = match tokio::time::timeout(proxy.config.header_read_timeout, accept).await {
-        Ok(Ok(s)) => s,
+        Ok(Ok(s)) => {
+            crate::metrics::tls_handshake("ok");
+            s
+        }
         Ok(Err(e)) => {
+            crate::metrics::tls_handshake("failed");
             tracing::info!(host = %conn.target.host, error = %e, "agent TLS handshake failed");
             return;
         }
         Err(_) => {
+            crate::metrics::tls_handshake("timeout");
             tracing::info!(host = %conn.target.host, "agent TLS handshake timed out");
             return;
         }

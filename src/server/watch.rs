@@ -1,5 +1,5 @@
-//! Reloads on file change, as the rules directory does (`rules/live.rs`): the config file
-//! (its agents and reviewers, [`people::InForce::reload`]) and each credential file
+//! Reloads on file change, as the rules directory does (`rules/live.rs`): the config file and
+//! its `agents_file` (agents and reviewers, [`people::InForce::reload`]) and each credential file
 //! ([`Vault::reload`]). Once a second it compares a few files' metadata (device, inode, size,
 //! modification time): an edit in place and an atomic rename are both seen; nothing is read
 //! until something changed.
@@ -27,15 +27,14 @@ fn stamps(paths: &[PathBuf]) -> Vec<Stamp> {
     paths.iter().map(stamp).collect()
 }
 
-/// Watches `config_file` (when the config came from one) and the vault's credential files
-/// until `shutdown`.
+/// Watches `config` (the config file, when the config came from one, and its agents file) and
+/// the vault's credential files until `shutdown`.
 pub(super) fn spawn(
-    config_file: Option<PathBuf>,
+    config: Vec<PathBuf>,
     in_force: Arc<InForce>,
     vault: Arc<Vault>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let config: Vec<PathBuf> = config_file.into_iter().collect();
     let secrets = vault.files();
     if config.is_empty() && secrets.is_empty() {
         return;

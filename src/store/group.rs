@@ -74,11 +74,13 @@ impl Store for Grouped {
     }
 
     fn exclusive_turn(&self) -> Result<Option<super::Turn>, StoreError> {
-        self.inner.exclusive_turn()
+        self.inner
+            .exclusive_turn()
+            .inspect_err(|e| counted("turn", e))
     }
 
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(tree, key)
+        self.inner.get(tree, key).inspect_err(|e| counted("get", e))
     }
 
     fn range(
@@ -88,10 +90,30 @@ impl Store for Grouped {
         end: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
-        self.inner.range(tree, start, end, limit)
+        self.inner
+            .range(tree, start, end, limit)
+            .inspect_err(|e| counted("range", e))
     }
 
     fn commit(&self, batches: Vec<Batch>) -> Result<Vec<bool>, StoreError> {
+        self.commit_grouped(batches)
+            .inspect_err(|e| counted("commit", e))
+    }
+}
+
+/// A failed store operation, in the metrics.
+fn counted(op: &'static str, e: &StoreError) {
+    let kind = match e {
+        StoreError::Io(_) => "io",
+        StoreError::Corrupt(_) => "corrupt",
+        StoreError::Locked(_) => "locked",
+        StoreError::Full(_) => "full",
+    };
+    crate::metrics::store_error(op, kind);
+}
+
+impl Grouped {
+    fn commit_grouped(&self, batches: Vec<Batch>) -> Result<Vec<bool>, StoreError> {
         let mut q = self.lock();
         let mut mine = Vec::with_capacity(batches.len());
         for b in batches {

@@ -138,6 +138,7 @@ impl CertificateAuthority {
                     .map_err(|_| TlsError::BadHost(host.to_string()))?,
             ),
         };
+        crate::metrics::leaf_minted();
         let mut params = CertificateParams::default();
         params.subject_alt_names = vec![san];
         let mut name = DistinguishedName::new();

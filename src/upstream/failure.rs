@@ -86,6 +86,20 @@ impl UpstreamFailure {
     }
 }
 
+impl UpstreamFailure {
+    /// The failure's kind, for metrics: `egress`, `certificate`, `connect`, `timeout` or
+    /// `exchange`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamFailure::Egress(_) => "egress",
+            UpstreamFailure::Certificate(_) => "certificate",
+            UpstreamFailure::Connect(_) => "connect",
+            UpstreamFailure::ConnectTimeout(_) => "timeout",
+            UpstreamFailure::Exchange(_) => "exchange",
+        }
+    }
+}
+
 impl From<UpstreamFailure> for Refusal {
     fn from(failure: UpstreamFailure) -> Refusal {
         let upstream = |status, code, m| Refusal::new(status, Side::Upstream, code, m);

@@ -105,6 +105,7 @@ impl Upstream {
             }
             Err(e) => {
                 let failure = UpstreamFailure::from_client_error(&e);
+                crate::metrics::upstream_error(failure.kind());
                 tracing::warn!(failure = ?failure, decision = decision.kind(), "upstream request failed");
                 Err(failure)
             }
@@ -118,10 +119,11 @@ impl Upstream {
         permitted: Permitted<Target>,
     ) -> Result<TcpStream, UpstreamFailure> {
         let (target, _) = permitted.into_parts();
-        self.dialer
-            .dial(&target)
-            .await
-            .map_err(|e| UpstreamFailure::from_dial_error(&e))
+        self.dialer.dial(&target).await.map_err(|e| {
+            let failure = UpstreamFailure::from_dial_error(&e);
+            crate::metrics::upstream_error(failure.kind());
+            failure
+        })
     }
 }
 

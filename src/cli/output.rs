@@ -1,0 +1,83 @@
+//! What the CLI prints besides command results: `serve`'s address lines, notes, warnings and
+//! errors, and the logs; all as text or, with `--log-format json`, as JSON records.
+
+/// `--log-format json` is in force (set once by [`init_logging`]).
+static JSON_OUTPUT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+fn json_output() -> bool {
+    JSON_OUTPUT.get().copied().unwrap_or(false)
+}
+
+/// One JSON record shaped like the JSON log lines (`timestamp`, `level`, `fields`, `target`).
+fn json_record(level: &str, message: &str, fields: &[(&str, String)]) -> String {
+    let mut f = serde_json::Map::new();
+    f.insert("message".into(), message.into());
+    for (k, v) in fields {
+        f.insert((*k).into(), v.clone().into());
+    }
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    serde_json::json!({"timestamp": now, "level": level, "fields": f, "target": "airlock"})
+        .to_string()
+}
+
+/// A line on stdout that scripts read (`serve`'s listen addresses): as written, or as one JSON
+/// record carrying `fields` with `--log-format json`.
+pub(crate) fn announce(line: &str, fields: &[(&str, String)]) {
+    if json_output() {
+        println!("{}", json_record("INFO", line, fields));
+    } else {
+        println!("{line}");
+    }
+}
+
+/// A note for the person at the terminal, on stderr: as written, or one JSON record.
+pub(crate) fn note(line: &str) {
+    if json_output() {
+        eprintln!("{}", json_record("INFO", line, &[]));
+    } else {
+        eprintln!("{line}");
+    }
+}
+
+/// A warning on stderr: `warning: …`, or one JSON record.
+pub(crate) fn warn(line: &str) {
+    if json_output() {
+        eprintln!("{}", json_record("WARN", line, &[]));
+    } else {
+        eprintln!("warning: {line}");
+    }
+}
+
+/// Prints a failed command's error on stderr: one line, `error: …` or, with `--log-format
+/// json`, one JSON record.
+pub fn report_error(message: &str) {
+    let message = message.replace(['\n', '\r'], " ");
+    if json_output() {
+        eprintln!("{}", json_record("ERROR", &message, &[]));
+    } else {
+        eprintln!("error: {message}");
+    }
+}
+
+/// Logs go to stderr, filtered by $AIRLOCK_LOG (default: info), as text or JSON. Text has ANSI
+/// colours only on a terminal, and never with `NO_COLOR` set (https://no-color.org).
+pub fn init_logging(format: &str) {
+    use std::io::IsTerminal;
+    let json = format == "json";
+    let _ = JSON_OUTPUT.set(json);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let ansi = !json && !no_color && std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,73 @@
+//! `airlock status`: where the config, CA, store and admin token are, the listen addresses, and
+//! whether the server answers `/readyz`. Reads only; creates nothing.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use airlock::config::Config;
+
+/// How long the readiness probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn present(p: &Path) -> &'static str {
+    if p.exists() {
+        "present"
+    } else {
+        "missing"
+    }
+}
+
+pub(super) async fn status(config: Config) -> Result<()> {
+    let home = &config.home;
+    match &config.source {
+        Some(f) => println!("config file:  {}", f.display()),
+        None => println!("config file:  none (built-in defaults)"),
+    }
+    println!("found:        {}", home.describe());
+    let ca = config.tls.ca_dir.join(airlock::tls::CA_CERT_FILE);
+    println!("CA:           {} ({})", ca.display(), present(&ca));
+    match config.store.backend {
+        airlock::store::Backend::Postgres => println!("store:        postgres (store.url)"),
+        b => println!(
+            "store:        {b:?} at {} ({})",
+            config.store.path.display(),
+            present(&config.store.path)
+        ),
+    }
+    let token_env = std::env::var("AIRLOCK_ADMIN_TOKEN").is_ok_and(|t| !t.trim().is_empty());
+    println!(
+        "admin token:  {} ({}{})",
+        config.admin.token_file.display(),
+        present(&config.admin.token_file),
+        if token_env {
+            "; AIRLOCK_ADMIN_TOKEN overrides it"
+        } else {
+            ""
+        }
+    );
+    if let Some(f) = &config.agents_file {
+        println!("agents file:  {} ({})", f.display(), present(f));
+    }
+    println!("proxy listen: {}", config.proxy.listen);
+    println!("admin listen: {}", config.admin.listen);
+    let addr = config.admin.listen;
+    let probe = airlock::admin::client::call(addr, "", http::Method::GET, "/readyz", None);
+    let answer = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+        Ok(Ok((200, _))) => Ok(()),
+        Ok(Ok((code, body))) => Err(format!("answers /readyz with {code}: {body}")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+    };
+    match answer {
+        Ok(()) => {
+            println!("server:       ready (http://{addr}/readyz)");
+            Ok(())
+        }
+        Err(why) => {
+            println!("server:       not ready: {why}");
+            anyhow::bail!("the server at {addr} is not ready")
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Process-wide Prometheus metrics (`prometheus-client`), served as OpenMetrics text on the admin
+//! listener's `/metrics`. Recording is a few atomics (a label set's counter is found under a
+//! read lock). Labels are bounded: verdicts, and the catalog's own service and tool names (never
+//! a path, host, agent or id), failure kinds.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// The content type of [`encode`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    verdict: &'static str,
+    service: String,
+    tool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreErrorLabels {
+    op: &'static str,
+    kind: &'static str,
+}
+
+/// Seconds from hold to decision: 1 s to about 2 days.
+fn decision_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 3.0, 12))
+}
+
+struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    reviews_pending: Gauge,
+    decisions: Family<DecisionLabels, Histogram, fn() -> Histogram>,
+    upstream_errors: Family<KindLabels, Counter>,
+    tls_handshakes: Family<ResultLabels, Counter>,
+    leaf_mints: Counter,
+    audit_append: Histogram,
+    store_errors: Family<StoreErrorLabels, Counter>,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let mut registry = Registry::with_prefix("airlock");
+    let m = Metrics {
+        requests: Family::default(),
+        reviews_pending: Gauge::default(),
+        decisions: Family::new_with_constructor(decision_histogram as fn() -> Histogram),
+        upstream_errors: Family::default(),
+        tls_handshakes: Family::default(),
+        leaf_mints: Counter::default(),
+        // 0.5 ms to about 4 s.
+        audit_append: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+        store_errors: Family::default(),
+        registry: Registry::default(),
+    };
+    registry.register(
+        "requests",
+        "Requests through the proxy by verdict, and the catalog's service and tool",
+        m.requests.clone(),
+    );
+    registry.register(
+        "reviews_pending",
+        "Held requests awaiting a decision (read from the store at each scrape)",
+        m.reviews_pending.clone(),
+    );
+    registry.register(
+        "review_decision_seconds",
+        "Time from hold to decision, by decision",
+        m.decisions.clone(),
+    );
+    registry.register(
+        "upstream_errors",
+        "Failed upstream exchanges by kind",
+        m.upstream_errors.clone(),
+    );
+    registry.register(
+        "tls_handshakes",
+        "Agent-side TLS handshakes on intercepted connections, by result",
+        m.tls_handshakes.clone(),
+    );
+    registry.register(
+        "tls_leaf_mints",
+        "Leaf certificates minted from the interception CA",
+        m.leaf_mints.clone(),
+    );
+    registry.register(
+        "audit_append_seconds",
+        "Time to make an audit entry durable (group commit included)",
+        m.audit_append.clone(),
+    );
+    registry.register(
+        "store_errors",
+        "Store operations that failed, by operation and kind",
+        m.store_errors.clone(),
+    );
+    Metrics { registry, ..m }
+});
+
+/// A request's verdict (`allow`, `escalate`, ...) with the catalog's service and tool (`none`
+/// when no rule named them).
+pub fn request(verdict: &'static str, service: Option<&str>, tool: Option<&str>) {
+    let labels = RequestLabels {
+        verdict,
+        service: service.unwrap_or("none").to_string(),
+        tool: tool.unwrap_or("none").to_string(),
+    };
+    METRICS.requests.get_or_create(&labels).inc();
+}
+
+/// A review decided (`approved`, `rejected`, `expired`) `waited` after it was held.
+pub fn decision(decision: &'static str, waited: Duration) {
+    METRICS
+        .decisions
+        .get_or_create(&DecisionLabels { decision })
+        .observe(waited.as_secs_f64());
+}
+
+/// An upstream exchange failed; `kind` is one of a fixed few (`connect`, `exchange`, ...).
+pub fn upstream_error(kind: &'static str) {
+    METRICS
+        .upstream_errors
+        .get_or_create(&KindLabels { kind })
+        .inc();
+}
+
+/// An agent-side TLS handshake ended: `ok`, `failed` or `timeout`.
+pub fn tls_handshake(result: &'static str) {
+    METRICS
+        .tls_handshakes
+        .get_or_create(&ResultLabels { result })
+        .inc();
+}
+
+pub fn leaf_minted() {
+    METRICS.leaf_mints.inc();
+}
+
+pub fn audit_appended(took: Duration) {
+    METRICS.audit_append.observe(took.as_secs_f64());
+}
+
+/// A store operation (`get`, `range`, `commit`, `turn`) failed with an error of `kind`.
+pub fn store_error(op: &'static str, kind: &'static str) {
+    METRICS
+        .store_errors
+        .get_or_create(&StoreErrorLabels { op, kind })
+        .inc();
+}
+
+/// The metrics as OpenMetrics text, with `pending` held reviews (`None`: the store did not
+/// answer, the gauge keeps its last value).
+pub fn encode(pending: Option<u64>) -> String {
+    if let Some(n) = pending {
+        METRICS
+            .reviews_pending
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &METRICS.registry).is_err() {
+        out.clear();
+    }
+    out
+}

@@ -1,0 +1,622 @@
+//! Operating Airlock (issue 18), with the real binary run from a temp dir as its working
+//! directory: the config and state are found the same way from anywhere (`--config`,
+//! `$AIRLOCK_HOME`, `./airlock.toml`, XDG); the CLI creates nothing where it happens to run and
+//! says where it looked; `airlock status`; `/metrics` after real traffic; the probes answer any
+//! Host while the API keeps its Host check; JSON logs are all JSON; redirected logs carry no
+//! ANSI colour; a user error is one line whatever `RUST_BACKTRACE` says; `serve` in an empty
+//! directory keeps its state in the home; an agent added to the `agents_file` is loaded on SIGHUP.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use support::process::{write_config, Serve};
+use support::FakeUpstream;
+
+const HOSTS: &[&str] = &["api.github.com"];
+
+/// A sandbox for one CLI run: an empty working directory, and a HOME and XDG directories of its
+/// own, all inside one temp dir.
+struct Place {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    cwd: PathBuf,
+    xdg_config: PathBuf,
+    xdg_data: PathBuf,
+}
+
+impl Place {
+    fn new() -> Place {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_path_buf();
+        let [cwd, xdg_config, xdg_data] = ["cwd", "xdg-config", "xdg-data"].map(|d| root.join(d));
+        for d in [&cwd, &xdg_config, &xdg_data, &root.join("home")] {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        Place {
+            _dir: dir,
+            root,
+            cwd,
+            xdg_config,
+            xdg_data,
+        }
+    }
+
+    /// `airlock ARGS` in the working directory, with only this place's HOME and XDG dirs.
+    fn airlock(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_airlock"));
+        c.args(args)
+            .current_dir(&self.cwd)
+            .env_remove("AIRLOCK_CONFIG")
+            .env_remove("AIRLOCK_HOME")
+            .env_remove("AIRLOCK_ADMIN_TOKEN")
+            .env("HOME", self.root.join("home"))
+            .env("XDG_CONFIG_HOME", &self.xdg_config)
+            .env("XDG_DATA_HOME", &self.xdg_data)
+            .env("AIRLOCK_LOG", "warn");
+        c
+    }
+
+    fn run(&self, args: &[&str], envs: &[(&str, &Path)]) -> Output {
+        let mut c = self.airlock(args);
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        c.output().expect("run airlock")
+    }
+
+    /// Every file and directory under the place (relative), sorted.
+    fn tree(&self) -> Vec<String> {
+        fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+                let p = e.path();
+                out.push(p.strip_prefix(base).expect("under").display().to_string());
+                if p.is_dir() {
+                    walk(base, &p, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root, &self.root, &mut out);
+        out.sort();
+        out
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `airlock status`'s line starting with `key:`, its value.
+fn status_line(out: &Output, key: &str) -> String {
+    let stdout = text(&out.stdout);
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("no {key:?} in status:\n{stdout}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn config_is_found_the_same_way_from_any_directory() {
+    let p = Place::new();
+    let ca_of = |out: &Output| status_line(out, "CA");
+
+    // Nothing anywhere: built-in defaults, state under the XDG data directory.
+    let out = p.run(&["status"], &[]);
+    assert_eq!(status_line(&out, "config file"), "none (built-in defaults)");
+    let xdg_home = p.xdg_data.join("airlock");
+    assert!(
+        ca_of(&out).starts_with(&xdg_home.join("certs/ca.pem").display().to_string()),
+        "{}",
+        ca_of(&out)
+    );
+
+    // An XDG config file: its relative paths resolve against the XDG data directory.
+    let xdg_file = p.xdg_config.join("airlock/airlock.toml");
+    std::fs::create_dir_all(xdg_file.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&xdg_file, "[tls]\nca_dir = \"xdg-certs\"\n").expect("write");
+    let out = p.run(&["status"], &[]);
+    assert_eq!(
+        status_line(&out, "config file"),
+        xdg_file.display().to_string()
+    );
+    assert!(ca_of(&out).starts_with(&xdg_home.join("xdg-certs/ca.pem").display().to_string()));
+
+    // ./airlock.toml wins over XDG; relative paths resolve against its directory.
+    std::fs::write(
+        p.cwd.join("airlock.toml"),
+        "[tls]\nca_dir = \"local-certs\"\n",
+    )
+    .expect("write");
+    let out = p.run(&["status"], &[]);
+    assert!(
+        ca_of(&out).starts_with(&p.cwd.join("local-certs/ca.pem").display().to_string()),
+        "{}",
+        ca_of(&out)
+    );
+
+    // $AIRLOCK_HOME wins over ./airlock.toml: its airlock.toml, its directory.
+    let home = p.root.join("airlock-home");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    std::fs::write(
+        home.join("airlock.toml"),
+        "[tls]\nca_dir = \"home-certs\"\n",
+    )
+    .expect("write");
+    let out = p.run(&["status"], &[("AIRLOCK_HOME", &home)]);
+    assert_eq!(
+        status_line(&out, "config file"),
+        home.join("airlock.toml").display().to_string()
+    );
+    assert!(ca_of(&out).starts_with(&home.join("home-certs/ca.pem").display().to_string()));
+    // An empty $AIRLOCK_HOME: defaults, with certs/ and data/ in it.
+    let bare = p.root.join("bare-home");
+    let out = p.run(&["status"], &[("AIRLOCK_HOME", &bare)]);
+    assert_eq!(status_line(&out, "config file"), "none (built-in defaults)");
+    assert!(ca_of(&out).starts_with(&bare.join("certs/ca.pem").display().to_string()));
+
+    // --config (and $AIRLOCK_CONFIG) win over everything; relative paths resolve against the
+    // file's directory, not the working directory.
+    let etc = p.root.join("etc");
+    std::fs::create_dir_all(&etc).expect("mkdir");
+    let named = etc.join("named.toml");
+    std::fs::write(&named, "[tls]\nca_dir = \"named-certs\"\n").expect("write");
+    let want = etc.join("named-certs/ca.pem").display().to_string();
+    let out = p.run(&["--config", "../etc/named.toml", "status"], &[]);
+    assert!(ca_of(&out).starts_with(&want), "{}", ca_of(&out));
+    let out = p.run(&["status"], &[("AIRLOCK_CONFIG", &named)]);
+    assert!(ca_of(&out).starts_with(&want), "{}", ca_of(&out));
+    // With $AIRLOCK_HOME set too, relative paths resolve against the home.
+    let out = p.run(
+        &["status"],
+        &[("AIRLOCK_CONFIG", &named), ("AIRLOCK_HOME", &home)],
+    );
+    assert!(ca_of(&out).starts_with(&home.join("named-certs/ca.pem").display().to_string()));
+}
+
+#[test]
+fn the_cli_creates_nothing_where_it_runs_and_says_where_it_looked() {
+    let p = Place::new();
+    let before = p.tree();
+    for args in [
+        &["reviews", "list"][..],
+        &["ca", "export"],
+        &["audit", "export"],
+        &["status"],
+    ] {
+        let out = p.run(args, &[]);
+        assert!(!out.status.success(), "{args:?} has nothing to work on");
+        let stderr = text(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: one line:\n{stderr}");
+        // The error (or, for status, its report) names where it looked.
+        let said = format!("{}{stderr}", text(&out.stdout));
+        assert!(
+            said.contains(&p.xdg_data.join("airlock").display().to_string())
+                && said.contains(&p.cwd.join("airlock.toml").display().to_string()),
+            "{args:?} names where it looked: {said}"
+        );
+    }
+    let out = p.run(&["reviews", "list"], &[]);
+    let stderr = text(&out.stderr);
+    assert!(stderr.starts_with("error: no admin token at "), "{stderr}");
+    assert_eq!(p.tree(), before, "nothing was created");
+}
+
+#[test]
+fn serve_in_an_empty_directory_keeps_its_state_in_the_home() {
+    let p = Place::new();
+    let mut child = p
+        .airlock(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let up = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("airlock: admin API on"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = up.expect("serve started");
+    let home = p.xdg_data.join("airlock");
+    assert!(
+        line.contains(&home.join("data/admin-token").display().to_string()),
+        "{line}"
+    );
+    assert!(home.join("certs/ca.pem").exists() && home.join("data/admin-token").exists());
+    assert!(
+        std::fs::read_dir(&p.cwd).expect("cwd").next().is_none(),
+        "nothing in the working directory"
+    );
+    // The CLI, run from anywhere with the same environment, finds that state.
+    let out = p.run(&["ca", "export"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        std::fs::read_to_string(home.join("certs/ca.pem")).expect("pem")
+    );
+}
+
+#[test]
+fn a_user_error_is_one_line_without_a_backtrace() {
+    let p = Place::new();
+    for format in ["text", "json"] {
+        let out = p
+            .airlock(&["--log-format", format, "reviews", "list"])
+            .env("RUST_BACKTRACE", "1")
+            .env("RUST_LIB_BACKTRACE", "1")
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = text(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
+        if format == "json" {
+            let v: serde_json::Value = serde_json::from_str(stderr.trim()).expect("JSON");
+            assert_eq!(v["level"], "ERROR");
+        }
+    }
+    // A usage error follows --log-format json too.
+    let out = p
+        .airlock(&["--log-format", "json", "serve", "--listen", "nowhere"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stderr.trim()).expect("JSON");
+    assert!(
+        v["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("--listen")),
+        "{stderr}"
+    );
+    // A bad config file names file, line and column, on one line.
+    std::fs::write(p.cwd.join("airlock.toml"), "[proxy]\nlisen = 1\n").expect("write");
+    let out = p
+        .airlock(&["config", "check"])
+        .env("RUST_BACKTRACE", "full")
+        .output()
+        .expect("run");
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("airlock.toml:2:1: unknown field `lisen`"),
+        "{stderr}"
+    );
+}
+
+/// Sends one allowed GET and one held DELETE through `s`.
+async fn traffic(s: &Serve) {
+    let client = s.client();
+    let ok = client
+        .get("https://api.github.com/repos/acme/app")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(ok.status(), 200);
+    let held = client
+        .delete("https://api.github.com/repos/acme/app")
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(held.status(), 423);
+}
+
+/// A GET on the admin listener with this Host header and token: (status, body).
+async fn get_with_host(s: &Serve, path: &str, host: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = reqwest::Client::new()
+        .get(format!("http://{}{path}", s.admin))
+        .header("host", host);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("admin request");
+    let code = resp.status().as_u16();
+    (code, resp.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_probes_and_status_of_a_running_server() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, store, ca) = write_config(dir.path(), "airlock.toml", "redb", &up, HOSTS, "");
+    let log = dir.path().join("serve.log");
+    let s = Serve::spawn(&cfg, &store, &ca, &log);
+    traffic(&s).await;
+
+    // Probes answer whatever the Host; the API and /metrics keep the Host check.
+    let foreign = "tunnel.example:2222";
+    assert_eq!(get_with_host(&s, "/healthz", foreign, None).await.0, 200);
+    assert_eq!(get_with_host(&s, "/readyz", foreign, None).await.0, 200);
+    let token = s.admin_token.clone();
+    let (code, body) = get_with_host(&s, "/v1/reviews", foreign, Some(&token)).await;
+    assert_eq!(code, 421, "{body}");
+    assert!(body.contains("bad_host"), "{body}");
+    assert_eq!(
+        get_with_host(&s, "/metrics", foreign, Some(&token)).await.0,
+        421
+    );
+
+    // /metrics needs the admin token.
+    let own = s.admin.to_string();
+    assert_eq!(get_with_host(&s, "/metrics", &own, None).await.0, 401);
+    let (code, m) = get_with_host(&s, "/metrics", &own, Some(&token)).await;
+    assert_eq!(code, 200, "{m}");
+    for want in [
+        r#"airlock_requests_total{verdict="allow",service="github",tool="none"} 1"#,
+        r#"airlock_requests_total{verdict="escalate",service="github",tool="github.repos.delete"} 1"#,
+        "airlock_reviews_pending 1",
+        "airlock_tls_handshakes_total{result=\"ok\"} ",
+        "airlock_tls_leaf_mints_total 1",
+        "# EOF",
+    ] {
+        assert!(m.contains(want), "{want:?} missing from:\n{m}");
+    }
+    let appends = m
+        .lines()
+        .find_map(|l| l.strip_prefix("airlock_audit_append_seconds_count "))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(appends >= 1, "the held request was audited:\n{m}");
+    // No path, id or agent in any label.
+    assert!(
+        !m.contains("/repos/") && !m.contains("rev_") && !m.contains("dec_"),
+        "{m}"
+    );
+
+    // A decision shows in the latency histogram and the pending gauge.
+    let (_, list) = s.admin("GET", "/v1/reviews?state=pending", None).await;
+    let id = list["reviews"][0]["reviewId"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (code, _) = s
+        .admin("POST", &format!("/v1/reviews/{id}/reject"), None)
+        .await;
+    assert_eq!(code, 200);
+    let (_, m) = get_with_host(&s, "/metrics", &own, Some(&token)).await;
+    assert!(m.contains("airlock_reviews_pending 0"), "{m}");
+    assert!(
+        m.contains(r#"airlock_review_decision_seconds_count{decision="rejected"} 1"#),
+        "{m}"
+    );
+
+    // A tool name the agent made up (an unknown GraphQL mutation) never becomes a label.
+    let resp = s
+        .client()
+        .post("https://api.github.com/graphql")
+        .json(&serde_json::json!({"query": "mutation { madeUpByTheAgent7f3a(input: {}) { ok } }"}))
+        .send()
+        .await
+        .expect("graphql");
+    assert_ne!(resp.status(), 200);
+    let (_, m) = get_with_host(&s, "/metrics", &own, Some(&token)).await;
+    assert!(!m.contains("madeUpByTheAgent7f3a"), "{m}");
+    assert!(m.contains(r#"service="github",tool="none"} "#), "{m}");
+
+    // `airlock status` from an unrelated directory, with the config named: where everything
+    // is, and that the server is ready.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--log-format", "text", "status"])
+        .current_dir(elsewhere.path())
+        .env_remove("AIRLOCK_HOME")
+        .env_remove("AIRLOCK_CONFIG")
+        .output()
+        .expect("status");
+    // The config asks for port 0: status probes the configured address, which is not where
+    // this server listens, so it reports the server not ready, and says so.
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!("config file:  {}", cfg.display())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{} (present)", ca.join("ca.pem").display())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "{} (present)",
+            store.join("admin-token").display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("server:       not ready"), "{stdout}");
+    assert!(!out.status.success());
+    // Pointed at the real admin address, it is ready.
+    let cfg2 = dir.path().join("status.toml");
+    let text_cfg = std::fs::read_to_string(&cfg).expect("cfg");
+    std::fs::write(
+        &cfg2,
+        text_cfg.replacen(
+            "[admin]\nlisten = \"127.0.0.1:0\"",
+            &format!("[admin]\nlisten = \"{}\"", s.admin),
+            1,
+        ),
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .arg("--config")
+        .arg(&cfg2)
+        .arg("status")
+        .current_dir(elsewhere.path())
+        .env_remove("AIRLOCK_HOME")
+        .output()
+        .expect("status");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains(&format!("server:       ready (http://{}/readyz)", s.admin)),
+        "{stdout}"
+    );
+    s.stop();
+}
+
+/// Spawns `airlock serve` with `global` flags, stderr to `err`; waits until the admin address
+/// is printed (in either format; every startup log line is written before it); returns the
+/// child and the stdout lines read so far (the rest is drained).
+fn spawn_logged(cfg: &Path, global: &[&str], err: &Path) -> (std::process::Child, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .arg("--config")
+        .arg(cfg)
+        .args(global)
+        .arg("serve")
+        .env("AIRLOCK_LOG", "debug")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(err).expect("err file"))
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("admin API on http://"))
+    {
+        let Some(Ok(line)) = lines.next() else {
+            let _ = child.kill();
+            panic!(
+                "serve exited: {}",
+                std::fs::read_to_string(err).unwrap_or_default()
+            );
+        };
+        seen.push(line);
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (child, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_all_json_and_text_logs_have_no_colour_off_a_terminal() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, _, _) = write_config(dir.path(), "airlock.toml", "redb", &up, HOSTS, "");
+
+    // JSON: every line on stdout and stderr is one JSON object, the addresses included.
+    let err = dir.path().join("json.err");
+    let (mut child, stdout) = spawn_logged(&cfg, &["--log-format", "json"], &err);
+    let admin_line = stdout.last().expect("address line");
+    let v: serde_json::Value = serde_json::from_str(admin_line).expect("JSON address line");
+    let admin = v["fields"]["admin"]
+        .as_str()
+        .expect("admin field")
+        .to_string();
+    let resp = reqwest::get(format!("http://{admin}/healthz"))
+        .await
+        .expect("healthz");
+    assert_eq!(resp.status(), 200);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let stderr = std::fs::read_to_string(&err).expect("stderr");
+    assert!(stderr.contains("Airlock running"), "{stderr}");
+    assert_eq!(stdout.len(), 2, "{stdout:?}");
+    for line in stderr
+        .lines()
+        .chain(stdout.iter().map(String::as_str))
+        .filter(|l| !l.is_empty())
+    {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
+
+    // Text, stderr redirected to a file: no ANSI escape anywhere.
+    let err = dir.path().join("text.err");
+    let (mut child, _) = spawn_logged(&cfg, &[], &err);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let stderr = std::fs::read_to_string(&err).expect("stderr");
+    assert!(stderr.contains("Airlock running"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "ANSI escape in a redirected log:\n{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_added_to_the_agents_file_is_loaded_on_sighup() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, store, ca) = write_config(dir.path(), "airlock.toml", "redb", &up, HOSTS, "");
+    // A relative agents file: beside the config, whatever the working directory.
+    let body = std::fs::read_to_string(&cfg).expect("cfg");
+    std::fs::write(&cfg, format!("agents_file = \"state/agents.toml\"\n{body}")).expect("write");
+    let log = dir.path().join("serve.log");
+    let s = Serve::spawn(&cfg, &store, &ca, &log);
+    let tokens = dir.path().join("tokens");
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["agents", "add", "bot", "--token-dir"])
+        .arg(&tokens)
+        .current_dir(elsewhere.path())
+        .env_remove("AIRLOCK_HOME")
+        .output()
+        .expect("agents add");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let agents = std::fs::read_to_string(dir.path().join("state/agents.toml")).expect("agents");
+    assert!(agents.contains("name = \"bot\""), "{agents}");
+    let token = std::fs::read_to_string(tokens.join("bot")).expect("token");
+    let cert = reqwest::Certificate::from_pem(s.ca_pem.as_bytes()).expect("ca");
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(format!("http://bot:{token}@{}", s.proxy)).expect("proxy"))
+        .tls_certs_only([cert])
+        .build()
+        .expect("client");
+    let status = |client: reqwest::Client| async move {
+        match client.get("https://api.github.com/zen").send().await {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0, // refused at CONNECT (407): reqwest reports an error
+        }
+    };
+    assert_ne!(
+        status(client.clone()).await,
+        200,
+        "not loaded before SIGHUP"
+    );
+    let _ = Command::new("kill")
+        .args(["-HUP", &s.child.id().to_string()])
+        .status();
+    support::eventually(
+        "the agent loaded by SIGHUP",
+        std::time::Duration::from_secs(10),
+        || {
+            let client = client.clone();
+            async move {
+                match status(client).await {
+                    200 => Ok(()),
+                    other => Err(other),
+                }
+            }
+        },
+    )
+    .await;
+    s.stop();
+}
