@@ -147,8 +147,8 @@ pub fn check_ids(run_as: RunAs, allow_root: bool) -> Result<(), SandboxError> {
         if !allow_root {
             return Err(SandboxError::RootRefused(why));
         }
-        eprintln!(
-            "airlock run: WARNING --allow-root: COMMAND runs with {why}; it has no capabilities \
+        tracing::warn!(
+            "airlock run --allow-root: COMMAND runs with {why}; it has no capabilities \
              but can read and write what root owns"
         );
     }

@@ -162,8 +162,8 @@ pub fn run(opts: RunOptions) -> Result<i32, SandboxError> {
             })
             .map_err(|e| SandboxError::io("starting the relay", e))?;
         if std::net::TcpStream::connect_timeout(&proxy, Duration::from_secs(2)).is_err() {
-            eprintln!(
-                "airlock run: warning: nothing answers at {proxy} (is `airlock serve` running? \
+            tracing::warn!(
+                "airlock run: nothing answers at {proxy} (is `airlock serve` running? \
                  see --proxy)"
             );
         }
@@ -186,7 +186,7 @@ pub fn run(opts: RunOptions) -> Result<i32, SandboxError> {
         let target = Target::new(started.pid);
         if let Some(p) = pty.as_mut() {
             if let Err(e) = p.start() {
-                eprintln!("airlock run: warning: the terminal relay did not start: {e}");
+                tracing::warn!("airlock run: the terminal relay did not start: {e}");
             }
         }
         let code = supervise(&target, started.exited, Some(&ns), pty.as_ref(), signals).await;
@@ -235,8 +235,8 @@ async fn run_weak(
     proxy: SocketAddr,
     files: &RunFiles,
 ) -> Result<i32, SandboxError> {
-    eprintln!(
-        "airlock run: WARNING --weak: COMMAND only gets proxy variables; nothing stops it from \
+    tracing::warn!(
+        "airlock run --weak: COMMAND only gets proxy variables; nothing stops it from \
          connecting directly to any address"
     );
     let Some((program, args)) = opts.command.split_first() else {
@@ -644,7 +644,7 @@ async fn supervise(
             }
             Event::GraceOver => {
                 deadline = None;
-                eprintln!(
+                tracing::warn!(
                     "airlock run: COMMAND did not exit {}s after the signal; killing it",
                     SIGNAL_GRACE.as_secs()
                 );
