@@ -104,7 +104,13 @@ fn compose_file_validates_and_isolates_the_agent() {
         agents_file.starts_with("/var/lib/airlock/"),
         "{agents_file}"
     );
-    for var in ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS"] {
+    for var in [
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "GIT_SSL_CAINFO",
+        "NODE_EXTRA_CA_CERTS",
+    ] {
         assert!(agent.contains(&format!("{var}: /airlock/ca.pem")), "{var}");
     }
     assert!(

@@ -217,7 +217,10 @@ async fn direct_connections_from_the_sandbox_fail() {
     // something.
     let (code, out, err) = s.run(&["--weak"], &script).await;
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("WARNING"), "--weak must warn: {err}");
+    assert!(
+        err.contains("WARN") && err.contains("nothing stops it"),
+        "--weak must warn: {err}"
+    );
     assert!(out.contains("CURL_DIRECT_OK"), "{out}");
     assert!(out.contains("TCP_ADMIN_OK"), "{out}");
     if host_ip.is_some() {
@@ -236,7 +239,7 @@ async fn through_the_proxy_a_delete_is_held_and_a_get_passes() {
         echo "UID=$(id -u) GROUPS=$(id -G)"
         echo "PROXY=$HTTPS_PROXY"
         echo "NOPROXY=${NO_PROXY-unset}${no_proxy-unset}"
-        for v in SSL_CERT_FILE REQUESTS_CA_BUNDLE NODE_EXTRA_CA_CERTS; do
+        for v in SSL_CERT_FILE REQUESTS_CA_BUNDLE CURL_CA_BUNDLE GIT_SSL_CAINFO NODE_EXTRA_CA_CERTS; do
             eval f=\$$v; test -r "$f" && echo "$v readable"
         done
         curl -sS --max-time 20 --cacert "$SSL_CERT_FILE" -X DELETE -D - -o /dev/null \
@@ -258,7 +261,13 @@ async fn through_the_proxy_a_delete_is_held_and_a_get_passes() {
     assert!(out.contains("PROXY=http://bot:"), "{out}");
     assert!(out.contains("@127.0.0.1:"), "{out}");
     assert!(out.contains("NOPROXY=unsetunset"), "{out}");
-    for v in ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS"] {
+    for v in [
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "GIT_SSL_CAINFO",
+        "NODE_EXTRA_CA_CERTS",
+    ] {
         assert!(out.contains(&format!("{v} readable")), "{out}");
     }
     assert!(out.contains("STATUS=423"), "DELETE not held: {out}");
@@ -555,7 +564,10 @@ async fn root_like_ids_are_refused_and_each_run_gets_a_uid_of_its_own() {
         )
         .await;
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("WARNING"), "{err}");
+    assert!(
+        err.contains("WARN") && err.contains("--allow-root"),
+        "{err}"
+    );
     for cap in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
         assert!(out.contains(&format!("{cap}:\t0000000000000000")), "{out}");
     }
@@ -776,6 +788,7 @@ async fn the_environment_is_an_allowlist_and_secrets_are_refused() {
                 "SSL_CERT_FILE",
                 "REQUESTS_CA_BUNDLE",
                 "CURL_CA_BUNDLE",
+                "GIT_SSL_CAINFO",
                 "NODE_EXTRA_CA_CERTS",
                 "AIRLOCK_CA_FILE",
             ]

@@ -33,6 +33,7 @@ pub const CA_VARS: &[&str] = &[
     "SSL_CERT_FILE",
     "REQUESTS_CA_BUNDLE",
     "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
     "NODE_EXTRA_CA_CERTS",
     "AIRLOCK_CA_FILE",
 ];

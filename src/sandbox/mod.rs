@@ -421,6 +421,7 @@ fn environment(
         ("SSL_CERT_FILE", bundle),
         ("REQUESTS_CA_BUNDLE", bundle),
         ("CURL_CA_BUNDLE", bundle),
+        ("GIT_SSL_CAINFO", bundle),
         ("NODE_EXTRA_CA_CERTS", ca),
         ("AIRLOCK_CA_FILE", ca),
     ] {
