@@ -744,3 +744,64 @@ fn logs_of_two_instances_on_one_store_keep_one_chain() {
         report.entries
     );
 }
+
+/// A store that counts commits.
+struct CountingStore {
+    inner: Arc<dyn Store>,
+    commits: std::sync::atomic::AtomicUsize,
+}
+
+impl Store for CountingStore {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(tree, key)
+    }
+    fn commit(&self, batches: Vec<crate::store::Batch>) -> Result<Vec<bool>, StoreError> {
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        self.inner.commit(batches)
+    }
+    fn range(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.inner.range(tree, start, end, limit)
+    }
+}
+
+/// A sweep's expiries are one append of 2,048 events: one commit, checkpoints inside it after
+/// every `checkpoint_every` entries (they once cost a commit of their own after each group).
+#[test]
+fn a_bulk_append_is_one_commit_with_its_checkpoints_inside() {
+    let fx = Fixture::new();
+    let counting = Arc::new(CountingStore {
+        inner: fx.store(),
+        commits: Default::default(),
+    });
+    let log = fx.open_on(counting.clone(), 100);
+    let before = counting.commits.load(Ordering::SeqCst);
+    let seqs: Vec<u64> = log
+        .append_values((0..2048).map(|i| ("decision", event(i))).collect())
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(counting.commits.load(Ordering::SeqCst) - before, 1);
+    // Entry 100 (seq 100) is the checkpoint over the first 100; the 101st event gets seq 101.
+    assert_eq!(&seqs[..2], &[0, 1]);
+    assert_eq!(seqs[99], 99);
+    assert_eq!(seqs[100], 101);
+    assert_eq!(seqs[2047], 2047 + 20);
+    let lines = export(&log, 0);
+    let checkpoints: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["kind"] == "checkpoint")
+        .collect();
+    assert_eq!(checkpoints.len(), 20);
+    assert_eq!(checkpoints[0]["seq"], 100);
+    assert_eq!(checkpoints[0]["size"], 100);
+    assert_eq!(checkpoints[1]["seq"], 201);
+    assert_eq!(verify(&lines, &log.public_key_hex()).unwrap().entries, 2068);
+    log.verify_live().unwrap();
+}
