@@ -744,3 +744,117 @@ public class Main {
     );
     assert_eq!(f.up.count(), 1, "only the read reached the upstream");
 }
+
+/// A program's (exit code, stdout, stderr), run with an empty environment but PATH and `env`.
+async fn run_with(
+    program: &str,
+    args: &[&str],
+    env: Vec<(String, String)>,
+) -> (i32, String, String) {
+    let program = program.to_string();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(&program)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env)
+            .args(&args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program} must be installed (.ci/run installs it): {e}"));
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .expect("join")
+}
+
+/// The README's stripe-python row with the real library: `stripe.proxy` and
+/// `stripe.ca_bundle_path` (it ignores the environment); a held $500 charge raises a Stripe
+/// error whose message names the review, with code `airlock_held`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stripe_python_raises_an_error_naming_the_review() {
+    let f = Fixture::start().await;
+    let script = r#"
+import os, stripe
+stripe.api_key = "sk_test_not_a_real_key"   # Airlock sends the real one
+stripe.proxy = os.environ["AGENT_PROXY"]
+stripe.ca_bundle_path = os.environ["AIRLOCK_CA"]
+stripe.max_network_retries = 0
+try:
+    stripe.Charge.create(amount=50000, currency="usd", source="tok_visa")
+    print("NOT RAISED")
+except stripe.StripeError as e:
+    print(type(e).__name__)
+    print(e.http_status)
+    print(e.error.code if e.error else None)   # APIError leaves e.code unset; e.error has it
+    print(str(e).replace("\n", " "))
+"#;
+    let env = vec![
+        ("AGENT_PROXY".to_string(), f.agent_proxy.clone()),
+        ("AIRLOCK_CA".to_string(), path_str(&f.airlock.ca_file())),
+    ];
+    let (code, out, err) = run_with("python3", &["-c", script], env).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"APIError"), "{out}{err}");
+    assert_eq!(lines.get(1), Some(&"423"), "{out}");
+    assert_eq!(lines.get(2), Some(&"airlock_held"), "{out}");
+    let (_, list) = f
+        .airlock
+        .admin("GET", "/v1/reviews?state=pending", None)
+        .await;
+    let id = list["reviews"][0]["reviewId"]
+        .as_str()
+        .expect("held")
+        .to_string();
+    let message = lines.get(3).copied().unwrap_or_default();
+    assert!(
+        message.contains(&id) && message.contains("airlock.local"),
+        "the error names the review and its status URL: {out}"
+    );
+    assert!(!message.contains("Invalid response object"), "{out}");
+    assert_eq!(f.up.count(), 0, "nothing reached Stripe");
+}
+
+/// gh, with only `HTTPS_PROXY` and `SSL_CERT_FILE`: a held call prints the review id and its
+/// status URL (GitHub's `message`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gh_prints_the_review_of_a_held_call() {
+    let f = Fixture::start().await;
+    let home = tempfile::tempdir().expect("home");
+    let env = vec![
+        ("HTTPS_PROXY".to_string(), f.agent_proxy.clone()),
+        ("SSL_CERT_FILE".to_string(), path_str(&f.airlock.ca_file())),
+        ("GH_TOKEN".to_string(), "not-a-real-token".to_string()),
+        ("HOME".to_string(), path_str(home.path())),
+        ("GH_NO_UPDATE_NOTIFIER".to_string(), "1".to_string()),
+    ];
+    let (code, out, err) = run_with(
+        "gh",
+        &["api", "-X", "DELETE", "repos/octo/demo"],
+        env.clone(),
+    )
+    .await;
+    assert_ne!(code, 0, "a held call is an error for gh: {out}{err}");
+    let (_, list) = f
+        .airlock
+        .admin("GET", "/v1/reviews?state=pending", None)
+        .await;
+    let id = list["reviews"][0]["reviewId"]
+        .as_str()
+        .expect("held")
+        .to_string();
+    assert!(
+        err.contains(&id) && err.contains(&format!("http://airlock.local/v1/reviews/{id}")),
+        "gh shows the review id and status URL: {err}"
+    );
+    assert!(err.contains("HTTP 423"), "{err}");
+    assert_eq!(f.up.count(), 0, "nothing reached GitHub");
+    // And a read passes through.
+    let (code, out, err) = run_with("gh", &["api", "zen"], env).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(f.up.count(), 1);
+}
