@@ -490,7 +490,7 @@ setGlobalDispatcher(new EnvHttpProxyAgent());
   console.log(JSON.stringify({ zen: zen.status, held: held.status, message: body.message, reviewId: body.reviewId }));
 })().catch((e) => { console.error(String(e), e.cause); process.exit(1); });
 "#;
-    let env = [
+    let env = vec![
         ("HTTPS_PROXY".to_string(), f.agent_proxy.clone()),
         (
             "NODE_EXTRA_CA_CERTS".to_string(),
@@ -498,23 +498,8 @@ setGlobalDispatcher(new EnvHttpProxyAgent());
         ),
         ("UNDICI".to_string(), undici),
     ];
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("/usr/bin/node")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env)
-            .args(["-e", script])
-            .output()
-            .expect("node")
-    })
-    .await
-    .expect("join");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stdout, stderr) = run_with("/usr/bin/node", &["-e", script], env).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
     let seen: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
     assert_eq!(seen["zen"], 200, "{seen}");
     assert_eq!(seen["held"], 423, "{seen}");
@@ -610,27 +595,12 @@ except urllib.error.HTTPError as e:
     body = json.load(e)
     print(json.dumps({"status": e.code, "reviewId": body["reviewId"], "message": body["message"]}))
 "#;
-    let env = [
+    let env = vec![
         ("HTTPS_PROXY".to_string(), f.agent_proxy.clone()),
         ("SSL_CERT_FILE".to_string(), path_str(&f.airlock.ca_file())),
     ];
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env)
-            .args(["-c", script])
-            .output()
-            .expect("python3 must be installed")
-    })
-    .await
-    .expect("join");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stdout, stderr) = run_with("python3", &["-c", script], env).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
     let mut lines = stdout.lines();
     assert_eq!(lines.next(), Some("200"), "{stdout}");
     let held: serde_json::Value =

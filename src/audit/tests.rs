@@ -745,48 +745,20 @@ fn logs_of_two_instances_on_one_store_keep_one_chain() {
     );
 }
 
-/// A store that counts commits.
-struct CountingStore {
-    inner: Arc<dyn Store>,
-    commits: std::sync::atomic::AtomicUsize,
-}
-
-impl Store for CountingStore {
-    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(tree, key)
-    }
-    fn commit(&self, batches: Vec<crate::store::Batch>) -> Result<Vec<bool>, StoreError> {
-        self.commits.fetch_add(1, Ordering::SeqCst);
-        self.inner.commit(batches)
-    }
-    fn range(
-        &self,
-        tree: Tree,
-        start: &[u8],
-        end: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<Entry>, StoreError> {
-        self.inner.range(tree, start, end, limit)
-    }
-}
-
 /// A sweep's expiries are one append of 2,048 events: one commit, checkpoints inside it after
 /// every `checkpoint_every` entries (they once cost a commit of their own after each group).
 #[test]
 fn a_bulk_append_is_one_commit_with_its_checkpoints_inside() {
     let fx = Fixture::new();
-    let counting = Arc::new(CountingStore {
-        inner: fx.store(),
-        commits: Default::default(),
-    });
-    let log = fx.open_on(counting.clone(), 100);
-    let before = counting.commits.load(Ordering::SeqCst);
+    let (counting, commits) = crate::store::testing::Counting::new(fx.store());
+    let log = fx.open_on(Arc::new(counting), 100);
+    let before = commits.get();
     let seqs: Vec<u64> = log
         .append_values((0..2048).map(|i| ("decision", event(i))).collect())
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(counting.commits.load(Ordering::SeqCst) - before, 1);
+    assert_eq!(commits.get() - before, 1);
     // Entry 100 (seq 100) is the checkpoint over the first 100; the 101st event gets seq 101.
     assert_eq!(&seqs[..2], &[0, 1]);
     assert_eq!(seqs[99], 99);

@@ -273,10 +273,11 @@ fn read_secret(c: &CredentialConfig) -> Result<String, CredentialError> {
 mod tests {
     use super::*;
 
-    fn vault() -> Arc<Vault> {
+    /// A vault whose github credential is the file `gh` (holding `secret`) in a temp dir.
+    fn vault_with(secret: &str) -> (tempfile::TempDir, std::path::PathBuf, Arc<Vault>) {
         let dir = tempfile::tempdir().expect("dir");
         let file = dir.path().join("gh");
-        std::fs::write(&file, "ghp_realtoken123\n").expect("write");
+        std::fs::write(&file, secret).expect("write");
         let c = crate::config::Config::from_toml(
             "t.toml",
             &format!(
@@ -285,7 +286,12 @@ mod tests {
             ),
         )
         .expect("config");
-        Vault::load(&c.credentials).expect("load")
+        let v = Vault::load(&c.credentials).expect("load");
+        (dir, file, v)
+    }
+
+    fn vault() -> Arc<Vault> {
+        vault_with("ghp_realtoken123\n").2
     }
 
     #[test]
@@ -325,18 +331,7 @@ mod tests {
 
     #[test]
     fn a_changed_file_is_read_again_and_a_broken_one_keeps_the_secret() {
-        let dir = tempfile::tempdir().expect("dir");
-        let file = dir.path().join("gh");
-        std::fs::write(&file, "ghp_first\n").expect("write");
-        let c = crate::config::Config::from_toml(
-            "t.toml",
-            &format!(
-                "[credentials.github]\nfile = {:?}\n",
-                file.display().to_string()
-            ),
-        )
-        .expect("config");
-        let v = Vault::load(&c.credentials).expect("load");
+        let (_dir, file, v) = vault_with("ghp_first\n");
         assert_eq!(v.files(), vec![file.clone()]);
         assert!(!v.reload().expect("same"), "nothing changed");
         std::fs::write(&file, "ghp_second\n").expect("write");

@@ -162,40 +162,18 @@ impl Grouped {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
     use super::*;
-
-    /// Counts the commits that reach the real store.
-    struct Counting(Box<dyn Store>, Arc<AtomicUsize>);
-
-    impl Store for Counting {
-        fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            self.0.get(tree, key)
-        }
-        fn commit(&self, batches: Vec<Batch>) -> Result<Vec<bool>, StoreError> {
-            self.1.fetch_add(1, Ordering::SeqCst);
-            self.0.commit(batches)
-        }
-        fn range(
-            &self,
-            tree: Tree,
-            start: &[u8],
-            end: Option<&[u8]>,
-            limit: usize,
-        ) -> Result<Vec<Entry>, StoreError> {
-            self.0.range(tree, start, end, limit)
-        }
-    }
+    use crate::store::testing::Counting;
 
     /// A sweep's chunk (2,048 transitions) is one commit, one fsync (it was four).
     #[test]
     fn a_sweep_chunk_is_one_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let commits = Arc::new(AtomicUsize::new(0));
         let inner = super::super::redb_store::RedbStore::open(dir.path()).unwrap();
-        let store = Grouped::new(Box::new(Counting(Box::new(inner), commits.clone())));
+        let (counting, commits) = Counting::new(Arc::new(inner));
+        let store = Grouped::new(Box::new(counting));
         let batches: Vec<Batch> = (0..2048u32)
             .map(|i| {
                 let mut b = Batch::default();
@@ -209,6 +187,6 @@ mod tests {
             .collect();
         let applied = store.commit(batches).unwrap();
         assert_eq!(applied, vec![true; 2048]);
-        assert_eq!(commits.load(Ordering::SeqCst), 1);
+        assert_eq!(commits.get(), 1);
     }
 }

@@ -8,6 +8,8 @@ mod group;
 mod postgres;
 mod redb_store;
 mod sled_store;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use batch::{counter_value, Batch, Write};
 pub use postgres::{with_ca_file, TargetError as PostgresTargetError};
