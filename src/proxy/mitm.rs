@@ -11,7 +11,6 @@ use tokio_rustls::TlsAcceptor;
 use super::front::{drive, http1_builder, http2_builder, RespFuture};
 use super::handler::{self, ConnInfo};
 use super::io::{Activity, Tracked};
-use super::policy::Route;
 use super::{Lifecycle, Proxy};
 use crate::wire::Target;
 
@@ -22,11 +21,6 @@ pub(super) async fn serve(
     proxy: Arc<Proxy>,
     life: Lifecycle,
 ) {
-    // Dial the upstream while the agent's handshake runs (the CONNECT passed the egress
-    // pre-check and the agent's limits); held for the connection's life, then dropped.
-    let _predial = (conn.route == Route::Inspect)
-        .then(|| proxy.upstream.predial(&conn.target))
-        .flatten();
     let accept = TlsAcceptor::from(tls).accept(TokioIo::new(upgraded));
     let stream = match tokio::time::timeout(proxy.config.header_read_timeout, accept).await {
         Ok(Ok(s)) => s,
