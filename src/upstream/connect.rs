@@ -31,8 +31,8 @@ use crate::wire::{BoxError, Target};
 /// `read` calls (a stream's throughput is mostly syscalls and copies).
 pub type Ready = TlsStream<BufReader<TcpStream>>;
 
-/// Bytes read from an upstream socket at once.
-const READ_BUFFER: usize = 64 * 1024;
+/// Bytes read from an upstream socket at once (two full TLS records).
+const READ_BUFFER: usize = 32 * 1024;
 
 /// Dials and secures connections for one pool.
 #[derive(Clone)]

@@ -130,6 +130,10 @@ struct Args {
     /// With --new-conn: the client keeps no TLS session cache (a fresh process, like curl).
     #[arg(long)]
     no_resume: bool,
+    /// Emulates a distant upstream: it waits 2x this many ms before its TLS handshake (the TCP
+    /// and TLS round trips) and this many ms before each answer (the request's round trip).
+    #[arg(long, default_value_t = 0)]
+    upstream_rtt_ms: u64,
     /// Streaming: the upstream answers with a body of this many bytes (generated, not held in
     /// memory); each round downloads it once over one connection and reports MB/s.
     #[arg(long)]
@@ -309,6 +313,7 @@ fn spawn_upstream(args: &Args, ca_dir: &Path) -> Result<(SocketAddr, ChildUpstre
         .args(["--upstream-port", &args.upstream_port.to_string()])
         .args(["--host", &args.host])
         .args(["--body-bytes", &args.body_bytes.to_string()])
+        .args(["--upstream-rtt-ms", &args.upstream_rtt_ms.to_string()])
         .args(
             args.stream_bytes
                 .map(|n| vec!["--stream-bytes".to_string(), n.to_string()])
@@ -378,6 +383,7 @@ async fn start_upstream(issuer: &Issuer<'static, KeyPair>, args: &Args) -> Resul
     let addr = listener.local_addr()?;
     let body = Bytes::from(vec![b'x'; args.body_bytes]);
     let stream_bytes = args.stream_bytes;
+    let rtt = Duration::from_millis(args.upstream_rtt_ms);
     tokio::spawn(async move {
         loop {
             let Ok((s, _)) = listener.accept().await else {
@@ -387,6 +393,9 @@ async fn start_upstream(issuer: &Issuer<'static, KeyPair>, args: &Args) -> Resul
             let acceptor = acceptor.clone();
             let body = body.clone();
             tokio::spawn(async move {
+                if !rtt.is_zero() {
+                    tokio::time::sleep(rtt * 2).await;
+                }
                 let Ok(tls) = acceptor.accept(s).await else {
                     return;
                 };
@@ -395,7 +404,12 @@ async fn start_upstream(issuer: &Issuer<'static, KeyPair>, args: &Args) -> Resul
                         Some(n) => fresh::generated(n),
                         None => hyper::Response::new(Full::new(body.clone()).boxed()),
                     };
-                    async move { Ok::<_, std::convert::Infallible>(resp) }
+                    async move {
+                        if !rtt.is_zero() {
+                            tokio::time::sleep(rtt).await;
+                        }
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tls), svc)
