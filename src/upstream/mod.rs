@@ -92,10 +92,9 @@ impl Upstream {
 
     /// Starts TCP + TLS to an intercepted CONNECT's `target` for the calling worker's pool,
     /// unless a pool has a connection to it (the first request borrows that one) or this pool
-    /// has a pre-dial under way. Call only once the
-    /// egress pre-check and the agent's limits passed; no request byte is sent until a
-    /// permitted request takes the connection. Dropping the guard cancels the dial, or drops
-    /// the connection if no request took it.
+    /// has a pre-dial under way. Call only once the egress pre-check and the agent's limits
+    /// passed; no request byte is sent until a permitted request takes the connection.
+    /// Dropping the guard cancels the dial, or drops the connection if no request took it.
     pub fn predial(&self, target: &Target) -> Option<PreDial> {
         let pool = current_worker() % self.pools.len();
         let key = (target.host.clone(), target.port);
