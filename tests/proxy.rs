@@ -567,36 +567,100 @@ async fn graceful_shutdown_drains_in_flight_requests() {
     assert_eq!(&rest[..], b"rest\n");
 }
 
-/// Connections are spread over the worker runtimes, each with its own upstream pool: six agent
-/// connections on three workers reuse three upstream connections (one per worker), and the
-/// inline mode (`workers = 0`, one shared pool) serves the same traffic over one.
+/// Connections are spread over the worker runtimes, each with its own upstream pool, and a
+/// warm upstream connection serves any worker: an agent connection's first request borrows it
+/// (six fresh agent connections on three workers, one request each, share one upstream
+/// connection, where per-worker pools alone would open three); its later requests use its own
+/// worker's pool (at most one more upstream connection per worker). The inline mode
+/// (`workers = 0`, one shared pool) serves the same traffic over one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn connections_spread_over_workers_each_with_its_own_pool() {
-    for (workers, want_upstream_conns) in [(3, 3), (0, 1)] {
+async fn connections_spread_over_workers_sharing_warm_upstreams() {
+    for (workers, max_own) in [(3, 3), (0, 0)] {
         let toml = format!("{INSPECT}workers = {workers}\n");
         let (up, airlock) = setup(&toml, UpstreamOptions::default()).await;
         assert_eq!(airlock.proxy.workers.count(), workers);
+        let get = |client: reqwest::Client, path: String| async move {
+            let resp = client.get(path).send().await.expect("send");
+            assert_eq!(resp.status(), 200);
+            resp.bytes().await.expect("body");
+        };
+        let fresh = || {
+            airlock
+                .client_builder()
+                .http1_only()
+                .build()
+                .expect("client")
+        };
         for round in 0..2 {
             for i in 0..6 {
                 // A fresh client is a fresh agent connection.
-                let resp = airlock
-                    .client_builder()
-                    .http1_only()
-                    .build()
-                    .expect("client")
-                    .get(format!("https://api.github.com/w/{round}/{i}"))
-                    .send()
-                    .await
-                    .expect("send");
-                assert_eq!(resp.status(), 200, "workers = {workers}");
-                resp.bytes().await.expect("body");
+                get(fresh(), format!("https://api.github.com/w/{round}/{i}")).await;
             }
         }
         assert_eq!(up.count(), 12, "workers = {workers}");
         assert_eq!(
             up.connections(),
-            want_upstream_conns,
-            "workers = {workers}: upstream connections"
+            1,
+            "workers = {workers}: first requests share the warm upstream connection"
+        );
+        for i in 0..6 {
+            let client = fresh();
+            get(client.clone(), format!("https://api.github.com/a/{i}")).await;
+            get(client, format!("https://api.github.com/b/{i}")).await;
+        }
+        assert_eq!(up.count(), 24, "workers = {workers}");
+        assert!(
+            up.connections() <= 1 + max_own,
+            "workers = {workers}: at most one more upstream connection per worker, got {}",
+            up.connections()
         );
     }
+}
+
+/// The upstream connection is dialled while the agent's TLS handshake runs; when that dial
+/// fails, the first request gets the same refusal as a failed dial at request time (502
+/// `upstream_connect`, nothing sent), and the next connection dials afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_predial_is_the_first_requests_connect_error() {
+    let (up, airlock) = setup(INSPECT, UpstreamOptions::default()).await;
+    up.state
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let resp = airlock
+        .client()
+        .get("https://api.github.com/down")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 502);
+    assert_eq!(
+        resp.headers()
+            .get("airlock-reason")
+            .and_then(|v| v.to_str().ok()),
+        Some("upstream_connect")
+    );
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["side"], "upstream");
+    assert_eq!(up.count(), 0);
+    up.state
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let resp = airlock
+        .client()
+        .get("https://api.github.com/up")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(up.count(), 1);
+    assert_eq!(
+        airlock
+            .proxy
+            .upstream
+            .live_connections("api.github.com", 443)
+            .iter()
+            .sum::<u32>(),
+        1,
+        "the connection that served it is counted live"
+    );
 }

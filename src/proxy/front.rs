@@ -334,6 +334,12 @@ async fn connect(
                 .leaves
                 .server_config(&target.host)
                 .map_err(|e| Refusal::internal("certificate_mint_failed", e.to_string()))?;
+            // Dial the upstream while the 200 goes out and the agent's TLS handshake runs (the
+            // egress pre-check and the agent's limits passed above). Held for the connection's
+            // life; no request byte is sent until a permitted request takes it.
+            let predial = (route == Route::Inspect)
+                .then(|| proxy.upstream.predial(&target))
+                .flatten();
             let life2 = life.clone();
             life.tasks.spawn(async move {
                 match hyper::upgrade::on(req).await {
@@ -343,6 +349,7 @@ async fn connect(
                     }
                     Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
                 }
+                drop(predial);
                 drop(slot);
             });
             Ok(Response::new(empty()))

@@ -34,6 +34,9 @@ pub struct ConnInfo {
     /// The upstream URI authority for `target` (port omitted when default); computed once per
     /// connection. `None` if the target cannot form one (requests then get 400 `bad_target`).
     pub authority: Option<http::uri::Authority>,
+    /// Requests forwarded on this connection so far (the first may borrow another worker's
+    /// warm upstream connection).
+    pub forwarded: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ConnInfo {
@@ -54,6 +57,7 @@ impl ConnInfo {
             peer,
             agent,
             authority,
+            forwarded: Default::default(),
         }
     }
 
@@ -410,9 +414,13 @@ pub async fn forward(
     let inspected = conn.route == Route::Inspect;
     let permitted =
         permitted.try_map(|req| to_upstream(req, conn.scheme, conn.authority.as_ref()))?;
+    let first = conn
+        .forwarded
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        == 0;
     let resp = proxy
         .upstream
-        .send(permitted)
+        .send_from(permitted, first)
         .await
         .map_err(Refusal::from)?;
     Ok(match proxy.vault.scrubber() {

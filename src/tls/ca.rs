@@ -26,6 +26,27 @@ pub struct CertificateAuthority {
     issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
     cert_der: CertificateDer<'static>,
+    /// One P-256 key for every leaf this process mints (as mitmproxy does): minting a leaf is
+    /// then one signature, not a key generation too. Made at start, kept only in memory.
+    leaf_key: LeafKey,
+}
+
+/// The leaves' key pair and its rustls signing form.
+struct LeafKey {
+    pair: KeyPair,
+    signing: std::sync::Arc<dyn rustls::sign::SigningKey>,
+}
+
+impl LeafKey {
+    fn generate() -> Result<LeafKey, TlsError> {
+        let pair = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        let der = PrivateKeyDer::try_from(pair.serialize_der())
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        let signing = rustls::crypto::ring::sign::any_supported_type(&der)
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        Ok(LeafKey { pair, signing })
+    }
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -75,6 +96,7 @@ impl CertificateAuthority {
             issuer,
             cert_pem,
             cert_der,
+            leaf_key: LeafKey::generate()?,
         })
     }
 
@@ -114,6 +136,7 @@ impl CertificateAuthority {
             issuer,
             cert_pem,
             cert_der,
+            leaf_key: LeafKey::generate()?,
         })
     }
 
@@ -127,7 +150,7 @@ impl CertificateAuthority {
     }
 
     /// Mints a fresh leaf for `host` (a DNS name or an IP literal): random serial,
-    /// SAN = host, 90-day validity, new P-256 key.
+    /// SAN = host, 90-day validity, the process's leaf key (P-256, cheap to sign with).
     pub fn mint_leaf(&self, host: &str) -> Result<CertifiedKey, TlsError> {
         let san = match host.parse::<std::net::IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
@@ -152,17 +175,12 @@ impl CertificateAuthority {
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::hours(1);
         params.not_after = now + Duration::days(LEAF_VALIDITY_DAYS);
-        let key = KeyPair::generate().map_err(|e| TlsError::Generate(e.to_string()))?;
         let cert = params
-            .signed_by(&key, &self.issuer)
-            .map_err(|e| TlsError::Generate(e.to_string()))?;
-        let key_der = PrivateKeyDer::try_from(key.serialize_der())
-            .map_err(|e| TlsError::Generate(e.to_string()))?;
-        let signing = rustls::crypto::ring::sign::any_supported_type(&key_der)
+            .signed_by(&self.leaf_key.pair, &self.issuer)
             .map_err(|e| TlsError::Generate(e.to_string()))?;
         Ok(CertifiedKey::new(
             vec![cert.der().clone(), self.cert_der.clone()],
-            signing,
+            self.leaf_key.signing.clone(),
         ))
     }
 }

@@ -20,10 +20,36 @@ struct Entry {
     minted: Instant,
 }
 
+/// Sessions remembered for TLS 1.2 resumption by session id, across every host.
+const SESSION_CACHE_SIZE: usize = 4096;
+
 /// Bounded cache of ready-to-use server configs, one per intercepted host.
 pub struct LeafCache {
     ca: Arc<CertificateAuthority>,
     cache: Mutex<LruCache<String, Entry>>,
+    /// Shared by every host's config so an agent's reconnect resumes its TLS session (one
+    /// round trip and no signature). rustls resumes only under the SNI the session was made
+    /// for, so a ticket for one host never opens another.
+    resumption: Resumption,
+}
+
+#[derive(Clone)]
+struct Resumption {
+    tickets: Option<Arc<dyn rustls::server::ProducesTickets>>,
+    sessions: Arc<dyn rustls::server::StoresServerSessions>,
+}
+
+impl Resumption {
+    fn new() -> Resumption {
+        // Without a ticketer (it failed to start), TLS 1.3 resumes from the session cache.
+        let tickets = rustls::crypto::ring::Ticketer::new()
+            .map_err(|e| tracing::warn!(error = %e, "no TLS session tickets toward agents"))
+            .ok();
+        Resumption {
+            tickets,
+            sessions: rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_SIZE),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -40,6 +66,7 @@ impl LeafCache {
         Self {
             ca,
             cache: Mutex::new(LruCache::new(capacity)),
+            resumption: Resumption::new(),
         }
     }
 
@@ -55,6 +82,10 @@ impl LeafCache {
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(Fixed(key)));
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.session_storage = self.resumption.sessions.clone();
+        if let Some(t) = &self.resumption.tickets {
+            config.ticketer = t.clone();
+        }
         let config = Arc::new(config);
         if let Ok(mut cache) = self.cache.lock() {
             cache.put(

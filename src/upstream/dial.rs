@@ -39,6 +39,11 @@ impl Dialer {
         }
     }
 
+    /// How long a TCP connect (and the TLS handshake after it) may take.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
     pub fn guard(&self) -> &EgressGuard {
         &self.guard
     }

@@ -4,9 +4,13 @@
 //! moment, so nothing above ever holds a request with the real token in it.
 //!
 //! Pools: one hyper-util pool per connection worker (plus one for every other thread), so a
-//! request reuses connections driven by its own worker's reactor. TLS is verified; h2 or
-//! http/1.1 as the upstream negotiates.
+//! request reuses connections driven by its own worker's reactor. A worker with no connection
+//! to a target borrows another worker's warm one ([`conns`]); an intercepted CONNECT pre-dials
+//! (TCP + TLS, no request byte) while the agent's own TLS handshake runs ([`Upstream::predial`]).
+//! TLS is verified; h2 or http/1.1 as the upstream negotiates; sessions resume.
 
+mod connect;
+pub mod conns;
 mod dial;
 pub mod egress;
 mod failure;
@@ -22,7 +26,6 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use http_body_util::BodyExt;
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpStream;
@@ -30,7 +33,10 @@ use tokio::net::TcpStream;
 use crate::credentials::Vault;
 use crate::wire::{strip_hop_by_hop, Body, BoxError, Target};
 
-type PooledClient = Client<HttpsConnector<Dialer>, Body>;
+type PooledClient = Client<connect::Connector, Body>;
+
+/// A pre-dialled upstream connection, owned by the agent connection that caused it.
+pub type PreDial = conns::PreDial<connect::Ready>;
 
 thread_local! {
     /// 1-based index of the connection worker this thread runs; 0 on any other thread.
@@ -51,6 +57,8 @@ pub fn current_worker() -> usize {
 pub struct Upstream {
     pools: Vec<PooledClient>,
     dialer: Dialer,
+    tls: tokio_rustls::TlsConnector,
+    conns: Arc<conns::Conns<connect::Ready>>,
     vault: Arc<Vault>,
 }
 
@@ -63,13 +71,45 @@ impl Upstream {
         pool_idle_timeout: Duration,
         vault: Arc<Vault>,
     ) -> Self {
+        let mut tls = (**tls).clone();
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(tls));
+        let conns = conns::Conns::new(workers + 1);
         Self {
             pools: (0..=workers)
-                .map(|_| pooled(tls.clone(), dialer.clone(), pool_idle_timeout))
+                .map(|pool| {
+                    let c =
+                        connect::Connector::new(dialer.clone(), tls.clone(), conns.clone(), pool);
+                    pooled(c, pool_idle_timeout)
+                })
                 .collect(),
             dialer,
+            tls,
+            conns,
             vault,
         }
+    }
+
+    /// Starts TCP + TLS to an intercepted CONNECT's `target` for the calling worker's pool,
+    /// unless a pool has a connection to it (the first request borrows that one) or this pool
+    /// has a pre-dial under way. Call only once the egress pre-check and the agent's limits
+    /// passed; no request byte is sent until a permitted request takes the connection.
+    /// Dropping the guard cancels the dial, or drops the connection if no request took it.
+    pub fn predial(&self, target: &Target) -> Option<PreDial> {
+        let pool = current_worker() % self.pools.len();
+        let key = (target.host.clone(), target.port);
+        if self.conns.warm_anywhere(&key) {
+            return None;
+        }
+        let (dialer, tls, target) = (self.dialer.clone(), self.tls.clone(), target.clone());
+        self.conns.predial(pool, key, async move {
+            connect::handshake(&dialer, &tls, &target).await
+        })
+    }
+
+    /// Live upstream connections per pool to `host:port` (pool 0 serves non-worker threads).
+    pub fn live_connections(&self, host: &str, port: u16) -> Vec<u32> {
+        self.conns.live_count(&(host.to_string(), port))
     }
 
     /// The dialer, for checks that send nothing (the egress pre-check at CONNECT).
@@ -84,18 +124,40 @@ impl Upstream {
         &self,
         permitted: Permitted<Request<Body>>,
     ) -> Result<Response<Body>, UpstreamFailure> {
+        self.send_from(permitted, true).await
+    }
+
+    /// [`Upstream::send`] for a request on an agent connection. Its first request may borrow
+    /// another worker's warm connection when its own worker has none (no dial, no handshake);
+    /// later ones use the worker's own pool, which then dials once and stays warm, so a busy
+    /// connection's requests never cross threads.
+    pub async fn send_from(
+        &self,
+        permitted: Permitted<Request<Body>>,
+        may_borrow: bool,
+    ) -> Result<Response<Body>, UpstreamFailure> {
         let (mut req, decision) = permitted.into_parts();
+        let own = current_worker() % self.pools.len();
+        let mut pool = own;
         if !matches!(decision, Decision::UnknownHostTunnel) {
             // The normalised host (case, trailing dot), as the vault names it.
+            let default_port = if req.uri().scheme_str() == Some("http") {
+                80
+            } else {
+                443
+            };
             let target = req
                 .uri()
                 .authority()
-                .and_then(|a| Target::parse_authority(a.as_str(), 443).ok());
+                .and_then(|a| Target::parse_authority(a.as_str(), default_port).ok());
             if let Some(t) = target {
                 self.vault.inject(&t.host, req.headers_mut());
+                if may_borrow {
+                    pool = self.conns.choose(own, &t.host, t.port);
+                }
             }
         }
-        let pool = &self.pools[current_worker() % self.pools.len()];
+        let pool = &self.pools[pool];
         match pool.request(req).await {
             Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
@@ -127,22 +189,18 @@ impl Upstream {
     }
 }
 
+/// Largest h2 DATA frame Airlock accepts from upstreams (the protocol's default is 16 KiB).
+const H2_MAX_FRAME: u32 = 256 * 1024;
+
 /// A pooled client: h2 where the upstream offers it, else HTTP/1.1.
-fn pooled(
-    tls: Arc<rustls::ClientConfig>,
-    dialer: Dialer,
-    pool_idle_timeout: Duration,
-) -> PooledClient {
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config((*tls).clone())
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(dialer);
+fn pooled(connector: connect::Connector, pool_idle_timeout: Duration) -> PooledClient {
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(pool_idle_timeout)
         .pool_max_idle_per_host(256)
-        .build(https)
+        // Larger h2 DATA frames from upstreams that send them: fewer frames, and fewer writes
+        // toward the agent, per streamed byte.
+        .http2_max_frame_size(H2_MAX_FRAME)
+        .build(connector)
 }

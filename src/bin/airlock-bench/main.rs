@@ -19,6 +19,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod fresh;
 mod scale;
 
 use std::net::SocketAddr;
@@ -118,6 +119,25 @@ struct Args {
     /// File holding the admin token (for --approve).
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
+    /// Every request on a fresh connection (TCP, CONNECT, TLS, one request, close), as an agent
+    /// feels the first request of a connection; prints where the time goes.
+    #[arg(long)]
+    new_conn: bool,
+    /// With --new-conn: every request to a host never used before (`n<k>.<host>`; the proxy
+    /// must inspect and resolve them, see scripts/bench.sh). Without: always --host.
+    #[arg(long)]
+    new_hosts: bool,
+    /// With --new-conn: the client keeps no TLS session cache (a fresh process, like curl).
+    #[arg(long)]
+    no_resume: bool,
+    /// Emulates a distant upstream: it waits 2x this many ms before its TLS handshake (the TCP
+    /// and TLS round trips) and this many ms before each answer (the request's round trip).
+    #[arg(long, default_value_t = 0)]
+    upstream_rtt_ms: u64,
+    /// Streaming: the upstream answers with a body of this many bytes (generated, not held in
+    /// memory); each round downloads it once over one connection and reports MB/s.
+    #[arg(long)]
+    stream_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -134,6 +154,12 @@ struct Report {
     client_cpu_us: Option<f64>,
     /// CPU time per request of the proxy process (`--proxy-pid`), in µs.
     proxy_cpu_us: Option<f64>,
+    /// --new-conn: median time of each connection-setup phase.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    breakdown: Option<fresh::Breakdown>,
+    /// --stream-bytes: download speed in MB/s (10^6 bytes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mb_per_s: Option<f64>,
 }
 
 /// User + system CPU seconds a process has used so far (Linux /proc), `None` elsewhere.
@@ -244,12 +270,22 @@ async fn measured(
     ca_pem: &[u8],
 ) -> Result<Report> {
     let (c0, p0) = probe.read();
-    let mut r = drive(args, upstream, proxy, ca_pem).await?;
+    let mut r = if args.stream_bytes.is_some() {
+        fresh::stream(args, upstream, proxy, ca_pem).await?
+    } else if args.new_conn {
+        fresh::drive(args, upstream, proxy, ca_pem).await?
+    } else {
+        drive(args, upstream, proxy, ca_pem).await?
+    };
     let (c1, p1) = probe.read();
     // `drive` counts only requests sent after the warm-up; CPU covers the warm-up (and the
     // handshakes) too, so the count is scaled up as if the warm-up ran at the measured rate.
     let measured_secs = args.duration.max(1) as f64;
-    let total = r.requests as f64 * (measured_secs + args.warmup as f64) / measured_secs;
+    let total = if args.new_conn || args.stream_bytes.is_some() {
+        r.requests as f64
+    } else {
+        r.requests as f64 * (measured_secs + args.warmup as f64) / measured_secs
+    };
     let per = |a: Option<f64>, b: Option<f64>| Some((b? - a?) * 1e6 / total.max(1.0));
     r.client_cpu_us = per(c0, c1);
     if proxy.is_some() {
@@ -277,6 +313,12 @@ fn spawn_upstream(args: &Args, ca_dir: &Path) -> Result<(SocketAddr, ChildUpstre
         .args(["--upstream-port", &args.upstream_port.to_string()])
         .args(["--host", &args.host])
         .args(["--body-bytes", &args.body_bytes.to_string()])
+        .args(["--upstream-rtt-ms", &args.upstream_rtt_ms.to_string()])
+        .args(
+            args.stream_bytes
+                .map(|n| vec!["--stream-bytes".to_string(), n.to_string()])
+                .unwrap_or_default(),
+        )
         .stdout(std::process::Stdio::piped())
         .spawn()
         .context("starting the upstream process")?;
@@ -323,7 +365,13 @@ fn load_or_create_ca(dir: &Path) -> Result<(String, Issuer<'static, KeyPair>)> {
 
 async fn start_upstream(issuer: &Issuer<'static, KeyPair>, args: &Args) -> Result<SocketAddr> {
     let kp = KeyPair::generate()?;
-    let names = vec![args.host.clone(), "localhost".into(), "127.0.0.1".into()];
+    // The wildcard serves --new-hosts (`n<k>.<host>`).
+    let names = vec![
+        args.host.clone(),
+        format!("*.{}", args.host),
+        "localhost".into(),
+        "127.0.0.1".into(),
+    ];
     let leaf = CertificateParams::new(names)?.signed_by(&kp, issuer)?;
     let key = PrivateKeyDer::try_from(kp.serialize_der()).map_err(anyhow::Error::msg)?;
     let mut cfg = rustls::ServerConfig::builder()
@@ -334,6 +382,8 @@ async fn start_upstream(issuer: &Issuer<'static, KeyPair>, args: &Args) -> Resul
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.upstream_port)).await?;
     let addr = listener.local_addr()?;
     let body = Bytes::from(vec![b'x'; args.body_bytes]);
+    let stream_bytes = args.stream_bytes;
+    let rtt = Duration::from_millis(args.upstream_rtt_ms);
     tokio::spawn(async move {
         loop {
             let Ok((s, _)) = listener.accept().await else {
@@ -343,13 +393,22 @@ async fn start_upstream(issuer: &Issuer<'static, KeyPair>, args: &Args) -> Resul
             let acceptor = acceptor.clone();
             let body = body.clone();
             tokio::spawn(async move {
+                if !rtt.is_zero() {
+                    tokio::time::sleep(rtt * 2).await;
+                }
                 let Ok(tls) = acceptor.accept(s).await else {
                     return;
                 };
                 let svc = hyper::service::service_fn(move |_req| {
-                    let body = body.clone();
+                    let resp = match stream_bytes {
+                        Some(n) => fresh::generated(n),
+                        None => hyper::Response::new(Full::new(body.clone()).boxed()),
+                    };
                     async move {
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(body)))
+                        if !rtt.is_zero() {
+                            tokio::time::sleep(rtt).await;
+                        }
+                        Ok::<_, std::convert::Infallible>(resp)
                     }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -359,6 +418,26 @@ async fn start_upstream(issuer: &Issuer<'static, KeyPair>, args: &Args) -> Resul
         }
     });
     Ok(addr)
+}
+
+/// The load tool's TLS client: trusts `ca_pem`, offers h2 or http/1.1 as asked.
+fn client_config(args: &Args, ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(c.context("bad CA PEM")?)?;
+    }
+    let mut cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = if args.http2 {
+        vec![b"h2".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    if args.no_resume {
+        cfg.resumption = rustls::client::Resumption::disabled();
+    }
+    Ok(Arc::new(cfg))
 }
 
 enum Sender {
@@ -372,10 +451,35 @@ async fn connect(
     proxy: Option<SocketAddr>,
     tls: Arc<rustls::ClientConfig>,
 ) -> Result<Sender> {
+    Ok(connect_to(args, &args.host, upstream, proxy, tls).await?.0)
+}
+
+/// When each phase of a connection's setup ended, from the start of its TCP connect.
+#[derive(Debug, Clone, Copy, Default)]
+struct Setup {
+    tcp: Duration,
+    tunnel: Duration,
+    tls: Duration,
+}
+
+/// Opens a connection to `host` (through the proxy's CONNECT if any) and says how long each
+/// phase took.
+async fn connect_to(
+    args: &Args,
+    host: &str,
+    upstream: SocketAddr,
+    proxy: Option<SocketAddr>,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<(Sender, Setup)> {
+    let t0 = Instant::now();
     let mut tcp = TcpStream::connect(proxy.unwrap_or(upstream)).await?;
     tcp.set_nodelay(true)?;
+    let mut setup = Setup {
+        tcp: t0.elapsed(),
+        ..Setup::default()
+    };
     if proxy.is_some() {
-        let mut req = format!("CONNECT {0}:443 HTTP/1.1\r\nHost: {0}:443\r\n", args.host);
+        let mut req = format!("CONNECT {0}:443 HTTP/1.1\r\nHost: {0}:443\r\n", host);
         if let Some(auth) = &args.proxy_auth {
             use base64::Engine;
             let enc = base64::engine::general_purpose::STANDARD.encode(auth);
@@ -383,16 +487,19 @@ async fn connect(
         }
         req.push_str("\r\n");
         tcp.write_all(req.as_bytes()).await?;
+        // Read as a client library would (not byte by byte): the proxy sends nothing after
+        // its answer until the TLS ClientHello, so no tunnel byte can be read here.
         let mut head = Vec::new();
-        let mut byte = [0u8; 1];
+        let mut buf = [0u8; 1024];
         while !head.ends_with(b"\r\n\r\n") {
-            if tcp.read(&mut byte).await? == 0 || head.len() > 16384 {
+            let n = tcp.read(&mut buf).await?;
+            if n == 0 || head.len() > 16384 {
                 bail!(
                     "proxy closed during CONNECT: {}",
                     String::from_utf8_lossy(&head)
                 );
             }
-            head.push(byte[0]);
+            head.extend_from_slice(&buf[..n]);
         }
         let text = String::from_utf8_lossy(&head);
         if !text.starts_with("HTTP/1.1 200") && !text.starts_with("HTTP/1.0 200") {
@@ -402,19 +509,21 @@ async fn connect(
             );
         }
     }
-    let name = ServerName::try_from(args.host.clone())?;
+    setup.tunnel = t0.elapsed();
+    let name = ServerName::try_from(host.to_string())?;
     let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(name, tcp)
         .await?;
+    setup.tls = t0.elapsed();
     let io = TokioIo::new(stream);
     if args.http2 {
         let (s, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
         tokio::spawn(conn);
-        Ok(Sender::H2(s))
+        Ok((Sender::H2(s), setup))
     } else {
         let (s, conn) = hyper::client::conn::http1::handshake(io).await?;
         tokio::spawn(conn);
-        Ok(Sender::H1(s))
+        Ok((Sender::H1(s), setup))
     }
 }
 
@@ -424,19 +533,7 @@ async fn drive(
     proxy: Option<SocketAddr>,
     ca_pem: &[u8],
 ) -> Result<Report> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca_pem) {
-        roots.add(c.context("bad CA PEM")?)?;
-    }
-    let mut cfg = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = if args.http2 {
-        vec![b"h2".to_vec()]
-    } else {
-        vec![b"http/1.1".to_vec()]
-    };
-    let cfg = Arc::new(cfg);
+    let cfg = client_config(args, ca_pem)?;
     let counted = args.requests.is_some();
     let warm_end = Instant::now() + Duration::from_secs(if counted { 0 } else { args.warmup });
     let end = warm_end + Duration::from_secs(args.duration);
@@ -540,6 +637,8 @@ async fn drive(
         max_us: all.last().copied().unwrap_or(0),
         client_cpu_us: None,
         proxy_cpu_us: None,
+        breakdown: None,
+        mb_per_s: None,
     })
 }
 
@@ -579,6 +678,12 @@ fn print_reports(reports: &[Report], json: bool) {
             cpu(r.client_cpu_us),
             cpu(r.proxy_cpu_us)
         );
+        if let Some(b) = &r.breakdown {
+            println!("         {b}");
+        }
+        if let Some(mb) = r.mb_per_s {
+            println!("         {mb:.0} MB/s");
+        }
     }
     let pairs: Vec<(&Report, &Report)> = reports
         .chunks(2)
@@ -589,26 +694,49 @@ fn print_reports(reports: &[Report], json: bool) {
         .collect();
     let mut ratios = Vec::new();
     let mut added = Vec::new();
+    let mut added99 = Vec::new();
     let mut cost = Vec::new();
+    let mut what = "throughput";
     for (d, p) in &pairs {
-        let ratio = p.rps / d.rps.max(1.0);
         let add = (p.p50_us as f64 - d.p50_us as f64) / 1000.0;
-        println!(
-            "ratio: throughput proxy/direct = {ratio:.2}x, added p50 = {add:.3} ms, added p99 = {:.3} ms",
-            (p.p99_us as f64 - d.p99_us as f64) / 1000.0
-        );
+        let add99 = (p.p99_us as f64 - d.p99_us as f64) / 1000.0;
+        let ratio = match (d.mb_per_s, p.mb_per_s, &d.breakdown) {
+            (Some(dm), Some(pm), _) => {
+                what = "stream speed";
+                let r = pm / dm.max(0.001);
+                println!("ratio: stream speed proxy/direct = {r:.2}x");
+                r
+            }
+            (_, _, Some(_)) => {
+                what = "first-request latency";
+                let r = p.p50_us as f64 / (d.p50_us as f64).max(1.0);
+                println!(
+                    "ratio: first-request latency p50 proxy/direct = {r:.2}x, added p50 = {add:.3} ms, added p99 = {add99:.3} ms"
+                );
+                r
+            }
+            _ => {
+                let r = p.rps / d.rps.max(1.0);
+                println!(
+                    "ratio: throughput proxy/direct = {r:.2}x, added p50 = {add:.3} ms, added p99 = {add99:.3} ms"
+                );
+                r
+            }
+        };
         ratios.push(ratio);
         added.push(add);
+        added99.push(add99);
         if let (Some(pc), Some(dc)) = (p.proxy_cpu_us, d.client_cpu_us) {
             cost.push(pc / dc.max(0.001));
         }
     }
     if pairs.len() > 1 {
         println!(
-            "median of {} rounds: throughput {:.2}x, added p50 {:.3} ms",
+            "median of {} rounds: {what} {:.2}x, added p50 {:.3} ms, added p99 {:.3} ms",
             pairs.len(),
             median(&mut ratios),
-            median(&mut added)
+            median(&mut added),
+            median(&mut added99)
         );
     }
     if !cost.is_empty() {

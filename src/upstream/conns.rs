@@ -1,0 +1,328 @@
+//! What Airlock knows of its upstream connections, per target and pool: how many are live
+//! (counted from the moment the connector hands one to a pool until its socket is dropped),
+//! and the pre-dialled ones waiting to be taken. From that, [`Conns::choose`] picks the pool a
+//! request goes to: its own worker's when that has a connection (or a pre-dialled one ready),
+//! else a worker's that has one (a warm connection is reused whichever worker the agent's
+//! connection landed on), else its own (which dials).
+//!
+//! A pre-dial ([`Conns::predial`]) is TCP + TLS only: no request byte is sent until a
+//! permitted request takes the connection in the connector. It is owned by the agent
+//! connection that caused it ([`PreDial`]): dropped with it (cancelled if still dialling), and
+//! a ready one unused for [`PREDIAL_FRESH`] is dropped rather than used.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
+
+/// A pre-dialled connection older than this is not used (the upstream may have closed it);
+/// the request dials afresh instead.
+pub const PREDIAL_FRESH: Duration = Duration::from_secs(10);
+
+/// Which upstream: host (normalised) and port.
+pub type Target = (String, u16);
+
+/// The outcome of a pre-dial: when it ended, and the connection or why it failed.
+pub type Dialled<C> = (Instant, io::Result<C>);
+
+struct Waiting<C> {
+    id: u64,
+    pool: usize,
+    ready: Arc<AtomicBool>,
+    rx: oneshot::Receiver<Dialled<C>>,
+}
+
+struct PerTarget<C> {
+    live: Vec<u32>,
+    waiting: Vec<Waiting<C>>,
+}
+
+/// Per host, then per port (looked up by `&str` without allocating).
+type Targets<C> = HashMap<String, HashMap<u16, PerTarget<C>>>;
+
+fn get<'a, C>(targets: &'a Targets<C>, (host, port): (&str, u16)) -> Option<&'a PerTarget<C>> {
+    targets.get(host)?.get(&port)
+}
+
+fn get_mut<'a, C>(
+    targets: &'a mut Targets<C>,
+    (host, port): (&str, u16),
+) -> Option<&'a mut PerTarget<C>> {
+    targets.get_mut(host)?.get_mut(&port)
+}
+
+/// Live connections and waiting pre-dials, for `pools` pools.
+pub struct Conns<C> {
+    pools: usize,
+    targets: Mutex<Targets<C>>,
+    next_id: AtomicU64,
+}
+
+impl<C: Send + 'static> Conns<C> {
+    pub fn new(pools: usize) -> Arc<Self> {
+        Arc::new(Self {
+            pools: pools.max(1),
+            targets: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+        })
+    }
+
+    /// The pool a request from pool `own`'s worker to `target` goes to.
+    pub fn choose(&self, own: usize, host: &str, port: u16) -> usize {
+        let Ok(targets) = self.targets.lock() else {
+            return own;
+        };
+        let Some(t) = get(&targets, (host, port)) else {
+            return own;
+        };
+        let own_ready = t.live.get(own).copied().unwrap_or(0) > 0
+            || t.waiting
+                .iter()
+                .any(|w| w.pool == own && w.ready.load(Ordering::Acquire));
+        if own_ready {
+            return own;
+        }
+        t.live.iter().position(|n| *n > 0).unwrap_or(own)
+    }
+
+    /// Counts a connection handed to pool `pool` until the returned guard is dropped.
+    pub fn live(self: &Arc<Self>, pool: usize, target: &Target) -> Live<C> {
+        if let Ok(mut targets) = self.targets.lock() {
+            let t = self.entry(&mut targets, target);
+            if let Some(n) = t.live.get_mut(pool) {
+                *n += 1;
+            }
+        }
+        Live {
+            conns: self.clone(),
+            pool,
+            target: target.clone(),
+        }
+    }
+
+    /// Whether pool `pool` has a live connection to `target` or a pre-dial under way for it.
+    pub fn covered(&self, pool: usize, target: &Target) -> bool {
+        let Ok(targets) = self.targets.lock() else {
+            return true;
+        };
+        get(&targets, (&target.0, target.1)).is_some_and(|t| {
+            t.live.get(pool).copied().unwrap_or(0) > 0 || t.waiting.iter().any(|w| w.pool == pool)
+        })
+    }
+
+    /// Whether any pool has a live connection to `target`.
+    pub fn warm_anywhere(&self, target: &Target) -> bool {
+        let Ok(targets) = self.targets.lock() else {
+            return true;
+        };
+        get(&targets, (&target.0, target.1)).is_some_and(|t| t.live.iter().any(|n| *n > 0))
+    }
+
+    /// Starts `dial` for pool `pool` unless the pool is already covered for `target`. The
+    /// dial runs as a task on the current runtime; the guard cancels and forgets it.
+    pub fn predial<F>(self: &Arc<Self>, pool: usize, target: Target, dial: F) -> Option<PreDial<C>>
+    where
+        F: std::future::Future<Output = io::Result<C>> + Send + 'static,
+    {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let ready = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut targets = self.targets.lock().ok()?;
+            let t = self.entry(&mut targets, &target);
+            if t.live.get(pool).copied().unwrap_or(0) > 0
+                || t.waiting.iter().any(|w| w.pool == pool)
+            {
+                return None;
+            }
+            t.waiting.push(Waiting {
+                id,
+                pool,
+                ready: ready.clone(),
+                rx,
+            });
+        }
+        let task = tokio::spawn(async move {
+            let outcome = dial.await;
+            // Only a connection makes the pool ready; a failure waits for the pool's own turn.
+            ready.store(outcome.is_ok(), Ordering::Release);
+            let _ = tx.send((Instant::now(), outcome));
+        });
+        Some(PreDial {
+            conns: self.clone(),
+            target,
+            id,
+            task: task.abort_handle(),
+        })
+    }
+
+    /// Takes pool `pool`'s pre-dial for `target`, if one is waiting, and its outcome once it
+    /// ends (`None`: cancelled or too old to use).
+    pub async fn take(&self, pool: usize, target: &Target) -> Option<io::Result<C>> {
+        let rx = {
+            let mut targets = self.targets.lock().ok()?;
+            let t = get_mut(&mut targets, (&target.0, target.1))?;
+            let i = t.waiting.iter().position(|w| w.pool == pool)?;
+            t.waiting.swap_remove(i).rx
+        };
+        let (ended, outcome) = rx.await.ok()?;
+        (ended.elapsed() < PREDIAL_FRESH).then_some(outcome)
+    }
+
+    fn entry<'a>(&self, targets: &'a mut Targets<C>, target: &Target) -> &'a mut PerTarget<C> {
+        targets
+            .entry(target.0.clone())
+            .or_default()
+            .entry(target.1)
+            .or_insert_with(|| PerTarget {
+                live: vec![0; self.pools],
+                waiting: Vec::new(),
+            })
+    }
+
+    /// Forgets a target with nothing live and nothing waiting.
+    fn tidy(targets: &mut Targets<C>, (host, port): &Target) {
+        let Some(ports) = targets.get_mut(host) else {
+            return;
+        };
+        if ports
+            .get(port)
+            .is_some_and(|t| t.waiting.is_empty() && t.live.iter().all(|n| *n == 0))
+        {
+            ports.remove(port);
+        }
+        if ports.is_empty() {
+            targets.remove(host);
+        }
+    }
+
+    /// Live connections per pool to `target` (for tests and diagnostics).
+    pub fn live_count(&self, target: &Target) -> Vec<u32> {
+        self.targets
+            .lock()
+            .ok()
+            .and_then(|t| get(&t, (&target.0, target.1)).map(|t| t.live.clone()))
+            .unwrap_or_else(|| vec![0; self.pools])
+    }
+}
+
+/// One live upstream connection, counted until dropped.
+pub struct Live<C: Send + 'static> {
+    conns: Arc<Conns<C>>,
+    pool: usize,
+    target: Target,
+}
+
+impl<C: Send + 'static> Drop for Live<C> {
+    fn drop(&mut self) {
+        if let Ok(mut targets) = self.conns.targets.lock() {
+            if let Some(n) = get_mut(&mut targets, (&self.target.0, self.target.1))
+                .and_then(|t| t.live.get_mut(self.pool))
+            {
+                *n = n.saturating_sub(1);
+            }
+            Conns::tidy(&mut targets, &self.target);
+        }
+    }
+}
+
+/// A pre-dial, owned by the agent connection that caused it: dropping it cancels the dial and
+/// drops the connection if no request took it.
+pub struct PreDial<C: Send + 'static> {
+    conns: Arc<Conns<C>>,
+    target: Target,
+    id: u64,
+    task: AbortHandle,
+}
+
+impl<C: Send + 'static> Drop for PreDial<C> {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Ok(mut targets) = self.conns.targets.lock() {
+            if let Some(t) = get_mut(&mut targets, (&self.target.0, self.target.1)) {
+                t.waiting.retain(|w| w.id != self.id);
+            }
+            Conns::tidy(&mut targets, &self.target);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Target {
+        ("api.example".to_string(), 443)
+    }
+
+    #[tokio::test]
+    async fn a_request_takes_its_pools_predial_once() {
+        let conns = Conns::<u32>::new(3);
+        let guard = conns
+            .predial(1, target(), async { Ok(7) })
+            .expect("started");
+        assert!(
+            conns.predial(1, target(), async { Ok(8) }).is_none(),
+            "one pre-dial per pool and target"
+        );
+        assert!(conns.covered(1, &target()));
+        assert!(!conns.covered(2, &target()));
+        assert!(!conns.warm_anywhere(&target()), "waiting is not live");
+        assert!(conns.take(2, &target()).await.is_none(), "another pool's");
+        assert_eq!(
+            conns.take(1, &target()).await.map(|r| r.ok()),
+            Some(Some(7))
+        );
+        assert!(conns.take(1, &target()).await.is_none(), "taken once");
+        drop(guard);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_predial_is_cancelled_and_forgotten() {
+        let conns = Conns::<u32>::new(2);
+        let guard = conns
+            .predial(0, target(), std::future::pending())
+            .expect("started");
+        drop(guard);
+        assert!(!conns.covered(0, &target()));
+        assert!(conns.take(0, &target()).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_failed_predial_hands_its_error_to_the_first_request() {
+        let conns = Conns::<u32>::new(1);
+        let _guard = conns
+            .predial(0, target(), async {
+                Err(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"))
+            })
+            .expect("started");
+        let got = conns.take(0, &target()).await.expect("outcome");
+        assert_eq!(
+            got.err().map(|e| e.kind()),
+            Some(io::ErrorKind::ConnectionRefused)
+        );
+    }
+
+    #[test]
+    fn requests_go_to_a_warm_pool_when_their_own_is_cold() {
+        let conns = Conns::<u32>::new(3);
+        assert_eq!(conns.choose(1, "api.example", 443), 1, "nothing anywhere");
+        let live = conns.live(2, &target());
+        assert!(conns.warm_anywhere(&target()));
+        assert_eq!(
+            conns.choose(1, "api.example", 443),
+            2,
+            "borrow the warm one"
+        );
+        assert_eq!(conns.choose(1, "api.example", 8443), 1, "another port");
+        let own = conns.live(1, &target());
+        assert_eq!(conns.choose(1, "api.example", 443), 1, "own once warm");
+        drop((live, own));
+        assert_eq!(conns.live_count(&target()), vec![0, 0, 0]);
+        assert_eq!(conns.choose(1, "api.example", 443), 1);
+    }
+}
