@@ -385,10 +385,9 @@ impl AuditLog {
 
     /// Appends one event. The log adds `seq`, `prev` (hex SHA-256 of the previous entry's
     /// canonical bytes), `ts` and `kind`. Durable when it returns; returns the seq. On any
-    /// store error nothing advances and the error is returned (fail closed). Writes a signed
-    /// checkpoint right after when `checkpoint_every` entries have passed; a failure of that
-    /// checkpoint is logged, not returned (the event itself is durable), and retried on the next
-    /// append or timer tick. [`Event`] has no room for a secret.
+    /// store error nothing advances and the error is returned (fail closed). When the event
+    /// completes `checkpoint_every` entries, a signed checkpoint is chained right after it in the
+    /// same transaction (both land or neither). [`Event`] has no room for a secret.
     pub fn append(&self, event: Event) -> Result<u64, AuditError> {
         let mut results = self.append_all(vec![event]);
         results.pop().unwrap_or_else(|| Err(no_result()))
