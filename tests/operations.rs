@@ -297,6 +297,25 @@ fn a_user_error_is_one_line_without_a_backtrace() {
     );
 }
 
+/// `airlock status | head -1` once panicked with a backtrace on the closed pipe; a CLI command
+/// whose reader went away now ends quietly, as other Unix tools do.
+#[test]
+fn a_closed_stdout_ends_the_cli_quietly() {
+    let p = Place::new();
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = p
+        .airlock(&["status"])
+        .env("RUST_BACKTRACE", "1")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run");
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
+}
+
 /// Sends one allowed GET and one held DELETE through `s`.
 async fn traffic(s: &Serve) {
     let client = s.client();

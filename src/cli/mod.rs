@@ -104,6 +104,13 @@ enum Command {
 
 /// Builds the checked config (with `serve`'s flags merged in) and runs the subcommand.
 pub fn run(cli: Cli) -> Result<()> {
+    #[cfg(target_os = "linux")]
+    let long_running = matches!(cli.command, Command::Serve(_) | Command::Run(_));
+    #[cfg(not(target_os = "linux"))]
+    let long_running = matches!(cli.command, Command::Serve(_));
+    if !long_running {
+        quiet_on_closed_pipe();
+    }
     // Command-line settings join the file's before the one check; the checked config is
     // never changed afterwards.
     let overrides = match &cli.command {
@@ -140,6 +147,16 @@ pub fn run(cli: Cli) -> Result<()> {
             .enable_all()
             .build()?
             .block_on(status::status(config)),
+    }
+}
+
+/// A CLI command whose reader went away (`airlock reviews list | head`) ends quietly, as other
+/// Unix tools do, instead of panicking on the failed print. Not for `serve` and `run`: their
+/// sockets must see a closed peer as an error, not a signal that ends the process.
+fn quiet_on_closed_pipe() {
+    // SAFETY: restores the default disposition of one signal before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
