@@ -101,18 +101,7 @@ pub async fn drive(
             (samples, errors)
         }));
     }
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        let (s, e) = t.await?;
-        all.extend(s);
-        errors += e;
-    }
-    let secs = if counted {
-        started.elapsed().as_secs_f64()
-    } else {
-        args.duration.max(1) as f64
-    };
+    let (all, errors, secs) = super::gather(tasks, counted, started, args.duration).await?;
     let column = |i: usize| {
         let mut v: Vec<u64> = all.iter().map(|s| s[i]).collect();
         v.sort_unstable();

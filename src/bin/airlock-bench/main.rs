@@ -604,18 +604,7 @@ async fn drive(
             (lat, errors)
         }));
     }
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        let (l, e) = t.await?;
-        all.extend(l);
-        errors += e;
-    }
-    let secs = if counted {
-        started.elapsed().as_secs_f64()
-    } else {
-        args.duration.max(1) as f64
-    };
+    let (mut all, errors, secs) = gather(tasks, counted, started, args.duration).await?;
     all.sort_unstable();
     let pct = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
@@ -754,4 +743,27 @@ fn median(v: &mut [f64]) -> f64 {
         n if n % 2 == 1 => v[n / 2],
         n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
+}
+
+/// Joins the load tasks (each: its samples and its error count) and says over how many seconds
+/// they ran: the wall time for a counted run, else the configured duration.
+async fn gather<T>(
+    tasks: Vec<tokio::task::JoinHandle<(Vec<T>, usize)>>,
+    counted: bool,
+    started: Instant,
+    duration: u64,
+) -> Result<(Vec<T>, usize, f64)> {
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (samples, e) = t.await?;
+        all.extend(samples);
+        errors += e;
+    }
+    let secs = if counted {
+        started.elapsed().as_secs_f64()
+    } else {
+        duration.max(1) as f64
+    };
+    Ok((all, errors, secs))
 }
