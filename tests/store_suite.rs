@@ -326,6 +326,51 @@ fn a_claim_whose_other_expectation_fails_writes_nothing_and_counters_follow_the_
 }
 
 #[test]
+fn counters_in_one_commit_read_as_if_each_batch_applied_in_turn() {
+    use airlock::store::{counter_value, Batch};
+    let be = |n: u64| n.to_be_bytes().to_vec();
+    for b in places() {
+        let s = b.open();
+        let mut batches = Vec::new();
+        let mut add = Batch::default();
+        add.add(Tree::Index, b"n", 1);
+        batches.push(add);
+        // An expectation sees the running value, an earlier add included.
+        let mut seen = Batch::default();
+        seen.expect(Tree::Index, b"n", Some(&be(1)))
+            .add(Tree::Index, b"n", 1);
+        batches.push(seen);
+        let mut stale = Batch::default();
+        stale
+            .expect(Tree::Index, b"n", Some(&be(1)))
+            .add(Tree::Index, b"n", 100);
+        batches.push(stale);
+        let mut gone = Batch::default();
+        gone.expect(Tree::Index, b"n", Some(&be(2)))
+            .delete(Tree::Index, b"n");
+        batches.push(gone);
+        let mut absent = Batch::default();
+        absent
+            .expect(Tree::Index, b"n", None)
+            .add(Tree::Index, b"n", 4)
+            .add(Tree::Index, b"m", -1);
+        batches.push(absent);
+        assert_eq!(
+            s.commit(batches).expect("commit"),
+            vec![true, true, false, true, true],
+            "{b:?}"
+        );
+        let value = |k: &[u8]| {
+            s.get(Tree::Index, k)
+                .expect("get")
+                .map(|v| counter_value(&v))
+        };
+        assert_eq!(value(b"n"), Some(4), "{b:?}");
+        assert_eq!(value(b"m"), Some(0), "{b:?}: clamped at 0, written");
+    }
+}
+
+#[test]
 fn ranges_are_bounded_by_end_and_limit() {
     for b in places() {
         let s = b.open();

@@ -1,8 +1,10 @@
 //! The review indexes, kept in [`Tree::Index`] and written in the same batch as the review
 //! record they describe, so they are never out of step with it:
 //!
-//! - `c` listing: (all | agent | tool, value, state | any, newest first, id);
-//! - `p` deadline: (all | agent | tool, value, expiry, id), pending reviews only;
+//! - `c` listing: (all | agent | tool, value, state | any, newest first, id), for every state
+//!   but pending;
+//! - `p` deadline: (all | agent | tool, value, expiry, id), pending reviews only: the pending
+//!   listing (soonest expiry first) and the sweeper both read it;
 //! - `f` finished: (finished at, id), for retention;
 //! - `n` counters: reviews per state.
 //!
@@ -23,6 +25,10 @@ const FINISHED: u8 = b'f';
 const COUNT: u8 = b'n';
 /// [`Tree::Meta`] key recording that every review has its index entries.
 const BUILT_KEY: &[u8] = b"index:reviews:v1";
+/// [`Tree::Meta`] key recording that pending reviews have no `c` entry of their own state any
+/// more (stores indexed before kept one, which nothing read; each hold and each decision
+/// wrote three index keys fewer once it went).
+const NO_PENDING_LISTED_KEY: &[u8] = b"index:reviews:v2";
 
 /// A page holds at most this many reviews.
 pub const MAX_LIMIT: usize = 1000;
@@ -68,6 +74,14 @@ fn listed_prefix(dim: u8, value: &str, state: Option<ReviewState>) -> Vec<u8> {
     k
 }
 
+/// The `c` key filing `r` under `state` (`None`: any state) of one dimension.
+fn listed_key(dim: u8, value: &str, state: Option<ReviewState>, r: &Review) -> Vec<u8> {
+    let mut k = listed_prefix(dim, value, state);
+    k.extend_from_slice(&(u64::MAX - r.created_at_ms).to_be_bytes()); // newest first
+    k.extend_from_slice(r.id.as_bytes());
+    k
+}
+
 fn deadline_prefix(dim: u8, value: &str) -> Vec<u8> {
     let mut k = vec![DEADLINE, dim];
     push_str(&mut k, value);
@@ -82,14 +96,12 @@ fn count_key(state: ReviewState) -> Vec<u8> {
 
 /// Every index key of `r` (values are empty).
 fn keys(r: &Review) -> Vec<Vec<u8>> {
-    let newest_first = (u64::MAX - r.created_at_ms).to_be_bytes();
     let mut out = Vec::new();
     for (dim, value) in dims(r) {
-        for state in [Some(r.state), None] {
-            let mut k = listed_prefix(dim, value, state);
-            k.extend_from_slice(&newest_first);
-            k.extend_from_slice(r.id.as_bytes());
-            out.push(k);
+        // Pending reviews are listed by the deadline keys instead (soonest expiry first).
+        let own_state = (r.state != ReviewState::Pending).then_some(Some(r.state));
+        for state in own_state.into_iter().chain([None]) {
+            out.push(listed_key(dim, value, state, r));
         }
         if r.state == ReviewState::Pending {
             let mut k = deadline_prefix(dim, value);
@@ -268,13 +280,25 @@ fn ids_in(
         .collect())
 }
 
-/// Files every review under the indexes once (a store from before them); a no-op after.
-/// Runs before the listeners open, so nothing changes a review meanwhile; rerunning after an
-/// interruption is harmless (index writes are idempotent, counters are set at the end).
+/// Files every review under the indexes once (a store from before them), or drops what an
+/// earlier index version kept and no longer reads; a no-op after. Runs before the listeners
+/// open, so nothing changes a review meanwhile; rerunning after an interruption is harmless
+/// (index writes are idempotent, counters are set at the end). Returns the reviews indexed.
 pub fn ensure_built(store: &dyn Store) -> Result<u64, GateError> {
-    if store.get(Tree::Meta, BUILT_KEY)?.is_some() {
-        return Ok(0);
+    if store.get(Tree::Meta, BUILT_KEY)?.is_none() {
+        return build_all(store);
     }
+    if store.get(Tree::Meta, NO_PENDING_LISTED_KEY)?.is_none() {
+        let n = drop_pending_listed(store)?;
+        tracing::info!(
+            reviews = n,
+            "dropped the pending reviews' index entries an earlier version kept"
+        );
+    }
+    Ok(0)
+}
+
+fn build_all(store: &dyn Store) -> Result<u64, GateError> {
     let mut counts: HashMap<ReviewState, u64> = HashMap::new();
     let mut n = 0u64;
     for_each_page(store, Tree::Reviews, &[], 1000, |rows| {
@@ -302,6 +326,142 @@ pub fn ensure_built(store: &dyn Store) -> Result<u64, GateError> {
         b.put(Tree::Index, &count_key(s), &c.to_be_bytes());
     }
     b.put(Tree::Meta, BUILT_KEY, b"1");
+    b.put(Tree::Meta, NO_PENDING_LISTED_KEY, b"1");
     store.apply(b)?;
     Ok(n)
+}
+
+/// Deletes the `c` entries of pending reviews' own state that index v1 kept, walking the
+/// deadline index (cost: the pending reviews, not the history).
+fn drop_pending_listed(store: &dyn Store) -> Result<u64, GateError> {
+    let prefix = deadline_prefix(b'*', "");
+    let end = prefix_end(&prefix);
+    let mut start = prefix.clone();
+    let mut n = 0u64;
+    loop {
+        let rows = store.range(Tree::Index, &start, end.as_deref(), 1000)?;
+        let Some((last, _)) = rows.last() else {
+            break;
+        };
+        start = last.clone();
+        start.push(0);
+        let mut b = Batch::default();
+        for (key, _) in &rows {
+            let id = key.get(prefix.len() + 8..).unwrap_or_default();
+            let Some(r) = load(store, id)? else { continue };
+            if r.state != ReviewState::Pending {
+                continue;
+            }
+            for (dim, value) in dims(&r) {
+                b.delete(
+                    Tree::Index,
+                    &listed_key(dim, value, Some(ReviewState::Pending), &r),
+                );
+            }
+            n += 1;
+        }
+        store.apply(b)?;
+    }
+    let mut b = Batch::default();
+    b.put(Tree::Meta, NO_PENDING_LISTED_KEY, b"1");
+    store.apply(b)?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn review(id: &str, created: u64, state: ReviewState) -> Review {
+        let mut r = Review::sample("DELETE", "api.github.com", "/repos/a/b", Some("t"), b"");
+        r.id = id.into();
+        r.agent = Some("bot".into());
+        r.created_at_ms = created;
+        r.expires_at_ms = created + 1000;
+        r.state = state;
+        r
+    }
+
+    fn file(store: &dyn Store, r: &Review) {
+        let mut b = Batch::default();
+        b.put(Tree::Reviews, r.id.as_bytes(), &r.encode().expect("encode"));
+        reindex(&mut b, None, Some(r));
+        assert!(store.apply(b).expect("apply"));
+    }
+
+    fn index_keys(store: &dyn Store) -> Vec<Vec<u8>> {
+        let rows = store.range(Tree::Index, &[], None, 10_000).expect("range");
+        rows.into_iter().map(|(k, _)| k).collect()
+    }
+
+    fn ids(store: &dyn Store, state: Option<ReviewState>) -> Vec<String> {
+        let q = Query {
+            state,
+            ..Query::default()
+        };
+        let p = page(store, &q, 10, None).expect("page");
+        p.reviews.into_iter().map(|r| r.id).collect()
+    }
+
+    #[test]
+    fn a_pending_review_is_listed_by_its_deadline_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::open(crate::store::Backend::Redb, dir.path()).expect("open");
+        let pending = review("rev_p", 10, ReviewState::Pending);
+        let own_state = listed_prefix(b'*', "", Some(ReviewState::Pending));
+        assert!(keys(&pending).iter().all(|k| !k.starts_with(&own_state)));
+        // Three dimensions (all, agent, tool): "any state" and deadline entries for each.
+        assert_eq!(keys(&pending).len(), 6);
+        let mut expired = pending.clone();
+        expired.state = ReviewState::Expired;
+        // Own state and any state per dimension, and the finished key.
+        assert_eq!(keys(&expired).len(), 7);
+
+        file(store.as_ref(), &pending);
+        assert_eq!(ids(store.as_ref(), Some(ReviewState::Pending)), ["rev_p"]);
+        assert_eq!(
+            overdue(store.as_ref(), 2000, 10).expect("overdue"),
+            ["rev_p"]
+        );
+        let mut b = Batch::default();
+        b.put(Tree::Reviews, b"rev_p", &expired.encode().expect("encode"));
+        reindex(&mut b, Some(&pending), Some(&expired));
+        assert!(store.apply(b).expect("apply"));
+        assert!(ids(store.as_ref(), Some(ReviewState::Pending)).is_empty());
+        assert_eq!(ids(store.as_ref(), Some(ReviewState::Expired)), ["rev_p"]);
+        assert_eq!(ids(store.as_ref(), None), ["rev_p"]);
+        assert!(overdue(store.as_ref(), 2000, 10)
+            .expect("overdue")
+            .is_empty());
+    }
+
+    #[test]
+    fn a_store_indexed_by_v1_loses_its_pending_listing_entries_and_lists_the_same() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::open(crate::store::Backend::Redb, dir.path()).expect("open");
+        assert_eq!(ensure_built(store.as_ref()).expect("build"), 0);
+        let pending = review("rev_p", 10, ReviewState::Pending);
+        let rejected = review("rev_r", 20, ReviewState::Rejected);
+        file(store.as_ref(), &pending);
+        file(store.as_ref(), &rejected);
+        let v2 = index_keys(store.as_ref());
+        // What index v1 also wrote for a pending review, and a store v1 built.
+        let mut b = Batch::default();
+        for (dim, value) in dims(&pending) {
+            let k = listed_key(dim, value, Some(ReviewState::Pending), &pending);
+            b.put(Tree::Index, &k, &[]);
+        }
+        b.delete(Tree::Meta, NO_PENDING_LISTED_KEY);
+        assert!(store.apply(b).expect("apply"));
+        assert_eq!(index_keys(store.as_ref()).len(), v2.len() + 3);
+
+        assert_eq!(ensure_built(store.as_ref()).expect("migrate"), 0);
+        assert_eq!(index_keys(store.as_ref()), v2);
+        assert!(store
+            .get(Tree::Meta, NO_PENDING_LISTED_KEY)
+            .expect("get")
+            .is_some());
+        assert_eq!(ids(store.as_ref(), Some(ReviewState::Pending)), ["rev_p"]);
+        assert_eq!(ids(store.as_ref(), None), ["rev_r", "rev_p"]);
+    }
 }

@@ -370,6 +370,40 @@ impl Review {
     pub fn decode(bytes: &[u8]) -> Result<Review, serde_json::Error> {
         serde_json::from_slice(bytes)
     }
+
+    /// A pending review of one request, for tests: id `r1`, created and expiring at 0.
+    #[cfg(test)]
+    pub(crate) fn sample(
+        method: &str,
+        host: &str,
+        pq: &str,
+        tool: Option<&str>,
+        body: &[u8],
+    ) -> Review {
+        let verdict = Verdict {
+            action: crate::rules::Action::Escalate,
+            rule_id: None,
+            service: None,
+            tool: tool.map(str::to_string),
+            class: None,
+            reason_codes: Vec::new(),
+            explanation: String::new(),
+            params: Default::default(),
+            expiry: None,
+            wait: None,
+            approval: None,
+        };
+        let request = StoredRequest {
+            scheme: "https".into(),
+            host: host.into(),
+            port: 443,
+            method: method.into(),
+            path_and_query: pq.into(),
+            headers: Vec::new(),
+            body_b64: b64(body),
+        };
+        Review::new("r1".into(), "d1".into(), &verdict, request, 0, 0)
+    }
 }
 
 /// Milliseconds to an RFC 3339 UTC timestamp.

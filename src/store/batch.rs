@@ -1,6 +1,8 @@
 //! A [`Batch`]: expectations on current values, then writes; applied all or nothing. The
 //! check-then-write logic lives here once, over each backend's transaction ([`Txn`]).
 
+use std::collections::HashMap;
+
 use super::{StoreError, Tree};
 
 /// One write of a batch.
@@ -56,10 +58,7 @@ impl Batch {
             match w {
                 Write::Put(t, k, v) => txn.put(*t, k, v)?,
                 Write::Delete(t, k) => txn.delete(*t, k)?,
-                Write::Add(t, k, delta) => {
-                    let now = txn.get(*t, k)?.map(|v| counter_value(&v)).unwrap_or(0);
-                    txn.put(*t, k, &counter_plus(now, *delta).to_be_bytes())?;
-                }
+                Write::Add(t, k, delta) => txn.add(*t, k, *delta)?,
             }
         }
         Ok(true)
@@ -85,4 +84,65 @@ pub(crate) trait Txn {
     fn get(&mut self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     fn put(&mut self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
     fn delete(&mut self, tree: Tree, key: &[u8]) -> Result<(), StoreError>;
+
+    /// [`Write::Add`]: reads the counter, writes it back changed.
+    fn add(&mut self, tree: Tree, key: &[u8], delta: i64) -> Result<(), StoreError> {
+        let now = self.get(tree, key)?.map_or(0, |v| counter_value(&v));
+        self.put(tree, key, &counter_plus(now, delta).to_be_bytes())
+    }
+}
+
+/// A transaction that keeps counters in memory while many batches add to them, and writes
+/// each once at [`Coalescing::finish`] (a sweep chunk moves thousands of reviews between the
+/// same few state counters: two writes, not thousands). Reads see the running value; a put or
+/// delete of a counter's key replaces it.
+pub(crate) struct Coalescing<'t> {
+    inner: &'t mut dyn Txn,
+    counters: HashMap<(Tree, Vec<u8>), u64>,
+}
+
+impl<'t> Coalescing<'t> {
+    pub(crate) fn new(inner: &'t mut dyn Txn) -> Coalescing<'t> {
+        Coalescing {
+            inner,
+            counters: HashMap::new(),
+        }
+    }
+
+    /// Writes the counters; call before committing.
+    pub(crate) fn finish(self) -> Result<(), StoreError> {
+        for ((tree, key), value) in self.counters {
+            self.inner.put(tree, &key, &value.to_be_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+impl Txn for Coalescing<'_> {
+    fn get(&mut self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.counters.get(&(tree, key.to_vec())) {
+            Some(v) => Ok(Some(v.to_be_bytes().to_vec())),
+            None => self.inner.get(tree, key),
+        }
+    }
+
+    fn put(&mut self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.counters.remove(&(tree, key.to_vec()));
+        self.inner.put(tree, key, value)
+    }
+
+    fn delete(&mut self, tree: Tree, key: &[u8]) -> Result<(), StoreError> {
+        self.counters.remove(&(tree, key.to_vec()));
+        self.inner.delete(tree, key)
+    }
+
+    fn add(&mut self, tree: Tree, key: &[u8], delta: i64) -> Result<(), StoreError> {
+        let slot = (tree, key.to_vec());
+        let now = match self.counters.get(&slot) {
+            Some(v) => *v,
+            None => self.inner.get(tree, key)?.map_or(0, |v| counter_value(&v)),
+        };
+        self.counters.insert(slot, counter_plus(now, delta));
+        Ok(())
+    }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::batch::Txn;
+use super::batch::{Coalescing, Txn};
 use super::{io_error, Batch, Store, StoreError, Tree};
 
 /// redb's page cache (its default is 1 GiB, which a long-running proxy would grow into as the
@@ -121,9 +121,11 @@ impl Store for RedbStore {
                     .tables
                     .push(txn.open_table(table(tree)).map_err(|e| self.err(e))?);
             }
+            let mut txn = Coalescing::new(&mut tables);
             for b in &batches {
-                applied.push(b.apply_in(&mut tables)?);
+                applied.push(b.apply_in(&mut txn)?);
             }
+            txn.finish()?;
         }
         if applied.contains(&true) {
             txn.commit().map_err(|e| self.err(e))?;

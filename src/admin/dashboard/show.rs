@@ -228,29 +228,7 @@ mod tests {
     use super::*;
 
     fn review(method: &str, host: &str, pq: &str, tool: Option<&str>, body: &[u8]) -> Review {
-        let verdict = crate::rules::Verdict {
-            action: crate::rules::Action::Escalate,
-            rule_id: None,
-            service: None,
-            tool: tool.map(str::to_string),
-            class: None,
-            reason_codes: Vec::new(),
-            explanation: String::new(),
-            params: Default::default(),
-            expiry: None,
-            wait: None,
-            approval: None,
-        };
-        let request = crate::gate::StoredRequest {
-            scheme: "https".into(),
-            host: host.into(),
-            port: 443,
-            method: method.into(),
-            path_and_query: pq.into(),
-            headers: Vec::new(),
-            body_b64: crate::gate::review::b64(body),
-        };
-        Review::new("r1".into(), "d1".into(), &verdict, request, 0, 0)
+        Review::sample(method, host, pq, tool, body)
     }
 
     fn money(r: &Review) -> Option<String> {
