@@ -35,7 +35,10 @@ TOTAL=${TOTAL:-$((N + SWEEP))}
 EARLIER=$((TOTAL - N - SWEEP)); [ "$EARLIER" -lt 0 ] && EARLIER=0
 APPROVALS=${APPROVALS:-2000}
 CONNECTIONS=${CONNECTIONS:-64}
-cargo build --release --quiet --bin airlock --bin airlock-bench
+# AIRLOCK_BIN_DIR: run these already built binaries (airlock, airlock-bench), e.g. to compare two
+# builds on copies of one store; default: build target/release.
+bin=${AIRLOCK_BIN_DIR:-target/release}
+[ -n "${AIRLOCK_BIN_DIR:-}" ] || cargo build --release --quiet --bin airlock --bin airlock-bench
 work=${SCALE_DIR:-$(mktemp -d /tmp/airlock-scale.XXXXXX)}
 mkdir -p "$work"
 UP_PORT=${UP_PORT:-19543}; PROXY_PORT=${PROXY_PORT:-18180}; ADMIN_PORT=${ADMIN_PORT:-18181}
@@ -43,7 +46,6 @@ ADMIN=127.0.0.1:$ADMIN_PORT
 AIRLOCK_PID=; UP_PID=
 cleanup() { kill "$AIRLOCK_PID" "$UP_PID" 2>/dev/null || true; }
 trap cleanup EXIT
-bin=target/release
 $bin/airlock-bench --init-upstream-ca "$work/up" >/dev/null
 $bin/airlock-bench --serve-upstream --upstream-ca-dir "$work/up" --upstream-port "$UP_PORT" \
   --host api.github.com >"$work/upstream.out" &

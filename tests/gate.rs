@@ -1191,3 +1191,76 @@ async fn postgres_backend_holds_approves_once_and_survives_restart() {
     assert_eq!(code, 200, "{report}");
     assert_eq!(up.count(), 1, "sent exactly once");
 }
+
+/// Issue 16: a sweep of more reviews than one commit takes (its chunks are read, committed and
+/// audited in overlapping stages) expires every overdue review once, and only those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sweep_of_many_chunks_expires_each_overdue_review_once() {
+    use airlock::store::{Batch, Tree};
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = Airlock::config("[gate]\nsweep_interval = \"1h\"\n", dir.path(), &up, HOSTS);
+    let clock = Arc::new(ManualClock::default());
+    clock.advance(Duration::from_secs(1_700_000_000));
+    let t0 = 1_700_000_000_000u64;
+    let a =
+        Airlock::start_with_parts(config.clone(), dir, Arc::new(TestRules), clock.clone()).await;
+    let (_, _, held) = hold_delete(&a, "/repos/acme/template").await;
+    let template = held["reviewId"].as_str().expect("id").to_string();
+    let dir = a.stop().await;
+
+    // 5,000 overdue-to-be reviews (2.4 chunks) and 10 that stay pending, written as holds are.
+    const OVERDUE: u64 = 5000;
+    let mut ids = Vec::new();
+    {
+        let store = airlock::store::open(config.store.backend, &config.store.path).expect("open");
+        let bytes = store
+            .get(Tree::Reviews, template.as_bytes())
+            .expect("get")
+            .expect("present");
+        let base = airlock::gate::Review::decode(&bytes).expect("decode");
+        for chunk in (0..OVERDUE + 10).collect::<Vec<_>>().chunks(1000) {
+            let mut b = Batch::default();
+            for &i in chunk {
+                let mut r = base.clone();
+                r.created_at_ms = t0 + i;
+                r.id = airlock::gate::new_review_id(r.created_at_ms);
+                r.expires_at_ms = if i < OVERDUE {
+                    t0 + 10_000 + i
+                } else {
+                    u64::MAX / 2
+                };
+                b.put(Tree::Reviews, r.id.as_bytes(), &r.encode().expect("encode"));
+                airlock::gate::index::reindex(&mut b, None, Some(&r));
+                ids.push(r.id);
+            }
+            assert!(store.apply(b).expect("apply"));
+        }
+    }
+    let a = Airlock::start_with_parts(config, dir, Arc::new(TestRules), clock.clone()).await;
+    clock.advance(Duration::from_secs(20));
+    // The background sweeper's first tick may take a share: together, each review once.
+    let swept = a.gate.sweep().await.expect("sweep");
+    assert!(swept > 0 && swept <= OVERDUE as usize, "{swept}");
+    assert_eq!(a.gate.sweep().await.expect("sweep"), 0, "nothing left");
+    let (_, p) = a
+        .admin("GET", "/v1/reviews?state=pending&limit=1", None)
+        .await;
+    assert_eq!(p["totals"]["expired"], OVERDUE);
+    assert_eq!(p["totals"]["pending"], 11, "the template and the ten");
+    for (i, id) in ids.iter().enumerate() {
+        let i = i as u64;
+        let want = if i < OVERDUE {
+            ReviewState::Expired
+        } else {
+            ReviewState::Pending
+        };
+        assert_eq!(a.gate.get(id).await.expect("kept").state, want, "#{i}");
+        let audited = a.gate.audit().entries_for_review(id, 10).expect("audit");
+        assert_eq!(audited.len(), usize::from(i < OVERDUE), "#{i}: {audited:?}");
+    }
+    let (code, report) = a.admin("GET", "/v1/audit/verify", None).await;
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(up.count(), 0);
+}

@@ -244,12 +244,32 @@ pub fn page(
     })
 }
 
-/// Ids of up to `limit` pending reviews whose deadline is at or before `now_ms`.
-pub fn overdue(store: &dyn Store, now_ms: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+/// Ids of up to `limit` pending reviews whose deadline is at or before `now_ms`, soonest
+/// first, after the index key `after` (`None`: from the start); and the last key read, to pass
+/// as `after` for the next ones.
+pub fn overdue(
+    store: &dyn Store,
+    now_ms: u64,
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<(Vec<String>, Option<Vec<u8>>), StoreError> {
     let prefix = deadline_prefix(b'*', "");
     let mut end = prefix.clone();
     end.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
-    ids_in(store, &prefix, &end, limit)
+    let start = match after {
+        Some(k) => [k, &[0]].concat(), // strictly after
+        None => prefix.clone(),
+    };
+    let rows = store.range(Tree::Index, &start, Some(&end), limit)?;
+    let last = rows.last().map(|(k, _)| k.clone());
+    let ids = rows
+        .into_iter()
+        .filter_map(|(k, _)| {
+            k.get(prefix.len() + 8..)
+                .map(|id| String::from_utf8_lossy(id).into_owned())
+        })
+        .collect();
+    Ok((ids, last))
 }
 
 /// Ids of up to `limit` finished reviews whose last change was before `cutoff_ms`.
@@ -420,7 +440,7 @@ mod tests {
         file(store.as_ref(), &pending);
         assert_eq!(ids(store.as_ref(), Some(ReviewState::Pending)), ["rev_p"]);
         assert_eq!(
-            overdue(store.as_ref(), 2000, 10).expect("overdue"),
+            overdue(store.as_ref(), 2000, None, 10).expect("overdue").0,
             ["rev_p"]
         );
         let mut b = Batch::default();
@@ -430,8 +450,9 @@ mod tests {
         assert!(ids(store.as_ref(), Some(ReviewState::Pending)).is_empty());
         assert_eq!(ids(store.as_ref(), Some(ReviewState::Expired)), ["rev_p"]);
         assert_eq!(ids(store.as_ref(), None), ["rev_p"]);
-        assert!(overdue(store.as_ref(), 2000, 10)
+        assert!(overdue(store.as_ref(), 2000, None, 10)
             .expect("overdue")
+            .0
             .is_empty());
     }
 

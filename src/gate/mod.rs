@@ -326,17 +326,15 @@ impl Gate {
         Err(GateError::Contention(id.to_string()))
     }
 
-    /// [`Gate::transition`] for many reviews in one durable commit, each applied only if it
-    /// still reads as loaded (no retry: a review changed meanwhile is skipped, as is one
-    /// `change` refuses). Returns the reviews that moved and their audit events, which the
-    /// caller must append (so that it can do so while it prepares the next commit).
-    fn transition_many(
+    /// The first half of [`Gate::transition`] for many reviews: each one's next version and
+    /// the batch that swaps it in if it still reads as loaded. Reviews that are gone or that
+    /// `change` refuses are left out. Nothing is written.
+    fn prepare_many(
         &self,
         ids: &[String],
         change: impl Fn(&Review) -> Result<Review, GateError>,
-    ) -> Result<(Vec<Review>, Vec<crate::audit::Event>), GateError> {
-        let mut moves = Vec::with_capacity(ids.len());
-        let mut batches = Vec::with_capacity(ids.len());
+    ) -> Result<Prepared, GateError> {
+        let mut p = Prepared::default();
         for id in ids {
             let (old_bytes, old) = match self.load(id) {
                 Ok(loaded) => loaded,
@@ -344,12 +342,26 @@ impl Gate {
                 Err(e) => return Err(e),
             };
             if let Ok((next, batch)) = self.next_version(&old_bytes, &old, &change) {
-                moves.push((old, next));
-                batches.push(batch);
+                p.moves.push((old, next));
+                p.batches.push(batch);
             }
         }
-        let applied = self.store.commit(batches)?;
-        let moved: Vec<(Review, Review)> = moves
+        Ok(p)
+    }
+
+    /// Commits a [`Gate::prepare_many`] in one durable commit (no retry: a review changed
+    /// since it was read is skipped). Returns the reviews that moved and their audit events,
+    /// which the caller must append (so that it can do so while it prepares the next commit).
+    fn commit_prepared(
+        &self,
+        p: Prepared,
+    ) -> Result<(Vec<Review>, Vec<crate::audit::Event>), GateError> {
+        if p.batches.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let applied = self.store.commit(p.batches)?;
+        let moved: Vec<(Review, Review)> = p
+            .moves
             .into_iter()
             .zip(applied)
             .filter_map(|(m, ok)| ok.then_some(m))
@@ -364,7 +376,7 @@ impl Gate {
         Ok((moved.into_iter().map(|(_, n)| n).collect(), events))
     }
 
-    /// Appends the audit events of a [`Gate::transition_many`].
+    /// Appends the audit events of a [`Gate::commit_prepared`].
     fn audit_all(&self, events: Vec<crate::audit::Event>) -> Result<(), GateError> {
         for r in self.audit.append_all(events) {
             if let Err(e) = r {
@@ -416,6 +428,13 @@ impl Gate {
             })?;
         Ok(())
     }
+}
+
+/// Transitions read and checked, not yet committed: see [`Gate::prepare_many`].
+#[derive(Default)]
+struct Prepared {
+    moves: Vec<(Review, Review)>,
+    batches: Vec<Batch>,
 }
 
 /// A review id: `rev_`, the creation time (48 bits of milliseconds, hex) and 80 random bits.

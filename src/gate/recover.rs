@@ -14,48 +14,63 @@ use crate::store::{Batch, Tree};
 /// Reviews handled per commit by the sweeper and by retention.
 const CHUNK: usize = 2048;
 
+/// The result of a sweep stage's thread, if one was started.
+fn joined<T>(
+    h: Option<std::thread::ScopedJoinHandle<'_, Result<T, GateError>>>,
+) -> Result<Option<T>, GateError> {
+    match h.map(|h| h.join()) {
+        None => Ok(None),
+        Some(Ok(r)) => r.map(Some),
+        Some(Err(_)) => Err(GateError::Audit("a sweep thread panicked".into())),
+    }
+}
+
 impl Gate {
-    /// Expires every pending review past its deadline. Returns how many it expired. Each
-    /// chunk's audit entries are appended while the next chunk is read and committed (both
-    /// commits may then share one fsync); every entry is durable before this returns.
+    /// Expires every pending review past its deadline. Returns how many it expired. Three
+    /// stages overlap: while one chunk commits, the next is read and prepared and the one
+    /// before is appended to the audit log (two commits may then share one fsync); every entry
+    /// is durable before this returns. A review changed meanwhile, or refused, is left to the
+    /// next tick.
     pub async fn sweep(self: &Arc<Self>) -> Result<usize, GateError> {
         self.blocking(|g| {
             let now = g.clock.now_ms();
+            let expire = move |cur: &super::Review| {
+                if cur.state != ReviewState::Pending || now < cur.expires_at_ms {
+                    return Err(GateError::AlreadyDecided {
+                        id: cur.id.clone(),
+                        state: cur.state.as_str(),
+                    });
+                }
+                let mut next = cur.clone();
+                next.state = ReviewState::Expired;
+                Ok(next)
+            };
+            // Reads the chunk after index key `after` and prepares it.
+            let read = move |after: Option<Vec<u8>>| {
+                let (ids, last) = index::overdue(g.store.as_ref(), now, after.as_deref(), CHUNK)?;
+                Ok::<_, GateError>((g.prepare_many(&ids, &expire)?, last))
+            };
             std::thread::scope(|scope| {
                 let mut n = 0;
-                let mut auditing: Option<std::thread::ScopedJoinHandle<'_, _>> = None;
-                let joined = |h: Option<
-                    std::thread::ScopedJoinHandle<'_, Result<(), GateError>>,
-                >| match h.map(|h| h.join()) {
-                    None | Some(Ok(Ok(()))) => Ok(()),
-                    Some(Ok(Err(e))) => Err(e),
-                    Some(Err(_)) => Err(GateError::Audit("audit thread panicked".into())),
-                };
+                let mut auditing = None;
+                let (mut ready, mut last) = read(None)?;
                 loop {
-                    let ids = index::overdue(g.store.as_ref(), now, CHUNK)?;
-                    let (expired, events) = if ids.is_empty() {
-                        (Vec::new(), Vec::new())
-                    } else {
-                        g.transition_many(&ids, |cur| {
-                            if cur.state != ReviewState::Pending || now < cur.expires_at_ms {
-                                return Err(GateError::AlreadyDecided {
-                                    id: cur.id.clone(),
-                                    state: cur.state.as_str(),
-                                });
-                            }
-                            let mut next = cur.clone();
-                            next.state = ReviewState::Expired;
-                            Ok(next)
-                        })?
-                    };
+                    let reading = last
+                        .take()
+                        .map(|after| scope.spawn(move || read(Some(after))));
+                    let (expired, events) = g.commit_prepared(ready)?;
                     joined(auditing.take())?;
                     n += expired.len();
-                    if expired.is_empty() {
-                        // Nothing overdue, or every one changed under us or was refused: the
-                        // next tick sees them anew.
-                        return Ok(n);
+                    if !events.is_empty() {
+                        auditing = Some(scope.spawn(move || g.audit_all(events)));
                     }
-                    auditing = Some(scope.spawn(move || g.audit_all(events)));
+                    match joined(reading)? {
+                        Some(next) => (ready, last) = next,
+                        None => {
+                            joined(auditing.take())?;
+                            return Ok(n);
+                        }
+                    }
                 }
             })
         })
