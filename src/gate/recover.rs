@@ -48,7 +48,7 @@ impl Gate {
             // Reads the chunk after index key `after` and prepares it.
             let read = move |after: Option<Vec<u8>>| {
                 let (ids, last) = index::overdue(g.store.as_ref(), now, after.as_deref(), CHUNK)?;
-                Ok::<_, GateError>((g.prepare_many(&ids, &expire)?, last))
+                Ok::<_, GateError>((g.prepare_many(&ids, expire)?, last))
             };
             std::thread::scope(|scope| {
                 let mut n = 0;
