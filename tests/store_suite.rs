@@ -371,6 +371,32 @@ fn counters_in_one_commit_read_as_if_each_batch_applied_in_turn() {
 }
 
 #[test]
+fn get_many_answers_each_key_in_order() {
+    for b in places() {
+        let s = b.open();
+        for k in ["a", "c"] {
+            assert!(s
+                .compare_and_swap(Tree::Reviews, k.as_bytes(), None, k.as_bytes())
+                .expect("put"));
+        }
+        let got = s
+            .get_many(Tree::Reviews, &[b"c", b"b", b"a", b"c"])
+            .expect("get_many");
+        let want: Vec<Option<Vec<u8>>> = vec![
+            Some(b"c".to_vec()),
+            None,
+            Some(b"a".to_vec()),
+            Some(b"c".to_vec()),
+        ];
+        assert_eq!(got, want, "{b:?}");
+        assert!(
+            s.get_many(Tree::Index, &[]).expect("none").is_empty(),
+            "{b:?}"
+        );
+    }
+}
+
+#[test]
 fn ranges_are_bounded_by_end_and_limit() {
     for b in places() {
         let s = b.open();

@@ -1,5 +1,7 @@
 //! `airlock reviews`: list and decide held requests through the running server's admin API.
 
+use std::io::Write;
+
 use anyhow::{bail, Result};
 use clap::Subcommand;
 
@@ -214,9 +216,12 @@ async fn list(
         let path = format!("/v1/reviews?{}", qs.finish());
         let (status, json) = call(addr, token, http::Method::GET, &path, None).await?;
         answered(status, &json)?;
+        // One write per page, not per line (stdout is line-buffered).
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         for r in json["reviews"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
             printed += 1;
-            println!(
+            writeln!(
+                out,
                 "{}  {:<16} {:<28} {} {}  expires {}",
                 r["reviewId"].as_str().unwrap_or("?"),
                 r["state"].as_str().unwrap_or("?"),
@@ -224,8 +229,10 @@ async fn list(
                 r["method"].as_str().unwrap_or("?"),
                 r["url"].as_str().unwrap_or("?"),
                 r["expiresAt"].as_str().unwrap_or("?"),
-            );
+            )?;
         }
+        out.flush()?;
+        drop(out);
         cursor = json["next_cursor"].as_str().map(str::to_string);
         match (&cursor, all) {
             (Some(_), true) => continue,

@@ -153,15 +153,15 @@ pub fn totals(store: &dyn Store) -> Result<Vec<(ReviewState, u64)>, StoreError> 
 }
 
 fn load(store: &dyn Store, id: &[u8]) -> Result<Option<Review>, GateError> {
-    let Some(bytes) = store.get(Tree::Reviews, id)? else {
-        return Ok(None); // removed by retention between the index read and this one
-    };
-    Review::decode(&bytes)
-        .map(Some)
-        .map_err(|e| GateError::Corrupt {
-            id: String::from_utf8_lossy(id).into_owned(),
-            message: e.to_string(),
-        })
+    decode(id, store.get(Tree::Reviews, id)?)
+}
+
+/// The review stored as `bytes` under `id`; `None`: removed by retention between the index
+/// read and this one.
+fn decode(id: &[u8], bytes: Option<Vec<u8>>) -> Result<Option<Review>, GateError> {
+    bytes
+        .map(|b| super::decode_review(&String::from_utf8_lossy(id), &b))
+        .transpose()
 }
 
 /// One page of `q`, starting after `cursor` (from an earlier page of the same query).
@@ -208,10 +208,16 @@ pub fn page(
         let want = (limit - reviews.len()).min(budget);
         let rows = store.range(Tree::Index, &start, end.as_deref(), want)?;
         let exhausted = rows.len() < want;
-        for (key, _) in rows {
+        let ids: Vec<&[u8]> = rows
+            .iter()
+            .map(|(key, _)| key.get(prefix.len() + 8..).unwrap_or_default())
+            .collect();
+        let records = store.get_many(Tree::Reviews, &ids)?;
+        drop(ids);
+        for ((key, _), record) in rows.into_iter().zip(records) {
             budget -= 1;
             let id = key.get(prefix.len() + 8..).unwrap_or_default();
-            if let Some(r) = load(store, id)? {
+            if let Some(r) = decode(id, record)? {
                 if also_tool.is_none_or(|t| r.tool.as_deref() == Some(t)) {
                     reviews.push(r);
                 }

@@ -301,10 +301,7 @@ impl Gate {
             .store
             .get(Tree::Reviews, id.as_bytes())?
             .ok_or_else(|| GateError::NotFound(id.to_string()))?;
-        let review = Review::decode(&bytes).map_err(|e| GateError::Corrupt {
-            id: id.to_string(),
-            message: e.to_string(),
-        })?;
+        let review = decode_review(id, &bytes)?;
         Ok((bytes, review))
     }
 
@@ -335,12 +332,13 @@ impl Gate {
         change: impl Fn(&Review) -> Result<Review, GateError>,
     ) -> Result<Prepared, GateError> {
         let mut p = Prepared::default();
-        for id in ids {
-            let (old_bytes, old) = match self.load(id) {
-                Ok(loaded) => loaded,
-                Err(GateError::NotFound(_)) => continue,
-                Err(e) => return Err(e),
+        let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes()).collect();
+        let records = self.store.get_many(Tree::Reviews, &keys)?;
+        for (id, old_bytes) in ids.iter().zip(records) {
+            let Some(old_bytes) = old_bytes else {
+                continue; // removed meanwhile
             };
+            let old = decode_review(id, &old_bytes)?;
             if let Ok((next, batch)) = self.next_version(&old_bytes, &old, &change) {
                 p.moves.push((old, next));
                 p.batches.push(batch);
@@ -428,6 +426,13 @@ impl Gate {
             })?;
         Ok(())
     }
+}
+
+fn decode_review(id: &str, bytes: &[u8]) -> Result<Review, GateError> {
+    Review::decode(bytes).map_err(|e| GateError::Corrupt {
+        id: id.to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// Transitions read and checked, not yet committed: see [`Gate::prepare_many`].

@@ -84,6 +84,12 @@ impl Store for Grouped {
         self.inner.get(tree, key).inspect_err(|e| counted("get", e))
     }
 
+    fn get_many(&self, tree: Tree, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.inner
+            .get_many(tree, keys)
+            .inspect_err(|e| counted("get", e))
+    }
+
     fn range(
         &self,
         tree: Tree,

@@ -140,6 +140,11 @@ pub type Entry = (Vec<u8>, Vec<u8>);
 /// The whole storage contract. Every successful write is durable (on disk) before it returns.
 pub trait Store: Send + Sync + 'static {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The values of `keys` in `tree`, in order (one read transaction where the backend has
+    /// them: a page of reviews costs one, not one per review).
+    fn get_many(&self, tree: Tree, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|k| self.get(tree, k)).collect()
+    }
     /// Applies every batch whose expectations hold (each all or nothing, in order, a later one
     /// seeing the earlier ones' writes) in one durable commit. One flag per batch: applied.
     fn commit(&self, batches: Vec<Batch>) -> Result<Vec<bool>, StoreError>;

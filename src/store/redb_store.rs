@@ -105,6 +105,17 @@ impl Store for RedbStore {
         Ok(v.map(|g| g.value().to_vec()))
     }
 
+    fn get_many(&self, tree: Tree, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = txn.open_table(table(tree)).map_err(|e| self.err(e))?;
+        keys.iter()
+            .map(|k| {
+                let v = t.get(*k).map_err(|e| self.err(e))?;
+                Ok(v.map(|g| g.value().to_vec()))
+            })
+            .collect()
+    }
+
     fn commit(&self, batches: Vec<Batch>) -> Result<Vec<bool>, StoreError> {
         let mut txn = self.db.begin_write().map_err(|e| self.err(e))?;
         // Each commit saves the allocator state, so opening after a crash does not walk the
