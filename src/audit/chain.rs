@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// Kind of the signed checkpoint entries the log writes itself.
@@ -24,23 +24,45 @@ pub fn canonical_bytes(value: &Value) -> Vec<u8> {
     out
 }
 
+/// The canonical bytes of the object `fields` with `added` (which take the place of any field
+/// of the same name), without copying `fields`.
+pub fn canonical_with(fields: &Map<String, Value>, added: &[(&str, &Value)]) -> Vec<u8> {
+    let mut members: Vec<(&str, &Value)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .filter(|(k, _)| !added.iter().any(|(a, _)| a == k))
+        .chain(added.iter().copied())
+        .collect();
+    members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut out = Vec::with_capacity(256);
+    write_object(members, &mut out);
+    out
+}
+
+/// `members` sorted by key.
+fn write_object(members: Vec<(&str, &Value)>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, (key, v)) in members.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // A string key serialises like any JSON string (escaping by serde_json).
+        if serde_json::to_writer(&mut *out, key).is_err() {
+            out.extend_from_slice(b"\"\"");
+        }
+        out.push(b':');
+        write_canonical(v, out);
+    }
+    out.push(b'}');
+}
+
 fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable();
-            out.push(b'{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_scalar(&Value::String(key.clone()), out);
-                out.push(b':');
-                if let Some(v) = map.get(key) {
-                    write_canonical(v, out);
-                }
-            }
-            out.push(b'}');
+            let mut members: Vec<(&str, &Value)> =
+                map.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            write_object(members, out);
         }
         Value::Array(items) => {
             out.push(b'[');
@@ -122,5 +144,24 @@ mod tests {
         let ts = now_rfc3339_ms();
         assert_eq!(ts.len(), 24, "{ts}");
         assert!(ts.ends_with('Z') && ts.as_bytes()[10] == b'T' && ts.as_bytes()[19] == b'.');
+    }
+
+    #[test]
+    fn an_entry_written_with_added_fields_reads_back_as_the_same_canonical_bytes() {
+        let fields: Map<String, Value> = serde_json::from_str(
+            r#"{"z":"\u00e9\"","a":[{"y":1,"b":null}],"kind":"stale","m":{"q":true,"c":2.5}}"#,
+        )
+        .expect("json");
+        let (seq, kind) = (Value::from(7), Value::String("decision".into()));
+        let written = canonical_with(&fields, &[("seq", &seq), ("kind", &kind)]);
+        let mut merged = fields.clone();
+        merged.insert("seq".into(), seq);
+        merged.insert("kind".into(), kind);
+        assert_eq!(written, canonical_bytes(&Value::Object(merged)));
+        let text = String::from_utf8(written).expect("utf8");
+        assert!(
+            text.starts_with(r#"{"a":[{"b":null,"y":1}],"kind":"decision","m":"#),
+            "{text}"
+        );
     }
 }

@@ -107,18 +107,20 @@ impl Tail {
     fn chain(
         &mut self,
         kind: &str,
-        mut fields: Map<String, Value>,
+        fields: &Map<String, Value>,
         batch: &mut Batch,
     ) -> ([u8; 8], Vec<u8>) {
         let seq = self.next_seq;
-        fields.insert("seq".into(), Value::from(seq));
-        fields.insert("prev".into(), Value::String(std::mem::take(&mut self.prev)));
-        fields.insert("ts".into(), Value::String(now_rfc3339_ms()));
-        fields.insert("kind".into(), Value::String(kind.to_string()));
+        let added = [
+            ("seq", &Value::from(seq)),
+            ("prev", &Value::String(std::mem::take(&mut self.prev))),
+            ("ts", &Value::String(now_rfc3339_ms())),
+            ("kind", &Value::String(kind.to_string())),
+        ];
         if let Some(id) = fields.get("review_id").and_then(Value::as_str) {
             batch.put(Tree::Index, &review_key(id, seq), &[]);
         }
-        let bytes = canonical_bytes(&Value::Object(fields));
+        let bytes = chain::canonical_with(fields, &added);
         self.prev = hex::encode(entry_hash(&bytes));
         self.next_seq += 1;
         let key = seq_key(seq);
@@ -643,13 +645,27 @@ impl AuditLog {
         mut withs: Vec<Option<Batch>>,
     ) -> Result<Stored, AuditError> {
         withs.resize_with(items.len(), || None);
-        let _turn = self.turn(head)?;
+        let turn = self.turn(head)?;
+        // Only on a store other instances share can the next seqs be taken, so that the
+        // callers' writes are needed again: elsewhere they go to one attempt uncopied (and a
+        // lost race, which only two logs on one embedded store could cause, is an error).
+        let retry = turn.is_some() || withs.iter().all(Option::is_none);
+        let mut withs = Some(withs);
         let mut attempts = 0;
         loop {
-            match self.try_write_entries(head, items, withs.clone(), false)? {
+            let these = match retry {
+                true => withs.clone(),
+                false => withs.take(),
+            };
+            let Some(these) = these else {
+                return Err(AuditError::Conflict(head.next_seq));
+            };
+            match self.try_write_entries(head, items, these, false)? {
                 Some(written) => return Ok(written),
                 // Another instance on a shared store appended first: chain after its entries.
-                None if attempts < CATCH_UP_ATTEMPTS && self.catch_up(head)? > 0 => attempts += 1,
+                None if retry && attempts < CATCH_UP_ATTEMPTS && self.catch_up(head)? > 0 => {
+                    attempts += 1
+                }
                 None => return Err(AuditError::Conflict(head.next_seq)),
             }
         }
@@ -686,7 +702,7 @@ impl AuditLog {
         let mut batch = Batch::default();
         for ((kind, fields), with) in items.iter().zip(&mut withs) {
             seqs.push(tail.next_seq);
-            let (key, bytes) = tail.chain(kind, fields.clone(), &mut batch);
+            let (key, bytes) = tail.chain(kind, fields, &mut batch);
             // An item's own writes land only with its entry: they expect it stored, as the
             // entries' batch (applied just before them in the same transaction) stores it.
             if let Some(w) = with {
@@ -695,13 +711,13 @@ impl AuditLog {
             since += 1;
             if every > 0 && since >= every {
                 let fields = self.checkpoint_fields(tail.next_seq, &tail.prev);
-                tail.chain(CHECKPOINT_KIND, fields, &mut batch);
+                tail.chain(CHECKPOINT_KIND, &fields, &mut batch);
                 since = 0;
             }
         }
         if checkpoint_now && (since > 0 || items.is_empty()) {
             let fields = self.checkpoint_fields(tail.next_seq, &tail.prev);
-            tail.chain(CHECKPOINT_KIND, fields, &mut batch);
+            tail.chain(CHECKPOINT_KIND, &fields, &mut batch);
             since = 0;
         }
         let mut batches = vec![batch];
