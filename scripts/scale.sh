@@ -8,7 +8,8 @@
 # ever held, default N + SWEEP; the rest is held and expired first, unmeasured), APPROVALS
 # (default 2000), CONNECTIONS (concurrent agents holding, default 64), SCALE_DIR (work
 # directory; kept), STOP_AFTER_HISTORY=1 (stop Airlock once the SWEEP overdue reviews are held,
-# before they are swept: copy "$SCALE_DIR/data" to time the sweep again and again).
+# before they are swept: copy "$SCALE_DIR/data" to time the sweep again and again),
+# AIRLOCK_BIN_DIR (run the airlock and airlock-bench binaries there instead of building).
 #
 # Phases, each against a release `airlock serve` on loopback with the shipped catalog:
 #  1. history: TOTAL - N - SWEEP reviews held with a 5 s expiry, then SWEEP more; each batch is
