@@ -59,7 +59,7 @@ AIRLOCK_PID=$!
 for _ in $(seq 50); do grep -q "proxy listening" "$work/airlock.out" 2>/dev/null && break; sleep 0.1; done
 "${pin_load[@]}" "$bin/airlock-bench" --upstream-ca-dir "$work/up" --upstream-port $UP_PORT \
   --proxy http://127.0.0.1:$PROXY_PORT --proxy-auth "bench:$TOKEN" --ca "$agent_ca" --compare \
-  --rounds "${BENCH_ROUNDS:-1}" --proxy-pid $AIRLOCK_PID "$@"
+  --rounds "${BENCH_ROUNDS:-1}" --proxy-pid $AIRLOCK_PID "$@" | tee "$work/airlock-run.txt"
 echo "airlock peak RSS: $(grep VmHWM /proc/$AIRLOCK_PID/status | awk '{print $2, $3}')"
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min), $(nproc) CPUs"
 if [ "${BENCH_MITM:-0}" = 1 ]; then
@@ -78,5 +78,14 @@ if [ "${BENCH_MITM:-0}" = 1 ]; then
   echo "--- the same load through mitmdump (anchor)"
   "${pin_load[@]}" "$bin/airlock-bench" --host localhost --upstream-ca-dir "$work/up" --upstream-port $UP_PORT \
     --proxy http://127.0.0.1:$MITM_PORT --ca "$work/mitm/mitmproxy-ca-cert.pem" --compare \
-    --rounds "${BENCH_ROUNDS:-1}" --proxy-pid $MITM_PID "$@" || true
+    --rounds "${BENCH_ROUNDS:-1}" --proxy-pid $MITM_PID "$@" | tee "$work/mitm-run.txt" || true
+  # Each proxy against its own direct runs: the median ratio (or the one round's) and the median
+  # CPU quotient, then Airlock's lead.
+  ratio_of() { grep -oP '(median of \d+ rounds: \S+( \S+)? |proxy/direct = )\K[0-9.]+(?=x)' "$1" | tail -1; }
+  cost_of() { grep -oP 'client\+upstream CPU per request: \K[0-9.]+' "$1" | tail -1; }
+  ra=$(ratio_of "$work/airlock-run.txt"); rm=$(ratio_of "$work/mitm-run.txt")
+  ca=$(cost_of "$work/airlock-run.txt"); cm=$(cost_of "$work/mitm-run.txt")
+  if [ -n "$ra" ] && [ -n "$rm" ] && [ -n "$ca" ] && [ -n "$cm" ]; then
+    python3 -c "print('lead over mitmdump: throughput %.1fx, CPU per request %.1fx' % ($ra / max($rm, 1e-9), $cm / max($ca, 1e-9)))"
+  fi
 fi

@@ -707,7 +707,8 @@ fn print_reports(reports: &[Report], json: bool) {
             _ => {
                 let r = p.rps / d.rps.max(1.0);
                 println!(
-                    "ratio: throughput proxy/direct = {r:.2}x, added p50 = {add:.3} ms, added p99 = {add99:.3} ms"
+                    "ratio: throughput proxy/direct = {}x, added p50 = {add:.3} ms, added p99 = {add99:.3} ms",
+                    three_digits(r)
                 );
                 r
             }
@@ -721,9 +722,9 @@ fn print_reports(reports: &[Report], json: bool) {
     }
     if pairs.len() > 1 {
         println!(
-            "median of {} rounds: {what} {:.2}x, added p50 {:.3} ms, added p99 {:.3} ms",
+            "median of {} rounds: {what} {}x, added p50 {:.3} ms, added p99 {:.3} ms",
             pairs.len(),
-            median(&mut ratios),
+            three_digits(median(&mut ratios)),
             median(&mut added),
             median(&mut added99)
         );
@@ -734,6 +735,17 @@ fn print_reports(reports: &[Report], json: bool) {
             median(&mut cost)
         );
     }
+}
+
+/// `r` with three significant digits (at least two decimals): a slow anchor proxy such as
+/// mitmdump runs at 0.007x, where two decimals would say 0.01x.
+fn three_digits(r: f64) -> String {
+    let decimals = if r > 0.0 && r.is_finite() {
+        (2 - r.log10().floor() as i64).clamp(2, 8) as usize
+    } else {
+        2
+    };
+    format!("{r:.decimals$}")
 }
 
 fn median(v: &mut [f64]) -> f64 {
