@@ -1,8 +1,6 @@
 //! A [`Batch`]: expectations on current values, then writes; applied all or nothing. The
 //! check-then-write logic lives here once, over each backend's transaction ([`Txn`]).
 
-use std::collections::HashMap;
-
 use super::{StoreError, Tree};
 
 /// One write of a batch.
@@ -98,20 +96,33 @@ pub(crate) trait Txn {
 /// delete of a counter's key replaces it.
 pub(crate) struct Coalescing<'t> {
     inner: &'t mut dyn Txn,
-    counters: HashMap<(Tree, Vec<u8>), u64>,
+    /// A handful (one per state), so a list: looking one up allocates nothing.
+    counters: Vec<(Tree, Vec<u8>, u64)>,
 }
 
 impl<'t> Coalescing<'t> {
     pub(crate) fn new(inner: &'t mut dyn Txn) -> Coalescing<'t> {
         Coalescing {
             inner,
-            counters: HashMap::new(),
+            counters: Vec::new(),
+        }
+    }
+
+    fn slot(&self, tree: Tree, key: &[u8]) -> Option<usize> {
+        self.counters
+            .iter()
+            .position(|(t, k, _)| *t == tree && k.as_slice() == key)
+    }
+
+    fn forget(&mut self, tree: Tree, key: &[u8]) {
+        if let Some(i) = self.slot(tree, key) {
+            self.counters.swap_remove(i);
         }
     }
 
     /// Writes the counters; call before committing.
     pub(crate) fn finish(self) -> Result<(), StoreError> {
-        for ((tree, key), value) in self.counters {
+        for (tree, key, value) in self.counters {
             self.inner.put(tree, &key, &value.to_be_bytes())?;
         }
         Ok(())
@@ -120,29 +131,31 @@ impl<'t> Coalescing<'t> {
 
 impl Txn for Coalescing<'_> {
     fn get(&mut self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.counters.get(&(tree, key.to_vec())) {
-            Some(v) => Ok(Some(v.to_be_bytes().to_vec())),
+        match self.slot(tree, key) {
+            Some(i) => Ok(Some(self.counters[i].2.to_be_bytes().to_vec())),
             None => self.inner.get(tree, key),
         }
     }
 
     fn put(&mut self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.counters.remove(&(tree, key.to_vec()));
+        self.forget(tree, key);
         self.inner.put(tree, key, value)
     }
 
     fn delete(&mut self, tree: Tree, key: &[u8]) -> Result<(), StoreError> {
-        self.counters.remove(&(tree, key.to_vec()));
+        self.forget(tree, key);
         self.inner.delete(tree, key)
     }
 
     fn add(&mut self, tree: Tree, key: &[u8], delta: i64) -> Result<(), StoreError> {
-        let slot = (tree, key.to_vec());
-        let now = match self.counters.get(&slot) {
-            Some(v) => *v,
-            None => self.inner.get(tree, key)?.map_or(0, |v| counter_value(&v)),
-        };
-        self.counters.insert(slot, counter_plus(now, delta));
+        match self.slot(tree, key) {
+            Some(i) => self.counters[i].2 = counter_plus(self.counters[i].2, delta),
+            None => {
+                let now = self.inner.get(tree, key)?.map_or(0, |v| counter_value(&v));
+                self.counters
+                    .push((tree, key.to_vec(), counter_plus(now, delta)));
+            }
+        }
         Ok(())
     }
 }
