@@ -38,6 +38,7 @@ const LOCK_SQL: &str = "SET LOCAL lock_timeout = '30s';
      SELECT pg_advisory_xact_lock(99476606945289067)";
 
 pub const GET_SQL: &str = "SELECT value FROM airlock_kv WHERE tree = $1 AND key = $2";
+pub const GET_ANY_SQL: &str = "SELECT key, value FROM airlock_kv WHERE tree = $1 AND key = ANY($2)";
 const READ_MANY_SQL: &str = "SELECT kv.tree, kv.key, kv.value
      FROM airlock_kv kv JOIN unnest($1::int2[], $2::bytea[]) AS u(tree, key)
      ON kv.tree = u.tree AND kv.key = u.key";

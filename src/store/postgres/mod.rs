@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
-use self::commit::{tree_id, GET_SQL};
+use self::commit::{tree_id, GET_ANY_SQL, GET_SQL};
 use self::listen::Changes;
 use self::target::{Target, Tls};
 use super::{Batch, Entry, Store, StoreError, Tree};
@@ -240,6 +240,34 @@ impl Store for PostgresStore {
             };
             read.await.map_err(|e| io(&shown, e))
         })
+    }
+
+    fn get_many(&self, tree: Tree, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (pool, shown) = (self.pool.clone(), self.shown.clone());
+        let wanted: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+        // One query for all of them; answered in the order asked.
+        let found: std::collections::HashMap<Vec<u8>, Vec<u8>> = self.run(async move {
+            let read = async {
+                let client = pool.get().await.map_err(|e| explain(&e))?;
+                let stmt = client
+                    .prepare_cached(GET_ANY_SQL)
+                    .await
+                    .map_err(|e| explain(&e))?;
+                let rows = client
+                    .query(&stmt, &[&tree_id(tree), &wanted])
+                    .await
+                    .map_err(|e| explain(&e))?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                    .collect::<Result<_, tokio_postgres::Error>>()
+                    .map_err(|e| explain(&e))
+            };
+            read.await.map_err(|e| io(&shown, e))
+        })?;
+        Ok(keys.iter().map(|k| found.get(*k).cloned()).collect())
     }
 
     fn commit(&self, batches: Vec<Batch>) -> Result<Vec<bool>, StoreError> {
