@@ -57,6 +57,30 @@ async fn setup(toml: &str) -> (FakeUpstream, Airlock) {
     (up, a)
 }
 
+/// When the tests on a manual clock start (seconds since the epoch).
+const CLOCK_START_S: u64 = 1_700_000_000;
+
+/// Like `setup`, on a manual clock set to `CLOCK_START_S`, with the store in a directory the
+/// returned config names (to start Airlock again on it).
+async fn setup_on_clock(
+    toml: &str,
+) -> (
+    FakeUpstream,
+    airlock::config::Config,
+    Arc<ManualClock>,
+    Airlock,
+) {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = Airlock::config(toml, dir.path(), &up, HOSTS);
+    let clock = Arc::new(ManualClock::default());
+    clock.advance(Duration::from_secs(CLOCK_START_S));
+    let a =
+        Airlock::start_with_parts(config.clone(), dir, Arc::new(TestRules), clock.clone()).await;
+    (up, config, clock, a)
+}
+
 async fn hold_delete(
     a: &Airlock,
     path: &str,
@@ -181,13 +205,7 @@ async fn rejection_never_executes_and_agent_sees_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn expiry_is_rejection() {
-    support::init();
-    let up = FakeUpstream::start(Default::default()).await;
-    let dir = tempfile::tempdir().expect("tmp");
-    let config = Airlock::config("[gate]\nsweep_interval = \"1h\"\n", dir.path(), &up, HOSTS);
-    let clock = Arc::new(ManualClock::default());
-    clock.advance(Duration::from_secs(1_700_000_000));
-    let a = Airlock::start_with_parts(config, dir, Arc::new(TestRules), clock.clone()).await;
+    let (up, _, clock, a) = setup_on_clock("[gate]\nsweep_interval = \"1h\"\n").await;
     let (_, _, b1) = hold_delete(&a, "/repos/acme/one").await;
     let (_, _, b2) = hold_delete(&a, "/repos/acme/two").await;
     let (id1, id2) = (
@@ -992,19 +1010,8 @@ async fn agent_view_has_no_reviewer_names_comments_or_decisions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn listing_is_paged_filtered_counted_swept_and_pruned() {
     use std::collections::HashSet;
-    support::init();
-    let up = FakeUpstream::start(Default::default()).await;
-    let dir = tempfile::tempdir().expect("tmp");
-    let config = Airlock::config(
-        "[gate]\nsweep_interval = \"1h\"\n[store]\nretention = \"1h\"\n",
-        dir.path(),
-        &up,
-        HOSTS,
-    );
-    let clock = Arc::new(ManualClock::default());
-    let t0 = Duration::from_secs(1_700_000_000);
-    clock.advance(t0);
-    let a = Airlock::start_with_parts(config, dir, Arc::new(TestRules), clock.clone()).await;
+    let (up, _, clock, a) =
+        setup_on_clock("[gate]\nsweep_interval = \"1h\"\n[store]\nretention = \"1h\"\n").await;
     let (code, ready) = a.admin("GET", "/readyz", None).await;
     assert_eq!((code, &ready["ready"]), (200, &serde_json::json!(true)));
     // 120 repo deletions then 30 refunds, one second apart.
@@ -1197,15 +1204,8 @@ async fn postgres_backend_holds_approves_once_and_survives_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sweep_of_many_chunks_expires_each_overdue_review_once() {
     use airlock::store::{Batch, Tree};
-    support::init();
-    let up = FakeUpstream::start(Default::default()).await;
-    let dir = tempfile::tempdir().expect("tmp");
-    let config = Airlock::config("[gate]\nsweep_interval = \"1h\"\n", dir.path(), &up, HOSTS);
-    let clock = Arc::new(ManualClock::default());
-    clock.advance(Duration::from_secs(1_700_000_000));
-    let t0 = 1_700_000_000_000u64;
-    let a =
-        Airlock::start_with_parts(config.clone(), dir, Arc::new(TestRules), clock.clone()).await;
+    let (up, config, clock, a) = setup_on_clock("[gate]\nsweep_interval = \"1h\"\n").await;
+    let t0 = CLOCK_START_S * 1000;
     let (_, _, held) = hold_delete(&a, "/repos/acme/template").await;
     let template = held["reviewId"].as_str().expect("id").to_string();
     let dir = a.stop().await;
