@@ -29,6 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
 
 use self::commit::{tree_id, GET_ANY_SQL, GET_SQL};
 use self::listen::Changes;
@@ -139,6 +141,34 @@ impl PostgresStore {
             .recv()
             .map_err(|_| io(&self.shown, "the store's runtime stopped"))?
     }
+
+    /// The rows one read query (a cached statement) answers.
+    fn read(&self, sql: &'static str, params: Params) -> Result<Vec<Row>, StoreError> {
+        let (pool, shown) = (self.pool.clone(), self.shown.clone());
+        self.run(async move {
+            let read = async {
+                let client = pool.get().await.map_err(|e| explain(&e))?;
+                let stmt = client.prepare_cached(sql).await.map_err(|e| explain(&e))?;
+                let args: Vec<&(dyn ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                    .collect();
+                client.query(&stmt, &args).await.map_err(|e| explain(&e))
+            };
+            read.await.map_err(|e| io(&shown, e))
+        })
+    }
+}
+
+/// A query's parameters, owned so that the query can run on the store's runtime.
+type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+
+/// Rows of (key, value).
+fn pairs(rows: Vec<Row>) -> Result<Vec<Entry>, String> {
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<Vec<Entry>, tokio_postgres::Error>>()
+        .map_err(|e| explain(&e))
 }
 
 fn io(shown: &str, e: impl std::fmt::Display) -> StoreError {
@@ -222,51 +252,26 @@ impl Store for PostgresStore {
     }
 
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let (pool, shown, key) = (self.pool.clone(), self.shown.clone(), key.to_vec());
-        self.run(async move {
-            let read = async {
-                let client = pool.get().await.map_err(|e| explain(&e))?;
-                let stmt = client
-                    .prepare_cached(GET_SQL)
-                    .await
-                    .map_err(|e| explain(&e))?;
-                let row = client
-                    .query_opt(&stmt, &[&tree_id(tree), &key])
-                    .await
-                    .map_err(|e| explain(&e))?;
-                row.map(|r| r.try_get::<_, Vec<u8>>(0))
-                    .transpose()
-                    .map_err(|e| explain(&e))
-            };
-            read.await.map_err(|e| io(&shown, e))
-        })
+        let params: Params = vec![Box::new(tree_id(tree)), Box::new(key.to_vec())];
+        let rows = self.read(GET_SQL, params)?;
+        rows.first()
+            .map(|r| r.try_get::<_, Vec<u8>>(0))
+            .transpose()
+            .map_err(|e| io(&self.shown, explain(&e)))
     }
 
     fn get_many(&self, tree: Tree, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let (pool, shown) = (self.pool.clone(), self.shown.clone());
-        let wanted: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
         // One query for all of them; answered in the order asked.
-        let found: std::collections::HashMap<Vec<u8>, Vec<u8>> = self.run(async move {
-            let read = async {
-                let client = pool.get().await.map_err(|e| explain(&e))?;
-                let stmt = client
-                    .prepare_cached(GET_ANY_SQL)
-                    .await
-                    .map_err(|e| explain(&e))?;
-                let rows = client
-                    .query(&stmt, &[&tree_id(tree), &wanted])
-                    .await
-                    .map_err(|e| explain(&e))?;
-                rows.iter()
-                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                    .collect::<Result<_, tokio_postgres::Error>>()
-                    .map_err(|e| explain(&e))
-            };
-            read.await.map_err(|e| io(&shown, e))
-        })?;
+        let wanted: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+        let params: Params = vec![Box::new(tree_id(tree)), Box::new(wanted)];
+        let found: std::collections::HashMap<Vec<u8>, Vec<u8>> =
+            pairs(self.read(GET_ANY_SQL, params)?)
+                .map_err(|e| io(&self.shown, e))?
+                .into_iter()
+                .collect();
         Ok(keys.iter().map(|k| found.get(*k).cloned()).collect())
     }
 
@@ -286,42 +291,27 @@ impl Store for PostgresStore {
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let (start, end) = (start.to_vec(), end.map(<[u8]>::to_vec));
-        let (pool, shown) = (self.pool.clone(), self.shown.clone());
-        self.run(async move {
-            let read = async {
-                let client = pool.get().await.map_err(|e| explain(&e))?;
-                let rows = match &end {
-                    Some(end) => {
-                        let stmt = client
-                            .prepare_cached(
-                                "SELECT key, value FROM airlock_kv
-                                 WHERE tree = $1 AND key >= $2 AND key < $3 ORDER BY key LIMIT $4",
-                            )
-                            .await
-                            .map_err(|e| explain(&e))?;
-                        client
-                            .query(&stmt, &[&tree_id(tree), &start, end, &limit])
-                            .await
-                    }
-                    None => {
-                        let stmt = client
-                            .prepare_cached(
-                                "SELECT key, value FROM airlock_kv
-                                 WHERE tree = $1 AND key >= $2 ORDER BY key LIMIT $3",
-                            )
-                            .await
-                            .map_err(|e| explain(&e))?;
-                        client.query(&stmt, &[&tree_id(tree), &start, &limit]).await
-                    }
-                }
-                .map_err(|e| explain(&e))?;
-                rows.iter()
-                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                    .collect::<Result<Vec<Entry>, tokio_postgres::Error>>()
-                    .map_err(|e| explain(&e))
-            };
-            read.await.map_err(|e| io(&shown, e))
-        })
+        let (sql, params): (_, Params) = match end {
+            Some(end) => (
+                "SELECT key, value FROM airlock_kv
+                 WHERE tree = $1 AND key >= $2 AND key < $3 ORDER BY key LIMIT $4",
+                vec![
+                    Box::new(tree_id(tree)),
+                    Box::new(start.to_vec()),
+                    Box::new(end.to_vec()),
+                    Box::new(limit),
+                ],
+            ),
+            None => (
+                "SELECT key, value FROM airlock_kv
+                 WHERE tree = $1 AND key >= $2 ORDER BY key LIMIT $3",
+                vec![
+                    Box::new(tree_id(tree)),
+                    Box::new(start.to_vec()),
+                    Box::new(limit),
+                ],
+            ),
+        };
+        pairs(self.read(sql, params)?).map_err(|e| io(&self.shown, e))
     }
 }
