@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, StreamBody};
 
-use super::{client_config, connect_to, Args, Report, Sender};
+use super::{client_config, connect_to, Args, Report, Schedule, Sender};
 
 /// Median end of each setup phase of a fresh connection, from the start of its TCP connect.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
@@ -56,24 +56,15 @@ pub async fn drive(
     ca_pem: &[u8],
 ) -> Result<Report> {
     let cfg = client_config(args, ca_pem)?;
-    let counted = args.requests.is_some();
-    let warm_end = Instant::now() + Duration::from_secs(if counted { 0 } else { args.warmup });
-    let end = warm_end + Duration::from_secs(args.duration);
-    let next = Arc::new(AtomicUsize::new(0));
+    let schedule = Schedule::new(args);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.connections {
-        let (args, cfg, next) = (args.clone(), cfg.clone(), next.clone());
+        let (args, cfg, schedule) = (args.clone(), cfg.clone(), schedule.clone());
         tasks.push(tokio::spawn(async move {
             let mut samples: Vec<[u64; 5]> = Vec::new();
             let mut errors = 0usize;
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                match args.requests {
-                    Some(limit) if n >= limit => break,
-                    None if Instant::now() >= end => break,
-                    _ => {}
-                }
+            while schedule.next().is_some() {
                 let host = if args.new_hosts {
                     let k = NEXT_HOST[proxy.is_some() as usize].fetch_add(1, Ordering::Relaxed);
                     format!("n{k}.{}", args.host)
@@ -82,7 +73,7 @@ pub async fn drive(
                 };
                 let t0 = Instant::now();
                 match one(&args, &host, upstream, proxy, cfg.clone()).await {
-                    Ok((setup, head)) if t0 >= warm_end => samples.push([
+                    Ok((setup, head)) if schedule.measured(t0) => samples.push([
                         setup.tcp.as_micros() as u64,
                         setup.tunnel.as_micros() as u64,
                         setup.tls.as_micros() as u64,
@@ -101,7 +92,7 @@ pub async fn drive(
             (samples, errors)
         }));
     }
-    let (all, errors, secs) = super::gather(tasks, counted, started, args.duration).await?;
+    let (all, errors, secs) = super::gather(tasks, &schedule, started, args.duration).await?;
     let column = |i: usize| {
         let mut v: Vec<u64> = all.iter().map(|s| s[i]).collect();
         v.sort_unstable();

@@ -534,10 +534,7 @@ async fn drive(
     ca_pem: &[u8],
 ) -> Result<Report> {
     let cfg = client_config(args, ca_pem)?;
-    let counted = args.requests.is_some();
-    let warm_end = Instant::now() + Duration::from_secs(if counted { 0 } else { args.warmup });
-    let end = warm_end + Duration::from_secs(args.duration);
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let schedule = Schedule::new(args);
     let mut tasks = Vec::new();
     let mut senders = Vec::new();
     for _ in 0..args.connections {
@@ -547,18 +544,12 @@ async fn drive(
     for mut sender in senders {
         let host = args.host.clone();
         let (method, path_template) = (args.method.clone(), args.path.clone());
-        let (limit, expect) = (args.requests, args.expect_status);
-        let next = next.clone();
+        let expect = args.expect_status;
+        let schedule = schedule.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0usize;
-            loop {
-                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                match limit {
-                    Some(limit) if n >= limit => break,
-                    None if Instant::now() >= end => break,
-                    _ => {}
-                }
+            while let Some(n) = schedule.next() {
                 let path = path_template.replace("{n}", &n.to_string());
                 let req = hyper::Request::builder()
                     .method(method.as_str())
@@ -591,7 +582,7 @@ async fn drive(
                         if !ok {
                             errors += 1;
                         }
-                        if t0 >= warm_end {
+                        if schedule.measured(t0) {
                             lat.push(t0.elapsed().as_micros() as u64);
                         }
                     }
@@ -604,7 +595,7 @@ async fn drive(
             (lat, errors)
         }));
     }
-    let (mut all, errors, secs) = gather(tasks, counted, started, args.duration).await?;
+    let (mut all, errors, secs) = gather(tasks, &schedule, started, args.duration).await?;
     all.sort_unstable();
     let pct = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
@@ -757,11 +748,52 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+/// When a load run measures and when it stops: `--requests` requests in all (no warm-up), else
+/// `--warmup` seconds unmeasured, then `--duration` seconds. Clones share the request count.
+#[derive(Clone)]
+struct Schedule {
+    limit: Option<usize>,
+    warm_end: Instant,
+    end: Instant,
+    taken: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Schedule {
+    fn new(args: &Args) -> Schedule {
+        let limit = args.requests;
+        let warmup = if limit.is_some() { 0 } else { args.warmup };
+        let warm_end = Instant::now() + Duration::from_secs(warmup);
+        Schedule {
+            limit,
+            warm_end,
+            end: warm_end + Duration::from_secs(args.duration),
+            taken: Arc::default(),
+        }
+    }
+
+    /// The next request's number, or `None` once the run is over.
+    fn next(&self) -> Option<usize> {
+        let n = self
+            .taken
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self.limit {
+            Some(limit) if n >= limit => None,
+            None if Instant::now() >= self.end => None,
+            _ => Some(n),
+        }
+    }
+
+    /// Does a request started at `t0` count (after the warm-up)?
+    fn measured(&self, t0: Instant) -> bool {
+        t0 >= self.warm_end
+    }
+}
+
 /// Joins the load tasks (each: its samples and its error count) and says over how many seconds
 /// they ran: the wall time for a counted run, else the configured duration.
 async fn gather<T>(
     tasks: Vec<tokio::task::JoinHandle<(Vec<T>, usize)>>,
-    counted: bool,
+    schedule: &Schedule,
     started: Instant,
     duration: u64,
 ) -> Result<(Vec<T>, usize, f64)> {
@@ -772,7 +804,7 @@ async fn gather<T>(
         all.extend(samples);
         errors += e;
     }
-    let secs = if counted {
+    let secs = if schedule.limit.is_some() {
         started.elapsed().as_secs_f64()
     } else {
         duration.max(1) as f64
