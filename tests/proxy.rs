@@ -403,6 +403,20 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
     }
 }
 
+/// Checks that `resp` is Airlock's 502 for an upstream failure of kind `reason`; its body.
+async fn upstream_refusal(resp: reqwest::Response, reason: &str) -> serde_json::Value {
+    assert_eq!(resp.status(), 502);
+    assert_eq!(
+        resp.headers()
+            .get("airlock-reason")
+            .and_then(|v| v.to_str().ok()),
+        Some(reason)
+    );
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["side"], "upstream");
+    body
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_upstream_certificate_gives_502() {
     let (up, airlock) = setup(
@@ -419,15 +433,7 @@ async fn bad_upstream_certificate_gives_502() {
         .send()
         .await
         .expect("send");
-    assert_eq!(resp.status(), 502);
-    assert_eq!(
-        resp.headers()
-            .get("airlock-reason")
-            .and_then(|v| v.to_str().ok()),
-        Some("upstream_certificate")
-    );
-    let body: serde_json::Value = resp.json().await.expect("json");
-    assert_eq!(body["side"], "upstream");
+    let body = upstream_refusal(resp, "upstream_certificate").await;
     assert!(
         body["message"]
             .as_str()
@@ -632,15 +638,7 @@ async fn a_failed_predial_is_the_first_requests_connect_error() {
         .send()
         .await
         .expect("send");
-    assert_eq!(resp.status(), 502);
-    assert_eq!(
-        resp.headers()
-            .get("airlock-reason")
-            .and_then(|v| v.to_str().ok()),
-        Some("upstream_connect")
-    );
-    let body: serde_json::Value = resp.json().await.expect("json");
-    assert_eq!(body["side"], "upstream");
+    upstream_refusal(resp, "upstream_connect").await;
     assert_eq!(up.count(), 0);
     up.state
         .down
