@@ -213,18 +213,19 @@ pub fn page(
             .map(|(key, _)| key.get(prefix.len() + 8..).unwrap_or_default())
             .collect();
         let records = store.get_many(Tree::Reviews, &ids)?;
-        drop(ids);
-        for ((key, _), record) in rows.into_iter().zip(records) {
+        for (id, record) in ids.into_iter().zip(records) {
             budget -= 1;
-            let id = key.get(prefix.len() + 8..).unwrap_or_default();
             if let Some(r) = decode(id, record)? {
                 if also_tool.is_none_or(|t| r.tool.as_deref() == Some(t)) {
                     reviews.push(r);
                 }
             }
+        }
+        // The next read, and the cursor, start after the last key read.
+        if let Some((key, _)) = rows.last() {
             start = key.clone();
             start.push(0);
-            last = Some(key);
+            last = Some(key.clone());
         }
         if exhausted {
             return Ok(Page {
@@ -266,16 +267,7 @@ pub fn overdue(
         Some(k) => [k, &[0]].concat(), // strictly after
         None => prefix.clone(),
     };
-    let rows = store.range(Tree::Index, &start, Some(&end), limit)?;
-    let last = rows.last().map(|(k, _)| k.clone());
-    let ids = rows
-        .into_iter()
-        .filter_map(|(k, _)| {
-            k.get(prefix.len() + 8..)
-                .map(|id| String::from_utf8_lossy(id).into_owned())
-        })
-        .collect();
-    Ok((ids, last))
+    ids_in(store, &prefix, &start, &end, limit)
 }
 
 /// Ids of up to `limit` finished reviews whose last change was before `cutoff_ms`.
@@ -287,23 +279,28 @@ pub fn finished_before(
     let prefix = [FINISHED];
     let mut end = prefix.to_vec();
     end.extend_from_slice(&cutoff_ms.to_be_bytes());
-    ids_in(store, &prefix, &end, limit)
+    Ok(ids_in(store, &prefix, &prefix, &end, limit)?.0)
 }
 
+/// The review ids of up to `limit` keys of the form `prefix`, 8-byte time, id, from `start` to
+/// `end`; and the last key read.
 fn ids_in(
     store: &dyn Store,
     prefix: &[u8],
+    start: &[u8],
     end: &[u8],
     limit: usize,
-) -> Result<Vec<String>, StoreError> {
-    Ok(store
-        .range(Tree::Index, prefix, Some(end), limit)?
+) -> Result<(Vec<String>, Option<Vec<u8>>), StoreError> {
+    let rows = store.range(Tree::Index, start, Some(end), limit)?;
+    let last = rows.last().map(|(k, _)| k.clone());
+    let ids = rows
         .into_iter()
         .filter_map(|(k, _)| {
             k.get(prefix.len() + 8..)
                 .map(|id| String::from_utf8_lossy(id).into_owned())
         })
-        .collect())
+        .collect();
+    Ok((ids, last))
 }
 
 /// Files every review under the indexes once (a store from before them), or drops what an
