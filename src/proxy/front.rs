@@ -19,12 +19,20 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::handler::{self, ConnInfo};
 use super::io::{Activity, Tracked};
 use super::policy::Route;
+use super::workers::Seat;
 use super::{mitm, tunnel, Lifecycle, Proxy};
 use crate::agents::Agent;
 use crate::upstream::{permit, UpstreamFailure};
 use crate::wire::{empty, Body, Refusal, Target};
 
-pub(super) async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, life: Lifecycle) {
+/// Accepts agents' connections on `listener` (on a worker, or on the main runtime: `seat`)
+/// and serves each where it was accepted, until shutdown.
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    life: Lifecycle,
+    seat: Seat,
+) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -50,9 +58,10 @@ pub(super) async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, life: 
         // finishes the front connection at the upgrade, the tunnel task keeps a clone.
         let slot = Arc::new(permit);
         let tracked = life.tasks.token();
-        proxy.workers.serve(stream, move |stream| async move {
+        let open = seat.open();
+        tokio::spawn(async move {
             serve_front(stream, peer, served, life2, slot).await;
-            drop(tracked);
+            drop((tracked, open));
         });
     }
 }

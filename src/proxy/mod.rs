@@ -130,5 +130,11 @@ pub async fn run(listener: TcpListener, proxy: Arc<Proxy>, life: Lifecycle) {
     let stop = life.shutdown.clone();
     life.tasks
         .spawn(async move { recorder.allow_audit.run(recorder.gate.clone(), stop).await });
-    front::accept_loop(listener, proxy, life).await
+    let each = (proxy.clone(), life);
+    proxy
+        .workers
+        .accept_on_each(listener, move |listener, seat| {
+            front::accept_loop(listener, each.0.clone(), each.1.clone(), seat)
+        })
+        .await
 }

@@ -1,7 +1,7 @@
-//! Per-core connection runtimes. Each accepted agent connection goes to the least busy of
-//! `proxy.workers` single-threaded Tokio runtimes (fewest open connections, ties in turn), one
-//! OS thread each, with no work stealing (the model of nginx, Envoy and pingora's no-steal
-//! runtime). A connection, every task it spawns (interception, tunnels), its timers and its
+//! Per-core connection runtimes: `proxy.workers` single-threaded Tokio runtimes, one OS thread
+//! each, with no work stealing (the model of nginx, Envoy and pingora's no-steal runtime). Every
+//! worker accepts from the one listening socket (its own descriptor of it, in its own reactor),
+//! so a new connection is taken by the first worker free to, without a hand-off. A connection, every task it spawns (interception, tunnels), its timers and its
 //! upstream pool stay on one thread, so the request path has no cross-thread wake-ups.
 //! `workers = 0` serves connections on the caller's runtime instead.
 //!
@@ -17,14 +17,13 @@ use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::net::TcpStream;
+use tokio::net::TcpListener;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 /// The set of worker runtimes (empty: connections run on the caller's runtime).
 pub struct Workers {
     workers: Vec<Worker>,
-    next: AtomicUsize,
     stop: CancellationToken,
 }
 
@@ -35,14 +34,7 @@ struct Worker {
 }
 
 /// Counts a connection against its worker for as long as it is served (dropped on any exit).
-struct Open(Arc<AtomicUsize>);
-
-impl Open {
-    fn on(worker: &Worker) -> Open {
-        worker.open.fetch_add(1, Ordering::Relaxed);
-        Open(worker.open.clone())
-    }
-}
+pub struct Open(Arc<AtomicUsize>);
 
 impl Drop for Open {
     fn drop(&mut self) {
@@ -80,7 +72,6 @@ impl Workers {
     pub fn inline() -> Workers {
         Workers {
             workers: Vec::new(),
-            next: AtomicUsize::new(0),
             stop: CancellationToken::new(),
         }
     }
@@ -102,43 +93,64 @@ impl Workers {
         crate::upstream::current_worker()
     }
 
-    /// Serves an accepted connection on the worker with the fewest open connections (ties go
-    /// round-robin). The socket is moved out of the accepting runtime's reactor and registered
-    /// with the worker's own.
-    pub fn serve<F, Fut>(&self, stream: TcpStream, serve: F)
+    /// Runs `accept` on every worker, each over its own descriptor of the one listening socket,
+    /// registered with that worker's reactor: a new connection is taken by whichever worker gets
+    /// to it first (an idle one ahead of a busy one) and is served where it was accepted, with
+    /// no hand-off between threads and no second wake-up. Without workers `accept` runs on the
+    /// caller's runtime. Returns when every loop has ended.
+    pub async fn accept_on_each<F, Fut>(&self, listener: TcpListener, accept: F)
     where
-        F: FnOnce(TcpStream) -> Fut + Send + 'static,
+        F: Fn(TcpListener, Seat) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let Some(worker) = self.least_busy() else {
-            tokio::spawn(serve(stream));
-            return;
-        };
-        let std = match stream.into_std() {
-            Ok(s) => s,
+        if self.workers.is_empty() {
+            return accept(listener, Seat(None)).await;
+        }
+        // Out of this runtime's reactor: its thread would otherwise wake for every connection.
+        let shared = match listener.into_std() {
+            Ok(l) => l,
             Err(e) => {
-                tracing::warn!(error = %e, "could not hand a connection to a worker; closed");
+                tracing::error!(error = %e, "could not hand the listener to the workers; not accepting");
                 return;
             }
         };
-        let open = Open::on(worker);
-        worker.handle.spawn(async move {
-            let _open = open;
-            match TcpStream::from_std(std) {
-                Ok(s) => serve(s).await,
-                Err(e) => tracing::warn!(error = %e, "worker could not register a connection"),
-            }
-        });
+        let mut loops = Vec::with_capacity(self.workers.len());
+        for worker in &self.workers {
+            let own = match shared.try_clone() {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, "a worker could not share the listener; it accepts nothing");
+                    continue;
+                }
+            };
+            let seat = Seat(Some(worker.open.clone()));
+            let accept = accept.clone();
+            loops.push(worker.handle.spawn(async move {
+                match TcpListener::from_std(own) {
+                    Ok(l) => accept(l, seat).await,
+                    Err(e) => tracing::error!(error = %e, "a worker could not register the listener; it accepts nothing"),
+                }
+            }));
+        }
+        for l in loops {
+            // A loop ends on shutdown, or is dropped with its worker's runtime.
+            let _ = l.await;
+        }
     }
+}
 
-    /// The worker with the fewest open connections, searched from a rotating start so ties
-    /// take turns; `None` without workers.
-    fn least_busy(&self) -> Option<&Worker> {
-        let n = self.workers.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % n.max(1);
-        (0..n)
-            .map(|k| &self.workers[(start + k) % n])
-            .min_by_key(|w| w.open.load(Ordering::Relaxed))
+/// Where an accept loop runs: on a worker (whose open connections it counts) or on the
+/// caller's runtime.
+#[derive(Clone)]
+pub struct Seat(Option<Arc<AtomicUsize>>);
+
+impl Seat {
+    /// Counts a connection against this seat's worker until the guard is dropped.
+    pub fn open(&self) -> Option<Open> {
+        self.0.as_ref().map(|count| {
+            count.fetch_add(1, Ordering::Relaxed);
+            Open(count.clone())
+        })
     }
 }
 
@@ -153,73 +165,79 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// Accepts one connection on `listener` and serves it on `workers`: the server writes the
-    /// 1-based worker index, then holds the connection until the client closes it.
-    async fn one(workers: &Workers, listener: &tokio::net::TcpListener) -> (TcpStream, u8) {
-        let mut client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        workers.serve(server, |mut s| async move {
-            let me = Workers::current() as u8;
-            let _ = s.write_all(&[me]).await;
-            let _ = s.read(&mut [0u8; 1]).await;
-        });
+    /// An accept loop for the tests: each connection is told the 1-based index of the worker
+    /// serving it; a client that then sends `b` blocks that worker's thread for a while, any
+    /// other byte or a close ends the connection.
+    async fn tell_worker(listener: TcpListener, seat: Seat) {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let open = seat.open();
+            tokio::spawn(async move {
+                let _open = open;
+                let _ = s.write_all(&[Workers::current() as u8]).await;
+                let mut b = [0u8; 1];
+                if let Ok(1) = s.read(&mut b).await {
+                    if b[0] == b'b' {
+                        std::thread::sleep(std::time::Duration::from_millis(600));
+                    }
+                }
+            });
+        }
+    }
+
+    async fn worker_of(addr: std::net::SocketAddr) -> (tokio::net::TcpStream, u8) {
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let mut b = [0u8; 1];
         client.read_exact(&mut b).await.unwrap();
         (client, b[0])
     }
 
-    /// Waits until the workers serve exactly `want` connections each.
-    async fn settle(workers: &Workers, want: &[usize]) {
-        for _ in 0..500 {
-            if workers.open_connections() == want {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
-        panic!(
-            "open connections {:?}, want {want:?}",
-            workers.open_connections()
-        );
-    }
-
+    /// While one worker's thread is busy, a new connection is accepted and served by another;
+    /// each counts the connections it serves.
     #[tokio::test]
-    async fn connections_go_to_the_least_busy_worker() {
+    async fn a_busy_worker_leaves_new_connections_to_another() {
         let workers = Workers::start(2).expect("workers");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        // Idle workers take turns.
-        let (long, first) = one(&workers, &listener).await;
-        let (c2, second) = one(&workers, &listener).await;
-        assert_eq!((first, second), (1, 2));
-        settle(&workers, &[1, 1]).await;
-        drop(c2);
-        settle(&workers, &[1, 0]).await;
-        // While the first connection stays open, new ones go to the other worker.
-        for _ in 0..3 {
-            let (c, w) = one(&workers, &listener).await;
-            assert_eq!(w, 2, "the busy worker is skipped");
-            drop(c);
-            settle(&workers, &[1, 0]).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let serving = workers.accept_on_each(listener, tell_worker);
+        let test = async {
+            let (mut first, busy) = worker_of(addr).await;
+            assert!(busy == 1 || busy == 2, "served by worker {busy}");
+            first.write_all(b"b").await.unwrap();
+            // Give the worker time to start its blocking wait.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            for _ in 0..3 {
+                let (c, other) = worker_of(addr).await;
+                assert_eq!(other, 3 - busy, "the busy worker cannot have accepted it");
+                drop(c);
+            }
+            let mut open = workers.open_connections();
+            open.sort();
+            assert!(
+                open[1] <= 1,
+                "at most the blocked connection stays counted: {open:?}"
+            );
+            drop(first);
+            assert_eq!(Workers::current(), 0, "the test's own thread is no worker");
+        };
+        tokio::select! {
+            _ = serving => panic!("the accept loops ended"),
+            _ = test => {}
         }
-        drop(long);
-        settle(&workers, &[0, 0]).await;
-        assert_eq!(Workers::current(), 0, "the test's own thread is no worker");
     }
 
     #[tokio::test]
-    async fn inline_workers_serve_on_the_callers_runtime() {
+    async fn inline_workers_accept_on_the_callers_runtime() {
         let workers = Workers::inline();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        workers.serve(server, |mut s| async move {
-            let _ = s.write_all(&[Workers::current() as u8]).await;
-        });
-        let mut b = [9u8; 1];
-        client.read_exact(&mut b).await.unwrap();
-        assert_eq!(b[0], 0);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let serving = workers.accept_on_each(listener, tell_worker);
+        let test = async {
+            let (_c, w) = worker_of(addr).await;
+            assert_eq!(w, 0);
+        };
+        tokio::select! {
+            _ = serving => panic!("the accept loop ended"),
+            _ = test => {}
+        }
     }
 }
