@@ -58,10 +58,9 @@ pub(super) async fn accept_loop(
         // finishes the front connection at the upgrade, the tunnel task keeps a clone.
         let slot = Arc::new(permit);
         let tracked = life.tasks.token();
-        let open = seat.open();
-        tokio::spawn(async move {
+        seat.serve(stream, move |stream| async move {
             serve_front(stream, peer, served, life2, slot).await;
-            drop((tracked, open));
+            drop(tracked);
         });
     }
 }

@@ -1,8 +1,10 @@
 //! Per-core connection runtimes: `proxy.workers` single-threaded Tokio runtimes, one OS thread
 //! each, with no work stealing (the model of nginx, Envoy and pingora's no-steal runtime). Every
 //! worker accepts from the one listening socket (its own descriptor of it, in its own reactor),
-//! so a new connection is taken by the first worker free to, without a hand-off. A connection, every task it spawns (interception, tunnels), its timers and its
-//! upstream pool stay on one thread, so the request path has no cross-thread wake-ups.
+//! so a new connection is taken by the first worker free to; it stays there unless that worker
+//! serves more connections than another, which then gets it. A connection, every task it
+//! spawns (interception, tunnels), its timers and its upstream pool stay on one thread, so the
+//! request path has no cross-thread wake-ups.
 //! `workers = 0` serves connections on the caller's runtime instead.
 //!
 //! The price: a request's CPU work (rule evaluation of a buffered body, leaf minting) delays
@@ -17,13 +19,13 @@ use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 /// The set of worker runtimes (empty: connections run on the caller's runtime).
 pub struct Workers {
-    workers: Vec<Worker>,
+    workers: Arc<[Worker]>,
     stop: CancellationToken,
 }
 
@@ -34,7 +36,14 @@ struct Worker {
 }
 
 /// Counts a connection against its worker for as long as it is served (dropped on any exit).
-pub struct Open(Arc<AtomicUsize>);
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn on(worker: &Worker) -> Open {
+        worker.open.fetch_add(1, Ordering::Relaxed);
+        Open(worker.open.clone())
+    }
+}
 
 impl Drop for Open {
     fn drop(&mut self) {
@@ -46,13 +55,15 @@ impl Workers {
     /// Starts `count` worker threads, each driving its own current-thread runtime. On an
     /// error the threads already started stop again.
     pub fn start(count: usize) -> io::Result<Workers> {
-        let mut workers = Workers::inline();
+        let stop = CancellationToken::new();
+        let started = stop.clone().drop_guard();
+        let mut workers = Vec::with_capacity(count);
         for i in 0..count {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             let handle = rt.handle().clone();
-            let stopped = workers.stop.clone();
+            let stopped = stop.clone();
             std::thread::Builder::new()
                 .name(format!("airlock-worker-{i}"))
                 .spawn(move || {
@@ -60,18 +71,22 @@ impl Workers {
                     rt.block_on(stopped.cancelled());
                     // Dropping the runtime here drops whatever tasks were still on it.
                 })?;
-            workers.workers.push(Worker {
+            workers.push(Worker {
                 handle,
                 open: Arc::new(AtomicUsize::new(0)),
             });
         }
-        Ok(workers)
+        started.disarm();
+        Ok(Workers {
+            workers: workers.into(),
+            stop,
+        })
     }
 
     /// No worker threads: everything runs on the caller's runtime.
     pub fn inline() -> Workers {
         Workers {
-            workers: Vec::new(),
+            workers: Arc::new([]),
             stop: CancellationToken::new(),
         }
     }
@@ -95,16 +110,16 @@ impl Workers {
 
     /// Runs `accept` on every worker, each over its own descriptor of the one listening socket,
     /// registered with that worker's reactor: a new connection is taken by whichever worker gets
-    /// to it first (an idle one ahead of a busy one) and is served where it was accepted, with
-    /// no hand-off between threads and no second wake-up. Without workers `accept` runs on the
-    /// caller's runtime. Returns when every loop has ended.
+    /// to it first (an idle one ahead of a busy one), with no second wake-up, and is served
+    /// there unless that worker serves more connections than another ([`Seat::serve`]).
+    /// Without workers `accept` runs on the caller's runtime. Returns when every loop has ended.
     pub async fn accept_on_each<F, Fut>(&self, listener: TcpListener, accept: F)
     where
         F: Fn(TcpListener, Seat) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         if self.workers.is_empty() {
-            return accept(listener, Seat(None)).await;
+            return accept(listener, Seat::inline()).await;
         }
         // Out of this runtime's reactor: its thread would otherwise wake for every connection.
         let shared = match listener.into_std() {
@@ -115,7 +130,7 @@ impl Workers {
             }
         };
         let mut loops = Vec::with_capacity(self.workers.len());
-        for worker in &self.workers {
+        for (i, worker) in self.workers.iter().enumerate() {
             let own = match shared.try_clone() {
                 Ok(l) => l,
                 Err(e) => {
@@ -123,7 +138,10 @@ impl Workers {
                     continue;
                 }
             };
-            let seat = Seat(Some(worker.open.clone()));
+            let seat = Seat {
+                workers: self.workers.clone(),
+                mine: i,
+            };
             let accept = accept.clone();
             loops.push(worker.handle.spawn(async move {
                 match TcpListener::from_std(own) {
@@ -139,18 +157,62 @@ impl Workers {
     }
 }
 
-/// Where an accept loop runs: on a worker (whose open connections it counts) or on the
-/// caller's runtime.
-#[derive(Clone)]
-pub struct Seat(Option<Arc<AtomicUsize>>);
+/// Where an accept loop runs: on one of the workers, or on the caller's runtime (no workers).
+pub struct Seat {
+    workers: Arc<[Worker]>,
+    mine: usize,
+}
 
 impl Seat {
-    /// Counts a connection against this seat's worker until the guard is dropped.
-    pub fn open(&self) -> Option<Open> {
-        self.0.as_ref().map(|count| {
-            count.fetch_add(1, Ordering::Relaxed);
-            Open(count.clone())
-        })
+    fn inline() -> Seat {
+        Seat {
+            workers: Arc::new([]),
+            mine: 0,
+        }
+    }
+
+    /// Serves a connection accepted here: on this worker, unless it serves more connections
+    /// than the least busy one, which then gets it (the socket moves to that worker's reactor).
+    /// A burst of long-lived connections thus spreads evenly, while a connection accepted by a
+    /// worker no busier than the rest never leaves it.
+    pub fn serve<F, Fut>(&self, stream: TcpStream, serve: F)
+    where
+        F: FnOnce(TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let Some(mine) = self.workers.get(self.mine) else {
+            tokio::spawn(serve(stream));
+            return;
+        };
+        let load = |w: &Worker| w.open.load(Ordering::Relaxed);
+        let target = self
+            .workers
+            .iter()
+            .min_by_key(|w| load(w))
+            .filter(|w| load(w) < load(mine))
+            .unwrap_or(mine);
+        let open = Open::on(target);
+        if std::ptr::eq(target, mine) {
+            tokio::spawn(async move {
+                let _open = open;
+                serve(stream).await
+            });
+            return;
+        }
+        let std = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not hand a connection to another worker; closed");
+                return;
+            }
+        };
+        target.handle.spawn(async move {
+            let _open = open;
+            match TcpStream::from_std(std) {
+                Ok(s) => serve(s).await,
+                Err(e) => tracing::warn!(error = %e, "worker could not register a connection"),
+            }
+        });
     }
 }
 
@@ -169,10 +231,8 @@ mod tests {
     /// serving it; a client that then sends `b` blocks that worker's thread for a while, any
     /// other byte or a close ends the connection.
     async fn tell_worker(listener: TcpListener, seat: Seat) {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let open = seat.open();
-            tokio::spawn(async move {
-                let _open = open;
+        while let Ok((s, _)) = listener.accept().await {
+            seat.serve(s, |mut s| async move {
                 let _ = s.write_all(&[Workers::current() as u8]).await;
                 let mut b = [0u8; 1];
                 if let Ok(1) = s.read(&mut b).await {
@@ -205,19 +265,37 @@ mod tests {
             first.write_all(b"b").await.unwrap();
             // Give the worker time to start its blocking wait.
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            for _ in 0..3 {
-                let (c, other) = worker_of(addr).await;
-                assert_eq!(other, 3 - busy, "the busy worker cannot have accepted it");
-                drop(c);
-            }
-            let mut open = workers.open_connections();
-            open.sort();
-            assert!(
-                open[1] <= 1,
-                "at most the blocked connection stays counted: {open:?}"
-            );
+            let (_other_conn, other) = worker_of(addr).await;
+            assert_eq!(other, 3 - busy, "the busy worker cannot have accepted it");
+            assert_eq!(workers.open_connections(), [1, 1], "each serves its own");
             drop(first);
             assert_eq!(Workers::current(), 0, "the test's own thread is no worker");
+        };
+        tokio::select! {
+            _ = serving => panic!("the accept loops ended"),
+            _ = test => {}
+        }
+    }
+
+    /// Long-lived connections opened one after another spread evenly: a worker that serves
+    /// more than another hands the new one over.
+    #[tokio::test]
+    async fn connections_spread_evenly_over_the_workers() {
+        let workers = Workers::start(2).expect("workers");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let serving = workers.accept_on_each(listener, tell_worker);
+        let test = async {
+            let mut held = Vec::new();
+            for k in 1..=3 {
+                for _ in 0..2 {
+                    held.push(worker_of(addr).await);
+                }
+                assert_eq!(workers.open_connections(), [k, k]);
+            }
+            let mut served: Vec<u8> = held.iter().map(|(_, w)| *w).collect();
+            served.sort();
+            assert_eq!(served, [1, 1, 1, 2, 2, 2]);
         };
         tokio::select! {
             _ = serving => panic!("the accept loops ended"),
