@@ -623,6 +623,37 @@ async fn connections_spread_over_workers_sharing_warm_upstreams() {
     }
 }
 
+/// The pre-dial runs on another worker than the agent's connection (the two handshakes on two
+/// cores); its socket then moves to the agent's worker, whose pool keeps it: three requests on
+/// one agent connection travel over the one pre-dialled upstream connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_predial_made_on_another_worker_serves_the_agents_worker() {
+    let toml = format!("{INSPECT}workers = 2\n");
+    let (up, airlock) = setup(&toml, UpstreamOptions::default()).await;
+    let client = airlock
+        .client_builder()
+        .http1_only()
+        .build()
+        .expect("client");
+    for i in 0..3 {
+        let resp = client
+            .get(format!("https://api.github.com/p/{i}"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.expect("body");
+    }
+    assert_eq!(up.count(), 3);
+    assert_eq!(up.connections(), 1, "all over the pre-dialled connection");
+    let live = airlock
+        .proxy
+        .upstream
+        .live_connections("api.github.com", 443);
+    assert_eq!(live.iter().sum::<u32>(), 1, "{live:?}");
+    assert_eq!(live[0], 0, "held by a worker's pool: {live:?}");
+}
+
 /// The upstream connection is dialled while the agent's TLS handshake runs; when that dial
 /// fails, the first request gets the same refusal as a failed dial at request time (502
 /// `upstream_connect`, nothing sent), and the next connection dials afresh.

@@ -337,17 +337,19 @@ async fn connect(
             Ok(Response::new(empty()))
         }
         route @ (Route::Inspect | Route::Local) => {
+            // Dial the upstream while the leaf is minted, the 200 goes out and the agent's TLS
+            // handshake runs (the egress pre-check and the agent's limits passed above), on
+            // another worker so the two handshakes use two cores. Held for the connection's
+            // life (a refusal below drops it); no request byte is sent until a permitted
+            // request takes it.
+            let predial = (route == Route::Inspect)
+                .then(|| proxy.upstream.predial(&target, proxy.workers.other()))
+                .flatten();
             // Mint before answering 200 so a failure is a clear HTTP error, not a TLS one.
             let tls = proxy
                 .leaves
                 .server_config(&target.host)
                 .map_err(|e| Refusal::internal("certificate_mint_failed", e.to_string()))?;
-            // Dial the upstream while the 200 goes out and the agent's TLS handshake runs (the
-            // egress pre-check and the agent's limits passed above). Held for the connection's
-            // life; no request byte is sent until a permitted request takes it.
-            let predial = (route == Route::Inspect)
-                .then(|| proxy.upstream.predial(&target))
-                .flatten();
             let life2 = life.clone();
             life.tasks.spawn(async move {
                 match hyper::upgrade::on(req).await {

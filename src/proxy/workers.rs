@@ -103,6 +103,20 @@ impl Workers {
             .collect()
     }
 
+    /// The least busy worker other than the calling thread's, for side work that should run
+    /// beside this worker's (a pre-dial's TLS handshake beside the agent's). `None` with
+    /// fewer than two workers.
+    pub fn other(&self) -> Option<&Handle> {
+        let me = Self::current();
+        self.workers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i + 1 != me)
+            .min_by_key(|(_, w)| w.open.load(Ordering::Relaxed))
+            .filter(|_| self.workers.len() > 1)
+            .map(|(_, w)| &w.handle)
+    }
+
     /// 1-based index of the worker running the calling thread, 0 outside every worker.
     pub fn current() -> usize {
         crate::upstream::current_worker()
@@ -300,6 +314,28 @@ mod tests {
         tokio::select! {
             _ = serving => panic!("the accept loops ended"),
             _ = test => {}
+        }
+    }
+
+    /// Side work asked for from one worker runs on the other; with fewer than two workers
+    /// there is no other.
+    #[tokio::test]
+    async fn side_work_goes_to_another_worker() {
+        assert!(Workers::inline().other().is_none());
+        assert!(Workers::start(1).expect("one worker").other().is_none());
+        let workers = Arc::new(Workers::start(2).expect("workers"));
+        for first in 0..2 {
+            let w = workers.clone();
+            let ran_on = workers.workers[first]
+                .handle
+                .spawn(async move {
+                    let other = w.other().expect("another worker").clone();
+                    other.spawn(async { Workers::current() }).await
+                })
+                .await
+                .expect("spawned")
+                .expect("ran");
+            assert_eq!(ran_on, 2 - first, "asked from worker {}", first + 1);
         }
     }
 

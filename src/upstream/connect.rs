@@ -2,7 +2,8 @@
 //! address), then TLS verified with Airlock's client config (ALPN h2 and http/1.1, session
 //! resumption), both bounded by `upstream.connect_timeout`. A pool first takes the pre-dialled
 //! connection waiting for it and the target (see [`super::conns`]). Every connection handed to
-//! a pool is counted live until its socket is dropped.
+//! a pool is counted live until its socket is dropped. A pre-dialled connection may have been
+//! made on another worker: the pool's worker attaches its socket to its own reactor first.
 //!
 //! Errors keep the shape the failure classifier reads ([`super::UpstreamFailure`]): the
 //! dialer's `io::Error`s as they are, a TLS failure as an `io::Error` carrying rustls' error.
@@ -23,13 +24,14 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::conns::{Conns, Live};
+use super::socket::Socket;
 use super::Dialer;
 use crate::wire::{BoxError, Target};
 
 /// A TLS connection to an upstream, before a pool takes it. The socket is read through a
 /// buffer: rustls asks for 4 KiB at a time, so a 16 KiB record would otherwise cost four
 /// `read` calls (a stream's throughput is mostly syscalls and copies).
-pub type Ready = TlsStream<BufReader<TcpStream>>;
+pub type Ready = TlsStream<BufReader<Socket>>;
 
 /// Bytes read from an upstream socket at once (two full TLS records).
 const READ_BUFFER: usize = 32 * 1024;
@@ -56,7 +58,8 @@ impl Connector {
 
 /// TCP (egress-checked) then TLS to `target`, each bounded by the connect timeout.
 pub async fn handshake(dialer: &Dialer, tls: &TlsConnector, target: &Target) -> io::Result<Ready> {
-    let tcp = BufReader::with_capacity(READ_BUFFER, dialer.dial(target).await?);
+    let tcp = Socket::Registered(dialer.dial(target).await?);
+    let tcp = BufReader::with_capacity(READ_BUFFER, tcp);
     let host = target.host.trim_start_matches('[').trim_end_matches(']');
     let name = ServerName::try_from(host.to_string())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -99,7 +102,11 @@ impl tower_service::Service<Uri> for Connector {
                 Io::Plain(TokioIo::new(me.dialer.dial(&target).await?))
             } else {
                 let tls = match me.conns.take(me.pool, &key).await {
-                    Some(outcome) => outcome?,
+                    Some(outcome) => {
+                        let mut tls = outcome?;
+                        tls.get_mut().0.get_mut().attach()?;
+                        tls
+                    }
                     None => handshake(&me.dialer, &me.tls, &target).await?,
                 };
                 Io::Tls(TokioIo::new(tls))

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
@@ -123,8 +124,15 @@ impl<C: Send + 'static> Conns<C> {
     }
 
     /// Starts `dial` for pool `pool` unless the pool is already covered for `target`. The
-    /// dial runs as a task on the current runtime; the guard cancels and forgets it.
-    pub fn predial<F>(self: &Arc<Self>, pool: usize, target: Target, dial: F) -> Option<PreDial<C>>
+    /// dial runs as a task on `on` (default: the current runtime); the guard cancels and
+    /// forgets it.
+    pub fn predial<F>(
+        self: &Arc<Self>,
+        pool: usize,
+        target: Target,
+        on: Option<&Handle>,
+        dial: F,
+    ) -> Option<PreDial<C>>
     where
         F: std::future::Future<Output = io::Result<C>> + Send + 'static,
     {
@@ -146,12 +154,16 @@ impl<C: Send + 'static> Conns<C> {
                 rx,
             });
         }
-        let task = tokio::spawn(async move {
+        let task = async move {
             let outcome = dial.await;
             // Only a connection makes the pool ready; a failure waits for the pool's own turn.
             ready.store(outcome.is_ok(), Ordering::Release);
             let _ = tx.send((Instant::now(), outcome));
-        });
+        };
+        let task = match on {
+            Some(runtime) => runtime.spawn(task),
+            None => tokio::spawn(task),
+        };
         Some(PreDial {
             conns: self.clone(),
             target,
@@ -263,10 +275,10 @@ mod tests {
     async fn a_request_takes_its_pools_predial_once() {
         let conns = Conns::<u32>::new(3);
         let guard = conns
-            .predial(1, target(), async { Ok(7) })
+            .predial(1, target(), None, async { Ok(7) })
             .expect("started");
         assert!(
-            conns.predial(1, target(), async { Ok(8) }).is_none(),
+            conns.predial(1, target(), None, async { Ok(8) }).is_none(),
             "one pre-dial per pool and target"
         );
         assert!(conns.covered(1, &target()));
@@ -285,7 +297,7 @@ mod tests {
     async fn a_dropped_predial_is_cancelled_and_forgotten() {
         let conns = Conns::<u32>::new(2);
         let guard = conns
-            .predial(0, target(), std::future::pending())
+            .predial(0, target(), None, std::future::pending())
             .expect("started");
         drop(guard);
         assert!(!conns.covered(0, &target()));
@@ -296,7 +308,7 @@ mod tests {
     async fn a_failed_predial_hands_its_error_to_the_first_request() {
         let conns = Conns::<u32>::new(1);
         let _guard = conns
-            .predial(0, target(), async {
+            .predial(0, target(), None, async {
                 Err(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"))
             })
             .expect("started");
@@ -305,6 +317,30 @@ mod tests {
             got.err().map(|e| e.kind()),
             Some(io::ErrorKind::ConnectionRefused)
         );
+    }
+
+    #[test]
+    fn a_predial_runs_on_the_runtime_it_is_given() {
+        let other = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("other-runtime")
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let here = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        here.block_on(async {
+            let conns = Conns::<String>::new(1);
+            let _guard = conns
+                .predial(0, target(), Some(other.handle()), async {
+                    Ok(std::thread::current().name().unwrap_or("").to_string())
+                })
+                .expect("started");
+            let ran_on = conns.take(0, &target()).await.map(|r| r.ok());
+            assert_eq!(ran_on, Some(Some("other-runtime".to_string())));
+        });
     }
 
     #[test]

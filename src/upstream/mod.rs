@@ -6,7 +6,8 @@
 //! Pools: one hyper-util pool per connection worker (plus one for every other thread), so a
 //! request reuses connections driven by its own worker's reactor. A worker with no connection
 //! to a target borrows another worker's warm one ([`conns`]); an intercepted CONNECT pre-dials
-//! (TCP + TLS, no request byte) while the agent's own TLS handshake runs ([`Upstream::predial`]).
+//! (TCP + TLS, no request byte) while the agent's own TLS handshake runs ([`Upstream::predial`]),
+//! on another worker, whose finished socket then moves to the taking worker ([`socket`]).
 //! TLS is verified; h2 or http/1.1 as the upstream negotiates; sessions resume.
 
 mod connect;
@@ -15,6 +16,7 @@ mod dial;
 pub mod egress;
 mod failure;
 pub mod permit;
+mod socket;
 
 pub use dial::Dialer;
 pub use failure::UpstreamFailure;
@@ -29,6 +31,7 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpStream;
+use tokio::runtime::Handle;
 
 use crate::credentials::Vault;
 use crate::wire::{strip_hop_by_hop, Body, BoxError, Target};
@@ -95,15 +98,21 @@ impl Upstream {
     /// has a pre-dial under way. Call only once the egress pre-check and the agent's limits
     /// passed; no request byte is sent until a permitted request takes the connection.
     /// Dropping the guard cancels the dial, or drops the connection if no request took it.
-    pub fn predial(&self, target: &Target) -> Option<PreDial> {
+    ///
+    /// `on`: the runtime to dial on, e.g. another worker's, so the upstream handshake's CPU
+    /// runs beside the agent's handshake instead of after it; `None`: the calling one. The
+    /// finished connection's socket is detached for the taking worker to attach.
+    pub fn predial(&self, target: &Target, on: Option<&Handle>) -> Option<PreDial> {
         let pool = current_worker() % self.pools.len();
         let key = (target.host.clone(), target.port);
         if self.conns.warm_anywhere(&key) {
             return None;
         }
         let (dialer, tls, target) = (self.dialer.clone(), self.tls.clone(), target.clone());
-        self.conns.predial(pool, key, async move {
-            connect::handshake(&dialer, &tls, &target).await
+        self.conns.predial(pool, key, on, async move {
+            let mut ready = connect::handshake(&dialer, &tls, &target).await?;
+            ready.get_mut().0.get_mut().detach()?;
+            Ok(ready)
         })
     }
 
