@@ -575,13 +575,14 @@ async fn graceful_shutdown_drains_in_flight_requests() {
 
 /// Connections are spread over the worker runtimes, each with its own upstream pool, and a
 /// warm upstream connection serves any worker: an agent connection's first request borrows it
-/// (six fresh agent connections on three workers, one request each, share one upstream
-/// connection, where per-worker pools alone would open three); its later requests use its own
-/// worker's pool (at most one more upstream connection per worker). The inline mode
-/// (`workers = 0`, one shared pool) serves the same traffic over one.
+/// when its own worker has none, and that worker then warms its own pool in the background,
+/// so twelve fresh agent connections on three workers, one request each, and six more with
+/// two requests each, open at most one upstream connection per worker (without the sharing,
+/// each fresh connection on a cold worker dialled; before pools were per worker, one per agent
+/// connection). The inline mode (`workers = 0`, one shared pool) serves the same over one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn connections_spread_over_workers_sharing_warm_upstreams() {
-    for (workers, max_own) in [(3, 3), (0, 0)] {
+    for workers in [3, 0] {
         let toml = format!("{INSPECT}workers = {workers}\n");
         let (up, airlock) = setup(&toml, UpstreamOptions::default()).await;
         assert_eq!(airlock.proxy.workers.count(), workers);
@@ -597,6 +598,7 @@ async fn connections_spread_over_workers_sharing_warm_upstreams() {
                 .build()
                 .expect("client")
         };
+        let most = workers.max(1);
         for round in 0..2 {
             for i in 0..6 {
                 // A fresh client is a fresh agent connection.
@@ -604,10 +606,10 @@ async fn connections_spread_over_workers_sharing_warm_upstreams() {
             }
         }
         assert_eq!(up.count(), 12, "workers = {workers}");
-        assert_eq!(
-            up.connections(),
-            1,
-            "workers = {workers}: first requests share the warm upstream connection"
+        assert!(
+            up.connections() <= most,
+            "workers = {workers}: at most one upstream connection per worker, got {}",
+            up.connections()
         );
         for i in 0..6 {
             let client = fresh();
@@ -616,11 +618,65 @@ async fn connections_spread_over_workers_sharing_warm_upstreams() {
         }
         assert_eq!(up.count(), 24, "workers = {workers}");
         assert!(
-            up.connections() <= 1 + max_own,
-            "workers = {workers}: at most one more upstream connection per worker, got {}",
+            up.connections() <= most,
+            "workers = {workers}: still at most one per worker, got {}",
             up.connections()
         );
+        let live = airlock
+            .proxy
+            .upstream
+            .live_connections("api.github.com", 443);
+        assert!(
+            live.iter().all(|n| *n <= 1),
+            "workers = {workers}: {live:?}"
+        );
     }
+}
+
+/// A worker whose agent connection borrowed another worker's upstream connection warms its
+/// own pool in the background: that connection's next request, and the worker's later agent
+/// connections, travel over the worker's own upstream connection (two upstream connections in
+/// all for two workers, one live in each worker's pool).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_that_borrowed_warms_its_own_pool() {
+    let toml = format!("{INSPECT}workers = 2\n");
+    let (up, airlock) = setup(&toml, UpstreamOptions::default()).await;
+    let client = || {
+        airlock
+            .client_builder()
+            .http1_only()
+            .build()
+            .expect("client")
+    };
+    let get = |client: reqwest::Client, path: &'static str| async move {
+        let resp = client.get(path).send().await.expect("send");
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.expect("body");
+    };
+    // The first agent connection stays open, so the second is served by the other worker.
+    let (first, second) = (client(), client());
+    get(first.clone(), "https://api.github.com/one").await;
+    get(second.clone(), "https://api.github.com/two").await;
+    let mut open = airlock.proxy.workers.open_connections();
+    open.sort();
+    assert_eq!(open, [1, 1], "one agent connection on each worker");
+    // The second's worker borrowed the first's upstream connection, then warms its own with
+    // no further request.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while up.connections() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(up.connections(), 2, "the borrowing worker dialled its own");
+    get(second.clone(), "https://api.github.com/three").await;
+    get(client(), "https://api.github.com/four").await;
+    assert_eq!(up.count(), 4);
+    assert_eq!(up.connections(), 2, "one per worker");
+    let live = airlock
+        .proxy
+        .upstream
+        .live_connections("api.github.com", 443);
+    assert_eq!(live, [0, 1, 1], "one live in each worker's pool");
+    drop((first, second));
 }
 
 /// The pre-dial runs on another worker than the agent's connection (the two handshakes on two

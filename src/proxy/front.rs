@@ -19,7 +19,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::handler::{self, ConnInfo};
 use super::io::{Activity, Tracked};
 use super::policy::Route;
-use super::workers::Seat;
+use super::workers::{Open, Seat};
 use super::{mitm, tunnel, Lifecycle, Proxy};
 use crate::agents::Agent;
 use crate::upstream::{permit, UpstreamFailure};
@@ -54,11 +54,14 @@ pub(super) async fn accept_loop(
         };
         let served = proxy.clone();
         let life2 = life.clone();
-        // The slot is held by the connection and, after a CONNECT, by its tunnel: hyper
-        // finishes the front connection at the upgrade, the tunnel task keeps a clone.
-        let slot = Arc::new(permit);
         let tracked = life.tasks.token();
-        seat.serve(stream, move |stream| async move {
+        seat.serve(stream, move |stream, open| async move {
+            // The slot is held by the connection and, after a CONNECT, by its tunnel: hyper
+            // finishes the front connection at the upgrade, the tunnel task keeps a clone.
+            let slot = Arc::new(ConnSlot {
+                _permit: permit,
+                _open: open,
+            });
             serve_front(stream, peer, served, life2, slot).await;
             drop(tracked);
         });
@@ -75,8 +78,14 @@ async fn refuse_over_limit(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(resp.as_bytes())).await;
 }
 
-/// One slot of `proxy.max_connections`, shared by a connection and the tunnel it opens.
-type Slot = Arc<OwnedSemaphorePermit>;
+/// One slot of `proxy.max_connections` and the count of its worker's connections, shared by a
+/// connection and the interception or tunnel it opens.
+type Slot = Arc<ConnSlot>;
+
+struct ConnSlot {
+    _permit: OwnedSemaphorePermit,
+    _open: Open,
+}
 
 async fn serve_front(
     stream: TcpStream,

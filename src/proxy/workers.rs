@@ -35,19 +35,23 @@ struct Worker {
     open: Arc<AtomicUsize>,
 }
 
-/// Counts a connection against its worker for as long as it is served (dropped on any exit).
-struct Open(Arc<AtomicUsize>);
+/// Counts a connection against its worker for as long as it is served: the serving code holds
+/// it, including past an upgrade (a CONNECT's interception or tunnel outlives the front
+/// connection that [`Seat::serve`] started). `None` without workers.
+pub struct Open(Option<Arc<AtomicUsize>>);
 
 impl Open {
     fn on(worker: &Worker) -> Open {
         worker.open.fetch_add(1, Ordering::Relaxed);
-        Open(worker.open.clone())
+        Open(Some(worker.open.clone()))
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        if let Some(open) = &self.0 {
+            open.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -188,14 +192,15 @@ impl Seat {
     /// Serves a connection accepted here: on this worker, unless it serves more connections
     /// than the least busy one, which then gets it (the socket moves to that worker's reactor).
     /// A burst of long-lived connections thus spreads evenly, while a connection accepted by a
-    /// worker no busier than the rest never leaves it.
+    /// worker no busier than the rest never leaves it. `serve` gets the connection's [`Open`]
+    /// count and keeps it for as long as the connection, or what it became, is served.
     pub fn serve<F, Fut>(&self, stream: TcpStream, serve: F)
     where
-        F: FnOnce(TcpStream) -> Fut + Send + 'static,
+        F: FnOnce(TcpStream, Open) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let Some(mine) = self.workers.get(self.mine) else {
-            tokio::spawn(serve(stream));
+            tokio::spawn(serve(stream, Open(None)));
             return;
         };
         let load = |w: &Worker| w.open.load(Ordering::Relaxed);
@@ -207,10 +212,7 @@ impl Seat {
             .unwrap_or(mine);
         let open = Open::on(target);
         if std::ptr::eq(target, mine) {
-            tokio::spawn(async move {
-                let _open = open;
-                serve(stream).await
-            });
+            tokio::spawn(serve(stream, open));
             return;
         }
         let std = match stream.into_std() {
@@ -221,9 +223,8 @@ impl Seat {
             }
         };
         target.handle.spawn(async move {
-            let _open = open;
             match TcpStream::from_std(std) {
-                Ok(s) => serve(s).await,
+                Ok(s) => serve(s, open).await,
                 Err(e) => tracing::warn!(error = %e, "worker could not register a connection"),
             }
         });
@@ -246,7 +247,8 @@ mod tests {
     /// other byte or a close ends the connection.
     async fn tell_worker(listener: TcpListener, seat: Seat) {
         while let Ok((s, _)) = listener.accept().await {
-            seat.serve(s, |mut s| async move {
+            seat.serve(s, |mut s, open| async move {
+                let _open = open;
                 let _ = s.write_all(&[Workers::current() as u8]).await;
                 let mut b = [0u8; 1];
                 if let Ok(1) = s.read(&mut b).await {

@@ -136,24 +136,7 @@ impl<C: Send + 'static> Conns<C> {
     where
         F: std::future::Future<Output = io::Result<C>> + Send + 'static,
     {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let ready = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut targets = self.targets.lock().ok()?;
-            let t = self.entry(&mut targets, &target);
-            if t.live.get(pool).copied().unwrap_or(0) > 0
-                || t.waiting.iter().any(|w| w.pool == pool)
-            {
-                return None;
-            }
-            t.waiting.push(Waiting {
-                id,
-                pool,
-                ready: ready.clone(),
-                rx,
-            });
-        }
+        let (id, ready, tx) = self.enlist(pool, &target)?;
         let task = async move {
             let outcome = dial.await;
             // Only a connection makes the pool ready; a failure waits for the pool's own turn.
@@ -170,6 +153,69 @@ impl<C: Send + 'static> Conns<C> {
             id,
             task: task.abort_handle(),
         })
+    }
+
+    /// Warms pool `pool` for `target` in the background, after one of its requests borrowed
+    /// another pool's connection, so that its next one finds its own: `dial` runs on the
+    /// current runtime unless the pool is covered. Owned by the pool, not by an agent
+    /// connection: the connection waits for the pool's next request for [`PREDIAL_FRESH`],
+    /// then is dropped; a failed dial is forgotten at once (no later request inherits its
+    /// error). Returns whether a dial started.
+    pub fn warm_up<F>(self: &Arc<Self>, pool: usize, target: Target, dial: F) -> bool
+    where
+        F: std::future::Future<Output = io::Result<C>> + Send + 'static,
+    {
+        let Some((id, ready, tx)) = self.enlist(pool, &target) else {
+            return false;
+        };
+        let conns = self.clone();
+        tokio::spawn(async move {
+            match dial.await {
+                Ok(c) => {
+                    ready.store(true, Ordering::Release);
+                    let _ = tx.send((Instant::now(), Ok(c)));
+                    tokio::time::sleep(PREDIAL_FRESH).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "warming an upstream pool failed"),
+            }
+            // Drops the connection with its channel if no request took it.
+            conns.forget(&target, id);
+        });
+        true
+    }
+
+    /// Adds a waiting dial for pool `pool` unless the pool is covered for `target`.
+    #[allow(clippy::type_complexity)]
+    fn enlist(
+        &self,
+        pool: usize,
+        target: &Target,
+    ) -> Option<(u64, Arc<AtomicBool>, oneshot::Sender<Dialled<C>>)> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let ready = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = oneshot::channel();
+        let mut targets = self.targets.lock().ok()?;
+        let t = self.entry(&mut targets, target);
+        if t.live.get(pool).copied().unwrap_or(0) > 0 || t.waiting.iter().any(|w| w.pool == pool) {
+            return None;
+        }
+        t.waiting.push(Waiting {
+            id,
+            pool,
+            ready: ready.clone(),
+            rx,
+        });
+        Some((id, ready, tx))
+    }
+
+    /// Removes waiting dial `id` (if no request took it) and tidies.
+    fn forget(&self, target: &Target, id: u64) {
+        if let Ok(mut targets) = self.targets.lock() {
+            if let Some(t) = get_mut(&mut targets, (&target.0, target.1)) {
+                t.waiting.retain(|w| w.id != id);
+            }
+            Conns::tidy(&mut targets, target);
+        }
     }
 
     /// Takes pool `pool`'s pre-dial for `target`, if one is waiting, and its outcome once it
@@ -254,12 +300,7 @@ pub struct PreDial<C: Send + 'static> {
 impl<C: Send + 'static> Drop for PreDial<C> {
     fn drop(&mut self) {
         self.task.abort();
-        if let Ok(mut targets) = self.conns.targets.lock() {
-            if let Some(t) = get_mut(&mut targets, (&self.target.0, self.target.1)) {
-                t.waiting.retain(|w| w.id != self.id);
-            }
-            Conns::tidy(&mut targets, &self.target);
-        }
+        self.conns.forget(&self.target, self.id);
     }
 }
 
@@ -341,6 +382,35 @@ mod tests {
             let ran_on = conns.take(0, &target()).await.map(|r| r.ok());
             assert_eq!(ran_on, Some(Some("other-runtime".to_string())));
         });
+    }
+
+    /// A pool warmed after a borrow finds its own connection ready; a second warm-up of a
+    /// covered pool does not dial; an unused one is dropped after PREDIAL_FRESH, a failed one
+    /// at once (no later request inherits its error).
+    #[tokio::test(start_paused = true)]
+    async fn a_warm_up_belongs_to_the_pool_and_expires() {
+        let conns = Conns::<u32>::new(2);
+        let _borrowed = conns.live(1, &target());
+        assert!(conns.warm_up(0, target(), async { Ok(5) }));
+        assert!(!conns.warm_up(0, target(), async { Ok(6) }), "covered");
+        tokio::task::yield_now().await;
+        assert_eq!(conns.choose(0, "api.example", 443), 0, "its own is ready");
+        assert_eq!(
+            conns.take(0, &target()).await.map(|r| r.ok()),
+            Some(Some(5))
+        );
+
+        assert!(conns.warm_up(0, target(), async { Ok(7) }));
+        tokio::time::sleep(PREDIAL_FRESH + Duration::from_millis(1)).await;
+        assert!(!conns.covered(0, &target()), "unused: forgotten");
+        assert!(conns.take(0, &target()).await.is_none());
+
+        assert!(conns.warm_up(0, target(), async {
+            Err(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"))
+        }));
+        tokio::task::yield_now().await;
+        assert!(!conns.covered(0, &target()), "failed: forgotten at once");
+        assert_eq!(conns.choose(0, "api.example", 443), 1, "borrows again");
     }
 
     #[test]
