@@ -3,7 +3,8 @@
 //! and the pre-dialled ones waiting to be taken. From that, [`Conns::choose`] picks the pool a
 //! request goes to: its own worker's when that has a connection (or a pre-dialled one ready),
 //! else a worker's that has one (a warm connection is reused whichever worker the agent's
-//! connection landed on), else its own (which dials).
+//! connection landed on), else its own (which dials). A pool whose request borrowed warms
+//! itself in the background ([`Conns::warm_up`]), so its next request stays on its thread.
 //!
 //! A pre-dial ([`Conns::predial`]) is TCP + TLS only: no request byte is sent until a
 //! permitted request takes the connection in the connector. It is owned by the agent
