@@ -23,6 +23,22 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
+/// How often a worker's anchor timer fires (see [`keep_a_timer_due`]).
+const ANCHOR_TICK: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Keeps a timer due within [`ANCHOR_TICK`] in the worker's timer wheel. Tokio wakes its own
+/// driver (an eventfd write, then an extra `epoll_wait`) whenever a timer is registered while
+/// no earlier one is due; hyper registers a header-read timer for every request head, so on a
+/// busy worker with no other timer that cost two system calls per request. Two wake-ups a
+/// second per idle worker is the price.
+async fn keep_a_timer_due() {
+    let mut tick = tokio::time::interval(ANCHOR_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+    }
+}
+
 /// The set of worker runtimes (empty: connections run on the caller's runtime).
 pub struct Workers {
     workers: Arc<[Worker]>,
@@ -72,7 +88,12 @@ impl Workers {
                 .name(format!("airlock-worker-{i}"))
                 .spawn(move || {
                     crate::upstream::enter_worker(i + 1);
-                    rt.block_on(stopped.cancelled());
+                    rt.block_on(async {
+                        tokio::select! {
+                            _ = stopped.cancelled() => {}
+                            _ = keep_a_timer_due() => {}
+                        }
+                    });
                     // Dropping the runtime here drops whatever tasks were still on it.
                 })?;
             workers.push(Worker {
