@@ -23,6 +23,22 @@ async fn setup(toml: &str, opts: UpstreamOptions) -> (FakeUpstream, Airlock) {
     (up, airlock)
 }
 
+/// A fresh HTTP/1.1 client: its first request opens a new agent connection.
+fn h1_client(airlock: &Airlock) -> reqwest::Client {
+    airlock
+        .client_builder()
+        .http1_only()
+        .build()
+        .expect("client")
+}
+
+/// GETs `url`, expects 200 and reads the body to its end.
+async fn get_ok(client: &reqwest::Client, url: impl reqwest::IntoUrl) {
+    let resp = client.get(url).send().await.expect("send");
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.expect("body");
+}
+
 /// Sends raw bytes to the proxy port and returns everything read until close or timeout.
 async fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).await.expect("connect");
@@ -77,11 +93,7 @@ async fn h1_agent_to_h1_and_h2_upstreams() {
             },
         )
         .await;
-        let client = airlock
-            .client_builder()
-            .http1_only()
-            .build()
-            .expect("client");
+        let client = h1_client(&airlock);
         let resp = client
             .get("https://api.github.com/repos/o/r?x=1")
             .send()
@@ -212,11 +224,7 @@ async fn request_body_streams_before_agent_finishes() {
 async fn two_hundred_megabytes_stream_with_small_memory() {
     use futures_util::StreamExt;
     let (up, airlock) = setup(INSPECT, UpstreamOptions::default()).await;
-    let client = airlock
-        .client_builder()
-        .http1_only()
-        .build()
-        .expect("client");
+    let client = h1_client(&airlock);
     const SIZE: usize = 200 * 1024 * 1024;
     // Warm up so allocator pools exist before measuring.
     let _ = client
@@ -586,23 +594,15 @@ async fn connections_spread_over_workers_sharing_warm_upstreams() {
         let toml = format!("{INSPECT}workers = {workers}\n");
         let (up, airlock) = setup(&toml, UpstreamOptions::default()).await;
         assert_eq!(airlock.proxy.workers.count(), workers);
-        let get = |client: reqwest::Client, path: String| async move {
-            let resp = client.get(path).send().await.expect("send");
-            assert_eq!(resp.status(), 200);
-            resp.bytes().await.expect("body");
-        };
-        let fresh = || {
-            airlock
-                .client_builder()
-                .http1_only()
-                .build()
-                .expect("client")
-        };
         let most = workers.max(1);
         for round in 0..2 {
             for i in 0..6 {
                 // A fresh client is a fresh agent connection.
-                get(fresh(), format!("https://api.github.com/w/{round}/{i}")).await;
+                get_ok(
+                    &h1_client(&airlock),
+                    format!("https://api.github.com/w/{round}/{i}"),
+                )
+                .await;
             }
         }
         assert_eq!(up.count(), 12, "workers = {workers}");
@@ -612,9 +612,9 @@ async fn connections_spread_over_workers_sharing_warm_upstreams() {
             up.connections()
         );
         for i in 0..6 {
-            let client = fresh();
-            get(client.clone(), format!("https://api.github.com/a/{i}")).await;
-            get(client, format!("https://api.github.com/b/{i}")).await;
+            let client = h1_client(&airlock);
+            get_ok(&client, format!("https://api.github.com/a/{i}")).await;
+            get_ok(&client, format!("https://api.github.com/b/{i}")).await;
         }
         assert_eq!(up.count(), 24, "workers = {workers}");
         assert!(
@@ -641,22 +641,10 @@ async fn connections_spread_over_workers_sharing_warm_upstreams() {
 async fn a_worker_that_borrowed_warms_its_own_pool() {
     let toml = format!("{INSPECT}workers = 2\n");
     let (up, airlock) = setup(&toml, UpstreamOptions::default()).await;
-    let client = || {
-        airlock
-            .client_builder()
-            .http1_only()
-            .build()
-            .expect("client")
-    };
-    let get = |client: reqwest::Client, path: &'static str| async move {
-        let resp = client.get(path).send().await.expect("send");
-        assert_eq!(resp.status(), 200);
-        resp.bytes().await.expect("body");
-    };
     // The first agent connection stays open, so the second is served by the other worker.
-    let (first, second) = (client(), client());
-    get(first.clone(), "https://api.github.com/one").await;
-    get(second.clone(), "https://api.github.com/two").await;
+    let (first, second) = (h1_client(&airlock), h1_client(&airlock));
+    get_ok(&first, "https://api.github.com/one").await;
+    get_ok(&second, "https://api.github.com/two").await;
     let mut open = airlock.proxy.workers.open_connections();
     open.sort();
     assert_eq!(open, [1, 1], "one agent connection on each worker");
@@ -667,8 +655,8 @@ async fn a_worker_that_borrowed_warms_its_own_pool() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert_eq!(up.connections(), 2, "the borrowing worker dialled its own");
-    get(second.clone(), "https://api.github.com/three").await;
-    get(client(), "https://api.github.com/four").await;
+    get_ok(&second, "https://api.github.com/three").await;
+    get_ok(&h1_client(&airlock), "https://api.github.com/four").await;
     assert_eq!(up.count(), 4);
     assert_eq!(up.connections(), 2, "one per worker");
     let live = airlock
@@ -686,19 +674,9 @@ async fn a_worker_that_borrowed_warms_its_own_pool() {
 async fn a_predial_made_on_another_worker_serves_the_agents_worker() {
     let toml = format!("{INSPECT}workers = 2\n");
     let (up, airlock) = setup(&toml, UpstreamOptions::default()).await;
-    let client = airlock
-        .client_builder()
-        .http1_only()
-        .build()
-        .expect("client");
+    let client = h1_client(&airlock);
     for i in 0..3 {
-        let resp = client
-            .get(format!("https://api.github.com/p/{i}"))
-            .send()
-            .await
-            .expect("send");
-        assert_eq!(resp.status(), 200);
-        resp.bytes().await.expect("body");
+        get_ok(&client, format!("https://api.github.com/p/{i}")).await;
     }
     assert_eq!(up.count(), 3);
     assert_eq!(up.connections(), 1, "all over the pre-dialled connection");

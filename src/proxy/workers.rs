@@ -132,13 +132,15 @@ impl Workers {
     /// beside this worker's (a pre-dial's TLS handshake beside the agent's). `None` with
     /// fewer than two workers.
     pub fn other(&self) -> Option<&Handle> {
+        if self.workers.len() < 2 {
+            return None;
+        }
         let me = Self::current();
         self.workers
             .iter()
             .enumerate()
             .filter(|(i, _)| i + 1 != me)
             .min_by_key(|(_, w)| w.open.load(Ordering::Relaxed))
-            .filter(|_| self.workers.len() > 1)
             .map(|(_, w)| &w.handle)
     }
 
@@ -281,6 +283,20 @@ mod tests {
         }
     }
 
+    /// Runs `test` against a loopback listener that `workers` accept on ([`tell_worker`]);
+    /// the accept loops must outlive it.
+    async fn while_accepting<T>(workers: &Workers, test: impl FnOnce(std::net::SocketAddr) -> T)
+    where
+        T: Future<Output = ()>,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::select! {
+            _ = workers.accept_on_each(listener, tell_worker) => panic!("the accept loops ended"),
+            _ = test(addr) => {}
+        }
+    }
+
     async fn worker_of(addr: std::net::SocketAddr) -> (tokio::net::TcpStream, u8) {
         let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let mut b = [0u8; 1];
@@ -292,11 +308,8 @@ mod tests {
     /// each counts the connections it serves.
     #[tokio::test]
     async fn a_busy_worker_leaves_new_connections_to_another() {
-        let workers = Workers::start(2).expect("workers");
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let serving = workers.accept_on_each(listener, tell_worker);
-        let test = async {
+        let workers = &Workers::start(2).expect("workers");
+        while_accepting(workers, |addr| async move {
             let (mut first, busy) = worker_of(addr).await;
             assert!(busy == 1 || busy == 2, "served by worker {busy}");
             first.write_all(b"b").await.unwrap();
@@ -307,22 +320,16 @@ mod tests {
             assert_eq!(workers.open_connections(), [1, 1], "each serves its own");
             drop(first);
             assert_eq!(Workers::current(), 0, "the test's own thread is no worker");
-        };
-        tokio::select! {
-            _ = serving => panic!("the accept loops ended"),
-            _ = test => {}
-        }
+        })
+        .await;
     }
 
     /// Long-lived connections opened one after another spread evenly: a worker that serves
     /// more than another hands the new one over.
     #[tokio::test]
     async fn connections_spread_evenly_over_the_workers() {
-        let workers = Workers::start(2).expect("workers");
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let serving = workers.accept_on_each(listener, tell_worker);
-        let test = async {
+        let workers = &Workers::start(2).expect("workers");
+        while_accepting(workers, |addr| async move {
             let mut held = Vec::new();
             for k in 1..=3 {
                 for _ in 0..2 {
@@ -333,11 +340,8 @@ mod tests {
             let mut served: Vec<u8> = held.iter().map(|(_, w)| *w).collect();
             served.sort();
             assert_eq!(served, [1, 1, 1, 2, 2, 2]);
-        };
-        tokio::select! {
-            _ = serving => panic!("the accept loops ended"),
-            _ = test => {}
-        }
+        })
+        .await;
     }
 
     /// Side work asked for from one worker runs on the other; with fewer than two workers
@@ -364,17 +368,10 @@ mod tests {
 
     #[tokio::test]
     async fn inline_workers_accept_on_the_callers_runtime() {
-        let workers = Workers::inline();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let serving = workers.accept_on_each(listener, tell_worker);
-        let test = async {
+        while_accepting(&Workers::inline(), |addr| async move {
             let (_c, w) = worker_of(addr).await;
             assert_eq!(w, 0);
-        };
-        tokio::select! {
-            _ = serving => panic!("the accept loop ended"),
-            _ = test => {}
-        }
+        })
+        .await;
     }
 }

@@ -117,14 +117,13 @@ impl Upstream {
     }
 
     /// Dials TCP + TLS to `target` for pool `pool` in the background, unless it is covered
-    /// (see [`conns::Conns::warm_up`]).
+    /// (see [`conns::Conns::warm_up`]). It runs on the pool's own worker, so its socket stays
+    /// where it is (the connector's attach leaves a registered socket alone).
     fn warm_up(&self, pool: usize, target: Target) {
         let key = (target.host.clone(), target.port);
         let (dialer, tls) = (self.dialer.clone(), self.tls.clone());
         self.conns.warm_up(pool, key, async move {
-            let mut ready = connect::handshake(&dialer, &tls, &target).await?;
-            ready.get_mut().0.get_mut().detach()?;
-            Ok(ready)
+            connect::handshake(&dialer, &tls, &target).await
         });
     }
 
