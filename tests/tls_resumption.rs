@@ -1,6 +1,6 @@
-//! TLS session resumption toward agents: a reconnecting agent resumes its session (no
-//! certificate, no signature), and a session made for one host never opens another, even when
-//! a client offers it under the other host's name.
+//! TLS toward agents: a reconnecting agent resumes its session (no certificate, no signature),
+//! a session made for one host never opens another, even when a client offers it under the
+//! other host's name, and Airlock picks the cipher suite from its own order.
 
 mod support;
 
@@ -10,7 +10,7 @@ use rustls::client::{
     ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue,
 };
 use rustls::pki_types::ServerName;
-use rustls::{HandshakeKind, NamedGroup};
+use rustls::{CipherSuite, HandshakeKind, NamedGroup};
 use support::raw::PinnedName;
 use support::{Airlock, FakeUpstream, UpstreamOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,6 +48,15 @@ async fn one_request(
     host: &str,
     cfg: Arc<rustls::ClientConfig>,
 ) -> HandshakeKind {
+    one_session(airlock, host, cfg).await.0
+}
+
+/// As `one_request`, also returning the negotiated cipher suite.
+async fn one_session(
+    airlock: &Airlock,
+    host: &str,
+    cfg: Arc<rustls::ClientConfig>,
+) -> (HandshakeKind, CipherSuite) {
     let mut tcp = TcpStream::connect(airlock.addr).await.expect("connect");
     let connect = format!("CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n");
     tcp.write_all(connect.as_bytes()).await.expect("write");
@@ -72,6 +81,7 @@ async fn one_request(
         .await
         .expect("TLS to airlock (certificate verified for the host)");
     let kind = tls.get_ref().1.handshake_kind().expect("handshake done");
+    let suite = tls.get_ref().1.negotiated_cipher_suite().expect("suite");
     let get = format!("GET /r HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     tls.write_all(get.as_bytes()).await.expect("write");
     let mut answer = Vec::new();
@@ -81,7 +91,7 @@ async fn one_request(
         "{}",
         String::from_utf8_lossy(&answer)
     );
-    kind
+    (kind, suite.suite())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -143,4 +153,35 @@ async fn a_session_for_one_host_never_opens_another() {
         one_request(&airlock, "upstream.test", other).await,
         HandshakeKind::Full
     );
+}
+
+/// A client that prefers AES-256-GCM (rustls' and OpenSSL's default order) gets AES-128-GCM,
+/// Airlock's first choice; a client offering only AES-256-GCM still connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn airlock_picks_the_suite_from_its_own_order() {
+    let (_up, airlock) = setup().await;
+    let store = Arc::new(rustls::client::ClientSessionMemoryCache::new(32));
+    let cfg = client(&airlock, "api.github.com", store);
+    assert_eq!(
+        cfg.crypto_provider().cipher_suites[0].suite(),
+        CipherSuite::TLS13_AES_256_GCM_SHA384,
+        "the client prefers AES-256"
+    );
+    let (_, suite) = one_session(&airlock, "api.github.com", cfg).await;
+    assert_eq!(suite, CipherSuite::TLS13_AES_128_GCM_SHA256);
+
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .retain(|s| s.suite() == CipherSuite::TLS13_AES_256_GCM_SHA384);
+    let verifier = PinnedName::new(&airlock.ca_pem, "upstream.test");
+    let mut only_256 = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .expect("provider")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    only_256.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let (_, suite) = one_session(&airlock, "upstream.test", Arc::new(only_256)).await;
+    assert_eq!(suite, CipherSuite::TLS13_AES_256_GCM_SHA384);
 }

@@ -78,10 +78,14 @@ impl LeafCache {
         }
         // Mint outside the lock; a racing duplicate mint is harmless.
         let key = Arc::new(self.ca.mint_leaf(host)?);
-        let mut config = ServerConfig::builder()
+        let mut config = ServerConfig::builder_with_provider(super::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(Fixed(key)));
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // Our suite order, not the client's (most prefer AES-256-GCM with SHA-384).
+        config.ignore_client_order = true;
         config.session_storage = self.resumption.sessions.clone();
         if let Some(t) = &self.resumption.tickets {
             config.ticketer = t.clone();

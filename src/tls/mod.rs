@@ -3,10 +3,12 @@
 
 mod ca;
 mod leaf;
+mod suites;
 mod upstream;
 
 pub use ca::{CertificateAuthority, CA_CERT_FILE, CA_KEY_FILE};
 pub use leaf::LeafCache;
+pub use suites::provider;
 pub use upstream::client_config;
 
 /// Errors from the TLS layer. None of them carries key material.

@@ -32,7 +32,9 @@ pub fn client_config(extra_ca_files: &[PathBuf]) -> Result<Arc<ClientConfig>, Tl
                 .map_err(|e| file_err(format!("unusable CA certificate: {e}")))?;
         }
     }
-    let config = ClientConfig::builder()
+    let config = ClientConfig::builder_with_provider(super::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
