@@ -56,7 +56,7 @@ AIRLOCK_LOG=warn "${pin_airlock[@]}" "$AIRLOCK_BIN" --config "$cfg" serve \
   --resolve bench.local=127.0.0.1:$UP_PORT --upstream-ca "$work/up/upstream-ca.pem" \
   "${inspect[@]}" >"$work/airlock.out" 2>"$work/airlock.err" &
 AIRLOCK_PID=$!
-for _ in $(seq 50); do grep -q "proxy listening" "$work/airlock.out" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q "proxy listening" "$work/airlock.out" 2>/dev/null && break; sleep 0.1; done
 "${pin_load[@]}" "$bin/airlock-bench" --upstream-ca-dir "$work/up" --upstream-port $UP_PORT \
   --proxy http://127.0.0.1:$PROXY_PORT --proxy-auth "bench:$TOKEN" --ca "$agent_ca" --compare \
   --rounds "${BENCH_ROUNDS:-1}" --proxy-pid $AIRLOCK_PID "$@" | tee "$work/airlock-run.txt"

@@ -206,6 +206,11 @@ async fn run(args: Args) -> Result<()> {
         return scale::approve(&args, n).await;
     }
     let tmp = std::env::temp_dir().join(format!("airlock-bench-{}", std::process::id()));
+    // A CA made for this run alone goes with it (dropped after the upstream child).
+    let _own_ca = args
+        .upstream_ca_dir
+        .is_none()
+        .then(|| RemoveDir(tmp.clone()));
     let ca_dir = args.upstream_ca_dir.clone().unwrap_or(tmp);
     let (ca_pem, issuer) = load_or_create_ca(&ca_dir)?;
     if args.serve_upstream {
@@ -339,6 +344,15 @@ fn parse_proxy(url: &str) -> Result<SocketAddr> {
     let mut addrs = std::net::ToSocketAddrs::to_socket_addrs(hostport)
         .with_context(|| format!("bad --proxy {url}"))?;
     addrs.next().context("proxy resolves to nothing")
+}
+
+/// Removes a directory this run created, when dropped.
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn load_or_create_ca(dir: &Path) -> Result<(String, Issuer<'static, KeyPair>)> {
