@@ -13,8 +13,9 @@
 # BENCH_PIN=1 gives Airlock CPU 0 and the load tool and its upstream the other CPUs (taskset),
 # in both the direct and the proxied runs, so the proxy does not take the load generator's CPU.
 # BENCH_ROUNDS=N alternates direct and proxied runs N times and prints the median ratio.
-# BENCH_MITM=1 also runs the same load through mitmdump (if installed) as an anchor. mitmdump has
-# no resolve override: the anchor names the upstream `localhost` and needs UP_PORT=443 (root).
+# BENCH_MITM=1 also runs the same load through mitmdump (if installed) as an anchor, pinned as
+# Airlock is under BENCH_PIN=1. mitmdump has no resolve override: the anchor names the upstream
+# `localhost` and needs UP_PORT=443 (root).
 # AIRLOCK_BIN=path runs another airlock binary (e.g. an older build) against the same load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,7 +70,7 @@ if [ "${BENCH_MITM:-0}" = 1 ]; then
   fi
   [ "$UP_PORT" = 443 ] || { echo "mitmdump anchor: needs UP_PORT=443; skipped"; exit 0; }
   # mitmdump trusts the bench upstream's CA; the load tool trusts mitmproxy's CA.
-  mitmdump --listen-host 127.0.0.1 --listen-port $MITM_PORT --set confdir="$work/mitm" \
+  "${pin_airlock[@]}" mitmdump --listen-host 127.0.0.1 --listen-port $MITM_PORT --set confdir="$work/mitm" \
     --set ssl_verify_upstream_trusted_ca="$work/up/upstream-ca.pem" \
     --set connection_strategy=lazy -q >"$work/mitm.out" 2>&1 &
   MITM_PID=$!
