@@ -822,6 +822,26 @@ async fn upstream_failures_are_judged_by_whether_a_byte_was_sent() {
             "outcome_unknown",
             1,
         ),
+        (
+            "h2: the request's stream reset after reading it",
+            UpstreamOptions {
+                misbehave: Some(Misbehave::H2ResetAfterRead),
+                ..Default::default()
+            },
+            false,
+            "outcome_unknown",
+            1,
+        ),
+        (
+            "h2: the connection closed after reading the request",
+            UpstreamOptions {
+                misbehave: Some(Misbehave::H2CloseAfterRead),
+                ..Default::default()
+            },
+            false,
+            "outcome_unknown",
+            1,
+        ),
         // `/stall` is recorded, then never answered: slower than the execution timeout.
         (
             "a response slower than the execution timeout",

@@ -688,6 +688,92 @@ async fn a_predial_made_on_another_worker_serves_the_agents_worker() {
     assert_eq!(live[0], 0, "held by a worker's pool: {live:?}");
 }
 
+/// Concurrent first requests from one worker to a cold h2 upstream share one connection: one
+/// dial per pool and target (the pre-dial), the other requests wait for it and multiplex.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_requests_share_one_h2_upstream_connection() {
+    let toml = format!("{INSPECT}workers = 1\n");
+    let (up, airlock) = setup(&toml, UpstreamOptions::default()).await;
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let client = h1_client(&airlock);
+            tokio::spawn(async move {
+                get_ok(&client, format!("https://api.github.com/c/{i}")).await;
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("request task");
+    }
+    assert_eq!(up.count(), 12);
+    assert_eq!(
+        up.connections(),
+        1,
+        "twelve agent connections, one upstream"
+    );
+    let live = airlock
+        .proxy
+        .upstream
+        .live_connections("api.github.com", 443);
+    assert_eq!(live, [0, 1], "the worker's own connection");
+    let seen = up.requests();
+    assert!(seen.iter().all(|r| r.version == "HTTP/2.0"), "{seen:?}");
+}
+
+/// An h2 upstream connection unused for `upstream.pool_idle_timeout` is closed and stops
+/// counting live; the next request dials a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_h2_upstream_connection_is_closed() {
+    let toml = format!("{INSPECT}workers = 1\n[upstream]\npool_idle_timeout = \"300ms\"\n");
+    let (up, airlock) = setup(&toml, UpstreamOptions::default()).await;
+    let client = h1_client(&airlock);
+    get_ok(&client, "https://api.github.com/before").await;
+    let live = || {
+        airlock
+            .proxy
+            .upstream
+            .live_connections("api.github.com", 443)
+            .iter()
+            .sum::<u32>()
+    };
+    assert_eq!(live(), 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while live() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(live(), 0, "closed once idle");
+    get_ok(&client, "https://api.github.com/after").await;
+    assert_eq!(up.connections(), 2, "the next request dialled afresh");
+    assert_eq!(live(), 1);
+}
+
+/// An upstream that drops its h2 connection (no GOAWAY) costs nothing visible: the connection
+/// leaves the pool and the next request dials a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dropped_h2_upstream_connection_is_replaced() {
+    let toml = format!("{INSPECT}workers = 1\n");
+    let (up, airlock) = setup(&toml, UpstreamOptions::default()).await;
+    let client = h1_client(&airlock);
+    get_ok(&client, "https://api.github.com/one").await;
+    up.state.drop_connections.notify_waiters();
+    let live = || {
+        airlock
+            .proxy
+            .upstream
+            .live_connections("api.github.com", 443)
+            .iter()
+            .sum::<u32>()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while live() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(live(), 0, "the dropped connection left the pool");
+    get_ok(&client, "https://api.github.com/two").await;
+    assert_eq!(up.count(), 2);
+    assert_eq!(up.connections(), 2);
+}
+
 /// The upstream connection is dialled while the agent's TLS handshake runs; when that dial
 /// fails, the first request gets the same refusal as a failed dial at request time (502
 /// `upstream_connect`, nothing sent), and the next connection dials afresh.

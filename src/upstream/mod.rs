@@ -3,8 +3,10 @@
 //! forwarding without a decision does not compile. Credentials are injected here, at the last
 //! moment, so nothing above ever holds a request with the real token in it.
 //!
-//! Pools: one hyper-util pool per connection worker (plus one for every other thread), so a
-//! request reuses connections driven by its own worker's reactor. A worker with no connection
+//! Pools: one per connection worker (plus one for every other thread), so a request reuses
+//! connections driven by its own worker's reactor. An HTTPS upstream that negotiates h2 is
+//! served by Airlock's own h2 connections, a request sent from its own task ([`h2conn`]);
+//! HTTP/1.1 and plain HTTP by a hyper-util pool. A worker with no connection
 //! to a target borrows another worker's warm one ([`conns`]); an intercepted CONNECT pre-dials
 //! (TCP + TLS, no request byte) while the agent's own TLS handshake runs ([`Upstream::predial`]),
 //! on another worker, whose finished socket then moves to the taking worker ([`socket`]).
@@ -15,6 +17,7 @@ pub mod conns;
 mod dial;
 pub mod egress;
 mod failure;
+mod h2conn;
 pub mod permit;
 mod socket;
 
@@ -34,7 +37,7 @@ use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 
 use crate::credentials::Vault;
-use crate::wire::{strip_hop_by_hop, Body, BoxError, Target};
+use crate::wire::{error_chain, strip_hop_by_hop, Body, BoxError, Target};
 
 type PooledClient = Client<connect::Connector, Body>;
 
@@ -62,7 +65,23 @@ pub struct Upstream {
     dialer: Dialer,
     tls: tokio_rustls::TlsConnector,
     conns: Arc<conns::Conns<connect::Ready>>,
+    h2: Arc<h2conn::H2Conns>,
     vault: Arc<Vault>,
+}
+
+/// How a request went on the h2 path.
+enum Lane {
+    /// Sent (or failed) on one of Airlock's own h2 connections.
+    Done(Result<Response<Body>, UpstreamFailure>),
+    /// The target speaks HTTP/1.1: the request goes through hyper-util's pool.
+    Http1(Request<Body>),
+}
+
+/// What a cold pool's dial gave.
+enum Dialled {
+    H2(h2conn::Checked),
+    Http1,
+    Failed(UpstreamFailure),
 }
 
 impl Upstream {
@@ -89,6 +108,7 @@ impl Upstream {
             dialer,
             tls,
             conns,
+            h2: h2conn::H2Conns::new(workers + 1, pool_idle_timeout),
             vault,
         }
     }
@@ -159,13 +179,11 @@ impl Upstream {
         let (mut req, decision) = permitted.into_parts();
         let own = current_worker() % self.pools.len();
         let mut pool = own;
+        let mut h2_target = None;
         if !matches!(decision, Decision::UnknownHostTunnel) {
             // The normalised host (case, trailing dot), as the vault names it.
-            let default_port = if req.uri().scheme_str() == Some("http") {
-                80
-            } else {
-                443
-            };
+            let https = req.uri().scheme_str() != Some("http");
+            let default_port = if https { 443 } else { 80 };
             let target = req
                 .uri()
                 .authority()
@@ -174,28 +192,127 @@ impl Upstream {
                 self.vault.inject(&t.host, req.headers_mut());
                 if may_borrow {
                     pool = self.conns.choose(own, &t.host, t.port);
-                    if pool != own && default_port == 443 {
+                    if pool != own && https {
                         // Borrowed across threads (about 0.1 ms more than its own pool's):
                         // the next agent connection on this worker finds its own.
-                        self.warm_up(own, t);
+                        self.warm_up(own, t.clone());
                     }
+                }
+                if https {
+                    h2_target = Some(t);
                 }
             }
         }
-        let pool = &self.pools[pool];
-        match pool.request(req).await {
+        if let Some(t) = h2_target {
+            match self.send_h2(pool, &t, req).await {
+                Lane::Done(Ok(resp)) => return Ok(strip_response(resp)),
+                Lane::Done(Err(failure)) => return Err(failed(failure, &decision)),
+                Lane::Http1(back) => req = back,
+            }
+        }
+        match self.pools[pool].request(req).await {
             Ok(resp) => {
-                let (mut parts, body) = resp.into_parts();
-                strip_hop_by_hop(&mut parts.headers);
-                let body = body.map_err(|e| Box::new(e) as BoxError).boxed_unsync();
-                Ok(Response::from_parts(parts, body))
+                let resp =
+                    resp.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
+                Ok(strip_response(resp))
             }
+            Err(e) => Err(failed(UpstreamFailure::from_client_error(&e), &decision)),
+        }
+    }
+
+    /// Sends on pool `pool`'s h2 connection to `t`, dialling one if the pool has none; a
+    /// connection found closed before anything was sent is replaced once.
+    async fn send_h2(&self, pool: usize, t: &Target, mut req: Request<Body>) -> Lane {
+        let mut replaced = false;
+        loop {
+            let checked = match self.h2.checkout(pool, &t.host, t.port) {
+                h2conn::Checkout::Ready(c) => c,
+                h2conn::Checkout::Http1 => return Lane::Http1(req),
+                h2conn::Checkout::Cold(dialing, was_http1) => {
+                    match self.dial_h2(pool, t, dialing, was_http1).await {
+                        Dialled::H2(c) => c,
+                        Dialled::Http1 => return Lane::Http1(req),
+                        Dialled::Failed(f) => return Lane::Done(Err(f)),
+                    }
+                }
+            };
+            let not_sent = |e: h2::Error| {
+                UpstreamFailure::Connect(format!("request not sent to {t}: {}", error_chain(&e)))
+            };
+            return match h2conn::send(checked, req).await {
+                Ok(resp) => Lane::Done(Ok(resp)),
+                Err(h2conn::SendError::Closed(id, back)) if !replaced => {
+                    self.h2.evict(pool, (&t.host, t.port), id);
+                    replaced = true;
+                    req = *back;
+                    continue;
+                }
+                Err(h2conn::SendError::Closed(..)) => Lane::Done(Err(UpstreamFailure::Connect(
+                    format!("request not sent to {t}: the connection closed before it"),
+                ))),
+                Err(h2conn::SendError::NotSent(e)) => Lane::Done(Err(not_sent(e))),
+                Err(h2conn::SendError::MaybeSent(e)) => {
+                    Lane::Done(Err(UpstreamFailure::Exchange(error_chain(&e))))
+                }
+            };
+        }
+    }
+
+    /// Gives pool `pool` a connection to `t`: its pre-dial or warm-up if one is waiting, else a
+    /// dial. One dial per pool and target at a time (`dialing`); a request that waited for
+    /// another's dial uses its connection. A connection whose ALPN answer is not h2 goes to
+    /// hyper-util's pool, which takes it as it would a pre-dial. A target that spoke HTTP/1.1
+    /// is asked again only once hyper-util's pool has no connection to it.
+    async fn dial_h2(
+        &self,
+        pool: usize,
+        t: &Target,
+        dialing: Arc<tokio::sync::Mutex<()>>,
+        was_http1: bool,
+    ) -> Dialled {
+        let _dialing = dialing.lock().await;
+        match self.h2.checkout(pool, &t.host, t.port) {
+            h2conn::Checkout::Ready(c) => return Dialled::H2(c),
+            h2conn::Checkout::Http1 => return Dialled::Http1,
+            h2conn::Checkout::Cold(..) => {}
+        }
+        let key = (t.host.clone(), t.port);
+        if was_http1
+            && self
+                .conns
+                .live_count(&key)
+                .get(pool)
+                .is_some_and(|n| *n > 0)
+        {
+            self.h2.mark_http1(pool, &key);
+            return Dialled::Http1;
+        }
+        let io = match self.conns.take(pool, &key).await {
+            Some(Ok(mut tls)) => tls.get_mut().0.get_mut().attach().map(|()| tls),
+            Some(Err(e)) => Err(e),
+            None => connect::handshake(&self.dialer, &self.tls, t).await,
+        };
+        let io = match io {
+            Ok(io) => io,
             Err(e) => {
-                let failure = UpstreamFailure::from_client_error(&e);
-                crate::metrics::upstream_error(failure.kind());
-                tracing::warn!(failure = ?failure, decision = decision.kind(), "upstream request failed");
-                Err(failure)
+                drop(_dialing);
+                drop(dialing);
+                self.h2.forget(pool, &key, None);
+                return Dialled::Failed(UpstreamFailure::from_dial_error(&e));
             }
+        };
+        if io.get_ref().1.alpn_protocol() != Some(b"h2") {
+            self.h2.mark_http1(pool, &key);
+            self.conns.warm_up(pool, key, async move { Ok(io) });
+            return Dialled::Http1;
+        }
+        let live = self.conns.live(pool, &key);
+        match self.h2.connect(pool, key, io, live).await {
+            Ok(c) => Dialled::H2(c),
+            Err(e) => Dialled::Failed(UpstreamFailure::Connect(format!(
+                "HTTP/2 handshake with {t} failed: {}",
+                error_chain(&e)
+            ))),
         }
     }
 
@@ -214,8 +331,18 @@ impl Upstream {
     }
 }
 
-/// Largest h2 DATA frame Airlock accepts from upstreams (the protocol's default is 16 KiB).
-const H2_MAX_FRAME: u32 = 256 * 1024;
+/// A response with hop-by-hop headers stripped.
+fn strip_response(mut resp: Response<Body>) -> Response<Body> {
+    strip_hop_by_hop(resp.headers_mut());
+    resp
+}
+
+/// Counts and logs an upstream failure.
+fn failed(failure: UpstreamFailure, decision: &Decision) -> UpstreamFailure {
+    crate::metrics::upstream_error(failure.kind());
+    tracing::warn!(failure = ?failure, decision = decision.kind(), "upstream request failed");
+    failure
+}
 
 /// A pooled client: h2 where the upstream offers it, else HTTP/1.1.
 fn pooled(connector: connect::Connector, pool_idle_timeout: Duration) -> PooledClient {
@@ -224,8 +351,6 @@ fn pooled(connector: connect::Connector, pool_idle_timeout: Duration) -> PooledC
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(pool_idle_timeout)
         .pool_max_idle_per_host(256)
-        // Larger h2 DATA frames from upstreams that send them: fewer frames, and fewer writes
-        // toward the agent, per streamed byte.
-        .http2_max_frame_size(H2_MAX_FRAME)
+        .http2_max_frame_size(h2conn::MAX_FRAME)
         .build(connector)
 }

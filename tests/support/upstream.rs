@@ -40,6 +40,10 @@ pub enum Misbehave {
     CloseMidHead,
     /// Send the head and part of a declared body, then close.
     CloseMidBody,
+    /// Speak h2 (ALPN must offer it); reset the request's stream once its body is read.
+    H2ResetAfterRead,
+    /// Speak h2; close the connection without an answer once the request's body is read.
+    H2CloseAfterRead,
 }
 
 impl Default for UpstreamOptions {
@@ -87,6 +91,8 @@ pub struct State {
     /// notified (a slow upstream); unless `no_stall` is set.
     pub unstall: Notify,
     pub no_stall: AtomicBool,
+    /// Notified by the test to drop every open connection at once (no GOAWAY, no answer).
+    pub drop_connections: Notify,
 }
 
 pub struct FakeUpstream {
@@ -138,6 +144,8 @@ impl FakeUpstream {
                     continue;
                 }
                 tokio::spawn(async move {
+                    let dropped = st.clone();
+                    let dropped = dropped.drop_connections.notified();
                     let svc = hyper::service::service_fn(move |req| {
                         let st = st.clone();
                         async move { Ok::<_, Infallible>(respond(st, req).await) }
@@ -147,7 +155,10 @@ impl FakeUpstream {
                     match tls {
                         Some(acceptor) => {
                             if let Ok(s) = acceptor.accept(stream).await {
-                                let _ = builder.serve_connection(TokioIo::new(s), svc).await;
+                                tokio::select! {
+                                    _ = builder.serve_connection(TokioIo::new(s), svc) => {}
+                                    _ = dropped => {}
+                                }
                             }
                         }
                         None => {
@@ -225,6 +236,12 @@ async fn misbehave(
     let Ok(mut tls) = acceptor.accept(stream).await else {
         return;
     };
+    if matches!(
+        how,
+        Misbehave::H2ResetAfterRead | Misbehave::H2CloseAfterRead
+    ) {
+        return misbehave_h2(how, st, tls).await;
+    }
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let (head_len, body_len) = loop {
@@ -284,6 +301,7 @@ async fn misbehave(
             let _ = tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Ty").await;
             let _ = tls.shutdown().await;
         }
+        Misbehave::H2ResetAfterRead | Misbehave::H2CloseAfterRead => {}
         Misbehave::CloseMidBody => {
             let _ = tls
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"partial\":")
@@ -293,6 +311,61 @@ async fn misbehave(
         }
     }
     drop(tls);
+}
+
+/// [`misbehave`] in h2: reads one request whole, records it, then resets its stream or drops
+/// the connection.
+async fn misbehave_h2(
+    how: Misbehave,
+    st: Arc<State>,
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+) {
+    let Ok(mut conn) = h2::server::handshake(tls).await else {
+        return;
+    };
+    let Some(Ok((req, mut respond))) = conn.accept().await else {
+        return;
+    };
+    // Keep the connection driven while the request's body is read.
+    let driver = tokio::spawn(async move {
+        while let Some(Ok(_)) = conn.accept().await {}
+        conn
+    });
+    let (parts, mut body) = req.into_parts();
+    let mut got = Vec::new();
+    while let Some(Ok(chunk)) = body.data().await {
+        let _ = body.flow_control().release_capacity(chunk.len());
+        got.extend_from_slice(&chunk);
+    }
+    st.requests.lock().expect("lock").push(Recorded {
+        method: parts.method.to_string(),
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        version: "HTTP/2.0".into(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body_len: got.len(),
+        body: got,
+    });
+    match how {
+        Misbehave::H2ResetAfterRead => {
+            respond.send_reset(h2::Reason::INTERNAL_ERROR);
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            driver.abort();
+        }
+        _ => driver.abort(),
+    }
 }
 
 fn full(b: impl Into<Bytes>) -> Body {

@@ -1,0 +1,457 @@
+//! Airlock's own HTTP/2 connections to upstreams that negotiate h2: one per pool (worker) and
+//! target, carrying every request of that pool. A request goes from its own task straight into
+//! the `h2` crate: no channel into a dispatch task, no task per request and no oneshot back,
+//! which is what a request through hyper's h2 client costs (three tasks per request where the
+//! agent and the upstream use one each). Request bodies stream under h2 flow control in a task
+//! of their own; response bodies release their window as the agent's side reads them.
+//!
+//! Connections come from where the hyper-util pools' come from (a pre-dial, a warm-up, or a
+//! dial: see [`super::conns`]) and are counted live the same way, one dial per pool and target
+//! at a time. One idle for `pool_idle_timeout` (no request in flight, none started) is closed;
+//! one that ends (GOAWAY, close, error) leaves the table. A target whose ALPN answer is not h2
+//! is left to hyper-util for the same idle time, then asked again.
+//!
+//! Failures keep the exactly-once executor's distinction: [`SendError::Closed`] and
+//! [`SendError::NotSent`] happen before any byte of the request was handed to the connection;
+//! [`SendError::MaybeSent`] after.
+
+use std::collections::HashMap;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+use http::{header, HeaderValue, Method, Request, Response};
+use http_body::{Body as _, Frame, SizeHint};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+
+use crate::wire::{Body, BoxError};
+
+/// Largest h2 DATA frame Airlock accepts from upstreams (the protocol's default is 16 KiB):
+/// fewer frames, and fewer writes toward the agent, per streamed byte.
+pub const MAX_FRAME: u32 = 256 * 1024;
+
+/// The idle check runs no more often than this (`pool_idle_timeout` may be zero).
+const IDLE_CHECK_FLOOR: Duration = Duration::from_millis(100);
+
+/// Which upstream: host (normalised) and port.
+type Key = (String, u16);
+
+/// Per host, then per port (looked up by `&str` without allocating).
+type Targets = HashMap<String, HashMap<u16, Entry>>;
+
+#[derive(Default)]
+struct Entry {
+    conn: Option<Conn>,
+    /// The target's ALPN answer was not h2: hyper-util's pool serves it until then.
+    http1_until: Option<Instant>,
+    /// Held while dialling, so concurrent first requests share one connection.
+    dialing: Arc<tokio::sync::Mutex<()>>,
+}
+
+struct Conn {
+    id: u64,
+    send: SendRequest<Bytes>,
+    in_flight: Arc<AtomicUsize>,
+    last_use: Instant,
+}
+
+/// A connection checked out for one request; the request counts as in flight until the
+/// response body is done with (or the request failed).
+pub struct Checked {
+    id: u64,
+    send: SendRequest<Bytes>,
+    in_flight: InFlight,
+}
+
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// What a pool has for a target.
+pub enum Checkout {
+    Ready(Checked),
+    /// The target speaks HTTP/1.1: send through hyper-util's pool.
+    Http1,
+    /// Nothing yet: dial while holding this lock, then look again. `true`: the target spoke
+    /// HTTP/1.1 until just now (ask again only if hyper-util's pool has no connection to it).
+    Cold(Arc<tokio::sync::Mutex<()>>, bool),
+}
+
+/// Why a request did not get a response head.
+pub enum SendError {
+    /// The connection was found closed before anything was sent; the request comes back.
+    Closed(u64, Box<Request<Body>>),
+    /// h2 refused to open the stream: nothing of the request was handed to the connection.
+    NotSent(h2::Error),
+    /// The stream was opened: the request may have reached the upstream.
+    MaybeSent(h2::Error),
+}
+
+/// Every pool's h2 connections.
+pub struct H2Conns {
+    pools: Vec<Mutex<Targets>>,
+    idle: Duration,
+    next_id: AtomicU64,
+}
+
+impl H2Conns {
+    pub fn new(pools: usize, idle: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            pools: (0..pools.max(1)).map(|_| Mutex::default()).collect(),
+            idle,
+            next_id: AtomicU64::new(0),
+        })
+    }
+
+    fn targets(&self, pool: usize) -> Option<std::sync::MutexGuard<'_, Targets>> {
+        self.pools.get(pool)?.lock().ok()
+    }
+
+    /// Pool `pool`'s connection to `host:port`, or what to do without one.
+    pub fn checkout(&self, pool: usize, host: &str, port: u16) -> Checkout {
+        let Some(mut targets) = self.targets(pool) else {
+            return Checkout::Http1;
+        };
+        if let Some(entry) = targets.get_mut(host).and_then(|ports| ports.get_mut(&port)) {
+            if let Some(c) = &mut entry.conn {
+                c.last_use = Instant::now();
+                c.in_flight.fetch_add(1, Ordering::Acquire);
+                return Checkout::Ready(Checked {
+                    id: c.id,
+                    send: c.send.clone(),
+                    in_flight: InFlight(c.in_flight.clone()),
+                });
+            }
+            let was_http1 = match entry.http1_until {
+                Some(until) if Instant::now() < until => return Checkout::Http1,
+                Some(_) => entry.http1_until.take().is_some(),
+                None => false,
+            };
+            return Checkout::Cold(entry.dialing.clone(), was_http1);
+        }
+        let entry = targets
+            .entry(host.to_string())
+            .or_default()
+            .entry(port)
+            .or_default();
+        Checkout::Cold(entry.dialing.clone(), false)
+    }
+
+    /// Sends pool `pool`'s requests to `key` through hyper-util for the idle time.
+    pub fn mark_http1(&self, pool: usize, key: &Key) {
+        if let Some(mut targets) = self.targets(pool) {
+            let entry = targets
+                .entry(key.0.clone())
+                .or_default()
+                .entry(key.1)
+                .or_default();
+            entry.http1_until = Some(Instant::now() + self.idle);
+        }
+    }
+
+    /// Runs the h2 handshake on `io` and makes it pool `pool`'s connection to `key`, driven by
+    /// a task on the current runtime that holds `live` until the connection ends.
+    pub async fn connect<T, L>(
+        self: &Arc<Self>,
+        pool: usize,
+        key: Key,
+        io: T,
+        live: L,
+    ) -> Result<Checked, h2::Error>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        L: Send + 'static,
+    {
+        let (send, connection) = builder().handshake::<T, Bytes>(io).await?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let in_flight = Arc::new(AtomicUsize::new(1));
+        if let Some(mut targets) = self.targets(pool) {
+            let entry = targets
+                .entry(key.0.clone())
+                .or_default()
+                .entry(key.1)
+                .or_default();
+            entry.conn = Some(Conn {
+                id,
+                send: send.clone(),
+                in_flight: in_flight.clone(),
+                last_use: Instant::now(),
+            });
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut connection = pin!(connection);
+            loop {
+                tokio::select! {
+                    ended = &mut connection => {
+                        if let Err(e) = ended {
+                            tracing::debug!(error = %e, "upstream h2 connection ended");
+                        }
+                        break;
+                    }
+                    _ = tokio::time::sleep(me.idle.max(IDLE_CHECK_FLOOR)) => {
+                        if me.close_if_idle(pool, &key, id) {
+                            break;
+                        }
+                    }
+                }
+            }
+            drop(live);
+            me.forget(pool, &key, Some(id));
+        });
+        Ok(Checked {
+            id,
+            send,
+            in_flight: InFlight(in_flight),
+        })
+    }
+
+    /// Takes connection `id` out of the table if nothing used it for the idle time.
+    fn close_if_idle(&self, pool: usize, key: &Key, id: u64) -> bool {
+        let Some(mut targets) = self.targets(pool) else {
+            return true;
+        };
+        let Some(entry) = targets.get_mut(&key.0).and_then(|p| p.get_mut(&key.1)) else {
+            return true;
+        };
+        match &entry.conn {
+            Some(c) if c.id == id => {
+                let idle =
+                    c.in_flight.load(Ordering::Acquire) == 0 && c.last_use.elapsed() >= self.idle;
+                if idle {
+                    entry.conn = None;
+                }
+                idle
+            }
+            _ => true,
+        }
+    }
+
+    /// Drops connection `id` from the table (the request that found it closed dials anew).
+    pub fn evict(&self, pool: usize, key: (&str, u16), id: u64) {
+        self.forget(pool, &(key.0.to_string(), key.1), Some(id));
+    }
+
+    /// Removes connection `id` (if given and still there), then the target's entry if nothing
+    /// is left in it.
+    pub fn forget(&self, pool: usize, key: &Key, id: Option<u64>) {
+        let Some(mut targets) = self.targets(pool) else {
+            return;
+        };
+        let Some(ports) = targets.get_mut(&key.0) else {
+            return;
+        };
+        if let Some(entry) = ports.get_mut(&key.1) {
+            if id.is_some() && entry.conn.as_ref().map(|c| c.id) == id {
+                entry.conn = None;
+            }
+            let unused = entry.conn.is_none()
+                && entry.http1_until.is_none()
+                && Arc::strong_count(&entry.dialing) == 1;
+            if unused {
+                ports.remove(&key.1);
+            }
+        }
+        if ports.is_empty() {
+            targets.remove(&key.0);
+        }
+    }
+}
+
+/// The settings hyper's h2 client uses, with larger frames accepted from upstreams.
+fn builder() -> h2::client::Builder {
+    let mut b = h2::client::Builder::new();
+    b.initial_max_send_streams(100)
+        .initial_window_size(2 * 1024 * 1024)
+        .initial_connection_window_size(5 * 1024 * 1024)
+        .max_header_list_size(16 * 1024)
+        .max_send_buffer_size(1024 * 1024)
+        .max_local_error_reset_streams(Some(1024))
+        .max_frame_size(MAX_FRAME)
+        .enable_push(false);
+    b
+}
+
+/// Sends `req` on a checked-out connection and waits for the response head. The body (if any)
+/// streams from a task of its own; the response body holds the connection in flight.
+pub async fn send(checked: Checked, req: Request<Body>) -> Result<Response<Body>, SendError> {
+    let Checked {
+        id,
+        send,
+        in_flight,
+    } = checked;
+    let mut send = match send.ready().await {
+        Ok(send) => send,
+        Err(_) => return Err(SendError::Closed(id, Box::new(req))),
+    };
+    let (parts, body) = req.into_parts();
+    let mut head = Request::from_parts(parts, ());
+    if let Some(len) = body.size_hint().exact() {
+        let has_payload = !matches!(
+            *head.method(),
+            Method::GET | Method::HEAD | Method::DELETE | Method::CONNECT
+        );
+        if len != 0 || has_payload {
+            head.headers_mut()
+                .entry(header::CONTENT_LENGTH)
+                .or_insert_with(|| HeaderValue::from(len));
+        }
+    }
+    let eos = body.is_end_stream();
+    let (response, stream) = send.send_request(head, eos).map_err(SendError::NotSent)?;
+    if !eos {
+        tokio::spawn(pipe(body, stream));
+    }
+    let response = response.await.map_err(SendError::MaybeSent)?;
+    let (parts, recv) = response.into_parts();
+    let remaining = if recv.is_end_stream() {
+        Some(0)
+    } else {
+        parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+    };
+    let body = ResponseBody {
+        recv,
+        data_done: false,
+        remaining,
+        _in_flight: in_flight,
+    };
+    Ok(Response::from_parts(parts, body.boxed_unsync()))
+}
+
+/// Streams a request body into its h2 stream; a failure resets the stream.
+async fn pipe(mut body: Body, mut tx: h2::SendStream<Bytes>) {
+    if let Err(e) = pipe_frames(&mut body, &mut tx).await {
+        tracing::debug!(error = %e, "request body to upstream ended early");
+        tx.send_reset(h2::Reason::CANCEL);
+    }
+}
+
+async fn pipe_frames(body: &mut Body, tx: &mut h2::SendStream<Bytes>) -> Result<(), BoxError> {
+    loop {
+        let frame = {
+            let mut next = body.frame();
+            poll_fn(|cx| {
+                if let Poll::Ready(reset) = tx.poll_reset(cx) {
+                    return Poll::Ready(Err(reset_error(reset)));
+                }
+                Pin::new(&mut next).poll(cx).map(Ok)
+            })
+            .await?
+        };
+        let frame = match frame {
+            None => return Ok(tx.send_data(Bytes::new(), true)?),
+            Some(frame) => frame?,
+        };
+        match frame.into_data() {
+            Ok(data) => {
+                let eos = body.is_end_stream();
+                if !data.is_empty() {
+                    // A claim of one byte, as hyper makes: h2 buffers the chunk and sends it
+                    // as the window allows, without pinning window for a body that stalls.
+                    tx.reserve_capacity(1);
+                    poll_fn(|cx| loop {
+                        if let Poll::Ready(reset) = tx.poll_reset(cx) {
+                            return Poll::Ready(Err(reset_error(reset)));
+                        }
+                        if tx.capacity() > 0 {
+                            return Poll::Ready(Ok(()));
+                        }
+                        match tx.poll_capacity(cx) {
+                            Poll::Ready(Some(Ok(_))) => continue,
+                            Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e.into())),
+                            Poll::Ready(None) => {
+                                return Poll::Ready(Err("upstream stream closed".into()))
+                            }
+                            Poll::Pending => return Poll::Pending,
+                        }
+                    })
+                    .await?;
+                }
+                tx.send_data(data, eos)?;
+                if eos {
+                    return Ok(());
+                }
+            }
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    tx.reserve_capacity(0);
+                    tx.send_trailers(trailers)?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+fn reset_error(reset: Result<h2::Reason, h2::Error>) -> BoxError {
+    match reset {
+        Ok(reason) => format!("upstream reset the stream: {reason}").into(),
+        Err(e) => e.into(),
+    }
+}
+
+/// A response body read from an h2 stream, releasing flow-control window as it is read.
+struct ResponseBody {
+    recv: h2::RecvStream,
+    data_done: bool,
+    /// What Content-Length says is left (as hyper's own body reports it).
+    remaining: Option<u64>,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let me = self.get_mut();
+        if !me.data_done {
+            match me.recv.poll_data(cx) {
+                Poll::Ready(Some(Ok(data))) => {
+                    let _ = me.recv.flow_control().release_capacity(data.len());
+                    if let Some(left) = &mut me.remaining {
+                        *left = left.saturating_sub(data.len() as u64);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(None) => me.data_done = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        match me.recv.poll_trailers(cx) {
+            Poll::Ready(Ok(Some(trailers))) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Poll::Ready(Ok(None)) => Poll::Ready(None),
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.remaining {
+            Some(left) => SizeHint::with_exact(left),
+            None => SizeHint::default(),
+        }
+    }
+}
