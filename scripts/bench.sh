@@ -6,7 +6,7 @@
 #       CONNECT, TLS, one request), to a known host; prints where the setup time goes.
 #   --new-conn --new-hosts   ... every request to a host never seen before (bench.sh makes
 #       BENCH_HOSTS names n<k>.bench.local known to Airlock; default 2000).
-#   --stream-bytes N [--rounds R]   one N-byte download per round over one connection (MB/s);
+#   --stream-bytes N (BENCH_ROUNDS=R)   one N-byte download per round over one connection (MB/s);
 #       Airlock's peak RSS is printed at the end.
 # BENCH_MODE=tunnel measures Airlock as a blind CONNECT tunnel instead of intercepting: the
 # floor any proxy pays here (a second TCP hop), without TLS termination or rules.

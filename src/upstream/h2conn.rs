@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -176,6 +176,7 @@ impl H2Conns {
         let (send, connection) = builder().handshake::<T, Bytes>(io).await?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let in_flight = Arc::new(AtomicUsize::new(1));
+        let (key_host, key_port) = key.clone();
         if let Some(mut targets) = self.targets(pool) {
             let entry = targets
                 .entry(key.0.clone())
@@ -190,25 +191,29 @@ impl H2Conns {
             });
         }
         let me = self.clone();
-        tokio::spawn(async move {
-            let mut connection = pin!(connection);
-            loop {
-                tokio::select! {
-                    ended = &mut connection => {
-                        if let Err(e) = ended {
-                            tracing::debug!(error = %e, "upstream h2 connection ended");
-                        }
-                        break;
-                    }
-                    _ = tokio::time::sleep(me.idle.max(IDLE_CHECK_FLOOR)) => {
-                        if me.close_if_idle(pool, &key, id) {
-                            break;
-                        }
-                    }
-                }
+        let driver = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "upstream h2 connection ended");
             }
             drop(live);
             me.forget(pool, &key, Some(id));
+        });
+        // The idle check runs beside the connection, not in its task: the connection's task is
+        // polled for every frame it reads, and a timer polled with it would cost on each.
+        let me = self.clone();
+        let key = (key_host, key_port);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(me.idle.max(IDLE_CHECK_FLOOR)).await;
+                if driver.is_finished() {
+                    return;
+                }
+                if me.close_if_idle(pool, &key, id) {
+                    driver.abort();
+                    me.forget(pool, &key, None);
+                    return;
+                }
+            }
         });
         Ok(Checked {
             id,
