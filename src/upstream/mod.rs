@@ -228,8 +228,10 @@ impl Upstream {
             let checked = match self.h2.checkout(pool, &t.host, t.port) {
                 h2conn::Checkout::Ready(c) => c,
                 h2conn::Checkout::Http1 => return Lane::Http1(req),
+                // Boxed: the dial's futures (TCP, TLS, h2 handshake) are large, and inline they
+                // would make every request's future as large (it is moved whole per request).
                 h2conn::Checkout::Cold(dialing, was_http1) => {
-                    match self.dial_h2(pool, t, dialing, was_http1).await {
+                    match Box::pin(self.dial_h2(pool, t, dialing, was_http1)).await {
                         Dialled::H2(c) => c,
                         Dialled::Http1 => return Lane::Http1(req),
                         Dialled::Failed(f) => return Lane::Done(Err(f)),
