@@ -1,5 +1,6 @@
 //! What Airlock knows of its upstream connections, per target and pool: how many are live
-//! (counted from the moment the connector hands one to a pool until its socket is dropped),
+//! (counted from the moment the connector hands one to a hyper-util pool, or an h2 connection
+//! is made for a pool (see `h2conn`), until it is dropped),
 //! and the pre-dialled ones waiting to be taken. From that, [`Conns::choose`] picks the pool a
 //! request goes to: its own worker's when that has a connection (or a pre-dialled one ready),
 //! else a worker's that has one (a warm connection is reused whichever worker the agent's
