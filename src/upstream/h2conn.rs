@@ -460,3 +460,112 @@ impl http_body::Body for ResponseBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A target that answered http/1.1 stays with hyper-util for the idle time, in that pool
+    /// only, and is then asked again once.
+    #[tokio::test(start_paused = true)]
+    async fn an_http1_target_is_asked_again_after_the_idle_time() {
+        let h2 = H2Conns::new(2, Duration::from_secs(90));
+        h2.mark_http1(1, &("api.example".to_string(), 443));
+        assert!(matches!(
+            h2.checkout(1, "api.example", 443),
+            Checkout::Http1
+        ));
+        assert!(
+            matches!(h2.checkout(0, "api.example", 443), Checkout::Cold(_, false)),
+            "another pool's"
+        );
+        tokio::time::advance(Duration::from_secs(91)).await;
+        assert!(matches!(
+            h2.checkout(1, "api.example", 443),
+            Checkout::Cold(_, true)
+        ));
+        assert!(
+            matches!(h2.checkout(1, "api.example", 443), Checkout::Cold(_, false)),
+            "asked again once"
+        );
+    }
+
+    /// Concurrent first requests wait on one dial; a target with nothing left leaves the table
+    /// (memory follows the live connections, not the hosts ever seen).
+    #[test]
+    fn cold_checkouts_share_one_dial_and_leave_nothing_behind() {
+        let h2 = H2Conns::new(1, Duration::from_secs(90));
+        let (Checkout::Cold(a, _), Checkout::Cold(b, _)) = (
+            h2.checkout(0, "h.example", 443),
+            h2.checkout(0, "h.example", 443),
+        ) else {
+            panic!("both cold");
+        };
+        assert!(Arc::ptr_eq(&a, &b), "one dial lock per pool and target");
+        let key = ("h.example".to_string(), 443);
+        h2.forget(0, &key, None);
+        assert_eq!(
+            h2.pools[0].lock().map(|t| t.len()).ok(),
+            Some(1),
+            "still dialling"
+        );
+        drop((a, b));
+        h2.forget(0, &key, None);
+        assert_eq!(h2.pools[0].lock().map(|t| t.len()).ok(), Some(0));
+    }
+
+    /// A request with a body larger than the upstream's window goes through a connection made
+    /// by `connect`, and the answer's body is read to its end; unused for the idle time, the
+    /// connection closes, leaves the table and drops its live guard.
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_carries_a_body_then_closes_when_idle() {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let Ok(mut conn) = h2::server::handshake(server_io).await else {
+                return;
+            };
+            while let Some(Ok((req, mut respond))) = conn.accept().await {
+                tokio::spawn(async move {
+                    let mut body = req.into_body();
+                    let mut n = 0;
+                    while let Some(Ok(chunk)) = body.data().await {
+                        n += chunk.len();
+                        let _ = body.flow_control().release_capacity(chunk.len());
+                    }
+                    if let Ok(mut tx) = respond.send_response(Response::new(()), false) {
+                        let _ = tx.send_data(Bytes::from(n.to_string()), true);
+                    }
+                });
+            }
+        });
+        let h2 = H2Conns::new(1, Duration::from_secs(30));
+        let live = Arc::new(());
+        let key = ("up.example".to_string(), 443);
+        let checked = h2
+            .connect(0, key, client_io, live.clone())
+            .await
+            .expect("h2 handshake");
+        // Five times the protocol's initial 64 KiB window.
+        let body = http_body_util::Full::new(Bytes::from(vec![b'x'; 320 * 1024]))
+            .map_err(|never| -> BoxError { match never {} })
+            .boxed_unsync();
+        let req = Request::post("https://up.example/count")
+            .body(body)
+            .expect("request");
+        let Ok(resp) = send(checked, req).await else {
+            panic!("no response");
+        };
+        let got = resp.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(&got[..], b"327680");
+        assert!(matches!(
+            h2.checkout(0, "up.example", 443),
+            Checkout::Ready(_)
+        ));
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert!(matches!(
+            h2.checkout(0, "up.example", 443),
+            Checkout::Cold(..)
+        ));
+        assert_eq!(Arc::strong_count(&live), 1, "the live guard went with it");
+    }
+}
