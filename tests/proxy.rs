@@ -720,6 +720,27 @@ async fn concurrent_first_requests_share_one_h2_upstream_connection() {
     assert!(seen.iter().all(|r| r.version == "HTTP/2.0"), "{seen:?}");
 }
 
+/// Live upstream connections to api.github.com:443, all pools together.
+fn live_github_connections(airlock: &Airlock) -> u32 {
+    airlock
+        .proxy
+        .upstream
+        .live_connections("api.github.com", 443)
+        .iter()
+        .sum()
+}
+
+/// Waits until no pool counts a live connection to api.github.com:443.
+async fn no_live_github_connection(airlock: &Airlock, what: &str) {
+    support::eventually(what, support::WAIT, || async {
+        match live_github_connections(airlock) {
+            0 => Ok(()),
+            n => Err(format!("{n} live")),
+        }
+    })
+    .await;
+}
+
 /// An h2 upstream connection unused for `upstream.pool_idle_timeout` is closed and stops
 /// counting live; the next request dials a new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -728,23 +749,11 @@ async fn an_idle_h2_upstream_connection_is_closed() {
     let (up, airlock) = setup(&toml, UpstreamOptions::default()).await;
     let client = h1_client(&airlock);
     get_ok(&client, "https://api.github.com/before").await;
-    let live = || {
-        airlock
-            .proxy
-            .upstream
-            .live_connections("api.github.com", 443)
-            .iter()
-            .sum::<u32>()
-    };
-    assert_eq!(live(), 1);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while live() > 0 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(live(), 0, "closed once idle");
+    assert_eq!(live_github_connections(&airlock), 1);
+    no_live_github_connection(&airlock, "the idle connection to close").await;
     get_ok(&client, "https://api.github.com/after").await;
     assert_eq!(up.connections(), 2, "the next request dialled afresh");
-    assert_eq!(live(), 1);
+    assert_eq!(live_github_connections(&airlock), 1);
 }
 
 /// An upstream that drops its h2 connection (no GOAWAY) costs nothing visible: the connection
@@ -756,19 +765,7 @@ async fn a_dropped_h2_upstream_connection_is_replaced() {
     let client = h1_client(&airlock);
     get_ok(&client, "https://api.github.com/one").await;
     up.state.drop_connections.notify_waiters();
-    let live = || {
-        airlock
-            .proxy
-            .upstream
-            .live_connections("api.github.com", 443)
-            .iter()
-            .sum::<u32>()
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while live() > 0 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(live(), 0, "the dropped connection left the pool");
+    no_live_github_connection(&airlock, "the dropped connection to leave the pool").await;
     get_ok(&client, "https://api.github.com/two").await;
     assert_eq!(up.count(), 2);
     assert_eq!(up.connections(), 2);

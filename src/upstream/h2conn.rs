@@ -46,6 +46,15 @@ type Key = (String, u16);
 /// Per host, then per port (looked up by `&str` without allocating).
 type Targets = HashMap<String, HashMap<u16, Entry>>;
 
+/// The entry for `host:port`, made if missing (off the hot path: it copies the host).
+fn entry<'a>(targets: &'a mut Targets, (host, port): (&str, u16)) -> &'a mut Entry {
+    targets
+        .entry(host.to_string())
+        .or_default()
+        .entry(port)
+        .or_default()
+}
+
 #[derive(Default)]
 struct Entry {
     conn: Option<Conn>,
@@ -140,23 +149,13 @@ impl H2Conns {
             };
             return Checkout::Cold(entry.dialing.clone(), was_http1);
         }
-        let entry = targets
-            .entry(host.to_string())
-            .or_default()
-            .entry(port)
-            .or_default();
-        Checkout::Cold(entry.dialing.clone(), false)
+        Checkout::Cold(entry(&mut targets, (host, port)).dialing.clone(), false)
     }
 
     /// Sends pool `pool`'s requests to `key` through hyper-util for the idle time.
     pub fn mark_http1(&self, pool: usize, key: &Key) {
         if let Some(mut targets) = self.targets(pool) {
-            let entry = targets
-                .entry(key.0.clone())
-                .or_default()
-                .entry(key.1)
-                .or_default();
-            entry.http1_until = Some(Instant::now() + self.idle);
+            entry(&mut targets, (&key.0, key.1)).http1_until = Some(Instant::now() + self.idle);
         }
     }
 
@@ -176,14 +175,9 @@ impl H2Conns {
         let (send, connection) = builder().handshake::<T, Bytes>(io).await?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let in_flight = Arc::new(AtomicUsize::new(1));
-        let (key_host, key_port) = key.clone();
+        let idle_key = key.clone();
         if let Some(mut targets) = self.targets(pool) {
-            let entry = targets
-                .entry(key.0.clone())
-                .or_default()
-                .entry(key.1)
-                .or_default();
-            entry.conn = Some(Conn {
+            entry(&mut targets, (&key.0, key.1)).conn = Some(Conn {
                 id,
                 send: send.clone(),
                 in_flight: in_flight.clone(),
@@ -196,12 +190,12 @@ impl H2Conns {
                 tracing::debug!(error = %e, "upstream h2 connection ended");
             }
             drop(live);
-            me.forget(pool, &key, Some(id));
+            me.forget(pool, (&key.0, key.1), Some(id));
         });
         // The idle check runs beside the connection, not in its task: the connection's task is
         // polled for every frame it reads, and a timer polled with it would cost on each.
         let me = self.clone();
-        let key = (key_host, key_port);
+        let key = idle_key;
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(me.idle.max(IDLE_CHECK_FLOOR)).await;
@@ -210,7 +204,7 @@ impl H2Conns {
                 }
                 if me.close_if_idle(pool, &key, id) {
                     driver.abort();
-                    me.forget(pool, &key, None);
+                    me.forget(pool, (&key.0, key.1), None);
                     return;
                 }
             }
@@ -243,21 +237,16 @@ impl H2Conns {
         }
     }
 
-    /// Drops connection `id` from the table (the request that found it closed dials anew).
-    pub fn evict(&self, pool: usize, key: (&str, u16), id: u64) {
-        self.forget(pool, &(key.0.to_string(), key.1), Some(id));
-    }
-
-    /// Removes connection `id` (if given and still there), then the target's entry if nothing
-    /// is left in it.
-    pub fn forget(&self, pool: usize, key: &Key, id: Option<u64>) {
+    /// Removes connection `id` (if given and still there: a request that found it closed
+    /// dials anew), then the target's entry if nothing is left in it.
+    pub fn forget(&self, pool: usize, (host, port): (&str, u16), id: Option<u64>) {
         let Some(mut targets) = self.targets(pool) else {
             return;
         };
-        let Some(ports) = targets.get_mut(&key.0) else {
+        let Some(ports) = targets.get_mut(host) else {
             return;
         };
-        if let Some(entry) = ports.get_mut(&key.1) {
+        if let Some(entry) = ports.get_mut(&port) {
             if id.is_some() && entry.conn.as_ref().map(|c| c.id) == id {
                 entry.conn = None;
             }
@@ -265,11 +254,11 @@ impl H2Conns {
                 && entry.http1_until.is_none()
                 && Arc::strong_count(&entry.dialing) == 1;
             if unused {
-                ports.remove(&key.1);
+                ports.remove(&port);
             }
         }
         if ports.is_empty() {
-            targets.remove(&key.0);
+            targets.remove(host);
         }
     }
 }
@@ -502,15 +491,14 @@ mod tests {
             panic!("both cold");
         };
         assert!(Arc::ptr_eq(&a, &b), "one dial lock per pool and target");
-        let key = ("h.example".to_string(), 443);
-        h2.forget(0, &key, None);
+        h2.forget(0, ("h.example", 443), None);
         assert_eq!(
             h2.pools[0].lock().map(|t| t.len()).ok(),
             Some(1),
             "still dialling"
         );
         drop((a, b));
-        h2.forget(0, &key, None);
+        h2.forget(0, ("h.example", 443), None);
         assert_eq!(h2.pools[0].lock().map(|t| t.len()).ok(), Some(0));
     }
 

@@ -244,7 +244,7 @@ impl Upstream {
             return match h2conn::send(checked, req).await {
                 Ok(resp) => Lane::Done(Ok(resp)),
                 Err(h2conn::SendError::Closed(id, back)) if !replaced => {
-                    self.h2.evict(pool, (&t.host, t.port), id);
+                    self.h2.forget(pool, (&t.host, t.port), Some(id));
                     replaced = true;
                     req = *back;
                     continue;
@@ -299,7 +299,7 @@ impl Upstream {
             Err(e) => {
                 drop(_dialing);
                 drop(dialing);
-                self.h2.forget(pool, &key, None);
+                self.h2.forget(pool, (&t.host, t.port), None);
                 return Dialled::Failed(UpstreamFailure::from_dial_error(&e));
             }
         };
