@@ -1,8 +1,11 @@
 //! Process-wide Prometheus metrics (`prometheus-client`), served as OpenMetrics text on the admin
 //! listener's `/metrics`. Recording is a few atomics (a label set's counter is found under a
-//! read lock). Labels are bounded: verdicts, and the catalog's own service and tool names (never
-//! a path, host, agent or id), failure kinds.
+//! read lock, or for requests in the thread's own table of handles). Labels are bounded:
+//! verdicts, and the catalog's own service and tool names (never a path, host, agent or id),
+//! failure kinds.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -121,12 +124,39 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
 /// A request's verdict (`allow`, `escalate`, ...) with the catalog's service and tool (`none`
 /// when no rule named them).
 pub fn request(verdict: &'static str, service: Option<&str>, tool: Option<&str>) {
-    let labels = RequestLabels {
-        verdict,
-        service: service.unwrap_or("none").to_string(),
-        tool: tool.unwrap_or("none").to_string(),
-    };
-    METRICS.requests.get_or_create(&labels).inc();
+    let (service, tool) = (service.unwrap_or("none"), tool.unwrap_or("none"));
+    REQUEST_COUNTERS.with_borrow_mut(|counters| {
+        let by_service = counters.entry(verdict).or_default();
+        let by_tool = match by_service.get_mut(service) {
+            Some(m) => m,
+            None => by_service.entry(service.into()).or_default(),
+        };
+        match by_tool.get(tool) {
+            Some(counter) => {
+                counter.inc();
+            }
+            None => {
+                let labels = RequestLabels {
+                    verdict,
+                    service: service.to_string(),
+                    tool: tool.to_string(),
+                };
+                let counter = METRICS.requests.get_or_create(&labels).clone();
+                counter.inc();
+                by_tool.insert(tool.into(), counter);
+            }
+        }
+    });
+}
+
+type CountersByTool = HashMap<Box<str>, Counter>;
+
+thread_local! {
+    /// Each thread's handles on the request counters it has used (a handle shares the family's
+    /// atomic), so a request takes no lock and no allocation to count itself. Bounded as the
+    /// labels are.
+    static REQUEST_COUNTERS: RefCell<HashMap<&'static str, HashMap<Box<str>, CountersByTool>>> =
+        RefCell::default();
 }
 
 /// A review decided (`approved`, `rejected`, `expired`) `waited` after it was held.
@@ -182,4 +212,34 @@ pub fn encode(pending: Option<u64>) -> String {
         out.clear();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn requests_counted(verdict: &'static str, service: &str, tool: &str) -> u64 {
+        let labels = RequestLabels {
+            verdict,
+            service: service.to_string(),
+            tool: tool.to_string(),
+        };
+        METRICS.requests.get_or_create(&labels).get()
+    }
+
+    #[test]
+    fn per_thread_request_handles_count_into_the_shared_family() {
+        let before = requests_counted("allow", "metrics-test", "none");
+        request("allow", Some("metrics-test"), None);
+        request("allow", Some("metrics-test"), None);
+        std::thread::spawn(|| request("allow", Some("metrics-test"), None))
+            .join()
+            .expect("thread");
+        request("block", Some("metrics-test"), Some("t"));
+        assert_eq!(
+            requests_counted("allow", "metrics-test", "none"),
+            before + 3
+        );
+        assert_eq!(requests_counted("block", "metrics-test", "t"), 1);
+    }
 }
