@@ -650,10 +650,17 @@ async fn a_worker_that_borrowed_warms_its_own_pool() {
     assert_eq!(open, [1, 1], "one agent connection on each worker");
     // The second's worker borrowed the first's upstream connection, then warms its own with
     // no further request.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while up.connections() < 2 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    support::eventually(
+        "the borrowing worker to dial its own",
+        std::time::Duration::from_secs(5),
+        || async {
+            match up.connections() {
+                n if n >= 2 => Ok(()),
+                n => Err(format!("{n} upstream connections")),
+            }
+        },
+    )
+    .await;
     assert_eq!(up.connections(), 2, "the borrowing worker dialled its own");
     get_ok(&second, "https://api.github.com/three").await;
     get_ok(&h1_client(&airlock), "https://api.github.com/four").await;
@@ -800,12 +807,7 @@ async fn a_failed_predial_is_the_first_requests_connect_error() {
     assert_eq!(resp.status(), 200);
     assert_eq!(up.count(), 1);
     assert_eq!(
-        airlock
-            .proxy
-            .upstream
-            .live_connections("api.github.com", 443)
-            .iter()
-            .sum::<u32>(),
+        live_github_connections(&airlock),
         1,
         "the connection that served it is counted live"
     );
