@@ -14,7 +14,7 @@
 //!   directory                           agents, reviewers and shared secrets kept in the store
 //!   store  tls  wire  secret_file       durable state; certificates; the shared HTTP vocabulary;
 //!   text_pos  person  metrics           secret files; file:line:column positions; people's names;
-//!                                       the Prometheus counters
+//!   aligned_alloc                       the Prometheus counters; the process's allocator
 //! ```
 
 // Nothing a peer, a file or a user sent may panic the process (tests may).
@@ -25,6 +25,7 @@
 
 pub mod admin;
 pub mod agents;
+pub mod aligned_alloc;
 pub mod audit;
 pub mod config;
 pub mod credentials;
@@ -71,6 +72,7 @@ pub const LAYERS: &[&[&str]] = &[
         "text_pos",
         "person",
         "metrics",
+        "aligned_alloc",
     ],
 ];
 
