@@ -1,8 +1,8 @@
 //! The process's allocator: the system's, with blocks of 2 KiB and more aligned to a cache line.
 //!
 //! glibc copies blocks of about 2 KiB and more with `rep movsb`, which on AMD Zen 3 and 4 runs
-//! at a twentieth of its speed when the destination is not aligned as the source is (glibc
-//! bug 30994; measured here: 2.8 GB/s against 64-85 GB/s). malloc's 16-byte alignment puts
+//! 20-30 times slower when the destination is not aligned as the source is (glibc bug 30994;
+//! measured here: 2.8 GB/s against 64-85 GB/s). malloc's 16-byte alignment puts
 //! most fresh buffers in that case, and rustls copies every record it decrypts into one, so
 //! that copy took a quarter of Airlock's CPU in a download. A cache-line-aligned destination
 //! takes the fast path whatever the source's offset. glibc's own switch for this
