@@ -18,20 +18,21 @@ use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use tokio::io::BufReader;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::conns::{Conns, Live};
+use super::read_buffer::ReadBuffer;
 use super::socket::Socket;
 use super::Dialer;
 use crate::wire::{BoxError, Target};
 
 /// A TLS connection to an upstream, before a pool takes it. The socket is read through a
-/// buffer: rustls asks for 4 KiB at a time, so a 16 KiB record would otherwise cost four
-/// `read` calls (a stream's throughput is mostly syscalls and copies).
-pub type Ready = TlsStream<BufReader<Socket>>;
+/// buffer held while bytes flow (see [`ReadBuffer`]): rustls asks for 4 KiB at a time, so a
+/// 16 KiB record would otherwise cost four `read` calls (a stream's throughput is mostly
+/// syscalls and copies).
+pub type Ready = TlsStream<ReadBuffer<Socket>>;
 
 /// Bytes read from an upstream socket at once (two full TLS records).
 const READ_BUFFER: usize = 32 * 1024;
@@ -59,7 +60,7 @@ impl Connector {
 /// TCP (egress-checked) then TLS to `target`, each bounded by the connect timeout.
 pub async fn handshake(dialer: &Dialer, tls: &TlsConnector, target: &Target) -> io::Result<Ready> {
     let tcp = Socket::Registered(dialer.dial(target).await?);
-    let tcp = BufReader::with_capacity(READ_BUFFER, tcp);
+    let tcp = ReadBuffer::new(tcp, READ_BUFFER);
     let host = target.host.trim_start_matches('[').trim_end_matches(']');
     let name = ServerName::try_from(host.to_string())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;

@@ -19,6 +19,7 @@ pub mod egress;
 mod failure;
 mod h2conn;
 pub mod permit;
+mod read_buffer;
 mod socket;
 
 pub use dial::Dialer;
