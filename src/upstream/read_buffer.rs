@@ -168,7 +168,7 @@ mod tests {
         assert_eq!(&big[..n], &sent[..n]);
         assert!(!reader.holds_buffer(), "a large read bypasses the buffer");
 
-        // Unread bytes survive; the end of the stream releases the buffer.
+        // What the large read left, then the end of the stream, which releases the buffer.
         let rest = 50_000 - n;
         drop(far);
         let mut tail = Vec::new();
