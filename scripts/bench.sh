@@ -17,6 +17,8 @@
 # Airlock is under BENCH_PIN=1. mitmdump has no resolve override: the anchor names the upstream
 # `localhost` and needs UP_PORT=443 (root).
 # AIRLOCK_BIN=path runs another airlock binary (e.g. an older build) against the same load.
+# BENCH_LOG=level sets Airlock's AIRLOCK_LOG (default info, as deployed: an access-log line per
+# request, stderr to a file); BENCH_LOG=warn measures it without the access log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet --bin airlock --bin airlock-bench
@@ -51,7 +53,7 @@ if [ "${BENCH_PIN:-0}" = 1 ]; then
   [ "$last" -ge 1 ] || { echo "BENCH_PIN needs at least 2 CPUs" >&2; exit 2; }
   pin_airlock=(taskset -c 0); pin_load=(taskset -c "1-$last")
 fi
-AIRLOCK_LOG=warn "${pin_airlock[@]}" "$AIRLOCK_BIN" --config "$cfg" serve \
+AIRLOCK_LOG=${BENCH_LOG:-info} "${pin_airlock[@]}" "$AIRLOCK_BIN" --config "$cfg" serve \
   --listen 127.0.0.1:$PROXY_PORT --admin-listen 127.0.0.1:$ADMIN_PORT \
   --ca-dir "$work/certs" --data-dir "$work/data" \
   --resolve bench.local=127.0.0.1:$UP_PORT --upstream-ca "$work/up/upstream-ca.pem" \

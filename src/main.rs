@@ -22,8 +22,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    cli::init_logging(&cli.log_format);
-    match cli::run(cli) {
+    cli::init_logging(&cli.log_format, cli.is_serve());
+    let result = cli::run(cli);
+    cli::flush_logs();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line, the causes joined, never a backtrace (whatever RUST_BACKTRACE says).
@@ -49,7 +51,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
     if !json || !e.use_stderr() {
         e.exit();
     }
-    cli::init_logging("json");
+    cli::init_logging("json", false);
     let text = e.to_string();
     let first = text.lines().next().unwrap_or("invalid arguments");
     cli::report_error(first.trim_start_matches("error: "));

@@ -29,10 +29,15 @@ struct Running {
 
 /// Starts `airlock serve`, with stderr (debug logs) going to `log`; reads its addresses.
 fn spawn_serve(cfg: &Path, log: &Path) -> Running {
+    spawn_serve_logging(cfg, log, "debug")
+}
+
+/// Starts `airlock serve` with `AIRLOCK_LOG=level`, stderr going to `log`.
+fn spawn_serve_logging(cfg: &Path, log: &Path, level: &str) -> Running {
     let log_file = std::fs::File::create(log).expect("log file");
     let mut child = airlock_cmd(cfg)
         .arg("serve")
-        .env("AIRLOCK_LOG", "debug")
+        .env("AIRLOCK_LOG", level)
         .env("TEST_GITHUB_TOKEN", PROVIDER_TOKEN)
         .stdout(Stdio::piped())
         .stderr(log_file)
@@ -273,6 +278,59 @@ async fn no_secret_in_logs_store_audit_cli_or_api() {
             assert!(!contains(bytes, secret), "{secret} found in {name}");
         }
     }
+}
+
+/// `serve` writes its log lines in batches from a thread of their own: a request's access line
+/// reaches stderr while Airlock runs (no flush needed), and every line is out by the time it
+/// has stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn access_lines_reach_stderr_while_serving_and_all_by_exit() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = write_config(dir.path(), &up, "");
+    let token = add_agent(&cfg, "ci-bot");
+    let log = dir.path().join("airlock.log");
+    let run = spawn_serve_logging(&cfg, &log, "info");
+    let ca = std::fs::read_to_string(dir.path().join("certs/ca.pem")).expect("ca");
+    let c = client(&run.proxy, "ci-bot", &token, &ca);
+    let get = |path: String| {
+        let c = c.clone();
+        async move {
+            let r = c
+                .get(format!("https://api.github.com{path}"))
+                .send()
+                .await
+                .expect("GET");
+            assert_eq!(r.status(), 200, "{path}");
+        }
+    };
+    let logged = |text: &str, path: &str| {
+        text.lines()
+            .any(|l| l.contains("airlock::access") && l.contains(&format!("path={path} ")))
+    };
+    get("/repos/octo/demo".into()).await;
+    support::eventually(
+        "the first GET's access line",
+        Duration::from_secs(10),
+        || async {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            logged(&text, "/repos/octo/demo").then_some(())
+        },
+    )
+    .await;
+    for i in 0..200 {
+        get(format!("/repos/octo/r{i}")).await;
+    }
+    stop(run);
+    let text = std::fs::read_to_string(&log).expect("log");
+    let missing: Vec<usize> = (0..200)
+        .filter(|i| !logged(&text, &format!("/repos/octo/r{i}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "no access line for requests {missing:?}"
+    );
 }
 
 /// The README's Python example: `requests`, no token, a held DELETE, approval, outcome.

@@ -5,6 +5,7 @@ mod audit;
 mod ca;
 mod config;
 mod config_edit;
+mod log_sink;
 mod output;
 mod reviewers;
 mod reviews;
@@ -26,7 +27,7 @@ use audit::AuditCommand;
 use ca::CaCommand;
 use config::ConfigCommand;
 use output::{announce, note, warn};
-pub use output::{init_logging, report_error};
+pub use output::{flush_logs, init_logging, report_error};
 use reviewers::ReviewersCommand;
 use reviews::ReviewsCommand;
 use rules::RulesCommand;
@@ -50,6 +51,13 @@ pub struct Cli {
     pub(crate) log_format: String,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Cli {
+    /// `serve` runs until stopped and logs a line per request: its logs go out in batches.
+    pub(crate) fn is_serve(&self) -> bool {
+        matches!(self.command, Command::Serve(_))
+    }
 }
 
 #[derive(Subcommand)]

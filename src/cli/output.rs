@@ -1,6 +1,8 @@
 //! What the CLI prints besides command results: `serve`'s address lines, notes, warnings and
 //! errors, and the logs; all as text or, with `--log-format json`, as JSON records.
 
+use super::log_sink::LogSink;
+
 /// `--log-format json` is in force (set once by [`init_logging`]).
 static JSON_OUTPUT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
@@ -34,6 +36,7 @@ pub(crate) fn announce(line: &str, fields: &[(&str, String)]) {
 
 /// A note for the person at the terminal, on stderr: as written, or one JSON record.
 pub(crate) fn note(line: &str) {
+    flush_logs();
     if json_output() {
         eprintln!("{}", json_record("INFO", line, &[]));
     } else {
@@ -43,6 +46,7 @@ pub(crate) fn note(line: &str) {
 
 /// A warning on stderr: `warning: …`, or one JSON record.
 pub(crate) fn warn(line: &str) {
+    flush_logs();
     if json_output() {
         eprintln!("{}", json_record("WARN", line, &[]));
     } else {
@@ -53,6 +57,7 @@ pub(crate) fn warn(line: &str) {
 /// Prints a failed command's error on stderr: one line, `error: …` or, with `--log-format
 /// json`, one JSON record.
 pub fn report_error(message: &str) {
+    flush_logs();
     let message = message.replace(['\n', '\r'], " ");
     if json_output() {
         eprintln!("{}", json_record("ERROR", &message, &[]));
@@ -61,9 +66,21 @@ pub fn report_error(message: &str) {
     }
 }
 
+/// `serve`'s batched log output (see [`LogSink`]), once [`init_logging`] set it up.
+static LOG_SINK: std::sync::OnceLock<LogSink> = std::sync::OnceLock::new();
+
+/// Writes out the log lines still queued (see [`LogSink`]): before anything else goes to
+/// stderr, and before the process exits.
+pub fn flush_logs() {
+    if let Some(sink) = LOG_SINK.get() {
+        sink.flush();
+    }
+}
+
 /// Logs go to stderr, filtered by $AIRLOCK_LOG (default: info), as text or JSON. Text has ANSI
-/// colours only on a terminal, and never with `NO_COLOR` set (https://no-color.org).
-pub fn init_logging(format: &str) {
+/// colours only on a terminal, and never with `NO_COLOR` set (https://no-color.org). With
+/// `batched` (`serve`) a thread of their own writes them in batches.
+pub fn init_logging(format: &str, batched: bool) {
     use std::io::IsTerminal;
     let json = format == "json";
     let _ = JSON_OUTPUT.set(json);
@@ -73,11 +90,12 @@ pub fn init_logging(format: &str) {
     let ansi = !json && !no_color && std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+        .with_ansi(ansi);
+    let sink = batched.then(|| LOG_SINK.get_or_init(|| LogSink::start(std::io::stderr())));
+    match (sink, json) {
+        (Some(sink), true) => builder.with_writer(sink.clone()).json().init(),
+        (Some(sink), false) => builder.with_writer(sink.clone()).init(),
+        (None, true) => builder.with_writer(std::io::stderr).json().init(),
+        (None, false) => builder.with_writer(std::io::stderr).init(),
     }
 }
