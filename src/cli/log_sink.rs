@@ -16,11 +16,11 @@ use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
 
 /// How long a batch waits for more lines after its first.
-pub const LINGER: Duration = Duration::from_millis(10);
+const LINGER: Duration = Duration::from_millis(10);
 /// Queued bytes that are written at once, without waiting for [`LINGER`].
 const BATCH: usize = 64 * 1024;
 /// Queued bytes beyond which a logging thread waits for the writer.
-pub const QUEUE_CAP: usize = 4 * 1024 * 1024;
+const QUEUE_CAP: usize = 4 * 1024 * 1024;
 /// Longest [`LogSink::flush`] waits for a writer that is stuck.
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
