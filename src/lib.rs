@@ -14,7 +14,8 @@
 //!   directory                           agents, reviewers and shared secrets kept in the store
 //!   store  tls  wire  secret_file       durable state; certificates; the shared HTTP vocabulary;
 //!   text_pos  person  metrics           secret files; file:line:column positions; people's names;
-//!   aligned_alloc                       the Prometheus counters; the process's allocator
+//!   aligned_alloc  log_line             the Prometheus counters; the process's allocator; how a
+//!                                       log line is written
 //! ```
 
 // Nothing a peer, a file or a user sent may panic the process (tests may).
@@ -31,6 +32,7 @@ pub mod config;
 pub mod credentials;
 pub mod directory;
 pub mod gate;
+pub mod log_line;
 pub mod metrics;
 pub mod notify;
 pub mod person;
@@ -73,6 +75,7 @@ pub const LAYERS: &[&[&str]] = &[
         "person",
         "metrics",
         "aligned_alloc",
+        "log_line",
     ],
 ];
 

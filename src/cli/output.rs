@@ -1,6 +1,8 @@
 //! What the CLI prints besides command results: `serve`'s address lines, notes, warnings and
 //! errors, and the logs; all as text or, with `--log-format json`, as JSON records.
 
+use airlock::log_line::LineFormat;
+
 use super::log_sink::LogSink;
 
 /// `--log-format json` is in force (set once by [`init_logging`]).
@@ -77,9 +79,10 @@ pub fn flush_logs() {
     }
 }
 
-/// Logs go to stderr, filtered by $AIRLOCK_LOG (default: info), as text or JSON. Text has ANSI
-/// colours only on a terminal, and never with `NO_COLOR` set (https://no-color.org). With
-/// `batched` (`serve`) a thread of their own writes them in batches.
+/// Logs go to stderr, filtered by $AIRLOCK_LOG (default: info), as text or JSON, written by
+/// [`LineFormat`]. Text has ANSI colours only on a terminal, and never with `NO_COLOR` set
+/// (https://no-color.org). With `batched` (`serve`) a thread of their own writes them in
+/// batches.
 pub fn init_logging(format: &str, batched: bool) {
     use std::io::IsTerminal;
     let json = format == "json";
@@ -92,10 +95,22 @@ pub fn init_logging(format: &str, batched: bool) {
         .with_env_filter(filter)
         .with_ansi(ansi);
     let sink = batched.then(|| LOG_SINK.get_or_init(|| LogSink::start(std::io::stderr())));
+    let (text, json_lines) = (LineFormat::text(), LineFormat::json());
     match (sink, json) {
-        (Some(sink), true) => builder.with_writer(sink.clone()).json().init(),
-        (Some(sink), false) => builder.with_writer(sink.clone()).init(),
-        (None, true) => builder.with_writer(std::io::stderr).json().init(),
-        (None, false) => builder.with_writer(std::io::stderr).init(),
+        (Some(sink), true) => builder
+            .with_writer(sink.clone())
+            .json()
+            .event_format(json_lines)
+            .init(),
+        (Some(sink), false) => builder.with_writer(sink.clone()).event_format(text).init(),
+        (None, true) => builder
+            .with_writer(std::io::stderr)
+            .json()
+            .event_format(json_lines)
+            .init(),
+        (None, false) => builder
+            .with_writer(std::io::stderr)
+            .event_format(text)
+            .init(),
     }
 }
