@@ -1,16 +1,16 @@
 //! How a log line is written: [`LineFormat`] writes the same bytes as tracing-subscriber's own
-//! text (`Full`) and JSON formats, with less work per line, and one difference: in text, a
+//! text (`Full`) and JSON formats with less work per line, and one difference: in text, a
 //! line break or other control character in any value is escaped (`\n`), where the stock
-//! format escapes terminal controls in the message only, so no value can forge a log line. At the default level every request
-//! writes an access-log line, and the stock formatters spent about 6% of Airlock's CPU per
-//! request on it (perf, 16 keep-alive connections): a calendar date computed for every line,
-//! one `write!` through `core::fmt` per field, colour wrappers even with colours off.
+//! format escapes terminal controls in the message only, so no value can forge a log line.
 //!
-//! This one keeps the date of the current second per thread, writes names, strings, integers
-//! and booleans directly, and leaves `core::fmt` to values only it can print (`Debug` and
-//! `Display` values, floats). Lines from the `log` bridge or inside a span, and text with
-//! colours on go to the stock formatter.
-//! `tests` compare both formatters' output line by line.
+//! At the default level every request writes an access-log line, and the stock formatters
+//! spent about 6% of Airlock's CPU per request on it (perf, 16 keep-alive connections): a
+//! calendar date computed for every line, one `write!` through `core::fmt` per field, colour
+//! wrappers even with colours off. This one keeps the date of the current second per thread,
+//! writes names, strings, integers and booleans directly, and leaves `core::fmt` to values
+//! only it can print (`Debug` and `Display` values, floats). Lines from the `log` bridge or
+//! inside a span, and text with colours on, go to the stock formatter. `tests` compare both
+//! formatters' output line by line.
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
