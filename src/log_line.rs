@@ -127,10 +127,11 @@ fn text_line(line: &mut String, clock: &mut Clock, writer: &Writer<'_>, event: &
     line.push('\n');
 }
 
-/// `name=value` pairs as tracing-subscriber's `DefaultVisitor` writes them.
+/// `name=value` pairs as tracing-subscriber's `DefaultVisitor` writes them, control characters
+/// escaped in every value.
 struct TextFields<'a> {
     line: &'a mut String,
-    /// Escape terminal control characters in the message (the writer's setting).
+    /// Escape control characters (the writer's setting, on unless turned off).
     sanitize: bool,
     first: bool,
 }
@@ -396,9 +397,8 @@ impl Clock {
             }
         }
         line.push_str(&self.prefix);
-        let micros = since_epoch.subsec_micros();
         let mut digits = [b'.', b'0', b'0', b'0', b'0', b'0', b'0', b'Z'];
-        let mut rest = micros;
+        let mut rest = since_epoch.subsec_micros();
         for d in digits[1..7].iter_mut().rev() {
             *d = b'0' + (rest % 10) as u8;
             rest /= 10;
