@@ -71,35 +71,49 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let bridged = event.metadata().fields().field("log.target").is_some();
-        let stock = bridged || ctx.event_scope().is_some();
+        let coloured = matches!(self.kind, Kind::Text(_)) && writer.has_ansi_escapes();
+        if bridged || coloured || ctx.event_scope().is_some() {
+            return self.stock(ctx, writer, event);
+        }
+        let written = SCRATCH.try_with(|cell| {
+            let Ok(mut guard) = cell.try_borrow_mut() else {
+                return None;
+            };
+            let (line, clock) = &mut *guard;
+            line.clear();
+            match self.kind {
+                Kind::Text(_) => text_line(line, clock, &writer, event),
+                Kind::Json(_) => json_line(line, clock, event),
+            }
+            let result = writer.write_str(line);
+            if line.capacity() > KEPT_CAPACITY {
+                *line = String::new();
+            }
+            Some(result)
+        });
+        match written {
+            Ok(Some(result)) => result,
+            // A line logged while this thread formats another one: the stock formatter.
+            _ => self.stock(ctx, writer, event),
+        }
+    }
+}
+
+impl LineFormat {
+    /// The line as tracing-subscriber's own formatter writes it.
+    fn stock<S, N>(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        N: for<'a> FormatFields<'a> + 'static,
+    {
         match &self.kind {
-            Kind::Text(f) if stock || writer.has_ansi_escapes() => {
-                f.format_event(ctx, writer, event)
-            }
-            Kind::Json(f) if stock => f.format_event(ctx, writer, event),
-            kind => {
-                let written = SCRATCH.try_with(|cell| {
-                    let Ok(mut guard) = cell.try_borrow_mut() else {
-                        return None;
-                    };
-                    let (line, clock) = &mut *guard;
-                    line.clear();
-                    match kind {
-                        Kind::Text(_) => text_line(line, clock, &writer, event),
-                        Kind::Json(_) => json_line(line, clock, event),
-                    }
-                    let result = writer.write_str(line);
-                    if line.capacity() > KEPT_CAPACITY {
-                        *line = String::new();
-                    }
-                    Some(result)
-                });
-                match (written, kind) {
-                    (Ok(Some(result)), _) => result,
-                    (_, Kind::Text(f)) => f.format_event(ctx, writer, event),
-                    (_, Kind::Json(f)) => f.format_event(ctx, writer, event),
-                }
-            }
+            Kind::Text(f) => f.format_event(ctx, writer, event),
+            Kind::Json(f) => f.format_event(ctx, writer, event),
         }
     }
 }

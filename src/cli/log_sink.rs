@@ -46,8 +46,8 @@ struct Queue {
     urgent: bool,
     /// The writer holds a batch it has not finished writing.
     writing: bool,
-    /// The writer thread has ended (it could not start): log lines go straight out.
-    gone: bool,
+    /// No writer thread (none wanted, or it could not start): lines go straight to stderr.
+    direct: bool,
 }
 
 impl LogSink {
@@ -56,19 +56,31 @@ impl LogSink {
         Self::with_cap(out, QUEUE_CAP)
     }
 
-    fn with_cap<W: Write + Send + 'static>(mut out: W, cap: usize) -> LogSink {
-        let shared = Arc::new(Shared {
+    /// A sink that writes each line to stderr as it comes, with no thread (commands other than
+    /// `serve`, which log a few lines and exit).
+    pub fn direct() -> LogSink {
+        let sink = Self::shared(QUEUE_CAP);
+        sink.lock().direct = true;
+        LogSink { shared: sink }
+    }
+
+    fn shared(cap: usize) -> Arc<Shared> {
+        Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             drained: Condvar::new(),
             cap,
-        });
+        })
+    }
+
+    fn with_cap<W: Write + Send + 'static>(mut out: W, cap: usize) -> LogSink {
+        let shared = Self::shared(cap);
         let writer = shared.clone();
         let started = std::thread::Builder::new()
             .name("airlock-log".into())
             .spawn(move || writer.write_batches(&mut out));
         if started.is_err() {
-            shared.lock().gone = true;
+            shared.lock().direct = true;
         }
         LogSink { shared }
     }
@@ -81,7 +93,7 @@ impl LogSink {
             q.urgent = true;
             self.shared.wake.notify_one();
         }
-        while (!q.bytes.is_empty() || q.writing) && !q.gone {
+        while (!q.bytes.is_empty() || q.writing) && !q.direct {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 return;
             };
@@ -94,13 +106,13 @@ impl LogSink {
 
     fn push(&self, line: &[u8], urgent: bool) -> io::Result<()> {
         let mut q = self.shared.lock();
-        while q.bytes.len() >= self.shared.cap && !q.gone {
+        while q.bytes.len() >= self.shared.cap && !q.direct {
             q = match self.shared.drained.wait(q) {
                 Ok(q) => q,
                 Err(poisoned) => poisoned.into_inner(),
             };
         }
-        if q.gone {
+        if q.direct {
             drop(q);
             return io::stderr().write_all(line);
         }

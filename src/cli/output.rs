@@ -68,7 +68,8 @@ pub fn report_error(message: &str) {
     }
 }
 
-/// `serve`'s batched log output (see [`LogSink`]), once [`init_logging`] set it up.
+/// Where log lines go (see [`LogSink`]), once [`init_logging`] set it up: in batches for
+/// `serve`, straight to stderr otherwise.
 static LOG_SINK: std::sync::OnceLock<LogSink> = std::sync::OnceLock::new();
 
 /// Writes out the log lines still queued (see [`LogSink`]): before anything else goes to
@@ -94,23 +95,17 @@ pub fn init_logging(format: &str, batched: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi);
-    let sink = batched.then(|| LOG_SINK.get_or_init(|| LogSink::start(std::io::stderr())));
-    let (text, json_lines) = (LineFormat::text(), LineFormat::json());
-    match (sink, json) {
-        (Some(sink), true) => builder
-            .with_writer(sink.clone())
-            .json()
-            .event_format(json_lines)
-            .init(),
-        (Some(sink), false) => builder.with_writer(sink.clone()).event_format(text).init(),
-        (None, true) => builder
-            .with_writer(std::io::stderr)
-            .json()
-            .event_format(json_lines)
-            .init(),
-        (None, false) => builder
-            .with_writer(std::io::stderr)
-            .event_format(text)
-            .init(),
+    let sink = LOG_SINK.get_or_init(|| {
+        if batched {
+            LogSink::start(std::io::stderr())
+        } else {
+            LogSink::direct()
+        }
+    });
+    let builder = builder.with_writer(sink.clone());
+    if json {
+        builder.json().event_format(LineFormat::json()).init();
+    } else {
+        builder.event_format(LineFormat::text()).init();
     }
 }
