@@ -7,10 +7,11 @@
 //! spent about 6% of Airlock's CPU per request on it (perf, 16 keep-alive connections): a
 //! calendar date computed for every line, one `write!` through `core::fmt` per field, colour
 //! wrappers even with colours off. This one keeps the date of the current second per thread,
-//! writes names, strings, integers and booleans directly, and leaves `core::fmt` to values
-//! only it can print (`Debug` and `Display` values, floats). Lines from the `log` bridge or
-//! inside a span, and text with colours on, go to the stock formatter. `tests` compare both
-//! formatters' output line by line.
+//! writes names, strings, integers, booleans and most floats (zmij) directly, and leaves
+//! `core::fmt` to values only it can print (`Debug` and `Display` values, the rare floats
+//! zmij writes differently). Lines from the `log` bridge or inside a span, and text with
+//! colours on, go to the stock formatter. `tests` compare both formatters' output line by
+//! line.
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
@@ -207,6 +208,12 @@ impl Visit for TextFields<'_> {
         }
     }
 
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if self.start(field) {
+            debug_f64(self.line, value);
+        }
+    }
+
     /// `name=<error>`, and ` name.sources=[<source>, …]` when it has sources, as the stock
     /// format writes it.
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
@@ -249,8 +256,16 @@ impl TextFields<'_> {
         if !self.sanitize {
             return;
         }
+        let written = &self.line.as_bytes()[from..];
+        // Printable ASCII throughout (the usual case), checked without a branch per byte.
+        if !written
+            .iter()
+            .fold(false, |odd, &b| odd | !(0x20..0x7f).contains(&b))
+        {
+            return;
+        }
         let control = |b: &u8| (*b < 0x20 && *b != b'\t') || *b == 0x7f || *b == 0xc2;
-        if !self.line.as_bytes()[from..].iter().any(control) {
+        if !written.iter().any(control) {
             return;
         }
         let written = self.line.split_off(from);
@@ -264,6 +279,49 @@ impl TextFields<'_> {
                 _ => self.line.write_char(ch),
             };
         }
+    }
+}
+
+/// `value` as `{:?}` (the stock text format) writes it, by zmij where both write the same
+/// text: zero and 1e-4 ≤ |value| < 1e16 in plain decimal (below 1e-4 `{:?}` writes an
+/// exponent, zmij only below 1e-5), unless two shortest texts are equally close.
+fn debug_f64(line: &mut String, value: f64) {
+    let magnitude = value.abs();
+    if (magnitude == 0.0 || (1e-4..1e16).contains(&magnitude)) && !may_tie(value) {
+        line.push_str(zmij::Buffer::new().format_finite(value));
+    } else {
+        let _ = write!(line, "{value:?}");
+    }
+}
+
+/// Whether `value` (finite, below 1e16) may lie exactly halfway between two shortest texts
+/// that read back as it, where `{:?}` rounds up and zmij to even (`685488226452659.25`:
+/// `.3` and `.2`). That needs an exact decimal expansion of at most 18 significant digits
+/// ending in 5, so a fraction: `odd / 2^q` with `odd × 5^q` below 10^18.
+fn may_tie(value: f64) -> bool {
+    let bits = value.to_bits();
+    let biased = ((bits >> 52) & 0x7ff) as i32;
+    let fraction = bits & ((1 << 52) - 1);
+    let (mantissa, exponent) = match biased {
+        0 => (fraction, -1074),
+        _ => (fraction | (1 << 52), biased - 1075),
+    };
+    if mantissa == 0 {
+        return false;
+    }
+    let zeros = mantissa.trailing_zeros();
+    let Ok(q) = u32::try_from(-(exponent + zeros as i32)) else {
+        return false; // an integer
+    };
+    (1..26).contains(&q) && u128::from(mantissa >> zeros) * 5u128.pow(q) <= 10u128.pow(18)
+}
+
+/// `value` as serde_json writes it (zmij's text; null for NaN and infinities).
+fn json_f64(line: &mut String, value: f64) {
+    if value.is_finite() {
+        line.push_str(zmij::Buffer::new().format_finite(value));
+    } else {
+        line.push_str("null");
     }
 }
 
@@ -328,11 +386,7 @@ impl Visit for JsonFields<'_> {
 
     fn record_f64(&mut self, field: &Field, value: f64) {
         self.key(field);
-        // serde_json's own number text (null for NaN and infinities).
-        match serde_json::to_string(&value) {
-            Ok(text) => self.line.push_str(&text),
-            Err(_) => self.line.push_str("null"),
-        }
+        json_f64(self.line, value);
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {

@@ -255,3 +255,70 @@ fn the_time_is_the_stock_clocks_time() {
     }
     assert_eq!(compared, 1000);
 }
+
+/// Floats take a faster path (zmij) where it writes what `{:?}` and serde_json write: every
+/// value near the edges of that range, short binary fractions (where two shortest texts can
+/// tie) and 400,000 others read the same both ways.
+#[test]
+fn floats_read_as_the_stock_formatters_write_them() {
+    let mut values = vec![
+        0.0,
+        -0.0,
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::MAX,
+        f64::MIN,
+        f64::MIN_POSITIVE,
+        f64::EPSILON,
+        5e-324,
+        0.1,
+        0.123456,
+        1.0,
+        100.0,
+        1e15,
+        123456789012345.6,
+        f64::from_bits(0x4303_7b95_51e2_259a), // 685488226452659.25
+        513.0 / 1048576.0,
+    ];
+    // Short binary fractions, where two shortest texts can tie.
+    for q in 1..64 {
+        for odd in (1..4096_u32).step_by(2) {
+            let value = f64::from(odd) / 2f64.powi(q);
+            values.extend([value, -value, value * 2f64.powi(40)]);
+        }
+    }
+    for edge in [1e-5_f64, 1e-4, 1e16, 1e17] {
+        let mut below = edge;
+        let mut above = edge;
+        for _ in 0..50 {
+            below = f64::from_bits(below.to_bits() - 1);
+            above = f64::from_bits(above.to_bits() + 1);
+            values.extend([below, above, -below, -above]);
+        }
+        values.extend([edge, -edge]);
+    }
+    // xorshift64: any bit pattern, and magnitudes spread evenly over 1e-6..1e18.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..200_000 {
+        values.push(f64::from_bits(next()));
+        let exponent = (next() % 24_000) as f64 / 1000.0 - 6.0;
+        let sign = if next() % 2 == 0 { 1.0 } else { -1.0 };
+        values.push(sign * 10f64.powf(exponent));
+    }
+    for value in values {
+        let mut text = String::new();
+        super::debug_f64(&mut text, value);
+        assert_eq!(text, format!("{value:?}"), "{:#x}", value.to_bits());
+        let mut json = String::new();
+        super::json_f64(&mut json, value);
+        let serde = serde_json::to_string(&value).unwrap_or_else(|_| "null".to_string());
+        assert_eq!(json, serde, "{:#x}", value.to_bits());
+    }
+}
