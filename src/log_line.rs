@@ -295,7 +295,7 @@ fn debug_f64(line: &mut String, value: f64) {
 }
 
 /// Whether `value` (finite, below 1e16) may lie exactly halfway between two shortest texts
-/// that read back as it, where `{:?}` rounds up and zmij to even (`685488226452659.25`:
+/// that read back as it, where `{:?}` and zmij may pick different ones (`685488226452659.25`:
 /// `.3` and `.2`). That needs an exact decimal expansion of at most 18 significant digits
 /// ending in 5, so a fraction: `odd / 2^q` with `odd × 5^q` below 10^18.
 fn may_tie(value: f64) -> bool {
