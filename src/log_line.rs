@@ -18,7 +18,7 @@ use std::fmt::{self, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
+use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{self, Format, FormatEvent, FormatFields, Json, Writer};
 use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::FmtContext;
@@ -123,14 +123,13 @@ impl LineFormat {
 fn text_line(line: &mut String, clock: &mut Clock, writer: &Writer<'_>, event: &Event<'_>) {
     let meta = event.metadata();
     clock.write_now(line);
+    // The level right-aligned in five columns, as `{:>5}` writes it.
+    let level = meta.level().as_str();
     line.push(' ');
-    line.push_str(match *meta.level() {
-        Level::TRACE => "TRACE",
-        Level::DEBUG => "DEBUG",
-        Level::INFO => " INFO",
-        Level::WARN => " WARN",
-        Level::ERROR => "ERROR",
-    });
+    if level.len() < 5 {
+        line.push(' ');
+    }
+    line.push_str(level);
     line.push(' ');
     line.push_str(meta.target());
     line.push_str(": ");
@@ -331,13 +330,7 @@ fn json_line(line: &mut String, clock: &mut Clock, event: &Event<'_>) {
     line.push_str("{\"timestamp\":\"");
     clock.write_now(line);
     line.push_str("\",\"level\":\"");
-    line.push_str(match *meta.level() {
-        Level::TRACE => "TRACE",
-        Level::DEBUG => "DEBUG",
-        Level::INFO => "INFO",
-        Level::WARN => "WARN",
-        Level::ERROR => "ERROR",
-    });
+    line.push_str(meta.level().as_str());
     line.push_str("\",\"fields\":{");
     let mut fields = JsonFields { line, first: true };
     event.record(&mut fields);
@@ -393,10 +386,7 @@ impl Visit for JsonFields<'_> {
         self.key(field);
         let from = self.line.len();
         let _ = write!(self.line, "{value:?}");
-        let needs_escape = self.line.as_bytes()[from..]
-            .iter()
-            .any(|&b| b < 0x20 || b == b'"' || b == b'\\');
-        if needs_escape {
+        if needs_json_escape(&self.line[from..]) {
             let written = self.line.split_off(from);
             json_string(self.line, &written);
         } else {
@@ -408,7 +398,7 @@ impl Visit for JsonFields<'_> {
 
 /// `value` as a JSON string, escaped as serde_json escapes it.
 fn json_string(line: &mut String, value: &str) {
-    if value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+    if needs_json_escape(value) {
         match serde_json::to_string(value) {
             Ok(text) => line.push_str(&text),
             Err(_) => line.push_str("\"\""),
@@ -418,6 +408,11 @@ fn json_string(line: &mut String, value: &str) {
         line.push_str(value);
         line.push('"');
     }
+}
+
+/// Whether `value` has a character JSON escapes inside a string (a control, `"` or `\\`).
+fn needs_json_escape(value: &str) -> bool {
+    value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// The current time as tracing-subscriber writes it (`2026-12-04T13:26:12.123456Z`), the date
