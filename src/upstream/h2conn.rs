@@ -8,8 +8,9 @@
 //! Connections come from where the hyper-util pools' come from (a pre-dial, a warm-up, or a
 //! dial: see [`super::conns`]) and are counted live the same way, one dial per pool and target
 //! at a time. One idle for `pool_idle_timeout` (no request in flight, none started) is closed;
-//! one that ends (GOAWAY, close, error) leaves the table. A target whose ALPN answer is not h2
-//! is left to hyper-util for the same idle time, then asked again.
+//! one that ends (GOAWAY, close, error) or is replaced leaves the table, and closes once the
+//! responses still streaming on it are done. A target whose ALPN answer is not h2 is left to
+//! hyper-util for the same idle time, then asked again.
 //!
 //! Failures keep the exactly-once executor's distinction: [`SendError::Closed`] and
 //! [`SendError::NotSent`] happen before any byte of the request was handed to the connection;
@@ -196,13 +197,14 @@ impl H2Conns {
         // polled for every frame it reads, and a timer polled with it would cost on each.
         let me = self.clone();
         let key = idle_key;
+        let streams = in_flight.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(me.idle.max(IDLE_CHECK_FLOOR)).await;
                 if driver.is_finished() {
                     return;
                 }
-                if me.close_if_idle(pool, &key, id) {
+                if me.close_if_idle(pool, &key, id, &streams) {
                     driver.abort();
                     me.forget(pool, (&key.0, key.1), None);
                     return;
@@ -216,24 +218,27 @@ impl H2Conns {
         })
     }
 
-    /// Takes connection `id` out of the table if nothing used it for the idle time.
-    fn close_if_idle(&self, pool: usize, key: &Key, id: u64) -> bool {
+    /// Whether connection `id` may close: the table's connection once nothing used it for the
+    /// idle time (it leaves the table); one the table no longer holds (it ended, or a newer one
+    /// replaced it) once its last stream is done, since nothing new can start on it. A response
+    /// still streaming on a replaced connection is never cut.
+    fn close_if_idle(&self, pool: usize, key: &Key, id: u64, streams: &AtomicUsize) -> bool {
+        let drained = || streams.load(Ordering::Acquire) == 0;
         let Some(mut targets) = self.targets(pool) else {
-            return true;
+            return drained();
         };
         let Some(entry) = targets.get_mut(&key.0).and_then(|p| p.get_mut(&key.1)) else {
-            return true;
+            return drained();
         };
         match &entry.conn {
             Some(c) if c.id == id => {
-                let idle =
-                    c.in_flight.load(Ordering::Acquire) == 0 && c.last_use.elapsed() >= self.idle;
+                let idle = drained() && c.last_use.elapsed() >= self.idle;
                 if idle {
                     entry.conn = None;
                 }
                 idle
             }
-            _ => true,
+            _ => drained(),
         }
     }
 
@@ -555,5 +560,72 @@ mod tests {
             Checkout::Cold(..)
         ));
         assert_eq!(Arc::strong_count(&live), 1, "the live guard went with it");
+    }
+    /// A connection that leaves the table while a response streams on it (a newer connection
+    /// to the target took its place, or a request found it closed after a GOAWAY) keeps that
+    /// response past its idle checks, then closes once the stream is done.
+    #[tokio::test(start_paused = true)]
+    async fn a_replaced_connection_finishes_the_response_streaming_on_it() {
+        let (finish_tx, finish_rx) = tokio::sync::oneshot::channel::<()>();
+        let (a_client, a_server) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let Ok(mut conn) = h2::server::handshake(a_server).await else {
+                return;
+            };
+            let Some(Ok((_req, mut respond))) = conn.accept().await else {
+                return;
+            };
+            let Ok(mut tx) = respond.send_response(Response::new(()), false) else {
+                return;
+            };
+            tokio::spawn(async move {
+                let _ = finish_rx.await;
+                let _ = tx.send_data(Bytes::from_static(b"done"), true);
+            });
+            while let Some(Ok(_)) = conn.accept().await {}
+        });
+        let (b_client, b_server) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let Ok(mut conn) = h2::server::handshake(b_server).await else {
+                return;
+            };
+            while let Some(Ok(_)) = conn.accept().await {}
+        });
+        let h2 = H2Conns::new(1, Duration::from_secs(30));
+        let live = Arc::new(());
+        let key = ("up.example".to_string(), 443);
+        let checked = h2
+            .connect(0, key.clone(), a_client, live.clone())
+            .await
+            .expect("first h2 handshake");
+        let req = Request::get("https://up.example/slow")
+            .body(crate::wire::empty())
+            .expect("request");
+        let Ok(resp) = send(checked, req).await else {
+            panic!("no response head");
+        };
+        let newer = h2
+            .connect(0, key, b_client, ())
+            .await
+            .expect("second h2 handshake");
+        drop(newer);
+        // Three idle checks of the first connection while its response waits for its body.
+        tokio::time::sleep(Duration::from_secs(95)).await;
+        finish_tx
+            .send(())
+            .expect("the upstream still waits to finish");
+        let body = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect()).await;
+        let got = body.ok().and_then(|b| b.ok()).map(|b| b.to_bytes());
+        assert_eq!(
+            got.as_deref(),
+            Some(&b"done"[..]),
+            "the streaming response was cut"
+        );
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        assert_eq!(
+            Arc::strong_count(&live),
+            1,
+            "the replaced connection closed once its stream was done"
+        );
     }
 }
