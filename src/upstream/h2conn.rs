@@ -82,6 +82,14 @@ pub struct Checked {
 
 struct InFlight(Arc<AtomicUsize>);
 
+impl InFlight {
+    /// One more holder of the same connection (a request body still being sent).
+    fn another(&self) -> InFlight {
+        self.0.fetch_add(1, Ordering::Acquire);
+        InFlight(self.0.clone())
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Release);
@@ -153,11 +161,32 @@ impl H2Conns {
         Checkout::Cold(entry(&mut targets, (host, port)).dialing.clone(), false)
     }
 
-    /// Sends pool `pool`'s requests to `key` through hyper-util for the idle time.
-    pub fn mark_http1(&self, pool: usize, key: &Key) {
+    /// Sends pool `pool`'s requests to `key` through hyper-util for the idle time. A mark
+    /// nobody asked about for another idle time after it lapsed is forgotten, so the table
+    /// follows the targets in use, not every HTTP/1.1 host ever seen.
+    pub fn mark_http1(self: &Arc<Self>, pool: usize, key: &Key) {
+        let until = Instant::now() + self.idle;
         if let Some(mut targets) = self.targets(pool) {
-            entry(&mut targets, (&key.0, key.1)).http1_until = Some(Instant::now() + self.idle);
+            entry(&mut targets, (&key.0, key.1)).http1_until = Some(until);
         }
+        let me = self.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(until + me.idle).await;
+            me.forget_lapsed_http1(pool, &key);
+        });
+    }
+
+    fn forget_lapsed_http1(&self, pool: usize, (host, port): &Key) {
+        if let Some(mut targets) = self.targets(pool) {
+            let entry = targets.get_mut(host).and_then(|p| p.get_mut(port));
+            if let Some(entry) = entry {
+                if entry.http1_until.is_some_and(|u| u <= Instant::now()) {
+                    entry.http1_until = None;
+                }
+            }
+        }
+        self.forget(pool, (host, *port), None);
     }
 
     /// Runs the h2 handshake on `io` and makes it pool `pool`'s connection to `key`, driven by
@@ -310,7 +339,7 @@ pub async fn send(checked: Checked, req: Request<Body>) -> Result<Response<Body>
     let eos = body.is_end_stream();
     let (response, stream) = send.send_request(head, eos).map_err(SendError::NotSent)?;
     if !eos {
-        tokio::spawn(pipe(body, stream));
+        tokio::spawn(pipe(body, stream, in_flight.another()));
     }
     let response = response.await.map_err(SendError::MaybeSent)?;
     let (parts, recv) = response.into_parts();
@@ -331,8 +360,9 @@ pub async fn send(checked: Checked, req: Request<Body>) -> Result<Response<Body>
     Ok(Response::from_parts(parts, body.boxed_unsync()))
 }
 
-/// Streams a request body into its h2 stream; a failure resets the stream.
-async fn pipe(mut body: Body, mut tx: h2::SendStream<Bytes>) {
+/// Streams a request body into its h2 stream (the connection counts as in flight until it is
+/// sent, even if the response finished first); a failure resets the stream.
+async fn pipe(mut body: Body, mut tx: h2::SendStream<Bytes>, _in_flight: InFlight) {
     if let Err(e) = pipe_frames(&mut body, &mut tx).await {
         tracing::debug!(error = %e, "request body to upstream ended early");
         tx.send_reset(h2::Reason::CANCEL);
@@ -482,6 +512,32 @@ mod tests {
             matches!(h2.checkout(1, "api.example", 443), Checkout::Cold(_, false)),
             "asked again once"
         );
+    }
+
+    /// A target marked HTTP/1.1 and not asked about again leaves the table an idle time after
+    /// its mark lapsed (memory follows the targets in use, not every host ever seen); one asked
+    /// again and marked anew stays.
+    #[tokio::test(start_paused = true)]
+    async fn lapsed_http1_marks_leave_the_table() {
+        let h2 = H2Conns::new(1, Duration::from_secs(90));
+        for i in 0..1000 {
+            h2.mark_http1(0, &(format!("b{i}.example"), 443));
+        }
+        let len = |h2: &H2Conns| h2.pools[0].lock().map(|t| t.len()).ok();
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        assert_eq!(len(&h2), Some(1000), "lapsed, not yet forgotten");
+        // b0 is asked about after its mark lapsed and marked again, as `dial_h2` does when
+        // hyper-util's pool still has a connection to it.
+        assert!(matches!(
+            h2.checkout(0, "b0.example", 443),
+            Checkout::Cold(_, true)
+        ));
+        h2.mark_http1(0, &("b0.example".to_string(), 443));
+        tokio::time::sleep(Duration::from_secs(85)).await;
+        assert_eq!(len(&h2), Some(1), "only the target marked anew");
+        assert!(matches!(h2.checkout(0, "b0.example", 443), Checkout::Http1));
+        tokio::time::sleep(Duration::from_secs(180)).await;
+        assert_eq!(len(&h2), Some(0));
     }
 
     /// Concurrent first requests wait on one dial; a target with nothing left leaves the table

@@ -312,10 +312,15 @@ impl Upstream {
         let live = self.conns.live(pool, &key);
         match self.h2.connect(pool, key, io, live).await {
             Ok(c) => Dialled::H2(c),
-            Err(e) => Dialled::Failed(UpstreamFailure::Connect(format!(
-                "HTTP/2 handshake with {t} failed: {}",
-                error_chain(&e)
-            ))),
+            Err(e) => {
+                drop(_dialing);
+                drop(dialing);
+                self.h2.forget(pool, (&t.host, t.port), None);
+                Dialled::Failed(UpstreamFailure::Connect(format!(
+                    "HTTP/2 handshake with {t} failed: {}",
+                    error_chain(&e)
+                )))
+            }
         }
     }
 
