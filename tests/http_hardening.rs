@@ -854,6 +854,69 @@ async fn slowloris_is_cut_off_while_others_are_served() {
     assert_eq!(e.pending_reviews().await, 0);
 }
 
+// ---- agents that stop reading ----
+
+/// An agent that asks for a large answer and stops reading cannot hold its connection (and a
+/// `max_connections` slot) for good: once a write toward it has waited the idle timeout,
+/// Airlock drops the connection and other agents are served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_that_stops_reading_is_dropped_and_frees_its_slot() {
+    let e = env("max_connections = 2\nidle_timeout = \"1s\"\n").await;
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut tls = raw::tunnel(
+            e.airlock.addr,
+            "api.github.com",
+            "api.github.com",
+            &e.airlock.ca_pem,
+            &[b"http/1.1"],
+        )
+        .await;
+        tls.write_all(b"GET /bytes/268435456 HTTP/1.1\r\nHost: api.github.com\r\n\r\n")
+            .await
+            .expect("request");
+        tls.flush().await.expect("flush");
+        stalled.push(tls);
+    }
+    let ex = raw::front(
+        e.airlock.addr,
+        b"CONNECT api.github.com:443 HTTP/1.1\r\nhost: api.github.com:443\r\n\r\n",
+        QUIET,
+    )
+    .await;
+    assert_eq!(ex.first_status(), Some(503), "both slots held: {ex:?}");
+    let client = e.airlock.client();
+    let mut served = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Ok(r) = client.get("https://api.github.com/after").send().await {
+            if r.status() == 200 {
+                served = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        served,
+        "the agents that stopped reading still hold every slot"
+    );
+    for mut tls in stalled {
+        let mut sink = vec![0u8; 1 << 16];
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Ok(n) = tls.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(
+            ended.is_ok(),
+            "a connection that stopped reading was left open"
+        );
+    }
+}
+
 // ---- connection and tunnel limits ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -150,19 +150,25 @@ pub(super) fn http2_builder(proxy: &Proxy) -> http2::Builder<TokioExecutor> {
 }
 
 /// Runs a served connection until it ends; on shutdown or idle timeout asks it to finish its
-/// in-flight requests and close. (A macro: hyper's connection types share no usable trait.)
+/// in-flight requests and close. In-flight requests may take long (an approval awaited, a slow
+/// upstream), but a peer that stopped reading cannot be waited for: once a write toward it has
+/// waited the idle timeout, the connection is dropped (with its slot and upstream stream).
+/// (A macro: hyper's connection types share no usable trait.)
 macro_rules! drive {
     ($conn:expr, $activity:expr, $idle:expr, $life:expr) => {{
         let conn = $conn;
         let mut conn = std::pin::pin!(conn);
-        let finished = tokio::select! {
-            _ = conn.as_mut() => true,
-            _ = $life.shutdown.cancelled() => false,
-            _ = $activity.idle($idle) => false,
+        let drain = tokio::select! {
+            _ = conn.as_mut() => false,
+            _ = $life.shutdown.cancelled() => true,
+            quiet = $activity.quiet($idle) => quiet == $crate::proxy::io::Quiet::Idle,
         };
-        if !finished {
+        if drain {
             conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = $activity.stuck($idle) => {}
+            }
         }
     }};
 }

@@ -1,4 +1,5 @@
-//! Socket helpers: TCP_NODELAY and an activity-tracking IO wrapper used for idle timeouts.
+//! Socket helpers: TCP_NODELAY and an activity-tracking IO wrapper used for idle timeouts and
+//! for peers that stop reading.
 
 use std::io;
 use std::pin::Pin;
@@ -9,30 +10,76 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Last time bytes moved on a connection, shared between the IO wrapper and its watchdog.
+/// Last time bytes moved on a connection, and since when a write toward the peer has been
+/// waiting for it to read; shared between the IO wrapper and its watchdog.
 #[derive(Clone)]
 pub struct Activity {
     origin: Instant,
-    last_ms: Arc<AtomicU64>,
+    state: Arc<State>,
+}
+
+struct State {
+    last_ms: AtomicU64,
+    /// Milliseconds since `origin`, plus one, when a write found the peer not reading; 0 while
+    /// writes go through.
+    stuck_since: AtomicU64,
+}
+
+/// Why a connection's watchdog fired.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Quiet {
+    /// No byte moved either way for the limit.
+    Idle,
+    /// A write toward the peer has waited the limit for it to read.
+    Stuck,
 }
 
 impl Activity {
     pub fn new() -> Self {
         Self {
             origin: Instant::now(),
-            last_ms: Arc::new(AtomicU64::new(0)),
+            state: Arc::new(State {
+                last_ms: AtomicU64::new(0),
+                stuck_since: AtomicU64::new(0),
+            }),
         }
     }
 
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
     fn touch(&self) {
-        let ms = self.origin.elapsed().as_millis() as u64;
-        self.last_ms.store(ms, Ordering::Relaxed);
+        self.state.last_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    fn wrote(&self) {
+        self.touch();
+        if self.state.stuck_since.load(Ordering::Relaxed) != 0 {
+            self.state.stuck_since.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn write_waits(&self) {
+        if self.state.stuck_since.load(Ordering::Relaxed) == 0 {
+            self.state
+                .stuck_since
+                .store(self.now_ms() + 1, Ordering::Relaxed);
+        }
     }
 
     /// Time since bytes last moved.
     pub fn idle_for(&self) -> Duration {
-        let now = self.origin.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+        let last = self.state.last_ms.load(Ordering::Relaxed);
+        Duration::from_millis(self.now_ms().saturating_sub(last))
+    }
+
+    /// How long the current write toward the peer has waited for it to read (zero if none).
+    fn stuck_for(&self) -> Duration {
+        match self.state.stuck_since.load(Ordering::Relaxed) {
+            0 => Duration::ZERO,
+            since => Duration::from_millis((self.now_ms() + 1).saturating_sub(since)),
+        }
     }
 
     /// Resolves once the connection has been idle for `limit`.
@@ -43,6 +90,32 @@ impl Activity {
                 return;
             }
             tokio::time::sleep(limit - idle).await;
+        }
+    }
+
+    /// Resolves once no byte moved for `limit`, or a write toward the peer waited that long
+    /// (a peer that stopped reading while it still sends).
+    pub async fn quiet(&self, limit: Duration) -> Quiet {
+        loop {
+            let (idle, stuck) = (self.idle_for(), self.stuck_for());
+            if stuck >= limit {
+                return Quiet::Stuck;
+            }
+            if idle >= limit {
+                return Quiet::Idle;
+            }
+            tokio::time::sleep(limit - idle.max(stuck)).await;
+        }
+    }
+
+    /// Resolves once a write toward the peer has waited `limit` for it to read.
+    pub async fn stuck(&self, limit: Duration) {
+        loop {
+            let stuck = self.stuck_for();
+            if stuck >= limit {
+                return;
+            }
+            tokio::time::sleep(limit - stuck).await;
         }
     }
 }
@@ -63,6 +136,15 @@ impl<S> Tracked<S> {
     pub fn new(inner: S, activity: Activity) -> Self {
         activity.touch();
         Self { inner, activity }
+    }
+
+    /// Records a write's result: bytes taken, or the peer not reading (`Pending`).
+    fn saw_write(&self, r: &Poll<io::Result<usize>>) {
+        match r {
+            Poll::Ready(Ok(n)) if *n > 0 => self.activity.wrote(),
+            Poll::Pending => self.activity.write_waits(),
+            Poll::Ready(_) => {}
+        }
     }
 }
 
@@ -88,9 +170,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
+        self.saw_write(&r);
         r
     }
 
@@ -100,9 +180,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
+        self.saw_write(&r);
         r
     }
 
@@ -111,7 +189,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        if r.is_pending() {
+            self.activity.write_waits();
+        }
+        r
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
