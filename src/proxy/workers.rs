@@ -79,14 +79,26 @@ impl Workers {
         let started = stop.clone().drop_guard();
         let mut workers = Vec::with_capacity(count);
         for i in 0..count {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let handle = rt.handle().clone();
+            // The runtime is built on its own thread, never dropped on the caller's (tokio
+            // panics when a runtime is dropped inside another, as a failed spawn would do).
+            let (built, handle) = std::sync::mpsc::sync_channel(1);
             let stopped = stop.clone();
             std::thread::Builder::new()
                 .name(format!("airlock-worker-{i}"))
                 .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = built.send(Err(e));
+                            return;
+                        }
+                    };
+                    if built.send(Ok(rt.handle().clone())).is_err() {
+                        return;
+                    }
                     crate::upstream::enter_worker(i + 1);
                     rt.block_on(async {
                         tokio::select! {
@@ -96,6 +108,9 @@ impl Workers {
                     });
                     // Dropping the runtime here drops whatever tasks were still on it.
                 })?;
+            let handle = handle
+                .recv()
+                .map_err(|_| io::Error::other("a worker thread ended before its runtime ran"))??;
             workers.push(Worker {
                 handle,
                 open: Arc::new(AtomicUsize::new(0)),
