@@ -917,6 +917,58 @@ async fn an_agent_that_stops_reading_is_dropped_and_frees_its_slot() {
     }
 }
 
+/// An idle HTTP/2 agent connection closes after the idle timeout although the agent answers
+/// every PING (as h2 clients do by themselves): Airlock's own keep-alive pings, every 30 s,
+/// made the answers bytes read and kept such a connection open for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_h2_agent_connection_closes_though_it_answers_pings() {
+    let e = env("idle_timeout = \"31s\"\n").await;
+    let mut tls = raw::tunnel(
+        e.airlock.addr,
+        "api.github.com",
+        "api.github.com",
+        &e.airlock.ca_pem,
+        &[b"h2"],
+    )
+    .await;
+    let mut hello = raw::H2_PREFACE.to_vec();
+    hello.extend(h2_frame(frame::SETTINGS, 0, 0, &[]));
+    tls.write_all(&hello).await.expect("preface");
+    let opened = std::time::Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(50), async {
+        loop {
+            let mut head = [0u8; 9];
+            if tls.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let len = (head[0] as usize) << 16 | (head[1] as usize) << 8 | head[2] as usize;
+            let mut payload = vec![0u8; len];
+            if tls.read_exact(&mut payload).await.is_err() {
+                return;
+            }
+            let answer = match (head[3], head[4] & 1) {
+                (frame::SETTINGS, 0) => h2_frame(frame::SETTINGS, 1, 0, &[]),
+                (frame::PING, 0) => h2_frame(frame::PING, 1, 0, &payload),
+                (frame::GOAWAY, _) => return,
+                _ => continue,
+            };
+            if tls.write_all(&answer).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "an idle h2 connection was still open after 50 s"
+    );
+    assert!(
+        opened.elapsed() >= Duration::from_secs(30),
+        "closed before the idle timeout: {:?}",
+        opened.elapsed()
+    );
+}
+
 // ---- connection and tunnel limits ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -141,11 +141,18 @@ pub(super) fn http1_builder(proxy: &Proxy) -> http1::Builder {
 }
 
 pub(super) fn http2_builder(proxy: &Proxy) -> http2::Builder<TokioExecutor> {
+    // Pings only once the idle timeout has passed: a peer's answers are bytes read, and sooner
+    // pings would keep an idle connection from ever timing out. They still find a vanished
+    // peer while a long request (an approval awaited) is in flight.
+    let ping_after = proxy
+        .config
+        .idle_timeout
+        .saturating_add(Duration::from_secs(1));
     let mut b = http2::Builder::new(TokioExecutor::new());
     b.timer(TokioTimer::new())
         .max_header_list_size(proxy.config.max_header_bytes as u32)
         .max_concurrent_streams(256)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+        .keep_alive_interval(Some(ping_after.min(Duration::from_secs(86_400))));
     b
 }
 

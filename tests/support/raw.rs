@@ -290,6 +290,7 @@ pub mod frame {
     pub const HEADERS: u8 = 1;
     pub const RST_STREAM: u8 = 3;
     pub const SETTINGS: u8 = 4;
+    pub const PING: u8 = 6;
     pub const GOAWAY: u8 = 7;
     pub const CONTINUATION: u8 = 9;
 }
