@@ -310,6 +310,68 @@ async fn audit_unavailable_refuses_gated_calls_with_503() {
     assert_eq!(up.count(), 1);
 }
 
+/// The approval lands, then the disk fills: its audit entry and the `failed` record that
+/// should follow both fail, and the reviewer is told it was not sent. It stays unsent after a
+/// restart with space freed (recovery sent every `approved` review until the claim checked the
+/// log for the approval).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_approval_the_audit_log_missed_is_never_sent_even_after_a_restart() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = Airlock::config("", dir.path(), &up, HOSTS);
+    let store = FaultyStore::open(&config.store.path);
+    let catalog = || airlock::rules::LiveCatalog::load(None, Default::default()).expect("catalog");
+    let a = Airlock::start_on_store(config.clone(), dir, catalog(), store.clone()).await;
+    let r = a
+        .client()
+        .delete("https://api.github.com/repos/octo/demo")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 423);
+    let id = r.headers()["airlock-review-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    store.trip.store(true, SeqCst);
+    let (s, body) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(s, 503, "{body}");
+    assert!(body.to_string().contains("not sent"), "{body}");
+    let (_, review) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert_eq!(
+        review["state"], "approved",
+        "the failed record could not land: {review}"
+    );
+
+    store.fail_audit.store(false, SeqCst);
+    store.fail_reviews.store(false, SeqCst);
+    let dir = a.stop().await;
+    let a = Airlock::start_on_store(config, dir, catalog(), store.clone()).await;
+    let mut review = serde_json::Value::Null;
+    for _ in 0..100 {
+        review = a.admin("GET", &format!("/v1/reviews/{id}"), None).await.1;
+        if review["state"] != "approved" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(review["state"], "failed", "{review}");
+    assert!(
+        review
+            .to_string()
+            .contains("approval is not in the audit log"),
+        "{review}"
+    );
+    assert_eq!(
+        up.count(),
+        0,
+        "sent on an approval the audit log does not show"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn full_disk_refuses_gated_calls_and_keeps_reads_flowing() {
     let (a, up, store) = start("").await;

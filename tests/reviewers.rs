@@ -59,6 +59,8 @@ impl Classifier for PolicyRules {
 struct Setup {
     a: Airlock,
     up: FakeUpstream,
+    /// The store under Airlock, to make its audit writes fail.
+    store: Arc<support::FaultyStore>,
     /// Agent name -> proxy token: `bot` (owner alice) and `loner` (no owner).
     agents: std::collections::HashMap<&'static str, String>,
     tokens: std::collections::HashMap<&'static str, String>,
@@ -113,16 +115,12 @@ async fn setup_with(extra: &str) -> Setup {
         .collect();
     let dir = tempfile::tempdir().expect("dir");
     let config = Airlock::config(&toml, dir.path(), &up, HOSTS);
-    let a = Airlock::start_with_parts(
-        config,
-        dir,
-        Arc::new(PolicyRules) as Arc<dyn Classifier>,
-        Arc::new(airlock::gate::SystemClock),
-    )
-    .await;
+    let store = support::FaultyStore::open(&config.store.path);
+    let a = Airlock::start_on_store(config, dir, Arc::new(PolicyRules), store.clone()).await;
     Setup {
         a,
         up,
+        store,
         agents,
         tokens,
         agents_toml,
@@ -235,6 +233,34 @@ async fn quorum_of_two_needs_two_distinct_reviewers() {
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["state"], "executed");
     assert_eq!(s.up.count(), 2);
+}
+
+/// An approval answered "could not be recorded; not sent" (its audit entry failed) does not
+/// count: when a second reviewer reaches the quorum, nothing is sent on it, and the review
+/// fails naming the approval the log does not show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_approval_the_audit_log_missed_does_not_count_toward_the_quorum() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let s = setup().await;
+    let id = s.hold("/quorum/repo").await;
+    let none = serde_json::json!({});
+    s.store.fail_audit.store(true, SeqCst);
+    let (st, r) = s.as_reviewer("bob", &id, "approve", none.clone()).await;
+    assert_eq!(st, 503, "{r}");
+    assert!(r.to_string().contains("not sent"), "{r}");
+    s.store.fail_audit.store(false, SeqCst);
+    let (_, r) = s.as_reviewer("dave", &id, "approve", none).await;
+    assert_eq!(r["state"], "failed", "{r}");
+    assert!(
+        r.to_string()
+            .contains("bob's approval is not in the audit log"),
+        "{r}"
+    );
+    assert_eq!(
+        s.up.count(),
+        0,
+        "sent with an approval the log does not show"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -27,6 +27,44 @@ enum Outcome {
     Unknown(String),
 }
 
+/// A review's audit entries read before its claim: far more than any review makes.
+const MOST_ENTRIES: usize = 10_000;
+
+/// What a send of `review` would rest on that its audit `entries` do not show, if anything:
+/// its move to `approved` (the last transition on record), each approval, each retry's.
+fn missing_from_record(review: &Review, entries: &[serde_json::Value]) -> Option<String> {
+    let field = |e: &serde_json::Value, name: &str| -> Option<String> {
+        e.get(name).and_then(|v| v.as_str()).map(str::to_string)
+    };
+    let transitions: Vec<&serde_json::Value> = entries
+        .iter()
+        .filter(|e| field(e, "kind").as_deref() == Some("review"))
+        .collect();
+    if transitions.last().and_then(|e| field(e, "to")).as_deref() != Some("approved") {
+        return Some("its approval".into());
+    }
+    let on_record = |name: &str, by: &str| {
+        transitions
+            .iter()
+            .any(|e| field(e, name).as_deref() == Some(by))
+    };
+    if let Some(d) = review
+        .approvals
+        .iter()
+        .find(|d| !on_record("approval_by", &d.by))
+    {
+        return Some(format!("{}'s approval", d.by));
+    }
+    if let Some(d) = review
+        .retries
+        .iter()
+        .find(|d| !on_record("retry_by", &d.by))
+    {
+        return Some(format!("{}'s retry", d.by));
+    }
+    None
+}
+
 impl Gate {
     /// Executes review `id` if it is `approved`; if another task already claimed it, returns the
     /// review as it is. Never sends twice.
@@ -113,33 +151,64 @@ impl Gate {
 
 impl Gate {
     /// The durable `approved -> executing` claim: exactly one caller wins it, on whichever
-    /// instance. It names this instance and holds for `gate.execution_lease`.
+    /// instance. It names this instance and holds for `gate.execution_lease`. A review whose
+    /// approval the audit log does not show (its entry failed, and the reviewer was told it
+    /// was not sent) is claimed as `failed` instead, and never sent.
     async fn claim(self: &Arc<Self>, id: &str, started: u64) -> Result<Review, GateError> {
         let claim_id = id.to_string();
-        self.blocking(move |g| {
-            g.transition(&claim_id, |cur| {
-                if cur.state != ReviewState::Approved {
-                    return Err(GateError::AlreadyDecided {
-                        id: cur.id.clone(),
-                        state: cur.state.as_str(),
-                    });
+        let claimed = self
+            .blocking(move |g| {
+                let entries = g
+                    .audit
+                    .entries_for_review(&claim_id, MOST_ENTRIES)
+                    .map_err(|e| GateError::Store(crate::store::StoreError::Io(e.to_string())))?;
+                if entries.len() >= MOST_ENTRIES {
+                    return Err(GateError::BadRequest(format!(
+                        "review {claim_id} has {MOST_ENTRIES} audit entries or more; not sent"
+                    )));
                 }
-                let mut next = cur.clone();
-                next.state = ReviewState::Executing;
-                let lease = u64::try_from(g.cfg.execution_lease.as_millis()).unwrap_or(u64::MAX);
-                next.execution = Some(Execution {
-                    instance: Some(g.instance.clone()),
-                    lease_until_ms: Some(started.saturating_add(lease)),
-                    ..Execution::started(started)
-                });
-                Ok(next)
+                g.transition(&claim_id, |cur| {
+                    if cur.state != ReviewState::Approved {
+                        return Err(GateError::AlreadyDecided {
+                            id: cur.id.clone(),
+                            state: cur.state.as_str(),
+                        });
+                    }
+                    let mut next = cur.clone();
+                    if let Some(missing) = missing_from_record(cur, &entries) {
+                        next.state = ReviewState::Failed;
+                        next.execution = Some(Execution {
+                            finished_at_ms: Some(started),
+                            error: Some(format!("not sent: {missing} is not in the audit log")),
+                            ..Execution::started(started)
+                        });
+                        return Ok(next);
+                    }
+                    next.state = ReviewState::Executing;
+                    let lease =
+                        u64::try_from(g.cfg.execution_lease.as_millis()).unwrap_or(u64::MAX);
+                    next.execution = Some(Execution {
+                        instance: Some(g.instance.clone()),
+                        lease_until_ms: Some(started.saturating_add(lease)),
+                        ..Execution::started(started)
+                    });
+                    Ok(next)
+                })
             })
-        })
-        .await
+            .await?;
+        match claimed.state {
+            // Not claimed for sending: the caller answers with the review as it now is.
+            ReviewState::Failed => Err(GateError::AlreadyDecided {
+                id: claimed.id,
+                state: ReviewState::Failed.as_str(),
+            }),
+            _ => Ok(claimed),
+        }
     }
 
     /// Moves a review that must not be sent (its approval or claim could not be audited) to
-    /// `failed` with `error`. Best effort: the review is never sent either way.
+    /// `failed` with `error`. Best effort: the review is never sent either way (a claim checks
+    /// the audit log for the approval it would send on).
     pub(super) async fn fail_unsent(self: &Arc<Self>, id: &str, error: String) {
         let id = id.to_string();
         let _ = self

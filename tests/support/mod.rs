@@ -320,6 +320,9 @@ pub struct FaultyStore {
     pub inner: Arc<dyn airlock::store::Store>,
     pub fail_audit: std::sync::atomic::AtomicBool,
     pub fail_reviews: std::sync::atomic::AtomicBool,
+    /// Armed: once the next write to the reviews tree lands, audit and review writes fail (the
+    /// disk fills right after it).
+    pub trip: std::sync::atomic::AtomicBool,
     /// Writes refused so far.
     pub refused: std::sync::atomic::AtomicUsize,
 }
@@ -330,6 +333,7 @@ impl FaultyStore {
             inner: airlock::store::open(airlock::store::Backend::Redb, path).expect("store"),
             fail_audit: Default::default(),
             fail_reviews: Default::default(),
+            trip: Default::default(),
             refused: Default::default(),
         })
     }
@@ -361,7 +365,18 @@ impl airlock::store::Store for FaultyStore {
             self.refused.fetch_add(1, SeqCst);
             return Err(airlock::store::StoreError::Full("test store".into()));
         }
-        self.inner.commit(batches)
+        let reviews = batches.iter().flat_map(|b| &b.writes).any(|w| {
+            matches!(
+                w,
+                Write::Put(Tree::Reviews, ..) | Write::Delete(Tree::Reviews, _)
+            )
+        });
+        let done = self.inner.commit(batches);
+        if reviews && self.trip.swap(false, SeqCst) {
+            self.fail_audit.store(true, SeqCst);
+            self.fail_reviews.store(true, SeqCst);
+        }
+        done
     }
     fn range(
         &self,
