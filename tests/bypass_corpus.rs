@@ -845,6 +845,176 @@ fn differentials() -> Vec<Entry> {
             ),
             "rule_match",
         ),
+        // ---- found by the eleventh session's review ----
+        d(
+            "GraphQL query in the URL of a POST, Rack 2's [query] spelling",
+            GH,
+            h1(
+                "POST",
+                "/graphql?%5Bquery%5D=mutation%7BdeleteRef(input:%7BrefId:%22x%22%7D)%7BclientMutationId%7D%7D",
+                &[JSON],
+                gql("query { viewer { login } }"),
+            ),
+            "graphql_ambiguous",
+        ),
+        d(
+            "GraphQL operationName in the URL of a POST, spelled query]-style",
+            GH,
+            h1(
+                "POST",
+                "/graphql?operationName%5D=M",
+                &[JSON],
+                serde_json::json!({
+                    "query": format!("query Q {{ viewer {{ login }} }} mutation M {{ {DELETE_REF} }}"),
+                    "operationName": "Q"
+                })
+                .to_string(),
+            ),
+            "graphql_ambiguous",
+        ),
+        d(
+            "GraphQL block string indented with a non-ASCII blank (the parser panicked)",
+            GH,
+            h1(
+                "POST",
+                "/graphql",
+                &[JSON],
+                gql("query { viewer(x: \"\"\"a\n  b\n \u{a0}c\"\"\") { login } }"),
+            ),
+            "graphql_unparseable",
+        ),
+        d(
+            "bracketed amount beside the plain one (Rack 2 and qs read [amount] as amount)",
+            ST,
+            h1(
+                "POST",
+                "/v1/charges",
+                &[FORM],
+                "amount=100&currency=usd&source=tok_visa&[amount]=5000000",
+            ),
+            "param_ambiguous",
+        ),
+        d(
+            "bracketed amount in the query",
+            ST,
+            h1(
+                "POST",
+                "/v1/charges?%5Bamount%5D=5000000",
+                &[FORM],
+                "amount=100&currency=usd&source=tok_visa",
+            ),
+            "param_ambiguous",
+        ),
+        d(
+            "confirm spelled ]confirm (Rack 2 strips it)",
+            ST,
+            h1(
+                "POST",
+                "/v1/payment_intents",
+                &[FORM],
+                "amount=5000&currency=usd&]confirm=true",
+            ),
+            "param_ambiguous",
+        ),
+        d(
+            "[_method] in a form body",
+            GH,
+            h1("POST", "/gists/abc", &[FORM], "[_method]=DELETE"),
+            "method_override",
+        ),
+        d(
+            "Content-Type listing two types (Rack cuts at the comma)",
+            GH,
+            h1(
+                "POST",
+                "/gists/abc",
+                &[(
+                    "Content-Type",
+                    "application/x-www-form-urlencoded, text/plain",
+                )],
+                "_method=DELETE",
+            ),
+            "content_type_ambiguous",
+        ),
+        d(
+            "JSON behind a comment under a form Content-Type",
+            GH,
+            h1("PATCH", "/repos/o/r", &[FORM], r#"/**/{"visibility":"public"}"#),
+            "body_ambiguous",
+        ),
+        d(
+            "a form field hidden from the JSON reader in a comment",
+            GH,
+            h1(
+                "POST",
+                "/user/repos",
+                &[FORM],
+                r#"/*&private=true&*/{"name":"x"}"#,
+            ),
+            "body_ambiguous",
+        ),
+        d(
+            "a query field standing in for a JSON body field",
+            GH,
+            h1("POST", "/user/repos?private=true", &[JSON], r#"{"name":"x"}"#),
+            "param_ambiguous",
+        ),
+        d(
+            "a field named like the path parameter",
+            GH,
+            h1(
+                "PATCH",
+                "/repos/o/r/git/refs/heads/main?ref=x",
+                &[JSON],
+                r#"{"sha":"aa"}"#,
+            ),
+            "param_ambiguous",
+        ),
+        d(
+            "branch null on a contents write (null is not given: the default branch)",
+            GH,
+            h1(
+                "PUT",
+                "/repos/o/r/contents/README.md",
+                &[JSON],
+                r#"{"message":"m","content":"eA==","branch":null}"#,
+            ),
+            "rule_match",
+        ),
+        d(
+            "branch empty on a contents write",
+            GH,
+            h1(
+                "PUT",
+                "/repos/o/r/contents/README.md",
+                &[JSON],
+                r#"{"message":"m","content":"eA==","branch":""}"#,
+            ),
+            "value_unparseable",
+        ),
+        d(
+            "`;` in a form body (Rack 1, Go before 1.17)",
+            ST,
+            h1(
+                "POST",
+                "/v1/payment_intents",
+                &[FORM],
+                "x=1;confirm=true&amount=5000&currency=usd",
+            ),
+            "query_separator",
+        ),
+        e(
+            "differential",
+            "Connection naming Content-Type (stripped before forwarding)",
+            GH,
+            h1(
+                "POST",
+                "/gists/abc",
+                &[JSON, ("Connection", "content-type")],
+                "_method=DELETE",
+            ),
+            Refused(400, "connection_header"),
+        ),
     ]
 }
 

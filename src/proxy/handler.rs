@@ -162,6 +162,16 @@ async fn phases(
         }
     }
 
+    if let Some(name) = crate::wire::connection_names_end_to_end(req.headers()) {
+        return Err(Refusal::client(
+            StatusCode::BAD_REQUEST,
+            "connection_header",
+            format!(
+                "the Connection header names `{name}`, which would be stripped before forwarding: \
+                 the upstream would get another request than the one judged"
+            ),
+        ));
+    }
     // Classify: read the body only if a rule needs it.
     let (parts, body) = req.into_parts();
     let head = RequestHead {

@@ -50,6 +50,34 @@ pub struct Fields {
     pub map: BTreeMap<String, FieldValue>,
     /// Keys that appeared more than once.
     pub duplicates: Vec<String>,
+    /// Form keys whose brackets frameworks read differently (`[a]`, `a]`, `a[b]c`): Rack 2
+    /// and qs take `[amount]` for `amount`, this reader for `.amount`.
+    pub malformed: Vec<String>,
+}
+
+/// `name`, then any number of `[...]` with no bracket inside: the one shape every form reader
+/// (Rack, qs, PHP, Stripe's) splits the same way. Empty keys are skipped by all of them.
+pub fn well_formed_key(k: &str) -> bool {
+    let Some(open) = k.find('[') else {
+        return !k.contains(']');
+    };
+    let (name, mut rest) = k.split_at(open);
+    if name.is_empty() || name.contains(']') {
+        return false;
+    }
+    while !rest.is_empty() {
+        let Some(inner) = rest.strip_prefix('[') else {
+            return false;
+        };
+        let Some(close) = inner.find(']') else {
+            return false;
+        };
+        if inner[..close].contains('[') {
+            return false;
+        }
+        rest = &inner[close + 1..];
+    }
+    true
 }
 
 impl Fields {
@@ -72,6 +100,9 @@ impl Fields {
     pub fn add_form(&mut self, text: &str) {
         let mut pushes: BTreeMap<String, usize> = BTreeMap::new();
         for (k, v) in form_urlencoded::parse(text.as_bytes()) {
+            if !k.is_empty() && !well_formed_key(&k) {
+                self.malformed.push(k.to_string());
+            }
             let mut key = flatten_brackets(&k);
             if key.ends_with(".") {
                 let n = pushes.entry(key.clone()).or_insert(0);

@@ -68,7 +68,13 @@ pub fn operation(
         // A string or array cannot be resolved against: any variable use fails closed.
         Some(_) => Err("body_unparseable"),
     };
-    let doc: Doc<'_> = graphql_parser::parse_query(query).map_err(|_| "graphql_unparseable")?;
+    // The parser panics on some input (a block string indented with non-ASCII blanks slices a
+    // character apart): a panic is an unparseable query, held like any other.
+    let parsed = std::panic::catch_unwind(|| graphql_parser::parse_query(query));
+    let doc: Doc<'_> = match parsed {
+        Ok(Ok(doc)) => doc,
+        Ok(Err(_)) | Err(_) => return Err("graphql_unparseable"),
+    };
     // A name given to two operations or two fragments: which one runs is the server's guess.
     let mut names: Vec<(bool, &str)> = doc
         .definitions

@@ -29,6 +29,22 @@ static HOP_BY_HOP_NAMES: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
+/// A header the request carries that its `Connection` header names, other than the hop-by-hop
+/// ones: stripping it before forwarding would send the upstream another request than the one
+/// judged (`Connection: content-type` turns a JSON POST into a form one for Rack).
+pub fn connection_names_end_to_end(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        // HTTP2-Settings goes with an h2c upgrade offer (curl --http2 on http://): per
+        // connection, read by nobody upstream.
+        .find(|n| !HOP_BY_HOP_NAMES.contains(n) && n != "http2-settings" && headers.contains_key(n))
+        .map(|n| n.to_string())
+}
+
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the (few) names present: most messages carry none of these.
     if !headers.keys().any(|n| HOP_BY_HOP_NAMES.contains(n)) {

@@ -134,9 +134,15 @@ impl Catalog {
             }
         };
         if !needs_body && head.method == "POST" && media == Media::Form {
-            // Frameworks honour `_method` in a form body (Rack::MethodOverride and friends).
+            // Frameworks honour `_method` in a form body (Rack::MethodOverride and friends),
+            // also spelled `[_method]` (Rack 2) or after a `;` (Rack 1, Go before 1.17).
             let text = body.map(String::from_utf8_lossy).unwrap_or_default();
-            if form_urlencoded::parse(text.as_bytes()).any(|(k, _)| k == "_method") {
+            if text.contains(';') {
+                return esc("query_separator", "`;` in a form body".into());
+            }
+            if form_urlencoded::parse(text.as_bytes())
+                .any(|(k, _)| k == "_method" || !super::super::fields::well_formed_key(&k))
+            {
                 return esc("method_override", "`_method` in the form body".into());
             }
         }
@@ -150,10 +156,7 @@ impl Catalog {
                 }
                 Some([]) => {}
                 Some(b) => {
-                    // Shaped like JSON: `{`/`[` after whitespace or a byte-order mark.
-                    let start = b.trim_ascii_start();
-                    let start = start.strip_prefix(b"\xef\xbb\xbf").unwrap_or(start);
-                    let looks_json = start.first().is_some_and(|c| *c == b'{' || *c == b'[');
+                    let looks_json = shaped_like_json(b);
                     if media == Media::Form && looks_json {
                         // Servers that ignore Content-Type would read it as JSON.
                         return esc(
@@ -183,6 +186,10 @@ impl Catalog {
                         }
                     } else {
                         match std::str::from_utf8(b) {
+                            Ok(t) if t.contains(';') => {
+                                // Rack 1 and Go before 1.17 split a form on `;` as well.
+                                return esc("query_separator", "`;` in a form body".into());
+                            }
                             Ok(t) => fields.add_form(t),
                             Err(_) => {
                                 return esc("body_unparseable", "form body is not UTF-8".into())
@@ -190,6 +197,31 @@ impl Catalog {
                         }
                     }
                 }
+            }
+        }
+        if let Some(k) = fields.malformed.first().filter(|_| !is_read(head.method)) {
+            return esc(
+                "param_ambiguous",
+                format!("parameter `{k}`: form readers split its brackets differently"),
+            );
+        }
+        if media == Media::Json {
+            // A condition met from the query of a JSON write: servers that read fields from
+            // the JSON body only would not see it.
+            let mut from_query = Fields::default();
+            from_query.add_form(query);
+            let read = cands.iter().flat_map(|(r, _)| r.when.iter());
+            if let Some(c) = read
+                .into_iter()
+                .find(|c| from_query.get(&c.field).is_some())
+            {
+                return esc(
+                    "param_ambiguous",
+                    format!(
+                        "`{}` in the query of a JSON write: not every server reads it",
+                        c.field
+                    ),
+                );
             }
         }
         if let Some(k) = fields.duplicates.first() {
@@ -272,5 +304,30 @@ impl Catalog {
                 action.as_str()
             ),
         )
+    }
+}
+
+/// Whether a body starts like JSON (`{` or `[`) once whitespace, byte-order marks and
+/// `/* */` or `//` comments (which Ruby's JSON parsers skip) are passed over, in any order. An
+/// unterminated comment counts as JSON: it is not a plain form either.
+fn shaped_like_json(mut b: &[u8]) -> bool {
+    loop {
+        let before = b.len();
+        b = b.trim_ascii_start();
+        b = b.strip_prefix(b"\xef\xbb\xbf").unwrap_or(b);
+        if let Some(rest) = b.strip_prefix(b"/*") {
+            match rest.windows(2).position(|w| w == b"*/") {
+                Some(end) => b = &rest[end + 2..],
+                None => return true,
+            }
+        } else if let Some(rest) = b.strip_prefix(b"//") {
+            match rest.iter().position(|c| *c == b'\n') {
+                Some(end) => b = &rest[end + 1..],
+                None => return true,
+            }
+        }
+        if b.len() == before {
+            return b.first().is_some_and(|c| *c == b'{' || *c == b'[');
+        }
     }
 }

@@ -36,11 +36,12 @@ pub(super) fn graphql_request(
             if encoded(head.headers) {
                 return esc("body_encoded", "the GraphQL body is content-encoded");
             }
+            // Rack 2 reads `[query]` and `query]` as `query`: any bracket in a key may name one.
             let in_url = form_urlencoded::parse(query.as_bytes()).any(|(k, _)| {
                 matches!(
                     k.as_ref(),
                     "query" | "operationName" | "variables" | "extensions"
-                )
+                ) || k.contains(['[', ']'])
             });
             if in_url || query.contains(';') {
                 // Some servers take the operation from the URL of a POST, or merge both.

@@ -98,6 +98,13 @@ pub(super) fn media(headers: &http::HeaderMap) -> Result<Media, (&'static str, S
     let Ok(text) = value.to_str() else {
         return Err(("content_type_ambiguous", "Content-Type is not ASCII".into()));
     };
+    if text.contains(',') {
+        // Rack and Rails cut the media type at a `,` as well as at a `;`.
+        return Err((
+            "content_type_ambiguous",
+            format!("Content-Type {text:?} lists more than one type"),
+        ));
+    }
     let mut parts = text.split(';');
     let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
     let mut charsets = 0;
@@ -289,6 +296,10 @@ pub(super) fn check(
     fields: &Fields,
     params: &BTreeMap<String, String>,
 ) -> Result<bool, &'static str> {
+    if fields.get(&c.field).is_some() && params.contains_key(&c.field) {
+        // A body or query field named like the path parameter: frameworks differ on which wins.
+        return Err("param_ambiguous");
+    }
     let owned;
     let v = match fields.get(&c.field) {
         Some(v) => Some(v),
@@ -314,6 +325,11 @@ pub(super) fn check(
         _ => false,
     };
     Ok(match (&c.test, v) {
+        // null is "not given"; an empty string may read either way.
+        (Test::Present(want), Some(FieldValue::Null)) => !*want,
+        (Test::Present(_), Some(FieldValue::Str(s))) if s.is_empty() => {
+            return Err("value_unparseable")
+        }
         (Test::Present(want), v) => v.is_some() == *want,
         (_, None) => match &c.test {
             Test::MoneyOver { .. } => return Err("amount_unparseable"),
