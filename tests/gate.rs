@@ -170,6 +170,41 @@ async fn held_delete_runs_once_on_approval() {
     assert_eq!(agent_view["result"]["status"], 200);
 }
 
+/// A configured secret that `max_result_bytes` would cut in two is masked whole in the stored
+/// answer: it is read a secret's length past the cap, scrubbed, then cut (it was cut first,
+/// and the secret's head stored in clear).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_secret_cut_by_the_result_cap_is_masked_whole() {
+    const REAL: &str = "ghp_CAPtestCredential0123456789abcdefghij";
+    let dir = tempfile::tempdir().expect("dir");
+    let secret = dir.path().join("gh");
+    std::fs::write(&secret, REAL).expect("write");
+    // `{"you_sent":"Bearer ` is 20 bytes: the cap falls inside the secret.
+    let toml = format!(
+        "[gate]\nmax_result_bytes = 50\n[credentials.github]\nfile = {:?}\n",
+        support::path_str(&secret)
+    );
+    let (up, a) = setup(&toml).await;
+    let (status, headers, _) = hold_delete(&a, "/echo").await;
+    assert_eq!(status, 423);
+    let id = headers["airlock-review-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    let (code, body) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(up.count(), 1);
+    let stored = body["result"]["body"].as_str().unwrap_or_default();
+    assert_eq!(stored.len(), 50, "cut at the cap: {stored}");
+    assert!(
+        !stored.contains("ghp_CAP"),
+        "part of the secret stored: {stored}"
+    );
+    assert!(stored.ends_with(&"*".repeat(30)), "{stored}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rejection_never_executes_and_agent_sees_why() {
     let (up, a) = setup("").await;

@@ -33,6 +33,12 @@ impl Scrubber {
         })
     }
 
+    /// Length of the longest secret: a buffer cut anywhere needs this many bytes less one
+    /// past the cut for every secret that starts before it to be found whole.
+    pub fn longest(&self) -> usize {
+        self.longest
+    }
+
     /// Masks every occurrence in `buf`; returns how many it masked.
     pub fn scrub_bytes(&self, buf: &mut [u8]) -> usize {
         let mut n = 0;

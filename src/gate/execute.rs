@@ -101,9 +101,17 @@ impl Gate {
             Ok(permitted) => {
                 let cap = self.config().max_result_bytes;
                 let limit = self.config().execution_timeout;
-                match tokio::time::timeout(limit, send(&self.upstream, permitted, cap)).await {
+                // Read past the cap by a secret's length, scrub, then cut: a secret the cap
+                // would split is masked whole, never stored in part.
+                let slack = self
+                    .vault
+                    .scrubber()
+                    .map_or(0, |s| s.longest().saturating_sub(1));
+                let read = send(&self.upstream, permitted, cap.saturating_add(slack));
+                match tokio::time::timeout(limit, read).await {
                     Ok(mut o) => {
                         self.scrub(&mut o, &review.id);
+                        cut_body(&mut o, cap);
                         o
                     }
                     Err(_) => Outcome::Unknown(format!(
@@ -252,6 +260,19 @@ impl Gate {
         }
         if n > 0 {
             tracing::warn!(target: "airlock::scrub", review = %id, occurrences = n, "executed request's answer contained a configured secret; masked before storing");
+        }
+    }
+}
+
+/// Keeps at most `cap` bytes of an answer's body.
+fn cut_body(outcome: &mut Outcome, cap: usize) {
+    if let Outcome::Answered {
+        body, truncated, ..
+    } = outcome
+    {
+        if body.len() > cap {
+            body.truncate(cap);
+            *truncated = true;
         }
     }
 }
