@@ -205,6 +205,35 @@ async fn a_secret_cut_by_the_result_cap_is_masked_whole() {
     assert!(stored.ends_with(&"*".repeat(30)), "{stored}");
 }
 
+/// One unreadable review record past its deadline no longer stops the sweep for every other
+/// review (it heads the deadline index of each sweep, and the whole sweep failed on it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_unreadable_overdue_review_does_not_stop_expiry() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let toml = "[gate]\nreview_expiry = \"1s\"\nsweep_interval = \"1h\"\n";
+    let config = Airlock::config(toml, dir.path(), &up, HOSTS);
+    let store = support::FaultyStore::open(&config.store.path);
+    let a = Airlock::start_on_store(config, dir, Arc::new(TestRules), store.clone()).await;
+    let id =
+        |h: reqwest::header::HeaderMap| h["airlock-review-id"].to_str().expect("id").to_string();
+    let bad = id(hold_delete(&a, "/repos/o/a").await.1);
+    let good = id(hold_delete(&a, "/repos/o/b").await.1);
+    let mut b = airlock::store::Batch::default();
+    b.put(
+        airlock::store::Tree::Reviews,
+        bad.as_bytes(),
+        b"{\"not\":\"a review\"}",
+    );
+    assert!(airlock::store::Store::apply(store.inner.as_ref(), b).expect("apply"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(a.gate.sweep().await.expect("sweep"), 1);
+    let r = a.gate.get(&good).await.expect("get");
+    assert_eq!(r.state, ReviewState::Expired);
+    assert_eq!(up.count(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rejection_never_executes_and_agent_sees_why() {
     let (up, a) = setup("").await;

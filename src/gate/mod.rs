@@ -338,7 +338,15 @@ impl Gate {
             let Some(old_bytes) = old_bytes else {
                 continue; // removed meanwhile
             };
-            let old = decode_review(id, &old_bytes)?;
+            // One unreadable record must not stop every other review's transition (it heads
+            // the deadline index of every sweep): it is left as it is, loudly.
+            let old = match decode_review(id, &old_bytes) {
+                Ok(old) => old,
+                Err(e) => {
+                    tracing::error!(review = %id, error = %e, "skipping an unreadable review record");
+                    continue;
+                }
+            };
             if let Ok((next, batch)) = self.next_version(&old_bytes, &old, &change) {
                 p.moves.push((old, next));
                 p.batches.push(batch);
