@@ -234,6 +234,57 @@ async fn one_unreadable_overdue_review_does_not_stop_expiry() {
     assert_eq!(up.count(), 0);
 }
 
+/// An agent waiting (`Airlock-Wait`) whose review is approved and still being sent when its
+/// wait ends gets the upstream's answer once the send ends, not 423 "it has not been sent"
+/// while the upstream already has the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wait_that_ends_during_the_send_gets_the_outcome() {
+    let (up, a) = setup("[gate]\nexecution_timeout = \"20s\"\n").await;
+    let client = a.client();
+    let agent = tokio::spawn(async move {
+        let r = client
+            .delete("https://api.github.com/repos/octo/stall")
+            .header("airlock-wait", "1")
+            .send()
+            .await
+            .expect("send");
+        (r.status(), r.text().await.expect("text"))
+    });
+    let id = loop {
+        let pending = support::all_reviews(&a.gate, Some(ReviewState::Pending)).await;
+        if let Some(r) = pending.first() {
+            break r.id.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (addr, token) = (a.admin_addr, a.admin_token.clone());
+    let approving = tokio::spawn(async move {
+        airlock::admin::client::call(
+            addr,
+            &token,
+            http::Method::POST,
+            &format!("/v1/reviews/{id}/approve"),
+            None,
+        )
+        .await
+    });
+    while up.count() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The wait (1 s) ends while the upstream holds the request.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !agent.is_finished(),
+        "answered while the request was being sent"
+    );
+    up.state.unstall.notify_waiters();
+    let (status, text) = agent.await.expect("agent");
+    assert_eq!(status, 200, "{text}");
+    assert!(!text.contains("not been sent"), "{text}");
+    let _ = approving.await;
+    assert_eq!(up.count(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rejection_never_executes_and_agent_sees_why() {
     let (up, a) = setup("").await;

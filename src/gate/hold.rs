@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::HeaderMap;
 
 use super::events::escalation_event;
-use super::review::{self, Review, StoredRequest};
+use super::review::{self, Review, ReviewState, StoredRequest};
 use super::{new_id, Gate, GateError, HeldRequest, Hold, HoldRefusal, WAIT_HEADER};
 use crate::audit::Beside;
 use crate::rules::Verdict;
@@ -71,10 +71,20 @@ impl Gate {
         // Never blocks: a full or failing channel cannot hold up the gate.
         self.notifier.escalated(review.escalation());
         if let Some(wait) = wait {
-            if let Ok(done) = self.wait_final(&review.id, wait).await {
+            if let Ok(mut done) = self.wait_final(&review.id, wait).await {
+                if matches!(done.state, ReviewState::Approved | ReviewState::Executing) {
+                    // Approved and being sent at the deadline: its outcome is at most the send's
+                    // timeout away, and "not sent" would be false.
+                    let more = self.cfg.execution_timeout + Duration::from_secs(5);
+                    if let Ok(later) = self.wait_final(&review.id, more).await {
+                        done = later;
+                    }
+                }
                 if done.state.is_final() {
                     return Hold::Finished(Box::new(done));
                 }
+                // Answered with the review as it is now, so the answer says what is true.
+                return Hold::Held(Box::new(done));
             }
         }
         Hold::Held(Box::new(review))

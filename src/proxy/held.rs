@@ -109,11 +109,20 @@ pub fn dress_blocked(body: &mut serde_json::Value, service: Option<&str>, host: 
 
 /// The sentence every client shows: the review id and where to poll.
 pub fn held_message(r: &Review) -> String {
+    let (id, url) = (&r.id, agent_api::status_url(&r.id));
+    if sending(r) {
+        return format!(
+            "Approved as {id} and being sent; it may already have reached the upstream. Poll {url} (through the proxy) for the outcome."
+        );
+    }
     format!(
-        "Held for human review as {id}; it has not been sent. Poll {url} (through the proxy) for the outcome.",
-        id = r.id,
-        url = agent_api::status_url(&r.id)
+        "Held for human review as {id}; it has not been sent. Poll {url} (through the proxy) for the outcome."
     )
+}
+
+/// Approved and not yet answered: bytes may have left.
+fn sending(r: &Review) -> bool {
+    matches!(r.state, ReviewState::Approved | ReviewState::Executing)
 }
 
 /// The immediate non-2xx answer to an escalated request.
@@ -203,10 +212,17 @@ pub fn review_headers(h: &mut HeaderMap, r: &Review, outcome: &'static str) {
 /// A held push, as a report rejecting every ref with the review id.
 fn git_held(g: &ReportRequest, r: &Review) -> Option<Response<Body>> {
     let note = [
-        format!(
-            "Airlock: held for human review as {}; nothing was sent to {}.",
-            r.id, r.request.host
-        ),
+        if sending(r) {
+            format!(
+                "Airlock: approved as {}; being sent to {}, it may already have arrived.",
+                r.id, r.request.host
+            )
+        } else {
+            format!(
+                "Airlock: held for human review as {}; nothing was sent to {}.",
+                r.id, r.request.host
+            )
+        },
         format!(
             "Airlock: poll {} (through the proxy) for the outcome.",
             agent_api::status_url(&r.id)
