@@ -285,6 +285,41 @@ async fn a_wait_that_ends_during_the_send_gets_the_outcome() {
     assert_eq!(up.count(), 1);
 }
 
+/// A request that was sent and answered, whose outcome's audit entry then failed, is reported
+/// as executed with its outcome, not as "the gated action did not proceed" (503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sent_request_whose_outcome_audit_failed_is_reported_as_sent() {
+    use std::sync::atomic::Ordering::SeqCst;
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = Airlock::config("", dir.path(), &up, HOSTS);
+    let store = support::FaultyStore::open(&config.store.path);
+    let a = Airlock::start_on_store(config, dir, Arc::new(TestRules), store.clone()).await;
+    let (status, headers, _) = hold_delete(&a, "/repos/octo/stall").await;
+    assert_eq!(status, 423);
+    let id = headers["airlock-review-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    let (addr, token) = (a.admin_addr, a.admin_token.clone());
+    let path = format!("/v1/reviews/{id}/approve");
+    let approving = tokio::spawn(async move {
+        airlock::admin::client::call(addr, &token, http::Method::POST, &path, None).await
+    });
+    while up.count() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Sent; the audit log fails before the answer comes back.
+    store.fail_audit.store(true, SeqCst);
+    up.state.unstall.notify_waiters();
+    let (code, body) = approving.await.expect("join").expect("call");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["state"], "executed", "{body}");
+    assert!(!body.to_string().contains("did not proceed"), "{body}");
+    assert_eq!(up.count(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rejection_never_executes_and_agent_sees_why() {
     let (up, a) = setup("").await;

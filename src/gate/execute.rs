@@ -123,37 +123,47 @@ impl Gate {
         };
         let finished = self.now_ms();
         let done_id = review.id.clone();
-        self.blocking(move |g| {
-            g.transition(&done_id, |cur| {
-                let mut next = cur.clone();
-                let exec = next.execution.get_or_insert(Execution::started(started));
-                exec.finished_at_ms = Some(finished);
-                match &outcome {
-                    Outcome::Answered {
-                        status,
-                        headers,
-                        body,
-                        truncated,
-                    } => {
-                        next.state = ReviewState::Executed;
-                        exec.status = Some(*status);
-                        exec.headers = headers.clone();
-                        exec.body_b64 = b64(body);
-                        exec.body_truncated = *truncated;
+        let recorded = self
+            .blocking(move |g| {
+                g.transition(&done_id, |cur| {
+                    let mut next = cur.clone();
+                    let exec = next.execution.get_or_insert(Execution::started(started));
+                    exec.finished_at_ms = Some(finished);
+                    match &outcome {
+                        Outcome::Answered {
+                            status,
+                            headers,
+                            body,
+                            truncated,
+                        } => {
+                            next.state = ReviewState::Executed;
+                            exec.status = Some(*status);
+                            exec.headers = headers.clone();
+                            exec.body_b64 = b64(body);
+                            exec.body_truncated = *truncated;
+                        }
+                        Outcome::NotSent(e) => {
+                            next.state = ReviewState::Failed;
+                            exec.error = Some(e.clone());
+                        }
+                        Outcome::Unknown(e) => {
+                            next.state = ReviewState::OutcomeUnknown;
+                            exec.error = Some(e.clone());
+                        }
                     }
-                    Outcome::NotSent(e) => {
-                        next.state = ReviewState::Failed;
-                        exec.error = Some(e.clone());
-                    }
-                    Outcome::Unknown(e) => {
-                        next.state = ReviewState::OutcomeUnknown;
-                        exec.error = Some(e.clone());
-                    }
-                }
-                Ok(next)
+                    Ok(next)
+                })
             })
-        })
-        .await
+            .await;
+        match recorded {
+            // The outcome is stored; only its audit entry failed. The request was sent: the
+            // caller gets the outcome, never "did not proceed".
+            Err(GateError::Audit(why)) => {
+                tracing::error!(review = %review.id, error = %why, "the outcome of a sent request is stored but not in the audit log");
+                self.get(&review.id).await
+            }
+            other => other,
+        }
     }
 }
 
