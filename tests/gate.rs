@@ -320,6 +320,58 @@ async fn a_sent_request_whose_outcome_audit_failed_is_reported_as_sent() {
     assert_eq!(up.count(), 1);
 }
 
+/// A send that ends after its claim was taken over (on a shared store: the lease lapsed, the
+/// review was given up and claimed anew by another instance's retry) does not record its
+/// outcome over the new claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_send_that_lost_its_claim_does_not_overwrite_the_new_one() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = Airlock::config("", dir.path(), &up, HOSTS);
+    let store = support::FaultyStore::open(&config.store.path);
+    let a = Airlock::start_on_store(config, dir, Arc::new(TestRules), store.clone()).await;
+    let (_, headers, _) = hold_delete(&a, "/repos/octo/stall").await;
+    let id = headers["airlock-review-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    let (addr, token) = (a.admin_addr, a.admin_token.clone());
+    let path = format!("/v1/reviews/{id}/approve");
+    let approving = tokio::spawn(async move {
+        airlock::admin::client::call(addr, &token, http::Method::POST, &path, None).await
+    });
+    while up.count() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Another instance's claim replaces this one's while the upstream holds the request.
+    let mut taken = a.gate.get(&id).await.expect("get");
+    assert_eq!(taken.state, ReviewState::Executing);
+    if let Some(e) = taken.execution.as_mut() {
+        e.instance = Some("other-host:1".into());
+    }
+    let mut b = airlock::store::Batch::default();
+    b.put(
+        airlock::store::Tree::Reviews,
+        id.as_bytes(),
+        &taken.encode().expect("encode"),
+    );
+    assert!(airlock::store::Store::apply(store.inner.as_ref(), b).expect("apply"));
+    up.state.unstall.notify_waiters();
+    let (code, body) = approving.await.expect("join").expect("call");
+    assert_eq!(code, 200, "{body}");
+    let now = a.gate.get(&id).await.expect("get");
+    assert_eq!(
+        now.state,
+        ReviewState::Executing,
+        "the new claim was overwritten"
+    );
+    assert_eq!(
+        now.execution.and_then(|e| e.instance).as_deref(),
+        Some("other-host:1")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rejection_never_executes_and_agent_sees_why() {
     let (up, a) = setup("").await;

@@ -27,6 +27,17 @@ enum Outcome {
     Unknown(String),
 }
 
+impl Outcome {
+    /// For the log: the status, or why there is none.
+    fn summary(&self) -> String {
+        match self {
+            Outcome::Answered { status, .. } => format!("answered {status}"),
+            Outcome::NotSent(e) => format!("not sent: {e}"),
+            Outcome::Unknown(e) => format!("unknown: {e}"),
+        }
+    }
+}
+
 /// A review's audit entries read before its claim: far more than any review makes.
 const MOST_ENTRIES: usize = 10_000;
 
@@ -126,6 +137,20 @@ impl Gate {
         let recorded = self
             .blocking(move |g| {
                 g.transition(&done_id, |cur| {
+                    // Only over this instance's own claim: on a shared store another instance
+                    // may have given the claim up (its lease lapsed) and a retry claimed it anew.
+                    let ours = cur.state == ReviewState::Executing
+                        && cur.execution.as_ref().is_some_and(|e| {
+                            e.started_at_ms == started
+                                && e.instance.as_deref() == Some(g.instance.as_str())
+                        });
+                    if !ours {
+                        tracing::error!(review = %cur.id, state = cur.state.as_str(), outcome = %outcome.summary(), "a send ended after its claim was given up; its outcome is not recorded over the review's current state");
+                        return Err(GateError::AlreadyDecided {
+                            id: cur.id.clone(),
+                            state: cur.state.as_str(),
+                        });
+                    }
                     let mut next = cur.clone();
                     let exec = next.execution.get_or_insert(Execution::started(started));
                     exec.finished_at_ms = Some(finished);
@@ -156,6 +181,7 @@ impl Gate {
             })
             .await;
         match recorded {
+            Err(GateError::AlreadyDecided { .. }) => self.get(&review.id).await,
             // The outcome is stored; only its audit entry failed. The request was sent: the
             // caller gets the outcome, never "did not proceed".
             Err(GateError::Audit(why)) => {
