@@ -746,6 +746,17 @@ async fn cli_lists_and_approves() {
         "{text}"
     );
     assert_eq!(up.count(), 1, "the retry reached the upstream once");
+    // An id an agent crafted so that rejecting it approves (`rev_X/approve?` made the path
+    // `/v1/reviews/rev_X/approve?/reject`) is refused before any call.
+    let out = run(vec![
+        "reviews".into(),
+        "reject".into(),
+        format!("{id}/approve?"),
+    ])
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is not a review id"), "{err}");
     let out = run(vec!["reviews".into(), "list".into()]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

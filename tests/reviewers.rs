@@ -331,6 +331,27 @@ async fn extending_a_deadline() {
         .as_reviewer("bob", &id, "extend", serde_json::json!({"by": "1h"}))
         .await;
     assert_eq!(st, 409, "a decided review cannot be extended");
+    // A deadline beyond the 7-day ceiling (a rule's own expiry) is never moved earlier.
+    let id = s.hold("/repos/far").await;
+    let far = s.a.gate.get(&id).await.expect("get");
+    let mut moved = far.clone();
+    moved.expires_at_ms += 30 * 86_400_000;
+    let mut b = airlock::store::Batch::default();
+    b.put(
+        airlock::store::Tree::Reviews,
+        id.as_bytes(),
+        &moved.encode().expect("encode"),
+    );
+    assert!(airlock::store::Store::apply(s.store.inner.as_ref(), b).expect("apply"));
+    let (st, r) = s
+        .as_reviewer("bob", &id, "extend", serde_json::json!({"by": "1h"}))
+        .await;
+    assert_eq!(st, 200, "{r}");
+    let after = s.a.gate.get(&id).await.expect("get");
+    assert_eq!(
+        after.expires_at_ms, moved.expires_at_ms,
+        "extending shortened it"
+    );
 }
 
 /// A retry sends the request, so it is held to the approval rules: the agent's owner may not

@@ -376,11 +376,15 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
     if path == "/readyz" {
         return match admin.gate.totals().await {
             Ok(_) => json_response(StatusCode::OK, &serde_json::json!({"ready": true})),
-            Err(e) => err(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
-                &format!("the review store does not answer: {e}"),
-            ),
+            Err(e) => {
+                // Unauthenticated: the detail (a path, a database address) goes to the log.
+                tracing::warn!(error = %e, "readiness check: the review store does not answer");
+                err(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not_ready",
+                    "the review store does not answer (details in Airlock's log)",
+                )
+            }
         };
     }
     if !host_ok(admin, &req) {

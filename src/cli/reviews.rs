@@ -32,11 +32,15 @@ pub(super) enum ReviewsCommand {
         all: bool,
     },
     /// Show one review with its stored request.
-    Show { id: String },
+    Show {
+        #[arg(value_parser = review_id)]
+        id: String,
+    },
     /// Approve a pending review; Airlock then sends the stored request once. Prints one summary
     /// line, then the review as JSON. Exit status: 0 executed (or still waiting for more
     /// approvals), 3 failed (not sent), 4 outcome_unknown (may have been sent), 1 an error.
     Approve {
+        #[arg(value_parser = review_id)]
         id: String,
         #[arg(long)]
         comment: Option<String>,
@@ -46,6 +50,7 @@ pub(super) enum ReviewsCommand {
     },
     /// Reject a pending review.
     Reject {
+        #[arg(value_parser = review_id)]
         id: String,
         #[arg(long)]
         comment: Option<String>,
@@ -57,6 +62,7 @@ pub(super) enum ReviewsCommand {
     /// reached afresh. Summary line and exit status as for approve: 0 executed (or waiting for
     /// more retry approvals), 3 failed (not sent), 4 outcome_unknown, 1 an error.
     Retry {
+        #[arg(value_parser = review_id)]
         id: String,
         #[arg(long)]
         comment: Option<String>,
@@ -65,11 +71,27 @@ pub(super) enum ReviewsCommand {
     },
     /// Give a pending review more time before it expires.
     Extend {
+        #[arg(value_parser = review_id)]
         id: String,
         /// How much longer, e.g. 2h.
         #[arg(long)]
         by: String,
     },
+}
+
+/// A review id as Airlock makes them: `rev_`, then letters and digits. Nothing a path or a
+/// query could be made of, so `reviews reject 'rev_X/approve?'` cannot become an approval.
+fn review_id(s: &str) -> std::result::Result<String, String> {
+    let well_formed = s
+        .strip_prefix("rev_")
+        .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if well_formed {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a review id (rev_ followed by letters and digits)"
+        ))
+    }
 }
 
 pub(super) async fn reviews(

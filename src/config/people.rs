@@ -175,6 +175,10 @@ pub fn agent_entry(
             "agent name {name:?} must be 1-64 characters of letters, digits, '-', '_', '.'"
         ));
     }
+    if name.eq_ignore_ascii_case("anonymous") {
+        // What requests without Proxy-Authorization are called under `allow_anonymous`.
+        return Err(format!("agent name {name:?} is reserved"));
+    }
     if owner.is_some_and(|o| crate::person::key(o).is_empty()) {
         return Err(format!("agent {name:?}: owner is blank"));
     }

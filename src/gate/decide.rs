@@ -227,11 +227,14 @@ impl Gate {
                 cur.may_send(&reviewer, &people, "extend")
                     .map_err(GateError::Forbidden)?;
                 let mut next = cur.clone();
+                // At most 7 days ahead, but never earlier than it was (a rule's own expiry may
+                // be longer than that).
                 let ceiling = now.saturating_add(7 * 86_400_000);
                 next.expires_at_ms = cur
                     .expires_at_ms
                     .saturating_add(by.as_millis() as u64)
-                    .min(ceiling);
+                    .min(ceiling)
+                    .max(cur.expires_at_ms);
                 Ok(next)
             })
         })

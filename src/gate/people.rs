@@ -226,6 +226,19 @@ pub fn check_policies(
     agents: &[AgentConfig],
 ) -> PolicyReport {
     let mut report = PolicyReport::default();
+    if people.has_reviewers() {
+        for agent in agents {
+            let Some(owner) = &agent.owner else { continue };
+            if people.by_name(owner).is_none() {
+                // Self-approval is refused by name: an owner spelled unlike her reviewer name
+                // (`alice@example.com` for reviewer `alice`) would approve her own agent.
+                report.warnings.push(format!(
+                    "agent {}: owner {owner:?} names no configured reviewer; if its owner reviews as another name, she can approve her own agent's requests (set owner to her reviewer name)",
+                    agent.name
+                ));
+            }
+        }
+    }
     for rule in rules {
         let p = &rule.policy;
         let at = format!("{}: tool {}", rule.rule_id, rule.tool);
@@ -321,6 +334,32 @@ mod tests {
                 self_approval: false,
             },
         }
+    }
+
+    /// Self-approval is refused by name: an owner spelled unlike every reviewer name (an email
+    /// for reviewer `alice`) is warned about, since that owner could approve her own agent.
+    #[test]
+    fn an_owner_who_names_no_reviewer_is_warned_about() {
+        let people = People::new(vec![reviewer("alice", &[])], false);
+        let agent = |owner: &str| {
+            crate::config::agent_entry("bot", &"ab".repeat(32), &[], &[], Some(owner))
+                .expect("agent")
+        };
+        let r = check_policies(&people, &[], &[agent("alice@example.com")]);
+        assert_eq!(r.warnings.len(), 1, "{r:?}");
+        assert!(
+            r.warnings[0].contains("owner \"alice@example.com\" names no configured reviewer"),
+            "{r:?}"
+        );
+        assert!(check_policies(&people, &[], &[agent("Alice")])
+            .warnings
+            .is_empty());
+        assert!(
+            check_policies(&People::default(), &[], &[agent("x@y")])
+                .warnings
+                .is_empty(),
+            "no reviewers: nothing to approve with"
+        );
     }
 
     #[test]
