@@ -1370,3 +1370,43 @@ for fd, name in ((0, "own"),):
     assert!(text.contains("OUTER_GOT:[]"), "{text}");
     assert!(!text.contains("OUTER_GOT:[echo INJECTED"), "{text}");
 }
+
+/// Host unix sockets reached by path are a way around the proxy whatever the network namespace
+/// (systemd-resolved, D-Bus, nscd, a local PostgreSQL and a user's session bus all live under
+/// /run): the sandbox gets a private /run, and /dev/log is hidden.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn host_unix_sockets_under_run_are_out_of_reach() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = setup().await;
+    if !s.netns_allowed().await {
+        return;
+    }
+    let dir = std::path::PathBuf::from(format!("/run/{}", unique("airlock-sock")));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let sock = dir.join("host.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let probe = format!(
+        "{py} -c \"import socket; s = socket.socket(socket.AF_UNIX); s.connect('{sock}')\" \
+         2>/dev/null && echo REACHED || echo UNREACHED",
+        py = python(),
+        sock = sock.display()
+    );
+    // Control: the socket takes connections from the host.
+    let host = std::process::Command::new("sh")
+        .args(["-c", &probe])
+        .output()
+        .expect("sh");
+    assert_eq!(String::from_utf8_lossy(&host.stdout).trim(), "REACHED");
+    let (code, out, err) = s.run(&[], &format!("{probe}; ls -A /run | wc -l")).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first().copied(), Some("UNREACHED"), "{out}");
+    assert_eq!(
+        lines.get(1).copied(),
+        Some("0"),
+        "the sandbox's /run is empty: {out}"
+    );
+}

@@ -43,8 +43,13 @@ const SYSTEM_BUNDLES: &[&str] = &[
     "/etc/ssl/cert.pem",
 ];
 
-/// Directories that get a private, empty tmpfs inside the sandbox (when they exist).
-const PRIVATE_DIRS: &[&str] = &["/tmp", "/var/tmp", "/dev/shm"];
+/// Directories that get a private, empty tmpfs inside the sandbox (when they exist). `/run`
+/// holds the host's unix sockets (systemd-resolved, D-Bus, nscd, a local PostgreSQL, a user's
+/// session bus), reachable by path whatever the network namespace: a way around the proxy.
+/// Its world-writable corners (`/run/lock`) would also carry data from one run to the next.
+const PRIVATE_DIRS: &[&str] = &["/tmp", "/var/tmp", "/dev/shm", "/run"];
+/// Host sockets outside those directories: the syslog socket (rsyslog may forward off-host).
+const HIDDEN_SOCKETS: &[&str] = &["/dev/log"];
 /// Inside the sandbox (on its private /tmp): the CA files, and HOME for a user without one.
 const RUN_DIR: &str = "/tmp/airlock-run";
 const PRIVATE_HOME: &str = "/tmp/home";
@@ -300,7 +305,15 @@ fn plan(
     pass_fds: Vec<RawFd>,
     pty: Option<&pty::Pty>,
 ) -> Result<spawn::Plan, SandboxError> {
-    let (hide_dirs, hide_files) = hide_targets(&opts.hide)?;
+    let (hide_dirs, mut hide_files) = hide_targets(&opts.hide)?;
+    for s in HIDDEN_SOCKETS {
+        // Its target (a symlink into /run, or the socket itself), when there is one.
+        if let Ok(target) = std::fs::canonicalize(s) {
+            if !target.is_dir() && !hide_files.contains(&target) {
+                hide_files.push(target);
+            }
+        }
+    }
     let hidden = |p: &Path| hide_dirs.iter().any(|d| p.starts_with(d));
     let private_dirs: Vec<PathBuf> = PRIVATE_DIRS
         .iter()
