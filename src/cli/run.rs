@@ -33,6 +33,10 @@ pub(super) struct RunArgs {
     /// Allow COMMAND to run as root (uid or gid 0, or ids mapping to root): weak isolation.
     #[arg(long)]
     allow_root: bool,
+    /// Allow --user to name a login account: COMMAND then holds that person's files, keys and
+    /// sessions (a session bus starts processes outside the sandbox).
+    #[arg(long)]
+    allow_login_user: bool,
     /// Keep this open descriptor in COMMAND (repeatable); all others above 2 are closed.
     #[arg(long = "pass-fd", value_name = "N")]
     pass_fd: Vec<i32>,
@@ -99,6 +103,7 @@ pub(super) fn run_cmd(config: Config, args: RunArgs) -> Result<i32> {
         user,
         uid_range,
         allow_root: args.allow_root,
+        allow_login_user: args.allow_login_user,
         weak: args.weak,
         pass_fds: args.pass_fd,
         env: args.env,

@@ -155,6 +155,43 @@ pub fn check_ids(run_as: RunAs, allow_root: bool) -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// Refuses a login account (a user with a shell that is not `nologin`/`false`) unless allowed:
+/// COMMAND would hold that person's home (tokens in `~/.config`, `~/.aws`, ssh and gpg agents),
+/// her terminals, and her session bus, which starts processes outside the sandbox.
+pub fn check_login_account(run_as: RunAs, allowed: bool) -> Result<(), SandboxError> {
+    let Some((name, shell)) = login_shell(run_as.uid) else {
+        return Ok(());
+    };
+    let why = format!("uid {} is the login account {name} (shell {shell})", run_as.uid);
+    if !allowed {
+        return Err(SandboxError::Invalid(format!(
+            "--user: {why}; COMMAND would hold that person's files, keys, terminals and session              bus. Use the default (a uid of its own) or a service account, or pass              --allow-login-user"
+        )));
+    }
+    tracing::warn!("airlock run --allow-login-user: {why}; COMMAND can use what that person can");
+    Ok(())
+}
+
+/// The name and shell NSS gives `uid`, if that shell lets someone log in.
+fn login_shell(uid: u32) -> Option<(String, String)> {
+    let mut buf = vec![0u8; 64 * 1024];
+    // SAFETY: the record and the buffer are ours and outlive the call; the strings are read
+    // before either is dropped.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        let r = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut found);
+        if r != 0 || found.is_null() || pwd.pw_shell.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        let shell = std::ffi::CStr::from_ptr(pwd.pw_shell).to_string_lossy().into_owned();
+        let name = std::ffi::CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned();
+        // An empty shell is /bin/sh.
+        let no_login = shell.ends_with("/nologin") || shell.ends_with("/false");
+        (!no_login).then_some((name, shell))
+    }
+}
+
 /// A uid reserved for this run: held (flock) until the lease and every copy of its descriptor
 /// (the sandbox's init holds one) are gone.
 pub struct UidLease {
@@ -169,17 +206,26 @@ impl UidLease {
     }
 }
 
-/// Picks a free uid from `range`: one whose lock file can be locked, that owns no process and
-/// has no passwd entry. Starts at a random offset so concurrent runs rarely contend.
+/// Picks a free uid from `range`: one whose lock file can be locked, that owns no process, is
+/// neither a user nor a group the system knows (NSS: /etc/passwd and /etc/group, and LDAP or
+/// SSSD where configured, whose ranges often start at 200000) and lies in no subordinate
+/// range (`/etc/subuid`, `/etc/subgid`: rootless containers' files). Starts at a random offset
+/// so concurrent runs rarely contend.
 pub fn allocate(range: UidRange) -> Result<UidLease, SandboxError> {
     let dir = lock_dir()?;
     let busy = uids_in_use();
     let listed = passwd_uids();
+    let subordinate = subordinate_ranges();
     let start = rand::random::<u64>() % range.len();
     for i in 0..range.len() {
         let uid = range.first + ((start + i) % range.len()) as u32;
         let run_as = RunAs { uid, gid: uid };
-        if busy.contains(&uid) || listed.contains(&uid) || run_as.root_like().is_some() {
+        if busy.contains(&uid)
+            || listed.contains(&uid)
+            || run_as.root_like().is_some()
+            || subordinate.iter().any(|r| r.contains(&u64::from(uid)))
+            || known_id(uid)
+        {
             continue;
         }
         let path = dir.join(format!("{uid}.lock"));
@@ -269,6 +315,45 @@ fn uids_in_use() -> HashSet<u32> {
     out
 }
 
+/// Whether the system's user or group database knows `id` (through NSS, so LDAP and SSSD too).
+/// A failed lookup counts as known: the id is not handed out.
+fn known_id(id: u32) -> bool {
+    let mut buf = vec![0u8; 64 * 1024];
+    // SAFETY: the records and the buffer are ours and outlive the calls; sizes are given.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        let r = libc::getpwuid_r(id, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut found);
+        if r != 0 || !found.is_null() {
+            return true;
+        }
+        let mut grp: libc::group = std::mem::zeroed();
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        let r = libc::getgrgid_r(id, &mut grp, buf.as_mut_ptr().cast(), buf.len(), &mut found);
+        r != 0 || !found.is_null()
+    }
+}
+
+/// The ranges `/etc/subuid` and `/etc/subgid` give out (`name:first:count` lines).
+fn subordinate_ranges() -> Vec<std::ops::Range<u64>> {
+    ["/etc/subuid", "/etc/subgid"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|text| parse_subordinate(&text))
+        .collect()
+}
+
+fn parse_subordinate(text: &str) -> Vec<std::ops::Range<u64>> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.trim().split(':').skip(1);
+            let first: u64 = f.next()?.trim().parse().ok()?;
+            let count: u64 = f.next()?.trim().parse().ok()?;
+            Some(first..first.saturating_add(count))
+        })
+        .collect()
+}
+
 fn passwd_uids() -> HashSet<u32> {
     let text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     text.lines()
@@ -300,6 +385,30 @@ fn passwd_entry(pred: impl Fn(&PasswdEntry) -> bool) -> Option<PasswdEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subordinate_ranges_parse_and_known_ids_are_found() {
+        let r = parse_subordinate("alice:100000:65536\n# comment\nbob:165536:65536\nbad\n");
+        assert_eq!(r, vec![100000..165536, 165536..231072]);
+        // root is a user and a group every system knows; a far id is neither (here).
+        assert!(known_id(0));
+        assert!(!known_id(3_999_999_999));
+    }
+
+    /// root logs in with a shell everywhere: as a `--user` it is a login account (refused
+    /// unless allowed); a uid nobody has is not.
+    #[test]
+    fn login_accounts_are_refused_unless_allowed() {
+        let root = RunAs { uid: 0, gid: 0 };
+        let err = check_login_account(root, false).expect_err("root has a login shell");
+        assert!(err.to_string().contains("--allow-login-user"), "{err}");
+        assert!(check_login_account(root, true).is_ok());
+        let nobody_here = RunAs {
+            uid: 3_999_999_999,
+            gid: 3_999_999_999,
+        };
+        assert!(check_login_account(nobody_here, false).is_ok());
+    }
 
     #[test]
     fn uid_ranges_parse() {

@@ -107,6 +107,8 @@ pub struct RunOptions {
     pub uid_range: UidRange,
     /// Allow the user to be root (or map to it).
     pub allow_root: bool,
+    /// Allow `user` to be a login account (a shell that is not `nologin`/`false`).
+    pub allow_login_user: bool,
     /// No namespace: environment variables only.
     pub weak: bool,
     /// Descriptors COMMAND keeps (`--pass-fd`); every other one above 2 is closed.
@@ -142,6 +144,10 @@ pub fn run(opts: RunOptions) -> Result<i32, SandboxError> {
     }
     if let Some(user) = opts.user {
         child::check_ids(user, opts.allow_root)?;
+        if user.root_like().is_none() {
+            // Root is --allow-root's to allow, with its own warning.
+            child::check_login_account(user, opts.allow_login_user)?;
+        }
     }
     // First: without privilege, this is the error to see.
     let (ns, listener) = Netns::create(proxy.port())?;
