@@ -162,10 +162,15 @@ pub fn check_login_account(run_as: RunAs, allowed: bool) -> Result<(), SandboxEr
     let Some((name, shell)) = login_shell(run_as.uid) else {
         return Ok(());
     };
-    let why = format!("uid {} is the login account {name} (shell {shell})", run_as.uid);
+    let why = format!(
+        "uid {} is the login account {name} (shell {shell})",
+        run_as.uid
+    );
     if !allowed {
         return Err(SandboxError::Invalid(format!(
-            "--user: {why}; COMMAND would hold that person's files, keys, terminals and session              bus. Use the default (a uid of its own) or a service account, or pass              --allow-login-user"
+            "--user: {why}; COMMAND would hold that person's files, keys, terminals and session \
+             bus. Use the default (a uid of its own) or a service account, or pass \
+             --allow-login-user"
         )));
     }
     tracing::warn!("airlock run --allow-login-user: {why}; COMMAND can use what that person can");
@@ -180,12 +185,22 @@ fn login_shell(uid: u32) -> Option<(String, String)> {
     unsafe {
         let mut pwd: libc::passwd = std::mem::zeroed();
         let mut found: *mut libc::passwd = std::ptr::null_mut();
-        let r = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut found);
+        let r = libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        );
         if r != 0 || found.is_null() || pwd.pw_shell.is_null() || pwd.pw_name.is_null() {
             return None;
         }
-        let shell = std::ffi::CStr::from_ptr(pwd.pw_shell).to_string_lossy().into_owned();
-        let name = std::ffi::CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned();
+        let shell = std::ffi::CStr::from_ptr(pwd.pw_shell)
+            .to_string_lossy()
+            .into_owned();
+        let name = std::ffi::CStr::from_ptr(pwd.pw_name)
+            .to_string_lossy()
+            .into_owned();
         // An empty shell is /bin/sh.
         let no_login = shell.ends_with("/nologin") || shell.ends_with("/false");
         (!no_login).then_some((name, shell))

@@ -140,10 +140,22 @@ impl Catalog {
             if text.contains(';') {
                 return esc("query_separator", "`;` in a form body".into());
             }
-            if form_urlencoded::parse(text.as_bytes())
-                .any(|(k, _)| k == "_method" || !super::super::fields::well_formed_key(&k))
-            {
-                return esc("method_override", "`_method` in the form body".into());
+            for (k, _) in form_urlencoded::parse(text.as_bytes()) {
+                // Its name as Rack 2 reads it: leading `[`, and `]` before any `[`, dropped.
+                let name = k
+                    .trim_start_matches('[')
+                    .split('[')
+                    .next()
+                    .unwrap_or_default();
+                if name.trim_end_matches(']') == "_method" {
+                    return esc("method_override", "`_method` in the form body".into());
+                }
+                if !super::super::fields::well_formed_key(&k) {
+                    return esc(
+                        "param_ambiguous",
+                        format!("form key `{k}`: form readers split its brackets differently"),
+                    );
+                }
             }
         }
         if needs_body {
