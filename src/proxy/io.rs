@@ -55,6 +55,11 @@ impl Activity {
 
     fn wrote(&self) {
         self.touch();
+        self.unstuck();
+    }
+
+    /// The peer took what was waiting (a flush that had to wait went through).
+    fn unstuck(&self) {
         if self.state.stuck_since.load(Ordering::Relaxed) != 0 {
             self.state.stuck_since.store(0, Ordering::Relaxed);
         }
@@ -190,13 +195,42 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let r = Pin::new(&mut self.inner).poll_flush(cx);
-        if r.is_pending() {
-            self.activity.write_waits();
+        match &r {
+            Poll::Pending => self.activity.write_waits(),
+            Poll::Ready(Ok(())) => self.activity.unstuck(),
+            Poll::Ready(Err(_)) => {}
         }
         r
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A write that has to wait for the peer marks the connection stuck; once the peer reads
+    /// and a flush goes through, it no longer is, so a later quiet spell (an approval awaited)
+    /// reads as idle, never as a peer that stopped reading.
+    #[tokio::test]
+    async fn a_write_that_waited_is_forgotten_once_the_peer_reads() {
+        let (near, mut far) = tokio::io::duplex(16);
+        let activity = Activity::new();
+        let mut t = Tracked::new(near, activity.clone());
+        let stuck = |a: &Activity| a.state.stuck_since.load(Ordering::Relaxed) != 0;
+        t.write_all(&[0u8; 16]).await.expect("fill the pipe");
+        assert!(!stuck(&activity));
+        let waited = tokio::time::timeout(Duration::from_millis(50), t.write_all(&[1u8; 8])).await;
+        assert!(waited.is_err(), "the pipe is full: the write waits");
+        assert!(stuck(&activity));
+        let mut buf = [0u8; 16];
+        far.read_exact(&mut buf).await.expect("the peer reads");
+        t.flush().await.expect("flush");
+        assert!(!stuck(&activity), "a flush that went through clears it");
+        assert_eq!(activity.stuck_for(), Duration::ZERO);
     }
 }
