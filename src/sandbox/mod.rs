@@ -313,9 +313,10 @@ fn plan(
 ) -> Result<spawn::Plan, SandboxError> {
     let (hide_dirs, mut hide_files) = hide_targets(&opts.hide)?;
     for s in HIDDEN_SOCKETS {
-        // Its target (a symlink into /run, or the socket itself), when there is one.
+        // The socket itself; a symlink into /run (systemd's) points into the private /run.
         if let Ok(target) = std::fs::canonicalize(s) {
-            if !target.is_dir() && !hide_files.contains(&target) {
+            let private = PRIVATE_DIRS.iter().any(|d| target.starts_with(d));
+            if !private && !target.is_dir() && !hide_files.contains(&target) {
                 hide_files.push(target);
             }
         }

@@ -165,14 +165,20 @@ impl H2Conns {
     /// nobody asked about for another idle time after it lapsed is forgotten, so the table
     /// follows the targets in use, not every HTTP/1.1 host ever seen.
     pub fn mark_http1(self: &Arc<Self>, pool: usize, key: &Key) {
-        let until = Instant::now() + self.idle;
+        // An idle time past any clock (a huge `pool_idle_timeout`): nothing to mark.
+        let Some(until) = Instant::now().checked_add(self.idle) else {
+            return;
+        };
         if let Some(mut targets) = self.targets(pool) {
             entry(&mut targets, (&key.0, key.1)).http1_until = Some(until);
         }
+        let Some(forget_at) = until.checked_add(self.idle) else {
+            return;
+        };
         let me = self.clone();
         let key = key.clone();
         tokio::spawn(async move {
-            tokio::time::sleep_until(until + me.idle).await;
+            tokio::time::sleep_until(forget_at).await;
             me.forget_lapsed_http1(pool, &key);
         });
     }
