@@ -171,6 +171,29 @@ pub(super) fn arguments(r: &Review, body: &[u8]) -> (Option<String>, Vec<String>
     (money, args)
 }
 
+/// Invisible characters that reorder or hide text (bidi overrides and isolates, zero-width
+/// characters, the byte-order mark) as visible `\u{…}` escapes: an agent must not make the
+/// request a reviewer approves read as another (`"scratch\u{202E}"` reversing what follows).
+pub(super) fn visible(s: &str) -> String {
+    let hidden = |c: char| {
+        matches!(c,
+            '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    };
+    if !s.chars().any(hidden) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if hidden(c) {
+            out.push_str(&format!("\\u{{{:04X}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Is `body` text a person can read: UTF-8 without control characters other than tab, CR, LF?
 fn is_text(body: &[u8]) -> bool {
     std::str::from_utf8(body).is_ok_and(|s| {
@@ -226,6 +249,15 @@ pub(super) fn body_text(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bidi overrides and zero-width characters an agent put in a body are shown as escapes,
+    /// so the text a reviewer reads is the text that will be sent.
+    #[test]
+    fn invisible_characters_are_shown_as_escapes() {
+        let shown = visible("{\"name\":\"scratch\u{202E}cilbup\u{200B}\"}");
+        assert_eq!(shown, "{\"name\":\"scratch\\u{202E}cilbup\\u{200B}\"}");
+        assert_eq!(visible("plain text, é and 中文"), "plain text, é and 中文");
+    }
 
     fn review(method: &str, host: &str, pq: &str, tool: Option<&str>, body: &[u8]) -> Review {
         Review::sample(method, host, pq, tool, body)

@@ -50,7 +50,7 @@ struct Row {
 /// Secret-named query values are masked in the URL and wherever the text echoes them.
 fn row(r: &Review, now_ms: u64, people: &People) -> Row {
     let echoes = redact::secret_query_values(&r.request.path_and_query);
-    let hide = |s: &str| redact::mask_values(s, &echoes);
+    let hide = |s: &str| show::visible(&redact::mask_values(s, &echoes));
     let url = {
         let mut shown = r.request.clone();
         shown.path_and_query = redact::mask_query(&r.request.path_and_query);
