@@ -177,34 +177,14 @@ pub fn check_login_account(run_as: RunAs, allowed: bool) -> Result<(), SandboxEr
     Ok(())
 }
 
-/// The name and shell NSS gives `uid`, if that shell lets someone log in.
+/// The name and shell NSS gives `uid`, if that shell lets someone log in (an empty shell is
+/// /bin/sh).
 fn login_shell(uid: u32) -> Option<(String, String)> {
-    let mut buf = vec![0u8; 64 * 1024];
-    // SAFETY: the record and the buffer are ours and outlive the call; the strings are read
-    // before either is dropped.
-    unsafe {
-        let mut pwd: libc::passwd = std::mem::zeroed();
-        let mut found: *mut libc::passwd = std::ptr::null_mut();
-        let r = libc::getpwuid_r(
-            uid,
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut found,
-        );
-        if r != 0 || found.is_null() || pwd.pw_shell.is_null() || pwd.pw_name.is_null() {
-            return None;
-        }
-        let shell = std::ffi::CStr::from_ptr(pwd.pw_shell)
-            .to_string_lossy()
-            .into_owned();
-        let name = std::ffi::CStr::from_ptr(pwd.pw_name)
-            .to_string_lossy()
-            .into_owned();
-        // An empty shell is /bin/sh.
-        let no_login = shell.ends_with("/nologin") || shell.ends_with("/false");
-        (!no_login).then_some((name, shell))
-    }
+    let (Some(name), Some(shell)) = nss_user(uid).ok().flatten()? else {
+        return None;
+    };
+    let no_login = shell.ends_with("/nologin") || shell.ends_with("/false");
+    (!no_login).then_some((name, shell))
 }
 
 /// A uid reserved for this run: held (flock) until the lease and every copy of its descriptor
@@ -333,19 +313,51 @@ fn uids_in_use() -> HashSet<u32> {
 /// Whether the system's user or group database knows `id` (through NSS, so LDAP and SSSD too).
 /// A failed lookup counts as known: the id is not handed out.
 fn known_id(id: u32) -> bool {
-    let mut buf = vec![0u8; 64 * 1024];
-    // SAFETY: the records and the buffer are ours and outlive the calls; sizes are given.
+    let Ok(None) = nss_user(id) else {
+        return true;
+    };
+    let mut buf = vec![0u8; NSS_BUF];
+    // SAFETY: the record and the buffer are ours and outlive the call; sizes are given.
     unsafe {
-        let mut pwd: libc::passwd = std::mem::zeroed();
-        let mut found: *mut libc::passwd = std::ptr::null_mut();
-        let r = libc::getpwuid_r(id, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut found);
-        if r != 0 || !found.is_null() {
-            return true;
-        }
         let mut grp: libc::group = std::mem::zeroed();
         let mut found: *mut libc::group = std::ptr::null_mut();
         let r = libc::getgrgid_r(id, &mut grp, buf.as_mut_ptr().cast(), buf.len(), &mut found);
         r != 0 || !found.is_null()
+    }
+}
+
+/// Room for one NSS record (a group with many members needs more than the usual 1 KiB).
+const NSS_BUF: usize = 64 * 1024;
+
+/// A passwd record's name and shell, each if set.
+type NameAndShell = (Option<String>, Option<String>);
+
+/// The name and shell NSS gives `uid`: `Ok(None)` if it knows no such user, `Err` if the
+/// lookup failed.
+fn nss_user(uid: u32) -> Result<Option<NameAndShell>, ()> {
+    let mut buf = vec![0u8; NSS_BUF];
+    // SAFETY: the record and the buffer are ours and outlive the call; the strings are read
+    // before either is dropped.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        let r = libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        );
+        if r != 0 {
+            return Err(());
+        }
+        if found.is_null() {
+            return Ok(None);
+        }
+        let text = |p: *const libc::c_char| {
+            (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+        };
+        Ok(Some((text(pwd.pw_name), text(pwd.pw_shell))))
     }
 }
 

@@ -29,16 +29,21 @@ static HOP_BY_HOP_NAMES: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
-/// A header the request carries that its `Connection` header names, other than the hop-by-hop
-/// ones: stripping it before forwarding would send the upstream another request than the one
-/// judged (`Connection: content-type` turns a JSON POST into a form one for Rack).
-pub fn connection_names_end_to_end(headers: &HeaderMap) -> Option<String> {
+/// The header names every `Connection` header lists.
+fn connection_listed(headers: &HeaderMap) -> impl Iterator<Item = HeaderName> + '_ {
     headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+}
+
+/// A header the request carries that its `Connection` header names, other than the hop-by-hop
+/// ones: stripping it before forwarding would send the upstream another request than the one
+/// judged (`Connection: content-type` turns a JSON POST into a form one for Rack).
+pub fn connection_names_end_to_end(headers: &HeaderMap) -> Option<String> {
+    connection_listed(headers)
         // HTTP2-Settings goes with an h2c upgrade offer (curl --http2 on http://): per
         // connection, read by nobody upstream.
         .find(|n| !HOP_BY_HOP_NAMES.contains(n) && n != "http2-settings" && headers.contains_key(n))
@@ -51,13 +56,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         return;
     }
     if headers.contains_key(header::CONNECTION) {
-        let listed: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
+        let listed: Vec<HeaderName> = connection_listed(headers).collect();
         for name in listed {
             headers.remove(name);
         }

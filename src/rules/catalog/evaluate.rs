@@ -124,6 +124,13 @@ impl Catalog {
         // Fields: query always; body when some candidate has conditions.
         let mut fields = Fields::default();
         fields.add_form(query);
+        // On a write, a condition the query alone meets, before any body field joins it.
+        let from_query = cands
+            .iter()
+            .filter(|_| !is_read(head.method))
+            .flat_map(|(r, _)| r.when.iter())
+            .find(|c| fields.get(&c.field).is_some())
+            .map(|c| c.field.clone());
         let needs_body = cands.iter().any(|(r, _)| !r.when.is_empty());
         let media = if is_read(head.method) {
             Media::Other
@@ -217,24 +224,13 @@ impl Catalog {
                 format!("parameter `{k}`: form readers split its brackets differently"),
             );
         }
-        if media == Media::Json {
+        if let Some(field) = from_query.filter(|_| media == Media::Json) {
             // A condition met from the query of a JSON write: servers that read fields from
             // the JSON body only would not see it.
-            let mut from_query = Fields::default();
-            from_query.add_form(query);
-            let read = cands.iter().flat_map(|(r, _)| r.when.iter());
-            if let Some(c) = read
-                .into_iter()
-                .find(|c| from_query.get(&c.field).is_some())
-            {
-                return esc(
-                    "param_ambiguous",
-                    format!(
-                        "`{}` in the query of a JSON write: not every server reads it",
-                        c.field
-                    ),
-                );
-            }
+            return esc(
+                "param_ambiguous",
+                format!("`{field}` in the query of a JSON write: not every server reads it"),
+            );
         }
         if let Some(k) = fields.duplicates.first() {
             return esc(
