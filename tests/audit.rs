@@ -41,6 +41,20 @@ async fn read(client: &reqwest::Client, url: &str) -> u16 {
         .as_u16()
 }
 
+/// A DELETE the catalog holds; returns its review id.
+async fn held_delete(client: &reqwest::Client) -> String {
+    let r = client
+        .delete("https://api.github.com/repos/octo/demo")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 423);
+    r.headers()["airlock-review-id"]
+        .to_str()
+        .expect("id")
+        .to_string()
+}
+
 async fn export(a: &Airlock) -> String {
     a.audit_export().await
 }
@@ -283,16 +297,7 @@ async fn audit_unavailable_refuses_gated_calls_with_503() {
     // A review held while the log worked cannot execute once it fails: approval is refused
     // or the execution fails closed; the upstream never sees the delete.
     store.fail_audit.store(false, SeqCst);
-    let r = client
-        .delete("https://api.github.com/repos/octo/demo")
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(r.status(), 423);
-    let id = r.headers()["airlock-review-id"]
-        .to_str()
-        .expect("id")
-        .to_string();
+    let id = held_delete(&client).await;
     store.fail_audit.store(true, SeqCst);
     let (s, body) = a
         .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
@@ -323,17 +328,7 @@ async fn an_approval_the_audit_log_missed_is_never_sent_even_after_a_restart() {
     let store = FaultyStore::open(&config.store.path);
     let catalog = || airlock::rules::LiveCatalog::load(None, Default::default()).expect("catalog");
     let a = Airlock::start_on_store(config.clone(), dir, catalog(), store.clone()).await;
-    let r = a
-        .client()
-        .delete("https://api.github.com/repos/octo/demo")
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(r.status(), 423);
-    let id = r.headers()["airlock-review-id"]
-        .to_str()
-        .expect("id")
-        .to_string();
+    let id = held_delete(&a.client()).await;
     store.trip.store(true, SeqCst);
     let (s, body) = a
         .admin("POST", &format!("/v1/reviews/{id}/approve"), None)

@@ -57,6 +57,44 @@ async fn setup(toml: &str) -> (FakeUpstream, Airlock) {
     (up, a)
 }
 
+/// The review id a held answer names.
+fn review_id(headers: &reqwest::header::HeaderMap) -> String {
+    headers["airlock-review-id"]
+        .to_str()
+        .expect("id")
+        .to_string()
+}
+
+/// Like `setup`, on a store whose writes a test can make fail.
+async fn setup_on_faulty_store(toml: &str) -> (FakeUpstream, Airlock, Arc<support::FaultyStore>) {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = Airlock::config(toml, dir.path(), &up, HOSTS);
+    let store = support::FaultyStore::open(&config.store.path);
+    let a = Airlock::start_on_store(config, dir, Arc::new(TestRules), store.clone()).await;
+    (up, a, store)
+}
+
+/// Approves review `id` from a task of its own (with the admin token) and returns once the
+/// upstream has the request; the task answers when the send ends.
+async fn approve_until_sent(
+    a: &Airlock,
+    up: &FakeUpstream,
+    id: &str,
+) -> tokio::task::JoinHandle<Result<(u16, serde_json::Value), airlock::admin::client::ClientError>>
+{
+    let (addr, token) = (a.admin_addr, a.admin_token.clone());
+    let path = format!("/v1/reviews/{id}/approve");
+    let approving = tokio::spawn(async move {
+        airlock::admin::client::call(addr, &token, http::Method::POST, &path, None).await
+    });
+    while up.count() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    approving
+}
+
 /// When the tests on a manual clock start (seconds since the epoch).
 const CLOCK_START_S: u64 = 1_700_000_000;
 
@@ -187,10 +225,7 @@ async fn a_secret_cut_by_the_result_cap_is_masked_whole() {
     let (up, a) = setup(&toml).await;
     let (status, headers, _) = hold_delete(&a, "/echo").await;
     assert_eq!(status, 423);
-    let id = headers["airlock-review-id"]
-        .to_str()
-        .expect("id")
-        .to_string();
+    let id = review_id(&headers);
     let (code, body) = a
         .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
         .await;
@@ -209,17 +244,10 @@ async fn a_secret_cut_by_the_result_cap_is_masked_whole() {
 /// review (it heads the deadline index of each sweep, and the whole sweep failed on it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_unreadable_overdue_review_does_not_stop_expiry() {
-    support::init();
-    let up = FakeUpstream::start(Default::default()).await;
-    let dir = tempfile::tempdir().expect("dir");
-    let toml = "[gate]\nreview_expiry = \"1s\"\nsweep_interval = \"1h\"\n";
-    let config = Airlock::config(toml, dir.path(), &up, HOSTS);
-    let store = support::FaultyStore::open(&config.store.path);
-    let a = Airlock::start_on_store(config, dir, Arc::new(TestRules), store.clone()).await;
-    let id =
-        |h: reqwest::header::HeaderMap| h["airlock-review-id"].to_str().expect("id").to_string();
-    let bad = id(hold_delete(&a, "/repos/o/a").await.1);
-    let good = id(hold_delete(&a, "/repos/o/b").await.1);
+    let (up, a, store) =
+        setup_on_faulty_store("[gate]\nreview_expiry = \"1s\"\nsweep_interval = \"1h\"\n").await;
+    let bad = review_id(&hold_delete(&a, "/repos/o/a").await.1);
+    let good = review_id(&hold_delete(&a, "/repos/o/b").await.1);
     let mut b = airlock::store::Batch::default();
     b.put(
         airlock::store::Tree::Reviews,
@@ -257,20 +285,7 @@ async fn a_wait_that_ends_during_the_send_gets_the_outcome() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let (addr, token) = (a.admin_addr, a.admin_token.clone());
-    let approving = tokio::spawn(async move {
-        airlock::admin::client::call(
-            addr,
-            &token,
-            http::Method::POST,
-            &format!("/v1/reviews/{id}/approve"),
-            None,
-        )
-        .await
-    });
-    while up.count() == 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let approving = approve_until_sent(&a, &up, &id).await;
     // The wait (1 s) ends while the upstream holds the request.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
@@ -290,26 +305,11 @@ async fn a_wait_that_ends_during_the_send_gets_the_outcome() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sent_request_whose_outcome_audit_failed_is_reported_as_sent() {
     use std::sync::atomic::Ordering::SeqCst;
-    support::init();
-    let up = FakeUpstream::start(Default::default()).await;
-    let dir = tempfile::tempdir().expect("dir");
-    let config = Airlock::config("", dir.path(), &up, HOSTS);
-    let store = support::FaultyStore::open(&config.store.path);
-    let a = Airlock::start_on_store(config, dir, Arc::new(TestRules), store.clone()).await;
+    let (up, a, store) = setup_on_faulty_store("").await;
     let (status, headers, _) = hold_delete(&a, "/repos/octo/stall").await;
     assert_eq!(status, 423);
-    let id = headers["airlock-review-id"]
-        .to_str()
-        .expect("id")
-        .to_string();
-    let (addr, token) = (a.admin_addr, a.admin_token.clone());
-    let path = format!("/v1/reviews/{id}/approve");
-    let approving = tokio::spawn(async move {
-        airlock::admin::client::call(addr, &token, http::Method::POST, &path, None).await
-    });
-    while up.count() == 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let id = review_id(&headers);
+    let approving = approve_until_sent(&a, &up, &id).await;
     // Sent; the audit log fails before the answer comes back.
     store.fail_audit.store(true, SeqCst);
     up.state.unstall.notify_waiters();
@@ -325,25 +325,10 @@ async fn a_sent_request_whose_outcome_audit_failed_is_reported_as_sent() {
 /// outcome over the new claim.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_send_that_lost_its_claim_does_not_overwrite_the_new_one() {
-    support::init();
-    let up = FakeUpstream::start(Default::default()).await;
-    let dir = tempfile::tempdir().expect("dir");
-    let config = Airlock::config("", dir.path(), &up, HOSTS);
-    let store = support::FaultyStore::open(&config.store.path);
-    let a = Airlock::start_on_store(config, dir, Arc::new(TestRules), store.clone()).await;
+    let (up, a, store) = setup_on_faulty_store("").await;
     let (_, headers, _) = hold_delete(&a, "/repos/octo/stall").await;
-    let id = headers["airlock-review-id"]
-        .to_str()
-        .expect("id")
-        .to_string();
-    let (addr, token) = (a.admin_addr, a.admin_token.clone());
-    let path = format!("/v1/reviews/{id}/approve");
-    let approving = tokio::spawn(async move {
-        airlock::admin::client::call(addr, &token, http::Method::POST, &path, None).await
-    });
-    while up.count() == 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let id = review_id(&headers);
+    let approving = approve_until_sent(&a, &up, &id).await;
     // Another instance's claim replaces this one's while the upstream holds the request.
     let mut taken = a.gate.get(&id).await.expect("get");
     assert_eq!(taken.state, ReviewState::Executing);
