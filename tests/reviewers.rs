@@ -378,14 +378,17 @@ async fn owner_cannot_retry_its_own_agent_either() {
 }
 
 /// Issue 21 item 3: the admin token is one approver whatever name it gives. With
-/// `[admin] may_approve = true` it counts once toward a quorum, never twice, and it cannot
-/// approve a request of an agent that has an owner (it names no person, so it cannot show it is
-/// not that owner). Rejecting is fail-safe: the admin token may always reject.
+/// `[admin] may_approve = true` it may approve under a rule that needs one approval, never
+/// toward a quorum of two (a reviewer who also holds the token would meet it alone), and it
+/// cannot approve a request of an agent that has an owner (it names no person, so it cannot
+/// show it is not that owner). Rejecting is fail-safe: the admin token may always reject.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn admin_token_counts_once_and_never_passes_a_self_approval_check() {
     let s = setup_with("[admin]\nmay_approve = true\n").await;
     let none = serde_json::json!({});
     let id = s.hold_as("loner", "/quorum/a").await;
+    let (st, r) = s.as_reviewer("bob", &id, "approve", none.clone()).await;
+    assert_eq!(st, 202, "one approval of two: {r}");
     let (st, r) = s
         .as_reviewer(
             "operator",
@@ -394,27 +397,34 @@ async fn admin_token_counts_once_and_never_passes_a_self_approval_check() {
             serde_json::json!({"reviewer": "x"}),
         )
         .await;
-    assert_eq!(st, 202, "one approval of two: {r}");
     assert_eq!(
-        r["approvals"][0]["by"], "admin",
-        "it names no reviewer: {r}"
+        st, 403,
+        "bob holding the admin token too is still one person: {r}"
     );
-    assert_eq!(r["approvalsCounted"], 1, "{r}");
+    assert!(r.to_string().contains("2 different people"), "{r}");
+    assert_eq!(s.up.count(), 0);
+    let (st, r) = s.as_reviewer("alice", &id, "approve", none.clone()).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["state"], "executed");
+    assert_eq!(s.up.count(), 1);
+
+    // A rule needing one approval: the admin token may approve it, recorded as the admin.
+    let id = s.hold_as("loner", "/repos/single").await;
     let (st, r) = s
         .as_reviewer(
             "operator",
             &id,
             "approve",
-            serde_json::json!({"reviewer": "y"}),
+            serde_json::json!({"reviewer": "x"}),
         )
         .await;
-    assert_eq!(st, 403, "the admin token again, under another name: {r}");
-    assert!(r.to_string().contains("one approver"), "{r}");
-    assert_eq!(s.up.count(), 0);
-    let (st, r) = s.as_reviewer("bob", &id, "approve", none.clone()).await;
     assert_eq!(st, 200, "{r}");
-    assert_eq!(r["state"], "executed");
-    assert_eq!(s.up.count(), 1);
+    assert_eq!(r["state"], "executed", "{r}");
+    assert_eq!(
+        r["approvals"][0]["by"], "admin",
+        "it names no reviewer: {r}"
+    );
+    assert_eq!(s.up.count(), 2);
 
     // bot's owner is alice: the admin token cannot approve for her.
     let id = s.hold("/repos/owned").await;
@@ -426,7 +436,7 @@ async fn admin_token_counts_once_and_never_passes_a_self_approval_check() {
     let (st, r) = s.as_reviewer("operator", &id, "reject", none).await;
     assert_eq!(st, 200, "rejecting is fail-safe: {r}");
     assert_eq!(r["state"], "rejected");
-    assert_eq!(s.up.count(), 1);
+    assert_eq!(s.up.count(), 2);
 }
 
 /// With no reviewers configured the admin token is the only credential, and still one approver:

@@ -11,8 +11,10 @@
 //!   own agent's request unless the rule allows self-approval;
 //! - the admin token is an operator credential, not a person: once reviewers exist it may do
 //!   none of these unless `[admin] may_approve = true`, and even then it counts as one approver
-//!   whatever name it gives, and it may not act on a request of an agent that has an owner
-//!   while self-approval is off (it names no person, so it cannot show it is not that owner).
+//!   whatever name it gives, it may not act on a request of an agent that has an owner while
+//!   self-approval is off, and it may not approve or retry under a rule that needs two or more
+//!   approvals (it names no person, so it cannot show it is not that owner, or not a reviewer
+//!   who has already approved: one person holding both would meet a two-person rule alone).
 //!
 //! Rejecting sends nothing: any approver may reject, the owner included, and so may the admin
 //! token always.
@@ -90,6 +92,12 @@ impl People {
             {
                 return Err(format!(
                     "the admin token names no person, so it may not {verb} a request of an agent owned by {owner} while self-approval is off; use a reviewer's own token"
+                ));
+            }
+            if self.has_reviewers() && policy.required > 1 && verb != "extend" {
+                return Err(format!(
+                    "the admin token names no person, so it cannot be one of the {} different people this rule needs to {verb}; use reviewers' own tokens",
+                    policy.required
                 ));
             }
         }
@@ -258,7 +266,9 @@ pub fn check_policies(
             .map(|r| r.name.as_str())
             .collect();
         let admin = Reviewer::admin_token("admin");
-        let admin_counts = people.admin_may_approve() && p.admits(&admin.name, &admin.groups);
+        // The admin token never helps meet a quorum above one (it names no person).
+        let admin_counts =
+            required == 1 && people.admin_may_approve() && p.admits(&admin.name, &admin.groups);
         for a in &p.approvers {
             let names_someone = match a.strip_prefix("group:") {
                 Some(g) => people
@@ -380,9 +390,10 @@ mod tests {
         assert_eq!(r.errors.len(), 1, "one sre member for two approvals: {r:?}");
         let r = check_policies(&people, &[rule(1, &["carol", "group:ops"])], &[]);
         assert!(r.errors[0].contains("names nobody"), "{r:?}");
-        // The admin token, when it may approve, is one more approver.
+        // The admin token, when it may approve, is no one more approver toward a quorum.
         let may = People::new(people.reviewers.clone(), true);
-        assert!(check_policies(&may, &[rule(3, &[])], &[]).errors.is_empty());
+        assert_eq!(check_policies(&may, &[rule(3, &[])], &[]).errors.len(), 1);
+        assert!(check_policies(&may, &[rule(2, &[])], &[]).errors.is_empty());
         // No reviewers: nothing to check against, a warning for quorums above one.
         let none = check_policies(&People::default(), &[rule(2, &[])], &[]);
         assert!(
@@ -413,6 +424,33 @@ mod tests {
             .expect_err("owner");
         assert!(e.contains("self-approval"), "{e}");
         assert_eq!(identity(&Reviewer::admin_token("x")), identity(&admin));
+    }
+
+    /// A reviewer who also holds the admin token must not meet a two-person rule alone: the
+    /// token names nobody, so it is refused wherever two or more approvals are needed.
+    #[test]
+    fn admin_token_never_counts_toward_a_quorum_above_one() {
+        let people = People::new(vec![reviewer("alice", &[]), reviewer("bob", &[])], true);
+        let two = ApprovalPolicy {
+            required: 2,
+            ..ApprovalPolicy::default()
+        };
+        let admin = Reviewer::admin_token("admin");
+        for verb in ["approve", "retry"] {
+            let e = people
+                .may_send(&two, None, &admin, verb)
+                .expect_err("two-person rule");
+            assert!(e.contains("2 different people"), "{e}");
+        }
+        assert!(people.may_send(&two, None, &admin, "extend").is_ok());
+        assert!(people.may_reject(&two, &admin).is_ok());
+        let alice = people.by_name("alice").expect("alice");
+        assert!(people.may_send(&two, None, &alice, "approve").is_ok());
+        // Without reviewers the admin token is the only credential (and a quorum above one is
+        // warned about at start).
+        assert!(People::default()
+            .may_send(&ApprovalPolicy::default(), None, &admin, "approve")
+            .is_ok());
     }
 
     #[test]

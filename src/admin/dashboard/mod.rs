@@ -36,8 +36,8 @@ use crate::gate::ReviewState;
 use crate::wire::{full, Body};
 use links::{link_decide, link_page};
 use session::{
-    cookie, csrf_refused, login, login_page, logout, same_origin, set_cookie, Session,
-    SESSION_COOKIE,
+    cookie, csrf_matches, csrf_refused, login, login_page, logout, same_origin, set_cookie,
+    Session, SESSION_COOKIE,
 };
 use views::{detail_page, list_page};
 
@@ -142,7 +142,7 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
                 Ok(f) => f,
                 Err(r) => return r,
             };
-            if form.get("csrf") != Some(&csrf) {
+            if !csrf_matches(form.get("csrf"), Some(&csrf)) {
                 return csrf_refused();
             }
             logout(dash, &session_id);
@@ -172,7 +172,7 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
                 Ok(f) => f,
                 Err(r) => return r,
             };
-            if form.get("csrf") != Some(&csrf) {
+            if !csrf_matches(form.get("csrf"), Some(&csrf)) {
                 return csrf_refused();
             }
             let comment = form

@@ -87,7 +87,7 @@ pub(super) async fn login(admin: &Admin, req: Request<Incoming>) -> Response<Bod
         Ok(f) => f,
         Err(r) => return r,
     };
-    if pre.is_none() || form.get("csrf") != pre.as_ref() {
+    if !csrf_matches(form.get("csrf"), pre.as_ref()) {
         return login_page(admin, Some("The sign-in form expired; try again.".into()));
     }
     let token_digest = form
@@ -183,6 +183,15 @@ pub(super) fn same_origin(req: &Request<Incoming>, public_origin: Option<&str>) 
         .unwrap_or("");
     origin.eq_ignore_ascii_case(&format!("http://{host}"))
         || public_origin.is_some_and(|p| origin.eq_ignore_ascii_case(p))
+}
+
+/// Does the form's CSRF token equal the expected one (compared in constant time; no token
+/// expected never matches)?
+pub(super) fn csrf_matches(given: Option<&String>, expected: Option<&String>) -> bool {
+    match (given, expected) {
+        (Some(g), Some(e)) => crate::agents::constant_time_eq(g.as_bytes(), e.as_bytes()),
+        _ => false,
+    }
 }
 
 pub(super) fn csrf_refused() -> Response<Body> {
