@@ -320,6 +320,40 @@ async fn a_sent_request_whose_outcome_audit_failed_is_reported_as_sent() {
     assert_eq!(up.count(), 1);
 }
 
+/// A claim that took so long to record that less than `execution_timeout` of its lease is
+/// left is not sent: another instance could give it up as lapsed mid-send, and a retry would
+/// then send it twice. It ends `failed` (not sent), and a retry sends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_claim_recorded_too_late_for_its_lease_is_not_sent() {
+    let (up, a, store) =
+        setup_on_faulty_store("[gate]\nexecution_timeout = \"1s\"\nexecution_lease = \"2s\"\n")
+            .await;
+    let (status, headers, _) = hold_delete(&a, "/repos/octo/slow-claim").await;
+    assert_eq!(status, 423);
+    let id = review_id(&headers);
+    store
+        .delay_claim_ms
+        .store(1_500, std::sync::atomic::Ordering::SeqCst);
+    let (code, body) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["state"], "failed", "{body}");
+    assert!(
+        body["result"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not sent") && e.contains("execution_lease")),
+        "{body}"
+    );
+    assert_eq!(up.count(), 0, "nothing was sent");
+    let (code, body) = a
+        .admin("POST", &format!("/v1/reviews/{id}/retry"), None)
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["state"], "executed", "{body}");
+    assert_eq!(up.count(), 1);
+}
+
 /// A send that ends after its claim was taken over (on a shared store: the lease lapsed, the
 /// review was given up and claimed anew by another instance's retry) does not record its
 /// outcome over the new claim.

@@ -74,11 +74,12 @@ pub(super) fn check(g: RawGate, cx: &Ctx) -> Result<GateConfig, ConfigError> {
     if gate.execution_timeout.is_zero() {
         return Err(cx.invalid("gate.execution_timeout", "must be above zero".into()));
     }
-    if gate.execution_lease <= gate.execution_timeout {
+    if gate.execution_lease < gate.execution_timeout + Duration::from_secs(1) {
         return Err(cx.invalid(
             "gate.execution_lease",
-            "must be longer than gate.execution_timeout (an instance still sending must never \
-             lose its claim)"
+            "must be at least 1s longer than gate.execution_timeout (an instance still sending \
+             must never lose its claim; the difference covers recording the claim and the \
+             clocks of instances sharing a store disagreeing)"
                 .into(),
         ));
     }

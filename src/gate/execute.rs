@@ -107,11 +107,49 @@ impl Gate {
         let Some(review) = claimed else {
             return Err(GateError::BadRequest("claim yielded no review".into()));
         };
+        // The send must end within the claim's lease, or another instance could give the claim
+        // up as lapsed (`outcome_unknown`) while this one is still sending, and a human retry
+        // would send the request a second time. `started` was taken before the claim's audit
+        // read and commit, which may have waited on a busy store.
+        let limit = self.config().execution_timeout;
+        let lease_left = review
+            .execution
+            .as_ref()
+            .and_then(|e| e.lease_until_ms)
+            .map_or(0, |until| until.saturating_sub(self.now_ms()));
+        if u128::from(lease_left) <= limit.as_millis() {
+            let why = format!(
+                "not sent: recording the claim took {}s, leaving {}s of its lease (gate.execution_lease), less than gate.execution_timeout; a retry sends it",
+                self.now_ms().saturating_sub(started) as f64 / 1000.0,
+                lease_left as f64 / 1000.0
+            );
+            tracing::error!(review = %review.id, "{why}");
+            let id = review.id.clone();
+            let now = self.now_ms();
+            let _ = self
+                .blocking(move |g| {
+                    g.transition(&id, |cur| {
+                        if !own_claim(cur, started, &g.instance) {
+                            return Err(GateError::AlreadyDecided {
+                                id: cur.id.clone(),
+                                state: cur.state.as_str(),
+                            });
+                        }
+                        let mut next = cur.clone();
+                        next.state = ReviewState::Failed;
+                        let exec = next.execution.get_or_insert(Execution::started(started));
+                        exec.finished_at_ms = Some(now);
+                        exec.error = Some(why.clone());
+                        Ok(next)
+                    })
+                })
+                .await;
+            return self.get(&review.id).await;
+        }
         let outcome = match permitted.try_map(|built| built) {
             Err(e) => Outcome::NotSent(e),
             Ok(permitted) => {
                 let cap = self.config().max_result_bytes;
-                let limit = self.config().execution_timeout;
                 // Read past the cap by a secret's length, scrub, then cut: a secret the cap
                 // would split is masked whole, never stored in part.
                 let slack = self
@@ -137,14 +175,8 @@ impl Gate {
         let recorded = self
             .blocking(move |g| {
                 g.transition(&done_id, |cur| {
-                    // Only over this instance's own claim: on a shared store another instance
-                    // may have given the claim up (its lease lapsed) and a retry claimed it anew.
-                    let ours = cur.state == ReviewState::Executing
-                        && cur.execution.as_ref().is_some_and(|e| {
-                            e.started_at_ms == started
-                                && e.instance.as_deref() == Some(g.instance.as_str())
-                        });
-                    if !ours {
+                    // Only over this instance's own claim.
+                    if !own_claim(cur, started, &g.instance) {
                         tracing::error!(review = %cur.id, state = cur.state.as_str(), outcome = %outcome.summary(), "a send ended after its claim was given up; its outcome is not recorded over the review's current state");
                         return Err(GateError::AlreadyDecided {
                             id: cur.id.clone(),
@@ -298,6 +330,16 @@ impl Gate {
             tracing::warn!(target: "airlock::scrub", review = %id, occurrences = n, "executed request's answer contained a configured secret; masked before storing");
         }
     }
+}
+
+/// Is `cur` still executing on the claim this instance made at `started`? On a shared store
+/// another instance may have given the claim up (its lease lapsed) and a retry claimed it anew.
+fn own_claim(cur: &Review, started: u64, instance: &str) -> bool {
+    cur.state == ReviewState::Executing
+        && cur
+            .execution
+            .as_ref()
+            .is_some_and(|e| e.started_at_ms == started && e.instance.as_deref() == Some(instance))
 }
 
 /// Keeps at most `cap` bytes of an answer's body.

@@ -325,6 +325,9 @@ pub struct FaultyStore {
     pub trip: std::sync::atomic::AtomicBool,
     /// Writes refused so far.
     pub refused: std::sync::atomic::AtomicUsize,
+    /// Milliseconds the next commit that moves a review to `executing` (a claim) waits before
+    /// it lands (a busy store); then back to 0.
+    pub delay_claim_ms: std::sync::atomic::AtomicU64,
 }
 
 impl FaultyStore {
@@ -335,6 +338,7 @@ impl FaultyStore {
             fail_reviews: Default::default(),
             trip: Default::default(),
             refused: Default::default(),
+            delay_claim_ms: Default::default(),
         })
     }
 }
@@ -364,6 +368,14 @@ impl airlock::store::Store for FaultyStore {
         if fail {
             self.refused.fetch_add(1, SeqCst);
             return Err(airlock::store::StoreError::Full("test store".into()));
+        }
+        let claims = batches.iter().flat_map(|b| &b.writes).any(|w| {
+            matches!(w, Write::Put(Tree::Reviews, _, v)
+                if v.windows(19).any(|x| x == b"\"state\":\"executing\""))
+        });
+        if claims {
+            let ms = self.delay_claim_ms.swap(0, SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(ms));
         }
         let reviews = batches.iter().flat_map(|b| &b.writes).any(|w| {
             matches!(
