@@ -731,3 +731,66 @@ fn postgres_watch_reconnects_and_bumps_every_counter() {
         .expect("cas"));
     within_5s(&mut reviews, "a review write after the reconnect");
 }
+
+/// Runs `sql` (simple query protocol) on `url`; the first column of every row returned.
+fn psql(url: &str, sql: &str) -> Vec<String> {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            let driven = tokio::spawn(connection);
+            let rows = client.simple_query(&sql).await.expect("query");
+            drop(client);
+            let _ = driven.await;
+            rows.into_iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                    _ => None,
+                })
+                .collect()
+        })
+    })
+    .join()
+    .expect("psql")
+}
+
+/// A database whose default turns `synchronous_commit` off would acknowledge commits (claims
+/// among them) before they are on disk; Airlock's commits run with it on regardless. A trigger
+/// records the setting each write to the store's table runs under.
+#[test]
+fn postgres_commits_are_synchronous_whatever_the_database_default() {
+    let Some(cluster) = postgres_cluster::Cluster::shared() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    drop(airlock::store::open_postgres(&url).expect("create the schema"));
+    let db = postgres_cluster::Cluster::database_of(&url);
+    psql(
+        &url,
+        &format!(
+            "ALTER DATABASE {db} SET synchronous_commit = off;
+             CREATE TABLE seen (setting text);
+             CREATE FUNCTION note_setting() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN INSERT INTO seen VALUES (current_setting('synchronous_commit')); RETURN NEW; END $$;
+             CREATE TRIGGER note BEFORE INSERT OR UPDATE ON airlock_kv
+               FOR EACH ROW EXECUTE FUNCTION note_setting();"
+        ),
+    );
+    assert_eq!(psql(&url, "SHOW synchronous_commit"), ["off"]);
+    let s = airlock::store::open_postgres(&url).expect("open");
+    assert!(s
+        .compare_and_swap(Tree::Reviews, b"r", None, b"approved")
+        .expect("hold"));
+    assert!(s
+        .compare_and_swap(Tree::Reviews, b"r", Some(b"approved"), b"executing")
+        .expect("claim"));
+    let seen = psql(&url, "SELECT setting FROM seen");
+    assert!(!seen.is_empty(), "the trigger saw the writes");
+    assert!(seen.iter().all(|v| v == "on"), "{seen:?}");
+}

@@ -32,9 +32,14 @@ const ATTEMPTS: usize = 5;
 /// `0x0161_6972_6c6f_636b`, "airlock" + 1 in ASCII; the migration lock is "airlock"). A holder
 /// that stalls (its instance frozen mid-transaction) is cut off by the server after 30 s idle,
 /// so the lock comes free; a writer waiting longer than that for it fails (fail closed: 503)
-/// rather than hanging.
+/// rather than hanging. A database, role or server that turned `synchronous_commit` off would
+/// acknowledge a COMMIT before it is on disk: a claim lost in a crash after its send would be
+/// sent again by recovery. So every commit raises `off` to `on` for itself (stronger settings,
+/// `remote_apply` and the like, stay).
 const LOCK_SQL: &str = "SET LOCAL lock_timeout = '30s';
      SET LOCAL idle_in_transaction_session_timeout = '30s';
+     SELECT set_config('synchronous_commit', 'on', true)
+       WHERE current_setting('synchronous_commit') = 'off';
      SELECT pg_advisory_xact_lock(99476606945289067)";
 
 pub const GET_SQL: &str = "SELECT value FROM airlock_kv WHERE tree = $1 AND key = $2";
@@ -358,6 +363,7 @@ mod tests {
     fn the_lock_statement_names_the_write_lock() {
         let key: i64 = 0x0161_6972_6c6f_636b;
         assert!(LOCK_SQL.ends_with(&format!("pg_advisory_xact_lock({key})")));
+        assert!(LOCK_SQL.contains("set_config('synchronous_commit', 'on', true)"));
     }
 
     #[test]

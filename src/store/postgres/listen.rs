@@ -76,12 +76,7 @@ pub async fn listen(
 ) {
     let mut ready = Some(ready);
     let mut backoff = Duration::from_millis(100);
-    // Notice a silently dead peer within about a minute rather than hours.
-    let mut config = target.config.clone();
-    config
-        .keepalives_idle(Duration::from_secs(30))
-        .keepalives_interval(Duration::from_secs(10))
-        .keepalives_retries(3);
+    let config = super::guarded(&target.config);
     loop {
         let lost = match &target.tls {
             Tls::Plain => session(&config, tokio_postgres::NoTls, &changes, &mut ready).await,

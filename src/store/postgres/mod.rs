@@ -41,6 +41,22 @@ use super::{Batch, Entry, Store, StoreError, Tree};
 const POOL: usize = 8;
 /// Worker threads of the store's runtime.
 const THREADS: usize = 2;
+/// Longest one store call may take (a commit's lock wait is cut at 30 s by the server); beyond
+/// it the caller gets an error (503 on a gated call) rather than waiting on a database host
+/// that went silent.
+const CALL_LIMIT: Duration = Duration::from_secs(90);
+
+/// `config` with a silently dead peer noticed within about a minute rather than hours: TCP
+/// keepalives on an idle connection, and a user timeout on data the peer never acknowledges.
+pub(super) fn guarded(config: &tokio_postgres::Config) -> tokio_postgres::Config {
+    let mut config = config.clone();
+    config
+        .keepalives_idle(Duration::from_secs(30))
+        .keepalives_interval(Duration::from_secs(10))
+        .keepalives_retries(3)
+        .tcp_user_timeout(Duration::from_secs(30));
+    config
+}
 
 thread_local! {
     /// Set on the store runtime's threads, where waiting for the store would wait on itself.
@@ -71,8 +87,8 @@ fn pool(target: &Target) -> Result<Pool, StoreError> {
         recycling_method: RecyclingMethod::Fast,
     };
     let manager = match &target.tls {
-        Tls::Plain => Manager::from_config(target.config.clone(), tokio_postgres::NoTls, config),
-        Tls::Verified(tls) => Manager::from_config(target.config.clone(), tls.clone(), config),
+        Tls::Plain => Manager::from_config(guarded(&target.config), tokio_postgres::NoTls, config),
+        Tls::Verified(tls) => Manager::from_config(guarded(&target.config), tls.clone(), config),
     };
     Pool::builder(manager)
         .max_size(POOL)
@@ -134,8 +150,20 @@ impl PostgresStore {
             return Err(io(&self.shown, "called from the store's own runtime"));
         }
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let shown = self.shown.clone();
         self.handle.spawn(async move {
-            let _ = reply.send(work.await);
+            let done = tokio::time::timeout(CALL_LIMIT, work)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(io(
+                        &shown,
+                        format!(
+                            "no answer from the database within {}s",
+                            CALL_LIMIT.as_secs()
+                        ),
+                    ))
+                });
+            let _ = reply.send(done);
         });
         answer
             .recv()
