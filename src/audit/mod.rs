@@ -700,9 +700,13 @@ impl AuditLog {
         let mut seqs = Vec::with_capacity(items.len());
         // Each entry, and its by-review index key, in one all-or-nothing batch.
         let mut batch = Batch::default();
+        let mut first = None;
         for ((kind, fields), with) in items.iter().zip(&mut withs) {
             seqs.push(tail.next_seq);
             let (key, bytes) = tail.chain(kind, fields, &mut batch);
+            if first.is_none() {
+                first = Some((key.clone(), bytes.clone()));
+            }
             // An item's own writes land only with its entry: they expect it stored, as the
             // entries' batch (applied just before them in the same transaction) stores it.
             if let Some(w) = with {
@@ -722,8 +726,28 @@ impl AuditLog {
         }
         let mut batches = vec![batch];
         let carried: Vec<bool> = withs.iter().map(Option::is_some).collect();
+        // Kept to read back after an error: a commit can fail after it landed (a connection
+        // lost during COMMIT, a flush that failed after the write).
+        let kept: Vec<Option<Batch>> = withs.clone();
         batches.extend(withs.into_iter().flatten());
-        let mut applied = self.store.commit(batches)?.into_iter();
+        let applied = match self.store.commit(batches) {
+            Ok(applied) => applied,
+            Err(e) => {
+                let landed = first.as_ref().is_some_and(
+                    |(k, b)| matches!(self.store.get(Tree::Audit, k), Ok(Some(v)) if v == *b),
+                );
+                if !landed {
+                    return Err(e.into());
+                }
+                // The entries are stored: never chain them twice. Each caller's writes count
+                // as applied only if they read back as written.
+                tracing::error!(error = %e, "the store reported a failed commit that landed; the audit log continues after it");
+                let mut flags = vec![true];
+                flags.extend(kept.iter().flatten().map(|b| self.reads_back(b)));
+                flags
+            }
+        };
+        let mut applied = applied.into_iter();
         if applied.next() != Some(true) {
             return Ok(None);
         }
@@ -738,6 +762,18 @@ impl AuditLog {
         head.hash_hex = tail.prev;
         head.since_checkpoint = since;
         Ok(Some((seqs, applied)))
+    }
+
+    /// Does the store hold what `batch` writes (each put's value, each delete's absence)?
+    /// Counters cannot be told apart from earlier adds and are not read.
+    fn reads_back(&self, batch: &Batch) -> bool {
+        batch.writes.iter().all(|w| match w {
+            crate::store::Write::Put(t, k, v) => {
+                matches!(self.store.get(*t, k), Ok(Some(got)) if got == *v)
+            }
+            crate::store::Write::Delete(t, k) => matches!(self.store.get(*t, k), Ok(None)),
+            crate::store::Write::Add(..) => true,
+        })
     }
 
     /// Moves `head` past the entries other writers stored after it (instances sharing one

@@ -432,6 +432,8 @@ fn checkpoint_every_and_explicit_checkpoints() {
 struct FlakyStore {
     inner: Arc<dyn Store>,
     fail: AtomicBool,
+    /// Armed: the next commit lands, then reports a failure (a connection lost during COMMIT).
+    land_then_fail: AtomicBool,
 }
 
 impl Store for FlakyStore {
@@ -446,7 +448,11 @@ impl Store for FlakyStore {
         if audit && self.fail.load(Ordering::SeqCst) {
             return Err(StoreError::Full("test".into()));
         }
-        self.inner.commit(batches)
+        let done = self.inner.commit(batches);
+        if self.land_then_fail.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::Io("connection lost during COMMIT".into()));
+        }
+        done
     }
     fn range(
         &self,
@@ -465,6 +471,7 @@ fn failed_writes_fail_closed_without_advancing() {
     let flaky = Arc::new(FlakyStore {
         inner: fx.store(),
         fail: AtomicBool::new(false),
+        land_then_fail: AtomicBool::new(false),
     });
     let log = fx.open_on(flaky.clone(), 3);
     log.append_value("decision", event(0)).unwrap();
@@ -696,6 +703,7 @@ fn append_with_commits_the_callers_writes_only_with_the_entry() {
     let flaky = Arc::new(FlakyStore {
         inner: store.clone(),
         fail: AtomicBool::new(true),
+        land_then_fail: AtomicBool::new(false),
     });
     drop(log);
     let log = fx.open_on(flaky, 0);
@@ -703,6 +711,50 @@ fn append_with_commits_the_callers_writes_only_with_the_entry() {
     lost.put(Tree::Reviews, b"r2", b"held");
     assert!(log.append_with(gap(), lost).is_err());
     assert_eq!(store.get(Tree::Reviews, b"r2").unwrap(), None);
+}
+
+/// A commit that landed but reported a failure (a connection lost during COMMIT): the entries
+/// are read back and never chained a second time, and the caller's writes count as applied
+/// when they read back as written (a hold stored pending is not answered "not held").
+#[test]
+fn a_commit_that_landed_but_failed_is_not_written_twice() {
+    let fx = Fixture::new();
+    let store = fx.store();
+    let flaky = Arc::new(FlakyStore {
+        inner: store.clone(),
+        fail: AtomicBool::new(false),
+        land_then_fail: AtomicBool::new(false),
+    });
+    let log = fx.open_on(flaky.clone(), 0);
+    let gap = || {
+        Event::AuditGap(event::AuditGap {
+            skipped_allow_records: 1,
+            reason: "test",
+        })
+    };
+    log.append_value("decision", event(0)).unwrap();
+    let mut with = Batch::default();
+    with.expect(Tree::Reviews, b"r1", None)
+        .put(Tree::Reviews, b"r1", b"held");
+    flaky.land_then_fail.store(true, Ordering::SeqCst);
+    assert_eq!(log.append_with(gap(), with).unwrap(), Beside::Applied);
+    let mut clash = Batch::default();
+    clash
+        .expect(Tree::Reviews, b"r1", None)
+        .put(Tree::Reviews, b"r1", b"again");
+    flaky.land_then_fail.store(true, Ordering::SeqCst);
+    assert_eq!(
+        log.append_with(gap(), clash).unwrap(),
+        Beside::ExpectationFailed
+    );
+    log.append_value("decision", event(3)).unwrap();
+    let lines = export(&log, 0);
+    assert_eq!(lines.len(), 4, "each entry once: {lines:#?}");
+    assert_eq!(
+        store.get(Tree::Reviews, b"r1").unwrap().as_deref(),
+        Some(&b"held"[..])
+    );
+    verify(&lines, &log.public_key_hex()).unwrap();
 }
 
 #[test]

@@ -9,12 +9,15 @@ use super::{Batch, Entry, Store, StoreError, Tree};
 
 /// At most this many batches share one commit (bounds one transaction's size): room for a
 /// sweep's chunk of 2,048 expiries and what joins it, so that the chunk is one fsync, not four.
+/// Callers are never split: one caller's batches are all in one commit (a caller with more
+/// than this many goes alone), so no caller is told its commit failed while part of it landed.
 const MAX_GROUP: usize = 4096;
 
 #[derive(Default)]
 struct Queue {
     next_ticket: u64,
-    waiting: Vec<(u64, Batch)>,
+    /// Batches waiting, each with its ticket and whether it is its caller's last.
+    waiting: Vec<(u64, Batch, bool)>,
     done: HashMap<u64, Result<bool, StoreError>>,
     committing: bool,
 }
@@ -123,11 +126,12 @@ impl Grouped {
     fn commit_grouped(&self, batches: Vec<Batch>) -> Result<Vec<bool>, StoreError> {
         let mut q = self.lock();
         let mut mine = Vec::with_capacity(batches.len());
-        for b in batches {
+        let count = batches.len();
+        for (i, b) in batches.into_iter().enumerate() {
             let t = q.next_ticket;
             q.next_ticket += 1;
             mine.push(t);
-            q.waiting.push((t, b));
+            q.waiting.push((t, b, i + 1 == count));
         }
         loop {
             if mine.iter().all(|t| q.done.contains_key(t)) {
@@ -148,8 +152,9 @@ impl Grouped {
             }
             if !q.committing {
                 q.committing = true;
-                let n = q.waiting.len().min(MAX_GROUP);
-                let (tickets, group): (Vec<u64>, Vec<Batch>) = q.waiting.drain(..n).unzip();
+                let n = whole_callers(&q.waiting);
+                let (tickets, group): (Vec<u64>, Vec<Batch>) =
+                    q.waiting.drain(..n).map(|(t, b, _)| (t, b)).unzip();
                 drop(q);
                 let mut leading = Leading {
                     group: self,
@@ -164,6 +169,24 @@ impl Grouped {
             q = self.changed.wait(q).unwrap_or_else(|e| e.into_inner());
         }
     }
+}
+
+/// How many of `waiting`'s batches the next commit takes: whole callers, as many as fit in
+/// [`MAX_GROUP`], and at least the first caller whatever its size.
+fn whole_callers(waiting: &[(u64, Batch, bool)]) -> usize {
+    let mut n = 0;
+    for (i, (_, _, last)) in waiting.iter().enumerate() {
+        if *last {
+            if i + 1 > MAX_GROUP && n > 0 {
+                break;
+            }
+            n = i + 1;
+            if n >= MAX_GROUP {
+                break;
+            }
+        }
+    }
+    n
 }
 
 #[cfg(test)]
@@ -194,5 +217,24 @@ mod tests {
         let applied = store.commit(batches).unwrap();
         assert_eq!(applied, vec![true; 2048]);
         assert_eq!(commits.get(), 1);
+    }
+
+    /// A commit takes whole callers: a caller of 2,049 batches queued behind one of 2,048 is not
+    /// cut at 4,096 (its last batch in the next commit, which could fail after the first
+    /// landed); one larger than a group goes alone.
+    #[test]
+    fn callers_are_never_split_across_commits() {
+        let queue = |sizes: &[usize]| -> Vec<(u64, Batch, bool)> {
+            sizes
+                .iter()
+                .flat_map(|&n| (0..n).map(move |i| (0, Batch::default(), i + 1 == n)))
+                .collect()
+        };
+        assert_eq!(whole_callers(&queue(&[2048, 2049])), 2048);
+        assert_eq!(whole_callers(&queue(&[2048, 2048, 1])), 4096);
+        assert_eq!(whole_callers(&queue(&[1, 5000, 1])), 1);
+        assert_eq!(whole_callers(&queue(&[5000, 1])), 5000);
+        assert_eq!(whole_callers(&queue(&[3])), 3);
+        assert_eq!(whole_callers(&[]), 0);
     }
 }
