@@ -705,7 +705,7 @@ impl AuditLog {
             seqs.push(tail.next_seq);
             let (key, bytes) = tail.chain(kind, fields, &mut batch);
             if first.is_none() {
-                first = Some((key.clone(), bytes.clone()));
+                first = Some((key, bytes.clone()));
             }
             // An item's own writes land only with its entry: they expect it stored, as the
             // entries' batch (applied just before them in the same transaction) stores it.
