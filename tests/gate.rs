@@ -240,6 +240,33 @@ async fn a_secret_cut_by_the_result_cap_is_masked_whole() {
     assert!(stored.ends_with(&"*".repeat(30)), "{stored}");
 }
 
+/// One unreadable review record no longer fails every listing it falls in, nor recovery at
+/// start (which lists the approved and executing reviews): it is left out and logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_unreadable_review_does_not_fail_listings_or_recovery() {
+    let (up, a, store) = setup_on_faulty_store("").await;
+    let bad = review_id(&hold_delete(&a, "/repos/o/bad").await.1);
+    let good = review_id(&hold_delete(&a, "/repos/o/good").await.1);
+    let mut b = airlock::store::Batch::default();
+    b.put(
+        airlock::store::Tree::Reviews,
+        bad.as_bytes(),
+        b"{\"not\":\"a review\"}",
+    );
+    assert!(airlock::store::Store::apply(store.inner.as_ref(), b).expect("apply"));
+    let (code, list) = a.admin("GET", "/v1/reviews?state=pending", None).await;
+    assert_eq!(code, 200, "{list}");
+    let ids: Vec<&str> = list["reviews"]
+        .as_array()
+        .expect("reviews")
+        .iter()
+        .filter_map(|r| r["reviewId"].as_str())
+        .collect();
+    assert_eq!(ids, [good.as_str()], "{list}");
+    a.gate.recover().await.expect("recover");
+    assert_eq!(up.count(), 0);
+}
+
 /// One unreadable review record past its deadline no longer stops the sweep for every other
 /// review (it heads the deadline index of each sweep, and the whole sweep failed on it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

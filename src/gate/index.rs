@@ -215,7 +215,13 @@ pub fn page(
         let records = store.get_many(Tree::Reviews, &ids)?;
         for (id, record) in ids.into_iter().zip(records) {
             budget -= 1;
-            if let Some(r) = decode(id, record)? {
+            // One unreadable record (damaged, hand-edited) must not hide every other review,
+            // nor stop recovery at start: it is skipped, and never sent.
+            let decoded = decode(id, record).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "an unreadable review record is left out of a listing");
+                None
+            });
+            if let Some(r) = decoded {
                 if also_tool.is_none_or(|t| r.tool.as_deref() == Some(t)) {
                     reviews.push(r);
                 }

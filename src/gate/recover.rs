@@ -99,6 +99,12 @@ impl Gate {
                     let (bytes, old) = match g.load(id) {
                         Ok(loaded) => loaded,
                         Err(GateError::NotFound(_)) => continue,
+                        // Kept (nothing can say what it indexed), and passed over so that
+                        // retention goes on with the rest.
+                        Err(e @ GateError::Corrupt { .. }) => {
+                            tracing::error!(error = %e, "an unreadable finished review is kept past retention");
+                            continue;
+                        }
                         Err(e) => return Err(e),
                     };
                     let mut b = Batch::default();
