@@ -25,7 +25,7 @@ async fn setup(extra: &str) -> Setup {
     let up = FakeUpstream::start(Default::default()).await;
     let dir = tempfile::tempdir().expect("dir");
     let secret_file = dir.path().join("github-token");
-    std::fs::write(&secret_file, format!("{REAL_GITHUB}\n")).expect("write");
+    support::write_secret(&secret_file, format!("{REAL_GITHUB}\n"));
     let token = airlock::agents::generate_token();
     let limited_token = airlock::agents::generate_token();
     let toml = format!(

@@ -216,7 +216,7 @@ async fn a_secret_cut_by_the_result_cap_is_masked_whole() {
     const REAL: &str = "ghp_CAPtestCredential0123456789abcdefghij";
     let dir = tempfile::tempdir().expect("dir");
     let secret = dir.path().join("gh");
-    std::fs::write(&secret, REAL).expect("write");
+    support::write_secret(&secret, REAL);
     // `{"you_sent":"Bearer ` is 20 bytes: the cap falls inside the secret.
     let toml = format!(
         "[gate]\nmax_result_bytes = 50\n[credentials.github]\nfile = {:?}\n",

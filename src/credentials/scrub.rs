@@ -24,7 +24,9 @@ impl Scrubber {
     /// `None` when there is nothing to scrub.
     pub fn new(mut secrets: Vec<Vec<u8>>) -> Option<Scrubber> {
         secrets.retain(|s| !s.is_empty());
-        secrets.sort();
+        // Longest first: a secret that contains another is masked whole before the shorter
+        // one's mask could leave the rest of it showing.
+        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         secrets.dedup();
         let longest = secrets.iter().map(Vec::len).max()?;
         Some(Scrubber {
@@ -39,7 +41,7 @@ impl Scrubber {
         self.longest
     }
 
-    /// Masks every occurrence in `buf`; returns how many it masked.
+    /// Masks every occurrence in `buf`, longest secret first; returns how many it masked.
     pub fn scrub_bytes(&self, buf: &mut [u8]) -> usize {
         let mut n = 0;
         for s in self.secrets.iter() {
@@ -208,6 +210,20 @@ mod tests {
                 assert_eq!(out, original);
             }
         }
+    }
+
+    /// A secret that contains another is masked whole, whichever sorts first.
+    #[test]
+    fn a_secret_containing_another_is_masked_whole() {
+        let s = Scrubber::new(vec![
+            b"abc".to_vec(),
+            b"abcdef123".to_vec(),
+            b"f12".to_vec(),
+        ])
+        .expect("scrubber");
+        let mut buf = b"x abcdef123 y abc z".to_vec();
+        assert_eq!(s.scrub_bytes(&mut buf), 2);
+        assert_eq!(buf, b"x ********* y *** z");
     }
 
     #[test]
