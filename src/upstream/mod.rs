@@ -158,11 +158,12 @@ impl Upstream {
         &self.dialer
     }
 
-    /// Sends a permitted request and streams the answer back (hop-by-hop headers stripped).
-    /// The real credential for the request's host is injected here, except on plain HTTP to a
-    /// host outside the catalog (a tunnel by policy, which never carries one); a request to a
-    /// credentialed host over plain HTTP is refused here, before a byte is sent
-    /// ([`UpstreamFailure::CredentialOverHttp`]), whatever permitted it.
+    /// Sends a permitted request and streams the answer back (hop-by-hop headers and any
+    /// non-standard HTTP/1.1 reason phrase stripped). The real credential for the request's
+    /// host is injected here, except on plain HTTP to a host outside the catalog (a tunnel by
+    /// policy, which never carries one); a request to a credentialed host over plain HTTP is
+    /// refused here, before a byte is sent ([`UpstreamFailure::CredentialOverHttp`]), whatever
+    /// permitted it.
     pub async fn send(
         &self,
         permitted: Permitted<Request<Body>>,
@@ -349,9 +350,12 @@ impl Upstream {
     }
 }
 
-/// A response with hop-by-hop headers stripped.
+/// A response with hop-by-hop headers stripped, and without the upstream's HTTP/1.1 reason
+/// phrase when it was not the standard one (hyper keeps it, and the agent's HTTP/1.1 side would
+/// write it back unscrubbed): the agent gets the canonical reason.
 fn strip_response(mut resp: Response<Body>) -> Response<Body> {
     strip_hop_by_hop(resp.headers_mut());
+    resp.extensions_mut().remove::<hyper::ext::ReasonPhrase>();
     resp
 }
 
