@@ -21,11 +21,16 @@ struct Setup {
 /// Airlock with two agents (`bot`: any service; `gh-only`: github only), a GitHub credential
 /// read from a file, and the shipped catalog.
 async fn setup(extra: &str) -> Setup {
+    setup_on(extra, Default::default()).await
+}
+
+/// [`setup`] with an upstream started with `opts`.
+async fn setup_on(extra: &str, opts: support::UpstreamOptions) -> Setup {
     support::init();
-    let up = FakeUpstream::start(Default::default()).await;
+    let up = FakeUpstream::start(opts).await;
     let dir = tempfile::tempdir().expect("dir");
     let secret_file = dir.path().join("github-token");
-    std::fs::write(&secret_file, format!("{REAL_GITHUB}\n")).expect("write");
+    support::write_secret(&secret_file, format!("{REAL_GITHUB}\n"));
     let token = airlock::agents::generate_token();
     let limited_token = airlock::agents::generate_token();
     let toml = format!(
@@ -493,6 +498,188 @@ async fn anonymous_access_is_off_by_default() {
     )
     .await;
     assert!(resp.starts_with("HTTP/1.1 407"), "{resp}");
+}
+
+// ---- the credential never reaches the agent in an answer's reason, trailers or encoding ----
+
+/// An intercepted tunnel to `host` as agent `bot`, offering `alpn`.
+async fn bot_tunnel(
+    s: &Setup,
+    host: &str,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let auth = format!("Proxy-Authorization: Basic {}\r\n", basic("bot", &s.token));
+    support::raw::tunnel_with(s.airlock.addr, host, host, &s.airlock.ca_pem, alpn, &auth).await
+}
+
+/// Every byte an HTTP/1.1 upstream's answer puts on the agent's connection (after TLS).
+async fn h1_bytes(s: &Setup, path: &str) -> Vec<u8> {
+    let mut tls = bot_tunnel(s, "api.github.com", &[b"http/1.1"]).await;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: api.github.com\r\nConnection: close\r\n\r\n");
+    tls.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(support::WAIT, tls.read_to_end(&mut out)).await;
+    out
+}
+
+/// A body as sent, or decompressed if it is gzip: what an agent's client could read of it.
+fn readable(body: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    match flate2::read::GzDecoder::new(body).read_to_end(&mut out) {
+        Ok(_) => out,
+        Err(_) => body.to_vec(),
+    }
+}
+
+/// A credential an HTTP/1.1 upstream echoes in its reason phrase (`HTTP/1.1 200 OK Bearer …`)
+/// is not written back to the agent: it gets the canonical reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reason_phrase_echoing_the_credential_never_reaches_the_agent() {
+    let s = setup_on(
+        "",
+        support::UpstreamOptions {
+            alpn: vec!["http/1.1"],
+            ..Default::default()
+        },
+    )
+    .await;
+    let out = h1_bytes(&s, "/user?respond_reason=1").await;
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(s.up.count(), 1, "{text}");
+    assert_eq!(
+        s.up.requests()[0].header("authorization"),
+        Some(format!("Bearer {REAL_GITHUB}").as_str())
+    );
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(find(&out, REAL_GITHUB.as_bytes()).is_none(), "{text}");
+}
+
+/// A credential an upstream echoes in a trailer is masked there as in a header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_trailer_echoing_the_credential_is_masked() {
+    use http_body_util::BodyExt;
+    let s = setup("").await;
+    let tls = bot_tunnel(&s, "api.github.com", &[b"h2"]).await;
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    let req = http::Request::get("https://api.github.com/user?respond_trailer=1")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let resp = send.send_request(req).await.expect("answer");
+    assert_eq!(resp.status(), 200);
+    let got = resp.into_body().collect().await.expect("body");
+    let trailers = got.trailers().cloned().unwrap_or_default();
+    let body = got.to_bytes();
+    assert!(find(&body, REAL_GITHUB.as_bytes()).is_none());
+    let echoed = trailers
+        .get("x-echoed-authorization")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    assert_eq!(
+        echoed,
+        Some(format!("Bearer {}", "*".repeat(REAL_GITHUB.len()))),
+        "{trailers:?}"
+    );
+}
+
+/// Airlock asks a credentialed host for an uncompressed answer; one that comes compressed
+/// anyway cannot be scrubbed, so it never reaches the agent: 502 `upstream_encoding`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_compressed_answer_from_a_credentialed_host_is_withheld() {
+    let s = setup("").await;
+    let r = client_as(&s.airlock, "bot", &s.token)
+        .get("https://api.github.com/user?respond_gzip=1")
+        .send()
+        .await
+        .expect("send");
+    let (status, headers) = (r.status(), r.headers().clone());
+    let body = r.bytes().await.expect("body");
+    assert_eq!(s.up.count(), 1);
+    assert!(
+        find(&readable(&body), REAL_GITHUB.as_bytes()).is_none(),
+        "{status} {headers:?}"
+    );
+    assert_eq!(status, 502, "{headers:?}");
+    assert_eq!(headers["airlock-reason"], "upstream_encoding");
+}
+
+/// [`a_compressed_answer_from_a_credentialed_host_is_withheld`] for an approved request: it
+/// was sent, so it is `executed`, with the body withheld and the reason said; the agent
+/// waiting for it gets 502 `upstream_encoding`, not the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_compressed_answer_to_an_approved_request_is_withheld() {
+    let s = setup("").await;
+    let a = &s.airlock;
+    let agent = client_as(a, "bot", &s.token);
+    let waiting = tokio::spawn(async move {
+        agent
+            .delete("https://api.github.com/repos/octo/demo?respond_gzip=1")
+            .header("airlock-wait", "30")
+            .send()
+            .await
+            .expect("send")
+    });
+    let id = support::eventually("the held request", support::WAIT, || async {
+        let pending =
+            support::all_reviews(&a.gate, Some(airlock::gate::ReviewState::Pending)).await;
+        pending.first().map(|r| r.id.clone())
+    })
+    .await;
+    let (code, done) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(code, 200, "{done}");
+    assert_eq!(s.up.count(), 1);
+    let resp = waiting.await.expect("agent");
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let body = resp.bytes().await.expect("body");
+    assert!(
+        find(&readable(&body), REAL_GITHUB.as_bytes()).is_none(),
+        "{status} {headers:?}"
+    );
+    assert_eq!(done["state"], "executed", "it was sent: {done}");
+    assert_eq!(done["result"]["status"], 200, "{done}");
+    assert!(
+        done["result"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("upstream_encoding")),
+        "{done}"
+    );
+    assert_eq!(status, 502, "{headers:?}");
+    assert_eq!(headers["airlock-outcome"], "EXECUTED");
+    assert_eq!(headers["airlock-reason"], "upstream_encoding");
+}
+
+/// Cookies and other credentials a credentialed host sets in an answer to a request that
+/// carried the injected credential are dropped before the agent sees it, as they are from an
+/// executed review's answer; a host without a credential keeps its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn set_cookie_from_a_credentialed_host_never_reaches_the_agent() {
+    let s = setup("").await;
+    let bot = client_as(&s.airlock, "bot", &s.token);
+    let r = bot
+        .get("https://api.github.com/user?respond_with_credentials=1")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    for h in ["set-cookie", "x-auth-token", "private-token"] {
+        assert!(r.headers().get(h).is_none(), "{h}: {:?}", r.headers());
+    }
+    assert_eq!(r.headers()["x-request-id"], "req-visible-123");
+    // Control: no credential for Stripe here, so nothing of Airlock's is at stake.
+    let r = bot
+        .get("https://api.stripe.com/v1/charges?respond_with_credentials=1")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("set-cookie").is_some(), "{:?}", r.headers());
 }
 
 // ---- issue 21 item 7: credential-like headers and secret query values are never shown ----

@@ -18,7 +18,7 @@ async fn start(extra: &str) -> (Airlock, FakeUpstream, Arc<FaultyStore>) {
     let up = FakeUpstream::start(Default::default()).await;
     let dir = tempfile::tempdir().expect("dir");
     let secret = dir.path().join("gh");
-    std::fs::write(&secret, REAL_GITHUB).expect("write");
+    support::write_secret(&secret, REAL_GITHUB);
     let toml = format!(
         "[audit]\ncheckpoint_every = 4\n[credentials.github]\nfile = {:?}\n{extra}",
         path_str(&secret)

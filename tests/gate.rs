@@ -216,7 +216,7 @@ async fn a_secret_cut_by_the_result_cap_is_masked_whole() {
     const REAL: &str = "ghp_CAPtestCredential0123456789abcdefghij";
     let dir = tempfile::tempdir().expect("dir");
     let secret = dir.path().join("gh");
-    std::fs::write(&secret, REAL).expect("write");
+    support::write_secret(&secret, REAL);
     // `{"you_sent":"Bearer ` is 20 bytes: the cap falls inside the secret.
     let toml = format!(
         "[gate]\nmax_result_bytes = 50\n[credentials.github]\nfile = {:?}\n",
@@ -265,6 +265,54 @@ async fn one_unreadable_review_does_not_fail_listings_or_recovery() {
     assert_eq!(ids, [good.as_str()], "{list}");
     a.gate.recover().await.expect("recover");
     assert_eq!(up.count(), 0);
+}
+
+/// A plain-http request held before its host had a credential, approved after a restart that
+/// configured one, is not sent: the credential would travel in clear text. The review fails
+/// (`credential_over_http`) and nothing reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_approved_plain_http_request_is_never_sent_with_the_credential() {
+    support::init();
+    let up = FakeUpstream::start(support::UpstreamOptions {
+        plain: true,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let start = |toml: String, dir: tempfile::TempDir| {
+        let config = Airlock::config(&toml, dir.path(), &up, HOSTS);
+        Airlock::start_with_parts(
+            config,
+            dir,
+            Arc::new(TestRules),
+            Arc::new(airlock::gate::SystemClock),
+        )
+    };
+    let a = start(String::new(), dir).await;
+    let r = a
+        .client()
+        .delete("http://api.github.com/repos/acme/plain")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 423);
+    let id = review_id(r.headers());
+    let dir = a.stop().await;
+    let secret = dir.path().join("gh");
+    support::write_secret(&secret, "ghp_NEVERinCLEARtext0123456789");
+    let toml = format!(
+        "[credentials.github]\nfile = {:?}\n",
+        support::path_str(&secret)
+    );
+    let a = start(toml, dir).await;
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["state"], "failed", "{r}");
+    let why = r["result"]["error"].as_str().unwrap_or_default();
+    assert!(why.contains("credential_over_http"), "{r}");
+    assert_eq!(up.count(), 0, "nothing reached the upstream");
 }
 
 /// One unreadable review record past its deadline no longer stops the sweep for every other

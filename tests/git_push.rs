@@ -101,7 +101,7 @@ impl Fixture {
 
         let dir = tempfile::tempdir().expect("dir");
         let token_file = dir.path().join("github-token");
-        std::fs::write(&token_file, REAL_TOKEN).expect("write");
+        support::write_secret(&token_file, REAL_TOKEN);
         let agent_token = airlock::agents::generate_token();
         let toml = format!(
             "{}[credentials.github]\nfile = {:?}\n[gate]\nmax_body_bytes = {MAX_HELD_BODY}\n",

@@ -179,7 +179,7 @@ async fn agents_reviewers_and_credentials_follow_their_files_without_a_restart()
     let up = FakeUpstream::start(Default::default()).await;
     let dir = tempfile::tempdir().expect("dir");
     let secret = dir.path().join("github-token");
-    std::fs::write(&secret, "ghp_FIRSTsecretValue000\n").expect("secret");
+    support::write_secret(&secret, "ghp_FIRSTsecretValue000\n");
     let (cfg, store, ca) = write_config(
         dir.path(),
         "airlock.toml",
@@ -223,7 +223,7 @@ async fn agents_reviewers_and_credentials_follow_their_files_without_a_restart()
 
     // The credential file replaced (as a secret manager does: write beside it, rename over).
     let next = dir.path().join("github-token.new");
-    std::fs::write(&next, "ghp_SECONDsecretValue00\n").expect("secret");
+    support::write_secret(&next, "ghp_SECONDsecretValue00\n");
     std::fs::rename(&next, &secret).expect("rename");
     let again = open(&serve, HOST, "bot", &bot).await.expect("connect");
     eventually("the new credential to be injected", WAIT, || {

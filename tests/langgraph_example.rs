@@ -51,7 +51,7 @@ async fn setup() -> Setup {
     let dir = tempfile::tempdir().expect("dir");
     let secret = |name: &str, value: &str| {
         let p = dir.path().join(name);
-        std::fs::write(&p, value).expect("write secret");
+        support::write_secret(&p, value);
         path_str(&p)
     };
     let token = airlock::agents::generate_token();

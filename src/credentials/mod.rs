@@ -1,6 +1,7 @@
 //! Provider credentials: loaded from the environment or a file named in config (never from the
-//! agent), injected into requests to the service's hosts after stripping whatever credential
-//! headers the agent sent, and used to scrub responses (see [`scrub`]).
+//! agent; a file must be Airlock's user's and readable by it alone), injected into requests to
+//! the service's hosts after stripping whatever credential headers the agent sent, and used to
+//! scrub responses (see [`scrub`]).
 //!
 //! A secret never leaves this module except inside the outgoing upstream request header.
 
@@ -55,10 +56,31 @@ struct Values {
 struct Secrets {
     /// One per service, in [`Vault::services`] order.
     values: Vec<Values>,
-    /// The raw secrets (and their git Basic forms) as read.
-    raw: Vec<Vec<u8>>,
-    /// Masks these secrets and the ones they replaced (a rotated-out token may still work).
+    /// Per service: the raw secret and its git Basic form, as read.
+    raw: Vec<Forms>,
+    /// Per service: the forms of the secrets it had before in this process, newest first, at
+    /// most [`RETIRED_KEPT`] secrets' worth.
+    retired: Vec<Forms>,
+    /// Masks the secrets in force and the retired ones (a rotated-out token may still work).
     scrubber: Option<Scrubber>,
+}
+
+/// The forms one service's secret takes in a request (raw, git Basic).
+type Forms = Vec<Vec<u8>>;
+
+/// How many replaced secrets per service the scrubber keeps masking.
+const RETIRED_KEPT: usize = 8;
+
+impl Secrets {
+    fn new(values: Vec<Values>, raw: Vec<Forms>, retired: Vec<Forms>) -> Secrets {
+        let masked = raw.iter().chain(&retired).flatten().cloned().collect();
+        Secrets {
+            values,
+            raw,
+            retired,
+            scrubber: Scrubber::new(masked),
+        }
+    }
 }
 
 /// User name git hosting expects with a token in HTTP Basic (`x-access-token:TOKEN`).
@@ -90,7 +112,7 @@ impl std::fmt::Debug for Vault {
 }
 
 /// Reads every secret now; a missing one is an error naming the variable or file.
-fn read_all(configs: &[CredentialConfig]) -> Result<(Vec<Values>, Vec<Vec<u8>>), CredentialError> {
+fn read_all(configs: &[CredentialConfig]) -> Result<(Vec<Values>, Vec<Forms>), CredentialError> {
     let mut values = Vec::new();
     let mut raw = Vec::new();
     for c in configs {
@@ -109,8 +131,7 @@ fn read_all(configs: &[CredentialConfig]) -> Result<(Vec<Values>, Vec<Vec<u8>>),
             }
         })?;
         git_value.set_sensitive(true);
-        raw.push(secret.into_bytes());
-        raw.push(basic.into_bytes());
+        raw.push(vec![secret.into_bytes(), basic.into_bytes()]);
         values.push(Values { value, git_value });
     }
     Ok((values, raw))
@@ -125,11 +146,7 @@ impl Vault {
                 .iter()
                 .map(|c| Service { config: c.clone() })
                 .collect(),
-            secrets: RwLock::new(Arc::new(Secrets {
-                values,
-                scrubber: Scrubber::new(raw.clone()),
-                raw,
-            })),
+            secrets: RwLock::new(Arc::new(Secrets::new(values, raw, Vec::new()))),
         }))
     }
 
@@ -146,8 +163,9 @@ impl Vault {
     }
 
     /// Reads every secret again and swaps them in when any changed: `Ok(true)`. A secret that
-    /// cannot be read (a file half-written, or gone) keeps all of them in force. The scrubber
-    /// then masks the new secrets and the ones they replaced.
+    /// cannot be read (a file half-written, gone, or one other users may read) keeps all of
+    /// them in force. The scrubber then masks the new secrets and every one they replaced in
+    /// this process's life (the last [`RETIRED_KEPT`] per service).
     pub fn reload(&self) -> Result<bool, CredentialError> {
         let configs: Vec<CredentialConfig> =
             self.services.iter().map(|s| s.config.clone()).collect();
@@ -156,13 +174,18 @@ impl Vault {
         if raw == old.raw {
             return Ok(false);
         }
-        let mut masked = raw.clone();
-        masked.extend(old.raw.iter().cloned());
-        let fresh = Arc::new(Secrets {
-            values,
-            scrubber: Scrubber::new(masked),
-            raw,
-        });
+        let retired = raw
+            .iter()
+            .enumerate()
+            .map(|(i, now)| {
+                let mut kept: Forms = old.raw.get(i).cloned().unwrap_or_default();
+                kept.extend(old.retired.get(i).into_iter().flatten().cloned());
+                kept.retain(|f| !now.contains(f));
+                kept.truncate(RETIRED_KEPT * now.len());
+                kept
+            })
+            .collect();
+        let fresh = Arc::new(Secrets::new(values, raw, retired));
         match self.secrets.write() {
             Ok(mut s) => *s = fresh,
             Err(poisoned) => *poisoned.into_inner() = fresh,
@@ -246,13 +269,11 @@ fn read_secret(c: &CredentialConfig) -> Result<String, CredentialError> {
             service: c.service.clone(),
             var: var.clone(),
         })?,
-        SecretSource::File(path) => {
-            std::fs::read_to_string(path).map_err(|e| CredentialError::File {
-                service: c.service.clone(),
-                file: path.display().to_string(),
-                message: e.to_string(),
-            })?
-        }
+        SecretSource::File(path) => read_file(path).map_err(|message| CredentialError::File {
+            service: c.service.clone(),
+            file: path.display().to_string(),
+            message,
+        })?,
     };
     let secret = raw.trim().to_string();
     if secret.is_empty() {
@@ -269,15 +290,62 @@ fn read_secret(c: &CredentialConfig) -> Result<String, CredentialError> {
     Ok(secret)
 }
 
+/// Reads a credential file that only Airlock's user may read: opened (a link is followed;
+/// non-blocking, so a FIFO cannot stall it), then the opened file itself checked, so what is
+/// checked is what is read. The error says why, never what the file holds.
+fn read_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "mode {mode:o} lets other users read the credential; run `chmod 600 {}`",
+            path.display()
+        ));
+    }
+    // SAFETY: plain syscall.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(format!(
+            "owned by uid {}, not by Airlock's user (uid {me}); make it the owner and run \
+             `chmod 600 {}`",
+            meta.uid(),
+            path.display()
+        ));
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writes `secret` to a new file `path` with `mode` (replacing `path` as a secret manager
+    /// does: written beside it, renamed over it).
+    fn replace(path: &std::path::Path, secret: &str, mode: u32) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let next = path.with_extension("new");
+        std::fs::write(&next, secret).expect("write");
+        std::fs::set_permissions(&next, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        std::fs::rename(&next, path).expect("rename");
+    }
 
     /// A vault whose github credential is the file `gh` (holding `secret`) in a temp dir.
     fn vault_with(secret: &str) -> (tempfile::TempDir, std::path::PathBuf, Arc<Vault>) {
         let dir = tempfile::tempdir().expect("dir");
         let file = dir.path().join("gh");
-        std::fs::write(&file, secret).expect("write");
+        replace(&file, secret, 0o600);
         let c = crate::config::Config::from_toml(
             "t.toml",
             &format!(
@@ -349,6 +417,98 @@ mod tests {
         let mut h = HeaderMap::new();
         v.inject("api.github.com", &mut h);
         assert_eq!(h["authorization"], "Bearer ghp_second", "kept in force");
+    }
+
+    fn injected(v: &Vault) -> String {
+        let mut h = HeaderMap::new();
+        v.inject("api.github.com", &mut h);
+        h["authorization"].to_str().expect("ascii").to_string()
+    }
+
+    /// A credential file other users could read, or someone else's, or not a file at all, is
+    /// refused at load (naming the file and the fix) and at reload (the secret in force stays).
+    #[test]
+    fn a_credential_file_others_may_read_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("gh");
+        let config = |path: &std::path::Path| {
+            crate::config::Config::from_toml(
+                "t.toml",
+                &format!(
+                    "[credentials.github]\nfile = {:?}\n",
+                    path.display().to_string()
+                ),
+            )
+            .expect("config")
+            .credentials
+        };
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            replace(&file, "ghp_loose\n", mode);
+            let e = Vault::load(&config(&file)).expect_err("loose mode");
+            let text = e.to_string();
+            assert!(
+                text.contains(&format!("mode {mode:o}"))
+                    && text.contains(&format!("chmod 600 {}", file.display())),
+                "{text}"
+            );
+            assert!(!text.contains("ghp_loose"), "{text}");
+        }
+        let fifo = dir.path().join("fifo");
+        let c_path =
+            std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(fifo.as_os_str()))
+                .expect("path");
+        // SAFETY: a NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        for odd in [dir.path(), fifo.as_path()] {
+            let e = Vault::load(&config(odd)).expect_err("not a regular file");
+            assert!(e.to_string().contains("not a regular file"), "{e}");
+        }
+        // A link is followed; the file it names is what is checked.
+        replace(&file, "ghp_linked\n", 0o600);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).expect("symlink");
+        let v = Vault::load(&config(&link)).expect("0600 through a link");
+        assert_eq!(injected(&v), "Bearer ghp_linked");
+        replace(&file, "ghp_rotated\n", 0o644);
+        let e = v.reload().expect_err("loose mode on reload");
+        assert!(e.to_string().contains("chmod 600"), "{e}");
+        assert_eq!(
+            injected(&v),
+            "Bearer ghp_linked",
+            "the secret in force stays"
+        );
+        // SAFETY: plain syscall.
+        if unsafe { libc::geteuid() } == 0 {
+            replace(&file, "ghp_theirs\n", 0o600);
+            std::os::unix::fs::chown(&file, Some(65534), None).expect("chown");
+            let e = v.reload().expect_err("another user's file");
+            assert!(e.to_string().contains("owned by uid 65534"), "{e}");
+            assert_eq!(injected(&v), "Bearer ghp_linked");
+        }
+    }
+
+    /// Every secret a credential had in this process's life stays masked, however many
+    /// rotations ago it was replaced (up to the last few).
+    #[test]
+    fn rotated_out_secrets_stay_masked() {
+        let (_dir, file, v) = vault_with("ghp_rotation0\n");
+        for i in 1..=3 {
+            replace(&file, &format!("ghp_rotation{i}\n"), 0o600);
+            assert!(v.reload().expect("reload"));
+        }
+        let mut echoed = b"ghp_rotation0 ghp_rotation1 ghp_rotation2 ghp_rotation3".to_vec();
+        assert_eq!(v.scrubber().expect("scrubber").scrub_bytes(&mut echoed), 4);
+        assert!(!echoed.windows(4).any(|w| w == b"ghp_"), "{echoed:?}");
+        // Bounded: the current secret and the last RETIRED_KEPT it replaced.
+        for i in 4..=12 {
+            replace(&file, &format!("ghp_rotation{i:02}\n"), 0o600);
+            assert!(v.reload().expect("reload"));
+        }
+        let s = v.scrubber().expect("scrubber");
+        let mut current = b"ghp_rotation12 ghp_rotation04".to_vec();
+        assert_eq!(s.scrub_bytes(&mut current), 2);
+        let mut oldest = b"ghp_rotation0 ".to_vec();
+        assert_eq!(s.scrub_bytes(&mut oldest), 0, "forgotten after the bound");
     }
 
     #[test]

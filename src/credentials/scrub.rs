@@ -1,6 +1,6 @@
 //! Response scrubbing: any configured secret that appears verbatim in an upstream response
-//! header or body is masked with `*` of the same length (so `Content-Length` stays true) before
-//! the agent sees it. Bodies are scanned as they stream, holding back only the last
+//! header, body or trailer is masked with `*` of the same length (so `Content-Length` stays
+//! true) before the agent sees it. Bodies are scanned as they stream, holding back only the last
 //! `longest secret - 1` bytes of each chunk so a secret split across chunks is still found.
 
 use std::pin::Pin;
@@ -13,6 +13,29 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 
 use crate::wire::{Body, BoxError};
 
+/// Why an answer's body was withheld: it came compressed from a credentialed host.
+pub const UPSTREAM_ENCODING: &str = "upstream_encoding";
+
+/// What is said of a body withheld for [`UPSTREAM_ENCODING`].
+pub const ENCODED_WITHHELD: &str = "the answer came with a Content-Encoding other than identity, \
+     although Airlock asked for an uncompressed one; its body cannot be checked for the \
+     credential, so it is withheld (upstream_encoding)";
+
+/// Does the answer carry a `Content-Encoding` other than `identity`? Its body is then compressed
+/// (or otherwise encoded): the scrubber cannot see a secret in it. An unreadable value counts.
+pub fn is_encoded(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| match v.to_str() {
+            Ok(v) => v
+                .split(',')
+                .map(str::trim)
+                .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity")),
+            Err(_) => true,
+        })
+}
+
 /// Masks configured secrets.
 #[derive(Clone)]
 pub struct Scrubber {
@@ -24,7 +47,9 @@ impl Scrubber {
     /// `None` when there is nothing to scrub.
     pub fn new(mut secrets: Vec<Vec<u8>>) -> Option<Scrubber> {
         secrets.retain(|s| !s.is_empty());
-        secrets.sort();
+        // Longest first: a secret that contains another is masked whole before the shorter
+        // one's mask could leave the rest of it showing.
+        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         secrets.dedup();
         let longest = secrets.iter().map(Vec::len).max()?;
         Some(Scrubber {
@@ -39,7 +64,7 @@ impl Scrubber {
         self.longest
     }
 
-    /// Masks every occurrence in `buf`; returns how many it masked.
+    /// Masks every occurrence in `buf`, longest secret first; returns how many it masked.
     pub fn scrub_bytes(&self, buf: &mut [u8]) -> usize {
         let mut n = 0;
         for s in self.secrets.iter() {
@@ -146,7 +171,15 @@ impl HttpBody for ScrubBody {
                     }
                     Err(other) => {
                         this.scan();
-                        this.pending = Some(other);
+                        this.pending = Some(match other.into_trailers() {
+                            Ok(mut trailers) => {
+                                if this.scrubber.scrub_headers(&mut trailers) > 0 {
+                                    tracing::warn!(target: "airlock::scrub", source = %this.what, "upstream response trailer contained a configured secret; masked");
+                                }
+                                Frame::trailers(trailers)
+                            }
+                            Err(other) => other,
+                        });
                     }
                 },
             }
@@ -208,6 +241,43 @@ mod tests {
                 assert_eq!(out, original);
             }
         }
+    }
+
+    /// A secret that contains another is masked whole, whichever sorts first.
+    #[test]
+    fn a_secret_containing_another_is_masked_whole() {
+        let s = Scrubber::new(vec![
+            b"abc".to_vec(),
+            b"abcdef123".to_vec(),
+            b"f12".to_vec(),
+        ])
+        .expect("scrubber");
+        let mut buf = b"x abcdef123 y abc z".to_vec();
+        assert_eq!(s.scrub_bytes(&mut buf), 2);
+        assert_eq!(buf, b"x ********* y *** z");
+    }
+
+    /// Trailers are scrubbed as headers are.
+    #[tokio::test]
+    async fn masks_secrets_in_trailers() {
+        let s = Scrubber::new(vec![b"tok123".to_vec()]).expect("scrubber");
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-echo", HeaderValue::from_static("Bearer tok123"));
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"body"))),
+            Ok(Frame::trailers(trailers)),
+        ];
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+        let out = s
+            .wrap(body.boxed_unsync(), "test".into())
+            .collect()
+            .await
+            .expect("body");
+        assert_eq!(
+            out.trailers().map(|t| t["x-echo"].clone()),
+            Some(HeaderValue::from_static("Bearer ******"))
+        );
+        assert_eq!(out.to_bytes(), Bytes::from_static(b"body"));
     }
 
     #[test]

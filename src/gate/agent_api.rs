@@ -89,6 +89,7 @@ pub fn agent_review_json(r: &Review) -> serde_json::Value {
         let mut v = serde_json::json!({
             "status": e.status,
             "bodyTruncated": e.body_truncated,
+            "bodyWithheld": e.withheld,
             "error": e.error,
         });
         set_body(&mut v, e);
@@ -169,6 +170,7 @@ fn execution_json(e: &Execution) -> serde_json::Value {
         "status": e.status,
         "headers": shown_headers(&e.headers),
         "bodyTruncated": e.body_truncated,
+        "bodyWithheld": e.withheld,
         "error": e.error,
         "startedAt": rfc3339(e.started_at_ms),
         "finishedAt": e.finished_at_ms.map(rfc3339),
@@ -246,7 +248,9 @@ pub fn gate_error_response(e: &GateError) -> Response<Body> {
 }
 
 /// In wait mode, the answer once a review is final: the real upstream response if it executed,
-/// otherwise a non-2xx JSON naming the outcome.
+/// otherwise a non-2xx JSON naming the outcome. An executed review whose answer's body was
+/// withheld (`upstream_encoding`) gets 502 JSON with outcome `EXECUTED` and the reason in
+/// `Airlock-Reason` and `reason`: it was sent, but its answer is not passed on.
 pub fn final_response(r: &Review) -> Response<Body> {
     final_response_with(r, |_, _| {})
 }
@@ -257,7 +261,8 @@ pub fn final_response_with(
     r: &Review,
     dress: impl FnOnce(&mut serde_json::Value, &'static str),
 ) -> Response<Body> {
-    if let (ReviewState::Executed, Some(e)) = (r.state, &r.execution) {
+    let withheld = r.execution.as_ref().and_then(|e| e.withheld.as_deref());
+    if let (ReviewState::Executed, Some(e), None) = (r.state, &r.execution, withheld) {
         if let Some(status) = e.status.and_then(|s| StatusCode::from_u16(s).ok()) {
             let body = base64::engine::general_purpose::STANDARD
                 .decode(&e.body_b64)
@@ -289,6 +294,7 @@ pub fn final_response_with(
         }
     }
     let (status, outcome) = match r.state {
+        ReviewState::Executed if withheld.is_some() => (StatusCode::BAD_GATEWAY, "EXECUTED"),
         ReviewState::Rejected => (StatusCode::FORBIDDEN, "REJECTED"),
         ReviewState::Expired => (StatusCode::FORBIDDEN, "EXPIRED"),
         ReviewState::Failed => (StatusCode::BAD_GATEWAY, "FAILED"),
@@ -296,10 +302,16 @@ pub fn final_response_with(
     };
     let mut body = agent_review_json(r);
     body["outcome"] = serde_json::Value::String(outcome.into());
+    if let Some(reason) = withheld {
+        body["reason"] = serde_json::Value::String(reason.into());
+    }
     dress(&mut body, outcome);
     let mut resp = json_response(status, &body);
     let h = resp.headers_mut();
     h.insert(OUTCOME_HEADER, HeaderValue::from_static(outcome));
+    if let Some(v) = withheld.and_then(|w| HeaderValue::from_str(w).ok()) {
+        h.insert(crate::wire::REASON_HEADER, v);
+    }
     if let Ok(v) = HeaderValue::from_str(&r.id) {
         h.insert(REVIEW_ID_HEADER, v);
     }

@@ -18,6 +18,9 @@ enum Outcome {
         headers: Vec<(String, String)>,
         body: Vec<u8>,
         truncated: bool,
+        /// The body is not kept: it came compressed from a credentialed host, so it could not
+        /// be checked for the credential ([`crate::credentials::scrub::UPSTREAM_ENCODING`]).
+        withheld: bool,
     },
     /// Certainly not sent: no byte left (egress refused, resolving, connecting or the TLS
     /// handshake failed, or the stored request is unusable).
@@ -156,7 +159,13 @@ impl Gate {
                     .vault
                     .scrubber()
                     .map_or(0, |s| s.longest().saturating_sub(1));
-                let read = send(&self.upstream, permitted, cap.saturating_add(slack));
+                let credentialed = self.vault.service_for_host(&review.request.host).is_some();
+                let read = send(
+                    &self.upstream,
+                    permitted,
+                    cap.saturating_add(slack),
+                    credentialed,
+                );
                 match tokio::time::timeout(limit, read).await {
                     Ok(mut o) => {
                         self.scrub(&mut o, &review.id);
@@ -192,12 +201,18 @@ impl Gate {
                             headers,
                             body,
                             truncated,
+                            withheld,
                         } => {
                             next.state = ReviewState::Executed;
                             exec.status = Some(*status);
                             exec.headers = headers.clone();
                             exec.body_b64 = b64(body);
                             exec.body_truncated = *truncated;
+                            if *withheld {
+                                use crate::credentials::scrub::{ENCODED_WITHHELD, UPSTREAM_ENCODING};
+                                exec.withheld = Some(UPSTREAM_ENCODING.to_string());
+                                exec.error = Some(ENCODED_WITHHELD.to_string());
+                            }
                         }
                         Outcome::NotSent(e) => {
                             next.state = ReviewState::Failed;
@@ -379,7 +394,15 @@ fn build_request(stored: &StoredRequest) -> Result<Request<Body>, String> {
     Ok(req)
 }
 
-async fn send(upstream: &Upstream, permitted: Permitted<Request<Body>>, cap: usize) -> Outcome {
+/// Sends the request and reads the answer (up to `cap` bytes of body). `credentialed`: the
+/// request carries the injected credential, so an encoded body, which could not be checked for
+/// it, is not read: the answer is recorded without it.
+async fn send(
+    upstream: &Upstream,
+    permitted: Permitted<Request<Body>>,
+    cap: usize,
+    credentialed: bool,
+) -> Outcome {
     let resp = match upstream.send(permitted).await {
         Ok(r) => r,
         Err(f) if f.maybe_sent() => return Outcome::Unknown(f.message().to_string()),
@@ -391,6 +414,16 @@ async fn send(upstream: &Upstream, permitted: Permitted<Request<Body>>, cap: usi
         .iter()
         .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
         .collect();
+    if credentialed && crate::credentials::scrub::is_encoded(resp.headers()) {
+        tracing::warn!(target: "airlock::scrub", status, "an approved request's answer came encoded although Airlock asked for identity; its body is withheld");
+        return Outcome::Answered {
+            status,
+            headers,
+            body: Vec::new(),
+            truncated: false,
+            withheld: true,
+        };
+    }
     let mut body = resp.into_body();
     let mut kept = Vec::new();
     let mut truncated = false;
@@ -420,5 +453,6 @@ async fn send(upstream: &Upstream, permitted: Permitted<Request<Body>>, cap: usi
         headers,
         body: kept,
         truncated,
+        withheld: false,
     }
 }

@@ -174,6 +174,10 @@ pub struct Execution {
     /// instance is taken to have died mid-send.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_until_ms: Option<u64>,
+    /// Why the answer's body was not kept, when it was not (`upstream_encoding`: compressed, so
+    /// it could not be checked for the credential). The request was sent and answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<String>,
 }
 
 impl Execution {
@@ -189,6 +193,7 @@ impl Execution {
             error: None,
             instance: None,
             lease_until_ms: None,
+            withheld: None,
         }
     }
 }

@@ -428,15 +428,47 @@ pub async fn forward(
         .forwarded
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         == 0;
-    let resp = proxy
+    let mut resp = proxy
         .upstream
         .send_from(permitted, first)
         .await
         .map_err(Refusal::from)?;
+    // The request carried the injected credential: nothing the answer sets as a credential
+    // reaches the agent, and neither does a body the scrubber cannot read.
+    if inspected && proxy.vault.service_for_host(&conn.target.host).is_some() {
+        if crate::credentials::scrub::is_encoded(resp.headers()) {
+            tracing::warn!(target: "airlock::scrub", host = %conn.target.host, "a credentialed host's answer came encoded although Airlock asked for identity; withheld");
+            return Err(encoded_refusal(&conn.target.host));
+        }
+        drop_secret_headers(&proxy.vault, resp.headers_mut());
+    }
     Ok(match proxy.vault.scrubber() {
         Some(s) if inspected => scrub_response(&s, &conn.target.host, resp),
         _ => resp,
     })
+}
+
+/// 502 `upstream_encoding`: `host` answered with a `Content-Encoding` the scrubber cannot read.
+fn encoded_refusal(host: &str) -> Refusal {
+    Refusal::new(
+        StatusCode::BAD_GATEWAY,
+        crate::wire::Side::Upstream,
+        crate::credentials::scrub::UPSTREAM_ENCODING,
+        format!("{host}: {}", crate::credentials::scrub::ENCODED_WITHHELD),
+    )
+}
+
+/// Removes the headers Airlock never shows ([`crate::credentials::Vault::is_secret_header`]:
+/// `Set-Cookie` and the like), as it does from an executed review's answer.
+fn drop_secret_headers(vault: &crate::credentials::Vault, headers: &mut HeaderMap) {
+    let secret: Vec<header::HeaderName> = headers
+        .keys()
+        .filter(|k| vault.is_secret_header(k.as_str()))
+        .cloned()
+        .collect();
+    for k in secret {
+        headers.remove(k);
+    }
 }
 
 /// Masks configured secrets in an upstream answer before the agent sees it.

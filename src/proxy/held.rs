@@ -185,13 +185,16 @@ fn finished(r: &Review) -> Response<Body> {
     resp
 }
 
-/// What became of a review that did not execute, in a sentence naming it.
+/// What became of a review whose answer the agent does not get, in a sentence naming it.
 fn final_message(r: &Review, outcome: &str) -> String {
     let (id, url) = (&r.id, agent_api::status_url(&r.id));
     match outcome {
         "REJECTED" => format!("Review {id} was rejected; the request was not sent."),
         "EXPIRED" => format!("Review {id} expired undecided; the request was not sent."),
         "FAILED" => format!("Review {id} was approved but the request could not be sent; see {url}."),
+        "EXECUTED" => format!(
+            "Review {id} was approved and the request was sent, but the provider's answer came compressed and cannot be checked for Airlock's credential, so it is withheld; see {url}."
+        ),
         _ => format!(
             "Review {id} was approved, but whether the request reached the provider is unknown; do not resend it blindly, see {url}."
         ),

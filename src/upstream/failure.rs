@@ -23,6 +23,9 @@ pub enum UpstreamFailure {
     Connect(String),
     /// Not sent: connecting took longer than `upstream.connect_timeout`.
     ConnectTimeout(String),
+    /// Not sent: the host has a credential and the request is plain `http://`, so the
+    /// credential would travel in clear text (`credential_over_http`).
+    CredentialOverHttp(String),
     /// Maybe sent: the connection was up and the request may have been written, then the
     /// exchange failed (reset, close, a malformed or missing answer).
     Exchange(String),
@@ -81,20 +84,22 @@ impl UpstreamFailure {
             Self::Certificate(m)
             | Self::Connect(m)
             | Self::ConnectTimeout(m)
+            | Self::CredentialOverHttp(m)
             | Self::Exchange(m) => m,
         }
     }
 }
 
 impl UpstreamFailure {
-    /// The failure's kind, for metrics: `egress`, `certificate`, `connect`, `timeout` or
-    /// `exchange`.
+    /// The failure's kind, for metrics: `egress`, `certificate`, `connect`, `timeout`,
+    /// `credential_over_http` or `exchange`.
     pub fn kind(&self) -> &'static str {
         match self {
             UpstreamFailure::Egress(_) => "egress",
             UpstreamFailure::Certificate(_) => "certificate",
             UpstreamFailure::Connect(_) => "connect",
             UpstreamFailure::ConnectTimeout(_) => "timeout",
+            UpstreamFailure::CredentialOverHttp(_) => "credential_over_http",
             UpstreamFailure::Exchange(_) => "exchange",
         }
     }
@@ -105,6 +110,7 @@ impl From<UpstreamFailure> for Refusal {
         let upstream = |status, code, m| Refusal::new(status, Side::Upstream, code, m);
         match failure {
             UpstreamFailure::Egress(d) => Refusal::policy(d.code, d.message),
+            UpstreamFailure::CredentialOverHttp(m) => Refusal::policy("credential_over_http", m),
             UpstreamFailure::Certificate(m) => {
                 upstream(StatusCode::BAD_GATEWAY, "upstream_certificate", m)
             }

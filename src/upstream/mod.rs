@@ -158,9 +158,12 @@ impl Upstream {
         &self.dialer
     }
 
-    /// Sends a permitted request and streams the answer back (hop-by-hop headers stripped).
-    /// The real credential for the request's host is injected here, except on plain HTTP to a
-    /// host outside the catalog (a tunnel by policy, which never carries one).
+    /// Sends a permitted request and streams the answer back (hop-by-hop headers and any
+    /// non-standard HTTP/1.1 reason phrase stripped). The real credential for the request's
+    /// host is injected here, except on plain HTTP to a host outside the catalog (a tunnel by
+    /// policy, which never carries one); a request to a credentialed host over plain HTTP is
+    /// refused here, before a byte is sent ([`UpstreamFailure::CredentialOverHttp`]), whatever
+    /// permitted it.
     pub async fn send(
         &self,
         permitted: Permitted<Request<Body>>,
@@ -190,6 +193,14 @@ impl Upstream {
                 .authority()
                 .and_then(|a| Target::parse_authority(a.as_str(), default_port).ok());
             if let Some(t) = target {
+                if !https && self.vault.service_for_host(&t.host).is_some() {
+                    let failure = UpstreamFailure::CredentialOverHttp(format!(
+                        "not sent: {} has a configured credential, which never travels over \
+                         plain http:// (credential_over_http); use https://",
+                        t.host
+                    ));
+                    return Err(failed(failure, &decision));
+                }
                 self.vault.inject(&t.host, req.headers_mut());
                 if may_borrow {
                     pool = self.conns.choose(own, &t.host, t.port);
@@ -339,9 +350,12 @@ impl Upstream {
     }
 }
 
-/// A response with hop-by-hop headers stripped.
+/// A response with hop-by-hop headers stripped, and without the upstream's HTTP/1.1 reason
+/// phrase when it was not the standard one (hyper keeps it, and the agent's HTTP/1.1 side would
+/// write it back unscrubbed): the agent gets the canonical reason.
 fn strip_response(mut resp: Response<Body>) -> Response<Body> {
     strip_hop_by_hop(resp.headers_mut());
+    resp.extensions_mut().remove::<hyper::ext::ReasonPhrase>();
     resp
 }
 

@@ -435,6 +435,24 @@ pub fn curl_args(airlock: &Airlock, extra: &[&str]) -> Vec<String> {
     v
 }
 
+/// Writes a provider credential file as Airlock accepts one: mode 0600, owned by this user
+/// (a credential file other users could read is refused).
+pub fn write_secret(path: &Path, contents: impl AsRef<[u8]>) {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create secret");
+    // An existing file keeps its mode on open: set it.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .expect("chmod 600");
+    f.write_all(contents.as_ref()).expect("write secret");
+}
+
 pub fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }

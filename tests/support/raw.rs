@@ -186,8 +186,21 @@ pub async fn tunnel(
     ca_pem: &str,
     alpn: &[&[u8]],
 ) -> TlsStream<TcpStream> {
+    tunnel_with(proxy, host, sni, ca_pem, alpn, "").await
+}
+
+/// [`tunnel`] with `extra` header lines (each ending in CRLF) on the CONNECT, such as the
+/// agent's `Proxy-Authorization`.
+pub async fn tunnel_with(
+    proxy: SocketAddr,
+    host: &str,
+    sni: &str,
+    ca_pem: &str,
+    alpn: &[&[u8]],
+    extra: &str,
+) -> TlsStream<TcpStream> {
     let mut tcp = TcpStream::connect(proxy).await.expect("connect");
-    let connect = format!("CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n");
+    let connect = format!("CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n{extra}\r\n");
     tcp.write_all(connect.as_bytes()).await.expect("write");
     let mut head = Vec::new();
     let mut byte = [0u8; 1];

@@ -484,7 +484,36 @@ async fn respond(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         "body_len": total,
         "authorization": authorization,
     });
-    let mut r = Response::new(full(json.to_string()));
+    let echo = authorization.unwrap_or_default();
+    let mut r = if pq.contains("respond_gzip=1") {
+        // Compressed, although Airlock asks for `Accept-Encoding: identity`.
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(json.to_string().as_bytes()).expect("gzip");
+        let mut r = Response::new(full(gz.finish().expect("gzip")));
+        r.headers_mut()
+            .insert("content-encoding", http::HeaderValue::from_static("gzip"));
+        r
+    } else if pq.contains("respond_trailer=1") {
+        // The credential it received echoed in a trailer.
+        let mut trailers = http::HeaderMap::new();
+        if let Ok(v) = http::HeaderValue::from_str(&echo) {
+            trailers.insert("x-echoed-authorization", v);
+        }
+        let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
+            Ok(Frame::data(Bytes::from(json.to_string()))),
+            Ok(Frame::trailers(trailers)),
+        ];
+        Response::new(StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync())
+    } else {
+        Response::new(full(json.to_string()))
+    };
+    if pq.contains("respond_reason=1") {
+        // The credential it received echoed in the HTTP/1.1 reason phrase.
+        if let Ok(p) = hyper::ext::ReasonPhrase::try_from(format!("OK {echo}")) {
+            r.extensions_mut().insert(p);
+        }
+    }
     r.headers_mut().insert(
         "content-type",
         http::HeaderValue::from_static("application/json"),
