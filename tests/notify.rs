@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use airlock::gate::review::{Review, StoredRequest};
-use airlock::notify::{LinkAction, LinkError, LinkSigner, Mode, Notifier, NotifyConfig};
+use airlock::notify::{
+    Escalation, LinkAction, LinkError, LinkPolicy, LinkSigner, Mode, Notifier, NotifyConfig,
+};
 use airlock::rules::{Action, Verdict};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -137,6 +139,28 @@ fn assert_no_secrets(body: &str) {
     assert!(!body.contains("access_token"), "query leaked: {body}");
 }
 
+/// The SHA-256 of the reviewer's token that links are bound to.
+const ALICE_TOKEN_SHA256: [u8; 32] = [3; 32];
+
+/// Lets every channel's reviewer take every action (her token digest: [`ALICE_TOKEN_SHA256`]).
+struct Everyone;
+
+impl LinkPolicy for Everyone {
+    fn may_link(&self, _: &Escalation, _: &str, _: LinkAction) -> Option<[u8; 32]> {
+        Some(ALICE_TOKEN_SHA256)
+    }
+}
+
+/// A notifier whose channels carry links signed by `signer`, under `base`.
+fn with_links(cfg: NotifyConfig, signer: &Arc<LinkSigner>, base: &str) -> Arc<Notifier> {
+    Notifier::start_with_policy(
+        cfg,
+        Some(signer.clone()),
+        Some(base.into()),
+        Some(Arc::new(Everyone)),
+    )
+}
+
 fn token_of(url: &str) -> &str {
     url.rsplit('/').next().unwrap_or_default()
 }
@@ -208,7 +232,7 @@ async fn per_event_webhook_gets_one_json_per_escalation_with_links() -> TestResu
         sink.url
     ))?;
     let signer = Arc::new(LinkSigner::new([9; 32]));
-    let n = Notifier::start(cfg, Some(signer.clone()), Some(format!("{BASE}/")));
+    let n = with_links(cfg, &signer, &format!("{BASE}/"));
     n.escalated(review("r1").escalation());
     n.escalated(review("r2").escalation());
     let bodies = drain(&mut sink.bodies, Duration::from_secs(2)).await;
@@ -241,6 +265,7 @@ async fn per_event_webhook_gets_one_json_per_escalation_with_links() -> TestResu
                 ),
                 (id, action, "alice")
             );
+            assert!(signer.binds(&claims, &ALICE_TOKEN_SHA256));
         }
     }
     Ok(())
@@ -250,6 +275,21 @@ async fn per_event_webhook_gets_one_json_per_escalation_with_links() -> TestResu
 async fn no_links_without_reviewer_or_signer() -> TestResult {
     let mut sink = webhook_sink(vec![]).await?;
     let cfg = config(&format!("kind = \"webhook\"\nurl = \"{}\"", sink.url))?;
+    let n = with_links(cfg, &Arc::new(LinkSigner::new([9; 32])), BASE);
+    n.escalated(review("r1").escalation());
+    let b = next(&mut sink.bodies, Duration::from_secs(2))
+        .await
+        .ok_or("nothing sent")?;
+    assert!(
+        !b.contains("approve_url") && !b.contains("/ui/link/"),
+        "{b}"
+    );
+    // A reviewer but no policy: a link could not be bound to her token, so none is sent.
+    let mut sink = webhook_sink(vec![]).await?;
+    let cfg = config(&format!(
+        "kind = \"webhook\"\nurl = \"{}\"\nreviewer = \"alice\"",
+        sink.url
+    ))?;
     let n = Notifier::start(
         cfg,
         Some(Arc::new(LinkSigner::new([9; 32]))),
@@ -259,10 +299,7 @@ async fn no_links_without_reviewer_or_signer() -> TestResult {
     let b = next(&mut sink.bodies, Duration::from_secs(2))
         .await
         .ok_or("nothing sent")?;
-    assert!(
-        !b.contains("approve_url") && !b.contains("/ui/link/"),
-        "{b}"
-    );
+    assert!(!b.contains("/ui/link/"), "{b}");
     Ok(())
 }
 
@@ -273,11 +310,7 @@ async fn slack_format_has_text() -> TestResult {
         "kind = \"webhook\"\nurl = \"{}\"\nformat = \"slack\"\nreviewer = \"alice\"",
         sink.url
     ))?;
-    let n = Notifier::start(
-        cfg,
-        Some(Arc::new(LinkSigner::new([9; 32]))),
-        Some(BASE.into()),
-    );
+    let n = with_links(cfg, &Arc::new(LinkSigner::new([9; 32])), BASE);
     n.escalated(review("r1").escalation());
     let b = next(&mut sink.bodies, Duration::from_secs(2))
         .await
@@ -305,7 +338,7 @@ async fn email_arrives_with_tool_and_links() -> TestResult {
          reviewer = \"alice\""
     ))?;
     let signer = Arc::new(LinkSigner::new([9; 32]));
-    let n = Notifier::start(cfg, Some(signer.clone()), Some(BASE.into()));
+    let n = with_links(cfg, &signer, BASE);
     n.escalated(review("r1").escalation());
     let raw = next(&mut mails, Duration::from_secs(5))
         .await
@@ -512,8 +545,15 @@ async fn link_tokens_verify_once() -> TestResult {
     let store = airlock::store::open(airlock::store::Backend::Redb, dir.path())?;
     let key = airlock::notify::load_or_create_key(&dir.path().join("link-key"))?;
     let s = LinkSigner::new(key);
-    let t = s.mint("r1", LinkAction::Approve, "alice", Duration::from_secs(60));
-    assert_eq!(s.verify(&t, now_ms())?.reviewer, "alice");
+    let t = s.mint(
+        "r1",
+        LinkAction::Approve,
+        "alice",
+        &ALICE_TOKEN_SHA256,
+        Duration::from_secs(60),
+    );
+    let claims = s.verify(&t, now_ms())?;
+    assert_eq!(claims.reviewer, "alice");
     let (p, sig) = t.split_once('.').ok_or("no dot")?;
     let mut tampered = sig.to_string();
     tampered.replace_range(..1, if sig.starts_with('A') { "B" } else { "A" });
@@ -525,9 +565,9 @@ async fn link_tokens_verify_once() -> TestResult {
         s.verify(&t, now_ms() + 61_000),
         Err(LinkError::Expired)
     ));
-    s.consume(store.as_ref(), &t)?;
+    s.consume(store.as_ref(), &claims, &t)?;
     assert!(matches!(
-        s.consume(store.as_ref(), &t),
+        s.consume(store.as_ref(), &claims, &t),
         Err(LinkError::AlreadyUsed)
     ));
     Ok(())

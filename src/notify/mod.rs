@@ -65,7 +65,9 @@ pub struct Escalation {
 /// Who may be sent a one-click link: links are minted only for people who may take their
 /// action on that review now (the gate's reviewers and approval rules implement it).
 pub trait LinkPolicy: Send + Sync + 'static {
-    fn may_link(&self, e: &Escalation, reviewer: &str, action: LinkAction) -> bool;
+    /// The SHA-256 of `reviewer`'s token if she may take `action` on `e` now (her link is bound
+    /// to that token: it stops working when the token changes); `None`: no link.
+    fn may_link(&self, e: &Escalation, reviewer: &str, action: LinkAction) -> Option<[u8; 32]>;
 }
 
 /// One escalation as rendered for a channel: the summary plus that channel's reviewer links.
@@ -100,9 +102,10 @@ impl std::fmt::Debug for Notifier {
 
 impl Notifier {
     /// Starts one background task per channel that is not `off`. Must be called inside a Tokio
-    /// runtime (outside one, it logs an error and returns a notifier that sends nothing). Links
-    /// are added when `links` is set, a base URL is known (`base_url`, else `cfg.base_url`) and
-    /// the channel names a `reviewer`. A channel that cannot be set up is logged and skipped.
+    /// runtime (outside one, it logs an error and returns a notifier that sends nothing). It
+    /// sends no links: a link is bound to its reviewer's token, which only a [`LinkPolicy`]
+    /// knows ([`Notifier::start_with_policy`]). A channel that cannot be set up is logged and
+    /// skipped.
     pub fn start(
         cfg: NotifyConfig,
         links: Option<Arc<LinkSigner>>,
@@ -111,9 +114,10 @@ impl Notifier {
         Self::start_with_policy(cfg, links, base_url, None)
     }
 
-    /// [`Notifier::start`], minting a channel's link only when `policy` says its reviewer may
-    /// take that action on that review (without a policy, every link is minted; the decision
-    /// is checked when the link is used either way).
+    /// [`Notifier::start`] with links: they are added when `links` is set, a base URL is known
+    /// (`base_url`, else `cfg.base_url`) and the channel names a `reviewer`, and minted only when
+    /// `policy` says that reviewer may take that action on that review (the decision is checked
+    /// again when the link is used). Without a policy, no links.
     pub fn start_with_policy(
         cfg: NotifyConfig,
         links: Option<Arc<LinkSigner>>,
@@ -142,12 +146,12 @@ impl Notifier {
                     continue;
                 }
             };
-            let link_ctx = match (&links, &base_url, &ch.reviewer) {
-                (Some(l), Some(b), Some(r)) => Some(LinkCtx {
+            let link_ctx = match (&links, &base_url, &ch.reviewer, &policy) {
+                (Some(l), Some(b), Some(r), Some(p)) => Some(LinkCtx {
                     signer: l.clone(),
                     base_url: b.clone(),
                     reviewer: r.clone(),
-                    policy: policy.clone(),
+                    policy: p.clone(),
                 }),
                 _ => None,
             };
@@ -221,20 +225,20 @@ struct LinkCtx {
     signer: Arc<LinkSigner>,
     base_url: String,
     reviewer: String,
-    policy: Option<Arc<dyn LinkPolicy>>,
+    policy: Arc<dyn LinkPolicy>,
 }
 
 impl LinkCtx {
     /// A link for the channel's reviewer, if that reviewer may take `action` on `e`.
     fn url(&self, e: &Escalation, action: LinkAction) -> Option<String> {
-        if let Some(p) = &self.policy {
-            if !p.may_link(e, &self.reviewer, action) {
-                return None;
-            }
-        }
-        let token = self
-            .signer
-            .mint_until(&e.review_id, action, &self.reviewer, e.expires_at_ms);
+        let token_sha256 = self.policy.may_link(e, &self.reviewer, action)?;
+        let token = self.signer.mint_until(
+            &e.review_id,
+            action,
+            &self.reviewer,
+            &token_sha256,
+            e.expires_at_ms,
+        );
         Some(format!("{}/ui/link/{token}", self.base_url))
     }
 }

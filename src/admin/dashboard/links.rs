@@ -2,7 +2,8 @@
 //! prefetch links); the POST from that page redeems the single-use token and decides.
 //!
 //! A link is honest about what it can still do: on a GET and before a POST decides, the link is
-//! checked against the reviewers in force (a removed reviewer's link is revoked), the review's
+//! checked against the reviewers in force (a removed reviewer's link is revoked, and so is one
+//! minted before its reviewer's token changed, as her sessions end then), the review's
 //! state and its current deadline (a link follows `extend`, and expires with the review), and
 //! the review's policy for the link's reviewer. Anything refused there shows that state and does
 //! not use the link up; a decision the gate refuses after all gives the link back.
@@ -62,20 +63,27 @@ async fn check(admin: &Admin, token: &str) -> Result<Live, Response<Body>> {
         .verify_signature(token)
         .map_err(|e| link_error(&e))?;
     let people = admin.gate.people().current();
-    let Some(reviewer) = people.by_name(&claims.reviewer) else {
-        return Err(link_message(
+    let revoked = |why: &str| {
+        link_message(
             StatusCode::FORBIDDEN,
             "Link revoked",
             &format!(
-                "This link was sent to {}, who is no longer a reviewer; it no longer works.",
+                "This link was sent to {}, {why}; it no longer works.",
                 claims.reviewer
             ),
-        ));
+        )
     };
+    let Some(config) = people.config_by_name(&claims.reviewer) else {
+        return Err(revoked("who is no longer a reviewer"));
+    };
+    if !admin.links.binds(&claims, &config.token_sha256) {
+        return Err(revoked("whose reviewer token has changed since"));
+    }
+    let reviewer = Reviewer::from_config(config);
     let store = admin.gate.store().clone();
     let links = admin.links.clone();
-    let t = token.to_string();
-    match tokio::task::spawn_blocking(move || links.is_used(store.as_ref(), &t)).await {
+    let (c, t) = (claims.clone(), token.to_string());
+    match tokio::task::spawn_blocking(move || links.is_used(store.as_ref(), &c, &t)).await {
         Ok(Ok(false)) => {}
         Ok(Ok(true)) => return Err(link_error(&LinkError::AlreadyUsed)),
         Ok(Err(e)) => return Err(link_error(&e)),
@@ -209,8 +217,8 @@ pub(super) async fn link_decide(
     };
     let store = admin.gate.store().clone();
     let links = admin.links.clone();
-    let t = token.to_string();
-    match tokio::task::spawn_blocking(move || links.consume(store.as_ref(), &t)).await {
+    let (c, t) = (live.claims.clone(), token.to_string());
+    match tokio::task::spawn_blocking(move || links.consume(store.as_ref(), &c, &t)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return link_error(&e),
         Err(_) => {
@@ -262,9 +270,10 @@ pub(super) async fn link_decide(
             ) {
                 let store = admin.gate.store().clone();
                 let links = admin.links.clone();
-                let t = token.to_string();
+                let (c, t) = (live.claims.clone(), token.to_string());
                 let released =
-                    tokio::task::spawn_blocking(move || links.release(store.as_ref(), &t)).await;
+                    tokio::task::spawn_blocking(move || links.release(store.as_ref(), &c, &t))
+                        .await;
                 if !matches!(released, Ok(Ok(()))) {
                     tracing::warn!(target: "airlock::admin", review = %id, "a refused link could not be given back");
                 }
