@@ -362,7 +362,8 @@ async fn link_setup(clock: Arc<dyn airlock::gate::Clock>) -> LinkSetup {
     link_setup_with(clock, "").await
 }
 
-/// [`link_setup`] with `extra` in the config file (`[store]`, say).
+/// [`link_setup`] with `extra` in the config file (`[store]`, say), and a rule holding Stripe
+/// refunds (`POST /v1/refunds`) for the same approvers.
 async fn link_setup_with(clock: Arc<dyn airlock::gate::Clock>, extra: &str) -> LinkSetup {
     support::init();
     let up = FakeUpstream::start(Default::default()).await;
@@ -407,10 +408,22 @@ async fn link_setup_with(clock: Arc<dyn airlock::gate::Clock>, extra: &str) -> L
          class = \"irreversible\"\naction = \"escalate\"\napprovers = [\"alice\", \"bob\", \"dave\"]\n",
     )
     .expect("rules");
+    std::fs::write(
+        rules.join("s.toml"),
+        "[service]\nname = \"stripe\"\nhosts = [\"api.stripe.com\"]\n\n\
+         [[rule]]\ntool = \"stripe.refunds.create\"\nmethod = \"POST\"\npath = \"/v1/refunds\"\n\
+         class = \"money\"\naction = \"escalate\"\napprovers = [\"alice\", \"bob\", \"dave\"]\n",
+    )
+    .expect("rules");
     let toml: String = std::iter::once(base_toml.clone())
         .chain(reviewer_toml.iter().map(|(_, b)| b.clone()))
         .collect();
-    let mut config = Airlock::config(&toml, dir.path(), &up, &["api.github.com"]);
+    let mut config = Airlock::config(
+        &toml,
+        dir.path(),
+        &up,
+        &["api.github.com", "api.stripe.com"],
+    );
     config.admin.listen = admin_addr;
     let catalog =
         airlock::rules::LiveCatalog::load(Some(rules), Default::default()).expect("catalog");
@@ -437,6 +450,18 @@ impl LinkSetup {
         String,
         std::collections::HashMap<String, (Option<String>, Option<String>)>,
     ) {
+        let url = format!("https://api.github.com{path}");
+        self.hold_request(|c| c.delete(url)).await
+    }
+
+    /// Holds the request `build` makes with `bot`'s client; as [`LinkSetup::hold`].
+    async fn hold_request(
+        &mut self,
+        build: impl FnOnce(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> (
+        String,
+        std::collections::HashMap<String, (Option<String>, Option<String>)>,
+    ) {
         let cert = reqwest::Certificate::from_pem(self.a.ca_pem.as_bytes()).expect("ca");
         let client = reqwest::Client::builder()
             .proxy(
@@ -446,11 +471,7 @@ impl LinkSetup {
             .tls_certs_only([cert])
             .build()
             .expect("client");
-        let r = client
-            .delete(format!("https://api.github.com{path}"))
-            .send()
-            .await
-            .expect("send");
+        let r = build(&client).send().await.expect("send");
         assert_eq!(r.status(), 423);
         let id = r.headers()["airlock-review-id"]
             .to_str()
@@ -693,7 +714,86 @@ async fn a_refused_link_is_not_used_up_and_decides_only_as_its_reviewer() {
     assert_eq!(s.up.count(), 1);
 }
 
-// ---- a link follows its reviewer's token; used links leave with their review ----
+// ---- a link's page shows what it decides; a link follows its reviewer's token; used links
+// leave with their review ----
+
+/// A link's page shows what the review asks to send, as the review's detail page sums it up:
+/// two held refunds on the same path with different bodies read differently, amounts as the
+/// detail page shows them, secret query values masked, invisible characters as escapes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_links_page_shows_what_the_review_asks_to_send() {
+    let mut s = link_setup(Arc::new(airlock::gate::SystemClock)).await;
+    let c = plain();
+    let refund = |query: &'static str, body: &'static str| {
+        move |c: &reqwest::Client| {
+            c.post(format!("https://api.stripe.com/v1/refunds{query}"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+        }
+    };
+    let (big, big_links) = s
+        .hold_request(refund(
+            "?access_token=hidden-in-query",
+            "charge=ch_linkpageBIG&amount=123456&currency=usd",
+        ))
+        .await;
+    let (small, small_links) = s
+        .hold_request(refund(
+            "",
+            "charge=ch_linkpageSMALL%E2%80%AEevil&amount=777&currency=usd",
+        ))
+        .await;
+    let big_money = "refund of 1234.56 USD from ch_linkpageBIG";
+    let small_money = "refund of 7.77 USD from ch_linkpageSMALL\\u{202E}evil";
+
+    let approve = big_links["bob"].0.clone().expect("bob's approve link");
+    let (st, html) = page(&c, http::Method::GET, &approve, None).await;
+    assert_eq!(st, 200, "{html}");
+    assert!(
+        html.contains(&format!("Confirm: approve review {big}")),
+        "{html}"
+    );
+    assert!(html.contains(big_money), "{html}");
+    assert!(html.contains("charge=ch_linkpageBIG"), "{html}");
+    assert!(
+        html.contains("POST https://api.stripe.com/v1/refunds?access_token=[redacted]"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("hidden-in-query") && !html.contains("ch_linkpageSMALL"),
+        "{html}"
+    );
+
+    let approve = small_links["bob"].0.clone().expect("bob's approve link");
+    let (st, html) = page(&c, http::Method::GET, &approve, None).await;
+    assert_eq!(st, 200, "{html}");
+    assert!(
+        html.contains(&format!("Confirm: approve review {small}")),
+        "{html}"
+    );
+    assert!(html.contains(small_money), "{html}");
+    assert!(
+        !html.contains('\u{202E}'),
+        "the override is shown, not applied: {html}"
+    );
+    assert!(!html.contains("ch_linkpageBIG"), "{html}");
+
+    // The detail page says the same.
+    let session = s.sign_in("dave").await;
+    let base = format!("http://{}", s.a.admin_addr);
+    for (id, money) in [(&big, big_money), (&small, small_money)] {
+        let (st, html) = page(
+            &c,
+            http::Method::GET,
+            &format!("{base}/ui/reviews/{id}"),
+            Some(&session),
+        )
+        .await;
+        assert_eq!(st, 200, "{html}");
+        assert!(html.contains(money), "{html}");
+    }
+    assert_eq!(s.up.count(), 0, "GET never decides");
+}
 
 /// A link is bound to its reviewer's token: once her token changes (as her dashboard sessions
 /// end), the links she was sent before are revoked, on GET and POST, and decide nothing.

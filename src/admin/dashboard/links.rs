@@ -1,5 +1,6 @@
 //! One-click links from notifications: a GET shows a confirmation page only (mail scanners
-//! prefetch links); the POST from that page redeems the single-use token and decides.
+//! prefetch links), with what the review asks to send summed up as on its detail page; the POST
+//! from that page redeems the single-use token and decides.
 //!
 //! A link is honest about what it can still do: on a GET and before a POST decides, the link is
 //! checked against the reviewers in force (a removed reviewer's link is revoked, and so is one
@@ -176,6 +177,35 @@ fn other_reviewer_note(link_reviewer: &Reviewer, signed_in: Option<&Reviewer>) -
     }
 }
 
+/// What the review asks to send, as its detail page sums it up (`views::sum_up`): two held
+/// calls with the same path and different bodies read differently here.
+fn request_summary(r: &Review) -> String {
+    let body = r.request.body().unwrap_or_default();
+    let s = super::views::sum_up(r, &body);
+    let money = s
+        .money
+        .map(|m| {
+            format!(
+                "<p>Amount: <span class=\"money\">{}</span></p>",
+                html_escape(&m)
+            )
+        })
+        .unwrap_or_default();
+    let args: String = s
+        .args
+        .iter()
+        .map(|a| format!("<code>{}</code> ", html_escape(a)))
+        .collect();
+    format!(
+        "<div id=\"request\"><p><b>{method} {url}</b></p><p>Tool {tool} · agent {agent}</p>\
+         {money}<p>Arguments: {args}</p></div>",
+        method = html_escape(&r.request.method),
+        url = html_escape(&s.url),
+        tool = html_escape(r.tool.as_deref().unwrap_or("-")),
+        agent = html_escape(r.agent.as_deref().unwrap_or("-")),
+    )
+}
+
 /// GET: shows what the link would do, or why it cannot; never decides.
 pub(super) async fn link_page(
     admin: &Admin,
@@ -191,12 +221,13 @@ pub(super) async fn link_page(
         StatusCode::OK,
         format!(
             "<!doctype html><title>Airlock</title><h1 id=\"title\">Confirm: {action} review {id}</h1>\
-             {other}<p>As reviewer <b>{who}</b>. Nothing happens until you press the button. \
+             {other}{request}<p>As reviewer <b>{who}</b>. Nothing happens until you press the button. \
              This link works until {deadline}.</p>\
              <form method=\"post\" action=\"/ui/link/{token}\"><button id=\"confirm\">{action} as {who}</button></form>\
              <p><a href=\"/ui/reviews/{id}\">Open the review in the dashboard</a></p>",
             id = html_escape(&live.review.id),
             other = other_reviewer_note(&live.reviewer, signed_in),
+            request = request_summary(&live.review),
             who = html_escape(&live.reviewer.name),
             deadline = crate::gate::review::rfc3339(live.review.expires_at_ms),
             token = html_escape(token),
