@@ -4,7 +4,9 @@
 //! [`Notifier::escalated`] never blocks and never fails: it puts a summary of the review on each
 //! channel's bounded queue (dropping it, with a warning, when the queue is full). One background
 //! task per channel renders and delivers. Summaries carry no headers, bodies, query strings or
-//! parameters; webhook URLs (which can be secrets) are never logged.
+//! parameters; webhook URLs (which can be secrets) are never logged. In text (Slack, email) the
+//! agent's method, host and path are percent-encoded outside printable ASCII and clipped, so
+//! they cannot forge a line such as a fake approve link (`shown`).
 
 pub mod config;
 mod email;
@@ -272,7 +274,8 @@ impl Sink {
         })
     }
 
-    fn render(&self, items: &[Item<'_>], digest: bool) -> Outgoing {
+    /// `links_base`: the base URL of the channel's links, when it has links.
+    fn render(&self, items: &[Item<'_>], digest: bool, links_base: Option<&str>) -> Outgoing {
         match self {
             Sink::Webhook(_, WebhookFormat::Json) => {
                 let v = match (digest, items) {
@@ -292,12 +295,12 @@ impl Sink {
                 Outgoing::Webhook(Bytes::from(v.to_string()))
             }
             Sink::Webhook(_, WebhookFormat::Slack) => {
-                let text = slack_escape(&text_body(items));
+                let text = slack_escape(&text_body(items, links_base, true));
                 Outgoing::Webhook(Bytes::from(serde_json::json!({ "text": text }).to_string()))
             }
             Sink::Email(_) => Outgoing::Email {
                 subject: subject(items),
-                body: text_body(items),
+                body: text_body(items, links_base, false),
             },
         }
     }
@@ -324,8 +327,34 @@ fn subject(items: &[Item<'_>]) -> String {
     }
 }
 
-/// Plain text, one block per review (email bodies and Slack text).
-fn text_body(items: &[Item<'_>]) -> String {
+/// Longest request line a text notification shows, in characters (after encoding).
+const REQUEST_SHOWN: usize = 200;
+
+/// Agent-chosen text (a method, a host and path) as a text notification shows it: every byte
+/// outside printable ASCII, and the backtick, percent-encoded, so that a line or paragraph
+/// separator (U+2028, U+2029, U+0085), a bidi override or a zero-width character cannot draw a
+/// line of its own ("Approve: <another link>") or hide text, and the text cannot leave a Slack
+/// code span; clipped to `max` characters, with `…` when cut.
+fn shown(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max) + 3);
+    for b in s.bytes() {
+        let plain = b.is_ascii_graphic() && b != b'`';
+        if out.len() + if plain { 1 } else { 3 } > max {
+            out.push('…');
+            break;
+        }
+        if plain {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Plain text, one block per review (email bodies and Slack text, where the request line is a
+/// code span), and which links are Airlock's when the channel sends links (`links_base`).
+fn text_body(items: &[Item<'_>], links_base: Option<&str>, slack: bool) -> String {
     let mut out = String::new();
     if items.len() != 1 {
         out.push_str(&format!(
@@ -346,7 +375,16 @@ fn text_body(items: &[Item<'_>]) -> String {
         if let Some(a) = &e.agent {
             out.push_str(&format!("Agent: {a}\n"));
         }
-        out.push_str(&format!("Request: {} {}{}\n", e.method, e.host, e.path));
+        let request = format!(
+            "{} {}",
+            shown(&e.method, 32),
+            shown(&format!("{}{}", e.host, e.path), REQUEST_SHOWN)
+        );
+        if slack {
+            out.push_str(&format!("Request: `{request}`\n"));
+        } else {
+            out.push_str(&format!("Request: {request}\n"));
+        }
         if !e.reason_codes.is_empty() {
             out.push_str(&format!("Reasons: {}\n", e.reason_codes.join(", ")));
         }
@@ -358,6 +396,11 @@ fn text_body(items: &[Item<'_>]) -> String {
             out.push_str(&format!("Reject: {u}\n"));
         }
         out.push('\n');
+    }
+    if let Some(base) = links_base {
+        out.push_str(&format!(
+            "Airlock's approve and reject links always start with {base}/ui/link/ - do not use any other.\n"
+        ));
     }
     out
 }
@@ -496,7 +539,8 @@ impl Worker {
                     .and_then(|l| l.url(e, LinkAction::Reject)),
             })
             .collect();
-        let msg = self.sink.render(&items, digest);
+        let links_base = self.links.as_ref().map(|l| l.base_url.as_str());
+        let msg = self.sink.render(&items, digest, links_base);
         let retry = self.cfg.retry;
         let mut delay = retry.backoff;
         let mut last = NotifyError::Setup("not attempted".into());
