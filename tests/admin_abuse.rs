@@ -601,3 +601,74 @@ async fn accept_failures_back_off_instead_of_spinning() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Behind a reverse proxy every client shares one address: a validly signed one-click link is
+/// not charged to the unauthenticated budget, so an agent draining it with bad links cannot
+/// stop a reviewer following the link she was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_valid_link_is_not_refused_by_a_drained_budget() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let token = airlock::agents::generate_token();
+    let toml = format!(
+        "[admin]\nunauthenticated_rate = 1\nunauthenticated_burst = 3\n\
+         [[reviewers]]\nname = \"alice\"\ntoken_sha256 = \"{}\"\n",
+        hex::encode(airlock::agents::token_digest(&token))
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let config = Airlock::config(&toml, dir.path(), &up, HOSTS);
+    let catalog = airlock::rules::LiveCatalog::load(None, Default::default()).expect("catalog");
+    let a =
+        Airlock::start_with_parts(config, dir, catalog, Arc::new(airlock::gate::SystemClock)).await;
+    let r = a
+        .client()
+        .delete("https://api.github.com/repos/octo/budget")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 423);
+    let id = r.headers()["airlock-review-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    let link = a.links.mint(
+        &id,
+        airlock::notify::LinkAction::Approve,
+        "alice",
+        &airlock::agents::token_digest(&token),
+        Duration::from_secs(600),
+    );
+    let base = format!("http://{}/ui/link", a.admin_addr);
+    let mut forged = link.clone();
+    let last = forged.pop().expect("char");
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    // Forged and malformed links drain the budget.
+    let mut drained = false;
+    for i in 0..50 {
+        let bad = if i % 2 == 0 {
+            forged.as_str()
+        } else {
+            "not-a-link"
+        };
+        let r = c.get(format!("{base}/{bad}")).send().await.expect("get");
+        if r.status() == 429 {
+            drained = true;
+            break;
+        }
+        assert_eq!(r.status(), 403);
+    }
+    assert!(drained, "bad links are charged");
+    // The valid link still works, however often it is opened (at most one a second refills).
+    for _ in 0..5 {
+        let r = c.get(format!("{base}/{link}")).send().await.expect("get");
+        let status = r.status();
+        let html = r.text().await.expect("html");
+        assert_eq!(status, 200, "{html}");
+        assert!(html.contains("Confirm: approve"), "{html}");
+    }
+    assert_eq!(up.count(), 0, "GET never decides");
+}

@@ -359,6 +359,12 @@ struct LinkSetup {
 }
 
 async fn link_setup(clock: Arc<dyn airlock::gate::Clock>) -> LinkSetup {
+    link_setup_with(clock, "").await
+}
+
+/// [`link_setup`] with `extra` in the config file (`[store]`, say), and a rule holding Stripe
+/// refunds (`POST /v1/refunds`) for the same approvers.
+async fn link_setup_with(clock: Arc<dyn airlock::gate::Clock>, extra: &str) -> LinkSetup {
     support::init();
     let up = FakeUpstream::start(Default::default()).await;
     let (hook, hooks) = webhook_paths().await;
@@ -373,6 +379,7 @@ async fn link_setup(clock: Arc<dyn airlock::gate::Clock>) -> LinkSetup {
         Some("alice"),
     );
     base_toml.push_str(&format!("[notify]\nbase_url = \"http://{admin_addr}\"\n"));
+    base_toml.push_str(extra);
     for name in LINK_REVIEWERS {
         base_toml.push_str(&format!(
             "[[notify.channels]]\nkind = \"webhook\"\nurl = \"{hook}/hook/{name}\"\nformat = \"json\"\nreviewer = \"{name}\"\n"
@@ -401,10 +408,22 @@ async fn link_setup(clock: Arc<dyn airlock::gate::Clock>) -> LinkSetup {
          class = \"irreversible\"\naction = \"escalate\"\napprovers = [\"alice\", \"bob\", \"dave\"]\n",
     )
     .expect("rules");
+    std::fs::write(
+        rules.join("s.toml"),
+        "[service]\nname = \"stripe\"\nhosts = [\"api.stripe.com\"]\n\n\
+         [[rule]]\ntool = \"stripe.refunds.create\"\nmethod = \"POST\"\npath = \"/v1/refunds\"\n\
+         class = \"money\"\naction = \"escalate\"\napprovers = [\"alice\", \"bob\", \"dave\"]\n",
+    )
+    .expect("rules");
     let toml: String = std::iter::once(base_toml.clone())
         .chain(reviewer_toml.iter().map(|(_, b)| b.clone()))
         .collect();
-    let mut config = Airlock::config(&toml, dir.path(), &up, &["api.github.com"]);
+    let mut config = Airlock::config(
+        &toml,
+        dir.path(),
+        &up,
+        &["api.github.com", "api.stripe.com"],
+    );
     config.admin.listen = admin_addr;
     let catalog =
         airlock::rules::LiveCatalog::load(Some(rules), Default::default()).expect("catalog");
@@ -431,6 +450,18 @@ impl LinkSetup {
         String,
         std::collections::HashMap<String, (Option<String>, Option<String>)>,
     ) {
+        let url = format!("https://api.github.com{path}");
+        self.hold_request(|c| c.delete(url)).await
+    }
+
+    /// Holds the request `build` makes with `bot`'s client; as [`LinkSetup::hold`].
+    async fn hold_request(
+        &mut self,
+        build: impl FnOnce(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> (
+        String,
+        std::collections::HashMap<String, (Option<String>, Option<String>)>,
+    ) {
         let cert = reqwest::Certificate::from_pem(self.a.ca_pem.as_bytes()).expect("ca");
         let client = reqwest::Client::builder()
             .proxy(
@@ -440,11 +471,7 @@ impl LinkSetup {
             .tls_certs_only([cert])
             .build()
             .expect("client");
-        let r = client
-            .delete(format!("https://api.github.com{path}"))
-            .send()
-            .await
-            .expect("send");
+        let r = build(&client).send().await.expect("send");
         assert_eq!(r.status(), 423);
         let id = r.headers()["airlock-review-id"]
             .to_str()
@@ -480,13 +507,18 @@ impl LinkSetup {
 
     /// Rewrites the config file with only the reviewers in `keep` and reloads them (SIGHUP).
     fn reload_keeping(&self, keep: &[&str]) {
+        self.reload(
+            self.reviewer_toml
+                .iter()
+                .filter(|(n, _)| keep.contains(n))
+                .map(|(_, b)| b.clone()),
+        );
+    }
+
+    /// Rewrites the config file with these `[[reviewers]]` blocks and reloads them (SIGHUP).
+    fn reload(&self, reviewers: impl Iterator<Item = String>) {
         let toml: String = std::iter::once(self.base_toml.clone())
-            .chain(
-                self.reviewer_toml
-                    .iter()
-                    .filter(|(n, _)| keep.contains(n))
-                    .map(|(_, b)| b.clone()),
-            )
+            .chain(reviewers)
             .collect();
         let path = self.a.dir.path().join("airlock.toml");
         std::fs::write(&path, toml).expect("write config");
@@ -680,4 +712,184 @@ async fn a_refused_link_is_not_used_up_and_decides_only_as_its_reviewer() {
     assert_eq!(st, 403);
     assert!(html.contains("already used"), "{html}");
     assert_eq!(s.up.count(), 1);
+}
+
+// ---- a link's page shows what it decides; a link follows its reviewer's token; used links
+// leave with their review ----
+
+/// A link's page shows what the review asks to send, as the review's detail page sums it up:
+/// two held refunds on the same path with different bodies read differently, amounts as the
+/// detail page shows them, secret query values masked, invisible characters as escapes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_links_page_shows_what_the_review_asks_to_send() {
+    let mut s = link_setup(Arc::new(airlock::gate::SystemClock)).await;
+    let c = plain();
+    let refund = |query: &'static str, body: &'static str| {
+        move |c: &reqwest::Client| {
+            c.post(format!("https://api.stripe.com/v1/refunds{query}"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+        }
+    };
+    let (big, big_links) = s
+        .hold_request(refund(
+            "?access_token=hidden-in-query",
+            "charge=ch_linkpageBIG&amount=123456&currency=usd",
+        ))
+        .await;
+    let (small, small_links) = s
+        .hold_request(refund(
+            "",
+            "charge=ch_linkpageSMALL%E2%80%AEevil&amount=777&currency=usd",
+        ))
+        .await;
+    let big_money = "refund of 1234.56 USD from ch_linkpageBIG";
+    let small_money = "refund of 7.77 USD from ch_linkpageSMALL\\u{202E}evil";
+
+    let approve = big_links["bob"].0.clone().expect("bob's approve link");
+    let (st, html) = page(&c, http::Method::GET, &approve, None).await;
+    assert_eq!(st, 200, "{html}");
+    assert!(
+        html.contains(&format!("Confirm: approve review {big}")),
+        "{html}"
+    );
+    assert!(html.contains(big_money), "{html}");
+    assert!(html.contains("charge=ch_linkpageBIG"), "{html}");
+    assert!(
+        html.contains("POST https://api.stripe.com/v1/refunds?access_token=[redacted]"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("hidden-in-query") && !html.contains("ch_linkpageSMALL"),
+        "{html}"
+    );
+
+    let approve = small_links["bob"].0.clone().expect("bob's approve link");
+    let (st, html) = page(&c, http::Method::GET, &approve, None).await;
+    assert_eq!(st, 200, "{html}");
+    assert!(
+        html.contains(&format!("Confirm: approve review {small}")),
+        "{html}"
+    );
+    assert!(html.contains(small_money), "{html}");
+    assert!(
+        !html.contains('\u{202E}'),
+        "the override is shown, not applied: {html}"
+    );
+    assert!(!html.contains("ch_linkpageBIG"), "{html}");
+
+    // The detail page says the same.
+    let session = s.sign_in("dave").await;
+    let base = format!("http://{}", s.a.admin_addr);
+    for (id, money) in [(&big, big_money), (&small, small_money)] {
+        let (st, html) = page(
+            &c,
+            http::Method::GET,
+            &format!("{base}/ui/reviews/{id}"),
+            Some(&session),
+        )
+        .await;
+        assert_eq!(st, 200, "{html}");
+        assert!(html.contains(money), "{html}");
+    }
+    assert_eq!(s.up.count(), 0, "GET never decides");
+}
+
+/// A link is bound to its reviewer's token: once her token changes (as her dashboard sessions
+/// end), the links she was sent before are revoked, on GET and POST, and decide nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_link_is_revoked_when_its_reviewers_token_changes() {
+    let mut s = link_setup(Arc::new(airlock::gate::SystemClock)).await;
+    let c = plain();
+    let (id, links) = s.hold("/repos/octo/rotated").await;
+    let reject = links["alice"].1.clone().expect("alice's reject link");
+    let (st, html) = page(&c, http::Method::GET, &reject, None).await;
+    assert_eq!(st, 200, "{html}");
+    assert!(html.contains("Confirm: reject"), "{html}");
+
+    // alice's token is rotated: same name, a new token.
+    let rotated = airlock::agents::generate_token();
+    s.reload(s.reviewer_toml.iter().map(|(name, block)| {
+        if *name == "alice" {
+            format!(
+                "[[reviewers]]\nname = \"alice\"\ntoken_sha256 = \"{}\"\n",
+                hex::encode(airlock::agents::token_digest(&rotated))
+            )
+        } else {
+            block.clone()
+        }
+    }));
+    let (st, html) = page(&c, http::Method::GET, &reject, None).await;
+    assert_eq!(st, 403, "{html}");
+    assert!(html.contains("Link revoked"), "{html}");
+    assert!(!html.contains("Confirm"), "{html}");
+    let (st, html) = page(&c, http::Method::POST, &reject, None).await;
+    assert_eq!(st, 403, "{html}");
+    assert!(html.contains("Link revoked"), "{html}");
+    let (st, r) = s
+        .call(
+            "dave",
+            http::Method::GET,
+            &format!("/v1/reviews/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["state"], "pending", "{r}");
+    assert_eq!(s.up.count(), 0);
+}
+
+/// The record that a link was used goes when retention prunes its review, and only then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn used_link_records_leave_with_their_review() {
+    let clock = Arc::new(airlock::gate::ManualClock::default());
+    clock.advance(Duration::from_secs(1_700_000_000));
+    let mut s = link_setup_with(clock.clone(), "[store]\nretention = \"1h\"\n").await;
+    let c = plain();
+    let link_keys = |s: &LinkSetup| -> Vec<String> {
+        s.a.gate
+            .store()
+            .scan(airlock::store::Tree::Meta)
+            .expect("scan")
+            .into_iter()
+            .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+            .filter(|k| k.starts_with(airlock::notify::links::USED_PREFIX))
+            .collect()
+    };
+    // Two reviews rejected by link, the first two hours before the second.
+    let mut ids = Vec::new();
+    for path in ["/repos/octo/pruned", "/repos/octo/kept"] {
+        if !ids.is_empty() {
+            clock.advance(Duration::from_secs(2 * 3600));
+        }
+        let (id, links) = s.hold(path).await;
+        let reject = links["bob"].1.clone().expect("bob's reject link");
+        let (st, html) = page(&c, http::Method::POST, &reject, None).await;
+        assert_eq!(st, 200, "{html}");
+        assert!(html.contains("rejected"), "{html}");
+        let keys = link_keys(&s);
+        assert!(keys.iter().any(|k| k.contains(&id)), "{keys:?}");
+        ids.push(id);
+    }
+    // Only the first is past the hour of retention: it goes, with its link's record (the
+    // background pruner may have got there first).
+    s.a.gate.prune().await.expect("prune");
+    let left = link_keys(&s);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0].contains(&ids[1]),
+        "the kept review's record stays: {left:?}"
+    );
+    clock.advance(Duration::from_secs(2 * 3600));
+    s.a.gate.prune().await.expect("prune");
+    assert!(link_keys(&s).is_empty(), "{:?}", link_keys(&s));
+    let (st, _) = s
+        .call(
+            "dave",
+            http::Method::GET,
+            &format!("/v1/reviews/{}", ids[1]),
+            None,
+        )
+        .await;
+    assert_eq!(st, 404, "the review is gone too");
 }

@@ -2,12 +2,16 @@
 //! SMTP server recording messages. Covers per-event JSON with links, Slack text, email, digest
 //! batching, rate limiting with hold-over, retries, a dead webhook, and link redemption.
 
+mod support;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use airlock::gate::review::{Review, StoredRequest};
-use airlock::notify::{LinkAction, LinkError, LinkSigner, Mode, Notifier, NotifyConfig};
+use airlock::notify::{
+    Escalation, LinkAction, LinkError, LinkPolicy, LinkSigner, Mode, Notifier, NotifyConfig,
+};
 use airlock::rules::{Action, Verdict};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -137,6 +141,28 @@ fn assert_no_secrets(body: &str) {
     assert!(!body.contains("access_token"), "query leaked: {body}");
 }
 
+/// The SHA-256 of the reviewer's token that links are bound to.
+const ALICE_TOKEN_SHA256: [u8; 32] = [3; 32];
+
+/// Lets every channel's reviewer take every action (her token digest: [`ALICE_TOKEN_SHA256`]).
+struct Everyone;
+
+impl LinkPolicy for Everyone {
+    fn may_link(&self, _: &Escalation, _: &str, _: LinkAction) -> Option<[u8; 32]> {
+        Some(ALICE_TOKEN_SHA256)
+    }
+}
+
+/// A notifier whose channels carry links signed by `signer`, under `base`.
+fn with_links(cfg: NotifyConfig, signer: &Arc<LinkSigner>, base: &str) -> Arc<Notifier> {
+    Notifier::start_with_policy(
+        cfg,
+        Some(signer.clone()),
+        Some(base.into()),
+        Some(Arc::new(Everyone)),
+    )
+}
+
 fn token_of(url: &str) -> &str {
     url.rsplit('/').next().unwrap_or_default()
 }
@@ -208,7 +234,7 @@ async fn per_event_webhook_gets_one_json_per_escalation_with_links() -> TestResu
         sink.url
     ))?;
     let signer = Arc::new(LinkSigner::new([9; 32]));
-    let n = Notifier::start(cfg, Some(signer.clone()), Some(format!("{BASE}/")));
+    let n = with_links(cfg, &signer, &format!("{BASE}/"));
     n.escalated(review("r1").escalation());
     n.escalated(review("r2").escalation());
     let bodies = drain(&mut sink.bodies, Duration::from_secs(2)).await;
@@ -241,6 +267,7 @@ async fn per_event_webhook_gets_one_json_per_escalation_with_links() -> TestResu
                 ),
                 (id, action, "alice")
             );
+            assert!(signer.binds(&claims, &ALICE_TOKEN_SHA256));
         }
     }
     Ok(())
@@ -250,6 +277,21 @@ async fn per_event_webhook_gets_one_json_per_escalation_with_links() -> TestResu
 async fn no_links_without_reviewer_or_signer() -> TestResult {
     let mut sink = webhook_sink(vec![]).await?;
     let cfg = config(&format!("kind = \"webhook\"\nurl = \"{}\"", sink.url))?;
+    let n = with_links(cfg, &Arc::new(LinkSigner::new([9; 32])), BASE);
+    n.escalated(review("r1").escalation());
+    let b = next(&mut sink.bodies, Duration::from_secs(2))
+        .await
+        .ok_or("nothing sent")?;
+    assert!(
+        !b.contains("approve_url") && !b.contains("/ui/link/"),
+        "{b}"
+    );
+    // A reviewer but no policy: a link could not be bound to her token, so none is sent.
+    let mut sink = webhook_sink(vec![]).await?;
+    let cfg = config(&format!(
+        "kind = \"webhook\"\nurl = \"{}\"\nreviewer = \"alice\"",
+        sink.url
+    ))?;
     let n = Notifier::start(
         cfg,
         Some(Arc::new(LinkSigner::new([9; 32]))),
@@ -259,10 +301,7 @@ async fn no_links_without_reviewer_or_signer() -> TestResult {
     let b = next(&mut sink.bodies, Duration::from_secs(2))
         .await
         .ok_or("nothing sent")?;
-    assert!(
-        !b.contains("approve_url") && !b.contains("/ui/link/"),
-        "{b}"
-    );
+    assert!(!b.contains("/ui/link/"), "{b}");
     Ok(())
 }
 
@@ -273,11 +312,7 @@ async fn slack_format_has_text() -> TestResult {
         "kind = \"webhook\"\nurl = \"{}\"\nformat = \"slack\"\nreviewer = \"alice\"",
         sink.url
     ))?;
-    let n = Notifier::start(
-        cfg,
-        Some(Arc::new(LinkSigner::new([9; 32]))),
-        Some(BASE.into()),
-    );
+    let n = with_links(cfg, &Arc::new(LinkSigner::new([9; 32])), BASE);
     n.escalated(review("r1").escalation());
     let b = next(&mut sink.bodies, Duration::from_secs(2))
         .await
@@ -305,7 +340,7 @@ async fn email_arrives_with_tool_and_links() -> TestResult {
          reviewer = \"alice\""
     ))?;
     let signer = Arc::new(LinkSigner::new([9; 32]));
-    let n = Notifier::start(cfg, Some(signer.clone()), Some(BASE.into()));
+    let n = with_links(cfg, &signer, BASE);
     n.escalated(review("r1").escalation());
     let raw = next(&mut mails, Duration::from_secs(5))
         .await
@@ -512,8 +547,15 @@ async fn link_tokens_verify_once() -> TestResult {
     let store = airlock::store::open(airlock::store::Backend::Redb, dir.path())?;
     let key = airlock::notify::load_or_create_key(&dir.path().join("link-key"))?;
     let s = LinkSigner::new(key);
-    let t = s.mint("r1", LinkAction::Approve, "alice", Duration::from_secs(60));
-    assert_eq!(s.verify(&t, now_ms())?.reviewer, "alice");
+    let t = s.mint(
+        "r1",
+        LinkAction::Approve,
+        "alice",
+        &ALICE_TOKEN_SHA256,
+        Duration::from_secs(60),
+    );
+    let claims = s.verify(&t, now_ms())?;
+    assert_eq!(claims.reviewer, "alice");
     let (p, sig) = t.split_once('.').ok_or("no dot")?;
     let mut tampered = sig.to_string();
     tampered.replace_range(..1, if sig.starts_with('A') { "B" } else { "A" });
@@ -525,9 +567,9 @@ async fn link_tokens_verify_once() -> TestResult {
         s.verify(&t, now_ms() + 61_000),
         Err(LinkError::Expired)
     ));
-    s.consume(store.as_ref(), &t)?;
+    s.consume(store.as_ref(), &claims, &t)?;
     assert!(matches!(
-        s.consume(store.as_ref(), &t),
+        s.consume(store.as_ref(), &claims, &t),
         Err(LinkError::AlreadyUsed)
     ));
     Ok(())
@@ -606,5 +648,160 @@ fn example_config_notify_block_parses() -> TestResult {
     let cfg = NotifyConfig::from_toml(&block)?;
     assert_eq!(cfg.channels.len(), 2);
     assert_eq!(cfg.channels[1].mode, Mode::Digest(Duration::from_secs(300)));
+    Ok(())
+}
+
+/// The text of a mail as its reader sees it: the body after the blank line, decoded from
+/// quoted-printable or base64 as its Content-Transfer-Encoding says.
+fn mail_text(raw: &str) -> String {
+    use base64::Engine;
+    let (head, body) = raw.split_once("\n\n").unwrap_or((raw, ""));
+    let encoding = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-transfer-encoding")
+                .then(|| v.trim().to_ascii_lowercase())
+        })
+        .unwrap_or_default();
+    let bytes = match encoding.as_str() {
+        "base64" => base64::engine::general_purpose::STANDARD
+            .decode(body.split_whitespace().collect::<String>())
+            .unwrap_or_default(),
+        "quoted-printable" => {
+            let b = body.replace("=\n", "");
+            let b = b.as_bytes();
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < b.len() {
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
+                match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+                    (b'=', Some(byte)) => {
+                        out.push(byte);
+                        i += 3;
+                    }
+                    (c, _) => {
+                        out.push(c);
+                        i += 1;
+                    }
+                }
+            }
+            out
+        }
+        _ => body.as_bytes().to_vec(),
+    };
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// What an agent puts in a held request's path cannot forge a line of a Slack message or an
+/// email: a line or paragraph separator, a bidi override (raw or percent-encoded) and a long
+/// tail reach the review, and the text shows them percent-encoded, the request line clipped
+/// (a Slack code span), with exactly one `Approve:` line, Airlock's, and a footer saying where
+/// Airlock's links start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agents_path_cannot_forge_a_line_of_a_text_notification() -> TestResult {
+    support::init();
+    let up = support::FakeUpstream::start(Default::default()).await;
+    let mut slack = webhook_sink(vec![]).await?;
+    let (port, mut mails) = smtp_sink().await?;
+    let reviewer = airlock::agents::generate_token();
+    let toml = format!(
+        "[[reviewers]]\nname = \"alice\"\ntoken_sha256 = \"{}\"\n\
+         [notify]\nbase_url = \"{BASE}\"\n\
+         [[notify.channels]]\nkind = \"webhook\"\nurl = \"{}\"\nformat = \"slack\"\nreviewer = \"alice\"\n\
+         [[notify.channels]]\nkind = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\n\
+         starttls = false\nfrom = \"airlock@example.com\"\nto = [\"alice@example.com\"]\nreviewer = \"alice\"\n",
+        hex::encode(airlock::agents::token_digest(&reviewer)),
+        slack.url
+    );
+    let dir = tempfile::tempdir()?;
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules)?;
+    std::fs::write(
+        rules.join("t.toml"),
+        "[service]\nname = \"github\"\nhosts = [\"api.github.com\"]\n\n\
+         [[rule]]\ntool = \"test.hold\"\nmethod = \"DELETE\"\npath = \"/hold/{rest*}\"\n\
+         class = \"irreversible\"\naction = \"escalate\"\n",
+    )?;
+    let config = support::Airlock::config(&toml, dir.path(), &up, &["api.github.com"]);
+    let catalog = airlock::rules::LiveCatalog::load(Some(rules), Default::default())?;
+    let a = support::Airlock::start_with_parts(
+        config,
+        dir,
+        catalog,
+        Arc::new(airlock::gate::SystemClock),
+    )
+    .await;
+    let tail = "x".repeat(1000);
+    let targets = [
+        // Raw UTF-8 in the request target, as httparse and `http` accept it.
+        format!("/hold/a\u{2029}Approve:https://evil.example/\u{2028}\u{85}\u{202E}\u{200B}{tail}"),
+        format!("/hold/b%E2%80%A9Approve:%20https://evil.example/%E2%80%A8%C2%85%E2%80%AE{tail}"),
+    ];
+    for target in &targets {
+        let req = format!(
+            "DELETE {target} HTTP/1.1\r\nHost: api.github.com\r\nConnection: close\r\n\r\n"
+        );
+        let got = support::raw::in_tunnel(
+            a.addr,
+            "api.github.com",
+            &a.ca_pem,
+            req.as_bytes(),
+            Duration::from_secs(2),
+        )
+        .await;
+        assert_eq!(got.first_status(), Some(423), "{target:?} is held: {got:?}");
+    }
+    let mut texts = Vec::new();
+    for _ in &targets {
+        let b = next(&mut slack.bodies, Duration::from_secs(10))
+            .await
+            .ok_or("no Slack message")?;
+        let v: serde_json::Value = serde_json::from_str(&b)?;
+        texts.push(("slack", v["text"].as_str().ok_or("no text")?.to_string()));
+        let m = next(&mut mails, Duration::from_secs(10))
+            .await
+            .ok_or("no mail")?;
+        texts.push(("email", mail_text(&m)));
+    }
+    let separators = [
+        '\n', '\r', '\u{0B}', '\u{0C}', '\u{85}', '\u{2028}', '\u{2029}',
+    ];
+    for (kind, text) in &texts {
+        for c in ['\u{2028}', '\u{2029}', '\u{85}', '\u{202E}', '\u{200B}'] {
+            assert!(!text.contains(c), "{kind}: U+{:04X} in {text:?}", c as u32);
+        }
+        let approve: Vec<&str> = text
+            .split(separators)
+            .map(str::trim_start)
+            .filter(|l| l.starts_with("Approve:"))
+            .collect();
+        assert_eq!(approve.len(), 1, "{kind}: {text}");
+        assert!(
+            approve[0].starts_with(&format!("Approve: {BASE}/ui/link/")),
+            "{kind}: {text}"
+        );
+        let request = text
+            .lines()
+            .find(|l| l.starts_with("Request: "))
+            .ok_or("no request line")?;
+        let (open, close) = if *kind == "slack" {
+            ("Request: `DELETE api.github.com/hold/", "…`")
+        } else {
+            ("Request: DELETE api.github.com/hold/", "…")
+        };
+        assert!(
+            request.starts_with(open) && request.ends_with(close),
+            "{kind}: {request}"
+        );
+        assert!(request.chars().count() < 260, "{kind}: clipped: {request}");
+        assert!(request.contains("%E2%80%A9Approve:"), "{kind}: {request}");
+        assert!(
+            text.contains(&format!("links always start with {BASE}/ui/link/")),
+            "{kind}: {text}"
+        );
+    }
     Ok(())
 }

@@ -308,6 +308,7 @@ async fn instances_share_the_admin_token_and_the_link_key() {
         &id,
         airlock::notify::LinkAction::Approve,
         "carol",
+        &airlock::agents::token_digest(&carol),
         Duration::from_secs(600),
     );
     let web = reqwest::Client::builder()

@@ -10,7 +10,8 @@
 //!   happens before `accept`, in the kernel's listen backlog; a connection waiting for its
 //!   client's slot holds a global one, so fds and tasks stay within `max_connections`.
 //! - [`Gatekeeper::allow_unauthenticated`]: a token bucket per client address for requests made
-//!   without credentials (sign-in, one-click links, a missing or wrong token); 429 beyond.
+//!   without credentials (sign-in, a one-click link whose signature does not verify, a missing
+//!   or wrong token); 429 beyond. A validly signed link is not charged (`unauthenticated`).
 //! - [`Watch`] and [`Watched`]: the body read deadline. A request's body must have arrived within
 //!   `admin.body_read_timeout` of its head, whichever handler reads it (the admin API's JSON or
 //!   the dashboard's forms); otherwise the request is answered 408 and the connection closes.

@@ -330,16 +330,21 @@ async fn serve_request(
     }
 }
 
-/// Requests that present no credential: sign-in, one-click links, and any API call without a
-/// valid token. `/healthz` (monitoring) and session pages (they redirect or check the session)
-/// are not counted.
+/// Requests that present no credential: sign-in, one-click links whose signature does not
+/// verify, and any API call without a valid token. `/healthz` (monitoring), session pages (they
+/// redirect or check the session) and validly signed links are not counted: behind a reverse
+/// proxy every client shares one address, and reviewers following the links they were sent
+/// must not find the budget an agent drained (checking an HMAC costs less than the budget saves).
 fn unauthenticated(admin: &Admin, req: &Request<Incoming>) -> bool {
     let path = req.uri().path();
     if path == "/healthz" || path == "/readyz" {
         return false;
     }
-    if path == "/ui/login" || path.starts_with("/ui/link/") {
+    if path == "/ui/login" {
         return true;
+    }
+    if let Some(token) = path.strip_prefix("/ui/link/") {
+        return admin.links.verify_signature(token).is_err();
     }
     if path == "/ui" || path.starts_with("/ui/") {
         return false;

@@ -67,10 +67,14 @@ impl People {
 
     /// The reviewer of this name (compared normalized).
     pub fn by_name(&self, name: &str) -> Option<Reviewer> {
+        self.config_by_name(name).map(Reviewer::from_config)
+    }
+
+    /// The configuration (token digest included) of the reviewer of this name.
+    pub fn config_by_name(&self, name: &str) -> Option<&ReviewerConfig> {
         self.reviewers
             .iter()
             .find(|r| crate::person::same(&r.name, name))
-            .map(Reviewer::from_config)
     }
 
     /// Why `who` may not cause a request under `policy`, sent by an agent owned by `owner`, to
@@ -198,19 +202,19 @@ impl Roster {
     }
 }
 
-/// Links are minted only for people who may take their action now.
+/// Links are minted only for people who may take their action now, bound to their token.
 impl LinkPolicy for Roster {
-    fn may_link(&self, e: &Escalation, reviewer: &str, action: LinkAction) -> bool {
+    fn may_link(&self, e: &Escalation, reviewer: &str, action: LinkAction) -> Option<[u8; 32]> {
         let people = self.current();
-        let Some(who) = people.by_name(reviewer) else {
-            return false;
+        let config = people.config_by_name(reviewer)?;
+        let who = Reviewer::from_config(config);
+        let allowed = match action {
+            LinkAction::Approve => {
+                people.may_send(&e.approval, e.agent_owner.as_deref(), &who, "approve")
+            }
+            LinkAction::Reject => people.may_reject(&e.approval, &who),
         };
-        match action {
-            LinkAction::Approve => people
-                .may_send(&e.approval, e.agent_owner.as_deref(), &who, "approve")
-                .is_ok(),
-            LinkAction::Reject => people.may_reject(&e.approval, &who).is_ok(),
-        }
+        allowed.ok().map(|()| config.token_sha256)
     }
 }
 

@@ -9,10 +9,12 @@ use tokio_util::sync::CancellationToken;
 use super::index::{self, Query};
 use super::review::ReviewState;
 use super::{Gate, GateError};
-use crate::store::{Batch, Tree};
+use crate::store::{prefix_end, Batch, Tree};
 
 /// Reviews handled per commit by the sweeper and by retention.
 const CHUNK: usize = 2048;
+/// Used-link records removed with one review (two links per reviewer channel at most).
+const LINKS_PER_REVIEW: usize = 1024;
 
 /// The result of a sweep stage's thread, if one was started.
 fn joined<T>(
@@ -77,8 +79,9 @@ impl Gate {
         .await
     }
 
-    /// Removes finished reviews whose last change is older than `store.retention`. Their audit
-    /// entries stay. Returns how many it removed.
+    /// Removes finished reviews whose last change is older than `store.retention`, with the
+    /// records of their used one-click links. Their audit entries stay. Returns how many it
+    /// removed.
     pub async fn prune(self: &Arc<Self>) -> Result<usize, GateError> {
         let Some(keep) = self.cfg.retention else {
             return Ok(0);
@@ -111,6 +114,17 @@ impl Gate {
                     b.expect(Tree::Reviews, id.as_bytes(), Some(&bytes))
                         .delete(Tree::Reviews, id.as_bytes());
                     index::reindex(&mut b, Some(&old), None);
+                    // Its one-click links' used records go with it.
+                    let links = crate::notify::links::used_prefix(id);
+                    let end = prefix_end(links.as_bytes());
+                    for (k, _) in g.store.range(
+                        Tree::Meta,
+                        links.as_bytes(),
+                        end.as_deref(),
+                        LINKS_PER_REVIEW,
+                    )? {
+                        b.delete(Tree::Meta, &k);
+                    }
                     batches.push(b);
                 }
                 let removed = g.store.commit(batches)?.iter().filter(|ok| **ok).count();

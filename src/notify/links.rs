@@ -1,13 +1,17 @@
 //! One-click approve/reject links sent in notifications.
 //!
 //! A token is `base64url(payload) "." base64url(HMAC-SHA256(key, payload))` where the payload is
-//! the JSON `{review_id, action, reviewer, exp_ms, nonce}`. The key (32 random bytes) lives in
+//! the JSON `{review_id, action, reviewer, rk, exp_ms, nonce}`. `rk` binds the link to the
+//! reviewer's token as it was when the link was minted ([`LinkSigner::reviewer_key`]), so a
+//! rotated token revokes her links as it ends her sessions. The key (32 random bytes) lives in
 //! `<data dir>/link-key`, created 0600 on first run. Tokens are single use: redeeming one records
-//! SHA-256(token) (hex) under `link:<hex>` in [`Tree::Meta`] with a compare-and-swap from absent,
-//! so a replay fails. Tokens themselves are never stored or logged.
+//! SHA-256(token) (hex) under `link:<review id>/<hex>` in [`Tree::Meta`] with a compare-and-swap
+//! from absent, so a replay fails; the records go when retention prunes their review
+//! ([`used_prefix`]). Tokens themselves are never stored or logged.
 //!
 //! A token only says "this reviewer was sent a link to do this"; the caller must still check that
-//! the reviewer is configured and allowed by the review's policy, and must decide only on a POST.
+//! the reviewer is configured with the token the link is bound to ([`LinkSigner::binds`]) and
+//! allowed by the review's policy, and must decide only on a POST.
 //! The dashboard follows the review's current deadline rather than `exp_ms` (a link works until
 //! the review's deadline, extended or not, and not beyond it: [`LinkSigner::verify_signature`]),
 //! and gives a link back ([`LinkSigner::release`]) when the decision it was used for is refused.
@@ -29,6 +33,8 @@ type HmacSha256 = Hmac<Sha256>;
 const MAX_TOKEN_LEN: usize = 4096;
 /// Key prefix of used-link records in [`Tree::Meta`].
 pub const USED_PREFIX: &str = "link:";
+/// Bytes of the HMAC kept as a link's reviewer key.
+const REVIEWER_KEY_LEN: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -80,6 +86,8 @@ pub struct LinkClaims {
     pub action: LinkAction,
     /// The configured reviewer the link was minted for.
     pub reviewer: String,
+    /// [`LinkSigner::reviewer_key`] of her token when the link was minted.
+    pub reviewer_key: String,
     pub exp_ms: u64,
     pub nonce: String,
 }
@@ -90,6 +98,7 @@ struct Payload {
     review_id: String,
     action: String,
     reviewer: String,
+    rk: String,
     exp_ms: u64,
     nonce: String,
 }
@@ -125,16 +134,18 @@ impl LinkSigner {
         <HmacSha256 as hmac::digest::KeyInit>::new(&block)
     }
 
-    /// A token valid for `ttl` from now.
+    /// A token valid for `ttl` from now, for `reviewer` whose token has SHA-256 `token_sha256`.
     pub fn mint(
         &self,
         review_id: &str,
         action: LinkAction,
         reviewer: &str,
+        token_sha256: &[u8; 32],
         ttl: Duration,
     ) -> String {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        self.mint_until(review_id, action, reviewer, now_ms().saturating_add(ttl_ms))
+        let exp_ms = now_ms().saturating_add(ttl_ms);
+        self.mint_until(review_id, action, reviewer, token_sha256, exp_ms)
     }
 
     /// A token valid until `exp_ms` (milliseconds since the epoch).
@@ -143,12 +154,14 @@ impl LinkSigner {
         review_id: &str,
         action: LinkAction,
         reviewer: &str,
+        token_sha256: &[u8; 32],
         exp_ms: u64,
     ) -> String {
         let payload = serde_json::json!({
             "review_id": review_id,
             "action": action.as_str(),
             "reviewer": reviewer,
+            "rk": self.reviewer_key(token_sha256),
             "exp_ms": exp_ms,
             "nonce": hex::encode(rand::random::<[u8; 16]>()),
         })
@@ -160,6 +173,24 @@ impl LinkSigner {
             "{}.{}",
             URL_SAFE_NO_PAD.encode(payload.as_bytes()),
             URL_SAFE_NO_PAD.encode(sig)
+        )
+    }
+
+    /// What binds a link to a reviewer's token: HMAC(key, "rk" || SHA-256 of the token),
+    /// shortened, hex. It names the token without revealing its digest.
+    pub fn reviewer_key(&self, token_sha256: &[u8; 32]) -> String {
+        let mut mac = self.mac();
+        mac.update(b"rk");
+        mac.update(token_sha256);
+        hex::encode(&mac.finalize().into_bytes()[..REVIEWER_KEY_LEN])
+    }
+
+    /// Was the link of `claims` minted for the token whose SHA-256 is `token_sha256`? False once
+    /// its reviewer's token has changed.
+    pub fn binds(&self, claims: &LinkClaims, token_sha256: &[u8; 32]) -> bool {
+        crate::agents::constant_time_eq(
+            claims.reviewer_key.as_bytes(),
+            self.reviewer_key(token_sha256).as_bytes(),
         )
     }
 
@@ -195,15 +226,22 @@ impl LinkSigner {
             review_id: p.review_id,
             action,
             reviewer: p.reviewer,
+            reviewer_key: p.rk,
             exp_ms: p.exp_ms,
             nonce: p.nonce,
         })
     }
 
-    /// Marks `token` used. Fails with [`LinkError::AlreadyUsed`] if it was used before. Call it
-    /// after [`LinkSigner::verify`] and before acting on the claims (or use [`LinkSigner::redeem`]).
-    pub fn consume(&self, store: &dyn Store, token: &str) -> Result<(), LinkError> {
-        let key = used_key(token);
+    /// Marks `token` (whose verified claims are `claims`) used. Fails with
+    /// [`LinkError::AlreadyUsed`] if it was used before. Call it after [`LinkSigner::verify`] and
+    /// before acting on the claims (or use [`LinkSigner::redeem`]).
+    pub fn consume(
+        &self,
+        store: &dyn Store,
+        claims: &LinkClaims,
+        token: &str,
+    ) -> Result<(), LinkError> {
+        let key = used_key(&claims.review_id, token);
         let record = serde_json::json!({ "used_at_ms": now_ms() }).to_string();
         if store.compare_and_swap(Tree::Meta, key.as_bytes(), None, record.as_bytes())? {
             return Ok(());
@@ -228,8 +266,13 @@ impl LinkSigner {
 
     /// Gives a consumed `token` back: the decision it was used for was refused (not allowed,
     /// already decided, expired), so the link has not been used up.
-    pub fn release(&self, store: &dyn Store, token: &str) -> Result<(), LinkError> {
-        let key = used_key(token);
+    pub fn release(
+        &self,
+        store: &dyn Store,
+        claims: &LinkClaims,
+        token: &str,
+    ) -> Result<(), LinkError> {
+        let key = used_key(&claims.review_id, token);
         if let Some(old) = store.get(Tree::Meta, key.as_bytes())? {
             if !is_released(&old) {
                 let record = serde_json::json!({ "released_at_ms": now_ms() }).to_string();
@@ -245,9 +288,14 @@ impl LinkSigner {
     }
 
     /// Has `token` been used (and not given back)?
-    pub fn is_used(&self, store: &dyn Store, token: &str) -> Result<bool, LinkError> {
+    pub fn is_used(
+        &self,
+        store: &dyn Store,
+        claims: &LinkClaims,
+        token: &str,
+    ) -> Result<bool, LinkError> {
         Ok(store
-            .get(Tree::Meta, used_key(token).as_bytes())?
+            .get(Tree::Meta, used_key(&claims.review_id, token).as_bytes())?
             .is_some_and(|v| !is_released(&v)))
     }
 
@@ -260,7 +308,7 @@ impl LinkSigner {
         now_ms: u64,
     ) -> Result<LinkClaims, LinkError> {
         let claims = self.verify(token, now_ms)?;
-        self.consume(store, token)?;
+        self.consume(store, &claims, token)?;
         Ok(claims)
     }
 }
@@ -276,9 +324,15 @@ pub fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// The [`Tree::Meta`] key recording that `token` was used.
-pub fn used_key(token: &str) -> String {
-    format!("{USED_PREFIX}{}", token_digest(token))
+/// The prefix of the [`Tree::Meta`] keys recording the used links of review `review_id`: they
+/// are removed with the review.
+pub fn used_prefix(review_id: &str) -> String {
+    format!("{USED_PREFIX}{review_id}/")
+}
+
+/// The [`Tree::Meta`] key recording that `token`, a link for review `review_id`, was used.
+pub fn used_key(review_id: &str, token: &str) -> String {
+    format!("{}{}", used_prefix(review_id), token_digest(token))
 }
 
 /// Reads the 32-byte link key (hex) at `path`, or creates it (0600, random) if absent. A key file
@@ -327,10 +381,13 @@ mod tests {
         LinkSigner::new([7u8; 32])
     }
 
+    /// Alice's token digest.
+    const ALICE: [u8; 32] = [1; 32];
+
     #[test]
     fn valid_token_verifies() {
         let s = signer();
-        let t = s.mint_until("r1", LinkAction::Approve, "alice", 2_000);
+        let t = s.mint_until("r1", LinkAction::Approve, "alice", &ALICE, 2_000);
         let c = s.verify(&t, 1_000).map_err(|e| e.to_string());
         let c = c.as_ref().map(|c| {
             (
@@ -343,14 +400,27 @@ mod tests {
         assert_eq!(c, Ok(("r1", LinkAction::Approve, "alice", 2_000)));
     }
 
+    /// A link is bound to the token its reviewer had when it was minted, not only to her name.
+    #[test]
+    fn a_link_binds_its_reviewers_token() -> Result<(), LinkError> {
+        let s = signer();
+        let t = s.mint_until("r1", LinkAction::Approve, "alice", &ALICE, 2_000);
+        let claims = s.verify_signature(&t)?;
+        assert!(s.binds(&claims, &ALICE));
+        assert!(!s.binds(&claims, &[2; 32]), "a rotated token");
+        assert!(!LinkSigner::new([8; 32]).binds(&claims, &ALICE));
+        assert!(!claims.reviewer_key.contains(&hex::encode(&ALICE[..8])));
+        Ok(())
+    }
+
     #[test]
     fn tampered_and_foreign_tokens_are_refused() {
         let s = signer();
-        let t = s.mint_until("r1", LinkAction::Reject, "alice", 2_000);
+        let t = s.mint_until("r1", LinkAction::Reject, "alice", &ALICE, 2_000);
         let (p, sig) = t.split_once('.').unwrap_or_default();
         // A different payload with the original signature.
         let forged = URL_SAFE_NO_PAD.encode(
-            br#"{"review_id":"r1","action":"approve","reviewer":"alice","exp_ms":2000,"nonce":"00"}"#,
+            br#"{"review_id":"r1","action":"approve","reviewer":"alice","rk":"00","exp_ms":2000,"nonce":"00"}"#,
         );
         assert!(matches!(
             s.verify(&format!("{forged}.{sig}"), 1_000),
@@ -377,9 +447,9 @@ mod tests {
     #[test]
     fn expired_token_is_refused() {
         let s = signer();
-        let t = s.mint_until("r1", LinkAction::Approve, "alice", 2_000);
+        let t = s.mint_until("r1", LinkAction::Approve, "alice", &ALICE, 2_000);
         assert!(matches!(s.verify(&t, 2_000), Err(LinkError::Expired)));
-        let t = s.mint("r1", LinkAction::Approve, "alice", Duration::ZERO);
+        let t = s.mint("r1", LinkAction::Approve, "alice", &ALICE, Duration::ZERO);
         assert!(matches!(
             s.verify(&t, now_ms() + 1),
             Err(LinkError::Expired)
@@ -391,11 +461,17 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let store = crate::store::open(crate::store::Backend::Redb, dir.path())?;
         let s = signer();
-        let t = s.mint("r1", LinkAction::Approve, "alice", Duration::from_secs(60));
+        let t = s.mint(
+            "r1",
+            LinkAction::Approve,
+            "alice",
+            &ALICE,
+            Duration::from_secs(60),
+        );
         let claims = s.redeem(store.as_ref(), &t, now_ms())?;
         assert_eq!(claims.review_id, "r1");
         assert!(matches!(
-            s.consume(store.as_ref(), &t),
+            s.consume(store.as_ref(), &claims, &t),
             Err(LinkError::AlreadyUsed)
         ));
         assert!(matches!(
@@ -408,7 +484,8 @@ mod tests {
             .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
             .filter(|k| k.starts_with(USED_PREFIX))
             .collect();
-        assert_eq!(keys, vec![used_key(&t)]);
+        assert_eq!(keys, vec![used_key("r1", &t)]);
+        assert!(keys[0].starts_with(&used_prefix("r1")));
         assert!(!keys[0].contains(&t));
         Ok(())
     }
@@ -418,16 +495,16 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let store = crate::store::open(crate::store::Backend::Redb, dir.path())?;
         let s = signer();
-        let t = s.mint_until("r1", LinkAction::Approve, "alice", 2_000);
-        assert!(s.verify_signature(&t).is_ok(), "no expiry check");
-        assert!(!s.is_used(store.as_ref(), &t)?);
-        s.consume(store.as_ref(), &t)?;
-        assert!(s.is_used(store.as_ref(), &t)?);
-        s.release(store.as_ref(), &t)?;
-        assert!(!s.is_used(store.as_ref(), &t)?);
-        s.consume(store.as_ref(), &t)?;
+        let t = s.mint_until("r1", LinkAction::Approve, "alice", &ALICE, 2_000);
+        let c = s.verify_signature(&t)?; // no expiry check
+        assert!(!s.is_used(store.as_ref(), &c, &t)?);
+        s.consume(store.as_ref(), &c, &t)?;
+        assert!(s.is_used(store.as_ref(), &c, &t)?);
+        s.release(store.as_ref(), &c, &t)?;
+        assert!(!s.is_used(store.as_ref(), &c, &t)?);
+        s.consume(store.as_ref(), &c, &t)?;
         assert!(matches!(
-            s.consume(store.as_ref(), &t),
+            s.consume(store.as_ref(), &c, &t),
             Err(LinkError::AlreadyUsed)
         ));
         Ok(())

@@ -4,7 +4,9 @@
 //! [`Notifier::escalated`] never blocks and never fails: it puts a summary of the review on each
 //! channel's bounded queue (dropping it, with a warning, when the queue is full). One background
 //! task per channel renders and delivers. Summaries carry no headers, bodies, query strings or
-//! parameters; webhook URLs (which can be secrets) are never logged.
+//! parameters; webhook URLs (which can be secrets) are never logged. In text (Slack, email) the
+//! agent's method, host and path are percent-encoded outside printable ASCII and clipped, so
+//! they cannot forge a line such as a fake approve link (`shown`).
 
 pub mod config;
 mod email;
@@ -65,7 +67,9 @@ pub struct Escalation {
 /// Who may be sent a one-click link: links are minted only for people who may take their
 /// action on that review now (the gate's reviewers and approval rules implement it).
 pub trait LinkPolicy: Send + Sync + 'static {
-    fn may_link(&self, e: &Escalation, reviewer: &str, action: LinkAction) -> bool;
+    /// The SHA-256 of `reviewer`'s token if she may take `action` on `e` now (her link is bound
+    /// to that token: it stops working when the token changes); `None`: no link.
+    fn may_link(&self, e: &Escalation, reviewer: &str, action: LinkAction) -> Option<[u8; 32]>;
 }
 
 /// One escalation as rendered for a channel: the summary plus that channel's reviewer links.
@@ -100,9 +104,10 @@ impl std::fmt::Debug for Notifier {
 
 impl Notifier {
     /// Starts one background task per channel that is not `off`. Must be called inside a Tokio
-    /// runtime (outside one, it logs an error and returns a notifier that sends nothing). Links
-    /// are added when `links` is set, a base URL is known (`base_url`, else `cfg.base_url`) and
-    /// the channel names a `reviewer`. A channel that cannot be set up is logged and skipped.
+    /// runtime (outside one, it logs an error and returns a notifier that sends nothing). It
+    /// sends no links: a link is bound to its reviewer's token, which only a [`LinkPolicy`]
+    /// knows ([`Notifier::start_with_policy`]). A channel that cannot be set up is logged and
+    /// skipped.
     pub fn start(
         cfg: NotifyConfig,
         links: Option<Arc<LinkSigner>>,
@@ -111,9 +116,10 @@ impl Notifier {
         Self::start_with_policy(cfg, links, base_url, None)
     }
 
-    /// [`Notifier::start`], minting a channel's link only when `policy` says its reviewer may
-    /// take that action on that review (without a policy, every link is minted; the decision
-    /// is checked when the link is used either way).
+    /// [`Notifier::start`] with links: they are added when `links` is set, a base URL is known
+    /// (`base_url`, else `cfg.base_url`) and the channel names a `reviewer`, and minted only when
+    /// `policy` says that reviewer may take that action on that review (the decision is checked
+    /// again when the link is used). Without a policy, no links.
     pub fn start_with_policy(
         cfg: NotifyConfig,
         links: Option<Arc<LinkSigner>>,
@@ -142,12 +148,12 @@ impl Notifier {
                     continue;
                 }
             };
-            let link_ctx = match (&links, &base_url, &ch.reviewer) {
-                (Some(l), Some(b), Some(r)) => Some(LinkCtx {
+            let link_ctx = match (&links, &base_url, &ch.reviewer, &policy) {
+                (Some(l), Some(b), Some(r), Some(p)) => Some(LinkCtx {
                     signer: l.clone(),
                     base_url: b.clone(),
                     reviewer: r.clone(),
-                    policy: policy.clone(),
+                    policy: p.clone(),
                 }),
                 _ => None,
             };
@@ -221,20 +227,20 @@ struct LinkCtx {
     signer: Arc<LinkSigner>,
     base_url: String,
     reviewer: String,
-    policy: Option<Arc<dyn LinkPolicy>>,
+    policy: Arc<dyn LinkPolicy>,
 }
 
 impl LinkCtx {
     /// A link for the channel's reviewer, if that reviewer may take `action` on `e`.
     fn url(&self, e: &Escalation, action: LinkAction) -> Option<String> {
-        if let Some(p) = &self.policy {
-            if !p.may_link(e, &self.reviewer, action) {
-                return None;
-            }
-        }
-        let token = self
-            .signer
-            .mint_until(&e.review_id, action, &self.reviewer, e.expires_at_ms);
+        let token_sha256 = self.policy.may_link(e, &self.reviewer, action)?;
+        let token = self.signer.mint_until(
+            &e.review_id,
+            action,
+            &self.reviewer,
+            &token_sha256,
+            e.expires_at_ms,
+        );
         Some(format!("{}/ui/link/{token}", self.base_url))
     }
 }
@@ -268,7 +274,8 @@ impl Sink {
         })
     }
 
-    fn render(&self, items: &[Item<'_>], digest: bool) -> Outgoing {
+    /// `links_base`: the base URL of the channel's links, when it has links.
+    fn render(&self, items: &[Item<'_>], digest: bool, links_base: Option<&str>) -> Outgoing {
         match self {
             Sink::Webhook(_, WebhookFormat::Json) => {
                 let v = match (digest, items) {
@@ -288,12 +295,12 @@ impl Sink {
                 Outgoing::Webhook(Bytes::from(v.to_string()))
             }
             Sink::Webhook(_, WebhookFormat::Slack) => {
-                let text = slack_escape(&text_body(items));
+                let text = slack_escape(&text_body(items, links_base, true));
                 Outgoing::Webhook(Bytes::from(serde_json::json!({ "text": text }).to_string()))
             }
             Sink::Email(_) => Outgoing::Email {
                 subject: subject(items),
-                body: text_body(items),
+                body: text_body(items, links_base, false),
             },
         }
     }
@@ -320,8 +327,34 @@ fn subject(items: &[Item<'_>]) -> String {
     }
 }
 
-/// Plain text, one block per review (email bodies and Slack text).
-fn text_body(items: &[Item<'_>]) -> String {
+/// Longest request line a text notification shows, in characters (after encoding).
+const REQUEST_SHOWN: usize = 200;
+
+/// Agent-chosen text (a method, a host and path) as a text notification shows it: every byte
+/// outside printable ASCII, and the backtick, percent-encoded, so that a line or paragraph
+/// separator (U+2028, U+2029, U+0085), a bidi override or a zero-width character cannot draw a
+/// line of its own ("Approve: <another link>") or hide text, and the text cannot leave a Slack
+/// code span; clipped to `max` characters, with `…` when cut.
+fn shown(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max) + 3);
+    for b in s.bytes() {
+        let plain = b.is_ascii_graphic() && b != b'`';
+        if out.len() + if plain { 1 } else { 3 } > max {
+            out.push('…');
+            break;
+        }
+        if plain {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Plain text, one block per review (email bodies and Slack text, where the request line is a
+/// code span), and which links are Airlock's when the channel sends links (`links_base`).
+fn text_body(items: &[Item<'_>], links_base: Option<&str>, slack: bool) -> String {
     let mut out = String::new();
     if items.len() != 1 {
         out.push_str(&format!(
@@ -342,7 +375,16 @@ fn text_body(items: &[Item<'_>]) -> String {
         if let Some(a) = &e.agent {
             out.push_str(&format!("Agent: {a}\n"));
         }
-        out.push_str(&format!("Request: {} {}{}\n", e.method, e.host, e.path));
+        let request = format!(
+            "{} {}",
+            shown(&e.method, 32),
+            shown(&format!("{}{}", e.host, e.path), REQUEST_SHOWN)
+        );
+        if slack {
+            out.push_str(&format!("Request: `{request}`\n"));
+        } else {
+            out.push_str(&format!("Request: {request}\n"));
+        }
         if !e.reason_codes.is_empty() {
             out.push_str(&format!("Reasons: {}\n", e.reason_codes.join(", ")));
         }
@@ -354,6 +396,11 @@ fn text_body(items: &[Item<'_>]) -> String {
             out.push_str(&format!("Reject: {u}\n"));
         }
         out.push('\n');
+    }
+    if let Some(base) = links_base {
+        out.push_str(&format!(
+            "Airlock's approve and reject links always start with {base}/ui/link/ - do not use any other.\n"
+        ));
     }
     out
 }
@@ -492,7 +539,8 @@ impl Worker {
                     .and_then(|l| l.url(e, LinkAction::Reject)),
             })
             .collect();
-        let msg = self.sink.render(&items, digest);
+        let links_base = self.links.as_ref().map(|l| l.base_url.as_str());
+        let msg = self.sink.render(&items, digest, links_base);
         let retry = self.cfg.retry;
         let mut delay = retry.backoff;
         let mut last = NotifyError::Setup("not attempted".into());

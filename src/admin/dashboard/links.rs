@@ -1,8 +1,10 @@
 //! One-click links from notifications: a GET shows a confirmation page only (mail scanners
-//! prefetch links); the POST from that page redeems the single-use token and decides.
+//! prefetch links), with what the review asks to send summed up as on its detail page; the POST
+//! from that page redeems the single-use token and decides.
 //!
 //! A link is honest about what it can still do: on a GET and before a POST decides, the link is
-//! checked against the reviewers in force (a removed reviewer's link is revoked), the review's
+//! checked against the reviewers in force (a removed reviewer's link is revoked, and so is one
+//! minted before its reviewer's token changed, as her sessions end then), the review's
 //! state and its current deadline (a link follows `extend`, and expires with the review), and
 //! the review's policy for the link's reviewer. Anything refused there shows that state and does
 //! not use the link up; a decision the gate refuses after all gives the link back.
@@ -62,20 +64,27 @@ async fn check(admin: &Admin, token: &str) -> Result<Live, Response<Body>> {
         .verify_signature(token)
         .map_err(|e| link_error(&e))?;
     let people = admin.gate.people().current();
-    let Some(reviewer) = people.by_name(&claims.reviewer) else {
-        return Err(link_message(
+    let revoked = |why: &str| {
+        link_message(
             StatusCode::FORBIDDEN,
             "Link revoked",
             &format!(
-                "This link was sent to {}, who is no longer a reviewer; it no longer works.",
+                "This link was sent to {}, {why}; it no longer works.",
                 claims.reviewer
             ),
-        ));
+        )
     };
+    let Some(config) = people.config_by_name(&claims.reviewer) else {
+        return Err(revoked("who is no longer a reviewer"));
+    };
+    if !admin.links.binds(&claims, &config.token_sha256) {
+        return Err(revoked("whose reviewer token has changed since"));
+    }
+    let reviewer = Reviewer::from_config(config);
     let store = admin.gate.store().clone();
     let links = admin.links.clone();
-    let t = token.to_string();
-    match tokio::task::spawn_blocking(move || links.is_used(store.as_ref(), &t)).await {
+    let (c, t) = (claims.clone(), token.to_string());
+    match tokio::task::spawn_blocking(move || links.is_used(store.as_ref(), &c, &t)).await {
         Ok(Ok(false)) => {}
         Ok(Ok(true)) => return Err(link_error(&LinkError::AlreadyUsed)),
         Ok(Err(e)) => return Err(link_error(&e)),
@@ -168,6 +177,35 @@ fn other_reviewer_note(link_reviewer: &Reviewer, signed_in: Option<&Reviewer>) -
     }
 }
 
+/// What the review asks to send, as its detail page sums it up (`views::sum_up`): two held
+/// calls with the same path and different bodies read differently here.
+fn request_summary(r: &Review) -> String {
+    let body = r.request.body().unwrap_or_default();
+    let s = super::views::sum_up(r, &body);
+    let money = s
+        .money
+        .map(|m| {
+            format!(
+                "<p>Amount: <span class=\"money\">{}</span></p>",
+                html_escape(&m)
+            )
+        })
+        .unwrap_or_default();
+    let args: String = s
+        .args
+        .iter()
+        .map(|a| format!("<code>{}</code> ", html_escape(a)))
+        .collect();
+    format!(
+        "<div id=\"request\"><p><b>{method} {url}</b></p><p>Tool {tool} · agent {agent}</p>\
+         {money}<p>Arguments: {args}</p></div>",
+        method = html_escape(&r.request.method),
+        url = html_escape(&s.url),
+        tool = html_escape(r.tool.as_deref().unwrap_or("-")),
+        agent = html_escape(r.agent.as_deref().unwrap_or("-")),
+    )
+}
+
 /// GET: shows what the link would do, or why it cannot; never decides.
 pub(super) async fn link_page(
     admin: &Admin,
@@ -183,12 +221,13 @@ pub(super) async fn link_page(
         StatusCode::OK,
         format!(
             "<!doctype html><title>Airlock</title><h1 id=\"title\">Confirm: {action} review {id}</h1>\
-             {other}<p>As reviewer <b>{who}</b>. Nothing happens until you press the button. \
+             {other}{request}<p>As reviewer <b>{who}</b>. Nothing happens until you press the button. \
              This link works until {deadline}.</p>\
              <form method=\"post\" action=\"/ui/link/{token}\"><button id=\"confirm\">{action} as {who}</button></form>\
              <p><a href=\"/ui/reviews/{id}\">Open the review in the dashboard</a></p>",
             id = html_escape(&live.review.id),
             other = other_reviewer_note(&live.reviewer, signed_in),
+            request = request_summary(&live.review),
             who = html_escape(&live.reviewer.name),
             deadline = crate::gate::review::rfc3339(live.review.expires_at_ms),
             token = html_escape(token),
@@ -209,8 +248,8 @@ pub(super) async fn link_decide(
     };
     let store = admin.gate.store().clone();
     let links = admin.links.clone();
-    let t = token.to_string();
-    match tokio::task::spawn_blocking(move || links.consume(store.as_ref(), &t)).await {
+    let (c, t) = (live.claims.clone(), token.to_string());
+    match tokio::task::spawn_blocking(move || links.consume(store.as_ref(), &c, &t)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return link_error(&e),
         Err(_) => {
@@ -262,9 +301,10 @@ pub(super) async fn link_decide(
             ) {
                 let store = admin.gate.store().clone();
                 let links = admin.links.clone();
-                let t = token.to_string();
+                let (c, t) = (live.claims.clone(), token.to_string());
                 let released =
-                    tokio::task::spawn_blocking(move || links.release(store.as_ref(), &t)).await;
+                    tokio::task::spawn_blocking(move || links.release(store.as_ref(), &c, &t))
+                        .await;
                 if !matches!(released, Ok(Ok(()))) {
                     tracing::warn!(target: "airlock::admin", review = %id, "a refused link could not be given back");
                 }

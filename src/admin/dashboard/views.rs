@@ -45,26 +45,51 @@ struct Row {
     result_text: Option<String>,
 }
 
-/// One review as shown. Credential-like headers are never stored (`gate/hold.rs`); their names
-/// are listed as withheld, and any such header in an older record is shown as `[redacted]`.
-/// Secret-named query values are masked in the URL and wherever the text echoes them.
-fn row(r: &Review, now_ms: u64, people: &People) -> Row {
+/// The agent's text as a reviewer reads it: secret-named query values masked wherever it
+/// echoes them, invisible characters shown as escapes.
+fn hider(r: &Review) -> impl Fn(&str) -> String {
     let echoes = redact::secret_query_values(&r.request.path_and_query);
-    let hide = |s: &str| show::visible(&redact::mask_values(s, &echoes));
+    move |s: &str| show::visible(&redact::mask_values(s, &echoes))
+}
+
+/// What a call does, as the detail page and a one-click link's page both show it.
+pub(super) struct Summary {
+    /// The URL, secret-named query values masked.
+    pub url: String,
+    /// The money it moves (a refund's amount, or that it refunds everything).
+    pub money: Option<String>,
+    /// Its notable arguments and the rule's parameters.
+    pub args: Vec<String>,
+}
+
+/// The [`Summary`] of `r`, whose stored body is `body`.
+pub(super) fn sum_up(r: &Review, body: &[u8]) -> Summary {
+    let hide = hider(r);
     let url = {
         let mut shown = r.request.clone();
         shown.path_and_query = redact::mask_query(&r.request.path_and_query);
-        shown.url()
+        hide(&shown.url())
     };
-    let body = r.request.body().unwrap_or_default();
-    let (money, mut args) = show::arguments(r, &body);
+    let (money, mut args) = show::arguments(r, body);
     args.extend(
         r.params
             .iter()
             .map(|(k, v)| format!("{k}={}", redact::shown_param(k, v))),
     );
-    let args = args.iter().map(|a| hide(a)).collect();
-    let money = money.map(|m| hide(&m));
+    Summary {
+        url,
+        money: money.map(|m| hide(&m)),
+        args: args.iter().map(|a| hide(a)).collect(),
+    }
+}
+
+/// One review as shown. Credential-like headers are never stored (`gate/hold.rs`); their names
+/// are listed as withheld, and any such header in an older record is shown as `[redacted]`.
+/// Secret-named query values are masked in the URL and wherever the text echoes them.
+fn row(r: &Review, now_ms: u64, people: &People) -> Row {
+    let hide = hider(r);
+    let body = r.request.body().unwrap_or_default();
+    let Summary { url, money, args } = sum_up(r, &body);
     let mut request_text = format!("{} {url}\n", r.request.method);
     for (k, v) in &r.request.headers {
         let v = if redact::is_credential_header(k) {
