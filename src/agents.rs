@@ -50,7 +50,7 @@ impl Agent {
     /// Is `config` still this agent, with the same token and limits?
     fn is(&self, config: &AgentConfig) -> bool {
         config.name == self.name
-            && constant_time_eq(&config.token_sha256, &self.token_sha256)
+            && crate::secret_file::constant_time_eq(&config.token_sha256, &self.token_sha256)
             && config.services == self.services
             && config.hosts == self.hosts
             && config.owner == self.owner
@@ -230,7 +230,7 @@ impl Agents {
         let agent = self.with_set(|set| {
             let found = set
                 .get(name)
-                .filter(|a| constant_time_eq(&a.token_sha256, &digest))?;
+                .filter(|a| crate::secret_file::constant_time_eq(&a.token_sha256, &digest))?;
             Some(Agent {
                 name: found.name.clone(),
                 services: found.services.clone(),
@@ -248,12 +248,6 @@ impl Agents {
 /// SHA-256 of an agent token (tokens carry 256 random bits, so a fast hash is enough).
 pub fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
-}
-
-/// Compares two secrets (token digests, form tokens) in time that depends only on their
-/// lengths, never on where they first differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A new random agent token: `alk_` + 43 base64url characters (256 bits).

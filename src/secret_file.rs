@@ -1,5 +1,7 @@
 //! The one writer for secret files: the admin token, the notification link key, the audit
-//! signing key and the CA private key.
+//! signing key and the CA private key; and [`read_private`], the reader that refuses a secret
+//! file other users could read (provider credentials, the CA key); and [`constant_time_eq`] to
+//! compare secrets.
 //!
 //! A secret is first written to a temporary file in the target's directory, created with mode
 //! 0600 (whatever the umask) and fsynced; only then does it get its real name, and the directory
@@ -125,6 +127,49 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
         }
         other => other,
     }
+}
+
+/// Compares two secrets (token digests, form tokens) in time that depends only on their
+/// lengths, never on where they first differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Reads a secret file (a provider credential, the CA key) that only Airlock's user may read: opened (a link is followed;
+/// non-blocking, so a FIFO cannot stall it), then the opened file itself checked, so what is
+/// checked is what is read. The error says why, never what the file holds.
+pub fn read_private(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "mode {mode:o} lets other users read it; run `chmod 600 {}`",
+            path.display()
+        ));
+    }
+    // SAFETY: plain syscall.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(format!(
+            "owned by uid {}, not by Airlock's user (uid {me}); make it the owner and run \
+             `chmod 600 {}`",
+            meta.uid(),
+            path.display()
+        ));
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    Ok(text)
 }
 
 #[cfg(test)]

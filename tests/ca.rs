@@ -63,6 +63,30 @@ fn ca_export_without_ca_fails_clearly() {
     assert!(err.contains("ca init"), "{err}");
 }
 
+/// Whoever reads the CA key can intercept every agent: a key other users could read, or that
+/// is not a regular file, is refused at load with the file named and `chmod 600`.
+#[test]
+fn a_ca_key_others_could_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    support::init();
+    let dir = tempfile::tempdir().expect("tempdir");
+    CertificateAuthority::create(dir.path()).expect("create");
+    let key = dir.path().join("ca-key.pem");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let err = CertificateAuthority::load(dir.path()).expect_err("0644 key");
+    let text = err.to_string();
+    assert!(
+        text.contains("ca-key.pem") && text.contains("chmod 600"),
+        "{text}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    CertificateAuthority::load(dir.path()).expect("0600 key loads");
+    std::fs::rename(&key, dir.path().join("moved")).expect("mv");
+    std::fs::create_dir(&key).expect("a directory in its place");
+    let err = CertificateAuthority::load(dir.path()).expect_err("not a file");
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+}
+
 #[test]
 fn half_a_ca_is_refused_not_overwritten() {
     support::init();

@@ -397,9 +397,17 @@ fn check(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
 }
 
 /// Lower-cases a host name and drops one trailing dot; `None` if empty or it has a port/slash.
+/// A bracketed IPv6 literal (`[2001:db8::5]`, as a URL writes it) comes out bare and canonical,
+/// as a proxy target names it, so that it matches.
 pub fn normalize_host(h: &str) -> Option<String> {
+    if let Some(inner) = h.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return inner
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(|ip| ip.to_string());
+    }
     let h = h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase();
-    if h.is_empty() || h.contains(['/', ' ', '@']) || (h.contains(':') && !h.starts_with('[')) {
+    if h.is_empty() || h.contains(['/', ' ', '@', ':', '[', ']']) {
         return None;
     }
     Some(h)
@@ -421,6 +429,23 @@ pub fn parse_resolve_flag(s: &str) -> Result<(String, SocketAddr), String> {
 mod tests {
     use super::*;
     use crate::rules::Action;
+
+    /// A decision surface written as an IPv6 literal is refused under the name and address a
+    /// proxy target carries (bare, canonical), not under its bracketed URL form.
+    #[test]
+    fn ipv6_decision_surfaces_are_bare_addresses() {
+        let c = Config::from_toml(
+            "t.toml",
+            "[notify]\nbase_url = \"https://[2606:4700:0::1]:8443/\"\n[admin]\npublic_hosts = [\"[2001:DB8::5]\"]\n",
+        )
+        .expect("valid");
+        let s = c.decision_surfaces();
+        assert!(s.contains(&("2606:4700::1".to_string(), 8443)), "{s:?}");
+        assert!(s.contains(&("2001:db8::5".to_string(), 443)), "{s:?}");
+        assert_eq!(normalize_host("[::1"), None);
+        assert_eq!(normalize_host("[nope]"), None);
+        assert_eq!(normalize_host("Example.COM."), Some("example.com".into()));
+    }
 
     #[test]
     fn empty_file_gives_defaults() {
@@ -462,6 +487,14 @@ mod tests {
                 "t.toml: proxy.workers: 5000 is more than 1024",
             ),
             ("[proxy]\nworkers = -1\n", "t.toml:2:11:"),
+            (
+                "[proxy]\nlisten = \"0.0.0.0:8080\"\nallow_anonymous = true\n",
+                "t.toml: proxy.allow_anonymous: only on a loopback listener",
+            ),
+            (
+                "[gate]\nexecution_timeout = \"10s\"\nexecution_lease = \"10500ms\"\n",
+                "t.toml: gate.execution_lease: must be at least 1s longer",
+            ),
             (
                 "[rules]\nunclassified_writes = \"notify\"\n",
                 "t.toml: rules.unclassified_writes: must be \"escalate\", \"block\" or \"allow\"",

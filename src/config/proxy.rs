@@ -113,8 +113,19 @@ pub(super) fn check(p: RawProxy, cx: &Ctx) -> Result<ProxyConfig, ConfigError> {
             cx.invalid("proxy.inspect_hosts", format!("{h:?} is not a host name"))
         })?);
     }
+    let listen = cx.addr("proxy.listen", &p.listen)?;
+    if p.allow_anonymous && !listen.ip().is_loopback() {
+        return Err(cx.invalid(
+            "proxy.allow_anonymous",
+            format!(
+                "only on a loopback listener: on {listen} anyone who can reach the port would \
+                 have requests sent with the configured credentials; give each agent a token \
+                 (airlock agents add)"
+            ),
+        ));
+    }
     Ok(ProxyConfig {
-        listen: cx.addr("proxy.listen", &p.listen)?,
+        listen,
         unknown_hosts: p.unknown_hosts,
         inspect_hosts,
         max_header_bytes: p.max_header_bytes,

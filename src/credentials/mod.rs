@@ -269,11 +269,13 @@ fn read_secret(c: &CredentialConfig) -> Result<String, CredentialError> {
             service: c.service.clone(),
             var: var.clone(),
         })?,
-        SecretSource::File(path) => read_file(path).map_err(|message| CredentialError::File {
-            service: c.service.clone(),
-            file: path.display().to_string(),
-            message,
-        })?,
+        SecretSource::File(path) => {
+            crate::secret_file::read_private(path).map_err(|message| CredentialError::File {
+                service: c.service.clone(),
+                file: path.display().to_string(),
+                message,
+            })?
+        }
     };
     let secret = raw.trim().to_string();
     if secret.is_empty() {
@@ -288,43 +290,6 @@ fn read_secret(c: &CredentialConfig) -> Result<String, CredentialError> {
         });
     }
     Ok(secret)
-}
-
-/// Reads a credential file that only Airlock's user may read: opened (a link is followed;
-/// non-blocking, so a FIFO cannot stall it), then the opened file itself checked, so what is
-/// checked is what is read. The error says why, never what the file holds.
-fn read_file(path: &std::path::Path) -> Result<String, String> {
-    use std::io::Read as _;
-    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| e.to_string())?;
-    let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    let mode = meta.mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "mode {mode:o} lets other users read the credential; run `chmod 600 {}`",
-            path.display()
-        ));
-    }
-    // SAFETY: plain syscall.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != me {
-        return Err(format!(
-            "owned by uid {}, not by Airlock's user (uid {me}); make it the owner and run \
-             `chmod 600 {}`",
-            meta.uid(),
-            path.display()
-        ));
-    }
-    let mut text = String::new();
-    file.read_to_string(&mut text).map_err(|e| e.to_string())?;
-    Ok(text)
 }
 
 #[cfg(test)]

@@ -188,7 +188,7 @@ impl LinkSigner {
     /// Was the link of `claims` minted for the token whose SHA-256 is `token_sha256`? False once
     /// its reviewer's token has changed.
     pub fn binds(&self, claims: &LinkClaims, token_sha256: &[u8; 32]) -> bool {
-        crate::agents::constant_time_eq(
+        crate::secret_file::constant_time_eq(
             claims.reviewer_key.as_bytes(),
             self.reviewer_key(token_sha256).as_bytes(),
         )

@@ -86,7 +86,9 @@ impl CertificateAuthority {
     pub fn load(dir: &Path) -> Result<Self, TlsError> {
         let (cert_path, key_path) = paths(dir);
         let cert_pem = fs::read_to_string(&cert_path).map_err(|e| file_err(&cert_path, e))?;
-        let key_pem = fs::read_to_string(&key_path).map_err(|e| file_err(&key_path, e))?;
+        // The key must be Airlock's user's alone: whoever reads it can intercept every agent.
+        let key_pem =
+            crate::secret_file::read_private(&key_path).map_err(|e| file_err(&key_path, e))?;
         let key = KeyPair::from_pem(&key_pem)
             .map_err(|_| file_err(&key_path, "not a valid PEM private key"))?;
         let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)

@@ -189,7 +189,7 @@ pub(super) fn same_origin(req: &Request<Incoming>, public_origin: Option<&str>) 
 /// expected never matches)?
 pub(super) fn csrf_matches(given: Option<&String>, expected: Option<&String>) -> bool {
     match (given, expected) {
-        (Some(g), Some(e)) => crate::agents::constant_time_eq(g.as_bytes(), e.as_bytes()),
+        (Some(g), Some(e)) => crate::secret_file::constant_time_eq(g.as_bytes(), e.as_bytes()),
         _ => false,
     }
 }
