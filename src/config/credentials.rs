@@ -118,6 +118,25 @@ pub(super) fn check(
         if let Some(h) = git_hosts.iter().find(|h| hosts.contains(h)) {
             return Err(format!("{service}: {h} is in both hosts and git_hosts"));
         }
+        // One host, one credential: which of two would be injected must not depend on the
+        // order of service names.
+        for other in &out {
+            let CredentialConfig {
+                service: o,
+                hosts: oh,
+                git_hosts: og,
+                ..
+            } = other;
+            if let Some(h) = hosts
+                .iter()
+                .chain(&git_hosts)
+                .find(|h| oh.contains(h) || og.contains(h))
+            {
+                return Err(format!(
+                    "{service}: {h} is also a host of credentials.{o}; a host takes one credential"
+                ));
+            }
+        }
         out.push(CredentialConfig {
             service: service.clone(),
             source,

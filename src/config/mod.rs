@@ -340,6 +340,15 @@ impl Ctx<'_> {
         humantime::parse_duration(v)
             .map_err(|e| self.invalid(field, format!("{v:?} is not a duration like \"10s\": {e}")))
     }
+
+    /// [`Ctx::dur`], refusing zero (a timeout of zero would fail every connection).
+    pub(super) fn timeout(&self, field: &str, v: &str) -> Result<Duration, ConfigError> {
+        let d = self.dur(field, v)?;
+        if d.is_zero() {
+            return Err(self.invalid(field, "must be above zero".into()));
+        }
+        Ok(d)
+    }
 }
 
 /// The one check: raw (file plus overrides) to [`Config`].
@@ -488,6 +497,26 @@ mod tests {
             ),
             ("[proxy]\nworkers = -1\n", "t.toml:2:11:"),
             (
+                "[proxy]\nidle_timeout = \"0s\"\n",
+                "t.toml: proxy.idle_timeout: must be above zero",
+            ),
+            (
+                "[upstream]\nconnect_timeout = \"0s\"\n",
+                "t.toml: upstream.connect_timeout: must be above zero",
+            ),
+            (
+                "[proxy]\nmax_header_bytes = 4294967297\n",
+                "t.toml: proxy.max_header_bytes: must be from 8192 to 1048576",
+            ),
+            (
+                "[proxy]\nleaf_cache_size = 100000000\n",
+                "t.toml: proxy.leaf_cache_size: must be at most 1000000",
+            ),
+            (
+                "[proxy]\nmax_connections = 0\n",
+                "t.toml: proxy.max_connections: must be at least 1",
+            ),
+            (
                 "[proxy]\nlisten = \"0.0.0.0:8080\"\nallow_anonymous = true\n",
                 "t.toml: proxy.allow_anonymous: only on a loopback listener",
             ),
@@ -533,6 +562,14 @@ mod tests {
             (
                 "[credentials.github]\nenv = \"T\"\ngit_hosts = [\"a/b\"]\n",
                 Err("git_hosts: \"a/b\" is not a host"),
+            ),
+            (
+                "[credentials.github]\nenv = \"T\"\n[credentials.mirror]\nenv = \"U\"\nhosts = [\"API.github.com\"]\n",
+                Err("mirror: api.github.com is also a host of credentials.github"),
+            ),
+            (
+                "[credentials.gitea]\nenv = \"T\"\nhosts = [\"a.test\"]\ngit_hosts = [\"github.com\"]\n[credentials.github]\nenv = \"U\"\n",
+                Err("github: github.com is also a host of credentials.gitea"),
             ),
         ];
         for (text, want) in cases {

@@ -90,10 +90,28 @@ pub fn auto_workers() -> usize {
 
 /// Upper bound on `proxy.workers` (threads are not free; more than the cores only costs).
 const MAX_WORKERS: usize = 1024;
+/// Upper bound on `proxy.max_header_bytes` (1 MiB).
+const MAX_HEADER_BYTES: usize = 1 << 20;
+/// Upper bound on `proxy.leaf_cache_size` (the cache is allocated up front).
+const MAX_LEAF_CACHE: usize = 1_000_000;
 
 pub(super) fn check(p: RawProxy, cx: &Ctx) -> Result<ProxyConfig, ConfigError> {
-    if p.max_header_bytes < 8192 {
-        return Err(cx.invalid("proxy.max_header_bytes", "must be at least 8192".into()));
+    if !(8192..=MAX_HEADER_BYTES).contains(&p.max_header_bytes) {
+        return Err(cx.invalid(
+            "proxy.max_header_bytes",
+            format!(
+                "must be from 8192 to {MAX_HEADER_BYTES} (each connection may buffer this much)"
+            ),
+        ));
+    }
+    if p.leaf_cache_size > MAX_LEAF_CACHE {
+        return Err(cx.invalid(
+            "proxy.leaf_cache_size",
+            format!("must be at most {MAX_LEAF_CACHE}"),
+        ));
+    }
+    if p.max_connections == 0 {
+        return Err(cx.invalid("proxy.max_connections", "must be at least 1".into()));
     }
     let workers = match p.workers {
         None => auto_workers(),
@@ -129,11 +147,11 @@ pub(super) fn check(p: RawProxy, cx: &Ctx) -> Result<ProxyConfig, ConfigError> {
         unknown_hosts: p.unknown_hosts,
         inspect_hosts,
         max_header_bytes: p.max_header_bytes,
-        header_read_timeout: cx.dur("proxy.header_read_timeout", &p.header_read_timeout)?,
-        idle_timeout: cx.dur("proxy.idle_timeout", &p.idle_timeout)?,
+        header_read_timeout: cx.timeout("proxy.header_read_timeout", &p.header_read_timeout)?,
+        idle_timeout: cx.timeout("proxy.idle_timeout", &p.idle_timeout)?,
         shutdown_grace: cx.dur("proxy.shutdown_grace", &p.shutdown_grace)?,
         leaf_cache_size,
-        max_connections: p.max_connections.max(1),
+        max_connections: p.max_connections,
         allow_anonymous: p.allow_anonymous,
         workers,
     })

@@ -68,7 +68,7 @@ pub(super) fn check(u: RawUpstream, cx: &Ctx) -> Result<UpstreamConfig, ConfigEr
     Ok(UpstreamConfig {
         extra_ca_files: u.extra_ca_files,
         resolve,
-        connect_timeout: cx.dur("upstream.connect_timeout", &u.connect_timeout)?,
+        connect_timeout: cx.timeout("upstream.connect_timeout", &u.connect_timeout)?,
         pool_idle_timeout: cx.dur("upstream.pool_idle_timeout", &u.pool_idle_timeout)?,
     })
 }
