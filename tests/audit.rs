@@ -229,6 +229,13 @@ async fn decisions_transitions_and_executions_form_a_verifiable_chain() {
             "seq",
         ),
         ("wrong key", text.clone(), other_key, "seq"),
+        (
+            "first entries cut off",
+            lines[3..].iter().map(|l| format!("{l}\n")).collect(),
+            pubkey.clone(),
+            "starts at seq 3, not at seq 0",
+        ),
+        ("empty file", String::new(), pubkey.clone(), "no entries"),
     ];
     for (what, content, key, want) in cases {
         std::fs::write(&file, content).expect("write");
@@ -269,6 +276,11 @@ async fn decisions_transitions_and_executions_form_a_verifiable_chain() {
     assert!(!ok && out.contains("truncated"), "{out}");
     std::fs::write(&file, &full).expect("write");
     let (ok, out) = with_cp(&file);
+    assert!(ok, "{out}");
+    // An export made with --since N verifies with --since N.
+    let from_3: String = full_lines[3..].iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&file, &from_3).expect("write");
+    let (ok, out) = verify_cli_with(&file, &pubkey, &["--since", "3"]);
     assert!(ok, "{out}");
 }
 

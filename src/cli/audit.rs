@@ -28,6 +28,10 @@ pub(super) enum AuditCommand {
         /// contain everything it covers, so a truncated tail is detected.
         #[arg(long)]
         checkpoint: Option<PathBuf>,
+        /// The seq the file must start at (the `--since` it was exported with): a file whose
+        /// first entries were cut off, or that holds none, fails.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
     },
     /// Sign a checkpoint now and print the latest one; keep it outside Airlock.
     Checkpoint,
@@ -88,6 +92,7 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
             file: Some(file),
             pubkey,
             checkpoint,
+            since,
         } => {
             let key = pubkey.context(
                 "--pubkey HEX is required to verify a file (see `airlock audit pubkey`)",
@@ -104,6 +109,15 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
                 None => airlock::audit::verify_lines(reader, &key),
             };
             match result {
+                Ok(r) if r.entries == 0 => {
+                    bail!("audit log verification FAILED: the file holds no entries")
+                }
+                Ok(r) if r.first_seq != since => bail!(
+                    "audit log verification FAILED: the file starts at seq {}, not at seq {since}: \
+                     its first entries are missing (an export made with --since N is verified \
+                     with --since N)",
+                    r.first_seq
+                ),
                 Ok(r) => {
                     println!(
                         "OK: {} entries (seq {}..={}), {} checkpoints verified",
