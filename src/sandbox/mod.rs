@@ -18,6 +18,7 @@ mod pty;
 mod relay;
 mod seccomp;
 mod spawn;
+mod term_filter;
 
 use std::ffi::{CString, OsStr, OsString};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

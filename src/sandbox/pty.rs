@@ -3,11 +3,15 @@
 //! place of each terminal descriptor (as its controlling terminal, in a new session) and relays
 //! between the caller's terminal and the master side. So TIOCSTI, `/dev/tty` or job-control
 //! tricks reach only the sandbox's own pty. The caller's terminal is put in raw mode while
-//! COMMAND runs (when `airlock run` is in the foreground) and restored afterwards.
+//! COMMAND runs (when `airlock run` is in the foreground) and restored afterwards. What COMMAND
+//! writes passes [`TermFilter`] on its way to the caller's terminal (no clipboard access, no
+//! file transfer, no DCS strings).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
+
+use super::term_filter::TermFilter;
 
 /// A pty for COMMAND, and the relay state.
 pub struct Pty {
@@ -104,7 +108,7 @@ impl Pty {
         self.output = Some(
             std::thread::Builder::new()
                 .name("airlock-pty-out".into())
-                .spawn(move || copy(master.as_raw_fd(), out_fd))?,
+                .spawn(move || copy(master.as_raw_fd(), out_fd, Some(TermFilter::default())))?,
         );
         // SAFETY: plain syscalls on the caller's terminal; `t` is plain data.
         let foreground = self.on_tty[0] && unsafe { libc::tcgetpgrp(0) == libc::getpgrp() };
@@ -122,7 +126,7 @@ impl Pty {
             let master = self.master.try_clone()?;
             std::thread::Builder::new()
                 .name("airlock-pty-in".into())
-                .spawn(move || copy(0, master.as_raw_fd()))?;
+                .spawn(move || copy(0, master.as_raw_fd(), None))?;
         }
         Ok(())
     }
@@ -157,9 +161,10 @@ impl Drop for Pty {
 }
 
 /// Copies from `from` to `to` until EOF or an error (EIO on the master once COMMAND's side is
-/// closed).
-fn copy(from: RawFd, to: RawFd) {
+/// closed), through `filter` if given.
+fn copy(from: RawFd, to: RawFd, mut filter: Option<TermFilter>) {
     let mut buf = [0u8; 8192];
+    let mut filtered = Vec::with_capacity(buf.len());
     loop {
         // SAFETY: reads into a buffer we own.
         let n = unsafe { libc::read(from, buf.as_mut_ptr().cast(), buf.len()) };
@@ -170,6 +175,11 @@ fn copy(from: RawFd, to: RawFd) {
             return;
         }
         let mut rest = &buf[..n as usize];
+        if let Some(f) = filter.as_mut() {
+            filtered.clear();
+            f.filter(rest, &mut filtered);
+            rest = &filtered;
+        }
         while !rest.is_empty() {
             // SAFETY: writes from a buffer we own.
             let w = unsafe { libc::write(to, rest.as_ptr().cast(), rest.len()) };

@@ -1,0 +1,228 @@
+//! What COMMAND writes to its pty reaches the caller's real terminal, so the sandbox could
+//! use terminal control strings against the caller: OSC 52 writes the caller's clipboard (a
+//! command pasted later) or asks the terminal to send the clipboard back into the sandbox;
+//! iTerm2's OSC 1337 writes files; DCS strings reach terminal features (and through tmux, the
+//! outer terminal). [`TermFilter`] passes text, plain controls and CSI sequences (cursor,
+//! colours) unchanged, keeps the OSC strings that set a window title (0, 1, 2) or colours (4,
+//! 10-19, 104, 110-119), and drops every other OSC string and every DCS, SOS, PM and APC
+//! string whole, in their 7-bit (`ESC ]`) and UTF-8 C1 (`U+009D`) forms. A string split
+//! across reads is judged as a whole.
+
+/// OSC numbers passed through: window titles and colours.
+fn osc_kept(number: &[u8]) -> bool {
+    let Some(n) = std::str::from_utf8(number)
+        .ok()
+        .and_then(|s| s.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    matches!(n, 0..=2 | 4 | 10..=19 | 104 | 110..=119)
+}
+
+/// The longest OSC number read before the string is judged (more: dropped).
+const MOST_NUMBER: usize = 8;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum State {
+    #[default]
+    Ground,
+    /// After ESC.
+    Esc,
+    /// After a UTF-8 lead byte 0xC2 (a C1 control may follow).
+    C2,
+    /// In an OSC string, reading its number (introducer and digits kept in `pending`).
+    OscNumber,
+    /// In a string: passed through (a kept OSC) or dropped.
+    Str { keep: bool },
+    /// In a string, after ESC (ESC \ ends it; any other escape ends it and starts anew).
+    StrEsc { keep: bool },
+    /// In a string, after 0xC2 (C2 9C, the C1 ST, ends it; another C1 control ends it too).
+    StrC2 { keep: bool },
+}
+
+/// The filter's state between reads.
+#[derive(Debug, Default)]
+pub struct TermFilter {
+    state: State,
+    /// The OSC's introducer as written (`ESC ]` or `C2 9D`) and its number so far.
+    pending: Vec<u8>,
+}
+
+impl TermFilter {
+    /// Appends to `out` what of `input` may reach the caller's terminal.
+    pub fn filter(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        for &b in input {
+            self.step(b, out);
+        }
+    }
+
+    fn step(&mut self, b: u8, out: &mut Vec<u8>) {
+        match self.state {
+            State::Ground => match b {
+                0x1b => self.state = State::Esc,
+                0xc2 => self.state = State::C2,
+                _ => out.push(b),
+            },
+            State::Esc => match b {
+                b']' => self.start_osc(b"\x1b]"),
+                b'P' | b'X' | b'^' | b'_' => self.state = State::Str { keep: false },
+                // A second ESC cancels the first; a bare ST outside a string does nothing.
+                0x1b => {}
+                b'\\' => self.state = State::Ground,
+                _ => {
+                    out.extend_from_slice(&[0x1b, b]);
+                    self.state = State::Ground;
+                }
+            },
+            State::C2 => match b {
+                0x9d => self.start_osc(&[0xc2, 0x9d]),
+                0x90 | 0x98 | 0x9e | 0x9f => self.state = State::Str { keep: false },
+                _ => {
+                    out.push(0xc2);
+                    self.state = State::Ground;
+                    self.step(b, out);
+                }
+            },
+            State::OscNumber => match b {
+                b'0'..=b'9' if self.pending.len() < MOST_NUMBER + 2 => self.pending.push(b),
+                _ => {
+                    let keep = osc_kept(&self.pending[2..]);
+                    if keep {
+                        out.extend_from_slice(&self.pending);
+                    }
+                    self.pending.clear();
+                    self.state = State::Str { keep };
+                    self.step(b, out);
+                }
+            },
+            State::Str { keep } => match b {
+                // BEL ends it; CAN and SUB cancel it (the terminal returns to ground).
+                0x07 | 0x18 | 0x1a => {
+                    if keep {
+                        out.push(b);
+                    }
+                    self.state = State::Ground;
+                }
+                0x1b => self.state = State::StrEsc { keep },
+                0xc2 => self.state = State::StrC2 { keep },
+                _ => {
+                    if keep {
+                        out.push(b);
+                    }
+                }
+            },
+            State::StrEsc { keep } => {
+                if b == b'\\' {
+                    if keep {
+                        out.extend_from_slice(b"\x1b\\");
+                    }
+                    self.state = State::Ground;
+                } else {
+                    // The terminal ends the string at this escape; a kept one is closed
+                    // explicitly, then the escape is read afresh.
+                    self.end_string(keep, out);
+                    self.state = State::Esc;
+                    self.step(b, out);
+                }
+            }
+            State::StrC2 { keep } => match b {
+                0x80..=0x9f => {
+                    self.end_string(keep, out);
+                    if b == 0x9c {
+                        self.state = State::Ground;
+                    } else {
+                        self.state = State::C2;
+                        self.step(b, out);
+                    }
+                }
+                _ => {
+                    if keep {
+                        out.push(0xc2);
+                    }
+                    self.state = State::Str { keep };
+                    self.step(b, out);
+                }
+            },
+        }
+    }
+
+    fn start_osc(&mut self, introducer: &[u8]) {
+        self.pending.clear();
+        self.pending.extend_from_slice(introducer);
+        self.state = State::OscNumber;
+    }
+
+    /// Ends a string the filter passed on with BEL, so the terminal ends it where the filter
+    /// does.
+    fn end_string(&mut self, keep: bool, out: &mut Vec<u8>) {
+        if keep {
+            out.push(0x07);
+        }
+        self.state = State::Ground;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut f = TermFilter::default();
+        let mut out = Vec::new();
+        for c in chunks {
+            f.filter(c, &mut out);
+        }
+        out
+    }
+
+    /// (what COMMAND writes, what reaches the caller's terminal)
+    #[test]
+    fn control_strings_that_act_on_the_caller_are_dropped() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"plain text\r\n", b"plain text\r\n"),
+            (b"\x1b[1;31mred\x1b[0m", b"\x1b[1;31mred\x1b[0m"),
+            (b"\x1b]0;my title\x07after", b"\x1b]0;my title\x07after"),
+            (b"\x1b]2;t\x1b\\after", b"\x1b]2;t\x1b\\after"),
+            (b"\x1b]11;?\x07", b"\x1b]11;?\x07"),
+            // Clipboard write and read.
+            (b"a\x1b]52;c;ZWNobyBwd25lZA==\x07b", b"ab"),
+            (b"a\x1b]52;c;?\x1b\\b", b"ab"),
+            // iTerm2 file transfer, hyperlinks, notifications, unknown numbers.
+            (b"\x1b]1337;File=name=eA==:eA==\x07z", b"z"),
+            (b"\x1b]8;;https://evil.example\x07x\x1b]8;;\x07", b"x"),
+            (b"\x1b]777;notify;t;b\x07", b""),
+            (b"\x1b]99999999999;x\x07y", b"y"),
+            (b"\x1b];no number\x07y", b"y"),
+            // DCS (tmux passthrough), SOS, PM, APC.
+            (b"\x1bPtmux;\x1b\x1b]52;c;eA==\x07\x1b\\k", b"k"),
+            // CAN ends a title string in the terminal: what follows is judged afresh.
+            (b"\x1b]0;t\x18\xc2\x9d52;c;eA==\x07k", b"\x1b]0;t\x18k"),
+            (b"\x1b]0;t\xc2\x9d52;c;eA==\x07k", b"\x1b]0;t\x07k"),
+            (b"\x1b]0;t\x1b]52;c;eA==\x07k", b"\x1b]0;t\x07k"),
+            (
+                b"\x1b]0;caf\xc3\xa9 \xc2\xa9\x07",
+                b"\x1b]0;caf\xc3\xa9 \xc2\xa9\x07",
+            ),
+            (b"\x1bX sos \x1b\\\x1b^pm\x1b\\\x1b_Gapc\x1b\\k", b"k"),
+            // The UTF-8 C1 forms.
+            (b"\xc2\x9d52;c;eA==\xc2\x9ck", b"k"),
+            (b"\xc2\x9d52;c;eA==\x07k", b"k"),
+            (b"\xc2\x90dcs\x1b\\k", b"k"),
+            ("é ü ©".as_bytes(), "é ü ©".as_bytes()),
+            // An escape inside a dropped string ends it and starts anew.
+            (b"\x1b]52;c;x\x1b[31mred", b"\x1b[31mred"),
+            (b"\x1b\x1b[0m", b"\x1b[0m"),
+        ];
+        for (i, (input, want)) in cases.iter().enumerate() {
+            assert_eq!(
+                run(&[input]),
+                want.to_vec(),
+                "case {i}: {:?}",
+                String::from_utf8_lossy(input)
+            );
+            // Split at every byte: the same answer.
+            let chunks: Vec<&[u8]> = input.chunks(1).collect();
+            assert_eq!(run(&chunks), want.to_vec(), "case {i}, byte by byte");
+        }
+    }
+}
