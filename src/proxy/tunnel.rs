@@ -1,10 +1,13 @@
 //! Blind TCP tunnels for hosts that are not inspected (only when `unknown_hosts = "tunnel"`).
 //!
 //! Blind, except for one look: the agent's first flight names where it really means to go (the
-//! SNI of a TLS ClientHello, or the Host of an HTTP request), and a tunnel whose first flight
-//! names a decision surface (the dashboard's public hosts) is closed before a byte of it is
-//! forwarded: a shared address cannot smuggle an agent to the page that approves. The upstream
-//! may speak first; its bytes flow meanwhile.
+//! SNI of a TLS ClientHello, or the Host and an absolute-form target of an HTTP request), and
+//! a tunnel whose first flight names a decision surface (the dashboard's public hosts) is
+//! closed before a byte of it is forwarded: a shared address cannot smuggle an agent to the
+//! page that approves. A ClientHello without SNI to a host CONNECT named by name is refused
+//! too (it would hide its destination). Later requests on a plain-HTTP tunnel are not read: the
+//! guarantee there is the egress guard's address check. The upstream may speak first; its
+//! bytes flow meanwhile.
 
 use std::io;
 use std::sync::Arc;
@@ -38,7 +41,14 @@ pub async fn splice(
     let (mut up_rd, mut up_wr) = upstream.split();
     let to_upstream = async {
         let first = first_flight(&mut agent_rd).await?;
-        if let Some(name) = named_destination(&first) {
+        let named = named_destinations(&first);
+        if named.is_none() && crate::upstream::egress::literal_ip(&host).is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "a TLS ClientHello without a server name, to a host named by name",
+            ));
+        }
+        for name in named.unwrap_or_default() {
             guard
                 .check_host(&name)
                 .map_err(|d| io::Error::new(io::ErrorKind::PermissionDenied, d))?;
@@ -129,24 +139,39 @@ fn client_hello_sni(buf: &[u8]) -> Hello {
     }
 }
 
-/// The host a first flight asks for: a ClientHello's SNI, or an HTTP request's Host.
-fn named_destination(first: &[u8]) -> Option<String> {
+/// The hosts a first flight asks for: a ClientHello's SNI, or an HTTP request's Host headers
+/// and its absolute-form target's authority (which a server prefers to Host). `None`: a
+/// ClientHello that names no server.
+fn named_destinations(first: &[u8]) -> Option<Vec<String>> {
     if first.first() == Some(&0x16) {
         if let Hello::Sni(name) = client_hello_sni(first) {
-            return name;
+            return name.map(|n| vec![n]);
         }
     }
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
-    req.parse(first).ok()?;
-    let host = req
+    if req.parse(first).is_err() {
+        return Some(Vec::new());
+    }
+    let host = |a: &str| {
+        crate::wire::Target::parse_authority(a.trim(), 80)
+            .ok()
+            .map(|t| t.host)
+    };
+    let mut names: Vec<String> = req
         .headers
         .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("host"))
-        .and_then(|h| std::str::from_utf8(h.value).ok())?;
-    crate::wire::Target::parse_authority(host.trim(), 80)
-        .ok()
-        .map(|t| t.host)
+        .filter(|h| h.name.eq_ignore_ascii_case("host"))
+        .filter_map(|h| std::str::from_utf8(h.value).ok().and_then(host))
+        .collect();
+    if let Some(authority) = req
+        .path
+        .and_then(|p| p.parse::<http::Uri>().ok())
+        .and_then(|u| u.authority().map(|a| a.to_string()))
+    {
+        names.extend(host(&authority));
+    }
+    Some(names)
 }
 
 #[cfg(test)]
@@ -156,12 +181,17 @@ mod tests {
     #[test]
     fn reads_the_destination_from_a_client_hello_or_a_host_header() {
         assert_eq!(
-            named_destination(b"GET / HTTP/1.1\r\nHost: Airlock.Example.com:8443\r\n\r\n"),
-            Some("airlock.example.com".into())
+            named_destinations(b"GET / HTTP/1.1\r\nHost: Airlock.Example.com:8443\r\n\r\n"),
+            Some(vec!["airlock.example.com".to_string()])
+        );
+        // An absolute-form target names its host whatever Host says.
+        assert_eq!(
+            named_destinations(b"GET http://Dash.Example/ui HTTP/1.1\r\nHost: benign.test\r\n\r\n"),
+            Some(vec!["benign.test".to_string(), "dash.example".to_string()])
         );
         assert!(incomplete(b"GET / HTTP/1.1\r\nHost: a"));
         assert!(!incomplete(b"SSH-2.0-OpenSSH_9\r\n"));
-        assert_eq!(named_destination(b"\x00\x01garbage"), None);
+        assert_eq!(named_destinations(b"\x00\x01garbage"), Some(Vec::new()));
         // A real ClientHello, from rustls' client.
         crate::install_crypto_provider();
         let roots = rustls::RootCertStore::empty();
@@ -181,8 +211,21 @@ mod tests {
         assert!(!incomplete(&hello));
         assert!(incomplete(&hello[..hello.len() / 2]));
         assert_eq!(
-            named_destination(&hello),
-            Some("airlock.example.com".into())
+            named_destinations(&hello),
+            Some(vec!["airlock.example.com".to_string()])
         );
+        // A ClientHello to an address carries no server name: `None` (refused unless CONNECT
+        // named an address).
+        let cfg = rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let ip =
+            rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::from([192, 0, 2, 1]).into());
+        let Ok(mut conn) = rustls::ClientConnection::new(Arc::new(cfg), ip) else {
+            panic!("client");
+        };
+        let mut hello = Vec::new();
+        let _ = conn.write_tls(&mut hello);
+        assert_eq!(named_destinations(&hello), None);
     }
 }
