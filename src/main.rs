@@ -28,12 +28,18 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line, the causes joined, never a backtrace (whatever RUST_BACKTRACE says).
-            let message = e
-                .chain()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(": ");
+            // One line, the causes joined, never a backtrace (whatever RUST_BACKTRACE says). A
+            // cause its parent already ends with ("CA: {0}" over its own error) is said once.
+            let mut message = String::new();
+            for cause in e.chain().map(|c| c.to_string()) {
+                if message.ends_with(&cause) {
+                    continue;
+                }
+                if !message.is_empty() {
+                    message.push_str(": ");
+                }
+                message.push_str(&cause);
+            }
             cli::report_error(&message);
             ExitCode::FAILURE
         }
