@@ -135,9 +135,10 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Reads a secret file (a provider credential, the CA key) that only Airlock's user may read: opened (a link is followed;
-/// non-blocking, so a FIFO cannot stall it), then the opened file itself checked, so what is
-/// checked is what is read. The error says why, never what the file holds.
+/// Reads a secret file (a provider credential, the CA key) that only Airlock's user may read:
+/// opened (a link is followed; non-blocking, so a FIFO cannot stall it), then the opened file
+/// itself checked, so what is checked is what is read. The error says why, never what the file
+/// holds.
 pub fn read_private(path: &Path) -> Result<String, String> {
     use std::io::Read as _;
     use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};

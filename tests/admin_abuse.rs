@@ -31,6 +31,20 @@ async fn setup(toml: &str) -> (FakeUpstream, Airlock) {
     (up, a)
 }
 
+/// Airlock with `toml` and the real rules catalog, holding a `DELETE` of `path` on
+/// api.github.com; the upstream, Airlock and the review's id.
+async fn held_on_catalog(toml: &str, path: &str) -> (FakeUpstream, Airlock, String) {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = Airlock::config(toml, dir.path(), &up, HOSTS);
+    let catalog = airlock::rules::LiveCatalog::load(None, Default::default()).expect("catalog");
+    let a =
+        Airlock::start_with_parts(config, dir, catalog, Arc::new(airlock::gate::SystemClock)).await;
+    let id = support::held_delete(&a.client(), &format!("https://api.github.com{path}")).await;
+    (up, a, id)
+}
+
 /// Opens a connection to `addr` and writes `bytes` (a write error is the server's refusal).
 async fn open(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
     let mut s = TcpStream::connect(addr).await.expect("connect");
@@ -431,29 +445,8 @@ async fn proxy_exhausted_admin_still_answers() {
 /// once but whose upstream answers only after the deadline is not cut short.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_handler_is_not_cut_short() {
-    support::init();
-    let up = FakeUpstream::start(Default::default()).await;
-    let dir = tempfile::tempdir().expect("dir");
-    let config = Airlock::config(
-        "[admin]\nbody_read_timeout = \"1s\"\n",
-        dir.path(),
-        &up,
-        HOSTS,
-    );
-    let catalog = airlock::rules::LiveCatalog::load(None, Default::default()).expect("catalog");
-    let a =
-        Airlock::start_with_parts(config, dir, catalog, Arc::new(airlock::gate::SystemClock)).await;
-    let r = a
-        .client()
-        .delete("https://api.github.com/repos/octo/stall")
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(r.status(), 423);
-    let id = r.headers()["airlock-review-id"]
-        .to_str()
-        .expect("id")
-        .to_string();
+    let (up, a, id) =
+        held_on_catalog("[admin]\nbody_read_timeout = \"1s\"\n", "/repos/octo/stall").await;
 
     let admin = a.admin_addr;
     let token = a.admin_token.clone();
@@ -607,30 +600,13 @@ async fn accept_failures_back_off_instead_of_spinning() {
 /// stop a reviewer following the link she was sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_valid_link_is_not_refused_by_a_drained_budget() {
-    support::init();
-    let up = FakeUpstream::start(Default::default()).await;
     let token = airlock::agents::generate_token();
     let toml = format!(
         "[admin]\nunauthenticated_rate = 1\nunauthenticated_burst = 3\n\
          [[reviewers]]\nname = \"alice\"\ntoken_sha256 = \"{}\"\n",
         hex::encode(airlock::agents::token_digest(&token))
     );
-    let dir = tempfile::tempdir().expect("dir");
-    let config = Airlock::config(&toml, dir.path(), &up, HOSTS);
-    let catalog = airlock::rules::LiveCatalog::load(None, Default::default()).expect("catalog");
-    let a =
-        Airlock::start_with_parts(config, dir, catalog, Arc::new(airlock::gate::SystemClock)).await;
-    let r = a
-        .client()
-        .delete("https://api.github.com/repos/octo/budget")
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(r.status(), 423);
-    let id = r.headers()["airlock-review-id"]
-        .to_str()
-        .expect("id")
-        .to_string();
+    let (up, a, id) = held_on_catalog(&toml, "/repos/octo/budget").await;
     let link = a.links.mint(
         &id,
         airlock::notify::LinkAction::Approve,

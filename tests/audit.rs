@@ -43,16 +43,7 @@ async fn read(client: &reqwest::Client, url: &str) -> u16 {
 
 /// A DELETE the catalog holds; returns its review id.
 async fn held_delete(client: &reqwest::Client) -> String {
-    let r = client
-        .delete("https://api.github.com/repos/octo/demo")
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(r.status(), 423);
-    r.headers()["airlock-review-id"]
-        .to_str()
-        .expect("id")
-        .to_string()
+    support::held_delete(client, "https://api.github.com/repos/octo/demo").await
 }
 
 async fn export(a: &Airlock) -> String {

@@ -42,17 +42,7 @@ async fn setup_with(extra: &str) -> Setup {
 }
 
 async fn hold_delete(a: &Airlock) -> String {
-    let r = a
-        .client()
-        .delete("https://api.github.com/repos/octo/demo")
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(r.status(), 423);
-    r.headers()["airlock-review-id"]
-        .to_str()
-        .expect("id")
-        .to_string()
+    support::held_delete(&a.client(), "https://api.github.com/repos/octo/demo").await
 }
 
 fn plain_client() -> reqwest::Client {

@@ -95,6 +95,14 @@ async fn approve_until_sent(
     approving
 }
 
+/// Writes `bytes` as review `id`'s record, straight to the store under Airlock (a damaged
+/// record, or another instance's write).
+fn overwrite_review(store: &support::FaultyStore, id: &str, bytes: &[u8]) {
+    let mut b = airlock::store::Batch::default();
+    b.put(airlock::store::Tree::Reviews, id.as_bytes(), bytes);
+    assert!(airlock::store::Store::apply(store.inner.as_ref(), b).expect("apply"));
+}
+
 /// When the tests on a manual clock start (seconds since the epoch).
 const CLOCK_START_S: u64 = 1_700_000_000;
 
@@ -247,13 +255,7 @@ async fn one_unreadable_review_does_not_fail_listings_or_recovery() {
     let (up, a, store) = setup_on_faulty_store("").await;
     let bad = review_id(&hold_delete(&a, "/repos/o/bad").await.1);
     let good = review_id(&hold_delete(&a, "/repos/o/good").await.1);
-    let mut b = airlock::store::Batch::default();
-    b.put(
-        airlock::store::Tree::Reviews,
-        bad.as_bytes(),
-        b"{\"not\":\"a review\"}",
-    );
-    assert!(airlock::store::Store::apply(store.inner.as_ref(), b).expect("apply"));
+    overwrite_review(&store, &bad, b"{\"not\":\"a review\"}");
     let (code, list) = a.admin("GET", "/v1/reviews?state=pending", None).await;
     assert_eq!(code, 200, "{list}");
     let ids: Vec<&str> = list["reviews"]
@@ -323,13 +325,7 @@ async fn one_unreadable_overdue_review_does_not_stop_expiry() {
         setup_on_faulty_store("[gate]\nreview_expiry = \"1s\"\nsweep_interval = \"1h\"\n").await;
     let bad = review_id(&hold_delete(&a, "/repos/o/a").await.1);
     let good = review_id(&hold_delete(&a, "/repos/o/b").await.1);
-    let mut b = airlock::store::Batch::default();
-    b.put(
-        airlock::store::Tree::Reviews,
-        bad.as_bytes(),
-        b"{\"not\":\"a review\"}",
-    );
-    assert!(airlock::store::Store::apply(store.inner.as_ref(), b).expect("apply"));
+    overwrite_review(&store, &bad, b"{\"not\":\"a review\"}");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(a.gate.sweep().await.expect("sweep"), 1);
     let r = a.gate.get(&good).await.expect("get");
@@ -444,13 +440,7 @@ async fn a_send_that_lost_its_claim_does_not_overwrite_the_new_one() {
     if let Some(e) = taken.execution.as_mut() {
         e.instance = Some("other-host:1".into());
     }
-    let mut b = airlock::store::Batch::default();
-    b.put(
-        airlock::store::Tree::Reviews,
-        id.as_bytes(),
-        &taken.encode().expect("encode"),
-    );
-    assert!(airlock::store::Store::apply(store.inner.as_ref(), b).expect("apply"));
+    overwrite_review(&store, &id, &taken.encode().expect("encode"));
     up.state.unstall.notify_waiters();
     let (code, body) = approving.await.expect("join").expect("call");
     assert_eq!(code, 200, "{body}");

@@ -732,34 +732,6 @@ fn postgres_watch_reconnects_and_bumps_every_counter() {
     within_5s(&mut reviews, "a review write after the reconnect");
 }
 
-/// Runs `sql` (simple query protocol) on `url`; the first column of every row returned.
-fn psql(url: &str, sql: &str) -> Vec<String> {
-    let (url, sql) = (url.to_string(), sql.to_string());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .expect("connect");
-            let driven = tokio::spawn(connection);
-            let rows = client.simple_query(&sql).await.expect("query");
-            drop(client);
-            let _ = driven.await;
-            rows.into_iter()
-                .filter_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-                    _ => None,
-                })
-                .collect()
-        })
-    })
-    .join()
-    .expect("psql")
-}
-
 /// A database whose default turns `synchronous_commit` off would acknowledge commits (claims
 /// among them) before they are on disk; Airlock's commits run with it on regardless. A trigger
 /// records the setting each write to the store's table runs under.
@@ -771,7 +743,7 @@ fn postgres_commits_are_synchronous_whatever_the_database_default() {
     let url = cluster.fresh_database();
     drop(airlock::store::open_postgres(&url).expect("create the schema"));
     let db = postgres_cluster::Cluster::database_of(&url);
-    psql(
+    postgres_cluster::psql(
         &url,
         &format!(
             "ALTER DATABASE {db} SET synchronous_commit = off;
@@ -782,7 +754,10 @@ fn postgres_commits_are_synchronous_whatever_the_database_default() {
                FOR EACH ROW EXECUTE FUNCTION note_setting();"
         ),
     );
-    assert_eq!(psql(&url, "SHOW synchronous_commit"), ["off"]);
+    assert_eq!(
+        postgres_cluster::psql(&url, "SHOW synchronous_commit"),
+        ["off"]
+    );
     let s = airlock::store::open_postgres(&url).expect("open");
     assert!(s
         .compare_and_swap(Tree::Reviews, b"r", None, b"approved")
@@ -790,7 +765,7 @@ fn postgres_commits_are_synchronous_whatever_the_database_default() {
     assert!(s
         .compare_and_swap(Tree::Reviews, b"r", Some(b"approved"), b"executing")
         .expect("claim"));
-    let seen = psql(&url, "SELECT setting FROM seen");
+    let seen = postgres_cluster::psql(&url, "SELECT setting FROM seen");
     assert!(!seen.is_empty(), "the trigger saw the writes");
     assert!(seen.iter().all(|v| v == "on"), "{seen:?}");
 }

@@ -401,6 +401,16 @@ impl airlock::store::Store for FaultyStore {
     }
 }
 
+/// Sends `DELETE url` through `client`, which Airlock must hold (423); the review's id.
+pub async fn held_delete(client: &reqwest::Client, url: &str) -> String {
+    let r = client.delete(url).send().await.expect("delete");
+    assert_eq!(r.status(), 423);
+    r.headers()["airlock-review-id"]
+        .to_str()
+        .expect("id")
+        .to_string()
+}
+
 /// Runs curl with `args`, returning (exit code, stdout, stderr).
 pub async fn curl(args: &[String]) -> (i32, String, String) {
     let args = args.to_vec();

@@ -256,29 +256,38 @@ impl Cluster {
             std::process::id(),
             NEXT_DB.fetch_add(1, Ordering::SeqCst)
         );
-        // On a thread and runtime of its own: the caller may be inside a runtime or not.
-        let admin_url = self.url("postgres");
-        let sql = format!("CREATE DATABASE {name}");
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let (admin, connection) =
-                    tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
-                        .await
-                        .expect("connect to the test cluster");
-                let driven = tokio::spawn(connection);
-                admin.batch_execute(&sql).await.expect("create database");
-                drop(admin);
-                let _ = driven.await;
-            })
-        })
-        .join()
-        .expect("create database");
+        psql(&self.url("postgres"), &format!("CREATE DATABASE {name}"));
         self.url(&name)
     }
+}
+
+/// Runs `sql` (simple query protocol) on `url`, on a thread and runtime of its own (the caller
+/// may be inside a runtime or not); the first column of every row returned.
+pub fn psql(url: &str, sql: &str) -> Vec<String> {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            let driven = tokio::spawn(connection);
+            let rows = client.simple_query(&sql).await.expect("query");
+            drop(client);
+            let _ = driven.await;
+            rows.into_iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                    _ => None,
+                })
+                .collect()
+        })
+    })
+    .join()
+    .expect("psql")
 }
 
 fn skip_unless_required<T>(started: Result<T, String>) -> Option<T> {
