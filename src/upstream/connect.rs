@@ -99,23 +99,21 @@ impl tower_service::Service<Uri> for Connector {
             let target = Target::parse_authority(authority.as_str(), if https { 443 } else { 80 })
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             let key = (target.host.clone(), target.port);
-            let io = if !https {
-                Io::Plain(TokioIo::new(me.dialer.dial(&target).await?))
+            let (io, live) = if !https {
+                let tcp = me.dialer.dial(&target).await?;
+                (Io::Plain(TokioIo::new(tcp)), me.conns.live(me.pool, &key))
             } else {
-                let tls = match me.conns.take(me.pool, &key).await {
-                    Some(outcome) => {
-                        let mut tls = outcome?;
-                        tls.get_mut().0.get_mut().attach()?;
-                        tls
+                let (mut tls, live) = match me.conns.take(me.pool, &key).await {
+                    Some(outcome) => outcome?,
+                    None => {
+                        let tls = handshake(&me.dialer, &me.tls, &target).await?;
+                        (tls, me.conns.live(me.pool, &key))
                     }
-                    None => handshake(&me.dialer, &me.tls, &target).await?,
                 };
-                Io::Tls(TokioIo::new(tls))
+                tls.get_mut().0.get_mut().attach()?;
+                (Io::Tls(TokioIo::new(tls)), live)
             };
-            Ok(UpstreamIo {
-                io,
-                _live: me.conns.live(me.pool, &key),
-            })
+            Ok(UpstreamIo { io, _live: live })
         })
     }
 }

@@ -36,7 +36,9 @@ struct Waiting<C> {
     id: u64,
     pool: usize,
     ready: Arc<AtomicBool>,
-    rx: oneshot::Receiver<Dialled<C>>,
+    /// `None` once a request took it: the entry stays until that request counts the
+    /// connection live, so the pool stays covered and no second dial starts meanwhile.
+    rx: Option<oneshot::Receiver<Dialled<C>>>,
 }
 
 struct PerTarget<C> {
@@ -205,7 +207,7 @@ impl<C: Send + 'static> Conns<C> {
             id,
             pool,
             ready: ready.clone(),
-            rx,
+            rx: Some(rx),
         });
         Some((id, ready, tx))
     }
@@ -221,16 +223,40 @@ impl<C: Send + 'static> Conns<C> {
     }
 
     /// Takes pool `pool`'s pre-dial for `target`, if one is waiting, and its outcome once it
-    /// ends (`None`: cancelled or too old to use).
-    pub async fn take(&self, pool: usize, target: &Target) -> Option<io::Result<C>> {
-        let rx = {
+    /// ends (`None`: cancelled or too old to use). A connection comes counted live for the
+    /// pool: the pool is covered from the pre-dial's start until that count ends, without a
+    /// gap in which another pre-dial could start.
+    pub async fn take(
+        self: &Arc<Self>,
+        pool: usize,
+        target: &Target,
+    ) -> Option<io::Result<(C, Live<C>)>> {
+        let (id, rx) = {
             let mut targets = self.targets.lock().ok()?;
             let t = get_mut(&mut targets, (&target.0, target.1))?;
-            let i = t.waiting.iter().position(|w| w.pool == pool)?;
-            t.waiting.swap_remove(i).rx
+            let w = t
+                .waiting
+                .iter_mut()
+                .find(|w| w.pool == pool && w.rx.is_some())?;
+            (w.id, w.rx.take()?)
+        };
+        // Forgets the entry however the wait ends, including this future being dropped.
+        let entry = Forget {
+            conns: self,
+            target,
+            id,
         };
         let (ended, outcome) = rx.await.ok()?;
-        (ended.elapsed() < PREDIAL_FRESH).then_some(outcome)
+        if ended.elapsed() >= PREDIAL_FRESH {
+            return None;
+        }
+        let conn = match outcome {
+            Ok(conn) => conn,
+            Err(e) => return Some(Err(e)),
+        };
+        let live = self.live(pool, target);
+        drop(entry);
+        Some(Ok((conn, live)))
     }
 
     fn entry<'a>(&self, targets: &'a mut Targets<C>, target: &Target) -> &'a mut PerTarget<C> {
@@ -267,6 +293,19 @@ impl<C: Send + 'static> Conns<C> {
             .ok()
             .and_then(|t| get(&t, (&target.0, target.1)).map(|t| t.live.clone()))
             .unwrap_or_else(|| vec![0; self.pools])
+    }
+}
+
+/// Forgets a taken pre-dial's entry when dropped.
+struct Forget<'a, C: Send + 'static> {
+    conns: &'a Conns<C>,
+    target: &'a Target,
+    id: u64,
+}
+
+impl<C: Send + 'static> Drop for Forget<'_, C> {
+    fn drop(&mut self) {
+        self.conns.forget(self.target, self.id);
     }
 }
 
@@ -328,12 +367,17 @@ mod tests {
         assert!(!conns.covered(2, &target()));
         assert!(!conns.warm_anywhere(&target()), "waiting is not live");
         assert!(conns.take(2, &target()).await.is_none(), "another pool's");
-        assert_eq!(
-            conns.take(1, &target()).await.map(|r| r.ok()),
-            Some(Some(7))
-        );
+        let (conn, live) = conns
+            .take(1, &target())
+            .await
+            .expect("outcome")
+            .expect("ok");
+        assert_eq!(conn, 7);
+        assert_eq!(conns.live_count(&target()), vec![0, 1, 0], "counted live");
         assert!(conns.take(1, &target()).await.is_none(), "taken once");
+        drop(live);
         drop(guard);
+        assert!(!conns.covered(1, &target()));
     }
 
     #[tokio::test]
@@ -381,7 +425,7 @@ mod tests {
                     Ok(std::thread::current().name().unwrap_or("").to_string())
                 })
                 .expect("started");
-            let ran_on = conns.take(0, &target()).await.map(|r| r.ok());
+            let ran_on = conns.take(0, &target()).await.map(|r| r.ok().map(|c| c.0));
             assert_eq!(ran_on, Some(Some("other-runtime".to_string())));
         });
     }
@@ -398,7 +442,7 @@ mod tests {
         tokio::task::yield_now().await;
         assert_eq!(conns.choose(0, "api.example", 443), 0, "its own is ready");
         assert_eq!(
-            conns.take(0, &target()).await.map(|r| r.ok()),
+            conns.take(0, &target()).await.map(|r| r.ok().map(|c| c.0)),
             Some(Some(5))
         );
 
@@ -413,6 +457,53 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!conns.covered(0, &target()), "failed: forgotten at once");
         assert_eq!(conns.choose(0, "api.example", 443), 1, "borrows again");
+    }
+
+    /// Regression: `take` removed the entry before the dial ended and the connection was
+    /// counted live only after, so a CONNECT in between started a second dial to the target.
+    #[tokio::test]
+    async fn a_predial_being_taken_keeps_its_pool_covered() {
+        let conns = Conns::<u32>::new(2);
+        let (finish, finished) = oneshot::channel::<()>();
+        let _guard = conns
+            .predial(1, target(), None, async move {
+                let _ = finished.await;
+                Ok(3)
+            })
+            .expect("started");
+        let taking = tokio::spawn({
+            let conns = conns.clone();
+            async move { conns.take(1, &target()).await }
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(conns.covered(1, &target()), "covered while it dials");
+        assert!(
+            conns.predial(1, target(), None, async { Ok(4) }).is_none(),
+            "no second dial while one is being taken"
+        );
+        let _ = finish.send(());
+        let got = taking.await.expect("task").expect("outcome").expect("ok");
+        assert_eq!(got.0, 3);
+        assert!(conns.covered(1, &target()), "covered by the live count");
+        drop(got);
+        assert!(!conns.covered(1, &target()));
+
+        let _guard = conns
+            .predial(0, target(), None, std::future::pending())
+            .expect("started");
+        let taking = tokio::spawn({
+            let conns = conns.clone();
+            async move { conns.take(0, &target()).await.is_some() }
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(conns.covered(0, &target()));
+        taking.abort();
+        let _ = taking.await;
+        assert!(!conns.covered(0, &target()), "an abandoned take forgets it");
     }
 
     #[test]

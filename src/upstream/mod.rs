@@ -302,11 +302,13 @@ impl Upstream {
             return Dialled::Http1;
         }
         let io = match self.conns.take(pool, &key).await {
-            Some(Ok(mut tls)) => tls.get_mut().0.get_mut().attach().map(|()| tls),
+            Some(Ok((mut tls, live))) => tls.get_mut().0.get_mut().attach().map(|()| (tls, live)),
             Some(Err(e)) => Err(e),
-            None => connect::handshake(&self.dialer, &self.tls, t).await,
+            None => connect::handshake(&self.dialer, &self.tls, t)
+                .await
+                .map(|tls| (tls, self.conns.live(pool, &key))),
         };
-        let io = match io {
+        let (io, live) = match io {
             Ok(io) => io,
             Err(e) => {
                 drop(_dialing);
@@ -317,10 +319,11 @@ impl Upstream {
         };
         if io.get_ref().1.alpn_protocol() != Some(b"h2") {
             self.h2.mark_http1(pool, &key);
+            // hyper-util's pool takes it as a pre-dial, and counts it live itself.
+            drop(live);
             self.conns.warm_up(pool, key, async move { Ok(io) });
             return Dialled::Http1;
         }
-        let live = self.conns.live(pool, &key);
         match self.h2.connect(pool, key, io, live).await {
             Ok(c) => Dialled::H2(c),
             Err(e) => {
