@@ -32,6 +32,7 @@ pub mod config;
 pub mod credentials;
 pub mod directory;
 pub mod gate;
+pub mod hardening;
 pub mod log_line;
 pub mod metrics;
 pub mod notify;

@@ -17,6 +17,12 @@ use clap::Parser;
 static ALLOCATOR: airlock::aligned_alloc::LineAligned = airlock::aligned_alloc::LineAligned;
 
 fn main() -> ExitCode {
+    if let Err(e) = airlock::hardening::forbid_inspection() {
+        cli::report_error(&format!(
+            "cannot make this process private (non-dumpable): {e}"
+        ));
+        return ExitCode::FAILURE;
+    }
     airlock::install_crypto_provider();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,

@@ -34,8 +34,13 @@ fn spawn_serve(cfg: &Path, log: &Path) -> Running {
 
 /// Starts `airlock serve` with `AIRLOCK_LOG=level`, stderr going to `log`.
 fn spawn_serve_logging(cfg: &Path, log: &Path, level: &str) -> Running {
+    serve_with(airlock_cmd(cfg), log, level)
+}
+
+/// Runs `cmd serve` (an `airlock` command line, or one wrapping it), as [`spawn_serve_logging`].
+fn serve_with(mut cmd: Command, log: &Path, level: &str) -> Running {
     let log_file = std::fs::File::create(log).expect("log file");
-    let mut child = airlock_cmd(cfg)
+    let mut child = cmd
         .arg("serve")
         .env("AIRLOCK_LOG", level)
         .env("TEST_GITHUB_TOKEN", PROVIDER_TOKEN)
@@ -283,6 +288,72 @@ async fn no_secret_in_logs_store_audit_cli_or_api() {
 /// `serve` writes its log lines in batches from a thread of their own: a request's access line
 /// reaches stderr while Airlock runs (no flush needed), and every line is out by the time it
 /// has stopped.
+/// `program` run as this user without privileges: as root, with every capability dropped (so
+/// only the uid match and the target's dumpable flag decide what it may inspect).
+fn unprivileged(program: &str) -> Command {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let mut c = Command::new("setpriv");
+        c.args(["--bounding-set=-all", "--inh-caps=-all", program]);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// What an unprivileged process of this user reads from `/proc/<pid>/environ`.
+fn environ_as_same_user(pid: u32) -> std::process::Output {
+    unprivileged("cat")
+        .arg(format!("/proc/{pid}/environ"))
+        .output()
+        .expect("run cat")
+}
+
+/// Whether an unprivileged process of this user may open `/proc/<pid>/mem` (reading its
+/// first byte fails either way: address 0 is unmapped).
+fn mem_opens_as_same_user(pid: u32) -> bool {
+    let out = unprivileged("head")
+        .args(["-c", "1", &format!("/proc/{pid}/mem")])
+        .output()
+        .expect("run head");
+    !String::from_utf8_lossy(&out.stderr).contains("Permission denied")
+}
+
+/// An agent running as Airlock's user cannot read its environment (where `env =` credentials
+/// live) or memory: Airlock is non-dumpable. The control shows the same read works on an
+/// ordinary process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_same_user_process_cannot_read_airlocks_environment() {
+    support::init();
+    let mut control = unprivileged("sleep")
+        .arg("30")
+        .env("CONTROL_SECRET", PROVIDER_TOKEN)
+        .spawn()
+        .expect("sleep");
+    let seen = environ_as_same_user(control.id());
+    let mem = mem_opens_as_same_user(control.id());
+    let _ = control.kill();
+    let _ = control.wait();
+    assert!(
+        contains(&seen.stdout, PROVIDER_TOKEN),
+        "control: an ordinary process's environment is readable ({seen:?})"
+    );
+    assert!(mem, "control: an ordinary process's memory opens");
+
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = write_config(dir.path(), &up, "");
+    let mut airlock = unprivileged(env!("CARGO_BIN_EXE_airlock"));
+    airlock.arg("--config").arg(&cfg);
+    let run = serve_with(airlock, &dir.path().join("airlock.log"), "info");
+    let seen = environ_as_same_user(run.child.id());
+    let mem = mem_opens_as_same_user(run.child.id());
+    stop(run);
+    assert!(!seen.status.success(), "environment readable: {seen:?}");
+    assert!(!contains(&seen.stdout, PROVIDER_TOKEN));
+    assert!(!mem, "memory opens");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn access_lines_reach_stderr_while_serving_and_all_by_exit() {
     support::init();
