@@ -87,6 +87,91 @@ fn a_ca_key_others_could_read_is_refused() {
     assert!(err.to_string().contains("not a regular file"), "{err}");
 }
 
+/// Writes a self-signed certificate from `params` and its key into `dir` as a CA would be.
+fn write_ca(dir: &std::path::Path, params: rcgen::CertificateParams) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("self-sign");
+    std::fs::write(dir.join("ca.pem"), cert.pem()).expect("cert");
+    support::write_secret(&dir.join("ca-key.pem"), key.serialize_pem());
+}
+
+fn ca_params(days_from: i64, days_until: i64) -> rcgen::CertificateParams {
+    let mut p = rcgen::CertificateParams::default();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    let now = ::time::OffsetDateTime::now_utc();
+    p.not_before = now + ::time::Duration::days(days_from);
+    p.not_after = now + ::time::Duration::days(days_until);
+    p
+}
+
+/// A CA that would make every agent's TLS fail (a key from another CA, an expired or
+/// not-yet-valid certificate, one that may not sign certificates) is refused at load, with
+/// the reason; a CA near its end still loads, and its leaves never outlive it.
+#[test]
+fn a_ca_that_cannot_sign_valid_leaves_is_refused() {
+    support::init();
+    let other = tempfile::tempdir().expect("tempdir");
+    CertificateAuthority::create(other.path()).expect("create");
+    let other_key = other.path().join("ca-key.pem");
+    let mut not_ca = ca_params(-1, 30);
+    not_ca.is_ca = rcgen::IsCa::ExplicitNoCa;
+    let mut no_cert_sign = ca_params(-1, 30);
+    no_cert_sign.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    type Setup = Box<dyn Fn(&std::path::Path)>;
+    let cases: Vec<(&str, Setup, &str)> = vec![
+        (
+            "key of another CA",
+            Box::new(move |dir| {
+                CertificateAuthority::create(dir).expect("create");
+                std::fs::copy(&other_key, dir.join("ca-key.pem")).expect("copy key");
+            }),
+            "is not this certificate's key",
+        ),
+        (
+            "expired",
+            Box::new(|dir| write_ca(dir, ca_params(-400, -1))),
+            "the CA expired on",
+        ),
+        (
+            "not yet valid",
+            Box::new(|dir| write_ca(dir, ca_params(2, 400))),
+            "not valid before",
+        ),
+        (
+            "not a CA",
+            Box::new(move |dir| write_ca(dir, not_ca.clone())),
+            "not a CA certificate",
+        ),
+        (
+            "no keyCertSign",
+            Box::new(move |dir| write_ca(dir, no_cert_sign.clone())),
+            "not a CA certificate",
+        ),
+    ];
+    for (name, setup, expected) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        setup(dir.path());
+        let err = CertificateAuthority::load(dir.path()).expect_err(name);
+        let text = err.to_string();
+        assert!(
+            text.contains(expected) && text.contains("ca.pem"),
+            "{name}: {text}"
+        );
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_ca(dir.path(), ca_params(-1, 10));
+    let ca = CertificateAuthority::load(dir.path()).expect("ten days left: loads");
+    let (_, ca_cert) = X509Certificate::from_der(ca.cert_der().as_ref()).expect("parse");
+    let leaf = ca.mint_leaf("api.github.com").expect("mint");
+    let (_, leaf) = X509Certificate::from_der(leaf.cert[0].as_ref()).expect("parse");
+    assert!(
+        leaf.validity().not_after.timestamp() <= ca_cert.validity().not_after.timestamp(),
+        "a leaf outlived its CA"
+    );
+}
+
 #[test]
 fn half_a_ca_is_refused_not_overwritten() {
     support::init();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData as _, SanType, SerialNumber,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
@@ -20,12 +20,16 @@ pub const CA_KEY_FILE: &str = "ca-key.pem";
 /// Leaf certificates live 90 days (well under the 398-day ceiling).
 pub(crate) const LEAF_VALIDITY_DAYS: i64 = 90;
 const CA_VALIDITY_DAYS: i64 = 3650;
+/// A CA with less time left than this is reported at every start.
+const CA_EXPIRY_WARNING_DAYS: i64 = 30;
 
 /// Airlock's CA. The signing key stays in memory; `Debug` never prints it.
 pub struct CertificateAuthority {
     issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
     cert_der: CertificateDer<'static>,
+    /// The CA certificate's end of validity: no leaf outlives it.
+    not_after: OffsetDateTime,
     /// One P-256 key for every leaf this process mints (as mitmproxy does): minting a leaf is
     /// then one signature, not a key generation too. Made at start, kept only in memory.
     leaf_key: LeafKey,
@@ -94,10 +98,13 @@ impl CertificateAuthority {
         let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
             .map_err(|e| file_err(&cert_path, format!("not a usable CA certificate: {e}")))?;
         let cert_der = pem_to_der(&cert_pem).map_err(|e| file_err(&cert_path, e))?;
+        let not_after = check_loaded(&cert_der, &issuer.key().subject_public_key_info())
+            .map_err(|e| file_err(&cert_path, e))?;
         Ok(Self {
             issuer,
             cert_pem,
             cert_der,
+            not_after,
             leaf_key: LeafKey::generate()?,
         })
     }
@@ -133,11 +140,13 @@ impl CertificateAuthority {
             .map_err(|e| file_err(&key_path, e))?;
         write_new(&cert_path, cert_pem.as_bytes(), 0o644)?;
         let cert_der = cert.der().clone();
+        let not_after = params.not_after;
         let issuer = Issuer::new(params, key);
         Ok(Self {
             issuer,
             cert_pem,
             cert_der,
+            not_after,
             leaf_key: LeafKey::generate()?,
         })
     }
@@ -152,7 +161,8 @@ impl CertificateAuthority {
     }
 
     /// Mints a fresh leaf for `host` (a DNS name or an IP literal): random serial,
-    /// SAN = host, 90-day validity, the process's leaf key (P-256, cheap to sign with).
+    /// SAN = host, 90-day validity (never past the CA's), the process's leaf key (P-256, cheap
+    /// to sign with).
     pub fn mint_leaf(&self, host: &str) -> Result<CertifiedKey, TlsError> {
         let san = match host.parse::<std::net::IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
@@ -176,7 +186,7 @@ impl CertificateAuthority {
         params.use_authority_key_identifier_extension = true;
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::hours(1);
-        params.not_after = now + Duration::days(LEAF_VALIDITY_DAYS);
+        params.not_after = (now + Duration::days(LEAF_VALIDITY_DAYS)).min(self.not_after);
         let cert = params
             .signed_by(&self.leaf_key.pair, &self.issuer)
             .map_err(|e| TlsError::Generate(e.to_string()))?;
@@ -185,6 +195,51 @@ impl CertificateAuthority {
             self.leaf_key.signing.clone(),
         ))
     }
+}
+
+/// Checks a loaded CA certificate against its key and the clock; returns its end of validity.
+/// A key from another CA, a certificate that is not a CA's, or one outside its validity would
+/// make every agent's TLS fail with an obscure error: refused at start instead.
+fn check_loaded(cert_der: &[u8], key_spki: &[u8]) -> Result<OffsetDateTime, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| format!("not a usable CA certificate: {e}"))?;
+    if cert.public_key().raw != key_spki {
+        return Err(format!(
+            "{CA_KEY_FILE} is not this certificate's key (a key from another CA?); restore the \
+             matching pair, or move both files aside to create a new CA"
+        ));
+    }
+    let signs = cert
+        .key_usage()
+        .ok()
+        .flatten()
+        .is_none_or(|u| u.value.key_cert_sign());
+    if !cert.is_ca() || !signs {
+        return Err("not a CA certificate (basicConstraints CA and keyCertSign needed)".into());
+    }
+    let validity = cert.validity();
+    let (from, until) = (
+        validity.not_before.to_datetime(),
+        validity.not_after.to_datetime(),
+    );
+    let now = OffsetDateTime::now_utc();
+    if now < from {
+        return Err(format!("not valid before {from} (is the clock right?)"));
+    }
+    if now >= until {
+        return Err(format!(
+            "the CA expired on {until}: move {CA_CERT_FILE} and {CA_KEY_FILE} aside, start \
+             Airlock to create a new CA, and give agents the new certificate"
+        ));
+    }
+    if until - now < Duration::days(CA_EXPIRY_WARNING_DAYS) {
+        tracing::warn!(
+            expires = %until,
+            "the interception CA expires soon; agents will refuse Airlock's certificates after \
+             that: plan a new CA (move ca.pem and ca-key.pem aside, restart, redistribute)"
+        );
+    }
+    Ok(until)
 }
 
 fn is_dns_name(host: &str) -> bool {
