@@ -77,6 +77,7 @@ pub const LAYERS: &[&[&str]] = &[
         "metrics",
         "aligned_alloc",
         "log_line",
+        "hardening",
     ],
 ];
 
