@@ -1,10 +1,12 @@
 //! Notification tests against local sinks: a hyper webhook server recording bodies and a tiny
 //! SMTP server recording messages. Covers per-event JSON with links, Slack text, email, digest
-//! batching, rate limiting with hold-over, retries, a dead webhook, and link redemption.
+//! batching, rate limiting with hold-over, retries, a dead webhook, link redemption, and signed
+//! webhooks (verified here as a receiver would, without Airlock's code) and their config errors.
 
 mod support;
 
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -71,24 +73,31 @@ fn review(id: &str) -> Review {
 struct WebhookSink {
     url: String,
     bodies: mpsc::UnboundedReceiver<String>,
+    /// Each request's headers, in the order of `bodies`.
+    headers: mpsc::UnboundedReceiver<http::HeaderMap>,
 }
 
-/// Answers each request with the next status of `script` (then 200), recording bodies.
+/// Answers each request with the next status of `script` (then 200), recording bodies and
+/// headers.
 async fn webhook_sink(script: Vec<u16>) -> Result<WebhookSink, std::io::Error> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = mpsc::unbounded_channel();
+    let (head_tx, head_rx) = mpsc::unbounded_channel();
     let script = Arc::new(Mutex::new(VecDeque::from(script)));
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let tx = tx.clone();
+            let head_tx = head_tx.clone();
             let script = script.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(
                     move |req: hyper::Request<hyper::body::Incoming>| {
                         let tx = tx.clone();
+                        let head_tx = head_tx.clone();
                         let script = script.clone();
                         async move {
+                            let _ = head_tx.send(req.headers().clone());
                             let body = req.into_body().collect().await?.to_bytes();
                             let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
                             let status = script
@@ -113,10 +122,11 @@ async fn webhook_sink(script: Vec<u16>) -> Result<WebhookSink, std::io::Error> {
     Ok(WebhookSink {
         url: format!("http://{addr}/hook"),
         bodies: rx,
+        headers: head_rx,
     })
 }
 
-async fn next(rx: &mut mpsc::UnboundedReceiver<String>, wait: Duration) -> Option<String> {
+async fn next<T>(rx: &mut mpsc::UnboundedReceiver<T>, wait: Duration) -> Option<T> {
     tokio::time::timeout(wait, rx.recv()).await.ok().flatten()
 }
 
@@ -503,6 +513,263 @@ async fn failing_webhook_is_retried_until_it_succeeds() -> TestResult {
     assert!(
         bodies.iter().all(|b| b == &bodies[0]),
         "same message each time"
+    );
+    Ok(())
+}
+
+// ---- signed webhooks (Standard Webhooks) ----
+
+/// Writes `text` to `dir/name` with `mode`.
+fn secret_file(dir: &Path, name: &str, text: &str, mode: u32) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, text)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+    Ok(path)
+}
+
+/// What a receiver does, written here without Airlock's code: recomputes HMAC-SHA256 over
+/// `{id}.{timestamp}.{body}` with the secret's key and checks the timestamp is within 5 minutes.
+/// Returns the id and the timestamp.
+fn verify_as_receiver(
+    secret: &str,
+    headers: &http::HeaderMap,
+    body: &str,
+) -> Result<(String, u64), String> {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or(format!("no {name} header"))
+    };
+    let (id, ts, sig) = (
+        get("webhook-id")?,
+        get("webhook-timestamp")?,
+        get("webhook-signature")?,
+    );
+    let key = b64
+        .decode(secret.trim().trim_start_matches("whsec_"))
+        .map_err(|e| e.to_string())?;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).map_err(|e| e.to_string())?;
+    mac.update(format!("{id}.{ts}.{body}").as_bytes());
+    let want = format!("v1,{}", b64.encode(mac.finalize().into_bytes()));
+    if !sig.split(' ').any(|s| s == want) {
+        return Err(format!("signature {sig} does not verify"));
+    }
+    let ts: u64 = ts.parse().map_err(|_| format!("timestamp {ts:?}"))?;
+    if now_ms() / 1000 > ts + 300 || ts > now_ms() / 1000 + 300 {
+        return Err(format!("timestamp {ts} is not within 5 minutes"));
+    }
+    Ok((id, ts))
+}
+
+const SIGNATURE_HEADERS: [&str; 3] = ["webhook-id", "webhook-timestamp", "webhook-signature"];
+
+#[tokio::test]
+async fn signed_webhook_verifies_and_keeps_its_id_across_a_retry() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let secret = airlock::notify::WebhookSecret::generate();
+    let file = secret_file(dir.path(), "hook-secret", &format!("{secret}\n"), 0o600)?;
+    let mut sink = webhook_sink(vec![500]).await?;
+    let mut cfg = config(&format!(
+        "kind = \"webhook\"\nurl = \"{}\"\nsigning_secret_file = \"{}\"",
+        sink.url,
+        support::path_str(&file)
+    ))?;
+    // The retry comes over a second later, so its own timestamp differs.
+    cfg.channels[0].retry.backoff = Duration::from_millis(1100);
+    let n = Notifier::start(cfg, None, None);
+    n.escalated(review("r1").escalation());
+    let wait = Duration::from_secs(5);
+    let mut got = Vec::new();
+    for i in 0..3 {
+        if i == 2 {
+            n.escalated(review("r2").escalation());
+        }
+        let headers = next(&mut sink.headers, wait).await.ok_or("no request")?;
+        let body = next(&mut sink.bodies, wait).await.ok_or("no body")?;
+        let (id, ts) = verify_as_receiver(&secret, &headers, &body)?;
+        assert!(
+            !format!("{headers:?}{body}").contains(&secret[6..]),
+            "secret sent"
+        );
+        got.push((id, ts, body));
+    }
+    let [(id1, ts1, body1), (id2, ts2, body2), (id3, _, body3)] = &got[..] else {
+        return Err("three requests expected".into());
+    };
+    assert!(id1.starts_with("msg_"), "{id1}");
+    assert_eq!(id1, id2, "a retry keeps the message's webhook-id");
+    assert_eq!(body1, body2);
+    assert!(ts2 > ts1, "each attempt is signed with its own timestamp");
+    assert_ne!(id1, id3, "the next message has a new webhook-id");
+    assert!(body3.contains("\"r2\""), "{body3}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn only_channels_with_a_secret_sign_slack_included() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let secret = airlock::notify::WebhookSecret::generate();
+    let file = secret_file(dir.path(), "slack-secret", &secret, 0o600)?;
+    let (mut plain, mut slack) = (webhook_sink(vec![]).await?, webhook_sink(vec![]).await?);
+    let cfg = NotifyConfig::from_toml(&format!(
+        "[notify]\n[[notify.channels]]\nkind = \"webhook\"\nurl = \"{}\"\n\
+         [[notify.channels]]\nkind = \"webhook\"\nformat = \"slack\"\nurl = \"{}\"\n\
+         signing_secret_file = \"{}\"",
+        plain.url,
+        slack.url,
+        support::path_str(&file)
+    ))?;
+    let n = Notifier::start(cfg, None, None);
+    n.escalated(review("r1").escalation());
+    let wait = Duration::from_secs(5);
+    let headers = next(&mut plain.headers, wait)
+        .await
+        .ok_or("no plain request")?;
+    for h in SIGNATURE_HEADERS {
+        assert!(!headers.contains_key(h), "unsigned channel sent {h}");
+    }
+    let headers = next(&mut slack.headers, wait)
+        .await
+        .ok_or("no slack request")?;
+    let body = next(&mut slack.bodies, wait).await.ok_or("no slack body")?;
+    assert!(body.starts_with("{\"text\":"), "{body}");
+    verify_as_receiver(&secret, &headers, &body)?;
+    Ok(())
+}
+
+#[test]
+fn signing_secret_errors_name_the_field_never_the_secret() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let good = airlock::notify::WebhookSecret::generate();
+    let short = "whsec_c2hvcnQtc2hvcnQtc2hvcnQ="; // base64 of "short-short-short" (17 bytes)
+    let file = |name: &str, text: &str, mode: u32| -> std::io::Result<String> {
+        Ok(support::path_str(&secret_file(
+            dir.path(),
+            name,
+            text,
+            mode,
+        )?))
+    };
+    let cases: Vec<(&str, String, &str, &str, &str)> = vec![
+        // (what, channel lines, field, reason, secret text that must not be shown)
+        (
+            "prefix",
+            format!(
+                "signing_secret_file = \"{}\"",
+                file("a", "sk_live_NOTSHOWN123", 0o600)?
+            ),
+            "signing_secret_file",
+            "must start with \"whsec_\"",
+            "NOTSHOWN",
+        ),
+        (
+            "base64",
+            format!(
+                "signing_secret_file = \"{}\"",
+                file("b", "whsec_NOT*SHOWN!", 0o600)?
+            ),
+            "signing_secret_file",
+            "not base64",
+            "NOT*SHOWN",
+        ),
+        (
+            "short",
+            format!("signing_secret_file = \"{}\"", file("c", short, 0o600)?),
+            "signing_secret_file",
+            "17 bytes; at least 24",
+            &short[6..],
+        ),
+        (
+            "readable by others",
+            format!("signing_secret_file = \"{}\"", file("d", &good, 0o644)?),
+            "signing_secret_file",
+            "chmod 600",
+            &good[6..],
+        ),
+        (
+            "missing file",
+            format!(
+                "signing_secret_file = \"{}\"",
+                support::path_str(&dir.path().join("none"))
+            ),
+            "signing_secret_file",
+            "No such file",
+            &good[6..],
+        ),
+        (
+            "unset variable",
+            "signing_secret_env = \"AIRLOCK_TEST_UNSET_WEBHOOK_SECRET\"".into(),
+            "signing_secret_env",
+            "AIRLOCK_TEST_UNSET_WEBHOOK_SECRET is not set",
+            &good[6..],
+        ),
+        (
+            "empty variable name",
+            "signing_secret_env = \"\"".into(),
+            "signing_secret_env",
+            "must not be empty",
+            &good[6..],
+        ),
+        (
+            "both",
+            format!(
+                "signing_secret_file = \"{}\"\nsigning_secret_env = \"X\"",
+                file("e", &good, 0o600)?
+            ),
+            "signing_secret_env",
+            "not both",
+            &good[6..],
+        ),
+    ];
+    for (what, lines, field, reason, hidden) in &cases {
+        let r = config(&format!(
+            "kind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n{lines}"
+        ));
+        let err = r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err.contains(&format!("notify.channels[0].{field}")),
+            "{what}: {err}"
+        );
+        assert!(err.contains(reason), "{what}: {err}");
+        assert!(!err.contains(hidden), "{what}: the secret is shown: {err}");
+    }
+    // Email channels are not signed.
+    let err = config(&format!(
+        "kind = \"email\"\nsmtp_host = \"m\"\nfrom = \"a@b\"\nto = [\"c@d\"]\n\
+         signing_secret_file = \"{}\"",
+        file("f", &good, 0o600)?
+    ))
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(err.contains("signing_secret_file: does not apply"), "{err}");
+    // In the main config file a relative path resolves against its directory.
+    secret_file(dir.path(), "hook-secret", &good, 0o600)?;
+    let toml = dir.path().join("airlock.toml");
+    std::fs::write(
+        &toml,
+        "[[notify.channels]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n\
+         signing_secret_file = \"hook-secret\"\n",
+    )?;
+    let cfg = airlock::config::Config::load(&toml, Default::default())?;
+    let airlock::notify::ChannelKind::Webhook { signing, .. } = &cfg.notify.channels[0].kind else {
+        return Err("not a webhook".into());
+    };
+    assert_eq!(
+        signing.as_ref().map(|s| &s.source),
+        Some(&airlock::notify::SigningSource::File(
+            dir.path().join("hook-secret")
+        ))
+    );
+    assert!(
+        !format!("{cfg:?}").contains(&good[6..]),
+        "Debug shows the secret"
     );
     Ok(())
 }

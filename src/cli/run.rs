@@ -94,6 +94,18 @@ pub(super) fn run_cmd(config: Config, args: RunArgs) -> Result<i32> {
             airlock::config::SecretSource::File(p) => hide.push(p.clone()),
         }
     }
+    // Webhook signing secrets: COMMAND must not forge Airlock's notifications.
+    for ch in &config.notify.channels {
+        if let airlock::notify::ChannelKind::Webhook {
+            signing: Some(s), ..
+        } = &ch.kind
+        {
+            match &s.source {
+                airlock::notify::SigningSource::Env(v) => secret_env.push(v.clone()),
+                airlock::notify::SigningSource::File(p) => hide.push(p.clone()),
+            }
+        }
+    }
     let opts = RunOptions {
         proxy: args.proxy.unwrap_or(config.proxy.listen),
         ca_file: args

@@ -315,6 +315,9 @@ fn resolve_paths(raw: &mut RawConfig, home: &Home) {
     for c in raw.credentials.values_mut() {
         c.file.as_mut().map(r);
     }
+    for ch in &mut raw.notify.channels {
+        ch.signing_secret_file.as_mut().map(r);
+    }
 }
 
 /// What every section's check needs: the file name for errors, and the common parsers.

@@ -1,9 +1,12 @@
 //! Notification settings: `[notify]` and `[[notify.channels]]`, parsed raw then checked.
 //! With no channels (the default) nothing is sent.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use super::signing::WebhookSecret;
 
 /// Why a `[notify]` section was refused: the field (e.g. `notify.channels[0].url`) and the reason.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,10 @@ pub struct RawChannel {
     // webhook
     pub url: Option<String>,
     pub format: Option<String>,
+    /// A `whsec_...` secret in a file only Airlock's user may read; or:
+    pub signing_secret_file: Option<PathBuf>,
+    /// ... in this environment variable. Never inline.
+    pub signing_secret_env: Option<String>,
     // email
     pub smtp_host: Option<String>,
     pub smtp_port: Option<u16>,
@@ -104,6 +111,8 @@ pub enum ChannelKind {
         /// May itself be a secret (Slack webhook URLs are): never logged.
         url: http::Uri,
         format: WebhookFormat,
+        /// Standard Webhooks signing, when a signing secret is configured.
+        signing: Option<WebhookSigning>,
     },
     Email {
         smtp_host: String,
@@ -112,6 +121,20 @@ pub enum ChannelKind {
         to: Vec<String>,
         starttls: bool,
     },
+}
+
+/// Where a webhook's signing secret was read from (for `airlock run` to hide it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SigningSource {
+    File(PathBuf),
+    Env(String),
+}
+
+/// A webhook channel's signing secret, read and checked at config load.
+#[derive(Debug, Clone)]
+pub struct WebhookSigning {
+    pub source: SigningSource,
+    pub secret: WebhookSecret,
 }
 
 /// Retries after a failed delivery: `retries` more attempts, waiting `backoff`, then twice that...
@@ -306,10 +329,20 @@ fn check_channel(i: usize, c: RawChannel) -> Result<ChannelConfig, NotifyConfigE
                     ))
                 }
             };
-            ChannelKind::Webhook { url, format }
+            let signing = signing(&c).map_err(|(field, message)| bad(field, message))?;
+            ChannelKind::Webhook {
+                url,
+                format,
+                signing,
+            }
         }
         "email" => {
-            unexpected(&[("url", c.url.is_some()), ("format", c.format.is_some())])?;
+            unexpected(&[
+                ("url", c.url.is_some()),
+                ("format", c.format.is_some()),
+                ("signing_secret_file", c.signing_secret_file.is_some()),
+                ("signing_secret_env", c.signing_secret_env.is_some()),
+            ])?;
             let smtp_host = c
                 .smtp_host
                 .clone()
@@ -356,4 +389,41 @@ fn check_channel(i: usize, c: RawChannel) -> Result<ChannelConfig, NotifyConfigE
         retry,
         timeout,
     })
+}
+
+/// Reads and checks a webhook channel's signing secret, if it names one; on error, the field and
+/// why (never the secret).
+fn signing(c: &RawChannel) -> Result<Option<WebhookSigning>, (&'static str, String)> {
+    let (field, source, text) = match (&c.signing_secret_file, &c.signing_secret_env) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err((
+                "signing_secret_env",
+                "set one of signing_secret_file and signing_secret_env, not both".into(),
+            ))
+        }
+        (Some(path), None) => {
+            let text = crate::secret_file::read_private(path)
+                .map_err(|e| ("signing_secret_file", format!("{}: {e}", path.display())))?;
+            (
+                "signing_secret_file",
+                SigningSource::File(path.clone()),
+                text,
+            )
+        }
+        (None, Some(var)) => {
+            if var.is_empty() {
+                return Err(("signing_secret_env", "must not be empty".into()));
+            }
+            let text = std::env::var(var).map_err(|_| {
+                (
+                    "signing_secret_env",
+                    format!("environment variable {var} is not set (or not UTF-8)"),
+                )
+            })?;
+            ("signing_secret_env", SigningSource::Env(var.clone()), text)
+        }
+    };
+    let secret = WebhookSecret::parse(&text).map_err(|e| (field, e.to_string()))?;
+    Ok(Some(WebhookSigning { source, secret }))
 }

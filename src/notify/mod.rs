@@ -6,11 +6,13 @@
 //! task per channel renders and delivers. Summaries carry no headers, bodies, query strings or
 //! parameters; webhook URLs (which can be secrets) are never logged. In text (Slack, email) the
 //! agent's method, host and path are percent-encoded outside printable ASCII and clipped, so
-//! they cannot forge a line such as a fake approve link (`shown`).
+//! they cannot forge a line such as a fake approve link (`shown`). A webhook channel with a
+//! signing secret signs each delivery the Standard Webhooks way (`signing`).
 
 pub mod config;
 mod email;
 pub mod links;
+pub mod signing;
 mod webhook;
 
 use std::collections::VecDeque;
@@ -25,9 +27,10 @@ use tokio::time::Instant;
 
 pub use config::{
     ChannelConfig, ChannelKind, Mode, NotifyConfig, NotifyConfigError, RawChannel, RawNotify,
-    RetryPolicy, WebhookFormat,
+    RetryPolicy, SigningSource, WebhookFormat, WebhookSigning,
 };
 pub use links::{load_or_create_key, LinkAction, LinkClaims, LinkError, LinkSigner};
+pub use signing::{SecretFormatError, WebhookSecret};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -252,16 +255,28 @@ enum Sink {
 
 /// A rendered message, ready to (re)send.
 enum Outgoing {
-    Webhook(Bytes),
-    Email { subject: String, body: String },
+    /// `id`: the `webhook-id` of a signed channel, the same on every attempt.
+    Webhook {
+        body: Bytes,
+        id: String,
+    },
+    Email {
+        subject: String,
+        body: String,
+    },
 }
 
 impl Sink {
     fn new(ch: &ChannelConfig) -> Result<Sink, NotifyError> {
         Ok(match &ch.kind {
-            ChannelKind::Webhook { url, format } => {
-                Sink::Webhook(webhook::WebhookSink::new(url.clone())?, *format)
-            }
+            ChannelKind::Webhook {
+                url,
+                format,
+                signing,
+            } => Sink::Webhook(
+                webhook::WebhookSink::new(url.clone(), signing.as_ref().map(|s| s.secret.clone()))?,
+                *format,
+            ),
             ChannelKind::Email {
                 smtp_host,
                 smtp_port,
@@ -292,11 +307,17 @@ impl Sink {
                         "reviews": items,
                     }),
                 };
-                Outgoing::Webhook(Bytes::from(v.to_string()))
+                Outgoing::Webhook {
+                    body: Bytes::from(v.to_string()),
+                    id: signing::new_message_id(),
+                }
             }
             Sink::Webhook(_, WebhookFormat::Slack) => {
                 let text = slack_escape(&text_body(items, links_base, true));
-                Outgoing::Webhook(Bytes::from(serde_json::json!({ "text": text }).to_string()))
+                Outgoing::Webhook {
+                    body: Bytes::from(serde_json::json!({ "text": text }).to_string()),
+                    id: signing::new_message_id(),
+                }
             }
             Sink::Email(_) => Outgoing::Email {
                 subject: subject(items),
@@ -307,7 +328,7 @@ impl Sink {
 
     async fn send(&self, msg: &Outgoing) -> Result<(), NotifyError> {
         match (self, msg) {
-            (Sink::Webhook(w, _), Outgoing::Webhook(body)) => w.send(body.clone()).await,
+            (Sink::Webhook(w, _), Outgoing::Webhook { body, id }) => w.send(body.clone(), id).await,
             (Sink::Email(m), Outgoing::Email { subject, body }) => m.send(subject, body).await,
             _ => Err(NotifyError::Setup(
                 "message does not fit the channel".into(),

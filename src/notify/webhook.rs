@@ -1,5 +1,6 @@
 //! Webhook delivery: one HTTP POST of a JSON body (plain JSON or Slack's `{"text": ...}`).
-//! The URL may itself be a secret (Slack's are), so it never appears in errors or logs.
+//! The URL may itself be a secret (Slack's are), so it never appears in errors or logs. With a
+//! signing secret, each attempt is signed anew (Standard Webhooks, `signing.rs`).
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use super::signing::WebhookSecret;
 use super::NotifyError;
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -16,10 +18,14 @@ type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Byte
 pub(crate) struct WebhookSink {
     client: HttpsClient,
     url: http::Uri,
+    signing: Option<WebhookSecret>,
 }
 
 impl WebhookSink {
-    pub(crate) fn new(url: http::Uri) -> Result<WebhookSink, NotifyError> {
+    pub(crate) fn new(
+        url: http::Uri,
+        signing: Option<WebhookSecret>,
+    ) -> Result<WebhookSink, NotifyError> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -37,14 +43,27 @@ impl WebhookSink {
         Ok(WebhookSink {
             client: Client::builder(TokioExecutor::new()).build(https),
             url,
+            signing,
         })
     }
 
-    /// One POST; any status outside 2xx is an error (and retried by the caller).
-    pub(crate) async fn send(&self, body: Bytes) -> Result<(), NotifyError> {
-        let req = http::Request::post(self.url.clone())
+    /// One POST; any status outside 2xx is an error (and retried by the caller). `id` is the
+    /// message's `webhook-id` (the same on every attempt); the timestamp is this attempt's.
+    pub(crate) async fn send(&self, body: Bytes, id: &str) -> Result<(), NotifyError> {
+        let mut req = http::Request::post(self.url.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::USER_AGENT, "airlock-notify")
+            .header(http::header::USER_AGENT, "airlock-notify");
+        if let Some(secret) = &self.signing {
+            let timestamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            req = req
+                .header("webhook-id", id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", secret.sign(id, timestamp, &body));
+        }
+        let req = req
             .body(Full::new(body))
             .map_err(|e| NotifyError::Setup(e.to_string()))?;
         let resp = self
