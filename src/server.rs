@@ -39,6 +39,8 @@ pub enum ServerError {
     Audit(String),
     #[error("one-click link key: {0}")]
     Links(String),
+    #[error("notify: {0}")]
+    Notify(String),
     #[error("{0}")]
     Credentials(#[from] crate::credentials::CredentialError),
     #[error("admin token: {0}")]
@@ -217,8 +219,12 @@ pub async fn start_with_store(
             .map_err(|e| ServerError::Links(e.to_string()))?,
     };
     let links = Arc::new(crate::notify::LinkSigner::new(link_key));
+    let mut notify = config.notify.clone();
+    notify
+        .read_secrets()
+        .map_err(|e| ServerError::Notify(e.to_string()))?;
     let notifier = crate::notify::Notifier::start_with_policy(
-        config.notify.clone(),
+        notify,
         Some(links.clone()),
         config.notify.base_url.clone(),
         Some(people.clone() as Arc<dyn crate::notify::LinkPolicy>),

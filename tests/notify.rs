@@ -146,6 +146,13 @@ fn config(channel: &str) -> Result<NotifyConfig, Box<dyn std::error::Error>> {
     ))?)
 }
 
+/// [`config`] with its signing secrets read, as `serve` does at start.
+fn config_with_secrets(channel: &str) -> Result<NotifyConfig, Box<dyn std::error::Error>> {
+    let mut cfg = config(channel)?;
+    cfg.read_secrets()?;
+    Ok(cfg)
+}
+
 fn assert_no_secrets(body: &str) {
     assert!(!body.contains("sekrit"), "secret leaked: {body}");
     assert!(!body.contains("access_token"), "query leaked: {body}");
@@ -575,7 +582,7 @@ async fn signed_webhook_verifies_and_keeps_its_id_across_a_retry() -> TestResult
     let secret = airlock::notify::WebhookSecret::generate();
     let file = secret_file(dir.path(), "hook-secret", &format!("{secret}\n"), 0o600)?;
     let mut sink = webhook_sink(vec![500]).await?;
-    let mut cfg = config(&format!(
+    let mut cfg = config_with_secrets(&format!(
         "kind = \"webhook\"\nurl = \"{}\"\nsigning_secret_file = \"{}\"",
         sink.url,
         support::path_str(&file)
@@ -617,7 +624,7 @@ async fn only_channels_with_a_secret_sign_slack_included() -> TestResult {
     let secret = airlock::notify::WebhookSecret::generate();
     let file = secret_file(dir.path(), "slack-secret", &secret, 0o600)?;
     let (mut plain, mut slack) = (webhook_sink(vec![]).await?, webhook_sink(vec![]).await?);
-    let cfg = NotifyConfig::from_toml(&format!(
+    let mut cfg = NotifyConfig::from_toml(&format!(
         "[notify]\n[[notify.channels]]\nkind = \"webhook\"\nurl = \"{}\"\n\
          [[notify.channels]]\nkind = \"webhook\"\nformat = \"slack\"\nurl = \"{}\"\n\
          signing_secret_file = \"{}\"",
@@ -625,6 +632,7 @@ async fn only_channels_with_a_secret_sign_slack_included() -> TestResult {
         slack.url,
         support::path_str(&file)
     ))?;
+    cfg.read_secrets()?;
     let n = Notifier::start(cfg, None, None);
     n.escalated(review("r1").escalation());
     let wait = Duration::from_secs(5);
@@ -728,7 +736,7 @@ fn signing_secret_errors_name_the_field_never_the_secret() -> TestResult {
         ),
     ];
     for (what, lines, field, reason, hidden) in &cases {
-        let r = config(&format!(
+        let r = config_with_secrets(&format!(
             "kind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n{lines}"
         ));
         let err = r.err().map(|e| e.to_string()).unwrap_or_default();
@@ -757,6 +765,8 @@ fn signing_secret_errors_name_the_field_never_the_secret() -> TestResult {
         "[[notify.channels]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n\
          signing_secret_file = \"hook-secret\"\n",
     )?;
+    // Only `serve` and `config check` read the secret: other commands load without it.
+    std::fs::remove_file(dir.path().join("hook-secret"))?;
     let cfg = airlock::config::Config::load(&toml, Default::default())?;
     let airlock::notify::ChannelKind::Webhook { signing, .. } = &cfg.notify.channels[0].kind else {
         return Err("not a webhook".into());
@@ -767,8 +777,15 @@ fn signing_secret_errors_name_the_field_never_the_secret() -> TestResult {
             dir.path().join("hook-secret")
         ))
     );
+    secret_file(dir.path(), "hook-secret", &good, 0o600)?;
+    let mut notify = cfg.notify.clone();
+    notify.read_secrets()?;
+    let airlock::notify::ChannelKind::Webhook { signing, .. } = &notify.channels[0].kind else {
+        return Err("not a webhook".into());
+    };
+    assert!(signing.as_ref().is_some_and(|s| s.secret.is_some()));
     assert!(
-        !format!("{cfg:?}").contains(&good[6..]),
+        !format!("{notify:?}").contains(&good[6..]),
         "Debug shows the secret"
     );
     Ok(())

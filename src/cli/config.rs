@@ -30,6 +30,11 @@ pub(super) fn config_cmd(config: Config, cmd: ConfigCommand) -> Result<()> {
         ConfigCommand::Check => {
             airlock::credentials::Vault::load(&config.credentials)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
+            config
+                .notify
+                .clone()
+                .read_secrets()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             // The rules `serve` would load, and their approval policies against the reviewers:
             // a rule the reviewers could never approve stops `serve`, so it fails the check.
             let catalog = load_catalog(&config)?;

@@ -130,11 +130,12 @@ pub enum SigningSource {
     Env(String),
 }
 
-/// A webhook channel's signing secret, read and checked at config load.
+/// A webhook channel's signing secret: where it is, and (once [`NotifyConfig::read_secrets`]
+/// ran, which only `serve` and `config check` do) the secret. Other commands never need it.
 #[derive(Debug, Clone)]
 pub struct WebhookSigning {
     pub source: SigningSource,
-    pub secret: WebhookSecret,
+    pub secret: Option<WebhookSecret>,
 }
 
 /// Retries after a failed delivery: `retries` more attempts, waiting `backoff`, then twice that...
@@ -391,10 +392,9 @@ fn check_channel(i: usize, c: RawChannel) -> Result<ChannelConfig, NotifyConfigE
     })
 }
 
-/// Reads and checks a webhook channel's signing secret, if it names one; on error, the field and
-/// why (never the secret).
+/// Where a webhook channel's signing secret is, if it names one; on error, the field and why.
 fn signing(c: &RawChannel) -> Result<Option<WebhookSigning>, (&'static str, String)> {
-    let (field, source, text) = match (&c.signing_secret_file, &c.signing_secret_env) {
+    let source = match (&c.signing_secret_file, &c.signing_secret_env) {
         (None, None) => return Ok(None),
         (Some(_), Some(_)) => {
             return Err((
@@ -402,28 +402,52 @@ fn signing(c: &RawChannel) -> Result<Option<WebhookSigning>, (&'static str, Stri
                 "set one of signing_secret_file and signing_secret_env, not both".into(),
             ))
         }
-        (Some(path), None) => {
-            let text = crate::secret_file::read_private(path)
-                .map_err(|e| ("signing_secret_file", format!("{}: {e}", path.display())))?;
-            (
-                "signing_secret_file",
-                SigningSource::File(path.clone()),
-                text,
-            )
+        (Some(path), None) => SigningSource::File(path.clone()),
+        (None, Some(var)) if var.is_empty() => {
+            return Err(("signing_secret_env", "must not be empty".into()))
         }
-        (None, Some(var)) => {
-            if var.is_empty() {
-                return Err(("signing_secret_env", "must not be empty".into()));
-            }
-            let text = std::env::var(var).map_err(|_| {
-                (
-                    "signing_secret_env",
-                    format!("environment variable {var} is not set (or not UTF-8)"),
-                )
-            })?;
-            ("signing_secret_env", SigningSource::Env(var.clone()), text)
-        }
+        (None, Some(var)) => SigningSource::Env(var.clone()),
     };
-    let secret = WebhookSecret::parse(&text).map_err(|e| (field, e.to_string()))?;
-    Ok(Some(WebhookSigning { source, secret }))
+    Ok(Some(WebhookSigning {
+        source,
+        secret: None,
+    }))
+}
+
+impl NotifyConfig {
+    /// Reads and checks every webhook signing secret (`serve` and `config check`, at start); the
+    /// error names the field, never the secret.
+    pub fn read_secrets(&mut self) -> Result<(), NotifyConfigError> {
+        for (i, ch) in self.channels.iter_mut().enumerate() {
+            let ChannelKind::Webhook {
+                signing: Some(signing),
+                ..
+            } = &mut ch.kind
+            else {
+                continue;
+            };
+            let (field, text) = match &signing.source {
+                SigningSource::File(path) => (
+                    "signing_secret_file",
+                    crate::secret_file::read_private(path).map_err(|e| NotifyConfigError {
+                        field: format!("notify.channels[{i}].signing_secret_file"),
+                        message: format!("{}: {e}", path.display()),
+                    })?,
+                ),
+                SigningSource::Env(var) => (
+                    "signing_secret_env",
+                    std::env::var(var).map_err(|_| NotifyConfigError {
+                        field: format!("notify.channels[{i}].signing_secret_env"),
+                        message: format!("environment variable {var} is not set (or not UTF-8)"),
+                    })?,
+                ),
+            };
+            let secret = WebhookSecret::parse(&text).map_err(|e| NotifyConfigError {
+                field: format!("notify.channels[{i}].{field}"),
+                message: e.to_string(),
+            })?;
+            signing.secret = Some(secret);
+        }
+        Ok(())
+    }
 }

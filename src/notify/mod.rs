@@ -273,10 +273,17 @@ impl Sink {
                 url,
                 format,
                 signing,
-            } => Sink::Webhook(
-                webhook::WebhookSink::new(url.clone(), signing.as_ref().map(|s| s.secret.clone()))?,
-                *format,
-            ),
+            } => {
+                // A channel that should sign but whose secret was never read must not send
+                // unsigned: receivers that check would drop it, those that don't would be misled.
+                let secret = match signing {
+                    None => None,
+                    Some(s) => Some(s.secret.clone().ok_or_else(|| {
+                        NotifyError::Setup("the signing secret was not read".into())
+                    })?),
+                };
+                Sink::Webhook(webhook::WebhookSink::new(url.clone(), secret)?, *format)
+            }
             ChannelKind::Email {
                 smtp_host,
                 smtp_port,
