@@ -430,9 +430,7 @@ async fn egress_guard_refuses_each_class_with_a_reason() {
 async fn airlock_listeners_are_unreachable_through_the_proxy() {
     support::init();
     // Even with loopback allowed and the admin port on the port allowlist.
-    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let admin_port = free.local_addr().expect("addr").port();
-    drop(free);
+    let admin_port = support::spare_port();
     let up = FakeUpstream::start(Default::default()).await;
     let dir = tempfile::tempdir().expect("dir");
     let toml = format!(

@@ -1171,9 +1171,7 @@ async fn upstream_failures_are_judged_by_whether_a_byte_was_sent() {
         );
         if refused {
             // A port nothing listens on.
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            let closed = l.local_addr().expect("addr");
-            drop(l);
+            let closed = support::spare_addr();
             config
                 .upstream
                 .resolve

@@ -57,9 +57,7 @@ async fn notified_link_confirms_on_get_and_decides_once_on_post() {
     support::init();
     let up = FakeUpstream::start(Default::default()).await;
     let (hook, mut bodies) = webhook_sink().await;
-    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let admin_addr = free.local_addr().expect("addr");
-    drop(free);
+    let admin_addr = support::spare_addr();
     let token = airlock::agents::generate_token();
     let toml = format!(
         "[[reviewers]]\nname = \"alice\"\ntoken_sha256 = \"{}\"\n\
@@ -186,9 +184,7 @@ async fn no_decision_surface_is_reachable_through_the_proxy() {
             &["api.github.com"],
         );
         // Bind the admin listener first so the override can point at it.
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let admin_addr = probe.local_addr().expect("addr");
-        drop(probe);
+        let admin_addr = support::spare_addr();
         config.admin.listen = admin_addr;
         for name in ["airlock.example.com", "alias.test", "review.example.org"] {
             config.upstream.resolve.insert(name.into(), admin_addr);
@@ -368,9 +364,7 @@ async fn link_setup_with(clock: Arc<dyn airlock::gate::Clock>, extra: &str) -> L
     support::init();
     let up = FakeUpstream::start(Default::default()).await;
     let (hook, hooks) = webhook_paths().await;
-    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let admin_addr = free.local_addr().expect("addr");
-    drop(free);
+    let admin_addr = support::spare_addr();
     let agent_token = airlock::agents::generate_token();
     let mut base_toml = airlock::agents::config_block(
         "bot",

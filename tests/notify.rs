@@ -793,10 +793,7 @@ fn signing_secret_errors_name_the_field_never_the_secret() -> TestResult {
 
 #[tokio::test]
 async fn dead_webhook_never_blocks_escalated() -> TestResult {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        l.local_addr()?.port()
-    };
+    let port = support::spare_port();
     let mut cfg = config(&format!(
         "kind = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\nmode = \"per_event\""
     ))?;

@@ -93,11 +93,7 @@ fn stop(mut r: Running) {
 fn write_config(dir: &Path, up: &FakeUpstream, extra: &str) -> std::path::PathBuf {
     let cfg = dir.join("airlock.toml");
     // Fixed ports, so the CLI finds the admin API from the same config.
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-    };
+    let free = support::spare_addr;
     std::fs::write(
         &cfg,
         format!(

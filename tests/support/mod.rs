@@ -30,6 +30,24 @@ pub const UPSTREAM_NAMES: &[&str] = &[
     "127.0.0.1",
 ];
 
+/// A loopback port free now, for a listener whose address a test must know before it starts.
+/// Drawn below the kernel's ephemeral range (32768 and up, where every `:0` bind of the tests
+/// running beside this one lands), so no other test takes it between this check and its bind.
+pub fn spare_port() -> u16 {
+    for _ in 0..1000 {
+        let port = 20_000 + rand::random::<u16>() % 10_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no spare port in 20000-29999");
+}
+
+/// [`spare_port`] on 127.0.0.1.
+pub fn spare_addr() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], spare_port()))
+}
+
 pub fn init() {
     airlock::install_crypto_provider();
     let _ = tracing_subscriber::fmt()
