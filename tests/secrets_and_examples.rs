@@ -326,6 +326,14 @@ async fn a_same_user_process_cannot_read_airlocks_environment() {
         .env("CONTROL_SECRET", PROVIDER_TOKEN)
         .spawn()
         .expect("sleep");
+    // Until setpriv has exec'd sleep, it still holds capabilities, and so is not inspectable.
+    let comm = format!("/proc/{}/comm", control.id());
+    for _ in 0..500 {
+        if std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let seen = environ_as_same_user(control.id());
     let mem = mem_opens_as_same_user(control.id());
     let _ = control.kill();
