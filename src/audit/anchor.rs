@@ -56,8 +56,13 @@ pub fn read(path: &Path) -> Result<Option<Anchor>, AnchorError> {
         Err(OwnedFileError::Io(e)) => return Err(AnchorError::Io(e)),
         Err(OwnedFileError::Refused(reason)) => return Err(AnchorError::Refused(reason)),
     };
+    parse(&bytes).map(Some)
+}
+
+/// An anchor file's contents.
+pub fn parse(bytes: &[u8]) -> Result<Anchor, AnchorError> {
     let anchor: Anchor =
-        serde_json::from_slice(&bytes).map_err(|e| AnchorError::Malformed(e.to_string()))?;
+        serde_json::from_slice(bytes).map_err(|e| AnchorError::Malformed(e.to_string()))?;
     let hex_ok = anchor.hash.len() == 64 && anchor.hash.bytes().all(|b| b.is_ascii_hexdigit());
     if !hex_ok {
         return Err(AnchorError::Malformed(format!(
@@ -65,7 +70,7 @@ pub fn read(path: &Path) -> Result<Option<Anchor>, AnchorError> {
             anchor.hash
         )));
     }
-    Ok(Some(anchor))
+    Ok(anchor)
 }
 
 /// Replaces the anchor atomically (temporary file in the same directory, fsynced, renamed;

@@ -26,13 +26,15 @@ use serde_json::{Map, Value};
 
 use crate::store::{for_each_page, Batch, Store, StoreError, Tree};
 
-pub use anchor::Anchor;
+pub use anchor::{path_for as anchor_path_for, Anchor};
 pub use chain::{canonical_bytes, checkpoint_signing_text, CHECKPOINT_KIND};
 pub use event::{
     AuditGap, AuditPath, Decision, Event, ExecutionEnd, GateKind, Outcome, RestoreAccepted,
     Transition,
 };
-pub use verify::{verify_lines, verify_lines_with_checkpoint, VerifyError, VerifyReport};
+pub use verify::{
+    verify_lines, verify_lines_with_anchor, verify_lines_with_checkpoint, VerifyError, VerifyReport,
+};
 
 use chain::{entry_hash, now_rfc3339_ms, seq_key, GENESIS_PREV, RESERVED_FIELDS};
 
