@@ -1,7 +1,8 @@
 //! The one writer for secret files: the admin token, the notification link key, the audit
 //! signing key and the CA private key; and [`read_private`], the reader that refuses a secret
-//! file other users could read (provider credentials, the CA key); and [`constant_time_eq`] to
-//! compare secrets.
+//! file other users could read (provider credentials, the CA key, the audit key), with
+//! [`read_owned`] beneath it (also for files only Airlock may change: the audit anchor); and
+//! [`constant_time_eq`] to compare secrets.
 //!
 //! A secret is first written to a temporary file in the target's directory, created with mode
 //! 0600 (whatever the umask) and fsynced; only then does it get its real name, and the directory
@@ -136,41 +137,71 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Reads a secret file (a provider credential, the CA key) that only Airlock's user may read:
-/// opened (a link is followed; non-blocking, so a FIFO cannot stall it), then the opened file
-/// itself checked, so what is checked is what is read. The error says why, never what the file
-/// holds.
+/// [`read_owned`] refusing any group or other permission bit, as text. The error says why, never
+/// what the file holds.
 pub fn read_private(path: &Path) -> Result<String, String> {
+    let bytes = read_owned(path, 0o077).map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|_| "stream did not contain valid UTF-8".to_string())
+}
+
+/// Why [`read_owned`] read nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnedFileError {
+    /// It could not be opened or read (`NotFound` among them).
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// It is not a regular file, has a forbidden mode bit, or belongs to another user.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl OwnedFileError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, OwnedFileError::Io(e) if e.kind() == io::ErrorKind::NotFound)
+    }
+}
+
+/// Reads a regular file owned by Airlock's user, with none of the `forbidden` mode bits set
+/// (0o077: nobody else may read or write it; 0o022: nobody else may write it). Opened (a link is
+/// followed; non-blocking, so a FIFO cannot stall it), then the opened file itself checked, so
+/// what is checked is what is read.
+pub fn read_owned(path: &Path, forbidden: u32) -> Result<Vec<u8>, OwnedFileError> {
     use std::io::Read as _;
-    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
-    let mut file = std::fs::OpenOptions::new()
+    use std::os::unix::fs::MetadataExt as _;
+    let mut file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| e.to_string())?;
-    let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+        .open(path)?;
+    let meta = file
+        .metadata()
+        .map_err(|e| OwnedFileError::Refused(format!("cannot stat: {e}")))?;
     if !meta.is_file() {
-        return Err("not a regular file".into());
+        return Err(OwnedFileError::Refused("not a regular file".into()));
     }
     let mode = meta.mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "mode {mode:o} lets other users read it; run `chmod 600 {}`",
+    if mode & forbidden != 0 {
+        let access = match mode & forbidden & 0o044 {
+            0 => "change",
+            _ => "read",
+        };
+        return Err(OwnedFileError::Refused(format!(
+            "mode {mode:o} lets other users {access} it; run `chmod 600 {}`",
             path.display()
-        ));
+        )));
     }
     // SAFETY: plain syscall.
     let me = unsafe { libc::geteuid() };
     if meta.uid() != me {
-        return Err(format!(
+        return Err(OwnedFileError::Refused(format!(
             "owned by uid {}, not by Airlock's user (uid {me}); make it the owner and run \
              `chmod 600 {}`",
             meta.uid(),
             path.display()
-        ));
+        )));
     }
-    let mut text = String::new();
-    file.read_to_string(&mut text).map_err(|e| e.to_string())?;
-    Ok(text)
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 #[cfg(test)]

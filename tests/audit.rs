@@ -452,3 +452,125 @@ async fn failed_allow_records_become_an_audit_gap() {
     )
     .await;
 }
+
+/// `airlock --config CFG ARGS` with no server running: (success, stdout, stderr).
+fn airlock_cli(cfg: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .env_remove("AIRLOCK_HOME")
+        .env_remove("AIRLOCK_CONFIG")
+        .env("AIRLOCK_LOG", "warn")
+        .output()
+        .expect("run airlock");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A store whose tail was cut (entries deleted through the store, checkpoint and all) is
+/// refused by `airlock audit verify`, as by `serve`, naming the anchor; an export cut before the
+/// anchor fails `verify --anchor`; `airlock audit accept-restore` refuses a store in use, then
+/// records the restore in the log, after which the log opens and verifies.
+#[test]
+fn a_cut_tail_is_caught_by_the_anchor_until_the_restore_is_accepted() {
+    use airlock::audit::{AuditGap, AuditLog, AuditOptions, Event};
+    use airlock::store::{Backend, Batch, Tree};
+    let dir = tempfile::tempdir().expect("dir");
+    let (data, certs) = (dir.path().join("data"), dir.path().join("certs"));
+    let cfg = dir.path().join("airlock.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[store]\npath = {:?}\n[tls]\nca_dir = {:?}\n[audit]\ncheckpoint_every = 4\n",
+            path_str(&data),
+            path_str(&certs)
+        ),
+    )
+    .expect("config");
+    let key = certs.join("audit-key.pem");
+    let opts = AuditOptions {
+        checkpoint_every: 4,
+        ..AuditOptions::default()
+    };
+    let store = airlock::store::open(Backend::Redb, &data).expect("store");
+    let log = AuditLog::open(store.clone(), &key, "airlock".into(), opts.clone()).expect("log");
+    for n in 0..10 {
+        let gap = AuditGap {
+            skipped_allow_records: n,
+            reason: "test",
+        };
+        log.append(Event::AuditGap(gap)).expect("append");
+    }
+    // 0..=3, checkpoint 4, 5..=8, checkpoint 9, 10, 11.
+    let full = dir.path().join("full.jsonl");
+    let mut text = Vec::new();
+    log.export(0, &mut text).expect("export");
+    std::fs::write(&full, &text).expect("write export");
+    let pubkey = log.public_key_hex();
+    drop(log);
+    let anchor = airlock::audit::anchor_path_for(&key);
+    assert_eq!(anchor, certs.join("audit-key.pem.anchor"));
+    let anchor_copy = dir.path().join("anchor-copy");
+    std::fs::copy(&anchor, &anchor_copy).expect("copy anchor");
+
+    // Offline: the whole export holds the anchor's entry; one cut before it does not.
+    let anchor_arg = path_str(&anchor_copy);
+    let (ok, out) = verify_cli_with(&full, &pubkey, &["--anchor", &anchor_arg]);
+    assert!(ok, "{out}");
+    let cut = dir.path().join("cut.jsonl");
+    let lines: Vec<&str> = std::str::from_utf8(&text).expect("utf8").lines().collect();
+    std::fs::write(&cut, format!("{}\n", lines[..6].join("\n"))).expect("write cut");
+    assert!(
+        verify_cli(&cut, &pubkey).0,
+        "the cut export verifies on its own"
+    );
+    let (ok, out) = verify_cli_with(&cut, &pubkey, &["--anchor", &anchor_arg]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("the anchor names seq 9 but the file ends at seq 5"),
+        "{out}"
+    );
+
+    // The store's tail cut back before the last checkpoint.
+    let mut batch = Batch::default();
+    for seq in 6u64..=11 {
+        batch.delete(Tree::Audit, &seq.to_be_bytes());
+    }
+    assert!(store.apply(batch).expect("cut"));
+    drop(store);
+    let (ok, _, err) = airlock_cli(&cfg, &["audit", "verify"]);
+    assert!(!ok);
+    assert!(err.contains("audit log ends at seq 5"), "{err}");
+    assert!(
+        err.contains(&format!("anchor ({}) names seq 9", anchor.display())),
+        "{err}"
+    );
+    assert!(err.contains("airlock audit accept-restore"), "{err}");
+
+    // While the store is held (as by a running Airlock), accept-restore says so.
+    let store = airlock::store::open(Backend::Redb, &data).expect("store");
+    let (ok, _, err) = airlock_cli(&cfg, &["audit", "accept-restore"]);
+    assert!(!ok);
+    assert!(err.contains("in use by a running Airlock"), "{err}");
+    drop(store);
+
+    let (ok, out, err) = airlock_cli(&cfg, &["audit", "accept-restore"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("restore accepted: the log ended at seq 5, the old anchor named seq 9"),
+        "{out}"
+    );
+    let (ok, out, err) = airlock_cli(&cfg, &["audit", "verify"]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = airlock_cli(&cfg, &["audit", "export"]);
+    assert!(ok, "{err}");
+    let all = entries(&out);
+    assert_eq!(all[6]["kind"], "restore_accepted");
+    assert_eq!(all[6]["anchor_seq"], 9);
+    assert_eq!(all[6]["log_end_seq"], 5);
+    assert_eq!(all[7]["kind"], "checkpoint");
+}

@@ -14,6 +14,8 @@ pub enum Event {
     Review(Box<Transition>),
     /// Allowed-request records that could not be written (queue full, a failed write).
     AuditGap(AuditGap),
+    /// An operator accepted a store that no longer holds what the audit anchor named.
+    RestoreAccepted(RestoreAccepted),
 }
 
 impl Event {
@@ -23,6 +25,7 @@ impl Event {
             Event::Decision(_) => "decision",
             Event::Review(_) => "review",
             Event::AuditGap(_) => "audit_gap",
+            Event::RestoreAccepted(_) => "restore_accepted",
         }
     }
 }
@@ -151,6 +154,20 @@ pub struct ExecutionEnd {
 pub struct AuditGap {
     pub skipped_allow_records: u64,
     pub reason: &'static str,
+}
+
+/// A `restore_accepted` entry (`airlock audit accept-restore`): what the old anchor named and
+/// where the log ended when the restore (or cut) was accepted.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RestoreAccepted {
+    /// The old anchor's seq and hash (null: there was none, or it could not be read).
+    pub anchor_seq: Option<u64>,
+    pub anchor_hash: Option<String>,
+    /// Why the old anchor could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anchor_unreadable: Option<String>,
+    /// The store's last entry before this one (null: the log was empty).
+    pub log_end_seq: Option<u64>,
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The checkpoint signing key: loads an Ed25519 PKCS#8 key (DER or PEM) from disk, or creates
+//! The checkpoint signing key: loads an Ed25519 PKCS#8 key (DER or PEM; a regular file of ours
+//! that nobody else may read or write, read by [`crate::secret_file::read_owned`]), or creates
 //! one (PEM, mode 0600, written by [`crate::secret_file::create_new`]: never partially written,
 //! never replacing a key another process created meanwhile).
 
@@ -8,6 +9,7 @@ use base64::Engine as _;
 use ring::signature::{Ed25519KeyPair, KeyPair as _};
 
 use super::AuditError;
+use crate::secret_file::OwnedFileError;
 
 const PEM_BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
 const PEM_END: &str = "-----END PRIVATE KEY-----";
@@ -22,12 +24,9 @@ fn key_err(path: &Path, reason: impl Into<String>) -> AuditError {
 /// Loads the key at `path`; if the file does not exist and `may_create`, generates and stores a
 /// new one. Returns the key pair and whether it was created.
 pub fn load_or_create(path: &Path, may_create: bool) -> Result<(Ed25519KeyPair, bool), AuditError> {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            check_permissions(path)?;
-            Ok((parse(path, &bytes)?, false))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    match read_key_file(path) {
+        Ok(bytes) => Ok((parse(path, &bytes)?, false)),
+        Err(e) if e.is_not_found() => {
             if !may_create {
                 return Err(key_err(
                     path,
@@ -37,7 +36,20 @@ pub fn load_or_create(path: &Path, may_create: bool) -> Result<(Ed25519KeyPair, 
             }
             Ok((create(path)?, true))
         }
-        Err(e) => Err(key_err(path, format!("cannot read: {e}"))),
+        Err(e) => Err(key_err(path, unreadable(e))),
+    }
+}
+
+/// The key file's bytes, if it is a regular file of ours that nobody else may read or write.
+fn read_key_file(path: &Path) -> Result<Vec<u8>, OwnedFileError> {
+    crate::secret_file::read_owned(path, 0o077)
+}
+
+/// Why the key file was not read, for [`key_err`].
+fn unreadable(e: OwnedFileError) -> String {
+    match e {
+        OwnedFileError::Io(e) => format!("cannot read: {e}"),
+        OwnedFileError::Refused(reason) => reason,
     }
 }
 
@@ -66,28 +78,6 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Ed25519KeyPair, AuditError> {
         .map_err(|e| key_err(path, format!("not an Ed25519 PKCS#8 private key: {e}")))
 }
 
-#[cfg(unix)]
-fn check_permissions(path: &Path) -> Result<(), AuditError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let meta = std::fs::metadata(path).map_err(|e| key_err(path, format!("cannot stat: {e}")))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(key_err(
-            path,
-            format!(
-                "mode {mode:o} lets other users read the signing key; run `chmod 600 {}`",
-                path.display()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_permissions(_path: &Path) -> Result<(), AuditError> {
-    Ok(())
-}
-
 fn create(path: &Path) -> Result<Ed25519KeyPair, AuditError> {
     let rng = ring::rand::SystemRandom::new();
     let doc = Ed25519KeyPair::generate_pkcs8(&rng)
@@ -111,9 +101,7 @@ fn create(path: &Path) -> Result<Ed25519KeyPair, AuditError> {
     match crate::secret_file::create_new(path, pem.as_bytes()) {
         Ok(()) => Ok(pair),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let bytes =
-                std::fs::read(path).map_err(|e| key_err(path, format!("cannot read: {e}")))?;
-            check_permissions(path)?;
+            let bytes = read_key_file(path).map_err(|e| key_err(path, unreadable(e)))?;
             parse(path, &bytes)
         }
         Err(e) => Err(key_err(path, format!("cannot write: {e}"))),

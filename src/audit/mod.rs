@@ -7,14 +7,16 @@
 //! log identifiers, hashes and redacted summaries instead.
 //!
 //! Submodules: `chain` (entry format, hashing, signing text), `key` (signing key file),
+//! `anchor` (the file beside the key naming the last checkpoint, against a cut tail),
 //! `verify` (chain/checkpoint verification).
 
+mod anchor;
 mod chain;
 mod event;
 mod key;
 mod verify;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -24,11 +26,15 @@ use serde_json::{Map, Value};
 
 use crate::store::{for_each_page, Batch, Store, StoreError, Tree};
 
+pub use anchor::{path_for as anchor_path_for, Anchor};
 pub use chain::{canonical_bytes, checkpoint_signing_text, CHECKPOINT_KIND};
 pub use event::{
-    AuditGap, AuditPath, Decision, Event, ExecutionEnd, GateKind, Outcome, Transition,
+    AuditGap, AuditPath, Decision, Event, ExecutionEnd, GateKind, Outcome, RestoreAccepted,
+    Transition,
 };
-pub use verify::{verify_lines, verify_lines_with_checkpoint, VerifyError, VerifyReport};
+pub use verify::{
+    verify_lines, verify_lines_with_anchor, verify_lines_with_checkpoint, VerifyError, VerifyReport,
+};
 
 use chain::{entry_hash, now_rfc3339_ms, seq_key, GENESIS_PREV, RESERVED_FIELDS};
 
@@ -51,6 +57,12 @@ pub enum AuditError {
     Corrupt(String),
     #[error("audit export I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The store does not hold what the anchor beside the key names, or the anchor is unusable.
+    #[error(
+        "{0}; if you restored a backup on purpose, run `airlock audit accept-restore` \
+         (with Airlock stopped)"
+    )]
+    Anchor(String),
 }
 
 impl AuditError {
@@ -242,6 +254,10 @@ pub struct AuditLog {
     head: Mutex<Head>,
     queue: Mutex<Queue>,
     queue_changed: std::sync::Condvar,
+    /// The anchor file beside the key ([`anchor::path_for`]).
+    anchor_path: PathBuf,
+    /// The seq the anchor names, as this process knows it (it never moves back).
+    anchored: Mutex<Option<u64>>,
 }
 
 impl AuditLog {
@@ -249,12 +265,25 @@ impl AuditLog {
     /// DER or PEM; created as PEM with mode 0600, parent directory created; an existing key
     /// readable by group/others is refused); records the public key in `Tree::Meta` under
     /// `audit-pubkey` (a different recorded key is refused); recovers the seq and head hash from
-    /// the last stored entry.
+    /// the last stored entry. If the anchor beside the key names an entry the store no longer
+    /// holds (or holds with another hash), or cannot be read, it refuses ([`AuditError::Anchor`]);
+    /// that costs one store read.
     pub fn open(
         store: Arc<dyn Store>,
         key_path: &Path,
         origin: String,
         opts: AuditOptions,
+    ) -> Result<AuditLog, AuditError> {
+        Self::open_anchored(store, key_path, origin, opts, true)
+    }
+
+    /// [`AuditLog::open`]; `check_anchor: false` skips the anchor (accepting a restore).
+    fn open_anchored(
+        store: Arc<dyn Store>,
+        key_path: &Path,
+        origin: String,
+        opts: AuditOptions,
+        check_anchor: bool,
     ) -> Result<AuditLog, AuditError> {
         if origin.is_empty() || origin.contains('\n') {
             return Err(AuditError::Config(format!(
@@ -303,9 +332,15 @@ impl AuditLog {
             }),
             queue: Mutex::new(Queue::default()),
             queue_changed: std::sync::Condvar::new(),
+            anchor_path: anchor::path_for(key_path),
+            anchored: Mutex::new(None),
         };
         let recovered = log.recover()?;
+        let next_seq = recovered.next_seq;
         *log.lock() = recovered;
+        if check_anchor {
+            log.check_anchor(next_seq)?;
+        }
         log.ensure_review_index()?;
         Ok(log)
     }
@@ -701,6 +736,8 @@ impl AuditLog {
         // Each entry, and its by-review index key, in one all-or-nothing batch.
         let mut batch = Batch::default();
         let mut first = None;
+        // The last checkpoint chained (seq, hash): the anchor names it once the commit returned.
+        let mut last_checkpoint = None;
         for ((kind, fields), with) in items.iter().zip(&mut withs) {
             seqs.push(tail.next_seq);
             let (key, bytes) = tail.chain(kind, fields, &mut batch);
@@ -717,12 +754,14 @@ impl AuditLog {
                 let fields = self.checkpoint_fields(tail.next_seq, &tail.prev);
                 tail.chain(CHECKPOINT_KIND, &fields, &mut batch);
                 since = 0;
+                last_checkpoint = Some((tail.next_seq - 1, tail.prev.clone()));
             }
         }
         if checkpoint_now && (since > 0 || items.is_empty()) {
             let fields = self.checkpoint_fields(tail.next_seq, &tail.prev);
             tail.chain(CHECKPOINT_KIND, &fields, &mut batch);
             since = 0;
+            last_checkpoint = Some((tail.next_seq - 1, tail.prev.clone()));
         }
         let mut batches = vec![batch];
         let carried: Vec<bool> = withs.iter().map(Option::is_some).collect();
@@ -761,6 +800,9 @@ impl AuditLog {
         head.next_seq = tail.next_seq;
         head.hash_hex = tail.prev;
         head.since_checkpoint = since;
+        if let Some((seq, hash)) = last_checkpoint {
+            self.advance_anchor(seq, hash);
+        }
         Ok(Some((seqs, applied)))
     }
 

@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 use super::*;
 use crate::store::{Backend, Entry};
 
+mod anchoring;
+
 struct Fixture {
     dir: tempfile::TempDir,
 }

@@ -62,9 +62,60 @@ fn fail(seq: Option<u64>, line: usize, reason: impl Into<String>) -> VerifyError
 }
 
 /// Verifies a JSON Lines audit export against the hex Ed25519 public key `pubkey_hex`.
-pub fn verify_lines(
+pub fn verify_lines(reader: impl BufRead, pubkey_hex: &str) -> Result<VerifyReport, VerifyError> {
+    verify_lines_seeing(reader, pubkey_hex, |_, _, _| {})
+}
+
+/// [`verify_lines`], also checking that the file holds the entry the audit anchor (the file's
+/// bytes) names, with the hash it names: an export cut before it, or rewritten, fails.
+pub fn verify_lines_with_anchor(
+    reader: impl BufRead,
+    pubkey_hex: &str,
+    anchor: &[u8],
+) -> Result<VerifyReport, VerifyError> {
+    let anchor = super::anchor::parse(anchor).map_err(|e| fail(None, 0, format!("anchor {e}")))?;
+    let mut found = None;
+    let report = verify_lines_seeing(reader, pubkey_hex, |seq, bytes, line| {
+        if seq == anchor.seq {
+            found = Some((hex::encode(entry_hash(bytes)), line));
+        }
+    })?;
+    match found {
+        Some((hash, _)) if hash == anchor.hash => Ok(report),
+        Some((_, line)) => Err(fail(
+            Some(anchor.seq),
+            line,
+            "this entry's hash differs from the one the anchor names: the log was rewritten",
+        )),
+        None if report.entries > 0 && report.first_seq > anchor.seq => Err(fail(
+            Some(report.first_seq),
+            1,
+            format!(
+                "the file starts after seq {}, which the anchor names; export with --since {} \
+                 or less",
+                anchor.seq, anchor.seq
+            ),
+        )),
+        None => Err(fail(
+            Some(anchor.seq),
+            report.entries as usize + 1,
+            format!(
+                "the anchor names seq {} but the file ends {}: the tail was cut",
+                anchor.seq,
+                match report.entries {
+                    0 => "before any entry".to_string(),
+                    _ => format!("at seq {}", report.last_seq),
+                }
+            ),
+        )),
+    }
+}
+
+/// [`verify_lines`], handing `seen` each verified entry's seq, bytes and 1-based line.
+fn verify_lines_seeing(
     mut reader: impl BufRead,
     pubkey_hex: &str,
+    mut seen: impl FnMut(u64, &[u8], usize),
 ) -> Result<VerifyReport, VerifyError> {
     let mut verifier = Verifier::new(pubkey_hex, false)?;
     let mut buf = Vec::new();
@@ -81,7 +132,8 @@ pub fn verify_lines(
         if buf.last() == Some(&b'\n') {
             buf.pop();
         }
-        verifier.push(&buf, line_no)?;
+        let seq = verifier.push(&buf, line_no)?;
+        seen(seq, &buf, line_no);
     }
     verifier.finish()
 }

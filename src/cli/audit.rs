@@ -32,11 +32,19 @@ pub(super) enum AuditCommand {
         /// first entries were cut off, or that holds none, fails.
         #[arg(long, default_value_t = 0)]
         since: u64,
+        /// An audit anchor file (a copy of the one beside the signing key): the file must hold
+        /// the entry it names, with the same hash, so a tail cut before it is detected.
+        #[arg(long)]
+        anchor: Option<PathBuf>,
     },
     /// Sign a checkpoint now and print the latest one; keep it outside Airlock.
     Checkpoint,
     /// Print the checkpoint signing public key (hex).
     Pubkey,
+    /// Accept a store that no longer holds what the audit anchor names (a backup restored on
+    /// purpose): logs a `restore_accepted` entry and points the anchor at a new checkpoint.
+    /// Run it with Airlock stopped.
+    AcceptRestore,
 }
 
 /// Where `airlock audit` reads the live log: the running server's admin API, or, when none is
@@ -93,6 +101,7 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
             pubkey,
             checkpoint,
             since,
+            anchor,
         } => {
             let key = pubkey.context(
                 "--pubkey HEX is required to verify a file (see `airlock audit pubkey`)",
@@ -100,13 +109,19 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
             let f = std::fs::File::open(&file)
                 .with_context(|| format!("opening {}", file.display()))?;
             let reader = std::io::BufReader::new(f);
-            let result = match checkpoint {
-                Some(cp) => {
+            let result = match (checkpoint, anchor) {
+                (Some(_), Some(_)) => bail!("give --checkpoint or --anchor, not both"),
+                (Some(cp), None) => {
                     let trusted =
                         std::fs::read(&cp).with_context(|| format!("reading {}", cp.display()))?;
                     airlock::audit::verify_lines_with_checkpoint(reader, &key, &trusted)
                 }
-                None => airlock::audit::verify_lines(reader, &key),
+                (None, Some(anchor)) => {
+                    let anchor = std::fs::read(&anchor)
+                        .with_context(|| format!("reading {}", anchor.display()))?;
+                    airlock::audit::verify_lines_with_anchor(reader, &key, &anchor)
+                }
+                (None, None) => airlock::audit::verify_lines(reader, &key),
             };
             match result {
                 Ok(r) if r.entries == 0 => {
@@ -188,6 +203,7 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
             }
             Ok(())
         }
+        AuditCommand::AcceptRestore => accept_restore(&config),
         AuditCommand::Export { since, out } => {
             let mut sink: Box<dyn std::io::Write> = match &out {
                 Some(p) => Box::new(std::io::BufWriter::new(
@@ -225,4 +241,53 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `airlock audit accept-restore`: on the store itself, which a running Airlock holds locked.
+fn accept_restore(config: &Config) -> Result<()> {
+    use airlock::store::{Backend, StoreError};
+    let path = &config.store.path;
+    if config.store.backend != Backend::Postgres && !path.exists() {
+        bail!(
+            "there is no store at {} ({})",
+            path.display(),
+            config.home.describe()
+        );
+    }
+    let store = airlock::store::open_configured(
+        config.store.backend,
+        path,
+        config.store.url.as_ref().map(|u| u.expose()),
+        std::time::Duration::ZERO,
+    )
+    .map_err(|e| match e {
+        StoreError::Locked(p) => anyhow::anyhow!(
+            "the store at {p} is in use by a running Airlock: stop it, then run `airlock audit \
+             accept-restore` again"
+        ),
+        e => anyhow::anyhow!("opening the store at {}: {e}", path.display()),
+    })?;
+    let key = config.audit_key_file();
+    let opts = airlock::audit::AuditOptions {
+        checkpoint_every: config.audit.checkpoint_every,
+        checkpoint_interval: config.audit.checkpoint_interval,
+    };
+    let accepted =
+        airlock::audit::AuditLog::accept_restore(store, &key, config.audit.origin.clone(), opts)
+            .map_err(|e| anyhow::anyhow!("accepting the restore: {e}"))?;
+    let old = match (accepted.anchor_seq, &accepted.anchor_unreadable) {
+        (Some(seq), _) => format!("seq {seq}"),
+        (None, Some(why)) => format!("nothing readable ({why})"),
+        (None, None) => "nothing (there was no anchor)".to_string(),
+    };
+    let end = match accepted.log_end_seq {
+        Some(seq) => format!("ended at seq {seq}"),
+        None => "was empty".to_string(),
+    };
+    println!(
+        "restore accepted: the log {end}, the old anchor named {old}; recorded in the log as \
+         restore_accepted, and {} now names the new checkpoint",
+        airlock::audit::anchor_path_for(&key).display()
+    );
+    Ok(())
 }

@@ -1,0 +1,208 @@
+//! The audit anchor: a small file beside the signing key naming the last signed checkpoint this
+//! instance stored (its seq and entry hash). Whoever can write the store can cut its tail or put
+//! an older copy back, and the chain left still verifies; the anchor lives outside the store, so
+//! on open the entry it names must still be there, with the same hash.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use super::chain::{entry_hash, now_rfc3339_ms, seq_key};
+use super::event::{Event, RestoreAccepted};
+use super::{AuditError, AuditLog, AuditOptions};
+use crate::secret_file::{read_owned, OwnedFileError};
+use crate::store::{Store, Tree};
+
+/// What the anchor file holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Anchor {
+    /// Seq of the checkpoint entry.
+    pub seq: u64,
+    /// Hex SHA-256 of that entry's canonical bytes.
+    pub hash: String,
+    /// When this instance wrote the anchor (RFC 3339); informational.
+    pub written_at: String,
+}
+
+/// Why the anchor file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AnchorError {
+    #[error("cannot read: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Refused(String),
+    #[error("malformed: {0}")]
+    Malformed(String),
+}
+
+/// The anchor of the log signed with the key at `key_path`: `<key file name>.anchor` beside it.
+pub fn path_for(key_path: &Path) -> PathBuf {
+    let mut name = key_path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "audit-key".into());
+    name.push(".anchor");
+    key_path.with_file_name(name)
+}
+
+/// Reads the anchor; `None` if there is none. It must be a regular file of ours that nobody
+/// else may change (it is not secret, but only Airlock may move it).
+pub fn read(path: &Path) -> Result<Option<Anchor>, AnchorError> {
+    let bytes = match read_owned(path, 0o022) {
+        Ok(bytes) => bytes,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(OwnedFileError::Io(e)) => return Err(AnchorError::Io(e)),
+        Err(OwnedFileError::Refused(reason)) => return Err(AnchorError::Refused(reason)),
+    };
+    parse(&bytes).map(Some)
+}
+
+/// An anchor file's contents.
+pub fn parse(bytes: &[u8]) -> Result<Anchor, AnchorError> {
+    let anchor: Anchor =
+        serde_json::from_slice(bytes).map_err(|e| AnchorError::Malformed(e.to_string()))?;
+    let hex_ok = anchor.hash.len() == 64 && anchor.hash.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex_ok {
+        return Err(AnchorError::Malformed(format!(
+            "hash {:?} is not 64 hex digits",
+            anchor.hash
+        )));
+    }
+    Ok(anchor)
+}
+
+/// Replaces the anchor atomically (temporary file in the same directory, fsynced, renamed;
+/// mode 0600).
+pub fn write(path: &Path, anchor: &Anchor) -> std::io::Result<()> {
+    let mut json = serde_json::to_vec(anchor).map_err(std::io::Error::other)?;
+    json.push(b'\n');
+    crate::secret_file::write(path, &json)
+}
+
+impl AuditLog {
+    fn anchored_lock(&self) -> MutexGuard<'_, Option<u64>> {
+        // Only ever assigned a seq: a poisoned lock still holds one that was written.
+        self.anchored.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// On open: the entry the anchor names must be stored, with its hash (one store read;
+    /// none when the log ends before it). No anchor: nothing to check (a fresh log, or one from
+    /// before anchors); the next checkpoint writes it.
+    pub(super) fn check_anchor(&self, next_seq: u64) -> Result<(), AuditError> {
+        let path = self.anchor_path.display();
+        let anchor = read(&self.anchor_path)
+            .map_err(|e| AuditError::Anchor(format!("audit anchor {path}: {e}")))?;
+        let Some(anchor) = anchor else {
+            return Ok(());
+        };
+        if anchor.seq >= next_seq {
+            let ends = match next_seq.checked_sub(1) {
+                Some(last) => format!("audit log ends at seq {last}"),
+                None => "audit log is empty".to_string(),
+            };
+            return Err(AuditError::Anchor(format!(
+                "{ends} but its anchor ({path}) names seq {}: the log was cut or restored from \
+                 an older copy",
+                anchor.seq
+            )));
+        }
+        let stored = self.store.get(Tree::Audit, &seq_key(anchor.seq))?;
+        let found = match stored {
+            Some(bytes) => hex::encode(entry_hash(&bytes)),
+            None => "missing".to_string(),
+        };
+        if found != anchor.hash {
+            return Err(AuditError::Anchor(format!(
+                "audit entry seq {} is {found} but its anchor ({path}) names {}: the log was \
+                 rewritten or restored from another copy",
+                anchor.seq, anchor.hash
+            )));
+        }
+        *self.anchored_lock() = Some(anchor.seq);
+        Ok(())
+    }
+
+    /// After a commit with checkpoint `seq` (hash `hash`) returned Ok: points the anchor at it,
+    /// unless it already names that seq or a later one. A failed write is logged; the store
+    /// commit stands, and the next checkpoint tries again.
+    pub(super) fn advance_anchor(&self, seq: u64, hash: String) {
+        let mut anchored = self.anchored_lock();
+        if anchored.is_some_and(|a| a >= seq) {
+            return;
+        }
+        if let Err(e) = self.write_anchor(&mut anchored, seq, hash) {
+            tracing::warn!(
+                path = %self.anchor_path.display(),
+                error = %e,
+                "could not write the audit anchor; the next checkpoint tries again"
+            );
+        }
+    }
+
+    fn write_anchor(
+        &self,
+        anchored: &mut Option<u64>,
+        seq: u64,
+        hash: String,
+    ) -> std::io::Result<()> {
+        let anchor = Anchor {
+            seq,
+            hash,
+            written_at: now_rfc3339_ms(),
+        };
+        write(&self.anchor_path, &anchor)?;
+        *anchored = Some(seq);
+        Ok(())
+    }
+
+    /// Where the anchor of this log lives.
+    pub fn anchor_path(&self) -> &Path {
+        &self.anchor_path
+    }
+
+    /// `airlock audit accept-restore`: opens the log without checking its anchor, appends a
+    /// `restore_accepted` entry (what the old anchor named, where the log ended), signs a
+    /// checkpoint and points the anchor at it, even if that is before the old one.
+    pub fn accept_restore(
+        store: Arc<dyn Store>,
+        key_path: &Path,
+        origin: String,
+        opts: AuditOptions,
+    ) -> Result<RestoreAccepted, AuditError> {
+        let old = read(&path_for(key_path));
+        let log = AuditLog::open_anchored(store, key_path, origin, opts, false)?;
+        let log_end_seq = log.lock().next_seq.checked_sub(1);
+        let (anchor_seq, anchor_hash, anchor_unreadable) = match old {
+            Ok(Some(a)) => (Some(a.seq), Some(a.hash), None),
+            Ok(None) => (None, None, None),
+            Err(e) => (None, None, Some(e.to_string())),
+        };
+        let accepted = RestoreAccepted {
+            anchor_seq,
+            anchor_hash,
+            anchor_unreadable,
+            log_end_seq,
+        };
+        log.append(Event::RestoreAccepted(accepted.clone()))?;
+        let mut head = log.lock();
+        // The entry may have completed a count, and so already be followed by a checkpoint.
+        let seq = match head.since_checkpoint {
+            0 => head.next_seq - 1,
+            _ => log.write_checkpoint(&mut head)?,
+        };
+        let mut anchored = log.anchored_lock();
+        if *anchored != Some(seq) {
+            log.write_anchor(&mut anchored, seq, head.hash_hex.clone())
+                .map_err(|e| {
+                    AuditError::Anchor(format!(
+                        "the restore is accepted in the log, but its anchor {} could not be \
+                         written: {e}",
+                        log.anchor_path.display()
+                    ))
+                })?;
+        }
+        Ok(accepted)
+    }
+}
