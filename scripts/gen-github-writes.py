@@ -427,7 +427,7 @@ HEADER = [
     "",
     "[service]",
     'name = "github"',
-    'hosts = ["api.github.com"]',
+    'hosts = ["api.github.com", "uploads.github.com"]',
     'path_prefixes = ["/api/v3"]',
     'default = "allow"',
     'graphql_paths = ["/graphql", "/api/graphql"]',

@@ -610,6 +610,20 @@ fn closed_world() -> Vec<Entry> {
         ),
         e(
             "closed world",
+            "a repository deleted on the upload host, which gets the GitHub token",
+            "uploads.github.com",
+            h1("DELETE", "/repos/o/r", &[], ""),
+            Held,
+        ),
+        e(
+            "closed world",
+            "a refund on the files host, which gets the Stripe key",
+            "files.stripe.com",
+            h1("POST", "/v1/refunds", &[FORM], "charge=ch_1"),
+            Held,
+        ),
+        e(
+            "closed world",
             "unlisted POST on the git host",
             "github.com",
             h1("POST", "/o/r/settings/delete", &[FORM], "x=1"),
@@ -1103,7 +1117,13 @@ async fn no_entry_reaches_the_upstream_without_a_hold() {
     let a = Airlock::start_classified(
         "[proxy]\nmax_header_bytes = 16384\n",
         &up,
-        &[GH, ST, "github.com"],
+        &[
+            GH,
+            ST,
+            "github.com",
+            "uploads.github.com",
+            "files.stripe.com",
+        ],
         catalog,
     )
     .await;

@@ -174,6 +174,90 @@ fn unclassified_writes_follow_the_setting_and_reads_do_not() {
     }
 }
 
+/// A host Airlock injects a credential on but no rules name is a closed world too: before, it
+/// got `default_action` (allow) for every method, so a write went out with the real token
+/// unjudged. The credential hosts of github and stripe are catalog hosts (their rules apply).
+#[test]
+fn credentialed_hosts_without_rules_are_a_closed_world() {
+    for setting in [Action::Escalate, Action::Allow] {
+        let opts = CatalogOptions {
+            unclassified_writes: setting,
+            credentialed_hosts: vec![("api.example.com".into(), "example".into())],
+            ..CatalogOptions::default()
+        };
+        let c = Catalog::embedded(&opts).expect("catalog");
+        let v = eval(
+            &c,
+            "POST",
+            "API.Example.com.",
+            "/v1/send",
+            "application/json",
+            b"{}",
+        );
+        assert_eq!(
+            (v.action, v.reason_codes[0].as_str(), v.service.as_deref()),
+            (setting, "unclassified_route", Some("example")),
+            "{v:?}"
+        );
+        let v = eval(&c, "GET", "api.example.com", "/v1/things", "", b"");
+        assert_eq!(
+            (v.action, v.reason_codes[0].as_str(), v.service.as_deref()),
+            (Action::Allow, "no_rule_default", Some("example"))
+        );
+        let v = eval(
+            &c,
+            "POST",
+            "other.example.com",
+            "/x",
+            "application/json",
+            b"{}",
+        );
+        assert_eq!(
+            (v.action, v.reason_codes[0].as_str()),
+            (Action::Allow, "no_service"),
+            "a host without a credential keeps default_action"
+        );
+    }
+    let c = catalog(Action::Escalate);
+    for (method, host, path, ct, body, want) in [
+        (
+            "DELETE",
+            "uploads.github.com",
+            "/repos/o/r",
+            "",
+            "",
+            Action::Escalate,
+        ),
+        (
+            "POST",
+            "uploads.github.com",
+            "/repos/o/r/releases/1/assets?name=a.zip",
+            "application/zip",
+            "PK",
+            Action::Notify,
+        ),
+        (
+            "POST",
+            "files.stripe.com",
+            "/v1/refunds",
+            "application/x-www-form-urlencoded",
+            "charge=ch_1",
+            Action::Escalate,
+        ),
+        (
+            "GET",
+            "files.stripe.com",
+            "/v1/files/file_1/contents",
+            "",
+            "",
+            Action::Allow,
+        ),
+    ] {
+        let v = eval(&c, method, host, path, ct, body.as_bytes());
+        assert_eq!(v.action, want, "{method} {host}{path}: {v:?}");
+    }
+}
+
 #[test]
 fn coverage_command_reports_buckets_and_fails_on_an_unclassified_route() {
     let bin = env!("CARGO_BIN_EXE_airlock");

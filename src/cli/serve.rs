@@ -144,6 +144,16 @@ pub(super) fn catalog_options(config: &Config) -> CatalogOptions {
     CatalogOptions {
         default_action: config.rules.default_action,
         unclassified_writes: config.rules.unclassified_writes,
+        credentialed_hosts: config
+            .credentials
+            .iter()
+            .flat_map(|c| {
+                c.hosts
+                    .iter()
+                    .chain(&c.git_hosts)
+                    .map(|h| (airlock::rules::normalize::host(h), c.service.clone()))
+            })
+            .collect(),
     }
 }
 

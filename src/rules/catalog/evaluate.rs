@@ -49,14 +49,7 @@ impl Catalog {
             Some(s) => (s, None),
             None => match self.git_service(&host) {
                 Some((s, g)) => (s, Some(g)),
-                None => {
-                    return plain(
-                        self.opts.default_action,
-                        None,
-                        "no_service",
-                        format!("{host} is named by no service; default applies"),
-                    )
-                }
+                None => return self.no_service(&host, head.method),
             },
         };
         let esc = |code: &str, why: String| guard(svc, code, why);
@@ -292,6 +285,40 @@ impl Catalog {
             );
             self.closed_world(svc, head.method, v)
         })
+    }
+
+    /// A host no service names: `default_action`, unless Airlock holds a credential for it;
+    /// then it is a closed world like a service's unlisted routes (reads pass, writes are
+    /// unclassified), never a write sent with the real token unjudged.
+    fn no_service(&self, host: &str, method: &str) -> Verdict {
+        let Some((_, service)) = self.opts.credentialed_hosts.iter().find(|(h, _)| h == host)
+        else {
+            return plain(
+                self.opts.default_action,
+                None,
+                "no_service",
+                format!("{host} is named by no service; default applies"),
+            );
+        };
+        if is_read(method) {
+            return plain(
+                Action::Allow,
+                Some(service),
+                "no_rule_default",
+                format!("{host} gets the {service} credential and no rules name it; reads pass"),
+            );
+        }
+        let action = self.opts.unclassified_writes;
+        plain(
+            action,
+            Some(service),
+            "unclassified_route",
+            format!(
+                "{host} gets the {service} credential and no rules name it; unclassified \
+                 writes: {}",
+                action.as_str()
+            ),
+        )
     }
 
     /// A service-default verdict (`no_rule_default`) for a write becomes the closed world's:

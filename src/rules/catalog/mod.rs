@@ -159,6 +159,10 @@ pub struct CatalogOptions {
     /// Verdict for a write (any method but GET, HEAD, OPTIONS) to a catalog host that no rule
     /// classifies: the closed world. Escalate by default; `allow` is an accepted risk.
     pub unclassified_writes: Action,
+    /// Hosts Airlock injects a credential on (normalised), with the credential's service. One
+    /// no service of the rules names is not given `default_action`: reads pass, writes are
+    /// unclassified (`unclassified_writes`), as on a service's unlisted route.
+    pub credentialed_hosts: Vec<(String, String)>,
 }
 
 impl Default for CatalogOptions {
@@ -166,6 +170,7 @@ impl Default for CatalogOptions {
         Self {
             default_action: Action::Allow,
             unclassified_writes: Action::Escalate,
+            credentialed_hosts: Vec::new(),
         }
     }
 }
