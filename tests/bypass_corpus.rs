@@ -639,6 +639,48 @@ fn differentials() -> Vec<Entry> {
     let multipart =
         "--b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--b--\r\n";
     vec![
+        // Session 13 review: an empty Content-Type is none to Rack (a POST body is a form),
+        // and Stripe reads any v1 body as a form, so `_method` hid in them.
+        e(
+            "differential",
+            "empty Content-Type hiding _method on a gist",
+            GH,
+            h1("POST", "/gists/abc", &[("Content-Type", "")], "_method=DELETE"),
+            Held,
+        ),
+        d(
+            "Content-Type with parameters but no media type",
+            GH,
+            h1(
+                "POST",
+                "/repos/o/r/issues",
+                &[("Content-Type", "; charset=utf-8")],
+                "_method=DELETE",
+            ),
+            "content_type_ambiguous",
+        ),
+        d(
+            "text/plain body with _method on a Stripe notify route",
+            ST,
+            h1(
+                "POST",
+                "/v1/coupons/co_1",
+                &[("Content-Type", "text/plain")],
+                "_method=DELETE",
+            ),
+            "method_override",
+        ),
+        d(
+            "text/plain body with _method after a `;`",
+            ST,
+            h1(
+                "POST",
+                "/v1/coupons/co_1",
+                &[("Content-Type", "Text/Plain; charset=utf-8")],
+                "name=x;_method=DELETE",
+            ),
+            "method_override",
+        ),
         d(
             "multipart body with _method on a notify route",
             GH,

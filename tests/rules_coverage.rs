@@ -221,6 +221,14 @@ fn credentialed_hosts_without_rules_are_a_closed_world() {
     let c = catalog(Action::Escalate);
     for (method, host, path, ct, body, want) in [
         (
+            "POST",
+            "api.github.com",
+            "/markdown/raw",
+            "text/plain",
+            "# Notes\na&b=c; [x](y) [_methods]",
+            Action::Allow,
+        ),
+        (
             "DELETE",
             "uploads.github.com",
             "/repos/o/r",

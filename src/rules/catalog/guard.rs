@@ -98,6 +98,10 @@ pub(super) fn media(headers: &http::HeaderMap) -> Result<Media, (&'static str, S
     let Ok(text) = value.to_str() else {
         return Err(("content_type_ambiguous", "Content-Type is not ASCII".into()));
     };
+    if text.trim().is_empty() {
+        // Rack reads an empty Content-Type as none: a POST's body is then a form.
+        return Ok(Media::Missing);
+    }
     if text.contains(',') {
         // Rack and Rails cut the media type at a `,` as well as at a `;`.
         return Err((
@@ -107,6 +111,12 @@ pub(super) fn media(headers: &http::HeaderMap) -> Result<Media, (&'static str, S
     }
     let mut parts = text.split(';');
     let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    if essence.is_empty() {
+        return Err((
+            "content_type_ambiguous",
+            format!("Content-Type {text:?} has parameters but no media type"),
+        ));
+    }
     let mut charsets = 0;
     for p in parts {
         let Some((k, v)) = p.split_once('=') else {
@@ -133,6 +143,19 @@ pub(super) fn media(headers: &http::HeaderMap) -> Result<Media, (&'static str, S
         e if e.starts_with("multipart/") => Media::Multipart,
         _ => Media::Other,
     })
+}
+
+/// A `text/*` Content-Type: a body servers that read every body as a form (Stripe's v1 API)
+/// would take `_method` from, so a POST's is looked at as well as a form's.
+pub(super) fn is_text(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| {
+            t.trim_start()
+                .get(..5)
+                .is_some_and(|p| p.eq_ignore_ascii_case("text/"))
+        })
 }
 
 /// Does [`write_framing`]'s answer for this write depend on whether a body is sent (one that
