@@ -928,6 +928,62 @@ fn differentials() -> Vec<Entry> {
             ),
             "graphql_ambiguous",
         ),
+        // Session 13 review: GraphQL bodies Rack reads as forms, and GET's Rack 2 spellings.
+        d(
+            "GraphQL JSON body without Content-Type whose form reading names a mutation",
+            GH,
+            h1(
+                "POST",
+                "/graphql",
+                &[],
+                "{\"query\":\"query{viewer{login}}\",\"x\":\"&query=mutation%7BdeleteRef(input:%7BrefId:%22R%22%7D)%7BclientMutationId%7D%7D&y=\"}",
+            ),
+            "body_ambiguous",
+        ),
+        d(
+            "GraphQL JSON body under a form Content-Type, [query] spelling after a `;`",
+            GH,
+            h1(
+                "POST",
+                "/graphql",
+                &[FORM],
+                "{\"query\":\"query{viewer{login}}\",\"x\":\";[query]=mutation%7BdeleteRef(input:%7BrefId:%22R%22%7D)%7BclientMutationId%7D%7D\"}",
+            ),
+            "body_ambiguous",
+        ),
+        d(
+            "GraphQL GET choosing a read, operationName] choosing the mutation",
+            GH,
+            h1(
+                "GET",
+                "/graphql?query=query%20Q%7Bviewer%7Blogin%7D%7D%20mutation%20M%7BdeleteRef(input:%7BrefId:%22R%22%7D)%7Bx%7D%7D&operationName=Q&operationName%5D=M",
+                &[],
+                "",
+            ),
+            "graphql_ambiguous",
+        ),
+        d(
+            "GraphQL GET with only Rack 2's [query]",
+            GH,
+            h1(
+                "GET",
+                "/graphql?%5Bquery%5D=mutation%7BdeleteRef(input:%7BrefId:%22R%22%7D)%7Bx%7D%7D",
+                &[],
+                "",
+            ),
+            "graphql_ambiguous",
+        ),
+        d(
+            "GraphQL GET with a persisted query",
+            GH,
+            h1(
+                "GET",
+                "/graphql?extensions=%7B%22persistedQuery%22:%7B%22version%22:1,%22sha256Hash%22:%22ab%22%7D%7D",
+                &[],
+                "",
+            ),
+            "graphql_ambiguous",
+        ),
         d(
             "GraphQL block string indented with a non-ASCII blank (the parser panicked)",
             GH,

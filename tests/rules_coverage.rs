@@ -223,6 +223,14 @@ fn credentialed_hosts_without_rules_are_a_closed_world() {
         (
             "POST",
             "api.github.com",
+            "/graphql",
+            "application/x-www-form-urlencoded",
+            "{\"query\": \"query($n: Int = 5) { viewer { login } }\"}",
+            Action::Allow,
+        ),
+        (
+            "POST",
+            "api.github.com",
             "/markdown/raw",
             "text/plain",
             "# Notes\na&b=c; [x](y) [_methods]",

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::guard::{check, encoded, guard, has_body, plain};
+use super::guard::{check, encoded, guard, has_body, media, plain, Media};
 use super::matcher::Service;
 use super::Cond;
 use crate::rules::fields::Fields;
@@ -50,6 +50,20 @@ pub(super) fn graphql_request(
                     "GraphQL parameters (or a `;`) in the URL of a POST",
                 );
             }
+            match media(head.headers) {
+                Err((code, why)) => return Some(graphql_guard(svc, code, why)),
+                Ok(Media::Json) => {}
+                Ok(_) => {
+                    // GitHub reads the JSON whatever the Content-Type (its docs post JSON with
+                    // curl's form default); Rack would read a form body's own `query`.
+                    if body.is_some_and(names_an_operation_as_a_form) {
+                        return esc(
+                            "body_ambiguous",
+                            "a GraphQL body that, read as a form, names its own operation",
+                        );
+                    }
+                }
+            }
             Some(graphql_verdict(svc, body))
         }
         "GET" | "HEAD" | "OPTIONS" => {
@@ -64,6 +78,14 @@ pub(super) fn graphql_request(
             }
             let mut params = serde_json::Map::new();
             for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+                if k.contains(['[', ']']) || k == "extensions" {
+                    // Rack 2 reads `[query]`, `operationName]` as the plain names; a persisted
+                    // query (`extensions`) names an operation Airlock cannot read.
+                    return esc(
+                        "graphql_ambiguous",
+                        "a bracketed key or `extensions` in a GraphQL query string",
+                    );
+                }
                 let value = match k.as_ref() {
                     "query" | "operationName" => serde_json::Value::String(v.into_owned()),
                     "variables" => match serde_json::from_str(&v) {
@@ -87,6 +109,23 @@ pub(super) fn graphql_request(
             "a GraphQL endpoint called with an unexpected method",
         ),
     }
+}
+
+/// Whether `body`, read as a urlencoded form (Rack 2 key names, `;` splitting too), has a
+/// GraphQL parameter of its own.
+fn names_an_operation_as_a_form(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body).replace(';', "&");
+    form_urlencoded::parse(text.as_bytes()).any(|(k, _)| {
+        let name = k
+            .trim_start_matches('[')
+            .split('[')
+            .next()
+            .unwrap_or_default();
+        matches!(
+            name.trim_end_matches(']'),
+            "query" | "operationName" | "variables" | "extensions"
+        )
+    })
 }
 
 /// A guard on a GraphQL endpoint, where the mutations are not known: as strict as the strictest
