@@ -785,7 +785,13 @@ async fn a_links_page_shows_what_the_review_asks_to_send() {
         "{html}"
     );
     assert!(html.contains("id=\"ambiguous\""), "{html}");
-    let (_, html) = page(&c, http::Method::GET, &big_links["bob"].0.clone().expect("link"), None).await;
+    let (_, html) = page(
+        &c,
+        http::Method::GET,
+        &big_links["bob"].0.clone().expect("link"),
+        None,
+    )
+    .await;
     assert!(!html.contains("id=\"ambiguous\""), "{html}");
 
     // The detail page says the same.

@@ -172,7 +172,14 @@ mod tests {
         for key in ["[amount]", "amount]", "]amount", "[[amount]]"] {
             assert_eq!(rack2_scalar(key), Some("amount"), "{key}");
         }
-        for key in ["amount", "metadata[amount]", "amount[", "a]b", "[]", "amount[]"] {
+        for key in [
+            "amount",
+            "metadata[amount]",
+            "amount[",
+            "a]b",
+            "[]",
+            "amount[]",
+        ] {
             assert_eq!(rack2_scalar(key), None, "{key}");
         }
         assert_eq!(rack2_split("a]b"), ("a", "b"));
@@ -190,7 +197,11 @@ mod tests {
         let r = Readings::of("", b"amount=1;amount=2");
         assert_eq!(
             values(&r, "amount"),
-            vec![("1;amount=2", AsWritten), ("1", Semicolon), ("2", Semicolon)]
+            vec![
+                ("1;amount=2", AsWritten),
+                ("1", Semicolon),
+                ("2", Semicolon)
+            ]
         );
         let r = Readings::of("", br#"{"amount":1,"x":"&amount=9&","amount":"3"}"#);
         assert_eq!(

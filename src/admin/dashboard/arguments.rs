@@ -418,7 +418,10 @@ mod tests {
         let shown = arguments(&r, &r.request.body().expect("body"));
         assert_eq!(shown.ambiguous, vec!["customer".to_string()]);
         assert!(
-            shown.args.iter().any(|a| a.starts_with("customer read 2 ways")),
+            shown
+                .args
+                .iter()
+                .any(|a| a.starts_with("customer read 2 ways")),
             "{:?}",
             shown.args
         );
