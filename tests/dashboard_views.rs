@@ -1,10 +1,11 @@
 //! Issue 18 item 7: what the reviewer dashboard shows, through a real Airlock (real TLS, the
-//! shipped catalog) and a signed-in session: a refund's amount or "full refund of ch_…", a git
-//! push's pack as its size and a hex head (never raw bytes), "decided by" and the comment in the
-//! history, the agent's text escaped everywhere, live updates by `/ui/version` (304 while
-//! nothing changed), and, in headless Chromium at 800 and 390 px wide, every column (Expires,
-//! Approvals) on screen with no sideways scrolling, and a page that updates itself. The
-//! screenshots go to the target dir's `test-artifacts/`.
+//! shipped catalog) and a signed-in session: a refund's amount or "full refund of ch_…", every
+//! reading of a parameter read two ways (`[amount]`) with a warning, a git push's pack as its
+//! size and a hex head (never raw bytes), "decided by" and the comment in the history, the
+//! agent's text escaped everywhere, live updates by `/ui/version` (304 while nothing changed),
+//! and, in headless Chromium at 800 and 390 px wide, every column (Expires, Approvals) on screen
+//! with no sideways scrolling, and a page that updates itself. The screenshots go to the target
+//! dir's `test-artifacts/`.
 
 mod support;
 
@@ -284,6 +285,53 @@ async fn refunds_binary_bodies_history_and_escaping() {
     );
     let detail = session.page(&format!("/ui/reviews/{full}")).await;
     assert!(detail.contains("id=\"comments\""), "{detail}");
+}
+
+/// A call held because its parameters read two ways (`[amount]`, which Rack 2 and qs read as
+/// `amount`) shows every reading and a warning, in the list and on its page; a plain charge
+/// shows its one amount as before (tests/bypass_corpus.rs holds these as param_ambiguous).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ambiguous_parameters_show_every_reading_and_a_warning() {
+    let s = setup().await;
+    let form = "application/x-www-form-urlencoded";
+    let charges = "https://api.stripe.com/v1/charges";
+    let bracketed = hold(
+        &s.a,
+        charges,
+        form,
+        b"amount=100&currency=usd&source=tok_visa&[amount]=5000000".to_vec(),
+    )
+    .await;
+    let refund = hold_refund(&s.a, "charge=ch_small&[charge]=ch_big").await;
+    let plain = hold(
+        &s.a,
+        charges,
+        form,
+        b"amount=25000&currency=usd&source=tok_visa".to_vec(),
+    )
+    .await;
+    let session = Session::open(&s).await;
+    let list = session.page("/ui").await;
+    for want in [
+        "1.00 USD or 50000.00 USD",
+        "full refund of ch_small or ch_big",
+        "Rack 2 and qs read [amount] as amount",
+    ] {
+        assert!(list.contains(want), "{want} missing from the list:\n{list}");
+    }
+    assert!(!list.contains("full refund of ch_small<"), "{list}");
+    for id in [&bracketed, &refund] {
+        let detail = session.page(&format!("/ui/reviews/{id}")).await;
+        assert!(detail.contains("id=\"ambiguous\""), "a warning: {detail}");
+    }
+    let detail = session.page(&format!("/ui/reviews/{bracketed}")).await;
+    assert!(detail.contains("1.00 USD or 50000.00 USD"), "{detail}");
+    let detail = session.page(&format!("/ui/reviews/{plain}")).await;
+    assert!(
+        detail.contains("<span class=\"money\">250.00 USD</span>"),
+        "{detail}"
+    );
+    assert!(!detail.contains("id=\"ambiguous\""), "{detail}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -713,7 +713,8 @@ async fn a_refused_link_is_not_used_up_and_decides_only_as_its_reviewer() {
 
 /// A link's page shows what the review asks to send, as the review's detail page sums it up:
 /// two held refunds on the same path with different bodies read differently, amounts as the
-/// detail page shows them, secret query values masked, invisible characters as escapes.
+/// detail page shows them (every reading of one read two ways, with a warning), secret query
+/// values masked, invisible characters as escapes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_links_page_shows_what_the_review_asks_to_send() {
     let mut s = link_setup(Arc::new(airlock::gate::SystemClock)).await;
@@ -771,6 +772,27 @@ async fn a_links_page_shows_what_the_review_asks_to_send() {
         "the override is shown, not applied: {html}"
     );
     assert!(!html.contains("ch_linkpageBIG"), "{html}");
+
+    // A charge read two ways (`[charge]`: Rack 2 reads it as `charge`): both, and a warning.
+    let (_, two_links) = s
+        .hold_request(refund("", "charge=ch_linkpageONE&[charge]=ch_linkpageTWO"))
+        .await;
+    let approve = two_links["bob"].0.clone().expect("bob's approve link");
+    let (st, html) = page(&c, http::Method::GET, &approve, None).await;
+    assert_eq!(st, 200, "{html}");
+    assert!(
+        html.contains("full refund of ch_linkpageONE or ch_linkpageTWO"),
+        "{html}"
+    );
+    assert!(html.contains("id=\"ambiguous\""), "{html}");
+    let (_, html) = page(
+        &c,
+        http::Method::GET,
+        &big_links["bob"].0.clone().expect("link"),
+        None,
+    )
+    .await;
+    assert!(!html.contains("id=\"ambiguous\""), "{html}");
 
     // The detail page says the same.
     let session = s.sign_in("dave").await;

@@ -11,6 +11,7 @@ pub mod graphql;
 mod live;
 pub mod money;
 pub mod normalize;
+pub mod readings;
 
 pub use catalog::{
     is_read, Catalog, CatalogOptions, Condition, Entry, GraphqlRuleInfo, RuleInfo, Test,

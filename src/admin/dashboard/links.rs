@@ -196,9 +196,18 @@ fn request_summary(r: &Review) -> String {
         .iter()
         .map(|a| format!("<code>{}</code> ", html_escape(a)))
         .collect();
+    let warning = if s.ambiguous.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<p id=\"ambiguous\" role=\"alert\"><b>Warning: {} read more than one way.</b> \
+             Servers may act on any of the values below; approving sends the request as stored.</p>",
+            html_escape(&s.ambiguous.join(", "))
+        )
+    };
     format!(
         "<div id=\"request\"><p><b>{method} {url}</b></p><p>Tool {tool} · agent {agent}</p>\
-         {money}<p>Arguments: {args}</p></div>",
+         {warning}{money}<p>Arguments: {args}</p></div>",
         method = html_escape(&r.request.method),
         url = html_escape(&s.url),
         tool = html_escape(r.tool.as_deref().unwrap_or("-")),

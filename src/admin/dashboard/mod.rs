@@ -17,6 +17,7 @@
 //! Sign-in, sessions and CSRF live in `session.rs`, the one-click link pages in `links.rs`, the
 //! list, detail and history pages in `views.rs`; this file routes and holds the shared helpers.
 
+mod arguments;
 mod links;
 mod live;
 mod session;

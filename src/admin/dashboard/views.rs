@@ -6,7 +6,7 @@ use http::{Response, StatusCode};
 use minijinja::context;
 use serde::Serialize;
 
-use super::{html_escape, html_response, show, Dashboard};
+use super::{arguments, html_escape, html_response, show, Dashboard};
 use crate::admin::listing::Listing;
 use crate::admin::Admin;
 use crate::credentials::redact;
@@ -26,6 +26,8 @@ struct Row {
     url: String,
     args: Vec<String>,
     money: Option<String>,
+    /// The arguments shown that read more than one way: the page warns of them.
+    ambiguous: Vec<String>,
     reasons: String,
     age: String,
     created: String,
@@ -60,6 +62,9 @@ pub(super) struct Summary {
     pub money: Option<String>,
     /// Its notable arguments and the rule's parameters.
     pub args: Vec<String>,
+    /// The arguments shown that mainstream frameworks may read more than one way (every
+    /// reading is in `money` and `args`).
+    pub ambiguous: Vec<String>,
 }
 
 /// The [`Summary`] of `r`, whose stored body is `body`.
@@ -70,7 +75,11 @@ pub(super) fn sum_up(r: &Review, body: &[u8]) -> Summary {
         shown.path_and_query = redact::mask_query(&r.request.path_and_query);
         hide(&shown.url())
     };
-    let (money, mut args) = show::arguments(r, body);
+    let arguments::Arguments {
+        money,
+        mut args,
+        ambiguous,
+    } = arguments::arguments(r, body);
     args.extend(
         r.params
             .iter()
@@ -80,6 +89,7 @@ pub(super) fn sum_up(r: &Review, body: &[u8]) -> Summary {
         url,
         money: money.map(|m| hide(&m)),
         args: args.iter().map(|a| hide(a)).collect(),
+        ambiguous,
     }
 }
 
@@ -89,7 +99,12 @@ pub(super) fn sum_up(r: &Review, body: &[u8]) -> Summary {
 fn row(r: &Review, now_ms: u64, people: &People) -> Row {
     let hide = hider(r);
     let body = r.request.body().unwrap_or_default();
-    let Summary { url, money, args } = sum_up(r, &body);
+    let Summary {
+        url,
+        money,
+        args,
+        ambiguous,
+    } = sum_up(r, &body);
     let mut request_text = format!("{} {url}\n", r.request.method);
     for (k, v) in &r.request.headers {
         let v = if redact::is_credential_header(k) {
@@ -143,6 +158,7 @@ fn row(r: &Review, now_ms: u64, people: &People) -> Row {
         url,
         args,
         money,
+        ambiguous,
         reasons: r.reason_codes.join(", "),
         age: human(now_ms.saturating_sub(r.created_at_ms)),
         created: rfc3339(r.created_at_ms),

@@ -13,6 +13,7 @@ use super::matcher::{
 use super::{is_read, Catalog};
 use crate::rules::fields::Fields;
 use crate::rules::git::GitRequest;
+use crate::rules::readings;
 use crate::rules::{normalize, Action, RequestHead, Verdict};
 
 impl Catalog {
@@ -150,13 +151,8 @@ impl Catalog {
                 text
             };
             for (k, _) in form_urlencoded::parse(text.as_bytes()) {
-                // Its name as Rack 2 reads it: leading `[`, and `]` before any `[`, dropped.
-                let name = k
-                    .trim_start_matches('[')
-                    .split('[')
-                    .next()
-                    .unwrap_or_default();
-                if name.trim_end_matches(']') == "_method" {
+                // Its name as Rack 2 reads it (`[_method]`, `_method]`).
+                if readings::rack2_split(&k).0 == "_method" {
                     return esc("method_override", "`_method` in the form body".into());
                 }
                 if !text_body && !super::super::fields::well_formed_key(&k) {

@@ -1,0 +1,429 @@
+//! A held call's arguments as a reviewer reads them: the money it moves (a refund's amount, or
+//! that it refunds everything) and its notable arguments. A parameter that mainstream
+//! frameworks may read more than one way (given twice, `[amount]`, after a `;`, a JSON body
+//! read as a form: [`crate::rules::readings`]) shows every reading, never one of them as *the*
+//! value, and is named for the page's warning. Everything here is the agent's: the templates
+//! escape it.
+
+use crate::gate::Review;
+use crate::rules::readings::{Reading, Readings, Spelling};
+
+/// Arguments worth a reviewer's eye, in this order.
+const NOTABLE: &[&str] = &[
+    "customer",
+    "charge",
+    "payment_intent",
+    "destination",
+    "visibility",
+    "force",
+    "sha",
+    "ref",
+];
+
+/// What the dashboard shows of a call's arguments.
+pub(super) struct Arguments {
+    /// The money it moves.
+    pub money: Option<String>,
+    /// Its notable arguments.
+    pub args: Vec<String>,
+    /// The parameters shown that read more than one way.
+    pub ambiguous: Vec<String>,
+}
+
+/// One parameter as shown: its value, or every value it may be read as and why.
+enum Param<'a> {
+    One(&'a str),
+    Many { values: Vec<&'a str>, why: String },
+}
+
+impl<'a> Param<'a> {
+    fn values(&self) -> Vec<&'a str> {
+        match self {
+            Param::One(v) => vec![v],
+            Param::Many { values, .. } => values.clone(),
+        }
+    }
+
+    fn why(&self) -> Option<&str> {
+        match self {
+            Param::One(_) => None,
+            Param::Many { why, .. } => Some(why),
+        }
+    }
+}
+
+/// The parameters of one call, noting those read more than one way as they are looked up.
+struct Lookup<'a> {
+    readings: &'a Readings,
+    ambiguous: Vec<String>,
+}
+
+impl<'a> Lookup<'a> {
+    fn get(&mut self, key: &str) -> Option<Param<'a>> {
+        let all = self.readings.get(key);
+        let mut values: Vec<&'a str> = Vec::new();
+        for r in all {
+            if !values.contains(&r.value.as_str()) {
+                values.push(&r.value);
+            }
+        }
+        match values.as_slice() {
+            [] => None,
+            [one] => Some(Param::One(one)),
+            _ => {
+                if !self.ambiguous.iter().any(|k| k == key) {
+                    self.ambiguous.push(key.to_string());
+                }
+                let why = why(key, all, values.len());
+                Some(Param::Many { values, why })
+            }
+        }
+    }
+}
+
+/// `amount read 2 ways: amount=100, [amount]=5000000 (Rack 2 and qs read [amount] as amount)`.
+fn why(key: &str, all: &[Reading], ways: usize) -> String {
+    let listed: Vec<String> = all
+        .iter()
+        .map(|r| format!("{}={}", clip(&r.key, 40), clip(&r.value, 40)))
+        .collect();
+    let mut notes: Vec<String> = Vec::new();
+    let written = all
+        .iter()
+        .filter(|r| r.spelling == Spelling::AsWritten)
+        .count();
+    if written > 1 {
+        notes.push(format!("given {written} times"));
+    }
+    for r in all.iter().filter(|r| r.spelling == Spelling::Brackets) {
+        let note = format!("Rack 2 and qs read {} as {key}", clip(&r.key, 40));
+        if !notes.contains(&note) {
+            notes.push(note);
+        }
+    }
+    if all.iter().any(|r| r.spelling == Spelling::Semicolon) {
+        notes.push("Rack 1 and Go before 1.17 split at `;`".into());
+    }
+    if all.iter().any(|r| r.spelling == Spelling::JsonAsForm) {
+        notes.push("the JSON body read as a form sets it".into());
+    }
+    format!(
+        "{key} read {ways} ways: {} ({})",
+        listed.join(", "),
+        notes.join("; ")
+    )
+}
+
+/// `text`, then why each parameter read more than one way did: `1.00 USD or … — amount read…`.
+fn with_why(text: String, params: &[Option<&Param<'_>>]) -> String {
+    let whys: Vec<&str> = params.iter().flatten().filter_map(|p| p.why()).collect();
+    if whys.is_empty() {
+        text
+    } else {
+        format!("{text} \u{2014} {}", whys.join("; "))
+    }
+}
+
+pub(super) fn clip(s: &str, n: usize) -> String {
+    let mut out: String = s.chars().take(n).collect();
+    if s.chars().nth(n).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// `minor` units of `currency` in major units (`1234 usd` -> `12.34 USD`).
+fn amount_text(minor: u64, currency: &str) -> String {
+    let c = currency.to_ascii_lowercase();
+    match crate::rules::money::exponent(&c) {
+        Some(0) => format!("{minor} {}", c.to_uppercase()),
+        Some(e) => {
+            let unit = 10u64.pow(e);
+            format!(
+                "{}.{:0width$} {}",
+                minor / unit,
+                minor % unit,
+                c.to_uppercase(),
+                width = e as usize
+            )
+        }
+        None => format!("{minor} (minor units, unknown currency {})", clip(&c, 12)),
+    }
+}
+
+/// Every reading of an amount in every reading of its currency: `1.00 USD or 50000.00 USD`.
+fn amounts_text(amounts: &[&str], currencies: &[&str]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for a in amounts {
+        for c in currencies {
+            let t = match a.trim().parse::<u64>() {
+                Ok(minor) => amount_text(minor, c),
+                Err(_) => format!("{:?} (not a number)", clip(a, 40)),
+            };
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        }
+    }
+    out.join(" or ")
+}
+
+/// Values as shown side by side: `ch_small or ch_big`.
+fn either(values: &[&str]) -> String {
+    values
+        .iter()
+        .map(|v| clip(v, 80))
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+/// Is this a refund (Stripe's refund endpoints), by its rule or, without one, by its path?
+fn is_refund(r: &Review) -> bool {
+    if let Some(tool) = &r.tool {
+        return tool == "stripe.charges.refund" || tool.ends_with(".refunds.create");
+    }
+    let path = r.request.path_and_query.split('?').next().unwrap_or("");
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    r.request.host == "api.stripe.com"
+        && r.request.method == "POST"
+        && matches!(
+            parts.as_slice(),
+            ["v1", "refunds"]
+                | ["v1", "charges", _, "refund" | "refunds"]
+                | ["v1", "application_fees", _, "refunds"]
+        )
+}
+
+/// What a refund gives back: its amount, or everything of what it refunds (Stripe refunds
+/// the whole remaining amount when `amount` is absent).
+fn refund_text(r: &Review, params: &mut Lookup<'_>) -> String {
+    let named = ["charge", "payment_intent"]
+        .iter()
+        .find_map(|k| params.get(k));
+    let of = match &named {
+        Some(p) => either(&p.values()),
+        None => ["charge", "fee"]
+            .iter()
+            .find_map(|k| r.params.get(*k).map(|v| clip(v, 80)))
+            .unwrap_or_else(|| "(no charge or payment_intent named)".into()),
+    };
+    let amount = params.get("amount");
+    let currency = params.get("currency");
+    let text = match (&amount, &currency) {
+        (None, _) => format!("full refund of {of}"),
+        (Some(Param::One(a)), _) if a.trim().parse::<u64>().is_err() => {
+            format!("refund of {of}: amount {:?} is not a number", clip(a, 40))
+        }
+        (Some(a), Some(c)) => format!(
+            "refund of {} from {of}",
+            amounts_text(&a.values(), &c.values())
+        ),
+        (Some(a), None) => format!(
+            "refund of {} (minor units of the currency of {of})",
+            either(&a.values())
+        ),
+    };
+    with_why(text, &[named.as_ref(), amount.as_ref(), currency.as_ref()])
+}
+
+/// The money a call moves, as a reviewer reads it, and its other notable arguments.
+pub(super) fn arguments(r: &Review, body: &[u8]) -> Arguments {
+    let query = r.request.path_and_query.split_once('?').map_or("", |x| x.1);
+    let readings = Readings::of(query, body);
+    let mut params = Lookup {
+        readings: &readings,
+        ambiguous: Vec::new(),
+    };
+    let money = if is_refund(r) {
+        Some(refund_text(r, &mut params))
+    } else {
+        match (params.get("amount"), params.get("currency")) {
+            (Some(Param::One(a)), Some(Param::One(c))) => {
+                a.trim().parse::<u64>().ok().map(|m| amount_text(m, c))
+            }
+            (Some(a), Some(c)) => Some(with_why(
+                amounts_text(&a.values(), &c.values()),
+                &[Some(&a), Some(&c)],
+            )),
+            (Some(p @ Param::Many { .. }), None) | (None, Some(p @ Param::Many { .. })) => {
+                Some(with_why(either(&p.values()), &[Some(&p)]))
+            }
+            _ => None,
+        }
+    };
+    let mut args = Vec::new();
+    for key in NOTABLE {
+        match params.get(key) {
+            Some(Param::One(v)) => args.push(format!("{key}={}", clip(v, 80))),
+            Some(Param::Many { why, .. }) => args.push(why),
+            None => {}
+        }
+    }
+    Arguments {
+        money,
+        args,
+        ambiguous: params.ambiguous,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn review(method: &str, host: &str, pq: &str, tool: Option<&str>, body: &[u8]) -> Review {
+        Review::sample(method, host, pq, tool, body)
+    }
+
+    fn money(r: &Review) -> Option<String> {
+        arguments(r, &r.request.body().expect("body")).money
+    }
+
+    #[test]
+    fn refunds_show_their_amount_or_that_they_refund_everything() {
+        let full = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/refunds",
+            Some("stripe.refunds.create"),
+            b"charge=ch_123",
+        );
+        assert_eq!(money(&full).as_deref(), Some("full refund of ch_123"));
+        let part = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/refunds",
+            None,
+            b"charge=ch_123&amount=500",
+        );
+        assert_eq!(
+            money(&part).as_deref(),
+            Some("refund of 500 (minor units of the currency of ch_123)")
+        );
+        let priced = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/refunds",
+            None,
+            b"payment_intent=pi_9&amount=1999&currency=usd",
+        );
+        assert_eq!(
+            money(&priced).as_deref(),
+            Some("refund of 19.99 USD from pi_9")
+        );
+        let mut by_path = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/charges/ch_7/refund",
+            Some("stripe.charges.refund"),
+            b"",
+        );
+        by_path.params.insert("charge".into(), "ch_7".into());
+        assert_eq!(money(&by_path).as_deref(), Some("full refund of ch_7"));
+        let twice = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/refunds",
+            None,
+            b"charge=ch_1&amount=1&amount=100000",
+        );
+        assert_eq!(
+            money(&twice).as_deref(),
+            Some("refund of 1 or 100000 (minor units of the currency of ch_1) \u{2014} amount read 2 ways: amount=1, amount=100000 (given 2 times)")
+        );
+        let charge = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/charges",
+            None,
+            b"amount=1000&currency=jpy",
+        );
+        assert_eq!(money(&charge).as_deref(), Some("1000 JPY"));
+    }
+
+    /// A key some framework reads as the displayed one (`[amount]`: Rack 2 and qs) shows every
+    /// reading, never one as the amount (tests/bypass_corpus.rs holds these as param_ambiguous).
+    #[test]
+    fn bracket_spellings_show_every_reading() {
+        let charge = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/charges",
+            None,
+            b"amount=100&currency=usd&source=tok_visa&[amount]=5000000",
+        );
+        assert_eq!(
+            money(&charge).as_deref(),
+            Some("1.00 USD or 50000.00 USD \u{2014} amount read 2 ways: amount=100, [amount]=5000000 (Rack 2 and qs read [amount] as amount)")
+        );
+        let refund = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/refunds",
+            None,
+            b"charge=ch_small&[charge]=ch_big",
+        );
+        assert_eq!(
+            money(&refund).as_deref(),
+            Some("full refund of ch_small or ch_big \u{2014} charge read 2 ways: charge=ch_small, [charge]=ch_big (Rack 2 and qs read [charge] as charge)")
+        );
+        let plain = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/charges",
+            None,
+            b"amount=25000&currency=usd&source=tok_visa",
+        );
+        assert_eq!(money(&plain).as_deref(), Some("250.00 USD"));
+    }
+
+    /// `;` (Rack 1, Go before 1.17), a JSON body that reads as a form, and a JSON key given twice
+    /// each give an amount another reading.
+    #[test]
+    fn separators_json_and_duplicate_keys_show_every_reading() {
+        let semi = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/charges",
+            None,
+            b"currency=usd&amount=100;amount=5000000",
+        );
+        let m = money(&semi).expect("money");
+        assert!(m.contains("1.00 USD or 50000.00 USD"), "{m}");
+        assert!(m.contains("split at `;`"), "{m}");
+        let json = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/charges",
+            None,
+            br#"{"amount":100,"currency":"usd","description":"&amount=5000000&"}"#,
+        );
+        let m = money(&json).expect("money");
+        assert!(m.starts_with("1.00 USD or 50000.00 USD"), "{m}");
+        let twice = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/charges",
+            None,
+            br#"{"amount":100,"currency":"usd","amount":5000000}"#,
+        );
+        let m = money(&twice).expect("money");
+        assert!(m.starts_with("1.00 USD or 50000.00 USD"), "{m}");
+        let r = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/charges",
+            None,
+            b"amount=100&currency=usd&customer=cus_a&customer]=cus_b",
+        );
+        let shown = arguments(&r, &r.request.body().expect("body"));
+        assert_eq!(shown.ambiguous, vec!["customer".to_string()]);
+        assert!(
+            shown
+                .args
+                .iter()
+                .any(|a| a.starts_with("customer read 2 ways")),
+            "{:?}",
+            shown.args
+        );
+    }
+}
