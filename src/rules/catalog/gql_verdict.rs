@@ -116,13 +116,8 @@ pub(super) fn graphql_request(
 fn names_an_operation_as_a_form(body: &[u8]) -> bool {
     let text = String::from_utf8_lossy(body).replace(';', "&");
     form_urlencoded::parse(text.as_bytes()).any(|(k, _)| {
-        let name = k
-            .trim_start_matches('[')
-            .split('[')
-            .next()
-            .unwrap_or_default();
         matches!(
-            name.trim_end_matches(']'),
+            crate::rules::readings::rack2_split(&k).0,
             "query" | "operationName" | "variables" | "extensions"
         )
     })
