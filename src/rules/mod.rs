@@ -13,7 +13,7 @@ pub mod money;
 pub mod normalize;
 
 pub use catalog::{
-    is_read, Catalog, CatalogOptions, Condition, Entry, GraphqlRuleInfo, RuleInfo, Test,
+    is_read, Catalog, CatalogOptions, Condition, Entry, GraphqlRuleInfo, RefForm, RuleInfo, Test,
 };
 pub use classifier::{AllowAll, Classifier, PolicyCheck};
 pub use live::LiveCatalog;
