@@ -1150,6 +1150,13 @@ fn differentials() -> Vec<Entry> {
             h1("POST", "/v1/customers/cus_1", &[FORM], "account_balance=-50000"),
             Held,
         ),
+        e(
+            "legacy parameter",
+            "invoice reopened for automatic collection by the old `closed=false`",
+            ST,
+            h1("POST", "/v1/invoices/in_1", &[FORM, ("Stripe-Version", "2018-09-24")], "closed=false"),
+            Held,
+        ),
     ]
 }
 

@@ -1266,6 +1266,8 @@ fn protected_refs_and_legacy_parameters() {
         ("POST", "https://api.stripe.com/v1/customers".into(), &form, "trial_end=now".into(), Escalate, "rule_match"),
         ("POST", "https://api.stripe.com/v1/customers/cus_1".into(), &form, "quantity=3".into(), Escalate, "rule_match"),
         ("POST", "https://api.stripe.com/v1/customers/cus_1".into(), &form, "account_balance=100".into(), Escalate, "rule_match"),
+        ("POST", "https://api.stripe.com/v1/invoices/in_1".into(), &form, "description=d".into(), Notify, "rule_match"),
+        ("POST", "https://api.stripe.com/v1/invoices/in_1".into(), &form, "closed=false".into(), Escalate, "rule_match"),
     ];
     for (method, url, headers, body, want, code) in &cases {
         let (action, codes, tool) = eval(&c, method, url, headers, Some(body));
