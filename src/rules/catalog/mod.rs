@@ -27,10 +27,10 @@
 //! action = "escalate"
 //!
 //! [[graphql]]                               # conditions on the mutation's arguments
-//! mutations = ["updateRef"]
+//! mutations = ["createRef"]
 //! class = "irreversible"
 //! action = "escalate"
-//! when = [{ field = "input.force", eq = true }]
+//! when = [{ field = "input.name", protected_ref = "ref" }]   # a ref [git] protects
 //!
 //! [git]                                     # git smart HTTP (push, fetch); at most one per service
 //! hosts = ["github.com"]                    # git hosts, distinct from the REST `hosts`
