@@ -63,7 +63,7 @@ THEMES = {
         "issues/update-label", "issues/create-milestone", "issues/update-milestone",
         "pulls/create", "pulls/update", "pulls/update-review-comment", "pulls/create-review-comment",
         "pulls/create-reply-for-review-comment", "pulls/request-reviewers", "pulls/create-review",
-        "pulls/update-review", "pulls/submit-review", "pulls/update-branch",
+        "pulls/update-review", "pulls/submit-review",
         "repos/update-commit-comment", "repos/create-commit-comment",
         "pull-request-stacks/create", "pull-request-stacks/add", "pull-request-stacks/unstack",
         "gists/create", "gists/update", "gists/create-comment", "gists/update-comment", "gists/fork",
@@ -336,6 +336,13 @@ THEMES = {
     "merge": (ESC, IRR, "merges, or moves a repository's history or ownership", [
         "pulls/merge", "pulls/merge-async", "repos/merge", "repos/merge-upstream", "repos/transfer",
     ]),
+    # update-branch merges the base into the head (or rebases it): it writes to the head branch,
+    # which may be main (a pull request's head and base are the agent's to choose), and Airlock
+    # cannot tell the head from the number. Held like merging a pull request (which writes to its
+    # base), and like GraphQL updatePullRequestBranch.
+    "merge-into-head": (ESC, IRR, "merges the base into the head branch, which may be a protected one (the head cannot be told from the pull request number); held like a merge", [
+        "pulls/update-branch",
+    ]),
     "destroy": (ESC, IRR, "destroys data", [
         "orgs/delete-attestations-bulk", "users/delete-attestations-bulk",
     ]),
@@ -347,26 +354,29 @@ THEMES = {
 # where GitHub's default for a missing parameter is the dangerous value, a `present = false` rule
 # escalates the absence; `ne`/`in` rules come first so that the every-rule test's negations (it
 # negates sibling conditions in file order) pick a value that keeps the base entry deciding.
-PROTECTED_BRANCHES = '["main", "master", "refs/heads/main", "refs/heads/master"]'
 SAFE_ENVIRONMENTS = ["staging", "development", "dev", "test", "testing", "qa", "preview", "sandbox"]
 CONDITIONAL = {
     "gists/create": [
         ("public", ESC, IRR, "Creates a public gist (published to everyone)",
          '[{ field = "public", eq = true }]'),
     ],
+    # Protected refs are the [git] section's protected_refs (main, master, release/*, tags), read
+    # by `protected_ref` conditions, so these cannot drift from what git push holds.
     "git/create-ref": [
-        ("protected", ESC, IRR, "Creates main or master (a protected ref, as for git push)",
-         '[{ field = "ref", in = ["refs/heads/main", "refs/heads/master"] }]'),
+        ("protected", ESC, IRR, "Creates a protected ref (main, master, release/*, a tag), as git push would hold it",
+         '[{ field = "ref", protected_ref = "ref" }]'),
     ],
+    # Both names count: renaming a protected branch away leaves it unprotected (force-pushable),
+    # renaming onto a protected name replaces it.
     "repos/rename-branch": [
-        ("protected", ESC, IRR, "Renames main or master (a protected branch)",
-         '[{ field = "branch", in = ["main", "master"] }]'),
-        ("to-protected", ESC, IRR, "Renames a branch to main or master (a protected branch)",
-         '[{ field = "new_name", in = ["main", "master"] }]'),
+        ("protected", ESC, IRR, "Renames a protected branch (main, master, release/*), which would leave it unprotected",
+         '[{ field = "branch", protected_ref = "branch" }]'),
+        ("to-protected", ESC, IRR, "Renames a branch onto a protected name (main, master, release/*)",
+         '[{ field = "new_name", protected_ref = "branch" }]'),
     ],
     "code-scanning/commit-autofix": [
-        ("protected", ESC, IRR, "Commits an autofix to main or master (a protected branch)",
-         f'[{{ field = "target_ref", in = {PROTECTED_BRANCHES} }}]'),
+        ("protected", ESC, IRR, "Commits an autofix to a protected branch (main, master, release/*)",
+         '[{ field = "target_ref", protected_ref = "branch" }]'),
         ("default-branch", ESC, IRR, "Commits an autofix without naming the branch",
          '[{ field = "target_ref", present = false }]'),
     ],

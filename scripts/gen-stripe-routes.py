@@ -100,13 +100,13 @@ POST /v1/coupons/{id} notify visible Renames a coupon or changes its metadata (i
 POST /v1/credit_notes/{id} notify visible Updates a credit note's memo or metadata
 POST /v1/credit_notes/{id}/void escalate irreversible Voids a credit note (the credit given is taken back)
 POST /v1/customer_sessions escalate irreversible Grants a client secret to a customer's saved payment methods and embedded components
-POST /v1/customers notify visible Creates a customer (a starting balance is held by a conditional rule)
+POST /v1/customers notify visible Creates a customer (a starting balance, or a legacy plan subscription, is held by conditional rules)
 POST /v1/customers/{customerId}/balance_transactions/{id} notify visible Updates a customer balance transaction's description or metadata
 DELETE /v1/customers/{customerId}/sources/{id} escalate irreversible Deletes a customer's saved card or bank account
 POST /v1/customers/{customerId}/sources/{id} notify visible Updates a saved card or bank account's details (owner, expiry, address)
 POST /v1/customers/{customerId}/sources/{id}/verify notify visible Verifies a customer's bank account with microdeposit amounts
 DELETE /v1/customers/{customerId}/tax_ids/{id} escalate irreversible Deletes a customer tax ID
-POST /v1/customers/{id} notify visible Updates a customer (a balance change is held by a conditional rule)
+POST /v1/customers/{id} notify visible Updates a customer (a balance change, or a legacy plan subscription, is held by conditional rules)
 POST /v1/customers/{id}/balance_transactions escalate money Credits or debits a customer's balance (applied to their next invoices)
 POST /v1/customers/{id}/cash_balance notify visible Changes how a customer's cash balance is reconciled against invoices
 DELETE /v1/customers/{id}/discount escalate irreversible Removes a customer's discount (they pay more)

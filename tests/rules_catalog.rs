@@ -794,6 +794,8 @@ fn live_catalog_keeps_last_good_on_broken_file() {
     assert_eq!(live.current().evaluate(&head, None).action, Action::Block);
 }
 
+/// GraphQL argument conditions, on updateProjectV2 (`input.public`, a notify base entry with an
+/// escalating condition; updateRef, used here before, is now held by name).
 #[test]
 fn graphql_argument_conditions() {
     let c = catalog();
@@ -807,31 +809,31 @@ fn graphql_argument_conditions() {
         b.to_string()
     };
     let vars = |v: serde_json::Value| Some(v);
-    let upd = |args: &str| format!("mutation {{ updateRef({args}) {{ clientMutationId }} }}");
+    let upd = |args: &str| format!("mutation {{ updateProjectV2({args}) {{ clientMutationId }} }}");
     #[allow(clippy::type_complexity)]
     let cases: Vec<(&str, String, Action, &str)> = vec![
-        // literal arguments: force true / false / missing
+        // literal arguments: public true / false / missing
         (
-            "force true",
-            body(&upd("input: {refId: \"r\", oid: \"o\", force: true}"), None),
+            "public true",
+            body(&upd("input: {projectId: \"r\", title: \"t\", public: true}"), None),
             Escalate,
             "rule_match",
         ),
         (
-            "force false",
-            body(&upd("input: {refId: \"r\", oid: \"o\", force: false}"), None),
+            "public false",
+            body(&upd("input: {projectId: \"r\", title: \"t\", public: false}"), None),
             Notify,
             "rule_match",
         ),
         (
-            "force missing",
-            body(&upd("input: {refId: \"r\", oid: \"o\"}"), None),
+            "public missing",
+            body(&upd("input: {projectId: \"r\", title: \"t\"}"), None),
             Notify,
             "rule_match",
         ),
         (
-            "force null",
-            body(&upd("input: {refId: \"r\", force: null}"), None),
+            "public null",
+            body(&upd("input: {projectId: \"r\", public: null}"), None),
             Notify,
             "rule_match",
         ),
@@ -839,25 +841,25 @@ fn graphql_argument_conditions() {
         (
             "alias hides nothing",
             body(
-                "mutation { safe: updateRef(input: {refId: \"r\", force: true}) { x } }",
+                "mutation { safe: updateProjectV2(input: {projectId: \"r\", public: true}) { x } }",
                 None,
             ),
             Escalate,
             "rule_match",
         ),
         (
-            "two aliased calls, one forced",
+            "two aliased calls, one public",
             body(
-                "mutation { a: updateRef(input: {force: false}) { x } b: updateRef(input: {force: true}) { x } }",
+                "mutation { a: updateProjectV2(input: {public: false}) { x } b: updateProjectV2(input: {public: true}) { x } }",
                 None,
             ),
             Escalate,
             "rule_match",
         ),
         (
-            "two aliased calls, none forced",
+            "two aliased calls, none public",
             body(
-                "mutation { a: updateRef(input: {force: false}) { x } b: updateRef(input: {}) { x } }",
+                "mutation { a: updateProjectV2(input: {public: false}) { x } b: updateProjectV2(input: {}) { x } }",
                 None,
             ),
             Notify,
@@ -865,36 +867,36 @@ fn graphql_argument_conditions() {
         ),
         // variables
         (
-            "whole input from a variable, forced",
+            "whole input from a variable, public",
             body(
-                "mutation U($in: UpdateRefInput!) { updateRef(input: $in) { x } }",
-                vars(serde_json::json!({"in": {"refId": "r", "oid": "o", "force": true}})),
+                "mutation U($in: UpdateProjectV2Input!) { updateProjectV2(input: $in) { x } }",
+                vars(serde_json::json!({"in": {"projectId": "r", "title": "t", "public": true}})),
             ),
             Escalate,
             "rule_match",
         ),
         (
-            "whole input from a variable, not forced",
+            "whole input from a variable, not public",
             body(
-                "mutation U($in: UpdateRefInput!) { updateRef(input: $in) { x } }",
-                vars(serde_json::json!({"in": {"refId": "r", "oid": "o"}})),
+                "mutation U($in: UpdateProjectV2Input!) { updateProjectV2(input: $in) { x } }",
+                vars(serde_json::json!({"in": {"projectId": "r", "title": "t"}})),
             ),
             Notify,
             "rule_match",
         ),
         (
-            "force from a variable, true",
+            "public from a variable, true",
             body(
-                "mutation U($f: Boolean) { updateRef(input: {refId: \"r\", force: $f}) { x } }",
+                "mutation U($f: Boolean) { updateProjectV2(input: {projectId: \"r\", public: $f}) { x } }",
                 vars(serde_json::json!({"f": true})),
             ),
             Escalate,
             "rule_match",
         ),
         (
-            "force from a variable, false",
+            "public from a variable, false",
             body(
-                "mutation U($f: Boolean) { updateRef(input: {refId: \"r\", force: $f}) { x } }",
+                "mutation U($f: Boolean) { updateProjectV2(input: {projectId: \"r\", public: $f}) { x } }",
                 vars(serde_json::json!({"f": false})),
             ),
             Notify,
@@ -903,7 +905,7 @@ fn graphql_argument_conditions() {
         (
             "variable missing",
             body(
-                "mutation U($f: Boolean) { updateRef(input: {refId: \"r\", force: $f}) { x } }",
+                "mutation U($f: Boolean) { updateProjectV2(input: {projectId: \"r\", public: $f}) { x } }",
                 None,
             ),
             Escalate,
@@ -912,7 +914,7 @@ fn graphql_argument_conditions() {
         (
             "input variable missing",
             body(
-                "mutation U($in: UpdateRefInput!) { updateRef(input: $in) { x } }",
+                "mutation U($in: UpdateProjectV2Input!) { updateProjectV2(input: $in) { x } }",
                 vars(serde_json::json!({"other": 1})),
             ),
             Escalate,
@@ -921,7 +923,7 @@ fn graphql_argument_conditions() {
         (
             "variable missing, default true",
             body(
-                "mutation U($f: Boolean = true) { updateRef(input: {force: $f}) { x } }",
+                "mutation U($f: Boolean = true) { updateProjectV2(input: {public: $f}) { x } }",
                 None,
             ),
             Escalate,
@@ -930,7 +932,7 @@ fn graphql_argument_conditions() {
         (
             "variable missing, default false",
             body(
-                "mutation U($f: Boolean = false) { updateRef(input: {force: $f}) { x } }",
+                "mutation U($f: Boolean = false) { updateProjectV2(input: {public: $f}) { x } }",
                 None,
             ),
             Notify,
@@ -939,7 +941,7 @@ fn graphql_argument_conditions() {
         (
             "variables not an object",
             body(
-                "mutation U($f: Boolean) { updateRef(input: {force: $f}) { x } }",
+                "mutation U($f: Boolean) { updateProjectV2(input: {public: $f}) { x } }",
                 vars(serde_json::json!("{\"f\": false}")),
             ),
             Escalate,
@@ -947,48 +949,48 @@ fn graphql_argument_conditions() {
         ),
         (
             "duplicate key in variables",
-            r#"{"query":"mutation U($f: Boolean) { updateRef(input: {force: $f}) { x } }","variables":{"f":false,"f":true}}"#.to_string(),
+            r#"{"query":"mutation U($f: Boolean) { updateProjectV2(input: {public: $f}) { x } }","variables":{"f":false,"f":true}}"#.to_string(),
             Escalate,
             "duplicate_key",
         ),
         (
             "argument given twice",
-            body(&upd("input: {force: false}, input: {force: true}"), None),
+            body(&upd("input: {public: false}, input: {public: true}"), None),
             Escalate,
             "duplicate_key",
         ),
         // fragments
         (
-            "named fragment, forced",
+            "named fragment, public",
             body(
-                "mutation M { ...F } fragment F on Mutation { updateRef(input: {force: true}) { x } }",
+                "mutation M { ...F } fragment F on Mutation { updateProjectV2(input: {public: true}) { x } }",
                 None,
             ),
             Escalate,
             "rule_match",
         ),
         (
-            "inline fragment, not forced",
+            "inline fragment, not public",
             body(
-                "mutation { ... on Mutation { updateRef(input: {force: false}) { x } } }",
+                "mutation { ... on Mutation { updateProjectV2(input: {public: false}) { x } } }",
                 None,
             ),
             Notify,
             "rule_match",
         ),
         (
-            "fragment with a variable, forced",
+            "fragment with a variable, public",
             body(
-                "mutation M($f: Boolean!) { ...F } fragment F on Mutation { r: updateRef(input: {force: $f}) { x } }",
+                "mutation M($f: Boolean!) { ...F } fragment F on Mutation { r: updateProjectV2(input: {public: $f}) { x } }",
                 vars(serde_json::json!({"f": true})),
             ),
             Escalate,
             "rule_match",
         ),
         (
-            "operationName picks the forced one",
+            "operationName picks the public one",
             serde_json::json!({
-                "query": "mutation A { updateRef(input: {force: false}) { x } } mutation B { updateRef(input: {force: true}) { x } }",
+                "query": "mutation A { updateProjectV2(input: {public: false}) { x } } mutation B { updateProjectV2(input: {public: true}) { x } }",
                 "operationName": "B",
             })
             .to_string(),
@@ -998,7 +1000,7 @@ fn graphql_argument_conditions() {
         (
             "operationName picks the plain one",
             serde_json::json!({
-                "query": "mutation A { updateRef(input: {force: false}) { x } } mutation B { updateRef(input: {force: true}) { x } }",
+                "query": "mutation A { updateProjectV2(input: {public: false}) { x } } mutation B { updateProjectV2(input: {public: true}) { x } }",
                 "operationName": "A",
             })
             .to_string(),
@@ -1009,7 +1011,7 @@ fn graphql_argument_conditions() {
         (
             "with a deleteRef",
             body(
-                "mutation { updateRef(input: {force: false}) { x } deleteRef(input: {refId: \"r\"}) { x } }",
+                "mutation { updateProjectV2(input: {public: false}) { x } deleteRef(input: {refId: \"r\"}) { x } }",
                 None,
             ),
             Escalate,
@@ -1211,4 +1213,93 @@ fn tripped_graphql_guard_is_as_strict_as_the_strictest_entry() {
             Action::Allow
         );
     }
+}
+
+/// Session 13 review: pull-request branch updates are held; ref writes use the `[git]`
+/// protected_refs (main, master, release/*, tags) through `protected_ref` conditions; legacy
+/// Stripe customer parameters are held. The ordinary, reversible forms still notify.
+#[test]
+fn protected_refs_and_legacy_parameters() {
+    let c = catalog();
+    let json = [("content-type", "application/json")];
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let gh = |p: &str| format!("https://api.github.com{p}");
+    let gq = |m: &str| {
+        serde_json::json!({ "query": format!("mutation {{ {m} {{ clientMutationId }} }}") })
+            .to_string()
+    };
+    use Action::*;
+    #[allow(clippy::type_complexity)]
+    let cases: Vec<(&str, String, &[(&str, &str)], String, Action, &str)> = vec![
+        // pull-request branch updates: the head may be protected, held like a merge
+        ("PUT", gh("/repos/o/r/pulls/1/update-branch"), &json, "{}".into(), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("updatePullRequestBranch(input: {pullRequestId: \"P\", updateMethod: MERGE})"), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("updateRef(input: {refId: \"R\", oid: \"aa\", force: false})"), Escalate, "rule_match"),
+        // renames: either name protected holds; feature branches notify
+        ("POST", gh("/repos/o/r/branches/feature/x/rename"), &json, r#"{"new_name":"feature/y"}"#.into(), Notify, "rule_match"),
+        ("POST", gh("/repos/o/r/branches/release/1.0/rename"), &json, r#"{"new_name":"tmp"}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/branches/tmp/rename"), &json, r#"{"new_name":"release/1.0"}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/branches/tmp/rename"), &json, r#"{"new_name":"MASTER"}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/branches/tmp/rename"), &json, r#"{"new_name":"release"}"#.into(), Notify, "rule_match"),
+        ("POST", gh("/repos/o/r/branches/tmp/rename"), &json, r#"{"new_name":" main"}"#.into(), Escalate, "value_unparseable"),
+        ("POST", gh("/repos/o/r/branches/tmp/rename"), &json, r#"{"new_name":"main/"}"#.into(), Escalate, "value_unparseable"),
+        // ref creation and updates: tags and release/* as for git push
+        ("POST", gh("/repos/o/r/git/refs"), &json, r#"{"ref":"refs/heads/feature/x","sha":"aa"}"#.into(), Notify, "rule_match"),
+        ("POST", gh("/repos/o/r/git/refs"), &json, r#"{"ref":"refs/tags/v1.0","sha":"aa"}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/git/refs"), &json, r#"{"ref":"refs/heads/release/2.0","sha":"aa"}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r/git/refs/heads/feature/x"), &json, r#"{"sha":"aa"}"#.into(), Notify, "rule_match"),
+        ("PATCH", gh("/repos/o/r/git/refs/tags/v1.0"), &json, r#"{"sha":"aa"}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r/git/refs/heads/release/2.0"), &json, r#"{"sha":"aa"}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r/git/refs/heads/Main"), &json, r#"{"sha":"aa"}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("createRef(input: {repositoryId: \"R\", name: \"refs/heads/feature/x\", oid: \"aa\"})"), Notify, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("createRef(input: {repositoryId: \"R\", name: \"tags/v1.0\", oid: \"aa\"})"), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("createLinkedBranch(input: {issueId: \"I\", oid: \"aa\", name: \"feature/x\"})"), Notify, "rule_match"),
+        // commits to a branch
+        ("PUT", gh("/repos/o/r/contents/a.md"), &json, r#"{"message":"m","content":"eA==","branch":"feature/x"}"#.into(), Notify, "rule_match"),
+        ("PUT", gh("/repos/o/r/contents/a.md"), &json, r#"{"message":"m","content":"eA==","branch":"refs/heads/release/1.0"}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("createCommitOnBranch(input: {branch: {repositoryNameWithOwner: \"o/r\", branchName: \"feature/x\"}, expectedHeadOid: \"aa\", message: {headline: \"m\"}})"), Notify, "rule_match"),
+        // Stripe customers: legacy subscription parameters hold, ordinary ones notify
+        ("POST", "https://api.stripe.com/v1/customers".into(), &form, "email=a%40b.c&name=A".into(), Notify, "rule_match"),
+        ("POST", "https://api.stripe.com/v1/customers".into(), &form, "email=a%40b.c&coupon=SAVE".into(), Notify, "rule_match"),
+        ("POST", "https://api.stripe.com/v1/customers/cus_1".into(), &form, "name=A".into(), Notify, "rule_match"),
+        ("POST", "https://api.stripe.com/v1/customers".into(), &form, "plan=gold".into(), Escalate, "rule_match"),
+        ("POST", "https://api.stripe.com/v1/customers".into(), &form, "trial_end=now".into(), Escalate, "rule_match"),
+        ("POST", "https://api.stripe.com/v1/customers/cus_1".into(), &form, "quantity=3".into(), Escalate, "rule_match"),
+        ("POST", "https://api.stripe.com/v1/customers/cus_1".into(), &form, "account_balance=100".into(), Escalate, "rule_match"),
+        ("POST", "https://api.stripe.com/v1/invoices/in_1".into(), &form, "description=d".into(), Notify, "rule_match"),
+        ("POST", "https://api.stripe.com/v1/invoices/in_1".into(), &form, "closed=false".into(), Escalate, "rule_match"),
+    ];
+    for (method, url, headers, body, want, code) in &cases {
+        let (action, codes, tool) = eval(&c, method, url, headers, Some(body));
+        assert_eq!(action, *want, "{method} {url} {body} -> {codes:?} {tool:?}");
+        assert!(
+            codes.iter().any(|c| c == code),
+            "{method} {url} {body}: want reason {code}, got {codes:?}"
+        );
+    }
+}
+
+/// A `protected_ref` condition reads the service's `[git]` section; without one it could never
+/// hold, so the file is refused.
+#[test]
+fn protected_ref_needs_a_git_section() {
+    let file = "[service]\nname = \"x\"\nhosts = [\"x.test\"]\n\n[[rule]]\ntool = \"x.rename\"\nmethod = \"POST\"\npath = \"/b/{branch}\"\nclass = \"irreversible\"\naction = \"escalate\"\nwhen = [{ field = \"branch\", protected_ref = \"branch\" }]\n";
+    let err = Catalog::from_sources(
+        &[("x.toml".to_string(), file.to_string())],
+        &CatalogOptions::default(),
+    )
+    .expect_err("refused");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("x.toml:5:") && text.contains("[git]"),
+        "{text}"
+    );
+    let with_git = format!(
+        "{file}\n[git]\nhosts = [\"git.x.test\"]\nprotected_refs = [\"refs/heads/main\"]\n"
+    );
+    Catalog::from_sources(
+        &[("x.toml".to_string(), with_git)],
+        &CatalogOptions::default(),
+    )
+    .expect("accepted with a [git] section");
 }

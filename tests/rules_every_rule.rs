@@ -9,7 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use airlock::rules::{
-    Catalog, CatalogOptions, Condition, GraphqlRuleInfo, RequestHead, RuleInfo, Test, Verdict,
+    Catalog, CatalogOptions, Condition, GraphqlRuleInfo, RefForm, RequestHead, RuleInfo, Test,
+    Verdict,
 };
 use http::HeaderMap;
 use serde_json::Value;
@@ -92,6 +93,16 @@ fn assign(c: &Condition, want: bool) -> Vec<(String, Option<Value>)> {
         }
         (Test::Gte(n), false) | (Test::Lt(n), true) => one(Some(Value::from(n - 1.0))),
         (Test::Present(p), w) => one((*p == w).then(|| Value::String("x".into()))),
+        // main is among the shipped catalog's [git] protected_refs.
+        (Test::ProtectedRef(form), w) => {
+            let name = match (form, w) {
+                (RefForm::Branch, true) => "main",
+                (RefForm::Branch, false) => "feature-x",
+                (RefForm::Ref, true) => "refs/heads/main",
+                (RefForm::Ref, false) => "refs/heads/feature-x",
+            };
+            one(Some(Value::String(name.into())))
+        }
         (
             Test::MoneyOver {
                 major,

@@ -14,7 +14,7 @@ pub mod normalize;
 pub mod readings;
 
 pub use catalog::{
-    is_read, Catalog, CatalogOptions, Condition, Entry, GraphqlRuleInfo, RuleInfo, Test,
+    is_read, Catalog, CatalogOptions, Condition, Entry, GraphqlRuleInfo, RefForm, RuleInfo, Test,
 };
 pub use classifier::{AllowAll, Classifier, PolicyCheck};
 pub use live::LiveCatalog;

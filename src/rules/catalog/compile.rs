@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::gql_verdict::GqlRule;
 use super::matcher::{MethodIndex, Rule, Seg, Service};
-use super::{Cond, Test};
+use super::{Cond, RefForm, Test};
 use crate::rules::git::{GitRules, RefPattern};
 use crate::rules::{normalize, Action, ApprovalPolicy, Class, RulesError};
 
@@ -101,6 +101,7 @@ struct RawCond {
     present: Option<bool>,
     money_over: Option<f64>,
     currency_field: Option<String>,
+    protected_ref: Option<RefForm>,
 }
 
 #[derive(Deserialize)]
@@ -336,6 +337,37 @@ fn add_gql(
     Ok(())
 }
 
+/// A `protected_ref` condition reads the service's `[git] protected_refs`: without a `[git]`
+/// section it could never hold, so the catalog is refused (errors name the rule).
+pub(super) fn check_ref_conditions(s: &Service) -> Result<(), RulesError> {
+    if s.git.is_some() {
+        return Ok(());
+    }
+    let uses = |when: &[Cond]| when.iter().any(|c| matches!(c.test, Test::ProtectedRef(_)));
+    let rest = s.rules.iter().filter(|r| uses(&r.when)).map(|r| &r.id);
+    let gql = s
+        .gql
+        .values()
+        .flatten()
+        .filter(|g| uses(&g.when))
+        .map(|g| &g.id);
+    match rest.chain(gql).next() {
+        None => Ok(()),
+        Some(id) => {
+            let (file, line) = id.rsplit_once(':').unwrap_or((id, "1"));
+            Err(RulesError::Parse {
+                file: file.to_string(),
+                line: line.parse().unwrap_or(1),
+                column: 1,
+                message: format!(
+                    "a protected_ref condition needs a [git] section (protected_refs) in service {}",
+                    s.name
+                ),
+            })
+        }
+    }
+}
+
 pub(super) fn index(s: &mut Service) {
     s.by_method = vec![MethodIndex::default(); normalize::KNOWN_METHODS.len()];
     for (i, r) in s.rules.iter().enumerate() {
@@ -411,8 +443,11 @@ fn compile_cond(c: &RawCond) -> Result<Cond, String> {
                 .unwrap_or_else(|| "currency".into()),
         });
     }
+    if let Some(form) = c.protected_ref {
+        tests.push(Test::ProtectedRef(form));
+    }
     if tests.len() != 1 {
-        return Err(format!("condition on `{}` needs exactly one test (eq, ne, in, gt, gte, lt, present, money_over)", c.field));
+        return Err(format!("condition on `{}` needs exactly one test (eq, ne, in, gt, gte, lt, present, money_over, protected_ref)", c.field));
     }
     Ok(Cond {
         field: c.field.clone(),

@@ -244,7 +244,7 @@ impl Catalog {
             let mut unknown: Option<&'static str> = None;
             let mut all = true;
             for c in &rule.when {
-                match check(c, &fields, params) {
+                match check(c, &fields, params, svc.protected_refs()) {
                     Ok(true) => {}
                     Ok(false) => {
                         all = false;

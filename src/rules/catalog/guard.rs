@@ -6,8 +6,9 @@
 use std::collections::BTreeMap;
 
 use super::matcher::{Rule, Service};
-use super::{Cond, Test};
+use super::{Cond, RefForm, Test};
 use crate::rules::fields::{FieldValue, Fields};
+use crate::rules::git::{check_refname, RefPattern};
 use crate::rules::{money, Action, RequestHead, Verdict};
 
 pub(super) const METHOD_OVERRIDE_HEADERS: [http::HeaderName; 3] = [
@@ -318,6 +319,7 @@ pub(super) fn check(
     c: &Cond,
     fields: &Fields,
     params: &BTreeMap<String, String>,
+    protected: &[RefPattern],
 ) -> Result<bool, &'static str> {
     if fields.get(&c.field).is_some() && params.contains_key(&c.field) {
         // A body or query field named like the path parameter: frameworks differ on which wins.
@@ -374,6 +376,7 @@ pub(super) fn check(
         (Test::Eq(w), Some(v)) => eq(v, w),
         (Test::Ne(w), Some(v)) => !eq(v, w),
         (Test::In(ws), Some(v)) => ws.iter().any(|w| eq(v, w)),
+        (Test::ProtectedRef(form), Some(v)) => protected_ref(*form, v, protected)?,
         (Test::Gt(n), Some(v)) => v.as_num().ok_or("value_unparseable")? > *n,
         (Test::Gte(n), Some(v)) => v.as_num().ok_or("value_unparseable")? >= *n,
         (Test::Lt(n), Some(v)) => v.as_num().ok_or("value_unparseable")? < *n,
@@ -392,6 +395,40 @@ pub(super) fn check(
             money::over(amount, &cur, *major)?
         }
     })
+}
+
+/// Does `v`, read as a ref name of `form` (every reading GitHub might take), name a protected
+/// ref? null is "not given"; a name git would refuse cannot be placed (`value_unparseable`).
+fn protected_ref(
+    form: RefForm,
+    v: &FieldValue,
+    protected: &[RefPattern],
+) -> Result<bool, &'static str> {
+    let name = match v {
+        FieldValue::Null => return Ok(false),
+        v => v.as_text(),
+    };
+    let qualified = name
+        .get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case("refs/"));
+    let mut readings = Vec::with_capacity(2);
+    if qualified {
+        readings.push(name.clone());
+    }
+    match form {
+        RefForm::Branch => readings.push(format!("refs/heads/{name}")),
+        RefForm::Ref if !qualified => {
+            readings.push(format!("refs/{name}"));
+            readings.push(format!("refs/heads/{name}"));
+        }
+        RefForm::Ref => {}
+    }
+    if readings.iter().any(|r| check_refname(r).is_err()) {
+        return Err("value_unparseable");
+    }
+    Ok(readings
+        .iter()
+        .any(|r| protected.iter().any(|p| p.matches(r))))
 }
 
 /// `v` is a string equal to one of the string `wants` only when case and surrounding blanks are

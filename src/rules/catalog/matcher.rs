@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::gql_verdict::GqlRule;
 use super::guard::guard;
 use super::Cond;
-use crate::rules::git::GitRules;
+use crate::rules::git::{GitRules, RefPattern};
 use crate::rules::{normalize, Action, ApprovalPolicy, Class, Verdict};
 
 #[derive(Debug, Clone)]
@@ -63,6 +63,14 @@ pub(super) struct Service {
     pub(super) gql: HashMap<String, Vec<GqlRule>>,
     /// The `[git]` section: git smart-HTTP hosts and protected refs.
     pub(super) git: Option<GitRules>,
+}
+
+impl Service {
+    /// The `[git]` protected-ref patterns, which `protected_ref` conditions test (none without
+    /// a `[git]` section; the catalog refuses such a condition then).
+    pub(super) fn protected_refs(&self) -> &[RefPattern] {
+        self.git.as_ref().map_or(&[], |g| g.protected.as_slice())
+    }
 }
 
 /// The rules of one method, by the lower-cased literal first segment of their template; rules

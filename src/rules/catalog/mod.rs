@@ -27,10 +27,10 @@
 //! action = "escalate"
 //!
 //! [[graphql]]                               # conditions on the mutation's arguments
-//! mutations = ["updateRef"]
+//! mutations = ["createRef"]
 //! class = "irreversible"
 //! action = "escalate"
-//! when = [{ field = "input.force", eq = true }]
+//! when = [{ field = "input.name", protected_ref = "ref" }]   # a ref [git] protects
 //!
 //! [git]                                     # git smart HTTP (push, fetch); at most one per service
 //! hosts = ["github.com"]                    # git hosts, distinct from the REST `hosts`
@@ -41,7 +41,10 @@
 //! ```
 //! Conditions: `eq`, `ne`, `in = [..]`, `gt`, `gte`, `lt`, `present = true`,
 //! `money_over = 100` (US dollars; the amount is in minor units of the currency in
-//! `currency_field`, default `currency`; see `money::over` for the conservative conversion).
+//! `currency_field`, default `currency`; see `money::over` for the conservative conversion),
+//! `protected_ref = "branch"` or `"ref"` (the field names a ref the service's `[git]
+//! protected_refs` protect, so REST and GraphQL ref writes share git push's list; see
+//! [`RefForm`]; a service using it needs a `[git]` section).
 //! A condition that cannot be evaluated (unparseable body, unknown currency) escalates.
 //!
 //! REST conditions name flattened body or query fields (`metadata[a]=1` and
@@ -80,7 +83,7 @@ mod gql_verdict;
 mod guard;
 mod matcher;
 
-use compile::{compile_file, index, merge, parse_template};
+use compile::{check_ref_conditions, compile_file, index, merge, parse_template};
 use matcher::{host_matches, Seg, Service};
 
 /// One condition's test, as written in a rule file (see the format above).
@@ -93,7 +96,26 @@ pub enum Test {
     Gte(f64),
     Lt(f64),
     Present(bool),
-    MoneyOver { major: f64, currency_field: String },
+    MoneyOver {
+        major: f64,
+        currency_field: String,
+    },
+    /// The field names a protected ref (the service's `[git] protected_refs`).
+    ProtectedRef(RefForm),
+}
+
+/// How a `protected_ref` condition reads its field as a ref name. Every reading GitHub might
+/// take is weighed (over-matching holds, which is the safe side); a name git would refuse
+/// (`main/`, ` main`, `a..b`, empty) cannot be placed and fails closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RefForm {
+    /// A branch name: `release/1.0` is `refs/heads/release/1.0`; a name starting with `refs/`
+    /// is also read as written (some endpoints accept `refs/heads/main`).
+    Branch,
+    /// A ref: `refs/tags/v1` as written; without `refs/`, both `refs/NAME` (the `git/refs/{ref}`
+    /// form, `heads/main`, `tags/v1`) and `refs/heads/NAME`.
+    Ref,
 }
 
 /// A compiled `when` condition: the field (dotted body/query name, or a path parameter) and
@@ -263,6 +285,7 @@ impl Catalog {
             }
         }
         for s in &mut services {
+            check_ref_conditions(s)?;
             index(s);
         }
         for s in &services {
