@@ -639,6 +639,17 @@ fn differentials() -> Vec<Entry> {
     let multipart =
         "--b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--b--\r\n";
     vec![
+        d(
+            "JSON charge whose form reading sets [amount] (Rack 2) over the limit",
+            ST,
+            h1(
+                "POST",
+                "/v1/charges",
+                &[JSON],
+                "{\"amount\":50,\"currency\":\"usd\",\"x\":\"&[amount]=5000000&[currency]=usd&source=tok_visa&y=\"}",
+            ),
+            "body_ambiguous",
+        ),
         // Session 13 review: an empty Content-Type is none to Rack (a POST body is a form),
         // and Stripe reads any v1 body as a form, so `_method` hid in them.
         e(

@@ -28,7 +28,8 @@ pub(super) const ROUTING_OVERRIDE_HEADERS: [http::HeaderName; 6] = [
 ];
 
 /// A field that a candidate rule's condition tests and that the body, read as a urlencoded
-/// form instead of JSON, would set (`{"x":"&amount=9"}` sets `amount`).
+/// form instead of JSON, would set (`{"x":"&amount=9"}` sets `amount`), also under Rack 2's
+/// spellings (`[amount]=9`) or after a `;` (Rack 1).
 pub(super) fn form_reading_sets(
     body: &[u8],
     cands: &[(&Rule, BTreeMap<String, String>)],
@@ -37,7 +38,14 @@ pub(super) fn form_reading_sets(
         return None;
     }
     let mut form = Fields::default();
-    form.add_form(&String::from_utf8_lossy(body));
+    form.add_form(&String::from_utf8_lossy(body).replace(';', "&"));
+    let sets = |f: &String| {
+        form.get(f).is_some()
+            || form
+                .malformed
+                .iter()
+                .any(|k| crate::rules::readings::rack2_scalar(k) == Some(f.as_str()))
+    };
     cands
         .iter()
         .flat_map(|(r, _)| &r.when)
@@ -48,7 +56,7 @@ pub(super) fn form_reading_sets(
             };
             std::iter::once(&c.field).chain(currency)
         })
-        .find(|f| form.get(f).is_some())
+        .find(|f| sets(f))
         .cloned()
 }
 
