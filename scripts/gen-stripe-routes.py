@@ -494,6 +494,8 @@ def generate():
            "hosts = [" + ", ".join(toml_str(h) for h in svc["hosts"]) + "]"]
     if svc.get("path_prefixes"):
         out.append("path_prefixes = [" + ", ".join(toml_str(p) for p in svc["path_prefixes"]) + "]")
+    if svc.get("form_bodies"):
+        out.append("form_bodies = true")
     out.append(f"default = {toml_str(svc.get('default', 'allow'))}")
     out.append("")
     for tool, method, tpath, klass, bucket, reason in entries:

@@ -682,6 +682,17 @@ fn differentials() -> Vec<Entry> {
             "method_override",
         ),
         d(
+            "octet-stream body with _method on a Stripe notify route",
+            ST,
+            h1(
+                "POST",
+                "/v1/coupons/co_1",
+                &[("Content-Type", "application/octet-stream")],
+                "_method=DELETE",
+            ),
+            "method_override",
+        ),
+        d(
             "text/plain body with _method after a `;`",
             ST,
             h1(

@@ -253,6 +253,15 @@ fn credentialed_hosts_without_rules_are_a_closed_world() {
             Action::Notify,
         ),
         (
+            // GitHub reads no form from a text body (only Stripe reads every body as one).
+            "POST",
+            "uploads.github.com",
+            "/repos/o/r/releases/1/assets?name=build.log",
+            "text/plain",
+            "step 1&_method=DELETE",
+            Action::Notify,
+        ),
+        (
             "POST",
             "files.stripe.com",
             "/v1/refunds",

@@ -90,10 +90,12 @@ impl AuditLog {
     /// On open: the entry the anchor names must be stored, with its hash (one store read;
     /// none when the log ends before it). No anchor: nothing to check (a fresh log, or one from
     /// before anchors); the next checkpoint writes it.
-    pub(super) fn check_anchor(&self, next_seq: u64) -> Result<(), AuditError> {
+    pub(super) fn check_anchor(
+        &self,
+        anchor: Option<Anchor>,
+        next_seq: u64,
+    ) -> Result<(), AuditError> {
         let path = self.anchor_path.display();
-        let anchor = read(&self.anchor_path)
-            .map_err(|e| AuditError::Anchor(format!("audit anchor {path}: {e}")))?;
         let Some(anchor) = anchor else {
             return Ok(());
         };
@@ -122,6 +124,13 @@ impl AuditLog {
         }
         *self.anchored_lock() = Some(anchor.seq);
         Ok(())
+    }
+
+    /// The anchor file's contents, `None` if there is none; unreadable is an error.
+    pub(super) fn read_anchor(&self) -> Result<Option<Anchor>, AuditError> {
+        read(&self.anchor_path).map_err(|e| {
+            AuditError::Anchor(format!("audit anchor {}: {e}", self.anchor_path.display()))
+        })
     }
 
     /// After a commit with checkpoint `seq` (hash `hash`) returned Ok: points the anchor at it,

@@ -335,11 +335,17 @@ impl AuditLog {
             anchor_path: anchor::path_for(key_path),
             anchored: Mutex::new(None),
         };
+        // The anchor is read before the store: an instance sharing it may store a checkpoint
+        // and move the anchor meanwhile, and the store is never behind an anchor read earlier.
+        let anchor = match check_anchor {
+            true => Some(log.read_anchor()?),
+            false => None,
+        };
         let recovered = log.recover()?;
         let next_seq = recovered.next_seq;
         *log.lock() = recovered;
-        if check_anchor {
-            log.check_anchor(next_seq)?;
+        if let Some(anchor) = anchor {
+            log.check_anchor(anchor, next_seq)?;
         }
         log.ensure_review_index()?;
         Ok(log)
@@ -769,9 +775,13 @@ impl AuditLog {
         // lost during COMMIT, a flush that failed after the write).
         let kept: Vec<Option<Batch>> = withs.clone();
         batches.extend(withs.into_iter().flatten());
+        // A commit reported failed that landed may not be durable (a failed flush): the anchor
+        // must never name it.
+        let mut durable = true;
         let applied = match self.store.commit(batches) {
             Ok(applied) => applied,
             Err(e) => {
+                durable = false;
                 let landed = first.as_ref().is_some_and(
                     |(k, b)| matches!(self.store.get(Tree::Audit, k), Ok(Some(v)) if v == *b),
                 );
@@ -800,7 +810,7 @@ impl AuditLog {
         head.next_seq = tail.next_seq;
         head.hash_hex = tail.prev;
         head.since_checkpoint = since;
-        if let Some((seq, hash)) = last_checkpoint {
+        if let Some((seq, hash)) = last_checkpoint.filter(|_| durable) {
             self.advance_anchor(seq, hash);
         }
         Ok(Some((seqs, applied)))

@@ -759,6 +759,36 @@ fn a_commit_that_landed_but_failed_is_not_written_twice() {
     verify(&lines, &log.public_key_hex()).unwrap();
 }
 
+/// A checkpoint whose commit was reported failed but landed may not be durable (a flush that
+/// failed): the anchor must not name it; the next checkpoint that commits moves it.
+#[test]
+fn a_checkpoint_that_landed_but_failed_does_not_move_the_anchor() {
+    let fx = Fixture::new();
+    let flaky = Arc::new(FlakyStore {
+        inner: fx.store(),
+        fail: AtomicBool::new(false),
+        land_then_fail: AtomicBool::new(false),
+    });
+    let log = fx.open_on(flaky.clone(), 2);
+    log.append_value("decision", event(0)).unwrap();
+    flaky.land_then_fail.store(true, Ordering::SeqCst);
+    // Completes the count: a checkpoint is chained into the same commit.
+    log.append_value("decision", event(1)).unwrap();
+    assert_eq!(
+        export(&log, 0).len(),
+        3,
+        "the entry and its checkpoint landed"
+    );
+    assert!(
+        !log.anchor_path().exists(),
+        "the anchor names a checkpoint whose commit failed"
+    );
+    log.append_value("decision", event(2)).unwrap();
+    log.append_value("decision", event(3)).unwrap();
+    let anchor = std::fs::read_to_string(log.anchor_path()).unwrap();
+    assert!(anchor.contains("\"seq\":5"), "{anchor}");
+}
+
 #[test]
 fn logs_of_two_instances_on_one_store_keep_one_chain() {
     // Two logs on one store stand for two instances sharing a database: each appends after

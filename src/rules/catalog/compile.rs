@@ -53,6 +53,8 @@ struct RawService {
     graphql_paths: Vec<String>,
     #[serde(default = "escalate")]
     graphql_default: Action,
+    #[serde(default)]
+    form_bodies: bool,
 }
 
 fn allow() -> Action {
@@ -153,6 +155,7 @@ pub(super) fn compile_file(file: &str, text: &str) -> Result<Service, RulesError
         default: s.default,
         graphql_paths: s.graphql_paths.iter().map(|p| seg_list(p)).collect(),
         graphql_default: s.graphql_default,
+        form_bodies: s.form_bodies,
         rules: Vec::new(),
         by_method: Vec::new(),
         gql: HashMap::new(),
@@ -287,13 +290,13 @@ fn compile_git(
 }
 
 pub(super) fn merge(into: &mut Service, from: Service, file: &str) -> Result<(), RulesError> {
-    if into.hosts != from.hosts {
+    if into.hosts != from.hosts || into.form_bodies != from.form_bodies {
         return Err(RulesError::Parse {
             file: file.into(),
             line: 1,
             column: 1,
             message: format!(
-                "service {} is declared with different hosts in another file",
+                "service {} is declared with different hosts or form_bodies in another file",
                 from.name
             ),
         });

@@ -4,7 +4,7 @@
 
 use super::gql_verdict::graphql_request;
 use super::guard::{
-    check, form_reading_sets, framing_depends_on_body, guard, header_named, is_text, media, plain,
+    check, form_reading_sets, framing_depends_on_body, guard, header_named, media, plain,
     rule_verdict, write_framing, Media, METHOD_OVERRIDE_HEADERS, ROUTING_OVERRIDE_HEADERS,
 };
 use super::matcher::{
@@ -26,9 +26,14 @@ impl Catalog {
         };
         let alts = normalize::other_readings(&segs);
         let graphql = is_graphql_path(svc, &segs) || alts.iter().any(|a| is_graphql_path(svc, a));
-        let form_like = media(head.headers) == Ok(Media::Form) || is_text(head.headers);
+        let form_like = match media(head.headers) {
+            Ok(Media::Form) => true,
+            Ok(Media::Other) => svc.form_bodies,
+            _ => false,
+        };
         if head.method == "POST" && (graphql || form_like) {
-            // GraphQL bodies, and form (or text) bodies for a `_method` override.
+            // GraphQL bodies, and form bodies (any body, where the service reads every body
+            // as a form) for a `_method` override.
             return true;
         }
         if !is_read(head.method) && framing_depends_on_body(head) {
@@ -135,17 +140,17 @@ impl Catalog {
                 Err((code, why)) => return esc(code, why),
             }
         };
-        let text_body = media == Media::Other && is_text(head.headers);
-        if !needs_body && head.method == "POST" && (media == Media::Form || text_body) {
+        let other_body = media == Media::Other && svc.form_bodies;
+        if !needs_body && head.method == "POST" && (media == Media::Form || other_body) {
             // Frameworks honour `_method` in a form body (Rack::MethodOverride and friends),
             // also spelled `[_method]` (Rack 2) or after a `;` (Rack 1, Go before 1.17); a
-            // server that reads any body as a form (Stripe's v1 API) would in a text body too.
+            // service that reads any body as a form (Stripe's v1 API) in any other body too.
             let text = body.map(String::from_utf8_lossy).unwrap_or_default();
-            if text.contains(';') && !text_body {
+            if text.contains(';') && !other_body {
                 return esc("query_separator", "`;` in a form body".into());
             }
-            // A text body is no form to Airlock: read it as Rack 1 would, `;` splitting too.
-            let text = if text_body {
+            // Not a form to Airlock: read it as Rack 1 would, `;` splitting too.
+            let text = if other_body {
                 std::borrow::Cow::Owned(text.replace(';', "&"))
             } else {
                 text
@@ -155,7 +160,7 @@ impl Catalog {
                 if readings::rack2_split(&k).0 == "_method" {
                     return esc("method_override", "`_method` in the form body".into());
                 }
-                if !text_body && !super::super::fields::well_formed_key(&k) {
+                if !other_body && !super::super::fields::well_formed_key(&k) {
                     return esc(
                         "param_ambiguous",
                         format!("form key `{k}`: form readers split its brackets differently"),

@@ -154,19 +154,6 @@ pub(super) fn media(headers: &http::HeaderMap) -> Result<Media, (&'static str, S
     })
 }
 
-/// A `text/*` Content-Type: a body servers that read every body as a form (Stripe's v1 API)
-/// would take `_method` from, so a POST's is looked at as well as a form's.
-pub(super) fn is_text(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| {
-            t.trim_start()
-                .get(..5)
-                .is_some_and(|p| p.eq_ignore_ascii_case("text/"))
-        })
-}
-
 /// Does [`write_framing`]'s answer for this write depend on whether a body is sent (one that
 /// `has_body` cannot see: HTTP/2 needs no Content-Length)?
 pub(super) fn framing_depends_on_body(head: &RequestHead<'_>) -> bool {

@@ -56,6 +56,9 @@ pub(super) struct Service {
     pub(super) default: Action,
     pub(super) graphql_paths: Vec<Vec<String>>,
     pub(super) graphql_default: Action,
+    /// The service reads every body as a urlencoded form, whatever its Content-Type (Stripe's
+    /// v1 API): a POST body that is not JSON is looked at for `_method` too.
+    pub(super) form_bodies: bool,
     pub(super) rules: Vec<Rule>,
     /// Per method (position in [`normalize::KNOWN_METHODS`]): indexes into `rules`.
     pub(super) by_method: Vec<MethodIndex>,

@@ -9,6 +9,8 @@
 //! default = "allow"                         # no rule matched
 //! graphql_paths = ["/graphql"]              # POST bodies parsed as GraphQL
 //! graphql_default = "escalate"              # a mutation no [[graphql]] entry names
+//! form_bodies = false                       # true: the API reads every body as a form (Stripe):
+//!                                           # non-JSON POST bodies are looked at for `_method`
 //!
 //! [[rule]]
 //! tool = "github.repos.update.visibility"
