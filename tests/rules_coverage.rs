@@ -217,7 +217,57 @@ fn credentialed_hosts_without_rules_are_a_closed_world() {
             (Action::Allow, "no_service"),
             "a host without a credential keeps default_action"
         );
+        let v = eval(
+            &c,
+            "POST",
+            "api.example.com",
+            "/o/r.git/git-upload-pack",
+            "",
+            b"",
+        );
+        assert_eq!(v.action, Action::Allow, "a git fetch is a read: {v:?}");
     }
+    let strict = CatalogOptions {
+        default_action: Action::Block,
+        credentialed_hosts: vec![("api.example.com".into(), "example".into())],
+        ..CatalogOptions::default()
+    };
+    let c = Catalog::embedded(&strict).expect("catalog");
+    for method in ["GET", "POST"] {
+        let v = eval(
+            &c,
+            method,
+            "api.example.com",
+            "/x",
+            "application/json",
+            b"{}",
+        );
+        assert_eq!(
+            v.action,
+            Action::Block,
+            "{method}: never laxer than default_action"
+        );
+    }
+    let opts = CatalogOptions {
+        credentialed_hosts: vec![("api.example.com".into(), "example".into())],
+        ..CatalogOptions::default()
+    };
+    let mut h = HeaderMap::new();
+    h.insert("x-http-method-override", "DELETE".parse().expect("value"));
+    let head = RequestHead {
+        method: "GET",
+        host: "api.example.com",
+        port: 443,
+        path_and_query: "/v1/things/1",
+        headers: &h,
+    };
+    let v = Catalog::embedded(&opts)
+        .expect("catalog")
+        .evaluate(&head, None);
+    assert_eq!(
+        (v.action, v.reason_codes[0].as_str()),
+        (Action::Escalate, "method_override")
+    );
     let c = catalog(Action::Escalate);
     for (method, host, path, ct, body, want) in [
         (

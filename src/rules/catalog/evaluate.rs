@@ -56,7 +56,7 @@ impl Catalog {
             Some(s) => (s, None),
             None => match self.git_service(&host) {
                 Some((s, g)) => (s, Some(g)),
-                None => return self.no_service(&host, head.method),
+                None => return self.no_service(&host, head),
             },
         };
         let esc = |code: &str, why: String| guard(svc, code, why);
@@ -298,9 +298,11 @@ impl Catalog {
     }
 
     /// A host no service names: `default_action`, unless Airlock holds a credential for it;
-    /// then it is a closed world like a service's unlisted routes (reads pass, writes are
-    /// unclassified), never a write sent with the real token unjudged.
-    fn no_service(&self, host: &str, method: &str) -> Verdict {
+    /// then it is a closed world like a service's unlisted routes, never a write sent with the
+    /// real token unjudged: reads (a git fetch's `git-upload-pack` POST among them) get
+    /// `default_action`, writes the stricter of it and `unclassified_writes`, and method or
+    /// routing override headers hold.
+    fn no_service(&self, host: &str, head: &RequestHead<'_>) -> Verdict {
         let Some((_, service)) = self.opts.credentialed_hosts.iter().find(|(h, _)| h == host)
         else {
             return plain(
@@ -310,15 +312,32 @@ impl Catalog {
                 format!("{host} is named by no service; default applies"),
             );
         };
-        if is_read(method) {
+        let at_least = |action: Action| action.max(self.opts.default_action);
+        let overridden = header_named(head.headers, &METHOD_OVERRIDE_HEADERS)
+            .map(|h| ("method_override", h))
+            .or_else(|| {
+                header_named(head.headers, &ROUTING_OVERRIDE_HEADERS)
+                    .map(|h| ("routing_override", h))
+            });
+        if let Some((code, h)) = overridden {
             return plain(
-                Action::Allow,
+                at_least(Action::Escalate),
+                Some(service),
+                code,
+                format!("{h} header present: the upstream may run another method or path"),
+            );
+        }
+        // A git fetch posts its wants to `git-upload-pack`: a read.
+        let path = head.path_and_query.split('?').next().unwrap_or("");
+        if is_read(head.method) || (head.method == "POST" && path.ends_with("/git-upload-pack")) {
+            return plain(
+                self.opts.default_action,
                 Some(service),
                 "no_rule_default",
                 format!("{host} gets the {service} credential and no rules name it; reads pass"),
             );
         }
-        let action = self.opts.unclassified_writes;
+        let action = at_least(self.opts.unclassified_writes);
         plain(
             action,
             Some(service),
