@@ -281,9 +281,6 @@ async fn no_secret_in_logs_store_audit_cli_or_api() {
     }
 }
 
-/// `serve` writes its log lines in batches from a thread of their own: a request's access line
-/// reaches stderr while Airlock runs (no flush needed), and every line is out by the time it
-/// has stopped.
 /// `program` run as this user without privileges: as root, with every capability dropped (so
 /// only the uid match and the target's dumpable flag decide what it may inspect).
 fn unprivileged(program: &str) -> Command {
@@ -342,7 +339,11 @@ async fn a_same_user_process_cannot_read_airlocks_environment() {
         contains(&seen.stdout, PROVIDER_TOKEN),
         "control: an ordinary process's environment is readable ({seen:?})"
     );
-    assert!(mem, "control: an ordinary process's memory opens");
+    // Under Yama (ptrace_scope >= 1) only ancestors may open another process's memory, so
+    // there the memory check proves nothing; the environment one stands.
+    let yama = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
+        .is_ok_and(|v| v.trim() != "0");
+    assert!(mem || yama, "control: an ordinary process's memory opens");
 
     let up = FakeUpstream::start(Default::default()).await;
     let dir = tempfile::tempdir().expect("dir");
@@ -355,9 +356,12 @@ async fn a_same_user_process_cannot_read_airlocks_environment() {
     stop(run);
     assert!(!seen.status.success(), "environment readable: {seen:?}");
     assert!(!contains(&seen.stdout, PROVIDER_TOKEN));
-    assert!(!mem, "memory opens");
+    assert!(!mem || yama, "memory opens");
 }
 
+/// `serve` writes its log lines in batches from a thread of their own: a request's access line
+/// reaches stderr while Airlock runs (no flush needed), and every line is out by the time it
+/// has stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn access_lines_reach_stderr_while_serving_and_all_by_exit() {
     support::init();

@@ -4,6 +4,8 @@
 
 use std::sync::{Arc, Barrier};
 
+#[path = "support/ports.rs"]
+mod ports;
 #[path = "support/postgres.rs"]
 mod postgres_cluster;
 

@@ -209,11 +209,10 @@ fn check_loaded(cert_der: &[u8], key_spki: &[u8]) -> Result<OffsetDateTime, Stri
              matching pair, or move both files aside to create a new CA"
         ));
     }
-    let signs = cert
-        .key_usage()
-        .ok()
-        .flatten()
-        .is_none_or(|u| u.value.key_cert_sign());
+    let signs = match cert.key_usage() {
+        Ok(usage) => usage.is_none_or(|u| u.value.key_cert_sign()),
+        Err(e) => return Err(format!("its key usage cannot be read: {e}")),
+    };
     if !cert.is_ca() || !signs {
         return Err("not a CA certificate (basicConstraints CA and keyCertSign needed)".into());
     }

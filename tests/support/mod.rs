@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod git_http;
+pub mod ports;
 pub mod postgres;
 pub mod process;
 pub mod raw;
@@ -30,18 +31,7 @@ pub const UPSTREAM_NAMES: &[&str] = &[
     "127.0.0.1",
 ];
 
-/// A loopback port free now, for a listener whose address a test must know before it starts.
-/// Drawn below the kernel's ephemeral range (32768 and up, where every `:0` bind of the tests
-/// running beside this one lands), so no other test takes it between this check and its bind.
-pub fn spare_port() -> u16 {
-    for _ in 0..1000 {
-        let port = 20_000 + rand::random::<u16>() % 10_000;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no spare port in 20000-29999");
-}
+pub use ports::spare_port;
 
 /// [`spare_port`] on 127.0.0.1.
 pub fn spare_addr() -> std::net::SocketAddr {

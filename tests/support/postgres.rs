@@ -71,10 +71,7 @@ fn command(run_as: &Option<String>, program: &Path) -> Command {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    super::ports::spare_port()
 }
 
 extern "C" fn stop_at_exit() {
