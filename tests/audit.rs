@@ -550,6 +550,11 @@ fn a_cut_tail_is_caught_by_the_anchor_until_the_restore_is_accepted() {
         "{err}"
     );
     assert!(err.contains("airlock audit accept-restore"), "{err}");
+    // What is left can still be exported and examined, with a warning.
+    let (ok, out, err) = airlock_cli(&cfg, &["audit", "export"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("warning: audit log ends at seq 5"), "{err}");
+    assert_eq!(entries(&out).len(), 6);
 
     // While the store is held (as by a running Airlock), accept-restore says so.
     let store = airlock::store::open(Backend::Redb, &data).expect("store");

@@ -181,7 +181,7 @@ impl AuditLog {
         opts: AuditOptions,
     ) -> Result<RestoreAccepted, AuditError> {
         let old = read(&path_for(key_path));
-        let log = AuditLog::open_anchored(store, key_path, origin, opts, false)?;
+        let log = AuditLog::open_with_anchor_check(store, key_path, origin, opts, false)?;
         let log_end_seq = log.lock().next_seq.checked_sub(1);
         let (anchor_seq, anchor_hash, anchor_unreadable) = match old {
             Ok(Some(a)) => (Some(a.seq), Some(a.hash), None),

@@ -274,11 +274,12 @@ impl AuditLog {
         origin: String,
         opts: AuditOptions,
     ) -> Result<AuditLog, AuditError> {
-        Self::open_anchored(store, key_path, origin, opts, true)
+        Self::open_with_anchor_check(store, key_path, origin, opts, true)
     }
 
-    /// [`AuditLog::open`]; `check_anchor: false` skips the anchor (accepting a restore).
-    fn open_anchored(
+    /// [`AuditLog::open`]; `check_anchor: false` skips the anchor (accepting a restore, or
+    /// exporting what a store whose anchor does not match still holds).
+    pub fn open_with_anchor_check(
         store: Arc<dyn Store>,
         key_path: &Path,
         origin: String,

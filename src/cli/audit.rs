@@ -54,7 +54,9 @@ enum AuditSource {
     Local(Box<airlock::audit::AuditLog>),
 }
 
-async fn audit_source(config: &Config) -> Result<AuditSource> {
+/// `despite_anchor`: a local log whose anchor does not match its store (a cut tail, an older
+/// copy) is still opened, with a warning, so what is left can be exported and examined.
+async fn audit_source(config: &Config, despite_anchor: bool) -> Result<AuditSource> {
     let token = airlock::admin::read_token(&config.admin.token_file)
         .ok()
         .flatten();
@@ -82,12 +84,22 @@ async fn audit_source(config: &Config) -> Result<AuditSource> {
         std::time::Duration::ZERO,
     )
     .map_err(|e| anyhow::anyhow!("opening the store at {}: {e}", config.store.path.display()))?;
-    let log = airlock::audit::AuditLog::open(
-        store,
-        &config.audit_key_file(),
-        config.audit.origin.clone(),
-        Default::default(),
-    )
+    let open = |checked: bool| {
+        airlock::audit::AuditLog::open_with_anchor_check(
+            store.clone(),
+            &config.audit_key_file(),
+            config.audit.origin.clone(),
+            Default::default(),
+            checked,
+        )
+    };
+    let log = match open(true) {
+        Err(airlock::audit::AuditError::Anchor(why)) if despite_anchor => {
+            eprintln!("warning: {why}; exporting what the store holds");
+            open(false)
+        }
+        other => other,
+    }
     .map_err(|e| anyhow::anyhow!("opening the audit log: {e}"))?;
     Ok(AuditSource::Local(Box::new(log)))
 }
@@ -143,7 +155,7 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
                 Err(e) => bail!("audit log verification FAILED: {e}"),
             }
         }
-        AuditCommand::Verify { file: None, .. } => match audit_source(&config).await? {
+        AuditCommand::Verify { file: None, .. } => match audit_source(&config, false).await? {
             AuditSource::Admin(addr, token) => {
                 let (status, json) =
                     call(addr, &token, Method::GET, "/v1/audit/verify", None).await?;
@@ -166,7 +178,7 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
             },
         },
         AuditCommand::Checkpoint => {
-            match audit_source(&config).await? {
+            match audit_source(&config, false).await? {
                 AuditSource::Admin(addr, token) => {
                     let (status, bytes) = airlock::admin::client::call_raw(
                         addr,
@@ -193,7 +205,7 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
             Ok(())
         }
         AuditCommand::Pubkey => {
-            match audit_source(&config).await? {
+            match audit_source(&config, false).await? {
                 AuditSource::Admin(addr, token) => {
                     let (_, json) =
                         call(addr, &token, Method::GET, "/v1/audit/pubkey", None).await?;
@@ -211,7 +223,7 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
                 )),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
-            match audit_source(&config).await? {
+            match audit_source(&config, true).await? {
                 AuditSource::Admin(addr, token) => {
                     // Page by page: neither side holds the whole log.
                     let mut from = Some(since);
