@@ -453,24 +453,6 @@ async fn failed_allow_records_become_an_audit_gap() {
     .await;
 }
 
-/// `airlock --config CFG ARGS` with no server running: (success, stdout, stderr).
-fn airlock_cli(cfg: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .arg("--config")
-        .arg(cfg)
-        .args(args)
-        .env_remove("AIRLOCK_HOME")
-        .env_remove("AIRLOCK_CONFIG")
-        .env("AIRLOCK_LOG", "warn")
-        .output()
-        .expect("run airlock");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// A store whose tail was cut (entries deleted through the store, checkpoint and all) is
 /// refused by `airlock audit verify`, as by `serve`, naming the anchor; an export cut before the
 /// anchor fails `verify --anchor`; `airlock audit accept-restore` refuses a store in use, then
@@ -542,7 +524,7 @@ fn a_cut_tail_is_caught_by_the_anchor_until_the_restore_is_accepted() {
     }
     assert!(store.apply(batch).expect("cut"));
     drop(store);
-    let (ok, _, err) = airlock_cli(&cfg, &["audit", "verify"]);
+    let (ok, _, err) = support::process::cli(&cfg, &["audit", "verify"]);
     assert!(!ok);
     assert!(err.contains("audit log ends at seq 5"), "{err}");
     assert!(
@@ -551,27 +533,27 @@ fn a_cut_tail_is_caught_by_the_anchor_until_the_restore_is_accepted() {
     );
     assert!(err.contains("airlock audit accept-restore"), "{err}");
     // What is left can still be exported and examined, with a warning.
-    let (ok, out, err) = airlock_cli(&cfg, &["audit", "export"]);
+    let (ok, out, err) = support::process::cli(&cfg, &["audit", "export"]);
     assert!(ok, "{err}");
     assert!(err.contains("warning: audit log ends at seq 5"), "{err}");
     assert_eq!(entries(&out).len(), 6);
 
     // While the store is held (as by a running Airlock), accept-restore says so.
     let store = airlock::store::open(Backend::Redb, &data).expect("store");
-    let (ok, _, err) = airlock_cli(&cfg, &["audit", "accept-restore"]);
+    let (ok, _, err) = support::process::cli(&cfg, &["audit", "accept-restore"]);
     assert!(!ok);
     assert!(err.contains("in use by a running Airlock"), "{err}");
     drop(store);
 
-    let (ok, out, err) = airlock_cli(&cfg, &["audit", "accept-restore"]);
+    let (ok, out, err) = support::process::cli(&cfg, &["audit", "accept-restore"]);
     assert!(ok, "{out}{err}");
     assert!(
         out.contains("restore accepted: the log ended at seq 5, the old anchor named seq 9"),
         "{out}"
     );
-    let (ok, out, err) = airlock_cli(&cfg, &["audit", "verify"]);
+    let (ok, out, err) = support::process::cli(&cfg, &["audit", "verify"]);
     assert!(ok, "{out}{err}");
-    let (ok, out, err) = airlock_cli(&cfg, &["audit", "export"]);
+    let (ok, out, err) = support::process::cli(&cfg, &["audit", "export"]);
     assert!(ok, "{err}");
     let all = entries(&out);
     assert_eq!(all[6]["kind"], "restore_accepted");

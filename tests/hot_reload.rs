@@ -9,33 +9,16 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use support::process::{write_config, Serve};
+use support::process::{cli, write_config, Serve};
 use support::raw::PinnedName;
 use support::{eventually, path_str, FakeUpstream, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Runs the real CLI on `cfg`; returns (success, stdout, stderr).
-fn cli(cfg: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .arg("--config")
-        .arg(cfg)
-        .args(args)
-        .env("AIRLOCK_LOG", "warn")
-        .output()
-        .expect("run airlock");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// The token a successful `add` or `rotate` printed (stdout holds only the token).
 fn token_from(cfg: &Path, args: &[&str]) -> String {

@@ -91,19 +91,7 @@ impl Setup {
 
     /// Runs `airlock --config <cli_config> ARGS`: (success, stdout, stderr).
     fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
-            .arg("--config")
-            .arg(&self.cli_config)
-            .args(args)
-            .env("AIRLOCK_LOG", "warn")
-            .env_remove("AIRLOCK_ADMIN_TOKEN")
-            .output()
-            .expect("run airlock");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        support::process::cli(&self.cli_config, args)
     }
 }
 

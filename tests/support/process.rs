@@ -173,3 +173,23 @@ pub fn write_config(
     .expect("write config");
     (cfg, store, ca)
 }
+
+/// `airlock --config CFG ARGS`, outside any environment the test run has (no `AIRLOCK_HOME`,
+/// `AIRLOCK_CONFIG` or `AIRLOCK_ADMIN_TOKEN`), logging warnings only: (success, stdout, stderr).
+pub fn cli(cfg: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .env_remove("AIRLOCK_HOME")
+        .env_remove("AIRLOCK_CONFIG")
+        .env_remove("AIRLOCK_ADMIN_TOKEN")
+        .env("AIRLOCK_LOG", "warn")
+        .output()
+        .expect("run airlock");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
