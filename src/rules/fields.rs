@@ -96,6 +96,19 @@ impl Fields {
         self.map.get(k)
     }
 
+    /// `k` is given: as a value, or as an object or array with something in it (`files` for
+    /// `{"files":{"a.txt":{..}}}`, flattened to `files.a.txt.content`).
+    pub fn given(&self, k: &str) -> bool {
+        if self.map.contains_key(k) {
+            return true;
+        }
+        let below = format!("{k}.");
+        self.map
+            .range(below.clone()..)
+            .next()
+            .is_some_and(|(key, _)| key.starts_with(&below))
+    }
+
     /// Adds `a=1&b[c]=2` pairs. Array pushes `a[]=x` get positional names.
     pub fn add_form(&mut self, text: &str) {
         let mut pushes: BTreeMap<String, usize> = BTreeMap::new();
