@@ -120,7 +120,7 @@ POST /v1/ephemeral_keys escalate irreversible Mints an ephemeral key: a client c
 DELETE /v1/ephemeral_keys/{id} escalate irreversible Revokes an ephemeral key (a credential)
 POST /v1/file_links escalate irreversible Publishes a file (identity documents, dispute evidence) at a public URL
 POST /v1/file_links/{id} notify visible Updates a file link's metadata (a new expiry is held by a conditional rule)
-POST /v1/files notify visible Uploads a file (file_link_data[create]=true also publishes it at a public URL; uploads are multipart, which Airlock cannot read, so they are held)
+POST /v1/files notify visible Uploads a file; not private if file_link_data[create]=true publishes it (held by a conditional rule), and uploads are multipart, which Airlock cannot read and holds
 POST /v1/financial_connections/accounts/{id}/disconnect escalate irreversible Disconnects a linked bank account for good (the customer must link it again)
 POST /v1/financial_connections/accounts/{id}/refresh allow reversible Refreshes a linked bank account's balance or ownership data
 POST /v1/financial_connections/accounts/{id}/subscribe notify visible Subscribes to a linked bank account's transaction data (billed by Stripe)

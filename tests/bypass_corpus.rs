@@ -1325,6 +1325,7 @@ fn differentials() -> Vec<Entry> {
         e("bucket", "payment method detached (cannot be reattached)", ST, h1("POST", "/v1/payment_methods/pm_1/detach", &[FORM], ""), Held),
         e("bucket", "customer created with a legacy coupon", ST, h1("POST", "/v1/customers", &[FORM], "email=a%40b.c&coupon=FREE100"), Held),
         e("bucket", "customer updated with a legacy promotion code", ST, h1("POST", "/v1/customers/cus_1", &[FORM], "promotion_code=promo_1"), Held),
+        e("bucket", "file uploaded with a public file link, as a form (not multipart)", ST, h1("POST", "/v1/files", &[FORM], "purpose=dispute_evidence&file_link_data[create]=true"), Held),
         e("bucket", "dependency snapshot (a dependency left out closes its Dependabot alerts)", GH, h1("POST", "/repos/o/r/dependency-graph/snapshots", &[JSON], r#"{"version":0,"sha":"aa","ref":"refs/heads/main","job":{"correlator":"c","id":"1"},"detector":{"name":"d","version":"1","url":"https://x"},"scanned":"2024-01-01T00:00:00Z","manifests":{}}"#), Held),
     ]
 }

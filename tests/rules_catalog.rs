@@ -1377,6 +1377,10 @@ fn bucket_audit_ordinary_forms_still_pass() {
         ("POST", st("/v1/customers/cus_1"), &form, "email=a%40b.c".into(), Notify, "rule_match"),
         ("POST", st("/v1/customers/cus_1"), &form, "coupon=SAVE".into(), Escalate, "rule_match"),
         ("POST", st("/v1/customers"), &form, "promotion_code=promo_1".into(), Escalate, "rule_match"),
+        // files: multipart uploads are held unread; a file link publishes in any body
+        ("POST", "https://files.stripe.com/v1/files".into(), &form, "purpose=dispute_evidence".into(), Notify, "rule_match"),
+        ("POST", "https://files.stripe.com/v1/files".into(), &form, "purpose=dispute_evidence&file_link_data[create]=true".into(), Escalate, "rule_match"),
+        ("POST", "https://files.stripe.com/v1/files".into(), &[("content-type", "multipart/form-data; boundary=x")], "--x--\r\n".into(), Escalate, "body_multipart"),
     ];
     for (method, url, headers, body, want, code) in &cases {
         let (action, codes, tool) = eval(&c, method, url, headers, Some(body));
