@@ -371,6 +371,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn given_counts_objects_and_arrays_with_something_in_them() {
+        let mut j = Fields::default();
+        j.add_json(br#"{"files":{"a.txt":{"content":"x"}},"users":["m"],"empty":{},"filesx":1}"#)
+            .expect("json");
+        assert!(j.given("files") && j.given("files.a.txt") && j.given("users"));
+        assert!(j.given("filesx"));
+        assert!(!j.given("empty") && !j.given("file") && !j.given("missing"));
+        let mut f = Fields::default();
+        f.add_form("file_link_data[create]=true");
+        assert!(f.given("file_link_data") && !f.given("file_link"));
+    }
+
+    #[test]
     fn form_and_json_flatten_alike() {
         let mut f = Fields::default();
         f.add_form("amount=500&metadata[order]=7&items[0][price]=p_1&tags[]=a&tags[]=b");
