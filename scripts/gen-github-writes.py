@@ -66,16 +66,22 @@ THEMES = {
         "pulls/update-review", "pulls/submit-review",
         "repos/update-commit-comment", "repos/create-commit-comment",
         "pull-request-stacks/create", "pull-request-stacks/add", "pull-request-stacks/unstack",
-        "gists/create", "gists/update", "gists/create-comment", "gists/update-comment", "gists/fork",
+        "gists/create", "gists/create-comment", "gists/update-comment", "gists/fork",
     ]),
     "content": (NOT, REV, "repository content outside protected branches; visible and revertible", [
         "git/create-blob", "git/create-commit", "git/create-tree", "git/create-tag", "git/create-ref",
         "git/update-ref", "repos/create-or-update-file-contents", "repos/rename-branch",
         "code-scanning/commit-autofix", "repos/create-fork", "repos/replace-all-topics",
-        "repos/create-autolink", "repos/create-release", "repos/update-release",
+        "repos/create-autolink",
         "repos/update-release-asset", "repos/upload-release-asset",
         "migrations/start-import", "migrations/update-import", "migrations/map-commit-author",
         "migrations/set-lfs-preference", "codespaces/export-for-authenticated-user",
+    ]),
+    "releases": (NOT, VIS, "a draft release, or a published one's notes, visible and editable (publishing creates the tag, a protected ref, and escalates)", [
+        "repos/create-release", "repos/update-release",
+    ]),
+    "gist-edit": (NOT, VIS, "a gist's description (changing its files escalates: Airlock cannot tell a public gist from a secret one)", [
+        "gists/update",
     ]),
     "new-repo": (NOT, VIS, "creates a repository (a public one escalates)", [
         "repos/create-for-authenticated-user", "repos/create-in-org", "repos/create-using-template",
@@ -85,13 +91,15 @@ THEMES = {
         "repos/update",
     ]),
     "ci-records": (NOT, VIS, "CI and deployment records, visible and superseded by the next run", [
-        "checks/create", "checks/update", "checks/create-suite", "repos/create-commit-status",
-        "repos/create-deployment", "repos/create-deployment-status",
+        "checks/create-suite", "repos/create-deployment", "repos/create-deployment-status",
         "actions/cancel-workflow-run", "actions/force-cancel-workflow-run",
-        "dependency-graph/create-repository-snapshot", "repos/create-attestation",
+        "repos/create-attestation",
         "orgs/create-artifact-deployment-record", "orgs/set-cluster-deployment-records",
         "orgs/create-cluster-deployment-records-job", "orgs/create-artifact-storage-record",
         "repos/request-pages-build", "repos/cancel-pages-deployment",
+    ]),
+    "ci-results": (NOT, VIS, "a pending or failing CI result, visible and superseded by the next run (a passing one escalates: it satisfies required checks)", [
+        "checks/create", "checks/update", "repos/create-commit-status",
     ]),
     "ci-config": (NOT, VIS, "CI configuration of one repository, visible and reversible", [
         "actions/create-repo-variable", "actions/update-repo-variable",
@@ -113,7 +121,7 @@ THEMES = {
     "alerts": (NOT, VIS, "alert triage (assignees, reopening); dismissing or resolving escalates", [
         "code-scanning/update-alert", "dependabot/update-alert", "secret-scanning/update-alert",
     ]),
-    "advisories": (NOT, VIS, "a draft or private security advisory, seen by maintainers only (publishing escalates)", [
+    "advisories": (NOT, VIS, "a draft or private security advisory, seen by maintainers only (publishing or adding collaborators escalates)", [
         "security-advisories/create-repository-advisory",
         "security-advisories/create-private-vulnerability-report",
         "security-advisories/update-repository-advisory", "security-advisories/create-fork",
@@ -137,7 +145,7 @@ THEMES = {
         "interactions/set-restrictions-for-org", "interactions/update-pull-request-creation-cap-for-org",
         "interactions/set-restrictions-for-repo", "interactions/set-pull-request-bypass-list-for-repo",
         "interactions/update-pull-request-creation-cap-for-repo",
-        "interactions/set-restrictions-for-authenticated-user", "orgs/block-user", "users/block",
+        "interactions/set-restrictions-for-authenticated-user",
     ]),
     "profile": (NOT, VIS, "the caller's own public profile", [
         "users/update-authenticated", "users/set-primary-email-visibility-for-authenticated-user",
@@ -220,6 +228,9 @@ THEMES = {
         "code-security/set-configuration-as-default-for-enterprise",
         "code-scanning/update-default-setup",
         "code-scanning/upload-sarif",  # results missing from a new analysis close open alerts
+        # a snapshot replaces the job's previous one: a vulnerable dependency left out of it
+        # closes its Dependabot alerts, as for SARIF
+        "dependency-graph/create-repository-snapshot",
         "secret-scanning/update-org-custom-pattern", "secret-scanning/update-repo-custom-pattern",
         "secret-scanning/update-org-pattern-configs", "secret-scanning/create-push-protection-bypass",
         "orgs/set-immutable-releases-settings", "orgs/set-immutable-releases-settings-repositories",
@@ -343,6 +354,11 @@ THEMES = {
     "merge-into-head": (ESC, IRR, "merges the base into the head branch, which may be a protected one (the head cannot be told from the pull request number); held like a merge", [
         "pulls/update-branch",
     ]),
+    # Blocking removes the user as a collaborator (access taken away) and their stars, watches
+    # and assignments; unblocking restores none of it.
+    "block": (ESC, IRR, "removes the user as a collaborator, with their stars, watches and assignments; unblocking restores none of it", [
+        "orgs/block-user", "users/block",
+    ]),
     "destroy": (ESC, IRR, "destroys data", [
         "orgs/delete-attestations-bulk", "users/delete-attestations-bulk",
     ]),
@@ -411,6 +427,38 @@ CONDITIONAL = {
     "security-advisories/update-repository-advisory": [
         ("state", ESC, IRR, "Changes a security advisory's state (publishing makes it public)",
          '[{ field = "state", present = true }]'),
+        ("collaborating-users", ESC, IRR, "Sets an advisory's collaborating users (grants access to it and its private fork)",
+         '[{ field = "collaborating_users", present = true }]'),
+        ("collaborating-teams", ESC, IRR, "Sets an advisory's collaborating teams (grants access to it and its private fork)",
+         '[{ field = "collaborating_teams", present = true }]'),
+    ],
+    # A gist's files: Airlock cannot tell a public gist from a secret one, so new content may be
+    # publication (creating a public gist already escalates).
+    "gists/update": [
+        ("files", ESC, IRR, "Changes a gist's files (in a public gist, publishes them; Airlock cannot tell public from secret)",
+         '[{ field = "files", present = true }]'),
+    ],
+    # Publishing a draft release creates its tag (a protected ref, held on git push); so does a
+    # new tag_name. POST …/releases/generate-notes is also weighed as this PATCH (GitHub takes a
+    # POST to a PATCH route as the PATCH) and needs tag_name: it is a read, not held.
+    "repos/update-release": [
+        ("publish", ESC, IRR, "Publishes a draft release (creates its tag, a protected ref)",
+         '[{ field = "draft", eq = false }]'),
+        ("tag", ESC, IRR, "Sets a release's tag_name (publishing creates the tag, a protected ref)",
+         '[{ field = "release_id", ne = "generate-notes" }, { field = "tag_name", present = true }]'),
+    ],
+    # A success, neutral or skipped status or check run satisfies a required status check.
+    "repos/create-commit-status": [
+        ("success", ESC, IRR, "Reports a commit status as success (satisfies a required status check)",
+         '[{ field = "state", eq = "success" }]'),
+    ],
+    "checks/create": [
+        ("passing", ESC, IRR, "Completes a check run as success, neutral or skipped (satisfies a required check)",
+         '[{ field = "conclusion", in = ["success", "neutral", "skipped"] }]'),
+    ],
+    "checks/update": [
+        ("passing", ESC, IRR, "Completes a check run as success, neutral or skipped (satisfies a required check)",
+         '[{ field = "conclusion", in = ["success", "neutral", "skipped"] }]'),
     ],
     "repos/create-using-template": [
         ("public", ESC, IRR, "Creates a public repository from a template (private is not true)",

@@ -79,8 +79,8 @@ POST /v1/billing/credit_grants/{id}/void escalate irreversible Voids a customer'
 POST /v1/billing/feedback_options notify visible Creates a cancellation feedback option for the customer portal
 POST /v1/billing/feedback_options/{id} notify visible Updates a cancellation feedback option
 POST /v1/billing/feedback_options/{id}/deactivate notify visible Deactivates a cancellation feedback option
-POST /v1/billing/meter_event_adjustments notify visible Cancels a reported usage event (lowers a usage bill)
-POST /v1/billing/meter_events notify visible Reports usage billed on the customer's next invoice (append-only, high volume)
+POST /v1/billing/meter_event_adjustments escalate money Cancels a reported usage event (lowers a customer's bill, like a credit note)
+POST /v1/billing/meter_events escalate money Reports usage billed on the customer's next invoice (no limit on the amount billed)
 POST /v1/billing/meters notify visible Creates a usage meter
 POST /v1/billing/meters/{id} notify visible Renames a usage meter
 POST /v1/billing/meters/{id}/deactivate notify visible Deactivates a usage meter: usage stops being recorded and billed (reactivate undoes)
@@ -100,13 +100,13 @@ POST /v1/coupons/{id} notify visible Renames a coupon or changes its metadata (i
 POST /v1/credit_notes/{id} notify visible Updates a credit note's memo or metadata
 POST /v1/credit_notes/{id}/void escalate irreversible Voids a credit note (the credit given is taken back)
 POST /v1/customer_sessions escalate irreversible Grants a client secret to a customer's saved payment methods and embedded components
-POST /v1/customers notify visible Creates a customer (a starting balance, or a legacy plan subscription, is held by conditional rules)
+POST /v1/customers notify visible Creates a customer (a starting balance, a legacy plan subscription or discount, is held by conditional rules)
 POST /v1/customers/{customerId}/balance_transactions/{id} notify visible Updates a customer balance transaction's description or metadata
 DELETE /v1/customers/{customerId}/sources/{id} escalate irreversible Deletes a customer's saved card or bank account
 POST /v1/customers/{customerId}/sources/{id} notify visible Updates a saved card or bank account's details (owner, expiry, address)
 POST /v1/customers/{customerId}/sources/{id}/verify notify visible Verifies a customer's bank account with microdeposit amounts
 DELETE /v1/customers/{customerId}/tax_ids/{id} escalate irreversible Deletes a customer tax ID
-POST /v1/customers/{id} notify visible Updates a customer (a balance change, or a legacy plan subscription, is held by conditional rules)
+POST /v1/customers/{id} notify visible Updates a customer (a balance change, a legacy plan subscription or discount, is held by conditional rules)
 POST /v1/customers/{id}/balance_transactions escalate money Credits or debits a customer's balance (applied to their next invoices)
 POST /v1/customers/{id}/cash_balance notify visible Changes how a customer's cash balance is reconciled against invoices
 DELETE /v1/customers/{id}/discount escalate irreversible Removes a customer's discount (they pay more)
@@ -120,7 +120,7 @@ POST /v1/ephemeral_keys escalate irreversible Mints an ephemeral key: a client c
 DELETE /v1/ephemeral_keys/{id} escalate irreversible Revokes an ephemeral key (a credential)
 POST /v1/file_links escalate irreversible Publishes a file (identity documents, dispute evidence) at a public URL
 POST /v1/file_links/{id} notify visible Updates a file link's metadata (a new expiry is held by a conditional rule)
-POST /v1/files notify visible Uploads a file (kept private unless a file link publishes it)
+POST /v1/files notify visible Uploads a file; not private if file_link_data[create]=true publishes it (held by a conditional rule), and uploads are multipart, which Airlock cannot read and holds
 POST /v1/financial_connections/accounts/{id}/disconnect escalate irreversible Disconnects a linked bank account for good (the customer must link it again)
 POST /v1/financial_connections/accounts/{id}/refresh allow reversible Refreshes a linked bank account's balance or ownership data
 POST /v1/financial_connections/accounts/{id}/subscribe notify visible Subscribes to a linked bank account's transaction data (billed by Stripe)
@@ -159,7 +159,7 @@ POST /v1/issuing/tokens/{id} escalate irreversible Activates, suspends or delete
 POST /v1/issuing/transactions/{id} notify visible Updates an issuing transaction's metadata
 POST /v1/payment_intents/{id} notify visible Updates an unconfirmed payment intent (a new amount possibly over $100 is held by a conditional rule)
 POST /v1/payment_intents/{id}/apply_customer_balance escalate money Pays a payment intent from the customer's cash balance
-POST /v1/payment_intents/{id}/cancel notify visible Cancels a payment intent (releases an uncaptured authorization; no money moves)
+POST /v1/payment_intents/{id}/cancel escalate money Cancels a payment intent: an uncaptured authorization is released for good (the funds cannot be captured)
 POST /v1/payment_intents/{id}/verify_microdeposits escalate money Verifies a payment intent's bank account, which is then debited
 POST /v1/payment_links/{id} notify visible Updates or deactivates a payment link (customers still decide to pay)
 POST /v1/payment_method_configurations notify visible Creates a payment method configuration (which methods checkout offers)
@@ -170,7 +170,7 @@ POST /v1/payment_method_domains/{id}/validate allow reversible Re-validates a pa
 POST /v1/payment_methods allow reversible Tokenizes a payment method (unattached; charging it is gated separately)
 POST /v1/payment_methods/{id} notify visible Updates a payment method's billing details or expiry
 POST /v1/payment_methods/{id}/attach notify visible Saves a payment method to a customer (charging it is gated separately)
-POST /v1/payment_methods/{id}/detach notify visible Removes a saved payment method from a customer (it cannot be reattached)
+POST /v1/payment_methods/{id}/detach escalate irreversible Removes a saved payment method from a customer (it cannot be reattached)
 POST /v1/payment_records/report_payment notify visible Records a payment made outside Stripe (no money moves through Stripe)
 POST /v1/payment_records/{id}/report_payment_attempt notify visible Records a new attempt of a payment made outside Stripe
 POST /v1/payment_records/{id}/report_payment_attempt_canceled notify visible Records that an outside payment attempt was canceled
@@ -282,10 +282,10 @@ POST /v1/treasury/outbound_transfers/{id}/cancel escalate money Cancels an outbo
 POST /v1/webhook_endpoints escalate irreversible Creates a webhook endpoint: event data (customers, payments) is sent to a new URL
 DELETE /v1/webhook_endpoints/{id} escalate irreversible Deletes a webhook endpoint (event delivery to it stops)
 POST /v1/webhook_endpoints/{id} escalate irreversible Changes a webhook endpoint's URL or events (where event data is sent)
-POST /v2/billing/meter_event_adjustments notify visible Cancels a reported usage event (v2)
+POST /v2/billing/meter_event_adjustments escalate money Cancels a reported usage event (v2; lowers a customer's bill, like a credit note)
 POST /v2/billing/meter_event_session escalate irreversible Mints a 15-minute token for the meter event stream on meter-events.stripe.com, a host Airlock does not gate
-POST /v2/billing/meter_event_stream notify visible Reports usage events in bulk (v2 stream), billed on the customers' next invoices
-POST /v2/billing/meter_events notify visible Reports a usage event (v2), billed on the customer's next invoice
+POST /v2/billing/meter_event_stream escalate money Reports usage events in bulk (v2 stream), billed on the customers' next invoices with no limit
+POST /v2/billing/meter_events escalate money Reports a usage event (v2), billed on the customer's next invoice with no limit
 POST /v2/commerce/product_catalog/imports notify visible Imports products and prices in bulk
 POST /v2/core/account_links escalate irreversible Creates a link that lets whoever opens it onboard or edit an account (v2)
 POST /v2/core/account_tokens allow reversible Tokenizes account data (v2; using the token is gated)

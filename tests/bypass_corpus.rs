@@ -1050,10 +1050,12 @@ fn differentials() -> Vec<Entry> {
             ),
             "param_ambiguous",
         ),
+        // A route without conditional rules (PATCH /gists/{id} has one since the bucket audit,
+        // so its body is read, and `[_method]=…` is held there as shaped like JSON).
         d(
             "[_method] in a form body",
             GH,
-            h1("POST", "/gists/abc", &[FORM], "[_method]=DELETE"),
+            h1("POST", "/gists/abc/comments/1", &[FORM], "[_method]=DELETE"),
             "method_override",
         ),
         d(
@@ -1291,6 +1293,40 @@ fn differentials() -> Vec<Entry> {
             h1("POST", "/v1/invoices/in_1", &[FORM, ("Stripe-Version", "2018-09-24")], "closed=false"),
             Held,
         ),
+        // Session 13 bucket audit: effective allow/notify outcomes the README's policy puts in an
+        // escalate category (tags created by releases, money by meter events, access by blocks
+        // and advisory collaborators, weakened protections by forged green checks, publication).
+        e("bucket", "release published without `draft` (creates its tag)", GH, h1("POST", "/repos/o/r/releases", &[JSON], r#"{"tag_name":"v9.9.9","name":"x"}"#), Held),
+        e("bucket", "release created with draft=false", GH, h1("POST", "/repos/o/r/releases", &[JSON], r#"{"tag_name":"v9.9.9","draft":false}"#), Held),
+        e("bucket", "draft release published by update (creates its tag)", GH, h1("PATCH", "/repos/o/r/releases/1", &[JSON], r#"{"draft":false}"#), Held),
+        e("bucket", "release given a new tag_name by update", GH, h1("PATCH", "/repos/o/r/releases/1", &[JSON], r#"{"tag_name":"v0.0.1"}"#), Held),
+        e("bucket", "release update sent as POST (GitHub takes it as the PATCH)", GH, h1("POST", "/repos/o/r/releases/1", &[JSON], r#"{"draft":false}"#), Held),
+        e("bucket", "v1 meter event (bills the customer, no limit)", ST, h1("POST", "/v1/billing/meter_events", &[FORM], "event_name=api_calls&payload[stripe_customer_id]=cus_1&payload[value]=100000000"), Held),
+        e("bucket", "v2 meter event", ST, h1("POST", "/v2/billing/meter_events", &[JSON], r#"{"event_name":"api_calls","payload":{"stripe_customer_id":"cus_1","value":"100000000"}}"#), Held),
+        e("bucket", "v2 meter event stream", ST, h1("POST", "/v2/billing/meter_event_stream", &[JSON], r#"{"events":[{"event_name":"api_calls","payload":{"stripe_customer_id":"cus_1","value":"100000000"}}]}"#), Held),
+        e("bucket", "v1 meter event adjustment (cancels billed usage)", ST, h1("POST", "/v1/billing/meter_event_adjustments", &[FORM], "event_name=api_calls&cancel[identifier]=e1"), Held),
+        e("bucket", "v2 meter event adjustment", ST, h1("POST", "/v2/billing/meter_event_adjustments", &[JSON], r#"{"event_name":"api_calls","type":"cancel","cancel":{"identifier":"e1"}}"#), Held),
+        e("bucket", "user blocked (removed as collaborator)", GH, h1("PUT", "/user/blocks/alice", &[], ""), Held),
+        e("bucket", "user blocked from an organization", GH, h1("PUT", "/orgs/o/blocks/alice", &[], ""), Held),
+        e("bucket", "repository made internal", GH, h1("PATCH", "/repos/o/r", &[JSON], r#"{"visibility":"internal"}"#), Held),
+        e("bucket", "repository default branch changed", GH, h1("PATCH", "/repos/o/r", &[JSON], r#"{"default_branch":"unprotected"}"#), Held),
+        e("bucket", "repository forking allowed", GH, h1("PATCH", "/repos/o/r", &[JSON], r#"{"allow_forking":true}"#), Held),
+        e("bucket", "commit status forged green", GH, h1("POST", "/repos/o/r/statuses/aa", &[JSON], r#"{"state":"success","context":"ci/required"}"#), Held),
+        e("bucket", "check run created as success", GH, h1("POST", "/repos/o/r/check-runs", &[JSON], r#"{"name":"ci","head_sha":"aa","conclusion":"success"}"#), Held),
+        e("bucket", "check run completed as neutral", GH, h1("PATCH", "/repos/o/r/check-runs/1", &[JSON], r#"{"status":"completed","conclusion":"neutral"}"#), Held),
+        e("bucket", "check run completed as skipped, sent as POST", GH, h1("POST", "/repos/o/r/check-runs/1", &[JSON], r#"{"conclusion":"skipped"}"#), Held),
+        e("bucket", "GraphQL createCheckRun as SUCCESS", GH, h1("POST", "/graphql", &[JSON], gql("mutation { createCheckRun(input: {repositoryId: \"R\", name: \"ci\", headSha: \"aa\", status: COMPLETED, conclusion: SUCCESS}) { clientMutationId } }")), Held),
+        e("bucket", "GraphQL updateCheckRun as NEUTRAL through a variable", GH, h1("POST", "/graphql", &[JSON], serde_json::json!({"query": "mutation($c: CheckConclusionState) { updateCheckRun(input: {repositoryId: \"R\", checkRunId: \"C\", conclusion: $c}) { clientMutationId } }", "variables": {"c": "NEUTRAL"}}).to_string()), Held),
+        e("bucket", "[_method] in a form body to a gist (its PATCH has a conditional rule now)", GH, h1("POST", "/gists/abc", &[FORM], "[_method]=DELETE"), Held),
+        e("bucket", "gist files changed (a public gist publishes them)", GH, h1("PATCH", "/gists/abc", &[JSON], r#"{"files":{"notes.txt":{"content":"secret"}}}"#), Held),
+        e("bucket", "advisory collaborating user added (grants access)", GH, h1("PATCH", "/repos/o/r/security-advisories/GHSA-xxxx-xxxx-xxxx", &[JSON], r#"{"collaborating_users":["mallory"]}"#), Held),
+        e("bucket", "advisory collaborating team added", GH, h1("PATCH", "/repos/o/r/security-advisories/GHSA-xxxx-xxxx-xxxx", &[JSON], r#"{"collaborating_teams":["o/outsiders"]}"#), Held),
+        e("bucket", "payment intent cancelled (authorized funds given up)", ST, h1("POST", "/v1/payment_intents/pi_1/cancel", &[FORM], "cancellation_reason=abandoned"), Held),
+        e("bucket", "payment method detached (cannot be reattached)", ST, h1("POST", "/v1/payment_methods/pm_1/detach", &[FORM], ""), Held),
+        e("bucket", "customer created with a legacy coupon", ST, h1("POST", "/v1/customers", &[FORM], "email=a%40b.c&coupon=FREE100"), Held),
+        e("bucket", "customer updated with a legacy promotion code", ST, h1("POST", "/v1/customers/cus_1", &[FORM], "promotion_code=promo_1"), Held),
+        e("bucket", "file uploaded with a public file link, as a form (not multipart)", ST, h1("POST", "/v1/files", &[FORM], "purpose=dispute_evidence&file_link_data[create]=true"), Held),
+        e("bucket", "dependency snapshot (a dependency left out closes its Dependabot alerts)", GH, h1("POST", "/repos/o/r/dependency-graph/snapshots", &[JSON], r#"{"version":0,"sha":"aa","ref":"refs/heads/main","job":{"correlator":"c","id":"1"},"detector":{"name":"d","version":"1","url":"https://x"},"scanned":"2024-01-01T00:00:00Z","manifests":{}}"#), Held),
     ]
 }
 

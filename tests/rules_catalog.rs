@@ -1260,7 +1260,8 @@ fn protected_refs_and_legacy_parameters() {
         ("POST", gh("/graphql"), &json, gq("createCommitOnBranch(input: {branch: {repositoryNameWithOwner: \"o/r\", branchName: \"feature/x\"}, expectedHeadOid: \"aa\", message: {headline: \"m\"}})"), Notify, "rule_match"),
         // Stripe customers: legacy subscription parameters hold, ordinary ones notify
         ("POST", "https://api.stripe.com/v1/customers".into(), &form, "email=a%40b.c&name=A".into(), Notify, "rule_match"),
-        ("POST", "https://api.stripe.com/v1/customers".into(), &form, "email=a%40b.c&coupon=SAVE".into(), Notify, "rule_match"),
+        // (a coupon alone is held too since the bucket audit: a discount on every future invoice)
+        ("POST", "https://api.stripe.com/v1/customers".into(), &form, "email=a%40b.c&coupon=SAVE".into(), Escalate, "rule_match"),
         ("POST", "https://api.stripe.com/v1/customers/cus_1".into(), &form, "name=A".into(), Notify, "rule_match"),
         ("POST", "https://api.stripe.com/v1/customers".into(), &form, "plan=gold".into(), Escalate, "rule_match"),
         ("POST", "https://api.stripe.com/v1/customers".into(), &form, "trial_end=now".into(), Escalate, "rule_match"),
@@ -1302,4 +1303,91 @@ fn protected_ref_needs_a_git_section() {
         &CatalogOptions::default(),
     )
     .expect("accepted with a [git] section");
+}
+
+/// Session 13 bucket audit: releases that create a tag, meter events, blocks, repository
+/// visibility/default branch/forking, passing checks and statuses, gist files, advisory
+/// collaborators, payment intent cancels, payment method detaches and legacy customer discounts
+/// are held; the ordinary, reversible forms still notify (or allow).
+#[test]
+fn bucket_audit_ordinary_forms_still_pass() {
+    let c = catalog();
+    let json = [("content-type", "application/json")];
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let gh = |p: &str| format!("https://api.github.com{p}");
+    let st = |p: &str| format!("https://api.stripe.com{p}");
+    let gq = |m: &str| {
+        serde_json::json!({ "query": format!("mutation {{ {m} {{ clientMutationId }} }}") })
+            .to_string()
+    };
+    use Action::*;
+    #[allow(clippy::type_complexity)]
+    let cases: Vec<(&str, String, &[(&str, &str)], String, Action, &str)> = vec![
+        // releases: a draft creates no tag; editing a published release's notes creates none
+        ("POST", gh("/repos/o/r/releases"), &json, r#"{"tag_name":"v1","draft":true}"#.into(), Notify, "rule_match"),
+        ("POST", gh("/repos/o/r/releases"), &json, r#"{"tag_name":"v1"}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/releases"), &json, r#"{"tag_name":"v1","draft":"yes"}"#.into(), Escalate, "value_unparseable"),
+        ("PATCH", gh("/repos/o/r/releases/1"), &json, r#"{"body":"notes","name":"v1"}"#.into(), Notify, "rule_match"),
+        ("PATCH", gh("/repos/o/r/releases/1"), &json, r#"{"draft":true}"#.into(), Notify, "rule_match"),
+        ("PATCH", gh("/repos/o/r/releases/1"), &json, r#"{"draft":false}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r/releases/1"), &json, r#"{"tag_name":"v2"}"#.into(), Escalate, "rule_match"),
+        // generate-notes is a read that needs tag_name, also weighed as PATCH …/releases/{id}
+        // (the base entry's notify, as before; not held by the tag_name rule)
+        ("POST", gh("/repos/o/r/releases/generate-notes"), &json, r#"{"tag_name":"v2"}"#.into(), Notify, "rule_match"),
+        // asset uploads stay a soft gate: visible, deletable, no ref created
+        ("POST", "https://uploads.github.com/repos/o/r/releases/1/assets?name=a.zip".into(), &[("content-type", "application/zip")], "PK".into(), Notify, "rule_match"),
+        // blocks: unblocking stays a soft gate
+        ("PUT", gh("/user/blocks/alice"), &[], String::new(), Escalate, "rule_match"),
+        ("DELETE", gh("/user/blocks/alice"), &[], String::new(), Notify, "rule_match"),
+        // repository settings
+        ("PATCH", gh("/repos/o/r"), &json, r#"{"description":"d","has_issues":true}"#.into(), Notify, "rule_match"),
+        ("PATCH", gh("/repos/o/r"), &json, r#"{"visibility":"private"}"#.into(), Notify, "rule_match"),
+        ("PATCH", gh("/repos/o/r"), &json, r#"{"allow_forking":false}"#.into(), Notify, "rule_match"),
+        ("PATCH", gh("/repos/o/r"), &json, r#"{"visibility":"internal"}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r"), &json, r#"{"visibility":"public"}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r"), &json, r#"{"default_branch":"dev"}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r"), &json, r#"{"allow_forking":true}"#.into(), Escalate, "rule_match"),
+        // statuses and check runs: pending and failing results notify, passing ones escalate
+        ("POST", gh("/repos/o/r/statuses/aa"), &json, r#"{"state":"pending","context":"ci"}"#.into(), Notify, "rule_match"),
+        ("POST", gh("/repos/o/r/statuses/aa"), &json, r#"{"state":"failure","context":"ci"}"#.into(), Notify, "rule_match"),
+        ("POST", gh("/repos/o/r/statuses/aa"), &json, r#"{"state":"success","context":"ci"}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/check-runs"), &json, r#"{"name":"ci","head_sha":"aa","status":"in_progress"}"#.into(), Notify, "rule_match"),
+        ("PATCH", gh("/repos/o/r/check-runs/1"), &json, r#"{"conclusion":"failure"}"#.into(), Notify, "rule_match"),
+        ("PATCH", gh("/repos/o/r/check-runs/1"), &json, r#"{"conclusion":"success"}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r/check-runs/1"), &json, r#"{"conclusion":"Success"}"#.into(), Escalate, "value_unparseable"),
+        ("POST", gh("/graphql"), &json, gq("createCheckRun(input: {repositoryId: \"R\", name: \"ci\", headSha: \"aa\", status: IN_PROGRESS})"), Notify, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("updateCheckRun(input: {repositoryId: \"R\", checkRunId: \"C\", conclusion: FAILURE})"), Notify, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("updateCheckRun(input: {repositoryId: \"R\", checkRunId: \"C\", conclusion: SKIPPED})"), Escalate, "rule_match"),
+        // gists: the description alone notifies; files (a nested object) escalate
+        ("PATCH", gh("/gists/abc"), &json, r#"{"description":"d"}"#.into(), Notify, "rule_match"),
+        ("PATCH", gh("/gists/abc"), &json, r#"{"files":{"a.txt":{"content":"x"}}}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/gists/abc"), &json, r#"{"files":{"a.txt":null}}"#.into(), Escalate, "rule_match"),
+        // advisories: the text notifies; collaborators (an array) escalate
+        ("PATCH", gh("/repos/o/r/security-advisories/GHSA-1"), &json, r#"{"summary":"s"}"#.into(), Notify, "rule_match"),
+        ("PATCH", gh("/repos/o/r/security-advisories/GHSA-1"), &json, r#"{"collaborating_users":["m"]}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r/security-advisories/GHSA-1"), &json, r#"{"collaborating_teams":["t"]}"#.into(), Escalate, "rule_match"),
+        // Stripe: meter events and adjustments, cancels, detaches; meters themselves notify
+        ("POST", st("/v1/billing/meters/m_1"), &form, "display_name=calls".into(), Notify, "rule_match"),
+        ("POST", st("/v1/billing/meter_events"), &form, "event_name=calls&payload[value]=1".into(), Escalate, "rule_match"),
+        ("POST", st("/v2/billing/meter_events"), &json, r#"{"event_name":"calls"}"#.into(), Escalate, "rule_match"),
+        ("POST", st("/v1/payment_intents/pi_1"), &form, "description=d".into(), Notify, "rule_match"),
+        ("POST", st("/v1/payment_intents/pi_1/cancel"), &form, String::new(), Escalate, "rule_match"),
+        ("POST", st("/v1/payment_methods/pm_1/attach"), &form, "customer=cus_1".into(), Notify, "rule_match"),
+        ("POST", st("/v1/payment_methods/pm_1/detach"), &form, String::new(), Escalate, "rule_match"),
+        ("POST", st("/v1/customers/cus_1"), &form, "email=a%40b.c".into(), Notify, "rule_match"),
+        ("POST", st("/v1/customers/cus_1"), &form, "coupon=SAVE".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/customers"), &form, "promotion_code=promo_1".into(), Escalate, "rule_match"),
+        // files: multipart uploads are held unread; a file link publishes in any body
+        ("POST", "https://files.stripe.com/v1/files".into(), &form, "purpose=dispute_evidence".into(), Notify, "rule_match"),
+        ("POST", "https://files.stripe.com/v1/files".into(), &form, "purpose=dispute_evidence&file_link_data[create]=true".into(), Escalate, "rule_match"),
+        ("POST", "https://files.stripe.com/v1/files".into(), &[("content-type", "multipart/form-data; boundary=x")], "--x--\r\n".into(), Escalate, "body_multipart"),
+    ];
+    for (method, url, headers, body, want, code) in &cases {
+        let (action, codes, tool) = eval(&c, method, url, headers, Some(body));
+        assert_eq!(action, *want, "{method} {url} {body} -> {codes:?} {tool:?}");
+        assert!(
+            codes.iter().any(|c| c == code),
+            "{method} {url} {body}: want reason {code}, got {codes:?}"
+        );
+    }
 }

@@ -96,6 +96,19 @@ impl Fields {
         self.map.get(k)
     }
 
+    /// `k` is given: as a value, or as an object or array with something in it (`files` for
+    /// `{"files":{"a.txt":{..}}}`, flattened to `files.a.txt.content`).
+    pub fn given(&self, k: &str) -> bool {
+        if self.map.contains_key(k) {
+            return true;
+        }
+        let below = format!("{k}.");
+        self.map
+            .range(below.clone()..)
+            .next()
+            .is_some_and(|(key, _)| key.starts_with(&below))
+    }
+
     /// Adds `a=1&b[c]=2` pairs. Array pushes `a[]=x` get positional names.
     pub fn add_form(&mut self, text: &str) {
         let mut pushes: BTreeMap<String, usize> = BTreeMap::new();
@@ -356,6 +369,19 @@ impl Seen {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn given_counts_objects_and_arrays_with_something_in_them() {
+        let mut j = Fields::default();
+        j.add_json(br#"{"files":{"a.txt":{"content":"x"}},"users":["m"],"empty":{},"filesx":1}"#)
+            .expect("json");
+        assert!(j.given("files") && j.given("files.a.txt") && j.given("users"));
+        assert!(j.given("filesx"));
+        assert!(!j.given("empty") && !j.given("file") && !j.given("missing"));
+        let mut f = Fields::default();
+        f.add_form("file_link_data[create]=true");
+        assert!(f.given("file_link_data") && !f.given("file_link"));
+    }
 
     #[test]
     fn form_and_json_flatten_alike() {

@@ -129,7 +129,7 @@ impl Catalog {
             .iter()
             .filter(|_| !is_read(head.method))
             .flat_map(|(r, _)| r.when.iter())
-            .find(|c| fields.get(&c.field).is_some())
+            .find(|c| fields.given(&c.field))
             .map(|c| c.field.clone());
         let needs_body = cands.iter().any(|(r, _)| !r.when.is_empty());
         let media = if is_read(head.method) {

@@ -40,7 +40,7 @@ pub(super) fn form_reading_sets(
     let mut form = Fields::default();
     form.add_form(&String::from_utf8_lossy(body).replace(';', "&"));
     let sets = |f: &String| {
-        form.get(f).is_some()
+        form.given(f)
             || form
                 .malformed
                 .iter()
@@ -350,6 +350,9 @@ pub(super) fn check(
         (Test::Present(_), Some(FieldValue::Str(s))) if s.is_empty() => {
             return Err("value_unparseable")
         }
+        // An object or array with something in it is given too (`present = false` still
+        // holds for it: it is no value, and over-matching holds).
+        (Test::Present(true), None) => fields.given(&c.field),
         (Test::Present(want), v) => v.is_some() == *want,
         (_, None) => match &c.test {
             Test::MoneyOver { .. } => return Err("amount_unparseable"),

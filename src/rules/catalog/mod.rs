@@ -48,6 +48,9 @@
 //! protected_refs` protect, so REST and GraphQL ref writes share git push's list; see
 //! [`RefForm`]; a service using it needs a `[git]` section).
 //! A condition that cannot be evaluated (unparseable body, unknown currency) escalates.
+//! `present = true` also holds for an object or array with something in it (`files` for
+//! `{"files":{"a.txt":{"content":"x"}}}`); `present = false` holds when the field has no value
+//! of its own (so both may hold for an object: over-matching holds).
 //!
 //! REST conditions name flattened body or query fields (`metadata[a]=1` and
 //! `{"metadata":{"a":1}}` are both `metadata.a`) or path parameters. Every matching rule is
