@@ -693,6 +693,23 @@ fn differentials() -> Vec<Entry> {
             "method_override",
         ),
         d(
+            "JSON body whose form reading has _method, on a Stripe notify route",
+            ST,
+            h1(
+                "POST",
+                "/v1/customers/cus_1",
+                &[JSON],
+                "{\"name\":\"&_method=DELETE&\"}",
+            ),
+            "method_override",
+        ),
+        d(
+            "JSON body with a _method key, on a Stripe notify route",
+            ST,
+            h1("POST", "/v1/coupons/co_1", &[JSON], "{\"_method\":\"DELETE\"}"),
+            "method_override",
+        ),
+        d(
             "text/plain body with _method after a `;`",
             ST,
             h1(

@@ -28,7 +28,7 @@ impl Catalog {
         let graphql = is_graphql_path(svc, &segs) || alts.iter().any(|a| is_graphql_path(svc, a));
         let form_like = match media(head.headers) {
             Ok(Media::Form) => true,
-            Ok(Media::Other) => svc.form_bodies,
+            Ok(Media::Other | Media::Json) => svc.form_bodies,
             _ => false,
         };
         if head.method == "POST" && (graphql || form_like) {
@@ -140,8 +140,11 @@ impl Catalog {
                 Err((code, why)) => return esc(code, why),
             }
         };
-        let other_body = media == Media::Other && svc.form_bodies;
-        if !needs_body && head.method == "POST" && (media == Media::Form || other_body) {
+        // A body the service reads as a form although it is none (JSON included, its form
+        // reading: `{"x":"&_method=DELETE"}`), looked at for `_method` whatever the rules need.
+        let other_body = matches!(media, Media::Other | Media::Json) && svc.form_bodies;
+        let form_unread = media == Media::Form && !needs_body;
+        if head.method == "POST" && (form_unread || other_body) {
             // Frameworks honour `_method` in a form body (Rack::MethodOverride and friends),
             // also spelled `[_method]` (Rack 2) or after a `;` (Rack 1, Go before 1.17); a
             // service that reads any body as a form (Stripe's v1 API) in any other body too.
@@ -155,6 +158,13 @@ impl Catalog {
             } else {
                 text
             };
+            let json_override = media == Media::Json
+                && body
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+                    .is_some_and(|v| v.get("_method").is_some());
+            if json_override {
+                return esc("method_override", "`_method` in the JSON body".into());
+            }
             for (k, _) in form_urlencoded::parse(text.as_bytes()) {
                 // Its name as Rack 2 reads it (`[_method]`, `_method]`).
                 if readings::rack2_split(&k).0 == "_method" {

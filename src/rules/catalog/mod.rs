@@ -10,7 +10,7 @@
 //! graphql_paths = ["/graphql"]              # POST bodies parsed as GraphQL
 //! graphql_default = "escalate"              # a mutation no [[graphql]] entry names
 //! form_bodies = false                       # true: the API reads every body as a form (Stripe):
-//!                                           # non-JSON POST bodies are looked at for `_method`
+//!                                           # every POST body is looked at for `_method`
 //!
 //! [[rule]]
 //! tool = "github.repos.update.visibility"
