@@ -704,6 +704,17 @@ fn differentials() -> Vec<Entry> {
             "method_override",
         ),
         d(
+            "JSON charge update whose form reading nests [fraud_details][user_report] (Rack 2)",
+            ST,
+            h1(
+                "POST",
+                "/v1/charges/ch_1",
+                &[JSON],
+                "{\"description\":\"&[fraud_details][user_report]=fraudulent&\"}",
+            ),
+            "body_ambiguous",
+        ),
+        d(
             "JSON body with a _method key, on a Stripe notify route",
             ST,
             h1("POST", "/v1/coupons/co_1", &[JSON], "{\"_method\":\"DELETE\"}"),

@@ -31,6 +31,33 @@ pub fn rack2_scalar(key: &str) -> Option<&str> {
     (!name.is_empty() && after.is_empty()).then_some(name)
 }
 
+/// The flattened name (`a.b.c`) Rack 2 files a malformed key's value under: its pattern
+/// applied again to what follows each name (`[fraud_details][user_report]` ->
+/// `fraud_details.user_report`, `a]b` -> `a.b`, `[amount]` -> `amount`; an array push `[]` is
+/// an empty segment). `None` for a well-formed key (every reader agrees on it). Only the first
+/// 32 segments are kept: the names a rule could test.
+pub fn rack2_flat(key: &str) -> Option<String> {
+    if well_formed_key(key) {
+        return None;
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    let mut rest = key;
+    while !rest.is_empty() && segments.len() < 32 {
+        if let Some(after) = rest.strip_prefix("[]") {
+            segments.push("");
+            rest = after;
+            continue;
+        }
+        let (name, after) = rack2_split(rest);
+        if name.is_empty() {
+            break;
+        }
+        segments.push(name);
+        rest = after;
+    }
+    (!segments.is_empty()).then(|| segments.join("."))
+}
+
 /// Where a reading comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Spelling {
@@ -184,6 +211,19 @@ mod tests {
         }
         assert_eq!(rack2_split("a]b"), ("a", "b"));
         assert_eq!(rack2_split("[_method]"), ("_method", ""));
+        for (key, flat) in [
+            ("[amount]", Some("amount")),
+            (
+                "[fraud_details][user_report]",
+                Some("fraud_details.user_report"),
+            ),
+            ("]a[b][c]", Some("a.b.c")),
+            ("a]b", Some("a.b")),
+            ("[list][]", Some("list.")),
+            ("a[b]", None),
+        ] {
+            assert_eq!(rack2_flat(key).as_deref(), flat, "{key}");
+        }
     }
 
     #[test]

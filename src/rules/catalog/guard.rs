@@ -41,10 +41,14 @@ pub(super) fn form_reading_sets(
     form.add_form(&String::from_utf8_lossy(body).replace(';', "&"));
     let sets = |f: &String| {
         form.given(f)
-            || form
-                .malformed
-                .iter()
-                .any(|k| crate::rules::readings::rack2_scalar(k) == Some(f.as_str()))
+            || form.malformed.iter().any(|k| {
+                crate::rules::readings::rack2_flat(k).is_some_and(|flat| {
+                    flat == *f
+                        || flat
+                            .strip_prefix(f.as_str())
+                            .is_some_and(|r| r.starts_with('.'))
+                })
+            })
     };
     cands
         .iter()
