@@ -11,6 +11,8 @@ use airlock::rules::{Action, Catalog, CatalogOptions, LiveCatalog, RequestHead, 
 use http::HeaderMap;
 use support::{Airlock, FakeUpstream};
 
+const FORM: &str = "application/x-www-form-urlencoded";
+
 fn catalog(unclassified_writes: Action) -> Catalog {
     let opts = CatalogOptions {
         unclassified_writes,
@@ -217,15 +219,25 @@ fn credentialed_hosts_without_rules_are_a_closed_world() {
             (Action::Allow, "no_service"),
             "a host without a credential keeps default_action"
         );
+        let fetch = "application/x-git-upload-pack-request";
         let v = eval(
             &c,
             "POST",
             "api.example.com",
             "/o/r.git/git-upload-pack",
-            "",
+            fetch,
             b"",
         );
         assert_eq!(v.action, Action::Allow, "a git fetch is a read: {v:?}");
+        let v = eval(
+            &c,
+            "POST",
+            "api.example.com",
+            "/api/items/git-upload-pack",
+            FORM,
+            b"x=1",
+        );
+        assert_eq!(v.action, setting, "only a fetch's own Content-Type: {v:?}");
     }
     let strict = CatalogOptions {
         default_action: Action::Block,

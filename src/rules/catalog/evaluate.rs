@@ -337,9 +337,15 @@ impl Catalog {
                 format!("{h} header present: the upstream may run another method or path"),
             );
         }
-        // A git fetch posts its wants to `git-upload-pack`: a read.
+        // A git fetch posts its wants to `git-upload-pack`, typed as such: a read.
         let path = head.path_and_query.split('?').next().unwrap_or("");
-        if is_read(head.method) || (head.method == "POST" && path.ends_with("/git-upload-pack")) {
+        let fetch = head.method == "POST"
+            && path.ends_with("/git-upload-pack")
+            && head
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| v == "application/x-git-upload-pack-request");
+        if is_read(head.method) || fetch {
             return plain(
                 self.opts.default_action,
                 Some(service),
