@@ -1274,6 +1274,13 @@ fn differentials() -> Vec<Entry> {
         ),
         e(
             "protected ref",
+            "createCommitOnBranch naming main by id and a scratch branch by name",
+            GH,
+            h1("POST", "/graphql", &[JSON], gql("mutation { createCommitOnBranch(input: {branch: {id: \"REF_main\", repositoryNameWithOwner: \"o/r\", branchName: \"scratch\"}, expectedHeadOid: \"aa\", message: {headline: \"m\"}}) { clientMutationId } }")),
+            Held,
+        ),
+        e(
+            "protected ref",
             "commit an autofix to a release branch",
             GH,
             h1("POST", "/repos/o/r/code-scanning/alerts/1/autofix/commits", &[JSON], r#"{"target_ref":"refs/heads/release/1.0"}"#),
