@@ -1281,6 +1281,13 @@ fn differentials() -> Vec<Entry> {
         ),
         e(
             "protected ref",
+            "a contents write to branch heads/main",
+            GH,
+            h1("PUT", "/repos/o/r/contents/README.md", &[JSON], r#"{"message":"m","content":"eA==","branch":"heads/main"}"#),
+            Held,
+        ),
+        e(
+            "protected ref",
             "commit an autofix to a release branch",
             GH,
             h1("POST", "/repos/o/r/code-scanning/alerts/1/autofix/commits", &[JSON], r#"{"target_ref":"refs/heads/release/1.0"}"#),

@@ -413,12 +413,19 @@ fn protected_ref(
     let qualified = name
         .get(..5)
         .is_some_and(|p| p.eq_ignore_ascii_case("refs/"));
-    let mut readings = Vec::with_capacity(2);
+    // A ref short of `refs/` as GitHub's git/refs routes take it (`heads/main`), or a branch;
+    // a branch name could also be taken as such a ref (`heads/main`).
+    let mut readings = Vec::with_capacity(3);
     if qualified {
         readings.push(name.clone());
     }
     match form {
-        RefForm::Branch => readings.push(format!("refs/heads/{name}")),
+        RefForm::Branch => {
+            readings.push(format!("refs/heads/{name}"));
+            if !qualified {
+                readings.push(format!("refs/{name}"));
+            }
+        }
         RefForm::Ref if !qualified => {
             readings.push(format!("refs/{name}"));
             readings.push(format!("refs/heads/{name}"));
