@@ -245,6 +245,41 @@ fn reordering_two_entries_fails() {
     assert_eq!(err.seq, Some(3), "{err}");
 }
 
+/// A checkpoint kept elsewhere catches a cut tail and a log rebuilt with the same key; the
+/// export is read in one pass (the entry the checkpoint covers last is hashed as it goes by).
+#[test]
+fn a_trusted_checkpoint_catches_a_cut_tail_and_a_rebuilt_log() {
+    let fx = Fixture::new();
+    let (log, lines) = standard_log(&fx);
+    let pk = log.public_key_hex();
+    let trusted = lines[10].clone();
+    let check = |lines: &[String]| {
+        let mut text = lines.join("\n");
+        text.push('\n');
+        verify_lines_with_checkpoint(Cursor::new(text.into_bytes()), &pk, trusted.as_bytes())
+    };
+    check(&lines).unwrap();
+    let err = check(&lines[..9]).unwrap_err();
+    assert!(err.reason.contains("the tail was truncated"), "{err}");
+    // Another store, the same key: a chain that verifies on its own, but not the one signed.
+    let other = crate::store::open(Backend::Redb, &fx.dir.path().join("db2")).unwrap();
+    let opts = AuditOptions {
+        checkpoint_every: 10,
+        ..AuditOptions::default()
+    };
+    let rebuilt =
+        AuditLog::open_with_anchor_check(other, &fx.key_path(), "airlock-test".into(), opts, false)
+            .unwrap();
+    for i in 0..25 {
+        rebuilt.append_value("decision", event(100 + i)).unwrap();
+    }
+    let forged = export(&rebuilt, 0);
+    verify(&forged, &pk).unwrap();
+    let err = check(&forged).unwrap_err();
+    assert_eq!(err.seq, Some(9), "{err}");
+    assert!(err.reason.contains("the log was rewritten"), "{err}");
+}
+
 #[test]
 fn truncation_before_a_checkpoint_fails() {
     let fx = Fixture::new();

@@ -449,40 +449,32 @@ pub fn verify_lines_with_checkpoint(
         .map_err(|e| fail(Some(seq), 0, format!("trusted checkpoint: {}", e.reason)))?;
     let size = seq;
     let head = prev.to_string();
-
-    let mut lines = Vec::new();
-    for (i, line) in reader.split(b'\n').enumerate() {
-        lines.push(line.map_err(|e| fail(None, i + 1, format!("read error: {e}")))?);
-    }
-    let joined: Vec<u8> = lines
-        .iter()
-        .flat_map(|l| l.iter().chain(b"\n"))
-        .copied()
-        .collect();
-    let report = verify_lines(joined.as_slice(), pubkey_hex)?;
-    if size == 0 {
+    // One pass, one line in memory: the entry the checkpoint covers last is hashed as it goes by.
+    let covered = size.checked_sub(1);
+    let mut found: Option<(String, usize)> = None;
+    let report = verify_lines_seeing(reader, pubkey_hex, |seq, bytes, line| {
+        if Some(seq) == covered {
+            found = Some((hex::encode(entry_hash(bytes)), line));
+        }
+    })?;
+    let Some(covered) = covered else {
         return Ok(report);
-    }
-    let covered = size - 1;
-    if report.entries == 0 || report.last_seq < covered || report.first_seq > covered {
-        return Err(fail(
+    };
+    match found {
+        Some((hash, line)) if hash != head => Err(fail(
+            Some(covered),
+            line,
+            "this entry's hash differs from the one the trusted checkpoint signed: the log was rewritten",
+        )),
+        Some(_) => Ok(report),
+        None => Err(fail(
             Some(report.last_seq + u64::from(report.entries > 0)),
-            lines.len(),
+            report.entries as usize,
             format!(
                 "the trusted checkpoint covers {size} entries (through seq {covered}) but the file \
                  ends at seq {}: the tail was truncated",
                 report.last_seq
             ),
-        ));
+        )),
     }
-    let idx = (covered - report.first_seq) as usize;
-    let hash = hex::encode(entry_hash(&lines[idx]));
-    if hash != head {
-        return Err(fail(
-            Some(covered),
-            idx + 1,
-            "this entry's hash differs from the one the trusted checkpoint signed: the log was rewritten",
-        ));
-    }
-    Ok(report)
 }
