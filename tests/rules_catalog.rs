@@ -1215,6 +1215,33 @@ fn tripped_graphql_guard_is_as_strict_as_the_strictest_entry() {
     }
 }
 
+/// One case: method, URL, headers, body, the action wanted and a reason code it must carry.
+type Case<'a> = (
+    &'a str,
+    String,
+    &'a [(&'a str, &'a str)],
+    String,
+    Action,
+    &'a str,
+);
+
+/// Evaluates every case and checks its action and reason code.
+fn expect_all(c: &Catalog, cases: &[Case<'_>]) {
+    for (method, url, headers, body, want, code) in cases {
+        let (action, codes, tool) = eval(c, method, url, headers, Some(body));
+        assert_eq!(action, *want, "{method} {url} {body} -> {codes:?} {tool:?}");
+        assert!(
+            codes.iter().any(|c| c == code),
+            "{method} {url} {body}: want reason {code}, got {codes:?}"
+        );
+    }
+}
+
+/// A GraphQL body running mutation field `m` (with its arguments).
+fn mutation_body(m: &str) -> String {
+    serde_json::json!({ "query": format!("mutation {{ {m} {{ clientMutationId }} }}") }).to_string()
+}
+
 /// Session 13 review: pull-request branch updates are held; ref writes use the `[git]`
 /// protected_refs (main, master, release/*, tags) through `protected_ref` conditions; legacy
 /// Stripe customer parameters are held. The ordinary, reversible forms still notify.
@@ -1224,13 +1251,9 @@ fn protected_refs_and_legacy_parameters() {
     let json = [("content-type", "application/json")];
     let form = [("content-type", "application/x-www-form-urlencoded")];
     let gh = |p: &str| format!("https://api.github.com{p}");
-    let gq = |m: &str| {
-        serde_json::json!({ "query": format!("mutation {{ {m} {{ clientMutationId }} }}") })
-            .to_string()
-    };
+    let gq = mutation_body;
     use Action::*;
-    #[allow(clippy::type_complexity)]
-    let cases: Vec<(&str, String, &[(&str, &str)], String, Action, &str)> = vec![
+    let cases: Vec<Case> = vec![
         // pull-request branch updates: the head may be protected, held like a merge
         ("PUT", gh("/repos/o/r/pulls/1/update-branch"), &json, "{}".into(), Escalate, "rule_match"),
         ("POST", gh("/graphql"), &json, gq("updatePullRequestBranch(input: {pullRequestId: \"P\", updateMethod: MERGE})"), Escalate, "rule_match"),
@@ -1270,14 +1293,7 @@ fn protected_refs_and_legacy_parameters() {
         ("POST", "https://api.stripe.com/v1/invoices/in_1".into(), &form, "description=d".into(), Notify, "rule_match"),
         ("POST", "https://api.stripe.com/v1/invoices/in_1".into(), &form, "closed=false".into(), Escalate, "rule_match"),
     ];
-    for (method, url, headers, body, want, code) in &cases {
-        let (action, codes, tool) = eval(&c, method, url, headers, Some(body));
-        assert_eq!(action, *want, "{method} {url} {body} -> {codes:?} {tool:?}");
-        assert!(
-            codes.iter().any(|c| c == code),
-            "{method} {url} {body}: want reason {code}, got {codes:?}"
-        );
-    }
+    expect_all(&c, &cases);
 }
 
 /// A `protected_ref` condition reads the service's `[git]` section; without one it could never
@@ -1316,13 +1332,9 @@ fn bucket_audit_ordinary_forms_still_pass() {
     let form = [("content-type", "application/x-www-form-urlencoded")];
     let gh = |p: &str| format!("https://api.github.com{p}");
     let st = |p: &str| format!("https://api.stripe.com{p}");
-    let gq = |m: &str| {
-        serde_json::json!({ "query": format!("mutation {{ {m} {{ clientMutationId }} }}") })
-            .to_string()
-    };
+    let gq = mutation_body;
     use Action::*;
-    #[allow(clippy::type_complexity)]
-    let cases: Vec<(&str, String, &[(&str, &str)], String, Action, &str)> = vec![
+    let cases: Vec<Case> = vec![
         // releases: a draft creates no tag; editing a published release's notes creates none
         ("POST", gh("/repos/o/r/releases"), &json, r#"{"tag_name":"v1","draft":true}"#.into(), Notify, "rule_match"),
         ("POST", gh("/repos/o/r/releases"), &json, r#"{"tag_name":"v1"}"#.into(), Escalate, "rule_match"),
@@ -1382,12 +1394,5 @@ fn bucket_audit_ordinary_forms_still_pass() {
         ("POST", "https://files.stripe.com/v1/files".into(), &form, "purpose=dispute_evidence&file_link_data[create]=true".into(), Escalate, "rule_match"),
         ("POST", "https://files.stripe.com/v1/files".into(), &[("content-type", "multipart/form-data; boundary=x")], "--x--\r\n".into(), Escalate, "body_multipart"),
     ];
-    for (method, url, headers, body, want, code) in &cases {
-        let (action, codes, tool) = eval(&c, method, url, headers, Some(body));
-        assert_eq!(action, *want, "{method} {url} {body} -> {codes:?} {tool:?}");
-        assert!(
-            codes.iter().any(|c| c == code),
-            "{method} {url} {body}: want reason {code}, got {codes:?}"
-        );
-    }
+    expect_all(&c, &cases);
 }
