@@ -2,7 +2,8 @@
 //! signing key and the CA private key; and [`read_private`], the reader that refuses a secret
 //! file other users could read (provider credentials, the CA key, the audit key), with
 //! [`read_owned`] beneath it (also for files only Airlock may change: the audit anchor); and
-//! [`constant_time_eq`] to compare secrets.
+//! [`constant_time_eq`] to compare secrets; [`SecretSource`] names where a secret Airlock reads
+//! lives.
 //!
 //! A secret is first written to a temporary file in the target's directory, created with mode
 //! 0600 (whatever the umask) and fsynced; only then does it get its real name, and the directory
@@ -20,6 +21,14 @@ use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// Where a secret Airlock reads lives (a provider credential, a webhook signing secret): an
+/// environment variable, or a file only Airlock's user may read ([`read_private`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+}
 
 /// Mode of every secret file.
 const SECRET_MODE: u32 = 0o600;

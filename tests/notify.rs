@@ -773,7 +773,7 @@ fn signing_secret_errors_name_the_field_never_the_secret() -> TestResult {
     };
     assert_eq!(
         signing.as_ref().map(|s| &s.source),
-        Some(&airlock::notify::SigningSource::File(
+        Some(&airlock::config::SecretSource::File(
             dir.path().join("hook-secret")
         ))
     );

@@ -87,23 +87,23 @@ pub(super) fn run_cmd(config: Config, args: RunArgs) -> Result<i32> {
         config.link_key_file(),
     ];
     hide.extend(config.source.clone());
+    // Provider credentials, and webhook signing secrets (COMMAND must not forge Airlock's
+    // notifications).
+    let signing = config
+        .notify
+        .channels
+        .iter()
+        .filter_map(|ch| match &ch.kind {
+            airlock::notify::ChannelKind::Webhook {
+                signing: Some(s), ..
+            } => Some(&s.source),
+            _ => None,
+        });
     let mut secret_env = Vec::new();
-    for c in &config.credentials {
-        match &c.source {
+    for source in config.credentials.iter().map(|c| &c.source).chain(signing) {
+        match source {
             airlock::config::SecretSource::Env(v) => secret_env.push(v.clone()),
             airlock::config::SecretSource::File(p) => hide.push(p.clone()),
-        }
-    }
-    // Webhook signing secrets: COMMAND must not forge Airlock's notifications.
-    for ch in &config.notify.channels {
-        if let airlock::notify::ChannelKind::Webhook {
-            signing: Some(s), ..
-        } = &ch.kind
-        {
-            match &s.source {
-                airlock::notify::SigningSource::Env(v) => secret_env.push(v.clone()),
-                airlock::notify::SigningSource::File(p) => hide.push(p.clone()),
-            }
         }
     }
     let opts = RunOptions {

@@ -19,12 +19,7 @@ pub(super) struct RawCredential {
     pub(super) git_hosts: Option<Vec<String>>,
 }
 
-/// Where a service's real credential comes from (never from the agent).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
-    Env(String),
-    File(PathBuf),
-}
+pub use crate::secret_file::SecretSource;
 
 /// A provider credential Airlock injects for a service's hosts.
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::signing::WebhookSecret;
+use crate::secret_file::SecretSource;
 
 /// Why a `[notify]` section was refused: the field (e.g. `notify.channels[0].url`) and the reason.
 #[derive(Debug, thiserror::Error)]
@@ -123,18 +124,11 @@ pub enum ChannelKind {
     },
 }
 
-/// Where a webhook's signing secret was read from (for `airlock run` to hide it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SigningSource {
-    File(PathBuf),
-    Env(String),
-}
-
 /// A webhook channel's signing secret: where it is, and (once [`NotifyConfig::read_secrets`]
 /// ran, which only `serve` and `config check` do) the secret. Other commands never need it.
 #[derive(Debug, Clone)]
 pub struct WebhookSigning {
-    pub source: SigningSource,
+    pub source: SecretSource,
     pub secret: Option<WebhookSecret>,
 }
 
@@ -402,11 +396,11 @@ fn signing(c: &RawChannel) -> Result<Option<WebhookSigning>, (&'static str, Stri
                 "set one of signing_secret_file and signing_secret_env, not both".into(),
             ))
         }
-        (Some(path), None) => SigningSource::File(path.clone()),
+        (Some(path), None) => SecretSource::File(path.clone()),
         (None, Some(var)) if var.is_empty() => {
             return Err(("signing_secret_env", "must not be empty".into()))
         }
-        (None, Some(var)) => SigningSource::Env(var.clone()),
+        (None, Some(var)) => SecretSource::Env(var.clone()),
     };
     Ok(Some(WebhookSigning {
         source,
@@ -427,14 +421,14 @@ impl NotifyConfig {
                 continue;
             };
             let (field, text) = match &signing.source {
-                SigningSource::File(path) => (
+                SecretSource::File(path) => (
                     "signing_secret_file",
                     crate::secret_file::read_private(path).map_err(|e| NotifyConfigError {
                         field: format!("notify.channels[{i}].signing_secret_file"),
                         message: format!("{}: {e}", path.display()),
                     })?,
                 ),
-                SigningSource::Env(var) => (
+                SecretSource::Env(var) => (
                     "signing_secret_env",
                     std::env::var(var).map_err(|_| NotifyConfigError {
                         field: format!("notify.channels[{i}].signing_secret_env"),

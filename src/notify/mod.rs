@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 pub use config::{
     ChannelConfig, ChannelKind, Mode, NotifyConfig, NotifyConfigError, RawChannel, RawNotify,
-    RetryPolicy, SigningSource, WebhookFormat, WebhookSigning,
+    RetryPolicy, WebhookFormat, WebhookSigning,
 };
 pub use links::{load_or_create_key, LinkAction, LinkClaims, LinkError, LinkSigner};
 pub use signing::{SecretFormatError, WebhookSecret};
