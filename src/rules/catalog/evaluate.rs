@@ -69,17 +69,8 @@ impl Catalog {
                 ),
             );
         }
-        if let Some(h) = header_named(head.headers, &METHOD_OVERRIDE_HEADERS) {
-            return esc(
-                "method_override",
-                format!("{h} header present: the upstream may run another method"),
-            );
-        }
-        if let Some(h) = header_named(head.headers, &ROUTING_OVERRIDE_HEADERS) {
-            return esc(
-                "routing_override",
-                format!("{h} header present: the upstream may route to another path or host"),
-            );
+        if let Some((code, why)) = override_header(head.headers) {
+            return esc(code, why);
         }
         let Some(segs) = path_segments(svc, head.path_and_query) else {
             return esc(
@@ -323,28 +314,23 @@ impl Catalog {
             );
         };
         let at_least = |action: Action| action.max(self.opts.default_action);
-        let overridden = header_named(head.headers, &METHOD_OVERRIDE_HEADERS)
-            .map(|h| ("method_override", h))
-            .or_else(|| {
-                header_named(head.headers, &ROUTING_OVERRIDE_HEADERS)
-                    .map(|h| ("routing_override", h))
-            });
-        if let Some((code, h)) = overridden {
-            return plain(
-                at_least(Action::Escalate),
-                Some(service),
-                code,
-                format!("{h} header present: the upstream may run another method or path"),
-            );
+        if let Some((code, why)) = override_header(head.headers) {
+            return plain(at_least(Action::Escalate), Some(service), code, why);
         }
         // A git fetch posts its wants to `git-upload-pack`, typed as such: a read.
-        let path = head.path_and_query.split('?').next().unwrap_or("");
-        let fetch = head.method == "POST"
-            && path.ends_with("/git-upload-pack")
-            && head
-                .headers
-                .get(http::header::CONTENT_TYPE)
-                .is_some_and(|v| v == "application/x-git-upload-pack-request");
+        let (path, query) = head
+            .path_and_query
+            .split_once('?')
+            .unwrap_or((head.path_and_query, ""));
+        let fetch = normalize::segments(path).is_some_and(|segs| {
+            matches!(
+                GitRequest::of(head.method, &segs, query),
+                GitRequest::UploadPack
+            )
+        }) && head
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v == "application/x-git-upload-pack-request");
         if is_read(head.method) || fetch {
             return plain(
                 self.opts.default_action,
@@ -385,6 +371,23 @@ impl Catalog {
             ),
         )
     }
+}
+
+/// A header that may make the upstream run another method (`method_override`) or route to
+/// another path or host (`routing_override`): its reason code and why.
+fn override_header(headers: &http::HeaderMap) -> Option<(&'static str, String)> {
+    if let Some(h) = header_named(headers, &METHOD_OVERRIDE_HEADERS) {
+        return Some((
+            "method_override",
+            format!("{h} header present: the upstream may run another method"),
+        ));
+    }
+    header_named(headers, &ROUTING_OVERRIDE_HEADERS).map(|h| {
+        (
+            "routing_override",
+            format!("{h} header present: the upstream may route to another path or host"),
+        )
+    })
 }
 
 /// Whether a body starts like JSON (`{` or `[`) once whitespace, byte-order marks and
