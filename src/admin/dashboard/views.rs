@@ -51,7 +51,11 @@ struct Row {
 /// The agent's text as a reviewer reads it: secret-named query values masked wherever it
 /// echoes them, invisible characters shown as escapes.
 fn hider(r: &Review) -> impl Fn(&str) -> String {
-    let echoes = redact::secret_query_values(&r.request.path_and_query);
+    hider_of(redact::secret_query_values(&r.request.path_and_query))
+}
+
+/// [`hider`], given the review's secret-named query values.
+fn hider_of(echoes: Vec<String>) -> impl Fn(&str) -> String {
     move |s: &str| show::visible(&redact::mask_values(s, &echoes))
 }
 
@@ -73,12 +77,7 @@ pub(super) struct Summary {
 
 /// The [`Summary`] of `r`, whose stored body is `body`.
 pub(super) fn sum_up(r: &Review, body: &[u8]) -> Summary {
-    let hide = hider(r);
-    let url = {
-        let mut shown = r.request.clone();
-        shown.path_and_query = redact::mask_query(&r.request.path_and_query);
-        hide(&shown.url())
-    };
+    let echoes = redact::secret_query_values(&r.request.path_and_query);
     let arguments::Arguments {
         money,
         mut args,
@@ -89,13 +88,18 @@ pub(super) fn sum_up(r: &Review, body: &[u8]) -> Summary {
             .iter()
             .map(|(k, v)| format!("{k}={}", redact::shown_param(k, v))),
     );
-    let echoes = redact::secret_query_values(&r.request.path_and_query);
     let body_text = String::from_utf8_lossy(body);
     let masked_echo = echoes.iter().any(|v| {
         body_text.contains(v.as_str())
             || money.as_deref().is_some_and(|m| m.contains(v.as_str()))
             || args.iter().any(|a| a.contains(v.as_str()))
     });
+    let hide = hider_of(echoes);
+    let url = {
+        let mut shown = r.request.clone();
+        shown.path_and_query = redact::mask_query(&r.request.path_and_query);
+        hide(&shown.url())
+    };
     Summary {
         url,
         money: money.map(|m| hide(&m)),
