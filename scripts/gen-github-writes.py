@@ -364,6 +364,12 @@ THEMES = {
     ]),
 }
 
+# A check run completed as success, neutral or skipped satisfies a required check (create and
+# update alike).
+PASSING_CHECK_RUN = ("passing", ESC, IRR,
+                     "Completes a check run as success, neutral or skipped (satisfies a required check)",
+                     '[{ field = "conclusion", in = ["success", "neutral", "skipped"] }]')
+
 # ---- parameter-conditional rules on top of a generated base entry ----
 # op -> [(tool suffix, action, class, reason, when)], emitted right after the base entry, in this
 # order. A missing field makes every test but `present` false (src/rules/catalog.rs `check`), so
@@ -452,14 +458,8 @@ CONDITIONAL = {
         ("success", ESC, IRR, "Reports a commit status as success (satisfies a required status check)",
          '[{ field = "state", eq = "success" }]'),
     ],
-    "checks/create": [
-        ("passing", ESC, IRR, "Completes a check run as success, neutral or skipped (satisfies a required check)",
-         '[{ field = "conclusion", in = ["success", "neutral", "skipped"] }]'),
-    ],
-    "checks/update": [
-        ("passing", ESC, IRR, "Completes a check run as success, neutral or skipped (satisfies a required check)",
-         '[{ field = "conclusion", in = ["success", "neutral", "skipped"] }]'),
-    ],
+    "checks/create": [PASSING_CHECK_RUN],
+    "checks/update": [PASSING_CHECK_RUN],
     "repos/create-using-template": [
         ("public", ESC, IRR, "Creates a public repository from a template (private is not true)",
          '[{ field = "private", ne = true }]'),

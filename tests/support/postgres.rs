@@ -70,10 +70,6 @@ fn command(run_as: &Option<String>, program: &Path) -> Command {
     }
 }
 
-fn free_port() -> u16 {
-    super::ports::spare_port()
-}
-
 extern "C" fn stop_at_exit() {
     let running = RUNNING
         .lock()
@@ -166,7 +162,7 @@ impl Cluster {
         if !out.status.success() {
             return Err(format!("initdb: {}", String::from_utf8_lossy(&out.stderr)));
         }
-        let port = free_port();
+        let port = super::ports::spare_port();
         let mut options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
             dir.display()
