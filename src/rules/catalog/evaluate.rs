@@ -318,19 +318,13 @@ impl Catalog {
             return plain(at_least(Action::Escalate), Some(service), code, why);
         }
         // A git fetch posts its wants to `git-upload-pack`, typed as such: a read.
-        let (path, query) = head
-            .path_and_query
-            .split_once('?')
-            .unwrap_or((head.path_and_query, ""));
-        let fetch = normalize::segments(path).is_some_and(|segs| {
-            matches!(
-                GitRequest::of(head.method, &segs, query),
-                GitRequest::UploadPack
-            )
-        }) && head
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v == "application/x-git-upload-pack-request");
+        let path = head.path_and_query.split('?').next().unwrap_or("");
+        let fetch = head.method == "POST"
+            && path.ends_with("/git-upload-pack")
+            && head
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| v == "application/x-git-upload-pack-request");
         if is_read(head.method) || fetch {
             return plain(
                 self.opts.default_action,
