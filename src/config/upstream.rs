@@ -48,6 +48,7 @@ pub struct UpstreamConfig {
     pub extra_ca_files: Vec<PathBuf>,
     /// Host (lower-case) -> address dialled instead of DNS.
     pub resolve: BTreeMap<String, SocketAddr>,
+    /// Bounds resolving and connecting (every address) together, then the TLS handshake.
     pub connect_timeout: Duration,
     pub pool_idle_timeout: Duration,
 }

@@ -73,7 +73,28 @@ impl Dialer {
 
     /// Resolves once, checks each address with the egress guard, and connects to the first
     /// allowed address that answers (the checked address is the one dialled: no rebinding).
+    /// Resolving and every attempt together take at most `upstream.connect_timeout`.
     pub async fn dial(&self, target: &Target) -> io::Result<TcpStream> {
+        let lookup = async {
+            let addrs = tokio::net::lookup_host((target.host.as_str(), target.port)).await?;
+            Ok(addrs.collect())
+        };
+        self.dial_resolving(target, lookup).await
+    }
+
+    /// [`Dialer::dial`] with the resolver's answer given as a future (tests stand in for DNS).
+    async fn dial_resolving(
+        &self,
+        target: &Target,
+        lookup: impl Future<Output = io::Result<Vec<SocketAddr>>>,
+    ) -> io::Result<TcpStream> {
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
+        let timed_out = |what: String| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{what} took longer than upstream.connect_timeout"),
+            )
+        };
         let mapped = self.overridden(&target.host);
         self.guard
             .check_port(target.port)
@@ -82,30 +103,29 @@ impl Dialer {
             Some(a) => vec![a],
             None => match literal_ip(&target.host) {
                 Some(ip) => vec![SocketAddr::new(ip, target.port)],
-                None => tokio::net::lookup_host((target.host.as_str(), target.port))
-                    .await?
-                    .collect(),
+                None => tokio::time::timeout_at(deadline, lookup)
+                    .await
+                    .map_err(|_| timed_out(format!("resolving {}", target.host)))??,
             },
         };
         let mut last = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
-        for addr in addrs {
+        let count = addrs.len();
+        for (i, addr) in addrs.into_iter().enumerate() {
             if let Err(denied) = self.guard.check_addr(&target.host, addr, mapped.is_some()) {
                 tracing::warn!(host = %target.host, %addr, code = denied.code, "egress refused");
                 last = io::Error::new(io::ErrorKind::PermissionDenied, denied);
                 continue;
             }
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+            // An address that does not answer leaves half of what is left to the next ones.
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let budget = if i + 1 == count { left } else { left / 2 };
+            match tokio::time::timeout(budget, TcpStream::connect(addr)).await {
                 Ok(Ok(s)) => {
                     s.set_nodelay(true)?;
                     return Ok(s);
                 }
                 Ok(Err(e)) => last = e,
-                Err(_) => {
-                    last = io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("connect to {addr} timed out"),
-                    )
-                }
+                Err(_) => last = timed_out(format!("connecting to {addr}")),
             }
         }
         Err(last)
@@ -136,5 +156,34 @@ impl tower_service::Service<Uri> for Dialer {
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             dialer.dial(&target).await.map(TokioIo::new)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dialer(timeout: Duration) -> Dialer {
+        let guard = EgressGuard::new(Vec::new(), Vec::new(), vec![443]);
+        Dialer::new(BTreeMap::new(), timeout, Arc::new(guard))
+    }
+
+    /// A resolver that never answers fails the dial as a connect timeout once
+    /// `upstream.connect_timeout` has passed (it waited forever before).
+    #[tokio::test(start_paused = true)]
+    async fn a_resolver_that_never_answers_times_out() {
+        let d = dialer(Duration::from_secs(10));
+        let target = Target::parse_authority("api.example:443", 443).expect("target");
+        let started = tokio::time::Instant::now();
+        let err = d
+            .dial_resolving(&target, std::future::pending())
+            .await
+            .expect_err("no answer");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+        assert!(matches!(
+            crate::upstream::failure::UpstreamFailure::from_dial_error(&err),
+            crate::upstream::failure::UpstreamFailure::ConnectTimeout(_)
+        ));
     }
 }
