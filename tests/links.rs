@@ -794,6 +794,37 @@ async fn a_links_page_shows_what_the_review_asks_to_send() {
     .await;
     assert!(!html.contains("id=\"ambiguous\""), "{html}");
 
+    // Headers that change what the call does, and why it was held, are on the page too
+    // (the summary alone showed neither; the detail page did).
+    let (_, acct_links) = s
+        .hold_request(|c: &reqwest::Client| {
+            c.post("https://api.stripe.com/v1/refunds")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("stripe-account", "acct_linkpageOTHER")
+                .body("charge=ch_linkpageACCT")
+        })
+        .await;
+    let approve = acct_links["bob"].0.clone().expect("bob's approve link");
+    let (st, html) = page(&c, http::Method::GET, &approve, None).await;
+    assert_eq!(st, 200, "{html}");
+    assert!(
+        html.contains("stripe-account: acct_linkpageOTHER"),
+        "{html}"
+    );
+    assert!(html.contains("id=\"stored-request\""), "{html}");
+    assert!(html.contains("Held: stripe."), "{html}");
+    let (_, html) = page(
+        &c,
+        http::Method::GET,
+        &big_links["bob"].0.clone().expect("link"),
+        None,
+    )
+    .await;
+    assert!(
+        !html.contains("hidden-in-query"),
+        "the stored request masks it too: {html}"
+    );
+
     // The detail page says the same.
     let session = s.sign_in("dave").await;
     let base = format!("http://{}", s.a.admin_addr);

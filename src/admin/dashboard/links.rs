@@ -178,10 +178,14 @@ fn other_reviewer_note(link_reviewer: &Reviewer, signed_in: Option<&Reviewer>) -
 }
 
 /// What the review asks to send, as its detail page sums it up (`views::sum_up`): two held
-/// calls with the same path and different bodies read differently here.
+/// calls with the same path and different bodies read differently here. Why it was held and
+/// the whole stored request (every header: `Stripe-Account`, a method override, an encoding)
+/// are shown too, so a reviewer deciding from a link sees what the detail page shows.
 fn request_summary(r: &Review) -> String {
     let body = r.request.body().unwrap_or_default();
     let s = super::views::sum_up(r, &body);
+    let hide = super::views::hider(r);
+    let stored = super::views::stored_request_text(r, &s.url, &body, &hide);
     let money = s
         .money
         .map(|m| {
@@ -214,7 +218,13 @@ fn request_summary(r: &Review) -> String {
     };
     format!(
         "<div id=\"request\"><p><b>{method} {url}</b></p><p>Tool {tool} · agent {agent}</p>\
-         {warning}{masked}{money}<p>Arguments: {args}</p></div>",
+         <p>Held: {why} · reasons {reasons}</p>\
+         {warning}{masked}{money}<p>Arguments: {args}</p>\
+         <p>Stored request, sent as it is (credentials are added by Airlock):</p>\
+         <pre id=\"stored-request\">{stored}</pre></div>",
+        why = html_escape(&hide(&r.explanation)),
+        reasons = html_escape(&r.reason_codes.join(", ")),
+        stored = html_escape(&stored),
         method = html_escape(&r.request.method),
         url = html_escape(&s.url),
         tool = html_escape(r.tool.as_deref().unwrap_or("-")),

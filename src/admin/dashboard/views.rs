@@ -50,7 +50,7 @@ struct Row {
 
 /// The agent's text as a reviewer reads it: secret-named query values masked wherever it
 /// echoes them, invisible characters shown as escapes.
-fn hider(r: &Review) -> impl Fn(&str) -> String {
+pub(super) fn hider(r: &Review) -> impl Fn(&str) -> String {
     hider_of(redact::secret_query_values(&r.request.path_and_query))
 }
 
@@ -109,6 +109,38 @@ pub(super) fn sum_up(r: &Review, body: &[u8]) -> Summary {
     }
 }
 
+/// The stored request as it would be sent (`url` already masked): method and URL, every header
+/// (credential-like ones as `[redacted]`, withheld ones listed), the body. The detail page and a
+/// one-click link's page both show it whole: headers such as `Stripe-Account` or a method
+/// override change what a call does.
+pub(super) fn stored_request_text(
+    r: &Review,
+    url: &str,
+    body: &[u8],
+    hide: &impl Fn(&str) -> String,
+) -> String {
+    let mut text = format!("{} {url}\n", r.request.method);
+    for (k, v) in &r.request.headers {
+        let v = if redact::is_credential_header(k) {
+            redact::REDACTED
+        } else {
+            v.as_str()
+        };
+        text.push_str(&format!("{k}: {v}\n"));
+    }
+    for k in &r.redacted_headers {
+        text.push_str(&format!(
+            "{k}: {} (withheld: not stored, not sent)\n",
+            redact::REDACTED
+        ));
+    }
+    if !body.is_empty() {
+        text.push('\n');
+        text.push_str(&show::body_text(body));
+    }
+    hide(&text)
+}
+
 /// One review as shown. Credential-like headers are never stored (`gate/hold.rs`); their names
 /// are listed as withheld, and any such header in an older record is shown as `[redacted]`.
 /// Secret-named query values are masked in the URL and wherever the text echoes them.
@@ -122,26 +154,7 @@ fn row(r: &Review, now_ms: u64, people: &People) -> Row {
         ambiguous,
         masked_echo,
     } = sum_up(r, &body);
-    let mut request_text = format!("{} {url}\n", r.request.method);
-    for (k, v) in &r.request.headers {
-        let v = if redact::is_credential_header(k) {
-            redact::REDACTED
-        } else {
-            v.as_str()
-        };
-        request_text.push_str(&format!("{k}: {v}\n"));
-    }
-    for k in &r.redacted_headers {
-        request_text.push_str(&format!(
-            "{k}: {} (withheld: not stored, not sent)\n",
-            redact::REDACTED
-        ));
-    }
-    if !body.is_empty() {
-        request_text.push('\n');
-        request_text.push_str(&show::body_text(&body));
-    }
-    let request_text = hide(&request_text);
+    let request_text = stored_request_text(r, &url, &body, &hide);
     let result_text = r.execution.as_ref().map(|e| {
         let mut t = format!(
             "status: {}\n",
