@@ -458,6 +458,13 @@ CONDITIONAL = {
         ("success", ESC, IRR, "Reports a commit status as success (satisfies a required status check)",
          '[{ field = "state", eq = "success" }]'),
     ],
+    # A tree with an entry under .github/ (a workflow runs with the repository's secrets once a
+    # commit of it is pushed to any branch); commits and refs name trees by sha, so the tree is
+    # where the path shows.
+    "git/create-tree": [
+        ("github-dir", ESC, IRR, "Creates a tree with an entry under .github/ (workflows run with the repository's secrets on a push to any branch)",
+         '[{ field = "tree.*.path", path_under = [".github"] }]'),
+    ],
     "checks/create": [PASSING_CHECK_RUN],
     "checks/update": [PASSING_CHECK_RUN],
     "repos/create-using-template": [

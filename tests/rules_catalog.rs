@@ -1281,6 +1281,17 @@ fn protected_refs_and_legacy_parameters() {
         ("PUT", gh("/repos/o/r/contents/a.md"), &json, r#"{"message":"m","content":"eA==","branch":"feature/x"}"#.into(), Notify, "rule_match"),
         ("PUT", gh("/repos/o/r/contents/a.md"), &json, r#"{"message":"m","content":"eA==","branch":"refs/heads/release/1.0"}"#.into(), Escalate, "rule_match"),
         ("POST", gh("/graphql"), &json, gq("createCommitOnBranch(input: {branch: {repositoryNameWithOwner: \"o/r\", branchName: \"feature/x\"}, expectedHeadOid: \"aa\", message: {headline: \"m\"}})"), Notify, "rule_match"),
+        // .github/ is held on every branch; files elsewhere, and names that only start alike, are not
+        ("PUT", gh("/repos/o/r/contents/.github/workflows/ci.yml"), &json, r#"{"message":"m","content":"eA==","branch":"feature/x"}"#.into(), Escalate, "rule_match"),
+        ("PUT", gh("/repos/o/r/contents/.github/CODEOWNERS"), &json, r#"{"message":"m","content":"eA==","branch":"feature/x"}"#.into(), Escalate, "rule_match"),
+        ("PUT", gh("/repos/o/r/contents/docs/.github/x.md"), &json, r#"{"message":"m","content":"eA==","branch":"feature/x"}"#.into(), Notify, "rule_match"),
+        ("PUT", gh("/repos/o/r/contents/.github-notes.md"), &json, r#"{"message":"m","content":"eA==","branch":"feature/x"}"#.into(), Notify, "rule_match"),
+        ("POST", gh("/repos/o/r/git/trees"), &json, r#"{"tree":[{"path":"src/a.rs","mode":"100644","type":"blob","content":"x"}]}"#.into(), Notify, "rule_match"),
+        ("POST", gh("/repos/o/r/git/trees"), &json, r#"{"tree":[{"path":"src/a.rs","mode":"100644","type":"blob","content":"x"},{"path":".github\\workflows\\x.yml","mode":"100644","type":"blob","content":"x"}]}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/git/trees"), &json, r#"{"tree":[{"path":"a/../.github/workflows/x.yml","mode":"100644","type":"blob","content":"x"}]}"#.into(), Escalate, "value_unparseable"),
+        ("POST", gh("/repos/o/r/git/trees"), &json, r#"{"tree":[{"path":"%2egithub/workflows/x.yml","mode":"100644","type":"blob","content":"x"}]}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("createCommitOnBranch(input: {branch: {repositoryNameWithOwner: \"o/r\", branchName: \"feature/x\"}, expectedHeadOid: \"aa\", message: {headline: \"m\"}, fileChanges: {additions: [{path: \"src/a.rs\", contents: \"eA==\"}]}})"), Notify, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("createCommitOnBranch(input: {branch: {repositoryNameWithOwner: \"o/r\", branchName: \"feature/x\"}, expectedHeadOid: \"aa\", message: {headline: \"m\"}, fileChanges: {deletions: [{path: \".github/CODEOWNERS\"}]}})"), Escalate, "rule_match"),
         // Stripe customers: legacy subscription parameters hold, ordinary ones notify
         ("POST", "https://api.stripe.com/v1/customers".into(), &form, "email=a%40b.c&name=A".into(), Notify, "rule_match"),
         // (a coupon alone is held too since the bucket audit: a discount on every future invoice)
@@ -1319,6 +1330,61 @@ fn protected_ref_needs_a_git_section() {
         &CatalogOptions::default(),
     )
     .expect("accepted with a [git] section");
+}
+
+/// `path_under` takes directory names, and a `*` segment (any element) only with it, once, as a
+/// whole segment: anything else is refused with the file and line.
+#[test]
+fn path_under_and_wildcards_are_checked_at_load() {
+    let file = |cond: &str| {
+        format!(
+            "[service]\nname = \"x\"\nhosts = [\"x.test\"]\n\n[[rule]]\ntool = \"x.t\"\nmethod = \"POST\"\npath = \"/t\"\nclass = \"irreversible\"\naction = \"escalate\"\nwhen = [{cond}]\n"
+        )
+    };
+    let load = |cond: &str| {
+        Catalog::from_sources(
+            &[("x.toml".to_string(), file(cond))],
+            &CatalogOptions::default(),
+        )
+    };
+    for ok in [
+        r#"{ field = "tree.*.path", path_under = [".github"] }"#,
+        r#"{ field = "path", path_under = [".github", "ci/conf/"] }"#,
+    ] {
+        load(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    for (bad, says) in [
+        (
+            r#"{ field = "tree.*.path", eq = "x" }"#,
+            "only with path_under",
+        ),
+        (
+            r#"{ field = "tree.*x.path", path_under = [".github"] }"#,
+            "whole segment",
+        ),
+        (
+            r#"{ field = "a.*.b.*.c", path_under = [".github"] }"#,
+            "once",
+        ),
+        (
+            r#"{ field = "*.path", path_under = [".github"] }"#,
+            "after a field name",
+        ),
+        (
+            r#"{ field = "path", path_under = [] }"#,
+            "at least one directory",
+        ),
+        (
+            r#"{ field = "path", path_under = ["../x"] }"#,
+            "directory names",
+        ),
+    ] {
+        let err = load(bad).expect_err(bad).to_string();
+        assert!(
+            err.starts_with("x.toml:") && err.contains(says),
+            "{bad}: {err}"
+        );
+    }
 }
 
 /// Session 13 bucket audit: releases that create a tag, meter events, blocks, repository

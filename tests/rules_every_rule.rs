@@ -103,6 +103,15 @@ fn assign(c: &Condition, want: bool) -> Vec<(String, Option<Value>)> {
             };
             one(Some(Value::String(name.into())))
         }
+        // A `*` field (any element) gets one element, named so that it nests in JSON and in
+        // GraphQL alike.
+        (Test::PathUnder(dirs), w) => {
+            let path = match w {
+                true => format!("{}/workflows/ci.yml", dirs.first().expect("a directory")),
+                false => "src/main.rs".to_string(),
+            };
+            vec![(c.field.replace('*', "item"), Some(Value::String(path)))]
+        }
         (
             Test::MoneyOver {
                 major,

@@ -104,6 +104,7 @@ struct RawCond {
     money_over: Option<f64>,
     currency_field: Option<String>,
     protected_ref: Option<RefForm>,
+    path_under: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -449,8 +450,48 @@ fn compile_cond(c: &RawCond) -> Result<Cond, String> {
     if let Some(form) = c.protected_ref {
         tests.push(Test::ProtectedRef(form));
     }
+    if let Some(dirs) = &c.path_under {
+        let mut under = Vec::new();
+        for d in dirs {
+            let segs: Vec<&str> = d
+                .split('/')
+                .filter(|s| !s.is_empty() && *s != ".")
+                .collect();
+            if segs.is_empty() || segs.contains(&"..") {
+                return Err(format!(
+                    "condition on `{}`: path_under needs directory names like \".github\", not {d:?}",
+                    c.field
+                ));
+            }
+            under.push(segs.join("/"));
+        }
+        if under.is_empty() {
+            return Err(format!(
+                "condition on `{}`: path_under needs at least one directory",
+                c.field
+            ));
+        }
+        tests.push(Test::PathUnder(under));
+    }
     if tests.len() != 1 {
-        return Err(format!("condition on `{}` needs exactly one test (eq, ne, in, gt, gte, lt, present, money_over, protected_ref)", c.field));
+        return Err(format!("condition on `{}` needs exactly one test (eq, ne, in, gt, gte, lt, present, money_over, protected_ref, path_under)", c.field));
+    }
+    let wildcard = c.field.split('.').any(|s| s.contains('*'));
+    if wildcard {
+        let well_formed = c
+            .field
+            .split('.')
+            .filter(|s| s.contains('*'))
+            .all(|s| s == "*")
+            && c.field.matches('*').count() == 1
+            && !c.field.starts_with("*")
+            && !c.field.starts_with('.');
+        if !well_formed || !matches!(tests[0], Test::PathUnder(_)) {
+            return Err(format!(
+                "condition on `{}`: a `*` (any element) must be one whole segment, once, after a field name, and only with path_under",
+                c.field
+            ));
+        }
     }
     Ok(Cond {
         field: c.field.clone(),

@@ -320,6 +320,23 @@ pub(super) fn check(
     params: &BTreeMap<String, String>,
     protected: &[RefPattern],
 ) -> Result<bool, &'static str> {
+    if let (Test::PathUnder(dirs), Some((head, tail))) = (&c.test, c.field.split_once(".*")) {
+        // Any element: `head.<anything>tail`, or `head tail` (a single value for a list).
+        let start = format!("{head}.");
+        let mut any = false;
+        for (k, v) in fields.map.range(start.clone()..) {
+            if !k.starts_with(&start) {
+                break;
+            }
+            if k.len() > start.len() + tail.len() && k.ends_with(tail) {
+                any |= path_under(v, dirs)?;
+            }
+        }
+        if let Some(v) = fields.get(&format!("{head}{tail}")) {
+            any |= path_under(v, dirs)?;
+        }
+        return Ok(any);
+    }
     if fields.get(&c.field).is_some() && params.contains_key(&c.field) {
         // A body or query field named like the path parameter: frameworks differ on which wins.
         return Err("param_ambiguous");
@@ -379,6 +396,7 @@ pub(super) fn check(
         (Test::Ne(w), Some(v)) => !eq(v, w),
         (Test::In(ws), Some(v)) => ws.iter().any(|w| eq(v, w)),
         (Test::ProtectedRef(form), Some(v)) => protected_ref(*form, v, protected)?,
+        (Test::PathUnder(dirs), Some(v)) => path_under(v, dirs)?,
         (Test::Gt(n), Some(v)) => v.as_num().ok_or("value_unparseable")? > *n,
         (Test::Gte(n), Some(v)) => v.as_num().ok_or("value_unparseable")? >= *n,
         (Test::Lt(n), Some(v)) => v.as_num().ok_or("value_unparseable")? < *n,
@@ -438,6 +456,42 @@ fn protected_ref(
     Ok(readings
         .iter()
         .any(|r| protected.iter().any(|p| p.matches(r))))
+}
+
+/// Does `v`, read as a repository path, name one of `dirs` or a path below one? Every reading
+/// weighs: as written and percent-decoded (the contents API takes the path in the URL);
+/// segments split at `/` and `\\`, empty and `.` segments dropped, compared without regard to
+/// case or surrounding blanks (over-matching holds). A `..` segment or a NUL cannot be placed
+/// (`value_unparseable`); null is "not given".
+fn path_under(v: &FieldValue, dirs: &[String]) -> Result<bool, &'static str> {
+    let text = match v {
+        FieldValue::Null => return Ok(false),
+        v => v.as_text(),
+    };
+    let decoded = percent_encoding::percent_decode_str(&text)
+        .decode_utf8_lossy()
+        .into_owned();
+    let mut hit = false;
+    for reading in [&text, &decoded] {
+        let mut segs = Vec::new();
+        for seg in reading.split(['/', '\\']) {
+            match seg.trim() {
+                "" | "." => {}
+                ".." => return Err("value_unparseable"),
+                s if s.contains('\0') => return Err("value_unparseable"),
+                s => segs.push(s),
+            }
+        }
+        hit |= dirs.iter().any(|d| {
+            let want: Vec<&str> = d.split('/').collect();
+            want.len() <= segs.len()
+                && want
+                    .iter()
+                    .zip(&segs)
+                    .all(|(w, s)| w.eq_ignore_ascii_case(s))
+        });
+    }
+    Ok(hit)
 }
 
 /// `v` is a string equal to one of the string `wants` only when case and surrounding blanks are

@@ -46,7 +46,12 @@
 //! `currency_field`, default `currency`; see `money::over` for the conservative conversion),
 //! `protected_ref = "branch"` or `"ref"` (the field names a ref the service's `[git]
 //! protected_refs` protect, so REST and GraphQL ref writes share git push's list; see
-//! [`RefForm`]; a service using it needs a `[git]` section).
+//! [`RefForm`]; a service using it needs a `[git]` section),
+//! `path_under = [".github"]` (the field, read as a repository path, is that directory or below
+//! it: `./.GitHub//workflows/x.yml` is; a `..` segment or a NUL cannot be placed and escalates).
+//! A `path_under` field may name every element of an array with a `*` segment
+//! (`tree.*.path`): the condition holds if any element's holds (`*` also matches nothing, for
+//! a single value given where a list is expected, which GraphQL coerces to a list).
 //! A condition that cannot be evaluated (unparseable body, unknown currency) escalates.
 //! `present = true` also holds for an object or array with something in it (`files` for
 //! `{"files":{"a.txt":{"content":"x"}}}`); `present = false` holds when the field has no value
@@ -107,6 +112,9 @@ pub enum Test {
     },
     /// The field names a protected ref (the service's `[git] protected_refs`).
     ProtectedRef(RefForm),
+    /// The field, read as a repository path, names one of these directories or a path below
+    /// one (segments compared without regard to case; see `guard::path_under`).
+    PathUnder(Vec<String>),
 }
 
 /// How a `protected_ref` condition reads its field as a ref name. Every reading GitHub might
