@@ -49,6 +49,8 @@ enum Send {
     H2 {
         method: &'static str,
         uri: &'static str,
+        /// Sent as DATA frames; no content-length is declared (HTTP/2 needs none).
+        body: &'static str,
     },
     /// Exactly these bytes to the proxy listener.
     Front(String),
@@ -208,8 +210,15 @@ fn corpus() -> Vec<Entry> {
         ),
         e("method", "unknown method PURGE", GH, h1("PURGE", "/repos/o/r", &[], ""), Held),
         e("method", "unknown method MOVE", GH, h1("MOVE", "/repos/o/r", &[], ""), Held),
-        e("method", "h2 lower-case delete", GH, Send::H2 { method: "delete", uri: "https://api.github.com/repos/o/r" }, Held),
-        e("path", "h2 double slash", GH, Send::H2 { method: "DELETE", uri: "https://api.github.com//repos/o/r/" }, Held),
+        e("method", "h2 lower-case delete", GH, Send::H2 { method: "delete", uri: "https://api.github.com/repos/o/r", body: "" }, Held),
+        e(
+            "graphql",
+            "h2 GET carrying a mutation in an undeclared body",
+            GH,
+            Send::H2 { method: "GET", uri: "https://api.github.com/graphql", body: r#"{"query":"mutation { deleteRef(input: {refId: \"R\"}) { clientMutationId } }"}"# },
+            HeldFor("graphql_get_body"),
+        ),
+        e("path", "h2 double slash", GH, Send::H2 { method: "DELETE", uri: "https://api.github.com//repos/o/r/", body: "" }, Held),
         // ---- body tricks on a conditional rule (PATCH /repos/{owner}/{repo} visibility) ----
         e("body", "visibility in upper case", GH, h1("PATCH", "/repos/o/r", &[JSON], r#"{"visibility":"PUBLIC"}"#), Held),
         e("body", "visibility with blanks", GH, h1("PATCH", "/repos/o/r", &[JSON], r#"{"visibility":" public"}"#), Held),
@@ -307,14 +316,14 @@ fn corpus() -> Vec<Entry> {
             "authority",
             "h2 :authority of another host",
             GH,
-            Send::H2 { method: "POST", uri: "https://api.stripe.com/v1/refunds" },
+            Send::H2 { method: "POST", uri: "https://api.stripe.com/v1/refunds", body: "" },
             Refused(403, "authority_mismatch"),
         ),
         e(
             "authority",
             "h2 delete (baseline)",
             GH,
-            Send::H2 { method: "DELETE", uri: "https://api.github.com/repos/o/r" },
+            Send::H2 { method: "DELETE", uri: "https://api.github.com/repos/o/r", body: "" },
             Held,
         ),
         e(
@@ -1464,7 +1473,7 @@ async fn send(a: &Airlock, host: &str, how: &Send) -> Exchange {
             raw::read_exchange(&mut tls, quiet, Duration::from_secs(15)).await
         }
         Send::Front(bytes) => raw::front(a.addr, bytes.as_bytes(), quiet).await,
-        Send::H2 { method, uri } => {
+        Send::H2 { method, uri, body } => {
             let tls = raw::tunnel(a.addr, host, host, &a.ca_pem, &[b"h2"]).await;
             let (mut client, conn) = h2::client::handshake(tls).await.expect("h2");
             tokio::spawn(conn);
@@ -1473,7 +1482,12 @@ async fn send(a: &Airlock, host: &str, how: &Send) -> Exchange {
                 .uri(*uri)
                 .body(())
                 .expect("request");
-            let (resp, _) = client.send_request(req, true).expect("send");
+            let (resp, mut stream) = client.send_request(req, body.is_empty()).expect("send");
+            if !body.is_empty() {
+                stream
+                    .send_data(bytes::Bytes::from_static(body.as_bytes()), true)
+                    .expect("data");
+            }
             let resp = resp.await.expect("response");
             let status = resp.status().as_u16();
             let headers = resp

@@ -7,10 +7,11 @@
 //! Work is linear in the request: each fragment is expanded once however often it is spread,
 //! and flattened arguments are capped at [`MAX_ARGUMENT_LEAVES`] per operation.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use graphql_parser::query::{
-    Definition, Field, OperationDefinition, Selection, SelectionSet, Value, VariableDefinition,
+    Definition, Field, FragmentDefinition, OperationDefinition, Selection, SelectionSet, Value,
+    VariableDefinition,
 };
 
 use super::fields::{FieldValue, Fields};
@@ -105,15 +106,18 @@ pub fn operation(
     let OperationDefinition::Mutation(m) = chosen else {
         return Ok(Operation::Read);
     };
+    // Fragments by name (unique, checked above), looked up once per spread.
+    let by_name: HashMap<&str, _> = doc
+        .definitions
+        .iter()
+        .filter_map(|d| match d {
+            Definition::Fragment(f) => Some((f.name, f)),
+            Definition::Operation(_) => None,
+        })
+        .collect();
     let mut fields = Vec::new();
     let mut fragments = Expansion::default();
-    collect(
-        &m.selection_set,
-        &doc.definitions,
-        &mut fields,
-        &mut fragments,
-        0,
-    )?;
+    collect(&m.selection_set, &by_name, &mut fields, &mut fragments, 0)?;
     let vars = Vars {
         given: variables,
         defs: &m.variable_definitions,
@@ -246,7 +250,7 @@ struct Expansion<'q> {
 
 fn collect<'d, 'q>(
     set: &'d SelectionSet<'q, &'q str>,
-    defs: &'d [Definition<'q, &'q str>],
+    defs: &HashMap<&'q str, &'d FragmentDefinition<'q, &'q str>>,
     out: &mut Vec<&'d Field<'q, &'q str>>,
     fragments: &mut Expansion<'q>,
     depth: usize,
@@ -268,13 +272,7 @@ fn collect<'d, 'q>(
                 if fragments.done.contains(name) {
                     continue;
                 }
-                let frag = defs
-                    .iter()
-                    .find_map(|d| match d {
-                        Definition::Fragment(f) if f.name == name => Some(f),
-                        _ => None,
-                    })
-                    .ok_or("graphql_unparseable")?;
+                let frag = *defs.get(name).ok_or("graphql_unparseable")?;
                 fragments.active.push(name);
                 collect(&frag.selection_set, defs, out, fragments, depth + 1)?;
                 fragments.active.pop();
@@ -389,6 +387,17 @@ mod tests {
         for (q, want) in cases {
             assert_eq!(names(&q, None), want, "{q}");
         }
+        // Many fragments, each spread once: every one is found (looked up by name, not by a
+        // scan of the document per spread: 38,000 in 1 MiB took 1.3 s of a worker's CPU).
+        let n = 5000;
+        let spreads: String = (0..n).map(|i| format!("...F{i} ")).collect();
+        let defs: String = (0..n)
+            .map(|i| {
+                format!("fragment F{i} on Mutation {{ a{i}: deleteRef(input: {{}}) {{ x }} }} ")
+            })
+            .collect();
+        let q = format!("mutation {{ {spreads} }} {defs}");
+        assert_eq!(names(&q, None), Ok(Some(vec!["deleteRef".to_string(); n])));
     }
 
     /// A `$variable` used many times is copied each time; the copies stop at

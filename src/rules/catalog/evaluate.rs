@@ -31,8 +31,9 @@ impl Catalog {
             Ok(Media::Other | Media::Json) => svc.form_bodies,
             _ => false,
         };
-        if head.method == "POST" && (graphql || form_like) {
-            // GraphQL bodies, and form bodies (any body, where the service reads every body
+        if graphql || (head.method == "POST" && form_like) {
+            // GraphQL bodies (a GET's too: one with any byte of body is held, and HTTP/2 need
+            // not announce it), and form bodies (any body, where the service reads every body
             // as a form) for a `_method` override.
             return true;
         }

@@ -67,7 +67,8 @@ pub(super) fn graphql_request(
             Some(graphql_verdict(svc, body))
         }
         "GET" | "HEAD" | "OPTIONS" => {
-            if has_body(head.headers) {
+            // By its headers, or by its bytes: HTTP/2 need not announce a body.
+            if has_body(head.headers) || body.is_some_and(|b| !b.is_empty()) {
                 return esc("graphql_get_body", "a GraphQL GET with a body");
             }
             if query.contains(';') {
@@ -88,8 +89,13 @@ pub(super) fn graphql_request(
                 }
                 let value = match k.as_ref() {
                     "query" | "operationName" => serde_json::Value::String(v.into_owned()),
-                    "variables" => match serde_json::from_str(&v) {
+                    // Strict, as in a POST body: a key given twice is read differently by
+                    // different parsers.
+                    "variables" => match crate::rules::fields::strict_json(v.as_bytes()) {
                         Ok(j) => j,
+                        Err(e) if e.contains("duplicate key") => {
+                            return esc("duplicate_key", "a key appears twice in `variables`")
+                        }
                         Err(_) => return esc("body_unparseable", "`variables` is not JSON"),
                     },
                     _ => continue,
