@@ -1267,6 +1267,34 @@ fn differentials() -> Vec<Entry> {
             h1("POST", "/graphql", &[JSON], gql("mutation { createLinkedBranch(input: {issueId: \"I\", oid: \"aa\", name: \"release/2.0\"}) { clientMutationId } }")),
             Held,
         ),
+        e(
+            "protected ref",
+            "a staging deployment of a release branch (auto_merge defaults to true)",
+            GH,
+            h1("POST", "/repos/o/r/deployments", &[JSON], r#"{"ref":"release/1.0","environment":"staging"}"#),
+            Held,
+        ),
+        e(
+            "protected ref",
+            "createDeployment by ref id without autoMerge",
+            GH,
+            h1("POST", "/graphql", &[JSON], gql("mutation { createDeployment(input: {repositoryId: \"R\", refId: \"REF\", environment: \"staging\"}) { clientMutationId } }")),
+            Held,
+        ),
+        e(
+            "money",
+            "a 100% coupon on a renewal invoice",
+            ST,
+            h1("POST", "/v1/invoices/in_1", &[FORM], "discounts[0][coupon]=FREE100"),
+            Held,
+        ),
+        e(
+            "money",
+            "a $1 invoice item priced by a Price",
+            ST,
+            h1("POST", "/v1/invoiceitems", &[FORM], "customer=cus_1&amount=100&currency=usd&price=price_big"),
+            Held,
+        ),
         // .github/ on any branch: a workflow runs with the repository's secrets on a push.
         e(
             "ci config",

@@ -1283,6 +1283,21 @@ fn protected_refs_and_legacy_parameters() {
         ("POST", gh("/graphql"), &json, gq("createCommitOnBranch(input: {branch: {repositoryNameWithOwner: \"o/r\", branchName: \"feature/x\"}, expectedHeadOid: \"aa\", message: {headline: \"m\"}})"), Notify, "rule_match"),
         // a GraphQL GET's `variables` read strictly, as a POST body's are
         ("GET", gh("/graphql?query=mutation%20%7B%20x%20%7D&variables=%7B%22a%22%3A1%2C%22a%22%3A2%7D"), &json, "".into(), Escalate, "duplicate_key"),
+        // deployments: auto_merge (default true) merges the default branch into a protected ref
+        ("POST", gh("/repos/o/r/deployments"), &json, r#"{"ref":"release/1.0","environment":"staging"}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/deployments"), &json, r#"{"ref":"main","environment":"staging","auto_merge":true}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/deployments"), &json, r#"{"ref":"main","environment":"staging","auto_merge":false}"#.into(), Notify, "rule_match"),
+        ("POST", gh("/repos/o/r/deployments"), &json, r#"{"ref":"feature/x","environment":"staging"}"#.into(), Notify, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("createDeployment(input: {repositoryId: \"R\", refId: \"REF\", environment: \"staging\"})"), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("createDeployment(input: {repositoryId: \"R\", refId: \"REF\", environment: \"staging\", autoMerge: false})"), Notify, "rule_match"),
+        // Stripe: invoice items priced other than by amount, and discounts on invoices, are held
+        ("POST", "https://api.stripe.com/v1/invoiceitems".into(), &form, "customer=cus_1&amount=100&currency=usd".into(), Notify, "rule_match"),
+        ("POST", "https://api.stripe.com/v1/invoiceitems".into(), &form, "customer=cus_1&amount=100&currency=usd&price=price_1".into(), Escalate, "rule_match"),
+        ("POST", "https://api.stripe.com/v1/invoiceitems".into(), &form, "customer=cus_1&amount=100&currency=usd&price_data[product]=prod_1&price_data[unit_amount]=900000".into(), Escalate, "rule_match"),
+        ("POST", "https://api.stripe.com/v1/invoiceitems".into(), &form, "customer=cus_1&amount=100&currency=usd&quantity_decimal=5000".into(), Escalate, "rule_match"),
+        ("POST", "https://api.stripe.com/v1/invoices/in_1".into(), &form, "discounts[0][coupon]=FREE100".into(), Escalate, "rule_match"),
+        ("POST", "https://api.stripe.com/v1/invoices".into(), &form, "customer=cus_1&auto_advance=false&discounts[0][coupon]=FREE100".into(), Escalate, "rule_match"),
+        ("POST", "https://api.stripe.com/v1/invoices".into(), &form, "customer=cus_1&auto_advance=false".into(), Notify, "rule_match"),
         // .github/ is held on every branch; files elsewhere, and names that only start alike, are not
         ("PUT", gh("/repos/o/r/contents/.github/workflows/ci.yml"), &json, r#"{"message":"m","content":"eA==","branch":"feature/x"}"#.into(), Escalate, "rule_match"),
         ("PUT", gh("/repos/o/r/contents/.github/CODEOWNERS"), &json, r#"{"message":"m","content":"eA==","branch":"feature/x"}"#.into(), Escalate, "rule_match"),
