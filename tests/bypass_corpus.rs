@@ -1295,6 +1295,27 @@ fn differentials() -> Vec<Entry> {
             h1("POST", "/v1/invoiceitems", &[FORM], "customer=cus_1&amount=100&currency=usd&price=price_big"),
             Held,
         ),
+        e(
+            "path",
+            "GraphQL GET under a format suffix Rails takes but a short alphanumeric reading missed",
+            GH,
+            h1("GET", "/graphql.x-y?query=mutation%7BdeleteRef(input:%7BrefId:%22R%22%7D)%7BclientMutationId%7D%7D", &[], ""),
+            Held,
+        ),
+        e(
+            "path",
+            "protected ref update under a long format suffix",
+            GH,
+            h1("PATCH", "/repos/o/r/git/refs/heads/main.a-very-long-format", &[JSON], r#"{"sha":"aa"}"#),
+            Held,
+        ),
+        e(
+            "path",
+            "an environment named with %2F read as the variables route",
+            GH,
+            h1("POST", "/repos/o/r/environments/prod%2Fvariables/deployment-branch-policies", &[JSON], r#"{"name":"main"}"#),
+            Held,
+        ),
         // .github/ on any branch: a workflow runs with the repository's secrets on a push.
         e(
             "ci config",

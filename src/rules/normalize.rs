@@ -80,6 +80,40 @@ pub fn segments(raw_path: &str) -> Option<Vec<String>> {
     Some(out)
 }
 
+/// The segments as a router that splits the raw path at `/` before decoding each segment (once,
+/// as Rails and Express do): `a%2Fb` stays one segment, `a/b`. `None` when no segment decodes to
+/// a `/`, `\\` or `%` (the reading is then the one [`segments`] gives), or on invalid UTF-8
+/// or a NUL (which [`segments`] refuses too).
+pub fn segments_keeping_encoded(raw_path: &str) -> Option<Vec<String>> {
+    let mut decoded = Vec::new();
+    let mut differs = false;
+    for seg in raw_path.split('/') {
+        let d = percent_encoding::percent_decode_str(seg)
+            .decode_utf8()
+            .ok()?
+            .into_owned();
+        if d.contains('\0') {
+            return None;
+        }
+        differs |= d.contains(['/', '\\', '%']);
+        decoded.push(d);
+    }
+    if !differs {
+        return None;
+    }
+    let mut out: Vec<String> = Vec::new();
+    for d in decoded {
+        match d.as_str() {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            _ => out.push(d),
+        }
+    }
+    Some(out)
+}
+
 /// The segments as a server that drops `;params` (matrix parameters) from each segment sees
 /// them: `r;x=1` -> `r`, `..;` -> `..` (and pops), empty results dropped. `None` when no segment
 /// has a `;` (nothing to weigh twice).
@@ -101,13 +135,13 @@ pub fn without_matrix(segs: &[Cow<'_, str>]) -> Option<Vec<Cow<'static, str>>> {
 }
 
 /// The segments as a framework that takes a trailing `.ext` for a response format (Rails'
-/// `(.:format)`) routes them: `r.json` -> `r`. `None` when the last segment has no such suffix.
+/// `(.:format)`, any text after the last dot) routes them: `r.json` -> `r`, `r.x-y` -> `r`.
+/// `None` when the last segment has no such suffix.
 pub fn without_format<'p>(segs: &[Cow<'p, str>]) -> Option<Vec<Cow<'p, str>>> {
     let (last, rest) = segs.split_last()?;
     let (stem, ext) = last.rsplit_once('.')?;
-    let format =
-        !ext.is_empty() && ext.len() <= 16 && ext.bytes().all(|b| b.is_ascii_alphanumeric());
-    if stem.is_empty() || !format {
+    // Rails' `(.:format)` takes any text after the last dot (`[^/.?]+`): `.x-y`, `.json_2`.
+    if stem.is_empty() || ext.is_empty() {
         return None;
     }
     let mut out = rest.to_vec();
@@ -119,15 +153,20 @@ pub fn without_format<'p>(segs: &[Cow<'p, str>]) -> Option<Vec<Cow<'p, str>>> {
 /// `;params`, and without a format suffix (on the path as written and without `;params`).
 /// Empty (no allocation) for a plain path.
 pub fn other_readings<'p>(segs: &[Cow<'p, str>]) -> Vec<Vec<Cow<'p, str>>> {
-    let mut out = Vec::new();
+    let mut out: Vec<Vec<Cow<'p, str>>> = Vec::new();
+    let mut add = |r: Vec<Cow<'p, str>>| {
+        if !out.contains(&r) {
+            out.push(r);
+        }
+    };
     if let Some(f) = without_format(segs) {
-        out.push(f);
+        add(f);
     }
     if let Some(m) = without_matrix(segs) {
         if let Some(f) = without_format(&m) {
-            out.push(f);
+            add(f);
         }
-        out.push(m);
+        add(m);
     }
     out
 }
@@ -177,6 +216,30 @@ mod tests {
             without_format(&cow(&["repos", "o", "r.json"])),
             Some(cow(&["repos", "o", "r"]))
         );
+        // Any text after the last dot, as Rails' `(.:format)` takes it.
+        for ext in ["x-y", "json_2", "a-very-long-format-name", "%3F"] {
+            assert_eq!(
+                without_format(&[Cow::Owned(format!("main.{ext}"))]),
+                Some(cow(&["main"])),
+                "{ext}"
+            );
+        }
+        // `%2F` kept inside its segment by routers that split before decoding.
+        let kept = |p: &str| segments_keeping_encoded(p);
+        assert_eq!(kept("/repos/o/r"), None);
+        assert_eq!(
+            kept("/repos/o/r/environments/prod%2Fvariables/x"),
+            Some(
+                ["repos", "o", "r", "environments", "prod/variables", "x"]
+                    .map(String::from)
+                    .to_vec()
+            )
+        );
+        assert_eq!(
+            kept("/a/b%5Cc/%252F/../d"),
+            Some(["a", "b\\c", "d"].map(String::from).to_vec())
+        );
+        assert_eq!(kept("/a/b%2F%00"), None);
         assert_eq!(
             other_readings(&cow(&["repos", "o", "r"])),
             Vec::<Vec<Cow<str>>>::new()

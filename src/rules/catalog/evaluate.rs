@@ -2,13 +2,16 @@
 //! and path select against its fields, and falls back to the service default or the closed
 //! world; [`Catalog::needs_body`] says whether that verdict needs the body.
 
+use std::borrow::Cow;
+
 use super::gql_verdict::graphql_request;
 use super::guard::{
     check, form_reading_sets, framing_depends_on_body, guard, header_named, media, plain,
     rule_verdict, write_framing, Media, METHOD_OVERRIDE_HEADERS, ROUTING_OVERRIDE_HEADERS,
 };
 use super::matcher::{
-    candidates, for_candidates, is_graphql_path, lookalike, path_segments, Service,
+    candidates, encoded_separator_segments, for_candidates, is_graphql_path, lookalike,
+    path_segments, Service,
 };
 use super::{is_read, Catalog};
 use crate::rules::fields::Fields;
@@ -24,7 +27,7 @@ impl Catalog {
         let Some(segs) = path_segments(svc, head.path_and_query) else {
             return false;
         };
-        let alts = normalize::other_readings(&segs);
+        let alts = path_readings(svc, head.path_and_query, &segs);
         let graphql = is_graphql_path(svc, &segs) || alts.iter().any(|a| is_graphql_path(svc, a));
         let form_like = match media(head.headers) {
             Ok(Media::Form) => true,
@@ -90,9 +93,10 @@ impl Catalog {
             let v = git.evaluate(&svc.name, svc.default, req, &segs, head.headers, body);
             return self.closed_world(svc, head.method, v);
         }
-        // Other readings of the path (`;params` dropped, a format suffix taken off): each is
-        // weighed beside the path as written, and the most severe verdict wins.
-        let alts = normalize::other_readings(&segs);
+        // Other readings of the path (`;params` dropped, a format suffix taken off, `%2F` kept
+        // inside its segment): each is weighed beside the path as written, and the most severe
+        // verdict wins.
+        let alts = path_readings(svc, head.path_and_query, &segs);
         if is_graphql_path(svc, &segs) || alts.iter().any(|a| is_graphql_path(svc, a)) {
             if let Some(v) = graphql_request(svc, head, query, body) {
                 return v;
@@ -408,4 +412,20 @@ fn shaped_like_json(mut b: &[u8]) -> bool {
             return b.first().is_some_and(|c| *c == b'{' || *c == b'[');
         }
     }
+}
+
+/// The readings of a request's path besides `segs` (its decoded segments) that a mainstream
+/// server could take: [`normalize::other_readings`] of it, and the raw path split at `/` before
+/// decoding (`%2F` kept inside its segment) with that reading's own other readings.
+fn path_readings<'p>(
+    svc: &Service,
+    path_and_query: &'p str,
+    segs: &[Cow<'p, str>],
+) -> Vec<Vec<Cow<'p, str>>> {
+    let mut alts = normalize::other_readings(segs);
+    if let Some(kept) = encoded_separator_segments(svc, path_and_query) {
+        alts.extend(normalize::other_readings(&kept));
+        alts.push(kept);
+    }
+    alts
 }

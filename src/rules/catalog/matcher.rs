@@ -103,7 +103,22 @@ pub(super) fn host_matches(pattern: &str, host: &str) -> bool {
 /// `/repos/{owner}/{repo}` (owner `~id`), so repo rules cover both spellings.
 pub(super) fn path_segments<'p>(svc: &Service, path_and_query: &'p str) -> Option<Segs<'p>> {
     let path = path_and_query.split('?').next().unwrap_or("");
-    let mut segs = normalize::segments_cow(path)?;
+    Some(scoped(svc, normalize::segments_cow(path)?))
+}
+
+/// The reading of a router that splits the raw path at `/` and decodes each segment after it
+/// (Rails, Express: `environments/prod%2Fvariables` names the environment `prod/variables`),
+/// scoped as [`path_segments`]. `None` when no segment holds an encoded separator or `%`.
+pub(super) fn encoded_separator_segments(
+    svc: &Service,
+    path_and_query: &str,
+) -> Option<Segs<'static>> {
+    let path = path_and_query.split('?').next().unwrap_or("");
+    let segs = normalize::segments_keeping_encoded(path)?;
+    Some(scoped(svc, segs.into_iter().map(Cow::Owned).collect()))
+}
+
+fn scoped<'p>(svc: &Service, mut segs: Segs<'p>) -> Segs<'p> {
     for p in &svc.prefixes {
         if segs.len() >= p.len()
             && segs[..p.len()]
@@ -123,7 +138,7 @@ pub(super) fn path_segments<'p>(svc: &Service, path_and_query: &'p str) -> Optio
         segs[0] = Cow::Borrowed("repos");
         segs.insert(1, Cow::Borrowed("~id"));
     }
-    Some(segs)
+    segs
 }
 
 /// Is this one of the service's GraphQL endpoints? Case-insensitive, like template literals.
