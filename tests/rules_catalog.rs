@@ -1281,6 +1281,9 @@ fn protected_refs_and_legacy_parameters() {
         ("PUT", gh("/repos/o/r/contents/a.md"), &json, r#"{"message":"m","content":"eA==","branch":"feature/x"}"#.into(), Notify, "rule_match"),
         ("PUT", gh("/repos/o/r/contents/a.md"), &json, r#"{"message":"m","content":"eA==","branch":"refs/heads/release/1.0"}"#.into(), Escalate, "rule_match"),
         ("POST", gh("/graphql"), &json, gq("createCommitOnBranch(input: {branch: {repositoryNameWithOwner: \"o/r\", branchName: \"feature/x\"}, expectedHeadOid: \"aa\", message: {headline: \"m\"}})"), Notify, "rule_match"),
+        // reads no condition judges are not held for their query
+        ("GET", gh("/repos/o/r/issues?state=open&state=closed"), &json, "".into(), Allow, "no_rule_default"),
+        ("POST", gh("/repos/o/r/issues?_method=DELETE"), &json, r#"{"title":"t"}"#.into(), Escalate, "method_override"),
         // a GraphQL GET's `variables` read strictly, as a POST body's are
         ("GET", gh("/graphql?query=mutation%20%7B%20x%20%7D&variables=%7B%22a%22%3A1%2C%22a%22%3A2%7D"), &json, "".into(), Escalate, "duplicate_key"),
         // deployments: auto_merge (default true) merges the default branch into a protected ref

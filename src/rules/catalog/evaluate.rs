@@ -241,7 +241,10 @@ impl Catalog {
                 format!("`{field}` in the query of a JSON write: not every server reads it"),
             );
         }
-        if let Some(k) = fields.duplicates.first() {
+        // A read no condition judges is not held for a key given twice in its query: nothing
+        // reads the key (docs/parser-differentials.md). `_method` holds on any method.
+        let judged = !is_read(head.method) || needs_body;
+        if let Some(k) = fields.duplicates.first().filter(|_| judged) {
             return esc(
                 "duplicate_key",
                 format!("parameter `{k}` appears more than once"),
