@@ -85,6 +85,9 @@ pub fn segments(raw_path: &str) -> Option<Vec<String>> {
 /// a `/`, `\\` or `%` (the reading is then the one [`segments`] gives), or on invalid UTF-8
 /// or a NUL (which [`segments`] refuses too).
 pub fn segments_keeping_encoded(raw_path: &str) -> Option<Vec<String>> {
+    if !raw_path.contains('%') {
+        return None; // the common case: nothing encoded, no allocation
+    }
     let mut decoded = Vec::new();
     let mut differs = false;
     for seg in raw_path.split('/') {
