@@ -85,6 +85,12 @@ impl TermFilter {
             },
             State::OscNumber => match b {
                 b'0'..=b'9' if self.pending.len() < MOST_NUMBER + 2 => self.pending.push(b),
+                // Terminals read the whole number (`00000000052` is 52): one longer than the
+                // filter reads is dropped, never judged by its first digits.
+                b'0'..=b'9' => {
+                    self.pending.clear();
+                    self.state = State::Str { keep: false };
+                }
                 _ => {
                     let keep = osc_kept(&self.pending[2..]);
                     if keep {
@@ -192,6 +198,12 @@ mod tests {
             (b"\x1b]8;;https://evil.example\x07x\x1b]8;;\x07", b"x"),
             (b"\x1b]777;notify;t;b\x07", b""),
             (b"\x1b]99999999999;x\x07y", b"y"),
+            // Zero-padded numbers: read by value, as terminals do; past the filter's 8 digits,
+            // dropped (`00000000052` was judged as 0, a title, and passed as OSC 52).
+            (b"\x1b]00000000052;c;aGVsbG8=\x07B", b"B"),
+            (b"\x1b]000000008;;http://evil.example/\x07x", b"x"),
+            (b"\x1b]0000052;c;eA==\x07B", b"B"),
+            (b"\x1b]0000002;t\x07B", b"\x1b]0000002;t\x07B"),
             (b"\x1b];no number\x07y", b"y"),
             // DCS (tmux passthrough), SOS, PM, APC.
             (b"\x1bPtmux;\x1b\x1b]52;c;eA==\x07\x1b\\k", b"k"),
