@@ -1316,6 +1316,20 @@ fn differentials() -> Vec<Entry> {
             h1("POST", "/repos/o/r/environments/prod%2Fvariables/deployment-branch-policies", &[JSON], r#"{"name":"main"}"#),
             Held,
         ),
+        e(
+            "path",
+            "an unlisted write reached through %2F.. inside a lenient route's parameter",
+            GH,
+            h1("POST", "/notifications/threads/1%2F..%2F..%2F..%2Frepos%2Fo%2Fr%2Fnew-endpoint", &[JSON], "{}"),
+            HeldFor("unclassified_route"),
+        ),
+        e(
+            "path",
+            "an unlisted Stripe write reached through %2F.. inside an id",
+            ST,
+            h1("POST", "/v1/customers/cus_1%2F..%2F..%2Fnew_endpoint", &[FORM], "a=b"),
+            HeldFor("unclassified_route"),
+        ),
         // .github/ on any branch: a workflow runs with the repository's secrets on a push.
         e(
             "ci config",

@@ -47,7 +47,7 @@ impl Catalog {
         let mut any = false;
         for s in std::iter::once(&segs).chain(alts.iter()) {
             for_candidates(svc, head.method, s, |r| {
-                any = !r.when.is_empty();
+                any |= !r.when.is_empty();
                 !any
             });
         }
@@ -106,6 +106,9 @@ impl Catalog {
             return v;
         }
         let mut cands = candidates(svc, head.method, &segs);
+        // A write whose path as decoded names no route stays a closed world even where another
+        // reading finds a rule (`threads/1%2F..%2F..%2Frepos%2Fo%2Fr%2Fnew` read as a thread).
+        let unlisted_write = cands.is_empty() && !is_read(head.method);
         for alt in &alts {
             cands.extend(candidates(svc, head.method, alt));
         }
@@ -295,7 +298,7 @@ impl Catalog {
                 }
             }
         }
-        best.unwrap_or_else(|| {
+        let unclassified = || {
             let v = plain(
                 svc.default,
                 Some(&svc.name),
@@ -303,7 +306,19 @@ impl Catalog {
                 format!("no {} rule matches; service default", svc.name),
             );
             self.closed_world(svc, head.method, v)
-        })
+        };
+        match best {
+            Some(b) if unlisted_write => {
+                let closed = unclassified();
+                if closed.action > b.action {
+                    closed
+                } else {
+                    b
+                }
+            }
+            Some(b) => b,
+            None => unclassified(),
+        }
     }
 
     /// A host no service names: `default_action`, unless Airlock holds a credential for it;
