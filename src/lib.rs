@@ -47,6 +47,7 @@ pub mod store;
 pub mod text_pos;
 pub mod tls;
 pub mod upstream;
+pub mod visible;
 pub mod wire;
 
 /// The layers drawn above, top first: `tests/layering.rs` checks every `crate::` path against
@@ -78,6 +79,7 @@ pub const LAYERS: &[&[&str]] = &[
         "aligned_alloc",
         "log_line",
         "hardening",
+        "visible",
     ],
 ];
 

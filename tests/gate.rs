@@ -773,11 +773,8 @@ async fn block_and_admin_errors_are_clear() {
     assert_eq!(up.count(), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn cli_lists_and_approves() {
-    let (up, a) = setup("[gate]\nexecution_timeout = \"1s\"\n").await;
-    let (_, _, b) = hold_delete(&a, "/repos/acme/cli").await;
-    let id = b["reviewId"].as_str().expect("id").to_string();
+/// A config file for the CLI to reach `a`'s admin API with its token.
+fn cli_config(a: &Airlock) -> std::path::PathBuf {
     let cfg = a.dir.path().join("cli.toml");
     std::fs::write(
         &cfg,
@@ -788,21 +785,30 @@ async fn cli_lists_and_approves() {
         ),
     )
     .expect("write");
-    let run = |args: Vec<String>| {
-        let cfg = cfg.clone();
-        async move {
-            tokio::task::spawn_blocking(move || {
-                std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
-                    .arg("--config")
-                    .arg(&cfg)
-                    .args(&args)
-                    .output()
-                    .expect("run")
-            })
-            .await
-            .expect("join")
-        }
-    };
+    cfg
+}
+
+/// Runs the airlock binary with `cfg` and `args`, off the runtime's threads.
+async fn run_cli(cfg: std::path::PathBuf, args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(&args)
+            .output()
+            .expect("run")
+    })
+    .await
+    .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cli_lists_and_approves() {
+    let (up, a) = setup("[gate]\nexecution_timeout = \"1s\"\n").await;
+    let (_, _, b) = hold_delete(&a, "/repos/acme/cli").await;
+    let id = b["reviewId"].as_str().expect("id").to_string();
+    let cfg = cli_config(&a);
+    let run = |args: Vec<String>| run_cli(cfg.clone(), args);
     // First, before any connection to the upstream exists: not sent (it refuses connections)
     // exits 3; a retry that may have been sent (read, never answered in time) exits 4.
     up.state
@@ -905,6 +911,37 @@ async fn cli_lists_and_approves() {
         2,
         "the retry and the approval each reached the upstream once"
     );
+}
+
+/// What an agent put in a held call reaches a CLI reviewer's terminal with its control and
+/// invisible characters escaped: a C1 CSI (U+009B) in a path segment could conceal `prod`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cli_output_escapes_what_would_act_on_a_terminal() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    // The shipped catalog names `{repo}`: its decoded value is among the review's parameters.
+    let catalog = airlock::rules::LiveCatalog::load(None, Default::default()).expect("catalog");
+    let a = Airlock::start_classified("", &up, HOSTS, catalog).await;
+    let (_, _, b) = hold_delete(&a, "/repos/acme/%C2%9B8mprod%C2%9B28m-scratch").await;
+    let id = b["reviewId"].as_str().expect("id").to_string();
+    let cfg = cli_config(&a);
+    let show = run_cli(
+        cfg.clone(),
+        vec!["reviews".into(), "show".into(), id.clone()],
+    )
+    .await;
+    let text = String::from_utf8(show.stdout).expect("utf-8");
+    assert!(show.status.success(), "{text}");
+    assert!(!text.contains('\u{9b}'), "{text:?}");
+    assert!(
+        text.contains("\\u009b8mprod"),
+        "the same JSON value, escaped: {text}"
+    );
+    let value: serde_json::Value = serde_json::from_str(&text).expect("still JSON");
+    assert!(value.to_string().contains("\u{9b}8mprod"), "{value}");
+    let list = run_cli(cfg, vec!["reviews".into(), "list".into()]).await;
+    let text = String::from_utf8(list.stdout).expect("utf-8");
+    assert!(text.contains(&id) && !text.contains('\u{9b}'), "{text:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

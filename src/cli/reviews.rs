@@ -1,5 +1,6 @@
 //! `airlock reviews`: list and decide held requests through the running server's admin API.
 
+use airlock::visible::{escaped, json_escaped};
 use std::io::Write;
 
 use anyhow::{bail, Result};
@@ -158,13 +159,13 @@ pub(super) async fn reviews(
         ReviewsCommand::List { .. } => {} // answered above
         ReviewsCommand::Approve { .. } | ReviewsCommand::Retry { .. } => {
             let (line, exit) = execution_summary(&json);
-            println!("{line}");
-            println!("{}", serde_json::to_string_pretty(&json)?);
+            println!("{}", escaped(&line));
+            println!("{}", json_escaped(&serde_json::to_string_pretty(&json)?));
             if exit != 0 {
                 std::process::exit(exit);
             }
         }
-        _ => println!("{}", serde_json::to_string_pretty(&json)?),
+        _ => println!("{}", json_escaped(&serde_json::to_string_pretty(&json)?)),
     }
     Ok(())
 }
@@ -242,8 +243,9 @@ async fn list(
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         for r in json["reviews"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
             printed += 1;
-            writeln!(
-                out,
+            // Agent text (tool, URL) with control and invisible characters escaped: it must
+            // not act on the reviewer's terminal.
+            let line = format!(
                 "{}  {:<16} {:<28} {} {}  expires {}",
                 r["reviewId"].as_str().unwrap_or("?"),
                 r["state"].as_str().unwrap_or("?"),
@@ -251,7 +253,8 @@ async fn list(
                 r["method"].as_str().unwrap_or("?"),
                 r["url"].as_str().unwrap_or("?"),
                 r["expiresAt"].as_str().unwrap_or("?"),
-            )?;
+            );
+            writeln!(out, "{}", escaped(&line))?;
         }
         out.flush()?;
         drop(out);
@@ -275,7 +278,7 @@ fn answered(status: u16, json: &serde_json::Value) -> Result<()> {
             .get("message")
             .and_then(|m| m.as_str())
             .unwrap_or("request failed");
-        bail!("{msg} (HTTP {status})");
+        bail!("{} (HTTP {status})", escaped(msg));
     }
     Ok(())
 }

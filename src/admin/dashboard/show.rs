@@ -8,27 +8,11 @@ const TEXT_SHOWN: usize = 16 * 1024;
 /// How many bytes of a binary body are dumped in hex.
 const HEX_SHOWN: usize = 256;
 
-/// Invisible characters that reorder or hide text (bidi overrides and isolates, zero-width
-/// characters, the byte-order mark) as visible `\u{…}` escapes: an agent must not make the
-/// request a reviewer approves read as another (`"scratch\u{202E}"` reversing what follows).
+/// Invisible and control characters (see [`crate::visible`]) as visible `\u{…}` escapes: an
+/// agent must not make the request a reviewer approves read as another (`"scratch\u{202E}"`
+/// reversing what follows).
 pub(super) fn visible(s: &str) -> String {
-    let hidden = |c: char| {
-        matches!(c,
-            '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
-    };
-    if !s.chars().any(hidden) {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        if hidden(c) {
-            out.push_str(&format!("\\u{{{:04X}}}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::visible::escaped(s)
 }
 
 /// Is `body` text a person can read: UTF-8 without control characters other than tab, CR, LF?
