@@ -423,9 +423,9 @@ CONDITIONAL = {
          '[{ field = "environment", present = false }]'),
         # auto_merge (default true) merges the default branch into the deployed ref when it is
         # behind: a protected branch would move outside git push.
-        ("auto-merge", ESC, IRR, "Deploys a protected branch with auto_merge (GitHub merges the default branch into it when behind)",
+        ("auto-merge", ESC, IRR, "Deploys a protected branch with auto_merge (GitHub merges the default branch into it when behind; send auto_merge = false to deploy it as it is)",
          '[{ field = "ref", protected_ref = "branch" }, { field = "auto_merge", ne = false }]'),
-        ("auto-merge-default", ESC, IRR, "Deploys a protected branch without auto_merge = false (GitHub's default merges the default branch into it when behind)",
+        ("auto-merge-default", ESC, IRR, "Deploys a protected branch without auto_merge = false (GitHub's default merges the default branch into it when behind; send auto_merge = false to deploy it as it is)",
          '[{ field = "ref", protected_ref = "branch" }, { field = "auto_merge", present = false }]'),
     ],
     "pulls/create-review": [

@@ -108,14 +108,24 @@ impl Dialer {
                     .map_err(|_| timed_out(format!("resolving {}", target.host)))??,
             },
         };
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
-        let count = addrs.len();
-        for (i, addr) in addrs.into_iter().enumerate() {
-            if let Err(denied) = self.guard.check_addr(&target.host, addr, mapped.is_some()) {
-                tracing::warn!(host = %target.host, %addr, code = denied.code, "egress refused");
-                last = io::Error::new(io::ErrorKind::PermissionDenied, denied);
-                continue;
+        // Every address is checked first: the refused ones take no share of the time, and a
+        // refusal is the answer only when no address could be tried.
+        let mut refused = None;
+        let mut allowed = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            match self.guard.check_addr(&target.host, addr, mapped.is_some()) {
+                Ok(()) => allowed.push(addr),
+                Err(denied) => {
+                    tracing::warn!(host = %target.host, %addr, code = denied.code, "egress refused");
+                    refused = Some(io::Error::new(io::ErrorKind::PermissionDenied, denied));
+                }
             }
+        }
+        let mut last = refused.unwrap_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, "host resolved to no address")
+        });
+        let count = allowed.len();
+        for (i, addr) in allowed.into_iter().enumerate() {
             // An address that does not answer leaves half of what is left to the next ones.
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let budget = if i + 1 == count { left } else { left / 2 };
