@@ -825,6 +825,33 @@ async fn a_links_page_shows_what_the_review_asks_to_send() {
         "the stored request masks it too: {html}"
     );
 
+    // A link's bearer sees no secret-named body field (a mail scanner may prefetch the page);
+    // where the value shows elsewhere, it is masked there too and the page says so.
+    let (_, secret_links) = s
+        .hold_request(|c: &reqwest::Client| {
+            c.post("https://api.stripe.com/v1/refunds")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("charge=ch_linkpageSEKRIT&metadata[api_secret]=whsec_linkpageSEKRIT")
+        })
+        .await;
+    let approve = secret_links["bob"].0.clone().expect("bob's approve link");
+    let (st, html) = page(&c, http::Method::GET, &approve, None).await;
+    assert_eq!(st, 200, "{html}");
+    assert!(!html.contains("whsec_linkpageSEKRIT"), "{html}");
+    assert!(html.contains("charge=ch_linkpageSEKRIT"), "{html}");
+    assert!(!html.contains("id=\"masked-echo\""), "{html}");
+    let (_, echo_links) = s
+        .hold_request(|c: &reqwest::Client| {
+            c.post("https://api.stripe.com/v1/refunds")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("charge=ch_linkpageECHO1&metadata[token]=ch_linkpageECHO1")
+        })
+        .await;
+    let approve = echo_links["bob"].0.clone().expect("bob's approve link");
+    let (_, html) = page(&c, http::Method::GET, &approve, None).await;
+    assert!(!html.contains("ch_linkpageECHO1"), "{html}");
+    assert!(html.contains("id=\"masked-echo\""), "{html}");
+
     // The detail page says the same.
     let session = s.sign_in("dave").await;
     let base = format!("http://{}", s.a.admin_addr);

@@ -3,7 +3,8 @@
 //! secret-named query parameters. The gate drops such headers before a held request is stored
 //! and redacts them in an upstream's answer before an execution is stored; the admin API and the
 //! dashboard mask such query values (and rule parameters so named) wherever they show a request,
-//! and notifications carry no query at all (see the README, "Reviews").
+//! a one-click link's page masks secret-named body fields too, and notifications carry no query
+//! at all (see the README, "Reviews").
 
 use super::Vault;
 
@@ -122,6 +123,44 @@ pub fn secret_query_values(path_and_query: &str) -> Vec<String> {
     out
 }
 
+/// The values of secret-named fields in a request body (JSON at any depth, or a form), as
+/// [`secret_query_values`] gives a query's: a webhook's `config.secret`, a `password`. Everything
+/// under a secret-named key counts. For pages a link's bearer sees, where they are masked.
+pub fn secret_body_values(body: &[u8]) -> Vec<String> {
+    fn walk(v: &serde_json::Value, under_secret: bool, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, item) in m {
+                    walk(item, under_secret || is_secret_query_param(k), out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    walk(item, under_secret, out);
+                }
+            }
+            serde_json::Value::String(s) if under_secret => out.push(s.clone()),
+            serde_json::Value::Number(n) if under_secret => out.push(n.to_string()),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        walk(&v, false, &mut out);
+    } else if let Ok(text) = std::str::from_utf8(body) {
+        for (k, v) in form_urlencoded::parse(text.as_bytes()) {
+            // `config[secret]`: any bracketed part may name the secret.
+            if k.split(['[', ']']).any(is_secret_query_param) {
+                out.push(v.into_owned());
+            }
+        }
+    }
+    out.retain(|v| v.len() >= MIN_ECHO_LEN);
+    out.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    out.dedup();
+    out
+}
+
 /// `text` with every occurrence of each of `values` replaced by [`REDACTED`].
 pub fn mask_values(text: &str, values: &[String]) -> String {
     let mut out = text.to_string();
@@ -157,6 +196,19 @@ impl Vault {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_body_fields_at_any_depth_json_or_form() {
+        let json = br#"{"name":"web","config":{"url":"https://hook.example","secret":"s3cr3t-value"},
+            "events":["push"],"password":"hunter22","nested":{"client_secret":{"a":["deepvalue"]}}}"#;
+        assert_eq!(
+            secret_body_values(json),
+            vec!["s3cr3t-value", "deepvalue", "hunter22"]
+        );
+        let form = b"charge=ch_1&metadata[api_secret]=whsec_abcdef&card[password]=pw";
+        assert_eq!(secret_body_values(form), vec!["whsec_abcdef"], "short values are kept");
+        assert!(secret_body_values(b"\xff\xfe").is_empty());
+    }
 
     #[test]
     fn credential_headers_by_list_and_pattern() {

@@ -13,6 +13,7 @@ use http::{Response, StatusCode};
 
 use super::{html_escape, html_response};
 use crate::admin::Admin;
+use crate::credentials::redact;
 use crate::gate::{GateError, Review, ReviewState, Reviewer};
 use crate::notify::{LinkAction, LinkClaims, LinkError};
 use crate::wire::Body;
@@ -184,21 +185,40 @@ fn other_reviewer_note(link_reviewer: &Reviewer, signed_in: Option<&Reviewer>) -
 fn request_summary(r: &Review) -> String {
     let body = r.request.body().unwrap_or_default();
     let s = super::views::sum_up(r, &body);
-    let hide = super::views::hider(r);
+    // A link's bearer (a mail scanner, whoever the mail reaches) is not a signed-in reviewer:
+    // secret-named body fields (a webhook's `config.secret`) are masked here, wherever their
+    // values show.
+    let secrets = redact::secret_body_values(&body);
+    let query_hide = super::views::hider(r);
+    let hide = |t: &str| query_hide(&redact::mask_values(t, &secrets));
     let stored = super::views::stored_request_text(r, &s.url, &body, &hide);
+    // A value that also shows outside its own field is masked there too: say so, as for a
+    // secret query value's echo (the agent chose it; what it hides may matter).
+    let body_text = String::from_utf8_lossy(&body);
+    let echoed = secrets.iter().any(|v| {
+        body_text.matches(v.as_str()).count() > 1
+            || s.url.contains(v.as_str())
+            || s.args.iter().any(|a| a.contains(v.as_str()))
+            || s.money.as_deref().is_some_and(|m| m.contains(v.as_str()))
+    });
     let money = s
         .money
         .map(|m| {
             format!(
                 "<p>Amount: <span class=\"money\">{}</span></p>",
-                html_escape(&m)
+                html_escape(&redact::mask_values(&m, &secrets))
             )
         })
         .unwrap_or_default();
     let args: String = s
         .args
         .iter()
-        .map(|a| format!("<code>{}</code> ", html_escape(a)))
+        .map(|a| {
+            format!(
+                "<code>{}</code> ",
+                html_escape(&redact::mask_values(a, &secrets))
+            )
+        })
         .collect();
     let warning = if s.ambiguous.is_empty() {
         String::new()
@@ -209,10 +229,10 @@ fn request_summary(r: &Review) -> String {
             html_escape(&s.ambiguous.join(", "))
         )
     };
-    let masked = if s.masked_echo {
+    let masked = if s.masked_echo || echoed {
         "<p id=\"masked-echo\" role=\"alert\"><b>Warning: text in this request's body or \
-         arguments equals the value of a secret-named query parameter and is shown as \
-         [redacted].</b> The agent chose that value: what it hides may be what matters.</p>"
+         arguments equals the value of a secret-named query parameter or body field and is \
+         shown as [redacted].</b> The agent chose that value: what it hides may be what matters.</p>"
     } else {
         ""
     };
