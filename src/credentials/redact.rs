@@ -206,7 +206,11 @@ mod tests {
             vec!["s3cr3t-value", "deepvalue", "hunter22"]
         );
         let form = b"charge=ch_1&metadata[api_secret]=whsec_abcdef&card[password]=pw";
-        assert_eq!(secret_body_values(form), vec!["whsec_abcdef"], "short values are kept");
+        assert_eq!(
+            secret_body_values(form),
+            vec!["whsec_abcdef"],
+            "short values are kept"
+        );
         assert!(secret_body_values(b"\xff\xfe").is_empty());
     }
 

@@ -162,10 +162,12 @@ impl EgressGuard {
                 continue;
             }
             let lip = canonical(l.ip());
+            // A wildcard listener is reachable on every address of this host, public ones too.
             let same_host = ip == lip
                 || ip.is_loopback()
                 || ip.is_unspecified()
-                || (lip.is_unspecified() && forbidden_class(ip).is_some());
+                || (lip.is_unspecified()
+                    && (forbidden_class(ip).is_some() || local_addresses().contains(&ip)));
             if same_host {
                 return Err(EgressDenied {
                     code: "airlock_listener",
@@ -310,6 +312,42 @@ pub fn literal_ip(host: &str) -> Option<IpAddr> {
         .or_else(|| loose_ipv4(host).map(IpAddr::V4))
 }
 
+/// The addresses of this host's interfaces (canonical), read when a dial's port is one a
+/// wildcard listener of Airlock's holds; empty if they cannot be read (the other checks stand).
+fn local_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list freed below by freeifaddrs; each entry's
+    // address is read only when non-null and of the family its sa_family names.
+    unsafe {
+        if libc::getifaddrs(&mut head) != 0 {
+            return out;
+        }
+        let mut cur = head;
+        while !cur.is_null() {
+            let a = (*cur).ifa_addr;
+            if !a.is_null() {
+                match i32::from((*a).sa_family) {
+                    libc::AF_INET => {
+                        let sin = &*(a as *const libc::sockaddr_in);
+                        out.push(IpAddr::from(
+                            u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                        ));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(a as *const libc::sockaddr_in6);
+                        out.push(canonical(IpAddr::from(sin6.sin6_addr.s6_addr)));
+                    }
+                    _ => {}
+                }
+            }
+            cur = (*cur).ifa_next;
+        }
+        libc::freeifaddrs(head);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,5 +454,35 @@ mod tests {
             guard().check_port(22).map_err(|e| e.code),
             Err("egress_port")
         );
+    }
+
+    /// A wildcard listener of Airlock's is refused on every address of this host, a public one
+    /// included (only private and reserved ones were), even where the operator mapped the host.
+    /// (This VM's addresses are loopback and TEST-NET, refused before too; on a host with a
+    /// public address the loop exercises the interface list.)
+    #[test]
+    fn a_wildcard_listener_is_refused_on_every_local_address() {
+        let g = guard();
+        g.set_own_listeners(&["0.0.0.0:443".parse().expect("addr")]);
+        let locals = local_addresses();
+        assert!(locals.iter().any(|ip| ip.is_loopback()), "{locals:?}");
+        for ip in locals {
+            let addr = SocketAddr::new(ip, 443);
+            let err = g
+                .check_addr("dash.example", addr, true)
+                .expect_err("own listener");
+            assert_eq!(err.code, "airlock_listener", "{addr}");
+            assert!(g
+                .check_addr("dash.example", SocketAddr::new(ip, 80), true)
+                .is_ok());
+        }
+        // A public address that is not this host's stays reachable.
+        assert!(g
+            .check_addr(
+                "api.example",
+                "140.82.112.6:443".parse().expect("addr"),
+                false
+            )
+            .is_ok());
     }
 }
