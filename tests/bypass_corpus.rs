@@ -1318,6 +1318,13 @@ fn differentials() -> Vec<Entry> {
         ),
         e(
             "path",
+            "an environment named with a raw backslash read as the variables route",
+            GH,
+            h1("POST", "/repos/o/r/environments/prod\\variables/deployment-branch-policies", &[JSON], r#"{"name":"main"}"#),
+            Held,
+        ),
+        e(
+            "path",
             "an unlisted write reached through %2F.. inside a lenient route's parameter",
             GH,
             h1("POST", "/notifications/threads/1%2F..%2F..%2F..%2Frepos%2Fo%2Fr%2Fnew-endpoint", &[JSON], "{}"),

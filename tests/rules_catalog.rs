@@ -1284,6 +1284,11 @@ fn protected_refs_and_legacy_parameters() {
         // reads no condition judges are not held for their query
         ("GET", gh("/repos/o/r/issues?state=open&state=closed"), &json, "".into(), Allow, "no_rule_default"),
         ("POST", gh("/repos/o/r/issues?_method=DELETE"), &json, r#"{"title":"t"}"#.into(), Escalate, "method_override"),
+        // a `%2F` inside a name is one name either way (Octokit encodes label and environment
+        // names so): not held as unlisted; an encoded `..` step is
+        ("DELETE", gh("/repos/o/r/issues/1/labels/kind%2Fbug"), &json, "".into(), Notify, "rule_match"),
+        ("POST", gh("/repos/o/r/environments/prod%2Fus/variables"), &json, r#"{"name":"A","value":"b"}"#.into(), Notify, "rule_match"),
+        ("POST", gh("/notifications/threads/1%2F..%2F..%2Frepos%2Fo%2Fr%2Fnew"), &json, "{}".into(), Escalate, "unclassified_route"),
         // a GraphQL GET's `variables` read strictly, as a POST body's are
         ("GET", gh("/graphql?query=mutation%20%7B%20x%20%7D&variables=%7B%22a%22%3A1%2C%22a%22%3A2%7D"), &json, "".into(), Escalate, "duplicate_key"),
         // deployments: auto_merge (default true) merges the default branch into a protected ref

@@ -85,7 +85,7 @@ pub fn segments(raw_path: &str) -> Option<Vec<String>> {
 /// a `/`, `\\` or `%` (the reading is then the one [`segments`] gives), or on invalid UTF-8
 /// or a NUL (which [`segments`] refuses too).
 pub fn segments_keeping_encoded(raw_path: &str) -> Option<Vec<String>> {
-    if !raw_path.contains('%') {
+    if !raw_path.contains(['%', '\\']) {
         return None; // the common case: nothing encoded, no allocation
     }
     let mut decoded = Vec::new();
@@ -115,6 +115,25 @@ pub fn segments_keeping_encoded(raw_path: &str) -> Option<Vec<String>> {
         }
     }
     Some(out)
+}
+
+/// Does a segment of the raw path hold, encoded (`%2F..%2F`, `%5C.`), a `.` or `..` step that
+/// the decoded reading takes and a router keeping the segment whole does not? Then the two
+/// readings name different resources, not one spelled two ways.
+pub fn encoded_dot_step(raw_path: &str) -> bool {
+    if !raw_path.contains(['%', '\\']) {
+        return false;
+    }
+    let dot_step =
+        |d: &str| d.contains(['/', '\\']) && d.split(['/', '\\']).any(|p| p == "." || p == "..");
+    raw_path.split('/').any(|seg| {
+        let once = percent_encoding::percent_decode_str(seg).decode_utf8_lossy();
+        if dot_step(&once) {
+            return true;
+        }
+        let twice = percent_encoding::percent_decode_str(&once).decode_utf8_lossy();
+        dot_step(&twice)
+    })
 }
 
 /// The segments as a server that drops `;params` (matrix parameters) from each segment sees
@@ -243,6 +262,19 @@ mod tests {
             Some(["a", "b\\c", "d"].map(String::from).to_vec())
         );
         assert_eq!(kept("/a/b%2F%00"), None);
+        assert_eq!(
+            kept("/repos/o/r/environments/prod\\variables/x"),
+            Some(
+                ["repos", "o", "r", "environments", "prod\\variables", "x"]
+                    .map(String::from)
+                    .to_vec()
+            )
+        );
+        assert!(encoded_dot_step("/threads/1%2F..%2F..%2Frepos%2Fo"));
+        assert!(encoded_dot_step("/a/b%5C.%5Cc"));
+        assert!(encoded_dot_step("/a/b%252F..%252Fc"));
+        assert!(!encoded_dot_step("/repos/o/r/labels/kind%2Fbug"));
+        assert!(!encoded_dot_step("/repos/o/r/labels/v1..2"));
         assert_eq!(
             other_readings(&cow(&["repos", "o", "r"])),
             Vec::<Vec<Cow<str>>>::new()

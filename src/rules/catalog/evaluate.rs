@@ -106,9 +106,13 @@ impl Catalog {
             return v;
         }
         let mut cands = candidates(svc, head.method, &segs);
-        // A write whose path as decoded names no route stays a closed world even where another
-        // reading finds a rule (`threads/1%2F..%2F..%2Frepos%2Fo%2Fr%2Fnew` read as a thread).
-        let unlisted_write = cands.is_empty() && !is_read(head.method);
+        // A write whose path as decoded names no route stays a closed world where another
+        // reading finds a rule only by keeping an encoded `..` inside a segment
+        // (`threads/1%2F..%2F..%2Frepos%2Fo%2Fr%2Fnew` read as a thread): servers that decode
+        // first reach another resource. `labels/kind%2Fbug` is one label either way.
+        let unlisted_write = cands.is_empty()
+            && !is_read(head.method)
+            && normalize::encoded_dot_step(head.path_and_query.split('?').next().unwrap_or(""));
         for alt in &alts {
             cands.extend(candidates(svc, head.method, alt));
         }
