@@ -1,7 +1,7 @@
 //! Characters a reader cannot see, or that act on what she sees: C0 and C1 controls (a C1 CSI,
 //! U+009B, works as ESC [ in many terminals), bidi overrides and isolates, zero-width and
 //! other invisible characters, line and paragraph separators, variation selectors and tag
-//! characters. Agent text shown to a reviewer (dashboard, link pages, the CLI) has them
+//! characters. Agent text shown to a reviewer (dashboard, link pages, `airlock reviews`) has them
 //! escaped, so a held call cannot read as another (`"scratch\u{202E}"` reversing what follows,
 //! a terminal told to conceal `prod`).
 

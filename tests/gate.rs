@@ -914,7 +914,9 @@ async fn cli_lists_and_approves() {
 }
 
 /// What an agent put in a held call reaches a CLI reviewer's terminal with its control and
-/// invisible characters escaped: a C1 CSI (U+009B) in a path segment could conceal `prod`.
+/// invisible characters escaped: a C1 CSI (U+009B) in a path segment (a decoded rule
+/// parameter in `reviews show`) could conceal `prod`. (`reviews list` shows the URL as stored,
+/// percent-encoded; its escaping is a second line.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cli_output_escapes_what_would_act_on_a_terminal() {
     support::init();

@@ -831,13 +831,16 @@ async fn a_links_page_shows_what_the_review_asks_to_send() {
         .hold_request(|c: &reqwest::Client| {
             c.post("https://api.stripe.com/v1/refunds")
                 .header("content-type", "application/x-www-form-urlencoded")
-                .body("charge=ch_linkpageSEKRIT&metadata[api_secret]=whsec_linkpageSEKRIT")
+                .body("charge=ch_linkpageSEKRIT&metadata[api_secret]=whsec%2FlinkpageSEKRIT%3D%3D")
         })
         .await;
     let approve = secret_links["bob"].0.clone().expect("bob's approve link");
     let (st, html) = page(&c, http::Method::GET, &approve, None).await;
     assert_eq!(st, 200, "{html}");
-    assert!(!html.contains("whsec_linkpageSEKRIT"), "{html}");
+    assert!(
+        !html.contains("whsec%2FlinkpageSEKRIT") && !html.contains("whsec/linkpageSEKRIT"),
+        "neither raw nor decoded: {html}"
+    );
     assert!(html.contains("charge=ch_linkpageSEKRIT"), "{html}");
     assert!(!html.contains("id=\"masked-echo\""), "{html}");
     let (_, echo_links) = s

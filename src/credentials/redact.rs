@@ -124,23 +124,47 @@ pub fn secret_query_values(path_and_query: &str) -> Vec<String> {
 }
 
 /// The values of secret-named fields in a request body (JSON at any depth, or a form), as
-/// [`secret_query_values`] gives a query's: a webhook's `config.secret`, a `password`. Everything
-/// under a secret-named key counts. For pages a link's bearer sees, where they are masked.
+/// [`secret_query_values`] gives a query's: a webhook's `config.secret`, a `password`. A leaf
+/// counts when its own key (the nearest object key, or a form key's last bracketed part) is
+/// secret-named; each value comes as read and as written (percent-encoded, JSON-escaped), so
+/// the body text shown masks either. At most [`MOST_BODY_SECRETS`] values, longest first. For
+/// pages a link's bearer sees, where they are masked.
 pub fn secret_body_values(body: &[u8]) -> Vec<String> {
-    fn walk(v: &serde_json::Value, under_secret: bool, out: &mut Vec<String>) {
+    fn walk(v: &serde_json::Value, secret_key: bool, out: &mut Vec<String>) {
         match v {
             serde_json::Value::Object(m) => {
                 for (k, item) in m {
-                    walk(item, under_secret || is_secret_query_param(k), out);
+                    walk(item, is_secret_query_param(k), out);
                 }
             }
             serde_json::Value::Array(items) => {
                 for item in items {
-                    walk(item, under_secret, out);
+                    walk(item, secret_key, out);
                 }
             }
-            serde_json::Value::String(s) if under_secret => out.push(s.clone()),
-            serde_json::Value::Number(n) if under_secret => out.push(n.to_string()),
+            serde_json::Value::String(s) if secret_key => {
+                out.push(s.clone());
+                // As written in the body, escaped as common JSON writers escape it: serde's
+                // (quotes, backslashes, controls), Python's ASCII-only `\u00e4`, PHP's `\/`.
+                if let Ok(q) = serde_json::to_string(s) {
+                    let q = q[1..q.len() - 1].to_string();
+                    out.push(q.replace('/', "\\/"));
+                    let mut ascii = String::with_capacity(q.len());
+                    for c in q.chars() {
+                        if c.is_ascii() {
+                            ascii.push(c);
+                        } else {
+                            let mut units = [0u16; 2];
+                            for u in c.encode_utf16(&mut units) {
+                                ascii.push_str(&format!("\\u{u:04x}"));
+                            }
+                        }
+                    }
+                    out.push(ascii);
+                    out.push(q);
+                }
+            }
+            serde_json::Value::Number(n) if secret_key => out.push(n.to_string()),
             _ => {}
         }
     }
@@ -148,18 +172,26 @@ pub fn secret_body_values(body: &[u8]) -> Vec<String> {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
         walk(&v, false, &mut out);
     } else if let Ok(text) = std::str::from_utf8(body) {
-        for (k, v) in form_urlencoded::parse(text.as_bytes()) {
-            // `config[secret]`: any bracketed part may name the secret.
-            if k.split(['[', ']']).any(is_secret_query_param) {
-                out.push(v.into_owned());
+        for pair in text.split('&') {
+            let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = decode(raw_key);
+            // `config[secret]`: the last bracketed part names the field.
+            let own = key.rsplit(['[', ']']).find(|p| !p.is_empty()).unwrap_or("");
+            if is_secret_query_param(own) {
+                out.push(decode(raw_value));
+                out.push(raw_value.to_string());
             }
         }
     }
     out.retain(|v| v.len() >= MIN_ECHO_LEN);
     out.sort_by_key(|v| std::cmp::Reverse(v.len()));
     out.dedup();
+    out.truncate(MOST_BODY_SECRETS);
     out
 }
+
+/// How many secret body values a page masks (each is searched in the shown text).
+pub const MOST_BODY_SECRETS: usize = 32;
 
 /// `text` with every occurrence of each of `values` replaced by [`REDACTED`].
 pub fn mask_values(text: &str, values: &[String]) -> String {
@@ -199,18 +231,30 @@ mod tests {
 
     #[test]
     fn secret_body_fields_at_any_depth_json_or_form() {
-        let json = br#"{"name":"web","config":{"url":"https://hook.example","secret":"s3cr3t-value"},
-            "events":["push"],"password":"hunter22","nested":{"client_secret":{"a":["deepvalue"]}}}"#;
+        let json =
+            br#"{"name":"web","config":{"url":"https://hook.example","secret":"s3cr3t-v\u00e4lue"},
+            "events":["push"],"password":"hunter22","client_secret":["arrayvalue"],
+            "secret_scanning":{"status":"disabled"}}"#;
         assert_eq!(
             secret_body_values(json),
-            vec!["s3cr3t-value", "deepvalue", "hunter22"]
+            vec![
+                "s3cr3t-v\\u00e4lue",
+                "s3cr3t-välue",
+                "arrayvalue",
+                "hunter22"
+            ],
+            "as read and as written; only leaves whose own key is secret-named"
         );
-        let form = b"charge=ch_1&metadata[api_secret]=whsec_abcdef&card[password]=pw";
+        let form = b"charge=ch_1&metadata[api_secret]=whsec%2Fab%2Bc%3D%3D&card[password]=pw";
         assert_eq!(
             secret_body_values(form),
-            vec!["whsec_abcdef"],
-            "short values are kept"
+            vec!["whsec%2Fab%2Bc%3D%3D", "whsec/ab+c=="],
+            "raw and decoded; values under 6 bytes are not masked"
         );
+        let many: String = (0..100)
+            .map(|i| format!("x{i}[token]=value{i:04}&"))
+            .collect();
+        assert_eq!(secret_body_values(many.as_bytes()).len(), MOST_BODY_SECRETS);
         assert!(secret_body_values(b"\xff\xfe").is_empty());
     }
 

@@ -191,12 +191,14 @@ fn request_summary(r: &Review) -> String {
     let secrets = redact::secret_body_values(&body);
     let query_hide = super::views::hider(r);
     let hide = |t: &str| query_hide(&redact::mask_values(t, &secrets));
-    let stored = super::views::stored_request_text(r, &s.url, &body, &hide);
+    let url = hide(&s.url);
+    let shown = super::views::stored_request_text(r, &s.url, &body, &query_hide);
+    let stored = redact::mask_values(&shown, &secrets);
     // A value that also shows outside its own field is masked there too: say so, as for a
-    // secret query value's echo (the agent chose it; what it hides may matter).
-    let body_text = String::from_utf8_lossy(&body);
+    // secret query value's echo (the agent chose it; what it hides may matter). Counted in
+    // the shown text (bounded: 16 KiB of body), for at most MOST_BODY_SECRETS values.
     let echoed = secrets.iter().any(|v| {
-        body_text.matches(v.as_str()).count() > 1
+        shown.matches(v.as_str()).count() > 1
             || s.url.contains(v.as_str())
             || s.args.iter().any(|a| a.contains(v.as_str()))
             || s.money.as_deref().is_some_and(|m| m.contains(v.as_str()))
@@ -246,7 +248,7 @@ fn request_summary(r: &Review) -> String {
         reasons = html_escape(&r.reason_codes.join(", ")),
         stored = html_escape(&stored),
         method = html_escape(&r.request.method),
-        url = html_escape(&s.url),
+        url = html_escape(&url),
         tool = html_escape(r.tool.as_deref().unwrap_or("-")),
         agent = html_escape(r.agent.as_deref().unwrap_or("-")),
     )
