@@ -318,6 +318,29 @@ async fn audit_unavailable_refuses_gated_calls_with_503() {
     assert_eq!(up.count(), 1);
 }
 
+/// The approval's audit write reports an error, yet another instance's sweep claims the review
+/// (the entry showed up after all) and sends it. The review stays under that claim: calling it
+/// `failed` ("not sent") would hide a send and invite a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unrecorded_approval_does_not_fail_a_review_another_claim_took() {
+    let (a, _up, store) = start("").await;
+    let client = a.client();
+    let id = held_delete(&client).await;
+    store.claim_elsewhere_on_audit_failure.store(true, SeqCst);
+    store.fail_audit.store(true, SeqCst);
+    let (s, body) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    store.fail_audit.store(false, SeqCst);
+    assert_eq!(s, 503, "{body}");
+    assert!(
+        body.to_string().contains("moved on to executing"),
+        "not told it was not sent: {body}"
+    );
+    let (_, review) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert_eq!(review["state"], "executing", "{review}");
+}
+
 /// The approval lands, then the disk fills: its audit entry and the `failed` record that
 /// should follow both fail, and the reviewer is told it was not sent. It stays unsent after a
 /// restart with space freed (recovery sent every `approved` review until the claim checked the

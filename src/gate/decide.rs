@@ -95,14 +95,30 @@ impl Gate {
     /// A decision that would send the request landed but is not on the audit record: the review
     /// becomes `failed` and is never sent. Returns the error for the caller.
     async fn unrecorded(self: &Arc<Self>, id: &str, what: &str, why: String) -> GateError {
-        self.fail_unsent(
-            id,
-            format!("not sent: the {what} could not be written to the audit log ({why})"),
-        )
-        .await;
-        GateError::Audit(format!(
-            "the {what} could not be recorded; the request was not sent"
-        ))
+        let left = self
+            .fail_unsent(
+                id,
+                super::execute::Unsent::Approved,
+                format!("not sent: the {what} could not be written to the audit log ({why})"),
+            )
+            .await;
+        match left {
+            Some(ReviewState::Failed) => GateError::Audit(format!(
+                "the {what} could not be recorded; the request was not sent"
+            )),
+            Some(ReviewState::Approved) => GateError::Audit(format!(
+                "the {what} could not be recorded; the request was not sent, and is sent later only if the {what} shows in the audit log"
+            )),
+            None => GateError::Audit(format!(
+                "the {what} could not be recorded, and the review could not be read again; check its state"
+            )),
+            // The audit write reported an error but landed, and a claim found it: that send's
+            // outcome is the review's, not "not sent".
+            Some(state) => GateError::Audit(format!(
+                "the {what}'s audit write reported an error ({why}) but the review moved on to {}; see its state",
+                state.as_str()
+            )),
+        }
     }
 
     /// Executes in a tracked task so a disconnecting caller cannot cut the send short.

@@ -79,6 +79,15 @@ fn missing_from_record(review: &Review, entries: &[serde_json::Value]) -> Option
     None
 }
 
+/// Which review [`Gate::fail_unsent`] may fail.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Unsent {
+    /// One still `approved`: its approval (or a retry's quorum) landed unaudited, unclaimed.
+    Approved,
+    /// One still under this instance's claim made at `started_at_ms`.
+    Claim { started_at_ms: u64 },
+}
+
 impl Gate {
     /// Executes review `id` if it is `approved`; if another task already claimed it, returns the
     /// review as it is. Never sends twice.
@@ -97,9 +106,13 @@ impl Gate {
             Ok(p) => p,
             Err(GateError::AlreadyDecided { .. }) => return self.get(id).await,
             Err(GateError::Audit(why)) => {
-                // Claimed but not recorded: fail closed, never send unaudited.
+                // Claimed but not recorded: fail closed, never send unaudited. Only this
+                // claim is failed: a review another claim has taken meanwhile is left alone.
                 self.fail_unsent(
                     id,
+                    Unsent::Claim {
+                        started_at_ms: started,
+                    },
                     format!("not sent: the audit log could not record the execution ({why})"),
                 )
                 .await;
@@ -298,14 +311,41 @@ impl Gate {
     }
 
     /// Moves a review that must not be sent (its approval or claim could not be audited) to
-    /// `failed` with `error`. Best effort: the review is never sent either way (a claim checks
-    /// the audit log for the approval it would send on).
-    pub(super) async fn fail_unsent(self: &Arc<Self>, id: &str, error: String) {
+    /// `failed` with `error`, only while it is as `only` says: still `approved` (nothing claimed
+    /// it), or still under this instance's claim made at that time. A review another claim has
+    /// taken (its approval's entry landed after all, and another sweep sent it) is left to
+    /// that send: failing it would call a sent request "not sent" and invite a second send.
+    /// Returns the state the review was left in, if it could be read. Best effort: a review
+    /// left `approved` is never sent unaudited (a claim checks the audit log for the approval
+    /// it would send on).
+    pub(super) async fn fail_unsent(
+        self: &Arc<Self>,
+        id: &str,
+        only: Unsent,
+        error: String,
+    ) -> Option<ReviewState> {
         let id = id.to_string();
-        let _ = self
+        let id2 = id.clone();
+        let failed = self
             .blocking(move |g| {
                 let now = g.clock.now_ms();
                 g.transition(&id, |cur| {
+                    let ours = match only {
+                        Unsent::Approved => cur.state == ReviewState::Approved,
+                        Unsent::Claim { started_at_ms } => {
+                            cur.state == ReviewState::Executing
+                                && cur.execution.as_ref().is_some_and(|e| {
+                                    e.started_at_ms == started_at_ms
+                                        && e.instance.as_deref() == Some(g.instance.as_str())
+                                })
+                        }
+                    };
+                    if !ours {
+                        return Err(GateError::AlreadyDecided {
+                            id: cur.id.clone(),
+                            state: cur.state.as_str(),
+                        });
+                    }
                     let mut next = cur.clone();
                     next.state = ReviewState::Failed;
                     let exec = next.execution.get_or_insert_with(|| Execution {
@@ -317,6 +357,10 @@ impl Gate {
                 })
             })
             .await;
+        match failed {
+            Ok(r) => Some(r.state),
+            Err(_) => self.get(&id2).await.ok().map(|r| r.state),
+        }
     }
 
     /// Makes a recorded answer safe to store: credential-like headers (`Set-Cookie`, and the

@@ -336,6 +336,10 @@ pub struct FaultyStore {
     /// Milliseconds the next commit that moves a review to `executing` (a claim) waits before
     /// it lands (a busy store); then back to 0.
     pub delay_claim_ms: std::sync::atomic::AtomicU64,
+    /// Armed: when the next audit write is refused, every `approved` review is first taken by
+    /// another instance's claim (`executing`), as a sweep elsewhere would once the entry it
+    /// reported failed shows up after all.
+    pub claim_elsewhere_on_audit_failure: std::sync::atomic::AtomicBool,
 }
 
 impl FaultyStore {
@@ -347,7 +351,36 @@ impl FaultyStore {
             trip: Default::default(),
             refused: Default::default(),
             delay_claim_ms: Default::default(),
+            claim_elsewhere_on_audit_failure: Default::default(),
         })
+    }
+}
+
+impl FaultyStore {
+    /// Moves every `approved` review to `executing` under another instance's claim.
+    fn claim_approved_elsewhere(&self) {
+        use airlock::gate::{Review, ReviewState};
+        use airlock::store::{Batch, Tree};
+        let entries = self
+            .inner
+            .range(Tree::Reviews, b"", None, 1000)
+            .expect("reviews");
+        for (key, value) in entries {
+            let Ok(mut r) = Review::decode(&value) else {
+                continue;
+            };
+            if r.state != ReviewState::Approved {
+                continue;
+            }
+            r.state = ReviewState::Executing;
+            let mut exec = airlock::gate::review::Execution::started(1);
+            exec.instance = Some("another-host/1".into());
+            exec.lease_until_ms = Some(u64::MAX);
+            r.execution = Some(exec);
+            let mut b = Batch::default();
+            b.put(Tree::Reviews, &key, &r.encode().expect("encode"));
+            self.inner.commit(vec![b]).expect("claim elsewhere");
+        }
     }
 }
 
@@ -375,6 +408,9 @@ impl airlock::store::Store for FaultyStore {
         });
         if fail {
             self.refused.fetch_add(1, SeqCst);
+            if self.claim_elsewhere_on_audit_failure.swap(false, SeqCst) {
+                self.claim_approved_elsewhere();
+            }
             return Err(airlock::store::StoreError::Full("test store".into()));
         }
         let claims = batches.iter().flat_map(|b| &b.writes).any(|w| {
