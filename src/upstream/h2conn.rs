@@ -623,6 +623,56 @@ mod tests {
         ));
         assert_eq!(Arc::strong_count(&live), 1, "the live guard went with it");
     }
+    /// A send given up (an execution's timeout drops it) while its body waits for the upstream's
+    /// window stops sending and resets the stream, although the body's pipe task still holds
+    /// the stream (h2 cancels a stream whose response is no longer awaited): the rest of the
+    /// body never reaches the upstream after the outcome was recorded as unknown.
+    #[tokio::test]
+    async fn a_send_given_up_stops_its_body_and_resets_the_stream() {
+        let (client_io, server_io) = tokio::io::duplex(1024 * 1024);
+        let (seen_tx, seen_rx) = tokio::sync::oneshot::channel::<(usize, bool)>();
+        tokio::spawn(async move {
+            let Ok(mut conn) = h2::server::handshake(server_io).await else {
+                return;
+            };
+            let Some(Ok((req, _respond))) = conn.accept().await else {
+                return;
+            };
+            let serve = tokio::spawn(async move { while conn.accept().await.is_some() {} });
+            // Reads what the first window allows, then stops granting window.
+            let mut body = req.into_body();
+            let mut n = 0;
+            let reset = loop {
+                match body.data().await {
+                    Some(Ok(chunk)) => n += chunk.len(),
+                    Some(Err(e)) => break e.is_reset(),
+                    None => break false,
+                }
+            };
+            let _ = seen_tx.send((n, reset));
+            serve.abort();
+        });
+        let h2 = H2Conns::new(1, Duration::from_secs(30));
+        let checked = h2
+            .connect(0, ("up.example".to_string(), 443), client_io, Arc::new(()))
+            .await
+            .expect("h2 handshake");
+        let body = http_body_util::Full::new(Bytes::from(vec![b'x'; 320 * 1024]))
+            .map_err(|never| -> BoxError { match never {} })
+            .boxed_unsync();
+        let req = Request::post("https://up.example/slow")
+            .body(body)
+            .expect("request");
+        let gave_up = tokio::time::timeout(Duration::from_millis(200), send(checked, req)).await;
+        assert!(gave_up.is_err(), "no answer comes");
+        let (n, reset) = tokio::time::timeout(Duration::from_secs(5), seen_rx)
+            .await
+            .expect("the upstream sees the stream end")
+            .expect("seen");
+        assert!(reset, "reset, not ended as a whole body");
+        assert!(n < 320 * 1024, "the rest of the body was not sent: {n}");
+    }
+
     /// A connection that leaves the table while a response streams on it (a newer connection
     /// to the target took its place, or a request found it closed after a GOAWAY) keeps that
     /// response past its idle checks, then closes once the stream is done.
