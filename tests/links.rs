@@ -552,6 +552,17 @@ fn plain() -> reqwest::Client {
         .expect("client")
 }
 
+/// Bob's approve link of a held review, opened with no session: the page, which must be 200.
+async fn bobs_approve_page(
+    c: &reqwest::Client,
+    links: &std::collections::HashMap<String, (Option<String>, Option<String>)>,
+) -> String {
+    let approve = links["bob"].0.clone().expect("bob's approve link");
+    let (st, html) = page(c, http::Method::GET, &approve, None).await;
+    assert_eq!(st, 200, "{html}");
+    html
+}
+
 fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
     r.headers()
         .get_all("set-cookie")
@@ -741,9 +752,7 @@ async fn a_links_page_shows_what_the_review_asks_to_send() {
     let big_money = "refund of 1234.56 USD from ch_linkpageBIG";
     let small_money = "refund of 7.77 USD from ch_linkpageSMALL\\u{202E}evil";
 
-    let approve = big_links["bob"].0.clone().expect("bob's approve link");
-    let (st, html) = page(&c, http::Method::GET, &approve, None).await;
-    assert_eq!(st, 200, "{html}");
+    let html = bobs_approve_page(&c, &big_links).await;
     assert!(
         html.contains(&format!("Confirm: approve review {big}")),
         "{html}"
@@ -759,9 +768,7 @@ async fn a_links_page_shows_what_the_review_asks_to_send() {
         "{html}"
     );
 
-    let approve = small_links["bob"].0.clone().expect("bob's approve link");
-    let (st, html) = page(&c, http::Method::GET, &approve, None).await;
-    assert_eq!(st, 200, "{html}");
+    let html = bobs_approve_page(&c, &small_links).await;
     assert!(
         html.contains(&format!("Confirm: approve review {small}")),
         "{html}"
@@ -777,21 +784,13 @@ async fn a_links_page_shows_what_the_review_asks_to_send() {
     let (_, two_links) = s
         .hold_request(refund("", "charge=ch_linkpageONE&[charge]=ch_linkpageTWO"))
         .await;
-    let approve = two_links["bob"].0.clone().expect("bob's approve link");
-    let (st, html) = page(&c, http::Method::GET, &approve, None).await;
-    assert_eq!(st, 200, "{html}");
+    let html = bobs_approve_page(&c, &two_links).await;
     assert!(
         html.contains("full refund of ch_linkpageONE or ch_linkpageTWO"),
         "{html}"
     );
     assert!(html.contains("id=\"ambiguous\""), "{html}");
-    let (_, html) = page(
-        &c,
-        http::Method::GET,
-        &big_links["bob"].0.clone().expect("link"),
-        None,
-    )
-    .await;
+    let html = bobs_approve_page(&c, &big_links).await;
     assert!(!html.contains("id=\"ambiguous\""), "{html}");
 
     // Headers that change what the call does, and why it was held, are on the page too
@@ -804,22 +803,14 @@ async fn a_links_page_shows_what_the_review_asks_to_send() {
                 .body("charge=ch_linkpageACCT")
         })
         .await;
-    let approve = acct_links["bob"].0.clone().expect("bob's approve link");
-    let (st, html) = page(&c, http::Method::GET, &approve, None).await;
-    assert_eq!(st, 200, "{html}");
+    let html = bobs_approve_page(&c, &acct_links).await;
     assert!(
         html.contains("stripe-account: acct_linkpageOTHER"),
         "{html}"
     );
     assert!(html.contains("id=\"stored-request\""), "{html}");
     assert!(html.contains("Held: stripe."), "{html}");
-    let (_, html) = page(
-        &c,
-        http::Method::GET,
-        &big_links["bob"].0.clone().expect("link"),
-        None,
-    )
-    .await;
+    let html = bobs_approve_page(&c, &big_links).await;
     assert!(
         !html.contains("hidden-in-query"),
         "the stored request masks it too: {html}"
@@ -834,9 +825,7 @@ async fn a_links_page_shows_what_the_review_asks_to_send() {
                 .body("charge=ch_linkpageSEKRIT&metadata[api_secret]=whsec%2FlinkpageSEKRIT%3D%3D")
         })
         .await;
-    let approve = secret_links["bob"].0.clone().expect("bob's approve link");
-    let (st, html) = page(&c, http::Method::GET, &approve, None).await;
-    assert_eq!(st, 200, "{html}");
+    let html = bobs_approve_page(&c, &secret_links).await;
     assert!(
         !html.contains("whsec%2FlinkpageSEKRIT") && !html.contains("whsec/linkpageSEKRIT"),
         "neither raw nor decoded: {html}"
@@ -850,8 +839,7 @@ async fn a_links_page_shows_what_the_review_asks_to_send() {
                 .body("charge=ch_linkpageECHO1&metadata[token]=ch_linkpageECHO1")
         })
         .await;
-    let approve = echo_links["bob"].0.clone().expect("bob's approve link");
-    let (_, html) = page(&c, http::Method::GET, &approve, None).await;
+    let html = bobs_approve_page(&c, &echo_links).await;
     assert!(!html.contains("ch_linkpageECHO1"), "{html}");
     assert!(html.contains("id=\"masked-echo\""), "{html}");
 
