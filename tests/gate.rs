@@ -1112,6 +1112,37 @@ async fn slow_upstream_is_outcome_unknown_and_retry_reuses_the_idempotency_key()
     assert_eq!(key0.as_deref(), seen[1].header("idempotency-key"));
 }
 
+/// A retry of a call that may have been sent relies on the upstream knowing its
+/// Idempotency-Key; Stripe may forget one after 24 hours, so past that (from the first
+/// attempt) the retry is refused with what to do, where it would have sent the call again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_past_the_idempotency_keys_lifetime_is_refused() {
+    let (up, _config, clock, a) =
+        setup_on_clock("[gate]\nexecution_timeout = \"1s\"\nreview_expiry = \"72h\"\n").await;
+    let resp = a
+        .client()
+        .post("https://api.stripe.com/v1/refunds/stall")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("charge=ch_1&amount=5000")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 423);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    let id = body["reviewId"].as_str().expect("id").to_string();
+    let (_, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(r["state"], "outcome_unknown", "{r}");
+    clock.advance(Duration::from_secs(25 * 3600));
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/retry"), None)
+        .await;
+    assert_eq!(code, 400, "{r}");
+    assert!(r.to_string().contains("more than 24 hours ago"), "{r}");
+    assert_eq!(up.count(), 1, "not sent again");
+}
+
 /// Issue 15: an approved request's failure is `failed` (certainly not sent) only when no byte
 /// left; once the request may have been written, whatever breaks, it is `outcome_unknown`.
 /// One case per failure, each against its own upstream; the upstream's count shows what

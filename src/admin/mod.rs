@@ -21,6 +21,7 @@
 //! - `POST /v1/reviews/{id}/extend`       body `{"by": "2h"}`: moves a pending review's deadline
 //! - `POST /v1/reviews/{id}/retry`        same body as approve: re-sends a `failed` or
 //!   `outcome_unknown` review's stored request (same Idempotency-Key), within its deadline
+//!   (a keyed `outcome_unknown` one within 24 h of its first attempt)
 //!
 //! Reviewers (`[[reviewers]]`, `airlock reviewers add`) use their own tokens; decisions are
 //! recorded under their names and checked against the rule's approver list and quorum. The

@@ -171,6 +171,7 @@ impl Gate {
                     }
                     cur.may_send(&reviewer, &people, "retry")
                         .map_err(GateError::Forbidden)?;
+                    idempotency_window(cur, now)?;
                     if cur.already(&cur.retry_approvals, &reviewer, &people) {
                         return Err(GateError::Forbidden(format!(
                             "{} already asked for this retry; it needs {} distinct reviewers",
@@ -320,5 +321,38 @@ impl Gate {
             });
         }
         Ok(r)
+    }
+}
+
+/// How long Stripe keeps an idempotency key (it may remove it after 24 hours).
+const IDEMPOTENCY_WINDOW_MS: u64 = 24 * 3600 * 1000;
+
+/// A retry of a call that may have been sent is safe only while the upstream still knows its
+/// `Idempotency-Key` (Stripe answers a duplicate with the first result for 24 hours). Past that,
+/// counted from the first attempt, a retry could act twice: it is refused with what to do.
+fn idempotency_window(cur: &super::Review, now: u64) -> Result<(), GateError> {
+    if cur.state != ReviewState::OutcomeUnknown {
+        return Ok(());
+    }
+    let keyed = cur
+        .request
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("idempotency-key"));
+    let first = cur
+        .attempts
+        .iter()
+        .chain(cur.execution.as_ref())
+        .map(|e| e.started_at_ms)
+        .min();
+    match first {
+        Some(first) if keyed && now.saturating_sub(first) >= IDEMPOTENCY_WINDOW_MS => {
+            Err(GateError::BadRequest(format!(
+                "review {} was first sent at {}, more than 24 hours ago: the upstream may have forgotten its Idempotency-Key, so a retry could act twice; check the upstream for its outcome and, if it did not happen, make the call anew",
+                cur.id,
+                super::review::rfc3339(first)
+            )))
+        }
+        _ => Ok(()),
     }
 }
