@@ -334,7 +334,8 @@ async fn an_unrecorded_approval_does_not_fail_a_review_another_claim_took() {
     store.fail_audit.store(false, SeqCst);
     assert_eq!(s, 503, "{body}");
     assert!(
-        body.to_string().contains("moved on to executing"),
+        body.to_string()
+            .contains("this call sent nothing, and the review is now executing"),
         "not told it was not sent: {body}"
     );
     let (_, review) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;

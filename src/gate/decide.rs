@@ -103,7 +103,9 @@ impl Gate {
             )
             .await;
         match left {
-            Some(ReviewState::Failed) => GateError::Audit(format!(
+            // Failed by this call, or still short of its quorum (the approval that the log
+            // does not show never counts toward it).
+            Some(ReviewState::Failed | ReviewState::Pending) => GateError::Audit(format!(
                 "the {what} could not be recorded; the request was not sent"
             )),
             Some(ReviewState::Approved) => GateError::Audit(format!(
@@ -112,10 +114,11 @@ impl Gate {
             None => GateError::Audit(format!(
                 "the {what} could not be recorded, and the review could not be read again; check its state"
             )),
-            // The audit write reported an error but landed, and a claim found it: that send's
-            // outcome is the review's, not "not sent".
+            // Still short of a retry's quorum, or the audit write reported an error but
+            // landed and a claim found it (that send's outcome is the review's): this call
+            // sent nothing either way.
             Some(state) => GateError::Audit(format!(
-                "the {what}'s audit write reported an error ({why}) but the review moved on to {}; see its state",
+                "the {what} could not be recorded ({why}); this call sent nothing, and the review is now {}",
                 state.as_str()
             )),
         }
