@@ -332,9 +332,12 @@ const IDEMPOTENCY_WINDOW_MS: u64 = 24 * 3600 * 1000;
 
 /// A retry of a call that may have been sent is safe only while the upstream still knows its
 /// `Idempotency-Key` (Stripe answers a duplicate with the first result for 24 hours). Past that,
-/// counted from the first attempt, a retry could act twice: it is refused with what to do.
+/// counted from the first attempt, a retry could act twice: it is refused with what to do. A
+/// `failed` review with no earlier attempt was never sent and may be retried until its deadline.
 fn idempotency_window(cur: &super::Review, now: u64) -> Result<(), GateError> {
-    if cur.state != ReviewState::OutcomeUnknown {
+    // Maybe sent: this attempt's outcome is unknown, or an earlier attempt's may have been
+    // (a `failed` retry of an `outcome_unknown` one; attempts do not keep their state).
+    if cur.state != ReviewState::OutcomeUnknown && cur.attempts.is_empty() {
         return Ok(());
     }
     let keyed = cur
