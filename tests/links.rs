@@ -843,6 +843,22 @@ async fn a_links_page_shows_what_the_review_asks_to_send() {
     assert!(!html.contains("ch_linkpageECHO1"), "{html}");
     assert!(html.contains("id=\"masked-echo\""), "{html}");
 
+    // More secret-named fields than a page masks one by one: the body is not shown at all.
+    let many: String = (0..40)
+        .map(|i| format!("&metadata[k{i}_token]=manysecret{i:04}"))
+        .collect();
+    let body: &'static str = Box::leak(format!("charge=ch_linkpageMANY{many}").into_boxed_str());
+    let (_, many_links) = s
+        .hold_request(move |c: &reqwest::Client| {
+            c.post("https://api.stripe.com/v1/refunds")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+        })
+        .await;
+    let html = bobs_approve_page(&c, &many_links).await;
+    assert!(!html.contains("manysecret"), "{html}");
+    assert!(html.contains("body not shown"), "{html}");
+
     // The detail page says the same.
     let session = s.sign_in("dave").await;
     let base = format!("http://{}", s.a.admin_addr);

@@ -127,8 +127,8 @@ pub fn secret_query_values(path_and_query: &str) -> Vec<String> {
 /// [`secret_query_values`] gives a query's: a webhook's `config.secret`, a `password`. A leaf
 /// counts when its own key (the nearest object key, or a form key's last bracketed part) is
 /// secret-named; each value comes as read and as written (percent-encoded, JSON-escaped), so
-/// the body text shown masks either. At most [`MOST_BODY_SECRETS`] values, longest first. For
-/// pages a link's bearer sees, where they are masked.
+/// the body text shown masks either. Longest first. For pages a link's bearer sees, where they
+/// are masked (or, past [`MOST_BODY_SECRETS`], the body is not shown).
 pub fn secret_body_values(body: &[u8]) -> Vec<String> {
     fn walk(v: &serde_json::Value, secret_key: bool, out: &mut Vec<String>) {
         match v {
@@ -184,13 +184,13 @@ pub fn secret_body_values(body: &[u8]) -> Vec<String> {
         }
     }
     out.retain(|v| v.len() >= MIN_ECHO_LEN);
-    out.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    out.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     out.dedup();
-    out.truncate(MOST_BODY_SECRETS);
     out
 }
 
-/// How many secret body values a page masks (each is searched in the shown text).
+/// How many secret body values a page masks (each is searched in the shown text); a body with
+/// more is not shown on a link's page at all.
 pub const MOST_BODY_SECRETS: usize = 32;
 
 /// `text` with every occurrence of each of `values` replaced by [`REDACTED`].
@@ -254,7 +254,7 @@ mod tests {
         let many: String = (0..100)
             .map(|i| format!("x{i}[token]=value{i:04}&"))
             .collect();
-        assert_eq!(secret_body_values(many.as_bytes()).len(), MOST_BODY_SECRETS);
+        assert_eq!(secret_body_values(many.as_bytes()).len(), 100);
         assert!(secret_body_values(b"\xff\xfe").is_empty());
     }
 

@@ -168,7 +168,10 @@ impl EgressGuard {
                 return l.1.contains(&ip);
             }
         }
-        let addrs = local_addresses();
+        let Some(addrs) = local_addresses() else {
+            // Unreadable now: the list read last (if any) still counts; nothing is cached.
+            return self.local.read().is_ok_and(|l| l.1.contains(&ip));
+        };
         let hit = addrs.contains(&ip);
         if let Ok(mut l) = self.local.write() {
             *l = (Some(std::time::Instant::now()), addrs);
@@ -334,15 +337,15 @@ pub fn literal_ip(host: &str) -> Option<IpAddr> {
 }
 
 /// The addresses of this host's interfaces (canonical), read when a dial's port is one a
-/// wildcard listener of Airlock's holds; empty if they cannot be read (the other checks stand).
-fn local_addresses() -> Vec<IpAddr> {
+/// wildcard listener of Airlock's holds; `None` if they cannot be read.
+fn local_addresses() -> Option<Vec<IpAddr>> {
     let mut out = Vec::new();
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `head` with a list freed below by freeifaddrs; each entry's
     // address is read only when non-null and of the family its sa_family names.
     unsafe {
         if libc::getifaddrs(&mut head) != 0 {
-            return out;
+            return None;
         }
         let mut cur = head;
         while !cur.is_null() {
@@ -366,7 +369,7 @@ fn local_addresses() -> Vec<IpAddr> {
         }
         libc::freeifaddrs(head);
     }
-    out
+    Some(out)
 }
 
 #[cfg(test)]
@@ -485,7 +488,7 @@ mod tests {
     fn a_wildcard_listener_is_refused_on_every_local_address() {
         let g = guard();
         g.set_own_listeners(&["0.0.0.0:443".parse().expect("addr")]);
-        let locals = local_addresses();
+        let locals = local_addresses().expect("interface addresses");
         assert!(locals.iter().any(|ip| ip.is_loopback()), "{locals:?}");
         for ip in locals {
             let addr = SocketAddr::new(ip, 443);

@@ -188,12 +188,27 @@ fn request_summary(r: &Review) -> String {
     // A link's bearer (a mail scanner, whoever the mail reaches) is not a signed-in reviewer:
     // secret-named body fields (a webhook's `config.secret`) are masked here, wherever their
     // values show.
-    let secrets = redact::secret_body_values(&body);
+    let mut secrets = redact::secret_body_values(&body);
+    // Too many to mask one by one: the body is not shown here (the dashboard shows it).
+    let withheld = secrets.len() > redact::MOST_BODY_SECRETS;
+    let body = if withheld {
+        secrets.clear();
+        Vec::new()
+    } else {
+        body
+    };
     let query_hide = super::views::hider(r);
     let hide = |t: &str| query_hide(&redact::mask_values(t, &secrets));
     let url = hide(&s.url);
+    // Masked before the escapes of invisible characters, so a secret holding one still matches;
+    // the unmasked text only counts echoes.
+    let stored = super::views::stored_request_text(r, &s.url, &body, &hide);
     let shown = super::views::stored_request_text(r, &s.url, &body, &query_hide);
-    let stored = redact::mask_values(&shown, &secrets);
+    let stored = if withheld {
+        format!("{stored}\n[body not shown: more than {} secret-named fields; open the review in the dashboard]", redact::MOST_BODY_SECRETS)
+    } else {
+        stored
+    };
     // A value that also shows outside its own field is masked there too: say so, as for a
     // secret query value's echo (the agent chose it; what it hides may matter). Counted in
     // the shown text (bounded: 16 KiB of body), for at most MOST_BODY_SECRETS values.
