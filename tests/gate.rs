@@ -1068,11 +1068,8 @@ async fn upstream_down_at_approval_fails_and_a_retry_sends_once() {
     );
 }
 
-/// Issue 7: a slow upstream -> `outcome_unknown` (never re-sent on its own); the human retry
-/// carries the same Idempotency-Key, so Stripe can answer the duplicate with the first result.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn slow_upstream_is_outcome_unknown_and_retry_reuses_the_idempotency_key() {
-    let (up, a) = setup("[gate]\nexecution_timeout = \"1s\"\n").await;
+/// A Stripe refund the upstream will read and not answer (`/stall`), held: its review id.
+async fn hold_stalled_refund(a: &Airlock) -> String {
     let resp = a
         .client()
         .post("https://api.stripe.com/v1/refunds/stall")
@@ -1083,7 +1080,15 @@ async fn slow_upstream_is_outcome_unknown_and_retry_reuses_the_idempotency_key()
         .expect("send");
     assert_eq!(resp.status(), 423);
     let body: serde_json::Value = resp.json().await.expect("json");
-    let id = body["reviewId"].as_str().expect("id").to_string();
+    body["reviewId"].as_str().expect("id").to_string()
+}
+
+/// Issue 7: a slow upstream -> `outcome_unknown` (never re-sent on its own); the human retry
+/// carries the same Idempotency-Key, so Stripe can answer the duplicate with the first result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_upstream_is_outcome_unknown_and_retry_reuses_the_idempotency_key() {
+    let (up, a) = setup("[gate]\nexecution_timeout = \"1s\"\n").await;
+    let id = hold_stalled_refund(&a).await;
 
     let (code, r) = a
         .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
@@ -1119,17 +1124,7 @@ async fn slow_upstream_is_outcome_unknown_and_retry_reuses_the_idempotency_key()
 async fn a_retry_past_the_idempotency_keys_lifetime_is_refused() {
     let (up, _config, clock, a) =
         setup_on_clock("[gate]\nexecution_timeout = \"1s\"\nreview_expiry = \"72h\"\n").await;
-    let resp = a
-        .client()
-        .post("https://api.stripe.com/v1/refunds/stall")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("charge=ch_1&amount=5000")
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 423);
-    let body: serde_json::Value = resp.json().await.expect("json");
-    let id = body["reviewId"].as_str().expect("id").to_string();
+    let id = hold_stalled_refund(&a).await;
     let (_, r) = a
         .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
         .await;
