@@ -1138,6 +1138,145 @@ async fn a_retry_past_the_idempotency_keys_lifetime_is_refused() {
     assert_eq!(up.count(), 1, "not sent again");
 }
 
+/// Like `setup_on_faulty_store`, on a test clock; also the config, to restart on the store.
+async fn setup_on_faulty_store_at(
+    toml: &str,
+) -> (
+    FakeUpstream,
+    Airlock,
+    Arc<support::FaultyStore>,
+    Arc<ManualClock>,
+    airlock::config::Config,
+) {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = Airlock::config(toml, dir.path(), &up, HOSTS);
+    let store = support::FaultyStore::open(&config.store.path);
+    let clock = Arc::new(ManualClock::default());
+    clock.advance(Duration::from_secs(CLOCK_START_S));
+    let a = Airlock::start_on_store_at(
+        config.clone(),
+        dir,
+        Arc::new(TestRules),
+        store.clone(),
+        clock.clone(),
+    )
+    .await;
+    (up, a, store, clock, config)
+}
+
+/// A retry that sends nothing (its approval could not be audited) after an attempt that may
+/// have reached the upstream leaves the call `outcome_unknown`: `failed` would say it was never
+/// sent. The retry window still counts from the first attempt, which may have been sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unsent_retry_of_a_maybe_sent_call_stays_outcome_unknown() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (up, a, store, clock, _) =
+        setup_on_faulty_store_at("[gate]\nexecution_timeout = \"1s\"\nreview_expiry = \"72h\"\n")
+            .await;
+    let id = hold_stalled_refund(&a).await;
+    let (_, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(r["state"], "outcome_unknown", "{r}");
+
+    store.fail_audit.store(true, SeqCst);
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/retry"), None)
+        .await;
+    store.fail_audit.store(false, SeqCst);
+    assert_eq!(code, 503, "{r}");
+    assert!(
+        r.to_string().contains("sent nothing") && r.to_string().contains("outcome_unknown"),
+        "{r}"
+    );
+    let (_, r) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert_eq!(r["state"], "outcome_unknown", "{r}");
+    assert!(
+        r["result"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("an earlier attempt may have reached the upstream")),
+        "{r}"
+    );
+    assert_eq!(r["result"]["unsent"], true, "{r}");
+    assert_eq!(r["earlierAttempts"][0]["unsent"], false, "{r}");
+    assert_eq!(up.count(), 1, "the retry sent nothing");
+
+    clock.advance(Duration::from_secs(25 * 3600));
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/retry"), None)
+        .await;
+    assert_eq!(code, 400, "{r}");
+    assert!(r.to_string().contains("more than 24 hours ago"), "{r}");
+    assert_eq!(up.count(), 1, "not sent again");
+}
+
+/// A retry approved within the idempotency key's 24 hours but claimed after them (its claim
+/// failed, and recovery after a restart found it `approved`) is not sent: the window is checked
+/// again at the claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_claimed_past_the_idempotency_keys_lifetime_is_not_sent() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (up, a, store, clock, config) =
+        setup_on_faulty_store_at("[gate]\nexecution_timeout = \"1s\"\nreview_expiry = \"72h\"\n")
+            .await;
+    let id = hold_stalled_refund(&a).await;
+    let (_, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(r["state"], "outcome_unknown", "{r}");
+
+    clock.advance(Duration::from_secs(23 * 3600));
+    store.fail_claims.store(1, SeqCst);
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/retry"), None)
+        .await;
+    assert_eq!(code, 503, "{r}");
+    let (_, r) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert_eq!(r["state"], "approved", "the claim failed: {r}");
+
+    let dir = a.stop().await;
+    clock.advance(Duration::from_secs(2 * 3600));
+    let a = Airlock::start_on_store_at(config, dir, Arc::new(TestRules), store, clock).await;
+    // Recovery claims `approved` reviews in the background.
+    let mut r = serde_json::Value::Null;
+    for _ in 0..100 {
+        r = a.admin("GET", &format!("/v1/reviews/{id}"), None).await.1;
+        if r["state"] != "approved" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(r["state"], "outcome_unknown", "{r}");
+    assert!(
+        r["result"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not sent") && e.contains("more than 24 hours ago")),
+        "{r}"
+    );
+    assert_eq!(up.count(), 1, "not sent again");
+}
+
+/// Storing a sent call's answer is tried again when the store refuses it: the answer is known
+/// only to the sending instance, and a review left `executing` ends `outcome_unknown`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_answer_the_store_refused_once_is_stored_on_a_second_try() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (up, a, store) = setup_on_faulty_store("").await;
+    let (_, headers, _) = hold_delete(&a, "/repos/octo/answer").await;
+    let id = review_id(&headers);
+    store.fail_answers.store(2, SeqCst);
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["state"], "executed", "{r}");
+    assert_eq!(r["result"]["status"], 200, "{r}");
+    assert_eq!(store.fail_answers.load(SeqCst), 0, "both refusals were met");
+    assert_eq!(up.count(), 1);
+}
+
 /// Issue 15: an approved request's failure is `failed` (certainly not sent) only when no byte
 /// left; once the request may have been written, whatever breaks, it is `outcome_unknown`.
 /// One case per failure, each against its own upstream; the upstream's count shows what

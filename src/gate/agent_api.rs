@@ -172,6 +172,8 @@ fn execution_json(e: &Execution) -> serde_json::Value {
         "bodyTruncated": e.body_truncated,
         "bodyWithheld": e.withheld,
         "error": e.error,
+        // Certainly not sent; false: this attempt may have reached the upstream.
+        "unsent": e.unsent,
         "startedAt": rfc3339(e.started_at_ms),
         "finishedAt": e.finished_at_ms.map(rfc3339),
     });

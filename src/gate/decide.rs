@@ -114,9 +114,10 @@ impl Gate {
             None => GateError::Audit(format!(
                 "the {what} could not be recorded, and the review could not be read again; check its state"
             )),
-            // Still short of a retry's quorum, or the audit write reported an error but
-            // landed and a claim found it (that send's outcome is the review's): this call
-            // sent nothing either way.
+            // Still short of a retry's quorum; a retry failed unsent after an attempt that
+            // may have reached the upstream (`outcome_unknown`); or the audit write reported an
+            // error but landed and a claim found it (that send's outcome is the review's):
+            // this call sent nothing either way.
             Some(state) => GateError::Audit(format!(
                 "the {what} could not be recorded ({why}); this call sent nothing, and the review is now {}",
                 state.as_str()
@@ -174,7 +175,7 @@ impl Gate {
                     }
                     cur.may_send(&reviewer, &people, "retry")
                         .map_err(GateError::Forbidden)?;
-                    idempotency_window(cur, now)?;
+                    cur.retry_window(now).map_err(GateError::BadRequest)?;
                     if cur.already(&cur.retry_approvals, &reviewer, &people) {
                         return Err(GateError::Forbidden(format!(
                             "{} already asked for this retry; it needs {} distinct reviewers",
@@ -324,41 +325,5 @@ impl Gate {
             });
         }
         Ok(r)
-    }
-}
-
-/// How long Stripe keeps an idempotency key (it may remove it after 24 hours).
-const IDEMPOTENCY_WINDOW_MS: u64 = 24 * 3600 * 1000;
-
-/// A retry of a call that may have been sent is safe only while the upstream still knows its
-/// `Idempotency-Key` (Stripe answers a duplicate with the first result for 24 hours). Past that,
-/// counted from the first attempt, a retry could act twice: it is refused with what to do. A
-/// `failed` review with no earlier attempt was never sent and may be retried until its deadline.
-fn idempotency_window(cur: &super::Review, now: u64) -> Result<(), GateError> {
-    // Maybe sent: this attempt's outcome is unknown, or an earlier attempt's may have been
-    // (a `failed` retry of an `outcome_unknown` one; attempts do not keep their state).
-    if cur.state != ReviewState::OutcomeUnknown && cur.attempts.is_empty() {
-        return Ok(());
-    }
-    let keyed = cur
-        .request
-        .headers
-        .iter()
-        .any(|(k, _)| k.eq_ignore_ascii_case("idempotency-key"));
-    let first = cur
-        .attempts
-        .iter()
-        .chain(cur.execution.as_ref())
-        .map(|e| e.started_at_ms)
-        .min();
-    match first {
-        Some(first) if keyed && now.saturating_sub(first) >= IDEMPOTENCY_WINDOW_MS => {
-            Err(GateError::BadRequest(format!(
-                "review {} was first sent at {}, more than 24 hours ago: the upstream may have forgotten its Idempotency-Key, so a retry could act twice; check the upstream for its outcome and, if it did not happen, make the call anew",
-                cur.id,
-                super::review::rfc3339(first)
-            )))
-        }
-        _ => Ok(()),
     }
 }

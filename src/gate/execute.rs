@@ -127,17 +127,21 @@ impl Gate {
         // up as lapsed (`outcome_unknown`) while this one is still sending, and a human retry
         // would send the request a second time. `started` was taken before the claim's audit
         // read and commit, which may have waited on a busy store.
+        // Past the send, the lease keeps a margin for recording its outcome.
         let limit = self.config().execution_timeout;
-        let lease_left = review
+        let needed = limit + record_margin(self.config().execution_lease, limit);
+        let lease_until = review
             .execution
             .as_ref()
             .and_then(|e| e.lease_until_ms)
-            .map_or(0, |until| until.saturating_sub(self.now_ms()));
-        if u128::from(lease_left) <= limit.as_millis() {
+            .unwrap_or(0);
+        let lease_left = lease_until.saturating_sub(self.now_ms());
+        if u128::from(lease_left) <= needed.as_millis() {
             let why = format!(
-                "not sent: recording the claim took {}s, leaving {}s of its lease (gate.execution_lease), less than gate.execution_timeout; a retry sends it",
+                "not sent: recording the claim took {}s, leaving {}s of its lease (gate.execution_lease), less than gate.execution_timeout and {}s to record the outcome; a retry sends it",
                 self.now_ms().saturating_sub(started) as f64 / 1000.0,
-                lease_left as f64 / 1000.0
+                lease_left as f64 / 1000.0,
+                needed.saturating_sub(limit).as_secs_f64()
             );
             tracing::error!(review = %review.id, "{why}");
             let id = review.id.clone();
@@ -152,10 +156,7 @@ impl Gate {
                             });
                         }
                         let mut next = cur.clone();
-                        next.state = ReviewState::Failed;
-                        let exec = next.execution.get_or_insert(Execution::started(started));
-                        exec.finished_at_ms = Some(now);
-                        exec.error = Some(why.clone());
+                        next.end_unsent(now, why.clone());
                         Ok(next)
                     })
                 })
@@ -193,54 +194,10 @@ impl Gate {
             }
         };
         let finished = self.now_ms();
-        let done_id = review.id.clone();
-        let recorded = self
-            .blocking(move |g| {
-                g.transition(&done_id, |cur| {
-                    // Only over this instance's own claim.
-                    if !own_claim(cur, started, &g.instance) {
-                        tracing::error!(review = %cur.id, state = cur.state.as_str(), outcome = %outcome.summary(), "a send ended after its claim was given up; its outcome is not recorded over the review's current state");
-                        return Err(GateError::AlreadyDecided {
-                            id: cur.id.clone(),
-                            state: cur.state.as_str(),
-                        });
-                    }
-                    let mut next = cur.clone();
-                    let exec = next.execution.get_or_insert(Execution::started(started));
-                    exec.finished_at_ms = Some(finished);
-                    match &outcome {
-                        Outcome::Answered {
-                            status,
-                            headers,
-                            body,
-                            truncated,
-                            withheld,
-                        } => {
-                            next.state = ReviewState::Executed;
-                            exec.status = Some(*status);
-                            exec.headers = headers.clone();
-                            exec.body_b64 = b64(body);
-                            exec.body_truncated = *truncated;
-                            if *withheld {
-                                use crate::credentials::scrub::{ENCODED_WITHHELD, UPSTREAM_ENCODING};
-                                exec.withheld = Some(UPSTREAM_ENCODING.to_string());
-                                exec.error = Some(ENCODED_WITHHELD.to_string());
-                            }
-                        }
-                        Outcome::NotSent(e) => {
-                            next.state = ReviewState::Failed;
-                            exec.error = Some(e.clone());
-                        }
-                        Outcome::Unknown(e) => {
-                            next.state = ReviewState::OutcomeUnknown;
-                            exec.error = Some(e.clone());
-                        }
-                    }
-                    Ok(next)
-                })
-            })
-            .await;
-        match recorded {
+        match self
+            .record_outcome(&review.id, started, lease_until, finished, outcome)
+            .await
+        {
             Err(GateError::AlreadyDecided { .. }) => self.get(&review.id).await,
             // The outcome is stored; only its audit entry failed. The request was sent: the
             // caller gets the outcome, never "did not proceed".
@@ -251,6 +208,101 @@ impl Gate {
             other => other,
         }
     }
+
+    /// Stores `outcome` over this instance's claim made at `started`. A store error is tried
+    /// again until the claim's lease ends (at least twice more): the answer is known only
+    /// here, and once the lease lapses the review can only become `outcome_unknown`.
+    async fn record_outcome(
+        self: &Arc<Self>,
+        id: &str,
+        started: u64,
+        lease_until: u64,
+        finished: u64,
+        outcome: Outcome,
+    ) -> Result<Review, GateError> {
+        let outcome = Arc::new(outcome);
+        let mut pause = std::time::Duration::from_millis(50);
+        let mut tries = 0u32;
+        loop {
+            tries += 1;
+            let (key, outcome) = (id.to_string(), outcome.clone());
+            let recorded = self
+                .blocking(move |g| {
+                    g.transition(&key, |cur| {
+                        record_over_claim(cur, started, &g.instance, finished, &outcome)
+                    })
+                })
+                .await;
+            match recorded {
+                Err(e @ (GateError::Store(_) | GateError::Contention(_)))
+                    if tries < 3
+                        || self.now_ms().saturating_add(pause.as_millis() as u64) < lease_until =>
+                {
+                    tracing::warn!(review = %id, error = %e, attempt = tries, "the outcome could not be stored; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// The review with `outcome` recorded, if it is still under the claim `instance` made at
+/// `started` (else `AlreadyDecided`: the claim was given up and maybe taken anew).
+fn record_over_claim(
+    cur: &Review,
+    started: u64,
+    instance: &str,
+    finished: u64,
+    outcome: &Outcome,
+) -> Result<Review, GateError> {
+    if !own_claim(cur, started, instance) {
+        tracing::error!(review = %cur.id, state = cur.state.as_str(), outcome = %outcome.summary(), "a send ended after its claim was given up; its outcome is not recorded over the review's current state");
+        return Err(GateError::AlreadyDecided {
+            id: cur.id.clone(),
+            state: cur.state.as_str(),
+        });
+    }
+    let mut next = cur.clone();
+    if let Outcome::NotSent(e) = outcome {
+        next.end_unsent(finished, e.clone());
+        return Ok(next);
+    }
+    let exec = next.execution.get_or_insert(Execution::started(started));
+    exec.finished_at_ms = Some(finished);
+    match outcome {
+        Outcome::Answered {
+            status,
+            headers,
+            body,
+            truncated,
+            withheld,
+        } => {
+            next.state = ReviewState::Executed;
+            exec.status = Some(*status);
+            exec.headers = headers.clone();
+            exec.body_b64 = b64(body);
+            exec.body_truncated = *truncated;
+            if *withheld {
+                use crate::credentials::scrub::{ENCODED_WITHHELD, UPSTREAM_ENCODING};
+                exec.withheld = Some(UPSTREAM_ENCODING.to_string());
+                exec.error = Some(ENCODED_WITHHELD.to_string());
+            }
+        }
+        Outcome::Unknown(e) => {
+            next.state = ReviewState::OutcomeUnknown;
+            exec.error = Some(e.clone());
+        }
+        Outcome::NotSent(_) => {}
+    }
+    Ok(next)
+}
+
+/// How much of a claim's lease is kept past `gate.execution_timeout` for recording the outcome:
+/// a quarter of the slack between them, at most 5 s.
+fn record_margin(lease: std::time::Duration, timeout: std::time::Duration) -> std::time::Duration {
+    (lease.saturating_sub(timeout) / 4).min(std::time::Duration::from_secs(5))
 }
 
 impl Gate {
@@ -280,12 +332,18 @@ impl Gate {
                     }
                     let mut next = cur.clone();
                     if let Some(missing) = missing_from_record(cur, &entries) {
-                        next.state = ReviewState::Failed;
-                        next.execution = Some(Execution {
-                            finished_at_ms: Some(started),
-                            error: Some(format!("not sent: {missing} is not in the audit log")),
-                            ..Execution::started(started)
-                        });
+                        next.execution = None;
+                        next.end_unsent(
+                            started,
+                            format!("not sent: {missing} is not in the audit log"),
+                        );
+                        return Ok(next);
+                    }
+                    // A retry claimed long after it was approved (by a sweep after a restart)
+                    // may have outlived the idempotency key it counts on.
+                    if let Err(why) = cur.retry_window(started) {
+                        next.execution = None;
+                        next.end_unsent(started, format!("not sent: {why}"));
                         return Ok(next);
                     }
                     next.state = ReviewState::Executing;
@@ -302,9 +360,9 @@ impl Gate {
             .await?;
         match claimed.state {
             // Not claimed for sending: the caller answers with the review as it now is.
-            ReviewState::Failed => Err(GateError::AlreadyDecided {
+            ReviewState::Failed | ReviewState::OutcomeUnknown => Err(GateError::AlreadyDecided {
                 id: claimed.id,
-                state: ReviewState::Failed.as_str(),
+                state: claimed.state.as_str(),
             }),
             _ => Ok(claimed),
         }
@@ -347,12 +405,7 @@ impl Gate {
                         });
                     }
                     let mut next = cur.clone();
-                    next.state = ReviewState::Failed;
-                    let exec = next.execution.get_or_insert_with(|| Execution {
-                        finished_at_ms: Some(now),
-                        ..Execution::started(now)
-                    });
-                    exec.error = Some(error.clone());
+                    next.end_unsent(now, error.clone());
                     Ok(next)
                 })
             })

@@ -73,6 +73,9 @@ impl ReviewState {
                 | (Pending, Expired)
                 | (Approved, Executing)
                 | (Approved, Failed)
+                // A retry stopped before sending, after an earlier attempt that may have
+                // reached the upstream: the call's outcome is still unknown.
+                | (Approved, OutcomeUnknown)
                 | (Executing, Executed)
                 | (Executing, Failed)
                 | (Executing, OutcomeUnknown)
@@ -178,6 +181,10 @@ pub struct Execution {
     /// it could not be checked for the credential). The request was sent and answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub withheld: Option<String>,
+    /// Certainly not sent: no byte of this attempt left (refused before a connection was up,
+    /// or stopped before sending). An attempt without it may have reached the upstream.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unsent: bool,
 }
 
 impl Execution {
@@ -194,6 +201,7 @@ impl Execution {
             instance: None,
             lease_until_ms: None,
             withheld: None,
+            unsent: false,
         }
     }
 }
@@ -246,7 +254,66 @@ pub struct Review {
     pub retry_approvals: Vec<Decision>,
 }
 
+/// How long Stripe keeps an idempotency key (it may remove it after 24 hours).
+const IDEMPOTENCY_WINDOW_MS: u64 = 24 * 3600 * 1000;
+
 impl Review {
+    /// When the first attempt that may have reached the upstream began, if any did: an
+    /// attempt not known to be unsent (recorded before attempts said so, too).
+    pub fn first_maybe_sent_ms(&self) -> Option<u64> {
+        self.attempts
+            .iter()
+            .chain(self.execution.as_ref())
+            .filter(|e| !e.unsent)
+            .map(|e| e.started_at_ms)
+            .min()
+    }
+
+    /// Whether a retry at `now_ms` may be sent. A call that may have been sent is safe to send
+    /// again only while the upstream still knows its `Idempotency-Key` (Stripe answers a
+    /// duplicate with the first result for 24 hours). Past that, counted from the first attempt
+    /// that may have reached it, a retry could act twice: refused, with what to do. Checked
+    /// when a retry is asked for and again when it is claimed for sending.
+    pub fn retry_window(&self, now_ms: u64) -> Result<(), String> {
+        let keyed = self
+            .request
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("idempotency-key"));
+        match self.first_maybe_sent_ms() {
+            Some(first) if keyed && now_ms.saturating_sub(first) >= IDEMPOTENCY_WINDOW_MS => {
+                Err(format!(
+                    "review {} was first sent at {}, more than 24 hours ago: the upstream may have forgotten its Idempotency-Key, so a retry could act twice; check the upstream for its outcome and, if it did not happen, make the call anew",
+                    self.id,
+                    rfc3339(first)
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Ends this review's current attempt as certainly not sent, at `at_ms`, with `error`. The
+    /// review is `failed` unless an earlier attempt may have reached the upstream: then the
+    /// call's outcome is still unknown, and the error says so.
+    pub fn end_unsent(&mut self, at_ms: u64, error: String) {
+        let exec = self
+            .execution
+            .get_or_insert_with(|| Execution::started(at_ms));
+        exec.finished_at_ms = Some(at_ms);
+        exec.unsent = true;
+        exec.error = Some(error);
+        if self.first_maybe_sent_ms().is_none() {
+            self.state = ReviewState::Failed;
+            return;
+        }
+        self.state = ReviewState::OutcomeUnknown;
+        if let Some(e) = self.execution.as_mut().and_then(|e| e.error.as_mut()) {
+            e.push_str(
+                "; an earlier attempt may have reached the upstream, so the call's outcome is unknown",
+            );
+        }
+    }
+
     /// What a notification may say about this review: no headers, body, query or parameters.
     pub fn escalation(&self) -> crate::notify::Escalation {
         let pq = &self.request.path_and_query;

@@ -227,14 +227,21 @@ impl Airlock {
         classifier: Arc<dyn Classifier>,
         store: Arc<dyn airlock::store::Store>,
     ) -> Airlock {
-        let server = airlock::server::start_with_store(
-            &config,
-            classifier,
-            Arc::new(airlock::gate::SystemClock),
-            store,
-        )
-        .await
-        .expect("start airlock");
+        let clock = Arc::new(airlock::gate::SystemClock);
+        Self::start_on_store_at(config, dir, classifier, store, clock).await
+    }
+
+    /// Like [`Airlock::start_on_store`], on the test's clock.
+    pub async fn start_on_store_at(
+        config: Config,
+        dir: tempfile::TempDir,
+        classifier: Arc<dyn Classifier>,
+        store: Arc<dyn airlock::store::Store>,
+        clock: Arc<dyn airlock::gate::Clock>,
+    ) -> Airlock {
+        let server = airlock::server::start_with_store(&config, classifier, clock, store)
+            .await
+            .expect("start airlock");
         Self::from_server(server, config, dir)
     }
 
@@ -340,6 +347,10 @@ pub struct FaultyStore {
     /// another instance's claim (`executing`), as a sweep elsewhere would once the entry it
     /// reported failed shows up after all.
     pub claim_elsewhere_on_audit_failure: std::sync::atomic::AtomicBool,
+    /// How many of the next claims (commits moving a review to `executing`) are refused.
+    pub fail_claims: std::sync::atomic::AtomicUsize,
+    /// How many of the next commits recording an answer (a review `executed`) are refused.
+    pub fail_answers: std::sync::atomic::AtomicUsize,
 }
 
 impl FaultyStore {
@@ -352,6 +363,8 @@ impl FaultyStore {
             refused: Default::default(),
             delay_claim_ms: Default::default(),
             claim_elsewhere_on_audit_failure: Default::default(),
+            fail_claims: Default::default(),
+            fail_answers: Default::default(),
         })
     }
 }
@@ -403,9 +416,22 @@ impl airlock::store::Store for FaultyStore {
             Tree::Reviews => self.fail_reviews.load(SeqCst),
             Tree::Meta | Tree::Index => false,
         };
+        let writes_state = |state: &[u8]| {
+            batches.iter().flat_map(|b| &b.writes).any(|w| {
+                matches!(w, Write::Put(Tree::Reviews, _, v)
+                    if v.windows(state.len()).any(|x| x == state))
+            })
+        };
+        // Takes one from `counter` if it is above zero.
+        let take = |counter: &std::sync::atomic::AtomicUsize| {
+            counter
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        };
         let fail = batches.iter().flat_map(|b| &b.writes).any(|w| match w {
             Write::Put(t, ..) | Write::Delete(t, _) | Write::Add(t, ..) => fails(t),
-        });
+        }) || (writes_state(b"\"state\":\"executing\"") && take(&self.fail_claims))
+            || (writes_state(b"\"state\":\"executed\"") && take(&self.fail_answers));
         if fail {
             self.refused.fetch_add(1, SeqCst);
             if self.claim_elsewhere_on_audit_failure.swap(false, SeqCst) {
@@ -413,11 +439,7 @@ impl airlock::store::Store for FaultyStore {
             }
             return Err(airlock::store::StoreError::Full("test store".into()));
         }
-        let claims = batches.iter().flat_map(|b| &b.writes).any(|w| {
-            matches!(w, Write::Put(Tree::Reviews, _, v)
-                if v.windows(19).any(|x| x == b"\"state\":\"executing\""))
-        });
-        if claims {
+        if writes_state(b"\"state\":\"executing\"") {
             let ms = self.delay_claim_ms.swap(0, SeqCst);
             std::thread::sleep(std::time::Duration::from_millis(ms));
         }
