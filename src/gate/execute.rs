@@ -45,7 +45,9 @@ impl Outcome {
 const MOST_ENTRIES: usize = 10_000;
 
 /// What a send of `review` would rest on that its audit `entries` do not show, if anything:
-/// its move to `approved` (the last transition on record), each approval, each retry's.
+/// its move to `approved` (the last transition on record), each approval, each retry's. Each
+/// decision needs an entry of its own: a reviewer who decided twice (a retry after an earlier
+/// one) needs two.
 fn missing_from_record(review: &Review, entries: &[serde_json::Value]) -> Option<String> {
     let field = |e: &serde_json::Value, name: &str| -> Option<String> {
         e.get(name).and_then(|v| v.as_str()).map(str::to_string)
@@ -57,24 +59,28 @@ fn missing_from_record(review: &Review, entries: &[serde_json::Value]) -> Option
     if transitions.last().and_then(|e| field(e, "to")).as_deref() != Some("approved") {
         return Some("its approval".into());
     }
-    let on_record = |name: &str, by: &str| {
-        transitions
+    // The first of `decisions` left without an entry naming its reviewer in `name`.
+    let unrecorded = |decisions: &[super::review::Decision], name: &str| {
+        let mut left: std::collections::HashMap<String, usize> = Default::default();
+        for by in transitions.iter().filter_map(|e| field(e, name)) {
+            *left.entry(by).or_default() += 1;
+        }
+        decisions
             .iter()
-            .any(|e| field(e, name).as_deref() == Some(by))
+            .find(|d| match left.get_mut(&d.by) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    false
+                }
+                _ => true,
+            })
+            .map(|d| d.by.clone())
     };
-    if let Some(d) = review
-        .approvals
-        .iter()
-        .find(|d| !on_record("approval_by", &d.by))
-    {
-        return Some(format!("{}'s approval", d.by));
+    if let Some(by) = unrecorded(&review.approvals, "approval_by") {
+        return Some(format!("{by}'s approval"));
     }
-    if let Some(d) = review
-        .retries
-        .iter()
-        .find(|d| !on_record("retry_by", &d.by))
-    {
-        return Some(format!("{}'s retry", d.by));
+    if let Some(by) = unrecorded(&review.retries, "retry_by") {
+        return Some(format!("{by}'s retry"));
     }
     None
 }
@@ -551,5 +557,51 @@ async fn send(
         body: kept,
         truncated,
         withheld: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gate::review::Decision;
+    use serde_json::json;
+
+    fn by(name: &str) -> Decision {
+        Decision {
+            by: name.into(),
+            at_ms: 0,
+            comment: None,
+            admin_token: false,
+        }
+    }
+
+    /// Every decision a send rests on needs its own entry: one entry per reviewer is not enough
+    /// when the same reviewer decided twice.
+    #[test]
+    fn each_decision_needs_an_entry_of_its_own() {
+        let mut r = Review::sample("DELETE", "api.github.com", "/repos/o/r", None, b"");
+        r.approvals = vec![by("bob")];
+        r.retries = vec![by("bob"), by("bob")];
+        let approved = json!({"kind": "review", "to": "approved"});
+        let approval = json!({"kind": "review", "to": "approved", "approval_by": "bob"});
+        let retry = json!({"kind": "review", "to": "approved", "retry_by": "bob"});
+        let executing = json!({"kind": "review", "to": "executing"});
+        let cases: Vec<(Vec<&serde_json::Value>, Option<&str>)> = vec![
+            (vec![&approval, &retry, &retry], None),
+            (vec![&approval, &retry, &approved], Some("bob's retry")),
+            (vec![&retry, &retry, &approved], Some("bob's approval")),
+            (
+                vec![&approval, &retry, &retry, &executing],
+                Some("its approval"),
+            ),
+        ];
+        for (entries, want) in cases {
+            let entries: Vec<serde_json::Value> = entries.into_iter().cloned().collect();
+            assert_eq!(
+                missing_from_record(&r, &entries).as_deref(),
+                want,
+                "{entries:?}"
+            );
+        }
     }
 }
