@@ -1311,6 +1311,7 @@ echo "OUTER_GOT:[$line]"
         r#"echo "INNER_TTY=$(tty)"
 echo "SID=$(ps -o sid= -p $$ | tr -d ' ') PID=$$"
 test -w "$0" && echo "CALLER_TTY_WRITABLE"
+printf 'LEFT_ON\033[?1000h\033[?1049h\033[8m\n'
 {py} -c '
 import fcntl, termios, os
 for fd, name in ((0, "own"),):
@@ -1369,6 +1370,17 @@ for fd, name in ((0, "own"),):
     assert_eq!(field("RUN_EXIT="), "0", "{text}");
     assert!(text.contains("OUTER_GOT:[]"), "{text}");
     assert!(!text.contains("OUTER_GOT:[echo INJECTED"), "{text}");
+    // What COMMAND left on (mouse reporting, the alternate screen, hidden text) is switched
+    // off before the caller's shell goes on.
+    let after = text
+        .split("LEFT_ON")
+        .nth(1)
+        .and_then(|t| t.split("RUN_EXIT=").next())
+        .unwrap_or_default();
+    assert!(
+        after.contains("\x1b[?1049l\x1b[?1000l\x1b[!p\x1b[0m"),
+        "not reset: {after:?}"
+    );
 }
 
 /// Host unix sockets reached by path are a way around the proxy whatever the network namespace

@@ -19,6 +19,7 @@ mod relay;
 mod seccomp;
 mod spawn;
 mod term_filter;
+mod term_modes;
 
 use std::ffi::{CString, OsStr, OsString};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -24,7 +24,10 @@ pub struct Pty {
     tty: RawFd,
     /// The caller's settings to restore (set when we switched it to raw mode).
     saved: Option<libc::termios>,
-    output: Option<std::thread::JoinHandle<()>>,
+    /// The output relay; it returns its filter, which knows what COMMAND left on.
+    output: Option<std::thread::JoinHandle<Option<TermFilter>>>,
+    /// Where the output relay writes (1 or 2).
+    out_fd: RawFd,
 }
 
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
@@ -75,6 +78,7 @@ impl Pty {
                 tty,
                 saved: None,
                 output: None,
+                out_fd: if on_tty[1] { 1 } else { 2 },
             };
             pty.resize();
             Ok(Some(pty))
@@ -101,14 +105,15 @@ impl Pty {
     /// mode (if stdin is a terminal and we are in the foreground) and starts the relays.
     pub fn start(&mut self) -> io::Result<()> {
         self.slave = None;
-        let out_fd = if self.on_tty[1] { 1 } else { 2 };
+        let out_fd = self.out_fd;
         // Each relay owns its own duplicate of the master, so its descriptor stays valid for
         // as long as the thread runs.
         let master = self.master.try_clone()?;
+        let filter = TermFilter::new(!utf8_locale());
         self.output = Some(
             std::thread::Builder::new()
                 .name("airlock-pty-out".into())
-                .spawn(move || copy(master.as_raw_fd(), out_fd, Some(TermFilter::default())))?,
+                .spawn(move || copy(master.as_raw_fd(), out_fd, Some(filter)))?,
         );
         // SAFETY: plain syscalls on the caller's terminal; `t` is plain data.
         let foreground = self.on_tty[0] && unsafe { libc::tcgetpgrp(0) == libc::getpgrp() };
@@ -132,16 +137,21 @@ impl Pty {
     }
 
     /// After COMMAND's namespace is gone: lets the output drain (the last slave is closed, so
-    /// the master reads EIO soon) and restores the caller's terminal.
+    /// the master reads EIO soon), switches off what COMMAND left on in the caller's terminal
+    /// (mouse reporting, hidden text, the alternate screen, changed colours …) and restores its
+    /// settings.
     pub fn finish(&mut self) {
         if let Some(h) = self.output.take() {
             let deadline = std::time::Instant::now() + Duration::from_secs(2);
             while !h.is_finished() && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            if h.is_finished() {
-                let _ = h.join();
-            }
+            // Still writing: what it left on is unknown, so the common modes are reset.
+            let reset = match h.is_finished().then(|| h.join()) {
+                Some(Ok(Some(filter))) => filter.restore(),
+                _ => UNKNOWN_RESET.to_vec(),
+            };
+            let _ = write_all(self.out_fd, &reset);
         }
         self.restore();
     }
@@ -160,9 +170,44 @@ impl Drop for Pty {
     }
 }
 
+/// Switches off the mouse, focus events and bracketed paste, shows the cursor and soft-resets
+/// the terminal: for when what COMMAND left on is not known.
+const UNKNOWN_RESET: &[u8] =
+    b"\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1004l\x1b[?1006l\x1b[?2004l\x1b[?25h\x1b[!p\x1b[0m";
+
+/// Whether the caller's locale reads text as UTF-8. Only a locale naming another character
+/// set (`en_US.ISO-8859-1`) says no: `C` and an unset locale are common over SSH from UTF-8
+/// terminals.
+fn utf8_locale() -> bool {
+    let locale = ["LC_ALL", "LC_CTYPE", "LANG"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
+    let Some(codeset) = locale.as_deref().and_then(|l| l.split(['.', '@']).nth(1)) else {
+        return true;
+    };
+    let codeset = codeset.to_ascii_lowercase();
+    codeset == "utf-8" || codeset == "utf8"
+}
+
+/// Writes all of `bytes` to `to`; false if it could not.
+fn write_all(to: RawFd, mut bytes: &[u8]) -> bool {
+    while !bytes.is_empty() {
+        // SAFETY: writes from a buffer we own.
+        let w = unsafe { libc::write(to, bytes.as_ptr().cast(), bytes.len()) };
+        if w < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        if w <= 0 {
+            return false;
+        }
+        bytes = &bytes[w as usize..];
+    }
+    true
+}
+
 /// Copies from `from` to `to` until EOF or an error (EIO on the master once COMMAND's side is
-/// closed), through `filter` if given.
-fn copy(from: RawFd, to: RawFd, mut filter: Option<TermFilter>) {
+/// closed), through `filter` if given; returns the filter.
+fn copy(from: RawFd, to: RawFd, mut filter: Option<TermFilter>) -> Option<TermFilter> {
     let mut buf = [0u8; 8192];
     let mut filtered = Vec::with_capacity(buf.len());
     loop {
@@ -172,7 +217,7 @@ fn copy(from: RawFd, to: RawFd, mut filter: Option<TermFilter>) {
             continue;
         }
         if n <= 0 {
-            return;
+            return filter;
         }
         let mut rest = &buf[..n as usize];
         if let Some(f) = filter.as_mut() {
@@ -180,16 +225,8 @@ fn copy(from: RawFd, to: RawFd, mut filter: Option<TermFilter>) {
             f.filter(rest, &mut filtered);
             rest = &filtered;
         }
-        while !rest.is_empty() {
-            // SAFETY: writes from a buffer we own.
-            let w = unsafe { libc::write(to, rest.as_ptr().cast(), rest.len()) };
-            if w < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            if w <= 0 {
-                return;
-            }
-            rest = &rest[w as usize..];
+        if !write_all(to, rest) {
+            return filter;
         }
     }
 }

@@ -6,7 +6,12 @@
 //! colours) unchanged, keeps the OSC strings that set a window title (0, 1, 2) or colours (4,
 //! 10-19, 104, 110-119), and drops every other OSC string and every DCS, SOS, PM and APC
 //! string whole, in their 7-bit (`ESC ]`) and UTF-8 C1 (`U+009D`) forms. A string split
-//! across reads is judged as a whole.
+//! across reads is judged as a whole. Raw 8-bit C1 bytes (0x80-0x9F outside UTF-8) act only on
+//! a terminal that does not read UTF-8: for a caller whose locale names another character set,
+//! they are dropped. What passed is also read by [`TermModes`], to switch off at the end what
+//! COMMAND left on.
+
+use super::term_modes::TermModes;
 
 /// OSC numbers passed through: window titles and colours.
 fn osc_kept(number: &[u8]) -> bool {
@@ -46,14 +51,33 @@ pub struct TermFilter {
     state: State,
     /// The OSC's introducer as written (`ESC ]` or `C2 9D`) and its number so far.
     pending: Vec<u8>,
+    /// The terminal reads bytes, not UTF-8: raw C1 bytes are controls there, and dropped.
+    eight_bit: bool,
+    /// What the passed output left on.
+    modes: TermModes,
 }
 
 impl TermFilter {
+    /// A filter for a terminal that reads UTF-8 (`eight_bit` false) or single bytes.
+    pub fn new(eight_bit: bool) -> TermFilter {
+        TermFilter {
+            eight_bit,
+            ..TermFilter::default()
+        }
+    }
+
     /// Appends to `out` what of `input` may reach the caller's terminal.
     pub fn filter(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        let start = out.len();
         for &b in input {
             self.step(b, out);
         }
+        self.modes.observe(&out[start..]);
+    }
+
+    /// What switches off the modes the passed output left on (empty if it passed no escape).
+    pub fn restore(&self) -> Vec<u8> {
+        self.modes.restore()
     }
 
     fn step(&mut self, b: u8, out: &mut Vec<u8>) {
@@ -61,6 +85,7 @@ impl TermFilter {
             State::Ground => match b {
                 0x1b => self.state = State::Esc,
                 0xc2 => self.state = State::C2,
+                0x80..=0x9f if self.eight_bit => {}
                 _ => out.push(b),
             },
             State::Esc => match b {
@@ -111,6 +136,8 @@ impl TermFilter {
                 }
                 0x1b => self.state = State::StrEsc { keep },
                 0xc2 => self.state = State::StrC2 { keep },
+                // An 8-bit terminal would end the string here (ST, or a new one).
+                0x80..=0x9f if self.eight_bit => {}
                 _ => {
                     if keep {
                         out.push(b);
@@ -173,7 +200,11 @@ mod tests {
     use super::*;
 
     fn run(chunks: &[&[u8]]) -> Vec<u8> {
-        let mut f = TermFilter::default();
+        run_for(false, chunks)
+    }
+
+    fn run_for(eight_bit: bool, chunks: &[&[u8]]) -> Vec<u8> {
+        let mut f = TermFilter::new(eight_bit);
         let mut out = Vec::new();
         for c in chunks {
             f.filter(c, &mut out);
@@ -235,6 +266,32 @@ mod tests {
             // Split at every byte: the same answer.
             let chunks: Vec<&[u8]> = input.chunks(1).collect();
             assert_eq!(run(&chunks), want.to_vec(), "case {i}, byte by byte");
+        }
+    }
+
+    /// For a terminal that reads single bytes, raw C1 bytes are controls (0x9D starts an OSC,
+    /// 0x9C ends a string): dropped. A UTF-8 terminal reads them as parts of characters.
+    #[test]
+    fn raw_c1_bytes_are_dropped_for_an_eight_bit_terminal() {
+        let cases: &[(&[u8], &[u8], &[u8])] = &[
+            // (input, for a UTF-8 terminal, for an 8-bit one)
+            (
+                b"a\x9d52;c;eA==\x07b",
+                b"a\x9d52;c;eA==\x07b",
+                b"a52;c;eA==\x07b",
+            ),
+            (
+                b"\x1b]0;t\x9c\x9d52;c;x\x07",
+                b"\x1b]0;t\x9c\x9d52;c;x\x07",
+                b"\x1b]0;t52;c;x\x07",
+            ),
+            (b"\x9b31mred", b"\x9b31mred", b"31mred"),
+            ("ğ €".as_bytes(), "ğ €".as_bytes(), b"\xc4 \xe2\xac"),
+            (b"caf\xe9", b"caf\xe9", b"caf\xe9"),
+        ];
+        for (i, (input, utf8, eight)) in cases.iter().enumerate() {
+            assert_eq!(run_for(false, &[input]), utf8.to_vec(), "case {i}, UTF-8");
+            assert_eq!(run_for(true, &[input]), eight.to_vec(), "case {i}, 8-bit");
         }
     }
 }
