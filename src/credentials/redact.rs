@@ -126,51 +126,40 @@ pub fn secret_query_values(path_and_query: &str) -> Vec<String> {
 /// The values of secret-named fields in a request body (JSON at any depth, or a form), as
 /// [`secret_query_values`] gives a query's: a webhook's `config.secret`, a `password`. A leaf
 /// counts when its own key (the nearest object key, or a form key's last bracketed part) is
-/// secret-named; each value comes as read and as written (percent-encoded, JSON-escaped), so
+/// secret-named, or when it lies under a key that holds secrets ([`holds_secrets`]: a
+/// `credentials` object, not `secret_scanning`); each value comes as read and as written
+/// (percent-encoded, JSON-escaped as [`json_spellings`] lists), so
 /// the body text shown masks either. Longest first. For pages a link's bearer sees, where they
 /// are masked (or, past [`MOST_BODY_SECRETS`], the body is not shown).
 pub fn secret_body_values(body: &[u8]) -> Vec<String> {
-    fn walk(v: &serde_json::Value, secret_key: bool, out: &mut Vec<String>) {
+    /// `secret`: a leaf here is a secret; `within`: everything below is (an object or list
+    /// under a key that names secrets, `{"password": {"new": …}}`).
+    fn walk(v: &serde_json::Value, secret: bool, within: bool, out: &mut Vec<String>) {
         match v {
             serde_json::Value::Object(m) => {
                 for (k, item) in m {
-                    walk(item, is_secret_query_param(k), out);
+                    let own = within || is_secret_query_param(k);
+                    walk(item, own, within || holds_secrets(k), out);
                 }
             }
             serde_json::Value::Array(items) => {
                 for item in items {
-                    walk(item, secret_key, out);
+                    walk(item, secret, within, out);
                 }
             }
-            serde_json::Value::String(s) if secret_key => {
+            serde_json::Value::String(s) if secret => {
                 out.push(s.clone());
-                // As written in the body, escaped as common JSON writers escape it: serde's
-                // (quotes, backslashes, controls), Python's ASCII-only `\u00e4`, PHP's `\/`.
                 if let Ok(q) = serde_json::to_string(s) {
-                    let q = q[1..q.len() - 1].to_string();
-                    out.push(q.replace('/', "\\/"));
-                    let mut ascii = String::with_capacity(q.len());
-                    for c in q.chars() {
-                        if c.is_ascii() {
-                            ascii.push(c);
-                        } else {
-                            let mut units = [0u16; 2];
-                            for u in c.encode_utf16(&mut units) {
-                                ascii.push_str(&format!("\\u{u:04x}"));
-                            }
-                        }
-                    }
-                    out.push(ascii);
-                    out.push(q);
+                    out.extend(json_spellings(&q[1..q.len() - 1]));
                 }
             }
-            serde_json::Value::Number(n) if secret_key => out.push(n.to_string()),
+            serde_json::Value::Number(n) if secret => out.push(n.to_string()),
             _ => {}
         }
     }
     let mut out = Vec::new();
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
-        walk(&v, false, &mut out);
+        walk(&v, false, false, &mut out);
     } else if let Ok(text) = std::str::from_utf8(body) {
         for pair in text.split('&') {
             let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -187,6 +176,45 @@ pub fn secret_body_values(body: &[u8]) -> Vec<String> {
     out.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     out.dedup();
     out
+}
+
+/// Does key `name` hold secrets all through (not just name one, as `secret_scanning` does)?
+/// Its last word is secret-named: `password`, `credentials`, `client_secrets`.
+fn holds_secrets(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    let n = n.strip_suffix('s').unwrap_or(&n);
+    SECRET_QUERY_PARAMS.contains(&n) || SECRET_NAME_PARTS.iter().any(|p| n.ends_with(p))
+}
+
+/// A JSON string's content `q` (as serde escapes it: quotes, backslashes, controls) spelled as
+/// common JSON writers spell it: as is (JavaScript, Ruby), ASCII-only `\u00e4` (Python), with
+/// `\/` as well (PHP, both), and HTML-safe `\u003c` `\u003e` `\u0026` (Go).
+fn json_spellings(q: &str) -> Vec<String> {
+    let mut ascii = String::with_capacity(q.len());
+    let mut html = String::with_capacity(q.len());
+    for c in q.chars() {
+        if c.is_ascii() {
+            ascii.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                ascii.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+        match c {
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                html.push_str(&format!("\\u{:04x}", u32::from(c)))
+            }
+            _ => html.push(c),
+        }
+    }
+    vec![
+        q.replace('/', "\\/"),
+        ascii.replace('/', "\\/"),
+        ascii,
+        html,
+        q.to_string(),
+    ]
 }
 
 /// How many secret body values a page masks (each is searched in the shown text); a body with
@@ -234,16 +262,26 @@ mod tests {
         let json =
             br#"{"name":"web","config":{"url":"https://hook.example","secret":"s3cr3t-v\u00e4lue"},
             "events":["push"],"password":"hunter22","client_secret":["arrayvalue"],
-            "secret_scanning":{"status":"disabled"}}"#;
+            "secret_scanning":{"status":"disabled"},"credentials":{"new":"n3wpass","old":["0ldpass"]},
+            "token":"a/b<c>\u00e4"}"#;
         assert_eq!(
             secret_body_values(json),
             vec![
+                "a/b\\u003cc\\u003eä",
                 "s3cr3t-v\\u00e4lue",
+                "a\\/b<c>\\u00e4",
                 "s3cr3t-välue",
+                "a/b<c>\\u00e4",
                 "arrayvalue",
-                "hunter22"
+                "a\\/b<c>ä",
+                "a/b<c>ä",
+                "hunter22",
+                "0ldpass",
+                "n3wpass",
             ],
-            "as read and as written; only leaves whose own key is secret-named"
+            "as read and as written (serde, Python, PHP, Go); leaves whose own key is \
+             secret-named, and all under a key that holds secrets (`credentials`, not \
+             `secret_scanning`)"
         );
         let form = b"charge=ch_1&metadata[api_secret]=whsec%2Fab%2Bc%3D%3D&card[password]=pw";
         assert_eq!(
