@@ -133,7 +133,6 @@ POST /v1/identity/verification_sessions/{id}/cancel notify visible Cancels an id
 POST /v1/identity/verification_sessions/{id}/redact escalate irreversible Redacts an identity verification: its documents and data are destroyed
 POST /v1/invoice_rendering_templates/{id}/archive allow reversible Archives an invoice rendering template (unarchive undoes)
 POST /v1/invoice_rendering_templates/{id}/unarchive allow reversible Unarchives an invoice rendering template
-POST /v1/invoiceitems notify visible Adds an item to a customer's next invoice (over $100, or priced other than by amount, is held by conditional rules)
 DELETE /v1/invoiceitems/{id} escalate irreversible Deletes an invoice item
 POST /v1/invoiceitems/{id} escalate money Changes an invoice item (amount, price, quantity, tax) that an automatic charge may collect
 POST /v1/invoices notify visible Creates a draft invoice that does not advance on its own (auto_advance other than false, or a finalize time, is held by conditional rules)

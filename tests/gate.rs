@@ -14,7 +14,8 @@ use support::{curl, curl_args, Airlock, FakeUpstream};
 
 const HOSTS: &[&str] = &["api.github.com", "api.stripe.com"];
 
-/// A tiny stand-in catalog: DELETE and Stripe refunds escalate, /blocked is blocked.
+/// A tiny stand-in catalog: DELETE and Stripe refunds escalate, /blocked is blocked, a Stripe
+/// charge is soft-gated and spends $40.
 struct TestRules;
 
 impl Classifier for TestRules {
@@ -31,6 +32,8 @@ impl Classifier for TestRules {
             (Action::Escalate, "github.repos.delete", "github")
         } else if head.method == "POST" && head.path_and_query.starts_with("/v1/refunds") {
             (Action::Escalate, "stripe.refunds.create", "stripe")
+        } else if head.method == "POST" && head.path_and_query.starts_with("/v1/charges") {
+            (Action::Notify, "stripe.charges.create", "stripe")
         } else {
             (Action::Allow, "read", "github")
         };
@@ -46,6 +49,7 @@ impl Classifier for TestRules {
             expiry: None,
             wait: None,
             approval: None,
+            spend_usd: (tool == "stripe.charges.create").then_some(40.0),
         }
     }
 }
@@ -1275,6 +1279,48 @@ async fn an_answer_the_store_refused_once_is_stored_on_a_second_try() {
     assert_eq!(r["result"]["status"], 200, "{r}");
     assert_eq!(store.fail_answers.load(SeqCst), 0, "both refusals were met");
     assert_eq!(up.count(), 1);
+}
+
+/// Soft-gated money calls add up: once an agent's calls in the last 24 hours would pass
+/// `gate.money_budget_usd`, the next one is held, and the budget frees up as hours leave the
+/// window. Each call here is under the per-call limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn small_charges_past_the_daily_budget_are_held() {
+    let (up, _config, clock, a) = setup_on_clock("[gate]\nmoney_budget_usd = 100\n").await;
+    let charge = || async {
+        a.client()
+            .post("https://api.stripe.com/v1/charges")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("amount=4000&currency=usd")
+            .send()
+            .await
+            .expect("send")
+    };
+    assert_eq!(charge().await.status(), 200);
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(charge().await.status(), 200);
+    let held = charge().await;
+    assert_eq!(held.status(), 423, "$120 in a day is past the $100 budget");
+    let body: serde_json::Value = held.json().await.expect("json");
+    assert!(
+        body["reasonCodes"].to_string().contains("money_budget"),
+        "{body}"
+    );
+    let id = body["reviewId"].as_str().expect("id");
+    let (_, review) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert!(
+        review["explanation"]
+            .as_str()
+            .is_some_and(|e| e.contains("$80.00") && e.contains("money_budget_usd")),
+        "the reviewer is told why: {review}"
+    );
+    assert_eq!(up.count(), 2, "the third charge was not sent");
+
+    // 24 hours after the first charge, its $40 has left the window.
+    clock.advance(Duration::from_secs(23 * 3600));
+    assert_eq!(charge().await.status(), 200);
+    assert_eq!(charge().await.status(), 423, "$40 + $40 + $40 again");
+    assert_eq!(up.count(), 3);
 }
 
 /// Issue 15: an approved request's failure is `failed` (certainly not sent) only when no byte

@@ -45,6 +45,7 @@ fn review(id: &str) -> Review {
         expiry: None,
         wait: None,
         approval: None,
+        spend_usd: None,
     };
     let req = StoredRequest {
         scheme: "https".into(),

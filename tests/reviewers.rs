@@ -52,6 +52,7 @@ impl Classifier for PolicyRules {
             expiry: None,
             wait: None,
             approval,
+            spend_usd: None,
         }
     }
 }

@@ -726,6 +726,71 @@ fn table() {
     }
 }
 
+/// A soft-gated call that moves money carries what it moves (US dollars at the high estimate
+/// the per-call limit uses), for the agent's daily budget; a held one carries nothing.
+#[test]
+fn soft_gated_money_calls_say_what_they_spend() {
+    let c = catalog();
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let cases: &[(&str, &str, Action, Option<f64>)] = &[
+        (
+            "/v1/charges",
+            "amount=9900&currency=usd",
+            Action::Notify,
+            Some(99.0),
+        ),
+        (
+            "/v1/charges",
+            "amount=7000&currency=eur",
+            Action::Notify,
+            Some(98.0),
+        ),
+        (
+            "/v1/charges",
+            "amount=50&currency=jpy",
+            Action::Notify,
+            Some(50.0),
+        ),
+        (
+            "/v1/charges",
+            "amount=20000&currency=usd",
+            Action::Escalate,
+            None,
+        ),
+        (
+            "/v1/invoiceitems",
+            "customer=cus_1&amount=500&currency=usd",
+            Action::Notify,
+            Some(5.0),
+        ),
+        (
+            "/v1/payment_intents",
+            "amount=500&currency=usd",
+            Action::Notify,
+            None,
+        ),
+    ];
+    for (path, body, action, spend) in cases {
+        let uri = format!("https://api.stripe.com{path}");
+        let mut h = HeaderMap::new();
+        h.append(
+            http::header::CONTENT_TYPE,
+            form[0].1.parse().expect("value"),
+        );
+        let head = RequestHead {
+            method: "POST",
+            host: "api.stripe.com",
+            port: 443,
+            path_and_query: path,
+            headers: &h,
+        };
+        assert!(c.needs_body(&head), "{uri}");
+        let v = c.evaluate(&head, Some(body.as_bytes()));
+        assert_eq!(v.action, *action, "{uri} {body}: {:?}", v.reason_codes);
+        assert_eq!(v.spend_usd, *spend, "{uri} {body}");
+    }
+}
+
 #[test]
 fn body_needed_but_missing_fails_closed() {
     let c = catalog();

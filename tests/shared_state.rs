@@ -46,6 +46,7 @@ impl Classifier for TestRules {
             expiry: None,
             wait: None,
             approval: None,
+            spend_usd: None,
         }
     }
 }

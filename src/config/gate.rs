@@ -16,6 +16,7 @@ pub(super) struct RawGate {
     pub(super) max_result_bytes: usize,
     pub(super) execution_timeout: String,
     pub(super) execution_lease: Option<String>,
+    pub(super) money_budget_usd: f64,
 }
 
 impl Default for RawGate {
@@ -28,6 +29,7 @@ impl Default for RawGate {
             max_result_bytes: 256 * 1024,
             execution_timeout: "120s".into(),
             execution_lease: None,
+            money_budget_usd: 1000.0,
         }
     }
 }
@@ -50,6 +52,9 @@ pub struct GateConfig {
     pub execution_lease: Duration,
     /// `store.retention`: finished reviews older than this are removed (`None`: kept).
     pub retention: Option<Duration>,
+    /// Money (US dollars, at a high estimate) an agent's soft-gated calls may move in any 24
+    /// hours (rules' `spends`); a call that would pass it is held. 0: every such call is held.
+    pub money_budget_usd: f64,
 }
 
 pub(super) fn check(g: RawGate, cx: &Ctx) -> Result<GateConfig, ConfigError> {
@@ -67,7 +72,14 @@ pub(super) fn check(g: RawGate, cx: &Ctx) -> Result<GateConfig, ConfigError> {
         execution_timeout,
         execution_lease,
         retention: None,
+        money_budget_usd: g.money_budget_usd,
     };
+    if !g.money_budget_usd.is_finite() || g.money_budget_usd < 0.0 {
+        return Err(cx.invalid(
+            "gate.money_budget_usd",
+            "must be a number of US dollars, 0 or more".into(),
+        ));
+    }
     if gate.sweep_interval.is_zero() {
         return Err(cx.invalid("gate.sweep_interval", "must be above zero".into()));
     }

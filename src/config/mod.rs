@@ -528,6 +528,14 @@ mod tests {
                 "t.toml: gate.execution_lease: must be at least 1s longer",
             ),
             (
+                "[gate]\nmoney_budget_usd = -5\n",
+                "t.toml: gate.money_budget_usd: must be a number of US dollars, 0 or more",
+            ),
+            (
+                "[gate]\nmoney_budget_usd = nan\n",
+                "t.toml: gate.money_budget_usd: must be a number of US dollars, 0 or more",
+            ),
+            (
                 "[rules]\nunclassified_writes = \"notify\"\n",
                 "t.toml: rules.unclassified_writes: must be \"escalate\", \"block\" or \"allow\"",
             ),

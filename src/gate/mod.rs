@@ -9,6 +9,7 @@
 //! duty: `hold.rs`, `decide.rs`, `execute.rs`, `recover.rs`, and the audit events in `events.rs`.
 
 pub mod agent_api;
+pub mod budget;
 mod decide;
 mod events;
 mod execute;

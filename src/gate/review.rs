@@ -464,6 +464,7 @@ impl Review {
             expiry: None,
             wait: None,
             approval: None,
+            spend_usd: None,
         };
         let request = StoredRequest {
             scheme: "https".into(),

@@ -197,6 +197,7 @@ async fn phases(
     } else {
         (classifier.evaluate(&head, None), Buffered::No(body))
     };
+    let verdict = super::budget::apply(&proxy.gate, &conn.agent.name, verdict).await;
     log.verdict = verdict.action.as_str().into();
     // A tool only when a rule named it: a guard's tool can carry a name the agent chose (an
     // unknown GraphQL mutation), and labels must stay bounded.

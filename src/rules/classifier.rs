@@ -64,6 +64,7 @@ impl Classifier for AllowAll {
             expiry: None,
             wait: None,
             approval: None,
+            spend_usd: None,
         }
     }
 }

@@ -554,6 +554,7 @@ impl GitRules {
             expiry: None,
             wait: None,
             approval: None,
+            spend_usd: None,
         }
     }
 

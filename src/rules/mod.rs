@@ -112,6 +112,9 @@ pub struct Verdict {
     pub wait: Option<Duration>,
     /// Per-rule approval policy (quorum, approvers, self-approval); `None`: one reviewer.
     pub approval: Option<ApprovalPolicy>,
+    /// Money this call moves without review, in US dollars at a high estimate (a rule's
+    /// `spends`): counted against the agent's `gate.money_budget_usd`.
+    pub spend_usd: Option<f64>,
 }
 
 /// Who must approve an escalated request before it executes.
@@ -173,6 +176,12 @@ impl std::fmt::Display for Verdict {
         writeln!(f, "reasons:  {}", self.reason_codes.join(", "))?;
         for (k, v) in &self.params {
             writeln!(f, "param:    {k} = {v}")?;
+        }
+        if let Some(usd) = self.spend_usd {
+            writeln!(
+                f,
+                "spends:   up to ${usd:.2}, counted against the agent's gate.money_budget_usd"
+            )?;
         }
         write!(f, "why:      {}", self.explanation)
     }

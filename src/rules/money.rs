@@ -49,12 +49,21 @@ fn usd_ceiling(currency: &str) -> f64 {
 /// in its own major units (¥101 is "over 100"), which holds earlier than a real rate would.
 /// `Err` names why it cannot tell (the caller escalates).
 pub fn over(amount: f64, currency: &str, usd: f64) -> Result<bool, &'static str> {
+    Ok(usd_ceiling_of(Some(amount), Some(currency))? > usd)
+}
+
+/// `amount` (minor units of `currency`) in US dollars at the high estimate [`over`] uses. `Err`
+/// names why it cannot tell: no amount, no or an unknown currency, an amount that is not a
+/// number of 0 or more.
+pub fn usd_ceiling_of(amount: Option<f64>, currency: Option<&str>) -> Result<f64, &'static str> {
+    let amount = amount.ok_or("amount_unparseable")?;
+    let currency = currency.ok_or("unknown_currency")?;
     let exp = exponent(currency).ok_or("unknown_currency")?;
     if !amount.is_finite() || amount < 0.0 {
         return Err("amount_unparseable");
     }
     let major = amount / 10f64.powi(exp as i32);
-    Ok(major * usd_ceiling(currency) > usd)
+    Ok(major * usd_ceiling(currency))
 }
 
 #[cfg(test)]

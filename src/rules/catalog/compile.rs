@@ -87,6 +87,9 @@ struct RawRule {
     approvers: Vec<String>,
     /// May the agent's owner approve its own agent's request? Default false.
     self_approval: Option<bool>,
+    /// The field holding the money this call moves when it is not held (minor units of the
+    /// currency in `currency`): counted against the agent's `gate.money_budget_usd`.
+    spends: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -183,6 +186,11 @@ pub(super) fn compile_file(file: &str, text: &str) -> Result<Service, RulesError
             }
         }
         let template = parse_template(&r.path).map_err(err)?;
+        if r.spends.is_some() && !matches!(r.action, Action::Allow | Action::Notify) {
+            return Err(err(
+                "`spends` is for allow and notify rules (a held call is reviewed)".into(),
+            ));
+        }
         let mut when = Vec::new();
         for c in &r.when {
             when.push(compile_cond(c).map_err(err)?);
@@ -206,6 +214,7 @@ pub(super) fn compile_file(file: &str, text: &str) -> Result<Service, RulesError
             when,
             expiry: dur(&r.expiry, "expiry")?,
             wait: dur(&r.wait, "wait")?,
+            spends: r.spends.clone(),
             approval: if r.approvals.is_none()
                 && r.approvers.is_empty()
                 && r.self_approval.is_none()

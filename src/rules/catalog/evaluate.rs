@@ -134,7 +134,9 @@ impl Catalog {
             .flat_map(|(r, _)| r.when.iter())
             .find(|c| fields.given(&c.field))
             .map(|c| c.field.clone());
-        let needs_body = cands.iter().any(|(r, _)| !r.when.is_empty());
+        let needs_body = cands
+            .iter()
+            .any(|(r, _)| !r.when.is_empty() || r.spends.is_some());
         let media = if is_read(head.method) {
             Media::Other
         } else {

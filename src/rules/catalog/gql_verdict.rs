@@ -230,6 +230,7 @@ fn graphql_verdict(svc: &Service, body: Option<&[u8]>) -> Verdict {
                 expiry: None,
                 wait: None,
                 approval: None,
+                spend_usd: None,
             };
             if fired.as_ref().is_none_or(|b| v.action > b.action) {
                 fired = Some(v);

@@ -255,6 +255,7 @@ pub(super) fn plain(
         expiry: None,
         wait: None,
         approval: None,
+        spend_usd: None,
     }
 }
 
@@ -287,7 +288,27 @@ pub(super) fn rule_verdict(
         }
     }
     let mut codes = vec![code.to_string()];
-    if code != "rule_match" {
+    // What a call let through unreviewed moves; unreadable: held.
+    let mut action = action;
+    let mut spend_usd = None;
+    if let Some(field) = rule.spends.as_ref().filter(|_| action <= Action::Notify) {
+        let amount = fields.get(field).and_then(|v| v.as_num());
+        let currency = fields.get("currency").map(|c| c.as_text());
+        if let Some(v) = fields.get(field) {
+            p.insert(field.clone(), v.as_text());
+        }
+        if let Some(c) = &currency {
+            p.insert("currency".into(), c.clone());
+        }
+        match money::usd_ceiling_of(amount, currency.as_deref()) {
+            Ok(usd) => spend_usd = Some(usd),
+            Err(why) => {
+                action = Action::Escalate;
+                codes = vec![why.to_string()];
+            }
+        }
+    }
+    if codes.first().map(String::as_str) != Some("rule_match") {
         codes.insert(0, "rule_match".into());
     }
     Verdict {
@@ -311,6 +332,7 @@ pub(super) fn rule_verdict(
         expiry: rule.expiry,
         wait: rule.wait,
         approval: rule.approval.clone(),
+        spend_usd,
     }
 }
 

@@ -33,6 +33,8 @@ pub(super) struct Rule {
     pub(super) expiry: Option<Duration>,
     pub(super) wait: Option<Duration>,
     pub(super) approval: Option<ApprovalPolicy>,
+    /// The amount field of the money this call moves unreviewed (its currency in `currency`).
+    pub(super) spends: Option<String>,
 }
 
 impl Rule {

@@ -22,6 +22,9 @@
 //! when = [{ field = "visibility", eq = "public" }]   # all must hold
 //! # expiry = "2h"; wait = "60s"
 //! # approvals = 2; approvers = ["alice", "group:sre"]; self_approval = false
+//! # spends = "amount"   # allow/notify only: the money it moves unreviewed (minor units of
+//! #                     # `currency`) counts against the agent's gate.money_budget_usd; an
+//! #                     # unreadable amount or currency escalates
 //!
 //! [[graphql]]
 //! mutations = ["deleteRef"]
