@@ -73,7 +73,7 @@ THEMES = {
         "git/update-ref", "repos/create-or-update-file-contents", "repos/rename-branch",
         "code-scanning/commit-autofix", "repos/create-fork", "repos/replace-all-topics",
         "repos/create-autolink",
-        "repos/update-release-asset", "repos/upload-release-asset",
+        "repos/update-release-asset",
         "migrations/start-import", "migrations/update-import", "migrations/map-commit-author",
         "migrations/set-lfs-preference", "codespaces/export-for-authenticated-user",
     ]),
@@ -101,10 +101,21 @@ THEMES = {
     "ci-results": (NOT, VIS, "a pending or failing CI result, visible and superseded by the next run (a passing one escalates: it satisfies required checks)", [
         "checks/create", "checks/update", "repos/create-commit-status",
     ]),
-    "ci-config": (NOT, VIS, "CI configuration of one repository, visible and reversible", [
+    # A variable's old value is gone once overwritten, as when it is deleted (held), and
+    # variables steer jobs a human approved: deploy targets, runner labels, text in `run:`.
+    "ci-variables": (ESC, IRR, "sets a value that workflows (approved deployment jobs among them) read; the old value is lost", [
         "actions/create-repo-variable", "actions/update-repo-variable",
         "agents/create-repo-variable", "agents/update-repo-variable",
         "actions/create-environment-variable", "actions/update-environment-variable",
+    ]),
+    # By name: /releases/download/<tag>/<name> then serves the new file.
+    "release-assets": (ESC, IRR, "adds a file to a release, which may be published (downloads by name then get it; Airlock cannot tell a draft from a published release)", [
+        "repos/upload-release-asset",
+    ]),
+    "agent-runs": (ESC, MONEY, "starts an autonomous agent run in GitHub Actions (it pushes branches and opens pull requests as steered by the prompt, and spends premium requests)", [
+        "agent-tasks/create-task-in-repo",
+    ]),
+    "ci-config": (NOT, VIS, "CI configuration of one repository, visible and reversible", [
         "actions/disable-workflow", "actions/enable-workflow", "checks/set-suites-preferences",
         "code-quality/update-setup",
     ]),
@@ -139,7 +150,6 @@ THEMES = {
         "copilot-spaces/create-resource-for-org", "copilot-spaces/update-resource-for-org",
         "copilot-spaces/create-for-user", "copilot-spaces/update-for-user",
         "copilot-spaces/create-resource-for-user", "copilot-spaces/update-resource-for-user",
-        "agent-tasks/create-task-in-repo",  # the agent's work arrives as a pull request
     ]),
     "moderation": (NOT, VIS, "moderation setting, visible and reversible", [
         "interactions/set-restrictions-for-org", "interactions/update-pull-request-creation-cap-for-org",
@@ -453,7 +463,21 @@ CONDITIONAL = {
     # Publishing a draft release creates its tag (a protected ref, held on git push); so does a
     # new tag_name. POST …/releases/generate-notes is also weighed as this PATCH (GitHub takes a
     # POST to a PATCH route as the PATCH) and needs tag_name: it is a read, not held.
+    "repos/update-release-asset": [
+        ("rename", ESC, IRR, "Renames a release asset (downloads by name: a new upload can take its name)",
+         '[{ field = "name", present = true }]'),
+    ],
+    # A successful deployment satisfies a required deployment; a status naming an environment
+    # moves the deployment there (create it for staging, report success in production).
+    "repos/create-deployment-status": [
+        ("outcome", ESC, IRR, "Reports a deployment's outcome (success satisfies a required deployment; only pending, queued and in_progress are not held)",
+         '[{ field = "state", ne = "pending" }, { field = "state", ne = "queued" }, { field = "state", ne = "in_progress" }]'),
+        ("environment", ESC, IRR, "Moves a deployment to another environment through its status",
+         '[{ field = "environment", present = true }]'),
+    ],
     "repos/update-release": [
+        ("latest", ESC, IRR, "Sets which release is the latest (/releases/latest and its downloads then serve it)",
+         '[{ field = "make_latest", present = true }]'),
         ("publish", ESC, IRR, "Publishes a draft release (creates its tag, a protected ref)",
          '[{ field = "draft", eq = false }]'),
         ("tag", ESC, IRR, "Sets a release's tag_name (publishing creates the tag, a protected ref)",
@@ -468,8 +492,8 @@ CONDITIONAL = {
     # commit of it is pushed to any branch); commits and refs name trees by sha, so the tree is
     # where the path shows.
     "git/create-tree": [
-        ("github-dir", ESC, IRR, "Creates a tree with an entry under .github/ (workflows run with the repository's secrets on a push to any branch)",
-         '[{ field = "tree.*.path", path_under = [".github"] }]'),
+        ("github-dir", ESC, IRR, "Creates a tree with an entry under a .github/ directory at any depth (workflows run with the repository's secrets on a push to any branch; a subtree can become a commit's root)",
+         '[{ field = "tree.*.path", path_under = ["**/.github"] }]'),
     ],
     "checks/create": [PASSING_CHECK_RUN],
     "checks/update": [PASSING_CHECK_RUN],

@@ -495,6 +495,8 @@ def generate():
         out.append("path_prefixes = [" + ", ".join(toml_str(p) for p in svc["path_prefixes"]) + "]")
     if svc.get("form_bodies"):
         out.append("form_bodies = true")
+    if svc.get("slashless_ids"):
+        out.append("slashless_ids = true")
     out.append(f"default = {toml_str(svc.get('default', 'allow'))}")
     out.append("")
     for tool, method, tpath, klass, bucket, reason in entries:

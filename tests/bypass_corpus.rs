@@ -684,7 +684,7 @@ fn differentials() -> Vec<Entry> {
             ST,
             h1(
                 "POST",
-                "/v1/coupons/co_1",
+                "/v1/products/prod_1",
                 &[("Content-Type", "text/plain")],
                 "_method=DELETE",
             ),
@@ -695,7 +695,7 @@ fn differentials() -> Vec<Entry> {
             ST,
             h1(
                 "POST",
-                "/v1/coupons/co_1",
+                "/v1/products/prod_1",
                 &[("Content-Type", "application/octet-stream")],
                 "_method=DELETE",
             ),
@@ -734,7 +734,7 @@ fn differentials() -> Vec<Entry> {
             ST,
             h1(
                 "POST",
-                "/v1/coupons/co_1",
+                "/v1/products/prod_1",
                 &[("Content-Type", "Text/Plain; charset=utf-8")],
                 "name=x;_method=DELETE",
             ),
@@ -1335,7 +1335,7 @@ fn differentials() -> Vec<Entry> {
             "an unlisted Stripe write reached through %2F.. inside an id",
             ST,
             h1("POST", "/v1/customers/cus_1%2F..%2F..%2Fnew_endpoint", &[FORM], "a=b"),
-            HeldFor("unclassified_route"),
+            HeldFor("path_ambiguous"),
         ),
         // .github/ on any branch: a workflow runs with the repository's secrets on a push.
         e(
@@ -1505,6 +1505,33 @@ fn differentials() -> Vec<Entry> {
         e("bucket", "customer updated with a legacy promotion code", ST, h1("POST", "/v1/customers/cus_1", &[FORM], "promotion_code=promo_1"), Held),
         e("bucket", "file uploaded with a public file link, as a form (not multipart)", ST, h1("POST", "/v1/files", &[FORM], "purpose=dispute_evidence&file_link_data[create]=true"), Held),
         e("bucket", "dependency snapshot (a dependency left out closes its Dependabot alerts)", GH, h1("POST", "/repos/o/r/dependency-graph/snapshots", &[JSON], r#"{"version":0,"sha":"aa","ref":"refs/heads/main","job":{"correlator":"c","id":"1"},"detector":{"name":"d","version":"1","url":"https://x"},"scanned":"2024-01-01T00:00:00Z","manifests":{}}"#), Held),
+        // Session 15 reviews: Stripe.
+        e("bucket", "draft invoice given a shipping cost (charged with it)", ST, h1("POST", "/v1/invoices/in_1", &[FORM], "shipping_cost[shipping_rate_data][display_name]=F&shipping_cost[shipping_rate_data][type]=fixed_amount&shipping_cost[shipping_rate_data][fixed_amount][amount]=5000000&shipping_cost[shipping_rate_data][fixed_amount][currency]=usd"), HeldFor("rule_match")),
+        e("bucket", "draft invoice's money sent to a connected account", ST, h1("POST", "/v1/invoices/in_1", &[FORM], "transfer_data[destination]=acct_1"), Held),
+        e("bucket", "draft invoice switched to automatic charging", ST, h1("POST", "/v1/invoices/in_1", &[FORM], "collection_method=charge_automatically"), Held),
+        e("path", "an unlisted Stripe write behind a charge id with %2F", ST, h1("POST", "/v1/charges/ch_1%2Fdispute%2Fclose", &[FORM], ""), HeldFor("path_ambiguous")),
+        e("path", "a legacy nested subscription behind a customer id with a raw backslash", ST, h1("POST", "/v1/customers/cus_1\\subscriptions", &[FORM], "items[0][plan]=gold"), HeldFor("path_ambiguous")),
+        e("differential", "JSON dispute update that Stripe reads as a form (submit absent: evidence submitted)", ST, h1("POST", "/v1/disputes/dp_1", &[JSON], r#"{"submit":false,"evidence":{"product_description":"x"}}"#), HeldFor("body_ambiguous")),
+        e("differential", "confirm given as an array", ST, h1("POST", "/v1/payment_intents", &[FORM], "amount=5000&currency=usd&confirm[]=true"), HeldFor("value_unparseable")),
+        e("bucket", "invoice item with a tax rate on top of its amount", ST, h1("POST", "/v1/invoiceitems", &[FORM], "customer=cus_1&amount=9000&currency=usd&tax_rates[0]=txr_100"), Held),
+        e("bucket", "Issuing card read with its number and CVC", ST, h1("GET", "/v1/issuing/cards/ic_1?expand%5B%5D=number&expand%5B%5D=cvc", &[], ""), Held),
+        e("bucket", "app secret payload read", ST, h1("GET", "/v1/apps/secrets/find?name=k&scope%5Btype%5D=account", &[], ""), Held),
+        e("bucket", "automatic cash balance reconciliation turned on", ST, h1("POST", "/v1/customers/cus_1/cash_balance", &[FORM], "settings[reconciliation_mode]=automatic"), Held),
+        e("bucket", "legacy bank_account at account creation", ST, h1("POST", "/v1/accounts", &[FORM], "type=custom&bank_account=btok_1"), Held),
+        e("bucket", "payment intent's platform fee changed", ST, h1("POST", "/v1/payment_intents/pi_1", &[FORM], "application_fee_amount=999999"), Held),
+        e("bucket", "price amount in another currency changed", ST, h1("POST", "/v1/prices/price_1", &[FORM], "currency_options[eur][unit_amount]=9999999"), Held),
+        e("bucket", "draft invoice sent (finalized first)", ST, h1("POST", "/v1/invoices/in_1/send", &[FORM], ""), Held),
+        // Session 15 reviews: GitHub.
+        e("bucket", "repository renamed (rulesets by name stop applying; the name is freed)", GH, h1("PATCH", "/repos/o/prod-api", &[JSON], r#"{"name":"sandbox-api"}"#), Held),
+        e("bucket", "GraphQL updateRepository renaming", GH, h1("POST", "/graphql", &[JSON], gql("mutation { updateRepository(input: {repositoryId: \"R\", name: \"old\"}) { clientMutationId } }")), Held),
+        e("bucket", "delegated push-protection bypass turned off", GH, h1("PATCH", "/repos/o/r", &[JSON], r#"{"security_and_analysis":{"secret_scanning_delegated_bypass":{"status":"disabled"}}}"#), Held),
+        e("bucket", "release asset uploaded", "uploads.github.com", h1("POST", "/repos/o/r/releases/7/assets?name=tool.tar.gz", &[("Content-Type", "application/octet-stream")], "binary"), Held),
+        e("bucket", "release asset renamed (a new upload can take its name)", GH, h1("PATCH", "/repos/o/r/releases/assets/5", &[JSON], r#"{"name":"tool-old.tar.gz"}"#), Held),
+        e("bucket", "deployment status success in production", GH, h1("POST", "/repos/o/r/deployments/42/statuses", &[JSON], r#"{"state":"success","environment":"production"}"#), Held),
+        e("bucket", "GraphQL createDeploymentStatus SUCCESS", GH, h1("POST", "/graphql", &[JSON], gql("mutation { createDeploymentStatus(input: {deploymentId: \"D\", state: SUCCESS}) { clientMutationId } }")), Held),
+        e("ci config", "a tree with .github one level down (re-rooted by a commit of the subtree)", GH, h1("POST", "/repos/o/r/git/trees", &[JSON], r#"{"tree":[{"path":"sub/.github/workflows/evil.yml","mode":"100644","type":"blob","content":"on: push"}]}"#), Held),
+        e("bucket", "environment variable overwritten", GH, h1("PATCH", "/repos/o/r/environments/production/variables/DEPLOY_HOST", &[JSON], r#"{"name":"DEPLOY_HOST","value":"evil.example.com"}"#), Held),
+        e("bucket", "Copilot agent task started", GH, h1("POST", "/agents/repos/o/r/tasks", &[JSON], r#"{"prompt":"x","base_ref":"main"}"#), Held),
     ]
 }
 

@@ -105,9 +105,19 @@ fn assign(c: &Condition, want: bool) -> Vec<(String, Option<Value>)> {
         }
         // A `*` field (any element) gets one element, named so that it nests in JSON and in
         // GraphQL alike.
+        // Only the listed fields, or one more.
+        (Test::OtherThan(known), w) => {
+            let name = match w {
+                true => "zz_unlisted_field".to_string(),
+                false => known.first().expect("a field").clone(),
+            };
+            vec![(name, Some(Value::String("x".into())))]
+        }
+        // `**/dir` (at any depth) gets the directory one level down.
         (Test::PathUnder(dirs), w) => {
+            let dir = dirs.first().expect("a directory");
             let path = match w {
-                true => format!("{}/workflows/ci.yml", dirs.first().expect("a directory")),
+                true => format!("{}/workflows/ci.yml", dir.replace("**", "sub")),
                 false => "src/main.rs".to_string(),
             };
             vec![(c.field.replace('*', "item"), Some(Value::String(path)))]

@@ -55,6 +55,8 @@ struct RawService {
     graphql_default: Action,
     #[serde(default)]
     form_bodies: bool,
+    #[serde(default)]
+    slashless_ids: bool,
 }
 
 fn allow() -> Action {
@@ -108,6 +110,7 @@ struct RawCond {
     currency_field: Option<String>,
     protected_ref: Option<RefForm>,
     path_under: Option<Vec<String>>,
+    other_than: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -160,6 +163,7 @@ pub(super) fn compile_file(file: &str, text: &str) -> Result<Service, RulesError
         graphql_paths: s.graphql_paths.iter().map(|p| seg_list(p)).collect(),
         graphql_default: s.graphql_default,
         form_bodies: s.form_bodies,
+        slashless_ids: s.slashless_ids,
         rules: Vec::new(),
         by_method: Vec::new(),
         gql: HashMap::new(),
@@ -300,13 +304,16 @@ fn compile_git(
 }
 
 pub(super) fn merge(into: &mut Service, from: Service, file: &str) -> Result<(), RulesError> {
-    if into.hosts != from.hosts || into.form_bodies != from.form_bodies {
+    if into.hosts != from.hosts
+        || into.form_bodies != from.form_bodies
+        || into.slashless_ids != from.slashless_ids
+    {
         return Err(RulesError::Parse {
             file: file.into(),
             line: 1,
             column: 1,
             message: format!(
-                "service {} is declared with different hosts or form_bodies in another file",
+                "service {} is declared with different hosts, form_bodies or slashless_ids in another file",
                 from.name
             ),
         });
@@ -459,6 +466,17 @@ fn compile_cond(c: &RawCond) -> Result<Cond, String> {
     if let Some(form) = c.protected_ref {
         tests.push(Test::ProtectedRef(form));
     }
+    if let Some(known) = &c.other_than {
+        if c.field != "*" {
+            return Err(format!(
+                "`other_than` judges every field: write it with field = \"*\", not `{}`",
+                c.field
+            ));
+        }
+        tests.push(Test::OtherThan(known.clone()));
+    } else if c.field == "*" {
+        return Err("field = \"*\" is only for `other_than`".into());
+    }
     if let Some(dirs) = &c.path_under {
         let mut under = Vec::new();
         for d in dirs {
@@ -466,9 +484,11 @@ fn compile_cond(c: &RawCond) -> Result<Cond, String> {
                 .split('/')
                 .filter(|s| !s.is_empty() && *s != ".")
                 .collect();
-            if segs.is_empty() || segs.contains(&"..") {
+            let anywhere = segs.first() == Some(&"**");
+            let named = &segs[usize::from(anywhere)..];
+            if named.is_empty() || named.contains(&"..") || named.contains(&"**") {
                 return Err(format!(
-                    "condition on `{}`: path_under needs directory names like \".github\", not {d:?}",
+                    "condition on `{}`: path_under needs directory names like \".github\" (or \"**/.github\", at any depth), not {d:?}",
                     c.field
                 ));
             }
@@ -483,9 +503,9 @@ fn compile_cond(c: &RawCond) -> Result<Cond, String> {
         tests.push(Test::PathUnder(under));
     }
     if tests.len() != 1 {
-        return Err(format!("condition on `{}` needs exactly one test (eq, ne, in, gt, gte, lt, present, money_over, protected_ref, path_under)", c.field));
+        return Err(format!("condition on `{}` needs exactly one test (eq, ne, in, gt, gte, lt, present, money_over, protected_ref, path_under, other_than)", c.field));
     }
-    let wildcard = c.field.split('.').any(|s| s.contains('*'));
+    let wildcard = c.field != "*" && c.field.split('.').any(|s| s.contains('*'));
     if wildcard {
         let well_formed = c
             .field

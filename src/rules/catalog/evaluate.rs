@@ -87,6 +87,22 @@ impl Catalog {
             .split_once('?')
             .map(|(_, q)| q)
             .unwrap_or("");
+        if svc.slashless_ids && !is_read(head.method) {
+            let path = head.path_and_query.split('?').next().unwrap_or("");
+            let lower = path.to_ascii_lowercase();
+            if ["%2f", "%5c", "%25", "\\"]
+                .iter()
+                .any(|e| lower.contains(e))
+            {
+                return esc(
+                    "path_ambiguous",
+                    format!(
+                        "an encoded `/`, `\\` or `%` in the path: {} ids hold none, so the path reads two ways",
+                        svc.name
+                    ),
+                );
+            }
+        }
 
         if let Some(git) = git {
             let req = GitRequest::of(head.method, &segs, query);
@@ -204,6 +220,17 @@ impl Catalog {
                     // A write's framing was checked above: JSON or a form by its Content-Type.
                     // A body on a read is read as JSON when it looks like JSON.
                     let json = media == Media::Json || (media == Media::Other && looks_json);
+                    if media == Media::Json && svc.form_bodies {
+                        // The service reads the bytes as a form: the fields a condition needs
+                        // are not where the JSON reading puts them.
+                        return esc(
+                            "body_ambiguous",
+                            format!(
+                                "a JSON body where {} reads bodies as forms, and a rule needs its fields",
+                                svc.name
+                            ),
+                        );
+                    }
                     if json {
                         if let Some(field) = form_reading_sets(b, &cands) {
                             // A server that reads the body as a form (Stripe's v1 API does,

@@ -286,6 +286,18 @@ pub(super) fn rule_verdict(
                 p.insert(currency_field.clone(), v.as_text());
             }
         }
+        if let Test::OtherThan(known) = &c.test {
+            let mut others: Vec<&str> = fields
+                .map
+                .keys()
+                .map(|k| k.split('.').next().unwrap_or(k))
+                .filter(|top| !known.iter().any(|n| n == top))
+                .collect();
+            others.dedup();
+            if !others.is_empty() {
+                p.insert("fields".into(), others.join(", "));
+            }
+        }
     }
     let mut codes = vec![code.to_string()];
     // What a call let through unreviewed moves; unreadable: held.
@@ -342,6 +354,14 @@ pub(super) fn check(
     params: &BTreeMap<String, String>,
     protected: &[RefPattern],
 ) -> Result<bool, &'static str> {
+    if let Test::OtherThan(known) = &c.test {
+        // Any field given (body or query) whose top-level name is not listed.
+        return Ok(fields
+            .map
+            .keys()
+            .map(|k| k.split('.').next().unwrap_or(k))
+            .any(|top| !known.iter().any(|n| n == top)));
+    }
     if let (Test::PathUnder(dirs), Some((head, tail))) = (&c.test, c.field.split_once(".*")) {
         // Any element: `head.<anything>tail`, or `head tail` (a single value for a list).
         let start = format!("{head}.");
@@ -399,6 +419,9 @@ pub(super) fn check(
         (Test::Present(want), v) => v.is_some() == *want,
         (_, None) => match &c.test {
             Test::MoneyOver { .. } => return Err("amount_unparseable"),
+            // Given, but as an object or array (`confirm[]=true`, `auto_advance[x]=true`): a
+            // value the test cannot read, which the upstream may still take.
+            _ if fields.given(&c.field) => return Err("value_unparseable"),
             _ => false,
         },
         // A flag that is neither true nor false ("True", 1, "yes") may read as either upstream;
@@ -419,6 +442,8 @@ pub(super) fn check(
         (Test::In(ws), Some(v)) => ws.iter().any(|w| eq(v, w)),
         (Test::ProtectedRef(form), Some(v)) => protected_ref(*form, v, protected)?,
         (Test::PathUnder(dirs), Some(v)) => path_under(v, dirs)?,
+        // Judged above, before any one field is read.
+        (Test::OtherThan(_), Some(_)) => true,
         (Test::Gt(n), Some(v)) => v.as_num().ok_or("value_unparseable")? > *n,
         (Test::Gte(n), Some(v)) => v.as_num().ok_or("value_unparseable")? >= *n,
         (Test::Lt(n), Some(v)) => v.as_num().ok_or("value_unparseable")? < *n,
@@ -505,12 +530,24 @@ fn path_under(v: &FieldValue, dirs: &[String]) -> Result<bool, &'static str> {
             }
         }
         hit |= dirs.iter().any(|d| {
+            // `**/dir`: the directory at any depth (a subtree can become a commit's root).
+            let (anywhere, d) = match d.strip_prefix("**/") {
+                Some(rest) => (true, rest),
+                None => (false, d.as_str()),
+            };
             let want: Vec<&str> = d.split('/').collect();
-            want.len() <= segs.len()
-                && want
-                    .iter()
-                    .zip(&segs)
-                    .all(|(w, s)| w.eq_ignore_ascii_case(s))
+            let at = |start: usize| {
+                want.len() + start <= segs.len()
+                    && want
+                        .iter()
+                        .zip(&segs[start..])
+                        .all(|(w, s)| w.eq_ignore_ascii_case(s))
+            };
+            if anywhere {
+                (0..segs.len()).any(at)
+            } else {
+                at(0)
+            }
         });
     }
     Ok(hit)

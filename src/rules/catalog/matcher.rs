@@ -61,6 +61,9 @@ pub(super) struct Service {
     /// The service reads every body as a urlencoded form, whatever its Content-Type (Stripe's
     /// v1 API): a POST body that is not JSON is looked at for `_method` too.
     pub(super) form_bodies: bool,
+    /// The service's ids never hold `/`, `\` or `%` (Stripe's): a write whose path encodes one
+    /// is held, never read two ways.
+    pub(super) slashless_ids: bool,
     pub(super) rules: Vec<Rule>,
     /// Per method (position in [`normalize::KNOWN_METHODS`]): indexes into `rules`.
     pub(super) by_method: Vec<MethodIndex>,

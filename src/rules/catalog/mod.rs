@@ -10,7 +10,11 @@
 //! graphql_paths = ["/graphql"]              # POST bodies parsed as GraphQL
 //! graphql_default = "escalate"              # a mutation no [[graphql]] entry names
 //! form_bodies = false                       # true: the API reads every body as a form (Stripe):
-//!                                           # every POST body is looked at for `_method`
+//!                                           # every POST body is looked at for `_method`, and a
+//!                                           # JSON body a rule's conditions need is held
+//! slashless_ids = false                     # true: ids never hold `/`, `\` or `%` (Stripe): a
+//!                                           # write whose path has `%2F`, `%5C`, `\` or `%25` is
+//!                                           # held instead of read two ways
 //!
 //! [[rule]]
 //! tool = "github.repos.update.visibility"
@@ -50,8 +54,11 @@
 //! `protected_ref = "branch"` or `"ref"` (the field names a ref the service's `[git]
 //! protected_refs` protect, so REST and GraphQL ref writes share git push's list; see
 //! [`RefForm`]; a service using it needs a `[git]` section),
+//! `other_than = ["description", "metadata"]` with `field = "*"` (a body or query field whose
+//! top-level name is not listed is given: a route's harmless fields listed, any other holds),
 //! `path_under = [".github"]` (the field, read as a repository path, is that directory or below
-//! it: `./.GitHub//workflows/x.yml` is; a `..` segment or a NUL cannot be placed and escalates).
+//! it: `./.GitHub//workflows/x.yml` is; a `..` segment or a NUL cannot be placed and escalates;
+//! `"**/.github"`: the directory at any depth, `sub/.github/x` too).
 //! A `path_under` field may name every element of an array with a `*` segment
 //! (`tree.*.path`): the condition holds if any element's holds (`*` also matches nothing, for
 //! a single value given where a list is expected, which GraphQL coerces to a list).
@@ -118,6 +125,9 @@ pub enum Test {
     /// The field, read as a repository path, names one of these directories or a path below
     /// one (segments compared without regard to case; see `guard::path_under`).
     PathUnder(Vec<String>),
+    /// A field other than these (top-level names) is given: the closed world of a route whose
+    /// harmless fields are few (`field = "*"`).
+    OtherThan(Vec<String>),
 }
 
 /// How a `protected_ref` condition reads its field as a ref name. Every reading GitHub might
