@@ -1352,7 +1352,7 @@ fn protected_refs_and_legacy_parameters() {
         // a `%2F` inside a name is one name either way (Octokit encodes label and environment
         // names so): not held as unlisted; an encoded `..` step is
         ("DELETE", gh("/repos/o/r/issues/1/labels/kind%2Fbug"), &json, "".into(), Notify, "rule_match"),
-        ("POST", gh("/repos/o/r/environments/prod%2Fus/variables"), &json, r#"{"name":"A","value":"b"}"#.into(), Notify, "rule_match"),
+        ("PATCH", gh("/repos/o/r/labels/kind%2Fbug"), &json, r#"{"color":"ffffff"}"#.into(), Notify, "rule_match"),
         ("POST", gh("/notifications/threads/1%2F..%2F..%2Frepos%2Fo%2Fr%2Fnew"), &json, "{}".into(), Escalate, "unclassified_route"),
         // a GraphQL GET's `variables` read strictly, as a POST body's are
         ("GET", gh("/graphql?query=mutation%20%7B%20x%20%7D&variables=%7B%22a%22%3A1%2C%22a%22%3A2%7D"), &json, "".into(), Escalate, "duplicate_key"),
@@ -1371,10 +1371,12 @@ fn protected_refs_and_legacy_parameters() {
         ("POST", "https://api.stripe.com/v1/invoices/in_1".into(), &form, "discounts[0][coupon]=FREE100".into(), Escalate, "rule_match"),
         ("POST", "https://api.stripe.com/v1/invoices".into(), &form, "customer=cus_1&auto_advance=false&discounts[0][coupon]=FREE100".into(), Escalate, "rule_match"),
         ("POST", "https://api.stripe.com/v1/invoices".into(), &form, "customer=cus_1&auto_advance=false".into(), Notify, "rule_match"),
-        // .github/ is held on every branch; files elsewhere, and names that only start alike, are not
+        // .github/ is held on every branch, at any depth (a commit can make a subtree its root);
+        // files elsewhere, and names that only start alike, are not
         ("PUT", gh("/repos/o/r/contents/.github/workflows/ci.yml"), &json, r#"{"message":"m","content":"eA==","branch":"feature/x"}"#.into(), Escalate, "rule_match"),
         ("PUT", gh("/repos/o/r/contents/.github/CODEOWNERS"), &json, r#"{"message":"m","content":"eA==","branch":"feature/x"}"#.into(), Escalate, "rule_match"),
-        ("PUT", gh("/repos/o/r/contents/docs/.github/x.md"), &json, r#"{"message":"m","content":"eA==","branch":"feature/x"}"#.into(), Notify, "rule_match"),
+        ("PUT", gh("/repos/o/r/contents/docs/.github/x.md"), &json, r#"{"message":"m","content":"eA==","branch":"feature/x"}"#.into(), Escalate, "rule_match"),
+        ("PUT", gh("/repos/o/r/contents/docs/github/x.md"), &json, r#"{"message":"m","content":"eA==","branch":"feature/x"}"#.into(), Notify, "rule_match"),
         ("PUT", gh("/repos/o/r/contents/.github-notes.md"), &json, r#"{"message":"m","content":"eA==","branch":"feature/x"}"#.into(), Notify, "rule_match"),
         ("POST", gh("/repos/o/r/git/trees"), &json, r#"{"tree":[{"path":"src/a.rs","mode":"100644","type":"blob","content":"x"}]}"#.into(), Notify, "rule_match"),
         ("POST", gh("/repos/o/r/git/trees"), &json, r#"{"tree":[{"path":"src/a.rs","mode":"100644","type":"blob","content":"x"},{"path":".github\\workflows\\x.yml","mode":"100644","type":"blob","content":"x"}]}"#.into(), Escalate, "rule_match"),
@@ -1502,8 +1504,8 @@ fn bucket_audit_ordinary_forms_still_pass() {
         // generate-notes is a read that needs tag_name, also weighed as PATCH …/releases/{id}
         // (the base entry's notify, as before; not held by the tag_name rule)
         ("POST", gh("/repos/o/r/releases/generate-notes"), &json, r#"{"tag_name":"v2"}"#.into(), Notify, "rule_match"),
-        // asset uploads stay a soft gate: visible, deletable, no ref created
-        ("POST", "https://uploads.github.com/repos/o/r/releases/1/assets?name=a.zip".into(), &[("content-type", "application/zip")], "PK".into(), Notify, "rule_match"),
+        // asset uploads are held: downloads go by name, and the release may be published
+        ("POST", "https://uploads.github.com/repos/o/r/releases/1/assets?name=a.zip".into(), &[("content-type", "application/zip")], "PK".into(), Escalate, "rule_match"),
         // blocks: unblocking stays a soft gate
         ("PUT", gh("/user/blocks/alice"), &[], String::new(), Escalate, "rule_match"),
         ("DELETE", gh("/user/blocks/alice"), &[], String::new(), Notify, "rule_match"),
