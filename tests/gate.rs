@@ -1138,7 +1138,7 @@ async fn a_retry_past_the_idempotency_keys_lifetime_is_refused() {
         .admin("POST", &format!("/v1/reviews/{id}/retry"), None)
         .await;
     assert_eq!(code, 400, "{r}");
-    assert!(r.to_string().contains("more than 24 hours ago"), "{r}");
+    assert!(r.to_string().contains("more than 24 hours"), "{r}");
     assert_eq!(up.count(), 1, "not sent again");
 }
 
@@ -1212,7 +1212,7 @@ async fn an_unsent_retry_of_a_maybe_sent_call_stays_outcome_unknown() {
         .admin("POST", &format!("/v1/reviews/{id}/retry"), None)
         .await;
     assert_eq!(code, 400, "{r}");
-    assert!(r.to_string().contains("more than 24 hours ago"), "{r}");
+    assert!(r.to_string().contains("more than 24 hours"), "{r}");
     assert_eq!(up.count(), 1, "not sent again");
 }
 
@@ -1256,7 +1256,7 @@ async fn a_retry_claimed_past_the_idempotency_keys_lifetime_is_not_sent() {
     assert!(
         r["result"]["error"]
             .as_str()
-            .is_some_and(|e| e.contains("not sent") && e.contains("more than 24 hours ago")),
+            .is_some_and(|e| e.contains("not sent") && e.contains("more than 24 hours")),
         "{r}"
     );
     assert_eq!(up.count(), 1, "not sent again");
@@ -1279,6 +1279,48 @@ async fn an_answer_the_store_refused_once_is_stored_on_a_second_try() {
     assert_eq!(r["result"]["status"], 200, "{r}");
     assert_eq!(store.fail_answers.load(SeqCst), 0, "both refusals were met");
     assert_eq!(up.count(), 1);
+}
+
+/// The retry window counts from the first attempt that may have reached the upstream: an
+/// earlier attempt that certainly sent nothing (its connection was refused) does not start it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_retry_window_starts_at_the_first_attempt_that_may_have_been_sent() {
+    let (up, mut config, clock, a) =
+        setup_on_clock("[gate]\nexecution_timeout = \"1s\"\nreview_expiry = \"72h\"\n").await;
+    let reachable = config.upstream.resolve.clone();
+    // A port nothing listens on: the approval's send is refused, certainly unsent.
+    let dir = a.stop().await;
+    config
+        .upstream
+        .resolve
+        .insert("api.stripe.com".into(), support::spare_addr());
+    let a =
+        Airlock::start_with_parts(config.clone(), dir, Arc::new(TestRules), clock.clone()).await;
+    let id = hold_stalled_refund(&a).await;
+    let (_, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(up.count(), 0);
+
+    // 20 hours later, on a reachable upstream: the retry may reach it (no answer comes).
+    let dir = a.stop().await;
+    config.upstream.resolve = reachable;
+    let a = Airlock::start_with_parts(config, dir, Arc::new(TestRules), clock.clone()).await;
+    clock.advance(Duration::from_secs(20 * 3600));
+    let (_, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/retry"), None)
+        .await;
+    assert_eq!(r["state"], "outcome_unknown", "{r}");
+    assert_eq!(up.count(), 1);
+
+    // 25 hours after the first attempt, 5 after the one that may have been sent: allowed.
+    clock.advance(Duration::from_secs(5 * 3600));
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/retry"), None)
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(up.count(), 2, "sent again within the key's 24 hours");
 }
 
 /// Soft-gated money calls add up: once an agent's calls in the last 24 hours would pass
@@ -1316,11 +1358,64 @@ async fn small_charges_past_the_daily_budget_are_held() {
     );
     assert_eq!(up.count(), 2, "the third charge was not sent");
 
-    // 24 hours after the first charge, its $40 has left the window.
-    clock.advance(Duration::from_secs(23 * 3600));
+    // A charge counts for 24 to 25 hours (by the hour): 25 hours after the first, its $40 has
+    // left the window.
+    clock.advance(Duration::from_secs(24 * 3600));
     assert_eq!(charge().await.status(), 200);
     assert_eq!(charge().await.status(), 423, "$40 + $40 + $40 again");
     assert_eq!(up.count(), 3);
+}
+
+/// Counters of hours ahead of this instance's clock (another instance's clock runs ahead, or
+/// this one stepped back) still count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_money_budget_counts_hours_ahead_of_the_clock() {
+    let (up, _config, clock, a) = setup_on_clock("[gate]\nmoney_budget_usd = 100\n").await;
+    let charge = || async {
+        a.client()
+            .post("https://api.stripe.com/v1/charges")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("amount=4000&currency=usd")
+            .send()
+            .await
+            .expect("send")
+            .status()
+    };
+    clock.advance(Duration::from_secs(2 * 3600));
+    assert_eq!(charge().await, 200);
+    assert_eq!(charge().await, 200);
+    clock
+        .0
+        .fetch_sub(2 * 3600 * 1000, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(charge().await, 423, "the $80 two hours ahead counts");
+    assert_eq!(up.count(), 2);
+}
+
+/// A money call whose spending cannot be counted (the store refuses) is not forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_money_call_the_budget_cannot_count_is_not_forwarded() {
+    let (up, a, store) = setup_on_faulty_store("").await;
+    store
+        .fail_index
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = a
+        .client()
+        .post("https://api.stripe.com/v1/charges")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("amount=4000&currency=usd")
+        .send()
+        .await
+        .expect("send");
+    assert!(r.status() == 423 || r.status() == 503, "{}", r.status());
+    assert_eq!(up.count(), 0, "not forwarded uncounted");
+    // A read still flows.
+    let r = a
+        .client()
+        .get("https://api.github.com/user")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
 }
 
 /// Issue 15: an approved request's failure is `failed` (certainly not sent) only when no byte

@@ -52,8 +52,9 @@ pub struct GateConfig {
     pub execution_lease: Duration,
     /// `store.retention`: finished reviews older than this are removed (`None`: kept).
     pub retention: Option<Duration>,
-    /// Money (US dollars, at a high estimate) an agent's soft-gated calls may move in any 24
-    /// hours (rules' `spends`); a call that would pass it is held. 0: every such call is held.
+    /// Money (US dollars, at a high estimate) an agent's soft-gated calls may move in the last
+    /// 24 hours, counted by the hour (a call counts for 24 to 25 hours; rules' `spends`); a call
+    /// that would pass it is held. 0: every such call that moves any money is held.
     pub money_budget_usd: f64,
 }
 

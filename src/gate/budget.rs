@@ -2,21 +2,26 @@
 //! (US dollars at a high estimate), and `gate.money_budget_usd` caps their sum per agent over
 //! the last 24 hours, so many calls under the per-call limit do not add up unseen. A call that
 //! would pass the budget is held instead. Sums are kept per agent and hour as store counters
-//! (`spend/<agent>/<hour>` in [`Tree::Meta`]): a check reads at most 24 of them and adds to one
-//! under a compare-and-swap, so instances sharing a store share the budget. Hours that left
-//! the window are removed a few at a time by the next call of the same agent.
+//! (`spend/<agent>/<hour>` in [`Tree::Index`], which no instance watches for changes): a check
+//! reads the agent's counters from 24 hours before the current one on (later ones too: another
+//! instance's clock may run ahead, or this one may have stepped back), so a call counts for 24
+//! to 25 hours, and adds to the current hour's under a compare-and-swap on every counter it
+//! read, so instances sharing a store share the budget. Hours that left the window are removed
+//! a few at a time by the next call of the same agent.
 
 use std::sync::Arc;
 
 use super::{Gate, GateError};
-use crate::store::{counter_value, Batch, Tree};
+use crate::store::{counter_value, prefix_end, Batch, Tree};
 
-/// The hours a budget spans.
+/// The hours before the current one that a budget spans.
 const WINDOW_HOURS: u64 = 24;
 /// Past hours removed per call (a window's worth at most ever accrue between two calls).
 const PRUNE: usize = 4;
 /// Compare-and-swap attempts before giving up (the caller holds the call).
 const ATTEMPTS: usize = 16;
+/// Counters read per check: the window, and as many later hours (clocks ahead).
+const MOST_READ: usize = 2 * (WINDOW_HOURS as usize + 1);
 
 /// What a check of the budget found.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,47 +47,58 @@ fn key(prefix: &[u8], hour: u64) -> Vec<u8> {
 
 impl Gate {
     /// Counts `usd` against `agent`'s budget if it fits, else says by how much it would not.
-    /// Cents are rounded up. A store error is an error (the caller holds the call).
+    /// Cents are rounded up; an amount that is not a finite number never fits. A store error is
+    /// an error (the caller holds the call).
     pub async fn spend(self: &Arc<Self>, agent: &str, usd: f64) -> Result<Spend, GateError> {
         let agent = agent.to_string();
         self.blocking(move |g| {
             let budget_usd = g.cfg.money_budget_usd;
-            let cents = (usd * 100.0).ceil().max(0.0) as u64;
             let budget = (budget_usd * 100.0).floor().max(0.0) as u64;
             let hour = g.clock.now_ms() / 3_600_000;
-            let first = hour.saturating_sub(WINDOW_HOURS - 1);
             let prefix = prefix(&agent);
-            let (start, now_key, end) = (
-                key(&prefix, first),
-                key(&prefix, hour),
-                key(&prefix, hour + 1),
-            );
+            let start = key(&prefix, hour.saturating_sub(WINDOW_HOURS));
+            let (now_key, next_key) = (key(&prefix, hour), key(&prefix, hour.saturating_add(1)));
+            let end = prefix_end(&prefix);
             for _ in 0..ATTEMPTS {
-                let entries =
-                    g.store
-                        .range(Tree::Meta, &start, Some(&end), WINDOW_HOURS as usize)?;
-                let spent: u64 = entries.iter().map(|(_, v)| counter_value(v)).sum();
-                if spent.saturating_add(cents) > budget {
-                    return Ok(Spend::Over {
-                        spent_usd: spent as f64 / 100.0,
-                        budget_usd,
-                    });
-                }
-                let current = entries
+                let counters = g
+                    .store
+                    .range(Tree::Index, &start, end.as_deref(), MOST_READ)?;
+                let spent = counters
                     .iter()
-                    .find(|(k, _)| *k == now_key)
-                    .map(|(_, v)| v.clone());
+                    .fold(0u64, |sum, (_, v)| sum.saturating_add(counter_value(v)));
+                let over = |spent: u64| Spend::Over {
+                    spent_usd: spent as f64 / 100.0,
+                    budget_usd,
+                };
+                if !usd.is_finite() || usd < 0.0 {
+                    return Ok(over(spent));
+                }
+                let cents = (usd * 100.0).ceil() as u64;
+                if spent.saturating_add(cents) > budget {
+                    return Ok(over(spent));
+                }
+                if cents == 0 {
+                    return Ok(Spend::Counted);
+                }
+                // Every counter read still reads so, and no later hour began meanwhile.
                 let mut b = Batch::default();
-                b.expect(Tree::Meta, &now_key, current.as_deref());
+                for (k, v) in &counters {
+                    b.expect(Tree::Index, k, Some(v));
+                }
+                for k in [&now_key, &next_key] {
+                    if !counters.iter().any(|(c, _)| c == k) {
+                        b.expect(Tree::Index, k, None);
+                    }
+                }
                 b.add(
-                    Tree::Meta,
+                    Tree::Index,
                     &now_key,
                     i64::try_from(cents).unwrap_or(i64::MAX),
                 );
-                for (old, _) in g.store.range(Tree::Meta, &prefix, Some(&start), PRUNE)? {
-                    b.delete(Tree::Meta, &old);
+                for (old, _) in g.store.range(Tree::Index, &prefix, Some(&start), PRUNE)? {
+                    b.delete(Tree::Index, &old);
                 }
-                if cents == 0 || g.store.apply(b)? {
+                if g.store.apply(b)? {
                     return Ok(Spend::Counted);
                 }
             }
@@ -98,6 +114,7 @@ mod tests {
 
     #[test]
     fn an_agents_window_holds_its_own_hours_only() {
+        // Agent names are `[A-Za-z0-9._-]`; a `/` would be the worst case for the prefix.
         let (a, ab) = (prefix("a"), prefix("a/b"));
         let hour = 490_000;
         let (start, end) = (key(&a, hour - 23), key(&a, hour + 1));

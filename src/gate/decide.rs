@@ -155,6 +155,7 @@ impl Gate {
         let retried = self
             .blocking(move |g| {
                 let now = g.clock.now_ms();
+                let lease_ms = u64::try_from(g.cfg.execution_lease.as_millis()).unwrap_or(u64::MAX);
                 let people = g.people.current();
                 g.transition(&id_owned, |cur| {
                     if !matches!(
@@ -175,7 +176,8 @@ impl Gate {
                     }
                     cur.may_send(&reviewer, &people, "retry")
                         .map_err(GateError::Forbidden)?;
-                    cur.retry_window(now).map_err(GateError::BadRequest)?;
+                    cur.retry_window(now.saturating_add(lease_ms))
+                        .map_err(GateError::BadRequest)?;
                     if cur.already(&cur.retry_approvals, &reviewer, &people) {
                         return Err(GateError::Forbidden(format!(
                             "{} already asked for this retry; it needs {} distinct reviewers",

@@ -347,14 +347,14 @@ impl Gate {
                     }
                     // A retry claimed long after it was approved (by a sweep after a restart)
                     // may have outlived the idempotency key it counts on.
-                    if let Err(why) = cur.retry_window(started) {
+                    let lease =
+                        u64::try_from(g.cfg.execution_lease.as_millis()).unwrap_or(u64::MAX);
+                    if let Err(why) = cur.retry_window(started.saturating_add(lease)) {
                         next.execution = None;
                         next.end_unsent(started, format!("not sent: {why}"));
                         return Ok(next);
                     }
                     next.state = ReviewState::Executing;
-                    let lease =
-                        u64::try_from(g.cfg.execution_lease.as_millis()).unwrap_or(u64::MAX);
                     next.execution = Some(Execution {
                         instance: Some(g.instance.clone()),
                         lease_until_ms: Some(started.saturating_add(lease)),

@@ -269,21 +269,23 @@ impl Review {
             .min()
     }
 
-    /// Whether a retry at `now_ms` may be sent. A call that may have been sent is safe to send
-    /// again only while the upstream still knows its `Idempotency-Key` (Stripe answers a
-    /// duplicate with the first result for 24 hours). Past that, counted from the first attempt
-    /// that may have reached it, a retry could act twice: refused, with what to do. Checked
-    /// when a retry is asked for and again when it is claimed for sending.
-    pub fn retry_window(&self, now_ms: u64) -> Result<(), String> {
+    /// Whether a retry that may reach the upstream as late as `send_by_ms` may be sent (callers
+    /// pass now plus `gate.execution_lease`: a claim's send can end that late). A call that
+    /// may have been sent is safe to send again only while the upstream still knows its
+    /// `Idempotency-Key` (Stripe answers a duplicate with the first result for 24 hours). Past
+    /// that, counted from the first attempt that may have reached it, a retry could act twice:
+    /// refused, with what to do. Checked when a retry is asked for and again when it is
+    /// claimed for sending.
+    pub fn retry_window(&self, send_by_ms: u64) -> Result<(), String> {
         let keyed = self
             .request
             .headers
             .iter()
             .any(|(k, _)| k.eq_ignore_ascii_case("idempotency-key"));
         match self.first_maybe_sent_ms() {
-            Some(first) if keyed && now_ms.saturating_sub(first) >= IDEMPOTENCY_WINDOW_MS => {
+            Some(first) if keyed && send_by_ms.saturating_sub(first) >= IDEMPOTENCY_WINDOW_MS => {
                 Err(format!(
-                    "review {} was first sent at {}, more than 24 hours ago: the upstream may have forgotten its Idempotency-Key, so a retry could act twice; check the upstream for its outcome and, if it did not happen, make the call anew",
+                    "review {} was first sent at {}, and a retry could reach the upstream more than 24 hours after that: the upstream may have forgotten its Idempotency-Key, so a retry could act twice; check the upstream for its outcome and, if it did not happen, make the call anew",
                     self.id,
                     rfc3339(first)
                 ))

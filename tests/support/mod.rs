@@ -351,6 +351,8 @@ pub struct FaultyStore {
     pub fail_claims: std::sync::atomic::AtomicUsize,
     /// How many of the next commits recording an answer (a review `executed`) are refused.
     pub fail_answers: std::sync::atomic::AtomicUsize,
+    /// Refuses writes to the index tree (review indexes, money budget counters).
+    pub fail_index: std::sync::atomic::AtomicBool,
 }
 
 impl FaultyStore {
@@ -365,6 +367,7 @@ impl FaultyStore {
             claim_elsewhere_on_audit_failure: Default::default(),
             fail_claims: Default::default(),
             fail_answers: Default::default(),
+            fail_index: Default::default(),
         })
     }
 }
@@ -414,7 +417,8 @@ impl airlock::store::Store for FaultyStore {
         let fails = |tree: &Tree| match tree {
             Tree::Audit => self.fail_audit.load(SeqCst),
             Tree::Reviews => self.fail_reviews.load(SeqCst),
-            Tree::Meta | Tree::Index => false,
+            Tree::Index => self.fail_index.load(SeqCst),
+            Tree::Meta => false,
         };
         let writes_state = |state: &[u8]| {
             batches.iter().flat_map(|b| &b.writes).any(|w| {

@@ -290,6 +290,9 @@ impl Catalog {
             return esc("method_override", "`_method` parameter present".into());
         }
         let mut best: Option<Verdict> = None;
+        // What the matched rules that let the call through say it moves: the most of them
+        // counts, whichever rule decides.
+        let mut spend: Option<f64> = None;
         for (rule, params) in &cands {
             let mut unknown: Option<&'static str> = None;
             let mut all = true;
@@ -326,10 +329,16 @@ impl Catalog {
                 (false, None) => None,
             };
             if let Some(v) = v {
+                if let Some(s) = v.spend_usd {
+                    spend = Some(spend.map_or(s, |m: f64| m.max(s)));
+                }
                 if best.as_ref().is_none_or(|b| v.action > b.action) {
                     best = Some(v);
                 }
             }
+        }
+        if let Some(b) = best.as_mut().filter(|b| b.action <= Action::Notify) {
+            b.spend_usd = spend;
         }
         let unclassified = || {
             let v = plain(
