@@ -1378,7 +1378,7 @@ for fd, name in ((0, "own"),):
         .and_then(|t| t.split("RUN_EXIT=").next())
         .unwrap_or_default();
     assert!(
-        after.contains("\x1b[?1049l\x1b[?1000l\x1b[!p\x1b[0m"),
+        after.contains("\x1b[?1049l\x1b[?1;5;9;66;1000;") && after.contains("\x1b[!p\x1b[0m"),
         "not reset: {after:?}"
     );
 }

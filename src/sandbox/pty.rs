@@ -109,7 +109,7 @@ impl Pty {
         // Each relay owns its own duplicate of the master, so its descriptor stays valid for
         // as long as the thread runs.
         let master = self.master.try_clone()?;
-        let filter = TermFilter::new(!utf8_locale());
+        let filter = TermFilter::new(eight_bit_locale());
         self.output = Some(
             std::thread::Builder::new()
                 .name("airlock-pty-out".into())
@@ -146,12 +146,14 @@ impl Pty {
             while !h.is_finished() && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            // Still writing: what it left on is unknown, so the common modes are reset.
+            // Still writing: what it left on is unknown, so every mode is reset.
             let reset = match h.is_finished().then(|| h.join()) {
                 Some(Ok(Some(filter))) => filter.restore(),
-                _ => UNKNOWN_RESET.to_vec(),
+                _ => super::term_modes::TermModes::unknown(),
             };
-            let _ = write_all(self.out_fd, &reset);
+            if is_tty(self.out_fd) {
+                let _ = write_all(self.out_fd, &reset);
+            }
         }
         self.restore();
     }
@@ -170,23 +172,54 @@ impl Drop for Pty {
     }
 }
 
-/// Switches off the mouse, focus events and bracketed paste, shows the cursor and soft-resets
-/// the terminal: for when what COMMAND left on is not known.
-const UNKNOWN_RESET: &[u8] =
-    b"\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1004l\x1b[?1006l\x1b[?2004l\x1b[?25h\x1b[!p\x1b[0m";
-
-/// Whether the caller's locale reads text as UTF-8. Only a locale naming another character
-/// set (`en_US.ISO-8859-1`) says no: `C` and an unset locale are common over SSH from UTF-8
-/// terminals.
-fn utf8_locale() -> bool {
+/// Whether the caller's locale (`LC_ALL`, else `LC_CTYPE`, else `LANG`) reads single bytes
+/// where 0x80-0x9F are C1 controls: an ISO 8859 character set, named (`de_DE.ISO-8859-15`) or
+/// the default of a name without one (`en_US`; but `ja_JP`, `ko_KR` and `zh_*` default to
+/// multibyte sets, whose bytes in that range are text). `C`, `POSIX` and an unset locale are
+/// taken as UTF-8: common over SSH from UTF-8 terminals.
+fn eight_bit_locale() -> bool {
     let locale = ["LC_ALL", "LC_CTYPE", "LANG"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
-    let Some(codeset) = locale.as_deref().and_then(|l| l.split(['.', '@']).nth(1)) else {
-        return true;
-    };
-    let codeset = codeset.to_ascii_lowercase();
-    codeset == "utf-8" || codeset == "utf8"
+    locale.is_some_and(|l| eight_bit_name(&l))
+}
+
+fn eight_bit_name(locale: &str) -> bool {
+    let name = locale.split('@').next().unwrap_or(locale);
+    match name.split_once('.') {
+        Some((_, codeset)) => {
+            let c = codeset.to_ascii_lowercase().replace(['-', '_'], "");
+            c.starts_with("iso8859")
+        }
+        None => {
+            let lang = name.split('_').next().unwrap_or(name);
+            !matches!(name, "C" | "POSIX") && !matches!(lang, "ja" | "ko" | "zh")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn eight_bit_locales_by_name() {
+        for (locale, eight) in [
+            ("en_US.UTF-8", false),
+            ("en_US.utf8", false),
+            ("C", false),
+            ("POSIX", false),
+            ("C.UTF-8", false),
+            ("en_US", true),
+            ("de_DE.ISO-8859-15", true),
+            ("de_DE@euro", true),
+            ("ru_RU.iso88595", true),
+            ("ja_JP", false),
+            ("ja_JP.eucJP", false),
+            ("zh_CN.GB18030", false),
+            ("en_US.CP1252", false),
+        ] {
+            assert_eq!(super::eight_bit_name(locale), eight, "{locale}");
+        }
+    }
 }
 
 /// Writes all of `bytes` to `to`; false if it could not.

@@ -7,8 +7,8 @@
 //! 10-19, 104, 110-119), and drops every other OSC string and every DCS, SOS, PM and APC
 //! string whole, in their 7-bit (`ESC ]`) and UTF-8 C1 (`U+009D`) forms. A string split
 //! across reads is judged as a whole. Raw 8-bit C1 bytes (0x80-0x9F outside UTF-8) act only on
-//! a terminal that does not read UTF-8: for a caller whose locale names another character set,
-//! they are dropped. What passed is also read by [`TermModes`], to switch off at the end what
+//! a terminal that reads single bytes: for a caller with an ISO 8859 locale they are dropped.
+//! An ESC followed by a C1 control is judged as that control (the terminal cancels the ESC). What passed is also read by [`TermModes`], to switch off at the end what
 //! COMMAND left on.
 
 use super::term_modes::TermModes;
@@ -94,6 +94,12 @@ impl TermFilter {
                 // A second ESC cancels the first; a bare ST outside a string does nothing.
                 0x1b => {}
                 b'\\' => self.state = State::Ground,
+                // A C1 control cancels the ESC and acts itself (`ESC C2 9D` starts an OSC, and so
+                // does `ESC 9D` on an 8-bit terminal): the ESC is dropped, the byte judged anew.
+                0xc2 | 0x80..=0x9f => {
+                    self.state = State::Ground;
+                    self.step(b, out);
+                }
                 _ => {
                     out.extend_from_slice(&[0x1b, b]);
                     self.state = State::Ground;
@@ -254,6 +260,10 @@ mod tests {
             ("é ü ©".as_bytes(), "é ü ©".as_bytes()),
             // An escape inside a dropped string ends it and starts anew.
             (b"\x1b]52;c;x\x1b[31mred", b"\x1b[31mred"),
+            // ESC followed by a C1 control: the control acts, the ESC is cancelled.
+            (b"\x1b\xc2\x9d52;c;eA==\x07k", b"k"),
+            (b"\x1b\xc2\x90dcs\x1b\\k", b"k"),
+            (b"\x1b]0;t\x1b\xc2\x9d52;c;eA==\x07k", b"\x1b]0;t\x07k"),
             (b"\x1b\x1b[0m", b"\x1b[0m"),
         ];
         for (i, (input, want)) in cases.iter().enumerate() {
@@ -286,6 +296,11 @@ mod tests {
                 b"\x1b]0;t52;c;x\x07",
             ),
             (b"\x9b31mred", b"\x9b31mred", b"31mred"),
+            (
+                b"\x1b\x9d52;c;eA==\x07b",
+                b"\x9d52;c;eA==\x07b",
+                b"52;c;eA==\x07b",
+            ),
             ("ğ €".as_bytes(), "ğ €".as_bytes(), b"\xc4 \xe2\xac"),
             (b"caf\xe9", b"caf\xe9", b"caf\xe9"),
         ];

@@ -1,19 +1,21 @@
-//! What COMMAND left switched on in the caller's terminal, and how to switch it off when
-//! `airlock run` ends. [`TermModes`] reads what the filter passed on, exactly as the terminal
-//! reads it: DEC private modes set and not reset (mouse reporting, bracketed paste, focus
-//! events, the alternate screen, a hidden cursor, application keys), colours changed by OSC,
-//! and whether any escape sequence passed at all (hidden or coloured text, charsets, scroll
-//! margins: a soft reset covers them). A command that wrote no escape gets no reset.
+//! What COMMAND may have left switched on in the caller's terminal, and how to switch it off
+//! when `airlock run` ends. [`TermModes`] reads what the filter passed on: whether any escape
+//! sequence passed at all (a command that wrote none gets no reset), which alternate screen was
+//! entered and not left, whether the kitty keyboard protocol or xterm's modifyOtherKeys was
+//! set, and which OSC colours changed. The reset then switches off every mode that outlives a
+//! command (mouse reporting, focus events, bracketed paste, synchronized output, application
+//! keys, reverse video) whether or not it was seen set, since terminals parse more spellings
+//! than any tracker reads; leaves an alternate screen only when one was entered (leaving it
+//! restores a saved cursor); shows the cursor and soft-resets attributes (DECSTR: hidden or
+//! coloured text, charsets, margins).
 
 use std::collections::BTreeSet;
 
-/// DEC private modes switched off at the end when COMMAND left them on: application cursor
-/// keys, reverse video, the mouse (X10, normal, highlight, button, any-event, UTF-8, SGR,
-/// urxvt, pixels), focus events, application keypad, the alternate screens, bracketed paste.
-const RESTORED: &[u32] = &[
-    1, 5, 9, 47, 66, 1000, 1001, 1002, 1003, 1004, 1005, 1006, 1015, 1016, 1047, 1049, 2004,
-];
-/// Alternate screens: left first, so the other resets apply to the caller's screen.
+/// DEC private modes switched off whenever any escape passed, in one DECRST: application cursor
+/// keys, reverse video, the mouse (X10, normal, highlight, button, any-event, UTF-8, SGR, urxvt,
+/// pixels), focus events, application keypad, bracketed paste, synchronized output.
+const RESET: &[u8] = b"\x1b[?1;5;9;66;1000;1001;1002;1003;1004;1005;1006;1015;1016;2004;2026l";
+/// Alternate screens: left first, so the resets apply to the caller's screen.
 const SCREENS: &[u32] = &[1049, 1047, 47];
 /// Longest CSI or OSC head kept for reading (longer ones are not tracked).
 const MOST_HEAD: usize = 64;
@@ -38,16 +40,30 @@ enum Read {
 pub struct TermModes {
     read: Read,
     head: Vec<u8>,
-    /// Restorable DEC private modes set and not reset since.
-    set: BTreeSet<u32>,
-    cursor_hidden: bool,
-    /// Any escape sequence passed (a soft reset is then sent).
+    /// Alternate screens entered and not left since.
+    screens: BTreeSet<u32>,
+    /// Any escape sequence passed (the reset is then sent).
     escapes: bool,
+    /// The kitty keyboard protocol was pushed or set (`CSI > … u`, `CSI = … u`).
+    kitty: bool,
+    /// xterm's modifyOtherKeys or another key modifier resource was set (`CSI > … m`).
+    modify_keys: bool,
     /// OSC colour numbers used (4, 10-19).
     colours: BTreeSet<u32>,
 }
 
 impl TermModes {
+    /// The reset for output nothing was read of (any mode may be on; no screen is left).
+    pub fn unknown() -> Vec<u8> {
+        TermModes {
+            escapes: true,
+            kitty: true,
+            modify_keys: true,
+            ..TermModes::default()
+        }
+        .restore()
+    }
+
     /// Reads `passed`, the bytes that went on to the terminal.
     pub fn observe(&mut self, passed: &[u8]) {
         for &b in passed {
@@ -68,6 +84,7 @@ impl TermModes {
                     b'[' => self.enter(Read::Csi),
                     b']' => self.enter(Read::OscNumber),
                     0x1b => {}
+                    0xc2 => self.read = Read::C2,
                     _ => self.read = Read::Ground,
                 }
             }
@@ -92,6 +109,9 @@ impl TermModes {
                 }
                 0x1b => self.read = Read::Esc,
                 0x18 | 0x1a => self.read = Read::Ground,
+                // A C1 CSI starts the sequence anew; other controls act and are not part of it.
+                0xc2 => self.read = Read::C2,
+                0x00..=0x1f => {}
                 _ if self.head.len() < MOST_HEAD => self.head.push(b),
                 _ => {}
             },
@@ -120,45 +140,47 @@ impl TermModes {
         self.read = read;
     }
 
-    /// A CSI sequence ended with `last`: `CSI ? Pm h` sets modes, `CSI ? Pm l` resets them.
+    /// A CSI sequence ended with `last`: `CSI ? Pm h` and `l` enter and leave screens; `CSI >`
+    /// and `CSI =` with `u` or `m` set keyboard protocols.
     fn csi_done(&mut self, last: u8) {
-        let Some(params) = self.head.strip_prefix(b"?") else {
-            return;
-        };
-        let on = match last {
-            b'h' => true,
-            b'l' => false,
-            _ => return,
-        };
-        for n in params.split(|&c| c == b';').filter_map(number) {
-            if n == 25 {
-                self.cursor_hidden = !on;
-            } else if RESTORED.contains(&n) {
-                if on {
-                    self.set.insert(n);
-                } else {
-                    self.set.remove(&n);
+        match (self.head.first(), last) {
+            (Some(b'>' | b'='), b'u') => self.kitty = true,
+            (Some(b'>'), b'm') => self.modify_keys = true,
+            (Some(b'?'), b'h' | b'l') => {
+                for n in self.head[1..].split(|&c| c == b';').filter_map(number) {
+                    if SCREENS.contains(&n) {
+                        if last == b'h' {
+                            self.screens.insert(n);
+                        } else {
+                            self.screens.remove(&n);
+                        }
+                    }
                 }
             }
+            _ => {}
         }
     }
 
-    /// What switches off what the output left on: nothing when it passed no escape.
+    /// What switches off what the output may have left on: nothing when it passed no escape.
     pub fn restore(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        let screens = self.set.iter().filter(|n| SCREENS.contains(n));
-        let others = self.set.iter().filter(|n| !SCREENS.contains(n));
-        for n in screens.chain(others) {
+        if !self.escapes {
+            return out;
+        }
+        for n in SCREENS.iter().filter(|n| self.screens.contains(n)) {
             out.extend_from_slice(format!("\x1b[?{n}l").as_bytes());
         }
-        if self.cursor_hidden {
-            out.extend_from_slice(b"\x1b[?25h");
+        out.extend_from_slice(RESET);
+        if self.kitty {
+            // Flags of the current entry off, then every pushed entry popped.
+            out.extend_from_slice(b"\x1b[=0u\x1b[<99u");
         }
-        if self.escapes {
-            // Soft reset (DECSTR: attributes, charsets, margins, insert and origin modes,
-            // keypad), and plain attributes for terminals without it.
-            out.extend_from_slice(b"\x1b[!p\x1b[0m");
+        if self.modify_keys {
+            out.extend_from_slice(b"\x1b[>4m");
         }
+        // The cursor shown; a soft reset (DECSTR: attributes, charsets, margins, insert and
+        // origin modes, keypad), and plain attributes for terminals without it.
+        out.extend_from_slice(b"\x1b[?25h\x1b[!p\x1b[0m");
         for &n in &self.colours {
             let reset = if n == 4 { 104 } else { n + 100 };
             out.extend_from_slice(format!("\x1b]{reset}\x07").as_bytes());
@@ -167,9 +189,20 @@ impl TermModes {
     }
 }
 
-/// A decimal number of at most 9 digits.
+/// A decimal number, read by value as terminals read it (`0001049` is 1049).
 fn number(digits: &[u8]) -> Option<u32> {
-    if digits.is_empty() || digits.len() > 9 {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let first = digits
+        .iter()
+        .position(|&d| d != b'0')
+        .unwrap_or(digits.len());
+    let digits = &digits[first..];
+    if digits.is_empty() {
+        return Some(0);
+    }
+    if digits.len() > 9 {
         return None;
     }
     std::str::from_utf8(digits).ok()?.parse().ok()
@@ -182,36 +215,33 @@ mod tests {
     /// (what passed the filter, what `airlock run` writes at the end)
     #[test]
     fn what_was_left_on_is_switched_off() {
-        let cases: &[(&[u8], &[u8])] = &[
-            (b"plain text\r\n", b""),
-            (b"\x1b[31mred", b"\x1b[!p\x1b[0m"),
-            (b"\x1b[8mhidden", b"\x1b[!p\x1b[0m"),
-            (
-                b"\x1b[?1000h\x1b[?1006h",
-                b"\x1b[?1000l\x1b[?1006l\x1b[!p\x1b[0m",
-            ),
-            (b"\x1b[?1000;1006h\x1b[?1000l", b"\x1b[?1006l\x1b[!p\x1b[0m"),
-            (
-                b"\x1b[?2004h\x1b[?1049h",
-                b"\x1b[?1049l\x1b[?2004l\x1b[!p\x1b[0m",
-            ),
-            (b"\x1b[?25l", b"\x1b[?25h\x1b[!p\x1b[0m"),
-            (b"\x1b[?25l\x1b[?25h", b"\x1b[!p\x1b[0m"),
-            (b"\xc2\x9b?1003h", b"\x1b[?1003l\x1b[!p\x1b[0m"),
+        const R: &str = "\x1b[?1;5;9;66;1000;1001;1002;1003;1004;1005;1006;1015;1016;2004;2026l";
+        const END: &str = "\x1b[?25h\x1b[!p\x1b[0m";
+        let base = format!("{R}{END}");
+        let cases: Vec<(&[u8], String)> = vec![
+            (b"plain text\r\n", String::new()),
+            (b"\x1b[31mred", base.clone()),
+            (b"\x1b[?1000h\x1b[?1006h", base.clone()),
+            (b"\x1b[?2004h\x1b[?1049h", format!("\x1b[?1049l{base}")),
+            (b"\x1b[?1049h\x1b[?1049l", base.clone()),
+            // Read by value, controls inside the sequence skipped, a C1 CSI restarting it.
+            (b"\x1b[?0001049h", format!("\x1b[?1049l{base}")),
+            (b"\x1b[?10\r49h", format!("\x1b[?1049l{base}")),
+            (b"\x1b[?1\xc2\x9b?47h", format!("\x1b[?47l{base}")),
+            (b"\x1b[>1u", format!("{R}\x1b[=0u\x1b[<99u{END}")),
+            (b"\x1b[>4;2m", format!("{R}\x1b[>4m{END}")),
             (
                 b"\x1b]11;#000000\x07\x1b]4;1;red\x1b\\",
-                b"\x1b[!p\x1b[0m\x1b]104\x07\x1b]111\x07",
+                format!("{base}\x1b]104\x07\x1b]111\x07"),
             ),
-            (b"\x1b]0;title\x07", b"\x1b[!p\x1b[0m"),
-            // Split sequences are read whole; unknown modes are left alone.
-            (b"\x1b[?7777h", b"\x1b[!p\x1b[0m"),
+            (b"\x1b]0;title\x07", base.clone()),
         ];
         for (i, (passed, want)) in cases.iter().enumerate() {
             let mut whole = TermModes::default();
             whole.observe(passed);
             assert_eq!(
                 String::from_utf8_lossy(&whole.restore()),
-                String::from_utf8_lossy(want),
+                want.as_str(),
                 "case {i}"
             );
             let mut bytewise = TermModes::default();

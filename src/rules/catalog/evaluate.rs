@@ -47,7 +47,7 @@ impl Catalog {
         let mut any = false;
         for s in std::iter::once(&segs).chain(alts.iter()) {
             for_candidates(svc, head.method, s, |r| {
-                any |= !r.when.is_empty();
+                any |= !r.when.is_empty() || r.spends.is_some();
                 !any
             });
         }
