@@ -198,30 +198,6 @@ fn eight_bit_name(locale: &str) -> bool {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn eight_bit_locales_by_name() {
-        for (locale, eight) in [
-            ("en_US.UTF-8", false),
-            ("en_US.utf8", false),
-            ("C", false),
-            ("POSIX", false),
-            ("C.UTF-8", false),
-            ("en_US", true),
-            ("de_DE.ISO-8859-15", true),
-            ("de_DE@euro", true),
-            ("ru_RU.iso88595", true),
-            ("ja_JP", false),
-            ("ja_JP.eucJP", false),
-            ("zh_CN.GB18030", false),
-            ("en_US.CP1252", false),
-        ] {
-            assert_eq!(super::eight_bit_name(locale), eight, "{locale}");
-        }
-    }
-}
-
 /// Writes all of `bytes` to `to`; false if it could not.
 fn write_all(to: RawFd, mut bytes: &[u8]) -> bool {
     while !bytes.is_empty() {
@@ -260,6 +236,30 @@ fn copy(from: RawFd, to: RawFd, mut filter: Option<TermFilter>) -> Option<TermFi
         }
         if !write_all(to, rest) {
             return filter;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn eight_bit_locales_by_name() {
+        for (locale, eight) in [
+            ("en_US.UTF-8", false),
+            ("en_US.utf8", false),
+            ("C", false),
+            ("POSIX", false),
+            ("C.UTF-8", false),
+            ("en_US", true),
+            ("de_DE.ISO-8859-15", true),
+            ("de_DE@euro", true),
+            ("ru_RU.iso88595", true),
+            ("ja_JP", false),
+            ("ja_JP.eucJP", false),
+            ("zh_CN.GB18030", false),
+            ("en_US.CP1252", false),
+        ] {
+            assert_eq!(super::eight_bit_name(locale), eight, "{locale}");
         }
     }
 }
