@@ -1521,6 +1521,10 @@ fn differentials() -> Vec<Entry> {
         e("bucket", "payment intent's platform fee changed", ST, h1("POST", "/v1/payment_intents/pi_1", &[FORM], "application_fee_amount=999999"), Held),
         e("bucket", "price amount in another currency changed", ST, h1("POST", "/v1/prices/price_1", &[FORM], "currency_options[eur][unit_amount]=9999999"), Held),
         e("bucket", "draft invoice sent (finalized first)", ST, h1("POST", "/v1/invoices/in_1/send", &[FORM], ""), Held),
+        e("differential", "card number read with a Rack 2 spelling of expand", ST, h1("GET", "/v1/issuing/cards/ic_1?[expand][]=number", &[], ""), HeldFor("param_ambiguous")),
+        e("differential", "card number read after a `;` in the query", ST, h1("GET", "/v1/issuing/cards/ic_1?a=1;expand[]=number", &[], ""), HeldFor("query_separator")),
+        e("bucket", "card numbers read through a list's expand", ST, h1("GET", "/v1/issuing/cards?expand[]=data.number", &[], ""), Held),
+        e("path", "an IIS %u escape in a Stripe path", ST, h1("POST", "/v1/invoices/in_1%u002Fpay", &[FORM], ""), HeldFor("path_ambiguous")),
         // Session 15 reviews: GitHub.
         e("bucket", "repository renamed (rulesets by name stop applying; the name is freed)", GH, h1("PATCH", "/repos/o/prod-api", &[JSON], r#"{"name":"sandbox-api"}"#), Held),
         e("bucket", "GraphQL updateRepository renaming", GH, h1("POST", "/graphql", &[JSON], gql("mutation { updateRepository(input: {repositoryId: \"R\", name: \"old\"}) { clientMutationId } }")), Held),
@@ -1531,6 +1535,7 @@ fn differentials() -> Vec<Entry> {
         e("bucket", "GraphQL createDeploymentStatus SUCCESS", GH, h1("POST", "/graphql", &[JSON], gql("mutation { createDeploymentStatus(input: {deploymentId: \"D\", state: SUCCESS}) { clientMutationId } }")), Held),
         e("ci config", "a tree with .github one level down (re-rooted by a commit of the subtree)", GH, h1("POST", "/repos/o/r/git/trees", &[JSON], r#"{"tree":[{"path":"sub/.github/workflows/evil.yml","mode":"100644","type":"blob","content":"on: push"}]}"#), Held),
         e("bucket", "environment variable overwritten", GH, h1("PATCH", "/repos/o/r/environments/production/variables/DEPLOY_HOST", &[JSON], r#"{"name":"DEPLOY_HOST","value":"evil.example.com"}"#), Held),
+        e("bucket", "push-protection bypass reviewers cleared with an empty list", GH, h1("PATCH", "/repos/o/r", &[JSON], r#"{"security_and_analysis":{"secret_scanning_delegated_bypass_options":{"reviewers":[]}}}"#), Held),
         e("bucket", "Copilot agent task started", GH, h1("POST", "/agents/repos/o/r/tasks", &[JSON], r#"{"prompt":"x","base_ref":"main"}"#), Held),
     ]
 }

@@ -105,6 +105,10 @@ fn assign(c: &Condition, want: bool) -> Vec<(String, Option<Value>)> {
         }
         // A `*` field (any element) gets one element, named so that it nests in JSON and in
         // GraphQL alike.
+        // The path's own value (every `{x}` is `octo`), or another.
+        (Test::NeParam(_), w) => one(Some(Value::String(
+            if w { "octo-renamed" } else { SEG }.into(),
+        ))),
         // Only the listed fields, or one more.
         (Test::OtherThan(known), w) => {
             let name = match w {
@@ -301,7 +305,14 @@ fn sibling_negations(all: &[RuleInfo], rule: &RuleInfo) -> Vec<(String, Option<V
                 && o.path == rule.path
                 && o.methods.iter().any(|m| rule.methods.contains(m))
         })
-        .flat_map(|o| o.when.iter().flat_map(|c| assign(c, false)))
+        // Every condition unmet, except one on a path parameter (`invoice ne
+        // "create_preview"`), whose negation would route the request elsewhere.
+        .flat_map(|o| {
+            o.when
+                .iter()
+                .filter(|c| !o.path.contains(&format!("{{{}}}", c.field)))
+                .flat_map(|c| assign(c, false))
+        })
         .collect()
 }
 

@@ -138,7 +138,7 @@ pub fn secret_body_values(body: &[u8]) -> Vec<String> {
         match v {
             serde_json::Value::Object(m) => {
                 for (k, item) in m {
-                    let own = within || is_secret_query_param(k);
+                    let own = within || is_secret_body_field(k);
                     walk(item, own, within || holds_secrets(k), out);
                 }
             }
@@ -149,9 +149,7 @@ pub fn secret_body_values(body: &[u8]) -> Vec<String> {
             }
             serde_json::Value::String(s) if secret => {
                 out.push(s.clone());
-                if let Ok(q) = serde_json::to_string(s) {
-                    out.extend(json_spellings(&q[1..q.len() - 1]));
-                }
+                out.extend(json_spellings(s));
             }
             serde_json::Value::Number(n) if secret => out.push(n.to_string()),
             _ => {}
@@ -164,9 +162,13 @@ pub fn secret_body_values(body: &[u8]) -> Vec<String> {
         for pair in text.split('&') {
             let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
             let key = decode(raw_key);
-            // `config[secret]`: the last bracketed part names the field.
-            let own = key.rsplit(['[', ']']).find(|p| !p.is_empty()).unwrap_or("");
-            if is_secret_query_param(own) {
+            // `config[secret]`: the last bracketed part names the field; `credentials[new]`
+            // lies under a key that holds secrets.
+            let parts: Vec<&str> = key.split(['[', ']']).filter(|p| !p.is_empty()).collect();
+            let Some((own, outer)) = parts.split_last() else {
+                continue;
+            };
+            if is_secret_body_field(own) || outer.iter().any(|p| holds_secrets(p)) {
                 out.push(decode(raw_value));
                 out.push(raw_value.to_string());
             }
@@ -178,43 +180,120 @@ pub fn secret_body_values(body: &[u8]) -> Vec<String> {
     out
 }
 
+/// Body field names (lowercase) that carry secrets besides the secret-named ones: an app
+/// secret's `payload`, keys and passphrases, a card's security code.
+const SECRET_BODY_FIELDS: &[&str] = &["payload", "private_key", "passphrase", "cvc", "cvv"];
+
+/// Is body field `name` a secret: secret-named, or in [`SECRET_BODY_FIELDS`]?
+fn is_secret_body_field(name: &str) -> bool {
+    is_secret_query_param(name) || SECRET_BODY_FIELDS.contains(&name.to_ascii_lowercase().as_str())
+}
+
 /// Does key `name` hold secrets all through (not just name one, as `secret_scanning` does)?
-/// Its last word is secret-named: `password`, `credentials`, `client_secrets`.
+/// Its last word is secret-named (`password`, `credentials`, `client_secrets`), or it is a
+/// payment card (`card[number]`).
 fn holds_secrets(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     let n = n.strip_suffix('s').unwrap_or(&n);
-    SECRET_QUERY_PARAMS.contains(&n) || SECRET_NAME_PARTS.iter().any(|p| n.ends_with(p))
+    n == "card"
+        || SECRET_QUERY_PARAMS.contains(&n)
+        || SECRET_NAME_PARTS.iter().any(|p| n.ends_with(p))
 }
 
-/// A JSON string's content `q` (as serde escapes it: quotes, backslashes, controls) spelled as
-/// common JSON writers spell it: as is (JavaScript, Ruby), ASCII-only `\u00e4` (Python), with
-/// `\/` as well (PHP, both), and HTML-safe `\u003c` `\u003e` `\u0026` (Go).
-fn json_spellings(q: &str) -> Vec<String> {
-    let mut ascii = String::with_capacity(q.len());
-    let mut html = String::with_capacity(q.len());
-    for c in q.chars() {
-        if c.is_ascii() {
-            ascii.push(c);
+/// How one JSON writer escapes a string: non-ASCII as `\uXXXX` (in upper-case hex?), these
+/// characters as `\u00XX` too, `/` as `\/`.
+struct Writer {
+    ascii_only: bool,
+    upper: bool,
+    escaped: &'static [char],
+    slash: bool,
+}
+
+/// The writers whose spellings are looked for: serde, JavaScript, Ruby and Jackson; PHP with
+/// `JSON_UNESCAPED_UNICODE` (`\/` only); Python's `ensure_ascii`; PHP's default (`\/` too); Go's HTML-safe `\u003c`; Gson's (`=` and `'`
+/// too); .NET's System.Text.Json (upper-case hex, `+`, `"` and more).
+const WRITERS: [Writer; 7] = [
+    Writer {
+        ascii_only: false,
+        upper: false,
+        escaped: &[],
+        slash: false,
+    },
+    Writer {
+        ascii_only: false,
+        upper: false,
+        escaped: &[],
+        slash: true,
+    },
+    Writer {
+        ascii_only: true,
+        upper: false,
+        escaped: &[],
+        slash: false,
+    },
+    Writer {
+        ascii_only: true,
+        upper: false,
+        escaped: &[],
+        slash: true,
+    },
+    Writer {
+        ascii_only: false,
+        upper: false,
+        escaped: &['<', '>', '&', '\u{2028}', '\u{2029}'],
+        slash: false,
+    },
+    Writer {
+        ascii_only: false,
+        upper: false,
+        escaped: &['<', '>', '&', '=', '\''],
+        slash: false,
+    },
+    Writer {
+        ascii_only: true,
+        upper: true,
+        escaped: &['<', '>', '&', '\'', '"', '+', '`'],
+        slash: false,
+    },
+];
+
+/// String `s` as JSON writers spell it inside quotes (see [`WRITERS`]).
+fn json_spellings(s: &str) -> Vec<String> {
+    let hex = |out: &mut String, u: u32, upper: bool| {
+        if upper {
+            out.push_str(&format!("\\u{u:04X}"));
         } else {
-            let mut units = [0u16; 2];
-            for u in c.encode_utf16(&mut units) {
-                ascii.push_str(&format!("\\u{u:04x}"));
-            }
+            out.push_str(&format!("\\u{u:04x}"));
         }
-        match c {
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                html.push_str(&format!("\\u{:04x}", u32::from(c)))
+    };
+    WRITERS
+        .iter()
+        .map(|w| {
+            let mut out = String::with_capacity(s.len() + 8);
+            for c in s.chars() {
+                match c {
+                    c if w.escaped.contains(&c) => hex(&mut out, u32::from(c), w.upper),
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '/' if w.slash => out.push_str("\\/"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    '\u{8}' => out.push_str("\\b"),
+                    '\u{c}' => out.push_str("\\f"),
+                    c if u32::from(c) < 0x20 => hex(&mut out, u32::from(c), w.upper),
+                    c if !c.is_ascii() && w.ascii_only => {
+                        let mut units = [0u16; 2];
+                        for u in c.encode_utf16(&mut units) {
+                            hex(&mut out, u32::from(*u), w.upper);
+                        }
+                    }
+                    c => out.push(c),
+                }
             }
-            _ => html.push(c),
-        }
-    }
-    vec![
-        q.replace('/', "\\/"),
-        ascii.replace('/', "\\/"),
-        ascii,
-        html,
-        q.to_string(),
-    ]
+            out
+        })
+        .collect()
 }
 
 /// How many secret body values a page masks (each is searched in the shown text); a body with
@@ -267,7 +346,9 @@ mod tests {
         assert_eq!(
             secret_body_values(json),
             vec![
+                "a/b\\u003Cc\\u003E\\u00E4",
                 "a/b\\u003cc\\u003eä",
+                "s3cr3t-v\\u00E4lue",
                 "s3cr3t-v\\u00e4lue",
                 "a\\/b<c>\\u00e4",
                 "s3cr3t-välue",
@@ -279,9 +360,16 @@ mod tests {
                 "0ldpass",
                 "n3wpass",
             ],
-            "as read and as written (serde, Python, PHP, Go); leaves whose own key is \
+            "as read and as written (serde, PHP, Python, Go, .NET); leaves whose own key is \
              secret-named, and all under a key that holds secrets (`credentials`, not \
              `secret_scanning`)"
+        );
+        // Named otherwise: an app secret's payload, a card's number; in a form too.
+        let form =
+            b"name=k&payload=sk_live_abcdef&card[number]=4242424242424242&credentials[new]=n3wpass";
+        assert_eq!(
+            secret_body_values(form),
+            vec!["4242424242424242", "sk_live_abcdef", "n3wpass"]
         );
         let form = b"charge=ch_1&metadata[api_secret]=whsec%2Fab%2Bc%3D%3D&card[password]=pw";
         assert_eq!(

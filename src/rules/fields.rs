@@ -53,6 +53,9 @@ pub struct Fields {
     /// Form keys whose brackets frameworks read differently (`[a]`, `a]`, `a[b]c`): Rack 2
     /// and qs take `[amount]` for `amount`, this reader for `.amount`.
     pub malformed: Vec<String>,
+    /// JSON objects and arrays given empty (`"reviewers": []` clears a list): given, with no
+    /// leaf to show it.
+    pub empty: std::collections::BTreeSet<String>,
 }
 
 /// `name`, then any number of `[...]` with no bracket inside: the one shape every form reader
@@ -99,7 +102,7 @@ impl Fields {
     /// `k` is given: as a value, or as an object or array with something in it (`files` for
     /// `{"files":{"a.txt":{..}}}`, flattened to `files.a.txt.content`).
     pub fn given(&self, k: &str) -> bool {
-        if self.map.contains_key(k) {
+        if self.map.contains_key(k) || self.empty.contains(k) {
             return true;
         }
         let below = format!("{k}.");
@@ -107,6 +110,11 @@ impl Fields {
             .range(below.clone()..)
             .next()
             .is_some_and(|(key, _)| key.starts_with(&below))
+            || self
+                .empty
+                .range(below.clone()..)
+                .next()
+                .is_some_and(|key| key.starts_with(&below))
     }
 
     /// Adds `a=1&b[c]=2` pairs. Array pushes `a[]=x` get positional names.
@@ -150,6 +158,14 @@ impl Fields {
             Value::Bool(b) => FieldValue::Bool(*b),
             Value::Number(n) => FieldValue::Num(n.as_f64().unwrap_or(f64::NAN)),
             Value::String(s) => FieldValue::Str(s.clone()),
+            Value::Array(items) if items.is_empty() => {
+                self.empty.insert(key.clone());
+                return;
+            }
+            Value::Object(m) if m.is_empty() => {
+                self.empty.insert(key.clone());
+                return;
+            }
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
                     let len = key.len();
@@ -319,6 +335,9 @@ impl<'de> Visitor<'de> for &mut Flat<'_> {
             let more = seq.next_element_seed(&mut *self)?;
             self.prefix.truncate(len);
             if more.is_none() {
+                if i == 0 {
+                    self.out.empty.insert(self.prefix.clone());
+                }
                 return Ok(());
             }
             i += 1;
@@ -339,6 +358,9 @@ impl<'de> Visitor<'de> for &mut Flat<'_> {
             map.next_value_seed(&mut *self)?;
             self.prefix.truncate(len);
         }
+        if seen.is_empty() {
+            self.out.empty.insert(self.prefix.clone());
+        }
         Ok(())
     }
 }
@@ -352,6 +374,10 @@ struct Seen {
 }
 
 impl Seen {
+    fn is_empty(&self) -> bool {
+        self.few.is_empty() && self.many.is_empty()
+    }
+
     /// `false` if `key` was seen before.
     fn insert(&mut self, key: &str) -> bool {
         if self.few.iter().any(|k| k == key) || self.many.contains(key) {
@@ -371,13 +397,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn given_counts_objects_and_arrays_with_something_in_them() {
+    fn given_counts_objects_and_arrays_empty_or_not() {
+        let body = br#"{"files":{"a.txt":{"content":"x"}},"users":["m"],"empty":{},"none":[],"opts":{"reviewers":[]},"filesx":1}"#;
         let mut j = Fields::default();
-        j.add_json(br#"{"files":{"a.txt":{"content":"x"}},"users":["m"],"empty":{},"filesx":1}"#)
-            .expect("json");
+        j.add_json(body).expect("json");
         assert!(j.given("files") && j.given("files.a.txt") && j.given("users"));
         assert!(j.given("filesx"));
-        assert!(!j.given("empty") && !j.given("file") && !j.given("missing"));
+        // An empty object or list is given (`"reviewers": []` clears a list).
+        assert!(
+            j.given("empty") && j.given("none") && j.given("opts") && j.given("opts.reviewers")
+        );
+        assert!(!j.given("file") && !j.given("missing") && !j.given("opts.reviewer"));
+        let mut v = Fields::default();
+        v.add_value("", &serde_json::from_slice(body).expect("value"));
+        assert_eq!(v.empty, j.empty, "parsed and streamed alike");
         let mut f = Fields::default();
         f.add_form("file_link_data[create]=true");
         assert!(f.given("file_link_data") && !f.given("file_link"));

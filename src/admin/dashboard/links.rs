@@ -189,8 +189,11 @@ fn request_summary(r: &Review) -> String {
     // secret-named body fields (a webhook's `config.secret`) are masked here, wherever their
     // values show.
     let mut secrets = redact::secret_body_values(&body);
-    // Too many to mask one by one: the body is not shown here (the dashboard shows it).
-    let withheld = secrets.len() > redact::MOST_BODY_SECRETS;
+    // Too many to mask one by one, or JSON with a key given twice (a secret under the earlier
+    // one would not be found): the body is not shown here (the dashboard shows it).
+    let duplicate_keys = serde_json::from_slice::<serde_json::Value>(&body).is_ok()
+        && crate::rules::fields::strict_json(&body).is_err();
+    let withheld = secrets.len() > redact::MOST_BODY_SECRETS || duplicate_keys;
     let body = if withheld {
         secrets.clear();
         Vec::new()
@@ -205,7 +208,7 @@ fn request_summary(r: &Review) -> String {
     let stored = super::views::stored_request_text(r, &s.url, &body, &hide);
     let shown = super::views::stored_request_text(r, &s.url, &body, &query_hide);
     let stored = if withheld {
-        format!("{stored}\n[body not shown: more than {} secret-named fields; open the review in the dashboard]", redact::MOST_BODY_SECRETS)
+        format!("{stored}\n[body not shown here: more than {} secret-named values to mask, or JSON with a key given twice; open the review in the dashboard]", redact::MOST_BODY_SECRETS)
     } else {
         stored
     };

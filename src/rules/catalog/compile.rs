@@ -111,6 +111,7 @@ struct RawCond {
     protected_ref: Option<RefForm>,
     path_under: Option<Vec<String>>,
     other_than: Option<Vec<String>>,
+    ne_param: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -466,6 +467,9 @@ fn compile_cond(c: &RawCond) -> Result<Cond, String> {
     if let Some(form) = c.protected_ref {
         tests.push(Test::ProtectedRef(form));
     }
+    if let Some(param) = &c.ne_param {
+        tests.push(Test::NeParam(param.clone()));
+    }
     if let Some(known) = &c.other_than {
         if c.field != "*" {
             return Err(format!(
@@ -503,7 +507,7 @@ fn compile_cond(c: &RawCond) -> Result<Cond, String> {
         tests.push(Test::PathUnder(under));
     }
     if tests.len() != 1 {
-        return Err(format!("condition on `{}` needs exactly one test (eq, ne, in, gt, gte, lt, present, money_over, protected_ref, path_under, other_than)", c.field));
+        return Err(format!("condition on `{}` needs exactly one test (eq, ne, in, gt, gte, lt, present, money_over, protected_ref, path_under, other_than, ne_param)", c.field));
     }
     let wildcard = c.field != "*" && c.field.split('.').any(|s| s.contains('*'));
     if wildcard {

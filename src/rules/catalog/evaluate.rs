@@ -90,9 +90,18 @@ impl Catalog {
         if svc.slashless_ids && !is_read(head.method) {
             let path = head.path_and_query.split('?').next().unwrap_or("");
             let lower = path.to_ascii_lowercase();
-            if ["%2f", "%5c", "%25", "\\"]
-                .iter()
-                .any(|e| lower.contains(e))
+            // `%u002F` (IIS) and any `%` not starting an escape read differently too.
+            let stray_percent = path.bytes().enumerate().any(|(i, b)| {
+                b == b'%'
+                    && !path
+                        .as_bytes()
+                        .get(i + 1..i + 3)
+                        .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+            });
+            if stray_percent
+                || ["%2f", "%5c", "%25", "\\"]
+                    .iter()
+                    .any(|e| lower.contains(e))
             {
                 return esc(
                     "path_ambiguous",
@@ -263,7 +272,18 @@ impl Catalog {
                 }
             }
         }
-        if let Some(k) = fields.malformed.first().filter(|_| !is_read(head.method)) {
+        // A read no condition judges is not held for how its query is spelled: nothing reads it
+        // (docs/parser-differentials.md). One a condition judges is held as a write is: a key
+        // given twice, brackets readers split differently (`[expand][]`), a `;` separator.
+        // `_method` holds on any method.
+        let judged = !is_read(head.method) || needs_body;
+        if judged && is_read(head.method) && query.contains(';') {
+            return esc(
+                "query_separator",
+                "`;` in the query string of a read a rule judges: some frameworks split parameters on it".into(),
+            );
+        }
+        if let Some(k) = fields.malformed.first().filter(|_| judged) {
             return esc(
                 "param_ambiguous",
                 format!("parameter `{k}`: form readers split its brackets differently"),
@@ -277,9 +297,6 @@ impl Catalog {
                 format!("`{field}` in the query of a JSON write: not every server reads it"),
             );
         }
-        // A read no condition judges is not held for a key given twice in its query: nothing
-        // reads the key (docs/parser-differentials.md). `_method` holds on any method.
-        let judged = !is_read(head.method) || needs_body;
         if let Some(k) = fields.duplicates.first().filter(|_| judged) {
             return esc(
                 "duplicate_key",

@@ -290,9 +290,11 @@ pub(super) fn rule_verdict(
             let mut others: Vec<&str> = fields
                 .map
                 .keys()
+                .chain(&fields.empty)
                 .map(|k| k.split('.').next().unwrap_or(k))
                 .filter(|top| !known.iter().any(|n| n == top))
                 .collect();
+            others.sort_unstable();
             others.dedup();
             if !others.is_empty() {
                 p.insert("fields".into(), others.join(", "));
@@ -355,10 +357,12 @@ pub(super) fn check(
     protected: &[RefPattern],
 ) -> Result<bool, &'static str> {
     if let Test::OtherThan(known) = &c.test {
-        // Any field given (body or query) whose top-level name is not listed.
+        // Any field given (body or query, empty objects and lists too) whose top-level name is
+        // not listed.
         return Ok(fields
             .map
             .keys()
+            .chain(&fields.empty)
             .map(|k| k.split('.').next().unwrap_or(k))
             .any(|top| !known.iter().any(|n| n == top)));
     }
@@ -442,6 +446,10 @@ pub(super) fn check(
         (Test::In(ws), Some(v)) => ws.iter().any(|w| eq(v, w)),
         (Test::ProtectedRef(form), Some(v)) => protected_ref(*form, v, protected)?,
         (Test::PathUnder(dirs), Some(v)) => path_under(v, dirs)?,
+        (Test::NeParam(name), Some(v)) => match params.get(name) {
+            Some(p) => *v != FieldValue::Null && v.as_text() != *p,
+            None => return Err("value_unparseable"),
+        },
         // Judged above, before any one field is read.
         (Test::OtherThan(_), Some(_)) => true,
         (Test::Gt(n), Some(v)) => v.as_num().ok_or("value_unparseable")? > *n,

@@ -54,6 +54,8 @@
 //! `protected_ref = "branch"` or `"ref"` (the field names a ref the service's `[git]
 //! protected_refs` protect, so REST and GraphQL ref writes share git push's list; see
 //! [`RefForm`]; a service using it needs a `[git]` section),
+//! `ne_param = "repo"` (the field is given and differs from that path parameter: a rename, not
+//! the same name sent again),
 //! `other_than = ["description", "metadata"]` with `field = "*"` (a body or query field whose
 //! top-level name is not listed is given: a route's harmless fields listed, any other holds),
 //! `path_under = [".github"]` (the field, read as a repository path, is that directory or below
@@ -128,6 +130,9 @@ pub enum Test {
     /// A field other than these (top-level names) is given: the closed world of a route whose
     /// harmless fields are few (`field = "*"`).
     OtherThan(Vec<String>),
+    /// The field is given and differs from this path parameter's value (`name` against
+    /// `{repo}`: a rename, not the same name sent again).
+    NeParam(String),
 }
 
 /// How a `protected_ref` condition reads its field as a ref name. Every reading GitHub might
