@@ -35,6 +35,8 @@ pub enum ServerError {
     Store { path: String, source: StoreError },
     #[error("recovering reviews: {0}")]
     Recover(#[from] GateError),
+    #[error("clock: {0}")]
+    Clock(String),
     #[error("audit log: {0}")]
     Audit(String),
     #[error("one-click link key: {0}")]
@@ -240,6 +242,10 @@ pub async fn start_with_store(
         clock,
         life.tasks.clone(),
     );
+    // Leases compare clocks across instances: refuse to run on one too far off the database's.
+    gate.check_clock()
+        .await
+        .map_err(|e| ServerError::Clock(e.to_string()))?;
     gate.recover().await?;
     let checkpoints = audit.spawn_checkpoint_timer();
     let stop = life.shutdown.clone();

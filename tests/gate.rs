@@ -1815,6 +1815,45 @@ async fn listing_is_paged_filtered_counted_swept_and_pruned() {
     assert_eq!(up.count(), 0);
 }
 
+/// Instances sharing a database tell a lapsed claim from a running send by comparing clocks:
+/// one whose clock is a minute ahead of the database's (15 s allowed by default) refuses to
+/// start, and says what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_whose_clock_is_far_from_the_databases_does_not_start() {
+    support::init();
+    let Some(cluster) = support::postgres::Cluster::shared() else {
+        return; // the reason is printed; CI requires PostgreSQL
+    };
+    let url = cluster.fresh_database();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let toml = format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n");
+    let config = Airlock::config(&toml, dir.path(), &up, HOSTS);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_millis() as u64;
+    let clock = Arc::new(ManualClock::default());
+    clock
+        .0
+        .store(now + 60_000, std::sync::atomic::Ordering::SeqCst);
+    let err = match airlock::server::start(&config, Arc::new(TestRules), clock.clone()).await {
+        Ok(_) => panic!("started with its clock a minute ahead of the database's"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("clock") && err.contains("ahead of") && err.contains("NTP"),
+        "{err}"
+    );
+    // Within the allowance it starts.
+    clock
+        .0
+        .store(now + 2_000, std::sync::atomic::Ordering::SeqCst);
+    assert!(airlock::server::start(&config, Arc::new(TestRules), clock)
+        .await
+        .is_ok());
+}
+
 /// The PostgreSQL backend end to end: a hold, its listing, an approval that sends once, a
 /// restart that keeps it all, and an audit chain that verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -231,6 +231,59 @@ impl Gate {
         self.store.watch(Tree::Reviews).is_some()
     }
 
+    /// How far this instance's clock is ahead of the shared store's (ms; negative: behind),
+    /// measured at the midpoint of one round trip. `None` on a store only this process writes.
+    pub async fn clock_skew_ms(self: &Arc<Self>) -> Result<Option<i64>, GateError> {
+        self.blocking(|g| {
+            let before = g.clock.now_ms();
+            let Some(theirs) = g.store.clock_ms() else {
+                return Ok(None);
+            };
+            let theirs = theirs?;
+            let after = g.clock.now_ms();
+            let ours = before / 2 + after / 2;
+            Ok(Some(ours as i64 - theirs as i64))
+        })
+        .await
+    }
+
+    /// The clock difference instances sharing a store may have: half the slack between
+    /// `gate.execution_lease` and `gate.execution_timeout`, the other half left for a slow
+    /// claim commit. Past it, another instance could give a claim up as lapsed while its
+    /// send still runs.
+    pub fn max_clock_skew_ms(&self) -> u64 {
+        let slack = self
+            .cfg
+            .execution_lease
+            .saturating_sub(self.cfg.execution_timeout);
+        u64::try_from(slack.as_millis() / 2).unwrap_or(u64::MAX)
+    }
+
+    /// Checks this instance's clock against the shared store's: `Err` (with what to do) past
+    /// [`Gate::max_clock_skew_ms`], a warning past a second.
+    pub async fn check_clock(self: &Arc<Self>) -> Result<(), GateError> {
+        let Some(skew) = self.clock_skew_ms().await? else {
+            return Ok(());
+        };
+        let allowed = self.max_clock_skew_ms();
+        let way = if skew >= 0 { "ahead of" } else { "behind" };
+        let secs = skew.unsigned_abs() as f64 / 1000.0;
+        if skew.unsigned_abs() > allowed {
+            return Err(GateError::BadRequest(format!(
+                "this host's clock is {secs:.1}s {way} the database's; instances sharing it compare clocks to tell a lapsed claim (gate.execution_lease) from a running send, and more than {:.1}s (half of execution_lease minus execution_timeout) could let a call be sent twice: fix the clock (NTP) or lengthen gate.execution_lease",
+                allowed as f64 / 1000.0
+            )));
+        }
+        if skew.unsigned_abs() > 1000 {
+            tracing::warn!(
+                skew_ms = skew,
+                "this host's clock is {secs:.1}s {way} the database's (allowed: {:.1}s); check NTP",
+                allowed as f64 / 1000.0
+            );
+        }
+        Ok(())
+    }
+
     /// On a store other instances share: wakes this instance's waiters (wait-mode, the
     /// dashboard) whenever any instance changes a review, as PostgreSQL's NOTIFY reports it.
     pub fn follow_shared_store(self: &Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {

@@ -309,6 +309,10 @@ impl Gate {
     pub async fn run_sweeper(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(self.cfg.sweep_interval);
         let mut prune = tokio::time::interval(std::time::Duration::from_secs(60));
+        // A clock that drifts after start is reported (sending stays as it was: the claim's
+        // lease check still guards each send).
+        let mut clock = tokio::time::interval(std::time::Duration::from_secs(600));
+        clock.tick().await;
         loop {
             tokio::select! {
                 _ = tick.tick() => {
@@ -321,6 +325,11 @@ impl Gate {
                     }
                     if self.shared_store() {
                         self.look_after_other_instances().await;
+                    }
+                }
+                _ = clock.tick() => {
+                    if let Err(e) = self.check_clock().await {
+                        tracing::error!(error = %e, "clock check against the shared store");
                     }
                 }
                 _ = prune.tick() => match self.timed(Gate::prune).await {

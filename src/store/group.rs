@@ -77,6 +77,12 @@ impl Store for Grouped {
         self.inner.watch(tree)
     }
 
+    fn clock_ms(&self) -> Option<Result<u64, StoreError>> {
+        self.inner
+            .clock_ms()
+            .map(|r| r.inspect_err(|e| counted("clock", e)))
+    }
+
     fn exclusive_turn(&self) -> Result<Option<super::Turn>, StoreError> {
         self.inner
             .exclusive_turn()

@@ -200,6 +200,12 @@ pub trait Store: Send + Sync + 'static {
         let _ = tree;
         None
     }
+    /// For a store several processes share: its own clock (ms since the epoch), the one
+    /// reference every instance's clock can be compared with (claims' leases compare the
+    /// clocks of instances). `None`: only this process writes.
+    fn clock_ms(&self) -> Option<Result<u64, StoreError>> {
+        None
+    }
     /// For a store several processes share: waits for the appenders' turn, held across
     /// processes until the guard drops, so that one process at a time reads the audit log's head
     /// and commits after it (no append then loses a race for the next seq and retries).

@@ -29,6 +29,9 @@ impl Commits {
 }
 
 impl Store for Counting {
+    fn clock_ms(&self) -> Option<Result<u64, StoreError>> {
+        self.inner.clock_ms()
+    }
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(tree, key)
     }

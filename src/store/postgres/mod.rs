@@ -251,6 +251,19 @@ impl Store for PostgresStore {
         self.changes.subscribe(tree)
     }
 
+    fn clock_ms(&self) -> Option<Result<u64, StoreError>> {
+        let read = self.read(
+            "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+            Vec::new(),
+        );
+        Some(read.and_then(|rows| {
+            rows.first()
+                .and_then(|r| r.try_get::<_, i64>(0).ok())
+                .and_then(|ms| u64::try_from(ms).ok())
+                .ok_or_else(|| io(&self.shown, "the database's clock could not be read"))
+        }))
+    }
+
     fn exclusive_turn(&self) -> Result<Option<super::Turn>, StoreError> {
         let (pool, shown) = (self.pool.clone(), self.shown.clone());
         let client = self.run(async move {
