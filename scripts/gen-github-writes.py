@@ -387,7 +387,20 @@ PASSING_CHECK_RUN = ("passing", ESC, IRR,
 # escalates the absence; `ne`/`in` rules come first so that the every-rule test's negations (it
 # negates sibling conditions in file order) pick a value that keeps the base entry deciding.
 SAFE_ENVIRONMENTS = ["staging", "development", "dev", "test", "testing", "qa", "preview", "sandbox"]
+# Assigning an issue to Copilot starts the same autonomous agent run as an agent task (held).
+COPILOT = '["copilot", "copilot-swe-agent", "copilot-swe-agent[bot]", "@copilot"]'
+COPILOT_ASSIGNED = [
+    ("copilot", ESC, MONEY, "Assigns an issue to Copilot (starts an autonomous agent run in GitHub Actions, as an agent task does)",
+     f'[{{ field = "assignees.*", in = {COPILOT} }}]'),
+    ("copilot-assignee", ESC, MONEY, "Assigns an issue to Copilot through the legacy `assignee` field",
+     f'[{{ field = "assignee", in = {COPILOT} }}]'),
+    ("agent-assignment", ESC, MONEY, "Assigns an issue to a coding agent (agent_assignment)",
+     '[{ field = "agent_assignment", present = true }]'),
+]
+
 CONDITIONAL = {
+    "issues/add-assignees": COPILOT_ASSIGNED[:1],
+    "issues/update": COPILOT_ASSIGNED,
     "gists/create": [
         ("public", ESC, IRR, "Creates a public gist (published to everyone)",
          '[{ field = "public", eq = true }]'),

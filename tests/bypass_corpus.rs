@@ -1536,6 +1536,7 @@ fn differentials() -> Vec<Entry> {
         e("ci config", "a tree with .github one level down (re-rooted by a commit of the subtree)", GH, h1("POST", "/repos/o/r/git/trees", &[JSON], r#"{"tree":[{"path":"sub/.github/workflows/evil.yml","mode":"100644","type":"blob","content":"on: push"}]}"#), Held),
         e("bucket", "environment variable overwritten", GH, h1("PATCH", "/repos/o/r/environments/production/variables/DEPLOY_HOST", &[JSON], r#"{"name":"DEPLOY_HOST","value":"evil.example.com"}"#), Held),
         e("bucket", "push-protection bypass reviewers cleared with an empty list", GH, h1("PATCH", "/repos/o/r", &[JSON], r#"{"security_and_analysis":{"secret_scanning_delegated_bypass_options":{"reviewers":[]}}}"#), Held),
+        e("bucket", "issue assigned to Copilot (starts an agent run)", GH, h1("POST", "/repos/o/r/issues/1/assignees", &[JSON], r#"{"assignees":["alice","copilot-swe-agent"]}"#), Held),
         e("bucket", "Copilot agent task started", GH, h1("POST", "/agents/repos/o/r/tasks", &[JSON], r#"{"prompt":"x","base_ref":"main"}"#), Held),
     ]
 }

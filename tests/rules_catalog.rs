@@ -1447,8 +1447,8 @@ fn path_under_and_wildcards_are_checked_at_load() {
     }
     for (bad, says) in [
         (
-            r#"{ field = "tree.*.path", eq = "x" }"#,
-            "only with path_under",
+            r#"{ field = "tree.*.path", gt = 1 }"#,
+            "only with path_under, in or eq",
         ),
         (
             r#"{ field = "tree.*x.path", path_under = [".github"] }"#,

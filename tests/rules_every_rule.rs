@@ -81,7 +81,9 @@ fn other(v: &toml::Value) -> Value {
 
 /// Field assignments (`None`: leave the field out) that make `c` hold (`want`) or fail.
 fn assign(c: &Condition, want: bool) -> Vec<(String, Option<Value>)> {
-    let one = |v: Option<Value>| vec![(c.field.clone(), v)];
+    // A `*` field (any element) gets one element, named so that it nests in JSON and in
+    // GraphQL alike.
+    let one = |v: Option<Value>| vec![(c.field.replace('*', "item"), v)];
     match (&c.test, want) {
         (Test::Eq(v), true) | (Test::Ne(v), false) => one(Some(toml_to_json(v))),
         (Test::Eq(v), false) | (Test::Ne(v), true) => one(Some(other(v))),

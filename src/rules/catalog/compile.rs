@@ -519,9 +519,9 @@ fn compile_cond(c: &RawCond) -> Result<Cond, String> {
             && c.field.matches('*').count() == 1
             && !c.field.starts_with("*")
             && !c.field.starts_with('.');
-        if !well_formed || !matches!(tests[0], Test::PathUnder(_)) {
+        if !well_formed || !matches!(tests[0], Test::PathUnder(_) | Test::In(_) | Test::Eq(_)) {
             return Err(format!(
-                "condition on `{}`: a `*` (any element) must be one whole segment, once, after a field name, and only with path_under",
+                "condition on `{}`: a `*` (any element) must be one whole segment, once, after a field name, and only with path_under, in or eq",
                 c.field
             ));
         }

@@ -366,6 +366,33 @@ pub(super) fn check(
             .map(|k| k.split('.').next().unwrap_or(k))
             .any(|top| !known.iter().any(|n| n == top)));
     }
+    if let (Test::In(_) | Test::Eq(_), Some((head, tail))) = (&c.test, c.field.split_once(".*")) {
+        // Any element (`assignees.*`): each is judged as a field of its own; a single value
+        // given where a list is expected (`head tail`) too. An element that cannot be read
+        // fails closed as a field would.
+        let start = format!("{head}.");
+        let mut keys: Vec<String> = fields
+            .map
+            .range(start.clone()..)
+            .take_while(|(k, _)| k.starts_with(&start))
+            .filter_map(|(k, _)| k[start.len()..].split('.').next())
+            .map(|element| format!("{start}{element}{tail}"))
+            .collect();
+        keys.dedup();
+        let single = format!("{head}{tail}");
+        if fields.get(&single).is_some() {
+            keys.push(single);
+        }
+        let mut any = false;
+        for key in keys {
+            let one = Cond {
+                field: key,
+                test: c.test.clone(),
+            };
+            any |= check(&one, fields, params, protected)?;
+        }
+        return Ok(any);
+    }
     if let (Test::PathUnder(dirs), Some((head, tail))) = (&c.test, c.field.split_once(".*")) {
         // Any element: `head.<anything>tail`, or `head tail` (a single value for a list).
         let start = format!("{head}.");

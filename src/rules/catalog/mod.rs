@@ -61,9 +61,10 @@
 //! `path_under = [".github"]` (the field, read as a repository path, is that directory or below
 //! it: `./.GitHub//workflows/x.yml` is; a `..` segment or a NUL cannot be placed and escalates;
 //! `"**/.github"`: the directory at any depth, `sub/.github/x` too).
-//! A `path_under` field may name every element of an array with a `*` segment
-//! (`tree.*.path`): the condition holds if any element's holds (`*` also matches nothing, for
-//! a single value given where a list is expected, which GraphQL coerces to a list).
+//! A `path_under`, `in` or `eq` field may name every element of an array with a `*` segment
+//! (`tree.*.path`, `assignees.*`): the condition holds if any element's holds (`*` also matches
+//! nothing, for a single value given where a list is expected, which GraphQL coerces to a
+//! list); an element `in`/`eq` cannot read (an object) fails closed.
 //! A condition that cannot be evaluated (unparseable body, unknown currency) escalates.
 //! `present = true` also holds for an object or array with something in it (`files` for
 //! `{"files":{"a.txt":{"content":"x"}}}`); `present = false` holds when the field has no value
