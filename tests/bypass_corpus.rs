@@ -684,7 +684,7 @@ fn differentials() -> Vec<Entry> {
             ST,
             h1(
                 "POST",
-                "/v1/products/prod_1",
+                "/v1/plans/plan_1",
                 &[("Content-Type", "text/plain")],
                 "_method=DELETE",
             ),
@@ -695,7 +695,7 @@ fn differentials() -> Vec<Entry> {
             ST,
             h1(
                 "POST",
-                "/v1/products/prod_1",
+                "/v1/plans/plan_1",
                 &[("Content-Type", "application/octet-stream")],
                 "_method=DELETE",
             ),
@@ -734,7 +734,7 @@ fn differentials() -> Vec<Entry> {
             ST,
             h1(
                 "POST",
-                "/v1/products/prod_1",
+                "/v1/plans/plan_1",
                 &[("Content-Type", "Text/Plain; charset=utf-8")],
                 "name=x;_method=DELETE",
             ),
@@ -1525,6 +1525,12 @@ fn differentials() -> Vec<Entry> {
         e("differential", "card number read after a `;` in the query", ST, h1("GET", "/v1/issuing/cards/ic_1?a=1;expand[]=number", &[], ""), HeldFor("query_separator")),
         e("bucket", "card numbers read through a list's expand", ST, h1("GET", "/v1/issuing/cards?expand[]=data.number", &[], ""), Held),
         e("path", "an IIS %u escape in a Stripe path", ST, h1("POST", "/v1/invoices/in_1%u002Fpay", &[FORM], ""), HeldFor("path_ambiguous")),
+        e("bucket", "a small charge sent to a connected account", ST, h1("POST", "/v1/charges", &[FORM], "amount=9900&currency=usd&source=tok_visa&transfer_data[destination]=acct_1"), Held),
+        e("bucket", "a new customer source (past-due invoices retried at once)", ST, h1("POST", "/v1/customers/cus_1", &[FORM], "source=tok_visa"), Held),
+        e("bucket", "checkout for an existing customer (their saved card offered)", ST, h1("POST", "/v1/checkout/sessions", &[FORM], "mode=payment&customer=cus_1&line_items[0][price]=price_1&line_items[0][quantity]=1"), Held),
+        e("bucket", "a payment link's revenue redirected", ST, h1("POST", "/v1/payment_links/plink_1", &[FORM], "transfer_data[destination]=acct_1"), Held),
+        e("bucket", "a customer's card cloned to another account", ST, h1("POST", "/v1/payment_methods", &[FORM], "customer=cus_1&payment_method=pm_1"), Held),
+        e("bucket", "a v2 financial address read (full account number)", ST, h1("GET", "/v2/money_management/financial_addresses/finaddr_1", &[], ""), Held),
         // Session 15 reviews: GitHub.
         e("bucket", "repository renamed (rulesets by name stop applying; the name is freed)", GH, h1("PATCH", "/repos/o/prod-api", &[JSON], r#"{"name":"sandbox-api"}"#), Held),
         e("bucket", "GraphQL updateRepository renaming", GH, h1("POST", "/graphql", &[JSON], gql("mutation { updateRepository(input: {repositoryId: \"R\", name: \"old\"}) { clientMutationId } }")), Held),
