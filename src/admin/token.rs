@@ -13,6 +13,23 @@ pub fn read_token(path: &Path) -> Result<Option<String>, AdminError> {
             return Ok(Some(t.trim().to_string()));
         }
     }
+    // The CLI may run as another user than the server (root, say), so the owner is not
+    // checked here; a file others may write could hold a planted token.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o022 != 0 {
+                return Err(AdminError::TokenFile {
+                    path: path.display().to_string(),
+                    message: format!(
+                        "mode {mode:o} lets other users change it; run `chmod 600 {}`",
+                        path.display()
+                    ),
+                });
+            }
+        }
+    }
     match std::fs::read_to_string(path) {
         Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_string())),
         Ok(_) => Err(AdminError::TokenFile {
@@ -39,11 +56,15 @@ pub fn load_or_create_token(path: &Path) -> Result<String, AdminError> {
         path: path.display().to_string(),
         message,
     };
-    let read = || match std::fs::read_to_string(path) {
-        Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_string())),
-        Ok(_) => Err(err("token file is empty".into())),
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(err(e.to_string())),
-        Err(_) => Ok(None),
+    // The server's own secret: owned by its user, readable by nobody else (as the CA key is).
+    let read = || match crate::secret_file::read_owned(path, 0o077) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_string())),
+            Ok(_) => Err(err("token file is empty".into())),
+            Err(_) => Err(err("token file is not UTF-8".into())),
+        },
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(err(e.to_string())),
     };
     if let Some(t) = read()? {
         return Ok(t);

@@ -136,6 +136,10 @@ pub struct Transition {
     /// The approval an execution rests on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approved_by: Option<String>,
+    /// The decision this entry records (approval, retry, reject) was given with the operator's
+    /// admin token, whatever name it gave: `true`; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<bool>,
     /// The end of an execution: the upstream's status, how long it took, what went wrong.
     #[serde(flatten)]
     pub execution: Option<ExecutionEnd>,
@@ -198,6 +202,7 @@ mod tests {
             by: None,
             comment: None,
             approved_by: None,
+            admin_token: None,
             execution: Some(ExecutionEnd {
                 upstream_status: Some(204),
                 duration_ms: Some(12),

@@ -94,9 +94,11 @@ fn untouched_export_verifies() {
             entries: 27,
             checkpoints: 2,
             first_seq: 0,
-            last_seq: 26
+            last_seq: 26,
+            last_signed_seq: report.last_signed_seq,
         }
     );
+    assert!(report.last_signed_seq.is_some_and(|s| s <= 26));
     assert_eq!(log.verify_live().unwrap(), report);
     // First entry chains from 64 zeros; checkpoint fields are as documented.
     let first: Value = serde_json::from_str(&lines[0]).unwrap();

@@ -28,6 +28,8 @@ pub struct VerifyReport {
     pub first_seq: u64,
     /// Seq of the last line (0 when there were no lines).
     pub last_seq: u64,
+    /// Seq of the last checkpoint verified: lines after it are covered by no signature.
+    pub last_signed_seq: Option<u64>,
 }
 
 /// The first place the chain breaks: the seq (when known) and 1-based line, and why.
@@ -300,6 +302,7 @@ impl Verifier {
         if is_checkpoint {
             self.check_checkpoint(obj, seq, prev, line)?;
             self.report.checkpoints += 1;
+            self.report.last_signed_seq = Some(seq);
         }
 
         // The chain link to the previous line.

@@ -150,6 +150,7 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
                         "OK: {} entries (seq {}..={}), {} checkpoints verified",
                         r.entries, r.first_seq, r.last_seq, r.checkpoints
                     );
+                    unsigned_tail(&r);
                     Ok(())
                 }
                 Err(e) => bail!("audit log verification FAILED: {e}"),
@@ -172,6 +173,7 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
                         "OK: {} entries (seq {}..={}), {} checkpoints verified",
                         r.entries, r.first_seq, r.last_seq, r.checkpoints
                     );
+                    unsigned_tail(&r);
                     Ok(())
                 }
                 Err(e) => bail!("audit log verification FAILED: {e}"),
@@ -302,4 +304,18 @@ fn accept_restore(config: &Config) -> Result<()> {
         airlock::audit::anchor_path_for(&key).display()
     );
     Ok(())
+}
+
+/// Says which lines no signature covers: a chain can be recomputed over a rewritten tail, so
+/// only a checkpoint (or `--checkpoint`/`--anchor` kept elsewhere) vouches for them.
+fn unsigned_tail(r: &airlock::audit::VerifyReport) {
+    let first_unsigned = r.last_signed_seq.map_or(r.first_seq, |s| s + 1);
+    if r.entries > 0 && first_unsigned <= r.last_seq {
+        eprintln!(
+            "note: seq {first_unsigned}..={} follow the last checkpoint and are covered by no \
+             signature: a rewritten tail would chain as well. Sign one first (`airlock audit \
+             checkpoint`) and export again, or verify with --checkpoint or --anchor kept elsewhere.",
+            r.last_seq
+        );
+    }
 }

@@ -205,11 +205,50 @@ impl Config {
     pub fn discover(explicit: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
         let home = Home::find(explicit);
         match home.config_file.clone() {
-            Some(path) => Self::load_in(&path, home, overrides),
+            Some(path) => {
+                if home.found == home::Found::WorkingDir {
+                    not_planted(&path)?;
+                }
+                Self::load_in(&path, home, overrides)
+            }
             None => Self::checked("<defaults>", "", overrides, home),
         }
     }
+}
 
+/// A config picked up from the working directory (never named by the caller) must be the
+/// caller's own and writable by nobody else: it says where the CLI sends tokens and which files
+/// `airlock run` hides, and another user could leave one in a shared or project directory.
+fn not_planted(path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let refuse = |why: String| {
+        ConfigError::Read {
+        file: path.display().to_string(),
+        message: format!(
+            "found in the working directory, but {why}: it was not taken (pass `--config {}` to use it anyway)",
+            path.display()
+        ),
+    }
+    };
+    let meta = std::fs::metadata(path).map_err(|e| refuse(format!("cannot stat it: {e}")))?;
+    // SAFETY: plain syscall.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(refuse(format!(
+            "it belongs to uid {}, not to you (uid {me})",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(refuse(format!(
+            "others may change it (mode {:o})",
+            meta.mode() & 0o777
+        )));
+    }
+    Ok(())
+}
+
+impl Config {
     /// Loads the config file at `path` (relative paths in it resolve against `$AIRLOCK_HOME`,
     /// else its directory).
     pub fn load(path: &Path, overrides: Overrides) -> Result<Config, ConfigError> {
@@ -440,6 +479,25 @@ pub fn parse_resolve_flag(s: &str) -> Result<(String, SocketAddr), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A config picked up from the working directory that others may change is not taken.
+    #[test]
+    fn a_working_directory_config_others_may_change_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("airlock.toml");
+        std::fs::write(&file, "").expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(not_planted(&file).is_ok());
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        let err = not_planted(&file)
+            .expect_err("group/other writable")
+            .to_string();
+        assert!(
+            err.contains("others may change it") && err.contains("--config"),
+            "{err}"
+        );
+    }
     use crate::rules::Action;
 
     /// A decision surface written as an IPv6 literal is refused under the name and address a

@@ -29,7 +29,7 @@ pub fn review_json(r: &Review, full: bool) -> serde_json::Value {
     let decision = r
         .decision
         .as_ref()
-        .map(|d| serde_json::json!({"by": d.by, "at": rfc3339(d.at_ms), "comment": d.comment}));
+        .map(|d| serde_json::json!({"by": d.by, "at": rfc3339(d.at_ms), "comment": d.comment, "adminToken": d.admin_token}));
     let result = r.execution.as_ref().map(execution_json);
     let url = shown_url(r);
     let params: serde_json::Map<String, serde_json::Value> = r
@@ -51,14 +51,14 @@ pub fn review_json(r: &Review, full: bool) -> serde_json::Value {
         "agent": r.agent,
         "agentOwner": r.agent_owner,
         "policy": r.policy,
-        "approvals": r.approvals.iter().map(|d| serde_json::json!({"by": d.by, "at": rfc3339(d.at_ms), "comment": d.comment})).collect::<Vec<_>>(),
+        "approvals": r.approvals.iter().map(|d| serde_json::json!({"by": d.by, "at": rfc3339(d.at_ms), "comment": d.comment, "adminToken": d.admin_token})).collect::<Vec<_>>(),
         "createdAt": rfc3339(r.created_at_ms),
         "expiresAt": rfc3339(r.expires_at_ms),
         "updatedAt": rfc3339(r.updated_at_ms),
         "decision": decision,
         "result": result,
         "earlierAttempts": r.attempts.iter().map(execution_json).collect::<Vec<_>>(),
-        "retries": r.retries.iter().map(|d| serde_json::json!({"by": d.by, "at": rfc3339(d.at_ms), "comment": d.comment})).collect::<Vec<_>>(),
+        "retries": r.retries.iter().map(|d| serde_json::json!({"by": d.by, "at": rfc3339(d.at_ms), "comment": d.comment, "adminToken": d.admin_token})).collect::<Vec<_>>(),
         "method": r.request.method,
         "url": url,
     });

@@ -26,10 +26,12 @@ pub(super) fn transition_event(old: &Review, next: &Review) -> Event {
         by: None,
         comment: None,
         approved_by: None,
+        admin_token: None,
         execution: None,
     };
     if next.approvals.len() > old.approvals.len() {
         if let Some(d) = next.approvals.last() {
+            t.admin_token = d.admin_token.then_some(true);
             t.approval_by = Some(d.by.clone());
             t.approvals = Some(next.approvals.len());
             t.required = Some(next.policy.required);
@@ -40,6 +42,7 @@ pub(super) fn transition_event(old: &Review, next: &Review) -> Event {
     }
     if next.retries.len() > old.retries.len() {
         if let Some(d) = next.retries.last() {
+            t.admin_token = d.admin_token.then_some(true);
             t.retry_by = Some(d.by.clone());
             t.comment = d.comment.clone();
             t.attempt = Some(next.attempts.len() + 1);
@@ -47,6 +50,7 @@ pub(super) fn transition_event(old: &Review, next: &Review) -> Event {
     } else if next.retry_approvals.len() > old.retry_approvals.len() {
         // A retry approval below the quorum: recorded, nothing sent.
         if let Some(d) = next.retry_approvals.last() {
+            t.admin_token = d.admin_token.then_some(true);
             t.retry_by = Some(d.by.clone());
             t.comment = d.comment.clone();
             t.approvals = Some(next.retry_approvals.len());
@@ -60,6 +64,9 @@ pub(super) fn transition_event(old: &Review, next: &Review) -> Event {
     {
         t.by = Some(d.by.clone());
         t.comment = d.comment.clone();
+        if d.admin_token {
+            t.admin_token = Some(true);
+        }
     }
     if let Some(x) = &next.execution {
         if next.state == ReviewState::Executing {
