@@ -1170,13 +1170,17 @@ async fn setup_on_faulty_store_at(
     (up, a, store, clock, config)
 }
 
-/// A retry that sends nothing (its approval could not be audited) after an attempt that may
-/// have reached the upstream leaves the call `outcome_unknown`: `failed` would say it was never
-/// sent. The retry window still counts from the first attempt, which may have been sent.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_unsent_retry_of_a_maybe_sent_call_stays_outcome_unknown() {
-    use std::sync::atomic::Ordering::SeqCst;
-    let (up, a, store, clock, _) =
+/// A held Stripe refund approved on a faulty store and a test clock (reviews live 72 h), whose
+/// send the upstream read and never answered: `outcome_unknown`. Also its review id.
+async fn refund_left_outcome_unknown() -> (
+    FakeUpstream,
+    Airlock,
+    Arc<support::FaultyStore>,
+    Arc<ManualClock>,
+    airlock::config::Config,
+    String,
+) {
+    let (up, a, store, clock, config) =
         setup_on_faulty_store_at("[gate]\nexecution_timeout = \"1s\"\nreview_expiry = \"72h\"\n")
             .await;
     let id = hold_stalled_refund(&a).await;
@@ -1184,6 +1188,16 @@ async fn an_unsent_retry_of_a_maybe_sent_call_stays_outcome_unknown() {
         .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
         .await;
     assert_eq!(r["state"], "outcome_unknown", "{r}");
+    (up, a, store, clock, config, id)
+}
+
+/// A retry that sends nothing (its approval could not be audited) after an attempt that may
+/// have reached the upstream leaves the call `outcome_unknown`: `failed` would say it was never
+/// sent. The retry window still counts from the first attempt, which may have been sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unsent_retry_of_a_maybe_sent_call_stays_outcome_unknown() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (up, a, store, clock, _, id) = refund_left_outcome_unknown().await;
 
     store.fail_audit.store(true, SeqCst);
     let (code, r) = a
@@ -1222,14 +1236,7 @@ async fn an_unsent_retry_of_a_maybe_sent_call_stays_outcome_unknown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_retry_claimed_past_the_idempotency_keys_lifetime_is_not_sent() {
     use std::sync::atomic::Ordering::SeqCst;
-    let (up, a, store, clock, config) =
-        setup_on_faulty_store_at("[gate]\nexecution_timeout = \"1s\"\nreview_expiry = \"72h\"\n")
-            .await;
-    let id = hold_stalled_refund(&a).await;
-    let (_, r) = a
-        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
-        .await;
-    assert_eq!(r["state"], "outcome_unknown", "{r}");
+    let (up, a, store, clock, config, id) = refund_left_outcome_unknown().await;
 
     clock.advance(Duration::from_secs(23 * 3600));
     store.fail_claims.store(1, SeqCst);
