@@ -112,11 +112,16 @@ THEMES = {
     "release-assets": (ESC, IRR, "adds a file to a release, which may be published (downloads by name then get it; Airlock cannot tell a draft from a published release)", [
         "repos/upload-release-asset",
     ]),
+    # Turning a workflow on resumes its schedule and push triggers (a deploy an admin disabled);
+    # turning one off silences a scan that is not a required check.
+    "workflow-switch": (ESC, IRR, "turns a workflow on or off (its schedule and triggers resume or stop)", [
+        "actions/enable-workflow", "actions/disable-workflow",
+    ]),
     "agent-runs": (ESC, MONEY, "starts an autonomous agent run in GitHub Actions (it pushes branches and opens pull requests as steered by the prompt, and spends premium requests)", [
         "agent-tasks/create-task-in-repo",
     ]),
     "ci-config": (NOT, VIS, "CI configuration of one repository, visible and reversible", [
-        "actions/disable-workflow", "actions/enable-workflow", "checks/set-suites-preferences",
+        "checks/set-suites-preferences",
         "code-quality/update-setup",
     ]),
     "security-additive": (NOT, VIS, "adds or strengthens a security feature", [
@@ -162,7 +167,9 @@ THEMES = {
         "users/add-social-account-for-authenticated-user",
         "orgs/set-public-membership-for-authenticated-user",
     ]),
-    "restore": (NOT, VIS, "restores a deleted package", [
+    # A version deleted because it leaked a secret or was compromised comes back to everyone who
+    # could see it (everyone, for a public package).
+    "restore": (ESC, IRR, "restores a deleted package, republishing it to everyone who could see it", [
         "packages/restore-package-for-org", "packages/restore-package-version-for-org",
         "packages/restore-package-for-authenticated-user",
         "packages/restore-package-version-for-authenticated-user",
@@ -398,7 +405,35 @@ COPILOT_ASSIGNED = [
      '[{ field = "agent_assignment", present = true }]'),
 ]
 
+SPACE_ROLE = ("base-role", ESC, IRR, "Gives a Copilot Space a base role (reader makes a user's space public; an organization's gives every member access)",
+              '[{ field = "base_role", ne = "no_access" }, { field = "base_role", present = true }]')
+
 CONDITIONAL = {
+    "copilot-spaces/create-for-user": [SPACE_ROLE],
+    "copilot-spaces/update-for-user": [SPACE_ROLE],
+    "copilot-spaces/create-for-org": [SPACE_ROLE],
+    "copilot-spaces/update-for-org": [SPACE_ROLE],
+    # A pull request with approvals or auto-merge for another base, moved onto a protected one,
+    # can merge there with no review through Airlock.
+    "pulls/update": [
+        ("protected-base", ESC, IRR, "Moves a pull request onto a protected base branch (main, master, release/*): its approvals or auto-merge could then merge it there",
+         '[{ field = "base", protected_ref = "branch" }]'),
+        ("maintainer-can-modify", ESC, IRR, "Lets the upstream's maintainers push to the pull request's head branch",
+         '[{ field = "maintainer_can_modify", eq = true }]'),
+    ],
+    "repos/create-fork": [
+        ("organization", ESC, IRR, "Forks into an organization (its owners get the code, a private repository's included)",
+         '[{ field = "organization", present = true }]'),
+    ],
+    "pulls/request-reviewers": [
+        ("copilot", ESC, MONEY, "Asks Copilot for a review (spends premium requests)",
+         '[{ field = "reviewers.*", in = ["copilot", "copilot-pull-request-reviewer", "copilot-pull-request-reviewer[bot]"] }]'),
+    ],
+    # The human's notifications for a repository: muting them hides what a soft gate records.
+    "activity/set-repo-subscription": [
+        ("ignore", NOT, VIS, "Mutes the repository's notifications for the token's owner",
+         '[{ field = "ignored", eq = true }]'),
+    ],
     "issues/add-assignees": COPILOT_ASSIGNED[:1],
     "issues/update": COPILOT_ASSIGNED,
     "gists/create": [

@@ -1543,6 +1543,13 @@ fn differentials() -> Vec<Entry> {
         e("bucket", "environment variable overwritten", GH, h1("PATCH", "/repos/o/r/environments/production/variables/DEPLOY_HOST", &[JSON], r#"{"name":"DEPLOY_HOST","value":"evil.example.com"}"#), Held),
         e("bucket", "push-protection bypass reviewers cleared with an empty list", GH, h1("PATCH", "/repos/o/r", &[JSON], r#"{"security_and_analysis":{"secret_scanning_delegated_bypass_options":{"reviewers":[]}}}"#), Held),
         e("bucket", "issue assigned to Copilot (starts an agent run)", GH, h1("POST", "/repos/o/r/issues/1/assignees", &[JSON], r#"{"assignees":["alice","copilot-swe-agent"]}"#), Held),
+        e("bucket", "GraphQL issue created with Copilot assigned by its bot id", GH, h1("POST", "/graphql", &[JSON], gql("mutation { createIssue(input: {repositoryId: \"R\", title: \"t\", assigneeIds: [\"BOT_kgDOC9w8XQ\"]}) { clientMutationId } }")), Held),
+        e("bucket", "pull request moved onto main", GH, h1("PATCH", "/repos/o/r/pulls/1", &[JSON], r#"{"base":"main"}"#), Held),
+        e("bucket", "Copilot Space made public", GH, h1("PUT", "/users/me/copilot-spaces/1", &[JSON], r#"{"base_role":"reader"}"#), Held),
+        e("bucket", "internal repository created", GH, h1("POST", "/orgs/o/repos", &[JSON], r#"{"name":"x","visibility":"internal"}"#), Held),
+        e("bucket", "deleted package version restored", GH, h1("POST", "/orgs/o/packages/container/img/versions/1/restore", &[JSON], "{}"), Held),
+        e("bucket", "a disabled workflow turned back on", GH, h1("PUT", "/repos/o/r/actions/workflows/deploy.yml/enable", &[JSON], ""), Held),
+        e("bucket", "gh-pages branch created (publishes a Pages site)", GH, h1("POST", "/repos/o/r/git/refs", &[JSON], r#"{"ref":"refs/heads/gh-pages","sha":"aa"}"#), Held),
         e("bucket", "Copilot agent task started", GH, h1("POST", "/agents/repos/o/r/tasks", &[JSON], r#"{"prompt":"x","base_ref":"main"}"#), Held),
     ]
 }
