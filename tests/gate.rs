@@ -1330,21 +1330,24 @@ async fn the_retry_window_starts_at_the_first_attempt_that_may_have_been_sent() 
     assert_eq!(up.count(), 2, "sent again within the key's 24 hours");
 }
 
+/// A $40 Stripe charge through Airlock (TestRules soft-gates it, spending $40).
+async fn charge_40_dollars(a: &Airlock) -> reqwest::Response {
+    a.client()
+        .post("https://api.stripe.com/v1/charges")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("amount=4000&currency=usd")
+        .send()
+        .await
+        .expect("send")
+}
+
 /// Soft-gated money calls add up: once an agent's calls in the last 24 hours would pass
 /// `gate.money_budget_usd`, the next one is held, and the budget frees up as hours leave the
 /// window. Each call here is under the per-call limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn small_charges_past_the_daily_budget_are_held() {
     let (up, _config, clock, a) = setup_on_clock("[gate]\nmoney_budget_usd = 100\n").await;
-    let charge = || async {
-        a.client()
-            .post("https://api.stripe.com/v1/charges")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body("amount=4000&currency=usd")
-            .send()
-            .await
-            .expect("send")
-    };
+    let charge = || charge_40_dollars(&a);
     assert_eq!(charge().await.status(), 200);
     clock.advance(Duration::from_secs(3600));
     assert_eq!(charge().await.status(), 200);
@@ -1378,16 +1381,7 @@ async fn small_charges_past_the_daily_budget_are_held() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_money_budget_counts_hours_ahead_of_the_clock() {
     let (up, _config, clock, a) = setup_on_clock("[gate]\nmoney_budget_usd = 100\n").await;
-    let charge = || async {
-        a.client()
-            .post("https://api.stripe.com/v1/charges")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body("amount=4000&currency=usd")
-            .send()
-            .await
-            .expect("send")
-            .status()
-    };
+    let charge = || async { charge_40_dollars(&a).await.status() };
     clock.advance(Duration::from_secs(2 * 3600));
     assert_eq!(charge().await, 200);
     assert_eq!(charge().await, 200);
@@ -1405,14 +1399,7 @@ async fn a_money_call_the_budget_cannot_count_is_not_forwarded() {
     store
         .fail_index
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let r = a
-        .client()
-        .post("https://api.stripe.com/v1/charges")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("amount=4000&currency=usd")
-        .send()
-        .await
-        .expect("send");
+    let r = charge_40_dollars(&a).await;
     assert!(r.status() == 423 || r.status() == 503, "{}", r.status());
     assert_eq!(up.count(), 0, "not forwarded uncounted");
     // A read still flows.

@@ -287,13 +287,7 @@ pub(super) fn rule_verdict(
             }
         }
         if let Test::OtherThan(known) = &c.test {
-            let mut others: Vec<&str> = fields
-                .map
-                .keys()
-                .chain(&fields.empty)
-                .map(|k| k.split('.').next().unwrap_or(k))
-                .filter(|top| !known.iter().any(|n| n == top))
-                .collect();
+            let mut others: Vec<&str> = unlisted_fields(fields, known).collect();
             others.sort_unstable();
             others.dedup();
             if !others.is_empty() {
@@ -350,6 +344,17 @@ pub(super) fn rule_verdict(
     }
 }
 
+/// The top-level names of the fields given (body or query, empty objects and lists too) that
+/// `known` does not list: what an `other_than` condition holds on.
+fn unlisted_fields<'f>(fields: &'f Fields, known: &'f [String]) -> impl Iterator<Item = &'f str> {
+    fields
+        .map
+        .keys()
+        .chain(&fields.empty)
+        .map(|k| k.split('.').next().unwrap_or(k))
+        .filter(move |top| !known.iter().any(|n| n == top))
+}
+
 pub(super) fn check(
     c: &Cond,
     fields: &Fields,
@@ -357,14 +362,7 @@ pub(super) fn check(
     protected: &[RefPattern],
 ) -> Result<bool, &'static str> {
     if let Test::OtherThan(known) = &c.test {
-        // Any field given (body or query, empty objects and lists too) whose top-level name is
-        // not listed.
-        return Ok(fields
-            .map
-            .keys()
-            .chain(&fields.empty)
-            .map(|k| k.split('.').next().unwrap_or(k))
-            .any(|top| !known.iter().any(|n| n == top)));
+        return Ok(unlisted_fields(fields, known).next().is_some());
     }
     if let (Test::In(_) | Test::Eq(_), Some((head, tail))) = (&c.test, c.field.split_once(".*")) {
         // Any element (`assignees.*`): each is judged as a field of its own; a single value
