@@ -497,6 +497,9 @@ def generate():
         out.append("form_bodies = true")
     if svc.get("slashless_ids"):
         out.append("slashless_ids = true")
+    for key in ("version_header", "version_floor"):
+        if svc.get(key):
+            out.append(f"{key} = {toml_str(svc[key])}")
     out.append(f"default = {toml_str(svc.get('default', 'allow'))}")
     out.append("")
     for tool, method, tpath, klass, bucket, reason in entries:

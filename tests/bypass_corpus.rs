@@ -1551,6 +1551,10 @@ fn differentials() -> Vec<Entry> {
         e("bucket", "a disabled workflow turned back on", GH, h1("PUT", "/repos/o/r/actions/workflows/deploy.yml/enable", &[JSON], ""), Held),
         e("bucket", "gh-pages branch created (publishes a Pages site)", GH, h1("POST", "/repos/o/r/git/refs", &[JSON], r#"{"ref":"refs/heads/gh-pages","sha":"aa"}"#), Held),
         e("bucket", "Copilot agent task started", GH, h1("POST", "/agents/repos/o/r/tasks", &[JSON], r#"{"prompt":"x","base_ref":"main"}"#), Held),
+        // Session 16: Stripe-Version older than the catalog's floor.
+        e("version", "managed account created under a 2016 Stripe-Version (returns its secret keys)", ST, h1("POST", "/v1/accounts", &[FORM, ("Stripe-Version", "2016-07-06")], "country=US&email=a%40b.c"), HeldFor("version_old")),
+        e("version", "customer created under an old version, with a name no rule judges", ST, h1("POST", "/v1/customers", &[FORM, ("Stripe-Version", "2019-10-08")], "email=a%40b.c"), HeldFor("version_old")),
+        e("version", "Stripe-Version given twice (which one Stripe reads is unknown)", ST, h1("POST", "/v1/customers", &[FORM, ("Stripe-Version", "2026-10-28"), ("stripe-version", "2015-01-01")], "email=a%40b.c"), HeldFor("version_ambiguous")),
     ]
 }
 

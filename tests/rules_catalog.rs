@@ -821,6 +821,9 @@ fn broken_files_report_file_and_line() {
         (&format!("{ok_service}[[rule]]\ntool = \"t\"\nmethod = \"delete\"\npath = \"/a\"\nclass = \"money\"\naction = \"block\"\n"), "unknown method"),
         (&format!("{ok_service}[[rule]]\ntool = \"t\"\nmethod = \"GET\"\npath = \"/a/{{b\"\nclass = \"money\"\naction = \"block\"\n"), "bad segment"),
         (&format!("{ok_service}[[rule]]\ntool = \"t\"\nmethod = \"GET\"\npath = \"/a\"\nclass = \"money\"\naction = \"block\"\nwhen = [{{ field = \"x\" }}]\n"), "exactly one test"),
+        (&format!("{ok_service}version_floor = \"2020-08-27\"\n"), "set version_header and version_floor together"),
+        (&format!("{ok_service}version_header = \"V\"\nversion_floor = \"2020-8-27\"\n"), "is not a date"),
+        (&format!("{ok_service}version_header = \"bad header\"\nversion_floor = \"2020-08-27\"\n"), "is not a header name"),
     ];
     for (text, want) in cases {
         let err = Catalog::from_sources(&[("x.toml".into(), text.to_string())], &opts)
@@ -1551,6 +1554,106 @@ fn bucket_audit_ordinary_forms_still_pass() {
         ("POST", "https://files.stripe.com/v1/files".into(), &form, "purpose=dispute_evidence".into(), Notify, "rule_match"),
         ("POST", "https://files.stripe.com/v1/files".into(), &form, "purpose=dispute_evidence&file_link_data[create]=true".into(), Escalate, "rule_match"),
         ("POST", "https://files.stripe.com/v1/files".into(), &[("content-type", "multipart/form-data; boundary=x")], "--x--\r\n".into(), Escalate, "body_multipart"),
+    ];
+    expect_all(&c, &cases);
+}
+
+/// Session 16: a Stripe write naming an API version older than the catalog's floor (whose
+/// legacy parameters the rules may not judge), the header twice, or a value Airlock cannot read,
+/// is held; current versions, none at all, and reads are judged as before.
+#[test]
+fn stripe_versions_older_than_the_floor_hold() {
+    let c = catalog();
+    let st = |p: &str| format!("https://api.stripe.com{p}");
+    let form = ("content-type", "application/x-www-form-urlencoded");
+    use Action::*;
+    let v2017 = [form, ("stripe-version", "2017-05-25")];
+    let v2017a = [form, ("stripe-version", "2017-04-06")];
+    let twice = [
+        form,
+        ("stripe-version", "2026-10-28"),
+        ("stripe-version", "2015-01-01"),
+    ];
+    let listed = [form, ("stripe-version", "2026-10-28,2015-01-01")];
+    let v2019 = [("stripe-version", "2019-02-19")];
+    let floor = [form, ("stripe-version", "2020-08-27")];
+    let clover = [form, ("stripe-version", "2025-09-30.clover")];
+    let plain = [form];
+    let v2014 = [("stripe-version", "2014-01-31")];
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            st("/v1/customers"),
+            &v2017,
+            "email=a%40b.c".into(),
+            Escalate,
+            "version_old",
+        ),
+        (
+            "POST",
+            st("/v1/accounts"),
+            &v2017a,
+            "managed=true&country=US".into(),
+            Escalate,
+            "version_old",
+        ),
+        (
+            "POST",
+            st("/v1/customers"),
+            &twice,
+            "email=a%40b.c".into(),
+            Escalate,
+            "version_ambiguous",
+        ),
+        (
+            "POST",
+            st("/v1/customers"),
+            &listed,
+            "email=a%40b.c".into(),
+            Escalate,
+            "version_unreadable",
+        ),
+        (
+            "DELETE",
+            st("/v1/customers/cus_1/discount"),
+            &v2019,
+            "".into(),
+            Escalate,
+            "version_old",
+        ),
+        // current versions, none given, and reads: as before
+        (
+            "POST",
+            st("/v1/customers"),
+            &floor,
+            "email=a%40b.c".into(),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/customers"),
+            &clover,
+            "email=a%40b.c".into(),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/customers"),
+            &plain,
+            "email=a%40b.c".into(),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "GET",
+            st("/v1/customers/cus_1"),
+            &v2014,
+            "".into(),
+            Allow,
+            "no_rule_default",
+        ),
     ];
     expect_all(&c, &cases);
 }

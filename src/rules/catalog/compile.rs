@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::gql_verdict::GqlRule;
 use super::matcher::{MethodIndex, Rule, Seg, Service};
+use super::version::VersionFloor;
 use super::{Cond, RefForm, Test};
 use crate::rules::git::{GitRules, RefPattern};
 use crate::rules::{normalize, Action, ApprovalPolicy, Class, RulesError};
@@ -57,6 +58,31 @@ struct RawService {
     form_bodies: bool,
     #[serde(default)]
     slashless_ids: bool,
+    #[serde(default)]
+    version_header: Option<String>,
+    #[serde(default)]
+    version_floor: Option<String>,
+}
+
+/// `version_header` and `version_floor`, both or neither; the floor a `YYYY-MM-DD` date.
+fn version_floor(s: &RawService) -> Result<Option<VersionFloor>, String> {
+    match (&s.version_header, &s.version_floor) {
+        (None, None) => Ok(None),
+        (Some(h), Some(f)) => {
+            let header = http::HeaderName::from_bytes(h.as_bytes())
+                .map_err(|_| format!("version_header {h:?} is not a header name"))?;
+            if !super::version::is_version_date(f) || f.len() != 10 {
+                return Err(format!(
+                    "version_floor {f:?} is not a date like \"2020-08-27\""
+                ));
+            }
+            Ok(Some(VersionFloor {
+                header,
+                floor: f.clone(),
+            }))
+        }
+        _ => Err("set version_header and version_floor together".into()),
+    }
 }
 
 fn allow() -> Action {
@@ -165,6 +191,7 @@ pub(super) fn compile_file(file: &str, text: &str) -> Result<Service, RulesError
         graphql_default: s.graphql_default,
         form_bodies: s.form_bodies,
         slashless_ids: s.slashless_ids,
+        version: version_floor(&s).map_err(|m| at(0, format!("service {}: {m}", s.name)))?,
         rules: Vec::new(),
         by_method: Vec::new(),
         gql: HashMap::new(),
@@ -308,13 +335,14 @@ pub(super) fn merge(into: &mut Service, from: Service, file: &str) -> Result<(),
     if into.hosts != from.hosts
         || into.form_bodies != from.form_bodies
         || into.slashless_ids != from.slashless_ids
+        || into.version != from.version
     {
         return Err(RulesError::Parse {
             file: file.into(),
             line: 1,
             column: 1,
             message: format!(
-                "service {} is declared with different hosts, form_bodies or slashless_ids in another file",
+                "service {} is declared with different hosts, form_bodies, slashless_ids or version settings in another file",
                 from.name
             ),
         });

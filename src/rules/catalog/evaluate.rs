@@ -13,6 +13,7 @@ use super::matcher::{
     candidates, encoded_separator_segments, for_candidates, is_graphql_path, lookalike,
     path_segments, Service,
 };
+use super::version::version_guard;
 use super::{is_read, Catalog};
 use crate::rules::fields::Fields;
 use crate::rules::git::GitRequest;
@@ -149,6 +150,11 @@ impl Catalog {
             v.action = v.action.max(strictest.unwrap_or(Action::Escalate));
             v
         };
+        if let Some(floor) = svc.version.as_ref().filter(|_| !is_read(head.method)) {
+            if let Some((code, why)) = version_guard(floor, head.headers) {
+                return esc(code, why);
+            }
+        }
         // Fields: query always; body when some candidate has conditions.
         let mut fields = Fields::default();
         fields.add_form(query);

@@ -64,6 +64,9 @@ pub(super) struct Service {
     /// The service's ids never hold `/`, `\` or `%` (Stripe's): a write whose path encodes one
     /// is held, never read two ways.
     pub(super) slashless_ids: bool,
+    /// The header that picks the API version (Stripe-Version) and the oldest version whose
+    /// reading of parameters the catalog knows: a write naming an older one is held.
+    pub(super) version: Option<super::version::VersionFloor>,
     pub(super) rules: Vec<Rule>,
     /// Per method (position in [`normalize::KNOWN_METHODS`]): indexes into `rules`.
     pub(super) by_method: Vec<MethodIndex>,

@@ -15,6 +15,10 @@
 //! slashless_ids = false                     # true: ids never hold `/`, `\` or `%` (Stripe): a
 //!                                           # write whose path has `%2F`, `%5C`, `\` or `%25` is
 //!                                           # held instead of read two ways
+//! version_header = "Stripe-Version"         # with version_floor: a write naming an older API
+//! version_floor = "2020-08-27"              # version, or the header twice, or a value not
+//!                                           # `YYYY-MM-DD[.name]`, is held (none given: the
+//!                                           # account's default version, not judged)
 //!
 //! [[rule]]
 //! tool = "github.repos.update.visibility"
@@ -105,6 +109,7 @@ mod evaluate;
 mod gql_verdict;
 mod guard;
 mod matcher;
+mod version;
 
 use compile::{check_ref_conditions, compile_file, index, merge, parse_template};
 use matcher::{host_matches, Seg, Service};
