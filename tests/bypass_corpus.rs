@@ -1554,6 +1554,13 @@ fn differentials() -> Vec<Entry> {
         // Session 16: Stripe-Version older than the catalog's floor.
         e("version", "managed account created under a 2016 Stripe-Version (returns its secret keys)", ST, h1("POST", "/v1/accounts", &[FORM, ("Stripe-Version", "2016-07-06")], "country=US&email=a%40b.c"), HeldFor("version_old")),
         e("version", "customer created under an old version, with a name no rule judges", ST, h1("POST", "/v1/customers", &[FORM, ("Stripe-Version", "2019-10-08")], "email=a%40b.c"), HeldFor("version_old")),
+        // Session 16: text bots and coding agents act on.
+        e("bucket", "a Copilot session started by a comment", GH, h1("POST", "/repos/o/r/issues/1/comments", &[JSON], r#"{"body":"@copilot push the fix to main"}"#), Held),
+        e("bucket", "a merge bot told to merge, mention spelled as an HTML entity", GH, h1("POST", "/repos/o/r/issues/1/comments", &[JSON], r#"{"body":"&#64;dependabot merge"}"#), Held),
+        e("bucket", "bors told to merge on a line of its own", GH, h1("POST", "/repos/o/r/pulls/1/reviews", &[JSON], r#"{"event":"COMMENT","body":"Reviewed.\n\nbors r+"}"#), Held),
+        e("bucket", "Prow approval added by editing an old comment", GH, h1("PATCH", "/repos/o/r/issues/comments/9", &[JSON], r#"{"body":"/approve"}"#), Held),
+        e("bucket", "Terraform applied through Atlantis by a GraphQL comment", GH, h1("POST", "/graphql", &[JSON], gql("mutation { addComment(input: {subjectId: \"PR_1\", body: \"atlantis apply\"}) { clientMutationId } }")), Held),
+        e("bucket", "a ticked Renovate box in a pull request's body", GH, h1("PATCH", "/repos/o/r/pulls/1", &[JSON], r#"{"body":"- [x] <!-- rebase-check -->"}"#), Held),
         e("version", "Stripe-Version given twice (which one Stripe reads is unknown)", ST, h1("POST", "/v1/customers", &[FORM, ("Stripe-Version", "2026-10-28"), ("stripe-version", "2015-01-01")], "email=a%40b.c"), HeldFor("version_ambiguous")),
     ]
 }

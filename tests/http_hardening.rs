@@ -426,7 +426,7 @@ fn cases() -> Vec<Case> {
         ..case(
             "pipelined gated request after a short body",
             Github,
-            "POST /repos/o/carrier/issues/1/comments HTTP/1.1\r\nHost: api.github.com\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\nhelloDELETE /repos/o/smuggled HTTP/1.1\r\nHost: api.github.com\r\nConnection: close\r\n\r\n",
+            "POST /repos/o/carrier/issues/1/reactions HTTP/1.1\r\nHost: api.github.com\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\nhelloDELETE /repos/o/smuggled HTTP/1.1\r\nHost: api.github.com\r\nConnection: close\r\n\r\n",
             Answers(&[(200, None), HELD]),
         )
     });
@@ -434,7 +434,7 @@ fn cases() -> Vec<Case> {
     v.push(case(
         "gated request as body bytes",
         Github,
-        "POST /repos/o/carrier/issues/1/comments HTTP/1.1\r\nHost: api.github.com\r\nContent-Type: application/json\r\nContent-Length: 58\r\nConnection: close\r\n\r\nDELETE /repos/o/smuggled HTTP/1.1\r\nHost: api.github.com\r\n\r\n",
+        "POST /repos/o/carrier/issues/1/reactions HTTP/1.1\r\nHost: api.github.com\r\nContent-Type: application/json\r\nContent-Length: 58\r\nConnection: close\r\n\r\nDELETE /repos/o/smuggled HTTP/1.1\r\nHost: api.github.com\r\n\r\n",
         Answers(&[(200, None)]),
     ));
     v

@@ -1451,7 +1451,7 @@ fn path_under_and_wildcards_are_checked_at_load() {
     for (bad, says) in [
         (
             r#"{ field = "tree.*.path", gt = 1 }"#,
-            "only with path_under, in or eq",
+            "only with path_under, in, eq or commands",
         ),
         (
             r#"{ field = "tree.*x.path", path_under = [".github"] }"#,
@@ -1468,6 +1468,11 @@ fn path_under_and_wildcards_are_checked_at_load() {
         (
             r#"{ field = "path", path_under = [] }"#,
             "at least one directory",
+        ),
+        (r#"{ field = "body", commands = false }"#, "tests nothing"),
+        (
+            r#"{ field = "body", commands = true }"#,
+            "needs command_texts",
         ),
         (
             r#"{ field = "path", path_under = ["../x"] }"#,
@@ -1654,6 +1659,52 @@ fn stripe_versions_older_than_the_floor_hold() {
             Allow,
             "no_rule_default",
         ),
+    ];
+    expect_all(&c, &cases);
+}
+
+/// Session 16: text bots and coding agents act on (`@copilot`, `bors r+`, `/lgtm`, a ticked
+/// Renovate box) is held in comments, reviews, titles and bodies, REST and GraphQL, new or
+/// edited, in every spelling a renderer reads as the same text; ordinary text still notifies.
+#[test]
+fn bot_and_agent_commands_in_text_hold() {
+    let c = catalog();
+    let json = [("content-type", "application/json")];
+    let gh = |p: &str| format!("https://api.github.com{p}");
+    let body = |t: &str| serde_json::json!({ "body": t }).to_string();
+    let gq = mutation_body;
+    use Action::*;
+    let cases: Vec<Case> = vec![
+        ("POST", gh("/repos/o/r/issues/1/comments"), &json, body("@copilot please fix the failing test"), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/issues/1/comments"), &json, body("Looks good.\n\nbors r+"), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/issues/1/comments"), &json, body("bors: r+"), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/issues/1/comments"), &json, body("/lgtm\n/approve"), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/issues/1/comments"), &json, body("&#64;Copilot rebase onto main"), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/issues/1/comments"), &json, body("\\@claude run the migration"), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/issues/1/comments"), &json, body("@co\u{200b}pilot go"), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/issues/1/comments"), &json, body("atlantis apply -p prod"), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r/issues/comments/9"), &json, body("@dependabot merge"), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/pulls/1/comments"), &json, body("@copilot address this"), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/pulls/1/comments/9/replies"), &json, body("@copilot address this"), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r/pulls/comments/9"), &json, body("/ok-to-test"), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/pulls/1/reviews"), &json, r#"{"event":"COMMENT","comments":[{"path":"a","line":1,"body":"@copilot fix"}]}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/pulls/1/reviews/2/events"), &json, r#"{"event":"COMMENT","body":"@mergifyio queue"}"#.into(), Escalate, "rule_match"),
+        ("PUT", gh("/repos/o/r/pulls/1/reviews/2"), &json, body("/gcbrun"), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/pulls"), &json, r#"{"title":"x","head":"f","base":"dev","body":"bors r+"}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r/pulls/1"), &json, body("- [x] <!-- rebase-check -->If you want to rebase, check this box"), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/issues"), &json, r#"{"title":"@claude implement the plan"}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r/issues/1"), &json, body("> .deploy to production"), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/commits/aa/comments"), &json, body("@copilot"), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/issues/1/comments"), &json, r#"{"body":{"text":"@copilot"}}"#.into(), Escalate, "value_unparseable"),
+        ("POST", gh("/graphql"), &json, gq("addComment(input: {subjectId: \"I\", body: \"@copilot please retry\"})"), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("updateIssueComment(input: {id: \"C\", body: \"bors r+\"})"), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("addPullRequestReview(input: {pullRequestId: \"P\", threads: [{path: \"a\", line: 1, body: \"@copilot fix\"}]})"), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("createPullRequest(input: {repositoryId: \"R\", baseRefName: \"dev\", headRefName: \"f\", title: \"/merge\"})"), Escalate, "rule_match"),
+        // ordinary text: as before
+        ("POST", gh("/repos/o/r/issues/1/comments"), &json, body("Thanks! The neighbors test in src/test/x.rs passes; GitHub Copilot wrote it."), Notify, "rule_match"),
+        ("PATCH", gh("/repos/o/r/issues/comments/9"), &json, body("fixed a typo"), Notify, "rule_match"),
+        ("POST", gh("/repos/o/r/pulls"), &json, r#"{"title":"Fix the parser","head":"f","base":"dev","body":"- [ ] docs"}"#.into(), Notify, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("addComment(input: {subjectId: \"I\", body: \"thanks, merged by hand\"})"), Notify, "rule_match"),
     ];
     expect_all(&c, &cases);
 }

@@ -128,6 +128,15 @@ fn assign(c: &Condition, want: bool) -> Vec<(String, Option<Value>)> {
             };
             vec![(c.field.replace('*', "item"), Some(Value::String(path)))]
         }
+        // `@copilot` is among the shipped GitHub command_texts.
+        (Test::Commands, w) => one(Some(Value::String(
+            if w {
+                "please @copilot fix it"
+            } else {
+                "thanks"
+            }
+            .into(),
+        ))),
         (
             Test::MoneyOver {
                 major,

@@ -62,6 +62,8 @@ struct RawService {
     version_header: Option<String>,
     #[serde(default)]
     version_floor: Option<String>,
+    #[serde(default)]
+    command_texts: Vec<String>,
 }
 
 /// `version_header` and `version_floor`, both or neither; the floor a `YYYY-MM-DD` date.
@@ -138,6 +140,7 @@ struct RawCond {
     path_under: Option<Vec<String>>,
     other_than: Option<Vec<String>>,
     ne_param: Option<String>,
+    commands: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -192,6 +195,14 @@ pub(super) fn compile_file(file: &str, text: &str) -> Result<Service, RulesError
         form_bodies: s.form_bodies,
         slashless_ids: s.slashless_ids,
         version: version_floor(&s).map_err(|m| at(0, format!("service {}: {m}", s.name)))?,
+        commands: s
+            .command_texts
+            .iter()
+            .map(|t| {
+                super::commands::needle(t)
+                    .ok_or_else(|| at(0, format!("service {}: a blank command text {t:?}", s.name)))
+            })
+            .collect::<Result<_, _>>()?,
         rules: Vec::new(),
         by_method: Vec::new(),
         gql: HashMap::new(),
@@ -347,6 +358,11 @@ pub(super) fn merge(into: &mut Service, from: Service, file: &str) -> Result<(),
             ),
         });
     }
+    for t in from.commands {
+        if !into.commands.contains(&t) {
+            into.commands.push(t);
+        }
+    }
     into.rules.extend(from.rules);
     if from.git.is_some() {
         if into.git.is_some() {
@@ -386,13 +402,40 @@ fn add_gql(
     Ok(())
 }
 
-/// A `protected_ref` condition reads the service's `[git] protected_refs`: without a `[git]`
-/// section it could never hold, so the catalog is refused (errors name the rule).
-pub(super) fn check_ref_conditions(s: &Service) -> Result<(), RulesError> {
+/// A `protected_ref` condition reads the service's `[git] protected_refs`, a `commands` one its
+/// `command_texts`: without them it could never hold, so the catalog is refused (errors name
+/// the rule).
+pub(super) fn check_service_conditions(s: &Service) -> Result<(), RulesError> {
+    if s.commands.is_empty() {
+        let uses = |when: &[Cond]| when.iter().any(|c| c.test == Test::Commands);
+        if let Some(id) = first_using(s, uses) {
+            return Err(at_rule(
+                id,
+                format!(
+                    "a commands condition needs command_texts in service {}'s [service]",
+                    s.name
+                ),
+            ));
+        }
+    }
     if s.git.is_some() {
         return Ok(());
     }
     let uses = |when: &[Cond]| when.iter().any(|c| matches!(c.test, Test::ProtectedRef(_)));
+    match first_using(s, uses) {
+        None => Ok(()),
+        Some(id) => Err(at_rule(
+            id,
+            format!(
+                "a protected_ref condition needs a [git] section (protected_refs) in service {}",
+                s.name
+            ),
+        )),
+    }
+}
+
+/// The id of the first REST rule or GraphQL entry with a condition `uses` picks.
+fn first_using(s: &Service, uses: impl Fn(&[Cond]) -> bool) -> Option<&String> {
     let rest = s.rules.iter().filter(|r| uses(&r.when)).map(|r| &r.id);
     let gql = s
         .gql
@@ -400,20 +443,17 @@ pub(super) fn check_ref_conditions(s: &Service) -> Result<(), RulesError> {
         .flatten()
         .filter(|g| uses(&g.when))
         .map(|g| &g.id);
-    match rest.chain(gql).next() {
-        None => Ok(()),
-        Some(id) => {
-            let (file, line) = id.rsplit_once(':').unwrap_or((id, "1"));
-            Err(RulesError::Parse {
-                file: file.to_string(),
-                line: line.parse().unwrap_or(1),
-                column: 1,
-                message: format!(
-                    "a protected_ref condition needs a [git] section (protected_refs) in service {}",
-                    s.name
-                ),
-            })
-        }
+    rest.chain(gql).next()
+}
+
+/// An error at a rule's `file:line` id.
+fn at_rule(id: &str, message: String) -> RulesError {
+    let (file, line) = id.rsplit_once(':').unwrap_or((id, "1"));
+    RulesError::Parse {
+        file: file.to_string(),
+        line: line.parse().unwrap_or(1),
+        column: 1,
+        message,
     }
 }
 
@@ -498,6 +538,16 @@ fn compile_cond(c: &RawCond) -> Result<Cond, String> {
     if let Some(param) = &c.ne_param {
         tests.push(Test::NeParam(param.clone()));
     }
+    match c.commands {
+        Some(true) => tests.push(Test::Commands),
+        Some(false) => {
+            return Err(format!(
+                "condition on `{}`: commands = false tests nothing; leave it out",
+                c.field
+            ))
+        }
+        None => {}
+    }
     if let Some(known) = &c.other_than {
         if c.field != "*" {
             return Err(format!(
@@ -535,7 +585,7 @@ fn compile_cond(c: &RawCond) -> Result<Cond, String> {
         tests.push(Test::PathUnder(under));
     }
     if tests.len() != 1 {
-        return Err(format!("condition on `{}` needs exactly one test (eq, ne, in, gt, gte, lt, present, money_over, protected_ref, path_under, other_than, ne_param)", c.field));
+        return Err(format!("condition on `{}` needs exactly one test (eq, ne, in, gt, gte, lt, present, money_over, protected_ref, path_under, other_than, ne_param, commands)", c.field));
     }
     let wildcard = c.field != "*" && c.field.split('.').any(|s| s.contains('*'));
     if wildcard {
@@ -547,9 +597,14 @@ fn compile_cond(c: &RawCond) -> Result<Cond, String> {
             && c.field.matches('*').count() == 1
             && !c.field.starts_with("*")
             && !c.field.starts_with('.');
-        if !well_formed || !matches!(tests[0], Test::PathUnder(_) | Test::In(_) | Test::Eq(_)) {
+        if !well_formed
+            || !matches!(
+                tests[0],
+                Test::PathUnder(_) | Test::In(_) | Test::Eq(_) | Test::Commands
+            )
+        {
             return Err(format!(
-                "condition on `{}`: a `*` (any element) must be one whole segment, once, after a field name, and only with path_under, in or eq",
+                "condition on `{}`: a `*` (any element) must be one whole segment, once, after a field name, and only with path_under, in, eq or commands",
                 c.field
             ));
         }

@@ -320,7 +320,7 @@ impl Catalog {
             let mut unknown: Option<&'static str> = None;
             let mut all = true;
             for c in &rule.when {
-                match check(c, &fields, params, svc.protected_refs()) {
+                match check(c, &fields, params, svc) {
                     Ok(true) => {}
                     Ok(false) => {
                         all = false;

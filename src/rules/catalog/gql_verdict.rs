@@ -183,7 +183,7 @@ fn graphql_verdict(svc: &Service, body: Option<&[u8]>) -> Verdict {
                     Some(Ok(args)) => {
                         let mut result = Some((r.action, "rule_match", Some(args)));
                         for c in &r.when {
-                            match check(c, args, &no_params, svc.protected_refs()) {
+                            match check(c, args, &no_params, svc) {
                                 Ok(true) => {}
                                 Ok(false) => {
                                     result = None;

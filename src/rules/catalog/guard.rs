@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use super::commands;
 use super::matcher::{Rule, Service};
 use super::{Cond, RefForm, Test};
 use crate::rules::fields::{FieldValue, Fields};
@@ -359,12 +360,14 @@ pub(super) fn check(
     c: &Cond,
     fields: &Fields,
     params: &BTreeMap<String, String>,
-    protected: &[RefPattern],
+    svc: &Service,
 ) -> Result<bool, &'static str> {
     if let Test::OtherThan(known) = &c.test {
         return Ok(unlisted_fields(fields, known).next().is_some());
     }
-    if let (Test::In(_) | Test::Eq(_), Some((head, tail))) = (&c.test, c.field.split_once(".*")) {
+    if let (Test::In(_) | Test::Eq(_) | Test::Commands, Some((head, tail))) =
+        (&c.test, c.field.split_once(".*"))
+    {
         // Any element (`assignees.*`): each is judged as a field of its own; a single value
         // given where a list is expected (`head tail`) too. An element that cannot be read
         // fails closed as a field would.
@@ -387,7 +390,7 @@ pub(super) fn check(
                 field: key,
                 test: c.test.clone(),
             };
-            any |= check(&one, fields, params, protected)?;
+            any |= check(&one, fields, params, svc)?;
         }
         return Ok(any);
     }
@@ -469,7 +472,8 @@ pub(super) fn check(
         (Test::Eq(w), Some(v)) => eq(v, w),
         (Test::Ne(w), Some(v)) => !eq(v, w),
         (Test::In(ws), Some(v)) => ws.iter().any(|w| eq(v, w)),
-        (Test::ProtectedRef(form), Some(v)) => protected_ref(*form, v, protected)?,
+        (Test::ProtectedRef(form), Some(v)) => protected_ref(*form, v, svc.protected_refs())?,
+        (Test::Commands, Some(v)) => commands::holds_any(&v.as_text(), &svc.commands),
         (Test::PathUnder(dirs), Some(v)) => path_under(v, dirs)?,
         (Test::NeParam(name), Some(v)) => match params.get(name) {
             Some(p) => *v != FieldValue::Null && v.as_text() != *p,

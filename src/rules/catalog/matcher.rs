@@ -67,6 +67,8 @@ pub(super) struct Service {
     /// The header that picks the API version (Stripe-Version) and the oldest version whose
     /// reading of parameters the catalog knows: a write naming an older one is held.
     pub(super) version: Option<super::version::VersionFloor>,
+    /// `command_texts`, normalized (`commands::needle`): what `commands` conditions look for.
+    pub(super) commands: Vec<String>,
     pub(super) rules: Vec<Rule>,
     /// Per method (position in [`normalize::KNOWN_METHODS`]): indexes into `rules`.
     pub(super) by_method: Vec<MethodIndex>,

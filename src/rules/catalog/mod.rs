@@ -12,6 +12,7 @@
 //! form_bodies = false                       # true: the API reads every body as a form (Stripe):
 //!                                           # every POST body is looked at for `_method`, and a
 //!                                           # JSON body a rule's conditions need is held
+//! command_texts = ["@copilot", "\nbors"]   # what `commands = true` conditions look for
 //! slashless_ids = false                     # true: ids never hold `/`, `\` or `%` (Stripe): a
 //!                                           # write whose path has `%2F`, `%5C`, `\` or `%25` is
 //!                                           # held instead of read two ways
@@ -62,10 +63,12 @@
 //! the same name sent again),
 //! `other_than = ["description", "metadata"]` with `field = "*"` (a body or query field whose
 //! top-level name is not listed is given: a route's harmless fields listed, any other holds),
+//! `commands = true` (the field's text holds one of the service's `command_texts`, read the
+//! widest way: see `commands`; a text starting with a newline must start a line),
 //! `path_under = [".github"]` (the field, read as a repository path, is that directory or below
 //! it: `./.GitHub//workflows/x.yml` is; a `..` segment or a NUL cannot be placed and escalates;
 //! `"**/.github"`: the directory at any depth, `sub/.github/x` too).
-//! A `path_under`, `in` or `eq` field may name every element of an array with a `*` segment
+//! A `path_under`, `in`, `eq` or `commands` field may name every element of an array with a `*` segment
 //! (`tree.*.path`, `assignees.*`): the condition holds if any element's holds (`*` also matches
 //! nothing, for a single value given where a list is expected, which GraphQL coerces to a
 //! list); an element `in`/`eq` cannot read (an object) fails closed.
@@ -104,6 +107,7 @@ use std::path::Path;
 use super::git::{GitRequest, GitRules};
 use super::{normalize, Action, Class, RequestHead, RulesError};
 
+mod commands;
 mod compile;
 mod evaluate;
 mod gql_verdict;
@@ -111,7 +115,7 @@ mod guard;
 mod matcher;
 mod version;
 
-use compile::{check_ref_conditions, compile_file, index, merge, parse_template};
+use compile::{check_service_conditions, compile_file, index, merge, parse_template};
 use matcher::{host_matches, Seg, Service};
 
 /// One condition's test, as written in a rule file (see the format above).
@@ -139,6 +143,8 @@ pub enum Test {
     /// The field is given and differs from this path parameter's value (`name` against
     /// `{repo}`: a rename, not the same name sent again).
     NeParam(String),
+    /// The field's text holds one of the service's `command_texts` (see `commands`).
+    Commands,
 }
 
 /// How a `protected_ref` condition reads its field as a ref name. Every reading GitHub might
@@ -322,7 +328,7 @@ impl Catalog {
             }
         }
         for s in &mut services {
-            check_ref_conditions(s)?;
+            check_service_conditions(s)?;
             index(s);
         }
         for s in &services {

@@ -1,0 +1,207 @@
+//! Command texts in free text: a comment or body that a bot or an AI agent acts on (`@copilot`,
+//! `bors r+`, `/lgtm`, `atlantis apply`). A `commands = true` condition holds when a field's
+//! text, read the widest way any reader might (HTML entities decoded, Markdown escapes dropped,
+//! NFKC, invisible characters removed, any case), holds one of the service's `command_texts`.
+//! A text starting with a newline must start a line (leading blanks and `>` quote marks are
+//! skipped). Over-matching only costs a review; a reading that misses a trigger lets it through.
+
+use unicode_normalization::UnicodeNormalization;
+
+/// A command text as written in a rule file, in the form it is compared in.
+pub(super) fn needle(text: &str) -> Option<String> {
+    let line_start = text.starts_with('\n');
+    let body = normalize(text.trim_start_matches('\n'));
+    let body = body.trim_start_matches('\n');
+    if body.trim().is_empty() {
+        return None;
+    }
+    Some(if line_start {
+        format!("\n{body}")
+    } else {
+        body.to_string()
+    })
+}
+
+/// Does `text` hold any of `needles` (each from [`needle`])?
+pub(super) fn holds_any(text: &str, needles: &[String]) -> bool {
+    let hay = format!("\n{}", normalize(text));
+    needles.iter().any(|n| hay.contains(n.as_str()))
+}
+
+/// The widest reading: entities decoded, `\` before punctuation dropped, NFKC, invisible
+/// characters dropped, lower case, lines split on any line break with leading blanks and `>`
+/// quote marks removed.
+fn normalize(text: &str) -> String {
+    let decoded = unescape_markdown(&decode_entities(text));
+    let folded: String = decoded
+        .nfkc()
+        .filter(|c| !invisible(*c))
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            '\r' | '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{b}' | '\u{c}' => '\n',
+            c => c,
+        })
+        .collect();
+    folded
+        .split('\n')
+        .map(|line| line.trim_start_matches(|c: char| c.is_whitespace() || c == '>'))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// HTML character references as Markdown renderers decode them: numeric (`&#64;`, `&#x40;`,
+/// the `;` optional as browsers allow) and the named ones for ASCII punctuation and blanks.
+fn decode_entities(text: &str) -> String {
+    const NAMED: &[(&str, char)] = &[
+        ("commat", '@'),
+        ("sol", '/'),
+        ("bsol", '\\'),
+        ("period", '.'),
+        ("colon", ':'),
+        ("num", '#'),
+        ("excl", '!'),
+        ("lt", '<'),
+        ("gt", '>'),
+        ("amp", '&'),
+        ("lsqb", '['),
+        ("lbrack", '['),
+        ("rsqb", ']'),
+        ("rbrack", ']'),
+        ("plus", '+'),
+        ("equals", '='),
+        ("hyphen", '-'),
+        ("dash", '-'),
+        ("lowbar", '_'),
+        ("nbsp", ' '),
+        ("tab", ' '),
+        ("newline", '\n'),
+    ];
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at + 1..];
+        let (decoded, used) = reference(rest, NAMED);
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[used..];
+            }
+            None => out.push('&'),
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The character a reference after `&` names, and the bytes it used.
+fn reference(s: &str, named: &[(&str, char)]) -> (Option<char>, usize) {
+    let semi = |n: usize| usize::from(s.as_bytes().get(n) == Some(&b';'));
+    if let Some(num) = s.strip_prefix('#') {
+        let (hex, digits) = match num.strip_prefix(['x', 'X']) {
+            Some(h) => (true, h),
+            None => (false, num),
+        };
+        let len = digits
+            .bytes()
+            .take_while(|b| {
+                if hex {
+                    b.is_ascii_hexdigit()
+                } else {
+                    b.is_ascii_digit()
+                }
+            })
+            .count();
+        if len == 0 {
+            return (None, 0);
+        }
+        let value = u32::from_str_radix(&digits[..len], if hex { 16 } else { 10 }).ok();
+        let used = 1 + usize::from(hex) + len;
+        // An out-of-range reference is U+FFFD to a renderer: nothing a command holds.
+        let c = value.and_then(char::from_u32).unwrap_or('\u{fffd}');
+        return (Some(c), used + semi(used));
+    }
+    let len = s.bytes().take_while(u8::is_ascii_alphanumeric).count();
+    let name = s[..len].to_ascii_lowercase();
+    match named.iter().find(|(n, _)| *n == name) {
+        Some((_, c)) if semi(len) == 1 => (Some(*c), len + 1),
+        _ => (None, 0),
+    }
+}
+
+/// Markdown backslash escapes: `\@copilot` renders as `@copilot`.
+fn unescape_markdown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' && chars.peek().is_some_and(char::is_ascii_punctuation) {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Characters that show nothing (Unicode's default-ignorable code points, roughly): a reader
+/// that drops them sees the command whole.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{ad}' | '\u{34f}' | '\u{61c}' | '\u{115f}' | '\u{1160}' | '\u{17b4}' | '\u{17b5}'
+        | '\u{180b}'..='\u{180f}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+        | '\u{2060}'..='\u{206f}' | '\u{3164}' | '\u{fe00}'..='\u{fe0f}' | '\u{feff}'
+        | '\u{ffa0}' | '\u{fff0}'..='\u{fff8}' | '\u{1bca0}'..='\u{1bca3}'
+        | '\u{1d173}'..='\u{1d17a}' | '\u{e0000}'..='\u{e0fff}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn needles() -> Vec<String> {
+        ["@copilot", "\nbors ", "\n/", "atlantis"]
+            .iter()
+            .filter_map(|t| needle(t))
+            .collect()
+    }
+
+    #[test]
+    fn command_readings_table() {
+        let cases: &[(&str, bool)] = &[
+            ("@copilot please fix the tests", true),
+            ("thanks @Copilot!", true),
+            ("&#64;copilot go", true),
+            ("&#x40;COPILOT go", true),
+            ("&#064copilot go", true),
+            ("&commat;copilot go", true),
+            ("\\@copilot go", true),
+            ("@co\u{200b}pilot go", true),
+            ("\u{ff20}\u{ff43}opilot", true),
+            ("bors r+", true),
+            ("looks good\n\n  bors r+", true),
+            ("> bors r+", true),
+            ("LGTM\r\n/lgtm", true),
+            ("ok\u{2028}/approve", true),
+            ("&sol;lgtm", true),
+            ("\\/approve", true),
+            ("run atlantis apply", true),
+            ("neighbors agree", false),
+            ("see src/test/x.rs", false),
+            ("GitHub Copilot wrote this", false),
+            ("mail me at a@copi.lot", false),
+            ("&amp;#64;copilot", false),
+            ("", false),
+        ];
+        let n = needles();
+        for (text, want) in cases {
+            assert_eq!(holds_any(text, &n), *want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn blank_needles_are_refused() {
+        assert_eq!(needle("\n"), None);
+        assert_eq!(needle("  "), None);
+        assert_eq!(needle("\n/").as_deref(), Some("\n/"));
+        assert_eq!(needle("@CoPilot").as_deref(), Some("@copilot"));
+    }
+}
