@@ -49,6 +49,8 @@ pub enum ServerError {
     Admin(#[from] AdminError),
     #[error("approval policies: {0}")]
     Policy(String),
+    #[error("{0}")]
+    AdminSocket(#[from] admin::socket::SocketError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -302,6 +304,19 @@ pub async fn start_with_store(
     );
     let proxy_listener = proxy_socket.listen()?;
     let admin_listener = admin_socket.listen()?;
+    let unix_listener = match &config.admin.socket {
+        Some(path) => admin::socket::bind(path)?,
+        None => None,
+    };
+    if let Some(listener) = unix_listener {
+        tokio::spawn(admin::socket::run(
+            listener,
+            admin.clone(),
+            &config.admin,
+            life.shutdown.clone(),
+            life.tasks.clone(),
+        ));
+    }
     tokio::spawn(admin::run(
         admin_listener,
         admin,

@@ -438,8 +438,8 @@ async fn metrics_probes_and_status_of_a_running_server() {
         .env_remove("AIRLOCK_CONFIG")
         .output()
         .expect("status");
-    // The config asks for port 0: status probes the configured address, which is not where
-    // this server listens, so it reports the server not ready, and says so.
+    // The config asks for port 0, but status runs as Airlock's user: it asks over the admin
+    // socket in the store directory, where this server listens.
     let stdout = text(&out.stdout);
     assert!(
         stdout.contains(&format!("config file:  {}", cfg.display())),
@@ -456,6 +456,35 @@ async fn metrics_probes_and_status_of_a_running_server() {
         )),
         "{stdout}"
     );
+    assert!(
+        stdout.contains(&format!(
+            "server:       ready (admin socket {})",
+            store.join("admin.sock").display()
+        )),
+        "{stdout}"
+    );
+    assert!(out.status.success());
+    // Without the socket it probes the configured TCP address, where nothing listens.
+    let cfg0 = dir.path().join("nosocket.toml");
+    let text_cfg = std::fs::read_to_string(&cfg).expect("cfg");
+    std::fs::write(
+        &cfg0,
+        text_cfg.replacen(
+            "[admin]\nlisten = \"127.0.0.1:0\"",
+            "[admin]\nlisten = \"127.0.0.1:0\"\nsocket = \"\"",
+            1,
+        ),
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .arg("--config")
+        .arg(&cfg0)
+        .arg("status")
+        .current_dir(elsewhere.path())
+        .env_remove("AIRLOCK_HOME")
+        .output()
+        .expect("status");
+    let stdout = text(&out.stdout);
     assert!(stdout.contains("server:       not ready"), "{stdout}");
     assert!(!out.status.success());
     // Pointed at the real admin address, it is ready.
@@ -465,7 +494,7 @@ async fn metrics_probes_and_status_of_a_running_server() {
         &cfg2,
         text_cfg.replacen(
             "[admin]\nlisten = \"127.0.0.1:0\"",
-            &format!("[admin]\nlisten = \"{}\"", s.admin),
+            &format!("[admin]\nlisten = \"{}\"\nsocket = \"\"", s.admin),
             1,
         ),
     )
@@ -638,4 +667,91 @@ async fn an_agent_added_to_the_agents_file_is_loaded_on_sighup() {
     )
     .await;
     s.stop();
+}
+
+/// Left from the fifteenth session: the CLI sent its admin token to whatever answered on
+/// `admin.listen`, an impostor too while the server was down. Run as Airlock's user it now
+/// talks over the admin socket (peer credentials checked), and with no live socket it fails
+/// without offering the token on TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_uses_the_admin_socket_and_never_offers_its_token_on_tcp() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, store, ca) = write_config(dir.path(), "airlock.toml", "redb", &up, HOSTS, "");
+    let log = dir.path().join("serve.log");
+    let s = Serve::spawn(&cfg, &store, &ca, &log);
+    traffic(&s).await;
+    let socket = store.join("admin.sock");
+    let meta = std::fs::metadata(&socket).expect("the admin socket exists");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+    // The config names port 0, where nothing listens: the CLI still reaches the server.
+    let cli = |cfg: &Path, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .arg("--config")
+            .arg(cfg)
+            .args(args)
+            .env_remove("AIRLOCK_HOME")
+            .env_remove("AIRLOCK_CONFIG")
+            .env_remove("AIRLOCK_ADMIN_TOKEN")
+            .output()
+            .expect("cli")
+    };
+    let out = cli(&cfg, &["reviews", "list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("github.repos.delete"),
+        "{}",
+        text(&out.stdout)
+    );
+    s.stop();
+
+    // An impostor now listens on the configured admin port; the server is gone.
+    let impostor = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = impostor.local_addr().expect("addr").port();
+    impostor.set_nonblocking(true).expect("nonblocking");
+    let cfg2 = dir.path().join("impostor.toml");
+    let text_cfg = std::fs::read_to_string(&cfg).expect("cfg");
+    std::fs::write(
+        &cfg2,
+        text_cfg.replacen(
+            "[admin]\nlisten = \"127.0.0.1:0\"",
+            &format!("[admin]\nlisten = \"127.0.0.1:{port}\""),
+            1,
+        ),
+    )
+    .expect("write");
+    for args in [
+        &["reviews", "list"][..],
+        &["audit", "verify"][..],
+        &["status"][..],
+    ] {
+        let out = cli(&cfg2, args);
+        let stderr = text(&out.stderr);
+        if args[0] == "reviews" {
+            assert!(!out.status.success());
+            assert!(stderr.contains("admin.sock"), "{args:?}: {stderr}");
+        }
+    }
+    // Nothing, token or probe, reached the impostor.
+    assert!(
+        matches!(impostor.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the CLI connected to the TCP admin port"
+    );
+
+    // With the socket turned off, the CLI uses TCP (where the operator asked for it).
+    let cfg3 = dir.path().join("tcp.toml");
+    std::fs::write(
+        &cfg3,
+        text_cfg.replacen(
+            "[admin]\nlisten = \"127.0.0.1:0\"",
+            &format!("[admin]\nlisten = \"127.0.0.1:{port}\"\nsocket = \"\""),
+            1,
+        ),
+    )
+    .expect("write");
+    let _ = cli(&cfg3, &["status"]);
+    assert!(impostor.accept().is_ok(), "socket = \"\" means TCP");
 }

@@ -239,7 +239,7 @@ async fn no_secret_in_logs_store_audit_cli_or_api() {
         cli(&["config", "check"]).into_bytes(),
     ));
     let admin_token = std::fs::read_to_string(dir.path().join("data/admin-token")).expect("token");
-    let admin_addr = run.admin.parse().expect("admin addr");
+    let admin_addr: std::net::SocketAddr = run.admin.parse().expect("admin addr");
     for path in ["/v1/reviews", &format!("/v1/reviews/{id}"), "/v1/audit"] {
         let (_, body) = airlock::admin::client::call_raw(
             admin_addr,
@@ -453,7 +453,7 @@ async fn python_requests_agent_example_runs_through_airlock() {
         .expect("python3");
     // Approve the review as soon as it appears; nothing may reach the upstream before that.
     let admin_token = std::fs::read_to_string(dir.path().join("data/admin-token")).expect("token");
-    let admin_addr = run.admin.parse().expect("addr");
+    let admin_addr: std::net::SocketAddr = run.admin.parse().expect("addr");
     // Python and its imports start slowly on a loaded machine: a longer wait than the default.
     let id = support::eventually("the DELETE to be held", Duration::from_secs(30), || async {
         let (_, list) = airlock::admin::client::call(

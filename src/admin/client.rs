@@ -1,6 +1,11 @@
-//! Minimal admin API client used by the `airlock reviews` commands.
+//! Minimal admin API client used by the `airlock reviews` commands. Run as Airlock's own user,
+//! it speaks over the admin Unix socket ([`super::socket`]) and checks that the server behind it
+//! is that user's (or root's) process: a missing socket means no server, and the token is then
+//! not offered on the TCP port, where any process could be listening. Other users use TCP.
 
 use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+use std::path::PathBuf;
 
 use bytes::Bytes;
 use http::{header, Method, Request};
@@ -9,15 +14,78 @@ use hyper_util::rt::TokioIo;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach the admin API at {addr}: {message} (is `airlock serve` running?)")]
-    Connect { addr: SocketAddr, message: String },
+    #[error("cannot reach the admin API at {target}: {message} (is `airlock serve` running?)")]
+    Connect { target: String, message: String },
     #[error("admin API error: {0}")]
     Http(String),
 }
 
+/// Where the CLI reaches the admin API.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The admin socket, owned by this user: only this user's (or root's) server can be behind
+    /// it. `host` is the admin listener's address, for the Host header.
+    Socket { path: PathBuf, host: String },
+    /// The TCP listener (`admin.listen`): the CLI is not Airlock's user.
+    Tcp(SocketAddr),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Socket { path, .. } => write!(f, "{}", path.display()),
+            Target::Tcp(addr) => write!(f, "{addr}"),
+        }
+    }
+}
+
+impl From<SocketAddr> for Target {
+    fn from(addr: SocketAddr) -> Target {
+        Target::Tcp(addr)
+    }
+}
+
+impl From<&Target> for Target {
+    fn from(t: &Target) -> Target {
+        t.clone()
+    }
+}
+
+impl Target {
+    /// The socket when it is this user's (or would be: its directory is this user's and
+    /// nobody else may write it, so an absent socket means no server); else TCP.
+    pub fn of(config: &crate::config::AdminConfig) -> Target {
+        let tcp = Target::Tcp(config.listen);
+        let Some(path) = config.socket.clone() else {
+            return tcp;
+        };
+        // SAFETY: plain syscall.
+        let me = unsafe { libc::geteuid() };
+        let ours = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m.file_type().is_socket() && m.uid() == me,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let dir_ours = path
+                    .parent()
+                    .and_then(|d| std::fs::metadata(d).ok())
+                    .is_some_and(|d| d.uid() == me);
+                dir_ours && super::socket::check_dir(&path).is_ok()
+            }
+            Err(_) => false,
+        };
+        if ours {
+            Target::Socket {
+                path,
+                host: config.listen.to_string(),
+            }
+        } else {
+            tcp
+        }
+    }
+}
+
 /// Sends one request; returns the status and the JSON (or text) body.
 pub async fn call(
-    addr: SocketAddr,
+    addr: impl Into<Target>,
     token: &str,
     method: Method,
     path: &str,
@@ -32,7 +100,7 @@ pub async fn call(
 
 /// Sends one request; returns the status and the body bytes as they came.
 pub async fn call_raw(
-    addr: SocketAddr,
+    addr: impl Into<Target>,
     token: &str,
     method: Method,
     path: &str,
@@ -44,7 +112,7 @@ pub async fn call_raw(
 
 /// A GET of one page: the status, the headers (where the next page starts) and the body.
 pub async fn call_paged(
-    addr: SocketAddr,
+    addr: impl Into<Target>,
     token: &str,
     path: &str,
 ) -> Result<(u16, http::HeaderMap, Bytes), ClientError> {
@@ -52,20 +120,14 @@ pub async fn call_paged(
 }
 
 async fn exchange(
-    addr: SocketAddr,
+    target: impl Into<Target>,
     token: &str,
     method: Method,
     path: &str,
     body: Option<serde_json::Value>,
 ) -> Result<(u16, http::HeaderMap, Bytes), ClientError> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| ClientError::Connect {
-            addr,
-            message: e.to_string(),
-        })?;
-    let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (io, host) = connect(&target.into()).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|e| ClientError::Http(e.to_string()))?;
     tokio::spawn(conn);
@@ -73,8 +135,12 @@ async fn exchange(
     let req = Request::builder()
         .method(method)
         .uri(path)
-        .header(header::HOST, addr.to_string())
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::HOST, host);
+    let req = match token {
+        "" => req,
+        t => req.header(header::AUTHORIZATION, format!("Bearer {t}")),
+    };
+    let req = req
         .header(header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| ClientError::Http(e.to_string()))?;
@@ -91,4 +157,91 @@ async fn exchange(
         .map_err(|e| ClientError::Http(e.to_string()))?
         .to_bytes();
     Ok((status, headers, bytes))
+}
+
+/// A connection to `target` that may carry the token, and the Host header to send.
+async fn connect(target: &Target) -> Result<(Io, String), ClientError> {
+    let failed = |message: String| ClientError::Connect {
+        target: target.to_string(),
+        message,
+    };
+    match target {
+        Target::Tcp(addr) => {
+            let stream = tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            let _ = stream.set_nodelay(true);
+            Ok((Io::Tcp(TokioIo::new(stream)), addr.to_string()))
+        }
+        Target::Socket { path, host } => {
+            let stream = tokio::net::UnixStream::connect(path)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            // SAFETY: plain syscall.
+            let me = unsafe { libc::geteuid() };
+            match stream.peer_cred() {
+                Ok(c) if c.uid() == me || c.uid() == 0 => {}
+                Ok(c) => {
+                    return Err(failed(format!(
+                        "the server behind it runs as uid {}, not as you (uid {me}) or root; the token was not sent",
+                        c.uid()
+                    )))
+                }
+                Err(e) => return Err(failed(format!("cannot tell who listens: {e}"))),
+            }
+            Ok((Io::Unix(TokioIo::new(stream)), host.clone()))
+        }
+    }
+}
+
+/// A TCP or Unix connection, for hyper.
+enum Io {
+    Tcp(TokioIo<tokio::net::TcpStream>),
+    Unix(TokioIo<tokio::net::UnixStream>),
+}
+
+impl hyper::rt::Read for Io {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Io::Unix(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl hyper::rt::Write for Io {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Tcp(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Io::Unix(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Io::Unix(s) => std::pin::Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Io::Unix(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+        }
+    }
 }

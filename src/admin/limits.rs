@@ -375,18 +375,18 @@ impl Watch {
 }
 
 /// The admin connection's socket, reporting to its [`Watch`] whether a read is waiting.
-pub(super) struct Watched {
-    inner: TcpStream,
+pub(super) struct Watched<S> {
+    inner: S,
     watch: Arc<Watch>,
 }
 
-impl Watched {
-    pub(super) fn new(inner: TcpStream, watch: Arc<Watch>) -> Watched {
+impl<S> Watched<S> {
+    pub(super) fn new(inner: S, watch: Arc<Watch>) -> Watched<S> {
         Watched { inner, watch }
     }
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -398,7 +398,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -508,6 +508,7 @@ mod tests {
         AdminConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
             token_file: "t".into(),
+            socket: None,
             public_hosts: Vec::new(),
             may_approve: false,
             max_connections: max,

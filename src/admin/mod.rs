@@ -42,6 +42,7 @@ pub mod client;
 pub mod dashboard;
 pub(crate) mod limits;
 pub mod listing;
+pub mod socket;
 mod token;
 
 use std::convert::Infallible;
@@ -253,21 +254,53 @@ async fn accept_loop(
                 _ = shutdown.cancelled() => return,
             };
             match slot {
-                Ok(slot) => serve_connection(stream, peer, admin, gk, slot, shutdown).await,
+                Ok(slot) => {
+                    serve_connection(stream, Peer::Tcp(peer), admin, gk, Some(slot), shutdown).await
+                }
                 Err(why) => gk.refuse(stream, why),
             }
         });
     }
 }
 
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
+/// Who is at the other end of an admin connection.
+#[derive(Debug, Clone, Copy)]
+enum Peer {
+    Tcp(SocketAddr),
+    /// The admin socket: Airlock's own user (or root), its credentials checked at accept. No
+    /// browser reaches it, so the DNS-rebinding Host check does not apply.
+    Socket,
+}
+
+impl Peer {
+    /// The address limits count by: the socket's peers share one that no TCP peer has.
+    fn ip(self) -> std::net::IpAddr {
+        match self {
+            Peer::Tcp(a) => a.ip(),
+            Peer::Socket => std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Tcp(a) => write!(f, "{a}"),
+            Peer::Socket => f.write_str("admin socket"),
+        }
+    }
+}
+
+async fn serve_connection<S>(
+    stream: S,
+    peer: Peer,
     admin: Arc<Admin>,
     gk: Arc<limits::Gatekeeper>,
-    slot: limits::Slot,
+    slot: Option<limits::Slot>,
     shutdown: CancellationToken,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let watch = Arc::new(limits::Watch::default());
     let io = TokioIo::new(limits::Watched::new(stream, watch.clone()));
     let header_read_timeout = gk.header_read_timeout;
@@ -297,7 +330,7 @@ async fn serve_request(
     admin: &Admin,
     gk: &limits::Gatekeeper,
     watch: &Arc<limits::Watch>,
-    peer: SocketAddr,
+    peer: Peer,
     req: Request<Incoming>,
 ) -> Response<Body> {
     if limits::declared_over(req.body()) {
@@ -314,12 +347,12 @@ async fn serve_request(
         return r;
     }
     if !limits::may_have_body(req.body()) {
-        return route(admin, req).await;
+        return route(admin, req, matches!(peer, Peer::Socket)).await;
     }
     let _armed = watch.arm(gk.body_read_timeout);
     tokio::select! {
         biased;
-        r = route(admin, req) => r,
+        r = route(admin, req, matches!(peer, Peer::Socket)) => r,
         _ = watch.stalled() => {
             tracing::info!(target: "airlock::admin", %peer, "admin request body not received in time");
             closing(err(
@@ -372,7 +405,7 @@ fn err(status: StatusCode, code: &'static str, msg: &str) -> Response<Body> {
     Refusal::client(status, code, msg).into_response()
 }
 
-async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
+async fn route(admin: &Admin, req: Request<Incoming>, local: bool) -> Response<Body> {
     let path = req.uri().path().to_string();
     // Probes answer whatever the Host: a tunnel, a remapped port or a Kubernetes probe names
     // the listener otherwise, and they reveal nothing and change nothing.
@@ -393,7 +426,7 @@ async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
             }
         };
     }
-    if !host_ok(admin, &req) {
+    if !local && !host_ok(admin, &req) {
         return err(
             StatusCode::MISDIRECTED_REQUEST,
             "bad_host",

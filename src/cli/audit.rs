@@ -50,7 +50,7 @@ pub(super) enum AuditCommand {
 /// Where `airlock audit` reads the live log: the running server's admin API, or, when none is
 /// running, the store directly.
 enum AuditSource {
-    Admin(std::net::SocketAddr, String),
+    Admin(airlock::admin::client::Target, String),
     Local(Box<airlock::audit::AuditLog>),
 }
 
@@ -61,8 +61,9 @@ async fn audit_source(config: &Config, despite_anchor: bool) -> Result<AuditSour
         .ok()
         .flatten();
     if let Some(token) = token {
-        let addr = config.admin.listen;
-        if airlock::admin::client::call(addr, &token, http::Method::GET, "/healthz", None)
+        let addr = airlock::admin::client::Target::of(&config.admin);
+        // The probe carries no token: only a server that answers gets it afterwards.
+        if airlock::admin::client::call(&addr, "", http::Method::GET, "/healthz", None)
             .await
             .is_ok()
         {
@@ -159,7 +160,7 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
         AuditCommand::Verify { file: None, .. } => match audit_source(&config, false).await? {
             AuditSource::Admin(addr, token) => {
                 let (status, json) =
-                    call(addr, &token, Method::GET, "/v1/audit/verify", None).await?;
+                    call(&addr, &token, Method::GET, "/v1/audit/verify", None).await?;
                 if status == 200 {
                     println!("OK: {json}");
                     Ok(())
@@ -183,7 +184,7 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
             match audit_source(&config, false).await? {
                 AuditSource::Admin(addr, token) => {
                     let (status, bytes) = airlock::admin::client::call_raw(
-                        addr,
+                        &addr,
                         &token,
                         Method::POST,
                         "/v1/audit/checkpoint",
@@ -210,7 +211,7 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
             match audit_source(&config, false).await? {
                 AuditSource::Admin(addr, token) => {
                     let (_, json) =
-                        call(addr, &token, Method::GET, "/v1/audit/pubkey", None).await?;
+                        call(&addr, &token, Method::GET, "/v1/audit/pubkey", None).await?;
                     println!("{}", json["pubkey"].as_str().unwrap_or_default());
                 }
                 AuditSource::Local(log) => println!("{}", log.public_key_hex()),
@@ -231,7 +232,7 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
                     let mut from = Some(since);
                     while let Some(since) = from {
                         let (status, headers, bytes) = airlock::admin::client::call_paged(
-                            addr,
+                            &addr,
                             &token,
                             &format!("/v1/audit?since={since}"),
                         )

@@ -106,7 +106,7 @@ pub(super) async fn reviews(
         Some(t) => t,
         None => super::admin_token(&config)?,
     };
-    let addr = config.admin.listen;
+    let addr = airlock::admin::client::Target::of(&config.admin);
     let (method, path, body) = match &cmd {
         ReviewsCommand::List {
             state,
@@ -117,7 +117,7 @@ pub(super) async fn reviews(
             all,
         } => {
             let filters = [("state", state), ("agent", agent), ("tool", tool)];
-            return list(addr, &token, filters, *limit, cursor.clone(), *all).await;
+            return list(&addr, &token, filters, *limit, cursor.clone(), *all).await;
         }
         ReviewsCommand::Show { id } => (Method::GET, format!("/v1/reviews/{id}"), None),
         ReviewsCommand::Approve {
@@ -153,7 +153,7 @@ pub(super) async fn reviews(
             Some(serde_json::json!({ "by": by })),
         ),
     };
-    let (status, json) = call(addr, &token, method, &path, body).await?;
+    let (status, json) = call(&addr, &token, method, &path, body).await?;
     answered(status, &json)?;
     match cmd {
         ReviewsCommand::List { .. } => {} // answered above
@@ -216,7 +216,7 @@ fn execution_summary(review: &serde_json::Value) -> (String, i32) {
 
 /// `reviews list`: one page, or with `all` every page in turn.
 async fn list(
-    addr: std::net::SocketAddr,
+    addr: &airlock::admin::client::Target,
     token: &str,
     filters: [(&str, &Option<String>); 3],
     limit: usize,

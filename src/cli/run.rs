@@ -87,6 +87,15 @@ pub(super) fn run_cmd(config: Config, args: RunArgs) -> Result<i32> {
         config.link_key_file(),
     ];
     hide.extend(config.source.clone());
+    // The admin socket, where it is not in the store directory (peer credentials would refuse
+    // the sandbox's uid anyway).
+    hide.extend(
+        config
+            .admin
+            .socket
+            .clone()
+            .filter(|s| !s.starts_with(&config.store.path)),
+    );
     // Provider credentials, and webhook signing secrets (COMMAND must not forge Airlock's
     // notifications).
     let signing = config

@@ -52,8 +52,11 @@ pub(super) async fn status(config: Config) -> Result<()> {
     }
     println!("proxy listen: {}", config.proxy.listen);
     println!("admin listen: {}", config.admin.listen);
-    let addr = config.admin.listen;
-    let probe = airlock::admin::client::call(addr, "", http::Method::GET, "/readyz", None);
+    if let Some(s) = &config.admin.socket {
+        println!("admin socket: {}", s.display());
+    }
+    let addr = airlock::admin::client::Target::of(&config.admin);
+    let probe = airlock::admin::client::call(&addr, "", http::Method::GET, "/readyz", None);
     let answer = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
         Ok(Ok((200, _))) => Ok(()),
         Ok(Ok((code, body))) => Err(format!("answers /readyz with {code}: {body}")),
@@ -62,7 +65,12 @@ pub(super) async fn status(config: Config) -> Result<()> {
     };
     match answer {
         Ok(()) => {
-            println!("server:       ready (http://{addr}/readyz)");
+            match &addr {
+                airlock::admin::client::Target::Tcp(a) => {
+                    println!("server:       ready (http://{a}/readyz)")
+                }
+                socket => println!("server:       ready (admin socket {socket})"),
+            }
             Ok(())
         }
         Err(why) => {

@@ -347,6 +347,11 @@ fn resolve_paths(raw: &mut RawConfig, home: &Home) {
     r(&mut raw.store.path);
     raw.store.ca_file.as_mut().map(r);
     raw.admin.token_file.as_mut().map(r);
+    raw.admin
+        .socket
+        .as_mut()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(r);
     raw.audit.key_file.as_mut().map(r);
     raw.rules.dir.as_mut().map(r);
     raw.agents_file.as_mut().map(r);

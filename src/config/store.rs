@@ -36,6 +36,7 @@ impl Default for RawStore {
 pub(super) struct RawAdmin {
     pub(super) listen: String,
     pub(super) token_file: Option<PathBuf>,
+    pub(super) socket: Option<PathBuf>,
     pub(super) public_hosts: Vec<String>,
     pub(super) may_approve: bool,
     pub(super) max_connections: usize,
@@ -51,6 +52,7 @@ impl Default for RawAdmin {
         Self {
             listen: "127.0.0.1:8081".into(),
             token_file: None,
+            socket: None,
             public_hosts: Vec::new(),
             may_approve: false,
             max_connections: 256,
@@ -145,6 +147,10 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// Where the admin bearer token lives (created 0600 on first run). Default `<store.path>/admin-token`.
     pub token_file: PathBuf,
+    /// The admin API's Unix socket, for the CLI run as Airlock's user (peer credentials checked,
+    /// so the token never goes to an impostor on the TCP port). Default `<store.path>/admin.sock`;
+    /// `""`: none.
+    pub socket: Option<PathBuf>,
     /// Names under which reviewers reach the admin listener (a reverse proxy, a tunnel): with
     /// the host of `notify.base_url`, never reachable through the proxy.
     pub public_hosts: Vec<String>,
@@ -225,6 +231,11 @@ pub(super) fn check_admin(
         token_file: raw
             .token_file
             .unwrap_or_else(|| store.path.join("admin-token")),
+        socket: match raw.socket {
+            Some(p) if p.as_os_str().is_empty() => None,
+            Some(p) => Some(p),
+            None => Some(store.path.join("admin.sock")),
+        },
     })
 }
 
