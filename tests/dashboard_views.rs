@@ -265,6 +265,26 @@ async fn refunds_binary_bodies_history_and_escaping() {
             .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r'),
         "no raw control bytes"
     );
+    // Review of session 16: padding, a control character or a stray byte in front of a
+    // parameter pushed it out of view (16 KiB of text shown, or a 256-byte hex head).
+    let mut raw = b"charge=ch_9&metadata[note]=\xc2\x85".to_vec();
+    raw.extend("A".repeat(17_000).bytes());
+    raw.extend(b"&metadata[x]=\xff&reverse_transfer=true&refund_application_fee=true");
+    let padded = hold(
+        &s.a,
+        "https://api.stripe.com/v1/refunds",
+        "application/x-www-form-urlencoded",
+        raw,
+    )
+    .await;
+    let padded_detail = session.page(&format!("/ui/reviews/{padded}")).await;
+    for want in [
+        "reverse_transfer=true&amp;refund_application_fee=true",
+        "not valid UTF-8",
+    ] {
+        assert!(padded_detail.contains(want), "{want} missing");
+    }
+    assert!(!padded_detail.contains("more bytes not shown"));
     let evil_detail = session.page(&format!("/ui/reviews/{evil}")).await;
     assert!(!evil_detail.contains("<img src=x"), "{evil_detail}");
 

@@ -51,7 +51,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The unit a per-client limit counts: an IPv4 address, or an IPv6 /64 (what one host or one
 /// customer typically holds; counting single IPv6 addresses would make the limit free to evade).
+/// Every loopback address is one client: a local process may connect from any of 127.0.0.0/8.
 fn client_key(ip: IpAddr) -> IpAddr {
+    if ip.to_canonical().is_loopback() {
+        return IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    }
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let s = v6.segments();
@@ -564,6 +568,10 @@ mod tests {
         assert_ne!(k("2001:db8::1"), k("2001:db8:0:1::1"));
         assert_eq!(k("::ffff:10.0.0.9"), k("10.0.0.9"));
         assert_ne!(k("10.0.0.9"), k("10.0.0.10"));
+        // Review of session 16: 127.0.0.2 .. 127.0.0.10 were nine clients, 32 connections each.
+        assert_eq!(k("127.0.0.2"), k("127.0.0.1"));
+        assert_eq!(k("127.255.0.9"), k("::1"));
+        assert_eq!(k("::ffff:127.0.0.3"), k("127.0.0.1"));
     }
 
     #[tokio::test]

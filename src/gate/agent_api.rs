@@ -72,6 +72,16 @@ pub fn review_json(r: &Review, full: bool) -> serde_json::Value {
             "redactedHeaders": r.redacted_headers,
             "bodyBase64": r.request.body_b64,
         });
+        // The body as text too, whole, when it is UTF-8: what a reviewer reads in the CLI.
+        if let Some(text) = r
+            .request
+            .body()
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .filter(|t| !t.is_empty())
+        {
+            v["request"]["body"] = serde_json::Value::String(text);
+        }
     }
     let echoes = redact::secret_query_values(&r.request.path_and_query);
     if !echoes.is_empty() {

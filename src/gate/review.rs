@@ -319,7 +319,21 @@ impl Review {
     /// What a notification may say about this review: no headers, body, query or parameters.
     pub fn escalation(&self) -> crate::notify::Escalation {
         let pq = &self.request.path_and_query;
-        let path = pq.split(['?', '#']).next().unwrap_or_default().to_string();
+        // Bytes a reader cannot see as themselves (controls, bidi overrides, any non-ASCII)
+        // percent-encoded: the same request target, in every channel's format alike.
+        let path = pq
+            .split(['?', '#'])
+            .next()
+            .unwrap_or_default()
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_graphic() {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
         crate::notify::Escalation {
             review_id: self.id.clone(),
             tool: self.tool.clone(),
@@ -495,4 +509,23 @@ pub fn rfc3339(ms: u64) -> String {
 
 pub fn b64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review of session 16: a bidi override in the path reached JSON webhooks raw (the Slack
+    /// and email formats encoded it); every channel now gets the path percent-encoded.
+    #[test]
+    fn notifications_get_the_path_with_hidden_bytes_encoded() {
+        let r = Review::sample(
+            "DELETE",
+            "api.github.com",
+            "/repos/acme/\u{202E}hctarcs/x y?q=1",
+            None,
+            b"",
+        );
+        assert_eq!(r.escalation().path, "/repos/acme/%E2%80%AEhctarcs/x%20y");
+    }
 }

@@ -533,8 +533,11 @@ fn repo_params<S: AsRef<str>>(segs: &[S], params: &mut BTreeMap<String, String>)
     }
 }
 
-/// At most this many commands are named in a verdict's `refs` parameter.
+/// Plain (unprotected, non-deleting) commands are named in a verdict's `refs` parameter only
+/// while it holds fewer than this many; deletions and protected refs come first, and all of
+/// them are named up to [`SHOWN_GATED`], so a decoy cannot push a deletion out of view.
 const SHOWN_COMMANDS: usize = 20;
+const SHOWN_GATED: usize = 500;
 
 impl GitRules {
     pub fn is_protected(&self, refname: &str) -> bool {
@@ -617,7 +620,8 @@ impl GitRules {
         // (action, rank among equals, tool, class, reason code)
         let mut best = (self.push, 0, "push", Class::Reversible, "git_no_commands");
         let mut codes: Vec<&str> = Vec::new();
-        let mut shown = Vec::new();
+        // (rank: protected deletion 3, deletion 2, protected ref 1, other 0; the line)
+        let mut named: Vec<(u8, String)> = Vec::with_capacity(section.commands.len());
         for c in &section.commands {
             let protected = self.is_protected(&c.refname);
             let kind = c.kind();
@@ -651,14 +655,35 @@ impl GitRules {
             if (this.0, this.1) > (best.0, best.1) || best.4 == "git_no_commands" {
                 best = this;
             }
-            if shown.len() < SHOWN_COMMANDS {
-                let verb = match kind {
-                    UpdateKind::Create => "create",
-                    UpdateKind::Update => "update",
-                    UpdateKind::Delete => "delete",
-                };
-                let mark = if protected { " (protected)" } else { "" };
-                shown.push(format!("{verb} {}{mark}", c.refname));
+            let verb = match kind {
+                UpdateKind::Create => "create",
+                UpdateKind::Update => "update",
+                UpdateKind::Delete => "delete",
+            };
+            let mark = if protected { " (protected)" } else { "" };
+            let rank = match (kind, protected) {
+                (UpdateKind::Delete, true) => 3,
+                (UpdateKind::Delete, false) => 2,
+                (_, true) => 1,
+                (_, false) => 0,
+            };
+            named.push((rank, format!("{verb} {}{mark}", c.refname)));
+        }
+        // The most severe first (stable: in push order among equals).
+        named.sort_by_key(|(rank, _)| std::cmp::Reverse(*rank));
+        let mut shown = Vec::new();
+        let (mut hidden, mut hidden_gated) = (0usize, 0usize);
+        for (rank, line) in named {
+            let room = if rank > 0 {
+                shown.len() < SHOWN_GATED
+            } else {
+                shown.len() < SHOWN_COMMANDS
+            };
+            if room {
+                shown.push(line);
+            } else {
+                hidden += 1;
+                hidden_gated += usize::from(rank > 0);
             }
         }
         if codes.is_empty() {
@@ -678,11 +703,15 @@ impl GitRules {
         );
         v.class = Some(class);
         let mut list = shown.join(", ");
-        if section.commands.len() > SHOWN_COMMANDS {
-            list.push_str(&format!(
-                ", … {} more",
-                section.commands.len() - SHOWN_COMMANDS
-            ));
+        if hidden > 0 {
+            list.push_str(&format!(", … {hidden} more"));
+            if hidden_gated > 0 {
+                list.push_str(&format!(
+                    " ({hidden_gated} of them deletions or protected refs)"
+                ));
+            } else {
+                list.push_str(" (none a deletion or a protected ref)");
+            }
         }
         v.explanation = if list.is_empty() {
             format!("git push with no ref updates ({})", self.id)

@@ -272,11 +272,50 @@ pub(super) fn arguments(r: &Review, body: &[u8]) -> Arguments {
             None => {}
         }
     }
+    let mut ambiguous = params.ambiguous;
+    let git_push = r
+        .request
+        .path_and_query
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .ends_with("/git-receive-pack");
+    let body_read = if git_push { &[][..] } else { body };
+    for k in repeated_keys(query, body_read) {
+        if !ambiguous.iter().any(|a| k.contains(&format!("`{a}`"))) {
+            ambiguous.push(k);
+        }
+    }
     Arguments {
         money,
         args,
-        ambiguous: params.ambiguous,
+        ambiguous,
     }
+}
+
+/// Keys given twice anywhere in the body or query, which servers read differently (Go and
+/// GitHub take the last JSON value, others the first): named whatever the field, listed or not.
+fn repeated_keys(query: &str, body: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    if serde_json::from_slice::<serde_json::Value>(body).is_ok() {
+        if let Err(e) = crate::rules::fields::strict_json(body) {
+            out.push(format!("the JSON body ({e})"));
+        }
+    } else {
+        let mut fields = crate::rules::fields::Fields::default();
+        fields.add_form(&String::from_utf8_lossy(body));
+        for k in fields.duplicates {
+            out.push(format!("body field `{k}` (given twice)"));
+        }
+    }
+    let mut fields = crate::rules::fields::Fields::default();
+    fields.add_form(query);
+    for k in fields.duplicates {
+        out.push(format!("query field `{k}` (given twice)"));
+    }
+    out.dedup();
+    out.truncate(10);
+    out
 }
 
 #[cfg(test)]
@@ -285,6 +324,53 @@ mod tests {
 
     fn review(method: &str, host: &str, pq: &str, tool: Option<&str>, body: &[u8]) -> Review {
         Review::sample(method, host, pq, tool, body)
+    }
+
+    /// Review of session 16: a key given twice in a field no summary lists (`permission` on
+    /// add-collaborator) showed no warning; GitHub reads the last value.
+    #[test]
+    fn a_key_given_twice_anywhere_is_named() {
+        let r = review(
+            "PUT",
+            "api.github.com",
+            "/repos/o/r/collaborators/eve",
+            Some("github.repos.add-collaborator"),
+            br#"{"permission":"pull","permissio\u006e":"admin"}"#,
+        );
+        let a = arguments(&r, &r.request.body().expect("body"));
+        assert!(
+            a.ambiguous
+                .iter()
+                .any(|x| x.contains("duplicate key `permission`")),
+            "{:?}",
+            a.ambiguous
+        );
+        let r = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/customers?name=a&name=b",
+            Some("stripe.customers.create"),
+            b"email=a&description=x&description=y",
+        );
+        let a = arguments(&r, &r.request.body().expect("body"));
+        assert!(
+            a.ambiguous.iter().any(|x| x.contains("`description`")),
+            "{:?}",
+            a.ambiguous
+        );
+        assert!(
+            a.ambiguous.iter().any(|x| x.contains("query field `name`")),
+            "{:?}",
+            a.ambiguous
+        );
+        let plain = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/customers",
+            None,
+            b"email=a&name=b",
+        );
+        assert!(arguments(&plain, b"email=a&name=b").ambiguous.is_empty());
     }
 
     fn money(r: &Review) -> Option<String> {

@@ -135,8 +135,13 @@ pub(super) fn stored_request_text(
         ));
     }
     if !body.is_empty() {
+        let git_push = url
+            .split('?')
+            .next()
+            .unwrap_or("")
+            .ends_with("/git-receive-pack");
         text.push('\n');
-        text.push_str(&show::body_text(body));
+        text.push_str(&show::request_body_text(body, git_push));
     }
     hide(&text)
 }
@@ -166,7 +171,7 @@ fn row(r: &Review, now_ms: u64, people: &People) -> Row {
         let b = base64::engine::general_purpose::STANDARD
             .decode(&e.body_b64)
             .unwrap_or_default();
-        t.push_str(&show::body_text(&b));
+        t.push_str(&show::answer_text(&b));
         hide(&t)
     });
     let (decided_by, comments) = decided(r, &hide);
@@ -178,13 +183,7 @@ fn row(r: &Review, now_ms: u64, people: &People) -> Row {
         agent: r.agent.clone().unwrap_or_default(),
         method: r.request.method.clone(),
         host: r.request.host.clone(),
-        path: r
-            .request
-            .path_and_query
-            .split('?')
-            .next()
-            .unwrap_or("")
-            .to_string(),
+        path: show::visible(r.request.path_and_query.split('?').next().unwrap_or("")),
         url,
         args,
         money,

@@ -754,6 +754,39 @@ fn the_shipped_catalog_protects_main_on_github_com() {
     assert_eq!(v.tool.as_deref(), Some("github.git.push-protected-ref"));
 }
 
+/// Review of session 16: decoys in front pushed a deletion of main out of the shown list (20
+/// commands). Deletions and protected refs now come first and are always named.
+#[test]
+fn a_deletion_behind_decoys_is_named_first() {
+    let c = Catalog::embedded(&CatalogOptions::default()).unwrap();
+    let mut lines = vec![
+        first(A, Z, "refs/heads/tmp-scratch"),
+        next(A, B, "refs/heads/gh-pages"),
+    ];
+    for i in 0..40 {
+        lines.push(next(A, B, &format!("refs/heads/feature-{i}")));
+    }
+    lines.push(next(A, Z, "refs/heads/main"));
+    let v = judge(
+        &c,
+        "POST",
+        "github.com",
+        "/o/r.git/git-receive-pack",
+        &headers(None),
+        Some(&body(&lines)),
+    );
+    let refs = v.params.get("refs").expect("refs");
+    assert!(
+        refs.starts_with("delete refs/heads/main (protected), delete refs/heads/tmp-scratch, update refs/heads/gh-pages (protected), update refs/heads/feature-0"),
+        "{refs}"
+    );
+    assert!(
+        refs.ends_with(", … 23 more (none a deletion or a protected ref)"),
+        "{refs}"
+    );
+    assert!(v.explanation.contains("delete refs/heads/main"), "{v}");
+}
+
 #[test]
 fn rule_file_errors_name_the_line() {
     // (name, file text, "line:column" the error names, words in the message)
