@@ -75,6 +75,7 @@ ca_dir = "$work/$1/certs"
 path = "$work/$1/data"
 $3
 [gate]
+max_pending_per_agent = 0
 review_expiry = "24h"
 [upstream]
 extra_ca_files = ["$work/up/upstream-ca.pem"]

@@ -63,6 +63,7 @@ ca_dir = "$work/certs"
 [store]
 path = "$work/data"
 [gate]
+max_pending_per_agent = 0
 review_expiry = "$1"
 sweep_interval = "1h"
 [upstream]

@@ -304,8 +304,8 @@ pub async fn start_with_store(
     );
     let proxy_listener = proxy_socket.listen()?;
     let admin_listener = admin_socket.listen()?;
-    let unix_listener = match &config.admin.socket {
-        Some(path) => admin::socket::bind(path)?,
+    let unix_listener = match config.admin_socket() {
+        Some(path) => admin::socket::bind(&path)?,
         None => None,
     };
     if let Some(listener) = unix_listener {

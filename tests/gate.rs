@@ -1665,7 +1665,7 @@ async fn agent_view_has_no_reviewer_names_comments_or_decisions() {
 async fn listing_is_paged_filtered_counted_swept_and_pruned() {
     use std::collections::HashSet;
     let (up, _, clock, a) =
-        setup_on_clock("[gate]\nsweep_interval = \"1h\"\n[store]\nretention = \"1h\"\n").await;
+        setup_on_clock("[gate]\nsweep_interval = \"1h\"\nmax_pending_per_agent = 1000\n[store]\nretention = \"1h\"\n").await;
     let (code, ready) = a.admin("GET", "/readyz", None).await;
     assert_eq!((code, &ready["ready"]), (200, &serde_json::json!(true)));
     // 120 repo deletions then 30 refunds, one second apart.
@@ -1972,5 +1972,30 @@ async fn a_sweep_of_many_chunks_expires_each_overdue_review_once() {
     }
     let (code, report) = a.admin("GET", "/v1/audit/verify", None).await;
     assert_eq!(code, 200, "{report}");
+    assert_eq!(up.count(), 0);
+}
+
+/// Review of session 16: nothing bounded how many reviews one agent could hold, and its flood
+/// crowded other reviews' notifications out of the channels' queues. Past
+/// `gate.max_pending_per_agent` a gated call is refused (429, not queued, not sent) until a
+/// decision frees a place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_past_its_pending_reviews_cap_is_refused_not_queued() {
+    let (up, a) = setup("[gate]\nmax_pending_per_agent = 2\n").await;
+    let first = hold_delete(&a, "/repos/acme/one").await;
+    assert_eq!(first.0, 423);
+    assert_eq!(hold_delete(&a, "/repos/acme/two").await.0, 423);
+    let (status, _, body) = hold_delete(&a, "/repos/acme/three").await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"], "too_many_pending_reviews", "{body}");
+    let (_, list) = a.admin("GET", "/v1/reviews?state=pending", None).await;
+    assert_eq!(list["reviews"].as_array().map(Vec::len), Some(2), "{list}");
+    // A decision frees a place.
+    let id = first.2["reviewId"].as_str().expect("id");
+    let (code, _) = a
+        .admin("POST", &format!("/v1/reviews/{id}/reject"), None)
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(hold_delete(&a, "/repos/acme/three").await.0, 423);
     assert_eq!(up.count(), 0);
 }

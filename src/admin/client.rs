@@ -54,9 +54,9 @@ impl From<&Target> for Target {
 impl Target {
     /// The socket when it is this user's (or would be: its directory is this user's and
     /// nobody else may write it, so an absent socket means no server); else TCP.
-    pub fn of(config: &crate::config::AdminConfig) -> Target {
-        let tcp = Target::Tcp(config.listen);
-        let Some(path) = config.socket.clone() else {
+    pub fn of(config: &crate::config::Config) -> Target {
+        let tcp = Target::Tcp(config.admin.listen);
+        let Some(path) = config.admin_socket() else {
             return tcp;
         };
         // SAFETY: plain syscall.
@@ -75,7 +75,7 @@ impl Target {
         if ours {
             Target::Socket {
                 path,
-                host: config.listen.to_string(),
+                host: config.admin.listen.to_string(),
             }
         } else {
             tcp

@@ -512,7 +512,7 @@ mod tests {
         AdminConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
             token_file: "t".into(),
-            socket: None,
+            socket: crate::config::AdminSocket::Off,
             public_hosts: Vec::new(),
             may_approve: false,
             max_connections: max,

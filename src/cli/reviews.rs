@@ -106,7 +106,7 @@ pub(super) async fn reviews(
         Some(t) => t,
         None => super::admin_token(&config)?,
     };
-    let addr = airlock::admin::client::Target::of(&config.admin);
+    let addr = airlock::admin::client::Target::of(&config);
     let (method, path, body) = match &cmd {
         ReviewsCommand::List {
             state,

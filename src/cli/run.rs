@@ -91,9 +91,7 @@ pub(super) fn run_cmd(config: Config, args: RunArgs) -> Result<i32> {
     // the sandbox's uid anyway).
     hide.extend(
         config
-            .admin
-            .socket
-            .clone()
+            .admin_socket()
             .filter(|s| !s.starts_with(&config.store.path)),
     );
     // Provider credentials, and webhook signing secrets (COMMAND must not forge Airlock's

@@ -52,10 +52,10 @@ pub(super) async fn status(config: Config) -> Result<()> {
     }
     println!("proxy listen: {}", config.proxy.listen);
     println!("admin listen: {}", config.admin.listen);
-    if let Some(s) = &config.admin.socket {
+    if let Some(s) = config.admin_socket() {
         println!("admin socket: {}", s.display());
     }
-    let addr = airlock::admin::client::Target::of(&config.admin);
+    let addr = airlock::admin::client::Target::of(&config);
     let probe = airlock::admin::client::call(&addr, "", http::Method::GET, "/readyz", None);
     let answer = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
         Ok(Ok((200, _))) => Ok(()),

@@ -17,6 +17,7 @@ pub(super) struct RawGate {
     pub(super) execution_timeout: String,
     pub(super) execution_lease: Option<String>,
     pub(super) money_budget_usd: f64,
+    pub(super) max_pending_per_agent: usize,
 }
 
 impl Default for RawGate {
@@ -30,6 +31,7 @@ impl Default for RawGate {
             execution_timeout: "120s".into(),
             execution_lease: None,
             money_budget_usd: 1000.0,
+            max_pending_per_agent: 100,
         }
     }
 }
@@ -56,7 +58,14 @@ pub struct GateConfig {
     /// 24 hours, counted by the hour (a call counts for 24 to 25 hours; rules' `spends`); a call
     /// that would pass it is held. 0: every such call that moves any money is held.
     pub money_budget_usd: f64,
+    /// Reviews one agent may have pending at once; a gated call past it is refused (429, not
+    /// held, not sent), so one agent's flood cannot bury other reviews or their notifications.
+    /// 0: no cap (benchmarks).
+    pub max_pending_per_agent: usize,
 }
+
+/// Ceiling on `gate.max_pending_per_agent`: a hold reads up to that many index keys.
+const MAX_PENDING_CAP: usize = 10_000;
 
 pub(super) fn check(g: RawGate, cx: &Ctx) -> Result<GateConfig, ConfigError> {
     let execution_timeout = cx.dur("gate.execution_timeout", &g.execution_timeout)?;
@@ -74,7 +83,14 @@ pub(super) fn check(g: RawGate, cx: &Ctx) -> Result<GateConfig, ConfigError> {
         execution_lease,
         retention: None,
         money_budget_usd: g.money_budget_usd,
+        max_pending_per_agent: g.max_pending_per_agent,
     };
+    if g.max_pending_per_agent > MAX_PENDING_CAP {
+        return Err(cx.invalid(
+            "gate.max_pending_per_agent",
+            format!("at most {MAX_PENDING_CAP} (each hold counts up to it), or 0 for no cap"),
+        ));
+    }
     if !g.money_budget_usd.is_finite() || g.money_budget_usd < 0.0 {
         return Err(cx.invalid(
             "gate.money_budget_usd",

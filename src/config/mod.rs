@@ -22,7 +22,7 @@ pub use home::{Found, Home, HOME_ENV};
 pub use people::{agent_entry, reviewer_entry, AgentConfig, ReviewerConfig};
 pub use proxy::{auto_workers, ProxyConfig, UnknownHosts};
 pub use rules::RulesConfig;
-pub use store::{AdminConfig, StoreConfig};
+pub use store::{AdminConfig, AdminSocket, StoreConfig};
 pub use upstream::{TlsConfig, UpstreamConfig};
 
 use std::collections::BTreeMap;
@@ -157,6 +157,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// The admin socket: `admin.socket`, else `<store.path>/admin.sock`; `None`: TCP only.
+    pub fn admin_socket(&self) -> Option<PathBuf> {
+        match &self.admin.socket {
+            AdminSocket::InStore => Some(self.store.path.join("admin.sock")),
+            AdminSocket::Off => None,
+            AdminSocket::At(p) => Some(p.clone()),
+        }
+    }
+
     /// The audit signing key: `audit.key_file`, else `<tls.ca_dir>/audit-key.pem`.
     pub fn audit_key_file(&self) -> PathBuf {
         self.audit

@@ -148,9 +148,8 @@ pub struct AdminConfig {
     /// Where the admin bearer token lives (created 0600 on first run). Default `<store.path>/admin-token`.
     pub token_file: PathBuf,
     /// The admin API's Unix socket, for the CLI run as Airlock's user (peer credentials checked,
-    /// so the token never goes to an impostor on the TCP port). Default `<store.path>/admin.sock`;
-    /// `""`: none.
-    pub socket: Option<PathBuf>,
+    /// so the token never goes to an impostor on the TCP port): see [`super::Config::admin_socket`].
+    pub socket: AdminSocket,
     /// Names under which reviewers reach the admin listener (a reverse proxy, a tunnel): with
     /// the host of `notify.base_url`, never reachable through the proxy.
     pub public_hosts: Vec<String>,
@@ -171,6 +170,14 @@ pub struct AdminConfig {
     /// a wrong token): refilled at this many per second, up to `unauthenticated_burst`; 429 beyond.
     pub unauthenticated_rate: u32,
     pub unauthenticated_burst: u32,
+}
+
+/// `admin.socket`: `<store.path>/admin.sock` (unset), none (`""`), or a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminSocket {
+    InStore,
+    Off,
+    At(PathBuf),
 }
 
 /// Ceiling for the admin listener's read timeouts: they bound how long a silent client holds a
@@ -232,9 +239,9 @@ pub(super) fn check_admin(
             .token_file
             .unwrap_or_else(|| store.path.join("admin-token")),
         socket: match raw.socket {
-            Some(p) if p.as_os_str().is_empty() => None,
-            Some(p) => Some(p),
-            None => Some(store.path.join("admin.sock")),
+            Some(p) if p.as_os_str().is_empty() => AdminSocket::Off,
+            Some(p) => AdminSocket::At(p),
+            None => AdminSocket::InStore,
         },
     })
 }

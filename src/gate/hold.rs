@@ -30,8 +30,16 @@ impl Gate {
         // hold. One trip to a blocking thread (each trip is a thread handoff).
         let entry = escalation_event(&review);
         let stored = review.clone();
+        let cap = self.cfg.max_pending_per_agent;
         let held = self
             .blocking(move |g| {
+                // Checked before the entry is written (a refused call is not a review); holds
+                // racing past it may go a few over, which bounds the flood all the same.
+                if let Some(agent) = stored.agent.as_ref().filter(|_| cap > 0) {
+                    if super::index::pending_of_agent(g.store.as_ref(), agent, cap)? >= cap {
+                        return Ok(Err(HoldRefusal::TooManyPending(cap)));
+                    }
+                }
                 let bytes = stored.encode().map_err(|e| GateError::Corrupt {
                     id: stored.id.clone(),
                     message: e.to_string(),

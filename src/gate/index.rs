@@ -257,6 +257,15 @@ pub fn page(
     })
 }
 
+/// How many reviews `agent` has pending, counted up to `limit` (one bounded index read).
+pub fn pending_of_agent(store: &dyn Store, agent: &str, limit: usize) -> Result<usize, StoreError> {
+    let prefix = deadline_prefix(b'a', agent);
+    let end = prefix_end(&prefix);
+    Ok(store
+        .range(Tree::Index, &prefix, end.as_deref(), limit)?
+        .len())
+}
+
 /// Ids of up to `limit` pending reviews whose deadline is at or before `now_ms`, soonest
 /// first, after the index key `after` (`None`: from the start); and the last key read, to pass
 /// as `after` for the next ones.

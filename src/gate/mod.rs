@@ -173,6 +173,8 @@ pub enum HoldRefusal {
     AuditUnavailable,
     /// The review store could not take it.
     StoreUnavailable,
+    /// The agent already has `gate.max_pending_per_agent` reviews pending (the number).
+    TooManyPending(usize),
 }
 
 pub struct Gate {

@@ -43,6 +43,14 @@ pub fn render(hold: Hold, git: Option<&ReportRequest>) -> Response<Body> {
             "this request needs human approval but the audit log cannot be written; it was not queued or forwarded",
         )
         .into_response(),
+        Hold::Refused(HoldRefusal::TooManyPending(cap)) => Refusal::client(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_pending_reviews",
+            format!(
+                "this request needs human approval, but this agent already has {cap} reviews pending (gate.max_pending_per_agent); it was not queued or forwarded: wait for decisions, then retry"
+            ),
+        )
+        .into_response(),
         Hold::Refused(HoldRefusal::StoreUnavailable) => Refusal::internal(
             "review_store_unavailable",
             "this request needs human approval but could not be queued; it was not forwarded",
