@@ -1653,7 +1653,7 @@ async fn no_entry_reaches_the_upstream_without_a_hold() {
     let up = FakeUpstream::start(Default::default()).await;
     let catalog = airlock::rules::LiveCatalog::load(None, Default::default()).expect("catalog");
     let a = Airlock::start_classified(
-        "[proxy]\nmax_header_bytes = 16384\n",
+        "[proxy]\nmax_header_bytes = 16384\n[gate]\nmax_pending_per_agent = 10000\n",
         &up,
         &[
             GH,

@@ -120,7 +120,15 @@ async fn crash_suite(backend: &str) {
     let up = FakeUpstream::start(Default::default()).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("airlock.log");
-    let (cfg, store, ca) = write_config(dir.path(), "airlock.toml", backend, &up, HOSTS, "");
+    // One agent holds them all: past the default cap of pending reviews.
+    let (cfg, store, ca) = write_config(
+        dir.path(),
+        "airlock.toml",
+        backend,
+        &up,
+        HOSTS,
+        "[gate]\nmax_pending_per_agent = 5000\n",
+    );
 
     // 1. 1,000 held requests, then SIGKILL.
     let s = Serve::spawn(&cfg, &store, &ca, &log);
@@ -270,7 +278,7 @@ async fn crash_suite(backend: &str) {
         backend,
         &up,
         HOSTS,
-        "[gate]\nreview_expiry = \"1s\"\nsweep_interval = \"50ms\"\n",
+        "[gate]\nreview_expiry = \"1s\"\nsweep_interval = \"50ms\"\nmax_pending_per_agent = 5000\n",
     );
     let s = Serve::spawn(&cfg_short, &store, &ca, &log);
     let expiring = hold_many(&s, "exp", 300).await;

@@ -76,7 +76,7 @@ async fn three_instances_on_one_database_send_each_approved_call_once() {
     // are shared (as the README's "Scaling out" asks), the listeners are on port 0.
     let extra = format!(
         "url = {url:?}\n[gate]\nexecution_timeout = \"2s\"\nexecution_lease = \"3s\"\n\
-         sweep_interval = \"200ms\"\n"
+         sweep_interval = \"200ms\"\nmax_pending_per_agent = 5000\n"
     );
     let (cfg, _, _) = write_config(dir.path(), "airlock.toml", "postgres", &up, HOSTS, &extra);
     let first = spawn(&cfg, dir.path(), 0);

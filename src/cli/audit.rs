@@ -61,7 +61,7 @@ async fn audit_source(config: &Config, despite_anchor: bool) -> Result<AuditSour
         .ok()
         .flatten();
     if let Some(token) = token {
-        let addr = airlock::admin::client::Target::of(&config);
+        let addr = airlock::admin::client::Target::of(config);
         // The probe carries no token: only a server that answers gets it afterwards.
         if airlock::admin::client::call(&addr, "", http::Method::GET, "/healthz", None)
             .await

@@ -31,7 +31,7 @@ impl Default for RawGate {
             execution_timeout: "120s".into(),
             execution_lease: None,
             money_budget_usd: 1000.0,
-            max_pending_per_agent: 100,
+            max_pending_per_agent: 500,
         }
     }
 }
