@@ -24,7 +24,7 @@ OVERRIDES = {
     "activity/delete-thread-subscription": ("allow", "reversible", "affects only the caller's own notifications"),
     "activity/delete-repo-subscription": ("allow", "reversible", "affects only the caller's own notifications"),
     "issues/remove-assignees": ("notify", "visible", "visible issue metadata, re-added as easily"),
-    "issues/remove-all-labels": ("notify", "visible", "visible issue metadata, re-added as easily"),
+    "issues/remove-all-labels": ("escalate", "irreversible", "clears every label, a label that holds a merge too"),
     "issues/remove-label": ("notify", "visible", "visible issue metadata, re-added as easily"),
     "issues/unlock": ("notify", "visible", "visible issue metadata, re-added as easily"),
     "issues/unpin-comment": ("notify", "visible", "visible issue metadata, re-added as easily"),

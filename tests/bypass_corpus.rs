@@ -1551,6 +1551,16 @@ fn differentials() -> Vec<Entry> {
         e("bucket", "a disabled workflow turned back on", GH, h1("PUT", "/repos/o/r/actions/workflows/deploy.yml/enable", &[JSON], ""), Held),
         e("bucket", "gh-pages branch created (publishes a Pages site)", GH, h1("POST", "/repos/o/r/git/refs", &[JSON], r#"{"ref":"refs/heads/gh-pages","sha":"aa"}"#), Held),
         e("bucket", "Copilot agent task started", GH, h1("POST", "/agents/repos/o/r/tasks", &[JSON], r#"{"prompt":"x","base_ref":"main"}"#), Held),
+        // Session 16, GitHub review: labels and text bots act on.
+        e("bucket", "a fork's pull_request_target workflow released by a label", GH, h1("POST", "/repos/o/r/issues/7/labels", &[JSON], r#"{"labels":["safe to test"]}"#), Held),
+        e("bucket", "a coding agent started by a label given as a bare list", GH, h1("POST", "/repos/o/r/issues/7/labels", &[JSON], r#"["claude"]"#), Held),
+        e("bucket", "a held merge released by removing its hold label", GH, h1("DELETE", "/repos/o/r/issues/7/labels/do-not-merge%2Fhold", &[], ""), Held),
+        e("bucket", "labels named by id over GraphQL", GH, h1("POST", "/graphql", &[JSON], gql("mutation { addLabelsToLabelable(input: {labelableId: \"PR_1\", labelIds: [\"LA_1\"]}) { clientMutationId } }")), Held),
+        e("bucket", "required conversation resolution satisfied by the agent", GH, h1("POST", "/graphql", &[JSON], gql("mutation { resolveReviewThread(input: {threadId: \"PRRT_1\"}) { clientMutationId } }")), Held),
+        e("bucket", "Mergify's URL form of a merge command", GH, h1("POST", "/repos/o/r/issues/7/comments", &[JSON], r#"{"body":"https://github.com/Mergifyio queue"}"#), Held),
+        e("bucket", "an IssueOps command in the middle of a line", GH, h1("POST", "/repos/o/r/issues/7/comments", &[JSON], r#"{"body":"LGTM, please /deploy production"}"#), Held),
+        e("bucket", "a draft issue carrying an agent command", GH, h1("POST", "/orgs/o/projectsV2/1/drafts", &[JSON], r#"{"title":"X","body":"@claude implement this"}"#), Held),
+        e("bucket", "a published release turned into a prerelease (latest moves back)", GH, h1("PATCH", "/repos/o/r/releases/42", &[JSON], r#"{"prerelease":true}"#), Held),
         // Session 16: Stripe-Version older than the catalog's floor.
         e("version", "managed account created under a 2016 Stripe-Version (returns its secret keys)", ST, h1("POST", "/v1/accounts", &[FORM, ("Stripe-Version", "2016-07-06")], "country=US&email=a%40b.c"), HeldFor("version_old")),
         e("version", "customer created under an old version, with a name no rule judges", ST, h1("POST", "/v1/customers", &[FORM, ("Stripe-Version", "2019-10-08")], "email=a%40b.c"), HeldFor("version_old")),

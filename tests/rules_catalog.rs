@@ -1506,7 +1506,8 @@ fn bucket_audit_ordinary_forms_still_pass() {
         ("POST", gh("/repos/o/r/releases"), &json, r#"{"tag_name":"v1"}"#.into(), Escalate, "rule_match"),
         ("POST", gh("/repos/o/r/releases"), &json, r#"{"tag_name":"v1","draft":"yes"}"#.into(), Escalate, "value_unparseable"),
         ("PATCH", gh("/repos/o/r/releases/1"), &json, r#"{"body":"notes","name":"v1"}"#.into(), Notify, "rule_match"),
-        ("PATCH", gh("/repos/o/r/releases/1"), &json, r#"{"draft":true}"#.into(), Notify, "rule_match"),
+        // draft:true unpublishes a published release (Airlock cannot tell a draft being edited apart)
+        ("PATCH", gh("/repos/o/r/releases/1"), &json, r#"{"draft":true}"#.into(), Escalate, "rule_match"),
         ("PATCH", gh("/repos/o/r/releases/1"), &json, r#"{"draft":false}"#.into(), Escalate, "rule_match"),
         ("PATCH", gh("/repos/o/r/releases/1"), &json, r#"{"tag_name":"v2"}"#.into(), Escalate, "rule_match"),
         // generate-notes is a read that needs tag_name, also weighed as PATCH …/releases/{id}
@@ -1519,7 +1520,8 @@ fn bucket_audit_ordinary_forms_still_pass() {
         ("DELETE", gh("/user/blocks/alice"), &[], String::new(), Notify, "rule_match"),
         // repository settings
         ("PATCH", gh("/repos/o/r"), &json, r#"{"description":"d","has_issues":true}"#.into(), Notify, "rule_match"),
-        ("PATCH", gh("/repos/o/r"), &json, r#"{"visibility":"private"}"#.into(), Notify, "rule_match"),
+        // private: a public repository loses its stars and watchers for good (Airlock cannot tell a private one re-sent)
+        ("PATCH", gh("/repos/o/r"), &json, r#"{"visibility":"private"}"#.into(), Escalate, "rule_match"),
         ("PATCH", gh("/repos/o/r"), &json, r#"{"allow_forking":false}"#.into(), Notify, "rule_match"),
         ("PATCH", gh("/repos/o/r"), &json, r#"{"visibility":"internal"}"#.into(), Escalate, "rule_match"),
         ("PATCH", gh("/repos/o/r"), &json, r#"{"visibility":"public"}"#.into(), Escalate, "rule_match"),
@@ -1705,6 +1707,55 @@ fn bot_and_agent_commands_in_text_hold() {
         ("PATCH", gh("/repos/o/r/issues/comments/9"), &json, body("fixed a typo"), Notify, "rule_match"),
         ("POST", gh("/repos/o/r/pulls"), &json, r#"{"title":"Fix the parser","head":"f","base":"dev","body":"- [ ] docs"}"#.into(), Notify, "rule_match"),
         ("POST", gh("/graphql"), &json, gq("addComment(input: {subjectId: \"I\", body: \"thanks, merged by hand\"})"), Notify, "rule_match"),
+    ];
+    expect_all(&c, &cases);
+}
+
+/// Session 16, GitHub review: labels bots and workflows act on, more text that reaches bots
+/// (a mid-line `/deploy`, Mergify's URL form, dotless i, drafts, reverts), making a repository
+/// private, demoting a release, resolving a review conversation, and maintainerCanModify over
+/// GraphQL are held; ordinary labels and edits still notify.
+#[test]
+fn labels_and_text_that_bots_act_on_hold() {
+    let c = catalog();
+    let json = [("content-type", "application/json")];
+    let gh = |p: &str| format!("https://api.github.com{p}");
+    let gq = mutation_body;
+    use Action::*;
+    let cases: Vec<Case> = vec![
+        ("POST", gh("/repos/o/r/issues/7/labels"), &json, r#"{"labels":["safe to test"]}"#.into(), Escalate, "rule_match"),
+        ("PUT", gh("/repos/o/r/issues/7/labels"), &json, r#"{"labels":["bug","automerge"]}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/issues/7/labels"), &json, r#"["claude"]"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/issues/7/labels"), &json, r#"{"labels":["Safe To Test"]}"#.into(), Escalate, "value_unparseable"),
+        ("DELETE", gh("/repos/o/r/issues/7/labels/do-not-merge%2Fhold"), &[], "".into(), Escalate, "rule_match"),
+        ("DELETE", gh("/repos/o/r/issues/7/labels"), &[], "".into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r/labels/needs-work"), &json, r#"{"new_name":"lgtm"}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r/labels/hold"), &json, r#"{"new_name":"on-ice"}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r/issues/7"), &json, r#"{"labels":[]}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/issues/7/comments"), &json, r#"{"body":"LGTM, please /deploy staging"}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/issues/7/comments"), &json, r#"{"body":"https://github.com/Mergifyio queue"}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/issues/7/comments"), &json, "{\"body\":\"@Merg\u{131}fyio queue\"}".into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/issues/7/comments"), &json, r#"{"body":"<p>/approve</p>"}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/orgs/o/projectsV2/1/drafts"), &json, r#"{"title":"Implement X","body":"@claude implement this"}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r"), &json, r#"{"visibility":"private"}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r"), &json, r#"{"private":true}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r/releases/42"), &json, r#"{"prerelease":true}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r/releases/42"), &json, r#"{"draft":true}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("addLabelsToLabelable(input: {labelableId: \"I\", labelIds: [\"L\"]})"), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("resolveReviewThread(input: {threadId: \"T\"})"), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("updatePullRequest(input: {pullRequestId: \"P\", maintainerCanModify: true})"), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("updateIssue(input: {id: \"I\", labelIds: [\"L\"]})"), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("revertPullRequest(input: {pullRequestId: \"P\", title: \"Revert\", body: \"bors r+\"})"), Escalate, "rule_match"),
+        // ordinary: as before
+        ("POST", gh("/repos/o/r/issues/7/labels"), &json, r#"{"labels":["bug"]}"#.into(), Notify, "rule_match"),
+        ("DELETE", gh("/repos/o/r/issues/7/labels/bug"), &[], "".into(), Notify, "rule_match"),
+        ("PATCH", gh("/repos/o/r/labels/bug"), &json, r#"{"new_name":"defect"}"#.into(), Notify, "rule_match"),
+        ("PATCH", gh("/repos/o/r"), &json, r#"{"description":"x","visibility":"public"}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r"), &json, r#"{"description":"x"}"#.into(), Notify, "rule_match"),
+        ("PATCH", gh("/repos/o/r/releases/42"), &json, r#"{"body":"notes"}"#.into(), Notify, "rule_match"),
+        ("POST", gh("/repos/o/r/issues/7/comments"), &json, r#"{"body":"see src/test/x.rs and /tmp; GitHub Copilot helped"}"#.into(), Notify, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("updatePullRequest(input: {pullRequestId: \"P\", title: \"x\"})"), Notify, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("unresolveReviewThread(input: {threadId: \"T\"})"), Notify, "rule_match"),
     ];
     expect_all(&c, &cases);
 }

@@ -10,7 +10,7 @@ use unicode_normalization::UnicodeNormalization;
 /// A command text as written in a rule file, in the form it is compared in.
 pub(super) fn needle(text: &str) -> Option<String> {
     let line_start = text.starts_with('\n');
-    let body = normalize(text.trim_start_matches('\n'));
+    let body = fold(text.trim_start_matches('\n'));
     let body = body.trim_start_matches('\n');
     if body.trim().is_empty() {
         return None;
@@ -29,24 +29,62 @@ pub(super) fn holds_any(text: &str, needles: &[String]) -> bool {
 }
 
 /// The widest reading: entities decoded, `\` before punctuation dropped, NFKC, invisible
-/// characters dropped, lower case, lines split on any line break with leading blanks and `>`
-/// quote marks removed.
+/// characters and combining marks dropped, lower case (dotless `ı` as `i`, as Python's and
+/// Java's case-insensitive matching take it), lines split on any line break (Python's
+/// `splitlines` ones too) with what may stand before a command at a line's start removed:
+/// blanks, `>` quote marks, Markdown list and heading markers, HTML tags (`<p>/approve`).
 fn normalize(text: &str) -> String {
+    fold(text)
+        .split('\n')
+        .map(line_start)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// [`normalize`] short of the line starts: how a command text is compared (its own blanks kept).
+fn fold(text: &str) -> String {
     let decoded = unescape_markdown(&decode_entities(text));
     let folded: String = decoded
         .nfkc()
-        .filter(|c| !invisible(*c))
+        .filter(|c| !invisible(*c) && !('\u{300}'..='\u{36f}').contains(c))
         .flat_map(char::to_lowercase)
-        .map(|c| match c {
-            '\r' | '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{b}' | '\u{c}' => '\n',
-            c => c,
+        .filter(|c| !('\u{300}'..='\u{36f}').contains(c))
+        .filter_map(|c| match c {
+            '\r' | '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{b}' | '\u{c}' | '\u{1c}' | '\u{1d}'
+            | '\u{1e}' => Some('\n'),
+            '\u{1f}' => None,
+            '\u{131}' => Some('i'),
+            c => Some(c),
         })
         .collect();
+    // Tags split lines too, as a renderer's text reads them (`ok<br>/merge`).
     folded
-        .split('\n')
-        .map(|line| line.trim_start_matches(|c: char| c.is_whitespace() || c == '>'))
-        .collect::<Vec<_>>()
-        .join("\n")
+        .replace("<br>", "\n")
+        .replace("<br/>", "\n")
+        .replace("<br />", "\n")
+}
+
+/// A line with what may stand before a command removed: blanks, `>`, list and heading markers
+/// (`-`, `*`, `+`, `#`, `1.`, `1)`), HTML tags.
+fn line_start(mut line: &str) -> &str {
+    loop {
+        let before = line.len();
+        line = line.trim_start_matches(|c: char| {
+            c.is_whitespace() || matches!(c, '>' | '-' | '*' | '+' | '#')
+        });
+        let digits = line.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && matches!(line.as_bytes().get(digits), Some(b'.' | b')')) {
+            line = &line[digits + 1..];
+        }
+        if line.starts_with('<') {
+            if let Some(end) = line.find('>') {
+                line = &line[end + 1..];
+            }
+        }
+        if line.len() == before {
+            return line;
+        }
+    }
 }
 
 /// HTML character references as Markdown renderers decode them: numeric (`&#64;`, `&#x40;`,
@@ -158,10 +196,12 @@ mod tests {
     use super::*;
 
     fn needles() -> Vec<String> {
-        ["@copilot", "\nbors ", "\n/", "atlantis"]
-            .iter()
-            .filter_map(|t| needle(t))
-            .collect()
+        [
+            "@copilot", "\nbors ", "\n/", "atlantis", "@mergify", "@gemini",
+        ]
+        .iter()
+        .filter_map(|t| needle(t))
+        .collect()
     }
 
     #[test]
@@ -184,6 +224,14 @@ mod tests {
             ("&sol;lgtm", true),
             ("\\/approve", true),
             ("run atlantis apply", true),
+            ("@Merg\u{131}fyio queue", true),
+            ("@GEM\u{130}N\u{130} fix", true),
+            ("ok\u{1e}/merge", true),
+            ("<p>/approve</p>", true),
+            ("ok<br>/approve", true),
+            ("- /lgtm", true),
+            ("1. /lgtm", true),
+            ("## /deploy", true),
             ("neighbors agree", false),
             ("see src/test/x.rs", false),
             ("GitHub Copilot wrote this", false),
@@ -203,5 +251,6 @@ mod tests {
         assert_eq!(needle("  "), None);
         assert_eq!(needle("\n/").as_deref(), Some("\n/"));
         assert_eq!(needle("@CoPilot").as_deref(), Some("@copilot"));
+        assert_eq!(needle(" /Deploy").as_deref(), Some(" /deploy"));
     }
 }
