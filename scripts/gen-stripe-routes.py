@@ -83,7 +83,7 @@ POST /v1/billing/meter_event_adjustments escalate money Cancels a reported usage
 POST /v1/billing/meter_events escalate money Reports usage billed on the customer's next invoice (no limit on the amount billed)
 POST /v1/billing/meters notify visible Creates a usage meter
 POST /v1/billing/meters/{id} notify visible Renames a usage meter
-POST /v1/billing/meters/{id}/deactivate notify visible Deactivates a usage meter: usage stops being recorded and billed (reactivate undoes)
+POST /v1/billing/meters/{id}/deactivate escalate money Deactivates a usage meter: every customer's usage stops being accepted and billed while it is off (lost, not recorded later)
 POST /v1/billing/meters/{id}/reactivate notify visible Reactivates a usage meter
 POST /v1/billing_portal/configurations notify visible Creates a customer portal configuration (what customers may change themselves)
 POST /v1/billing_portal/configurations/{id} notify visible Changes what customers may do in the customer portal
@@ -112,7 +112,7 @@ POST /v1/customers/{id}/cash_balance notify visible Changes how a customer's cas
 DELETE /v1/customers/{id}/discount escalate irreversible Removes a customer's discount (they pay more)
 POST /v1/customers/{id}/funding_instructions notify visible Creates bank transfer instructions for a customer to send money in
 POST /v1/customers/{id}/sources notify visible Attaches a card or bank account to a customer (charging it is gated separately)
-POST /v1/customers/{id}/tax_ids notify visible Adds a customer tax ID
+POST /v1/customers/{id}/tax_ids escalate money Adds a customer tax ID (an EU VAT ID makes automatic tax reverse-charge their invoices)
 POST /v1/disputes/{id} notify visible Stages dispute evidence (submitting it, the default, is held by conditional rules)
 POST /v1/entitlements/features notify visible Creates an entitlement feature
 POST /v1/entitlements/features/{id} notify visible Updates or archives an entitlement feature (what customers get access to)
@@ -190,9 +190,9 @@ POST /v1/product_catalog/trial_offers/{id} notify visible Updates a trial offer
 POST /v1/products notify visible Creates a product
 DELETE /v1/products/{id} escalate irreversible Deletes a product
 POST /v1/products/{id} notify visible Updates a product
-POST /v1/products/{id}/features notify visible Attaches an entitlement feature to a product
+POST /v1/products/{id}/features escalate irreversible Attaches an entitlement feature to a product (every subscriber of it gets that access; detaching is held too)
 DELETE /v1/products/{productId}/features/{id} escalate irreversible Removes an entitlement feature from a product (customers lose access)
-POST /v1/promotion_codes notify visible Creates a customer-facing promotion code for a coupon
+POST /v1/promotion_codes escalate money Creates a customer-facing promotion code (a code name freed by deactivating a live one can be reissued for another coupon, 100% off included)
 POST /v1/promotion_codes/{id} notify visible Activates, deactivates or updates a promotion code
 POST /v1/quotes notify visible Creates a draft quote (accepting it is held)
 POST /v1/quotes/{id} notify visible Updates a draft quote
@@ -231,8 +231,8 @@ POST /v1/subscriptions/{id}/pause escalate money Pauses a subscription (may invo
 POST /v1/subscriptions/{id}/resume escalate money Resumes a paused subscription (may invoice and charge now)
 POST /v1/tax/calculations allow reversible Calculates tax for a cart (a temporary object; nothing is recorded or charged)
 POST /v1/tax/locations notify visible Creates a tax location
-POST /v1/tax/registrations notify visible Registers to collect tax in a jurisdiction (customers there are charged tax)
-POST /v1/tax/registrations/{id} notify visible Schedules a tax registration's start or end
+POST /v1/tax/registrations escalate money Registers to collect tax in a jurisdiction (customers there are charged tax on renewals)
+POST /v1/tax/registrations/{id} escalate money Schedules a tax registration's start or end (tax collection on renewals starts or stops)
 POST /v1/tax/settings notify visible Changes tax settings (head office, default tax behavior)
 POST /v1/tax/transactions/create_from_calculation notify visible Records a tax transaction for tax reporting
 POST /v1/tax/transactions/create_reversal notify visible Records a tax reversal for tax reporting
@@ -298,7 +298,7 @@ POST /v2/core/accounts/{id}/close escalate irreversible Closes an account (v2)
 POST /v2/core/event_destinations escalate irreversible Creates an event destination: event data is sent to a new webhook URL or cloud bus
 DELETE /v2/core/event_destinations/{id} escalate irreversible Deletes an event destination
 POST /v2/core/event_destinations/{id} escalate irreversible Changes where an event destination sends event data, or which events
-POST /v2/core/event_destinations/{id}/disable notify visible Disables an event destination (events stop being sent; enable undoes)
+POST /v2/core/event_destinations/{id}/disable escalate irreversible Disables an event destination (payment and fraud events stop reaching it; as disabling a webhook endpoint)
 POST /v2/core/event_destinations/{id}/enable escalate irreversible Enables an event destination: event data flows to it again
 POST /v2/core/event_destinations/{id}/ping allow reversible Sends a test ping event to an event destination (no account data)
 POST /v2/core/vault/gb_bank_accounts escalate irreversible Adds a UK bank account as a payout destination

@@ -1561,6 +1561,13 @@ fn differentials() -> Vec<Entry> {
         e("bucket", "an IssueOps command in the middle of a line", GH, h1("POST", "/repos/o/r/issues/7/comments", &[JSON], r#"{"body":"LGTM, please /deploy production"}"#), Held),
         e("bucket", "a draft issue carrying an agent command", GH, h1("POST", "/orgs/o/projectsV2/1/drafts", &[JSON], r#"{"title":"X","body":"@claude implement this"}"#), Held),
         e("bucket", "a published release turned into a prerelease (latest moves back)", GH, h1("PATCH", "/repos/o/r/releases/42", &[JSON], r#"{"prerelease":true}"#), Held),
+        // Session 16, Stripe review.
+        e("bucket", "a payment intent for a saved customer (its client secret confirms it outside)", ST, h1("POST", "/v1/payment_intents", &[FORM], "amount=9900&currency=usd&customer=cus_victim"), Held),
+        e("bucket", "a checkout on a connected account named by header", ST, h1("POST", "/v1/checkout/sessions", &[FORM, ("Stripe-Account", "acct_attacker")], "mode=payment&line_items[0][price]=price_1&line_items[0][quantity]=1&success_url=https%3A%2F%2Fx"), Held),
+        e("bucket", "a customer's e-mail changed (their portal login and receipts follow it)", ST, h1("POST", "/v1/customers/cus_victim", &[FORM], "email=attacker%40evil.example"), Held),
+        e("bucket", "a product's tax code changed through tax_details", ST, h1("POST", "/v1/products/prod_1", &[FORM], "tax_details[tax_code]=txcd_10000000"), Held),
+        e("bucket", "a live promotion code deactivated (its name can be reissued)", ST, h1("POST", "/v1/promotion_codes/promo_legit", &[FORM], "active=false"), Held),
+        e("bucket", "a setup intent registering an outbound destination for the account's money", ST, h1("POST", "/v1/setup_intents", &[FORM], "attach_to_self=true&flow_directions[]=outbound"), Held),
         // Session 16: Stripe-Version older than the catalog's floor.
         e("version", "managed account created under a 2016 Stripe-Version (returns its secret keys)", ST, h1("POST", "/v1/accounts", &[FORM, ("Stripe-Version", "2016-07-06")], "country=US&email=a%40b.c"), HeldFor("version_old")),
         e("version", "customer created under an old version, with a name no rule judges", ST, h1("POST", "/v1/customers", &[FORM, ("Stripe-Version", "2019-10-08")], "email=a%40b.c"), HeldFor("version_old")),

@@ -1554,7 +1554,9 @@ fn bucket_audit_ordinary_forms_still_pass() {
         ("POST", st("/v1/payment_intents/pi_1/cancel"), &form, String::new(), Escalate, "rule_match"),
         ("POST", st("/v1/payment_methods/pm_1/attach"), &form, "customer=cus_1".into(), Notify, "rule_match"),
         ("POST", st("/v1/payment_methods/pm_1/detach"), &form, String::new(), Escalate, "rule_match"),
-        ("POST", st("/v1/customers/cus_1"), &form, "email=a%40b.c".into(), Notify, "rule_match"),
+        // a new e-mail takes over their invoices, receipts and customer portal login (session 16)
+        ("POST", st("/v1/customers/cus_1"), &form, "email=a%40b.c".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/customers/cus_1"), &form, "name=A&description=b".into(), Notify, "rule_match"),
         ("POST", st("/v1/customers/cus_1"), &form, "coupon=SAVE".into(), Escalate, "rule_match"),
         ("POST", st("/v1/customers"), &form, "promotion_code=promo_1".into(), Escalate, "rule_match"),
         // files: multipart uploads are held unread; a file link publishes in any body
@@ -1756,6 +1758,287 @@ fn labels_and_text_that_bots_act_on_hold() {
         ("POST", gh("/repos/o/r/issues/7/comments"), &json, r#"{"body":"see src/test/x.rs and /tmp; GitHub Copilot helped"}"#.into(), Notify, "rule_match"),
         ("POST", gh("/graphql"), &json, gq("updatePullRequest(input: {pullRequestId: \"P\", title: \"x\"})"), Notify, "rule_match"),
         ("POST", gh("/graphql"), &json, gq("unresolveReviewThread(input: {threadId: \"T\"})"), Notify, "rule_match"),
+    ];
+    expect_all(&c, &cases);
+}
+
+/// Session 16, Stripe review: payment intents for existing customers, connected accounts named
+/// by header, customer e-mail and portal settings, tax details and tax IDs, promotion codes,
+/// outbound setup intents, platform liability, receipt addresses, meters and event
+/// destinations are held; the ordinary forms still notify.
+#[test]
+fn stripe_money_behind_soft_routes_holds() {
+    let c = catalog();
+    let st = |p: &str| format!("https://api.stripe.com{p}");
+    let form = ("content-type", "application/x-www-form-urlencoded");
+    let plain = [form];
+    let account = [form, ("stripe-account", "acct_evil")];
+    let context = [form, ("stripe-context", "acct_evil")];
+    let twice = [
+        form,
+        ("stripe-account", "acct_1"),
+        ("stripe-account", "acct_2"),
+    ];
+    let json = [("content-type", "application/json")];
+    use Action::*;
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            st("/v1/payment_intents"),
+            &plain,
+            "amount=9900&currency=usd&customer=cus_1".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/payment_intents"),
+            &plain,
+            "amount=9900&currency=usd&customer=cus_1&confirmation_method=automatic".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/payment_intents/pi_1"),
+            &plain,
+            "customer=cus_1".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/payment_intents/pi_1"),
+            &plain,
+            "currency=gbp".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/payment_intents/pi_1"),
+            &plain,
+            "payment_method_data[type]=customer_balance".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/checkout/sessions"),
+            &account,
+            "mode=payment&success_url=https%3A%2F%2Fx".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/payment_links"),
+            &context,
+            "line_items[0][price]=price_1&line_items[0][quantity]=1".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/charges"),
+            &account,
+            "amount=500&currency=usd&source=tok_visa".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/invoices"),
+            &twice,
+            "customer=cus_1".into(),
+            Escalate,
+            "duplicate_key",
+        ),
+        (
+            "POST",
+            st("/v1/customers/cus_1"),
+            &plain,
+            "email=attacker%40evil.example".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/billing_portal/configurations/bpc_1"),
+            &plain,
+            "login_page[enabled]=true".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/billing_portal/configurations"),
+            &plain,
+            "features[subscription_update][enabled]=true".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/products/prod_1"),
+            &plain,
+            "tax_details[tax_code]=txcd_10000000".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/promotion_codes"),
+            &plain,
+            "promotion[type]=coupon&promotion[coupon]=FREE100&code=WELCOME10".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/promotion_codes/promo_1"),
+            &plain,
+            "active=false".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/billing/meters/mtr_1/deactivate"),
+            &plain,
+            "".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/setup_intents"),
+            &plain,
+            "attach_to_self=true".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/setup_intents/seti_1"),
+            &plain,
+            "flow_directions[]=outbound".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/customers/cus_1/tax_ids"),
+            &plain,
+            "type=eu_vat&value=DE123456789".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/tax_ids"),
+            &plain,
+            "type=eu_vat&value=DE1&owner[type]=customer&owner[customer]=cus_1".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/accounts"),
+            &plain,
+            "country=US&controller[losses][payments]=application".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/charges"),
+            &plain,
+            "amount=500&currency=usd&source=tok_visa&receipt_email=x%40evil.example".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v2/core/event_destinations/ed_1/disable"),
+            &json,
+            "{}".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/products/prod_cheap/features"),
+            &plain,
+            "entitlement_feature=feat_premium".into(),
+            Escalate,
+            "rule_match",
+        ),
+        // ordinary forms: as before
+        (
+            "POST",
+            st("/v1/payment_intents"),
+            &plain,
+            "amount=9900&currency=usd".into(),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/payment_intents"),
+            &plain,
+            "amount=9900&currency=usd&customer=cus_1&confirmation_method=manual".into(),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/payment_intents/pi_1"),
+            &plain,
+            "description=x".into(),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/checkout/sessions"),
+            &plain,
+            "mode=payment&success_url=https%3A%2F%2Fx".into(),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/setup_intents"),
+            &plain,
+            "attach_to_self=false&flow_directions[0]=inbound".into(),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/tax_ids"),
+            &plain,
+            "type=eu_vat&value=DE1&owner[type]=self".into(),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/accounts"),
+            &plain,
+            "country=US&controller[losses][payments]=stripe".into(),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/products/prod_1"),
+            &plain,
+            "name=Better".into(),
+            Notify,
+            "rule_match",
+        ),
     ];
     expect_all(&c, &cases);
 }

@@ -64,6 +64,8 @@ struct RawService {
     version_floor: Option<String>,
     #[serde(default)]
     command_texts: Vec<String>,
+    #[serde(default)]
+    header_fields: Vec<String>,
 }
 
 /// `version_header` and `version_floor`, both or neither; the floor a `YYYY-MM-DD` date.
@@ -201,6 +203,21 @@ pub(super) fn compile_file(file: &str, text: &str) -> Result<Service, RulesError
             .map(|t| {
                 super::commands::needle(t)
                     .ok_or_else(|| at(0, format!("service {}: a blank command text {t:?}", s.name)))
+            })
+            .collect::<Result<_, _>>()?,
+        header_fields: s
+            .header_fields
+            .iter()
+            .map(|h| {
+                http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                    at(
+                        0,
+                        format!(
+                            "service {}: header_fields: {h:?} is not a header name",
+                            s.name
+                        ),
+                    )
+                })
             })
             .collect::<Result<_, _>>()?,
         rules: Vec::new(),
@@ -357,6 +374,11 @@ pub(super) fn merge(into: &mut Service, from: Service, file: &str) -> Result<(),
                 from.name
             ),
         });
+    }
+    for h in from.header_fields {
+        if !into.header_fields.contains(&h) {
+            into.header_fields.push(h);
+        }
     }
     for t in from.commands {
         if !into.commands.contains(&t) {

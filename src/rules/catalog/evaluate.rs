@@ -15,7 +15,7 @@ use super::matcher::{
 };
 use super::version::version_guard;
 use super::{is_read, Catalog};
-use crate::rules::fields::Fields;
+use crate::rules::fields::{FieldValue, Fields};
 use crate::rules::git::GitRequest;
 use crate::rules::readings;
 use crate::rules::{normalize, Action, RequestHead, Verdict};
@@ -276,6 +276,15 @@ impl Catalog {
                         }
                     }
                 }
+            }
+        }
+        // Headers a rule may test, as `@name` fields (given twice: a key given twice, held).
+        for name in &svc.header_fields {
+            for v in head.headers.get_all(name) {
+                fields.insert(
+                    format!("@{}", name.as_str()),
+                    FieldValue::Str(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+                );
             }
         }
         // A read no condition judges is not held for how its query is spelled: nothing reads it

@@ -69,6 +69,9 @@ pub(super) struct Service {
     pub(super) version: Option<super::version::VersionFloor>,
     /// `command_texts`, normalized (`commands::needle`): what `commands` conditions look for.
     pub(super) commands: Vec<String>,
+    /// Headers whose values join the request's fields as `@name` (lower case), for conditions:
+    /// `Stripe-Account` names the connected account a call acts on.
+    pub(super) header_fields: Vec<http::HeaderName>,
     pub(super) rules: Vec<Rule>,
     /// Per method (position in [`normalize::KNOWN_METHODS`]): indexes into `rules`.
     pub(super) by_method: Vec<MethodIndex>,

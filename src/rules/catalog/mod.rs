@@ -13,6 +13,7 @@
 //!                                           # every POST body is looked at for `_method`, and a
 //!                                           # JSON body a rule's conditions need is held
 //! command_texts = ["@copilot", "\nbors"]   # what `commands = true` conditions look for
+//! header_fields = ["Stripe-Account"]        # these headers' values are fields `@stripe-account`
 //! slashless_ids = false                     # true: ids never hold `/`, `\` or `%` (Stripe): a
 //!                                           # write whose path has `%2F`, `%5C`, `\` or `%25` is
 //!                                           # held instead of read two ways
