@@ -1561,6 +1561,7 @@ fn differentials() -> Vec<Entry> {
         e("bucket", "an IssueOps command in the middle of a line", GH, h1("POST", "/repos/o/r/issues/7/comments", &[JSON], r#"{"body":"LGTM, please /deploy production"}"#), Held),
         e("bucket", "a draft issue carrying an agent command", GH, h1("POST", "/orgs/o/projectsV2/1/drafts", &[JSON], r#"{"title":"X","body":"@claude implement this"}"#), Held),
         e("bucket", "a published release turned into a prerelease (latest moves back)", GH, h1("PATCH", "/repos/o/r/releases/42", &[JSON], r#"{"prerelease":true}"#), Held),
+        e("bucket", "Copilot assigned by a non-minimal encoding of its bot node id", GH, h1("POST", "/graphql", &[JSON], gql("mutation { addAssigneesToAssignable(input: {assignableId: \"I_1\", assigneeIds: [\"BOT_kgDPAAAAAAvcPF0\"]}) { clientMutationId } }")), Held),
         // Session 16, Stripe review.
         e("bucket", "a payment intent for a saved customer (its client secret confirms it outside)", ST, h1("POST", "/v1/payment_intents", &[FORM], "amount=9900&currency=usd&customer=cus_victim"), Held),
         e("bucket", "a checkout on a connected account named by header", ST, h1("POST", "/v1/checkout/sessions", &[FORM, ("Stripe-Account", "acct_attacker")], "mode=payment&line_items[0][price]=price_1&line_items[0][quantity]=1&success_url=https%3A%2F%2Fx"), Held),

@@ -155,6 +155,9 @@ fn assign(c: &Condition, want: bool) -> Vec<(String, Option<Value>)> {
             };
             vec![(c.field.replace('*', "item"), Some(Value::String(path)))]
         }
+        (Test::BotNodeId, w) => one(Some(Value::String(
+            if w { "BOT_kgDOC9w8XQ" } else { "U_kgDOAAAAAQ" }.into(),
+        ))),
         // `@copilot` is among the shipped GitHub command_texts.
         (Test::Commands, w) => one(Some(Value::String(
             if w {

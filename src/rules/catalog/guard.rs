@@ -365,7 +365,7 @@ pub(super) fn check(
     if let Test::OtherThan(known) = &c.test {
         return Ok(unlisted_fields(fields, known).next().is_some());
     }
-    if let (Test::In(_) | Test::Eq(_) | Test::Commands, Some((head, tail))) =
+    if let (Test::In(_) | Test::Eq(_) | Test::Commands | Test::BotNodeId, Some((head, tail))) =
         (&c.test, c.field.split_once(".*"))
     {
         // Any element (`assignees.*`): each is judged as a field of its own; a single value
@@ -474,6 +474,7 @@ pub(super) fn check(
         (Test::In(ws), Some(v)) => ws.iter().any(|w| eq(v, w)),
         (Test::ProtectedRef(form), Some(v)) => protected_ref(*form, v, svc.protected_refs())?,
         (Test::Commands, Some(v)) => commands::holds_any(&v.as_text(), &svc.commands),
+        (Test::BotNodeId, Some(v)) => bot_node_id(&v.as_text()),
         (Test::PathUnder(dirs), Some(v)) => path_under(v, dirs)?,
         (Test::NeParam(name), Some(v)) => match params.get(name) {
             Some(p) => *v != FieldValue::Null && v.as_text() != *p,
@@ -600,4 +601,50 @@ fn near_miss(v: &FieldValue, wants: &[toml::Value]) -> bool {
         toml::Value::String(s) => x != s && x.trim().eq_ignore_ascii_case(s),
         _ => false,
     })
+}
+
+/// Is `id` a GitHub node id of a bot account, read as GitHub might: the current form's `BOT_`
+/// prefix (any case), or a legacy id whose base64 (standard or URL-safe, padded or not, blanks
+/// around it ignored) decodes to `…:Bot…` (`03:Bot198982749`). The number inside is not
+/// compared: a non-minimal encoding of Copilot's id is still Copilot, so every bot holds.
+fn bot_node_id(id: &str) -> bool {
+    use base64::Engine as _;
+    let id = id.trim();
+    if id.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("bot_")) {
+        return true;
+    }
+    let engines = [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+        base64::engine::general_purpose::URL_SAFE,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ];
+    engines.iter().any(|e| {
+        e.decode(id)
+            .is_ok_and(|bytes| bytes.windows(4).any(|w| w.eq_ignore_ascii_case(b":bot")))
+    })
+}
+
+#[cfg(test)]
+mod bot_id_tests {
+    use super::bot_node_id;
+
+    #[test]
+    fn bot_node_ids_in_every_encoding() {
+        for (id, bot) in [
+            ("BOT_kgDOC9w8XQ", true),
+            ("BOT_kgDPAAAAAAvcPF0", true),
+            ("bot_kgDOC9w8XQ", true),
+            ("MDM6Qm90MTk4OTgyNzQ5", true),
+            (" MDM6Qm90MTk4OTgyNzQ5 ", true),
+            ("MDM6Qm90MDE5ODk4Mjc0OQ==", true),
+            ("MDM6Qm90MDE5ODk4Mjc0OQ", true),
+            ("U_kgDOAAAAAQ", false),
+            ("MDQ6VXNlcjE=", false),
+            ("I_kwDOAbc", false),
+            ("", false),
+        ] {
+            assert_eq!(bot_node_id(id), bot, "{id}");
+        }
+    }
 }

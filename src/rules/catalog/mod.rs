@@ -64,6 +64,8 @@
 //! the same name sent again),
 //! `other_than = ["description", "metadata"]` with `field = "*"` (a body or query field whose
 //! top-level name is not listed is given: a route's harmless fields listed, any other holds),
+//! `bot_node_id = true` (the field is a GitHub node id of a bot account: `BOT_…`, or a legacy
+//! base64 id naming a `Bot`, however encoded: coding agents such as Copilot are bots),
 //! `commands = true` (the field's text holds one of the service's `command_texts`, read the
 //! widest way: see `commands`; a text starting with a newline must start a line),
 //! `path_under = [".github"]` (the field, read as a repository path, is that directory or below
@@ -146,6 +148,9 @@ pub enum Test {
     NeParam(String),
     /// The field's text holds one of the service's `command_texts` (see `commands`).
     Commands,
+    /// The field is a GitHub node id of a bot account, in any encoding GitHub may decode
+    /// (see `guard::bot_node_id`).
+    BotNodeId,
 }
 
 /// How a `protected_ref` condition reads its field as a ref name. Every reading GitHub might
