@@ -495,6 +495,8 @@ def generate():
         out.append("path_prefixes = [" + ", ".join(toml_str(p) for p in svc["path_prefixes"]) + "]")
     if svc.get("form_bodies"):
         out.append("form_bodies = true")
+    if svc.get("json_prefixes"):
+        out.append("json_prefixes = [" + ", ".join(toml_str(p) for p in svc["json_prefixes"]) + "]")
     if svc.get("slashless_ids"):
         out.append("slashless_ids = true")
     for key in ("version_header", "version_floor"):

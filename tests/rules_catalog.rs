@@ -1974,6 +1974,41 @@ fn stripe_money_behind_soft_routes_holds() {
             Escalate,
             "rule_match",
         ),
+        // v2 reads JSON as JSON (json_prefixes): its conditions are judged, not held as ambiguous
+        (
+            "POST",
+            st("/v2/core/accounts"),
+            &json,
+            r#"{"defaults":{"responsibilities":{"losses_collector":"application"}}}"#.into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/V2/core/accounts"),
+            &json,
+            r#"{"defaults":{"responsibilities":{"fees_collector":"application"}}}"#.into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v2/core/accounts"),
+            &json,
+            r#"{"display_name":"x","defaults":{"responsibilities":{"fees_collector":"stripe"}}}"#
+                .into(),
+            Notify,
+            "rule_match",
+        ),
+        // v1 still reads a JSON body as a form would
+        (
+            "POST",
+            st("/v1/payment_intents/pi_1"),
+            &json,
+            r#"{"customer":"cus_1"}"#.into(),
+            Escalate,
+            "body_ambiguous",
+        ),
         // ordinary forms: as before
         (
             "POST",

@@ -66,6 +66,8 @@ struct RawService {
     command_texts: Vec<String>,
     #[serde(default)]
     header_fields: Vec<String>,
+    #[serde(default)]
+    json_prefixes: Vec<String>,
 }
 
 /// `version_header` and `version_floor`, both or neither; the floor a `YYYY-MM-DD` date.
@@ -206,6 +208,12 @@ pub(super) fn compile_file(file: &str, text: &str) -> Result<Service, RulesError
                     .ok_or_else(|| at(0, format!("service {}: a blank command text {t:?}", s.name)))
             })
             .collect::<Result<_, _>>()?,
+        json_prefixes: s
+            .json_prefixes
+            .iter()
+            .map(|p| seg_list(p))
+            .filter(|p| !p.is_empty())
+            .collect(),
         header_fields: s
             .header_fields
             .iter()
@@ -365,13 +373,14 @@ pub(super) fn merge(into: &mut Service, from: Service, file: &str) -> Result<(),
         || into.form_bodies != from.form_bodies
         || into.slashless_ids != from.slashless_ids
         || into.version != from.version
+        || into.json_prefixes != from.json_prefixes
     {
         return Err(RulesError::Parse {
             file: file.into(),
             line: 1,
             column: 1,
             message: format!(
-                "service {} is declared with different hosts, form_bodies, slashless_ids or version settings in another file",
+                "service {} is declared with different hosts, form_bodies, json_prefixes, slashless_ids or version settings in another file",
                 from.name
             ),
         });

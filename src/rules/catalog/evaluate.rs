@@ -32,7 +32,7 @@ impl Catalog {
         let graphql = is_graphql_path(svc, &segs) || alts.iter().any(|a| is_graphql_path(svc, a));
         let form_like = match media(head.headers) {
             Ok(Media::Form) => true,
-            Ok(Media::Other | Media::Json) => svc.form_bodies,
+            Ok(Media::Other | Media::Json) => svc.reads_forms(&segs),
             _ => false,
         };
         if graphql || (head.method == "POST" && form_like) {
@@ -178,7 +178,7 @@ impl Catalog {
         };
         // A body the service reads as a form although it is none (JSON included, its form
         // reading: `{"x":"&_method=DELETE"}`), looked at for `_method` whatever the rules need.
-        let other_body = matches!(media, Media::Other | Media::Json) && svc.form_bodies;
+        let other_body = matches!(media, Media::Other | Media::Json) && svc.reads_forms(&segs);
         let form_unread = media == Media::Form && !needs_body;
         if head.method == "POST" && (form_unread || other_body) {
             // Frameworks honour `_method` in a form body (Rack::MethodOverride and friends),
@@ -235,7 +235,7 @@ impl Catalog {
                     // A write's framing was checked above: JSON or a form by its Content-Type.
                     // A body on a read is read as JSON when it looks like JSON.
                     let json = media == Media::Json || (media == Media::Other && looks_json);
-                    if media == Media::Json && svc.form_bodies {
+                    if media == Media::Json && svc.reads_forms(&segs) {
                         // The service reads the bytes as a form: the fields a condition needs
                         // are not where the JSON reading puts them.
                         return esc(

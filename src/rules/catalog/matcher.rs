@@ -61,6 +61,9 @@ pub(super) struct Service {
     /// The service reads every body as a urlencoded form, whatever its Content-Type (Stripe's
     /// v1 API): a POST body that is not JSON is looked at for `_method` too.
     pub(super) form_bodies: bool,
+    /// Paths under these (segments, any case) read JSON bodies as JSON, `form_bodies` or not
+    /// (Stripe's v2 API).
+    pub(super) json_prefixes: Vec<Vec<String>>,
     /// The service's ids never hold `/`, `\` or `%` (Stripe's): a write whose path encodes one
     /// is held, never read two ways.
     pub(super) slashless_ids: bool,
@@ -82,6 +85,17 @@ pub(super) struct Service {
 }
 
 impl Service {
+    /// Does the service read this path's bodies as forms, whatever their Content-Type?
+    pub(super) fn reads_forms<S: AsRef<str>>(&self, segs: &[S]) -> bool {
+        self.form_bodies
+            && !self.json_prefixes.iter().any(|p| {
+                p.len() <= segs.len()
+                    && p.iter()
+                        .zip(segs)
+                        .all(|(a, b)| a.eq_ignore_ascii_case(b.as_ref()))
+            })
+    }
+
     /// The `[git]` protected-ref patterns, which `protected_ref` conditions test (none without
     /// a `[git]` section; the catalog refuses such a condition then).
     pub(super) fn protected_refs(&self) -> &[RefPattern] {

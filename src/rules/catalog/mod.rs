@@ -14,6 +14,7 @@
 //!                                           # JSON body a rule's conditions need is held
 //! command_texts = ["@copilot", "\nbors"]   # what `commands = true` conditions look for
 //! header_fields = ["Stripe-Account"]        # these headers' values are fields `@stripe-account`
+//! json_prefixes = ["/v2"]                   # paths that read JSON as JSON, form_bodies or not
 //! slashless_ids = false                     # true: ids never hold `/`, `\` or `%` (Stripe): a
 //!                                           # write whose path has `%2F`, `%5C`, `\` or `%25` is
 //!                                           # held instead of read two ways
