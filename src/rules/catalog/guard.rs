@@ -363,7 +363,12 @@ pub(super) fn check(
     svc: &Service,
 ) -> Result<bool, &'static str> {
     if let Test::OtherThan(known) = &c.test {
-        return Ok(unlisted_fields(fields, known).next().is_some());
+        // A header a rule may test (`@stripe-account`) is not a body or query field.
+        let header = |f: &str| {
+            f.strip_prefix('@')
+                .is_some_and(|h| svc.header_fields.iter().any(|n| n.as_str() == h))
+        };
+        return Ok(unlisted_fields(fields, known).any(|f| !header(f)));
     }
     if let (Test::In(_) | Test::Eq(_) | Test::Commands | Test::BotNodeId, Some((head, tail))) =
         (&c.test, c.field.split_once(".*"))
