@@ -2009,6 +2009,24 @@ fn stripe_money_behind_soft_routes_holds() {
             Escalate,
             "body_ambiguous",
         ),
+        // invoice items: only the listed fields pass (a pricing field Stripe adds later holds)
+        (
+            "POST",
+            st("/v1/invoiceitems"),
+            &plain,
+            "customer=cus_1&amount=100&currency=usd&future_pricing=1".into(),
+            Escalate,
+            "rule_match",
+        ),
+        // a header a rule tests is not a field `other_than` counts
+        (
+            "POST",
+            st("/v1/invoices/in_1"),
+            &account,
+            "description=x".into(),
+            Notify,
+            "rule_match",
+        ),
         // ordinary forms: as before
         (
             "POST",
