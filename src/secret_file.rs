@@ -2,7 +2,7 @@
 //! signing key and the CA private key; and [`read_private`], the reader that refuses a secret
 //! file other users could read (provider credentials, the CA key, the audit key), with
 //! [`read_owned`] beneath it (also for files only Airlock may change: the audit anchor); and
-//! [`constant_time_eq`] to compare secrets; [`SecretSource`] names where a secret Airlock reads
+//! [`constant_time_eq`] to compare secrets; [`check_policy`] for files Airlock obeys; [`SecretSource`] names where a secret Airlock reads
 //! lives.
 //!
 //! A secret is first written to a temporary file in the target's directory, created with mode
@@ -170,6 +170,42 @@ impl OwnedFileError {
     }
 }
 
+/// A file Airlock obeys (the config, the agents file, a rules file or directory) and the
+/// directory holding it: refused when every user may change it (an agent running as another
+/// user could rewrite the gate's policy; a sticky directory such as `/tmp` is fine), with a
+/// warning when its group may, or when a user other than Airlock's or root owns it.
+pub fn check_policy(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    // SAFETY: plain syscall.
+    let me = unsafe { libc::geteuid() };
+    for (p, what) in [(path, "it"), (dir.as_path(), "its directory")] {
+        let Ok(meta) = std::fs::metadata(p) else {
+            continue; // reading it reports the error
+        };
+        let mode = meta.mode() & 0o7777;
+        let sticky_dir = meta.is_dir() && mode & 0o1000 != 0;
+        if mode & 0o002 != 0 && !sticky_dir {
+            return Err(format!(
+                "every user may change {what} ({}, mode {:o}): run `chmod o-w {}`",
+                p.display(),
+                mode & 0o777,
+                p.display()
+            ));
+        }
+        if mode & 0o020 != 0 && !sticky_dir {
+            tracing::warn!(path = %p.display(), mode = format!("{:o}", mode & 0o777), "a file Airlock obeys (or its directory) may be changed by its group");
+        }
+        if meta.uid() != me && meta.uid() != 0 {
+            tracing::warn!(path = %p.display(), owner = meta.uid(), "a file Airlock obeys (or its directory) belongs to another user, who may change it");
+        }
+    }
+    Ok(())
+}
+
 /// Reads a regular file owned by Airlock's user, with none of the `forbidden` mode bits set
 /// (0o077: nobody else may read or write it; 0o022: nobody else may write it). Opened (a link is
 /// followed; non-blocking, so a FIFO cannot stall it), then the opened file itself checked, so
@@ -216,6 +252,35 @@ pub fn read_owned(path: &Path, forbidden: u32) -> Result<Vec<u8>, OwnedFileError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Left from the fifteenth session: rules and config were loaded (and reloaded) whoever
+    /// could change them. A file or directory every user may change is now refused.
+    #[test]
+    fn policy_files_every_user_may_change_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("rules.toml");
+        std::fs::write(&file, "x").expect("write");
+        std::fs::set_permissions(&file, Permissions::from_mode(0o644)).expect("chmod");
+        assert!(check_policy(&file).is_ok());
+        std::fs::set_permissions(&file, Permissions::from_mode(0o664)).expect("chmod");
+        assert!(
+            check_policy(&file).is_ok(),
+            "group-writable: a warning only"
+        );
+        std::fs::set_permissions(&file, Permissions::from_mode(0o666)).expect("chmod");
+        let err = check_policy(&file).expect_err("world-writable file");
+        assert!(
+            err.contains("every user may change it") && err.contains("chmod o-w"),
+            "{err}"
+        );
+        std::fs::set_permissions(&file, Permissions::from_mode(0o644)).expect("chmod");
+        std::fs::set_permissions(dir.path(), Permissions::from_mode(0o777)).expect("chmod");
+        let err = check_policy(&file).expect_err("world-writable directory");
+        assert!(err.contains("its directory"), "{err}");
+        std::fs::set_permissions(dir.path(), Permissions::from_mode(0o1777)).expect("chmod");
+        assert!(check_policy(&file).is_ok(), "a sticky directory, as /tmp");
+        std::fs::set_permissions(dir.path(), Permissions::from_mode(0o700)).expect("chmod");
+    }
 
     fn mode(path: &Path) -> io::Result<u32> {
         Ok(std::fs::metadata(path)?.permissions().mode() & 0o777)

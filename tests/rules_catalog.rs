@@ -2095,3 +2095,28 @@ fn stripe_money_behind_soft_routes_holds() {
     ];
     expect_all(&c, &cases);
 }
+
+/// Left from the fifteenth session: rules and config files were obeyed whoever could change
+/// them. One every user may change is refused, by the rules loader and the config loader.
+#[test]
+fn policy_files_every_user_may_change_are_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("rules.toml");
+    std::fs::write(&file, "[service]\nname = \"s\"\nhosts = [\"h.test\"]\n").expect("write");
+    let mode = |m: u32| std::fs::Permissions::from_mode(m);
+    std::fs::set_permissions(&file, mode(0o644)).expect("chmod");
+    assert!(Catalog::load_dir(dir.path(), &CatalogOptions::default()).is_ok());
+    std::fs::set_permissions(&file, mode(0o666)).expect("chmod");
+    let err = Catalog::load_dir(dir.path(), &CatalogOptions::default())
+        .expect_err("world-writable rules file")
+        .to_string();
+    assert!(err.contains("every user may change it"), "{err}");
+    let cfg = dir.path().join("airlock.toml");
+    std::fs::write(&cfg, "").expect("write");
+    std::fs::set_permissions(&cfg, mode(0o666)).expect("chmod");
+    let err = airlock::config::Config::load(&cfg, Default::default())
+        .expect_err("world-writable config")
+        .to_string();
+    assert!(err.contains("every user may change it"), "{err}");
+}

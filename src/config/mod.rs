@@ -265,6 +265,10 @@ impl Config {
     }
 
     fn load_in(path: &Path, home: Home, overrides: Overrides) -> Result<Config, ConfigError> {
+        crate::secret_file::check_policy(path).map_err(|message| ConfigError::Read {
+            file: path.display().to_string(),
+            message,
+        })?;
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
             file: path.display().to_string(),
             message: e.to_string(),
@@ -298,6 +302,10 @@ impl Config {
     /// name for errors.
     fn load_raw(path: &Path) -> Result<(String, RawConfig), ConfigError> {
         let file = path.display().to_string();
+        crate::secret_file::check_policy(path).map_err(|message| ConfigError::Read {
+            file: file.clone(),
+            message,
+        })?;
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
             file: file.clone(),
             message: e.to_string(),

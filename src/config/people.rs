@@ -29,6 +29,10 @@ pub(super) fn read_agents_file(
     path: &std::path::Path,
 ) -> Result<Vec<RawAgent>, super::ConfigError> {
     let file = path.display().to_string();
+    crate::secret_file::check_policy(path).map_err(|message| super::ConfigError::Read {
+        file: file.clone(),
+        message,
+    })?;
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

@@ -304,8 +304,16 @@ impl Catalog {
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
             .collect();
         paths.sort();
+        crate::secret_file::check_policy(&dir.join(".")).map_err(|message| RulesError::Io {
+            file: dir.display().to_string(),
+            message,
+        })?;
         let mut sources = Vec::new();
         for p in paths {
+            crate::secret_file::check_policy(&p).map_err(|message| RulesError::Io {
+                file: p.display().to_string(),
+                message,
+            })?;
             let text = std::fs::read_to_string(&p).map_err(|e| RulesError::Io {
                 file: p.display().to_string(),
                 message: e.to_string(),
