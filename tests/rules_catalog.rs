@@ -1451,7 +1451,7 @@ fn path_under_and_wildcards_are_checked_at_load() {
     for (bad, says) in [
         (
             r#"{ field = "tree.*.path", gt = 1 }"#,
-            "only with path_under, in, eq, commands or bot_node_id",
+            "only with path_under, in, eq, commands or not_user_node_id",
         ),
         (
             r#"{ field = "tree.*x.path", path_under = [".github"] }"#,

@@ -155,7 +155,7 @@ fn assign(c: &Condition, want: bool) -> Vec<(String, Option<Value>)> {
             };
             vec![(c.field.replace('*', "item"), Some(Value::String(path)))]
         }
-        (Test::BotNodeId, w) => one(Some(Value::String(
+        (Test::NotUserNodeId, w) => one(Some(Value::String(
             if w { "BOT_kgDOC9w8XQ" } else { "U_kgDOAAAAAQ" }.into(),
         ))),
         // `@copilot` is among the shipped GitHub command_texts.

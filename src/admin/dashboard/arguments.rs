@@ -273,14 +273,11 @@ pub(super) fn arguments(r: &Review, body: &[u8]) -> Arguments {
         }
     }
     let mut ambiguous = params.ambiguous;
-    let git_push = r
-        .request
-        .path_and_query
-        .split('?')
-        .next()
-        .unwrap_or("")
-        .ends_with("/git-receive-pack");
-    let body_read = if git_push { &[][..] } else { body };
+    let body_read = if super::views::is_git_push(r) {
+        &[][..]
+    } else {
+        body
+    };
     for k in repeated_keys(query, body_read) {
         if !ambiguous.iter().any(|a| k.contains(&format!("`{a}`"))) {
             ambiguous.push(k);
@@ -302,10 +299,14 @@ fn repeated_keys(query: &str, body: &[u8]) -> Vec<String> {
             out.push(format!("the JSON body ({e})"));
         }
     } else {
-        let mut fields = crate::rules::fields::Fields::default();
-        fields.add_form(&String::from_utf8_lossy(body));
-        for k in fields.duplicates {
-            out.push(format!("body field `{k}` (given twice)"));
+        let mut seen = std::collections::HashSet::new();
+        for (k, _) in form_urlencoded::parse(body) {
+            if !seen.insert(k.clone()) && !k.ends_with("[]") {
+                out.push(format!("body field `{k}` (given twice)"));
+                if out.len() >= 10 {
+                    break;
+                }
+            }
         }
     }
     let mut fields = crate::rules::fields::Fields::default();

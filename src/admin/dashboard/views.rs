@@ -135,21 +135,24 @@ pub(super) fn stored_request_text(
         ));
     }
     if !body.is_empty() {
-        let git_push = url
-            .split('?')
-            .next()
-            .unwrap_or("")
-            .ends_with("/git-receive-pack");
         text.push('\n');
-        text.push_str(&show::request_body_text(body, git_push));
+        text.push_str(&show::request_body_text(body, is_git_push(r)));
     }
     hide(&text)
+}
+
+/// Was the review judged as a git push (its verdict's reasons are the git rules' own, which the
+/// agent cannot choose; a path ending in `/git-receive-pack` it can)? Its body is a packfile.
+pub(super) fn is_git_push(r: &Review) -> bool {
+    r.reason_codes.iter().any(|c| c.starts_with("git_"))
 }
 
 /// One review as shown. Credential-like headers are never stored (`gate/hold.rs`); their names
 /// are listed as withheld, and any such header in an older record is shown as `[redacted]`.
 /// Secret-named query values are masked in the URL and wherever the text echoes them.
-fn row(r: &Review, now_ms: u64, people: &People) -> Row {
+/// `full`: with the stored request and the upstream's answer as text (the detail page; a list
+/// row shows neither, and a held body may be a MiB).
+fn row(r: &Review, now_ms: u64, people: &People, full: bool) -> Row {
     let hide = hider(r);
     let body = r.request.body().unwrap_or_default();
     let Summary {
@@ -159,8 +162,12 @@ fn row(r: &Review, now_ms: u64, people: &People) -> Row {
         ambiguous,
         masked_echo,
     } = sum_up(r, &body);
-    let request_text = stored_request_text(r, &url, &body, &hide);
-    let result_text = r.execution.as_ref().map(|e| {
+    let request_text = if full {
+        stored_request_text(r, &url, &body, &hide)
+    } else {
+        String::new()
+    };
+    let result_text = r.execution.as_ref().filter(|_| full).map(|e| {
         let mut t = format!(
             "status: {}\n",
             e.status.map_or("-".to_string(), |s| s.to_string())
@@ -323,7 +330,11 @@ pub(super) async fn list_page(
         .sum();
     let (rows, next, message): (Vec<Row>, Option<String>, Option<String>) = match page {
         Ok(p) => {
-            let rows = p.reviews.iter().map(|r| row(r, now, &people)).collect();
+            let rows = p
+                .reviews
+                .iter()
+                .map(|r| row(r, now, &people, false))
+                .collect();
             let next = p.next_cursor.map(|c| {
                 let mut qs = form_urlencoded::Serializer::new(String::new());
                 if !pending_only {
@@ -425,7 +436,7 @@ pub(super) async fn detail_page(
         "detail.html",
         context! {
             title => review.tool.clone().unwrap_or_else(|| review.id.clone()),
-            r => row(&review, admin.gate.now_ms(), &admin.gate.people().current()),
+            r => row(&review, admin.gate.now_ms(), &admin.gate.people().current(), true),
             audit => audit_rows,
             reviewer => reviewer.name,
             csrf => csrf,

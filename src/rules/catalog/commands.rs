@@ -2,30 +2,46 @@
 //! `bors r+`, `/lgtm`, `atlantis apply`). A `commands = true` condition holds when a field's
 //! text, read the widest way any reader might (HTML entities decoded, Markdown escapes dropped,
 //! NFKC, invisible characters removed, any case), holds one of the service's `command_texts`.
-//! A text starting with a newline must start a line (leading blanks and `>` quote marks are
-//! skipped). Over-matching only costs a review; a reading that misses a trigger lets it through.
+//! A text starting with a newline must start a line (leading blanks, `>` quote marks, list and
+//! heading markers and HTML tags are skipped); one starting with a blank must follow anything
+//! but a letter, digit, `.`, `_`, `/` or `-` (`ok,/deploy` and `(/deploy)` hold, `src/deploy`
+//! does not). Over-matching only costs a review; a reading that misses a trigger lets it through.
 
 use unicode_normalization::UnicodeNormalization;
 
-/// A command text as written in a rule file, in the form it is compared in.
+/// A command text as written in a rule file, in the form it is compared in (a line-start text
+/// as the start of a line reads after [`normalize`], so `\n- [x] ship` can match).
 pub(super) fn needle(text: &str) -> Option<String> {
     let line_start = text.starts_with('\n');
-    let body = fold(text.trim_start_matches('\n'));
-    let body = body.trim_start_matches('\n');
+    let folded = fold(text.trim_start_matches('\n'));
+    let body = if line_start {
+        line_start_of(folded.trim_start_matches('\n')).to_string()
+    } else {
+        folded
+    };
     if body.trim().is_empty() {
         return None;
     }
     Some(if line_start {
         format!("\n{body}")
     } else {
-        body.to_string()
+        body
     })
 }
 
 /// Does `text` hold any of `needles` (each from [`needle`])?
 pub(super) fn holds_any(text: &str, needles: &[String]) -> bool {
     let hay = format!("\n{}", normalize(text));
-    needles.iter().any(|n| hay.contains(n.as_str()))
+    needles.iter().any(|n| match n.strip_prefix(' ') {
+        // After anything but a word character or a path's punctuation.
+        Some(rest) => hay.match_indices(rest).any(|(i, _)| {
+            hay[..i]
+                .chars()
+                .next_back()
+                .is_none_or(|c| !(c.is_alphanumeric() || matches!(c, '.' | '_' | '/' | '-')))
+        }),
+        None => hay.contains(n.as_str()),
+    })
 }
 
 /// The widest reading: entities decoded, `\` before punctuation dropped, NFKC, invisible
@@ -36,7 +52,7 @@ pub(super) fn holds_any(text: &str, needles: &[String]) -> bool {
 fn normalize(text: &str) -> String {
     fold(text)
         .split('\n')
-        .map(line_start)
+        .map(line_start_of)
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -54,6 +70,8 @@ fn fold(text: &str) -> String {
             | '\u{1e}' => Some('\n'),
             '\u{1f}' => None,
             '\u{131}' => Some('i'),
+            // Any other blank (tab, U+1680, …) reads as a space.
+            c if c.is_whitespace() && c != '\n' => Some(' '),
             c => Some(c),
         })
         .collect();
@@ -66,7 +84,7 @@ fn fold(text: &str) -> String {
 
 /// A line with what may stand before a command removed: blanks, `>`, list and heading markers
 /// (`-`, `*`, `+`, `#`, `1.`, `1)`), HTML tags.
-fn line_start(mut line: &str) -> &str {
+fn line_start_of(mut line: &str) -> &str {
     loop {
         let before = line.len();
         line = line.trim_start_matches(|c: char| {
@@ -197,7 +215,7 @@ mod tests {
 
     fn needles() -> Vec<String> {
         [
-            "@copilot", "\nbors ", "\n/", "atlantis", "@mergify", "@gemini",
+            "@copilot", "\nbors ", "\n/", "atlantis", "@mergify", "@gemini", " /deploy",
         ]
         .iter()
         .filter_map(|t| needle(t))
@@ -232,6 +250,12 @@ mod tests {
             ("- /lgtm", true),
             ("1. /lgtm", true),
             ("## /deploy", true),
+            ("ok\t/deploy", true),
+            ("ok,/deploy", true),
+            ("(/deploy)", true),
+            ("|/deploy|", true),
+            ("see src/deploy/x", false),
+            ("a.b/deploy", false),
             ("neighbors agree", false),
             ("see src/test/x.rs", false),
             ("GitHub Copilot wrote this", false),
@@ -252,5 +276,8 @@ mod tests {
         assert_eq!(needle("\n/").as_deref(), Some("\n/"));
         assert_eq!(needle("@CoPilot").as_deref(), Some("@copilot"));
         assert_eq!(needle(" /Deploy").as_deref(), Some(" /deploy"));
+        assert_eq!(needle("\n- [x] Ship").as_deref(), Some("\n[x] ship"));
+        assert_eq!(needle("\n#deploy").as_deref(), Some("\ndeploy"));
+        assert_eq!(needle("\n- "), None);
     }
 }

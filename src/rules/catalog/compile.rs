@@ -145,7 +145,7 @@ struct RawCond {
     other_than: Option<Vec<String>>,
     ne_param: Option<String>,
     commands: Option<bool>,
-    bot_node_id: Option<bool>,
+    not_user_node_id: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -570,11 +570,11 @@ fn compile_cond(c: &RawCond) -> Result<Cond, String> {
     if let Some(param) = &c.ne_param {
         tests.push(Test::NeParam(param.clone()));
     }
-    match c.bot_node_id {
-        Some(true) => tests.push(Test::BotNodeId),
+    match c.not_user_node_id {
+        Some(true) => tests.push(Test::NotUserNodeId),
         Some(false) => {
             return Err(format!(
-                "condition on `{}`: bot_node_id = false tests nothing; leave it out",
+                "condition on `{}`: not_user_node_id = false tests nothing; leave it out",
                 c.field
             ))
         }
@@ -627,7 +627,7 @@ fn compile_cond(c: &RawCond) -> Result<Cond, String> {
         tests.push(Test::PathUnder(under));
     }
     if tests.len() != 1 {
-        return Err(format!("condition on `{}` needs exactly one test (eq, ne, in, gt, gte, lt, present, money_over, protected_ref, path_under, other_than, ne_param, commands, bot_node_id)", c.field));
+        return Err(format!("condition on `{}` needs exactly one test (eq, ne, in, gt, gte, lt, present, money_over, protected_ref, path_under, other_than, ne_param, commands, not_user_node_id)", c.field));
     }
     let wildcard = c.field != "*" && c.field.split('.').any(|s| s.contains('*'));
     if wildcard {
@@ -642,11 +642,15 @@ fn compile_cond(c: &RawCond) -> Result<Cond, String> {
         if !well_formed
             || !matches!(
                 tests[0],
-                Test::PathUnder(_) | Test::In(_) | Test::Eq(_) | Test::Commands | Test::BotNodeId
+                Test::PathUnder(_)
+                    | Test::In(_)
+                    | Test::Eq(_)
+                    | Test::Commands
+                    | Test::NotUserNodeId
             )
         {
             return Err(format!(
-                "condition on `{}`: a `*` (any element) must be one whole segment, once, after a field name, and only with path_under, in, eq, commands or bot_node_id",
+                "condition on `{}`: a `*` (any element) must be one whole segment, once, after a field name, and only with path_under, in, eq, commands or not_user_node_id",
                 c.field
             ));
         }

@@ -280,7 +280,7 @@ impl Catalog {
         }
         // Headers a rule may test, as `@name` fields (given twice: a key given twice, held).
         for name in &svc.header_fields {
-            for v in head.headers.get_all(name) {
+            for v in super::guard::header_values(head.headers, name) {
                 fields.insert(
                     format!("@{}", name.as_str()),
                     FieldValue::Str(String::from_utf8_lossy(v.as_bytes()).into_owned()),

@@ -84,6 +84,21 @@ pub(super) fn header_named(
         .map(|k| k.to_string())
 }
 
+/// Every value of header `name`, also under spellings with `_` for `-` (Rack, CGI and PHP read
+/// `Stripe_Account` as `Stripe-Account`): more than one means two readings.
+pub(super) fn header_values<'h>(
+    headers: &'h http::HeaderMap,
+    name: &http::HeaderName,
+) -> Vec<&'h http::HeaderValue> {
+    let mut out: Vec<&http::HeaderValue> = headers.get_all(name).iter().collect();
+    for k in headers.keys().filter(|k| k.as_str().contains('_')) {
+        if k.as_str().replace('_', "-") == name.as_str() {
+            out.extend(headers.get_all(k).iter());
+        }
+    }
+    out
+}
+
 /// How a body will be read, by its Content-Type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Media {
@@ -370,7 +385,7 @@ pub(super) fn check(
         };
         return Ok(unlisted_fields(fields, known).any(|f| !header(f)));
     }
-    if let (Test::In(_) | Test::Eq(_) | Test::Commands | Test::BotNodeId, Some((head, tail))) =
+    if let (Test::In(_) | Test::Eq(_) | Test::Commands | Test::NotUserNodeId, Some((head, tail))) =
         (&c.test, c.field.split_once(".*"))
     {
         // Any element (`assignees.*`): each is judged as a field of its own; a single value
@@ -479,7 +494,7 @@ pub(super) fn check(
         (Test::In(ws), Some(v)) => ws.iter().any(|w| eq(v, w)),
         (Test::ProtectedRef(form), Some(v)) => protected_ref(*form, v, svc.protected_refs())?,
         (Test::Commands, Some(v)) => commands::holds_any(&v.as_text(), &svc.commands),
-        (Test::BotNodeId, Some(v)) => bot_node_id(&v.as_text()),
+        (Test::NotUserNodeId, Some(v)) => not_user_node_id(&v.as_text()),
         (Test::PathUnder(dirs), Some(v)) => path_under(v, dirs)?,
         (Test::NeParam(name), Some(v)) => match params.get(name) {
             Some(p) => *v != FieldValue::Null && v.as_text() != *p,
@@ -608,48 +623,54 @@ fn near_miss(v: &FieldValue, wants: &[toml::Value]) -> bool {
     })
 }
 
-/// Is `id` a GitHub node id of a bot account, read as GitHub might: the current form's `BOT_`
-/// prefix (any case), or a legacy id whose base64 (standard or URL-safe, padded or not, blanks
-/// around it ignored) decodes to `…:Bot…` (`03:Bot198982749`). The number inside is not
-/// compared: a non-minimal encoding of Copilot's id is still Copilot, so every bot holds.
-fn bot_node_id(id: &str) -> bool {
+/// Is `id` anything but a GitHub node id of a user account? Users' ids pass when they read as
+/// one plainly: `U_` and base64url (the current form), or standard base64 decoding to
+/// `04:User` and digits (the legacy form). Anything else, a bot's id (`BOT_…`, `03:Bot…`,
+/// coding agents such as Copilot are bots) in any encoding a lenient decoder accepts included,
+/// holds: over-matching only costs a review.
+fn not_user_node_id(id: &str) -> bool {
     use base64::Engine as _;
-    let id = id.trim();
-    if id.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("bot_")) {
-        return true;
-    }
-    let engines = [
-        base64::engine::general_purpose::STANDARD,
-        base64::engine::general_purpose::STANDARD_NO_PAD,
-        base64::engine::general_purpose::URL_SAFE,
-        base64::engine::general_purpose::URL_SAFE_NO_PAD,
-    ];
-    engines.iter().any(|e| {
-        e.decode(id)
-            .is_ok_and(|bytes| bytes.windows(4).any(|w| w.eq_ignore_ascii_case(b":bot")))
-    })
+    let current = id.strip_prefix("U_").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    let legacy = base64::engine::general_purpose::STANDARD
+        .decode(id)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .is_some_and(|t| {
+            t.strip_prefix("04:User")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                // Written the way GitHub writes it: no padding bytes that could read two ways.
+                && base64::engine::general_purpose::STANDARD.encode(t.as_bytes()) == id
+        });
+    !(current || legacy)
 }
 
 #[cfg(test)]
 mod bot_id_tests {
-    use super::bot_node_id;
+    use super::not_user_node_id;
 
     #[test]
-    fn bot_node_ids_in_every_encoding() {
+    fn only_user_node_ids_pass() {
         for (id, bot) in [
             ("BOT_kgDOC9w8XQ", true),
             ("BOT_kgDPAAAAAAvcPF0", true),
             ("bot_kgDOC9w8XQ", true),
             ("MDM6Qm90MTk4OTgyNzQ5", true),
             (" MDM6Qm90MTk4OTgyNzQ5 ", true),
-            ("MDM6Qm90MDE5ODk4Mjc0OQ==", true),
-            ("MDM6Qm90MDE5ODk4Mjc0OQ", true),
+            ("MDM6Qm90MDE5ODk4Mjc0OR==", true),
+            ("MDM6Qm90MTk4.OTgyNzQ5", true),
+            ("MDQ6VXNlcjE", true),
+            ("MA_kgDOAAAAAQ", true),
+            ("", true),
             ("U_kgDOAAAAAQ", false),
             ("MDQ6VXNlcjE=", false),
-            ("I_kwDOAbc", false),
-            ("", false),
+            ("MDQ6VXNlcjU4MzIzMQ==", false),
         ] {
-            assert_eq!(bot_node_id(id), bot, "{id}");
+            assert_eq!(not_user_node_id(id), bot, "{id}");
         }
     }
 }

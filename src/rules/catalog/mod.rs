@@ -65,8 +65,9 @@
 //! the same name sent again),
 //! `other_than = ["description", "metadata"]` with `field = "*"` (a body or query field whose
 //! top-level name is not listed is given: a route's harmless fields listed, any other holds),
-//! `bot_node_id = true` (the field is a GitHub node id of a bot account: `BOT_…`, or a legacy
-//! base64 id naming a `Bot`, however encoded: coding agents such as Copilot are bots),
+//! `not_user_node_id = true` (the field is anything but a plainly written GitHub user node id,
+//! `U_…` or legacy `04:User…`: a bot's id, coding agents such as Copilot are bots, in any
+//! encoding holds),
 //! `commands = true` (the field's text holds one of the service's `command_texts`, read the
 //! widest way: see `commands`; a text starting with a newline must start a line),
 //! `path_under = [".github"]` (the field, read as a repository path, is that directory or below
@@ -149,9 +150,9 @@ pub enum Test {
     NeParam(String),
     /// The field's text holds one of the service's `command_texts` (see `commands`).
     Commands,
-    /// The field is a GitHub node id of a bot account, in any encoding GitHub may decode
-    /// (see `guard::bot_node_id`).
-    BotNodeId,
+    /// The field is anything but a plainly written GitHub user node id: a bot's (coding agents
+    /// are bots), in any encoding (see `guard::not_user_node_id`).
+    NotUserNodeId,
 }
 
 /// How a `protected_ref` condition reads its field as a ref name. Every reading GitHub might

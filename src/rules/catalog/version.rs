@@ -39,9 +39,9 @@ pub(super) fn version_guard(
     v: &VersionFloor,
     headers: &http::HeaderMap,
 ) -> Option<(&'static str, String)> {
-    let mut given = headers.get_all(&v.header).iter();
-    let first = given.next()?;
-    if given.next().is_some() {
+    let values = super::guard::header_values(headers, &v.header);
+    let first = *values.first()?;
+    if values.len() > 1 {
         return Some((
             "version_ambiguous",
             format!("{} is given more than once", v.header),
@@ -105,6 +105,24 @@ mod tests {
             (&[b""], Some("version_unreadable")),
             (&[b"2026-10-28\xff"], Some("version_unreadable")),
         ];
+        // `Stripe_Version` is the same variable to Rack and CGI.
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "stripe_version",
+            http::HeaderValue::from_static("2015-01-01"),
+        );
+        assert_eq!(
+            version_guard(&floor(), &h).map(|(c, _)| c),
+            Some("version_old")
+        );
+        h.insert(
+            "stripe-version",
+            http::HeaderValue::from_static("2026-10-28"),
+        );
+        assert_eq!(
+            version_guard(&floor(), &h).map(|(c, _)| c),
+            Some("version_ambiguous")
+        );
         for (values, want) in cases {
             let mut h = http::HeaderMap::new();
             for v in *values {
