@@ -188,7 +188,10 @@ pub fn check_policy(path: &Path) -> Result<(), String> {
         };
         let mode = meta.mode() & 0o7777;
         let sticky_dir = meta.is_dir() && mode & 0o1000 != 0;
-        if mode & 0o002 != 0 && !sticky_dir {
+        if mode & 0o002 != 0 && !sticky_dir && read_only_mount(p) {
+            // Docker Desktop shows bind-mounted host files as 0777; nobody here can change them.
+            tracing::warn!(path = %p.display(), "a file Airlock obeys shows mode {:o}, on a read-only mount", mode & 0o777);
+        } else if mode & 0o002 != 0 && !sticky_dir {
             return Err(format!(
                 "every user may change {what} ({}, mode {:o}): run `chmod o-w {}`",
                 p.display(),
@@ -204,6 +207,19 @@ pub fn check_policy(path: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Is `path` on a file system mounted read-only?
+fn read_only_mount(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path; `st` is written by the call before it is read.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        libc::statvfs(c.as_ptr(), &mut st) == 0 && st.f_flag & libc::ST_RDONLY != 0
+    }
 }
 
 /// Reads a regular file owned by Airlock's user, with none of the `forbidden` mode bits set

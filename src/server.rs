@@ -304,18 +304,15 @@ pub async fn start_with_store(
     );
     let proxy_listener = proxy_socket.listen()?;
     let admin_listener = admin_socket.listen()?;
-    let unix_listener = match config.admin_socket() {
-        Some(path) => admin::socket::bind(&path)?,
-        None => None,
-    };
-    if let Some(listener) = unix_listener {
-        tokio::spawn(admin::socket::run(
-            listener,
+    if let Some(path) = config.admin_socket() {
+        admin::socket::start(
+            path,
+            matches!(config.admin.socket, crate::config::AdminSocket::At(_)),
             admin.clone(),
             &config.admin,
             life.shutdown.clone(),
             life.tasks.clone(),
-        ));
+        )?;
     }
     tokio::spawn(admin::run(
         admin_listener,

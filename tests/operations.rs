@@ -707,6 +707,7 @@ async fn the_cli_uses_the_admin_socket_and_never_offers_its_token_on_tcp() {
         text(&out.stdout)
     );
     s.stop();
+    assert!(!socket.exists(), "a graceful stop removes the socket");
 
     // An impostor now listens on the configured admin port; the server is gone.
     let impostor = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -754,4 +755,42 @@ async fn the_cli_uses_the_admin_socket_and_never_offers_its_token_on_tcp() {
     .expect("write");
     let _ = cli(&cfg3, &["status"]);
     assert!(impostor.accept().is_ok(), "socket = \"\" means TCP");
+}
+
+/// Review of session 16: a store path too long for a Unix socket stopped the server from
+/// starting. The default socket is then skipped (TCP only), and the CLI uses TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_path_too_long_for_a_socket_serves_tcp_only() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let deep = dir.path().join("d".repeat(120));
+    std::fs::create_dir_all(&deep).expect("mkdir");
+    let (cfg, store, ca) = write_config(&deep, "airlock.toml", "redb", &up, HOSTS, "");
+    let s = Serve::spawn(&cfg, &store, &ca, &deep.join("serve.log"));
+    traffic(&s).await;
+    assert!(!store.join("admin.sock").exists());
+    let cfg2 = deep.join("cli.toml");
+    let text_cfg = std::fs::read_to_string(&cfg).expect("cfg");
+    std::fs::write(
+        &cfg2,
+        text_cfg.replacen(
+            "[admin]\nlisten = \"127.0.0.1:0\"",
+            &format!("[admin]\nlisten = \"{}\"", s.admin),
+            1,
+        ),
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .arg("--config")
+        .arg(&cfg2)
+        .args(["reviews", "list"])
+        .env_remove("AIRLOCK_HOME")
+        .env_remove("AIRLOCK_CONFIG")
+        .env_remove("AIRLOCK_ADMIN_TOKEN")
+        .output()
+        .expect("cli");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("github.repos.delete"));
+    s.stop();
 }

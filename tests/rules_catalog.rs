@@ -2120,3 +2120,44 @@ fn policy_files_every_user_may_change_are_refused() {
         .to_string();
     assert!(err.contains("every user may change it"), "{err}");
 }
+
+/// Review of session 16: a rules file of one's own that declares the stripe service as before
+/// (no version floor, no JSON paths) made the catalog refuse to load. It takes the shipped
+/// file's settings; two files that set them differently are still refused.
+#[test]
+fn a_service_file_without_the_new_settings_takes_the_others() {
+    let opts = CatalogOptions::default();
+    let shipped = std::fs::read_to_string("rules/stripe.toml").expect("stripe.toml");
+    let own = "[service]\nname = \"stripe\"\nhosts = [\"api.stripe.com\", \"files.stripe.com\"]\nform_bodies = true\nslashless_ids = true\n\n[[rule]]\ntool = \"stripe.own\"\nmethod = \"POST\"\npath = \"/v1/own\"\nclass = \"reversible\"\naction = \"allow\"\n";
+    for order in [
+        [("a-own.toml", own), ("stripe.toml", shipped.as_str())],
+        [("stripe.toml", shipped.as_str()), ("z-own.toml", own)],
+    ] {
+        let sources: Vec<(String, String)> = order
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
+        let c = Catalog::from_sources(&sources, &opts).expect("loads");
+        let (action, codes, _) = eval(
+            &c,
+            "POST",
+            "https://api.stripe.com/v1/own",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("stripe-version", "2015-01-01"),
+            ],
+            Some(""),
+        );
+        assert_eq!(action, Action::Escalate, "{codes:?}");
+        assert!(codes.iter().any(|c| c == "version_old"), "{codes:?}");
+    }
+    let other_floor = own.replace("slashless_ids = true\n", "slashless_ids = true\nversion_header = \"Stripe-Version\"\nversion_floor = \"2019-01-01\"\n");
+    let sources = vec![
+        ("stripe.toml".to_string(), shipped),
+        ("z.toml".to_string(), other_floor),
+    ];
+    let err = Catalog::from_sources(&sources, &opts)
+        .expect_err("two floors")
+        .to_string();
+    assert!(err.contains("version settings"), "{err}");
+}

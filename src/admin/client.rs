@@ -56,7 +56,11 @@ impl Target {
     /// nobody else may write it, so an absent socket means no server); else TCP.
     pub fn of(config: &crate::config::Config) -> Target {
         let tcp = Target::Tcp(config.admin.listen);
-        let Some(path) = config.admin_socket() else {
+        // A path too long for a socket: the server skipped it (see `socket::start`).
+        let Some(path) = config
+            .admin_socket()
+            .filter(|p| p.as_os_str().len() < super::socket::MAX_PATH)
+        else {
             return tcp;
         };
         // SAFETY: plain syscall.

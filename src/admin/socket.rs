@@ -54,7 +54,7 @@ fn parent(path: &Path) -> PathBuf {
 
 /// Binds the socket (its directory created 0700 if missing). `None`: another live instance
 /// already serves it (several sharing one store directory), which is not an error.
-pub fn bind(path: &Path) -> Result<Option<UnixListener>, SocketError> {
+fn bind(path: &Path) -> Result<Option<UnixListener>, SocketError> {
     let unusable = |message: String| SocketError::Unusable {
         path: path.display().to_string(),
         message,
@@ -84,9 +84,71 @@ pub fn bind(path: &Path) -> Result<Option<UnixListener>, SocketError> {
     Ok(Some(listener))
 }
 
+/// The longest socket path the kernel takes (`sun_path` holds 108 bytes with its NUL).
+pub const MAX_PATH: usize = 108;
+
+/// How long an instance whose socket another live instance serves waits before it tries to take
+/// the socket over (when that instance has stopped).
+const TAKEOVER_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Starts the admin socket at `path`: bound now and served until `shutdown` (then removed), or,
+/// while another live instance serves it, taken over once that one stops. A socket that cannot
+/// be made refuses the start when `explicit` (`admin.socket` set); the default one is then
+/// skipped with a warning (TCP only), as where the store's path is too long for a socket.
+pub fn start(
+    path: PathBuf,
+    explicit: bool,
+    admin: Arc<Admin>,
+    config: &crate::config::AdminConfig,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+) -> Result<(), SocketError> {
+    let first = match bind(&path) {
+        Ok(l) => l,
+        Err(e) if explicit => return Err(e),
+        Err(e) => {
+            tracing::warn!(target: "airlock::admin", error = %e, "no admin socket; the CLI reaches the admin API over TCP");
+            return Ok(());
+        }
+    };
+    let config = config.clone();
+    tokio::spawn(async move {
+        let mut listener = first;
+        loop {
+            if let Some(l) = listener.take() {
+                let bound = inode(&path);
+                run(l, admin.clone(), &config, shutdown.clone(), tasks.clone()).await;
+                // Removed only if it is still the one bound here (not a successor's).
+                if bound.is_some() && inode(&path) == bound {
+                    let _ = std::fs::remove_file(&path);
+                }
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(TAKEOVER_RETRY) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            match bind(&path) {
+                Ok(l) => listener = l,
+                Err(e) => {
+                    tracing::warn!(target: "airlock::admin", error = %e, "admin socket not taken over");
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The socket file's identity, to tell it from one made after it.
+fn inode(path: &Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
 /// Serves the admin API on the socket until `shutdown`, to Airlock's own user and root only,
 /// within the `[admin]` connection cap and read deadlines (its own, apart from TCP's).
-pub fn run(
+fn run(
     listener: UnixListener,
     admin: Arc<Admin>,
     config: &crate::config::AdminConfig,

@@ -372,8 +372,12 @@ pub(super) fn merge(into: &mut Service, from: Service, file: &str) -> Result<(),
     if into.hosts != from.hosts
         || into.form_bodies != from.form_bodies
         || into.slashless_ids != from.slashless_ids
-        || into.version != from.version
-        || into.json_prefixes != from.json_prefixes
+        // A file that leaves the version floor or the JSON paths out takes the other's (an
+        // older file of one's own still loads); two that set them must agree.
+        || (into.version.is_some() && from.version.is_some() && into.version != from.version)
+        || (!into.json_prefixes.is_empty()
+            && !from.json_prefixes.is_empty()
+            && into.json_prefixes != from.json_prefixes)
     {
         return Err(RulesError::Parse {
             file: file.into(),
@@ -384,6 +388,12 @@ pub(super) fn merge(into: &mut Service, from: Service, file: &str) -> Result<(),
                 from.name
             ),
         });
+    }
+    if into.version.is_none() {
+        into.version = from.version;
+    }
+    if into.json_prefixes.is_empty() {
+        into.json_prefixes = from.json_prefixes;
     }
     for h in from.header_fields {
         if !into.header_fields.contains(&h) {
