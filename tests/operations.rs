@@ -85,6 +85,23 @@ impl Place {
     }
 }
 
+/// A copy of the config at `cfg`, named `name` beside it, whose `[admin]` section starts with
+/// `admin` instead of the port-0 listen line.
+fn with_admin(cfg: &Path, name: &str, admin: &str) -> PathBuf {
+    let out = cfg.with_file_name(name);
+    let text = std::fs::read_to_string(cfg).expect("cfg");
+    std::fs::write(
+        &out,
+        text.replacen(
+            "[admin]\nlisten = \"127.0.0.1:0\"",
+            &format!("[admin]\n{admin}"),
+            1,
+        ),
+    )
+    .expect("write");
+    out
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -465,17 +482,11 @@ async fn metrics_probes_and_status_of_a_running_server() {
     );
     assert!(out.status.success());
     // Without the socket it probes the configured TCP address, where nothing listens.
-    let cfg0 = dir.path().join("nosocket.toml");
-    let text_cfg = std::fs::read_to_string(&cfg).expect("cfg");
-    std::fs::write(
-        &cfg0,
-        text_cfg.replacen(
-            "[admin]\nlisten = \"127.0.0.1:0\"",
-            "[admin]\nlisten = \"127.0.0.1:0\"\nsocket = \"\"",
-            1,
-        ),
-    )
-    .expect("write");
+    let cfg0 = with_admin(
+        &cfg,
+        "nosocket.toml",
+        "listen = \"127.0.0.1:0\"\nsocket = \"\"",
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
         .arg("--config")
         .arg(&cfg0)
@@ -488,17 +499,11 @@ async fn metrics_probes_and_status_of_a_running_server() {
     assert!(stdout.contains("server:       not ready"), "{stdout}");
     assert!(!out.status.success());
     // Pointed at the real admin address, it is ready.
-    let cfg2 = dir.path().join("status.toml");
-    let text_cfg = std::fs::read_to_string(&cfg).expect("cfg");
-    std::fs::write(
-        &cfg2,
-        text_cfg.replacen(
-            "[admin]\nlisten = \"127.0.0.1:0\"",
-            &format!("[admin]\nlisten = \"{}\"\nsocket = \"\"", s.admin),
-            1,
-        ),
-    )
-    .expect("write");
+    let cfg2 = with_admin(
+        &cfg,
+        "status.toml",
+        &format!("listen = \"{}\"\nsocket = \"\"", s.admin),
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
         .arg("--config")
         .arg(&cfg2)
@@ -713,17 +718,11 @@ async fn the_cli_uses_the_admin_socket_and_never_offers_its_token_on_tcp() {
     let impostor = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = impostor.local_addr().expect("addr").port();
     impostor.set_nonblocking(true).expect("nonblocking");
-    let cfg2 = dir.path().join("impostor.toml");
-    let text_cfg = std::fs::read_to_string(&cfg).expect("cfg");
-    std::fs::write(
-        &cfg2,
-        text_cfg.replacen(
-            "[admin]\nlisten = \"127.0.0.1:0\"",
-            &format!("[admin]\nlisten = \"127.0.0.1:{port}\""),
-            1,
-        ),
-    )
-    .expect("write");
+    let cfg2 = with_admin(
+        &cfg,
+        "impostor.toml",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    );
     for args in [
         &["reviews", "list"][..],
         &["audit", "verify"][..],
@@ -743,16 +742,11 @@ async fn the_cli_uses_the_admin_socket_and_never_offers_its_token_on_tcp() {
     );
 
     // With the socket turned off, the CLI uses TCP (where the operator asked for it).
-    let cfg3 = dir.path().join("tcp.toml");
-    std::fs::write(
-        &cfg3,
-        text_cfg.replacen(
-            "[admin]\nlisten = \"127.0.0.1:0\"",
-            &format!("[admin]\nlisten = \"127.0.0.1:{port}\"\nsocket = \"\""),
-            1,
-        ),
-    )
-    .expect("write");
+    let cfg3 = with_admin(
+        &cfg,
+        "tcp.toml",
+        &format!("listen = \"127.0.0.1:{port}\"\nsocket = \"\""),
+    );
     let _ = cli(&cfg3, &["status"]);
     assert!(impostor.accept().is_ok(), "socket = \"\" means TCP");
 }
@@ -770,17 +764,7 @@ async fn a_store_path_too_long_for_a_socket_serves_tcp_only() {
     let s = Serve::spawn(&cfg, &store, &ca, &deep.join("serve.log"));
     traffic(&s).await;
     assert!(!store.join("admin.sock").exists());
-    let cfg2 = deep.join("cli.toml");
-    let text_cfg = std::fs::read_to_string(&cfg).expect("cfg");
-    std::fs::write(
-        &cfg2,
-        text_cfg.replacen(
-            "[admin]\nlisten = \"127.0.0.1:0\"",
-            &format!("[admin]\nlisten = \"{}\"", s.admin),
-            1,
-        ),
-    )
-    .expect("write");
+    let cfg2 = with_admin(&cfg, "cli.toml", &format!("listen = \"{}\"", s.admin));
     let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
         .arg("--config")
         .arg(&cfg2)

@@ -466,6 +466,38 @@ pub(crate) async fn read_body(body: Incoming) -> Result<Bytes, BodyError> {
     }
 }
 
+/// The next connection `accept` gives, pausing after each failure (EMFILE and friends) instead
+/// of spinning; `None` once `shutdown` fires.
+pub(super) async fn accept_paced<T, F, Fut>(
+    mut accept: F,
+    backoff: &mut Backoff,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = io::Result<T>>,
+{
+    loop {
+        let accepted = tokio::select! {
+            a = accept() => a,
+            _ = shutdown.cancelled() => return None,
+        };
+        match accepted {
+            Ok(x) => {
+                backoff.succeeded();
+                return Some(x);
+            }
+            Err(e) => {
+                let pause = backoff.failed(&e);
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shutdown.cancelled() => return None,
+                }
+            }
+        }
+    }
+}
+
 /// Pauses after failed accepts: 10 ms, doubling to 1 s; logged once per run of failures.
 pub(super) struct Backoff {
     pause: Duration,

@@ -222,23 +222,10 @@ async fn accept_loop(
             g = gk.global_slot() => g,
             _ = shutdown.cancelled() => return,
         };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.cancelled() => return,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => {
-                backoff.succeeded();
-                x
-            }
-            Err(e) => {
-                // EMFILE and friends: pause, longer each time, instead of spinning.
-                let pause = backoff.failed(&e);
-                tokio::select! {
-                    _ = tokio::time::sleep(pause) => continue,
-                    _ = shutdown.cancelled() => return,
-                }
-            }
+        let Some((stream, peer)) =
+            limits::accept_paced(|| listener.accept(), &mut backoff, &shutdown).await
+        else {
+            return;
         };
         // A slot may have been freed while this connection was awaited.
         let Some(global) = global.or_else(|| gk.try_global_slot()) else {

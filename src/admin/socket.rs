@@ -165,22 +165,10 @@ fn run(
                 g = gk.global_slot() => g,
                 _ = shutdown.cancelled() => return,
             };
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                _ = shutdown.cancelled() => return,
-            };
-            let stream = match accepted {
-                Ok((s, _)) => {
-                    backoff.succeeded();
-                    s
-                }
-                Err(e) => {
-                    let pause = backoff.failed(&e);
-                    tokio::select! {
-                        _ = tokio::time::sleep(pause) => continue,
-                        _ = shutdown.cancelled() => return,
-                    }
-                }
+            let Some((stream, _)) =
+                limits::accept_paced(|| listener.accept(), &mut backoff, &shutdown).await
+            else {
+                return;
             };
             let Some(global) = global.or_else(|| gk.try_global_slot()) else {
                 continue; // at admin.max_connections: closed unanswered
