@@ -64,7 +64,6 @@ fn bind(path: &Path) -> Result<Option<UnixListener>, SocketError> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                tracing::info!(target: "airlock::admin", socket = %path.display(), "admin socket already served by another instance");
                 return Ok(None);
             }
             // Left by a server that stopped.
@@ -111,6 +110,9 @@ pub fn start(
             return Ok(());
         }
     };
+    if first.is_none() {
+        tracing::info!(target: "airlock::admin", socket = %path.display(), "admin socket served by another instance; taken over when it stops");
+    }
     let config = config.clone();
     tokio::spawn(async move {
         let mut listener = first;
