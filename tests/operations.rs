@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use support::process::{write_config, Serve};
+use support::process::{cli, write_config, Serve};
 use support::FakeUpstream;
 
 const HOSTS: &[&str] = &["api.github.com"];
@@ -487,17 +487,9 @@ async fn metrics_probes_and_status_of_a_running_server() {
         "nosocket.toml",
         "listen = \"127.0.0.1:0\"\nsocket = \"\"",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .arg("--config")
-        .arg(&cfg0)
-        .arg("status")
-        .current_dir(elsewhere.path())
-        .env_remove("AIRLOCK_HOME")
-        .output()
-        .expect("status");
-    let stdout = text(&out.stdout);
+    let (ok, stdout, _) = cli(&cfg0, &["status"]);
     assert!(stdout.contains("server:       not ready"), "{stdout}");
-    assert!(!out.status.success());
+    assert!(!ok);
     // Pointed at the real admin address, it is ready.
     let cfg2 = with_admin(
         &cfg,
@@ -693,24 +685,9 @@ async fn the_cli_uses_the_admin_socket_and_never_offers_its_token_on_tcp() {
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
 
     // The config names port 0, where nothing listens: the CLI still reaches the server.
-    let cli = |cfg: &Path, args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_airlock"))
-            .arg("--config")
-            .arg(cfg)
-            .args(args)
-            .env_remove("AIRLOCK_HOME")
-            .env_remove("AIRLOCK_CONFIG")
-            .env_remove("AIRLOCK_ADMIN_TOKEN")
-            .output()
-            .expect("cli")
-    };
-    let out = cli(&cfg, &["reviews", "list"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("github.repos.delete"),
-        "{}",
-        text(&out.stdout)
-    );
+    let (ok, stdout, stderr) = cli(&cfg, &["reviews", "list"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("github.repos.delete"), "{stdout}");
     s.stop();
     assert!(!socket.exists(), "a graceful stop removes the socket");
 
@@ -728,10 +705,9 @@ async fn the_cli_uses_the_admin_socket_and_never_offers_its_token_on_tcp() {
         &["audit", "verify"][..],
         &["status"][..],
     ] {
-        let out = cli(&cfg2, args);
-        let stderr = text(&out.stderr);
+        let (ok, _, stderr) = cli(&cfg2, args);
         if args[0] == "reviews" {
-            assert!(!out.status.success());
+            assert!(!ok);
             assert!(stderr.contains("admin.sock"), "{args:?}: {stderr}");
         }
     }
@@ -765,16 +741,8 @@ async fn a_store_path_too_long_for_a_socket_serves_tcp_only() {
     traffic(&s).await;
     assert!(!store.join("admin.sock").exists());
     let cfg2 = with_admin(&cfg, "cli.toml", &format!("listen = \"{}\"", s.admin));
-    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .arg("--config")
-        .arg(&cfg2)
-        .args(["reviews", "list"])
-        .env_remove("AIRLOCK_HOME")
-        .env_remove("AIRLOCK_CONFIG")
-        .env_remove("AIRLOCK_ADMIN_TOKEN")
-        .output()
-        .expect("cli");
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("github.repos.delete"));
+    let (ok, stdout, stderr) = cli(&cfg2, &["reviews", "list"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("github.repos.delete"));
     s.stop();
 }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::{header, Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use tokio_util::either::Either;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -175,7 +176,7 @@ async fn connect(target: &Target) -> Result<(Io, String), ClientError> {
                 .await
                 .map_err(|e| failed(e.to_string()))?;
             let _ = stream.set_nodelay(true);
-            Ok((Io::Tcp(TokioIo::new(stream)), addr.to_string()))
+            Ok((TokioIo::new(Either::Left(stream)), addr.to_string()))
         }
         Target::Socket { path, host } => {
             let stream = tokio::net::UnixStream::connect(path)
@@ -193,59 +194,10 @@ async fn connect(target: &Target) -> Result<(Io, String), ClientError> {
                 }
                 Err(e) => return Err(failed(format!("cannot tell who listens: {e}"))),
             }
-            Ok((Io::Unix(TokioIo::new(stream)), host.clone()))
+            Ok((TokioIo::new(Either::Right(stream)), host.clone()))
         }
     }
 }
 
 /// A TCP or Unix connection, for hyper.
-enum Io {
-    Tcp(TokioIo<tokio::net::TcpStream>),
-    Unix(TokioIo<tokio::net::UnixStream>),
-}
-
-impl hyper::rt::Read for Io {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Io::Tcp(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-            Io::Unix(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl hyper::rt::Write for Io {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Io::Tcp(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-            Io::Unix(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Io::Tcp(s) => std::pin::Pin::new(s).poll_flush(cx),
-            Io::Unix(s) => std::pin::Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Io::Tcp(s) => std::pin::Pin::new(s).poll_shutdown(cx),
-            Io::Unix(s) => std::pin::Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+type Io = TokioIo<Either<tokio::net::TcpStream, tokio::net::UnixStream>>;

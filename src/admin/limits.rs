@@ -466,17 +466,25 @@ pub(crate) async fn read_body(body: Incoming) -> Result<Bytes, BodyError> {
     }
 }
 
-/// The next connection `accept` gives, pausing after each failure (EMFILE and friends) instead
-/// of spinning; `None` once `shutdown` fires.
-pub(super) async fn accept_paced<T, F, Fut>(
+/// The next connection `accept` gives with its global slot, `None` in the slot when the
+/// listener is full (refuse it); `None` once `shutdown` fires. The slot is waited for first:
+/// while there is none, connections wait in the listen backlog, which costs this process
+/// nothing (`None` once the listener has been stuck full). After a failed accept (EMFILE and
+/// friends) it pauses, longer each time, instead of spinning.
+pub(super) async fn next_connection<T, F, Fut>(
+    gk: &Gatekeeper,
     mut accept: F,
     backoff: &mut Backoff,
     shutdown: &tokio_util::sync::CancellationToken,
-) -> Option<T>
+) -> Option<(T, Option<OwnedSemaphorePermit>)>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = io::Result<T>>,
 {
+    let global = tokio::select! {
+        g = gk.global_slot() => g,
+        _ = shutdown.cancelled() => return None,
+    };
     loop {
         let accepted = tokio::select! {
             a = accept() => a,
@@ -485,7 +493,8 @@ where
         match accepted {
             Ok(x) => {
                 backoff.succeeded();
-                return Some(x);
+                // A slot may have been freed while this connection was awaited.
+                return Some((x, global.or_else(|| gk.try_global_slot())));
             }
             Err(e) => {
                 let pause = backoff.failed(&e);

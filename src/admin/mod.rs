@@ -216,19 +216,12 @@ async fn accept_loop(
 ) {
     let mut backoff = limits::Backoff::new();
     loop {
-        // A slot first: while there is none, connections wait in the listen backlog, which costs
-        // this process nothing; `None` once the listener has been stuck full (refuse the next).
-        let global = tokio::select! {
-            g = gk.global_slot() => g,
-            _ = shutdown.cancelled() => return,
-        };
-        let Some((stream, peer)) =
-            limits::accept_paced(|| listener.accept(), &mut backoff, &shutdown).await
+        let Some(((stream, peer), global)) =
+            limits::next_connection(&gk, || listener.accept(), &mut backoff, &shutdown).await
         else {
             return;
         };
-        // A slot may have been freed while this connection was awaited.
-        let Some(global) = global.or_else(|| gk.try_global_slot()) else {
+        let Some(global) = global else {
             gk.refuse(stream, limits::Refused::Full);
             continue;
         };

@@ -163,16 +163,12 @@ fn run(
         let me = unsafe { libc::geteuid() };
         let mut backoff = limits::Backoff::new();
         loop {
-            let global = tokio::select! {
-                g = gk.global_slot() => g,
-                _ = shutdown.cancelled() => return,
-            };
-            let Some((stream, _)) =
-                limits::accept_paced(|| listener.accept(), &mut backoff, &shutdown).await
+            let Some(((stream, _), global)) =
+                limits::next_connection(&gk, || listener.accept(), &mut backoff, &shutdown).await
             else {
                 return;
             };
-            let Some(global) = global.or_else(|| gk.try_global_slot()) else {
+            let Some(global) = global else {
                 continue; // at admin.max_connections: closed unanswered
             };
             match stream.peer_cred() {

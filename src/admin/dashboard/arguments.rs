@@ -290,21 +290,40 @@ pub(super) fn arguments(r: &Review, body: &[u8]) -> Arguments {
     }
 }
 
+/// How a body reads as JSON.
+pub(super) enum JsonReading {
+    NotJson,
+    Clean,
+    /// A key given twice in some object (parsers differ on which value counts): the strict
+    /// reader's error, naming the key.
+    KeyTwice(String),
+}
+
+pub(super) fn json_reading(body: &[u8]) -> JsonReading {
+    if serde_json::from_slice::<serde_json::Value>(body).is_err() {
+        return JsonReading::NotJson;
+    }
+    match crate::rules::fields::strict_json(body) {
+        Ok(_) => JsonReading::Clean,
+        Err(e) => JsonReading::KeyTwice(e),
+    }
+}
+
 /// Keys given twice anywhere in the body or query, which servers read differently (Go and
 /// GitHub take the last JSON value, others the first): named whatever the field, listed or not.
 fn repeated_keys(query: &str, body: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
-    if serde_json::from_slice::<serde_json::Value>(body).is_ok() {
-        if let Err(e) = crate::rules::fields::strict_json(body) {
-            out.push(format!("the JSON body ({e})"));
-        }
-    } else {
-        let mut seen = std::collections::HashSet::new();
-        for (k, _) in form_urlencoded::parse(body) {
-            if !seen.insert(k.clone()) && !k.ends_with("[]") {
-                out.push(format!("body field `{k}` (given twice)"));
-                if out.len() >= 10 {
-                    break;
+    match json_reading(body) {
+        JsonReading::KeyTwice(e) => out.push(format!("the JSON body ({e})")),
+        JsonReading::Clean => {}
+        JsonReading::NotJson => {
+            let mut seen = std::collections::HashSet::new();
+            for (k, _) in form_urlencoded::parse(body) {
+                if !seen.insert(k.clone()) && !k.ends_with("[]") {
+                    out.push(format!("body field `{k}` (given twice)"));
+                    if out.len() >= 10 {
+                        break;
+                    }
                 }
             }
         }

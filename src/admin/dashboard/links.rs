@@ -191,8 +191,10 @@ fn request_summary(r: &Review) -> String {
     let mut secrets = redact::secret_body_values(&body);
     // Too many to mask one by one, or JSON with a key given twice (a secret under the earlier
     // one would not be found): the body is not shown here (the dashboard shows it).
-    let duplicate_keys = serde_json::from_slice::<serde_json::Value>(&body).is_ok()
-        && crate::rules::fields::strict_json(&body).is_err();
+    let duplicate_keys = matches!(
+        super::arguments::json_reading(&body),
+        super::arguments::JsonReading::KeyTwice(_)
+    );
     let withheld = secrets.len() > redact::MOST_BODY_SECRETS || duplicate_keys;
     let body = if withheld {
         secrets.clear();

@@ -739,17 +739,22 @@ fn hosts_and_body_needs() {
     assert!(!c.git_push(&api));
 }
 
-#[test]
-fn the_shipped_catalog_protects_main_on_github_com() {
-    let c = Catalog::embedded(&CatalogOptions::default()).unwrap();
-    let v = judge(
-        &c,
+/// A push of `lines` (pkt-lines) to a github.com repository.
+fn push_to_github_com(c: &Catalog, lines: &[String]) -> Verdict {
+    judge(
+        c,
         "POST",
         "github.com",
         "/o/r.git/git-receive-pack",
         &headers(None),
-        Some(&body(&[first(A, B, "refs/heads/main")])),
-    );
+        Some(&body(lines)),
+    )
+}
+
+#[test]
+fn the_shipped_catalog_protects_main_on_github_com() {
+    let c = Catalog::embedded(&CatalogOptions::default()).unwrap();
+    let v = push_to_github_com(&c, &[first(A, B, "refs/heads/main")]);
     assert_eq!(v.action, Action::Escalate, "{v}");
     assert_eq!(v.tool.as_deref(), Some("github.git.push-protected-ref"));
 }
@@ -767,14 +772,7 @@ fn a_deletion_behind_decoys_is_named_first() {
         lines.push(next(A, B, &format!("refs/heads/feature-{i}")));
     }
     lines.push(next(A, Z, "refs/heads/main"));
-    let v = judge(
-        &c,
-        "POST",
-        "github.com",
-        "/o/r.git/git-receive-pack",
-        &headers(None),
-        Some(&body(&lines)),
-    );
+    let v = push_to_github_com(&c, &lines);
     let refs = v.params.get("refs").expect("refs");
     assert!(
         refs.starts_with("delete refs/heads/main (protected), delete refs/heads/tmp-scratch, update refs/heads/gh-pages (protected), update refs/heads/feature-0"),
