@@ -1809,20 +1809,32 @@ async fn listing_is_paged_filtered_counted_swept_and_pruned() {
     assert_eq!(up.count(), 0);
 }
 
+/// A fresh database on the shared test cluster, an upstream, a directory and the config that
+/// stores there; `None` (the reason printed) without PostgreSQL.
+async fn on_postgres() -> Option<(
+    String,
+    FakeUpstream,
+    tempfile::TempDir,
+    airlock::config::Config,
+)> {
+    let cluster = support::postgres::Cluster::shared()?;
+    let url = cluster.fresh_database();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let toml = format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n");
+    let config = Airlock::config(&toml, dir.path(), &up, HOSTS);
+    Some((url, up, dir, config))
+}
+
 /// Instances sharing a database tell a lapsed claim from a running send by comparing clocks:
 /// one whose clock is a minute ahead of the database's (15 s allowed by default) refuses to
 /// start, and says what to do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_instance_whose_clock_is_far_from_the_databases_does_not_start() {
     support::init();
-    let Some(cluster) = support::postgres::Cluster::shared() else {
+    let Some((_, _up, _dir, config)) = on_postgres().await else {
         return; // the reason is printed; CI requires PostgreSQL
     };
-    let url = cluster.fresh_database();
-    let up = FakeUpstream::start(Default::default()).await;
-    let dir = tempfile::tempdir().expect("tmp");
-    let toml = format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n");
-    let config = Airlock::config(&toml, dir.path(), &up, HOSTS);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("time")
@@ -1853,14 +1865,9 @@ async fn an_instance_whose_clock_is_far_from_the_databases_does_not_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_backend_holds_approves_once_and_survives_restart() {
     support::init();
-    let Some(cluster) = support::postgres::Cluster::shared() else {
+    let Some((url, up, dir, config)) = on_postgres().await else {
         return; // the reason is printed; CI requires PostgreSQL
     };
-    let url = cluster.fresh_database();
-    let up = FakeUpstream::start(Default::default()).await;
-    let dir = tempfile::tempdir().expect("tmp");
-    let toml = format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n");
-    let config = Airlock::config(&toml, dir.path(), &up, HOSTS);
     assert!(
         !format!("{config:?}").contains(&url),
         "the database URL never prints"
