@@ -676,21 +676,33 @@ async fn a_worker_that_borrowed_warms_its_own_pool() {
 
 /// The pre-dial runs on another worker than the agent's connection (the two handshakes on two
 /// cores); its socket then moves to the agent's worker, whose pool keeps it: three requests on
-/// one agent connection travel over the one pre-dialled upstream connection.
+/// one agent connection travel over the one pre-dialled upstream connection. The agent
+/// connection is opened by hand: a pooling client may open a second one when its next request
+/// starts before the first connection is back in its pool.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_predial_made_on_another_worker_serves_the_agents_worker() {
+    use http_body_util::{BodyExt, Empty};
     let toml = format!("{INSPECT}workers = 2\n");
     let (up, airlock) = setup(&toml, UpstreamOptions::default()).await;
-    let client = h1_client(&airlock);
+    let host = "api.github.com";
+    let tls = support::raw::tunnel(airlock.addr, host, host, &airlock.ca_pem, &[b"http/1.1"]).await;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .expect("http/1.1 to airlock");
+    tokio::spawn(conn);
     for i in 0..3 {
-        get_ok(&client, format!("https://api.github.com/p/{i}")).await;
+        send.ready().await.expect("agent connection still open");
+        let req = http::Request::get(format!("/p/{i}"))
+            .header("host", host)
+            .body(Empty::<bytes::Bytes>::new())
+            .expect("request");
+        let resp = send.send_request(req).await.expect("response");
+        assert_eq!(resp.status(), 200);
+        resp.into_body().collect().await.expect("body");
     }
     assert_eq!(up.count(), 3);
     assert_eq!(up.connections(), 1, "all over the pre-dialled connection");
-    let live = airlock
-        .proxy
-        .upstream
-        .live_connections("api.github.com", 443);
+    let live = airlock.proxy.upstream.live_connections(host, 443);
     assert_eq!(live.iter().sum::<u32>(), 1, "{live:?}");
     assert_eq!(live[0], 0, "held by a worker's pool: {live:?}");
 }
