@@ -727,6 +727,54 @@ async fn the_cli_uses_the_admin_socket_and_never_offers_its_token_on_tcp() {
     assert!(impostor.accept().is_ok(), "socket = \"\" means TCP");
 }
 
+/// Left from session 16: `serve --data-dir X` moved the store and its admin socket, while the
+/// CLI had no `--data-dir` and looked for the socket at the config's store path. The path
+/// flags are now global: given to a command, they find what `serve` was given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_path_flags_of_serve_are_every_commands() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, _, _) = write_config(dir.path(), "airlock.toml", "redb", &up, HOSTS, "");
+    let (moved, certs) = (dir.path().join("moved"), dir.path().join("moved-certs"));
+    let flags = [
+        "--data-dir",
+        moved.to_str().expect("utf8 path"),
+        "--ca-dir",
+        certs.to_str().expect("utf8 path"),
+    ];
+    let err = dir.path().join("serve.err");
+    let (mut child, _) = spawn_logged(&cfg, &flags, &err);
+    assert!(
+        moved.join("admin.sock").exists(),
+        "the socket follows --data-dir"
+    );
+
+    let (ok, _, stderr) = cli(&cfg, &["reviews", "list"]);
+    assert!(!ok, "without the flag the CLI looks at the config's store");
+    assert!(stderr.contains("data/admin"), "{stderr}");
+    let with = |args: &[&'static str]| -> Vec<String> {
+        args.iter().chain(&flags).map(|a| a.to_string()).collect()
+    };
+    let args = with(&["reviews", "list"]);
+    let (ok, stdout, stderr) = cli(&cfg, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "no reviews");
+    let args = with(&["status"]);
+    let (ok, stdout, stderr) = cli(&cfg, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("server:       ready"), "{stdout}");
+    let args = with(&["ca", "export"]);
+    let (ok, pem, stderr) = cli(&cfg, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{stderr}");
+    let served = std::fs::read_to_string(certs.join("ca.pem")).expect("ca.pem");
+    assert_eq!(pem, served, "ca export reads the CA serve made in --ca-dir");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
 /// Review of session 16: a store path too long for a Unix socket stopped the server from
 /// starting. The default socket is then skipped (TCP only), and the CLI uses TCP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,5 @@
 //! `airlock ca`: create the interception CA or print its certificate.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
@@ -10,22 +8,16 @@ use airlock::tls::CertificateAuthority;
 
 #[derive(Subcommand)]
 pub(super) enum CaCommand {
-    /// Create certs/ca.pem and certs/ca-key.pem if absent.
-    Init {
-        #[arg(long)]
-        ca_dir: Option<PathBuf>,
-    },
+    /// Create certs/ca.pem and certs/ca-key.pem if absent (`--ca-dir` names another directory).
+    Init,
     /// Print the CA certificate (PEM) for clients to trust.
-    Export {
-        #[arg(long)]
-        ca_dir: Option<PathBuf>,
-    },
+    Export,
 }
 
 pub(super) fn ca_cmd(config: Config, command: CaCommand) -> Result<()> {
     match command {
-        CaCommand::Init { ca_dir } => {
-            let dir = ca_dir.unwrap_or(config.tls.ca_dir);
+        CaCommand::Init => {
+            let dir = config.tls.ca_dir;
             let (_, created) = CertificateAuthority::load_or_create(&dir)?;
             let verb = if created {
                 "created"
@@ -38,8 +30,8 @@ pub(super) fn ca_cmd(config: Config, command: CaCommand) -> Result<()> {
             );
             Ok(())
         }
-        CaCommand::Export { ca_dir } => {
-            let dir = ca_dir.unwrap_or(config.tls.ca_dir);
+        CaCommand::Export => {
+            let dir = config.tls.ca_dir;
             let ca = CertificateAuthority::load(&dir).with_context(|| {
                 format!(
                     "no CA in {}: run `airlock ca init` or `airlock serve` first ({})",

@@ -49,8 +49,41 @@ pub struct Cli {
     /// Log format.
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
     pub(crate) log_format: String,
+    #[command(flatten)]
+    paths: PathArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where the state lives, for every command: `serve --data-dir X` and then
+/// `reviews list --data-dir X` find the same store, admin socket and token.
+#[derive(clap::Args)]
+struct PathArgs {
+    /// Store directory (overrides store.path; the admin socket and token follow it unless
+    /// configured elsewhere).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Directory holding ca.pem and ca-key.pem (overrides tls.ca_dir).
+    #[arg(long, global = true)]
+    ca_dir: Option<PathBuf>,
+    /// Store backend: redb or sled (overrides store.backend).
+    #[arg(long, global = true)]
+    store: Option<airlock::store::Backend>,
+    /// Rules directory (overrides rules.dir).
+    #[arg(long, global = true)]
+    rules_dir: Option<PathBuf>,
+}
+
+impl PathArgs {
+    fn overrides(&self) -> airlock::config::Overrides {
+        airlock::config::Overrides {
+            data_dir: self.data_dir.clone(),
+            ca_dir: self.ca_dir.clone(),
+            store: self.store,
+            rules_dir: self.rules_dir.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 impl Cli {
@@ -121,9 +154,10 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     // Command-line settings join the file's before the one check; the checked config is
     // never changed afterwards.
+    let paths = cli.paths.overrides();
     let overrides = match &cli.command {
-        Command::Serve(args) => args.overrides(),
-        _ => airlock::config::Overrides::default(),
+        Command::Serve(args) => args.overrides(paths),
+        _ => paths,
     };
     let config =
         Config::discover(cli.config.as_deref(), overrides).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -25,26 +25,15 @@ pub(super) struct ServeArgs {
     /// What to do with hosts that are not inspected.
     #[arg(long)]
     unknown_hosts: Option<UnknownHosts>,
-    /// Directory holding ca.pem and ca-key.pem (overrides tls.ca_dir).
-    #[arg(long)]
-    ca_dir: Option<PathBuf>,
     /// Admin API listen address (overrides admin.listen).
     #[arg(long)]
     admin_listen: Option<std::net::SocketAddr>,
-    /// Store directory (overrides store.path).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Store backend: redb or sled (overrides store.backend).
-    #[arg(long)]
-    store: Option<airlock::store::Backend>,
-    /// Rules directory (overrides rules.dir).
-    #[arg(long)]
-    rules_dir: Option<PathBuf>,
 }
 
 impl ServeArgs {
-    /// The flags as config overrides, merged before the config is checked.
-    pub(super) fn overrides(&self) -> config::Overrides {
+    /// The flags as config overrides (with the global path flags already in `paths`),
+    /// merged before the config is checked.
+    pub(super) fn overrides(&self, paths: config::Overrides) -> config::Overrides {
         config::Overrides {
             proxy_listen: self.listen,
             admin_listen: self.admin_listen,
@@ -52,10 +41,7 @@ impl ServeArgs {
             upstream_ca: self.upstream_ca.clone(),
             inspect_hosts: self.inspect_host.clone(),
             unknown_hosts: self.unknown_hosts,
-            ca_dir: self.ca_dir.clone(),
-            data_dir: self.data_dir.clone(),
-            store: self.store,
-            rules_dir: self.rules_dir.clone(),
+            ..paths
         }
     }
 }
