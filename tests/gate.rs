@@ -2006,3 +2006,45 @@ async fn an_agent_past_its_pending_reviews_cap_is_refused_not_queued() {
     assert_eq!(hold_delete(&a, "/repos/acme/three").await.0, 423);
     assert_eq!(up.count(), 0);
 }
+
+/// Left from session 16: concurrent holds of one agent each read the count before any of
+/// them was written, and all went past the cap. Now an agent's holds take turns while the
+/// cap applies: twelve at once against a cap of three hold exactly three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_holds_of_one_agent_stop_at_its_cap() {
+    let (up, a) = setup("[gate]\nmax_pending_per_agent = 3\n").await;
+    let a = Arc::new(a);
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let a = a.clone();
+            tokio::spawn(async move { hold_delete(&a, &format!("/repos/acme/r{i}")).await.0 })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.expect("hold task").as_u16());
+    }
+    statuses.sort();
+    assert_eq!(statuses, [[423; 3].as_slice(), &[429; 9]].concat());
+    let (_, list) = a.admin("GET", "/v1/reviews?state=pending", None).await;
+    assert_eq!(list["reviews"].as_array().map(Vec::len), Some(3), "{list}");
+    assert_eq!(up.count(), 0);
+}
+
+/// Left from session 16: reviews past their deadline counted against the cap until a sweep
+/// expired them. They no longer count, swept or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reviews_past_their_deadline_do_not_count_against_the_cap() {
+    let (up, _config, clock, a) =
+        setup_on_clock("[gate]\nsweep_interval = \"1h\"\nmax_pending_per_agent = 2\n").await;
+    assert_eq!(hold_delete(&a, "/repos/acme/one").await.0, 423);
+    assert_eq!(hold_delete(&a, "/repos/acme/two").await.0, 423);
+    assert_eq!(hold_delete(&a, "/repos/acme/three").await.0, 429);
+    clock.advance(Duration::from_secs(25 * 3600));
+    assert_eq!(
+        hold_delete(&a, "/repos/acme/three").await.0,
+        423,
+        "the two past their deadline (not yet swept) no longer count"
+    );
+    assert_eq!(up.count(), 0);
+}

@@ -31,12 +31,20 @@ impl Gate {
         let entry = escalation_event(&review);
         let stored = review.clone();
         let cap = self.cfg.max_pending_per_agent;
+        // The agent's count and its new review in one turn (kept until the write ends, even if
+        // the agent goes away meanwhile), so its concurrent holds cannot pass the cap together.
+        let turn = match stored.agent.as_deref().filter(|_| cap > 0) {
+            Some(agent) => Some(self.hold_turns.take(agent).await),
+            None => None,
+        };
         let held = self
             .blocking(move |g| {
-                // Checked before the entry is written (a refused call is not a review); holds
-                // racing past it may go a few over, which bounds the flood all the same.
+                let _turn = turn;
+                // Checked before the entry is written (a refused call is not a review). Reviews
+                // past their deadline do not count, swept or not.
                 if let Some(agent) = stored.agent.as_ref().filter(|_| cap > 0) {
-                    if super::index::pending_of_agent(g.store.as_ref(), agent, cap)? >= cap {
+                    let now = g.clock.now_ms();
+                    if super::index::pending_of_agent(g.store.as_ref(), agent, now, cap)? >= cap {
                         return Ok(Err(HoldRefusal::TooManyPending(cap)));
                     }
                 }

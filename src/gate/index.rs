@@ -257,12 +257,20 @@ pub fn page(
     })
 }
 
-/// How many reviews `agent` has pending, counted up to `limit` (one bounded index read).
-pub fn pending_of_agent(store: &dyn Store, agent: &str, limit: usize) -> Result<usize, StoreError> {
+/// How many reviews `agent` has pending with their deadline after `now_ms` (those at or past
+/// it are the sweep's to expire), counted up to `limit` (one bounded index read).
+pub fn pending_of_agent(
+    store: &dyn Store,
+    agent: &str,
+    now_ms: u64,
+    limit: usize,
+) -> Result<usize, StoreError> {
     let prefix = deadline_prefix(b'a', agent);
     let end = prefix_end(&prefix);
+    let mut start = prefix;
+    start.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
     Ok(store
-        .range(Tree::Index, &prefix, end.as_deref(), limit)?
+        .range(Tree::Index, &start, end.as_deref(), limit)?
         .len())
 }
 

@@ -9,6 +9,7 @@
 //! duty: `hold.rs`, `decide.rs`, `execute.rs`, `recover.rs`, and the audit events in `events.rs`.
 
 pub mod agent_api;
+mod agent_turns;
 pub mod budget;
 mod decide;
 mod events;
@@ -196,6 +197,8 @@ pub struct Gate {
     tasks: TaskTracker,
     /// Who claims executions: `host/pid`, recorded on each claim.
     instance: String,
+    /// One hold at a time per agent while the pending cap applies.
+    hold_turns: agent_turns::AgentTurns,
 }
 
 impl Gate {
@@ -224,6 +227,7 @@ impl Gate {
             changes: watch::channel(0).0,
             tasks,
             instance: instance_name(),
+            hold_turns: Default::default(),
         })
     }
 
