@@ -58,8 +58,8 @@ THEMES = {
         "issues/create", "issues/update", "issues/update-comment", "issues/pin-comment",
         "issues/create-comment", "issues/add-assignees", "issues/add-blocked-by-dependency",
         "issues/add-issue-field-values", "issues/set-issue-field-values", "issues/add-labels",
-        "issues/set-labels", "issues/lock", "issues/add-sub-issue", "issues/reprioritize-sub-issue",
-        "issues/approve-suggestion", "issues/dismiss-suggestion", "issues/create-label",
+        "issues/lock", "issues/add-sub-issue", "issues/reprioritize-sub-issue",
+        "issues/dismiss-suggestion", "issues/create-label",
         "issues/update-label", "issues/create-milestone", "issues/update-milestone",
         "pulls/create", "pulls/update", "pulls/update-review-comment", "pulls/create-review-comment",
         "pulls/create-reply-for-review-comment", "pulls/request-reviewers", "pulls/create-review",
@@ -117,6 +117,12 @@ THEMES = {
     "workflow-switch": (ESC, IRR, "turns a workflow on or off (its schedule and triggers resume or stop)", [
         "actions/enable-workflow", "actions/disable-workflow",
     ]),
+    # A label that holds a merge may go, one that triggers a bot or agent may come: replacing
+    # an issue's labels (PATCH …/issues/{n} with labels is held the same way), or applying a
+    # suggestion whose labels and fields are named only by id.
+    "labels-replaced": (ESC, IRR, "replaces or applies labels that Airlock cannot all weigh (a label that holds a merge may go, one that bots or coding agents act on may come)", [
+        "issues/set-labels", "issues/approve-suggestion",
+    ]),
     "agent-runs": (ESC, MONEY, "starts an autonomous agent run in GitHub Actions (it pushes branches and opens pull requests as steered by the prompt, and spends premium requests)", [
         "agent-tasks/create-task-in-repo",
     ]),
@@ -131,7 +137,7 @@ THEMES = {
         "secret-scanning/bulk-create-org-custom-patterns",
         "secret-scanning/bulk-create-repo-custom-patterns",
         "code-security/create-configuration", "code-security/create-configuration-for-enterprise",
-        "code-scanning/create-autofix", "code-scanning/create-variant-analysis",
+        "code-scanning/create-autofix",
         "campaigns/create-campaign", "campaigns/update-campaign",
     ]),
     "alerts": (NOT, VIS, "alert triage (assignees, reopening); dismissing or resolving escalates", [
@@ -184,6 +190,9 @@ THEMES = {
     ]),
     # -------- escalate --------
     "money": (ESC, MONEY, "money: billed usage, seats or spending limits", [
+        # CodeQL variant analysis: Actions jobs in the controller repository over up to 1000
+        # repositories, billed to a private controller.
+        "code-scanning/create-variant-analysis",
         "billing/create-organization-budget", "billing/update-budget-org",
         "copilot/add-copilot-seats-for-teams", "copilot/add-copilot-seats-for-users",
         "actions/create-hosted-runner-for-org", "actions/update-hosted-runner-for-org",
@@ -395,11 +404,14 @@ PASSING_CHECK_RUN = ("passing", ESC, IRR,
 # negates sibling conditions in file order) pick a value that keeps the base entry deciding.
 SAFE_ENVIRONMENTS = ["staging", "development", "dev", "test", "testing", "qa", "preview", "sandbox"]
 # Assigning an issue to Copilot starts the same autonomous agent run as an agent task (held).
-COPILOT = '["copilot", "copilot-swe-agent", "copilot-swe-agent[bot]", "@copilot"]'
+# Claude and Codex are assigned the same way on GitHub's agent platform.
+COPILOT = ('["copilot", "copilot-swe-agent", "copilot-swe-agent[bot]", "@copilot", "claude", "@claude", '
+           '"anthropic-code-agent", "anthropic-code-agent[bot]", "codex", "@codex", "openai-code-agent", '
+           '"openai-code-agent[bot]"]')
 COPILOT_ASSIGNED = [
-    ("copilot", ESC, MONEY, "Assigns an issue to Copilot (starts an autonomous agent run in GitHub Actions, as an agent task does)",
+    ("copilot", ESC, MONEY, "Assigns an issue to a coding agent such as Copilot, Claude or Codex (starts an autonomous agent run in GitHub Actions, as an agent task does)",
      f'[{{ field = "assignees.*", in = {COPILOT} }}]'),
-    ("copilot-assignee", ESC, MONEY, "Assigns an issue to Copilot through the legacy `assignee` field",
+    ("copilot-assignee", ESC, MONEY, "Assigns an issue to a coding agent (Copilot, Claude, Codex) through the legacy `assignee` field",
      f'[{{ field = "assignee", in = {COPILOT} }}]'),
     ("agent-assignment", ESC, MONEY, "Assigns an issue to a coding agent (agent_assignment)",
      '[{ field = "agent_assignment", present = true }]'),
@@ -426,8 +438,9 @@ CONDITIONAL = {
          '[{ field = "organization", present = true }]'),
     ],
     "pulls/request-reviewers": [
-        ("copilot", ESC, MONEY, "Asks Copilot for a review (spends premium requests)",
-         '[{ field = "reviewers.*", in = ["copilot", "copilot-pull-request-reviewer", "copilot-pull-request-reviewer[bot]"] }]'),
+        ("copilot", ESC, MONEY, "Asks a coding agent (Copilot, Claude, Codex) for a review (spends premium requests or starts an agent run)",
+         '[{ field = "reviewers.*", in = ["copilot", "copilot-pull-request-reviewer", "copilot-pull-request-reviewer[bot]", '
+         '"claude", "anthropic-code-agent", "anthropic-code-agent[bot]", "codex", "openai-code-agent", "openai-code-agent[bot]"] }]'),
     ],
     # The human's notifications for a repository: muting them hides what a soft gate records.
     "activity/set-repo-subscription": [
@@ -550,6 +563,20 @@ CONDITIONAL = {
          '[{ field = "private", ne = true }]'),
         ("default-public", ESC, IRR, "Creates a repository from a template without `private` (GitHub's default is public)",
          '[{ field = "private", present = false }]'),
+        # The copy is independent: its owner keeps the code whatever access is later removed.
+        ("other-owner", ESC, IRR, "Copies a template's code to another owner (it keeps the code whatever access is later removed)",
+         '[{ field = "owner", ne_param = "template_owner" }]'),
+        ("default-owner", ESC, IRR, "Copies a template's code without naming the owner (GitHub's default is the token's own account)",
+         '[{ field = "owner", present = false }]'),
+    ],
+    # A scanning or CI app whose suites stop being created goes quiet (a required one blocks).
+    "checks/set-suites-preferences": [
+        ("auto-trigger-off", ESC, IRR, "Stops an app's check suites from being created automatically (a scanner or CI app goes quiet)",
+         '[{ field = "auto_trigger_checks.*.setting", eq = false }]'),
+    ],
+    "users/set-primary-email-visibility-for-authenticated-user": [
+        ("public", ESC, IRR, "Makes the user's primary email address public (it cannot be taken back)",
+         '[{ field = "visibility", eq = "public" }]'),
     ],
     "codespaces/publish-for-authenticated-user": [
         ("public", ESC, IRR, "Publishes a codespace as a public repository (private is not true)",

@@ -2161,3 +2161,53 @@ fn a_service_file_without_the_new_settings_takes_the_others() {
         .to_string();
     assert!(err.contains("version settings"), "{err}");
 }
+
+/// Session 17, GitHub review: setting an issue's labels (PUT replaces them all), CodeRabbit's
+/// commands, a comment that is only an approval word (manual-approval steps), Claude and
+/// Codex as assignees or reviewers, GraphQL issues with labels by id or a template, label
+/// renames by id, template copies to another owner, CodeQL variant analyses, suggestions
+/// approved, check suites turned off, a public primary email and unlisted security settings
+/// are held; the ordinary forms still notify.
+#[test]
+fn labels_agents_and_approval_words_hold() {
+    let c = catalog();
+    let json = [("content-type", "application/json")];
+    let gh = |p: &str| format!("https://api.github.com{p}");
+    let gq = mutation_body;
+    use Action::*;
+    let cases: Vec<Case> = vec![
+        ("PUT", gh("/repos/o/r/issues/7/labels"), &json, r#"{"labels":["bug"]}"#.into(), Escalate, "rule_match"),
+        ("PUT", gh("/repos/o/r/issues/7/labels"), &json, r#"{"labels":[]}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/issues/7/comments"), &json, r#"{"body":"@coderabbitai approve"}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/issues/7/comments"), &json, r#"{"body":"Approved!"}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/issues/7/comments"), &json, r#"{"body":"yes.\n"}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r/issues/comments/9"), &json, r#"{"body":"lgtm"}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/issues/7/assignees"), &json, r#"{"assignees":["anthropic-code-agent[bot]"]}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/issues"), &json, r#"{"title":"t","assignees":["Claude"]}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r/issues/7"), &json, r#"{"assignee":"openai-code-agent"}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/pulls/7/requested_reviewers"), &json, r#"{"reviewers":["Codex"]}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("createIssue(input: {repositoryId: \"R\", title: \"t\", labelIds: [\"L\"]})"), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("createIssue(input: {repositoryId: \"R\", title: \"t\", issueTemplate: \"bug\"})"), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("updateLabel(input: {id: \"L\", name: \"was-hold\"})"), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("cloneTemplateRepository(input: {repositoryId: \"R\", ownerId: \"O\", name: \"c\", visibility: PRIVATE})"), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("updateCheckSuitePreferences(input: {repositoryId: \"R\", autoTriggerPreferences: [{appId: \"A\", setting: false}]})"), Escalate, "rule_match"),
+        ("POST", gh("/repos/corp/tpl/generate"), &json, r#"{"owner":"outside","name":"c","private":true}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/corp/tpl/generate"), &json, r#"{"name":"c","private":true}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/c/code-scanning/codeql/variant-analyses"), &json, r#"{"language":"python"}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/issues/7/suggestions/9/approve"), &json, "{}".into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r/check-suites/preferences"), &json, r#"{"auto_trigger_checks":[{"app_id":1,"setting":false}]}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/user/email/visibility"), &json, r#"{"visibility":"public"}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r"), &json, r#"{"security_and_analysis":{"secret_protection":{"status":"disabled"}}}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r"), &json, r#"{"security_and_analysis":"off"}"#.into(), Escalate, "rule_match"),
+        // ordinary: as before
+        ("POST", gh("/repos/o/r/issues/7/comments"), &json, r#"{"body":"approve once the tests pass"}"#.into(), Notify, "rule_match"),
+        ("POST", gh("/repos/o/r/issues/7/assignees"), &json, r#"{"assignees":["octocat"]}"#.into(), Notify, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("createIssue(input: {repositoryId: \"R\", title: \"t\"})"), Notify, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("updateLabel(input: {id: \"L\", color: \"ffffff\"})"), Notify, "rule_match"),
+        ("POST", gh("/repos/corp/tpl/generate"), &json, r#"{"owner":"corp","name":"c","private":true}"#.into(), Notify, "rule_match"),
+        ("PATCH", gh("/repos/o/r/check-suites/preferences"), &json, r#"{"auto_trigger_checks":[{"app_id":1,"setting":true}]}"#.into(), Notify, "rule_match"),
+        ("PATCH", gh("/user/email/visibility"), &json, r#"{"visibility":"private"}"#.into(), Notify, "rule_match"),
+        ("PATCH", gh("/repos/o/r"), &json, r#"{"security_and_analysis":{"secret_scanning":{"status":"enabled"}}}"#.into(), Notify, "rule_match"),
+    ];
+    expect_all(&c, &cases);
+}

@@ -140,10 +140,11 @@ fn assign(c: &Condition, want: bool) -> Vec<(String, Option<Value>)> {
         // One field more than listed; negated, none at all (a listed field may be nested by
         // a sibling rule's condition, `labels.*`).
         (Test::OtherThan(_), true) => {
-            vec![(
-                "zz_unlisted_field".to_string(),
-                Some(Value::String("x".into())),
-            )]
+            let name = match c.field.strip_suffix(".*") {
+                Some(object) => format!("{object}.zz_unlisted_field"),
+                None => "zz_unlisted_field".to_string(),
+            };
+            vec![(name, Some(Value::String("x".into())))]
         }
         (Test::OtherThan(_), false) => Vec::new(),
         // `**/dir` (at any depth) gets the directory one level down.

@@ -3,7 +3,9 @@
 //! text, read the widest way any reader might (HTML entities decoded, Markdown escapes dropped,
 //! NFKC, invisible characters removed, any case), holds one of the service's `command_texts`.
 //! A text starting with a newline must start a line (leading blanks, `>` quote marks, list and
-//! heading markers and HTML tags are skipped); one starting with a blank must follow anything
+//! heading markers and HTML tags are skipped); one starting and ending with a newline must be a
+//! whole line, but for trailing blanks, `.` and `!` (approval words such as a lone `approve`,
+//! which approval actions compare with the whole comment); one starting with a blank must follow anything
 //! but a letter, digit, `.`, `_`, `/` or `-` (`ok,/deploy` and `(/deploy)` hold, `src/deploy`
 //! does not). Over-matching only costs a review; a reading that misses a trigger lets it through.
 
@@ -33,6 +35,12 @@ pub(super) fn needle(text: &str) -> Option<String> {
 pub(super) fn holds_any(text: &str, needles: &[String]) -> bool {
     let hay = format!("\n{}", normalize(text));
     needles.iter().any(|n| match n.strip_prefix(' ') {
+        // A whole line.
+        None if n.len() > 2 && n.starts_with('\n') && n.ends_with('\n') => {
+            let word = &n[1..n.len() - 1];
+            hay.split('\n')
+                .any(|line| line.trim_end_matches([' ', '.', '!']) == word)
+        }
         // After anything but a word character or a path's punctuation.
         Some(rest) => hay.match_indices(rest).any(|(i, _)| {
             hay[..i]
@@ -215,7 +223,15 @@ mod tests {
 
     fn needles() -> Vec<String> {
         [
-            "@copilot", "\nbors ", "\n/", "atlantis", "@mergify", "@gemini", " /deploy",
+            "@copilot",
+            "\nbors ",
+            "\n/",
+            "atlantis",
+            "@mergify",
+            "@gemini",
+            " /deploy",
+            "\napprove\n",
+            "\nyes\n",
         ]
         .iter()
         .filter_map(|t| needle(t))
@@ -261,6 +277,13 @@ mod tests {
             ("GitHub Copilot wrote this", false),
             ("mail me at a@copi.lot", false),
             ("&amp;#64;copilot", false),
+            ("approve", true),
+            ("Approve!!\n\n", true),
+            ("  YES. ", true),
+            ("thanks\n> yes", true),
+            ("approve later", false),
+            ("yes, but not now", false),
+            ("disapprove", false),
             ("", false),
         ];
         let n = needles();
@@ -279,5 +302,6 @@ mod tests {
         assert_eq!(needle("\n- [x] Ship").as_deref(), Some("\n[x] ship"));
         assert_eq!(needle("\n#deploy").as_deref(), Some("\ndeploy"));
         assert_eq!(needle("\n- "), None);
+        assert_eq!(needle("\nApprove\n").as_deref(), Some("\napprove\n"));
     }
 }

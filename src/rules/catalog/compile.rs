@@ -601,9 +601,13 @@ fn compile_cond(c: &RawCond) -> Result<Cond, String> {
         None => {}
     }
     if let Some(known) = &c.other_than {
-        if c.field != "*" {
+        let nested = c
+            .field
+            .strip_suffix(".*")
+            .filter(|p| !p.is_empty() && !p.contains('*'));
+        if c.field != "*" && nested.is_none() {
             return Err(format!(
-                "`other_than` judges every field: write it with field = \"*\", not `{}`",
+                "`other_than` judges every field, or every key of one object: write it with field = \"*\" or \"name.*\", not `{}`",
                 c.field
             ));
         }
@@ -639,7 +643,10 @@ fn compile_cond(c: &RawCond) -> Result<Cond, String> {
     if tests.len() != 1 {
         return Err(format!("condition on `{}` needs exactly one test (eq, ne, in, gt, gte, lt, present, money_over, protected_ref, path_under, other_than, ne_param, commands, not_user_node_id)", c.field));
     }
-    let wildcard = c.field != "*" && c.field.split('.').any(|s| s.contains('*'));
+    // `obj.*` with other_than was checked above (the keys of one object).
+    let wildcard = c.field != "*"
+        && !matches!(tests[0], Test::OtherThan(_))
+        && c.field.split('.').any(|s| s.contains('*'));
     if wildcard {
         let well_formed = c
             .field

@@ -303,7 +303,7 @@ pub(super) fn rule_verdict(
             }
         }
         if let Test::OtherThan(known) = &c.test {
-            let mut others: Vec<&str> = unlisted_fields(fields, known).collect();
+            let mut others: Vec<&str> = unlisted_fields(fields, &c.field, known).collect();
             others.sort_unstable();
             others.dedup();
             if !others.is_empty() {
@@ -362,13 +362,33 @@ pub(super) fn rule_verdict(
 
 /// The top-level names of the fields given (body or query, empty objects and lists too) that
 /// `known` does not list: what an `other_than` condition holds on.
-fn unlisted_fields<'f>(fields: &'f Fields, known: &'f [String]) -> impl Iterator<Item = &'f str> {
-    fields
-        .map
-        .keys()
-        .chain(&fields.empty)
-        .map(|k| k.split('.').next().unwrap_or(k))
-        .filter(move |top| !known.iter().any(|n| n == top))
+/// The names given that `known` does not list: top-level names for `field = "*"`; for
+/// `field = "obj.*"`, the keys under `obj` (a value given as `obj` itself, not an object with
+/// keys, counts as unlisted).
+fn unlisted_fields<'f>(
+    fields: &'f Fields,
+    field: &'f str,
+    known: &'f [String],
+) -> impl Iterator<Item = &'f str> {
+    let object = field.strip_suffix(".*").filter(|_| field != "*");
+    let empty_object = move |k: &str| object.is_some_and(|o| o == k);
+    let map_keys = fields.map.keys().map(|k| (k.as_str(), false));
+    let empty_keys = fields.empty.iter().map(|k| (k.as_str(), true));
+    map_keys
+        .chain(empty_keys)
+        .filter_map(move |(k, empty)| match object {
+            None => Some(k.split('.').next().unwrap_or(k)),
+            // An empty `obj: {}` names nothing under it.
+            Some(_) if empty && empty_object(k) => None,
+            Some(o) => match k.strip_prefix(o) {
+                Some("") => Some(k),
+                Some(rest) => rest
+                    .strip_prefix('.')
+                    .map(|r| r.split('.').next().unwrap_or(r)),
+                None => None,
+            },
+        })
+        .filter(move |name| !known.iter().any(|n| n == name))
 }
 
 pub(super) fn check(
@@ -383,7 +403,7 @@ pub(super) fn check(
             f.strip_prefix('@')
                 .is_some_and(|h| svc.header_fields.iter().any(|n| n.as_str() == h))
         };
-        return Ok(unlisted_fields(fields, known).any(|f| !header(f)));
+        return Ok(unlisted_fields(fields, &c.field, known).any(|f| !header(f)));
     }
     if let (Test::In(_) | Test::Eq(_) | Test::Commands | Test::NotUserNodeId, Some((head, tail))) =
         (&c.test, c.field.split_once(".*"))

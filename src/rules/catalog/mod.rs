@@ -64,7 +64,8 @@
 //! `ne_param = "repo"` (the field is given and differs from that path parameter: a rename, not
 //! the same name sent again),
 //! `other_than = ["description", "metadata"]` with `field = "*"` (a body or query field whose
-//! top-level name is not listed is given: a route's harmless fields listed, any other holds),
+//! top-level name is not listed is given: a route's harmless fields listed, any other holds;
+//! with `field = "obj.*"`, a key of object `obj` that is not listed),
 //! `not_user_node_id = true` (the field is anything but a plainly written GitHub user node id,
 //! `U_…` or legacy `04:User…`: a bot's id, coding agents such as Copilot are bots, in any
 //! encoding holds),
