@@ -285,7 +285,7 @@ POST /v2/billing/meter_event_adjustments escalate money Cancels a reported usage
 POST /v2/billing/meter_event_session escalate irreversible Mints a 15-minute token for the meter event stream on meter-events.stripe.com, a host Airlock does not gate
 POST /v2/billing/meter_event_stream escalate money Reports usage events in bulk (v2 stream), billed on the customers' next invoices with no limit
 POST /v2/billing/meter_events escalate money Reports a usage event (v2), billed on the customer's next invoice with no limit
-POST /v2/commerce/product_catalog/imports notify visible Imports products and prices in bulk
+POST /v2/commerce/product_catalog/imports escalate irreversible Imports products, prices or promotions in bulk (mode=replace replaces the catalog) from a file sent to a presigned upload link on a host Airlock does not gate
 POST /v2/core/account_links escalate irreversible Creates a link that lets whoever opens it onboard or edit an account (v2)
 POST /v2/core/account_tokens allow reversible Tokenizes account data (v2; using the token is gated)
 POST /v2/core/accounts notify visible Creates an account (v2); its persons, bank accounts and money movement are gated separately

@@ -670,7 +670,7 @@ fn table() {
             "POST",
             "https://api.stripe.com/v1/disputes/dp_1",
             &form,
-            Some("evidence[product_description]=x&submit=false"),
+            Some("metadata[case]=x&submit=false"),
             Notify,
             "rule_match",
         ),
@@ -1445,13 +1445,23 @@ fn path_under_and_wildcards_are_checked_at_load() {
     for ok in [
         r#"{ field = "tree.*.path", path_under = [".github"] }"#,
         r#"{ field = "path", path_under = [".github", "ci/conf/"] }"#,
+        r#"{ field = "line_items.*.price_data", present = true }"#,
+        r#"{ field = "settings.*", other_than = ["a", "b"] }"#,
     ] {
         load(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
     }
     for (bad, says) in [
         (
             r#"{ field = "tree.*.path", gt = 1 }"#,
-            "only with path_under, in, eq, commands or not_user_node_id",
+            "only with path_under, in, eq, present = true, commands or not_user_node_id",
+        ),
+        (
+            r#"{ field = "line_items.*.price_data", present = false }"#,
+            "present = true",
+        ),
+        (
+            r#"{ field = "a.*.b", other_than = ["c"] }"#,
+            "every key of one object",
         ),
         (
             r#"{ field = "tree.*x.path", path_under = [".github"] }"#,
@@ -2208,6 +2218,43 @@ fn labels_agents_and_approval_words_hold() {
         ("PATCH", gh("/repos/o/r/check-suites/preferences"), &json, r#"{"auto_trigger_checks":[{"app_id":1,"setting":true}]}"#.into(), Notify, "rule_match"),
         ("PATCH", gh("/user/email/visibility"), &json, r#"{"visibility":"private"}"#.into(), Notify, "rule_match"),
         ("PATCH", gh("/repos/o/r"), &json, r#"{"security_and_analysis":{"secret_scanning":{"status":"enabled"}}}"#.into(), Notify, "rule_match"),
+    ];
+    expect_all(&c, &cases);
+}
+
+/// Session 17, Stripe review: what customers pay set by the agent (checkout discounts, inline
+/// prices and trials; a live payment link's subscriptions, items and promotion codes), dispute
+/// evidence staged with submit=false, the IP address and head office Stripe Tax places by, and
+/// product catalog imports (a presigned upload link) are held; the ordinary forms still notify.
+#[test]
+fn what_customers_pay_set_by_the_agent_holds() {
+    let c = catalog();
+    let st = |p: &str| format!("https://api.stripe.com{p}");
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let json = [("content-type", "application/json")];
+    let pay = "mode=payment&success_url=https://x&line_items[0][quantity]=1";
+    use Action::*;
+    let cases: Vec<Case> = vec![
+        ("POST", st("/v2/commerce/product_catalog/imports"), &json, r#"{"feed_type":"pricing","mode":"replace"}"#.into(), Escalate, "rule_match"),
+        ("POST", st("/v1/checkout/sessions"), &form, format!("{pay}&line_items[0][price]=price_x&discounts[0][coupon]=co_free"), Escalate, "rule_match"),
+        ("POST", st("/v1/checkout/sessions"), &form, format!("{pay}&line_items[0][price_data][product]=prod_x&line_items[0][price_data][unit_amount]=50&line_items[0][price_data][currency]=usd"), Escalate, "rule_match"),
+        ("POST", st("/v1/checkout/sessions"), &form, format!("{pay}&line_items[0][price]=p&line_items[1][price_data][product]=prod_x"), Escalate, "rule_match"),
+        ("POST", st("/v1/checkout/sessions"), &form, "mode=subscription&line_items[0][price]=price_x&subscription_data[trial_period_days]=730&success_url=https://x".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/checkout/sessions"), &form, "mode=subscription&line_items[0][price]=price_x&subscription_data[trial_end]=1999999999&success_url=https://x".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/checkout/sessions/cs_1"), &form, "line_items[0][id]=li_1&line_items[0][quantity]=5".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/payment_links"), &form, "line_items[0][price]=p&line_items[0][quantity]=1&subscription_data[trial_period_days]=730".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/payment_links/plink_1"), &form, "subscription_data[trial_period_days]=730".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/payment_links/plink_1"), &form, "allow_promotion_codes=true".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/payment_links/plink_1"), &form, "line_items[0][id]=li_1&line_items[0][quantity]=9".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/disputes/dp_1"), &form, "submit=false&evidence[uncategorized_text]=accepts".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/disputes/dp_1"), &form, "submit=false&intended_submission_method=prefer_manual".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/customers/cus_1"), &form, "tax[ip_address]=1.2.3.4".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/tax/settings"), &form, "head_office[address][country]=US".into(), Escalate, "rule_match"),
+        // ordinary: as before
+        ("POST", st("/v1/checkout/sessions"), &form, format!("{pay}&line_items[0][price]=price_x"), Notify, "rule_match"),
+        ("POST", st("/v1/payment_links/plink_1"), &form, "active=false".into(), Notify, "rule_match"),
+        ("POST", st("/v1/disputes/dp_1"), &form, "submit=false&metadata[case]=7".into(), Notify, "rule_match"),
+        ("POST", st("/v1/customers/cus_1"), &form, "name=Ada".into(), Notify, "rule_match"),
     ];
     expect_all(&c, &cases);
 }

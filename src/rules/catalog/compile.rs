@@ -664,10 +664,11 @@ fn compile_cond(c: &RawCond) -> Result<Cond, String> {
                     | Test::Eq(_)
                     | Test::Commands
                     | Test::NotUserNodeId
+                    | Test::Present(true)
             )
         {
             return Err(format!(
-                "condition on `{}`: a `*` (any element) must be one whole segment, once, after a field name, and only with path_under, in, eq, commands or not_user_node_id",
+                "condition on `{}`: a `*` (any element) must be one whole segment, once, after a field name, and only with path_under, in, eq, present = true, commands or not_user_node_id",
                 c.field
             ));
         }

@@ -405,8 +405,10 @@ pub(super) fn check(
         };
         return Ok(unlisted_fields(fields, &c.field, known).any(|f| !header(f)));
     }
-    if let (Test::In(_) | Test::Eq(_) | Test::Commands | Test::NotUserNodeId, Some((head, tail))) =
-        (&c.test, c.field.split_once(".*"))
+    if let (
+        Test::In(_) | Test::Eq(_) | Test::Commands | Test::NotUserNodeId | Test::Present(true),
+        Some((head, tail)),
+    ) = (&c.test, c.field.split_once(".*"))
     {
         // Any element (`assignees.*`): each is judged as a field of its own; a single value
         // given where a list is expected (`head tail`) too. An element that cannot be read

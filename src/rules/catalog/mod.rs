@@ -74,7 +74,7 @@
 //! `path_under = [".github"]` (the field, read as a repository path, is that directory or below
 //! it: `./.GitHub//workflows/x.yml` is; a `..` segment or a NUL cannot be placed and escalates;
 //! `"**/.github"`: the directory at any depth, `sub/.github/x` too).
-//! A `path_under`, `in`, `eq` or `commands` field may name every element of an array with a `*` segment
+//! A `path_under`, `in`, `eq`, `present = true` or `commands` field may name every element of an array with a `*` segment
 //! (`tree.*.path`, `assignees.*`): the condition holds if any element's holds (`*` also matches
 //! nothing, for a single value given where a list is expected, which GraphQL coerces to a
 //! list); an element `in`/`eq` cannot read (an object) fails closed.
