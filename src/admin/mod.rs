@@ -35,6 +35,7 @@
 //!   most `limit` entries (default 10000, at most 100000); `Airlock-Next-Since` says where the
 //!   next page starts when there is more
 //! - `GET  /v1/audit/verify`              checks the live chain and every checkpoint signature
+//!   (one at a time: 429 `verify_in_progress` while one runs)
 //! - `GET  /v1/audit/pubkey`              the checkpoint public key (hex)
 //! - `POST /v1/audit/checkpoint`          signs a checkpoint now; answers the latest one (JSON line)
 
@@ -83,6 +84,9 @@ pub struct Admin {
     /// public name reviewers reach the listener by (behind a reverse proxy), accepted by the
     /// Host and Origin checks besides the listener's own address.
     public: Option<(String, String)>,
+    /// One full-chain verification at a time: each reads every audit entry, so callers may not
+    /// stack them up.
+    verifying: Arc<tokio::sync::Semaphore>,
 }
 
 /// Who is calling the admin API.
@@ -109,6 +113,7 @@ impl Admin {
             dashboard: dashboard::Dashboard::new(),
             links,
             public: public_url.and_then(parse_public_url),
+            verifying: Arc::new(tokio::sync::Semaphore::new(1)),
         })
     }
 
@@ -542,8 +547,24 @@ async fn route(admin: &Admin, req: Request<Incoming>, local: bool) -> Response<B
             }
         }
         (Method::GET, ["v1", "audit", "verify"]) => {
+            // Kept by the blocking task: a caller that goes away does not free it early.
+            let Ok(one) = admin.verifying.clone().try_acquire_owned() else {
+                let mut r = err(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "verify_in_progress",
+                    "a verification of the whole audit log is already running; retry when it ends",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+                return r;
+            };
             let audit = admin.gate.audit().clone();
-            match tokio::task::spawn_blocking(move || audit.verify_live()).await {
+            let verify = move || {
+                let report = audit.verify_live();
+                drop(one);
+                report
+            };
+            match tokio::task::spawn_blocking(verify).await {
                 Ok(Ok(r)) => json_response(
                     StatusCode::OK,
                     &serde_json::json!({
