@@ -15,6 +15,18 @@ fn eval(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> (Action, Vec<String>, Option<String>) {
+    let v = verdict(c, method, url, headers, body);
+    (v.action, v.reason_codes, v.tool)
+}
+
+/// The whole verdict of a request (see [`eval`]).
+fn verdict(
+    c: &Catalog,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> airlock::rules::Verdict {
     let uri: http::Uri = url.parse().expect("url");
     let mut h = HeaderMap::new();
     for (k, v) in headers {
@@ -36,8 +48,7 @@ fn eval(
     } else {
         body.map(str::as_bytes)
     };
-    let v = c.evaluate(&head, body);
-    (v.action, v.reason_codes, v.tool)
+    c.evaluate(&head, body)
 }
 
 #[test]
@@ -2257,4 +2268,143 @@ fn what_customers_pay_set_by_the_agent_holds() {
         ("POST", st("/v1/customers/cus_1"), &form, "name=Ada".into(), Notify, "rule_match"),
     ];
     expect_all(&c, &cases);
+}
+
+/// Session 17, reviewer-side review: a review's approval policy came from the one verdict that
+/// won, so the agent could shed a rule's quorum by tripping a guard (a key given twice, a
+/// method override), by matching a second rule first, or by using GraphQL, where no policy
+/// could be written. Every rule the request may meet at the winning level now keeps its
+/// policy, and GraphQL entries take one.
+#[test]
+fn approval_policies_survive_guards_ties_and_graphql() {
+    let text = r#"
+[service]
+name = "gh"
+hosts = ["api.example.test"]
+graphql_paths = ["/graphql"]
+graphql_default = "escalate"
+
+[[rule]]
+tool = "gh.repos.delete"
+method = "DELETE"
+path = "/repos/{owner}/{repo}"
+class = "irreversible"
+action = "escalate"
+approvals = 2
+approvers = ["group:sre", "alice"]
+
+[[rule]]
+tool = "gh.repos.update"
+method = "PATCH"
+path = "/repos/{owner}/{repo}"
+class = "visible"
+action = "escalate"
+self_approval = true
+
+[[rule]]
+tool = "gh.repos.update.private"
+method = "PATCH"
+path = "/repos/{owner}/{repo}"
+class = "irreversible"
+action = "escalate"
+approvals = 3
+approvers = ["alice", "bob"]
+when = [{ field = "private", eq = true }]
+
+[[graphql]]
+mutations = ["deleteRepository"]
+class = "irreversible"
+action = "escalate"
+approvals = 2
+approvers = ["group:sre"]
+
+[[graphql]]
+mutations = ["addStar"]
+class = "visible"
+action = "notify"
+"#;
+    let c = Catalog::from_sources(
+        &[("p.toml".to_string(), text.to_string())],
+        &CatalogOptions::default(),
+    )
+    .expect("compiles");
+    let url = |p: &str| format!("https://api.example.test{p}");
+    let json = [("content-type", "application/json")];
+    let required = |v: &airlock::rules::Verdict| v.approval.as_ref().map(|p| p.required);
+    // The rule itself.
+    let v = verdict(&c, "DELETE", &url("/repos/a/b"), &[], None);
+    assert_eq!(required(&v), Some(2), "{v}");
+    // Guards after the route is known: a key twice, a `;` separator.
+    for q in ["?x=1&x=2", "?x=1;y=2"] {
+        let v = verdict(&c, "DELETE", &url(&format!("/repos/a/b{q}")), &[], None);
+        assert_eq!(v.action, Action::Escalate);
+        assert_eq!(required(&v), Some(2), "{q}: {v}");
+        assert_eq!(
+            v.approval.as_ref().map(|p| p.approvers.len()),
+            Some(2),
+            "{v}"
+        );
+    }
+    // A guard before the route is known (a method override): every held rule's policy.
+    let v = verdict(
+        &c,
+        "POST",
+        &url("/repos/a/b"),
+        &[("x-http-method-override", "DELETE")],
+        None,
+    );
+    assert_eq!(v.action, Action::Escalate);
+    let p = v.approval.clone().expect("a policy");
+    assert_eq!(p.required, 3, "{v}");
+    assert_eq!(
+        p.approvers,
+        ["alice"],
+        "the one approver every list admits: {v}"
+    );
+    assert!(!p.self_approval);
+    // Two rules held at once: the larger quorum, the shared approvers, no self-approval.
+    let v = verdict(
+        &c,
+        "PATCH",
+        &url("/repos/a/b"),
+        &json,
+        Some(r#"{"private":true}"#),
+    );
+    assert_eq!(
+        v.tool.as_deref(),
+        Some("gh.repos.update"),
+        "the first rule names it"
+    );
+    let p = v.approval.clone().expect("a policy");
+    assert_eq!((p.required, p.self_approval), (3, false), "{v}");
+    // Only the first rule: its own policy.
+    let v = verdict(
+        &c,
+        "PATCH",
+        &url("/repos/a/b"),
+        &json,
+        Some(r#"{"private":false}"#),
+    );
+    assert_eq!(
+        v.approval.as_ref().map(|p| p.self_approval),
+        Some(true),
+        "{v}"
+    );
+    // GraphQL: the entry's policy, alone or beside another mutation, and in a guard.
+    let gq = |m: &str| Some(mutation_body(m));
+    for body in [
+        gq("deleteRepository(input: {repositoryId: \"R\"})"),
+        gq("a: addStar(input: {starrableId: \"S\"}) b: deleteRepository(input: {repositoryId: \"R\"})"),
+    ] {
+        let v = verdict(&c, "POST", &url("/graphql"), &json, body.as_deref());
+        assert_eq!(v.action, Action::Escalate);
+        assert_eq!(required(&v), Some(2), "{v}");
+    }
+    let v = verdict(&c, "POST", &url("/graphql"), &json, Some("{not json"));
+    assert_eq!(required(&v), Some(2), "a GraphQL guard: {v}");
+    let names: Vec<String> = c.approval_policies().into_iter().map(|p| p.tool).collect();
+    assert!(
+        names.contains(&"gh.graphql.deleteRepository".to_string()),
+        "{names:?}"
+    );
 }

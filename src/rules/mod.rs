@@ -140,6 +140,40 @@ impl Default for ApprovalPolicy {
 }
 
 impl ApprovalPolicy {
+    /// The policy a request matched by rules with policies `a` and `b` (`None`: one reviewer,
+    /// anyone, not the owner) needs: the larger quorum, self-approval only if both allow it,
+    /// and the approvers both lists admit (one list when the other is open; two lists that
+    /// name no one in common: the list of the larger quorum, else `a`'s).
+    pub fn strictest(a: Option<&ApprovalPolicy>, b: Option<&ApprovalPolicy>) -> Option<Self> {
+        let (a, b) = match (a, b) {
+            (None, None) => return None,
+            (Some(p), None) | (None, Some(p)) => (p.clone(), ApprovalPolicy::default()),
+            (Some(a), Some(b)) => (a.clone(), b.clone()),
+        };
+        let approvers = match (a.approvers.is_empty(), b.approvers.is_empty()) {
+            (true, _) => b.approvers.clone(),
+            (_, true) => a.approvers.clone(),
+            _ => {
+                let both: Vec<String> = a
+                    .approvers
+                    .iter()
+                    .filter(|x| b.approvers.iter().any(|y| crate::person::same(x, y)))
+                    .cloned()
+                    .collect();
+                match (both.is_empty(), b.required > a.required) {
+                    (false, _) => both,
+                    (true, true) => b.approvers.clone(),
+                    (true, false) => a.approvers.clone(),
+                }
+            }
+        };
+        Some(ApprovalPolicy {
+            required: a.required.max(b.required),
+            approvers,
+            self_approval: a.self_approval && b.self_approval,
+        })
+    }
+
     /// May `reviewer` (member of `groups`) decide under this policy? Names and groups are
     /// compared normalized ([`crate::person::key`]).
     pub fn admits(&self, reviewer: &str, groups: &[String]) -> bool {
@@ -176,6 +210,17 @@ impl std::fmt::Display for Verdict {
         writeln!(f, "reasons:  {}", self.reason_codes.join(", "))?;
         for (k, v) in &self.params {
             writeln!(f, "param:    {k} = {v}")?;
+        }
+        if let Some(p) = &self.approval {
+            let who = match p.approvers.is_empty() {
+                true => "any reviewer".to_string(),
+                false => p.approvers.join(", "),
+            };
+            let owner = match p.self_approval {
+                true => "",
+                false => ", not the agent's owner",
+            };
+            writeln!(f, "approval: {} of {who}{owner}", p.required)?;
         }
         if let Some(usd) = self.spend_usd {
             writeln!(

@@ -158,6 +158,11 @@ struct RawGraphql {
     reason: String,
     #[serde(default)]
     when: Vec<RawCond>,
+    /// The approval policy, as on a REST rule.
+    approvals: Option<u32>,
+    #[serde(default)]
+    approvers: Vec<String>,
+    self_approval: Option<bool>,
 }
 
 pub(super) fn compile_file(file: &str, text: &str) -> Result<Service, RulesError> {
@@ -284,22 +289,7 @@ pub(super) fn compile_file(file: &str, text: &str) -> Result<Service, RulesError
             expiry: dur(&r.expiry, "expiry")?,
             wait: dur(&r.wait, "wait")?,
             spends: r.spends.clone(),
-            approval: if r.approvals.is_none()
-                && r.approvers.is_empty()
-                && r.self_approval.is_none()
-            {
-                None
-            } else {
-                let required = r.approvals.unwrap_or(1);
-                if !(1..=10).contains(&required) {
-                    return Err(err(format!("approvals = {required}: must be 1 to 10")));
-                }
-                Some(ApprovalPolicy {
-                    required,
-                    approvers: r.approvers.clone(),
-                    self_approval: r.self_approval.unwrap_or(false),
-                })
-            },
+            approval: policy_of(r.approvals, &r.approvers, r.self_approval).map_err(err)?,
         });
     }
     for spanned in raw.graphql {
@@ -310,6 +300,8 @@ pub(super) fn compile_file(file: &str, text: &str) -> Result<Service, RulesError
         for c in &g.when {
             when.push(compile_cond(c).map_err(|m| at(start, format!("graphql entry: {m}")))?);
         }
+        let approval = policy_of(g.approvals, &g.approvers, g.self_approval)
+            .map_err(|m| at(start, format!("graphql entry: {m}")))?;
         for m in &g.mutations {
             let rule = GqlRule {
                 id: format!("{file}:{line}"),
@@ -317,11 +309,33 @@ pub(super) fn compile_file(file: &str, text: &str) -> Result<Service, RulesError
                 action: g.action,
                 reason: g.reason.clone(),
                 when: when.clone(),
+                approval: approval.clone(),
             };
             add_gql(&mut svc.gql, m, rule).map_err(|e| at(start, e))?;
         }
     }
     Ok(svc)
+}
+
+/// A rule's or GraphQL entry's approval policy from its `approvals`, `approvers` and
+/// `self_approval` (`None`: none set, one reviewer).
+fn policy_of(
+    approvals: Option<u32>,
+    approvers: &[String],
+    self_approval: Option<bool>,
+) -> Result<Option<ApprovalPolicy>, String> {
+    if approvals.is_none() && approvers.is_empty() && self_approval.is_none() {
+        return Ok(None);
+    }
+    let required = approvals.unwrap_or(1);
+    if !(1..=10).contains(&required) {
+        return Err(format!("approvals = {required}: must be 1 to 10"));
+    }
+    Ok(Some(ApprovalPolicy {
+        required,
+        approvers: approvers.to_vec(),
+        self_approval: self_approval.unwrap_or(false),
+    }))
 }
 
 /// Checks a `[git]` section: hosts, protected-ref patterns (errors name the entry's line).

@@ -18,7 +18,7 @@ use super::{is_read, Catalog};
 use crate::rules::fields::{FieldValue, Fields};
 use crate::rules::git::GitRequest;
 use crate::rules::readings;
-use crate::rules::{normalize, Action, RequestHead, Verdict};
+use crate::rules::{normalize, Action, ApprovalPolicy, RequestHead, Verdict};
 
 impl Catalog {
     pub fn needs_body(&self, head: &RequestHead<'_>) -> bool {
@@ -64,7 +64,12 @@ impl Catalog {
                 None => return self.no_service(&host, head),
             },
         };
-        let esc = |code: &str, why: String| guard(svc, code, why);
+        // Before the route is known: every held rule's approval policy applies.
+        let esc = |code: &str, why: String| {
+            let mut v = guard(svc, code, why);
+            v.approval = svc.unknown_rule_policy(v.action, true, true);
+            v
+        };
         if !normalize::method_ok(head.method) {
             return esc(
                 "bad_method",
@@ -148,6 +153,13 @@ impl Catalog {
         let esc = |code: &str, why: String| {
             let mut v = guard(svc, code, why);
             v.action = v.action.max(strictest.unwrap_or(Action::Escalate));
+            // And as demanding as every candidate rule at that level: which of them the request
+            // meets cannot be read, so each one's approval policy applies.
+            let mut level = cands.iter().filter(|(r, _)| r.action == v.action);
+            let first = level.next().and_then(|(r, _)| r.approval.clone());
+            v.approval = level.fold(first, |p, (r, _)| {
+                ApprovalPolicy::strictest(p.as_ref(), r.approval.as_ref())
+            });
             v
         };
         if let Some(floor) = svc.version.as_ref().filter(|_| !is_read(head.method)) {
@@ -364,8 +376,14 @@ impl Catalog {
                 if let Some(s) = v.spend_usd {
                     spend = Some(spend.map_or(s, |m: f64| m.max(s)));
                 }
-                if best.as_ref().is_none_or(|b| v.action > b.action) {
-                    best = Some(v);
+                match best.as_mut() {
+                    Some(b) if v.action == b.action => {
+                        // Every rule held at the winning level keeps its approval policy.
+                        b.approval =
+                            ApprovalPolicy::strictest(b.approval.as_ref(), v.approval.as_ref());
+                    }
+                    Some(b) if v.action < b.action => {}
+                    _ => best = Some(v),
                 }
             }
         }

@@ -8,7 +8,7 @@ use super::guard::{check, encoded, guard, has_body, media, plain, Media};
 use super::matcher::Service;
 use super::Cond;
 use crate::rules::fields::Fields;
-use crate::rules::{graphql, Action, Class, RequestHead, Verdict};
+use crate::rules::{graphql, Action, ApprovalPolicy, Class, RequestHead, Verdict};
 
 #[derive(Debug, Clone)]
 pub(super) struct GqlRule {
@@ -18,6 +18,7 @@ pub(super) struct GqlRule {
     pub(super) reason: String,
     /// Conditions on the mutation field's arguments (`input.force`); empty: by name alone.
     pub(super) when: Vec<Cond>,
+    pub(super) approval: Option<ApprovalPolicy>,
 }
 
 /// A request to a GraphQL endpoint: POST bodies are parsed; GET carries the operation in the
@@ -136,6 +137,8 @@ fn graphql_guard(svc: &Service, code: &str, why: String) -> Verdict {
     if let Some(strictest) = svc.gql.values().flatten().map(|e| e.action).max() {
         v.action = v.action.max(strictest);
     }
+    // Which entry the request meets cannot be read: each one's approval policy applies.
+    v.approval = svc.unknown_rule_policy(v.action, false, true);
     v
 }
 
@@ -229,12 +232,10 @@ fn graphql_verdict(svc: &Service, body: Option<&[u8]>) -> Verdict {
                 params,
                 expiry: None,
                 wait: None,
-                approval: None,
+                approval: r.approval.clone(),
                 spend_usd: None,
             };
-            if fired.as_ref().is_none_or(|b| v.action > b.action) {
-                fired = Some(v);
-            }
+            keep_strictest(&mut fired, v);
         }
         let v = fired.unwrap_or_else(|| {
             let (code, why) = if entries.is_empty() {
@@ -252,11 +253,15 @@ fn graphql_verdict(svc: &Service, body: Option<&[u8]>) -> Verdict {
             v.action = v.action.max(svc.graphql_default);
             v.tool = Some(tool());
             v.params.insert("mutations".into(), names.clone());
+            // The mutation's own entries, none of which matched: each one's policy applies.
+            let mut level = entries.iter().filter(|e| e.action == v.action);
+            let first = level.next().and_then(|e| e.approval.clone());
+            v.approval = level.fold(first, |p, e| {
+                ApprovalPolicy::strictest(p.as_ref(), e.approval.as_ref())
+            });
             v
         });
-        if best.as_ref().is_none_or(|b| v.action > b.action) {
-            best = Some(v);
-        }
+        keep_strictest(&mut best, v);
     }
     best.unwrap_or_else(|| {
         guard(
@@ -265,4 +270,16 @@ fn graphql_verdict(svc: &Service, body: Option<&[u8]>) -> Verdict {
             "mutation selects no field".into(),
         )
     })
+}
+
+/// Keeps the more severe of `best` and `v`; at the same severity, the first verdict with both
+/// approval policies merged (every entry held at that level keeps its policy).
+fn keep_strictest(best: &mut Option<Verdict>, v: Verdict) {
+    match best.as_mut() {
+        Some(b) if v.action == b.action => {
+            b.approval = ApprovalPolicy::strictest(b.approval.as_ref(), v.approval.as_ref());
+        }
+        Some(b) if v.action < b.action => {}
+        _ => *best = Some(v),
+    }
 }

@@ -85,6 +85,32 @@ pub(super) struct Service {
 }
 
 impl Service {
+    /// The approval policy of a request held at `action` when which rule it meets cannot be
+    /// told (a guard before its route or mutation is known): every REST rule's (`rest`) and
+    /// GraphQL entry's (`gql`) at that level, merged ([`ApprovalPolicy::strictest`]). `None`
+    /// when no such rule sets one.
+    pub(super) fn unknown_rule_policy(
+        &self,
+        action: Action,
+        rest: bool,
+        gql: bool,
+    ) -> Option<ApprovalPolicy> {
+        let rest_policies = self
+            .rules
+            .iter()
+            .filter(move |r| rest && r.action == action)
+            .filter_map(|r| r.approval.as_ref());
+        let gql_policies = self
+            .gql
+            .values()
+            .flatten()
+            .filter(move |e| gql && e.action == action)
+            .filter_map(|e| e.approval.as_ref());
+        rest_policies.chain(gql_policies).fold(None, |acc, p| {
+            ApprovalPolicy::strictest(acc.as_ref(), Some(p))
+        })
+    }
+
     /// Does the service read this path's bodies as forms, whatever their Content-Type?
     pub(super) fn reads_forms<S: AsRef<str>>(&self, segs: &[S]) -> bool {
         self.form_bodies

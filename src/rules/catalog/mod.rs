@@ -41,6 +41,7 @@
 //! mutations = ["deleteRef"]
 //! class = "irreversible"
 //! action = "escalate"
+//! # approvals = 2; approvers = ["group:sre"]   # as on a REST rule
 //!
 //! [[graphql]]                               # conditions on the mutation's arguments
 //! mutations = ["createRef"]
@@ -398,9 +399,11 @@ impl Catalog {
             .collect()
     }
 
-    /// Every REST rule that sets an approval policy, in file order.
+    /// Every REST rule and GraphQL entry that sets an approval policy (REST in file order,
+    /// then GraphQL by mutation name).
     pub fn approval_policies(&self) -> Vec<crate::rules::RulePolicy> {
-        self.services
+        let mut out: Vec<crate::rules::RulePolicy> = self
+            .services
             .iter()
             .flat_map(|s| s.rules.iter())
             .filter_map(|r| {
@@ -410,7 +413,23 @@ impl Catalog {
                     policy: p.clone(),
                 })
             })
-            .collect()
+            .collect();
+        for s in &self.services {
+            let mut names: Vec<&String> = s.gql.keys().collect();
+            names.sort();
+            for name in names {
+                for e in &s.gql[name] {
+                    if let Some(p) = &e.approval {
+                        out.push(crate::rules::RulePolicy {
+                            rule_id: e.id.clone(),
+                            tool: format!("{}.graphql.{name}", s.name),
+                            policy: p.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Every `[[graphql]]` entry, one per mutation name, sorted by service, mutation, rule id.
