@@ -1580,6 +1580,27 @@ fn differentials() -> Vec<Entry> {
         e("bucket", "Terraform applied through Atlantis by a GraphQL comment", GH, h1("POST", "/graphql", &[JSON], gql("mutation { addComment(input: {subjectId: \"PR_1\", body: \"atlantis apply\"}) { clientMutationId } }")), Held),
         e("bucket", "a ticked Renovate box in a pull request's body", GH, h1("PATCH", "/repos/o/r/pulls/1", &[JSON], r#"{"body":"- [x] <!-- rebase-check -->"}"#), Held),
         e("version", "Stripe-Version given twice (which one Stripe reads is unknown)", ST, h1("POST", "/v1/customers", &[FORM, ("Stripe-Version", "2026-10-28"), ("stripe-version", "2015-01-01")], "email=a%40b.c"), HeldFor("version_ambiguous")),
+        // Session 17, parser review: Rack drops blanks after `&` and one trailing NUL.
+        e("differential", "a second amount after `& ` (Rack reads it, others read ` amount`)", ST, h1("POST", "/v1/charges", &[FORM], "amount=50&currency=usd&source=tok_visa& amount=5000000"), HeldFor("param_ambiguous")),
+        e("differential", "confirm after `& ` on a payment intent", ST, h1("POST", "/v1/payment_intents", &[FORM], "amount=5000&currency=usd& confirm=true"), Held),
+        e("differential", "_method after `& ` in a form body Airlock does not otherwise read", GH, h1("POST", "/gists/abc/comments/1", &[FORM], "body=x& _method=DELETE"), HeldFor("method_override")),
+        e("differential", "_method after `& ` inside a JSON value Stripe reads as a form", ST, h1("POST", "/v1/plans/plan_1", &[JSON], r#"{"name":"& _method=DELETE"}"#), HeldFor("method_override")),
+        e("differential", "a GraphQL mutation after `& ` in a body Rails may read as a form", GH, h1("POST", "/graphql", &[FORM], r#"{"query":"query{viewer{login}}","x":"& query=mutation%7BdeleteRef(input:%7BrefId:%22R%22%7D)%7BclientMutationId%7D%7D&y="}"#), Held),
+        e("differential", "visibility after `& ` in a JSON string GitHub may read as a form", GH, h1("PATCH", "/repos/o/r", &[JSON], r#"{"description":"& visibility=public&x="}"#), Held),
+        e("differential", "card number read with `& expand[]` in a GET body", ST, h1("GET", "/v1/issuing/cards/ic_1", &[FORM], "x=1& expand[]=number& expand[]=cvc"), Held),
+        e("differential", "an outbound flow direction ending in a NUL (Rack drops it)", ST, h1("POST", "/v1/setup_intents", &[FORM], "flow_directions[]=outbound\u{0}"), Held),
+        e("differential", "private given in the query of a body-less JSON write", GH, h1("POST", "/user/codespaces/cs1/publish?private=true", &[("Content-Length", "0")], ""), HeldFor("param_ambiguous")),
+        e("differential", "an autofix branch named only in the query of a body-less write", GH, h1("POST", "/repos/o/r/code-scanning/alerts/1/autofix/commits?target_ref=refs/heads/scratch", &[], ""), HeldFor("param_ambiguous")),
+        e("differential", "a trigger label with an accent and a zero-width space", GH, h1("POST", "/repos/o/r/issues/7/labels", &[JSON], "{\"labels\":[\"s\u{e1}fe to test\u{200b}\"]}"), Held),
+        // Session 17, catalog reviews.
+        e("bucket", "every label of an issue replaced (a hold label goes)", GH, h1("PUT", "/repos/o/r/issues/7/labels", &[JSON], r#"{"labels":["bug"]}"#), Held),
+        e("bucket", "a review bot told to approve", GH, h1("POST", "/repos/o/r/issues/7/comments", &[JSON], r#"{"body":"@coderabbitai approve"}"#), Held),
+        e("bucket", "a manual-approval step passed by a lone approval word", GH, h1("POST", "/repos/o/r/issues/7/comments", &[JSON], r#"{"body":"Approved!"}"#), Held),
+        e("bucket", "an issue assigned to Claude (an agent run)", GH, h1("POST", "/repos/o/r/issues/7/assignees", &[JSON], r#"{"assignees":["anthropic-code-agent[bot]"]}"#), Held),
+        e("bucket", "a template's code copied to another owner", GH, h1("POST", "/repos/corp/tpl/generate", &[JSON], r#"{"owner":"outside","name":"c","private":true}"#), Held),
+        e("bucket", "a checkout priced by the agent", ST, h1("POST", "/v1/checkout/sessions", &[FORM], "mode=payment&success_url=https%3A%2F%2Fx&line_items[0][quantity]=1&line_items[0][price_data][product]=prod_1&line_items[0][price_data][unit_amount]=50&line_items[0][price_data][currency]=usd"), Held),
+        e("bucket", "dispute evidence staged (filed at the due date)", ST, h1("POST", "/v1/disputes/dp_1", &[FORM], "submit=false&evidence[uncategorized_text]=accepts"), Held),
+        e("bucket", "a product catalog import (a presigned upload link)", ST, h1("POST", "/v2/commerce/product_catalog/imports", &[JSON], r#"{"feed_type":"pricing","mode":"replace"}"#), Held),
     ]
 }
 

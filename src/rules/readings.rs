@@ -12,6 +12,29 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 
 use super::fields::well_formed_key;
 
+/// A form body as Rack (and Rails' own parser) reads it, when that differs from the reading
+/// every other form reader shares: blanks after a `&` or `;` separator are dropped (it splits
+/// on `/[&;] */`, so `& amount=9` sets `amount`), and so is one trailing NUL (Rack's "Safari
+/// fix"). `None`: both read alike.
+pub fn rack_form_text(text: &str) -> Option<String> {
+    let spaced = text.contains("& ") || text.contains("; ");
+    let nul = text.ends_with('\0');
+    if !spaced && !nul {
+        return None;
+    }
+    let text = if nul { &text[..text.len() - 1] } else { text };
+    let mut out = String::with_capacity(text.len());
+    let mut after_separator = false;
+    for c in text.chars() {
+        if after_separator && c == ' ' {
+            continue;
+        }
+        after_separator = matches!(c, '&' | ';');
+        out.push(c);
+    }
+    Some(out)
+}
+
 /// How Rack 2 splits a form key: the name it files the value under, and what follows
 /// (`[amount]`, `amount]`, `]amount` -> (`amount`, ``); `a]b` -> (`a`, `b`); `a[b]` -> (`a`,
 /// `[b]`)). Its pattern: `\A[\[\]]*([^\[\]]+)\]*`.
@@ -185,6 +208,22 @@ impl<'de> Visitor<'de> for Pairs {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn rack_form_text_drops_blanks_after_separators_and_a_trailing_nul() {
+        assert_eq!(rack_form_text("a=1&b=2"), None);
+        assert_eq!(
+            rack_form_text("a=1&  amount=9").as_deref(),
+            Some("a=1&amount=9")
+        );
+        assert_eq!(rack_form_text("a=1;  b=2").as_deref(), Some("a=1;b=2"));
+        assert_eq!(
+            rack_form_text("d=outbound\0").as_deref(),
+            Some("d=outbound")
+        );
+        assert_eq!(rack_form_text("a=x y& b").as_deref(), Some("a=x y&b"));
+    }
+
     use super::*;
 
     fn values<'a>(r: &'a Readings, name: &str) -> Vec<(&'a str, Spelling)> {

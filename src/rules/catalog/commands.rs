@@ -206,6 +206,18 @@ fn unescape_markdown(text: &str) -> String {
     out
 }
 
+/// `text` read loosely, as a lenient upstream might match a name (an accent- and
+/// case-insensitive collation, a `strip` that takes NULs): NFKD, combining marks, invisible and
+/// control characters dropped, lower case, blanks trimmed.
+pub(super) fn loose(text: &str) -> String {
+    let folded: String = text
+        .nfkd()
+        .filter(|c| !invisible(*c) && !c.is_control() && !('\u{300}'..='\u{36f}').contains(c))
+        .flat_map(char::to_lowercase)
+        .collect();
+    folded.trim().to_string()
+}
+
 /// Characters that show nothing (Unicode's default-ignorable code points, roughly): a reader
 /// that drops them sees the command whole.
 fn invisible(c: char) -> bool {
@@ -290,6 +302,13 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(holds_any(text, &n), *want, "{text:?}");
         }
+    }
+
+    #[test]
+    fn loose_readings() {
+        assert_eq!(loose("s\u{e1}fe to test\u{200b}"), "safe to test");
+        assert_eq!(loose(" SUCCESS\0"), "success");
+        assert_eq!(loose("\u{ff33}uccess"), "success");
     }
 
     #[test]

@@ -200,6 +200,11 @@ impl Catalog {
             if text.contains(';') && !other_body {
                 return esc("query_separator", "`;` in a form body".into());
             }
+            // As Rack reads it (`& _method=DELETE` names `_method` there).
+            let text = match readings::rack_form_text(&text) {
+                Some(rack) => std::borrow::Cow::Owned(rack),
+                None => text,
+            };
             // Not a form to Airlock: read it as Rack 1 would, `;` splitting too.
             let text = if other_body {
                 std::borrow::Cow::Owned(text.replace(';', "&"))
@@ -281,6 +286,12 @@ impl Catalog {
                                 // Rack 1 and Go before 1.17 split a form on `;` as well.
                                 return esc("query_separator", "`;` in a form body".into());
                             }
+                            Ok(t) if readings::rack_form_text(t).is_some() => {
+                                return esc(
+                                    "param_ambiguous",
+                                    "a form body Rack reads otherwise (a blank after `&`, or a trailing NUL)".into(),
+                                );
+                            }
                             Ok(t) => fields.add_form(t),
                             Err(_) => {
                                 return esc("body_unparseable", "form body is not UTF-8".into())
@@ -316,9 +327,13 @@ impl Catalog {
                 format!("parameter `{k}`: form readers split its brackets differently"),
             );
         }
-        if let Some(field) = from_query.filter(|_| media == Media::Json) {
-            // A condition met from the query of a JSON write: servers that read fields from
-            // the JSON body only would not see it.
+        let json_service = !svc.reads_forms(&segs);
+        if let Some(field) =
+            from_query.filter(|_| media == Media::Json || (media == Media::Missing && json_service))
+        {
+            // A condition met from the query of a JSON write, or of a write with no body to a
+            // service that reads JSON: servers that read fields from the JSON body only would
+            // not see it.
             return esc(
                 "param_ambiguous",
                 format!("`{field}` in the query of a JSON write: not every server reads it"),

@@ -121,13 +121,19 @@ pub(super) fn graphql_request(
 /// Whether `body`, read as a urlencoded form (Rack 2 key names, `;` splitting too), has a
 /// GraphQL parameter of its own.
 fn names_an_operation_as_a_form(body: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(body).replace(';', "&");
-    form_urlencoded::parse(text.as_bytes()).any(|(k, _)| {
-        matches!(
-            crate::rules::readings::rack2_split(&k).0,
-            "query" | "operationName" | "variables" | "extensions"
-        )
-    })
+    let text = String::from_utf8_lossy(body);
+    // As written, and as Rack reads it (a blank after `&` dropped).
+    let rack = crate::rules::readings::rack_form_text(&text);
+    std::iter::once(text.as_ref())
+        .chain(rack.as_deref())
+        .any(|text| {
+            form_urlencoded::parse(text.replace(';', "&").as_bytes()).any(|(k, _)| {
+                matches!(
+                    crate::rules::readings::rack2_split(&k).0,
+                    "query" | "operationName" | "variables" | "extensions"
+                )
+            })
+        })
 }
 
 /// A guard on a GraphQL endpoint, where the mutations are not known: as strict as the strictest

@@ -39,7 +39,12 @@ pub(super) fn form_reading_sets(
         return None;
     }
     let mut form = Fields::default();
-    form.add_form(&String::from_utf8_lossy(body).replace(';', "&"));
+    let text = String::from_utf8_lossy(body);
+    form.add_form(&text.replace(';', "&"));
+    // And as Rack reads it (`& amount=9` sets `amount` there).
+    if let Some(rack) = crate::rules::readings::rack_form_text(&text) {
+        form.add_form(&rack.replace(';', "&"));
+    }
     let sets = |f: &String| {
         form.given(f)
             || form.malformed.iter().any(|k| {
@@ -639,8 +644,10 @@ fn near_miss(v: &FieldValue, wants: &[toml::Value]) -> bool {
     let FieldValue::Str(x) = v else {
         return false;
     };
+    // Read loosely: accents, case, invisible characters, NULs and blanks aside.
+    let x_loose = commands::loose(x);
     wants.iter().any(|w| match w {
-        toml::Value::String(s) => x != s && x.trim().eq_ignore_ascii_case(s),
+        toml::Value::String(s) => x != s && x_loose == commands::loose(s),
         _ => false,
     })
 }
