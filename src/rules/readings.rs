@@ -92,6 +92,8 @@ pub enum Spelling {
     Semicolon,
     /// A pair of the JSON body read as a form.
     JsonAsForm,
+    /// A pair as Rack reads the form: a blank after `&` or `;` dropped, or a trailing NUL.
+    RackBlanks,
 }
 
 /// One value a parameter may be read as.
@@ -148,6 +150,17 @@ impl Readings {
         for part in text.split('&').filter(|p| p.contains(';')) {
             for (k, v) in form_urlencoded::parse(part.replace(';', "&").as_bytes()) {
                 self.add_pair(&k, &v, forced.unwrap_or(Spelling::Semicolon));
+            }
+        }
+        if let Some(rack) = rack_form_text(text) {
+            // Only the pairs Rack reads otherwise: those the blanks or the NUL touched.
+            let as_written: Vec<(String, String)> = form_urlencoded::parse(text.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            for (k, v) in form_urlencoded::parse(rack.replace(';', "&").as_bytes()) {
+                if !as_written.iter().any(|(wk, wv)| *wk == k && *wv == v) {
+                    self.add_pair(&k, &v, forced.unwrap_or(Spelling::RackBlanks));
+                }
             }
         }
     }

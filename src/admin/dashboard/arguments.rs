@@ -14,6 +14,14 @@ const NOTABLE: &[&str] = &[
     "charge",
     "payment_intent",
     "destination",
+    // where a payment's money goes (form and JSON spellings)
+    "transfer_data",
+    "transfer_data[destination]",
+    "on_behalf_of",
+    "application_fee_amount",
+    "payment_intent_data[transfer_data][destination]",
+    "payment_intent_data[on_behalf_of]",
+    "subscription_data[transfer_data][destination]",
     "visibility",
     "force",
     "sha",
@@ -116,6 +124,9 @@ fn why(key: &str, all: &[Reading], ways: usize) -> String {
     }
     if all.iter().any(|r| r.spelling == Spelling::Semicolon) {
         notes.push("Rack 1 and Go before 1.17 split at `;`".into());
+    }
+    if all.iter().any(|r| r.spelling == Spelling::RackBlanks) {
+        notes.push("Rack drops a blank after `&` and a trailing NUL".into());
     }
     if all.iter().any(|r| r.spelling == Spelling::JsonAsForm) {
         notes.push("the JSON body read as a form sets it".into());
@@ -483,6 +494,38 @@ mod tests {
 
     /// A key some framework reads as the displayed one (`[amount]`: Rack 2 and qs) shows every
     /// reading, never one as the amount (tests/bypass_corpus.rs holds these as param_ambiguous).
+    /// Session 17 review: a destination charge showed no destination, and an amount after
+    /// `& ` showed one reading only.
+    #[test]
+    fn where_the_money_goes_and_rack_blanks_are_shown() {
+        let pi = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/payment_intents",
+            Some("stripe.payment_intents.create.confirm"),
+            b"amount=100&currency=usd&confirm=true&transfer_data[destination]=acct_evil",
+        );
+        let a = arguments(&pi, &pi.request.body().expect("body"));
+        assert!(
+            a.args
+                .iter()
+                .any(|x| x == "transfer_data[destination]=acct_evil"),
+            "{:?}",
+            a.args
+        );
+        let charge = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/charges",
+            None,
+            b"amount=50&currency=usd&source=tok_visa& amount=5000000",
+        );
+        assert_eq!(
+            money(&charge).as_deref(),
+            Some("0.50 USD or 50000.00 USD \u{2014} amount read 2 ways: amount=50, amount=5000000 (Rack drops a blank after `&` and a trailing NUL)")
+        );
+    }
+
     #[test]
     fn bracket_spellings_show_every_reading() {
         let charge = review(

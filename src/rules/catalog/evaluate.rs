@@ -393,9 +393,15 @@ impl Catalog {
                 }
                 match best.as_mut() {
                     Some(b) if v.action == b.action => {
-                        // Every rule held at the winning level keeps its approval policy.
+                        // Every rule held at the winning level keeps its approval policy, and
+                        // the reviewer reads what each says and tests.
                         b.approval =
                             ApprovalPolicy::strictest(b.approval.as_ref(), v.approval.as_ref());
+                        b.explanation.push_str("; also ");
+                        b.explanation.push_str(&v.explanation);
+                        for (k, val) in v.params {
+                            b.params.entry(k).or_insert(val);
+                        }
                     }
                     Some(b) if v.action < b.action => {}
                     _ => best = Some(v),
