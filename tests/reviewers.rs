@@ -28,6 +28,18 @@ impl Classifier for PolicyRules {
                 required: 2,
                 ..Default::default()
             })
+        } else if head.path_and_query.starts_with("/both") {
+            // Two rules' policies merged: one of group sre, and dave.
+            ApprovalPolicy::strictest(
+                Some(&ApprovalPolicy {
+                    approvers: vec!["group:sre".into()],
+                    ..Default::default()
+                }),
+                Some(&ApprovalPolicy {
+                    approvers: vec!["dave".into()],
+                    ..Default::default()
+                }),
+            )
         } else if head.path_and_query.starts_with("/sre") {
             Some(ApprovalPolicy {
                 approvers: vec!["group:sre".into()],
@@ -294,6 +306,26 @@ async fn owner_cannot_approve_its_own_agent_and_groups_are_enforced() {
     .await
     .expect("call");
     assert_eq!(st, 401);
+}
+
+/// Session 17: a request two rules held with different approver lists needed one of them
+/// only. Each rule's quorum is now its own and all must be met: carol (sre) alone leaves it
+/// pending, dave's approval then sends it; bob, on neither list, may not decide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_merged_policy_needs_every_rules_quorum() {
+    let s = setup().await;
+    let none = serde_json::json!({});
+    let id = s.hold("/both/repo").await;
+    let (st, r) = s.as_reviewer("bob", &id, "approve", none.clone()).await;
+    assert_eq!(st, 403, "{r}");
+    let (st, r) = s.as_reviewer("carol", &id, "approve", none.clone()).await;
+    assert_eq!(st, 202, "{r}");
+    assert_eq!(r["state"], "pending", "{r}");
+    assert_eq!(s.up.count(), 0);
+    let (st, r) = s.as_reviewer("dave", &id, "approve", none).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["state"], "executed", "{r}");
+    assert_eq!(s.up.count(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

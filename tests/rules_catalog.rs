@@ -2355,14 +2355,10 @@ action = "notify"
     );
     assert_eq!(v.action, Action::Escalate);
     let p = v.approval.clone().expect("a policy");
-    assert_eq!(p.required, 3, "{v}");
-    assert_eq!(
-        p.approvers,
-        ["alice"],
-        "the one approver every list admits: {v}"
-    );
+    assert_eq!(p.most_required(), 3, "{v}");
+    assert_eq!(p.quorums().len(), 3, "each rule's quorum kept whole: {v}");
     assert!(!p.self_approval);
-    // Two rules held at once: the larger quorum, the shared approvers, no self-approval.
+    // Two rules held at once: both quorums (the open one implied), no self-approval.
     let v = verdict(
         &c,
         "PATCH",
@@ -2402,9 +2398,57 @@ action = "notify"
     }
     let v = verdict(&c, "POST", &url("/graphql"), &json, Some("{not json"));
     assert_eq!(required(&v), Some(2), "a GraphQL guard: {v}");
+    // A review names the first mutation held and explains every one.
+    let v = verdict(
+        &c,
+        "POST",
+        &url("/graphql"),
+        &json,
+        gq("a: deleteRepository(input: {repositoryId: \"R\"}) b: deleteRepository(input: {repositoryId: \"S\"})").as_deref(),
+    );
+    assert_eq!(v.explanation.matches("deleteRepository").count(), 1, "{v}");
     let names: Vec<String> = c.approval_policies().into_iter().map(|p| p.tool).collect();
     assert!(
         names.contains(&"gh.graphql.deleteRepository".to_string()),
         "{names:?}"
     );
+}
+
+/// Session 17, diff review: a `*` condition with `present = true` missed a single object given
+/// where a list is expected (GraphQL coerces it to a one-element list).
+#[test]
+fn a_single_object_for_a_list_is_judged_as_its_element() {
+    let text = r#"
+[service]
+name = "x"
+hosts = ["x.test"]
+graphql_paths = ["/graphql"]
+graphql_default = "escalate"
+
+[[graphql]]
+mutations = ["put"]
+class = "visible"
+action = "notify"
+
+[[graphql]]
+mutations = ["put"]
+class = "money"
+action = "escalate"
+when = [{ field = "input.items.*.price", present = true }]
+"#;
+    let c = Catalog::from_sources(
+        &[("x.toml".to_string(), text.to_string())],
+        &CatalogOptions::default(),
+    )
+    .expect("compiles");
+    let json = [("content-type", "application/json")];
+    for (m, want) in [
+        ("put(input: {items: [{price: {a: 1}}]})", Action::Escalate),
+        ("put(input: {items: {price: {a: 1}}})", Action::Escalate),
+        ("put(input: {items: {name: \"x\"}})", Action::Notify),
+    ] {
+        let body = mutation_body(m);
+        let (action, codes, _) = eval(&c, "POST", "https://x.test/graphql", &json, Some(&body));
+        assert_eq!(action, want, "{m}: {codes:?}");
+    }
 }

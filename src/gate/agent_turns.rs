@@ -26,7 +26,6 @@ impl AgentTurns {
         Turn {
             guard: Some(queue.lock_owned().await),
             turns: self.turns.clone(),
-            agent: agent.to_string(),
         }
     }
 
@@ -41,21 +40,16 @@ impl AgentTurns {
 pub(super) struct Turn {
     guard: Option<OwnedMutexGuard<()>>,
     turns: Turns,
-    agent: String,
 }
 
 impl Drop for Turn {
     fn drop(&mut self) {
         let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
         drop(self.guard.take());
-        // Only the map's own reference left: nobody holds or awaits this agent's turn (a
-        // waiter clones the queue under this lock before it waits).
-        if turns
-            .get(&self.agent)
-            .is_some_and(|q| Arc::strong_count(q) == 1)
-        {
-            turns.remove(&self.agent);
-        }
+        // Entries with only the map's own reference left: nobody holds or awaits those agents'
+        // turns (a waiter clones the queue under this lock before it waits). Every such entry,
+        // not only this agent's: one whose waiter was cancelled is tidied too.
+        turns.retain(|_, q| Arc::strong_count(q) > 1);
     }
 }
 
@@ -79,5 +73,14 @@ mod tests {
         assert_eq!(turns.len(), 1);
         drop(second);
         assert_eq!(turns.len(), 0, "no agent left once every turn ended");
+        // A waiter cancelled while it waits leaves nothing behind once the holder is done.
+        let holder = turns.take("c").await;
+        let t3 = turns.clone();
+        let waiter = tokio::spawn(async move { t3.take("c").await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waiter.abort();
+        let _ = waiter.await;
+        drop(holder);
+        assert_eq!(turns.len(), 0);
     }
 }

@@ -181,14 +181,12 @@ impl Gate {
                     if cur.already(&cur.retry_approvals, &reviewer, &people) {
                         return Err(GateError::Forbidden(format!(
                             "{} already asked for this retry; it needs {} distinct reviewers",
-                            decision.by, cur.policy.required
+                            decision.by, cur.policy.most_required()
                         )));
                     }
                     let mut next = cur.clone();
                     next.retry_approvals.push(decision.clone());
-                    if next.counted(&next.retry_approvals, &people)
-                        < cur.policy.required.max(1) as usize
-                    {
+                    if !next.quorum_met(&next.retry_approvals, &people) {
                         return Ok(next);
                     }
                     next.state = ReviewState::Approved;
@@ -304,17 +302,17 @@ impl Gate {
                 return Err(GateError::Forbidden(if decision.admin_token {
                     format!(
                         "the admin token already approved; it counts as one approver whatever name it gives, and this review needs {} distinct reviewers",
-                        cur.policy.required
+                        cur.policy.most_required()
                     )
                 } else {
                     format!(
                         "{by} already approved; this review needs {} distinct reviewers",
-                        cur.policy.required
+                        cur.policy.most_required()
                     )
                 }));
             }
             next.approvals.push(decision.clone());
-            if next.counted(&next.approvals, &people) >= cur.policy.required.max(1) as usize {
+            if next.quorum_met(&next.approvals, &people) {
                 next.state = ReviewState::Approved;
                 next.decision = Some(decision.clone());
             }

@@ -34,7 +34,7 @@ pub(super) fn transition_event(old: &Review, next: &Review) -> Event {
             t.admin_token = d.admin_token.then_some(true);
             t.approval_by = Some(d.by.clone());
             t.approvals = Some(next.approvals.len());
-            t.required = Some(next.policy.required);
+            t.required = Some(next.policy.most_required());
         }
     }
     if next.expires_at_ms != old.expires_at_ms {
@@ -54,7 +54,7 @@ pub(super) fn transition_event(old: &Review, next: &Review) -> Event {
             t.retry_by = Some(d.by.clone());
             t.comment = d.comment.clone();
             t.approvals = Some(next.retry_approvals.len());
-            t.required = Some(next.policy.required);
+            t.required = Some(next.policy.most_required());
         }
     }
     if next.state == ReviewState::Expired {

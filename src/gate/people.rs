@@ -98,10 +98,10 @@ impl People {
                     "the admin token names no person, so it may not {verb} a request of an agent owned by {owner} while self-approval is off; use a reviewer's own token"
                 ));
             }
-            if self.has_reviewers() && policy.required > 1 && verb != "extend" {
+            if self.has_reviewers() && policy.most_required() > 1 && verb != "extend" {
                 return Err(format!(
                     "the admin token names no person, so it cannot be one of the {} different people this rule needs to {verb}; use reviewers' own tokens",
-                    policy.required
+                    policy.most_required()
                 ));
             }
         }
@@ -142,7 +142,7 @@ fn may_decide(policy: &ApprovalPolicy, who: &Reviewer) -> Result<(), String> {
     Err(format!(
         "{} is not among the approvers of this review ({})",
         who.name,
-        policy.approvers.join(", ")
+        policy.all_approvers().join(", ")
     ))
 }
 
@@ -346,6 +346,7 @@ mod tests {
                 required,
                 approvers: approvers.iter().map(|a| a.to_string()).collect(),
                 self_approval: false,
+                also: Vec::new(),
             },
         }
     }

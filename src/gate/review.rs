@@ -410,6 +410,32 @@ impl Review {
     /// no longer approve, and when its decider already counted (the admin token is one
     /// approver whatever names it gave).
     pub fn standing(&self, list: &[Decision], people: &People) -> Vec<Result<(), String>> {
+        self.standing_reviewers(list, people)
+            .into_iter()
+            .map(|s| s.map(|_| ()))
+            .collect()
+    }
+
+    /// Do the approvals in `list` that stand now meet every quorum of the review's policy?
+    pub fn quorum_met(&self, list: &[Decision], people: &People) -> bool {
+        let standing: Vec<super::Reviewer> = self
+            .standing_reviewers(list, people)
+            .into_iter()
+            .flatten()
+            .collect();
+        let who: Vec<(&str, &[String])> = standing
+            .iter()
+            .map(|r| (r.name.as_str(), r.groups.as_slice()))
+            .collect();
+        self.policy.met_by(&who)
+    }
+
+    /// [`Review::standing`], with the reviewer each standing approval is by.
+    fn standing_reviewers(
+        &self,
+        list: &[Decision],
+        people: &People,
+    ) -> Vec<Result<super::Reviewer, String>> {
         let mut counted: Vec<String> = Vec::new();
         list.iter()
             .map(|d| {
@@ -431,7 +457,7 @@ impl Review {
                     });
                 }
                 counted.push(id);
-                Ok(())
+                Ok(who)
             })
             .collect()
     }

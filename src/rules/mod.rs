@@ -127,6 +127,19 @@ pub struct ApprovalPolicy {
     pub approvers: Vec<String>,
     /// May the owner of the agent that sent the request approve it?
     pub self_approval: bool,
+    /// Further quorums, each of its own approvers, that must all be met too: a request held by
+    /// several rules needs what every one of them needs ([`ApprovalPolicy::strictest`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<Quorum>,
+}
+
+/// `required` distinct approvals from reviewers `approvers` admits (empty: anyone).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Quorum {
+    pub required: u32,
+    #[serde(default)]
+    pub approvers: Vec<String>,
 }
 
 impl Default for ApprovalPolicy {
@@ -135,56 +148,148 @@ impl Default for ApprovalPolicy {
             required: 1,
             approvers: Vec::new(),
             self_approval: false,
+            also: Vec::new(),
         }
     }
 }
 
+/// Does `approvers` (names or `group:NAME`, empty: anyone) admit `reviewer` of `groups`?
+fn admitted(approvers: &[String], reviewer: &str, groups: &[String]) -> bool {
+    approvers.is_empty()
+        || approvers.iter().any(|a| match a.strip_prefix("group:") {
+            Some(g) => groups.iter().any(|x| crate::person::same(x, g)),
+            None => crate::person::same(a, reviewer),
+        })
+}
+
 impl ApprovalPolicy {
-    /// The policy a request matched by rules with policies `a` and `b` (`None`: one reviewer,
-    /// anyone, not the owner) needs: the larger quorum, self-approval only if both allow it,
-    /// and the approvers both lists admit (one list when the other is open; two lists that
-    /// name no one in common: the list of the larger quorum, else `a`'s).
-    pub fn strictest(a: Option<&ApprovalPolicy>, b: Option<&ApprovalPolicy>) -> Option<Self> {
-        let (a, b) = match (a, b) {
-            (None, None) => return None,
-            (Some(p), None) | (None, Some(p)) => (p.clone(), ApprovalPolicy::default()),
-            (Some(a), Some(b)) => (a.clone(), b.clone()),
+    /// Every quorum the policy needs met: its own, then `also`.
+    pub fn quorums(&self) -> Vec<Quorum> {
+        let own = Quorum {
+            required: self.required,
+            approvers: self.approvers.clone(),
         };
-        let approvers = match (a.approvers.is_empty(), b.approvers.is_empty()) {
-            (true, _) => b.approvers.clone(),
-            (_, true) => a.approvers.clone(),
-            _ => {
-                let both: Vec<String> = a
-                    .approvers
-                    .iter()
-                    .filter(|x| b.approvers.iter().any(|y| crate::person::same(x, y)))
-                    .cloned()
-                    .collect();
-                match (both.is_empty(), b.required > a.required) {
-                    (false, _) => both,
-                    (true, true) => b.approvers.clone(),
-                    (true, false) => a.approvers.clone(),
-                }
-            }
-        };
-        Some(ApprovalPolicy {
-            required: a.required.max(b.required),
-            approvers,
-            self_approval: a.self_approval && b.self_approval,
+        std::iter::once(own)
+            .chain(self.also.iter().cloned())
+            .collect()
+    }
+
+    /// The largest quorum: at least this many distinct people must approve.
+    pub fn most_required(&self) -> u32 {
+        self.quorums()
+            .iter()
+            .map(|q| q.required)
+            .max()
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    /// Are all quorums met by approvals from reviewers `approvers` (each its name and groups)?
+    pub fn met_by(&self, approvers: &[(&str, &[String])]) -> bool {
+        self.quorums().iter().all(|q| {
+            let n = approvers
+                .iter()
+                .filter(|(name, groups)| admitted(&q.approvers, name, groups))
+                .count();
+            n >= q.required.max(1) as usize
         })
     }
 
-    /// May `reviewer` (member of `groups`) decide under this policy? Names and groups are
-    /// compared normalized ([`crate::person::key`]).
+    /// The policy a request that rules with policies `a` and `b` hold needs (`None`: one
+    /// reviewer, anyone, not the owner): every quorum of both (one another implies dropped),
+    /// self-approval only if both allow it. Each quorum is one rule's own, so a merged policy
+    /// can be met whenever each rule's can.
+    pub fn strictest(a: Option<&ApprovalPolicy>, b: Option<&ApprovalPolicy>) -> Option<Self> {
+        if a.is_none() && b.is_none() {
+            return None;
+        }
+        let (a, b) = (
+            a.cloned().unwrap_or_default(),
+            b.cloned().unwrap_or_default(),
+        );
+        let mut quorums: Vec<Quorum> = Vec::new();
+        for q in a.quorums().into_iter().chain(b.quorums()) {
+            let same_people = |o: &Quorum| {
+                o.approvers.len() == q.approvers.len()
+                    && o.approvers
+                        .iter()
+                        .all(|x| q.approvers.iter().any(|y| crate::person::same(x, y)))
+            };
+            match quorums.iter_mut().find(|o| same_people(o)) {
+                Some(o) => o.required = o.required.max(q.required),
+                None => quorums.push(q),
+            }
+        }
+        // A quorum open to anyone is met whenever another needs at least as many.
+        let implied = |q: &Quorum, all: &[Quorum]| {
+            q.approvers.is_empty()
+                && all
+                    .iter()
+                    .any(|o| !o.approvers.is_empty() && o.required >= q.required)
+        };
+        let kept: Vec<Quorum> = quorums
+            .iter()
+            .filter(|q| !implied(q, &quorums))
+            .cloned()
+            .collect();
+        let mut kept = kept.into_iter();
+        let first = kept.next().unwrap_or(Quorum {
+            required: 1,
+            approvers: Vec::new(),
+        });
+        Some(ApprovalPolicy {
+            required: first.required,
+            approvers: first.approvers,
+            self_approval: a.self_approval && b.self_approval,
+            also: kept.collect(),
+        })
+    }
+
+    /// [`ApprovalPolicy::strictest`] over the policies of several rules (each `None`: that
+    /// rule sets none); `None` when none sets one.
+    pub fn strictest_of<'p>(
+        policies: impl IntoIterator<Item = Option<&'p ApprovalPolicy>>,
+    ) -> Option<Self> {
+        let mut any = false;
+        let mut merged: Option<ApprovalPolicy> = None;
+        let mut first = true;
+        for p in policies {
+            any |= p.is_some();
+            merged = match (first, merged, p) {
+                (true, _, p) => p.cloned(),
+                // A rule without a policy adds only its "not the owner".
+                (false, Some(mut m), None) => {
+                    m.self_approval = false;
+                    Some(m)
+                }
+                (false, m, p) => ApprovalPolicy::strictest(m.as_ref(), p),
+            };
+            first = false;
+        }
+        merged.filter(|_| any)
+    }
+
+    /// May `reviewer` (member of `groups`) decide under this policy (admitted by any of its
+    /// quorums)? Names and groups are compared normalized ([`crate::person::key`]).
     pub fn admits(&self, reviewer: &str, groups: &[String]) -> bool {
-        self.approvers.is_empty()
+        admitted(&self.approvers, reviewer, groups)
             || self
-                .approvers
+                .also
                 .iter()
-                .any(|a| match a.strip_prefix("group:") {
-                    Some(g) => groups.iter().any(|x| crate::person::same(x, g)),
-                    None => crate::person::same(a, reviewer),
-                })
+                .any(|q| admitted(&q.approvers, reviewer, groups))
+    }
+
+    /// Every approver entry of every quorum, for messages.
+    pub fn all_approvers(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.approvers.clone();
+        for q in &self.also {
+            for a in &q.approvers {
+                if !out.contains(a) {
+                    out.push(a.clone());
+                }
+            }
+        }
+        out
     }
 }
 
@@ -196,6 +301,46 @@ pub struct RulePolicy {
     pub rule_id: String,
     pub tool: String,
     pub policy: ApprovalPolicy,
+}
+
+impl Verdict {
+    /// Takes in `other`, a verdict at the same severity from another rule the request also
+    /// meets: its approval policy joins ([`ApprovalPolicy::strictest`]), and the reviewer
+    /// reads its reason, its reason codes and the parameters it tests. The first rule still
+    /// names the verdict.
+    pub fn absorb_tie(&mut self, other: Verdict) {
+        self.approval = ApprovalPolicy::strictest(self.approval.as_ref(), other.approval.as_ref());
+        // Bounded: an agent may send a thousand aliased mutations.
+        const SHOWN: usize = 4096;
+        let same_rule = other.rule_id.is_some() && other.rule_id == self.rule_id;
+        if !same_rule
+            && self.explanation.len() < SHOWN
+            && !self.explanation.contains(&other.explanation)
+        {
+            self.explanation.push_str("; also ");
+            self.explanation.push_str(&other.explanation);
+        }
+        for code in other.reason_codes {
+            if !self.reason_codes.contains(&code) {
+                self.reason_codes.push(code);
+            }
+        }
+        for (k, v) in other.params {
+            match self.params.get(&k) {
+                None => {
+                    self.params.insert(k, v);
+                }
+                // Another reading of the path or body gave it another value: both are shown.
+                Some(mine)
+                    if mine.len() < SHOWN && *mine != v && !mine.split(" | ").any(|m| m == v) =>
+                {
+                    let both = format!("{mine} | {v}");
+                    self.params.insert(k, both);
+                }
+                Some(_) => {}
+            }
+        }
+    }
 }
 
 impl std::fmt::Display for Verdict {
@@ -212,15 +357,19 @@ impl std::fmt::Display for Verdict {
             writeln!(f, "param:    {k} = {v}")?;
         }
         if let Some(p) = &self.approval {
-            let who = match p.approvers.is_empty() {
-                true => "any reviewer".to_string(),
-                false => p.approvers.join(", "),
-            };
+            let quorums: Vec<String> = p
+                .quorums()
+                .iter()
+                .map(|q| match q.approvers.is_empty() {
+                    true => format!("{} of any reviewer", q.required),
+                    false => format!("{} of {}", q.required, q.approvers.join(", ")),
+                })
+                .collect();
             let owner = match p.self_approval {
                 true => "",
                 false => ", not the agent's owner",
             };
-            writeln!(f, "approval: {} of {who}{owner}", p.required)?;
+            writeln!(f, "approval: {}{owner}", quorums.join(" and "))?;
         }
         if let Some(usd) = self.spend_usd {
             writeln!(
@@ -229,5 +378,69 @@ impl std::fmt::Display for Verdict {
             )?;
         }
         write!(f, "why:      {}", self.explanation)
+    }
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+
+    fn policy(required: u32, approvers: &[&str], self_approval: bool) -> ApprovalPolicy {
+        ApprovalPolicy {
+            required,
+            approvers: approvers.iter().map(|a| a.to_string()).collect(),
+            self_approval,
+            also: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn merged_policies_keep_every_rules_quorum_and_stay_satisfiable() {
+        let ab = policy(2, &["alice", "bob"], true);
+        let bc = policy(2, &["bob", "carol"], true);
+        let m = ApprovalPolicy::strictest(Some(&ab), Some(&bc)).expect("merged");
+        assert_eq!(m.quorums().len(), 2);
+        assert!(m.self_approval);
+        let no: &[String] = &[];
+        assert!(
+            !m.met_by(&[("alice", no), ("bob", no)]),
+            "carol's side lacks one"
+        );
+        assert!(m.met_by(&[("alice", no), ("bob", no), ("carol", no)]));
+        // A group and a name are separate quorums, never a string intersection.
+        let sre = policy(1, &["group:sre"], false);
+        let alice = policy(1, &["alice"], false);
+        let m = ApprovalPolicy::strictest(Some(&sre), Some(&alice)).expect("merged");
+        let sre_groups = ["sre".to_string()];
+        assert!(
+            !m.met_by(&[("dave", &sre_groups)]),
+            "alice must approve too"
+        );
+        assert!(m.met_by(&[("dave", &sre_groups), ("alice", no)]));
+        assert!(
+            m.met_by(&[("alice", &sre_groups)]),
+            "alice of sre meets both"
+        );
+        // No policy: one reviewer, not the owner; an open quorum another implies is dropped.
+        let m = ApprovalPolicy::strictest(None, Some(&ab)).expect("merged");
+        assert_eq!((m.quorums().len(), m.self_approval), (1, false));
+        assert_eq!(ApprovalPolicy::strictest(None, None), None);
+        let open3 = policy(3, &[], true);
+        let m = ApprovalPolicy::strictest(Some(&open3), Some(&ab)).expect("merged");
+        assert_eq!(
+            m.quorums().len(),
+            2,
+            "3 of anyone is not implied by 2 of two"
+        );
+        assert_eq!(m.most_required(), 3);
+        // Over several rules, a rule without a policy only takes self-approval away.
+        let m = ApprovalPolicy::strictest_of([Some(&ab), None, Some(&ab)]).expect("merged");
+        assert_eq!((m.quorums().len(), m.self_approval), (1, false));
+        assert_eq!(ApprovalPolicy::strictest_of([None, None]), None);
+        // Stored reviews without `also` still read.
+        let old: ApprovalPolicy =
+            serde_json::from_str(r#"{"required":2,"approvers":["a"],"selfApproval":false}"#)
+                .expect("old form");
+        assert!(old.also.is_empty());
     }
 }

@@ -152,7 +152,7 @@ async fn check(admin: &Admin, token: &str) -> Result<Live, Response<Body>> {
                 reviewer.name,
                 review.id,
                 review.counted(&review.approvals, &people),
-                review.policy.required
+                review.policy.most_required()
             ),
         ));
     }
@@ -347,7 +347,7 @@ pub(super) async fn link_decide(
                 &format!(
                     "{} of {} approvals so far.{note}",
                     r.counted(&r.approvals, &people),
-                    r.policy.required
+                    r.policy.most_required()
                 ),
             )
         }

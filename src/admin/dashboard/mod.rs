@@ -193,12 +193,12 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
                 Ok(r) if r.state == ReviewState::Pending => format!(
                     "Approval recorded: {} of {} needed.",
                     r.counted(&r.approvals, &people),
-                    r.policy.required
+                    r.policy.most_required()
                 ),
                 Ok(r) if !r.retry_approvals.is_empty() => format!(
                     "Retry approval recorded: {} of {} needed before it is sent.",
                     r.counted(&r.retry_approvals, &people),
-                    r.policy.required
+                    r.policy.most_required()
                 ),
                 Ok(r) => format!("Review is now {}.", r.state.as_str()),
                 Err(e) => format!("Not done: {e}"),

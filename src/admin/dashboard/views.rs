@@ -213,7 +213,7 @@ fn row(r: &Review, now_ms: u64, people: &People, full: bool) -> Row {
         approvals: format!(
             "{}/{}",
             r.counted(&r.approvals, people),
-            r.policy.required.max(1)
+            r.policy.most_required()
         ),
         approval_list: r
             .approvals

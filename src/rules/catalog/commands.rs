@@ -14,6 +14,16 @@ use unicode_normalization::UnicodeNormalization;
 /// A command text as written in a rule file, in the form it is compared in (a line-start text
 /// as the start of a line reads after [`normalize`], so `\n- [x] ship` can match).
 pub(super) fn needle(text: &str) -> Option<String> {
+    if text.len() > 1 && text.starts_with('\n') && text.ends_with('\n') {
+        // A whole line: compared as a line reads once its trailing blanks, `.` and `!` are
+        // off, so the word is taken the same way; one holding a line break could never match.
+        let word = fold(&text[1..text.len() - 1]);
+        let word = line_start_of(word.trim_end_matches([' ', '.', '!']));
+        if word.trim().is_empty() || word.contains('\n') {
+            return None;
+        }
+        return Some(format!("\n{word}\n"));
+    }
     let line_start = text.starts_with('\n');
     let folded = fold(text.trim_start_matches('\n'));
     let body = if line_start {
@@ -322,5 +332,8 @@ mod tests {
         assert_eq!(needle("\n#deploy").as_deref(), Some("\ndeploy"));
         assert_eq!(needle("\n- "), None);
         assert_eq!(needle("\nApprove\n").as_deref(), Some("\napprove\n"));
+        assert_eq!(needle("\nok.\n").as_deref(), Some("\nok\n"));
+        assert_eq!(needle("\nfoo\n\n"), None);
+        assert_eq!(needle("\n!\n"), None);
     }
 }

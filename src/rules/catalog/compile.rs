@@ -335,6 +335,7 @@ fn policy_of(
         required,
         approvers: approvers.to_vec(),
         self_approval: self_approval.unwrap_or(false),
+        also: Vec::new(),
     }))
 }
 

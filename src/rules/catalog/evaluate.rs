@@ -155,11 +155,12 @@ impl Catalog {
             v.action = v.action.max(strictest.unwrap_or(Action::Escalate));
             // And as demanding as every candidate rule at that level: which of them the request
             // meets cannot be read, so each one's approval policy applies.
-            let mut level = cands.iter().filter(|(r, _)| r.action == v.action);
-            let first = level.next().and_then(|(r, _)| r.approval.clone());
-            v.approval = level.fold(first, |p, (r, _)| {
-                ApprovalPolicy::strictest(p.as_ref(), r.approval.as_ref())
-            });
+            v.approval = ApprovalPolicy::strictest_of(
+                cands
+                    .iter()
+                    .filter(|(r, _)| r.action == v.action)
+                    .map(|(r, _)| r.approval.as_ref()),
+            );
             v
         };
         if let Some(floor) = svc.version.as_ref().filter(|_| !is_read(head.method)) {
@@ -200,9 +201,10 @@ impl Catalog {
             if text.contains(';') && !other_body {
                 return esc("query_separator", "`;` in a form body".into());
             }
-            // As Rack reads it (`& _method=DELETE` names `_method` there).
-            let text = match readings::rack_form_text(&text) {
-                Some(rack) => std::borrow::Cow::Owned(rack),
+            // As written and as Rack reads it (`& _method=DELETE` names `_method` there).
+            let rack = readings::rack_form_text(&text);
+            let text = match rack {
+                Some(rack) => std::borrow::Cow::Owned(format!("{text}&{rack}")),
                 None => text,
             };
             // Not a form to Airlock: read it as Rack 1 would, `;` splitting too.
@@ -392,17 +394,9 @@ impl Catalog {
                     spend = Some(spend.map_or(s, |m: f64| m.max(s)));
                 }
                 match best.as_mut() {
-                    Some(b) if v.action == b.action => {
-                        // Every rule held at the winning level keeps its approval policy, and
-                        // the reviewer reads what each says and tests.
-                        b.approval =
-                            ApprovalPolicy::strictest(b.approval.as_ref(), v.approval.as_ref());
-                        b.explanation.push_str("; also ");
-                        b.explanation.push_str(&v.explanation);
-                        for (k, val) in v.params {
-                            b.params.entry(k).or_insert(val);
-                        }
-                    }
+                    // Every rule held at the winning level keeps its approval policy, and the
+                    // reviewer reads what each says and tests.
+                    Some(b) if v.action == b.action => b.absorb_tie(v),
                     Some(b) if v.action < b.action => {}
                     _ => best = Some(v),
                 }

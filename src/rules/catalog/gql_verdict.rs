@@ -260,17 +260,18 @@ fn graphql_verdict(svc: &Service, body: Option<&[u8]>) -> Verdict {
             v.tool = Some(tool());
             v.params.insert("mutations".into(), names.clone());
             // The mutation's own entries, none of which matched: each one's policy applies.
-            let mut level = entries.iter().filter(|e| e.action == v.action);
-            let first = level.next().and_then(|e| e.approval.clone());
-            v.approval = level.fold(first, |p, e| {
-                ApprovalPolicy::strictest(p.as_ref(), e.approval.as_ref())
-            });
+            v.approval = ApprovalPolicy::strictest_of(
+                entries
+                    .iter()
+                    .filter(|e| e.action == v.action)
+                    .map(|e| e.approval.as_ref()),
+            );
             v
         });
         keep_strictest(&mut best, v);
     }
     best.unwrap_or_else(|| {
-        guard(
+        graphql_guard(
             svc,
             "graphql_unparseable",
             "mutation selects no field".into(),
@@ -278,13 +279,12 @@ fn graphql_verdict(svc: &Service, body: Option<&[u8]>) -> Verdict {
     })
 }
 
-/// Keeps the more severe of `best` and `v`; at the same severity, the first verdict with both
-/// approval policies merged (every entry held at that level keeps its policy).
+/// Keeps the more severe of `best` and `v`; at the same severity, the first verdict taking in
+/// the other ([`Verdict::absorb_tie`]: every entry held at that level is shown and keeps its
+/// policy).
 fn keep_strictest(best: &mut Option<Verdict>, v: Verdict) {
     match best.as_mut() {
-        Some(b) if v.action == b.action => {
-            b.approval = ApprovalPolicy::strictest(b.approval.as_ref(), v.approval.as_ref());
-        }
+        Some(b) if v.action == b.action => b.absorb_tie(v),
         Some(b) if v.action < b.action => {}
         _ => *best = Some(v),
     }

@@ -365,9 +365,8 @@ pub(super) fn rule_verdict(
     }
 }
 
-/// The top-level names of the fields given (body or query, empty objects and lists too) that
-/// `known` does not list: what an `other_than` condition holds on.
-/// The names given that `known` does not list: top-level names for `field = "*"`; for
+/// The names given (body or query, empty objects and lists too) that `known` does not list,
+/// what an `other_than` condition holds on: top-level names for `field = "*"`; for
 /// `field = "obj.*"`, the keys under `obj` (a value given as `obj` itself, not an object with
 /// keys, counts as unlisted).
 fn unlisted_fields<'f>(
@@ -427,8 +426,11 @@ pub(super) fn check(
             .map(|element| format!("{start}{element}{tail}"))
             .collect();
         keys.dedup();
+        // A single value where a list is expected (GraphQL coerces it to one): judged as the
+        // one element; for `present`, a single object too.
         let single = format!("{head}{tail}");
-        if fields.get(&single).is_some() {
+        let present = matches!(c.test, Test::Present(true));
+        if fields.get(&single).is_some() || (present && fields.given(&single)) {
             keys.push(single);
         }
         let mut any = false;

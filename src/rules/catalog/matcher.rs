@@ -99,16 +99,14 @@ impl Service {
             .rules
             .iter()
             .filter(move |r| rest && r.action == action)
-            .filter_map(|r| r.approval.as_ref());
+            .map(|r| r.approval.as_ref());
         let gql_policies = self
             .gql
             .values()
             .flatten()
             .filter(move |e| gql && e.action == action)
-            .filter_map(|e| e.approval.as_ref());
-        rest_policies.chain(gql_policies).fold(None, |acc, p| {
-            ApprovalPolicy::strictest(acc.as_ref(), Some(p))
-        })
+            .map(|e| e.approval.as_ref());
+        ApprovalPolicy::strictest_of(rest_policies.chain(gql_policies))
     }
 
     /// Does the service read this path's bodies as forms, whatever their Content-Type?
@@ -323,6 +321,8 @@ pub(super) fn lookalike(svc: &Service, method: &str, segs: &[Cow<'_, str>]) -> O
         ),
     );
     v.tool = Some(rule.tool.clone());
+    // Which rule the folded path meets is a guess: every held rule's policy applies.
+    v.approval = svc.unknown_rule_policy(v.action, true, true);
     Some(v)
 }
 

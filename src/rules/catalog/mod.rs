@@ -419,6 +419,10 @@ impl Catalog {
             names.sort();
             for name in names {
                 for e in &s.gql[name] {
+                    // One entry may name several mutations: checked once.
+                    if out.iter().any(|r| r.rule_id == e.id) {
+                        continue;
+                    }
                     if let Some(p) = &e.approval {
                         out.push(crate::rules::RulePolicy {
                             rule_id: e.id.clone(),
