@@ -665,3 +665,54 @@ async fn a_valid_link_is_not_refused_by_a_drained_budget() {
     }
     assert_eq!(up.count(), 0, "GET never decides");
 }
+
+/// Session 17: every `GET /v1/audit/verify` reads the whole log, and any admin caller could
+/// start as many as it liked at once. One runs at a time; the others are told to retry (429
+/// `verify_in_progress`), and a verify after it ends runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_whole_log_verification_at_a_time() {
+    use airlock::audit::{AuditGap, Event};
+    let (_up, a) = setup("").await;
+    let audit = a.gate.audit().clone();
+    tokio::task::spawn_blocking(move || {
+        for _ in 0..6 {
+            let events = (0..5000)
+                .map(|n| {
+                    Event::AuditGap(AuditGap {
+                        skipped_allow_records: n,
+                        reason: "test",
+                    })
+                })
+                .collect();
+            for r in audit.append_all(events) {
+                r.expect("append");
+            }
+        }
+    })
+    .await
+    .expect("fill the log");
+    let a = Arc::new(a);
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let a = a.clone();
+            tokio::spawn(async move { a.admin("GET", "/v1/audit/verify", None).await })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for c in calls {
+        let (code, body) = c.await.expect("call");
+        match code {
+            200 => assert_eq!(body["ok"], true, "{body}"),
+            429 => assert_eq!(body["error"], "verify_in_progress", "{body}"),
+            other => panic!("{other}: {body}"),
+        }
+        codes.push(code);
+    }
+    assert!(codes.contains(&200), "{codes:?}");
+    assert!(
+        codes.contains(&429),
+        "six at once, one at a time: {codes:?}"
+    );
+    let (code, body) = a.admin("GET", "/v1/audit/verify", None).await;
+    assert_eq!(code, 200, "after the others ended: {body}");
+}
