@@ -430,6 +430,40 @@ impl Review {
         self.policy.met_by(&who)
     }
 
+    /// The approvals in `list` that stand toward the quorum: `1/2`; with several quorums (a
+    /// request several rules held), toward each: `1/1 (group:sre), 0/1 (dave)`.
+    pub fn quorum_progress(&self, list: &[Decision], people: &People) -> String {
+        let standing: Vec<super::Reviewer> = self
+            .standing_reviewers(list, people)
+            .into_iter()
+            .flatten()
+            .collect();
+        let quorums = self.policy.quorums();
+        if quorums.len() < 2 {
+            return format!("{}/{}", standing.len(), self.policy.most_required());
+        }
+        quorums
+            .iter()
+            .map(|q| {
+                let one = ApprovalPolicy {
+                    required: q.required,
+                    approvers: q.approvers.clone(),
+                    ..ApprovalPolicy::default()
+                };
+                let n = standing
+                    .iter()
+                    .filter(|r| one.admits(&r.name, &r.groups))
+                    .count();
+                let who = match q.approvers.is_empty() {
+                    true => "anyone".to_string(),
+                    false => q.approvers.join(", "),
+                };
+                format!("{n}/{} ({who})", q.required.max(1))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// [`Review::standing`], with the reviewer each standing approval is by.
     fn standing_reviewers(
         &self,

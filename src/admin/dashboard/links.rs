@@ -148,11 +148,10 @@ async fn check(admin: &Admin, token: &str) -> Result<Live, Response<Body>> {
             StatusCode::CONFLICT,
             "Already approved",
             &format!(
-                "{} already approved review {}: {} of {} approvals so far.",
+                "{} already approved review {}: {} approvals so far.",
                 reviewer.name,
                 review.id,
-                review.counted(&review.approvals, &people),
-                review.policy.most_required()
+                review.quorum_progress(&review.approvals, &people)
             ),
         ));
     }
@@ -345,9 +344,8 @@ pub(super) async fn link_decide(
                 StatusCode::OK,
                 "Approval recorded",
                 &format!(
-                    "{} of {} approvals so far.{note}",
-                    r.counted(&r.approvals, &people),
-                    r.policy.most_required()
+                    "{} approvals so far.{note}",
+                    r.quorum_progress(&r.approvals, &people)
                 ),
             )
         }

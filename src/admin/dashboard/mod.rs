@@ -191,14 +191,12 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
             let people = admin.gate.people().current();
             let message = match result {
                 Ok(r) if r.state == ReviewState::Pending => format!(
-                    "Approval recorded: {} of {} needed.",
-                    r.counted(&r.approvals, &people),
-                    r.policy.most_required()
+                    "Approval recorded: {} needed.",
+                    r.quorum_progress(&r.approvals, &people)
                 ),
                 Ok(r) if !r.retry_approvals.is_empty() => format!(
-                    "Retry approval recorded: {} of {} needed before it is sent.",
-                    r.counted(&r.retry_approvals, &people),
-                    r.policy.most_required()
+                    "Retry approval recorded: {} needed before it is sent.",
+                    r.quorum_progress(&r.retry_approvals, &people)
                 ),
                 Ok(r) => format!("Review is now {}.", r.state.as_str()),
                 Err(e) => format!("Not done: {e}"),

@@ -210,11 +210,7 @@ fn row(r: &Review, now_ms: u64, people: &People, full: bool) -> Row {
             "-".into()
         },
         // Only approvals that stand with the reviewers in force count; the others say why not.
-        approvals: format!(
-            "{}/{}",
-            r.counted(&r.approvals, people),
-            r.policy.most_required()
-        ),
+        approvals: r.quorum_progress(&r.approvals, people),
         approval_list: r
             .approvals
             .iter()
