@@ -553,8 +553,8 @@ CONDITIONAL = {
     # commit of it is pushed to any branch); commits and refs name trees by sha, so the tree is
     # where the path shows.
     "git/create-tree": [
-        ("github-dir", ESC, IRR, "Creates a tree with an entry under a .github/ directory at any depth (workflows run with the repository's secrets on a push to any branch; a subtree can become a commit's root)",
-         '[{ field = "tree.*.path", path_under = ["**/.github"] }]'),
+        ("github-dir", ESC, IRR, "Creates a tree with an entry under a .github/ directory or another CI system's configuration at any depth (workflows run with the repository's secrets on a push to any branch; a subtree can become a commit's root)",
+         '[{ field = "tree.*.path", path_under = ["**/.github", "**/.circleci", "**/.buildkite", "**/.devcontainer", "**/.devcontainer.json", "**/.travis.yml", "**/.drone.yml", "**/.cirrus.yml", "**/appveyor.yml", "**/.appveyor.yml", "**/azure-pipelines.yml", "**/Jenkinsfile"] }]'),
     ],
     "checks/create": [PASSING_CHECK_RUN],
     "checks/update": [PASSING_CHECK_RUN],

@@ -2452,3 +2452,37 @@ when = [{ field = "input.items.*.price", present = true }]
         assert_eq!(action, want, "{m}: {codes:?}");
     }
 }
+
+/// Session 17, GraphQL review: project field options replaced (every item's value cleared),
+/// bots assigned to drafts or asked for reviews by user id, projects copied to another owner,
+/// enterprise-wide policies and team review assignment, card notes with bot commands; and
+/// other CI systems' configuration committed (REST, GraphQL and trees) are held.
+#[test]
+fn graphql_soft_spots_and_ci_configuration_hold() {
+    let c = catalog();
+    let json = [("content-type", "application/json")];
+    let gh = |p: &str| format!("https://api.github.com{p}");
+    let gq = mutation_body;
+    use Action::*;
+    let cases: Vec<Case> = vec![
+        ("POST", gh("/graphql"), &json, gq("updateProjectV2Field(input: {fieldId: \"F\", singleSelectOptions: [{name: \"A\", color: GRAY, description: \"\"}]})"), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("updateProjectV2Field(input: {fieldId: \"F\", iterationConfiguration: {startDate: \"2026-01-01\", duration: 7}})"), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("addProjectV2DraftIssue(input: {projectId: \"P\", title: \"t\", assigneeIds: [\"BOT_kgDOC9w8XQ\"]})"), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("updateProjectV2DraftIssue(input: {draftIssueId: \"D\", assigneeIds: [\"MDM6Qm90MTk4OTgyNzQ5\"]})"), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("requestReviews(input: {pullRequestId: \"PR\", userIds: [\"BOT_kgDOCnlnWA\"]})"), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("copyProjectV2(input: {projectId: \"P\", ownerId: \"O\", title: \"x\", includeDraftIssues: true})"), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("updateEnterpriseOrganizationProjectsSetting(input: {enterpriseId: \"E\", settingValue: DISABLED})"), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("updateTeamReviewAssignment(input: {id: \"T\", enabled: true, teamMemberCount: 1})"), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("addProjectCard(input: {projectColumnId: \"C\", note: \"@copilot please fix this\"})"), Escalate, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("createCommitOnBranch(input: {branch: {repositoryNameWithOwner: \"o/r\", branchName: \"feature\"}, expectedHeadOid: \"a\", message: {headline: \"x\"}, fileChanges: {additions: [{path: \".circleci/config.yml\", contents: \"eA==\"}]}})"), Escalate, "rule_match"),
+        ("PUT", gh("/repos/o/r/contents/.devcontainer/devcontainer.json"), &json, r#"{"message":"m","content":"eA==","branch":"feature"}"#.into(), Escalate, "rule_match"),
+        ("PUT", gh("/repos/o/r/contents/Jenkinsfile"), &json, r#"{"message":"m","content":"eA==","branch":"feature"}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/git/trees"), &json, r#"{"tree":[{"path":".travis.yml","mode":"100644","type":"blob","content":"x"}]}"#.into(), Escalate, "rule_match"),
+        // ordinary: as before
+        ("POST", gh("/graphql"), &json, gq("updateProjectV2Field(input: {fieldId: \"F\", name: \"Status\"})"), Notify, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("requestReviews(input: {pullRequestId: \"PR\", userIds: [\"U_kgDOAAAAAQ\"]})"), Notify, "rule_match"),
+        ("POST", gh("/graphql"), &json, gq("addProjectCard(input: {projectColumnId: \"C\", note: \"remember the docs\"})"), Notify, "rule_match"),
+        ("PUT", gh("/repos/o/r/contents/docs/ci.md"), &json, r#"{"message":"m","content":"eA==","branch":"feature"}"#.into(), Notify, "rule_match"),
+    ];
+    expect_all(&c, &cases);
+}
