@@ -684,7 +684,7 @@ fn differentials() -> Vec<Entry> {
             ST,
             h1(
                 "POST",
-                "/v1/plans/plan_1",
+                "/v1/payouts/po_1",
                 &[("Content-Type", "text/plain")],
                 "_method=DELETE",
             ),
@@ -695,7 +695,7 @@ fn differentials() -> Vec<Entry> {
             ST,
             h1(
                 "POST",
-                "/v1/plans/plan_1",
+                "/v1/payouts/po_1",
                 &[("Content-Type", "application/octet-stream")],
                 "_method=DELETE",
             ),
@@ -734,7 +734,7 @@ fn differentials() -> Vec<Entry> {
             ST,
             h1(
                 "POST",
-                "/v1/plans/plan_1",
+                "/v1/payouts/po_1",
                 &[("Content-Type", "Text/Plain; charset=utf-8")],
                 "name=x;_method=DELETE",
             ),

@@ -2486,3 +2486,38 @@ fn graphql_soft_spots_and_ci_configuration_hold() {
     ];
     expect_all(&c, &cases);
 }
+
+/// Session 17, second Stripe review: Express and Custom accounts (the platform liable), trials
+/// and free first periods in checkout, inline and new prices, plans moved or given trials,
+/// shipping rates in other currencies, promotion code restrictions and a live link's tax
+/// settings are held; the ordinary forms still notify.
+#[test]
+fn platform_liability_prices_and_tax_settings_hold() {
+    let c = catalog();
+    let st = |p: &str| format!("https://api.stripe.com{p}");
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let json = [("content-type", "application/json")];
+    use Action::*;
+    let cases: Vec<Case> = vec![
+        ("POST", st("/v1/accounts"), &form, "type=custom&country=US".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/accounts"), &form, "type=express&country=US".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/accounts"), &form, "controller[requirement_collection]=application&controller[losses][payments]=stripe&controller[fees][payer]=account".into(), Escalate, "rule_match"),
+        ("POST", st("/v2/core/accounts"), &json, r#"{"dashboard":"express"}"#.into(), Escalate, "rule_match"),
+        ("POST", st("/v1/checkout/sessions/cs_1"), &form, "subscription_data[trial_period_days]=730".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/checkout/sessions"), &form, "mode=subscription&line_items[0][price]=p&line_items[0][quantity]=1&subscription_data[billing_cycle_anchor]=1999999999&subscription_data[proration_behavior]=none&success_url=https://x".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/payment_links"), &form, "line_items[0][price_data][currency]=usd&line_items[0][price_data][product]=prod_1&line_items[0][price_data][unit_amount]=1&line_items[0][quantity]=1".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/prices"), &form, "product=prod_premium&unit_amount=1&currency=usd".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/plans/plan_1"), &form, "product=prod_premium".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/plans/plan_1"), &form, "trial_period_days=730".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/shipping_rates/shr_1"), &form, "fixed_amount[currency_options][eur][amount]=0".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/promotion_codes/promo_1"), &form, "restrictions[currency_options][usd][minimum_amount]=0".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/payment_links/plink_1"), &form, "automatic_tax[enabled]=false".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/payment_links/plink_1"), &form, "tax_id_collection[enabled]=true".into(), Escalate, "rule_match"),
+        // ordinary: as before
+        ("POST", st("/v1/accounts"), &form, "type=standard&country=US".into(), Notify, "rule_match"),
+        ("POST", st("/v1/prices"), &form, "product_data[name]=New&unit_amount=500&currency=usd".into(), Notify, "rule_match"),
+        ("POST", st("/v1/plans/plan_1"), &form, "nickname=Gold".into(), Notify, "rule_match"),
+        ("POST", st("/v1/shipping_rates/shr_1"), &form, "active=false".into(), Notify, "rule_match"),
+    ];
+    expect_all(&c, &cases);
+}
