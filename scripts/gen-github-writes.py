@@ -554,7 +554,7 @@ CONDITIONAL = {
     # where the path shows.
     "git/create-tree": [
         ("github-dir", ESC, IRR, "Creates a tree with an entry under a .github/ directory or another CI system's configuration at any depth (workflows run with the repository's secrets on a push to any branch; a subtree can become a commit's root)",
-         '[{ field = "tree.*.path", path_under = ["**/.github", "**/.circleci", "**/.buildkite", "**/.devcontainer", "**/.devcontainer.json", "**/.travis.yml", "**/.drone.yml", "**/.cirrus.yml", "**/appveyor.yml", "**/.appveyor.yml", "**/azure-pipelines.yml", "**/Jenkinsfile"] }]'),
+         '[{ field = "tree.*.path", path_under = ["**/.github", "**/.circleci", "**/.buildkite", "**/buildkite.yml", "**/buildkite.yaml", "**/.devcontainer", "**/.devcontainer.json", "**/.travis.yml", "**/.drone.yml", "**/.cirrus.yml", "**/.cirrus.star", "**/.woodpecker", "**/.woodpecker.yml", "**/.gitlab-ci.yml", "**/appveyor.yml", "**/.appveyor.yml", "**/azure-pipelines.yml", "**/azure-pipelines.yaml", "**/Jenkinsfile", "**/netlify.toml"] }]'),
     ],
     "checks/create": [PASSING_CHECK_RUN],
     "checks/update": [PASSING_CHECK_RUN],

@@ -321,6 +321,7 @@ async fn a_merged_policy_needs_every_rules_quorum() {
     let (st, r) = s.as_reviewer("carol", &id, "approve", none.clone()).await;
     assert_eq!(st, 202, "{r}");
     assert_eq!(r["state"], "pending", "{r}");
+    assert_eq!(r["approvalProgress"], "0/1 (dave), 1/1 (group:sre)", "{r}");
     assert_eq!(s.up.count(), 0);
     let (st, r) = s.as_reviewer("dave", &id, "approve", none).await;
     assert_eq!(st, 200, "{r}");

@@ -2478,6 +2478,7 @@ fn graphql_soft_spots_and_ci_configuration_hold() {
         ("PUT", gh("/repos/o/r/contents/.devcontainer/devcontainer.json"), &json, r#"{"message":"m","content":"eA==","branch":"feature"}"#.into(), Escalate, "rule_match"),
         ("PUT", gh("/repos/o/r/contents/Jenkinsfile"), &json, r#"{"message":"m","content":"eA==","branch":"feature"}"#.into(), Escalate, "rule_match"),
         ("POST", gh("/repos/o/r/git/trees"), &json, r#"{"tree":[{"path":".travis.yml","mode":"100644","type":"blob","content":"x"}]}"#.into(), Escalate, "rule_match"),
+        ("PUT", gh("/repos/o/r/contents/.gitlab-ci.yml"), &json, r#"{"message":"m","content":"eA==","branch":"feature"}"#.into(), Escalate, "rule_match"),
         // ordinary: as before
         ("POST", gh("/graphql"), &json, gq("updateProjectV2Field(input: {fieldId: \"F\", name: \"Status\"})"), Notify, "rule_match"),
         ("POST", gh("/graphql"), &json, gq("requestReviews(input: {pullRequestId: \"PR\", userIds: [\"U_kgDOAAAAAQ\"]})"), Notify, "rule_match"),
@@ -2503,6 +2504,7 @@ fn platform_liability_prices_and_tax_settings_hold() {
         ("POST", st("/v1/accounts"), &form, "type=express&country=US".into(), Escalate, "rule_match"),
         ("POST", st("/v1/accounts"), &form, "controller[requirement_collection]=application&controller[losses][payments]=stripe&controller[fees][payer]=account".into(), Escalate, "rule_match"),
         ("POST", st("/v2/core/accounts"), &json, r#"{"dashboard":"express"}"#.into(), Escalate, "rule_match"),
+        ("POST", st("/v1/accounts"), &form, "controller[stripe_dashboard][type]=express&controller[fees][payer]=account".into(), Escalate, "rule_match"),
         ("POST", st("/v1/checkout/sessions/cs_1"), &form, "subscription_data[trial_period_days]=730".into(), Escalate, "rule_match"),
         ("POST", st("/v1/checkout/sessions"), &form, "mode=subscription&line_items[0][price]=p&line_items[0][quantity]=1&subscription_data[billing_cycle_anchor]=1999999999&subscription_data[proration_behavior]=none&success_url=https://x".into(), Escalate, "rule_match"),
         ("POST", st("/v1/payment_links"), &form, "line_items[0][price_data][currency]=usd&line_items[0][price_data][product]=prod_1&line_items[0][price_data][unit_amount]=1&line_items[0][quantity]=1".into(), Escalate, "rule_match"),

@@ -30,7 +30,9 @@
 //! retry or extend unless `[admin] may_approve = true` (`gate/people.rs`). The reviewers are read
 //! on every request from the gate's shared set, so a reload revokes a removed reviewer at once.
 //! Review JSON marks each approval with `counts` (and `notCounted`, why not) and gives
-//! `approvalsCounted`: an approval by someone no longer a reviewer stops counting.
+//! `approvalsCounted`: an approval by someone no longer a reviewer stops counting;
+//! `approvalProgress` (and `retryApprovalProgress`) count toward each quorum (`1/2`, or
+//! `1/1 (group:sre), 0/1 (dave)` when several rules held the request).
 //! - `GET  /v1/audit[?since=SEQ&limit=N]`  the audit log as JSON Lines, checkpoints included, at
 //!   most `limit` entries (default 10000, at most 100000); `Airlock-Next-Since` says where the
 //!   next page starts when there is more
@@ -171,6 +173,9 @@ impl Admin {
             }
         }
         v["approvalsCounted"] = approvals.iter().filter(|s| s.is_ok()).count().into();
+        // Toward each quorum (a request several rules held has one per rule).
+        v["approvalProgress"] = r.quorum_progress(&r.approvals, &people).into();
+        v["retryApprovalProgress"] = r.quorum_progress(&r.retry_approvals, &people).into();
         let retry = r.standing(&r.retry_approvals, &people);
         v["retryApprovals"] = r
             .retry_approvals

@@ -182,14 +182,13 @@ fn execution_summary(review: &serde_json::Value) -> (String, i32) {
     let state = review["state"].as_str().unwrap_or("?");
     let error = review["result"]["error"].as_str().unwrap_or("no detail");
     // A retry below the rule's quorum is recorded and not sent: waiting, like a pending approval.
-    if let Some(waiting) = review["retryApprovals"]
+    if review["retryApprovals"]
         .as_array()
-        .filter(|a| !a.is_empty())
+        .is_some_and(|a| !a.is_empty())
     {
-        let counted = waiting.iter().filter(|a| a["counts"] == true).count();
-        let required = review["policy"]["required"].as_u64().unwrap_or(1);
+        let progress = review["retryApprovalProgress"].as_str().unwrap_or("?");
         return (
-            format!("{id}: retry approval recorded ({counted} of {required}); not sent yet"),
+            format!("{id}: retry approval recorded ({progress} needed); not sent yet"),
             0,
         );
     }

@@ -133,6 +133,10 @@ pub struct ApprovalPolicy {
     pub also: Vec<Quorum>,
 }
 
+/// `required` of a policy whose quorums are all in `also` (several rules' merged): more than
+/// any build reads as reachable, so one that knows no `also` never approves on it.
+pub const MERGED: u32 = u32::MAX;
+
 /// `required` distinct approvals from reviewers `approvers` admits (empty: anyone).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -165,6 +169,9 @@ fn admitted(approvers: &[String], reviewer: &str, groups: &[String]) -> bool {
 impl ApprovalPolicy {
     /// Every quorum the policy needs met: its own, then `also`.
     pub fn quorums(&self) -> Vec<Quorum> {
+        if self.required == MERGED && !self.also.is_empty() {
+            return self.also.clone();
+        }
         let own = Quorum {
             required: self.required,
             approvers: self.approvers.clone(),
@@ -209,11 +216,13 @@ impl ApprovalPolicy {
         );
         let mut quorums: Vec<Quorum> = Vec::new();
         for q in a.quorums().into_iter().chain(b.quorums()) {
+            // The same people, whatever the spelling or order of the lists.
+            let within = |xs: &[String], ys: &[String]| {
+                xs.iter()
+                    .all(|x| ys.iter().any(|y| crate::person::same(x, y)))
+            };
             let same_people = |o: &Quorum| {
-                o.approvers.len() == q.approvers.len()
-                    && o.approvers
-                        .iter()
-                        .all(|x| q.approvers.iter().any(|y| crate::person::same(x, y)))
+                within(&o.approvers, &q.approvers) && within(&q.approvers, &o.approvers)
             };
             match quorums.iter_mut().find(|o| same_people(o)) {
                 Some(o) => o.required = o.required.max(q.required),
@@ -227,21 +236,33 @@ impl ApprovalPolicy {
                     .iter()
                     .any(|o| !o.approvers.is_empty() && o.required >= q.required)
         };
-        let kept: Vec<Quorum> = quorums
+        let mut kept: Vec<Quorum> = quorums
             .iter()
             .filter(|q| !implied(q, &quorums))
             .cloned()
             .collect();
-        let mut kept = kept.into_iter();
-        let first = kept.next().unwrap_or(Quorum {
-            required: 1,
-            approvers: Vec::new(),
-        });
+        let self_approval = a.self_approval && b.self_approval;
+        if kept.len() < 2 {
+            let one = kept.pop().unwrap_or(Quorum {
+                required: 1,
+                approvers: Vec::new(),
+            });
+            return Some(ApprovalPolicy {
+                required: one.required,
+                approvers: one.approvers,
+                self_approval,
+                also: Vec::new(),
+            });
+        }
+        // Several quorums: stored under `also` alone, `required` set to what no build before
+        // quorums can meet (it reads `required` and `approvers` only: sharing a store with one
+        // must not let it approve on the first quorum). The same order on every run.
+        kept.sort_by(|x, y| (y.required, &x.approvers).cmp(&(x.required, &y.approvers)));
         Some(ApprovalPolicy {
-            required: first.required,
-            approvers: first.approvers,
-            self_approval: a.self_approval && b.self_approval,
-            also: kept.collect(),
+            required: MERGED,
+            approvers: Vec::new(),
+            self_approval,
+            also: kept,
         })
     }
 
@@ -272,17 +293,15 @@ impl ApprovalPolicy {
     /// May `reviewer` (member of `groups`) decide under this policy (admitted by any of its
     /// quorums)? Names and groups are compared normalized ([`crate::person::key`]).
     pub fn admits(&self, reviewer: &str, groups: &[String]) -> bool {
-        admitted(&self.approvers, reviewer, groups)
-            || self
-                .also
-                .iter()
-                .any(|q| admitted(&q.approvers, reviewer, groups))
+        self.quorums()
+            .iter()
+            .any(|q| admitted(&q.approvers, reviewer, groups))
     }
 
     /// Every approver entry of every quorum, for messages.
     pub fn all_approvers(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.approvers.clone();
-        for q in &self.also {
+        let mut out: Vec<String> = Vec::new();
+        for q in &self.quorums() {
             for a in &q.approvers {
                 if !out.contains(a) {
                     out.push(a.clone());
@@ -320,6 +339,15 @@ impl Verdict {
             self.explanation.push_str("; also ");
             self.explanation.push_str(&other.explanation);
         }
+        // The shorter deadline and inline wait of the two.
+        self.expiry = match (self.expiry, other.expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.wait = match (self.wait, other.wait) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         for code in other.reason_codes {
             if !self.reason_codes.contains(&code) {
                 self.reason_codes.push(code);
@@ -437,6 +465,17 @@ mod policy_tests {
         let m = ApprovalPolicy::strictest_of([Some(&ab), None, Some(&ab)]).expect("merged");
         assert_eq!((m.quorums().len(), m.self_approval), (1, false));
         assert_eq!(ApprovalPolicy::strictest_of([None, None]), None);
+        // Several quorums are stored where a build without quorums cannot meet them.
+        let m = ApprovalPolicy::strictest(Some(&ab), Some(&bc)).expect("merged");
+        assert_eq!(m.required, MERGED);
+        assert!(m.approvers.is_empty());
+        let json = serde_json::to_string(&m).expect("json");
+        let back: ApprovalPolicy = serde_json::from_str(&json).expect("back");
+        assert_eq!(back.quorums(), m.quorums());
+        // Spellings of one list are one quorum.
+        let ab2 = policy(1, &["Bob", "alice", "ALICE"], true);
+        let m = ApprovalPolicy::strictest(Some(&ab), Some(&ab2)).expect("merged");
+        assert_eq!(m.quorums().len(), 1, "{m:?}");
         // Stored reviews without `also` still read.
         let old: ApprovalPolicy =
             serde_json::from_str(r#"{"required":2,"approvers":["a"],"selfApproval":false}"#)

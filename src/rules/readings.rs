@@ -155,12 +155,13 @@ impl Readings {
         if let Some(rack) = rack_form_text(text) {
             // Only the pairs Rack reads otherwise: those the blanks or the NUL touched.
             // As `&` splits it, and as `&` and `;` do (those pairs are read above already).
-            let as_written: Vec<(String, String)> = form_urlencoded::parse(text.as_bytes())
-                .chain(form_urlencoded::parse(text.replace(';', "&").as_bytes()))
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
+            let as_written: std::collections::HashSet<(String, String)> =
+                form_urlencoded::parse(text.as_bytes())
+                    .chain(form_urlencoded::parse(text.replace(';', "&").as_bytes()))
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
             for (k, v) in form_urlencoded::parse(rack.replace(';', "&").as_bytes()) {
-                if !as_written.iter().any(|(wk, wv)| *wk == k && *wv == v) {
+                if !as_written.contains(&(k.to_string(), v.to_string())) {
                     self.add_pair(&k, &v, forced.unwrap_or(Spelling::RackBlanks));
                 }
             }

@@ -191,11 +191,11 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
             let people = admin.gate.people().current();
             let message = match result {
                 Ok(r) if r.state == ReviewState::Pending => format!(
-                    "Approval recorded: {} needed.",
+                    "Approval recorded; approvals toward the quorum: {}.",
                     r.quorum_progress(&r.approvals, &people)
                 ),
                 Ok(r) if !r.retry_approvals.is_empty() => format!(
-                    "Retry approval recorded: {} needed before it is sent.",
+                    "Retry approval recorded; approvals toward the quorum: {} (it is sent once met).",
                     r.quorum_progress(&r.retry_approvals, &people)
                 ),
                 Ok(r) => format!("Review is now {}.", r.state.as_str()),

@@ -331,9 +331,16 @@ fn policy_of(
     if !(1..=10).contains(&required) {
         return Err(format!("approvals = {required}: must be 1 to 10"));
     }
+    // One entry per person or group, however often spelled.
+    let mut unique: Vec<String> = Vec::new();
+    for a in approvers {
+        if !unique.iter().any(|u| crate::person::same(u, a)) {
+            unique.push(a.clone());
+        }
+    }
     Ok(Some(ApprovalPolicy {
         required,
-        approvers: approvers.to_vec(),
+        approvers: unique,
         self_approval: self_approval.unwrap_or(false),
         also: Vec::new(),
     }))

@@ -322,7 +322,7 @@ pub(super) fn lookalike(svc: &Service, method: &str, segs: &[Cow<'_, str>]) -> O
     );
     v.tool = Some(rule.tool.clone());
     // Which rule the folded path meets is a guess: every held rule's policy applies.
-    v.approval = svc.unknown_rule_policy(v.action, true, true);
+    v.approval = svc.unknown_rule_policy(v.action, true, false);
     Some(v)
 }
 
