@@ -92,7 +92,7 @@ THEMES = {
     ]),
     "ci-records": (NOT, VIS, "CI and deployment records, visible and superseded by the next run", [
         "checks/create-suite", "repos/create-deployment", "repos/create-deployment-status",
-        "actions/cancel-workflow-run", "actions/force-cancel-workflow-run",
+        "actions/cancel-workflow-run",
         "repos/create-attestation",
         "orgs/create-artifact-deployment-record", "orgs/set-cluster-deployment-records",
         "orgs/create-cluster-deployment-records-job", "orgs/create-artifact-storage-record",
@@ -128,7 +128,6 @@ THEMES = {
     ]),
     "ci-config": (NOT, VIS, "CI configuration of one repository, visible and reversible", [
         "checks/set-suites-preferences",
-        "code-quality/update-setup",
     ]),
     "security-additive": (NOT, VIS, "adds or strengthens a security feature", [
         "repos/enable-automated-security-fixes", "repos/enable-vulnerability-alerts",
@@ -171,7 +170,6 @@ THEMES = {
     "profile": (NOT, VIS, "the caller's own public profile", [
         "users/update-authenticated", "users/set-primary-email-visibility-for-authenticated-user",
         "users/add-social-account-for-authenticated-user",
-        "orgs/set-public-membership-for-authenticated-user",
     ]),
     # A version deleted because it leaked a secret or was compromised comes back to everyone who
     # could see it (everyone, for a public package).
@@ -253,6 +251,9 @@ THEMES = {
         "code-security/attach-enterprise-configuration",
         "code-security/set-configuration-as-default-for-enterprise",
         "code-scanning/update-default-setup",
+        # Code Quality's setup: the same surface (its runner, self-hosted ones included, builds
+        # the repository's code; turning it off stops the analysis).
+        "code-quality/update-setup",
         "code-scanning/upload-sarif",  # results missing from a new analysis close open alerts
         # a snapshot replaces the job's previous one: a vulnerable dependency left out of it
         # closes its Dependabot alerts, as for SARIF
@@ -316,6 +317,8 @@ THEMES = {
         "actions/re-run-workflow", "actions/re-run-workflow-failed-jobs",
         "actions/create-workflow-dispatch", "repos/create-dispatch-event",
         "checks/rerequest-run", "checks/rerequest-suite",
+        # Force-cancelling skips the run's always() steps (lock releases, rollbacks).
+        "actions/force-cancel-workflow-run",
     ]),
     "environments": (ESC, IRR, "deployment environment protection (reviewers, wait timers, branch policies, gates)", [
         "repos/create-or-update-environment", "repos/create-deployment-branch-policy",
@@ -355,6 +358,8 @@ THEMES = {
         "repos/create-pages-site", "repos/update-information-about-pages-site",
         "repos/create-pages-deployment",
         "security-advisories/create-repository-advisory-cve-request",
+        # An organization membership is private by default.
+        "orgs/set-public-membership-for-authenticated-user",
     ]),
     "credentials": (ESC, IRR, "mints, resets or revokes a credential, or adds standing access", [
         "apps/create-from-manifest", "apps/create-installation-access-token", "apps/reset-token",
@@ -446,6 +451,8 @@ CONDITIONAL = {
     "activity/set-repo-subscription": [
         ("ignore", NOT, VIS, "Mutes the repository's notifications for the token's owner",
          '[{ field = "ignored", eq = true }]'),
+        ("unwatch", NOT, VIS, "Stops watching the repository for the token's owner",
+         '[{ field = "subscribed", eq = false }]'),
     ],
     "issues/add-assignees": COPILOT_ASSIGNED[:1],
     "issues/update": COPILOT_ASSIGNED,
@@ -573,6 +580,26 @@ CONDITIONAL = {
     "checks/set-suites-preferences": [
         ("auto-trigger-off", ESC, IRR, "Stops an app's check suites from being created automatically (a scanner or CI app goes quiet)",
          '[{ field = "auto_trigger_checks.*.setting", eq = false }]'),
+    ],
+    "users/update-authenticated": [
+        ("email", ESC, IRR, "Sets the profile's public email address (a verified address of the account, published)",
+         '[{ field = "email", present = true }]'),
+    ],
+    # An issue field's options are replaced whole: every issue's value for a dropped option is
+    # gone; a visibility beyond members publishes the values.
+    "orgs/update-issue-field": [
+        ("options", ESC, IRR, "Replaces an organization issue field's options (values of dropped options are cleared on every issue)",
+         '[{ field = "options", present = true }]'),
+        ("visibility", ESC, IRR, "Shows an organization issue field's values beyond its members",
+         '[{ field = "visibility", ne = "organization_members_only" }]'),
+    ],
+    "orgs/create-issue-field": [
+        ("visibility", ESC, IRR, "Creates an organization issue field whose values show beyond its members",
+         '[{ field = "visibility", ne = "organization_members_only" }]'),
+    ],
+    "activity/set-thread-subscription": [
+        ("ignore", NOT, VIS, "Mutes a notification thread for the token's owner",
+         '[{ field = "ignored", eq = true }]'),
     ],
     "users/set-primary-email-visibility-for-authenticated-user": [
         ("public", ESC, IRR, "Makes the user's primary email address public (it cannot be taken back)",

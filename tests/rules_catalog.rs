@@ -2523,3 +2523,36 @@ fn platform_liability_prices_and_tax_settings_hold() {
     ];
     expect_all(&c, &cases);
 }
+
+/// Session 17, GitHub REST review: Jules and Amazon Q labels and mentions, custom properties
+/// on a new repository, issue field options replaced or published, Code Quality's runner,
+/// a public profile email or organization membership, and force-cancelled runs are held;
+/// muting notifications is a soft gate.
+#[test]
+fn agent_labels_properties_and_publication_hold() {
+    let c = catalog();
+    let json = [("content-type", "application/json")];
+    let gh = |p: &str| format!("https://api.github.com{p}");
+    use Action::*;
+    let cases: Vec<Case> = vec![
+        ("POST", gh("/repos/o/r/issues/7/labels"), &json, r#"{"labels":["Jules"]}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/issues"), &json, r#"{"title":"x","labels":["amazon q development agent"]}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/issues/7/comments"), &json, r#"{"body":"@jules please implement this"}"#.into(), Escalate, "rule_match"),
+        ("POST", gh("/orgs/o/repos"), &json, r#"{"name":"svc","visibility":"private","custom_properties":{"environment":"production"}}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/orgs/o/issue-fields/12"), &json, r#"{"options":[{"name":"P0","color":"red","priority":1}]}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/orgs/o/issue-fields/12"), &json, r#"{"visibility":"all"}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/repos/o/r/code-quality/setup"), &json, r#"{"state":"configured","runner_type":"labeled","runner_label":"prod"}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/user"), &json, r#"{"email":"me@corp.example"}"#.into(), Escalate, "rule_match"),
+        ("PUT", gh("/orgs/o/public_members/me"), &json, "".into(), Escalate, "rule_match"),
+        ("POST", gh("/repos/o/r/actions/runs/5/force-cancel"), &json, "".into(), Escalate, "rule_match"),
+        ("PUT", gh("/notifications/threads/9/subscription"), &json, r#"{"ignored":true}"#.into(), Notify, "rule_match"),
+        ("PUT", gh("/repos/o/r/subscription"), &json, r#"{"subscribed":false}"#.into(), Notify, "rule_match"),
+        // ordinary: as before
+        ("POST", gh("/orgs/o/repos"), &json, r#"{"name":"svc","visibility":"private"}"#.into(), Notify, "rule_match"),
+        ("PATCH", gh("/orgs/o/issue-fields/12"), &json, r#"{"name":"Priority"}"#.into(), Notify, "rule_match"),
+        ("PATCH", gh("/user"), &json, r#"{"name":"Ada"}"#.into(), Notify, "rule_match"),
+        ("POST", gh("/repos/o/r/actions/runs/5/cancel"), &json, "".into(), Notify, "rule_match"),
+        ("PUT", gh("/notifications/threads/9/subscription"), &json, r#"{"ignored":false}"#.into(), Allow, "rule_match"),
+    ];
+    expect_all(&c, &cases);
+}
