@@ -327,14 +327,11 @@ async fn serve_request(
         return closing(body_too_large());
     }
     if unauthenticated(admin, &req) && !gk.allow_unauthenticated(peer.ip()) {
-        let mut r = err(
-            StatusCode::TOO_MANY_REQUESTS,
+        return retry_later(
             "rate_limited",
             "too many unauthenticated requests from your address; retry later",
+            "1",
         );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
-        return r;
     }
     if !limits::may_have_body(req.body()) {
         return route(admin, req, matches!(peer, Peer::Socket)).await;
@@ -393,6 +390,14 @@ fn body_too_large() -> Response<Body> {
 
 fn err(status: StatusCode, code: &'static str, msg: &str) -> Response<Body> {
     Refusal::client(status, code, msg).into_response()
+}
+
+/// 429 `code` with `Retry-After: seconds`.
+fn retry_later(code: &'static str, msg: &str, seconds: &'static str) -> Response<Body> {
+    let mut r = err(StatusCode::TOO_MANY_REQUESTS, code, msg);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, http::HeaderValue::from_static(seconds));
+    r
 }
 
 async fn route(admin: &Admin, req: Request<Incoming>, local: bool) -> Response<Body> {
@@ -554,14 +559,11 @@ async fn route(admin: &Admin, req: Request<Incoming>, local: bool) -> Response<B
         (Method::GET, ["v1", "audit", "verify"]) => {
             // Kept by the blocking task: a caller that goes away does not free it early.
             let Ok(one) = admin.verifying.clone().try_acquire_owned() else {
-                let mut r = err(
-                    StatusCode::TOO_MANY_REQUESTS,
+                return retry_later(
                     "verify_in_progress",
                     "a verification of the whole audit log is already running; retry when it ends",
+                    "5",
                 );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
-                return r;
             };
             let audit = admin.gate.audit().clone();
             let verify = move || {
