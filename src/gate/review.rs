@@ -445,14 +445,9 @@ impl Review {
         quorums
             .iter()
             .map(|q| {
-                let one = ApprovalPolicy {
-                    required: q.required,
-                    approvers: q.approvers.clone(),
-                    ..ApprovalPolicy::default()
-                };
                 let n = standing
                     .iter()
-                    .filter(|r| one.admits(&r.name, &r.groups))
+                    .filter(|r| q.admits(&r.name, &r.groups))
                     .count();
                 let who = match q.approvers.is_empty() {
                     true => "anyone".to_string(),

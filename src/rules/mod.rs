@@ -157,13 +157,19 @@ impl Default for ApprovalPolicy {
     }
 }
 
-/// Does `approvers` (names or `group:NAME`, empty: anyone) admit `reviewer` of `groups`?
-fn admitted(approvers: &[String], reviewer: &str, groups: &[String]) -> bool {
-    approvers.is_empty()
-        || approvers.iter().any(|a| match a.strip_prefix("group:") {
-            Some(g) => groups.iter().any(|x| crate::person::same(x, g)),
-            None => crate::person::same(a, reviewer),
-        })
+impl Quorum {
+    /// Does the quorum's list (names or `group:NAME`, empty: anyone) admit `reviewer` of
+    /// `groups`?
+    pub fn admits(&self, reviewer: &str, groups: &[String]) -> bool {
+        self.approvers.is_empty()
+            || self
+                .approvers
+                .iter()
+                .any(|a| match a.strip_prefix("group:") {
+                    Some(g) => groups.iter().any(|x| crate::person::same(x, g)),
+                    None => crate::person::same(a, reviewer),
+                })
+    }
 }
 
 impl ApprovalPolicy {
@@ -196,7 +202,7 @@ impl ApprovalPolicy {
         self.quorums().iter().all(|q| {
             let n = approvers
                 .iter()
-                .filter(|(name, groups)| admitted(&q.approvers, name, groups))
+                .filter(|(name, groups)| q.admits(name, groups))
                 .count();
             n >= q.required.max(1) as usize
         })
@@ -293,9 +299,7 @@ impl ApprovalPolicy {
     /// May `reviewer` (member of `groups`) decide under this policy (admitted by any of its
     /// quorums)? Names and groups are compared normalized ([`crate::person::key`]).
     pub fn admits(&self, reviewer: &str, groups: &[String]) -> bool {
-        self.quorums()
-            .iter()
-            .any(|q| admitted(&q.approvers, reviewer, groups))
+        self.quorums().iter().any(|q| q.admits(reviewer, groups))
     }
 
     /// Every approver entry of every quorum, for messages.
@@ -323,6 +327,17 @@ pub struct RulePolicy {
 }
 
 impl Verdict {
+    /// Keeps the more severe of `best` and `v`; at the same severity, the first verdict taking
+    /// in the other ([`Verdict::absorb_tie`]: every rule held at that level is shown and keeps
+    /// its policy).
+    pub fn keep_strictest(best: &mut Option<Verdict>, v: Verdict) {
+        match best.as_mut() {
+            Some(b) if v.action == b.action => b.absorb_tie(v),
+            Some(b) if v.action < b.action => {}
+            _ => *best = Some(v),
+        }
+    }
+
     /// Takes in `other`, a verdict at the same severity from another rule the request also
     /// meets: its approval policy joins ([`ApprovalPolicy::strictest`]), and the reviewer
     /// reads its reason, its reason codes and the parameters it tests. The first rule still

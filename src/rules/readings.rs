@@ -17,12 +17,10 @@ use super::fields::well_formed_key;
 /// on `/[&;] */`, so `& amount=9` sets `amount`), and so is one trailing NUL (Rack's "Safari
 /// fix"). `None`: both read alike.
 pub fn rack_form_text(text: &str) -> Option<String> {
-    let spaced = text.contains("& ") || text.contains("; ");
-    let nul = text.ends_with('\0');
-    if !spaced && !nul {
+    if !rack_reads_otherwise(text) {
         return None;
     }
-    let text = if nul { &text[..text.len() - 1] } else { text };
+    let text = text.strip_suffix('\0').unwrap_or(text);
     let mut out = String::with_capacity(text.len());
     let mut after_separator = false;
     for c in text.chars() {
@@ -33,6 +31,11 @@ pub fn rack_form_text(text: &str) -> Option<String> {
         out.push(c);
     }
     Some(out)
+}
+
+/// Does Rack read this form body otherwise ([`rack_form_text`] would give `Some`)?
+pub fn rack_reads_otherwise(text: &str) -> bool {
+    text.contains("& ") || text.contains("; ") || text.ends_with('\0')
 }
 
 /// How Rack 2 splits a form key: the name it files the value under, and what follows

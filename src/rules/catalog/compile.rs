@@ -190,15 +190,17 @@ pub(super) fn compile_file(file: &str, text: &str) -> Result<Service, RulesError
         ));
     }
     let seg_list = |p: &str| normalize::segments(p).unwrap_or_default();
+    // Path prefixes as segments, an empty one (`/`) left out.
+    let prefix_lists = |ps: &[String]| -> Vec<Vec<String>> {
+        ps.iter()
+            .map(|p| seg_list(p))
+            .filter(|p| !p.is_empty())
+            .collect()
+    };
     let mut svc = Service {
         name: s.name.clone(),
         hosts: s.hosts.iter().map(|h| normalize::host(h)).collect(),
-        prefixes: s
-            .path_prefixes
-            .iter()
-            .map(|p| seg_list(p))
-            .filter(|p| !p.is_empty())
-            .collect(),
+        prefixes: prefix_lists(&s.path_prefixes),
         default: s.default,
         graphql_paths: s.graphql_paths.iter().map(|p| seg_list(p)).collect(),
         graphql_default: s.graphql_default,
@@ -213,12 +215,7 @@ pub(super) fn compile_file(file: &str, text: &str) -> Result<Service, RulesError
                     .ok_or_else(|| at(0, format!("service {}: a blank command text {t:?}", s.name)))
             })
             .collect::<Result<_, _>>()?,
-        json_prefixes: s
-            .json_prefixes
-            .iter()
-            .map(|p| seg_list(p))
-            .filter(|p| !p.is_empty())
-            .collect(),
+        json_prefixes: prefix_lists(&s.json_prefixes),
         header_fields: s
             .header_fields
             .iter()

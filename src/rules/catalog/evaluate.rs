@@ -288,7 +288,7 @@ impl Catalog {
                                 // Rack 1 and Go before 1.17 split a form on `;` as well.
                                 return esc("query_separator", "`;` in a form body".into());
                             }
-                            Ok(t) if readings::rack_form_text(t).is_some() => {
+                            Ok(t) if readings::rack_reads_otherwise(t) => {
                                 return esc(
                                     "param_ambiguous",
                                     "a form body Rack reads otherwise (a blank after `&`, or a trailing NUL)".into(),
@@ -393,13 +393,9 @@ impl Catalog {
                 if let Some(s) = v.spend_usd {
                     spend = Some(spend.map_or(s, |m: f64| m.max(s)));
                 }
-                match best.as_mut() {
-                    // Every rule held at the winning level keeps its approval policy, and the
-                    // reviewer reads what each says and tests.
-                    Some(b) if v.action == b.action => b.absorb_tie(v),
-                    Some(b) if v.action < b.action => {}
-                    _ => best = Some(v),
-                }
+                // Every rule held at the winning level keeps its approval policy, and the
+                // reviewer reads what each says and tests.
+                Verdict::keep_strictest(&mut best, v);
             }
         }
         if let Some(b) = best.as_mut().filter(|b| b.action <= Action::Notify) {

@@ -241,7 +241,7 @@ fn graphql_verdict(svc: &Service, body: Option<&[u8]>) -> Verdict {
                 approval: r.approval.clone(),
                 spend_usd: None,
             };
-            keep_strictest(&mut fired, v);
+            Verdict::keep_strictest(&mut fired, v);
         }
         let v = fired.unwrap_or_else(|| {
             let (code, why) = if entries.is_empty() {
@@ -268,7 +268,7 @@ fn graphql_verdict(svc: &Service, body: Option<&[u8]>) -> Verdict {
             );
             v
         });
-        keep_strictest(&mut best, v);
+        Verdict::keep_strictest(&mut best, v);
     }
     best.unwrap_or_else(|| {
         graphql_guard(
@@ -277,15 +277,4 @@ fn graphql_verdict(svc: &Service, body: Option<&[u8]>) -> Verdict {
             "mutation selects no field".into(),
         )
     })
-}
-
-/// Keeps the more severe of `best` and `v`; at the same severity, the first verdict taking in
-/// the other ([`Verdict::absorb_tie`]: every entry held at that level is shown and keeps its
-/// policy).
-fn keep_strictest(best: &mut Option<Verdict>, v: Verdict) {
-    match best.as_mut() {
-        Some(b) if v.action == b.action => b.absorb_tie(v),
-        Some(b) if v.action < b.action => {}
-        _ => *best = Some(v),
-    }
 }
