@@ -137,8 +137,52 @@ fn compose_file_validates_and_isolates_the_agent() {
         .collect();
     let joined = nets.join("\n");
     assert!(joined.contains("  agents:\n    internal: true"), "{joined}");
-    // The admin API is published on the host's loopback only.
+    // The admin API is published on the host's loopback only, and the admin listener binds
+    // Airlock's address on the egress network (its alias there), never the agents network's.
     assert!(airlock.contains("127.0.0.1:8081:8081"), "{airlock}");
+    let command = airlock.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        command.contains("--admin-listen airlock-admin:8081") && !command.contains("0.0.0.0:8081"),
+        "{command}"
+    );
+    let lines: Vec<&str> = airlock.lines().collect();
+    let airlock_nets = entries(&lines, "networks");
+    assert_eq!(
+        airlock_nets,
+        vec!["agents: {}", "egress:", "aliases:", "airlock-admin"],
+        "the alias is on egress only: {airlock}"
+    );
+}
+
+/// `airlock config check` on a deploy config, as the containers would read it.
+fn config_checks(file: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["-c", file, "config", "check"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("GITHUB_TOKEN", "ghp_only_for_airlock")
+        .env(
+            "AIRLOCK_DATABASE_URL",
+            "postgres://airlock@127.0.0.1:1/airlock",
+        )
+        .env_remove("AIRLOCK_CONFIG")
+        .output()
+        .expect("run airlock");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{file} must check: {text}");
+    text
+}
+
+#[test]
+fn deploy_configs_pass_the_check_the_containers_run() {
+    // The scale-out config once set a lease shorter than the default send timeout, which
+    // every replica refused at start.
+    config_checks("deploy/airlock.toml");
+    let scaled = config_checks("deploy/airlock-scale-out.toml");
+    assert!(scaled.contains("Postgres"), "{scaled}");
 }
 
 /// The lines of one service's block under `key:` (e.g. its networks or volumes), trimmed.
@@ -183,8 +227,52 @@ fn scale_out_profile_shares_one_database_and_one_ca() {
             "airlock-keys:/var/lib/airlock:rw",
             "one CA and audit key for both: {joined}"
         );
-        assert!(entries(r, "networks").contains(&"state: null"), "{joined}");
+        // Off the agents network: no agent reaches a replica's admin listener (or its proxy
+        // port except through lb).
+        assert_eq!(
+            entries(r, "networks"),
+            vec!["egress: null", "state: null"],
+            "{joined}"
+        );
     }
+    // Agents' balancer: the proxy port only. Reviewers' balancer: the admin port only, on the
+    // egress network only, published on the host's loopback.
+    let lb_admin = service(&text, "lb-admin");
+    assert_eq!(
+        entries(&lb, "networks"),
+        vec!["agents: null", "egress: null"]
+    );
+    assert_eq!(entries(&lb_admin, "networks"), vec!["egress: null"]);
+    assert!(
+        lb_admin.join("\n").contains("127.0.0.1:8091:8081") && !lb.join("\n").contains("ports:"),
+        "{lb_admin:?} {lb:?}"
+    );
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("{}/deploy/{f}", env!("CARGO_MANIFEST_DIR"))).expect(f)
+    };
+    let (agents_lb, reviewers_lb) = (read("haproxy.cfg"), read("haproxy-admin.cfg"));
+    assert!(
+        agents_lb.contains("bind :8080")
+            && !agents_lb.contains(":8081\n")
+            && !agents_lb.contains("frontend admin"),
+        "{agents_lb}"
+    );
+    assert!(
+        reviewers_lb.contains("bind :8081") && !reviewers_lb.contains("bind :8080"),
+        "{reviewers_lb}"
+    );
+    // Every service on the agents network, and nothing else there.
+    let on_agents: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.ends_with(':'))
+        .map(|l| l.trim().trim_end_matches(':'))
+        .filter(|name| {
+            entries(&service(&text, name), "networks")
+                .iter()
+                .any(|n| n.starts_with("agents:"))
+        })
+        .collect();
+    assert_eq!(on_agents, vec!["agent", "agent-scaled", "airlock", "lb"]);
     let config = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/deploy/airlock-scale-out.toml"
@@ -192,6 +280,11 @@ fn scale_out_profile_shares_one_database_and_one_ca() {
     .expect("scale-out config");
     let parsed: toml::Table = config.parse().expect("scale-out config is TOML");
     assert_eq!(parsed["store"]["backend"].as_str(), Some("postgres"));
+    // Reviewers reach the admin listeners through lb-admin's host port: the Host they send.
+    assert_eq!(
+        parsed["notify"]["base_url"].as_str(),
+        Some("http://127.0.0.1:8091")
+    );
     // The database is reachable by the replicas only.
     assert_eq!(entries(&db, "networks"), vec!["state: null"]);
     let nets = text
@@ -229,6 +322,7 @@ fn scale_out_profile_shares_one_database_and_one_ca() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/haproxy.cfg"))
             .expect("haproxy.cfg");
     assert!(haproxy.contains("uri /readyz"), "{haproxy}");
+    assert!(reviewers_lb.contains("uri /readyz"), "{reviewers_lb}");
     for r in [
         "airlock-1:8080 check port 8081",
         "airlock-2:8080 check port 8081",

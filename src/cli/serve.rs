@@ -10,9 +10,9 @@ use airlock::rules::{Action, CatalogOptions, LiveCatalog};
 
 #[derive(clap::Args, Default)]
 pub(super) struct ServeArgs {
-    /// Agent-facing listen address (overrides proxy.listen).
+    /// Agent-facing listen address, IP:port or host:port (overrides proxy.listen).
     #[arg(long)]
-    listen: Option<std::net::SocketAddr>,
+    listen: Option<String>,
     /// Map a host to an address instead of DNS, e.g. api.github.com=127.0.0.1:9443 (repeatable).
     #[arg(long = "resolve", value_parser = config::parse_resolve_flag)]
     resolve: Vec<(String, std::net::SocketAddr)>,
@@ -25,9 +25,10 @@ pub(super) struct ServeArgs {
     /// What to do with hosts that are not inspected.
     #[arg(long)]
     unknown_hosts: Option<UnknownHosts>,
-    /// Admin API listen address (overrides admin.listen).
+    /// Admin API listen address, IP:port or host:port, e.g. a network alias only reviewers'
+    /// network has (overrides admin.listen).
     #[arg(long)]
-    admin_listen: Option<std::net::SocketAddr>,
+    admin_listen: Option<String>,
 }
 
 impl ServeArgs {
@@ -35,8 +36,8 @@ impl ServeArgs {
     /// merged before the config is checked.
     pub(super) fn overrides(&self, paths: config::Overrides) -> config::Overrides {
         config::Overrides {
-            proxy_listen: self.listen,
-            admin_listen: self.admin_listen,
+            proxy_listen: self.listen.clone(),
+            admin_listen: self.admin_listen.clone(),
             resolve: self.resolve.clone(),
             upstream_ca: self.upstream_ca.clone(),
             inspect_hosts: self.inspect_host.clone(),

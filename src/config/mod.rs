@@ -86,8 +86,9 @@ struct RawConfig {
 /// (`--listen` equal to `admin.listen` is refused, a bad `--inspect-host` names its field).
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
-    pub proxy_listen: Option<SocketAddr>,
-    pub admin_listen: Option<SocketAddr>,
+    /// `IP:port` or `host:port`, as in the file.
+    pub proxy_listen: Option<String>,
+    pub admin_listen: Option<String>,
     pub resolve: Vec<(String, SocketAddr)>,
     pub upstream_ca: Vec<PathBuf>,
     pub inspect_hosts: Vec<String>,
@@ -102,10 +103,10 @@ pub struct Overrides {
 impl Overrides {
     fn apply(self, raw: &mut RawConfig) {
         if let Some(l) = self.proxy_listen {
-            raw.proxy.listen = l.to_string();
+            raw.proxy.listen = l;
         }
         if let Some(l) = self.admin_listen {
-            raw.admin.listen = l.to_string();
+            raw.admin.listen = l;
         }
         for (host, addr) in self.resolve {
             raw.upstream.resolve.insert(host, addr.to_string());
@@ -400,6 +401,35 @@ impl Ctx<'_> {
             .map_err(|_| self.invalid(field, format!("{v:?} is not an IP:port socket address")))
     }
 
+    /// A listener's address: `IP:port`, or `name:port` resolved once, here (a container's
+    /// network alias, so a listener can sit on one network of several; `localhost`). The first
+    /// IPv4 answer is taken, else the first answer.
+    pub(super) fn listen_addr(&self, field: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+        if let Ok(addr) = v.parse::<SocketAddr>() {
+            return Ok(addr);
+        }
+        let bad = || {
+            self.invalid(
+                field,
+                format!("{v:?} is not an IP:port or host:port address"),
+            )
+        };
+        let (host, port) = v.rsplit_once(':').ok_or_else(bad)?;
+        let port = port.parse::<u16>().map_err(|_| bad())?;
+        if normalize_host(host).is_none() {
+            return Err(bad());
+        }
+        let answers: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+            .map_err(|e| self.invalid(field, format!("{host:?} does not resolve: {e}")))?
+            .collect();
+        answers
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(answers.first())
+            .copied()
+            .ok_or_else(|| self.invalid(field, format!("{host:?} resolves to no address")))
+    }
+
     pub(super) fn dur(&self, field: &str, v: &str) -> Result<Duration, ConfigError> {
         humantime::parse_duration(v)
             .map_err(|e| self.invalid(field, format!("{v:?} is not a duration like \"10s\": {e}")))
@@ -563,6 +593,18 @@ mod tests {
                 "[proxy]\nlisten = \"x\"\n",
                 "t.toml: proxy.listen: \"x\" is not",
             ),
+            (
+                "[admin]\nlisten = \"reviewers.invalid:8081\"\n",
+                "t.toml: admin.listen: \"reviewers.invalid\" does not resolve",
+            ),
+            (
+                "[admin]\nlisten = \"bad host:8081\"\n",
+                "admin.listen: \"bad host:8081\" is not an IP:port or host:port",
+            ),
+            (
+                "[admin]\nlisten = \"localhost:http\"\n",
+                "admin.listen: \"localhost:http\" is not",
+            ),
             ("[proxy]\nunknown_hosts = \"open\"\n", "t.toml:2:17:"),
             (
                 "\n\n[proxy]\nlisen = \"1.2.3.4:1\"\n",
@@ -677,7 +719,7 @@ mod tests {
 
     #[test]
     fn command_line_overrides_are_checked_like_the_file() {
-        let at = |s: &str| Some(s.parse::<SocketAddr>().expect("addr"));
+        let at = |s: &str| Some(s.to_string());
         let err = |o: Overrides| {
             Config::checked("t.toml", "", o, Home::default())
                 .expect_err("invalid")
@@ -709,6 +751,23 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(c.proxy.listen.port(), 9000);
+        // A name is resolved once, at the check: a listener can be bound to one network's
+        // address by its alias (docker-compose binds the admin listener this way).
+        let named = Config::checked(
+            "t.toml",
+            "",
+            Overrides {
+                admin_listen: Some("localhost:0".into()),
+                ..Default::default()
+            },
+            Home::default(),
+        )
+        .expect("valid");
+        assert!(
+            named.admin.listen.ip().is_loopback(),
+            "{}",
+            named.admin.listen
+        );
         assert_eq!(
             c.admin.token_file,
             PathBuf::from("/srv/airlock/admin-token")

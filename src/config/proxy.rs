@@ -131,7 +131,7 @@ pub(super) fn check(p: RawProxy, cx: &Ctx) -> Result<ProxyConfig, ConfigError> {
             cx.invalid("proxy.inspect_hosts", format!("{h:?} is not a host name"))
         })?);
     }
-    let listen = cx.addr("proxy.listen", &p.listen)?;
+    let listen = cx.listen_addr("proxy.listen", &p.listen)?;
     if p.allow_anonymous && !listen.ip().is_loopback() {
         return Err(cx.invalid(
             "proxy.allow_anonymous",

@@ -234,7 +234,7 @@ pub(super) fn check_admin(
         unauthenticated_burst: raw.unauthenticated_burst,
         public_hosts,
         may_approve: raw.may_approve,
-        listen: cx.addr("admin.listen", &raw.listen)?,
+        listen: cx.listen_addr("admin.listen", &raw.listen)?,
         token_file: raw
             .token_file
             .unwrap_or_else(|| store.path.join("admin-token")),
