@@ -757,6 +757,53 @@ async fn http2_authority_tricks_are_refused() {
     }
 }
 
+/// An HTTP/2 `:path` must be origin-form as sent. `?q` is read as path `/` but goes to an
+/// HTTP/1.1 upstream as the target `?q`; `*` outside OPTIONS names no resource. (A full URL
+/// as `:path` is already refused by the h2 crate as malformed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http2_path_that_is_not_origin_form_is_refused() {
+    let mut e = env("").await;
+    for path in ["?smuggled=1", "*"] {
+        let tls = raw::tunnel(
+            e.airlock.addr,
+            "api.github.com",
+            "api.github.com",
+            &e.airlock.ca_pem,
+            &[b"h2"],
+        )
+        .await;
+        let (mut client, conn) = h2::client::handshake(tls).await.expect("h2 handshake");
+        tokio::spawn(conn);
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(http::uri::Scheme::HTTPS);
+        parts.authority = Some(http::uri::Authority::from_static("api.github.com"));
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static(path));
+        let uri = http::Uri::from_parts(parts).expect("uri");
+        let req = http::Request::builder()
+            .method("GET")
+            .uri(uri)
+            .body(())
+            .expect("request");
+        let (resp, _) = client.send_request(req, true).expect("send");
+        let resp = resp.await.expect("response");
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.expect("data");
+            let _ = body.flow_control().release_capacity(chunk.len());
+            bytes.extend_from_slice(&chunk);
+        }
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        assert_eq!(
+            (status, json["error"].as_str()),
+            (400, Some("bad_path")),
+            "{path}: {json}"
+        );
+        e.assert_healthy(path).await;
+    }
+}
+
 // ---- slowloris ----
 
 /// Sends `bytes` one byte per `gap`; returns when the peer closes or answers (true), or after

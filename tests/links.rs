@@ -152,26 +152,7 @@ async fn no_decision_surface_is_reachable_through_the_proxy() {
     support::init();
     let up = FakeUpstream::start(Default::default()).await;
     // A "third-party" host behind a shared address: counts the bytes it is sent.
-    let shared = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let shared_addr = shared.local_addr().expect("addr");
-    let received = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let seen = received.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = shared.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = s.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    seen.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
-                }
-            });
-        }
-    });
+    let (shared_addr, received) = counting_server().await;
     for mode in ["deny", "tunnel"] {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Airlock::config(
@@ -271,6 +252,118 @@ async fn no_decision_surface_is_reachable_through_the_proxy() {
         }
         a.stop().await;
     }
+}
+
+/// A TCP server counting the bytes it is sent (on every connection).
+async fn counting_server() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let received = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    seen.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (addr, received)
+}
+
+/// With `unknown_hosts = "tunnel"`, a tunnel to an uninspected address whose first flight
+/// names a host Airlock inspects (a provider reached by its address or another name, which
+/// would be talked to unjudged) or answers itself, or that Airlock cannot read to its end
+/// (a server might read it otherwise), is closed before a byte of it is forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_never_carries_an_inspected_host_or_an_unreadable_head() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let (shared_addr, received) = counting_server().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Airlock::config(
+        "[proxy]\nunknown_hosts = \"tunnel\"\ninspect_hosts = [\"api.github.com\"]\n",
+        dir.path(),
+        &up,
+        &["api.github.com"],
+    );
+    config
+        .upstream
+        .resolve
+        .insert("shared.test".into(), shared_addr);
+    let a = Airlock::start_with(config, dir).await;
+    let connect = b"CONNECT shared.test:443 HTTP/1.1\r\nHost: shared.test:443\r\n\r\n";
+    let padded = format!(
+        "GET / HTTP/1.1\r\nHost: shared.test\r\n{}\r\n",
+        "X-Pad: 1\r\n".repeat(64)
+    );
+    let firsts: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "ClientHello naming a provider",
+            raw_client_hello("api.github.com"),
+        ),
+        (
+            "ClientHello naming airlock.local",
+            raw_client_hello("airlock.local"),
+        ),
+        (
+            "Host naming a provider",
+            b"DELETE /repos/o/r HTTP/1.1\r\nHost: API.GitHub.com\r\n\r\n".to_vec(),
+        ),
+        (
+            "absolute-form target naming a provider",
+            b"DELETE https://api.github.com/repos/o/r HTTP/1.1\r\nHost: shared.test\r\n\r\n"
+                .to_vec(),
+        ),
+        ("65 headers", padded.into_bytes()),
+        (
+            "a header name Airlock's parser rejects",
+            b"GET / HTTP/1.1\r\nx@y: 1\r\nHost: shared.test\r\n\r\n".to_vec(),
+        ),
+    ];
+    for (name, first) in firsts {
+        let mut s = tokio::net::TcpStream::connect(a.addr)
+            .await
+            .expect("connect");
+        s.write_all(connect).await.expect("write");
+        connect_answer(&mut s).await;
+        let _ = s.write_all(&first).await;
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "{name}: the tunnel is closed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            received.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "{name}: nothing reached the shared host"
+        );
+    }
+    // An ordinary first flight still goes through.
+    let mut s = tokio::net::TcpStream::connect(a.addr)
+        .await
+        .expect("connect");
+    s.write_all(connect).await.expect("write");
+    connect_answer(&mut s).await;
+    let ordinary = b"GET / HTTP/1.1\r\nHost: shared.test\r\n\r\n";
+    s.write_all(ordinary).await.expect("write");
+    support::eventually("the ordinary tunnel's bytes", support::WAIT, || async {
+        let n = received.load(std::sync::atomic::Ordering::SeqCst);
+        (n > 0).then_some(n)
+    })
+    .await;
+    assert_eq!(up.requests().len(), 0, "the provider saw nothing");
+    drop(s);
+    a.stop().await;
 }
 
 /// Reads the proxy's answer to CONNECT up to its blank line; it must be 200.

@@ -824,3 +824,58 @@ async fn a_failed_predial_is_the_first_requests_connect_error() {
         "the connection that served it is counted live"
     );
 }
+
+/// Trailer fields an agent sends after a streamed body are not forwarded: no check reads them
+/// (a method override or an account header there would go upstream unjudged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn request_trailers_are_not_forwarded() {
+    for alpn in ["h2", "http/1.1"] {
+        trailers_not_forwarded_to(alpn).await;
+    }
+}
+
+async fn trailers_not_forwarded_to(alpn: &'static str) {
+    let (up, airlock) = setup(
+        INSPECT,
+        UpstreamOptions {
+            alpn: vec![alpn],
+            ..Default::default()
+        },
+    )
+    .await;
+    let tls = support::raw::tunnel(
+        airlock.addr,
+        "upstream.test",
+        "upstream.test",
+        &airlock.ca_pem,
+        &[b"h2"],
+    )
+    .await;
+    let (mut client, conn) = h2::client::handshake(tls).await.expect("h2 handshake");
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .method("GET")
+        .uri("https://upstream.test/with-trailers")
+        .header("trailer", "x-http-method-override")
+        .body(())
+        .expect("request");
+    let (resp, mut stream) = client.send_request(req, false).expect("send");
+    stream
+        .send_data(bytes::Bytes::from_static(b"x"), false)
+        .expect("data");
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert(
+        "x-http-method-override",
+        http::HeaderValue::from_static("DELETE"),
+    );
+    stream.send_trailers(trailers).expect("trailers");
+    let resp = resp.await.expect("response");
+    assert_eq!(resp.status(), 200);
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        seen[0].trailers.is_empty(),
+        "{alpn}: {:?}",
+        seen[0].trailers
+    );
+}

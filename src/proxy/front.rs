@@ -347,11 +347,21 @@ async fn connect(
             let idle = proxy.config.idle_timeout;
             let guard = proxy.upstream.dialer().guard_arc();
             let agents = proxy.agents.clone();
+            let routes = proxy.clone();
             life.tasks.spawn(async move {
                 // Airlock sees no request in a blind tunnel: a removed agent's is closed.
                 let revoked = agents.until_removed(&agent);
+                // A first flight naming a host Airlock inspects (or answers) is not tunnelled.
+                let inspected = |name: &str| {
+                    crate::config::normalize_host(name).is_none_or(|h| {
+                        routes.hosts.route(&h, routes.classifier.as_ref()) != Route::Tunnel
+                    })
+                };
                 match hyper::upgrade::on(req).await {
-                    Ok(up) => tunnel::splice(up, upstream, idle, target.host, guard, revoked).await,
+                    Ok(up) => {
+                        tunnel::splice(up, upstream, idle, target.host, guard, inspected, revoked)
+                            .await
+                    }
                     Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
                 }
                 drop(slot);

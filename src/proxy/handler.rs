@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
@@ -384,6 +384,17 @@ fn check_authority<B>(conn: &ConnInfo, req: &Request<B>) -> Result<(), Refusal> 
         }
         Target::parse_authority(value, conn.default_port()).map_err(|_| mismatch(what, value))
     };
+    // The target must be origin-form as sent: HTTP/2's `:path` may be `*` or start with `?`
+    // (read as path `/`), which an HTTP/1.1 upstream would then read its own way.
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let origin_form = target.starts_with('/') || (target == "*" && req.method() == Method::OPTIONS);
+    if !origin_form {
+        return Err(Refusal::client(
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+            format!("request target {target:?} does not start with \"/\""),
+        ));
+    }
     let mut seen = false;
     if let Some(a) = req.uri().authority() {
         seen = true;

@@ -2,12 +2,14 @@
 //!
 //! Blind, except for one look: the agent's first flight names where it really means to go (the
 //! SNI of a TLS ClientHello, or the Host and an absolute-form target of an HTTP request), and
-//! a tunnel whose first flight names a decision surface (the dashboard's public hosts) is
-//! closed before a byte of it is forwarded: a shared address cannot smuggle an agent to the
-//! page that approves. A ClientHello without SNI to a host CONNECT named by name is refused
-//! too (it would hide its destination). Later requests on a plain-HTTP tunnel are not read: the
-//! guarantee there is the egress guard's address check. The upstream may speak first; its
-//! bytes flow meanwhile.
+//! a tunnel whose first flight names a decision surface (the dashboard's public hosts) or a
+//! host Airlock inspects (a provider reached by its address or another name, which would
+//! otherwise be talked to unjudged) is closed before a byte of it is forwarded. A ClientHello
+//! without SNI to a host CONNECT named by name is refused too (it would hide its destination),
+//! and so is a first flight that starts like TLS or an HTTP request but cannot be read to its
+//! end (too long, too many headers, a header name Airlock's parser rejects). Later requests on
+//! a plain-HTTP tunnel are not read: the guarantee there is the egress guard's address check.
+//! The upstream may speak first; its bytes flow meanwhile.
 
 use std::io;
 use std::sync::Arc;
@@ -26,13 +28,14 @@ const FIRST_FLIGHT_MAX: usize = 16 * 1024;
 
 /// Copies bytes both ways until both sides close, either fails, nothing moves for
 /// `idle_timeout`, or `revoked` completes (its agent was removed); refuses a first flight that
-/// names a decision surface.
+/// names a decision surface or a host for which `inspected` is true, or that cannot be read.
 pub async fn splice(
     agent: Upgraded,
     mut upstream: TcpStream,
     idle_timeout: Duration,
     host: String,
     guard: Arc<EgressGuard>,
+    inspected: impl Fn(&str) -> bool,
     revoked: impl std::future::Future<Output = ()>,
 ) {
     let activity = Activity::new();
@@ -41,17 +44,27 @@ pub async fn splice(
     let (mut up_rd, mut up_wr) = upstream.split();
     let to_upstream = async {
         let first = first_flight(&mut agent_rd).await?;
-        let named = named_destinations(&first);
-        if named.is_none() && crate::upstream::egress::literal_ip(&host).is_none() {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "a TLS ClientHello without a server name, to a host named by name",
-            ));
-        }
-        for name in named.unwrap_or_default() {
-            guard
-                .check_host(&name)
-                .map_err(|d| io::Error::new(io::ErrorKind::PermissionDenied, d))?;
+        let denied = |why: String| io::Error::new(io::ErrorKind::PermissionDenied, why);
+        let names = match named_destinations(&first) {
+            Named::Hosts(names) => names,
+            Named::NoServerName if crate::upstream::egress::literal_ip(&host).is_some() => {
+                Vec::new()
+            }
+            Named::NoServerName => {
+                return Err(denied(
+                    "a TLS ClientHello without a server name, to a host named by name".into(),
+                ))
+            }
+            Named::Unreadable(why) => return Err(denied(why.into())),
+        };
+        for name in names {
+            guard.check_host(&name).map_err(|d| denied(d.to_string()))?;
+            if inspected(&name) {
+                return Err(denied(format!(
+                    "the first flight names {name}, a host Airlock inspects: CONNECT to it by \
+                     that name"
+                )));
+            }
         }
         up_wr.write_all(&first).await?;
         let n = tokio::io::copy(&mut agent_rd, &mut up_wr).await?;
@@ -66,7 +79,7 @@ pub async fn splice(
     tokio::select! {
         r = async { tokio::try_join!(to_upstream, to_agent) } => match r {
             Ok((up, down)) => tracing::info!(target: "airlock::access", host = %host, bytes_up = up, bytes_down = down, verdict = "tunnel", "tunnel closed"),
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => tracing::warn!(target: "airlock::access", host = %host, reason = %e, verdict = "deny", "tunnel closed: its first flight names a decision surface"),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => tracing::warn!(target: "airlock::access", host = %host, reason = %e, verdict = "deny", "tunnel closed before its first flight was forwarded"),
             Err(e) => tracing::debug!(host = %host, error = %e, "tunnel ended with error"),
         },
         _ = activity.idle(idle_timeout) => tracing::info!(host = %host, "tunnel closed after idle timeout"),
@@ -139,19 +152,42 @@ fn client_hello_sni(buf: &[u8]) -> Hello {
     }
 }
 
+/// What a first flight says about its destination.
+#[derive(Debug, PartialEq)]
+enum Named {
+    /// These hosts (none for a protocol that is neither TLS nor HTTP).
+    Hosts(Vec<String>),
+    /// A ClientHello that names no server.
+    NoServerName,
+    /// It starts like TLS or an HTTP request but cannot be read to its end.
+    Unreadable(&'static str),
+}
+
 /// The hosts a first flight asks for: a ClientHello's SNI, or an HTTP request's Host headers
-/// and its absolute-form target's authority (which a server prefers to Host). `None`: a
-/// ClientHello that names no server.
-fn named_destinations(first: &[u8]) -> Option<Vec<String>> {
+/// and its absolute-form target's authority (which a server prefers to Host).
+fn named_destinations(first: &[u8]) -> Named {
     if first.first() == Some(&0x16) {
-        if let Hello::Sni(name) = client_hello_sni(first) {
-            return name.map(|n| vec![n]);
-        }
+        return match client_hello_sni(first) {
+            Hello::Sni(Some(name)) => Named::Hosts(vec![name.to_ascii_lowercase()]),
+            Hello::Sni(None) => Named::NoServerName,
+            Hello::Partial => Named::Unreadable("a TLS ClientHello too long or cut short"),
+            Hello::NotTls => Named::Unreadable("a first flight that starts like TLS but is not"),
+        };
     }
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
-    if req.parse(first).is_err() {
-        return Some(Vec::new());
+    match req.parse(first) {
+        Ok(httparse::Status::Complete(_)) => {}
+        // A request line was read, then the head could not be: a server may read it otherwise.
+        Ok(httparse::Status::Partial) if req.method.is_some() && req.version.is_some() => {
+            return Named::Unreadable("an HTTP request head too long or cut short")
+        }
+        Err(
+            httparse::Error::HeaderName
+            | httparse::Error::HeaderValue
+            | httparse::Error::TooManyHeaders,
+        ) => return Named::Unreadable("an HTTP request head Airlock cannot read"),
+        Ok(httparse::Status::Partial) | Err(_) => return Named::Hosts(Vec::new()),
     }
     let host = |a: &str| {
         crate::wire::Target::parse_authority(a.trim(), 80)
@@ -171,7 +207,7 @@ fn named_destinations(first: &[u8]) -> Option<Vec<String>> {
     {
         names.extend(host(&authority));
     }
-    Some(names)
+    Named::Hosts(names)
 }
 
 #[cfg(test)]
@@ -180,18 +216,37 @@ mod tests {
 
     #[test]
     fn reads_the_destination_from_a_client_hello_or_a_host_header() {
+        let hosts = |names: &[&str]| Named::Hosts(names.iter().map(|n| n.to_string()).collect());
         assert_eq!(
             named_destinations(b"GET / HTTP/1.1\r\nHost: Airlock.Example.com:8443\r\n\r\n"),
-            Some(vec!["airlock.example.com".to_string()])
+            hosts(&["airlock.example.com"])
         );
         // An absolute-form target names its host whatever Host says.
         assert_eq!(
             named_destinations(b"GET http://Dash.Example/ui HTTP/1.1\r\nHost: benign.test\r\n\r\n"),
-            Some(vec!["benign.test".to_string(), "dash.example".to_string()])
+            hosts(&["benign.test", "dash.example"])
         );
         assert!(incomplete(b"GET / HTTP/1.1\r\nHost: a"));
         assert!(!incomplete(b"SSH-2.0-OpenSSH_9\r\n"));
-        assert_eq!(named_destinations(b"\x00\x01garbage"), Some(Vec::new()));
+        assert_eq!(named_destinations(b"\x00\x01garbage"), hosts(&[]));
+        assert_eq!(named_destinations(b"SSH-2.0-OpenSSH_9\r\n"), hosts(&[]));
+        // Heads a server may read but Airlock's parser cannot: refused, not waved through.
+        let padded = format!(
+            "GET / HTTP/1.1\r\nHost: dash.example\r\n{}\r\n",
+            "X-Pad: 1\r\n".repeat(64)
+        );
+        for head in [
+            padded.as_bytes(),
+            b"GET / HTTP/1.1\r\nx@y: 1\r\nHost: dash.example\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: dash.exa",
+            b"\x16\x03\x01\x00\x05garbage",
+        ] {
+            assert!(
+                matches!(named_destinations(head), Named::Unreadable(_)),
+                "{:?}",
+                String::from_utf8_lossy(head)
+            );
+        }
         // A real ClientHello, from rustls' client.
         crate::install_crypto_provider();
         let roots = rustls::RootCertStore::empty();
@@ -210,10 +265,7 @@ mod tests {
         let _ = conn.write_tls(&mut hello);
         assert!(!incomplete(&hello));
         assert!(incomplete(&hello[..hello.len() / 2]));
-        assert_eq!(
-            named_destinations(&hello),
-            Some(vec!["airlock.example.com".to_string()])
-        );
+        assert_eq!(named_destinations(&hello), hosts(&["airlock.example.com"]));
         // A ClientHello to an address carries no server name: `None` (refused unless CONNECT
         // named an address).
         let cfg = rustls::ClientConfig::builder()
@@ -226,6 +278,6 @@ mod tests {
         };
         let mut hello = Vec::new();
         let _ = conn.write_tls(&mut hello);
-        assert_eq!(named_destinations(&hello), None);
+        assert_eq!(named_destinations(&hello), Named::NoServerName);
     }
 }

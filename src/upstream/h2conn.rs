@@ -422,9 +422,11 @@ async fn pipe_frames(body: &mut Body, tx: &mut h2::SendStream<Bytes>) -> Result<
                 }
             }
             Err(frame) => {
-                if let Ok(trailers) = frame.into_trailers() {
+                // The agent's trailers end the body but are not forwarded: nothing judges
+                // them (a method override or an account header there would pass unread).
+                if frame.is_trailers() {
                     tx.reserve_capacity(0);
-                    tx.send_trailers(trailers)?;
+                    tx.send_data(Bytes::new(), true)?;
                     return Ok(());
                 }
             }

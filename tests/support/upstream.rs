@@ -66,6 +66,8 @@ pub struct Recorded {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub body_len: usize,
+    /// Trailer fields after the body (HTTP/2 trailing HEADERS, HTTP/1.1 chunked trailers).
+    pub trailers: Vec<(String, String)>,
 }
 
 impl Recorded {
@@ -289,6 +291,7 @@ async fn misbehave(
             .collect(),
         body: buf[head_len..].to_vec(),
         body_len,
+        trailers: Vec::new(),
     });
     match how {
         Misbehave::ResetAfterRead => {
@@ -337,6 +340,10 @@ async fn misbehave_h2(
         let _ = body.flow_control().release_capacity(chunk.len());
         got.extend_from_slice(&chunk);
     }
+    let trailers = match body.trailers().await {
+        Ok(Some(map)) => fields(&map),
+        _ => Vec::new(),
+    };
     st.requests.lock().expect("lock").push(Recorded {
         method: parts.method.to_string(),
         path_and_query: parts
@@ -357,6 +364,7 @@ async fn misbehave_h2(
             .collect(),
         body_len: got.len(),
         body: got,
+        trailers,
     });
     match how {
         Misbehave::H2ResetAfterRead => {
@@ -406,7 +414,11 @@ async fn respond(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let mut kept = Vec::new();
     let mut total = 0usize;
     let mut first = true;
+    let mut trailers = Vec::new();
     while let Some(Ok(frame)) = body.frame().await {
+        if let Some(map) = frame.trailers_ref() {
+            trailers.extend(fields(map));
+        }
         if let Some(d) = frame.data_ref() {
             total += d.len();
             if kept.len() < 1 << 20 {
@@ -425,6 +437,7 @@ async fn respond(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         headers,
         body: kept,
         body_len: total,
+        trailers,
     };
     let authorization = rec.header("authorization").map(str::to_string);
     st.requests.lock().expect("lock").push(rec);
@@ -559,4 +572,16 @@ fn tokio_stream_from<T>(
     mut rx: tokio::sync::mpsc::Receiver<T>,
 ) -> impl futures_util::Stream<Item = T> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// A header map as (name, value) pairs.
+fn fields(map: &http::HeaderMap) -> Vec<(String, String)> {
+    map.iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
