@@ -94,7 +94,7 @@ POST /v1/checkout/sessions/{id}/expire notify visible Expires a checkout session
 POST /v1/climate/orders escalate money Buys carbon removal, paid from the Stripe balance
 POST /v1/climate/orders/{id} notify visible Updates a climate order's beneficiary or metadata
 POST /v1/climate/orders/{id}/cancel escalate money Cancels a climate order (refunded minus fees)
-POST /v1/coupons notify visible Creates a coupon (lowers what customers pay once applied)
+POST /v1/coupons escalate money Creates a coupon (a discount any code that applies coupons by id can use; `forever` stays on subscriptions after the coupon is deleted)
 DELETE /v1/coupons/{id} escalate irreversible Deletes a coupon
 POST /v1/coupons/{id} notify visible Renames a coupon or changes its metadata (its discount is immutable)
 POST /v1/credit_notes/{id} notify visible Updates a credit note's memo or metadata

@@ -70,6 +70,14 @@ const EXCEPTIONS: &[(&str, &str)] = &[
          over-limit rule's negation gives one",
     ),
     (
+        "stripe.payment_intents.update.capture_method",
+        "a `currency` given escalates (the over-limit rule's negation gives one), as strict",
+    ),
+    (
+        "stripe.payment_intents.update.card_capture_method",
+        "a `currency` given escalates (the over-limit rule's negation gives one), as strict",
+    ),
+    (
         "github.repos.update-release",
         "every value of `draft` escalates (true unpublishes, false publishes), so the request \
          that negates those rules sets one and a stricter rule decides it",

@@ -428,8 +428,8 @@ pub fn read_command_section(
 
 // ---- rules ----
 
-/// A protected-ref pattern: exact (`refs/heads/main`) or everything under a prefix
-/// (`refs/tags/*`). Matched case-insensitively.
+/// A protected-ref pattern: exact (`refs/heads/main`) or every ref starting with a prefix
+/// (`refs/tags/*`, `refs/heads/release-*`). Matched case-insensitively.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefPattern {
     Exact(String),
@@ -444,9 +444,16 @@ impl RefPattern {
             }
             return Ok(RefPattern::Under(format!("{prefix}/")));
         }
+        // `refs/heads/release-please--*`: every ref whose name starts so.
+        if let Some(start) = p.strip_suffix('*') {
+            if !start.contains('*') && !start.ends_with('/') {
+                check_refname(&format!("{start}x"))?;
+                return Ok(RefPattern::Under(start.to_string()));
+            }
+        }
         if p.contains('*') {
             return Err(format!(
-                "protected ref {p:?}: `*` may only be the whole last component (refs/tags/*)"
+                "protected ref {p:?}: `*` may only end the pattern (refs/tags/*, refs/heads/release-*)"
             ));
         }
         check_refname(p)?;

@@ -640,16 +640,22 @@ fn path_under(v: &FieldValue, dirs: &[String]) -> Result<bool, &'static str> {
     Ok(hit)
 }
 
-/// `v` is a string equal to one of the string `wants` only when case and surrounding blanks are
-/// ignored.
+/// `v` is a string equal to one of the string `wants` only when read loosely: accents, case,
+/// invisible characters, NULs, blanks, `-` and `_` aside (`Ready To Merge` for
+/// `ready-to-merge`: a bot matching names its own way may read them as one).
 fn near_miss(v: &FieldValue, wants: &[toml::Value]) -> bool {
     let FieldValue::Str(x) = v else {
         return false;
     };
-    // Read loosely: accents, case, invisible characters, NULs and blanks aside.
-    let x_loose = commands::loose(x);
+    let folded = |t: &str| -> String {
+        commands::loose(t)
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-' && *c != '_')
+            .collect()
+    };
+    let x_loose = folded(x);
     wants.iter().any(|w| match w {
-        toml::Value::String(s) => x != s && x_loose == commands::loose(s),
+        toml::Value::String(s) => x != s && x_loose == folded(s),
         _ => false,
     })
 }

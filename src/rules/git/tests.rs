@@ -422,13 +422,20 @@ fn ref_patterns() {
         ("refs/heads/release/*", "refs/heads/releases/x", false),
         ("refs/tags/*", "refs/tags/v1", true),
         ("refs/*", "refs/anything/at/all", true),
+        ("refs/heads/release-*", "refs/heads/release-2.0", true),
+        ("refs/heads/release-*", "refs/heads/RELEASE-x/y", true),
+        ("refs/heads/release-*", "refs/heads/release-", false),
+        ("refs/heads/release-*", "refs/heads/release", false),
+        ("refs/heads/release-*", "refs/heads/releases", false),
     ];
     for (p, r, want) in cases {
         assert_eq!(RefPattern::parse(p).unwrap().matches(r), want, "{p} vs {r}");
     }
     for bad in [
         "main",
-        "refs/heads/rel*",
+        "refs/heads/*rel",
+        "refs/heads/r*l*",
+        "refs/heads/a..*",
         "refs/*/main",
         "refs/heads/a..b",
         "refs/heads/",
@@ -757,6 +764,29 @@ fn the_shipped_catalog_protects_main_on_github_com() {
     let v = push_to_github_com(&c, &[first(A, B, "refs/heads/main")]);
     assert_eq!(v.action, Action::Escalate, "{v}");
     assert_eq!(v.tool.as_deref(), Some("github.git.push-protected-ref"));
+    // Deploy branches by name, and bots' pull-request branches (auto-merge a person turned on
+    // stays on when someone else pushes): held. An ordinary branch passes.
+    for (name, held) in [
+        ("refs/heads/production", true),
+        ("refs/heads/Staging", true),
+        ("refs/heads/releases/2.0", true),
+        ("refs/heads/release-2.0", true),
+        ("refs/heads/hotfix/crash", true),
+        ("refs/heads/dependabot/npm_and_yarn/lodash-4.17.21", true),
+        ("refs/heads/renovate/lodash-4.x", true),
+        ("refs/heads/release-please--branches--main", true),
+        ("refs/heads/changeset-release/main", true),
+        ("refs/heads/feature-x", false),
+        ("refs/heads/productions", false),
+    ] {
+        let v = push_to_github_com(&c, &[first(A, B, name)]);
+        let want = if held {
+            Action::Escalate
+        } else {
+            Action::Allow
+        };
+        assert_eq!(v.action, want, "{name}: {v}");
+    }
 }
 
 /// Review of session 16: decoys in front pushed a deletion of main out of the shown list (20
@@ -791,9 +821,9 @@ fn rule_file_errors_name_the_line() {
     let cases = [
         (
             "bad pattern",
-            RULES.replace("\"refs/tags/*\"", "\n  \"refs/tags/v*\""),
+            RULES.replace("\"refs/tags/*\"", "\n  \"refs/tags/v*-*\""),
             "g.toml:9:3",
-            "only be the whole last component",
+            "may only end the pattern",
         ),
         (
             "pattern outside refs/",
