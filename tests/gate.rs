@@ -2048,3 +2048,62 @@ async fn reviews_past_their_deadline_do_not_count_against_the_cap() {
     );
     assert_eq!(up.count(), 0);
 }
+
+/// An agent keeps at most `MAX_WAITS_PER_AGENT` status waits open at once: each waiter reads its
+/// review again on every change anyone makes, so more would multiply the store's reads. The
+/// ones past the bound get 429 with `Retry-After` at once; the others end when the review does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_keeps_a_bounded_number_of_status_waits() {
+    let max = airlock::gate::MAX_WAITS_PER_AGENT;
+    let (up, a) = setup("").await;
+    let (_, _, body) = hold_delete(&a, "/repos/acme/waited").await;
+    let id = body["reviewId"].as_str().expect("id").to_string();
+    let url = format!("http://airlock.local/v1/reviews/{id}?wait=60");
+    let waits: Vec<_> = (0..max + 4)
+        .map(|_| {
+            let req = a.client().get(&url).send();
+            tokio::spawn(async move {
+                let resp = req.await.expect("send");
+                let retry = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                (resp.status().as_u16(), retry)
+            })
+        })
+        .collect();
+    support::eventually(
+        "the waits past the bound to be refused",
+        support::WAIT,
+        || async { (waits.iter().filter(|w| w.is_finished()).count() >= 4).then_some(()) },
+    )
+    .await;
+    // A poll without `wait` still answers.
+    let poll = a
+        .client()
+        .get(format!("http://airlock.local/v1/reviews/{id}"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(poll.status(), 200);
+    let (code, r) = a
+        .admin(
+            "POST",
+            &format!("/v1/reviews/{id}/approve"),
+            Some(serde_json::json!({"reviewer": "approver-anna"})),
+        )
+        .await;
+    assert_eq!(code, 200, "{r}");
+    let mut answers = Vec::new();
+    for w in waits {
+        answers.push(w.await.expect("join"));
+    }
+    let refused = answers
+        .iter()
+        .filter(|(s, retry)| *s == 429 && retry.as_deref() == Some("1"))
+        .count();
+    let answered = answers.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!((refused, answered), (4, max), "{answers:?}");
+    assert_eq!(up.count(), 1);
+}

@@ -228,7 +228,26 @@ pub async fn serve_local(
         Err(e) => return gate_error_response(&e),
     }
     let result = match wait {
-        Some(w) if !w.is_zero() => gate.wait_final(id, w).await,
+        Some(w) if !w.is_zero() => {
+            let Some(_slot) = gate.wait_slot(&agent.name) else {
+                let mut resp = Refusal::client(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_waits",
+                    format!(
+                        "this agent already waits on {} reviews; wait on fewer at once, or poll \
+                         without ?wait",
+                        super::MAX_WAITS_PER_AGENT
+                    ),
+                )
+                .into_response();
+                resp.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static("1"),
+                );
+                return resp;
+            };
+            gate.wait_final(id, w).await
+        }
         _ => gate.get(id).await,
     };
     match result {

@@ -9,7 +9,9 @@
 //! duty: `hold.rs`, `decide.rs`, `execute.rs`, `recover.rs`, and the audit events in `events.rs`.
 
 pub mod agent_api;
+pub use agent_waits::MAX_WAITS_PER_AGENT;
 mod agent_turns;
+mod agent_waits;
 pub mod budget;
 mod decide;
 mod events;
@@ -199,6 +201,8 @@ pub struct Gate {
     instance: String,
     /// One hold at a time per agent while the pending cap applies.
     hold_turns: agent_turns::AgentTurns,
+    /// Agents' open status waits, bounded per agent.
+    waits: agent_waits::AgentWaits,
 }
 
 impl Gate {
@@ -228,6 +232,7 @@ impl Gate {
             tasks,
             instance: instance_name(),
             hold_turns: Default::default(),
+            waits: Default::default(),
         })
     }
 
@@ -309,6 +314,12 @@ impl Gate {
                 }
             }
         });
+    }
+
+    /// A slot for one of `agent`'s status waits, `None` past
+    /// [`agent_waits::MAX_WAITS_PER_AGENT`] open at once.
+    pub fn wait_slot(&self, agent: &str) -> Option<agent_waits::WaitSlot> {
+        self.waits.enter(agent)
     }
 
     /// How many times reviews changed since this gate started (any instance's, on a shared
