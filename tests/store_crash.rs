@@ -192,3 +192,89 @@ fn walk_size(p: &std::path::Path) -> u64 {
         })
         .unwrap_or(0)
 }
+
+const FULL_ENV: &str = "AIRLOCK_FULL_DISK_DIR";
+
+/// Child of [`a_failed_write_heals_once_the_disk_has_room`]: a file-size limit (RLIMIT_FSIZE,
+/// SIGXFSZ ignored, so writes fail with EFBIG as on a full disk) a little above the store's
+/// size, writes until one fails, then the limit lifted: the next write must land, with no
+/// restart, and every write that reported success must still be there.
+#[test]
+#[ignore]
+fn full_disk_child() {
+    let Ok(dir) = std::env::var(FULL_ENV) else {
+        return;
+    };
+    let s = open(Backend::Redb, std::path::Path::new(&dir)).expect("open");
+    let size = |d: &str| {
+        std::fs::metadata(std::path::Path::new(d).join("airlock.redb"))
+            .map(|m| m.len())
+            .expect("size")
+    };
+    let set_fsize = |soft: u64| {
+        let lim = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: plain setrlimit on this process with a valid struct.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &lim) }, 0);
+    };
+    // SAFETY: ignoring SIGXFSZ: writes past the limit then fail with EFBIG instead of killing.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    set_fsize(size(&dir) + 256 * 1024);
+    let mut stored = Vec::new();
+    let mut failed = false;
+    for i in 0..200u32 {
+        let key = format!("rev_{i:08}");
+        let value = vec![b'x'; 64 * 1024];
+        match s.compare_and_swap(Tree::Reviews, key.as_bytes(), None, &value) {
+            Ok(true) => stored.push(key),
+            Ok(false) => panic!("{key} existed"),
+            Err(e) => {
+                println!("WRITE FAILED after {}: {e}", stored.len());
+                failed = true;
+                break;
+            }
+        }
+    }
+    assert!(failed, "the file-size limit never stopped a write");
+    set_fsize(libc::RLIM_INFINITY);
+    let mut healed = None;
+    for attempt in 0..30 {
+        match s.compare_and_swap(Tree::Reviews, b"rev_after", None, b"landed") {
+            Ok(true) => {
+                healed = Some(attempt);
+                break;
+            }
+            other => println!("attempt {attempt}: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(healed.is_some(), "writes never recovered without a restart");
+    for key in &stored {
+        assert!(
+            s.get(Tree::Reviews, key.as_bytes()).expect("get").is_some(),
+            "{key} was reported stored"
+        );
+    }
+    println!("HEALED");
+}
+
+#[test]
+fn a_failed_write_heals_once_the_disk_has_room() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(std::env::current_exe().expect("exe"))
+        .args(["--exact", "full_disk_child", "--ignored", "--nocapture"])
+        .env(FULL_ENV, dir.path())
+        .output()
+        .expect("run child");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("HEALED"),
+        "child failed:\n{text}"
+    );
+}
