@@ -1067,3 +1067,97 @@ async fn used_link_records_leave_with_their_review() {
         .await;
     assert_eq!(st, 404, "the review is gone too");
 }
+
+/// Security review: an approve link whose page withholds the body (JSON with a key given
+/// twice, more secret-named values than a page masks) offered Approve, so its reviewer approved
+/// arguments she never saw (`{"a":1,"a":1,"permission":"admin"}`). Its page now offers Reject
+/// and the dashboard instead; a POST that approves is refused (and does not use the link up),
+/// one that rejects decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_link_whose_page_withholds_the_body_cannot_approve() {
+    let mut s = link_setup(Arc::new(airlock::gate::SystemClock)).await;
+    let c = plain();
+    let many: String = (0..40)
+        .map(|i| format!("&metadata[k{i}_token]=unseen{i:04}"))
+        .collect();
+    let many: &'static str = Box::leak(format!("charge=ch_unseen{many}").into_boxed_str());
+    type Build = Box<dyn FnOnce(&reqwest::Client) -> reqwest::RequestBuilder>;
+    let cases: Vec<(&str, Build)> = vec![
+        (
+            "JSON with a key given twice",
+            Box::new(|c: &reqwest::Client| {
+                c.delete("https://api.github.com/repos/octo/unseen")
+                    .header("content-type", "application/json")
+                    .body(r#"{"a":1,"a":1,"permission":"admin"}"#)
+            }),
+        ),
+        (
+            "more secret-named values than a page masks",
+            Box::new(move |c: &reqwest::Client| {
+                c.post("https://api.stripe.com/v1/refunds")
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(many)
+            }),
+        ),
+    ];
+    for (what, build) in cases {
+        let (id, links) = s.hold_request(build).await;
+        let approve = links["bob"].0.clone().expect("bob's approve link");
+        let (st, html) = page(&c, http::Method::GET, &approve, None).await;
+        assert_eq!(st, 200, "{what}: {html}");
+        assert!(html.contains("body not shown"), "{what}: {html}");
+        assert!(
+            !html.contains("id=\"confirm\"") && !html.contains("Confirm: approve"),
+            "{what}: no approve button: {html}"
+        );
+        assert!(html.contains("id=\"approve-unseen\""), "{what}: {html}");
+        assert!(
+            html.contains(&format!("href=\"/ui/reviews/{id}\"")),
+            "{what}: {html}"
+        );
+        assert!(html.contains("?action=reject"), "{what}: {html}");
+        // A POST that approves (as the old page's form did) decides nothing, and the link
+        // is not used up.
+        let (st, html) = page(&c, http::Method::POST, &approve, None).await;
+        assert_eq!(st, 409, "{what}: {html}");
+        assert!(html.contains("Approve in the dashboard"), "{what}: {html}");
+        let (_, r) = s
+            .call(
+                "dave",
+                http::Method::GET,
+                &format!("/v1/reviews/{id}"),
+                None,
+            )
+            .await;
+        assert_eq!(r["state"], "pending", "{what}: {r}");
+        assert_eq!(s.up.count(), 0, "{what}");
+        // Reject, as its page offers.
+        let (st, html) = page(
+            &c,
+            http::Method::POST,
+            &format!("{approve}?action=reject"),
+            None,
+        )
+        .await;
+        assert_eq!(st, 200, "{what}: {html}");
+        assert!(html.contains("rejected"), "{what}: {html}");
+        let (_, r) = s
+            .call(
+                "dave",
+                http::Method::GET,
+                &format!("/v1/reviews/{id}"),
+                None,
+            )
+            .await;
+        assert_eq!(r["state"], "rejected", "{what}: {r}");
+        assert_eq!(r["decision"]["by"], "bob", "{what}: {r}");
+    }
+    // A link whose page shows the body still approves.
+    let (_, links) = s.hold("/repos/octo/seen").await;
+    let approve = links["bob"].0.clone().expect("bob's approve link");
+    let html = bobs_approve_page(&c, &links).await;
+    assert!(html.contains("id=\"confirm\""), "{html}");
+    let (st, html) = page(&c, http::Method::POST, &approve, None).await;
+    assert_eq!(st, 200, "{html}");
+    assert_eq!(s.up.count(), 1);
+}

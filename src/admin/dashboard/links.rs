@@ -177,6 +177,24 @@ fn other_reviewer_note(link_reviewer: &Reviewer, signed_in: Option<&Reviewer>) -
     }
 }
 
+/// Is the stored body left off a link's page? Past [`redact::MOST_BODY_SECRETS`] secret-named
+/// values to mask one by one, or JSON with a key given twice (a secret under the earlier one
+/// would not be found). Then the link cannot approve: its reviewer would approve arguments she
+/// never saw; the dashboard, behind a session, shows the body whole.
+fn withheld(body: &[u8], secrets: &[String]) -> bool {
+    secrets.len() > redact::MOST_BODY_SECRETS
+        || matches!(
+            super::arguments::json_reading(body),
+            super::arguments::JsonReading::KeyTwice(_)
+        )
+}
+
+/// [`withheld`] for review `r`'s stored body.
+fn body_withheld(r: &Review) -> bool {
+    let body = r.request.body().unwrap_or_default();
+    withheld(&body, &redact::secret_body_values(&body))
+}
+
 /// What the review asks to send, as its detail page sums it up (`views::sum_up`): two held
 /// calls with the same path and different bodies read differently here. Why it was held and
 /// the whole stored request (every header: `Stripe-Account`, a method override, an encoding)
@@ -188,13 +206,7 @@ fn request_summary(r: &Review) -> String {
     // secret-named body fields (a webhook's `config.secret`) are masked here, wherever their
     // values show.
     let mut secrets = redact::secret_body_values(&body);
-    // Too many to mask one by one, or JSON with a key given twice (a secret under the earlier
-    // one would not be found): the body is not shown here (the dashboard shows it).
-    let duplicate_keys = matches!(
-        super::arguments::json_reading(&body),
-        super::arguments::JsonReading::KeyTwice(_)
-    );
-    let withheld = secrets.len() > redact::MOST_BODY_SECRETS || duplicate_keys;
+    let withheld = withheld(&body, &secrets);
     let body = if withheld {
         secrets.clear();
         Vec::new()
@@ -273,6 +285,13 @@ fn request_summary(r: &Review) -> String {
     )
 }
 
+/// An approve link whose review's body its page does not show ([`withheld`]) cannot approve:
+/// its page offers Reject in its stead (`?action=reject`), and the dashboard, where the whole
+/// body shows.
+fn approves_unseen(live: &Live) -> bool {
+    live.claims.action == LinkAction::Approve && body_withheld(&live.review)
+}
+
 /// GET: shows what the link would do, or why it cannot; never decides.
 pub(super) async fn link_page(
     admin: &Admin,
@@ -284,35 +303,78 @@ pub(super) async fn link_page(
         Err(page) => return page,
     };
     let action = live.claims.action.as_str();
+    let (title, form) = if approves_unseen(&live) {
+        (
+            format!("This link cannot approve review {}", live.review.id),
+            "<p id=\"approve-unseen\" role=\"alert\"><b>The request's body is not shown here, so \
+             this link cannot approve it.</b> Open the review in the dashboard to read the whole \
+             request and approve it there, or reject it here.</p>\
+             <form method=\"post\" action=\"/ui/link/{token}?action=reject\">\
+             <button id=\"reject\">reject as {who}</button></form>",
+        )
+    } else {
+        (
+            format!("Confirm: {action} review {}", live.review.id),
+            "<form method=\"post\" action=\"/ui/link/{token}\">\
+             <button id=\"confirm\">{action} as {who}</button></form>",
+        )
+    };
+    let who = html_escape(&live.reviewer.name);
+    let form = form
+        .replace("{token}", &html_escape(token))
+        .replace("{action}", action)
+        .replace("{who}", &who);
     html_response(
         StatusCode::OK,
         format!(
-            "<!doctype html><title>Airlock</title><h1 id=\"title\">Confirm: {action} review {id}</h1>\
+            "<!doctype html><title>Airlock</title><h1 id=\"title\">{title}</h1>\
              {other}{request}<p>As reviewer <b>{who}</b>. Nothing happens until you press the button. \
-             This link works until {deadline}.</p>\
-             <form method=\"post\" action=\"/ui/link/{token}\"><button id=\"confirm\">{action} as {who}</button></form>\
-             <p><a href=\"/ui/reviews/{id}\">Open the review in the dashboard</a></p>",
+             This link works until {deadline}.</p>{form}\
+             <p><a id=\"dashboard\" href=\"/ui/reviews/{id}\">Open the review in the dashboard</a></p>",
+            title = html_escape(&title),
             id = html_escape(&live.review.id),
             other = other_reviewer_note(&live.reviewer, signed_in),
             request = request_summary(&live.review),
-            who = html_escape(&live.reviewer.name),
             deadline = crate::gate::review::rfc3339(live.review.expires_at_ms),
-            token = html_escape(token),
         ),
     )
 }
 
 /// POST from the confirmation page: checks the link as the GET does, redeems it, and decides as
-/// the link's reviewer (whoever is signed in). A refused decision gives the link back.
+/// the link's reviewer (whoever is signed in). A refused decision gives the link back. An
+/// approve link whose page withholds the body ([`approves_unseen`]) only rejects, and only
+/// when asked to (`reject`); asked to approve, it refuses and is not used up.
 pub(super) async fn link_decide(
     admin: &Admin,
     token: &str,
+    reject: bool,
     signed_in: Option<&Reviewer>,
 ) -> Response<Body> {
-    let live = match check(admin, token).await {
+    let mut live = match check(admin, token).await {
         Ok(l) => l,
         Err(page) => return page,
     };
+    if approves_unseen(&live) {
+        if !reject {
+            return html_response(
+                StatusCode::CONFLICT,
+                format!(
+                    "<!doctype html><title>Airlock</title><h1 id=\"title\">Approve in the dashboard</h1>\
+                     <p id=\"text\">The request's body is not shown on a link's page, so this link \
+                     cannot approve it; nothing was decided and the link still works to reject.</p>\
+                     <p><a id=\"dashboard\" href=\"/ui/reviews/{id}\">Open the review in the dashboard</a></p>",
+                    id = html_escape(&live.review.id),
+                ),
+            );
+        }
+        if let Err(why) = live
+            .review
+            .may_reject(&live.reviewer, &admin.gate.people().current())
+        {
+            return link_message(StatusCode::FORBIDDEN, "Not allowed", &why);
+        }
+        live.claims.action = LinkAction::Reject;
+    }
     let store = admin.gate.store().clone();
     let links = admin.links.clone();
     let (c, t) = (live.claims.clone(), token.to_string());
