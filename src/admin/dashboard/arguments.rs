@@ -289,11 +289,8 @@ pub(super) fn arguments(r: &Review, body: &[u8]) -> Arguments {
     } else {
         body
     };
-    for k in repeated_keys(query, body_read) {
-        if !ambiguous.iter().any(|a| k.contains(&format!("`{a}`"))) {
-            ambiguous.push(k);
-        }
-    }
+    let repeated = repeated_keys(query, body_read, &ambiguous);
+    ambiguous.extend(repeated);
     Arguments {
         money,
         args,
@@ -301,52 +298,24 @@ pub(super) fn arguments(r: &Review, body: &[u8]) -> Arguments {
     }
 }
 
-/// How a body reads as JSON.
-pub(super) enum JsonReading {
-    NotJson,
-    Clean,
-    /// A key given twice in some object (parsers differ on which value counts): the strict
-    /// reader's error, naming the key.
-    KeyTwice(String),
-}
-
-pub(super) fn json_reading(body: &[u8]) -> JsonReading {
-    if serde_json::from_slice::<serde_json::Value>(body).is_err() {
-        return JsonReading::NotJson;
-    }
-    match crate::rules::fields::strict_json(body) {
-        Ok(_) => JsonReading::Clean,
-        Err(e) => JsonReading::KeyTwice(e),
-    }
+/// Is `body` JSON with a key given twice in some object (parsers differ on which value
+/// counts)?
+pub(super) fn json_key_twice(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok()
+        && crate::rules::fields::strict_json(body).is_err()
 }
 
 /// Keys given twice anywhere in the body or query, which servers read differently (Go and
-/// GitHub take the last JSON value, others the first): named whatever the field, listed or not.
-fn repeated_keys(query: &str, body: &[u8]) -> Vec<String> {
-    let mut out = Vec::new();
-    match json_reading(body) {
-        JsonReading::KeyTwice(e) => out.push(format!("the JSON body ({e})")),
-        JsonReading::Clean => {}
-        JsonReading::NotJson => {
-            let mut seen = std::collections::HashSet::new();
-            for (k, _) in form_urlencoded::parse(body) {
-                if !seen.insert(k.clone()) && !k.ends_with("[]") {
-                    out.push(format!("body field `{k}` (given twice)"));
-                    if out.len() >= 10 {
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    let mut fields = crate::rules::fields::Fields::default();
-    fields.add_form(query);
-    for k in fields.duplicates {
-        out.push(format!("query field `{k}` (given twice)"));
-    }
-    out.dedup();
-    out.truncate(10);
-    out
+/// GitHub take the last JSON value, others the first): named whatever the field, listed or
+/// not, those whose values differ first (`duplicates.rs`); not those already named.
+fn repeated_keys(query: &str, body: &[u8], named: &[String]) -> Vec<String> {
+    let dups: Vec<super::duplicates::Duplicate> = super::duplicates::duplicates(query, body)
+        .into_iter()
+        .filter(|d| !named.contains(&d.key))
+        .collect();
+    let mut priority: Vec<&str> = vec!["amount", "currency"];
+    priority.extend(NOTABLE);
+    super::duplicates::warning_items(&dups, &priority)
 }
 
 #[cfg(test)]
@@ -372,7 +341,7 @@ mod tests {
         assert!(
             a.ambiguous
                 .iter()
-                .any(|x| x.contains("duplicate key `permission`")),
+                .any(|x| x == "JSON key `permission` (given twice, values differ)"),
             "{:?}",
             a.ambiguous
         );
@@ -385,7 +354,9 @@ mod tests {
         );
         let a = arguments(&r, &r.request.body().expect("body"));
         assert!(
-            a.ambiguous.iter().any(|x| x.contains("`description`")),
+            a.ambiguous
+                .iter()
+                .any(|x| x.contains("body field `description`")),
             "{:?}",
             a.ambiguous
         );
@@ -608,6 +579,58 @@ mod tests {
                 .any(|a| a.starts_with("customer read 2 ways")),
             "{:?}",
             shown.args
+        );
+    }
+
+    /// Security review: only the first key given twice was named (`a`, not `permission`),
+    /// and names were shown raw (a bidi override reordered the warning).
+    #[test]
+    fn every_key_given_twice_is_named_and_shown_escaped() {
+        let cases: &[(&[u8], &[&str])] = &[
+            (
+                br#"{"a":1,"a":1,"permission":"pull","permission":"admin"}"#,
+                &[
+                    "JSON key `permission` (given twice, values differ)",
+                    "JSON key `a` (given twice)",
+                ],
+            ),
+            (
+                "{\"x\u{202E}\":1,\"x\u{202E}\":2}".as_bytes(),
+                &["JSON key `x\\u{202E}` (given twice, values differ)"],
+            ),
+        ];
+        for (body, want) in cases {
+            let r = review(
+                "PUT",
+                "api.github.com",
+                "/repos/o/r/collaborators/eve",
+                Some("github.repos.add-collaborator"),
+                body,
+            );
+            let shown = super::super::views::sum_up(&r, body).ambiguous;
+            assert_eq!(&shown, want, "{}", String::from_utf8_lossy(body));
+        }
+        // Decoys first in a form body: the one whose values differ is still named, first.
+        let mut body: String = (0..12).map(|i| format!("d{i}=1&d{i}=1&")).collect();
+        body.push_str("role=read&role=admin");
+        let r = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/customers",
+            None,
+            body.as_bytes(),
+        );
+        let shown = arguments(&r, body.as_bytes()).ambiguous;
+        assert_eq!(
+            shown.first().map(String::as_str),
+            Some("body field `role` (given twice, values differ)"),
+            "{shown:?}"
+        );
+        assert!(
+            shown
+                .last()
+                .is_some_and(|l| l.starts_with("1 more keys given twice")),
+            "{shown:?}"
         );
     }
 }

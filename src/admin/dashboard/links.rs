@@ -182,11 +182,7 @@ fn other_reviewer_note(link_reviewer: &Reviewer, signed_in: Option<&Reviewer>) -
 /// would not be found). Then the link cannot approve: its reviewer would approve arguments she
 /// never saw; the dashboard, behind a session, shows the body whole.
 fn withheld(body: &[u8], secrets: &[String]) -> bool {
-    secrets.len() > redact::MOST_BODY_SECRETS
-        || matches!(
-            super::arguments::json_reading(body),
-            super::arguments::JsonReading::KeyTwice(_)
-        )
+    secrets.len() > redact::MOST_BODY_SECRETS || super::arguments::json_key_twice(body)
 }
 
 /// [`withheld`] for review `r`'s stored body.
@@ -259,7 +255,7 @@ fn request_summary(r: &Review) -> String {
         format!(
             "<p id=\"ambiguous\" role=\"alert\"><b>Warning: {} read more than one way.</b> \
              Servers may act on any of the values below; approving sends the request as stored.</p>",
-            html_escape(&s.ambiguous.join(", "))
+            html_escape(&redact::mask_values(&s.ambiguous.join(", "), &secrets))
         )
     };
     let masked = if s.masked_echo || echoed {

@@ -19,6 +19,7 @@
 //! list, detail and history pages in `views.rs`; this file routes and holds the shared helpers.
 
 mod arguments;
+mod duplicates;
 mod links;
 mod live;
 mod session;

@@ -104,7 +104,8 @@ pub(super) fn sum_up(r: &Review, body: &[u8]) -> Summary {
         url,
         money: money.map(|m| hide(&m)),
         args: args.iter().map(|a| hide(a)).collect(),
-        ambiguous,
+        // Key names given twice are the agent's text too.
+        ambiguous: ambiguous.iter().map(|a| hide(a)).collect(),
         masked_echo,
     }
 }
