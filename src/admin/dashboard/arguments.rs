@@ -80,6 +80,17 @@ impl<'a> Lookup<'a> {
                 values.push(&r.value);
             }
         }
+        // Past the cap, the smallest and largest numbers are shown whatever their place: an
+        // agent must not hide a $50,000 amount behind eight small ones.
+        if distinct.len() > values.len() {
+            if let Some((low, high)) = range(all) {
+                for v in [low, high] {
+                    if !values.contains(&v) {
+                        values.push(v);
+                    }
+                }
+            }
+        }
         match (distinct.len(), values.as_slice()) {
             (_, []) => None,
             (1, [one, ..]) => Some(Param::One(one)),
@@ -94,6 +105,16 @@ impl<'a> Lookup<'a> {
     }
 }
 
+/// The smallest and the largest of the readings that are whole numbers, as written.
+fn range(all: &[Reading]) -> Option<(&str, &str)> {
+    let numbers = all
+        .iter()
+        .filter_map(|r| Some((r.value.trim().parse::<u64>().ok()?, r.value.as_str())));
+    let low = numbers.clone().min_by_key(|(n, _)| *n)?;
+    let high = numbers.max_by_key(|(n, _)| *n)?;
+    Some((low.1, high.1))
+}
+
 /// `amount read 2 ways: amount=100, [amount]=5000000 (Rack 2 and qs read [amount] as amount)`.
 fn why(key: &str, all: &[Reading], ways: usize) -> String {
     let mut listed: Vec<String> = all
@@ -103,6 +124,13 @@ fn why(key: &str, all: &[Reading], ways: usize) -> String {
         .collect();
     if all.len() > SHOWN {
         listed.push(format!("and {} more", all.len() - SHOWN));
+        if let Some((low, high)) = range(all) {
+            listed.push(format!(
+                "ranging from {} to {}",
+                clip(low, 40),
+                clip(high, 40)
+            ));
+        }
     }
     let mut notes: Vec<String> = Vec::new();
     let written = all
@@ -399,6 +427,39 @@ mod tests {
         assert!(shown.len() < 8_000, "{} bytes", shown.len());
         assert!(shown.contains("amount read 3000 ways"), "{shown}");
         assert!(shown.contains("and 2992 more"), "{shown}");
+    }
+
+    /// Security review: nine readings of an amount showed the first eight and "and 1 more",
+    /// hiding the largest ($50,000). The largest and smallest show whatever the cap.
+    #[test]
+    fn the_largest_reading_shows_whatever_the_cap() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "amount=101&amount=102&amount=103&amount=104&amount=105&amount=106&amount=107&amount=108&amount=5000000&currency=usd",
+                &["50000.00 USD", "1.01 USD", "ranging from 101 to 5000000", "and 1 more"],
+            ),
+            (
+                "amount=5000000&amount=101&amount=102&amount=103&amount=104&amount=105&amount=106&amount=107&amount=108&amount=1&currency=usd",
+                &["50000.00 USD", "0.01 USD", "ranging from 1 to 5000000"],
+            ),
+            (
+                "amount=1&amount=2&currency=usd",
+                &["0.01 USD or 0.02 USD \u{2014} amount read 2 ways: amount=1, amount=2 (given 2 times)"],
+            ),
+        ];
+        for (body, want) in cases {
+            let r = review(
+                "POST",
+                "api.stripe.com",
+                "/v1/charges",
+                Some("stripe.charges.create"),
+                body.as_bytes(),
+            );
+            let shown = money(&r).expect("money");
+            for w in *want {
+                assert!(shown.contains(w), "{body}: {w:?} in {shown}");
+            }
+        }
     }
 
     #[test]
