@@ -100,7 +100,7 @@ pub fn agent_review_json(r: &Review) -> serde_json::Value {
             "status": e.status,
             "bodyTruncated": e.body_truncated,
             "bodyWithheld": e.withheld,
-            "error": e.error,
+            "error": agent_error(e),
         });
         set_body(&mut v, e);
         v
@@ -116,6 +116,24 @@ pub fn agent_review_json(r: &Review) -> serde_json::Value {
         "result": result,
     })
 }
+
+/// What the agent sees of an attempt's error for the agent. Airlock's own refusals to send
+/// (`not sent: …`: an approval or retry the audit log does not show, named by its reviewer; an
+/// audit or store error with its detail) are the reviewers' to read (the admin API and the
+/// dashboard show them whole): the agent learns only that it was not sent. The upstream's
+/// failures (a connection refused, an answer cut short) are its own call's, and pass.
+fn agent_error(e: &Execution) -> Option<&str> {
+    let error = e.error.as_deref()?;
+    Some(if error.starts_with("not sent:") {
+        AGENT_NOT_SENT
+    } else {
+        error
+    })
+}
+
+/// [`agent_error`] for Airlock's own refusals to send.
+pub const AGENT_NOT_SENT: &str =
+    "not sent: Airlock did not send this request; the reviewers can see why";
 
 /// The `Airlock-Outcome` word for a review state: `ESCALATE` while it is still held.
 fn outcome_of(state: ReviewState) -> &'static str {
@@ -224,8 +242,8 @@ pub async fn serve_local(
         .map(|s| Duration::from_secs(s).min(max_wait));
     match gate.get(id).await {
         Ok(r) if r.agent.as_deref().unwrap_or(crate::agents::ANONYMOUS) == agent.name => {}
-        Ok(_) => return gate_error_response(&super::GateError::NotFound(id.to_string())),
-        Err(e) => return gate_error_response(&e),
+        Ok(_) => return agent_error_response(&super::GateError::NotFound(id.to_string())),
+        Err(e) => return agent_error_response(&e),
     }
     let result = match wait {
         Some(w) if !w.is_zero() => {
@@ -252,13 +270,48 @@ pub async fn serve_local(
     };
     match result {
         Ok(r) => json_response(StatusCode::OK, &agent_review_json(&r)),
-        Err(e) => gate_error_response(&e),
+        Err(e) => agent_error_response(&e),
     }
 }
 
-/// Maps gate errors to clear HTTP answers.
+/// Maps gate errors to clear HTTP answers, for reviewers (the admin API): the detail says
+/// what failed. Agents get [`agent_error_response`].
 pub fn gate_error_response(e: &GateError) -> Response<Body> {
-    let (status, code) = match e {
+    let (status, code) = status_of(e);
+    let side = if status.is_server_error() {
+        crate::wire::Side::Internal
+    } else {
+        crate::wire::Side::Client
+    };
+    Refusal::new(status, side, code, e.to_string()).into_response()
+}
+
+/// A gate error as an agent reads it on `airlock.local`: the status and code only, with a
+/// generic message (an unknown id is its own). The detail (a store's paths and errors, a
+/// reviewer's name) is logged for the operator, never sent to the agent.
+pub fn agent_error_response(e: &GateError) -> Response<Body> {
+    let (status, code) = status_of(e);
+    if let GateError::NotFound(_) = e {
+        return Refusal::client(status, code, e.to_string()).into_response();
+    }
+    tracing::warn!(target: "airlock::gate", error = %e, "an agent's review lookup failed");
+    let (side, message) = if status.is_server_error() {
+        (
+            crate::wire::Side::Internal,
+            "Airlock could not read the review just now; try again later",
+        )
+    } else {
+        (
+            crate::wire::Side::Client,
+            "the review cannot be read this way",
+        )
+    };
+    Refusal::new(status, side, code, message).into_response()
+}
+
+/// The HTTP status and error code of a gate error.
+fn status_of(e: &GateError) -> (StatusCode, &'static str) {
+    match e {
         GateError::NotFound(_) => (StatusCode::NOT_FOUND, "unknown_review"),
         GateError::AlreadyDecided { .. } => (StatusCode::CONFLICT, "already_decided"),
         GateError::Expired { .. } => (StatusCode::CONFLICT, "expired"),
@@ -269,13 +322,7 @@ pub fn gate_error_response(e: &GateError) -> Response<Body> {
         }
         GateError::Audit(_) => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
         GateError::Forbidden(_) => (StatusCode::FORBIDDEN, "not_allowed"),
-    };
-    let side = if status.is_server_error() {
-        crate::wire::Side::Internal
-    } else {
-        crate::wire::Side::Client
-    };
-    Refusal::new(status, side, code, e.to_string()).into_response()
+    }
 }
 
 /// In wait mode, the answer once a review is final: the real upstream response if it executed,
@@ -347,4 +394,96 @@ pub fn final_response_with(
         h.insert(REVIEW_ID_HEADER, v);
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    /// Security review: a store error reached the agent verbatim (data paths, the database's
+    /// own words), and so did a refusal naming a reviewer. The agent gets the code and a
+    /// generic message; an unknown id is its own.
+    #[tokio::test]
+    async fn agents_read_no_store_detail_and_no_reviewer() {
+        let cases: &[(GateError, u16, &[&str])] = &[
+            (
+                GateError::Store(crate::store::StoreError::Io(
+                    "/var/lib/airlock/data/reviews.redb: disk I/O error".into(),
+                )),
+                503,
+                &["/var/lib", "redb", "disk I/O"],
+            ),
+            (
+                GateError::Corrupt {
+                    id: "rev_1".into(),
+                    message: "EOF at line 1 column 7 in /srv/airlock".into(),
+                },
+                503,
+                &["/srv/airlock", "EOF"],
+            ),
+            (
+                GateError::Audit("/var/lib/airlock/audit: no space".into()),
+                503,
+                &["/var/lib", "no space"],
+            ),
+            (
+                GateError::Forbidden("alice may not approve".into()),
+                403,
+                &["alice"],
+            ),
+        ];
+        for (e, status, hidden) in cases {
+            let resp = agent_error_response(e);
+            assert_eq!(resp.status().as_u16(), *status, "{e}");
+            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            let text = String::from_utf8_lossy(&body);
+            for h in *hidden {
+                assert!(!text.contains(h), "{h:?} in {text}");
+            }
+            // The admin API, for reviewers, still says what failed.
+            let admin = gate_error_response(e).into_body().collect().await;
+            let admin = admin.expect("body").to_bytes();
+            assert!(String::from_utf8_lossy(&admin).contains(hidden[0]), "{e}");
+        }
+        let unknown = agent_error_response(&GateError::NotFound("rev_mine".into()));
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+        let body = unknown
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("rev_mine"));
+    }
+
+    /// Security review: an approval the audit log missed failed the review with "not sent:
+    /// bob's approval is not in the audit log", which the agent's view returned; README says
+    /// the agent's view never names approvers. Reviewers still read it whole.
+    #[test]
+    fn the_agents_view_of_an_error_names_no_reviewer() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "not sent: bob's approval is not in the audit log",
+                AGENT_NOT_SENT,
+            ),
+            (
+                "not sent: the approval could not be written to the audit log (/var/lib/x: full)",
+                AGENT_NOT_SENT,
+            ),
+            (
+                "connection refused (os error 111)",
+                "connection refused (os error 111)",
+            ),
+        ];
+        for (stored, agent_sees) in cases {
+            let mut r = Review::sample("DELETE", "api.github.com", "/repos/o/r", None, b"");
+            r.end_unsent(1, stored.to_string());
+            let agent = agent_review_json(&r);
+            assert_eq!(agent["result"]["error"], *agent_sees, "{agent}");
+            let admin = review_json(&r, true);
+            assert_eq!(admin["result"]["error"], *stored, "{admin}");
+        }
+    }
 }
