@@ -224,6 +224,9 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
                 Some(p) => Box::new(std::io::BufWriter::new(
                     std::fs::File::create(p).with_context(|| format!("writing {}", p.display()))?,
                 )),
+                None if std::io::IsTerminal::is_terminal(&std::io::stdout()) => Box::new(
+                    TerminalSafe::new(std::io::BufWriter::new(std::io::stdout().lock())),
+                ),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
             match audit_source(&config, true).await? {
@@ -318,5 +321,91 @@ fn unsigned_tail(r: &airlock::audit::VerifyReport) {
              checkpoint`) and export again, or verify with --checkpoint or --anchor kept elsewhere.",
             r.last_seq
         );
+    }
+}
+
+/// Export lines bound for a terminal: each with its hidden characters (C1 controls such as
+/// U+009B, which acts as ESC [, bidi overrides: [`airlock::visible::hidden`]) as JSON `\uXXXX`
+/// escapes, the same JSON value, so a request path an agent chose cannot act on the
+/// operator's terminal. A file or a pipe gets the bytes as stored.
+struct TerminalSafe<W: std::io::Write> {
+    inner: W,
+    /// The unfinished line: written once its newline arrives (a character may span writes).
+    line: Vec<u8>,
+}
+
+impl<W: std::io::Write> TerminalSafe<W> {
+    fn new(inner: W) -> Self {
+        TerminalSafe {
+            inner,
+            line: Vec::new(),
+        }
+    }
+
+    fn emit(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let text = airlock::visible::json_escaped(&String::from_utf8_lossy(bytes));
+        self.inner.write_all(text.as_bytes())
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for TerminalSafe<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.line.extend_from_slice(buf);
+        if let Some(end) = self.line.iter().rposition(|&b| b == b'\n') {
+            let rest = self.line.split_off(end + 1);
+            let done = std::mem::replace(&mut self.line, rest);
+            self.emit(&done)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.line.is_empty() {
+            let done = std::mem::take(&mut self.line);
+            self.emit(&done)?;
+        }
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::TerminalSafe;
+
+    /// Security review: `audit export` wrote agent-chosen paths raw to the terminal; serde_json
+    /// leaves C1 controls (U+009B) and bidi overrides (U+202E) as they are.
+    #[test]
+    fn export_to_a_terminal_escapes_hidden_characters() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "{\"path\":\"/repos/o/r\u{9B}2J\"}\n",
+                "{\"path\":\"/repos/o/r\\u009b2J\"}\n",
+            ),
+            (
+                "{\"path\":\"/x\u{202E}y\"}\n{\"seq\":2}\n",
+                "{\"path\":\"/x\\u202ey\"}\n{\"seq\":2}\n",
+            ),
+            ("{\"path\":\"/plain é\"}\n", "{\"path\":\"/plain é\"}\n"),
+        ];
+        for (stored, shown) in cases {
+            let mut out = Vec::new();
+            {
+                let mut w = TerminalSafe::new(&mut out);
+                // Split mid-character: a write need not end on a character's boundary.
+                let bytes = stored.as_bytes();
+                for chunk in bytes.chunks(3) {
+                    w.write_all(chunk).expect("write");
+                }
+                w.flush().expect("flush");
+            }
+            assert_eq!(String::from_utf8_lossy(&out), *shown, "{stored:?}");
+            for (a, b) in stored.lines().zip(shown.lines()) {
+                let a: serde_json::Value = serde_json::from_str(a).expect("json");
+                let b: serde_json::Value = serde_json::from_str(b).expect("json");
+                assert_eq!(a, b, "the same JSON value");
+            }
+        }
     }
 }
