@@ -20,6 +20,7 @@ mod seccomp;
 mod spawn;
 mod term_filter;
 mod term_modes;
+mod term_queries;
 
 use std::ffi::{CString, OsStr, OsString};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -158,10 +158,14 @@ impl Pty {
         self.restore();
     }
 
+    /// Gives the caller's terminal back as it was. TCSAFLUSH drops input typed but not read
+    /// (once written output has drained): a terminal's reply to a question COMMAND asked last
+    /// would otherwise be read by the caller's shell as typed (`term_filter.rs` drops such
+    /// questions; this covers one already on its way).
     fn restore(&mut self) {
         if let Some(t) = self.saved.take() {
             // SAFETY: restores settings read from the same terminal.
-            unsafe { libc::tcsetattr(0, libc::TCSANOW, &t) };
+            unsafe { libc::tcsetattr(0, libc::TCSAFLUSH, &t) };
         }
     }
 }

@@ -8,10 +8,15 @@
 //! string whole, in their 7-bit (`ESC ]`) and UTF-8 C1 (`U+009D`) forms. A string split
 //! across reads is judged as a whole. Raw 8-bit C1 bytes (0x80-0x9F outside UTF-8) act only on
 //! a terminal that reads single bytes: for a caller with an ISO 8859 locale they are dropped.
-//! An ESC followed by a C1 control is judged as that control (the terminal cancels the ESC). What passed is also read by [`TermModes`], to switch off at the end what
-//! COMMAND left on.
+//! An ESC followed by a C1 control is judged as that control (the terminal cancels the ESC).
+//! Questions to the terminal, whose replies it types into its input (where they can outlive
+//! COMMAND and reach the caller's shell), are dropped: the CSI reports, `ESC Z`, ENQ and colour
+//! queries that `term_queries.rs` lists (a CSI sequence is held until its final byte, a kept
+//! colour OSC string until its end). What passed is also read by [`TermModes`], to switch off
+//! at the end what COMMAND left on.
 
 use super::term_modes::TermModes;
+use super::term_queries::{csi_asks, osc_asks};
 
 /// OSC numbers passed through: window titles and colours.
 fn osc_kept(number: &[u8]) -> bool {
@@ -27,6 +32,21 @@ fn osc_kept(number: &[u8]) -> bool {
 /// The longest OSC number read before the string is judged (more: dropped).
 const MOST_NUMBER: usize = 8;
 
+/// Colour OSC strings may be queries (`OSC 11;?`): held whole to be judged, up to this many
+/// bytes (longer: dropped).
+const MOST_HELD: usize = 512;
+
+/// The longest CSI sequence held before its final byte (longer: dropped whole).
+const MOST_CSI: usize = 64;
+
+/// OSC numbers whose strings may ask for a reply (colours): held and judged whole.
+fn osc_may_ask(number: &[u8]) -> bool {
+    std::str::from_utf8(number)
+        .ok()
+        .and_then(|s| s.parse::<u32>().ok())
+        .is_some_and(|n| matches!(n, 4 | 10..=19))
+}
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum State {
     #[default]
@@ -37,6 +57,9 @@ enum State {
     C2,
     /// In an OSC string, reading its number (introducer and digits kept in `pending`).
     OscNumber,
+    /// In a CSI sequence (introducer, parameters and intermediates kept in `pending`);
+    /// `drop`: too long, dropped up to its final byte.
+    Csi { drop: bool },
     /// In a string: passed through (a kept OSC) or dropped.
     Str { keep: bool },
     /// In a string, after ESC (ESC \ ends it; any other escape ends it and starts anew).
@@ -51,6 +74,10 @@ pub struct TermFilter {
     state: State,
     /// The OSC's introducer as written (`ESC ]` or `C2 9D`) and its number so far.
     pending: Vec<u8>,
+    /// A kept colour OSC string so far: passed once it ends and is no query.
+    held: Option<Vec<u8>>,
+    /// The held string outgrew [`MOST_HELD`]: dropped when it ends.
+    overflow: bool,
     /// The terminal reads bytes, not UTF-8: raw C1 bytes are controls there, and dropped.
     eight_bit: bool,
     /// What the passed output left on.
@@ -85,11 +112,16 @@ impl TermFilter {
             State::Ground => match b {
                 0x1b => self.state = State::Esc,
                 0xc2 => self.state = State::C2,
+                // ENQ: the terminal types its answerback message.
+                0x05 => {}
                 0x80..=0x9f if self.eight_bit => {}
                 _ => out.push(b),
             },
             State::Esc => match b {
                 b']' => self.start_osc(b"\x1b]"),
+                b'[' => self.start_csi(b"\x1b["),
+                // DECID: answered as device attributes.
+                b'Z' => self.state = State::Ground,
                 b'P' | b'X' | b'^' | b'_' => self.state = State::Str { keep: false },
                 // A second ESC cancels the first; a bare ST outside a string does nothing.
                 0x1b => {}
@@ -107,6 +139,7 @@ impl TermFilter {
             },
             State::C2 => match b {
                 0x9d => self.start_osc(&[0xc2, 0x9d]),
+                0x9b => self.start_csi(&[0xc2, 0x9b]),
                 0x90 | 0x98 | 0x9e | 0x9f => self.state = State::Str { keep: false },
                 _ => {
                     out.push(0xc2);
@@ -124,11 +157,52 @@ impl TermFilter {
                 }
                 _ => {
                     let keep = osc_kept(&self.pending[2..]);
+                    if keep && osc_may_ask(&self.pending[2..]) {
+                        self.held = Some(Vec::new());
+                    }
                     if keep {
-                        out.extend_from_slice(&self.pending);
+                        let pending = std::mem::take(&mut self.pending);
+                        self.emit(&pending, out);
                     }
                     self.pending.clear();
                     self.state = State::Str { keep };
+                    self.step(b, out);
+                }
+            },
+            State::Csi { drop } => match b {
+                // Parameters and intermediates.
+                0x20..=0x3f | 0x7f if drop => {}
+                0x20..=0x3f | 0x7f if self.pending.len() < MOST_CSI => self.pending.push(b),
+                0x20..=0x3f | 0x7f => {
+                    self.pending.clear();
+                    self.state = State::Csi { drop: true };
+                }
+                // The final byte: the sequence is judged whole.
+                0x40..=0x7e => {
+                    let params = self.pending.get(2..).unwrap_or_default();
+                    if !drop && !csi_asks(params, b) {
+                        out.extend_from_slice(&self.pending);
+                        out.push(b);
+                    }
+                    self.pending.clear();
+                    self.state = State::Ground;
+                }
+                // ESC, CAN and SUB cancel the sequence (then act themselves).
+                0x1b | 0x18 | 0x1a => {
+                    self.pending.clear();
+                    self.state = State::Ground;
+                    self.step(b, out);
+                }
+                // Other controls act inside a sequence, which goes on.
+                0x00..=0x1f => {
+                    if b != 0x05 {
+                        out.push(b);
+                    }
+                }
+                // Anything else ends it, unfinished (the terminal drops it), and is read anew.
+                _ => {
+                    self.pending.clear();
+                    self.state = State::Ground;
                     self.step(b, out);
                 }
             },
@@ -136,7 +210,8 @@ impl TermFilter {
                 // BEL ends it; CAN and SUB cancel it (the terminal returns to ground).
                 0x07 | 0x18 | 0x1a => {
                     if keep {
-                        out.push(b);
+                        self.emit(&[b], out);
+                        self.close(out);
                     }
                     self.state = State::Ground;
                 }
@@ -146,14 +221,15 @@ impl TermFilter {
                 0x80..=0x9f if self.eight_bit => {}
                 _ => {
                     if keep {
-                        out.push(b);
+                        self.emit(&[b], out);
                     }
                 }
             },
             State::StrEsc { keep } => {
                 if b == b'\\' {
                     if keep {
-                        out.extend_from_slice(b"\x1b\\");
+                        self.emit(b"\x1b\\", out);
+                        self.close(out);
                     }
                     self.state = State::Ground;
                 } else {
@@ -176,7 +252,7 @@ impl TermFilter {
                 }
                 _ => {
                     if keep {
-                        out.push(0xc2);
+                        self.emit(&[0xc2], out);
                     }
                     self.state = State::Str { keep };
                     self.step(b, out);
@@ -191,11 +267,41 @@ impl TermFilter {
         self.state = State::OscNumber;
     }
 
+    fn start_csi(&mut self, introducer: &[u8]) {
+        self.pending.clear();
+        self.pending.extend_from_slice(introducer);
+        self.state = State::Csi { drop: false };
+    }
+
+    /// Passes bytes of a kept string: held while it is a colour string being judged.
+    fn emit(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        match &mut self.held {
+            // Too long to judge: dropped whole, its end included.
+            Some(_) if self.overflow => {}
+            Some(held) if held.len() + bytes.len() > MOST_HELD => {
+                held.clear();
+                self.overflow = true;
+            }
+            Some(held) => held.extend_from_slice(bytes),
+            None => out.extend_from_slice(bytes),
+        }
+    }
+
+    /// A kept string ended: a held one passes unless it is a query.
+    fn close(&mut self, out: &mut Vec<u8>) {
+        if let Some(held) = self.held.take() {
+            if !std::mem::take(&mut self.overflow) && !osc_asks(&held) {
+                out.extend_from_slice(&held);
+            }
+        }
+    }
+
     /// Ends a string the filter passed on with BEL, so the terminal ends it where the filter
     /// does.
     fn end_string(&mut self, keep: bool, out: &mut Vec<u8>) {
         if keep {
-            out.push(0x07);
+            self.emit(&[0x07], out);
+            self.close(out);
         }
         self.state = State::Ground;
     }
@@ -226,7 +332,7 @@ mod tests {
             (b"\x1b[1;31mred\x1b[0m", b"\x1b[1;31mred\x1b[0m"),
             (b"\x1b]0;my title\x07after", b"\x1b]0;my title\x07after"),
             (b"\x1b]2;t\x1b\\after", b"\x1b]2;t\x1b\\after"),
-            (b"\x1b]11;?\x07", b"\x1b]11;?\x07"),
+            (b"\x1b]11;#000000\x07", b"\x1b]11;#000000\x07"),
             // Clipboard write and read.
             (b"a\x1b]52;c;ZWNobyBwd25lZA==\x07b", b"ab"),
             (b"a\x1b]52;c;?\x1b\\b", b"ab"),
@@ -265,6 +371,46 @@ mod tests {
             (b"\x1b\xc2\x90dcs\x1b\\k", b"k"),
             (b"\x1b]0;t\x1b\xc2\x9d52;c;eA==\x07k", b"\x1b]0;t\x07k"),
             (b"\x1b\x1b[0m", b"\x1b[0m"),
+            // Questions the terminal answers by typing into the input (a reply can reach the
+            // caller's shell once COMMAND is gone): device status, cursor position, device
+            // attributes, window reports, versions, modes, the answerback, colour queries.
+            (b"a\x1b[6nb", b"ab"),
+            (b"a\x1b[5nb", b"ab"),
+            (b"a\x1b[?6nb", b"ab"),
+            (b"a\x1b[cb", b"ab"),
+            (b"a\x1b[0cb", b"ab"),
+            (b"a\x1b[>cb", b"ab"),
+            (b"a\x1b[=cb", b"ab"),
+            (b"a\x1bZb", b"ab"),
+            (b"a\x1b[14tb", b"ab"),
+            (b"a\x1b[21tb", b"ab"),
+            (b"a\x1b[18;0;0tb", b"ab"),
+            (b"a\x1b[1xb", b"ab"),
+            (b"a\x1b[?25$pb", b"ab"),
+            (b"a\x1b[>qb", b"ab"),
+            (b"a\x1b[?ub", b"ab"),
+            (b"a\x05b", b"ab"),
+            (b"a\xc2\x9b6nb", b"ab"),
+            (b"a\x1b]11;?\x07b", b"ab"),
+            (b"a\x1b]10;?\x1b\\b", b"ab"),
+            (b"a\x1b]4;1;?\x07b", b"ab"),
+            (b"a\xc2\x9d11;?\xc2\x9cb", b"ab"),
+            // Padded past what the filter holds: dropped, never passed unjudged.
+            (
+                b"a\x1b[00000000000000000000000000000000000000000000000000000000000000000006nb",
+                b"ab",
+            ),
+            // Not questions: passed, whole.
+            (
+                b"\x1b[2J\x1b[1;1H\x1b[?25l\x1b[?1049h",
+                b"\x1b[2J\x1b[1;1H\x1b[?25l\x1b[?1049h",
+            ),
+            (b"\x1b[4 q\x1b[38;5;196mx", b"\x1b[4 q\x1b[38;5;196mx"),
+            (b"\x1b]4;1;rgb:ff/00/00\x07", b"\x1b]4;1;rgb:ff/00/00\x07"),
+            (b"\x1b]0;what?\x07", b"\x1b]0;what?\x07"),
+            // A control inside a sequence acts; an escape cancels it.
+            (b"\x1b[1\r;2H", b"\r\x1b[1;2H"),
+            (b"\x1b[6\x1b[0m", b"\x1b[0m"),
         ];
         for (i, (input, want)) in cases.iter().enumerate() {
             assert_eq!(
