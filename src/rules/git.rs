@@ -5,7 +5,8 @@
 //! ```text
 //! *PKT-LINE("shallow" SP oid)
 //! PKT-LINE(old-oid SP new-oid SP refname NUL capabilities)   first command
-//! *PKT-LINE(old-oid SP new-oid SP refname)
+//! *PKT-LINE(old-oid SP new-oid SP refname)                   (`shallow` lines anywhere, as
+//!                                                             git and GitHub accept them)
 //! flush-pkt "0000"
 //! [push options, flush-pkt] [packfile]                       never read here
 //! ```
@@ -17,8 +18,12 @@
 //!
 //! Verdicts: a ref deletion (new oid all zeros) gets `delete`, creating or updating a protected
 //! ref gets `protected` (Airlock cannot tell a force push from a fast-forward without the object
-//! graph, so every update of a protected ref counts), any other push gets `push`. Protected-ref
-//! patterns match case-insensitively (over-matching is the safe side).
+//! graph, so every update of a protected ref counts), and so does a ref outside `refs/heads/`
+//! and `refs/tags/` (Gerrit's `refs/for/main%submit` lands on main) or a push asking for push
+//! options (GitLab's `merge_request.merge_when_pipeline_succeeds`; never read here); any other
+//! push gets `push`. Protected-ref patterns match case-insensitively (over-matching is the safe
+//! side). A section that cannot be read still names the commands read before the fault, the
+//! most severe first, so a reviewer sees a deletion behind it.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -67,7 +72,7 @@ pub struct CommandSection {
     pub commands: Vec<RefUpdate>,
     /// Capabilities after the first command's NUL, e.g. `report-status`, `object-format=sha1`.
     pub capabilities: Vec<String>,
-    /// `shallow <oid>` lines before the commands.
+    /// `shallow <oid>` lines (before the commands, or among them).
     pub shallow: Vec<String>,
     /// Bytes of the section, its flush-pkt included.
     pub len: usize,
@@ -124,6 +129,19 @@ fn pkt_len(head: &[u8]) -> Option<usize> {
 /// any input gives `Ok` or a [`PushError`], never a panic. Bytes after the flush-pkt are ignored.
 pub fn parse_command_section(input: &[u8]) -> Result<CommandSection, PushError> {
     let mut out = CommandSection::default();
+    parse_into(input, &mut out)?;
+    Ok(out)
+}
+
+/// The commands of a section read before whatever made it unreadable (all of them if none).
+pub fn commands_before_fault(input: &[u8]) -> Vec<RefUpdate> {
+    let mut out = CommandSection::default();
+    let _ = parse_into(input, &mut out);
+    out.commands
+}
+
+/// [`parse_command_section`] into `out`, which keeps what was read when it fails.
+fn parse_into(input: &[u8], out: &mut CommandSection) -> Result<(), PushError> {
     let mut hexlen: Option<usize> = None;
     let mut pos = 0;
     loop {
@@ -151,15 +169,16 @@ pub fn parse_command_section(input: &[u8]) -> Result<CommandSection, PushError> 
         pos += len;
         let bad = |why: String| PushError::BadCommand { at, why };
         let line = payload.strip_suffix(b"\n").unwrap_or(payload);
-        if out.commands.is_empty() {
-            if let Some(oid) = line.strip_prefix(b"shallow ") {
-                out.shallow.push(oid_of(oid, &mut hexlen).map_err(bad)?);
-                continue;
-            }
-            if line.starts_with(b"push-cert") && matches!(line.get(9), None | Some(0) | Some(b' '))
-            {
-                return Err(PushError::PushCert);
-            }
+        // git's read_head_info and GitHub's receive-pack take `shallow` lines anywhere.
+        if let Some(oid) = line.strip_prefix(b"shallow ") {
+            out.shallow.push(oid_of(oid, &mut hexlen).map_err(bad)?);
+            continue;
+        }
+        if out.commands.is_empty()
+            && line.starts_with(b"push-cert")
+            && matches!(line.get(9), None | Some(0) | Some(b' '))
+        {
+            return Err(PushError::PushCert);
         }
         let (cmd, caps) = match memchr::memchr(0, line) {
             Some(i) => (&line[..i], Some(&line[i + 1..])),
@@ -201,7 +220,7 @@ pub fn parse_command_section(input: &[u8]) -> Result<CommandSection, PushError> 
             });
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// `<old-oid> <new-oid> <refname>`; every oid of one push has the same length.
@@ -426,6 +445,16 @@ pub fn read_command_section(
     reader.finish()
 }
 
+/// The commands a raw push body names before its section stops being readable.
+fn read_commands_before_fault(raw: &[u8], headers: &http::HeaderMap) -> Vec<RefUpdate> {
+    let Ok(encoding) = BodyEncoding::from_headers(headers) else {
+        return Vec::new();
+    };
+    let mut reader = CommandReader::new(encoding);
+    reader.feed(raw);
+    commands_before_fault(reader.decoded())
+}
+
 // ---- rules ----
 
 /// A protected-ref pattern: exact (`refs/heads/main`) or every ref starting with a prefix
@@ -605,13 +634,25 @@ impl GitRules {
                 match section {
                     Ok(s) => self.push_verdict(service, &s),
                     Err(e) => {
-                        let mut v = self.verdict(
-                            service,
-                            Action::Escalate,
-                            "push",
-                            vec![e.reason_code().to_string()],
-                        );
-                        v.explanation = format!("fail closed: git push: {e}");
+                        // Held whatever was read; named by the commands read before the fault,
+                        // so a deletion behind it shows.
+                        let read = body
+                            .map(|b| read_commands_before_fault(b, headers))
+                            .unwrap_or_default();
+                        let partial = CommandSection {
+                            commands: read,
+                            ..Default::default()
+                        };
+                        let mut v = self.push_verdict(service, &partial);
+                        v.action = Action::Escalate;
+                        v.reason_codes.insert(0, e.reason_code().to_string());
+                        v.reason_codes.retain(|c| c != "git_no_commands");
+                        v.explanation = match v.params.get("refs") {
+                            Some(refs) if !partial.commands.is_empty() => format!(
+                                "fail closed: git push: {e}; commands read before it: {refs}"
+                            ),
+                            _ => format!("fail closed: git push: {e}"),
+                        };
                         v
                     }
                 }
@@ -629,8 +670,18 @@ impl GitRules {
         let mut codes: Vec<&str> = Vec::new();
         // (rank: protected deletion 3, deletion 2, protected ref 1, other 0; the line)
         let mut named: Vec<(u8, String)> = Vec::with_capacity(section.commands.len());
+        // Push options are not read (GitLab acts on them: merge when the pipeline succeeds).
+        let options = section.capabilities.iter().any(|c| c == "push-options");
         for c in &section.commands {
-            let protected = self.is_protected(&c.refname);
+            let listed = self.is_protected(&c.refname);
+            let outside =
+                !(c.refname.starts_with("refs/heads/") || c.refname.starts_with("refs/tags/"));
+            let protected = listed || outside || options;
+            for (yes, code) in [(outside, "git_ref_unusual"), (options, "git_push_options")] {
+                if yes && !codes.contains(&code) {
+                    codes.push(code);
+                }
+            }
             let kind = c.kind();
             let this = match (kind, protected) {
                 (UpdateKind::Delete, p) => (
@@ -667,7 +718,15 @@ impl GitRules {
                 UpdateKind::Update => "update",
                 UpdateKind::Delete => "delete",
             };
-            let mark = if protected { " (protected)" } else { "" };
+            let mark = if listed {
+                " (protected)"
+            } else if outside {
+                " (outside refs/heads/ and refs/tags/)"
+            } else if options {
+                " (push options unread)"
+            } else {
+                ""
+            };
             let rank = match (kind, protected) {
                 (UpdateKind::Delete, true) => 3,
                 (UpdateKind::Delete, false) => 2,

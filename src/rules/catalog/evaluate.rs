@@ -120,7 +120,19 @@ impl Catalog {
         }
 
         if let Some(git) = git {
-            let req = GitRequest::of(head.method, &segs, query);
+            let mut req = GitRequest::of(head.method, &segs, query);
+            // A fetch passes with its body unread only as git sends it: a plain path and the
+            // upload-pack type. `git-receive-pack%2F..%2Fgit-upload-pack` decodes to a fetch
+            // here but may be a push to a server that routes on the raw path.
+            let raw_path = head.path_and_query.split('?').next().unwrap_or("");
+            let typed = head
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| t.eq_ignore_ascii_case("application/x-git-upload-pack-request"));
+            if req == GitRequest::UploadPack && !(typed && plain_path(raw_path)) {
+                req = GitRequest::Other;
+            }
             let v = git.evaluate(&svc.name, svc.default, req, &segs, head.headers, body);
             return self.closed_world(svc, head.method, v);
         }
@@ -549,4 +561,13 @@ fn path_readings<'p>(
         alts.push(kept);
     }
     alts
+}
+
+/// A path as git writes one: no escapes, backslashes, empty, `.` or `..` segments.
+fn plain_path(path: &str) -> bool {
+    !path.contains(['%', '\\'])
+        && path.strip_prefix('/').is_some_and(|p| {
+            p.split('/')
+                .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        })
 }

@@ -487,6 +487,11 @@ fn verdicts_for_git_requests() {
     let none = headers(None);
     let gz = headers(Some("gzip"));
     let br = headers(Some("br"));
+    let mut upload = headers(None);
+    upload.insert(
+        "content-type",
+        "application/x-git-upload-pack-request".parse().unwrap(),
+    );
     let delete = body(&[first(A, Z, "refs/heads/scratch")]);
     let rp = "/octo/demo.git/git-receive-pack";
     // (name, method, path, headers, body, action, tool, reason codes)
@@ -515,7 +520,7 @@ fn verdicts_for_git_requests() {
             "fetch",
             "POST",
             "/octo/demo.git/git-upload-pack",
-            &none,
+            &upload,
             None,
             Action::Allow,
             Some("github.git.fetch"),
@@ -890,4 +895,141 @@ fn rule_file_errors_name_the_line() {
     assert!(two
         .err()
         .is_some_and(|e| e.to_string().contains("[git] section in two files")));
+}
+
+/// Review of session 18: pushes read as git's and GitHub's receive-pack read them.
+#[test]
+fn pushes_are_read_as_receive_pack_reads_them() {
+    let c = Catalog::embedded(&CatalogOptions::default()).unwrap();
+    let shallow = || pkt(&format!("shallow {A}\n"));
+    // (name, pkt-lines before the flush, then bytes, action, tool, reason codes, refs shown)
+    let cases: Vec<(&str, Vec<u8>, Action, &str, &[&str], &str)> = vec![
+        (
+            "a shallow line after the command (git and GitHub take them anywhere)",
+            body(&[
+                shallow(),
+                shallow(),
+                first(A, Z, "refs/heads/main"),
+                shallow(),
+            ]),
+            Action::Escalate,
+            "github.git.delete-ref",
+            &["git_ref_delete", "git_protected_ref"],
+            "delete refs/heads/main (protected)",
+        ),
+        (
+            "a fault after a deletion of main still names the deletion",
+            [
+                first(A, Z, "refs/heads/main").into_bytes(),
+                b"00010000".to_vec(),
+            ]
+            .concat(),
+            Action::Escalate,
+            "github.git.delete-ref",
+            &[
+                "git_pktline_malformed",
+                "git_ref_delete",
+                "git_protected_ref",
+            ],
+            "delete refs/heads/main (protected)",
+        ),
+        (
+            "a ref outside refs/heads and refs/tags (Gerrit's refs/for/main%submit)",
+            body(&[first(Z, B, "refs/for/main%submit")]),
+            Action::Escalate,
+            "github.git.push-protected-ref",
+            &["git_protected_ref", "git_ref_unusual"],
+            "create refs/for/main%submit (outside refs/heads/ and refs/tags/)",
+        ),
+        (
+            "push options asked for (GitLab merges when the pipeline succeeds)",
+            [
+                body(&[pkt(&format!(
+                    "{A} {B} refs/heads/feature\0report-status push-options"
+                ))]),
+                body(&[pkt("merge_request.merge_when_pipeline_succeeds\n")]),
+            ]
+            .concat(),
+            Action::Escalate,
+            "github.git.push-protected-ref",
+            &["git_protected_ref", "git_push_options"],
+            "update refs/heads/feature (push options unread)",
+        ),
+        (
+            "GitHub's merge queue branch",
+            body(&[first(A, B, "refs/heads/gh-readonly-queue/main/pr-1-abc")]),
+            Action::Escalate,
+            "github.git.push-protected-ref",
+            &["git_protected_ref"],
+            "update refs/heads/gh-readonly-queue/main/pr-1-abc (protected)",
+        ),
+        (
+            "an ordinary branch",
+            body(&[first(A, B, "refs/heads/feature")]),
+            Action::Allow,
+            "github.git.push",
+            &["git_push"],
+            "update refs/heads/feature",
+        ),
+    ];
+    for (name, input, action, tool, codes, refs) in cases {
+        let v = judge(
+            &c,
+            "POST",
+            "github.com",
+            "/o/r.git/git-receive-pack",
+            &headers(None),
+            Some(&input),
+        );
+        assert_eq!(v.action, action, "{name}: {v}");
+        assert_eq!(v.tool.as_deref(), Some(tool), "{name}: {v}");
+        assert_eq!(v.reason_codes, *codes, "{name}: {v}");
+        assert_eq!(
+            v.params.get("refs").map(String::as_str),
+            Some(refs),
+            "{name}: {v}"
+        );
+    }
+}
+
+/// Review of session 18: a fetch passes unread only on a plain path with git's upload-pack
+/// type; a path that decodes to `git-upload-pack` another way may be a push where the server
+/// routes on the raw path.
+#[test]
+fn only_a_plain_fetch_passes_unread() {
+    let c = Catalog::embedded(&CatalogOptions::default()).unwrap();
+    let mut fetch = http::HeaderMap::new();
+    fetch.insert(
+        "content-type",
+        "application/x-git-upload-pack-request".parse().unwrap(),
+    );
+    let mut push = http::HeaderMap::new();
+    push.insert(
+        "content-type",
+        "application/x-git-receive-pack-request".parse().unwrap(),
+    );
+    let deletion = body(&[first(A, Z, "refs/heads/main")]);
+    for (path, h, want) in [
+        ("/o/r.git/git-upload-pack", &fetch, Action::Allow),
+        ("/o/r.git/git-upload-pack", &push, Action::Escalate),
+        (
+            "/o/r.git/git-receive-pack%2F..%2Fgit-upload-pack",
+            &fetch,
+            Action::Escalate,
+        ),
+        (
+            "/o/r.git/git-receive-pack/../git-upload-pack",
+            &fetch,
+            Action::Escalate,
+        ),
+        (
+            "/o/r.git/git-receive-pack%5C..%5Cgit-upload-pack",
+            &fetch,
+            Action::Escalate,
+        ),
+        ("/o/r.git//git-upload-pack", &fetch, Action::Escalate),
+    ] {
+        let v = judge(&c, "POST", "github.com", path, h, Some(&deletion));
+        assert_eq!(v.action, want, "{path}: {v}");
+    }
 }
