@@ -902,8 +902,16 @@ fn rule_file_errors_name_the_line() {
 fn pushes_are_read_as_receive_pack_reads_them() {
     let c = Catalog::embedded(&CatalogOptions::default()).unwrap();
     let shallow = || pkt(&format!("shallow {A}\n"));
-    // (name, pkt-lines before the flush, then bytes, action, tool, reason codes, refs shown)
-    let cases: Vec<(&str, Vec<u8>, Action, &str, &[&str], &str)> = vec![
+    // (name, body, action, tool, reason codes, refs shown)
+    type Case = (
+        &'static str,
+        Vec<u8>,
+        Action,
+        &'static str,
+        &'static [&'static str],
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "a shallow line after the command (git and GitHub take them anywhere)",
             body(&[
