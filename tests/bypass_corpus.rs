@@ -1425,6 +1425,13 @@ fn differentials() -> Vec<Entry> {
         ),
         e(
             "money",
+            "payment instructions in the footer of a customer's every future invoice",
+            ST,
+            h1("POST", "/v1/customers/cus_1", &[FORM], "invoice_settings[footer]=Please+pay+to+IBAN+XX00+0000"),
+            Held,
+        ),
+        e(
+            "money",
             "Terminal offline payments turned on",
             ST,
             h1("POST", "/v1/terminal/configurations/tmc_1", &[FORM], "offline[enabled]=true"),
