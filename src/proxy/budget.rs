@@ -29,7 +29,7 @@ pub(super) async fn apply(
         ),
         Err(e) => {
             tracing::error!(error = %e, "could not count a money call against its agent's budget; holding it (fail closed)");
-            format!("held: the money this agent moved unreviewed could not be counted ({e})")
+            "held: the money this agent moved unreviewed could not be counted (a store error; Airlock's log has it)".to_string()
         }
     };
     verdict.action = Action::Escalate;
