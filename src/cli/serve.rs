@@ -11,7 +11,7 @@ use airlock::rules::{Action, CatalogOptions, LiveCatalog};
 #[derive(clap::Args, Default)]
 pub(super) struct ServeArgs {
     /// Agent-facing listen address, IP:port or host:port (overrides proxy.listen).
-    #[arg(long)]
+    #[arg(long, value_parser = config::parse_listen_flag)]
     listen: Option<String>,
     /// Map a host to an address instead of DNS, e.g. api.github.com=127.0.0.1:9443 (repeatable).
     #[arg(long = "resolve", value_parser = config::parse_resolve_flag)]
@@ -27,7 +27,7 @@ pub(super) struct ServeArgs {
     unknown_hosts: Option<UnknownHosts>,
     /// Admin API listen address, IP:port or host:port, e.g. a network alias only reviewers'
     /// network has (overrides admin.listen).
-    #[arg(long)]
+    #[arg(long, value_parser = config::parse_listen_flag)]
     admin_listen: Option<String>,
 }
 

@@ -516,6 +516,20 @@ pub fn normalize_host(h: &str) -> Option<String> {
     Some(h)
 }
 
+/// Checks the form of a `--listen`/`--admin-listen` flag, `IP:port` or `host:port` (a name is
+/// resolved with the rest of the config, not here).
+pub fn parse_listen_flag(s: &str) -> Result<String, String> {
+    if s.parse::<SocketAddr>().is_ok() {
+        return Ok(s.to_string());
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() && normalize_host(host).is_some() => {
+            Ok(s.to_string())
+        }
+        _ => Err(format!("{s:?}: expected IP:PORT or HOST:PORT")),
+    }
+}
+
 /// Parses a `HOST=IP:PORT` resolve override from the command line.
 pub fn parse_resolve_flag(s: &str) -> Result<(String, SocketAddr), String> {
     let (host, addr) = s
