@@ -94,6 +94,9 @@ fn limit_malloc_arenas() {
 
 // Events keep the `airlock` target (the binary's crate root) they had in main.rs.
 async fn serve_async(config: Config) -> Result<()> {
+    // Before anything is announced: a SIGTERM right after the address lines is a graceful
+    // shutdown (logs flushed), not the default action's instant death.
+    let signals = Signals::install();
     let catalog = LiveCatalog::load(config.rules.dir.clone(), catalog_options(&config))
         .map_err(|e| anyhow::anyhow!("rules: {e}"))?;
     tracing::info!(target: "airlock", rules = catalog.current().rule_count(), hosts = ?catalog.current().hosts(), "rules catalog loaded");
@@ -121,7 +124,7 @@ async fn serve_async(config: Config) -> Result<()> {
         ],
     );
     catalog.spawn_watcher(server.life.shutdown.clone());
-    shutdown_signal().await;
+    signals.recv().await;
     tracing::info!(target: "airlock", "shutting down: no new connections, draining in-flight requests");
     server.shutdown(config.proxy.shutdown_grace).await;
     Ok(())
@@ -144,23 +147,50 @@ pub(super) fn catalog_options(config: &Config) -> CatalogOptions {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGINT and SIGTERM, registered at once (a signal that arrives before anyone waits is kept).
+struct Signals {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    int: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Signals {
+                int: signal(SignalKind::interrupt()).ok(),
+                term: signal(SignalKind::terminate()).ok(),
+            }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+
+    /// Waits for either (Ctrl-C alone where these cannot be registered).
+    async fn recv(mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            if self.int.is_none() && self.term.is_none() {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+            tokio::select! {
+                _ = next(&mut self.int) => {}
+                _ = next(&mut self.term) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
