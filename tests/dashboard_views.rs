@@ -374,7 +374,39 @@ async fn text_masked_as_a_query_secret_echo_is_flagged() {
         br#"{"config":{"url":"https://hooks.example.org/h"}}"#.to_vec(),
     )
     .await;
+    // Security review: the value masked in a header (which account the payout acts on) raised
+    // no warning, and read as a plain `[redacted]`.
+    let r =
+        s.a.client()
+            .post("https://api.stripe.com/v1/payouts?metadata%5Btoken%5D=acct_1EvilAcct")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("stripe-account", "acct_1EvilAcct")
+            .body("amount=500000&currency=usd")
+            .send()
+            .await
+            .expect("send");
+    assert_eq!(r.status(), 423);
+    let payout = r.headers()["airlock-review-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
     let session = Session::open(&s).await;
+    let detail = session.page(&format!("/ui/reviews/{payout}")).await;
+    assert!(detail.contains("id=\"masked-echo\""), "{detail}");
+    assert!(
+        detail.contains("a masked value also appears elsewhere")
+            && detail.contains("query parameter metadata[token] shows again"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains(
+            "stripe-account: [redacted: same value as secret-named query parameter metadata[token]]"
+        ),
+        "{detail}"
+    );
+    assert!(!detail.contains("acct_1EvilAcct"), "{detail}");
+    let list = session.page("/ui").await;
+    assert!(list.contains("class=\"warn masked-echo\""), "{list}");
     let detail = session.page(&format!("/ui/reviews/{hidden}")).await;
     assert!(detail.contains("id=\"masked-echo\""), "{detail}");
     assert!(

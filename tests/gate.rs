@@ -818,7 +818,13 @@ async fn cli_lists_and_approves() {
     up.state
         .down
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let (_, _, b) = hold_delete(&a, "/repos/acme/stall").await;
+    // Its repository is named like its secret-named query value (masked wherever it echoes):
+    // the state `outcome_unknown` must still read as itself, and the echo be flagged.
+    let (_, _, b) = hold_delete(
+        &a,
+        "/repos/acme/stall_outcome_unknown?token=outcome_unknown",
+    )
+    .await;
     let stalled = b["reviewId"].as_str().expect("id").to_string();
     let out = run(vec!["reviews".into(), "approve".into(), stalled.clone()]).await;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -840,6 +846,21 @@ async fn cli_lists_and_approves() {
         "{text}"
     );
     assert_eq!(up.count(), 1, "the retry reached the upstream once");
+    let out = run(vec!["reviews".into(), "show".into(), stalled.clone()]).await;
+    let (text, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(text.contains("\"state\": \"outcome_unknown\""), "{text}");
+    assert!(text.contains("\"maskedEcho\": true"), "{text}");
+    assert!(
+        text.contains("/repos/acme/stall_[redacted: same value as secret-named query parameter token]?token=[redacted]"),
+        "{text}"
+    );
+    assert!(
+        err.contains("warning: a masked value also appears elsewhere: the value of the secret-named query parameter token"),
+        "{err}"
+    );
     // An id an agent crafted so that rejecting it approves (`rev_X/approve?` made the path
     // `/v1/reviews/rev_X/approve?/reject`) is refused before any call.
     let out = run(vec![

@@ -155,6 +155,9 @@ pub(super) async fn reviews(
     };
     let (status, json) = call(&addr, &token, method, &path, body).await?;
     answered(status, &json)?;
+    if let Some(line) = masked_echo_warning(&json) {
+        super::warn(&line);
+    }
     match cmd {
         ReviewsCommand::List { .. } => {} // answered above
         ReviewsCommand::Approve { .. } | ReviewsCommand::Retry { .. } => {
@@ -168,6 +171,30 @@ pub(super) async fn reviews(
         _ => println!("{}", json_escaped(&serde_json::to_string_pretty(&json)?)),
     }
     Ok(())
+}
+
+/// The warning for a review whose request shows a secret-named query value outside its own
+/// field, masked there (`maskedEcho`): the agent chose that value, and may hide what matters
+/// behind it (a `Stripe-Account` header equal to `?metadata[token]=`). Agent text escaped.
+fn masked_echo_warning(review: &serde_json::Value) -> Option<String> {
+    if review["maskedEcho"].as_bool() != Some(true) {
+        return None;
+    }
+    let names: Vec<&str> = review["maskedEchoFields"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|n| n.as_str()).collect())
+        .unwrap_or_default();
+    Some(escaped(&format!(
+        "a masked value also appears elsewhere: the value of the secret-named query parameter {} \
+         shows again in this request (a header, the URL, the body, the parameters or the \
+         explanation), as [redacted: same value as …]; the agent chose it, and what it hides \
+         may be what matters",
+        if names.is_empty() {
+            "?".to_string()
+        } else {
+            names.join(", ")
+        }
+    )))
 }
 
 /// `reviews approve|retry` exit status when the execution ended `failed`: nothing was sent.

@@ -5,6 +5,7 @@
 //!
 //! A secret never leaves this module except inside the outgoing upstream request header.
 
+pub mod echo;
 pub mod redact;
 pub mod scrub;
 

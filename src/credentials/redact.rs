@@ -54,7 +54,7 @@ const SECRET_QUERY_PARAMS: &[&str] = &[
 
 /// Echoes of query values shorter than this are not masked in shown text (too likely to match
 /// ordinary text); the parameter itself is masked in the URL whatever its length.
-const MIN_ECHO_LEN: usize = 6;
+pub(super) const MIN_ECHO_LEN: usize = 6;
 
 /// Is `name` a credential-like header (built-in list or name pattern; case-insensitive)?
 /// Configured `strip` lists are checked by [`Vault::strips`].
@@ -311,7 +311,7 @@ pub fn mask_values(text: &str, values: &[String]) -> String {
     out
 }
 
-fn decode(s: &str) -> String {
+pub(super) fn decode(s: &str) -> String {
     form_urlencoded::parse(format!("x={s}").as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())

@@ -9,6 +9,7 @@ use http::{HeaderName, HeaderValue, Method, Response, StatusCode};
 
 use super::review::{rfc3339, Execution, Review, ReviewState};
 use super::{Gate, GateError, OUTCOME_HEADER, REVIEW_ID_HEADER};
+use crate::credentials::echo::QueryEchoes;
 use crate::credentials::redact::{self, REDACTED};
 use crate::wire::{full, json_response, Body, Refusal};
 
@@ -23,8 +24,10 @@ pub fn status_url(id: &str) -> String {
 /// JSON view of a review for the admin API. `full` adds the stored request. Credential-like
 /// headers are never stored from a request (`hold.rs`), and an upstream answer's (`Set-Cookie`)
 /// are stored as `[redacted]` (`execute.rs`); any that an older record holds are shown as
-/// `[redacted]`. Secret-named query values and parameters are masked in the URL, in `params`
-/// and wherever an answer echoes them. Agents get [`agent_review_json`] instead.
+/// `[redacted]`. Secret-named query values and parameters are masked in the URL, in `params`;
+/// their echoes in the request and in an answer read `[redacted: same value as …]`, and
+/// `maskedEcho` (with `maskedEchoFields`) says the request holds one ([`echoed_fields`]).
+/// Agents get [`agent_review_json`] instead.
 pub fn review_json(r: &Review, full: bool) -> serde_json::Value {
     let decision = r
         .decision
@@ -83,11 +86,72 @@ pub fn review_json(r: &Review, full: bool) -> serde_json::Value {
             v["request"]["body"] = serde_json::Value::String(text);
         }
     }
-    let echoes = redact::secret_query_values(&r.request.path_and_query);
+    // Echoes of secret-named query values are masked in the agent's text and the upstream's,
+    // never in Airlock's own fields (`state`, `tool`, ids, times: a value `outcome_unknown`
+    // must not turn the state into a marker), and said to be there.
+    let echoes = QueryEchoes::of(&r.request.path_and_query);
+    let echoed = echoed_fields(r, &echoes);
+    v["maskedEcho"] = (!echoed.is_empty()).into();
+    v["maskedEchoFields"] = echoed
+        .iter()
+        .map(|n| echoes.shown_name(n))
+        .collect::<Vec<_>>()
+        .into();
     if !echoes.is_empty() {
-        mask_strings(&mut v, &echoes);
+        for key in [
+            "explanation",
+            "params",
+            "url",
+            "request",
+            "result",
+            "earlierAttempts",
+        ] {
+            if let Some(x) = v.get_mut(key) {
+                mask_strings(x, &echoes);
+            }
+        }
+        for key in ["approvals", "retries", "decision"] {
+            let comments: Vec<&mut serde_json::Value> = match v.get_mut(key) {
+                Some(serde_json::Value::Array(a)) => a.iter_mut().collect(),
+                Some(d @ serde_json::Value::Object(_)) => vec![d],
+                _ => Vec::new(),
+            };
+            for c in comments.into_iter().filter_map(|d| d.get_mut("comment")) {
+                mask_strings(c, &echoes);
+            }
+        }
     }
     v
+}
+
+/// The secret-named query parameters of `r` whose values show in the request outside their own
+/// field (the URL with that field masked, a header, a withheld header's name, the body, the
+/// rule's explanation or parameters): there they are masked, so whoever reads the request must
+/// be told (the agent chose the value; what it hides may be what matters).
+pub fn echoed_fields(r: &Review, echoes: &QueryEchoes) -> Vec<String> {
+    if echoes.is_empty() {
+        return Vec::new();
+    }
+    let url = shown_url(r);
+    let headers = r
+        .request
+        .headers
+        .iter()
+        .filter(|(k, _)| !redact::is_credential_header(k))
+        .map(|(k, v)| format!("{k}: {v}"));
+    let body = r.request.body().unwrap_or_default();
+    let body = String::from_utf8_lossy(&body);
+    let params = r
+        .params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", redact::shown_param(k, v)));
+    let texts: Vec<String> = [url, r.explanation.clone(), body.into_owned()]
+        .into_iter()
+        .chain(headers)
+        .chain(r.redacted_headers.iter().cloned())
+        .chain(params)
+        .collect();
+    echoes.found_in(texts.iter().map(String::as_str))
 }
 
 /// What an agent sees of its own review on `airlock.local`: the ids and timestamps it needs to
@@ -168,17 +232,16 @@ fn shown_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Masks every echo of `values` in the strings of `v`.
-fn mask_strings(v: &mut serde_json::Value, values: &[String]) {
+/// Masks every echo in the strings of `v`, but for a body given as base64 (masking would
+/// corrupt it, and it spells no value) and the method.
+fn mask_strings(v: &mut serde_json::Value, echoes: &QueryEchoes) {
     match v {
-        serde_json::Value::String(s) => {
-            let masked = redact::mask_values(s, values);
-            if masked != *s {
-                *s = masked;
-            }
-        }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| mask_strings(x, values)),
-        serde_json::Value::Object(m) => m.values_mut().for_each(|x| mask_strings(x, values)),
+        serde_json::Value::String(s) => *s = echoes.mask(s),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| mask_strings(x, echoes)),
+        serde_json::Value::Object(m) => m
+            .iter_mut()
+            .filter(|(k, _)| !matches!(k.as_str(), "bodyBase64" | "method"))
+            .for_each(|(_, x)| mask_strings(x, echoes)),
         _ => {}
     }
 }
@@ -484,6 +547,75 @@ mod tests {
             assert_eq!(agent["result"]["error"], *agent_sees, "{agent}");
             let admin = review_json(&r, true);
             assert_eq!(admin["result"]["error"], *stored, "{admin}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod echo_tests {
+    use super::*;
+
+    /// Security review: a secret-named query value was masked as a plain `[redacted]` in every
+    /// string of the review JSON, so `?metadata[token]=acct_1EvilAcct` hid the
+    /// `Stripe-Account` header the approval sends, with no flag; `?token=outcome_unknown` even
+    /// turned the state into `[redacted]`. Echoes now name their parameter, `maskedEcho` says
+    /// they are there, and Airlock's own fields are never masked.
+    #[test]
+    fn an_echo_is_flagged_and_fixed_fields_are_never_masked() {
+        let marker =
+            |n: &str| format!("[redacted: same value as secret-named query parameter {n}]");
+        /// (query, `Stripe-Account`, body, the fields flagged, the header as shown)
+        type Case<'a> = (&'a str, &'a str, &'a [u8], &'a [&'a str], String);
+        let cases: &[Case] = &[
+            (
+                "/v1/payouts?metadata%5Btoken%5D=acct_1EvilAcct",
+                "acct_1EvilAcct",
+                b"amount=500000&currency=usd",
+                &["metadata[token]"],
+                marker("metadata[token]"),
+            ),
+            (
+                "/v1/payouts?token=tok_1234567",
+                "acct_1EvilAcct",
+                b"amount=500000&currency=usd&description=tok_1234567",
+                &["token"],
+                "acct_1EvilAcct".into(),
+            ),
+            (
+                "/v1/payouts?x=acct_1EvilAcct&token=outcome_unknown",
+                "acct_1EvilAcct",
+                b"amount=500000&currency=usd",
+                &[],
+                "acct_1EvilAcct".into(),
+            ),
+        ];
+        for (pq, account, body, flagged, header) in cases {
+            let mut r = Review::sample(
+                "POST",
+                "api.stripe.com",
+                pq,
+                Some("stripe.payouts.create"),
+                body,
+            );
+            r.request
+                .headers
+                .push(("stripe-account".into(), (*account).into()));
+            r.state = ReviewState::OutcomeUnknown;
+            r.agent = Some("outcome_unknown".into());
+            let v = review_json(&r, true);
+            assert_eq!(v["maskedEcho"], !flagged.is_empty(), "{pq}: {v}");
+            assert_eq!(v["maskedEchoFields"], serde_json::json!(flagged), "{pq}");
+            assert_eq!(v["request"]["headers"][0][1], header.as_str(), "{pq}");
+            for (k, want) in [
+                ("state", "outcome_unknown"),
+                ("agent", "outcome_unknown"),
+                ("tool", "stripe.payouts.create"),
+                ("method", "POST"),
+                ("reviewId", "r1"),
+            ] {
+                assert_eq!(v[k], want, "{pq}: {k}");
+            }
+            assert!(!v["url"].to_string().contains("outcome_unknown\""), "{pq}");
         }
     }
 }

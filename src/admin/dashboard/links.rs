@@ -258,12 +258,23 @@ fn request_summary(r: &Review) -> String {
             html_escape(&redact::mask_values(&s.ambiguous.join(", "), &secrets))
         )
     };
-    let masked = if s.masked_echo || echoed {
-        "<p id=\"masked-echo\" role=\"alert\"><b>Warning: text in this request's body or \
-         arguments equals the value of a secret-named query parameter or body field and is \
-         shown as [redacted].</b> The agent chose that value: what it hides may be what matters.</p>"
+    let masked = if !s.masked_echo.is_empty() || echoed {
+        let names = if s.masked_echo.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (the secret-named query parameter {})",
+                html_escape(&s.masked_echo.join(", "))
+            )
+        };
+        format!(
+            "<p id=\"masked-echo\" role=\"alert\"><b>Warning: a masked value also appears \
+             elsewhere.</b> Text in this request's headers, URL, body or arguments equals the value \
+             of a secret-named query parameter{names} or body field and is shown as [redacted…]. \
+             The agent chose that value: what it hides may be what matters.</p>"
+        )
     } else {
-        ""
+        String::new()
     };
     format!(
         "<div id=\"request\"><p><b>{method} {url}</b></p><p>Tool {tool} · agent {agent}</p>\

@@ -9,7 +9,9 @@ use serde::Serialize;
 use super::{arguments, html_escape, html_response, show, Dashboard};
 use crate::admin::listing::Listing;
 use crate::admin::Admin;
+use crate::credentials::echo::QueryEchoes;
 use crate::credentials::redact;
+use crate::gate::agent_api::echoed_fields;
 use crate::gate::{review::rfc3339, People, Review, ReviewState, Reviewer};
 use crate::wire::Body;
 
@@ -28,7 +30,8 @@ struct Row {
     money: Option<String>,
     /// The arguments shown that read more than one way: the page warns of them.
     ambiguous: Vec<String>,
-    masked_echo: bool,
+    /// The secret-named query parameters whose values show elsewhere, masked ([`Summary`]).
+    masked_echo: Vec<String>,
     reasons: String,
     age: String,
     created: String,
@@ -48,15 +51,15 @@ struct Row {
     result_text: Option<String>,
 }
 
-/// The agent's text as a reviewer reads it: secret-named query values masked wherever it
-/// echoes them, invisible characters shown as escapes.
+/// The agent's text as a reviewer reads it: echoes of secret-named query values masked
+/// wherever they show (each naming its parameter), invisible characters shown as escapes.
 pub(super) fn hider(r: &Review) -> impl Fn(&str) -> String {
-    hider_of(redact::secret_query_values(&r.request.path_and_query))
+    hider_of(QueryEchoes::of(&r.request.path_and_query))
 }
 
 /// [`hider`], given the review's secret-named query values.
-fn hider_of(echoes: Vec<String>) -> impl Fn(&str) -> String {
-    move |s: &str| show::visible(&redact::mask_values(s, &echoes))
+fn hider_of(echoes: QueryEchoes) -> impl Fn(&str) -> String {
+    move |s: &str| show::visible(&echoes.mask(s))
 }
 
 /// What a call does, as the detail page and a one-click link's page both show it.
@@ -70,14 +73,15 @@ pub(super) struct Summary {
     /// The arguments shown that mainstream frameworks may read more than one way (every
     /// reading is in `money` and `args`).
     pub ambiguous: Vec<String>,
-    /// The body or the arguments contain a secret-named query value, so text there is shown
-    /// masked: the agent chose that value, and may have chosen it to hide something.
-    pub masked_echo: bool,
+    /// The secret-named query parameters (as shown) whose values also show elsewhere in the
+    /// request (a header, the URL, the body, the arguments, the explanation), masked there: the
+    /// agent chose that value, and may have chosen it to hide something.
+    pub masked_echo: Vec<String>,
 }
 
 /// The [`Summary`] of `r`, whose stored body is `body`.
 pub(super) fn sum_up(r: &Review, body: &[u8]) -> Summary {
-    let echoes = redact::secret_query_values(&r.request.path_and_query);
+    let echoes = QueryEchoes::of(&r.request.path_and_query);
     let arguments::Arguments {
         money,
         mut args,
@@ -88,12 +92,17 @@ pub(super) fn sum_up(r: &Review, body: &[u8]) -> Summary {
             .iter()
             .map(|(k, v)| format!("{k}={}", redact::shown_param(k, v))),
     );
-    let body_text = String::from_utf8_lossy(body);
-    let masked_echo = echoes.iter().any(|v| {
-        body_text.contains(v.as_str())
-            || money.as_deref().is_some_and(|m| m.contains(v.as_str()))
-            || args.iter().any(|a| a.contains(v.as_str()))
-    });
+    let mut echoed = echoed_fields(r, &echoes);
+    let shown = money.iter().chain(&args).chain(&ambiguous);
+    for name in echoes.found_in(shown.map(String::as_str)) {
+        if !echoed.contains(&name) {
+            echoed.push(name);
+        }
+    }
+    let masked_echo = echoed
+        .iter()
+        .map(|n| show::visible(&echoes.shown_name(n)))
+        .collect();
     let hide = hider_of(echoes);
     let url = {
         let mut shown = r.request.clone();
