@@ -1,5 +1,6 @@
 //! A held call's arguments as a reviewer reads them: the money it moves (a refund's amount, or
-//! that it refunds everything) and its notable arguments. A parameter that mainstream
+//! that it refunds everything), the account it acts on (`Stripe-Account`, `Stripe-Context`) and
+//! its notable arguments. A parameter that mainstream
 //! frameworks may read more than one way (given twice, `[amount]`, after a `;`, a JSON body
 //! read as a form: [`crate::rules::readings`]) shows every reading, never one of them as *the*
 //! value, and is named for the page's warning. Everything here is the agent's: the templates
@@ -303,7 +304,7 @@ pub(super) fn arguments(r: &Review, body: &[u8]) -> Arguments {
             _ => None,
         }
     };
-    let mut args = Vec::new();
+    let (mut args, accounts_twice) = accounts(r);
     for key in NOTABLE {
         match params.get(key) {
             Some(Param::One(v)) => args.push(format!("{key}={}", clip(v, 80))),
@@ -312,6 +313,7 @@ pub(super) fn arguments(r: &Review, body: &[u8]) -> Arguments {
         }
     }
     let mut ambiguous = params.ambiguous;
+    ambiguous.extend(accounts_twice);
     let body_read = if super::views::is_git_push(r) {
         &[][..]
     } else {
@@ -324,6 +326,33 @@ pub(super) fn arguments(r: &Review, body: &[u8]) -> Arguments {
         args,
         ambiguous,
     }
+}
+
+/// Headers that say which account a Stripe call acts on (a connected account, or a context
+/// naming one): always shown, whatever the rule extracts.
+const ACCOUNT_HEADERS: &[&str] = &["Stripe-Account", "Stripe-Context"];
+
+/// `on account acct_… (Stripe-Account)` for every value of every [`ACCOUNT_HEADERS`] header in
+/// the stored request, and the headers given more than once (a server may act on either).
+fn accounts(r: &Review) -> (Vec<String>, Vec<String>) {
+    let mut shown = Vec::new();
+    let mut twice = Vec::new();
+    for name in ACCOUNT_HEADERS {
+        let values: Vec<&str> = r
+            .request
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        for v in &values {
+            shown.push(format!("on account {} ({name})", clip(v, 80)));
+        }
+        if values.len() > 1 {
+            twice.push(format!("header `{name}` (given {} times)", values.len()));
+        }
+    }
+    (shown, twice)
 }
 
 /// Is `body` JSON with a key given twice in some object (parsers differ on which value
@@ -641,6 +670,57 @@ mod tests {
             "{:?}",
             shown.args
         );
+    }
+
+    /// Security review: `Stripe-Account` and `Stripe-Context` (which account a call acts on)
+    /// reached no summary unless a rule extracted them: a refund read "full refund of ch_x".
+    #[test]
+    fn the_account_a_stripe_call_acts_on_is_always_shown() {
+        /// (headers, the accounts shown, the headers named as given twice)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a [&'a str]);
+        let cases: &[Case] = &[
+            (&[], &[], &[]),
+            (
+                &[("stripe-account", "acct_other")],
+                &["on account acct_other (Stripe-Account)"],
+                &[],
+            ),
+            (
+                &[
+                    ("Stripe-Account", "acct_a"),
+                    ("stripe-account", "acct_b"),
+                    ("stripe-context", "ctx_1/acct_c"),
+                ],
+                &[
+                    "on account acct_a (Stripe-Account)",
+                    "on account acct_b (Stripe-Account)",
+                    "on account ctx_1/acct_c (Stripe-Context)",
+                ],
+                &["header `Stripe-Account` (given 2 times)"],
+            ),
+        ];
+        for (headers, want, twice) in cases {
+            let mut r = review(
+                "POST",
+                "api.stripe.com",
+                "/v1/refunds",
+                Some("stripe.refunds.create"),
+                b"charge=ch_x",
+            );
+            for (k, v) in *headers {
+                r.request.headers.push(((*k).into(), (*v).into()));
+            }
+            let s = super::super::views::sum_up(&r, b"charge=ch_x");
+            assert_eq!(s.money.as_deref(), Some("full refund of ch_x"));
+            let accounts: Vec<&str> = s
+                .args
+                .iter()
+                .map(String::as_str)
+                .filter(|a| a.starts_with("on account"))
+                .collect();
+            assert_eq!(&accounts, want, "{headers:?}");
+            assert_eq!(&s.ambiguous, twice, "{headers:?}");
+        }
     }
 
     /// Security review: only the first key given twice was named (`a`, not `permission`),
