@@ -24,6 +24,9 @@ pub(super) struct Duplicate {
     pub key: String,
     /// Its values are not all alike.
     pub differs: bool,
+    /// It was given in spellings that differ only by characters that show nothing or by NFKC
+    /// (`permission` and `permission\u{1D173}`): named by its first spelling.
+    pub lookalike: bool,
 }
 
 /// Every key `body` (JSON, else a form) and `query` give more than once, in order of first
@@ -61,9 +64,14 @@ pub(super) fn warning_items(dups: &[Duplicate], priority: &[&str]) -> Vec<String
         .take(NAMED)
         .map(|d| {
             format!(
-                "{} `{}` (given twice{})",
+                "{} `{}` (given twice{}{})",
                 d.place,
                 super::arguments::clip(&d.key, KEY_SHOWN),
+                if d.lookalike {
+                    ", once in a look-alike spelling"
+                } else {
+                    ""
+                },
                 if d.differs { ", values differ" } else { "" }
             )
         })
@@ -87,34 +95,43 @@ struct Found {
 }
 
 impl Found {
-    fn note(&mut self, place: &'static str, key: String, differs: bool) {
+    fn note(&mut self, place: &'static str, key: String, differs: bool, lookalike: bool) {
         match self.at.get(&(place, key.clone())) {
-            Some(&i) => self.list[i].differs |= differs,
+            Some(&i) => {
+                self.list[i].differs |= differs;
+                self.list[i].lookalike |= lookalike;
+            }
             None => {
                 self.at.insert((place, key.clone()), self.list.len());
                 self.list.push(Duplicate {
                     place,
                     key,
                     differs,
+                    lookalike,
                 });
             }
         }
     }
 
-    /// A form's keys given twice, but array pushes (`a[]`), which are meant to repeat.
+    /// A form's keys given twice (compared [`crate::visible::folded`]), but array pushes
+    /// (`a[]`), which are meant to repeat.
     fn form(&mut self, place: &'static str, text: &[u8]) {
-        let mut first: HashMap<String, String> = HashMap::new();
+        // Folded key -> its first spelling and value.
+        let mut first: HashMap<String, (String, String)> = HashMap::new();
         for (k, v) in form_urlencoded::parse(text) {
             if k.ends_with("[]") {
                 continue;
             }
-            match first.get(k.as_ref()) {
-                Some(seen) => {
+            let fold = crate::visible::folded(&k);
+            match first.get(&fold) {
+                Some((raw, seen)) => {
                     let differs = seen != v.as_ref();
-                    self.note(place, k.into_owned(), differs);
+                    let lookalike = raw != k.as_ref();
+                    let raw = raw.clone();
+                    self.note(place, raw, differs, lookalike);
                 }
                 None => {
-                    first.insert(k.into_owned(), v.into_owned());
+                    first.insert(fold, (k.into_owned(), v.into_owned()));
                 }
             }
         }
@@ -180,15 +197,24 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = serde_json::Map::new();
+        // Keys compared folded ([`crate::visible::folded`]): folded key -> first spelling.
+        let mut firsts: HashMap<String, String> = HashMap::new();
         while let Some(key) = map.next_key::<String>()? {
             let path = format!("{}{}{key}", self.path, dot(&self.path));
             let v = map.next_value_seed(Walk {
-                path: path.clone(),
+                path,
                 found: &mut *self.found,
             })?;
-            if let Some(seen) = out.get(&key) {
-                let differs = *seen != v;
-                self.found.note("JSON key", path, differs);
+            let fold = crate::visible::folded(&key);
+            match firsts.get(&fold) {
+                Some(raw) => {
+                    let differs = out.get(raw) != Some(&v);
+                    let path = format!("{}{}{raw}", self.path, dot(&self.path));
+                    self.found.note("JSON key", path, differs, *raw != key);
+                }
+                None => {
+                    firsts.insert(fold, key.clone());
+                }
             }
             out.insert(key, v);
         }
@@ -213,6 +239,7 @@ mod tests {
             place,
             key: key.into(),
             differs,
+            lookalike: false,
         }
     }
 
@@ -253,6 +280,32 @@ mod tests {
                         dup("query field", "name", true),
                     ])
                     .collect(),
+            ),
+            // Security review: keys that differ only by a character that shows nothing, or by
+            // NFKC, read as one key given twice.
+            (
+                "",
+                "{\"permission\":\"admin\",\"permission\u{1D173}\":\"pull\"}".as_bytes(),
+                vec![Duplicate {
+                    lookalike: true,
+                    ..dup("JSON key", "permission", true)
+                }],
+            ),
+            (
+                "",
+                br#"{"role":"admin","r\u200bole":"member","\uff52ole":"member"}"#,
+                vec![Duplicate {
+                    lookalike: true,
+                    ..dup("JSON key", "role", true)
+                }],
+            ),
+            (
+                "",
+                "role=admin&r%E2%80%8Bole=read".as_bytes(),
+                vec![Duplicate {
+                    lookalike: true,
+                    ..dup("body field", "role", true)
+                }],
             ),
             ("", br#"{"a":1,"b":2}"#, vec![]),
             ("a=1&b=2", b"c=3", vec![]),

@@ -80,7 +80,7 @@ fn fold(text: &str) -> String {
     let decoded = unescape_markdown(&decode_entities(text));
     let folded: String = decoded
         .nfkc()
-        .filter(|c| !invisible(*c) && !('\u{300}'..='\u{36f}').contains(c))
+        .filter(|c| !crate::visible::ignorable(*c) && !('\u{300}'..='\u{36f}').contains(c))
         .flat_map(char::to_lowercase)
         .filter(|c| !('\u{300}'..='\u{36f}').contains(c))
         .filter_map(|c| match c {
@@ -222,21 +222,14 @@ fn unescape_markdown(text: &str) -> String {
 pub(super) fn loose(text: &str) -> String {
     let folded: String = text
         .nfkd()
-        .filter(|c| !invisible(*c) && !c.is_control() && !('\u{300}'..='\u{36f}').contains(c))
+        .filter(|c| {
+            !crate::visible::ignorable(*c)
+                && !c.is_control()
+                && !('\u{300}'..='\u{36f}').contains(c)
+        })
         .flat_map(char::to_lowercase)
         .collect();
     folded.trim().to_string()
-}
-
-/// Characters that show nothing (Unicode's default-ignorable code points, roughly): a reader
-/// that drops them sees the command whole.
-fn invisible(c: char) -> bool {
-    matches!(c,
-        '\u{ad}' | '\u{34f}' | '\u{61c}' | '\u{115f}' | '\u{1160}' | '\u{17b4}' | '\u{17b5}'
-        | '\u{180b}'..='\u{180f}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
-        | '\u{2060}'..='\u{206f}' | '\u{3164}' | '\u{fe00}'..='\u{fe0f}' | '\u{feff}'
-        | '\u{ffa0}' | '\u{fff0}'..='\u{fff8}' | '\u{1bca0}'..='\u{1bca3}'
-        | '\u{1d173}'..='\u{1d17a}' | '\u{e0000}'..='\u{e0fff}')
 }
 
 #[cfg(test)]
