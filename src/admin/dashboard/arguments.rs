@@ -24,6 +24,16 @@ const NOTABLE: &[&str] = &[
     "payment_intent_data[on_behalf_of]",
     "subscription_data[transfer_data][destination]",
     "visibility",
+    // who gets access, and how much (GitHub collaborators, members, repositories, branches)
+    "permission",
+    "role",
+    "private",
+    "archived",
+    "enforce_admins",
+    "allow_force_pushes",
+    "allow_deletions",
+    // where a webhook delivers (form spelling; a JSON body's `config.url`: [`config_url`])
+    "config[url]",
     "force",
     "sha",
     "ref",
@@ -319,6 +329,9 @@ pub(super) fn arguments(r: &Review, body: &[u8]) -> Arguments {
     } else {
         body
     };
+    if let Some(url) = config_url(body_read) {
+        args.push(format!("config.url={}", clip(&url, 80)));
+    }
     let repeated = repeated_keys(query, body_read, &ambiguous);
     ambiguous.extend(repeated);
     Arguments {
@@ -355,6 +368,18 @@ fn accounts(r: &Review) -> (Vec<String>, Vec<String>) {
     (shown, twice)
 }
 
+/// A JSON body's `config.url` (where a webhook delivers), as serde_json reads it (the last of a
+/// key given twice: the page warns of those).
+fn config_url(body: &[u8]) -> Option<String> {
+    let trimmed = body.trim_ascii_start();
+    if !trimmed.starts_with(b"{") || !trimmed.windows(6).any(|w| w == b"config") {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let url = v.pointer("/config/url")?;
+    Some(url.as_str().map_or_else(|| url.to_string(), str::to_string))
+}
+
 /// Is `body` JSON with a key given twice in some object (parsers differ on which value
 /// counts)?
 pub(super) fn json_key_twice(body: &[u8]) -> bool {
@@ -383,8 +408,8 @@ mod tests {
         Review::sample(method, host, pq, tool, body)
     }
 
-    /// Review of session 16: a key given twice in a field no summary lists (`permission` on
-    /// add-collaborator) showed no warning; GitHub reads the last value.
+    /// Review of session 16: a key given twice in a field no summary lists (then `permission`
+    /// on add-collaborator, now listed) showed no warning; GitHub reads the last value.
     #[test]
     fn a_key_given_twice_anywhere_is_named() {
         let r = review(
@@ -392,15 +417,27 @@ mod tests {
             "api.github.com",
             "/repos/o/r/collaborators/eve",
             Some("github.repos.add-collaborator"),
-            br#"{"permission":"pull","permissio\u006e":"admin"}"#,
+            br#"{"note":"pull","not\u0065":"admin","permission":"pull","permissio\u006e":"admin"}"#,
         );
         let a = arguments(&r, &r.request.body().expect("body"));
         assert!(
             a.ambiguous
                 .iter()
-                .any(|x| x == "JSON key `permission` (given twice, values differ)"),
+                .any(|x| x == "JSON key `note` (given twice, values differ)"),
             "{:?}",
             a.ambiguous
+        );
+        assert!(
+            a.ambiguous.iter().any(|x| x == "permission"),
+            "{:?}",
+            a.ambiguous
+        );
+        assert!(
+            a.args
+                .iter()
+                .any(|x| x.starts_with("permission read 2 ways: permission=pull, permission=admin")),
+            "{:?}",
+            a.args
         );
         let r = review(
             "POST",
@@ -672,6 +709,63 @@ mod tests {
         );
     }
 
+    /// Security review: who gets access and where a webhook delivers reached no summary, so
+    /// padding could push them out of view.
+    #[test]
+    fn access_fields_and_a_webhook_destination_are_shown() {
+        let padded = format!(
+            "{{\"note\":\"ok\",{}\"permission\":\"admin\"}}",
+            "\n".repeat(3000)
+        );
+        let cases: &[(&str, &str, &[u8], &[&str])] = &[
+            (
+                "PUT",
+                "/repos/acme/prod/collaborators/mallory1",
+                padded.as_bytes(),
+                &["permission=admin"],
+            ),
+            (
+                "PUT",
+                "/orgs/acme/memberships/mallory1",
+                br#"{"role":"admin"}"#,
+                &["role=admin"],
+            ),
+            (
+                "PATCH",
+                "/repos/acme/prod",
+                br#"{"private":false,"archived":true}"#,
+                &["private=false", "archived=true"],
+            ),
+            (
+                "POST",
+                "/repos/acme/prod/hooks",
+                br#"{"config":{"url":"https://evil.example/h","content_type":"json"},"events":["push"]}"#,
+                &["config.url=https://evil.example/h"],
+            ),
+            (
+                "POST",
+                "/repos/acme/prod/hooks",
+                b"config[url]=https://evil.example/f",
+                &["config[url]=https://evil.example/f"],
+            ),
+        ];
+        for (method, path, body, want) in cases {
+            let r = review(method, "api.github.com", path, None, body);
+            let args = arguments(&r, body).args;
+            for w in *want {
+                assert!(args.iter().any(|a| a == w), "{path}: {w} in {args:?}");
+            }
+        }
+        // The stored request as the detail and link pages show it: the padding as a marker.
+        let r = review("PUT", "api.github.com", "/r", None, padded.as_bytes());
+        let views = super::super::views::hider(&r);
+        let shown = super::super::views::stored_request_text(&r, "/r", padded.as_bytes(), &views);
+        assert!(
+            shown.ends_with("{\"note\":\"ok\",\n[… 3000 blank lines …]\n\"permission\":\"admin\"}"),
+            "{shown}"
+        );
+    }
+
     /// Security review: `Stripe-Account` and `Stripe-Context` (which account a call acts on)
     /// reached no summary unless a rule extracted them: a refund read "full refund of ch_x".
     #[test]
@@ -729,9 +823,9 @@ mod tests {
     fn every_key_given_twice_is_named_and_shown_escaped() {
         let cases: &[(&[u8], &[&str])] = &[
             (
-                br#"{"a":1,"a":1,"permission":"pull","permission":"admin"}"#,
+                br#"{"a":1,"a":1,"note":"pull","note":"admin"}"#,
                 &[
-                    "JSON key `permission` (given twice, values differ)",
+                    "JSON key `note` (given twice, values differ)",
                     "JSON key `a` (given twice)",
                 ],
             ),
@@ -753,7 +847,7 @@ mod tests {
         }
         // Decoys first in a form body: the one whose values differ is still named, first.
         let mut body: String = (0..12).map(|i| format!("d{i}=1&d{i}=1&")).collect();
-        body.push_str("role=read&role=admin");
+        body.push_str("scope=read&scope=admin");
         let r = review(
             "POST",
             "api.stripe.com",
@@ -764,7 +858,7 @@ mod tests {
         let shown = arguments(&r, body.as_bytes()).ambiguous;
         assert_eq!(
             shown.first().map(String::as_str),
-            Some("body field `role` (given twice, values differ)"),
+            Some("body field `scope` (given twice, values differ)"),
             "{shown:?}"
         );
         assert!(

@@ -33,6 +33,46 @@ pub(super) fn request_body_text(body: &[u8], git_push: bool) -> String {
     }
 }
 
+/// Line breaks in one run of blanks past which the run is shown as a marker.
+const MOST_BREAKS: usize = 3;
+/// Blanks on one line past which the run is shown as a marker (deep JSON indents stay).
+const MOST_BLANKS: usize = 40;
+
+/// `text` (a stored request as shown) with each run of whitespace longer than a few lines
+/// ([`MOST_BREAKS`]) or characters ([`MOST_BLANKS`]) shown as a marker, `[… 3000 blank lines
+/// …]`: padding must not push a parameter out of view (the stored bytes are untouched, and sent
+/// as they are). Run after masking and escaping, so a mask still matches its value whole.
+pub(super) fn collapse_blanks(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(1 << 20));
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        let breaks = run.matches('\n').count();
+        let chars = run.chars().count();
+        if breaks > MOST_BREAKS {
+            out.push_str(&format!("\n[… {breaks} blank lines …]\n"));
+        } else if breaks == 0 && chars > MOST_BLANKS || breaks > 0 && chars > MOST_BLANKS + breaks {
+            out.push_str(&format!(" [… {chars} blank characters …] "));
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if c.is_whitespace() {
+            run.push(c);
+        } else {
+            if !run.is_empty() {
+                flush(&mut run, &mut out);
+            }
+            out.push(c);
+        }
+    }
+    if !run.is_empty() {
+        flush(&mut run, &mut out);
+    }
+    out
+}
+
 /// An upstream answer's body as shown: UTF-8 text (its first 16 KiB), or its size and a hex
 /// dump of its head.
 pub(super) fn answer_text(body: &[u8]) -> String {
@@ -94,6 +134,38 @@ mod tests {
         let shown = visible("{\"name\":\"scratch\u{202E}cilbup\u{200B}\"}");
         assert_eq!(shown, "{\"name\":\"scratch\\u{202E}cilbup\\u{200B}\"}");
         assert_eq!(visible("plain text, é and 中文"), "plain text, é and 中文");
+    }
+
+    /// Security review: 3000 newlines between two fields pushed `"permission":"admin"` out of
+    /// view. Long runs of blanks are shown as a marker; ordinary layout stays.
+    #[test]
+    fn padding_is_shown_as_a_marker() {
+        let cases: &[(String, &str)] = &[
+            (
+                format!(
+                    "{{\"note\":\"ok\",{}\"permission\":\"admin\"}}",
+                    "\n".repeat(3000)
+                ),
+                "{\"note\":\"ok\",\n[… 3000 blank lines …]\n\"permission\":\"admin\"}",
+            ),
+            (
+                format!("a=1&b={}&role=admin", " ".repeat(500)),
+                "a=1&b= [… 500 blank characters …] &role=admin",
+            ),
+            (
+                format!("x{}y", " \r\n\t".repeat(10)),
+                "x\n[… 10 blank lines …]\ny",
+            ),
+            (
+                "{\n  \"a\": {\n    \"b\": 1\n  }\n}\n\n".into(),
+                "{\n  \"a\": {\n    \"b\": 1\n  }\n}\n\n",
+            ),
+            (format!("{{\n{}\"deep\":1}}", " ".repeat(40)), ""),
+        ];
+        for (text, want) in cases {
+            let want = if want.is_empty() { text.as_str() } else { want };
+            assert_eq!(collapse_blanks(text), want);
+        }
     }
 
     #[test]

@@ -120,7 +120,8 @@ pub(super) fn sum_up(r: &Review, body: &[u8]) -> Summary {
 }
 
 /// The stored request as it would be sent (`url` already masked): method and URL, every header
-/// (credential-like ones as `[redacted]`, withheld ones listed), the body. The detail page and a
+/// (credential-like ones as `[redacted]`, withheld ones listed), the body (long runs of blanks
+/// as a marker: [`show::collapse_blanks`]). The detail page and a
 /// one-click link's page both show it whole: headers such as `Stripe-Account` or a method
 /// override change what a call does.
 pub(super) fn stored_request_text(
@@ -148,7 +149,7 @@ pub(super) fn stored_request_text(
         text.push('\n');
         text.push_str(&show::request_body_text(body, is_git_push(r)));
     }
-    hide(&text)
+    show::collapse_blanks(&hide(&text))
 }
 
 /// Was the review judged as a git push (its verdict's reasons are the git rules' own, which the
