@@ -59,7 +59,8 @@ pub(super) enum ReviewsCommand {
         reviewer: Option<String>,
     },
     /// Send a failed (or outcome_unknown) review's stored request again, with the same
-    /// Idempotency-Key; only before the review's deadline, and only once the rule's quorum is
+    /// Idempotency-Key if it has one (Stripe calls do; without one nothing keeps a retry from
+    /// running the call twice: check the upstream first); only before the review's deadline, and only once the rule's quorum is
     /// reached afresh. Summary line and exit status as for approve: 0 executed (or waiting for
     /// more retry approvals), 3 failed (not sent), 4 outcome_unknown, 1 an error.
     Retry {

@@ -49,6 +49,9 @@ struct Row {
     comments: Vec<String>,
     request_text: String,
     result_text: Option<String>,
+    /// The stored request's `Idempotency-Key` (the retry box says a retry reuses it, or that
+    /// nothing guards a retry when there is none).
+    idempotency_key: Option<String>,
 }
 
 /// The agent's text as a reviewer reads it: echoes of secret-named query values masked
@@ -193,6 +196,12 @@ fn row(r: &Review, now_ms: u64, people: &People, full: bool) -> Row {
         hide(&t)
     });
     let (decided_by, comments) = decided(r, &hide);
+    let idempotency_key = r
+        .request
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("idempotency-key"))
+        .map(|(_, v)| hide(&arguments::clip(v, 80)));
     Row {
         id: r.id.clone(),
         state: r.state.as_str(),
@@ -264,6 +273,7 @@ fn row(r: &Review, now_ms: u64, people: &People, full: bool) -> Row {
         comments,
         request_text,
         result_text,
+        idempotency_key,
     }
 }
 
@@ -486,5 +496,69 @@ fn human(ms: u64) -> String {
         60..=3599 => format!("{}m", s / 60),
         3600..=86_399 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
         _ => format!("{}d {}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Security review: the retry box said a retry carries "the same Idempotency-Key" whatever
+    /// the request; only Stripe calls get one (`gate/hold.rs`). Without one it says nothing
+    /// guards against running the call twice.
+    #[test]
+    fn the_retry_box_names_the_idempotency_key_only_when_there_is_one() {
+        let dash = super::super::Dashboard::new();
+        // (host, headers, state, said, not said)
+        type Case<'a> = (
+            &'a str,
+            &'a [(&'a str, &'a str)],
+            ReviewState,
+            &'a str,
+            &'a str,
+        );
+        let cases: &[Case] = &[
+            (
+                "api.stripe.com",
+                &[("idempotency-key", "airlock-r1")],
+                ReviewState::OutcomeUnknown,
+                "with the same Idempotency-Key (airlock-r1)",
+                "nothing protects",
+            ),
+            (
+                "api.github.com",
+                &[],
+                ReviewState::OutcomeUnknown,
+                "It carries no Idempotency-Key: nothing protects a retry from running the call twice",
+                "with the same Idempotency-Key",
+            ),
+            (
+                "api.github.com",
+                &[("Idempotency-Key", "k-42")],
+                ReviewState::Failed,
+                "with the same Idempotency-Key (k-42)",
+                "nothing protects",
+            ),
+        ];
+        for (host, headers, state, said, not_said) in cases {
+            let mut r = Review::sample("DELETE", host, "/repos/o/r", None, b"");
+            for (k, v) in *headers {
+                r.request.headers.push(((*k).into(), (*v).into()));
+            }
+            r.state = *state;
+            let html = dash
+                .env
+                .get_template("detail.html")
+                .and_then(|t| {
+                    t.render(context! {
+                        r => row(&r, 0, &People::default(), true),
+                        audit => Vec::<String>::new(),
+                    })
+                })
+                .expect("renders");
+            let text = html.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(text.contains(said), "{host}: {said} in {text}");
+            assert!(!text.contains(not_said), "{host}: {not_said} in {text}");
+        }
     }
 }
