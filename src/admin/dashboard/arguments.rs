@@ -221,7 +221,7 @@ fn amounts_text(amounts: &[&str], currencies: &[&str]) -> String {
         for c in currencies {
             let t = match a.trim().parse::<u64>() {
                 Ok(minor) => amount_text(minor, c),
-                Err(_) => format!("{:?} (not a number)", clip(a, 40)),
+                Err(_) => format!("not a number: {:?}", clip(a, 40)),
             };
             if !out.contains(&t) {
                 out.push(t);
@@ -300,18 +300,40 @@ pub(super) fn arguments(r: &Review, body: &[u8]) -> Arguments {
     let money = if is_refund(r) {
         Some(refund_text(r, &mut params))
     } else {
-        match (params.get("amount"), params.get("currency")) {
-            (Some(Param::One(a)), Some(Param::One(c))) => {
-                a.trim().parse::<u64>().ok().map(|m| amount_text(m, c))
-            }
+        // An invoice item may give a unit amount and a quantity instead of an amount.
+        let amount = params.get("amount").or_else(|| params.get("unit_amount"));
+        let quantity = params.get("quantity");
+        let money = match (amount.as_ref(), params.get("currency")) {
             (Some(a), Some(c)) => Some(with_why(
                 amounts_text(&a.values(), &c.values()),
-                &[Some(&a), Some(&c)],
+                &[Some(a), Some(&c)],
             )),
-            (Some(p @ Param::Many { .. }), None) | (None, Some(p @ Param::Many { .. })) => {
+            // Always shown, never dropped: `99999999 minor units, currency not given`.
+            (Some(a), None) => {
+                let shown: Vec<String> = a
+                    .values()
+                    .iter()
+                    .map(|v| match v.trim().parse::<u64>() {
+                        Ok(m) => format!("{m} minor units"),
+                        Err(_) => format!("not a number: {:?}", clip(v, 40)),
+                    })
+                    .collect();
+                Some(with_why(
+                    format!("{}, currency not given", shown.join(" or ")),
+                    &[Some(a)],
+                ))
+            }
+            (None, Some(p @ Param::Many { .. })) => {
                 Some(with_why(either(&p.values()), &[Some(&p)]))
             }
             _ => None,
+        };
+        match (money, &quantity) {
+            (Some(m), Some(q)) => Some(with_why(
+                format!("{m} × quantity {}", either(&q.values())),
+                &[Some(q)],
+            )),
+            (m, _) => m,
         }
     };
     let (mut args, accounts_twice) = accounts(r);
@@ -764,6 +786,43 @@ mod tests {
             shown.ends_with("{\"note\":\"ok\",\n[… 3000 blank lines …]\n\"permission\":\"admin\"}"),
             "{shown}"
         );
+    }
+
+    /// Security review: an amount with no currency, or one that is not a number, showed no
+    /// amount at all; an invoice item's quantity was not shown.
+    #[test]
+    fn an_amount_is_always_shown() {
+        let cases: &[(&str, &[u8], &str)] = &[
+            (
+                "/v1/payment_intents/pi_123/increment_authorization",
+                b"amount=99999999",
+                "99999999 minor units, currency not given",
+            ),
+            (
+                "/v1/charges",
+                b"amount=5_000_000&currency=usd",
+                "not a number: \"5_000_000\"",
+            ),
+            (
+                "/v1/charges",
+                b"amount=5_000_000",
+                "not a number: \"5_000_000\", currency not given",
+            ),
+            (
+                "/v1/invoiceitems",
+                b"customer=cus_1&unit_amount=2500&currency=usd&quantity=400",
+                "25.00 USD × quantity 400",
+            ),
+            (
+                "/v1/invoiceitems",
+                b"customer=cus_1&amount=2500&currency=usd",
+                "25.00 USD",
+            ),
+        ];
+        for (path, body, want) in cases {
+            let r = review("POST", "api.stripe.com", path, None, body);
+            assert_eq!(money(&r).as_deref(), Some(*want), "{path}");
+        }
     }
 
     /// Security review: `Stripe-Account` and `Stripe-Context` (which account a call acts on)
