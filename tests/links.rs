@@ -1115,7 +1115,7 @@ async fn a_link_whose_page_withholds_the_body_cannot_approve() {
             html.contains(&format!("href=\"/ui/reviews/{id}\"")),
             "{what}: {html}"
         );
-        assert!(html.contains("?action=reject"), "{what}: {html}");
+        assert!(html.contains("/reject\""), "{what}: {html}");
         // A POST that approves (as the old page's form did) decides nothing, and the link
         // is not used up.
         let (st, html) = page(&c, http::Method::POST, &approve, None).await;
@@ -1132,13 +1132,7 @@ async fn a_link_whose_page_withholds_the_body_cannot_approve() {
         assert_eq!(r["state"], "pending", "{what}: {r}");
         assert_eq!(s.up.count(), 0, "{what}");
         // Reject, as its page offers.
-        let (st, html) = page(
-            &c,
-            http::Method::POST,
-            &format!("{approve}?action=reject"),
-            None,
-        )
-        .await;
+        let (st, html) = page(&c, http::Method::POST, &format!("{approve}/reject"), None).await;
         assert_eq!(st, 200, "{what}: {html}");
         assert!(html.contains("rejected"), "{what}: {html}");
         let (_, r) = s
@@ -1152,6 +1146,29 @@ async fn a_link_whose_page_withholds_the_body_cannot_approve() {
         assert_eq!(r["state"], "rejected", "{what}: {r}");
         assert_eq!(r["decision"]["by"], "bob", "{what}: {r}");
     }
+    // `/reject` on any approve link rejects, never approves (review of session 18: the flag was
+    // read only when the body was withheld, and approved otherwise).
+    let (_, links) = s.hold("/repos/octo/shown-but-rejected").await;
+    let approve = links["bob"].0.clone().expect("bob's approve link");
+    let (st, html) = page(&c, http::Method::POST, &format!("{approve}/reject"), None).await;
+    assert_eq!(st, 200, "{html}");
+    let (_, list) = s
+        .call(
+            "dave",
+            http::Method::GET,
+            "/v1/reviews?state=rejected",
+            None,
+        )
+        .await;
+    assert!(
+        list["reviews"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|r| r["url"]
+                .as_str()
+                .is_some_and(|u| u.ends_with("/shown-but-rejected")))),
+        "{list}"
+    );
+    assert_eq!(s.up.count(), 0);
     // A link whose page shows the body still approves.
     let (_, links) = s.hold("/repos/octo/seen").await;
     let approve = links["bob"].0.clone().expect("bob's approve link");

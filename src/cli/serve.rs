@@ -96,7 +96,7 @@ fn limit_malloc_arenas() {
 async fn serve_async(config: Config) -> Result<()> {
     // Before anything is announced: a SIGTERM right after the address lines is a graceful
     // shutdown (logs flushed), not the default action's instant death.
-    let signals = Signals::install();
+    let mut signals = Signals::install();
     let catalog = LiveCatalog::load(config.rules.dir.clone(), catalog_options(&config))
         .map_err(|e| anyhow::anyhow!("rules: {e}"))?;
     tracing::info!(target: "airlock", rules = catalog.current().rule_count(), hosts = ?catalog.current().hosts(), "rules catalog loaded");
@@ -104,8 +104,14 @@ async fn serve_async(config: Config) -> Result<()> {
         tracing::warn!(target: "airlock", "rules.unclassified_writes = \"allow\": writes no rule classifies are forwarded (each is audited as unclassified); the closed world is off");
     }
     let classifier: Arc<dyn airlock::rules::Classifier> = catalog.clone();
-    let server =
-        airlock::server::start(&config, classifier, Arc::new(airlock::gate::SystemClock)).await?;
+    // A signal while starting (a store lock or a database still awaited) ends it there.
+    let server = tokio::select! {
+        started = airlock::server::start(&config, classifier, Arc::new(airlock::gate::SystemClock)) => started?,
+        _ = signals.recv() => {
+            tracing::info!(target: "airlock", "signal received while starting; not started");
+            return Ok(());
+        }
+    };
     // Logged before the address lines: whoever reads those finds this line written.
     tracing::info!(target: "airlock", proxy = %server.proxy_addr, admin = %server.admin_addr, unknown_hosts = ?config.proxy.unknown_hosts, "Airlock running");
     super::announce(
@@ -170,7 +176,7 @@ impl Signals {
     }
 
     /// Waits for either (Ctrl-C alone where these cannot be registered).
-    async fn recv(mut self) {
+    async fn recv(&mut self) {
         #[cfg(unix)]
         {
             async fn next(s: &mut Option<tokio::signal::unix::Signal>) {

@@ -33,7 +33,8 @@ impl QueryEchoes {
             if !redact::is_secret_query_param(&name) {
                 continue;
             }
-            for v in [value.to_string(), redact::decode(value)] {
+            let forms = redact::with_clipped_forms(&[value.to_string(), redact::decode(value)]);
+            for v in forms {
                 if v.len() >= redact::MIN_ECHO_LEN && !fields.iter().any(|(f, _)| *f == v) {
                     fields.push((v, name.clone()));
                 }
@@ -62,13 +63,20 @@ impl QueryEchoes {
         let mut taken: Vec<(usize, usize, usize)> = Vec::new();
         let mut covered = vec![false; text.len()];
         for (i, (v, _)) in self.fields.iter().enumerate() {
-            for (at, _) in text.match_indices(v.as_str()) {
+            // Every occurrence, overlapping ones included: one that overlaps a longer value's
+            // range is skipped by a character, not by its length (a later whole occurrence
+            // would be stepped over).
+            let mut pos = 0;
+            while let Some(off) = text[pos..].find(v.as_str()) {
+                let at = pos + off;
                 let end = at + v.len();
                 if covered[at..end].iter().any(|c| *c) {
+                    pos = at + text[at..].chars().next().map_or(1, char::len_utf8);
                     continue;
                 }
                 covered[at..end].iter_mut().for_each(|c| *c = true);
                 taken.push((at, end, i));
+                pos = end;
             }
         }
         taken.sort_unstable();
@@ -106,14 +114,41 @@ impl QueryEchoes {
     }
 
     /// A parameter's name as a marker or a warning shows it: clipped, and itself masked (a
-    /// name may spell another parameter's value).
+    /// name may spell another parameter's value). A name other than plain form keys
+    /// (`metadata[token]`) is shown quoted, its controls escaped: the agent chose it, and a
+    /// newline or `]` in it would forge lines or end the marker early.
     pub fn shown_name(&self, name: &str) -> String {
         let mut shown: String = name.chars().take(NAME_SHOWN).collect();
         if name.chars().nth(NAME_SHOWN).is_some() {
             shown.push('…');
         }
-        redact::mask_values(&shown, &self.values())
+        let masked = redact::mask_values(&shown, &self.values());
+        if plain_key(name) {
+            masked
+        } else {
+            format!("{masked:?}")
+        }
     }
+}
+
+/// `word` or `word[word]…`, words of letters, digits, `_`, `-` and `.`.
+fn plain_key(name: &str) -> bool {
+    let word = |w: &str| {
+        w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    };
+    let (head, mut rest) = name.split_once('[').map_or((name, ""), |(h, r)| (h, r));
+    if head.is_empty() || !word(head) {
+        return false;
+    }
+    if name.contains('[') {
+        rest = match rest.strip_suffix(']') {
+            Some(r) => r,
+            None => return false,
+        };
+        return rest.split("][").all(word);
+    }
+    true
 }
 
 #[cfg(test)]
@@ -145,5 +180,36 @@ mod tests {
             "[redacted: same value as secret-named query parameter [redacted]_token]"
         );
         assert!(QueryEchoes::of("/x?token=short").is_empty());
+        // A long value clipped by shown text (`prefix…`) is masked too (review of session 18:
+        // clipping before masking showed 80 characters of a 93-character token).
+        let token = "g".repeat(93);
+        let e = QueryEchoes::of(&format!("/x?token={token}"));
+        let clipped: String = token.chars().take(80).chain(['…']).collect();
+        assert!(!e.mask(&format!("on account {clipped}")).contains("ggg"));
+        // An occurrence overlapping a longer value's is not allowed to hide a whole one after
+        // it (review of session 18: `match_indices` stepped over it).
+        let e = QueryEchoes::of("/x?token=zzzzbbbb&password=bbbbbb");
+        let shown = e.mask("zzzzbbbbbbbbbb");
+        assert!(!shown.contains("bbbbbb"), "{shown}");
+        // A name that could forge lines or end the marker early is shown quoted and escaped.
+        let e =
+            QueryEchoes::of("/x?a%5D%0Astripe-account%3A%20acct_1Good%0Ax-token=acct_1EvilAcct");
+        let shown = e.mask("stripe-account: acct_1EvilAcct");
+        assert!(!shown.contains('\n'), "{shown}");
+        assert!(
+            shown.contains("\"a]\\nstripe-account: acct_1Good\\nx-token\""),
+            "{shown}"
+        );
+        for (name, plain) in [
+            ("token", true),
+            ("metadata[token]", true),
+            ("a[b][c]", true),
+            ("a]", false),
+            ("a[b", false),
+            ("[x]", false),
+            ("a b", false),
+        ] {
+            assert_eq!(plain_key(name), plain, "{name}");
+        }
     }
 }

@@ -56,6 +56,29 @@ const SECRET_QUERY_PARAMS: &[&str] = &[
 /// ordinary text); the parameter itself is masked in the URL whatever its length.
 pub(super) const MIN_ECHO_LEN: usize = 6;
 
+/// Lengths (in characters) at which shown text clips a value (`arguments::clip`): a secret
+/// longer than one shows clipped, `prefix…`, which masking must catch too.
+const CLIPPED_AT: [usize; 3] = [12, 40, 80];
+
+/// `values` with each one's clipped renderings (`prefix…`) added, longest first, so masking
+/// catches a value wherever shown text clipped it before masking.
+pub fn with_clipped_forms(values: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = values.to_vec();
+    for v in values {
+        for n in CLIPPED_AT {
+            if v.chars().nth(n).is_some() {
+                let mut clipped: String = v.chars().take(n).collect();
+                clipped.push('…');
+                if !out.contains(&clipped) {
+                    out.push(clipped);
+                }
+            }
+        }
+    }
+    out.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    out
+}
+
 /// Is `name` a credential-like header (built-in list or name pattern; case-insensitive)?
 /// Configured `strip` lists are checked by [`Vault::strips`].
 pub fn is_credential_header(name: &str) -> bool {

@@ -353,7 +353,12 @@ async fn connect(
                 let revoked = agents.until_removed(&agent);
                 // A first flight naming a host Airlock inspects (or answers) is not tunnelled.
                 let inspected = |name: &str| {
-                    crate::config::normalize_host(name).is_none_or(|h| {
+                    // An address (`2001:db8::1`) is routed as written; a name normalised first.
+                    let host = match crate::upstream::egress::literal_ip(name) {
+                        Some(_) => Some(name.to_string()),
+                        None => crate::config::normalize_host(name),
+                    };
+                    host.is_none_or(|h| {
                         routes.hosts.route(&h, routes.classifier.as_ref()) != Route::Tunnel
                     })
                 };

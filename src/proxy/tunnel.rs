@@ -176,10 +176,13 @@ fn named_destinations(first: &[u8]) -> Named {
     }
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
-    match req.parse(first) {
+    let parsed = req.parse(first);
+    // Past a method token (and its space): a server reads an HTTP request here, whatever this
+    // parser makes of the rest (a double space, another version, a head cut short).
+    let http = req.method.is_some();
+    match parsed {
         Ok(httparse::Status::Complete(_)) => {}
-        // A request line was read, then the head could not be: a server may read it otherwise.
-        Ok(httparse::Status::Partial) if req.method.is_some() && req.version.is_some() => {
+        Ok(httparse::Status::Partial) if http => {
             return Named::Unreadable("an HTTP request head too long or cut short")
         }
         Err(
@@ -187,6 +190,7 @@ fn named_destinations(first: &[u8]) -> Named {
             | httparse::Error::HeaderValue
             | httparse::Error::TooManyHeaders,
         ) => return Named::Unreadable("an HTTP request head Airlock cannot read"),
+        Err(_) if http => return Named::Unreadable("an HTTP request line Airlock cannot read"),
         Ok(httparse::Status::Partial) | Err(_) => return Named::Hosts(Vec::new()),
     }
     let host = |a: &str| {
@@ -194,18 +198,27 @@ fn named_destinations(first: &[u8]) -> Named {
             .ok()
             .map(|t| t.host)
     };
-    let mut names: Vec<String> = req
+    let mut names = Vec::new();
+    for h in req
         .headers
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("host"))
-        .filter_map(|h| std::str::from_utf8(h.value).ok().and_then(host))
-        .collect();
-    if let Some(authority) = req
-        .path
-        .and_then(|p| p.parse::<http::Uri>().ok())
-        .and_then(|u| u.authority().map(|a| a.to_string()))
     {
-        names.extend(host(&authority));
+        // A Host this parser cannot read (`dash.example:`) may still route a server's way.
+        match std::str::from_utf8(h.value).ok().and_then(host) {
+            Some(name) => names.push(name),
+            None => return Named::Unreadable("a Host header Airlock cannot read"),
+        }
+    }
+    if let Some(path) = req.path.filter(|p| !p.starts_with('/') && *p != "*") {
+        let authority = path
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|u| u.authority().map(|a| a.to_string()));
+        match authority.as_deref().and_then(host) {
+            Some(name) => names.push(name),
+            None => return Named::Unreadable("a request target Airlock cannot read"),
+        }
     }
     Named::Hosts(names)
 }
@@ -235,11 +248,18 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: dash.example\r\n{}\r\n",
             "X-Pad: 1\r\n".repeat(64)
         );
+        let long_target = format!("GET http://dash.example/{} HTTP/1.1", "a".repeat(17_000));
         for head in [
             padded.as_bytes(),
             b"GET / HTTP/1.1\r\nx@y: 1\r\nHost: dash.example\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: dash.exa",
             b"\x16\x03\x01\x00\x05garbage",
+            // Review of session 18: servers read these; this parser did not, and waved them on.
+            b"GET  /ui HTTP/1.1\r\nHost: dash.example\r\n\r\n",
+            b"GET /ui HTTP/1.2\r\nHost: dash.example\r\n\r\n",
+            b"GET /ui HTTP/1.1\r\nHost: dash.example:\r\n\r\n",
+            b"GET http://dash.example:/ui HTTP/1.1\r\nHost: x.test\r\n\r\n",
+            long_target.as_bytes(),
         ] {
             assert!(
                 matches!(named_destinations(head), Named::Unreadable(_)),

@@ -644,7 +644,10 @@ impl GitRules {
                             ..Default::default()
                         };
                         let mut v = self.push_verdict(service, &partial);
-                        v.action = Action::Escalate;
+                        // Never softer than held (a `block` for what was read stays), and
+                        // never called reversible: the unread part may hold anything.
+                        v.action = v.action.max(Action::Escalate);
+                        v.class = Some(Class::Irreversible);
                         v.reason_codes.insert(0, e.reason_code().to_string());
                         v.reason_codes.retain(|c| c != "git_no_commands");
                         v.explanation = match v.params.get("refs") {

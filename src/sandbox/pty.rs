@@ -158,14 +158,18 @@ impl Pty {
         self.restore();
     }
 
-    /// Gives the caller's terminal back as it was. TCSAFLUSH drops input typed but not read
-    /// (once written output has drained): a terminal's reply to a question COMMAND asked last
-    /// would otherwise be read by the caller's shell as typed (`term_filter.rs` drops such
-    /// questions; this covers one already on its way).
+    /// Gives the caller's terminal back as it was, dropping input typed but not read: a
+    /// terminal's reply to a question COMMAND asked last would otherwise be read by the
+    /// caller's shell as typed (`term_filter.rs` drops such questions; this covers one already
+    /// on its way). `tcflush` then `TCSANOW`, not `TCSAFLUSH`: that waits for output to drain,
+    /// which a paused terminal (Ctrl-S) would make forever.
     fn restore(&mut self) {
         if let Some(t) = self.saved.take() {
-            // SAFETY: restores settings read from the same terminal.
-            unsafe { libc::tcsetattr(0, libc::TCSAFLUSH, &t) };
+            // SAFETY: flushes and restores the same terminal with settings read from it.
+            unsafe {
+                libc::tcflush(0, libc::TCIFLUSH);
+                libc::tcsetattr(0, libc::TCSANOW, &t);
+            }
         }
     }
 }

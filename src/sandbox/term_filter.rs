@@ -125,6 +125,8 @@ impl TermFilter {
                 b'P' | b'X' | b'^' | b'_' => self.state = State::Str { keep: false },
                 // A second ESC cancels the first; a bare ST outside a string does nothing.
                 0x1b => {}
+                // ENQ acts inside a sequence too (the terminal types its answerback).
+                0x05 => {}
                 b'\\' => self.state = State::Ground,
                 // A C1 control cancels the ESC and acts itself (`ESC C2 9D` starts an OSC, and so
                 // does `ESC 9D` on an 8-bit terminal): the ESC is dropped, the byte judged anew.
@@ -140,6 +142,8 @@ impl TermFilter {
             State::C2 => match b {
                 0x9d => self.start_osc(&[0xc2, 0x9d]),
                 0x9b => self.start_csi(&[0xc2, 0x9b]),
+                // C1 DECID: answered as device attributes.
+                0x9a => self.state = State::Ground,
                 0x90 | 0x98 | 0x9e | 0x9f => self.state = State::Str { keep: false },
                 _ => {
                     out.push(0xc2);
@@ -375,6 +379,12 @@ mod tests {
             // caller's shell once COMMAND is gone): device status, cursor position, device
             // attributes, window reports, versions, modes, the answerback, colour queries.
             (b"a\x1b[6nb", b"ab"),
+            // Review of session 18: ENQ inside an escape, C1 DECID, DEL before a marker.
+            (b"a\x1b\x05b", b"a\x1bb"),
+            (b"a\x1b]0;t\x1b\x05b", b"a\x1b]0;t\x07\x1bb"),
+            (b"a\xc2\x9ab", b"ab"),
+            (b"a\x1b[\x7f>qb", b"ab"),
+            (b"a\x1b[\x7f?ub", b"ab"),
             (b"a\x1b[5nb", b"ab"),
             (b"a\x1b[?6nb", b"ab"),
             (b"a\x1b[cb", b"ab"),

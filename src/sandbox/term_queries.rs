@@ -11,7 +11,8 @@
 /// Does the CSI sequence with these parameter and intermediate bytes (`?6`, `$`) and this
 /// final byte ask the terminal for a reply?
 pub(super) fn csi_asks(params: &[u8], final_byte: u8) -> bool {
-    let private = params.first().copied();
+    // Terminals ignore DEL inside a sequence: `CSI DEL > q` is `CSI > q`.
+    let private = params.iter().copied().find(|&b| b != 0x7f);
     let intermediate = params
         .iter()
         .rev()

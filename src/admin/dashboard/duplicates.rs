@@ -184,7 +184,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut out = Vec::new();
         loop {
-            let path = format!("{}{}{}", self.path, dot(&self.path), out.len());
+            let path = child_path(&self.path, &out.len().to_string());
             let seed = Walk {
                 path,
                 found: &mut *self.found,
@@ -200,7 +200,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
         // Keys compared folded ([`crate::visible::folded`]): folded key -> first spelling.
         let mut firsts: HashMap<String, String> = HashMap::new();
         while let Some(key) = map.next_key::<String>()? {
-            let path = format!("{}{}{key}", self.path, dot(&self.path));
+            let path = child_path(&self.path, &key);
             let v = map.next_value_seed(Walk {
                 path,
                 found: &mut *self.found,
@@ -209,7 +209,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
             match firsts.get(&fold) {
                 Some(raw) => {
                     let differs = out.get(raw) != Some(&v);
-                    let path = format!("{}{}{raw}", self.path, dot(&self.path));
+                    let path = child_path(&self.path, raw);
                     self.found.note("JSON key", path, differs, *raw != key);
                 }
                 None => {
@@ -220,6 +220,35 @@ impl<'de> Visitor<'de> for Walk<'_> {
         }
         Ok(serde_json::Value::Object(out))
     }
+}
+
+/// Longest path shown, in bytes, and longest segment, in characters.
+const PATH_MAX: usize = 200;
+const SEGMENT_MAX: usize = 40;
+
+/// A member's path as shown: each segment clipped, the whole clipped. Built for every member,
+/// so its cost must not grow with the body (a long key above a long array would be copied once
+/// per element).
+fn child_path(parent: &str, segment: &str) -> String {
+    if parent.len() >= PATH_MAX {
+        return parent.to_string();
+    }
+    let mut path = String::with_capacity(parent.len() + SEGMENT_MAX + 4);
+    path.push_str(parent);
+    path.push_str(dot(parent));
+    path.extend(segment.chars().take(SEGMENT_MAX));
+    if segment.chars().nth(SEGMENT_MAX).is_some() {
+        path.push('…');
+    }
+    if path.len() > PATH_MAX {
+        let mut cut = PATH_MAX;
+        while !path.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        path.truncate(cut);
+        path.push('…');
+    }
+    path
 }
 
 fn dot(path: &str) -> &'static str {
@@ -355,5 +384,28 @@ mod tests {
             &["amount"],
         );
         assert!(items[0].contains("`amount`"), "{items:?}");
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+
+    /// Review of session 18: a member's path copied its parent's whole (a 500 KB key above a
+    /// long array cost the key per element). Paths are clipped.
+    #[test]
+    fn paths_are_clipped_and_a_long_key_above_an_array_costs_little() {
+        let long = "k".repeat(100);
+        let p = child_path("", &long);
+        assert_eq!(p.chars().count(), SEGMENT_MAX + 1, "{p}");
+        let deep = (0..20).fold(String::new(), |p, i| {
+            child_path(&p, &format!("key{i}x{long}"))
+        });
+        assert!(deep.len() <= PATH_MAX + '…'.len_utf8(), "{}", deep.len());
+        assert_eq!(child_path(&deep, "more"), deep);
+        // A repeated key under a long one is still found, named by its clipped path.
+        let body = format!("{{\"{long}\":[{{\"a\":1,\"a\":2}}]}}");
+        let found = duplicates("", body.as_bytes());
+        assert_eq!(found.len(), 1, "{found:?}");
     }
 }

@@ -201,14 +201,11 @@ fn request_summary(r: &Review) -> String {
     // A link's bearer (a mail scanner, whoever the mail reaches) is not a signed-in reviewer:
     // secret-named body fields (a webhook's `config.secret`) are masked here, wherever their
     // values show.
-    let mut secrets = redact::secret_body_values(&body);
+    let secrets = redact::secret_body_values(&body);
     let withheld = withheld(&body, &secrets);
-    let body = if withheld {
-        secrets.clear();
-        Vec::new()
-    } else {
-        body
-    };
+    // Withheld or not, what else the page shows (arguments, money, warnings) stays masked.
+    let secrets = redact::with_clipped_forms(&secrets);
+    let body = if withheld { Vec::new() } else { body };
     let query_hide = super::views::hider(r);
     let hide = |t: &str| query_hide(&redact::mask_values(t, &secrets));
     let url = hide(&s.url);
@@ -293,7 +290,7 @@ fn request_summary(r: &Review) -> String {
 }
 
 /// An approve link whose review's body its page does not show ([`withheld`]) cannot approve:
-/// its page offers Reject in its stead (`?action=reject`), and the dashboard, where the whole
+/// its page offers Reject in its stead (`/ui/link/{token}/reject`), and the dashboard, where the whole
 /// body shows.
 fn approves_unseen(live: &Live) -> bool {
     live.claims.action == LinkAction::Approve && body_withheld(&live.review)
@@ -316,7 +313,7 @@ pub(super) async fn link_page(
             "<p id=\"approve-unseen\" role=\"alert\"><b>The request's body is not shown here, so \
              this link cannot approve it.</b> Open the review in the dashboard to read the whole \
              request and approve it there, or reject it here.</p>\
-             <form method=\"post\" action=\"/ui/link/{token}?action=reject\">\
+             <form method=\"post\" action=\"/ui/link/{token}/reject\">\
              <button id=\"reject\">reject as {who}</button></form>",
         )
     } else {
@@ -361,8 +358,10 @@ pub(super) async fn link_decide(
         Ok(l) => l,
         Err(page) => return page,
     };
-    if approves_unseen(&live) {
-        if !reject {
+    // Asked to reject (`…/reject`): it rejects or refuses, never approves, whatever the page
+    // showed; asked to approve a body its page withholds: refused, the link kept.
+    if !reject && approves_unseen(&live) {
+        {
             return html_response(
                 StatusCode::CONFLICT,
                 format!(
@@ -374,6 +373,8 @@ pub(super) async fn link_decide(
                 ),
             );
         }
+    }
+    if reject {
         if let Err(why) = live
             .review
             .may_reject(&live.reviewer, &admin.gate.people().current())

@@ -13,7 +13,7 @@
 //! - `GET  /ui/link/{token}`              one-click link from a notification: a confirmation page
 //!   only (mail scanners prefetch GET links), or the review's state when the link can no longer
 //!   decide; `POST /ui/link/{token}` from that page decides as the link's reviewer, once
-//!   (`?action=reject`: an approve link whose page withholds the body rejects instead)
+//!   (`…/reject`: an approve link whose page withholds the body rejects instead)
 //!
 //! Sign-in, sessions and CSRF live in `session.rs`, the one-click link pages in `links.rs`, the
 //! list, detail and history pages in `views.rs`; this file routes and holds the shared helpers.
@@ -113,21 +113,20 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
             _ => method_not_allowed(),
         };
     }
-    if let Some(token) = path.strip_prefix("/ui/link/") {
-        let token = token.to_string();
+    if let Some(rest) = path.strip_prefix("/ui/link/") {
+        // `/ui/link/{token}/reject`: the reject an approve link offers when its page withholds
+        // the body. In the path, not the query: an instance that knows no such route refuses
+        // the token (its signature fails) instead of approving.
+        let (token, reject) = match rest.strip_suffix("/reject") {
+            Some(t) => (t.to_string(), true),
+            None => (rest.to_string(), false),
+        };
         // Whoever is signed in here only changes what the page says: a link decides as its own
         // reviewer.
         let signed_in = dash.session(admin, &req).map(|(r, _)| r);
         return match method {
             Method::GET => link_page(admin, &token, signed_in.as_ref()).await,
-            Method::POST => {
-                // An approve link whose page withholds the body offers Reject instead.
-                let reject = req.uri().query().is_some_and(|q| {
-                    form_urlencoded::parse(q.as_bytes())
-                        .any(|(k, v)| k == "action" && v == "reject")
-                });
-                link_decide(admin, &token, reject, signed_in.as_ref()).await
-            }
+            Method::POST => link_decide(admin, &token, reject, signed_in.as_ref()).await,
             _ => method_not_allowed(),
         };
     }

@@ -517,7 +517,10 @@ pub(super) fn check(
         (Test::Eq(w) | Test::Ne(w), Some(v)) if near_miss(v, std::slice::from_ref(w)) => {
             return Err("value_unparseable")
         }
-        (Test::In(ws), Some(v)) if near_miss(v, ws) => return Err("value_unparseable"),
+        // An exact match is no near miss (a list may hold two spellings that fold alike).
+        (Test::In(ws), Some(v)) if !exact_in(v, ws) && near_miss(v, ws) => {
+            return Err("value_unparseable")
+        }
         (Test::Eq(w), Some(v)) => eq(v, w),
         (Test::Ne(w), Some(v)) => !eq(v, w),
         (Test::In(ws), Some(v)) => ws.iter().any(|w| eq(v, w)),
@@ -640,6 +643,11 @@ fn path_under(v: &FieldValue, dirs: &[String]) -> Result<bool, &'static str> {
     Ok(hit)
 }
 
+/// Is `v` a string equal to one of the string `wants` as written?
+fn exact_in(v: &FieldValue, wants: &[toml::Value]) -> bool {
+    matches!(v, FieldValue::Str(x) if wants.iter().any(|w| w.as_str() == Some(x.as_str())))
+}
+
 /// `v` is a string equal to one of the string `wants` only when read loosely: accents, case,
 /// invisible characters, NULs, blanks, `-` and `_` aside (`Ready To Merge` for
 /// `ready-to-merge`: a bot matching names its own way may read them as one).
@@ -708,6 +716,32 @@ mod bot_id_tests {
             ("MDQ6VXNlcjU4MzIzMQ==", false),
         ] {
             assert_eq!(not_user_node_id(id), bot, "{id}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod near_miss_tests {
+    use super::*;
+
+    /// Review of session 18: a list holding two spellings that fold alike (`automerge`,
+    /// `auto-merge`) made an exact value a near miss of the other.
+    #[test]
+    fn folded_spellings_are_near_misses_and_exact_ones_are_not() {
+        let list: Vec<toml::Value> = ["automerge", "auto-merge", "ready-to-merge"]
+            .into_iter()
+            .map(toml::Value::from)
+            .collect();
+        for (value, exact, near) in [
+            ("automerge", true, true),
+            ("auto-merge", true, true),
+            ("Ready To Merge", false, true),
+            ("ready_to_merge", false, true),
+            ("bug", false, false),
+        ] {
+            let v = FieldValue::Str(value.into());
+            assert_eq!(exact_in(&v, &list), exact, "{value}");
+            assert_eq!(near_miss(&v, &list), near, "{value}");
         }
     }
 }
