@@ -290,8 +290,8 @@ fn request_summary(r: &Review) -> String {
 }
 
 /// An approve link whose review's body its page does not show ([`withheld`]) cannot approve:
-/// its page offers Reject in its stead (`/ui/link/{token}/reject`), and the dashboard, where the whole
-/// body shows.
+/// its page offers Reject in its stead (`/ui/link/{token}/reject`), and the dashboard, where
+/// the whole body shows.
 fn approves_unseen(live: &Live) -> bool {
     live.claims.action == LinkAction::Approve && body_withheld(&live.review)
 }
@@ -361,18 +361,16 @@ pub(super) async fn link_decide(
     // Asked to reject (`…/reject`): it rejects or refuses, never approves, whatever the page
     // showed; asked to approve a body its page withholds: refused, the link kept.
     if !reject && approves_unseen(&live) {
-        {
-            return html_response(
-                StatusCode::CONFLICT,
-                format!(
-                    "<!doctype html><title>Airlock</title><h1 id=\"title\">Approve in the dashboard</h1>\
-                     <p id=\"text\">The request's body is not shown on a link's page, so this link \
-                     cannot approve it; nothing was decided and the link still works to reject.</p>\
-                     <p><a id=\"dashboard\" href=\"/ui/reviews/{id}\">Open the review in the dashboard</a></p>",
-                    id = html_escape(&live.review.id),
-                ),
-            );
-        }
+        return html_response(
+            StatusCode::CONFLICT,
+            format!(
+                "<!doctype html><title>Airlock</title><h1 id=\"title\">Approve in the dashboard</h1>\
+                 <p id=\"text\">The request's body is not shown on a link's page, so this link \
+                 cannot approve it; nothing was decided and the link still works to reject.</p>\
+                 <p><a id=\"dashboard\" href=\"/ui/reviews/{id}\">Open the review in the dashboard</a></p>",
+                id = html_escape(&live.review.id),
+            ),
+        );
     }
     if reject {
         if let Err(why) = live
