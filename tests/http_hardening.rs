@@ -671,6 +671,20 @@ async fn hostile_http2_frames_never_reach_the_http1_upstream() {
     }
 }
 
+/// An `h2` crate response's status and JSON body (`null` if the body is not JSON).
+async fn h2_answer(resp: h2::client::ResponseFuture) -> (u16, serde_json::Value) {
+    let resp = resp.await.expect("response");
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.expect("data");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        bytes.extend_from_slice(&chunk);
+    }
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
 /// Legal h2 requests that try to name another host, sent with the `h2` crate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn http2_authority_tricks_are_refused() {
@@ -737,16 +751,7 @@ async fn http2_authority_tricks_are_refused() {
         let (resp, _) = client
             .send_request(req.body(()).expect("request"), true)
             .expect("send");
-        let resp = resp.await.expect("response");
-        let status = resp.status().as_u16();
-        let mut body = resp.into_body();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk.expect("data");
-            let _ = body.flow_control().release_capacity(chunk.len());
-            bytes.extend_from_slice(&chunk);
-        }
-        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let (status, json) = h2_answer(resp).await;
         let code = json
             .get("error")
             .or_else(|| json.get("outcome"))
@@ -785,16 +790,7 @@ async fn http2_path_that_is_not_origin_form_is_refused() {
             .body(())
             .expect("request");
         let (resp, _) = client.send_request(req, true).expect("send");
-        let resp = resp.await.expect("response");
-        let status = resp.status().as_u16();
-        let mut body = resp.into_body();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk.expect("data");
-            let _ = body.flow_control().release_capacity(chunk.len());
-            bytes.extend_from_slice(&chunk);
-        }
-        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let (status, json) = h2_answer(resp).await;
         assert_eq!(
             (status, json["error"].as_str()),
             (400, Some("bad_path")),

@@ -592,6 +592,17 @@ impl LinkSetup {
             .expect("admin call")
     }
 
+    /// Review `id` as the admin API shows it to dave: (status, JSON).
+    async fn review(&self, id: &str) -> (u16, serde_json::Value) {
+        self.call(
+            "dave",
+            http::Method::GET,
+            &format!("/v1/reviews/{id}"),
+            None,
+        )
+        .await
+    }
+
     /// Rewrites the config file with only the reviewers in `keep` and reloads them (SIGHUP).
     fn reload_keeping(&self, keep: &[&str]) {
         self.reload(
@@ -796,14 +807,7 @@ async fn a_refused_link_is_not_used_up_and_decides_only_as_its_reviewer() {
         "{html}"
     );
     assert_eq!(s.up.count(), 1);
-    let (_, r) = s
-        .call(
-            "dave",
-            http::Method::GET,
-            &format!("/v1/reviews/{id}"),
-            None,
-        )
-        .await;
+    let (_, r) = s.review(&id).await;
     assert_eq!(r["decision"]["by"], "bob", "{r}");
     assert_eq!(r["approvals"].as_array().map(Vec::len), Some(1), "{r}");
     let (st, html) = page(&c, http::Method::POST, &approve, Some(&carol)).await;
@@ -1000,14 +1004,7 @@ async fn a_link_is_revoked_when_its_reviewers_token_changes() {
     let (st, html) = page(&c, http::Method::POST, &reject, None).await;
     assert_eq!(st, 403, "{html}");
     assert!(html.contains("Link revoked"), "{html}");
-    let (st, r) = s
-        .call(
-            "dave",
-            http::Method::GET,
-            &format!("/v1/reviews/{id}"),
-            None,
-        )
-        .await;
+    let (st, r) = s.review(&id).await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["state"], "pending", "{r}");
     assert_eq!(s.up.count(), 0);
@@ -1121,28 +1118,14 @@ async fn a_link_whose_page_withholds_the_body_cannot_approve() {
         let (st, html) = page(&c, http::Method::POST, &approve, None).await;
         assert_eq!(st, 409, "{what}: {html}");
         assert!(html.contains("Approve in the dashboard"), "{what}: {html}");
-        let (_, r) = s
-            .call(
-                "dave",
-                http::Method::GET,
-                &format!("/v1/reviews/{id}"),
-                None,
-            )
-            .await;
+        let (_, r) = s.review(&id).await;
         assert_eq!(r["state"], "pending", "{what}: {r}");
         assert_eq!(s.up.count(), 0, "{what}");
         // Reject, as its page offers.
         let (st, html) = page(&c, http::Method::POST, &format!("{approve}/reject"), None).await;
         assert_eq!(st, 200, "{what}: {html}");
         assert!(html.contains("rejected"), "{what}: {html}");
-        let (_, r) = s
-            .call(
-                "dave",
-                http::Method::GET,
-                &format!("/v1/reviews/{id}"),
-                None,
-            )
-            .await;
+        let (_, r) = s.review(&id).await;
         assert_eq!(r["state"], "rejected", "{what}: {r}");
         assert_eq!(r["decision"]["by"], "bob", "{what}: {r}");
     }
