@@ -133,13 +133,6 @@ pub fn parse_command_section(input: &[u8]) -> Result<CommandSection, PushError> 
     Ok(out)
 }
 
-/// The commands of a section read before whatever made it unreadable (all of them if none).
-pub fn commands_before_fault(input: &[u8]) -> Vec<RefUpdate> {
-    let mut out = CommandSection::default();
-    let _ = parse_into(input, &mut out);
-    out.commands
-}
-
 /// [`parse_command_section`] into `out`, which keeps what was read when it fails.
 fn parse_into(input: &[u8], out: &mut CommandSection) -> Result<(), PushError> {
     let mut hexlen: Option<usize> = None;
@@ -426,33 +419,29 @@ impl CommandReader {
         false
     }
 
-    /// The command section, or why it could not be read (truncated when the body ended early).
-    pub fn finish(&self) -> Result<CommandSection, PushError> {
-        if let Some(Err(e)) = &self.stopped {
-            return Err(e.clone());
+    /// The command section, or why it could not be read (truncated when the body ended early)
+    /// with the commands read before the fault.
+    pub fn finish(&self) -> Result<CommandSection, (PushError, Vec<RefUpdate>)> {
+        let mut out = CommandSection::default();
+        let parsed = parse_into(self.decoded(), &mut out);
+        match (&self.stopped, parsed) {
+            (Some(Err(e)), _) => Err((e.clone(), out.commands)),
+            (_, Err(e)) => Err((e, out.commands)),
+            (_, Ok(())) => Ok(out),
         }
-        parse_command_section(self.decoded())
     }
 }
 
-/// Reads the command section from a whole (or leading part of a) raw push body.
+/// Reads the command section from a whole (or leading part of a) raw push body; when it
+/// cannot be read, why, with the commands read before the fault.
 pub fn read_command_section(
     raw: &[u8],
     headers: &http::HeaderMap,
-) -> Result<CommandSection, PushError> {
-    let mut reader = CommandReader::new(BodyEncoding::from_headers(headers)?);
-    reader.feed(raw);
-    reader.finish()
-}
-
-/// The commands a raw push body names before its section stops being readable.
-fn read_commands_before_fault(raw: &[u8], headers: &http::HeaderMap) -> Vec<RefUpdate> {
-    let Ok(encoding) = BodyEncoding::from_headers(headers) else {
-        return Vec::new();
-    };
+) -> Result<CommandSection, (PushError, Vec<RefUpdate>)> {
+    let encoding = BodyEncoding::from_headers(headers).map_err(|e| (e, Vec::new()))?;
     let mut reader = CommandReader::new(encoding);
     reader.feed(raw);
-    commands_before_fault(reader.decoded())
+    reader.finish()
 }
 
 // ---- rules ----
@@ -628,17 +617,14 @@ impl GitRules {
             }
             GitRequest::ReceivePack => {
                 let section = match body {
-                    None => Err(PushError::Truncated(0)),
+                    None => Err((PushError::Truncated(0), Vec::new())),
                     Some(b) => read_command_section(b, headers),
                 };
                 match section {
                     Ok(s) => self.push_verdict(service, &s),
-                    Err(e) => {
+                    Err((e, read)) => {
                         // Held whatever was read; named by the commands read before the fault,
                         // so a deletion behind it shows.
-                        let read = body
-                            .map(|b| read_commands_before_fault(b, headers))
-                            .unwrap_or_default();
                         let partial = CommandSection {
                             commands: read,
                             ..Default::default()

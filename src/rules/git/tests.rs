@@ -335,7 +335,7 @@ fn reader_stops_at_the_flush_pkt_in_any_chunking() {
             }
             let s = r
                 .finish()
-                .unwrap_or_else(|e| panic!("{encoding:?}/{chunk}: {e}"));
+                .unwrap_or_else(|(e, _)| panic!("{encoding:?}/{chunk}: {e}"));
             assert_eq!(s.commands.len(), 2);
             if encoding == BodyEncoding::Identity {
                 assert!(
@@ -396,7 +396,7 @@ fn reader_errors() {
     for (name, raw, enc, want) in cases {
         let got = match read_command_section(&raw, &headers(enc)) {
             Ok(_) => "ok",
-            Err(e) => e.reason_code(),
+            Err((e, _)) => e.reason_code(),
         };
         assert_eq!(got, want, "{name}");
     }
