@@ -405,20 +405,16 @@ impl Ctx<'_> {
     /// network alias, so a listener can sit on one network of several; `localhost`). The first
     /// IPv4 answer is taken, else the first answer.
     pub(super) fn listen_addr(&self, field: &str, v: &str) -> Result<SocketAddr, ConfigError> {
-        if let Ok(addr) = v.parse::<SocketAddr>() {
-            return Ok(addr);
-        }
-        let bad = || {
-            self.invalid(
-                field,
-                format!("{v:?} is not an IP:port or host:port address"),
-            )
+        let (host, port) = match listen_form(v) {
+            Some(ListenForm::Ip(addr)) => return Ok(addr),
+            Some(ListenForm::Name(host, port)) => (host, port),
+            None => {
+                return Err(self.invalid(
+                    field,
+                    format!("{v:?} is not an IP:port or host:port address"),
+                ))
+            }
         };
-        let (host, port) = v.rsplit_once(':').ok_or_else(bad)?;
-        let port = port.parse::<u16>().map_err(|_| bad())?;
-        if normalize_host(host).is_none() {
-            return Err(bad());
-        }
         let answers: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
             .map_err(|e| self.invalid(field, format!("{host:?} does not resolve: {e}")))?
             .collect();
@@ -516,18 +512,27 @@ pub fn normalize_host(h: &str) -> Option<String> {
     Some(h)
 }
 
+/// A listen address as written: an `IP:port`, or a host name and port.
+enum ListenForm<'a> {
+    Ip(SocketAddr),
+    Name(&'a str, u16),
+}
+
+fn listen_form(v: &str) -> Option<ListenForm<'_>> {
+    if let Ok(addr) = v.parse::<SocketAddr>() {
+        return Some(ListenForm::Ip(addr));
+    }
+    let (host, port) = v.rsplit_once(':')?;
+    let port = port.parse::<u16>().ok()?;
+    normalize_host(host).map(|_| ListenForm::Name(host, port))
+}
+
 /// Checks the form of a `--listen`/`--admin-listen` flag, `IP:port` or `host:port` (a name is
 /// resolved with the rest of the config, not here).
 pub fn parse_listen_flag(s: &str) -> Result<String, String> {
-    if s.parse::<SocketAddr>().is_ok() {
-        return Ok(s.to_string());
-    }
-    match s.rsplit_once(':') {
-        Some((host, port)) if port.parse::<u16>().is_ok() && normalize_host(host).is_some() => {
-            Ok(s.to_string())
-        }
-        _ => Err(format!("{s:?}: expected IP:PORT or HOST:PORT")),
-    }
+    listen_form(s)
+        .map(|_| s.to_string())
+        .ok_or_else(|| format!("{s:?}: expected IP:PORT or HOST:PORT"))
 }
 
 /// Parses a `HOST=IP:PORT` resolve override from the command line.
