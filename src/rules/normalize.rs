@@ -117,6 +117,16 @@ pub fn segments_keeping_encoded(raw_path: &str) -> Option<Vec<String>> {
     Some(out)
 }
 
+/// Is the raw path read as written, every way: no escapes or backslashes, no empty, `.` or
+/// `..` segments (what [`segments`] would change)?
+pub fn is_plain(raw_path: &str) -> bool {
+    !raw_path.contains(['%', '\\'])
+        && raw_path.strip_prefix('/').is_some_and(|p| {
+            p.split('/')
+                .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        })
+}
+
 /// Does a segment of the raw path hold, encoded (`%2F..%2F`, `%5C.`), a `.` or `..` step that
 /// the decoded reading takes and a router keeping the segment whole does not? Then the two
 /// readings name different resources, not one spelled two ways.

@@ -130,7 +130,7 @@ impl Catalog {
                 .get(http::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|t| t.eq_ignore_ascii_case("application/x-git-upload-pack-request"));
-            if req == GitRequest::UploadPack && !(typed && plain_path(raw_path)) {
+            if req == GitRequest::UploadPack && !(typed && normalize::is_plain(raw_path)) {
                 req = GitRequest::Other;
             }
             let v = git.evaluate(&svc.name, svc.default, req, &segs, head.headers, body);
@@ -561,13 +561,4 @@ fn path_readings<'p>(
         alts.push(kept);
     }
     alts
-}
-
-/// A path as git writes one: no escapes, backslashes, empty, `.` or `..` segments.
-fn plain_path(path: &str) -> bool {
-    !path.contains(['%', '\\'])
-        && path.strip_prefix('/').is_some_and(|p| {
-            p.split('/')
-                .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
-        })
 }
