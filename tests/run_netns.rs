@@ -1067,7 +1067,13 @@ async fn nothing_the_command_started_survives_the_run() {
     let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
         .expect("tmp")
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().contains(&pid.to_string()))
+        // Only `airlock run`'s own names (`airlock-run-PID-…`): other programs' files may
+        // happen to contain the PID's digits.
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("airlock-run-{pid}-"))
+        })
         .map(|e| e.path())
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
