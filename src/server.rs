@@ -301,6 +301,13 @@ pub async fn start_with_store(
         admin_addr,
         links.clone(),
         config.notify.base_url.as_deref(),
+        config
+            .admin
+            .public_hosts
+            .iter()
+            .cloned()
+            .chain(config.admin.listen_name.clone())
+            .collect(),
     );
     let proxy_listener = proxy_socket.listen()?;
     let admin_listener = admin_socket.listen()?;

@@ -552,6 +552,7 @@ mod tests {
     fn cfg(max: usize, per_ip: usize, rate: u32, burst: u32) -> AdminConfig {
         AdminConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
+            listen_name: None,
             token_file: "t".into(),
             socket: crate::config::AdminSocket::Off,
             public_hosts: Vec::new(),

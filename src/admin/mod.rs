@@ -86,6 +86,9 @@ pub struct Admin {
     /// public name reviewers reach the listener by (behind a reverse proxy), accepted by the
     /// Host and Origin checks besides the listener's own address.
     public: Option<(String, String)>,
+    /// Host names reviewers reach the listener by, on any port: `admin.public_hosts` and the
+    /// name `admin.listen` was written with (lowercase; IPv6 without brackets).
+    names: Vec<String>,
     /// One full-chain verification at a time: each reads every audit entry, so callers may not
     /// stack them up.
     verifying: Arc<tokio::sync::Semaphore>,
@@ -107,6 +110,7 @@ impl Admin {
         listen: SocketAddr,
         links: Arc<crate::notify::LinkSigner>,
         public_url: Option<&str>,
+        names: Vec<String>,
     ) -> Arc<Admin> {
         Arc::new(Admin {
             gate,
@@ -115,6 +119,7 @@ impl Admin {
             dashboard: dashboard::Dashboard::new(),
             links,
             public: public_url.and_then(parse_public_url),
+            names,
             verifying: Arc::new(tokio::sync::Semaphore::new(1)),
         })
     }
@@ -723,28 +728,47 @@ fn parse_public_url(base_url: &str) -> Option<(String, String)> {
     Some((format!("{scheme}://{authority}"), authority))
 }
 
-/// DNS-rebinding guard: the Host must be the listener's own address, localhost, or the
-/// authority of `notify.base_url`.
+/// DNS-rebinding guard: the Host must be the listener's own address, localhost, the
+/// authority of `notify.base_url`, or one of the operator's names for the listener
+/// (`admin.public_hosts`, the name in `admin.listen`) on any port (a tunnel or reverse proxy
+/// may change it; the name is what a rebinding attacker cannot choose).
 fn host_ok(admin: &Admin, req: &Request<Incoming>) -> bool {
-    let Some(host) = req
-        .headers()
+    req.headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-    else {
-        return false;
-    };
-    let port = admin.listen.port();
+        .is_some_and(|host| {
+            host_allowed(
+                admin.listen,
+                admin
+                    .public
+                    .as_ref()
+                    .map(|(_, authority)| authority.as_str()),
+                &admin.names,
+                host,
+            )
+        })
+}
+
+fn host_allowed(
+    listen: SocketAddr,
+    public_authority: Option<&str>,
+    names: &[String],
+    host: &str,
+) -> bool {
+    let port = listen.port();
     let allowed = [
-        admin.listen.to_string(),
+        listen.to_string(),
         format!("localhost:{port}"),
         format!("127.0.0.1:{port}"),
         format!("[::1]:{port}"),
     ];
     allowed.iter().any(|a| a.eq_ignore_ascii_case(host))
-        || admin
-            .public
-            .as_ref()
-            .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+        || public_authority.is_some_and(|authority| authority.eq_ignore_ascii_case(host))
+        || host
+            .parse::<http::uri::Authority>()
+            .ok()
+            .and_then(|a| crate::config::normalize_host(a.host()))
+            .is_some_and(|name| names.contains(&name))
 }
 
 async fn read_json(req: Request<Incoming>) -> Result<serde_json::Value, Response<Body>> {
@@ -765,5 +789,40 @@ async fn read_json(req: Request<Incoming>) -> Result<serde_json::Value, Response
             "bad_json",
             "body must be a JSON object",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_allowed;
+
+    #[test]
+    fn the_host_check_accepts_the_listeners_own_names_and_nothing_else() {
+        let listen = "10.0.0.5:8081".parse().expect("addr");
+        let names = vec!["airlock-admin".to_string(), "2001:db8::5".to_string()];
+        let public = Some("review.example.org:8443");
+        let cases = [
+            ("10.0.0.5:8081", true),
+            ("localhost:8081", true),
+            ("LOCALHOST:8081", true),
+            ("127.0.0.1:8081", true),
+            ("[::1]:8081", true),
+            ("review.example.org:8443", true),
+            // The listen name and public_hosts, on any port (a tunnel, a reverse proxy).
+            ("airlock-admin:8081", true),
+            ("Airlock-Admin", true),
+            ("airlock-admin.:9000", true),
+            ("[2001:db8::5]:443", true),
+            // A rebinding attacker's name, or ours with more around it.
+            ("localhost:9999", false),
+            ("evil.example:8081", false),
+            ("airlock-admin.evil.example:8081", false),
+            ("review.example.org", false),
+            ("airlock-admin:8081@evil", false),
+            ("", false),
+        ];
+        for (host, want) in cases {
+            assert_eq!(host_allowed(listen, public, &names, host), want, "{host:?}");
+        }
     }
 }

@@ -527,6 +527,14 @@ fn listen_form(v: &str) -> Option<ListenForm<'_>> {
     normalize_host(host).map(|_| ListenForm::Name(host, port))
 }
 
+/// The host name of a `name:port` listen address (lowercase), none for an `IP:port`.
+pub(super) fn listen_name(v: &str) -> Option<String> {
+    match listen_form(v) {
+        Some(ListenForm::Name(host, _)) => normalize_host(host),
+        _ => None,
+    }
+}
+
 /// Checks the form of a `--listen`/`--admin-listen` flag, `IP:port` or `host:port` (a name is
 /// resolved with the rest of the config, not here).
 pub fn parse_listen_flag(s: &str) -> Result<String, String> {

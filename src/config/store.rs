@@ -145,6 +145,10 @@ pub(super) fn check_store(raw: RawStore, cx: &Ctx) -> Result<StoreConfig, Config
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
+    /// The host name `admin.listen` was written with (`airlock-admin` in `airlock-admin:8081`),
+    /// if a name: accepted by the Host check with the listener's port, as clients on that
+    /// network call it.
+    pub listen_name: Option<String>,
     /// Where the admin bearer token lives (created 0600 on first run). Default `<store.path>/admin-token`.
     pub token_file: PathBuf,
     /// The admin API's Unix socket, for the CLI run as Airlock's user (peer credentials checked,
@@ -235,6 +239,7 @@ pub(super) fn check_admin(
         public_hosts,
         may_approve: raw.may_approve,
         listen: cx.listen_addr("admin.listen", &raw.listen)?,
+        listen_name: super::listen_name(&raw.listen),
         token_file: raw
             .token_file
             .unwrap_or_else(|| store.path.join("admin-token")),

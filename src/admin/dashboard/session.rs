@@ -167,7 +167,8 @@ pub(super) fn set_cookie(
 }
 
 /// A POST must not come from another origin (the Host check already pins the listener): the
-/// Origin is `http://{Host}` or the public origin of `notify.base_url`.
+/// Origin is `http://{Host}`, `https://{Host}` (a TLS reverse proxy in front) or the public
+/// origin of `notify.base_url`.
 pub(super) fn same_origin(req: &Request<Incoming>, public_origin: Option<&str>) -> bool {
     let Some(origin) = req
         .headers()
@@ -182,6 +183,7 @@ pub(super) fn same_origin(req: &Request<Incoming>, public_origin: Option<&str>) 
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
     origin.eq_ignore_ascii_case(&format!("http://{host}"))
+        || origin.eq_ignore_ascii_case(&format!("https://{host}"))
         || public_origin.is_some_and(|p| origin.eq_ignore_ascii_case(p))
 }
 
