@@ -433,7 +433,7 @@ CONDITIONAL = {
     # A pull request with approvals or auto-merge for another base, moved onto a protected one,
     # can merge there with no review through Airlock.
     "pulls/update": [
-        ("protected-base", ESC, IRR, "Moves a pull request onto a protected base branch (in protected_refs: main, release and deploy branches, bots' pull-request branches): its approvals or auto-merge could then merge it there",
+        ("protected-base", ESC, IRR, "Moves a pull request onto a protected base branch (in protected_refs: main and other default branch names, release and deploy branches, bots' pull-request branches): its approvals or auto-merge could then merge it there",
          '[{ field = "base", protected_ref = "branch" }]'),
         ("maintainer-can-modify", ESC, IRR, "Lets the upstream's maintainers push to the pull request's head branch",
          '[{ field = "maintainer_can_modify", eq = true }]'),
@@ -463,19 +463,19 @@ CONDITIONAL = {
     # Protected refs are the [git] section's protected_refs (main, master, release/*, tags), read
     # by `protected_ref` conditions, so these cannot drift from what git push holds.
     "git/create-ref": [
-        ("protected", ESC, IRR, "Creates a protected ref (in protected_refs: main, release and deploy branches, bots' pull-request branches, a tag), as git push would hold it",
+        ("protected", ESC, IRR, "Creates a protected ref (in protected_refs: main and other default branch names, release and deploy branches, bots' pull-request branches, a tag), as git push would hold it",
          '[{ field = "ref", protected_ref = "ref" }]'),
     ],
     # Both names count: renaming a protected branch away leaves it unprotected (force-pushable),
     # renaming onto a protected name replaces it.
     "repos/rename-branch": [
-        ("protected", ESC, IRR, "Renames a protected branch (in protected_refs: main, release and deploy branches, bots' pull-request branches), which would leave it unprotected",
+        ("protected", ESC, IRR, "Renames a protected branch (in protected_refs: main and other default branch names, release and deploy branches, bots' pull-request branches), which would leave it unprotected",
          '[{ field = "branch", protected_ref = "branch" }]'),
-        ("to-protected", ESC, IRR, "Renames a branch onto a protected name (in protected_refs: main, release and deploy branches, bots' pull-request branches)",
+        ("to-protected", ESC, IRR, "Renames a branch onto a protected name (in protected_refs: main and other default branch names, release and deploy branches, bots' pull-request branches)",
          '[{ field = "new_name", protected_ref = "branch" }]'),
     ],
     "code-scanning/commit-autofix": [
-        ("protected", ESC, IRR, "Commits an autofix to a protected branch (in protected_refs: main, release and deploy branches, bots' pull-request branches)",
+        ("protected", ESC, IRR, "Commits an autofix to a protected branch (in protected_refs: main and other default branch names, release and deploy branches, bots' pull-request branches)",
          '[{ field = "target_ref", protected_ref = "branch" }]'),
         ("default-branch", ESC, IRR, "Commits an autofix without naming the branch",
          '[{ field = "target_ref", present = false }]'),

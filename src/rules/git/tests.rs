@@ -781,7 +781,11 @@ fn the_shipped_catalog_protects_main_on_github_com() {
         ("refs/heads/renovate/lodash-4.x", true),
         ("refs/heads/release-please--branches--main", true),
         ("refs/heads/changeset-release/main", true),
+        ("refs/heads/develop", true),
+        ("refs/heads/trunk", true),
+        ("refs/heads/next", true),
         ("refs/heads/feature-x", false),
+        ("refs/heads/develop-x", false),
         ("refs/heads/productions", false),
     ] {
         let v = push_to_github_com(&c, &[first(A, B, name)]);
