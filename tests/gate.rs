@@ -2128,3 +2128,79 @@ async fn an_agent_keeps_a_bounded_number_of_status_waits() {
     assert_eq!((refused, answered), (4, max), "{answers:?}");
     assert_eq!(up.count(), 1);
 }
+
+/// Held calls waiting with `Airlock-Wait` take from the agent's wait slots too: past the bound a
+/// new hold is stored and answered 423 at once instead of waiting, and a status wait is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn held_calls_waiting_with_airlock_wait_count_against_the_wait_bound() {
+    let max = airlock::gate::MAX_WAITS_PER_AGENT;
+    let (up, a) = setup("").await;
+    let waiting: Vec<_> = (0..max)
+        .map(|i| {
+            let req = a
+                .client()
+                .delete(format!("https://api.github.com/repos/acme/w{i}"))
+                .header("airlock-wait", "120")
+                .send();
+            tokio::spawn(async move { req.await.expect("send").status().as_u16() })
+        })
+        .collect();
+    support::eventually("every waiting hold stored", support::WAIT, || async {
+        let (_, list) = a.admin("GET", "/v1/reviews?state=pending", None).await;
+        (list["reviews"].as_array().map_or(0, Vec::len) == max).then_some(())
+    })
+    .await;
+    // The slots are all taken: this hold does not wait (the 120 s it asks for would outlast
+    // the test's limit), and a status wait on it is refused.
+    let (status, headers, body) = tokio::time::timeout(Duration::from_secs(60), async {
+        let resp = a
+            .client()
+            .delete("https://api.github.com/repos/acme/one-more")
+            .header("airlock-wait", "120")
+            .send()
+            .await
+            .expect("send");
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        (
+            status,
+            headers,
+            resp.json::<serde_json::Value>().await.expect("json"),
+        )
+    })
+    .await
+    .expect("a hold past the wait bound is answered at once");
+    assert_eq!(status, 423, "{body}");
+    assert_eq!(headers["airlock-outcome"], "ESCALATE");
+    let id = body["reviewId"].as_str().expect("id").to_string();
+    let refused = a
+        .client()
+        .get(format!("http://airlock.local/v1/reviews/{id}?wait=60"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refused.status(), 429);
+    // Rejections end the waits, and their slots come back.
+    let (_, list) = a.admin("GET", "/v1/reviews?state=pending", None).await;
+    for r in list["reviews"].as_array().expect("reviews") {
+        let rid = r["reviewId"].as_str().expect("id");
+        let (code, body) = a
+            .admin(
+                "POST",
+                &format!("/v1/reviews/{rid}/reject"),
+                Some(serde_json::json!({"reviewer": "approver-anna"})),
+            )
+            .await;
+        assert_eq!(code, 200, "{body}");
+    }
+    for w in waiting {
+        assert_eq!(w.await.expect("join"), 403, "rejected while waiting");
+    }
+    let again = a
+        .client()
+        .get(format!("http://airlock.local/v1/reviews/{id}?wait=1"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(again.status(), 200, "slots came back");
+    assert_eq!(up.count(), 0);
+}

@@ -86,7 +86,11 @@ impl Gate {
         tracing::info!(target: "airlock::gate", review = %review.id, tool = review.tool.as_deref().unwrap_or("-"), "request held for review");
         // Never blocks: a full or failing channel cannot hold up the gate.
         self.notifier.escalated(review.escalation());
-        if let Some(wait) = wait {
+        // A wait takes one of the agent's wait slots, as a status wait does; with none left the
+        // hold is answered at once (it is stored; the agent may poll it).
+        let agent = review.agent.as_deref().unwrap_or(crate::agents::ANONYMOUS);
+        let slot = wait.and_then(|w| Some((w, self.waits.enter(agent)?)));
+        if let Some((wait, _slot)) = slot {
             if let Ok(mut done) = self.wait_final(&review.id, wait).await {
                 if matches!(done.state, ReviewState::Approved | ReviewState::Executing) {
                     // Approved and being sent at the deadline: its outcome is at most the send's
