@@ -75,6 +75,18 @@ fn csrf_in(html: &str) -> String {
         .to_string()
 }
 
+/// The decision key of the page a sign-in answers with (its script stores it and goes on to
+/// `/ui`).
+fn decision_key_in(html: &str) -> String {
+    let marker = "data-decision-key=\"";
+    let start = html.find(marker).expect("decision key") + marker.len();
+    html[start..]
+        .split('"')
+        .next()
+        .expect("decision key value")
+        .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sign_in_csrf_origin_and_host_checks() {
     let s = setup().await;
@@ -129,13 +141,16 @@ async fn sign_in_csrf_origin_and_host_checks() {
         .send()
         .await
         .expect("post");
-    assert_eq!(r.status(), 303);
+    assert_eq!(r.status(), 200);
     let session = cookie_value(&r, "airlock_session").expect("session cookie");
     let set_cookie = r.headers()["set-cookie"]
         .to_str()
         .expect("cookie")
         .to_string();
     assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"));
+    let signed_in = r.text().await.expect("html");
+    let dk = decision_key_in(&signed_in);
+    assert!(signed_in.contains("/ui/live.js"), "{signed_in}");
     let jar = format!("airlock_session={session}");
 
     let list = c
@@ -200,7 +215,7 @@ async fn sign_in_csrf_origin_and_host_checks() {
         .post(&decide)
         .header("cookie", &jar)
         .header("content-type", "application/x-www-form-urlencoded")
-        .body("action=approve")
+        .body(format!("action=approve&dk={dk}"))
         .send()
         .await
         .expect("post");
@@ -210,12 +225,54 @@ async fn sign_in_csrf_origin_and_host_checks() {
         .header("cookie", &jar)
         .header("origin", "http://evil.example")
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("action=approve&csrf={csrf}"))
+        .body(format!("action=approve&csrf={csrf}&dk={dk}"))
         .send()
         .await
         .expect("post");
     assert_eq!(r.status(), 403);
     assert_eq!(s.up.count(), 0);
+
+    // The session cookie reaches every port of the host (a page the agent serves on another
+    // port collects it), and with it every page can be read: the decision key is on none of
+    // them, and without it nothing is decided.
+    for page in ["/ui", "/ui/history", &format!("/ui/reviews/{id}")] {
+        let r = c
+            .get(format!("{base}{page}"))
+            .header("cookie", &jar)
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(r.status(), 200);
+        assert!(!r.text().await.expect("html").contains(&dk), "{page}");
+    }
+    for body in [
+        format!("action=approve&csrf={csrf}"),
+        format!("action=approve&csrf={csrf}&dk="),
+        format!("action=approve&csrf={csrf}&dk={csrf}"),
+    ] {
+        let r = c
+            .post(&decide)
+            .header("cookie", &jar)
+            .header("origin", &base)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 403, "{body}");
+        assert!(r.text().await.expect("html").contains("No decision key"));
+    }
+    let (_, review) = s.a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert_eq!(review["state"], "pending");
+    // A cookie of the session's name planted from another port (browsers send the one with
+    // the longer path first) does not hide the real one.
+    let r = c
+        .get(format!("{base}/ui"))
+        .header("cookie", format!("airlock_session=planted; {jar}"))
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(r.status(), 200);
 
     // History with filters, and the detail page (no credential in the stored request).
     let r = c
@@ -257,7 +314,9 @@ async fn sign_in_csrf_origin_and_host_checks() {
         .header("cookie", &jar)
         .header("origin", &base)
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("action=reject&csrf={csrf}&comment=not+today"))
+        .body(format!(
+            "action=reject&csrf={csrf}&dk={dk}&comment=not+today"
+        ))
         .send()
         .await
         .expect("post");
@@ -352,7 +411,7 @@ async fn public_base_url_passes_the_host_and_origin_checks() {
     let r = login("https://evil.example").await.expect("post");
     assert_eq!(r.status(), 403, "another origin is refused");
     let r = login("https://airlock.example.com").await.expect("post");
-    assert_eq!(r.status(), 303, "the public origin signs in");
+    assert_eq!(r.status(), 200, "the public origin signs in");
     assert!(cookie_value(&r, "airlock_session").is_some());
 }
 
@@ -391,7 +450,7 @@ async fn session_cookie_is_secure_only_behind_an_https_base_url() {
             .send()
             .await
             .expect("post");
-        assert_eq!(r.status(), 303);
+        assert_eq!(r.status(), 200);
         seen.extend(set_cookies(&r).into_iter().map(|c| ("sign-in", c)));
         let session = cookie_value(&r, "airlock_session").expect("session cookie");
         let list = with_host(c.get(format!("{base}/ui")))
@@ -451,8 +510,8 @@ async fn session_cookie_is_secure_only_behind_an_https_base_url() {
     }
 }
 
-/// Signs in with `token`; returns the session cookie's value.
-async fn session_for(s: &Setup, token: &str) -> String {
+/// Signs in with `token`; returns the session cookie's value and the decision key.
+async fn session_for(s: &Setup, token: &str) -> (String, String) {
     let base = format!("http://{}", s.a.admin_addr);
     let c = plain_client();
     let page = c.get(format!("{base}/ui/login")).send().await.expect("get");
@@ -466,8 +525,9 @@ async fn session_for(s: &Setup, token: &str) -> String {
         .send()
         .await
         .expect("post");
-    assert_eq!(r.status(), 303);
-    cookie_value(&r, "airlock_session").expect("session cookie")
+    assert_eq!(r.status(), 200);
+    let session = cookie_value(&r, "airlock_session").expect("session cookie");
+    (session, decision_key_in(&r.text().await.expect("html")))
 }
 
 /// Issue 21 items 3 and 4: signed in with the admin token, the dashboard cannot approve once
@@ -480,7 +540,7 @@ async fn admin_token_cannot_approve_and_a_removed_reviewers_session_ends() {
     let base = format!("http://{}", s.a.admin_addr);
     let c = plain_client();
 
-    let operator = session_for(&s, &s.a.admin_token).await;
+    let (operator, operator_dk) = session_for(&s, &s.a.admin_token).await;
     let jar = format!("airlock_session={operator}");
     let html = c
         .get(format!("{base}/ui"))
@@ -495,7 +555,10 @@ async fn admin_token_cannot_approve_and_a_removed_reviewers_session_ends() {
         .post(format!("{base}/ui/reviews/{id}/decide"))
         .header("cookie", &jar)
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("action=approve&csrf={}", csrf_in(&html)))
+        .body(format!(
+            "action=approve&csrf={}&dk={operator_dk}",
+            csrf_in(&html)
+        ))
         .send()
         .await
         .expect("post");
@@ -506,7 +569,7 @@ async fn admin_token_cannot_approve_and_a_removed_reviewers_session_ends() {
     );
     assert_eq!(s.up.count(), 0);
 
-    let dana = session_for(&s, &s.reviewer_token).await;
+    let (dana, _) = session_for(&s, &s.reviewer_token).await;
     let list = |session: String| {
         let c = c.clone();
         let base = base.clone();

@@ -114,6 +114,8 @@ fn between<'a>(html: &'a str, marker: &str, end: char) -> &'a str {
 struct Session {
     base: String,
     cookie: String,
+    /// What the sign-in page hands the browser's storage; every decision carries it.
+    decision_key: String,
     client: reqwest::Client,
 }
 
@@ -141,11 +143,14 @@ impl Session {
             .send()
             .await
             .expect("post");
-        assert_eq!(r.status(), 303);
+        assert_eq!(r.status(), 200);
         let cookie = cookie_value(&r, "airlock_session").expect("session");
+        let decision_key =
+            between(&r.text().await.expect("html"), "data-decision-key=\"", '"').to_string();
         Session {
             base,
             cookie: format!("airlock_session={cookie}"),
+            decision_key,
             client,
         }
     }
@@ -185,6 +190,7 @@ impl Session {
         let csrf = between(&html, "name=\"csrf\" value=\"", '"').to_string();
         let body = form_urlencoded::Serializer::new(String::new())
             .append_pair("csrf", &csrf)
+            .append_pair("dk", &self.decision_key)
             .append_pair("action", action)
             .append_pair("comment", comment)
             .finish();

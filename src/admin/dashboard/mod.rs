@@ -6,10 +6,12 @@
 //! - `GET  /ui`                           pending reviews
 //! - `GET  /ui/history[?state=&tool=&agent=]` every review, filtered
 //! - `GET  /ui/reviews/{id}`              one review: stored request, result, audit entries
-//! - `POST /ui/reviews/{id}/decide`       form `action=approve|reject|retry`, `comment`, `csrf`
+//! - `POST /ui/reviews/{id}/decide`       form `action=approve|reject|retry`, `comment`, `csrf`,
+//!   `dk` (the session's decision key, `session.rs`)
 //! - `GET  /ui/version`                   the reviews' version, `304` while `If-None-Match` names
 //!   it (`live.rs`; `401` without a session)
-//! - `GET  /ui/live.js`                   the script that polls it and reloads a changed page
+//! - `GET  /ui/live.js`                   the script that keeps the decision key and fills the
+//!   forms with it, and polls the version and reloads a changed page
 //! - `GET  /ui/link/{token}`              one-click link from a notification: a confirmation page
 //!   only (mail scanners prefetch GET links), or the review's state when the link can no longer
 //!   decide; `POST /ui/link/{token}` from that page decides as the link's reviewer, once
@@ -39,8 +41,8 @@ use crate::gate::ReviewState;
 use crate::wire::{full, Body};
 use links::{link_decide, link_page};
 use session::{
-    cookie, csrf_matches, csrf_refused, login, login_page, logout, same_origin, set_cookie,
-    Session, SESSION_COOKIE,
+    csrf_matches, csrf_refused, decision_key_refused, login, login_page, logout, same_origin,
+    set_cookie, Session, SESSION_COOKIE,
 };
 use views::{detail_page, list_page};
 
@@ -62,6 +64,10 @@ impl Dashboard {
             ("login.html", include_str!("../templates/login.html")),
             ("list.html", include_str!("../templates/list.html")),
             ("detail.html", include_str!("../templates/detail.html")),
+            (
+                "signed_in.html",
+                include_str!("../templates/signed_in.html"),
+            ),
         ] {
             // The templates are compiled in; a syntax error is caught by the tests.
             if let Err(e) = env.add_template(name, text) {
@@ -123,7 +129,7 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
         };
         // Whoever is signed in here only changes what the page says: a link decides as its own
         // reviewer.
-        let signed_in = dash.session(admin, &req).map(|(r, _)| r);
+        let signed_in = dash.session(admin, &req).map(|s| s.reviewer);
         return match method {
             Method::GET => link_page(admin, &token, signed_in.as_ref()).await,
             Method::POST => link_decide(admin, &token, reject, signed_in.as_ref()).await,
@@ -136,25 +142,25 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
             _ => method_not_allowed(),
         };
     }
-    let Some((reviewer, csrf)) = dash.session(admin, &req) else {
+    let Some(signed_in) = dash.session(admin, &req) else {
         if path == "/ui/version" {
             // A script asks: no redirect to a page it cannot show.
             return html_response(StatusCode::UNAUTHORIZED, "<h1>Not signed in</h1>".into());
         }
         return redirect("/ui/login");
     };
+    let (reviewer, csrf) = (&signed_in.reviewer, &signed_in.csrf);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
         (Method::POST, ["ui", "logout"]) => {
-            let session_id = cookie(&req, SESSION_COOKIE).unwrap_or_default();
             let form = match read_form(req).await {
                 Ok(f) => f,
                 Err(r) => return r,
             };
-            if !csrf_matches(form.get("csrf"), Some(&csrf)) {
+            if !csrf_matches(form.get("csrf"), Some(csrf)) {
                 return csrf_refused();
             }
-            logout(dash, &session_id);
+            logout(dash, &signed_in);
             let mut r = redirect("/ui/login");
             set_cookie(admin, &mut r, SESSION_COOKIE, "", 0);
             r
@@ -181,8 +187,11 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
                 Ok(f) => f,
                 Err(r) => return r,
             };
-            if !csrf_matches(form.get("csrf"), Some(&csrf)) {
+            if !csrf_matches(form.get("csrf"), Some(csrf)) {
                 return csrf_refused();
+            }
+            if !csrf_matches(form.get("dk"), Some(&signed_in.decision_key)) {
+                return decision_key_refused();
             }
             let comment = form
                 .get("comment")

@@ -3,7 +3,11 @@
 //! Sessions live in memory (random 256-bit id in an HttpOnly, SameSite=Strict cookie, 12 h;
 //! `Secure` too when `notify.base_url` is https, i.e. reviewers arrive through TLS).
 //! Every POST carries the session's CSRF token (login: a pre-session token bound to a cookie),
-//! and a cross-site `Origin` is refused. A session keeps only the SHA-256 of the token it signed
+//! and a cross-site `Origin` is refused. A decision also carries the session's decision key: the
+//! sign-in response alone holds it, and the dashboard's script keeps it in the origin's storage,
+//! which another port on the same host cannot read, though the browser sends it the cookie
+//! (cookies are not kept apart by port): a page the agent serves on `localhost:3000` can collect
+//! the cookie and read pages with it, never decide. A session keeps only the SHA-256 of the token it signed
 //! in with and resolves it against the reviewers in force on every request: removing a reviewer
 //! (config reload) ends her sessions at once, and group changes apply at once.
 
@@ -15,7 +19,7 @@ use hyper::body::Incoming;
 use minijinja::context;
 use sha2::{Digest, Sha256};
 
-use super::{html_response, read_form, redirect, Dashboard};
+use super::{html_response, read_form, Dashboard};
 use crate::admin::{Admin, Caller};
 use crate::gate::Reviewer;
 use crate::wire::Body;
@@ -28,33 +32,51 @@ pub(super) struct Session {
     /// SHA-256 of the token signed in with (never the token).
     token_digest: [u8; 32],
     csrf: String,
+    /// Shown once, in the sign-in response; every decision must carry it.
+    decision_key: String,
     expires: Instant,
 }
 
+/// A request's live session: who, and what its forms must carry.
+pub(super) struct SignedIn {
+    pub(super) reviewer: Reviewer,
+    pub(super) csrf: String,
+    pub(super) decision_key: String,
+    /// SHA-256 of the session id (the map's key), to end this session.
+    id_digest: [u8; 32],
+}
+
 impl Dashboard {
-    /// The signed-in reviewer (as configured now) and the session's CSRF token. A session whose
-    /// token no longer belongs to anyone (a removed reviewer) is ended.
-    pub(super) fn session(
-        &self,
-        admin: &Admin,
-        req: &Request<Incoming>,
-    ) -> Option<(Reviewer, String)> {
-        let id = cookie(req, SESSION_COOKIE)?;
-        let key: [u8; 32] = Sha256::digest(id.as_bytes()).into();
+    /// The signed-in reviewer (as configured now) and the session's tokens. Every cookie of the
+    /// session's name is tried: another port on the host can plant one under a longer path,
+    /// which browsers send first. A session whose token no longer belongs to anyone (a removed
+    /// reviewer) is ended.
+    pub(super) fn session(&self, admin: &Admin, req: &Request<Incoming>) -> Option<SignedIn> {
         let mut sessions = self.sessions.lock().ok()?;
         let now = Instant::now();
         sessions.retain(|_, s| s.expires > now);
-        let s = sessions.get(&key)?;
-        let reviewer = match admin.caller_for_digest(&s.token_digest) {
-            Some(Caller::Reviewer(r)) => r,
-            Some(Caller::Operator) => admin.acting_reviewer(&Caller::Operator, None),
-            None => {
-                sessions.remove(&key);
-                tracing::info!(target: "airlock::admin", "dashboard session ended: its reviewer is no longer configured");
-                return None;
-            }
-        };
-        Some((reviewer, s.csrf.clone()))
+        for id in cookies(req, SESSION_COOKIE) {
+            let key: [u8; 32] = Sha256::digest(id.as_bytes()).into();
+            let Some(s) = sessions.get(&key) else {
+                continue;
+            };
+            let reviewer = match admin.caller_for_digest(&s.token_digest) {
+                Some(Caller::Reviewer(r)) => r,
+                Some(Caller::Operator) => admin.acting_reviewer(&Caller::Operator, None),
+                None => {
+                    sessions.remove(&key);
+                    tracing::info!(target: "airlock::admin", "dashboard session ended: its reviewer is no longer configured");
+                    continue;
+                }
+            };
+            return Some(SignedIn {
+                reviewer,
+                csrf: s.csrf.clone(),
+                decision_key: s.decision_key.clone(),
+                id_digest: key,
+            });
+        }
+        None
     }
 }
 
@@ -82,12 +104,13 @@ fn secure_cookies(admin: &Admin) -> bool {
 
 pub(super) async fn login(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
     let dash = &admin.dashboard;
-    let pre = cookie(&req, LOGIN_COOKIE);
+    // Every cookie of the name: one planted from another port must not block the sign-in.
+    let pre: Vec<String> = cookies(&req, LOGIN_COOKIE).collect();
     let form = match read_form(req).await {
         Ok(f) => f,
         Err(r) => return r,
     };
-    if !csrf_matches(form.get("csrf"), pre.as_ref()) {
+    if !pre.iter().any(|p| csrf_matches(form.get("csrf"), Some(p))) {
         return login_page(admin, Some("The sign-in form expired; try again.".into()));
     }
     let token_digest = form
@@ -104,27 +127,33 @@ pub(super) async fn login(admin: &Admin, req: Request<Incoming>) -> Response<Bod
     };
     let id = random_token();
     let key: [u8; 32] = Sha256::digest(id.as_bytes()).into();
+    let decision_key = random_token();
     if let Ok(mut s) = dash.sessions.lock() {
         s.insert(
             key,
             Session {
                 token_digest,
                 csrf: random_token(),
+                decision_key: decision_key.clone(),
                 expires: Instant::now() + SESSION_TTL,
             },
         );
     }
     tracing::info!(target: "airlock::admin", reviewer = %reviewer.name, "dashboard sign-in");
-    let mut r = redirect("/ui");
+    // The page's script stores the key and goes on to `/ui` (a POST's answer: never cached,
+    // never fetched by anyone but the browser that signed in).
+    let mut r = dash.render(
+        "signed_in.html",
+        context! { title => "Signed in", name => reviewer.name, decision_key => decision_key },
+    );
     set_cookie(admin, &mut r, SESSION_COOKIE, &id, SESSION_TTL.as_secs());
     set_cookie(admin, &mut r, LOGIN_COOKIE, "", 0);
     r
 }
 
-pub(super) fn logout(dash: &Dashboard, session_id: &str) {
-    let key: [u8; 32] = Sha256::digest(session_id.as_bytes()).into();
+pub(super) fn logout(dash: &Dashboard, signed_in: &SignedIn) {
     if let Ok(mut s) = dash.sessions.lock() {
-        s.remove(&key);
+        s.remove(&signed_in.id_digest);
     }
 }
 
@@ -133,14 +162,15 @@ fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-pub(super) fn cookie(req: &Request<Incoming>, name: &str) -> Option<String> {
+/// Every value of the cookies named `name`, in the order the browser sent them.
+fn cookies<'r>(req: &'r Request<Incoming>, name: &'r str) -> impl Iterator<Item = String> + 'r {
     req.headers()
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
+        .filter(move |(k, _)| *k == name)
         .map(|(_, v)| v.to_string())
 }
 
@@ -194,6 +224,19 @@ pub(super) fn csrf_matches(given: Option<&String>, expected: Option<&String>) ->
         (Some(g), Some(e)) => crate::secret_file::constant_time_eq(g.as_bytes(), e.as_bytes()),
         _ => false,
     }
+}
+
+/// A decision without the session's decision key: the browser has none (JavaScript or storage
+/// off, another browser) or the request does not come from the browser that signed in.
+pub(super) fn decision_key_refused() -> Response<Body> {
+    html_response(
+        StatusCode::FORBIDDEN,
+        "<h1>No decision key</h1><p>Deciding needs the key your browser received when it signed \
+         in, kept by the dashboard's script (JavaScript and site storage must be on). \
+         <a href=\"/ui/login\">Sign in again</a> in this browser, or decide with the CLI or a \
+         notification link.</p>"
+            .into(),
+    )
 }
 
 pub(super) fn csrf_refused() -> Response<Body> {
