@@ -170,16 +170,16 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
             if let Ok(l) = listing.as_mut() {
                 l.query.state = Some(ReviewState::Pending);
             }
-            list_page(dash, admin, "/ui", listing, &reviewer, &csrf).await
+            list_page(dash, admin, "/ui", listing, reviewer, csrf).await
         }
         (Method::GET, ["ui", "version"]) => live::version(dash, admin, &req),
         (Method::GET, ["ui", "history"]) => {
             let listing = crate::admin::listing::parse(req.uri().query());
-            list_page(dash, admin, "/ui/history", listing, &reviewer, &csrf).await
+            list_page(dash, admin, "/ui/history", listing, reviewer, csrf).await
         }
         (Method::GET, ["ui", "reviews", id]) => {
             let id = id.to_string();
-            detail_page(dash, admin, &id, &reviewer, &csrf, None).await
+            detail_page(dash, admin, &id, reviewer, csrf, None).await
         }
         (Method::POST, ["ui", "reviews", id, "decide"]) => {
             let id = id.to_string();
@@ -198,9 +198,9 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
                 .map(|c| c.trim().chars().take(4096).collect::<String>())
                 .filter(|c| !c.is_empty());
             let result = match form.get("action").map(String::as_str) {
-                Some("approve") => admin.gate.approve(&id, &reviewer, comment).await,
-                Some("reject") => admin.gate.reject(&id, &reviewer, comment).await,
-                Some("retry") => admin.gate.retry(&id, &reviewer, comment).await,
+                Some("approve") => admin.gate.approve(&id, reviewer, comment).await,
+                Some("reject") => admin.gate.reject(&id, reviewer, comment).await,
+                Some("retry") => admin.gate.retry(&id, reviewer, comment).await,
                 _ => {
                     return html_response(StatusCode::BAD_REQUEST, "<h1>Unknown action</h1>".into())
                 }
@@ -218,7 +218,7 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
                 Ok(r) => format!("Review is now {}.", r.state.as_str()),
                 Err(e) => format!("Not done: {e}"),
             };
-            detail_page(dash, admin, &id, &reviewer, &csrf, Some(message)).await
+            detail_page(dash, admin, &id, reviewer, csrf, Some(message)).await
         }
         _ => html_response(StatusCode::NOT_FOUND, "<h1>Not found</h1>".into()),
     }
