@@ -960,6 +960,47 @@ async fn an_agent_that_stops_reading_is_dropped_and_frees_its_slot() {
     }
 }
 
+/// Review of session 19: a gated request whose head arrived and whose body stalls held its
+/// connection (and a `max_connections` slot, and the bytes read so far) for good: the idle
+/// timeout waits for the request, and the request waited for the body. A buffered body must
+/// now arrive within `proxy.body_read_timeout`: 408, the connection closes, nothing is held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_buffered_body_that_stalls_is_refused_and_its_connection_closed() {
+    let e = env("body_read_timeout = \"1s\"\nidle_timeout = \"60s\"\n").await;
+    for (what, head) in [
+        (
+            "held body",
+            "DELETE /repos/o/r HTTP/1.1\r\nHost: api.github.com\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"a\":",
+        ),
+        (
+            "inspected body",
+            "POST /graphql HTTP/1.1\r\nHost: api.github.com\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"query\":",
+        ),
+        (
+            "git push commands",
+            "POST /o/r.git/git-receive-pack HTTP/1.1\r\nHost: github.com\r\ncontent-type: application/x-git-receive-pack-request\r\ncontent-length: 1000\r\n\r\n0094",
+        ),
+    ] {
+        let host = if what == "git push commands" {
+            "github.com"
+        } else {
+            "api.github.com"
+        };
+        let mut tls =
+            raw::tunnel(e.airlock.addr, host, host, &e.airlock.ca_pem, &[b"http/1.1"]).await;
+        tls.write_all(head.as_bytes()).await.expect("head");
+        tls.flush().await.expect("flush");
+        let mut got = Vec::new();
+        let ended = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut got)).await;
+        assert!(ended.is_ok(), "{what}: the stalled connection was left open");
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 408"), "{what}: {text}");
+        assert!(text.contains("body_timeout"), "{what}: {text}");
+    }
+    assert_eq!(e.pending_reviews().await, 0);
+    assert_eq!(e.up.count(), 0);
+}
+
 /// An idle HTTP/2 agent connection closes after the idle timeout although the agent answers
 /// every PING (as h2 clients do by themselves): Airlock's own keep-alive pings, every 30 s,
 /// made the answers bytes read and kept such a connection open for good.

@@ -37,6 +37,7 @@ pub(super) struct RawProxy {
     pub(super) inspect_hosts: Vec<String>,
     pub(super) max_header_bytes: usize,
     pub(super) header_read_timeout: String,
+    pub(super) body_read_timeout: String,
     pub(super) idle_timeout: String,
     pub(super) shutdown_grace: String,
     pub(super) leaf_cache_size: usize,
@@ -53,6 +54,7 @@ impl Default for RawProxy {
             inspect_hosts: Vec::new(),
             max_header_bytes: 64 * 1024,
             header_read_timeout: "10s".into(),
+            body_read_timeout: "30s".into(),
             idle_timeout: "90s".into(),
             shutdown_grace: "30s".into(),
             leaf_cache_size: 1024,
@@ -71,6 +73,9 @@ pub struct ProxyConfig {
     pub inspect_hosts: Vec<String>,
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
+    /// A body Airlock buffers (to judge or hold a request, a git push's command section) must
+    /// arrive whole within this of the request's head: 408 and the connection closes.
+    pub body_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub shutdown_grace: Duration,
     pub leaf_cache_size: NonZeroUsize,
@@ -148,6 +153,7 @@ pub(super) fn check(p: RawProxy, cx: &Ctx) -> Result<ProxyConfig, ConfigError> {
         inspect_hosts,
         max_header_bytes: p.max_header_bytes,
         header_read_timeout: cx.timeout("proxy.header_read_timeout", &p.header_read_timeout)?,
+        body_read_timeout: cx.timeout("proxy.body_read_timeout", &p.body_read_timeout)?,
         idle_timeout: cx.timeout("proxy.idle_timeout", &p.idle_timeout)?,
         shutdown_grace: cx.dur("proxy.shutdown_grace", &p.shutdown_grace)?,
         leaf_cache_size,

@@ -185,13 +185,21 @@ async fn phases(
     let git_push = classifier.git_push(&head);
     let (verdict, body) = if git_push {
         // Only the ref commands decide; an allowed push's packfile then streams.
-        let (read, rest) = super::git_push::read_commands(body, &parts.headers).await?;
+        let (read, rest) = within(
+            proxy.config.body_read_timeout,
+            super::git_push::read_commands(body, &parts.headers),
+        )
+        .await?;
         (
             classifier.evaluate(&head, Some(&read)),
             Buffered::Prefix(read, rest),
         )
     } else if classifier.needs_body(&head) {
-        let bytes = read_capped(body, proxy.max_buffered_body, "inspection").await?;
+        let bytes = within(
+            proxy.config.body_read_timeout,
+            read_capped(body, proxy.max_buffered_body, "inspection"),
+        )
+        .await?;
         let v = classifier.evaluate(&head, Some(&bytes));
         (v, Buffered::Yes(bytes))
     } else {
@@ -260,10 +268,13 @@ async fn phases(
             let bytes = match body {
                 Buffered::Yes(b) => b,
                 unread => {
-                    read_capped(
-                        unread.into_body(),
-                        proxy.max_buffered_body,
-                        "a held request",
+                    within(
+                        proxy.config.body_read_timeout,
+                        read_capped(
+                            unread.into_body(),
+                            proxy.max_buffered_body,
+                            "a held request",
+                        ),
                     )
                     .await?
                 }
@@ -317,6 +328,26 @@ pub(super) fn body_read_failed(e: BoxError) -> Refusal {
 }
 
 /// Reads a whole body up to `cap` bytes; larger bodies are refused with 413 (nothing forwarded).
+/// A buffered body's read, bounded by `limit` (`proxy.body_read_timeout`): an agent that sends
+/// a head and then too little of its body would otherwise keep the connection, its slot and
+/// the bytes read so far for as long as it likes (the idle timeout waits for the request).
+async fn within<T>(
+    limit: std::time::Duration,
+    read: impl std::future::Future<Output = Result<T, Refusal>>,
+) -> Result<T, Refusal> {
+    match tokio::time::timeout(limit, read).await {
+        Ok(r) => r,
+        Err(_) => Err(Refusal::client(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} (proxy.body_read_timeout); it was not forwarded",
+                humantime::format_duration(limit)
+            ),
+        )),
+    }
+}
+
 async fn read_capped(mut body: Body, cap: usize, purpose: &str) -> Result<Bytes, Refusal> {
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
