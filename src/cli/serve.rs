@@ -92,11 +92,31 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// Raises the open-files limit as far as allowed, and warns when even that cannot hold the
+/// connection limits (one descriptor per agent and reviewer connection, and some for upstream
+/// connections, the store and the log; a blind tunnel takes two).
+fn check_open_files(config: &Config) {
+    let needed = config.proxy.max_connections as u64 + config.admin.max_connections as u64 + 512;
+    match airlock::hardening::raise_open_files() {
+        Ok(limit) if limit < needed => tracing::warn!(
+            target: "airlock",
+            limit,
+            needed,
+            "the open-files limit is below what proxy.max_connections and admin.max_connections need; raise the hard limit (ulimit -Hn, LimitNOFILE=, docker --ulimit nofile=) or lower them"
+        ),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(target: "airlock", error = %e, "could not read or raise the open-files limit")
+        }
+    }
+}
+
 // Events keep the `airlock` target (the binary's crate root) they had in main.rs.
 async fn serve_async(config: Config) -> Result<()> {
     // Before anything is announced: a SIGTERM right after the address lines is a graceful
     // shutdown (logs flushed), not the default action's instant death.
     let mut signals = Signals::install();
+    check_open_files(&config);
     let catalog = LiveCatalog::load(config.rules.dir.clone(), catalog_options(&config))
         .map_err(|e| anyhow::anyhow!("rules: {e}"))?;
     tracing::info!(target: "airlock", rules = catalog.current().rule_count(), hosts = ?catalog.current().hosts(), "rules catalog loaded");
