@@ -54,7 +54,7 @@ pub fn raise_open_files() -> io::Result<u64> {
             files = raised;
         }
     }
-    Ok(files.rlim_cur as u64)
+    Ok(files.rlim_cur)
 }
 
 #[cfg(test)]
@@ -72,6 +72,6 @@ mod tests {
             0
         );
         assert_eq!(files.rlim_cur, files.rlim_max);
-        assert_eq!(now, files.rlim_cur as u64);
+        assert_eq!(now, files.rlim_cur);
     }
 }
