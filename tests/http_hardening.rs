@@ -1001,6 +1001,65 @@ async fn a_buffered_body_that_stalls_is_refused_and_its_connection_closed() {
     assert_eq!(e.up.count(), 0);
 }
 
+/// Review of session 19: an agent could have any number of gated requests' bodies read and held
+/// in memory at once (256 streams per connection, 10,000 connections). Past
+/// `proxy.max_buffered_per_agent` a request whose body would be read is refused at once, before
+/// a byte of it is read; requests that need no body still pass, and the slots come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_has_a_bounded_number_of_bodies_read_at_once() {
+    let e = env("body_read_timeout = \"3s\"\nmax_buffered_per_agent = 2\n").await;
+    let stalled_head = "DELETE /repos/o/r HTTP/1.1\r\nHost: api.github.com\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{";
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut tls = raw::tunnel(
+            e.airlock.addr,
+            "api.github.com",
+            "api.github.com",
+            &e.airlock.ca_pem,
+            &[b"http/1.1"],
+        )
+        .await;
+        tls.write_all(stalled_head.as_bytes()).await.expect("head");
+        tls.flush().await.expect("flush");
+        stalled.push(tls);
+    }
+    let client = e.airlock.client();
+    let refused = support::eventually("the third body to be refused", support::WAIT, || async {
+        let r = client
+            .post("https://api.github.com/graphql")
+            .header("content-type", "application/json")
+            .body(r#"{"query":"{ viewer { login } }"}"#)
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 429).then_some(r)
+    })
+    .await;
+    let text = refused.text().await.expect("text");
+    assert!(text.contains("too_many_buffered_requests"), "{text}");
+    let r = client
+        .get("https://api.github.com/repos/o/r")
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(r.status(), 200, "a request with no body to read passes");
+    // The stalled bodies time out; their slots come back.
+    for mut tls in stalled {
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut got)).await;
+        assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 408"));
+    }
+    let r = client
+        .post("https://api.github.com/graphql")
+        .header("content-type", "application/json")
+        .body(r#"{"query":"{ viewer { login } }"}"#)
+        .send()
+        .await
+        .expect("graphql");
+    assert_eq!(r.status(), 200);
+    assert_eq!(e.pending_reviews().await, 0);
+}
+
 /// An idle HTTP/2 agent connection closes after the idle timeout although the agent answers
 /// every PING (as h2 clients do by themselves): Airlock's own keep-alive pings, every 30 s,
 /// made the answers bytes read and kept such a connection open for good.

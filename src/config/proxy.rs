@@ -42,6 +42,7 @@ pub(super) struct RawProxy {
     pub(super) shutdown_grace: String,
     pub(super) leaf_cache_size: usize,
     pub(super) max_connections: usize,
+    pub(super) max_buffered_per_agent: usize,
     pub(super) allow_anonymous: bool,
     pub(super) workers: Option<usize>,
 }
@@ -59,6 +60,7 @@ impl Default for RawProxy {
             shutdown_grace: "30s".into(),
             leaf_cache_size: 1024,
             max_connections: 10_000,
+            max_buffered_per_agent: 64,
             allow_anonymous: false,
             workers: None,
         }
@@ -80,6 +82,9 @@ pub struct ProxyConfig {
     pub shutdown_grace: Duration,
     pub leaf_cache_size: NonZeroUsize,
     pub max_connections: usize,
+    /// Requests of one agent whose bodies Airlock reads at once (to judge or hold them), each
+    /// up to `gate.max_body_bytes`; past it 429 `too_many_buffered_requests`, nothing read.
+    pub max_buffered_per_agent: usize,
     /// Accept agents without `Proxy-Authorization` (local development only).
     pub allow_anonymous: bool,
     /// Connection runtimes, one thread each (`proxy::workers`); 0: the caller's runtime.
@@ -158,6 +163,12 @@ pub(super) fn check(p: RawProxy, cx: &Ctx) -> Result<ProxyConfig, ConfigError> {
         shutdown_grace: cx.dur("proxy.shutdown_grace", &p.shutdown_grace)?,
         leaf_cache_size,
         max_connections: p.max_connections,
+        max_buffered_per_agent: match p.max_buffered_per_agent {
+            0 => {
+                return Err(cx.invalid("proxy.max_buffered_per_agent", "must be at least 1".into()))
+            }
+            n => n,
+        },
         allow_anonymous: p.allow_anonymous,
         workers,
     })

@@ -9,9 +9,9 @@
 //! duty: `hold.rs`, `decide.rs`, `execute.rs`, `recover.rs`, and the audit events in `events.rs`.
 
 pub mod agent_api;
-pub use agent_waits::MAX_WAITS_PER_AGENT;
+pub use agent_slots::{AgentSlot, AgentSlots, MAX_WAITS_PER_AGENT};
+mod agent_slots;
 mod agent_turns;
-mod agent_waits;
 pub mod budget;
 mod decide;
 mod events;
@@ -202,7 +202,7 @@ pub struct Gate {
     /// One hold at a time per agent while the pending cap applies.
     hold_turns: agent_turns::AgentTurns,
     /// Agents' open status waits, bounded per agent.
-    waits: agent_waits::AgentWaits,
+    waits: AgentSlots,
 }
 
 impl Gate {
@@ -232,7 +232,7 @@ impl Gate {
             tasks,
             instance: instance_name(),
             hold_turns: Default::default(),
-            waits: Default::default(),
+            waits: AgentSlots::new(MAX_WAITS_PER_AGENT),
         })
     }
 
@@ -317,8 +317,8 @@ impl Gate {
     }
 
     /// A slot for one of `agent`'s status waits, `None` past
-    /// [`agent_waits::MAX_WAITS_PER_AGENT`] open at once.
-    pub fn wait_slot(&self, agent: &str) -> Option<agent_waits::WaitSlot> {
+    /// [`MAX_WAITS_PER_AGENT`] open at once.
+    pub fn wait_slot(&self, agent: &str) -> Option<AgentSlot> {
         self.waits.enter(agent)
     }
 

@@ -183,6 +183,22 @@ async fn phases(
     };
     let classifier = proxy.classifier.clone();
     let git_push = classifier.git_push(&head);
+    // A slot of the agent's buffered requests, taken before any body byte is read.
+    let mut buffering = None;
+    let take_slot = |buffering: &mut Option<crate::gate::AgentSlot>| {
+        if buffering.is_none() {
+            *buffering = Some(
+                proxy
+                    .buffering
+                    .enter(&conn.agent.name)
+                    .ok_or_else(|| too_many_buffered(proxy.buffering.max()))?,
+            );
+        }
+        Ok::<(), Refusal>(())
+    };
+    if git_push || classifier.needs_body(&head) {
+        take_slot(&mut buffering)?;
+    }
     let (verdict, body) = if git_push {
         // Only the ref commands decide; an allowed push's packfile then streams.
         let (read, rest) = within(
@@ -243,6 +259,8 @@ async fn phases(
             } else if !decision_id.is_empty() {
                 audit_allowed_in_background(proxy, conn, &verdict, &decision_id, &parts.method, pq);
             }
+            // What was read is sent on (streamed, for a push's pack): no longer held here.
+            drop(buffering);
             let req = Request::from_parts(parts, body.into_body());
             match permit::check_verdict(req, verdict) {
                 Ok(p) => forward(proxy, conn, p).await,
@@ -265,6 +283,7 @@ async fn phases(
             Ok(block_response(&verdict, &decision_id, &conn.target.host))
         }
         Action::Escalate => {
+            take_slot(&mut buffering)?;
             let bytes = match body {
                 Buffered::Yes(b) => b,
                 unread => {
@@ -328,6 +347,18 @@ pub(super) fn body_read_failed(e: BoxError) -> Refusal {
 }
 
 /// Reads a whole body up to `cap` bytes; larger bodies are refused with 413 (nothing forwarded).
+/// 429 for an agent with `max` requests whose bodies are being read or held already.
+fn too_many_buffered(max: usize) -> Refusal {
+    Refusal::client(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_buffered_requests",
+        format!(
+            "this agent already has {max} requests whose bodies Airlock is reading or holding \
+             (proxy.max_buffered_per_agent); it was not forwarded: send fewer at once"
+        ),
+    )
+}
+
 /// A buffered body's read, bounded by `limit` (`proxy.body_read_timeout`): an agent that sends
 /// a head and then too little of its body would otherwise keep the connection, its slot and
 /// the bytes read so far for as long as it likes (the idle timeout waits for the request).

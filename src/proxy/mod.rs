@@ -66,6 +66,8 @@ pub struct Proxy {
     pub audit_allow_sample: f64,
     /// Largest body buffered to classify or hold a request.
     pub max_buffered_body: usize,
+    /// Each agent's requests whose bodies are being read or held at once.
+    pub(crate) buffering: crate::gate::AgentSlots,
     conn_limit: Arc<Semaphore>,
     /// Writes allowed-request audit records in the background (bounded queue).
     pub(crate) allow_audit: allow_audit::AllowRecorder,
@@ -119,6 +121,7 @@ impl Proxy {
             workers,
             gate,
             max_buffered_body: config.gate.max_body_bytes,
+            buffering: crate::gate::AgentSlots::new(config.proxy.max_buffered_per_agent),
             conn_limit: Arc::new(Semaphore::new(config.proxy.max_connections)),
         })
     }

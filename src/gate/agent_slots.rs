@@ -1,6 +1,7 @@
-//! How many status waits (`GET http://airlock.local/v1/reviews/{id}?wait=N`) one agent keeps
-//! open at once. Each waiter reads its review again on every change anyone makes, so waiters
-//! without a bound would turn each hold, decision or expiry into unbounded store reads.
+//! Per-agent bounds on work one agent keeps open at once: status waits (`GET
+//! http://airlock.local/v1/reviews/{id}?wait=N` and held calls sent with `Airlock-Wait`), each of
+//! which reads its review again on every change anyone makes, and requests whose bodies Airlock
+//! buffers (to judge or hold them), each of which holds up to `gate.max_body_bytes` in memory.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,35 +12,50 @@ pub const MAX_WAITS_PER_AGENT: usize = 16;
 
 type Open = Arc<Mutex<HashMap<String, usize>>>;
 
-/// Agents' open waits.
-#[derive(Default)]
-pub(super) struct AgentWaits {
+/// Agents' open slots of one kind, at most `max` per agent.
+pub struct AgentSlots {
     open: Open,
+    max: usize,
 }
 
-impl AgentWaits {
-    /// A slot for one more of `agent`'s waits, or `None` when it has [`MAX_WAITS_PER_AGENT`].
-    pub(super) fn enter(&self, agent: &str) -> Option<WaitSlot> {
+impl AgentSlots {
+    pub fn new(max: usize) -> AgentSlots {
+        AgentSlots {
+            open: Open::default(),
+            max,
+        }
+    }
+
+    /// The bound per agent.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// A slot for one more of `agent`'s, or `None` when it has `max` open.
+    pub fn enter(&self, agent: &str) -> Option<AgentSlot> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let n = open.entry(agent.to_string()).or_default();
-        if *n >= MAX_WAITS_PER_AGENT {
+        if *n >= self.max {
+            if *n == 0 {
+                open.remove(agent);
+            }
             return None;
         }
         *n += 1;
-        Some(WaitSlot {
+        Some(AgentSlot {
             open: self.open.clone(),
             agent: agent.to_string(),
         })
     }
 }
 
-/// One open wait; given back when dropped (the agent forgotten at zero).
-pub struct WaitSlot {
+/// One open slot; given back when dropped (the agent forgotten at zero).
+pub struct AgentSlot {
     open: Open,
     agent: String,
 }
 
-impl Drop for WaitSlot {
+impl Drop for AgentSlot {
     fn drop(&mut self) {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = open.get_mut(&self.agent) {
@@ -57,8 +73,8 @@ mod tests {
 
     #[test]
     fn each_agent_has_its_own_bound_and_slots_come_back() {
-        let waits = AgentWaits::default();
-        let held: Vec<WaitSlot> = (0..MAX_WAITS_PER_AGENT)
+        let waits = AgentSlots::new(MAX_WAITS_PER_AGENT);
+        let held: Vec<AgentSlot> = (0..MAX_WAITS_PER_AGENT)
             .filter_map(|_| waits.enter("a"))
             .collect();
         assert_eq!(held.len(), MAX_WAITS_PER_AGENT);
