@@ -2204,3 +2204,65 @@ async fn held_calls_waiting_with_airlock_wait_count_against_the_wait_bound() {
     assert_eq!(again.status(), 200, "slots came back");
     assert_eq!(up.count(), 0);
 }
+
+/// Review of session 19: an approved call went on the same upstream HTTP/2 connection as agents'
+/// requests (the lowest pool with a live connection). An agent that stops reading its answers
+/// fills that connection's flow-control window, and the approved call's answer could not
+/// arrive: it ran into the execution timeout and ended `outcome_unknown`. Approved calls now
+/// have a pool of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_stalling_its_streams_does_not_hold_up_an_approved_call() {
+    let (up, a) = setup("[gate]\nexecution_timeout = \"5s\"\n").await;
+    // An agent speaking HTTP/2 with small windows, which never reads its answers.
+    let tls = support::raw::tunnel(
+        a.addr,
+        "api.github.com",
+        "api.github.com",
+        &a.ca_pem,
+        &[b"h2"],
+    )
+    .await;
+    let (mut h2c, conn) = h2::client::Builder::new()
+        .initial_window_size(65_535)
+        .handshake::<_, bytes::Bytes>(tls)
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(conn);
+    let mut stalled = Vec::new();
+    for i in 0..4 {
+        let req = http::Request::get(format!("https://api.github.com/bytes/{}", 4 << 20))
+            .header("x-n", i.to_string())
+            .body(())
+            .expect("request");
+        h2c = h2c.ready().await.expect("ready");
+        let (resp, _) = h2c.send_request(req, true).expect("send");
+        let resp = tokio::time::timeout(Duration::from_secs(20), resp)
+            .await
+            .expect("answer head")
+            .expect("answer");
+        assert_eq!(resp.status(), 200);
+        stalled.push(resp.into_body());
+    }
+    // Let the upstream fill what windows it has.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, headers, _) = hold_delete(&a, "/repos/acme/approved").await;
+    assert_eq!(status, 423);
+    let id = review_id(&headers);
+    let (code, r) = tokio::time::timeout(
+        Duration::from_secs(30),
+        a.admin(
+            "POST",
+            &format!("/v1/reviews/{id}/approve"),
+            Some(serde_json::json!({"reviewer": "approver-anna"})),
+        ),
+    )
+    .await
+    .expect("the approval answers");
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["state"], "executed", "{r}");
+    assert!(up
+        .requests()
+        .iter()
+        .any(|q| q.method == "DELETE" && q.path_and_query == "/repos/acme/approved"));
+    drop(stalled);
+}

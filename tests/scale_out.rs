@@ -123,6 +123,19 @@ async fn three_instances_on_one_database_send_each_approved_call_once() {
     );
     assert!(answers.iter().filter(|(c, _)| *c == 200).count() >= 1000);
     let seen = deletes_by_path(&up);
+    if seen.values().sum::<usize>() != 1000 {
+        // For the diagnosis: what became of the calls not seen, and what approvals answered.
+        let states = third.states().await;
+        for (p, id) in &held {
+            if seen.get(p) != Some(&1) {
+                let (_, r) = third.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+                eprintln!("not seen: {p} {:?} {}", states.get(id), r["result"]);
+            }
+        }
+        for (c, r) in answers.iter().filter(|(c, _)| *c == 200).take(3) {
+            eprintln!("an approval answered {c} {}", r["state"]);
+        }
+    }
     assert_eq!(
         seen.values().sum::<usize>(),
         1000,

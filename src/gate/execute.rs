@@ -506,7 +506,7 @@ async fn send(
     cap: usize,
     credentialed: bool,
 ) -> Outcome {
-    let resp = match upstream.send(permitted).await {
+    let resp = match upstream.send_approved(permitted).await {
         Ok(r) => r,
         Err(f) if f.maybe_sent() => return Outcome::Unknown(f.message().to_string()),
         Err(f) => return Outcome::NotSent(f.message().to_string()),

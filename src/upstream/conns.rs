@@ -63,14 +63,17 @@ fn get_mut<'a, C>(
 /// Live connections and waiting pre-dials, for `pools` pools.
 pub struct Conns<C> {
     pools: usize,
+    /// Pools `0..borrowable` lend their connections to other pools' first requests.
+    borrowable: usize,
     targets: Mutex<Targets<C>>,
     next_id: AtomicU64,
 }
 
 impl<C: Send + 'static> Conns<C> {
-    pub fn new(pools: usize) -> Arc<Self> {
+    pub fn new(pools: usize, borrowable: usize) -> Arc<Self> {
         Arc::new(Self {
             pools: pools.max(1),
+            borrowable,
             targets: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
         })
@@ -91,7 +94,11 @@ impl<C: Send + 'static> Conns<C> {
         if own_ready {
             return own;
         }
-        t.live.iter().position(|n| *n > 0).unwrap_or(own)
+        t.live
+            .iter()
+            .take(self.borrowable)
+            .position(|n| *n > 0)
+            .unwrap_or(own)
     }
 
     /// Counts a connection handed to pool `pool` until the returned guard is dropped.
@@ -355,7 +362,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_takes_its_pools_predial_once() {
-        let conns = Conns::<u32>::new(3);
+        let conns = Conns::<u32>::new(3, 3);
         let guard = conns
             .predial(1, target(), None, async { Ok(7) })
             .expect("started");
@@ -380,9 +387,39 @@ mod tests {
         assert!(!conns.covered(1, &target()));
     }
 
+    /// The approved calls' pool (past `borrowable`) lends nothing: an agent's stalled streams
+    /// must never share its connection.
+    #[tokio::test]
+    async fn a_pool_past_the_borrowable_ones_is_never_lent() {
+        let conns = Conns::<u32>::new(3, 2);
+        let _guard = conns
+            .predial(2, target(), None, async { Ok(7) })
+            .expect("started");
+        let (_, _live) = conns
+            .take(2, &target())
+            .await
+            .expect("outcome")
+            .expect("ok");
+        assert_eq!(conns.live_count(&target()), vec![0, 0, 1]);
+        assert_eq!(conns.choose(1, "api.example", 443), 1, "not lent");
+        let _other = conns
+            .predial(0, target(), None, async { Ok(8) })
+            .expect("started");
+        let (_, _live0) = conns
+            .take(0, &target())
+            .await
+            .expect("outcome")
+            .expect("ok");
+        assert_eq!(
+            conns.choose(1, "api.example", 443),
+            0,
+            "an agent pool lends"
+        );
+    }
+
     #[tokio::test]
     async fn a_dropped_predial_is_cancelled_and_forgotten() {
-        let conns = Conns::<u32>::new(2);
+        let conns = Conns::<u32>::new(2, 2);
         let guard = conns
             .predial(0, target(), None, std::future::pending())
             .expect("started");
@@ -393,7 +430,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_predial_hands_its_error_to_the_first_request() {
-        let conns = Conns::<u32>::new(1);
+        let conns = Conns::<u32>::new(1, 1);
         let _guard = conns
             .predial(0, target(), None, async {
                 Err(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"))
@@ -419,7 +456,7 @@ mod tests {
             .build()
             .expect("runtime");
         here.block_on(async {
-            let conns = Conns::<String>::new(1);
+            let conns = Conns::<String>::new(1, 1);
             let _guard = conns
                 .predial(0, target(), Some(other.handle()), async {
                     Ok(std::thread::current().name().unwrap_or("").to_string())
@@ -435,7 +472,7 @@ mod tests {
     /// at once (no later request inherits its error).
     #[tokio::test(start_paused = true)]
     async fn a_warm_up_belongs_to_the_pool_and_expires() {
-        let conns = Conns::<u32>::new(2);
+        let conns = Conns::<u32>::new(2, 2);
         let _borrowed = conns.live(1, &target());
         assert!(conns.warm_up(0, target(), async { Ok(5) }));
         assert!(!conns.warm_up(0, target(), async { Ok(6) }), "covered");
@@ -463,7 +500,7 @@ mod tests {
     /// counted live only after, so a CONNECT in between started a second dial to the target.
     #[tokio::test]
     async fn a_predial_being_taken_keeps_its_pool_covered() {
-        let conns = Conns::<u32>::new(2);
+        let conns = Conns::<u32>::new(2, 2);
         let (finish, finished) = oneshot::channel::<()>();
         let _guard = conns
             .predial(1, target(), None, async move {
@@ -508,7 +545,7 @@ mod tests {
 
     #[test]
     fn requests_go_to_a_warm_pool_when_their_own_is_cold() {
-        let conns = Conns::<u32>::new(3);
+        let conns = Conns::<u32>::new(3, 3);
         assert_eq!(conns.choose(1, "api.example", 443), 1, "nothing anywhere");
         let live = conns.live(2, &target());
         assert!(conns.warm_anywhere(&target()));

@@ -60,6 +60,17 @@ pub fn current_worker() -> usize {
     WORKER.with(|w| w.get())
 }
 
+/// Which pool a request goes on.
+#[derive(Clone, Copy)]
+enum Pool {
+    /// The calling worker's.
+    Own,
+    /// The worker's, or another agent pool's warm connection when the worker has none.
+    OwnOrBorrowed,
+    /// The approved calls' own.
+    Approved,
+}
+
 /// The upstream side: pools, the dialer (with the egress guard) and the credential vault.
 pub struct Upstream {
     pools: Vec<PooledClient>,
@@ -97,9 +108,11 @@ impl Upstream {
         let mut tls = (**tls).clone();
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let tls = tokio_rustls::TlsConnector::from(Arc::new(tls));
-        let conns = conns::Conns::new(workers + 1);
+        // Pools 0..=workers for agent connections (0: any thread outside the workers), and one
+        // more for approved calls, which agents' requests never borrow.
+        let conns = conns::Conns::new(workers + 2, workers + 1);
         Self {
-            pools: (0..=workers)
+            pools: (0..=workers + 1)
                 .map(|pool| {
                     let c =
                         connect::Connector::new(dialer.clone(), tls.clone(), conns.clone(), pool);
@@ -109,7 +122,7 @@ impl Upstream {
             dialer,
             tls,
             conns,
-            h2: h2conn::H2Conns::new(workers + 1, pool_idle_timeout),
+            h2: h2conn::H2Conns::new(workers + 2, pool_idle_timeout),
             vault,
         }
     }
@@ -164,11 +177,15 @@ impl Upstream {
     /// policy, which never carries one); a request to a credentialed host over plain HTTP is
     /// refused here, before a byte is sent ([`UpstreamFailure::CredentialOverHttp`]), whatever
     /// permitted it.
-    pub async fn send(
+    ///
+    /// For approved calls: they go on a pool of their own, which no agent request borrows, so
+    /// an agent that stalls its streams on a shared HTTP/2 connection (it stops reading, and
+    /// the connection's flow-control window fills) cannot hold up a call a human approved.
+    pub async fn send_approved(
         &self,
         permitted: Permitted<Request<Body>>,
     ) -> Result<Response<Body>, UpstreamFailure> {
-        self.send_from(permitted, true).await
+        self.send_on(permitted, Pool::Approved).await
     }
 
     /// [`Upstream::send`] for a request on an agent connection. Its first request may borrow
@@ -180,8 +197,27 @@ impl Upstream {
         permitted: Permitted<Request<Body>>,
         may_borrow: bool,
     ) -> Result<Response<Body>, UpstreamFailure> {
+        let pool = if may_borrow {
+            Pool::OwnOrBorrowed
+        } else {
+            Pool::Own
+        };
+        self.send_on(permitted, pool).await
+    }
+
+    async fn send_on(
+        &self,
+        permitted: Permitted<Request<Body>>,
+        choice: Pool,
+    ) -> Result<Response<Body>, UpstreamFailure> {
         let (mut req, decision) = permitted.into_parts();
-        let own = current_worker() % self.pools.len();
+        let approved = self.pools.len() - 1;
+        let own = match choice {
+            Pool::Approved => approved,
+            // Agents' threads: a worker's own pool (never the approved calls' one).
+            _ => current_worker() % approved,
+        };
+        let may_borrow = matches!(choice, Pool::OwnOrBorrowed);
         let mut pool = own;
         let mut h2_target = None;
         if !matches!(decision, Decision::UnknownHostTunnel) {
