@@ -188,7 +188,7 @@ impl Upstream {
         self.send_on(permitted, Pool::Approved).await
     }
 
-    /// [`Upstream::send`] for a request on an agent connection. Its first request may borrow
+    /// Sends a permitted request from an agent connection. Its first request may borrow
     /// another worker's warm connection when its own worker has none (no dial, no handshake);
     /// later ones use the worker's own pool, which then dials once and stays warm, so a busy
     /// connection's requests never cross threads.
