@@ -339,6 +339,9 @@ pub(super) fn arguments(r: &Review, body: &[u8]) -> Arguments {
     let (mut args, accounts_twice) = accounts(r);
     for key in NOTABLE {
         match params.get(key) {
+            Some(Param::One(v)) if *key == "config[url]" => {
+                args.push(format!("{key}={}", show_url(v)))
+            }
             Some(Param::One(v)) => args.push(format!("{key}={}", clip(v, 80))),
             Some(Param::Many { why, .. }) => args.push(why),
             None => {}
@@ -352,7 +355,7 @@ pub(super) fn arguments(r: &Review, body: &[u8]) -> Arguments {
         body
     };
     if let Some(url) = config_url(body_read) {
-        args.push(format!("config.url={}", clip(&url, 80)));
+        args.push(format!("config.url={}", show_url(&url)));
     }
     let repeated = repeated_keys(query, body_read, &ambiguous);
     ambiguous.extend(repeated);
@@ -388,6 +391,33 @@ fn accounts(r: &Review) -> (Vec<String>, Vec<String>) {
         }
     }
     (shown, twice)
+}
+
+/// A URL as a reviewer must read it: its scheme and authority in full (up to 200 characters:
+/// where it goes), only the rest clipped; user-info before an `@`, which a long host-like
+/// prefix can pass off as the host, and a backslash, which browsers' parsers and the RFC's read
+/// differently, are said in words.
+fn show_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let mut shown = if scheme.is_empty() {
+        clip(authority, 200)
+    } else {
+        format!("{}://{}", clip(scheme, 20), clip(authority, 200))
+    };
+    shown.push_str(&clip(tail, 60));
+    if let Some((userinfo, host)) = authority.rsplit_once('@') {
+        shown.push_str(&format!(
+            " [host {}; {} characters of user-info before it]",
+            clip(host, 200),
+            userinfo.chars().count()
+        ));
+    }
+    if url.contains('\\') {
+        shown.push_str(" [contains a backslash: parsers disagree on the host]");
+    }
+    shown
 }
 
 /// A JSON body's `config.url` (where a webhook delivers), as serde_json reads it (the last of a
@@ -769,6 +799,19 @@ mod tests {
                 "/repos/acme/prod/hooks",
                 b"config[url]=https://evil.example/f",
                 &["config[url]=https://evil.example/f"],
+            ),
+            // Review of session 19: a host-like user-info padded past the clip hid the host.
+            (
+                "POST",
+                "/repos/acme/prod/hooks",
+                br#"{"config":{"url":"https://ci.internal.example.com:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@evil.example/collect"}}"#,
+                &["config.url=https://ci.internal.example.com:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@evil.example/collect [host evil.example; 94 characters of user-info before it]"],
+            ),
+            (
+                "POST",
+                "/repos/acme/prod/hooks",
+                br#"{"config":{"url":"https://good.example\\@evil.example/x"}}"#,
+                &["config.url=https://good.example\\@evil.example/x [host evil.example; 13 characters of user-info before it] [contains a backslash: parsers disagree on the host]"],
             ),
         ];
         for (method, path, body, want) in cases {
