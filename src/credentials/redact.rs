@@ -170,7 +170,7 @@ pub fn secret_body_values(body: &[u8]) -> Vec<String> {
                     walk(item, secret, within, out);
                 }
             }
-            serde_json::Value::String(s) if secret => {
+            serde_json::Value::String(s) if secret && !is_public_key(s) => {
                 out.push(s.clone());
                 out.extend(json_spellings(s));
             }
@@ -191,7 +191,9 @@ pub fn secret_body_values(body: &[u8]) -> Vec<String> {
             let Some((own, outer)) = parts.split_last() else {
                 continue;
             };
-            if is_secret_body_field(own) || outer.iter().any(|p| holds_secrets(p)) {
+            if (is_secret_body_field(own) || outer.iter().any(|p| holds_secrets(p)))
+                && !is_public_key(&decode(raw_value))
+            {
                 out.push(decode(raw_value));
                 out.push(raw_value.to_string());
             }
@@ -201,6 +203,25 @@ pub fn secret_body_values(body: &[u8]) -> Vec<String> {
     out.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     out.dedup();
     out
+}
+
+/// Is `value` a public key (an OpenSSH `authorized_keys` line, a PGP public key block), as
+/// GitHub's deploy keys, SSH and GPG keys take in a field named `key`? It is no secret, and
+/// it is what a reviewer must see to know what access she grants.
+fn is_public_key(value: &str) -> bool {
+    const OPENSSH: &[&str] = &[
+        "ssh-rsa ",
+        "ssh-dss ",
+        "ssh-ed25519 ",
+        "ecdsa-sha2-nistp256 ",
+        "ecdsa-sha2-nistp384 ",
+        "ecdsa-sha2-nistp521 ",
+        "sk-ssh-ed25519@openssh.com ",
+        "sk-ecdsa-sha2-nistp256@openssh.com ",
+    ];
+    let v = value.trim();
+    OPENSSH.iter().any(|p| v.starts_with(p))
+        || v.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----")
 }
 
 /// Body field names (lowercase) that carry secrets besides the secret-named ones: an app
@@ -405,6 +426,29 @@ mod tests {
             .collect();
         assert_eq!(secret_body_values(many.as_bytes()).len(), 100);
         assert!(secret_body_values(b"\xff\xfe").is_empty());
+    }
+
+    /// Review of session 19: a deploy key's or SSH key's `key` field, a public key, was masked
+    /// on a link's page, so a reviewer approving standing access saw only the title the agent
+    /// chose. Public keys are shown; a private key or another `key` value is still masked.
+    #[test]
+    fn public_keys_are_not_masked() {
+        let json = br#"{"title":"ci","key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ0 mallory@evil","read_only":false}"#;
+        assert!(secret_body_values(json).is_empty());
+        let form = b"title=ci&key=ssh-rsa+AAAAB3NzaC1yc2E+me%40host";
+        assert!(secret_body_values(form).is_empty());
+        let gpg = br#"{"armored_public_key":"-----BEGIN PGP PUBLIC KEY BLOCK-----\nmQ==\n-----END PGP PUBLIC KEY BLOCK-----"}"#;
+        assert!(secret_body_values(gpg).is_empty());
+        let json =
+            br#"{"key":"sk_live_0123456789","private_key":"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaA=="}"#;
+        let masked = secret_body_values(json);
+        assert!(
+            masked.iter().any(|v| v == "sk_live_0123456789")
+                && masked
+                    .iter()
+                    .any(|v| v.starts_with("-----BEGIN OPENSSH PRIVATE KEY")),
+            "{masked:?}"
+        );
     }
 
     #[test]
