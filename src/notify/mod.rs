@@ -11,11 +11,11 @@
 
 pub mod config;
 mod email;
+mod fair;
 pub mod links;
 pub mod signing;
 mod webhook;
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -458,7 +458,8 @@ struct Window {
 
 impl Worker {
     async fn run(mut self) {
-        let mut pending: VecDeque<Arc<Escalation>> = VecDeque::new();
+        let mut pending = fair::FairQueue::new(self.cap);
+        let mut given_up: u64 = 0;
         let mut window = Window {
             start: Instant::now(),
             sent: 0,
@@ -475,18 +476,29 @@ impl Worker {
                 _ => Some(window.start + self.cfg.rate_window),
             };
             let mut closed = false;
+            let mut received = Vec::new();
             tokio::select! {
-                ev = self.rx.recv(), if pending.len() < self.cap => match ev {
-                    Some(e) => pending.push_back(e),
+                ev = self.rx.recv() => match ev {
+                    Some(e) => received.push(e),
                     None => closed = true,
                 },
                 _ = sleep_until_opt(deadline), if deadline.is_some() => {}
-                else => tokio::time::sleep(self.cfg.rate_window).await,
             }
-            while pending.len() < self.cap {
-                match self.rx.try_recv() {
-                    Ok(e) => pending.push_back(e),
-                    Err(_) => break,
+            while let Ok(e) = self.rx.try_recv() {
+                received.push(e);
+            }
+            for e in received {
+                if let Some(out) = pending.push(e) {
+                    given_up += 1;
+                    if given_up == 1 || given_up.is_multiple_of(100) {
+                        tracing::warn!(
+                            channel = %self.cfg.name,
+                            review = %out.review_id,
+                            agent = out.agent.as_deref().unwrap_or("-"),
+                            given_up_total = given_up,
+                            "notify: queue full; the newest notification of the agent with the most waiting was given up"
+                        );
+                    }
                 }
             }
             let now = Instant::now();
@@ -505,7 +517,7 @@ impl Worker {
                     }
                     if (due || closed) && !pending.is_empty() {
                         if window.sent < self.cfg.max_per_minute || closed {
-                            let batch: Vec<_> = pending.drain(..).collect();
+                            let batch = pending.drain();
                             self.deliver(&batch, true).await;
                             window.sent += 1;
                         } else {
@@ -520,7 +532,7 @@ impl Worker {
                 }
                 _ => {
                     while window.sent < self.cfg.max_per_minute {
-                        let Some(e) = pending.pop_front() else { break };
+                        let Some(e) = pending.pop() else { break };
                         self.deliver(std::slice::from_ref(&e), false).await;
                         window.sent += 1;
                     }
