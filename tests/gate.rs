@@ -1264,7 +1264,8 @@ async fn a_retry_claimed_past_the_idempotency_keys_lifetime_is_not_sent() {
     let (code, r) = a
         .admin("POST", &format!("/v1/reviews/{id}/retry"), None)
         .await;
-    assert_eq!(code, 503, "{r}");
+    // The retry is recorded; its send did not start (Airlock retries it while it is fresh).
+    assert_eq!(code, 202, "{r}");
     let (_, r) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
     assert_eq!(r["state"], "approved", "the claim failed: {r}");
 
@@ -2265,4 +2266,252 @@ async fn an_agent_stalling_its_streams_does_not_hold_up_an_approved_call() {
         .iter()
         .any(|q| q.method == "DELETE" && q.path_and_query == "/repos/acme/approved"));
     drop(stalled);
+}
+
+/// Review (defect 1): a claim that failed after the approval landed (a store error) left the
+/// review `approved`, the reviewer read "Not done", and on redb nothing claimed it again until
+/// the next restart. Now the reviewer hears that the approval is recorded and the send did not
+/// start yet, and the sweeper claims it again on every backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_claim_that_failed_after_the_approval_is_retried_by_the_sweeper() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (up, a, store) = setup_on_faulty_store("[gate]\nsweep_interval = \"1s\"\n").await;
+    let (status, headers, _) = hold_delete(&a, "/repos/octo/claim-fails").await;
+    assert_eq!(status, 423);
+    let id = review_id(&headers);
+    store.fail_claims.store(1, SeqCst);
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(code, 202, "{r}");
+    assert_eq!(r["state"], "approved", "{r}");
+    let message = r["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("approved; the send did not start yet") && message.contains("retries"),
+        "{r}"
+    );
+    assert_eq!(up.count(), 0);
+    let mut state = String::new();
+    for _ in 0..200 {
+        state = a
+            .gate
+            .get(&id)
+            .await
+            .expect("get")
+            .state
+            .as_str()
+            .to_string();
+        if state == "executed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(state, "executed", "the sweeper claimed and sent it");
+    assert_eq!(up.count(), 1, "sent once");
+}
+
+/// Review (defect 1): an approval whose send did not start (its claim failed) was sent by the
+/// next restart's recovery however late, past the review's deadline. An approval is sent only
+/// before the deadline and within an hour of being given: later it ends `failed`, not sent,
+/// saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stale_approval_is_not_sent_at_the_next_restart() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (up, a, store, clock, config) =
+        setup_on_faulty_store_at("[gate]\nreview_expiry = \"72h\"\n").await;
+    let (_, headers, _) = hold_delete(&a, "/repos/octo/stale").await;
+    let id = review_id(&headers);
+    store.fail_claims.store(1, SeqCst);
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(code, 202, "{r}");
+    let dir = a.stop().await;
+    clock.advance(Duration::from_secs(2 * 3600));
+    let a = Airlock::start_on_store_at(config, dir, Arc::new(TestRules), store, clock).await;
+    let mut r = serde_json::Value::Null;
+    for _ in 0..100 {
+        r = a.admin("GET", &format!("/v1/reviews/{id}"), None).await.1;
+        if r["state"] != "approved" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(r["state"], "failed", "{r}");
+    assert!(
+        r["result"]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("not sent: the approval went stale")),
+        "{r}"
+    );
+    assert_eq!(r["result"]["unsent"], true, "{r}");
+    assert_eq!(up.count(), 0, "never sent");
+}
+
+/// Review (defect 2): when the upstream answered and its outcome could not be stored, the
+/// reviewer read "review store unavailable" and the status went nowhere. The answer says the
+/// request was sent and names the status; once the claim's lease lapses the review reads
+/// `outcome_unknown` (on redb too), never `executing` forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sent_request_whose_outcome_cannot_be_stored_says_it_was_sent() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (up, a, store) = setup_on_faulty_store(
+        "[gate]\nexecution_timeout = \"1s\"\nexecution_lease = \"3s\"\nsweep_interval = \"1s\"\n",
+    )
+    .await;
+    let (_, headers, _) = hold_delete(&a, "/status/201").await;
+    let id = review_id(&headers);
+    store.fail_answers.store(usize::MAX, SeqCst);
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(code, 503, "{r}");
+    assert_eq!(r["error"], "outcome_not_recorded", "{r}");
+    let message = r["message"].as_str().unwrap_or_default();
+    assert!(
+        message
+            .starts_with("sent; the upstream answered 201 but the outcome could not be recorded"),
+        "{r}"
+    );
+    assert_eq!(up.count(), 1);
+    let mut state = String::new();
+    for _ in 0..200 {
+        state = a
+            .gate
+            .get(&id)
+            .await
+            .expect("get")
+            .state
+            .as_str()
+            .to_string();
+        if state == "outcome_unknown" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    store.fail_answers.store(0, SeqCst);
+    assert_eq!(state, "outcome_unknown", "given up once the lease lapsed");
+    assert_eq!(up.count(), 1, "never re-sent");
+}
+
+/// Review (defect 3): when a held call's wait (`Airlock-Wait`) could not read its review, the
+/// agent was answered with the snapshot taken at the hold: 423 "it has not been sent", while
+/// the call had been approved and sent. The review is read once more (then the wait goes on
+/// to the outcome); if that fails too, the answer says the state is unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wait_that_cannot_read_its_review_never_says_not_sent() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (up, a, store) =
+        setup_on_faulty_store("[gate]\nexecution_timeout = \"20s\"\nsweep_interval = \"1h\"\n")
+            .await;
+    for (fails, want) in [(1usize, 200u16), (2, 503)] {
+        let before = up.count();
+        let client = a.client();
+        let agent = tokio::spawn(async move {
+            let r = client
+                .delete("https://api.github.com/repos/octo/stall")
+                .header("airlock-wait", "2")
+                .send()
+                .await
+                .expect("send");
+            let headers = r.headers().clone();
+            (r.status(), headers, r.text().await.expect("text"))
+        });
+        let id = loop {
+            let pending = support::all_reviews(&a.gate, Some(ReviewState::Pending)).await;
+            if let Some(r) = pending.first() {
+                break r.id.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let (addr, token) = (a.admin_addr, a.admin_token.clone());
+        let path = format!("/v1/reviews/{id}/approve");
+        let approving = tokio::spawn(async move {
+            airlock::admin::client::call(addr, &token, http::Method::POST, &path, None).await
+        });
+        while up.count() == before {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Sent and stalled; the wait's read at its deadline fails.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        store.fail_review_reads.store(fails, SeqCst);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        up.state.unstall.notify_waiters();
+        let (status, headers, text) = agent.await.expect("agent");
+        store.fail_review_reads.store(0, SeqCst);
+        let _ = approving.await;
+        assert_eq!(status.as_u16(), want, "{text}");
+        assert!(!text.contains("not been sent"), "{text}");
+        if want == 503 {
+            assert_eq!(headers["airlock-reason"], "review_state_unknown", "{text}");
+            assert_eq!(headers["airlock-review-id"], id.as_str());
+            assert!(text.contains("may have been approved and sent"), "{text}");
+        }
+    }
+}
+
+/// Review (defect 8): a retry is tied to the attempt the reviewer saw: asked for with an
+/// attempt count that another attempt has since changed, it is refused and nothing is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_for_an_attempt_no_longer_the_last_is_refused() {
+    let (up, a) = setup("[gate]\nexecution_timeout = \"1s\"\n").await;
+    up.state
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (_, headers, _) = hold_delete(&a, "/repos/octo/retry-seen").await;
+    let id = review_id(&headers);
+    let (_, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(r["state"], "failed", "{r}");
+    // Another reviewer's retry: a second attempt.
+    let (_, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/retry"), None)
+        .await;
+    assert_eq!(r["state"], "failed", "{r}");
+    up.state
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let (code, r) = a
+        .admin(
+            "POST",
+            &format!("/v1/reviews/{id}/retry"),
+            Some(serde_json::json!({"attempts": 1})),
+        )
+        .await;
+    assert_eq!(code, 409, "{r}");
+    assert_eq!(r["error"], "review_changed", "{r}");
+    assert_eq!(up.count(), 0);
+    let (code, r) = a
+        .admin(
+            "POST",
+            &format!("/v1/reviews/{id}/retry"),
+            Some(serde_json::json!({"attempts": 2})),
+        )
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["state"], "executed", "{r}");
+    assert_eq!(up.count(), 1);
+}
+
+/// Review (defect 7): `reviews approve` exited 0 for an approval whose send had not finished.
+/// An approval recorded whose send did not start yet exits 5 and says Airlock retries it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cli_approve_of_a_send_not_started_exits_5() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (_up, a, store) = setup_on_faulty_store("[gate]\nsweep_interval = \"1h\"\n").await;
+    let (_, headers, _) = hold_delete(&a, "/repos/octo/cli-pending").await;
+    let id = review_id(&headers);
+    store.fail_claims.store(1, SeqCst);
+    let out = run_cli(
+        cli_config(&a),
+        vec!["reviews".into(), "approve".into(), id.clone()],
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(
+        text.contains(&format!("{id}: approved; the send did not start yet")),
+        "{text}"
+    );
 }

@@ -16,12 +16,18 @@
 //!   answer has `next_cursor` (absent on the last page) and per-state `totals`
 //! - `GET  /v1/reviews/{id}`              one review, with its stored request (no credentials)
 //! - `POST /v1/reviews/{id}/approve`      body `{"reviewer": "...", "comment": "..."}` (both optional);
-//!   executes the stored request and answers with the review after execution
+//!   executes the stored request and answers with the review after execution (200); 202 below
+//!   the quorum, and 202 with `message` when the approval is recorded but the claim that starts
+//!   the send failed (the review stays `approved`; the sweeper claims it again); 503
+//!   `outcome_not_recorded` when the request was sent but its outcome could not be stored (the
+//!   message names the upstream's status)
 //! - `POST /v1/reviews/{id}/reject`       same body
 //! - `POST /v1/reviews/{id}/extend`       body `{"by": "2h"}`: moves a pending review's deadline
-//! - `POST /v1/reviews/{id}/retry`        same body as approve: re-sends a `failed` or
-//!   `outcome_unknown` review's stored request (same Idempotency-Key), within its deadline
-//!   (a keyed `outcome_unknown` one within 24 h of its first attempt)
+//! - `POST /v1/reviews/{id}/retry`        same body as approve, plus optional `"attempts": N`
+//!   (the send attempts the caller saw; 409 `review_changed` if another was made since):
+//!   re-sends a `failed` or `outcome_unknown` review's stored request (same Idempotency-Key),
+//!   within its deadline (a Stripe call that may have been sent within 24 h of its first
+//!   attempt)
 //!
 //! Reviewers (`[[reviewers]]`, `airlock reviewers add`) use their own tokens; decisions are
 //! recorded under their names and checked against the rule's approver list and quorum. The
@@ -618,7 +624,15 @@ async fn route(admin: &Admin, req: Request<Incoming>, local: bool) -> Response<B
                 .map(|c| c.chars().take(4096).collect::<String>());
             let result = match action.as_str() {
                 "approve" => admin.gate.approve(&id, &reviewer, comment).await,
-                "retry" => admin.gate.retry(&id, &reviewer, comment).await,
+                // `attempts` (optional): the attempt count the caller saw; refused with 409
+                // `review_changed` if another attempt was made since.
+                "retry" => {
+                    let seen = body
+                        .get("attempts")
+                        .and_then(|v| v.as_u64())
+                        .and_then(|n| usize::try_from(n).ok());
+                    admin.gate.retry_seen(&id, &reviewer, comment, seen).await
+                }
                 _ => admin.gate.reject(&id, &reviewer, comment).await,
             };
             match result {
@@ -627,6 +641,18 @@ async fn route(admin: &Admin, req: Request<Incoming>, local: bool) -> Response<B
                     json_response(StatusCode::ACCEPTED, &admin.review_view(&r, true))
                 }
                 Ok(r) => json_response(StatusCode::OK, &admin.review_view(&r, true)),
+                // The decision is recorded and the send did not start: 202 with the review as
+                // it now is (`approved`) and `message` saying that Airlock retries it.
+                Err(e @ crate::gate::GateError::SendPending(_)) => {
+                    match admin.gate.get(&id).await {
+                        Ok(r) => {
+                            let mut v = admin.review_view(&r, true);
+                            v["message"] = e.to_string().into();
+                            json_response(StatusCode::ACCEPTED, &v)
+                        }
+                        Err(_) => gate_error_response(&e),
+                    }
+                }
                 Err(e) => gate_error_response(&e),
             }
         }

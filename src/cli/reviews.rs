@@ -39,7 +39,9 @@ pub(super) enum ReviewsCommand {
     },
     /// Approve a pending review; Airlock then sends the stored request once. Prints one summary
     /// line, then the review as JSON. Exit status: 0 executed (or still waiting for more
-    /// approvals), 3 failed (not sent), 4 outcome_unknown (may have been sent), 1 an error.
+    /// approvals), 3 failed (not sent), 4 outcome_unknown (may have been sent), 5 approved and
+    /// not finished sending (being sent elsewhere, or its send not started yet: Airlock retries
+    /// it), 1 an error.
     Approve {
         #[arg(value_parser = review_id)]
         id: String,
@@ -59,10 +61,12 @@ pub(super) enum ReviewsCommand {
         reviewer: Option<String>,
     },
     /// Send a failed (or outcome_unknown) review's stored request again, with the same
-    /// Idempotency-Key if it has one (Stripe calls do; without one nothing keeps a retry from
-    /// running the call twice: check the upstream first); only before the review's deadline, and only once the rule's quorum is
+    /// Idempotency-Key if it has one (Stripe calls always do, and Stripe honours it; GitHub
+    /// ignores the header, so there, as without one, nothing keeps a retry from running the
+    /// call twice: check the upstream first); only before the review's deadline, and only once the rule's quorum is
     /// reached afresh. Summary line and exit status as for approve: 0 executed (or waiting for
-    /// more retry approvals), 3 failed (not sent), 4 outcome_unknown, 1 an error.
+    /// more retry approvals), 3 failed (not sent), 4 outcome_unknown, 5 approved and not
+    /// finished sending, 1 an error.
     Retry {
         #[arg(value_parser = review_id)]
         id: String,
@@ -203,6 +207,10 @@ const EXIT_NOT_SENT: i32 = 3;
 /// `reviews approve|retry` exit status when the execution ended `outcome_unknown`: the request
 /// may have reached the upstream; check there before any retry.
 const EXIT_OUTCOME_UNKNOWN: i32 = 4;
+/// `reviews approve|retry` exit status when the approval is recorded and the send has not
+/// ended: `executing` (another instance, or another call, is sending it) or `approved` (its
+/// send did not start yet; Airlock retries it). `reviews show` tells the outcome later.
+const EXIT_STILL_SENDING: i32 = 5;
 
 /// One human line for an approve/retry answer, and the exit status it calls for.
 fn execution_summary(review: &serde_json::Value) -> (String, i32) {
@@ -236,6 +244,19 @@ fn execution_summary(review: &serde_json::Value) -> (String, i32) {
                 "{id}: outcome unknown, the request may have reached the upstream: {error}; check there before retrying"
             ),
             EXIT_OUTCOME_UNKNOWN,
+        ),
+        "executing" => (
+            format!(
+                "{id}: approved and being sent (by another instance or call); its outcome is not known yet: airlock reviews show {id}"
+            ),
+            EXIT_STILL_SENDING,
+        ),
+        "approved" => (
+            match review["message"].as_str() {
+                Some(m) => format!("{id}: {m}"),
+                None => format!("{id}: approved; the send has not started yet: airlock reviews show {id}"),
+            },
+            EXIT_STILL_SENDING,
         ),
         other => (format!("{id}: {other}"), 0),
     }
@@ -308,4 +329,48 @@ fn answered(status: u16, json: &serde_json::Value) -> Result<()> {
         bail!("{} (HTTP {status})", escaped(msg));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review (defect 7): `reviews approve` exited 0 when the answer said `executing` (another
+    /// instance sending it): the approval is not done until the send ends. Exit 5 then, and
+    /// for an approval whose send did not start yet.
+    #[test]
+    fn an_approval_not_finished_sending_exits_5() {
+        let cases = [
+            (
+                serde_json::json!({"reviewId": "rev_1", "state": "executing"}),
+                5,
+                "being sent",
+            ),
+            (
+                serde_json::json!({"reviewId": "rev_1", "state": "approved", "message": "approved; the send did not start yet (x): Airlock retries it"}),
+                5,
+                "the send did not start yet",
+            ),
+            (
+                serde_json::json!({"reviewId": "rev_1", "state": "approved"}),
+                5,
+                "not started yet",
+            ),
+            (
+                serde_json::json!({"reviewId": "rev_1", "state": "executed", "result": {"status": 204}}),
+                0,
+                "HTTP 204",
+            ),
+            (
+                serde_json::json!({"reviewId": "rev_1", "state": "pending"}),
+                0,
+                "pending",
+            ),
+        ];
+        for (review, exit, says) in cases {
+            let (line, code) = execution_summary(&review);
+            assert_eq!(code, exit, "{line}");
+            assert!(line.contains(says), "{line}");
+        }
+    }
 }

@@ -164,7 +164,7 @@ pub fn agent_review_json(r: &Review) -> serde_json::Value {
             "status": e.status,
             "bodyTruncated": e.body_truncated,
             "bodyWithheld": e.withheld,
-            "error": agent_error(e),
+            "error": agent_error(e, r.state),
         });
         set_body(&mut v, e);
         v
@@ -184,20 +184,30 @@ pub fn agent_review_json(r: &Review) -> serde_json::Value {
 /// What the agent sees of an attempt's error for the agent. Airlock's own refusals to send
 /// (`not sent: …`: an approval or retry the audit log does not show, named by its reviewer; an
 /// audit or store error with its detail) are the reviewers' to read (the admin API and the
-/// dashboard show them whole): the agent learns only that it was not sent. The upstream's
-/// failures (a connection refused, an answer cut short) are its own call's, and pass.
-fn agent_error(e: &Execution) -> Option<&str> {
+/// dashboard show them whole): the agent learns only that this attempt was not sent, and, on a
+/// review whose outcome is unknown (an earlier attempt may have reached the upstream), that
+/// too. The upstream's failures (a connection refused, an answer cut short) are its own
+/// call's, and pass.
+fn agent_error(e: &Execution, state: ReviewState) -> Option<&str> {
     let error = e.error.as_deref()?;
-    Some(if error.starts_with("not sent:") {
-        AGENT_NOT_SENT
-    } else {
-        error
+    Some(match error.starts_with("not sent:") {
+        true if state == ReviewState::OutcomeUnknown => AGENT_NOT_SENT_EARLIER_MAYBE,
+        true => AGENT_NOT_SENT,
+        false => error,
     })
 }
 
 /// [`agent_error`] for Airlock's own refusals to send.
 pub const AGENT_NOT_SENT: &str =
-    "not sent: Airlock did not send this request; the reviewers can see why";
+    "not sent: Airlock did not send this attempt; the reviewers can see why";
+/// [`agent_error`] for Airlock's own refusal to send a retry after an attempt that may have
+/// reached the upstream: the call's outcome is still unknown.
+pub const AGENT_NOT_SENT_EARLIER_MAYBE: &str =
+    "not sent: Airlock did not send this attempt, but an earlier attempt may have reached the upstream, so the call's outcome is unknown; the reviewers can see why";
+
+/// On a wait-mode answer that is the upstream's own: its body was cut at
+/// `gate.max_result_bytes` when it was stored, so what the agent gets is not the whole answer.
+pub const BODY_TRUNCATED_HEADER: &str = "airlock-body-truncated";
 
 /// The `Airlock-Outcome` word for a review state: `ESCALATE` while it is still held.
 fn outcome_of(state: ReviewState) -> &'static str {
@@ -385,6 +395,9 @@ fn status_of(e: &GateError) -> (StatusCode, &'static str) {
         }
         GateError::Audit(_) => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
         GateError::Forbidden(_) => (StatusCode::FORBIDDEN, "not_allowed"),
+        GateError::Changed(_) => (StatusCode::CONFLICT, "review_changed"),
+        GateError::SendPending(_) => (StatusCode::SERVICE_UNAVAILABLE, "send_pending"),
+        GateError::Unrecorded(_) => (StatusCode::SERVICE_UNAVAILABLE, "outcome_not_recorded"),
     }
 }
 
@@ -430,6 +443,11 @@ pub fn final_response_with(
             h.insert(OUTCOME_HEADER, HeaderValue::from_static("EXECUTED"));
             if let Ok(v) = HeaderValue::from_str(&r.id) {
                 h.insert(REVIEW_ID_HEADER, v);
+            }
+            // The upstream's own Content-Length (dropped above) would name the whole body;
+            // the one sent is the kept part's. Say that it is only a part.
+            if e.body_truncated {
+                h.insert(BODY_TRUNCATED_HEADER, HeaderValue::from_static("true"));
             }
             return resp;
         }
@@ -547,6 +565,56 @@ mod tests {
             assert_eq!(agent["result"]["error"], *agent_sees, "{agent}");
             let admin = review_json(&r, true);
             assert_eq!(admin["result"]["error"], *stored, "{admin}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod truth_tests {
+    use super::*;
+
+    /// Review (defect 5): an unsent retry of a call whose earlier attempt may have reached
+    /// the upstream (`outcome_unknown`) read "did not send this request" to the agent.
+    #[test]
+    fn an_unsent_retry_after_a_maybe_sent_attempt_does_not_say_not_sent() {
+        let mut r = Review::sample("DELETE", "api.github.com", "/repos/o/r", None, b"");
+        r.attempts.push(Execution::started(1));
+        r.end_unsent(2, "not sent: bob's retry is not in the audit log".into());
+        assert_eq!(r.state, ReviewState::OutcomeUnknown);
+        let agent = agent_review_json(&r);
+        let error = agent["result"]["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("this attempt")
+                && error.contains("earlier attempt may have reached the upstream"),
+            "{agent}"
+        );
+        assert!(!error.contains("bob"), "{agent}");
+    }
+
+    /// Review (defect 4): wait mode handed the agent a body cut at `gate.max_result_bytes` as
+    /// if it were the whole answer. It says so in `Airlock-Body-Truncated`, and carries no
+    /// Content-Length of the upstream's.
+    #[test]
+    fn a_cut_body_is_marked_truncated() {
+        for truncated in [true, false] {
+            let mut r = Review::sample("DELETE", "api.github.com", "/repos/o/r", None, b"");
+            r.state = ReviewState::Executed;
+            let mut e = Execution::started(1);
+            e.status = Some(200);
+            e.headers = vec![("content-length".into(), "999999".into())];
+            e.body_b64 = super::super::review::b64(b"{\"partial\":");
+            e.body_truncated = truncated;
+            r.execution = Some(e);
+            let resp = final_response(&r);
+            assert_eq!(resp.status(), 200);
+            let h = resp.headers();
+            assert_eq!(
+                h.get(BODY_TRUNCATED_HEADER).is_some_and(|v| v == "true"),
+                truncated
+            );
+            assert!(h
+                .get(http::header::CONTENT_LENGTH)
+                .is_none_or(|v| v != "999999"));
         }
     }
 }

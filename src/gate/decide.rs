@@ -149,6 +149,20 @@ impl Gate {
         reviewer: &Reviewer,
         comment: Option<String>,
     ) -> Result<Review, GateError> {
+        self.retry_seen(id, reviewer, comment, None).await
+    }
+
+    /// [`Gate::retry`], tied to the attempt the reviewer saw: with `seen` (the review's
+    /// [`Review::attempt_count`] as shown to her), a review on which another attempt was made
+    /// since is not retried (`Changed`): she decided about an outcome that is no longer the
+    /// last one.
+    pub async fn retry_seen(
+        self: &Arc<Self>,
+        id: &str,
+        reviewer: &Reviewer,
+        comment: Option<String>,
+        seen: Option<usize>,
+    ) -> Result<Review, GateError> {
         let decision = self.decision_by(reviewer, comment);
         let id_owned = id.to_string();
         let reviewer = reviewer.clone();
@@ -173,6 +187,13 @@ impl Gate {
                             id: cur.id.clone(),
                             at: review::rfc3339(cur.expires_at_ms),
                         });
+                    }
+                    if let Some(seen) = seen.filter(|n| *n != cur.attempt_count()) {
+                        return Err(GateError::Changed(format!(
+                            "review {} has had {} send attempts, not the {seen} shown when this retry was asked for: another attempt was made meanwhile; read its outcome before retrying",
+                            cur.id,
+                            cur.attempt_count()
+                        )));
                     }
                     cur.may_send(&reviewer, &people, "retry")
                         .map_err(GateError::Forbidden)?;

@@ -31,6 +31,14 @@ enum Outcome {
 }
 
 impl Outcome {
+    /// The upstream's status, when it answered.
+    fn answered_status(&self) -> Option<u16> {
+        match self {
+            Outcome::Answered { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
     /// For the log: the status, or why there is none.
     fn summary(&self) -> String {
         match self {
@@ -124,7 +132,12 @@ impl Gate {
                 .await;
                 return Err(GateError::Audit("execution not recorded; not sent".into()));
             }
-            Err(e) => return Err(e),
+            // The claim did not land (a store or audit read error, contention): nothing was
+            // sent and the review is still `approved`; the sweeper claims it again.
+            Err(e) => {
+                tracing::warn!(review = %id, error = %e, "the claim of an approved review failed; the sweeper tries again");
+                return Err(GateError::SendPending(e.to_string()));
+            }
         };
         let Some(review) = claimed else {
             return Err(GateError::BadRequest("claim yielded no review".into()));
@@ -200,11 +213,28 @@ impl Gate {
             }
         };
         let finished = self.now_ms();
+        let summary = outcome.summary();
+        let answered = outcome.answered_status();
+        let unsent = matches!(outcome, Outcome::NotSent(_));
         match self
             .record_outcome(&review.id, started, lease_until, finished, outcome)
             .await
         {
             Err(GateError::AlreadyDecided { .. }) => self.get(&review.id).await,
+            // The outcome is known only here: it goes to the log (the status, never the body
+            // or a header), and the caller hears what happened, not "not done".
+            Err(
+                e @ (GateError::Store(_)
+                | GateError::Contention(_)
+                | GateError::Corrupt { .. }
+                | GateError::NotFound(_)
+                | GateError::BadRequest(_)),
+            ) => {
+                tracing::error!(review = %review.id, outcome = %summary, error = %e, "the outcome of a sent request could not be recorded; the review ends outcome_unknown once its claim's lease lapses");
+                Err(GateError::Unrecorded(unrecorded_message(
+                    answered, unsent, &summary, &e,
+                )))
+            }
             // The outcome is stored; only its audit entry failed. The request was sent: the
             // caller gets the outcome, never "did not proceed".
             Err(GateError::Audit(why)) => {
@@ -305,6 +335,24 @@ fn record_over_claim(
     Ok(next)
 }
 
+/// What the caller of a send hears when its outcome (`summary`: answered with `status`, or
+/// certainly `unsent`, or neither) could not be stored (`e`): never a bare "not done".
+fn unrecorded_message(status: Option<u16>, unsent: bool, summary: &str, e: &GateError) -> String {
+    let later =
+        "the review shows outcome_unknown once its claim's lease (gate.execution_lease) lapses";
+    match status {
+        Some(status) => format!(
+            "sent; the upstream answered {status} but the outcome could not be recorded ({e}); {later}"
+        ),
+        None if unsent => format!(
+            "{summary}; that could not be recorded ({e}): {later}, although nothing was sent"
+        ),
+        None => format!(
+            "the send ended ({summary}) but its outcome could not be recorded ({e}); it may have reached the upstream: {later}"
+        ),
+    }
+}
+
 /// How much of a claim's lease is kept past `gate.execution_timeout` for recording the outcome:
 /// a quarter of the slack between them, at most 5 s.
 fn record_margin(lease: std::time::Duration, timeout: std::time::Duration) -> std::time::Duration {
@@ -324,11 +372,7 @@ impl Gate {
                     .audit
                     .entries_for_review(&claim_id, MOST_ENTRIES)
                     .map_err(|e| GateError::Store(crate::store::StoreError::Io(e.to_string())))?;
-                if entries.len() >= MOST_ENTRIES {
-                    return Err(GateError::BadRequest(format!(
-                        "review {claim_id} has {MOST_ENTRIES} audit entries or more; not sent"
-                    )));
-                }
+                let too_many = entries.len() >= MOST_ENTRIES;
                 g.transition(&claim_id, |cur| {
                     if cur.state != ReviewState::Approved {
                         return Err(GateError::AlreadyDecided {
@@ -337,6 +381,17 @@ impl Gate {
                         });
                     }
                     let mut next = cur.clone();
+                    // Failed, not left `approved`: every sweep would try it again.
+                    if too_many {
+                        next.execution = None;
+                        next.end_unsent(
+                            started,
+                            format!(
+                                "not sent: the review has {MOST_ENTRIES} audit entries or more"
+                            ),
+                        );
+                        return Ok(next);
+                    }
                     if let Some(missing) = missing_from_record(cur, &entries) {
                         next.execution = None;
                         next.end_unsent(
@@ -350,6 +405,13 @@ impl Gate {
                     let lease =
                         u64::try_from(g.cfg.execution_lease.as_millis()).unwrap_or(u64::MAX);
                     if let Err(why) = cur.retry_window(started.saturating_add(lease)) {
+                        next.execution = None;
+                        next.end_unsent(started, format!("not sent: {why}"));
+                        return Ok(next);
+                    }
+                    // An approval whose send did not start in time (its claim failed, and
+                    // the sweeper or a restart found it much later) is not sent days late.
+                    if let Some(why) = cur.approval_stale(started) {
                         next.execution = None;
                         next.end_unsent(started, format!("not sent: {why}"));
                         return Ok(next);

@@ -91,21 +91,31 @@ impl Gate {
         let agent = review.agent.as_deref().unwrap_or(crate::agents::ANONYMOUS);
         let slot = wait.and_then(|w| Some((w, self.waits.enter(agent)?)));
         if let Some((wait, _slot)) = slot {
-            if let Ok(mut done) = self.wait_final(&review.id, wait).await {
-                if matches!(done.state, ReviewState::Approved | ReviewState::Executing) {
-                    // Approved and being sent at the deadline: its outcome is at most the send's
-                    // timeout away, and "not sent" would be false.
-                    let more = self.cfg.execution_timeout + Duration::from_secs(5);
-                    if let Ok(later) = self.wait_final(&review.id, more).await {
-                        done = later;
-                    }
+            // A failed wait is read again once: the review may have been approved and sent
+            // meanwhile, so the pending snapshot taken at the hold would say "not sent" falsely.
+            let waited = match self.wait_final(&review.id, wait).await {
+                Ok(r) => Ok(r),
+                Err(e) => {
+                    tracing::warn!(review = %review.id, error = %e, "a held call's wait could not read its review; reading it once more");
+                    self.get(&review.id).await
                 }
-                if done.state.is_final() {
-                    return Hold::Finished(Box::new(done));
+            };
+            let Ok(mut done) = waited else {
+                return Hold::Unknown(Box::new(review));
+            };
+            if matches!(done.state, ReviewState::Approved | ReviewState::Executing) {
+                // Approved and being sent at the deadline: its outcome is at most the send's
+                // timeout away, and "not sent" would be false.
+                let more = self.cfg.execution_timeout + Duration::from_secs(5);
+                if let Ok(later) = self.wait_final(&review.id, more).await {
+                    done = later;
                 }
-                // Answered with the review as it is now, so the answer says what is true.
-                return Hold::Held(Box::new(done));
             }
+            if done.state.is_final() {
+                return Hold::Finished(Box::new(done));
+            }
+            // Answered with the review as it is now, so the answer says what is true.
+            return Hold::Held(Box::new(done));
         }
         Hold::Held(Box::new(review))
     }

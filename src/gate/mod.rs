@@ -68,6 +68,19 @@ pub enum GateError {
     Audit(String),
     #[error("{0}")]
     Forbidden(String),
+    /// The review changed since the caller read it (a retry asked for after another attempt
+    /// was made): nothing was done.
+    #[error("{0}")]
+    Changed(String),
+    /// The approval (or a retry's) is recorded, but the claim that starts the send failed:
+    /// nothing was sent. The sweeper tries the claim again (`recover.rs`) while the approval is
+    /// fresh ([`review::Review::approval_stale`]).
+    #[error("approved; the send did not start yet ({0}): Airlock retries it at its next sweeps (gate.sweep_interval) while the approval is fresh (before the review's deadline, within an hour); nothing was sent so far")]
+    SendPending(String),
+    /// The request left (or may have), and what became of it could not be stored: the whole
+    /// sentence, naming the upstream's status when it answered.
+    #[error("{0}")]
+    Unrecorded(String),
 }
 
 /// A person deciding reviews (from a reviewer token, or the operator's admin token).
@@ -165,6 +178,10 @@ pub enum Hold {
     Finished(Box<Review>),
     /// Not held, and not forwarded either.
     Refused(HoldRefusal),
+    /// Stored durably (this is the review as held), but the agent's wait could not read what
+    /// became of it: it may have been approved and sent meanwhile, so neither "held, not sent"
+    /// nor an outcome can be answered.
+    Unknown(Box<Review>),
 }
 
 /// Why an escalated request could not be held (it was not forwarded).

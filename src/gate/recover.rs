@@ -188,8 +188,10 @@ impl Gate {
         Ok(n)
     }
 
-    /// On a shared store: every `executing` review whose lease has lapsed becomes
-    /// `outcome_unknown` (the instance sending it died mid-send; it is never re-sent).
+    /// Every `executing` review whose lease has lapsed becomes `outcome_unknown` (the instance
+    /// sending it died mid-send, or could not record the outcome; it is never re-sent). This
+    /// process's own sends end within their lease (`execute.rs`), so on any backend a lapsed
+    /// one has no send left running.
     pub(super) async fn reap_lapsed(self: &Arc<Self>) -> Result<usize, GateError> {
         let now = self.now_ms();
         let mut n = 0;
@@ -204,9 +206,9 @@ impl Gate {
                         .and_then(|e| e.instance.clone())
                         .unwrap_or_else(|| "an earlier Airlock".into());
                     format!(
-                        "the instance sending it ({who}) stopped before recording an outcome and \
-                         its claim lapsed; it may or may not have reached the upstream and is not \
-                         retried automatically"
+                        "no outcome was recorded before its claim lapsed (the instance sending \
+                         it, {who}, stopped or could not write the outcome); it may or may not \
+                         have reached the upstream and is not retried automatically"
                     )
                 })
                 .await;
@@ -278,19 +280,28 @@ impl Gate {
         }
     }
 
-    /// On a shared store, each sweep also gives up the sends of instances that died mid-send
-    /// (lapsed leases) and sends what an instance approved but stopped before sending.
-    async fn look_after_other_instances(self: &Arc<Self>) {
+    /// Each sweep, on every backend, also looks after sends left stranded: an `executing` review
+    /// whose claim's lease lapsed (its instance died mid-send, or could not record the
+    /// outcome) becomes `outcome_unknown`, and an `approved` review left unclaimed for a sweep
+    /// interval (its instance stopped before sending, or its claim failed on a store or audit
+    /// read error) is claimed and sent, or failed if its approval went stale
+    /// ([`super::review::Review::approval_stale`]). On a store only this process writes, a
+    /// transient claim failure is thus retried within seconds, not at the next restart.
+    async fn look_after_stranded_sends(self: &Arc<Self>) {
         match self.reap_lapsed().await {
             Ok(0) => {}
             Ok(n) => {
-                tracing::warn!(target: "airlock::gate", reviews = n, "executions whose instance stopped mid-send are now outcome_unknown (not re-sent)")
+                tracing::warn!(target: "airlock::gate", reviews = n, "executions with no outcome recorded within their lease are now outcome_unknown (not re-sent)")
             }
             Err(e) => tracing::error!(error = %e, "checking execution leases failed"),
         }
         let settle = u64::try_from(self.cfg.sweep_interval.as_millis()).unwrap_or(u64::MAX);
-        if let Err(e) = self.pick_up_approved(settle).await {
-            tracing::error!(error = %e, "picking up approved reviews failed");
+        match self.pick_up_approved(settle).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(target: "airlock::gate", reviews = n, "claiming approved reviews whose send had not started")
+            }
+            Err(e) => tracing::error!(error = %e, "picking up approved reviews failed"),
         }
     }
 
@@ -323,9 +334,7 @@ impl Gate {
                         }
                         (Err(e), _) => tracing::error!(error = %e, "expiry sweep failed"),
                     }
-                    if self.shared_store() {
-                        self.look_after_other_instances().await;
-                    }
+                    self.look_after_stranded_sends().await;
                 }
                 _ = clock.tick() => {
                     if let Err(e) = self.check_clock().await {

@@ -257,7 +257,54 @@ pub struct Review {
 /// How long Stripe keeps an idempotency key (it may remove it after 24 hours).
 const IDEMPOTENCY_WINDOW_MS: u64 = 24 * 3600 * 1000;
 
+/// How long an approval stays good for sending: a send that did not start within an hour of
+/// the approval (its claim failed, and the sweeper or a restart found it later) is not made.
+pub const APPROVAL_FRESH_MS: u64 = 3600 * 1000;
+/// An approval given in a review's last minute may still be sent for a minute past the
+/// deadline (its claim may land a moment after it, or need a sweep to try again).
+pub const APPROVAL_DEADLINE_GRACE_MS: u64 = 60 * 1000;
+
 impl Review {
+    /// How many sends were attempted: the earlier ones and the last.
+    pub fn attempt_count(&self) -> usize {
+        self.attempts.len() + usize::from(self.execution.is_some())
+    }
+
+    /// Whether the stored request goes to a service that honours `Idempotency-Key` (Stripe:
+    /// a duplicate gets the first result), and carries one. GitHub, say, ignores the header:
+    /// there a key protects nothing.
+    pub fn idempotency_honoured(&self) -> bool {
+        let stripe =
+            self.service.as_deref() == Some("stripe") || self.request.host == "api.stripe.com";
+        stripe
+            && self
+                .request
+                .headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("idempotency-key"))
+    }
+
+    /// Why an `approved` review's send may no longer start at `now_ms`, if so. It became
+    /// `approved` at `updated_at_ms` (the approval, or a retry's quorum: nothing else changes an
+    /// approved review before its claim). A send starts only before the review's deadline (an
+    /// approval given in its last minute keeps a minute, [`APPROVAL_DEADLINE_GRACE_MS`]) and
+    /// within [`APPROVAL_FRESH_MS`] of the approval.
+    pub fn approval_stale(&self, now_ms: u64) -> Option<String> {
+        let approved = self.updated_at_ms;
+        let send_by = self
+            .expires_at_ms
+            .max(approved.saturating_add(APPROVAL_DEADLINE_GRACE_MS))
+            .min(approved.saturating_add(APPROVAL_FRESH_MS));
+        (now_ms >= send_by).then(|| {
+            format!(
+                "the approval went stale: it was given at {} and its send had not started by {} (an approval is sent only before the review's deadline, {}, and within an hour of being given); a retry before the deadline sends it",
+                rfc3339(approved),
+                rfc3339(send_by),
+                rfc3339(self.expires_at_ms)
+            )
+        })
+    }
+
     /// When the first attempt that may have reached the upstream began, if any did: an
     /// attempt not known to be unsent (recorded before attempts said so, too).
     pub fn first_maybe_sent_ms(&self) -> Option<u64> {
@@ -277,11 +324,9 @@ impl Review {
     /// refused, with what to do. Checked when a retry is asked for and again when it is
     /// claimed for sending.
     pub fn retry_window(&self, send_by_ms: u64) -> Result<(), String> {
-        let keyed = self
-            .request
-            .headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("idempotency-key"));
+        // A key the service ignores (GitHub) protects nothing at any age: such a retry is
+        // the reviewers' call, as for a call without a key (the dashboard says so).
+        let keyed = self.idempotency_honoured();
         match self.first_maybe_sent_ms() {
             Some(first) if keyed && send_by_ms.saturating_sub(first) >= IDEMPOTENCY_WINDOW_MS => {
                 Err(format!(
@@ -582,5 +627,53 @@ mod tests {
             b"",
         );
         assert_eq!(r.escalation().path, "/repos/acme/%E2%80%AEhctarcs/x%20y");
+    }
+
+    /// Review (defect 1): an approval whose send did not start was sent whenever a claim next
+    /// came, days late. It is sent only before the deadline (an approval in the last minute
+    /// keeps a minute) and within an hour of being given.
+    #[test]
+    fn an_approval_goes_stale_at_the_deadline_or_after_an_hour() {
+        const H: u64 = 3600 * 1000;
+        let mut r = Review::sample("DELETE", "api.github.com", "/repos/o/r", None, b"");
+        r.state = ReviewState::Approved;
+        // (approved at, deadline, now, stale)
+        let cases = [
+            (10 * H, 20 * H, 10 * H + 1000, false),
+            (10 * H, 20 * H, 11 * H - 1, false),
+            (10 * H, 20 * H, 11 * H, true),
+            (10 * H, 10 * H + 60_000, 10 * H + 60_000, true),
+            (10 * H, 10 * H + 1000, 10 * H + 30_000, false),
+            (10 * H, 10 * H + 1000, 10 * H + 60_000, true),
+            (10 * H, 30 * H, 40 * H, true),
+        ];
+        for (approved, deadline, now, stale) in cases {
+            r.updated_at_ms = approved;
+            r.expires_at_ms = deadline;
+            let why = r.approval_stale(now);
+            assert_eq!(why.is_some(), stale, "{approved} {deadline} {now}: {why:?}");
+            if let Some(why) = why {
+                assert!(why.starts_with("the approval went stale"), "{why}");
+            }
+        }
+    }
+
+    /// Review (defect 6): a retry's key counted as protection whatever the service; GitHub
+    /// ignores `Idempotency-Key`. Only Stripe's is honoured.
+    #[test]
+    fn only_stripe_honours_the_idempotency_key() {
+        for (host, key, honoured) in [
+            ("api.stripe.com", true, true),
+            ("api.stripe.com", false, false),
+            ("api.github.com", true, false),
+        ] {
+            let mut r = Review::sample("POST", host, "/x", None, b"");
+            if key {
+                r.request
+                    .headers
+                    .push(("Idempotency-Key".into(), "k-1".into()));
+            }
+            assert_eq!(r.idempotency_honoured(), honoured, "{host} {key}");
+        }
     }
 }

@@ -35,6 +35,7 @@ pub fn render(hold: Hold, git: Option<&ReportRequest>) -> Response<Body> {
         Hold::Finished(review) => git
             .and_then(|g| git_refused(g, &review))
             .unwrap_or_else(|| finished(&review)),
+        Hold::Unknown(review) => state_unknown(&review),
         Hold::Refused(HoldRefusal::Unstorable(why)) => {
             Refusal::client(StatusCode::BAD_REQUEST, "unstorable_request", why).into_response()
         }
@@ -189,6 +190,55 @@ fn finished(r: &Review) -> Response<Body> {
     });
     if family == Family::Stripe && !resp.status().is_success() {
         no_stripe_retry(resp.headers_mut());
+    }
+    resp
+}
+
+/// `Airlock-Reason` (and `error`) of a wait that could not read what became of its review.
+pub const STATE_UNKNOWN: &str = "review_state_unknown";
+
+/// The answer to a held call whose wait (`Airlock-Wait`) could not read its review at the end:
+/// 503, no outcome (it may have been approved and sent meanwhile, so neither "held, not sent"
+/// nor a result is true), the review id and where to poll. Stripe's libraries are told not to
+/// retry (a retry would queue a second review).
+fn state_unknown(r: &Review) -> Response<Body> {
+    let (id, url) = (&r.id, agent_api::status_url(&r.id));
+    let message = format!(
+        "Held for human review as {id}, but Airlock could not read what became of it when the wait ended: it may have been approved and sent meanwhile. Poll {url} (through the proxy) for the outcome; do not resend it blindly."
+    );
+    let mut body = serde_json::json!({
+        "error": STATE_UNKNOWN,
+        "side": "internal",
+        "message": message,
+        "reviewId": id,
+        "decisionId": r.decision_id,
+        "statusUrl": url,
+    });
+    let family = family(r);
+    match family {
+        Family::Stripe => {
+            let mut error = stripe_error("api_error", "airlock_state_unknown", &message);
+            error["review_id"] = id.clone().into();
+            error["status_url"] = url.clone().into();
+            body["error"] = error;
+        }
+        Family::GitHub => body["documentation_url"] = HELD_DOC_URL.into(),
+        Family::Other => {}
+    }
+    let mut resp = json_response(StatusCode::SERVICE_UNAVAILABLE, &body);
+    let h = resp.headers_mut();
+    h.insert(
+        crate::wire::REASON_HEADER,
+        HeaderValue::from_static(STATE_UNKNOWN),
+    );
+    if let Ok(v) = HeaderValue::from_str(id) {
+        h.insert(REVIEW_ID_HEADER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&url) {
+        h.insert(STATUS_URL_HEADER, v);
+    }
+    if family == Family::Stripe {
+        no_stripe_retry(h);
     }
     resp
 }

@@ -353,6 +353,8 @@ pub struct FaultyStore {
     pub fail_answers: std::sync::atomic::AtomicUsize,
     /// Refuses writes to the index tree (review indexes, money budget counters).
     pub fail_index: std::sync::atomic::AtomicBool,
+    /// How many of the next reads of one review record (`get` on the reviews tree) fail.
+    pub fail_review_reads: std::sync::atomic::AtomicUsize,
 }
 
 impl FaultyStore {
@@ -368,6 +370,7 @@ impl FaultyStore {
             fail_claims: Default::default(),
             fail_answers: Default::default(),
             fail_index: Default::default(),
+            fail_review_reads: Default::default(),
         })
     }
 }
@@ -406,6 +409,17 @@ impl airlock::store::Store for FaultyStore {
         tree: airlock::store::Tree,
         key: &[u8],
     ) -> Result<Option<Vec<u8>>, airlock::store::StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if tree == airlock::store::Tree::Reviews
+            && self
+                .fail_review_reads
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Err(airlock::store::StoreError::Io(
+                "test store: read failed".into(),
+            ));
+        }
         self.inner.get(tree, key)
     }
     fn commit(

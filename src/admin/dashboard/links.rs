@@ -422,6 +422,17 @@ pub(super) async fn link_decide(
             "Done",
             &format!("The review is now {}.{note}", r.state.as_str()),
         ),
+        // The approval is recorded: the link is used up, and its page says what happened.
+        Err(e @ GateError::SendPending(_)) => link_message(
+            StatusCode::ACCEPTED,
+            "Approved; not sent yet",
+            &format!("{e}{note}"),
+        ),
+        Err(e @ GateError::Unrecorded(_)) => link_message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Outcome not recorded",
+            &format!("{e}{note}"),
+        ),
         Err(e) => {
             // Refused (not allowed, decided or expired meanwhile): the link was not used up.
             if matches!(

@@ -200,7 +200,21 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
             let result = match form.get("action").map(String::as_str) {
                 Some("approve") => admin.gate.approve(&id, reviewer, comment).await,
                 Some("reject") => admin.gate.reject(&id, reviewer, comment).await,
-                Some("retry") => admin.gate.retry(&id, reviewer, comment).await,
+                // Tied to the attempt the page showed: a retry asked for after another
+                // attempt was made (another reviewer's retry) is refused.
+                Some("retry") => {
+                    let Some(seen) = form.get("attempts").and_then(|n| n.parse::<usize>().ok())
+                    else {
+                        return html_response(
+                            StatusCode::BAD_REQUEST,
+                            "<h1>Reload the review</h1><p>This retry form does not say which attempt it retries; reload the review's page and retry from there.</p>".into(),
+                        );
+                    };
+                    admin
+                        .gate
+                        .retry_seen(&id, reviewer, comment, Some(seen))
+                        .await
+                }
                 _ => {
                     return html_response(StatusCode::BAD_REQUEST, "<h1>Unknown action</h1>".into())
                 }
@@ -216,11 +230,29 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
                     r.quorum_progress(&r.retry_approvals, &people)
                 ),
                 Ok(r) => format!("Review is now {}.", r.state.as_str()),
-                Err(e) => format!("Not done: {e}"),
+                Err(e) => decision_error(&e),
             };
             detail_page(dash, admin, &id, reviewer, csrf, Some(message)).await
         }
         _ => html_response(StatusCode::NOT_FOUND, "<h1>Not found</h1>".into()),
+    }
+}
+
+/// The dashboard's line for a decision that returned an error: "Not done" only when nothing
+/// was done. A recorded approval whose send did not start yet, and a sent request whose
+/// outcome could not be stored, say so.
+fn decision_error(e: &crate::gate::GateError) -> String {
+    use crate::gate::GateError;
+    match e {
+        GateError::SendPending(_) | GateError::Unrecorded(_) => {
+            let text = e.to_string();
+            let mut chars = text.chars();
+            match chars.next() {
+                Some(first) => first.to_uppercase().chain(chars).collect(),
+                None => text,
+            }
+        }
+        _ => format!("Not done: {e}"),
     }
 }
 

@@ -52,6 +52,12 @@ struct Row {
     /// The stored request's `Idempotency-Key` (the retry box says a retry reuses it, or that
     /// nothing guards a retry when there is none).
     idempotency_key: Option<String>,
+    /// The service honours that key (Stripe): a retry then runs the call at most once. GitHub
+    /// ignores the header, so a key there protects nothing.
+    idempotency_honoured: bool,
+    /// Attempts made so far (earlier ones and the last): the retry form carries it, and a
+    /// retry is refused if another attempt was made since the page was read.
+    attempt_count: usize,
 }
 
 /// The agent's text as a reviewer reads it: echoes of secret-named query values masked
@@ -274,6 +280,8 @@ fn row(r: &Review, now_ms: u64, people: &People, full: bool) -> Row {
         request_text,
         result_text,
         idempotency_key,
+        idempotency_honoured: r.idempotency_honoured(),
+        attempt_count: r.attempt_count(),
     }
 }
 
@@ -505,7 +513,8 @@ mod tests {
 
     /// Security review: the retry box said a retry carries "the same Idempotency-Key" whatever
     /// the request; only Stripe calls get one (`gate/hold.rs`). Without one it says nothing
-    /// guards against running the call twice.
+    /// guards against running the call twice. A key the service ignores (GitHub's) protects
+    /// nothing either: the box says so rather than promise "at most once".
     #[test]
     fn the_retry_box_names_the_idempotency_key_only_when_there_is_one() {
         let dash = super::super::Dashboard::new();
@@ -536,8 +545,8 @@ mod tests {
                 "api.github.com",
                 &[("Idempotency-Key", "k-42")],
                 ReviewState::Failed,
-                "with the same Idempotency-Key (k-42)",
-                "nothing protects",
+                "It carries an Idempotency-Key (k-42), but api.github.com does not honour one: nothing protects a retry from running the call twice",
+                "runs the call at most once",
             ),
         ];
         for (host, headers, state, said, not_said) in cases {
@@ -559,6 +568,11 @@ mod tests {
             let text = html.split_whitespace().collect::<Vec<_>>().join(" ");
             assert!(text.contains(said), "{host}: {said} in {text}");
             assert!(!text.contains(not_said), "{host}: {not_said} in {text}");
+            // The retry form names the attempt it retries (defect 8).
+            assert!(
+                text.contains(r#"name="attempts" value="0""#),
+                "{host}: attempts in {text}"
+            );
         }
     }
 }
