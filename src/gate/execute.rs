@@ -56,6 +56,12 @@ const MOST_ENTRIES: usize = 10_000;
 /// its move to `approved` (the last transition on record), each approval, each retry's. Each
 /// decision needs an entry of its own: a reviewer who decided twice (a retry after an earlier
 /// one) needs two.
+/// How long after an approval its audit entry may still be on its way (the approving instance
+/// writes the review, then appends the entry, waiting its turn among a shared store's
+/// appenders): a sweep's claim in that time that finds no entry leaves the review approved for
+/// a later sweep; after it, the review fails unsent.
+const APPROVAL_ENTRY_SETTLE_MS: u64 = 60_000;
+
 fn missing_from_record(review: &Review, entries: &[serde_json::Value]) -> Option<String> {
     let field = |e: &serde_json::Value, name: &str| -> Option<String> {
         e.get(name).and_then(|v| v.as_str()).map(str::to_string)
@@ -93,6 +99,18 @@ fn missing_from_record(review: &Review, entries: &[serde_json::Value]) -> Option
     None
 }
 
+/// Who claims an approved review.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Claimer {
+    /// The approval's own caller, right after its audit entry was appended (or failed).
+    Approver,
+    /// A sweep, or a start's recovery on a shared store: the approving instance may still be
+    /// appending the approval's entry.
+    Sweep,
+    /// A start's recovery on a store only this process writes: no entry is still on its way.
+    Restart,
+}
+
 /// Which review [`Gate::fail_unsent`] may fail.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Unsent {
@@ -106,11 +124,21 @@ impl Gate {
     /// Executes review `id` if it is `approved`; if another task already claimed it, returns the
     /// review as it is. Never sends twice.
     pub(super) async fn execute(self: &Arc<Self>, id: &str) -> Result<Review, GateError> {
+        self.execute_claimed_by(id, Claimer::Approver).await
+    }
+
+    /// [`Gate::execute`] by `who`: a sweep that picked up another's approval gives its audit
+    /// entry time to land ([`APPROVAL_ENTRY_SETTLE_MS`]) before failing it for a missing one.
+    pub(super) async fn execute_claimed_by(
+        self: &Arc<Self>,
+        id: &str,
+        who: Claimer,
+    ) -> Result<Review, GateError> {
         let started = self.now_ms();
         // The permit comes only from the durable `approved -> executing` claim.
         let mut claimed: Option<Review> = None;
         let permitted = permit::check_claim(id, async {
-            let review = self.claim(id, started).await?;
+            let review = self.claim(id, started, who).await?;
             let request = build_request(&review.request);
             claimed = Some(review);
             Ok::<_, GateError>(request)
@@ -134,6 +162,10 @@ impl Gate {
             }
             // The claim did not land (a store or audit read error, contention): nothing was
             // sent and the review is still `approved`; the sweeper claims it again.
+            Err(e @ GateError::SendPending(_)) => {
+                tracing::debug!(review = %id, error = %e, "an approved review is not claimed yet; the sweeper tries again");
+                return Err(e);
+            }
             Err(e) => {
                 tracing::warn!(review = %id, error = %e, "the claim of an approved review failed; the sweeper tries again");
                 return Err(GateError::SendPending(e.to_string()));
@@ -364,7 +396,12 @@ impl Gate {
     /// instance. It names this instance and holds for `gate.execution_lease`. A review whose
     /// approval the audit log does not show (its entry failed, and the reviewer was told it
     /// was not sent) is claimed as `failed` instead, and never sent.
-    async fn claim(self: &Arc<Self>, id: &str, started: u64) -> Result<Review, GateError> {
+    async fn claim(
+        self: &Arc<Self>,
+        id: &str,
+        started: u64,
+        who: Claimer,
+    ) -> Result<Review, GateError> {
         let claim_id = id.to_string();
         let claimed = self
             .blocking(move |g| {
@@ -393,6 +430,16 @@ impl Gate {
                         return Ok(next);
                     }
                     if let Some(missing) = missing_from_record(cur, &entries) {
+                        // Another instance's approval whose entry is still being appended
+                        // (the appenders take turns on a shared store): left approved for a
+                        // later sweep, not failed on a race.
+                        if matches!(who, Claimer::Sweep)
+                            && started < cur.updated_at_ms.saturating_add(APPROVAL_ENTRY_SETTLE_MS)
+                        {
+                            return Err(GateError::SendPending(format!(
+                                "{missing} is not in the audit log yet"
+                            )));
+                        }
                         next.execution = None;
                         next.end_unsent(
                             started,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use super::execute::Claimer;
 use super::index::{self, Query};
 use super::review::ReviewState;
 use super::{Gate, GateError};
@@ -153,7 +154,7 @@ impl Gate {
         }
         if self.shared_store() {
             self.reap_lapsed().await?;
-            self.pick_up_approved(0).await?;
+            self.pick_up_approved(0, Claimer::Sweep).await?;
             return Ok(());
         }
         for review in self.all_reviews_in(ReviewState::Executing).await? {
@@ -164,13 +165,17 @@ impl Gate {
             })
             .await?;
         }
-        self.pick_up_approved(0).await.map(drop)
+        self.pick_up_approved(0, Claimer::Restart).await.map(drop)
     }
 
     /// Executes the `approved` reviews last changed more than `settle_ms` ago: their decision
     /// landed but no send began (the deciding instance stopped first). The claim lets exactly
     /// one instance send each.
-    async fn pick_up_approved(self: &Arc<Self>, settle_ms: u64) -> Result<usize, GateError> {
+    async fn pick_up_approved(
+        self: &Arc<Self>,
+        settle_ms: u64,
+        who: Claimer,
+    ) -> Result<usize, GateError> {
         let now = self.now_ms();
         let mut n = 0;
         for review in self.all_reviews_in(ReviewState::Approved).await? {
@@ -180,8 +185,14 @@ impl Gate {
             n += 1;
             let (me, id) = (self.clone(), review.id);
             self.tasks.spawn(async move {
-                if let Err(e) = me.execute(&id).await {
-                    tracing::error!(review = %id, error = %e, "execution of an approved review failed");
+                match me.execute_claimed_by(&id, who).await {
+                    Ok(_) => {}
+                    // Not claimed yet (its approval's entry still on its way, a store error):
+                    // a later sweep tries again.
+                    Err(GateError::SendPending(_)) => {}
+                    Err(e) => {
+                        tracing::error!(review = %id, error = %e, "execution of an approved review failed")
+                    }
                 }
             });
         }
@@ -194,10 +205,18 @@ impl Gate {
     /// one has no send left running.
     pub(super) async fn reap_lapsed(self: &Arc<Self>) -> Result<usize, GateError> {
         let now = self.now_ms();
+        // On a shared store the lease was set by another instance's clock, which may be behind
+        // ours by up to the allowed skew: given up only past that too, so a send still running
+        // on a slow clock is never called lapsed (its own clock ends it by its lease).
+        let grace = if self.shared_store() {
+            self.max_clock_skew_ms()
+        } else {
+            0
+        };
         let mut n = 0;
         for review in self.all_reviews_in(ReviewState::Executing).await? {
             let lease = review.execution.as_ref().and_then(|e| e.lease_until_ms);
-            if lease.is_some_and(|until| until > now) {
+            if lease.is_some_and(|until| until.saturating_add(grace) > now) {
                 continue;
             }
             let moved = self
@@ -296,7 +315,7 @@ impl Gate {
             Err(e) => tracing::error!(error = %e, "checking execution leases failed"),
         }
         let settle = u64::try_from(self.cfg.sweep_interval.as_millis()).unwrap_or(u64::MAX);
-        match self.pick_up_approved(settle).await {
+        match self.pick_up_approved(settle, Claimer::Sweep).await {
             Ok(0) => {}
             Ok(n) => {
                 tracing::warn!(target: "airlock::gate", reviews = n, "claiming approved reviews whose send had not started")
