@@ -43,8 +43,7 @@ THEMES = {
         "repos/generate-release-notes",  # returns generated text, creates no release
     ]),
     "self": (ALW, REV, "affects only the caller's own notifications and subscriptions", [
-        "activity/mark-notifications-as-read", "activity/mark-thread-as-read",
-        "activity/set-thread-subscription", "activity/mark-repo-notifications-as-read",
+        "activity/mark-thread-as-read", "activity/set-thread-subscription",
         "activity/set-repo-subscription",
     ]),
     # -------- notify: visible, reversible --------
@@ -182,6 +181,11 @@ THEMES = {
     "codespace-state": (NOT, REV, "stops or renames a codespace; nothing is lost (a bigger machine escalates)", [
         "codespaces/stop-for-authenticated-user", "codespaces/stop-in-organization",
         "codespaces/update-for-authenticated-user",
+    ]),
+    # The account is a human's too: everything marked read at once hides their unread security
+    # alerts, review requests and what a soft gate told them, with nothing left to see.
+    "notifications-read": (NOT, VIS, "marks notifications as read in bulk (the account's human loses unread security alerts and review requests without seeing them)", [
+        "activity/mark-notifications-as-read", "activity/mark-repo-notifications-as-read",
     ]),
     "ping": (NOT, VIS, "sends a ping event to an already configured webhook; no repository data", [
         "orgs/ping-webhook", "repos/ping-webhook",
@@ -479,6 +483,12 @@ CONDITIONAL = {
          '[{ field = "target_ref", protected_ref = "branch" }]'),
         ("default-branch", ESC, IRR, "Commits an autofix without naming the branch",
          '[{ field = "target_ref", present = false }]'),
+    ],
+    # A closed milestone is a release trigger (`on: milestone: types: [closed]` workflows cut,
+    # tag and publish).
+    "issues/update-milestone": [
+        ("close", ESC, IRR, "Closes a milestone (workflows on a milestone's closing cut and publish releases)",
+         '[{ field = "state", eq = "closed" }]'),
     ],
     "code-scanning/update-alert": [
         ("dismiss", ESC, IRR, "Dismisses a code scanning alert (any state but open)",
