@@ -2556,3 +2556,126 @@ fn agent_labels_properties_and_publication_hold() {
     ];
     expect_all(&c, &cases);
 }
+
+/// Session 19 review: reads that hand over leaked secrets (secret scanning alerts without
+/// `hide_secret=true`, alert locations), webhook URLs (bearer credentials for deploy hooks and
+/// chat webhooks), undisclosed vulnerabilities (security advisories not asked for as published)
+/// and identity data (Stripe Identity with `expand`) are held; a closed milestone is held; bulk
+/// notification reads notify. The safe forms still pass.
+#[test]
+fn secret_reads_advisories_identity_milestones_and_notifications() {
+    let c = catalog();
+    use Action::*;
+    // GETs without a body: (URL, action, reason code).
+    let reads: &[(&str, Action, &str)] = &[
+        // held
+        ("https://api.github.com/repos/o/r/secret-scanning/alerts", Escalate, "rule_match"),
+        ("https://api.github.com/repos/o/r/secret-scanning/alerts?hide_secret=false", Escalate, "rule_match"),
+        ("https://api.github.com/repos/o/r/secret-scanning/alerts/3?state=open", Escalate, "rule_match"),
+        ("https://api.github.com/orgs/o/secret-scanning/alerts?hide_secret=yes", Escalate, "rule_match"),
+        ("https://api.github.com/enterprises/e/secret-scanning/alerts", Escalate, "rule_match"),
+        ("https://api.github.com/repositories/9/secret-scanning/alerts/3", Escalate, "rule_match"),
+        ("https://api.github.com/repos/o/r/secret-scanning/alerts?hide_secret=True", Escalate, "value_unparseable"),
+        ("https://api.github.com/repos/o/r/secret-scanning/alerts?hide_secret=", Escalate, "value_unparseable"),
+        ("https://api.github.com/repos/o/r/secret-scanning/alerts?hide_secret=true&hide_secret=true", Escalate, "duplicate_key"),
+        ("https://api.github.com/repos/o/r/secret-scanning/alerts/3/locations", Escalate, "rule_match"),
+        ("https://api.github.com/repos/o/r/hooks", Escalate, "rule_match"),
+        ("https://api.github.com/repos/o/r/hooks/9", Escalate, "rule_match"),
+        ("https://api.github.com/repos/o/r/hooks/9/config", Escalate, "rule_match"),
+        ("https://api.github.com/repos/o/r/hooks/9/deliveries/77", Escalate, "rule_match"),
+        ("https://api.github.com/orgs/o/hooks", Escalate, "rule_match"),
+        ("https://api.github.com/orgs/o/hooks/9", Escalate, "rule_match"),
+        ("https://api.github.com/orgs/o/hooks/9/config", Escalate, "rule_match"),
+        ("https://api.github.com/orgs/o/hooks/9/deliveries/77", Escalate, "rule_match"),
+        ("https://api.github.com/app/hook/config", Escalate, "rule_match"),
+        ("https://api.github.com/app/hook/deliveries/77", Escalate, "rule_match"),
+        ("https://api.github.com/repos/o/r/security-advisories", Escalate, "rule_match"),
+        ("https://api.github.com/repos/o/r/security-advisories?state=draft", Escalate, "rule_match"),
+        ("https://api.github.com/orgs/o/security-advisories?state=triage", Escalate, "rule_match"),
+        ("https://api.github.com/orgs/o/security-advisories", Escalate, "rule_match"),
+        ("https://api.github.com/repos/o/r/security-advisories/GHSA-xxxx-xxxx-xxxx", Escalate, "rule_match"),
+        ("https://api.stripe.com/v1/identity/verification_sessions/vs_1?expand[]=verified_outputs.dob", Escalate, "rule_match"),
+        ("https://api.stripe.com/v1/identity/verification_sessions?expand[]=data.verified_outputs", Escalate, "rule_match"),
+        ("https://api.stripe.com/v1/identity/verification_reports/vr_1?expand[]=document.number", Escalate, "rule_match"),
+        ("https://api.stripe.com/v1/identity/verification_reports?expand[]=data.id_number.id_number", Escalate, "rule_match"),
+        // still allowed
+        ("https://api.github.com/repos/o/r/secret-scanning/alerts?hide_secret=true", Allow, "no_rule_default"),
+        ("https://api.github.com/repos/o/r/secret-scanning/alerts?state=open&hide_secret=true&per_page=100", Allow, "no_rule_default"),
+        ("https://api.github.com/repos/o/r/secret-scanning/alerts/3?hide_secret=true", Allow, "no_rule_default"),
+        ("https://api.github.com/orgs/o/secret-scanning/alerts?hide_secret=true", Allow, "no_rule_default"),
+        ("https://api.github.com/enterprises/e/secret-scanning/alerts?hide_secret=true", Allow, "no_rule_default"),
+        ("https://api.github.com/repositories/9/secret-scanning/alerts?hide_secret=true", Allow, "no_rule_default"),
+        ("https://api.github.com/repos/o/r/secret-scanning/scan-history", Allow, "no_rule_default"),
+        ("https://api.github.com/repos/o/r/hooks/9/deliveries", Allow, "no_rule_default"),
+        ("https://api.github.com/repos/o/r/security-advisories?state=published", Allow, "no_rule_default"),
+        ("https://api.github.com/orgs/o/security-advisories?state=published&per_page=50", Allow, "no_rule_default"),
+        ("https://api.github.com/advisories/GHSA-xxxx-xxxx-xxxx", Allow, "no_rule_default"),
+        ("https://api.stripe.com/v1/identity/verification_sessions/vs_1", Allow, "no_rule_default"),
+        ("https://api.stripe.com/v1/identity/verification_sessions?limit=10", Allow, "no_rule_default"),
+        ("https://api.stripe.com/v1/identity/verification_reports/vr_1", Allow, "no_rule_default"),
+    ];
+    let mut cases: Vec<Case> = reads
+        .iter()
+        .map(|(url, want, code)| ("GET", url.to_string(), &[][..], String::new(), *want, *code))
+        .collect();
+    let json = [("content-type", "application/json")];
+    let gh = |p: &str| format!("https://api.github.com{p}");
+    // With a body: (method, path, body, action, reason code).
+    let with_body: &[(&str, &str, &str, Action, &str)] = &[
+        (
+            "GET",
+            "/repos/o/r/secret-scanning/alerts",
+            r#"{"hide_secret":true}"#,
+            Escalate,
+            "param_ambiguous",
+        ),
+        (
+            "GET",
+            "/orgs/o/security-advisories",
+            r#"{"state":"published"}"#,
+            Escalate,
+            "param_ambiguous",
+        ),
+        (
+            "PATCH",
+            "/repos/o/r/milestones/4",
+            r#"{"state":"closed"}"#,
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "PUT",
+            "/notifications",
+            r#"{"last_read_at":"2030-01-01T00:00:00Z"}"#,
+            Notify,
+            "rule_match",
+        ),
+        (
+            "PUT",
+            "/repos/o/r/notifications",
+            "{}",
+            Notify,
+            "rule_match",
+        ),
+        // still as before
+        (
+            "PATCH",
+            "/repos/o/r/milestones/4",
+            r#"{"state":"open","title":"v2"}"#,
+            Notify,
+            "rule_match",
+        ),
+        (
+            "PATCH",
+            "/repos/o/r/milestones/4",
+            r#"{"due_on":"2030-01-01T00:00:00Z"}"#,
+            Notify,
+            "rule_match",
+        ),
+        ("PATCH", "/notifications/threads/5", "", Allow, "rule_match"),
+    ];
+    for (method, path, body, want, code) in with_body {
+        cases.push((method, gh(path), &json, body.to_string(), *want, code));
+    }
+    expect_all(&c, &cases);
+}

@@ -329,7 +329,13 @@ fn synthesise(rule: &RuleInfo, method: &str, fields: &BTreeMap<String, Option<Va
         .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
         .collect();
     let form_encoded = rule.service == "stripe" && !rule.path.starts_with("/v2/");
-    let (content_type, body) = if body.is_empty() {
+    // A read's parameters are its query (a field only in a read's body is held as ambiguous).
+    let read = matches!(method, "GET" | "HEAD");
+    let mut path = path.join("/");
+    if read && !body.is_empty() {
+        path = format!("{path}?{}", form(&body));
+    }
+    let (content_type, body) = if body.is_empty() || read {
         (None, None)
     } else if form_encoded {
         (Some("application/x-www-form-urlencoded"), Some(form(&body)))
@@ -339,7 +345,7 @@ fn synthesise(rule: &RuleInfo, method: &str, fields: &BTreeMap<String, Option<Va
     Request {
         method: method.to_string(),
         host: sample_host(&rule.hosts),
-        path: path.join("/"),
+        path,
         content_type,
         body,
     }
