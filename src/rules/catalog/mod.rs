@@ -85,8 +85,9 @@
 //! of its own (so both may hold for an object: over-matching holds).
 //!
 //! REST conditions name flattened body or query fields (`metadata[a]=1` and
-//! `{"metadata":{"a":1}}` are both `metadata.a`) or path parameters. Every matching rule is
-//! weighed and the most severe action wins (the first listed among equals).
+//! `{"metadata":{"a":1}}` are both `metadata.a`) or path parameters; a read's (GET's) are met
+//! by its query: a tested field that only its body gives is held (`param_ambiguous`). Every
+//! matching rule is weighed and the most severe action wins (the first listed among equals).
 //!
 //! GraphQL conditions name the mutation field's arguments, flattened the same way:
 //! `updateRef(input: {force: true})` gives `input.force`. `$variables` resolve from the request's
