@@ -282,6 +282,16 @@ fn execution_json(e: &Execution) -> serde_json::Value {
     v
 }
 
+/// 429 `code` with `Retry-After: 1`.
+fn retry_soon(code: &'static str, message: String) -> Response<Body> {
+    let mut resp = Refusal::client(StatusCode::TOO_MANY_REQUESTS, code, message).into_response();
+    resp.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
+    );
+    resp
+}
+
 /// Serves `airlock.local` for `agent`, which sees only its own reviews (anonymous callers,
 /// allowed only in development, see those of anonymous callers).
 pub async fn serve_local(
@@ -313,33 +323,38 @@ pub async fn serve_local(
         .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "wait"))
         .and_then(|(_, v)| v.parse::<u64>().ok())
         .map(|s| Duration::from_secs(s).min(max_wait));
-    match gate.get(id).await {
-        Ok(r) if r.agent.as_deref().unwrap_or(crate::agents::ANONYMOUS) == agent.name => {}
+    // Each read decodes a whole review on the blocking pool reviewers' work shares: one
+    // agent's reads at once are bounded, the rest refused at once.
+    let Some(read_slot) = gate.status_read_slot(&agent.name) else {
+        return retry_soon(
+            "too_many_status_reads",
+            format!(
+                "this agent already has {} status reads in progress; read fewer at once",
+                super::MAX_STATUS_READS_PER_AGENT
+            ),
+        );
+    };
+    let first = match gate.get(id).await {
+        Ok(r) if r.agent.as_deref().unwrap_or(crate::agents::ANONYMOUS) == agent.name => r,
         Ok(_) => return agent_error_response(&super::GateError::NotFound(id.to_string())),
         Err(e) => return agent_error_response(&e),
-    }
+    };
+    drop(read_slot);
     let result = match wait {
         Some(w) if !w.is_zero() => {
             let Some(_slot) = gate.wait_slot(&agent.name) else {
-                let mut resp = Refusal::client(
-                    StatusCode::TOO_MANY_REQUESTS,
+                return retry_soon(
                     "too_many_waits",
                     format!(
                         "this agent already waits on {} reviews; wait on fewer at once, or poll \
                          without ?wait",
                         super::MAX_WAITS_PER_AGENT
                     ),
-                )
-                .into_response();
-                resp.headers_mut().insert(
-                    http::header::RETRY_AFTER,
-                    http::HeaderValue::from_static("1"),
                 );
-                return resp;
             };
             gate.wait_final(id, w).await
         }
-        _ => gate.get(id).await,
+        _ => Ok(first),
     };
     match result {
         Ok(r) => json_response(StatusCode::OK, &agent_review_json(&r)),

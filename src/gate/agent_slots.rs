@@ -10,6 +10,9 @@ use std::sync::{Arc, Mutex};
 /// waits on a few at a time, or polls without `wait`).
 pub const MAX_WAITS_PER_AGENT: usize = 16;
 
+/// Status reads (without `wait`) per agent at once; more get 429 with `Retry-After`.
+pub const MAX_STATUS_READS_PER_AGENT: usize = 8;
+
 type Open = Arc<Mutex<HashMap<String, usize>>>;
 
 /// Agents' open slots of one kind, at most `max` per agent.

@@ -9,7 +9,7 @@
 //! duty: `hold.rs`, `decide.rs`, `execute.rs`, `recover.rs`, and the audit events in `events.rs`.
 
 pub mod agent_api;
-pub use agent_slots::{AgentSlot, AgentSlots, MAX_WAITS_PER_AGENT};
+pub use agent_slots::{AgentSlot, AgentSlots, MAX_STATUS_READS_PER_AGENT, MAX_WAITS_PER_AGENT};
 mod agent_slots;
 mod agent_turns;
 pub mod budget;
@@ -220,6 +220,8 @@ pub struct Gate {
     hold_turns: agent_turns::AgentTurns,
     /// Agents' open status waits, bounded per agent.
     waits: AgentSlots,
+    /// Agents' status reads in progress, bounded per agent.
+    status_reads: AgentSlots,
 }
 
 impl Gate {
@@ -250,6 +252,7 @@ impl Gate {
             instance: instance_name(),
             hold_turns: Default::default(),
             waits: AgentSlots::new(MAX_WAITS_PER_AGENT),
+            status_reads: AgentSlots::new(MAX_STATUS_READS_PER_AGENT),
         })
     }
 
@@ -337,6 +340,12 @@ impl Gate {
     /// [`MAX_WAITS_PER_AGENT`] open at once.
     pub fn wait_slot(&self, agent: &str) -> Option<AgentSlot> {
         self.waits.enter(agent)
+    }
+
+    /// A slot for one of `agent`'s status reads, `None` past [`MAX_STATUS_READS_PER_AGENT`] at
+    /// once.
+    pub fn status_read_slot(&self, agent: &str) -> Option<AgentSlot> {
+        self.status_reads.enter(agent)
     }
 
     /// How many times reviews changed since this gate started (any instance's, on a shared

@@ -355,6 +355,8 @@ pub struct FaultyStore {
     pub fail_index: std::sync::atomic::AtomicBool,
     /// How many of the next reads of one review record (`get` on the reviews tree) fail.
     pub fail_review_reads: std::sync::atomic::AtomicUsize,
+    /// Milliseconds every read of one review record takes (a slow store).
+    pub slow_review_reads_ms: std::sync::atomic::AtomicU64,
 }
 
 impl FaultyStore {
@@ -371,6 +373,7 @@ impl FaultyStore {
             fail_answers: Default::default(),
             fail_index: Default::default(),
             fail_review_reads: Default::default(),
+            slow_review_reads_ms: Default::default(),
         })
     }
 }
@@ -410,6 +413,10 @@ impl airlock::store::Store for FaultyStore {
         key: &[u8],
     ) -> Result<Option<Vec<u8>>, airlock::store::StoreError> {
         use std::sync::atomic::Ordering::SeqCst;
+        let slow = self.slow_review_reads_ms.load(SeqCst);
+        if tree == airlock::store::Tree::Reviews && slow > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(slow));
+        }
         if tree == airlock::store::Tree::Reviews
             && self
                 .fail_review_reads
