@@ -1707,6 +1707,10 @@ fn differentials() -> Vec<Entry> {
         e("secret read", "an organization's secret scanning alerts", GH, h1("GET", "/orgs/o/secret-scanning/alerts", &[], ""), Held),
         e("secret read", "an enterprise's secret scanning alerts", GH, h1("GET", "/enterprises/e/secret-scanning/alerts?per_page=100", &[], ""), Held),
         e("secret read", "secret scanning alerts by repository id", GH, h1("GET", "/repositories/123/secret-scanning/alerts", &[], ""), Held),
+        // Review of session 19: `/organizations/{id}/…`, GitHub's by-id form of `/orgs/{org}/…`.
+        e("secret read", "an organization's secret scanning alerts by organization id", GH, h1("GET", "/organizations/123/secret-scanning/alerts", &[], ""), Held),
+        e("secret read", "an organization's webhooks by organization id", GH, h1("GET", "/organizations/123/hooks/7/config", &[], ""), Held),
+        e("secret read", "an organization's advisories by organization id", GH, h1("GET", "/Organizations/123/security-advisories?state=triage", &[], ""), Held),
         e("secret read", "secret scanning alerts through the GHES prefix", GH, h1("GET", "/api/v3/repos/o/r/secret-scanning/alerts/3", &[], ""), Held),
         e("secret read", "hide_secret=false", GH, h1("GET", "/repos/o/r/secret-scanning/alerts?hide_secret=false", &[], ""), Held),
         e("secret read", "hide_secret=1", GH, h1("GET", "/orgs/o/secret-scanning/alerts?hide_secret=1", &[], ""), Held),

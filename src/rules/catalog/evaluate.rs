@@ -587,5 +587,17 @@ fn path_readings<'p>(
         alts.extend(normalize::other_readings(&kept));
         alts.push(kept);
     }
+    // GitHub serves `/orgs/{org}/…` by the organization's id too, as `/organizations/{id}/…`
+    // (its pagination links use that form): the rules written for `/orgs` weigh it as well.
+    let aliased: Vec<Vec<Cow<'p, str>>> = std::iter::once(segs)
+        .chain(alts.iter().map(Vec::as_slice))
+        .filter(|s| s.len() >= 2 && s[0].eq_ignore_ascii_case("organizations"))
+        .map(|s| {
+            let mut a = s.to_vec();
+            a[0] = Cow::Borrowed("orgs");
+            a
+        })
+        .collect();
+    alts.extend(aliased);
     alts
 }
