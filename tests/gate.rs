@@ -2518,7 +2518,8 @@ async fn cli_approve_of_a_send_not_started_exits_5() {
 
 /// Review of session 19: an agent's status polls (without `wait`) had no bound: each decodes a
 /// review on the blocking pool reviewers' approvals share. At most
-/// `MAX_STATUS_READS_PER_AGENT` run at once; more get 429 with `Retry-After` at once.
+/// `MAX_STATUS_READS_PER_AGENT` of one agent's reads run at once; the others wait their turn
+/// and are answered too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_agent_has_a_bounded_number_of_status_reads_at_once() {
     use std::sync::atomic::Ordering::SeqCst;
@@ -2527,8 +2528,8 @@ async fn an_agent_has_a_bounded_number_of_status_reads_at_once() {
     let (_, headers, _) = hold_delete(&a, "/repos/acme/polled").await;
     let id = review_id(&headers);
     let url = format!("http://airlock.local/v1/reviews/{id}");
-    store.slow_review_reads_ms.store(1500, SeqCst);
-    let polls: Vec<_> = (0..max + 3)
+    store.slow_review_reads_ms.store(300, SeqCst);
+    let polls: Vec<_> = (0..max * 2 + 3)
         .map(|_| {
             let req = a.client().get(&url).send();
             tokio::spawn(async move { req.await.expect("send").status().as_u16() })
@@ -2539,9 +2540,7 @@ async fn an_agent_has_a_bounded_number_of_status_reads_at_once() {
         codes.push(p.await.expect("join"));
     }
     store.slow_review_reads_ms.store(0, SeqCst);
-    let refused = codes.iter().filter(|c| **c == 429).count();
-    let answered = codes.iter().filter(|c| **c == 200).count();
-    assert_eq!((refused, answered), (3, max), "{codes:?}");
-    let again = a.client().get(&url).send().await.expect("send");
-    assert_eq!(again.status(), 200, "the slots came back");
+    assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+    let peak = store.slow_reads_peak.load(SeqCst);
+    assert_eq!(peak, max, "reads at once (more were asked for)");
 }

@@ -324,22 +324,13 @@ pub async fn serve_local(
         .and_then(|(_, v)| v.parse::<u64>().ok())
         .map(|s| Duration::from_secs(s).min(max_wait));
     // Each read decodes a whole review on the blocking pool reviewers' work shares: one
-    // agent's reads at once are bounded, the rest refused at once.
-    let Some(read_slot) = gate.status_read_slot(&agent.name) else {
-        return retry_soon(
-            "too_many_status_reads",
-            format!(
-                "this agent already has {} status reads in progress; read fewer at once",
-                super::MAX_STATUS_READS_PER_AGENT
-            ),
-        );
-    };
-    let first = match gate.get(id).await {
+    // agent's reads at once are bounded, the rest wait their turn.
+    let turn = gate.status_read_turn(&agent.name).await;
+    let first = match gate.get_in_turn(id, turn).await {
         Ok(r) if r.agent.as_deref().unwrap_or(crate::agents::ANONYMOUS) == agent.name => r,
         Ok(_) => return agent_error_response(&super::GateError::NotFound(id.to_string())),
         Err(e) => return agent_error_response(&e),
     };
-    drop(read_slot);
     let result = match wait {
         Some(w) if !w.is_zero() => {
             let Some(_slot) = gate.wait_slot(&agent.name) else {

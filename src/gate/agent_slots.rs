@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 /// waits on a few at a time, or polls without `wait`).
 pub const MAX_WAITS_PER_AGENT: usize = 16;
 
-/// Status reads (without `wait`) per agent at once; more get 429 with `Retry-After`.
+/// Status reads (without `wait`) per agent at once; more wait their turn.
 pub const MAX_STATUS_READS_PER_AGENT: usize = 8;
 
 type Open = Arc<Mutex<HashMap<String, usize>>>;
@@ -65,6 +65,40 @@ impl Drop for AgentSlot {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 open.remove(&self.agent);
+            }
+        }
+    }
+}
+
+/// Turns of one kind per agent, at most `max` at once: more wait for one (queued in async
+/// land, where waiting costs a few bytes; what the turn guards, a blocking thread, does not).
+/// One semaphore per agent seen (the configured agents and `anonymous`: a bounded set).
+pub struct AgentQueue {
+    turns: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    max: usize,
+}
+
+impl AgentQueue {
+    pub fn new(max: usize) -> AgentQueue {
+        AgentQueue {
+            turns: Mutex::default(),
+            max,
+        }
+    }
+
+    /// One of `agent`'s turns, once one is free.
+    pub async fn turn(&self, agent: &str) -> tokio::sync::OwnedSemaphorePermit {
+        let sem = {
+            let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+            turns
+                .entry(agent.to_string())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.max)))
+                .clone()
+        };
+        loop {
+            // Never closed: the semaphores live as long as the queue.
+            if let Ok(p) = sem.clone().acquire_owned().await {
+                return p;
             }
         }
     }

@@ -16,6 +16,22 @@ impl Gate {
         self.blocking(move |g| g.load(&id).map(|(_, r)| r)).await
     }
 
+    /// [`Gate::get`] holding `turn` until the read itself ends (on its blocking thread), not
+    /// merely until the caller stops waiting for it: a caller that goes away early (a reset
+    /// stream) does not give its turn back while the read still runs.
+    pub async fn get_in_turn(
+        self: &Arc<Self>,
+        id: &str,
+        turn: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<Review, GateError> {
+        let id = id.to_string();
+        self.blocking(move |g| {
+            let _turn = turn;
+            g.load(&id).map(|(_, r)| r)
+        })
+        .await
+    }
+
     /// One page of reviews matching `q`: pending ones soonest expiry first, others newest
     /// first (see `index.rs`); `cursor` comes from the previous page.
     pub async fn list_page(

@@ -9,7 +9,9 @@
 //! duty: `hold.rs`, `decide.rs`, `execute.rs`, `recover.rs`, and the audit events in `events.rs`.
 
 pub mod agent_api;
-pub use agent_slots::{AgentSlot, AgentSlots, MAX_STATUS_READS_PER_AGENT, MAX_WAITS_PER_AGENT};
+pub use agent_slots::{
+    AgentQueue, AgentSlot, AgentSlots, MAX_STATUS_READS_PER_AGENT, MAX_WAITS_PER_AGENT,
+};
 mod agent_slots;
 mod agent_turns;
 pub mod budget;
@@ -220,8 +222,10 @@ pub struct Gate {
     hold_turns: agent_turns::AgentTurns,
     /// Agents' open status waits, bounded per agent.
     waits: AgentSlots,
-    /// Agents' status reads in progress, bounded per agent.
-    status_reads: AgentSlots,
+    /// Agents' status reads in progress, bounded per agent (the rest wait their turn).
+    status_reads: AgentQueue,
+    /// Reviews this process is executing: never given up as lapsed by its own sweeps.
+    sending: execute::Sending,
 }
 
 impl Gate {
@@ -252,7 +256,8 @@ impl Gate {
             instance: instance_name(),
             hold_turns: Default::default(),
             waits: AgentSlots::new(MAX_WAITS_PER_AGENT),
-            status_reads: AgentSlots::new(MAX_STATUS_READS_PER_AGENT),
+            status_reads: AgentQueue::new(MAX_STATUS_READS_PER_AGENT),
+            sending: Default::default(),
         })
     }
 
@@ -342,10 +347,10 @@ impl Gate {
         self.waits.enter(agent)
     }
 
-    /// A slot for one of `agent`'s status reads, `None` past [`MAX_STATUS_READS_PER_AGENT`] at
-    /// once.
-    pub fn status_read_slot(&self, agent: &str) -> Option<AgentSlot> {
-        self.status_reads.enter(agent)
+    /// A turn for one of `agent`'s status reads, once fewer than
+    /// [`MAX_STATUS_READS_PER_AGENT`] of them run.
+    pub async fn status_read_turn(&self, agent: &str) -> tokio::sync::OwnedSemaphorePermit {
+        self.status_reads.turn(agent).await
     }
 
     /// How many times reviews changed since this gate started (any instance's, on a shared

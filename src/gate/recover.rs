@@ -219,6 +219,11 @@ impl Gate {
             if lease.is_some_and(|until| until.saturating_add(grace) > now) {
                 continue;
             }
+            // Ours and still running (the wall clock jumped, or the VM slept): it ends by its
+            // own timeout and records what happened.
+            if self.sending.contains(&review.id) {
+                continue;
+            }
             let moved = self
                 .give_up(review.id.clone(), move |exec| {
                     let who = exec

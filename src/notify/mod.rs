@@ -89,7 +89,8 @@ struct Item<'a> {
 struct ChannelHandle {
     name: String,
     tx: mpsc::Sender<Arc<Escalation>>,
-    dropped: AtomicU64,
+    /// Shared with the channel's task, which counts the notifications its fair queue gives up.
+    dropped: Arc<AtomicU64>,
 }
 
 /// Fans escalations out to the configured channels. Cheap to share (`Arc`).
@@ -162,19 +163,17 @@ impl Notifier {
             };
             let (tx, rx) = mpsc::channel(cfg.queue_size);
             let name = ch.name.clone();
+            let dropped = Arc::new(AtomicU64::new(0));
             let worker = Worker {
                 cfg: ch,
                 sink,
                 links: link_ctx,
                 rx,
                 cap: cfg.queue_size,
+                given_up: dropped.clone(),
             };
             rt.spawn(worker.run());
-            channels.push(ChannelHandle {
-                name,
-                tx,
-                dropped: AtomicU64::new(0),
-            });
+            channels.push(ChannelHandle { name, tx, dropped });
         }
         Arc::new(Notifier { channels })
     }
@@ -447,6 +446,8 @@ struct Worker {
     links: Option<LinkCtx>,
     rx: mpsc::Receiver<Arc<Escalation>>,
     cap: usize,
+    /// The channel's count of notifications dropped ([`Notifier::dropped`]).
+    given_up: Arc<AtomicU64>,
 }
 
 struct Window {
@@ -459,7 +460,6 @@ struct Window {
 impl Worker {
     async fn run(mut self) {
         let mut pending = fair::FairQueue::new(self.cap);
-        let mut given_up: u64 = 0;
         let mut window = Window {
             start: Instant::now(),
             sent: 0,
@@ -489,7 +489,7 @@ impl Worker {
             }
             for e in received {
                 if let Some(out) = pending.push(e) {
-                    given_up += 1;
+                    let given_up = self.given_up.fetch_add(1, Ordering::Relaxed) + 1;
                     if given_up == 1 || given_up.is_multiple_of(100) {
                         tracing::warn!(
                             channel = %self.cfg.name,

@@ -131,7 +131,9 @@ impl<C: Send + 'static> Conns<C> {
         let Ok(targets) = self.targets.lock() else {
             return true;
         };
-        get(&targets, (&target.0, target.1)).is_some_and(|t| t.live.iter().any(|n| *n > 0))
+        // Only pools that lend: the approved calls' connection serves no agent.
+        get(&targets, (&target.0, target.1))
+            .is_some_and(|t| t.live.iter().take(self.borrowable).any(|n| *n > 0))
     }
 
     /// Starts `dial` for pool `pool` unless the pool is already covered for `target`. The
@@ -402,6 +404,10 @@ mod tests {
             .expect("ok");
         assert_eq!(conns.live_count(&target()), vec![0, 0, 1]);
         assert_eq!(conns.choose(1, "api.example", 443), 1, "not lent");
+        assert!(
+            !conns.warm_anywhere(&target()),
+            "no agent pool is warm: agents pre-dial"
+        );
         let _other = conns
             .predial(0, target(), None, async { Ok(8) })
             .expect("started");

@@ -357,6 +357,9 @@ pub struct FaultyStore {
     pub fail_review_reads: std::sync::atomic::AtomicUsize,
     /// Milliseconds every read of one review record takes (a slow store).
     pub slow_review_reads_ms: std::sync::atomic::AtomicU64,
+    /// Slow review reads running now, and the most that ever ran at once.
+    pub slow_reads_now: std::sync::atomic::AtomicUsize,
+    pub slow_reads_peak: std::sync::atomic::AtomicUsize,
 }
 
 impl FaultyStore {
@@ -374,6 +377,8 @@ impl FaultyStore {
             fail_index: Default::default(),
             fail_review_reads: Default::default(),
             slow_review_reads_ms: Default::default(),
+            slow_reads_now: Default::default(),
+            slow_reads_peak: Default::default(),
         })
     }
 }
@@ -415,7 +420,10 @@ impl airlock::store::Store for FaultyStore {
         use std::sync::atomic::Ordering::SeqCst;
         let slow = self.slow_review_reads_ms.load(SeqCst);
         if tree == airlock::store::Tree::Reviews && slow > 0 {
+            let now = self.slow_reads_now.fetch_add(1, SeqCst) + 1;
+            self.slow_reads_peak.fetch_max(now, SeqCst);
             std::thread::sleep(std::time::Duration::from_millis(slow));
+            self.slow_reads_now.fetch_sub(1, SeqCst);
         }
         if tree == airlock::store::Tree::Reviews
             && self
