@@ -617,3 +617,46 @@ async fn admin_token_cannot_approve_and_a_removed_reviewers_session_ends() {
         .expect("post");
     assert!(r.text().await.expect("html").contains("Unknown token"));
 }
+
+/// Review of session 19: the reviewers reload read the agents file too, so a broken agents
+/// file (a half-written `agents add`, a stray edit) stopped a reviewer's removal from taking
+/// effect. The reviewers come from the config file alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broken_agents_file_does_not_stop_a_reviewers_removal() {
+    let s = setup().await;
+    let (dana, _) = session_for(&s, &s.reviewer_token).await;
+    let base = format!("http://{}", s.a.admin_addr);
+    let list = |session: String| {
+        let base = base.clone();
+        async move {
+            plain_client()
+                .get(format!("{base}/ui"))
+                .header("cookie", format!("airlock_session={session}"))
+                .send()
+                .await
+                .expect("list")
+                .status()
+        }
+    };
+    assert_eq!(list(dana.clone()).await, 200);
+    let agents = s.a.dir.path().join("agents.toml");
+    std::fs::write(&agents, "[[agents]\nname = \"half-writ").expect("agents file");
+    let path = s.a.dir.path().join("airlock.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "agents_file = {:?}\n[[reviewers]]\nname = \"erin\"\ntoken_sha256 = \"{}\"\n",
+            agents.to_string_lossy(),
+            "ab".repeat(32)
+        ),
+    )
+    .expect("write");
+    let reload = airlock::server::reload_people(&s.a.gate, &path, &airlock::rules::AllowAll)
+        .expect("the reviewers reload despite the agents file");
+    assert_eq!(reload.removed, vec!["dana".to_string()]);
+    assert!(
+        reload.config_error.is_some(),
+        "the broken agents file is still reported"
+    );
+    assert_eq!(list(dana).await, 303, "dana's session ended");
+}

@@ -794,3 +794,63 @@ async fn a_store_path_too_long_for_a_socket_serves_tcp_only() {
     assert!(stdout.contains("github.repos.delete"));
     s.stop();
 }
+
+/// Review of session 19: `reviews approve` whose answer was lost (the server died after reading
+/// the request, the connection broke) printed "admin API error" and exited 1, "an error such as
+/// an unknown review", although the approval may be recorded and the call sent; a retry after
+/// that could send it twice. It exits 4, as for `outcome_unknown`, and says to check first.
+#[test]
+fn an_approval_whose_answer_is_lost_exits_as_outcome_unknown() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    // An admin listener that reads the request and closes without a word.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = s.flush();
+            String::from_utf8_lossy(&seen).into_owned()
+        } else {
+            String::new()
+        }
+    });
+    let token = dir.path().join("admin-token");
+    support::write_secret(&token, "adm_0123456789abcdef0123456789abcdef\n");
+    let cfg = dir.path().join("airlock.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[admin]\nlisten = \"{addr}\"\nsocket = \"\"\ntoken_file = {:?}\n[store]\npath = {:?}\n",
+            support::path_str(&token),
+            support::path_str(&dir.path().join("data")),
+        ),
+    )
+    .expect("config");
+    let id = format!("rev_{}", "0a".repeat(16));
+    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["--config"])
+        .arg(&cfg)
+        .args(["reviews", "approve", &id])
+        .env_remove("AIRLOCK_HOME")
+        .env_remove("AIRLOCK_CONFIG")
+        .env_remove("AIRLOCK_ADMIN_TOKEN")
+        .env("AIRLOCK_LOG", "warn")
+        .output()
+        .expect("run airlock");
+    let asked = server.join().expect("server");
+    assert!(asked.starts_with("POST /v1/reviews/"), "control: {asked}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("may be recorded") && err.contains("airlock reviews show"),
+        "{err}"
+    );
+}

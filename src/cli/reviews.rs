@@ -158,7 +158,26 @@ pub(super) async fn reviews(
             Some(serde_json::json!({ "by": by })),
         ),
     };
-    let (status, json) = call(&addr, &token, method, &path, body).await?;
+    let sends = matches!(
+        cmd,
+        ReviewsCommand::Approve { .. } | ReviewsCommand::Retry { .. }
+    );
+    let (status, json) = match call(&addr, &token, method, &path, body).await {
+        Ok(answer) => answer,
+        // Connected and asked, then no answer (the server died, the connection broke): the
+        // decision may be recorded and the request sent. Not "an error such as an unknown
+        // review" (exit 1), after which a retry could send it twice.
+        Err(airlock::admin::client::ClientError::Http(e)) if sends => {
+            let id = path.split('/').nth(3).unwrap_or("?");
+            super::warn(&escaped(&format!(
+                "{id}: no answer from the admin API ({e}): the approval may be recorded and the \
+                 request may have been sent; check `airlock reviews show {id}` (and the \
+                 upstream) before any retry"
+            )));
+            std::process::exit(EXIT_OUTCOME_UNKNOWN);
+        }
+        Err(e) => return Err(e.into()),
+    };
     answered(status, &json)?;
     if let Some(line) = masked_echo_warning(&json) {
         super::warn(&line);

@@ -284,7 +284,8 @@ impl Config {
     /// takes effect even while another part of the file (say a notify channel still naming her)
     /// no longer checks.
     pub fn load_reviewers(path: &Path) -> Result<(Vec<ReviewerConfig>, bool), ConfigError> {
-        let (file, raw) = Self::load_raw(path)?;
+        // The config file alone: a broken agents file must not stop a reviewer's removal.
+        let (file, raw) = Self::load_raw(path, false)?;
         let cx = Ctx { file: &file };
         let reviewers =
             people::check_reviewers(&raw.reviewers).map_err(|m| cx.invalid("reviewers", m))?;
@@ -294,14 +295,14 @@ impl Config {
     /// Only the `[[agents]]` of the config file at `path` (checked), for a reload of the agents
     /// (SIGHUP), for the same reason as [`Config::load_reviewers`].
     pub fn load_agents(path: &Path) -> Result<Vec<AgentConfig>, ConfigError> {
-        let (file, raw) = Self::load_raw(path)?;
+        let (file, raw) = Self::load_raw(path, true)?;
         let cx = Ctx { file: &file };
         people::check_agents(&raw.agents).map_err(|m| cx.invalid("agents", m))
     }
 
-    /// The file at `path` parsed (its paths resolved, its agents file read), not checked; its
-    /// name for errors.
-    fn load_raw(path: &Path) -> Result<(String, RawConfig), ConfigError> {
+    /// The file at `path` parsed (its paths resolved, its agents file read if `agents_file`),
+    /// not checked; its name for errors.
+    fn load_raw(path: &Path, agents_file: bool) -> Result<(String, RawConfig), ConfigError> {
         let file = path.display().to_string();
         crate::secret_file::check_policy(path).map_err(|message| ConfigError::Read {
             file: file.clone(),
@@ -311,7 +312,7 @@ impl Config {
             file: file.clone(),
             message: e.to_string(),
         })?;
-        let raw = parse_raw(&file, &text, &Home::find(Some(path)))?;
+        let raw = parse_raw(&file, &text, &Home::find(Some(path)), agents_file)?;
         Ok((file, raw))
     }
 
@@ -326,7 +327,7 @@ impl Config {
         overrides: Overrides,
         home: Home,
     ) -> Result<Config, ConfigError> {
-        let mut raw = parse_raw(file, text, &home)?;
+        let mut raw = parse_raw(file, text, &home, true)?;
         overrides.apply(&mut raw);
         let mut c = check(file, raw)?;
         c.home = home;
@@ -336,7 +337,12 @@ impl Config {
 
 /// Parses TOML text, resolves its relative paths against `home` and adds the agents of its
 /// `agents_file`.
-fn parse_raw(file: &str, text: &str, home: &Home) -> Result<RawConfig, ConfigError> {
+fn parse_raw(
+    file: &str,
+    text: &str,
+    home: &Home,
+    agents_file: bool,
+) -> Result<RawConfig, ConfigError> {
     let mut raw: RawConfig = toml::from_str(text).map_err(|e| {
         let (line, column) = e
             .span()
@@ -352,7 +358,7 @@ fn parse_raw(file: &str, text: &str, home: &Home) -> Result<RawConfig, ConfigErr
     if home.found != Found::Unset {
         resolve_paths(&mut raw, home);
     }
-    if let Some(path) = &raw.agents_file {
+    if let Some(path) = raw.agents_file.as_ref().filter(|_| agents_file) {
         raw.agents.extend(people::read_agents_file(path)?);
     }
     Ok(raw)

@@ -31,6 +31,10 @@ use crate::rules::{ApprovalPolicy, RulePolicy};
 pub struct People {
     reviewers: Vec<ReviewerConfig>,
     admin_may_approve: bool,
+    /// Reviewers were in force earlier in this process and a reload left none: the admin
+    /// token does not become an approver for that (a config file caught empty or half
+    /// written by a reload must not hand approvals to the operator's token).
+    emptied: bool,
 }
 
 impl People {
@@ -39,6 +43,7 @@ impl People {
         People {
             reviewers,
             admin_may_approve,
+            emptied: false,
         }
     }
 
@@ -51,10 +56,15 @@ impl People {
     }
 
     /// May the admin token approve, retry and extend? Always while no reviewers are
-    /// configured (it is then the only credential); once they are, only with
-    /// `[admin] may_approve = true`.
+    /// configured (it is then the only credential), unless a reload in this process removed
+    /// every reviewer; once they are, only with `[admin] may_approve = true`.
     pub fn admin_may_approve(&self) -> bool {
-        self.reviewers.is_empty() || self.admin_may_approve
+        (self.reviewers.is_empty() && !self.emptied) || self.admin_may_approve
+    }
+
+    /// Did a reload remove every reviewer this process had (see [`People::admin_may_approve`])?
+    pub fn emptied(&self) -> bool {
+        self.emptied
     }
 
     /// The reviewer whose token has this SHA-256 digest.
@@ -87,6 +97,11 @@ impl People {
         verb: &str,
     ) -> Result<(), String> {
         if who.admin_token {
+            if !self.admin_may_approve() && self.emptied {
+                return Err(format!(
+                    "the admin token may not {verb}: a reload removed every reviewer this process had, and the admin token does not take over for that (a config file caught empty or half written); configure reviewers again, or restart to run without them"
+                ));
+            }
             if !self.admin_may_approve() {
                 return Err(format!(
                     "the admin token may not {verb} once reviewers are configured ([admin] may_approve is off); use a reviewer's own token"
@@ -184,12 +199,21 @@ impl Roster {
     }
 
     /// Swaps in `people`; returns the names of the reviewers no longer configured.
-    pub fn replace(&self, people: People) -> Vec<String> {
-        let fresh = Arc::new(people);
-        let old = match self.current.write() {
-            Ok(mut c) => std::mem::replace(&mut *c, fresh.clone()),
-            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), fresh.clone()),
+    pub fn replace(&self, mut people: People) -> Vec<String> {
+        let mut current = match self.current.write() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
         };
+        // No reviewers after some: nobody but an explicitly allowed admin token approves until
+        // reviewers are back (or a restart starts without them).
+        people.emptied =
+            people.reviewers.is_empty() && (current.has_reviewers() || current.emptied);
+        if people.emptied && !current.emptied {
+            tracing::error!(target: "airlock::admin", "a reload left no reviewers; nobody can approve until reviewers are configured again (the admin token does not take over; restart to run without reviewers)");
+        }
+        let fresh = Arc::new(people);
+        let old = std::mem::replace(&mut *current, fresh.clone());
+        drop(current);
         old.reviewers
             .iter()
             .filter(|r| {
@@ -405,6 +429,38 @@ mod tests {
             none.errors.is_empty() && none.warnings.len() == 1,
             "{none:?}"
         );
+    }
+
+    /// Review of session 19: a config file caught empty by a reload removed every reviewer,
+    /// and the admin token, the only credential left, became an approver. It does not now;
+    /// reviewers configured again lift that.
+    #[test]
+    fn a_reload_that_empties_the_reviewers_does_not_make_the_admin_token_an_approver() {
+        let policy = ApprovalPolicy::default();
+        let admin = Reviewer::admin_token("admin");
+        let roster = Roster::new(People::new(vec![reviewer("alice", &[])], false));
+        assert!(roster
+            .current()
+            .may_send(&policy, None, &admin, "approve")
+            .is_err());
+        roster.replace(People::new(Vec::new(), false));
+        let now = roster.current();
+        assert!(now.emptied() && !now.admin_may_approve());
+        let refused = now.may_send(&policy, None, &admin, "approve");
+        assert!(refused.is_err_and(|e| e.contains("removed every reviewer")));
+        // Still so after another empty reload; lifted once reviewers are back.
+        roster.replace(People::new(Vec::new(), false));
+        assert!(roster.current().emptied());
+        roster.replace(People::new(vec![reviewer("bob", &[])], false));
+        assert!(!roster.current().emptied());
+        // A process that starts without reviewers keeps the admin token as its approver.
+        let fresh = Roster::new(People::new(Vec::new(), false));
+        assert!(fresh
+            .current()
+            .may_send(&policy, None, &admin, "approve")
+            .is_ok());
+        fresh.replace(People::new(Vec::new(), false));
+        assert!(fresh.current().admin_may_approve());
     }
 
     #[test]

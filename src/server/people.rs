@@ -148,23 +148,29 @@ impl InForce {
         let mut sources = self.sources.lock().await;
         let mut next = sources.clone();
         if let (Trigger::Signal | Trigger::File, Some(path)) = (trigger, &self.path) {
-            match Config::load_reviewers(path) {
+            let reviewers = match Config::load_reviewers(path) {
                 Ok((reviewers, may_approve)) => {
                     next.file_reviewers = reviewers;
                     next.may_approve = may_approve;
+                    "reloaded"
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, trigger = trigger.name(), "reviewers reload failed; keeping the config file's reviewers in force")
+                    tracing::error!(error = %e, trigger = trigger.name(), "reviewers reload failed; keeping the config file's reviewers in force");
+                    "kept (their reload failed)"
                 }
-            }
-            match Config::load_agents(path) {
-                Ok(agents) => next.file_agents = agents,
+            };
+            let agents = match Config::load_agents(path) {
+                Ok(agents) => {
+                    next.file_agents = agents;
+                    "reloaded"
+                }
                 Err(e) => {
-                    tracing::error!(error = %e, trigger = trigger.name(), "agents reload failed; keeping the config file's agents in force")
+                    tracing::error!(error = %e, trigger = trigger.name(), "agents reload failed; keeping the config file's agents in force");
+                    "kept (their reload failed)"
                 }
-            }
+            };
             if let Err(e) = Config::load(path, crate::config::Overrides::default()) {
-                tracing::error!(error = %e, "the config file no longer checks; its agents and reviewers were reloaded, nothing else was (the next start would fail)");
+                tracing::error!(error = %e, reviewers, agents, "the config file no longer checks; nothing but its reviewers and agents reloads (the next start would fail)");
             }
         }
         if let Some(d) = self.directory.clone() {

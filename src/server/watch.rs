@@ -1,7 +1,8 @@
 //! Reloads on file change, as the rules directory does (`rules/live.rs`): the config file and
 //! its `agents_file` (agents and reviewers, [`people::InForce::reload`]) and each credential file
 //! ([`Vault::reload`]). Once a second it compares a few files' metadata (device, inode, size,
-//! modification time): an edit in place and an atomic rename are both seen; nothing is read
+//! modification and change times, mode, owner): an edit in place, an atomic rename and a
+//! `chmod`/`chown` (the fix a refused file's error asks for) are all seen; nothing is read
 //! until something changed.
 
 use std::os::unix::fs::MetadataExt;
@@ -16,11 +17,19 @@ use crate::credentials::Vault;
 const EVERY: Duration = Duration::from_secs(1);
 
 /// What identifies one version of a file; `None` while it is missing or unreadable.
-type Stamp = Option<(u64, u64, u64, i64, i64)>;
+type Stamp = Option<(u64, u64, u64, (i64, i64), (i64, i64), u32, u32)>;
 
 fn stamp(path: &PathBuf) -> Stamp {
     let m = std::fs::metadata(path).ok()?;
-    Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+    Some((
+        m.dev(),
+        m.ino(),
+        m.size(),
+        (m.mtime(), m.mtime_nsec()),
+        (m.ctime(), m.ctime_nsec()),
+        m.mode(),
+        m.uid(),
+    ))
 }
 
 fn stamps(paths: &[PathBuf]) -> Vec<Stamp> {
@@ -70,5 +79,25 @@ pub(super) fn reload_credentials(vault: &Vault, trigger: &str) {
         Err(e) => {
             tracing::error!(error = %e, trigger, "credentials reload failed; keeping the credentials in force")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Review of session 19: a file refused for its mode (a credential file others may read)
+    /// and then fixed with the `chmod` its error asks for was never reloaded: a chmod changes
+    /// none of device, inode, size or modification time.
+    #[test]
+    fn a_chmod_changes_the_stamp() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "ghp_x\n").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let before = super::stamp(&path);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(before.is_some());
+        assert_ne!(super::stamp(&path), before);
     }
 }
