@@ -2482,6 +2482,23 @@ async fn a_retry_for_an_attempt_no_longer_the_last_is_refused() {
     assert_eq!(code, 409, "{r}");
     assert_eq!(r["error"], "review_changed", "{r}");
     assert_eq!(up.count(), 0);
+    // Given but unreadable: refused, never taken as not given (which would skip the check).
+    for bad in [
+        serde_json::json!("2"),
+        serde_json::json!(2.0),
+        serde_json::json!(-1),
+    ] {
+        let (code, r) = a
+            .admin(
+                "POST",
+                &format!("/v1/reviews/{id}/retry"),
+                Some(serde_json::json!({ "attempts": bad })),
+            )
+            .await;
+        assert_eq!(code, 400, "{bad}: {r}");
+        assert_eq!(r["error"], "bad_attempts", "{r}");
+    }
+    assert_eq!(up.count(), 0);
     let (code, r) = a
         .admin(
             "POST",

@@ -627,10 +627,21 @@ async fn route(admin: &Admin, req: Request<Incoming>, local: bool) -> Response<B
                 // `attempts` (optional): the attempt count the caller saw; refused with 409
                 // `review_changed` if another attempt was made since.
                 "retry" => {
-                    let seen = body
-                        .get("attempts")
-                        .and_then(|v| v.as_u64())
-                        .and_then(|n| usize::try_from(n).ok());
+                    let seen = match body.get("attempts") {
+                        None | Some(serde_json::Value::Null) => None,
+                        Some(v) => match v.as_u64().and_then(|n| usize::try_from(n).ok()) {
+                            Some(n) => Some(n),
+                            // Given but unreadable: refused, not taken as "not given" (which
+                            // would skip the very check the caller asked for).
+                            None => {
+                                return err(
+                                    StatusCode::BAD_REQUEST,
+                                    "bad_attempts",
+                                    "\"attempts\" must be a whole number: the send attempts the caller saw",
+                                )
+                            }
+                        },
+                    };
                     admin.gate.retry_seen(&id, &reviewer, comment, seen).await
                 }
                 _ => admin.gate.reject(&id, &reviewer, comment).await,

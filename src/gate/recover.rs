@@ -319,7 +319,11 @@ impl Gate {
             }
             Err(e) => tracing::error!(error = %e, "checking execution leases failed"),
         }
-        let settle = u64::try_from(self.cfg.sweep_interval.as_millis()).unwrap_or(u64::MAX);
+        // Long enough for the approving call's own claim to go first, short enough that a long
+        // sweep interval does not let an approval go stale before its pick-up.
+        let settle = u64::try_from(self.cfg.sweep_interval.as_millis())
+            .unwrap_or(u64::MAX)
+            .min(10_000);
         match self.pick_up_approved(settle, Claimer::Sweep).await {
             Ok(0) => {}
             Ok(n) => {

@@ -415,7 +415,21 @@ fn show_url(url: &str) -> String {
         ));
     }
     if url.contains('\\') {
-        shown.push_str(" [contains a backslash: parsers disagree on the host]");
+        // Browsers' parser (WHATWG) ends the authority at a backslash too.
+        let end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
+        let other = rest[..end]
+            .rsplit_once('@')
+            .map_or(&rest[..end], |(_, h)| h);
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        if other != host {
+            shown.push_str(&format!(
+                " [contains a backslash: host {} as the RFC reads it, {} as browsers do]",
+                clip(host, 200),
+                clip(other, 200)
+            ));
+        } else {
+            shown.push_str(" [contains a backslash: parsers disagree on the host]");
+        }
     }
     shown
 }
@@ -811,7 +825,7 @@ mod tests {
                 "POST",
                 "/repos/acme/prod/hooks",
                 br#"{"config":{"url":"https://good.example\\@evil.example/x"}}"#,
-                &["config.url=https://good.example\\@evil.example/x [host evil.example; 13 characters of user-info before it] [contains a backslash: parsers disagree on the host]"],
+                &["config.url=https://good.example\\@evil.example/x [host evil.example; 13 characters of user-info before it] [contains a backslash: host evil.example as the RFC reads it, good.example as browsers do]"],
             ),
         ];
         for (method, path, body, want) in cases {
