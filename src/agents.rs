@@ -140,6 +140,12 @@ impl Agents {
         }
     }
 
+    /// Is `name` an agent in force (or the anonymous caller, where anonymous agents are
+    /// allowed)? A review of an agent that is not was sent by one since removed.
+    pub fn knows(&self, name: &str) -> bool {
+        (name == ANONYMOUS && self.allow_anonymous) || self.with_set(|s| s.contains_key(name))
+    }
+
     /// The agents in force, by name.
     pub fn current(&self) -> Vec<AgentConfig> {
         let mut list: Vec<AgentConfig> = self.with_set(|s| s.values().cloned().collect());

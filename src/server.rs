@@ -308,6 +308,7 @@ pub async fn start_with_store(
             .cloned()
             .chain(config.admin.listen_name.clone())
             .collect(),
+        agents.clone(),
     );
     let proxy_listener = proxy_socket.listen()?;
     let admin_listener = admin_socket.listen()?;

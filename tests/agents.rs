@@ -1068,3 +1068,44 @@ async fn owner_and_reviewer_names_compare_normalized() {
     assert_eq!(r["state"], "executed", "{r}");
     assert_eq!(s.up.count(), 1);
 }
+
+/// Review of session 19: a held call of an agent removed since (compromised, retired) could be
+/// approved with nothing saying so. The review's JSON (`agentRemoved`), the dashboard and the
+/// CLI now say so; approving still sends it as stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_review_of_a_removed_agent_says_so() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let token = airlock::agents::generate_token();
+    let toml =
+        airlock::agents::config_block("bot", &airlock::agents::token_digest(&token), &[], None);
+    let catalog = airlock::rules::LiveCatalog::load(None, Default::default()).expect("catalog");
+    let a = Airlock::start_classified(&toml, &up, &["api.github.com"], catalog).await;
+    let cert = reqwest::Certificate::from_pem(a.ca_pem.as_bytes()).expect("ca");
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(format!("http://bot:{token}@{}", a.addr)).expect("proxy"))
+        .tls_certs_only([cert])
+        .build()
+        .expect("client");
+    let resp = client
+        .delete("https://api.github.com/repos/acme/gone")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 423);
+    let id = resp.json::<serde_json::Value>().await.expect("json")["reviewId"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (_, r) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert_eq!(r["agentRemoved"], false, "{r}");
+    a.proxy.agents.replace(Vec::new());
+    let (_, r) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert_eq!(r["agentRemoved"], true, "{r}");
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["agentRemoved"], true, "{r}");
+    assert_eq!(up.count(), 1, "approving still sends it");
+}

@@ -95,6 +95,8 @@ pub struct Admin {
     /// Host names reviewers reach the listener by, on any port: `admin.public_hosts` and the
     /// name `admin.listen` was written with (lowercase; IPv6 without brackets).
     names: Vec<String>,
+    /// The agents in force: a review whose agent is no longer among them says so.
+    agents: Arc<crate::agents::Agents>,
     /// One full-chain verification at a time: each reads every audit entry, so callers may not
     /// stack them up.
     verifying: Arc<tokio::sync::Semaphore>,
@@ -117,6 +119,7 @@ impl Admin {
         links: Arc<crate::notify::LinkSigner>,
         public_url: Option<&str>,
         names: Vec<String>,
+        agents: Arc<crate::agents::Agents>,
     ) -> Arc<Admin> {
         Arc::new(Admin {
             gate,
@@ -126,6 +129,7 @@ impl Admin {
             links,
             public: public_url.and_then(parse_public_url),
             names,
+            agents,
             verifying: Arc::new(tokio::sync::Semaphore::new(1)),
         })
     }
@@ -171,8 +175,14 @@ impl Admin {
 
     /// A review as the admin API shows it: [`review_json`], with each approval marked as
     /// counting toward the quorum or not (and why) with the reviewers in force now.
+    /// Was `r` sent by an agent no longer configured (removed since: compromised, retired)?
+    pub(crate) fn agent_removed(&self, r: &crate::gate::Review) -> bool {
+        r.agent.as_deref().is_some_and(|a| !self.agents.knows(a))
+    }
+
     pub fn review_view(&self, r: &crate::gate::Review, full: bool) -> serde_json::Value {
         let mut v = review_json(r, full);
+        v["agentRemoved"] = self.agent_removed(r).into();
         let people = self.gate.people().current();
         let approvals = r.standing(&r.approvals, &people);
         if let Some(list) = v.get_mut("approvals").and_then(|a| a.as_array_mut()) {

@@ -182,6 +182,13 @@ pub(super) async fn reviews(
     if let Some(line) = masked_echo_warning(&json) {
         super::warn(&line);
     }
+    if json["agentRemoved"].as_bool() == Some(true) {
+        super::warn(&escaped(&format!(
+            "the agent that sent this request, {}, is no longer configured: it was removed after \
+             sending it (compromised? retired?); approving still sends the request as stored",
+            json["agent"].as_str().unwrap_or("?")
+        )));
+    }
     match cmd {
         ReviewsCommand::List { .. } => {} // answered above
         ReviewsCommand::Approve { .. } | ReviewsCommand::Retry { .. } => {

@@ -191,6 +191,16 @@ fn body_withheld(r: &Review) -> bool {
     withheld(&body, &redact::secret_body_values(&body))
 }
 
+/// The warning for a review whose agent is no longer configured.
+fn removed_agent_warning(agent: &str) -> String {
+    format!(
+        "<p id=\"agent-removed\" role=\"alert\"><b>Warning: the agent that sent this request, \
+         {}, is no longer configured.</b> It was removed after sending it (compromised? \
+         retired?). Approving still sends the request as stored.</p>",
+        html_escape(agent)
+    )
+}
+
 /// What the review asks to send, as its detail page sums it up (`views::sum_up`): two held
 /// calls with the same path and different bodies read differently here. Why it was held and
 /// the whole stored request (every header: `Stripe-Account`, a method override, an encoding)
@@ -332,13 +342,18 @@ pub(super) async fn link_page(
         StatusCode::OK,
         format!(
             "<!doctype html><title>Airlock</title><h1 id=\"title\">{title}</h1>\
-             {other}{request}<p>As reviewer <b>{who}</b>. Nothing happens until you press the button. \
+             {other}{removed}{request}<p>As reviewer <b>{who}</b>. Nothing happens until you press the button. \
              This link works until {deadline}.</p>{form}\
              <p><a id=\"dashboard\" href=\"/ui/reviews/{id}\">Open the review in the dashboard</a></p>",
             title = html_escape(&title),
             id = html_escape(&live.review.id),
             other = other_reviewer_note(&live.reviewer, signed_in),
             request = request_summary(&live.review),
+            removed = if admin.agent_removed(&live.review) {
+                removed_agent_warning(live.review.agent.as_deref().unwrap_or("-"))
+            } else {
+                String::new()
+            },
             deadline = crate::gate::review::rfc3339(live.review.expires_at_ms),
         ),
     )

@@ -463,6 +463,7 @@ pub(super) async fn detail_page(
             title => review.tool.clone().unwrap_or_else(|| review.id.clone()),
             r => row(&review, admin.gate.now_ms(), &admin.gate.people().current(), true),
             audit => audit_rows,
+            agent_removed => admin.agent_removed(&review),
             reviewer => reviewer.name,
             csrf => csrf,
             message => message,
