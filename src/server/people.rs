@@ -110,10 +110,39 @@ impl Trigger {
     }
 }
 
+/// The config file's settings that apply only at a start: every table but the people
+/// (`[[agents]]`, `[[reviewers]]`, `agents_file`, `[admin] may_approve`), as written. `None`
+/// when the file cannot be read or parsed (its reload reports that).
+fn restart_settings(path: &std::path::Path) -> Option<toml::Table> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut t: toml::Table = text.parse().ok()?;
+    t.remove("agents");
+    t.remove("reviewers");
+    t.remove("agents_file");
+    if let Some(admin) = t.get_mut("admin").and_then(|a| a.as_table_mut()) {
+        admin.remove("may_approve");
+    }
+    Some(t)
+}
+
+/// The top-level tables (or keys) in which `a` and `b` differ, sorted.
+fn changed_sections(a: &toml::Table, b: &toml::Table) -> Vec<String> {
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect()
+}
+
 /// The people in force and where they are reloaded from.
 pub(super) struct InForce {
     /// Held for a whole reload, so that reloads apply in the order they read.
     sources: tokio::sync::Mutex<Sources>,
+    /// [`restart_settings`] as at start: a reload that finds them changed says they wait for a
+    /// restart.
+    at_start: Option<toml::Table>,
     path: Option<PathBuf>,
     directory: Option<Directory>,
     agents: Arc<Agents>,
@@ -132,6 +161,7 @@ impl InForce {
     ) -> Arc<InForce> {
         Arc::new(InForce {
             sources: tokio::sync::Mutex::new(sources),
+            at_start: path.as_deref().and_then(restart_settings),
             path,
             directory,
             agents,
@@ -171,6 +201,12 @@ impl InForce {
             };
             if let Err(e) = Config::load(path, crate::config::Overrides::default()) {
                 tracing::error!(error = %e, reviewers, agents, "the config file no longer checks; nothing but its reviewers and agents reloads (the next start would fail)");
+            }
+            if let (Some(before), Some(now)) = (&self.at_start, restart_settings(path)) {
+                let changed = changed_sections(before, &now);
+                if !changed.is_empty() {
+                    tracing::warn!(changed = %changed.join(", "), "the config file's other settings changed; they apply at the next restart (only the agents and reviewers reload)");
+                }
             }
         }
         if let Some(d) = self.directory.clone() {
@@ -298,5 +334,26 @@ mod tests {
             people.reviewers(),
             &[reviewer("Alice", 1), reviewer("bob", 3)]
         );
+    }
+
+    /// Review of session 19: edits to settings that apply only at a start were ignored without
+    /// a word on reload. The sections that changed are named; the people's are not.
+    #[test]
+    fn changed_settings_are_named_and_the_peoples_are_not() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("airlock.toml");
+        std::fs::write(
+            &path,
+            "agents_file = \"a.toml\"\n[gate]\nreview_expiry = \"24h\"\n[admin]\nmay_approve = false\n[[reviewers]]\nname = \"alice\"\n",
+        )
+        .expect("write");
+        let before = restart_settings(&path).expect("parsed");
+        std::fs::write(
+            &path,
+            "agents_file = \"b.toml\"\n[gate]\nreview_expiry = \"1h\"\n[admin]\nmay_approve = true\n[credentials.github]\nenv = \"OTHER\"\n",
+        )
+        .expect("write");
+        let now = restart_settings(&path).expect("parsed");
+        assert_eq!(changed_sections(&before, &now), ["credentials", "gate"]);
     }
 }
