@@ -873,6 +873,63 @@ fn live_catalog_keeps_last_good_on_broken_file() {
     assert_eq!(live.current().evaluate(&head, None).action, Action::Block);
 }
 
+/// Left from the nineteenth session: a reload that let `github.repos.delete` through logged
+/// only "rules reloaded". It is taken, and the tool it loosens is named with its file.
+#[test]
+fn a_reload_that_loosens_a_tool_names_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let held = "[service]\nname = \"s\"\nhosts = [\"h.test\"]\n[[rule]]\ntool = \"s.del\"\nmethod = \"DELETE\"\npath = \"/x\"\nclass = \"irreversible\"\naction = \"escalate\"\n";
+    let file = dir.path().join("s.toml");
+    std::fs::write(&file, held).expect("write");
+    let live =
+        LiveCatalog::load(Some(dir.path().to_path_buf()), CatalogOptions::default()).expect("load");
+    let same = live.reload().expect("reload");
+    assert!(same.loosened.is_empty(), "{:?}", same.loosened);
+    std::fs::write(&file, held.replace("escalate", "allow")).expect("write");
+    let r = live.reload().expect("a loosening reload is taken");
+    assert_eq!(r.rules, 1);
+    assert_eq!(r.loosened.len(), 1, "{:?}", r.loosened);
+    let l = &r.loosened[0];
+    assert_eq!(
+        (l.tool.as_str(), l.old.as_str(), l.new.as_str()),
+        ("s.del", "escalate", "allow")
+    );
+    assert_eq!(l.file(), file.display().to_string());
+    let h = HeaderMap::new();
+    let head = RequestHead {
+        method: "DELETE",
+        host: "h.test",
+        port: 443,
+        path_and_query: "/x",
+        headers: &h,
+    };
+    assert_eq!(live.current().evaluate(&head, None).action, Action::Allow);
+}
+
+/// Left from the nineteenth session: Emacs's lock link `.#s.toml` (dangling) in the rules
+/// directory failed every reload, and a restart. Hidden files and `~` backups are not rules.
+#[test]
+fn hidden_files_and_backups_in_the_rules_directory_are_skipped() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let good = "[service]\nname = \"s\"\nhosts = [\"h.test\"]\n";
+    std::fs::write(dir.path().join("s.toml"), good).expect("write");
+    std::os::unix::fs::symlink("user@host.1234:1700000000", dir.path().join(".#s.toml"))
+        .expect("lock link");
+    std::fs::write(dir.path().join(".hidden.toml"), "[service\nbroken").expect("write");
+    std::fs::write(dir.path().join("s.toml~"), "[service\nbroken").expect("write");
+    let c = Catalog::load_dir(dir.path(), &CatalogOptions::default()).expect("hidden skipped");
+    assert!(c.inspects("h.test"));
+    let live =
+        LiveCatalog::load(Some(dir.path().to_path_buf()), CatalogOptions::default()).expect("load");
+    live.reload().expect("reload with a lock link present");
+    // Only hidden files: still no rule files.
+    std::fs::remove_file(dir.path().join("s.toml")).expect("rm");
+    let err = Catalog::load_dir(dir.path(), &CatalogOptions::default())
+        .expect_err("no rule files")
+        .to_string();
+    assert!(err.contains("no *.toml rule files"), "{err}");
+}
+
 /// GraphQL argument conditions, on updateProjectV2 (`input.public`, a notify base entry with an
 /// escalating condition; updateRef, used here before, is now held by name).
 #[test]

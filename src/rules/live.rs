@@ -1,12 +1,26 @@
 //! The live catalog: swapped atomically on reload (a change in the rules directory, or SIGHUP
 //! through `server.rs`). A broken file, or rules that fail the installed [`PolicyCheck`] (a
 //! quorum the configured reviewers can never meet), keep the last good catalog and log the error.
+//! Rules that loosen a tool (its strictest action drops, it is gone, or its approval policy
+//! weakens: [`Catalog::loosened_in`]) are taken, as an operator may loosen on purpose, with one
+//! WARN line per such tool naming it, the old and new action and the rule file.
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use super::{Catalog, CatalogOptions, Classifier, PolicyCheck, RequestHead, RulesError, Verdict};
+use super::{
+    Catalog, CatalogOptions, Classifier, Loosening, PolicyCheck, RequestHead, RulesError, Verdict,
+};
+
+/// What a reload took in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Rules in the new catalog ([`Catalog::rule_count`]).
+    pub rules: usize,
+    /// The tools it makes less strict (each logged at WARN).
+    pub loosened: Vec<Loosening>,
+}
 
 pub struct LiveCatalog {
     current: RwLock<Arc<Catalog>>,
@@ -45,8 +59,9 @@ impl LiveCatalog {
     }
 
     /// Re-reads the rules; on error (a file that does not parse, or rules that fail the
-    /// installed policy check) the last good catalog stays in force.
-    pub fn reload(&self) -> Result<usize, RulesError> {
+    /// installed policy check) the last good catalog stays in force. Tools the new rules make
+    /// less strict are logged (WARN, one line each) and returned.
+    pub fn reload(&self) -> Result<Reloaded, RulesError> {
         let fresh = Self::read(&self.dir, &self.opts)?;
         let check = match self.check.read() {
             Ok(c) => c.clone(),
@@ -55,17 +70,37 @@ impl LiveCatalog {
         if let Some(check) = check {
             check(&fresh.approval_policies()).map_err(RulesError::Policy)?;
         }
-        let n = fresh.rule_count();
-        match self.current.write() {
-            Ok(mut c) => *c = Arc::new(fresh),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(fresh),
+        let rules = fresh.rule_count();
+        // Compared under the lock with the catalog it replaces: a reload racing this one (the
+        // watcher and SIGHUP) cannot hide a loosening. A millisecond or so, on a rare event.
+        let mut current = match self.current.write() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let loosened = current.loosened_in(&fresh);
+        *current = Arc::new(fresh);
+        drop(current);
+        for l in &loosened {
+            tracing::warn!(
+                tool = %l.tool,
+                old = %l.old,
+                new = %l.new,
+                file = %l.file(),
+                rule = %l.rule,
+                "rules reload loosens {l}"
+            );
         }
-        Ok(n)
+        Ok(Reloaded { rules, loosened })
     }
 
     fn reload_logged(&self, why: &str) {
         match self.reload() {
-            Ok(n) => tracing::info!(rules = n, trigger = why, "rules reloaded"),
+            Ok(r) => tracing::info!(
+                rules = r.rules,
+                loosened = r.loosened.len(),
+                trigger = why,
+                "rules reloaded"
+            ),
             Err(e) => {
                 tracing::error!(error = %e, trigger = why, "rules reload failed; keeping the last good catalog")
             }
@@ -106,6 +141,7 @@ impl LiveCatalog {
         let mut v: Vec<_> = std::fs::read_dir(dir)
             .map(|rd| {
                 rd.filter_map(Result::ok)
+                    .filter(|e| !super::catalog::skipped_name(&e.file_name()))
                     .map(|e| {
                         let m = e.metadata().ok();
                         (
@@ -150,6 +186,6 @@ impl Classifier for LiveCatalog {
     fn reload_rules(&self) -> Option<Result<usize, String>> {
         // The embedded catalog cannot change.
         self.dir.as_ref()?;
-        Some(self.reload().map_err(|e| e.to_string()))
+        Some(self.reload().map(|r| r.rules).map_err(|e| e.to_string()))
     }
 }

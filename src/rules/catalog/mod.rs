@@ -108,7 +108,8 @@
 //! rule files; `matcher` holds the compiled rules and finds the ones a request's method and
 //! path select; `guard` holds the framing and differential checks and the condition checks;
 //! `gql_verdict` judges GraphQL requests (the parser is [`super::graphql`]); `evaluate`
-//! weighs a request ([`Catalog::evaluate`]).
+//! weighs a request ([`Catalog::evaluate`]); `loosen` tells what a reload makes less strict
+//! ([`Catalog::loosened_in`]).
 
 use std::path::Path;
 
@@ -120,8 +121,11 @@ mod compile;
 mod evaluate;
 mod gql_verdict;
 mod guard;
+mod loosen;
 mod matcher;
 mod version;
+
+pub use loosen::Loosening;
 
 use compile::{check_service_conditions, compile_file, index, merge, parse_template};
 use matcher::{host_matches, Seg, Service};
@@ -263,6 +267,14 @@ pub struct Catalog {
     opts: CatalogOptions,
 }
 
+/// A name in the rules directory that is never read as rules: hidden (`.#github.toml`, the
+/// lock link Emacs leaves, dangling, while a file is edited; `.github.toml.swp`) or an editor's
+/// backup (`github.toml~`).
+pub(super) fn skipped_name(name: &std::ffi::OsStr) -> bool {
+    let name = name.as_encoded_bytes();
+    name.starts_with(b".") || name.ends_with(b"~")
+}
+
 /// The shipped catalog, compiled in.
 const EMBEDDED: &[(&str, &str)] = &[
     (
@@ -296,7 +308,8 @@ impl Catalog {
         Self::from_sources(&sources, opts)
     }
 
-    /// Every `*.toml` in `dir`, in name order.
+    /// Every `*.toml` in `dir`, in name order; hidden files (a name starting with `.`, such
+    /// as Emacs's lock link `.#github.toml`) and editor backups (ending in `~`) are skipped.
     pub fn load_dir(dir: &Path, opts: &CatalogOptions) -> Result<Catalog, RulesError> {
         let rd = std::fs::read_dir(dir).map_err(|e| RulesError::Io {
             file: dir.display().to_string(),
@@ -304,6 +317,7 @@ impl Catalog {
         })?;
         let mut paths: Vec<_> = rd
             .filter_map(Result::ok)
+            .filter(|e| !skipped_name(&e.file_name()))
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
             .collect();
@@ -518,6 +532,11 @@ impl Catalog {
                 conditional: !g.when.is_empty(),
             })
             .collect()
+    }
+
+    /// Every service's name, in file order.
+    pub fn service_names(&self) -> Vec<String> {
+        self.services.iter().map(|s| s.name.clone()).collect()
     }
 
     /// Every host a service names: REST hosts, then `[git]` hosts.
