@@ -342,6 +342,14 @@ async fn extending_a_deadline() {
         after["expiresAt"].as_str() > before["expiresAt"].as_str(),
         "{before} {after}"
     );
+    assert!(after.get("message").is_none(), "{after}");
+    // Past the 7-day ceiling the deadline stops there, and the answer says so (it was silent).
+    let (st, capped) = s
+        .as_reviewer("bob", &id, "extend", serde_json::json!({"by": "30d"}))
+        .await;
+    assert_eq!(st, 200, "{capped}");
+    let note = capped["message"].as_str().unwrap_or_default();
+    assert!(note.contains("at most 7days ahead of now"), "{capped}");
     let (st, _) = s
         .as_reviewer("bob", &id, "extend", serde_json::json!({"by": "soon"}))
         .await;

@@ -23,6 +23,7 @@
 //!   message names the upstream's status)
 //! - `POST /v1/reviews/{id}/reject`       same body
 //! - `POST /v1/reviews/{id}/extend`       body `{"by": "2h"}`: moves a pending review's deadline
+//!   (at most 7 days ahead of now; cut short there, the answer's `message` says so)
 //! - `POST /v1/reviews/{id}/retry`        same body as approve, plus optional `"attempts": N`
 //!   (the send attempts the caller saw; 409 `review_changed` if another was made since):
 //!   re-sends a `failed` or `outcome_unknown` review's stored request (same Idempotency-Key),
@@ -696,7 +697,18 @@ async fn route(admin: &Admin, req: Request<Incoming>, local: bool) -> Response<B
             };
             let reviewer = admin.acting_reviewer(&caller, None);
             match admin.gate.extend(&id, &reviewer, by).await {
-                Ok(r) => json_response(StatusCode::OK, &admin.review_view(&r, true)),
+                Ok((r, capped)) => {
+                    let mut v = admin.review_view(&r, true);
+                    if capped {
+                        v["message"] = format!(
+                            "extended less than asked: a deadline moves at most {} ahead of now; it is now {}",
+                            humantime::format_duration(crate::gate::MAX_EXTEND_AHEAD),
+                            crate::gate::review::rfc3339(r.expires_at_ms)
+                        )
+                        .into();
+                    }
+                    json_response(StatusCode::OK, &v)
+                }
                 Err(e) => gate_error_response(&e),
             }
         }

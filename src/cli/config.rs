@@ -25,6 +25,15 @@ pub(super) fn load_catalog(config: &Config) -> Result<Catalog> {
     .map_err(|e| anyhow::anyhow!("rules: {e}"))
 }
 
+/// Refuses an agent whose `services` names no service of `catalog` nor of a credential (a
+/// typo such as `githb` would admit it nowhere), as `serve` does at start.
+pub(super) fn check_agent_services(config: &Config, catalog: &Catalog) -> Result<()> {
+    let mut known = catalog.service_names();
+    known.extend(config.credentials.iter().map(|c| c.service.clone()));
+    airlock::config::check_agent_services(&config.agents, &known)
+        .map_err(|e| anyhow::anyhow!("agents: {e}"))
+}
+
 pub(super) fn config_cmd(config: Config, cmd: ConfigCommand) -> Result<()> {
     match cmd {
         ConfigCommand::Check => {
@@ -38,6 +47,7 @@ pub(super) fn config_cmd(config: Config, cmd: ConfigCommand) -> Result<()> {
             // The rules `serve` would load, and their approval policies against the reviewers:
             // a rule the reviewers could never approve stops `serve`, so it fails the check.
             let catalog = load_catalog(&config)?;
+            check_agent_services(&config, &catalog)?;
             let policies = catalog.approval_policies();
             airlock::server::check_approval_policies(&config, &policies)
                 .map_err(|e| anyhow::anyhow!("approval policies: {e}"))?;

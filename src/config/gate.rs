@@ -67,17 +67,69 @@ pub struct GateConfig {
 /// Ceiling on `gate.max_pending_per_agent`: a hold reads up to that many index keys.
 const MAX_PENDING_CAP: usize = 10_000;
 
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// The durations' bounds (inclusive), each with how it is written in the error: a value past
+/// them is a typo (`"500000000y"`), and zero would expire every hold at once or spin the sweeper.
+const BOUNDS: &[(&str, Duration, Duration, &str)] = &[
+    (
+        "gate.review_expiry",
+        Duration::from_millis(1),
+        Duration::from_secs(30 * 86_400),
+        "above zero and at most \"30d\"",
+    ),
+    (
+        "gate.max_wait",
+        Duration::ZERO,
+        HOUR,
+        "at most \"1h\" (\"0s\": no inline wait)",
+    ),
+    (
+        "gate.sweep_interval",
+        Duration::from_millis(1),
+        HOUR,
+        "above zero and at most \"1h\"",
+    ),
+    (
+        "gate.execution_timeout",
+        Duration::from_millis(1),
+        HOUR,
+        "above zero and at most \"1h\"",
+    ),
+    (
+        "gate.execution_lease",
+        Duration::ZERO,
+        Duration::from_secs(2 * 3600),
+        "at most \"2h\"",
+    ),
+];
+
+/// `d`, the value of `field`, within its [`BOUNDS`].
+fn bounded(cx: &Ctx, field: &str, d: Duration) -> Result<Duration, ConfigError> {
+    match BOUNDS.iter().find(|(f, ..)| *f == field) {
+        Some((_, min, max, words)) if d < *min || d > *max => Err(cx.invalid(
+            field,
+            format!(
+                "{} is out of range: must be {words}",
+                humantime::format_duration(d)
+            ),
+        )),
+        _ => Ok(d),
+    }
+}
+
 pub(super) fn check(g: RawGate, cx: &Ctx) -> Result<GateConfig, ConfigError> {
-    let execution_timeout = cx.dur("gate.execution_timeout", &g.execution_timeout)?;
+    let dur = |field: &str, v: &str| bounded(cx, field, cx.dur(field, v)?);
+    let execution_timeout = dur("gate.execution_timeout", &g.execution_timeout)?;
     let execution_lease = match &g.execution_lease {
-        Some(lease) => cx.dur("gate.execution_lease", lease)?,
+        Some(lease) => dur("gate.execution_lease", lease)?,
         None => execution_timeout + Duration::from_secs(30),
     };
     let gate = GateConfig {
-        review_expiry: cx.dur("gate.review_expiry", &g.review_expiry)?,
+        review_expiry: dur("gate.review_expiry", &g.review_expiry)?,
         max_body_bytes: g.max_body_bytes,
-        max_wait: cx.dur("gate.max_wait", &g.max_wait)?,
-        sweep_interval: cx.dur("gate.sweep_interval", &g.sweep_interval)?,
+        max_wait: dur("gate.max_wait", &g.max_wait)?,
+        sweep_interval: dur("gate.sweep_interval", &g.sweep_interval)?,
         max_result_bytes: g.max_result_bytes,
         execution_timeout,
         execution_lease,
@@ -97,12 +149,6 @@ pub(super) fn check(g: RawGate, cx: &Ctx) -> Result<GateConfig, ConfigError> {
             "must be a number of US dollars, 0 or more".into(),
         ));
     }
-    if gate.sweep_interval.is_zero() {
-        return Err(cx.invalid("gate.sweep_interval", "must be above zero".into()));
-    }
-    if gate.execution_timeout.is_zero() {
-        return Err(cx.invalid("gate.execution_timeout", "must be above zero".into()));
-    }
     if gate.execution_lease < gate.execution_timeout + Duration::from_secs(1) {
         return Err(cx.invalid(
             "gate.execution_lease",
@@ -113,4 +159,55 @@ pub(super) fn check(g: RawGate, cx: &Ctx) -> Result<GateConfig, ConfigError> {
         ));
     }
     Ok(gate)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    /// Left from the nineteenth session: `review_expiry = "0s"` expired every hold at once and
+    /// `"500000000y"` or a `"100y"` sweep or timeout was taken. Each is refused by name.
+    #[test]
+    fn durations_out_of_range_are_refused_by_name() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "review_expiry = \"0s\"",
+                "gate.review_expiry: 0s is out of range",
+            ),
+            ("review_expiry = \"500000000y\"", "gate.review_expiry:"),
+            ("review_expiry = \"31d\"", "at most \"30d\""),
+            (
+                "sweep_interval = \"0s\"",
+                "gate.sweep_interval: 0s is out of range",
+            ),
+            ("sweep_interval = \"100y\"", "gate.sweep_interval:"),
+            ("execution_timeout = \"0s\"", "gate.execution_timeout:"),
+            ("execution_timeout = \"100y\"", "gate.execution_timeout:"),
+            ("execution_lease = \"100y\"", "gate.execution_lease:"),
+            ("max_wait = \"100y\"", "gate.max_wait:"),
+            // The lease's own bound holds for the default too: timeout + 30 s.
+            (
+                "execution_timeout = \"1h\"\nexecution_lease = \"1h\"",
+                "at least 1s longer",
+            ),
+        ];
+        for (gate, want) in cases {
+            let text = format!("[gate]\n{gate}\n");
+            let err = Config::from_toml("t.toml", &text)
+                .expect_err(gate)
+                .to_string();
+            assert!(err.contains(want), "{gate}: {err}");
+        }
+        for gate in [
+            "review_expiry = \"30d\"",
+            "sweep_interval = \"1h\"\nmax_wait = \"1h\"",
+            "sweep_interval = \"50ms\"",
+            "execution_timeout = \"1h\"",
+            "execution_timeout = \"1h\"\nexecution_lease = \"2h\"",
+            "max_wait = \"0s\"",
+        ] {
+            let text = format!("[gate]\n{gate}\n");
+            assert!(Config::from_toml("t.toml", &text).is_ok(), "{gate}");
+        }
+    }
 }

@@ -19,7 +19,7 @@ pub use credentials::{default_git_hosts, default_service_hosts, CredentialConfig
 pub use egress::EgressConfig;
 pub use gate::GateConfig;
 pub use home::{Found, Home, HOME_ENV};
-pub use people::{agent_entry, reviewer_entry, AgentConfig, ReviewerConfig};
+pub use people::{agent_entry, check_agent_services, reviewer_entry, AgentConfig, ReviewerConfig};
 pub use proxy::{auto_workers, ProxyConfig, UnknownHosts};
 pub use rules::RulesConfig;
 pub use store::{AdminConfig, AdminSocket, StoreConfig};

@@ -109,7 +109,8 @@ fn digest_hex(what: &str, name: &str, hex_text: &str) -> Result<[u8; 32], String
 }
 
 /// Reviewer names are compared normalized ([`crate::person::key`]): two that normalize alike
-/// are one person listed twice, and are refused.
+/// are one person listed twice, and are refused. So are two reviewers with one token: it would
+/// sign in as the first, and a quorum would count one person as two.
 pub(super) fn check_reviewers(raw: &[RawReviewer]) -> Result<Vec<ReviewerConfig>, String> {
     let mut out: Vec<ReviewerConfig> = Vec::new();
     for r in raw {
@@ -123,6 +124,12 @@ pub(super) fn check_reviewers(raw: &[RawReviewer]) -> Result<Vec<ReviewerConfig>
                     o.name, r.name
                 )
             });
+        }
+        if let Some(o) = out.iter().find(|o| o.token_sha256 == checked.token_sha256) {
+            return Err(format!(
+                "reviewers {:?} and {:?} have the same token_sha256: each reviewer needs a token                  of her own (`airlock reviewers add` makes one)",
+                o.name, r.name
+            ));
         }
         out.push(checked);
     }
@@ -165,6 +172,26 @@ pub(super) fn check_agents(raw: &[RawAgent]) -> Result<Vec<AgentConfig>, String>
     Ok(out)
 }
 
+/// Refuses an agent whose `services` names a service nothing knows (`known`: the rules
+/// catalog's services and the credentials'): `"githb"` would admit it nowhere, silently.
+/// The catalog is known only where rules are loaded (`config check`, `serve`), so the config's
+/// own check cannot run this.
+pub fn check_agent_services(agents: &[AgentConfig], known: &[String]) -> Result<(), String> {
+    for a in agents {
+        if let Some(s) = a.services.iter().find(|s| !known.contains(s)) {
+            let mut names: Vec<&str> = known.iter().map(String::as_str).collect();
+            names.sort_unstable();
+            names.dedup();
+            return Err(format!(
+                "agent {:?}: services names {s:?}, which is no service (known: {})",
+                a.name,
+                names.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// One agent, checked as an `[[agents]]` entry is (its name, owner, hosts, its digest in
 /// hex): for records kept elsewhere (the database, `crate::directory`).
 pub fn agent_entry(
@@ -199,4 +226,49 @@ pub fn agent_entry(
         hosts: normalized,
         owner: owner.map(str::to_string),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reviewer(name: &str, digest: &str) -> RawReviewer {
+        RawReviewer {
+            name: name.into(),
+            token_sha256: digest.into(),
+            groups: Vec::new(),
+        }
+    }
+
+    /// Left from the nineteenth session: two reviewers with one token were taken (it signed in
+    /// as the first, and a quorum counted both).
+    #[test]
+    fn two_reviewers_with_one_token_are_refused_naming_both() {
+        let (a, b) = ("ab".repeat(32), "cd".repeat(32));
+        assert!(check_reviewers(&[reviewer("alice", &a), reviewer("bob", &b)]).is_ok());
+        let e = check_reviewers(&[reviewer("alice", &a), reviewer("bob", &a.to_uppercase())])
+            .expect_err("one token");
+        assert!(
+            e.contains("\"alice\" and \"bob\" have the same token_sha256"),
+            "{e}"
+        );
+    }
+
+    /// Left from the nineteenth session: `services = ["githb"]` was taken (the agent could reach
+    /// no service, and nothing said why).
+    #[test]
+    fn an_unknown_service_is_refused_with_the_known_ones() {
+        let agent = |services: &[&str]| {
+            let services: Vec<String> = services.iter().map(|s| s.to_string()).collect();
+            agent_entry("bot", &"ab".repeat(32), &services, &[], None).expect("agent")
+        };
+        let known = ["stripe".to_string(), "github".to_string()];
+        assert!(check_agent_services(&[agent(&["github"]), agent(&[])], &known).is_ok());
+        let e = check_agent_services(&[agent(&["github", "githb"])], &known).expect_err("typo");
+        assert!(
+            e.contains("agent \"bot\": services names \"githb\"")
+                && e.contains("known: github, stripe"),
+            "{e}"
+        );
+    }
 }

@@ -287,6 +287,15 @@ mod tests {
                 "url = \"postgres://h/db?sslmode=require&sslrootcert=/a.pem\"\nca_file = \"/ca.pem\"",
                 "store.url: names a CA file (sslrootcert) and so does [store] ca_file",
             ),
+            // Parsed as the store parses it: `config check` said OK for these.
+            (
+                "url = \"postgres://u@[bad/db\"",
+                "t.toml: store.url: is not a PostgreSQL connection URL",
+            ),
+            (
+                "url = \"host=h port=x\"",
+                "t.toml: store.url: is not a PostgreSQL connection URL",
+            ),
         ] {
             let e = store(&format!("backend = \"postgres\"\n{text}"))
                 .expect_err(text)

@@ -8,6 +8,9 @@ use super::review::{self, Review, ReviewState};
 use super::{Gate, GateError, Reviewer};
 use crate::store::StoreError;
 
+/// How far ahead of now `extend` may move a review's deadline.
+pub const MAX_EXTEND_AHEAD: Duration = Duration::from_secs(7 * 86_400);
+
 impl Gate {
     // ---- reading ----
 
@@ -257,21 +260,23 @@ impl Gate {
             .await
     }
 
-    /// Moves a pending review's deadline `by` later (from now if it is near), at most 7 days ahead.
-    /// Held to the same policy as approving: the agent's owner may not keep her own agent's
-    /// request waiting, nor may the admin token unless it may approve.
+    /// Moves a pending review's deadline `by` later, at most [`MAX_EXTEND_AHEAD`] ahead of now
+    /// (never earlier than it was). Held to the same policy as approving: the agent's owner may
+    /// not keep her own agent's request waiting, nor may the admin token unless it may approve.
+    /// The flag: the ceiling cut the extension short (the deadline is less than `by` later).
     pub async fn extend(
         self: &Arc<Self>,
         id: &str,
         reviewer: &Reviewer,
         by: Duration,
-    ) -> Result<Review, GateError> {
+    ) -> Result<(Review, bool), GateError> {
         let id = id.to_string();
         let reviewer = reviewer.clone();
         self.blocking(move |g| {
             let now = g.clock.now_ms();
             let people = g.people.current();
-            g.transition(&id, |cur| {
+            let capped = std::cell::Cell::new(false);
+            let review = g.transition(&id, |cur| {
                 if cur.state != ReviewState::Pending || now >= cur.expires_at_ms {
                     return Err(GateError::AlreadyDecided {
                         id: id.clone(),
@@ -287,14 +292,15 @@ impl Gate {
                 let mut next = cur.clone();
                 // At most 7 days ahead, but never earlier than it was (a rule's own expiry may
                 // be longer than that).
-                let ceiling = now.saturating_add(7 * 86_400_000);
-                next.expires_at_ms = cur
+                let ceiling = now.saturating_add(MAX_EXTEND_AHEAD.as_millis() as u64);
+                let asked = cur
                     .expires_at_ms
-                    .saturating_add(by.as_millis() as u64)
-                    .min(ceiling)
-                    .max(cur.expires_at_ms);
+                    .saturating_add(u64::try_from(by.as_millis()).unwrap_or(u64::MAX));
+                capped.set(asked > ceiling);
+                next.expires_at_ms = asked.min(ceiling).max(cur.expires_at_ms);
                 Ok(next)
-            })
+            })?;
+            Ok((review, capped.get()))
         })
         .await
     }

@@ -115,10 +115,13 @@ fn check_modes(mode: Option<&str>, has_ca: bool) -> Result<bool, TargetError> {
     }
 }
 
-/// Checks `url` with `ca_file` as `[store]` would use them, for the config check; the URL the
+/// Checks `url` with `ca_file` as `[store]` would use them, for the config check (the URL parsed
+/// as [`Target::parse`] parses it, so `config check` refuses what `serve` would); the URL the
 /// store is then opened with (the CA file added as `sslrootcert`).
 pub fn with_ca_file(url: &str, ca_file: Option<&Path>) -> Result<String, TargetError> {
-    let (_, mode, ca) = take_tls_params(url)?;
+    let (rest, mode, ca) = take_tls_params(url)?;
+    rest.parse::<tokio_postgres::Config>()
+        .map_err(|e| TargetError::Url(super::explain(&e)))?;
     if ca.is_some() && ca_file.is_some() {
         return Err(TargetError::TwoCas);
     }
@@ -376,5 +379,26 @@ mod tests {
             with_ca_file("postgres://h/db", None).expect("plain"),
             "postgres://h/db"
         );
+    }
+
+    /// Left from the nineteenth session: `config check` said OK for URLs `serve` refused.
+    #[test]
+    fn the_config_check_refuses_what_the_store_cannot_parse() {
+        for url in [
+            "postgres://u@[bad/db",
+            "host=h port=x",
+            "postgres://h:99999/db",
+        ] {
+            let served = Target::parse(url).err().map(|e| e.to_string());
+            let checked = with_ca_file(url, None).err().map(|e| e.to_string());
+            assert!(checked.is_some(), "{url}: config check took it");
+            assert_eq!(checked, served, "{url}");
+            assert!(
+                checked
+                    .unwrap_or_default()
+                    .contains("is not a PostgreSQL connection URL"),
+                "{url}"
+            );
+        }
     }
 }
