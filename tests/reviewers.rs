@@ -590,12 +590,13 @@ async fn a_removed_reviewer_is_refused_and_her_approvals_stop_counting() {
 
 /// Reviewers alice (group sre) and bob, as config.
 fn alice_and_bob() -> String {
-    [("alice", "\"sre\""), ("bob", "")]
+    // Each her own token: two reviewers with one are a config error.
+    [("alice", "\"sre\"", "ab"), ("bob", "", "cd")]
         .iter()
-        .map(|(name, groups)| {
+        .map(|(name, groups, digest)| {
             format!(
                 "[[reviewers]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\ngroups = [{groups}]\n",
-                "ab".repeat(32)
+                digest.repeat(32)
             )
         })
         .collect()
