@@ -371,3 +371,48 @@ async fn agents_reviewers_and_credentials_follow_their_files_without_a_restart()
     }
     serve.stop();
 }
+
+/// Left from the nineteenth session: a rules file edited to let `github.repos.delete` through
+/// was reloaded with an INFO line only, and Emacs's lock link (`.#github.toml`, dangling) beside
+/// it failed every reload and a restart. The lock link is not read; the loosening is taken and
+/// logged as a warning naming the tool, its old and new action and the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rules_reload_that_loosens_a_tool_is_a_warning() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).expect("mkdir");
+    let file = rules.join("github.toml");
+    let held = "[service]\nname = \"github\"\nhosts = [\"api.github.com\"]\n\n[[rule]]\n\
+                tool = \"github.repos.delete\"\nmethod = \"DELETE\"\npath = \"/repos/{owner}/{repo}\"\n\
+                class = \"irreversible\"\naction = \"escalate\"\n";
+    std::fs::write(&file, held).expect("write");
+    std::os::unix::fs::symlink("me@host.1234:1700000000", rules.join(".#github.toml"))
+        .expect("lock link");
+    let (cfg, store, ca) = write_config(
+        dir.path(),
+        "airlock.toml",
+        "redb",
+        &up,
+        &[HOST],
+        &format!("[rules]\ndir = {:?}\n", path_str(&rules)),
+    );
+    let log_file = dir.path().join("serve.log");
+    let serve = Serve::spawn(&cfg, &store, &ca, &log_file);
+    // The watcher starts just after the address lines: let it see the first version.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    std::fs::write(&file, held.replace("\"escalate\"", "\"allow\"")).expect("loosen");
+    let want = format!(
+        "rules reload loosens github.repos.delete: escalate -> allow ({}:5)",
+        file.display()
+    );
+    eventually("the loosening to be logged", WAIT, || async {
+        let log = std::fs::read_to_string(&log_file).unwrap_or_default();
+        log.contains(&want).then_some(()).ok_or(log)
+    })
+    .await;
+    let log = std::fs::read_to_string(&log_file).unwrap_or_default();
+    assert!(!log.contains("rules reload failed"), "{log}");
+    serve.stop();
+}
