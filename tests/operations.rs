@@ -854,3 +854,67 @@ fn an_approval_whose_answer_is_lost_exits_as_outcome_unknown() {
         "{err}"
     );
 }
+
+/// Left from the nineteenth session: `services = ["githb"]` (no such service) was taken, and the
+/// agent could reach nothing. `agents add --services githb` refuses it and writes nothing;
+/// `config check` and `serve` refuse such an entry, each naming the services they know.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_naming_an_unknown_service_is_refused() {
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, _, _) = write_config(dir.path(), "airlock.toml", "redb", &up, HOSTS, "");
+    let before = std::fs::read_to_string(&cfg).expect("cfg");
+    let (ok, _, err) = cli(&cfg, &["agents", "add", "bot", "--services", "githb"]);
+    assert!(!ok, "agents add took an unknown service");
+    assert!(
+        err.contains("services names \"githb\", which is no service (known: github, stripe)"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&cfg).expect("cfg"),
+        before,
+        "nothing written"
+    );
+    let (ok, _, err) = cli(&cfg, &["agents", "add", "bot", "--services", "github"]);
+    assert!(ok, "{err}");
+    let text = std::fs::read_to_string(&cfg).expect("cfg");
+    std::fs::write(&cfg, text.replace("[\"github\"]", "[\"githb\"]")).expect("typo");
+    let (ok, _, err) = cli(&cfg, &["config", "check"]);
+    assert!(!ok, "config check took an unknown service");
+    assert!(
+        err.contains("agent \"bot\": services names \"githb\""),
+        "{err}"
+    );
+    // `serve` stops at start (bounded: one that started is killed and the test fails).
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("serve")
+        .env_remove("AIRLOCK_HOME")
+        .env("AIRLOCK_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = serve.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = serve.kill();
+            let _ = serve.wait();
+            panic!("serve started with an agent naming an unknown service");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = serve.stderr.take() {
+        std::io::Read::read_to_string(&mut e, &mut err).expect("stderr");
+    }
+    assert!(!status.success());
+    assert!(
+        err.contains("agent \"bot\": services names \"githb\""),
+        "{err}"
+    );
+}

@@ -115,7 +115,7 @@ pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
             let token = airlock::agents::generate_token();
             let digest = airlock::agents::token_digest(&token);
             // The name is checked before it names a file.
-            airlock::config::agent_entry(
+            let entry = airlock::config::agent_entry(
                 &name,
                 &hex::encode(digest),
                 &services,
@@ -123,6 +123,12 @@ pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
                 owner.as_deref(),
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+            // A service the rules and credentials do not know would admit it nowhere; `serve`
+            // refuses such an agent at start.
+            if !services.is_empty() {
+                let catalog = super::config::load_catalog(&config)?;
+                super::config::check_agent_services(&config, &[entry], &catalog)?;
+            }
             // The token is written aside first and takes its name only once the agent exists:
             // a refused add leaves an earlier token file as it was.
             let token_file = match &token_dir {

@@ -5,7 +5,7 @@
 use anyhow::Result;
 use clap::Subcommand;
 
-use airlock::config::Config;
+use airlock::config::{AgentConfig, Config};
 use airlock::rules::Catalog;
 
 use super::serve::catalog_options;
@@ -27,10 +27,14 @@ pub(super) fn load_catalog(config: &Config) -> Result<Catalog> {
 
 /// Refuses an agent whose `services` names no service of `catalog` nor of a credential (a
 /// typo such as `githb` would admit it nowhere), as `serve` does at start.
-pub(super) fn check_agent_services(config: &Config, catalog: &Catalog) -> Result<()> {
+pub(super) fn check_agent_services(
+    config: &Config,
+    agents: &[AgentConfig],
+    catalog: &Catalog,
+) -> Result<()> {
     let mut known = catalog.service_names();
     known.extend(config.credentials.iter().map(|c| c.service.clone()));
-    airlock::config::check_agent_services(&config.agents, &known)
+    airlock::config::check_agent_services(agents, &known)
         .map_err(|e| anyhow::anyhow!("agents: {e}"))
 }
 
@@ -47,7 +51,7 @@ pub(super) fn config_cmd(config: Config, cmd: ConfigCommand) -> Result<()> {
             // The rules `serve` would load, and their approval policies against the reviewers:
             // a rule the reviewers could never approve stops `serve`, so it fails the check.
             let catalog = load_catalog(&config)?;
-            check_agent_services(&config, &catalog)?;
+            check_agent_services(&config, &config.agents, &catalog)?;
             let policies = catalog.approval_policies();
             airlock::server::check_approval_policies(&config, &policies)
                 .map_err(|e| anyhow::anyhow!("approval policies: {e}"))?;

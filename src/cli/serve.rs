@@ -120,7 +120,7 @@ async fn serve_async(config: Config) -> Result<()> {
     let catalog = LiveCatalog::load(config.rules.dir.clone(), catalog_options(&config))
         .map_err(|e| anyhow::anyhow!("rules: {e}"))?;
     tracing::info!(target: "airlock", rules = catalog.current().rule_count(), hosts = ?catalog.current().hosts(), "rules catalog loaded");
-    super::config::check_agent_services(&config, &catalog.current())?;
+    super::config::check_agent_services(&config, &config.agents, &catalog.current())?;
     if config.rules.unclassified_writes == Action::Allow {
         tracing::warn!(target: "airlock", "rules.unclassified_writes = \"allow\": writes no rule classifies are forwarded (each is audited as unclassified); the closed world is off");
     }
