@@ -134,7 +134,10 @@ impl LiveCatalog {
         });
     }
 
-    fn fingerprint(&self) -> Vec<(PathBuf, Option<std::time::SystemTime>, u64)> {
+    /// Each rules file's path, modification time, size, change time and mode: a `chmod` that
+    /// fixes a refused file (others could write it) is a change too.
+    fn fingerprint(&self) -> Vec<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
         let Some(dir) = &self.dir else {
             return Vec::new();
         };
@@ -147,7 +150,11 @@ impl LiveCatalog {
                         (
                             e.path(),
                             m.as_ref().and_then(|m| m.modified().ok()),
-                            m.map(|m| m.len()).unwrap_or(0),
+                            m.as_ref().map(|m| m.len()).unwrap_or(0),
+                            m.as_ref()
+                                .map(|m| (m.ctime(), m.ctime_nsec()))
+                                .unwrap_or_default(),
+                            m.as_ref().map(|m| m.mode()).unwrap_or(0),
                         )
                     })
                     .collect()
@@ -157,6 +164,9 @@ impl LiveCatalog {
         v
     }
 }
+
+/// One rules file's [`LiveCatalog::fingerprint`] entry.
+type FileStamp = (PathBuf, Option<std::time::SystemTime>, u64, (i64, i64), u32);
 
 impl Classifier for LiveCatalog {
     fn inspects(&self, host: &str) -> bool {
