@@ -287,8 +287,13 @@ impl Config {
         // The config file alone: a broken agents file must not stop a reviewer's removal.
         let (file, raw) = Self::load_raw(path, false)?;
         let cx = Ctx { file: &file };
-        let reviewers =
-            people::check_reviewers(&raw.reviewers).map_err(|m| cx.invalid("reviewers", m))?;
+        // Entries sharing a token are left out (logged), not the whole reload refused: a
+        // removal in the same edit must still take effect.
+        let (listed, shared) = people::without_shared_tokens(&raw.reviewers);
+        if let Some(why) = shared {
+            tracing::error!(file = %file, "{why}");
+        }
+        let reviewers = people::check_reviewers(&listed).map_err(|m| cx.invalid("reviewers", m))?;
         Ok((reviewers, raw.admin.may_approve))
     }
 
@@ -563,6 +568,33 @@ pub fn parse_resolve_flag(s: &str) -> Result<(String, SocketAddr), String> {
 
 #[cfg(test)]
 mod tests {
+    /// Review of session 19: refusing two reviewers with one token on a reload kept every
+    /// reviewer in force, so a removal made in the same edit did not take effect. The two are
+    /// left out; the rest reload.
+    #[test]
+    fn a_reload_leaves_out_reviewers_sharing_a_token_and_applies_the_rest() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("airlock.toml");
+        let (a, b) = ("aa".repeat(32), "bb".repeat(32));
+        std::fs::write(
+            &path,
+            format!(
+                "[[reviewers]]\nname = \"alice\"\ntoken_sha256 = \"{a}\"\n\
+                 [[reviewers]]\nname = \"carol\"\ntoken_sha256 = \"{}\"\n\
+                 [[reviewers]]\nname = \"bob\"\ntoken_sha256 = \"{b}\"\n",
+                a.to_uppercase()
+            ),
+        )
+        .expect("write");
+        let (reviewers, _) = Config::load_reviewers(&path).expect("reloads");
+        let names: Vec<&str> = reviewers.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["bob"]);
+        // At a start (and in `config check`) the file is refused.
+        let text = std::fs::read_to_string(&path).expect("read");
+        let err = Config::from_toml("airlock.toml", &text).expect_err("refused");
+        assert!(err.to_string().contains("same token_sha256"), "{err}");
+    }
+
     use super::*;
 
     /// A config picked up from the working directory that others may change is not taken.

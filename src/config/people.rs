@@ -58,7 +58,7 @@ pub(super) fn read_agents_file(
     Ok(parsed.agents)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawReviewer {
     pub(super) name: String,
@@ -127,13 +127,40 @@ pub(super) fn check_reviewers(raw: &[RawReviewer]) -> Result<Vec<ReviewerConfig>
         }
         if let Some(o) = out.iter().find(|o| o.token_sha256 == checked.token_sha256) {
             return Err(format!(
-                "reviewers {:?} and {:?} have the same token_sha256: each reviewer needs a token                  of her own (`airlock reviewers add` makes one)",
+                "reviewers {:?} and {:?} have the same token_sha256: each reviewer needs a token of her own (`airlock reviewers add` makes one)",
                 o.name, r.name
             ));
         }
         out.push(checked);
     }
     Ok(out)
+}
+
+/// For a reload: `raw` without the entries whose `token_sha256` another entry shares (the token
+/// would sign in as the first alone), and what was left out. Refusing the whole list would keep
+/// every reviewer in force, a removal made in the same edit too.
+pub(super) fn without_shared_tokens(raw: &[RawReviewer]) -> (Vec<RawReviewer>, Option<String>) {
+    let key = |r: &RawReviewer| r.token_sha256.trim().to_ascii_lowercase();
+    let shared: Vec<&RawReviewer> = raw
+        .iter()
+        .filter(|r| raw.iter().filter(|o| key(o) == key(r)).count() > 1)
+        .collect();
+    if shared.is_empty() {
+        return (raw.to_vec(), None);
+    }
+    let names: Vec<&str> = shared.iter().map(|r| r.name.as_str()).collect();
+    let kept = raw
+        .iter()
+        .filter(|r| !shared.iter().any(|o| key(o) == key(r)))
+        .cloned()
+        .collect();
+    (
+        kept,
+        Some(format!(
+            "reviewers {} share a token_sha256; they are left out until each has a token of her own",
+            names.join(", ")
+        )),
+    )
 }
 
 /// One reviewer, checked as a `[[reviewers]]` entry is (its name, its digest in hex): for

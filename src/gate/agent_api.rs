@@ -282,6 +282,9 @@ fn execution_json(e: &Execution) -> serde_json::Value {
     v
 }
 
+/// How long a status read waits for one of its agent's turns before a 429.
+const STATUS_READ_QUEUE_WAIT: Duration = Duration::from_secs(10);
+
 /// 429 `code` with `Retry-After: 1`.
 fn retry_soon(code: &'static str, message: String) -> Response<Body> {
     let mut resp = Refusal::client(StatusCode::TOO_MANY_REQUESTS, code, message).into_response();
@@ -324,8 +327,19 @@ pub async fn serve_local(
         .and_then(|(_, v)| v.parse::<u64>().ok())
         .map(|s| Duration::from_secs(s).min(max_wait));
     // Each read decodes a whole review on the blocking pool reviewers' work shares: one
-    // agent's reads at once are bounded, the rest wait their turn.
-    let turn = gate.status_read_turn(&agent.name).await;
+    // agent's reads at once are bounded, the rest wait their turn, for a while (a store that
+    // hangs must not park the agent's later reads for good).
+    let Ok(turn) =
+        tokio::time::timeout(STATUS_READ_QUEUE_WAIT, gate.status_read_turn(&agent.name)).await
+    else {
+        return retry_soon(
+            "too_many_status_reads",
+            format!(
+                "this agent's {} status reads at once are all still running; try again",
+                super::MAX_STATUS_READS_PER_AGENT
+            ),
+        );
+    };
     let first = match gate.get_in_turn(id, turn).await {
         Ok(r) if r.agent.as_deref().unwrap_or(crate::agents::ANONYMOUS) == agent.name => r,
         Ok(_) => return agent_error_response(&super::GateError::NotFound(id.to_string())),

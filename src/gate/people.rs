@@ -67,6 +67,11 @@ impl People {
         self.emptied
     }
 
+    /// `[admin] may_approve` as configured (not what follows from it).
+    pub fn may_approve_setting(&self) -> bool {
+        self.admin_may_approve
+    }
+
     /// The reviewer whose token has this SHA-256 digest.
     pub fn by_digest(&self, digest: &[u8; 32]) -> Option<Reviewer> {
         self.reviewers

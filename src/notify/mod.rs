@@ -460,6 +460,9 @@ struct Window {
 impl Worker {
     async fn run(mut self) {
         let mut pending = fair::FairQueue::new(self.cap);
+        // This queue's give-ups, for the log's cadence (the shared count has the channel's
+        // other drops too).
+        let mut given_up: u64 = 0;
         let mut window = Window {
             start: Instant::now(),
             sent: 0,
@@ -489,7 +492,8 @@ impl Worker {
             }
             for e in received {
                 if let Some(out) = pending.push(e) {
-                    let given_up = self.given_up.fetch_add(1, Ordering::Relaxed) + 1;
+                    self.given_up.fetch_add(1, Ordering::Relaxed);
+                    given_up += 1;
                     if given_up == 1 || given_up.is_multiple_of(100) {
                         tracing::warn!(
                             channel = %self.cfg.name,

@@ -236,8 +236,9 @@ impl InForce {
             tracing::info!(agents = agents.len(), added = ?change.added, removed = ?change.removed, trigger = trigger.name(), "agents reloaded");
         }
         let before = self.roster.current();
+        // As configured: what follows from it differs once a reload emptied the reviewers.
         let unchanged = before.reviewers() == people.reviewers()
-            && before.admin_may_approve() == people.admin_may_approve();
+            && before.may_approve_setting() == people.may_approve_setting();
         if unchanged && trigger != Trigger::Signal {
             return;
         }

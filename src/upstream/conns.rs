@@ -126,7 +126,7 @@ impl<C: Send + 'static> Conns<C> {
         })
     }
 
-    /// Whether any pool has a live connection to `target`.
+    /// Whether any pool that lends (not the approved calls') has a live connection to `target`.
     pub fn warm_anywhere(&self, target: &Target) -> bool {
         let Ok(targets) = self.targets.lock() else {
             return true;
