@@ -2291,21 +2291,19 @@ async fn a_claim_that_failed_after_the_approval_is_retried_by_the_sweeper() {
         "{r}"
     );
     assert_eq!(up.count(), 0);
-    let mut state = String::new();
-    for _ in 0..200 {
-        state = a
-            .gate
-            .get(&id)
-            .await
-            .expect("get")
-            .state
-            .as_str()
-            .to_string();
-        if state == "executed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let state = support::eventually(
+        "the sweeper to claim and send it",
+        support::WAIT,
+        || async {
+            let state = a.gate.get(&id).await.expect("get").state;
+            if state.as_str() == "executed" {
+                Ok(state.as_str().to_string())
+            } else {
+                Err(state.as_str().to_string())
+            }
+        },
+    )
+    .await;
     assert_eq!(state, "executed", "the sweeper claimed and sent it");
     assert_eq!(up.count(), 1, "sent once");
 }
@@ -2329,14 +2327,19 @@ async fn a_stale_approval_is_not_sent_at_the_next_restart() {
     let dir = a.stop().await;
     clock.advance(Duration::from_secs(2 * 3600));
     let a = Airlock::start_on_store_at(config, dir, Arc::new(TestRules), store, clock).await;
-    let mut r = serde_json::Value::Null;
-    for _ in 0..100 {
-        r = a.admin("GET", &format!("/v1/reviews/{id}"), None).await.1;
-        if r["state"] != "approved" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let r = support::eventually(
+        "the stale approval to be settled",
+        support::WAIT,
+        || async {
+            let r = a.admin("GET", &format!("/v1/reviews/{id}"), None).await.1;
+            if r["state"] != "approved" {
+                Ok(r)
+            } else {
+                Err(r.to_string())
+            }
+        },
+    )
+    .await;
     assert_eq!(r["state"], "failed", "{r}");
     assert!(
         r["result"]["error"]
@@ -2374,21 +2377,15 @@ async fn a_sent_request_whose_outcome_cannot_be_stored_says_it_was_sent() {
         "{r}"
     );
     assert_eq!(up.count(), 1);
-    let mut state = String::new();
-    for _ in 0..200 {
-        state = a
-            .gate
-            .get(&id)
-            .await
-            .expect("get")
-            .state
-            .as_str()
-            .to_string();
-        if state == "outcome_unknown" {
-            break;
+    let state = support::eventually("the lapsed claim to be given up", support::WAIT, || async {
+        let state = a.gate.get(&id).await.expect("get").state;
+        if state.as_str() == "outcome_unknown" {
+            Ok(state.as_str().to_string())
+        } else {
+            Err(state.as_str().to_string())
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     store.fail_answers.store(0, SeqCst);
     assert_eq!(state, "outcome_unknown", "given up once the lease lapsed");
     assert_eq!(up.count(), 1, "never re-sent");

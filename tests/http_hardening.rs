@@ -100,6 +100,22 @@ impl Env {
         assert_eq!(health, self.healthy, "{case}: upstream health requests");
     }
 
+    /// An HTTP/1.1 tunnel to `host` on which `bytes` (a request, or the start of one) went out;
+    /// the test decides what follows, or that nothing does.
+    async fn sent(&self, host: &str, bytes: &[u8]) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let mut tls = raw::tunnel(
+            self.airlock.addr,
+            host,
+            host,
+            &self.airlock.ca_pem,
+            &[b"http/1.1"],
+        )
+        .await;
+        tls.write_all(bytes).await.expect("request");
+        tls.flush().await.expect("flush");
+        tls
+    }
+
     async fn pending_reviews(&self) -> usize {
         let (code, list) = self
             .airlock
@@ -907,19 +923,8 @@ async fn an_agent_that_stops_reading_is_dropped_and_frees_its_slot() {
     let e = env("max_connections = 2\nidle_timeout = \"1s\"\n").await;
     let mut stalled = Vec::new();
     for _ in 0..2 {
-        let mut tls = raw::tunnel(
-            e.airlock.addr,
-            "api.github.com",
-            "api.github.com",
-            &e.airlock.ca_pem,
-            &[b"http/1.1"],
-        )
-        .await;
-        tls.write_all(b"GET /bytes/268435456 HTTP/1.1\r\nHost: api.github.com\r\n\r\n")
-            .await
-            .expect("request");
-        tls.flush().await.expect("flush");
-        stalled.push(tls);
+        let head = b"GET /bytes/268435456 HTTP/1.1\r\nHost: api.github.com\r\n\r\n";
+        stalled.push(e.sent("api.github.com", head).await);
     }
     let ex = raw::front(
         e.airlock.addr,
@@ -967,29 +972,24 @@ async fn an_agent_that_stops_reading_is_dropped_and_frees_its_slot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_buffered_body_that_stalls_is_refused_and_its_connection_closed() {
     let e = env("body_read_timeout = \"1s\"\nidle_timeout = \"60s\"\n").await;
-    for (what, head) in [
+    for (what, host, head) in [
         (
             "held body",
+            "api.github.com",
             "DELETE /repos/o/r HTTP/1.1\r\nHost: api.github.com\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"a\":",
         ),
         (
             "inspected body",
+            "api.github.com",
             "POST /graphql HTTP/1.1\r\nHost: api.github.com\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"query\":",
         ),
         (
             "git push commands",
+            "github.com",
             "POST /o/r.git/git-receive-pack HTTP/1.1\r\nHost: github.com\r\ncontent-type: application/x-git-receive-pack-request\r\ncontent-length: 1000\r\n\r\n0094",
         ),
     ] {
-        let host = if what == "git push commands" {
-            "github.com"
-        } else {
-            "api.github.com"
-        };
-        let mut tls =
-            raw::tunnel(e.airlock.addr, host, host, &e.airlock.ca_pem, &[b"http/1.1"]).await;
-        tls.write_all(head.as_bytes()).await.expect("head");
-        tls.flush().await.expect("flush");
+        let mut tls = e.sent(host, head.as_bytes()).await;
         let mut got = Vec::new();
         let ended = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut got)).await;
         assert!(ended.is_ok(), "{what}: the stalled connection was left open");
@@ -1011,17 +1011,7 @@ async fn an_agent_has_a_bounded_number_of_bodies_read_at_once() {
     let stalled_head = "DELETE /repos/o/r HTTP/1.1\r\nHost: api.github.com\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{";
     let mut stalled = Vec::new();
     for _ in 0..2 {
-        let mut tls = raw::tunnel(
-            e.airlock.addr,
-            "api.github.com",
-            "api.github.com",
-            &e.airlock.ca_pem,
-            &[b"http/1.1"],
-        )
-        .await;
-        tls.write_all(stalled_head.as_bytes()).await.expect("head");
-        tls.flush().await.expect("flush");
-        stalled.push(tls);
+        stalled.push(e.sent("api.github.com", stalled_head.as_bytes()).await);
     }
     let client = e.airlock.client();
     let refused = support::eventually("the third body to be refused", support::WAIT, || async {

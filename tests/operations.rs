@@ -835,16 +835,7 @@ fn an_approval_whose_answer_is_lost_exits_as_outcome_unknown() {
     )
     .expect("config");
     let id = format!("rev_{}", "0a".repeat(16));
-    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(["--config"])
-        .arg(&cfg)
-        .args(["reviews", "approve", &id])
-        .env_remove("AIRLOCK_HOME")
-        .env_remove("AIRLOCK_CONFIG")
-        .env_remove("AIRLOCK_ADMIN_TOKEN")
-        .env("AIRLOCK_LOG", "warn")
-        .output()
-        .expect("run airlock");
+    let out = support::process::cli_output(&cfg, &["reviews", "approve", &id]);
     let asked = server.join().expect("server");
     assert!(asked.starts_with("POST /v1/reviews/"), "control: {asked}");
     let err = String::from_utf8_lossy(&out.stderr);

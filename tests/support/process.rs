@@ -175,9 +175,10 @@ pub fn write_config(
 }
 
 /// `airlock --config CFG ARGS`, outside any environment the test run has (no `AIRLOCK_HOME`,
-/// `AIRLOCK_CONFIG` or `AIRLOCK_ADMIN_TOKEN`), logging warnings only: (success, stdout, stderr).
-pub fn cli(cfg: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
+/// `AIRLOCK_CONFIG` or `AIRLOCK_ADMIN_TOKEN`), logging warnings only: its whole output, exit
+/// status included.
+pub fn cli_output(cfg: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_airlock"))
         .arg("--config")
         .arg(cfg)
         .args(args)
@@ -186,7 +187,12 @@ pub fn cli(cfg: &Path, args: &[&str]) -> (bool, String, String) {
         .env_remove("AIRLOCK_ADMIN_TOKEN")
         .env("AIRLOCK_LOG", "warn")
         .output()
-        .expect("run airlock");
+        .expect("run airlock")
+}
+
+/// [`cli_output`] as (success, stdout, stderr).
+pub fn cli(cfg: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = cli_output(cfg, args);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
