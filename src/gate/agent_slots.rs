@@ -1,7 +1,8 @@
-//! Per-agent bounds on work one agent keeps open at once: status waits (`GET
+//! Counted slots by key, at most so many per key. Per agent: status waits (`GET
 //! http://airlock.local/v1/reviews/{id}?wait=N` and held calls sent with `Airlock-Wait`), each of
 //! which reads its review again on every change anyone makes, and requests whose bodies Airlock
 //! buffers (to judge or hold them), each of which holds up to `gate.max_body_bytes` in memory.
+//! Per review id, without a bound: the sends this process has in progress.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,12 +11,12 @@ use std::sync::{Arc, Mutex};
 /// waits on a few at a time, or polls without `wait`).
 pub const MAX_WAITS_PER_AGENT: usize = 16;
 
-/// Status reads (without `wait`) per agent at once; more wait their turn.
+/// Status reads (without `wait`) per agent at once; more wait their turn (`agent_turns.rs`).
 pub const MAX_STATUS_READS_PER_AGENT: usize = 8;
 
 type Open = Arc<Mutex<HashMap<String, usize>>>;
 
-/// Agents' open slots of one kind, at most `max` per agent.
+/// Open slots of one kind by key (an agent's name, a review id), at most `max` per key.
 pub struct AgentSlots {
     open: Open,
     max: usize,
@@ -32,6 +33,12 @@ impl AgentSlots {
     /// The bound per agent.
     pub fn max(&self) -> usize {
         self.max
+    }
+
+    /// Does `key` hold a slot now?
+    pub fn holds(&self, key: &str) -> bool {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.contains_key(key)
     }
 
     /// A slot for one more of `agent`'s, or `None` when it has `max` open.
@@ -65,40 +72,6 @@ impl Drop for AgentSlot {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 open.remove(&self.agent);
-            }
-        }
-    }
-}
-
-/// Turns of one kind per agent, at most `max` at once: more wait for one (queued in async
-/// land, where waiting costs a few bytes; what the turn guards, a blocking thread, does not).
-/// One semaphore per agent seen (the configured agents and `anonymous`: a bounded set).
-pub struct AgentQueue {
-    turns: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
-    max: usize,
-}
-
-impl AgentQueue {
-    pub fn new(max: usize) -> AgentQueue {
-        AgentQueue {
-            turns: Mutex::default(),
-            max,
-        }
-    }
-
-    /// One of `agent`'s turns, once one is free.
-    pub async fn turn(&self, agent: &str) -> tokio::sync::OwnedSemaphorePermit {
-        let sem = {
-            let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
-            turns
-                .entry(agent.to_string())
-                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.max)))
-                .clone()
-        };
-        loop {
-            // Never closed: the semaphores live as long as the queue.
-            if let Ok(p) = sem.clone().acquire_owned().await {
-                return p;
             }
         }
     }

@@ -25,7 +25,7 @@ impl Gate {
     pub async fn get_in_turn(
         self: &Arc<Self>,
         id: &str,
-        turn: tokio::sync::OwnedSemaphorePermit,
+        turn: super::Turn,
     ) -> Result<Review, GateError> {
         let id = id.to_string();
         self.blocking(move |g| {

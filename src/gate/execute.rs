@@ -111,45 +111,6 @@ pub(super) enum Claimer {
     Restart,
 }
 
-/// Reviews this process is executing (by id, counted: an approval's own call and a sweep may
-/// race for one claim).
-#[derive(Default)]
-pub(super) struct Sending(std::sync::Mutex<std::collections::HashMap<String, usize>>);
-
-impl Sending {
-    fn enter(&self, id: &str) -> SendingGuard<'_> {
-        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry(id.to_string()).or_default() += 1;
-        SendingGuard {
-            sending: self,
-            id: id.to_string(),
-        }
-    }
-
-    /// Is `id` being executed by this process?
-    pub(super) fn contains(&self, id: &str) -> bool {
-        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        m.contains_key(id)
-    }
-}
-
-pub(super) struct SendingGuard<'a> {
-    sending: &'a Sending,
-    id: String,
-}
-
-impl Drop for SendingGuard<'_> {
-    fn drop(&mut self) {
-        let mut m = self.sending.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = m.get_mut(&self.id) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.id);
-            }
-        }
-    }
-}
-
 /// Which review [`Gate::fail_unsent`] may fail.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Unsent {

@@ -9,9 +9,8 @@
 //! duty: `hold.rs`, `decide.rs`, `execute.rs`, `recover.rs`, and the audit events in `events.rs`.
 
 pub mod agent_api;
-pub use agent_slots::{
-    AgentQueue, AgentSlot, AgentSlots, MAX_STATUS_READS_PER_AGENT, MAX_WAITS_PER_AGENT,
-};
+pub use agent_slots::{AgentSlot, AgentSlots, MAX_STATUS_READS_PER_AGENT, MAX_WAITS_PER_AGENT};
+pub use agent_turns::Turn;
 mod agent_slots;
 mod agent_turns;
 pub mod budget;
@@ -224,9 +223,10 @@ pub struct Gate {
     /// Agents' open status waits, bounded per agent.
     waits: AgentSlots,
     /// Agents' status reads in progress, bounded per agent (the rest wait their turn).
-    status_reads: AgentQueue,
-    /// Reviews this process is executing: never given up as lapsed by its own sweeps.
-    sending: execute::Sending,
+    status_reads: agent_turns::AgentTurns,
+    /// Reviews this process is executing, by id (counted: an approval's own call and a sweep
+    /// may race for one claim): never given up as lapsed by its own sweeps.
+    sending: AgentSlots,
 }
 
 impl Gate {
@@ -255,10 +255,10 @@ impl Gate {
             changes: watch::channel(0).0,
             tasks,
             instance: instance_name(),
-            hold_turns: Default::default(),
+            hold_turns: agent_turns::AgentTurns::new(1),
             waits: AgentSlots::new(MAX_WAITS_PER_AGENT),
-            status_reads: AgentQueue::new(MAX_STATUS_READS_PER_AGENT),
-            sending: Default::default(),
+            status_reads: agent_turns::AgentTurns::new(MAX_STATUS_READS_PER_AGENT),
+            sending: AgentSlots::new(usize::MAX),
         })
     }
 
@@ -350,8 +350,8 @@ impl Gate {
 
     /// A turn for one of `agent`'s status reads, once fewer than
     /// [`MAX_STATUS_READS_PER_AGENT`] of them run.
-    pub async fn status_read_turn(&self, agent: &str) -> tokio::sync::OwnedSemaphorePermit {
-        self.status_reads.turn(agent).await
+    pub async fn status_read_turn(&self, agent: &str) -> Turn {
+        self.status_reads.take(agent).await
     }
 
     /// How many times reviews changed since this gate started (any instance's, on a shared

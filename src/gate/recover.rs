@@ -221,7 +221,7 @@ impl Gate {
             }
             // Ours and still running (the wall clock jumped, or the VM slept): it ends by its
             // own timeout and records what happened.
-            if self.sending.contains(&review.id) {
+            if self.sending.holds(&review.id) {
                 continue;
             }
             let moved = self
