@@ -349,7 +349,7 @@ async fn serve_request(
         return closing(body_too_large());
     }
     if unauthenticated(admin, &req) && !gk.allow_unauthenticated(peer.ip()) {
-        return retry_later(
+        return Refusal::retry_later(
             "rate_limited",
             "too many unauthenticated requests from your address; retry later",
             "1",
@@ -412,14 +412,6 @@ fn body_too_large() -> Response<Body> {
 
 fn err(status: StatusCode, code: &'static str, msg: &str) -> Response<Body> {
     Refusal::client(status, code, msg).into_response()
-}
-
-/// 429 `code` with `Retry-After: seconds`.
-fn retry_later(code: &'static str, msg: &str, seconds: &'static str) -> Response<Body> {
-    let mut r = err(StatusCode::TOO_MANY_REQUESTS, code, msg);
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, http::HeaderValue::from_static(seconds));
-    r
 }
 
 async fn route(admin: &Admin, req: Request<Incoming>, local: bool) -> Response<Body> {
@@ -581,7 +573,7 @@ async fn route(admin: &Admin, req: Request<Incoming>, local: bool) -> Response<B
         (Method::GET, ["v1", "audit", "verify"]) => {
             // Kept by the blocking task: a caller that goes away does not free it early.
             let Ok(one) = admin.verifying.clone().try_acquire_owned() else {
-                return retry_later(
+                return Refusal::retry_later(
                     "verify_in_progress",
                     "a verification of the whole audit log is already running; retry when it ends",
                     "5",

@@ -285,16 +285,6 @@ fn execution_json(e: &Execution) -> serde_json::Value {
 /// How long a status read waits for one of its agent's turns before a 429.
 const STATUS_READ_QUEUE_WAIT: Duration = Duration::from_secs(10);
 
-/// 429 `code` with `Retry-After: 1`.
-fn retry_soon(code: &'static str, message: String) -> Response<Body> {
-    let mut resp = Refusal::client(StatusCode::TOO_MANY_REQUESTS, code, message).into_response();
-    resp.headers_mut().insert(
-        http::header::RETRY_AFTER,
-        http::HeaderValue::from_static("1"),
-    );
-    resp
-}
-
 /// Serves `airlock.local` for `agent`, which sees only its own reviews (anonymous callers,
 /// allowed only in development, see those of anonymous callers).
 pub async fn serve_local(
@@ -332,12 +322,13 @@ pub async fn serve_local(
     let Ok(turn) =
         tokio::time::timeout(STATUS_READ_QUEUE_WAIT, gate.status_read_turn(&agent.name)).await
     else {
-        return retry_soon(
+        return Refusal::retry_later(
             "too_many_status_reads",
             format!(
                 "this agent's {} status reads at once are all still running; try again",
                 super::MAX_STATUS_READS_PER_AGENT
             ),
+            "1",
         );
     };
     let first = match gate.get_in_turn(id, turn).await {
@@ -348,13 +339,14 @@ pub async fn serve_local(
     let result = match wait {
         Some(w) if !w.is_zero() => {
             let Some(_slot) = gate.wait_slot(&agent.name) else {
-                return retry_soon(
+                return Refusal::retry_later(
                     "too_many_waits",
                     format!(
                         "this agent already waits on {} reviews; wait on fewer at once, or poll \
                          without ?wait",
                         super::MAX_WAITS_PER_AGENT
                     ),
+                    "1",
                 );
             };
             gate.wait_final(id, w).await

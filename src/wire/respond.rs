@@ -74,6 +74,19 @@ impl Refusal {
         )
     }
 
+    /// 429 `code`, `message`, with `Retry-After: seconds`.
+    pub fn retry_later(
+        code: &'static str,
+        message: impl Into<String>,
+        seconds: &'static str,
+    ) -> Response<Body> {
+        let mut resp =
+            Refusal::client(StatusCode::TOO_MANY_REQUESTS, code, message).into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
+        resp
+    }
+
     pub fn into_response(self) -> Response<Body> {
         let body = serde_json::json!({
             "error": self.code,
