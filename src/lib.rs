@@ -13,9 +13,9 @@
 //!   agents  upstream  config            agent identities; the only way out (permits); the config;
 //!   directory                           agents, reviewers and shared secrets kept in the store
 //!   store  tls  wire  secret_file       durable state; certificates; the shared HTTP vocabulary;
-//!   text_pos  person  metrics           secret files; file:line:column positions; people's names;
-//!   aligned_alloc  log_line             the Prometheus counters; the process's allocator; how a
-//!                                       log line is written
+//!   file_stamp  text_pos  person        secret files; a watched file's version; file:line:column
+//!   metrics  aligned_alloc  log_line    positions; people's names; the Prometheus counters; the
+//!                                       process's allocator; how a log line is written
 //! ```
 
 // Nothing a peer, a file or a user sent may panic the process (tests may).
@@ -31,6 +31,7 @@ pub mod audit;
 pub mod config;
 pub mod credentials;
 pub mod directory;
+pub mod file_stamp;
 pub mod gate;
 pub mod hardening;
 pub mod log_line;
@@ -73,6 +74,7 @@ pub const LAYERS: &[&[&str]] = &[
         "tls",
         "wire",
         "secret_file",
+        "file_stamp",
         "text_pos",
         "person",
         "metrics",

@@ -134,10 +134,8 @@ impl LiveCatalog {
         });
     }
 
-    /// Each rules file's path, modification time, size, change time and mode: a `chmod` that
-    /// fixes a refused file (others could write it) is a change too.
-    fn fingerprint(&self) -> Vec<FileStamp> {
-        use std::os::unix::fs::MetadataExt;
+    /// Each rules file's path and [`crate::file_stamp`] (`None` while unreadable).
+    fn fingerprint(&self) -> Vec<(PathBuf, Option<crate::file_stamp::FileStamp>)> {
         let Some(dir) = &self.dir else {
             return Vec::new();
         };
@@ -146,16 +144,8 @@ impl LiveCatalog {
                 rd.filter_map(Result::ok)
                     .filter(|e| !super::catalog::skipped_name(&e.file_name()))
                     .map(|e| {
-                        let m = e.metadata().ok();
-                        (
-                            e.path(),
-                            m.as_ref().and_then(|m| m.modified().ok()),
-                            m.as_ref().map(|m| m.len()).unwrap_or(0),
-                            m.as_ref()
-                                .map(|m| (m.ctime(), m.ctime_nsec()))
-                                .unwrap_or_default(),
-                            m.as_ref().map(|m| m.mode()).unwrap_or(0),
-                        )
+                        let stamp = e.metadata().ok().map(|m| crate::file_stamp::of(&m));
+                        (e.path(), stamp)
                     })
                     .collect()
             })
@@ -164,9 +154,6 @@ impl LiveCatalog {
         v
     }
 }
-
-/// One rules file's [`LiveCatalog::fingerprint`] entry.
-type FileStamp = (PathBuf, Option<std::time::SystemTime>, u64, (i64, i64), u32);
 
 impl Classifier for LiveCatalog {
     fn inspects(&self, host: &str) -> bool {

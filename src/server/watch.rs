@@ -1,11 +1,9 @@
 //! Reloads on file change, as the rules directory does (`rules/live.rs`): the config file and
 //! its `agents_file` (agents and reviewers, [`people::InForce::reload`]) and each credential file
-//! ([`Vault::reload`]). Once a second it compares a few files' metadata (device, inode, size,
-//! modification and change times, mode, owner): an edit in place, an atomic rename and a
-//! `chmod`/`chown` (the fix a refused file's error asks for) are all seen; nothing is read
-//! until something changed.
+//! ([`Vault::reload`]). Once a second it compares each file's [`crate::file_stamp`]: an edit in
+//! place, an atomic rename and a `chmod`/`chown` (the fix a refused file's error asks for) are
+//! all seen; nothing is read until something changed.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,19 +15,12 @@ use crate::credentials::Vault;
 const EVERY: Duration = Duration::from_secs(1);
 
 /// What identifies one version of a file; `None` while it is missing or unreadable.
-type Stamp = Option<(u64, u64, u64, (i64, i64), (i64, i64), u32, u32)>;
+type Stamp = Option<crate::file_stamp::FileStamp>;
 
 fn stamp(path: &PathBuf) -> Stamp {
-    let m = std::fs::metadata(path).ok()?;
-    Some((
-        m.dev(),
-        m.ino(),
-        m.size(),
-        (m.mtime(), m.mtime_nsec()),
-        (m.ctime(), m.ctime_nsec()),
-        m.mode(),
-        m.uid(),
-    ))
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| crate::file_stamp::of(&m))
 }
 
 fn stamps(paths: &[PathBuf]) -> Vec<Stamp> {
