@@ -1109,3 +1109,56 @@ async fn a_review_of_a_removed_agent_says_so() {
     assert_eq!(r["agentRemoved"], true, "{r}");
     assert_eq!(up.count(), 1, "approving still sends it");
 }
+
+/// One agent that stops reading its HTTP/2 answers filled the flow-control window of the
+/// upstream connection every agent on that worker shared (and could take all its stream slots),
+/// so another agent's requests to the same host hung. Each agent now has HTTP/2 connections
+/// of its own toward upstreams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_stalling_its_streams_does_not_hold_up_another_agent() {
+    let s = setup("").await;
+    // `bot`, speaking HTTP/2 with small windows, never reads its answers.
+    let tls = bot_tunnel(&s, "api.github.com", &[b"h2"]).await;
+    let (mut h2c, conn) = h2::client::Builder::new()
+        .initial_window_size(65_535)
+        .handshake::<_, bytes::Bytes>(tls)
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(conn);
+    let mut stalled = Vec::new();
+    for i in 0..4 {
+        let req = http::Request::get(format!("https://api.github.com/bytes/{}", 4 << 20))
+            .header("x-n", i.to_string())
+            .body(())
+            .expect("request");
+        h2c = h2c.ready().await.expect("ready");
+        let (resp, _) = h2c.send_request(req, true).expect("send");
+        let resp = tokio::time::timeout(support::WAIT, resp)
+            .await
+            .expect("answer head")
+            .expect("answer");
+        assert_eq!(resp.status(), 200);
+        stalled.push(resp.into_body());
+    }
+    // Let the upstream fill what windows it has.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let other = client_as(&s.airlock, "gh-only", &s.limited_token);
+    for _ in 0..3 {
+        let resp = tokio::time::timeout(
+            std::time::Duration::from_secs(15),
+            other
+                .get(format!("https://api.github.com/bytes/{}", 256 << 10))
+                .send(),
+        )
+        .await
+        .expect("the other agent's answer head arrives")
+        .expect("send");
+        assert_eq!(resp.status(), 200);
+        let body = tokio::time::timeout(std::time::Duration::from_secs(15), resp.bytes())
+            .await
+            .expect("the other agent's answer arrives whole")
+            .expect("body");
+        assert_eq!(body.len(), 256 << 10);
+    }
+    drop(stalled);
+}

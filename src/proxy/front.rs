@@ -380,7 +380,10 @@ async fn connect(
             // life (a refusal below drops it); no request byte is sent until a permitted
             // request takes it.
             let predial = (route == Route::Inspect)
-                .then(|| proxy.upstream.predial(&target, proxy.workers.other()))
+                .then(|| {
+                    let part = crate::upstream::Partition::of(&agent.name);
+                    proxy.upstream.predial(&target, part, proxy.workers.other())
+                })
                 .flatten();
             // Mint before answering 200 so a failure is a clear HTTP error, not a TLS one.
             let tls = proxy

@@ -37,6 +37,8 @@ pub struct ConnInfo {
     /// Requests forwarded on this connection so far (the first may borrow another worker's
     /// warm upstream connection).
     pub forwarded: Arc<std::sync::atomic::AtomicU64>,
+    /// The agent's own upstream HTTP/2 connections (agents never share one).
+    pub partition: crate::upstream::Partition,
 }
 
 impl ConnInfo {
@@ -49,6 +51,7 @@ impl ConnInfo {
     ) -> ConnInfo {
         let default_port = if scheme == "https" { 443 } else { 80 };
         let authority = target.uri_authority(default_port).parse().ok();
+        let partition = crate::upstream::Partition::of(&agent.name);
         ConnInfo {
             scheme,
             target,
@@ -58,6 +61,7 @@ impl ConnInfo {
             agent,
             authority,
             forwarded: Default::default(),
+            partition,
         }
     }
 
@@ -504,7 +508,7 @@ pub async fn forward(
         == 0;
     let mut resp = proxy
         .upstream
-        .send_from(permitted, first)
+        .send_from(permitted, conn.partition, first)
         .await
         .map_err(Refusal::from)?;
     // The request carried the injected credential: nothing the answer sets as a credential

@@ -79,26 +79,54 @@ impl<C: Send + 'static> Conns<C> {
         })
     }
 
-    /// The pool a request from pool `own`'s worker to `target` goes to.
-    pub fn choose(&self, own: usize, host: &str, port: u16) -> usize {
-        let Ok(targets) = self.targets.lock() else {
-            return own;
-        };
-        let Some(t) = get(&targets, (host, port)) else {
-            return own;
-        };
-        let own_ready = t.live.get(own).copied().unwrap_or(0) > 0
-            || t.waiting
+    /// The pool a request from pool `own`'s worker to `target` goes to: its own if ready, else
+    /// a lending pool with a live connection. `usable` says whether a pool's connections can
+    /// serve the request (an h2 connection serves one agent only); it is asked outside the
+    /// lock.
+    pub fn choose(
+        &self,
+        own: usize,
+        host: &str,
+        port: u16,
+        usable: impl Fn(usize) -> bool,
+    ) -> usize {
+        let own_live = {
+            let Ok(targets) = self.targets.lock() else {
+                return own;
+            };
+            let Some(t) = get(&targets, (host, port)) else {
+                return own;
+            };
+            // A pre-dialled connection carries no request yet: it serves anyone.
+            let predialled = t
+                .waiting
                 .iter()
                 .any(|w| w.pool == own && w.ready.load(Ordering::Acquire));
-        if own_ready {
+            if predialled {
+                return own;
+            }
+            t.live.get(own).copied().unwrap_or(0) > 0
+        };
+        if own_live && usable(own) {
             return own;
         }
-        t.live
-            .iter()
-            .take(self.borrowable)
-            .position(|n| *n > 0)
+        let lenders = self.lenders(&(host, port));
+        lenders
+            .into_iter()
+            .find(|pool| *pool != own && usable(*pool))
             .unwrap_or(own)
+    }
+
+    /// The lending pools (not the approved calls') with a live connection to `target`.
+    fn lenders(&self, target: &(&str, u16)) -> Vec<usize> {
+        let Ok(targets) = self.targets.lock() else {
+            return Vec::new();
+        };
+        let Some(t) = get(&targets, *target) else {
+            return Vec::new();
+        };
+        let live = t.live.iter().take(self.borrowable).enumerate();
+        live.filter(|(_, n)| **n > 0).map(|(p, _)| p).collect()
     }
 
     /// Counts a connection handed to pool `pool` until the returned guard is dropped.
@@ -126,14 +154,10 @@ impl<C: Send + 'static> Conns<C> {
         })
     }
 
-    /// Whether any pool that lends (not the approved calls') has a live connection to `target`.
-    pub fn warm_anywhere(&self, target: &Target) -> bool {
-        let Ok(targets) = self.targets.lock() else {
-            return true;
-        };
-        // Only pools that lend: the approved calls' connection serves no agent.
-        get(&targets, (&target.0, target.1))
-            .is_some_and(|t| t.live.iter().take(self.borrowable).any(|n| *n > 0))
+    /// Whether any pool that lends (not the approved calls') has a live connection to `target`
+    /// that `usable` says can serve the request (asked outside the lock).
+    pub fn warm_anywhere(&self, target: &Target, usable: impl Fn(usize) -> bool) -> bool {
+        self.lenders(&(&target.0, target.1)).into_iter().any(usable)
     }
 
     /// Starts `dial` for pool `pool` unless the pool is already covered for `target`. The
@@ -374,7 +398,10 @@ mod tests {
         );
         assert!(conns.covered(1, &target()));
         assert!(!conns.covered(2, &target()));
-        assert!(!conns.warm_anywhere(&target()), "waiting is not live");
+        assert!(
+            !conns.warm_anywhere(&target(), |_| true),
+            "waiting is not live"
+        );
         assert!(conns.take(2, &target()).await.is_none(), "another pool's");
         let (conn, live) = conns
             .take(1, &target())
@@ -403,9 +430,9 @@ mod tests {
             .expect("outcome")
             .expect("ok");
         assert_eq!(conns.live_count(&target()), vec![0, 0, 1]);
-        assert_eq!(conns.choose(1, "api.example", 443), 1, "not lent");
+        assert_eq!(conns.choose(1, "api.example", 443, |_| true), 1, "not lent");
         assert!(
-            !conns.warm_anywhere(&target()),
+            !conns.warm_anywhere(&target(), |_| true),
             "no agent pool is warm: agents pre-dial"
         );
         let _other = conns
@@ -417,7 +444,7 @@ mod tests {
             .expect("outcome")
             .expect("ok");
         assert_eq!(
-            conns.choose(1, "api.example", 443),
+            conns.choose(1, "api.example", 443, |_| true),
             0,
             "an agent pool lends"
         );
@@ -483,7 +510,11 @@ mod tests {
         assert!(conns.warm_up(0, target(), async { Ok(5) }));
         assert!(!conns.warm_up(0, target(), async { Ok(6) }), "covered");
         tokio::task::yield_now().await;
-        assert_eq!(conns.choose(0, "api.example", 443), 0, "its own is ready");
+        assert_eq!(
+            conns.choose(0, "api.example", 443, |_| true),
+            0,
+            "its own is ready"
+        );
         assert_eq!(
             conns.take(0, &target()).await.map(|r| r.ok().map(|c| c.0)),
             Some(Some(5))
@@ -499,7 +530,11 @@ mod tests {
         }));
         tokio::task::yield_now().await;
         assert!(!conns.covered(0, &target()), "failed: forgotten at once");
-        assert_eq!(conns.choose(0, "api.example", 443), 1, "borrows again");
+        assert_eq!(
+            conns.choose(0, "api.example", 443, |_| true),
+            1,
+            "borrows again"
+        );
     }
 
     /// Regression: `take` removed the entry before the dial ended and the connection was
@@ -552,19 +587,31 @@ mod tests {
     #[test]
     fn requests_go_to_a_warm_pool_when_their_own_is_cold() {
         let conns = Conns::<u32>::new(3, 3);
-        assert_eq!(conns.choose(1, "api.example", 443), 1, "nothing anywhere");
-        let live = conns.live(2, &target());
-        assert!(conns.warm_anywhere(&target()));
         assert_eq!(
-            conns.choose(1, "api.example", 443),
+            conns.choose(1, "api.example", 443, |_| true),
+            1,
+            "nothing anywhere"
+        );
+        let live = conns.live(2, &target());
+        assert!(conns.warm_anywhere(&target(), |_| true));
+        assert_eq!(
+            conns.choose(1, "api.example", 443, |_| true),
             2,
             "borrow the warm one"
         );
-        assert_eq!(conns.choose(1, "api.example", 8443), 1, "another port");
+        assert_eq!(
+            conns.choose(1, "api.example", 8443, |_| true),
+            1,
+            "another port"
+        );
         let own = conns.live(1, &target());
-        assert_eq!(conns.choose(1, "api.example", 443), 1, "own once warm");
+        assert_eq!(
+            conns.choose(1, "api.example", 443, |_| true),
+            1,
+            "own once warm"
+        );
         drop((live, own));
         assert_eq!(conns.live_count(&target()), vec![0, 0, 0]);
-        assert_eq!(conns.choose(1, "api.example", 443), 1);
+        assert_eq!(conns.choose(1, "api.example", 443, |_| true), 1);
     }
 }

@@ -1,5 +1,7 @@
-//! Airlock's own HTTP/2 connections to upstreams that negotiate h2: one per pool (worker) and
-//! target, carrying every request of that pool. A request goes from its own task straight into
+//! Airlock's own HTTP/2 connections to upstreams that negotiate h2: one per pool (worker),
+//! target and [`Partition`] (agent), carrying every request of that agent in that pool. Agents
+//! never share one: an agent that stops reading its answers fills its connection's
+//! flow-control window and takes its stream slots, and only its own requests wait. A request goes from its own task straight into
 //! the `h2` crate: no channel into a dispatch task, no task per request and no oneshot back,
 //! which is what a request through hyper's h2 client costs (three tasks per request where the
 //! agent and the upstream use one each). Request bodies stream under h2 flow control in a task
@@ -41,19 +43,42 @@ pub const MAX_FRAME: u32 = 256 * 1024;
 /// The idle check runs no more often than this (`pool_idle_timeout` may be zero).
 const IDLE_CHECK_FLOOR: Duration = Duration::from_millis(100);
 
-/// Which upstream: host (normalised) and port.
-type Key = (String, u16);
+/// Whose requests may share an HTTP/2 connection: one partition per agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Partition(u64);
 
-/// Per host, then per port (looked up by `&str` without allocating).
-type Targets = HashMap<String, HashMap<u16, Entry>>;
+impl Partition {
+    /// Calls Airlock makes itself (approved calls, on a pool of their own).
+    pub const AIRLOCK: Partition = Partition(0);
 
-/// The entry for `host:port`, made if missing (off the hot path: it copies the host).
-fn entry<'a>(targets: &'a mut Targets, (host, port): (&str, u16)) -> &'a mut Entry {
+    /// The partition of the agent named `name` (a hash: names are never stored twice).
+    pub fn of(name: &str) -> Partition {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let hasher = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+        Partition(hasher.hash_one(name) | 1)
+    }
+}
+
+/// Which upstream and whose: host (normalised), port and partition.
+type Key = (String, u16, Partition);
+
+/// The same, borrowed.
+pub type Spot<'a> = (&'a str, u16, Partition);
+
+/// Per host, then per port and partition (looked up by `&str` without allocating).
+type Targets = HashMap<String, HashMap<(u16, Partition), Entry>>;
+
+/// The entry for `spot`, made if missing (off the hot path: it copies the host).
+fn entry<'a>(targets: &'a mut Targets, (host, port, part): Spot) -> &'a mut Entry {
     targets
         .entry(host.to_string())
         .or_default()
-        .entry(port)
+        .entry((port, part))
         .or_default()
+}
+
+fn spot(key: &Key) -> Spot<'_> {
+    (&key.0, key.1, key.2)
 }
 
 #[derive(Default)]
@@ -136,12 +161,29 @@ impl H2Conns {
         self.pools.get(pool)?.lock().ok()
     }
 
-    /// Pool `pool`'s connection to `host:port`, or what to do without one.
-    pub fn checkout(&self, pool: usize, host: &str, port: u16) -> Checkout {
+    /// Whether pool `pool` would send to `spot` without dialling: it has a connection, or the
+    /// target speaks HTTP/1.1 (hyper-util's pool, which agents may share, serves it).
+    pub fn warm(&self, pool: usize, (host, port, part): Spot) -> bool {
+        let Some(targets) = self.targets(pool) else {
+            return false;
+        };
+        targets
+            .get(host)
+            .and_then(|ports| ports.get(&(port, part)))
+            .is_some_and(|e| {
+                e.conn.is_some() || e.http1_until.is_some_and(|until| Instant::now() < until)
+            })
+    }
+
+    /// Pool `pool`'s connection to `spot`, or what to do without one.
+    pub fn checkout(&self, pool: usize, spot @ (host, port, part): Spot) -> Checkout {
         let Some(mut targets) = self.targets(pool) else {
             return Checkout::Http1;
         };
-        if let Some(entry) = targets.get_mut(host).and_then(|ports| ports.get_mut(&port)) {
+        if let Some(entry) = targets
+            .get_mut(host)
+            .and_then(|ports| ports.get_mut(&(port, part)))
+        {
             if let Some(c) = &mut entry.conn {
                 c.last_use = Instant::now();
                 c.in_flight.fetch_add(1, Ordering::Acquire);
@@ -158,7 +200,7 @@ impl H2Conns {
             };
             return Checkout::Cold(entry.dialing.clone(), was_http1);
         }
-        Checkout::Cold(entry(&mut targets, (host, port)).dialing.clone(), false)
+        Checkout::Cold(entry(&mut targets, spot).dialing.clone(), false)
     }
 
     /// Sends pool `pool`'s requests to `key` through hyper-util for the idle time. A mark
@@ -170,7 +212,7 @@ impl H2Conns {
             return;
         };
         if let Some(mut targets) = self.targets(pool) {
-            entry(&mut targets, (&key.0, key.1)).http1_until = Some(until);
+            entry(&mut targets, spot(key)).http1_until = Some(until);
         }
         let Some(forget_at) = until.checked_add(self.idle) else {
             return;
@@ -183,16 +225,18 @@ impl H2Conns {
         });
     }
 
-    fn forget_lapsed_http1(&self, pool: usize, (host, port): &Key) {
+    fn forget_lapsed_http1(&self, pool: usize, key: &Key) {
         if let Some(mut targets) = self.targets(pool) {
-            let entry = targets.get_mut(host).and_then(|p| p.get_mut(port));
+            let entry = targets
+                .get_mut(&key.0)
+                .and_then(|p| p.get_mut(&(key.1, key.2)));
             if let Some(entry) = entry {
                 if entry.http1_until.is_some_and(|u| u <= Instant::now()) {
                     entry.http1_until = None;
                 }
             }
         }
-        self.forget(pool, (host, *port), None);
+        self.forget(pool, spot(key), None);
     }
 
     /// Runs the h2 handshake on `io` and makes it pool `pool`'s connection to `key`, driven by
@@ -213,7 +257,7 @@ impl H2Conns {
         let in_flight = Arc::new(AtomicUsize::new(1));
         let idle_key = key.clone();
         if let Some(mut targets) = self.targets(pool) {
-            entry(&mut targets, (&key.0, key.1)).conn = Some(Conn {
+            entry(&mut targets, spot(&key)).conn = Some(Conn {
                 id,
                 send: send.clone(),
                 in_flight: in_flight.clone(),
@@ -226,7 +270,7 @@ impl H2Conns {
                 tracing::debug!(error = %e, "upstream h2 connection ended");
             }
             drop(live);
-            me.forget(pool, (&key.0, key.1), Some(id));
+            me.forget(pool, spot(&key), Some(id));
         });
         // The idle check runs beside the connection, not in its task: the connection's task is
         // polled for every frame it reads, and a timer polled with it would cost on each.
@@ -241,7 +285,7 @@ impl H2Conns {
                 }
                 if me.close_if_idle(pool, &key, id, &streams) {
                     driver.abort();
-                    me.forget(pool, (&key.0, key.1), None);
+                    me.forget(pool, spot(&key), None);
                     return;
                 }
             }
@@ -262,7 +306,10 @@ impl H2Conns {
         let Some(mut targets) = self.targets(pool) else {
             return drained();
         };
-        let Some(entry) = targets.get_mut(&key.0).and_then(|p| p.get_mut(&key.1)) else {
+        let Some(entry) = targets
+            .get_mut(&key.0)
+            .and_then(|p| p.get_mut(&(key.1, key.2)))
+        else {
             return drained();
         };
         match &entry.conn {
@@ -279,14 +326,14 @@ impl H2Conns {
 
     /// Removes connection `id` (if given and still there: a request that found it closed
     /// dials anew), then the target's entry if nothing is left in it.
-    pub fn forget(&self, pool: usize, (host, port): (&str, u16), id: Option<u64>) {
+    pub fn forget(&self, pool: usize, (host, port, part): Spot, id: Option<u64>) {
         let Some(mut targets) = self.targets(pool) else {
             return;
         };
         let Some(ports) = targets.get_mut(host) else {
             return;
         };
-        if let Some(entry) = ports.get_mut(&port) {
+        if let Some(entry) = ports.get_mut(&(port, part)) {
             if id.is_some() && entry.conn.as_ref().map(|c| c.id) == id {
                 entry.conn = None;
             }
@@ -294,7 +341,7 @@ impl H2Conns {
                 && entry.http1_until.is_none()
                 && Arc::strong_count(&entry.dialing) == 1;
             if unused {
-                ports.remove(&port);
+                ports.remove(&(port, part));
             }
         }
         if ports.is_empty() {
@@ -497,27 +544,35 @@ impl http_body::Body for ResponseBody {
 mod tests {
     use super::*;
 
+    const P: Partition = Partition::AIRLOCK;
+
     /// A target that answered http/1.1 stays with hyper-util for the idle time, in that pool
     /// only, and is then asked again once.
     #[tokio::test(start_paused = true)]
     async fn an_http1_target_is_asked_again_after_the_idle_time() {
         let h2 = H2Conns::new(2, Duration::from_secs(90));
-        h2.mark_http1(1, &("api.example".to_string(), 443));
+        h2.mark_http1(1, &("api.example".to_string(), 443, P));
         assert!(matches!(
-            h2.checkout(1, "api.example", 443),
+            h2.checkout(1, ("api.example", 443, P)),
             Checkout::Http1
         ));
         assert!(
-            matches!(h2.checkout(0, "api.example", 443), Checkout::Cold(_, false)),
+            matches!(
+                h2.checkout(0, ("api.example", 443, P)),
+                Checkout::Cold(_, false)
+            ),
             "another pool's"
         );
         tokio::time::advance(Duration::from_secs(91)).await;
         assert!(matches!(
-            h2.checkout(1, "api.example", 443),
+            h2.checkout(1, ("api.example", 443, P)),
             Checkout::Cold(_, true)
         ));
         assert!(
-            matches!(h2.checkout(1, "api.example", 443), Checkout::Cold(_, false)),
+            matches!(
+                h2.checkout(1, ("api.example", 443, P)),
+                Checkout::Cold(_, false)
+            ),
             "asked again once"
         );
     }
@@ -529,7 +584,7 @@ mod tests {
     async fn lapsed_http1_marks_leave_the_table() {
         let h2 = H2Conns::new(1, Duration::from_secs(90));
         for i in 0..1000 {
-            h2.mark_http1(0, &(format!("b{i}.example"), 443));
+            h2.mark_http1(0, &(format!("b{i}.example"), 443, P));
         }
         let len = |h2: &H2Conns| h2.pools[0].lock().map(|t| t.len()).ok();
         tokio::time::sleep(Duration::from_secs(100)).await;
@@ -537,15 +592,49 @@ mod tests {
         // b0 is asked about after its mark lapsed and marked again, as `dial_h2` does when
         // hyper-util's pool still has a connection to it.
         assert!(matches!(
-            h2.checkout(0, "b0.example", 443),
+            h2.checkout(0, ("b0.example", 443, P)),
             Checkout::Cold(_, true)
         ));
-        h2.mark_http1(0, &("b0.example".to_string(), 443));
+        h2.mark_http1(0, &("b0.example".to_string(), 443, P));
         tokio::time::sleep(Duration::from_secs(85)).await;
         assert_eq!(len(&h2), Some(1), "only the target marked anew");
-        assert!(matches!(h2.checkout(0, "b0.example", 443), Checkout::Http1));
+        assert!(matches!(
+            h2.checkout(0, ("b0.example", 443, P)),
+            Checkout::Http1
+        ));
         tokio::time::sleep(Duration::from_secs(180)).await;
         assert_eq!(len(&h2), Some(0));
+    }
+
+    /// An agent's connection is its own: another agent's checkout finds nothing to share and
+    /// dials (one agent's stalled streams cannot fill a window or take stream slots another
+    /// agent's requests need).
+    #[tokio::test]
+    async fn agents_do_not_share_a_connection() {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            if let Ok(mut conn) = h2::server::handshake(server_io).await {
+                while let Some(Ok(_)) = conn.accept().await {}
+            }
+        });
+        let (a, b) = (Partition::of("bot"), Partition::of("other-bot"));
+        assert_ne!(a, b);
+        assert_ne!(a, Partition::AIRLOCK);
+        let h2 = H2Conns::new(1, Duration::from_secs(30));
+        let _checked = h2
+            .connect(0, ("up.example".to_string(), 443, a), client_io, ())
+            .await
+            .expect("h2 handshake");
+        assert!(h2.warm(0, ("up.example", 443, a)));
+        assert!(!h2.warm(0, ("up.example", 443, b)));
+        assert!(matches!(
+            h2.checkout(0, ("up.example", 443, a)),
+            Checkout::Ready(_)
+        ));
+        assert!(matches!(
+            h2.checkout(0, ("up.example", 443, b)),
+            Checkout::Cold(..)
+        ));
     }
 
     /// Concurrent first requests wait on one dial; a target with nothing left leaves the table
@@ -554,20 +643,20 @@ mod tests {
     fn cold_checkouts_share_one_dial_and_leave_nothing_behind() {
         let h2 = H2Conns::new(1, Duration::from_secs(90));
         let (Checkout::Cold(a, _), Checkout::Cold(b, _)) = (
-            h2.checkout(0, "h.example", 443),
-            h2.checkout(0, "h.example", 443),
+            h2.checkout(0, ("h.example", 443, P)),
+            h2.checkout(0, ("h.example", 443, P)),
         ) else {
             panic!("both cold");
         };
         assert!(Arc::ptr_eq(&a, &b), "one dial lock per pool and target");
-        h2.forget(0, ("h.example", 443), None);
+        h2.forget(0, ("h.example", 443, P), None);
         assert_eq!(
             h2.pools[0].lock().map(|t| t.len()).ok(),
             Some(1),
             "still dialling"
         );
         drop((a, b));
-        h2.forget(0, ("h.example", 443), None);
+        h2.forget(0, ("h.example", 443, P), None);
         assert_eq!(h2.pools[0].lock().map(|t| t.len()).ok(), Some(0));
     }
 
@@ -597,7 +686,7 @@ mod tests {
         });
         let h2 = H2Conns::new(1, Duration::from_secs(30));
         let live = Arc::new(());
-        let key = ("up.example".to_string(), 443);
+        let key = ("up.example".to_string(), 443, P);
         let checked = h2
             .connect(0, key, client_io, live.clone())
             .await
@@ -615,12 +704,12 @@ mod tests {
         let got = resp.into_body().collect().await.expect("body").to_bytes();
         assert_eq!(&got[..], b"327680");
         assert!(matches!(
-            h2.checkout(0, "up.example", 443),
+            h2.checkout(0, ("up.example", 443, P)),
             Checkout::Ready(_)
         ));
         tokio::time::sleep(Duration::from_secs(61)).await;
         assert!(matches!(
-            h2.checkout(0, "up.example", 443),
+            h2.checkout(0, ("up.example", 443, P)),
             Checkout::Cold(..)
         ));
         assert_eq!(Arc::strong_count(&live), 1, "the live guard went with it");
@@ -656,7 +745,12 @@ mod tests {
         });
         let h2 = H2Conns::new(1, Duration::from_secs(30));
         let checked = h2
-            .connect(0, ("up.example".to_string(), 443), client_io, Arc::new(()))
+            .connect(
+                0,
+                ("up.example".to_string(), 443, P),
+                client_io,
+                Arc::new(()),
+            )
             .await
             .expect("h2 handshake");
         let body = http_body_util::Full::new(Bytes::from(vec![b'x'; 320 * 1024]))
@@ -707,7 +801,7 @@ mod tests {
         });
         let h2 = H2Conns::new(1, Duration::from_secs(30));
         let live = Arc::new(());
-        let key = ("up.example".to_string(), 443);
+        let key = ("up.example".to_string(), 443, P);
         let checked = h2
             .connect(0, key.clone(), a_client, live.clone())
             .await

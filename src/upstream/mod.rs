@@ -6,7 +6,9 @@
 //! Pools: one per connection worker (plus one for every other thread), so a request reuses
 //! connections driven by its own worker's reactor. An HTTPS upstream that negotiates h2 is
 //! served by Airlock's own h2 connections, a request sent from its own task ([`h2conn`]);
-//! HTTP/1.1 and plain HTTP by a hyper-util pool. A worker with no connection
+//! HTTP/1.1 and plain HTTP by a hyper-util pool. Agents never share an h2 connection (each
+//! has its own per worker and target: [`Partition`]), so one that stops reading its answers
+//! stalls only itself. A worker with no connection
 //! to a target borrows another worker's warm one ([`conns`]); an intercepted CONNECT pre-dials
 //! (TCP + TLS, no request byte) while the agent's own TLS handshake runs ([`Upstream::predial`]),
 //! on another worker, whose finished socket then moves to the taking worker ([`socket`]).
@@ -24,6 +26,7 @@ mod socket;
 
 pub use dial::Dialer;
 pub use failure::UpstreamFailure;
+pub use h2conn::Partition;
 pub use permit::{Decision, Permitted};
 
 use std::cell::Cell;
@@ -136,10 +139,18 @@ impl Upstream {
     /// `on`: the runtime to dial on, e.g. another worker's, so the upstream handshake's CPU
     /// runs beside the agent's handshake instead of after it; `None`: the calling one. The
     /// finished connection's socket is detached for the taking worker to attach.
-    pub fn predial(&self, target: &Target, on: Option<&Handle>) -> Option<PreDial> {
+    pub fn predial(
+        &self,
+        target: &Target,
+        part: Partition,
+        on: Option<&Handle>,
+    ) -> Option<PreDial> {
         let pool = current_worker() % self.pools.len();
         let key = (target.host.clone(), target.port);
-        if self.conns.warm_anywhere(&key) {
+        if self
+            .conns
+            .warm_anywhere(&key, |p| self.h2.warm(p, (&target.host, target.port, part)))
+        {
             return None;
         }
         let (dialer, tls, target) = (self.dialer.clone(), self.tls.clone(), target.clone());
@@ -185,16 +196,18 @@ impl Upstream {
         &self,
         permitted: Permitted<Request<Body>>,
     ) -> Result<Response<Body>, UpstreamFailure> {
-        self.send_on(permitted, Pool::Approved).await
+        self.send_on(permitted, Pool::Approved, Partition::AIRLOCK)
+            .await
     }
 
-    /// Sends a permitted request from an agent connection. Its first request may borrow
-    /// another worker's warm connection when its own worker has none (no dial, no handshake);
-    /// later ones use the worker's own pool, which then dials once and stays warm, so a busy
-    /// connection's requests never cross threads.
+    /// Sends a permitted request from an agent connection, on the agent's own h2 connections
+    /// (`part`). Its first request may borrow another worker's warm connection when its own
+    /// worker has none (no dial, no handshake); later ones use the worker's own pool, which
+    /// then dials once and stays warm, so a busy connection's requests never cross threads.
     pub async fn send_from(
         &self,
         permitted: Permitted<Request<Body>>,
+        part: Partition,
         may_borrow: bool,
     ) -> Result<Response<Body>, UpstreamFailure> {
         let pool = if may_borrow {
@@ -202,13 +215,14 @@ impl Upstream {
         } else {
             Pool::Own
         };
-        self.send_on(permitted, pool).await
+        self.send_on(permitted, pool, part).await
     }
 
     async fn send_on(
         &self,
         permitted: Permitted<Request<Body>>,
         choice: Pool,
+        part: Partition,
     ) -> Result<Response<Body>, UpstreamFailure> {
         let (mut req, decision) = permitted.into_parts();
         let approved = self.pools.len() - 1;
@@ -239,7 +253,11 @@ impl Upstream {
                 }
                 self.vault.inject(&t.host, req.headers_mut());
                 if may_borrow {
-                    pool = self.conns.choose(own, &t.host, t.port);
+                    // Only a pool where this agent would not dial: another agent's h2
+                    // connection is no use to it.
+                    pool = self.conns.choose(own, &t.host, t.port, |p| {
+                        !https || self.h2.warm(p, (&t.host, t.port, part))
+                    });
                     if pool != own && https {
                         // Borrowed across threads (about 0.1 ms more than its own pool's):
                         // the next agent connection on this worker finds its own.
@@ -252,7 +270,7 @@ impl Upstream {
             }
         }
         if let Some(t) = h2_target {
-            match self.send_h2(pool, &t, req).await {
+            match self.send_h2(pool, (&t, part), req).await {
                 Lane::Done(Ok(resp)) => return Ok(strip_response(resp)),
                 Lane::Done(Err(failure)) => return Err(failed(failure, &decision)),
                 Lane::Http1(back) => req = back,
@@ -268,18 +286,23 @@ impl Upstream {
         }
     }
 
-    /// Sends on pool `pool`'s h2 connection to `t`, dialling one if the pool has none; a
-    /// connection found closed before anything was sent is replaced once.
-    async fn send_h2(&self, pool: usize, t: &Target, mut req: Request<Body>) -> Lane {
+    /// Sends on pool `pool`'s h2 connection to `t` for partition `part`, dialling one if the
+    /// pool has none; a connection found closed before anything was sent is replaced once.
+    async fn send_h2(
+        &self,
+        pool: usize,
+        (t, part): (&Target, Partition),
+        mut req: Request<Body>,
+    ) -> Lane {
         let mut replaced = false;
         loop {
-            let checked = match self.h2.checkout(pool, &t.host, t.port) {
+            let checked = match self.h2.checkout(pool, (&t.host, t.port, part)) {
                 h2conn::Checkout::Ready(c) => c,
                 h2conn::Checkout::Http1 => return Lane::Http1(req),
                 // Boxed: the dial's futures (TCP, TLS, h2 handshake) are large, and inline they
                 // would make every request's future as large (it is moved whole per request).
                 h2conn::Checkout::Cold(dialing, was_http1) => {
-                    match Box::pin(self.dial_h2(pool, t, dialing, was_http1)).await {
+                    match Box::pin(self.dial_h2(pool, (t, part), dialing, was_http1)).await {
                         Dialled::H2(c) => c,
                         Dialled::Http1 => return Lane::Http1(req),
                         Dialled::Failed(f) => return Lane::Done(Err(f)),
@@ -292,7 +315,7 @@ impl Upstream {
             return match h2conn::send(checked, req).await {
                 Ok(resp) => Lane::Done(Ok(resp)),
                 Err(h2conn::SendError::Closed(id, back)) if !replaced => {
-                    self.h2.forget(pool, (&t.host, t.port), Some(id));
+                    self.h2.forget(pool, (&t.host, t.port, part), Some(id));
                     replaced = true;
                     req = *back;
                     continue;
@@ -316,12 +339,13 @@ impl Upstream {
     async fn dial_h2(
         &self,
         pool: usize,
-        t: &Target,
+        (t, part): (&Target, Partition),
         dialing: Arc<tokio::sync::Mutex<()>>,
         was_http1: bool,
     ) -> Dialled {
         let _dialing = dialing.lock().await;
-        match self.h2.checkout(pool, &t.host, t.port) {
+        let spot = (t.host.as_str(), t.port, part);
+        match self.h2.checkout(pool, spot) {
             h2conn::Checkout::Ready(c) => return Dialled::H2(c),
             h2conn::Checkout::Http1 => return Dialled::Http1,
             h2conn::Checkout::Cold(..) => {}
@@ -334,7 +358,7 @@ impl Upstream {
                 .get(pool)
                 .is_some_and(|n| *n > 0)
         {
-            self.h2.mark_http1(pool, &key);
+            self.h2.mark_http1(pool, &(t.host.clone(), t.port, part));
             return Dialled::Http1;
         }
         let io = match self.conns.take(pool, &key).await {
@@ -349,23 +373,24 @@ impl Upstream {
             Err(e) => {
                 drop(_dialing);
                 drop(dialing);
-                self.h2.forget(pool, (&t.host, t.port), None);
+                self.h2.forget(pool, spot, None);
                 return Dialled::Failed(UpstreamFailure::from_dial_error(&e));
             }
         };
         if io.get_ref().1.alpn_protocol() != Some(b"h2") {
-            self.h2.mark_http1(pool, &key);
+            self.h2.mark_http1(pool, &(t.host.clone(), t.port, part));
             // hyper-util's pool takes it as a pre-dial, and counts it live itself.
             drop(live);
             self.conns.warm_up(pool, key, async move { Ok(io) });
             return Dialled::Http1;
         }
-        match self.h2.connect(pool, key, io, live).await {
+        let h2_key = (t.host.clone(), t.port, part);
+        match self.h2.connect(pool, h2_key, io, live).await {
             Ok(c) => Dialled::H2(c),
             Err(e) => {
                 drop(_dialing);
                 drop(dialing);
-                self.h2.forget(pool, (&t.host, t.port), None);
+                self.h2.forget(pool, spot, None);
                 Dialled::Failed(UpstreamFailure::Connect(format!(
                     "HTTP/2 handshake with {t} failed: {}",
                     error_chain(&e)
