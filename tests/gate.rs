@@ -2558,3 +2558,43 @@ async fn an_agent_has_a_bounded_number_of_status_reads_at_once() {
     let peak = store.slow_reads_peak.load(SeqCst);
     assert_eq!(peak, max, "reads at once (more were asked for)");
 }
+
+/// Review of session 20: an approved call's answer was stored and shown as it came, so a
+/// credential the call minted (an installation token, a runner registration token, a webhook's
+/// signing secret, a client secret) sat in the store and reached every reviewer, the CLI's
+/// output and the agent. Secret-named fields are now masked before the answer is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_credential_an_approved_call_minted_is_masked_in_its_stored_answer() {
+    const MINTED: &str = "ghs_MintedByTheUpstream0123456789";
+    let (up, a) = setup("").await;
+    let (status, headers, _) = hold_delete(&a, "/repos/acme/app/mint-token").await;
+    assert_eq!(status, 423);
+    let id = review_id(&headers);
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["state"], "executed", "{r}");
+    assert_eq!(up.count(), 1);
+    let (_, shown) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    let agent_view: serde_json::Value = a
+        .client()
+        .get(format!("http://airlock.local/v1/reviews/{id}"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    for view in [&r, &shown, &agent_view] {
+        let result = &view["result"];
+        assert_eq!(result["secretsMasked"], 1, "{view}");
+        let body = result["body"].as_str().expect("body");
+        assert!(body.contains(r#""token":"[redacted]""#), "{body}");
+        assert!(
+            body.contains("2026-12-06T00:00:00Z"),
+            "the rest is kept: {body}"
+        );
+        assert!(!view.to_string().contains(MINTED), "{view}");
+    }
+}

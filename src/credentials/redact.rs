@@ -205,6 +205,71 @@ pub fn secret_body_values(body: &[u8]) -> Vec<String> {
     out
 }
 
+/// The secret values of an answer's body, as [`secret_body_values`] finds them in a whole
+/// body; in JSON that does not parse whole (an answer cut at the cap), lexically: each string
+/// or number after a secret-named key (`"token": "ghs_…"`), as written, a value the cut
+/// shortened included. Values under a key that holds secrets are found only in a whole body.
+pub fn secret_answer_values(body: &[u8]) -> Vec<String> {
+    let json_like = body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| matches!(b, b'{' | b'['));
+    if !json_like || serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+        return secret_body_values(body);
+    }
+    let text = String::from_utf8_lossy(body);
+    let mut out = Vec::new();
+    let mut rest = text.as_ref();
+    while let Some(open) = rest.find('"') {
+        let (key, after) = json_string(&rest[open + 1..]);
+        rest = after;
+        let Some(value) = rest.trim_start().strip_prefix(':') else {
+            continue;
+        };
+        let value = value.trim_start();
+        let secret = is_secret_body_field(&decode_json_text(key));
+        if let Some(quoted) = value.strip_prefix('"') {
+            let (v, after) = json_string(quoted);
+            if secret && !is_public_key(&decode_json_text(v)) {
+                out.push(v.to_string());
+            }
+            rest = after;
+        } else {
+            let end = value
+                .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | '.')))
+                .unwrap_or(value.len());
+            if secret && end > 0 {
+                out.push(value[..end].to_string());
+            }
+            rest = &value[end..];
+        }
+    }
+    out.retain(|v| v.len() >= MIN_ECHO_LEN);
+    out.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    out.dedup();
+    out
+}
+
+/// The contents of the JSON string whose opening quote came just before `text`, as written,
+/// and the text after its closing quote (empty when the text ends first).
+fn json_string(text: &str) -> (&str, &str) {
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return (&text[..i], &text[i + 1..]),
+            _ => {}
+        }
+    }
+    (text, "")
+}
+
+/// A JSON string's contents as written, unescaped where it parses.
+fn decode_json_text(raw: &str) -> String {
+    serde_json::from_str::<String>(&format!("\"{raw}\"")).unwrap_or_else(|_| raw.to_string())
+}
+
 /// Is `value` a public key (an OpenSSH `authorized_keys` line, a PGP public key block), as
 /// GitHub's deploy keys, SSH and GPG keys take in a field named `key`? It is no secret, and
 /// it is what a reviewer must see to know what access she grants.
@@ -351,6 +416,31 @@ pub fn mask_values(text: &str, values: &[String]) -> String {
         if out.contains(v.as_str()) {
             out = out.replace(v.as_str(), REDACTED);
         }
+    }
+    out
+}
+
+/// `body` with every occurrence of each of `values` replaced by [`REDACTED`], byte-wise (an
+/// answer cut at the cap may end inside a character).
+pub fn mask_bytes(body: &[u8], values: &[String]) -> Vec<u8> {
+    let mut out = body.to_vec();
+    for v in values {
+        let finder = memchr::memmem::Finder::new(v.as_bytes());
+        if finder.find(&out).is_none() {
+            continue;
+        }
+        let mut next = Vec::with_capacity(out.len());
+        let mut from = 0;
+        for at in finder.find_iter(&out) {
+            if at < from {
+                continue;
+            }
+            next.extend_from_slice(&out[from..at]);
+            next.extend_from_slice(REDACTED.as_bytes());
+            from = at + v.len();
+        }
+        next.extend_from_slice(&out[from..]);
+        out = next;
     }
     out
 }
@@ -509,5 +599,46 @@ mod tests {
         );
         assert_eq!(shown_param("access_token", "abc"), REDACTED);
         assert_eq!(shown_param("owner", "octo"), "octo");
+    }
+
+    /// An approved call's answer, whole or cut at the cap: the values of its secret-named
+    /// fields are found (a cut value as far as it goes) and masked byte-wise, public keys
+    /// and short values left.
+    #[test]
+    fn secret_answer_values_whole_or_cut() {
+        let whole = br#"{"token":"ghs_Minted0123456789","expires_at":"2026-12-06T00:00:00Z"}"#;
+        assert_eq!(secret_answer_values(whole), vec!["ghs_Minted0123456789"]);
+        let masked = mask_bytes(whole, &secret_answer_values(whole));
+        assert_eq!(
+            masked,
+            br#"{"token":"[redacted]","expires_at":"2026-12-06T00:00:00Z"}"#
+        );
+        // Cut at the cap: no parse; found lexically, the escaped quote kept inside, the cut
+        // value as far as it goes, numbers too.
+        let cut =
+            "[{\"name\":\"a \\\"token\\\": x\",\"client_secret\":\"pi_1_secret_\\\"abc\\\"def\",\
+                   \"cvc\": 123456,\"key\":\"ssh-ed25519 AAAAC3Nz\",\"password\":\"abc\"},\
+                   {\"webhook\":{\"secret\":\"whsec_cut0123"
+                .as_bytes()
+                .to_vec();
+        let mut cut = cut;
+        cut.extend_from_slice(&[0xE2, 0x82]); // a character cut in two
+        assert_eq!(
+            secret_answer_values(&cut),
+            vec![
+                "pi_1_secret_\\\"abc\\\"def".to_string(),
+                "whsec_cut0123\u{FFFD}".to_string(),
+                "123456".to_string(),
+            ]
+        );
+        let masked =
+            String::from_utf8_lossy(&mask_bytes(&cut, &secret_answer_values(&cut))).into_owned();
+        assert!(!masked.contains("pi_1_secret"), "{masked}");
+        assert!(!masked.contains("123456"), "{masked}");
+        assert!(masked.contains("ssh-ed25519 AAAAC3Nz"), "{masked}");
+        assert!(masked.contains("a \\\"token\\\": x"), "{masked}");
+        // Not JSON: a form answer (an OAuth token exchange).
+        let form = b"access_token=gho_Form0123456789&scope=repo";
+        assert_eq!(secret_answer_values(form), vec!["gho_Form0123456789"]);
     }
 }

@@ -164,6 +164,7 @@ pub fn agent_review_json(r: &Review) -> serde_json::Value {
             "status": e.status,
             "bodyTruncated": e.body_truncated,
             "bodyWithheld": e.withheld,
+            "secretsMasked": e.secrets_masked,
             "error": agent_error(e, r.state),
         });
         set_body(&mut v, e);
@@ -208,6 +209,9 @@ pub const AGENT_NOT_SENT_EARLIER_MAYBE: &str =
 /// On a wait-mode answer that is the upstream's own: its body was cut at
 /// `gate.max_result_bytes` when it was stored, so what the agent gets is not the whole answer.
 pub const BODY_TRUNCATED_HEADER: &str = "airlock-body-truncated";
+
+/// On an executed call's answer: how many secret-named values of its body were masked.
+pub const SECRETS_MASKED_HEADER: &str = "airlock-secrets-masked";
 
 /// The `Airlock-Outcome` word for a review state: `ESCALATE` while it is still held.
 fn outcome_of(state: ReviewState) -> &'static str {
@@ -272,6 +276,8 @@ fn execution_json(e: &Execution) -> serde_json::Value {
         "headers": shown_headers(&e.headers),
         "bodyTruncated": e.body_truncated,
         "bodyWithheld": e.withheld,
+        // Secret-named values of the body (a minted token) masked before it was stored.
+        "secretsMasked": e.secrets_masked,
         "error": e.error,
         // Certainly not sent; false: this attempt may have reached the upstream.
         "unsent": e.unsent,
@@ -460,6 +466,11 @@ pub fn final_response_with(
             // the one sent is the kept part's. Say that it is only a part.
             if e.body_truncated {
                 h.insert(BODY_TRUNCATED_HEADER, HeaderValue::from_static("true"));
+            }
+            // Secret-named values the stored answer masked (a minted token): the body is not
+            // the upstream's word for word.
+            if e.secrets_masked > 0 {
+                h.insert(SECRETS_MASKED_HEADER, HeaderValue::from(e.secrets_masked));
             }
             return resp;
         }

@@ -21,6 +21,9 @@ enum Outcome {
         /// The body is not kept: it came compressed from a credentialed host, so it could not
         /// be checked for the credential ([`crate::credentials::scrub::UPSTREAM_ENCODING`]).
         withheld: bool,
+        /// Secret-named fields of the body masked before storing (a minted token, a webhook's
+        /// signing secret, a client secret).
+        masked: usize,
     },
     /// Certainly not sent: no byte left (egress refused, resolving, connecting or the TLS
     /// handshake failed, or the stored request is unusable).
@@ -349,8 +352,10 @@ fn record_over_claim(
             body,
             truncated,
             withheld,
+            masked,
         } => {
             next.state = ReviewState::Executed;
+            exec.secrets_masked = *masked;
             exec.status = Some(*status);
             exec.headers = headers.clone();
             exec.body_b64 = b64(body);
@@ -536,16 +541,30 @@ impl Gate {
 
     /// Makes a recorded answer safe to store: credential-like headers (`Set-Cookie`, and the
     /// same list that is never stored from a request: the built-in names and patterns and every
-    /// configured `strip` list) keep their name and lose their value, and configured secrets are
-    /// masked wherever they appear.
+    /// configured `strip` list) keep their name and lose their value, secret-named fields of
+    /// the body lose their value (the answer is stored and shown to reviewers and the agent: a
+    /// token the call minted is masked in it), and configured secrets are masked wherever they
+    /// appear.
     fn scrub(&self, outcome: &mut Outcome, id: &str) {
-        let Outcome::Answered { headers, body, .. } = outcome else {
+        let Outcome::Answered {
+            headers,
+            body,
+            masked,
+            ..
+        } = outcome
+        else {
             return;
         };
         for (k, v) in headers.iter_mut() {
             if self.vault.is_secret_header(k) {
                 *v = crate::credentials::redact::REDACTED.to_string();
             }
+        }
+        let fields = crate::credentials::redact::secret_answer_values(body);
+        if !fields.is_empty() {
+            *masked = fields.len();
+            *body = crate::credentials::redact::mask_bytes(body, &fields);
+            tracing::info!(target: "airlock::scrub", review = %id, fields = fields.len(), "an approved request's answer had secret-named fields; their values are masked in the stored answer");
         }
         let Some(s) = self.vault.scrubber() else {
             return;
@@ -637,6 +656,7 @@ async fn send(
             body: Vec::new(),
             truncated: false,
             withheld: true,
+            masked: 0,
         };
     }
     let mut body = resp.into_body();
@@ -669,6 +689,7 @@ async fn send(
         body: kept,
         truncated,
         withheld: false,
+        masked: 0,
     }
 }
 

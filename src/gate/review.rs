@@ -185,6 +185,13 @@ pub struct Execution {
     /// or stopped before sending). An attempt without it may have reached the upstream.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unsent: bool,
+    /// How many secret-named values of the answer's body were masked before storing.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub secrets_masked: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Execution {
@@ -202,6 +209,7 @@ impl Execution {
             lease_until_ms: None,
             withheld: None,
             unsent: false,
+            secrets_masked: 0,
         }
     }
 }

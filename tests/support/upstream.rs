@@ -463,6 +463,11 @@ async fn respond(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         let stream = tokio_stream_from(rx);
         return Response::new(StreamBody::new(stream).boxed_unsync());
     }
+    if path.ends_with("/mint-token") {
+        // A minted credential in the answer, as GitHub's installation tokens come.
+        let text = "{\"token\":\"ghs_MintedByTheUpstream0123456789\",\"expires_at\":\"2026-12-06T00:00:00Z\"}";
+        return Response::new(full(text));
+    }
     if path == "/echo" {
         // Echoes the credential it received in a header and, split into small chunks, in the body.
         let auth = authorization.clone().unwrap_or_default();
