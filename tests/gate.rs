@@ -2598,3 +2598,36 @@ async fn a_credential_an_approved_call_minted_is_masked_in_its_stored_answer() {
         assert!(!view.to_string().contains(MINTED), "{view}");
     }
 }
+
+/// Review of session 20: a held request's headers spelled with `_` were stored and replayed on
+/// approval (an upstream that folds `_` into `-` reads them as other headers). They are not
+/// stored, so the approved call carries none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_held_requests_underscored_headers_are_not_replayed() {
+    let (up, a) = setup("").await;
+    let resp = a
+        .client()
+        .delete("https://api.github.com/repos/acme/underscored")
+        .header("content_type", "application/x-www-form-urlencoded")
+        .header("x-kept", "yes")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 423);
+    let id = review_id(resp.headers());
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(code, 200, "{r}");
+    let seen = up.requests();
+    let sent = seen
+        .iter()
+        .find(|q| q.path_and_query == "/repos/acme/underscored")
+        .expect("sent");
+    assert_eq!(sent.header("x-kept"), Some("yes"));
+    assert!(
+        sent.headers.iter().all(|(k, _)| !k.contains('_')),
+        "{:?}",
+        sent.headers
+    );
+}

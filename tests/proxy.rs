@@ -883,3 +883,38 @@ async fn trailers_not_forwarded_to(alpn: &'static str) {
         seen[0].trailers
     );
 }
+
+/// Review of session 20: a header spelled with `_` went upstream as sent. Unicorn folds `_`
+/// and `-` alike and joins the two spellings with a comma, so `Content_Type: <form>` beside
+/// `Content-Type: application/json` read as a form upstream (`_method=DELETE` in a JSON
+/// string became a method override) while Airlock judged JSON; `Transfer_Encoding` could
+/// reframe the body behind the provider's edge. Such headers are no longer sent upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_spelled_with_underscores_are_not_sent_upstream() {
+    let (up, a) = setup(INSPECT, UpstreamOptions::default()).await;
+    for client in [h1_client(&a), a.client()] {
+        let resp = client
+            .post("https://api.github.com/repos/o/r/releases/1")
+            .header("content_type", "application/x-www-form-urlencoded")
+            .header("content-type", "application/json")
+            .header("transfer_encoding", "chunked")
+            .header("x_custom", "1")
+            .header("x-kept", "yes")
+            .body(r#"{"name":"x","z":"&_method=DELETE&"}"#)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 200);
+    }
+    let seen = up.requests();
+    assert_eq!(seen.len(), 2);
+    for r in &seen {
+        assert!(
+            r.headers.iter().all(|(k, _)| !k.contains('_')),
+            "{:?}",
+            r.headers
+        );
+        assert_eq!(r.header("x-kept"), Some("yes"));
+        assert_eq!(r.header("content-type"), Some("application/json"));
+    }
+}

@@ -128,7 +128,7 @@ impl Gate {
         let mut redacted: Vec<String> = Vec::new();
         for (name, value) in req.headers.iter() {
             let n = name.as_str();
-            if NOT_STORED.contains(&n) || crate::wire::HOP_BY_HOP.contains(&n) {
+            if NOT_STORED.contains(&n) || !crate::wire::is_forwarded_request_header(n) {
                 continue;
             }
             // Credential-like headers (the built-in list, the name patterns and every configured

@@ -594,6 +594,7 @@ pub fn to_upstream(
     parts.uri = Uri::from_parts(uri).map_err(|_| bad())?;
     parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
+    crate::wire::strip_underscored(&mut parts.headers);
     parts.headers.remove(header::HOST);
     Ok(Request::from_parts(parts, body))
 }

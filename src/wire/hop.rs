@@ -1,5 +1,6 @@
 //! Hop-by-hop headers (RFC 9110 7.6.1) and proxy credentials: stripped from every message
-//! Airlock forwards, in either direction, and never stored with a held request.
+//! Airlock forwards, in either direction, and never stored with a held request; and header
+//! names spelled with `_`, never sent upstream (servers disagree on what they name).
 
 use http::header::{self, HeaderMap, HeaderName};
 
@@ -64,4 +65,34 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in &HOP_BY_HOP_NAMES {
         headers.remove(name);
     }
+}
+
+/// Is `name` spelled with `_`? Unicorn and other CGI-style servers fold `-` and `_` alike
+/// (`Content_Type` is their `CONTENT_TYPE`, joined with a `Content-Type` by a comma), so an
+/// upstream could read a header Airlock judged, or one that frames the message, under a name
+/// Airlock did not read. No provider client sends one.
+fn is_underscored(name: &HeaderName) -> bool {
+    name.as_str().contains('_')
+}
+
+/// Drops every header spelled with `_` ([`is_underscored`]) from a request going upstream:
+/// the upstream gets only names every server reads alike.
+pub fn strip_underscored(headers: &mut HeaderMap) {
+    if !headers.keys().any(is_underscored) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_underscored(n))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+/// Whether a held request's header `name` is stored (and so replayed): not when hop-by-hop or
+/// spelled with `_` (see [`strip_underscored`]).
+pub fn is_forwarded_request_header(name: &str) -> bool {
+    !HOP_BY_HOP.contains(&name) && !name.contains('_')
 }

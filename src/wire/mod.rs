@@ -5,7 +5,10 @@ mod hop;
 pub mod respond;
 pub mod target;
 
-pub use hop::{connection_names_end_to_end, strip_hop_by_hop, HOP_BY_HOP};
+pub use hop::{
+    connection_names_end_to_end, is_forwarded_request_header, strip_hop_by_hop, strip_underscored,
+    HOP_BY_HOP,
+};
 pub use respond::{empty, full, json_response, Refusal, Side, REASON_HEADER};
 pub use target::{Target, TargetError};
 
