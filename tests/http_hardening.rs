@@ -282,6 +282,22 @@ fn cases() -> Vec<Case> {
             "DELETE https://api.stripe.com/v1/customers/cus_1 HTTP/1.1\r\nHost: api.stripe.com\r\nConnection: close\r\n\r\n",
             Answers(&[(403, Some("authority_mismatch"))]),
         ),
+        // Review of session 20: judged as `/`, held, and an approval would have replayed a
+        // CONNECT upstream.
+        case(
+            "CONNECT inside the tunnel",
+            Github,
+            "CONNECT api.github.com:443 HTTP/1.1\r\nHost: api.github.com:443\r\nConnection: close\r\n\r\n",
+            Answers(&[(400, Some("connect_in_tunnel"))]),
+        ),
+        // Review of session 20: Airlock's own key for an approved Stripe call; an agent that
+        // used it first could make the approved send fail as a repeat.
+        case(
+            "an Idempotency-Key in Airlock's namespace",
+            Github,
+            "GET /repos/o/r HTTP/1.1\r\nHost: api.github.com\r\nIdempotency-Key: Airlock-rev_0123\r\nConnection: close\r\n\r\n",
+            Answers(&[(400, Some("idempotency_key_reserved"))]),
+        ),
         case(
             "too many headers",
             Github,

@@ -176,6 +176,17 @@ async fn phases(
             ),
         ));
     }
+    if let Some(key) = reserved_idempotency_key(req.headers()) {
+        return Err(Refusal::client(
+            StatusCode::BAD_REQUEST,
+            "idempotency_key_reserved",
+            format!(
+                "Idempotency-Key {key:?} starts with \"airlock-\", which Airlock keeps for the \
+                 calls it sends on approval (a request using one could make an approved call \
+                 fail as a repeat); choose another key"
+            ),
+        ));
+    }
     // Classify: read the body only if a rule needs it.
     let (parts, body) = req.into_parts();
     let head = RequestHead {
@@ -452,6 +463,15 @@ fn check_authority<B>(conn: &ConnInfo, req: &Request<B>) -> Result<(), Refusal> 
     };
     // The target must be origin-form as sent: HTTP/2's `:path` may be `*` or start with `?`
     // (read as path `/`), which an HTTP/1.1 upstream would then read its own way.
+    if req.method() == Method::CONNECT {
+        // Authority-form has no path (it would be judged as `/` and could be held, then
+        // replayed as a CONNECT upstream): a tunnel inside a tunnel is refused.
+        return Err(Refusal::client(
+            StatusCode::BAD_REQUEST,
+            "connect_in_tunnel",
+            format!("CONNECT inside the connection to {}: open a new connection through the proxy instead", conn.target),
+        ));
+    }
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let origin_form = target.starts_with('/') || (target == "*" && req.method() == Method::OPTIONS);
     if !origin_form {
@@ -491,6 +511,22 @@ fn check_authority<B>(conn: &ConnInfo, req: &Request<B>) -> Result<(), Refusal> 
         ));
     }
     Ok(())
+}
+
+/// An `Idempotency-Key` the agent sent in Airlock's own namespace (`airlock-<reviewId>`, the
+/// key of a held Stripe call's approved send), if any.
+fn reserved_idempotency_key(headers: &http::HeaderMap) -> Option<String> {
+    static IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
+    headers
+        .get_all(&IDEMPOTENCY_KEY)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
+        .find(|v| {
+            v.trim_start()
+                .get(..8)
+                .is_some_and(|p| p.eq_ignore_ascii_case("airlock-"))
+        })
+        .map(|v| v.into_owned())
 }
 
 /// Sends a permitted request upstream and streams the answer back.
