@@ -72,8 +72,7 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let bridged = event.metadata().fields().field("log.target").is_some();
-        let coloured = matches!(self.kind, Kind::Text(_)) && writer.has_ansi_escapes();
-        if bridged || coloured || ctx.event_scope().is_some() {
+        if bridged || ctx.event_scope().is_some() {
             return self.stock(ctx, writer, event);
         }
         let written = SCRATCH.try_with(|cell| {
@@ -119,20 +118,50 @@ impl LineFormat {
     }
 }
 
-/// Writes one text line into `line`.
+/// Writes one text line into `line`; on a terminal (`writer` takes ANSI escapes) with the
+/// time and target dimmed and the level coloured, as the stock format does, and its values
+/// escaped all the same (the stock format escapes a message's only).
 fn text_line(line: &mut String, clock: &mut Clock, writer: &Writer<'_>, event: &Event<'_>) {
+    const DIM: &str = "\x1b[2m";
+    const RESET: &str = "\x1b[0m";
     let meta = event.metadata();
+    let coloured = writer.has_ansi_escapes();
+    if coloured {
+        line.push_str(DIM);
+    }
     clock.write_now(line);
+    if coloured {
+        line.push_str(RESET);
+    }
     // The level right-aligned in five columns, as `{:>5}` writes it.
     let level = meta.level().as_str();
     line.push(' ');
     if level.len() < 5 {
         line.push(' ');
     }
+    if coloured {
+        line.push_str(match *meta.level() {
+            tracing::Level::ERROR => "\x1b[31m",
+            tracing::Level::WARN => "\x1b[33m",
+            tracing::Level::INFO => "\x1b[32m",
+            tracing::Level::DEBUG => "\x1b[34m",
+            tracing::Level::TRACE => "\x1b[35m",
+        });
+    }
     line.push_str(level);
+    if coloured {
+        line.push_str(RESET);
+    }
     line.push(' ');
+    if coloured {
+        line.push_str(DIM);
+    }
     line.push_str(meta.target());
-    line.push_str(": ");
+    line.push(':');
+    if coloured {
+        line.push_str(RESET);
+    }
+    line.push(' ');
     event.record(&mut TextFields {
         line,
         sanitize: writer.sanitizes_ansi_escapes(),

@@ -322,3 +322,27 @@ fn floats_read_as_the_stock_formatters_write_them() {
         assert_eq!(json, serde, "{:#x}", value.to_bits());
     }
 }
+
+/// Review of session 20: on a terminal (ANSI on) lines went to the stock formatter, which
+/// writes a field's value as it is: a request path with a C1 CSI (`\u{9b}`) or an ESC reached
+/// the reviewer's terminal and acted on it. Coloured lines escape every value too.
+#[test]
+fn a_value_cannot_act_on_a_terminal() {
+    let out = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(true)
+        .with_writer(out.clone())
+        .event_format(LineFormat::text())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::warn!(path = %"/zen\u{9b}31mX\x1b[2J", "request");
+    });
+    let lines = out.lines();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].ends_with("request path=/zen\\u{9b}31mX\\x1b[2J"),
+        "{:?}",
+        lines[0]
+    );
+    assert!(lines[0].contains("\x1b[33mWARN\x1b[0m"), "{:?}", lines[0]);
+}
