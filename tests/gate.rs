@@ -2631,3 +2631,69 @@ async fn a_held_requests_underscored_headers_are_not_replayed() {
         sent.headers
     );
 }
+
+/// An operator whose agent went wrong rejects all its pending reviews at once (API and CLI),
+/// each rejected as one reject would (other agents' reviews untouched, nothing sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_pending_review_of_one_agent_is_rejected_at_once() {
+    let (up, a) = setup("").await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (status, _, b) = hold_delete(&a, &format!("/repos/acme/bulk-{i}")).await;
+        assert_eq!(status, 423);
+        ids.push(b["reviewId"].as_str().expect("id").to_string());
+    }
+    let (_, first) = a
+        .admin("GET", &format!("/v1/reviews/{}", ids[0]), None)
+        .await;
+    let agent = first["agent"].as_str().expect("agent").to_string();
+    let (code, r) = a
+        .admin(
+            "POST",
+            "/v1/reviews/reject-pending",
+            Some(serde_json::json!({})),
+        )
+        .await;
+    assert_eq!((code, r["error"].as_str()), (400, Some("bad_agent")), "{r}");
+    let (code, r) = a
+        .admin(
+            "POST",
+            "/v1/reviews/reject-pending",
+            Some(serde_json::json!({"agent": "someone-else"})),
+        )
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["rejected"].as_array().map(Vec::len), Some(0), "{r}");
+    let (code, r) = a
+        .admin(
+            "POST",
+            "/v1/reviews/reject-pending",
+            Some(serde_json::json!({"agent": agent, "limit": 2, "comment": "agent went wrong"})),
+        )
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["rejected"].as_array().map(Vec::len), Some(2), "{r}");
+    assert_eq!(r["more"], true, "{r}");
+    let out = run_cli(
+        cli_config(&a),
+        vec![
+            "reviews".into(),
+            "reject-pending".into(),
+            "--agent".into(),
+            agent.clone(),
+        ],
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("rejected 1 pending review(s)"), "{text}");
+    for id in &ids {
+        let (_, r) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+        assert_eq!(r["state"], "rejected", "{r}");
+    }
+    assert_eq!(up.count(), 0, "nothing sent");
+}

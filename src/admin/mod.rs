@@ -22,6 +22,9 @@
 //!   `outcome_not_recorded` when the request was sent but its outcome could not be stored (the
 //!   message names the upstream's status)
 //! - `POST /v1/reviews/{id}/reject`       same body
+//! - `POST /v1/reviews/reject-pending`    body `{"agent": "...", "reviewer", "comment", "limit"}`:
+//!   rejects that agent's pending reviews (at most `limit`, default and most 1000), each as its
+//!   own reject; answers `rejected` (ids), `failed` (id and why) and `more`
 //! - `POST /v1/reviews/{id}/extend`       body `{"by": "2h"}`: moves a pending review's deadline
 //!   (at most 7 days ahead of now; cut short there, the answer's `message` says so)
 //! - `POST /v1/reviews/{id}/retry`        same body as approve, plus optional `"attempts": N`
@@ -73,6 +76,9 @@ use crate::gate::{Gate, ReviewState, Reviewer};
 use crate::wire::{json_response, Body, Refusal};
 
 pub use token::{adopt_shared_token, load_or_create_token, read_token};
+
+/// Most reviews one `POST /v1/reviews/reject-pending` rejects (`more` says if any are left).
+const BULK_REJECT_MOST: usize = 1000;
 
 /// On a page of `GET /v1/audit`: the `since` of the next page (absent on the last).
 pub const NEXT_SINCE_HEADER: &str = "airlock-next-since";
@@ -612,6 +618,61 @@ async fn route(admin: &Admin, req: Request<Incoming>, local: bool) -> Response<B
             Ok(r) => json_response(StatusCode::OK, &admin.review_view(&r, true)),
             Err(e) => gate_error_response(&e),
         },
+        (Method::POST, ["v1", "reviews", "reject-pending"]) => {
+            let body = match read_json(req).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let Some(agent) = body.get("agent").and_then(|v| v.as_str()) else {
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    "bad_agent",
+                    "body must name the agent: {\"agent\": \"name\"}",
+                );
+            };
+            let most = match body.get("limit") {
+                None | Some(serde_json::Value::Null) => BULK_REJECT_MOST,
+                Some(v) => match v
+                    .as_u64()
+                    .filter(|n| (1..=BULK_REJECT_MOST as u64).contains(n))
+                {
+                    Some(n) => n as usize,
+                    None => {
+                        return err(
+                            StatusCode::BAD_REQUEST,
+                            "bad_limit",
+                            &format!("limit must be a number from 1 to {BULK_REJECT_MOST}"),
+                        )
+                    }
+                },
+            };
+            let reviewer =
+                admin.acting_reviewer(&caller, body.get("reviewer").and_then(|v| v.as_str()));
+            let comment = body
+                .get("comment")
+                .and_then(|v| v.as_str())
+                .map(|c| c.chars().take(4096).collect::<String>());
+            match admin
+                .gate
+                .reject_pending(agent, &reviewer, comment, most)
+                .await
+            {
+                Ok(done) => json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "agent": agent,
+                        "rejected": done.rejected,
+                        "failed": done
+                            .failed
+                            .iter()
+                            .map(|(id, why)| serde_json::json!({"id": id, "error": why}))
+                            .collect::<Vec<_>>(),
+                        "more": done.more,
+                    }),
+                ),
+                Err(e) => gate_error_response(&e),
+            }
+        }
         (Method::POST, ["v1", "reviews", id, action @ ("approve" | "reject" | "retry")]) => {
             let id = id.to_string();
             let action = action.to_string();

@@ -60,6 +60,18 @@ pub(super) enum ReviewsCommand {
         #[arg(long, env = "USER")]
         reviewer: Option<String>,
     },
+    /// Reject every pending review of one agent (say it went wrong, or was compromised), each
+    /// as `reject` would, a thousand per call to the admin API until none is left. Prints how
+    /// many were rejected and each that could not be (exit status 1 if any).
+    RejectPending {
+        /// The agent whose pending reviews to reject.
+        #[arg(long)]
+        agent: String,
+        #[arg(long)]
+        comment: Option<String>,
+        #[arg(long, env = "USER")]
+        reviewer: Option<String>,
+    },
     /// Send a failed (or outcome_unknown) review's stored request again, with the same
     /// Idempotency-Key if it has one (Stripe calls always do, and Stripe honours it; GitHub
     /// ignores the header, so there, as without one, nothing keeps a retry from running the
@@ -123,6 +135,15 @@ pub(super) async fn reviews(
         } => {
             let filters = [("state", state), ("agent", agent), ("tool", tool)];
             return list(&addr, &token, filters, *limit, cursor.clone(), *all).await;
+        }
+        ReviewsCommand::RejectPending {
+            agent,
+            comment,
+            reviewer,
+        } => {
+            let body =
+                serde_json::json!({"agent": agent, "comment": comment, "reviewer": reviewer});
+            return reject_pending(&addr, &token, agent, body).await;
         }
         ReviewsCommand::Show { id } => (Method::GET, format!("/v1/reviews/{id}"), None),
         ReviewsCommand::Approve {
@@ -286,6 +307,55 @@ fn execution_summary(review: &serde_json::Value) -> (String, i32) {
         ),
         other => (format!("{id}: {other}"), 0),
     }
+}
+
+/// `reviews reject-pending`: calls the admin API until no pending review of the agent is left
+/// (or a call rejected none: the rest cannot be rejected by this reviewer).
+async fn reject_pending(
+    addr: &airlock::admin::client::Target,
+    token: &str,
+    agent: &str,
+    body: serde_json::Value,
+) -> Result<()> {
+    use airlock::admin::client::call;
+    let (mut rejected, mut failed) = (0usize, 0usize);
+    loop {
+        let (status, json) = call(
+            addr,
+            token,
+            http::Method::POST,
+            "/v1/reviews/reject-pending",
+            Some(body.clone()),
+        )
+        .await?;
+        answered(status, &json)?;
+        let now = json["rejected"].as_array().map_or(0, |a| a.len());
+        rejected += now;
+        for f in json["failed"].as_array().into_iter().flatten() {
+            failed += 1;
+            super::warn(&escaped(&format!(
+                "{}: not rejected: {}",
+                f["id"].as_str().unwrap_or("?"),
+                f["error"].as_str().unwrap_or("?")
+            )));
+        }
+        if json["more"].as_bool() != Some(true) || now == 0 {
+            break;
+        }
+    }
+    println!(
+        "{}",
+        escaped(&format!(
+            "rejected {rejected} pending review(s) of agent {agent}"
+        ))
+    );
+    if failed > 0 {
+        bail!(
+            "{failed} pending review(s) of agent {} could not be rejected",
+            escaped(agent)
+        );
+    }
+    Ok(())
 }
 
 /// `reviews list`: one page, or with `all` every page in turn.

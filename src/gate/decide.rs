@@ -8,6 +8,18 @@ use super::review::{self, Review, ReviewState};
 use super::{Gate, GateError, Reviewer};
 use crate::store::StoreError;
 
+/// Reviews a bulk rejection reads per page.
+const BULK_PAGE: usize = 100;
+
+/// What [`Gate::reject_pending`] did: the reviews it rejected, those it could not (id, why),
+/// and whether pending reviews of the agent are left past `most`.
+#[derive(Debug, Default)]
+pub struct BulkRejection {
+    pub rejected: Vec<String>,
+    pub failed: Vec<(String, String)>,
+    pub more: bool,
+}
+
 /// How far ahead of now `extend` may move a review's deadline.
 pub const MAX_EXTEND_AHEAD: Duration = Duration::from_secs(7 * 86_400);
 
@@ -258,6 +270,47 @@ impl Gate {
         let who = reviewer.clone();
         self.blocking(move |g| g.decide(&id, ReviewState::Rejected, decision, &who))
             .await
+    }
+
+    /// Rejects up to `most` of `agent`'s pending reviews, soonest expiry first, a page at a
+    /// time, each as [`Gate::reject`] does it (its own check of who may decide, its own
+    /// transition and audit entry): what an operator does when an agent went wrong. A review
+    /// decided meanwhile is skipped; one this reviewer may not reject is listed in `failed`.
+    pub async fn reject_pending(
+        self: &Arc<Self>,
+        agent: &str,
+        reviewer: &Reviewer,
+        comment: Option<String>,
+        most: usize,
+    ) -> Result<BulkRejection, GateError> {
+        let query = index::Query {
+            state: Some(ReviewState::Pending),
+            agent: Some(agent.to_string()),
+            tool: None,
+        };
+        let mut done = BulkRejection::default();
+        let mut cursor = None;
+        loop {
+            let left = most.saturating_sub(done.rejected.len() + done.failed.len());
+            if left == 0 {
+                done.more = true;
+                return Ok(done);
+            }
+            let page = self
+                .list_page(query.clone(), left.min(BULK_PAGE), cursor)
+                .await?;
+            for r in &page.reviews {
+                match self.reject(&r.id, reviewer, comment.clone()).await {
+                    Ok(_) => done.rejected.push(r.id.clone()),
+                    Err(GateError::AlreadyDecided { .. }) => {}
+                    Err(e) => done.failed.push((r.id.clone(), e.to_string())),
+                }
+            }
+            match page.next_cursor {
+                Some(next) if !page.reviews.is_empty() => cursor = Some(next),
+                _ => return Ok(done),
+            }
+        }
     }
 
     /// Moves a pending review's deadline `by` later, at most [`MAX_EXTEND_AHEAD`] ahead of now

@@ -37,7 +37,7 @@ use crate::config::GateConfig;
 use crate::store::{Batch, Store, StoreError, Tree};
 use crate::upstream::Upstream;
 use crate::wire::Target;
-pub use decide::MAX_EXTEND_AHEAD;
+pub use decide::{BulkRejection, MAX_EXTEND_AHEAD};
 use events::transition_event;
 pub use people::{People, Roster};
 pub use review::{Review, ReviewState, StoredRequest};
