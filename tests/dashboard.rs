@@ -660,3 +660,75 @@ async fn a_broken_agents_file_does_not_stop_a_reviewers_removal() {
     );
     assert_eq!(list(dana).await, 303, "dana's session ended");
 }
+
+/// The pending list filtered by one agent offers to reject all its pending reviews; the form
+/// needs the CSRF token and the session's decision key like every decision, and each review
+/// is rejected (nothing sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reviewer_rejects_every_pending_review_of_one_agent() {
+    let s = setup().await;
+    let ids = [
+        support::held_delete(&s.a.client(), "https://api.github.com/repos/octo/one").await,
+        support::held_delete(&s.a.client(), "https://api.github.com/repos/octo/two").await,
+    ];
+    let (_, r) =
+        s.a.admin("GET", &format!("/v1/reviews/{}", ids[0]), None)
+            .await;
+    let agent = r["agent"].as_str().expect("agent").to_string();
+    let base = format!("http://{}", s.a.admin_addr);
+    let c = plain_client();
+    let (dana, dk) = session_for(&s, &s.reviewer_token).await;
+    let jar = format!("airlock_session={dana}");
+    let unfiltered = c
+        .get(format!("{base}/ui"))
+        .header("cookie", &jar)
+        .send()
+        .await
+        .expect("list")
+        .text()
+        .await
+        .expect("html");
+    assert!(!unfiltered.contains("reject-pending"), "only once filtered");
+    let html = c
+        .get(format!("{base}/ui?agent={agent}"))
+        .header("cookie", &jar)
+        .send()
+        .await
+        .expect("list")
+        .text()
+        .await
+        .expect("html");
+    assert!(html.contains("id=\"reject-pending\""), "{html}");
+    let post = |dk: String| {
+        let (c, base, jar, csrf, agent) = (
+            c.clone(),
+            base.clone(),
+            jar.clone(),
+            csrf_in(&html),
+            agent.clone(),
+        );
+        async move {
+            c.post(format!("{base}/ui/reject-pending"))
+                .header("cookie", jar)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!(
+                    "csrf={csrf}&dk={dk}&agent={agent}&comment=gone+wrong"
+                ))
+                .send()
+                .await
+                .expect("post")
+        }
+    };
+    let refused = post(String::new()).await;
+    assert_eq!(refused.status(), 403, "no decision key");
+    let done = post(dk).await.text().await.expect("html");
+    assert!(
+        done.contains("Rejected 2 pending review(s) of agent"),
+        "{done}"
+    );
+    for id in &ids {
+        let (_, r) = s.a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+        assert_eq!(r["state"], "rejected", "{r}");
+    }
+    assert_eq!(s.up.count(), 0);
+}

@@ -13,6 +13,21 @@ pub struct Listing {
     pub cursor: Option<String>,
 }
 
+impl Listing {
+    /// The first page of `agent`'s pending reviews.
+    pub fn pending_of(agent: &str) -> Listing {
+        Listing {
+            query: Query {
+                state: Some(ReviewState::Pending),
+                agent: Some(agent.to_string()),
+                tool: None,
+            },
+            limit: DEFAULT_LIMIT,
+            cursor: None,
+        }
+    }
+}
+
 /// Reads a listing from a query string; the error names the bad parameter.
 pub fn parse(query: Option<&str>) -> Result<Listing, (&'static str, String)> {
     let mut out = Listing {

@@ -78,7 +78,7 @@ use crate::wire::{json_response, Body, Refusal};
 pub use token::{adopt_shared_token, load_or_create_token, read_token};
 
 /// Most reviews one `POST /v1/reviews/reject-pending` rejects (`more` says if any are left).
-const BULK_REJECT_MOST: usize = 1000;
+pub(crate) const BULK_REJECT_MOST: usize = 1000;
 
 /// On a page of `GET /v1/audit`: the `since` of the next page (absent on the last).
 pub const NEXT_SINCE_HEADER: &str = "airlock-next-since";

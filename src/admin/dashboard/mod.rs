@@ -6,6 +6,8 @@
 //! - `GET  /ui`                           pending reviews
 //! - `GET  /ui/history[?state=&tool=&agent=]` every review, filtered
 //! - `GET  /ui/reviews/{id}`              one review: stored request, result, audit entries
+//! - `POST /ui/reject-pending`            form `agent`, `comment`, `csrf`, `dk`: rejects every
+//!   pending review of that agent (shown on the pending list filtered by agent)
 //! - `POST /ui/reviews/{id}/decide`       form `action=approve|reject|retry`, `comment`, `csrf`,
 //!   `dk` (the session's decision key, `session.rs`)
 //! - `GET  /ui/version`                   the reviews' version, `304` while `If-None-Match` names
@@ -36,7 +38,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use minijinja::Environment;
 
-use super::{closing, limits, Admin};
+use super::{closing, limits, Admin, BULK_REJECT_MOST};
 use crate::gate::ReviewState;
 use crate::wire::{full, Body};
 use links::{link_decide, link_page};
@@ -170,16 +172,60 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
             if let Ok(l) = listing.as_mut() {
                 l.query.state = Some(ReviewState::Pending);
             }
-            list_page(dash, admin, "/ui", listing, reviewer, csrf).await
+            list_page(dash, admin, "/ui", listing, reviewer, csrf, None).await
         }
         (Method::GET, ["ui", "version"]) => live::version(dash, admin, &req),
         (Method::GET, ["ui", "history"]) => {
             let listing = crate::admin::listing::parse(req.uri().query());
-            list_page(dash, admin, "/ui/history", listing, reviewer, csrf).await
+            list_page(dash, admin, "/ui/history", listing, reviewer, csrf, None).await
         }
         (Method::GET, ["ui", "reviews", id]) => {
             let id = id.to_string();
             detail_page(dash, admin, &id, reviewer, csrf, None).await
+        }
+        (Method::POST, ["ui", "reject-pending"]) => {
+            let form = match read_form(req).await {
+                Ok(f) => f,
+                Err(r) => return r,
+            };
+            if !csrf_matches(form.get("csrf"), Some(csrf)) {
+                return csrf_refused();
+            }
+            if !csrf_matches(form.get("dk"), Some(&signed_in.decision_key)) {
+                return decision_key_refused();
+            }
+            let Some(agent) = form.get("agent").filter(|a| !a.is_empty()) else {
+                return html_response(StatusCode::BAD_REQUEST, "<h1>No agent named</h1>".into());
+            };
+            let comment = form
+                .get("comment")
+                .map(|c| c.trim().chars().take(4096).collect::<String>())
+                .filter(|c| !c.is_empty());
+            let note = match admin
+                .gate
+                .reject_pending(agent, reviewer, comment, BULK_REJECT_MOST)
+                .await
+            {
+                Ok(done) => {
+                    let mut note = format!(
+                        "Rejected {} pending review(s) of agent {agent}.",
+                        done.rejected.len()
+                    );
+                    if !done.failed.is_empty() {
+                        note.push_str(&format!(
+                            " Not rejected: {} (open each to see why).",
+                            done.failed.len()
+                        ));
+                    }
+                    if done.more {
+                        note.push_str(" More are pending: submit again.");
+                    }
+                    note
+                }
+                Err(e) => format!("Not done: {e}"),
+            };
+            let listing = Ok(crate::admin::listing::Listing::pending_of(agent));
+            list_page(dash, admin, "/ui", listing, reviewer, csrf, Some(note)).await
         }
         (Method::POST, ["ui", "reviews", id, "decide"]) => {
             let id = id.to_string();

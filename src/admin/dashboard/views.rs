@@ -328,6 +328,7 @@ pub(super) async fn list_page(
     listing: Result<Listing, (&'static str, String)>,
     reviewer: &Reviewer,
     csrf: &str,
+    note: Option<String>,
 ) -> Response<Body> {
     let version = dash.version(admin);
     let now = admin.gate.now_ms();
@@ -377,7 +378,7 @@ pub(super) async fn list_page(
                 qs.append_pair("cursor", &c);
                 format!("{base}?{}", qs.finish())
             });
-            (rows, next, None)
+            (rows, next, note)
         }
         Err(e) => (Vec::new(), None, Some(format!("Reviews unavailable: {e}"))),
     };
