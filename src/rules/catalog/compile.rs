@@ -283,8 +283,8 @@ pub(super) fn compile_file(file: &str, text: &str) -> Result<Service, RulesError
             action: r.action,
             reason: r.reason.clone(),
             when,
-            expiry: dur(&r.expiry, "expiry")?,
-            wait: dur(&r.wait, "wait")?,
+            expiry: bounded(dur(&r.expiry, "expiry")?, "expiry", EXPIRY_BOUNDS).map_err(err)?,
+            wait: bounded(dur(&r.wait, "wait")?, "wait", WAIT_BOUNDS).map_err(err)?,
             spends: r.spends.clone(),
             approval: policy_of(r.approvals, &r.approvers, r.self_approval).map_err(err)?,
         });
@@ -696,4 +696,75 @@ fn compile_cond(c: &RawCond) -> Result<Cond, String> {
         field: c.field.clone(),
         test: tests.remove(0),
     })
+}
+
+/// A rule's `expiry` bounds (inclusive), as `gate.review_expiry`'s: zero would expire every
+/// hold at once, and a hold pending for years is not "silence is rejection".
+const EXPIRY_BOUNDS: (Duration, Duration, &str) = (
+    Duration::from_millis(1),
+    Duration::from_secs(30 * 86_400),
+    "above zero and at most \"30d\"",
+);
+
+/// A rule's `wait` bounds (inclusive), as `gate.max_wait`'s.
+const WAIT_BOUNDS: (Duration, Duration, &str) =
+    (Duration::ZERO, Duration::from_secs(3600), "at most \"1h\"");
+
+/// `d` if within `(low, high, words)`, else why not.
+fn bounded(
+    d: Option<Duration>,
+    what: &str,
+    (low, high, words): (Duration, Duration, &str),
+) -> Result<Option<Duration>, String> {
+    match d {
+        Some(d) if d < low || d > high => Err(format!(
+            "{what} {}: must be {words}",
+            humantime::format_duration(d)
+        )),
+        _ => Ok(d),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::rules::{Catalog, CatalogOptions};
+
+    /// A rule's `expiry` and `wait` had no bounds: `expiry = "0s"` expired its holds at once
+    /// and `"100y"` kept them pending for a century. They take `gate.review_expiry`'s and
+    /// `gate.max_wait`'s bounds, and a file past them is refused naming the rule.
+    #[test]
+    fn a_rules_expiry_and_wait_are_bounded() {
+        let rule = |extra: &str| {
+            format!(
+                "[service]\nname = \"s\"\nhosts = [\"h.test\"]\n[[rule]]\ntool = \"s.del\"\n\
+                 method = \"DELETE\"\npath = \"/x\"\nclass = \"irreversible\"\n\
+                 action = \"escalate\"\n{extra}\n"
+            )
+        };
+        let load = |extra: &str| {
+            Catalog::from_sources(
+                &[("r/s.toml".into(), rule(extra))],
+                &CatalogOptions::default(),
+            )
+        };
+        for ok in [
+            "expiry = \"30d\"",
+            "expiry = \"1s\"",
+            "wait = \"0s\"",
+            "wait = \"1h\"",
+        ] {
+            assert!(load(ok).is_ok(), "{ok}");
+        }
+        for (bad, words) in [
+            ("expiry = \"0s\"", "expiry 0s: must be above zero"),
+            ("expiry = \"100y\"", "at most \"30d\""),
+            ("wait = \"2h\"", "wait 2h: must be at most \"1h\""),
+        ] {
+            let e = load(bad).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                e.starts_with("r/s.toml:") && e.contains(words),
+                "{bad}: {e}"
+            );
+        }
+    }
 }
