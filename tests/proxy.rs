@@ -864,15 +864,22 @@ async fn trailers_not_forwarded_to(alpn: &'static str) {
         .body(())
         .expect("request");
     let (resp, mut stream) = client.send_request(req, false).expect("send");
-    stream
-        .send_data(bytes::Bytes::from_static(b"x"), false)
-        .expect("data");
     let mut trailers = http::HeaderMap::new();
     trailers.insert(
         "x-http-method-override",
         http::HeaderValue::from_static("DELETE"),
     );
-    stream.send_trailers(trailers).expect("trailers");
+    let sent = stream
+        .send_data(bytes::Bytes::from_static(b"x"), false)
+        .and_then(|()| stream.send_trailers(trailers));
+    if let Err(e) = sent {
+        // The stream ended before the body did: say what Airlock answered.
+        let answer = match resp.await {
+            Ok(r) => format!("{} {:?}", r.status(), r.headers()),
+            Err(e) => e.to_string(),
+        };
+        panic!("{alpn}: the request's stream ended early ({e}); Airlock answered: {answer}");
+    }
     let resp = resp.await.expect("response");
     assert_eq!(resp.status(), 200);
     let seen = up.requests();

@@ -168,6 +168,21 @@ impl Admin {
     /// The reviewer a decision is recorded under. The operator may name one (for the CLI) only
     /// while no reviewers are configured; otherwise it acts as `admin`. Either way it decides
     /// with the admin token: one approver, whatever name it gives.
+    /// Who decides (see [`Admin::acting_reviewer`]) and the comment (at most 4096
+    /// characters), from a decision's JSON body.
+    fn decision_input(
+        &self,
+        caller: &Caller,
+        body: &serde_json::Value,
+    ) -> (Reviewer, Option<String>) {
+        let reviewer = self.acting_reviewer(caller, body.get("reviewer").and_then(|v| v.as_str()));
+        let comment = body
+            .get("comment")
+            .and_then(|v| v.as_str())
+            .map(|c| c.chars().take(4096).collect::<String>());
+        (reviewer, comment)
+    }
+
     fn acting_reviewer(&self, caller: &Caller, named: Option<&str>) -> Reviewer {
         match caller {
             Caller::Reviewer(r) => r.clone(),
@@ -646,12 +661,7 @@ async fn route(admin: &Admin, req: Request<Incoming>, local: bool) -> Response<B
                     }
                 },
             };
-            let reviewer =
-                admin.acting_reviewer(&caller, body.get("reviewer").and_then(|v| v.as_str()));
-            let comment = body
-                .get("comment")
-                .and_then(|v| v.as_str())
-                .map(|c| c.chars().take(4096).collect::<String>());
+            let (reviewer, comment) = admin.decision_input(&caller, &body);
             match admin
                 .gate
                 .reject_pending(agent, &reviewer, comment, most)
@@ -680,12 +690,7 @@ async fn route(admin: &Admin, req: Request<Incoming>, local: bool) -> Response<B
                 Ok(b) => b,
                 Err(r) => return r,
             };
-            let reviewer =
-                admin.acting_reviewer(&caller, body.get("reviewer").and_then(|v| v.as_str()));
-            let comment = body
-                .get("comment")
-                .and_then(|v| v.as_str())
-                .map(|c| c.chars().take(4096).collect::<String>());
+            let (reviewer, comment) = admin.decision_input(&caller, &body);
             let result = match action.as_str() {
                 "approve" => admin.gate.approve(&id, &reviewer, comment).await,
                 // `attempts` (optional): the attempt count the caller saw; refused with 409

@@ -421,9 +421,10 @@ pub fn mask_values(text: &str, values: &[String]) -> String {
 }
 
 /// `body` with every occurrence of each of `values` replaced by [`REDACTED`], byte-wise (an
-/// answer cut at the cap may end inside a character).
-pub fn mask_bytes(body: &[u8], values: &[String]) -> Vec<u8> {
+/// answer cut at the cap may end inside a character), and how many were replaced.
+pub fn mask_bytes(body: &[u8], values: &[String]) -> (Vec<u8>, usize) {
     let mut out = body.to_vec();
+    let mut replaced = 0;
     for v in values {
         let finder = memchr::memmem::Finder::new(v.as_bytes());
         if finder.find(&out).is_none() {
@@ -438,11 +439,12 @@ pub fn mask_bytes(body: &[u8], values: &[String]) -> Vec<u8> {
             next.extend_from_slice(&out[from..at]);
             next.extend_from_slice(REDACTED.as_bytes());
             from = at + v.len();
+            replaced += 1;
         }
         next.extend_from_slice(&out[from..]);
         out = next;
     }
-    out
+    (out, replaced)
 }
 
 pub(super) fn decode(s: &str) -> String {
@@ -608,11 +610,12 @@ mod tests {
     fn secret_answer_values_whole_or_cut() {
         let whole = br#"{"token":"ghs_Minted0123456789","expires_at":"2026-12-06T00:00:00Z"}"#;
         assert_eq!(secret_answer_values(whole), vec!["ghs_Minted0123456789"]);
-        let masked = mask_bytes(whole, &secret_answer_values(whole));
+        let (masked, n) = mask_bytes(whole, &secret_answer_values(whole));
         assert_eq!(
             masked,
             br#"{"token":"[redacted]","expires_at":"2026-12-06T00:00:00Z"}"#
         );
+        assert_eq!(n, 1);
         // Cut at the cap: no parse; found lexically, the escaped quote kept inside, the cut
         // value as far as it goes, numbers too.
         let cut =
@@ -632,7 +635,7 @@ mod tests {
             ]
         );
         let masked =
-            String::from_utf8_lossy(&mask_bytes(&cut, &secret_answer_values(&cut))).into_owned();
+            String::from_utf8_lossy(&mask_bytes(&cut, &secret_answer_values(&cut)).0).into_owned();
         assert!(!masked.contains("pi_1_secret"), "{masked}");
         assert!(!masked.contains("123456"), "{masked}");
         assert!(masked.contains("ssh-ed25519 AAAAC3Nz"), "{masked}");

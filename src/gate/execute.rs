@@ -562,9 +562,9 @@ impl Gate {
         }
         let fields = crate::credentials::redact::secret_answer_values(body);
         if !fields.is_empty() {
-            *masked = fields.len();
-            *body = crate::credentials::redact::mask_bytes(body, &fields);
-            tracing::info!(target: "airlock::scrub", review = %id, fields = fields.len(), "an approved request's answer had secret-named fields; their values are masked in the stored answer");
+            let (out, n) = crate::credentials::redact::mask_bytes(body, &fields);
+            (*body, *masked) = (out, n);
+            tracing::info!(target: "airlock::scrub", review = %id, masked = n, "an approved request's answer had secret-named fields; their values are masked in the stored answer");
         }
         let Some(s) = self.vault.scrubber() else {
             return;

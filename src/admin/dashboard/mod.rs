@@ -184,23 +184,13 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
             detail_page(dash, admin, &id, reviewer, csrf, None).await
         }
         (Method::POST, ["ui", "reject-pending"]) => {
-            let form = match read_form(req).await {
+            let (form, comment) = match decision_form(req, &signed_in).await {
                 Ok(f) => f,
                 Err(r) => return r,
             };
-            if !csrf_matches(form.get("csrf"), Some(csrf)) {
-                return csrf_refused();
-            }
-            if !csrf_matches(form.get("dk"), Some(&signed_in.decision_key)) {
-                return decision_key_refused();
-            }
             let Some(agent) = form.get("agent").filter(|a| !a.is_empty()) else {
                 return html_response(StatusCode::BAD_REQUEST, "<h1>No agent named</h1>".into());
             };
-            let comment = form
-                .get("comment")
-                .map(|c| c.trim().chars().take(4096).collect::<String>())
-                .filter(|c| !c.is_empty());
             let note = match admin
                 .gate
                 .reject_pending(agent, reviewer, comment, BULK_REJECT_MOST)
@@ -229,20 +219,10 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
         }
         (Method::POST, ["ui", "reviews", id, "decide"]) => {
             let id = id.to_string();
-            let form = match read_form(req).await {
+            let (form, comment) = match decision_form(req, &signed_in).await {
                 Ok(f) => f,
                 Err(r) => return r,
             };
-            if !csrf_matches(form.get("csrf"), Some(csrf)) {
-                return csrf_refused();
-            }
-            if !csrf_matches(form.get("dk"), Some(&signed_in.decision_key)) {
-                return decision_key_refused();
-            }
-            let comment = form
-                .get("comment")
-                .map(|c| c.trim().chars().take(4096).collect::<String>())
-                .filter(|c| !c.is_empty());
             let result = match form.get("action").map(String::as_str) {
                 Some("approve") => admin.gate.approve(&id, reviewer, comment).await,
                 Some("reject") => admin.gate.reject(&id, reviewer, comment).await,
@@ -282,6 +262,26 @@ pub async fn route(admin: &Admin, req: Request<Incoming>) -> Response<Body> {
         }
         _ => html_response(StatusCode::NOT_FOUND, "<h1>Not found</h1>".into()),
     }
+}
+
+/// A decision's form, once its CSRF token and the session's decision key match, with its
+/// comment (trimmed, at most 4096 characters, none if blank).
+async fn decision_form(
+    req: Request<Incoming>,
+    signed_in: &session::SignedIn,
+) -> Result<(HashMap<String, String>, Option<String>), Response<Body>> {
+    let form = read_form(req).await?;
+    if !csrf_matches(form.get("csrf"), Some(&signed_in.csrf)) {
+        return Err(csrf_refused());
+    }
+    if !csrf_matches(form.get("dk"), Some(&signed_in.decision_key)) {
+        return Err(decision_key_refused());
+    }
+    let comment = form
+        .get("comment")
+        .map(|c| c.trim().chars().take(4096).collect::<String>())
+        .filter(|c| !c.is_empty());
+    Ok((form, comment))
 }
 
 /// The dashboard's line for a decision that returned an error: "Not done" only when nothing
