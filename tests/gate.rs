@@ -852,6 +852,7 @@ async fn cli_lists_and_approves() {
         String::from_utf8_lossy(&out.stderr),
     );
     assert!(text.contains("\"state\": \"outcome_unknown\""), "{text}");
+    assert!(text.contains("\"attemptCount\": 2"), "{text}");
     assert!(text.contains("\"maskedEcho\": true"), "{text}");
     assert!(
         text.contains("/repos/acme/stall_[redacted: same value as secret-named query parameter token]?token=[redacted]"),
@@ -861,6 +862,19 @@ async fn cli_lists_and_approves() {
         err.contains("warning: a masked value also appears elsewhere: the value of the secret-named query parameter token"),
         "{err}"
     );
+    // A retry naming the attempt its reviewer read, after another was made: refused, not sent.
+    let out = run(vec![
+        "reviews".into(),
+        "retry".into(),
+        stalled.clone(),
+        "--attempts".into(),
+        "1".into(),
+    ])
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("another attempt was made meanwhile"), "{err}");
+    assert_eq!(up.count(), 1, "not sent again");
     // An id an agent crafted so that rejecting it approves (`rev_X/approve?` made the path
     // `/v1/reviews/rev_X/approve?/reject`) is refused before any call.
     let out = run(vec![

@@ -79,6 +79,10 @@ pub(super) enum ReviewsCommand {
     /// reached afresh. Summary line and exit status as for approve: 0 executed (or waiting for
     /// more retry approvals), 3 failed (not sent), 4 outcome_unknown, 5 approved and not
     /// finished sending, 1 an error.
+    ///
+    /// The retry names the attempt it follows (`attemptCount`, as `reviews show` prints it):
+    /// with `--attempts N` the one you read, else the review's count when the command starts;
+    /// if another attempt was made since, the retry is refused (409 review_changed).
     Retry {
         #[arg(value_parser = review_id)]
         id: String,
@@ -86,6 +90,9 @@ pub(super) enum ReviewsCommand {
         comment: Option<String>,
         #[arg(long, env = "USER")]
         reviewer: Option<String>,
+        /// The send attempts you saw (`attemptCount` in `reviews show`).
+        #[arg(long)]
+        attempts: Option<u64>,
     },
     /// Give a pending review more time before it expires.
     Extend {
@@ -168,11 +175,32 @@ pub(super) async fn reviews(
             id,
             comment,
             reviewer,
-        } => (
-            Method::POST,
-            format!("/v1/reviews/{id}/retry"),
-            Some(serde_json::json!({"comment": comment, "reviewer": reviewer})),
-        ),
+            attempts,
+        } => {
+            // Unknown to a server older than this CLI: sent as null (not checked).
+            let attempts = match attempts {
+                Some(n) => Some(*n),
+                None => {
+                    let (status, json) = call(
+                        &addr,
+                        &token,
+                        Method::GET,
+                        &format!("/v1/reviews/{id}"),
+                        None,
+                    )
+                    .await?;
+                    answered(status, &json)?;
+                    json["attemptCount"].as_u64()
+                }
+            };
+            (
+                Method::POST,
+                format!("/v1/reviews/{id}/retry"),
+                Some(
+                    serde_json::json!({"comment": comment, "reviewer": reviewer, "attempts": attempts}),
+                ),
+            )
+        }
         ReviewsCommand::Extend { id, by } => (
             Method::POST,
             format!("/v1/reviews/{id}/extend"),
