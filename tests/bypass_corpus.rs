@@ -1750,6 +1750,9 @@ fn differentials() -> Vec<Entry> {
         e("bucket", "a milestone closed (milestone-closed workflows publish releases)", GH, h1("PATCH", "/repos/o/r/milestones/4", &[JSON], r#"{"state":"closed"}"#), Held),
         e("bucket", "a milestone closed, state in another case", GH, h1("PATCH", "/repos/o/r/milestones/4", &[JSON], r#"{"state":"Closed"}"#), Held),
         e("bucket", "a milestone closed through the repository id", GH, h1("PATCH", "/repositories/123/milestones/4", &[JSON], r#"{"state":"closed","title":"v2.0"}"#), Held),
+        // Review of soft-gated Stripe requests.
+        e("legacy parameter", "a checkout priced inline by the legacy line_items[amount] (read before 2022-08-01)", ST, h1("POST", "/v1/checkout/sessions", &[FORM], "line_items[0][amount]=1&line_items[0][currency]=usd&line_items[0][name]=Pro+plan&line_items[0][quantity]=1&mode=payment"), Held),
+        e("legacy parameter", "a checkout subscription discounted by the legacy subscription_data[coupon]", ST, h1("POST", "/v1/checkout/sessions", &[FORM], "mode=subscription&line_items[0][price]=price_pro&subscription_data[coupon]=FREE100FOREVER"), Held),
     ]
 }
 

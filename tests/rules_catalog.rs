@@ -2736,3 +2736,27 @@ fn secret_reads_advisories_identity_milestones_and_notifications() {
     }
     expect_all(&c, &cases);
 }
+
+/// Review of soft-gated Stripe requests: Checkout parameters Stripe removed only in 2022-08-01
+/// (an inline line item by `amount`, `currency` and `name`; `subscription_data[coupon]`) are read
+/// under the catalog's version floor and by accounts whose default version is older: held by
+/// name, as `price_data` and `discounts` are. A session priced by a Price still notifies.
+#[test]
+fn legacy_checkout_names_newer_than_the_floor_hold() {
+    let c = catalog();
+    let st = |p: &str| format!("https://api.stripe.com{p}");
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let v2021 = [form[0], ("stripe-version", "2021-08-27")];
+    use Action::*;
+    let cases: Vec<Case> = vec![
+        ("POST", st("/v1/checkout/sessions"), &form, "line_items[0][amount]=1&line_items[0][currency]=usd&line_items[0][name]=Pro+plan&line_items[0][quantity]=1&mode=payment".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/checkout/sessions"), &v2021, "line_items[0][amount]=1&line_items[0][currency]=usd&line_items[0][name]=Pro+plan&line_items[0][quantity]=1&mode=payment".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/checkout/sessions"), &form, "mode=payment&line_items[0][price]=p&line_items[1][name]=Extra&line_items[1][quantity]=1".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/checkout/sessions"), &form, "mode=subscription&line_items[0][price]=price_pro&subscription_data[coupon]=FREE100FOREVER".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/checkout/sessions"), &v2021, "mode=subscription&subscription_data[items][0][plan]=gold&subscription_data[items][0][quantity]=1".into(), Escalate, "rule_match"),
+        // ordinary: as before
+        ("POST", st("/v1/checkout/sessions"), &v2021, "mode=subscription&line_items[0][price]=price_pro&line_items[0][quantity]=1&subscription_data[description]=Pro&success_url=https://x".into(), Notify, "rule_match"),
+        ("POST", st("/v1/checkout/sessions"), &form, "mode=payment&line_items[0][price]=price_pro&line_items[0][quantity]=1&success_url=https://x".into(), Notify, "rule_match"),
+    ];
+    expect_all(&c, &cases);
+}
