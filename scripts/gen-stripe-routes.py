@@ -184,7 +184,7 @@ POST /v1/plans notify visible Creates a plan (a recurring price)
 DELETE /v1/plans/{id} escalate irreversible Deletes a plan
 POST /v1/plans/{id} notify visible Updates a plan's nickname, metadata, trial days or active flag (amounts are immutable)
 POST /v1/prices notify visible Creates a price
-POST /v1/prices/{id} notify visible Updates a price's metadata, lookup key or active flag (amounts are immutable)
+POST /v1/prices/{id} notify visible Updates a price's metadata, nickname or active flag (amounts are immutable; a lookup key set or cleared is held by a conditional rule)
 POST /v1/product_catalog/trial_offers notify visible Creates a trial offer (a free or discounted period)
 POST /v1/product_catalog/trial_offers/{id} notify visible Updates a trial offer
 POST /v1/products notify visible Creates a product

@@ -1753,6 +1753,7 @@ fn differentials() -> Vec<Entry> {
         // Review of soft-gated Stripe requests.
         e("legacy parameter", "a checkout priced inline by the legacy line_items[amount] (read before 2022-08-01)", ST, h1("POST", "/v1/checkout/sessions", &[FORM], "line_items[0][amount]=1&line_items[0][currency]=usd&line_items[0][name]=Pro+plan&line_items[0][quantity]=1&mode=payment"), Held),
         e("legacy parameter", "a checkout subscription discounted by the legacy subscription_data[coupon]", ST, h1("POST", "/v1/checkout/sessions", &[FORM], "mode=subscription&line_items[0][price]=price_pro&subscription_data[coupon]=FREE100FOREVER"), Held),
+        e("bucket", "a price's lookup key cleared (a new price takes it without transfer_lookup_key)", ST, h1("POST", "/v1/prices/price_pro", &[FORM], "lookup_key="), Held),
     ]
 }
 

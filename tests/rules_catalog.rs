@@ -2760,3 +2760,23 @@ fn legacy_checkout_names_newer_than_the_floor_hold() {
     ];
     expect_all(&c, &cases);
 }
+
+/// Review of soft-gated Stripe requests: a lookup key cleared from a price is free for a new
+/// price to take without `transfer_lookup_key` (which is held), and a new price may be created
+/// under a key apps look up: `lookup_key` is held on price create and update.
+#[test]
+fn price_lookup_keys_hold() {
+    let c = catalog();
+    let st = |p: &str| format!("https://api.stripe.com{p}");
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    use Action::*;
+    let cases: Vec<Case> = vec![
+        ("POST", st("/v1/prices/price_pro"), &form, "lookup_key=".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/prices/price_pro"), &form, "lookup_key=pro_monthly_old".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/prices"), &form, "lookup_key=pro_monthly&unit_amount=1&currency=usd&recurring[interval]=month&product_data[name]=Pro".into(), Escalate, "rule_match"),
+        // ordinary: as before
+        ("POST", st("/v1/prices/price_pro"), &form, "nickname=Pro&active=false".into(), Notify, "rule_match"),
+        ("POST", st("/v1/prices"), &form, "unit_amount=500&currency=usd&product_data[name]=New".into(), Notify, "rule_match"),
+    ];
+    expect_all(&c, &cases);
+}
