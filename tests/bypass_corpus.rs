@@ -1754,6 +1754,11 @@ fn differentials() -> Vec<Entry> {
         e("legacy parameter", "a checkout priced inline by the legacy line_items[amount] (read before 2022-08-01)", ST, h1("POST", "/v1/checkout/sessions", &[FORM], "line_items[0][amount]=1&line_items[0][currency]=usd&line_items[0][name]=Pro+plan&line_items[0][quantity]=1&mode=payment"), Held),
         e("legacy parameter", "a checkout subscription discounted by the legacy subscription_data[coupon]", ST, h1("POST", "/v1/checkout/sessions", &[FORM], "mode=subscription&line_items[0][price]=price_pro&subscription_data[coupon]=FREE100FOREVER"), Held),
         e("bucket", "a price's lookup key cleared (a new price takes it without transfer_lookup_key)", ST, h1("POST", "/v1/prices/price_pro", &[FORM], "lookup_key="), Held),
+        e("bucket", "payment instructions put in a draft invoice's memo (description)", ST, h1("POST", "/v1/invoices/in_1", &[FORM], "description=Our+bank+changed:+pay+to+IBAN+XX00+0000"), Held),
+        e("bucket", "a $0 line of payment instructions added to a customer's next invoice", ST, h1("POST", "/v1/invoiceitems", &[FORM], "customer=cus_1&amount=0&currency=usd&description=Pay+to+IBAN+XX00+0000"), Held),
+        e("bucket", "payment instructions put in a credit note's memo", ST, h1("POST", "/v1/credit_notes/cn_1", &[FORM], "memo=Pay+the+balance+to+IBAN+XX00"), Held),
+        e("bucket", "a live payment link's customers redirected after paying", ST, h1("POST", "/v1/payment_links/plink_1", &[FORM], "after_completion[type]=redirect&after_completion[redirect][url]=https%3A%2F%2Fevil.example"), Held),
+        e("bucket", "a checkout with shipping priced inline by the agent", ST, h1("POST", "/v1/checkout/sessions", &[FORM], "mode=payment&line_items[0][price]=price_x&line_items[0][quantity]=1&shipping_options[0][shipping_rate_data][type]=fixed_amount&shipping_options[0][shipping_rate_data][display_name]=Express&shipping_options[0][shipping_rate_data][fixed_amount][amount]=999999&shipping_options[0][shipping_rate_data][fixed_amount][currency]=usd"), Held),
     ]
 }
 

@@ -1464,7 +1464,7 @@ fn protected_refs_and_legacy_parameters() {
         ("POST", "https://api.stripe.com/v1/customers".into(), &form, "trial_end=now".into(), Escalate, "rule_match"),
         ("POST", "https://api.stripe.com/v1/customers/cus_1".into(), &form, "quantity=3".into(), Escalate, "rule_match"),
         ("POST", "https://api.stripe.com/v1/customers/cus_1".into(), &form, "account_balance=100".into(), Escalate, "rule_match"),
-        ("POST", "https://api.stripe.com/v1/invoices/in_1".into(), &form, "description=d".into(), Notify, "rule_match"),
+        ("POST", "https://api.stripe.com/v1/invoices/in_1".into(), &form, "metadata[order]=7".into(), Notify, "rule_match"),
         ("POST", "https://api.stripe.com/v1/invoices/in_1".into(), &form, "closed=false".into(), Escalate, "rule_match"),
     ];
     expect_all(&c, &cases);
@@ -2101,7 +2101,7 @@ fn stripe_money_behind_soft_routes_holds() {
             "POST",
             st("/v1/invoices/in_1"),
             &account,
-            "description=x".into(),
+            "metadata[order]=7".into(),
             Notify,
             "rule_match",
         ),
@@ -2777,6 +2777,39 @@ fn price_lookup_keys_hold() {
         // ordinary: as before
         ("POST", st("/v1/prices/price_pro"), &form, "nickname=Pro&active=false".into(), Notify, "rule_match"),
         ("POST", st("/v1/prices"), &form, "unit_amount=500&currency=usd&product_data[name]=New".into(), Notify, "rule_match"),
+    ];
+    expect_all(&c, &cases);
+}
+
+/// Review of soft-gated Stripe requests: text customers read where they pay (an invoice's memo,
+/// an invoice item's line on the next invoice, a credit note's memo, a live payment link's text,
+/// its inactive message and its redirect after payment) is held as invoice footers and custom
+/// fields are; shipping priced inline on a checkout session is held as `price_data` is.
+#[test]
+fn payment_text_and_inline_shipping_hold() {
+    let c = catalog();
+    let st = |p: &str| format!("https://api.stripe.com{p}");
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let ship = "shipping_options[0][shipping_rate_data][type]=fixed_amount&shipping_options[0][shipping_rate_data][display_name]=Free&shipping_options[0][shipping_rate_data][fixed_amount][amount]=0&shipping_options[0][shipping_rate_data][fixed_amount][currency]=usd";
+    let pay =
+        "mode=payment&success_url=https://x&line_items[0][price]=price_x&line_items[0][quantity]=1";
+    use Action::*;
+    let cases: Vec<Case> = vec![
+        ("POST", st("/v1/invoices/in_1"), &form, "description=Our+bank+changed:+pay+to+IBAN+XX00+0000".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/invoiceitems"), &form, "customer=cus_1&amount=0&currency=usd&description=Our+bank+changed:+pay+to+IBAN+XX00+0000".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/credit_notes/cn_1"), &form, "memo=Pay+the+balance+to+IBAN+XX00".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/payment_links/plink_1"), &form, "custom_text[submit][message]=Pay+by+transfer+instead".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/payment_links/plink_1"), &form, "active=false&inactive_message=Pay+at+evil.example".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/payment_links/plink_1"), &form, "after_completion[type]=redirect&after_completion[redirect][url]=https://evil.example".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/checkout/sessions"), &form, format!("{pay}&{ship}"), Escalate, "rule_match"),
+        ("POST", st("/v1/checkout/sessions/cs_1"), &form, ship.into(), Escalate, "rule_match"),
+        // ordinary: as before
+        ("POST", st("/v1/invoices/create_preview"), &form, "customer=cus_1&description=x".into(), Notify, "rule_match"),
+        ("POST", st("/v1/invoices"), &form, "customer=cus_1&auto_advance=false&description=Consulting".into(), Notify, "rule_match"),
+        ("POST", st("/v1/invoiceitems"), &form, "customer=cus_1&amount=100&currency=usd".into(), Notify, "rule_match"),
+        ("POST", st("/v1/credit_notes/cn_1"), &form, "metadata[case]=7".into(), Notify, "rule_match"),
+        ("POST", st("/v1/payment_links/plink_1"), &form, "active=false".into(), Notify, "rule_match"),
+        ("POST", st("/v1/checkout/sessions"), &form, format!("{pay}&shipping_options[0][shipping_rate]=shr_1"), Notify, "rule_match"),
     ];
     expect_all(&c, &cases);
 }
