@@ -1759,6 +1759,7 @@ fn differentials() -> Vec<Entry> {
         e("bucket", "payment instructions put in a credit note's memo", ST, h1("POST", "/v1/credit_notes/cn_1", &[FORM], "memo=Pay+the+balance+to+IBAN+XX00"), Held),
         e("bucket", "a live payment link's customers redirected after paying", ST, h1("POST", "/v1/payment_links/plink_1", &[FORM], "after_completion[type]=redirect&after_completion[redirect][url]=https%3A%2F%2Fevil.example"), Held),
         e("bucket", "a checkout with shipping priced inline by the agent", ST, h1("POST", "/v1/checkout/sessions", &[FORM], "mode=payment&line_items[0][price]=price_x&line_items[0][quantity]=1&shipping_options[0][shipping_rate_data][type]=fixed_amount&shipping_options[0][shipping_rate_data][display_name]=Express&shipping_options[0][shipping_rate_data][fixed_amount][amount]=999999&shipping_options[0][shipping_rate_data][fixed_amount][currency]=usd"), Held),
+        e("bucket", "a customer moved to a place Stripe Tax charges no tax (billing address)", ST, h1("POST", "/v1/customers/cus_1", &[FORM], "address[country]=US&address[state]=OR&address[postal_code]=97201"), Held),
     ]
 }
 

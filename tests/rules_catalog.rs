@@ -2813,3 +2813,92 @@ fn payment_text_and_inline_shipping_hold() {
     ];
     expect_all(&c, &cases);
 }
+
+/// Review of soft-gated Stripe requests: Stripe Tax places a customer by shipping address, then
+/// billing address, then IP address; the IP address and the tax exemption were held, the two
+/// addresses that come first were not. A customer's address or shipping set or cleared, and a
+/// tax rate moved to another country or state, are held.
+#[test]
+fn tax_placement_by_address_holds() {
+    let c = catalog();
+    let st = |p: &str| format!("https://api.stripe.com{p}");
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    use Action::*;
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            st("/v1/customers/cus_1"),
+            &form,
+            "address[country]=US&address[state]=OR&address[postal_code]=97201".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/customers/cus_1"),
+            &form,
+            "address=".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/customers/cus_1"),
+            &form,
+            "shipping[name]=Ada&shipping[address][country]=US&shipping[address][postal_code]=97201"
+                .into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/customers/cus_1"),
+            &form,
+            "shipping=".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/tax_rates/txr_1"),
+            &form,
+            "country=DE".into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/tax_rates/txr_1"),
+            &form,
+            "state=OR".into(),
+            Escalate,
+            "rule_match",
+        ),
+        // ordinary: as before
+        (
+            "POST",
+            st("/v1/customers/cus_1"),
+            &form,
+            "name=Ada&phone=%2B15555550100".into(),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/customers"),
+            &form,
+            "name=Ada&address[country]=US&address[postal_code]=97201".into(),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "POST",
+            st("/v1/tax_rates/txr_1"),
+            &form,
+            "display_name=VAT&active=false".into(),
+            Notify,
+            "rule_match",
+        ),
+    ];
+    expect_all(&c, &cases);
+}
