@@ -1760,6 +1760,9 @@ fn differentials() -> Vec<Entry> {
         e("bucket", "a live payment link's customers redirected after paying", ST, h1("POST", "/v1/payment_links/plink_1", &[FORM], "after_completion[type]=redirect&after_completion[redirect][url]=https%3A%2F%2Fevil.example"), Held),
         e("bucket", "a checkout with shipping priced inline by the agent", ST, h1("POST", "/v1/checkout/sessions", &[FORM], "mode=payment&line_items[0][price]=price_x&line_items[0][quantity]=1&shipping_options[0][shipping_rate_data][type]=fixed_amount&shipping_options[0][shipping_rate_data][display_name]=Express&shipping_options[0][shipping_rate_data][fixed_amount][amount]=999999&shipping_options[0][shipping_rate_data][fixed_amount][currency]=usd"), Held),
         e("bucket", "a customer moved to a place Stripe Tax charges no tax (billing address)", ST, h1("POST", "/v1/customers/cus_1", &[FORM], "address[country]=US&address[state]=OR&address[postal_code]=97201"), Held),
+        e("secret read", "an identity session's verified ID number through an update's expand", ST, h1("POST", "/v1/identity/verification_sessions/vs_1", &[FORM], "expand[]=verified_outputs.id_number&expand[]=verified_outputs.dob"), Held),
+        e("secret read", "an identity session's verified date of birth through a cancel's expand", ST, h1("POST", "/v1/identity/verification_sessions/vs_1/cancel", &[FORM], "expand[]=verified_outputs.dob"), Held),
+        e("secret read", "a file's contents downloaded (an identity document, say)", "files.stripe.com", h1("GET", "/v1/files/file_1/contents", &[], ""), Held),
     ]
 }
 

@@ -2902,3 +2902,29 @@ fn tax_placement_by_address_holds() {
     ];
     expect_all(&c, &cases);
 }
+
+/// Review of soft-gated Stripe requests: a verification session's write answers with the
+/// session, so `expand` there hands over what the held reads would (verified date of birth and ID
+/// number); a file's contents may be a passport scan. Both are held; a session written without
+/// expand and a file's metadata still pass as before.
+#[test]
+fn identity_data_through_writes_and_file_contents_holds() {
+    let c = catalog();
+    let st = |p: &str| format!("https://api.stripe.com{p}");
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let expand = "expand[]=verified_outputs.id_number&expand[]=verified_outputs.dob";
+    use Action::*;
+    let cases: Vec<Case> = vec![
+        ("POST", st("/v1/identity/verification_sessions/vs_1"), &form, expand.into(), Escalate, "rule_match"),
+        ("POST", st("/v1/identity/verification_sessions/vs_1/cancel"), &form, expand.into(), Escalate, "rule_match"),
+        ("POST", st("/v1/identity/verification_sessions/vs_1/cancel?expand[]=verified_outputs.id_number"), &form, "".into(), Escalate, "rule_match"),
+        ("POST", st("/v1/identity/verification_sessions"), &form, format!("type=document&{expand}"), Escalate, "rule_match"),
+        ("GET", "https://files.stripe.com/v1/files/file_1/contents".into(), &[], "".into(), Escalate, "rule_match"),
+        // ordinary: as before
+        ("POST", st("/v1/identity/verification_sessions/vs_1"), &form, "metadata[case]=7".into(), Notify, "rule_match"),
+        ("POST", st("/v1/identity/verification_sessions/vs_1/cancel"), &form, "".into(), Notify, "rule_match"),
+        ("POST", st("/v1/identity/verification_sessions"), &form, "type=document".into(), Notify, "rule_match"),
+        ("GET", st("/v1/files/file_1"), &[], "".into(), Allow, "no_rule_default"),
+    ];
+    expect_all(&c, &cases);
+}

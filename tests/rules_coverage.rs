@@ -325,10 +325,19 @@ fn credentialed_hosts_without_rules_are_a_closed_world() {
         (
             "GET",
             "files.stripe.com",
-            "/v1/files/file_1/contents",
+            "/v1/quotes/qt_1/pdf",
             "",
             "",
             Action::Allow,
+        ),
+        // A file's contents may be an identity document: held by its own rule.
+        (
+            "GET",
+            "files.stripe.com",
+            "/v1/files/file_1/contents",
+            "",
+            "",
+            Action::Escalate,
         ),
     ] {
         let v = eval(&c, method, host, path, ct, body.as_bytes());
