@@ -1763,6 +1763,8 @@ fn differentials() -> Vec<Entry> {
         e("secret read", "an identity session's verified ID number through an update's expand", ST, h1("POST", "/v1/identity/verification_sessions/vs_1", &[FORM], "expand[]=verified_outputs.id_number&expand[]=verified_outputs.dob"), Held),
         e("secret read", "an identity session's verified date of birth through a cancel's expand", ST, h1("POST", "/v1/identity/verification_sessions/vs_1/cancel", &[FORM], "expand[]=verified_outputs.dob"), Held),
         e("secret read", "a file's contents downloaded (an identity document, say)", "files.stripe.com", h1("GET", "/v1/files/file_1/contents", &[], ""), Held),
+        e("differential", "a checkout priced inline under element key 0.0 (read as line_items.0.0)", ST, h1("POST", "/v1/checkout/sessions", &[FORM], "mode=payment&line_items[0.0][price_data][unit_amount]=1&line_items[0.0][price_data][currency]=usd&line_items[0.0][price_data][product]=prod_1&line_items[0.0][quantity]=1"), HeldFor("param_ambiguous")),
+        e("differential", "a v2 account's losses collector named by one dotted JSON key", ST, h1("POST", "/v2/core/accounts", &[JSON], r#"{"defaults.responsibilities.losses_collector":"stripe","dashboard":"express"}"#), HeldFor("param_ambiguous")),
     ]
 }
 

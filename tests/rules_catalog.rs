@@ -2928,3 +2928,39 @@ fn identity_data_through_writes_and_file_contents_holds() {
     ];
     expect_all(&c, &cases);
 }
+
+/// Review of soft-gated Stripe requests: names are joined with `.` when fields are flattened, so a
+/// `.` inside a name (`line_items[0.0][price_data]`, JSON `{"defaults.responsibilities.x": ..}`)
+/// read as a deeper path than the service's one name: `line_items.*.price_data` found no element
+/// `0` with a price, and a v2 account's losses collector looked given. A dotted key a rule's field
+/// reaches is held (`param_ambiguous`); one no rule reads (a metadata key, a gist's file name)
+/// is judged as before.
+#[test]
+fn a_dot_inside_a_name_a_rule_reads_holds() {
+    let c = catalog();
+    let st = |p: &str| format!("https://api.stripe.com{p}");
+    let gh = |p: &str| format!("https://api.github.com{p}");
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let json = [("content-type", "application/json")];
+    let inline = |e: &str| {
+        format!("line_items[{e}][price_data][unit_amount]=1&line_items[{e}][price_data][currency]=usd&line_items[{e}][price_data][product]=prod_1&line_items[{e}][quantity]=1")
+    };
+    use Action::*;
+    let cases: Vec<Case> = vec![
+        ("POST", st("/v1/checkout/sessions"), &form, format!("mode=payment&{}", inline("0.0")), Escalate, "param_ambiguous"),
+        ("POST", st("/v1/checkout/sessions"), &form, format!("mode=payment&{}", inline("0.x")), Escalate, "param_ambiguous"),
+        ("POST", st("/v1/payment_links"), &form, inline("0.0"), Escalate, "param_ambiguous"),
+        ("POST", st("/v1/checkout/sessions?line_items[0.0][price_data][unit_amount]=1"), &form, "mode=payment".into(), Escalate, "param_ambiguous"),
+        ("POST", st("/v1/accounts"), &form, "country=US&type=standard&controller.losses.payments=stripe&controller[fees][payer]=account".into(), Escalate, "param_ambiguous"),
+        ("POST", st("/v2/core/accounts"), &json, r#"{"defaults.responsibilities.losses_collector":"stripe","dashboard":"express"}"#.into(), Escalate, "param_ambiguous"),
+        ("PATCH", gh("/repos/o/r"), &json, r#"{"security_and_analysis":{"advanced_security.x":{"status":"enabled"}}}"#.into(), Escalate, "param_ambiguous"),
+        // ordinary: as before
+        ("POST", st("/v1/checkout/sessions"), &form, "mode=payment&line_items[0][price]=price_x&line_items[0][quantity]=1&metadata[app.version]=2".into(), Notify, "rule_match"),
+        ("POST", st("/v1/invoices/in_1"), &form, "metadata[app.version]=2".into(), Notify, "rule_match"),
+        ("POST", st("/v2/core/accounts"), &json, r#"{"dashboard":"full","display_name":"a.b","defaults":{"responsibilities":{"losses_collector":"stripe","fees_collector":"stripe"}}}"#.into(), Notify, "rule_match"),
+        ("POST", gh("/gists"), &json, r#"{"public":false,"files":{"a.txt":{"content":"x"}}}"#.into(), Notify, "rule_match"),
+        ("POST", gh("/gists"), &json, r#"{"public":true,"files":{"a.txt":{"content":"x"}}}"#.into(), Escalate, "rule_match"),
+        ("PATCH", gh("/gists/abc"), &json, r#"{"files":{"notes.v2.md":{"content":"x"}}}"#.into(), Escalate, "rule_match"),
+    ];
+    expect_all(&c, &cases);
+}

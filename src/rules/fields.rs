@@ -56,6 +56,12 @@ pub struct Fields {
     /// JSON objects and arrays given empty (`"reviewers": []` clears a list): given, with no
     /// leaf to show it.
     pub empty: std::collections::BTreeSet<String>,
+    /// Keys with a `.` inside a name (`line_items[0.0][price_data]`, JSON
+    /// `{"defaults.responsibilities.x": ..}`): names are joined with `.`, so such a key reads
+    /// here as a deeper path than the name the service sees. Each: the key as written, and its
+    /// names up to the first dotted one, that one cut at its first `.` (`["line_items", "0"]`):
+    /// the path a condition must reach to read it otherwise ([`Fields::dotted_reached_by`]).
+    pub dotted: Vec<(String, Vec<String>)>,
 }
 
 /// `name`, then any number of `[...]` with no bracket inside: the one shape every form reader
@@ -99,6 +105,37 @@ impl Fields {
         self.map.get(k)
     }
 
+    /// A key with a `.` inside a name (see [`Fields::dotted`]) whose path `field` (a condition's
+    /// dotted field, `*` for any one name) reaches: `field` goes at least as deep as the dotted
+    /// name and agrees with the key's names up to it. `line_items.*.price_data` reaches
+    /// `line_items[0.0][price_data]`; `*` (a top-level name) reaches `a.b=1` but not
+    /// `metadata[a.b]`, whose top-level name reads alike either way.
+    pub fn dotted_reached_by(&self, field: &str) -> Option<&str> {
+        let parts: Vec<&str> = field.split('.').collect();
+        self.dotted
+            .iter()
+            .find(|(_, names)| {
+                parts.len() >= names.len()
+                    && names.iter().zip(&parts).all(|(n, p)| *p == "*" || p == n)
+            })
+            .map(|(k, _)| k.as_str())
+    }
+
+    /// Notes `key` (as written) if one of its `names` holds a `.` (see [`Fields::dotted`]).
+    fn note_dotted<'n>(&mut self, key: &str, names: impl IntoIterator<Item = &'n str>) {
+        let mut upto = Vec::new();
+        for name in names {
+            match name.split_once('.') {
+                Some((first, _)) => {
+                    upto.push(first.to_string());
+                    self.dotted.push((key.to_string(), upto));
+                    return;
+                }
+                None => upto.push(name.to_string()),
+            }
+        }
+    }
+
     /// `k` is given: as a value, or as an object or array with something in it (`files` for
     /// `{"files":{"a.txt":{..}}}`, flattened to `files.a.txt.content`).
     pub fn given(&self, k: &str) -> bool {
@@ -123,6 +160,9 @@ impl Fields {
         for (k, v) in form_urlencoded::parse(text.as_bytes()) {
             if !k.is_empty() && !well_formed_key(&k) {
                 self.malformed.push(k.to_string());
+            }
+            if k.contains('.') {
+                self.note_dotted(&k, k.split('[').map(|n| n.trim_end_matches(']')));
             }
             let mut key = flatten_brackets(&k);
             if key.ends_with(".") {
@@ -177,6 +217,9 @@ impl Fields {
             }
             Value::Object(m) => {
                 for (k, item) in m {
+                    if k.contains('.') {
+                        self.note_json_dotted(key, k);
+                    }
                     let len = key.len();
                     push_key(key, k);
                     self.add_value_at(key, item);
@@ -186,6 +229,19 @@ impl Fields {
             }
         };
         self.insert(key.clone(), leaf);
+    }
+}
+
+impl Fields {
+    /// Notes JSON key `name` (with a `.`) of the object at flattened path `prefix`.
+    fn note_json_dotted(&mut self, prefix: &str, name: &str) {
+        let written = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        let above = prefix.split('.').filter(|_| !prefix.is_empty());
+        self.note_dotted(&written, above.chain(std::iter::once(name)));
     }
 }
 
@@ -363,6 +419,9 @@ impl<'de> Visitor<'de> for &mut Flat<'_> {
                     self.prefix
                 )));
             }
+            if key.contains('.') {
+                self.out.note_json_dotted(&self.prefix, &key);
+            }
             let len = self.prefix.len();
             push_key(&mut self.prefix, &key);
             map.next_value_seed(&mut *self)?;
@@ -439,6 +498,64 @@ mod tests {
         assert_eq!(j.get("metadata.order"), Some(&FieldValue::Num(7.0)));
         assert_eq!(j.get("private").and_then(|v| v.as_bool()), Some(false));
         assert_eq!(j.get("a.1.b"), Some(&FieldValue::Null));
+    }
+
+    #[test]
+    fn a_dot_inside_a_name_is_noted_with_the_path_that_reaches_it() {
+        let mut f = Fields::default();
+        f.add_form(
+            "line_items[0.0][price_data][unit_amount]=1&metadata[app.version]=2&a.b=3&x[y]=4",
+        );
+        assert_eq!(
+            f.dotted,
+            vec![
+                (
+                    "line_items[0.0][price_data][unit_amount]".to_string(),
+                    vec!["line_items".to_string(), "0".to_string()]
+                ),
+                (
+                    "metadata[app.version]".to_string(),
+                    vec!["metadata".to_string(), "app".to_string()]
+                ),
+                ("a.b".to_string(), vec!["a".to_string()]),
+            ]
+        );
+        assert_eq!(
+            f.dotted_reached_by("line_items.*.price_data"),
+            Some("line_items[0.0][price_data][unit_amount]")
+        );
+        assert_eq!(
+            f.dotted_reached_by("line_items.0.price_data"),
+            Some("line_items[0.0][price_data][unit_amount]")
+        );
+        assert_eq!(f.dotted_reached_by("line_items.1.price_data"), None);
+        assert_eq!(
+            f.dotted_reached_by("metadata.*"),
+            Some("metadata[app.version]")
+        );
+        assert_eq!(f.dotted_reached_by("*"), Some("a.b"));
+        assert_eq!(f.dotted_reached_by("a"), Some("a.b"));
+        // The names above the dotted one read alike: nothing deeper is tested.
+        assert_eq!(f.dotted_reached_by("line_items"), None);
+        assert_eq!(f.dotted_reached_by("metadata"), None);
+        assert_eq!(f.dotted_reached_by("amount"), None);
+        assert_eq!(f.dotted_reached_by("x.y"), None);
+        let body = br#"{"defaults.responsibilities.losses_collector":"stripe","files":{"a.txt":{"content":"x"}},"o":[{"k.v":1}]}"#;
+        let mut j = Fields::default();
+        j.add_json(body).expect("json");
+        let mut v = Fields::default();
+        v.add_value("", &serde_json::from_slice(body).expect("value"));
+        assert_eq!(j.dotted, v.dotted, "parsed and streamed alike");
+        assert_eq!(
+            j.dotted_reached_by("defaults.responsibilities.losses_collector"),
+            Some("defaults.responsibilities.losses_collector")
+        );
+        assert_eq!(j.dotted_reached_by("dashboard"), None);
+        // A gist's file names: `files` given is read alike; a rule reading a file's name would
+        // not be.
+        assert_eq!(j.dotted_reached_by("files"), None);
+        assert_eq!(j.dotted_reached_by("files.*.content"), Some("files.a.txt"));
+        assert_eq!(j.dotted_reached_by("o.*.k"), Some("o.0.k.v"));
     }
 
     #[test]

@@ -368,6 +368,15 @@ impl Catalog {
                 format!("parameter `{k}`: form readers split its brackets differently"),
             );
         }
+        if let Some(k) = dotted_key_read(&fields, &cands).filter(|_| judged) {
+            return esc(
+                "param_ambiguous",
+                format!(
+                    "parameter `{k}`: a `.` inside a name reads here as a deeper field (names are \
+                     joined with `.`), the service reads one name, and a rule reads that field"
+                ),
+            );
+        }
         let json_service = !svc.reads_forms(&segs);
         if let Some(field) =
             from_query.filter(|_| media == Media::Json || (media == Media::Missing && json_service))
@@ -530,6 +539,39 @@ impl Catalog {
             ),
         )
     }
+}
+
+/// A key with a `.` inside a name (`line_items[0.0][price_data]`, JSON `{"a.b": 1}`) whose
+/// flattened path a candidate rule reads: a condition's field, a money test's currency field, or
+/// what the rule spends. Flattening reads it as a deeper path (`line_items.0.0.price_data`, so
+/// `line_items.*.price_data` finds no element `0` with a price), the service as one name.
+fn dotted_key_read<'f>(
+    fields: &'f Fields,
+    cands: &[(
+        &super::matcher::Rule,
+        std::collections::BTreeMap<String, String>,
+    )],
+) -> Option<&'f str> {
+    if fields.dotted.is_empty() {
+        return None;
+    }
+    cands.iter().find_map(|(r, _)| {
+        let money = r.when.iter().filter_map(|c| match &c.test {
+            super::Test::MoneyOver { currency_field, .. } => Some(currency_field.as_str()),
+            _ => None,
+        });
+        let spends = r
+            .spends
+            .iter()
+            .map(String::as_str)
+            .chain(r.spends.as_ref().map(|_| "currency"));
+        r.when
+            .iter()
+            .map(|c| c.field.as_str())
+            .chain(money)
+            .chain(spends)
+            .find_map(|f| fields.dotted_reached_by(f))
+    })
 }
 
 /// A header that may make the upstream run another method (`method_override`) or route to
