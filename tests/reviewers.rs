@@ -707,7 +707,10 @@ async fn unsatisfiable_rules_are_refused_on_reload_and_by_config_check() {
     assert!(e.contains("approvals = 3, but only 2"), "{e}");
     assert!(e.contains("t.toml:5: tool test.delete"), "{e}");
     assert!(
-        matches!(catalog.reload(), Err(airlock::rules::RulesError::Policy(_))),
+        matches!(
+            catalog.reload("test"),
+            Err(airlock::rules::RulesError::Policy(_))
+        ),
         "the file watcher's reload is checked too"
     );
     assert_eq!(required(), vec![2], "the old rules stay in force");

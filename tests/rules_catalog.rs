@@ -853,7 +853,7 @@ fn live_catalog_keeps_last_good_on_broken_file() {
         LiveCatalog::load(Some(dir.path().to_path_buf()), CatalogOptions::default()).expect("load");
     assert_eq!(live.current().rule_count(), 1);
     std::fs::write(dir.path().join("s.toml"), "[service\nbroken").expect("write");
-    let err = live.reload().expect_err("broken file");
+    let err = live.reload("test").expect_err("broken file");
     assert!(err.to_string().contains("s.toml:1:"), "{err}");
     let h = HeaderMap::new();
     let head = RequestHead {
@@ -869,7 +869,7 @@ fn live_catalog_keeps_last_good_on_broken_file() {
         "last good catalog still in force"
     );
     std::fs::write(dir.path().join("s.toml"), good.replace("escalate", "block")).expect("write");
-    live.reload().expect("reload");
+    live.reload("test").expect("reload");
     assert_eq!(live.current().evaluate(&head, None).action, Action::Block);
 }
 
@@ -883,10 +883,10 @@ fn a_reload_that_loosens_a_tool_names_it() {
     std::fs::write(&file, held).expect("write");
     let live =
         LiveCatalog::load(Some(dir.path().to_path_buf()), CatalogOptions::default()).expect("load");
-    let same = live.reload().expect("reload");
+    let same = live.reload("test").expect("reload");
     assert!(same.loosened.is_empty(), "{:?}", same.loosened);
     std::fs::write(&file, held.replace("escalate", "allow")).expect("write");
-    let r = live.reload().expect("a loosening reload is taken");
+    let r = live.reload("test").expect("a loosening reload is taken");
     assert_eq!(r.rules, 1);
     assert_eq!(r.loosened.len(), 1, "{:?}", r.loosened);
     let l = &r.loosened[0];
@@ -921,7 +921,8 @@ fn hidden_files_and_backups_in_the_rules_directory_are_skipped() {
     assert!(c.inspects("h.test"));
     let live =
         LiveCatalog::load(Some(dir.path().to_path_buf()), CatalogOptions::default()).expect("load");
-    live.reload().expect("reload with a lock link present");
+    live.reload("test")
+        .expect("reload with a lock link present");
     // Only hidden files: still no rule files.
     std::fs::remove_file(dir.path().join("s.toml")).expect("rm");
     let err = Catalog::load_dir(dir.path(), &CatalogOptions::default())

@@ -16,6 +16,8 @@ pub enum Event {
     AuditGap(AuditGap),
     /// An operator accepted a store that no longer holds what the audit anchor named.
     RestoreAccepted(RestoreAccepted),
+    /// What a start put in force, or a reload of the rules, people, credentials or settings.
+    Policy(Box<super::PolicyChange>),
 }
 
 impl Event {
@@ -26,6 +28,7 @@ impl Event {
             Event::Review(_) => "review",
             Event::AuditGap(_) => "audit_gap",
             Event::RestoreAccepted(_) => "restore_accepted",
+            Event::Policy(_) => "policy",
         }
     }
 }

@@ -8,12 +8,13 @@
 //!
 //! Submodules: `chain` (entry format, hashing, signing text), `key` (signing key file),
 //! `anchor` (the file beside the key naming the last checkpoint, against a cut tail),
-//! `verify` (chain/checkpoint verification).
+//! `event` and `policy` (the entries callers append), `verify` (chain/checkpoint verification).
 
 mod anchor;
 mod chain;
 mod event;
 mod key;
+mod policy;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ pub use event::{
     AuditGap, AuditPath, Decision, Event, ExecutionEnd, GateKind, Outcome, RestoreAccepted,
     Transition,
 };
+pub use policy::{LoosenedTool, PolicyChange, PolicyResult, PolicySubject, RuleFile};
 pub use verify::{
     verify_lines, verify_lines_with_anchor, verify_lines_with_checkpoint, VerifyError, VerifyReport,
 };

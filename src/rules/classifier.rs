@@ -3,12 +3,17 @@
 
 use std::sync::Arc;
 
-use super::{Action, RequestHead, RulePolicy, Verdict};
+use super::{Action, CatalogDigest, Reloaded, RequestHead, RulePolicy, RulesError, Verdict};
 
 /// A check a reloaded set of rules must pass before it replaces the rules in force: the rules'
 /// approval policies against the reviewers (installed by `server.rs`). `Err` says which rule and
 /// why.
 pub type PolicyCheck = Arc<dyn Fn(&[RulePolicy]) -> Result<(), String> + Send + Sync>;
+
+/// Hears of every rules reload, taken or refused, with what set it off (`SIGHUP`, `file
+/// change`): installed by `server.rs`, which records it in the audit log. Called while the
+/// catalog is being swapped: it must only queue what it is handed, never block.
+pub type ReloadObserver = Arc<dyn Fn(&'static str, Result<&Reloaded, &RulesError>) + Send + Sync>;
 
 /// Classifies intercepted requests. Implemented by the rules catalog; tests may supply their own.
 pub trait Classifier: Send + Sync + 'static {
@@ -39,6 +44,12 @@ pub trait Classifier: Send + Sync + 'static {
     fn reload_rules(&self) -> Option<Result<usize, String>> {
         None
     }
+    /// What the rules in force were compiled from; `None` for a classifier without rule files.
+    fn catalog_digest(&self) -> Option<CatalogDigest> {
+        None
+    }
+    /// Installs the observer of every later reload; a classifier that never reloads ignores it.
+    fn set_reload_observer(&self, _observer: ReloadObserver) {}
 }
 
 /// A classifier that inspects nothing and allows everything: used when no catalog is loaded.

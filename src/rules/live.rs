@@ -3,14 +3,17 @@
 //! quorum the configured reviewers can never meet), keep the last good catalog and log the error.
 //! Rules that loosen a tool (its strictest action drops, it is gone, or its approval policy
 //! weakens: [`Catalog::loosened_in`]) are taken, as an operator may loosen on purpose, with one
-//! WARN line per such tool naming it, the old and new action and the rule file.
+//! WARN line per such tool naming it, the old and new action and the rule file. Every reload,
+//! taken or refused, is handed to the [`ReloadObserver`] `server.rs` installs (it records it in
+//! the audit log).
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use super::{
-    Catalog, CatalogOptions, Classifier, Loosening, PolicyCheck, RequestHead, RulesError, Verdict,
+    Catalog, CatalogDigest, CatalogOptions, Classifier, Loosening, PolicyCheck, ReloadObserver,
+    RequestHead, RulesError, Verdict,
 };
 
 /// What a reload took in.
@@ -20,6 +23,10 @@ pub struct Reloaded {
     pub rules: usize,
     /// The tools it makes less strict (each logged at WARN).
     pub loosened: Vec<Loosening>,
+    /// What the new catalog was compiled from.
+    pub digest: CatalogDigest,
+    /// The rule files added, removed or edited since the catalog it replaced.
+    pub files_changed: Vec<String>,
 }
 
 pub struct LiveCatalog {
@@ -27,6 +34,7 @@ pub struct LiveCatalog {
     dir: Option<PathBuf>,
     opts: CatalogOptions,
     check: RwLock<Option<PolicyCheck>>,
+    observer: RwLock<Option<ReloadObserver>>,
 }
 
 impl LiveCatalog {
@@ -41,6 +49,7 @@ impl LiveCatalog {
             dir,
             opts,
             check: RwLock::new(None),
+            observer: RwLock::new(None),
         }))
     }
 
@@ -60,8 +69,26 @@ impl LiveCatalog {
 
     /// Re-reads the rules; on error (a file that does not parse, or rules that fail the
     /// installed policy check) the last good catalog stays in force. Tools the new rules make
-    /// less strict are logged (WARN, one line each) and returned.
-    pub fn reload(&self) -> Result<Reloaded, RulesError> {
+    /// less strict are logged (WARN, one line each) and returned. The observer hears of it,
+    /// taken or refused, as set off by `trigger`.
+    pub fn reload(&self, trigger: &'static str) -> Result<Reloaded, RulesError> {
+        let observer = match self.observer.read() {
+            Ok(o) => o.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let reloaded = self.reload_seen(trigger, observer.as_ref());
+        if let (Err(e), Some(observer)) = (&reloaded, &observer) {
+            observer(trigger, Err(e));
+        }
+        reloaded
+    }
+
+    /// [`LiveCatalog::reload`]; `observer` hears of a reload taken (a refusal is the caller's).
+    fn reload_seen(
+        &self,
+        trigger: &'static str,
+        observer: Option<&ReloadObserver>,
+    ) -> Result<Reloaded, RulesError> {
         let fresh = Self::read(&self.dir, &self.opts)?;
         let check = match self.check.read() {
             Ok(c) => c.clone(),
@@ -71,6 +98,7 @@ impl LiveCatalog {
             check(&fresh.approval_policies()).map_err(RulesError::Policy)?;
         }
         let rules = fresh.rule_count();
+        let digest = fresh.digest();
         // Compared under the lock with the catalog it replaces: a reload racing this one (the
         // watcher and SIGHUP) cannot hide a loosening. A millisecond or so, on a rare event.
         let mut current = match self.current.write() {
@@ -78,9 +106,22 @@ impl LiveCatalog {
             Err(poisoned) => poisoned.into_inner(),
         };
         let loosened = current.loosened_in(&fresh);
+        let files_changed = current.digest().files_changed(&digest);
         *current = Arc::new(fresh);
+        let reloaded = Reloaded {
+            rules,
+            loosened,
+            digest,
+            files_changed,
+        };
+        // Still under the lock, so that the observer hears of racing reloads in the order they
+        // took effect (it only queues what it is handed).
+        if let Some(observer) = observer {
+            observer(trigger, Ok(&reloaded));
+        }
         drop(current);
-        for l in &loosened {
+        let loosened = &reloaded.loosened;
+        for l in loosened {
             tracing::warn!(
                 tool = %l.tool,
                 old = %l.old,
@@ -90,11 +131,11 @@ impl LiveCatalog {
                 "rules reload loosens {l}"
             );
         }
-        Ok(Reloaded { rules, loosened })
+        Ok(reloaded)
     }
 
-    fn reload_logged(&self, why: &str) {
-        match self.reload() {
+    fn reload_logged(&self, why: &'static str) {
+        match self.reload(why) {
             Ok(r) => tracing::info!(
                 rules = r.rules,
                 loosened = r.loosened.len(),
@@ -183,6 +224,19 @@ impl Classifier for LiveCatalog {
     fn reload_rules(&self) -> Option<Result<usize, String>> {
         // The embedded catalog cannot change.
         self.dir.as_ref()?;
-        Some(self.reload().map(|r| r.rules).map_err(|e| e.to_string()))
+        Some(
+            self.reload("SIGHUP")
+                .map(|r| r.rules)
+                .map_err(|e| e.to_string()),
+        )
+    }
+    fn catalog_digest(&self) -> Option<CatalogDigest> {
+        Some(self.current().digest())
+    }
+    fn set_reload_observer(&self, observer: ReloadObserver) {
+        match self.observer.write() {
+            Ok(mut o) => *o = Some(observer),
+            Err(poisoned) => *poisoned.into_inner() = Some(observer),
+        }
     }
 }

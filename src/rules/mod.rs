@@ -14,10 +14,10 @@ pub mod normalize;
 pub mod readings;
 
 pub use catalog::{
-    is_read, Catalog, CatalogOptions, Condition, Entry, GraphqlRuleInfo, Loosening, RefForm,
-    RuleInfo, Test,
+    is_read, Catalog, CatalogDigest, CatalogOptions, Condition, Entry, GraphqlRuleInfo, Loosening,
+    RefForm, RuleInfo, Test,
 };
-pub use classifier::{AllowAll, Classifier, PolicyCheck};
+pub use classifier::{AllowAll, Classifier, PolicyCheck, ReloadObserver};
 pub use live::{LiveCatalog, Reloaded};
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -109,7 +109,8 @@
 //! path select; `guard` holds the framing and differential checks and the condition checks;
 //! `gql_verdict` judges GraphQL requests (the parser is [`super::graphql`]); `evaluate`
 //! weighs a request ([`Catalog::evaluate`]); `loosen` tells what a reload makes less strict
-//! ([`Catalog::loosened_in`]).
+//! ([`Catalog::loosened_in`]); `digest` says what files it was compiled from
+//! ([`Catalog::digest`]).
 
 use std::path::Path;
 
@@ -118,6 +119,7 @@ use super::{normalize, Action, Class, RequestHead, RulesError};
 
 mod commands;
 mod compile;
+mod digest;
 mod evaluate;
 mod gql_verdict;
 mod guard;
@@ -125,6 +127,7 @@ mod loosen;
 mod matcher;
 mod version;
 
+pub use digest::CatalogDigest;
 pub use loosen::Loosening;
 
 use compile::{check_service_conditions, compile_file, index, merge, parse_template};
@@ -265,6 +268,8 @@ pub fn is_read(method: &str) -> bool {
 pub struct Catalog {
     services: Vec<Service>,
     opts: CatalogOptions,
+    /// Each rule file's name and hex SHA-256 ([`Catalog::digest`]).
+    files: Vec<(String, String)>,
 }
 
 /// A name in the rules directory that is never read as rules: hidden (`.#github.toml`, the
@@ -384,6 +389,7 @@ impl Catalog {
         Ok(Catalog {
             services,
             opts: opts.clone(),
+            files: digest::file_digests(sources),
         })
     }
 
