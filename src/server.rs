@@ -4,9 +4,11 @@
 //! Agents, reviewers and credentials reload on SIGHUP and when their files change (`watch.rs`).
 //! On a shared store (`[store] backend = "postgres"`) the agents and reviewers kept in the
 //! database join the config file's (`people.rs`), and the one-click link key and the admin
-//! token are the database's, so every instance honours what another minted.
+//! token are the database's, so every instance honours what another minted. What a start puts
+//! in force, and every reload, is recorded in the audit log (`policy_log.rs`).
 
 mod people;
+mod policy_log;
 mod watch;
 
 use std::net::SocketAddr;
@@ -248,6 +250,27 @@ pub async fn start_with_store(
     gate.check_clock()
         .await
         .map_err(|e| ServerError::Clock(e.to_string()))?;
+    // What this instance puts in force, in the log before anything it decides under it.
+    let policy = policy_log::PolicyLog::start(
+        audit.clone(),
+        gate.instance().to_string(),
+        &life.tasks,
+        life.shutdown.clone(),
+    );
+    policy
+        .record_now(startup_entry(
+            &policy,
+            classifier.as_ref(),
+            &agents.current(),
+            &people.current(),
+            &vault.services(),
+        ))
+        .await
+        .map_err(|e| ServerError::Audit(format!("recording the policy in force: {e}")))?;
+    let observer = policy.clone();
+    classifier.set_reload_observer(Arc::new(move |trigger, reload| {
+        observer.rules(trigger, reload)
+    }));
     gate.recover().await?;
     let checkpoints = audit.spawn_checkpoint_timer();
     let stop = life.shutdown.clone();
@@ -336,6 +359,7 @@ pub async fn start_with_store(
         agents,
         gate.people().clone(),
         classifier_for_reload.clone(),
+        policy.clone(),
     );
     in_force.clone().spawn_watch(changes, life.shutdown.clone());
     watch::spawn(
@@ -347,12 +371,14 @@ pub async fn start_with_store(
             .collect(),
         in_force.clone(),
         vault_for_reload.clone(),
+        policy.clone(),
         life.shutdown.clone(),
     );
     spawn_reloader(
         in_force,
         classifier_for_reload,
         vault_for_reload,
+        policy,
         life.shutdown.clone(),
     );
     tokio::spawn(proxy::run(proxy_listener, proxy.clone(), life.clone()));
@@ -366,6 +392,32 @@ pub async fn start_with_store(
         links,
         life,
     })
+}
+
+/// The `policy` entry of a start: the rules in force (count, digest, files), how many agents
+/// and reviewers, `[admin] may_approve`, and the services that have a credential.
+fn startup_entry(
+    policy: &policy_log::PolicyLog,
+    classifier: &dyn Classifier,
+    agents: &[crate::config::AgentConfig],
+    people: &People,
+    services: &[String],
+) -> crate::audit::PolicyChange {
+    use crate::audit::{PolicyChange, PolicyResult, PolicySubject};
+    let mut c = PolicyChange::new(
+        PolicySubject::Startup,
+        PolicyResult::Applied,
+        "startup",
+        policy.instance(),
+    );
+    if let Some(d) = classifier.catalog_digest() {
+        c = policy_log::with_catalog(c, &d);
+    }
+    c.agents = Some(agents.len());
+    c.reviewers = Some(people.reviewers().len());
+    c.admin_may_approve = Some(people.may_approve_setting());
+    c.services = Some(services.to_vec());
+    c
 }
 
 /// Checks the rules' approval policies against the reviewers configured in `config`, as
@@ -444,7 +496,20 @@ pub fn reload_people(
     };
     warn_admin_may_approve(&people);
     let reviewers = people.reviewers().len();
+    let before = gate.people().current();
+    let change = policy_log::reviewers_change(
+        "reload",
+        gate.instance(),
+        (before.reviewers(), before.may_approve_setting()),
+        (people.reviewers(), people.may_approve_setting()),
+    );
     let removed = gate.people().replace(people);
+    if let Some(change) = change {
+        let event = crate::audit::Event::Policy(Box::new(change));
+        if let Err(e) = gate.audit().append(event) {
+            tracing::error!(error = %e, "a reviewers reload (it took effect) could not be written to the audit log");
+        }
+    }
     Ok(PeopleReload {
         reviewers,
         removed,
@@ -461,6 +526,7 @@ fn spawn_reloader(
     in_force: Arc<people::InForce>,
     classifier: Arc<dyn Classifier>,
     vault: Arc<crate::credentials::Vault>,
+    policy: Arc<policy_log::PolicyLog>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
@@ -474,7 +540,7 @@ fn spawn_reloader(
                 got = hup.recv() => if got.is_none() { return },
             }
             in_force.reload(people::Trigger::Signal).await;
-            watch::reload_credentials(&vault, "SIGHUP");
+            watch::reload_credentials(&vault, &policy, people::Trigger::Signal);
             match classifier.reload_rules() {
                 None => {}
                 Some(Ok(n)) => tracing::info!(rules = n, trigger = "SIGHUP", "rules reloaded"),

@@ -4,7 +4,7 @@
 //! a rotated or removed one is refused, also on the kept-alive connection it opened before
 //! (407 on its next request); a new reviewer can sign in, a removed one cannot; a changed
 //! credential file is what the next upstream call carries; a removed agent's blind tunnel is
-//! closed.
+//! closed. Each change, and each refused reload, is a `policy` entry in the signed audit log.
 
 mod support;
 
@@ -108,6 +108,54 @@ async fn get(conn: &Shared, host: &str, path: &str) -> (u16, String, bool) {
 }
 
 const HOST: &str = "api.github.com";
+
+/// Serve's whole audit log as JSON Lines, and its `policy` entries.
+async fn audit_log(s: &Serve) -> (String, Vec<serde_json::Value>) {
+    let (code, bytes) = airlock::admin::client::call_raw(
+        s.admin,
+        &s.admin_token,
+        http::Method::GET,
+        "/v1/audit",
+        None,
+    )
+    .await
+    .expect("audit");
+    assert_eq!(code, 200);
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let policy = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("entry"))
+        .filter(|e| e["kind"] == "policy")
+        .collect();
+    (text, policy)
+}
+
+/// Waits for a `policy` entry about `change` for which `matches` holds; returns it.
+async fn policy_entry(
+    s: &Serve,
+    change: &str,
+    matches: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    eventually(&format!("a {change} policy entry"), WAIT, || async {
+        let (_, entries) = audit_log(s).await;
+        entries
+            .into_iter()
+            .find(|e| e["change"] == change && matches(e))
+            .ok_or(())
+    })
+    .await
+}
+
+/// The chain and every checkpoint verify.
+async fn assert_verifies(s: &Serve) {
+    let (code, report) = s.admin("GET", "/v1/audit/verify", None).await;
+    assert_eq!(code, 200, "{report}");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
 
 /// A blind tunnel to `unknown.test` (not inspected): CONNECT as `agent`, then TLS straight to
 /// the fake upstream (its own CA), as an agent talking to a host Airlock does not intercept.
@@ -369,13 +417,72 @@ async fn agents_reviewers_and_credentials_follow_their_files_without_a_restart()
     for secret in ["ghp_FIRST", "ghp_SECOND", &bot, &rotated, &alice, &first] {
         assert!(!log.contains(secret), "a secret reached the log");
     }
+
+    // Every change is in the signed audit log, each refusal too, by name only.
+    let names = |e: &serde_json::Value, k: &str| -> Vec<String> {
+        e[k].as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    policy_entry(&serve, "reviewers", |e| names(e, "removed") == ["alice"]).await;
+    let (text, entries) = audit_log(&serve).await;
+    let start = &entries[0];
+    assert_eq!(
+        (&start["change"], &start["result"], &start["trigger"]),
+        (&"startup".into(), &"applied".into(), &"startup".into()),
+        "{start}"
+    );
+    assert_eq!(
+        (&start["agents"], &start["reviewers"]),
+        (&1.into(), &0.into())
+    );
+    assert_eq!(start["services"], serde_json::json!(["github"]));
+    assert_eq!(start["catalog_sha256"].as_str().map(str::len), Some(64));
+    assert!(start["instance"].as_str().is_some_and(|i| !i.is_empty()));
+    let seen = |change: &str, key: &str, name: &str| {
+        entries
+            .iter()
+            .filter(|e| e["change"] == change && names(e, key).iter().any(|n| n == name))
+            .count()
+    };
+    assert_eq!(seen("agents", "added", "bot"), 1, "{entries:?}");
+    assert_eq!(seen("agents", "rotated", "bot"), 1, "{entries:?}");
+    assert_eq!(seen("agents", "removed", "bot"), 1, "{entries:?}");
+    assert_eq!(seen("agents", "added", "tunneler"), 1, "{entries:?}");
+    assert_eq!(seen("agents", "removed", "tunneler"), 1, "{entries:?}");
+    assert_eq!(seen("reviewers", "added", "alice"), 1, "{entries:?}");
+    assert_eq!(seen("credentials", "services", "github"), 1, "{entries:?}");
+    let refused = entries
+        .iter()
+        .find(|e| e["change"] == "credentials" && e["result"] == "refused")
+        .expect("the refused credentials reload");
+    assert!(
+        refused["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("credentials.github")),
+        "{refused}"
+    );
+    for secret in ["ghp_FIRST", "ghp_SECOND", &bot, &rotated, &alice, &first] {
+        assert!(!text.contains(secret), "a secret reached the audit log");
+        assert!(
+            !text.contains(&sha256_hex(secret.trim().as_bytes())),
+            "a token's digest reached the audit log"
+        );
+    }
+    assert_verifies(&serve).await;
     serve.stop();
 }
 
 /// Left from the nineteenth session: a rules file edited to let `github.repos.delete` through
 /// was reloaded with an INFO line only, and Emacs's lock link (`.#github.toml`, dangling) beside
 /// it failed every reload and a restart. The lock link is not read; the loosening is taken and
-/// logged as a warning naming the tool, its old and new action and the file.
+/// logged as a warning naming the tool, its old and new action and the file. Review of session
+/// 21: the signed audit log never showed it; now the start's catalog digest, the loosening
+/// reload, a refused one and a pending setting are `policy` entries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rules_reload_that_loosens_a_tool_is_a_warning() {
     support::init();
@@ -414,5 +521,45 @@ async fn a_rules_reload_that_loosens_a_tool_is_a_warning() {
     .await;
     let log = std::fs::read_to_string(&log_file).unwrap_or_default();
     assert!(!log.contains("rules reload failed"), "{log}");
+
+    // The signed log says which rules were in force at the start (the digest `sha256sum`
+    // gives for the rule files) and that the reload loosened the tool.
+    let digest = |text: &str| {
+        let line = format!("{}  github.toml\n", sha256_hex(text.as_bytes()));
+        sha256_hex(line.as_bytes())
+    };
+    let (_, entries) = audit_log(&serve).await;
+    assert_eq!(entries[0]["change"], "startup", "{entries:?}");
+    assert_eq!(entries[0]["catalog_sha256"], digest(held).as_str());
+    assert_eq!(entries[0]["rules"], 1);
+    let loosened = held.replace("\"escalate\"", "\"allow\"");
+    let reload = policy_entry(&serve, "rules", |e| e["result"] == "applied").await;
+    assert_eq!(reload["trigger"], "file change");
+    assert_eq!(reload["catalog_sha256"], digest(&loosened).as_str());
+    assert_eq!(reload["files_changed"], serde_json::json!(["github.toml"]));
+    assert_eq!(
+        reload["loosened"],
+        serde_json::json!([{"tool": "github.repos.delete", "old": "escalate", "new": "allow",
+                            "rule": format!("{}:5", file.display())}])
+    );
+    // A broken file is refused, and that is recorded too.
+    std::fs::write(&file, "[service\n").expect("break");
+    let refused = policy_entry(&serve, "rules", |e| e["result"] == "refused").await;
+    assert!(
+        refused["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("github.toml")),
+        "{refused}"
+    );
+    // A setting that waits for a restart is recorded as pending, by section.
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(&cfg, format!("{text}\n[gate]\nreview_expiry = \"1h\"\n")).expect("edit");
+    let pending = policy_entry(&serve, "settings", |_| true).await;
+    assert_eq!(
+        (&pending["result"], &pending["sections"]),
+        (&"pending".into(), &serde_json::json!(["gate"])),
+        "{pending}"
+    );
+    assert_verifies(&serve).await;
     serve.stop();
 }

@@ -163,17 +163,25 @@ impl Vault {
         }
     }
 
-    /// Reads every secret again and swaps them in when any changed: `Ok(true)`. A secret that
-    /// cannot be read (a file half-written, gone, or one other users may read) keeps all of
-    /// them in force. The scrubber then masks the new secrets and every one they replaced in
-    /// this process's life (the last [`RETIRED_KEPT`] per service).
-    pub fn reload(&self) -> Result<bool, CredentialError> {
+    /// Reads every secret again and swaps them in when any changed: `Ok` names the services
+    /// whose secret changed (none: nothing was swapped). A secret that cannot be read (a file
+    /// half-written, gone, or one other users may read) keeps all of them in force. The
+    /// scrubber then masks the new secrets and every one they replaced in this process's life
+    /// (the last [`RETIRED_KEPT`] per service).
+    pub fn reload(&self) -> Result<Vec<String>, CredentialError> {
         let configs: Vec<CredentialConfig> =
             self.services.iter().map(|s| s.config.clone()).collect();
         let (values, raw) = read_all(&configs)?;
         let old = self.secrets();
-        if raw == old.raw {
-            return Ok(false);
+        let changed: Vec<String> = configs
+            .iter()
+            .zip(&raw)
+            .enumerate()
+            .filter(|(i, (_, now))| old.raw.get(*i) != Some(*now))
+            .map(|(_, (c, _))| c.service.clone())
+            .collect();
+        if changed.is_empty() {
+            return Ok(changed);
         }
         let retired = raw
             .iter()
@@ -191,7 +199,15 @@ impl Vault {
             Ok(mut s) => *s = fresh,
             Err(poisoned) => *poisoned.into_inner() = fresh,
         }
-        Ok(true)
+        Ok(changed)
+    }
+
+    /// The configured services, in order.
+    pub fn services(&self) -> Vec<String> {
+        self.services
+            .iter()
+            .map(|s| s.config.service.clone())
+            .collect()
     }
 
     /// The files secrets are read from (watched for changes by `server.rs`).
@@ -367,9 +383,9 @@ mod tests {
     fn a_changed_file_is_read_again_and_a_broken_one_keeps_the_secret() {
         let (_dir, file, v) = vault_with("ghp_first\n");
         assert_eq!(v.files(), vec![file.clone()]);
-        assert!(!v.reload().expect("same"), "nothing changed");
+        assert!(v.reload().expect("same").is_empty(), "nothing changed");
         std::fs::write(&file, "ghp_second\n").expect("write");
-        assert!(v.reload().expect("reload"));
+        assert_eq!(v.reload().expect("reload"), ["github"]);
         let mut h = HeaderMap::new();
         v.inject("api.github.com", &mut h);
         assert_eq!(h["authorization"], "Bearer ghp_second");
@@ -460,7 +476,7 @@ mod tests {
         let (_dir, file, v) = vault_with("ghp_rotation0\n");
         for i in 1..=3 {
             replace(&file, &format!("ghp_rotation{i}\n"), 0o600);
-            assert!(v.reload().expect("reload"));
+            assert!(!v.reload().expect("reload").is_empty());
         }
         let mut echoed = b"ghp_rotation0 ghp_rotation1 ghp_rotation2 ghp_rotation3".to_vec();
         assert_eq!(v.scrubber().expect("scrubber").scrub_bytes(&mut echoed), 4);
@@ -468,7 +484,7 @@ mod tests {
         // Bounded: the current secret and the last RETIRED_KEPT it replaced.
         for i in 4..=12 {
             replace(&file, &format!("ghp_rotation{i:02}\n"), 0o600);
-            assert!(v.reload().expect("reload"));
+            assert!(!v.reload().expect("reload").is_empty());
         }
         let s = v.scrubber().expect("scrubber");
         let mut current = b"ghp_rotation12 ghp_rotation04".to_vec();

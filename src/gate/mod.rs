@@ -384,6 +384,11 @@ impl Gate {
         self.clock.now_ms()
     }
 
+    /// This process as it names itself on the executions it claims (`host/pid`).
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
     // ---- store access (blocking work off the async threads) ----
 
     async fn blocking<T: Send + 'static>(

@@ -9,13 +9,16 @@
 //! source that cannot be read keeps what is in force; a stored record that no longer checks is
 //! skipped with an error. Reviewers are checked against the rules' approval policies as at
 //! start; a reload still applies when they fail (the errors are logged), so a removal always
-//! takes effect.
+//! takes effect. Every reload that changes something, and every refused one, is recorded in
+//! the audit log ([`PolicyLog`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::policy_log::{self, PolicyLog};
 use crate::agents::Agents;
-use crate::config::{AgentConfig, Config, ReviewerConfig};
+use crate::audit::{PolicyChange, PolicyResult, PolicySubject};
+use crate::config::{AgentConfig, Config, ConfigError, ReviewerConfig};
 use crate::directory::Directory;
 use crate::gate::{People, Roster};
 use crate::rules::Classifier;
@@ -29,6 +32,8 @@ pub(super) struct Sources {
     may_approve: bool,
     stored_agents: Vec<AgentConfig>,
     stored_reviewers: Vec<ReviewerConfig>,
+    /// The restart-only sections last found changed (recorded when that changes).
+    settings_changed: Vec<String>,
 }
 
 impl Sources {
@@ -101,7 +106,7 @@ pub(super) enum Trigger {
 }
 
 impl Trigger {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Trigger::Signal => "SIGHUP",
             Trigger::File => "file change",
@@ -123,6 +128,18 @@ fn restart_settings(path: &std::path::Path) -> Option<toml::Table> {
         admin.remove("may_approve");
     }
     Some(t)
+}
+
+/// Why a config file was refused, as the audit log may hold it: where, never what (a parse
+/// error can quote a value, and the file may hold a database password).
+fn config_reason(e: &ConfigError) -> String {
+    match e {
+        ConfigError::Read { .. } => e.to_string(),
+        ConfigError::Parse {
+            file, line, column, ..
+        } => format!("{file}:{line}:{column}: does not parse"),
+        ConfigError::Invalid { file, field, .. } => format!("{file}: {field} does not check"),
+    }
 }
 
 /// The top-level tables (or keys) in which `a` and `b` differ, sorted.
@@ -148,9 +165,12 @@ pub(super) struct InForce {
     agents: Arc<Agents>,
     roster: Arc<Roster>,
     classifier: Arc<dyn Classifier>,
+    policy: Arc<PolicyLog>,
 }
 
 impl InForce {
+    // Each argument is a distinct shared service the server assembles.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         sources: Sources,
         path: Option<PathBuf>,
@@ -158,6 +178,7 @@ impl InForce {
         agents: Arc<Agents>,
         roster: Arc<Roster>,
         classifier: Arc<dyn Classifier>,
+        policy: Arc<PolicyLog>,
     ) -> Arc<InForce> {
         Arc::new(InForce {
             sources: tokio::sync::Mutex::new(sources),
@@ -167,7 +188,17 @@ impl InForce {
             agents,
             roster,
             classifier,
+            policy,
         })
+    }
+
+    fn refused(&self, change: PolicySubject, trigger: Trigger, reason: &str) {
+        self.policy.record(PolicyChange::refused(
+            change,
+            trigger.name(),
+            self.policy.instance(),
+            reason,
+        ));
     }
 
     /// Re-reads the sources `trigger` names and swaps in what changed.
@@ -186,6 +217,7 @@ impl InForce {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, trigger = trigger.name(), "reviewers reload failed; keeping the config file's reviewers in force");
+                    self.refused(PolicySubject::Reviewers, trigger, &config_reason(&e));
                     "kept (their reload failed)"
                 }
             };
@@ -196,16 +228,29 @@ impl InForce {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, trigger = trigger.name(), "agents reload failed; keeping the config file's agents in force");
+                    self.refused(PolicySubject::Agents, trigger, &config_reason(&e));
                     "kept (their reload failed)"
                 }
             };
             if let Err(e) = Config::load(path, crate::config::Overrides::default()) {
                 tracing::error!(error = %e, reviewers, agents, "the config file no longer checks; nothing but its reviewers and agents reloads (the next start would fail)");
+                self.refused(PolicySubject::Settings, trigger, &config_reason(&e));
             }
             if let (Some(before), Some(now)) = (&self.at_start, restart_settings(path)) {
                 let changed = changed_sections(before, &now);
                 if !changed.is_empty() {
                     tracing::warn!(changed = %changed.join(", "), "the config file's other settings changed; they apply at the next restart (only the agents and reviewers reload)");
+                }
+                if changed != next.settings_changed {
+                    let mut c = PolicyChange::new(
+                        PolicySubject::Settings,
+                        PolicyResult::Pending,
+                        trigger.name(),
+                        self.policy.instance(),
+                    );
+                    c.sections = Some(changed.clone());
+                    self.policy.record(c);
+                    next.settings_changed = changed;
                 }
             }
         }
@@ -216,7 +261,10 @@ impl InForce {
                     next.stored_reviewers = reviewers;
                 }
                 Ok(Err(e)) => {
-                    tracing::error!(error = %e, trigger = trigger.name(), "cannot read the stored agents and reviewers; keeping those in force")
+                    tracing::error!(error = %e, trigger = trigger.name(), "cannot read the stored agents and reviewers; keeping those in force");
+                    let why = format!("the stored agents and reviewers cannot be read: {e}");
+                    self.refused(PolicySubject::Agents, trigger, &why);
+                    self.refused(PolicySubject::Reviewers, trigger, &why);
                 }
                 Err(e) => tracing::error!(error = %e, "stored agents and reviewers read panicked"),
             }
@@ -231,11 +279,26 @@ impl InForce {
 
     fn apply(&self, sources: &Sources, trigger: Trigger, warn: bool) {
         let (agents, people) = sources.merged(warn);
+        let agents_before = self.agents.current();
         let change = self.agents.replace(agents.clone());
         if !change.is_empty() {
             tracing::info!(agents = agents.len(), added = ?change.added, removed = ?change.removed, trigger = trigger.name(), "agents reloaded");
+            let (instance, after) = (self.policy.instance(), self.agents.current());
+            if let Some(c) =
+                policy_log::agents_change(trigger.name(), instance, &agents_before, &after)
+            {
+                self.policy.record(c);
+            }
         }
         let before = self.roster.current();
+        if let Some(c) = policy_log::reviewers_change(
+            trigger.name(),
+            self.policy.instance(),
+            (before.reviewers(), before.may_approve_setting()),
+            (people.reviewers(), people.may_approve_setting()),
+        ) {
+            self.policy.record(c);
+        }
         // As configured: what follows from it differs once a reload emptied the reviewers.
         let unchanged = before.reviewers() == people.reviewers()
             && before.may_approve_setting() == people.may_approve_setting();
@@ -328,6 +391,7 @@ mod tests {
             may_approve: false,
             stored_agents: vec![agent("bot", 2), agent("other", 3)],
             stored_reviewers: vec![reviewer("alice", 2), reviewer("bob", 3)],
+            settings_changed: Vec::new(),
         };
         let (agents, people) = s.merged(true);
         assert_eq!(agents, vec![agent("bot", 1), agent("other", 3)]);

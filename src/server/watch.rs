@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::people::{self, InForce};
+use super::policy_log::PolicyLog;
+use crate::audit::{PolicyChange, PolicyResult, PolicySubject};
 use crate::credentials::Vault;
 
 /// How often the watched files' metadata is compared.
@@ -33,6 +35,7 @@ pub(super) fn spawn(
     config: Vec<PathBuf>,
     in_force: Arc<InForce>,
     vault: Arc<Vault>,
+    policy: Arc<PolicyLog>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let secrets = vault.files();
@@ -56,19 +59,37 @@ pub(super) fn spawn(
             let now = stamps(&secrets);
             if now != secrets_seen {
                 secrets_seen = now;
-                reload_credentials(&vault, "file change");
+                reload_credentials(&vault, &policy, people::Trigger::File);
             }
         }
     });
 }
 
-/// Reads the credentials again, logging what happened (never a secret).
-pub(super) fn reload_credentials(vault: &Vault, trigger: &str) {
+/// Reads the credentials again, logging what happened and recording it in the audit log: the
+/// services whose secret changed, or why the reload was refused (never a secret).
+pub(super) fn reload_credentials(vault: &Vault, policy: &PolicyLog, trigger: people::Trigger) {
+    let trigger = trigger.name();
     match vault.reload() {
-        Ok(true) => tracing::info!(trigger, "credentials reloaded"),
-        Ok(false) => {}
+        Ok(changed) if changed.is_empty() => {}
+        Ok(changed) => {
+            tracing::info!(trigger, services = ?changed, "credentials reloaded");
+            let mut c = PolicyChange::new(
+                PolicySubject::Credentials,
+                PolicyResult::Applied,
+                trigger,
+                policy.instance(),
+            );
+            c.services = Some(changed);
+            policy.record(c);
+        }
         Err(e) => {
-            tracing::error!(error = %e, trigger, "credentials reload failed; keeping the credentials in force")
+            tracing::error!(error = %e, trigger, "credentials reload failed; keeping the credentials in force");
+            policy.record(PolicyChange::refused(
+                PolicySubject::Credentials,
+                trigger,
+                policy.instance(),
+                &e.to_string(),
+            ));
         }
     }
 }
