@@ -205,6 +205,30 @@ async fn agents_and_reviewers_added_with_the_cli_reach_every_instance_and_remova
         })
         .await;
     }
+    // Each instance records the reviewer it took in: one `policy` entry each in the shared
+    // log, both started with a `startup` entry; no token or digest in any of them.
+    support::eventually("each instance's reviewers entry", PROPAGATION, || async {
+        let entries = a.gate.audit().entries(0).expect("entries");
+        let policy: Vec<_> = entries.iter().filter(|e| e["kind"] == "policy").collect();
+        let added = policy
+            .iter()
+            .filter(|e| {
+                e["change"] == "reviewers"
+                    && e["trigger"] == "database"
+                    && e["added"] == serde_json::json!(["alice"])
+            })
+            .count();
+        let starts = policy.iter().filter(|e| e["change"] == "startup").count();
+        let text = serde_json::to_string(&entries).expect("json");
+        assert!(
+            !text.contains(&alice)
+                && !text.contains(&hex::encode(airlock::agents::token_digest(&alice)))
+        );
+        (added == 2 && starts == 2)
+            .then_some(())
+            .ok_or((added, starts))
+    })
+    .await;
 
     // (b) Removed: refused by both, on a connection opened before the removal too.
     let open = client_as(&a, "bot", &token);
