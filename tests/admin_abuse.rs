@@ -681,6 +681,7 @@ async fn one_whole_log_verification_at_a_time() {
                     Event::AuditGap(AuditGap {
                         skipped_allow_records: n,
                         reason: "test",
+                        agent: None,
                     })
                 })
                 .collect();

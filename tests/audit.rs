@@ -14,13 +14,18 @@ const HOSTS: &[&str] = &["api.github.com", "api.stripe.com"];
 const REAL_GITHUB: &str = "ghp_AUDITtestCredential987654321";
 
 async fn start(extra: &str) -> (Airlock, FakeUpstream, Arc<FaultyStore>) {
+    start_with("", extra).await
+}
+
+/// [`start`] with more `[audit]` settings.
+async fn start_with(audit: &str, extra: &str) -> (Airlock, FakeUpstream, Arc<FaultyStore>) {
     support::init();
     let up = FakeUpstream::start(Default::default()).await;
     let dir = tempfile::tempdir().expect("dir");
     let secret = dir.path().join("gh");
     support::write_secret(&secret, REAL_GITHUB);
     let toml = format!(
-        "[audit]\ncheckpoint_every = 4\n[credentials.github]\nfile = {:?}\n{extra}",
+        "[audit]\ncheckpoint_every = 4\n{audit}[credentials.github]\nfile = {:?}\n{extra}",
         path_str(&secret)
     );
     let config = Airlock::config(&toml, dir.path(), &up, HOSTS);
@@ -477,6 +482,46 @@ async fn failed_allow_records_become_an_audit_gap() {
     .await;
 }
 
+/// An agent looping on cheap reads grew the log (and the disk every gated call needs) as fast
+/// as it could send. Past its share (`audit.allow_per_agent` a second, 30 seconds' worth at
+/// once) its allowed reads are counted, not written one by one: the count lands in an
+/// `audit_gap` naming the agent, and the reads still flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agents_allowed_reads_past_its_share_are_counted_not_written() {
+    let (a, up, _) = start_with("allow_per_agent = 1\n", "").await;
+    let client = a.client();
+    for _ in 0..45 {
+        assert_eq!(read(&client, "https://api.github.com/user").await, 200);
+    }
+    assert_eq!(up.count(), 45, "every read flows");
+    support::eventually(
+        "every read written or counted for its agent",
+        support::WAIT,
+        || async {
+            let all = entries(&export(&a).await);
+            let written = all
+                .iter()
+                .filter(|e| {
+                    e["kind"] == "decision" && e["outcome"] == "ALLOW" && e["path"] == "/user"
+                })
+                .count();
+            let counted: u64 = all
+                .iter()
+                .filter(|e| e["kind"] == "audit_gap" && e["agent"].is_string())
+                .filter_map(|e| e["skipped_allow_records"].as_u64())
+                .sum();
+            // The share: 30 seconds at one a second (one or two more for the time the loop
+            // took).
+            if (30..=32).contains(&written) && written as u64 + counted == 45 {
+                Ok(())
+            } else {
+                Err(format!("written {written}, counted {counted}"))
+            }
+        },
+    )
+    .await;
+}
+
 /// A store whose tail was cut (entries deleted through the store, checkpoint and all) is
 /// refused by `airlock audit verify`, as by `serve`, naming the anchor; an export cut before the
 /// anchor fails `verify --anchor`; `airlock audit accept-restore` refuses a store in use, then
@@ -508,6 +553,7 @@ fn a_cut_tail_is_caught_by_the_anchor_until_the_restore_is_accepted() {
         let gap = AuditGap {
             skipped_allow_records: n,
             reason: "test",
+            agent: None,
         };
         log.append(Event::AuditGap(gap)).expect("append");
     }

@@ -161,6 +161,10 @@ pub struct ExecutionEnd {
 pub struct AuditGap {
     pub skipped_allow_records: u64,
     pub reason: &'static str,
+    /// The agent whose records were past its share (`audit.allow_per_agent`); absent when the
+    /// queue was full or a write failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 /// A `restore_accepted` entry (`airlock audit accept-restore`): what the old anchor named and

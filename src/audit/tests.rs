@@ -712,6 +712,7 @@ fn append_with_commits_the_callers_writes_only_with_the_entry() {
         Event::AuditGap(event::AuditGap {
             skipped_allow_records: 1,
             reason: "test",
+            agent: None,
         })
     };
     let mut with = Batch::default();
@@ -769,6 +770,7 @@ fn a_commit_that_landed_but_failed_is_not_written_twice() {
         Event::AuditGap(event::AuditGap {
             skipped_allow_records: 1,
             reason: "test",
+            agent: None,
         })
     };
     log.append_value("decision", event(0)).unwrap();

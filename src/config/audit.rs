@@ -15,6 +15,7 @@ pub(super) struct RawAudit {
     pub(super) checkpoint_every: u64,
     pub(super) checkpoint_interval: String,
     pub(super) allow_sample: f64,
+    pub(super) allow_per_agent: u32,
 }
 
 impl Default for RawAudit {
@@ -25,6 +26,7 @@ impl Default for RawAudit {
             checkpoint_every: 100,
             checkpoint_interval: "60s".into(),
             allow_sample: 1.0,
+            allow_per_agent: 20,
         }
     }
 }
@@ -41,6 +43,9 @@ pub struct AuditConfig {
     /// Fraction (0.0-1.0) of allowed requests to catalog hosts that are recorded. Escalations,
     /// blocks, soft gates, review transitions and executions are always recorded.
     pub allow_sample: f64,
+    /// Allowed-request records one agent may add a second (a burst of 30 seconds' worth);
+    /// past it they are counted, per agent, in an `audit_gap` entry. 0: no cap.
+    pub allow_per_agent: u32,
 }
 
 pub(super) fn check(a: &RawAudit, cx: &Ctx) -> Result<AuditConfig, ConfigError> {
@@ -56,5 +61,6 @@ pub(super) fn check(a: &RawAudit, cx: &Ctx) -> Result<AuditConfig, ConfigError> 
         checkpoint_every: a.checkpoint_every,
         checkpoint_interval: cx.dur("audit.checkpoint_interval", &a.checkpoint_interval)?,
         allow_sample: a.allow_sample,
+        allow_per_agent: a.allow_per_agent,
     })
 }

@@ -3,9 +3,16 @@
 //! group commit (one blocking thread however many requests are in flight). When the queue is
 //! full, or a write fails, the record is counted instead, and the count lands in the log as an
 //! `audit_gap` with the next write that succeeds.
+//!
+//! Each agent has a share of the log ([`AgentShare`]: `audit.allow_per_agent` records a
+//! second, a burst of [`BURST_SECONDS`] worth): an agent looping on cheap reads would otherwise
+//! grow the log (and the disk every gated call needs) as fast as it can send. Records past its
+//! share are counted per agent and land as an `audit_gap` naming the agent.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -22,24 +29,111 @@ const BATCH: usize = 256;
 /// After shutdown, the recorder stops once no record has arrived for this long.
 const DRAIN_QUIET: std::time::Duration = std::time::Duration::from_millis(300);
 
+/// How long counts of records past an agent's share wait for a write to go with.
+const OVER_SHARE_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// An agent's share of the log is this many seconds of its rate, taken at once if it has been
+/// quiet.
+pub const BURST_SECONDS: u64 = 30;
+
 pub struct AllowRecorder {
     tx: mpsc::Sender<Event>,
     rx: Mutex<Option<mpsc::Receiver<Event>>>,
     skipped: AtomicU64,
+    /// Records a second one agent may add (0: no cap).
+    per_agent: u32,
+    shares: Mutex<HashMap<String, Arc<AgentShare>>>,
+    origin: Instant,
 }
 
 impl Default for AllowRecorder {
     fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+/// One agent's share of allowed-request records (GCRA: the time its next record is due, in
+/// microseconds from the recorder's start), and the records it had past it, not yet logged.
+#[derive(Debug, Default)]
+pub struct AgentShare {
+    due_us: AtomicU64,
+    skipped: AtomicU64,
+}
+
+impl AllowRecorder {
+    /// `per_agent`: records a second one agent may add (0: no cap).
+    pub fn new(per_agent: u32) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         Self {
             tx,
             rx: Mutex::new(Some(rx)),
             skipped: AtomicU64::new(0),
+            per_agent,
+            shares: Mutex::new(HashMap::new()),
+            origin: Instant::now(),
         }
     }
-}
 
-impl AllowRecorder {
+    /// Agent `name`'s share (one per agent, kept by its connections).
+    pub fn share(&self, name: &str) -> Arc<AgentShare> {
+        let Ok(mut shares) = self.shares.lock() else {
+            return Arc::default();
+        };
+        shares.entry(name.to_string()).or_default().clone()
+    }
+
+    /// Whether `share` may add one more record now; if not, it is counted for the log.
+    pub fn admit(&self, share: &AgentShare) -> bool {
+        if self.per_agent == 0 {
+            return true;
+        }
+        let interval = 1_000_000 / u64::from(self.per_agent);
+        let tolerance = BURST_SECONDS * 1_000_000;
+        let now = u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let mut due = share.due_us.load(Ordering::Relaxed);
+        loop {
+            let next = due.max(now).saturating_add(interval);
+            if next - now > tolerance {
+                share.skipped.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            match share.due_us.compare_exchange_weak(
+                due,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(seen) => due = seen,
+            }
+        }
+    }
+
+    /// Every agent's records past its share since the last call, as `audit_gap` entries (the
+    /// counts are taken: [`AllowRecorder::put_back`] returns them if the write fails).
+    fn over_share(&self) -> Vec<(String, u64)> {
+        let Ok(shares) = self.shares.lock() else {
+            return Vec::new();
+        };
+        shares
+            .iter()
+            .filter_map(|(name, s)| {
+                let n = s.skipped.swap(0, Ordering::Relaxed);
+                (n > 0).then(|| (name.clone(), n))
+            })
+            .collect()
+    }
+
+    fn put_back(&self, counts: &[(String, u64)]) {
+        if let Ok(shares) = self.shares.lock() {
+            for (name, n) in counts {
+                if let Some(s) = shares.get(name) {
+                    s.skipped.fetch_add(*n, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
     /// Queues `entry` (a `decision` event) without waiting; a full queue skips and counts it.
     pub fn record(&self, entry: Event) {
         if self.tx.try_send(entry).is_err() && self.skipped.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -65,6 +159,14 @@ impl AllowRecorder {
                 tokio::select! {
                     e = rx.recv() => e,
                     _ = shutdown.cancelled() => continue,
+                    // Counts of records past an agent's share land even when nothing else
+                    // is written (the flood stopped, or every record was past the share).
+                    _ = tokio::time::sleep(OVER_SHARE_FLUSH) => {
+                        if self.over_share_pending() {
+                            self.write(gate.clone(), Vec::new()).await;
+                        }
+                        continue;
+                    }
                 }
             };
             let mut batch: Vec<Event> = first.into_iter().collect();
@@ -75,20 +177,41 @@ impl AllowRecorder {
                 }
             }
             if batch.is_empty() {
+                // Counts of records past an agent's share still go on the record, once.
+                if self.over_share_pending() {
+                    self.write(gate.clone(), batch).await;
+                }
                 return;
             }
             self.write(gate.clone(), batch).await;
         }
     }
 
+    fn over_share_pending(&self) -> bool {
+        self.shares.lock().is_ok_and(|shares| {
+            shares
+                .values()
+                .any(|s| s.skipped.load(Ordering::Relaxed) > 0)
+        })
+    }
+
     async fn write(&self, gate: Arc<Gate>, batch: Vec<Event>) {
         let skipped = self.skipped.swap(0, Ordering::Relaxed);
+        let over = self.over_share();
         let records = batch.len();
         let mut events = batch;
         if skipped > 0 {
             events.push(Event::AuditGap(AuditGap {
                 skipped_allow_records: skipped,
                 reason: "allowed-request records not written (queue full or a failed write)",
+                agent: None,
+            }));
+        }
+        for (agent, n) in &over {
+            events.push(Event::AuditGap(AuditGap {
+                skipped_allow_records: *n,
+                reason: "allowed-request records past the agent's share (audit.allow_per_agent)",
+                agent: Some(agent.clone()),
             }));
         }
         let res = tokio::task::spawn_blocking(move || gate.audit().append_all(events)).await;
@@ -98,9 +221,19 @@ impl AllowRecorder {
                 tracing::warn!(error = %e, "allowed-request audit task failed (allowed requests keep flowing)");
                 self.skipped
                     .fetch_add(skipped + records as u64, Ordering::Relaxed);
+                self.put_back(&over);
                 return;
             }
         };
+        // An agent's count whose entry did not land is counted again.
+        let first_over = records + usize::from(skipped > 0);
+        let lost_over: Vec<(String, u64)> = over
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| results.get(first_over + i).is_none_or(|r| r.is_err()))
+            .map(|(_, c)| c.clone())
+            .collect();
+        self.put_back(&lost_over);
         // Records that did not land are counted like skipped ones, so the next write that
         // succeeds puts the gap on the record; so is the count a failed gap entry carried.
         let lost = results.iter().take(records).filter(|r| r.is_err()).count() as u64;

@@ -39,6 +39,8 @@ pub struct ConnInfo {
     pub forwarded: Arc<std::sync::atomic::AtomicU64>,
     /// The agent's own upstream HTTP/2 connections (agents never share one).
     pub partition: crate::upstream::Partition,
+    /// The agent's share of allowed-request records in the audit log, looked up once.
+    allow_share: std::sync::OnceLock<Arc<super::allow_audit::AgentShare>>,
 }
 
 impl ConnInfo {
@@ -62,6 +64,7 @@ impl ConnInfo {
             authority,
             forwarded: Default::default(),
             partition,
+            allow_share: Default::default(),
         }
     }
 
@@ -248,9 +251,15 @@ async fn phases(
     log.tool = verdict.tool.clone();
     // Only recorded or answered decisions need an id (plain pass-through does not).
     let unclassified = is_unclassified(&verdict);
+    let recorded = || {
+        let share = conn
+            .allow_share
+            .get_or_init(|| proxy.allow_audit.share(&conn.agent.name));
+        proxy.allow_audit.admit(share)
+    };
     let decision_id = if verdict.action == Action::Allow
         && !unclassified
-        && !(verdict.service.is_some() && sampled(proxy.audit_allow_sample))
+        && !(verdict.service.is_some() && sampled(proxy.audit_allow_sample) && recorded())
     {
         String::new()
     } else {

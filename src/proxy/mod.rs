@@ -113,7 +113,7 @@ impl Proxy {
             agents,
             vault,
             audit_allow_sample: config.audit.allow_sample,
-            allow_audit: Default::default(),
+            allow_audit: allow_audit::AllowRecorder::new(config.audit.allow_per_agent),
             classifier,
             local: local::LocalPages::new(&ca)?,
             leaves: LeafCache::new(ca, config.proxy.leaf_cache_size),
