@@ -8,7 +8,8 @@
 //!
 //! Submodules: `chain` (entry format, hashing, signing text), `key` (signing key file),
 //! `anchor` (the file beside the key naming the last checkpoint, against a cut tail),
-//! `event` and `policy` (the entries callers append), `verify` (chain/checkpoint verification).
+//! `event` and `policy` (the entries callers append), `verify` (chain/checkpoint verification),
+//! `with` (the writes a caller commits with its entry).
 
 mod anchor;
 mod chain;
@@ -16,6 +17,7 @@ mod event;
 mod key;
 mod policy;
 mod verify;
+mod with;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -39,6 +41,7 @@ pub use verify::{
 };
 
 use chain::{entry_hash, now_rfc3339_ms, seq_key, GENESIS_PREV, RESERVED_FIELDS};
+use with::With;
 
 /// `Tree::Meta` key holding the hex public key that signs this store's checkpoints.
 pub const PUBKEY_META_KEY: &[u8] = b"audit-pubkey";
@@ -176,7 +179,7 @@ struct Queued {
     ticket: u64,
     kind: String,
     fields: Map<String, Value>,
-    with: Option<Batch>,
+    with: Option<With>,
 }
 
 /// What became of the writes an append carried beside its entry ([`AuditLog::append_with`]).
@@ -191,12 +194,17 @@ pub enum Beside {
     StoreFailed(StoreError),
 }
 
-/// What an append came to: the entry's seq, and what became of the writes beside it.
-type Written = Result<(u64, Beside), AuditError>;
+/// What an append came to: the entry's seq (`None`: not written, as the writes it needed to
+/// land with no longer applied), and what became of the writes beside it.
+type Written = Result<(Option<u64>, Beside), AuditError>;
 
-/// A stored run of entries: each item's seq (checkpoints may sit between them) and what became
-/// of the writes beside it.
-type Stored = (Vec<u64>, Vec<Beside>);
+/// A stored run of entries: each item's seq (checkpoints may sit between them; `None`: left
+/// out) and what became of the writes beside it.
+type Stored = (Vec<Option<u64>>, Vec<Beside>);
+
+/// Times a run holding both-or-neither writes is chained again when a record one of them
+/// expects changed between its read and the commit.
+const ONLY_ATTEMPTS: usize = 16;
 
 /// Appends not yet written, and results not yet collected by their callers.
 #[derive(Default)]
@@ -446,10 +454,48 @@ impl AuditLog {
     pub fn append_with(&self, event: Event, with: Batch) -> Result<Beside, AuditError> {
         let kind = event.kind();
         let fields = Self::checked(kind, serde_json::to_value(event).unwrap_or(Value::Null))?;
-        self.group_commit(vec![(kind.to_string(), fields, Some(with))])
+        self.group_commit(vec![(kind.to_string(), fields, Some(With::Beside(with)))])
             .pop()
             .unwrap_or_else(|| Err(no_result()))
             .map(|(_, beside)| beside)
+    }
+
+    /// Appends `event` and commits `with` (e.g. a review's transition, swapped in only if the
+    /// record is still as read) in one durable transaction, both or neither. `Ok(true)`: both
+    /// are durable. `Ok(false)`: an expectation of `with` does not hold (the record changed):
+    /// nothing was written, and the caller may read again. An error: nothing was written.
+    pub fn append_if(&self, event: Event, with: Batch) -> Result<bool, AuditError> {
+        self.append_all_if(vec![(event, with)])
+            .pop()
+            .unwrap_or_else(|| Err(no_result()))
+    }
+
+    /// [`AuditLog::append_if`] for many (a sweep's chunk of expiries) through one wait: one
+    /// result each, in order. Each lands or not on its own.
+    pub fn append_all_if(&self, items: Vec<(Event, Batch)>) -> Vec<Result<bool, AuditError>> {
+        let mut results: Vec<Option<Result<bool, AuditError>>> = Vec::with_capacity(items.len());
+        let mut valid = Vec::with_capacity(items.len());
+        for (event, with) in items {
+            let kind = event.kind();
+            match Self::checked(kind, serde_json::to_value(event).unwrap_or(Value::Null)) {
+                Ok(fields) => {
+                    valid.push((kind.to_string(), fields, Some(With::Only(with))));
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        let mut written = self
+            .group_commit(valid)
+            .into_iter()
+            .map(|w| w.map(|(_, beside)| beside == Beside::Applied));
+        results
+            .into_iter()
+            .map(|r| {
+                r.or_else(|| written.next())
+                    .unwrap_or_else(|| Err(no_result()))
+            })
+            .collect()
     }
 
     /// Appends several events through one wait: they join the group commit together, so a
@@ -491,7 +537,7 @@ impl AuditLog {
         let mut written = self
             .group_commit(valid)
             .into_iter()
-            .map(|w| w.map(|(seq, _)| seq));
+            .map(|w| w.and_then(|(seq, _)| seq.ok_or_else(no_result)));
         results
             .into_iter()
             .map(|r| {
@@ -528,7 +574,7 @@ impl AuditLog {
     /// result per entry, in order.
     fn group_commit(
         &self,
-        entries: Vec<(String, Map<String, Value>, Option<Batch>)>,
+        entries: Vec<(String, Map<String, Value>, Option<With>)>,
     ) -> Vec<Written> {
         let started = std::time::Instant::now();
         let written = self.group_commit_untimed(entries);
@@ -538,7 +584,7 @@ impl AuditLog {
 
     fn group_commit_untimed(
         &self,
-        entries: Vec<(String, Map<String, Value>, Option<Batch>)>,
+        entries: Vec<(String, Map<String, Value>, Option<With>)>,
     ) -> Vec<Written> {
         let mut q = self.queue_lock();
         let mut tickets = Vec::with_capacity(entries.len());
@@ -597,34 +643,43 @@ impl AuditLog {
             .map(|b| ((b.kind, b.fields), b.with))
             .unzip();
         let carried: Vec<bool> = withs.iter().map(Option::is_some).collect();
-        let written = match self.write_entries(&mut head, &items, withs) {
+        let only: Vec<bool> = withs
+            .iter()
+            .map(|w| w.as_ref().is_some_and(With::only))
+            .collect();
+        let written: Vec<Written> = match self.write_entries(&mut head, &items, withs) {
+            Ok((seqs, beside)) => seqs.into_iter().zip(beside).map(Ok).collect(),
             // The store refused the entries with the callers' writes: the entries alone, so
-            // that what is recorded is all that failed to be stored is the callers' part.
-            Err(AuditError::Store(e)) if carried.contains(&true) => self
-                .write_entries(&mut head, &items, Vec::new())
-                .map(|(seqs, _)| {
-                    let beside = carried
-                        .iter()
-                        .map(|c| match c {
-                            true => Beside::StoreFailed(e.clone()),
-                            false => Beside::Applied,
-                        })
-                        .collect();
-                    (seqs, beside)
-                }),
-            other => other,
+            // that what is recorded is all that failed to be stored is the callers' part. An
+            // entry that lands only with its writes fails with them.
+            Err(AuditError::Store(e)) if carried.contains(&true) => {
+                let alone: Vec<(String, Map<String, Value>)> = items
+                    .iter()
+                    .zip(&only)
+                    .filter(|(_, o)| !**o)
+                    .map(|(item, _)| item.clone())
+                    .collect();
+                match self.write_entries(&mut head, &alone, Vec::new()) {
+                    Ok((seqs, _)) => {
+                        let mut seqs = seqs.into_iter();
+                        carried
+                            .iter()
+                            .zip(&only)
+                            .map(|(c, o)| match (c, o) {
+                                (_, true) => Err(AuditError::Store(e.clone())),
+                                (true, false) => {
+                                    Ok((seqs.next().flatten(), Beside::StoreFailed(e.clone())))
+                                }
+                                (false, false) => Ok((seqs.next().flatten(), Beside::Applied)),
+                            })
+                            .collect()
+                    }
+                    Err(e) => items.iter().map(|_| Err(e.duplicate())).collect(),
+                }
+            }
+            Err(e) => items.iter().map(|_| Err(e.duplicate())).collect(),
         };
-        match written {
-            Ok((seqs, beside)) => tickets
-                .into_iter()
-                .zip(seqs.into_iter().zip(beside))
-                .map(|(t, written)| (t, Ok(written)))
-                .collect(),
-            Err(e) => tickets
-                .into_iter()
-                .map(|t| (t, Err(e.duplicate())))
-                .collect(),
-        }
+        tickets.into_iter().zip(written).collect()
     }
 
     fn queue_lock(&self) -> MutexGuard<'_, Queue> {
@@ -686,14 +741,17 @@ impl AuditLog {
         &self,
         head: &mut Head,
         items: &[(String, Map<String, Value>)],
-        mut withs: Vec<Option<Batch>>,
+        mut withs: Vec<Option<With>>,
     ) -> Result<Stored, AuditError> {
         withs.resize_with(items.len(), || None);
         let turn = self.turn(head)?;
         // Only on a store other instances share can the next seqs be taken, so that the
         // callers' writes are needed again: elsewhere they go to one attempt uncopied (and a
-        // lost race, which only two logs on one embedded store could cause, is an error).
-        let retry = turn.is_some() || withs.iter().all(Option::is_none);
+        // lost race, which only two logs on one embedded store could cause, is an error). Writes
+        // that land only with their entries may find their record changed by a write from
+        // elsewhere after it was read: they are kept for another attempt too.
+        let only = withs.iter().any(|w| w.as_ref().is_some_and(With::only));
+        let retry = turn.is_some() || only || withs.iter().all(Option::is_none);
         let mut withs = Some(withs);
         let mut attempts = 0;
         loop {
@@ -710,6 +768,9 @@ impl AuditLog {
                 None if retry && attempts < CATCH_UP_ATTEMPTS && self.catch_up(head)? > 0 => {
                     attempts += 1
                 }
+                // A record a both-or-neither write expects changed after it was read: read
+                // again (that item is then left out).
+                None if only && attempts < ONLY_ATTEMPTS => attempts += 1,
                 None => return Err(AuditError::Conflict(head.next_seq)),
             }
         }
@@ -732,10 +793,12 @@ impl AuditLog {
         &self,
         head: &mut Head,
         items: &[(String, Map<String, Value>)],
-        mut withs: Vec<Option<Batch>>,
+        mut withs: Vec<Option<With>>,
         checkpoint_now: bool,
     ) -> Result<Option<Stored>, AuditError> {
         let every = self.opts.checkpoint_every;
+        // The items whose both-or-neither writes no longer apply are left out of the chain.
+        let chainable = with::chainable(self.store.as_ref(), &withs)?;
         let mut tail = Tail {
             next_seq: head.next_seq,
             prev: head.hash_hex.clone(),
@@ -747,16 +810,31 @@ impl AuditLog {
         let mut first = None;
         // The last checkpoint chained (seq, hash): the anchor names it once the commit returned.
         let mut last_checkpoint = None;
-        for ((kind, fields), with) in items.iter().zip(&mut withs) {
-            seqs.push(tail.next_seq);
+        for (((kind, fields), with), chain) in items.iter().zip(&mut withs).zip(&chainable) {
+            if !*chain {
+                seqs.push(None);
+                continue;
+            }
+            seqs.push(Some(tail.next_seq));
             let (key, bytes) = tail.chain(kind, fields, &mut batch);
             if first.is_none() {
                 first = Some((key, bytes.clone()));
             }
-            // An item's own writes land only with its entry: they expect it stored, as the
-            // entries' batch (applied just before them in the same transaction) stores it.
-            if let Some(w) = with {
-                w.expect(Tree::Audit, &key, Some(&bytes));
+            match with {
+                // An item's own writes land only with its entry: they expect it stored, as the
+                // entries' batch (applied just before them in the same transaction) stores it.
+                Some(With::Beside(w)) => {
+                    w.expect(Tree::Audit, &key, Some(&bytes));
+                }
+                // Both or neither: they join the entries' batch, expectations and all (checked
+                // again there: a write from elsewhere since the read fails the whole batch,
+                // which is then chained again).
+                Some(With::Only(w)) => {
+                    let w = std::mem::take(w);
+                    batch.expect.extend(w.expect);
+                    batch.writes.extend(w.writes);
+                }
+                None => {}
             }
             since += 1;
             if every > 0 && since >= every {
@@ -772,12 +850,30 @@ impl AuditLog {
             since = 0;
             last_checkpoint = Some((tail.next_seq - 1, tail.prev.clone()));
         }
+        if first.is_none() && !checkpoint_now {
+            // Nothing left to write: every item's writes no longer apply (or there were none).
+            let beside = chainable
+                .iter()
+                .map(|c| match c {
+                    true => Beside::Applied,
+                    false => Beside::ExpectationFailed,
+                })
+                .collect();
+            return Ok(Some((seqs, beside)));
+        }
         let mut batches = vec![batch];
-        let carried: Vec<bool> = withs.iter().map(Option::is_some).collect();
+        let carried: Vec<bool> = withs
+            .iter()
+            .map(|w| matches!(w, Some(With::Beside(_))))
+            .collect();
+        let beside = withs.into_iter().filter_map(|w| match w {
+            Some(With::Beside(b)) => Some(b),
+            _ => None,
+        });
         // Kept to read back after an error: a commit can fail after it landed (a connection
         // lost during COMMIT, a flush that failed after the write).
-        let kept: Vec<Option<Batch>> = withs.clone();
-        batches.extend(withs.into_iter().flatten());
+        let kept: Vec<Batch> = beside.collect();
+        batches.extend(kept.iter().cloned());
         // A commit reported failed that landed may not be durable (a failed flush): the anchor
         // must never name it.
         let mut durable = true;
@@ -795,7 +891,7 @@ impl AuditLog {
                 // as applied only if they read back as written.
                 tracing::error!(error = %e, "the store reported a failed commit that landed; the audit log continues after it");
                 let mut flags = vec![true];
-                flags.extend(kept.iter().flatten().map(|b| self.reads_back(b)));
+                flags.extend(kept.iter().map(|b| self.reads_back(b)));
                 flags
             }
         };
@@ -805,10 +901,13 @@ impl AuditLog {
         }
         let applied = carried
             .into_iter()
-            .map(|c| match !c || applied.next().unwrap_or(false) {
-                true => Beside::Applied,
-                false => Beside::ExpectationFailed,
-            })
+            .zip(&chainable)
+            .map(
+                |(c, chained)| match *chained && (!c || applied.next().unwrap_or(false)) {
+                    true => Beside::Applied,
+                    false => Beside::ExpectationFailed,
+                },
+            )
             .collect();
         head.next_seq = tail.next_seq;
         head.hash_hex = tail.prev;

@@ -12,6 +12,7 @@ use super::*;
 use crate::store::{Backend, Entry};
 
 mod anchoring;
+mod both_or_neither;
 
 struct Fixture {
     dir: tempfile::TempDir,
