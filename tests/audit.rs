@@ -302,57 +302,119 @@ async fn audit_unavailable_refuses_gated_calls_with_503() {
     );
     assert_eq!(up.count(), 1);
 
-    // A review held while the log worked cannot execute once it fails: approval is refused
-    // or the execution fails closed; the upstream never sees the delete.
+    // A review held while the log worked cannot execute once it fails: the approval is
+    // refused; the upstream never sees the delete.
     store.fail_audit.store(false, SeqCst);
     let id = held_delete(&client).await;
     store.fail_audit.store(true, SeqCst);
     let (s, body) = a
         .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
         .await;
-    assert_eq!(s, 503, "{body}");
-    assert_eq!(up.count(), 1, "the delete was not sent");
-    // The unrecorded approval is final (failed, not sent), so no restart can execute it.
-    store.fail_audit.store(false, SeqCst);
-    let (_, review) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
-    assert_eq!(review["state"], "failed", "{review}");
-    let (s, _) = a
-        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
-        .await;
-    assert_eq!(s, 409);
-    assert_eq!(up.count(), 1);
-}
-
-/// The approval's audit write reports an error, yet another instance's sweep claims the review
-/// (the entry showed up after all) and sends it. The review stays under that claim: calling it
-/// `failed` ("not sent") would hide a send and invite a second one.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_unrecorded_approval_does_not_fail_a_review_another_claim_took() {
-    let (a, _up, store) = start("").await;
-    let client = a.client();
-    let id = held_delete(&client).await;
-    store.claim_elsewhere_on_audit_failure.store(true, SeqCst);
-    store.fail_audit.store(true, SeqCst);
-    let (s, body) = a
-        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
-        .await;
-    store.fail_audit.store(false, SeqCst);
     assert_eq!(s, 503, "{body}");
     assert!(
         body.to_string()
-            .contains("this call sent nothing, and the review is now executing"),
-        "not told it was not sent: {body}"
+            .contains("nothing changed and the request was not sent"),
+        "{body}"
     );
+    assert_eq!(up.count(), 1, "the delete was not sent");
+    // The approval and its entry are one commit: neither landed, the review is as it was,
+    // and approving it once the log works sends it once.
+    store.fail_audit.store(false, SeqCst);
     let (_, review) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
-    assert_eq!(review["state"], "executing", "{review}");
+    assert_eq!(review["state"], "pending", "{review}");
+    let (s, review) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!((s, &review["state"]), (200, &"executed".into()), "{review}");
+    assert_eq!(up.count(), 2);
 }
 
-/// The approval lands, then the disk fills: its audit entry and the `failed` record that
-/// should follow both fail, and the reviewer is told it was not sent. It stays unsent after a
-/// restart with space freed (recovery sent every `approved` review until the claim checked the
-/// log for the approval).
+/// Review of session 21: a transition was stored, then its audit entry appended separately,
+/// so a full disk (or a crash) between the two left a decision on the record of the store but
+/// not of the log. Now they are one commit: a rejection, an extension or an approval whose
+/// entry cannot be written changes nothing, and the log and the store agree throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_approval_the_audit_log_missed_is_never_sent_even_after_a_restart() {
+async fn a_decision_the_audit_log_cannot_take_changes_nothing() {
+    let (a, up, store) = start("").await;
+    let id = held_delete(&a.client()).await;
+    let trail = |a: &Airlock, id: &str| {
+        a.gate
+            .audit()
+            .entries_for_review(id, 100)
+            .expect("entries")
+            .iter()
+            .map(|e| {
+                let kind = e["kind"].as_str().unwrap_or("");
+                format!("{kind}:{}", e["to"].as_str().unwrap_or("-"))
+            })
+            .collect::<Vec<_>>()
+    };
+    let held = trail(&a, &id);
+    assert_eq!(held, ["decision:-"], "{held:?}");
+    store.fail_audit.store(true, SeqCst);
+    for (action, body) in [
+        ("reject", None),
+        ("extend", Some(serde_json::json!({"by": "1h"}))),
+        ("approve", None),
+    ] {
+        let (s, r) = a
+            .admin("POST", &format!("/v1/reviews/{id}/{action}"), body)
+            .await;
+        assert_eq!(s, 503, "{action}: {r}");
+    }
+    store.fail_audit.store(false, SeqCst);
+    let (_, review) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert_eq!(review["state"], "pending", "{review}");
+    assert_eq!(trail(&a, &id), held, "no entry for what did not happen");
+    assert_eq!(up.count(), 0);
+    // Once the log takes writes, the decision lands with its entry.
+    let (s, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/reject"), None)
+        .await;
+    assert_eq!((s, &r["state"]), (200, &"rejected".into()), "{r}");
+    assert_eq!(trail(&a, &id), ["decision:-", "review:rejected"]);
+}
+
+/// An expiry sweep the audit log cannot take expires nothing (each expiry and its entry are
+/// one commit; they used to be committed apart, so a failure between left expiries on the
+/// store's record only); the next sweep does, with the entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_expiry_the_audit_log_cannot_take_waits_for_the_next_sweep() {
+    let (a, up, store) = start("[gate]\nreview_expiry = \"1s\"\nsweep_interval = \"1h\"\n").await;
+    let client = a.client();
+    let ids = [held_delete(&client).await, held_delete(&client).await];
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    store.fail_audit.store(true, SeqCst);
+    assert!(a.gate.sweep().await.is_err());
+    store.fail_audit.store(false, SeqCst);
+    let kinds = |id: &str| -> Vec<String> {
+        a.gate
+            .audit()
+            .entries_for_review(id, 100)
+            .expect("entries")
+            .iter()
+            .map(|e| e["to"].as_str().unwrap_or("held").to_string())
+            .collect()
+    };
+    for id in &ids {
+        assert_eq!(a.gate.get(id).await.expect("get").state.as_str(), "pending");
+        assert_eq!(kinds(id), ["held"]);
+    }
+    assert_eq!(a.gate.sweep().await.expect("sweep"), 2);
+    for id in &ids {
+        assert_eq!(a.gate.get(id).await.expect("get").state.as_str(), "expired");
+        assert_eq!(kinds(id), ["held", "expired"]);
+    }
+    assert_eq!(up.count(), 0);
+    let (code, report) = a.admin("GET", "/v1/audit/verify", None).await;
+    assert_eq!(code, 200, "{report}");
+}
+
+/// The approval lands with its entry, then the disk fills: the claim that starts the send
+/// cannot be written, and the reviewer hears that the send has not started. After a restart
+/// with space freed, the approval (on the record) is sent, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_approval_whose_claim_met_a_full_disk_is_sent_once_after_a_restart() {
     support::init();
     let up = FakeUpstream::start(Default::default()).await;
     let dir = tempfile::tempdir().expect("dir");
@@ -365,17 +427,68 @@ async fn an_approval_the_audit_log_missed_is_never_sent_even_after_a_restart() {
     let (s, body) = a
         .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
         .await;
-    assert_eq!(s, 503, "{body}");
-    assert!(body.to_string().contains("not sent"), "{body}");
+    assert_eq!(s, 202, "{body}");
+    assert!(body.to_string().contains("send did not start"), "{body}");
     let (_, review) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
-    assert_eq!(
-        review["state"], "approved",
-        "the failed record could not land: {review}"
-    );
+    assert_eq!(review["state"], "approved", "{review}");
+    assert_eq!(up.count(), 0);
 
     store.fail_audit.store(false, SeqCst);
     store.fail_reviews.store(false, SeqCst);
     let dir = a.stop().await;
+    let a = Airlock::start_on_store(config, dir, catalog(), store.clone()).await;
+    let mut review = serde_json::Value::Null;
+    for _ in 0..100 {
+        review = a.admin("GET", &format!("/v1/reviews/{id}"), None).await.1;
+        if review["state"] == "executed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(review["state"], "executed", "{review}");
+    assert_eq!(up.count(), 1, "sent once");
+    let (code, report) = a.admin("GET", "/v1/audit/verify", None).await;
+    assert_eq!(code, 200, "{report}");
+}
+
+/// An `approved` review whose approval the audit log does not show (written to the store by
+/// something other than Airlock, or by a version that stored the two apart) is never sent: its
+/// claim fails it, naming the approval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_approval_the_audit_log_does_not_show_is_never_sent() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = Airlock::config("", dir.path(), &up, HOSTS);
+    let store = FaultyStore::open(&config.store.path);
+    let catalog = || airlock::rules::LiveCatalog::load(None, Default::default()).expect("catalog");
+    let a = Airlock::start_on_store(config.clone(), dir, catalog(), store.clone()).await;
+    let id = held_delete(&a.client()).await;
+    let dir = a.stop().await;
+    // Approved behind the log's back.
+    use airlock::store::{Batch, Store, Tree};
+    let bytes = store
+        .get(Tree::Reviews, id.as_bytes())
+        .expect("get")
+        .expect("held");
+    let mut r = airlock::gate::Review::decode(&bytes).expect("review");
+    r.state = airlock::gate::ReviewState::Approved;
+    r.approvals.push(airlock::gate::review::Decision {
+        by: "mallory".into(),
+        at_ms: r.created_at_ms,
+        comment: None,
+        admin_token: false,
+    });
+    r.decision = r.approvals.last().cloned();
+    let mut b = Batch::default();
+    b.put(Tree::Reviews, id.as_bytes(), &r.encode().expect("encode"));
+    airlock::gate::index::reindex(
+        &mut b,
+        Some(&airlock::gate::Review::decode(&bytes).expect("review")),
+        Some(&r),
+    );
+    store.inner.commit(vec![b]).expect("write");
+
     let a = Airlock::start_on_store(config, dir, catalog(), store.clone()).await;
     let mut review = serde_json::Value::Null;
     for _ in 0..100 {

@@ -261,8 +261,8 @@ async fn crash_suite(backend: &str) {
         match st {
             "executed" => assert_eq!(sent, 1, "{backend}: {path} executed once"),
             "pending" => assert_eq!(sent, 0, "{backend}: {path} never approved, never sent"),
-            // Approved just before the kill, its audit entry not yet written: never sent on an
-            // approval the log does not show (a reviewer may retry it).
+            // An approval the log does not show is never sent (an approval and its entry are
+            // one commit, so none should be seen here).
             "failed" => assert_eq!(sent, 0, "{backend}: {path} failed unsent, yet sent"),
             "outcome_unknown" => {}
             other => panic!("{backend}: {path} in unexpected state {other}"),

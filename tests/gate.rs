@@ -375,12 +375,18 @@ async fn a_wait_that_ends_during_the_send_gets_the_outcome() {
     assert_eq!(up.count(), 1);
 }
 
-/// A request that was sent and answered, whose outcome's audit entry then failed, is reported
-/// as executed with its outcome, not as "the gated action did not proceed" (503).
+/// A request that was sent and answered, whose outcome's audit entry then cannot be written,
+/// is reported as sent with the upstream's status, not as "the gated action did not proceed".
+/// The outcome and its entry are one commit (review of session 21: the outcome used to be
+/// stored without its entry), so neither is stored: the review reads `outcome_unknown` once
+/// the claim's lease lapses, with its entry, and the chain verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sent_request_whose_outcome_audit_failed_is_reported_as_sent() {
     use std::sync::atomic::Ordering::SeqCst;
-    let (up, a, store) = setup_on_faulty_store("").await;
+    let (up, a, store) = setup_on_faulty_store(
+        "[gate]\nexecution_timeout = \"2s\"\nexecution_lease = \"4s\"\nsweep_interval = \"1s\"\n",
+    )
+    .await;
     let (status, headers, _) = hold_delete(&a, "/repos/octo/stall").await;
     assert_eq!(status, 423);
     let id = review_id(&headers);
@@ -389,9 +395,38 @@ async fn a_sent_request_whose_outcome_audit_failed_is_reported_as_sent() {
     store.fail_audit.store(true, SeqCst);
     up.state.unstall.notify_waiters();
     let (code, body) = approving.await.expect("join").expect("call");
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(body["state"], "executed", "{body}");
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["error"], "outcome_not_recorded", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("sent; the upstream answered 200")),
+        "{body}"
+    );
     assert!(!body.to_string().contains("did not proceed"), "{body}");
+    assert_eq!(
+        a.gate.get(&id).await.expect("get").state.as_str(),
+        "executing"
+    );
+    store.fail_audit.store(false, SeqCst);
+    support::eventually("the lapsed claim to be given up", support::WAIT, || async {
+        let state = a.gate.get(&id).await.expect("get").state;
+        (state.as_str() == "outcome_unknown")
+            .then_some(())
+            .ok_or(state.as_str())
+    })
+    .await;
+    let trail: Vec<String> = a
+        .gate
+        .audit()
+        .entries_for_review(&id, 100)
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["to"].as_str().map(String::from))
+        .collect();
+    assert_eq!(trail, ["approved", "executing", "outcome_unknown"]);
+    let (code, report) = a.admin("GET", "/v1/audit/verify", None).await;
+    assert_eq!(code, 200, "{report}");
     assert_eq!(up.count(), 1);
 }
 
@@ -1226,13 +1261,14 @@ async fn refund_left_outcome_unknown() -> (
     (up, a, store, clock, config, id)
 }
 
-/// A retry that sends nothing (its approval could not be audited) after an attempt that may
-/// have reached the upstream leaves the call `outcome_unknown`: `failed` would say it was never
+/// A retry whose approval cannot be audited changes nothing (it and its entry are one
+/// commit): the call stays `outcome_unknown` as its first attempt left it, and nothing is
 /// sent. The retry window still counts from the first attempt, which may have been sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unsent_retry_of_a_maybe_sent_call_stays_outcome_unknown() {
     use std::sync::atomic::Ordering::SeqCst;
     let (up, a, store, clock, _, id) = refund_left_outcome_unknown().await;
+    let (_, before) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
 
     store.fail_audit.store(true, SeqCst);
     let (code, r) = a
@@ -1241,19 +1277,14 @@ async fn an_unsent_retry_of_a_maybe_sent_call_stays_outcome_unknown() {
     store.fail_audit.store(false, SeqCst);
     assert_eq!(code, 503, "{r}");
     assert!(
-        r.to_string().contains("sent nothing") && r.to_string().contains("outcome_unknown"),
+        r.to_string()
+            .contains("nothing changed and the request was not sent"),
         "{r}"
     );
     let (_, r) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
     assert_eq!(r["state"], "outcome_unknown", "{r}");
-    assert!(
-        r["result"]["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("an earlier attempt may have reached the upstream")),
-        "{r}"
-    );
-    assert_eq!(r["result"]["unsent"], true, "{r}");
-    assert_eq!(r["earlierAttempts"][0]["unsent"], false, "{r}");
+    assert_eq!(r["result"], before["result"], "{r}");
+    assert_eq!(r["result"]["unsent"], false, "{r}");
     assert_eq!(up.count(), 1, "the retry sent nothing");
 
     clock.advance(Duration::from_secs(25 * 3600));

@@ -117,43 +117,9 @@ impl Gate {
         {
             Ok(r) if r.state == ReviewState::Pending => return Ok(r),
             Ok(r) => r,
-            Err(GateError::Audit(why)) => return Err(self.unrecorded(id, "approval", why).await),
-            Err(e) => return Err(e),
+            Err(e) => return Err(unrecorded("approval", e)),
         };
         self.execute_tracked(approved.id).await
-    }
-
-    /// A decision that would send the request landed but is not on the audit record: the review
-    /// becomes `failed` and is never sent. Returns the error for the caller.
-    async fn unrecorded(self: &Arc<Self>, id: &str, what: &str, why: String) -> GateError {
-        let left = self
-            .fail_unsent(
-                id,
-                super::execute::Unsent::Approved,
-                format!("not sent: the {what} could not be written to the audit log ({why})"),
-            )
-            .await;
-        match left {
-            // Failed by this call, or still short of its quorum (the approval that the log
-            // does not show never counts toward it).
-            Some(ReviewState::Failed | ReviewState::Pending) => GateError::Audit(format!(
-                "the {what} could not be recorded; the request was not sent"
-            )),
-            Some(ReviewState::Approved) => GateError::Audit(format!(
-                "the {what} could not be recorded; the request was not sent, and is sent later only if the {what} shows in the audit log"
-            )),
-            None => GateError::Audit(format!(
-                "the {what} could not be recorded, and the review could not be read again; check its state"
-            )),
-            // Still short of a retry's quorum; a retry failed unsent after an attempt that
-            // may have reached the upstream (`outcome_unknown`); or the audit write reported an
-            // error but landed and a claim found it (that send's outcome is the review's):
-            // this call sent nothing either way.
-            Some(state) => GateError::Audit(format!(
-                "the {what} could not be recorded ({why}); this call sent nothing, and the review is now {}",
-                state.as_str()
-            )),
-        }
     }
 
     /// Executes in a tracked task so a disconnecting caller cannot cut the send short.
@@ -254,8 +220,7 @@ impl Gate {
             // Below the quorum: recorded, not sent.
             Ok(r) if r.state != ReviewState::Approved => Ok(r),
             Ok(r) => self.execute_tracked(r.id).await,
-            Err(GateError::Audit(why)) => Err(self.unrecorded(id, "retry", why).await),
-            Err(e) => Err(e),
+            Err(e) => Err(unrecorded("retry", e)),
         }
     }
 
@@ -421,5 +386,20 @@ impl Gate {
             });
         }
         Ok(r)
+    }
+}
+
+/// A decision that would send the request (an approval, a retry) whose commit failed: neither
+/// it nor its audit entry was written (they land together), so the review is as it was and
+/// nothing was sent. Other errors pass as they are.
+fn unrecorded(what: &str, e: GateError) -> GateError {
+    match e {
+        GateError::Audit(why) => GateError::Audit(format!(
+            "the {what} could not be recorded ({why}); nothing changed and the request was not sent"
+        )),
+        GateError::Store(why) => GateError::Audit(format!(
+            "the {what} could not be recorded ({why}); nothing changed and the request was not sent"
+        )),
+        e => e,
     }
 }

@@ -59,10 +59,11 @@ const MOST_ENTRIES: usize = 10_000;
 /// its move to `approved` (the last transition on record), each approval, each retry's. Each
 /// decision needs an entry of its own: a reviewer who decided twice (a retry after an earlier
 /// one) needs two.
-/// How long after an approval its audit entry may still be on its way (the approving instance
-/// writes the review, then appends the entry, waiting its turn among a shared store's
-/// appenders): a sweep's claim in that time that finds no entry leaves the review approved for
-/// a later sweep; after it, the review fails unsent.
+/// How long after an approval its audit entry may still be on its way: never, now that an
+/// approval and its entry are one commit, but an instance of an earlier version sharing the
+/// store (a rolling upgrade) writes the review, then appends the entry. A sweep's claim in
+/// that time that finds no entry leaves the review approved for a later sweep; after it, the
+/// review fails unsent.
 const APPROVAL_ENTRY_SETTLE_MS: u64 = 60_000;
 
 fn missing_from_record(review: &Review, entries: &[serde_json::Value]) -> Option<String> {
@@ -105,22 +106,13 @@ fn missing_from_record(review: &Review, entries: &[serde_json::Value]) -> Option
 /// Who claims an approved review.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Claimer {
-    /// The approval's own caller, right after its audit entry was appended (or failed).
+    /// The approval's own caller, right after the approval landed with its audit entry.
     Approver,
     /// A sweep, or a start's recovery on a shared store: the approving instance may still be
     /// appending the approval's entry.
     Sweep,
     /// A start's recovery on a store only this process writes: no entry is still on its way.
     Restart,
-}
-
-/// Which review [`Gate::fail_unsent`] may fail.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Unsent {
-    /// One still `approved`: its approval (or a retry's quorum) landed unaudited, unclaimed.
-    Approved,
-    /// One still under this instance's claim made at `started_at_ms`.
-    Claim { started_at_ms: u64 },
 }
 
 impl Gate {
@@ -153,21 +145,9 @@ impl Gate {
         let permitted = match permitted {
             Ok(p) => p,
             Err(GateError::AlreadyDecided { .. }) => return self.get(id).await,
-            Err(GateError::Audit(why)) => {
-                // Claimed but not recorded: fail closed, never send unaudited. Only this
-                // claim is failed: a review another claim has taken meanwhile is left alone.
-                self.fail_unsent(
-                    id,
-                    Unsent::Claim {
-                        started_at_ms: started,
-                    },
-                    format!("not sent: the audit log could not record the execution ({why})"),
-                )
-                .await;
-                return Err(GateError::Audit("execution not recorded; not sent".into()));
-            }
-            // The claim did not land (a store or audit read error, contention): nothing was
-            // sent and the review is still `approved`; the sweeper claims it again.
+            // The claim did not land (it and its audit entry are one commit, and it failed; a
+            // store or audit read error; contention): nothing was sent and the review is still
+            // `approved`; the sweeper claims it again.
             Err(e @ GateError::SendPending(_)) => {
                 tracing::debug!(review = %id, error = %e, "an approved review is not claimed yet; the sweeper tries again");
                 return Err(e);
@@ -259,10 +239,12 @@ impl Gate {
             .await
         {
             Err(GateError::AlreadyDecided { .. }) => self.get(&review.id).await,
-            // The outcome is known only here: it goes to the log (the status, never the body
-            // or a header), and the caller hears what happened, not "not done".
+            // The outcome is known only here: it goes to the process's log (the status, never
+            // the body or a header), and the caller hears what happened, not "not done". It
+            // and its audit entry are one commit: neither was written.
             Err(
                 e @ (GateError::Store(_)
+                | GateError::Audit(_)
                 | GateError::Contention(_)
                 | GateError::Corrupt { .. }
                 | GateError::NotFound(_)
@@ -273,19 +255,14 @@ impl Gate {
                     answered, unsent, &summary, &e,
                 )))
             }
-            // The outcome is stored; only its audit entry failed. The request was sent: the
-            // caller gets the outcome, never "did not proceed".
-            Err(GateError::Audit(why)) => {
-                tracing::error!(review = %review.id, error = %why, "the outcome of a sent request is stored but not in the audit log");
-                self.get(&review.id).await
-            }
             other => other,
         }
     }
 
-    /// Stores `outcome` over this instance's claim made at `started`. A store error is tried
-    /// again until the claim's lease ends (at least twice more): the answer is known only
-    /// here, and once the lease lapses the review can only become `outcome_unknown`.
+    /// Stores `outcome` (with its audit entry) over this instance's claim made at `started`. A
+    /// store or audit error is tried again until the claim's lease ends (at least twice more):
+    /// the answer is known only here, and once the lease lapses the review can only become
+    /// `outcome_unknown`.
     async fn record_outcome(
         self: &Arc<Self>,
         id: &str,
@@ -308,7 +285,7 @@ impl Gate {
                 })
                 .await;
             match recorded {
-                Err(e @ (GateError::Store(_) | GateError::Contention(_)))
+                Err(e @ (GateError::Store(_) | GateError::Audit(_) | GateError::Contention(_)))
                     if tries < 3
                         || self.now_ms().saturating_add(pause.as_millis() as u64) < lease_until =>
                 {
@@ -402,8 +379,9 @@ fn record_margin(lease: std::time::Duration, timeout: std::time::Duration) -> st
 impl Gate {
     /// The durable `approved -> executing` claim: exactly one caller wins it, on whichever
     /// instance. It names this instance and holds for `gate.execution_lease`. A review whose
-    /// approval the audit log does not show (its entry failed, and the reviewer was told it
-    /// was not sent) is claimed as `failed` instead, and never sent.
+    /// approval the audit log does not show (an approval and its entry land together, so only
+    /// a store written by something else, or by a version that stored them apart, holds one)
+    /// is claimed as `failed` instead, and never sent.
     async fn claim(
         self: &Arc<Self>,
         id: &str,
@@ -488,54 +466,6 @@ impl Gate {
                 state: claimed.state.as_str(),
             }),
             _ => Ok(claimed),
-        }
-    }
-
-    /// Moves a review that must not be sent (its approval or claim could not be audited) to
-    /// `failed` with `error`, only while it is as `only` says: still `approved` (nothing claimed
-    /// it), or still under this instance's claim made at that time. A review another claim has
-    /// taken (its approval's entry landed after all, and another sweep sent it) is left to
-    /// that send: failing it would call a sent request "not sent" and invite a second send.
-    /// Returns the state the review was left in, if it could be read. Best effort: a review
-    /// left `approved` is never sent unaudited (a claim checks the audit log for the approval
-    /// it would send on).
-    pub(super) async fn fail_unsent(
-        self: &Arc<Self>,
-        id: &str,
-        only: Unsent,
-        error: String,
-    ) -> Option<ReviewState> {
-        let id = id.to_string();
-        let id2 = id.clone();
-        let failed = self
-            .blocking(move |g| {
-                let now = g.clock.now_ms();
-                g.transition(&id, |cur| {
-                    let ours = match only {
-                        Unsent::Approved => cur.state == ReviewState::Approved,
-                        Unsent::Claim { started_at_ms } => {
-                            cur.state == ReviewState::Executing
-                                && cur.execution.as_ref().is_some_and(|e| {
-                                    e.started_at_ms == started_at_ms
-                                        && e.instance.as_deref() == Some(g.instance.as_str())
-                                })
-                        }
-                    };
-                    if !ours {
-                        return Err(GateError::AlreadyDecided {
-                            id: cur.id.clone(),
-                            state: cur.state.as_str(),
-                        });
-                    }
-                    let mut next = cur.clone();
-                    next.end_unsent(now, error.clone());
-                    Ok(next)
-                })
-            })
-            .await;
-        match failed {
-            Ok(r) => Some(r.state),
-            Err(_) => self.get(&id2).await.ok().map(|r| r.state),
         }
     }
 

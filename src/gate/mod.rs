@@ -5,7 +5,9 @@
 //! checks the state, and swaps in the new record only if nobody changed it meanwhile. The
 //! `approved -> executing` swap is made durable *before* the request is sent, so a crash after
 //! it leaves `executing`, which recovery turns into `outcome_unknown`, never a second send.
-//! Every change of a stored review goes through `Gate::transition` below; the rest is split by
+//! Every change of a stored review goes through `Gate::transition` below (or, for a sweep's
+//! chunk, `Gate::commit_prepared`), which commits it and its audit entry in one transaction:
+//! both or neither, so no state change is ever stored without its entry. The rest is split by
 //! duty: `hold.rs`, `decide.rs`, `execute.rs`, `recover.rs`, and the audit events in `events.rs`.
 
 pub mod agent_api;
@@ -414,7 +416,10 @@ impl Gate {
     }
 
     /// Atomically applies `change` to review `id`: `change` sees the current record and returns
-    /// the next one (or an error); the swap only lands if nobody changed the record meanwhile.
+    /// the next one (or an error); the swap only lands if nobody changed the record meanwhile,
+    /// and only with its audit entry, in one commit (group-committed with other appends). An
+    /// error: nothing was written (`Store` when the store refused the commit, `Audit` for
+    /// anything else the log refused).
     fn transition(
         &self,
         id: &str,
@@ -423,9 +428,16 @@ impl Gate {
         for _ in 0..16 {
             let (old_bytes, old) = self.load(id)?;
             let (next, batch) = self.next_version(&old_bytes, &old, &change)?;
-            if self.store.apply(batch)? {
-                self.changed(&old, &next)?;
-                return Ok(next);
+            match self.audit.append_if(transition_event(&old, &next), batch) {
+                Ok(true) => {
+                    self.landed(&old, &next);
+                    return Ok(next);
+                }
+                Ok(false) => {} // changed meanwhile: read again
+                Err(e) => {
+                    tracing::error!(review = %old.id, from = old.state.as_str(), to = next.state.as_str(), error = %e, "a review transition and its audit entry could not be written; nothing changed");
+                    return Err(unwritten(e));
+                }
             }
         }
         Err(GateError::Contention(id.to_string()))
@@ -463,42 +475,41 @@ impl Gate {
         Ok(p)
     }
 
-    /// Commits a [`Gate::prepare_many`] in one durable commit (no retry: a review changed
-    /// since it was read is skipped). Returns the reviews that moved and their audit events,
-    /// which the caller must append (so that it can do so while it prepares the next commit).
-    fn commit_prepared(
-        &self,
-        p: Prepared,
-    ) -> Result<(Vec<Review>, Vec<crate::audit::Event>), GateError> {
+    /// Commits a [`Gate::prepare_many`], each transition with its audit entry (both or
+    /// neither), through one group commit (no retry: a review changed since it was read is
+    /// skipped). Returns the reviews that moved; an error when any could not be written
+    /// (those are left as they were, for the next sweep).
+    fn commit_prepared(&self, p: Prepared) -> Result<Vec<Review>, GateError> {
         if p.batches.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
+            return Ok(Vec::new());
         }
-        let applied = self.store.commit(p.batches)?;
-        let moved: Vec<(Review, Review)> = p
+        let items = p
             .moves
-            .into_iter()
-            .zip(applied)
-            .filter_map(|(m, ok)| ok.then_some(m))
+            .iter()
+            .zip(p.batches)
+            .map(|((o, n), b)| (transition_event(o, n), b))
             .collect();
+        let written = self.audit.append_all_if(items);
+        let mut moved = Vec::new();
+        let mut failed = None;
+        for ((o, n), w) in p.moves.into_iter().zip(written) {
+            match w {
+                Ok(true) => moved.push((o, n)),
+                Ok(false) => {}
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
         if !moved.is_empty() {
             self.changes.send_modify(|v| *v += 1);
         }
         for (o, n) in &moved {
             observe_decision(o, n);
         }
-        let events = moved.iter().map(|(o, n)| transition_event(o, n)).collect();
-        Ok((moved.into_iter().map(|(_, n)| n).collect(), events))
-    }
-
-    /// Appends the audit events of a [`Gate::commit_prepared`].
-    fn audit_all(&self, events: Vec<crate::audit::Event>) -> Result<(), GateError> {
-        for r in self.audit.append_all(events) {
-            if let Err(e) = r {
-                tracing::error!(error = %e, "audit write failed after a transition");
-                return Err(GateError::Audit(e.to_string()));
-            }
+        if let Some(e) = failed {
+            tracing::error!(error = %e, "review transitions and their audit entries could not be written; those reviews are left as they were");
+            return Err(unwritten(e));
         }
-        Ok(())
+        Ok(moved.into_iter().map(|(_, n)| n).collect())
     }
 
     /// The record `change` makes of `old`, and the batch that swaps it in with its indexes.
@@ -529,18 +540,19 @@ impl Gate {
         Ok((next, batch))
     }
 
-    /// After a transition landed: wake waiters, log, and audit it.
-    fn changed(&self, old: &Review, next: &Review) -> Result<(), GateError> {
+    /// After a transition landed with its entry: wake waiters and log it.
+    fn landed(&self, old: &Review, next: &Review) {
         self.changes.send_modify(|v| *v += 1);
         observe_decision(old, next);
         tracing::info!(target: "airlock::gate", review = %old.id, from = old.state.as_str(), to = next.state.as_str(), "review transition");
-        self.audit
-            .append(transition_event(old, next))
-            .map_err(|e| {
-                tracing::error!(review = %old.id, error = %e, "audit write failed after a transition");
-                GateError::Audit(e.to_string())
-            })?;
-        Ok(())
+    }
+}
+
+/// The error of a transition that was not written (neither the review nor its entry).
+fn unwritten(e: crate::audit::AuditError) -> GateError {
+    match e {
+        crate::audit::AuditError::Store(e) => GateError::Store(e),
+        e => GateError::Audit(e.to_string()),
     }
 }
 

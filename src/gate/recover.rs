@@ -24,16 +24,17 @@ fn joined<T>(
     match h.map(|h| h.join()) {
         None => Ok(None),
         Some(Ok(r)) => r.map(Some),
-        Some(Err(_)) => Err(GateError::Audit("a sweep thread panicked".into())),
+        Some(Err(_)) => Err(GateError::Store(crate::store::StoreError::Io(
+            "a sweep thread panicked".into(),
+        ))),
     }
 }
 
 impl Gate {
-    /// Expires every pending review past its deadline. Returns how many it expired. Three
-    /// stages overlap: while one chunk commits, the next is read and prepared and the one
-    /// before is appended to the audit log (two commits may then share one fsync); every entry
-    /// is durable before this returns. A review changed meanwhile, or refused, is left to the
-    /// next tick.
+    /// Expires every pending review past its deadline. Returns how many it expired. Two
+    /// stages overlap: while one chunk commits (each expiry with its audit entry, in one
+    /// group commit), the next is read and prepared. A review changed meanwhile, or refused,
+    /// is left to the next tick.
     pub async fn sweep(self: &Arc<Self>) -> Result<usize, GateError> {
         self.blocking(|g| {
             let now = g.clock.now_ms();
@@ -55,24 +56,17 @@ impl Gate {
             };
             std::thread::scope(|scope| {
                 let mut n = 0;
-                let mut auditing = None;
                 let (mut ready, mut last) = read(None)?;
                 loop {
                     let reading = last
                         .take()
                         .map(|after| scope.spawn(move || read(Some(after))));
-                    let (expired, events) = g.commit_prepared(ready)?;
-                    joined(auditing.take())?;
-                    n += expired.len();
-                    if !events.is_empty() {
-                        auditing = Some(scope.spawn(move || g.audit_all(events)));
-                    }
-                    match joined(reading)? {
+                    let committed = g.commit_prepared(ready);
+                    let next = joined(reading);
+                    n += committed?.len();
+                    match next? {
                         Some(next) => (ready, last) = next,
-                        None => {
-                            joined(auditing.take())?;
-                            return Ok(n);
-                        }
+                        None => return Ok(n),
                     }
                 }
             })

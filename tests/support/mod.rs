@@ -343,10 +343,6 @@ pub struct FaultyStore {
     /// Milliseconds the next commit that moves a review to `executing` (a claim) waits before
     /// it lands (a busy store); then back to 0.
     pub delay_claim_ms: std::sync::atomic::AtomicU64,
-    /// Armed: when the next audit write is refused, every `approved` review is first taken by
-    /// another instance's claim (`executing`), as a sweep elsewhere would once the entry it
-    /// reported failed shows up after all.
-    pub claim_elsewhere_on_audit_failure: std::sync::atomic::AtomicBool,
     /// How many of the next claims (commits moving a review to `executing`) are refused.
     pub fail_claims: std::sync::atomic::AtomicUsize,
     /// How many of the next commits recording an answer (a review `executed`) are refused.
@@ -371,7 +367,6 @@ impl FaultyStore {
             trip: Default::default(),
             refused: Default::default(),
             delay_claim_ms: Default::default(),
-            claim_elsewhere_on_audit_failure: Default::default(),
             fail_claims: Default::default(),
             fail_answers: Default::default(),
             fail_index: Default::default(),
@@ -380,34 +375,6 @@ impl FaultyStore {
             slow_reads_now: Default::default(),
             slow_reads_peak: Default::default(),
         })
-    }
-}
-
-impl FaultyStore {
-    /// Moves every `approved` review to `executing` under another instance's claim.
-    fn claim_approved_elsewhere(&self) {
-        use airlock::gate::{Review, ReviewState};
-        use airlock::store::{Batch, Tree};
-        let entries = self
-            .inner
-            .range(Tree::Reviews, b"", None, 1000)
-            .expect("reviews");
-        for (key, value) in entries {
-            let Ok(mut r) = Review::decode(&value) else {
-                continue;
-            };
-            if r.state != ReviewState::Approved {
-                continue;
-            }
-            r.state = ReviewState::Executing;
-            let mut exec = airlock::gate::review::Execution::started(1);
-            exec.instance = Some("another-host/1".into());
-            exec.lease_until_ms = Some(u64::MAX);
-            r.execution = Some(exec);
-            let mut b = Batch::default();
-            b.put(Tree::Reviews, &key, &r.encode().expect("encode"));
-            self.inner.commit(vec![b]).expect("claim elsewhere");
-        }
     }
 }
 
@@ -467,9 +434,6 @@ impl airlock::store::Store for FaultyStore {
             || (writes_state(b"\"state\":\"executed\"") && take(&self.fail_answers));
         if fail {
             self.refused.fetch_add(1, SeqCst);
-            if self.claim_elsewhere_on_audit_failure.swap(false, SeqCst) {
-                self.claim_approved_elsewhere();
-            }
             return Err(airlock::store::StoreError::Full("test store".into()));
         }
         if writes_state(b"\"state\":\"executing\"") {
