@@ -1765,6 +1765,11 @@ fn differentials() -> Vec<Entry> {
         e("secret read", "a file's contents downloaded (an identity document, say)", "files.stripe.com", h1("GET", "/v1/files/file_1/contents", &[], ""), Held),
         e("differential", "a checkout priced inline under element key 0.0 (read as line_items.0.0)", ST, h1("POST", "/v1/checkout/sessions", &[FORM], "mode=payment&line_items[0.0][price_data][unit_amount]=1&line_items[0.0][price_data][currency]=usd&line_items[0.0][price_data][product]=prod_1&line_items[0.0][quantity]=1"), HeldFor("param_ambiguous")),
         e("differential", "a v2 account's losses collector named by one dotted JSON key", ST, h1("POST", "/v2/core/accounts", &[JSON], r#"{"defaults.responsibilities.losses_collector":"stripe","dashboard":"express"}"#), HeldFor("param_ambiguous")),
+        // Review of the GitHub catalog: bot commands and merge labels.
+        e("bucket", "Terraform applied through Digger", GH, h1("POST", "/repos/o/r/issues/5/comments", &[JSON], r#"{"body":"digger apply"}"#), Held),
+        e("bucket", "Terraform applied through Terrateam over GraphQL", GH, h1("POST", "/graphql", &[JSON], gql("mutation { addComment(input: {subjectId: \"PR_1\", body: \"terrateam apply\"}) { clientMutationId } }")), Held),
+        e("bucket", "Jenkins told a fork's code is ok to test, hyphenated", GH, h1("POST", "/repos/o/r/issues/5/comments", &[JSON], r#"{"body":"ok-to-test"}"#), Held),
+        e("bucket", "a Bulldozer merge label", GH, h1("POST", "/repos/o/r/issues/5/labels", &[JSON], r#"{"labels":["merge when ready"]}"#), Held),
     ]
 }
 

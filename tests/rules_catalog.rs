@@ -2965,3 +2965,119 @@ fn a_dot_inside_a_name_a_rule_reads_holds() {
     ];
     expect_all(&c, &cases);
 }
+
+/// Review of the GitHub catalog (bot commands): Terraform runners other than Atlantis (Digger,
+/// Terrateam), Jenkins' pull request builder phrases (read as its `\W+` patterns read them),
+/// Ellipsis, and Bulldozer's and Kodiak's merge labels hold, on REST and GraphQL alike; ordinary
+/// text and labels still notify.
+#[test]
+fn more_bot_commands_and_merge_labels_hold() {
+    let c = catalog();
+    let json = [("content-type", "application/json")];
+    let gh = |p: &str| format!("https://api.github.com{p}");
+    let body = |t: &str| serde_json::json!({ "body": t }).to_string();
+    let gq = mutation_body;
+    let add_comment = |t: &str| {
+        gq(&format!(
+            "addComment(input: {{subjectId: \"I\", body: {}}})",
+            serde_json::Value::String(t.into())
+        ))
+    };
+    use Action::*;
+    let mut cases: Vec<Case> = Vec::new();
+    for text in [
+        "digger apply",
+        "Digger plan -p prod",
+        "terrateam apply",
+        "terrateam apply-autoapprove",
+        "ok to test",
+        "OK-to-test",
+        "Ok\n\nto test, please",
+        "test this please",
+        "retest this please",
+        "Jenkins, retest   this, please",
+        "add to whitelist",
+        "@ellipsis-dev fix the failing test",
+    ] {
+        cases.push((
+            "POST",
+            gh("/repos/o/r/issues/5/comments"),
+            &json,
+            body(text),
+            Escalate,
+            "rule_match",
+        ));
+        cases.push((
+            "POST",
+            gh("/graphql"),
+            &json,
+            add_comment(text),
+            Escalate,
+            "rule_match",
+        ));
+    }
+    for label in ["merge when ready", "Merge-When-Ready", "kodiak: merge"] {
+        let labels = serde_json::json!({ "labels": [label] }).to_string();
+        let code = if label.contains('-') {
+            "value_unparseable"
+        } else {
+            "rule_match"
+        };
+        cases.push((
+            "POST",
+            gh("/repos/o/r/issues/5/labels"),
+            &json,
+            labels.clone(),
+            Escalate,
+            code,
+        ));
+        cases.push((
+            "POST",
+            gh("/repos/o/r/issues"),
+            &json,
+            serde_json::json!({ "title": "t", "labels": [label] }).to_string(),
+            Escalate,
+            code,
+        ));
+        cases.push((
+            "PATCH",
+            gh("/repos/o/r/labels/ready"),
+            &json,
+            serde_json::json!({ "new_name": label }).to_string(),
+            Escalate,
+            code,
+        ));
+    }
+    // ordinary text and labels: as before
+    for text in [
+        "the gravedigger's terraform module",
+        "okay, tested locally",
+        "please test this later",
+    ] {
+        cases.push((
+            "POST",
+            gh("/repos/o/r/issues/5/comments"),
+            &json,
+            body(text),
+            Notify,
+            "rule_match",
+        ));
+        cases.push((
+            "POST",
+            gh("/graphql"),
+            &json,
+            add_comment(text),
+            Notify,
+            "rule_match",
+        ));
+    }
+    cases.push((
+        "POST",
+        gh("/repos/o/r/issues/5/labels"),
+        &json,
+        r#"{"labels":["ready for review"]}"#.into(),
+        Notify,
+        "rule_match",
+    ));
+    expect_all(&c, &cases);
+}

@@ -10,6 +10,7 @@ fn gap() -> Event {
     Event::AuditGap(event::AuditGap {
         skipped_allow_records: 1,
         reason: "test",
+        agent: None,
     })
 }
 

@@ -7,7 +7,10 @@
 //! whole line, but for trailing blanks, `.` and `!` (approval words such as a lone `approve`,
 //! which approval actions compare with the whole comment); one starting with a blank must follow anything
 //! but a letter, digit, `.`, `_`, `/` or `-` (`ok,/deploy` and `(/deploy)` hold, `src/deploy`
-//! does not). Over-matching only costs a review; a reading that misses a trigger lets it through.
+//! does not). A phrase, ASCII words with single blanks between them (`ok to test`), also holds
+//! with any run of other characters between its words (`ok-to-test`, `ok\n\nto, test`), as a
+//! bot matching `ok\W+to\W+test` reads it (Jenkins' pull request builder). Over-matching only
+//! costs a review; a reading that misses a trigger lets it through.
 
 use unicode_normalization::UnicodeNormalization;
 
@@ -44,6 +47,8 @@ pub(super) fn needle(text: &str) -> Option<String> {
 /// Does `text` hold any of `needles` (each from [`needle`])?
 pub(super) fn holds_any(text: &str, needles: &[String]) -> bool {
     let hay = format!("\n{}", normalize(text));
+    // The text as words only, made once if a phrase needs it.
+    let mut words: Option<String> = None;
     needles.iter().any(|n| match n.strip_prefix(' ') {
         // A whole line.
         None if n.len() > 2 && n.starts_with('\n') && n.ends_with('\n') => {
@@ -58,8 +63,37 @@ pub(super) fn holds_any(text: &str, needles: &[String]) -> bool {
                 .next_back()
                 .is_none_or(|c| !(c.is_alphanumeric() || matches!(c, '.' | '_' | '/' | '-')))
         }),
-        None => hay.contains(n.as_str()),
+        None => {
+            hay.contains(n.as_str())
+                || (is_phrase(n)
+                    && words
+                        .get_or_insert_with(|| words_of(&hay))
+                        .contains(n.as_str()))
+        }
     })
+}
+
+/// Is `needle` a phrase: ASCII letters and digits in words, one blank between each two?
+fn is_phrase(needle: &str) -> bool {
+    needle.contains(' ')
+        && needle
+            .split(' ')
+            .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// `text` with every run of characters other than ASCII letters and digits as one blank: how a
+/// pattern with `\W+` between its words reads it (Java's `\W` takes every non-ASCII letter, and
+/// `_`, here too: over-matching holds).
+fn words_of(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with(' ') {
+            out.push(' ');
+        }
+    }
+    out
 }
 
 /// The widest reading: entities decoded, `\` before punctuation dropped, NFKC, invisible
@@ -247,6 +281,8 @@ mod tests {
             " /deploy",
             "\napprove\n",
             "\nyes\n",
+            "ok to test",
+            " digger",
         ]
         .iter()
         .filter_map(|t| needle(t))
@@ -300,6 +336,23 @@ mod tests {
             ("yes, but not now", false),
             ("disapprove", false),
             ("", false),
+            // a phrase, with any run of non-word characters between its words
+            ("ok to test", true),
+            ("Is it OK to test this?", true),
+            ("ok-to-test", true),
+            ("ok_to_test", true),
+            ("ok\n\nto,  test", true),
+            ("ok\u{a0}to\u{3000}test", true),
+            ("ok \u{4e2d} to test", true),
+            ("book to testify", true),
+            ("ok totest", false),
+            ("okto test", false),
+            ("ok, not yet; test later", false),
+            // a word-start text: after anything but a word character or a path's punctuation
+            ("digger apply -p prod", true),
+            ("please @digger plan", true),
+            ("(digger unlock)", true),
+            ("the gravedigger", false),
         ];
         let n = needles();
         for (text, want) in cases {
@@ -328,5 +381,21 @@ mod tests {
         assert_eq!(needle("\nok.\n").as_deref(), Some("\nok\n"));
         assert_eq!(needle("\nfoo\n\n"), None);
         assert_eq!(needle("\n!\n"), None);
+    }
+
+    #[test]
+    fn phrases_are_ascii_words_with_single_blanks() {
+        for (n, want) in [
+            ("ok to test", true),
+            ("test this please", true),
+            ("atlantis", false),
+            ("/azp ", false),
+            ("ok  to test", false),
+            ("kodiak: merge", false),
+            ("\nrun plan", false),
+        ] {
+            assert_eq!(is_phrase(n), want, "{n:?}");
+        }
+        assert_eq!(words_of("\nOk-_-to\n test!"), " Ok to test ");
     }
 }
