@@ -1770,6 +1770,8 @@ fn differentials() -> Vec<Entry> {
         e("bucket", "Terraform applied through Terrateam over GraphQL", GH, h1("POST", "/graphql", &[JSON], gql("mutation { addComment(input: {subjectId: \"PR_1\", body: \"terrateam apply\"}) { clientMutationId } }")), Held),
         e("bucket", "Jenkins told a fork's code is ok to test, hyphenated", GH, h1("POST", "/repos/o/r/issues/5/comments", &[JSON], r#"{"body":"ok-to-test"}"#), Held),
         e("bucket", "a Bulldozer merge label", GH, h1("POST", "/repos/o/r/issues/5/labels", &[JSON], r#"{"labels":["merge when ready"]}"#), Held),
+        // Review of the GitHub catalog: an issue turned into a pull request.
+        e("bucket", "a pull request made from an existing issue", GH, h1("POST", "/repos/o/r/pulls", &[JSON], r#"{"head":"feat","base":"main","issue":5}"#), Held),
     ]
 }
 

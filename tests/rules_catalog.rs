@@ -3081,3 +3081,61 @@ fn more_bot_commands_and_merge_labels_hold() {
     ));
     expect_all(&c, &cases);
 }
+
+/// Review of the GitHub catalog: `issue` on a new pull request turns that issue into it, for
+/// good; held. A pull request without it still notifies.
+#[test]
+fn a_pull_request_made_from_an_issue_holds() {
+    let c = catalog();
+    let json = [("content-type", "application/json")];
+    let gh = |p: &str| format!("https://api.github.com{p}");
+    use Action::*;
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            gh("/repos/o/r/pulls"),
+            &json,
+            r#"{"head":"feat","base":"dev","issue":5}"#.into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            gh("/repos/o/r/pulls"),
+            &json,
+            r#"{"head":"feat","base":"dev","issue":"5"}"#.into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            gh("/repositories/9/pulls"),
+            &json,
+            r#"{"head":"feat","base":"dev","issue":5}"#.into(),
+            Escalate,
+            "rule_match",
+        ),
+        // as before
+        (
+            "POST",
+            gh("/repos/o/r/pulls"),
+            &json,
+            r#"{"head":"feat","base":"dev","title":"Fix"}"#.into(),
+            Notify,
+            "rule_match",
+        ),
+    ];
+    expect_all(&c, &cases);
+    let v = verdict(
+        &c,
+        "POST",
+        &gh("/repos/o/r/pulls"),
+        &json,
+        Some(r#"{"head":"feat","base":"main","issue":5}"#),
+    );
+    assert_eq!(
+        v.tool.as_deref(),
+        Some("github.pulls.create.from-issue"),
+        "{v}"
+    );
+}
