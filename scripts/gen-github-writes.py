@@ -429,6 +429,9 @@ COPILOT_ASSIGNED = [
 SPACE_ROLE = ("base-role", ESC, IRR, "Gives a Copilot Space a base role (reader makes a user's space public; an organization's gives every member access)",
               '[{ field = "base_role", ne = "no_access" }, { field = "base_role", present = true }]')
 
+REOPEN_PULL = ("Reopens a pull request (`state` other than closed): it comes back with its labels and approvals, "
+               "and a merge bot may merge it, as when a hold label is removed")
+
 CONDITIONAL = {
     "copilot-spaces/create-for-user": [SPACE_ROLE],
     "copilot-spaces/update-for-user": [SPACE_ROLE],
@@ -441,6 +444,13 @@ CONDITIONAL = {
          '[{ field = "base", protected_ref = "branch" }]'),
         ("maintainer-can-modify", ESC, IRR, "Lets the upstream's maintainers push to the pull request's head branch",
          '[{ field = "maintainer_can_modify", eq = true }]'),
+        # A closed pull request reopened comes back with its labels and approvals, and a draft
+        # made ready is no longer work in progress: merge bots (label-driven auto-merge, Kodiak,
+        # Mergify) may then merge it, as when a hold label is removed.
+        ("reopen", ESC, IRR, REOPEN_PULL,
+         '[{ field = "state", ne = "closed" }]'),
+        ("ready-for-review", ESC, IRR, "Marks a draft pull request ready for review (`draft` other than true: merge bots and auto-merge wait for a draft)",
+         '[{ field = "draft", ne = true }]'),
     ],
     "repos/create-fork": [
         ("organization", ESC, IRR, "Forks into an organization (its owners get the code, a private repository's included)",
@@ -459,7 +469,12 @@ CONDITIONAL = {
          '[{ field = "subscribed", eq = false }]'),
     ],
     "issues/add-assignees": COPILOT_ASSIGNED[:1],
-    "issues/update": COPILOT_ASSIGNED,
+    # The number may be a pull request's (every pull request is an issue to this route), so a
+    # reopen is held as the pull request route holds it.
+    "issues/update": COPILOT_ASSIGNED + [
+        ("reopen", ESC, IRR, "Reopens an issue or pull request (`state` other than closed; the number may be a pull request's, which comes back with its labels and approvals: a merge bot may merge it, as when a hold label is removed)",
+         '[{ field = "state", ne = "closed" }]'),
+    ],
     "gists/create": [
         ("public", ESC, IRR, "Creates a public gist (published to everyone)",
          '[{ field = "public", eq = true }]'),

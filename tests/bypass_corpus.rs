@@ -1770,6 +1770,9 @@ fn differentials() -> Vec<Entry> {
         e("bucket", "Terraform applied through Terrateam over GraphQL", GH, h1("POST", "/graphql", &[JSON], gql("mutation { addComment(input: {subjectId: \"PR_1\", body: \"terrateam apply\"}) { clientMutationId } }")), Held),
         e("bucket", "Jenkins told a fork's code is ok to test, hyphenated", GH, h1("POST", "/repos/o/r/issues/5/comments", &[JSON], r#"{"body":"ok-to-test"}"#), Held),
         e("bucket", "a Bulldozer merge label", GH, h1("POST", "/repos/o/r/issues/5/labels", &[JSON], r#"{"labels":["merge when ready"]}"#), Held),
+        // Review of the GitHub catalog: what releases a merge.
+        e("bucket", "a draft pull request marked ready (merge bots wait for it)", GH, h1("POST", "/graphql", &[JSON], gql("mutation { markPullRequestReadyForReview(input: {pullRequestId: \"PR_1\"}) { clientMutationId } }")), Held),
+        e("bucket", "a closed pull request reopened through REST", GH, h1("PATCH", "/repos/o/r/pulls/5", &[JSON], r#"{"state":"open"}"#), Held),
         // Review of the GitHub catalog: an issue turned into a pull request.
         e("bucket", "a pull request made from an existing issue", GH, h1("POST", "/repos/o/r/pulls", &[JSON], r#"{"head":"feat","base":"main","issue":5}"#), Held),
     ]

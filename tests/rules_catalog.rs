@@ -3139,3 +3139,132 @@ fn a_pull_request_made_from_an_issue_holds() {
         "{v}"
     );
 }
+
+/// Review of the GitHub catalog: a draft marked ready and a closed pull request reopened may
+/// release a merge (merge bots wait for neither), as removing a hold label does: held over
+/// GraphQL and REST (an issue's number may be a pull request's). Closing and converting to a
+/// draft still notify.
+#[test]
+fn ready_for_review_and_reopening_hold() {
+    let c = catalog();
+    let json = [("content-type", "application/json")];
+    let gh = |p: &str| format!("https://api.github.com{p}");
+    let gq = mutation_body;
+    use Action::*;
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            gh("/graphql"),
+            &json,
+            gq("markPullRequestReadyForReview(input: {pullRequestId: \"PR_1\"})"),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            gh("/graphql"),
+            &json,
+            gq("reopenPullRequest(input: {pullRequestId: \"PR_1\"})"),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "POST",
+            gh("/graphql"),
+            &json,
+            gq("updatePullRequest(input: {pullRequestId: \"PR_1\", state: OPEN})"),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "PATCH",
+            gh("/repos/o/r/pulls/5"),
+            &json,
+            r#"{"state":"open"}"#.into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "PATCH",
+            gh("/repos/o/r/pulls/5"),
+            &json,
+            r#"{"state":"Open","title":"x"}"#.into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "PATCH",
+            gh("/repos/o/r/pulls/5"),
+            &json,
+            r#"{"draft":false}"#.into(),
+            Escalate,
+            "rule_match",
+        ),
+        (
+            "PATCH",
+            gh("/repos/o/r/issues/5"),
+            &json,
+            r#"{"state":"open"}"#.into(),
+            Escalate,
+            "rule_match",
+        ),
+        // as before
+        (
+            "POST",
+            gh("/graphql"),
+            &json,
+            gq("closePullRequest(input: {pullRequestId: \"PR_1\"})"),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "POST",
+            gh("/graphql"),
+            &json,
+            gq("convertPullRequestToDraft(input: {pullRequestId: \"PR_1\"})"),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "POST",
+            gh("/graphql"),
+            &json,
+            gq("updatePullRequest(input: {pullRequestId: \"PR_1\", state: CLOSED})"),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "POST",
+            gh("/graphql"),
+            &json,
+            gq("reopenIssue(input: {issueId: \"I_1\"})"),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "PATCH",
+            gh("/repos/o/r/pulls/5"),
+            &json,
+            r#"{"state":"closed"}"#.into(),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "PATCH",
+            gh("/repos/o/r/pulls/5"),
+            &json,
+            r#"{"title":"x"}"#.into(),
+            Notify,
+            "rule_match",
+        ),
+        (
+            "PATCH",
+            gh("/repos/o/r/issues/5"),
+            &json,
+            r#"{"state":"closed","state_reason":"completed"}"#.into(),
+            Notify,
+            "rule_match",
+        ),
+    ];
+    expect_all(&c, &cases);
+}
