@@ -1775,6 +1775,9 @@ fn differentials() -> Vec<Entry> {
         e("bucket", "a closed pull request reopened through REST", GH, h1("PATCH", "/repos/o/r/pulls/5", &[JSON], r#"{"state":"open"}"#), Held),
         // Review of the GitHub catalog: an issue turned into a pull request.
         e("bucket", "a pull request made from an existing issue", GH, h1("POST", "/repos/o/r/pulls", &[JSON], r#"{"head":"feat","base":"main","issue":5}"#), Held),
+        // Review of the GitHub catalog: semantic-release maintenance branches.
+        e("bucket", "a maintenance release branch created through REST", GH, h1("POST", "/repos/o/r/git/refs", &[JSON], r#"{"ref":"refs/heads/1.x","sha":"aa"}"#), Held),
+        e("bucket", "a maintenance release branch created over GraphQL", GH, h1("POST", "/graphql", &[JSON], gql("mutation { createRef(input: {repositoryId: \"R\", name: \"refs/heads/2.x\", oid: \"aa\"}) { clientMutationId } }")), Held),
     ]
 }
 

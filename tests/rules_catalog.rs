@@ -3268,3 +3268,82 @@ fn ready_for_review_and_reopening_hold() {
     ];
     expect_all(&c, &cases);
 }
+
+/// Review of the GitHub catalog: semantic-release's maintenance branches (`1.x`, `1.2.x`,
+/// `1.x.x`) publish a release when pushed; they are protected refs now, for REST, GraphQL and
+/// git push alike. Look-alikes still pass.
+#[test]
+fn maintenance_release_branches_are_protected() {
+    let c = catalog();
+    let json = [("content-type", "application/json")];
+    let gh = |p: &str| format!("https://api.github.com{p}");
+    let gq = mutation_body;
+    use Action::*;
+    let mut cases: Vec<Case> = Vec::new();
+    for (name, held) in [
+        ("1.x", true),
+        ("2.x", true),
+        ("1.2.x", true),
+        ("10.20.X", true),
+        ("3.x.x", true),
+        ("v1.x", false),
+        ("1.2.3", false),
+        ("x.1", false),
+        ("1.x-fix", false),
+    ] {
+        let want = if held { Escalate } else { Notify };
+        let r = serde_json::json!({ "ref": format!("refs/heads/{name}"), "sha": "aa" }).to_string();
+        cases.push((
+            "POST",
+            gh("/repos/o/r/git/refs"),
+            &json,
+            r,
+            want,
+            "rule_match",
+        ));
+        let m = format!(
+            "createRef(input: {{repositoryId: \"R\", name: \"refs/heads/{name}\", oid: \"aa\"}})"
+        );
+        cases.push(("POST", gh("/graphql"), &json, gq(&m), want, "rule_match"));
+        let put =
+            serde_json::json!({ "message": "m", "content": "eA==", "branch": name }).to_string();
+        cases.push((
+            "PUT",
+            gh("/repos/o/r/contents/docs/a.md"),
+            &json,
+            put,
+            want,
+            "rule_match",
+        ));
+    }
+    expect_all(&c, &cases);
+    // git push creating one: held as a protected ref; a feature branch passes.
+    let pkt = |line: &str| format!("{:04x}{line}", line.len() + 4);
+    let zero = "0".repeat(40);
+    let new = "1".repeat(40);
+    for (name, want) in [
+        ("refs/heads/1.x", Escalate),
+        ("refs/heads/1.2.x", Escalate),
+        ("refs/heads/feature-1.x", Allow),
+    ] {
+        let body = format!(
+            "{}0000",
+            pkt(&format!("{zero} {new} {name}\0report-status\n"))
+        );
+        let v = verdict(
+            &c,
+            "POST",
+            "https://github.com/o/r.git/git-receive-pack",
+            &[],
+            Some(&body),
+        );
+        assert_eq!(v.action, want, "{name}: {v}");
+        if want == Escalate {
+            assert_eq!(
+                v.tool.as_deref(),
+                Some("github.git.push-protected-ref"),
+                "{name}: {v}"
+            );
+        }
+    }
+}

@@ -446,16 +446,26 @@ pub fn read_command_section(
 
 // ---- rules ----
 
-/// A protected-ref pattern: exact (`refs/heads/main`) or every ref starting with a prefix
-/// (`refs/tags/*`, `refs/heads/release-*`). Matched case-insensitively.
+/// A protected-ref pattern: exact (`refs/heads/main`), every ref starting with a prefix
+/// (`refs/tags/*`, `refs/heads/release-*`), or a whole name with `{N}` standing for a run of
+/// ASCII digits (`refs/heads/{N}.x`, `refs/heads/{N}.{N}.x`: semantic-release's maintenance
+/// branches `1.x`, `1.2.x`). Matched case-insensitively.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefPattern {
     Exact(String),
     Under(String),
+    /// The literal texts around each `{N}` (one more than the `{N}`s), in order.
+    Digits(Vec<String>),
 }
+
+/// In a protected-ref pattern, one or more ASCII digits.
+const DIGITS: &str = "{N}";
 
 impl RefPattern {
     pub fn parse(p: &str) -> Result<RefPattern, String> {
+        if p.contains(DIGITS) {
+            return Self::parse_digits(p);
+        }
         if let Some(prefix) = p.strip_suffix("/*") {
             if prefix != "refs" {
                 check_refname(prefix)?;
@@ -474,21 +484,62 @@ impl RefPattern {
                 "protected ref {p:?}: `*` may only end the pattern (refs/tags/*, refs/heads/release-*)"
             ));
         }
+        if p.contains(['{', '}']) {
+            return Err(format!(
+                "protected ref {p:?}: the only placeholder is {DIGITS} (digits: refs/heads/{DIGITS}.x)"
+            ));
+        }
         check_refname(p)?;
         Ok(RefPattern::Exact(p.to_string()))
     }
 
-    pub fn matches(&self, refname: &str) -> bool {
-        let (r, p) = (refname.as_bytes(), self.text().as_bytes());
-        match self {
-            RefPattern::Exact(_) => r.eq_ignore_ascii_case(p),
-            RefPattern::Under(_) => r.len() > p.len() && r[..p.len()].eq_ignore_ascii_case(p),
+    /// A `{N}` pattern: no `*` or other braces, no digit next to a `{N}` (so a run of digits
+    /// is read one way), and a valid ref name with each `{N}` as `0`.
+    fn parse_digits(p: &str) -> Result<RefPattern, String> {
+        let parts: Vec<String> = p.split(DIGITS).map(str::to_string).collect();
+        let bad = |why: &str| Err(format!("protected ref {p:?}: {why}"));
+        if parts.iter().any(|s| s.contains(['*', '{', '}'])) {
+            return bad("a {N} pattern has no `*` and no other placeholder");
         }
+        let last = parts.len() - 1;
+        let digit_beside = parts.iter().enumerate().any(|(i, s)| {
+            (i > 0 && s.starts_with(|c: char| c.is_ascii_digit()))
+                || (i < last && s.ends_with(|c: char| c.is_ascii_digit()))
+        });
+        if digit_beside || parts[1..last].iter().any(String::is_empty) {
+            return bad("a {N} stands between text that is not a digit (write {N}.{N}.x, not {N}{N} or 1{N})");
+        }
+        check_refname(&parts.join("0"))?;
+        Ok(RefPattern::Digits(parts))
     }
 
-    fn text(&self) -> &str {
+    pub fn matches(&self, refname: &str) -> bool {
+        let r = refname.as_bytes();
         match self {
-            RefPattern::Exact(s) | RefPattern::Under(s) => s,
+            RefPattern::Exact(p) => r.eq_ignore_ascii_case(p.as_bytes()),
+            RefPattern::Under(p) => {
+                let p = p.as_bytes();
+                r.len() > p.len() && r[..p.len()].eq_ignore_ascii_case(p)
+            }
+            RefPattern::Digits(parts) => {
+                let mut rest = r;
+                for (i, part) in parts.iter().enumerate() {
+                    if i > 0 {
+                        // A `{N}`: every digit there (the next text starts with none).
+                        let n = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+                        if n == 0 {
+                            return false;
+                        }
+                        rest = &rest[n..];
+                    }
+                    let part = part.as_bytes();
+                    if rest.len() < part.len() || !rest[..part.len()].eq_ignore_ascii_case(part) {
+                        return false;
+                    }
+                    rest = &rest[part.len()..];
+                }
+                rest.is_empty()
+            }
         }
     }
 }

@@ -101,8 +101,10 @@
 //! `[git]` (see [`super::git`]): on its hosts, `GET …/info/refs?service=…` and
 //! `POST …/git-upload-pack` (fetch, clone) are allowed; `POST …/git-receive-pack` (push) is judged
 //! by its command section: deletions get `delete`, protected refs `protected`, the rest `push`;
-//! an unreadable command section escalates. Protected-ref patterns are exact ref names or end in
-//! `/*` (everything below), matched case-insensitively. Other paths on a git host get `default`.
+//! an unreadable command section escalates. Protected-ref patterns are exact ref names, end in
+//! `/*` (everything below) or `*` (every name so started), or hold `{N}` for a run of ASCII
+//! digits (`refs/heads/{N}.x`), matched case-insensitively. Other paths on a git host get
+//! `default`.
 //!
 //! Layout: this module holds the public types and [`Catalog`]'s API; `compile` reads and checks
 //! rule files; `matcher` holds the compiled rules and finds the ones a request's method and

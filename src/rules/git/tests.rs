@@ -427,6 +427,22 @@ fn ref_patterns() {
         ("refs/heads/release-*", "refs/heads/release-", false),
         ("refs/heads/release-*", "refs/heads/release", false),
         ("refs/heads/release-*", "refs/heads/releases", false),
+        // `{N}`: one or more ASCII digits (semantic-release's maintenance branches)
+        ("refs/heads/{N}.x", "refs/heads/1.x", true),
+        ("refs/heads/{N}.x", "refs/heads/12.X", true),
+        ("refs/heads/{N}.x", "refs/heads/1.2.x", false),
+        ("refs/heads/{N}.x", "refs/heads/.x", false),
+        ("refs/heads/{N}.x", "refs/heads/v1.x", false),
+        ("refs/heads/{N}.x", "refs/heads/1.x/y", false),
+        ("refs/heads/{N}.x", "refs/heads/1.xy", false),
+        ("refs/heads/{N}.x", "refs/heads/\u{661}.x", false),
+        ("refs/heads/{N}.{N}.x", "refs/heads/1.2.x", true),
+        ("refs/heads/{N}.{N}.x", "refs/heads/10.20.x", true),
+        ("refs/heads/{N}.{N}.x", "refs/heads/1.x", false),
+        ("refs/heads/{N}.{N}.x", "refs/heads/1..x", false),
+        ("refs/heads/{N}.x.x", "refs/heads/3.x.x", true),
+        ("refs/heads/v{N}", "refs/heads/v2", true),
+        ("refs/heads/v{N}", "refs/heads/v2a", false),
     ];
     for (p, r, want) in cases {
         assert_eq!(RefPattern::parse(p).unwrap().matches(r), want, "{p} vs {r}");
@@ -439,6 +455,13 @@ fn ref_patterns() {
         "refs/*/main",
         "refs/heads/a..b",
         "refs/heads/",
+        "refs/heads/{N}{N}.x",
+        "refs/heads/1{N}.x",
+        "refs/heads/{N}1.x",
+        "refs/heads/{N}.*",
+        "refs/heads/{M}.x",
+        "refs/heads/{N}.x}",
+        "{N}.x",
     ] {
         assert!(RefPattern::parse(bad).is_err(), "{bad}");
     }
