@@ -1778,6 +1778,9 @@ fn differentials() -> Vec<Entry> {
         // Review of the GitHub catalog: semantic-release maintenance branches.
         e("bucket", "a maintenance release branch created through REST", GH, h1("POST", "/repos/o/r/git/refs", &[JSON], r#"{"ref":"refs/heads/1.x","sha":"aa"}"#), Held),
         e("bucket", "a maintenance release branch created over GraphQL", GH, h1("POST", "/graphql", &[JSON], gql("mutation { createRef(input: {repositoryId: \"R\", name: \"refs/heads/2.x\", oid: \"aa\"}) { clientMutationId } }")), Held),
+        // Review of the GitHub catalog: a user's type tag on Copilot's number.
+        e("bucket", "Copilot assigned by a user-tagged node id", GH, h1("POST", "/graphql", &[JSON], gql("mutation { addAssigneesToAssignable(input: {assignableId: \"I_1\", assigneeIds: [\"U_kgDOC9w8XQ\"]}) { clientMutationId } }")), Held),
+        e("bucket", "Copilot assigned by a legacy user node id", GH, h1("POST", "/graphql", &[JSON], gql("mutation { addAssigneesToAssignable(input: {assignableId: \"I_1\", assigneeIds: [\"MDQ6VXNlcjE5ODk4Mjc0OQ==\"]}) { clientMutationId } }")), Held),
     ]
 }
 

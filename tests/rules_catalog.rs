@@ -3347,3 +3347,55 @@ fn maintenance_release_branches_are_protected() {
         }
     }
 }
+
+/// Review of the GitHub catalog: a user-tagged node id carrying a coding agent's number
+/// (`U_kgDOC9w8XQ`, legacy `04:User198982749`: Copilot's coding agent) may resolve to the bot,
+/// which assigning starts an agent run; held. A user's own id still notifies.
+#[test]
+fn user_tagged_ids_of_agent_bots_hold() {
+    let c = catalog();
+    let json = [("content-type", "application/json")];
+    let gh = |p: &str| format!("https://api.github.com{p}");
+    let gq = mutation_body;
+    use Action::*;
+    let mut cases: Vec<Case> = Vec::new();
+    for (id, want) in [
+        ("U_kgDOC9w8XQ", Escalate),
+        ("MDQ6VXNlcjE5ODk4Mjc0OQ==", Escalate),
+        ("U_kgDODnPHJg", Escalate),
+        ("U_kgDOC9w8X", Escalate),
+        ("U_kgDOAAjmPw", Notify),
+        ("MDQ6VXNlcjU4MzIzMQ==", Notify),
+    ] {
+        let assign = format!(
+            "addAssigneesToAssignable(input: {{assignableId: \"I_1\", assigneeIds: [\"{id}\"]}})"
+        );
+        cases.push((
+            "POST",
+            gh("/graphql"),
+            &json,
+            gq(&assign),
+            want,
+            "rule_match",
+        ));
+        let review =
+            format!("requestReviews(input: {{pullRequestId: \"PR_1\", userIds: [\"{id}\"]}})");
+        cases.push((
+            "POST",
+            gh("/graphql"),
+            &json,
+            gq(&review),
+            want,
+            "rule_match",
+        ));
+    }
+    cases.push((
+        "POST",
+        gh("/graphql"),
+        &json,
+        gq("requestReviews(input: {pullRequestId: \"PR_1\", userIds: [\"U_kgDOCnlnWA\"]})"),
+        Escalate,
+        "rule_match",
+    ));
+    expect_all(&c, &cases);
+}

@@ -668,18 +668,34 @@ fn near_miss(v: &FieldValue, wants: &[toml::Value]) -> bool {
     })
 }
 
+/// Database ids of coding agents' and AI review bots' accounts on github.com. A node id whose
+/// number is one of these holds whatever its type tag says: `U_` or `04:User` with a bot's
+/// number may resolve to the bot (a bot is a kind of user account).
+const AGENT_BOT_IDS: &[u64] = &[
+    198_982_749, // copilot-swe-agent[bot]: Copilot's coding agent (BOT_kgDOC9w8XQ)
+    175_728_472, // copilot-pull-request-reviewer[bot]: Copilot's code review
+    242_468_646, // anthropic-code-agent[bot]: Claude on the agent platform (BOT_kgDODnPHJg)
+    242_516_109, // openai-code-agent[bot]: Codex on the agent platform (BOT_kgDODnSAjQ)
+    209_825_114, // claude[bot]: the Claude GitHub App
+];
+
 /// Is `id` anything but a GitHub node id of a user account? Users' ids pass when they read as
-/// one plainly: `U_` and base64url (the current form), or standard base64 decoding to
-/// `04:User` and digits (the legacy form). Anything else, a bot's id (`BOT_…`, `03:Bot…`,
-/// coding agents such as Copilot are bots) in any encoding a lenient decoder accepts included,
-/// holds: over-matching only costs a review.
+/// one plainly: `U_` and base64url of the MessagePack array `[0, number]` (the current form), or
+/// standard base64 decoding to `04:User` and digits (the legacy form), the number not one of
+/// [`AGENT_BOT_IDS`]. Anything else, a bot's id (`BOT_…`, `03:Bot…`, coding agents such as
+/// Copilot are bots) in any encoding a lenient decoder accepts, a `U_` id that does not decode,
+/// or a user-tagged id carrying an agent bot's number, holds: over-matching only costs a review.
 fn not_user_node_id(id: &str) -> bool {
     use base64::Engine as _;
+    let plain_user = |n: u64| !AGENT_BOT_IDS.contains(&n);
     let current = id.strip_prefix("U_").is_some_and(|rest| {
-        !rest.is_empty()
-            && rest
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        rest.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(rest)
+                .ok()
+                .and_then(|b| msgpack_ints(&b))
+                .is_some_and(|n| matches!(n[..], [0, n] if plain_user(n)))
     });
     let legacy = base64::engine::general_purpose::STANDARD
         .decode(id)
@@ -687,11 +703,53 @@ fn not_user_node_id(id: &str) -> bool {
         .and_then(|b| String::from_utf8(b).ok())
         .is_some_and(|t| {
             t.strip_prefix("04:User")
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                // Leading zeros read as the same number; one too long for u64 is not plain.
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(plain_user)
                 // Written the way GitHub writes it: no padding bytes that could read two ways.
                 && base64::engine::general_purpose::STANDARD.encode(t.as_bytes()) == id
         });
     !(current || legacy)
+}
+
+/// The integers of a MessagePack array of non-negative integers and nothing else (any integer
+/// encoding, trailing bytes refused); `None` for anything else.
+fn msgpack_ints(b: &[u8]) -> Option<Vec<u64>> {
+    let (&head, mut rest) = b.split_first()?;
+    let len = match head {
+        0x90..=0x9f => usize::from(head & 0x0f),
+        _ => return None,
+    };
+    let mut out = Vec::with_capacity(len);
+    for _ in 0..len {
+        let (&tag, after) = rest.split_first()?;
+        let width = match tag {
+            0x00..=0x7f => 0,
+            0xcc | 0xd0 => 1,
+            0xcd | 0xd1 => 2,
+            0xce | 0xd2 => 4,
+            0xcf | 0xd3 => 8,
+            _ => return None,
+        };
+        let bytes = after.get(..width)?;
+        let n = if width == 0 {
+            u64::from(tag)
+        } else {
+            let mut v = 0u64;
+            for &x in bytes {
+                v = (v << 8) | u64::from(x);
+            }
+            // A signed encoding's negative number is no user's.
+            if matches!(tag, 0xd0..=0xd3) && bytes[0] & 0x80 != 0 {
+                return None;
+            }
+            v
+        };
+        out.push(n);
+        rest = &after[width..];
+    }
+    rest.is_empty().then_some(out)
 }
 
 #[cfg(test)]
@@ -712,8 +770,31 @@ mod bot_id_tests {
             ("MA_kgDOAAAAAQ", true),
             ("", true),
             ("U_kgDOAAAAAQ", false),
+            ("U_kgDOAAjmPw", false),
+            ("U_kgDPAAAAAAAAAAE", false),
+            ("U_kgAB", false),
             ("MDQ6VXNlcjE=", false),
             ("MDQ6VXNlcjU4MzIzMQ==", false),
+            // a user's type tag with an agent bot's number (Copilot's coding agent, its code
+            // review, Claude's and Codex's agents), in either form and any integer encoding
+            ("U_kgDOC9w8XQ", true),
+            ("U_kgDPAAAAAAvcPF0", true),
+            ("U_kgDSC9w8XQ", true),
+            ("U_kgDOCnlnWA", true),
+            ("U_kgDODnPHJg", true),
+            ("U_kgDODnSAjQ", true),
+            ("MDQ6VXNlcjE5ODk4Mjc0OQ==", true),
+            ("MDQ6VXNlcjAxOTg5ODI3NDk=", true),
+            // a `U_` id that is not `[0, number]`
+            ("U_kgDOC9w8X", true),
+            ("U_kgHOAAAAAQ", true),
+            ("U_kwDOAAAAAQE", true),
+            ("U_kaEw", true),
+            ("U_kgDOAAAAAQA", true),
+            ("U_kgDQ_w", true),
+            ("U_", true),
+            ("U_kgDOAAAAAQ==", true),
+            ("MDQ6VXNlcjk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5", true),
         ] {
             assert_eq!(not_user_node_id(id), bot, "{id}");
         }
