@@ -1765,6 +1765,10 @@ fn differentials() -> Vec<Entry> {
         e("secret read", "a file's contents downloaded (an identity document, say)", "files.stripe.com", h1("GET", "/v1/files/file_1/contents", &[], ""), Held),
         e("differential", "a checkout priced inline under element key 0.0 (read as line_items.0.0)", ST, h1("POST", "/v1/checkout/sessions", &[FORM], "mode=payment&line_items[0.0][price_data][unit_amount]=1&line_items[0.0][price_data][currency]=usd&line_items[0.0][price_data][product]=prod_1&line_items[0.0][quantity]=1"), HeldFor("param_ambiguous")),
         e("differential", "a v2 account's losses collector named by one dotted JSON key", ST, h1("POST", "/v2/core/accounts", &[JSON], r#"{"defaults.responsibilities.losses_collector":"stripe","dashboard":"express"}"#), HeldFor("param_ambiguous")),
+        // Review of the GitHub catalog: GraphQL reads of credentials.
+        e("secret read", "an enterprise's SAML recovery codes read over GraphQL", GH, h1("POST", "/graphql", &[JSON], gql("query{enterprise(slug:\"acme\"){ownerInfo{samlIdentityProvider{recoveryCodes ssoUrl issuer}}}}")), Held),
+        e("secret read", "recovery codes behind an alias and a fragment", GH, h1("POST", "/graphql", &[JSON], gql("query { enterprise(slug: \"acme\") { ownerInfo { samlIdentityProvider { ...P } } } } fragment P on EnterpriseIdentityProvider { issuer: recoveryCodes }")), Held),
+        e("secret read", "recovery codes read over GraphQL GET", GH, h1("GET", "/graphql?query=%7Benterprise(slug%3A%22acme%22)%7BownerInfo%7BsamlIdentityProvider%7BrecoveryCodes%7D%7D%7D%7D", &[], ""), Held),
         // Review of the GitHub catalog: bot commands and merge labels.
         e("bucket", "Terraform applied through Digger", GH, h1("POST", "/repos/o/r/issues/5/comments", &[JSON], r#"{"body":"digger apply"}"#), Held),
         e("bucket", "Terraform applied through Terrateam over GraphQL", GH, h1("POST", "/graphql", &[JSON], gql("mutation { addComment(input: {subjectId: \"PR_1\", body: \"terrateam apply\"}) { clientMutationId } }")), Held),

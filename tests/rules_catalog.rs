@@ -3399,3 +3399,145 @@ fn user_tagged_ids_of_agent_bots_hold() {
     ));
     expect_all(&c, &cases);
 }
+
+/// Review of the GitHub catalog: GraphQL reads were never judged, so a query for an
+/// enterprise's SAML recovery codes (an owner's way past single sign-on) passed. A request that
+/// selects `recoveryCodes` anywhere is held, aliases, fragments, nesting, a mutation's payload
+/// and GET alike; other reads still pass.
+#[test]
+fn graphql_reads_of_recovery_codes_hold() {
+    let c = catalog();
+    let json = [("content-type", "application/json")];
+    let gh = |p: &str| format!("https://api.github.com{p}");
+    let q = |query: &str| serde_json::json!({ "query": query }).to_string();
+    let held = [
+        "query{enterprise(slug:\"acme\"){ownerInfo{samlIdentityProvider{recoveryCodes ssoUrl issuer}}}}",
+        "{ enterprise(slug: \"acme\") { ownerInfo { samlIdentityProvider { ssoUrl: recoveryCodes } } } }",
+        "{ enterprise(slug: \"acme\") { ownerInfo { samlIdentityProvider { __typename: recoveryCodes } } } }",
+        "query { enterprise(slug: \"acme\") { ...E } } fragment E on Enterprise { ownerInfo { samlIdentityProvider { ...P } } } fragment P on EnterpriseIdentityProvider { recoveryCodes }",
+        "{ node(id: \"EIP_1\") { __typename ... on EnterpriseIdentityProvider { recoveryCodes } } }",
+        "query A { viewer { login } } query B { node(id: \"EIP_1\") { ... on EnterpriseIdentityProvider { recoveryCodes } } }",
+        "mutation { updateEnterpriseProfile(input: {enterpriseId: \"E\", name: \"x\"}) { enterprise { ownerInfo { samlIdentityProvider { recoveryCodes } } } } }",
+    ];
+    for query in held {
+        let mut body: serde_json::Value = serde_json::from_str(&q(query)).unwrap();
+        if query.starts_with("query A") {
+            body["operationName"] = "A".into();
+        }
+        let v = verdict(&c, "POST", &gh("/graphql"), &json, Some(&body.to_string()));
+        assert_eq!(v.action, Action::Escalate, "{query}: {v}");
+        assert_eq!(
+            v.tool.as_deref(),
+            Some("github.graphql.read-recovery-codes"),
+            "{query}: {v}"
+        );
+        assert_eq!(
+            v.params.get("fields").map(String::as_str),
+            Some("recoveryCodes"),
+            "{v}"
+        );
+    }
+    // GET carries the query in the URL.
+    let url = format!(
+        "https://api.github.com/graphql?query={}",
+        form_urlencoded::byte_serialize(held[0].as_bytes()).collect::<String>()
+    );
+    let v = verdict(&c, "GET", &url, &[], None);
+    assert_eq!(
+        (v.action, v.tool.as_deref()),
+        (Action::Escalate, Some("github.graphql.read-recovery-codes")),
+        "{v}"
+    );
+    // Other reads, and the same identity provider without its codes: as before.
+    for query in [
+        "query{enterprise(slug:\"acme\"){ownerInfo{samlIdentityProvider{ssoUrl issuer}}}}",
+        "{ enterprise(slug: \"acme\") { ownerInfo { samlIdentityProvider { recoveryCodes: issuer } } } }",
+        "{ viewer { login } }",
+    ] {
+        let v = verdict(&c, "POST", &gh("/graphql"), &json, Some(&q(query)));
+        assert_eq!((v.action, v.tool.as_deref()), (Action::Allow, Some("github.graphql.query")), "{query}: {v}");
+    }
+    // A mutation keeps its own verdict when it is the stricter.
+    let m = "mutation { deleteRef(input: {refId: \"R\"}) { clientMutationId } viewer: __typename }";
+    let v = verdict(&c, "POST", &gh("/graphql"), &json, Some(&q(m)));
+    assert_eq!(
+        (v.action, v.tool.as_deref()),
+        (Action::Escalate, Some("github.graphql.deleteRef")),
+        "{v}"
+    );
+}
+
+/// `[[graphql_field]]` in a rule file: field names checked at load, counted, listed with their
+/// approval policy, reported when a reload drops them; a block entry makes an unreadable GraphQL
+/// request block (which field it selects cannot be told).
+#[test]
+fn graphql_field_entries_in_rule_files() {
+    let opts = CatalogOptions::default();
+    let file = |fields: &str, action: &str| {
+        format!(
+            "[service]\nname = \"s\"\nhosts = [\"h.test\"]\ngraphql_paths = [\"/graphql\"]\n\
+             [[graphql_field]]\nfields = [{fields}]\ntool = \"s.graphql.read-codes\"\n\
+             class = \"irreversible\"\naction = \"{action}\"\napprovals = 2\n"
+        )
+    };
+    let c = Catalog::from_sources(&[("x.toml".into(), file("\"codes\"", "block"))], &opts)
+        .expect("compiles");
+    assert_eq!(c.rule_count(), 1);
+    let policies = c.approval_policies();
+    assert_eq!(policies.len(), 1);
+    assert_eq!(policies[0].tool, "s.graphql.read-codes");
+    let mut h = HeaderMap::new();
+    h.insert("content-type", "application/json".parse().expect("ct"));
+    let head = RequestHead {
+        method: "POST",
+        host: "h.test",
+        port: 443,
+        path_and_query: "/graphql",
+        headers: &h,
+    };
+    let run = |c: &Catalog, body: &str| c.evaluate(&head, Some(body.as_bytes()));
+    let v = run(&c, r#"{"query":"{ a { b: Codes } }"}"#);
+    assert_eq!(
+        (v.action, v.tool.as_deref()),
+        (Action::Block, Some("s.graphql.read-codes")),
+        "{v}"
+    );
+    assert_eq!(v.approval.map(|p| p.required), Some(2));
+    assert_eq!(
+        run(&c, r#"{"query":"{ a { codes: b } }"}"#).action,
+        Action::Allow
+    );
+    assert_eq!(run(&c, r#"{"query":"{ a { "}"#).action, Action::Block);
+    // Dropped by a reload: named.
+    let fresh = Catalog::from_sources(
+        &[(
+            "x.toml".into(),
+            "[service]\nname = \"s\"\nhosts = [\"h.test\"]\ngraphql_paths = [\"/graphql\"]\n"
+                .into(),
+        )],
+        &opts,
+    )
+    .expect("compiles");
+    let loosened = c.loosened_in(&fresh);
+    assert!(
+        loosened
+            .iter()
+            .any(|l| l.tool == "s.graphql.read-codes" && l.old.starts_with("block")),
+        "{loosened:?}"
+    );
+    // A name, not a path or a type.
+    for bad in [
+        "\"EnterpriseIdentityProvider.recoveryCodes\"",
+        "\"recovery codes\"",
+        "\"1codes\"",
+        "",
+    ] {
+        let err = Catalog::from_sources(&[("x.toml".into(), file(bad, "escalate"))], &opts)
+            .expect_err(bad)
+            .to_string();
+        assert!(
+            err.starts_with("x.toml:5:") && err.contains("graphql_field"),
+            "{bad}: {err}"
+        );
+    }
+}

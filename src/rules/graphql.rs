@@ -6,6 +6,9 @@
 //!
 //! Work is linear in the request: each fragment is expanded once however often it is spread,
 //! and flattened arguments are capped at [`MAX_ARGUMENT_LEAVES`] per operation.
+//!
+//! [`operation_selecting`] also names the fields a caller watches (`recoveryCodes`) that the
+//! document selects anywhere, at any depth, in any operation or fragment, read or mutation.
 
 use std::collections::{HashMap, HashSet};
 
@@ -47,6 +50,16 @@ pub fn operation(
     body: &[u8],
     wants_args: &dyn Fn(&str) -> bool,
 ) -> Result<Operation, &'static str> {
+    operation_selecting(body, wants_args, &|_| false).map(|(op, _)| op)
+}
+
+/// [`operation`], and the distinct names of the fields `watched(name)` picks that the document
+/// selects anywhere (see [`watched_fields`]), in the order first met.
+pub fn operation_selecting(
+    body: &[u8],
+    wants_args: &dyn Fn(&str) -> bool,
+    watched: &dyn Fn(&str) -> bool,
+) -> Result<(Operation, Vec<String>), &'static str> {
     let v = super::fields::strict_json(body).map_err(|e| {
         if e.contains("duplicate key") {
             "duplicate_key"
@@ -103,8 +116,9 @@ pub fn operation(
             (Some(_), Some(_)) => return Err("ambiguous_operation"),
         },
     };
+    let selected = watched_fields(&doc, watched);
     let OperationDefinition::Mutation(m) = chosen else {
-        return Ok(Operation::Read);
+        return Ok((Operation::Read, selected));
     };
     // Fragments by name (unique, checked above), looked up once per spread.
     let by_name: HashMap<&str, _> = doc
@@ -130,7 +144,43 @@ pub fn operation(
             args: wants_args(f.name).then(|| arguments(f, &vars, &mut budget)),
         });
     }
-    Ok(Operation::Mutation(calls))
+    Ok((Operation::Mutation(calls), selected))
+}
+
+/// The distinct names of the fields `watched` picks, selected anywhere in the document: in
+/// every operation (not only the one that runs: which one the server picks is not Airlock's to
+/// guess) and every fragment definition (so every spread, spread or not), inline fragments and
+/// nested selections at any depth, by field name (an alias such as `__typename: recoveryCodes`
+/// or `ssoUrl: recoveryCodes` is no name). A stack, not recursion: as deep as the parser went.
+fn watched_fields<'q>(doc: &Doc<'q>, watched: &dyn Fn(&str) -> bool) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut stack: Vec<&SelectionSet<'q, &'q str>> = doc
+        .definitions
+        .iter()
+        .map(|d| match d {
+            Definition::Operation(OperationDefinition::Query(q)) => &q.selection_set,
+            Definition::Operation(OperationDefinition::Mutation(m)) => &m.selection_set,
+            Definition::Operation(OperationDefinition::Subscription(s)) => &s.selection_set,
+            Definition::Operation(OperationDefinition::SelectionSet(s)) => s,
+            Definition::Fragment(f) => &f.selection_set,
+        })
+        .collect();
+    while let Some(set) = stack.pop() {
+        for sel in &set.items {
+            match sel {
+                Selection::Field(f) => {
+                    if watched(f.name) && !found.iter().any(|n| n == f.name) {
+                        found.push(f.name.to_string());
+                    }
+                    stack.push(&f.selection_set);
+                }
+                Selection::InlineFragment(i) => stack.push(&i.selection_set),
+                // Its definition is on the stack already (every fragment is).
+                Selection::FragmentSpread(_) => {}
+            }
+        }
+    }
+    found
 }
 
 fn name_of<'q>(o: &OperationDefinition<'q, &'q str>) -> Option<&'q str> {
@@ -462,6 +512,44 @@ mod tests {
                 .filter(|a| a.as_ref().err() == Some(&"graphql_unparseable"))
                 .count();
             assert_eq!((flattened, capped), (ok, refused), "case {i}");
+        }
+    }
+
+    /// Watched fields (`recoveryCodes`) wherever the document selects them.
+    #[test]
+    fn watched_fields_are_found_at_any_depth_in_any_definition() {
+        let watched = |n: &str| n.eq_ignore_ascii_case("recoveryCodes");
+        let found = |q: &str, op: Option<&str>| {
+            let body = serde_json::json!({"query": q, "operationName": op}).to_string();
+            operation_selecting(body.as_bytes(), &|_| false, &watched).map(|(_, f)| f)
+        };
+        let hit = Ok(vec!["recoveryCodes".to_string()]);
+        let saml = "samlIdentityProvider { recoveryCodes }";
+        let held = [
+            format!("query {{ enterprise(slug: \"a\") {{ ownerInfo {{ {saml} }} }} }}"),
+            format!("{{ enterprise(slug: \"a\") {{ ownerInfo {{ {saml} }} }} }}"),
+            "{ enterprise(slug: \"a\") { ownerInfo { samlIdentityProvider { ssoUrl: recoveryCodes } } } }".into(),
+            "{ enterprise(slug: \"a\") { ...E } } fragment E on Enterprise { ownerInfo { samlIdentityProvider { ...P } } } fragment P on EnterpriseIdentityProvider { recoveryCodes }".into(),
+            "{ node(id: \"E\") { ... on Enterprise { ownerInfo { samlIdentityProvider { ... { recoveryCodes } } } } } }".into(),
+            "{ node(id: \"E\") { ... @include(if: true) { ... on EnterpriseIdentityProvider { __typename: recoveryCodes } } } }".into(),
+            // in a fragment no operation spreads, and in an operation that does not run
+            "query A { viewer { login } } fragment F on EnterpriseIdentityProvider { recoveryCodes }".into(),
+            "query A { viewer { login } } query B { node(id: \"P\") { ... on EnterpriseIdentityProvider { recoveryCodes } } }".into(),
+            // in a mutation's payload
+            "mutation { updateEnterpriseProfile(input: {enterpriseId: \"E\"}) { enterprise { ownerInfo { samlIdentityProvider { recoveryCodes } } } } }".into(),
+            // deep (the parser refuses nesting past 50: held as unparseable)
+            format!("{{ {}recoveryCodes{} }}", "a { ".repeat(40), " }".repeat(40)),
+        ];
+        for q in &held {
+            let op = q.contains("query A").then_some("A");
+            assert_eq!(found(q, op), hit, "{q}");
+        }
+        for q in [
+            "{ enterprise(slug: \"a\") { ownerInfo { samlIdentityProvider { ssoUrl issuer } } } }",
+            "{ enterprise(slug: \"a\") { ownerInfo { samlIdentityProvider { recoveryCodes: ssoUrl } } } }",
+            "{ viewer { login } }",
+        ] {
+            assert_eq!(found(q, None), Ok(vec![]), "{q}");
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::gql_verdict::GqlRule;
+use super::gql_verdict::{GqlField, GqlRule};
 use super::matcher::{MethodIndex, Rule, Seg, Service};
 use super::version::VersionFloor;
 use super::{Cond, RefForm, Test};
@@ -24,6 +24,8 @@ struct RawFile {
     rule: Vec<toml::Spanned<RawRule>>,
     #[serde(default)]
     graphql: Vec<toml::Spanned<RawGraphql>>,
+    #[serde(default)]
+    graphql_field: Vec<toml::Spanned<RawGraphqlField>>,
     git: Option<toml::Spanned<RawGit>>,
 }
 
@@ -165,6 +167,31 @@ struct RawGraphql {
     self_approval: Option<bool>,
 }
 
+/// A `[[graphql_field]]` entry: GraphQL requests selecting one of `fields` (in any type, at any
+/// depth, read or mutation) get this verdict under this tool name.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGraphqlField {
+    fields: Vec<String>,
+    tool: String,
+    class: Class,
+    action: Action,
+    #[serde(default)]
+    reason: String,
+    approvals: Option<u32>,
+    #[serde(default)]
+    approvers: Vec<String>,
+    self_approval: Option<bool>,
+}
+
+/// A GraphQL name (`[_A-Za-z][_0-9A-Za-z]*`), as a field is spelled.
+fn graphql_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    b.next()
+        .is_some_and(|c| c == b'_' || c.is_ascii_alphabetic())
+        && b.all(|c| c == b'_' || c.is_ascii_alphanumeric())
+}
+
 pub(super) fn compile_file(file: &str, text: &str) -> Result<Service, RulesError> {
     let lines = crate::text_pos::LineIndex::new(text);
     let at = |offset: usize, message: String| {
@@ -234,6 +261,7 @@ pub(super) fn compile_file(file: &str, text: &str) -> Result<Service, RulesError
         rules: Vec::new(),
         by_method: Vec::new(),
         gql: HashMap::new(),
+        gql_fields: Vec::new(),
         git: None,
     };
     if let Some(spanned) = raw.git {
@@ -310,6 +338,32 @@ pub(super) fn compile_file(file: &str, text: &str) -> Result<Service, RulesError
             };
             add_gql(&mut svc.gql, m, rule).map_err(|e| at(start, e))?;
         }
+    }
+    for spanned in raw.graphql_field {
+        let start = spanned.span().start;
+        let (line, _) = lines.line_col(start);
+        let g = spanned.into_inner();
+        let err = |m: String| at(start, format!("graphql_field {}: {m}", g.tool));
+        if g.tool.trim().is_empty() {
+            return Err(at(start, "graphql_field: needs a `tool`".into()));
+        }
+        if g.fields.is_empty() {
+            return Err(err("needs at least one field".into()));
+        }
+        if let Some(bad) = g.fields.iter().find(|f| !graphql_name(f)) {
+            return Err(err(format!(
+                "{bad:?} is not a GraphQL field name (a name, no type or path: \"recoveryCodes\")"
+            )));
+        }
+        svc.gql_fields.push(GqlField {
+            id: format!("{file}:{line}"),
+            tool: g.tool.clone(),
+            fields: g.fields.clone(),
+            class: g.class,
+            action: g.action,
+            reason: g.reason.clone(),
+            approval: policy_of(g.approvals, &g.approvers, g.self_approval).map_err(err)?,
+        });
     }
     Ok(svc)
 }
@@ -425,6 +479,7 @@ pub(super) fn merge(into: &mut Service, from: Service, file: &str) -> Result<(),
         }
     }
     into.rules.extend(from.rules);
+    into.gql_fields.extend(from.gql_fields);
     if from.git.is_some() {
         if into.git.is_some() {
             return Err(RulesError::Parse {

@@ -1,6 +1,7 @@
-//! The catalog's GraphQL verdicts: the compiled `[[graphql]]` entries and how a request to a
-//! service's GraphQL endpoint is judged by them. Reading the operation (mutation fields and
-//! their arguments) is the GraphQL parser's, `rules::graphql`.
+//! The catalog's GraphQL verdicts: the compiled `[[graphql]]` and `[[graphql_field]]` entries
+//! and how a request to a service's GraphQL endpoint is judged by them. Reading the operation
+//! (mutation fields and their arguments, the watched fields selected) is the GraphQL parser's,
+//! `rules::graphql`.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +20,27 @@ pub(super) struct GqlRule {
     /// Conditions on the mutation field's arguments (`input.force`); empty: by name alone.
     pub(super) when: Vec<Cond>,
     pub(super) approval: Option<ApprovalPolicy>,
+}
+
+/// A compiled `[[graphql_field]]` entry: a query or mutation that selects one of `fields`
+/// anywhere (a read that hands over a credential, such as an identity provider's recovery
+/// codes) gets its verdict.
+#[derive(Debug, Clone)]
+pub(super) struct GqlField {
+    pub(super) id: String,
+    pub(super) tool: String,
+    /// Field names, compared without regard to ASCII case.
+    pub(super) fields: Vec<String>,
+    pub(super) class: Class,
+    pub(super) action: Action,
+    pub(super) reason: String,
+    pub(super) approval: Option<ApprovalPolicy>,
+}
+
+impl GqlField {
+    fn watches(&self, name: &str) -> bool {
+        self.fields.iter().any(|f| f.eq_ignore_ascii_case(name))
+    }
 }
 
 /// A request to a GraphQL endpoint: POST bodies are parsed; GET carries the operation in the
@@ -140,7 +162,9 @@ fn names_an_operation_as_a_form(body: &[u8]) -> bool {
 /// GraphQL entry of the service (a block entry makes it block), never below escalate.
 fn graphql_guard(svc: &Service, code: &str, why: String) -> Verdict {
     let mut v = guard(svc, code, why);
-    if let Some(strictest) = svc.gql.values().flatten().map(|e| e.action).max() {
+    let entries = svc.gql.values().flatten().map(|e| e.action);
+    let fields = svc.gql_fields.iter().map(|f| f.action);
+    if let Some(strictest) = entries.chain(fields).max() {
         v.action = v.action.max(strictest);
     }
     // Which entry the request meets cannot be read: each one's approval policy applies.
@@ -157,8 +181,9 @@ fn graphql_verdict(svc: &Service, body: Option<&[u8]>) -> Verdict {
             .get(name)
             .is_some_and(|entries| entries.iter().any(|e| !e.when.is_empty()))
     };
-    let calls = match graphql::operation(body, &wants_args) {
-        Ok(graphql::Operation::Read) => {
+    let watched = |name: &str| svc.gql_fields.iter().any(|f| f.watches(name));
+    let (calls, selected) = match graphql::operation_selecting(body, &wants_args, &watched) {
+        Ok((graphql::Operation::Read, selected)) => {
             let mut v = plain(
                 Action::Allow,
                 Some(&svc.name),
@@ -166,9 +191,9 @@ fn graphql_verdict(svc: &Service, body: Option<&[u8]>) -> Verdict {
                 "GraphQL query (read)".into(),
             );
             v.tool = Some(format!("{}.graphql.query", svc.name));
-            return v;
+            return with_fields(v, field_verdicts(svc, &selected));
         }
-        Ok(graphql::Operation::Mutation(calls)) => calls,
+        Ok((graphql::Operation::Mutation(calls), selected)) => (calls, selected),
         Err(code) => return graphql_guard(svc, code, format!("GraphQL request: {code}")),
     };
     let names = calls
@@ -270,11 +295,59 @@ fn graphql_verdict(svc: &Service, body: Option<&[u8]>) -> Verdict {
         });
         Verdict::keep_strictest(&mut best, v);
     }
-    best.unwrap_or_else(|| {
+    let v = best.unwrap_or_else(|| {
         graphql_guard(
             svc,
             "graphql_unparseable",
             "mutation selects no field".into(),
         )
-    })
+    });
+    // A mutation's payload may select a watched field too.
+    with_fields(v, field_verdicts(svc, &selected))
+}
+
+/// `v`, or the strictest of `fields` where stricter; one as strict joins it (as
+/// [`Verdict::keep_strictest`] weighs them).
+fn with_fields(mut v: Verdict, fields: Vec<Verdict>) -> Verdict {
+    for f in fields {
+        if f.action > v.action {
+            v = f;
+        } else if f.action == v.action {
+            v.absorb_tie(f);
+        }
+    }
+    v
+}
+
+/// The verdicts of the `[[graphql_field]]` entries whose fields are among `selected` (the
+/// watched fields the document selects), in file order.
+fn field_verdicts(svc: &Service, selected: &[String]) -> Vec<Verdict> {
+    svc.gql_fields
+        .iter()
+        .filter_map(|f| {
+            let names: Vec<&str> = selected
+                .iter()
+                .filter(|n| f.watches(n))
+                .map(String::as_str)
+                .collect();
+            if names.is_empty() {
+                return None;
+            }
+            let names = names.join(",");
+            Some(Verdict {
+                action: f.action,
+                rule_id: Some(f.id.clone()),
+                service: Some(svc.name.clone()),
+                tool: Some(f.tool.clone()),
+                class: Some(f.class),
+                reason_codes: vec!["rule_match".to_string()],
+                explanation: format!("GraphQL selects {names} ({}): {}", f.id, f.reason),
+                params: BTreeMap::from([("fields".to_string(), names)]),
+                expiry: None,
+                wait: None,
+                approval: f.approval.clone(),
+                spend_usd: None,
+            })
+        })
+        .collect()
 }

@@ -1,4 +1,5 @@
-//! What a reload loosens. For each tool (a REST rule's `tool`, `SERVICE.graphql.MUTATION`,
+//! What a reload loosens. For each tool (a REST rule's `tool`, `SERVICE.graphql.MUTATION`, a
+//! `[[graphql_field]]` entry's `tool`,
 //! `SERVICE.git.delete-ref|push-protected-ref|push`) the strictest action any of its entries
 //! takes, and for a held tool the approval policy its held entries need together, old against
 //! new. A tool whose strictest action drops, that no entry names any more while it was stricter
@@ -79,6 +80,15 @@ impl Catalog {
                     let tool = format!("{}.graphql.{name}", s.name);
                     add(&mut map, tool, e.action, &e.id, e.approval.as_ref());
                 }
+            }
+            for f in &s.gql_fields {
+                add(
+                    &mut map,
+                    f.tool.clone(),
+                    f.action,
+                    &f.id,
+                    f.approval.as_ref(),
+                );
             }
             if let Some(g) = &s.git {
                 for (tool, action) in [

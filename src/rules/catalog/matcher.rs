@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use super::gql_verdict::GqlRule;
+use super::gql_verdict::{GqlField, GqlRule};
 use super::guard::guard;
 use super::Cond;
 use crate::rules::git::{GitRules, RefPattern};
@@ -80,6 +80,9 @@ pub(super) struct Service {
     pub(super) by_method: Vec<MethodIndex>,
     /// mutation name -> its entries (at most one without conditions), in file order
     pub(super) gql: HashMap<String, Vec<GqlRule>>,
+    /// `[[graphql_field]]` entries, in file order: fields whose selection a GraphQL request is
+    /// judged by, wherever in the document.
+    pub(super) gql_fields: Vec<GqlField>,
     /// The `[git]` section: git smart-HTTP hosts and protected refs.
     pub(super) git: Option<GitRules>,
 }
@@ -106,7 +109,12 @@ impl Service {
             .flatten()
             .filter(move |e| gql && e.action == action)
             .map(|e| e.approval.as_ref());
-        ApprovalPolicy::strictest_of(rest_policies.chain(gql_policies))
+        let field_policies = self
+            .gql_fields
+            .iter()
+            .filter(move |f| gql && f.action == action)
+            .map(|f| f.approval.as_ref());
+        ApprovalPolicy::strictest_of(rest_policies.chain(gql_policies).chain(field_policies))
     }
 
     /// Does the service read this path's bodies as forms, whatever their Content-Type?

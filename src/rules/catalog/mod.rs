@@ -49,6 +49,12 @@
 //! action = "escalate"
 //! when = [{ field = "input.name", protected_ref = "ref" }]   # a ref [git] protects
 //!
+//! [[graphql_field]]                         # a request selecting one of these fields anywhere
+//! fields = ["recoveryCodes"]                # (any type, any depth, aliases and fragments seen
+//! tool = "github.graphql.read-recovery-codes" # through; read or mutation) gets this verdict
+//! class = "irreversible"
+//! action = "escalate"
+//!
 //! [git]                                     # git smart HTTP (push, fetch); at most one per service
 //! hosts = ["github.com"]                    # git hosts, distinct from the REST `hosts`
 //! protected_refs = ["refs/heads/main", "refs/heads/release/*", "refs/tags/*"]
@@ -398,7 +404,9 @@ impl Catalog {
     pub fn rule_count(&self) -> usize {
         self.services
             .iter()
-            .map(|s| s.rules.len() + s.gql.values().map(Vec::len).sum::<usize>())
+            .map(|s| {
+                s.rules.len() + s.gql.values().map(Vec::len).sum::<usize>() + s.gql_fields.len()
+            })
             .sum()
     }
 
@@ -423,7 +431,7 @@ impl Catalog {
     }
 
     /// Every REST rule and GraphQL entry that sets an approval policy (REST in file order,
-    /// then GraphQL by mutation name).
+    /// then GraphQL by mutation name, then `[[graphql_field]]` entries in file order).
     pub fn approval_policies(&self) -> Vec<crate::rules::RulePolicy> {
         let mut out: Vec<crate::rules::RulePolicy> = self
             .services
@@ -453,6 +461,15 @@ impl Catalog {
                             policy: p.clone(),
                         });
                     }
+                }
+            }
+            for f in &s.gql_fields {
+                if let Some(p) = &f.approval {
+                    out.push(crate::rules::RulePolicy {
+                        rule_id: f.id.clone(),
+                        tool: f.tool.clone(),
+                        policy: p.clone(),
+                    });
                 }
             }
         }
