@@ -73,9 +73,11 @@ async fn three_instances_on_one_database_send_each_approved_call_once() {
     let up = FakeUpstream::start(Default::default()).await;
     let dir = tempfile::tempdir().expect("tempdir");
     // One config for every instance: the CA, the audit key and the data directory's key files
-    // are shared (as the README's "Scaling out" asks), the listeners are on port 0.
+    // are shared (as the README's "Scaling out" asks), the listeners are on port 0. The lease
+    // leaves room for a claim that took a second or more to record on a loaded machine (with
+    // 3 s, such sends were refused as unsafe to start, and ended `failed`, not sent).
     let extra = format!(
-        "url = {url:?}\n[gate]\nexecution_timeout = \"2s\"\nexecution_lease = \"3s\"\n\
+        "url = {url:?}\n[gate]\nexecution_timeout = \"2s\"\nexecution_lease = \"8s\"\n\
          sweep_interval = \"200ms\"\nmax_pending_per_agent = 5000\n"
     );
     let (cfg, _, _) = write_config(dir.path(), "airlock.toml", "postgres", &up, HOSTS, &extra);
