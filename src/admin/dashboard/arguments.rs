@@ -435,10 +435,10 @@ fn show_url(url: &str) -> String {
 }
 
 /// A JSON body's `config.url` (where a webhook delivers), as serde_json reads it (the last of a
-/// key given twice: the page warns of those).
+/// key given twice: the page warns of those). Its bytes are not searched for `config` first:
+/// `"c\u006fnfig"` names the same key.
 fn config_url(body: &[u8]) -> Option<String> {
-    let trimmed = body.trim_ascii_start();
-    if !trimmed.starts_with(b"{") || !trimmed.windows(6).any(|w| w == b"config") {
+    if !body.trim_ascii_start().starts_with(b"{") {
         return None;
     }
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
@@ -813,6 +813,14 @@ mod tests {
                 "/repos/acme/prod/hooks",
                 b"config[url]=https://evil.example/f",
                 &["config[url]=https://evil.example/f"],
+            ),
+            // Review: a key spelled with a `\u` escape passed the raw-bytes check for
+            // `config`, and the webhook's destination was not shown.
+            (
+                "POST",
+                "/repos/acme/prod/hooks",
+                br#"{"c\u006fnfig":{"url":"https://ci.acme-corp.com:aaaa@evil.example/collect"}}"#,
+                &["config.url=https://ci.acme-corp.com:aaaa@evil.example/collect [host evil.example; 21 characters of user-info before it]"],
             ),
             // Review of session 19: a host-like user-info padded past the clip hid the host.
             (
