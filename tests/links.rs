@@ -1161,3 +1161,30 @@ async fn a_link_whose_page_withholds_the_body_cannot_approve() {
     assert_eq!(st, 200, "{html}");
     assert_eq!(s.up.count(), 1);
 }
+
+/// Review: a JSON body spelled with `\u` escapes of characters that need none reads otherwise
+/// than its bytes (`"\u006e\u0065\u0077_owner"` is `new_owner`): a link's page shows the decoded
+/// reading and a warning naming each pair so spelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_links_page_shows_a_body_spelled_with_escapes_decoded() {
+    let mut s = link_setup(Arc::new(airlock::gate::SystemClock)).await;
+    let c = plain();
+    let (_, links) = s
+        .hold_request(|c: &reqwest::Client| {
+            c.delete("https://api.github.com/repos/octo/escaped")
+                .header("content-type", "application/json")
+                .body(r#"{"note":"tidy up","\u006e\u0065\u0077_owner":"\u0065\u0076\u0069\u006c\u002d\u006f\u0072\u0067"}"#)
+        })
+        .await;
+    let html = bobs_approve_page(&c, &links).await;
+    assert!(html.contains("id=\"escapes\""), "{html}");
+    assert!(html.contains("new_owner=evil-org"), "{html}");
+    assert!(html.contains("id=\"request-decoded\""), "{html}");
+    assert!(
+        html.contains("&quot;new_owner&quot;:&quot;evil-org&quot;"),
+        "{html}"
+    );
+    let (_, plain_links) = s.hold("/repos/octo/plain").await;
+    let html = bobs_approve_page(&c, &plain_links).await;
+    assert!(!html.contains("id=\"escapes\""), "{html}");
+}

@@ -205,6 +205,16 @@ impl Admin {
     pub fn review_view(&self, r: &crate::gate::Review, full: bool) -> serde_json::Value {
         let mut v = review_json(r, full);
         v["agentRemoved"] = self.agent_removed(r).into();
+        if full {
+            // A body spelled with needless `\u` escapes reads otherwise to every parser: its
+            // decoded reading, masked as the rest of the request is.
+            let body = r.request.body().unwrap_or_default();
+            if let Some((decoded, warning)) = dashboard::body_escapes(r, &body) {
+                let echoes = crate::credentials::echo::QueryEchoes::of(&r.request.path_and_query);
+                v["request"]["bodyDecoded"] = echoes.mask(&decoded).into();
+                v["request"]["bodyEscapes"] = echoes.mask(&warning).into();
+            }
+        }
         let people = self.gate.people().current();
         let approvals = r.standing(&r.approvals, &people);
         if let Some(list) = v.get_mut("approvals").and_then(|a| a.as_array_mut()) {

@@ -231,6 +231,10 @@ pub(super) async fn reviews(
     if let Some(line) = masked_echo_warning(&json) {
         super::warn(&line);
     }
+    if let Some(w) = json["request"]["bodyEscapes"].as_str() {
+        // The JSON printed below doubles each `\u` escape; `request.bodyDecoded` reads as sent.
+        super::warn(&escaped(&format!("{w} (request.bodyDecoded)")));
+    }
     if json["agentRemoved"].as_bool() == Some(true) {
         super::warn(&escaped(&format!(
             "the agent that sent this request, {}, is no longer configured: it was removed after \

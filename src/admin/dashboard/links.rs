@@ -223,6 +223,31 @@ fn request_summary(r: &Review) -> String {
     // the unmasked text only counts echoes.
     let stored = super::views::stored_request_text(r, &s.url, &body, &hide);
     let shown = super::views::stored_request_text(r, &s.url, &body, &query_hide);
+    // A body spelled with needless `\u` escapes, decoded as every parser reads it: masked as
+    // the stored text is (a secret's decoded value is found there as read).
+    let decoded = s
+        .decoded_body
+        .as_deref()
+        .filter(|_| !withheld)
+        .map(|d| {
+            format!(
+                "<p>The stored body decoded, as every JSON parser reads it:</p>\
+                 <pre id=\"request-decoded\">{}</pre>",
+                html_escape(&super::show::collapse_blanks(&hide(d)))
+            )
+        })
+        .unwrap_or_default();
+    let escapes = s
+        .escapes
+        .as_deref()
+        .map(|e| {
+            format!(
+                "<p id=\"escapes\" role=\"alert\"><b>Warning: {}.</b> Approving sends the bytes \
+                 as stored.</p>",
+                html_escape(&redact::mask_values(e, &secrets))
+            )
+        })
+        .unwrap_or_default();
     let stored = if withheld {
         format!("{stored}\n[body not shown here: more than {} secret-named values to mask, or JSON with a key given twice; open the review in the dashboard]", redact::MOST_BODY_SECRETS)
     } else {
@@ -286,9 +311,9 @@ fn request_summary(r: &Review) -> String {
     format!(
         "<div id=\"request\"><p><b>{method} {url}</b></p><p>Tool {tool} · agent {agent}</p>\
          <p>Held: {why} · reasons {reasons}</p>\
-         {warning}{masked}{money}<p>Arguments: {args}</p>\
+         {warning}{masked}{escapes}{money}<p>Arguments: {args}</p>\
          <p>Stored request, sent as it is (credentials are added by Airlock):</p>\
-         <pre id=\"stored-request\">{stored}</pre></div>",
+         <pre id=\"stored-request\">{stored}</pre>{decoded}</div>",
         why = html_escape(&hide(&r.explanation)),
         reasons = html_escape(&r.reason_codes.join(", ")),
         stored = html_escape(&stored),

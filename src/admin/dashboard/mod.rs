@@ -24,6 +24,7 @@
 
 mod arguments;
 mod duplicates;
+mod escapes;
 mod links;
 mod live;
 mod session;
@@ -47,6 +48,16 @@ use session::{
     set_cookie, Session, SESSION_COOKIE,
 };
 use views::{detail_page, list_page};
+
+/// A JSON body spelled with `\u` escapes of characters that need none, for the admin API (what
+/// `airlock reviews show` prints): its decoded reading and the warning naming each pair so
+/// spelled, both the agent's text (unmasked). `None` for any other body, and a git push's.
+pub(crate) fn body_escapes(r: &crate::gate::Review, body: &[u8]) -> Option<(String, String)> {
+    if views::is_git_push(r) {
+        return None;
+    }
+    escapes::escaped(body).map(|e| (e.decoded.clone(), e.warning()))
+}
 
 /// Templates and signed-in sessions.
 pub struct Dashboard {

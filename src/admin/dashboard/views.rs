@@ -32,6 +32,10 @@ struct Row {
     ambiguous: Vec<String>,
     /// The secret-named query parameters whose values show elsewhere, masked ([`Summary`]).
     masked_echo: Vec<String>,
+    /// The warning for a JSON body spelled with needless `\u` escapes ([`Summary`]).
+    escapes: Option<String>,
+    /// That body decoded, as every JSON parser reads it (the detail page only).
+    decoded_body: Option<String>,
     reasons: String,
     age: String,
     created: String,
@@ -86,6 +90,12 @@ pub(super) struct Summary {
     /// request (a header, the URL, the body, the arguments, the explanation), masked there: the
     /// agent chose that value, and may have chosen it to hide something.
     pub masked_echo: Vec<String>,
+    /// A JSON body spelled with `\u` escapes of characters that need none
+    /// (`"\u006e\u0065\u0077_owner"` is `new_owner` to every parser): the warning naming each
+    /// pair so spelled, decoded.
+    pub escapes: Option<String>,
+    /// That body decoded, as the agent's text (unmasked: each page masks it as it shows it).
+    pub decoded_body: Option<String>,
 }
 
 /// The [`Summary`] of `r`, whose stored body is `body`.
@@ -112,6 +122,11 @@ pub(super) fn sum_up(r: &Review, body: &[u8]) -> Summary {
         .iter()
         .map(|n| show::visible(&echoes.shown_name(n)))
         .collect();
+    let escaped = if is_git_push(r) {
+        None
+    } else {
+        super::escapes::escaped(body)
+    };
     let hide = hider_of(echoes);
     let url = {
         let mut shown = r.request.clone();
@@ -125,6 +140,8 @@ pub(super) fn sum_up(r: &Review, body: &[u8]) -> Summary {
         // Key names given twice are the agent's text too.
         ambiguous: ambiguous.iter().map(|a| hide(a)).collect(),
         masked_echo,
+        escapes: escaped.as_ref().map(|e| hide(&e.warning())),
+        decoded_body: escaped.map(|e| e.decoded),
     }
 }
 
@@ -181,7 +198,12 @@ fn row(r: &Review, now_ms: u64, people: &People, full: bool) -> Row {
         args,
         ambiguous,
         masked_echo,
+        escapes,
+        decoded_body,
     } = sum_up(r, &body);
+    let decoded_body = decoded_body
+        .filter(|_| full)
+        .map(|d| show::collapse_blanks(&hide(&d)));
     let request_text = if full {
         stored_request_text(r, &url, &body, &hide)
     } else {
@@ -222,6 +244,8 @@ fn row(r: &Review, now_ms: u64, people: &People, full: bool) -> Row {
         money,
         ambiguous,
         masked_echo,
+        escapes,
+        decoded_body,
         reasons: r.reason_codes.join(", "),
         age: human(now_ms.saturating_sub(r.created_at_ms)),
         created: rfc3339(r.created_at_ms),
