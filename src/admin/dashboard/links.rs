@@ -255,12 +255,23 @@ fn request_summary(r: &Review) -> String {
     };
     // A value that also shows outside its own field is masked there too: say so, as for a
     // secret query value's echo (the agent chose it; what it hides may matter). Counted in
-    // the shown text (bounded: 16 KiB of body), for at most MOST_BODY_SECRETS values.
+    // the shown text (bounded: 16 KiB of body), for at most MOST_BODY_SECRETS values: the
+    // request, its decoded reading, the summary and its warnings, and why it was held (the
+    // rule's explanation quotes the agent's values: "over $100[redacted]" hid the amount). The
+    // tool and reason codes are Airlock's own and shown unmasked.
+    let explanation = [r.explanation.clone(), query_hide(&r.explanation)];
     let echoed = secrets.iter().any(|v| {
-        shown.matches(v.as_str()).count() > 1
-            || s.url.contains(v.as_str())
-            || s.args.iter().any(|a| a.contains(v.as_str()))
-            || s.money.as_deref().is_some_and(|m| m.contains(v.as_str()))
+        let v = v.as_str();
+        shown.matches(v).count() > 1
+            || s.decoded_body
+                .as_deref()
+                .is_some_and(|d| d.matches(v).count() > 1)
+            || s.url.contains(v)
+            || s.args.iter().any(|a| a.contains(v))
+            || s.money.as_deref().is_some_and(|m| m.contains(v))
+            || s.ambiguous.iter().any(|a| a.contains(v))
+            || s.escapes.as_deref().is_some_and(|e| e.contains(v))
+            || explanation.iter().any(|e| e.contains(v))
     });
     let money = s
         .money
@@ -301,7 +312,8 @@ fn request_summary(r: &Review) -> String {
         };
         format!(
             "<p id=\"masked-echo\" role=\"alert\"><b>Warning: a masked value also appears \
-             elsewhere.</b> Text in this request's headers, URL, body or arguments equals the value \
+             elsewhere.</b> Text in this request's headers, URL, body or arguments, or in why it was \
+             held, equals the value \
              of a secret-named query parameter{names} or body field and is shown as [redacted…]. \
              The agent chose that value: what it hides may be what matters.</p>"
         )
@@ -496,5 +508,37 @@ pub(super) async fn link_decide(
             }
             link_message(StatusCode::CONFLICT, "Not done", &e.to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review: a secret-named body field set to text the rule's explanation quotes masked the
+    /// explanation's key part ("Charge possibly over $100[redacted]") and the page raised no
+    /// warning: the explanation was not among the texts checked for echoes.
+    #[test]
+    fn a_secret_echoed_in_the_explanation_is_flagged() {
+        let mut r = Review::sample(
+            "POST",
+            "api.stripe.com",
+            "/v1/charges",
+            Some("stripe.charges.create"),
+            b"amount=100&currency=usd&metadata[secret]=000.00 USD to acct_evil",
+        );
+        r.explanation = "Charge possibly over $100000.00 USD to acct_evil".into();
+        let html = request_summary(&r);
+        assert!(html.contains("id=\"masked-echo\""), "{html}");
+        assert!(!html.contains("acct_evil"), "{html}");
+        let mut plain = Review::sample(
+            "POST",
+            "api.stripe.com",
+            "/v1/charges",
+            Some("stripe.charges.create"),
+            b"amount=100&currency=usd&metadata[secret]=nothing-shown-twice",
+        );
+        plain.explanation = "Charge possibly over $100".into();
+        assert!(!request_summary(&plain).contains("id=\"masked-echo\""));
     }
 }
