@@ -139,6 +139,11 @@ impl Readings {
         r
     }
 
+    /// Every name a parameter is filed under, in no particular order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
     /// Every reading of `name`, in order (empty: not given).
     pub fn get(&self, name: &str) -> &[Reading] {
         self.by_name.get(name).map_or(&[], Vec::as_slice)

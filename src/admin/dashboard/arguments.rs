@@ -9,15 +9,19 @@
 use crate::gate::Review;
 use crate::rules::readings::{Reading, Readings, Spelling};
 
-/// Arguments worth a reviewer's eye, in this order.
+/// Arguments worth a reviewer's eye, in this order. A key with no brackets shows its bracketed
+/// sub-keys too (`destination` shows `destination[account]`: [`SUB_KEYS_SHOWN`]).
 const NOTABLE: &[&str] = &[
     "customer",
     "charge",
     "payment_intent",
+    // where a payment's money goes (form and JSON spellings; legacy `destination[account]`)
     "destination",
-    // where a payment's money goes (form and JSON spellings)
+    "destination[account]",
+    "destination[amount]",
     "transfer_data",
     "transfer_data[destination]",
+    "transfer_data[amount]",
     "on_behalf_of",
     "application_fee_amount",
     "payment_intent_data[transfer_data][destination]",
@@ -32,8 +36,16 @@ const NOTABLE: &[&str] = &[
     "enforce_admins",
     "allow_force_pushes",
     "allow_deletions",
-    // where a webhook delivers (form spelling; a JSON body's `config.url`: [`config_url`])
+    // where a webhook delivers (form spelling; a JSON body's `config.url`: [`config_fields`]),
+    // a webhook config's or a Stripe webhook endpoint's own `url`, and whether its TLS
+    // certificate is checked
     "config[url]",
+    "config[insecure_ssl]",
+    "url",
+    "insecure_ssl",
+    // where a repository goes (GitHub's transfer)
+    "new_owner",
+    "new_name",
     "force",
     "sha",
     "ref",
@@ -74,6 +86,16 @@ impl<'a> Param<'a> {
 /// Readings of one parameter shown at most, and notes on them: an agent can send thousands,
 /// and every page that lists the review builds its summary.
 const SHOWN: usize = 8;
+
+/// Bracketed sub-keys of one notable key shown at most (`destination[account]`); past them,
+/// how many more.
+const SUB_KEYS_SHOWN: usize = 8;
+
+/// Is `key` (`url`, `config[url]`, `after_completion[redirect][url]`) a URL to show as
+/// [`show_url`] does?
+fn is_url_key(key: &str) -> bool {
+    key == "url" || key.ends_with("[url]")
+}
 
 /// The parameters of one call, noting those read more than one way as they are looked up.
 struct Lookup<'a> {
@@ -338,13 +360,24 @@ pub(super) fn arguments(r: &Review, body: &[u8]) -> Arguments {
     };
     let (mut args, accounts_twice) = accounts(r);
     for key in NOTABLE {
-        match params.get(key) {
-            Some(Param::One(v)) if *key == "config[url]" => {
-                args.push(format!("{key}={}", show_url(v)))
+        show_param(&mut params, key, &mut args);
+        if !key.contains('[') {
+            // Bracketed sub-keys (`destination[account]`), but those listed themselves.
+            let prefix = format!("{key}[");
+            let mut subs: Vec<&str> = readings
+                .names()
+                .filter(|n| n.starts_with(&prefix) && !NOTABLE.contains(n))
+                .collect();
+            subs.sort_unstable();
+            for sub in subs.iter().take(SUB_KEYS_SHOWN) {
+                show_param(&mut params, sub, &mut args);
             }
-            Some(Param::One(v)) => args.push(format!("{key}={}", clip(v, 80))),
-            Some(Param::Many { why, .. }) => args.push(why),
-            None => {}
+            if subs.len() > SUB_KEYS_SHOWN {
+                args.push(format!(
+                    "and {} more {key}[…] keys (see the body)",
+                    subs.len() - SUB_KEYS_SHOWN
+                ));
+            }
         }
     }
     let mut ambiguous = params.ambiguous;
@@ -354,15 +387,24 @@ pub(super) fn arguments(r: &Review, body: &[u8]) -> Arguments {
     } else {
         body
     };
-    if let Some(url) = config_url(body_read) {
-        args.push(format!("config.url={}", show_url(&url)));
-    }
+    args.extend(config_fields(body_read));
     let repeated = repeated_keys(query, body_read, &ambiguous);
     ambiguous.extend(repeated);
     Arguments {
         money,
         args,
         ambiguous,
+    }
+}
+
+/// `key` as shown among the arguments: its value (a URL as [`show_url`] shows it), or every
+/// reading of it and why.
+fn show_param(params: &mut Lookup<'_>, key: &str, args: &mut Vec<String>) {
+    match params.get(key) {
+        Some(Param::One(v)) if is_url_key(key) => args.push(format!("{key}={}", show_url(v))),
+        Some(Param::One(v)) => args.push(format!("{}={}", clip(key, 80), clip(v, 80))),
+        Some(Param::Many { why, .. }) => args.push(why),
+        None => {}
     }
 }
 
@@ -434,16 +476,26 @@ fn show_url(url: &str) -> String {
     shown
 }
 
-/// A JSON body's `config.url` (where a webhook delivers), as serde_json reads it (the last of a
-/// key given twice: the page warns of those). Its bytes are not searched for `config` first:
-/// `"c\u006fnfig"` names the same key.
-fn config_url(body: &[u8]) -> Option<String> {
+/// A JSON body's `config.url` (where a webhook delivers, as [`show_url`] shows it) and
+/// `config.insecure_ssl` (whether its certificate is checked), as serde_json reads them (the
+/// last of a key given twice: the page warns of those). Its bytes are not searched for `config`
+/// first: `"c\u006fnfig"` names the same key.
+fn config_fields(body: &[u8]) -> Vec<String> {
     if !body.trim_ascii_start().starts_with(b"{") {
-        return None;
+        return Vec::new();
     }
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let url = v.pointer("/config/url")?;
-    Some(url.as_str().map_or_else(|| url.to_string(), str::to_string))
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let text = |x: &serde_json::Value| x.as_str().map_or_else(|| x.to_string(), str::to_string);
+    let mut out = Vec::new();
+    if let Some(url) = v.pointer("/config/url") {
+        out.push(format!("config.url={}", show_url(&text(url))));
+    }
+    if let Some(ssl) = v.pointer("/config/insecure_ssl") {
+        out.push(format!("config.insecure_ssl={}", clip(&text(ssl), 40)));
+    }
+    out
 }
 
 /// Is `body` JSON with a key given twice in some object (parsers differ on which value
@@ -850,6 +902,104 @@ mod tests {
         assert!(
             shown.ends_with("{\"note\":\"ok\",\n[… 3000 blank lines …]\n\"permission\":\"admin\"}"),
             "{shown}"
+        );
+    }
+
+    /// Review: where data or money goes reached no summary: a webhook config's own `url` (and
+    /// `insecure_ssl`), a Stripe webhook endpoint's form-encoded `url`, a repository transfer's
+    /// `new_owner`, and the bracket keys of a notable key (`destination[account]` is not
+    /// `destination`).
+    #[test]
+    fn where_data_and_money_go_is_shown() {
+        /// (method, host, path, body, arguments shown)
+        type Case<'a> = (&'a str, &'a str, &'a str, &'a [u8], &'a [&'a str]);
+        let cases: &[Case] = &[
+            (
+                "PATCH",
+                "api.github.com",
+                "/repos/acme/prod/hooks/7/config",
+                br#"{"url":"https://ci.acme-corp.com:aaaa@evil.example/x","insecure_ssl":"1"}"#,
+                &[
+                    "url=https://ci.acme-corp.com:aaaa@evil.example/x [host evil.example; 21 characters of user-info before it]",
+                    "insecure_ssl=1",
+                ],
+            ),
+            (
+                "PATCH",
+                "api.github.com",
+                "/orgs/acme/hooks/7/config",
+                br#"{"url":"https://evil.example/org"}"#,
+                &["url=https://evil.example/org"],
+            ),
+            (
+                "POST",
+                "api.github.com",
+                "/repos/acme/prod/hooks",
+                br#"{"config":{"url":"https://evil.example/h","insecure_ssl":"1"}}"#,
+                &["config.url=https://evil.example/h", "config.insecure_ssl=1"],
+            ),
+            (
+                "POST",
+                "api.stripe.com",
+                "/v1/webhook_endpoints",
+                b"url=https%3A%2F%2Fevil.example%2Fstripe&enabled_events[]=*",
+                &["url=https://evil.example/stripe"],
+            ),
+            (
+                "POST",
+                "api.github.com",
+                "/repos/acme/prod/transfer",
+                br#"{"new_owner":"evil-org","new_name":"prod-copy"}"#,
+                &["new_owner=evil-org", "new_name=prod-copy"],
+            ),
+            (
+                "POST",
+                "api.stripe.com",
+                "/v1/charges",
+                b"amount=10000&currency=usd&destination[account]=acct_evil&destination[amount]=9900&destination[other]=x",
+                &[
+                    "destination[account]=acct_evil",
+                    "destination[amount]=9900",
+                    "destination[other]=x",
+                ],
+            ),
+            (
+                "POST",
+                "api.stripe.com",
+                "/v1/payment_intents",
+                b"amount=10000&currency=usd&transfer_data[destination]=acct_evil&transfer_data[amount]=9900&on_behalf_of=acct_evil&application_fee_amount=1",
+                &[
+                    "transfer_data[destination]=acct_evil",
+                    "transfer_data[amount]=9900",
+                    "on_behalf_of=acct_evil",
+                    "application_fee_amount=1",
+                ],
+            ),
+        ];
+        for (method, host, path, body, want) in cases {
+            let r = review(method, host, path, None, body);
+            let args = arguments(&r, body).args;
+            for w in *want {
+                assert!(args.iter().any(|a| a == w), "{path}: {w} in {args:?}");
+            }
+        }
+        // Thousands of sub-keys show a bounded few.
+        let body: String = (0..100)
+            .map(|i| format!("destination[k{i:03}]=v&"))
+            .collect();
+        let r = review(
+            "POST",
+            "api.stripe.com",
+            "/v1/charges",
+            None,
+            body.as_bytes(),
+        );
+        let args = arguments(&r, body.as_bytes()).args;
+        assert_eq!(args.len(), SUB_KEYS_SHOWN + 1, "{args:?}");
+        assert!(
+            args.last()
+                .is_some_and(|a| a == "and 92 more destination[…] keys (see the body)"),
+            "{args:?}"
         );
     }
 
