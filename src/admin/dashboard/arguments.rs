@@ -437,8 +437,8 @@ fn accounts(r: &Review) -> (Vec<String>, Vec<String>) {
 
 /// A URL as a reviewer must read it: its scheme and authority in full (up to 200 characters:
 /// where it goes), only the rest clipped; user-info before an `@`, which a long host-like
-/// prefix can pass off as the host, and a backslash, which browsers' parsers and the RFC's read
-/// differently, are said in words.
+/// prefix can pass off as the host, a backslash, which browsers' parsers and the RFC's read
+/// differently, and a host that is not ASCII (a look-alike: [`host_note`]) are said in words.
 fn show_url(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
@@ -455,6 +455,9 @@ fn show_url(url: &str) -> String {
             clip(host, 200),
             userinfo.chars().count()
         ));
+    }
+    if let Some(note) = host_note(authority) {
+        shown.push_str(&note);
     }
     if url.contains('\\') {
         // Browsers' parser (WHATWG) ends the authority at a backslash too.
@@ -474,6 +477,35 @@ fn show_url(url: &str) -> String {
         }
     }
     shown
+}
+
+/// What a URL's host (in `authority`, after any user-info, before any port) resolves as, when
+/// that is not what it reads as: one with characters outside ASCII (`ci.аcme-corp.com`, a
+/// Cyrillic `а`) or percent-encoded is looked up by its IDNA (punycode) form, which is not the
+/// name a reviewer takes it for.
+fn host_note(authority: &str) -> Option<String> {
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if host_port.starts_with('[') {
+        host_port.split_inclusive(']').next().unwrap_or(host_port)
+    } else {
+        host_port.split(':').next().unwrap_or(host_port)
+    };
+    let encoded = host.contains('%');
+    if host.is_ascii() && !encoded {
+        return None;
+    }
+    let decoded = percent_encoding::percent_decode_str(host).decode_utf8_lossy();
+    let what = if host.is_ascii() {
+        "host is percent-encoded"
+    } else {
+        "host is not ASCII"
+    };
+    Some(match idna::domain_to_ascii(&decoded) {
+        Ok(ascii) => format!(" [{what}: resolves as {}]", clip(&ascii, 200)),
+        Err(_) => {
+            format!(" [{what}, and no valid international name: clients read it differently]")
+        }
+    })
 }
 
 /// A JSON body's `config.url` (where a webhook delivers, as [`show_url`] shows it) and
@@ -902,6 +934,48 @@ mod tests {
         assert!(
             shown.ends_with("{\"note\":\"ok\",\n[… 3000 blank lines …]\n\"permission\":\"admin\"}"),
             "{shown}"
+        );
+    }
+
+    /// Review: a look-alike host (`ci.аcme-corp.com`, a Cyrillic `а`) showed with no note; it
+    /// resolves as its punycode form.
+    #[test]
+    fn a_host_that_is_not_ascii_shows_what_it_resolves_as() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "https://ci.\u{430}cme-corp.com/hook",
+                "https://ci.\u{430}cme-corp.com/hook [host is not ASCII: resolves as ci.xn--cme-corp-06g.com]",
+            ),
+            (
+                "https://user@ci.\u{430}cme-corp.com:8443/hook",
+                "https://user@ci.\u{430}cme-corp.com:8443/hook [host ci.\u{430}cme-corp.com:8443; 4 characters of user-info before it] [host is not ASCII: resolves as ci.xn--cme-corp-06g.com]",
+            ),
+            (
+                "https://ci.%D0%B0cme-corp.com/hook",
+                "https://ci.%D0%B0cme-corp.com/hook [host is percent-encoded: resolves as ci.xn--cme-corp-06g.com]",
+            ),
+            (
+                "https://\u{FF45}vil.example/x",
+                "https://\u{FF45}vil.example/x [host is not ASCII: resolves as evil.example]",
+            ),
+            ("https://ci.acme-corp.com/hook", "https://ci.acme-corp.com/hook"),
+            ("https://[::1]:8080/x", "https://[::1]:8080/x"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(show_url(url), *want, "{url}");
+        }
+        let r = review(
+            "POST",
+            "api.github.com",
+            "/repos/acme/prod/hooks",
+            None,
+            "{\"config\":{\"url\":\"https://ci.\u{430}cme-corp.com/hook\"}}".as_bytes(),
+        );
+        let args = arguments(&r, &r.request.body().expect("body")).args;
+        assert!(
+            args.iter()
+                .any(|a| a.ends_with("[host is not ASCII: resolves as ci.xn--cme-corp-06g.com]")),
+            "{args:?}"
         );
     }
 
