@@ -1020,6 +1020,102 @@ async fn cli_output_escapes_what_would_act_on_a_terminal() {
     assert!(text.contains(&id) && !text.contains('\u{9b}'), "{text:?}");
 }
 
+/// Review: `airlock reviews show` printed none of the dashboard's warnings (a parameter read
+/// two ways, a body spelled with `\u` escapes, a webhook host's user-info) nor its Arguments
+/// and money line: a CLI-only reviewer lost them. The review JSON carries them (`summary`), and
+/// `show` and `approve` print each warning first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cli_shows_the_dashboards_summary_and_warnings() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let catalog = airlock::rules::LiveCatalog::load(None, Default::default()).expect("catalog");
+    let a = Airlock::start_classified("", &up, HOSTS, catalog).await;
+    let held = |url: &'static str, content_type: &'static str, body: &'static [u8]| {
+        let c = a.client();
+        async move {
+            let r = c
+                .post(url)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(r.status(), 423, "{url}");
+            r.headers()["airlock-review-id"]
+                .to_str()
+                .expect("id")
+                .to_string()
+        }
+    };
+    let refund = held(
+        "https://api.stripe.com/v1/refunds",
+        "application/x-www-form-urlencoded",
+        b"charge=ch_cliSMALL&[charge]=ch_cliBIG",
+    )
+    .await;
+    let transfer = held(
+        "https://api.github.com/repos/acme/prod/transfer",
+        "application/json",
+        br#"{"description":"sandbox","\u006e\u0065\u0077_owner":"\u0065\u0076\u0069\u006c"}"#,
+    )
+    .await;
+    let cfg = cli_config(&a);
+    let show = |id: &str| {
+        run_cli(
+            cfg.clone(),
+            vec!["reviews".into(), "show".into(), id.into()],
+        )
+    };
+    let out = show(&refund).await;
+    let (text, err) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: charge read more than one way"),
+        "{err}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert!(
+        v["summary"]["money"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("full refund of ch_cliSMALL or ch_cliBIG")),
+        "{v}"
+    );
+    assert!(v["summary"]["arguments"].is_array(), "{v}");
+    let out = show(&transfer).await;
+    let (text, err) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(
+        err.contains("warning: the JSON body is spelled with \\u escapes")
+            && err.contains("new_owner=evil"),
+        "{err}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert!(
+        v["request"]["bodyDecoded"]
+            .as_str()
+            .is_some_and(|b| b.contains(r#""new_owner":"evil""#)),
+        "{v}"
+    );
+    assert!(
+        v["summary"]["arguments"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == "new_owner=evil")),
+        "{v}"
+    );
+    let out = run_cli(
+        cfg.clone(),
+        vec!["reviews".into(), "approve".into(), transfer.clone()],
+    )
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("new_owner=evil"), "approve warns too: {err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shipped_catalog_holds_a_repo_delete_end_to_end() {
     support::init();

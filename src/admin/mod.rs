@@ -14,7 +14,9 @@
 //! - `GET  /v1/reviews?state=&agent=&tool=&limit=&cursor=` one page of reviews (`limit`
 //!   default 100, at most 1000): pending ones soonest expiry first, others newest first; the
 //!   answer has `next_cursor` (absent on the last page) and per-state `totals`
-//! - `GET  /v1/reviews/{id}`              one review, with its stored request (no credentials)
+//! - `GET  /v1/reviews/{id}`              one review, with its stored request (no credentials),
+//!   `request.bodyDecoded` for a JSON body spelled with needless `\u` escapes, and `summary`:
+//!   the dashboard's Arguments, money line and every warning its detail page shows
 //! - `POST /v1/reviews/{id}/approve`      body `{"reviewer": "...", "comment": "..."}` (both optional);
 //!   executes the stored request and answers with the review after execution (200); 202 below
 //!   the quorum, and 202 with `message` when the approval is recorded but the claim that starts
@@ -209,11 +211,12 @@ impl Admin {
             // A body spelled with needless `\u` escapes reads otherwise to every parser: its
             // decoded reading, masked as the rest of the request is.
             let body = r.request.body().unwrap_or_default();
-            if let Some((decoded, warning)) = dashboard::body_escapes(r, &body) {
+            if let Some(decoded) = dashboard::body_decoded(r, &body) {
                 let echoes = crate::credentials::echo::QueryEchoes::of(&r.request.path_and_query);
                 v["request"]["bodyDecoded"] = echoes.mask(&decoded).into();
-                v["request"]["bodyEscapes"] = echoes.mask(&warning).into();
             }
+            // What the dashboard's detail page sums up and warns of.
+            v["summary"] = dashboard::review_summary(r, self.agent_removed(r));
         }
         let people = self.gate.people().current();
         let approvals = r.standing(&r.approvals, &people);

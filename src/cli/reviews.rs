@@ -228,19 +228,8 @@ pub(super) async fn reviews(
         Err(e) => return Err(e.into()),
     };
     answered(status, &json)?;
-    if let Some(line) = masked_echo_warning(&json) {
+    for line in warnings(&json) {
         super::warn(&line);
-    }
-    if let Some(w) = json["request"]["bodyEscapes"].as_str() {
-        // The JSON printed below doubles each `\u` escape; `request.bodyDecoded` reads as sent.
-        super::warn(&escaped(&format!("{w} (request.bodyDecoded)")));
-    }
-    if json["agentRemoved"].as_bool() == Some(true) {
-        super::warn(&escaped(&format!(
-            "the agent that sent this request, {}, is no longer configured: it was removed after \
-             sending it (compromised? retired?); approving still sends the request as stored",
-            json["agent"].as_str().unwrap_or("?")
-        )));
     }
     match cmd {
         ReviewsCommand::List { .. } => {} // answered above
@@ -255,6 +244,28 @@ pub(super) async fn reviews(
         _ => println!("{}", json_escaped(&serde_json::to_string_pretty(&json)?)),
     }
     Ok(())
+}
+
+/// The warnings for a review, each a line, agent text escaped: the dashboard's (`summary.warnings`:
+/// readings, keys given twice, a masked echo, a removed agent, a body spelled with `\u`
+/// escapes…), or from a server that sends none, the masked echo and the removed agent.
+fn warnings(review: &serde_json::Value) -> Vec<String> {
+    if let Some(lines) = review["summary"]["warnings"].as_array() {
+        return lines
+            .iter()
+            .filter_map(|l| l.as_str())
+            .map(escaped)
+            .collect();
+    }
+    let mut out: Vec<String> = masked_echo_warning(review).into_iter().collect();
+    if review["agentRemoved"].as_bool() == Some(true) {
+        out.push(escaped(&format!(
+            "the agent that sent this request, {}, is no longer configured: it was removed after \
+             sending it (compromised? retired?); approving still sends the request as stored",
+            review["agent"].as_str().unwrap_or("?")
+        )));
+    }
+    out
 }
 
 /// The warning for a review whose request shows a secret-named query value outside its own

@@ -30,6 +30,7 @@ mod live;
 mod session;
 mod show;
 mod views;
+mod warnings;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -50,13 +51,28 @@ use session::{
 use views::{detail_page, list_page};
 
 /// A JSON body spelled with `\u` escapes of characters that need none, for the admin API (what
-/// `airlock reviews show` prints): its decoded reading and the warning naming each pair so
-/// spelled, both the agent's text (unmasked). `None` for any other body, and a git push's.
-pub(crate) fn body_escapes(r: &crate::gate::Review, body: &[u8]) -> Option<(String, String)> {
+/// `airlock reviews show` prints): its decoded reading, the agent's text (unmasked). `None` for
+/// any other body, and a git push's.
+pub(crate) fn body_decoded(r: &crate::gate::Review, body: &[u8]) -> Option<String> {
     if views::is_git_push(r) {
         return None;
     }
-    escapes::escaped(body).map(|e| (e.decoded.clone(), e.warning()))
+    escapes::escaped(body).map(|e| e.decoded)
+}
+
+/// What the detail page sums up of review `r`, for the admin API (`summary`, which `airlock
+/// reviews show` prints): `arguments` (the page's Arguments), `money` (its Amount line) and
+/// `warnings` (every warning it shows, as lines: `warnings.rs`); `agent_removed`: its agent is
+/// no longer configured. Masked and escaped as on the page.
+pub(crate) fn review_summary(r: &crate::gate::Review, agent_removed: bool) -> serde_json::Value {
+    let body = r.request.body().unwrap_or_default();
+    let s = views::sum_up(r, &body);
+    let warnings = warnings::lines(r, &s, &body, agent_removed);
+    serde_json::json!({
+        "arguments": s.args,
+        "money": s.money,
+        "warnings": warnings,
+    })
 }
 
 /// Templates and signed-in sessions.

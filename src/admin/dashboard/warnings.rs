@@ -1,0 +1,105 @@
+//! Every warning the detail page shows about a held call, as lines of text: what the admin API
+//! adds to a review (`summary.warnings`) so that a reviewer deciding from `airlock reviews show`
+//! reads what one deciding from the dashboard reads (the readings of a parameter read more than
+//! one way, keys given twice, a masked echo, a removed agent, a body spelled with `\u` escapes,
+//! padding). The summary's other parts are the page's Arguments and money line.
+
+use super::{show, views};
+use crate::gate::Review;
+
+/// The warning lines for review `r` (stored body `body`) summed up as `s`; `agent_removed`:
+/// its agent is no longer configured. Agent text in them is masked and escaped as on the page.
+pub(super) fn lines(
+    r: &Review,
+    s: &views::Summary,
+    body: &[u8],
+    agent_removed: bool,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if agent_removed {
+        out.push(format!(
+            "the agent that sent this request, {}, is no longer configured: it was removed after \
+             sending it (compromised? retired?); approving still sends the request as stored",
+            show::visible(r.agent.as_deref().unwrap_or("?"))
+        ));
+    }
+    if !s.masked_echo.is_empty() {
+        out.push(format!(
+            "a masked value also appears elsewhere: the value of the secret-named query \
+             parameter {} shows again in this request (a header, the URL, the body, the \
+             parameters or the explanation), as [redacted: same value as …]; the agent chose \
+             it, and what it hides may be what matters",
+            s.masked_echo.join(", ")
+        ));
+    }
+    if !s.ambiguous.is_empty() {
+        out.push(format!(
+            "{} read more than one way: servers may act on any of the values shown (summary \
+             arguments and money); approving sends the request as stored",
+            s.ambiguous.join(", ")
+        ));
+    }
+    if let Some(e) = &s.escapes {
+        out.push(format!("{e} (request.bodyDecoded)"));
+    }
+    if padded(r, body) {
+        out.push(
+            "the body holds long runs of blanks (padding can push a field out of view): the \
+             dashboard shows each run as a marker, [… N blank lines …]"
+                .into(),
+        );
+    }
+    out
+}
+
+/// Does the stored body show with runs of blanks collapsed ([`show::collapse_blanks`])?
+fn padded(r: &Review, body: &[u8]) -> bool {
+    if body.is_empty() || views::is_git_push(r) {
+        return false;
+    }
+    let text = show::request_body_text(body, false);
+    show::collapse_blanks(&text) != text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warned(r: &Review, agent_removed: bool) -> Vec<String> {
+        let body = r.request.body().expect("body");
+        lines(r, &views::sum_up(r, &body), &body, agent_removed)
+    }
+
+    /// Review: a CLI-only reviewer read none of the detail page's warnings. Each one the page
+    /// shows is a line here.
+    #[test]
+    fn every_warning_the_detail_page_shows_is_a_line() {
+        let padded = format!(
+            "{{\"note\":\"ok\",{}\"permission\":\"admin\",\"note\":\"x\",\"r\\u006fle\":\"admin\"}}",
+            "\n".repeat(3000)
+        );
+        let mut r = Review::sample(
+            "PUT",
+            "api.github.com",
+            "/repos/o/r/collaborators/eve?x_token=admin-token-echo",
+            None,
+            padded.as_bytes(),
+        );
+        r.agent = Some("bot\u{202E}".into());
+        r.explanation = "held: admin-token-echo".into();
+        let shown = warned(&r, true);
+        let want = [
+            "the agent that sent this request, bot\\u{202E}, is no longer configured",
+            "a masked value also appears elsewhere: the value of the secret-named query parameter x_token",
+            "JSON key `note` (given twice, values differ) read more than one way",
+            "the JSON body is spelled with \\u escapes",
+            "the body holds long runs of blanks",
+        ];
+        assert_eq!(shown.len(), want.len(), "{shown:#?}");
+        for (line, w) in shown.iter().zip(want) {
+            assert!(line.starts_with(w), "{w} in {line}");
+        }
+        let plain = Review::sample("DELETE", "api.github.com", "/repos/o/r", None, b"");
+        assert!(warned(&plain, false).is_empty());
+    }
+}
