@@ -279,22 +279,53 @@ fn is_refund(r: &Review) -> bool {
         )
 }
 
+/// The charge or application fee a refund's path names (`/v1/charges/{charge}/refunds`): what
+/// Stripe refunds, whatever the body names.
+fn path_refunded(r: &Review) -> Option<String> {
+    let path = r.request.path_and_query.split('?').next().unwrap_or("");
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["v1", "charges", id, "refund" | "refunds"] | ["v1", "application_fees", id, "refunds"] => {
+            Some(
+                percent_encoding::percent_decode_str(id)
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            )
+        }
+        _ => None,
+    }
+}
+
 /// What a refund gives back: its amount, or everything of what it refunds (Stripe refunds
-/// the whole remaining amount when `amount` is absent).
+/// the whole remaining amount when `amount` is absent). What it refunds is the path's charge
+/// when the path names one; a body naming another is shown too, and warned of.
 fn refund_text(r: &Review, params: &mut Lookup<'_>) -> String {
-    let named = ["charge", "payment_intent"]
-        .iter()
-        .find_map(|k| params.get(k));
-    let of = match &named {
-        Some(p) => either(&p.values()),
-        None => ["charge", "fee"]
+    let charge = params.get("charge");
+    let intent = params.get("payment_intent");
+    let named = charge.as_ref().or(intent.as_ref());
+    let path_id = path_refunded(r);
+    let mut others: Vec<String> = Vec::new();
+    let of = match (&path_id, named) {
+        (Some(id), _) => {
+            for (key, p) in [("charge", &charge), ("payment_intent", &intent)] {
+                for v in p.iter().flat_map(Param::values) {
+                    let other = format!("{key}={}", clip(v, 80));
+                    if v != id && !others.contains(&other) {
+                        others.push(other);
+                    }
+                }
+            }
+            clip(id, 80)
+        }
+        (None, Some(p)) => either(&p.values()),
+        (None, None) => ["charge", "fee"]
             .iter()
             .find_map(|k| r.params.get(*k).map(|v| clip(v, 80)))
             .unwrap_or_else(|| "(no charge or payment_intent named)".into()),
     };
     let amount = params.get("amount");
     let currency = params.get("currency");
-    let text = match (&amount, &currency) {
+    let mut text = match (&amount, &currency) {
         (None, _) => format!("full refund of {of}"),
         (Some(Param::One(a)), _) if a.trim().parse::<u64>().is_err() => {
             format!("refund of {of}: amount {:?} is not a number", clip(a, 40))
@@ -308,7 +339,13 @@ fn refund_text(r: &Review, params: &mut Lookup<'_>) -> String {
             either(&a.values())
         ),
     };
-    with_why(text, &[named.as_ref(), amount.as_ref(), currency.as_ref()])
+    if !others.is_empty() {
+        let both = format!("the path names {of}, the body {}", others.join(", "));
+        text.push_str(&format!(" ({both})"));
+        params.ambiguous.push(format!("what is refunded ({both})"));
+    }
+    let shown = if path_id.is_some() { None } else { named };
+    with_why(text, &[shown, amount.as_ref(), currency.as_ref()])
 }
 
 /// The money a call moves, as a reviewer reads it, and its other notable arguments.
@@ -738,6 +775,53 @@ mod tests {
             b"amount=1000&currency=jpy",
         );
         assert_eq!(money(&charge).as_deref(), Some("1000 JPY"));
+    }
+
+    /// Review: a refund's money line named the body's charge or payment intent over the path's
+    /// (`POST /v1/charges/ch_BIG/refund` with `payment_intent=pi_small` read "full refund of
+    /// pi_small"). The path names what is refunded; a body naming another is shown and warned
+    /// of.
+    #[test]
+    fn a_refund_names_the_paths_charge_first() {
+        let cases: &[(&str, &[u8], &str, bool)] = &[
+            (
+                "/v1/charges/ch_BIG/refund",
+                b"payment_intent=pi_small",
+                "full refund of ch_BIG (the path names ch_BIG, the body payment_intent=pi_small)",
+                true,
+            ),
+            (
+                "/v1/charges/ch_BIG/refunds",
+                b"charge=ch_small&amount=100&currency=usd",
+                "refund of 1.00 USD from ch_BIG (the path names ch_BIG, the body charge=ch_small)",
+                true,
+            ),
+            (
+                "/v1/charges/ch_BIG/refunds",
+                b"charge=ch_BIG&amount=100&currency=usd",
+                "refund of 1.00 USD from ch_BIG",
+                false,
+            ),
+            (
+                "/v1/application_fees/fee_1/refunds",
+                b"",
+                "full refund of fee_1",
+                false,
+            ),
+        ];
+        for (path, body, want, warned) in cases {
+            let r = review("POST", "api.stripe.com", path, None, body);
+            let a = arguments(&r, body);
+            assert_eq!(a.money.as_deref(), Some(*want), "{path}");
+            assert_eq!(
+                a.ambiguous
+                    .iter()
+                    .any(|x| x.starts_with("what is refunded")),
+                *warned,
+                "{path}: {:?}",
+                a.ambiguous
+            );
+        }
     }
 
     /// A key some framework reads as the displayed one (`[amount]`: Rack 2 and qs) shows every
