@@ -638,3 +638,38 @@ async fn json_spelled_with_needless_escapes_shows_its_decoded_reading() {
     let (_, plain) = s.a.admin("GET", &format!("/v1/reviews/{hook}"), None).await;
     assert!(plain["request"]["bodyDecoded"].is_string(), "{plain}");
 }
+
+/// Review: a request several rules held was shown under the first rule's tool only, and the
+/// agent chooses their order (`mutation { a: addLabelsToLabelable … b:
+/// deleteBranchProtectionRule … }` read as a label change). Every tool is named, in the title
+/// and the list's Tool column, and in the admin API's `alsoTools`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_tied_rules_tool_is_named() {
+    let s = setup().await;
+    let query = r#"{"query":"mutation { a: addLabelsToLabelable(input: {labelableId: \"I_1\", labelIds: [\"L_1\"]}) { clientMutationId } b: deleteBranchProtectionRule(input: {branchProtectionRuleId: \"BPR_1\"}) { clientMutationId } }"}"#;
+    let id = hold(
+        &s.a,
+        "https://api.github.com/graphql",
+        "application/json",
+        query.as_bytes().to_vec(),
+    )
+    .await;
+    let (_, r) = s.a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    let names = "github.graphql.addLabelsToLabelable + github.graphql.deleteBranchProtectionRule";
+    assert_eq!(r["tool"], "github.graphql.addLabelsToLabelable", "{r}");
+    assert_eq!(
+        r["alsoTools"],
+        serde_json::json!(["github.graphql.deleteBranchProtectionRule"]),
+        "{r}"
+    );
+    let session = Session::open(&s).await;
+    let detail = session.page(&format!("/ui/reviews/{id}")).await;
+    assert!(detail.contains(&format!("<h1>{names} <span")), "{detail}");
+    let list = session.page("/ui").await;
+    assert!(
+        list.contains(&format!(
+            "<td class=\"tool\" data-label=\"Tool\">{names}</td>"
+        )),
+        "{list}"
+    );
+}

@@ -50,6 +50,7 @@ impl Classifier for TestRules {
             wait: None,
             approval: None,
             spend_usd: (tool == "stripe.charges.create").then_some(40.0),
+            also_tools: Vec::new(),
         }
     }
 }

@@ -46,6 +46,7 @@ fn review(id: &str) -> Review {
         wait: None,
         approval: None,
         spend_usd: None,
+        also_tools: Vec::new(),
     };
     let req = StoredRequest {
         scheme: "https".into(),
@@ -345,6 +346,40 @@ async fn slack_format_has_text() -> TestResult {
     assert!(
         text.contains(&format!("Approve: {BASE}/ui/link/")),
         "{text}"
+    );
+    Ok(())
+}
+
+/// Review: a notification named only the first of the rules that held a request (the agent
+/// chooses their order); every tool is named, in the subject, the text and the JSON.
+#[tokio::test]
+async fn every_tied_rules_tool_is_named() -> TestResult {
+    let (mut json, mut slack) = (webhook_sink(vec![]).await?, webhook_sink(vec![]).await?);
+    let (port, mut mails) = smtp_sink().await?;
+    let cfg = config(&format!(
+        "kind = \"webhook\"\nurl = \"{}\"\nformat = \"json\"\n\
+         [[notify.channels]]\nkind = \"webhook\"\nurl = \"{}\"\nformat = \"slack\"\n\
+         [[notify.channels]]\nkind = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\n\
+         starttls = false\nfrom = \"airlock@example.com\"\nto = [\"ops@example.com\"]\n",
+        json.url, slack.url
+    ))?;
+    let n = with_links(cfg, &Arc::new(LinkSigner::new([9; 32])), BASE);
+    let mut r = review("r1");
+    r.also_tools = vec!["gh.b".into()];
+    n.escalated(r.escalation());
+    let wait = Duration::from_secs(5);
+    let b = next(&mut json.bodies, wait).await.ok_or("no json")?;
+    let v: serde_json::Value = serde_json::from_str(&b)?;
+    assert_eq!(v["tool"], "github.repos.delete", "{v}");
+    assert_eq!(v["also_tools"], serde_json::json!(["gh.b"]), "{v}");
+    let b = next(&mut slack.bodies, wait).await.ok_or("no slack")?;
+    let v: serde_json::Value = serde_json::from_str(&b)?;
+    let text = v["text"].as_str().ok_or("no text")?;
+    assert!(text.contains("github.repos.delete + gh.b"), "{text}");
+    let m = unqp(&next(&mut mails, wait).await.ok_or("no mail")?);
+    assert!(
+        m.contains("Subject: Airlock: approval needed for github.repos.delete + gh.b (r1)"),
+        "{m}"
     );
     Ok(())
 }

@@ -65,6 +65,7 @@ impl Classifier for PolicyRules {
             wait: None,
             approval,
             spend_usd: None,
+            also_tools: Vec::new(),
         }
     }
 }

@@ -47,6 +47,7 @@ impl Classifier for TestRules {
             wait: None,
             approval: None,
             spend_usd: None,
+            also_tools: Vec::new(),
         }
     }
 }

@@ -431,12 +431,21 @@ async fn list(
         for r in json["reviews"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
             printed += 1;
             // Agent text (tool, URL) with control and invisible characters escaped: it must
-            // not act on the reviewer's terminal.
+            // not act on the reviewer's terminal. Every rule's tool that held it, not the first.
+            let tools: Vec<&str> = std::iter::once(&r["tool"])
+                .chain(r["alsoTools"].as_array().into_iter().flatten())
+                .filter_map(|t| t.as_str())
+                .collect();
+            let tools = if tools.is_empty() {
+                "-".to_string()
+            } else {
+                tools.join(" + ")
+            };
             let line = format!(
                 "{}  {:<16} {:<28} {} {}  expires {}",
                 r["reviewId"].as_str().unwrap_or("?"),
                 r["state"].as_str().unwrap_or("?"),
-                r["tool"].as_str().unwrap_or("-"),
+                tools,
                 r["method"].as_str().unwrap_or("?"),
                 r["url"].as_str().unwrap_or("?"),
                 r["expiresAt"].as_str().unwrap_or("?"),

@@ -45,6 +45,8 @@ pub fn review_json(r: &Review, full: bool) -> serde_json::Value {
         "decisionId": r.decision_id,
         "state": r.state.as_str(),
         "tool": r.tool,
+        // The tools of the other rules that held it too (`tool` is the first's).
+        "alsoTools": r.also_tools,
         "service": r.service,
         "class": r.class,
         "ruleId": r.rule_id,

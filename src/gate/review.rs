@@ -227,6 +227,11 @@ pub struct Review {
     pub expires_at_ms: u64,
     pub service: Option<String>,
     pub tool: Option<String>,
+    /// The tools of the other rules that held the request at the same level
+    /// ([`crate::rules::Verdict::also_tools`]): shown beside `tool`, which the agent may have
+    /// chosen by ordering its request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_tools: Vec<String>,
     pub rule_id: Option<String>,
     pub class: Option<Class>,
     pub reason_codes: Vec<String>,
@@ -369,6 +374,11 @@ impl Review {
         }
     }
 
+    /// Every tool the review was held under, as shown (`a + b`): [`crate::rules::tool_names`].
+    pub fn tools_shown(&self) -> Option<String> {
+        crate::rules::tool_names(self.tool.as_deref(), &self.also_tools)
+    }
+
     /// What a notification may say about this review: no headers, body, query or parameters.
     pub fn escalation(&self) -> crate::notify::Escalation {
         let pq = &self.request.path_and_query;
@@ -390,6 +400,7 @@ impl Review {
         crate::notify::Escalation {
             review_id: self.id.clone(),
             tool: self.tool.clone(),
+            also_tools: self.also_tools.clone(),
             service: self.service.clone(),
             agent: self.agent.clone(),
             method: self.request.method.clone(),
@@ -421,6 +432,7 @@ impl Review {
             expires_at_ms,
             service: verdict.service.clone(),
             tool: verdict.tool.clone(),
+            also_tools: verdict.also_tools.clone(),
             rule_id: verdict.rule_id.clone(),
             class: verdict.class,
             reason_codes: verdict.reason_codes.clone(),
@@ -589,6 +601,7 @@ impl Review {
             wait: None,
             approval: None,
             spend_usd: None,
+            also_tools: Vec::new(),
         };
         let request = StoredRequest {
             scheme: "https".into(),

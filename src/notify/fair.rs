@@ -107,6 +107,7 @@ mod tests {
         Arc::new(Escalation {
             review_id: format!("rev_{agent}_{n}"),
             tool: None,
+            also_tools: Vec::new(),
             service: None,
             agent: Some(agent.to_string()),
             method: "DELETE".into(),

@@ -49,7 +49,10 @@ pub enum NotifyError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Escalation {
     pub review_id: String,
+    /// The first rule's tool; `also_tools`, those of the other rules that held it too.
     pub tool: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also_tools: Vec<String>,
     pub service: Option<String>,
     pub agent: Option<String>,
     pub method: String,
@@ -343,11 +346,18 @@ impl Sink {
     }
 }
 
+impl Escalation {
+    /// Every tool the review was held under (`a + b`), as text notifications show it.
+    pub fn tools_shown(&self) -> Option<String> {
+        crate::rules::tool_names(self.tool.as_deref(), &self.also_tools)
+    }
+}
+
 fn subject(items: &[Item<'_>]) -> String {
     match items {
         [one] => format!(
             "Airlock: approval needed for {} ({})",
-            one.escalation.tool.as_deref().unwrap_or("request"),
+            one.escalation.tools_shown().as_deref().unwrap_or("request"),
             one.escalation.review_id
         ),
         _ => format!("Airlock: {} requests need approval", items.len()),
@@ -394,7 +404,7 @@ fn text_body(items: &[Item<'_>], links_base: Option<&str>, slack: bool) -> Strin
         out.push_str(&format!(
             "Review {} needs approval: {}\n",
             e.review_id,
-            e.tool.as_deref().unwrap_or("(no tool)")
+            e.tools_shown().as_deref().unwrap_or("(no tool)")
         ));
         if let Some(s) = &e.service {
             out.push_str(&format!("Service: {s}\n"));

@@ -76,6 +76,7 @@ impl Classifier for AllowAll {
             wait: None,
             approval: None,
             spend_usd: None,
+            also_tools: Vec::new(),
         }
     }
 }

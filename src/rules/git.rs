@@ -634,6 +634,7 @@ impl GitRules {
             wait: None,
             approval: None,
             spend_usd: None,
+            also_tools: Vec::new(),
         }
     }
 

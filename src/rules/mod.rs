@@ -116,6 +116,10 @@ pub struct Verdict {
     /// Money this call moves without review, in US dollars at a high estimate (a rule's
     /// `spends`): counted against the agent's `gate.money_budget_usd`.
     pub spend_usd: Option<f64>,
+    /// The tools of the other rules held at the same level ([`Verdict::absorb_tie`]), in the
+    /// order met: `tool` is only the first, and the agent chooses the order (GraphQL aliases).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also_tools: Vec<String>,
 }
 
 /// Who must approve an escalated request before it executes.
@@ -327,6 +331,17 @@ pub struct RulePolicy {
     pub policy: ApprovalPolicy,
 }
 
+/// The tool names a held call is shown under: the first rule's and every tied rule's
+/// (`github.graphql.addLabelsToLabelable + github.graphql.deleteBranchProtectionRule`), none
+/// left off; `None` when no rule names one.
+pub fn tool_names(tool: Option<&str>, also: &[String]) -> Option<String> {
+    let names: Vec<&str> = tool
+        .into_iter()
+        .chain(also.iter().map(String::as_str))
+        .collect();
+    (!names.is_empty()).then(|| names.join(" + "))
+}
+
 impl Verdict {
     /// Keeps the more severe of `best` and `v`; at the same severity, the first verdict taking
     /// in the other ([`Verdict::absorb_tie`]: every rule held at that level is shown and keeps
@@ -341,9 +356,16 @@ impl Verdict {
 
     /// Takes in `other`, a verdict at the same severity from another rule the request also
     /// meets: its approval policy joins ([`ApprovalPolicy::strictest`]), and the reviewer
-    /// reads its reason, its reason codes and the parameters it tests. The first rule still
-    /// names the verdict.
+    /// reads its reason, its reason codes, the parameters it tests and its tool (in
+    /// `also_tools`, whatever the explanation's cap leaves off). The first rule still names the
+    /// verdict.
     pub fn absorb_tie(&mut self, other: Verdict) {
+        // Distinct tools are as many as the catalog's rules at most, however many aliases.
+        for tool in other.tool.iter().chain(&other.also_tools) {
+            if self.tool.as_ref() != Some(tool) && !self.also_tools.contains(tool) {
+                self.also_tools.push(tool.clone());
+            }
+        }
         self.approval = ApprovalPolicy::strictest(self.approval.as_ref(), other.approval.as_ref());
         // Bounded: an agent may send a thousand aliased mutations.
         const SHOWN: usize = 4096;
@@ -390,7 +412,13 @@ impl Verdict {
 impl std::fmt::Display for Verdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "bucket:   {}", self.action.as_str())?;
-        writeln!(f, "tool:     {}", self.tool.as_deref().unwrap_or("-"))?;
+        writeln!(
+            f,
+            "tool:     {}",
+            tool_names(self.tool.as_deref(), &self.also_tools)
+                .as_deref()
+                .unwrap_or("-")
+        )?;
         writeln!(f, "service:  {}", self.service.as_deref().unwrap_or("-"))?;
         writeln!(f, "rule:     {}", self.rule_id.as_deref().unwrap_or("-"))?;
         if let Some(c) = self.class {
@@ -428,6 +456,55 @@ impl std::fmt::Display for Verdict {
 #[cfg(test)]
 mod policy_tests {
     use super::*;
+
+    fn tool_verdict(tool: &str, explanation: String) -> Verdict {
+        Verdict {
+            action: Action::Escalate,
+            rule_id: Some(format!("{tool}.toml:1")),
+            service: None,
+            tool: Some(tool.into()),
+            class: None,
+            reason_codes: Vec::new(),
+            explanation,
+            params: BTreeMap::new(),
+            expiry: None,
+            wait: None,
+            approval: None,
+            spend_usd: None,
+            also_tools: Vec::new(),
+        }
+    }
+
+    /// Review: the tool shown was the first of several tied rules (the agent orders a GraphQL
+    /// document's aliases), and past the explanation's 4096 characters a tied rule's reason,
+    /// tool and all, was left off. Every tied tool is kept apart from the explanation.
+    #[test]
+    fn every_tied_rules_tool_is_kept_whatever_the_explanation_cap() {
+        let mut v = tool_verdict("github.graphql.addLabelsToLabelable", "x".repeat(5000));
+        let mut pad = tool_verdict("github.graphql.addLabelsToLabelable", "y".into());
+        pad.rule_id = Some("other.toml:2".into());
+        v.absorb_tie(pad);
+        v.absorb_tie(tool_verdict(
+            "github.graphql.deleteBranchProtectionRule",
+            "weakens protections".into(),
+        ));
+        v.absorb_tie(tool_verdict(
+            "github.graphql.deleteBranchProtectionRule",
+            "again".into(),
+        ));
+        assert!(!v.explanation.contains("weakens protections"));
+        assert_eq!(
+            v.also_tools,
+            vec!["github.graphql.deleteBranchProtectionRule".to_string()]
+        );
+        assert_eq!(
+            tool_names(v.tool.as_deref(), &v.also_tools).as_deref(),
+            Some("github.graphql.addLabelsToLabelable + github.graphql.deleteBranchProtectionRule")
+        );
+        assert!(v.to_string().contains(
+            "tool:     github.graphql.addLabelsToLabelable + github.graphql.deleteBranchProtectionRule"
+        ));
+    }
 
     fn policy(required: u32, approvers: &[&str], self_approval: bool) -> ApprovalPolicy {
         ApprovalPolicy {

@@ -331,7 +331,7 @@ fn request_summary(r: &Review) -> String {
         stored = html_escape(&stored),
         method = html_escape(&r.request.method),
         url = html_escape(&url),
-        tool = html_escape(r.tool.as_deref().unwrap_or("-")),
+        tool = html_escape(r.tools_shown().as_deref().unwrap_or("-")),
         agent = html_escape(r.agent.as_deref().unwrap_or("-")),
     )
 }

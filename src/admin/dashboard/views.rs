@@ -233,7 +233,7 @@ fn row(r: &Review, now_ms: u64, people: &People, full: bool) -> Row {
     Row {
         id: r.id.clone(),
         state: r.state.as_str(),
-        tool: r.tool.clone().unwrap_or_default(),
+        tool: r.tools_shown().unwrap_or_default(),
         service: r.service.clone().unwrap_or_default(),
         agent: r.agent.clone().unwrap_or_default(),
         method: r.request.method.clone(),
@@ -485,7 +485,7 @@ pub(super) async fn detail_page(
     dash.render(
         "detail.html",
         context! {
-            title => review.tool.clone().unwrap_or_else(|| review.id.clone()),
+            title => review.tools_shown().unwrap_or_else(|| review.id.clone()),
             r => row(&review, admin.gate.now_ms(), &admin.gate.people().current(), true),
             audit => audit_rows,
             agent_removed => admin.agent_removed(&review),

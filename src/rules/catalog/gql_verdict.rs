@@ -265,6 +265,7 @@ fn graphql_verdict(svc: &Service, body: Option<&[u8]>) -> Verdict {
                 wait: None,
                 approval: r.approval.clone(),
                 spend_usd: None,
+                also_tools: Vec::new(),
             };
             Verdict::keep_strictest(&mut fired, v);
         }

@@ -277,6 +277,7 @@ pub(super) fn plain(
         wait: None,
         approval: None,
         spend_usd: None,
+        also_tools: Vec::new(),
     }
 }
 
@@ -362,6 +363,7 @@ pub(super) fn rule_verdict(
         wait: rule.wait,
         approval: rule.approval.clone(),
         spend_usd,
+        also_tools: Vec::new(),
     }
 }
 
