@@ -1188,3 +1188,51 @@ async fn a_links_page_shows_a_body_spelled_with_escapes_decoded() {
     let html = bobs_approve_page(&c, &plain_links).await;
     assert!(!html.contains("id=\"escapes\""), "{html}");
 }
+
+/// Review: a content-encoded body (held as `body_encoded`: its fields cannot be read as sent)
+/// could still be approved from a link's page, which showed its bytes, not what the service
+/// reads. The link offers Reject and the dashboard instead, as for a body it withholds, and the
+/// dashboard warns of the encoding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_link_cannot_approve_a_content_encoded_body() {
+    let mut s = link_setup(Arc::new(airlock::gate::SystemClock)).await;
+    let c = plain();
+    let (id, links) = s
+        .hold_request(|c: &reqwest::Client| {
+            c.delete("https://api.github.com/repos/octo/encoded")
+                .header("content-type", "application/json")
+                .header("content-encoding", "gzip")
+                .body(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03".to_vec())
+        })
+        .await;
+    let approve = links["bob"].0.clone().expect("bob's approve link");
+    let (st, html) = page(&c, http::Method::GET, &approve, None).await;
+    assert_eq!(st, 200, "{html}");
+    assert!(html.contains("id=\"encoded\""), "{html}");
+    assert!(html.contains("id=\"approve-unseen\""), "{html}");
+    assert!(!html.contains("id=\"confirm\""), "{html}");
+    let (st, html) = page(&c, http::Method::POST, &approve, None).await;
+    assert_eq!(st, 409, "{html}");
+    let (_, r) = s.review(&id).await;
+    assert_eq!(r["state"], "pending", "{r}");
+    assert!(
+        r["summary"]["warnings"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|w| w
+                .as_str()
+                .is_some_and(|w| w.starts_with("the body is content-encoded (gzip)")))),
+        "{r}"
+    );
+    let session = s.sign_in("dave").await;
+    let base = format!("http://{}", s.a.admin_addr);
+    let (st, html) = page(
+        &c,
+        http::Method::GET,
+        &format!("{base}/ui/reviews/{id}"),
+        Some(&session),
+    )
+    .await;
+    assert_eq!(st, 200, "{html}");
+    assert!(html.contains("id=\"encoded\""), "{html}");
+    assert_eq!(s.up.count(), 0);
+}

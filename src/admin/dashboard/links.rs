@@ -237,6 +237,17 @@ fn request_summary(r: &Review) -> String {
             )
         })
         .unwrap_or_default();
+    let encoded = s
+        .encoded
+        .as_deref()
+        .map(|e| {
+            format!(
+                "<p id=\"encoded\" role=\"alert\"><b>Warning: the body is content-encoded ({}).</b> \
+                 The service decodes it before reading it: what it reads is not shown here.</p>",
+                html_escape(e)
+            )
+        })
+        .unwrap_or_default();
     let escapes = s
         .escapes
         .as_deref()
@@ -323,7 +334,7 @@ fn request_summary(r: &Review) -> String {
     format!(
         "<div id=\"request\"><p><b>{method} {url}</b></p><p>Tool {tool} · agent {agent}</p>\
          <p>Held: {why} · reasons {reasons}</p>\
-         {warning}{masked}{escapes}{money}<p>Arguments: {args}</p>\
+         {warning}{masked}{encoded}{escapes}{money}<p>Arguments: {args}</p>\
          <p>Stored request, sent as it is (credentials are added by Airlock):</p>\
          <pre id=\"stored-request\">{stored}</pre>{decoded}</div>",
         why = html_escape(&hide(&r.explanation)),
@@ -336,11 +347,13 @@ fn request_summary(r: &Review) -> String {
     )
 }
 
-/// An approve link whose review's body its page does not show ([`withheld`]) cannot approve:
-/// its page offers Reject in its stead (`/ui/link/{token}/reject`), and the dashboard, where
-/// the whole body shows.
+/// An approve link whose review's body its page does not show ([`withheld`]), or shows only as
+/// content-encoded bytes (what the service reads, decoded, is not shown anywhere), cannot
+/// approve: its page offers Reject in its stead (`/ui/link/{token}/reject`), and the dashboard,
+/// where the whole request and its warnings show.
 fn approves_unseen(live: &Live) -> bool {
-    live.claims.action == LinkAction::Approve && body_withheld(&live.review)
+    live.claims.action == LinkAction::Approve
+        && (body_withheld(&live.review) || super::views::encoded_body(&live.review).is_some())
 }
 
 /// GET: shows what the link would do, or why it cannot; never decides.
@@ -357,8 +370,9 @@ pub(super) async fn link_page(
     let (title, form) = if approves_unseen(&live) {
         (
             format!("This link cannot approve review {}", live.review.id),
-            "<p id=\"approve-unseen\" role=\"alert\"><b>The request's body is not shown here, so \
-             this link cannot approve it.</b> Open the review in the dashboard to read the whole \
+            "<p id=\"approve-unseen\" role=\"alert\"><b>The request's body is not shown here (or \
+             only content-encoded, as the service does not read it), so this link cannot approve \
+             it.</b> Open the review in the dashboard to read the whole \
              request and approve it there, or reject it here.</p>\
              <form method=\"post\" action=\"/ui/link/{token}/reject\">\
              <button id=\"reject\">reject as {who}</button></form>",
@@ -417,8 +431,8 @@ pub(super) async fn link_decide(
             StatusCode::CONFLICT,
             format!(
                 "<!doctype html><title>Airlock</title><h1 id=\"title\">Approve in the dashboard</h1>\
-                 <p id=\"text\">The request's body is not shown on a link's page, so this link \
-                 cannot approve it; nothing was decided and the link still works to reject.</p>\
+                 <p id=\"text\">The request's body is not shown on a link's page (or only \
+                 content-encoded), so this link cannot approve it; nothing was decided and the link still works to reject.</p>\
                  <p><a id=\"dashboard\" href=\"/ui/reviews/{id}\">Open the review in the dashboard</a></p>",
                 id = html_escape(&live.review.id),
             ),

@@ -36,6 +36,8 @@ struct Row {
     escapes: Option<String>,
     /// That body decoded, as every JSON parser reads it (the detail page only).
     decoded_body: Option<String>,
+    /// The body's content encoding, when it has one ([`Summary`]).
+    encoded: Option<String>,
     reasons: String,
     age: String,
     created: String,
@@ -96,6 +98,28 @@ pub(super) struct Summary {
     pub escapes: Option<String>,
     /// That body decoded, as the agent's text (unmasked: each page masks it as it shows it).
     pub decoded_body: Option<String>,
+    /// The body is content-encoded (`gzip`): the service decodes it before reading it, so what
+    /// it reads is not shown, and Airlock could not read its fields ([`encoded_body`]).
+    pub encoded: Option<String>,
+}
+
+/// How `r`'s stored body is content-encoded, as shown (`gzip`), if it is: a `Content-Encoding`
+/// other than `identity`, or held as `body_encoded`.
+pub(super) fn encoded_body(r: &Review) -> Option<String> {
+    let named: Vec<String> = r
+        .request
+        .headers
+        .iter()
+        .filter(|(k, v)| {
+            k.eq_ignore_ascii_case("content-encoding") && !v.trim().eq_ignore_ascii_case("identity")
+        })
+        .map(|(_, v)| show::visible(&arguments::clip(v.trim(), 40)))
+        .collect();
+    match named.as_slice() {
+        [] if r.reason_codes.iter().any(|c| c == "body_encoded") => Some("content-encoded".into()),
+        [] => None,
+        _ => Some(named.join(", ")),
+    }
 }
 
 /// The [`Summary`] of `r`, whose stored body is `body`.
@@ -142,6 +166,7 @@ pub(super) fn sum_up(r: &Review, body: &[u8]) -> Summary {
         masked_echo,
         escapes: escaped.as_ref().map(|e| hide(&e.warning())),
         decoded_body: escaped.map(|e| e.decoded),
+        encoded: encoded_body(r).map(|e| hide(&e)),
     }
 }
 
@@ -200,6 +225,7 @@ fn row(r: &Review, now_ms: u64, people: &People, full: bool) -> Row {
         masked_echo,
         escapes,
         decoded_body,
+        encoded,
     } = sum_up(r, &body);
     let decoded_body = decoded_body
         .filter(|_| full)
@@ -246,6 +272,7 @@ fn row(r: &Review, now_ms: u64, people: &People, full: bool) -> Row {
         masked_echo,
         escapes,
         decoded_body,
+        encoded,
         reasons: r.reason_codes.join(", "),
         age: human(now_ms.saturating_sub(r.created_at_ms)),
         created: rfc3339(r.created_at_ms),

@@ -1,8 +1,8 @@
 //! Every warning the detail page shows about a held call, as lines of text: what the admin API
 //! adds to a review (`summary.warnings`) so that a reviewer deciding from `airlock reviews show`
 //! reads what one deciding from the dashboard reads (the readings of a parameter read more than
-//! one way, keys given twice, a masked echo, a removed agent, a body spelled with `\u` escapes,
-//! padding). The summary's other parts are the page's Arguments and money line.
+//! one way, keys given twice, a masked echo, a removed agent, a content-encoded body, a body
+//! spelled with `\u` escapes, padding). The summary's other parts are the page's Arguments and money line.
 
 use super::{show, views};
 use crate::gate::Review;
@@ -37,6 +37,13 @@ pub(super) fn lines(
             "{} read more than one way: servers may act on any of the values shown (summary \
              arguments and money); approving sends the request as stored",
             s.ambiguous.join(", ")
+        ));
+    }
+    if let Some(e) = &s.encoded {
+        out.push(format!(
+            "the body is content-encoded ({e}): the service decodes it before reading it, so what \
+             it reads is not what is shown, and Airlock could not read its fields; approving \
+             sends it as stored"
         ));
     }
     if let Some(e) = &s.escapes {
@@ -101,5 +108,15 @@ mod tests {
         }
         let plain = Review::sample("DELETE", "api.github.com", "/repos/o/r", None, b"");
         assert!(warned(&plain, false).is_empty());
+        let mut gz = Review::sample("DELETE", "api.github.com", "/repos/o/r", None, b"\x1f\x8b");
+        gz.request
+            .headers
+            .push(("Content-Encoding".into(), "gzip".into()));
+        let shown = warned(&gz, false);
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(
+            shown[0].starts_with("the body is content-encoded (gzip)"),
+            "{shown:?}"
+        );
     }
 }
