@@ -348,6 +348,7 @@ fn field_verdicts(svc: &Service, selected: &[String]) -> Vec<Verdict> {
                 wait: None,
                 approval: f.approval.clone(),
                 spend_usd: None,
+                also_tools: Vec::new(),
             })
         })
         .collect()
