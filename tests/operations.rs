@@ -909,3 +909,32 @@ async fn an_agent_naming_an_unknown_service_is_refused() {
         "{err}"
     );
 }
+
+/// Review of session 20: `agents add` with no config file yet creates one and said "a running
+/// airlock serve loads it within a second", but a serve that started without a config file
+/// watches none and kept answering 407. It now says to restart such a serve; once the file
+/// exists, the next add says it is loaded.
+#[test]
+fn agents_add_says_when_a_running_serve_cannot_see_the_new_config_file() {
+    let home = tempfile::tempdir().expect("home");
+    let add = |name: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(["agents", "add", name])
+            .env("HOME", home.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("AIRLOCK_HOME")
+            .env_remove("AIRLOCK_CONFIG")
+            .current_dir(home.path())
+            .output()
+            .expect("run airlock")
+    };
+    let first = add("bot");
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{err}");
+    assert!(err.contains("does not read it; restart it"), "{err}");
+    let second = add("bot2");
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{err}");
+    assert!(err.contains("loads it within a second"), "{err}");
+}

@@ -188,9 +188,15 @@ pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
             super::note(&format!(
                 "use: HTTPS_PROXY=http://{name}:<token>@{} ({})",
                 config.proxy.listen,
-                match directory {
-                    Some(_) => "every airlock serve on this database accepts it now",
-                    None => "a running airlock serve loads it within a second",
+                match (&directory, &config.source) {
+                    (Some(_), _) => "every airlock serve on this database accepts it now",
+                    (None, Some(_)) => "a running airlock serve loads it within a second",
+                    // The file was created just now: a serve that started without a config
+                    // file watches none.
+                    (None, None) => {
+                        "this config file is new: an airlock serve already running started \
+                         without it and does not read it; restart it"
+                    }
                 }
             ));
             Ok(())
