@@ -2365,29 +2365,7 @@ async fn an_agent_stalling_its_streams_does_not_hold_up_an_approved_call() {
         &[b"h2"],
     )
     .await;
-    let (mut h2c, conn) = h2::client::Builder::new()
-        .initial_window_size(65_535)
-        .handshake::<_, bytes::Bytes>(tls)
-        .await
-        .expect("h2 handshake");
-    tokio::spawn(conn);
-    let mut stalled = Vec::new();
-    for i in 0..4 {
-        let req = http::Request::get(format!("https://api.github.com/bytes/{}", 4 << 20))
-            .header("x-n", i.to_string())
-            .body(())
-            .expect("request");
-        h2c = h2c.ready().await.expect("ready");
-        let (resp, _) = h2c.send_request(req, true).expect("send");
-        let resp = tokio::time::timeout(Duration::from_secs(20), resp)
-            .await
-            .expect("answer head")
-            .expect("answer");
-        assert_eq!(resp.status(), 200);
-        stalled.push(resp.into_body());
-    }
-    // Let the upstream fill what windows it has.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stalled = support::raw::stall_h2_streams(tls, 4).await;
     let (status, headers, _) = hold_delete(&a, "/repos/acme/approved").await;
     assert_eq!(status, 423);
     let id = review_id(&headers);

@@ -224,6 +224,36 @@ pub async fn tunnel_with(
     conn.connect(name, tcp).await.expect("tls to airlock")
 }
 
+/// Opens `n` HTTP/2 streams on `tls` (a tunnel to api.github.com) for 4 MiB answers each, with
+/// small windows, and never reads them: an agent that stopped reading. Returns the unread
+/// bodies (dropping them resets the streams).
+pub async fn stall_h2_streams(tls: TlsStream<TcpStream>, n: usize) -> Vec<h2::RecvStream> {
+    let (mut h2c, conn) = h2::client::Builder::new()
+        .initial_window_size(65_535)
+        .handshake::<_, bytes::Bytes>(tls)
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(conn);
+    let mut stalled = Vec::new();
+    for i in 0..n {
+        let req = http::Request::get(format!("https://api.github.com/bytes/{}", 4 << 20))
+            .header("x-n", i.to_string())
+            .body(())
+            .expect("request");
+        h2c = h2c.ready().await.expect("ready");
+        let (resp, _) = h2c.send_request(req, true).expect("send");
+        let resp = tokio::time::timeout(Duration::from_secs(20), resp)
+            .await
+            .expect("answer head")
+            .expect("answer");
+        assert_eq!(resp.status(), 200);
+        stalled.push(resp.into_body());
+    }
+    // Let the upstream fill what windows it has.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stalled
+}
+
 /// Writes `input` inside an intercepted HTTP/1.1 tunnel to `host` and reads what comes back.
 pub async fn in_tunnel(
     proxy: SocketAddr,
