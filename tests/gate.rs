@@ -2817,3 +2817,106 @@ async fn every_pending_review_of_one_agent_is_rejected_at_once() {
     }
     assert_eq!(up.count(), 0, "nothing sent");
 }
+
+/// Review of session 21: a final review kept what the agent sent as a secret (a password, a
+/// card number, a `?token=`) in the store, in backups and in every reviewer's view until
+/// retention removed it. Once executed, rejected or expired, those values and every echo of
+/// them are erased from the record; the approved call was still sent with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_final_review_keeps_no_secret_the_agent_sent() {
+    const TOKEN: &str = "qtoken_Agent0123456789";
+    let body = format!(
+        r#"{{"password":"pw1","card":{{"number":"4242424242424242","cvc":"123"}},"note":"see {TOKEN}"}}"#
+    );
+    let (up, _, clock, a) = setup_on_clock("[gate]\nsweep_interval = \"1h\"\n").await;
+    let mut ids = Vec::new();
+    for name in ["rejected", "executed", "expired"] {
+        let resp = a
+            .client()
+            .delete(format!(
+                "https://api.github.com/repos/acme/{name}?token={TOKEN}&per_page=1"
+            ))
+            .header("content-type", "application/json")
+            .header("x-echo", TOKEN)
+            .body(body.clone())
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 423);
+        ids.push(review_id(resp.headers()));
+    }
+    // Pending: kept whole, since an approval sends it.
+    let (_, pending) = a
+        .admin("GET", &format!("/v1/reviews/{}", ids[0]), None)
+        .await;
+    assert_eq!(pending["sealedSecrets"], 0, "{pending}");
+    let kept = pending["request"]["body"].as_str().expect("body");
+    assert!(
+        kept.contains(r#""password":"pw1""#) && kept.contains("4242424242424242"),
+        "{kept}"
+    );
+
+    let (code, r) = a
+        .admin(
+            "POST",
+            &format!("/v1/reviews/{}/reject", ids[0]),
+            Some(serde_json::json!({"comment": format!("no: {TOKEN}")})),
+        )
+        .await;
+    assert_eq!(code, 200, "{r}");
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{}/approve", ids[1]), None)
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["state"], "executed", "{r}");
+    clock.advance(Duration::from_secs(24 * 3600 + 1));
+    assert_eq!(a.gate.sweep().await.expect("sweep"), 1);
+
+    // The approved call went out with what the agent sent.
+    let sent = up
+        .requests()
+        .into_iter()
+        .find(|q| q.path_and_query.starts_with("/repos/acme/executed"))
+        .expect("sent");
+    assert_eq!(String::from_utf8_lossy(&sent.body), body);
+    assert!(sent.path_and_query.contains(TOKEN));
+
+    for (id, state) in ids.iter().zip(["rejected", "executed", "expired"]) {
+        let (code, v) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+        assert_eq!(code, 200, "{v}");
+        assert_eq!(v["state"], state, "{v}");
+        // password, card number, cvc and the query token.
+        assert_eq!(v["sealedSecrets"], 4, "{v}");
+        let stored = a
+            .gate
+            .store()
+            .get(airlock::store::Tree::Reviews, id.as_bytes())
+            .expect("read")
+            .expect("there");
+        let text = String::from_utf8_lossy(&stored).into_owned();
+        let shown_body = v["request"]["body"].as_str().expect("body").to_string();
+        for secret in [TOKEN, "pw1", "4242424242424242", "\"123\""] {
+            for (what, t) in [
+                ("stored", &text),
+                ("shown", &v.to_string()),
+                ("body", &shown_body),
+            ] {
+                assert!(!t.contains(secret), "{state}: {what} keeps {secret}: {t}");
+            }
+        }
+        assert!(
+            shown_body.contains(r#""password":"[redacted]""#),
+            "{shown_body}"
+        );
+        assert!(
+            v["url"].as_str().expect("url").contains("per_page=1"),
+            "{v}"
+        );
+        assert!(
+            v["summary"]["warnings"]
+                .to_string()
+                .contains("erased from the record"),
+            "{v}"
+        );
+    }
+}

@@ -30,7 +30,8 @@ impl QueryEchoes {
                 continue;
             };
             let name = redact::decode(name);
-            if !redact::is_secret_query_param(&name) {
+            // A value already masked (a sealed review's URL) hides nothing.
+            if !redact::is_secret_query_param(&name) || redact::decode(value) == redact::REDACTED {
                 continue;
             }
             let forms = redact::with_clipped_forms(&[value.to_string(), redact::decode(value)]);

@@ -8,6 +8,7 @@
 pub mod echo;
 pub mod redact;
 pub mod scrub;
+pub mod seal;
 
 use std::sync::{Arc, RwLock};
 

@@ -132,7 +132,7 @@ pub fn secret_query_values(path_and_query: &str) -> Vec<String> {
         let Some((name, value)) = pair.split_once('=') else {
             continue;
         };
-        if !is_secret_query_param(&decode(name)) {
+        if !is_secret_query_param(&decode(name)) || decode(value) == REDACTED {
             continue;
         }
         for v in [value.to_string(), decode(value)] {
@@ -273,7 +273,7 @@ fn decode_json_text(raw: &str) -> String {
 /// Is `value` a public key (an OpenSSH `authorized_keys` line, a PGP public key block), as
 /// GitHub's deploy keys, SSH and GPG keys take in a field named `key`? It is no secret, and
 /// it is what a reviewer must see to know what access she grants.
-fn is_public_key(value: &str) -> bool {
+pub(super) fn is_public_key(value: &str) -> bool {
     const OPENSSH: &[&str] = &[
         "ssh-rsa ",
         "ssh-dss ",
@@ -294,14 +294,14 @@ fn is_public_key(value: &str) -> bool {
 const SECRET_BODY_FIELDS: &[&str] = &["payload", "private_key", "passphrase", "cvc", "cvv"];
 
 /// Is body field `name` a secret: secret-named, or in [`SECRET_BODY_FIELDS`]?
-fn is_secret_body_field(name: &str) -> bool {
+pub(super) fn is_secret_body_field(name: &str) -> bool {
     is_secret_query_param(name) || SECRET_BODY_FIELDS.contains(&name.to_ascii_lowercase().as_str())
 }
 
 /// Does key `name` hold secrets all through (not just name one, as `secret_scanning` does)?
 /// Its last word is secret-named (`password`, `credentials`, `client_secrets`), or it is a
 /// payment card (`card[number]`).
-fn holds_secrets(name: &str) -> bool {
+pub(super) fn holds_secrets(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     let n = n.strip_suffix('s').unwrap_or(&n);
     n == "card"

@@ -24,6 +24,7 @@ pub mod index;
 pub mod people;
 mod recover;
 pub mod review;
+mod seal;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -528,6 +529,7 @@ impl Gate {
         }
         next.version = old.version + 1;
         next.updated_at_ms = self.clock.now_ms();
+        seal::seal(&mut next);
         let new_bytes = next.encode().map_err(|e| GateError::Corrupt {
             id: old.id.clone(),
             message: e.to_string(),

@@ -265,6 +265,10 @@ pub struct Review {
     /// Approvals of the next retry so far: a retry needs the review's quorum afresh.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retry_approvals: Vec<Decision>,
+    /// How many secret-named values of the stored request were erased when the review was
+    /// executed, rejected or expired (`seal.rs`); the request kept is no longer what was sent.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sealed_secrets: usize,
 }
 
 /// How long Stripe keeps an idempotency key (it may remove it after 24 hours).
@@ -449,6 +453,7 @@ impl Review {
             attempts: Vec::new(),
             retries: Vec::new(),
             retry_approvals: Vec::new(),
+            sealed_secrets: 0,
         }
     }
 

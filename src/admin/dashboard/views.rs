@@ -64,6 +64,8 @@ struct Row {
     /// Attempts made so far (earlier ones and the last): the retry form carries it, and a
     /// retry is refused if another attempt was made since the page was read.
     attempt_count: usize,
+    /// Secret-named values erased from the stored request when the review became final.
+    sealed_secrets: usize,
 }
 
 /// The agent's text as a reviewer reads it: echoes of secret-named query values masked
@@ -273,6 +275,7 @@ fn row(r: &Review, now_ms: u64, people: &People, full: bool) -> Row {
         escapes,
         decoded_body,
         encoded,
+        sealed_secrets: r.sealed_secrets,
         reasons: r.reason_codes.join(", "),
         age: human(now_ms.saturating_sub(r.created_at_ms)),
         created: rfc3339(r.created_at_ms),

@@ -49,6 +49,14 @@ pub(super) fn lines(
     if let Some(e) = &s.escapes {
         out.push(format!("{e} (request.bodyDecoded)"));
     }
+    if r.sealed_secrets > 0 {
+        out.push(format!(
+            "{} secret-named value(s) of this request were erased from the record when it \
+             became final, and every echo of them: the request shown is what was kept, not byte \
+             for byte what was sent",
+            r.sealed_secrets
+        ));
+    }
     if padded(r, body) {
         out.push(
             "the body holds long runs of blanks (padding can push a field out of view): the \

@@ -1,0 +1,102 @@
+//! Sealing a review that can never send again (executed, rejected, expired): the values of the
+//! stored request's secret-named body fields and query parameters are erased
+//! ([`crate::credentials::seal`]), and so is every echo of them elsewhere in the record (headers,
+//! the explanation, rule parameters, comments, the answers), as the views masked them. Done in
+//! the transition's own write, so no final review keeps them; `sealed_secrets` says how many
+//! went, because the request kept is then no longer byte for byte what was sent.
+
+use super::review::{b64, Decision, Execution, Review, ReviewState};
+use crate::credentials::echo::QueryEchoes;
+use crate::credentials::{redact, seal as erase};
+
+/// Seals `r` if its state is one no review leaves and it holds secret-named values.
+pub(super) fn seal(r: &mut Review) {
+    if r.sealed_secrets > 0
+        || !matches!(
+            r.state,
+            ReviewState::Executed | ReviewState::Rejected | ReviewState::Expired
+        )
+    {
+        return;
+    }
+    // A body that is not base64 (a damaged record) is left for the views to report.
+    let Ok(body) = r.request.body() else {
+        return;
+    };
+    let (sealed_body, in_body) = erase::seal_body(&body);
+    let (sealed_query, in_query) = erase::seal_query(&r.request.path_and_query);
+    if in_body + in_query == 0 {
+        return;
+    }
+    let echoes = Echoes {
+        query: QueryEchoes::of(&r.request.path_and_query),
+        body: redact::secret_body_values(&body),
+    };
+    r.request.path_and_query = echoes.text(&sealed_query);
+    r.request.body_b64 = b64(&echoes.bytes(&sealed_body));
+    for (_, v) in &mut r.request.headers {
+        *v = echoes.text(v);
+    }
+    r.explanation = echoes.text(&r.explanation);
+    for (name, v) in &mut r.params {
+        *v = redact::shown_param(name, &echoes.text(v)).to_string();
+    }
+    let decisions = r
+        .approvals
+        .iter_mut()
+        .chain(&mut r.retries)
+        .chain(&mut r.retry_approvals)
+        .chain(&mut r.decision);
+    for d in decisions {
+        seal_decision(d, &echoes);
+    }
+    for e in r.attempts.iter_mut().chain(&mut r.execution) {
+        seal_execution(e, &echoes);
+    }
+    r.sealed_secrets = in_body + in_query;
+}
+
+/// The secret values of the original request, to be masked wherever they echo.
+struct Echoes {
+    query: QueryEchoes,
+    /// Secret-named body values long enough to mask where they echo, longest first.
+    body: Vec<String>,
+}
+
+impl Echoes {
+    fn text(&self, s: &str) -> String {
+        redact::mask_values(&self.query.mask(s), &self.body)
+    }
+
+    fn bytes(&self, b: &[u8]) -> Vec<u8> {
+        match std::str::from_utf8(b) {
+            Ok(s) => self.text(s).into_bytes(),
+            Err(_) => {
+                let mut values = self.query.values();
+                values.extend(self.body.iter().cloned());
+                values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+                redact::mask_bytes(b, &values).0
+            }
+        }
+    }
+}
+
+fn seal_decision(d: &mut Decision, echoes: &Echoes) {
+    if let Some(c) = &mut d.comment {
+        *c = echoes.text(c);
+    }
+}
+
+fn seal_execution(e: &mut Execution, echoes: &Echoes) {
+    if let Ok(body) =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &e.body_b64)
+    {
+        e.body_b64 = b64(&echoes.bytes(&body));
+    }
+    for (_, v) in &mut e.headers {
+        *v = echoes.text(v);
+    }
+    if let Some(err) = &mut e.error {
+        *err = echoes.text(err);
+    }
+}
