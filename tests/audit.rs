@@ -744,3 +744,44 @@ fn a_cut_tail_is_caught_by_the_anchor_until_the_restore_is_accepted() {
     assert_eq!(all[6]["log_end_seq"], 5);
     assert_eq!(all[7]["kind"], "checkpoint");
 }
+
+/// Review of session 21: entries after the last checkpoint when `serve` was killed were signed
+/// at the next start without a word, so whoever could write the store meanwhile could change
+/// them unseen. The next start's `policy` entry now names them (`unsigned_at_start`), with a
+/// warning; a clean stop signs its tail, and the start after it names nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_after_a_kill_names_the_entries_the_kill_left_unsigned() {
+    use support::process::{cli, write_config, Serve};
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let log = dir.path().join("airlock.log");
+    let (cfg, store, ca) = write_config(
+        dir.path(),
+        "airlock.toml",
+        "redb",
+        &up,
+        &["api.github.com"],
+        "[audit]\ncheckpoint_every = 1000\ncheckpoint_interval = \"1h\"\n",
+    );
+    Serve::spawn(&cfg, &store, &ca, &log).kill9();
+    Serve::spawn(&cfg, &store, &ca, &log).stop();
+    Serve::spawn(&cfg, &store, &ca, &log).stop();
+    let (ok, out, err) = cli(&cfg, &["audit", "export"]);
+    assert!(ok, "{err}");
+    let startups: Vec<serde_json::Value> = entries(&out)
+        .into_iter()
+        .filter(|e| e["kind"] == "policy" && e["change"] == "startup")
+        .collect();
+    assert_eq!(startups.len(), 3, "{out}");
+    assert!(startups[0].get("unsigned_at_start").is_none(), "{out}");
+    let after_kill = startups[1]["seq"].as_u64().expect("seq");
+    assert_eq!(
+        startups[1]["unsigned_at_start"],
+        serde_json::json!({"first_seq": 0, "last_seq": after_kill - 1}),
+        "{out}"
+    );
+    assert!(startups[2].get("unsigned_at_start").is_none(), "{out}");
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(logged.matches("left unsigned").count(), 1, "{logged}");
+}

@@ -35,7 +35,7 @@ pub use event::{
     AuditGap, AuditPath, Decision, Event, ExecutionEnd, GateKind, Outcome, RestoreAccepted,
     Transition,
 };
-pub use policy::{LoosenedTool, PolicyChange, PolicyResult, PolicySubject, RuleFile};
+pub use policy::{LoosenedTool, PolicyChange, PolicyResult, PolicySubject, RuleFile, SeqRange};
 pub use verify::{
     verify_lines, verify_lines_with_anchor, verify_lines_with_checkpoint, VerifyError, VerifyReport,
 };
@@ -1027,6 +1027,19 @@ impl AuditLog {
                 })
             })
             .collect()
+    }
+
+    /// The entries after the last signed checkpoint, first and last seq, as the log stands
+    /// (at open: the tail a stop left unsigned, a crash's; `first` is the earliest of the last
+    /// `checkpoint_every` when the tail is longer). `None` when the last entry is a checkpoint.
+    pub fn unsigned_tail(&self) -> Option<(u64, u64)> {
+        let head = self.lock();
+        (head.since_checkpoint > 0 && head.next_seq > 0).then(|| {
+            (
+                head.next_seq.saturating_sub(head.since_checkpoint),
+                head.next_seq - 1,
+            )
+        })
     }
 
     /// Writes a checkpoint if anything arrived since the last one, and returns the latest

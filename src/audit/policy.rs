@@ -97,6 +97,18 @@ pub struct PolicyChange {
     /// Settings: the config file's top-level sections that differ from the ones in force.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sections: Option<Vec<String>>,
+    /// Startup on a store only this instance writes: the entries the last stop left unsigned
+    /// (after the last checkpoint; a crash, or a kill). They are signed only now, so whoever
+    /// could write the store meanwhile could have changed them unseen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unsigned_at_start: Option<SeqRange>,
+}
+
+/// A run of audit entries, first and last seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SeqRange {
+    pub first_seq: u64,
+    pub last_seq: u64,
 }
 
 /// Longest `reason` kept (a parse error can quote a long line).
@@ -130,6 +142,7 @@ impl PolicyChange {
             admin_may_approve: None,
             services: None,
             sections: None,
+            unsigned_at_start: None,
         }
     }
 
