@@ -1,4 +1,5 @@
-# Release build of Airlock; runtime image holds only the binary and the rules.
+# Release build of Airlock; the runtime image holds only the binary (the rules catalog is
+# compiled in) and runs it as an unprivileged user.
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
@@ -11,11 +12,21 @@ RUN cargo build --release --locked --bin airlock
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/airlock /usr/local/bin/airlock
-COPY rules /etc/airlock/rules
+# Never root: a flaw in the code that reads agents' requests must not hand over the container
+# that holds the CA key and the provider credentials. The directories its volumes mount are
+# made here, owned by that user, so that a fresh named volume starts out owned by it too.
+RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/airlock --shell /usr/sbin/nologin airlock \
+ && mkdir -p /var/lib/airlock /public /run/airlock-agents \
+ && chown airlock:airlock /var/lib/airlock /public /run/airlock-agents \
+ && chmod 0700 /var/lib/airlock
+USER airlock:airlock
 # Airlock's home: the CA (certs/), the store (data/) and the agents file live here, and
 # relative paths in the config resolve here, whatever the working directory.
 ENV AIRLOCK_HOME=/var/lib/airlock
 WORKDIR /var/lib/airlock
 EXPOSE 8080 8081
 ENTRYPOINT ["airlock"]
-CMD ["serve", "--listen", "0.0.0.0:8080", "--admin-listen", "0.0.0.0:8081"]
+# The admin API (reviews, approvals) on the container's loopback only: agents that reach the
+# proxy port must not reach it. Publish it on purpose, on a network agents are not on, as
+# docker-compose.yml does (--admin-listen airlock-admin:8081).
+CMD ["serve", "--listen", "0.0.0.0:8080", "--admin-listen", "127.0.0.1:8081"]

@@ -136,7 +136,14 @@ fn compose_file_validates_and_isolates_the_agent() {
         .take_while(|l| !l.starts_with("services:"))
         .collect();
     let joined = nets.join("\n");
-    assert!(joined.contains("  agents:\n    internal: true"), "{joined}");
+    let agents_net: Vec<&str> = nets
+        .iter()
+        .skip_while(|l| **l != "  agents:")
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .copied()
+        .collect();
+    assert!(agents_net.contains(&"    internal: true"), "{joined}");
     // The admin API is published on the host's loopback only, and the admin listener binds
     // Airlock's address on the egress network (its alias there), never the agents network's.
     assert!(airlock.contains("127.0.0.1:8081:8081"), "{airlock}");
@@ -428,4 +435,66 @@ fn docker_build_leaves_state_and_debug_info_out() {
         dockerfile.contains("ENV AIRLOCK_HOME=/var/lib/airlock"),
         "{dockerfile}"
     );
+}
+
+/// Review of session 21: the image ran Airlock as root and bound its admin API on every
+/// interface by default; the compose services had no capability limits, no health check, and
+/// Docker's 10 s stop turned every restart into a kill; the agents network gave the host an
+/// address, so an agent reached whatever listened on the Docker host around Airlock; and the
+/// documented `.env` step wrote the GitHub and admin tokens readable by every local user.
+#[test]
+fn airlock_containers_run_unprivileged_and_agents_cannot_reach_the_host() {
+    let text = compose_config();
+    for name in ["airlock", "airlock-init", "airlock-1", "airlock-2"] {
+        let block = service(&text, name);
+        let joined = block.join("\n");
+        assert_eq!(entries(&block, "cap_drop"), vec!["ALL"], "{name}: {joined}");
+        assert!(joined.contains("    user: 10001:10001"), "{name}: {joined}");
+        assert!(joined.contains("    read_only: true"), "{name}: {joined}");
+        assert!(
+            joined.contains("- no-new-privileges:true"),
+            "{name}: {joined}"
+        );
+    }
+    let airlock = service(&text, "airlock").join("\n");
+    assert!(airlock.contains("    stop_grace_period: 45s"), "{airlock}");
+    assert!(
+        airlock.contains("      - status"),
+        "health check: {airlock}"
+    );
+    let agent = service(&text, "agent").join("\n");
+    assert!(
+        agent.contains("      airlock:\n        condition: service_healthy"),
+        "{agent}"
+    );
+    let nets = text
+        .lines()
+        .skip_while(|l| *l != "networks:")
+        .take_while(|l| !l.starts_with("services:"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        nets.contains("com.docker.network.bridge.inhibit_ipv4: \"true\""),
+        "{nets}"
+    );
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dockerfile = std::fs::read_to_string(format!("{root}/Dockerfile")).expect("Dockerfile");
+    assert!(
+        dockerfile.contains("\nUSER airlock:airlock\n"),
+        "{dockerfile}"
+    );
+    let cmd = dockerfile
+        .lines()
+        .find(|l| l.starts_with("CMD "))
+        .expect("CMD");
+    assert!(
+        cmd.contains("\"--admin-listen\", \"127.0.0.1:8081\"") && !cmd.contains("0.0.0.0:8081"),
+        "{cmd}"
+    );
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).expect("README");
+    let env_line = readme
+        .lines()
+        .find(|l| l.contains("> .env"))
+        .expect("the .env step");
+    assert!(env_line.starts_with("(umask 077;"), "{env_line}");
 }
