@@ -42,6 +42,23 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+/// A notification channel (its configured name: bounded by the config) and what happened.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotifyLabels {
+    channel: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StoreErrorLabels {
     op: &'static str,
     kind: &'static str,
@@ -62,6 +79,9 @@ struct Metrics {
     leaf_mints: Counter,
     audit_append: Histogram,
     store_errors: Family<StoreErrorLabels, Counter>,
+    proxy_auth_failures: Family<ReasonLabels, Counter>,
+    executions: Family<StateLabels, Counter>,
+    notifications: Family<NotifyLabels, Counter>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -76,6 +96,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         // 0.5 ms to about 4 s.
         audit_append: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
         store_errors: Family::default(),
+        proxy_auth_failures: Family::default(),
+        executions: Family::default(),
+        notifications: Family::default(),
         registry: Registry::default(),
     };
     registry.register(
@@ -117,6 +140,21 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "store_errors",
         "Store operations that failed, by operation and kind",
         m.store_errors.clone(),
+    );
+    registry.register(
+        "proxy_auth_failures",
+        "Proxy requests refused with 407, by reason (missing, malformed or rejected credentials, a removed agent)",
+        m.proxy_auth_failures.clone(),
+    );
+    registry.register(
+        "executions",
+        "Approved calls whose send ended (or was refused), by the state they ended in (executed, failed, outcome_unknown)",
+        m.executions.clone(),
+    );
+    registry.register(
+        "notifications",
+        "Review notifications by channel and result (sent; failed after every retry; dropped: queue full or channel stopped; given_up: the fair queue gave up its newest)",
+        m.notifications.clone(),
     );
     Metrics { registry, ..m }
 });
@@ -196,6 +234,33 @@ pub fn store_error(op: &'static str, kind: &'static str) {
     METRICS
         .store_errors
         .get_or_create(&StoreErrorLabels { op, kind })
+        .inc();
+}
+
+/// A proxy request refused with 407 for `reason` (an `AuthError` code, `agent_removed`).
+pub fn proxy_auth_failure(reason: &'static str) {
+    METRICS
+        .proxy_auth_failures
+        .get_or_create(&ReasonLabels { reason })
+        .inc();
+}
+
+/// An approved call's send ended in `state` (`executed`, `failed`, `outcome_unknown`).
+pub fn execution(state: &'static str) {
+    METRICS
+        .executions
+        .get_or_create(&StateLabels { state })
+        .inc();
+}
+
+/// A notification on `channel` ended as `result` (`sent`, `failed`, `dropped`, `given_up`).
+pub fn notification(channel: &str, result: &'static str) {
+    METRICS
+        .notifications
+        .get_or_create(&NotifyLabels {
+            channel: channel.to_string(),
+            result,
+        })
         .inc();
 }
 

@@ -430,6 +430,44 @@ async fn metrics_probes_and_status_of_a_running_server() {
         "{m}"
     );
 
+    // Review of session 21: no metric showed sends that ended failed or outcome_unknown, nor
+    // refused proxy credentials. An approved send, and a proxy request with a wrong token.
+    let held = s
+        .client()
+        .delete("https://api.github.com/repos/acme/sent")
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(held.status(), 423);
+    let id = held
+        .headers()
+        .get("airlock-review-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("review id")
+        .to_string();
+    let (code, r) = s
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!((code, r["state"].as_str()), (200, Some("executed")), "{r}");
+    let cert = reqwest::Certificate::from_pem(s.ca_pem.as_bytes()).expect("ca");
+    let wrong = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(format!("http://nobody:wrong@{}", s.proxy)).expect("proxy"))
+        .tls_certs_only([cert])
+        .build()
+        .expect("client");
+    assert!(wrong
+        .get("https://api.github.com/repos/acme/app")
+        .send()
+        .await
+        .is_err());
+    let (_, m) = get_with_host(&s, "/metrics", &own, Some(&token)).await;
+    for want in [
+        r#"airlock_executions_total{state="executed"} 1"#,
+        r#"airlock_proxy_auth_failures_total{reason="proxy_auth_rejected"} 1"#,
+    ] {
+        assert!(m.contains(want), "{want:?} missing from:\n{m}");
+    }
+
     // A tool name the agent made up (an unknown GraphQL mutation) never becomes a label.
     let resp = s
         .client()

@@ -604,6 +604,15 @@ pub fn new_id(prefix: &str) -> String {
 
 /// Counts a pending review's decision (approved, rejected, expired) and how long it waited.
 fn observe_decision(old: &Review, next: &Review) {
+    // A send (or a refusal to send an approved call) ended.
+    if old.state != next.state
+        && matches!(
+            next.state,
+            ReviewState::Executed | ReviewState::Failed | ReviewState::OutcomeUnknown
+        )
+    {
+        crate::metrics::execution(next.state.as_str());
+    }
     if old.state == ReviewState::Pending
         && matches!(
             next.state,

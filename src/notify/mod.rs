@@ -198,6 +198,7 @@ impl Notifier {
             match ch.tx.try_send(ev.clone()) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
+                    crate::metrics::notification(&ch.name, "dropped");
                     let n = ch.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                     if n == 1 || n % 100 == 0 {
                         tracing::warn!(
@@ -209,6 +210,7 @@ impl Notifier {
                     }
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
+                    crate::metrics::notification(&ch.name, "dropped");
                     let n = ch.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                     if n == 1 || n % 100 == 0 {
                         tracing::warn!(channel = %ch.name, dropped_total = n,
@@ -502,6 +504,7 @@ impl Worker {
             }
             for e in received {
                 if let Some(out) = pending.push(e) {
+                    crate::metrics::notification(&self.cfg.name, "given_up");
                     self.given_up.fetch_add(1, Ordering::Relaxed);
                     given_up += 1;
                     if given_up == 1 || given_up.is_multiple_of(100) {
@@ -601,6 +604,7 @@ impl Worker {
         for attempt in 0..=retry.retries {
             match tokio::time::timeout(self.cfg.timeout, self.sink.send(&msg)).await {
                 Ok(Ok(())) => {
+                    crate::metrics::notification(&self.cfg.name, "sent");
                     tracing::debug!(channel = %self.cfg.name, reviews = batch.len(), "notify: sent");
                     return;
                 }
@@ -614,6 +618,7 @@ impl Worker {
                 delay = delay.saturating_mul(2);
             }
         }
+        crate::metrics::notification(&self.cfg.name, "failed");
         let ids: Vec<&str> = batch.iter().map(|e| e.review_id.as_str()).collect();
         tracing::warn!(
             channel = %self.cfg.name,

@@ -205,6 +205,7 @@ async fn front_request(
         Ok(a) => a,
         Err(e) => {
             tracing::info!(target: "airlock::access", method = %req.method(), status = 407, reason = e.code(), "proxy authentication failed");
+            crate::metrics::proxy_auth_failure(e.code());
             // `into_response` adds `Proxy-Authenticate` to every 407.
             return Refusal::client(
                 StatusCode::PROXY_AUTHENTICATION_REQUIRED,

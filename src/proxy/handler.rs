@@ -116,6 +116,7 @@ async fn phases(
     // An agent removed (or changed) since it opened this connection sends nothing more on it:
     // 407, as a fresh connection with its old token gets.
     if !proxy.agents.still_admitted(&conn.agent) {
+        crate::metrics::proxy_auth_failure("agent_removed");
         return Err(Refusal::client(
             StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             "agent_removed",
