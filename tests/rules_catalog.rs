@@ -3541,3 +3541,55 @@ fn graphql_field_entries_in_rule_files() {
         );
     }
 }
+
+/// Review of session 21: reads that hand over credentials passed. A codespace read with
+/// `internal` (what `gh codespace ssh` sends) answers Dev Tunnels tokens for a shell in the
+/// codespace, whose own GITHUB_TOKEN pushes around Airlock; `copilot_internal/v2/token` mints a
+/// Copilot token; a Treasury financial account created with `expand` answers its account and
+/// routing numbers, which the matching read already held. Plain reads still pass.
+#[test]
+fn reads_that_mint_tunnel_or_copilot_tokens_hold() {
+    let c = catalog();
+    let none: [(&str, &str); 0] = [];
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let gh = |p: &str| format!("https://api.github.com{p}");
+    use Action::*;
+    let mut cases: Vec<Case> = Vec::new();
+    for (path, want) in [
+        ("/user/codespaces/cs-1?internal=true&refresh=true", Escalate),
+        ("/user/codespaces/cs-1?internal=0", Escalate),
+        ("/api/v3/user/codespaces/cs-1?internal=true", Escalate),
+        ("/user/codespaces?internal=true", Escalate),
+        ("/repos/o/r/codespaces?internal=true", Escalate),
+        ("/orgs/o/codespaces?internal=true", Escalate),
+        ("/orgs/o/members/u/codespaces?internal=true", Escalate),
+        ("/copilot_internal/v2/token", Escalate),
+        ("/user/codespaces/cs-1", Allow),
+        ("/user/codespaces?per_page=5", Allow),
+    ] {
+        let reason = if want == Allow {
+            "no_rule_default"
+        } else {
+            "rule_match"
+        };
+        cases.push(("GET", gh(path), &none, String::new(), want, reason));
+    }
+    for (body, want, reason) in [
+        (
+            "supported_currencies[]=usd&expand[]=financial_addresses.aba.account_number",
+            Escalate,
+            "rule_match",
+        ),
+        ("supported_currencies[]=usd", Notify, "rule_match"),
+    ] {
+        cases.push((
+            "POST",
+            "https://api.stripe.com/v1/treasury/financial_accounts".into(),
+            &form,
+            body.into(),
+            want,
+            reason,
+        ));
+    }
+    expect_all(&c, &cases);
+}
