@@ -771,3 +771,66 @@ fn postgres_commits_are_synchronous_whatever_the_database_default() {
     assert!(!seen.is_empty(), "the trigger saw the writes");
     assert!(seen.iter().all(|v| v == "on"), "{seen:?}");
 }
+
+/// Review of session 21: a `COMMIT` whose answer never came (a synchronous standby that stopped
+/// answering, a stalled disk) was given up at the store's 90 s call limit and reported as an
+/// error, "nothing changed", while the transaction could still commit: an approval the
+/// reviewer was told failed would then be sent, a hold the agent got 503 for would appear. Now
+/// the commit's backend is ended from another connection and its outcome read by transaction
+/// id before answering: committed (the standby never answered) is a success, rolled back (a
+/// commit stalled before it committed) an error, and the store matches the answer.
+#[test]
+fn postgres_a_commit_whose_answer_is_lost_is_settled_before_answering() {
+    use std::time::{Duration, Instant};
+    // Commits wait for a standby that does not exist, but only those asking for it: the
+    // cluster's default is `local`, and a trigger asks for `on` when key `replicated` is written.
+    let Some(cluster) = postgres_cluster::Cluster::private(
+        "-c synchronous_standby_names=nobody -c synchronous_commit=local",
+    ) else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let s = airlock::store::open_postgres_with_commit_limit(&url, Duration::from_secs(1))
+        .expect("open");
+    postgres_cluster::psql(
+        &url,
+        "CREATE FUNCTION airlock_test_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.key = 'replicated'::bytea THEN
+             PERFORM set_config('synchronous_commit', 'on', true);
+           END IF;
+           IF NEW.key = 'stalled'::bytea THEN
+             PERFORM pg_sleep(3);
+           END IF;
+           RETURN NEW;
+         END $$;
+         CREATE CONSTRAINT TRIGGER airlock_test_commit AFTER INSERT OR UPDATE ON airlock_kv
+           DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION airlock_test_commit();",
+    );
+    let put = |key: &[u8]| {
+        let mut b = airlock::store::Batch::default();
+        b.expect(Tree::Meta, key, None).put(Tree::Meta, key, b"v");
+        b
+    };
+
+    // Committed, its answer lost waiting for the standby: a success, and there.
+    let started = Instant::now();
+    assert_eq!(s.apply(put(b"replicated")), Ok(true));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "settled, not waited out"
+    );
+    assert_eq!(
+        s.get(Tree::Meta, b"replicated").expect("get"),
+        Some(b"v".to_vec())
+    );
+
+    // Stalled before committing: ended, rolled back, reported as such, and never lands.
+    let err = s.apply(put(b"stalled")).expect_err("rolled back");
+    assert!(err.to_string().contains("rolled back"), "{err}");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(s.get(Tree::Meta, b"stalled").expect("get"), None);
+
+    // The store goes on.
+    assert_eq!(s.apply(put(b"plain")), Ok(true));
+}

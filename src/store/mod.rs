@@ -279,6 +279,18 @@ pub fn open_postgres(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     ))))
 }
 
+/// [`open_postgres`], waiting at most `commit_limit` (rather than 30 s) for a `COMMIT`'s answer
+/// before settling its outcome from another connection: for tests of that path.
+#[doc(hidden)]
+pub fn open_postgres_with_commit_limit(
+    url: &str,
+    commit_limit: std::time::Duration,
+) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(group::Grouped::new(Box::new(
+        postgres::PostgresStore::open_with_commit_limit(url, commit_limit)?,
+    ))))
+}
+
 /// The configured store: PostgreSQL at `url` for [`Backend::Postgres`], else the directory
 /// `path`, waiting up to `patience` for a lock another process still holds.
 pub fn open_configured(

@@ -5,7 +5,7 @@
 //! database of its own.
 //!
 //! [`Cluster::shared_tls`] is a second cluster that also speaks TLS, with a certificate for
-//! `localhost` signed by a test CA.
+//! `localhost` signed by a test CA; [`Cluster::private`] starts one for a single test.
 //!
 //! Without the binaries the caller gets `None` and a printed reason, unless
 //! `AIRLOCK_REQUIRE_POSTGRES=1` (set by `.ci/run`): then missing PostgreSQL fails the test.
@@ -91,7 +91,7 @@ impl Cluster {
     /// PostgreSQL is not installed and not required.
     pub fn shared() -> Option<&'static Cluster> {
         CLUSTER
-            .get_or_init(|| skip_unless_required(Cluster::start(None)))
+            .get_or_init(|| skip_unless_required(Cluster::start(None, "")))
             .as_ref()
     }
 
@@ -100,7 +100,7 @@ impl Cluster {
         TLS_CLUSTER
             .get_or_init(|| {
                 let certs = server_certs();
-                let cluster = skip_unless_required(Cluster::start(Some(&certs)))?;
+                let cluster = skip_unless_required(Cluster::start(Some(&certs), ""))?;
                 // Beside the cluster, removed with it at exit.
                 let dir = cluster.data.parent().expect("cluster dir").to_path_buf();
                 let (ca_file, other_ca_file) = (dir.join("ca.pem"), dir.join("other-ca.pem"));
@@ -115,7 +115,13 @@ impl Cluster {
             .as_ref()
     }
 
-    fn start(tls: Option<&ServerCerts>) -> Result<Cluster, String> {
+    /// A cluster of the caller's own (not shared), started with `options` added to the
+    /// server's (`-c name=value …`), for settings that would disturb other tests.
+    pub fn private(options: &str) -> Option<Cluster> {
+        skip_unless_required(Cluster::start(None, options))
+    }
+
+    fn start(tls: Option<&ServerCerts>, extra: &str) -> Result<Cluster, String> {
         let bin = bin_dir().ok_or("no initdb/pg_ctl on PATH or in /usr/lib/postgresql")?;
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
@@ -164,7 +170,7 @@ impl Cluster {
         }
         let port = super::ports::spare_port();
         let mut options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200 {extra}",
             dir.display()
         );
         if let Some(certs) = tls {

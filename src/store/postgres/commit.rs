@@ -16,11 +16,14 @@
 
 use std::collections::{HashMap, HashSet};
 
-use deadpool_postgres::{Object, Transaction};
+use std::time::Duration;
+
+use deadpool_postgres::{Object, Pool, Transaction};
 use futures_util::future::try_join_all;
 use tokio_postgres::error::SqlState;
 
 use super::listen::{written, NOTIFY_SQL};
+use super::settle::{settle, Settled, TxIdent};
 use crate::store::batch::{counter_plus, counter_value};
 use crate::store::{Batch, StoreError, Tree, Write};
 
@@ -55,20 +58,44 @@ const DELETE_MANY_SQL: &str = "DELETE FROM airlock_kv
 const CLAIM_SQL: &str = "UPDATE airlock_kv SET value = $1
      WHERE tree = $2 AND key = $3 AND value = $4 RETURNING 1";
 
+/// Who runs the transaction (read beside the commit's first read, in the same round trip).
+const IDENT_SQL: &str = "SELECT pg_backend_pid(), txid_current()";
+
+/// Longest a `COMMIT` is waited for before its outcome is settled from another connection
+/// ([`settle`]). Inside the store's call limit, with room for the lock wait and the settling.
+pub const COMMIT_LIMIT: Duration = Duration::from_secs(30);
+
 pub fn tree_id(tree: Tree) -> i16 {
     tree.slot() as i16
 }
 
-/// Commits `batches` on `client`; one flag per batch: applied.
+/// Commits `batches` on `client` (a connection of `pool`), waiting at most `commit_limit` for
+/// the `COMMIT` itself; one flag per batch: applied.
 pub async fn commit(
+    pool: &Pool,
     client: &mut Object,
     shown: &str,
     batches: &[Batch],
+    commit_limit: Duration,
 ) -> Result<Vec<bool>, StoreError> {
     let mut last = None;
     for _ in 0..ATTEMPTS {
-        match attempt(client, batches).await {
+        match attempt(client, batches, commit_limit).await {
             Ok(applied) => return Ok(applied),
+            Err(Failure::InDoubt { tx, applied, why }) => {
+                return match settle(pool, tx).await {
+                    Ok(Settled::Committed) => {
+                        tracing::warn!(store = %shown, why = %why, "a commit whose answer was lost did commit (its backend was ended to learn it)");
+                        Ok(applied)
+                    }
+                    Ok(Settled::Aborted) => Err(StoreError::Io(format!(
+                        "{shown}: {why}; its backend was ended and the transaction rolled back: nothing of the commit was written"
+                    ))),
+                    Err(e) => Err(StoreError::Io(format!(
+                        "{shown}: {why}, and whether it committed is unknown ({e})"
+                    ))),
+                };
+            }
             Err(Failure::Db(e)) if retryable(&e) => last = Some(e),
             Err(Failure::Db(e)) => {
                 return Err(StoreError::Io(format!("{shown}: {}", super::explain(&e))))
@@ -92,6 +119,13 @@ enum Failure {
     Db(tokio_postgres::Error),
     /// A claim's conditional update found no row though the read said it would.
     ClaimNotConfirmed,
+    /// `COMMIT` was sent but its answer never came (timed out, or the connection broke): `tx`
+    /// may have committed, with these batches applied.
+    InDoubt {
+        tx: TxIdent,
+        applied: Vec<bool>,
+        why: String,
+    },
 }
 
 impl From<tokio_postgres::Error> for Failure {
@@ -190,11 +224,23 @@ fn plan(batches: &[Batch], stored: &HashMap<Key, Vec<u8>>) -> Plan {
     p
 }
 
-async fn attempt(client: &mut Object, batches: &[Batch]) -> Result<Vec<bool>, Failure> {
+async fn attempt(
+    client: &mut Object,
+    batches: &[Batch],
+    commit_limit: Duration,
+) -> Result<Vec<bool>, Failure> {
     let t = client.transaction().await?;
     t.batch_execute(LOCK_SQL).await?;
     let wanted = keys_read(batches);
-    let stored = read_many(&t, &wanted).await?;
+    let ident = async {
+        let stmt = t.prepare_cached(IDENT_SQL).await?;
+        let row = t.query_one(&stmt, &[]).await?;
+        Ok::<_, tokio_postgres::Error>(TxIdent {
+            pid: row.try_get(0)?,
+            xid: row.try_get(1)?,
+        })
+    };
+    let (stored, tx) = tokio::try_join!(read_many(&t, &wanted), ident)?;
     let p = plan(batches, &stored);
     write(&t, &p).await?;
     let notices = written(batches, &p.applied);
@@ -207,8 +253,21 @@ async fn attempt(client: &mut Object, batches: &[Batch]) -> Result<Vec<bool>, Fa
         }
     }))
     .await?;
-    t.commit().await?;
-    Ok(p.applied)
+    match tokio::time::timeout(commit_limit, t.commit()).await {
+        Ok(Ok(())) => Ok(p.applied),
+        // The server answered: it refused the commit, which rolled back.
+        Ok(Err(e)) if e.as_db_error().is_some() => Err(e.into()),
+        Ok(Err(e)) => Err(Failure::InDoubt {
+            tx,
+            applied: p.applied,
+            why: format!("the commit's answer was lost ({})", super::explain(&e)),
+        }),
+        Err(_) => Err(Failure::InDoubt {
+            tx,
+            applied: p.applied,
+            why: format!("no answer to COMMIT within {}s", commit_limit.as_secs()),
+        }),
+    }
 }
 
 /// The stored rows of `keys` (absent keys are missing from the map).

@@ -19,6 +19,7 @@
 mod commit;
 mod listen;
 mod schema;
+mod settle;
 mod target;
 
 pub use target::{with_ca_file, TargetError};
@@ -71,6 +72,8 @@ pub struct PostgresStore {
     /// Taken at drop, to shut down without blocking (the drop may run on an async thread).
     runtime: Option<tokio::runtime::Runtime>,
     changes: Arc<Changes>,
+    /// How long a `COMMIT` is waited for before its outcome is settled ([`commit::COMMIT_LIMIT`]).
+    commit_limit: Duration,
 }
 
 impl Drop for PostgresStore {
@@ -104,6 +107,14 @@ impl PostgresStore {
     /// Connects to `url` (a `postgres://` URL or key=value string, its CA file named by
     /// `sslrootcert`), migrates the schema and starts listening for changes.
     pub fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        Self::open_with_commit_limit(url, commit::COMMIT_LIMIT)
+    }
+
+    /// [`PostgresStore::open`], waiting at most `commit_limit` for a `COMMIT`'s answer.
+    pub fn open_with_commit_limit(
+        url: &str,
+        commit_limit: Duration,
+    ) -> Result<PostgresStore, StoreError> {
         let target =
             Target::parse(url).map_err(|e| StoreError::Io(format!("{}: {e}", e.field())))?;
         let target = Arc::new(target);
@@ -120,6 +131,7 @@ impl PostgresStore {
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
             changes: Arc::new(Changes::new()),
+            commit_limit,
         };
         let (pool, shown) = (store.pool.clone(), store.shown.clone());
         store.run(async move {
@@ -317,10 +329,10 @@ impl Store for PostgresStore {
     }
 
     fn commit(&self, batches: Vec<Batch>) -> Result<Vec<bool>, StoreError> {
-        let (pool, shown) = (self.pool.clone(), self.shown.clone());
+        let (pool, shown, limit) = (self.pool.clone(), self.shown.clone(), self.commit_limit);
         self.run(async move {
             let mut client = pool.get().await.map_err(|e| io(&shown, explain(&e)))?;
-            commit::commit(&mut client, &shown, &batches).await
+            commit::commit(&pool, &mut client, &shown, &batches, limit).await
         })
     }
 
