@@ -171,7 +171,11 @@ pub async fn start_with_store(
     if created {
         tracing::info!(dir = %config.tls.ca_dir.display(), "created a new interception CA; agents must trust ca.pem");
     }
-    let ca_pem = ca.cert_pem().to_string();
+    // With a next CA prepared (`airlock ca rotate`), agents are given both certificates.
+    let ca_pem = crate::tls::rotate::trust_bundle(&config.tls.ca_dir, &ca)?;
+    if crate::tls::rotate::prepared(&config.tls.ca_dir) {
+        tracing::info!(dir = %crate::tls::rotate::next_dir(&config.tls.ca_dir).display(), "a next CA is prepared: airlock.local/ca.pem gives agents both certificates until `airlock ca rotate --finish` and a restart");
+    }
     let vault = crate::credentials::Vault::load(&config.credentials)?;
     let vault_for_reload = vault.clone();
     let audit = Arc::new(

@@ -356,3 +356,78 @@ fn leaf_cache_is_bounded_and_hits() {
     );
     assert!(cache.server_config("bad host!").is_err());
 }
+
+/// Review of session 21: replacing the CA meant deleting it and restarting, so agents trusted
+/// the old certificate alone until each got the new one, and nothing could intercept for
+/// them meanwhile. `airlock ca rotate` prepares the next CA (export prints both), `--finish`
+/// puts it in place and removes the old key; a finish a crash interrupted is completed by
+/// running it again, and no start creates a third CA over it.
+#[test]
+fn the_ca_rotates_with_an_overlap_and_survives_an_interrupted_finish() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    let run = |args: &[&str]| {
+        let out = airlock_bin()
+            .args(args)
+            .arg("--ca-dir")
+            .arg(&certs)
+            .current_dir(dir.path())
+            .output()
+            .expect("run airlock");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(run(&["ca", "init"]).0);
+    let old = std::fs::read_to_string(certs.join("ca.pem")).expect("ca.pem");
+    let (ok, out, err) = run(&["ca", "rotate"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("next CA created"), "{out}");
+    let new = std::fs::read_to_string(certs.join("next/ca.pem")).expect("next");
+    assert_ne!(new, old);
+    let mode = std::fs::metadata(certs.join("next/ca-key.pem"))
+        .expect("next key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Meanwhile agents get both, the one in use first.
+    let (ok, bundle, note) = run(&["ca", "export"]);
+    assert!(ok);
+    assert_eq!(bundle, format!("{old}{new}"));
+    assert!(note.contains("next CA is prepared"), "{note}");
+    let (ok, _, err) = run(&["ca", "rotate"]);
+    assert!(!ok && err.contains("already prepared"), "{err}");
+
+    // A finish cut short after the old CA moved aside: no start makes a third CA over it.
+    std::fs::create_dir(certs.join("retired")).expect("retired");
+    for f in ["ca.pem", "ca-key.pem"] {
+        std::fs::rename(certs.join(f), certs.join("retired").join(f)).expect("move");
+    }
+    let (ok, _, err) = run(&["ca", "init"]);
+    assert!(!ok && err.contains("left half done"), "{err}");
+    assert!(!certs.join("ca.pem").exists());
+
+    // Running finish completes it: the new CA in place, the old key gone, its certificate kept.
+    let (ok, out, err) = run(&["ca", "rotate", "--finish"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("restart `airlock serve`"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(certs.join("ca.pem")).expect("ca"),
+        new
+    );
+    assert!(
+        CertificateAuthority::load(&certs).is_ok(),
+        "the key matches"
+    );
+    assert!(!certs.join("retired/ca-key.pem").exists());
+    assert!(!certs.join("next").exists());
+    assert_eq!(
+        std::fs::read_to_string(certs.join("retired/ca.pem")).expect("retired"),
+        old
+    );
+    assert_eq!(run(&["ca", "export"]).1, new);
+    let (ok, _, err) = run(&["ca", "rotate", "--finish"]);
+    assert!(!ok && err.contains("no next CA is prepared"), "{err}");
+}

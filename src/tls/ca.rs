@@ -71,6 +71,8 @@ impl CertificateAuthority {
     /// Loads the CA from `dir`, creating it first if neither file exists.
     /// Returns the CA and whether it was created now.
     pub fn load_or_create(dir: &Path) -> Result<(Self, bool), TlsError> {
+        // Never a third CA over a rotation a crash left half done.
+        super::rotate::check_not_interrupted(dir)?;
         let (cert, key) = paths(dir);
         match (cert.exists(), key.exists()) {
             (true, true) => Ok((Self::load(dir)?, false)),
@@ -235,7 +237,8 @@ fn check_loaded(cert_der: &[u8], key_spki: &[u8]) -> Result<OffsetDateTime, Stri
         tracing::warn!(
             expires = %until,
             "the interception CA expires soon; agents will refuse Airlock's certificates after \
-             that: plan a new CA (move ca.pem and ca-key.pem aside, restart, redistribute)"
+             that: rotate it now (`airlock ca rotate`, give agents both certificates, then \
+             `airlock ca rotate --finish`)"
         );
     }
     Ok(until)

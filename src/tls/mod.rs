@@ -3,6 +3,7 @@
 
 mod ca;
 mod leaf;
+pub mod rotate;
 mod suites;
 mod upstream;
 
