@@ -65,12 +65,14 @@ pub fn review_json(r: &Review, full: bool) -> serde_json::Value {
         "earlierAttempts": r.attempts.iter().map(execution_json).collect::<Vec<_>>(),
         // Send attempts so far: what a retry names (`attempts`) to be refused if another is made.
         "attemptCount": r.attempt_count(),
-        // Secret-named values erased from the stored request once it became final.
-        "sealedSecrets": r.sealed_secrets,
         "retries": r.retries.iter().map(|d| serde_json::json!({"by": d.by, "at": rfc3339(d.at_ms), "comment": d.comment, "adminToken": d.admin_token})).collect::<Vec<_>>(),
         "method": r.request.method,
         "url": url,
     });
+    // Secret-named values erased from the stored request once it became final (absent: none).
+    if r.sealed_secrets > 0 {
+        v["sealedSecrets"] = r.sealed_secrets.into();
+    }
     if full {
         // `headers` is what executes; `redactedHeaders` names what the agent sent and Airlock
         // withheld (never stored, never sent).
