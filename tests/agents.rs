@@ -988,7 +988,9 @@ async fn upstream_credentials_in_an_executed_answer_are_redacted_before_storing(
 
     // Shown: the admin API and the dashboard.
     let (_, api) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
-    let api = api.to_string();
+    // Airlock's own field name aside (`sealedSecrets`: the query's secrets were erased once
+    // the review was final).
+    let api = api.to_string().replace("\"sealedSecrets\"", "");
     assert!(!api.contains("Secret") && !api.contains("sekrit"), "{api}");
     assert!(api.contains("req-visible-123"), "{api}");
     assert!(api.contains("token=[redacted]"), "{api}");
