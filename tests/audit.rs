@@ -382,7 +382,11 @@ async fn a_decision_the_audit_log_cannot_take_changes_nothing() {
 async fn an_expiry_the_audit_log_cannot_take_waits_for_the_next_sweep() {
     let (a, up, store) = start("[gate]\nreview_expiry = \"1s\"\nsweep_interval = \"1h\"\n").await;
     let client = a.client();
-    let ids = [held_delete(&client).await, held_delete(&client).await];
+    // Two calls (an identical second one would join the first's review).
+    let ids = [
+        held_delete(&client).await,
+        support::held_delete(&client, "https://api.github.com/repos/octo/other").await,
+    ];
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     store.fail_audit.store(true, SeqCst);
     assert!(a.gate.sweep().await.is_err());

@@ -200,3 +200,45 @@ async fn two_hundred_agents_and_racing_reviewers() {
         assert!(r.agent.as_deref().is_some_and(|n| n.starts_with("agent")));
     }
 }
+
+/// Review of session 21: identical requests of one agent at once (a client's retries racing its
+/// first attempt) each became a review. Eight identical DELETEs at once, without a pending cap
+/// (so no per-agent turn puts them in line: only the join entry's compare-and-swap, in the
+/// review's own batch, decides), hold one review, and all eight answers name it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn identical_holds_at_once_make_one_review() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let catalog = airlock::rules::LiveCatalog::load(None, Default::default()).expect("catalog");
+    let a =
+        Airlock::start_classified("[gate]\nmax_pending_per_agent = 0\n", &up, HOSTS, catalog).await;
+    let sends = (0..8).map(|_| {
+        // A connection each, so the eight are read by different workers.
+        let client = a.client();
+        tokio::spawn(async move {
+            let resp = client
+                .delete("https://api.github.com/repos/octo/demo")
+                .send()
+                .await
+                .expect("send");
+            let id = resp
+                .headers()
+                .get("airlock-review-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            (resp.status().as_u16(), id)
+        })
+    });
+    let answers: Vec<(u16, Option<String>)> = join_all(sends)
+        .await
+        .into_iter()
+        .map(|r| r.expect("send task"))
+        .collect();
+    assert!(answers.iter().all(|(s, _)| *s == 423), "{answers:?}");
+    let ids: HashSet<_> = answers.iter().map(|(_, id)| id.clone()).collect();
+    assert_eq!(ids.len(), 1, "one review named: {answers:?}");
+    let all = support::all_reviews(&a.gate, None).await;
+    assert_eq!(all.len(), 1, "one review stored: {all:?}");
+    assert_eq!(Some(all[0].id.clone()), answers[0].1);
+    assert_eq!(up.count(), 0);
+}

@@ -170,7 +170,9 @@ async fn sign_in_csrf_origin_and_host_checks() {
     let csrf = csrf_in(&html);
 
     // Paging: a second pending review, one per page, soonest expiry first.
-    let later = hold_delete(&s.a).await;
+    // Another call (an identical one would join the first's review).
+    let later =
+        support::held_delete(&s.a.client(), "https://api.github.com/repos/octo/later").await;
     let page = |url: String| {
         let (c, jar) = (c.clone(), jar.clone());
         async move {

@@ -2920,3 +2920,185 @@ async fn a_final_review_keeps_no_secret_the_agent_sent() {
         );
     }
 }
+
+/// The audit log's `decision` entries naming review `id`, as exported.
+async fn decisions_naming(a: &Airlock, id: &str) -> Vec<serde_json::Value> {
+    a.audit_export()
+        .await
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["kind"] == "decision" && e["review_id"] == id)
+        .collect()
+}
+
+/// Review of session 21: Octokit's retry plugin resends a held 423 three times (PyGithub a 5xx
+/// ten times), and each identical copy became a pending review of its own: a reviewer could
+/// approve a copy of a call that had already run. An identical request of the same agent now
+/// joins the review still pending: the same 423 naming the same review, one review, and a
+/// `decision` entry of its own that says it joined. A different request is held apart, and once
+/// the review is rejected the same request is a new call, held anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_identical_retry_joins_the_pending_review() {
+    let (up, a) = setup("").await;
+    let (s1, h1, _) = hold_delete(&a, "/repos/octo/demo").await;
+    let (s2, h2, b2) = hold_delete(&a, "/repos/octo/demo").await;
+    assert_eq!((s1.as_u16(), s2.as_u16()), (423, 423));
+    let id = review_id(&h1);
+    assert_eq!(review_id(&h2), id, "the retry names the first review");
+    assert_eq!(b2["reviewId"], id.as_str(), "{b2}");
+    assert_eq!(h2["airlock-outcome"], "ESCALATE");
+    let (_, other, _) = hold_delete(&a, "/repos/octo/other").await;
+    assert_ne!(review_id(&other), id, "another request is another review");
+    let pending = support::all_reviews(&a.gate, Some(ReviewState::Pending)).await;
+    assert_eq!(pending.len(), 2, "{pending:?}");
+
+    let entries = decisions_naming(&a, &id).await;
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert!(entries[0].get("joined").is_none(), "{entries:?}");
+    assert_eq!(entries[1]["joined"], true, "{entries:?}");
+    assert_ne!(entries[0]["decision_id"], entries[1]["decision_id"]);
+
+    let (code, _) = a
+        .admin("POST", &format!("/v1/reviews/{id}/reject"), None)
+        .await;
+    assert_eq!(code, 200);
+    let (status, again, _) = hold_delete(&a, "/repos/octo/demo").await;
+    assert_eq!(status, 423);
+    assert_ne!(review_id(&again), id, "after a rejection it is held anew");
+    let (_, v) = a
+        .admin("GET", &format!("/v1/reviews/{}", review_id(&again)), None)
+        .await;
+    assert_eq!(v["state"], "pending", "{v}");
+    assert_eq!(up.count(), 0);
+}
+
+/// A Stripe refund with `Idempotency-Key: key` and `body`, ready to send.
+fn refund_with_key(a: &Airlock, key: &str, body: &str) -> reqwest::RequestBuilder {
+    a.client()
+        .post("https://api.stripe.com/v1/refunds")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("idempotency-key", key)
+        .body(body.to_string())
+}
+
+/// Review of session 21: stripe-python with a timeout shorter than the hold's wait resent the
+/// refund with the same library-made `Idempotency-Key`, and each copy became a pending review
+/// (three seen). The same key with the same request now joins the review (its telemetry header,
+/// which changes on every attempt, does not make another call); approved, it is sent once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stripe_retry_with_its_idempotency_key_joins_the_review() {
+    let (up, a) = setup("").await;
+    let mut ids = Vec::new();
+    for attempt in 0..3 {
+        let resp = refund_with_key(&a, "stripe-py-key-1", "charge=ch_1&amount=5000")
+            .header(
+                "x-stripe-client-telemetry",
+                format!("{{\"last_request_metrics\":{{\"request_duration_ms\":{attempt}}}}}"),
+            )
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 423);
+        ids.push(review_id(resp.headers()));
+    }
+    assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
+    let pending = support::all_reviews(&a.gate, Some(ReviewState::Pending)).await;
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{}/approve", ids[0]), None)
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["state"], "executed", "{r}");
+    assert_eq!(up.count(), 1);
+    assert_eq!(
+        up.requests()[0].header("idempotency-key"),
+        Some("stripe-py-key-1")
+    );
+}
+
+/// Review of session 21: a retry that waited (`Airlock-Wait`, or a rule's `wait`) became a
+/// review of its own, so approving the first never answered it: its wait ran out with a 423
+/// naming the copy. The retry's wait now attaches to the review it joined and returns that
+/// review's outcome: the upstream's own answer once it is approved and sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_waiting_retry_gets_the_outcome_of_the_review_it_joined() {
+    let (up, a) = setup("").await;
+    let first = a
+        .client()
+        .delete("https://api.github.com/status/204")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(first.status(), 423);
+    let id = review_id(first.headers());
+    let client = a.client();
+    let waiting = tokio::spawn(async move {
+        client
+            .delete("https://api.github.com/status/204")
+            .header("airlock-wait", "20")
+            .send()
+            .await
+            .expect("send")
+    });
+    support::eventually("the retry to join the review", support::WAIT, || async {
+        (decisions_naming(&a, &id).await.len() == 2).then_some(())
+    })
+    .await;
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(code, 200, "{r}");
+    let resp = waiting.await.expect("join");
+    assert_eq!(resp.status(), 204, "the upstream's own answer");
+    assert_eq!(resp.headers()["airlock-outcome"], "EXECUTED");
+    assert_eq!(review_id(resp.headers()), id);
+    assert_eq!(up.count(), 1, "sent once");
+}
+
+/// Review of session 21: each retry counted against `gate.max_pending_per_agent`, so at the cap
+/// an agent's retry of a call it had held was refused 429 as if it were a new call. A retry
+/// joins its review before the cap is read: the cap counts reviews, not retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_at_the_pending_cap_joins_its_review() {
+    let (up, a) = setup("[gate]\nmax_pending_per_agent = 1\n").await;
+    let (s1, h1, _) = hold_delete(&a, "/repos/acme/one").await;
+    let (s2, h2, b2) = hold_delete(&a, "/repos/acme/one").await;
+    assert_eq!((s1.as_u16(), s2.as_u16()), (423, 423), "{b2}");
+    assert_eq!(review_id(&h2), review_id(&h1));
+    let (s3, _, b3) = hold_delete(&a, "/repos/acme/two").await;
+    assert_eq!(s3, 429, "{b3}");
+    assert_eq!(up.count(), 0);
+}
+
+/// Review of session 21 (what a retry joins): an agent's resend of a call whose send ended
+/// `outcome_unknown` became a new pending review, which a reviewer could approve while the call
+/// may already have run, and a human retry of the first could send it a third time. While the
+/// review may still be retried (before its deadline) the resend joins it and hears its
+/// outcome; past the deadline it is a new call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resend_of_a_call_whose_outcome_is_unknown_joins_it_until_its_deadline() {
+    let (up, _config, clock, a) = setup_on_clock("[gate]\nexecution_timeout = \"1s\"\n").await;
+    let id = hold_stalled_refund(&a).await;
+    let (_, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(r["state"], "outcome_unknown", "{r}");
+    let resend = || {
+        a.client()
+            .post("https://api.stripe.com/v1/refunds/stall")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("charge=ch_1&amount=5000")
+            .send()
+    };
+    let resp = resend().await.expect("send");
+    assert_eq!(resp.status(), 502);
+    assert_eq!(resp.headers()["airlock-outcome"], "OUTCOME_UNKNOWN");
+    assert_eq!(review_id(resp.headers()), id);
+    assert_eq!(support::all_reviews(&a.gate, None).await.len(), 1);
+
+    clock.advance(Duration::from_secs(24 * 3600 + 1));
+    let resp = resend().await.expect("send");
+    assert_eq!(resp.status(), 423);
+    assert_ne!(review_id(resp.headers()), id);
+    assert_eq!(up.count(), 1, "sent once, by the approval");
+}

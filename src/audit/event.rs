@@ -100,6 +100,10 @@ pub struct Decision {
     /// RFC 3339; held requests only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// An identical retry of a request already held: it joined `review_id`, nothing new was
+    /// stored (`gate/joins.rs`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub joined: bool,
 }
 
 /// A `review` entry: one state transition, with what changed.

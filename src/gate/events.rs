@@ -85,7 +85,21 @@ pub(super) fn transition_event(old: &Review, next: &Review) -> Event {
 
 /// The `decision` event of a held request.
 pub(super) fn escalation_event(r: &Review) -> Event {
-    Event::Decision(Box::new(audit::Decision {
+    Event::Decision(Box::new(escalation(r)))
+}
+
+/// The `decision` event of a request that joined `held`, the review of an identical one:
+/// the request's own decision (its id, the rules' verdict), naming the review it joined.
+pub(super) fn joined_event(request: &Review, held: &Review) -> Event {
+    let mut d = escalation(request);
+    d.review_id = Some(held.id.clone());
+    d.expires_at = Some(review::rfc3339(held.expires_at_ms));
+    d.joined = true;
+    Event::Decision(Box::new(d))
+}
+
+fn escalation(r: &Review) -> audit::Decision {
+    audit::Decision {
         decision_id: r.decision_id.clone(),
         review_id: Some(r.id.clone()),
         outcome: Outcome::Escalate,
@@ -99,5 +113,6 @@ pub(super) fn escalation_event(r: &Review) -> Event {
         host: r.request.host.clone(),
         path: AuditPath::new(&r.request.path_and_query),
         expires_at: Some(review::rfc3339(r.expires_at_ms)),
-    }))
+        joined: false,
+    }
 }

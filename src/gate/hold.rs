@@ -1,20 +1,34 @@
-//! Holding an escalated request: audited, then stored durably, before the agent hears anything.
+//! Holding an escalated request: audited, then stored durably, before the agent hears anything;
+//! or, for an identical retry of a request still held, joined to its review (`joins.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
 
-use super::events::escalation_event;
+use super::events::{escalation_event, joined_event};
+use super::joins::{Found, Join};
 use super::review::{self, Review, ReviewState, StoredRequest};
 use super::{new_id, Gate, GateError, HeldRequest, Hold, HoldRefusal, WAIT_HEADER};
-use crate::audit::Beside;
+use crate::audit::AuditError;
 use crate::rules::Verdict;
 use crate::store::{Batch, Tree};
 
 /// Airlock's own control headers, never stored with a held request. Credential-like headers are
 /// never stored either: see `build_review`.
 const NOT_STORED: &[&str] = &["airlock-wait", "host"];
+
+/// Times a hold reads its join entries again after a concurrent identical hold took the slot
+/// it expected free (the second read finds that hold's review and joins it).
+const JOIN_ATTEMPTS: usize = 8;
+
+/// What [`Gate::store_or_join`] did.
+enum Landed {
+    /// Stored as a new review.
+    New(Box<Review>),
+    /// An identical request's review, joined.
+    Joined(Box<Review>),
+}
 
 impl Gate {
     /// Stores an escalated request durably, before the agent hears anything. When the agent or
@@ -26,66 +40,37 @@ impl Gate {
             Ok(r) => r,
             Err(e) => return Hold::Refused(HoldRefusal::Unstorable(e.to_string())),
         };
-        // The decision is recorded with the review, before anything is answered: no audit, no
-        // hold. One trip to a blocking thread (each trip is a thread handoff).
-        let entry = escalation_event(&review);
-        let stored = review.clone();
         let cap = self.cfg.max_pending_per_agent;
         // The agent's count and its new review in one turn (kept until the write ends, even if
         // the agent goes away meanwhile), so its concurrent holds cannot pass the cap together.
-        let turn = match stored.agent.as_deref().filter(|_| cap > 0) {
+        let turn = match review.agent.as_deref().filter(|_| cap > 0) {
             Some(agent) => Some(self.hold_turns.take(agent).await),
             None => None,
         };
+        // One trip to a blocking thread (each trip is a thread handoff).
         let held = self
             .blocking(move |g| {
                 let _turn = turn;
-                // Checked before the entry is written (a refused call is not a review). Reviews
-                // past their deadline do not count, swept or not.
-                if let Some(agent) = stored.agent.as_ref().filter(|_| cap > 0) {
-                    let now = g.clock.now_ms();
-                    if super::index::pending_of_agent(g.store.as_ref(), agent, now, cap)? >= cap {
-                        return Ok(Err(HoldRefusal::TooManyPending(cap)));
-                    }
-                }
-                let bytes = stored.encode().map_err(|e| GateError::Corrupt {
-                    id: stored.id.clone(),
-                    message: e.to_string(),
-                })?;
-                let mut batch = Batch::default();
-                batch.expect(Tree::Reviews, stored.id.as_bytes(), None).put(
-                    Tree::Reviews,
-                    stored.id.as_bytes(),
-                    &bytes,
-                );
-                super::index::reindex(&mut batch, None, Some(&stored));
-                // The entry and the review in one transaction (the review lands only with
-                // its entry), group-committed with concurrent holds: one fsync for many.
-                match g.audit.append_with(entry, batch) {
-                    Ok(Beside::Applied) => Ok(Ok(())),
-                    Ok(Beside::ExpectationFailed) => {
-                        Err(GateError::BadRequest("review id collision".into()))
-                    }
-                    Ok(Beside::StoreFailed(e)) => Err(GateError::Store(e)),
-                    Err(e) => {
-                        tracing::error!(error = %e, "could not audit an escalation; refusing it (fail closed)");
-                        Ok(Err(HoldRefusal::AuditUnavailable))
-                    }
-                }
+                g.store_or_join(review, cap)
             })
             .await;
-        match held {
-            Ok(Ok(())) => {}
+        let (review, joined) = match held {
+            Ok(Ok(Landed::New(r))) => (r, false),
+            Ok(Ok(Landed::Joined(r))) => (r, true),
             Ok(Err(refusal)) => return Hold::Refused(refusal),
             Err(e) => {
                 tracing::error!(error = %e, "could not store a held request; refusing it (fail closed)");
                 return Hold::Refused(HoldRefusal::StoreUnavailable);
             }
+        };
+        if joined {
+            tracing::info!(target: "airlock::gate", review = %review.id, state = review.state.as_str(), "an identical request joined the review");
+        } else {
+            self.changes.send_modify(|v| *v += 1);
+            tracing::info!(target: "airlock::gate", review = %review.id, tool = review.tool.as_deref().unwrap_or("-"), "request held for review");
+            // Never blocks: a full or failing channel cannot hold up the gate.
+            self.notifier.escalated(review.escalation());
         }
-        self.changes.send_modify(|v| *v += 1);
-        tracing::info!(target: "airlock::gate", review = %review.id, tool = review.tool.as_deref().unwrap_or("-"), "request held for review");
-        // Never blocks: a full or failing channel cannot hold up the gate.
-        self.notifier.escalated(review.escalation());
         // A wait takes one of the agent's wait slots, as a status wait does; with none left the
         // hold is answered at once (it is stored; the agent may poll it).
         let agent = review.agent.as_deref().unwrap_or(crate::agents::ANONYMOUS);
@@ -101,7 +86,7 @@ impl Gate {
                 }
             };
             let Ok(mut done) = waited else {
-                return Hold::Unknown(Box::new(review));
+                return Hold::Unknown(review);
             };
             if matches!(done.state, ReviewState::Approved | ReviewState::Executing) {
                 // Approved and being sent at the deadline: its outcome is at most the send's
@@ -117,7 +102,84 @@ impl Gate {
             // Answered with the review as it is now, so the answer says what is true.
             return Hold::Held(Box::new(done));
         }
-        Hold::Held(Box::new(review))
+        // A joined review that failed, or whose outcome is unknown, is answered as such.
+        if review.state.is_final() {
+            return Hold::Finished(review);
+        }
+        Hold::Held(review)
+    }
+
+    /// Joins the review of an identical request of the agent that may still be sent (with a
+    /// `decision` entry naming it), or stores `review` with its entry: the decision is recorded
+    /// with the review, before anything is answered (no audit, no hold). A concurrent identical
+    /// hold that took the same join slot first is read and joined.
+    fn store_or_join(
+        &self,
+        mut review: Review,
+        cap: usize,
+    ) -> Result<Result<Landed, HoldRefusal>, GateError> {
+        let agent = review.agent.clone().unwrap_or_default();
+        for _ in 0..JOIN_ATTEMPTS {
+            let now = self.clock.now_ms();
+            if let Some(join) = review.join.as_mut() {
+                match super::joins::find(self.store.as_ref(), &agent, join, now)? {
+                    Found::Same(held) => {
+                        return match self.audit.append(joined_event(&review, &held)) {
+                            Ok(_) => Ok(Ok(Landed::Joined(held))),
+                            Err(e) => {
+                                tracing::error!(error = %e, "could not audit a request joining its review; refusing it (fail closed)");
+                                Ok(Err(HoldRefusal::AuditUnavailable))
+                            }
+                        };
+                    }
+                    Found::Vacant(Some(slot)) => join.slot = slot,
+                    Found::Vacant(None) => review.join = None,
+                }
+            }
+            // Checked before the entry is written (a refused call is not a review; a retry that
+            // joins one is not counted again). Reviews past their deadline do not count, swept
+            // or not.
+            if cap > 0
+                && super::index::pending_of_agent(self.store.as_ref(), &agent, now, cap)? >= cap
+            {
+                return Ok(Err(HoldRefusal::TooManyPending(cap)));
+            }
+            let bytes = review.encode().map_err(|e| GateError::Corrupt {
+                id: review.id.clone(),
+                message: e.to_string(),
+            })?;
+            let mut batch = Batch::default();
+            batch.expect(Tree::Reviews, review.id.as_bytes(), None).put(
+                Tree::Reviews,
+                review.id.as_bytes(),
+                &bytes,
+            );
+            // The join slot is taken here, or by a concurrent identical hold: then read again.
+            if let Some(join) = &review.join {
+                let mut k = super::index::join_prefix(&agent, &join.identity);
+                k.extend_from_slice(&join.slot.to_be_bytes());
+                batch.expect(Tree::Index, &k, None);
+            }
+            super::index::reindex(&mut batch, None, Some(&review));
+            // The entry and the review in one transaction (both or neither), group-committed
+            // with concurrent holds: one fsync for many.
+            match self.audit.append_if(escalation_event(&review), batch) {
+                Ok(true) => return Ok(Ok(Landed::New(Box::new(review)))),
+                Ok(false) => continue,
+                // The two could not be stored together: the decision is recorded alone if it
+                // can be (then the review store failed), else the audit log did.
+                Err(AuditError::Store(e))
+                    if self.audit.append(escalation_event(&review)).is_ok() =>
+                {
+                    return Err(GateError::Store(e))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not audit an escalation; refusing it (fail closed)");
+                    return Ok(Err(HoldRefusal::AuditUnavailable));
+                }
+            }
+        }
+        Err(GateError::Contention(review.id))
     }
 
     fn build_review(&self, req: HeldRequest, verdict: &Verdict) -> Result<Review, GateError> {
@@ -152,10 +214,7 @@ impl Gate {
         }
         let is_stripe =
             verdict.service.as_deref() == Some("stripe") || req.target.host == "api.stripe.com";
-        if is_stripe && !headers.iter().any(|(k, _)| k == "idempotency-key") {
-            headers.push(("idempotency-key".into(), format!("airlock-{id}")));
-        }
-        let request = StoredRequest {
+        let mut request = StoredRequest {
             scheme: req.scheme,
             host: req.target.host.clone(),
             port: req.target.port,
@@ -164,6 +223,13 @@ impl Gate {
             headers,
             body_b64: review::b64(&req.body),
         };
+        // What the agent sent, before Airlock's own key: a retry sends the same.
+        let join = Join::of(&request, &req.body);
+        if is_stripe && !request.headers.iter().any(|(k, _)| k == "idempotency-key") {
+            request
+                .headers
+                .push(("idempotency-key".into(), format!("airlock-{id}")));
+        }
         let mut review = Review::new(
             id,
             new_id("dec"),
@@ -176,6 +242,7 @@ impl Gate {
         review.agent = Some(req.agent);
         review.agent_owner = req.agent_owner;
         review.policy = verdict.approval.clone().unwrap_or_default();
+        review.join = Some(join);
         Ok(review)
     }
 }

@@ -6,7 +6,9 @@
 //! - `p` deadline: (all | agent | tool, value, expiry, id), pending reviews only: the pending
 //!   listing (soonest expiry first) and the sweeper both read it;
 //! - `f` finished: (finished at, id), for retention;
-//! - `n` counters: reviews per state.
+//! - `n` counters: reviews per state;
+//! - `j` joins: (agent, identity, slot) -> review id, while the review may still be sent: what
+//!   an identical retry of the agent joins (`joins.rs`).
 //!
 //! (`a`, audit entries by review, belongs to the audit log.) Every read here is a bounded
 //! range: listing a page, finding what is overdue or past retention, costs what it returns.
@@ -23,6 +25,7 @@ const LISTED: u8 = b'c';
 const DEADLINE: u8 = b'p';
 const FINISHED: u8 = b'f';
 const COUNT: u8 = b'n';
+const JOIN: u8 = b'j';
 /// [`Tree::Meta`] key recording that every review has its index entries.
 const BUILT_KEY: &[u8] = b"index:reviews:v1";
 /// [`Tree::Meta`] key recording that pending reviews have no `c` entry of their own state any
@@ -94,6 +97,25 @@ fn count_key(state: ReviewState) -> Vec<u8> {
     k
 }
 
+/// The prefix of `agent`'s join entries of one identity (`joins.rs`), before the slot.
+pub(super) fn join_prefix(agent: &str, identity: &str) -> Vec<u8> {
+    let mut k = vec![JOIN];
+    push_str(&mut k, agent);
+    push_str(&mut k, identity);
+    k
+}
+
+/// `r`'s join entry key, while it keeps one (its value is the review id).
+fn join_key(r: &Review) -> Option<Vec<u8>> {
+    let join = r
+        .join
+        .as_ref()
+        .filter(|_| super::joins::keeps_entry(r.state))?;
+    let mut k = join_prefix(r.agent.as_deref()?, &join.identity);
+    k.extend_from_slice(&join.slot.to_be_bytes());
+    Some(k)
+}
+
 /// Every index key of `r` (values are empty).
 fn keys(r: &Review) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
@@ -128,6 +150,15 @@ pub fn reindex(b: &mut Batch, old: Option<&Review>, new: Option<&Review>) {
     }
     for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
         b.put(Tree::Index, k, &[]);
+    }
+    let (was, is) = (old.and_then(join_key), new.and_then(join_key));
+    if was != is {
+        if let Some(k) = was {
+            b.delete(Tree::Index, &k);
+        }
+        if let (Some(k), Some(r)) = (is, new) {
+            b.put(Tree::Index, &k, r.id.as_bytes());
+        }
     }
     let (from, to) = (old.map(|r| r.state), new.map(|r| r.state));
     if from != to {
@@ -355,6 +386,9 @@ fn build_all(store: &dyn Store) -> Result<u64, GateError> {
                     for k in keys(&r) {
                         b.put(Tree::Index, &k, &[]);
                     }
+                    if let Some(k) = join_key(&r) {
+                        b.put(Tree::Index, &k, r.id.as_bytes());
+                    }
                     *counts.entry(r.state).or_default() += 1;
                     n += 1;
                 }
@@ -480,6 +514,58 @@ mod tests {
             .expect("overdue")
             .0
             .is_empty());
+    }
+
+    #[test]
+    fn a_join_entry_lives_while_its_review_may_be_sent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::open(crate::store::Backend::Redb, dir.path()).expect("open");
+        let mut r = review("rev_j", 10, ReviewState::Pending);
+        r.join = Some(super::super::joins::Join::of(&r.request, b""));
+        let prefix = join_prefix("bot", &r.join.as_ref().expect("join").identity);
+        let entries = |store: &dyn Store| {
+            store
+                .range(Tree::Index, &prefix, None, 10)
+                .expect("range")
+                .into_iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .map(|(_, v)| v)
+                .collect::<Vec<_>>()
+        };
+        file(store.as_ref(), &r);
+        assert_eq!(entries(store.as_ref()), [b"rev_j".to_vec()]);
+        let mut last = r.clone();
+        for (state, kept) in [
+            (ReviewState::Approved, true),
+            (ReviewState::Executing, true),
+            (ReviewState::OutcomeUnknown, true),
+            (ReviewState::Approved, true),
+            (ReviewState::Executing, true),
+            (ReviewState::Executed, false),
+        ] {
+            let mut next = last.clone();
+            next.state = state;
+            let mut b = Batch::default();
+            reindex(&mut b, Some(&last), Some(&next));
+            assert!(store.apply(b).expect("apply"));
+            assert_eq!(
+                entries(store.as_ref()).len(),
+                usize::from(kept),
+                "{state:?}"
+            );
+            last = next;
+        }
+        // A failed review keeps its entry until retention removes it with the review.
+        let mut failed = r.clone();
+        failed.state = ReviewState::Failed;
+        let mut b = Batch::default();
+        reindex(&mut b, None, Some(&failed));
+        assert!(store.apply(b).expect("apply"));
+        assert_eq!(entries(store.as_ref()).len(), 1);
+        let mut b = Batch::default();
+        reindex(&mut b, Some(&failed), None);
+        assert!(store.apply(b).expect("apply"));
+        assert!(entries(store.as_ref()).is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! Every change of a stored review goes through `Gate::transition` below (or, for a sweep's
 //! chunk, `Gate::commit_prepared`), which commits it and its audit entry in one transaction:
 //! both or neither, so no state change is ever stored without its entry. The rest is split by
-//! duty: `hold.rs`, `decide.rs`, `execute.rs`, `recover.rs`, and the audit events in `events.rs`.
+//! duty: `hold.rs` (and `joins.rs`, identical retries), `decide.rs`, `execute.rs`, `recover.rs`, and the audit events in `events.rs`.
 
 pub mod agent_api;
 pub use agent_slots::{AgentSlot, AgentSlots, MAX_STATUS_READS_PER_AGENT, MAX_WAITS_PER_AGENT};
@@ -21,6 +21,7 @@ mod events;
 mod execute;
 mod hold;
 pub mod index;
+pub mod joins;
 pub mod people;
 mod recover;
 pub mod review;

@@ -269,6 +269,10 @@ pub struct Review {
     /// executed, rejected or expired (`seal.rs`); the request kept is no longer what was sent.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub sealed_secrets: usize,
+    /// What the agent's identical retries share (`joins.rs`): they join this review while it
+    /// may still be sent. `None` on reviews held before, or without an entry of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<super::joins::Join>,
 }
 
 /// How long Stripe keeps an idempotency key (it may remove it after 24 hours).
@@ -454,6 +458,7 @@ impl Review {
             retries: Vec::new(),
             retry_approvals: Vec::new(),
             sealed_secrets: 0,
+            join: None,
         }
     }
 

@@ -697,6 +697,7 @@ fn decision_event(
         host: conn.target.host.clone(),
         path: AuditPath::new(pq),
         expires_at: None,
+        joined: false,
     }))
 }
 

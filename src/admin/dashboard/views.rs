@@ -531,12 +531,19 @@ pub(super) async fn detail_page(
 fn summary(e: &serde_json::Value) -> String {
     let s = |k: &str| e.get(k).and_then(|v| v.as_str()).unwrap_or("");
     match s("kind") {
-        "decision" => format!(
-            "{} ({} gate) by rule {}",
-            s("outcome"),
-            s("gate"),
-            s("rule_id")
-        ),
+        "decision" => {
+            let mut t = format!(
+                "{} ({} gate) by rule {}",
+                s("outcome"),
+                s("gate"),
+                s("rule_id")
+            );
+            // An identical retry of the agent's that was answered with this review.
+            if e.get("joined").and_then(|v| v.as_bool()) == Some(true) {
+                t.push_str(", an identical retry joined this review");
+            }
+            t
+        }
         "review" => {
             let mut t = format!("{} → {}", s("from"), s("to"));
             for k in ["by", "approval_by", "comment", "error"] {
