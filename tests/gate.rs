@@ -3016,6 +3016,53 @@ async fn a_stripe_retry_with_its_idempotency_key_joins_the_review() {
     );
 }
 
+/// Review of session 21: a Stripe `Idempotency-Key` reused for another request was held as a
+/// second review beside the first, where Stripe refuses such a request. While the key's review
+/// may still be sent, another body or path under it is answered as Stripe answers: 400 with
+/// `error.type` `idempotency_error` (and `Stripe-Should-Retry: false`), and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stripe_key_reused_for_another_request_is_an_idempotency_error() {
+    let (up, a) = setup("").await;
+    let first = refund_with_key(&a, "key-2", "charge=ch_1&amount=5000")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(first.status(), 423);
+    let id = review_id(first.headers());
+    let before = a.audit_export().await.lines().count();
+    for (path, body) in [
+        ("/v1/refunds", "charge=ch_1&amount=9000"),
+        ("/v1/refunds/other", "charge=ch_1&amount=5000"),
+    ] {
+        let resp = a
+            .client()
+            .post(format!("https://api.stripe.com{path}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("idempotency-key", "key-2")
+            .body(body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 400, "{path} {body}");
+        assert_eq!(resp.headers()["stripe-should-retry"], "false");
+        assert_eq!(resp.headers()["airlock-reason"], "idempotency_key_reused");
+        let v: serde_json::Value = resp.json().await.expect("json");
+        assert_eq!(v["error"]["type"], "idempotency_error", "{v}");
+        assert_eq!(v["reviewId"], id.as_str(), "{v}");
+    }
+    let all = support::all_reviews(&a.gate, None).await;
+    assert_eq!(all.len(), 1, "nothing else stored: {all:?}");
+    assert_eq!(a.audit_export().await.lines().count(), before);
+    // Another key is another call.
+    let other = refund_with_key(&a, "key-3", "charge=ch_1&amount=9000")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(other.status(), 423);
+    assert_ne!(review_id(other.headers()), id);
+    assert_eq!(up.count(), 0);
+}
+
 /// Review of session 21: a retry that waited (`Airlock-Wait`, or a rule's `wait`) became a
 /// review of its own, so approving the first never answered it: its wait ran out with a 423
 /// naming the copy. The retry's wait now attaches to the review it joined and returns that

@@ -132,6 +132,19 @@ impl Gate {
                             }
                         };
                     }
+                    Found::KeyReused(held) => {
+                        let key = review
+                            .request
+                            .headers
+                            .iter()
+                            .find(|(k, _)| k == "idempotency-key")
+                            .map(|(_, v)| v.clone())
+                            .unwrap_or_default();
+                        return Ok(Err(HoldRefusal::KeyReused {
+                            key,
+                            review: held.id,
+                        }));
+                    }
                     Found::Vacant(Some(slot)) => join.slot = slot,
                     Found::Vacant(None) => review.join = None,
                 }
@@ -224,7 +237,7 @@ impl Gate {
             body_b64: review::b64(&req.body),
         };
         // What the agent sent, before Airlock's own key: a retry sends the same.
-        let join = Join::of(&request, &req.body);
+        let join = Join::of(&request, &req.body, is_stripe);
         if is_stripe && !request.headers.iter().any(|(k, _)| k == "idempotency-key") {
             request
                 .headers

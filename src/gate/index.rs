@@ -521,7 +521,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = crate::store::open(crate::store::Backend::Redb, dir.path()).expect("open");
         let mut r = review("rev_j", 10, ReviewState::Pending);
-        r.join = Some(super::super::joins::Join::of(&r.request, b""));
+        r.join = Some(super::super::joins::Join::of(&r.request, b"", false));
         let prefix = join_prefix("bot", &r.join.as_ref().expect("join").identity);
         let entries = |store: &dyn Store| {
             store

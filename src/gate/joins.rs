@@ -3,13 +3,17 @@
 //! its timeout with the same `Idempotency-Key`. Each copy used to become a review of its own,
 //! and a reviewer could approve a copy of a call that had already run.
 //!
-//! A held request carries a [`Join`]: its identity, the fingerprint (SHA-256 over a canonical
-//! encoding of what would be sent: method, scheme, host, port, path and query, the stored
-//! headers but those that change on every attempt by design, the body). The index entry
-//! (agent, identity, slot) -> review id is written in the review's own batch and removed by the
+//! A held request carries a [`Join`]: its fingerprint (SHA-256 over a canonical encoding of
+//! what would be sent: method, scheme, host, port, path and query, the stored headers but
+//! those that change on every attempt by design, the body) and the identity its retries share:
+//! the fingerprint, or on Stripe, when the agent sent an `Idempotency-Key`, that key (with the
+//! host and the account headers): Stripe's own identity of a call. The index entry (agent,
+//! identity, slot) -> review id is written in the review's own batch and removed by the
 //! transition that ends it (`index.rs`). While that review can still be sent ([`joinable`]),
-//! the agent's next request with the same identity finds it in one bounded read and joins it
-//! (the same 423, or a wait on that review).
+//! the agent's next request with the same identity finds it in one bounded read:
+//! - the same fingerprint: the request joins it (the same 423, or a wait on that review);
+//! - another fingerprint (a Stripe key reused for another call): refused, 400
+//!   `idempotency_error`, nothing stored.
 //!
 //! Slots: an entry whose review can no longer be sent but has not ended (failed or
 //! `outcome_unknown` past its deadline: nothing changes it until retention removes it, and
@@ -42,6 +46,10 @@ const PER_ATTEMPT: &[&str] = &[
     "x-stripe-client-telemetry",
 ];
 
+/// The headers that, beside an agent's `Idempotency-Key`, name the call on Stripe: the
+/// connected account it acts for.
+const STRIPE_SCOPE: &[&str] = &["idempotency-key", "stripe-account", "stripe-context"];
+
 /// At most this many entries of one identity are read: past them (an agent that repeated one
 /// call that many times, each failed or unknown and past its deadline, within retention) a new
 /// review is held without an entry of its own.
@@ -51,23 +59,33 @@ const MOST_READ: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Join {
-    /// Hex SHA-256 of what identifies the call: the fingerprint.
+    /// Hex SHA-256 of what identifies the call: the fingerprint, or the agent's Stripe key.
     pub identity: String,
     /// Hex SHA-256 of the request as it would be sent.
     pub fingerprint: String,
     /// Which of the identity's index entries is this review's.
     pub slot: u32,
+    /// The identity is the agent's `Idempotency-Key` on Stripe (another request under it is
+    /// refused rather than held).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keyed: bool,
 }
 
 impl Join {
     /// The join of `req` (its headers as stored, before Airlock adds a key of its own) with body
-    /// `body`.
-    pub fn of(req: &StoredRequest, body: &[u8]) -> Join {
+    /// `body`; `stripe`: it goes to Stripe, where an agent's `Idempotency-Key` names the call.
+    pub fn of(req: &StoredRequest, body: &[u8], stripe: bool) -> Join {
         let fingerprint = hex::encode(fingerprint(req, body));
+        let keyed = stripe && header_values(req, "idempotency-key").next().is_some();
+        let identity = match keyed {
+            true => hex::encode(stripe_identity(req)),
+            false => fingerprint.clone(),
+        };
         Join {
-            identity: fingerprint.clone(),
+            identity,
             fingerprint,
             slot: 0,
+            keyed,
         }
     }
 }
@@ -98,6 +116,13 @@ impl Canon {
     }
 }
 
+fn header_values<'a>(req: &'a StoredRequest, name: &'a str) -> impl Iterator<Item = &'a str> {
+    req.headers
+        .iter()
+        .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
 /// SHA-256 of the request's canonical encoding. Headers are sorted by name (the order of
 /// different names means nothing; the values of one name keep theirs).
 fn fingerprint(req: &StoredRequest, body: &[u8]) -> [u8; 32] {
@@ -118,6 +143,19 @@ fn fingerprint(req: &StoredRequest, body: &[u8]) -> [u8; 32] {
         c.field(v.as_bytes());
     }
     c.field(body);
+    c.finish()
+}
+
+/// SHA-256 of what names a keyed Stripe call: the host and its key and account headers.
+fn stripe_identity(req: &StoredRequest) -> [u8; 32] {
+    let mut c = Canon::new("airlock.join.stripe-key.v1");
+    c.target(req);
+    for name in STRIPE_SCOPE {
+        for v in header_values(req, name) {
+            c.field(name.as_bytes());
+            c.field(v.as_bytes());
+        }
+    }
     c.finish()
 }
 
@@ -152,6 +190,8 @@ pub(super) fn joinable(r: &Review, now_ms: u64) -> bool {
 pub(super) enum Found {
     /// A review of the same request that may still be sent: join it.
     Same(Box<Review>),
+    /// A review of another request under the same Stripe key that may still be sent.
+    KeyReused(Box<Review>),
     /// None: hold a new review in this slot (`None`: without an entry, see [`MOST_READ`]).
     Vacant(Option<u32>),
 }
@@ -192,10 +232,12 @@ pub(super) fn find(
             live = Some(r);
         }
     }
-    if let Some(r) =
-        live.filter(|r| r.join.as_ref().map(|j| j.fingerprint.as_str()) == Some(&join.fingerprint))
-    {
-        return Ok(Found::Same(Box::new(r)));
+    if let Some(r) = live {
+        let same = r.join.as_ref().map(|j| j.fingerprint.as_str()) == Some(&join.fingerprint);
+        return Ok(match same {
+            true => Found::Same(Box::new(r)),
+            false => Found::KeyReused(Box::new(r)),
+        });
     }
     if rows.len() >= MOST_READ {
         tracing::warn!(
@@ -233,15 +275,34 @@ mod tests {
     fn per_attempt_headers_and_header_order_do_not_make_another_call() {
         let a = req(&[("content-type", "a/b"), ("x-stripe-client-telemetry", "1")]);
         let b = req(&[("x-stripe-client-telemetry", "2"), ("content-type", "a/b")]);
-        assert_eq!(Join::of(&a, b"x"), Join::of(&b, b"x"));
+        assert_eq!(Join::of(&a, b"x", false), Join::of(&b, b"x", false));
         let c = req(&[("content-type", "a/b"), ("stripe-version", "2024-06-20")]);
         assert_ne!(
-            Join::of(&a, b"x").fingerprint,
-            Join::of(&c, b"x").fingerprint
+            Join::of(&a, b"x", false).fingerprint,
+            Join::of(&c, b"x", false).fingerprint
         );
         assert_ne!(
-            Join::of(&a, b"x").fingerprint,
-            Join::of(&a, b"y").fingerprint
+            Join::of(&a, b"x", false).fingerprint,
+            Join::of(&a, b"y", false).fingerprint
         );
+    }
+
+    #[test]
+    fn a_stripe_key_names_the_call_with_its_account() {
+        let one = req(&[("idempotency-key", "k1")]);
+        let other_body = Join::of(&one, b"amount=2", true);
+        let first = Join::of(&one, b"amount=1", true);
+        assert!(first.keyed);
+        assert_eq!(first.identity, other_body.identity);
+        assert_ne!(first.fingerprint, other_body.fingerprint);
+        let account = req(&[("idempotency-key", "k1"), ("stripe-account", "acct_2")]);
+        assert_ne!(
+            Join::of(&account, b"amount=1", true).identity,
+            first.identity
+        );
+        // Not Stripe: the key is one header among others.
+        let plain = Join::of(&one, b"amount=1", false);
+        assert!(!plain.keyed);
+        assert_eq!(plain.identity, plain.fingerprint);
     }
 }

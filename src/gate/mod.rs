@@ -201,6 +201,9 @@ pub enum HoldRefusal {
     StoreUnavailable,
     /// The agent already has `gate.max_pending_per_agent` reviews pending (the number).
     TooManyPending(usize),
+    /// The agent's Stripe `Idempotency-Key` already names another request of a review that
+    /// may still be sent (`joins.rs`): the key, and that review.
+    KeyReused { key: String, review: String },
 }
 
 pub struct Gate {

@@ -52,6 +52,7 @@ pub fn render(hold: Hold, git: Option<&ReportRequest>) -> Response<Body> {
             ),
         )
         .into_response(),
+        Hold::Refused(HoldRefusal::KeyReused { key, review }) => key_reused(&key, &review),
         Hold::Refused(HoldRefusal::StoreUnavailable) => Refusal::internal(
             "review_store_unavailable",
             "this request needs human approval but could not be queued; it was not forwarded",
@@ -191,6 +192,38 @@ fn finished(r: &Review) -> Response<Body> {
     if family == Family::Stripe && !resp.status().is_success() {
         no_stripe_retry(resp.headers_mut());
     }
+    resp
+}
+
+/// `Airlock-Reason` of a Stripe request whose `Idempotency-Key` names another held request.
+pub const KEY_REUSED: &str = "idempotency_key_reused";
+
+/// The answer to a Stripe request whose `Idempotency-Key` already names another request of
+/// the agent's (another method, path, body or header) in review `review`, which may still be
+/// sent: 400 with Stripe's `idempotency_error`, as Stripe answers a key reused with other
+/// parameters. Nothing was stored; Stripe's libraries are told not to retry.
+fn key_reused(key: &str, review: &str) -> Response<Body> {
+    let message = format!(
+        "Keys for idempotent requests can only be used with the same parameters they were first used with: Idempotency-Key {key:?} already names another request, held for human review as {review}. Nothing was stored or sent; use another key for another request."
+    );
+    let body = serde_json::json!({
+        "error": {
+            "type": "idempotency_error",
+            "message": message,
+            "doc_url": HELD_DOC_URL,
+            "review_id": review,
+        },
+        "side": "client",
+        "message": message,
+        "reviewId": review,
+    });
+    let mut resp = json_response(StatusCode::BAD_REQUEST, &body);
+    let h = resp.headers_mut();
+    h.insert(
+        crate::wire::REASON_HEADER,
+        HeaderValue::from_static(KEY_REUSED),
+    );
+    no_stripe_retry(h);
     resp
 }
 
