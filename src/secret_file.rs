@@ -227,6 +227,18 @@ fn read_only_mount(path: &Path) -> bool {
 /// followed; non-blocking, so a FIFO cannot stall it), then the opened file itself checked, so
 /// what is checked is what is read.
 pub fn read_owned(path: &Path, forbidden: u32) -> Result<Vec<u8>, OwnedFileError> {
+    // SAFETY: plain syscall.
+    let me = unsafe { libc::geteuid() };
+    read_owned_by(path, forbidden, &[me])
+}
+
+/// [`read_owned`] for a file that one of `owners` owns (`airlock run --token-file`: root's, or
+/// that of the user root runs it for).
+pub fn read_owned_by(
+    path: &Path,
+    forbidden: u32,
+    owners: &[u32],
+) -> Result<Vec<u8>, OwnedFileError> {
     use std::io::Read as _;
     use std::os::unix::fs::MetadataExt as _;
     let mut file = OpenOptions::new()
@@ -250,9 +262,8 @@ pub fn read_owned(path: &Path, forbidden: u32) -> Result<Vec<u8>, OwnedFileError
             path.display()
         )));
     }
-    // SAFETY: plain syscall.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != me {
+    if !owners.contains(&meta.uid()) {
+        let me = owners.first().copied().unwrap_or(0);
         return Err(OwnedFileError::Refused(format!(
             "owned by uid {}, not by Airlock's user (uid {me}); make it the owner and run \
              `chmod 600 {}`",

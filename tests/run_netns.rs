@@ -8,6 +8,9 @@
 
 mod support;
 
+#[path = "run_netns/review21.rs"]
+mod review21;
+
 use std::os::unix::fs::MetadataExt;
 use std::process::Stdio;
 use std::sync::Arc;

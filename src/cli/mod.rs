@@ -159,8 +159,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => args.overrides(paths),
         _ => paths,
     };
-    let config =
-        Config::discover(cli.config.as_deref(), overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = discover(&cli, overrides)?;
     match cli.command {
         Command::Agents { command } => agents::agents_cmd(config, command),
         Command::Reviewers { command } => reviewers::reviewers_cmd(config, command),
@@ -190,6 +189,22 @@ pub fn run(cli: Cli) -> Result<()> {
             .build()?
             .block_on(status::status(config)),
     }
+}
+
+/// The config, found as [`Config::discover`] does. For `airlock run`, privilege it was not run
+/// with as root is refused first, and root acting for another user (sudo) reads it with that
+/// user's permissions: `--config` may name any file, and a parse error would quote it.
+fn discover(cli: &Cli, overrides: airlock::config::Overrides) -> Result<Config> {
+    let explicit = cli.config.as_deref();
+    #[cfg(target_os = "linux")]
+    if matches!(cli.command, Command::Run(_)) {
+        airlock::sandbox::check_privilege().map_err(|e| anyhow::anyhow!("{e}"))?;
+        return airlock::sandbox::Caller::find()
+            .as_invoker(|| Config::discover(explicit, overrides))
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .map_err(|e| anyhow::anyhow!("{e}"));
+    }
+    Config::discover(explicit, overrides).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// A CLI command whose reader went away (`airlock reviews list | head`) ends quietly, as other

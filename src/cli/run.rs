@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use airlock::config::Config;
 
@@ -52,13 +52,11 @@ pub(super) struct RunArgs {
 }
 
 pub(super) fn run_cmd(config: Config, args: RunArgs) -> Result<i32> {
-    use airlock::sandbox::{AgentCredentials, RunAs, RunOptions};
+    use airlock::sandbox::{AgentCredentials, Caller, RunAs, RunOptions};
+    let caller = Caller::find();
     let token = match &args.token_file {
         Some(p) => Some(
-            std::fs::read_to_string(p)
-                .with_context(|| format!("reading {}", p.display()))?
-                .trim()
-                .to_string(),
+            airlock::sandbox::read_token_file(p, &caller).map_err(|e| anyhow::anyhow!("{e}"))?,
         ),
         None => std::env::var("AIRLOCK_AGENT_TOKEN")
             .ok()
@@ -129,6 +127,7 @@ pub(super) fn run_cmd(config: Config, args: RunArgs) -> Result<i32> {
         secret_env,
         hide,
         command: args.command,
+        caller,
     };
     airlock::sandbox::run(opts).map_err(|e| anyhow::anyhow!("{e}"))
 }

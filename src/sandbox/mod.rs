@@ -11,6 +11,7 @@
 //! died and the parent-death signal killed it) the kernel kills everything left in the PID
 //! namespace, and the network namespace, which is anonymous, disappears with its last socket.
 
+mod caller;
 mod child;
 mod env;
 mod netns;
@@ -31,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
+pub use caller::{check_privilege, read_token_file, Caller};
 pub use child::{RunAs, UidRange, DEFAULT_UID_RANGE, NOBODY};
 
 use netns::Netns;
@@ -61,11 +63,18 @@ const HOSTNAME: &str = "airlock-run";
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error(
-        "airlock run needs root, or CAP_SYS_ADMIN and CAP_NET_ADMIN, to create a network \
-         namespace ({0}). Run it with sudo; `--weak` runs COMMAND with the proxy variables \
-         only, which nothing enforces"
+        "airlock run needs root to create a network namespace (CAP_SYS_ADMIN, CAP_NET_ADMIN: \
+         {0}). Run it as root (sudo); `--weak` runs COMMAND with the proxy variables only, \
+         which nothing enforces"
     )]
     NoPrivilege(#[source] std::io::Error),
+    #[error(
+        "refusing: airlock run holds privilege without being run by root ({0}): file \
+         capabilities or a setuid bit let every user who may execute it act as root. Remove \
+         them (`setcap -r`, `chmod u-s`) and run it as root, e.g. through sudo with a fixed \
+         command line (docs/run.md, \"Who may run it\")"
+    )]
+    Delegated(String),
     #[error(
         "refusing to run COMMAND as {0}: root can get out of the sandbox and read Airlock's \
          secrets. Pass --user UID[:GID] with other ids (or none: a uid of its own is picked), \
@@ -123,6 +132,9 @@ pub struct RunOptions {
     /// Airlock's files and directories (data, certs, config, secrets): unreadable inside.
     pub hide: Vec<PathBuf>,
     pub command: Vec<OsString>,
+    /// Who asked (root itself, or the user `sudo` runs it for): what she may ask for, and
+    /// whose permissions read the CA certificate.
+    pub caller: Caller,
 }
 
 /// Runs COMMAND as configured and returns its exit code (128+N when killed by signal N).
@@ -130,6 +142,9 @@ pub fn run(opts: RunOptions) -> Result<i32, SandboxError> {
     if opts.command.is_empty() {
         return Err(SandboxError::Invalid("no COMMAND given".into()));
     }
+    check_privilege()?;
+    opts.caller
+        .check_options(opts.user, opts.allow_root, &opts.pass_fds, opts.weak)?;
     env::check_pass(&opts.env, &opts.secret_env)?;
     let pass_fds = check_pass_fds(&opts.pass_fds)?;
     let proxy = connectable(opts.proxy);
@@ -137,8 +152,14 @@ pub fn run(opts: RunOptions) -> Result<i32, SandboxError> {
         .enable_all()
         .build()
         .map_err(|e| SandboxError::io("starting the runtime", e))?;
+    // Read with the caller's permissions: `--ca` (or a config she chose) may name any file.
+    let caller_ca = || {
+        opts.caller
+            .as_invoker(|| read_ca(&opts.ca_file))
+            .and_then(|r| r)
+    };
     if opts.weak {
-        let (ca_pem, bundle) = read_ca(&opts.ca_file)?;
+        let (ca_pem, bundle) = caller_ca()?;
         let files = RunFiles::create(&ca_pem, &bundle)?;
         let result = runtime.block_on(run_weak(&opts, proxy, &files));
         drop(runtime);
@@ -154,7 +175,7 @@ pub fn run(opts: RunOptions) -> Result<i32, SandboxError> {
     }
     // First: without privilege, this is the error to see.
     let (ns, listener) = Netns::create(proxy.port())?;
-    let (ca_pem, bundle) = read_ca(&opts.ca_file)?;
+    let (ca_pem, bundle) = caller_ca()?;
     let lease = match opts.user {
         Some(_) => None,
         None => Some(child::allocate(opts.uid_range)?),

@@ -1,0 +1,195 @@
+//! The review of session 21: who may run `airlock run` and what it lets them reach, what the
+//! sandbox still showed or shared (renamed-over files, `/dev/mqueue`, piped output), and where
+//! tokens went (loopback listeners of other users). One test per finding.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{setup, unique, Setup, BIN};
+use crate::support::path_str;
+
+/// A directory every user may enter, outside /tmp (which the sandbox replaces), removed on drop.
+struct OpenDir(PathBuf);
+
+impl OpenDir {
+    fn new(prefix: &str) -> OpenDir {
+        let target_tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let base = if target_tmp.starts_with("/tmp") || target_tmp.starts_with("/var/tmp") {
+            PathBuf::from("/var/lib")
+        } else {
+            target_tmp.to_path_buf()
+        };
+        let dir = base.join(unique(prefix));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        chmod(&dir, 0o755);
+        OpenDir(dir)
+    }
+}
+
+impl Drop for OpenDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn chmod(p: &Path, mode: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+fn write(p: &Path, text: &str, mode: u32) {
+    std::fs::write(p, text).expect("write");
+    chmod(p, mode);
+}
+
+impl Setup {
+    /// `airlock run` with agent `bot` and this Airlock's proxy, and only `args` besides (no
+    /// `--ca`), with `env` set; runs `script`.
+    async fn bare(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        script: &str,
+    ) -> (i32, String, String) {
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.current_dir("/")
+            .env_remove("AIRLOCK_CONFIG")
+            .env_remove("SUDO_UID")
+            .env_remove("SUDO_GID")
+            .env("AIRLOCK_AGENT_TOKEN", &self.token)
+            .envs(env.iter().copied())
+            .args(["run", "--agent", "bot", "--proxy"])
+            .arg(self.airlock.addr.to_string())
+            .args(args)
+            .args(["--", "sh", "-c", script])
+            .kill_on_drop(true);
+        eprintln!("airlock run {args:?} {env:?}:");
+        output(cmd).await
+    }
+}
+
+async fn output(mut cmd: tokio::process::Command) -> (i32, String, String) {
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("timed out")
+        .expect("spawn");
+    let res = (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    eprintln!("{res:?}");
+    res
+}
+
+/// Review of session 21: the docs offered file capabilities as an alternative to root, and
+/// `run` never checked who called it: a setuid-root or file-capability copy of the binary let
+/// `nobody` run `--user 0 --allow-root` and read root's files. Such privilege is now refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_setuid_or_file_capability_copy_refuses_to_run() {
+    let s = setup().await;
+    if !s.netns_allowed().await {
+        return;
+    }
+    let dir = OpenDir::new("airlock-privileged-copy");
+    let secret = dir.0.join("root-only");
+    write(&secret, "ROOT-ONLY-CANARY\n", 0o600);
+    let ca = dir.0.join("ca.pem");
+    std::fs::copy(&s.ca, &ca).expect("copy ca");
+    chmod(&ca, 0o644);
+    let setuid = dir.0.join("airlock-setuid");
+    std::fs::copy(BIN, &setuid).expect("copy");
+    chmod(&setuid, 0o4755);
+    let caps = dir.0.join("airlock-caps");
+    std::fs::copy(BIN, &caps).expect("copy");
+    chmod(&caps, 0o755);
+    let setcap = std::process::Command::new("setcap")
+        .arg("cap_sys_admin,cap_net_admin,cap_setuid,cap_setgid,cap_setpcap,cap_chown+ep")
+        .arg(&caps)
+        .status()
+        .expect("setcap (libcap2-bin) is needed for this test: install it");
+    assert!(setcap.success(), "setcap failed");
+    for bin in [&setuid, &caps] {
+        let mut cmd = tokio::process::Command::new("setpriv");
+        cmd.current_dir("/")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(bin)
+            .args(["run", "--proxy"])
+            .arg(s.airlock.addr.to_string())
+            .args(["--ca", &path_str(&ca), "--user", "0", "--allow-root", "--"])
+            .args([
+                "sh",
+                "-c",
+                &format!("id -u; cat {}; echo RAN", path_str(&secret)),
+            ])
+            .env_remove("AIRLOCK_CONFIG")
+            .env_remove("SUDO_UID")
+            .env_remove("AIRLOCK_AGENT_TOKEN")
+            .kill_on_drop(true);
+        let (code, out, err) = output(cmd).await;
+        assert_ne!(code, 0, "{}: {out}", bin.display());
+        assert!(!out.contains("RAN"), "{}: {out}", bin.display());
+        assert!(!out.contains("ROOT-ONLY-CANARY"), "{out}");
+        assert!(
+            err.contains("file capabilities or a setuid bit"),
+            "{}: {err}",
+            bin.display()
+        );
+    }
+}
+
+/// Review of session 21: root through sudo acted for whoever ran sudo with root's powers:
+/// `--user 0 --allow-root` ran a root command, and `--token-file`, `--ca` and `--config` read
+/// any file as root (the token file's content went into COMMAND's HTTPS_PROXY). Now such
+/// options are refused and those files are read with the sudo user's permissions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_through_sudo_acts_with_the_sudo_users_rights() {
+    let s = setup().await;
+    if !s.netns_allowed().await {
+        return;
+    }
+    let dir = OpenDir::new("airlock-sudo");
+    let secret = dir.0.join("root-only");
+    write(&secret, "ROOT-ONLY-CANARY\n", 0o600);
+    let fake_ca = dir.0.join("root-only-ca.pem");
+    write(
+        &fake_ca,
+        "-----BEGIN CERTIFICATE-----\nROOT-ONLY-CANARY\n-----END CERTIFICATE-----\n",
+        0o600,
+    );
+    let config = dir.0.join("root-only.toml");
+    write(&config, "ROOT-ONLY-CANARY = = \n", 0o600);
+    let ca = dir.0.join("ca.pem");
+    std::fs::copy(&s.ca, &ca).expect("copy ca");
+    chmod(&ca, 0o644);
+    let ca = path_str(&ca);
+    let sudo = [
+        ("SUDO_UID", "65534"),
+        ("SUDO_GID", "65534"),
+        ("SUDO_USER", "nobody"),
+    ];
+    let show = "id -u; echo \"$HTTPS_PROXY\"; cat \"$AIRLOCK_CA_FILE\"; echo RAN";
+    // Control: a run for the sudo user with files she may read works.
+    let (code, out, err) = s.bare(&["--ca", &ca], &sudo, "id -u; echo RAN").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("RAN"), "{out}");
+    let cases: Vec<Vec<String>> = vec![
+        vec!["--user".into(), "0".into(), "--allow-root".into()],
+        vec!["--user".into(), "0:0".into()],
+        vec!["--weak".into()],
+        vec!["--token-file".into(), path_str(&secret)],
+        vec!["--ca".into(), path_str(&fake_ca)],
+        vec!["--config".into(), path_str(&config)],
+    ];
+    for case in cases {
+        let mut extra: Vec<&str> = vec!["--ca", &ca];
+        extra.extend(case.iter().map(String::as_str));
+        let (code, out, err) = s.bare(&extra, &sudo, show).await;
+        assert_ne!(code, 0, "{case:?} ran: {out}");
+        assert!(!out.contains("RAN"), "{case:?}: {out}");
+        assert!(
+            !out.contains("ROOT-ONLY-CANARY") && !err.contains("ROOT-ONLY-CANARY"),
+            "{case:?} read a root-only file: {out} {err}"
+        );
+    }
+}
