@@ -126,6 +126,14 @@ pub(super) fn run_cmd(config: Config, args: RunArgs) -> Result<i32> {
         env: args.env,
         secret_env,
         hide,
+        owned: [
+            config.agents_file.clone(),
+            config.rules.dir.clone(),
+            args.token_file,
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
         command: args.command,
         caller,
     };

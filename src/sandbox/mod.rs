@@ -15,6 +15,7 @@ mod caller;
 mod child;
 mod env;
 mod netns;
+mod owners;
 mod pty;
 mod relay;
 mod seccomp;
@@ -131,6 +132,9 @@ pub struct RunOptions {
     pub secret_env: Vec<String>,
     /// Airlock's files and directories (data, certs, config, secrets): unreadable inside.
     pub hide: Vec<PathBuf>,
+    /// More of Airlock's files `--user` must not be able to change (with `hide`'s): the agents
+    /// file, the rules directory, the token file.
+    pub owned: Vec<PathBuf>,
     pub command: Vec<OsString>,
     /// Who asked (root itself, or the user `sudo` runs it for): what she may ask for, and
     /// whose permissions read the CA certificate.
@@ -171,6 +175,8 @@ pub fn run(opts: RunOptions) -> Result<i32, SandboxError> {
         if user.root_like().is_none() {
             // Root is --allow-root's to allow, with its own warning.
             child::check_login_account(user, opts.allow_login_user)?;
+            let airlocks: Vec<PathBuf> = opts.hide.iter().chain(&opts.owned).cloned().collect();
+            owners::check_not_owner(user, &airlocks)?;
         }
     }
     // First: without privilege, this is the error to see.

@@ -193,3 +193,79 @@ async fn run_through_sudo_acts_with_the_sudo_users_rights() {
         );
     }
 }
+
+fn chown(p: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::chown(p, Some(uid), Some(gid)).expect("chown");
+}
+
+/// A config in `dir/etc` naming a store, certs, an agents file and a rules directory in `dir`;
+/// returns the config's path.
+fn config_in(dir: &Path) -> PathBuf {
+    for d in ["etc", "data", "certs", "rules"] {
+        std::fs::create_dir_all(dir.join(d)).expect("mkdir");
+        chmod(&dir.join(d), 0o755);
+    }
+    let config = dir.join("etc/airlock.toml");
+    write(&dir.join("etc/agents.toml"), "", 0o644);
+    write(
+        &config,
+        &format!(
+            "agents_file = {:?}\n[store]\npath = {:?}\n[tls]\nca_dir = {:?}\n[rules]\ndir = {:?}\n",
+            path_str(&dir.join("etc/agents.toml")),
+            path_str(&dir.join("data")),
+            path_str(&dir.join("certs")),
+            path_str(&dir.join("rules")),
+        ),
+        0o644,
+    );
+    config
+}
+
+/// Review of session 21: `--user` took the uid that owns Airlock's config, agents file and
+/// rules, so COMMAND could delete rules and add an `[[agents]]` entry that `serve` reloads. A
+/// uid that owns them, or whose gid may write them, is now refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_user_that_owns_airlocks_files_is_refused() {
+    let s = setup().await;
+    if !s.netns_allowed().await {
+        return;
+    }
+    let dir = OpenDir::new("airlock-owned");
+    let config = path_str(&config_in(&dir.0));
+    let ca = dir.0.join("ca.pem");
+    std::fs::copy(&s.ca, &ca).expect("copy ca");
+    chmod(&ca, 0o644);
+    let ca = path_str(&ca);
+    for p in ["etc", "etc/airlock.toml", "etc/agents.toml", "rules"] {
+        chown(&dir.0.join(p), 4242, 4242);
+    }
+    let script = "echo '[[agents]]' >> \"$0\" && echo APPENDED; echo RAN";
+    let agents = path_str(&dir.0.join("etc/agents.toml"));
+    let run = |user: &'static str| {
+        let (config, ca, agents) = (config.clone(), ca.clone(), agents.clone());
+        let s = &s;
+        async move {
+            let args = ["--config", &config, "--ca", &ca, "--user", user];
+            let script = script.replace("$0", &agents);
+            s.bare(&args, &[], &script).await
+        }
+    };
+    let (code, out, err) = run("4242").await;
+    assert_ne!(code, 0, "the owner of the config ran: {out}");
+    assert!(!out.contains("RAN") && !out.contains("APPENDED"), "{out}");
+    assert!(err.contains("refusing --user 4242:4242"), "{err}");
+    // A group with write access to the rules is refused the same way.
+    for p in ["etc", "etc/airlock.toml", "etc/agents.toml", "rules"] {
+        chown(&dir.0.join(p), 0, 0);
+    }
+    chown(&dir.0.join("rules"), 0, 4242);
+    chmod(&dir.0.join("rules"), 0o775);
+    let (code, out, err) = run("4243:4242").await;
+    assert_ne!(code, 0, "a group that may write the rules ran: {out}");
+    assert!(err.contains("gid 4242 may write"), "{err}");
+    // Control: another uid runs.
+    chmod(&dir.0.join("rules"), 0o755);
+    let (code, out, err) = run("4243:4243").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("RAN") && !out.contains("APPENDED"), "{out}");
+}
