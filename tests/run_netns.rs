@@ -826,6 +826,11 @@ async fn the_environment_is_an_allowlist_and_secrets_are_refused() {
     }
 }
 
+/// Review of session 21: a file was hidden by a mount over it alone, which the host's rename
+/// of a new file over it (agents remove, reviewers remove, token rotation) detached, so the new
+/// file was readable inside; the directories holding Airlock's files are covered now (the
+/// rename case at the end). Also: Airlock's files are unreadable inside, from any working
+/// directory, and the namespaces are the sandbox's own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn airlock_files_are_hidden_and_namespaces_are_private() {
     use std::os::unix::fs::PermissionsExt;
@@ -843,12 +848,13 @@ async fn airlock_files_are_hidden_and_namespaces_are_private() {
     }
     .join(unique("airlock-run-hide"));
     let (data, certs, visible) = (base.join("data"), base.join("certs"), base.join("visible"));
-    for d in [&base, &data, &certs, &visible] {
+    let (etc, secrets) = (base.join("etc"), base.join("secrets"));
+    for d in [&base, &data, &certs, &visible, &etc, &secrets] {
         std::fs::create_dir_all(d).expect("mkdir");
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
-    let cred = base.join("github-token");
-    let config = base.join("airlock.toml");
+    let cred = secrets.join("github-token");
+    let config = etc.join("airlock.toml");
     let files = [
         (data.join("canary"), "DATA-CANARY\n".to_string()),
         (certs.join("canary"), "CERT-CANARY\n".to_string()),
@@ -938,6 +944,54 @@ async fn airlock_files_are_hidden_and_namespaces_are_private() {
     );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(!mounts.contains(&path_str(&data)), "{mounts}");
+
+    // The host renames new files over the config and a credential file while the sandbox
+    // runs: neither is readable inside.
+    let go = visible.join("go");
+    let script = format!(
+        "echo STARTED; i=0; while [ ! -e {go} ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+         cat {config} {cred} 2>/dev/null; echo DONE",
+        go = path_str(&go),
+        config = config_s,
+        cred = path_str(&cred),
+    );
+    let mut child = s
+        .command(&["--config", &config_s], &script)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("no output")
+        .expect("read");
+    assert_eq!(first.as_deref(), Some("STARTED"));
+    for (p, text) in [
+        (
+            &config,
+            files[4].1.replace("CONFIG-CANARY", "RENAMED-CANARY"),
+        ),
+        (&cred, "RENAMED-CANARY\n".to_string()),
+    ] {
+        let new = p.with_extension("new");
+        std::fs::write(&new, text).expect("write");
+        std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        std::fs::rename(&new, p).expect("rename");
+    }
+    std::fs::write(&go, "").expect("write");
+    let mut rest = String::new();
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await
+    {
+        rest.push_str(&line);
+        rest.push('\n');
+    }
+    let _ = child.wait().await;
+    assert!(rest.contains("DONE"), "{rest}");
+    assert!(
+        !rest.contains("RENAMED-CANARY"),
+        "a file renamed over a hidden one is readable inside: {rest}"
+    );
     let _ = std::fs::remove_file(&tmp_canary);
     let _ = std::fs::remove_file(&shm_canary);
     let _ = std::fs::remove_dir_all(&base);

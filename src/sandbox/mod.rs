@@ -14,6 +14,7 @@
 mod caller;
 mod child;
 mod env;
+mod hide;
 mod netns;
 mod owners;
 mod pty;
@@ -341,7 +342,15 @@ fn plan(
     pass_fds: Vec<RawFd>,
     pty: Option<&pty::Pty>,
 ) -> Result<spawn::Plan, SandboxError> {
-    let (hide_dirs, mut hide_files) = hide_targets(&opts.hide)?;
+    let (pw_home, pw_name) = run_as.passwd();
+    // Never covered: the directories COMMAND starts in and lives in (nor their ancestors).
+    let keep: Vec<PathBuf> = std::env::current_dir()
+        .ok()
+        .into_iter()
+        .chain(pw_home.as_ref().map(PathBuf::from))
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    let (hide_dirs, mut hide_files) = hide::targets(&opts.hide, &keep)?;
     for s in HIDDEN_SOCKETS {
         // The socket itself; a symlink into /run (systemd's) points into the private /run.
         if let Ok(target) = std::fs::canonicalize(s) {
@@ -362,7 +371,6 @@ fn plan(
             "/tmp must be a directory (the sandbox mounts a private one there)".into(),
         ));
     }
-    let (pw_home, pw_name) = run_as.passwd();
     let own_home = pw_home
         .filter(|h| Path::new(h).is_dir() && !hidden(Path::new(h)))
         .map(PathBuf::from);
@@ -522,40 +530,6 @@ fn resolve_program(program: &OsStr, path: &OsStr) -> Result<Vec<PathBuf>, Sandbo
         )));
     }
     Ok(found)
-}
-
-/// Splits the paths to hide into directories and other files: canonical, existing, not `/`,
-/// none inside another hidden directory.
-fn hide_targets(hide: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>), SandboxError> {
-    let mut all: Vec<(PathBuf, bool)> = Vec::new();
-    for p in hide {
-        let canonical = match std::fs::canonicalize(p) {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(SandboxError::io(format!("resolving {}", p.display()), e)),
-        };
-        if canonical == Path::new("/") {
-            return Err(SandboxError::Invalid(format!(
-                "{} is / : Airlock's data, certs and config must live in their own directories",
-                p.display()
-            )));
-        }
-        let is_dir = canonical.is_dir();
-        all.push((canonical, is_dir));
-    }
-    all.sort();
-    all.dedup();
-    let dirs: Vec<PathBuf> = all
-        .iter()
-        .filter(|(p, d)| *d && !all.iter().any(|(q, qd)| *qd && q != p && p.starts_with(q)))
-        .map(|(p, _)| p.clone())
-        .collect();
-    let files = all
-        .iter()
-        .filter(|(p, d)| !*d && !dirs.iter().any(|q| p.starts_with(q)))
-        .map(|(p, _)| p.clone())
-        .collect();
-    Ok((dirs, files))
 }
 
 /// `--pass-fd`s: above 2, open, at most 60; sorted and deduplicated.
@@ -821,27 +795,6 @@ mod tests {
     fn credentials_are_escaped_in_the_proxy_url() {
         assert_eq!(userinfo_escape("a b:c@d"), "a%20b%3Ac%40d");
         assert_eq!(userinfo_escape("alk_x-Y.z~"), "alk_x-Y.z~");
-    }
-
-    #[test]
-    fn hidden_paths_are_canonical_and_not_nested() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).unwrap();
-        std::fs::write(data.join("key"), "k").unwrap();
-        let config = dir.path().join("airlock.toml");
-        std::fs::write(&config, "").unwrap();
-        let (dirs, files) = hide_targets(&[
-            data.join("key"),
-            data.join("."),
-            config.clone(),
-            dir.path().join("missing"),
-        ])
-        .unwrap();
-        let data = data.canonicalize().unwrap();
-        assert_eq!(dirs, vec![data]);
-        assert_eq!(files, vec![config.canonicalize().unwrap()]);
-        assert!(hide_targets(&[PathBuf::from("/")]).is_err());
     }
 
     #[test]
