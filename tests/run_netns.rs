@@ -58,7 +58,7 @@ impl Setup {
             .env_remove("SUDO_UID")
             .env_remove("SUDO_GID")
             .env("AIRLOCK_AGENT_TOKEN", &self.token)
-            .args(["run", "--agent", "bot", "--proxy"])
+            .args(["run", "--without-config", "--agent", "bot", "--proxy"])
             .arg(self.airlock.addr.to_string())
             .args(["--ca", &self.ca])
             .args(extra)
@@ -399,6 +399,7 @@ async fn refusals_without_privilege_or_as_root() {
             "--inh-caps=-all",
             BIN,
             "run",
+            "--without-config",
             "--proxy",
         ])
         .arg(s.airlock.addr.to_string())
@@ -434,7 +435,7 @@ async fn refusals_without_privilege_or_as_root() {
 impl Setup {
     /// `airlock run`'s arguments up to (not including) `--`.
     fn run_args(&self, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = ["run", "--agent", "bot", "--proxy"]
+        let mut args: Vec<String> = ["run", "--without-config", "--agent", "bot", "--proxy"]
             .iter()
             .map(|s| s.to_string())
             .collect();

@@ -46,6 +46,10 @@ pub(super) struct RunArgs {
     /// No namespace: only set the proxy variables (nothing enforces them).
     #[arg(long)]
     weak: bool,
+    /// Run although no config file was found: only Airlock's files at the built-in default
+    /// paths are hidden (not those of an `airlock serve` started with another config).
+    #[arg(long)]
+    without_config: bool,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<std::ffi::OsString>,
@@ -53,6 +57,15 @@ pub(super) struct RunArgs {
 
 pub(super) fn run_cmd(config: Config, args: RunArgs) -> Result<i32> {
     use airlock::sandbox::{AgentCredentials, Caller, RunAs, RunOptions};
+    if config.source.is_none() && !args.without_config && !args.weak {
+        bail!(
+            "no config file found ({}): airlock run would hide only Airlock's files at the \
+             built-in default paths, not those of the `airlock serve` you run. Pass --config \
+             with the file `airlock serve` uses (sudo resets $HOME and $AIRLOCK_*), or \
+             --without-config to run without one",
+            config.home.describe()
+        );
+    }
     let caller = Caller::find();
     let token = match &args.token_file {
         Some(p) => Some(

@@ -251,7 +251,8 @@ fn read_ca(path: &Path) -> Result<(String, String), SandboxError> {
     let ca_pem = std::fs::read_to_string(path).map_err(|e| {
         SandboxError::io(
             format!(
-                "reading the CA certificate {} (run `airlock ca init` or pass --ca)",
+                "reading the CA certificate {} (is this the config `airlock serve` uses? pass \
+                 --config with its file; or run `airlock ca init`)",
                 path.display()
             ),
             e,

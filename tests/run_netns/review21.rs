@@ -58,7 +58,7 @@ impl Setup {
             .env_remove("SUDO_GID")
             .env("AIRLOCK_AGENT_TOKEN", &self.token)
             .envs(env.iter().copied())
-            .args(["run", "--agent", "bot", "--proxy"])
+            .args(["run", "--without-config", "--agent", "bot", "--proxy"])
             .arg(self.airlock.addr.to_string())
             .args(args)
             .args(["--", "sh", "-c", script])
@@ -268,4 +268,43 @@ async fn a_user_that_owns_airlocks_files_is_refused() {
     let (code, out, err) = run("4243:4243").await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("RAN") && !out.contains("APPENDED"), "{out}");
+}
+
+/// Review of session 21: with no config found (`sudo` resets $HOME and $AIRLOCK_*, and the CA
+/// error said "pass --ca"), `run` fell back to the built-in defaults and hid none of the real
+/// `airlock serve`'s files, silently. It now refuses unless `--config` or `--without-config`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_a_config_file_run_refuses_unless_told() {
+    let s = setup().await;
+    if !s.netns_allowed().await {
+        return;
+    }
+    let home = OpenDir::new("airlock-empty-home");
+    let run = |extra: &'static [&'static str]| {
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.current_dir("/")
+            .env("HOME", &home.0)
+            .env_remove("AIRLOCK_CONFIG")
+            .env_remove("AIRLOCK_HOME")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("SUDO_UID")
+            .env("AIRLOCK_AGENT_TOKEN", &s.token)
+            .args(["run", "--agent", "bot", "--proxy"])
+            .arg(s.airlock.addr.to_string())
+            .args(["--ca", &s.ca])
+            .args(extra)
+            .args(["--", "sh", "-c", "echo RAN"])
+            .kill_on_drop(true);
+        output(cmd)
+    };
+    let (code, out, err) = run(&[]).await;
+    assert_ne!(code, 0, "ran without a config: {out}");
+    assert!(!out.contains("RAN"), "{out}");
+    assert!(
+        err.contains("no config file found") && err.contains("--config"),
+        "{err}"
+    );
+    let (code, out, err) = run(&["--without-config"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("RAN"), "{out}");
 }
