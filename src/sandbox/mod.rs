@@ -55,6 +55,9 @@ const SYSTEM_BUNDLES: &[&str] = &[
 /// session bus), reachable by path whatever the network namespace: a way around the proxy.
 /// Its world-writable corners (`/run/lock`) would also carry data from one run to the next.
 const PRIVATE_DIRS: &[&str] = &["/tmp", "/var/tmp", "/dev/shm", "/run"];
+/// Where the host's POSIX message queues show (world-writable, like /dev/shm): the sandbox
+/// mounts its own IPC namespace's there.
+const MQUEUE: &str = "/dev/mqueue";
 /// Host sockets outside those directories: the syslog socket (rsyslog may forward off-host).
 const HIDDEN_SOCKETS: &[&str] = &["/dev/log"];
 /// Inside the sandbox (on its private /tmp): the CA files, and HOME for a user without one.
@@ -428,6 +431,10 @@ fn plan(
         hide_dirs: paths(&hide_dirs)?,
         hide_files: paths(&hide_files)?,
         private_dirs: paths(&private_dirs)?,
+        mqueue: match std::fs::symlink_metadata(MQUEUE) {
+            Ok(m) if m.is_dir() && !hidden(Path::new(MQUEUE)) => Some(cstring(OsStr::new(MQUEUE))?),
+            _ => None,
+        },
         run_dir: cstring(run_dir.as_os_str())?,
         files: vec![
             (cstring(ca.as_os_str())?, ca_pem.as_bytes().to_vec()),

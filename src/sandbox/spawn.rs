@@ -6,7 +6,7 @@
 //! airlock run ── spawner thread: unshare(CLONE_NEWPID), fork, waitpid
 //!                  └─ init (pid 1 of a new PID namespace, root): setns(netns), new mount,
 //!                     IPC and UTS namespaces, private /proc, hidden paths, private /tmp,
-//!                     /var/tmp and /dev/shm, CA files; forwards signals, reaps orphans,
+//!                     /var/tmp, /dev/shm, /run and /dev/mqueue, CA files; forwards signals, reaps orphans,
 //!                     exits with COMMAND's status (the kernel then kills the whole namespace)
 //!                       └─ COMMAND (pid 2): new session (on its pty), descriptors closed
 //!                          but --pass-fd ones, capability bounding set dropped, setgroups(0),
@@ -43,6 +43,9 @@ pub struct Plan {
     pub hide_files: Vec<CString>,
     /// Directories that get a fresh tmpfs (mode 1777).
     pub private_dirs: Vec<CString>,
+    /// `/dev/mqueue` where the host has it: a fresh mqueue file system of the sandbox's own IPC
+    /// namespace goes there (the host's would keep queues COMMAND creates after the run).
+    pub mqueue: Option<CString>,
     /// Created 0755 after the private /tmp is mounted; `files` go in it (mode 0644).
     pub run_dir: CString,
     pub files: Vec<(CString, Vec<u8>)>,
@@ -77,6 +80,7 @@ enum Step {
     HideDir,
     HideFile,
     PrivateDir,
+    Mqueue,
     RunDir,
     WriteFile,
     Home,
@@ -110,6 +114,7 @@ const STEPS: &[Step] = &[
     Step::HideDir,
     Step::HideFile,
     Step::PrivateDir,
+    Step::Mqueue,
     Step::RunDir,
     Step::WriteFile,
     Step::Home,
@@ -307,6 +312,7 @@ fn describe(plan: &Plan, r: Report) -> SandboxError {
         Some(Step::HideDir) => format!("hiding {}", path(&plan.hide_dirs)),
         Some(Step::HideFile) => format!("hiding {}", path(&plan.hide_files)),
         Some(Step::PrivateDir) => format!("mounting a private {}", path(&plan.private_dirs)),
+        Some(Step::Mqueue) => "mounting a private /dev/mqueue".into(),
         Some(Step::RunDir) => format!("creating {}", plan.run_dir.to_string_lossy()),
         Some(Step::WriteFile) => format!(
             "writing {}",
@@ -500,6 +506,21 @@ unsafe fn init(
             err,
             Step::PrivateDir,
             i,
+        );
+    }
+    // The IPC namespace's own queues (mounted after its unshare, so this one's).
+    if let Some(m) = &plan.mqueue {
+        ok(
+            libc::mount(
+                c"mqueue".as_ptr(),
+                m.as_ptr(),
+                c"mqueue".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                std::ptr::null(),
+            ),
+            err,
+            Step::Mqueue,
+            0,
         );
     }
     // The CA files, on the private /tmp: they vanish with the mount namespace.

@@ -308,3 +308,57 @@ async fn without_a_config_file_run_refuses_unless_told() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("RAN"), "{out}");
 }
+
+/// Review of session 21: `/dev/mqueue` was the host's (world-writable, like /dev/shm): a queue
+/// COMMAND created there outlived the run. The sandbox mounts its own IPC namespace's queues
+/// there now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn message_queues_are_the_sandboxs_own() {
+    let s = setup().await;
+    if !s.netns_allowed().await {
+        return;
+    }
+    let name = unique("airlock-mq");
+    // The host side runs in a mount namespace of its own, with the host IPC namespace's queues
+    // mounted on /dev/mqueue (made here when this machine has none, removed afterwards).
+    let made = !Path::new("/dev/mqueue").exists();
+    if made {
+        std::fs::create_dir("/dev/mqueue").expect("mkdir /dev/mqueue");
+    }
+    let script = format!(
+        r#"mount -t mqueue mqueue /dev/mqueue || exit 97
+"$0" "$@" -- sh -c 'touch /dev/mqueue/{name} && echo CREATED'
+echo "RUN_EXIT=$?"
+ls /dev/mqueue | grep -qx {name} && echo PERSISTED
+rm -f /dev/mqueue/{name}"#
+    );
+    let mut cmd = tokio::process::Command::new("unshare");
+    cmd.current_dir("/")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+            BIN,
+        ])
+        .args(s.run_args(&[]))
+        .env_remove("AIRLOCK_CONFIG")
+        .env_remove("SUDO_UID")
+        .env("AIRLOCK_AGENT_TOKEN", &s.token)
+        .kill_on_drop(true);
+    let (code, out, err) = output(cmd).await;
+    if made {
+        let _ = std::fs::remove_dir("/dev/mqueue");
+    }
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("CREATED") && out.contains("RUN_EXIT=0"),
+        "{out} {err}"
+    );
+    assert!(
+        !out.contains("PERSISTED"),
+        "a queue made in the sandbox is on the host: {out}"
+    );
+}
