@@ -402,14 +402,7 @@ fn plan(
         .split_first()
         .ok_or_else(|| SandboxError::Invalid("no COMMAND given".into()))?;
     let candidates = resolve_program(program, &path_var)?;
-    let mut stdio = [None; 3];
-    if let Some(p) = pty {
-        for (i, slot) in stdio.iter_mut().enumerate() {
-            if p.on_tty[i] {
-                *slot = p.slave_fd();
-            }
-        }
-    }
+    let stdio = pty.map(|p| p.stdio()).unwrap_or([None; 3]);
     Ok(spawn::Plan {
         netns: ns.raw_fd(),
         run_as,
@@ -452,7 +445,7 @@ fn plan(
             .and_then(|d| cstring(d.as_os_str()).ok()),
         fallback_dir: cstring(home.as_os_str())?,
         stdio,
-        ctty: pty.is_some(),
+        ctty: pty.and_then(|p| p.ctty_fd()),
         pass_fds,
         lock_fd,
         seccomp: seccomp::filters()?,

@@ -5,7 +5,10 @@
 //! tricks reach only the sandbox's own pty. The caller's terminal is put in raw mode while
 //! COMMAND runs (when `airlock run` is in the foreground) and restored afterwards. What COMMAND
 //! writes passes [`TermFilter`] on its way to the caller's terminal (no clipboard access, no
-//! file transfer, no DCS strings).
+//! file transfer, no DCS strings). So does what it writes to a stdout or stderr that is not a
+//! terminal while another of fds 0–2 is one (`airlock run -- … | tee log`): that output goes
+//! through a pipe `airlock run` relays, since it usually ends on the same terminal (tee, less);
+//! only a run with no terminal at all passes output byte for byte.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -28,6 +31,11 @@ pub struct Pty {
     output: Option<std::thread::JoinHandle<Option<TermFilter>>>,
     /// Where the output relay writes (1 or 2).
     out_fd: RawFd,
+    /// stdout and stderr where they are not terminals: (fd, read end, write end until
+    /// COMMAND started), relayed through a filter of their own.
+    pipes: Vec<(RawFd, OwnedFd, Option<OwnedFd>)>,
+    /// The pipes' relays.
+    pipe_relays: Vec<std::thread::JoinHandle<Option<TermFilter>>>,
 }
 
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
@@ -71,6 +79,15 @@ impl Pty {
             if libc::tcgetattr(tty, &mut t) == 0 {
                 libc::tcsetattr(s, libc::TCSANOW, &t);
             }
+            let mut pipes = Vec::new();
+            for fd in [1, 2] {
+                if !on_tty[fd as usize] {
+                    let mut p = [0; 2];
+                    cvt(libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC))?;
+                    let (r, w) = (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1]));
+                    pipes.push((fd, r, Some(w)));
+                }
+            }
             let pty = Pty {
                 master,
                 slave: Some(slave),
@@ -79,15 +96,33 @@ impl Pty {
                 saved: None,
                 output: None,
                 out_fd: if on_tty[1] { 1 } else { 2 },
+                pipes,
+                pipe_relays: Vec::new(),
             };
             pty.resize();
             Ok(Some(pty))
         }
     }
 
-    /// COMMAND's side.
-    pub fn slave_fd(&self) -> Option<RawFd> {
-        self.slave.as_ref().map(|s| s.as_raw_fd())
+    /// What COMMAND's fds 0, 1, 2 become: the pty's slave for each terminal, a relayed pipe
+    /// for a stdout or stderr that is not one (`None`: inherited; only stdin).
+    pub fn stdio(&self) -> [Option<RawFd>; 3] {
+        let slave = self.slave.as_ref().map(|s| s.as_raw_fd());
+        let mut out = [None; 3];
+        for (i, slot) in out.iter_mut().enumerate() {
+            if self.on_tty[i] {
+                *slot = slave;
+            }
+        }
+        for (fd, _, w) in &self.pipes {
+            out[*fd as usize] = w.as_ref().map(|w| w.as_raw_fd());
+        }
+        out
+    }
+
+    /// Which of COMMAND's fds 0–2 is the pty (to make it the controlling terminal).
+    pub fn ctty_fd(&self) -> Option<usize> {
+        self.on_tty.iter().position(|t| *t)
     }
 
     /// Copies the caller's window size to the pty (COMMAND gets SIGWINCH).
@@ -105,6 +140,17 @@ impl Pty {
     /// mode (if stdin is a terminal and we are in the foreground) and starts the relays.
     pub fn start(&mut self) -> io::Result<()> {
         self.slave = None;
+        for (fd, read, write) in &mut self.pipes {
+            // Only COMMAND writes now: its exit (and its namespace's) is the pipe's end.
+            *write = None;
+            let (to, from) = (*fd, read.try_clone()?);
+            let filter = TermFilter::new(eight_bit_locale());
+            self.pipe_relays.push(
+                std::thread::Builder::new()
+                    .name("airlock-pipe-out".into())
+                    .spawn(move || copy(from.as_raw_fd(), to, Some(filter)))?,
+            );
+        }
         let out_fd = self.out_fd;
         // Each relay owns its own duplicate of the master, so its descriptor stays valid for
         // as long as the thread runs.
@@ -154,6 +200,11 @@ impl Pty {
             if is_tty(self.out_fd) {
                 let _ = write_all(self.out_fd, &reset);
             }
+        }
+        // Everything COMMAND wrote to a pipe is passed on: its namespace is gone, so every
+        // write end is closed and each relay ends (or its reader went away).
+        for h in self.pipe_relays.drain(..) {
+            let _ = h.join();
         }
         self.restore();
     }

@@ -57,8 +57,8 @@ pub struct Plan {
     pub fallback_dir: CString,
     /// What COMMAND's fds 0, 1, 2 become (`None`: inherited).
     pub stdio: [Option<RawFd>; 3],
-    /// Make `stdio`'s terminal COMMAND's controlling terminal.
-    pub ctty: bool,
+    /// Which of COMMAND's fds 0–2 is its pty, to make its controlling terminal.
+    pub ctty: Option<usize>,
     /// Kept open in COMMAND (sorted, all > 2).
     pub pass_fds: Vec<RawFd>,
     /// The uid's lock file: init keeps it, so the uid stays reserved while init lives.
@@ -629,15 +629,13 @@ unsafe fn command(
             ok(libc::dup2(*src, target as RawFd), err, Step::Stdio, target);
         }
     }
-    if plan.ctty {
-        if let Some(fd) = plan.stdio.iter().position(|s| s.is_some()) {
-            ok(
-                libc::ioctl(fd as RawFd, libc::TIOCSCTTY, 0),
-                err,
-                Step::Ctty,
-                0,
-            );
-        }
+    if let Some(fd) = plan.ctty {
+        ok(
+            libc::ioctl(fd as RawFd, libc::TIOCSCTTY, 0),
+            err,
+            Step::Ctty,
+            0,
+        );
     }
     // Only stdio, --pass-fd and (close-on-exec) the error pipe survive.
     let mut keep = [0 as RawFd; 64];

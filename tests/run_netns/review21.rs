@@ -362,3 +362,54 @@ rm -f /dev/mqueue/{name}"#
         "a queue made in the sandbox is on the host: {out}"
     );
 }
+
+/// Review of session 21: only terminal descriptors went through the pty and its filter, so
+/// with a terminal on stdin and stdout piped (`airlock run -- … | tee log`) an OSC 52
+/// clipboard write reached the terminal through `tee`. A piped stdout or stderr is now relayed
+/// through the filter whenever any of fds 0–2 is a terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn piped_output_is_filtered_when_a_terminal_is_there() {
+    let s = setup().await;
+    if !s.netns_allowed().await {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let outer = dir.path().join("outer.sh");
+    write(
+        &outer,
+        "\"$BIN\" \"$@\" -- sh -c \"$INNER\" | cat\necho \"RUN_EXIT=$?\"\n",
+        0o755,
+    );
+    let inner = r"printf 'PIPED\033]52;c;SGVsbG8=\007END\n'; printf 'TEXT\n'";
+    let mut cmd = tokio::process::Command::new("script");
+    cmd.current_dir("/")
+        .env_remove("AIRLOCK_CONFIG")
+        .env_remove("SUDO_UID")
+        .env("AIRLOCK_AGENT_TOKEN", &s.token)
+        .env("BIN", BIN)
+        .env("INNER", inner)
+        .arg("-qec")
+        .arg(format!(
+            "bash {} {}",
+            path_str(&outer),
+            s.run_args(&[]).join(" ")
+        ))
+        .arg("/dev/null")
+        // An open pipe, never written: stdin is script's terminal, no EOF reaches it.
+        .stdin(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let (code, out, err) = output(cmd).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("RUN_EXIT=0") && out.contains("TEXT"),
+        "{out:?}"
+    );
+    assert!(
+        out.contains("PIPEDEND"),
+        "the text around it is kept: {out:?}"
+    );
+    assert!(
+        !out.contains("\x1b]52"),
+        "an OSC 52 clipboard write passed through a pipe: {out:?}"
+    );
+}
