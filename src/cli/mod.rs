@@ -109,9 +109,14 @@ enum Command {
     },
     /// List and decide held requests (talks to the running server's admin API).
     Reviews {
-        /// A reviewer's own token (from `airlock reviewers add`); default: the admin token.
-        #[arg(long, env = "AIRLOCK_REVIEWER_TOKEN", hide_env_values = true)]
+        /// Refused: a token on the command line is visible to every local user (ps,
+        /// /proc/PID/cmdline). Use --token-file or $AIRLOCK_REVIEWER_TOKEN.
+        #[arg(long, hide = true)]
         token: Option<String>,
+        /// File holding a reviewer's own token (from `airlock reviewers add`), readable by you
+        /// alone (mode 0600). Default: $AIRLOCK_REVIEWER_TOKEN, else the admin token.
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<PathBuf>,
         #[command(subcommand)]
         command: ReviewsCommand,
     },
@@ -177,7 +182,12 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Ca { command } => ca::ca_cmd(config, command),
         Command::Rules { command } => rules::rules_cmd(config, command),
-        Command::Reviews { token, command } => {
+        Command::Reviews {
+            token,
+            token_file,
+            command,
+        } => {
+            let token = reviews::reviewer_token(token, token_file.as_deref())?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;

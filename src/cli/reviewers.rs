@@ -17,7 +17,7 @@ use super::shared_directory;
 #[derive(Subcommand)]
 pub(super) enum ReviewersCommand {
     /// Create a reviewer and print its token once (for the dashboard login and `reviews
-    /// --token`; only its SHA-256 is kept): in the shared database with `[store] backend =
+    /// --token-file` or $AIRLOCK_REVIEWER_TOKEN; only its SHA-256 is kept): in the shared database with `[store] backend =
     /// "postgres"`, else appended to the config file.
     Add {
         name: String,

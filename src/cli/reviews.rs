@@ -119,6 +119,34 @@ fn review_id(s: &str) -> std::result::Result<String, String> {
     }
 }
 
+/// The reviewer's token: `--token-file` (checked: only its owner, you, may read it), else
+/// `$AIRLOCK_REVIEWER_TOKEN`; `None`: the admin token. `--token` is refused: every local user
+/// can read a process's command line.
+pub(super) fn reviewer_token(
+    on_command_line: Option<String>,
+    file: Option<&std::path::Path>,
+) -> Result<Option<String>> {
+    if on_command_line.is_some() {
+        anyhow::bail!(
+            "--token is refused: a token on the command line is visible to every local user \
+             (ps, /proc/PID/cmdline). Put it in a file only you may read (chmod 600) and pass \
+             --token-file PATH, or set AIRLOCK_REVIEWER_TOKEN"
+        );
+    }
+    if let Some(path) = file {
+        let text = airlock::secret_file::read_private(path)
+            .map_err(|e| anyhow::anyhow!("--token-file {}: {e}", path.display()))?;
+        let token = text.trim();
+        if token.is_empty() {
+            anyhow::bail!("--token-file {}: empty", path.display());
+        }
+        return Ok(Some(token.to_string()));
+    }
+    Ok(std::env::var("AIRLOCK_REVIEWER_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty()))
+}
+
 pub(super) async fn reviews(
     config: Config,
     token: Option<String>,

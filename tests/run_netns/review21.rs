@@ -413,3 +413,36 @@ async fn piped_output_is_filtered_when_a_terminal_is_there() {
         "an OSC 52 clipboard write passed through a pipe: {out:?}"
     );
 }
+
+/// Review of session 21: `airlock reviews --token TOKEN` put a reviewer's token in
+/// /proc/PID/cmdline, readable by every local user. `--token` is refused now, naming
+/// `--token-file` (checked private) and `$AIRLOCK_REVIEWER_TOKEN`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reviewer_tokens_stay_off_the_command_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("reviewer-token");
+    write(&file, "rvw_not_a_real_token\n", 0o644);
+    let reviews = |args: Vec<String>| {
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.current_dir(dir.path())
+            .env("AIRLOCK_HOME", dir.path())
+            .env_remove("AIRLOCK_CONFIG")
+            .env_remove("AIRLOCK_REVIEWER_TOKEN")
+            .env_remove("AIRLOCK_ADMIN_TOKEN")
+            .arg("reviews")
+            .args(args)
+            .arg("list")
+            .kill_on_drop(true);
+        output(cmd)
+    };
+    let (code, _, err) = reviews(vec!["--token".into(), "rvw_secret".into()]).await;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("--token is refused") && err.contains("--token-file"),
+        "{err}"
+    );
+    // A token file others may read is refused too.
+    let (code, _, err) = reviews(vec!["--token-file".into(), path_str(&file)]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("mode 644"), "{err}");
+}
