@@ -15,7 +15,7 @@ pub(super) struct RunArgs {
     /// Agent name for the proxy credentials (token: $AIRLOCK_AGENT_TOKEN or --token-file).
     #[arg(long)]
     agent: Option<String>,
-    /// File holding the agent's token.
+    /// File holding the agent's token: mode 0600, owned by root (hidden inside the sandbox).
     #[arg(long)]
     token_file: Option<PathBuf>,
     /// Airlock proxy address in the host namespace (default: proxy.listen).
@@ -98,6 +98,7 @@ pub(super) fn run_cmd(config: Config, args: RunArgs) -> Result<i32> {
         config.link_key_file(),
     ];
     hide.extend(config.source.clone());
+    hide.extend(args.token_file.clone());
     // The admin socket, where it is not in the store directory (peer credentials would refuse
     // the sandbox's uid anyway).
     hide.extend(

@@ -446,3 +446,46 @@ async fn reviewer_tokens_stay_off_the_command_line() {
     assert_ne!(code, 0);
     assert!(err.contains("mode 644"), "{err}");
 }
+
+/// Review of session 21: `--token-file` read any file (others could read it too) and was not
+/// hidden inside the sandbox, and the docs put the token on sudo's command line. The file must
+/// now be private (0600, root's) and its directory is covered inside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_token_file_is_private_and_hidden() {
+    let s = setup().await;
+    if !s.netns_allowed().await {
+        return;
+    }
+    let dir = OpenDir::new("airlock-token-file");
+    let tokens = dir.0.join("tokens");
+    std::fs::create_dir(&tokens).expect("mkdir");
+    chmod(&tokens, 0o755);
+    let file = tokens.join("bot");
+    let ca = dir.0.join("ca.pem");
+    std::fs::copy(&s.ca, &ca).expect("copy ca");
+    chmod(&ca, 0o644);
+    let (ca, file_s) = (path_str(&ca), path_str(&file));
+    let script = format!(
+        "ls -a {} 2>&1 | tr '\\n' ' '; echo; echo RAN",
+        path_str(&tokens)
+    );
+    // Others may read it: refused.
+    write(&file, &format!("{}\n", s.token), 0o644);
+    let args = ["--ca", ca.as_str(), "--token-file", file_s.as_str()];
+    let no_env = [("AIRLOCK_AGENT_TOKEN", "")];
+    let (code, out, err) = s.bare(&args, &no_env, &script).await;
+    assert_ne!(code, 0, "a token file others may read was taken: {out}");
+    assert!(
+        err.contains("--token-file") && err.contains("mode 644"),
+        "{err}"
+    );
+    // Private: taken, and its directory shows nothing inside.
+    chmod(&file, 0o600);
+    let (code, out, err) = s.bare(&args, &no_env, &script).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("RAN"), "{out}");
+    assert!(
+        !out.contains(" bot "),
+        "the token file is visible inside: {out}"
+    );
+}
