@@ -34,6 +34,7 @@ pub mod directory;
 pub mod file_stamp;
 pub mod gate;
 pub mod hardening;
+pub mod listener_owner;
 pub mod log_line;
 pub mod metrics;
 pub mod notify;

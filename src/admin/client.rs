@@ -1,7 +1,9 @@
 //! Minimal admin API client used by the `airlock reviews` commands. Run as Airlock's own user,
 //! it speaks over the admin Unix socket ([`super::socket`]) and checks that the server behind it
 //! is that user's (or root's) process: a missing socket means no server, and the token is then
-//! not offered on the TCP port, where any process could be listening. Other users use TCP.
+//! not offered on the TCP port, where any process could be listening. Other users use TCP, and
+//! send a token to a loopback port only if the listener belongs to root, to them, or to the
+//! owner of the store or the admin token ([`crate::listener_owner`]).
 
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
@@ -27,22 +29,23 @@ pub enum Target {
     /// The admin socket, owned by this user: only this user's (or root's) server can be behind
     /// it. `host` is the admin listener's address, for the Host header.
     Socket { path: PathBuf, host: String },
-    /// The TCP listener (`admin.listen`): the CLI is not Airlock's user.
-    Tcp(SocketAddr),
+    /// The TCP listener (`admin.listen`): the CLI is not Airlock's user. A token goes to a
+    /// loopback listener only if its owner is one of these uids ([`crate::listener_owner`]).
+    Tcp(SocketAddr, Vec<u32>),
 }
 
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Target::Socket { path, .. } => write!(f, "{}", path.display()),
-            Target::Tcp(addr) => write!(f, "{addr}"),
+            Target::Tcp(addr, _) => write!(f, "{addr}"),
         }
     }
 }
 
 impl From<SocketAddr> for Target {
     fn from(addr: SocketAddr) -> Target {
-        Target::Tcp(addr)
+        Target::Tcp(addr, crate::listener_owner::trusted_uids(&[]))
     }
 }
 
@@ -56,7 +59,11 @@ impl Target {
     /// The socket when it is this user's (or would be: its directory is this user's and
     /// nobody else may write it, so an absent socket means no server); else TCP.
     pub fn of(config: &crate::config::Config) -> Target {
-        let tcp = Target::Tcp(config.admin.listen);
+        // Airlock's user owns its store and admin token: her listener may get a token.
+        let tcp = Target::Tcp(
+            config.admin.listen,
+            crate::listener_owner::trusted_uids(&[&config.store.path, &config.admin.token_file]),
+        );
         // A path too long for a socket: the server skipped it (see `socket::start`).
         let Some(path) = config
             .admin_socket()
@@ -131,7 +138,7 @@ async fn exchange(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> Result<(u16, http::HeaderMap, Bytes), ClientError> {
-    let (io, host) = connect(&target.into()).await?;
+    let (io, host) = connect(&target.into(), !token.is_empty()).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|e| ClientError::Http(e.to_string()))?;
@@ -165,16 +172,20 @@ async fn exchange(
 }
 
 /// A connection to `target` that may carry the token, and the Host header to send.
-async fn connect(target: &Target) -> Result<(Io, String), ClientError> {
+async fn connect(target: &Target, sends_token: bool) -> Result<(Io, String), ClientError> {
     let failed = |message: String| ClientError::Connect {
         target: target.to_string(),
         message,
     };
     match target {
-        Target::Tcp(addr) => {
+        Target::Tcp(addr, owners) => {
             let stream = tokio::net::TcpStream::connect(addr)
                 .await
                 .map_err(|e| failed(e.to_string()))?;
+            // Connected, nothing sent: the listener that took it is among those checked.
+            if sends_token {
+                crate::listener_owner::check(*addr, owners, "token").map_err(failed)?;
+            }
             let _ = stream.set_nodelay(true);
             Ok((TokioIo::new(Either::Left(stream)), addr.to_string()))
         }

@@ -127,6 +127,10 @@ pub(super) fn run_cmd(config: Config, args: RunArgs) -> Result<i32> {
     }
     let opts = RunOptions {
         proxy: args.proxy.unwrap_or(config.proxy.listen),
+        proxy_owners: airlock::listener_owner::trusted_uids(&[
+            &config.store.path,
+            &config.admin.token_file,
+        ]),
         ca_file: args
             .ca
             .unwrap_or_else(|| config.tls.ca_dir.join(airlock::tls::CA_CERT_FILE)),

@@ -66,7 +66,7 @@ pub(super) async fn status(config: Config) -> Result<()> {
     match answer {
         Ok(()) => {
             match &addr {
-                airlock::admin::client::Target::Tcp(a) => {
+                airlock::admin::client::Target::Tcp(a, _) => {
                     println!("server:       ready (http://{a}/readyz)")
                 }
                 socket => println!("server:       ready (admin socket {socket})"),

@@ -116,6 +116,9 @@ pub struct AgentCredentials {
 pub struct RunOptions {
     /// Airlock's proxy address in the host namespace (unspecified addresses mean loopback).
     pub proxy: SocketAddr,
+    /// Who may own the proxy's listener when it is on loopback (root, the owner of Airlock's
+    /// store or admin token): the relay sends nothing to another's.
+    pub proxy_owners: Vec<u32>,
     /// Airlock's CA certificate (PEM).
     pub ca_file: PathBuf,
     pub agent: Option<AgentCredentials>,
@@ -206,13 +209,17 @@ pub fn run(opts: RunOptions) -> Result<i32, SandboxError> {
                 tokio::net::TcpListener::from_std(l)
             })
             .map_err(|e| SandboxError::io("starting the relay", e))?;
-        if std::net::TcpStream::connect_timeout(&proxy, Duration::from_secs(2)).is_err() {
-            tracing::warn!(
+        match std::net::TcpStream::connect_timeout(&proxy, Duration::from_secs(2)) {
+            Err(_) => tracing::warn!(
                 "airlock run: nothing answers at {proxy} (is `airlock serve` running? \
                  see --proxy)"
-            );
+            ),
+            // Someone else's listener would get the agent's token: refuse before starting.
+            Ok(_) => crate::listener_owner::check(proxy, &opts.proxy_owners, "agent's token")
+                .map_err(|why| SandboxError::Invalid(format!("refusing --proxy: {why}")))?,
         }
-        tokio::spawn(relay::serve(relay, proxy));
+        let owners = std::sync::Arc::new(opts.proxy_owners.clone());
+        tokio::spawn(relay::serve(relay, proxy, owners));
         let mut pty = pty::Pty::open((run_as.uid, run_as.gid))
             .map_err(|e| SandboxError::io("opening a pty for COMMAND", e))?;
         let plan = plan(

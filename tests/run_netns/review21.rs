@@ -489,3 +489,134 @@ async fn the_token_file_is_private_and_hidden() {
         "the token file is visible inside: {out}"
     );
 }
+
+/// A listener on 127.0.0.1 owned by uid 65534 (another local user holding a port Airlock uses
+/// while it is down) that prints every byte it receives: the process, its port, and what it
+/// printed once it is killed.
+async fn squatter() -> (
+    tokio::process::Child,
+    u16,
+    tokio::sync::oneshot::Receiver<String>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let py = "import socket\n\
+              s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(8)\n\
+              print(s.getsockname()[1], flush=True)\n\
+              while True:\n    c, _ = s.accept(); c.settimeout(3)\n    \
+              try:\n        print('GOT', c.recv(65536), flush=True)\n    \
+              except OSError:\n        pass\n    \
+              c.close()\n";
+    let mut child = tokio::process::Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .args([super::python(), "-c", py])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("setpriv");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let port = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("no port")
+        .expect("read")
+        .and_then(|l| l.trim().parse().ok())
+        .expect("port");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut seen = String::new();
+        while let Ok(Some(l)) = lines.next_line().await {
+            seen.push_str(&l);
+            seen.push('\n');
+        }
+        let _ = tx.send(seen);
+    });
+    (child, port, rx)
+}
+
+/// What the squatter got, once stopped.
+async fn squatter_got(
+    mut child: tokio::process::Child,
+    rx: tokio::sync::oneshot::Receiver<String>,
+) -> String {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = child.kill().await;
+    tokio::time::timeout(Duration::from_secs(10), rx)
+        .await
+        .expect("squatter output")
+        .unwrap_or_default()
+}
+
+/// Review of session 21: the relay sent COMMAND's connections, agent token included, to
+/// whatever listened on the proxy's loopback address; another local user holding that port
+/// (Airlock down or restarting) got the token. A listener not owned by root or Airlock's user
+/// is now refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_relay_sends_nothing_to_another_users_listener() {
+    let s = setup().await;
+    if !s.netns_allowed().await {
+        return;
+    }
+    let (child, port, rx) = squatter().await;
+    let proxy = format!("127.0.0.1:{port}");
+    let script = "curl -s --max-time 5 -o /dev/null https://api.github.com/x; echo RAN";
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.current_dir("/")
+        .env_remove("AIRLOCK_CONFIG")
+        .env_remove("SUDO_UID")
+        .env("AIRLOCK_AGENT_TOKEN", &s.token)
+        .args([
+            "run",
+            "--without-config",
+            "--agent",
+            "bot",
+            "--proxy",
+            &proxy,
+        ])
+        .args(["--ca", &s.ca, "--", "sh", "-c", script])
+        .kill_on_drop(true);
+    let (code, out, err) = output(cmd).await;
+    let got = squatter_got(child, rx).await;
+    eprintln!("squatter got: {got}");
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("bot:{}", s.token));
+    assert!(
+        !got.contains(&s.token) && !got.contains(&basic),
+        "the agent token reached uid 65534's listener: {got}"
+    );
+    assert_ne!(code, 0, "ran against another user's listener: {out}");
+    assert!(err.contains("held by uid 65534"), "{err}");
+}
+
+/// Review of session 21: the CLI fell back to TCP and sent the admin (or a reviewer's) token to
+/// whatever held `admin.listen` on loopback. A listener not owned by root, the caller or the
+/// owner of Airlock's store or admin token is now refused before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_sends_no_token_to_another_users_listener() {
+    let (child, port, rx) = squatter().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("airlock.toml");
+    write(
+        &config,
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:{port}\"\nsocket = \"\"\n[store]\npath = {:?}\n",
+            path_str(&dir.path().join("data"))
+        ),
+        0o600,
+    );
+    let canary = unique("ADMIN-CANARY");
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.current_dir("/")
+        .env("AIRLOCK_ADMIN_TOKEN", &canary)
+        .env_remove("AIRLOCK_REVIEWER_TOKEN")
+        .args(["--config", &path_str(&config), "reviews", "list"])
+        .kill_on_drop(true);
+    let (code, _, err) = output(cmd).await;
+    let got = squatter_got(child, rx).await;
+    eprintln!("squatter got: {got}");
+    assert!(
+        !got.contains(&canary),
+        "the admin token reached uid 65534's listener: {got}"
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("held by uid 65534"), "{err}");
+}
