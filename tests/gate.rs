@@ -3149,3 +3149,6 @@ async fn a_resend_of_a_call_whose_outcome_is_unknown_joins_it_until_its_deadline
     assert_ne!(review_id(resp.headers()), id);
     assert_eq!(up.count(), 1, "sent once, by the approval");
 }
+
+#[path = "gate/sends.rs"]
+mod sends;

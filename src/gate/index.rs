@@ -324,16 +324,23 @@ pub fn overdue(
     ids_in(store, &prefix, &start, &end, limit)
 }
 
-/// Ids of up to `limit` finished reviews whose last change was before `cutoff_ms`.
+/// Ids of up to `limit` finished reviews whose last change was before `cutoff_ms`, oldest
+/// first, after the index key `after` (`None`: from the start); and the last key read, to pass
+/// as `after` for the next ones.
 pub fn finished_before(
     store: &dyn Store,
     cutoff_ms: u64,
+    after: Option<&[u8]>,
     limit: usize,
-) -> Result<Vec<String>, StoreError> {
+) -> Result<(Vec<String>, Option<Vec<u8>>), StoreError> {
     let prefix = [FINISHED];
     let mut end = prefix.to_vec();
     end.extend_from_slice(&cutoff_ms.to_be_bytes());
-    Ok(ids_in(store, &prefix, &prefix, &end, limit)?.0)
+    let start = match after {
+        Some(k) => [k, &[0]].concat(), // strictly after
+        None => prefix.to_vec(),
+    };
+    ids_in(store, &prefix, &start, &end, limit)
 }
 
 /// The review ids of up to `limit` keys of the form `prefix`, 8-byte time, id, from `start` to

@@ -17,6 +17,13 @@ const CHUNK: usize = 2048;
 /// Used-link records removed with one review (two links per reviewer channel at most).
 const LINKS_PER_REVIEW: usize = 1024;
 
+/// May retention remove `r` now: final, last changed before `cutoff`, and, if a human may
+/// still retry it (`failed`, `outcome_unknown`), past its deadline?
+fn prunable(r: &super::Review, cutoff: u64, now: u64) -> bool {
+    let retryable = matches!(r.state, ReviewState::Failed | ReviewState::OutcomeUnknown);
+    r.state.is_final() && r.updated_at_ms < cutoff && !(retryable && now < r.expires_at_ms)
+}
+
 /// The result of a sweep stage's thread, if one was started.
 fn joined<T>(
     h: Option<std::thread::ScopedJoinHandle<'_, Result<T, GateError>>>,
@@ -75,23 +82,21 @@ impl Gate {
     }
 
     /// Removes finished reviews whose last change is older than `store.retention`, with the
-    /// records of their used one-click links. Their audit entries stay. Returns how many it
-    /// removed.
+    /// records of their used one-click links. Their audit entries stay. A `failed` or
+    /// `outcome_unknown` review stays until its deadline (a human may still retry it). Returns
+    /// how many it removed.
     pub async fn prune(self: &Arc<Self>) -> Result<usize, GateError> {
         let Some(keep) = self.cfg.retention else {
             return Ok(0);
         };
         self.blocking(move |g| {
-            let cutoff = g
-                .clock
-                .now_ms()
-                .saturating_sub(keep.as_millis().try_into().unwrap_or(u64::MAX));
+            let now = g.clock.now_ms();
+            let cutoff = now.saturating_sub(keep.as_millis().try_into().unwrap_or(u64::MAX));
             let mut n = 0;
+            let mut after = None;
             loop {
-                let ids = index::finished_before(g.store.as_ref(), cutoff, CHUNK)?;
-                if ids.is_empty() {
-                    return Ok(n);
-                }
+                let (ids, last) =
+                    index::finished_before(g.store.as_ref(), cutoff, after.as_deref(), CHUNK)?;
                 let mut batches = Vec::with_capacity(ids.len());
                 for id in &ids {
                     let (bytes, old) = match g.load(id) {
@@ -105,6 +110,10 @@ impl Gate {
                         }
                         Err(e) => return Err(e),
                     };
+                    // The record is read after the index: a retry may have moved it on since.
+                    if !prunable(&old, cutoff, now) {
+                        continue;
+                    }
                     let mut b = Batch::default();
                     b.expect(Tree::Reviews, id.as_bytes(), Some(&bytes))
                         .delete(Tree::Reviews, id.as_bytes());
@@ -122,10 +131,14 @@ impl Gate {
                     }
                     batches.push(b);
                 }
-                let removed = g.store.commit(batches)?.iter().filter(|ok| **ok).count();
-                n += removed;
-                if removed == 0 {
-                    return Ok(n);
+                if !batches.is_empty() {
+                    n += g.store.commit(batches)?.iter().filter(|ok| **ok).count();
+                }
+                // On past what was kept (a review awaiting its deadline), so that it neither
+                // stops the rest nor is read again in this pass.
+                match last {
+                    Some(last) => after = Some(last),
+                    None => return Ok(n),
                 }
             }
         })

@@ -356,6 +356,9 @@ pub struct FaultyStore {
     /// Slow review reads running now, and the most that ever ran at once.
     pub slow_reads_now: std::sync::atomic::AtomicUsize,
     pub slow_reads_peak: std::sync::atomic::AtomicUsize,
+    /// Runs once, right after the next read of the finished-reviews index (retention's) and
+    /// before the records it names are read: another writer's change in between.
+    pub after_finished_read: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 impl FaultyStore {
@@ -374,6 +377,7 @@ impl FaultyStore {
             slow_review_reads_ms: Default::default(),
             slow_reads_now: Default::default(),
             slow_reads_peak: Default::default(),
+            after_finished_read: Default::default(),
         })
     }
 }
@@ -460,7 +464,18 @@ impl airlock::store::Store for FaultyStore {
         end: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<airlock::store::Entry>, airlock::store::StoreError> {
-        self.inner.range(tree, start, end, limit)
+        let rows = self.inner.range(tree, start, end, limit);
+        if tree == airlock::store::Tree::Index && start.first() == Some(&b'f') {
+            let hook = self
+                .after_finished_read
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(hook) = hook {
+                hook();
+            }
+        }
+        rows
     }
 }
 

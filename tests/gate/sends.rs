@@ -1,0 +1,86 @@
+//! The gate's sends after the session 21 review: what retention may remove, which Stripe calls
+//! the Idempotency-Key protects, the sweeper's claims, claims the store may not keep, and
+//! leases across clocks. Part of `tests/gate.rs` (its helpers and `TestRules`).
+
+use std::sync::atomic::Ordering::SeqCst;
+
+use super::*;
+
+/// Review of session 21: retention removed whatever the finished index named, as it then
+/// read: a review a human retried after that index read (`executing`, its send under way)
+/// was deleted mid-send, and a `failed` review, which a human may retry until its deadline,
+/// was removed before it. Both now stay (and do not stop the rest); past its deadline a
+/// failed review goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retention_keeps_a_review_that_may_still_be_sent() {
+    let (up, a, store, clock, _) = setup_on_faulty_store_at(
+        "[gate]\nexecution_timeout = \"5s\"\nreview_expiry = \"72h\"\n[store]\nretention = \"1h\"\n",
+    )
+    .await;
+    // Two calls whose sends certainly failed (the upstream is down): `failed`, retryable.
+    up.state.down.store(true, SeqCst);
+    let mut ids = Vec::new();
+    for path in ["/repos/octo/stall-retried", "/repos/octo/failed"] {
+        let (_, headers, _) = hold_delete(&a, path).await;
+        let id = review_id(&headers);
+        let (_, r) = a
+            .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+            .await;
+        assert_eq!(r["state"], "failed", "{r}");
+        ids.push(id);
+    }
+    up.state.down.store(false, SeqCst);
+    // Finished after them: retention goes on past the two it keeps.
+    let (_, headers, _) = hold_delete(&a, "/repos/octo/rejected").await;
+    let rejected = review_id(&headers);
+    let (code, _) = a
+        .admin("POST", &format!("/v1/reviews/{rejected}/reject"), None)
+        .await;
+    assert_eq!(code, 200);
+    clock.advance(Duration::from_secs(2 * 3600));
+
+    // Between retention's index read and its record reads, a human retries the first review;
+    // its send is under way (the upstream holds the request) when retention reads it.
+    let (gate, retried, state) = (a.gate.clone(), ids[0].clone(), up.state.clone());
+    let rt = tokio::runtime::Handle::current();
+    *store.after_finished_read.lock().expect("lock") = Some(Box::new(move || {
+        rt.spawn(async move {
+            let admin = airlock::gate::Reviewer::admin_token("admin");
+            gate.retry(&retried, &admin, None).await
+        });
+        let until = std::time::Instant::now() + support::WAIT;
+        while state.requests.lock().expect("lock").is_empty() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }));
+    assert_eq!(
+        a.gate.prune().await.expect("prune"),
+        1,
+        "the rejection only"
+    );
+    assert_eq!(up.count(), 1, "the retry reached the upstream");
+    up.state.no_stall.store(true, SeqCst);
+    up.state.unstall.notify_waiters();
+    for id in &ids {
+        let (code, r) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+        assert_eq!(code, 200, "{id} is kept: {r}");
+    }
+    let (code, _) = a
+        .admin("GET", &format!("/v1/reviews/{rejected}"), None)
+        .await;
+    assert_eq!(code, 404);
+    let sent = support::eventually("the retry's outcome", support::WAIT, || async {
+        let r = a.gate.get(&ids[0]).await.expect("get");
+        match r.state.is_final() {
+            true => Ok(r),
+            false => Err(r.state.as_str()),
+        }
+    })
+    .await;
+    assert_eq!(sent.state, ReviewState::Executed, "{sent:?}");
+
+    // Past the deadline (72 h) nothing may send them: both leave.
+    clock.advance(Duration::from_secs(71 * 3600));
+    assert_eq!(a.gate.prune().await.expect("prune"), 2);
+    assert_eq!(up.count(), 1);
+}
