@@ -32,7 +32,7 @@
 //! - `POST /v1/reviews/{id}/retry`        same body as approve, plus optional `"attempts": N`
 //!   (the send attempts the caller saw; 409 `review_changed` if another was made since):
 //!   re-sends a `failed` or `outcome_unknown` review's stored request (same Idempotency-Key),
-//!   within its deadline (a Stripe call that may have been sent within 24 h of its first
+//!   within its deadline (a Stripe POST that may have been sent within 24 h of its first
 //!   attempt)
 //!
 //! Reviewers (`[[reviewers]]`, `airlock reviewers add`) use their own tokens; decisions are

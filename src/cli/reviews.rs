@@ -73,9 +73,9 @@ pub(super) enum ReviewsCommand {
         reviewer: Option<String>,
     },
     /// Send a failed (or outcome_unknown) review's stored request again, with the same
-    /// Idempotency-Key if it has one (Stripe calls always do, and Stripe honours it; GitHub
-    /// ignores the header, so there, as without one, nothing keeps a retry from running the
-    /// call twice: check the upstream first); only before the review's deadline, and only once the rule's quorum is
+    /// Idempotency-Key if it has one (Stripe calls always do, and Stripe honours it on POST;
+    /// GitHub ignores the header, and Stripe does on GET and DELETE, so there, as without one,
+    /// nothing keeps a retry from running the call twice: check the upstream first); only before the review's deadline, and only once the rule's quorum is
     /// reached afresh. Summary line and exit status as for approve: 0 executed (or waiting for
     /// more retry approvals), 3 failed (not sent), 4 outcome_unknown, 5 approved and not
     /// finished sending, 1 an error.

@@ -135,11 +135,11 @@ impl Gate {
     }
 
     /// A human retry of a review whose send `failed` or has an `outcome_unknown`: the same stored
-    /// request (same `Idempotency-Key`, so Stripe answers a duplicate with the first result) is
-    /// sent once more. Only within the review's deadline, only by people allowed to approve it,
-    /// and only once the review's quorum is reached afresh: below it the retry approval is
-    /// recorded (`retry_approvals`) and the review is returned as it is. The earlier execution
-    /// is kept in `attempts`.
+    /// request (same `Idempotency-Key`, so Stripe answers a duplicate POST with the first
+    /// result) is sent once more. Only within the review's deadline, only by people allowed to
+    /// approve it, and only once the review's quorum is reached afresh: below it the retry
+    /// approval is recorded (`retry_approvals`) and the review is returned as it is. The
+    /// earlier execution is kept in `attempts`.
     pub async fn retry(
         self: &Arc<Self>,
         id: &str,

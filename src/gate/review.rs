@@ -291,13 +291,17 @@ impl Review {
         self.attempts.len() + usize::from(self.execution.is_some())
     }
 
-    /// Whether the stored request goes to a service that honours `Idempotency-Key` (Stripe:
-    /// a duplicate gets the first result), and carries one. GitHub, say, ignores the header:
-    /// there a key protects nothing.
+    /// Whether the stored request goes to Stripe.
+    pub fn is_stripe(&self) -> bool {
+        self.service.as_deref() == Some("stripe") || self.request.host == "api.stripe.com"
+    }
+
+    /// Whether the stored request is one whose `Idempotency-Key` the service honours (Stripe,
+    /// on POST only: a duplicate gets the first result), and carries one. Stripe ignores the
+    /// key on GET and DELETE, and GitHub ignores the header: there a key protects nothing.
     pub fn idempotency_honoured(&self) -> bool {
-        let stripe =
-            self.service.as_deref() == Some("stripe") || self.request.host == "api.stripe.com";
-        stripe
+        self.is_stripe()
+            && self.request.method.eq_ignore_ascii_case("POST")
             && self
                 .request
                 .headers
@@ -690,21 +694,22 @@ mod tests {
     }
 
     /// Review (defect 6): a retry's key counted as protection whatever the service; GitHub
-    /// ignores `Idempotency-Key`. Only Stripe's is honoured.
+    /// ignores `Idempotency-Key`. Only Stripe's is honoured, and only on POST.
     #[test]
     fn only_stripe_honours_the_idempotency_key() {
-        for (host, key, honoured) in [
-            ("api.stripe.com", true, true),
-            ("api.stripe.com", false, false),
-            ("api.github.com", true, false),
+        for (method, host, key, honoured) in [
+            ("POST", "api.stripe.com", true, true),
+            ("POST", "api.stripe.com", false, false),
+            ("DELETE", "api.stripe.com", true, false),
+            ("POST", "api.github.com", true, false),
         ] {
-            let mut r = Review::sample("POST", host, "/x", None, b"");
+            let mut r = Review::sample(method, host, "/x", None, b"");
             if key {
                 r.request
                     .headers
                     .push(("Idempotency-Key".into(), "k-1".into()));
             }
-            assert_eq!(r.idempotency_honoured(), honoured, "{host} {key}");
+            assert_eq!(r.idempotency_honoured(), honoured, "{method} {host} {key}");
         }
     }
 }

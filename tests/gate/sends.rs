@@ -84,3 +84,38 @@ async fn retention_keeps_a_review_that_may_still_be_sent() {
     assert_eq!(a.gate.prune().await.expect("prune"), 2);
     assert_eq!(up.count(), 1);
 }
+
+/// Review of session 21: a Stripe DELETE counted as protected by its Idempotency-Key, which
+/// Stripe honours on POST only: its retries were held to the key's 24 hours as if a repeat
+/// would get the first result (and the dashboard promised the call runs at most once). Such a
+/// key protects nothing: as for GitHub, a retry is the reviewers' call until the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stripe_delete_is_not_protected_by_its_idempotency_key() {
+    let (up, _config, clock, a) =
+        setup_on_clock("[gate]\nexecution_timeout = \"1s\"\nreview_expiry = \"72h\"\n").await;
+    let resp = a
+        .client()
+        .delete("https://api.stripe.com/v1/customers/cus_1/stall")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 423);
+    let id = review_id(resp.headers());
+    let (_, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(r["state"], "outcome_unknown", "{r}");
+    let key = up.requests()[0]
+        .header("idempotency-key")
+        .map(str::to_string);
+    assert!(key.is_some_and(|k| k.starts_with("airlock-")), "it has one");
+
+    clock.advance(Duration::from_secs(25 * 3600));
+    up.state.no_stall.store(true, SeqCst);
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/retry"), None)
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["state"], "executed", "{r}");
+    assert_eq!(up.count(), 2);
+}

@@ -58,9 +58,11 @@ struct Row {
     /// The stored request's `Idempotency-Key` (the retry box says a retry reuses it, or that
     /// nothing guards a retry when there is none).
     idempotency_key: Option<String>,
-    /// The service honours that key (Stripe): a retry then runs the call at most once. GitHub
-    /// ignores the header, so a key there protects nothing.
+    /// The service honours that key (Stripe, on POST): a retry then runs the call at most once.
+    /// GitHub ignores the header, and Stripe does on other methods: a key there protects nothing.
     idempotency_honoured: bool,
+    /// A Stripe call other than POST: its key is ignored (the retry box says why).
+    idempotency_post_only: bool,
     /// Attempts made so far (earlier ones and the last): the retry form carries it, and a
     /// retry is refused if another attempt was made since the page was read.
     attempt_count: usize,
@@ -335,6 +337,7 @@ fn row(r: &Review, now_ms: u64, people: &People, full: bool) -> Row {
         result_text,
         idempotency_key,
         idempotency_honoured: r.idempotency_honoured(),
+        idempotency_post_only: r.is_stripe() && !r.idempotency_honoured(),
         attempt_count: r.attempt_count(),
     }
 }
@@ -577,12 +580,14 @@ mod tests {
     /// Security review: the retry box said a retry carries "the same Idempotency-Key" whatever
     /// the request; only Stripe calls get one (`gate/hold.rs`). Without one it says nothing
     /// guards against running the call twice. A key the service ignores (GitHub's) protects
-    /// nothing either: the box says so rather than promise "at most once".
+    /// nothing either, nor does Stripe's on a DELETE (Stripe honours keys on POST only): the
+    /// box says so rather than promise "at most once".
     #[test]
     fn the_retry_box_names_the_idempotency_key_only_when_there_is_one() {
         let dash = super::super::Dashboard::new();
-        // (host, headers, state, said, not said)
+        // (method, host, headers, state, said, not said)
         type Case<'a> = (
+            &'a str,
             &'a str,
             &'a [(&'a str, &'a str)],
             ReviewState,
@@ -591,6 +596,7 @@ mod tests {
         );
         let cases: &[Case] = &[
             (
+                "POST",
                 "api.stripe.com",
                 &[("idempotency-key", "airlock-r1")],
                 ReviewState::OutcomeUnknown,
@@ -598,6 +604,7 @@ mod tests {
                 "nothing protects",
             ),
             (
+                "DELETE",
                 "api.github.com",
                 &[],
                 ReviewState::OutcomeUnknown,
@@ -605,15 +612,24 @@ mod tests {
                 "with the same Idempotency-Key",
             ),
             (
+                "DELETE",
                 "api.github.com",
                 &[("Idempotency-Key", "k-42")],
                 ReviewState::Failed,
                 "It carries an Idempotency-Key (k-42), but api.github.com does not honour one: nothing protects a retry from running the call twice",
                 "runs the call at most once",
             ),
+            (
+                "DELETE",
+                "api.stripe.com",
+                &[("idempotency-key", "airlock-r1")],
+                ReviewState::OutcomeUnknown,
+                "but api.stripe.com does not honour one on a DELETE request (only on POST): nothing protects a retry from running the call twice",
+                "runs the call at most once",
+            ),
         ];
-        for (host, headers, state, said, not_said) in cases {
-            let mut r = Review::sample("DELETE", host, "/repos/o/r", None, b"");
+        for (method, host, headers, state, said, not_said) in cases {
+            let mut r = Review::sample(method, host, "/repos/o/r", None, b"");
             for (k, v) in *headers {
                 r.request.headers.push(((*k).into(), (*v).into()));
             }
