@@ -231,8 +231,9 @@ pub struct Gate {
     waits: AgentSlots,
     /// Agents' status reads in progress, bounded per agent (the rest wait their turn).
     status_reads: agent_turns::AgentTurns,
-    /// Reviews this process is executing, by id (counted: an approval's own call and a sweep
-    /// may race for one claim): never given up as lapsed by its own sweeps.
+    /// Reviews this process is claiming or executing, by id (counted: an approval's own call
+    /// and a sweep may race for one claim): never given up as lapsed by its own sweeps, nor
+    /// claimed again by them meanwhile.
     sending: AgentSlots,
 }
 

@@ -189,9 +189,17 @@ impl Gate {
             if review.updated_at_ms.saturating_add(settle_ms) > now {
                 continue;
             }
+            // This process is claiming or sending it already (the approval's own call, or an
+            // earlier sweep's claim still waiting on the store): not a second claim.
+            if self.sending.holds(&review.id) {
+                continue;
+            }
+            // Held from now, not from when the task runs: the next tick sees it.
+            let slot = self.sending.enter(&review.id);
             n += 1;
             let (me, id) = (self.clone(), review.id);
             self.tasks.spawn(async move {
+                let _slot = slot;
                 match me.execute_claimed_by(&id, who).await {
                     Ok(_) => {}
                     // Not claimed yet (its approval's entry still on its way, a store error):

@@ -119,3 +119,35 @@ async fn a_stripe_delete_is_not_protected_by_its_idempotency_key() {
     assert_eq!(r["state"], "executed", "{r}");
     assert_eq!(up.count(), 2);
 }
+
+/// Review of session 21: every sweep tick started another claim of each `approved` review,
+/// also while this process's own claim of it was still waiting on a slow store: claims piled
+/// up, each holding a blocking thread. A sweep now leaves alone what this process is
+/// claiming or sending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sweep_does_not_claim_again_what_this_process_is_claiming() {
+    let (up, a, store) = setup_on_faulty_store("[gate]\nsweep_interval = \"100ms\"\n").await;
+    let (_, headers, _) = hold_delete(&a, "/repos/octo/slow-store").await;
+    let id = review_id(&headers);
+    // The approval's own claim is refused; the sweeper's waits 3 s on the store.
+    store.fail_claims.store(1, SeqCst);
+    store.delay_claim_ms.store(3_000, SeqCst);
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(code, 202, "{r}");
+    let before = store.claim_reads.load(SeqCst);
+    let done = support::eventually("the sweeper's send", support::WAIT, || async {
+        let r = a.gate.get(&id).await.expect("get");
+        match r.state.is_final() {
+            true => Ok(r),
+            false => Err(r.state.as_str()),
+        }
+    })
+    .await;
+    assert_eq!(done.state, ReviewState::Executed, "{done:?}");
+    let claims = store.claim_reads.load(SeqCst) - before;
+    // One claim, and at most one that read the review just as that one ended.
+    assert!(claims <= 2, "{claims} claims over some 30 sweeps");
+    assert_eq!(up.count(), 1);
+}

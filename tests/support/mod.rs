@@ -359,6 +359,8 @@ pub struct FaultyStore {
     /// Runs once, right after the next read of the finished-reviews index (retention's) and
     /// before the records it names are read: another writer's change in between.
     pub after_finished_read: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// Reads of one review's audit entries (the by-review index): each claim makes one.
+    pub claim_reads: std::sync::atomic::AtomicUsize,
 }
 
 impl FaultyStore {
@@ -378,6 +380,7 @@ impl FaultyStore {
             slow_reads_now: Default::default(),
             slow_reads_peak: Default::default(),
             after_finished_read: Default::default(),
+            claim_reads: Default::default(),
         })
     }
 }
@@ -464,6 +467,10 @@ impl airlock::store::Store for FaultyStore {
         end: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<airlock::store::Entry>, airlock::store::StoreError> {
+        if tree == airlock::store::Tree::Index && start.first() == Some(&b'a') {
+            self.claim_reads
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         let rows = self.inner.range(tree, start, end, limit);
         if tree == airlock::store::Tree::Index && start.first() == Some(&b'f') {
             let hook = self
