@@ -342,6 +342,12 @@ fn record_over_claim(
                 exec.withheld = Some(UPSTREAM_ENCODING.to_string());
                 exec.error = Some(ENCODED_WITHHELD.to_string());
             }
+            // Stripe's answer while a request with the same key (an earlier attempt) still
+            // runs: this attempt did nothing, and what that one did is not known yet.
+            if *status == 409 && cur.idempotency_honoured() && idempotency_error(body) {
+                next.state = ReviewState::OutcomeUnknown;
+                exec.error = Some(KEY_IN_USE.to_string());
+            }
         }
         Outcome::Unknown(e) => {
             next.state = ReviewState::OutcomeUnknown;
@@ -350,6 +356,19 @@ fn record_over_claim(
         Outcome::NotSent(_) => {}
     }
     Ok(next)
+}
+
+/// Why a Stripe 409 `idempotency_error` leaves the call's outcome unknown.
+const KEY_IN_USE: &str = "Stripe answered 409 idempotency_error: a request with the same Idempotency-Key (an earlier attempt of this call) was still in progress, so this attempt did nothing and what the earlier one did is not known yet; a retry (same key) gets its result";
+
+/// Is `body` a Stripe error of type `idempotency_error`?
+fn idempotency_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| {
+        v.get("error")
+            .and_then(|e| e.get("type"))
+            .and_then(serde_json::Value::as_str)
+            == Some("idempotency_error")
+    })
 }
 
 /// What the caller of a send hears when its outcome (`summary`: answered with `status`, or

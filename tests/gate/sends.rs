@@ -151,3 +151,48 @@ async fn a_sweep_does_not_claim_again_what_this_process_is_claiming() {
     assert!(claims <= 2, "{claims} claims over some 30 sweeps");
     assert_eq!(up.count(), 1);
 }
+
+/// Review of session 21: a retry of a Stripe call that reached Stripe while the first attempt
+/// with the same Idempotency-Key was still in progress got 409 `idempotency_error`, and was
+/// stored as final `executed` (and sealed), though what the call did was not known. It is
+/// `outcome_unknown`, Stripe's answer kept and the error saying why, so a later retry (same
+/// key) can learn the result. Any other 409 is an answer like the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stripe_409_for_a_key_in_use_leaves_the_outcome_unknown() {
+    let (up, a) = setup("").await;
+    for (path, state) in [
+        ("/v1/refunds/key-in-use", "outcome_unknown"),
+        ("/v1/refunds/status/409", "executed"),
+    ] {
+        let resp = a
+            .client()
+            .post(format!("https://api.stripe.com{path}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("charge=ch_1")
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 423);
+        let id = review_id(resp.headers());
+        let (code, r) = a
+            .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+            .await;
+        assert_eq!(code, 200, "{r}");
+        assert_eq!(r["state"], state, "{path}: {r}");
+        assert_eq!(r["result"]["status"], 409, "{r}");
+    }
+    let (_, r) = a
+        .admin("GET", "/v1/reviews?state=outcome_unknown", None)
+        .await;
+    let r = &r["reviews"][0];
+    let error = r["result"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("idempotency_error"), "{r}");
+    assert!(
+        r["result"]["body"]
+            .to_string()
+            .contains("idempotency_key_in_use"),
+        "{r}"
+    );
+    assert_eq!(r["sealedSecrets"], 0, "not sealed: a retry sends it: {r}");
+    assert_eq!(up.count(), 2);
+}

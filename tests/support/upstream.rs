@@ -484,7 +484,15 @@ async fn respond(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         }
         return r;
     }
-    if let Some(code) = path.strip_prefix("/status/") {
+    if path.ends_with("/key-in-use") {
+        // Stripe's answer while a request with the same Idempotency-Key is still in progress.
+        let text = r#"{"error":{"type":"idempotency_error","code":"idempotency_key_in_use","message":"There is currently another in-progress request using this Idempotent Key (that probably means you submitted twice, and the other request is still going through)."}}"#;
+        let mut r = Response::new(full(text));
+        *r.status_mut() = StatusCode::CONFLICT;
+        return r;
+    }
+    // `/status/NNN` answers NNN, also at the end of a longer path (a held route's).
+    if let Some((_, code)) = path.rsplit_once("/status/") {
         let status = code
             .parse::<u16>()
             .ok()
