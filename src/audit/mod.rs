@@ -192,6 +192,21 @@ pub enum Beside {
     /// The store refused the entry with them, then took the entry alone: the entry is durable,
     /// the caller's writes are not.
     StoreFailed(StoreError),
+    /// Written with the entry, but the store reported the commit failed (both read back as
+    /// written): they may not survive a crash (a flush that failed after the write).
+    Unflushed,
+}
+
+/// What became of a both-or-neither append ([`AuditLog::append_if`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Landed {
+    /// The entry and the writes are durable.
+    Durable,
+    /// Both were written, but the store reported the commit failed (they read back): they may
+    /// not survive a crash.
+    Unflushed,
+    /// An expectation did not hold (the record changed): nothing was written.
+    Changed,
 }
 
 /// What an append came to: the entry's seq (`None`: not written, as the writes it needed to
@@ -461,10 +476,9 @@ impl AuditLog {
     }
 
     /// Appends `event` and commits `with` (e.g. a review's transition, swapped in only if the
-    /// record is still as read) in one durable transaction, both or neither. `Ok(true)`: both
-    /// are durable. `Ok(false)`: an expectation of `with` does not hold (the record changed):
-    /// nothing was written, and the caller may read again. An error: nothing was written.
-    pub fn append_if(&self, event: Event, with: Batch) -> Result<bool, AuditError> {
+    /// record is still as read) in one durable transaction, both or neither ([`Landed`]; on
+    /// `Changed` the caller may read again). An error: nothing was written.
+    pub fn append_if(&self, event: Event, with: Batch) -> Result<Landed, AuditError> {
         self.append_all_if(vec![(event, with)])
             .pop()
             .unwrap_or_else(|| Err(no_result()))
@@ -472,8 +486,8 @@ impl AuditLog {
 
     /// [`AuditLog::append_if`] for many (a sweep's chunk of expiries) through one wait: one
     /// result each, in order. Each lands or not on its own.
-    pub fn append_all_if(&self, items: Vec<(Event, Batch)>) -> Vec<Result<bool, AuditError>> {
-        let mut results: Vec<Option<Result<bool, AuditError>>> = Vec::with_capacity(items.len());
+    pub fn append_all_if(&self, items: Vec<(Event, Batch)>) -> Vec<Result<Landed, AuditError>> {
+        let mut results: Vec<Option<Result<Landed, AuditError>>> = Vec::with_capacity(items.len());
         let mut valid = Vec::with_capacity(items.len());
         for (event, with) in items {
             let kind = event.kind();
@@ -485,10 +499,13 @@ impl AuditLog {
                 Err(e) => results.push(Some(Err(e))),
             }
         }
-        let mut written = self
-            .group_commit(valid)
-            .into_iter()
-            .map(|w| w.map(|(_, beside)| beside == Beside::Applied));
+        let mut written = self.group_commit(valid).into_iter().map(|w| {
+            w.map(|(_, beside)| match beside {
+                Beside::Applied => Landed::Durable,
+                Beside::Unflushed => Landed::Unflushed,
+                _ => Landed::Changed,
+            })
+        });
         results
             .into_iter()
             .map(|r| {
@@ -904,7 +921,8 @@ impl AuditLog {
             .zip(&chainable)
             .map(
                 |(c, chained)| match *chained && (!c || applied.next().unwrap_or(false)) {
-                    true => Beside::Applied,
+                    true if durable => Beside::Applied,
+                    true => Beside::Unflushed,
                     false => Beside::ExpectationFailed,
                 },
             )

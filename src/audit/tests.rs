@@ -755,8 +755,9 @@ fn append_with_commits_the_callers_writes_only_with_the_entry() {
 }
 
 /// A commit that landed but reported a failure (a connection lost during COMMIT): the entries
-/// are read back and never chained a second time, and the caller's writes count as applied
-/// when they read back as written (a hold stored pending is not answered "not held").
+/// are read back and never chained a second time, and the caller's writes count as applied,
+/// maybe not for good (`Unflushed`), when they read back as written (a hold stored pending is
+/// not answered "not held").
 #[test]
 fn a_commit_that_landed_but_failed_is_not_written_twice() {
     let fx = Fixture::new();
@@ -779,7 +780,7 @@ fn a_commit_that_landed_but_failed_is_not_written_twice() {
     with.expect(Tree::Reviews, b"r1", None)
         .put(Tree::Reviews, b"r1", b"held");
     flaky.land_then_fail.store(true, Ordering::SeqCst);
-    assert_eq!(log.append_with(gap(), with).unwrap(), Beside::Applied);
+    assert_eq!(log.append_with(gap(), with).unwrap(), Beside::Unflushed);
     let mut clash = Batch::default();
     clash
         .expect(Tree::Reviews, b"r1", None)

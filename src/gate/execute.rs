@@ -358,6 +358,9 @@ fn record_over_claim(
     Ok(next)
 }
 
+/// Why a claim the store may not have kept was not sent on.
+const UNFLUSHED_CLAIM: &str = "not sent: the store reported that recording the claim failed, although it reads back as recorded; a claim that might not survive a crash is not sent on (after one, the call could be claimed and sent again); a retry sends it";
+
 /// Why a Stripe 409 `idempotency_error` leaves the call's outcome unknown.
 const KEY_IN_USE: &str = "Stripe answered 409 idempotency_error: a request with the same Idempotency-Key (an earlier attempt of this call) was still in progress, so this attempt did nothing and what the earlier one did is not known yet; a retry (same key) gets its result";
 
@@ -408,14 +411,14 @@ impl Gate {
         who: Claimer,
     ) -> Result<Review, GateError> {
         let claim_id = id.to_string();
-        let claimed = self
+        let (claimed, durable) = self
             .blocking(move |g| {
                 let entries = g
                     .audit
                     .entries_for_review(&claim_id, MOST_ENTRIES)
                     .map_err(|e| GateError::Store(crate::store::StoreError::Io(e.to_string())))?;
                 let too_many = entries.len() >= MOST_ENTRIES;
-                g.transition(&claim_id, |cur| {
+                g.transition_landed(&claim_id, |cur| {
                     if cur.state != ReviewState::Approved {
                         return Err(GateError::AlreadyDecided {
                             id: cur.id.clone(),
@@ -479,6 +482,24 @@ impl Gate {
             })
             .await?;
         match claimed.state {
+            // A claim that may not survive a crash is not sent on: after one, the review would
+            // read `approved` again and be claimed and sent anew. Its attempt ends unsent.
+            ReviewState::Executing if !durable => {
+                tracing::error!(review = %claimed.id, "{UNFLUSHED_CLAIM}");
+                let lease_until = claimed.execution.as_ref().and_then(|e| e.lease_until_ms);
+                let outcome = Outcome::NotSent(UNFLUSHED_CLAIM.to_string());
+                let now = self.now_ms();
+                let ended = self
+                    .record_outcome(id, started, lease_until.unwrap_or(0), now, outcome)
+                    .await;
+                if let Err(e) = ended {
+                    tracing::error!(review = %id, error = %e, "an unsent attempt could not be recorded; the review ends outcome_unknown once its claim's lease lapses, although nothing was sent");
+                }
+                Err(GateError::AlreadyDecided {
+                    id: claimed.id,
+                    state: ReviewState::Executing.as_str(),
+                })
+            }
             // Not claimed for sending: the caller answers with the review as it now is.
             ReviewState::Failed | ReviewState::OutcomeUnknown => Err(GateError::AlreadyDecided {
                 id: claimed.id,

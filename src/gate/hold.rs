@@ -177,8 +177,11 @@ impl Gate {
             // The entry and the review in one transaction (both or neither), group-committed
             // with concurrent holds: one fsync for many.
             match self.audit.append_if(escalation_event(&review), batch) {
-                Ok(true) => return Ok(Ok(Landed::New(Box::new(review)))),
-                Ok(false) => continue,
+                // Unflushed: stored, maybe not for good; if lost, nothing was sent.
+                Ok(crate::audit::Landed::Durable | crate::audit::Landed::Unflushed) => {
+                    return Ok(Ok(Landed::New(Box::new(review))))
+                }
+                Ok(crate::audit::Landed::Changed) => continue,
                 // The two could not be stored together: the decision is recorded alone if it
                 // can be (then the review store failed), else the audit log did.
                 Err(AuditError::Store(e))

@@ -36,7 +36,7 @@ use http::{HeaderMap, StatusCode};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, Landed};
 use crate::config::GateConfig;
 use crate::store::{Batch, Store, StoreError, Tree};
 use crate::upstream::Upstream;
@@ -431,15 +431,25 @@ impl Gate {
         id: &str,
         change: impl Fn(&Review) -> Result<Review, GateError>,
     ) -> Result<Review, GateError> {
+        self.transition_landed(id, change).map(|(next, _)| next)
+    }
+
+    /// [`Gate::transition`], and whether the store confirmed the commit: `false` when it
+    /// reported a failure yet the record reads back as written, so it may not survive a crash.
+    fn transition_landed(
+        &self,
+        id: &str,
+        change: impl Fn(&Review) -> Result<Review, GateError>,
+    ) -> Result<(Review, bool), GateError> {
         for _ in 0..16 {
             let (old_bytes, old) = self.load(id)?;
             let (next, batch) = self.next_version(&old_bytes, &old, &change)?;
             match self.audit.append_if(transition_event(&old, &next), batch) {
-                Ok(true) => {
+                Ok(landed @ (Landed::Durable | Landed::Unflushed)) => {
                     self.landed(&old, &next);
-                    return Ok(next);
+                    return Ok((next, landed == Landed::Durable));
                 }
-                Ok(false) => {} // changed meanwhile: read again
+                Ok(Landed::Changed) => {} // changed meanwhile: read again
                 Err(e) => {
                     tracing::error!(review = %old.id, from = old.state.as_str(), to = next.state.as_str(), error = %e, "a review transition and its audit entry could not be written; nothing changed");
                     return Err(unwritten(e));
@@ -500,8 +510,8 @@ impl Gate {
         let mut failed = None;
         for ((o, n), w) in p.moves.into_iter().zip(written) {
             match w {
-                Ok(true) => moved.push((o, n)),
-                Ok(false) => {}
+                Ok(Landed::Durable | Landed::Unflushed) => moved.push((o, n)),
+                Ok(Landed::Changed) => {}
                 Err(e) => failed = failed.or(Some(e)),
             }
         }

@@ -196,3 +196,35 @@ async fn a_stripe_409_for_a_key_in_use_leaves_the_outcome_unknown() {
     assert_eq!(r["sealedSecrets"], 0, "not sealed: a retry sends it: {r}");
     assert_eq!(up.count(), 2);
 }
+
+/// Review of session 21: a claim whose commit the store reported failed, yet which read back
+/// as written, counted as made, and the call was sent on it; had a crash lost that claim,
+/// recovery would have found the review `approved` and sent it again. Such a claim is not
+/// sent on: the attempt ends `failed`, certainly unsent, and a retry sends the call once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_claim_the_store_may_not_keep_is_not_sent_on() {
+    let (up, a, store) = setup_on_faulty_store("").await;
+    let (_, headers, _) = hold_delete(&a, "/repos/octo/unflushed").await;
+    let id = review_id(&headers);
+    store.unflushed_claims.store(1, SeqCst);
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["result"]["unsent"], true, "{r}");
+    let error = r["result"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("not sent") && error.contains("crash"),
+        "{r}"
+    );
+    assert_eq!(up.count(), 0, "nothing sent on that claim");
+    assert_eq!(store.unflushed_claims.load(SeqCst), 0);
+
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/retry"), None)
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["state"], "executed", "{r}");
+    assert_eq!(up.count(), 1);
+}

@@ -345,6 +345,9 @@ pub struct FaultyStore {
     pub delay_claim_ms: std::sync::atomic::AtomicU64,
     /// How many of the next claims (commits moving a review to `executing`) are refused.
     pub fail_claims: std::sync::atomic::AtomicUsize,
+    /// How many of the next claims land and are then reported failed (a flush that failed
+    /// after the write).
+    pub unflushed_claims: std::sync::atomic::AtomicUsize,
     /// How many of the next commits recording an answer (a review `executed`) are refused.
     pub fail_answers: std::sync::atomic::AtomicUsize,
     /// Refuses writes to the index tree (review indexes, money budget counters).
@@ -373,6 +376,7 @@ impl FaultyStore {
             refused: Default::default(),
             delay_claim_ms: Default::default(),
             fail_claims: Default::default(),
+            unflushed_claims: Default::default(),
             fail_answers: Default::default(),
             fail_index: Default::default(),
             fail_review_reads: Default::default(),
@@ -446,6 +450,12 @@ impl airlock::store::Store for FaultyStore {
         if writes_state(b"\"state\":\"executing\"") {
             let ms = self.delay_claim_ms.swap(0, SeqCst);
             std::thread::sleep(std::time::Duration::from_millis(ms));
+            if take(&self.unflushed_claims) {
+                self.inner.commit(batches)?;
+                return Err(airlock::store::StoreError::Io(
+                    "test store: the flush after the write failed".into(),
+                ));
+            }
         }
         let reviews = batches.iter().flat_map(|b| &b.writes).any(|w| {
             matches!(

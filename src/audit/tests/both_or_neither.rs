@@ -31,10 +31,16 @@ fn an_entry_and_its_writes_land_together_or_not_at_all() {
     let fx = Fixture::new();
     let store = fx.store();
     let log = fx.open_on(store.clone(), 3);
-    assert!(log.append_if(gap(), swap(b"r1", None, b"pending")).unwrap());
+    assert_eq!(
+        log.append_if(gap(), swap(b"r1", None, b"pending")).unwrap(),
+        Landed::Durable
+    );
     assert_eq!(review(&store, b"r1").as_deref(), Some(&b"pending"[..]));
     // The record is no longer as expected: neither the entry nor the write.
-    assert!(!log.append_if(gap(), swap(b"r1", None, b"again")).unwrap());
+    assert_eq!(
+        log.append_if(gap(), swap(b"r1", None, b"again")).unwrap(),
+        Landed::Changed
+    );
     assert_eq!(export(&log, 0).len(), 1);
     // One group: the second swap of r2 expects what the first replaces, the third expects
     // what is not there; both are left out, the others chained one after the other.
@@ -44,7 +50,10 @@ fn an_entry_and_its_writes_land_together_or_not_at_all() {
         (gap(), swap(b"r1", Some(b"approved"), b"executing")),
         (gap(), swap(b"r1", Some(b"pending"), b"approved")),
     ]);
-    let results: Vec<bool> = results.into_iter().map(Result::unwrap).collect();
+    let results: Vec<bool> = results
+        .into_iter()
+        .map(|r| r.unwrap() == Landed::Durable)
+        .collect();
     assert_eq!(results, [true, false, false, true]);
     assert_eq!(review(&store, b"r2").as_deref(), Some(&b"a"[..]));
     assert_eq!(review(&store, b"r1").as_deref(), Some(&b"approved"[..]));
@@ -57,7 +66,7 @@ fn an_entry_and_its_writes_land_together_or_not_at_all() {
         log.append_all_if(vec![(gap(), swap(b"r2", None, b"c"))])
             .pop()
             .map(Result::unwrap),
-        Some(false)
+        Some(Landed::Changed)
     );
     assert_eq!(export(&log, 0).len(), 4);
     log.verify_live().unwrap();
@@ -106,10 +115,14 @@ fn a_store_that_refuses_the_commit_writes_neither() {
     assert!(log.append_if(gap(), swap(b"r1", None, b"x")).is_err());
     assert_eq!(review(&store, b"r1"), None);
     assert!(log.entries(0).unwrap().is_empty());
-    // A commit that landed and then reported a failure: both landed, once.
+    // A commit that landed and then reported a failure: both landed, once, and the caller
+    // hears they may not survive a crash.
     flaky.fail.store(false, Ordering::SeqCst);
     flaky.land_then_fail.store(true, Ordering::SeqCst);
-    assert!(log.append_if(gap(), swap(b"r1", None, b"x")).unwrap());
+    assert_eq!(
+        log.append_if(gap(), swap(b"r1", None, b"x")).unwrap(),
+        Landed::Unflushed
+    );
     assert_eq!(review(&store, b"r1").as_deref(), Some(&b"x"[..]));
     log.append_value("decision", event(0)).unwrap();
     let lines = export(&log, 0);
@@ -186,7 +199,7 @@ fn a_record_changed_after_its_read_is_left_out_and_the_rest_lands() {
             (gap(), swap(b"r6", None, b"ours")),
         ])
         .into_iter()
-        .map(Result::unwrap)
+        .map(|r| r.unwrap() == Landed::Durable)
         .collect();
     assert_eq!(results, [false, true]);
     assert_eq!(review(&store, b"r5").as_deref(), Some(&b"theirs"[..]));
