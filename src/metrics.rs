@@ -73,6 +73,7 @@ struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     reviews_pending: Gauge,
+    claims_paused: Gauge,
     decisions: Family<DecisionLabels, Histogram, fn() -> Histogram>,
     upstream_errors: Family<KindLabels, Counter>,
     tls_handshakes: Family<ResultLabels, Counter>,
@@ -89,6 +90,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let m = Metrics {
         requests: Family::default(),
         reviews_pending: Gauge::default(),
+        claims_paused: Gauge::default(),
         decisions: Family::new_with_constructor(decision_histogram as fn() -> Histogram),
         upstream_errors: Family::default(),
         tls_handshakes: Family::default(),
@@ -110,6 +112,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "reviews_pending",
         "Held requests awaiting a decision (read from the store at each scrape)",
         m.reviews_pending.clone(),
+    );
+    registry.register(
+        "claims_paused",
+        "1 while this instance neither claims approved reviews nor gives up other instances' claims: its clock is too far from the shared database's",
+        m.claims_paused.clone(),
     );
     registry.register(
         "review_decision_seconds",
@@ -195,6 +202,11 @@ thread_local! {
     /// labels are.
     static REQUEST_COUNTERS: RefCell<HashMap<&'static str, HashMap<Box<str>, CountersByTool>>> =
         RefCell::default();
+}
+
+/// Claims paused (this instance's clock too far from the shared database's) or resumed.
+pub fn claims_paused(paused: bool) {
+    METRICS.claims_paused.set(i64::from(paused));
 }
 
 /// A review decided (`approved`, `rejected`, `expired`) `waited` after it was held.

@@ -82,7 +82,7 @@ async fn setup_on_faulty_store(toml: &str) -> (FakeUpstream, Airlock, Arc<suppor
 }
 
 /// Approves review `id` from a task of its own (with the admin token) and returns once the
-/// upstream has the request; the task answers when the send ends.
+/// upstream has the request (one more than it had); the task answers when the send ends.
 async fn approve_until_sent(
     a: &Airlock,
     up: &FakeUpstream,
@@ -91,10 +91,11 @@ async fn approve_until_sent(
 {
     let (addr, token) = (a.admin_addr, a.admin_token.clone());
     let path = format!("/v1/reviews/{id}/approve");
+    let before = up.count();
     let approving = tokio::spawn(async move {
         airlock::admin::client::call(addr, &token, http::Method::POST, &path, None).await
     });
-    while up.count() == 0 {
+    while up.count() == before {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     approving

@@ -5,8 +5,9 @@
 //! Routes:
 //! - `GET  /healthz`                      liveness, no auth, any Host header
 //! - `GET  /readyz`                       readiness, no auth, any Host header: 200 once the
-//!   store is open and recovered (the listeners only open then) and while it answers reads;
-//!   503 otherwise
+//!   store is open and recovered (the listeners only open then) and while it answers reads
+//!   (with `"claimsPaused": true` while this instance's clock is too far off the shared
+//!   database's to claim sends); 503 otherwise
 //! - `GET  /metrics`                      Prometheus metrics (OpenMetrics text), admin token only
 //!
 //! Every route but the two probes checks the Host header (a DNS-rebinding guard).
@@ -457,7 +458,15 @@ async fn route(admin: &Admin, req: Request<Incoming>, local: bool) -> Response<B
     }
     if path == "/readyz" {
         return match admin.gate.totals().await {
-            Ok(_) => json_response(StatusCode::OK, &serde_json::json!({"ready": true})),
+            // Still ready when claims are paused (a clock too far off): it holds and serves,
+            // and other instances send its approvals. Which it is, not why, is said here.
+            Ok(_) => {
+                let mut ready = serde_json::json!({"ready": true});
+                if admin.gate.claims_paused().is_some() {
+                    ready["claimsPaused"] = serde_json::Value::Bool(true);
+                }
+                json_response(StatusCode::OK, &ready)
+            }
             Err(e) => {
                 // Unauthenticated: the detail (a path, a database address) goes to the log.
                 tracing::warn!(error = %e, "readiness check: the review store does not answer");

@@ -231,6 +231,9 @@ pub struct Gate {
     waits: AgentSlots,
     /// Agents' status reads in progress, bounded per agent (the rest wait their turn).
     status_reads: agent_turns::AgentTurns,
+    /// Why this instance neither claims approved reviews nor gives up other instances' claims
+    /// now (its clock is too far from the shared store's, found by a periodic check).
+    claims_paused: std::sync::Mutex<Option<String>>,
     /// Reviews this process is claiming or executing, by id (counted: an approval's own call
     /// and a sweep may race for one claim): never given up as lapsed by its own sweeps, nor
     /// claimed again by them meanwhile.
@@ -266,6 +269,7 @@ impl Gate {
             hold_turns: agent_turns::AgentTurns::new(1),
             waits: AgentSlots::new(MAX_WAITS_PER_AGENT),
             status_reads: agent_turns::AgentTurns::new(MAX_STATUS_READS_PER_AGENT),
+            claims_paused: Default::default(),
             sending: AgentSlots::new(usize::MAX),
         })
     }
@@ -304,8 +308,22 @@ impl Gate {
         u64::try_from(slack.as_millis() / 2).unwrap_or(u64::MAX)
     }
 
+    /// How long past its lease another instance's claim is given up: two instances' clocks
+    /// may differ by twice [`Gate::max_clock_skew_ms`], one ahead of the database's and one
+    /// behind.
+    pub fn lapse_grace_ms(&self) -> u64 {
+        self.max_clock_skew_ms().saturating_mul(2)
+    }
+
+    /// Why claims are paused (this instance's clock was found too far off), if they are.
+    pub fn claims_paused(&self) -> Option<String> {
+        let paused = self.claims_paused.lock().unwrap_or_else(|e| e.into_inner());
+        paused.clone()
+    }
+
     /// Checks this instance's clock against the shared store's: `Err` (with what to do) past
-    /// [`Gate::max_clock_skew_ms`], a warning past a second.
+    /// [`Gate::max_clock_skew_ms`], a warning past a second. Past it, claims pause (no claim,
+    /// no other instance's claim given up) until a check finds the clock within it again.
     pub async fn check_clock(self: &Arc<Self>) -> Result<(), GateError> {
         let Some(skew) = self.clock_skew_ms().await? else {
             return Ok(());
@@ -313,11 +331,15 @@ impl Gate {
         let allowed = self.max_clock_skew_ms();
         let way = if skew >= 0 { "ahead of" } else { "behind" };
         let secs = skew.unsigned_abs() as f64 / 1000.0;
-        if skew.unsigned_abs() > allowed {
-            return Err(GateError::BadRequest(format!(
+        let off = (skew.unsigned_abs() > allowed).then(|| {
+            format!(
                 "this host's clock is {secs:.1}s {way} the database's; instances sharing it compare clocks to tell a lapsed claim (gate.execution_lease) from a running send, and more than {:.1}s (half of execution_lease minus execution_timeout) could let a call be sent twice: fix the clock (NTP) or lengthen gate.execution_lease",
                 allowed as f64 / 1000.0
-            )));
+            )
+        });
+        self.pause_claims(off.clone());
+        if let Some(why) = off {
+            return Err(GateError::BadRequest(why));
         }
         if skew.unsigned_abs() > 1000 {
             tracing::warn!(
@@ -327,6 +349,22 @@ impl Gate {
             );
         }
         Ok(())
+    }
+
+    /// Pauses claims for `why`, or resumes them (`None`), saying so when that changes.
+    fn pause_claims(&self, why: Option<String>) {
+        let mut paused = self.claims_paused.lock().unwrap_or_else(|e| e.into_inner());
+        match (&*paused, &why) {
+            (None, Some(why)) => tracing::error!(
+                "{why}; until it is back within bounds this instance claims no approved review (other instances send them) and gives up no other instance's claim"
+            ),
+            (Some(_), None) => tracing::warn!(
+                "this host's clock is back within the allowed skew of the database's; claiming again"
+            ),
+            _ => {}
+        }
+        crate::metrics::claims_paused(why.is_some());
+        *paused = why;
     }
 
     /// On a store other instances share: wakes this instance's waiters (wait-mode, the

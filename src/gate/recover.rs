@@ -221,13 +221,19 @@ impl Gate {
     pub(super) async fn reap_lapsed(self: &Arc<Self>) -> Result<usize, GateError> {
         let now = self.now_ms();
         // On a shared store the lease was set by another instance's clock, which may be behind
-        // ours by up to the allowed skew: given up only past that too, so a send still running
-        // on a slow clock is never called lapsed (its own clock ends it by its lease).
+        // ours by up to twice the allowed skew (each may be off the database's by that, in
+        // opposite ways): given up only past that too, so a send still running on a slow clock
+        // is never called lapsed (its own clock ends it by its lease).
         let grace = if self.shared_store() {
-            self.max_clock_skew_ms()
+            self.lapse_grace_ms()
         } else {
             0
         };
+        // With this clock too far off, no other instance's lease can be judged (and a claim
+        // of this process's is either still sending, below, or left to the others).
+        if self.claims_paused().is_some() {
+            return Ok(0);
+        }
         let mut n = 0;
         for review in self.all_reviews_in(ReviewState::Executing).await? {
             let lease = review.execution.as_ref().and_then(|e| e.lease_until_ms);
@@ -363,8 +369,8 @@ impl Gate {
     pub async fn run_sweeper(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(self.cfg.sweep_interval);
         let mut prune = tokio::time::interval(std::time::Duration::from_secs(60));
-        // A clock that drifts after start is reported (sending stays as it was: the claim's
-        // lease check still guards each send).
+        // A clock that drifts after start pauses claims (`check_clock`), checked again every
+        // minute (with retention) until it is back.
         let mut clock = tokio::time::interval(std::time::Duration::from_secs(600));
         clock.tick().await;
         loop {
@@ -384,11 +390,18 @@ impl Gate {
                         tracing::error!(error = %e, "clock check against the shared store");
                     }
                 }
-                _ = prune.tick() => match self.timed(Gate::prune).await {
-                    (Ok(0), _) => {}
-                    (Ok(n), ms) => tracing::info!(target: "airlock::gate", removed = n, elapsed_ms = ms, "removed finished reviews past store.retention (their audit entries stay)"),
-                    (Err(e), _) => tracing::error!(error = %e, "retention sweep failed"),
-                },
+                _ = prune.tick() => {
+                    match self.timed(Gate::prune).await {
+                        (Ok(0), _) => {}
+                        (Ok(n), ms) => tracing::info!(target: "airlock::gate", removed = n, elapsed_ms = ms, "removed finished reviews past store.retention (their audit entries stay)"),
+                        (Err(e), _) => tracing::error!(error = %e, "retention sweep failed"),
+                    }
+                    if self.claims_paused().is_some() {
+                        if let Err(e) = self.check_clock().await {
+                            tracing::error!(error = %e, "clock check against the shared store");
+                        }
+                    }
+                }
                 _ = shutdown.cancelled() => return,
             }
         }

@@ -228,3 +228,121 @@ async fn a_claim_the_store_may_not_keep_is_not_sent_on() {
     assert_eq!(r["state"], "executed", "{r}");
     assert_eq!(up.count(), 1);
 }
+
+/// Two instances on one database, each on its own test clock set `offset_s` from the real
+/// one (negative: behind), one audit key between them; their sweeps run only when called.
+async fn two_instances_on_postgres(
+    offsets_s: [i64; 2],
+) -> Option<(
+    FakeUpstream,
+    [(Airlock, Arc<ManualClock>); 2],
+    tempfile::TempDir,
+)> {
+    support::init();
+    let cluster = support::postgres::Cluster::shared()?;
+    let url = cluster.fresh_database();
+    let up = FakeUpstream::start(Default::default()).await;
+    let shared = tempfile::tempdir().expect("tmp");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_millis() as i64;
+    let toml = format!(
+        "[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n[gate]\nexecution_timeout = \"10s\"\n\
+         execution_lease = \"30s\"\nsweep_interval = \"1h\"\n"
+    );
+    let mut out = Vec::new();
+    for offset in offsets_s {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut config = Airlock::config(&toml, dir.path(), &up, HOSTS);
+        config.audit.key_file = Some(shared.path().join("audit-key.pem"));
+        let clock = Arc::new(ManualClock::default());
+        clock.0.store((now + offset * 1000) as u64, SeqCst);
+        let a = Airlock::start_with_parts(config, dir, Arc::new(TestRules), clock.clone()).await;
+        out.push((a, clock));
+    }
+    let [a, b]: [(Airlock, Arc<ManualClock>); 2] = out.try_into().ok()?;
+    Some((up, [a, b], shared))
+}
+
+/// Review of session 21: each instance may be off the database's clock by half the lease's
+/// slack (10 s here), so two may differ by all of it, but another instance's claim was given
+/// up only half the slack past its lease: an instance 7 s ahead gave up, as lapsed, the send
+/// of one 7 s behind while its lease still ran (`outcome_unknown`, open to a retry that sends
+/// again). It waits twice that now. And an instance whose later check finds its clock too far
+/// off only logged it: it now neither claims (another instance sends the call) nor gives up
+/// another's claim until its clock is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clocks_apart_by_the_allowed_skew_never_give_up_a_running_send() {
+    let Some((up, [(a, clock_a), (b, clock_b)], _keys)) = two_instances_on_postgres([-7, 7]).await
+    else {
+        return; // the reason is printed; CI requires PostgreSQL
+    };
+    let (_, headers, _) = hold_delete(&a, "/repos/octo/stall-skew").await;
+    let id = review_id(&headers);
+    let approving = approve_until_sent(&a, &up, &id).await;
+    // 28 s on: A's lease (30 s by its clock) still runs; B reads 12 s past it.
+    clock_a.advance(Duration::from_secs(28));
+    clock_b.advance(Duration::from_secs(28));
+    b.gate.recover().await.expect("B's sweep");
+    let r = a.gate.get(&id).await.expect("get");
+    assert_eq!(r.state, ReviewState::Executing, "given up mid-send: {r:?}");
+    up.state.no_stall.store(true, SeqCst);
+    up.state.unstall.notify_waiters();
+    let (code, r) = approving.await.expect("join").expect("call");
+    assert_eq!((code, r["state"].as_str()), (200, Some("executed")), "{r}");
+
+    // B's clock falls a minute behind: its check pauses its claims. An approval on B is
+    // recorded, and not sent by B.
+    let real_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_millis() as u64
+    };
+    clock_b.0.store(real_ms() - 60_000, SeqCst);
+    let err = b.gate.check_clock().await.expect_err("too far off");
+    assert!(err.to_string().contains("behind"), "{err}");
+    let (_, ready) = b.admin("GET", "/readyz", None).await;
+    assert_eq!(ready["claimsPaused"], true, "{ready}");
+    let (_, headers, _) = hold_delete(&b, "/repos/octo/on-b").await;
+    let third = review_id(&headers);
+    let (code, r) = b
+        .admin("POST", &format!("/v1/reviews/{third}/approve"), None)
+        .await;
+    assert_eq!(code, 202, "{r}");
+    assert!(r["message"].to_string().contains("clock"), "{r}");
+    assert_eq!(up.count(), 1);
+
+    // A minute ahead, still paused: B does not judge the lease of A's new send.
+    clock_b.0.store(real_ms() + 60_000, SeqCst);
+    let err = b.gate.check_clock().await.expect_err("too far off");
+    assert!(err.to_string().contains("ahead of"), "{err}");
+    let (_, headers, _) = hold_delete(&a, "/repos/octo/stall-two").await;
+    let second = review_id(&headers);
+    up.state.no_stall.store(false, SeqCst);
+    let approving = approve_until_sent(&a, &up, &second).await;
+    b.gate.recover().await.expect("B's sweep");
+    let r = a.gate.get(&second).await.expect("get");
+    assert_eq!(r.state, ReviewState::Executing, "{r:?}");
+    up.state.no_stall.store(true, SeqCst);
+    up.state.unstall.notify_waiters();
+    let (code, r) = approving.await.expect("join").expect("call");
+    assert_eq!((code, r["state"].as_str()), (200, Some("executed")), "{r}");
+    assert_eq!(up.count(), 2);
+
+    // Its clock back: B claims again.
+    clock_b.0.store(real_ms(), SeqCst);
+    b.gate.check_clock().await.expect("within bounds");
+    let (_, ready) = b.admin("GET", "/readyz", None).await;
+    assert!(ready.get("claimsPaused").is_none(), "{ready}");
+    b.gate.recover().await.expect("B's sweep");
+    support::eventually("B's send", support::WAIT, || async {
+        let r = b.gate.get(&third).await.expect("get");
+        (r.state == ReviewState::Executed)
+            .then_some(())
+            .ok_or(r.state.as_str())
+    })
+    .await;
+    assert_eq!(up.count(), 3);
+}
