@@ -2,6 +2,7 @@
 //! stored request once, record the upstream's answer.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::{HeaderName, HeaderValue, Method, Request};
 use http_body_util::BodyExt;
@@ -133,10 +134,14 @@ impl Gate {
         // ends by its own (monotonic) timeout, whatever the wall clock did meanwhile.
         let _sending = self.sending.enter(id);
         let started = self.now_ms();
+        // The claim's lease as this process keeps it: `gate.execution_lease` from now on the
+        // monotonic clock, whatever the wall clock does meanwhile (the stored lease, `started`
+        // plus as much, is for the other instances' clocks).
+        let lease_end = Instant::now() + self.config().execution_lease;
         // The permit comes only from the durable `approved -> executing` claim.
         let mut claimed: Option<Review> = None;
         let permitted = permit::check_claim(id, async {
-            let review = self.claim(id, started, who).await?;
+            let review = self.claim(id, started, lease_end, who).await?;
             let request = build_request(&review.request);
             claimed = Some(review);
             Ok::<_, GateError>(request)
@@ -162,22 +167,21 @@ impl Gate {
         };
         // The send must end within the claim's lease, or another instance could give the claim
         // up as lapsed (`outcome_unknown`) while this one is still sending, and a human retry
-        // would send the request a second time. `started` was taken before the claim's audit
-        // read and commit, which may have waited on a busy store.
+        // would send the request a second time. `lease_end` was set before the claim's audit
+        // read and commit, which may have waited on a busy store, and is measured on the
+        // monotonic clock (a wall clock stepped back meanwhile does not lengthen it).
         // Past the send, the lease keeps a margin for recording its outcome.
         let limit = self.config().execution_timeout;
         let needed = limit + record_margin(self.config().execution_lease, limit);
-        let lease_until = review
-            .execution
-            .as_ref()
-            .and_then(|e| e.lease_until_ms)
-            .unwrap_or(0);
-        let lease_left = lease_until.saturating_sub(self.now_ms());
-        if u128::from(lease_left) <= needed.as_millis() {
+        let lease_left = lease_end.saturating_duration_since(Instant::now());
+        if lease_left <= needed {
             let why = format!(
                 "not sent: recording the claim took {}s, leaving {}s of its lease (gate.execution_lease), less than gate.execution_timeout and {}s to record the outcome; a retry sends it",
-                self.now_ms().saturating_sub(started) as f64 / 1000.0,
-                lease_left as f64 / 1000.0,
+                self.config()
+                    .execution_lease
+                    .saturating_sub(lease_left)
+                    .as_secs_f64(),
+                lease_left.as_secs_f64(),
                 needed.saturating_sub(limit).as_secs_f64()
             );
             tracing::error!(review = %review.id, "{why}");
@@ -235,7 +239,7 @@ impl Gate {
         let answered = outcome.answered_status();
         let unsent = matches!(outcome, Outcome::NotSent(_));
         match self
-            .record_outcome(&review.id, started, lease_until, finished, outcome)
+            .record_outcome(&review.id, started, lease_end, finished, outcome)
             .await
         {
             Err(GateError::AlreadyDecided { .. }) => self.get(&review.id).await,
@@ -267,7 +271,7 @@ impl Gate {
         self: &Arc<Self>,
         id: &str,
         started: u64,
-        lease_until: u64,
+        lease_end: Instant,
         finished: u64,
         outcome: Outcome,
     ) -> Result<Review, GateError> {
@@ -286,8 +290,7 @@ impl Gate {
                 .await;
             match recorded {
                 Err(e @ (GateError::Store(_) | GateError::Audit(_) | GateError::Contention(_)))
-                    if tries < 3
-                        || self.now_ms().saturating_add(pause.as_millis() as u64) < lease_until =>
+                    if tries < 3 || Instant::now() + pause < lease_end =>
                 {
                     tracing::warn!(review = %id, error = %e, attempt = tries, "the outcome could not be stored; trying again");
                     tokio::time::sleep(pause).await;
@@ -408,6 +411,7 @@ impl Gate {
         self: &Arc<Self>,
         id: &str,
         started: u64,
+        lease_end: Instant,
         who: Claimer,
     ) -> Result<Review, GateError> {
         // This clock is too far off the database's to set a lease others can judge: another
@@ -491,11 +495,10 @@ impl Gate {
             // read `approved` again and be claimed and sent anew. Its attempt ends unsent.
             ReviewState::Executing if !durable => {
                 tracing::error!(review = %claimed.id, "{UNFLUSHED_CLAIM}");
-                let lease_until = claimed.execution.as_ref().and_then(|e| e.lease_until_ms);
                 let outcome = Outcome::NotSent(UNFLUSHED_CLAIM.to_string());
                 let now = self.now_ms();
                 let ended = self
-                    .record_outcome(id, started, lease_until.unwrap_or(0), now, outcome)
+                    .record_outcome(id, started, lease_end, now, outcome)
                     .await;
                 if let Err(e) = ended {
                     tracing::error!(review = %id, error = %e, "an unsent attempt could not be recorded; the review ends outcome_unknown once its claim's lease lapses, although nothing was sent");

@@ -346,3 +346,40 @@ async fn clocks_apart_by_the_allowed_skew_never_give_up_a_running_send() {
     .await;
     assert_eq!(up.count(), 3);
 }
+
+/// Review of session 21: a send checked what was left of its own claim's lease on the wall
+/// clock, so a clock stepped back while the claim was being recorded (NTP, a VM resumed)
+/// let a send start that could outlast the lease other instances judge it by. The lease is
+/// now measured on the monotonic clock from the claim's start: a claim that took 1.5 s of a
+/// 2 s lease is not sent, whatever the wall clock says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wall_clock_stepped_back_does_not_lengthen_a_claims_lease() {
+    let (up, a, store, clock, _) =
+        setup_on_faulty_store_at("[gate]\nexecution_timeout = \"1s\"\nexecution_lease = \"2s\"\n")
+            .await;
+    let (_, headers, _) = hold_delete(&a, "/repos/octo/stepped-back").await;
+    let id = review_id(&headers);
+    store.delay_claim_ms.store(1_500, SeqCst);
+    let approving = {
+        let (addr, token) = (a.admin_addr, a.admin_token.clone());
+        let path = format!("/v1/reviews/{id}/approve");
+        tokio::spawn(async move {
+            airlock::admin::client::call(addr, &token, http::Method::POST, &path, None).await
+        })
+    };
+    // While the claim is being recorded, the wall clock is stepped back 2 s.
+    support::eventually("the claim under way", support::WAIT, || async {
+        (store.delay_claim_ms.load(SeqCst) == 0).then_some(())
+    })
+    .await;
+    clock.0.fetch_sub(2_000, SeqCst);
+    let (code, r) = approving.await.expect("join").expect("call");
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["state"], "failed", "{r}");
+    let error = r["result"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("not sent") && error.contains("execution_lease"),
+        "{r}"
+    );
+    assert_eq!(up.count(), 0, "nothing was sent");
+}
