@@ -54,15 +54,21 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Fixture {
+        Fixture::start_with("").await
+    }
+
+    /// [`Fixture::start`] with `extra` appended to the config file.
+    async fn start_with(extra: &str) -> Fixture {
         support::init();
         let up = FakeUpstream::start(Default::default()).await;
         let token = airlock::agents::generate_token();
-        let toml = airlock::agents::config_block(
+        let mut toml = airlock::agents::config_block(
             "coder",
             &airlock::agents::token_digest(&token),
             &["github".into(), "stripe".into()],
             None,
         );
+        toml.push_str(extra);
         let dir = tempfile::tempdir().expect("dir");
         let config = Airlock::config(&toml, dir.path(), &up, HOSTS);
         assert!(!config.proxy.allow_anonymous, "proxy credentials required");
@@ -787,6 +793,77 @@ except stripe.StripeError as e:
     );
     assert!(!message.contains("Invalid response object"), "{out}");
     assert_eq!(f.up.count(), 0, "nothing reached Stripe");
+}
+
+/// Review of session 21: Airlock's own refusals on a Stripe host were `{"error":"<code>",…}`,
+/// which stripe-python takes for an OAuth error and crashes on (`AttributeError: 'str' object
+/// has no attribute 'get'`). They are Stripe's error object now: stripe-python raises
+/// `InvalidRequestError` for a reserved Idempotency-Key (400) and `RateLimitError` past the
+/// pending-reviews cap (429), each with the message and `airlock_<code>`; on GitHub the same
+/// refusal carries `documentation_url` beside its `message`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stripe_python_reads_airlocks_refusals_as_stripe_errors() {
+    let f = Fixture::start_with("[gate]\nmax_pending_per_agent = 1\n").await;
+    let script = r#"
+import os, stripe
+stripe.api_key = "sk_test_not_a_real_key"
+stripe.proxy = os.environ["AGENT_PROXY"]
+stripe.ca_bundle_path = os.environ["AIRLOCK_CA"]
+stripe.max_network_retries = 0
+def attempt(**kw):
+    try:
+        stripe.Charge.create(currency="usd", source="tok_visa", **kw)
+        print("NOT RAISED")
+    except stripe.StripeError as e:
+        print(type(e).__name__, e.http_status, e.error.code if e.error else None,
+              (e.headers or {}).get("stripe-should-retry"), "|", str(e).replace("\n", " "))
+attempt(amount=1000, idempotency_key="airlock-mine")   # reserved key: 400
+attempt(amount=50000)                                  # held: 423
+attempt(amount=60000)                                  # past the cap of 1: 429
+"#;
+    let env = vec![
+        ("AGENT_PROXY".to_string(), f.agent_proxy.clone()),
+        ("AIRLOCK_CA".to_string(), path_str(&f.airlock.ca_file())),
+    ];
+    let (code, out, err) = run_with("python3", &["-c", script], env).await;
+    assert_eq!(code, 0, "stripe-python did not crash: {out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}{err}");
+    let reserved = lines[0];
+    assert!(
+        reserved.starts_with("InvalidRequestError 400 airlock_idempotency_key_reserved false | ")
+            && reserved.contains("starts with \"airlock-\""),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("APIError 423 airlock_held false"),
+        "{out}"
+    );
+    let capped = lines[2];
+    assert!(
+        capped.starts_with("RateLimitError 429 airlock_too_many_pending_reviews false | ")
+            && capped.contains("gate.max_pending_per_agent"),
+        "{out}"
+    );
+    assert_eq!(f.up.count(), 0, "nothing reached Stripe");
+
+    // GitHub's clients print `message` and `documentation_url`.
+    let resp = f
+        .agent()
+        .delete("https://api.github.com/repos/octo/demo")
+        .header("idempotency-key", "airlock-mine")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 400);
+    assert_eq!(header(&resp, "airlock-reason"), "idempotency_key_reserved");
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["error"], "idempotency_key_reserved", "{body}");
+    assert!(body["message"].as_str().is_some(), "{body}");
+    assert_eq!(
+        body["documentation_url"], "http://airlock.local/#refused",
+        "{body}"
+    );
 }
 
 /// gh, with only `HTTPS_PROXY` and `SSL_CERT_FILE`: a held call prints the review id and its

@@ -97,7 +97,13 @@ pub async fn handle(
             if log.verdict == "none" {
                 log.verdict = format!("refused:{}", refusal.code).into();
             }
-            refusal.into_response()
+            // In the language of the host's clients (Stripe's error object on Stripe). Nothing
+            // was stored: a 5xx (an upstream failure, an audit log that could not record a
+            // soft-gated call) is the library's to retry, as a network error would be.
+            let host = &conn.target.host;
+            let service = proxy.classifier.service_for_host(host);
+            let family = super::dialect::Family::of(service.as_deref(), host);
+            super::dialect::refusal(refusal, family, super::dialect::Retry::Harmless)
         }
     };
     log.status = resp.status().as_u16();
@@ -337,8 +343,9 @@ async fn phases(
                 agent: conn.agent.name.clone(),
                 agent_owner: conn.agent.owner.clone(),
             };
+            let family = super::dialect::Family::of(verdict.service.as_deref(), &conn.target.host);
             let hold = proxy.gate.hold(held, verdict).await;
-            Ok(super::held::render(hold, report.as_ref()))
+            Ok(super::held::render(hold, report.as_ref(), family))
         }
     }
 }
@@ -730,10 +737,10 @@ fn block_response(verdict: &Verdict, decision_id: &str, host: &str) -> Response<
         "tool": verdict.tool,
         "message": verdict.explanation,
     });
-    let stripe = super::held::dress_blocked(&mut body, verdict.service.as_deref(), host);
+    let stripe = super::dialect::dress_blocked(&mut body, verdict.service.as_deref(), host);
     let mut resp = crate::wire::json_response(StatusCode::FORBIDDEN, &body);
     if stripe {
-        super::held::no_stripe_retry(resp.headers_mut());
+        super::dialect::no_stripe_retry(resp.headers_mut());
     }
     resp.headers_mut().insert(
         crate::gate::OUTCOME_HEADER,

@@ -9,10 +9,11 @@
 //! (`error.type`, `error.code = "airlock_held"`, `error.message`) so Stripe's libraries raise an
 //! error naming the review; on GitHub `documentation_url`, which Octokit appends. A git push
 //! that asked for a report gets one instead (`git_report`). Answers after a wait that did not
-//! execute, and blocks on Stripe (`dress_blocked`), are dressed the same way.
+//! execute, and refusals to hold, are dressed the same way (`dialect.rs`).
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
+use super::dialect::{self, no_stripe_retry, stripe_error, Family, Retry, HELD_DOC_URL};
 use super::git_report::{self, ReportRequest};
 use crate::gate::agent_api;
 use crate::gate::review::{rfc3339, Review, ReviewState};
@@ -21,13 +22,15 @@ use crate::wire::{json_response, Body, Refusal};
 
 /// Header with the URL an agent polls for a held request's outcome.
 pub const STATUS_URL_HEADER: &str = "airlock-status-url";
-/// What a held request means and what to do about it (the page on `airlock.local`).
-pub const HELD_DOC_URL: &str = "http://airlock.local/#held";
 /// `error.code` of a held Stripe request.
 pub const STRIPE_HELD_CODE: &str = "airlock_held";
 
-/// The agent's answer to `hold`; `git`: what a git push asked to hear back, if it reads reports.
-pub fn render(hold: Hold, git: Option<&ReportRequest>) -> Response<Body> {
+/// The agent's answer to `hold`; `git`: what a git push asked to hear back, if it reads reports;
+/// `family`: the client's language for a refusal (a held review carries its own).
+pub fn render(hold: Hold, git: Option<&ReportRequest>, family: Family) -> Response<Body> {
+    // A refused hold may have been stored after all (a commit the store reported as failed),
+    // and a library's retry would queue another review: never by itself.
+    let refused = |r: Refusal| dialect::refusal(r, family, Retry::Never);
     match hold {
         Hold::Held(review) => git
             .and_then(|g| git_held(g, &review))
@@ -36,85 +39,32 @@ pub fn render(hold: Hold, git: Option<&ReportRequest>) -> Response<Body> {
             .and_then(|g| git_refused(g, &review))
             .unwrap_or_else(|| finished(&review)),
         Hold::Unknown(review) => state_unknown(&review),
-        Hold::Refused(HoldRefusal::Unstorable(why)) => {
-            Refusal::client(StatusCode::BAD_REQUEST, "unstorable_request", why).into_response()
-        }
-        Hold::Refused(HoldRefusal::AuditUnavailable) => Refusal::internal(
+        Hold::Refused(HoldRefusal::Unstorable(why)) => refused(Refusal::client(
+            StatusCode::BAD_REQUEST,
+            "unstorable_request",
+            why,
+        )),
+        Hold::Refused(HoldRefusal::AuditUnavailable) => refused(Refusal::internal(
             "audit_unavailable",
             "this request needs human approval but the audit log cannot be written; it was not queued or forwarded",
-        )
-        .into_response(),
-        Hold::Refused(HoldRefusal::TooManyPending(cap)) => Refusal::client(
+        )),
+        Hold::Refused(HoldRefusal::TooManyPending(cap)) => refused(Refusal::client(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_pending_reviews",
             format!(
                 "this request needs human approval, but this agent already has {cap} reviews pending (gate.max_pending_per_agent); it was not queued or forwarded: wait for decisions, then retry"
             ),
-        )
-        .into_response(),
+        )),
         Hold::Refused(HoldRefusal::KeyReused { key, review }) => key_reused(&key, &review),
-        Hold::Refused(HoldRefusal::StoreUnavailable) => Refusal::internal(
+        Hold::Refused(HoldRefusal::StoreUnavailable) => refused(Refusal::internal(
             "review_store_unavailable",
             "this request needs human approval but could not be queued; it was not forwarded",
-        )
-        .into_response(),
-    }
-}
-
-/// The API family a held answer imitates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Family {
-    Stripe,
-    GitHub,
-    Other,
-}
-
-impl Family {
-    /// By the rule's service, else by the host.
-    fn of(service: Option<&str>, host: &str) -> Family {
-        match service {
-            Some("stripe") => Family::Stripe,
-            Some("github") => Family::GitHub,
-            _ if host == "api.stripe.com" => Family::Stripe,
-            _ if host == "api.github.com" || host == "github.com" => Family::GitHub,
-            _ => Family::Other,
-        }
+        )),
     }
 }
 
 fn family(r: &Review) -> Family {
     Family::of(r.service.as_deref(), &r.request.host)
-}
-
-/// Stripe's error object (`type`, `code`, `message`, `doc_url`) for an answer Airlock gives
-/// itself on Stripe: its libraries otherwise fail with "Invalid response object from API".
-fn stripe_error(kind: &str, code: &str, message: &str) -> serde_json::Value {
-    serde_json::json!({
-        "type": kind,
-        "code": code,
-        "message": message,
-        "doc_url": HELD_DOC_URL,
-    })
-}
-
-/// Stripe's libraries retry only when told they may; a retry of a gated call would queue
-/// another review.
-pub fn no_stripe_retry(h: &mut HeaderMap) {
-    h.insert("stripe-should-retry", HeaderValue::from_static("false"));
-}
-
-/// Dresses a blocked request's JSON for the client: Stripe's error object on Stripe. True if it
-/// did (the answer then also gets [`no_stripe_retry`]).
-pub fn dress_blocked(body: &mut serde_json::Value, service: Option<&str>, host: &str) -> bool {
-    if Family::of(service, host) != Family::Stripe {
-        return false;
-    }
-    let message = body["message"]
-        .as_str()
-        .unwrap_or("blocked by Airlock's rules")
-        .to_string();
-    body["error"] = stripe_error("invalid_request_error", "airlock_blocked", &message);
-    true
 }
 
 /// The sentence every client shows: the review id and where to poll.
@@ -153,7 +103,7 @@ fn escalated(r: &Review) -> Response<Body> {
     match family {
         // Stripe's error object: its libraries raise an error carrying `message` and `code`.
         Family::Stripe => {
-            let mut error = stripe_error("api_error", STRIPE_HELD_CODE, &message);
+            let mut error = stripe_error("api_error", STRIPE_HELD_CODE, &message, HELD_DOC_URL);
             error["review_id"] = r.id.clone().into();
             error["status_url"] = status_url.into();
             body["error"] = error;
@@ -179,7 +129,7 @@ fn finished(r: &Review) -> Response<Body> {
         match family {
             Family::Stripe => {
                 let code = format!("airlock_{}", outcome.to_ascii_lowercase());
-                let mut error = stripe_error("api_error", &code, &message);
+                let mut error = stripe_error("api_error", &code, &message, HELD_DOC_URL);
                 error["review_id"] = r.id.clone().into();
                 error["status_url"] = agent_api::status_url(&r.id).into();
                 body["error"] = error;
@@ -250,7 +200,8 @@ fn state_unknown(r: &Review) -> Response<Body> {
     let family = family(r);
     match family {
         Family::Stripe => {
-            let mut error = stripe_error("api_error", "airlock_state_unknown", &message);
+            let mut error =
+                stripe_error("api_error", "airlock_state_unknown", &message, HELD_DOC_URL);
             error["review_id"] = id.clone().into();
             error["status_url"] = url.clone().into();
             body["error"] = error;

@@ -19,6 +19,7 @@
 pub mod access_log;
 pub mod allow_audit;
 mod budget;
+pub mod dialect;
 pub mod front;
 pub mod git_push;
 pub mod git_report;

@@ -88,11 +88,18 @@ impl Refusal {
     }
 
     pub fn into_response(self) -> Response<Body> {
-        let body = serde_json::json!({
+        self.into_response_with(|_| {})
+    }
+
+    /// [`Refusal::into_response`]; `dress` may reshape the JSON (`{"error": code, "side",
+    /// "message"}`) for the client that reads it.
+    pub fn into_response_with(self, dress: impl FnOnce(&mut serde_json::Value)) -> Response<Body> {
+        let mut body = serde_json::json!({
             "error": self.code,
             "side": self.side.as_str(),
             "message": self.message,
         });
+        dress(&mut body);
         let mut resp = json_response(self.status, &body);
         resp.headers_mut()
             .insert(REASON_HEADER, HeaderValue::from_static(self.code));

@@ -35,9 +35,12 @@ impl Resp {
     /// The JSON `error` code of an Airlock refusal, or the `outcome` of a verdict.
     pub fn code(&self) -> Option<String> {
         let v: serde_json::Value = serde_json::from_str(&self.body).ok()?;
-        v.get("error")
-            .or_else(|| v.get("outcome"))
-            .and_then(|c| c.as_str())
+        // On Stripe hosts `error` is Stripe's error object, its code `airlock_<code>`.
+        let stripe = || v["error"]["code"].as_str()?.strip_prefix("airlock_");
+        v["error"]
+            .as_str()
+            .or_else(|| v["outcome"].as_str())
+            .or_else(stripe)
             .map(str::to_string)
     }
 }
