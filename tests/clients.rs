@@ -866,6 +866,140 @@ attempt(amount=60000)                                  # past the cap of 1: 429
     );
 }
 
+/// Review of session 21: a gated body over `gate.max_body_bytes` was refused in the middle of
+/// its read and dropped with the rest unread, so the 413 often never reached the client: curl
+/// saw `(55) Broken pipe` after `100 Continue` or an HTTP/2 stream error, Python's requests an
+/// SSLEOFError. A declared length over the cap is now refused before a byte is read (no
+/// `100 Continue` goes out), and a body found too large has its rest read and discarded
+/// (bounded) before the answer: curl over HTTP/1.1 (with and without `Expect`, chunked) and
+/// HTTP/2 (with and without a length), and requests (sized and chunked), all read the 413.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_oversized_body_gets_a_413_every_client_reads() {
+    let f = Fixture::start_with("[gate]\nmax_body_bytes = 4096\n").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("body");
+    let mut body = b"amount=50000&currency=usd&description=".to_vec();
+    body.resize(body.len() + (2 << 20), b'x');
+    std::fs::write(&file, &body).expect("write");
+    let (ca, data) = (
+        path_str(&f.airlock.ca_file()),
+        format!("@{}", path_str(&file)),
+    );
+    let form = "content-type: application/x-www-form-urlencoded";
+    let cases: &[(&str, &[&str], bool)] = &[
+        (
+            "HTTP/1.1, Expect",
+            &[
+                "--http1.1",
+                "-H",
+                "expect: 100-continue",
+                "--data-binary",
+                &data,
+            ],
+            false,
+        ),
+        (
+            "HTTP/1.1, no Expect",
+            &["--http1.1", "-H", "expect:", "--data-binary", &data],
+            false,
+        ),
+        (
+            "HTTP/1.1, chunked",
+            &[
+                "--http1.1",
+                "-H",
+                "expect:",
+                "-H",
+                form,
+                "-X",
+                "POST",
+                "-T",
+                "-",
+            ],
+            true,
+        ),
+        ("HTTP/2", &["--http2", "--data-binary", &data], false),
+        (
+            "HTTP/2, no length",
+            &["--http2", "-H", form, "-X", "POST", "-T", "-"],
+            true,
+        ),
+    ];
+    for (case, extra, stdin) in cases {
+        let out = dir.path().join("answer");
+        let mut args: Vec<String> = [
+            "-sS",
+            "--max-time",
+            "20",
+            "--proxy",
+            &f.agent_proxy,
+            "--cacert",
+            &ca,
+            "-o",
+            &path_str(&out),
+            "-w",
+            "%{http_code}",
+        ]
+        .iter()
+        .chain(extra.iter())
+        .map(|s| s.to_string())
+        .collect();
+        args.push("https://api.stripe.com/v1/charges".into());
+        let input = stdin.then(|| std::fs::File::open(&file).expect("open"));
+        let (code, status, err) = tokio::task::spawn_blocking(move || {
+            let mut cmd = std::process::Command::new("curl");
+            cmd.args(&args);
+            if let Some(input) = input {
+                cmd.stdin(input);
+            }
+            let out = cmd.output().expect("curl");
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+        .await
+        .expect("join");
+        assert_eq!((code, status.as_str()), (0, "413"), "{case}: {err}");
+        let answer: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&out).expect("answer")).expect("json");
+        assert_eq!(
+            answer["error"]["code"], "airlock_body_too_large",
+            "{case}: {answer}"
+        );
+    }
+
+    // Python's requests sends the whole body before it reads the answer.
+    let script = r#"
+import os, requests
+s = requests.Session()
+s.proxies = {"https": os.environ["AGENT_PROXY"]}
+s.verify = os.environ["AIRLOCK_CA"]
+body = open(os.environ["BODY"], "rb").read()
+form = {"content-type": "application/x-www-form-urlencoded"}
+chunks = (body[i:i + 65536] for i in range(0, len(body), 65536))
+for data in (body, chunks):
+    r = s.post("https://api.stripe.com/v1/charges", data=data, headers=form, timeout=20)
+    print(r.status_code, r.json()["error"]["code"])
+"#;
+    let env = vec![
+        ("AGENT_PROXY".to_string(), f.agent_proxy.clone()),
+        ("AIRLOCK_CA".to_string(), ca.clone()),
+        ("BODY".to_string(), path_str(&file)),
+    ];
+    let (code, out, err) = run_with("python3", &["-c", script], env).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["413 airlock_body_too_large"; 2],
+        "{out}{err}"
+    );
+    let (_, list) = f.airlock.admin("GET", "/v1/reviews", None).await;
+    assert_eq!(list["reviews"].as_array().map(Vec::len), Some(0), "{list}");
+    assert_eq!(f.up.count(), 0, "nothing reached Stripe");
+}
+
 /// gh, with only `HTTPS_PROXY` and `SSL_CERT_FILE`: a held call prints the review id and its
 /// status URL (GitHub's `message`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -27,7 +27,7 @@ pub async fn read_commands(
     let mut reader = CommandReader::new(encoding);
     let mut read = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(super::handler::body_read_failed)?;
+        let frame = frame.map_err(super::body_read::read_failed)?;
         if let Some(data) = frame.data_ref() {
             read.extend_from_slice(data);
             if reader.feed(data) {

@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::access_log::AccessLog;
+use super::body_read::{self, BodyHead, Refused};
 use super::policy::Route;
 use super::Proxy;
 use crate::audit::{AuditPath, Decision, Event, GateKind, Outcome};
@@ -90,10 +91,12 @@ pub async fn handle(
         .unwrap_or("/")
         .to_string();
     let mut log = AccessLog::new(conn.clone(), req.method(), &pq);
+    let version = req.version();
     let req = req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
     let resp = match phases(&proxy, &conn, req, &pq, &mut log).await {
         Ok(r) => r,
-        Err(refusal) => {
+        Err(mut refused) => {
+            let refusal = refused.refusal.clone();
             if log.verdict == "none" {
                 log.verdict = format!("refused:{}", refusal.code).into();
             }
@@ -103,7 +106,10 @@ pub async fn handle(
             let host = &conn.target.host;
             let service = proxy.classifier.service_for_host(host);
             let family = super::dialect::Family::of(service.as_deref(), host);
-            super::dialect::refusal(refusal, family, super::dialect::Retry::Harmless)
+            let answer = refused.answer.take().unwrap_or_else(|| {
+                super::dialect::refusal(refusal, family, super::dialect::Retry::Harmless)
+            });
+            refused.finish(answer, version)
         }
     };
     log.status = resp.status().as_u16();
@@ -117,7 +123,7 @@ async fn phases(
     req: Request<Body>,
     pq: &str,
     log: &mut AccessLog,
-) -> Result<Response<Body>, Refusal> {
+) -> Result<Response<Body>, Refused> {
     check_header_size(req.headers(), proxy.config.max_header_bytes)?;
     // An agent removed (or changed) since it opened this connection sends nothing more on it:
     // 407, as a fresh connection with its old token gets.
@@ -130,7 +136,8 @@ async fn phases(
                 "agent {} is no longer configured (or its token or limits changed); reconnect",
                 conn.agent.name
             ),
-        ));
+        )
+        .into());
     }
     check_authority(conn, &req)?;
     match conn.route {
@@ -154,13 +161,14 @@ async fn phases(
                     "{} is not an inspected host and unknown_hosts = \"deny\"",
                     conn.target.host
                 ),
-            ))
+            )
+            .into())
         }
         Route::Tunnel => {
             log.verdict = "tunnel".into();
             let permitted = permit::check_tunnel(req, proxy.hosts.unknown_hosts)
                 .ok_or_else(|| Refusal::policy("unknown_host_denied", "host is not inspected"))?;
-            return forward(proxy, conn, permitted).await;
+            return Ok(forward(proxy, conn, permitted).await?);
         }
         Route::Inspect => {
             // The real credential must never travel in clear text.
@@ -171,7 +179,7 @@ async fn phases(
                         "{} has a configured credential; plain http:// requests to it are refused, use https://",
                         conn.target.host
                     ),
-                ));
+                ).into());
             }
         }
     }
@@ -184,7 +192,8 @@ async fn phases(
                 "the Connection header names `{name}`, which would be stripped before forwarding: \
                  the upstream would get another request than the one judged"
             ),
-        ));
+        )
+        .into());
     }
     if let Some(key) = reserved_idempotency_key(req.headers()) {
         return Err(Refusal::client(
@@ -195,7 +204,8 @@ async fn phases(
                  calls it sends on approval (a request using one could make an approved call \
                  fail as a repeat); choose another key"
             ),
-        ));
+        )
+        .into());
     }
     // Classify: read the body only if a rule needs it.
     let (parts, body) = req.into_parts();
@@ -208,6 +218,8 @@ async fn phases(
     };
     let classifier = proxy.classifier.clone();
     let git_push = classifier.git_push(&head);
+    let body_head = BodyHead::of(&parts);
+    let limits = (proxy.max_buffered_body, proxy.config.body_read_timeout);
     // A slot of the agent's buffered requests, taken before any body byte is read.
     let mut buffering = None;
     let take_slot = |buffering: &mut Option<crate::gate::AgentSlot>| {
@@ -236,11 +248,8 @@ async fn phases(
             Buffered::Prefix(read, rest),
         )
     } else if classifier.needs_body(&head) {
-        let bytes = within(
-            proxy.config.body_read_timeout,
-            read_capped(body, proxy.max_buffered_body, "inspection"),
-        )
-        .await?;
+        let bytes =
+            body_read::read_whole(Bytes::new(), body, body_head, limits, "inspection").await?;
         let v = classifier.evaluate(&head, Some(&bytes));
         (v, Buffered::Yes(bytes))
     } else {
@@ -294,8 +303,8 @@ async fn phases(
             drop(buffering);
             let req = Request::from_parts(parts, body.into_body());
             match permit::check_verdict(req, verdict) {
-                Ok(p) => forward(proxy, conn, p).await,
-                Err(_) => Err(Refusal::internal("policy_error", "verdict did not permit")),
+                Ok(p) => Ok(forward(proxy, conn, p).await?),
+                Err(_) => Err(Refusal::internal("policy_error", "verdict did not permit").into()),
             }
         }
         Action::Block => {
@@ -315,18 +324,14 @@ async fn phases(
         }
         Action::Escalate => {
             take_slot(&mut buffering)?;
+            let purpose = "a held request";
             let bytes = match body {
                 Buffered::Yes(b) => b,
-                unread => {
-                    within(
-                        proxy.config.body_read_timeout,
-                        read_capped(
-                            unread.into_body(),
-                            proxy.max_buffered_body,
-                            "a held request",
-                        ),
-                    )
-                    .await?
+                Buffered::No(b) => {
+                    body_read::read_whole(Bytes::new(), b, body_head, limits, purpose).await?
+                }
+                Buffered::Prefix(read, rest) => {
+                    body_read::read_whole(read, rest, body_head.polled(), limits, purpose).await?
                 }
             };
             // A git client that reads reports hears of the hold in one.
@@ -369,16 +374,6 @@ impl Buffered {
     }
 }
 
-/// 400 for an agent's request body that broke off or was malformed mid-read.
-pub(super) fn body_read_failed(e: BoxError) -> Refusal {
-    Refusal::client(
-        StatusCode::BAD_REQUEST,
-        "body_read_failed",
-        format!("could not read the request body: {e}"),
-    )
-}
-
-/// Reads a whole body up to `cap` bytes; larger bodies are refused with 413 (nothing forwarded).
 /// 429 for an agent with `max` requests whose bodies are being read or held already.
 fn too_many_buffered(max: usize) -> Refusal {
     Refusal::client(
@@ -400,35 +395,8 @@ async fn within<T>(
 ) -> Result<T, Refusal> {
     match tokio::time::timeout(limit, read).await {
         Ok(r) => r,
-        Err(_) => Err(Refusal::client(
-            StatusCode::REQUEST_TIMEOUT,
-            "body_timeout",
-            format!(
-                "the request body did not arrive within {} (proxy.body_read_timeout); it was not forwarded",
-                humantime::format_duration(limit)
-            ),
-        )),
+        Err(_) => Err(body_read::timed_out(limit)),
     }
-}
-
-async fn read_capped(mut body: Body, cap: usize, purpose: &str) -> Result<Bytes, Refusal> {
-    let mut buf = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(body_read_failed)?;
-        if let Some(data) = frame.data_ref() {
-            if buf.len() + data.len() > cap {
-                return Err(Refusal::client(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    format!(
-                        "request body exceeds {cap} bytes, the most Airlock buffers for {purpose} (gate.max_body_bytes); it was not forwarded"
-                    ),
-                ));
-            }
-            buf.extend_from_slice(data);
-        }
-    }
-    Ok(buf.freeze())
 }
 
 /// Refuses a request whose header block exceeds `limit` bytes with 431. (hyper's own limit

@@ -18,6 +18,7 @@
 
 pub mod access_log;
 pub mod allow_audit;
+mod body_read;
 mod budget;
 pub mod dialect;
 pub mod front;
