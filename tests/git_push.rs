@@ -3,8 +3,8 @@
 //! branches pass (a pack larger than the held-body cap streams through); deleting a branch and
 //! force-pushing `main` are held (423) with nothing sent upstream; approving executes the stored
 //! push exactly once. git reads a held push as a report naming the review (`! [remote rejected]
-//! … (held for review rev_…)`). Also a gzip'd push body, a malformed one, an oversized held one
-//! and a raw client that asks for a report.
+//! … (held for review rev_…)`), and so a push too large to hold. Also a gzip'd push body, a
+//! malformed one and a raw client that asks for a report.
 
 mod support;
 
@@ -352,7 +352,7 @@ fn pkt(payload: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn raw_push_bodies_gzip_malformed_and_oversized() {
+async fn raw_push_bodies_gzip_and_malformed() {
     let f = Fixture::start().await;
     let scratch = f.upstream_ref("refs/heads/scratch").expect("scratch");
     let zero = "0".repeat(40);
@@ -446,17 +446,6 @@ async fn raw_push_bodies_gzip_malformed_and_oversized() {
     let bad: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(bad["reasonCodes"][0], "git_pktline_malformed", "{bad}");
 
-    // A held push larger than the held-body cap: refused whole (413), nothing stored or sent.
-    let mut huge = section.clone().into_bytes();
-    huge.extend(std::iter::repeat_n(b'P', 2 * MAX_HELD_BODY));
-    let resp = push(huge, false).await.expect("send");
-    assert_eq!(resp.status(), 413);
-    assert_eq!(
-        f.git.receive_pack_posts(),
-        0,
-        "nothing reached the upstream"
-    );
-
     // Approving the gzip'd delete sends it as stored; git http-backend inflates and applies it.
     let id = held["reviewId"].as_str().expect("id");
     let (code, r) = f.approve(id).await;
@@ -539,4 +528,89 @@ async fn a_push_rejected_while_git_waits_reads_as_rejected() {
         "nothing reached the upstream"
     );
     assert_eq!(f.upstream_ref("refs/heads/scratch"), Some(scratch));
+}
+
+/// Review of session 21: a held push larger than `gate.max_body_bytes` was answered with a bare
+/// 413, and git printed only `RPC failed; HTTP 413` and a false `Everything up-to-date`. Its
+/// command section is read by then: git now reads a report rejecting the ref with a reason that
+/// names `gate.max_body_bytes`, and `remote:` lines saying why and what to do, over HTTP/2 (a
+/// sized body) and HTTP/1.1 (chunked, over 1 MiB); nothing is stored or sent. A client that
+/// reads no reports still gets the 413.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_push_too_large_to_hold_reads_as_rejected_in_git() {
+    let f = Fixture::start().await;
+    let h = f.home.path().to_path_buf();
+    let (ok, text) = f
+        .git(
+            &h,
+            &["clone", "-q", "https://github.com/octo/demo.git", "work"],
+        )
+        .await;
+    assert!(ok, "clone: {text}");
+    let work = h.join("work");
+    let main = f.upstream_ref("refs/heads/main").expect("main");
+    // (blob size, HTTP version): git sends a pack under 1 MiB with its length, a larger one
+    // chunked.
+    for (i, (size, version)) in [(600 << 10, "HTTP/2"), (1536 << 10, "HTTP/1.1")]
+        .into_iter()
+        .enumerate()
+    {
+        let mut noise = vec![0u8; size];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut noise);
+        std::fs::write(work.join(format!("blob{i}.bin")), &noise).expect("write");
+        git_ok(&h, &work, &["add", "."]);
+        git_ok(&h, &work, &["commit", "-q", "-m", "big"]);
+        let http = format!("http.version={version}");
+        let (ok, text) = f.git(&work, &["-c", &http, "push", "origin", "main"]).await;
+        assert!(!ok, "{version}: {text}");
+        let reason = format!("not held: push over gate.max_body_bytes, {MAX_HELD_BODY} bytes");
+        assert!(
+            text.contains(&format!("[remote rejected] main -> main ({reason})")),
+            "{version}: git names the ref and why: {text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "remote: Airlock: request body exceeds {MAX_HELD_BODY} bytes"
+            )) && text.contains("nothing was stored or sent to github.com"),
+            "{version}: {text}"
+        );
+        assert!(!text.contains("Everything up-to-date"), "{version}: {text}");
+        assert!(!text.contains("RPC failed"), "{version}: {text}");
+    }
+    assert!(f.pending("github.git.push-protected-ref").await.is_empty());
+    // (git probes before a chunked push with an empty one, `0000`, which passes.)
+    let pushes = || {
+        let seen = f.git.seen();
+        let posts = seen
+            .iter()
+            .filter(|s| s.path.ends_with("/git-receive-pack"));
+        posts
+            .filter(|s| s.method == "POST" && s.body_len > 4)
+            .count()
+    };
+    assert_eq!(pushes(), 0, "nothing reached the upstream");
+    assert_eq!(f.upstream_ref("refs/heads/main"), Some(main.clone()));
+
+    // A raw client that reads no reports: the 413.
+    let zero = "0".repeat(40);
+    let mut huge = pkt(&format!("{main} {zero} refs/heads/main\0report-status")).into_bytes();
+    huge.extend_from_slice(b"0000");
+    huge.extend(std::iter::repeat_n(b'P', 2 * MAX_HELD_BODY));
+    let cert = reqwest::Certificate::from_pem(f.airlock.ca_pem.as_bytes()).expect("ca");
+    let proxy = reqwest::Proxy::all(format!("http://coder:{}@{}", f.agent_token, f.airlock.addr))
+        .expect("proxy");
+    let client = reqwest::Client::builder()
+        .proxy(proxy)
+        .tls_certs_only([cert])
+        .build()
+        .expect("client");
+    let resp = client
+        .post("https://github.com/octo/demo.git/git-receive-pack")
+        .header("content-type", "application/x-git-receive-pack-request")
+        .body(huge)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 413);
+    assert_eq!(pushes(), 0);
 }

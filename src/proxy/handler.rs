@@ -331,7 +331,13 @@ async fn phases(
                     body_read::read_whole(Bytes::new(), b, body_head, limits, purpose).await?
                 }
                 Buffered::Prefix(read, rest) => {
-                    body_read::read_whole(read, rest, body_head.polled(), limits, purpose).await?
+                    // A push: its command section is read, so git can hear why it is refused.
+                    let report = super::git_report::ReportRequest::of(&parts.headers, &read);
+                    body_read::read_whole(read, rest, body_head.polled(), limits, purpose)
+                        .await
+                        .map_err(|r| {
+                            push_too_large(r, report.as_ref(), limits.0, &conn.target.host)
+                        })?
                 }
             };
             // A git client that reads reports hears of the hold in one.
@@ -353,6 +359,27 @@ async fn phases(
             Ok(super::held::render(hold, report.as_ref(), family))
         }
     }
+}
+
+/// A held push refused for its size, answered with a receive-pack report when git reads one
+/// (git shows nothing of a bare 413 but `RPC failed` and a false `Everything up-to-date`).
+fn push_too_large(
+    mut refused: Refused,
+    report: Option<&super::git_report::ReportRequest>,
+    cap: usize,
+    host: &str,
+) -> Refused {
+    let (Some(g), "body_too_large") = (report, refused.refusal.code) else {
+        return refused;
+    };
+    let hint = format!(
+        "this push needs human review; nothing was stored or sent to {host}. Push the new \
+         commits to a new branch first (one that is not held), then push this again with a \
+         small pack, or ask the operator to raise gate.max_body_bytes."
+    );
+    let reason = format!("not held: push over gate.max_body_bytes, {cap} bytes");
+    refused.answer = super::held::git_not_held(g, &refused.refusal, &reason, &[hint]);
+    refused
 }
 
 enum Buffered {

@@ -301,3 +301,23 @@ fn git_refused(g: &ReportRequest, r: &Review) -> Option<Response<Body>> {
     review_headers(resp.headers_mut(), r, outcome);
     Some(resp)
 }
+
+/// A push that could not be held (`refusal`), as a report rejecting every ref with `reason`:
+/// git prints `! [remote rejected] main -> main (<reason>)`, then the refusal's message and
+/// `hints` on `remote:` lines. `None` if a line does not fit (the caller answers JSON).
+pub fn git_not_held(
+    g: &ReportRequest,
+    refusal: &Refusal,
+    reason: &str,
+    hints: &[String],
+) -> Option<Response<Body>> {
+    let mut note = vec![format!("Airlock: {}", refusal.message)];
+    note.extend(hints.iter().map(|h| format!("Airlock: {h}")));
+    let report = git_report::report(g, reason, &note)?;
+    let mut resp = git_report::response(report);
+    resp.headers_mut().insert(
+        crate::wire::REASON_HEADER,
+        HeaderValue::from_static(refusal.code),
+    );
+    Some(resp)
+}
