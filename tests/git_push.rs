@@ -81,6 +81,11 @@ fn ref_oid(home: &Path, repo: &Path, name: &str) -> Option<String> {
 
 impl Fixture {
     async fn start() -> Fixture {
+        Fixture::start_with("").await
+    }
+
+    /// [`Fixture::start`] with `gate` added to the config's `[gate]` section.
+    async fn start_with(gate: &str) -> Fixture {
         support::init();
         let git = GitServer::start(Some(expected_authorization())).await;
         let home = tempfile::tempdir().expect("home");
@@ -104,7 +109,7 @@ impl Fixture {
         support::write_secret(&token_file, REAL_TOKEN);
         let agent_token = airlock::agents::generate_token();
         let toml = format!(
-            "{}[credentials.github]\nfile = {:?}\n[gate]\nmax_body_bytes = {MAX_HELD_BODY}\n",
+            "{}[credentials.github]\nfile = {:?}\n[gate]\nmax_body_bytes = {MAX_HELD_BODY}\n{gate}\n",
             airlock::agents::config_block(
                 "coder",
                 &airlock::agents::token_digest(&agent_token),
@@ -613,4 +618,95 @@ async fn a_push_too_large_to_hold_reads_as_rejected_in_git() {
         .expect("send");
     assert_eq!(resp.status(), 413);
     assert_eq!(pushes(), 0);
+}
+
+/// Review of session 21: a push's other endings came back as JSON, which git never shows: a
+/// push waiting with `Airlock-Wait` whose approved send failed printed `RPC failed; HTTP 502`
+/// and a false `Everything up-to-date`, and so did one refused (429) past the pending cap. Each
+/// is a report now: `approved in review … but not sent`, `not held: too many reviews pending`,
+/// with `remote:` lines saying what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_push_that_failed_or_was_not_held_reads_so_in_git() {
+    let f = Fixture::start_with("max_pending_per_agent = 1").await;
+    let h = f.home.path().to_path_buf();
+    let (ok, text) = f
+        .git(
+            &h,
+            &["clone", "-q", "https://github.com/octo/demo.git", "work"],
+        )
+        .await;
+    assert!(ok, "clone: {text}");
+    let work = h.join("work");
+    let scratch = f.upstream_ref("refs/heads/scratch").expect("scratch");
+
+    // Approved while git waits, and the send fails: github.com is down.
+    let push = f.git(
+        &work,
+        &[
+            "-c",
+            "http.extraHeader=Airlock-Wait: 120",
+            "push",
+            "origin",
+            "--delete",
+            "scratch",
+        ],
+    );
+    let approve = async {
+        let id = support::eventually("the delete to be held", support::WAIT, || async {
+            f.pending("github.git.delete-ref")
+                .await
+                .first()
+                .and_then(|r| r["reviewId"].as_str().map(str::to_string))
+        })
+        .await;
+        f.git.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (code, r) = f.approve(&id).await;
+        assert_eq!((code, r["state"].as_str()), (200, Some("failed")), "{r}");
+        id
+    };
+    let ((ok, text), id) = tokio::join!(push, approve);
+    f.git.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!(
+            "[remote rejected] scratch (approved in review {id} but not sent)"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "remote: Airlock: review {id} was approved, but the push could not be sent"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("Everything up-to-date"), "{text}");
+    assert!(!text.contains("RPC failed"), "{text}");
+
+    // One held push fills the cap of 1; the next is not held.
+    let (ok, text) = f
+        .git(&work, &["push", "origin", "--delete", "scratch"])
+        .await;
+    assert!(!ok && text.contains("held for review"), "{text}");
+    let (ok, text) = f
+        .git(&work, &["push", "origin", "--delete", "scratch"])
+        .await;
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(
+            "[remote rejected] scratch (not held: too many reviews pending, gate.max_pending_per_agent = 1)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("remote: Airlock: this request needs human approval, but this agent already has 1 reviews pending"),
+        "{text}"
+    );
+    assert!(!text.contains("Everything up-to-date"), "{text}");
+    assert!(!text.contains("RPC failed"), "{text}");
+    assert_eq!(
+        f.git.receive_pack_posts(),
+        0,
+        "nothing reached the upstream"
+    );
+    assert_eq!(f.upstream_ref("refs/heads/scratch"), Some(scratch));
 }

@@ -8,7 +8,8 @@
 //! `side-band-64k` (or `side-band`), the report travels in band 1 and a human-readable note with
 //! the status URL in band 2 (git prints it as `remote: …`). The answer is 200, as git requires
 //! to read a report at all; no client takes it for success, since every ref is `ng` and git
-//! exits non-zero. `Airlock-Outcome: ESCALATE` and the review headers stay.
+//! exits non-zero. `Airlock-Outcome: ESCALATE` and the review headers stay. The other endings of
+//! a push (decided while it waited, not held at all) are reports too: `git_outcome.rs`.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};

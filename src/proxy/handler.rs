@@ -378,7 +378,7 @@ fn push_too_large(
          small pack, or ask the operator to raise gate.max_body_bytes."
     );
     let reason = format!("not held: push over gate.max_body_bytes, {cap} bytes");
-    refused.answer = super::held::git_not_held(g, &refused.refusal, &reason, &[hint]);
+    refused.answer = super::git_outcome::not_held(g, &refused.refusal, &reason, &[hint]);
     refused
 }
 

@@ -14,7 +14,8 @@
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use super::dialect::{self, no_stripe_retry, stripe_error, Family, Retry, HELD_DOC_URL};
-use super::git_report::{self, ReportRequest};
+use super::git_outcome;
+use super::git_report::ReportRequest;
 use crate::gate::agent_api;
 use crate::gate::review::{rfc3339, Review, ReviewState};
 use crate::gate::{Hold, HoldRefusal, ESCALATE_STATUS, OUTCOME_HEADER, REVIEW_ID_HEADER};
@@ -25,41 +26,71 @@ pub const STATUS_URL_HEADER: &str = "airlock-status-url";
 /// `error.code` of a held Stripe request.
 pub const STRIPE_HELD_CODE: &str = "airlock_held";
 
-/// The agent's answer to `hold`; `git`: what a git push asked to hear back, if it reads reports;
-/// `family`: the client's language for a refusal (a held review carries its own).
+/// The agent's answer to `hold`; `git`: what a git push asked to hear back, if it reads reports
+/// (then every ending is a report, `git_outcome.rs`); `family`: the client's language for a
+/// refusal (a held review carries its own).
 pub fn render(hold: Hold, git: Option<&ReportRequest>, family: Family) -> Response<Body> {
-    // A refused hold may have been stored after all (a commit the store reported as failed),
-    // and a library's retry would queue another review: never by itself.
-    let refused = |r: Refusal| dialect::refusal(r, family, Retry::Never);
     match hold {
         Hold::Held(review) => git
-            .and_then(|g| git_held(g, &review))
+            .and_then(|g| git_outcome::held(g, &review))
             .unwrap_or_else(|| escalated(&review)),
         Hold::Finished(review) => git
-            .and_then(|g| git_refused(g, &review))
+            .and_then(|g| git_outcome::finished(g, &review))
             .unwrap_or_else(|| finished(&review)),
-        Hold::Unknown(review) => state_unknown(&review),
-        Hold::Refused(HoldRefusal::Unstorable(why)) => refused(Refusal::client(
-            StatusCode::BAD_REQUEST,
-            "unstorable_request",
-            why,
-        )),
-        Hold::Refused(HoldRefusal::AuditUnavailable) => refused(Refusal::internal(
-            "audit_unavailable",
-            "this request needs human approval but the audit log cannot be written; it was not queued or forwarded",
-        )),
-        Hold::Refused(HoldRefusal::TooManyPending(cap)) => refused(Refusal::client(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_pending_reviews",
-            format!(
-                "this request needs human approval, but this agent already has {cap} reviews pending (gate.max_pending_per_agent); it was not queued or forwarded: wait for decisions, then retry"
-            ),
-        )),
+        Hold::Unknown(review) => git
+            .and_then(|g| git_outcome::unknown(g, &review))
+            .unwrap_or_else(|| state_unknown(&review)),
         Hold::Refused(HoldRefusal::KeyReused { key, review }) => key_reused(&key, &review),
-        Hold::Refused(HoldRefusal::StoreUnavailable) => refused(Refusal::internal(
-            "review_store_unavailable",
-            "this request needs human approval but could not be queued; it was not forwarded",
-        )),
+        Hold::Refused(why) => {
+            let (refusal, reason) = refusal_of(why);
+            // A refused hold may have been stored after all (a commit the store reported as
+            // failed), and a library's retry would queue another review: never by itself.
+            git.and_then(|g| git_outcome::not_held(g, &refusal, &reason, &[]))
+                .unwrap_or_else(|| dialect::refusal(refusal, family, Retry::Never))
+        }
+    }
+}
+
+/// Why a call was not held: the refusal, and its reason in a few words (a git report's).
+fn refusal_of(why: HoldRefusal) -> (Refusal, String) {
+    match why {
+        HoldRefusal::Unstorable(why) => (
+            Refusal::client(StatusCode::BAD_REQUEST, "unstorable_request", why),
+            "not held: it cannot be stored as sent".into(),
+        ),
+        HoldRefusal::AuditUnavailable => (
+            Refusal::internal(
+                "audit_unavailable",
+                "this request needs human approval but the audit log cannot be written; it was not queued or forwarded",
+            ),
+            "not held: Airlock's audit log cannot be written".into(),
+        ),
+        HoldRefusal::TooManyPending(cap) => (
+            Refusal::client(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_pending_reviews",
+                format!(
+                    "this request needs human approval, but this agent already has {cap} reviews pending (gate.max_pending_per_agent); it was not queued or forwarded: wait for decisions, then retry"
+                ),
+            ),
+            format!("not held: too many reviews pending, gate.max_pending_per_agent = {cap}"),
+        ),
+        // Answered by `key_reused` in `render`; here for a report's few words.
+        HoldRefusal::KeyReused { key, review } => (
+            Refusal::client(
+                StatusCode::BAD_REQUEST,
+                KEY_REUSED,
+                format!("Idempotency-Key {key:?} already names another request, held for human review as {review}; nothing was stored or sent"),
+            ),
+            format!("not held: its Idempotency-Key names another request ({review})"),
+        ),
+        HoldRefusal::StoreUnavailable => (
+            Refusal::internal(
+                "review_store_unavailable",
+                "this request needs human approval but could not be queued; it was not forwarded",
+            ),
+            "not held: Airlock's review store is unavailable".into(),
+        ),
     }
 }
 
@@ -81,7 +112,7 @@ pub fn held_message(r: &Review) -> String {
 }
 
 /// Approved and not yet answered: bytes may have left.
-fn sending(r: &Review) -> bool {
+pub(super) fn sending(r: &Review) -> bool {
     matches!(r.state, ReviewState::Approved | ReviewState::Executing)
 }
 
@@ -228,7 +259,7 @@ fn state_unknown(r: &Review) -> Response<Body> {
 }
 
 /// What became of a review whose answer the agent does not get, in a sentence naming it.
-fn final_message(r: &Review, outcome: &str) -> String {
+pub(super) fn final_message(r: &Review, outcome: &str) -> String {
     let (id, url) = (&r.id, agent_api::status_url(&r.id));
     match outcome {
         "REJECTED" => format!("Review {id} was rejected; the request was not sent."),
@@ -252,72 +283,4 @@ pub fn review_headers(h: &mut HeaderMap, r: &Review, outcome: &'static str) {
     if let Ok(v) = HeaderValue::from_str(&agent_api::status_url(&r.id)) {
         h.insert(STATUS_URL_HEADER, v);
     }
-}
-
-/// A held push, as a report rejecting every ref with the review id.
-fn git_held(g: &ReportRequest, r: &Review) -> Option<Response<Body>> {
-    let note = [
-        if sending(r) {
-            format!(
-                "Airlock: approved as {}; being sent to {}, it may already have arrived.",
-                r.id, r.request.host
-            )
-        } else {
-            format!(
-                "Airlock: held for human review as {}; nothing was sent to {}.",
-                r.id, r.request.host
-            )
-        },
-        format!(
-            "Airlock: poll {} (through the proxy) for the outcome.",
-            agent_api::status_url(&r.id)
-        ),
-    ];
-    let report = git_report::report(g, &format!("held for review {}", r.id), &note)?;
-    let mut resp = git_report::response(report);
-    review_headers(resp.headers_mut(), r, "ESCALATE");
-    Some(resp)
-}
-
-/// A push rejected or expired while the client waited (`Airlock-Wait`), as a report. Other
-/// outcomes (executed: the upstream's own report; failed or unknown) keep the usual answer.
-fn git_refused(g: &ReportRequest, r: &Review) -> Option<Response<Body>> {
-    let word = match r.state {
-        ReviewState::Rejected => "rejected",
-        ReviewState::Expired => "expired",
-        _ => return None,
-    };
-    let note = [format!(
-        "Airlock: review {} {word}; nothing was sent.",
-        r.id
-    )];
-    let report = git_report::report(g, &format!("{word} in review {}", r.id), &note)?;
-    let mut resp = git_report::response(report);
-    let outcome = if word == "rejected" {
-        "REJECTED"
-    } else {
-        "EXPIRED"
-    };
-    review_headers(resp.headers_mut(), r, outcome);
-    Some(resp)
-}
-
-/// A push that could not be held (`refusal`), as a report rejecting every ref with `reason`:
-/// git prints `! [remote rejected] main -> main (<reason>)`, then the refusal's message and
-/// `hints` on `remote:` lines. `None` if a line does not fit (the caller answers JSON).
-pub fn git_not_held(
-    g: &ReportRequest,
-    refusal: &Refusal,
-    reason: &str,
-    hints: &[String],
-) -> Option<Response<Body>> {
-    let mut note = vec![format!("Airlock: {}", refusal.message)];
-    note.extend(hints.iter().map(|h| format!("Airlock: {h}")));
-    let report = git_report::report(g, reason, &note)?;
-    let mut resp = git_report::response(report);
-    resp.headers_mut().insert(
-        crate::wire::REASON_HEADER,
-        HeaderValue::from_static(refusal.code),
-    );
-    Some(resp)
 }

@@ -22,6 +22,7 @@ mod body_read;
 mod budget;
 pub mod dialect;
 pub mod front;
+pub mod git_outcome;
 pub mod git_push;
 pub mod git_report;
 pub mod handler;

@@ -7,6 +7,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -35,6 +36,8 @@ pub struct GitServer {
     /// GIT_PROJECT_ROOT: `/{owner}/{repo}.git` lives at `root/owner/repo.git`.
     pub root: PathBuf,
     pub seen: Arc<Mutex<Vec<GitSeen>>>,
+    /// While set, new connections are dropped before the TLS handshake (a server that is down).
+    pub down: Arc<AtomicBool>,
     _dir: tempfile::TempDir,
 }
 
@@ -58,13 +61,17 @@ impl GitServer {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (st, r) = (seen.clone(), root.clone());
+        let down = Arc::new(AtomicBool::new(false));
+        let (st, r, is_down) = (seen.clone(), root.clone(), down.clone());
         let auth = Arc::new(authorization);
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                if is_down.load(Ordering::SeqCst) {
+                    continue;
+                }
                 let (acceptor, st, r, auth) =
                     (acceptor.clone(), st.clone(), r.clone(), auth.clone());
                 tokio::spawn(async move {
@@ -86,6 +93,7 @@ impl GitServer {
             ca_file,
             root,
             seen,
+            down,
             _dir: dir,
         }
     }
