@@ -358,7 +358,7 @@ fn assert_airlock_fields(body: &serde_json::Value, headers_id: &str) -> String {
     assert!(body["decisionId"].as_str().is_some(), "{body}");
     assert!(body["expiresAt"].as_str().is_some(), "{body}");
     assert!(body["reasonCodes"].as_array().is_some(), "{body}");
-    let url = format!("http://airlock.local/v1/reviews/{id}");
+    let url = format!("https://airlock.local/v1/reviews/{id}");
     assert_eq!(body["statusUrl"], url.as_str(), "{body}");
     let message = body["message"].as_str().expect("message");
     assert!(message.contains(&id) && message.contains(&url), "{message}");
@@ -382,7 +382,7 @@ async fn a_held_stripe_charge_reads_as_a_stripe_error() {
     let header_id = header(&resp, "airlock-review-id");
     assert_eq!(
         header(&resp, "airlock-status-url"),
-        format!("http://airlock.local/v1/reviews/{header_id}")
+        format!("https://airlock.local/v1/reviews/{header_id}")
     );
     let body: serde_json::Value = resp.json().await.expect("json");
     let id = assert_airlock_fields(&body, &header_id);
@@ -394,7 +394,7 @@ async fn a_held_stripe_charge_reads_as_a_stripe_error() {
     assert_eq!(error["message"], body["message"], "{body}");
     assert_eq!(error["review_id"], id.as_str(), "{body}");
     assert_eq!(error["status_url"], body["statusUrl"], "{body}");
-    assert_eq!(error["doc_url"], "http://airlock.local/#held", "{body}");
+    assert_eq!(error["doc_url"], "https://airlock.local/#held", "{body}");
     assert!(body.get("documentation_url").is_none(), "{body}");
     assert_eq!(f.up.count(), 0, "nothing reached Stripe");
 }
@@ -434,7 +434,7 @@ async fn a_held_github_call_reads_as_a_github_error() {
     let id = assert_airlock_fields(&body, &header_id);
     // Octokit prints `message - documentation_url`; gh prints the message.
     assert_eq!(
-        body["documentation_url"], "http://airlock.local/#held",
+        body["documentation_url"], "https://airlock.local/#held",
         "{body}"
     );
     assert!(body.get("error").is_none(), "{body}");
@@ -464,6 +464,53 @@ async fn the_readme_curl_line_works() {
     let seen = f.up.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].path_and_query, "/zen");
+}
+
+/// Review of session 21: the status URL Airlock advertised was `http://airlock.local/…`, which
+/// an agent set up as the README says (only `HTTPS_PROXY`) sends around the proxy, so it could
+/// not poll its own review. It is `https://` now: curl with `HTTPS_PROXY` and `CURL_CA_BUNDLE`
+/// alone reads the review behind the `Airlock-Status-Url` of a held call, and the message and
+/// `statusUrl` name the same URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_status_url_works_with_only_https_proxy() {
+    let f = Fixture::start().await;
+    let env = [
+        ("HTTPS_PROXY", f.agent_proxy.clone()),
+        ("CURL_CA_BUNDLE", path_str(&f.airlock.ca_file())),
+    ];
+    let (code, out, err) = curl_env(
+        &env,
+        &[
+            "-sS",
+            "-i",
+            "--max-time",
+            "20",
+            "-X",
+            "DELETE",
+            "https://api.github.com/repos/octo/demo",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let url = out
+        .lines()
+        .find_map(|l| l.strip_prefix("airlock-status-url: "))
+        .expect("status URL header")
+        .trim()
+        .to_string();
+    let body: serde_json::Value =
+        serde_json::from_str(&out[out.find('{').expect("json")..]).expect("json");
+    assert_eq!(body["statusUrl"], url.as_str(), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| m.contains(&url)),
+        "{body}"
+    );
+    let (code, out, err) = curl_env(&env, &["-sS", "--max-time", "20", &url]).await;
+    assert_eq!(code, 0, "{url}: {err}");
+    let review: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(review["reviewId"], body["reviewId"], "{review}");
+    assert_eq!(review["state"], "pending", "{review}");
+    assert_eq!(f.up.count(), 0, "nothing reached GitHub");
 }
 
 /// Where a Node test finds undici (the copy npm ships, unless `UNDICI` names another).
@@ -861,7 +908,7 @@ attempt(amount=60000)                                  # past the cap of 1: 429
     assert_eq!(body["error"], "idempotency_key_reserved", "{body}");
     assert!(body["message"].as_str().is_some(), "{body}");
     assert_eq!(
-        body["documentation_url"], "http://airlock.local/#refused",
+        body["documentation_url"], "https://airlock.local/#refused",
         "{body}"
     );
 }
@@ -1029,7 +1076,7 @@ async fn gh_prints_the_review_of_a_held_call() {
         .expect("held")
         .to_string();
     assert!(
-        err.contains(&id) && err.contains(&format!("http://airlock.local/v1/reviews/{id}")),
+        err.contains(&id) && err.contains(&format!("https://airlock.local/v1/reviews/{id}")),
         "gh shows the review id and status URL: {err}"
     );
     assert!(err.contains("HTTP 423"), "{err}");

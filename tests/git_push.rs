@@ -344,7 +344,7 @@ fn assert_held_report(text: &str, branch: &str, id: &str) {
     );
     assert!(
         text.contains(&format!(
-            "remote: Airlock: poll http://airlock.local/v1/reviews/{id}"
+            "remote: Airlock: poll https://airlock.local/v1/reviews/{id}"
         )),
         "git shows the status URL: {text}"
     );
@@ -425,7 +425,7 @@ async fn raw_push_bodies_gzip_and_malformed() {
     assert!(report_id.starts_with("rev_"), "{report_id}");
     assert_eq!(
         header("airlock-status-url"),
-        format!("http://airlock.local/v1/reviews/{report_id}")
+        format!("https://airlock.local/v1/reviews/{report_id}")
     );
     let report = resp.text().await.expect("report");
     assert_eq!(

@@ -1,4 +1,4 @@
-//! What agents see of reviews: `GET http://airlock.local/v1/reviews/{id}?wait=30` through the
+//! What agents see of reviews: `GET https://airlock.local/v1/reviews/{id}?wait=30` through the
 //! proxy (answered by Airlock itself, never forwarded), and the final answer in wait mode.
 
 use std::sync::Arc;
@@ -16,9 +16,10 @@ use crate::wire::{full, json_response, Body, Refusal};
 /// Host name under which Airlock answers agents itself, through the proxy (never forwarded).
 pub const LOCAL_HOST: &str = "airlock.local";
 
-/// Where an agent polls review `id` (plain http, through the proxy).
+/// Where an agent polls review `id`, through the proxy: https, which an agent that names only
+/// `HTTPS_PROXY` sends through it (it trusts Airlock's CA already); plain http works too.
 pub fn status_url(id: &str) -> String {
-    format!("http://{LOCAL_HOST}/v1/reviews/{id}")
+    format!("https://{LOCAL_HOST}/v1/reviews/{id}")
 }
 
 /// JSON view of a review for the admin API. `full` adds the stored request. Credential-like

@@ -1,5 +1,5 @@
 //! Counted slots by key, at most so many per key. Per agent: status waits (`GET
-//! http://airlock.local/v1/reviews/{id}?wait=N` and held calls sent with `Airlock-Wait`), each of
+//! https://airlock.local/v1/reviews/{id}?wait=N` and held calls sent with `Airlock-Wait`), each of
 //! which reads its review again on every change anyone makes, and requests whose bodies Airlock
 //! buffers (to judge or hold them), each of which holds up to `gate.max_body_bytes` in memory.
 //! Per review id, without a bound: the sends this process has in progress.

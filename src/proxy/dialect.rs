@@ -9,9 +9,9 @@ use http::{HeaderMap, HeaderValue, Response};
 use crate::wire::{Body, Refusal};
 
 /// What a held call means and what to do about it (the page on `airlock.local`).
-pub const HELD_DOC_URL: &str = "http://airlock.local/#held";
+pub const HELD_DOC_URL: &str = "https://airlock.local/#held";
 /// What Airlock's own refusals mean (the page on `airlock.local`).
-pub const REFUSED_DOC_URL: &str = "http://airlock.local/#refused";
+pub const REFUSED_DOC_URL: &str = "https://airlock.local/#refused";
 
 /// The API family an answer imitates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
