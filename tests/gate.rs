@@ -2172,6 +2172,45 @@ async fn an_agent_past_its_pending_reviews_cap_is_refused_not_queued() {
     assert_eq!(up.count(), 0);
 }
 
+/// Review of session 21: a call refused because it could not be held (429 past
+/// `gate.max_pending_per_agent`, 503 with the review store or the audit log unwritable) said
+/// nothing about when to try again. Each carries `Retry-After` now: 60 s for a decision to free
+/// a place, 30 s for the store or audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refusals_to_hold_say_when_to_retry() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (up, a, store) = setup_on_faulty_store("[gate]\nmax_pending_per_agent = 1\n").await;
+    let retry = |h: &reqwest::header::HeaderMap| {
+        let reason = h["airlock-reason"].to_str().unwrap_or_default().to_string();
+        let after = h.get("retry-after").and_then(|v| v.to_str().ok());
+        (reason, after.map(str::to_string))
+    };
+    store.fail_reviews.store(true, SeqCst);
+    let (status, headers, body) = hold_delete(&a, "/repos/acme/one").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        retry(&headers),
+        ("review_store_unavailable".into(), Some("30".into()))
+    );
+    store.fail_reviews.store(false, SeqCst);
+    store.fail_audit.store(true, SeqCst);
+    let (status, headers, body) = hold_delete(&a, "/repos/acme/one").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        retry(&headers),
+        ("audit_unavailable".into(), Some("30".into()))
+    );
+    store.fail_audit.store(false, SeqCst);
+    assert_eq!(hold_delete(&a, "/repos/acme/one").await.0, 423);
+    let (status, headers, body) = hold_delete(&a, "/repos/acme/two").await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(
+        retry(&headers),
+        ("too_many_pending_reviews".into(), Some("60".into()))
+    );
+    assert_eq!(up.count(), 0);
+}
+
 /// Left from session 16: concurrent holds of one agent each read the count before any of
 /// them was written, and all went past the cap. Now an agent's holds take turns while the
 /// cap applies: twelve at once against a cap of three hold exactly three.
@@ -2562,6 +2601,7 @@ async fn a_wait_that_cannot_read_its_review_never_says_not_sent() {
         assert!(!text.contains("not been sent"), "{text}");
         if want == 503 {
             assert_eq!(headers["airlock-reason"], "review_state_unknown", "{text}");
+            assert_eq!(headers["retry-after"], "10", "poll the status URL then");
             assert_eq!(headers["airlock-review-id"], id.as_str());
             assert!(text.contains("may have been approved and sent"), "{text}");
         }

@@ -6,10 +6,11 @@
 //! all (a refusal: too many pending, store or audit log down, too large). Only an executed push
 //! with its answer gets the upstream's own report instead (`None` here).
 
+use http::header::RETRY_AFTER;
 use http::{HeaderValue, Response};
 
 use super::git_report::{self, ReportRequest};
-use super::held::{review_headers, sending, STATE_UNKNOWN};
+use super::held::{review_headers, sending, RETRY_STATE_UNKNOWN, STATE_UNKNOWN};
 use crate::gate::agent_api::status_url;
 use crate::gate::review::{Review, ReviewState};
 use crate::wire::{Body, Refusal, REASON_HEADER};
@@ -93,6 +94,7 @@ pub fn unknown(g: &ReportRequest, r: &Review) -> Option<Response<Body>> {
     // Neither held-and-unsent nor an outcome is known.
     h.remove(crate::gate::OUTCOME_HEADER);
     h.insert(REASON_HEADER, HeaderValue::from_static(STATE_UNKNOWN));
+    h.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_STATE_UNKNOWN));
     Some(resp)
 }
 
@@ -108,8 +110,11 @@ pub fn not_held(
     note.extend(hints.iter().cloned());
     let report = git_report::report(g, reason, &with_prefix(&note))?;
     let mut resp = git_report::response(report);
-    resp.headers_mut()
-        .insert(REASON_HEADER, HeaderValue::from_static(refusal.code));
+    let h = resp.headers_mut();
+    h.insert(REASON_HEADER, HeaderValue::from_static(refusal.code));
+    if let Some(seconds) = refusal.retry_after {
+        h.insert(RETRY_AFTER, HeaderValue::from_static(seconds));
+    }
     Some(resp)
 }
 

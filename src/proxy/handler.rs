@@ -294,6 +294,7 @@ async fn phases(
                             "audit_unavailable",
                             "this request is recorded before it is forwarded, and the audit log cannot be written; it was not forwarded",
                         )
+                        .retry_after(super::held::RETRY_UNAVAILABLE)
                     })?;
                 tracing::info!(target: "airlock::notify", host = %conn.target.host, tool = verdict.tool.as_deref().unwrap_or("-"), "soft gate: forwarded and recorded");
             } else if !decision_id.is_empty() {

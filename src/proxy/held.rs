@@ -25,6 +25,13 @@ use crate::wire::{json_response, Body, Refusal};
 pub const STATUS_URL_HEADER: &str = "airlock-status-url";
 /// `error.code` of a held Stripe request.
 pub const STRIPE_HELD_CODE: &str = "airlock_held";
+/// `Retry-After` past the pending-reviews cap: a person has to decide one first.
+pub const RETRY_PENDING: &str = "60";
+/// `Retry-After` while the review store or the audit log cannot be written.
+pub const RETRY_UNAVAILABLE: &str = "30";
+/// `Retry-After` of a wait whose review could not be read: when to poll its status URL (not to
+/// resend it).
+pub const RETRY_STATE_UNKNOWN: &str = "10";
 
 /// The agent's answer to `hold`; `git`: what a git push asked to hear back, if it reads reports
 /// (then every ending is a report, `git_outcome.rs`); `family`: the client's language for a
@@ -62,7 +69,8 @@ fn refusal_of(why: HoldRefusal) -> (Refusal, String) {
             Refusal::internal(
                 "audit_unavailable",
                 "this request needs human approval but the audit log cannot be written; it was not queued or forwarded",
-            ),
+            )
+            .retry_after(RETRY_UNAVAILABLE),
             "not held: Airlock's audit log cannot be written".into(),
         ),
         HoldRefusal::TooManyPending(cap) => (
@@ -72,7 +80,8 @@ fn refusal_of(why: HoldRefusal) -> (Refusal, String) {
                 format!(
                     "this request needs human approval, but this agent already has {cap} reviews pending (gate.max_pending_per_agent); it was not queued or forwarded: wait for decisions, then retry"
                 ),
-            ),
+            )
+            .retry_after(RETRY_PENDING),
             format!("not held: too many reviews pending, gate.max_pending_per_agent = {cap}"),
         ),
         // Answered by `key_reused` in `render`; here for a report's few words.
@@ -88,7 +97,8 @@ fn refusal_of(why: HoldRefusal) -> (Refusal, String) {
             Refusal::internal(
                 "review_store_unavailable",
                 "this request needs human approval but could not be queued; it was not forwarded",
-            ),
+            )
+            .retry_after(RETRY_UNAVAILABLE),
             "not held: Airlock's review store is unavailable".into(),
         ),
     }
@@ -245,6 +255,10 @@ fn state_unknown(r: &Review) -> Response<Body> {
     h.insert(
         crate::wire::REASON_HEADER,
         HeaderValue::from_static(STATE_UNKNOWN),
+    );
+    h.insert(
+        http::header::RETRY_AFTER,
+        HeaderValue::from_static(RETRY_STATE_UNKNOWN),
     );
     if let Ok(v) = HeaderValue::from_str(id) {
         h.insert(REVIEW_ID_HEADER, v);

@@ -40,6 +40,8 @@ pub struct Refusal {
     pub side: Side,
     pub code: &'static str,
     pub message: String,
+    /// `Retry-After` (seconds): when trying again makes sense.
+    pub retry_after: Option<&'static str>,
 }
 
 impl Refusal {
@@ -54,6 +56,15 @@ impl Refusal {
             side,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The same refusal, answered with `Retry-After: seconds`.
+    pub fn retry_after(self, seconds: &'static str) -> Self {
+        Self {
+            retry_after: Some(seconds),
+            ..self
         }
     }
 
@@ -80,11 +91,9 @@ impl Refusal {
         message: impl Into<String>,
         seconds: &'static str,
     ) -> Response<Body> {
-        let mut resp =
-            Refusal::client(StatusCode::TOO_MANY_REQUESTS, code, message).into_response();
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
-        resp
+        Refusal::client(StatusCode::TOO_MANY_REQUESTS, code, message)
+            .retry_after(seconds)
+            .into_response()
     }
 
     pub fn into_response(self) -> Response<Body> {
@@ -103,6 +112,10 @@ impl Refusal {
         let mut resp = json_response(self.status, &body);
         resp.headers_mut()
             .insert(REASON_HEADER, HeaderValue::from_static(self.code));
+        if let Some(seconds) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
+        }
         if self.status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
             resp.headers_mut().insert(
                 header::PROXY_AUTHENTICATE,
