@@ -677,6 +677,80 @@ async fn wait_mode_returns_the_real_response_or_escalates_on_timeout() {
     assert_eq!(up.count(), 1);
 }
 
+/// Review of session 21: wait mode replayed a stored answer with every header but
+/// Content-Length and Transfer-Encoding, so the connection-level ones a record holds
+/// (`Connection`, `Keep-Alive`, `Upgrade`, `Trailer`, the names `Connection` lists: written by
+/// another instance on a shared store that did not drop them) reached the agent, and on
+/// HTTP/1.1 a replayed `Connection: close` closed the agent's connection. Replay drops them;
+/// end-to-end headers stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replayed_answer_carries_no_hop_by_hop_headers() {
+    let (up, a) = setup("").await;
+    let client = a.client_builder().http1_only().build().expect("client");
+    let waiting = tokio::spawn(
+        client
+            .delete("https://api.github.com/repos/acme/hop")
+            .header("airlock-wait", "2")
+            .send(),
+    );
+    let id = loop {
+        let list = support::all_reviews(&a.gate, Some(ReviewState::Pending)).await;
+        if let Some(r) = list.first() {
+            break r.id.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Executed meanwhile, its answer stored with the upstream's connection headers.
+    let mut r = a.gate.get(&id).await.expect("review");
+    let mut e = airlock::gate::review::Execution::started(r.created_at_ms);
+    e.status = Some(200);
+    e.body_b64 = airlock::gate::review::b64(b"{}");
+    e.finished_at_ms = Some(r.created_at_ms);
+    e.headers = [
+        ("connection", "close, x-connection-only"),
+        ("keep-alive", "timeout=5, max=100"),
+        ("x-connection-only", "per-connection"),
+        ("proxy-connection", "keep-alive"),
+        ("upgrade", "h2c"),
+        ("trailer", "x-checksum"),
+        ("te", "trailers"),
+        ("x-request-id", "req-visible-123"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    r.state = ReviewState::Executed;
+    r.execution = Some(e);
+    let mut batch = airlock::store::Batch::default();
+    batch.put(
+        airlock::store::Tree::Reviews,
+        id.as_bytes(),
+        &r.encode().expect("encode"),
+    );
+    a.gate.store().commit(vec![batch]).expect("store");
+
+    let resp = waiting.await.expect("join").expect("send");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["airlock-outcome"], "EXECUTED");
+    for name in [
+        "connection",
+        "keep-alive",
+        "x-connection-only",
+        "proxy-connection",
+        "upgrade",
+        "trailer",
+        "te",
+    ] {
+        assert!(
+            resp.headers().get(name).is_none(),
+            "{name} replayed: {:?}",
+            resp.headers()
+        );
+    }
+    assert_eq!(resp.headers()["x-request-id"], "req-visible-123");
+    assert_eq!(up.count(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_approvals_execute_once() {
     let (up, a) = setup("").await;

@@ -462,11 +462,15 @@ pub fn final_response_with(
                     HeaderName::from_bytes(k.as_bytes()),
                     HeaderValue::from_str(v),
                 ) {
-                    if k != http::header::CONTENT_LENGTH && k != http::header::TRANSFER_ENCODING {
+                    if k != http::header::CONTENT_LENGTH {
                         h.append(k, v);
                     }
                 }
             }
+            // The upstream connection's own headers (`Connection` and what it lists,
+            // `Keep-Alive`, `Transfer-Encoding`, …) are not the agent's: a replayed
+            // `Connection: close` would close its connection. Whoever stored the record.
+            crate::wire::strip_hop_by_hop(h);
             h.insert(OUTCOME_HEADER, HeaderValue::from_static("EXECUTED"));
             if let Ok(v) = HeaderValue::from_str(&r.id) {
                 h.insert(REVIEW_ID_HEADER, v);

@@ -621,6 +621,7 @@ async fn send(
         Err(f) => return Outcome::NotSent(f.message().to_string()),
     };
     let status = resp.status().as_u16();
+    // (Without hop-by-hop headers: the upstream layer strips them from every answer.)
     let headers = resp
         .headers()
         .iter()
