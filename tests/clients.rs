@@ -1,7 +1,8 @@
 //! The tools people already use, through a real Airlock with the real catalog, against a fake
 //! upstream (api.github.com and api.stripe.com mapped to it): `airlock.local`'s page and CA over
 //! http and https with curl and reqwest (public without proxy credentials on plain http only);
-//! held answers shaped for Stripe's libraries and for Octokit/gh; the README's curl line with
+//! held answers and refusals shaped for Stripe's libraries and for Octokit/gh; a 413 curl and
+//! requests read; the status URL with only `HTTPS_PROXY`; the README's curl line with
 //! this machine's curl; Node's `fetch` through undici's `EnvHttpProxyAgent` (skipped, saying so,
 //! where node or undici is missing); Python `urllib` with `HTTPS_PROXY` and `SSL_CERT_FILE`; Java
 //! with `keytool` and the proxy properties (skipped, saying so, without a JDK).
