@@ -682,13 +682,12 @@ async fn a_push_that_failed_or_was_not_held_reads_so_in_git() {
     assert!(!text.contains("Everything up-to-date"), "{text}");
     assert!(!text.contains("RPC failed"), "{text}");
 
-    // One held push fills the cap of 1; the next is not held.
-    let (ok, text) = f
-        .git(&work, &["push", "origin", "--delete", "scratch"])
-        .await;
+    // One held push fills the cap of 1; the next is not held. (Each is another push: the
+    // same push again joins its review, the failed one above included, until its deadline.)
+    let (ok, text) = f.git(&work, &["push", "origin", "--delete", "main"]).await;
     assert!(!ok && text.contains("held for review"), "{text}");
     let (ok, text) = f
-        .git(&work, &["push", "origin", "--delete", "scratch"])
+        .git(&work, &["push", "origin", "--delete", "main", "scratch"])
         .await;
     assert!(!ok, "{text}");
     assert!(

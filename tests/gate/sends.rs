@@ -193,7 +193,10 @@ async fn a_stripe_409_for_a_key_in_use_leaves_the_outcome_unknown() {
             .contains("idempotency_key_in_use"),
         "{r}"
     );
-    assert!(r.get("sealedSecrets").is_none(), "not sealed: a retry sends it: {r}");
+    assert!(
+        r.get("sealedSecrets").is_none(),
+        "not sealed: a retry sends it: {r}"
+    );
     assert_eq!(up.count(), 2);
 }
 
