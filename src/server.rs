@@ -599,8 +599,13 @@ async fn refresh_decision_surfaces(guard: &EgressGuard, surfaces: &[(String, u16
 
 impl Server {
     /// Stops accepting, lets in-flight requests and executions finish for up to `grace`.
+    /// Agents' waits (`?wait=`, `Airlock-Wait`) are answered at once with their review as it
+    /// is (a wait that timed out answers the same), and connections still in their TLS
+    /// handshake or idle are closed: what the drain waits for is real work (a forwarded
+    /// request, an approved send), so a `docker compose stop` (10 s) is a clean stop.
     pub async fn shutdown(&self, grace: std::time::Duration) {
         self.life.shutdown.cancel();
+        self.gate.end_waits();
         self.life.tasks.close();
         if tokio::time::timeout(grace, self.life.tasks.wait())
             .await

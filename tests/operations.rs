@@ -976,3 +976,100 @@ fn agents_add_says_when_a_running_serve_cannot_see_the_new_config_file() {
     assert!(second.status.success(), "{err}");
     assert!(err.contains("loads it within a second"), "{err}");
 }
+
+/// Review of session 21: at SIGTERM, `serve` waited for agents' long polls (`?wait=300`, a held
+/// call with `Airlock-Wait`) and for a CONNECT whose TLS handshake never came, for the whole
+/// 30 s grace, and the waiting agents got no answer at all; `docker compose stop` kills after
+/// 10 s. Now the waits are answered at once with their review as it is (a timed-out wait's
+/// answer: 200 `pending`, 423 held), the handshake is abandoned, and the process exits promptly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_open_waits_and_exits_promptly() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, store, ca) = write_config(dir.path(), "airlock.toml", "redb", &up, HOSTS, "");
+    let mut s = Serve::spawn(&cfg, &store, &ca, &dir.path().join("serve.log"));
+    let client = s.client();
+    let held = client
+        .delete("https://api.github.com/repos/acme/app")
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(held.status(), 423);
+    let id = held.headers()["airlock-review-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    let poll = tokio::spawn({
+        let client = client.clone();
+        async move {
+            let r = client
+                .get(format!("http://airlock.local/v1/reviews/{id}?wait=300"))
+                .send()
+                .await?;
+            let code = r.status().as_u16();
+            Ok::<_, reqwest::Error>((code, r.text().await?))
+        }
+    });
+    let waited_hold = tokio::spawn({
+        let client = client.clone();
+        async move {
+            let r = client
+                .delete("https://api.github.com/repos/acme/other")
+                .header("airlock-wait", "300")
+                .send()
+                .await?;
+            Ok::<_, reqwest::Error>(r.status().as_u16())
+        }
+    });
+    // A CONNECT answered 200, and then no TLS handshake.
+    let mut silent = tokio::net::TcpStream::connect(s.proxy)
+        .await
+        .expect("connect");
+    silent
+        .write_all(b"CONNECT api.github.com:443 HTTP/1.1\r\nHost: api.github.com:443\r\n\r\n")
+        .await
+        .expect("write");
+    let mut head = [0u8; 64];
+    let n = silent.read(&mut head).await.expect("read");
+    assert!(
+        head[..n].starts_with(b"HTTP/1.1 200"),
+        "control: CONNECT answered"
+    );
+    support::eventually(
+        "both waits are open",
+        std::time::Duration::from_secs(10),
+        || async { (s.states().await.len() == 2).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let pid = s.child.id().to_string();
+    let started = std::time::Instant::now();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    let mut exited = None;
+    while started.elapsed() < std::time::Duration::from_secs(20) {
+        if let Ok(Some(status)) = s.child.try_wait() {
+            exited = Some((status, started.elapsed()));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (status, took) = exited.expect("serve still running 20 s after SIGTERM");
+    assert!(status.success(), "serve exit status {status}");
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "SIGTERM took {took:?} to stop serve (docker compose kills after 10 s)"
+    );
+    let (code, body) = poll
+        .await
+        .expect("join")
+        .expect("the ?wait poll got no answer");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["state"], "pending", "{body}");
+    let held = waited_hold.await.expect("join");
+    assert_eq!(held.expect("the Airlock-Wait hold got no answer"), 423);
+}

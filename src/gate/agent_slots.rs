@@ -3,6 +3,9 @@
 //! which reads its review again on every change anyone makes, and requests whose bodies Airlock
 //! buffers (to judge or hold them), each of which holds up to `gate.max_body_bytes` in memory.
 //! Per review id, without a bound: the sends this process has in progress.
+//!
+//! At shutdown the waits are ended ([`AgentSlots::close`]): each answers at once with its
+//! review as it is then, as a wait that timed out does, so no wait holds the drain.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +23,8 @@ type Open = Arc<Mutex<HashMap<String, usize>>>;
 pub struct AgentSlots {
     open: Open,
     max: usize,
+    /// Cancelled by [`AgentSlots::close`]: whoever holds a slot stops waiting.
+    closed: tokio_util::sync::CancellationToken,
 }
 
 impl AgentSlots {
@@ -27,7 +32,18 @@ impl AgentSlots {
         AgentSlots {
             open: Open::default(),
             max,
+            closed: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    /// Tells every holder of a slot, now and later, to stop waiting (at shutdown).
+    pub fn close(&self) {
+        self.closed.cancel();
+    }
+
+    /// Resolves once [`AgentSlots::close`] was called (at once if it was already).
+    pub async fn closed(&self) {
+        self.closed.cancelled().await
     }
 
     /// The bound per agent.

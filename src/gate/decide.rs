@@ -65,7 +65,8 @@ impl Gate {
             .await
     }
 
-    /// Waits up to `timeout` for review `id` to reach a final state; returns it as it then is.
+    /// Waits up to `timeout` (or until shutdown, [`Gate::end_waits`]) for review `id` to reach
+    /// a final state; returns it as it then is.
     pub async fn wait_final(
         self: &Arc<Self>,
         id: &str,
@@ -82,8 +83,17 @@ impl Gate {
             tokio::select! {
                 changed = rx.changed() => if changed.is_err() { return Ok(r) },
                 _ = tokio::time::sleep_until(deadline) => return self.get(id).await,
+                // Shutting down: answered now, as at the deadline, so the drain is not held.
+                _ = self.waits.closed() => return self.get(id).await,
             }
         }
+    }
+
+    /// Ends every wait ([`Gate::wait_final`]) now and from now on, at shutdown: each answers at
+    /// once with its review as it is then (what a wait that timed out answers), so an agent's
+    /// long poll neither holds the drain nor goes unanswered.
+    pub fn end_waits(&self) {
+        self.waits.close();
     }
 
     // ---- deciding ----

@@ -22,7 +22,16 @@ pub(super) async fn serve(
     life: Lifecycle,
 ) {
     let accept = TlsAcceptor::from(tls).accept(TokioIo::new(upgraded));
-    let stream = match tokio::time::timeout(proxy.config.header_read_timeout, accept).await {
+    // A handshake not finished when shutdown starts is abandoned: no request has begun on it,
+    // and waiting for it would hold the drain for up to `header_read_timeout`.
+    let accepted = tokio::select! {
+        a = tokio::time::timeout(proxy.config.header_read_timeout, accept) => a,
+        _ = life.shutdown.cancelled() => {
+            tracing::debug!(host = %conn.target.host, "shutting down; abandoned an agent TLS handshake");
+            return;
+        }
+    };
+    let stream = match accepted {
         Ok(Ok(s)) => {
             crate::metrics::tls_handshake("ok");
             s
