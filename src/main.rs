@@ -28,7 +28,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    cli::init_logging(&cli.log_format, cli.is_serve());
+    if let Err(why) = cli::init_logging(&cli.log_format, cli.is_serve()) {
+        cli::report_error(&why);
+        return ExitCode::FAILURE;
+    }
     let result = cli::run(cli);
     cli::flush_logs();
     match result {
@@ -63,7 +66,8 @@ fn usage_error(e: clap::Error) -> ExitCode {
     if !json || !e.use_stderr() {
         e.exit();
     }
-    cli::init_logging("json", false);
+    // Logging only carries this error: a bad AIRLOCK_LOG must not hide it.
+    let _ = cli::init_logging("json", false);
     let text = e.to_string();
     let first = text.lines().next().unwrap_or("invalid arguments");
     cli::report_error(first.trim_start_matches("error: "));

@@ -1073,3 +1073,50 @@ async fn sigterm_answers_open_waits_and_exits_promptly() {
     let held = waited_hold.await.expect("join");
     assert_eq!(held.expect("the Airlock-Wait hold got no answer"), 423);
 }
+
+/// Review of session 21: `AIRLOCK_LOG=inf` (or any bare word that is not a level) was read as
+/// a target and silenced every log line, and `AIRLOCK_LOG=warning` too. Now a bare word that is
+/// not a level is refused at start with an error naming the variable, and `warning` is `warn`.
+#[test]
+fn a_misspelt_airlock_log_is_refused_and_warning_is_warn() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Its proxy port is taken: serve logs its start warnings, then fails to bind.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let cfg = dir.path().join("airlock.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[proxy]\nlisten = \"{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\nsocket = \"\"\n\
+             [rules]\nunclassified_writes = \"allow\"\n",
+            taken.local_addr().expect("addr")
+        ),
+    )
+    .expect("config");
+    let run = |level: &str, args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .env_remove("AIRLOCK_HOME")
+            .env_remove("AIRLOCK_CONFIG")
+            .env("AIRLOCK_LOG", level)
+            .output()
+            .expect("run airlock");
+        (out.status.success(), text(&out.stderr))
+    };
+    for typo in ["inf", "warnings"] {
+        let (ok, err) = run(typo, &["config", "check"]);
+        assert!(!ok, "AIRLOCK_LOG={typo} was taken: {err}");
+        assert!(
+            err.contains("AIRLOCK_LOG") && err.contains("not a level"),
+            "{typo}: {err}"
+        );
+    }
+    let (ok, err) = run("warning", &["serve"]);
+    assert!(!ok, "control: the proxy port is taken");
+    assert!(err.contains("cannot listen on"), "control: {err}");
+    assert!(
+        err.contains("unclassified_writes"),
+        "AIRLOCK_LOG=warning showed no warning: {err}"
+    );
+}

@@ -5,6 +5,7 @@ mod audit;
 mod ca;
 mod config;
 mod config_edit;
+mod log_filter;
 mod log_sink;
 mod output;
 mod reviewers;

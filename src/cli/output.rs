@@ -80,16 +80,20 @@ pub fn flush_logs() {
     }
 }
 
-/// Logs go to stderr, filtered by $AIRLOCK_LOG (default: info), as text or JSON, written by
-/// [`LineFormat`]. Text has ANSI colours only on a terminal, and never with `NO_COLOR` set
-/// (https://no-color.org). With `batched` (`serve`) a thread of their own writes them in
-/// batches.
-pub fn init_logging(format: &str, batched: bool) {
+/// Logs go to stderr, filtered by $AIRLOCK_LOG (default: info; see `log_filter.rs`), as text
+/// or JSON, written by [`LineFormat`]. Text has ANSI colours only on a terminal, and never with
+/// `NO_COLOR` set (https://no-color.org). With `batched` (`serve`) a thread of their own writes
+/// them in batches. An `AIRLOCK_LOG` that is not a filter is `Err` (why), logging set up with
+/// the default meanwhile so the error can be reported: the command must not run half-silenced.
+pub fn init_logging(format: &str, batched: bool) -> Result<(), String> {
     use std::io::IsTerminal;
     let json = format == "json";
     let _ = JSON_OUTPUT.set(json);
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let value = std::env::var(super::log_filter::VAR);
+    let (filter, refused) = match super::log_filter::parse(value.as_deref().ok()) {
+        Ok(f) => (f, None),
+        Err(why) => (tracing_subscriber::EnvFilter::new("info"), Some(why)),
+    };
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let ansi = !json && !no_color && std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
@@ -108,4 +112,5 @@ pub fn init_logging(format: &str, batched: bool) {
     } else {
         builder.event_format(LineFormat::text()).init();
     }
+    refused.map_or(Ok(()), Err)
 }
