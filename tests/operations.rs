@@ -1120,3 +1120,97 @@ fn a_misspelt_airlock_log_is_refused_and_warning_is_warn() {
         "AIRLOCK_LOG=warning showed no warning: {err}"
     );
 }
+
+/// Review of session 21: `AIRLOCK_ADMIN_TOKEN=a` was taken as the admin token, and with the
+/// variable set the startup line still said `token in …/admin-token`, a file holding an older
+/// token. Now a token under 32 characters stops `serve` (naming the variable, creating no state),
+/// and an overriding one is named in the startup line and in `airlock status`, with a warning
+/// that the file it overrides is stale.
+#[test]
+fn a_short_admin_token_is_refused_and_an_overriding_one_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("airlock.toml");
+    std::fs::write(
+        &cfg,
+        "[proxy]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\nsocket = \"\"\n",
+    )
+    .expect("config");
+    let serve = |token: &str| {
+        Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("serve")
+            .env_remove("AIRLOCK_HOME")
+            .env_remove("AIRLOCK_CONFIG")
+            .env("AIRLOCK_LOG", "warn")
+            .env("AIRLOCK_ADMIN_TOKEN", token)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let mut short = serve("a");
+    let started = std::time::Instant::now();
+    let exited = loop {
+        if let Ok(Some(_)) = short.try_wait() {
+            break true;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = short.kill();
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let short = short.wait_with_output().expect("serve");
+    let err = text(&short.stderr);
+    assert!(
+        exited && !short.status.success(),
+        "AIRLOCK_ADMIN_TOKEN=a was taken: {err}"
+    );
+    assert!(
+        err.contains("AIRLOCK_ADMIN_TOKEN") && err.contains("at least 32"),
+        "{err}"
+    );
+    assert!(!dir.path().join("certs").exists(), "state created: {err}");
+
+    // The file holds an older token; the variable overrides it.
+    std::fs::create_dir_all(dir.path().join("data")).expect("mkdir");
+    support::write_secret(&dir.path().join("data/admin-token"), "0f".repeat(32));
+    let mut child = serve(&"a1".repeat(32));
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let admin_line = loop {
+        let Some(Ok(line)) = lines.next() else {
+            let _ = child.kill();
+            panic!("serve exited before its admin line");
+        };
+        if line.contains("admin API on http://") {
+            break line;
+        }
+    };
+    let status = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("status")
+        .env_remove("AIRLOCK_HOME")
+        .env_remove("AIRLOCK_CONFIG")
+        .env("AIRLOCK_ADMIN_TOKEN", "a1".repeat(32))
+        .output()
+        .expect("status");
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("serve");
+    assert!(
+        admin_line.contains("token from AIRLOCK_ADMIN_TOKEN"),
+        "{admin_line}"
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("stale"),
+        "no warning that the file is stale: {err}"
+    );
+    let status = text(&status.stdout);
+    assert!(
+        status.contains("AIRLOCK_ADMIN_TOKEN overrides it") && status.contains("stale"),
+        "{status}"
+    );
+}

@@ -78,7 +78,10 @@ use crate::gate::agent_api::{gate_error_response, review_json};
 use crate::gate::{Gate, ReviewState, Reviewer};
 use crate::wire::{json_response, Body, Refusal};
 
-pub use token::{adopt_shared_token, load_or_create_token, read_token};
+pub use token::{
+    adopt_shared_token, env_token, load_or_create_token, read_token, stale_file, MIN_TOKEN_CHARS,
+    TOKEN_ENV,
+};
 
 /// Most reviews one `POST /v1/reviews/reject-pending` rejects (`more` says if any are left).
 pub(crate) const BULK_REJECT_MOST: usize = 1000;

@@ -1,17 +1,55 @@
 //! The admin token: a local file (created 0600 on first use), or, on a store several instances
-//! share, the database's token written to that file. `AIRLOCK_ADMIN_TOKEN` overrides both.
+//! share, the database's token written to that file. `AIRLOCK_ADMIN_TOKEN` overrides both; it
+//! must be at least [`MIN_TOKEN_CHARS`] characters (a short one is refused, never used), and a
+//! token file it overrides is reported as stale by [`stale_file`].
 
 use std::path::Path;
 
 use super::AdminError;
 
+/// The variable that overrides the token file.
+pub const TOKEN_ENV: &str = "AIRLOCK_ADMIN_TOKEN";
+
+/// Fewest characters `AIRLOCK_ADMIN_TOKEN` may have (the generated token has 64 hex digits).
+pub const MIN_TOKEN_CHARS: usize = 32;
+
+/// `AIRLOCK_ADMIN_TOKEN`, trimmed, if set and not empty; refused when shorter than
+/// [`MIN_TOKEN_CHARS`] (the error names the variable and its length, never its value).
+pub fn env_token() -> Result<Option<String>, AdminError> {
+    let Ok(t) = std::env::var(TOKEN_ENV) else {
+        return Ok(None);
+    };
+    let t = t.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let n = t.chars().count();
+    if n < MIN_TOKEN_CHARS {
+        return Err(AdminError::TokenFile {
+            path: TOKEN_ENV.into(),
+            message: format!(
+                "{n} characters; an admin token needs at least {MIN_TOKEN_CHARS} (make one with                  `openssl rand -hex 32`)"
+            ),
+        });
+    }
+    Ok(Some(t.to_string()))
+}
+
+/// When `AIRLOCK_ADMIN_TOKEN` overrides the token file at `path` and that file holds another
+/// token: it is stale (whoever reads it, a Prometheus scrape say, is refused). `false` when the
+/// variable is unset, the file is absent or unreadable, or it holds the same token.
+pub fn stale_file(path: &Path) -> bool {
+    let Ok(Some(env)) = env_token() else {
+        return false;
+    };
+    std::fs::read_to_string(path).is_ok_and(|f| f.trim() != env)
+}
+
 /// The admin token, without creating one: `AIRLOCK_ADMIN_TOKEN`, else the file at `path`;
 /// `None` when neither exists.
 pub fn read_token(path: &Path) -> Result<Option<String>, AdminError> {
-    if let Ok(t) = std::env::var("AIRLOCK_ADMIN_TOKEN") {
-        if !t.trim().is_empty() {
-            return Ok(Some(t.trim().to_string()));
-        }
+    if let Some(t) = env_token()? {
+        return Ok(Some(t));
     }
     // The CLI may run as another user than the server (root, say), so the owner is not
     // checked here; a file others may write could hold a planted token.
@@ -47,10 +85,8 @@ pub fn read_token(path: &Path) -> Result<Option<String>, AdminError> {
 /// Reads the admin token from `path`, creating it (random, mode 0600) if absent.
 /// `AIRLOCK_ADMIN_TOKEN` overrides the file.
 pub fn load_or_create_token(path: &Path) -> Result<String, AdminError> {
-    if let Ok(t) = std::env::var("AIRLOCK_ADMIN_TOKEN") {
-        if !t.trim().is_empty() {
-            return Ok(t.trim().to_string());
-        }
+    if let Some(t) = env_token()? {
+        return Ok(t);
     }
     let err = |message: String| AdminError::TokenFile {
         path: path.display().to_string(),
@@ -86,10 +122,8 @@ pub fn load_or_create_token(path: &Path) -> Result<String, AdminError> {
 /// finds it, replacing a different token there (logged, never the token). `AIRLOCK_ADMIN_TOKEN`
 /// still overrides it for this process, and then the file is left alone.
 pub fn adopt_shared_token(path: &Path, shared: &str) -> Result<String, AdminError> {
-    if let Ok(t) = std::env::var("AIRLOCK_ADMIN_TOKEN") {
-        if !t.trim().is_empty() {
-            return Ok(t.trim().to_string());
-        }
+    if let Some(t) = env_token()? {
+        return Ok(t);
     }
     let err = |message: String| AdminError::TokenFile {
         path: path.display().to_string(),

@@ -116,6 +116,8 @@ async fn serve_async(config: Config) -> Result<()> {
     // Before anything is announced: a SIGTERM right after the address lines is a graceful
     // shutdown (logs flushed), not the default action's instant death.
     let mut signals = Signals::install();
+    // A refused AIRLOCK_ADMIN_TOKEN stops the start before any state is created.
+    airlock::admin::env_token().map_err(|e| anyhow::anyhow!("admin token: {e}"))?;
     check_open_files(&config);
     let catalog = LiveCatalog::load(config.rules.dir.clone(), catalog_options(&config))
         .map_err(|e| anyhow::anyhow!("rules: {e}"))?;
@@ -139,22 +141,34 @@ async fn serve_async(config: Config) -> Result<()> {
         &format!("airlock: proxy listening on {}", server.proxy_addr),
         &[("proxy", server.proxy_addr.to_string())],
     );
-    super::announce(
-        &format!(
-            "airlock: admin API on http://{} (token in {})",
-            server.admin_addr,
-            config.admin.token_file.display()
-        ),
-        &[
-            ("admin", server.admin_addr.to_string()),
-            ("token_file", config.admin.token_file.display().to_string()),
-        ],
-    );
+    announce_admin(&config, server.admin_addr);
     catalog.spawn_watcher(server.life.shutdown.clone());
     signals.recv().await;
     tracing::info!(target: "airlock", "shutting down: no new connections, draining in-flight requests");
     server.shutdown(config.proxy.shutdown_grace).await;
     Ok(())
+}
+
+/// The admin API's address line, naming where its token comes from: the token file, or
+/// `AIRLOCK_ADMIN_TOKEN` (then a token file holding another token is stale, and said so).
+fn announce_admin(config: &Config, admin: std::net::SocketAddr) {
+    let file = config.admin.token_file.display().to_string();
+    let from_env = matches!(airlock::admin::env_token(), Ok(Some(_)));
+    let (source, fields) = if from_env {
+        (
+            format!("token from {}", airlock::admin::TOKEN_ENV),
+            ("token_source", airlock::admin::TOKEN_ENV.to_string()),
+        )
+    } else {
+        (format!("token in {file}"), ("token_file", file.clone()))
+    };
+    if from_env && airlock::admin::stale_file(&config.admin.token_file) {
+        tracing::warn!(target: "airlock", file = %file, "AIRLOCK_ADMIN_TOKEN overrides the admin token file, which holds another, stale token: whatever reads the file (a CLI without the variable, a Prometheus scrape) is refused; remove the file or write the variable's token to it");
+    }
+    super::announce(
+        &format!("airlock: admin API on http://{admin} ({source})"),
+        &[("admin", admin.to_string()), fields],
+    );
 }
 
 pub(super) fn catalog_options(config: &Config) -> CatalogOptions {

@@ -36,16 +36,19 @@ pub(super) async fn status(config: Config) -> Result<()> {
             present(&config.store.path)
         ),
     }
-    let token_env = std::env::var("AIRLOCK_ADMIN_TOKEN").is_ok_and(|t| !t.trim().is_empty());
-    println!(
-        "admin token:  {} ({}{})",
-        config.admin.token_file.display(),
-        present(&config.admin.token_file),
-        if token_env {
-            "; AIRLOCK_ADMIN_TOKEN overrides it"
-        } else {
-            ""
+    let token_file = &config.admin.token_file;
+    let token_env = match airlock::admin::env_token() {
+        Ok(Some(_)) if airlock::admin::stale_file(token_file) => {
+            "; AIRLOCK_ADMIN_TOKEN overrides it, and it holds another, stale token"
         }
+        Ok(Some(_)) => "; AIRLOCK_ADMIN_TOKEN overrides it",
+        Ok(None) => "",
+        Err(_) => "; AIRLOCK_ADMIN_TOKEN is set but refused (too short)",
+    };
+    println!(
+        "admin token:  {} ({}{token_env})",
+        token_file.display(),
+        present(token_file),
     );
     if let Some(f) = &config.agents_file {
         println!("agents file:  {} ({})", f.display(), present(f));
