@@ -1122,3 +1122,73 @@ async fn an_agents_path_cannot_forge_a_line_of_a_text_notification() -> TestResu
     }
     Ok(())
 }
+
+/// Review of session 21: `[notify] base_url = "http://airlock.example.com"` and a channel `url =
+/// "http://hooks.example.com/x?token=…"` with `reviewer = "alice"` were accepted without a word,
+/// and every link they carried lets whoever reads it on the way decide as alice. Now each is
+/// refused, naming its key, unless `notify.allow_plaintext_links = true`; loopback stays allowed.
+#[test]
+fn one_click_links_in_clear_text_are_refused() {
+    use airlock::config::Config;
+    let reviewer = format!(
+        "[[reviewers]]\nname = \"alice\"\ntoken_sha256 = \"{}\"\n",
+        "ab".repeat(32)
+    );
+    let doc = |base: &str, url: &str, extra: &str| {
+        format!(
+            "{reviewer}[notify]\nbase_url = \"{base}\"\n{extra}\
+             [[notify.channels]]\nkind = \"webhook\"\nurl = \"{url}\"\nreviewer = \"alice\"\n"
+        )
+    };
+    let hook = "https://hooks.example.com/x?token=abc";
+    for (base, url, key) in [
+        ("http://airlock.example.com", hook, "notify.base_url"),
+        (
+            "https://airlock.example.com",
+            "http://hooks.example.com/x?token=abc",
+            "notify.channels[0].url",
+        ),
+    ] {
+        let err = Config::from_toml("airlock.toml", &doc(base, url, ""))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| panic!("accepted {base} with {url}"));
+        assert!(
+            err.contains("airlock.toml") && err.contains(key) && err.contains("alice"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("token=abc"),
+            "the URL's secret in an error: {err}"
+        );
+        let allowed = doc(base, url, "allow_plaintext_links = true\n");
+        assert!(
+            Config::from_toml("airlock.toml", &allowed).is_ok(),
+            "{allowed}"
+        );
+    }
+    let mail = format!(
+        "{reviewer}[notify]\nbase_url = \"https://airlock.example.com\"\n\
+         [[notify.channels]]\nkind = \"email\"\nsmtp_host = \"mail.example.com\"\n\
+         starttls = false\nfrom = \"a@example.com\"\nto = [\"alice@example.com\"]\nreviewer = \"alice\"\n"
+    );
+    let err = Config::from_toml("airlock.toml", &mail)
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        err.as_deref()
+            .is_some_and(|e| e.contains("notify.channels[0].starttls")),
+        "{err:?}"
+    );
+    // On this host, and without a reviewer, nothing changes.
+    for ok in [
+        doc("http://127.0.0.1:8081", "http://localhost:9/x", ""),
+        doc("https://airlock.example.com", hook, ""),
+        "[notify]\nbase_url = \"http://airlock.example.com\"\n[[notify.channels]]\n\
+         kind = \"webhook\"\nurl = \"http://hooks.example.com/x\"\n"
+            .to_string(),
+    ] {
+        let r = Config::from_toml("airlock.toml", &ok);
+        assert!(r.is_ok(), "{ok}: {:?}", r.err().map(|e| e.to_string()));
+    }
+}

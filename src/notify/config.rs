@@ -27,6 +27,9 @@ pub struct RawNotify {
     /// Escalations queued per channel before new ones are dropped (with a warning).
     pub queue_size: usize,
     pub channels: Vec<RawChannel>,
+    /// Lets one-click links travel in clear text (an `http://` base_url or webhook, an email
+    /// channel without STARTTLS, to a host other than this one); refused otherwise.
+    pub allow_plaintext_links: bool,
 }
 
 impl Default for RawNotify {
@@ -35,6 +38,7 @@ impl Default for RawNotify {
             base_url: None,
             queue_size: 1024,
             channels: Vec::new(),
+            allow_plaintext_links: false,
         }
     }
 }
@@ -213,6 +217,9 @@ pub fn check(raw: RawNotify) -> Result<NotifyConfig, NotifyConfigError> {
         });
     }
     let channels = parse_channels(raw.channels)?;
+    if !raw.allow_plaintext_links {
+        super::plaintext::refuse_plaintext_links(base_url.as_deref(), &channels)?;
+    }
     Ok(NotifyConfig {
         base_url,
         queue_size: raw.queue_size,

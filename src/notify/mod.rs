@@ -13,6 +13,7 @@ pub mod config;
 mod email;
 mod fair;
 pub mod links;
+mod plaintext;
 pub mod signing;
 mod webhook;
 
