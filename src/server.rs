@@ -31,6 +31,8 @@ use crate::upstream::{Dialer, Upstream};
 pub enum ServerError {
     #[error("CA: {0}")]
     Tls(#[from] TlsError),
+    #[error("upstream.extra_ca_files: {0}")]
+    UpstreamCa(TlsError),
     #[error("proxy: {0}")]
     Proxy(#[from] crate::proxy::ProxyError),
     #[error("store at {path}: {source}")]
@@ -110,6 +112,8 @@ pub async fn start(
     classifier: Arc<dyn Classifier>,
     clock: Arc<dyn Clock>,
 ) -> Result<Server, ServerError> {
+    // A config that cannot start stops before any state (store, CA) is created.
+    upstream_tls(config)?;
     // A process killed a moment ago may still hold the store's lock: wait for it, boundedly.
     let store = store::open_configured(
         config.store.backend,
@@ -127,6 +131,12 @@ pub async fn start(
     start_with_store(config, classifier, clock, store).await
 }
 
+/// The upstream TLS client config: Mozilla's roots and `upstream.extra_ca_files` (each must
+/// read as PEM certificates). `airlock config check` runs it too.
+pub fn upstream_tls(config: &Config) -> Result<Arc<rustls::ClientConfig>, ServerError> {
+    crate::tls::client_config(&config.upstream.extra_ca_files).map_err(ServerError::UpstreamCa)
+}
+
 /// Like [`start`], on a store the caller opened (tests wrap one to inject failures).
 pub async fn start_with_store(
     config: &Config,
@@ -134,6 +144,7 @@ pub async fn start_with_store(
     clock: Arc<dyn Clock>,
     store: Arc<dyn crate::store::Store>,
 ) -> Result<Server, ServerError> {
+    let tls = upstream_tls(config)?;
     // A store several instances share keeps agents, reviewers, the link key and the admin
     // token; its change feed is subscribed to before they are read, so no change is missed.
     let directory = (config.store.backend == store::Backend::Postgres)
@@ -217,7 +228,6 @@ pub async fn start_with_store(
     refresh_decision_surfaces(&guard, &surfaces).await;
 
     let life = Lifecycle::default();
-    let tls = crate::tls::client_config(&config.upstream.extra_ca_files)?;
     let dialer = Dialer::new(
         config.upstream.resolve.clone(),
         config.upstream.connect_timeout,

@@ -1214,3 +1214,34 @@ fn a_short_admin_token_is_refused_and_an_overriding_one_is_named() {
         "{status}"
     );
 }
+
+/// Review of session 21: `upstream.extra_ca_files = ["/nonexistent.pem"]` passed `config check`,
+/// and `serve` created a new interception CA before failing on it, under a misleading `CA:`
+/// label. Now both refuse it, labelled `upstream.extra_ca_files`, and `serve` creates nothing.
+#[test]
+fn a_missing_upstream_ca_file_fails_the_check_and_creates_no_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("nonexistent.pem");
+    let cfg = dir.path().join("airlock.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\nsocket = \"\"\n\
+             [upstream]\nextra_ca_files = [{:?}]\n",
+            support::path_str(&missing)
+        ),
+    )
+    .expect("config");
+    for cmd in [&["config", "check"][..], &["serve"]] {
+        let (ok, out, err) = cli(&cfg, cmd);
+        assert!(!ok, "{cmd:?} took a missing CA file: {out}");
+        assert!(
+            err.contains("upstream.extra_ca_files") && err.contains("nonexistent.pem"),
+            "{cmd:?}: {err}"
+        );
+        assert!(!err.contains("CA: "), "{cmd:?}: {err}");
+    }
+    for state in ["certs", "data"] {
+        assert!(!dir.path().join(state).exists(), "serve created {state}/");
+    }
+}

@@ -43,6 +43,7 @@ pub(super) fn config_cmd(config: Config, cmd: ConfigCommand) -> Result<()> {
         ConfigCommand::Check => {
             airlock::credentials::Vault::load(&config.credentials)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
+            airlock::server::upstream_tls(&config)?;
             config
                 .notify
                 .clone()
