@@ -55,6 +55,8 @@ pub enum ServerError {
     Policy(String),
     #[error("{0}")]
     AdminSocket(#[from] admin::socket::SocketError),
+    #[error("{0}")]
+    Peer(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -114,6 +116,7 @@ pub async fn start(
 ) -> Result<Server, ServerError> {
     // A config that cannot start stops before any state (store, CA) is created.
     upstream_tls(config)?;
+    refuse_unshared_peer(config)?;
     // A process killed a moment ago may still hold the store's lock: wait for it, boundedly.
     let store = store::open_configured(
         config.store.backend,
@@ -129,6 +132,40 @@ pub async fn start(
         source,
     })?;
     start_with_store(config, classifier, clock, store).await
+}
+
+/// Several instances share a data directory only on a shared store (PostgreSQL). On redb or
+/// sled, a live instance serving this config's admin socket, or another backend's store files in
+/// `store.path`, stop the start before anything is created: each backend takes only its own
+/// lock, so a second instance of the other backend would run beside the first unseen, its audit
+/// chain apart, and the first's next start would find its anchor ahead of its store.
+fn refuse_unshared_peer(config: &Config) -> Result<(), ServerError> {
+    let backend = config.store.backend;
+    if backend == store::Backend::Postgres {
+        return Ok(());
+    }
+    let name = match backend {
+        store::Backend::Redb => "redb",
+        _ => "sled",
+    };
+    if let Some(socket) = config.admin_socket() {
+        if admin::socket::served_by_live_peer(&socket) {
+            return Err(ServerError::Peer(format!(
+                "another airlock serve is running on this data directory (it serves the admin                  socket {}): on a {name} store one instance owns it (several need [store]                  backend = \"postgres\"); stop that one first, or give this one its own                  store.path",
+                socket.display()
+            )));
+        }
+    }
+    let theirs = store::other_backend_files(backend, &config.store.path);
+    if !theirs.is_empty() {
+        let names: Vec<String> = theirs.iter().map(|p| p.display().to_string()).collect();
+        return Err(ServerError::Peer(format!(
+            "store.path {} holds another backend's store ({}) but this instance would open a              {name} store there: one directory holds one backend's store; run with the backend              that made it (--store), or move those files away (to switch backends, export and              start afresh)",
+            config.store.path.display(),
+            names.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// The upstream TLS client config: Mozilla's roots and `upstream.extra_ca_files` (each must

@@ -1245,3 +1245,62 @@ fn a_missing_upstream_ca_file_fails_the_check_and_creates_no_state() {
         assert!(!dir.path().join(state).exists(), "serve created {state}/");
     }
 }
+
+/// `airlock --config CFG ARGS` (as [`cli`] runs it) for at most `secs` seconds: its output if
+/// it exited by then; `None` (and killed) if it was still running.
+fn cli_within(cfg: &Path, args: &[&str], secs: u64) -> Option<(bool, String)> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .env_remove("AIRLOCK_HOME")
+        .env_remove("AIRLOCK_CONFIG")
+        .env_remove("AIRLOCK_ADMIN_TOKEN")
+        .env("AIRLOCK_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(secs) {
+        if let Ok(Some(_)) = child.try_wait() {
+            let out = child.wait_with_output().expect("output");
+            return Some((out.status.success(), text(&out.stderr)));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Review of session 21: with a redb `serve` running, `airlock --store sled serve` on the same
+/// data directory started beside it (only an INFO line about the admin socket), and the redb
+/// store then refused its next start with an anchor mismatch. Now a live instance serving the
+/// admin socket stops the start (the store is not shared), and so do another backend's store
+/// files in the directory, named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_of_another_backend_is_refused() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, store, ca) = write_config(dir.path(), "airlock.toml", "redb", &up, HOSTS, "");
+    let s = Serve::spawn(&cfg, &store, &ca, &dir.path().join("serve.log"));
+    let (ok, err) = cli_within(&cfg, &["--store", "sled", "serve"], 8)
+        .expect("a sled serve started beside the running redb one");
+    assert!(
+        !ok && err.contains("another airlock serve is running"),
+        "{err}"
+    );
+    assert!(
+        !store.join("sled").exists(),
+        "the refused start created a sled store"
+    );
+    s.stop();
+    let (ok, err) = cli_within(&cfg, &["--store", "sled", "serve"], 8)
+        .expect("a sled serve started on a redb store's directory");
+    assert!(!ok && err.contains("airlock.redb"), "{err}");
+    // The redb store starts again, its anchor intact.
+    let s = Serve::spawn(&cfg, &store, &ca, &dir.path().join("serve.log"));
+    s.stop();
+}

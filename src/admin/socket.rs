@@ -52,6 +52,12 @@ fn parent(path: &Path) -> PathBuf {
     }
 }
 
+/// Does a live instance serve the socket at `path` (a socket there that accepts)?
+pub fn served_by_live_peer(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
+        && std::os::unix::net::UnixStream::connect(path).is_ok()
+}
+
 /// Binds the socket (its directory created 0700 if missing). `None`: another live instance
 /// already serves it (several sharing one store directory), which is not an error.
 fn bind(path: &Path) -> Result<Option<UnixListener>, SocketError> {

@@ -291,6 +291,23 @@ pub fn open_postgres_with_commit_limit(
     ))))
 }
 
+/// The files another embedded backend keeps in the directory `dir` (`airlock.redb` for redb,
+/// `sled/` for sled) that exist there, for a store of `backend`: a directory holds one
+/// backend's store, and a second instance of the other backend on it would run beside the first
+/// unseen (each takes only its own backend's lock).
+pub fn other_backend_files(backend: Backend, dir: &Path) -> Vec<std::path::PathBuf> {
+    let theirs: &[&str] = match backend {
+        Backend::Redb => &["sled"],
+        Backend::Sled => &["airlock.redb"],
+        Backend::Postgres => &[],
+    };
+    theirs
+        .iter()
+        .map(|f| dir.join(f))
+        .filter(|p| p.symlink_metadata().is_ok())
+        .collect()
+}
+
 /// The configured store: PostgreSQL at `url` for [`Backend::Postgres`], else the directory
 /// `path`, waiting up to `patience` for a lock another process still holds.
 pub fn open_configured(
