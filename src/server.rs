@@ -382,7 +382,7 @@ pub async fn start_with_store(
     let admin = Admin::new(
         gate.clone(),
         &admin_token,
-        admin_addr,
+        (admin_addr, proxy_addr),
         links.clone(),
         config.notify.base_url.as_deref(),
         config

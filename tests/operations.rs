@@ -1304,3 +1304,30 @@ async fn a_second_instance_of_another_backend_is_refused() {
     let s = Serve::spawn(&cfg, &store, &ca, &dir.path().join("serve.log"));
     s.stop();
 }
+
+/// Review of session 21: `airlock status` printed the config's listen addresses, not the ones
+/// the running server uses (moved by `--listen` / `--admin-listen`, or port 0 as here). Now the
+/// server tells them on `/readyz` over the admin socket, and `status` prints those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_prints_the_addresses_the_server_listens_on() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, store, ca) = write_config(dir.path(), "airlock.toml", "redb", &up, HOSTS, "");
+    let s = Serve::spawn(&cfg, &store, &ca, &dir.path().join("serve.log"));
+    let out = support::process::cli_output(&cfg, &["status"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let proxy = status_line(&out, "proxy listen");
+    let admin = status_line(&out, "admin listen");
+    assert!(proxy.starts_with(&s.proxy.to_string()), "{proxy}");
+    assert!(admin.starts_with(&s.admin.to_string()), "{admin}");
+    assert!(
+        proxy.contains("127.0.0.1:0"),
+        "the config's is named too: {proxy}"
+    );
+    // Over TCP the probe still tells nothing but readiness.
+    let (code, body) = get_with_host(&s, "/readyz", "example.org", None).await;
+    assert_eq!(code, 200);
+    assert!(!body.contains("listen"), "{body}");
+    s.stop();
+}

@@ -99,6 +99,8 @@ pub struct Admin {
     gate: Arc<Gate>,
     token_digest: [u8; 32],
     listen: SocketAddr,
+    /// The proxy listener's bound address, told on `/readyz` over the admin socket only.
+    proxy_listen: SocketAddr,
     dashboard: dashboard::Dashboard,
     links: Arc<crate::notify::LinkSigner>,
     /// `notify.base_url` as an origin (`https://airlock.example.com`) and its authority: the
@@ -128,7 +130,7 @@ impl Admin {
     pub fn new(
         gate: Arc<Gate>,
         token: &str,
-        listen: SocketAddr,
+        (listen, proxy_listen): (SocketAddr, SocketAddr),
         links: Arc<crate::notify::LinkSigner>,
         public_url: Option<&str>,
         names: Vec<String>,
@@ -138,6 +140,7 @@ impl Admin {
             gate,
             token_digest: Sha256::digest(token.as_bytes()).into(),
             listen,
+            proxy_listen,
             dashboard: dashboard::Dashboard::new(),
             links,
             public: public_url.and_then(parse_public_url),
@@ -463,10 +466,19 @@ async fn route(admin: &Admin, req: Request<Incoming>, local: bool) -> Response<B
         return match admin.gate.totals().await {
             // Still ready when claims are paused (a clock too far off): it holds and serves,
             // and other instances send its approvals. Which it is, not why, is said here.
+            // Over the admin socket (its peer is Airlock's user or root), also the addresses
+            // this server listens on, which `--listen` flags may have moved from the config's:
+            // `airlock status` prints them. Over TCP a probe reveals nothing more.
             Ok(_) => {
                 let mut ready = serde_json::json!({"ready": true});
                 if admin.gate.claims_paused().is_some() {
                     ready["claimsPaused"] = serde_json::Value::Bool(true);
+                }
+                if local {
+                    ready["listen"] = serde_json::json!({
+                        "proxy": admin.proxy_listen.to_string(),
+                        "admin": admin.listen.to_string(),
+                    });
                 }
                 json_response(StatusCode::OK, &ready)
             }

@@ -1,5 +1,6 @@
-//! `airlock status`: where the config, CA, store and admin token are, the listen addresses, and
-//! whether the server answers `/readyz`. Reads only; creates nothing.
+//! `airlock status`: where the config, CA, store and admin token are, the listen addresses (the
+//! running server's, which it tells over the admin socket, else the config's), and whether the
+//! server answers `/readyz`. Reads only; creates nothing.
 
 use std::path::Path;
 use std::time::Duration;
@@ -53,21 +54,31 @@ pub(super) async fn status(config: Config) -> Result<()> {
     if let Some(f) = &config.agents_file {
         println!("agents file:  {} ({})", f.display(), present(f));
     }
-    println!("proxy listen: {}", config.proxy.listen);
-    println!("admin listen: {}", config.admin.listen);
-    if let Some(s) = config.admin_socket() {
-        println!("admin socket: {}", s.display());
-    }
     let addr = airlock::admin::client::Target::of(&config);
     let probe = airlock::admin::client::call(&addr, "", http::Method::GET, "/readyz", None);
     let answer = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
-        Ok(Ok((200, _))) => Ok(()),
+        Ok(Ok((200, body))) => Ok(body),
         Ok(Ok((code, body))) => Err(format!("answers /readyz with {code}: {body}")),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
     };
+    // What the server listens on (it says so over the admin socket), else the config's.
+    let served = answer.as_ref().ok().map(|b| &b["listen"]);
+    for (label, key, configured) in [
+        ("proxy listen", "proxy", config.proxy.listen),
+        ("admin listen", "admin", config.admin.listen),
+    ] {
+        match served.and_then(|l| l[key].as_str()) {
+            Some(a) if a == configured.to_string() => println!("{label}: {a} (server)"),
+            Some(a) => println!("{label}: {a} (server; the config says {configured})"),
+            None => println!("{label}: {configured} (config)"),
+        }
+    }
+    if let Some(s) = config.admin_socket() {
+        println!("admin socket: {}", s.display());
+    }
     match answer {
-        Ok(()) => {
+        Ok(_) => {
             match &addr {
                 airlock::admin::client::Target::Tcp(a, _) => {
                     println!("server:       ready (http://{a}/readyz)")
