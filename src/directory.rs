@@ -208,20 +208,46 @@ impl Directory {
     /// Gives the stored agent `name` a new token digest (its old token stops working on every
     /// instance); `Ok(false)` if none is stored.
     pub fn set_agent_token(&self, name: &str, digest: &[u8; 32]) -> Result<bool, DirectoryError> {
-        let key = agent_key(name);
+        self.set_token(
+            &agent_key(name),
+            &format!("agent {name:?}"),
+            |r: &mut AgentRecord| r.token_sha256 = hex::encode(digest),
+        )
+    }
+
+    /// Gives the stored reviewer `name` the token whose SHA-256 is `digest` (her groups, and
+    /// her approvals, which count by name, are kept); `Ok(false)` when none is stored.
+    pub fn set_reviewer_token(
+        &self,
+        name: &str,
+        digest: &[u8; 32],
+    ) -> Result<bool, DirectoryError> {
+        let what = format!("reviewer {name:?}");
+        self.set_token(&reviewer_key(name), &what, |r: &mut ReviewerRecord| {
+            r.token_sha256 = hex::encode(digest)
+        })
+    }
+
+    /// Rewrites the record at `key` (`what` names it in errors) with `set` applied.
+    fn set_token<R: Serialize + serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+        what: &str,
+        set: impl Fn(&mut R),
+    ) -> Result<bool, DirectoryError> {
         // A record replaced between the read and the write is read again.
         loop {
-            let Some(current) = self.store.get(Tree::Meta, &key)? else {
+            let Some(current) = self.store.get(Tree::Meta, key)? else {
                 return Ok(false);
             };
-            let mut record: AgentRecord = serde_json::from_slice(&current)
-                .map_err(|e| DirectoryError::Invalid(format!("stored agent {name:?}: {e}")))?;
-            record.token_sha256 = hex::encode(digest);
+            let mut record: R = serde_json::from_slice(&current)
+                .map_err(|e| DirectoryError::Invalid(format!("stored {what}: {e}")))?;
+            set(&mut record);
             let json =
                 serde_json::to_vec(&record).map_err(|e| DirectoryError::Invalid(e.to_string()))?;
             let mut b = Batch::default();
-            b.expect(Tree::Meta, &key, Some(&current))
-                .put(Tree::Meta, &key, &json);
+            b.expect(Tree::Meta, key, Some(&current))
+                .put(Tree::Meta, key, &json);
             if self.store.apply(b)? {
                 return Ok(true);
             }

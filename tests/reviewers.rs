@@ -802,3 +802,86 @@ async fn unsatisfiable_rules_are_refused_on_reload_and_by_config_check() {
     );
     serve.stop();
 }
+
+/// Review of session 21: there was no `reviewers rotate` (there is `agents rotate`), so a
+/// reviewer's leaked token could only be replaced by removing and adding her, which drops her
+/// approvals on pending reviews. `airlock reviewers rotate alice` prints a new token once; a
+/// running serve refuses the old one within a second, takes the new one, and alice's approval
+/// given before still counts toward the quorum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_a_reviewers_token_keeps_her_approvals() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).expect("mkdir");
+    std::fs::write(rules.join("t.toml"), policy_rule("approvals = 2")).expect("write");
+    let (cfg, store, ca) = support::process::write_config(
+        dir.path(),
+        "airlock.toml",
+        "redb",
+        &up,
+        HOSTS,
+        &format!("[rules]\ndir = {:?}\n", support::path_str(&rules)),
+    );
+    let mut tokens = std::collections::HashMap::new();
+    for name in ["alice", "bob"] {
+        let (ok, out, err) = support::process::cli(&cfg, &["reviewers", "add", name]);
+        assert!(ok, "{err}");
+        tokens.insert(name, out.trim().to_string());
+    }
+    let serve = support::process::Serve::spawn(&cfg, &store, &ca, &dir.path().join("serve.log"));
+    let held = serve
+        .client()
+        .delete("https://api.github.com/repos/acme/app")
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(held.status(), 423);
+    let id = held.headers()["airlock-review-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    let call = |token: String, method: http::Method, path: String| {
+        let admin = serve.admin;
+        async move {
+            let body = (method == http::Method::POST).then(|| serde_json::json!({}));
+            airlock::admin::client::call(admin, &token, method, &path, body)
+                .await
+                .expect("admin call")
+        }
+    };
+    let approve = format!("/v1/reviews/{id}/approve");
+    let (st, r) = call(tokens["alice"].clone(), http::Method::POST, approve.clone()).await;
+    assert_eq!(st, 202, "one of two: {r}");
+
+    let (ok, out, err) = support::process::cli(&cfg, &["reviewers", "rotate", "alice"]);
+    assert!(ok, "{err}");
+    let new = out.trim().to_string();
+    assert!(new.starts_with("rvw_") && new != tokens["alice"], "{out}");
+    let show = format!("/v1/reviews/{id}");
+    let old = tokens["alice"].clone();
+    support::eventually(
+        "the old token refused",
+        std::time::Duration::from_secs(10),
+        || {
+            let (old, show) = (old.clone(), show.clone());
+            let call = &call;
+            async move { (call(old, http::Method::GET, show).await.0 == 401).then_some(()) }
+        },
+    )
+    .await;
+    let (st, r) = call(new, http::Method::GET, show).await;
+    assert_eq!(st, 200, "the new token works: {r}");
+    assert_eq!(
+        r["approvalsCounted"], 1,
+        "alice's approval still counts: {r}"
+    );
+    let (st, r) = call(tokens["bob"].clone(), http::Method::POST, approve).await;
+    assert_eq!(st, 200, "bob's approval makes the quorum with alice's: {r}");
+    assert_eq!(r["state"], "executed", "{r}");
+    assert_eq!(up.count(), 1);
+    let (ok, _, err) = support::process::cli(&cfg, &["reviewers", "rotate", "nobody"]);
+    assert!(!ok && err.contains("no reviewer named"), "{err}");
+    serve.stop();
+}

@@ -1,4 +1,4 @@
-//! `airlock reviewers`: add, list and remove the people who may decide reviews. With an
+//! `airlock reviewers`: add, list, rotate and remove the people who may decide reviews. With an
 //! embedded store they live in the config file (a running `airlock serve` notices the change
 //! within a second); with a shared database (`[store] backend = "postgres"`) `add` changes the
 //! database, and every running `airlock serve` on it follows at once. `remove` removes the
@@ -27,6 +27,10 @@ pub(super) enum ReviewersCommand {
     },
     /// List the reviewers: the config file's, and the shared database's.
     List,
+    /// Give a reviewer a new token and print it once; the old one, her dashboard sessions and
+    /// her one-click links stop working, her approvals on pending reviews still count (unlike
+    /// remove and add again).
+    Rotate { name: String },
     /// Remove a reviewer (her token, dashboard sessions and links stop working, her approvals
     /// stop counting): from the config file and from the shared database, wherever she is.
     Remove {
@@ -121,6 +125,7 @@ pub(super) fn reviewers_cmd(config: Config, cmd: ReviewersCommand) -> Result<()>
             }
             Ok(())
         }
+        ReviewersCommand::Rotate { name } => rotate(&config, directory.as_ref(), &name),
         ReviewersCommand::Remove { name, force } => {
             let path = config_edit::config_path(&config);
             let stored = stored_reviewers(directory.as_ref())?;
@@ -148,6 +153,32 @@ pub(super) fn reviewers_cmd(config: Config, cmd: ReviewersCommand) -> Result<()>
             Ok(())
         }
     }
+}
+
+/// A new token for reviewer `name`, where her entry in force is (the config file's wins over
+/// the database's), printed once as `agents rotate` prints an agent's.
+fn rotate(config: &Config, directory: Option<&Directory>, name: &str) -> Result<()> {
+    let token = airlock::agents::generate_token().replacen("alk_", "rvw_", 1);
+    let digest = airlock::agents::token_digest(&token);
+    let path = config_edit::config_path(config);
+    let place = if config_edit::set_token(&path, Table::Reviewers, name, &hex::encode(digest))? {
+        format!(
+            "{} (a running airlock serve takes it within a second)",
+            path.display()
+        )
+    } else {
+        match directory {
+            Some(d) if d.set_reviewer_token(name, &digest)? => {
+                "the shared database (every instance takes it at once)".to_string()
+            }
+            _ => bail!("no reviewer named {name:?}"),
+        }
+    };
+    super::note(&format!(
+        "reviewer {name} has a new token in {place}; the old one, her dashboard sessions and her one-click links no longer work (her approvals still count). The new token, shown once:"
+    ));
+    println!("{token}");
+    Ok(())
 }
 
 /// Refuses a removal after which some rule could never be approved (as `serve` checks at
