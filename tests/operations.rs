@@ -1331,3 +1331,64 @@ async fn status_prints_the_addresses_the_server_listens_on() {
     assert!(!body.contains("listen"), "{body}");
     s.stop();
 }
+
+/// Review of session 21: `airlock serve --admin-listen 0.0.0.0:PORT` (the image's default
+/// command) started without a word, putting the admin API on the network agents use. Now
+/// `serve` and `config check` warn, naming the risk and the fix, when admin.listen is a
+/// wildcard or the proxy's own (non-loopback) address; neither refuses.
+#[test]
+fn a_wildcard_admin_listener_is_warned_about() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("airlock.toml");
+    let write = |admin: &str, proxy: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "[proxy]\nlisten = \"{proxy}\"\n[admin]\nlisten = \"{admin}\"\nsocket = \"\"\n"
+            ),
+        )
+        .expect("config")
+    };
+    for (admin, proxy) in [
+        ("0.0.0.0:8081", "127.0.0.1:8080"),
+        ("192.0.2.7:8081", "192.0.2.7:8080"),
+    ] {
+        write(admin, proxy);
+        let (ok, _, err) = cli(&cfg, &["config", "check"]);
+        assert!(ok, "a warning, not a refusal: {err}");
+        assert!(
+            err.contains("warning: admin.listen") && err.contains("agents"),
+            "{admin}: {err}"
+        );
+    }
+    write("127.0.0.1:8081", "127.0.0.1:8080");
+    let (ok, _, err) = cli(&cfg, &["config", "check"]);
+    assert!(ok && !err.contains("admin.listen"), "loopback: {err}");
+    // serve with the image's flag: it starts, and warns.
+    write("127.0.0.1:0", "127.0.0.1:0");
+    let err_file = dir.path().join("serve.err");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["serve", "--admin-listen", "0.0.0.0:0"])
+        .env_remove("AIRLOCK_HOME")
+        .env_remove("AIRLOCK_CONFIG")
+        .env("AIRLOCK_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&err_file).expect("err file"))
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let started = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains("admin API on http://0.0.0.0:"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let err = std::fs::read_to_string(&err_file).unwrap_or_default();
+    assert!(started, "serve did not start: {err}");
+    assert!(
+        err.contains("admin.listen 0.0.0.0:") && err.contains("wildcard"),
+        "{err}"
+    );
+}

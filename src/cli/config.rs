@@ -61,6 +61,11 @@ pub(super) fn config_cmd(config: Config, cmd: ConfigCommand) -> Result<()> {
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "<built-in defaults>".into());
+            if let Some(w) =
+                airlock::config::admin_exposure(config.admin.listen, config.proxy.listen)
+            {
+                super::warn(&w);
+            }
             println!("config OK: {source}");
             println!("  proxy.listen        = {}", config.proxy.listen);
             println!("  proxy.unknown_hosts = {:?}", config.proxy.unknown_hosts);

@@ -119,6 +119,9 @@ async fn serve_async(config: Config) -> Result<()> {
     // A refused AIRLOCK_ADMIN_TOKEN stops the start before any state is created.
     airlock::admin::env_token().map_err(|e| anyhow::anyhow!("admin token: {e}"))?;
     check_open_files(&config);
+    if let Some(w) = config::admin_exposure(config.admin.listen, config.proxy.listen) {
+        tracing::warn!(target: "airlock", "{w}");
+    }
     let catalog = LiveCatalog::load(config.rules.dir.clone(), catalog_options(&config))
         .map_err(|e| anyhow::anyhow!("rules: {e}"))?;
     tracing::info!(target: "airlock", rules = catalog.current().rule_count(), hosts = ?catalog.current().hosts(), "rules catalog loaded");

@@ -6,6 +6,7 @@
 mod audit;
 mod credentials;
 mod egress;
+mod exposure;
 mod gate;
 mod home;
 mod people;
@@ -17,6 +18,7 @@ mod upstream;
 pub use audit::AuditConfig;
 pub use credentials::{default_git_hosts, default_service_hosts, CredentialConfig, SecretSource};
 pub use egress::EgressConfig;
+pub use exposure::admin_exposure;
 pub use gate::GateConfig;
 pub use home::{Found, Home, HOME_ENV};
 pub use people::{agent_entry, check_agent_services, reviewer_entry, AgentConfig, ReviewerConfig};
