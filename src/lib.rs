@@ -83,6 +83,7 @@ pub const LAYERS: &[&[&str]] = &[
         "log_line",
         "hardening",
         "visible",
+        "listener_owner",
     ],
 ];
 

@@ -69,7 +69,7 @@ mod tests {
             Some("WARN"),
             Some("warning"),
             Some("airlock=debug,warn"),
-            Some("airlock::access=warning"),
+            Some("airlock::gate=warning"),
         ] {
             assert!(parse(ok).is_ok(), "{ok:?}");
         }
