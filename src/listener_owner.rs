@@ -18,6 +18,29 @@ pub fn check(addr: SocketAddr, trusted: &[u32], what: &str) -> Result<(), String
     if !addr.ip().is_loopback() || cfg!(not(target_os = "linux")) {
         return Ok(());
     }
+    // One reading at a time, and a passed check holds for [`RECENT_FOR`]: the tables list every
+    // socket of the host (thousands under load), and a relay or a busy client checks on every
+    // connection. While the listener found stays up, no other process can take its port.
+    let mut recent = RECENT.lock().unwrap_or_else(|e| e.into_inner());
+    let now = std::time::Instant::now();
+    recent.retain(|(_, _, at)| now.duration_since(*at) < RECENT_FOR);
+    if recent.iter().any(|(a, t, _)| *a == addr && t == trusted) {
+        return Ok(());
+    }
+    read_and_check(addr, trusted, what)?;
+    recent.push((addr, trusted.to_vec(), now));
+    Ok(())
+}
+
+/// How long a passed [`check`] of an address stands for the same trusted uids.
+const RECENT_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Checks passed within [`RECENT_FOR`]: address, trusted uids, when.
+static RECENT: std::sync::Mutex<Vec<(SocketAddr, Vec<u32>, std::time::Instant)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// [`check`] without the recent-pass memory: reads the tables.
+fn read_and_check(addr: SocketAddr, trusted: &[u32], what: &str) -> Result<(), String> {
     let mut owners = Vec::new();
     for (file, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
         match std::fs::read_to_string(file) {

@@ -603,7 +603,7 @@ async fn the_cli_sends_no_token_to_another_users_listener() {
         ),
         0o600,
     );
-    let canary = unique("ADMIN-CANARY");
+    let canary = unique("ADMIN-CANARY-of-at-least-32-chars");
     let mut cmd = tokio::process::Command::new(BIN);
     cmd.current_dir("/")
         .env("AIRLOCK_ADMIN_TOKEN", &canary)
