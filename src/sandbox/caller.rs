@@ -241,28 +241,10 @@ fn user_by_name(name: &str) -> Option<(u32, u32)> {
 
 /// A passwd entry's name and primary gid, by uid (NSS).
 fn user_by_uid(uid: u32) -> Option<(Option<String>, u32)> {
-    let mut buf = vec![0u8; 64 * 1024];
-    // SAFETY: record and buffer are ours and outlive the call; the name is copied before.
-    unsafe {
-        let mut pwd: libc::passwd = std::mem::zeroed();
-        let mut found: *mut libc::passwd = std::ptr::null_mut();
-        let r = libc::getpwuid_r(
-            uid,
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut found,
-        );
-        if r != 0 || found.is_null() {
-            return None;
-        }
-        let name = (!pwd.pw_name.is_null()).then(|| {
-            std::ffi::CStr::from_ptr(pwd.pw_name)
-                .to_string_lossy()
-                .into_owned()
-        });
-        Some((name, pwd.pw_gid))
-    }
+    super::child::nss_user(uid)
+        .ok()
+        .flatten()
+        .map(|p| (p.name, p.gid))
 }
 
 /// The user's groups (NSS `getgrouplist`), always including `gid`; just `gid` without a name.

@@ -180,7 +180,12 @@ pub fn check_login_account(run_as: RunAs, allowed: bool) -> Result<(), SandboxEr
 /// The name and shell NSS gives `uid`, if that shell lets someone log in (an empty shell is
 /// /bin/sh).
 fn login_shell(uid: u32) -> Option<(String, String)> {
-    let (Some(name), Some(shell)) = nss_user(uid).ok().flatten()? else {
+    let Passwd {
+        name: Some(name),
+        shell: Some(shell),
+        ..
+    } = nss_user(uid).ok().flatten()?
+    else {
         return None;
     };
     let no_login = shell.ends_with("/nologin") || shell.ends_with("/false");
@@ -329,12 +334,16 @@ fn known_id(id: u32) -> bool {
 /// Room for one NSS record (a group with many members needs more than the usual 1 KiB).
 const NSS_BUF: usize = 64 * 1024;
 
-/// A passwd record's name and shell, each if set.
-type NameAndShell = (Option<String>, Option<String>);
+/// A passwd record: name and shell (each if set), primary gid.
+pub(super) struct Passwd {
+    pub name: Option<String>,
+    pub shell: Option<String>,
+    pub gid: u32,
+}
 
-/// The name and shell NSS gives `uid`: `Ok(None)` if it knows no such user, `Err` if the
-/// lookup failed.
-fn nss_user(uid: u32) -> Result<Option<NameAndShell>, ()> {
+/// The passwd record NSS gives `uid`: `Ok(None)` if it knows no such user, `Err` if the lookup
+/// failed.
+pub(super) fn nss_user(uid: u32) -> Result<Option<Passwd>, ()> {
     let mut buf = vec![0u8; NSS_BUF];
     // SAFETY: the record and the buffer are ours and outlive the call; the strings are read
     // before either is dropped.
@@ -357,7 +366,11 @@ fn nss_user(uid: u32) -> Result<Option<NameAndShell>, ()> {
         let text = |p: *const libc::c_char| {
             (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
         };
-        Ok(Some((text(pwd.pw_name), text(pwd.pw_shell))))
+        Ok(Some(Passwd {
+            name: text(pwd.pw_name),
+            shell: text(pwd.pw_shell),
+            gid: pwd.pw_gid,
+        }))
     }
 }
 
