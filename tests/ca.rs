@@ -431,3 +431,34 @@ fn the_ca_rotates_with_an_overlap_and_survives_an_interrupted_finish() {
     let (ok, _, err) = run(&["ca", "rotate", "--finish"]);
     assert!(!ok && err.contains("no next CA is prepared"), "{err}");
 }
+
+/// A `ca rotate` cut short (the next CA's key written, its certificate not) leaves the CA in use
+/// serving; the next `ca rotate` says what to do rather than calling it prepared.
+#[test]
+fn a_half_made_next_ca_leaves_the_current_one_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    let run = |args: &[&str]| {
+        let out = airlock_bin()
+            .args(args)
+            .arg("--ca-dir")
+            .arg(&certs)
+            .current_dir(dir.path())
+            .output()
+            .expect("run airlock");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(run(&["ca", "init"]).0);
+    let current = std::fs::read_to_string(certs.join("ca.pem")).expect("ca.pem");
+    std::fs::create_dir(certs.join("next")).expect("next");
+    std::fs::copy(certs.join("ca-key.pem"), certs.join("next/ca-key.pem")).expect("key");
+    let (ok, out, err) = run(&["ca", "init"]);
+    assert!(ok && out.contains("already present"), "{out}{err}");
+    assert_eq!(run(&["ca", "export"]).1, current);
+    let (ok, _, err) = run(&["ca", "rotate"]);
+    assert!(!ok && err.contains("not fully created"), "{err}");
+}

@@ -39,8 +39,9 @@ pub fn check_not_interrupted(ca_dir: &Path) -> Result<(), TlsError> {
     let retired_key = ca_dir.join(RETIRED_DIR).join(CA_KEY_FILE);
     let next = next_dir(ca_dir);
     let current_whole = ca_dir.join(CA_CERT_FILE).exists() && ca_dir.join(CA_KEY_FILE).exists();
-    let next_partial = next.exists() && !prepared(ca_dir);
-    if retired_key.exists() || (!current_whole && next.exists()) || next_partial {
+    // A half-made `next` beside a whole current CA is a `prepare` cut short: the CA in use
+    // serves on (`prepare` and `finish` say what to do with it).
+    if retired_key.exists() || (!current_whole && next.exists()) {
         return Err(err(
             ca_dir,
             "a CA rotation was left half done (certs/next, certs/retired): run `airlock ca \
@@ -55,11 +56,18 @@ pub fn prepare(ca_dir: &Path) -> Result<CertificateAuthority, TlsError> {
     check_not_interrupted(ca_dir)?;
     CertificateAuthority::load(ca_dir)?;
     let next = next_dir(ca_dir);
-    if next.exists() {
+    if prepared(ca_dir) {
         return Err(err(
             &next,
             "a next CA is already prepared: give agents `airlock ca export` (both certificates), \
              then `airlock ca rotate --finish`",
+        ));
+    }
+    if next.exists() {
+        return Err(err(
+            &next,
+            "a next CA was not fully created (a crash during `airlock ca rotate`?): remove this \
+             directory and run `airlock ca rotate` again",
         ));
     }
     CertificateAuthority::create(&next)
