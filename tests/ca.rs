@@ -14,6 +14,22 @@ fn airlock_bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_airlock"))
 }
 
+/// `airlock ARGS --ca-dir CERTS` run in `dir`: success, stdout, stderr.
+fn ca_cli(dir: &std::path::Path, certs: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = airlock_bin()
+        .args(args)
+        .arg("--ca-dir")
+        .arg(certs)
+        .current_dir(dir)
+        .output()
+        .expect("run airlock");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn ca_init_creates_once_and_export_prints_it() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -366,20 +382,7 @@ fn leaf_cache_is_bounded_and_hits() {
 fn the_ca_rotates_with_an_overlap_and_survives_an_interrupted_finish() {
     let dir = tempfile::tempdir().expect("tempdir");
     let certs = dir.path().join("certs");
-    let run = |args: &[&str]| {
-        let out = airlock_bin()
-            .args(args)
-            .arg("--ca-dir")
-            .arg(&certs)
-            .current_dir(dir.path())
-            .output()
-            .expect("run airlock");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| ca_cli(dir.path(), &certs, args);
     assert!(run(&["ca", "init"]).0);
     let old = std::fs::read_to_string(certs.join("ca.pem")).expect("ca.pem");
     let (ok, out, err) = run(&["ca", "rotate"]);
@@ -438,20 +441,7 @@ fn the_ca_rotates_with_an_overlap_and_survives_an_interrupted_finish() {
 fn a_half_made_next_ca_leaves_the_current_one_serving() {
     let dir = tempfile::tempdir().expect("tempdir");
     let certs = dir.path().join("certs");
-    let run = |args: &[&str]| {
-        let out = airlock_bin()
-            .args(args)
-            .arg("--ca-dir")
-            .arg(&certs)
-            .current_dir(dir.path())
-            .output()
-            .expect("run airlock");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| ca_cli(dir.path(), &certs, args);
     assert!(run(&["ca", "init"]).0);
     let current = std::fs::read_to_string(certs.join("ca.pem")).expect("ca.pem");
     std::fs::create_dir(certs.join("next")).expect("next");

@@ -487,30 +487,22 @@ impl AuditLog {
     /// [`AuditLog::append_if`] for many (a sweep's chunk of expiries) through one wait: one
     /// result each, in order. Each lands or not on its own.
     pub fn append_all_if(&self, items: Vec<(Event, Batch)>) -> Vec<Result<Landed, AuditError>> {
-        let mut results: Vec<Option<Result<Landed, AuditError>>> = Vec::with_capacity(items.len());
-        let mut valid = Vec::with_capacity(items.len());
-        for (event, with) in items {
-            let kind = event.kind();
-            match Self::checked(kind, serde_json::to_value(event).unwrap_or(Value::Null)) {
-                Ok(fields) => {
-                    valid.push((kind.to_string(), fields, Some(With::Only(with))));
-                    results.push(None);
-                }
-                Err(e) => results.push(Some(Err(e))),
-            }
-        }
-        let mut written = self.group_commit(valid).into_iter().map(|w| {
-            w.map(|(_, beside)| match beside {
-                Beside::Applied => Landed::Durable,
-                Beside::Unflushed => Landed::Unflushed,
-                _ => Landed::Changed,
-            })
-        });
-        results
+        let items = items
             .into_iter()
-            .map(|r| {
-                r.or_else(|| written.next())
-                    .unwrap_or_else(|| Err(no_result()))
+            .map(|(event, with)| {
+                let kind = event.kind();
+                let value = serde_json::to_value(event).unwrap_or(Value::Null);
+                (kind, value, Some(With::Only(with)))
+            })
+            .collect();
+        self.append_checked(items)
+            .into_iter()
+            .map(|w| {
+                w.map(|(_, beside)| match beside {
+                    Beside::Applied => Landed::Durable,
+                    Beside::Unflushed => Landed::Unflushed,
+                    _ => Landed::Changed,
+                })
             })
             .collect()
     }
@@ -539,22 +531,28 @@ impl AuditLog {
 
     /// [`AuditLog::append_all`] on JSON objects; a value that is not an object is rejected.
     fn append_values(&self, events: Vec<(&str, Value)>) -> Vec<Result<u64, AuditError>> {
-        let mut results: Vec<Option<Result<u64, AuditError>>> = Vec::with_capacity(events.len());
-        let mut valid = Vec::with_capacity(events.len());
-        for (kind, event) in events {
+        let items = events.into_iter().map(|(k, v)| (k, v, None)).collect();
+        self.append_checked(items)
+            .into_iter()
+            .map(|w| w.and_then(|(seq, _)| seq.ok_or_else(no_result)))
+            .collect()
+    }
+
+    /// Checks each event (an invalid one gets its error and is not written), then writes the
+    /// valid ones, each with its writes, through one group commit; one result each, in order.
+    fn append_checked(&self, items: Vec<(&str, Value, Option<With>)>) -> Vec<Written> {
+        let mut results: Vec<Option<Written>> = Vec::with_capacity(items.len());
+        let mut valid = Vec::with_capacity(items.len());
+        for (kind, event, with) in items {
             match Self::checked(kind, event) {
                 Ok(fields) => {
-                    valid.push((kind.to_string(), fields));
+                    valid.push((kind.to_string(), fields, with));
                     results.push(None);
                 }
                 Err(e) => results.push(Some(Err(e))),
             }
         }
-        let valid = valid.into_iter().map(|(k, f)| (k, f, None)).collect();
-        let mut written = self
-            .group_commit(valid)
-            .into_iter()
-            .map(|w| w.and_then(|(seq, _)| seq.ok_or_else(no_result)));
+        let mut written = self.group_commit(valid).into_iter();
         results
             .into_iter()
             .map(|r| {
