@@ -60,7 +60,7 @@ impl std::fmt::Debug for CertificateAuthority {
     }
 }
 
-fn file_err(path: &Path, message: impl std::fmt::Display) -> TlsError {
+pub(super) fn file_err(path: &Path, message: impl std::fmt::Display) -> TlsError {
     TlsError::File {
         path: path.display().to_string(),
         message: message.to_string(),

@@ -7,20 +7,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::ca::{CertificateAuthority, CA_CERT_FILE, CA_KEY_FILE};
+use super::ca::{file_err as err, CertificateAuthority, CA_CERT_FILE, CA_KEY_FILE};
 use super::TlsError;
 
 /// The directory of the CA prepared to replace the one in `ca_dir`.
 pub const NEXT_DIR: &str = "next";
 /// Where `finish` moves the old CA while it swaps (the key is removed once the new CA loads).
 pub const RETIRED_DIR: &str = "retired";
-
-fn err(path: &Path, message: impl std::fmt::Display) -> TlsError {
-    TlsError::File {
-        path: path.display().to_string(),
-        message: message.to_string(),
-    }
-}
 
 /// `ca_dir/next`, where a prepared CA lives.
 pub fn next_dir(ca_dir: &Path) -> PathBuf {
