@@ -379,9 +379,26 @@ pub async fn start_with_store(
         }
         None => admin::load_or_create_token(&config.admin.token_file)?,
     };
+    let metrics_token = match &config.admin.metrics_token_file {
+        Some(path) => Some(admin::load_or_create_metrics_token(path)?),
+        None => None,
+    };
+    if metrics_token.as_deref() == Some(admin_token.as_str()) {
+        return Err(ServerError::Admin(AdminError::TokenFile {
+            path: config
+                .admin
+                .metrics_token_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            message:
+                "holds the admin token; the metrics token must be another (it reads only /metrics)"
+                    .into(),
+        }));
+    }
     let admin = Admin::new(
         gate.clone(),
-        &admin_token,
+        (&admin_token, metrics_token.as_deref()),
         (admin_addr, proxy_addr),
         links.clone(),
         config.notify.base_url.as_deref(),

@@ -1392,3 +1392,63 @@ fn a_wildcard_admin_listener_is_warned_about() {
         "{err}"
     );
 }
+
+/// Left from session 21: a Prometheus scrape needed the admin token, which also approves,
+/// rejects and reads every stored request. `admin.metrics_token_file` names a token (created
+/// 0600 if absent) that reads `/metrics` and nothing else; a short one, or the admin token
+/// itself, stops the start with the file named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metrics_token_reads_metrics_and_nothing_else() {
+    use std::os::unix::fs::PermissionsExt as _;
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, store, ca) = write_config(dir.path(), "airlock.toml", "redb", &up, HOSTS, "");
+    let token_file = dir.path().join("metrics-token");
+    let with_metrics_token = std::fs::read_to_string(&cfg).expect("config").replacen(
+        "[admin]\n",
+        &format!(
+            "[admin]\nmetrics_token_file = {:?}\n",
+            support::path_str(&token_file)
+        ),
+        1,
+    );
+    std::fs::write(&cfg, with_metrics_token).expect("config");
+    let s = Serve::spawn(&cfg, &store, &ca, &dir.path().join("serve.log"));
+    let metrics_token = std::fs::read_to_string(&token_file).expect("created");
+    let mode = std::fs::metadata(&token_file)
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_ne!(metrics_token.trim(), s.admin_token);
+
+    let own = s.admin.to_string();
+    let (code, m) = get_with_host(&s, "/metrics", &own, Some(metrics_token.trim())).await;
+    assert_eq!(code, 200, "{m}");
+    assert!(m.contains("# EOF"), "{m}");
+    for path in ["/v1/reviews", "/v1/audit", "/v1/rules"] {
+        let (code, body) = get_with_host(&s, path, &own, Some(metrics_token.trim())).await;
+        assert_eq!(code, 401, "{path}: {body}");
+    }
+    // The admin token still reads them too.
+    assert_eq!(
+        get_with_host(&s, "/metrics", &own, Some(&s.admin_token))
+            .await
+            .0,
+        200
+    );
+    let admin_token = s.admin_token.clone();
+    drop(s);
+
+    for (content, want) in [
+        ("short-token\n", "11 characters; a token needs at least 32"),
+        (admin_token.as_str(), "holds the admin token"),
+    ] {
+        std::fs::write(&token_file, content).expect("write");
+        let (ok, err) = cli_within(&cfg, &["serve"], 30).expect("serve stopped");
+        assert!(!ok);
+        assert!(err.contains("metrics-token") && err.contains(want), "{err}");
+        assert!(!err.contains(&admin_token), "{err}");
+    }
+}

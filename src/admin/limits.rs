@@ -554,6 +554,7 @@ mod tests {
             listen: "127.0.0.1:0".parse().expect("addr"),
             listen_name: None,
             token_file: "t".into(),
+            metrics_token_file: None,
             socket: crate::config::AdminSocket::Off,
             public_hosts: Vec::new(),
             may_approve: false,

@@ -8,7 +8,7 @@
 //!   store is open and recovered (the listeners only open then) and while it answers reads
 //!   (with `"claimsPaused": true` while this instance's clock is too far off the shared
 //!   database's to claim sends); 503 otherwise
-//! - `GET  /metrics`                      Prometheus metrics (OpenMetrics text), admin token only
+//! - `GET  /metrics`                      Prometheus metrics (OpenMetrics text), admin or metrics token
 //!
 //! Every route but the two probes checks the Host header (a DNS-rebinding guard).
 //! - `/ui/...`                            the reviewer dashboard (see `dashboard/`; session login)
@@ -79,8 +79,8 @@ use crate::gate::{Gate, ReviewState, Reviewer};
 use crate::wire::{json_response, Body, Refusal};
 
 pub use token::{
-    adopt_shared_token, env_token, load_or_create_token, read_token, stale_file, MIN_TOKEN_CHARS,
-    TOKEN_ENV,
+    adopt_shared_token, env_token, load_or_create_metrics_token, load_or_create_token, read_token,
+    stale_file, MIN_TOKEN_CHARS, TOKEN_ENV,
 };
 
 /// Most reviews one `POST /v1/reviews/reject-pending` rejects (`more` says if any are left).
@@ -98,6 +98,8 @@ pub enum AdminError {
 pub struct Admin {
     gate: Arc<Gate>,
     token_digest: [u8; 32],
+    /// `admin.metrics_token_file`'s token, digested: it reads `/metrics` and nothing else.
+    metrics_digest: Option<[u8; 32]>,
     listen: SocketAddr,
     /// The proxy listener's bound address, told on `/readyz` over the admin socket only.
     proxy_listen: SocketAddr,
@@ -129,7 +131,7 @@ pub enum Caller {
 impl Admin {
     pub fn new(
         gate: Arc<Gate>,
-        token: &str,
+        (token, metrics_token): (&str, Option<&str>),
         (listen, proxy_listen): (SocketAddr, SocketAddr),
         links: Arc<crate::notify::LinkSigner>,
         public_url: Option<&str>,
@@ -139,6 +141,7 @@ impl Admin {
         Arc::new(Admin {
             gate,
             token_digest: Sha256::digest(token.as_bytes()).into(),
+            metrics_digest: metrics_token.map(token_digest),
             listen,
             proxy_listen,
             dashboard: dashboard::Dashboard::new(),
@@ -158,6 +161,14 @@ impl Admin {
     /// Identifies a bearer token: the admin token or a reviewer's.
     pub fn caller_for_token(&self, token: &str) -> Option<Caller> {
         self.caller_for_digest(&token_digest(token))
+    }
+
+    /// Whether `req` carries the metrics token (`admin.metrics_token_file`).
+    fn is_metrics_token(&self, req: &Request<Incoming>) -> bool {
+        let Some(want) = &self.metrics_digest else {
+            return false;
+        };
+        bearer(req).is_some_and(|t| &token_digest(t) == want)
     }
 
     /// Identifies a token by its SHA-256 ([`token_digest`]) against the reviewers in force now
@@ -503,6 +514,9 @@ async fn route(admin: &Admin, req: Request<Incoming>, local: bool) -> Response<B
     if path == "/ui" || path.starts_with("/ui/") {
         return dashboard::route(admin, req).await;
     }
+    if path == "/metrics" && admin.is_metrics_token(&req) {
+        return metrics(admin, &Caller::Operator).await;
+    }
     let Some(caller) = authorized(admin, &req) else {
         let mut r = err(
             StatusCode::UNAUTHORIZED,
@@ -817,8 +831,8 @@ async fn route(admin: &Admin, req: Request<Incoming>, local: bool) -> Response<B
 }
 
 /// 503 for an audit log that could not be read or written (or whose task failed).
-/// `GET /metrics`: the Prometheus metrics, for the admin token only (a reviewer's token is a
-/// person's, not a monitoring system's).
+/// `GET /metrics`: the Prometheus metrics, for the admin token or the metrics token (a
+/// reviewer's token is a person's, not a monitoring system's).
 async fn metrics(admin: &Admin, caller: &Caller) -> Response<Body> {
     if !matches!(caller, Caller::Operator) {
         return err(
@@ -865,12 +879,15 @@ pub(crate) fn token_digest(token: &str) -> [u8; 32] {
 }
 
 fn authorized(admin: &Admin, req: &Request<Incoming>) -> Option<Caller> {
-    let v = req
-        .headers()
+    admin.caller_for_token(bearer(req)?)
+}
+
+/// The bearer token of `req`'s `Authorization` header.
+fn bearer(req: &Request<Incoming>) -> Option<&str> {
+    req.headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())?;
-    let token = v.strip_prefix("Bearer ")?;
-    admin.caller_for_token(token)
+        .and_then(|v| v.to_str().ok())?
+        .strip_prefix("Bearer ")
 }
 
 /// `base_url` (the admin listener's public URL, e.g. behind a TLS reverse proxy) as

@@ -28,7 +28,7 @@ pub fn env_token() -> Result<Option<String>, AdminError> {
         return Err(AdminError::TokenFile {
             path: TOKEN_ENV.into(),
             message: format!(
-                "{n} characters; an admin token needs at least {MIN_TOKEN_CHARS} (make one with                  `openssl rand -hex 32`)"
+                "{n} characters; an admin token needs at least {MIN_TOKEN_CHARS} (make one with `openssl rand -hex 32`)"
             ),
         });
     }
@@ -88,19 +88,52 @@ pub fn load_or_create_token(path: &Path) -> Result<String, AdminError> {
     if let Some(t) = env_token()? {
         return Ok(t);
     }
+    // The server's own secret: owned by its user, readable by nobody else (as the CA key is).
+    load_or_create(path, 0o077, &[me()], 1)
+}
+
+/// Reads the metrics token (`admin.metrics_token_file`) from `path`, creating it (random, mode
+/// 0600) if absent: a bearer that reads `/metrics` and nothing else, for a scraper that should
+/// not hold the admin token. An existing file must belong to Airlock's user or root (a mounted
+/// secret), be writable by nobody else (it may be readable by the scraper's group) and hold at
+/// least [`MIN_TOKEN_CHARS`] characters.
+pub fn load_or_create_metrics_token(path: &Path) -> Result<String, AdminError> {
+    load_or_create(path, 0o022, &[me(), 0], MIN_TOKEN_CHARS)
+}
+
+/// Airlock's effective uid.
+fn me() -> u32 {
+    // SAFETY: plain syscall.
+    unsafe { libc::geteuid() }
+}
+
+/// A token file at `path` owned by one of `owners`, with none of the `forbidden` mode bits and
+/// at least `min_chars` characters; created (random, 0600) if absent. Errors name the path and
+/// the reason, never the token.
+fn load_or_create(
+    path: &Path,
+    forbidden: u32,
+    owners: &[u32],
+    min_chars: usize,
+) -> Result<String, AdminError> {
     let err = |message: String| AdminError::TokenFile {
         path: path.display().to_string(),
         message,
     };
-    // The server's own secret: owned by its user, readable by nobody else (as the CA key is).
-    let read = || match crate::secret_file::read_owned(path, 0o077) {
+    let read = || {
+        match crate::secret_file::read_owned_by(path, forbidden, owners) {
         Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_string())),
-            Ok(_) => Err(err("token file is empty".into())),
+            Ok(t) if t.trim().is_empty() => Err(err("token file is empty".into())),
+            Ok(t) if t.trim().chars().count() < min_chars => Err(err(format!(
+                "{} characters; a token needs at least {min_chars} (make one with `openssl rand -hex 32`)",
+                t.trim().chars().count()
+            ))),
+            Ok(t) => Ok(Some(t.trim().to_string())),
             Err(_) => Err(err("token file is not UTF-8".into())),
         },
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(err(e.to_string())),
+    }
     };
     if let Some(t) = read()? {
         return Ok(t);

@@ -98,6 +98,7 @@ pub(super) fn run_cmd(config: Config, args: RunArgs) -> Result<i32> {
         config.link_key_file(),
     ];
     hide.extend(config.source.clone());
+    hide.extend(config.admin.metrics_token_file.clone());
     hide.extend(args.token_file.clone());
     // The admin socket, where it is not in the store directory (peer credentials would refuse
     // the sandbox's uid anyway).

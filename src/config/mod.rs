@@ -378,6 +378,7 @@ fn resolve_paths(raw: &mut RawConfig, home: &Home) {
     r(&mut raw.store.path);
     raw.store.ca_file.as_mut().map(r);
     raw.admin.token_file.as_mut().map(r);
+    raw.admin.metrics_token_file.as_mut().map(r);
     raw.admin
         .socket
         .as_mut()

@@ -36,6 +36,7 @@ impl Default for RawStore {
 pub(super) struct RawAdmin {
     pub(super) listen: String,
     pub(super) token_file: Option<PathBuf>,
+    pub(super) metrics_token_file: Option<PathBuf>,
     pub(super) socket: Option<PathBuf>,
     pub(super) public_hosts: Vec<String>,
     pub(super) may_approve: bool,
@@ -52,6 +53,7 @@ impl Default for RawAdmin {
         Self {
             listen: "127.0.0.1:8081".into(),
             token_file: None,
+            metrics_token_file: None,
             socket: None,
             public_hosts: Vec::new(),
             may_approve: false,
@@ -151,6 +153,9 @@ pub struct AdminConfig {
     pub listen_name: Option<String>,
     /// Where the admin bearer token lives (created 0600 on first run). Default `<store.path>/admin-token`.
     pub token_file: PathBuf,
+    /// A token that reads `/metrics` and nothing else (created 0600 if absent), for a scraper
+    /// that should not hold the admin token. `None`: only the admin token reads metrics.
+    pub metrics_token_file: Option<PathBuf>,
     /// The admin API's Unix socket, for the CLI run as Airlock's user (peer credentials checked,
     /// so the token never goes to an impostor on the TCP port): see [`super::Config::admin_socket`].
     pub socket: AdminSocket,
@@ -243,6 +248,7 @@ pub(super) fn check_admin(
         token_file: raw
             .token_file
             .unwrap_or_else(|| store.path.join("admin-token")),
+        metrics_token_file: raw.metrics_token_file,
         socket: match raw.socket {
             Some(p) if p.as_os_str().is_empty() => AdminSocket::Off,
             Some(p) => AdminSocket::At(p),

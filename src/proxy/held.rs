@@ -278,7 +278,9 @@ pub(super) fn final_message(r: &Review, outcome: &str) -> String {
     match outcome {
         "REJECTED" => format!("Review {id} was rejected; the request was not sent."),
         "EXPIRED" => format!("Review {id} expired undecided; the request was not sent."),
-        "FAILED" => format!("Review {id} was approved but the request could not be sent; see {url}."),
+        "FAILED" => format!(
+            "Review {id} was approved but the request could not be sent, so it did not reach the provider; a reviewer may retry the send, and {url} shows what becomes of it."
+        ),
         "EXECUTED" => format!(
             "Review {id} was approved and the request was sent, but the provider's answer came compressed and cannot be checked for Airlock's credential, so it is withheld; see {url}."
         ),
