@@ -15,7 +15,9 @@
 //!   store  tls  wire  secret_file       durable state; certificates; the shared HTTP vocabulary;
 //!   file_stamp  text_pos  person        secret files; a watched file's version; file:line:column
 //!   metrics  aligned_alloc  log_line    positions; people's names; the Prometheus counters; the
-//!                                       process's allocator; how a log line is written
+//!   hardening  visible  listener_owner  process's allocator; how a log line is written; process
+//!                                       hardening at start; what a terminal may show; who owns
+//!                                       a loopback listener
 //! ```
 
 // Nothing a peer, a file or a user sent may panic the process (tests may).

@@ -1,3 +1,5 @@
+//! Tests of how a log line is written.
+
 use std::io;
 use std::sync::{Arc, Mutex};
 

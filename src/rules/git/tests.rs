@@ -1,3 +1,5 @@
+//! Tests of the git smart-HTTP reading: pkt-lines, ref updates, packs.
+
 use std::io::Write;
 
 use super::*;
