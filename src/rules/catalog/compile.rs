@@ -617,6 +617,22 @@ pub(super) fn parse_template(p: &str) -> Result<Vec<Seg>, String> {
 }
 
 fn compile_cond(c: &RawCond) -> Result<Cond, String> {
+    // A NaN compares false with everything, so `gt = nan` or `money_over = nan` would switch
+    // the condition off while the file still checks; an infinite bound never holds either.
+    for (name, v) in [
+        ("gt", c.gt),
+        ("gte", c.gte),
+        ("lt", c.lt),
+        ("money_over", c.money_over),
+    ] {
+        match v {
+            Some(v) if !v.is_finite() => return Err(format!("`{name}` must be a finite number")),
+            Some(v) if name == "money_over" && v < 0.0 => {
+                return Err("`money_over` must not be negative".into())
+            }
+            _ => {}
+        }
+    }
     let mut tests = Vec::new();
     if let Some(v) = &c.eq {
         tests.push(Test::Eq(v.clone()));
@@ -820,6 +836,33 @@ mod tests {
                 e.starts_with("r/s.toml:") && e.contains(words),
                 "{bad}: {e}"
             );
+        }
+    }
+
+    /// Review of session 22: `money_over = nan` (or `gt = nan`) passed `rules check`, and
+    /// since a NaN compares false with everything, a charge of $50,000 matched no condition
+    /// and went through as `notify`. Bounds must be finite, and `money_over` not negative.
+    #[test]
+    fn a_condition_bound_must_be_a_finite_number() {
+        let load = |cond: &str| {
+            let rule = format!(
+                "[service]\nname = \"s\"\nhosts = [\"h.test\"]\n[[rule]]\ntool = \"s.pay\"\n\
+                 method = \"POST\"\npath = \"/pay\"\nclass = \"money\"\n\
+                 action = \"escalate\"\nwhen = [{{ field = \"amount\", {cond} }}]\n"
+            );
+            Catalog::from_sources(&[("r/s.toml".into(), rule)], &CatalogOptions::default())
+        };
+        assert!(load("money_over = 100").is_ok());
+        assert!(load("gt = 0").is_ok());
+        for (bad, words) in [
+            ("money_over = nan", "`money_over` must be a finite number"),
+            ("money_over = -1", "`money_over` must not be negative"),
+            ("gt = nan", "`gt` must be a finite number"),
+            ("gte = inf", "`gte` must be a finite number"),
+            ("lt = -nan", "`lt` must be a finite number"),
+        ] {
+            let e = load(bad).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains(words), "{bad}: {e}");
         }
     }
 }
