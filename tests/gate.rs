@@ -3265,5 +3265,47 @@ async fn a_resend_of_a_call_whose_outcome_is_unknown_joins_it_until_its_deadline
     assert_eq!(up.count(), 1, "sent once, by the approval");
 }
 
+/// Review of session 22: each identical resend joined the review with a `decision` entry filed
+/// under it, and the send read all of a review's entries: 10,000 resends in 10 s made the
+/// approved call fail "not sent" for good, and nothing bounded the log's growth. Resends are
+/// filed apart from the review's own entries, and past `MOST_JOINS` a resend is refused (429,
+/// nothing recorded); the approval still sends the call once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resends_past_the_limit_are_refused_and_the_review_still_sends() {
+    let (up, a) = setup("").await;
+    let (s1, h1, _) = hold_delete(&a, "/repos/acme/loop").await;
+    assert_eq!(s1, 423);
+    let id = review_id(&h1);
+    for _ in 0..airlock::gate::MOST_JOINS {
+        let (s, h, b) = hold_delete(&a, "/repos/acme/loop").await;
+        assert_eq!(s, 423, "{b}");
+        assert_eq!(review_id(&h), id);
+    }
+    let (s, h, b) = hold_delete(&a, "/repos/acme/loop").await;
+    assert_eq!(s, 429, "{b}");
+    assert!(h.contains_key("retry-after"));
+    assert_eq!(b["error"], "too_many_resends", "{b}");
+    assert!(b["message"].as_str().unwrap_or("").contains(&id), "{b}");
+
+    let audit = a.gate.audit().clone();
+    let rid = id.clone();
+    let (own, joins) = tokio::task::spawn_blocking(move || {
+        (
+            audit.entries_for_review(&rid, 10_000).expect("own"),
+            audit.join_count(&rid, 10_000).expect("joins"),
+        )
+    })
+    .await
+    .expect("join");
+    assert_eq!(joins, airlock::gate::MOST_JOINS);
+    assert!(own.iter().all(|e| e["joined"] != true), "{own:?}");
+
+    let (_, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(r["state"], "executed", "{r}");
+    assert_eq!(up.count(), 1);
+}
+
 #[path = "gate/sends.rs"]
 mod sends;

@@ -135,7 +135,11 @@ impl Tail {
             ("kind", &Value::String(kind.to_string())),
         ];
         if let Some(id) = fields.get("review_id").and_then(Value::as_str) {
-            batch.put(Tree::Index, &review_key(id, seq), &[]);
+            let key = match fields.get("joined") == Some(&Value::Bool(true)) {
+                true => join_key(id, seq),
+                false => review_key(id, seq),
+            };
+            batch.put(Tree::Index, &key, &[]);
         }
         let bytes = chain::canonical_with(fields, &added);
         self.prev = hex::encode(entry_hash(&bytes));
@@ -167,7 +171,18 @@ const REVIEW_INDEX_BUILT: &[u8] = b"index:audit-by-review:v1";
 /// The by-review index key of entry `seq` about review `id`: `a`, the id (length-prefixed),
 /// the seq. (The gate's review indexes share [`Tree::Index`] under other first bytes.)
 fn review_key(id: &str, seq: u64) -> Vec<u8> {
-    let mut k = vec![b'a'];
+    index_key(b'a', id, seq)
+}
+
+/// The index key of entry `seq`, a `decision` of an identical request that joined review `id`:
+/// `J`, the id, the seq. Apart from the review's own entries, which a send reads whole, so an
+/// agent's resends cannot crowd them out.
+fn join_key(id: &str, seq: u64) -> Vec<u8> {
+    index_key(b'J', id, seq)
+}
+
+fn index_key(first: u8, id: &str, seq: u64) -> Vec<u8> {
+    let mut k = vec![first];
     k.extend_from_slice(&(id.len() as u32).to_be_bytes());
     k.extend_from_slice(id.as_bytes());
     k.extend_from_slice(&seq.to_be_bytes());
@@ -1079,23 +1094,39 @@ impl AuditLog {
     /// Up to `limit` entries about review `id`, oldest first, through the by-review index
     /// (only that review's entries are read).
     pub fn entries_for_review(&self, id: &str, limit: usize) -> Result<Vec<Value>, AuditError> {
-        let prefix = review_key(id, 0);
-        let prefix = &prefix[..prefix.len() - 8];
+        self.indexed_seqs(&review_key(id, 0), limit)?
+            .into_iter()
+            .map(|seq| Ok(self.load(seq)?.1))
+            .collect()
+    }
+
+    /// The first `limit` `decision` entries of identical requests that joined review `id`
+    /// (resends answered with it), oldest first; not among [`AuditLog::entries_for_review`].
+    pub fn joins_of_review(&self, id: &str, limit: usize) -> Result<Vec<Value>, AuditError> {
+        self.indexed_seqs(&join_key(id, 0), limit)?
+            .into_iter()
+            .map(|seq| Ok(self.load(seq)?.1))
+            .collect()
+    }
+
+    /// How many requests joined review `id`, counted up to `limit` (index keys only).
+    pub fn join_count(&self, id: &str, limit: usize) -> Result<usize, AuditError> {
+        Ok(self.indexed_seqs(&join_key(id, 0), limit)?.len())
+    }
+
+    /// The seqs filed under an index key's prefix (`key` for seq 0), at most `limit`.
+    fn indexed_seqs(&self, key: &[u8], limit: usize) -> Result<Vec<u64>, AuditError> {
+        let prefix = &key[..key.len() - 8];
         let end = crate::store::prefix_end(prefix);
-        let mut out = Vec::new();
-        for (k, _) in self
+        let rows = self
             .store
-            .range(Tree::Index, prefix, end.as_deref(), limit)?
-        {
-            let Some(seq) = k
-                .get(prefix.len()..)
-                .and_then(|s| <[u8; 8]>::try_from(s).ok())
-            else {
-                continue;
-            };
-            out.push(self.load(u64::from_be_bytes(seq))?.1);
-        }
-        Ok(out)
+            .range(Tree::Index, prefix, end.as_deref(), limit)?;
+        Ok(rows
+            .iter()
+            .filter_map(|(k, _)| k.get(prefix.len()..))
+            .filter_map(|s| <[u8; 8]>::try_from(s).ok())
+            .map(u64::from_be_bytes)
+            .collect())
     }
 
     /// Files every stored entry under the by-review index once (a log from before it).

@@ -12,7 +12,7 @@ use super::review::{self, Review, ReviewState, StoredRequest};
 use super::{new_id, Gate, GateError, HeldRequest, Hold, HoldRefusal, WAIT_HEADER};
 use crate::audit::AuditError;
 use crate::rules::Verdict;
-use crate::store::{Batch, Tree};
+use crate::store::{Batch, StoreError, Tree};
 
 /// Airlock's own control headers, never stored with a held request. Credential-like headers are
 /// never stored either: see `build_review`.
@@ -21,6 +21,12 @@ const NOT_STORED: &[&str] = &["airlock-wait", "host"];
 /// Times a hold reads its join entries again after a concurrent identical hold took the slot
 /// it expected free (the second read finds that hold's review and joins it).
 const JOIN_ATTEMPTS: usize = 8;
+
+/// Most identical resends one review takes, each with its `decision` entry; past it a resend
+/// is refused (429) and recorded nowhere, so an agent resending in a loop cannot fill the
+/// audit log. Clients retry a handful of times; one polling by resending is told to poll the
+/// status URL instead.
+pub const MOST_JOINS: usize = 100;
 
 /// What [`Gate::store_or_join`] did.
 enum Landed {
@@ -124,6 +130,16 @@ impl Gate {
             if let Some(join) = review.join.as_mut() {
                 match super::joins::find(self.store.as_ref(), &agent, join, now)? {
                     Found::Same(held) => {
+                        let joins = self
+                            .audit
+                            .join_count(&held.id, MOST_JOINS)
+                            .map_err(|e| GateError::Store(StoreError::Io(e.to_string())))?;
+                        if joins >= MOST_JOINS {
+                            return Ok(Err(HoldRefusal::TooManyResends {
+                                review: held.id,
+                                most: MOST_JOINS,
+                            }));
+                        }
                         return match self.audit.append(joined_event(&review, &held)) {
                             Ok(_) => Ok(Ok(Landed::Joined(held))),
                             Err(e) => {

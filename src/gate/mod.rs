@@ -43,6 +43,7 @@ use crate::upstream::Upstream;
 use crate::wire::Target;
 pub use decide::{BulkRejection, MAX_EXTEND_AHEAD};
 use events::transition_event;
+pub use hold::MOST_JOINS;
 pub use people::{People, Roster};
 pub use review::{Review, ReviewState, StoredRequest};
 
@@ -204,6 +205,9 @@ pub enum HoldRefusal {
     /// The agent's Stripe `Idempotency-Key` already names another request of a review that
     /// may still be sent (`joins.rs`): the key, and that review.
     KeyReused { key: String, review: String },
+    /// The agent resent an identical request `most` times already ([`MOST_JOINS`]):
+    /// that review still stands; this resend is neither stored nor recorded.
+    TooManyResends { review: String, most: usize },
 }
 
 pub struct Gate {

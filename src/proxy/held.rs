@@ -93,6 +93,20 @@ fn refusal_of(why: HoldRefusal) -> (Refusal, String) {
             ),
             format!("not held: its Idempotency-Key names another request ({review})"),
         ),
+        HoldRefusal::TooManyResends { review, most } => {
+            let url = agent_api::status_url(&review);
+            (
+                Refusal::client(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_resends",
+                    format!(
+                        "this request is identical to one held for human review as {review}, which has been sent again {most} times; it was not sent, stored or recorded again: poll {url} (through the proxy) for the outcome instead of resending"
+                    ),
+                )
+                .retry_after(RETRY_PENDING),
+                format!("not held again: resent {most} times; see {url}"),
+            )
+        }
         HoldRefusal::StoreUnavailable => (
             Refusal::internal(
                 "review_store_unavailable",

@@ -12,7 +12,7 @@ use crate::admin::Admin;
 use crate::credentials::echo::QueryEchoes;
 use crate::credentials::redact;
 use crate::gate::agent_api::echoed_fields;
-use crate::gate::{review::rfc3339, People, Review, ReviewState, Reviewer};
+use crate::gate::{review::rfc3339, People, Review, ReviewState, Reviewer, MOST_JOINS};
 use crate::wire::Body;
 
 #[derive(Serialize)]
@@ -486,22 +486,33 @@ pub(super) async fn detail_page(
     };
     let audit = admin.gate.audit().clone();
     let rid = id.to_string();
-    let entries = tokio::task::spawn_blocking(move || audit.entries_for_review(&rid, 1000))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
+    // The review's own entries, then the first resends that joined it (their count apart).
+    let (entries, more_joins) = tokio::task::spawn_blocking(move || {
+        let mut entries = audit.entries_for_review(&rid, 1000).unwrap_or_default();
+        let joins = audit.joins_of_review(&rid, JOINS_SHOWN).unwrap_or_default();
+        let count = audit.join_count(&rid, MOST_JOINS).unwrap_or(joins.len());
+        let more = count.saturating_sub(joins.len());
+        entries.extend(joins);
+        entries.sort_by_key(|e| e.get("seq").and_then(|v| v.as_u64()).unwrap_or(0));
+        (entries, more)
+    })
+    .await
+    .unwrap_or_default();
     #[derive(Serialize)]
     struct AuditRow {
-        seq: u64,
+        seq: String,
         ts: String,
         kind: String,
         what: String,
     }
-    let audit_rows: Vec<AuditRow> = entries
+    let mut audit_rows: Vec<AuditRow> = entries
         .iter()
         .map(|e| AuditRow {
-            seq: e.get("seq").and_then(|v| v.as_u64()).unwrap_or(0),
+            seq: e
+                .get("seq")
+                .and_then(|v| v.as_u64())
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
             ts: e
                 .get("ts")
                 .and_then(|v| v.as_str())
@@ -515,6 +526,14 @@ pub(super) async fn detail_page(
             what: summary(e),
         })
         .collect();
+    if more_joins > 0 {
+        audit_rows.push(AuditRow {
+            seq: String::new(),
+            ts: String::new(),
+            kind: "decision".into(),
+            what: format!("and {more_joins} more identical retries that joined this review"),
+        });
+    }
     dash.render(
         "detail.html",
         context! {
@@ -530,6 +549,9 @@ pub(super) async fn detail_page(
         },
     )
 }
+
+/// Resends that joined a review shown on its page (the rest are counted).
+const JOINS_SHOWN: usize = 20;
 
 fn summary(e: &serde_json::Value) -> String {
     let s = |k: &str| e.get(k).and_then(|v| v.as_str()).unwrap_or("");
