@@ -1452,3 +1452,23 @@ async fn a_metrics_token_reads_metrics_and_nothing_else() {
         assert!(!err.contains(&admin_token), "{err}");
     }
 }
+
+/// Review of session 22: a token file holding `short` was served as the admin token (it
+/// approves and reads every stored request), while `AIRLOCK_ADMIN_TOKEN` needed 32 characters.
+/// The file's token needs them too; the start is refused naming the file, never the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_admin_token_file_is_refused() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, store, _) = write_config(dir.path(), "airlock.toml", "redb", &up, HOSTS, "");
+    std::fs::create_dir_all(&store).expect("store dir");
+    support::write_secret(&store.join("admin-token"), "short-admin".to_string());
+    let (ok, err) = cli_within(&cfg, &["serve"], 30).expect("serve stopped");
+    assert!(!ok);
+    assert!(
+        err.contains("admin-token") && err.contains("11 characters; a token needs at least 32"),
+        "{err}"
+    );
+    assert!(!err.contains("short-admin"), "{err}");
+}

@@ -1,7 +1,7 @@
 //! The admin token: a local file (created 0600 on first use), or, on a store several instances
 //! share, the database's token written to that file. `AIRLOCK_ADMIN_TOKEN` overrides both; it
-//! must be at least [`MIN_TOKEN_CHARS`] characters (a short one is refused, never used), and a
-//! token file it overrides is reported as stale by [`stale_file`].
+//! must be at least [`MIN_TOKEN_CHARS`] characters (a short one is refused, never used), as must
+//! the token file's, and a token file it overrides is reported as stale by [`stale_file`].
 
 use std::path::Path;
 
@@ -89,7 +89,7 @@ pub fn load_or_create_token(path: &Path) -> Result<String, AdminError> {
         return Ok(t);
     }
     // The server's own secret: owned by its user, readable by nobody else (as the CA key is).
-    load_or_create(path, 0o077, &[me()], 1)
+    load_or_create(path, 0o077, &[me()], MIN_TOKEN_CHARS)
 }
 
 /// Reads the metrics token (`admin.metrics_token_file`) from `path`, creating it (random, mode
