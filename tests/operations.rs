@@ -1463,7 +1463,7 @@ async fn a_short_admin_token_file_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (cfg, store, _) = write_config(dir.path(), "airlock.toml", "redb", &up, HOSTS, "");
     std::fs::create_dir_all(&store).expect("store dir");
-    support::write_secret(&store.join("admin-token"), "short-admin".to_string());
+    support::write_secret(&store.join("admin-token"), "short-admin");
     let (ok, err) = cli_within(&cfg, &["serve"], 30).expect("serve stopped");
     assert!(!ok);
     assert!(

@@ -906,6 +906,59 @@ fn a_reload_that_loosens_a_tool_names_it() {
     assert_eq!(live.current().evaluate(&head, None).action, Action::Allow);
 }
 
+/// Review of session 22: a deploy that replaced the rules directory file by file was read
+/// half-way (`rules reloaded rules=1091 loosened=535`, Stripe's files not yet there) and a
+/// $500,000 payout went out through a blind tunnel. A file change that drops a whole rules
+/// file or service is refused, the catalog in force kept; SIGHUP applies it. (The watcher
+/// also waits for the directory to stay the same for two polls before reading it.)
+#[test]
+fn a_file_change_that_drops_a_rules_file_or_service_is_refused_until_sighup() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let svc = |name: &str| {
+        format!(
+            "[service]\nname = \"{name}\"\nhosts = [\"{name}.test\"]\n[[rule]]\ntool = \"{name}.del\"\n\
+             method = \"DELETE\"\npath = \"/x\"\nclass = \"irreversible\"\naction = \"escalate\"\n"
+        )
+    };
+    std::fs::write(dir.path().join("a.toml"), svc("a")).expect("write");
+    std::fs::write(dir.path().join("b.toml"), svc("b")).expect("write");
+    let live =
+        LiveCatalog::load(Some(dir.path().to_path_buf()), CatalogOptions::default()).expect("load");
+    std::fs::remove_file(dir.path().join("b.toml")).expect("rm");
+    let err = live
+        .reload("file change")
+        .expect_err("a dropped file")
+        .to_string();
+    assert!(
+        err.contains("rules file(s) b.toml and service(s) b") && err.contains("SIGHUP"),
+        "{err}"
+    );
+    assert!(
+        live.current().inspects("b.test"),
+        "the catalog in force stays"
+    );
+    // Another file holding the same service under a new name still drops the old file.
+    std::fs::write(dir.path().join("b2.toml"), svc("b")).expect("write");
+    let err = live.reload("file change").expect_err("renamed").to_string();
+    assert!(
+        err.contains("rules file(s) b.toml") && !err.contains("service"),
+        "{err}"
+    );
+    // An edit that keeps every file and service is taken on a file change.
+    std::fs::write(dir.path().join("b.toml"), svc("b")).expect("write");
+    std::fs::write(
+        dir.path().join("a.toml"),
+        svc("a").replace("escalate", "block"),
+    )
+    .expect("write");
+    live.reload("file change").expect("an edit");
+    // SIGHUP applies a drop.
+    std::fs::remove_file(dir.path().join("b.toml")).expect("rm");
+    std::fs::remove_file(dir.path().join("b2.toml")).expect("rm");
+    live.reload("SIGHUP").expect("SIGHUP applies it");
+    assert!(!live.current().inspects("b.test"));
+}
+
 /// Left from the nineteenth session: Emacs's lock link `.#s.toml` (dangling) in the rules
 /// directory failed every reload, and a restart. Hidden files and `~` backups are not rules.
 #[test]

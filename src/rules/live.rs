@@ -3,7 +3,9 @@
 //! quorum the configured reviewers can never meet), keep the last good catalog and log the error.
 //! Rules that loosen a tool (its strictest action drops, it is gone, or its approval policy
 //! weakens: [`Catalog::loosened_in`]) are taken, as an operator may loosen on purpose, with one
-//! WARN line per such tool naming it, the old and new action and the rule file. Every reload,
+//! WARN line per such tool naming it, the old and new action and the rule file; but a file
+//! change that drops a whole rules file or service is refused (a directory half-way through a
+//! copy looks the same), and applies only on SIGHUP or a restart. Every reload,
 //! taken or refused, is handed to the [`ReloadObserver`] `server.rs` installs (it records it in
 //! the audit log).
 
@@ -15,6 +17,39 @@ use super::{
     Catalog, CatalogDigest, CatalogOptions, Classifier, Loosening, PolicyCheck, ReloadObserver,
     RequestHead, RulesError, Verdict,
 };
+
+/// The watcher's name for a reload it sets off.
+const FILE_CHANGE: &str = "file change";
+
+/// Polls (one a second) a changed rules directory must stay the same for before it is read.
+const SETTLE_TICKS: u32 = 2;
+
+/// What `fresh` no longer has of `current`: rules files (by name) and services, in words;
+/// `None` when it keeps them all.
+fn dropped(current: &Catalog, fresh: &Catalog) -> Option<String> {
+    let names = |c: &Catalog| -> Vec<String> {
+        c.digest().files.into_iter().map(|(name, _)| name).collect()
+    };
+    let fresh_files = names(fresh);
+    let files: Vec<String> = names(current)
+        .into_iter()
+        .filter(|f| !fresh_files.contains(f))
+        .collect();
+    let fresh_services = fresh.service_names();
+    let services: Vec<String> = current
+        .service_names()
+        .into_iter()
+        .filter(|s| !fresh_services.contains(s))
+        .collect();
+    let mut parts = Vec::new();
+    if !files.is_empty() {
+        parts.push(format!("rules file(s) {}", files.join(", ")));
+    }
+    if !services.is_empty() {
+        parts.push(format!("service(s) {}", services.join(", ")));
+    }
+    (!parts.is_empty()).then(|| parts.join(" and "))
+}
 
 /// What a reload took in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +140,15 @@ impl LiveCatalog {
             Ok(c) => c,
             Err(poisoned) => poisoned.into_inner(),
         };
+        if trigger == FILE_CHANGE {
+            if let Some(dropped) = dropped(&current, &fresh) {
+                return Err(RulesError::Dropped(format!(
+                    "the rules directory no longer has {dropped}; a file change does not apply \
+                     that (a directory being copied or deployed looks the same): send SIGHUP \
+                     or restart to apply it"
+                )));
+            }
+        }
         let loosened = current.loosened_in(&fresh);
         let files_changed = current.digest().files_changed(&digest);
         *current = Arc::new(fresh);
@@ -149,7 +193,8 @@ impl LiveCatalog {
     }
 
     /// Reloads, when loaded from a directory, on changes to it (polled every second by
-    /// modification time: cheap and works on every filesystem). SIGHUP is `server.rs`'s: it
+    /// modification time: cheap and works on every filesystem), once the directory has stayed
+    /// the same for [`SETTLE_TICKS`] polls: a copy in progress is not read half-done. SIGHUP is `server.rs`'s: it
     /// reloads the reviewers first, then the rules ([`Classifier::reload_rules`]), so new rules
     /// are checked against the new reviewers.
     pub fn spawn_watcher(self: &Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
@@ -158,16 +203,24 @@ impl LiveCatalog {
         }
         let me = self.clone();
         tokio::spawn(async move {
-            let mut last = me.fingerprint();
+            let mut applied = me.fingerprint();
+            let mut seen = applied.clone();
+            let mut still = 0;
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tick.tick() => {
                         let now = me.fingerprint();
-                        if now != last {
-                            last = now;
-                            me.reload_logged("file change");
+                        if now != seen {
+                            seen = now;
+                            still = 0;
+                            continue;
+                        }
+                        still += 1;
+                        if seen != applied && still >= SETTLE_TICKS {
+                            applied = seen.clone();
+                            me.reload_logged(FILE_CHANGE);
                         }
                     }
                 }

@@ -34,6 +34,10 @@ pub enum RulesError {
     /// The rules parse, but fail the check against the reviewers ([`PolicyCheck`]).
     #[error("approval policies: {0}")]
     Policy(String),
+    /// A reload set off by a file change that would drop whole rules files or services (a
+    /// half-copied directory looks the same): applied only on SIGHUP or a restart.
+    #[error("{0}")]
+    Dropped(String),
 }
 
 use std::collections::BTreeMap;
