@@ -257,7 +257,23 @@ fn not_planted(path: &Path) -> Result<(), ConfigError> {
             meta.mode() & 0o777
         )));
     }
+    // A checkout makes every file the caller's own, whoever committed it (an agent's branch or
+    // pull request): such a file could send the CLI's token to the committer's listener.
+    if let Some(tree) = git_work_tree(path) {
+        return Err(refuse(format!(
+            "it is inside the git work tree {} (a file there may come from anyone's commit, an \
+             agent's included)",
+            tree.display()
+        )));
+    }
     Ok(())
+}
+
+/// The git work tree `path` lies in (the nearest ancestor holding `.git`), if any.
+fn git_work_tree(path: &Path) -> Option<&Path> {
+    path.ancestors()
+        .skip(1)
+        .find(|dir| dir.join(".git").symlink_metadata().is_ok())
 }
 
 impl Config {
@@ -615,6 +631,28 @@ mod tests {
             .to_string();
         assert!(
             err.contains("others may change it") && err.contains("--config"),
+            "{err}"
+        );
+    }
+
+    /// Review of session 22: an `airlock.toml` committed to a repository (an agent's branch) is
+    /// the reviewer's own file once checked out, so it passed the owner and mode checks, and
+    /// `airlock reviews list` run in the checkout sent her token to the `admin.listen` it named.
+    /// A working-directory config inside a git work tree is not taken unless named.
+    #[test]
+    fn a_working_directory_config_inside_a_git_work_tree_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("dir");
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).expect("mkdir");
+        let file = sub.join("airlock.toml");
+        std::fs::write(&file, "").expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(not_planted(&file).is_ok());
+        std::fs::create_dir(dir.path().join(".git")).expect("mkdir .git");
+        let err = not_planted(&file).expect_err("in a work tree").to_string();
+        assert!(
+            err.contains("inside the git work tree") && err.contains("--config"),
             "{err}"
         );
     }
