@@ -104,6 +104,9 @@ const BOUNDS: &[(&str, Duration, Duration, &str)] = &[
     ),
 ];
 
+/// The largest `gate.max_body_bytes` and `gate.max_result_bytes`.
+const MAX_STORED_BYTES: usize = 64 << 20;
+
 /// `d`, the value of `field`, within its [`BOUNDS`].
 fn bounded(cx: &Ctx, field: &str, d: Duration) -> Result<Duration, ConfigError> {
     match BOUNDS.iter().find(|(f, ..)| *f == field) {
@@ -137,6 +140,20 @@ pub(super) fn check(g: RawGate, cx: &Ctx) -> Result<GateConfig, ConfigError> {
         money_budget_usd: g.money_budget_usd,
         max_pending_per_agent: g.max_pending_per_agent,
     };
+    for (field, v) in [
+        ("gate.max_body_bytes", g.max_body_bytes),
+        ("gate.max_result_bytes", g.max_result_bytes),
+    ] {
+        if v > MAX_STORED_BYTES {
+            return Err(cx.invalid(
+                field,
+                format!(
+                    "at most {MAX_STORED_BYTES} (64 MiB): a held request and its answer are \
+                     buffered in memory and stored whole with its review"
+                ),
+            ));
+        }
+    }
     if g.max_pending_per_agent > MAX_PENDING_CAP {
         return Err(cx.invalid(
             "gate.max_pending_per_agent",
@@ -209,5 +226,67 @@ mod tests {
             let text = format!("[gate]\n{gate}\n");
             assert!(Config::from_toml("t.toml", &text).is_ok(), "{gate}");
         }
+    }
+
+    /// Review of session 22: `config check` took `upstream.connect_timeout =
+    /// "18446744073709551615s"` (every dial then panicked adding it to the clock, and an
+    /// approval ended `outcome_unknown` with nothing sent), the same `proxy.header_read_timeout`
+    /// (every connection panicked), and `proxy.max_connections = 18446744073709551615` (`serve`
+    /// panicked on an overflow). Timeouts are at most a day, other durations ten years,
+    /// connection limits a million, and the stored body and answer caps 64 MiB.
+    #[test]
+    fn unbounded_timeouts_and_limits_are_refused_by_name() {
+        let huge = "\"18446744073709551615s\"";
+        let cases = [
+            (
+                format!("[upstream]\nconnect_timeout = {huge}"),
+                "upstream.connect_timeout:",
+            ),
+            (
+                format!("[proxy]\nheader_read_timeout = {huge}"),
+                "proxy.header_read_timeout:",
+            ),
+            (
+                "[proxy]\nidle_timeout = \"25h\"".to_string(),
+                "more than a day",
+            ),
+            (
+                format!("[proxy]\nshutdown_grace = {huge}"),
+                "more than 10 years",
+            ),
+            (
+                format!("[upstream]\npool_idle_timeout = {huge}"),
+                "upstream.pool_idle_timeout:",
+            ),
+            (
+                format!("[audit]\ncheckpoint_interval = {huge}"),
+                "audit.checkpoint_interval:",
+            ),
+            (
+                "[proxy]\nmax_connections = 18446744073709551615".to_string(),
+                "proxy.max_connections: must be at most 1000000",
+            ),
+            (
+                "[admin]\nmax_connections = 1000001\nper_ip_connections = 1".to_string(),
+                "admin.max_connections: must be at most 1000000",
+            ),
+            (
+                "[gate]\nmax_body_bytes = 100000000".to_string(),
+                "gate.max_body_bytes: at most 67108864",
+            ),
+            (
+                "[gate]\nmax_result_bytes = 100000000".to_string(),
+                "gate.max_result_bytes: at most 67108864",
+            ),
+        ];
+        for (text, want) in &cases {
+            let err = Config::from_toml("t.toml", text)
+                .expect_err(text)
+                .to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        let ok = "[proxy]\nidle_timeout = \"24h\"\nmax_connections = 1000000\n\
+                  [gate]\nmax_body_bytes = 67108864\n";
+        assert!(Config::from_toml("t.toml", ok).is_ok());
     }
 }

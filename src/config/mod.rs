@@ -456,20 +456,38 @@ impl Ctx<'_> {
             .ok_or_else(|| self.invalid(field, format!("{host:?} resolves to no address")))
     }
 
+    /// A duration, at most ten years (a clock reading plus a longer one can overflow and
+    /// panic where it is used).
     pub(super) fn dur(&self, field: &str, v: &str) -> Result<Duration, ConfigError> {
-        humantime::parse_duration(v)
-            .map_err(|e| self.invalid(field, format!("{v:?} is not a duration like \"10s\": {e}")))
+        let d = humantime::parse_duration(v).map_err(|e| {
+            self.invalid(field, format!("{v:?} is not a duration like \"10s\": {e}"))
+        })?;
+        if d > MAX_DURATION {
+            return Err(self.invalid(field, format!("{v:?} is more than 10 years")));
+        }
+        Ok(d)
     }
 
-    /// [`Ctx::dur`], refusing zero (a timeout of zero would fail every connection).
+    /// [`Ctx::dur`], above zero (a timeout of zero would fail every connection) and at most a
+    /// day.
     pub(super) fn timeout(&self, field: &str, v: &str) -> Result<Duration, ConfigError> {
         let d = self.dur(field, v)?;
         if d.is_zero() {
             return Err(self.invalid(field, "must be above zero".into()));
         }
+        if d > MAX_TIMEOUT {
+            return Err(self.invalid(field, format!("{v:?} is more than a day")));
+        }
         Ok(d)
     }
 }
+
+/// The longest duration any setting takes.
+const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// The longest timeout.
+const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
+/// The most connections a listener's limit may name.
+pub(super) const MAX_CONNECTIONS: usize = 1_000_000;
 
 /// The one check: raw (file plus overrides) to [`Config`].
 fn check(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {

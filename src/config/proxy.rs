@@ -123,6 +123,12 @@ pub(super) fn check(p: RawProxy, cx: &Ctx) -> Result<ProxyConfig, ConfigError> {
     if p.max_connections == 0 {
         return Err(cx.invalid("proxy.max_connections", "must be at least 1".into()));
     }
+    if p.max_connections > super::MAX_CONNECTIONS {
+        return Err(cx.invalid(
+            "proxy.max_connections",
+            format!("must be at most {}", super::MAX_CONNECTIONS),
+        ));
+    }
     let workers = match p.workers {
         None => auto_workers(),
         Some(n) if n <= MAX_WORKERS => n,

@@ -207,6 +207,12 @@ pub(super) fn check_admin(
     if raw.max_connections == 0 {
         return Err(cx.invalid("admin.max_connections", "must be at least 1".into()));
     }
+    if raw.max_connections > super::MAX_CONNECTIONS {
+        return Err(cx.invalid(
+            "admin.max_connections",
+            format!("must be at most {}", super::MAX_CONNECTIONS),
+        ));
+    }
     if raw.per_ip_connections == 0 || raw.per_ip_connections > raw.max_connections {
         return Err(cx.invalid(
             "admin.per_ip_connections",
