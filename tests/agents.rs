@@ -1142,3 +1142,73 @@ async fn an_agent_stalling_its_streams_does_not_hold_up_another_agent() {
     }
     drop(stalled);
 }
+
+/// Review of session 22: nothing bounded one agent's connections below `proxy.max_connections`
+/// (40 tunnels to airlock.local locked every other agent out with 503s), and a 407 or a public
+/// airlock.local page kept the connection open, so a client without credentials could hold
+/// slots too. An agent holds at most `proxy.max_connections_per_agent` (503
+/// `agent_connection_limit` past it, others unaffected), and those answers close the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_agent_cannot_take_every_connection() {
+    let s = setup("[proxy]\nmax_connections = 20\nmax_connections_per_agent = 2\n").await;
+    let a = &s.airlock;
+    let connect = |name: &str, token: &str| {
+        format!(
+            "CONNECT api.github.com:443 HTTP/1.1\r\nHost: api.github.com:443\r\n\
+             Proxy-Authorization: Basic {}\r\n\r\n",
+            basic(name, token)
+        )
+    };
+    // Two open tunnels of bot's: its share.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut t = tokio::net::TcpStream::connect(a.addr)
+            .await
+            .expect("connect");
+        t.write_all(connect("bot", &s.token).as_bytes())
+            .await
+            .expect("write");
+        let mut buf = [0u8; 256];
+        let n = t.read(&mut buf).await.expect("read");
+        let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        held.push(t);
+    }
+    let third = raw(a, &connect("bot", &s.token)).await;
+    assert!(third.starts_with("HTTP/1.1 503"), "{third}");
+    assert!(third.contains("agent_connection_limit"), "{third}");
+    assert!(
+        third.to_ascii_lowercase().contains("retry-after: 5"),
+        "{third}"
+    );
+    // Another agent still connects.
+    let other = raw(a, &connect("gh-only", &s.limited_token)).await;
+    assert!(other.starts_with("HTTP/1.1 200"), "{other}");
+    // A closed tunnel gives its slot back.
+    drop(held.pop());
+    support::eventually("bot's freed slot", support::WAIT, || async {
+        let again = raw(a, &connect("bot", &s.token)).await;
+        match again.starts_with("HTTP/1.1 200") {
+            true => Ok(()),
+            false => Err(again),
+        }
+    })
+    .await;
+
+    // A 407 and a public page end their connection: the peer reads its end.
+    for head in [
+        "CONNECT api.github.com:443 HTTP/1.1\r\nHost: api.github.com:443\r\n\r\n",
+        "GET http://airlock.local/ca.pem HTTP/1.1\r\nHost: airlock.local\r\n\r\n",
+    ] {
+        let mut t = tokio::net::TcpStream::connect(a.addr)
+            .await
+            .expect("connect");
+        t.write_all(head.as_bytes()).await.expect("write");
+        let mut all = Vec::new();
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(10), t.read_to_end(&mut all)).await;
+        assert!(matches!(read, Ok(Ok(_))), "{head}: still open");
+        let text = String::from_utf8_lossy(&all).to_ascii_lowercase();
+        assert!(text.contains("connection: close"), "{head}: {text}");
+    }
+}

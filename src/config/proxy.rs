@@ -43,6 +43,7 @@ pub(super) struct RawProxy {
     pub(super) leaf_cache_size: usize,
     pub(super) max_connections: usize,
     pub(super) max_buffered_per_agent: usize,
+    pub(super) max_connections_per_agent: Option<usize>,
     pub(super) allow_anonymous: bool,
     pub(super) workers: Option<usize>,
 }
@@ -61,6 +62,7 @@ impl Default for RawProxy {
             leaf_cache_size: 1024,
             max_connections: 10_000,
             max_buffered_per_agent: 64,
+            max_connections_per_agent: None,
             allow_anonymous: false,
             workers: None,
         }
@@ -85,6 +87,10 @@ pub struct ProxyConfig {
     /// Requests of one agent whose bodies Airlock reads at once (to judge or hold them), each
     /// up to `gate.max_body_bytes`; past it 429 `too_many_buffered_requests`, nothing read.
     pub max_buffered_per_agent: usize,
+    /// Connections (and tunnels) one agent holds at once; past it 503 `agent_connection_limit`,
+    /// so one agent cannot take every slot of `max_connections`. Default a tenth of it (all of
+    /// it up to 100).
+    pub max_connections_per_agent: usize,
     /// Accept agents without `Proxy-Authorization` (local development only).
     pub allow_anonymous: bool,
     /// Connection runtimes, one thread each (`proxy::workers`); 0: the caller's runtime.
@@ -174,6 +180,19 @@ pub(super) fn check(p: RawProxy, cx: &Ctx) -> Result<ProxyConfig, ConfigError> {
                 return Err(cx.invalid("proxy.max_buffered_per_agent", "must be at least 1".into()))
             }
             n => n,
+        },
+        max_connections_per_agent: match p.max_connections_per_agent {
+            None => (p.max_connections / 10).max(p.max_connections.min(100)),
+            Some(n) if (1..=p.max_connections).contains(&n) => n,
+            Some(_) => {
+                return Err(cx.invalid(
+                    "proxy.max_connections_per_agent",
+                    format!(
+                        "must be from 1 to proxy.max_connections ({})",
+                        p.max_connections
+                    ),
+                ))
+            }
         },
         allow_anonymous: p.allow_anonymous,
         workers,

@@ -61,6 +61,7 @@ pub(super) async fn accept_loop(
             let slot = Arc::new(ConnSlot {
                 _permit: permit,
                 _open: open,
+                agent: std::sync::OnceLock::new(),
             });
             serve_front(stream, peer, served, life2, slot).await;
             drop(tracked);
@@ -85,6 +86,8 @@ type Slot = Arc<ConnSlot>;
 struct ConnSlot {
     _permit: OwnedSemaphorePermit,
     _open: Open,
+    /// The slot among its agent's connections, taken by the first authenticated request.
+    agent: std::sync::OnceLock<crate::gate::AgentSlot>,
 }
 
 async fn serve_front(
@@ -197,9 +200,11 @@ async fn front_request(
         return not_a_proxy_request(&req);
     }
     // airlock.local's CA certificate and instructions: public, for clients not set up yet.
+    // The connection closes after it, as after a 407: an unauthenticated client cannot keep
+    // one of the connection slots agents need.
     if let Some(resp) = proxy.local.public(&req) {
         tracing::info!(target: "airlock::access", method = %req.method(), host = crate::gate::agent_api::LOCAL_HOST, path = req.uri().path(), status = 200, verdict = "local_public", "served a public airlock.local page");
-        return resp;
+        return closing(resp);
     }
     let agent = match proxy.agents.authenticate(req.headers()) {
         Ok(a) => a,
@@ -207,20 +212,50 @@ async fn front_request(
             tracing::info!(target: "airlock::access", method = %req.method(), status = 407, reason = e.code(), "proxy authentication failed");
             crate::metrics::proxy_auth_failure(e.code());
             // `into_response` adds `Proxy-Authenticate` to every 407.
-            return Refusal::client(
-                StatusCode::PROXY_AUTHENTICATION_REQUIRED,
-                e.code(),
-                e.to_string(),
-            )
-            .into_response();
+            return closing(
+                Refusal::client(
+                    StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                    e.code(),
+                    e.to_string(),
+                )
+                .into_response(),
+            );
         }
     };
+    if slot.agent.get().is_none() {
+        match proxy.agent_conns.enter(&agent.name) {
+            Some(s) => {
+                let _ = slot.agent.set(s);
+            }
+            None => {
+                let max = proxy.agent_conns.max();
+                tracing::warn!(agent = %agent.name, max, "an agent's connection limit reached; refusing a connection");
+                return closing(
+                    Refusal::internal(
+                        "agent_connection_limit",
+                        format!("this agent already holds {max} connections to Airlock (proxy.max_connections_per_agent); close some, then retry"),
+                    )
+                    .retry_after("5")
+                    .into_response(),
+                );
+            }
+        }
+    }
     if req.method() == Method::CONNECT {
         return connect(proxy, life, peer, agent, slot, req)
             .await
             .unwrap_or_else(Refusal::into_response);
     }
     plain_http(proxy, peer, agent, req).await
+}
+
+/// `resp` with `Connection: close`: hyper ends the connection once it is written.
+fn closing(mut resp: Response<Body>) -> Response<Body> {
+    resp.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    resp
 }
 
 fn not_a_proxy_request(req: &Request<Incoming>) -> Response<Body> {

@@ -72,6 +72,8 @@ pub struct Proxy {
     /// Each agent's requests whose bodies are being read or held at once.
     pub(crate) buffering: crate::gate::AgentSlots,
     conn_limit: Arc<Semaphore>,
+    /// Each agent's connections (`proxy.max_connections_per_agent`).
+    agent_conns: crate::gate::AgentSlots,
     /// Writes allowed-request audit records in the background (bounded queue).
     pub(crate) allow_audit: allow_audit::AllowRecorder,
 }
@@ -126,6 +128,7 @@ impl Proxy {
             max_buffered_body: config.gate.max_body_bytes,
             buffering: crate::gate::AgentSlots::new(config.proxy.max_buffered_per_agent),
             conn_limit: Arc::new(Semaphore::new(config.proxy.max_connections)),
+            agent_conns: crate::gate::AgentSlots::new(config.proxy.max_connections_per_agent),
         })
     }
 }
