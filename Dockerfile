@@ -16,8 +16,8 @@ COPY --from=build /src/target/release/airlock /usr/local/bin/airlock
 # that holds the CA key and the provider credentials. The directories its volumes mount are
 # made here, owned by that user, so that a fresh named volume starts out owned by it too.
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/airlock --shell /usr/sbin/nologin airlock \
- && mkdir -p /var/lib/airlock /public /run/airlock-agents \
- && chown airlock:airlock /var/lib/airlock /public /run/airlock-agents \
+ && mkdir -p /var/lib/airlock /public /run/airlock-agents/example-agent \
+ && chown airlock:airlock /var/lib/airlock /public /run/airlock-agents /run/airlock-agents/example-agent \
  && chmod 0700 /var/lib/airlock
 USER airlock:airlock
 # Airlock's home: the CA (certs/), the store (data/) and the agents file live here, and

@@ -75,14 +75,14 @@ fn compose_file_validates_and_isolates_the_agent() {
         agent.contains("airlock-agent-token:/run/airlock-agent:ro"),
         "{agent}"
     );
-    assert!(agent.contains("/run/airlock-agent/"), "{agent}");
+    assert!(agent.contains("/run/airlock-agent/token"), "{agent}");
     assert!(agent.contains("export HTTPS_PROXY="), "{agent}");
     assert!(
         airlock.contains("AIRLOCK_AGENT_TOKEN_DIR: /run/airlock-agents"),
         "{airlock}"
     );
     assert!(
-        airlock.contains("airlock-agent-token:/run/airlock-agents:rw"),
+        airlock.contains("airlock-agent-token:/run/airlock-agents/example-agent:rw"),
         "{airlock}"
     );
     // The config stays read-only; the agents file it names is on the writable state volume.
@@ -314,7 +314,7 @@ fn scale_out_profile_shares_one_database_and_one_ca() {
     for r in &replicas {
         let joined = r.join("\n");
         assert!(
-            joined.contains("airlock-agent-token-scaled:/run/airlock-agents:rw")
+            joined.contains("airlock-agent-token-scaled:/run/airlock-agents/example-agent:rw")
                 && joined.contains("AIRLOCK_AGENT_TOKEN_DIR: /run/airlock-agents"),
             "{joined}"
         );
@@ -375,14 +375,14 @@ fn documented_agent_step_works_as_written() {
         deploy,
         "the read-only config is not written"
     );
-    let token = std::fs::read_to_string(tokens.join("example-agent")).expect("token file");
+    // Its own directory (the volume only its container mounts), holding its token alone.
+    let own = tokens.join("example-agent");
+    let token = std::fs::read_to_string(own.join("token")).expect("token file");
     assert!(token.starts_with("alk_"), "{token}");
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(tokens.join("example-agent"))
-        .expect("meta")
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode();
+    assert_eq!(mode(&own.join("token")) & 0o777, 0o600);
+    assert_eq!(mode(&own) & 0o777, 0o700);
     let agents = std::fs::read_to_string(state.join("agents.toml")).expect("agents file");
     assert!(agents.contains("name = \"example-agent\""), "{agents}");
     assert!(!agents.contains(&token), "only the digest is stored");
@@ -396,10 +396,20 @@ fn documented_agent_step_works_as_written() {
     let out = run(&["agents", "add", "example-agent"]);
     assert!(!out.status.success());
     assert_eq!(
-        std::fs::read_to_string(tokens.join("example-agent")).expect("token"),
+        std::fs::read_to_string(own.join("token")).expect("token"),
         token
     );
-    assert_eq!(std::fs::read_dir(&tokens).expect("tokens").count(), 1);
+    assert_eq!(std::fs::read_dir(&own).expect("own dir").count(), 1);
+    // Review of session 22: every agent's token went to one directory, the volume the example
+    // agent mounted whole, so it could read the next agent's token. Each has its own.
+    let out = run(&["agents", "add", "second-agent"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(tokens.join("second-agent/token").exists());
+    assert_eq!(std::fs::read_dir(&own).expect("own dir").count(), 1);
 }
 
 #[test]

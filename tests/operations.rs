@@ -666,7 +666,7 @@ async fn an_agent_added_to_the_agents_file_is_loaded_on_sighup() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let agents = std::fs::read_to_string(dir.path().join("state/agents.toml")).expect("agents");
     assert!(agents.contains("name = \"bot\""), "{agents}");
-    let token = std::fs::read_to_string(tokens.join("bot")).expect("token");
+    let token = std::fs::read_to_string(tokens.join("bot/token")).expect("token");
     let cert = reqwest::Certificate::from_pem(s.ca_pem.as_bytes()).expect("ca");
     let client = reqwest::Client::builder()
         .proxy(reqwest::Proxy::all(format!("http://bot:{token}@{}", s.proxy)).expect("proxy"))

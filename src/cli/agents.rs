@@ -27,8 +27,9 @@ pub(super) enum AgentsCommand {
         /// Person responsible for this agent.
         #[arg(long)]
         owner: Option<String>,
-        /// Write the token to DIR/NAME (mode 0600) instead of printing it: a volume or secret
-        /// that only the agent's container mounts (docker-compose.yml sets this).
+        /// Write the token to DIR/NAME/token (directory 0700, file 0600) instead of printing
+        /// it: mount DIR/NAME (a volume of its own) into the agent's container, and no agent
+        /// sees another's token (docker-compose.yml sets DIR).
         #[arg(long, env = "AIRLOCK_AGENT_TOKEN_DIR", value_name = "DIR")]
         token_dir: Option<std::path::PathBuf>,
     },
@@ -133,8 +134,9 @@ pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
             // a refused add leaves an earlier token file as it was.
             let token_file = match &token_dir {
                 Some(dir) => {
-                    let (file, pending) = (dir.join(&name), dir.join(format!(".{name}.new")));
-                    airlock::secret_file::create_private_dir(dir)
+                    let dir = dir.join(&name);
+                    let (file, pending) = (dir.join("token"), dir.join(".token.new"));
+                    airlock::secret_file::create_private_dir(&dir)
                         .and_then(|()| airlock::secret_file::write(&pending, token.as_bytes()))
                         .map_err(|e| {
                             anyhow::anyhow!("writing the token to {}: {e}", pending.display())
