@@ -1212,3 +1212,42 @@ async fn one_agent_cannot_take_every_connection() {
         assert!(text.contains("connection: close"), "{head}: {text}");
     }
 }
+
+/// Review of session 22: soft-gated calls each write an audit entry before they are forwarded,
+/// with no per-agent bound (2,004 issue comments in 28 s added 2,024 entries, and entries are
+/// never pruned). Past `audit.notify_per_agent` (a burst of 30 seconds' worth) one is refused
+/// 429 `too_many_soft_gated`, neither forwarded nor recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn soft_gated_calls_past_the_agents_rate_are_refused() {
+    let s = setup("[audit]\nnotify_per_agent = 1\n").await;
+    let client = client_as(&s.airlock, "bot", &s.token);
+    let (mut sent, mut refused) = (0, 0);
+    for i in 0..40 {
+        let resp = client
+            .post("https://api.github.com/repos/acme/app/issues/1/comments")
+            .json(&serde_json::json!({"body": format!("comment {i}")}))
+            .send()
+            .await
+            .expect("send");
+        match resp.status().as_u16() {
+            429 => {
+                assert!(resp.headers().contains_key("retry-after"));
+                let body = resp.text().await.unwrap_or_default();
+                assert!(body.contains("too_many_soft_gated"), "{body}");
+                refused += 1;
+            }
+            _ => sent += 1,
+        }
+    }
+    assert!(refused >= 5, "sent {sent}, refused {refused}");
+    assert_eq!(s.up.count(), sent, "only admitted calls reach the upstream");
+    // Another agent's rate is its own.
+    let other = client_as(&s.airlock, "gh-only", &s.limited_token);
+    let resp = other
+        .post("https://api.github.com/repos/acme/app/issues/1/comments")
+        .json(&serde_json::json!({"body": "mine"}))
+        .send()
+        .await
+        .expect("send");
+    assert_ne!(resp.status(), 429);
+}

@@ -16,6 +16,7 @@ pub(super) struct RawAudit {
     pub(super) checkpoint_interval: String,
     pub(super) allow_sample: f64,
     pub(super) allow_per_agent: u32,
+    pub(super) notify_per_agent: u32,
 }
 
 impl Default for RawAudit {
@@ -27,6 +28,7 @@ impl Default for RawAudit {
             checkpoint_interval: "60s".into(),
             allow_sample: 1.0,
             allow_per_agent: 20,
+            notify_per_agent: 20,
         }
     }
 }
@@ -46,6 +48,10 @@ pub struct AuditConfig {
     /// Allowed-request records one agent may add a second (a burst of 30 seconds' worth);
     /// past it they are counted, per agent, in an `audit_gap` entry. 0: no cap.
     pub allow_per_agent: u32,
+    /// Soft-gated (notify) requests one agent may send a second (a burst of 30 seconds' worth),
+    /// each recorded before it is forwarded; past it 429 `too_many_soft_gated`, nothing
+    /// forwarded or recorded. 0: no cap.
+    pub notify_per_agent: u32,
 }
 
 pub(super) fn check(a: &RawAudit, cx: &Ctx) -> Result<AuditConfig, ConfigError> {
@@ -62,5 +68,6 @@ pub(super) fn check(a: &RawAudit, cx: &Ctx) -> Result<AuditConfig, ConfigError> 
         checkpoint_interval: cx.dur("audit.checkpoint_interval", &a.checkpoint_interval)?,
         allow_sample: a.allow_sample,
         allow_per_agent: a.allow_per_agent,
+        notify_per_agent: a.notify_per_agent,
     })
 }

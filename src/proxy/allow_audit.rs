@@ -60,6 +60,64 @@ pub struct AgentShare {
     skipped: AtomicU64,
 }
 
+/// One more of `per_second` (0: no limit), a burst of [`BURST_SECONDS`] worth, against `due`
+/// (GCRA: the time the next is due, in microseconds from `origin`).
+pub(super) fn admit_at(due_us: &AtomicU64, per_second: u32, origin: Instant) -> bool {
+    if per_second == 0 {
+        return true;
+    }
+    let interval = 1_000_000 / u64::from(per_second);
+    let tolerance = BURST_SECONDS * 1_000_000;
+    let now = u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let mut due = due_us.load(Ordering::Relaxed);
+    loop {
+        let next = due.max(now).saturating_add(interval);
+        if next - now > tolerance {
+            return false;
+        }
+        match due_us.compare_exchange_weak(due, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return true,
+            Err(seen) => due = seen,
+        }
+    }
+}
+
+/// Each agent's rate of soft-gated requests (`audit.notify_per_agent`): each is recorded before
+/// it is forwarded, so an agent looping on one would grow the log as fast as it can send.
+pub struct SoftGateRate {
+    per_second: u32,
+    origin: Instant,
+    shares: Mutex<HashMap<String, Arc<AtomicU64>>>,
+}
+
+impl SoftGateRate {
+    pub fn new(per_second: u32) -> Self {
+        Self {
+            per_second,
+            origin: Instant::now(),
+            shares: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The rate this limits to, a second.
+    pub fn per_second(&self) -> u32 {
+        self.per_second
+    }
+
+    /// Agent `name`'s share (one per agent, kept by its connections).
+    pub fn share(&self, name: &str) -> Arc<AtomicU64> {
+        let Ok(mut shares) = self.shares.lock() else {
+            return Arc::default();
+        };
+        shares.entry(name.to_string()).or_default().clone()
+    }
+
+    /// Whether `share` may send one more now.
+    pub fn admit(&self, share: &AtomicU64) -> bool {
+        admit_at(share, self.per_second, self.origin)
+    }
+}
+
 impl AllowRecorder {
     /// `per_agent`: records a second one agent may add (0: no cap).
     pub fn new(per_agent: u32) -> Self {
@@ -84,29 +142,11 @@ impl AllowRecorder {
 
     /// Whether `share` may add one more record now; if not, it is counted for the log.
     pub fn admit(&self, share: &AgentShare) -> bool {
-        if self.per_agent == 0 {
-            return true;
+        let admitted = admit_at(&share.due_us, self.per_agent, self.origin);
+        if !admitted {
+            share.skipped.fetch_add(1, Ordering::Relaxed);
         }
-        let interval = 1_000_000 / u64::from(self.per_agent);
-        let tolerance = BURST_SECONDS * 1_000_000;
-        let now = u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let mut due = share.due_us.load(Ordering::Relaxed);
-        loop {
-            let next = due.max(now).saturating_add(interval);
-            if next - now > tolerance {
-                share.skipped.fetch_add(1, Ordering::Relaxed);
-                return false;
-            }
-            match share.due_us.compare_exchange_weak(
-                due,
-                next,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return true,
-                Err(seen) => due = seen,
-            }
-        }
+        admitted
     }
 
     /// Every agent's records past its share since the last call, as `audit_gap` entries (the

@@ -42,6 +42,8 @@ pub struct ConnInfo {
     pub partition: crate::upstream::Partition,
     /// The agent's share of allowed-request records in the audit log, looked up once.
     allow_share: std::sync::OnceLock<Arc<super::allow_audit::AgentShare>>,
+    /// The agent's share of soft-gated requests, looked up once.
+    soft_share: std::sync::OnceLock<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl ConnInfo {
@@ -66,6 +68,7 @@ impl ConnInfo {
             forwarded: Default::default(),
             partition,
             allow_share: Default::default(),
+            soft_share: Default::default(),
         }
     }
 
@@ -285,7 +288,21 @@ async fn phases(
         Action::Allow | Action::Notify => {
             if verdict.action == Action::Notify || unclassified {
                 // Soft gate, or an unclassified write let through by `rules.unclassified_writes
-                // = "allow"`: it goes through only once it is on the record.
+                // = "allow"`: it goes through only once it is on the record, at the agent's rate.
+                let share = conn
+                    .soft_share
+                    .get_or_init(|| proxy.soft_gate_rate.share(&conn.agent.name));
+                if !proxy.soft_gate_rate.admit(share) {
+                    let rate = proxy.soft_gate_rate.per_second();
+                    tracing::warn!(agent = %conn.agent.name, rate, "an agent's soft-gated requests are past audit.notify_per_agent; refusing one");
+                    return Err(Refusal::client(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_soft_gated",
+                        format!("this agent is sending recorded (soft-gated) requests faster than audit.notify_per_agent ({rate} a second, 30 seconds' worth at once); it was not forwarded or recorded: slow down, then retry"),
+                    )
+                    .retry_after("5")
+                    .into());
+                }
                 audit_decision(proxy, conn, &verdict, &decision_id, parts.method.as_str(), pq)
                     .await
                     .map_err(|e| {

@@ -72,6 +72,8 @@ pub struct Proxy {
     /// Each agent's requests whose bodies are being read or held at once.
     pub(crate) buffering: crate::gate::AgentSlots,
     conn_limit: Arc<Semaphore>,
+    /// Each agent's rate of soft-gated requests (`audit.notify_per_agent`).
+    pub(crate) soft_gate_rate: allow_audit::SoftGateRate,
     /// Each agent's connections (`proxy.max_connections_per_agent`).
     agent_conns: crate::gate::AgentSlots,
     /// Writes allowed-request audit records in the background (bounded queue).
@@ -119,6 +121,7 @@ impl Proxy {
             vault,
             audit_allow_sample: config.audit.allow_sample,
             allow_audit: allow_audit::AllowRecorder::new(config.audit.allow_per_agent),
+            soft_gate_rate: allow_audit::SoftGateRate::new(config.audit.notify_per_agent),
             classifier,
             local: local::LocalPages::new(&ca)?,
             leaves: LeafCache::new(ca, config.proxy.leaf_cache_size),
