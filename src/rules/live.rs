@@ -194,9 +194,9 @@ impl LiveCatalog {
 
     /// Reloads, when loaded from a directory, on changes to it (polled every second by
     /// modification time: cheap and works on every filesystem), once the directory has stayed
-    /// the same for [`SETTLE_TICKS`] polls: a copy in progress is not read half-done. SIGHUP is `server.rs`'s: it
-    /// reloads the reviewers first, then the rules ([`Classifier::reload_rules`]), so new rules
-    /// are checked against the new reviewers.
+    /// the same for [`SETTLE_TICKS`] polls: a copy in progress is not read half-done. SIGHUP
+    /// is `server.rs`'s: it reloads the reviewers first, then the rules
+    /// ([`Classifier::reload_rules`]), so new rules are checked against the new reviewers.
     pub fn spawn_watcher(self: &Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
         if self.dir.is_none() {
             return;
