@@ -235,6 +235,7 @@ impl Gate {
             return Ok(0);
         }
         let mut n = 0;
+        let mut clock_checked = !self.shared_store();
         for review in self.all_reviews_in(ReviewState::Executing).await? {
             let lease = review.execution.as_ref().and_then(|e| e.lease_until_ms);
             if lease.is_some_and(|until| until.saturating_add(grace) > now) {
@@ -244,6 +245,16 @@ impl Gate {
             // own timeout and records what happened.
             if self.sending.holds(&review.id) {
                 continue;
+            }
+            // Another instance's send is given up on this clock's word: checked against the
+            // database's now, not as of the last periodic check (a clock that stepped forward
+            // since would call a running send lapsed, and a retry could send it twice).
+            if !clock_checked {
+                if let Err(e) = self.check_clock().await {
+                    tracing::warn!(error = %e, "not giving up lapsed claims: this clock is off the database's");
+                    return Ok(n);
+                }
+                clock_checked = true;
             }
             let moved = self
                 .give_up(review.id.clone(), move |exec| {

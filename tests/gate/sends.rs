@@ -350,6 +350,34 @@ async fn clocks_apart_by_the_allowed_skew_never_give_up_a_running_send() {
     assert_eq!(up.count(), 3);
 }
 
+/// Review of session 22: the clock was checked against the database only at start and every
+/// ten minutes, so an instance whose clock stepped a minute forward in between gave up another
+/// instance's running send as lapsed (`outcome_unknown`, open to a retry that sends it again).
+/// Giving up another instance's claim now checks the clock first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_clock_stepped_forward_since_its_last_check_gives_up_no_running_send() {
+    let Some((up, [(a, _), (b, clock_b)], _keys)) = two_instances_on_postgres([0, 0]).await else {
+        return; // the reason is printed; CI requires PostgreSQL
+    };
+    let (_, headers, _) = hold_delete(&a, "/repos/octo/stall-step").await;
+    let id = review_id(&headers);
+    let approving = approve_until_sent(&a, &up, &id).await;
+    // B's clock steps a minute forward; no periodic check has run since.
+    clock_b.advance(Duration::from_secs(60));
+    b.gate.recover().await.expect("B's sweep");
+    let r = a.gate.get(&id).await.expect("get");
+    assert_eq!(r.state, ReviewState::Executing, "given up mid-send: {r:?}");
+    assert!(
+        b.gate.claims_paused().is_some(),
+        "the check paused B's claims"
+    );
+    up.state.no_stall.store(true, SeqCst);
+    up.state.unstall.notify_waiters();
+    let (code, r) = approving.await.expect("join").expect("call");
+    assert_eq!((code, r["state"].as_str()), (200, Some("executed")), "{r}");
+    assert_eq!(up.count(), 1);
+}
+
 /// Review of session 21: a send checked what was left of its own claim's lease on the wall
 /// clock, so a clock stepped back while the claim was being recorded (NTP, a VM resumed)
 /// let a send start that could outlast the lease other instances judge it by. The lease is
