@@ -7,7 +7,9 @@
 //! no longer checks is skipped and reported, never fatal: the others stay in force.
 //!
 //! The one-click link key (`link-key`, 32 random bytes) and the admin token (`admin-token`) are
-//! created once, by whichever instance starts first (`insert_new`); the others read them.
+//! created once, by whichever instance starts first (`insert_new`); the others read them. The
+//! admin token is replaced by a rotation ([`rotate_shared_admin_token`]), which every instance
+//! follows.
 //!
 //! Every backend can hold these records, but only `serve` and the CLI on a shared store use
 //! them (with redb or sled the CLI cannot open the store while `serve` runs).
@@ -299,9 +301,55 @@ pub fn shared_link_key(store: &dyn Store) -> Result<[u8; 32], DirectoryError> {
 /// The admin token every instance on this store accepts, created on first use (64 hex digits,
 /// as a token file holds).
 pub fn shared_admin_token(store: &dyn Store) -> Result<String, DirectoryError> {
-    let bytes = create_once(store, ADMIN_TOKEN_KEY, || {
-        hex::encode(rand::random::<[u8; 32]>()).into_bytes()
-    })?;
+    let bytes = create_once(store, ADMIN_TOKEN_KEY, || new_admin_token().into_bytes())?;
+    admin_token_text(bytes)
+}
+
+/// The stored admin token (one Meta read); `None` while none is stored.
+pub fn stored_admin_token(store: &dyn Store) -> Result<Option<String>, DirectoryError> {
+    store
+        .get(Tree::Meta, ADMIN_TOKEN_KEY)?
+        .map(admin_token_text)
+        .transpose()
+}
+
+/// Rotations that may lose a race to another before one gives up.
+const ROTATE_ATTEMPTS: usize = 8;
+
+/// Replaces the stored admin token with a new random one, compare-and-swap against the value
+/// read (two rotations at once both apply, one after the other); returns the new token. Every
+/// instance follows it (`server/admin_token.rs`). Refused while none is stored (the first
+/// instance to start creates it).
+pub fn rotate_shared_admin_token(store: &dyn Store) -> Result<String, DirectoryError> {
+    for _ in 0..ROTATE_ATTEMPTS {
+        let Some(current) = store.get(Tree::Meta, ADMIN_TOKEN_KEY)? else {
+            return Err(DirectoryError::Invalid(
+                "no admin token is stored yet (the first airlock serve on this database creates it)"
+                    .into(),
+            ));
+        };
+        let token = new_admin_token();
+        let mut b = Batch::default();
+        b.expect(Tree::Meta, ADMIN_TOKEN_KEY, Some(&current)).put(
+            Tree::Meta,
+            ADMIN_TOKEN_KEY,
+            token.as_bytes(),
+        );
+        if store.apply(b)? {
+            return Ok(token);
+        }
+    }
+    Err(DirectoryError::Invalid(
+        "the stored admin token kept changing during the rotation; try again".into(),
+    ))
+}
+
+/// A new random admin token: 64 hex digits, as a token file holds.
+fn new_admin_token() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+fn admin_token_text(bytes: Vec<u8>) -> Result<String, DirectoryError> {
     match String::from_utf8(bytes) {
         Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
         _ => Err(DirectoryError::Invalid(
@@ -408,5 +456,24 @@ mod tests {
         let t = shared_admin_token(s.as_ref()).expect("token");
         assert_eq!(t.len(), 64);
         assert_eq!(shared_admin_token(s.as_ref()).expect("again"), t);
+    }
+
+    #[test]
+    fn a_rotation_replaces_the_stored_admin_token() {
+        let (_d, s) = store();
+        assert_eq!(stored_admin_token(s.as_ref()).expect("read"), None);
+        assert!(
+            rotate_shared_admin_token(s.as_ref()).is_err(),
+            "none to rotate"
+        );
+        let old = shared_admin_token(s.as_ref()).expect("token");
+        let new = rotate_shared_admin_token(s.as_ref()).expect("rotate");
+        assert_ne!(new, old);
+        assert_eq!(new.len(), 64);
+        assert_eq!(
+            stored_admin_token(s.as_ref()).expect("read"),
+            Some(new.clone())
+        );
+        assert_eq!(shared_admin_token(s.as_ref()).expect("again"), new);
     }
 }

@@ -308,6 +308,17 @@ pub fn other_backend_files(backend: Backend, dir: &Path) -> Vec<std::path::PathB
         .collect()
 }
 
+/// Whether the directory `dir` holds a store of the embedded `backend` (its `airlock.redb`, or
+/// `sled/`); never for PostgreSQL. Opens nothing.
+pub fn holds_store(backend: Backend, dir: &Path) -> bool {
+    let name = match backend {
+        Backend::Redb => "airlock.redb",
+        Backend::Sled => "sled",
+        Backend::Postgres => return false,
+    };
+    dir.join(name).symlink_metadata().is_ok()
+}
+
 /// The configured store: PostgreSQL at `url` for [`Backend::Postgres`], else the directory
 /// `path`, waiting up to `patience` for a lock another process still holds.
 pub fn open_configured(
