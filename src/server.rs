@@ -4,9 +4,11 @@
 //! Agents, reviewers and credentials reload on SIGHUP and when their files change (`watch.rs`).
 //! On a shared store (`[store] backend = "postgres"`) the agents and reviewers kept in the
 //! database join the config file's (`people.rs`), and the one-click link key and the admin
-//! token are the database's, so every instance honours what another minted. What a start puts
-//! in force, and every reload, is recorded in the audit log (`policy_log.rs`).
+//! token are the database's, so every instance honours what another minted (and follows an
+//! admin token rotation: `admin_token.rs`). What a start puts in force, and every reload, is
+//! recorded in the audit log (`policy_log.rs`).
 
+mod admin_token;
 mod people;
 mod policy_log;
 mod watch;
@@ -367,18 +369,11 @@ pub async fn start_with_store(
         vault,
     )?);
 
-    let admin_token = match &directory {
-        Some(_) => {
-            let shared = crate::directory::shared_admin_token(store.as_ref()).map_err(|e| {
-                ServerError::Admin(AdminError::TokenFile {
-                    path: "store.url".into(),
-                    message: e.to_string(),
-                })
-            })?;
-            admin::adopt_shared_token(&config.admin.token_file, &shared)?
-        }
-        None => admin::load_or_create_token(&config.admin.token_file)?,
-    };
+    // Subscribed to before the shared token is read, so that no rotation in between is missed.
+    let token_changes = directory
+        .as_ref()
+        .and_then(|_| store.watch(store::Tree::Meta));
+    let (admin_token, operator) = admin_token::load(config, directory.as_ref().map(|_| &store))?;
     let metrics_token = match &config.admin.metrics_token_file {
         Some(path) => Some(admin::load_or_create_metrics_token(path)?),
         None => None,
@@ -396,9 +391,15 @@ pub async fn start_with_store(
                     .into(),
         }));
     }
+    admin_token::follow(
+        operator.clone(),
+        token_changes,
+        policy.clone(),
+        life.shutdown.clone(),
+    );
     let admin = Admin::new(
         gate.clone(),
-        (&admin_token, metrics_token.as_deref()),
+        (operator, metrics_token.as_deref()),
         (admin_addr, proxy_addr),
         links.clone(),
         config.notify.base_url.as_deref(),

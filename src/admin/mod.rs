@@ -53,11 +53,15 @@
 //!   (one at a time: 429 `verify_in_progress` while one runs)
 //! - `GET  /v1/audit/pubkey`              the checkpoint public key (hex)
 //! - `POST /v1/audit/checkpoint`          signs a checkpoint now; answers the latest one (JSON line)
+//! - `POST /v1/admin-token/rotate`        the admin token only: a new admin token in the token
+//!   file (and the shared database); the old one stops working at once (`rotate.rs`)
 
 pub mod client;
 pub mod dashboard;
 pub(crate) mod limits;
 pub mod listing;
+pub mod operator;
+mod rotate;
 pub mod socket;
 mod token;
 
@@ -78,9 +82,10 @@ use crate::gate::agent_api::{gate_error_response, review_json};
 use crate::gate::{Gate, ReviewState, Reviewer};
 use crate::wire::{json_response, Body, Refusal};
 
+pub use operator::{OperatorToken, TokenSource};
 pub use token::{
-    adopt_shared_token, env_token, load_or_create_metrics_token, load_or_create_token, read_token,
-    stale_file, MIN_TOKEN_CHARS, TOKEN_ENV,
+    adopt_shared_token, env_token, load_or_create_metrics_token, load_or_create_token, new_token,
+    read_token, stale_file, write_token_file, MIN_TOKEN_CHARS, TOKEN_ENV,
 };
 
 /// Most reviews one `POST /v1/reviews/reject-pending` rejects (`more` says if any are left).
@@ -97,7 +102,8 @@ pub enum AdminError {
 
 pub struct Admin {
     gate: Arc<Gate>,
-    token_digest: [u8; 32],
+    /// The admin token in force (swapped at once by a rotation).
+    operator: Arc<OperatorToken>,
     /// `admin.metrics_token_file`'s token, digested: it reads `/metrics` and nothing else.
     metrics_digest: Option<[u8; 32]>,
     listen: SocketAddr,
@@ -131,7 +137,7 @@ pub enum Caller {
 impl Admin {
     pub fn new(
         gate: Arc<Gate>,
-        (token, metrics_token): (&str, Option<&str>),
+        (operator, metrics_token): (Arc<OperatorToken>, Option<&str>),
         (listen, proxy_listen): (SocketAddr, SocketAddr),
         links: Arc<crate::notify::LinkSigner>,
         public_url: Option<&str>,
@@ -140,7 +146,7 @@ impl Admin {
     ) -> Arc<Admin> {
         Arc::new(Admin {
             gate,
-            token_digest: Sha256::digest(token.as_bytes()).into(),
+            operator,
             metrics_digest: metrics_token.map(token_digest),
             listen,
             proxy_listen,
@@ -174,8 +180,7 @@ impl Admin {
     /// Identifies a token by its SHA-256 ([`token_digest`]) against the reviewers in force now
     /// (a dashboard session keeps only this digest, so removing its reviewer ends it).
     pub(crate) fn caller_for_digest(&self, digest: &[u8; 32]) -> Option<Caller> {
-        // Comparing digests: equal-length, and timing reveals nothing about the token.
-        if digest == &self.token_digest {
+        if self.operator.is(digest) {
             return Some(Caller::Operator);
         }
         self.gate
@@ -408,12 +413,12 @@ async fn serve_request(
         );
     }
     if !limits::may_have_body(req.body()) {
-        return route(admin, req, matches!(peer, Peer::Socket)).await;
+        return route(admin, req, peer).await;
     }
     let _armed = watch.arm(gk.body_read_timeout);
     tokio::select! {
         biased;
-        r = route(admin, req, matches!(peer, Peer::Socket)) => r,
+        r = route(admin, req, peer) => r,
         _ = watch.stalled() => {
             tracing::info!(target: "airlock::admin", %peer, "admin request body not received in time");
             closing(err(
@@ -466,7 +471,8 @@ fn err(status: StatusCode, code: &'static str, msg: &str) -> Response<Body> {
     Refusal::client(status, code, msg).into_response()
 }
 
-async fn route(admin: &Admin, req: Request<Incoming>, local: bool) -> Response<Body> {
+async fn route(admin: &Admin, req: Request<Incoming>, peer: Peer) -> Response<Body> {
+    let local = matches!(peer, Peer::Socket);
     let path = req.uri().path().to_string();
     // Probes answer whatever the Host: a tunnel, a remapped port or a Kubernetes probe names
     // the listener otherwise, and they reveal nothing and change nothing.
@@ -820,6 +826,9 @@ async fn route(admin: &Admin, req: Request<Incoming>, local: bool) -> Response<B
                 }
                 Err(e) => gate_error_response(&e),
             }
+        }
+        (Method::POST, ["v1", "admin-token", "rotate"]) => {
+            rotate::rotate(admin, &caller, peer).await
         }
         (_, ["v1", "reviews", ..]) => err(
             StatusCode::METHOD_NOT_ALLOWED,

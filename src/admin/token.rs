@@ -1,7 +1,8 @@
 //! The admin token: a local file (created 0600 on first use), or, on a store several instances
 //! share, the database's token written to that file. `AIRLOCK_ADMIN_TOKEN` overrides both; it
 //! must be at least [`MIN_TOKEN_CHARS`] characters (a short one is refused, never used), as must
-//! the token file's, and a token file it overrides is reported as stale by [`stale_file`].
+//! the token file's, and a token file it overrides is reported as stale by [`stale_file`]. A
+//! rotation writes a [`new_token`] with [`write_token_file`] (`operator.rs`).
 
 use std::path::Path;
 
@@ -138,7 +139,7 @@ fn load_or_create(
     if let Some(t) = read()? {
         return Ok(t);
     }
-    let token = hex::encode(rand::random::<[u8; 32]>());
+    let token = new_token();
     match crate::secret_file::create_new(path, token.as_bytes()) {
         Ok(()) => Ok(token),
         // Another process created it meanwhile: its file is complete (secret_file gives a file its
@@ -170,9 +171,23 @@ pub fn adopt_shared_token(path: &Path, shared: &str) -> Result<String, AdminErro
     if local.as_deref() == Some(shared) {
         return Ok(shared.to_string());
     }
-    crate::secret_file::write(path, shared.as_bytes()).map_err(|e| err(e.to_string()))?;
+    write_token_file(path, shared)?;
     if local.is_some() {
         tracing::warn!(file = %path.display(), "the admin token file held another token than the shared database's; replaced it with the shared one (the old token no longer works)");
     }
     Ok(shared.to_string())
+}
+
+/// A new random admin token: 64 hex digits.
+pub fn new_token() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+/// Writes `token` to the token file at `path`, replacing it atomically (0600, its directory
+/// created 0700 if missing). The error names the path, never the token.
+pub fn write_token_file(path: &Path, token: &str) -> Result<(), AdminError> {
+    crate::secret_file::write(path, token.as_bytes()).map_err(|e| AdminError::TokenFile {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
 }

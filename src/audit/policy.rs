@@ -1,7 +1,8 @@
 //! The `policy` entry: what was in force at a start, and every reload of the rules, the agents,
-//! the reviewers, the credentials or the config file's other settings, applied or refused. It
-//! holds names, counts, digests of the rule files and reasons: never a token, a token's digest
-//! or a credential (the fields have no room for one). Format: `docs/audit.md`.
+//! the reviewers, the credentials or the config file's other settings, applied or refused, and
+//! every admin token rotation. It holds names, counts, digests of the rule files and reasons:
+//! never a token, a token's digest or a credential (the fields have no room for one). Format:
+//! `docs/audit.md`.
 
 use serde::Serialize;
 
@@ -17,6 +18,9 @@ pub enum PolicySubject {
     Credentials,
     /// The config file's settings that apply only at the next start.
     Settings,
+    /// The admin token was rotated (never the token, nor its digest).
+    #[serde(rename = "admin_token")]
+    AdminToken,
 }
 
 /// Whether the change took effect.
@@ -52,13 +56,17 @@ pub struct RuleFile {
 pub struct PolicyChange {
     pub change: PolicySubject,
     pub result: PolicyResult,
-    /// `startup`, `SIGHUP`, `file change` or `database` (another instance's change).
+    /// `startup`, `SIGHUP`, `file change`, `database` (another instance's change) or `admin
+    /// API` (an admin token rotation asked for there).
     pub trigger: &'static str,
     /// The instance that applied it (`host/pid`): on a shared store each records its own.
     pub instance: String,
     /// Why a reload was refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Who asked, and over which channel (an admin token rotation through the admin API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
     /// Rules in force, the catalog's digest (SHA-256 of `sha256sum`'s lines for its files) and
     /// its files.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -128,6 +136,7 @@ impl PolicyChange {
             trigger,
             instance: instance.to_string(),
             reason: None,
+            by: None,
             rules: None,
             catalog_sha256: None,
             files: None,
