@@ -1,5 +1,6 @@
 //! The `airlock` subcommands: the parser, the dispatch, logging and shared helpers.
 
+mod admin_token;
 mod agents;
 mod audit;
 mod ca;
@@ -23,6 +24,7 @@ use clap::{Parser, Subcommand};
 
 use airlock::config::Config;
 
+use admin_token::AdminTokenCommand;
 use agents::AgentsCommand;
 use audit::AuditCommand;
 use ca::CaCommand;
@@ -136,6 +138,11 @@ enum Command {
         #[command(subcommand)]
         command: AgentsCommand,
     },
+    /// Manage the admin token (the operator's credential for the admin API and the CLI).
+    AdminToken {
+        #[command(subcommand)]
+        command: AdminTokenCommand,
+    },
     /// Run COMMAND in a network namespace whose only way out is Airlock (Linux, needs root).
     #[cfg(target_os = "linux")]
     Run(RunArgs),
@@ -168,6 +175,7 @@ pub fn run(cli: Cli) -> Result<()> {
     let config = discover(&cli, overrides)?;
     match cli.command {
         Command::Agents { command } => agents::agents_cmd(config, command),
+        Command::AdminToken { command } => admin_token::admin_token_cmd(config, command),
         Command::Reviewers { command } => reviewers::reviewers_cmd(config, command),
         Command::Audit { command } => {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -282,6 +290,14 @@ pub(super) fn admin_token(config: &Config) -> Result<String> {
 /// serve` instances share (`[store] backend = "postgres"`); `None` otherwise (the config file
 /// holds them: an embedded store is locked while `serve` runs).
 pub(super) fn shared_directory(config: &Config) -> Result<Option<airlock::directory::Directory>> {
+    Ok(shared_store(config)?.map(airlock::directory::Directory::new))
+}
+
+/// The store several `airlock serve` instances share (`[store] backend = "postgres"`), opened;
+/// `None` for an embedded store.
+pub(super) fn shared_store(
+    config: &Config,
+) -> Result<Option<std::sync::Arc<dyn airlock::store::Store>>> {
     if config.store.backend != airlock::store::Backend::Postgres {
         return Ok(None);
     }
@@ -292,5 +308,5 @@ pub(super) fn shared_directory(config: &Config) -> Result<Option<airlock::direct
         std::time::Duration::ZERO,
     )
     .map_err(|e| anyhow::anyhow!("opening the store (store.url): {e}"))?;
-    Ok(Some(airlock::directory::Directory::new(store)))
+    Ok(Some(store))
 }
