@@ -20,6 +20,18 @@ impl Serve {
     /// Starts `airlock --config cfg serve` with stderr appended to `log`; waits for its addresses.
     /// `store_dir` and `ca_dir` are what the config names (to read the admin token and CA).
     pub fn spawn(cfg: &Path, store_dir: &Path, ca_dir: &Path, log: &Path) -> Serve {
+        Serve::spawn_with_env(cfg, store_dir, ca_dir, log, &[])
+    }
+
+    /// [`Serve::spawn`] with `env` set for the child; its admin token is `AIRLOCK_ADMIN_TOKEN`
+    /// when `env` sets that, else the token file's.
+    pub fn spawn_with_env(
+        cfg: &Path,
+        store_dir: &Path,
+        ca_dir: &Path,
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> Serve {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -30,6 +42,7 @@ impl Serve {
             .arg(cfg)
             .arg("serve")
             .env("AIRLOCK_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log_file)
             .spawn()
@@ -52,10 +65,13 @@ impl Serve {
         }
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        let admin_token = std::fs::read_to_string(store_dir.join("admin-token"))
-            .expect("admin token")
-            .trim()
-            .to_string();
+        let admin_token = match env.iter().find(|(k, _)| *k == "AIRLOCK_ADMIN_TOKEN") {
+            Some((_, t)) => t.to_string(),
+            None => std::fs::read_to_string(store_dir.join("admin-token"))
+                .expect("admin token")
+                .trim()
+                .to_string(),
+        };
         let ca_pem = std::fs::read_to_string(ca_dir.join("ca.pem")).expect("ca.pem");
         Serve {
             child,
