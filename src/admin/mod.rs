@@ -672,6 +672,8 @@ async fn route(admin: &Admin, req: Request<Incoming>, peer: Peer) -> Response<Bo
                         "checkpoints": r.checkpoints,
                         "first_seq": r.first_seq,
                         "last_seq": r.last_seq,
+                        "signed_by": r.signed_by_hex(),
+                        "key_rotations": r.key_rotations,
                     }),
                 ),
                 Ok(Err(e)) => json_response(

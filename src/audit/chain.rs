@@ -12,6 +12,9 @@ use sha2::{Digest, Sha256};
 
 /// Kind of the signed checkpoint entries the log writes itself.
 pub const CHECKPOINT_KIND: &str = "checkpoint";
+/// Kind of the entry `airlock audit rotate-key` writes: from the checkpoint after it on, the
+/// key it names (`new_pubkey`) signs in place of `old_pubkey`. Reserved for the log.
+pub const KEY_ROTATED_KIND: &str = "key_rotated";
 /// Fields the log adds to every entry; events must not carry them.
 pub const RESERVED_FIELDS: [&str; 4] = ["seq", "prev", "ts", "kind"];
 /// The `prev` of the first entry (seq 0).

@@ -9,13 +9,15 @@
 //! Submodules: `chain` (entry format, hashing, signing text), `key` (signing key file),
 //! `anchor` (the file beside the key naming the last checkpoint, against a cut tail),
 //! `event` and `policy` (the entries callers append), `verify` (chain/checkpoint verification),
-//! `with` (the writes a caller commits with its entry).
+//! `signers` (which key a checkpoint must verify with, across rotations), `with` (the writes a
+//! caller commits with its entry).
 
 mod anchor;
 mod chain;
 mod event;
 mod key;
 mod policy;
+mod signers;
 mod verify;
 mod with;
 
@@ -30,12 +32,13 @@ use serde_json::{Map, Value};
 use crate::store::{for_each_page, Batch, Store, StoreError, Tree};
 
 pub use anchor::{path_for as anchor_path_for, Anchor};
-pub use chain::{canonical_bytes, checkpoint_signing_text, CHECKPOINT_KIND};
+pub use chain::{canonical_bytes, checkpoint_signing_text, CHECKPOINT_KIND, KEY_ROTATED_KIND};
 pub use event::{
     AuditGap, AuditPath, Decision, Event, ExecutionEnd, GateKind, Outcome, RestoreAccepted,
     Transition,
 };
 pub use policy::{LoosenedTool, PolicyChange, PolicyResult, PolicySubject, RuleFile, SeqRange};
+pub use signers::TrustedKeys;
 pub use verify::{
     verify_lines, verify_lines_with_anchor, verify_lines_with_checkpoint, VerifyError, VerifyReport,
 };
@@ -579,7 +582,7 @@ impl AuditLog {
 
     /// An event's fields, if `kind` and the event are acceptable.
     fn checked(kind: &str, event: Value) -> Result<Map<String, Value>, AuditError> {
-        if kind.is_empty() || kind == CHECKPOINT_KIND {
+        if kind.is_empty() || kind == CHECKPOINT_KIND || kind == KEY_ROTATED_KIND {
             return Err(AuditError::InvalidEvent(format!(
                 "kind {kind:?} is reserved or empty"
             )));
@@ -1175,7 +1178,7 @@ impl AuditLog {
             }
             Err(e) => return Err(e.into()),
         }
-        let mut verifier = verify::Verifier::new(&self.public_key_hex, true)?;
+        let mut verifier = verify::Verifier::new(&[self.public_key_hex.as_str()], true)?;
         let mut line = 0usize;
         for_each_page(self.store.as_ref(), Tree::Audit, &[], EXPORT_PAGE, |page| {
             for (key, value) in page {

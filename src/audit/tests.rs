@@ -13,6 +13,7 @@ use crate::store::{Backend, Entry};
 
 mod anchoring;
 mod both_or_neither;
+mod rotation;
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -97,6 +98,8 @@ fn untouched_export_verifies() {
             first_seq: 0,
             last_seq: 26,
             last_signed_seq: report.last_signed_seq,
+            signed_by: signers::parse_key(&log.public_key_hex()),
+            key_rotations: 0,
         }
     );
     assert!(report.last_signed_seq.is_some_and(|s| s <= 26));

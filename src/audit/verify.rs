@@ -5,17 +5,19 @@
 //! be the SHA-256 of the previous line; each checkpoint's `size` must equal its own seq (the
 //! entries it covers), its `head` must equal its `prev`, and its signature must verify. When a
 //! `prev` link breaks, the verifier looks one line ahead to tell an altered entry (its successor's
-//! successor still links) from an altered successor, and names the altered seq.
+//! successor still links) from an altered successor, and names the altered seq. Which key a
+//! checkpoint must verify with, across `key_rotated` entries, is `signers`'s business.
 
 use std::io::BufRead;
 
 use base64::Engine as _;
-use ring::signature::{UnparsedPublicKey, ED25519};
 use serde_json::Value;
 
 use super::chain::{
     canonical_bytes, checkpoint_signing_text, entry_hash, CHECKPOINT_KIND, GENESIS_PREV,
+    KEY_ROTATED_KIND,
 };
+use super::signers::{RawKey, Signers, TrustedKeys};
 
 /// What a successful verification covered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -30,6 +32,17 @@ pub struct VerifyReport {
     pub last_seq: u64,
     /// Seq of the last checkpoint verified: lines after it are covered by no signature.
     pub last_signed_seq: Option<u64>,
+    /// The public key that signed that checkpoint.
+    pub signed_by: Option<RawKey>,
+    /// Key rotations verified (each `key_rotated` entry with its handoff checkpoint).
+    pub key_rotations: u64,
+}
+
+impl VerifyReport {
+    /// [`VerifyReport::signed_by`], hex.
+    pub fn signed_by_hex(&self) -> Option<String> {
+        self.signed_by.map(hex::encode)
+    }
 }
 
 /// The first place the chain breaks: the seq (when known) and 1-based line, and why.
@@ -63,21 +76,25 @@ fn fail(seq: Option<u64>, line: usize, reason: impl Into<String>) -> VerifyError
     }
 }
 
-/// Verifies a JSON Lines audit export against the hex Ed25519 public key `pubkey_hex`.
-pub fn verify_lines(reader: impl BufRead, pubkey_hex: &str) -> Result<VerifyReport, VerifyError> {
-    verify_lines_seeing(reader, pubkey_hex, |_, _, _| {})
+/// Verifies a JSON Lines audit export against the trusted hex Ed25519 public key(s) `keys`
+/// (one, or several across key rotations: `docs/audit.md`).
+pub fn verify_lines<K: TrustedKeys + ?Sized>(
+    reader: impl BufRead,
+    keys: &K,
+) -> Result<VerifyReport, VerifyError> {
+    verify_lines_seeing(reader, keys, |_, _, _| {})
 }
 
 /// [`verify_lines`], also checking that the file holds the entry the audit anchor (the file's
 /// bytes) names, with the hash it names: an export cut before it, or rewritten, fails.
-pub fn verify_lines_with_anchor(
+pub fn verify_lines_with_anchor<K: TrustedKeys + ?Sized>(
     reader: impl BufRead,
-    pubkey_hex: &str,
+    keys: &K,
     anchor: &[u8],
 ) -> Result<VerifyReport, VerifyError> {
     let anchor = super::anchor::parse(anchor).map_err(|e| fail(None, 0, format!("anchor {e}")))?;
     let mut found = None;
-    let report = verify_lines_seeing(reader, pubkey_hex, |seq, bytes, line| {
+    let report = verify_lines_seeing(reader, keys, |seq, bytes, line| {
         if seq == anchor.seq {
             found = Some((hex::encode(entry_hash(bytes)), line));
         }
@@ -114,12 +131,12 @@ pub fn verify_lines_with_anchor(
 }
 
 /// [`verify_lines`], handing `seen` each verified entry's seq, bytes and 1-based line.
-fn verify_lines_seeing(
+fn verify_lines_seeing<K: TrustedKeys + ?Sized>(
     mut reader: impl BufRead,
-    pubkey_hex: &str,
+    keys: &K,
     mut seen: impl FnMut(u64, &[u8], usize),
 ) -> Result<VerifyReport, VerifyError> {
-    let mut verifier = Verifier::new(pubkey_hex, false)?;
+    let mut verifier = Verifier::new(&keys.hex_keys(), false)?;
     let mut buf = Vec::new();
     let mut line_no = 0usize;
     loop {
@@ -156,7 +173,7 @@ struct Pending {
 
 /// Incremental verifier: feed it one entry's bytes at a time.
 pub(crate) struct Verifier {
-    pubkey: Vec<u8>,
+    signers: Signers,
     require_genesis: bool,
     last: Option<Seen>,
     pending: Option<Pending>,
@@ -164,20 +181,12 @@ pub(crate) struct Verifier {
 }
 
 impl Verifier {
-    /// `require_genesis`: the first entry must be seq 0 (a full log, as in the live store).
-    pub(crate) fn new(pubkey_hex: &str, require_genesis: bool) -> Result<Verifier, VerifyError> {
-        let pubkey = hex::decode(pubkey_hex.trim())
-            .ok()
-            .filter(|k| k.len() == 32)
-            .ok_or_else(|| {
-                fail(
-                    None,
-                    0,
-                    "public key must be 64 hex characters (raw 32-byte Ed25519 key)",
-                )
-            })?;
+    /// `keys`: the trusted hex public keys. `require_genesis`: the first entry must be seq 0 (a
+    /// full log, as in the live store).
+    pub(crate) fn new(keys: &[&str], require_genesis: bool) -> Result<Verifier, VerifyError> {
+        let signers = Signers::new(keys).map_err(|r| fail(None, 0, r))?;
         Ok(Verifier {
-            pubkey,
+            signers,
             require_genesis,
             last: None,
             pending: None,
@@ -300,9 +309,16 @@ impl Verifier {
         }
 
         if is_checkpoint {
-            self.check_checkpoint(obj, seq, prev, line)?;
+            let signer = self.check_checkpoint(obj, seq, prev, line)?;
             self.report.checkpoints += 1;
             self.report.last_signed_seq = Some(seq);
+            self.report.signed_by = Some(signer);
+            self.report.key_rotations = self.signers.rotations();
+        } else if kind == KEY_ROTATED_KIND {
+            let key = |f: &str| obj.get(f).and_then(Value::as_str).unwrap_or_default();
+            self.signers
+                .rotated(key("old_pubkey"), key("new_pubkey"), seq)
+                .map_err(|r| fail(at, line, r))?;
         }
 
         // The chain link to the previous line.
@@ -333,13 +349,14 @@ impl Verifier {
         Ok(seq)
     }
 
+    /// Checks a checkpoint entry; returns the key that signed it.
     fn check_checkpoint(
-        &self,
+        &mut self,
         obj: &serde_json::Map<String, Value>,
         seq: u64,
         prev: &str,
         line: usize,
-    ) -> Result<(), VerifyError> {
+    ) -> Result<RawKey, VerifyError> {
         let at = Some(seq);
         let origin = obj
             .get("origin")
@@ -378,15 +395,10 @@ impl Verifier {
                 )
             })?;
         let text = checkpoint_signing_text(origin, size, head);
-        UnparsedPublicKey::new(&ED25519, &self.pubkey)
-            .verify(text.as_bytes(), &sig)
-            .map_err(|_| {
-                fail(
-                    at,
-                    line,
-                    "checkpoint signature does not verify with the given public key",
-                )
-            })?;
+        let signer = self
+            .signers
+            .checkpoint(text.as_bytes(), &sig)
+            .map_err(|r| fail(at, line, r))?;
         if head != prev {
             return Err(fail(
                 at,
@@ -394,7 +406,7 @@ impl Verifier {
                 "checkpoint's signed head differs from its prev: the entry was altered",
             ));
         }
-        Ok(())
+        Ok(signer)
     }
 
     /// Ends the input; reports a link break that no later line could resolve.
@@ -433,9 +445,9 @@ fn is_hash_hex(s: &str) -> bool {
 /// (e.g. printed earlier by `airlock audit checkpoint`): its signature must verify, and the file
 /// must hold the entry it covers with the hash it signed. A file cut short before that entry
 /// (tail truncation) fails here even when it is a valid prefix on its own.
-pub fn verify_lines_with_checkpoint(
+pub fn verify_lines_with_checkpoint<K: TrustedKeys + ?Sized>(
     reader: impl BufRead,
-    pubkey_hex: &str,
+    keys: &K,
     trusted_checkpoint: &[u8],
 ) -> Result<VerifyReport, VerifyError> {
     let cp: Value = serde_json::from_slice(trusted_checkpoint.trim_ascii())
@@ -444,7 +456,8 @@ pub fn verify_lines_with_checkpoint(
         .as_object()
         .filter(|o| o.get("kind").and_then(Value::as_str) == Some(CHECKPOINT_KIND))
         .ok_or_else(|| fail(None, 0, "trusted checkpoint is not a checkpoint entry"))?;
-    let checker = Verifier::new(pubkey_hex, false)?;
+    // Signed by any of the trusted keys.
+    let mut checker = Verifier::new(&keys.hex_keys(), false)?;
     let seq = obj.get("seq").and_then(Value::as_u64).unwrap_or(0);
     let prev = obj.get("prev").and_then(Value::as_str).unwrap_or_default();
     checker
@@ -455,7 +468,7 @@ pub fn verify_lines_with_checkpoint(
     // One pass, one line in memory: the entry the checkpoint covers last is hashed as it goes by.
     let covered = size.checked_sub(1);
     let mut found: Option<(String, usize)> = None;
-    let report = verify_lines_seeing(reader, pubkey_hex, |seq, bytes, line| {
+    let report = verify_lines_seeing(reader, keys, |seq, bytes, line| {
         if Some(seq) == covered {
             found = Some((hex::encode(entry_hash(bytes)), line));
         }

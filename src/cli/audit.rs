@@ -21,9 +21,10 @@ pub(super) enum AuditCommand {
     /// Verify an exported file offline (needs --pubkey), or the live log when no FILE is given.
     Verify {
         file: Option<PathBuf>,
-        /// Checkpoint public key, hex (from `airlock audit pubkey`).
+        /// Checkpoint public key, hex (from `airlock audit pubkey`). Repeat it to trust several
+        /// across key rotations (the old key alone also verifies what its successors signed).
         #[arg(long)]
-        pubkey: Option<String>,
+        pubkey: Vec<String>,
         /// A checkpoint line kept elsewhere (from `airlock audit checkpoint`); the file must
         /// contain everything it covers, so a truncated tail is detected.
         #[arg(long)]
@@ -116,9 +117,10 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
             since,
             anchor,
         } => {
-            let key = pubkey.context(
-                "--pubkey HEX is required to verify a file (see `airlock audit pubkey`)",
-            )?;
+            if pubkey.is_empty() {
+                bail!("--pubkey HEX is required to verify a file (see `airlock audit pubkey`)");
+            }
+            let key = pubkey;
             let f = std::fs::File::open(&file)
                 .with_context(|| format!("opening {}", file.display()))?;
             let reader = std::io::BufReader::new(f);
@@ -147,11 +149,7 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
                     r.first_seq
                 ),
                 Ok(r) => {
-                    println!(
-                        "OK: {} entries (seq {}..={}), {} checkpoints verified",
-                        r.entries, r.first_seq, r.last_seq, r.checkpoints
-                    );
-                    unsigned_tail(&r);
+                    verified(&r);
                     Ok(())
                 }
                 Err(e) => bail!("audit log verification FAILED: {e}"),
@@ -170,11 +168,7 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
             }
             AuditSource::Local(log) => match log.verify_live() {
                 Ok(r) => {
-                    println!(
-                        "OK: {} entries (seq {}..={}), {} checkpoints verified",
-                        r.entries, r.first_seq, r.last_seq, r.checkpoints
-                    );
-                    unsigned_tail(&r);
+                    verified(&r);
                     Ok(())
                 }
                 Err(e) => bail!("audit log verification FAILED: {e}"),
@@ -308,6 +302,22 @@ fn accept_restore(config: &Config) -> Result<()> {
         airlock::audit::anchor_path_for(&key).display()
     );
     Ok(())
+}
+
+/// Prints what a verification covered, which key signed its last checkpoint, and the lines no
+/// signature covers.
+fn verified(r: &airlock::audit::VerifyReport) {
+    println!(
+        "OK: {} entries (seq {}..={}), {} checkpoints verified",
+        r.entries, r.first_seq, r.last_seq, r.checkpoints
+    );
+    if let (Some(seq), Some(key)) = (r.last_signed_seq, r.signed_by_hex()) {
+        println!("the last checkpoint (seq {seq}) is signed with {key}");
+    }
+    if r.key_rotations > 0 {
+        println!("{} key rotation(s) verified", r.key_rotations);
+    }
+    unsigned_tail(r);
 }
 
 /// Says which lines no signature covers: a chain can be recomputed over a rewritten tail, so
