@@ -12,6 +12,7 @@
 //! the CA's directory before its key is written).
 //!
 //! - [`write`] replaces the target if it exists (`rename`).
+//! - [`rename_over`] puts one secret file in another's place (a rotated key).
 //! - [`create_new`] never replaces: it fails with [`std::io::ErrorKind::AlreadyExists`] if the
 //!   target exists. It gives the temporary file its real name with `link`, which (unlike
 //!   `rename`) refuses an existing name atomically; so of two processes creating the same secret
@@ -42,6 +43,17 @@ pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
+    sync_dir(&dir)
+}
+
+/// Renames the secret file `from` over `to` (same directory; `to` replaced atomically), then
+/// fsyncs the directory so the new name survives a crash.
+pub fn rename_over(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::rename(from, to)?;
+    let dir = match to.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
     sync_dir(&dir)
 }
 

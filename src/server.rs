@@ -228,6 +228,14 @@ pub async fn start_with_store(
     }
     let vault = crate::credentials::Vault::load(&config.credentials)?;
     let vault_for_reload = vault.clone();
+    // A key rotation cut short after its store transaction: the new key takes the key file's
+    // place before the log opens (any other state is reported by the open).
+    if let Some(pubkey) =
+        crate::audit::finish_interrupted_rotation(store.as_ref(), &config.audit_key_file())
+            .map_err(|e| ServerError::Audit(e.to_string()))?
+    {
+        tracing::warn!(%pubkey, "finished an interrupted `airlock audit rotate-key`: the audit key file now holds the new key");
+    }
     let audit = Arc::new(
         AuditLog::open(
             store.clone(),

@@ -195,23 +195,34 @@ impl AuditLog {
             log_end_seq,
         };
         log.append(Event::RestoreAccepted(accepted.clone()))?;
-        let mut head = log.lock();
         // The entry may have completed a count, and so already be followed by a checkpoint.
-        let seq = match head.since_checkpoint {
-            0 => head.next_seq - 1,
-            _ => log.write_checkpoint(&mut head)?,
-        };
-        let mut anchored = log.anchored_lock();
-        if *anchored != Some(seq) {
-            log.write_anchor(&mut anchored, seq, head.hash_hex.clone())
-                .map_err(|e| {
-                    AuditError::Anchor(format!(
-                        "the restore is accepted in the log, but its anchor {} could not be \
-                         written: {e}",
-                        log.anchor_path.display()
-                    ))
-                })?;
-        }
+        let anchor = log.anchor_path.display().to_string();
+        log.sign_and_anchor(false, |e| {
+            AuditError::Anchor(format!(
+                "the restore is accepted in the log, but its anchor {anchor} could not be \
+                 written: {e}"
+            ))
+        })?;
         Ok(accepted)
+    }
+
+    /// Signs a checkpoint now (unless the last entry is one and not `force`) and points the
+    /// anchor at it; a failed anchor write is `anchor_failed`'s error. Returns its seq.
+    pub(super) fn sign_and_anchor(
+        &self,
+        force: bool,
+        anchor_failed: impl FnOnce(std::io::Error) -> AuditError,
+    ) -> Result<u64, AuditError> {
+        let mut head = self.lock();
+        let seq = match (head.since_checkpoint, head.next_seq.checked_sub(1)) {
+            (0, Some(last)) if !force => last,
+            _ => self.write_checkpoint(&mut head)?,
+        };
+        let mut anchored = self.anchored_lock();
+        if *anchored != Some(seq) {
+            self.write_anchor(&mut anchored, seq, head.hash_hex.clone())
+                .map_err(anchor_failed)?;
+        }
+        Ok(seq)
     }
 }

@@ -40,6 +40,15 @@ pub fn load_or_create(path: &Path, may_create: bool) -> Result<(Ed25519KeyPair, 
     }
 }
 
+/// Loads the key at `path`; `None` if there is no such file (a rotation's next key).
+pub fn load(path: &Path) -> Result<Option<Ed25519KeyPair>, AuditError> {
+    match read_key_file(path) {
+        Ok(bytes) => Ok(Some(parse(path, &bytes)?)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(key_err(path, unreadable(e))),
+    }
+}
+
 /// The key file's bytes, if it is a regular file of ours that nobody else may read or write.
 fn read_key_file(path: &Path) -> Result<Vec<u8>, OwnedFileError> {
     crate::secret_file::read_owned(path, 0o077)
@@ -111,4 +120,9 @@ fn create(path: &Path) -> Result<Ed25519KeyPair, AuditError> {
 /// The raw 32-byte public key.
 pub fn public_key_bytes(pair: &Ed25519KeyPair) -> Vec<u8> {
     pair.public_key().as_ref().to_vec()
+}
+
+/// The raw public key, hex-encoded (as `audit-pubkey` records it).
+pub fn public_key_hex(pair: &Ed25519KeyPair) -> String {
+    hex::encode(pair.public_key().as_ref())
 }

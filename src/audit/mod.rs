@@ -9,14 +9,15 @@
 //! Submodules: `chain` (entry format, hashing, signing text), `key` (signing key file),
 //! `anchor` (the file beside the key naming the last checkpoint, against a cut tail),
 //! `event` and `policy` (the entries callers append), `verify` (chain/checkpoint verification),
-//! `signers` (which key a checkpoint must verify with, across rotations), `with` (the writes a
-//! caller commits with its entry).
+//! `signers` (which key a checkpoint must verify with, across rotations), `rotate` (signing
+//! key rotation), `with` (the writes a caller commits with its entry).
 
 mod anchor;
 mod chain;
 mod event;
 mod key;
 mod policy;
+mod rotate;
 mod signers;
 mod verify;
 mod with;
@@ -38,6 +39,10 @@ pub use event::{
     Transition,
 };
 pub use policy::{LoosenedTool, PolicyChange, PolicyResult, PolicySubject, RuleFile, SeqRange};
+pub use rotate::{
+    finish_interrupted as finish_interrupted_rotation, next_path_for as next_key_path_for,
+    retired as retired_keys, RetiredKey, Rotation, RETIRED_META_KEY,
+};
 pub use signers::TrustedKeys;
 pub use verify::{
     verify_lines, verify_lines_with_anchor, verify_lines_with_checkpoint, VerifyError, VerifyReport,
@@ -71,6 +76,14 @@ pub enum AuditError {
          (with Airlock stopped)"
     )]
     Anchor(String),
+    /// A checkpoint (and what was to be written with it) was refused: the store names another
+    /// signing key than this log's (`airlock audit rotate-key` ran meanwhile).
+    #[error(
+        "the audit signing key was rotated: the store names {current}, not this instance's \
+         {ours}, so nothing was written (a retired key signs no checkpoint); restart this \
+         instance with the new key file"
+    )]
+    KeyRotated { ours: String, current: String },
 }
 
 impl AuditError {
@@ -79,6 +92,10 @@ impl AuditError {
         match self {
             AuditError::Store(e) => AuditError::Store(e.clone()),
             AuditError::Conflict(seq) => AuditError::Conflict(*seq),
+            AuditError::KeyRotated { ours, current } => AuditError::KeyRotated {
+                ours: ours.clone(),
+                current: current.clone(),
+            },
             other => AuditError::Store(StoreError::Io(other.to_string())),
         }
     }
@@ -352,13 +369,14 @@ impl AuditLog {
                 }
             }
         };
+        let recorded_hex = String::from_utf8_lossy(&recorded).into_owned();
+        rotate::refuse_retired(store.as_ref(), key_path, &public_key_hex, &recorded_hex)?;
         if recorded != public_key_hex.as_bytes() {
             return Err(AuditError::Key {
                 path: key_path.display().to_string(),
                 reason: format!(
                     "public key {public_key_hex} does not match the key this audit log was \
-                     signed with ({}); restore the original key file",
-                    String::from_utf8_lossy(&recorded)
+                     signed with ({recorded_hex}); restore the original key file"
                 ),
             });
         }
@@ -883,6 +901,14 @@ impl AuditLog {
             since = 0;
             last_checkpoint = Some((tail.next_seq - 1, tail.prev.clone()));
         }
+        if last_checkpoint.is_some() {
+            // A key rotated out (on a store other instances share) signs nothing more.
+            batch.expect(
+                Tree::Meta,
+                PUBKEY_META_KEY,
+                Some(self.public_key_hex.as_bytes()),
+            );
+        }
         if first.is_none() && !checkpoint_now {
             // Nothing left to write: every item's writes no longer apply (or there were none).
             let beside = chainable
@@ -930,6 +956,9 @@ impl AuditLog {
         };
         let mut applied = applied.into_iter();
         if applied.next() != Some(true) {
+            if last_checkpoint.is_some() {
+                self.refuse_if_rotated()?;
+            }
             return Ok(None);
         }
         let applied = carried
@@ -950,6 +979,17 @@ impl AuditLog {
             self.advance_anchor(seq, hash);
         }
         Ok(Some((seqs, applied)))
+    }
+
+    /// [`AuditError::KeyRotated`] if the store no longer names this log's key.
+    fn refuse_if_rotated(&self) -> Result<(), AuditError> {
+        match self.store.get(Tree::Meta, PUBKEY_META_KEY)? {
+            Some(k) if k == self.public_key_hex.as_bytes() => Ok(()),
+            other => Err(AuditError::KeyRotated {
+                ours: self.public_key_hex.clone(),
+                current: String::from_utf8_lossy(&other.unwrap_or_default()).into_owned(),
+            }),
+        }
     }
 
     /// Does the store hold what `batch` writes (each put's value, each delete's absence)?
@@ -1162,7 +1202,8 @@ impl AuditLog {
         Ok(())
     }
 
-    /// Verifies the live store: the whole chain from seq 0, every checkpoint signature, that each
+    /// Verifies the live store: the whole chain from seq 0, every checkpoint signature (with this
+    /// log's key and the retired keys the store records, across their rotations), that each
     /// entry is stored under its own seq, and that the store still holds every entry this
     /// process has written (no tail truncation). Line numbers in errors count entries from 1.
     pub fn verify_live(&self) -> Result<VerifyReport, VerifyError> {
@@ -1173,12 +1214,21 @@ impl AuditLog {
                 return Err(VerifyError {
                     seq: None,
                     line: 0,
-                    reason: "the recorded audit-pubkey differs from the signing key".into(),
+                    reason: "the recorded audit-pubkey differs from the signing key (was the \
+                             key rotated? restart with the new key file)"
+                        .into(),
                 })
             }
             Err(e) => return Err(e.into()),
         }
-        let mut verifier = verify::Verifier::new(&[self.public_key_hex.as_str()], true)?;
+        let retired = rotate::retired(self.store.as_ref()).map_err(|e| VerifyError {
+            seq: None,
+            line: 0,
+            reason: e.to_string(),
+        })?;
+        let mut keys = vec![self.public_key_hex.as_str()];
+        keys.extend(retired.iter().map(|r| r.pubkey.as_str()));
+        let mut verifier = verify::Verifier::new(&keys, true)?;
         let mut line = 0usize;
         for_each_page(self.store.as_ref(), Tree::Audit, &[], EXPORT_PAGE, |page| {
             for (key, value) in page {

@@ -1,4 +1,5 @@
-//! `airlock audit`: export and verify the audit log, live or from a file.
+//! `airlock audit`: export and verify the audit log, live or from a file; accept a restore;
+//! rotate the signing key.
 
 use std::path::PathBuf;
 
@@ -46,6 +47,10 @@ pub(super) enum AuditCommand {
     /// purpose): logs a `restore_accepted` entry and points the anchor at a new checkpoint.
     /// Run it with Airlock stopped.
     AcceptRestore,
+    /// Replace the checkpoint signing key: a `key_rotated` entry the old key signs, then the new
+    /// key signs from there on. Run it with Airlock stopped (on PostgreSQL, restart every
+    /// instance with the new key file afterwards).
+    RotateKey,
 }
 
 /// Where `airlock audit` reads the live log: the running server's admin API, or, when none is
@@ -213,6 +218,7 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
             Ok(())
         }
         AuditCommand::AcceptRestore => accept_restore(&config),
+        AuditCommand::RotateKey => super::audit_rotate::rotate_key(&config),
         AuditCommand::Export { since, out } => {
             let mut sink: Box<dyn std::io::Write> = match &out {
                 Some(p) => Box::new(std::io::BufWriter::new(
@@ -255,8 +261,12 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
     }
 }
 
-/// `airlock audit accept-restore`: on the store itself, which a running Airlock holds locked.
-fn accept_restore(config: &Config) -> Result<()> {
+/// The store for a command run with Airlock stopped (`airlock audit COMMAND`): an embedded
+/// store a running Airlock holds is reported as in use.
+pub(super) fn stopped_store(
+    config: &Config,
+    command: &str,
+) -> Result<std::sync::Arc<dyn airlock::store::Store>> {
     use airlock::store::{Backend, StoreError};
     let path = &config.store.path;
     if config.store.backend != Backend::Postgres && !path.exists() {
@@ -266,7 +276,7 @@ fn accept_restore(config: &Config) -> Result<()> {
             config.home.describe()
         );
     }
-    let store = airlock::store::open_configured(
+    airlock::store::open_configured(
         config.store.backend,
         path,
         config.store.url.as_ref().map(|u| u.expose()),
@@ -275,15 +285,25 @@ fn accept_restore(config: &Config) -> Result<()> {
     .map_err(|e| match e {
         StoreError::Locked(p) => anyhow::anyhow!(
             "the store at {p} is in use by a running Airlock: stop it, then run `airlock audit \
-             accept-restore` again"
+             {command}` again"
         ),
         e => anyhow::anyhow!("opening the store at {}: {e}", path.display()),
-    })?;
-    let key = config.audit_key_file();
-    let opts = airlock::audit::AuditOptions {
+    })
+}
+
+/// The configured checkpoint settings.
+pub(super) fn audit_options(config: &Config) -> airlock::audit::AuditOptions {
+    airlock::audit::AuditOptions {
         checkpoint_every: config.audit.checkpoint_every,
         checkpoint_interval: config.audit.checkpoint_interval,
-    };
+    }
+}
+
+/// `airlock audit accept-restore`: on the store itself, which a running Airlock holds locked.
+fn accept_restore(config: &Config) -> Result<()> {
+    let store = stopped_store(config, "accept-restore")?;
+    let key = config.audit_key_file();
+    let opts = audit_options(config);
     let accepted =
         airlock::audit::AuditLog::accept_restore(store, &key, config.audit.origin.clone(), opts)
             .map_err(|e| anyhow::anyhow!("accepting the restore: {e}"))?;
