@@ -59,6 +59,12 @@ struct NotifyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    change: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StoreErrorLabels {
     op: &'static str,
     kind: &'static str,
@@ -83,6 +89,7 @@ struct Metrics {
     proxy_auth_failures: Family<ReasonLabels, Counter>,
     executions: Family<StateLabels, Counter>,
     notifications: Family<NotifyLabels, Counter>,
+    policy_changes: Family<PolicyLabels, Counter>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -101,6 +108,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         proxy_auth_failures: Family::default(),
         executions: Family::default(),
         notifications: Family::default(),
+        policy_changes: Family::default(),
         registry: Registry::default(),
     };
     registry.register(
@@ -162,6 +170,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "notifications",
         "Review notifications by channel and result (sent; failed after every retry; dropped: queue full or channel stopped; given_up: the fair queue gave up its newest)",
         m.notifications.clone(),
+    );
+    registry.register(
+        "policy_changes",
+        "Starts and reloads of rules, agents, reviewers, credentials and settings, and admin token rotations, by what changed and result (applied; refused: what was in force stays, and the next start would refuse it too; pending: in force from the next start)",
+        m.policy_changes.clone(),
     );
     Metrics { registry, ..m }
 });
@@ -254,6 +267,15 @@ pub fn proxy_auth_failure(reason: &'static str) {
     METRICS
         .proxy_auth_failures
         .get_or_create(&ReasonLabels { reason })
+        .inc();
+}
+
+/// A start, reload or rotation of `change` (`rules`, `agents`, …) ended as `result` (`applied`,
+/// `refused`, `pending`).
+pub fn policy_change(change: &'static str, result: &'static str) {
+    METRICS
+        .policy_changes
+        .get_or_create(&PolicyLabels { change, result })
         .inc();
 }
 

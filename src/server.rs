@@ -598,6 +598,7 @@ pub fn reload_people(
     );
     let removed = gate.people().replace(people);
     if let Some(change) = change {
+        crate::metrics::policy_change(change.change.as_str(), change.result.as_str());
         let event = crate::audit::Event::Policy(Box::new(change));
         if let Err(e) = gate.audit().append(event) {
             tracing::error!(error = %e, "a reviewers reload (it took effect) could not be written to the audit log");

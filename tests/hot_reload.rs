@@ -551,6 +551,24 @@ async fn a_rules_reload_that_loosens_a_tool_is_a_warning() {
             .is_some_and(|r| r.contains("github.toml")),
         "{refused}"
     );
+    // Review of session 22: a refused reload showed only in the log; /readyz and /metrics
+    // looked healthy while the next restart would fail. The metrics count it.
+    let metrics = reqwest::Client::new()
+        .get(format!("http://{}/metrics", serve.admin))
+        .bearer_auth(&serve.admin_token)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for want in [
+        r#"airlock_policy_changes_total{change="rules",result="refused"} 1"#,
+        r#"airlock_policy_changes_total{change="rules",result="applied"} 1"#,
+        r#"airlock_policy_changes_total{change="startup",result="applied"} 1"#,
+    ] {
+        assert!(metrics.contains(want), "{want} missing:\n{metrics}");
+    }
     // A setting that waits for a restart is recorded as pending, by section.
     let text = std::fs::read_to_string(&cfg).expect("config");
     std::fs::write(&cfg, format!("{text}\n[gate]\nreview_expiry = \"1h\"\n")).expect("edit");

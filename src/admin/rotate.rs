@@ -60,6 +60,7 @@ async fn record(admin: &Admin, by: String) -> Option<String> {
         admin.gate.instance(),
     );
     change.by = Some(by);
+    crate::metrics::policy_change(change.change.as_str(), change.result.as_str());
     let audit = admin.gate.audit().clone();
     let event = Event::Policy(Box::new(change));
     let failed = match tokio::task::spawn_blocking(move || audit.append(event)).await {

@@ -23,6 +23,32 @@ pub enum PolicySubject {
     AdminToken,
 }
 
+impl PolicySubject {
+    /// The name entries and metrics give it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicySubject::Startup => "startup",
+            PolicySubject::Rules => "rules",
+            PolicySubject::Agents => "agents",
+            PolicySubject::Reviewers => "reviewers",
+            PolicySubject::Credentials => "credentials",
+            PolicySubject::Settings => "settings",
+            PolicySubject::AdminToken => "admin_token",
+        }
+    }
+}
+
+impl PolicyResult {
+    /// The name entries and metrics give it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyResult::Applied => "applied",
+            PolicyResult::Refused => "refused",
+            PolicyResult::Pending => "pending",
+        }
+    }
+}
+
 /// Whether the change took effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -66,6 +66,7 @@ impl PolicyLog {
 
     /// Queues `change` (never blocks).
     pub(crate) fn record(&self, change: PolicyChange) {
+        crate::metrics::policy_change(change.change.as_str(), change.result.as_str());
         if self.queue.send(change).is_err() {
             tracing::error!(
                 "a policy change came after the audit recorder stopped; it is not in the audit log"
@@ -75,6 +76,7 @@ impl PolicyLog {
 
     /// Appends `change` now and waits for it to be durable (the entry a start writes).
     pub(crate) async fn record_now(&self, change: PolicyChange) -> Result<u64, AuditError> {
+        crate::metrics::policy_change(change.change.as_str(), change.result.as_str());
         let audit = self.audit.clone();
         let event = Event::Policy(Box::new(change));
         match tokio::task::spawn_blocking(move || audit.append(event)).await {
