@@ -1226,8 +1226,10 @@ impl AuditLog {
             line: 0,
             reason: e.to_string(),
         })?;
-        let mut keys = vec![self.public_key_hex.as_str()];
-        keys.extend(retired.iter().map(|r| r.pubkey.as_str()));
+        // The retired keys, then this instance's own last: the chain must end on it (a key
+        // added to the retired list signs nothing the current key has not signed over since).
+        let mut keys: Vec<&str> = retired.iter().map(|r| r.pubkey.as_str()).collect();
+        keys.push(self.public_key_hex.as_str());
         let mut verifier = verify::Verifier::new(&keys, true)?;
         let mut line = 0usize;
         for_each_page(self.store.as_ref(), Tree::Audit, &[], EXPORT_PAGE, |page| {

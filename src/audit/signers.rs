@@ -3,7 +3,9 @@
 //! `key_rotated` entry comes first, its `old_pubkey`, which must be trusted). At a `key_rotated`
 //! entry whose old key is the key in force, the next checkpoint must verify with that old key
 //! (the handoff: the old key vouches for the new one); from then on only the new key does, and
-//! the old one is retired. Memory grows with rotations, never with entries.
+//! the old one is retired. The last checkpoint must be signed with the current key, the last
+//! trusted key given: whoever holds an earlier (perhaps leaked) key could write a log that ends
+//! on it. Memory grows with rotations, never with entries.
 
 use ring::signature::{UnparsedPublicKey, ED25519};
 
@@ -140,6 +142,22 @@ impl Signers {
             ));
         }
         Err(self.unverified(Some(key)))
+    }
+
+    /// Why a chain whose last checkpoint `signer` signed does not end on the current key (the
+    /// last trusted key given), if it does not.
+    pub(crate) fn ends_off_current(&self, signer: RawKey) -> Option<String> {
+        let current = *self.trusted.last()?;
+        (signer != current).then(|| {
+            format!(
+                "the last checkpoint is signed with {}, not with the current key {} (the last \
+                 key given): whoever holds an earlier key could have written a log that ends on \
+                 it; give every key oldest first and the key in force now last, or verify an \
+                 export taken after the new key signed",
+                hex::encode(signer),
+                hex::encode(current)
+            )
+        })
     }
 
     /// A `key_rotated` entry at `seq`: `old` hands over to `new` at the next checkpoint.

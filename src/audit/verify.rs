@@ -411,6 +411,13 @@ impl Verifier {
 
     /// Ends the input; reports a link break that no later line could resolve.
     pub(crate) fn finish(mut self) -> Result<VerifyReport, VerifyError> {
+        if let Some(why) = self
+            .report
+            .signed_by
+            .and_then(|signer| self.signers.ends_off_current(signer))
+        {
+            return Err(fail(self.report.last_signed_seq, 0, why));
+        }
         if let Some(p) = self.pending.take() {
             return Err(fail(
                 Some(p.earlier_seq),

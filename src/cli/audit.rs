@@ -22,8 +22,9 @@ pub(super) enum AuditCommand {
     /// Verify an exported file offline (needs --pubkey), or the live log when no FILE is given.
     Verify {
         file: Option<PathBuf>,
-        /// Checkpoint public key, hex (from `airlock audit pubkey`). Repeat it to trust several
-        /// across key rotations (the old key alone also verifies what its successors signed).
+        /// Checkpoint public key, hex (from `airlock audit pubkey`). Repeat it across key
+        /// rotations, oldest first: the last one given is the key in force now, and the last
+        /// checkpoint must be signed with it.
         #[arg(long)]
         pubkey: Vec<String>,
         /// A checkpoint line kept elsewhere (from `airlock audit checkpoint`); the file must

@@ -24,8 +24,9 @@ pub(super) fn rotate_key(config: &Config) -> Result<()> {
             println!("old public key: {old_pubkey} (retired: it signs nothing more; its private key is gone)");
             println!("new public key: {new_pubkey} (in {}; it signed checkpoint seq {checkpoint_seq}, which the anchor names)", key.display());
             println!(
-                "Verify exports with --pubkey {old_pubkey} (it vouches for the new key in the \
-                 log), or with both keys; an export --since after seq {} with the new key alone.",
+                "Verify exports with --pubkey {old_pubkey} --pubkey {new_pubkey} (the key in \
+                 force last: the log must end on it); an export --since after seq {} with the \
+                 new key alone.",
                 rotation_seq + 1
             );
             new_pubkey

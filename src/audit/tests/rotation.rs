@@ -101,11 +101,14 @@ fn a_rotation_hands_over_in_one_commit_and_verifies_across_it() {
         (&entry["old_pubkey"], &entry["new_pubkey"]),
         (&json!(old), &json!(new))
     );
-    // The old key alone vouches for the new one; both given work too.
-    for keys in [vec![old.as_str()], vec![old.as_str(), new.as_str()]] {
-        let r = verify_keys(&lines, &keys).unwrap();
-        assert_eq!(r.key_rotations, 1);
-        assert_eq!(r.signed_by_hex(), Some(new.clone()));
+    // Both keys, the current one last; the old key alone is refused (a log ending on it could
+    // be written by whoever holds it), and so is the current key given first.
+    let r = verify_keys(&lines, &[old.as_str(), new.as_str()]).unwrap();
+    assert_eq!(r.key_rotations, 1);
+    assert_eq!(r.signed_by_hex(), Some(new.clone()));
+    for keys in [vec![old.as_str()], vec![new.as_str(), old.as_str()]] {
+        let err = verify_keys(&lines, &keys).unwrap_err();
+        assert!(err.reason.contains("not with the current key"), "{err}");
     }
     // The new key alone: not from the start, but from after the handoff.
     let err = verify(&lines, &new).unwrap_err();
@@ -181,9 +184,9 @@ fn the_verifier_follows_a_rotation_and_refuses_what_breaks_it() {
     f.entry().checkpoint(&k1).rotation(&h1, &h2).checkpoint(&k1);
     f.entry().checkpoint(&k2); // seqs 0..=5
     let good = f.lines.clone();
-    assert_eq!(verify_keys(&good, &[&h1]).unwrap().key_rotations, 1);
+    assert_eq!(verify_keys(&good, &[&h1, &h2]).unwrap().key_rotations, 1);
     assert_eq!(
-        verify_keys(&good, &[&h2, &h1]).unwrap().signed_by_hex(),
+        verify_keys(&good, &[&h1, &h2]).unwrap().signed_by_hex(),
         Some(h2.clone())
     );
 
@@ -214,7 +217,7 @@ fn the_verifier_follows_a_rotation_and_refuses_what_breaks_it() {
     assert!(why.contains("but the key in force is"), "{why}");
     // An export starting at the rotation: its old key must be given.
     let since: Vec<String> = good[2..].to_vec();
-    assert!(verify_keys(&since, &[&h1]).is_ok());
+    assert!(verify_keys(&since, &[&h1, &h2]).is_ok());
     let (_, why) = reason(verify_keys(&since, &[&h2]));
     assert!(why.contains("not a given public key"), "{why}");
     // Without a rotation in the log, a second given key takes nothing over.
@@ -326,7 +329,7 @@ fn a_rotation_cut_short_before_the_rename_is_finished() {
     assert_eq!(pubkey_in(&fx.key_path()), new);
     assert!(!fx.next_path().exists());
     let log = fx.open(3);
-    let r = verify(&export(&log, 0), &old).unwrap();
+    let r = verify_keys(&export(&log, 0), &[old.as_str(), new.as_str()]).unwrap();
     assert_eq!((r.key_rotations, r.signed_by_hex()), (1, Some(new)));
 }
 
