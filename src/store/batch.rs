@@ -44,6 +44,20 @@ impl Batch {
         self
     }
 
+    /// The bytes of every key and value the batch names (expected and written): what a commit
+    /// of it carries, and what a group commit's byte cap (`group.rs`) counts.
+    pub fn bytes(&self) -> usize {
+        let expected = self
+            .expect
+            .iter()
+            .map(|(_, k, v)| k.len() + v.as_ref().map_or(0, Vec::len));
+        let written = self.writes.iter().map(|w| match w {
+            Write::Put(_, k, v) => k.len() + v.len(),
+            Write::Delete(_, k) | Write::Add(_, k, _) => k.len() + 8,
+        });
+        expected.chain(written).sum()
+    }
+
     /// Checks the expectations against `txn` and, if all hold, makes the writes. `Ok(false)`:
     /// an expectation failed and nothing was written.
     pub(crate) fn apply_in(&self, txn: &mut dyn Txn) -> Result<bool, StoreError> {

@@ -13,6 +13,13 @@ use super::{Batch, Entry, Store, StoreError, Tree};
 /// than this many goes alone), so no caller is told its commit failed while part of it landed.
 const MAX_GROUP: usize = 4096;
 
+/// At most this many bytes (keys and values, expected and written: [`Batch::bytes`]) share one
+/// commit, whole callers again: 4,096 holds of 1 MiB bodies made one commit of 4 GiB (every
+/// value held at once, and PostgreSQL refuses an array parameter over 1 GiB). 64 MiB keeps the
+/// usual group (thousands of holds of a few KB, a sweep chunk, capped at 16 MiB of records:
+/// `gate/recover.rs`) in one commit, and a PostgreSQL statement far below that limit.
+const MAX_GROUP_BYTES: usize = 64 * 1024 * 1024;
+
 #[derive(Default)]
 struct Queue {
     next_ticket: u64,
@@ -178,16 +185,19 @@ impl Grouped {
 }
 
 /// How many of `waiting`'s batches the next commit takes: whole callers, as many as fit in
-/// [`MAX_GROUP`], and at least the first caller whatever its size.
+/// [`MAX_GROUP`] batches and [`MAX_GROUP_BYTES`] bytes, and at least the first caller whatever
+/// its size.
 fn whole_callers(waiting: &[(u64, Batch, bool)]) -> usize {
     let mut n = 0;
-    for (i, (_, _, last)) in waiting.iter().enumerate() {
+    let mut bytes = 0usize;
+    for (i, (_, b, last)) in waiting.iter().enumerate() {
+        bytes = bytes.saturating_add(b.bytes());
         if *last {
-            if i + 1 > MAX_GROUP && n > 0 {
+            if (i + 1 > MAX_GROUP || bytes > MAX_GROUP_BYTES) && n > 0 {
                 break;
             }
             n = i + 1;
-            if n >= MAX_GROUP {
+            if n >= MAX_GROUP || bytes >= MAX_GROUP_BYTES {
                 break;
             }
         }
@@ -242,5 +252,44 @@ mod tests {
         assert_eq!(whole_callers(&queue(&[5000, 1])), 5000);
         assert_eq!(whole_callers(&queue(&[3])), 3);
         assert_eq!(whole_callers(&[]), 0);
+    }
+
+    /// Review of session 22: a group took up to 4,096 batches whatever their size (4,096 holds
+    /// of 1 MiB bodies were one 4 GiB commit, past PostgreSQL's 1 GiB array limit). It now
+    /// stops at [`MAX_GROUP_BYTES`], still by whole callers, and a caller larger than that
+    /// goes alone.
+    #[test]
+    fn a_group_is_capped_by_bytes_too() {
+        let mb = vec![0u8; 1024 * 1024];
+        let big = |n: usize| -> Vec<(u64, Batch, bool)> {
+            (0..n)
+                .map(|i| {
+                    let mut b = Batch::default();
+                    b.put(Tree::Reviews, &i.to_be_bytes(), &mb);
+                    (0, b, true)
+                })
+                .collect()
+        };
+        let per_group = MAX_GROUP_BYTES / (1024 * 1024);
+        // One caller per 1 MiB batch: a group ends just past the cap.
+        assert_eq!(whole_callers(&big(200)), per_group - 1);
+        assert!(
+            big(200)[..per_group - 1]
+                .iter()
+                .map(|(_, b, _)| b.bytes())
+                .sum::<usize>()
+                <= MAX_GROUP_BYTES
+        );
+        // One caller of 200 MiB goes alone, whole.
+        let mut alone = big(200);
+        for item in alone.iter_mut().take(199) {
+            item.2 = false;
+        }
+        alone.extend(big(1));
+        assert_eq!(whole_callers(&alone), 200);
+        // Small batches still fill a group by count.
+        let small: Vec<(u64, Batch, bool)> =
+            (0..5000).map(|_| (0, Batch::default(), true)).collect();
+        assert_eq!(whole_callers(&small), MAX_GROUP);
     }
 }

@@ -58,6 +58,12 @@ const DELETE_MANY_SQL: &str = "DELETE FROM airlock_kv
 const CLAIM_SQL: &str = "UPDATE airlock_kv SET value = $1
      WHERE tree = $2 AND key = $3 AND value = $4 RETURNING 1";
 
+/// Most value bytes one upsert statement carries: its values go as one `bytea[]` parameter,
+/// and PostgreSQL refuses an array (and a message) over 1 GiB. A group's puts past this are
+/// several statements of the same transaction (group commits are capped at 64 MiB already,
+/// `group.rs`, but one caller's commit is never split across commits and may be larger).
+const PUT_STATEMENT_BYTES: usize = 64 * 1024 * 1024;
+
 /// Who runs the transaction (read beside the commit's first read, in the same round trip).
 const IDENT_SQL: &str = "SELECT pg_backend_pid(), txid_current()";
 
@@ -325,11 +331,15 @@ async fn write(t: &Transaction<'_>, p: &Plan) -> Result<(), Failure> {
                 .map(|row| row.is_some())
         }
     }));
+    // One statement per slice of at most [`PUT_STATEMENT_BYTES`] (usually one), in turn.
     let puts = async {
-        if put_keys.is_empty() {
-            return Ok(0);
+        let mut n = 0;
+        for r in statement_slices(&put_values, PUT_STATEMENT_BYTES) {
+            let (trees, keys, values) =
+                (&put_trees[r.clone()], &put_keys[r.clone()], &put_values[r]);
+            n += t.execute(&put, &[&trees, &keys, &values]).await?;
         }
-        t.execute(&put, &[&put_trees, &put_keys, &put_values]).await
+        Ok::<_, tokio_postgres::Error>(n)
     };
     let deletes = async {
         if del_keys.is_empty() {
@@ -343,6 +353,24 @@ async fn write(t: &Transaction<'_>, p: &Plan) -> Result<(), Failure> {
     } else {
         Err(Failure::ClaimNotConfirmed)
     }
+}
+
+/// `values` cut into consecutive ranges of at most `cap` bytes each (a single larger value alone
+/// in its range); none for no values.
+fn statement_slices(values: &[&[u8]], cap: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0usize);
+    for (i, v) in values.iter().enumerate() {
+        if i > start && bytes.saturating_add(v.len()) > cap {
+            out.push(start..i);
+            (start, bytes) = (i, 0);
+        }
+        bytes = bytes.saturating_add(v.len());
+    }
+    if start < values.len() {
+        out.push(start..values.len());
+    }
+    out
 }
 
 /// For each expectation of `b`: the index and value of the put it claims with one conditional
@@ -416,6 +444,31 @@ mod tests {
         );
         assert_eq!(get(Tree::Audit, b"1"), Some(Some(b"f".to_vec())));
         assert_eq!(get(Tree::Reviews, b"gone"), Some(None));
+    }
+
+    /// Review of session 22: a group's puts went as one `bytea[]` parameter whatever their size,
+    /// and PostgreSQL refuses an array over 1 GiB (about 770 overdue reviews of 1 MiB bodies in
+    /// one sweep chunk): the chunk never committed. They are now statements of at most
+    /// [`PUT_STATEMENT_BYTES`].
+    #[test]
+    fn puts_are_cut_into_statements_by_bytes() {
+        let (a, b, c) = (vec![0u8; 40], vec![0u8; 70], vec![0u8; 10]);
+        let values: Vec<&[u8]> = vec![&a, &a, &b, &c, &c, &a];
+        assert_eq!(statement_slices(&values, 100), vec![0..2, 2..5, 5..6]);
+        assert_eq!(statement_slices(&values, 1000), vec![0..6]);
+        // A value over the cap is a statement of its own.
+        assert_eq!(
+            statement_slices(&values, 50),
+            vec![0..1, 1..2, 2..3, 3..5, 5..6]
+        );
+        assert!(statement_slices(&[], 10).is_empty());
+        let mb = vec![0u8; 1024 * 1024];
+        let many: Vec<&[u8]> = (0..1100).map(|_| mb.as_slice()).collect();
+        let slices = statement_slices(&many, PUT_STATEMENT_BYTES);
+        assert_eq!(slices.len(), 18, "1,100 MiB in 64 MiB statements");
+        assert!(slices
+            .iter()
+            .all(|r| r.len() * mb.len() <= PUT_STATEMENT_BYTES));
     }
 
     #[test]
