@@ -182,6 +182,27 @@ fn no_result() -> AuditError {
 /// in one).
 const MAX_BATCH: usize = 2048;
 
+/// Most bytes of carried writes ([`With`]: a hold's review record, a transition's old and new
+/// record) one group commit writes in one transaction, after at least one entry. A record
+/// carries its request body (up to `gate.max_body_bytes`): 2,048 holds of 1 MiB bodies were one
+/// transaction of about 3 GB, past PostgreSQL's 1 GiB limit on the values of one statement.
+/// 64 MiB, as the store's own group commit (`store/group.rs`): a sweep chunk (16 MiB of
+/// records, each expected and written) stays one transaction.
+const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
+/// How many of the queued entries the next transaction takes: at most [`MAX_BATCH`], and no
+/// more than [`MAX_BATCH_BYTES`] of carried writes, but at least one.
+fn group_size(items: &[Queued]) -> usize {
+    let mut bytes = 0usize;
+    for (i, item) in items.iter().enumerate().take(MAX_BATCH) {
+        bytes = bytes.saturating_add(item.with.as_ref().map_or(0, With::bytes));
+        if i > 0 && bytes > MAX_BATCH_BYTES {
+            return i;
+        }
+    }
+    items.len().min(MAX_BATCH)
+}
+
 /// Entries read per store range by exports and verification.
 const EXPORT_PAGE: usize = 10_000;
 
@@ -619,7 +640,7 @@ impl AuditLog {
     }
 
     /// Group commit: appends queue up; whoever finds no write in progress writes everything
-    /// queued (up to [`MAX_BATCH`]) in one store transaction (one fsync) and hands each waiter
+    /// queued (up to [`MAX_BATCH`] entries and [`MAX_BATCH_BYTES`]) in one store transaction (one fsync) and hands each waiter
     /// its seq or the error. Under load this turns N fsyncs into one without reordering: seq
     /// order is queue order, and nobody returns before their entry is durable. Returns one
     /// result per entry, in order.
@@ -666,7 +687,7 @@ impl AuditLog {
             }
             if !q.writing {
                 q.writing = true;
-                let n = q.items.len().min(MAX_BATCH);
+                let n = group_size(&q.items);
                 let batch: Vec<Queued> = q.items.drain(..n).collect();
                 drop(q);
                 let mut guard = BatchGuard {

@@ -905,3 +905,33 @@ fn a_bulk_append_is_one_commit_with_its_checkpoints_inside() {
     assert_eq!(verify(&lines, &log.public_key_hex()).unwrap().entries, 2068);
     log.verify_live().unwrap();
 }
+
+/// Review of session 22: a group commit took up to 2,048 queued entries whatever the writes
+/// they carry (2,048 holds of 1 MiB bodies were one transaction of about 3 GB, past
+/// PostgreSQL's 1 GiB limit). It now also stops at [`MAX_BATCH_BYTES`], after at least one.
+#[test]
+fn a_group_commit_is_capped_by_the_bytes_it_carries() {
+    let mb = vec![0u8; 1024 * 1024];
+    let queued = |n: usize, value: &[u8]| -> Vec<Queued> {
+        (0..n)
+            .map(|i| {
+                let mut b = Batch::default();
+                b.put(Tree::Reviews, &i.to_be_bytes(), value);
+                Queued {
+                    ticket: i as u64,
+                    kind: "review".into(),
+                    fields: Map::new(),
+                    with: Some(With::Only(b)),
+                }
+            })
+            .collect()
+    };
+    let per_group = MAX_BATCH_BYTES / mb.len();
+    assert_eq!(group_size(&queued(200, &mb)), per_group - 1);
+    // One entry larger than the cap goes alone.
+    let huge = vec![0u8; MAX_BATCH_BYTES + 1];
+    assert_eq!(group_size(&queued(3, &huge)), 1);
+    // Small ones fill a group by count.
+    assert_eq!(group_size(&queued(3000, b"x")), MAX_BATCH);
+    assert_eq!(group_size(&[]), 0);
+}

@@ -23,6 +23,13 @@ impl With {
     pub(super) fn only(&self) -> bool {
         matches!(self, With::Only(_))
     }
+
+    /// The bytes of the writes and expectations carried ([`Batch::bytes`]).
+    pub(super) fn bytes(&self) -> usize {
+        match self {
+            With::Beside(b) | With::Only(b) => b.bytes(),
+        }
+    }
 }
 
 /// For each item, whether it may be chained: `true` for all but the [`With::Only`] items whose
