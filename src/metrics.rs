@@ -65,6 +65,11 @@ struct PolicyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DutyLabels {
+    duty: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StoreErrorLabels {
     op: &'static str,
     kind: &'static str,
@@ -86,6 +91,7 @@ struct Metrics {
     leaf_mints: Counter,
     audit_append: Histogram,
     store_errors: Family<StoreErrorLabels, Counter>,
+    chunk_failures: Family<DutyLabels, Counter>,
     proxy_auth_failures: Family<ReasonLabels, Counter>,
     executions: Family<StateLabels, Counter>,
     notifications: Family<NotifyLabels, Counter>,
@@ -105,6 +111,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         // 0.5 ms to about 4 s.
         audit_append: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
         store_errors: Family::default(),
+        chunk_failures: Family::default(),
         proxy_auth_failures: Family::default(),
         executions: Family::default(),
         notifications: Family::default(),
@@ -155,6 +162,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "store_errors",
         "Store operations that failed, by operation and kind",
         m.store_errors.clone(),
+    );
+    registry.register(
+        "background_chunk_failures",
+        "Chunks of the expiry sweep (duty expiry) or of retention (duty retention) that could not be read or committed; their reviews are left for the next pass, and the chunks behind them go on",
+        m.chunk_failures.clone(),
     );
     registry.register(
         "proxy_auth_failures",
@@ -259,6 +271,14 @@ pub fn store_error(op: &'static str, kind: &'static str) {
     METRICS
         .store_errors
         .get_or_create(&StoreErrorLabels { op, kind })
+        .inc();
+}
+
+/// A chunk of a background duty (`expiry`, `retention`) could not be read or committed.
+pub fn chunk_failed(duty: &'static str) {
+    METRICS
+        .chunk_failures
+        .get_or_create(&DutyLabels { duty })
         .inc();
 }
 

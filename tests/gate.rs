@@ -3309,3 +3309,6 @@ async fn resends_past_the_limit_are_refused_and_the_review_still_sends() {
 
 #[path = "gate/sends.rs"]
 mod sends;
+
+#[path = "gate/bounded.rs"]
+mod bounded;

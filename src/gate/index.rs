@@ -19,7 +19,9 @@ use base64::Engine;
 
 use super::review::{Review, ReviewState};
 use super::GateError;
-use crate::store::{counter_value, for_each_page, prefix_end, Batch, Store, StoreError, Tree};
+use crate::store::{
+    counter_value, for_each_page, get_within, prefix_end, Batch, Store, StoreError, Tree,
+};
 
 const LISTED: u8 = b'c';
 const DEADLINE: u8 = b'p';
@@ -35,6 +37,11 @@ const NO_PENDING_LISTED_KEY: &[u8] = b"index:reviews:v2";
 
 /// A page holds at most this many reviews.
 pub const MAX_LIMIT: usize = 1000;
+/// A page stops adding reviews once their records' bytes reach this (after at least one), and
+/// hands back a cursor, as a filtered page does past its read budget: a record carries its
+/// request body (up to `gate.max_body_bytes`, base64) and its answer, so 1,000 of them could be
+/// a few GB. 16 MiB holds a full page of the usual few-KB records; with 1 MiB bodies, about 12.
+pub const PAGE_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_LIMIT: usize = 100;
 
 fn push_str(k: &mut Vec<u8>, s: &str) {
@@ -50,7 +57,9 @@ pub struct Query {
     pub tool: Option<String>,
 }
 
-/// One page of a listing: pending reviews soonest expiry first, others newest first.
+/// One page of a listing: pending reviews soonest expiry first, others newest first. It may
+/// hold fewer than asked for and still have a next page (its records reached [`PAGE_BYTES`], or
+/// a filtered page read its share of the index).
 #[derive(Debug, Clone)]
 pub struct Page {
     pub reviews: Vec<Review>,
@@ -235,6 +244,7 @@ pub fn page(
     // A filtered page reads a bounded number of index entries, then hands back a cursor.
     let mut budget = limit.saturating_mul(10).max(1000);
     let mut last: Option<Vec<u8>> = None;
+    let mut bytes = 0;
     loop {
         let want = (limit - reviews.len()).min(budget);
         let rows = store.range(Tree::Index, &start, end.as_deref(), want)?;
@@ -243,9 +253,13 @@ pub fn page(
             .iter()
             .map(|(key, _)| key.get(prefix.len() + 8..).unwrap_or_default())
             .collect();
-        let records = store.get_many(Tree::Reviews, &ids)?;
+        // Records read up to the page's byte budget; each decoded (and its bytes dropped) in
+        // turn.
+        let records = get_within(store, Tree::Reviews, &ids, PAGE_BYTES - bytes)?;
+        let read = records.len();
         for (id, record) in ids.into_iter().zip(records) {
             budget -= 1;
+            bytes += record.as_ref().map_or(0, Vec::len);
             // One unreadable record (damaged, hand-edited) must not hide every other review,
             // nor stop recovery at start: it is skipped, and never sent.
             let decoded = decode(id, record).unwrap_or_else(|e| {
@@ -258,11 +272,15 @@ pub fn page(
                 }
             }
         }
-        // The next read, and the cursor, start after the last key read.
-        if let Some((key, _)) = rows.last() {
+        // The next read, and the cursor, start after the last key whose record was read.
+        if let Some((key, _)) = read.checked_sub(1).and_then(|i| rows.get(i)) {
             start = key.clone();
             start.push(0);
             last = Some(key.clone());
+        }
+        // Stopped by bytes: the rest of these rows are the next page's.
+        if read < rows.len() {
+            break;
         }
         if exhausted {
             return Ok(Page {
@@ -270,7 +288,7 @@ pub fn page(
                 next_cursor: None,
             });
         }
-        if reviews.len() >= limit || budget == 0 {
+        if reviews.len() >= limit || budget == 0 || bytes >= PAGE_BYTES {
             break;
         }
     }
@@ -305,15 +323,15 @@ pub fn pending_of_agent(
         .len())
 }
 
-/// Ids of up to `limit` pending reviews whose deadline is at or before `now_ms`, soonest
-/// first, after the index key `after` (`None`: from the start); and the last key read, to pass
-/// as `after` for the next ones.
+/// Up to `limit` pending reviews whose deadline is at or before `now_ms`, soonest first, after
+/// the index key `after` (`None`: from the start), each as its id and index key (to pass as
+/// `after` to go on from it); and the last key read, to pass as `after` for the next ones.
 pub fn overdue(
     store: &dyn Store,
     now_ms: u64,
     after: Option<&[u8]>,
     limit: usize,
-) -> Result<(Vec<String>, Option<Vec<u8>>), StoreError> {
+) -> Result<(Vec<Indexed>, Option<Vec<u8>>), StoreError> {
     let prefix = deadline_prefix(b'*', "");
     let mut end = prefix.clone();
     end.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
@@ -324,15 +342,15 @@ pub fn overdue(
     ids_in(store, &prefix, &start, &end, limit)
 }
 
-/// Ids of up to `limit` finished reviews whose last change was before `cutoff_ms`, oldest
-/// first, after the index key `after` (`None`: from the start); and the last key read, to pass
-/// as `after` for the next ones.
+/// Up to `limit` finished reviews whose last change was before `cutoff_ms`, oldest first, after
+/// the index key `after` (`None`: from the start), as [`overdue`] gives them; and the last key
+/// read.
 pub fn finished_before(
     store: &dyn Store,
     cutoff_ms: u64,
     after: Option<&[u8]>,
     limit: usize,
-) -> Result<(Vec<String>, Option<Vec<u8>>), StoreError> {
+) -> Result<(Vec<Indexed>, Option<Vec<u8>>), StoreError> {
     let prefix = [FINISHED];
     let mut end = prefix.to_vec();
     end.extend_from_slice(&cutoff_ms.to_be_bytes());
@@ -343,22 +361,25 @@ pub fn finished_before(
     ids_in(store, &prefix, &start, &end, limit)
 }
 
+/// A review id and the index key it was found under.
+pub type Indexed = (String, Vec<u8>);
+
 /// The review ids of up to `limit` keys of the form `prefix`, 8-byte time, id, from `start` to
-/// `end`; and the last key read.
+/// `end`, with their keys; and the last key read.
 fn ids_in(
     store: &dyn Store,
     prefix: &[u8],
     start: &[u8],
     end: &[u8],
     limit: usize,
-) -> Result<(Vec<String>, Option<Vec<u8>>), StoreError> {
+) -> Result<(Vec<Indexed>, Option<Vec<u8>>), StoreError> {
     let rows = store.range(Tree::Index, start, Some(end), limit)?;
     let last = rows.last().map(|(k, _)| k.clone());
     let ids = rows
         .into_iter()
         .filter_map(|(k, _)| {
-            k.get(prefix.len() + 8..)
-                .map(|id| String::from_utf8_lossy(id).into_owned())
+            let id = String::from_utf8_lossy(k.get(prefix.len() + 8..)?).into_owned();
+            Some((id, k))
         })
         .collect();
     Ok((ids, last))
@@ -507,7 +528,12 @@ mod tests {
         file(store.as_ref(), &pending);
         assert_eq!(ids(store.as_ref(), Some(ReviewState::Pending)), ["rev_p"]);
         assert_eq!(
-            overdue(store.as_ref(), 2000, None, 10).expect("overdue").0,
+            overdue(store.as_ref(), 2000, None, 10)
+                .expect("overdue")
+                .0
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect::<Vec<_>>(),
             ["rev_p"]
         );
         let mut b = Batch::default();

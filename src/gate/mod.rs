@@ -501,17 +501,21 @@ impl Gate {
         Err(GateError::Contention(id.to_string()))
     }
 
-    /// The first half of [`Gate::transition`] for many reviews: each one's next version and
-    /// the batch that swaps it in if it still reads as loaded. Reviews that are gone or that
-    /// `change` refuses are left out. Nothing is written.
+    /// The first half of [`Gate::transition`] for the first reviews of `ids`, as many as
+    /// `budget` bytes of records take (at least one: [`crate::store::get_within`]): each one's
+    /// next version and the batch that swaps it in if it still reads as loaded, and how many
+    /// ids were read. Reviews that are gone or that `change` refuses are left out. Nothing is
+    /// written.
     fn prepare_many(
         &self,
         ids: &[String],
+        budget: usize,
         change: impl Fn(&Review) -> Result<Review, GateError>,
-    ) -> Result<Prepared, GateError> {
+    ) -> Result<(Prepared, usize), GateError> {
         let mut p = Prepared::default();
         let keys: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes()).collect();
-        let records = self.store.get_many(Tree::Reviews, &keys)?;
+        let records = crate::store::get_within(self.store.as_ref(), Tree::Reviews, &keys, budget)?;
+        let read = records.len();
         for (id, old_bytes) in ids.iter().zip(records) {
             let Some(old_bytes) = old_bytes else {
                 continue; // removed meanwhile
@@ -530,7 +534,7 @@ impl Gate {
                 p.batches.push(batch);
             }
         }
-        Ok(p)
+        Ok((p, read))
     }
 
     /// Commits a [`Gate::prepare_many`], each transition with its audit entry (both or

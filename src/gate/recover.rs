@@ -12,16 +12,54 @@ use super::review::ReviewState;
 use super::{Gate, GateError};
 use crate::store::{prefix_end, Batch, Tree};
 
-/// Reviews handled per commit by the sweeper and by retention.
+/// Reviews handled per commit by the sweeper and by retention, at most.
 const CHUNK: usize = 2048;
+/// A chunk also stops adding reviews once their records' bytes reach this (after at least one
+/// review, so a sweep always moves on). A record carries its request body (up to
+/// `gate.max_body_bytes`, base64) and its answer, and a chunk holds each about four times (the
+/// old and new record, the batch's expectation and write), two chunks in flight: 400 records
+/// of 1 MB bodies took one sweep to 3.9 GB. 16 MiB bounds that whatever the bodies (the same
+/// sweep peaked at 546 MB, most of it allocator slack), still takes a full 2,048 of the usual
+/// few-KB records (one commit, one fsync), and keeps a chunk's writes (each record expected
+/// and written: 32 MiB) inside one group commit (64 MiB, `store/group.rs`).
+const CHUNK_BYTES: usize = 16 * 1024 * 1024;
+/// Retention chunks per step: a step ends after these, and the sweeper runs its other duties
+/// (expiry, stranded sends) before the next one (`run_sweeper`).
+const RETENTION_CHUNKS_PER_STEP: usize = 4;
+/// Pause between two steps of a retention pass: the sweeper's other ticks get their turn.
+const RETENTION_STEP_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 /// Used-link records removed with one review (two links per reviewer channel at most).
 const LINKS_PER_REVIEW: usize = 1024;
+
+/// The key a chunk that read `used` of `found` goes on from: the last one read, or (all read,
+/// or none found) `last`, the last index key the chunk's index read returned.
+fn resume_key(found: &[index::Indexed], used: usize, last: Option<Vec<u8>>) -> Option<Vec<u8>> {
+    match used.checked_sub(1).and_then(|i| found.get(i)) {
+        Some((_, key)) if used < found.len() => Some(key.clone()),
+        _ => last,
+    }
+}
+
+/// A chunk of a background duty (`expiry`, `retention`) that could not be read or committed:
+/// logged and counted; its reviews are left for the next pass.
+fn chunk_failed(duty: &'static str, reviews: usize, e: &GateError) {
+    crate::metrics::chunk_failed(duty);
+    tracing::error!(duty, reviews, error = %e, "a chunk of reviews could not be read or committed; left for the next pass, the chunks behind it go on");
+}
 
 /// May retention remove `r` now: final, last changed before `cutoff`, and, if a human may
 /// still retry it (`failed`, `outcome_unknown`), past its deadline?
 fn prunable(r: &super::Review, cutoff: u64, now: u64) -> bool {
     let retryable = matches!(r.state, ReviewState::Failed | ReviewState::OutcomeUnknown);
     r.state.is_final() && r.updated_at_ms < cutoff && !(retryable && now < r.expires_at_ms)
+}
+
+/// What recovery reads of a review in flight (`approved`, `executing`).
+struct InFlight {
+    id: String,
+    updated_at_ms: u64,
+    /// Its claim's lease, while `executing`.
+    lease_until_ms: Option<u64>,
 }
 
 /// The result of a sweep stage's thread, if one was started.
@@ -41,7 +79,13 @@ impl Gate {
     /// Expires every pending review past its deadline. Returns how many it expired. Two
     /// stages overlap: while one chunk commits (each expiry with its audit entry, in one
     /// group commit), the next is read and prepared. A review changed meanwhile, or refused,
-    /// is left to the next tick.
+    /// is left to the next tick. A chunk that cannot be read or committed is left for the next
+    /// tick too, and the chunks behind it go on; the sweep then ends with the first such error.
+    ///
+    /// Review of session 22: chunks were bounded by count only (2,048 records of 1 MiB bodies
+    /// took one sweep to 3.9 GB), and the first chunk that failed ended the sweep, so one
+    /// chunk the store always refused (past PostgreSQL's 1 GiB array limit) kept every review
+    /// behind it pending for ever.
     pub async fn sweep(self: &Arc<Self>) -> Result<usize, GateError> {
         self.blocking(|g| {
             let now = g.clock.now_ms();
@@ -56,24 +100,42 @@ impl Gate {
                 next.state = ReviewState::Expired;
                 Ok(next)
             };
-            // Reads the chunk after index key `after` and prepares it.
+            // Reads the chunk after index key `after` and prepares it: the transitions (or why
+            // they could not be read), how many reviews the chunk names, and the key to go on
+            // from (`None`: nothing was left). Only an error of the index read ends the sweep.
             let read = move |after: Option<Vec<u8>>| {
-                let (ids, last) = index::overdue(g.store.as_ref(), now, after.as_deref(), CHUNK)?;
-                Ok::<_, GateError>((g.prepare_many(&ids, expire)?, last))
+                let (found, last) =
+                    index::overdue(g.store.as_ref(), now, after.as_deref(), CHUNK)?;
+                let ids: Vec<String> = found.iter().map(|(id, _)| id.clone()).collect();
+                let prepared = g.prepare_many(&ids, CHUNK_BYTES, expire);
+                let used = prepared.as_ref().map_or(found.len(), |(_, used)| *used);
+                let resume = resume_key(&found, used, last);
+                Ok::<_, GateError>((prepared.map(|(p, _)| p), used, resume))
             };
             std::thread::scope(|scope| {
-                let mut n = 0;
-                let (mut ready, mut last) = read(None)?;
+                let (mut n, mut failed) = (0, None);
+                let (mut ready, mut size, mut last) = read(None)?;
                 loop {
                     let reading = last
                         .take()
                         .map(|after| scope.spawn(move || read(Some(after))));
-                    let committed = g.commit_prepared(ready);
-                    let next = joined(reading);
-                    n += committed?.len();
-                    match next? {
-                        Some(next) => (ready, last) = next,
-                        None => return Ok(n),
+                    match ready.and_then(|p| g.commit_prepared(p)) {
+                        Ok(moved) => n += moved.len(),
+                        Err(e) => {
+                            chunk_failed("expiry", size, &e);
+                            failed.get_or_insert(e);
+                        }
+                    }
+                    match joined(reading)? {
+                        Some(next) => (ready, size, last) = next,
+                        None => break,
+                    }
+                }
+                match failed {
+                    None => Ok(n),
+                    Some(e) => {
+                        tracing::warn!(target: "airlock::gate", expired = n, "the expiry sweep went past chunks it could not write");
+                        Err(e)
                     }
                 }
             })
@@ -84,65 +146,118 @@ impl Gate {
     /// Removes finished reviews whose last change is older than `store.retention`, with the
     /// records of their used one-click links. Their audit entries stay. A `failed` or
     /// `outcome_unknown` review stays until its deadline (a human may still retry it). Returns
-    /// how many it removed.
+    /// how many it removed. Runs [`Gate::prune_step`] until the pass is done; the sweeper runs
+    /// one step at a time instead.
     pub async fn prune(self: &Arc<Self>) -> Result<usize, GateError> {
+        let mut n = 0;
+        let mut from = None;
+        loop {
+            let (removed, next) = self.prune_step(from).await?;
+            n += removed;
+            match next {
+                Some(next) => from = Some(next),
+                None => return Ok(n),
+            }
+        }
+    }
+
+    /// One bounded step of a retention pass: at most [`RETENTION_CHUNKS_PER_STEP`] chunks,
+    /// after the finished-index key `from` (`None`: a pass starts). Returns how many reviews it
+    /// removed, and the key the next step of this pass goes on from (`None`: the pass is done).
+    /// A chunk that cannot be read or committed is logged, counted and passed over (the next
+    /// pass finds its reviews again).
+    ///
+    /// Review of session 22: a pass ran whole in the sweeper's turn, one read per review, so
+    /// switching retention on over a big store stopped expiry and stranded-send pickup until
+    /// it ended; and its chunks were bounded by count only.
+    pub async fn prune_step(
+        self: &Arc<Self>,
+        from: Option<Vec<u8>>,
+    ) -> Result<(usize, Option<Vec<u8>>), GateError> {
         let Some(keep) = self.cfg.retention else {
-            return Ok(0);
+            return Ok((0, None));
         };
         self.blocking(move |g| {
             let now = g.clock.now_ms();
             let cutoff = now.saturating_sub(keep.as_millis().try_into().unwrap_or(u64::MAX));
             let mut n = 0;
-            let mut after = None;
-            loop {
-                let (ids, last) =
+            let mut after = from;
+            for _ in 0..RETENTION_CHUNKS_PER_STEP {
+                let (found, last) =
                     index::finished_before(g.store.as_ref(), cutoff, after.as_deref(), CHUNK)?;
-                let mut batches = Vec::with_capacity(ids.len());
-                for id in &ids {
-                    let (bytes, old) = match g.load(id) {
-                        Ok(loaded) => loaded,
-                        Err(GateError::NotFound(_)) => continue,
-                        // Kept (nothing can say what it indexed), and passed over so that
-                        // retention goes on with the rest.
-                        Err(e @ GateError::Corrupt { .. }) => {
-                            tracing::error!(error = %e, "an unreadable finished review is kept past retention");
-                            continue;
-                        }
-                        Err(e) => return Err(e),
-                    };
-                    // The record is read after the index: a retry may have moved it on since.
-                    if !prunable(&old, cutoff, now) {
-                        continue;
+                let (removed, used) = match g.prune_chunk(&found, cutoff, now) {
+                    Ok(done) => done,
+                    Err(e) => {
+                        chunk_failed("retention", found.len(), &e);
+                        (0, found.len())
                     }
-                    let mut b = Batch::default();
-                    b.expect(Tree::Reviews, id.as_bytes(), Some(&bytes))
-                        .delete(Tree::Reviews, id.as_bytes());
-                    index::reindex(&mut b, Some(&old), None);
-                    // Its one-click links' used records go with it.
-                    let links = crate::notify::links::used_prefix(id);
-                    let end = prefix_end(links.as_bytes());
-                    for (k, _) in g.store.range(
-                        Tree::Meta,
-                        links.as_bytes(),
-                        end.as_deref(),
-                        LINKS_PER_REVIEW,
-                    )? {
-                        b.delete(Tree::Meta, &k);
-                    }
-                    batches.push(b);
-                }
-                if !batches.is_empty() {
-                    n += g.store.commit(batches)?.iter().filter(|ok| **ok).count();
-                }
+                };
+                n += removed;
                 // On past what was kept (a review awaiting its deadline), so that it neither
                 // stops the rest nor is read again in this pass.
-                match last {
-                    Some(last) => after = Some(last),
-                    None => return Ok(n),
+                after = resume_key(&found, used, last);
+                if after.is_none() {
+                    break;
                 }
             }
+            Ok((n, after))
         })
         .await
+    }
+
+    /// Removes those of `found` retention may remove now, reading their records up to
+    /// [`CHUNK_BYTES`] (at least one), in one commit. Returns how many it removed and how many
+    /// of `found` it read.
+    fn prune_chunk(
+        &self,
+        found: &[index::Indexed],
+        cutoff: u64,
+        now: u64,
+    ) -> Result<(usize, usize), GateError> {
+        let keys: Vec<&[u8]> = found.iter().map(|(id, _)| id.as_bytes()).collect();
+        let records =
+            crate::store::get_within(self.store.as_ref(), Tree::Reviews, &keys, CHUNK_BYTES)?;
+        let used = records.len();
+        let mut batches = Vec::with_capacity(used);
+        for ((id, _), bytes) in found.iter().zip(records) {
+            let Some(bytes) = bytes else {
+                continue; // removed meanwhile
+            };
+            let old = match super::decode_review(id, &bytes) {
+                Ok(old) => old,
+                // Kept (nothing can say what it indexed), and passed over so that retention
+                // goes on with the rest.
+                Err(e) => {
+                    tracing::error!(error = %e, "an unreadable finished review is kept past retention");
+                    continue;
+                }
+            };
+            // The record is read after the index: a retry may have moved it on since.
+            if !prunable(&old, cutoff, now) {
+                continue;
+            }
+            let mut b = Batch::default();
+            b.expect(Tree::Reviews, id.as_bytes(), Some(&bytes))
+                .delete(Tree::Reviews, id.as_bytes());
+            index::reindex(&mut b, Some(&old), None);
+            // Its one-click links' used records go with it.
+            let links = crate::notify::links::used_prefix(id);
+            let end = prefix_end(links.as_bytes());
+            for (k, _) in self.store.range(
+                Tree::Meta,
+                links.as_bytes(),
+                end.as_deref(),
+                LINKS_PER_REVIEW,
+            )? {
+                b.delete(Tree::Meta, &k);
+            }
+            batches.push(b);
+        }
+        if batches.is_empty() {
+            return Ok((0, used));
+        }
+        let removed = self.store.commit(batches)?.iter().filter(|ok| **ok).count();
+        Ok((removed, used))
     }
 
     /// After a restart: the indexes are built if the store predates them; `executing` becomes
@@ -237,8 +352,10 @@ impl Gate {
         let mut n = 0;
         let mut clock_checked = !self.shared_store();
         for review in self.all_reviews_in(ReviewState::Executing).await? {
-            let lease = review.execution.as_ref().and_then(|e| e.lease_until_ms);
-            if lease.is_some_and(|until| until.saturating_add(grace) > now) {
+            if review
+                .lease_until_ms
+                .is_some_and(|until| until.saturating_add(grace) > now)
+            {
                 continue;
             }
             // Ours and still running (the wall clock jumped, or the VM slept): it ends by its
@@ -315,11 +432,12 @@ impl Gate {
         .await
     }
 
-    /// Every review in `state`, page by page (used for the few in flight).
+    /// Every review in `state`, page by page (used for the few in flight), as much of each as
+    /// recovery reads: not its request or answer (a page's records are dropped as it is read).
     async fn all_reviews_in(
         self: &Arc<Self>,
         state: ReviewState,
-    ) -> Result<Vec<super::review::Review>, GateError> {
+    ) -> Result<Vec<InFlight>, GateError> {
         let q = Query {
             state: Some(state),
             ..Query::default()
@@ -328,7 +446,11 @@ impl Gate {
         let mut cursor = None;
         loop {
             let page = self.list_page(q.clone(), index::MAX_LIMIT, cursor).await?;
-            reviews.extend(page.reviews);
+            reviews.extend(page.reviews.into_iter().map(|r| InFlight {
+                lease_until_ms: r.execution.as_ref().and_then(|e| e.lease_until_ms),
+                updated_at_ms: r.updated_at_ms,
+                id: r.id,
+            }));
             match page.next_cursor {
                 Some(c) => cursor = Some(c),
                 None => return Ok(reviews),
@@ -376,7 +498,37 @@ impl Gate {
         (r, start.elapsed().as_millis())
     }
 
-    /// Runs the expiry sweeper (and retention, once a minute) until `shutdown`.
+    /// One retention step from `from` (see [`Gate::prune_step`]), logged; what `pass` (the
+    /// reviews removed so far and when it started) becomes, and where the pass goes on (`None`:
+    /// done, or failed: the next minute starts a new one).
+    async fn retention_step(
+        self: &Arc<Self>,
+        from: Option<Vec<u8>>,
+        pass: &mut (usize, Option<std::time::Instant>),
+    ) -> Option<Vec<u8>> {
+        let started = *pass.1.get_or_insert_with(std::time::Instant::now);
+        let next = match self.prune_step(from).await {
+            Ok((n, next)) => {
+                pass.0 += n;
+                next
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "retention sweep failed");
+                None
+            }
+        };
+        if next.is_none() {
+            if pass.0 > 0 {
+                tracing::info!(target: "airlock::gate", removed = pass.0, elapsed_ms = started.elapsed().as_millis(), "removed finished reviews past store.retention (their audit entries stay)");
+            }
+            *pass = (0, None);
+        }
+        next
+    }
+
+    /// Runs the expiry sweeper (and retention, once a minute) until `shutdown`. A retention
+    /// pass goes a bounded step at a time ([`Gate::prune_step`]), its steps a moment apart, so
+    /// that expiry and stranded sends are looked after on their ticks while a long pass runs.
     pub async fn run_sweeper(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(self.cfg.sweep_interval);
         let mut prune = tokio::time::interval(std::time::Duration::from_secs(60));
@@ -384,6 +536,9 @@ impl Gate {
         // minute (with retention) until it is back.
         let mut clock = tokio::time::interval(std::time::Duration::from_secs(600));
         clock.tick().await;
+        // Where the retention pass under way goes on (`None`: none is).
+        let mut retention: Option<Vec<u8>> = None;
+        let mut pass = (0, None);
         loop {
             tokio::select! {
                 _ = tick.tick() => {
@@ -401,11 +556,12 @@ impl Gate {
                         tracing::error!(error = %e, "clock check against the shared store");
                     }
                 }
+                _ = tokio::time::sleep(RETENTION_STEP_PAUSE), if retention.is_some() => {
+                    retention = self.retention_step(retention.take(), &mut pass).await;
+                }
                 _ = prune.tick() => {
-                    match self.timed(Gate::prune).await {
-                        (Ok(0), _) => {}
-                        (Ok(n), ms) => tracing::info!(target: "airlock::gate", removed = n, elapsed_ms = ms, "removed finished reviews past store.retention (their audit entries stay)"),
-                        (Err(e), _) => tracing::error!(error = %e, "retention sweep failed"),
+                    if retention.is_none() {
+                        retention = self.retention_step(None, &mut pass).await;
                     }
                     if self.claims_paused().is_some() {
                         if let Err(e) = self.check_clock().await {

@@ -364,6 +364,11 @@ pub struct FaultyStore {
     pub after_finished_read: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
     /// Reads of one review's audit entries (the by-review index): each claim makes one.
     pub claim_reads: std::sync::atomic::AtomicUsize,
+    /// How many of the next commits that expire reviews (a sweep's chunks) are refused.
+    pub fail_expiries: std::sync::atomic::AtomicUsize,
+    /// For each commit that expects review records (a transition, a sweep's or retention's
+    /// chunk): the bytes of the records it expects, i.e. what its caller read and holds.
+    pub expected_review_bytes: std::sync::Mutex<Vec<usize>>,
 }
 
 impl FaultyStore {
@@ -385,6 +390,8 @@ impl FaultyStore {
             slow_reads_peak: Default::default(),
             after_finished_read: Default::default(),
             claim_reads: Default::default(),
+            fail_expiries: Default::default(),
+            expected_review_bytes: Default::default(),
         })
     }
 }
@@ -439,9 +446,22 @@ impl airlock::store::Store for FaultyStore {
                 .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
                 .is_ok()
         };
+        let expected: usize = batches
+            .iter()
+            .flat_map(|b| &b.expect)
+            .filter(|(t, _, _)| *t == Tree::Reviews)
+            .map(|(_, _, v)| v.as_ref().map_or(0, Vec::len))
+            .sum();
+        if expected > 0 {
+            self.expected_review_bytes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(expected);
+        }
         let fail = batches.iter().flat_map(|b| &b.writes).any(|w| match w {
             Write::Put(t, ..) | Write::Delete(t, _) | Write::Add(t, ..) => fails(t),
         }) || (writes_state(b"\"state\":\"executing\"") && take(&self.fail_claims))
+            || (writes_state(b"\"state\":\"expired\"") && take(&self.fail_expiries))
             || (writes_state(b"\"state\":\"executed\"") && take(&self.fail_answers));
         if fail {
             self.refused.fetch_add(1, SeqCst);
