@@ -2867,6 +2867,32 @@ async fn a_held_requests_underscored_headers_are_not_replayed() {
     );
 }
 
+/// Review of session 22: a bulk rejection said `more: true` whenever exactly `limit` reviews were
+/// processed, also when none was left; it now says so only when one is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bulk_rejection_of_exactly_what_is_left_says_no_more() {
+    let (up, a) = setup("").await;
+    let mut agent = String::new();
+    for i in 0..2 {
+        let (status, _, b) = hold_delete(&a, &format!("/repos/acme/exact-{i}")).await;
+        assert_eq!(status, 423);
+        let id = b["reviewId"].as_str().expect("id");
+        let (_, r) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+        agent = r["agent"].as_str().expect("agent").to_string();
+    }
+    let (code, r) = a
+        .admin(
+            "POST",
+            "/v1/reviews/reject-pending",
+            Some(serde_json::json!({"agent": agent, "limit": 2})),
+        )
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["rejected"].as_array().map(Vec::len), Some(2), "{r}");
+    assert_eq!(r["more"], false, "{r}");
+    assert_eq!(up.count(), 0, "nothing sent");
+}
+
 /// An operator whose agent went wrong rejects all its pending reviews at once (API and CLI),
 /// each rejected as one reject would (other agents' reviews untouched, nothing sent).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

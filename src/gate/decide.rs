@@ -251,6 +251,10 @@ impl Gate {
     /// time, each as [`Gate::reject`] does it (its own check of who may decide, its own
     /// transition and audit entry): what an operator does when an agent went wrong. A review
     /// decided meanwhile is skipped; one this reviewer may not reject is listed in `failed`.
+    /// `more`: a pending review of the agent is left past those `most` (one more read tells).
+    ///
+    /// Review of session 22: `more` was true whenever exactly `most` were processed, also when
+    /// none was left.
     pub async fn reject_pending(
         self: &Arc<Self>,
         agent: &str,
@@ -268,7 +272,8 @@ impl Gate {
         loop {
             let left = most.saturating_sub(done.rejected.len() + done.failed.len());
             if left == 0 {
-                done.more = true;
+                // Past `most`: is a pending review of the agent left after those looked at?
+                done.more = !self.list_page(query, 1, cursor).await?.reviews.is_empty();
                 return Ok(done);
             }
             let page = self
