@@ -207,7 +207,8 @@ fn group_size(items: &[Queued]) -> usize {
 const EXPORT_PAGE: usize = 10_000;
 
 /// [`Tree::Meta`] key recording that every entry is filed under the by-review index.
-const REVIEW_INDEX_BUILT: &[u8] = b"index:audit-by-review:v1";
+/// v2: resends that joined a review (`"joined": true`) are filed apart from its own entries.
+const REVIEW_INDEX_BUILT: &[u8] = b"index:audit-by-review:v2";
 
 /// The by-review index key of entry `seq` about review `id`: `a`, the id (length-prefixed),
 /// the seq. (The gate's review indexes share [`Tree::Index`] under other first bytes.)
@@ -1193,7 +1194,8 @@ impl AuditLog {
             .collect())
     }
 
-    /// Files every stored entry under the by-review index once (a log from before it).
+    /// Files every stored entry under the by-review index once (a log from before it, or from
+    /// before resends were filed apart: they move from the review's own entries to its joins).
     fn ensure_review_index(&self) -> Result<(), AuditError> {
         if self.store.get(Tree::Meta, REVIEW_INDEX_BUILT)?.is_some() {
             return Ok(());
@@ -1210,8 +1212,15 @@ impl AuditLog {
                         continue;
                     };
                     let entry: Value = serde_json::from_slice(v).unwrap_or(Value::Null);
-                    if let Some(id) = entry.get("review_id").and_then(Value::as_str) {
-                        batch.put(Tree::Index, &review_key(id, u64::from_be_bytes(seq)), &[]);
+                    let Some(id) = entry.get("review_id").and_then(Value::as_str) else {
+                        continue;
+                    };
+                    let seq = u64::from_be_bytes(seq);
+                    if entry.get("joined") == Some(&Value::Bool(true)) {
+                        batch.delete(Tree::Index, &review_key(id, seq));
+                        batch.put(Tree::Index, &join_key(id, seq), &[]);
+                    } else {
+                        batch.put(Tree::Index, &review_key(id, seq), &[]);
                     }
                 }
                 self.store.apply(batch).map(drop)

@@ -935,3 +935,39 @@ fn a_group_commit_is_capped_by_the_bytes_it_carries() {
     assert_eq!(group_size(&queued(3000, b"x")), MAX_BATCH);
     assert_eq!(group_size(&[]), 0);
 }
+
+/// Review of session 22: resends that joined a review were filed with its own entries before
+/// they got an index of their own, so a review pending at the upgrade with many of them still
+/// could not be sent, and its resend cap started from zero. Opening the log moves them.
+#[test]
+fn resends_filed_with_a_reviews_own_entries_move_to_its_joins() {
+    let fx = Fixture::new();
+    let store = fx.store();
+    {
+        let log = fx.open_on(store.clone(), 100);
+        log.append_value(
+            "decision",
+            json!({"review_id": "rev_1", "outcome": "escalate"}),
+        )
+        .unwrap();
+        for _ in 0..3 {
+            log.append_value(
+                "decision",
+                json!({"review_id": "rev_1", "outcome": "escalate", "joined": true}),
+            )
+            .unwrap();
+        }
+    }
+    // The layout before: every entry under the review's own key, the index marked built.
+    let mut batch = Batch::default();
+    for seq in 1..4 {
+        batch.delete(Tree::Index, &join_key("rev_1", seq));
+        batch.put(Tree::Index, &review_key("rev_1", seq), &[]);
+    }
+    batch.delete(Tree::Meta, REVIEW_INDEX_BUILT);
+    batch.put(Tree::Meta, b"index:audit-by-review:v1", b"1");
+    store.apply(batch).unwrap();
+    let log = fx.open_on(store, 100);
+    assert_eq!(log.entries_for_review("rev_1", 100).unwrap().len(), 1);
+    assert_eq!(log.join_count("rev_1", 100).unwrap(), 3);
+}
