@@ -301,7 +301,9 @@ pub fn shared_link_key(store: &dyn Store) -> Result<[u8; 32], DirectoryError> {
 /// The admin token every instance on this store accepts, created on first use (64 hex digits,
 /// as a token file holds).
 pub fn shared_admin_token(store: &dyn Store) -> Result<String, DirectoryError> {
-    let bytes = create_once(store, ADMIN_TOKEN_KEY, || new_admin_token().into_bytes())?;
+    let bytes = create_once(store, ADMIN_TOKEN_KEY, || {
+        crate::secret_file::random_token().into_bytes()
+    })?;
     admin_token_text(bytes)
 }
 
@@ -328,7 +330,7 @@ pub fn rotate_shared_admin_token(store: &dyn Store) -> Result<String, DirectoryE
                     .into(),
             ));
         };
-        let token = new_admin_token();
+        let token = crate::secret_file::random_token();
         let mut b = Batch::default();
         b.expect(Tree::Meta, ADMIN_TOKEN_KEY, Some(&current)).put(
             Tree::Meta,
@@ -342,11 +344,6 @@ pub fn rotate_shared_admin_token(store: &dyn Store) -> Result<String, DirectoryE
     Err(DirectoryError::Invalid(
         "the stored admin token kept changing during the rotation; try again".into(),
     ))
-}
-
-/// A new random admin token: 64 hex digits, as a token file holds.
-fn new_admin_token() -> String {
-    hex::encode(rand::random::<[u8; 32]>())
 }
 
 fn admin_token_text(bytes: Vec<u8>) -> Result<String, DirectoryError> {

@@ -151,6 +151,11 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// A new random token: 32 random bytes as 64 hex digits (the admin token, a metrics token).
+pub fn random_token() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
 /// Compares two secrets (token digests, form tokens) in time that depends only on their
 /// lengths, never on where they first differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

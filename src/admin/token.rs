@@ -180,7 +180,7 @@ pub fn adopt_shared_token(path: &Path, shared: &str) -> Result<String, AdminErro
 
 /// A new random admin token: 64 hex digits.
 pub fn new_token() -> String {
-    hex::encode(rand::random::<[u8; 32]>())
+    crate::secret_file::random_token()
 }
 
 /// Writes `token` to the token file at `path`, replacing it atomically (0600, its directory

@@ -48,7 +48,8 @@ pub struct AuditConfig {
     /// Allowed-request records one agent may add a second (a burst of 30 seconds' worth);
     /// past it they are counted, per agent, in an `audit_gap` entry. 0: no cap.
     pub allow_per_agent: u32,
-    /// Soft-gated (notify) requests one agent may send a second (a burst of 30 seconds' worth),
+    /// Soft-gated (notify) requests, and unclassified writes `rules.unclassified_writes =
+    /// "allow"` lets through, one agent may send a second (a burst of 30 seconds' worth),
     /// each recorded before it is forwarded; past it 429 `too_many_soft_gated`, nothing
     /// forwarded or recorded. 0: no cap.
     pub notify_per_agent: u32,

@@ -482,8 +482,8 @@ impl Ctx<'_> {
     }
 }
 
-/// The longest duration any setting takes.
-const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// The longest duration any setting takes: ten years as `10y` counts them (365.25 days each).
+const MAX_DURATION: Duration = Duration::from_secs(315_576_000);
 /// The longest timeout.
 const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
 /// The most connections a listener's limit may name.
