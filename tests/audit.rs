@@ -789,3 +789,52 @@ async fn a_start_after_a_kill_names_the_entries_the_kill_left_unsigned() {
     let logged = std::fs::read_to_string(&log).expect("log");
     assert_eq!(logged.matches("left unsigned").count(), 1, "{logged}");
 }
+
+/// The files in `dir`, by name, sorted.
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Review of session 22: `airlock audit export --out FILE` truncated FILE before anything
+/// could fail, so an export that failed (no server and no store, a token the server refused)
+/// left an earlier good export empty, and one that failed midway left a partial file that
+/// `audit verify` then passed. Now the export is written to a temporary file beside FILE and
+/// put in its place only once complete; on failure FILE is as it was and nothing is left over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_export_leaves_the_earlier_file_as_it_was() {
+    use support::process::{cli, write_config, Serve};
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (cfg, store, ca) = write_config(dir.path(), "airlock.toml", "redb", &up, HOSTS, "");
+    let exports = dir.path().join("exports");
+    std::fs::create_dir(&exports).expect("mkdir");
+    let out = exports.join("audit.jsonl");
+    let out_arg = path_str(&out);
+    let export = || cli(&cfg, &["audit", "export", "--out", &out_arg]);
+    std::fs::write(&out, "earlier\n").expect("write");
+    // Neither a server nor a store.
+    let (ok, _, err) = export();
+    assert!(!ok && err.contains("no running server"), "{err}");
+    assert_eq!(std::fs::read_to_string(&out).expect("read"), "earlier\n");
+    assert_eq!(names_in(&exports), ["audit.jsonl"]);
+
+    let s = Serve::spawn(&cfg, &store, &ca, &dir.path().join("serve.log"));
+    let (ok, _, err) = export();
+    assert!(ok, "{err}");
+    let good = std::fs::read_to_string(&out).expect("read");
+    assert!(!good.is_empty() && !good.contains("earlier"), "{good}");
+    // A token the server does not take (the file replaced while it runs).
+    support::write_secret(&store.join("admin-token"), "0f".repeat(32));
+    let (ok, _, err) = export();
+    assert!(!ok, "{err}");
+    assert_eq!(std::fs::read_to_string(&out).expect("read"), good);
+    assert_eq!(names_in(&exports), ["audit.jsonl"]);
+    s.stop();
+}

@@ -221,14 +221,26 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
         AuditCommand::AcceptRestore => accept_restore(&config),
         AuditCommand::RotateKey => super::audit_rotate::rotate_key(&config),
         AuditCommand::Export { since, out } => {
-            let mut sink: Box<dyn std::io::Write> = match &out {
-                Some(p) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(p).with_context(|| format!("writing {}", p.display()))?,
-                )),
-                None if std::io::IsTerminal::is_terminal(&std::io::stdout()) => Box::new(
-                    TerminalSafe::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            // To a file: a temporary one beside it, put in its place only once the whole
+            // export is written; any error before then leaves the file as it was.
+            let mut file = match &out {
+                Some(p) => Some(
+                    super::out_file::OutFile::create(p)
+                        .with_context(|| format!("writing {}", p.display()))?,
                 ),
-                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+                None => None,
+            };
+            let mut stdout: Box<dyn std::io::Write> =
+                if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                    Box::new(TerminalSafe::new(std::io::BufWriter::new(
+                        std::io::stdout().lock(),
+                    )))
+                } else {
+                    Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
+                };
+            let sink: &mut dyn std::io::Write = match &mut file {
+                Some(f) => f,
+                None => &mut stdout,
             };
             match audit_source(&config, true).await? {
                 AuditSource::Admin(addr, token) => {
@@ -252,11 +264,17 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
                     }
                 }
                 AuditSource::Local(log) => {
-                    log.export(since, &mut sink)
+                    log.export(since, sink)
                         .map_err(|e| anyhow::anyhow!("export failed: {e}"))?;
                 }
             }
-            sink.flush()?;
+            match file {
+                Some(f) => {
+                    let dest = f.dest().display().to_string();
+                    f.commit().with_context(|| format!("writing {dest}"))?
+                }
+                None => stdout.flush()?,
+            }
             Ok(())
         }
     }

@@ -9,6 +9,7 @@ mod config;
 mod config_edit;
 mod log_filter;
 mod log_sink;
+mod out_file;
 mod output;
 mod reviewers;
 mod reviews;
