@@ -838,3 +838,37 @@ async fn a_failed_export_leaves_the_earlier_file_as_it_was() {
     assert_eq!(names_in(&exports), ["audit.jsonl"]);
     s.stop();
 }
+
+/// Review of session 22: with a token the server refuses (a stale token file while the server
+/// runs with AIRLOCK_ADMIN_TOKEN), `airlock audit pubkey` printed an empty line and exited 0,
+/// and live `audit verify` reported the 401 as "audit log verification FAILED", which reads as
+/// tampering. Now both exit non-zero saying the token was refused; "verification FAILED" is
+/// only ever a broken chain or signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_not_reported_as_a_key_or_a_broken_log() {
+    use support::process::{cli, write_config, Serve};
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (cfg, store, ca) = write_config(dir.path(), "airlock.toml", "redb", &up, HOSTS, "");
+    let s = Serve::spawn(&cfg, &store, &ca, &dir.path().join("serve.log"));
+    let (ok, key, err) = cli(&cfg, &["audit", "pubkey"]);
+    assert!(ok, "{err}");
+    assert_eq!(key.trim().len(), 64, "{key}");
+    let (ok, _, err) = cli(&cfg, &["audit", "verify"]);
+    assert!(ok, "{err}");
+
+    support::write_secret(&store.join("admin-token"), "0f".repeat(32));
+    let (ok, printed, err) = cli(&cfg, &["audit", "pubkey"]);
+    assert!(!ok, "exit 0 with {printed:?}");
+    assert!(printed.trim().is_empty(), "{printed}");
+    assert!(
+        err.contains("refused the admin token") && err.contains("HTTP 401"),
+        "{err}"
+    );
+    let (ok, _, err) = cli(&cfg, &["audit", "verify"]);
+    assert!(!ok, "{err}");
+    assert!(!err.contains("verification FAILED"), "{err}");
+    assert!(err.contains("refused the admin token"), "{err}");
+    s.stop();
+}

@@ -165,11 +165,16 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
             AuditSource::Admin(addr, token) => {
                 let (status, json) =
                     call(&addr, &token, Method::GET, "/v1/audit/verify", None).await?;
-                if status == 200 {
-                    println!("OK: {json}");
-                    Ok(())
-                } else {
-                    bail!("audit log verification FAILED: {json}")
+                match status {
+                    200 => {
+                        println!("OK: {json}");
+                        Ok(())
+                    }
+                    // The one answer that is about the chain: a broken link or signature.
+                    409 if json["ok"] == false => {
+                        bail!("audit log verification FAILED: {json}")
+                    }
+                    _ => Err(api_refused("audit verify", status, &json, &config)),
                 }
             }
             AuditSource::Local(log) => match log.verify_live() {
@@ -193,7 +198,9 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
                     .await?;
                     let text = String::from_utf8_lossy(&bytes);
                     if status != 200 {
-                        bail!("checkpoint failed: {text}");
+                        let json = serde_json::from_slice(&bytes)
+                            .unwrap_or_else(|_| serde_json::Value::String(text.to_string()));
+                        return Err(api_refused("audit checkpoint", status, &json, &config));
                     }
                     print!("{text}");
                 }
@@ -210,9 +217,12 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
         AuditCommand::Pubkey => {
             match audit_source(&config, false).await? {
                 AuditSource::Admin(addr, token) => {
-                    let (_, json) =
+                    let (status, json) =
                         call(&addr, &token, Method::GET, "/v1/audit/pubkey", None).await?;
-                    println!("{}", json["pubkey"].as_str().unwrap_or_default());
+                    match json["pubkey"].as_str().filter(|_| status == 200) {
+                        Some(key) => println!("{key}"),
+                        None => return Err(api_refused("audit pubkey", status, &json, &config)),
+                    }
                 }
                 AuditSource::Local(log) => println!("{}", log.public_key_hex()),
             }
@@ -254,7 +264,10 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
                         )
                         .await?;
                         if status != 200 {
-                            bail!("export failed: {}", String::from_utf8_lossy(&bytes));
+                            let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                                String::from_utf8_lossy(&bytes).into_owned().into()
+                            });
+                            return Err(api_refused("audit export", status, &json, &config));
                         }
                         sink.write_all(&bytes)?;
                         from = headers
@@ -277,6 +290,35 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// An admin API answer other than the one asked for, as an error that says what it was: a
+/// refused token or a server that cannot answer now is not a finding about the log.
+fn api_refused(
+    what: &str,
+    status: u16,
+    body: &serde_json::Value,
+    config: &Config,
+) -> anyhow::Error {
+    let said = match (body["error"].as_str(), body["message"].as_str()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_string(),
+        _ => body.to_string(),
+    };
+    let said = airlock::visible::escaped(&said);
+    match status {
+        401 | 403 => anyhow::anyhow!(
+            "{what}: the admin API refused the admin token (HTTP {status}, {said}); the CLI \
+             presents AIRLOCK_ADMIN_TOKEN if set, else {}: if `airlock serve` runs with \
+             AIRLOCK_ADMIN_TOKEN, set the same here (the file then holds a stale token)",
+            config.admin.token_file.display()
+        ),
+        429 | 503 => anyhow::anyhow!(
+            "{what}: the server cannot answer now (HTTP {status}, {said}); this says nothing \
+             about the log's integrity: retry later"
+        ),
+        _ => anyhow::anyhow!("{what} failed (HTTP {status}, {said})"),
     }
 }
 
