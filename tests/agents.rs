@@ -1112,6 +1112,76 @@ async fn a_review_of_a_removed_agent_says_so() {
     assert_eq!(up.count(), 1, "approving still sends it");
 }
 
+/// Review of session 22: `airlock reviews reject-pending --agent Bot` (the agent is `bot`)
+/// printed "rejected 0 pending review(s)" and exited 0, as if the agent had nothing pending.
+/// Now a name neither configured nor on any review is refused (404 `unknown_agent`, naming it
+/// and the agent it differs from only in case) and the CLI exits non-zero; an agent removed
+/// since still has its pending reviews rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reject_pending_refuses_an_agent_nobody_configured() {
+    let s = setup("").await;
+    let a = &s.airlock;
+    let client = client_as(a, "bot", &s.token);
+    let resp = client
+        .delete("https://api.github.com/repos/acme/gone")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 423);
+    let cfg = a.dir.path().join("cli.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[admin]\nlisten = \"{}\"\ntoken_file = {:?}\n[proxy]\nlisten = \"127.0.0.1:1\"\n",
+            a.admin_addr,
+            path_str(&a.config.admin.token_file)
+        ),
+    )
+    .expect("write");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["reviews", "reject-pending", "--agent", "Bot"])
+            .env_remove("AIRLOCK_ADMIN_TOKEN")
+            .output()
+            .expect("run")
+    })
+    .await
+    .expect("join");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stderr.contains("no agent \"Bot\"") && stderr.contains("did you mean \"bot\""),
+        "{stderr}"
+    );
+    let reject = |agent: &str| {
+        a.admin(
+            "POST",
+            "/v1/reviews/reject-pending",
+            Some(serde_json::json!({ "agent": agent })),
+        )
+    };
+    let (code, r) = reject("nobody").await;
+    assert_eq!(
+        (code, r["error"].as_str()),
+        (404, Some("unknown_agent")),
+        "{r}"
+    );
+    // Removed: its held call is still there to reject.
+    a.proxy.agents.replace(Vec::new());
+    let (code, r) = reject("bot").await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["rejected"].as_array().map(Vec::len), Some(1), "{r}");
+    let (code, r) = reject("bot").await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["rejected"].as_array().map(Vec::len), Some(0), "{r}");
+    assert_eq!(s.up.count(), 0, "nothing sent");
+}
+
 /// One agent that stops reading its HTTP/2 answers filled the flow-control window of the
 /// upstream connection every agent on that worker shared (and could take all its stream slots),
 /// so another agent's requests to the same host hung. Each agent now has HTTP/2 connections

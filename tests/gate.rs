@@ -2923,8 +2923,12 @@ async fn every_pending_review_of_one_agent_is_rejected_at_once() {
             Some(serde_json::json!({"agent": "someone-else"})),
         )
         .await;
-    assert_eq!(code, 200, "{r}");
-    assert_eq!(r["rejected"].as_array().map(Vec::len), Some(0), "{r}");
+    // No such agent, and no review names it: refused, not "rejected 0".
+    assert_eq!(
+        (code, r["error"].as_str()),
+        (404, Some("unknown_agent")),
+        "{r}"
+    );
     let (code, r) = a
         .admin(
             "POST",

@@ -27,7 +27,9 @@
 //! - `POST /v1/reviews/{id}/reject`       same body
 //! - `POST /v1/reviews/reject-pending`    body `{"agent": "...", "reviewer", "comment", "limit"}`:
 //!   rejects that agent's pending reviews (at most `limit`, default and most 1000), each as its
-//!   own reject; answers `rejected` (ids), `failed` (id and why) and `more`
+//!   own reject; answers `rejected` (ids), `failed` (id and why) and `more`; 404
+//!   `unknown_agent` for a name neither configured nor on any review (a removed agent's
+//!   reviews can still be rejected)
 //! - `POST /v1/reviews/{id}/extend`       body `{"by": "2h"}`: moves a pending review's deadline
 //!   (at most 7 days ahead of now; cut short there, the answer's `message` says so)
 //! - `POST /v1/reviews/{id}/retry`        same body as approve, plus optional `"attempts": N`
@@ -721,6 +723,27 @@ async fn route(admin: &Admin, req: Request<Incoming>, peer: Peer) -> Response<Bo
                 },
             };
             let (reviewer, comment) = admin.decision_input(&caller, &body);
+            // A name neither configured nor on any review (a typo, another case: "Bot" for
+            // `bot`) would reject nothing and say so as a success. An agent removed since
+            // still has its reviews to reject.
+            if !admin.agents.knows(agent) {
+                let any = crate::gate::index::Query {
+                    state: None,
+                    agent: Some(agent.to_string()),
+                    tool: None,
+                };
+                match admin.gate.list_page(any, 1, None).await {
+                    Ok(page) if page.reviews.is_empty() => {
+                        return err(
+                            StatusCode::NOT_FOUND,
+                            "unknown_agent",
+                            &unknown_agent(&admin.agents, agent),
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => return gate_error_response(&e),
+                }
+            }
             match admin
                 .gate
                 .reject_pending(agent, &reviewer, comment, most)
@@ -839,6 +862,23 @@ async fn route(admin: &Admin, req: Request<Incoming>, peer: Peer) -> Response<Bo
         ),
         _ => err(StatusCode::NOT_FOUND, "not_found", "unknown admin route"),
     }
+}
+
+/// Why `POST /v1/reviews/reject-pending` names no agent: `name` is neither configured nor on
+/// any review; a configured name that differs only in case is suggested.
+fn unknown_agent(agents: &crate::agents::Agents, name: &str) -> String {
+    let near = agents
+        .current()
+        .into_iter()
+        .find(|a| a.name.eq_ignore_ascii_case(name))
+        .map(|a| {
+            format!(
+                " (agent names are case-sensitive: did you mean {:?}?)",
+                a.name
+            )
+        })
+        .unwrap_or_default();
+    format!("no agent {name:?} is configured and no review names it{near}")
 }
 
 /// 503 for an audit log that could not be read or written (or whose task failed).
