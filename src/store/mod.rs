@@ -5,6 +5,7 @@
 
 mod batch;
 mod group;
+mod panic_guard;
 mod postgres;
 mod redb_store;
 mod sled_store;

@@ -142,14 +142,24 @@ impl RedbStore {
 }
 
 fn open_file(file: &Path, path: &str) -> Result<Database, StoreError> {
-    redb::Builder::new()
-        .set_cache_size(CACHE_BYTES)
-        .create(file)
-        .map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.to_string()),
-            redb::DatabaseError::Storage(redb::StorageError::Io(io)) => io_error(file, io),
-            other => StoreError::Corrupt(format!("{path}: {other}")),
-        })
+    // redb panics on some damaged files (an unreachable branch in its table tree) rather than
+    // returning an error: a panic here is a corrupt store, named, never an exit 101.
+    let opened = super::panic_guard::catch(|| {
+        redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(file)
+    })
+    .map_err(|panic| {
+        StoreError::Corrupt(format!(
+            "{path}: redb cannot read it ({panic}); the file is damaged: restore the data \
+             directory from a backup (README, Backups)"
+        ))
+    })?;
+    opened.map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.to_string()),
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => io_error(file, io),
+        other => StoreError::Corrupt(format!("{path}: {other}")),
+    })
 }
 
 /// A write transaction's four tables, as a [`Batch`] sees them.
