@@ -17,6 +17,7 @@
 //!   target exists. It gives the temporary file its real name with `link`, which (unlike
 //!   `rename`) refuses an existing name atomically; so of two processes creating the same secret
 //!   at once exactly one wins, and the loser can read the winner's file, which is complete.
+//!   [`create_new_with_mode`] does the same for a file others may read (the CA certificate).
 
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, Write};
@@ -60,7 +61,20 @@ pub fn rename_over(from: &Path, to: &Path) -> io::Result<()> {
 /// Creates `path` with `bytes` and mode 0600, atomically; fails with
 /// [`io::ErrorKind::AlreadyExists`] (leaving the existing file untouched) if `path` exists.
 pub fn create_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    create_new_with_mode(path, bytes, SECRET_MODE)
+}
+
+/// [`create_new`] for a file others may read (the CA certificate, mode 0644): written and
+/// fsynced under a temporary name, then linked into place, so it never exists half written (a
+/// full disk leaves no file, where writing in place left an empty one).
+pub fn create_new_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let (dir, tmp) = write_temp(path, bytes)?;
+    if mode != SECRET_MODE {
+        if let Err(e) = std::fs::set_permissions(&tmp, Permissions::from_mode(mode)) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    }
     let linked = std::fs::hard_link(&tmp, path);
     // The secret is complete under `path` (or `path` was someone else's): the temporary name goes
     // either way.

@@ -202,6 +202,61 @@ fn half_a_ca_is_refused_not_overwritten() {
     );
 }
 
+/// Review of session 22: a full disk during `airlock ca init` left the key beside a 0-byte
+/// (or cut short) `ca.pem`: the certificate was written in place, and every later `ca init` and
+/// `serve` failed with "not a usable CA certificate". Now the certificate is written under a
+/// temporary name and linked into place like the key, and when it cannot be written the key
+/// just made is removed, so a retry with room creates the CA. The full disk is a file-size
+/// limit (RLIMIT_FSIZE) between the key's size and the certificate's: the key fits, the
+/// certificate does not.
+#[test]
+fn a_ca_init_cut_short_by_a_full_disk_leaves_nothing_behind() {
+    use std::os::unix::process::CommandExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The sizes of a CA's two files, from one made without a limit.
+    let sample = dir.path().join("sample");
+    let (ok, _, err) = ca_cli(dir.path(), &sample, &["ca", "init"]);
+    assert!(ok, "{err}");
+    let size = |name: &str| std::fs::metadata(sample.join(name)).expect(name).len();
+    let (key, cert) = (size("ca-key.pem"), size("ca.pem"));
+    assert!(key + 64 < cert, "key {key} bytes, certificate {cert}");
+    let limit = (key + cert) / 2;
+
+    let certs = dir.path().join("certs");
+    let mut cmd = airlock_bin();
+    cmd.args(["ca", "init", "--ca-dir"])
+        .arg(&certs)
+        .current_dir(dir.path());
+    // SAFETY: between fork and exec only setrlimit and signal, both async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // A write past the limit fails with EFBIG instead of killing the process.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run airlock");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "created under the limit: {err}");
+    assert!(err.contains("ca.pem"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&certs)
+        .expect("certs")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+
+    let (ok, out, err) = ca_cli(dir.path(), &certs, &["ca", "init"]);
+    assert!(ok && out.contains("CA created"), "{out}{err}");
+}
+
 /// Issue 20 item 4 (and the CA's part of it): under the usual umask 022, `airlock ca init` and
 /// `airlock serve` create the certs directory (and its missing parents) 0700 and the CA key 0600,
 /// and serve's data directory 0700 with its admin token 0600; the certificate stays readable.

@@ -1,7 +1,6 @@
 //! The interception CA: created once into `certs/`, reloaded on every start.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -140,7 +139,24 @@ impl CertificateAuthority {
         // Fails if the key exists (another process creating the CA at the same moment).
         crate::secret_file::create_new(&key_path, key.serialize_pem().as_bytes())
             .map_err(|e| file_err(&key_path, e))?;
-        write_new(&cert_path, cert_pem.as_bytes(), 0o644)?;
+        // Whole or not at all, as the key (a full disk left a 0-byte ca.pem beside the key,
+        // which every later start refused); and if it cannot be written, the key just made goes
+        // too, so that a retry starts clean rather than finding half a CA.
+        if let Err(e) =
+            crate::secret_file::create_new_with_mode(&cert_path, cert_pem.as_bytes(), 0o644)
+        {
+            if let Err(removing) = fs::remove_file(&key_path) {
+                let key = key_path.display();
+                return Err(file_err(
+                    &cert_path,
+                    format!(
+                        "{e}; the key written before it could not be removed ({removing}): \
+                         remove {key} before trying again"
+                    ),
+                ));
+            }
+            return Err(file_err(&cert_path, e));
+        }
         let cert_der = cert.der().clone();
         let not_after = params.not_after;
         let issuer = Issuer::new(params, key);
@@ -269,17 +285,4 @@ fn random_serial() -> SerialNumber {
 fn pem_to_der(pem: &str) -> Result<CertificateDer<'static>, String> {
     use rustls::pki_types::pem::PemObject;
     CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| format!("bad PEM: {e}"))
-}
-
-/// Writes a file that must not exist yet, with `mode`, durably.
-fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(|e| file_err(path, e))?;
-    f.write_all(contents).map_err(|e| file_err(path, e))?;
-    f.sync_all().map_err(|e| file_err(path, e))
 }
