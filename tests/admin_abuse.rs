@@ -223,7 +223,8 @@ async fn oversized_bodies_get_413() {
         }
     }
 
-    // Under the cap, the same route reads the body and answers for the review.
+    // Under the cap, the same route reads the body and answers for it: the whole 60 KiB
+    // comment was read, and is refused as over 4096 characters.
     let (status, body) = a
         .admin(
             "POST",
@@ -231,7 +232,88 @@ async fn oversized_bodies_get_413() {
             Some(serde_json::json!({ "comment": "x".repeat(60 * 1024) })),
         )
         .await;
-    assert_eq!(status, 404, "{body}");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("{} characters", 60 * 1024))),
+        "{body}"
+    );
+}
+
+/// Review of session 22: the admin API dropped what it could not use from a decision's body:
+/// `{"comment": 5}` rejected with no comment, a non-string `reviewer` or a misspelt key was
+/// ignored, and a comment over 4096 characters was cut short unseen. Now each is refused (400
+/// `bad_request` naming the field) and the review is left as it was; null stays "not given"
+/// (the CLI sends it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_decision_body_with_a_field_it_cannot_use_is_refused() {
+    let (up, a, id) = held_on_catalog("", "/repos/octo/typed").await;
+    let long = "c".repeat(4097);
+    let refused = [
+        ("reject", serde_json::json!({"comment": 5}), "\"comment\""),
+        (
+            "reject",
+            serde_json::json!({"reviewer": ["ann"]}),
+            "\"reviewer\"",
+        ),
+        (
+            "reject",
+            serde_json::json!({"comment": "no", "reason": "x"}),
+            "\"reason\"",
+        ),
+        ("approve", serde_json::json!({"coment": "ok"}), "\"coment\""),
+        (
+            "approve",
+            serde_json::json!({"comment": long}),
+            "4097 characters",
+        ),
+        (
+            "retry",
+            serde_json::json!({"attempts": 0, "note": 1}),
+            "\"note\"",
+        ),
+        (
+            "extend",
+            serde_json::json!({"by": "1h", "comment": "x"}),
+            "\"comment\"",
+        ),
+    ];
+    for (action, body, named) in refused {
+        let (status, r) = a
+            .admin(
+                "POST",
+                &format!("/v1/reviews/{id}/{action}"),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(
+            (status, r["error"].as_str()),
+            (400, Some("bad_request")),
+            "{action} {body}: {r}"
+        );
+        assert!(
+            r["message"].as_str().is_some_and(|m| m.contains(named)),
+            "{action} {body}: {r}"
+        );
+    }
+    let (_, r) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert_eq!(r["state"], "pending", "{r}");
+    let comment = "c".repeat(4096);
+    let (status, r) = a
+        .admin(
+            "POST",
+            &format!("/v1/reviews/{id}/reject"),
+            Some(serde_json::json!({"comment": comment, "reviewer": null})),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["state"], "rejected", "{r}");
+    assert!(
+        r.to_string().contains(&comment),
+        "the whole comment is kept: {r}"
+    );
+    assert_eq!(up.count(), 0);
 }
 
 /// The admin listener at `max_connections` (slow clients holding every slot): the proxy keeps

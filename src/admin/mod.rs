@@ -18,7 +18,8 @@
 //! - `GET  /v1/reviews/{id}`              one review, with its stored request (no credentials),
 //!   `request.bodyDecoded` for a JSON body spelled with needless `\u` escapes, and `summary`:
 //!   the dashboard's Arguments, money line and every warning its detail page shows
-//! - `POST /v1/reviews/{id}/approve`      body `{"reviewer": "...", "comment": "..."}` (both optional);
+//! - `POST /v1/reviews/{id}/approve`      body `{"reviewer": "...", "comment": "..."}` (both optional
+//!   strings; another key, another type or a comment over 4096 characters: 400 `bad_request`);
 //!   executes the stored request and answers with the review after execution (200); 202 below
 //!   the quorum, and 202 with `message` when the approval is recorded but the claim that starts
 //!   the send failed (the review stays `approved`; the sweeper claims it again); 503
@@ -89,6 +90,9 @@ pub use token::{
     adopt_shared_token, env_token, load_or_create_metrics_token, load_or_create_token, new_token,
     read_token, stale_file, write_token_file, MIN_TOKEN_CHARS, TOKEN_ENV,
 };
+
+/// Longest decision comment the admin API takes, in characters (a longer one is refused).
+pub const MAX_COMMENT_CHARS: usize = 4096;
 
 /// Most reviews one `POST /v1/reviews/reject-pending` rejects (`more` says if any are left).
 pub(crate) const BULK_REJECT_MOST: usize = 1000;
@@ -195,19 +199,32 @@ impl Admin {
     /// The reviewer a decision is recorded under. The operator may name one (for the CLI) only
     /// while no reviewers are configured; otherwise it acts as `admin`. Either way it decides
     /// with the admin token: one approver, whatever name it gives.
-    /// Who decides (see [`Admin::acting_reviewer`]) and the comment (at most 4096
-    /// characters), from a decision's JSON body.
+    /// Who decides (see [`Admin::acting_reviewer`]) and the comment, from a decision's JSON
+    /// body. `accepted`: the keys the route reads; any other is refused (400 `bad_request`
+    /// naming it), as is a `reviewer` or `comment` that is neither a string nor null, and a
+    /// comment over [`MAX_COMMENT_CHARS`] characters: a mistyped field is never dropped
+    /// silently.
     fn decision_input(
         &self,
         caller: &Caller,
         body: &serde_json::Value,
-    ) -> (Reviewer, Option<String>) {
-        let reviewer = self.acting_reviewer(caller, body.get("reviewer").and_then(|v| v.as_str()));
-        let comment = body
-            .get("comment")
-            .and_then(|v| v.as_str())
-            .map(|c| c.chars().take(4096).collect::<String>());
-        (reviewer, comment)
+        accepted: &[&str],
+    ) -> Result<(Reviewer, Option<String>), String> {
+        only_keys(body, accepted)?;
+        let reviewer = optional_string(body, "reviewer")?;
+        let comment = optional_string(body, "comment")?;
+        if let Some(n) = comment
+            .map(|c| c.chars().count())
+            .filter(|n| *n > MAX_COMMENT_CHARS)
+        {
+            return Err(format!(
+                "\"comment\" is {n} characters; at most {MAX_COMMENT_CHARS}"
+            ));
+        }
+        Ok((
+            self.acting_reviewer(caller, reviewer),
+            comment.map(str::to_string),
+        ))
     }
 
     fn acting_reviewer(&self, caller: &Caller, named: Option<&str>) -> Reviewer {
@@ -722,7 +739,14 @@ async fn route(admin: &Admin, req: Request<Incoming>, peer: Peer) -> Response<Bo
                     }
                 },
             };
-            let (reviewer, comment) = admin.decision_input(&caller, &body);
+            let (reviewer, comment) = match admin.decision_input(
+                &caller,
+                &body,
+                &["agent", "reviewer", "comment", "limit"],
+            ) {
+                Ok(input) => input,
+                Err(why) => return bad_request(&why),
+            };
             // A name neither configured nor on any review (a typo, another case: "Bot" for
             // `bot`) would reject nothing and say so as a success. An agent removed since
             // still has its reviews to reject.
@@ -772,7 +796,14 @@ async fn route(admin: &Admin, req: Request<Incoming>, peer: Peer) -> Response<Bo
                 Ok(b) => b,
                 Err(r) => return r,
             };
-            let (reviewer, comment) = admin.decision_input(&caller, &body);
+            let accepted: &[&str] = match action.as_str() {
+                "retry" => &["reviewer", "comment", "attempts"],
+                _ => &["reviewer", "comment"],
+            };
+            let (reviewer, comment) = match admin.decision_input(&caller, &body, accepted) {
+                Ok(input) => input,
+                Err(why) => return bad_request(&why),
+            };
             let result = match action.as_str() {
                 "approve" => admin.gate.approve(&id, &reviewer, comment).await,
                 // `attempts` (optional): the attempt count the caller saw; refused with 409
@@ -824,6 +855,9 @@ async fn route(admin: &Admin, req: Request<Incoming>, peer: Peer) -> Response<Bo
                 Ok(b) => b,
                 Err(r) => return r,
             };
+            if let Err(why) = only_keys(&body, &["by"]) {
+                return bad_request(&why);
+            }
             let Some(by) = body
                 .get("by")
                 .and_then(|v| v.as_str())
@@ -861,6 +895,54 @@ async fn route(admin: &Admin, req: Request<Incoming>, peer: Peer) -> Response<Bo
             "see the admin API routes in the README",
         ),
         _ => err(StatusCode::NOT_FOUND, "not_found", "unknown admin route"),
+    }
+}
+
+/// 400 `bad_request` for a body field the route cannot use.
+fn bad_request(why: &str) -> Response<Body> {
+    err(StatusCode::BAD_REQUEST, "bad_request", why)
+}
+
+/// Refuses a JSON body with a key the route does not read (a misspelt `coment` would be
+/// dropped unseen): 400 `bad_request` naming it and the keys taken.
+fn only_keys(body: &serde_json::Value, accepted: &[&str]) -> Result<(), String> {
+    let unknown = body
+        .as_object()
+        .and_then(|o| o.keys().find(|k| !accepted.contains(&k.as_str())));
+    match unknown {
+        None => Ok(()),
+        Some(k) => Err(format!(
+            "unknown field {:?}: this body takes {}",
+            crate::visible::escaped(k),
+            accepted.join(", ")
+        )),
+    }
+}
+
+/// A body's optional string field: absent or null is `None`; any other type is refused
+/// (400 `bad_request` naming it).
+fn optional_string<'b>(
+    body: &'b serde_json::Value,
+    field: &str,
+) -> Result<Option<&'b str>, String> {
+    match body.get(field) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(format!(
+            "{field:?} must be a string, not {}",
+            json_type(other)
+        )),
+    }
+}
+
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
     }
 }
 
