@@ -153,7 +153,10 @@ fn refuse_unshared_peer(config: &Config) -> Result<(), ServerError> {
     if let Some(socket) = config.admin_socket() {
         if admin::socket::served_by_live_peer(&socket) {
             return Err(ServerError::Peer(format!(
-                "another airlock serve is running on this data directory (it serves the admin                  socket {}): on a {name} store one instance owns it (several need [store]                  backend = \"postgres\"); stop that one first, or give this one its own                  store.path",
+                "another airlock serve is running on this data directory (it serves the admin \
+                 socket {}): on a {name} store one instance owns it (several need [store] \
+                 backend = \"postgres\"); stop that one first, or give this one its own \
+                 store.path",
                 socket.display()
             )));
         }
@@ -162,7 +165,10 @@ fn refuse_unshared_peer(config: &Config) -> Result<(), ServerError> {
     if !theirs.is_empty() {
         let names: Vec<String> = theirs.iter().map(|p| p.display().to_string()).collect();
         return Err(ServerError::Peer(format!(
-            "store.path {} holds another backend's store ({}) but this instance would open a              {name} store there: one directory holds one backend's store; run with the backend              that made it (--store), or move those files away (to switch backends, export and              start afresh)",
+            "store.path {} holds another backend's store ({}) but this instance would open a \
+             {name} store there: one directory holds one backend's store; run with the backend \
+             that made it (--store), or move those files away (to switch backends, export and \
+             start afresh)",
             config.store.path.display(),
             names.join(", ")
         )));

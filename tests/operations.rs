@@ -1501,3 +1501,30 @@ async fn a_damaged_redb_file_is_reported_as_corrupt_not_as_a_panic() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+/// Review of session 22: the message refusing a store directory that holds another backend's
+/// store (and the one naming a live peer) carried runs of 14 spaces mid-sentence: a string
+/// continued onto the next line without its `\`. Now it reads as one sentence.
+#[test]
+fn another_backends_store_is_refused_in_one_readable_sentence() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    std::fs::write(data.join("airlock.redb"), b"").expect("touch");
+    let cfg = dir.path().join("airlock.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [store]\npath = {:?}\nbackend = \"sled\"\n",
+            support::path_str(&data)
+        ),
+    )
+    .expect("config");
+    let (ok, err) = cli_within(&cfg, &["serve"], 30).expect("exits");
+    assert!(
+        !ok && err.contains("holds another backend's store"),
+        "{err}"
+    );
+    assert!(!err.contains("    "), "{err}");
+}
