@@ -1528,3 +1528,52 @@ fn another_backends_store_is_refused_in_one_readable_sentence() {
     );
     assert!(!err.contains("    "), "{err}");
 }
+
+/// Review of session 22: on SIGHUP with a config file that no longer parses, the log said
+/// "reviewers reload failed; keeping …" and then "reviewers reloaded reviewers=0", which
+/// contradicts it. Now "reviewers reloaded" is logged only when a reload applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_reviewers_reload_is_not_also_logged_as_reloaded() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, _, _) = write_config(dir.path(), "airlock.toml", "redb", &up, HOSTS, "");
+    let good = std::fs::read_to_string(&cfg).expect("cfg");
+    let err = dir.path().join("serve.err");
+    let (mut child, _) = spawn_logged(&cfg, &[], &err);
+    let hup = |child: &std::process::Child| {
+        let _ = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status();
+    };
+    let logged_after = |start: usize, what: &'static str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let log = std::fs::read_to_string(&err).expect("log");
+            if log[start..].contains(what) {
+                return log.len();
+            }
+            assert!(std::time::Instant::now() < deadline, "no {what:?}: {log}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    std::fs::write(&cfg, format!("{good}\n[[reviewers\n")).expect("break");
+    let start = std::fs::read_to_string(&err).expect("log").len();
+    hup(&child);
+    logged_after(start, "reviewers reload failed");
+    // Every line of the reload is written by then or within the log thread's 10 ms.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let log = std::fs::read_to_string(&err).expect("log");
+    assert!(
+        !log[start..].contains("reviewers reloaded"),
+        "{}",
+        &log[start..]
+    );
+    // A reload that applies still says so.
+    std::fs::write(&cfg, &good).expect("fix");
+    let start = log.len();
+    hup(&child);
+    logged_after(start, "reviewers reloaded");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -208,6 +208,8 @@ impl InForce {
         }
         let mut sources = self.sources.lock().await;
         let mut next = sources.clone();
+        // The config file's reviewers could not be read: those in force are kept.
+        let mut reviewers_kept = false;
         if let (Trigger::Signal | Trigger::File, Some(path)) = (trigger, &self.path) {
             let reviewers = match Config::load_reviewers(path) {
                 Ok((reviewers, may_approve)) => {
@@ -218,6 +220,7 @@ impl InForce {
                 Err(e) => {
                     tracing::error!(error = %e, trigger = trigger.name(), "reviewers reload failed; keeping the config file's reviewers in force");
                     self.refused(PolicySubject::Reviewers, trigger, &config_reason(&e));
+                    reviewers_kept = true;
                     "kept (their reload failed)"
                 }
             };
@@ -273,11 +276,13 @@ impl InForce {
         let warn = trigger != Trigger::Store
             || next.stored_agents != sources.stored_agents
             || next.stored_reviewers != sources.stored_reviewers;
-        self.apply(&next, trigger, warn);
+        self.apply(&next, trigger, warn, reviewers_kept);
         *sources = next;
     }
 
-    fn apply(&self, sources: &Sources, trigger: Trigger, warn: bool) {
+    /// `reviewers_kept`: the config file's reviewers could not be reloaded; unless the stored
+    /// ones changed, nothing was reloaded and nothing says so.
+    fn apply(&self, sources: &Sources, trigger: Trigger, warn: bool, reviewers_kept: bool) {
         let (agents, people) = sources.merged(warn);
         let agents_before = self.agents.current();
         let change = self.agents.replace(agents.clone());
@@ -309,7 +314,11 @@ impl InForce {
             people.reviewers().len(),
             swap_people(&self.roster, people, &agents, self.classifier.as_ref()),
         );
-        tracing::info!(reviewers = count, removed = ?removed, trigger = trigger.name(), "reviewers reloaded");
+        // After "reviewers reload failed; keeping …", a "reviewers reloaded" line would say the
+        // opposite (with the count of those kept).
+        if !(unchanged && reviewers_kept) {
+            tracing::info!(reviewers = count, removed = ?removed, trigger = trigger.name(), "reviewers reloaded");
+        }
     }
 
     /// Reloads the stored people whenever any instance commits to the store's Meta tree, until
