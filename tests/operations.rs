@@ -1577,3 +1577,32 @@ async fn a_failed_reviewers_reload_is_not_also_logged_as_reloaded() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Review of session 22: an `agents_file` entry with a bad `token_sha256` was reported against
+/// the config file (`airlock.toml: agents: agent "x" …`), where no such agent is. Now the error
+/// names the agents file it came from.
+#[test]
+fn a_bad_agent_in_the_agents_file_names_that_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agents = dir.path().join("agents.toml");
+    support::write_secret(
+        &agents,
+        "[[agents]]\nname = \"x\"\ntoken_sha256 = \"not-hex\"\n",
+    );
+    let cfg = dir.path().join("airlock.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "agents_file = {:?}\n[proxy]\nlisten = \"127.0.0.1:0\"\n",
+            support::path_str(&agents)
+        ),
+    )
+    .expect("config");
+    let (ok, _, err) = cli(&cfg, &["config", "check"]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains(&format!("{}: agents: agent \"x\"", agents.display())),
+        "{err}"
+    );
+    assert!(!err.contains("airlock.toml: agents"), "{err}");
+}

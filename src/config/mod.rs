@@ -320,7 +320,7 @@ impl Config {
     pub fn load_agents(path: &Path) -> Result<Vec<AgentConfig>, ConfigError> {
         let (file, raw) = Self::load_raw(path, true)?;
         let cx = Ctx { file: &file };
-        people::check_agents(&raw.agents).map_err(|m| cx.invalid("agents", m))
+        people::check_agents(&raw.agents).map_err(|e| cx.invalid_agents(e))
     }
 
     /// The file at `path` parsed (its paths resolved, its agents file read if `agents_file`),
@@ -426,6 +426,16 @@ impl Ctx<'_> {
         }
     }
 
+    /// An `[[agents]]` entry that does not check, named in the file it came from (the
+    /// config file or its `agents_file`).
+    fn invalid_agents(&self, e: people::AgentsError) -> ConfigError {
+        ConfigError::Invalid {
+            file: e.file.unwrap_or_else(|| self.file.to_string()),
+            field: "agents".to_string(),
+            message: e.message,
+        }
+    }
+
     pub(super) fn addr(&self, field: &str, v: &str) -> Result<SocketAddr, ConfigError> {
         v.parse::<SocketAddr>()
             .map_err(|_| self.invalid(field, format!("{v:?} is not an IP:port socket address")))
@@ -504,7 +514,7 @@ fn check(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
     let rules = rules::check(raw.rules, &cx)?;
     let egress = egress::check(&raw.egress).map_err(|m| cx.invalid("egress", m))?;
     let audit = audit::check(&raw.audit, &cx)?;
-    let agents = people::check_agents(&raw.agents).map_err(|m| cx.invalid("agents", m))?;
+    let agents = people::check_agents(&raw.agents).map_err(|e| cx.invalid_agents(e))?;
     let reviewers =
         people::check_reviewers(&raw.reviewers).map_err(|m| cx.invalid("reviewers", m))?;
     let credentials =

@@ -15,6 +15,16 @@ pub(super) struct RawAgent {
     pub(super) hosts: Vec<String>,
     #[serde(default)]
     pub(super) owner: Option<String>,
+    /// The `agents_file` it was read from; `None`: the config file.
+    #[serde(skip)]
+    pub(super) from: Option<String>,
+}
+
+/// An agent entry that does not check, and the file it came from (`None`: the config file).
+#[derive(Debug)]
+pub(super) struct AgentsError {
+    pub(super) file: Option<String>,
+    pub(super) message: String,
 }
 
 /// An `agents_file`: `[[agents]]` entries only.
@@ -49,13 +59,17 @@ pub(super) fn read_agents_file(
             .map(|s| crate::text_pos::line_col(&text, s.start))
             .unwrap_or((1, 1));
         super::ConfigError::Parse {
-            file,
+            file: file.clone(),
             line,
             column,
             message: e.message().to_string(),
         }
     })?;
-    Ok(parsed.agents)
+    let mut agents = parsed.agents;
+    for a in &mut agents {
+        a.from = Some(file.clone());
+    }
+    Ok(agents)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -182,19 +196,28 @@ pub fn reviewer_entry(
     })
 }
 
-pub(super) fn check_agents(raw: &[RawAgent]) -> Result<Vec<AgentConfig>, String> {
+/// The agents of the config file and its `agents_file`, checked; an error names the file the
+/// entry came from.
+pub(super) fn check_agents(raw: &[RawAgent]) -> Result<Vec<AgentConfig>, AgentsError> {
     let mut out: Vec<AgentConfig> = Vec::new();
     for a in raw {
+        let failed = |message: String| AgentsError {
+            file: a.from.clone(),
+            message,
+        };
         if out.iter().any(|o| o.name == a.name) {
-            return Err(format!("agent {:?} is listed twice", a.name));
+            return Err(failed(format!("agent {:?} is listed twice", a.name)));
         }
-        out.push(agent_entry(
-            &a.name,
-            &a.token_sha256,
-            &a.services,
-            &a.hosts,
-            a.owner.as_deref(),
-        )?);
+        out.push(
+            agent_entry(
+                &a.name,
+                &a.token_sha256,
+                &a.services,
+                &a.hosts,
+                a.owner.as_deref(),
+            )
+            .map_err(failed)?,
+        );
     }
     Ok(out)
 }
