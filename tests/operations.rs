@@ -1606,3 +1606,29 @@ fn a_bad_agent_in_the_agents_file_names_that_file() {
     );
     assert!(!err.contains("airlock.toml: agents"), "{err}");
 }
+
+/// Review of session 22: `store.path` naming a regular file failed with a bare "File exists
+/// (os error 17)". Now the error says that store.path is a file, not a directory.
+#[test]
+fn a_store_path_that_is_a_file_is_named_as_such() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("data");
+    std::fs::write(&file, b"not a directory").expect("file");
+    let cfg = dir.path().join("airlock.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [store]\npath = {:?}\n",
+            support::path_str(&file)
+        ),
+    )
+    .expect("config");
+    let expected = format!("store.path {} is a file, not a directory", file.display());
+    for args in [&["audit", "export"][..], &["serve"][..]] {
+        let (ok, err) = cli_within(&cfg, args, 30).expect("exits");
+        assert!(!ok, "{args:?}: {err}");
+        assert!(err.contains(&expected), "{args:?}: {err}");
+        assert!(!err.contains("os error 17"), "{args:?}: {err}");
+    }
+}

@@ -87,7 +87,13 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
             }
             Ok(())
         }
-        _ => {
+        // Creating it would fail with a bare "File exists (os error 17)".
+        Ok(_) => Err(StoreError::Io(format!(
+            "store.path {} is a file, not a directory (the store is a directory Airlock keeps \
+             its files in)",
+            dir.display()
+        ))),
+        Err(_) => {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
