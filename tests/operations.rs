@@ -1632,3 +1632,35 @@ fn a_store_path_that_is_a_file_is_named_as_such() {
         assert!(!err.contains("os error 17"), "{args:?}: {err}");
     }
 }
+
+/// Review of session 22: `airlock rules test DELETE notaurl` printed `bucket: allow` and
+/// exited 0 (`notaurl` parses as a bare host no rule names). Now a URL without a scheme and a
+/// host is a usage error (exit 2) saying what to give.
+#[test]
+fn rules_test_refuses_a_url_without_scheme_and_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("airlock.toml");
+    std::fs::write(&cfg, "").expect("config");
+    for url in ["notaurl", "/repos/o/r", "ftp://api.github.com/x"] {
+        let out = support::process::cli_output(&cfg, &["rules", "test", "DELETE", url]);
+        let err = text(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{url}: {}{err}",
+            text(&out.stdout)
+        );
+        assert!(err.contains(url), "{url}: {err}");
+        assert!(!text(&out.stdout).contains("bucket"), "{url}");
+    }
+    let out = support::process::cli_output(
+        &cfg,
+        &[
+            "rules",
+            "test",
+            "DELETE",
+            "https://api.github.com/repos/o/r",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

@@ -30,6 +30,8 @@ pub(super) enum RulesCommand {
     /// Print the verdict (bucket) for a request and which rule matched and why.
     Test {
         method: String,
+        /// The request's absolute URL, e.g. https://api.github.com/repos/o/r.
+        #[arg(value_parser = absolute_url)]
         url: String,
         /// Request body file.
         #[arg(long)]
@@ -40,6 +42,22 @@ pub(super) enum RulesCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+}
+
+/// A URL with a scheme (http or https) and a host: `notaurl` parses as a bare host name, which
+/// no rule names, so it was classified as allowed.
+fn absolute_url(s: &str) -> std::result::Result<String, String> {
+    let uri: http::Uri = s.parse().map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(s.to_string()),
+        (Some(other), Some(_)) => Err(format!(
+            "{s:?}: scheme {other:?}; Airlock sees http and https requests only"
+        )),
+        _ => Err(format!(
+            "{s:?} is not an absolute URL: give the scheme and host, e.g. \
+             https://api.github.com/repos/o/r"
+        )),
+    }
 }
 
 pub(super) fn rules_cmd(config: Config, cmd: RulesCommand) -> Result<()> {
