@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     airlock::install_crypto_provider();
-    let cli = match cli::Cli::try_parse() {
+    let cli = match cli::Cli::try_parse().and_then(|cli| cli.check_conflicts().map(|()| cli)) {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };

@@ -1664,3 +1664,41 @@ fn rules_test_refuses_a_url_without_scheme_and_host() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// Review of session 22: `airlock rules test --dir d --rules-dir X` used `d` and ignored `X`
+/// without a word. The two flags name the same thing: given both, in either order, it is a
+/// usage error (exit 2).
+#[test]
+fn rules_dir_and_dir_are_refused_together() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("airlock.toml");
+    std::fs::write(&cfg, "").expect("config");
+    let (d, x) = (dir.path().join("d"), dir.path().join("x"));
+    let (d, x) = (support::path_str(&d), support::path_str(&x));
+    for cmd in [
+        vec![
+            "rules",
+            "test",
+            "DELETE",
+            "https://api.github.com/repos/o/r",
+        ],
+        vec!["rules", "check"],
+        vec!["rules", "coverage"],
+    ] {
+        // `--rules-dir` after the subcommand, and before it (a global flag lands elsewhere).
+        let mut after = cmd.clone();
+        after.extend(["--dir", &d, "--rules-dir", &x]);
+        let mut before = vec!["--rules-dir", &x];
+        before.extend(cmd.iter().copied());
+        before.extend(["--dir", &d]);
+        for args in [after, before] {
+            let out = support::process::cli_output(&cfg, &args);
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(
+                err.contains("--rules-dir") && err.contains("--dir"),
+                "{args:?}: {err}"
+            );
+        }
+    }
+}

@@ -92,6 +92,21 @@ impl PathArgs {
 }
 
 impl Cli {
+    /// What clap's `conflicts_with` cannot see: `--rules-dir` given before the subcommand (a
+    /// global flag there lands in the parent's matches) with a rules command's own `--dir`,
+    /// which would win silently. The same usage error clap gives when it comes after.
+    pub fn check_conflicts(&self) -> Result<(), clap::Error> {
+        if let (Some(_), Command::Rules { command }) = (&self.paths.rules_dir, &self.command) {
+            if command.dir().is_some() {
+                return Err(<Cli as clap::CommandFactory>::command().error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "the argument '--dir <DIR>' cannot be used with '--rules-dir <RULES_DIR>'",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// `serve` runs until stopped and logs a line per request: its logs go out in batches.
     pub(crate) fn is_serve(&self) -> bool {
         matches!(self.command, Command::Serve(_))

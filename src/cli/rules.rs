@@ -15,7 +15,7 @@ pub(super) enum RulesCommand {
     /// Validate every rule file; errors name file:line:column.
     Check {
         /// Rules directory (default: rules.dir, else the embedded catalog).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "rules_dir")]
         dir: Option<PathBuf>,
     },
     /// Count the published GitHub and Stripe routes and mutations per bucket and list any the
@@ -24,7 +24,8 @@ pub(super) enum RulesCommand {
         /// Print every route with its bucket, tool and reason.
         #[arg(long)]
         routes: bool,
-        #[arg(long)]
+        /// Rules directory (default: rules.dir, else the embedded catalog).
+        #[arg(long, conflicts_with = "rules_dir")]
         dir: Option<PathBuf>,
     },
     /// Print the verdict (bucket) for a request and which rule matched and why.
@@ -39,7 +40,8 @@ pub(super) enum RulesCommand {
         /// Extra header, e.g. "content-type: application/json" (repeatable).
         #[arg(long)]
         header: Vec<String>,
-        #[arg(long)]
+        /// Rules directory (default: rules.dir, else the embedded catalog).
+        #[arg(long, conflicts_with = "rules_dir")]
         dir: Option<PathBuf>,
     },
 }
@@ -60,12 +62,19 @@ fn absolute_url(s: &str) -> std::result::Result<String, String> {
     }
 }
 
+impl RulesCommand {
+    /// The command's own `--dir`, if given.
+    pub(super) fn dir(&self) -> Option<&PathBuf> {
+        match self {
+            RulesCommand::Check { dir }
+            | RulesCommand::Test { dir, .. }
+            | RulesCommand::Coverage { dir, .. } => dir.as_ref(),
+        }
+    }
+}
+
 pub(super) fn rules_cmd(config: Config, cmd: RulesCommand) -> Result<()> {
-    let dir = match &cmd {
-        RulesCommand::Check { dir }
-        | RulesCommand::Test { dir, .. }
-        | RulesCommand::Coverage { dir, .. } => dir.clone().or(config.rules.dir.clone()),
-    };
+    let dir = cmd.dir().cloned().or(config.rules.dir.clone());
     let catalog = match &dir {
         Some(d) => Catalog::load_dir(d, &catalog_options(&config)),
         None => Catalog::embedded(&catalog_options(&config)),
