@@ -872,3 +872,37 @@ async fn a_refused_token_is_not_reported_as_a_key_or_a_broken_log() {
     assert!(err.contains("refused the admin token"), "{err}");
     s.stop();
 }
+
+/// Review of session 22: a missing audit anchor (`audit-key.pem.anchor`) was accepted without a
+/// word even over a log holding checkpoints, so deleting it turned off the check that catches
+/// a cut tail or an older copy of the store put back. It is still accepted (logs from before
+/// anchors have none) but `serve` now warns at start, naming the anchor, when the log holds
+/// entries; a fresh log starts without the warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_anchor_over_a_log_with_entries_is_warned_about() {
+    use support::process::{write_config, Serve};
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let log = dir.path().join("serve.log");
+    let (cfg, store, ca) = write_config(dir.path(), "airlock.toml", "redb", &up, HOSTS, "");
+    let s = Serve::spawn(&cfg, &store, &ca, &log);
+    let (code, _) = s.admin("POST", "/v1/audit/checkpoint", None).await;
+    assert_eq!(code, 200);
+    s.stop();
+    let first = std::fs::read_to_string(&log).expect("log");
+    assert!(!first.contains("anchor is missing"), "{first}");
+    let anchor = ca.join("audit-key.pem.anchor");
+    std::fs::remove_file(&anchor).expect("the checkpoint wrote the anchor");
+    Serve::spawn(&cfg, &store, &ca, &log).stop();
+    let logged = std::fs::read_to_string(&log).expect("log");
+    let second = &logged[first.len()..];
+    let warning = second
+        .lines()
+        .find(|l| l.contains("anchor is missing"))
+        .unwrap_or_else(|| panic!("no warning: {second}"));
+    assert!(
+        warning.contains("WARN") && warning.contains(&path_str(&anchor)),
+        "{warning}"
+    );
+}

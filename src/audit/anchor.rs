@@ -89,7 +89,8 @@ impl AuditLog {
 
     /// On open: the entry the anchor names must be stored, with its hash (one store read;
     /// none when the log ends before it). No anchor: nothing to check (a fresh log, or one from
-    /// before anchors); the next checkpoint writes it.
+    /// before anchors); the next checkpoint writes it. Over a log that holds entries that is
+    /// said, as a warning: a deleted anchor turns the check off unseen otherwise.
     pub(super) fn check_anchor(
         &self,
         anchor: Option<Anchor>,
@@ -97,6 +98,16 @@ impl AuditLog {
     ) -> Result<(), AuditError> {
         let path = self.anchor_path.display();
         let Some(anchor) = anchor else {
+            if next_seq > 0 {
+                tracing::warn!(
+                    anchor = %path,
+                    entries = next_seq,
+                    "the audit anchor is missing while the audit log holds entries: a cut tail or \
+                     an older copy of the store put back goes undetected until the next \
+                     checkpoint writes the anchor (normal for a log from before anchors, or one \
+                     no checkpoint has signed yet; otherwise restore the anchor from a backup)"
+                );
+            }
             return Ok(());
         };
         if anchor.seq >= next_seq {
