@@ -1540,8 +1540,16 @@ async fn a_failed_reviewers_reload_is_not_also_logged_as_reloaded() {
     let (cfg, _, _) = write_config(dir.path(), "airlock.toml", "redb", &up, HOSTS, "");
     let good = std::fs::read_to_string(&cfg).expect("cfg");
     let err = dir.path().join("serve.err");
-    let (mut child, _) = spawn_logged(&cfg, &[], &err);
-    let hup = |child: &std::process::Child| {
+    /// Killed however the test ends (an assertion failing included).
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Killed(spawn_logged(&cfg, &[], &err).0);
+    let hup = |Killed(child): &Killed| {
         let _ = Command::new("kill")
             .args(["-HUP", &child.id().to_string()])
             .status();
@@ -1574,8 +1582,6 @@ async fn a_failed_reviewers_reload_is_not_also_logged_as_reloaded() {
     let start = log.len();
     hup(&child);
     logged_after(start, "reviewers reloaded");
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// Review of session 22: an `agents_file` entry with a bad `token_sha256` was reported against
