@@ -1471,6 +1471,7 @@ async fn a_short_admin_token_file_is_refused() {
         "{err}"
     );
     assert!(!err.contains("short-admin"), "{err}");
+}
 
 /// Review of session 22: a damaged redb file made redb panic inside its open ("internal error:
 /// entered unreachable code" in its table_tree_base.rs): `audit export` and `serve` exited 101
