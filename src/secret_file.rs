@@ -87,16 +87,34 @@ pub fn create_new_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<
 /// The directory `path` lives in (created 0700 if missing) and a fresh temporary file there,
 /// holding `bytes` with mode 0600, fsynced. The temporary file is removed on error.
 fn write_temp(path: &Path, bytes: &[u8]) -> io::Result<(PathBuf, PathBuf)> {
-    let name = path.file_name().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "secret path has no file name")
-    })?;
-    let dir = match path.parent() {
+    let dir = dir_of(path);
+    create_private_dir(&dir)?;
+    let (tmp, mut file) = temp_beside(path, SECRET_MODE)?;
+    if let Err(e) = fill(&mut file, bytes) {
+        drop(file);
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok((dir, tmp))
+}
+
+/// The directory `path` lives in (`.` for a bare name).
+fn dir_of(path: &Path) -> PathBuf {
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
-    };
-    create_private_dir(&dir)?;
+    }
+}
+
+/// A new, empty file with `mode` beside `path` (`.NAME.tmp-PID-RANDOM` in its directory), to be
+/// renamed over it once written: never a name someone else made, nor a link followed there.
+pub fn temp_beside(path: &Path, mode: u32) -> io::Result<(PathBuf, File)> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"))?;
+    let dir = dir_of(path);
     let mut attempts = 0;
-    let (tmp, mut file) = loop {
+    loop {
         let mut tmp_name = std::ffi::OsString::from(".");
         tmp_name.push(name);
         tmp_name.push(format!(
@@ -105,24 +123,17 @@ fn write_temp(path: &Path, bytes: &[u8]) -> io::Result<(PathBuf, PathBuf)> {
             hex::encode(rand::random::<[u8; 8]>())
         ));
         let tmp = dir.join(tmp_name);
-        // `create_new`: never reuse (or follow a symlink at) a name someone else made.
         match OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(SECRET_MODE)
+            .mode(mode)
             .open(&tmp)
         {
-            Ok(f) => break (tmp, f),
+            Ok(f) => return Ok((tmp, f)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 8 => attempts += 1,
             Err(e) => return Err(e),
         }
-    };
-    if let Err(e) = fill(&mut file, bytes) {
-        drop(file);
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
     }
-    Ok((dir, tmp))
 }
 
 /// Creates `dir` and its missing ancestors with mode 0700 whatever the umask (set explicitly:

@@ -39,11 +39,16 @@ pub enum AnchorError {
 
 /// The anchor of the log signed with the key at `key_path`: `<key file name>.anchor` beside it.
 pub fn path_for(key_path: &Path) -> PathBuf {
+    beside_key(key_path, ".anchor")
+}
+
+/// `<key file name><suffix>` beside the key at `key_path`.
+pub(super) fn beside_key(key_path: &Path, suffix: &str) -> PathBuf {
     let mut name = key_path
         .file_name()
         .map(|n| n.to_os_string())
         .unwrap_or_else(|| "audit-key".into());
-    name.push(".anchor");
+    name.push(suffix);
     key_path.with_file_name(name)
 }
 

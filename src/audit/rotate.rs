@@ -52,12 +52,7 @@ pub enum Rotation {
 
 /// The next key of the key at `key_path`: `<key file name>.next` beside it.
 pub fn next_path_for(key_path: &Path) -> PathBuf {
-    let mut name = key_path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_else(|| "audit-key".into());
-    name.push(".next");
-    key_path.with_file_name(name)
+    super::anchor::beside_key(key_path, ".next")
 }
 
 /// The keys `store` records as rotated out, oldest first.

@@ -5,7 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 /// Where the output goes until [`OutFile::commit`].
@@ -29,35 +29,7 @@ impl OutFile {
                 dest: dest.to_path_buf(),
             });
         }
-        let name = dest
-            .file_name()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"))?;
-        let dir = match dest.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let mut attempts = 0;
-        let (tmp, file) = loop {
-            let mut tmp_name = std::ffi::OsString::from(".");
-            tmp_name.push(name);
-            tmp_name.push(format!(
-                ".tmp-{}-{}",
-                std::process::id(),
-                hex::encode(rand::random::<[u8; 6]>())
-            ));
-            let tmp = dir.join(tmp_name);
-            // Never reuse (or follow a symlink at) a name someone else made.
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o666)
-                .open(&tmp)
-            {
-                Ok(f) => break (tmp, f),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 8 => attempts += 1,
-                Err(e) => return Err(e),
-            }
-        };
+        let (tmp, file) = airlock::secret_file::temp_beside(dest, 0o666)?;
         let out = OutFile {
             file: BufWriter::new(file),
             tmp: Some(tmp),
