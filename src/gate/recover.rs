@@ -87,6 +87,11 @@ impl Gate {
     /// chunk the store always refused (past PostgreSQL's 1 GiB array limit) kept every review
     /// behind it pending for ever.
     pub async fn sweep(self: &Arc<Self>) -> Result<usize, GateError> {
+        // A clock too far off the shared database's (claims paused) would expire every
+        // instance's reviews early: the others sweep meanwhile.
+        if self.claims_paused().is_some() {
+            return Ok(0);
+        }
         self.blocking(|g| {
             let now = g.clock.now_ms();
             let expire = move |cur: &super::Review| {
@@ -174,7 +179,12 @@ impl Gate {
         self: &Arc<Self>,
         from: Option<Vec<u8>>,
     ) -> Result<(usize, Option<Vec<u8>>), GateError> {
-        let Some(keep) = self.cfg.retention else {
+        // As for `sweep`: a clock too far off would remove finished reviews early.
+        let Some(keep) = self
+            .cfg
+            .retention
+            .filter(|_| self.claims_paused().is_none())
+        else {
             return Ok((0, None));
         };
         self.blocking(move |g| {
@@ -536,9 +546,12 @@ impl Gate {
         // minute (with retention) until it is back.
         let mut clock = tokio::time::interval(std::time::Duration::from_secs(600));
         clock.tick().await;
-        // Where the retention pass under way goes on (`None`: none is).
+        // Where the retention pass under way goes on (`None`: none is). Its steps keep their
+        // own interval, so a sweep tick shorter than the pause cannot starve them.
         let mut retention: Option<Vec<u8>> = None;
         let mut pass = (0, None);
+        let mut step = tokio::time::interval(RETENTION_STEP_PAUSE);
+        step.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = tick.tick() => {
@@ -556,7 +569,7 @@ impl Gate {
                         tracing::error!(error = %e, "clock check against the shared store");
                     }
                 }
-                _ = tokio::time::sleep(RETENTION_STEP_PAUSE), if retention.is_some() => {
+                _ = step.tick(), if retention.is_some() => {
                     retention = self.retention_step(retention.take(), &mut pass).await;
                 }
                 _ = prune.tick() => {

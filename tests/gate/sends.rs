@@ -378,6 +378,24 @@ async fn a_clock_stepped_forward_since_its_last_check_gives_up_no_running_send()
     assert_eq!(up.count(), 1);
 }
 
+/// Review of session 22: an instance whose clock was found too far off the database's paused
+/// its claims, but went on sweeping on that clock: a day ahead, it expired every instance's
+/// pending reviews a day early (and retention removed finished ones early). It sweeps again
+/// once its clock is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_whose_clock_is_off_expires_nothing() {
+    let Some((_up, [(a, _), (b, clock_b)], _keys)) = two_instances_on_postgres([0, 0]).await else {
+        return; // the reason is printed; CI requires PostgreSQL
+    };
+    let (_, headers, _) = hold_delete(&a, "/repos/octo/early").await;
+    let id = review_id(&headers);
+    clock_b.advance(Duration::from_secs(25 * 3600));
+    b.gate.check_clock().await.expect_err("a day ahead");
+    assert_eq!(b.gate.sweep().await.expect("sweep"), 0);
+    let r = a.gate.get(&id).await.expect("get");
+    assert_eq!(r.state, ReviewState::Pending, "expired early: {r:?}");
+}
+
 /// Review of session 21: a send checked what was left of its own claim's lease on the wall
 /// clock, so a clock stepped back while the claim was being recorded (NTP, a VM resumed)
 /// let a send start that could outlast the lease other instances judge it by. The lease is
