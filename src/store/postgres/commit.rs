@@ -79,16 +79,19 @@ pub fn tree_id(tree: Tree) -> i16 {
 /// the `COMMIT` itself; one flag per batch: applied.
 pub async fn commit(
     pool: &Pool,
-    client: &mut Object,
+    mut client: Object,
     shown: &str,
     batches: &[Batch],
     commit_limit: Duration,
 ) -> Result<Vec<bool>, StoreError> {
     let mut last = None;
     for _ in 0..ATTEMPTS {
-        match attempt(client, batches, commit_limit).await {
+        match attempt(&mut client, batches, commit_limit).await {
             Ok(applied) => return Ok(applied),
             Err(Failure::InDoubt { tx, applied, why }) => {
+                // Settling ends this connection's backend: it must never go back to the pool,
+                // where the next commit could take it before its end is noticed.
+                drop(Object::take(client));
                 return match settle(pool, tx).await {
                     Ok(Settled::Committed) => {
                         tracing::warn!(store = %shown, why = %why, "a commit whose answer was lost did commit (its backend was ended to learn it)");

@@ -331,8 +331,8 @@ impl Store for PostgresStore {
     fn commit(&self, batches: Vec<Batch>) -> Result<Vec<bool>, StoreError> {
         let (pool, shown, limit) = (self.pool.clone(), self.shown.clone(), self.commit_limit);
         self.run(async move {
-            let mut client = pool.get().await.map_err(|e| io(&shown, explain(&e)))?;
-            commit::commit(&pool, &mut client, &shown, &batches, limit).await
+            let client = pool.get().await.map_err(|e| io(&shown, explain(&e)))?;
+            commit::commit(&pool, client, &shown, &batches, limit).await
         })
     }
 
