@@ -31,13 +31,16 @@ impl std::fmt::Debug for Place {
 
 impl Place {
     fn open(&self) -> Arc<dyn Store> {
+        self.try_open().expect("open")
+    }
+
+    fn try_open(&self) -> Result<Arc<dyn Store>, StoreError> {
         match self {
             // As `serve` opens it: sled may hold its lock a moment after the last handle drops.
             Place::Dir(b, dir) => {
                 airlock::store::open_patiently(*b, dir.path(), std::time::Duration::from_secs(10))
-                    .expect("open")
             }
-            Place::Postgres(url) => airlock::store::open_postgres(url).expect("open postgres"),
+            Place::Postgres(url) => airlock::store::open_postgres(url),
         }
     }
 }
@@ -111,7 +114,14 @@ fn scan_order_and_tree_isolation() {
             "{b:?}"
         );
         assert_eq!(s.scan(Tree::Audit).expect("scan").len(), 1);
-        assert!(s.scan(Tree::Meta).expect("scan").is_empty());
+        // Only the format stamp every store gets at open.
+        let meta: Vec<Vec<u8>> = s
+            .scan(Tree::Meta)
+            .expect("scan")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(meta, vec![b"store:format".to_vec()]);
         // A range read from a key: inclusive, ordered, between keys, past the end.
         let from = |start: &[u8]| -> Vec<Vec<u8>> {
             s.scan_from(Tree::Reviews, start)
@@ -124,7 +134,7 @@ fn scan_order_and_tree_isolation() {
         assert_eq!(from(b"aa"), vec![b"b".to_vec(), b"c".to_vec()], "{b:?}");
         assert_eq!(from(b""), vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
         assert!(from(b"d").is_empty(), "{b:?}");
-        assert!(s.scan_from(Tree::Meta, b"a").expect("scan_from").is_empty());
+        assert!(s.scan_from(Tree::Meta, b"t").expect("scan_from").is_empty());
     }
 }
 
@@ -648,7 +658,8 @@ fn postgres_store_is_callable_from_runtime_threads() {
             .compare_and_swap(Tree::Meta, b"current", None, b"1")
             .expect("cas"));
     });
-    assert_eq!(s.scan(Tree::Meta).expect("scan").len(), 3);
+    // The three swaps, and the format stamp every store gets at open.
+    assert_eq!(s.scan(Tree::Meta).expect("scan").len(), 4);
     drop(multi);
     // Dropping the last handle inside a runtime shuts the store's own runtime down without
     // blocking (a blocking shutdown there would panic).
@@ -860,4 +871,39 @@ fn postgres_a_commit_whose_answer_is_lost_is_settled_before_answering() {
 
     // The store goes on.
     assert_eq!(s.apply(put(b"plain")), Ok(true));
+}
+
+/// Review of session 23: nothing refused a store a newer build had migrated (a rollback misread
+/// it and wrote it back the old way). A store stamped unreadable by this build's format, or a
+/// PostgreSQL schema past the newest version it knows, is refused at open, naming why.
+#[test]
+fn a_store_a_newer_build_made_unreadable_is_refused_at_open() {
+    for b in places() {
+        let s = b.open();
+        let mut batch = airlock::store::Batch::default();
+        let stamp = format!(
+            r#"{{"format":{0},"min_reader":{0}}}"#,
+            airlock::store::format::FORMAT + 1
+        );
+        batch.put(Tree::Meta, b"store:format", stamp.as_bytes());
+        assert!(s.apply(batch).expect("stamp"));
+        drop(s);
+        let e = match b.try_open() {
+            Ok(_) => panic!("{b:?}: a store stamped for a newer reader opened"),
+            Err(e) => e,
+        };
+        assert!(matches!(e, StoreError::TooNew(_)), "{b:?}: {e}");
+        assert!(e.to_string().contains("newer Airlock"), "{b:?}: {e}");
+    }
+    let Some(cluster) = postgres_cluster::Cluster::shared() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    drop(airlock::store::open_postgres(&url).expect("open"));
+    postgres_cluster::psql(&url, "INSERT INTO airlock_schema (version) VALUES (99)");
+    let e = match airlock::store::open_postgres(&url) {
+        Ok(_) => panic!("a schema at version 99 opened"),
+        Err(e) => e,
+    };
+    assert!(e.to_string().contains("schema is at version 99"), "{e}");
 }

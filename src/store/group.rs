@@ -131,6 +131,7 @@ fn counted(op: &'static str, e: &StoreError) {
         StoreError::Corrupt(_) => "corrupt",
         StoreError::Locked(_) => "locked",
         StoreError::Full(_) => "full",
+        StoreError::TooNew(_) => "too_new",
     };
     crate::metrics::store_error(op, kind);
 }

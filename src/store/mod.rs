@@ -4,6 +4,7 @@
 //! (`group.rs`), so many holds cost one fsync.
 
 mod batch;
+pub mod format;
 mod group;
 mod panic_guard;
 mod postgres;
@@ -62,6 +63,9 @@ pub enum StoreError {
     Locked(String),
     #[error("disk full writing {0}; held requests cannot be stored, gated calls are refused")]
     Full(String),
+    /// Written by a newer build in a format this one cannot read (`format.rs`).
+    #[error("{0}")]
+    TooNew(String),
 }
 
 pub(crate) fn io_error(path: &Path, e: std::io::Error) -> StoreError {
@@ -315,14 +319,18 @@ pub fn open(backend: Backend, path: &Path) -> Result<Arc<dyn Store>, StoreError>
             ))
         }
     };
-    Ok(Arc::new(group::Grouped::new(inner)))
+    let store: Arc<dyn Store> = Arc::new(group::Grouped::new(inner));
+    format::check_and_stamp(store.as_ref(), &path.display().to_string())?;
+    Ok(store)
 }
 
 /// Opens the PostgreSQL store at `url` (migrating its schema), with group commit.
 pub fn open_postgres(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(Arc::new(group::Grouped::new(Box::new(
-        postgres::PostgresStore::open(url)?,
-    ))))
+    let inner = postgres::PostgresStore::open(url)?;
+    let shown = inner.shown().to_string();
+    let store: Arc<dyn Store> = Arc::new(group::Grouped::new(Box::new(inner)));
+    format::check_and_stamp(store.as_ref(), &shown)?;
+    Ok(store)
 }
 
 /// [`open_postgres`], waiting at most `commit_limit` (rather than 30 s) for a `COMMIT`'s answer
@@ -332,9 +340,11 @@ pub fn open_postgres_with_commit_limit(
     url: &str,
     commit_limit: std::time::Duration,
 ) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(Arc::new(group::Grouped::new(Box::new(
-        postgres::PostgresStore::open_with_commit_limit(url, commit_limit)?,
-    ))))
+    let inner = postgres::PostgresStore::open_with_commit_limit(url, commit_limit)?;
+    let shown = inner.shown().to_string();
+    let store: Arc<dyn Store> = Arc::new(group::Grouped::new(Box::new(inner)));
+    format::check_and_stamp(store.as_ref(), &shown)?;
+    Ok(store)
 }
 
 /// The files another embedded backend keeps in the directory `dir` (`airlock.redb` for redb,

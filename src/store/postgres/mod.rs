@@ -136,9 +136,16 @@ impl PostgresStore {
         let (pool, shown) = (store.pool.clone(), store.shown.clone());
         store.run(async move {
             let mut client = pool.get().await.map_err(|e| io(&shown, explain(&e)))?;
-            schema::migrate(&mut client)
-                .await
-                .map_err(|e| io(&shown, explain(&e)))
+            match schema::migrate(&mut client).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(newer)) => Err(StoreError::TooNew(format!(
+                    "{shown}: its schema is at version {newer}, newer than this build knows \
+                     ({}): a newer Airlock migrated it, and this one would misread it. Run the \
+                     newer build",
+                    schema::NEWEST
+                ))),
+                Err(e) => Err(io(&shown, explain(&e))),
+            }
         })?;
         let (ready, listening) = tokio::sync::oneshot::channel();
         store
@@ -151,6 +158,11 @@ impl PostgresStore {
                 .unwrap_or_else(|_| Err(io(&shown, "change listener stopped")))
         })?;
         Ok(store)
+    }
+
+    /// The database as shown in messages (never its password).
+    pub fn shown(&self) -> &str {
+        &self.shown
     }
 
     /// Runs `work` on the store's runtime and waits for its answer.

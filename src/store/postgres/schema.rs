@@ -19,8 +19,12 @@ const MIGRATIONS: &[(i32, &str)] = &[(
      )",
 )];
 
-/// Brings the schema to the newest version.
-pub async fn migrate(client: &mut Object) -> Result<(), tokio_postgres::Error> {
+/// The newest schema version this build knows.
+pub const NEWEST: i32 = 1;
+
+/// Brings the schema to the newest version. `Ok(Err(v))`: the schema is already at `v`, newer
+/// than [`NEWEST`] (a newer build migrated it), and nothing was changed.
+pub async fn migrate(client: &mut Object) -> Result<Result<(), i32>, tokio_postgres::Error> {
     let t = client.transaction().await?;
     t.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
@@ -35,6 +39,9 @@ pub async fn migrate(client: &mut Object) -> Result<(), tokio_postgres::Error> {
         .query_one("SELECT coalesce(max(version), 0) FROM airlock_schema", &[])
         .await?
         .try_get(0)?;
+    if done > NEWEST {
+        return Ok(Err(done));
+    }
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > done) {
         t.batch_execute(sql).await?;
         t.execute(
@@ -43,5 +50,13 @@ pub async fn migrate(client: &mut Object) -> Result<(), tokio_postgres::Error> {
         )
         .await?;
     }
-    t.commit().await
+    t.commit().await.map(Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn newest_is_the_last_step() {
+        assert_eq!(super::MIGRATIONS.last().map(|m| m.0), Some(super::NEWEST));
+    }
 }
