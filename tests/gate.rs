@@ -3053,6 +3053,16 @@ async fn a_final_review_keeps_no_secret_the_agent_sent() {
             shown_body.contains(r#""password":"[redacted]""#),
             "{shown_body}"
         );
+        // Review of session 23: the join's fingerprint hashed the request as sent, so a guess
+        // at a short secret could be checked offline; the Content-Length told its length.
+        assert!(!text.contains("fingerprint"), "{text}");
+        assert!(
+            !v["request"]["headers"]
+                .to_string()
+                .to_ascii_lowercase()
+                .contains("content-length"),
+            "{v}"
+        );
         assert!(
             v["url"].as_str().expect("url").contains("per_page=1"),
             "{v}"
@@ -3064,6 +3074,11 @@ async fn a_final_review_keeps_no_secret_the_agent_sent() {
             "{v}"
         );
     }
+    // Review of session 23: the reviewer's comment quoting the token went into the audit log
+    // as typed, and its entries are never erased.
+    let export = a.audit_export().await;
+    assert!(export.contains("\"comment\":\"no: [redacted"), "{export}");
+    assert!(!export.contains(TOKEN), "{export}");
 }
 
 /// The audit log's `decision` entries naming review `id`, as exported.

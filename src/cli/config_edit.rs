@@ -189,25 +189,24 @@ fn block_lines(lines: &[&str], table: Table, name: &str) -> Option<(usize, usize
     None
 }
 
-/// Replaces `path` with `text`: a temporary file beside it (same permissions), fsynced, then
-/// renamed over it.
+/// Replaces `path` with `text`: a new temporary file beside it under a random name (same
+/// permissions; 0600 for a new file), fsynced, then renamed over it.
+///
+/// Review of session 23: the temporary file had a predictable name and was opened following
+/// symlinks and truncating, so in a directory another user could write to, a file of theirs
+/// received the config (an inline database password, a webhook URL) before the rename.
 fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "airlock.toml".into());
-    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let mode = std::fs::metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o7777);
+    let (tmp, mut f) = airlock::secret_file::temp_beside(path, mode)
+        .with_context(|| format!("creating a temporary file beside {}", path.display()))?;
     let result = (|| -> Result<()> {
-        let mut f =
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        if let Ok(meta) = std::fs::metadata(path) {
-            f.set_permissions(meta.permissions())
-                .with_context(|| format!("setting the permissions of {}", tmp.display()))?;
-        }
+        f.set_permissions(std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting the permissions of {}", tmp.display()))?;
         f.write_all(text.as_bytes())
             .and_then(|_| f.sync_all())
             .with_context(|| format!("writing {}", tmp.display()))?;
@@ -247,6 +246,27 @@ mod tests {
         let c = Config::from_toml("t", &std::fs::read_to_string(&p).expect("read")).expect("valid");
         assert_eq!(c.agents.len(), 1);
         assert!(c.reviewers.is_empty());
+    }
+
+    /// Review of session 23: the temporary file's name was predictable and opened following
+    /// symlinks, so another user's file (or link) there received the config first.
+    #[test]
+    fn a_planted_temporary_file_receives_nothing() {
+        use std::os::unix::fs::PermissionsExt;
+        let (d, p) = file(FILE);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let theirs = d.path().join("theirs");
+        std::fs::write(&theirs, "").expect("write");
+        let planted = d
+            .path()
+            .join(format!(".airlock.toml.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&theirs, &planted).expect("symlink");
+        assert!(remove(&p, Table::Agents, "bot").expect("remove"));
+        assert_eq!(std::fs::read_to_string(&theirs).expect("read"), "");
+        let after = std::fs::read_to_string(&p).expect("read");
+        assert!(!after.contains("name = \"bot\""), "{after}");
+        let mode = std::fs::metadata(&p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "permissions kept");
     }
 
     #[test]

@@ -290,8 +290,18 @@ pub(super) fn is_public_key(value: &str) -> bool {
 }
 
 /// Body field names (lowercase) that carry secrets besides the secret-named ones: an app
-/// secret's `payload`, keys and passphrases, a card's security code.
-const SECRET_BODY_FIELDS: &[&str] = &["payload", "private_key", "passphrase", "cvc", "cvv"];
+/// secret's `payload`, keys and passphrases, a card's security code, and a just-in-time runner
+/// configuration (GitHub's `generate-jitconfig` answer carries the runner's registration
+/// credential in `encoded_jit_config`).
+const SECRET_BODY_FIELDS: &[&str] = &[
+    "payload",
+    "private_key",
+    "passphrase",
+    "cvc",
+    "cvv",
+    "encoded_jit_config",
+    "jit_config",
+];
 
 /// Is body field `name` a secret: secret-named, or in [`SECRET_BODY_FIELDS`]?
 pub(super) fn is_secret_body_field(name: &str) -> bool {
@@ -616,6 +626,14 @@ mod tests {
             br#"{"token":"[redacted]","expires_at":"2026-12-06T00:00:00Z"}"#
         );
         assert_eq!(n, 1);
+        // Review of session 23: a just-in-time runner's configuration carries its
+        // registration credential under a name that said nothing.
+        let jit = br#"{"runner":{"id":23},"encoded_jit_config":"eyJSdW5uZXIiOnsiQWdlbnQ="}"#;
+        let (masked, _) = mask_bytes(jit, &secret_answer_values(jit));
+        assert_eq!(
+            masked,
+            br#"{"runner":{"id":23},"encoded_jit_config":"[redacted]"}"#
+        );
         // Cut at the cap: no parse; found lexically, the escaped quote kept inside, the cut
         // value as far as it goes, numbers too.
         let cut =

@@ -80,6 +80,7 @@ pub(super) fn transition_event(old: &Review, next: &Review) -> Event {
             });
         }
     }
+    t.comment = t.comment.map(|c| super::seal::masked_comment(next, &c));
     Event::Review(Box::new(t))
 }
 

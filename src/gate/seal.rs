@@ -28,10 +28,7 @@ pub(super) fn seal(r: &mut Review) {
     if in_body + in_query == 0 {
         return;
     }
-    let echoes = Echoes {
-        query: QueryEchoes::of(&r.request.path_and_query),
-        body: redact::secret_body_values(&body),
-    };
+    let echoes = Echoes::of(r, &body);
     r.request.path_and_query = echoes.text(&sealed_query);
     r.request.body_b64 = b64(&echoes.bytes(&sealed_body));
     for (_, v) in &mut r.request.headers {
@@ -53,7 +50,24 @@ pub(super) fn seal(r: &mut Review) {
     for e in r.attempts.iter_mut().chain(&mut r.execution) {
         seal_execution(e, &echoes);
     }
+    // The join's fingerprint hashes the request as sent, erased values included: with the rest
+    // kept, a guess at a short secret (a CVC, a PIN) could be checked against it offline. Its
+    // index entry went with the final state; the Content-Length gave the erased values' length.
+    r.join = None;
+    r.request
+        .headers
+        .retain(|(k, _)| !k.eq_ignore_ascii_case("content-length"));
     r.sealed_secrets = in_body + in_query;
+}
+
+/// `comment` with the values of `r`'s secret-named query parameters and body fields masked, as
+/// the audit log records a reviewer's comment: its entries are never erased, so a comment
+/// quoting what the agent sent must not carry it there.
+pub(super) fn masked_comment(r: &Review, comment: &str) -> String {
+    match r.request.body() {
+        Ok(body) => Echoes::of(r, &body).text(comment),
+        Err(_) => Echoes::of(r, &[]).text(comment),
+    }
 }
 
 /// The secret values of the original request, to be masked wherever they echo.
@@ -64,6 +78,13 @@ struct Echoes {
 }
 
 impl Echoes {
+    fn of(r: &Review, body: &[u8]) -> Echoes {
+        Echoes {
+            query: QueryEchoes::of(&r.request.path_and_query),
+            body: redact::secret_body_values(body),
+        }
+    }
+
     fn text(&self, s: &str) -> String {
         redact::mask_values(&self.query.mask(s), &self.body)
     }
