@@ -81,6 +81,12 @@ impl Target {
             .map_err(|e| TargetError::Url(super::explain(&e)))?;
         let tls = match check_modes(mode.as_deref(), ca.is_some())? {
             false => {
+                if mode.is_none() && !local_only(&config) {
+                    tracing::warn!(
+                        database = %describe(&config),
+                        "connections to the database are not encrypted: the admin token, the link key and held requests (their bodies included) would cross the network in clear. Set sslmode=verify-full with store.ca_file, or sslmode=disable to say clear text is meant"
+                    );
+                }
                 config.ssl_mode(SslMode::Disable);
                 Tls::Plain
             }
@@ -93,6 +99,23 @@ impl Target {
         let shown = describe(&config);
         Ok(Target { config, tls, shown })
     }
+}
+
+/// Does `config` name only this machine (a Unix socket, `localhost`, a loopback address)?
+/// Clear text to anything else crosses a network.
+fn local_only(config: &tokio_postgres::Config) -> bool {
+    use tokio_postgres::config::Host;
+    let loopback = |h: &str| {
+        h.eq_ignore_ascii_case("localhost")
+            || h.trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    };
+    let hosts = config.get_hosts().iter().all(|h| match h {
+        Host::Tcp(name) => loopback(name),
+        Host::Unix(_) => true,
+    });
+    hosts && config.get_hostaddrs().iter().all(|ip| ip.is_loopback())
 }
 
 /// Whether `mode` asks for TLS; refuses the clear-text fallbacks and TLS without a CA file
@@ -309,6 +332,20 @@ mod tests {
         take_tls_params(url)
             .ok()
             .and_then(|(_, _, ca)| ca.map(PathBuf::from))
+    }
+
+    /// Review of session 23: clear text to a database on another host was silent.
+    #[test]
+    fn only_this_machine_is_local() {
+        let local = |url: &str| local_only(&url.parse().expect("url"));
+        assert!(local("postgres://u@localhost/db"));
+        assert!(local("postgres://u@127.0.0.1:5432/db"));
+        assert!(local("postgres://u@[::1]/db"));
+        assert!(local("host=/run/postgresql dbname=db"));
+        assert!(!local("postgres://u@db.internal/db"));
+        assert!(!local("postgres://u@10.0.0.5/db"));
+        assert!(!local("host=localhost,db.internal dbname=db"));
+        assert!(!local("host=localhost hostaddr=10.0.0.5 dbname=db"));
     }
 
     #[test]
