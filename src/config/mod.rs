@@ -294,7 +294,37 @@ impl Config {
         })?;
         let mut c = Self::checked(&path.display().to_string(), &text, overrides, home)?;
         c.source = Some(path.to_path_buf());
+        c.warn_readable_secrets(path);
         Ok(c)
+    }
+
+    /// Warns when the config file, readable by others than Airlock's user, holds a secret of
+    /// its own: a database password in `store.url`, a webhook URL (Slack's is a bearer secret).
+    fn warn_readable_secrets(&self, path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        if meta.permissions().mode() & 0o044 == 0 {
+            return;
+        }
+        let mut held = Vec::new();
+        if self.store.password_in_file {
+            held.push("a database password (store.url)".to_string());
+        }
+        for (i, ch) in self.notify.channels.iter().enumerate() {
+            if matches!(ch.kind, crate::notify::ChannelKind::Webhook { .. }) {
+                held.push(format!("a webhook URL (notify.channels[{i}].url)"));
+            }
+        }
+        if !held.is_empty() {
+            tracing::warn!(
+                file = %path.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "the config file is readable by other users and holds {}: run `chmod 600` on it (the database URL may also come from AIRLOCK_DATABASE_URL)",
+                held.join(" and ")
+            );
+        }
     }
 
     /// Only the people of the config file at `path`: its `[[reviewers]]` (checked) and

@@ -78,6 +78,8 @@ pub struct StoreConfig {
     /// `store.ca_file` (the CA that signed the server's certificate, for `sslmode=require`)
     /// added as libpq's `sslrootcert`.
     pub url: Option<DatabaseUrl>,
+    /// The config file itself holds a database password (`store.url` with one).
+    pub password_in_file: bool,
 }
 
 /// A PostgreSQL connection URL. It may carry a password, so it never prints.
@@ -110,6 +112,7 @@ pub(super) fn check_store(raw: RawStore, cx: &Ctx) -> Result<StoreConfig, Config
             Some(d)
         }
     };
+    let password_in_file = raw.url.as_deref().is_some_and(has_password);
     let url = match (raw.backend, raw.url) {
         (Backend::Postgres, Some(u)) => Some(u),
         (Backend::Postgres, None) => std::env::var("AIRLOCK_DATABASE_URL").ok(),
@@ -141,7 +144,25 @@ pub(super) fn check_store(raw: RawStore, cx: &Ctx) -> Result<StoreConfig, Config
         path: raw.path,
         retention,
         url,
+        password_in_file,
     })
+}
+
+/// Does the connection string carry a password (`postgres://user:pw@…`, or `password=` in the
+/// key=value form)?
+fn has_password(url: &str) -> bool {
+    let url = url.trim();
+    match url.split_once("://") {
+        Some((_, rest)) => {
+            let authority = rest.split(['/', '?']).next().unwrap_or_default();
+            authority
+                .rsplit_once('@')
+                .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+        }
+        None => url
+            .split_whitespace()
+            .any(|kv| kv.trim_start().to_ascii_lowercase().starts_with("password")),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -265,6 +286,23 @@ pub(super) fn check_admin(
 
 #[cfg(test)]
 mod tests {
+    /// Review of session 23: a password in the config file's `store.url` was not noticed.
+    #[test]
+    fn a_password_in_the_url_is_noticed() {
+        for (url, has) in [
+            ("postgres://airlock:pw@db.internal/airlock", true),
+            (
+                "postgresql://airlock@db.internal/airlock?sslmode=require",
+                false,
+            ),
+            ("postgres://db.internal/airlock?user=a%3Ab", false),
+            ("host=db.internal user=airlock password=pw dbname=a", true),
+            ("host=db.internal user=airlock dbname=a", false),
+        ] {
+            assert_eq!(super::has_password(url), has, "{url}");
+        }
+    }
+
     use std::time::Duration;
 
     use crate::config::Config;

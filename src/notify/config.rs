@@ -43,8 +43,9 @@ impl Default for RawNotify {
     }
 }
 
-/// One `[[notify.channels]]` entry as written.
-#[derive(Debug, Default, Deserialize)]
+/// One `[[notify.channels]]` entry as written. `Debug` shows its name and kind only: its URL
+/// may be a secret (Slack's is).
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawChannel {
     pub name: Option<String>,
@@ -72,6 +73,15 @@ pub struct RawChannel {
     pub from: Option<String>,
     pub to: Option<Vec<String>>,
     pub starttls: Option<bool>,
+}
+
+impl std::fmt::Debug for RawChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawChannel")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Checked `[notify]`.
@@ -110,7 +120,8 @@ pub enum WebhookFormat {
     Slack,
 }
 
-#[derive(Debug, Clone)]
+/// `Debug` never shows a webhook's URL (it may be a secret) nor an email channel's addresses.
+#[derive(Clone)]
 pub enum ChannelKind {
     Webhook {
         /// May itself be a secret (Slack webhook URLs are): never logged.
@@ -126,6 +137,32 @@ pub enum ChannelKind {
         to: Vec<String>,
         starttls: bool,
     },
+}
+
+impl std::fmt::Debug for ChannelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChannelKind::Webhook {
+                format, signing, ..
+            } => f
+                .debug_struct("Webhook")
+                .field("url", &"[redacted]")
+                .field("format", format)
+                .field("signed", &signing.is_some())
+                .finish(),
+            ChannelKind::Email {
+                smtp_host,
+                smtp_port,
+                starttls,
+                ..
+            } => f
+                .debug_struct("Email")
+                .field("smtp_host", smtp_host)
+                .field("smtp_port", smtp_port)
+                .field("starttls", starttls)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 /// A webhook channel's signing secret: where it is, and (once [`NotifyConfig::read_secrets`]
@@ -450,5 +487,28 @@ impl NotifyConfig {
             signing.secret = Some(secret);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Review of session 23: a channel's Debug (one `?config` in a log line) printed its URL,
+    /// which for Slack is the secret that lets anyone post.
+    #[test]
+    fn debug_never_shows_a_webhook_url() {
+        const URL: &str = "https://hooks.slack.com/services/T000/B000/XXXXSECRETXXXX";
+        let text = format!(
+            "[[notify.channels]]\nkind = \"webhook\"\nformat = \"slack\"\nurl = \"{URL}\"\n"
+        );
+        let raw: toml::Value = toml::from_str(&text).expect("toml");
+        let channel: super::RawChannel = raw["notify"]["channels"][0]
+            .clone()
+            .try_into()
+            .expect("channel");
+        assert!(!format!("{channel:?}").contains("SECRET"));
+        let checked = super::NotifyConfig::from_toml(&text).expect("config");
+        let shown = format!("{checked:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
     }
 }
