@@ -3357,3 +3357,74 @@ mod sends;
 
 #[path = "gate/bounded.rs"]
 mod bounded;
+
+/// Review of session 23: a `failed` or `outcome_unknown` review past its deadline can never be
+/// retried, yet kept what the agent sent as a secret in clear in the store until retention
+/// removed it (90 days by default, never with `retention = "forever"`). Once its deadline
+/// passes, the sweeper closes it and seals it as a final review is, with an audit entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_review_past_its_deadline_keeps_no_secret() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut config = Airlock::config("[gate]\nsweep_interval = \"1h\"\n", dir.path(), &up, HOSTS);
+    // A port nothing listens on: the approved call fails, nothing sent.
+    config
+        .upstream
+        .resolve
+        .insert("api.github.com".into(), support::spare_addr());
+    let clock = Arc::new(ManualClock::default());
+    clock.advance(Duration::from_secs(CLOCK_START_S));
+    let a = Airlock::start_with_parts(config, dir, Arc::new(TestRules), clock.clone()).await;
+    let body = r#"{"password":"hunter2pw","card":{"number":"4000056655665556"}}"#;
+    let resp = a
+        .client()
+        .delete("https://api.github.com/repos/acme/gone")
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 423);
+    let id = review_id(resp.headers());
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["state"], "failed", "{r}");
+    // Before its deadline a retry sends it: kept whole, and nothing to close.
+    let (_, v) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert!(
+        v["request"]["body"].to_string().contains("hunter2pw"),
+        "{v}"
+    );
+    assert_eq!(a.gate.close_retry_windows().await.expect("close"), 0);
+
+    clock.advance(Duration::from_secs(24 * 3600 + 1));
+    assert_eq!(a.gate.close_retry_windows().await.expect("close"), 1);
+    assert_eq!(
+        a.gate.close_retry_windows().await.expect("again"),
+        0,
+        "once"
+    );
+    let (_, v) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert_eq!(v["state"], "failed", "{v}");
+    assert_eq!(v["sealedSecrets"], 2, "{v}");
+    for secret in ["hunter2pw", "4000056655665556"] {
+        assert!(!v.to_string().contains(secret), "kept {secret}: {v}");
+    }
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/retry"), None)
+        .await;
+    assert_eq!(code, 409, "past its deadline no retry: {r}");
+    let closed: Vec<serde_json::Value> = a
+        .audit_export()
+        .await
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["review_id"] == id.as_str() && e["from"] == "failed" && e["to"] == "failed")
+        .collect();
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(closed[0]["by"], "expiry", "{closed:?}");
+    assert_eq!(up.count(), 0, "nothing sent");
+}

@@ -57,7 +57,7 @@ pub(super) fn transition_event(old: &Review, next: &Review) -> Event {
             t.required = Some(next.policy.most_required());
         }
     }
-    if next.state == ReviewState::Expired {
+    if next.state == ReviewState::Expired || (next.retry_closed && !old.retry_closed) {
         t.by = Some("expiry".into());
     } else if let (Some(d), ReviewState::Approved | ReviewState::Rejected) =
         (&next.decision, next.state)

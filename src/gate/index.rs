@@ -8,7 +8,9 @@
 //! - `f` finished: (finished at, id), for retention;
 //! - `n` counters: reviews per state;
 //! - `j` joins: (agent, identity, slot) -> review id, while the review may still be sent: what
-//!   an identical retry of the agent joins (`joins.rs`).
+//!   an identical retry of the agent joins (`joins.rs`);
+//! - `u` retry deadline: (expiry, id), `failed` and `outcome_unknown` reviews a retry may still
+//!   send: the sweeper closes and seals each once its deadline passes.
 //!
 //! (`a`, audit entries by review, belongs to the audit log.) Every read here is a bounded
 //! range: listing a page, finding what is overdue or past retention, costs what it returns.
@@ -28,12 +30,16 @@ const DEADLINE: u8 = b'p';
 const FINISHED: u8 = b'f';
 const COUNT: u8 = b'n';
 const JOIN: u8 = b'j';
+const RETRY_DEADLINE: u8 = b'u';
 /// [`Tree::Meta`] key recording that every review has its index entries.
 const BUILT_KEY: &[u8] = b"index:reviews:v1";
 /// [`Tree::Meta`] key recording that pending reviews have no `c` entry of their own state any
 /// more (stores indexed before kept one, which nothing read; each hold and each decision
 /// wrote three index keys fewer once it went).
 const NO_PENDING_LISTED_KEY: &[u8] = b"index:reviews:v2";
+/// [`Tree::Meta`] key recording that `failed` and `outcome_unknown` reviews have their `u`
+/// entry (stores indexed before kept their secrets until retention removed them).
+const RETRY_DEADLINES_KEY: &[u8] = b"index:reviews:v3";
 
 /// A page holds at most this many reviews.
 pub const MAX_LIMIT: usize = 1000;
@@ -141,6 +147,9 @@ fn keys(r: &Review) -> Vec<Vec<u8>> {
             out.push(k);
         }
     }
+    if let Some(k) = retry_deadline_key(r) {
+        out.push(k);
+    }
     if r.state.is_final() {
         let mut k = vec![FINISHED];
         k.extend_from_slice(&r.updated_at_ms.to_be_bytes());
@@ -148,6 +157,17 @@ fn keys(r: &Review) -> Vec<Vec<u8>> {
         out.push(k);
     }
     out
+}
+
+/// `r`'s `u` key, while a retry may still send it.
+fn retry_deadline_key(r: &Review) -> Option<Vec<u8>> {
+    let open = matches!(r.state, ReviewState::Failed | ReviewState::OutcomeUnknown);
+    (open && !r.retry_closed).then(|| {
+        let mut k = vec![RETRY_DEADLINE];
+        k.extend_from_slice(&r.expires_at_ms.to_be_bytes());
+        k.extend_from_slice(r.id.as_bytes());
+        k
+    })
 }
 
 /// Adds to `b` the index changes for a review going from `old` to `new` (`None`: absent).
@@ -342,6 +362,25 @@ pub fn overdue(
     ids_in(store, &prefix, &start, &end, limit)
 }
 
+/// Up to `limit` `failed` or `outcome_unknown` reviews a retry may still send whose deadline is
+/// at or before `now_ms`, soonest first, after the index key `after`, as [`overdue`] gives them;
+/// and the last key read.
+pub fn retry_overdue(
+    store: &dyn Store,
+    now_ms: u64,
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<(Vec<Indexed>, Option<Vec<u8>>), StoreError> {
+    let prefix = [RETRY_DEADLINE];
+    let mut end = prefix.to_vec();
+    end.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
+    let start = match after {
+        Some(k) => [k, &[0]].concat(), // strictly after
+        None => prefix.to_vec(),
+    };
+    ids_in(store, &prefix, &start, &end, limit)
+}
+
 /// Up to `limit` finished reviews whose last change was before `cutoff_ms`, oldest first, after
 /// the index key `after` (`None`: from the start), as [`overdue`] gives them; and the last key
 /// read.
@@ -400,7 +439,52 @@ pub fn ensure_built(store: &dyn Store) -> Result<u64, GateError> {
             "dropped the pending reviews' index entries an earlier version kept"
         );
     }
+    if store.get(Tree::Meta, RETRY_DEADLINES_KEY)?.is_none() {
+        let n = add_retry_deadlines(store)?;
+        tracing::info!(
+            reviews = n,
+            "filed the failed and outcome-unknown reviews under their retry deadline"
+        );
+    }
     Ok(0)
+}
+
+/// Files every `failed` and `outcome_unknown` review under its retry deadline (`u`), walking
+/// those two states' listings (cost: those reviews, not the history).
+fn add_retry_deadlines(store: &dyn Store) -> Result<u64, GateError> {
+    let mut n = 0u64;
+    for state in [ReviewState::Failed, ReviewState::OutcomeUnknown] {
+        let prefix = listed_prefix(b'*', "", Some(state));
+        let end = prefix_end(&prefix);
+        let mut start = prefix.clone();
+        loop {
+            let rows = store.range(Tree::Index, &start, end.as_deref(), 32)?;
+            let Some((last, _)) = rows.last() else {
+                break;
+            };
+            start = last.clone();
+            start.push(0);
+            let ids: Vec<&[u8]> = rows
+                .iter()
+                .map(|(k, _)| k.get(prefix.len() + 8..).unwrap_or_default())
+                .collect();
+            let mut b = Batch::default();
+            for (id, bytes) in ids.iter().zip(store.get_many(Tree::Reviews, &ids)?) {
+                let Ok(Some(r)) = decode(id, bytes) else {
+                    continue;
+                };
+                if let Some(k) = retry_deadline_key(&r) {
+                    b.put(Tree::Index, &k, &[]);
+                    n += 1;
+                }
+            }
+            store.apply(b)?;
+        }
+    }
+    let mut b = Batch::default();
+    b.put(Tree::Meta, RETRY_DEADLINES_KEY, b"1");
+    store.apply(b)?;
+    Ok(n)
 }
 
 fn build_all(store: &dyn Store) -> Result<u64, GateError> {
@@ -435,6 +519,7 @@ fn build_all(store: &dyn Store) -> Result<u64, GateError> {
     }
     b.put(Tree::Meta, BUILT_KEY, b"1");
     b.put(Tree::Meta, NO_PENDING_LISTED_KEY, b"1");
+    b.put(Tree::Meta, RETRY_DEADLINES_KEY, b"1");
     store.apply(b)?;
     Ok(n)
 }
@@ -629,5 +714,56 @@ mod tests {
             .is_some());
         assert_eq!(ids(store.as_ref(), Some(ReviewState::Pending)), ["rev_p"]);
         assert_eq!(ids(store.as_ref(), None), ["rev_r", "rev_p"]);
+    }
+
+    /// Review of session 23: failed and outcome-unknown reviews were never sealed. A store
+    /// indexed before files them under their retry deadline at start, once, and a closed one
+    /// leaves it.
+    #[test]
+    fn retry_deadlines_are_filed_once_and_leave_when_closed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::open(crate::store::Backend::Redb, dir.path()).expect("open");
+        assert_eq!(ensure_built(store.as_ref()).expect("build"), 0);
+        let failed = review("rev_f", 10, ReviewState::Failed);
+        let unknown = review("rev_u", 20, ReviewState::OutcomeUnknown);
+        let executed = review("rev_e", 30, ReviewState::Executed);
+        let mut closed = review("rev_c", 40, ReviewState::Failed);
+        closed.retry_closed = true;
+        for r in [&failed, &unknown, &executed, &closed] {
+            file(store.as_ref(), r);
+        }
+        let due = |now| -> Vec<String> {
+            retry_overdue(store.as_ref(), now, None, 10)
+                .expect("retry_overdue")
+                .0
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect()
+        };
+        assert_eq!(
+            due(1010),
+            ["rev_f"],
+            "at its deadline, not before the other's"
+        );
+        assert_eq!(due(5000), ["rev_f", "rev_u"]);
+        let filed = index_keys(store.as_ref());
+        // A store from before: no `u` entry, no marker.
+        let mut b = Batch::default();
+        for r in [&failed, &unknown] {
+            b.delete(Tree::Index, &retry_deadline_key(r).expect("open"));
+        }
+        b.delete(Tree::Meta, RETRY_DEADLINES_KEY);
+        assert!(store.apply(b).expect("apply"));
+        assert!(due(5000).is_empty());
+        assert_eq!(ensure_built(store.as_ref()).expect("migrate"), 0);
+        assert_eq!(index_keys(store.as_ref()), filed);
+        assert_eq!(due(5000), ["rev_f", "rev_u"]);
+        // Closed: its entry goes with the transition.
+        let mut b = Batch::default();
+        let mut now_closed = failed.clone();
+        now_closed.retry_closed = true;
+        reindex(&mut b, Some(&failed), Some(&now_closed));
+        assert!(store.apply(b).expect("apply"));
+        assert_eq!(due(5000), ["rev_u"]);
     }
 }

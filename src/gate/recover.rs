@@ -148,6 +148,69 @@ impl Gate {
         .await
     }
 
+    /// Closes the retry window of every `failed` or `outcome_unknown` review past its deadline
+    /// (no retry may send it any more: `decide.rs`) and seals it as a final review is sealed,
+    /// each with its audit entry (`by: expiry`). Returns how many it closed. A chunk that
+    /// cannot be read or committed is logged, counted and left for the next tick.
+    ///
+    /// Review of session 23: such a review kept what the agent sent as a secret (a card
+    /// number, a password) in clear in the store until retention removed it, 90 days later by
+    /// default, or never with `retention = "forever"`.
+    pub async fn close_retry_windows(self: &Arc<Self>) -> Result<usize, GateError> {
+        // As for `sweep`: a clock too far off would close them early.
+        if self.claims_paused().is_some() {
+            return Ok(0);
+        }
+        self.blocking(|g| {
+            let now = g.clock.now_ms();
+            let close = move |cur: &super::Review| {
+                let open = matches!(cur.state, ReviewState::Failed | ReviewState::OutcomeUnknown)
+                    && !cur.retry_closed;
+                if !open || now < cur.expires_at_ms {
+                    return Err(GateError::AlreadyDecided {
+                        id: cur.id.clone(),
+                        state: cur.state.as_str(),
+                    });
+                }
+                let mut next = cur.clone();
+                next.retry_closed = true;
+                Ok(next)
+            };
+            let (mut n, mut after, mut failed) = (0, None, None);
+            loop {
+                let (found, last) =
+                    index::retry_overdue(g.store.as_ref(), now, after.as_deref(), CHUNK)?;
+                if found.is_empty() {
+                    break;
+                }
+                let ids: Vec<String> = found.iter().map(|(id, _)| id.clone()).collect();
+                let done = g
+                    .prepare_many(&ids, CHUNK_BYTES, close)
+                    .and_then(|(p, used)| Ok((g.commit_prepared(p)?.len(), used)));
+                let used = match done {
+                    Ok((closed, used)) => {
+                        n += closed;
+                        used
+                    }
+                    Err(e) => {
+                        chunk_failed("retry_close", ids.len(), &e);
+                        failed.get_or_insert(e);
+                        ids.len()
+                    }
+                };
+                after = resume_key(&found, used, last);
+                if after.is_none() {
+                    break;
+                }
+            }
+            match failed {
+                None => Ok(n),
+                Some(e) => Err(e),
+            }
+        })
+        .await
+    }
+
     /// Removes finished reviews whose last change is older than `store.retention`, with the
     /// records of their used one-click links. Their audit entries stay. A `failed` or
     /// `outcome_unknown` review stays until its deadline (a human may still retry it). Returns
@@ -561,6 +624,11 @@ impl Gate {
                             tracing::info!(target: "airlock::gate", expired = n, elapsed_ms = ms, "expired reviews (silence is rejection)")
                         }
                         (Err(e), _) => tracing::error!(error = %e, "expiry sweep failed"),
+                    }
+                    match self.close_retry_windows().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(target: "airlock::gate", closed = n, "failed or outcome-unknown reviews past their deadline sealed (no retry may send them)"),
+                        Err(e) => tracing::error!(error = %e, "closing retry windows failed"),
                     }
                     self.look_after_stranded_sends().await;
                 }

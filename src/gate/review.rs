@@ -269,6 +269,10 @@ pub struct Review {
     /// executed, rejected or expired (`seal.rs`); the request kept is no longer what was sent.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub sealed_secrets: usize,
+    /// A `failed` or `outcome_unknown` review whose deadline passed: no retry may send it any
+    /// more, so it was sealed as a final review is (`seal.rs`), by the sweep.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry_closed: bool,
     /// What the agent's identical retries share (`joins.rs`): they join this review while it
     /// may still be sent. `None` on reviews held before, or without an entry of their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -462,6 +466,7 @@ impl Review {
             retries: Vec::new(),
             retry_approvals: Vec::new(),
             sealed_secrets: 0,
+            retry_closed: false,
             join: None,
         }
     }

@@ -1,4 +1,5 @@
-//! Sealing a review that can never send again (executed, rejected, expired): the values of the
+//! Sealing a review that can never send again (executed, rejected, expired; failed or
+//! outcome unknown once its deadline passed, which the sweep marks `retry_closed`): the values of the
 //! stored request's secret-named body fields and query parameters are erased
 //! ([`crate::credentials::seal`]), and so is every echo of them elsewhere in the record (headers,
 //! the explanation, rule parameters, comments, the answers), as the views masked them. Done in
@@ -9,14 +10,13 @@ use super::review::{b64, Decision, Execution, Review, ReviewState};
 use crate::credentials::echo::QueryEchoes;
 use crate::credentials::{redact, seal as erase};
 
-/// Seals `r` if its state is one no review leaves and it holds secret-named values.
+/// Seals `r` if it can never send again and holds secret-named values.
 pub(super) fn seal(r: &mut Review) {
-    if r.sealed_secrets > 0
-        || !matches!(
-            r.state,
-            ReviewState::Executed | ReviewState::Rejected | ReviewState::Expired
-        )
-    {
+    let ended = matches!(
+        r.state,
+        ReviewState::Executed | ReviewState::Rejected | ReviewState::Expired
+    ) || r.retry_closed;
+    if r.sealed_secrets > 0 || !ended {
         return;
     }
     // A body that is not base64 (a damaged record) is left for the views to report.
