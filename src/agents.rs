@@ -7,6 +7,11 @@
 //! refused at once, and so are the next requests on connections it opened before
 //! ([`Agents::still_admitted`], one atomic load while nothing was removed); a blind tunnel, whose
 //! requests Airlock cannot see, is closed ([`Agents::until_removed`]).
+//!
+//! An agent is its entry, not only its name: an entry carries when it was added
+//! (`AgentConfig::added_ms`), and a review created before that was sent by an earlier agent of
+//! the same name, removed since ([`Agent::sent`], [`Agents::sender_in_force`]). `airlock agents
+//! rotate` keeps the entry (and its reviews); remove and add makes a new one.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +34,8 @@ pub struct Agent {
     pub hosts: Vec<String>,
     pub owner: Option<String>,
     pub anonymous: bool,
+    /// When its entry was added (ms since the epoch); `None`: an entry from before `added`.
+    pub added_ms: Option<u64>,
     /// The digest its token matched, and the generation of the set it was found in.
     token_sha256: [u8; 32],
     generation: u64,
@@ -42,6 +49,7 @@ impl Agent {
             hosts: Vec::new(),
             owner: None,
             anonymous: true,
+            added_ms: None,
             token_sha256: [0; 32],
             generation: 0,
         }
@@ -54,6 +62,14 @@ impl Agent {
             && config.services == self.services
             && config.hosts == self.hosts
             && config.owner == self.owner
+            && config.added_ms == self.added_ms
+    }
+
+    /// Did this agent send a review recorded under `agent` (`None`: anonymous) and created at
+    /// `created_at_ms`? Not if it was created before this agent's entry was added: an earlier
+    /// agent of the same name, removed since, sent it.
+    pub fn sent(&self, agent: Option<&str>, created_at_ms: u64) -> bool {
+        agent.unwrap_or(ANONYMOUS) == self.name && !before(created_at_ms, self.added_ms)
     }
 
     /// May this agent reach `host`, which belongs to `service` (if any service claims it)?
@@ -64,6 +80,12 @@ impl Agent {
         self.hosts.iter().any(|h| h == host)
             || service.is_some_and(|s| self.services.iter().any(|a| a == s))
     }
+}
+
+/// Was a review created at `created_at_ms` created before an entry added at `added_ms`? Both
+/// are wall-clock instants (the review's of the instance that held it); equal is not before.
+fn before(created_at_ms: u64, added_ms: Option<u64>) -> bool {
+    added_ms.is_some_and(|added| created_at_ms < added)
 }
 
 /// Why a caller was not accepted (answered with 407).
@@ -144,6 +166,18 @@ impl Agents {
     /// allowed)? A review of an agent that is not was sent by one since removed.
     pub fn knows(&self, name: &str) -> bool {
         (name == ANONYMOUS && self.allow_anonymous) || self.with_set(|s| s.contains_key(name))
+    }
+
+    /// Is the agent in force under `name` the one that sent a review recorded under it and
+    /// created at `created_at_ms`? Not when no agent of that name is in force (removed since),
+    /// nor when the one in force was added after the review was created (removed, and another
+    /// added under the same name).
+    pub fn sender_in_force(&self, name: &str, created_at_ms: u64) -> bool {
+        (name == ANONYMOUS && self.allow_anonymous)
+            || self.with_set(|s| {
+                s.get(name)
+                    .is_some_and(|a| !before(created_at_ms, a.added_ms))
+            })
     }
 
     /// The agents in force, by name.
@@ -243,6 +277,7 @@ impl Agents {
                 hosts: found.hosts.clone(),
                 owner: found.owner.clone(),
                 anonymous: false,
+                added_ms: found.added_ms,
                 token_sha256: found.token_sha256,
                 generation,
             })
@@ -265,17 +300,31 @@ pub fn generate_token() -> String {
     )
 }
 
-/// The `[[agents]]` block `airlock agents add` appends to the config file.
+/// The `[[agents]]` block `airlock agents add` appends to the config file, `added` now (this
+/// host's wall clock, the one reviews are stamped with).
 pub fn config_block(
     name: &str,
     digest: &[u8; 32],
     services: &[String],
     owner: Option<&str>,
 ) -> String {
+    let now = crate::gate::Clock::now_ms(&crate::gate::SystemClock);
+    config_block_added(name, digest, services, owner, now)
+}
+
+/// [`config_block`] with `added` at `added_ms`.
+pub fn config_block_added(
+    name: &str,
+    digest: &[u8; 32],
+    services: &[String],
+    owner: Option<&str>,
+    added_ms: u64,
+) -> String {
     let mut s = format!(
-        "\n[[agents]]\nname = {}\ntoken_sha256 = \"{}\"\n",
+        "\n[[agents]]\nname = {}\ntoken_sha256 = \"{}\"\nadded = {}\n",
         toml_str(name),
-        hex::encode(digest)
+        hex::encode(digest),
+        toml_str(&crate::config::format_added(added_ms))
     );
     if !services.is_empty() {
         let list: Vec<String> = services.iter().map(|x| toml_str(x)).collect();
@@ -304,6 +353,7 @@ mod tests {
             services: vec!["github".into()],
             hosts: Vec::new(),
             owner: None,
+            added_ms: None,
         };
         (Agents::new(vec![cfg], false), token)
     }
@@ -387,6 +437,7 @@ mod tests {
             services: Vec::new(),
             hosts: Vec::new(),
             owner: None,
+            added_ms: None,
         });
         a.replace(list.clone());
         a.replace(
@@ -415,6 +466,7 @@ mod tests {
             services: Vec::new(),
             hosts: Vec::new(),
             owner: None,
+            added_ms: None,
         };
         let mut both = a.current();
         both.push(other.clone());
@@ -454,15 +506,49 @@ mod tests {
     fn block_parses_back() {
         let token = generate_token();
         assert!(token.starts_with("alk_") && token.len() == 47);
-        let block = config_block(
+        let block = config_block_added(
             "bot",
             &token_digest(&token),
             &["github".into()],
             Some("alice"),
+            1_750_000_000_123,
         );
         let c = crate::config::Config::from_toml("t.toml", &block).expect("parses");
         assert_eq!(c.agents[0].token_sha256, token_digest(&token));
+        assert_eq!(c.agents[0].added_ms, Some(1_750_000_000_123));
         assert_eq!(c.agents[0].owner.as_deref(), Some("alice"));
         assert!(!block.contains(&token));
+    }
+
+    #[test]
+    fn a_review_from_before_the_entry_was_added_is_not_the_agents() {
+        let token = generate_token();
+        let cfg = AgentConfig {
+            name: "bot".into(),
+            token_sha256: token_digest(&token),
+            services: Vec::new(),
+            hosts: Vec::new(),
+            owner: None,
+            added_ms: Some(1_000),
+        };
+        let a = Agents::new(vec![cfg.clone()], false);
+        let bot = a.authenticate(&basic(&format!("bot:{token}"))).expect("ok");
+        assert!(
+            !bot.sent(Some("bot"), 999),
+            "before the entry: another agent's"
+        );
+        assert!(bot.sent(Some("bot"), 1_000) && bot.sent(Some("bot"), 5_000));
+        assert!(!bot.sent(Some("other"), 5_000) && !bot.sent(None, 5_000));
+        assert!(!a.sender_in_force("bot", 999));
+        assert!(a.sender_in_force("bot", 1_000));
+        assert!(!a.sender_in_force("other", 1_000));
+        // An entry without `added` owns every review of its name, as before.
+        let old = AgentConfig {
+            added_ms: None,
+            ..cfg
+        };
+        let a = Agents::new(vec![old], false);
+        let bot = a.authenticate(&basic(&format!("bot:{token}"))).expect("ok");
+        assert!(bot.sent(Some("bot"), 0) && a.sender_in_force("bot", 0));
     }
 }

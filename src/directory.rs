@@ -52,6 +52,9 @@ struct AgentRecord {
     hosts: Vec<String>,
     #[serde(default)]
     owner: Option<String>,
+    /// When the agent was added (RFC 3339); absent on records from before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    added: Option<String>,
 }
 
 /// A reviewer as stored (the fields of `[[reviewers]]`).
@@ -110,6 +113,7 @@ impl Directory {
                 &r.services,
                 &r.hosts,
                 r.owner.as_deref(),
+                r.added.as_deref(),
             )
         })
     }
@@ -166,6 +170,7 @@ impl Directory {
             services: agent.services.clone(),
             hosts: agent.hosts.clone(),
             owner: agent.owner.clone(),
+            added: agent.added_ms.map(crate::config::format_added),
         };
         // Checked as it will be read back, so nothing unreadable is ever stored.
         crate::config::agent_entry(
@@ -174,6 +179,7 @@ impl Directory {
             &record.services,
             &record.hosts,
             record.owner.as_deref(),
+            record.added.as_deref(),
         )
         .map_err(DirectoryError::Invalid)?;
         self.insert(&agent_key(&agent.name), &record)
@@ -207,8 +213,18 @@ impl Directory {
         self.remove(&reviewer_key(name))
     }
 
+    /// Now on the clock every instance sharing this store is kept near (the database's; this
+    /// host's where the store has none): what `airlock agents add` records as `added`, which
+    /// reviews' creation times are compared with.
+    pub fn now_ms(&self) -> Result<u64, StoreError> {
+        match self.store.clock_ms() {
+            Some(now) => now,
+            None => Ok(crate::gate::Clock::now_ms(&crate::gate::SystemClock)),
+        }
+    }
+
     /// Gives the stored agent `name` a new token digest (its old token stops working on every
-    /// instance); `Ok(false)` if none is stored.
+    /// instance; its entry, `added` too, is kept); `Ok(false)` if none is stored.
     pub fn set_agent_token(&self, name: &str, digest: &[u8; 32]) -> Result<bool, DirectoryError> {
         self.set_token(
             &agent_key(name),
@@ -373,6 +389,7 @@ mod tests {
             services: vec!["github".into()],
             hosts: vec!["example.com".into()],
             owner: Some("alice".into()),
+            added_ms: Some(1_750_000_000_123),
         }
     }
 

@@ -1112,6 +1112,148 @@ async fn a_review_of_a_removed_agent_says_so() {
     assert_eq!(up.count(), 1, "approving still sends it");
 }
 
+/// The agents in force as `[[agents]]` blocks read back through the config parser: what a
+/// reload of the file `airlock agents add` appends to hands the proxy.
+fn agents_of(blocks: &str) -> Vec<airlock::config::AgentConfig> {
+    airlock::config::Config::from_toml("agents.toml", blocks)
+        .expect("agents parse")
+        .agents
+}
+
+/// What `bot` reads at `https://airlock.local/v1/reviews/{id}` (optionally waiting): status and
+/// body.
+async fn agent_reads(c: &reqwest::Client, id: &str, wait: bool) -> (u16, serde_json::Value) {
+    let url = match wait {
+        true => format!("https://airlock.local/v1/reviews/{id}?wait=1"),
+        false => format!("https://airlock.local/v1/reviews/{id}"),
+    };
+    let resp = c.get(url).send().await.expect("send");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or_default())
+}
+
+/// Held (423) once more by `c`: the review id.
+async fn held_id(c: &reqwest::Client) -> String {
+    let resp = c
+        .delete("https://api.github.com/repos/acme/gone")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 423);
+    resp.json::<serde_json::Value>().await.expect("json")["reviewId"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
+/// Review of session 23: an agent's identity was only its name. `bot` removed (compromised)
+/// and a new agent added as `bot` inherited its reviews: it read their status and results,
+/// its identical requests joined them, and the dashboard's removed-agent warning vanished, so a
+/// reviewer could approve the removed agent's call as the current one's. An entry now carries
+/// when it was added, and a review created before that is another agent's. `agents rotate`
+/// keeps the entry and its reviews.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_added_again_under_a_removed_ones_name_is_another_agent() {
+    let s = setup("").await;
+    let a = &s.airlock;
+    let gh_only = airlock::agents::config_block(
+        "gh-only",
+        &airlock::agents::token_digest(&s.limited_token),
+        &["github".into()],
+        Some("alice"),
+    );
+    let id = held_id(&client_as(a, "bot", &s.token)).await;
+
+    // Rotated (the entry's token line replaced, `added` kept): still its own review.
+    let rotated = airlock::agents::generate_token();
+    let mut agents = a.proxy.agents.current();
+    let bot = agents.iter_mut().find(|x| x.name == "bot").expect("bot");
+    assert!(bot.added_ms.is_some(), "config_block writes added");
+    bot.token_sha256 = airlock::agents::token_digest(&rotated);
+    a.proxy.agents.replace(agents);
+    let bot = client_as(a, "bot", &rotated);
+    let (code, r) = agent_reads(&bot, &id, false).await;
+    assert_eq!((code, r["state"].as_str()), (200, Some("pending")), "{r}");
+    assert_eq!(
+        held_id(&bot).await,
+        id,
+        "a rotated agent's retry joins its review"
+    );
+    let (_, r) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert_eq!(
+        (&r["agentRemoved"], &r["agentReplaced"]),
+        (&false.into(), &false.into()),
+        "{r}"
+    );
+
+    // Removed, then a new agent added under the same name, with a token of its own.
+    a.proxy.agents.replace(agents_of(&gh_only));
+    let (_, r) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert_eq!(
+        (&r["agentRemoved"], &r["agentReplaced"]),
+        (&true.into(), &false.into()),
+        "{r}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let new_token = airlock::agents::generate_token();
+    let new_bot_block =
+        airlock::agents::config_block("bot", &airlock::agents::token_digest(&new_token), &[], None);
+    a.proxy
+        .agents
+        .replace(agents_of(&format!("{new_bot_block}{gh_only}")));
+    let new_bot = client_as(a, "bot", &new_token);
+
+    // Its status and wait reads of the old review answer as for an unknown id.
+    let nobody = "rev_00000000000000000000000000000000";
+    let unknown = agent_reads(&new_bot, nobody, false).await;
+    assert_eq!(unknown.0, 404, "{}", unknown.1);
+    for wait in [false, true] {
+        let (code, r) = agent_reads(&new_bot, &id, wait).await;
+        let as_unknown = r.to_string().replace(&id, nobody);
+        assert_eq!(
+            (code, as_unknown),
+            (unknown.0, unknown.1.to_string()),
+            "wait={wait}: {r}"
+        );
+    }
+    // Its identical request is held anew rather than joining the old review.
+    let fresh = held_id(&new_bot).await;
+    assert_ne!(
+        fresh, id,
+        "the new agent's request joined the removed agent's review"
+    );
+    let (code, r) = agent_reads(&new_bot, &fresh, false).await;
+    assert_eq!((code, r["state"].as_str()), (200, Some("pending")), "{r}");
+    assert_eq!(held_id(&new_bot).await, fresh, "its own retries still join");
+
+    // Reviewers are told the old review's sender is gone; the new one's is in force.
+    let (_, r) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert_eq!(
+        (&r["agentRemoved"], &r["agentReplaced"]),
+        (&true.into(), &true.into()),
+        "{r}"
+    );
+    let warned = r["summary"]["warnings"].to_string();
+    assert!(
+        warned.contains("was added after this request and did not send it"),
+        "{warned}"
+    );
+    let (_, r) = a.admin("GET", &format!("/v1/reviews/{fresh}"), None).await;
+    assert_eq!(
+        (&r["agentRemoved"], &r["agentReplaced"]),
+        (&false.into(), &false.into()),
+        "{r}"
+    );
+    let pages = dashboard_pages(a, &a.admin_token, &[format!("/ui/reviews/{id}")]).await;
+    assert!(
+        pages[0].contains("id=\"agent-removed\"")
+            && pages[0].contains("was added after this request"),
+        "{}",
+        pages[0]
+    );
+    assert_eq!(s.up.count(), 0, "nothing sent");
+}
+
 /// Review of session 22: `airlock reviews reject-pending --agent Bot` (the agent is `bot`)
 /// printed "rejected 0 pending review(s)" and exited 0, as if the agent had nothing pending.
 /// Now a name neither configured nor on any review is refused (404 `unknown_agent`, naming it

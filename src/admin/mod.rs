@@ -242,13 +242,37 @@ impl Admin {
     /// A review as the admin API shows it: [`review_json`], with each approval marked as
     /// counting toward the quorum or not (and why) with the reviewers in force now.
     /// Was `r` sent by an agent no longer configured (removed since: compromised, retired)?
+    /// So it was too when an agent of the same name is configured now but was added after `r`
+    /// was created ([`crate::agents::Agents::sender_in_force`]): that one is another agent.
     pub(crate) fn agent_removed(&self, r: &crate::gate::Review) -> bool {
-        r.agent.as_deref().is_some_and(|a| !self.agents.knows(a))
+        r.agent
+            .as_deref()
+            .is_some_and(|a| !self.agents.sender_in_force(a, r.created_at_ms))
+    }
+
+    /// Was `r`'s agent removed, and another added under its name since ([`Self::agent_removed`]
+    /// with the name in force)? The warnings say so.
+    pub(crate) fn agent_replaced(&self, r: &crate::gate::Review) -> bool {
+        self.sender_gone(r) == Some(dashboard::SenderGone::Replaced)
+    }
+
+    /// Why `r`'s agent is not the one configured under its name now, if it is not.
+    pub(crate) fn sender_gone(&self, r: &crate::gate::Review) -> Option<dashboard::SenderGone> {
+        if !self.agent_removed(r) {
+            return None;
+        }
+        Some(
+            match r.agent.as_deref().is_some_and(|a| self.agents.knows(a)) {
+                true => dashboard::SenderGone::Replaced,
+                false => dashboard::SenderGone::Removed,
+            },
+        )
     }
 
     pub fn review_view(&self, r: &crate::gate::Review, full: bool) -> serde_json::Value {
         let mut v = review_json(r, full);
         v["agentRemoved"] = self.agent_removed(r).into();
+        v["agentReplaced"] = self.agent_replaced(r).into();
         if full {
             // A body spelled with needless `\u` escapes reads otherwise to every parser: its
             // decoded reading, masked as the rest of the request is.
@@ -258,7 +282,7 @@ impl Admin {
                 v["request"]["bodyDecoded"] = echoes.mask(&decoded).into();
             }
             // What the dashboard's detail page sums up and warns of.
-            v["summary"] = dashboard::review_summary(r, self.agent_removed(r));
+            v["summary"] = dashboard::review_summary(r, self.sender_gone(r));
         }
         let people = self.gate.people().current();
         let approvals = r.standing(&r.approvals, &people);

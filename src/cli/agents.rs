@@ -4,6 +4,10 @@
 //! "postgres"`) `add` changes the database, and every running `airlock serve` on it follows at
 //! once. `remove` and `rotate` change the entry where it is: a file's (edited in place,
 //! `config_edit.rs`), the database's, or both.
+//!
+//! `add` records when the entry was added (`added`): an agent removed and added again under
+//! the same name is a new agent, and the reviews the earlier one left are not its own. `rotate`
+//! keeps the entry, `added` too, and so its reviews.
 
 use anyhow::{bail, Result};
 use clap::Subcommand;
@@ -41,13 +45,14 @@ pub(super) enum AgentsCommand {
     /// and the shared database, wherever it is.
     Remove { name: String },
     /// Give an agent a new token and print it once; the old token stops working at once
-    /// (its open connections get 407 on their next request).
+    /// (its open connections get 407 on their next request). The agent stays the same one and
+    /// keeps its reviews (removing it and adding it again makes a new agent, which does not).
     Rotate { name: String },
 }
 
 fn describe(a: &AgentConfig) -> String {
     format!(
-        "{}\tservices={}\thosts={}\towner={}",
+        "{}\tservices={}\thosts={}\towner={}\tadded={}",
         a.name,
         if a.services.is_empty() {
             "*".into()
@@ -55,7 +60,10 @@ fn describe(a: &AgentConfig) -> String {
             a.services.join(",")
         },
         a.hosts.join(","),
-        a.owner.as_deref().unwrap_or("-")
+        a.owner.as_deref().unwrap_or("-"),
+        a.added_ms
+            .map(airlock::config::format_added)
+            .unwrap_or_else(|| "-".into())
     )
 }
 
@@ -122,6 +130,7 @@ pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
                 &services,
                 &[],
                 owner.as_deref(),
+                None,
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?;
             // A service the rules and credentials do not know would admit it nowhere; `serve`
@@ -259,7 +268,7 @@ pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
 }
 
 /// Adds the agent to the shared database, else appends it to the agents file or the config
-/// file; returns where.
+/// file, with `added` now; returns where.
 fn add_agent(
     config: &Config,
     directory: Option<&airlock::directory::Directory>,
@@ -270,15 +279,24 @@ fn add_agent(
 ) -> Result<String> {
     let place = match directory {
         Some(d) => {
-            let agent =
-                airlock::config::agent_entry(name, &hex::encode(digest), services, &[], owner)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut agent = airlock::config::agent_entry(
+                name,
+                &hex::encode(digest),
+                services,
+                &[],
+                owner,
+                None,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            // On the database's clock, which every instance's is checked against.
+            agent.added_ms = Some(d.now_ms()?);
             if !d.add_agent(&agent)? {
                 bail!("agent {name:?} already exists in the database");
             }
             "the shared database".to_string()
         }
         None => {
+            // `added` on this host's clock, the one `airlock serve` here stamps reviews with.
             let block = airlock::agents::config_block(name, digest, services, owner);
             super::append_block(
                 &config

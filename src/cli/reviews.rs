@@ -286,7 +286,14 @@ fn warnings(review: &serde_json::Value) -> Vec<String> {
             .collect();
     }
     let mut out: Vec<String> = masked_echo_warning(review).into_iter().collect();
-    if review["agentRemoved"].as_bool() == Some(true) {
+    if review["agentReplaced"].as_bool() == Some(true) {
+        out.push(escaped(&format!(
+            "the agent that sent this request, {}, was removed: the agent configured under that \
+             name now was added after this request and did not send it; approving still sends \
+             the request as stored",
+            review["agent"].as_str().unwrap_or("?")
+        )));
+    } else if review["agentRemoved"].as_bool() == Some(true) {
         out.push(escaped(&format!(
             "the agent that sent this request, {}, is no longer configured: it was removed after \
              sending it (compromised? retired?); approving still sends the request as stored",

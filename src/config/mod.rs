@@ -21,7 +21,9 @@ pub use egress::EgressConfig;
 pub use exposure::admin_exposure;
 pub use gate::GateConfig;
 pub use home::{Found, Home, HOME_ENV};
-pub use people::{agent_entry, check_agent_services, reviewer_entry, AgentConfig, ReviewerConfig};
+pub use people::{
+    agent_entry, check_agent_services, format_added, reviewer_entry, AgentConfig, ReviewerConfig,
+};
 pub use proxy::{auto_workers, ProxyConfig, UnknownHosts};
 pub use rules::RulesConfig;
 pub use store::{AdminConfig, AdminSocket, StoreConfig};

@@ -15,6 +15,8 @@ pub(super) struct RawAgent {
     pub(super) hosts: Vec<String>,
     #[serde(default)]
     pub(super) owner: Option<String>,
+    #[serde(default)]
+    pub(super) added: Option<String>,
     /// The `agents_file` it was read from; `None`: the config file.
     #[serde(skip)]
     pub(super) from: Option<String>,
@@ -92,6 +94,11 @@ pub struct AgentConfig {
     pub hosts: Vec<String>,
     /// The person responsible for it (reviewer policies use this).
     pub owner: Option<String>,
+    /// When this entry was added (`added`, ms since the epoch; `airlock agents add` writes it,
+    /// `rotate` keeps it): reviews created before it were sent by an earlier agent of the same
+    /// name, removed since, and are not this one's. `None` (entries from before `added`
+    /// existed): every review of the name is its own.
+    pub added_ms: Option<u64>,
 }
 
 /// A person who may decide reviews; the token is kept only as a SHA-256 digest.
@@ -215,6 +222,7 @@ pub(super) fn check_agents(raw: &[RawAgent]) -> Result<Vec<AgentConfig>, AgentsE
                 &a.services,
                 &a.hosts,
                 a.owner.as_deref(),
+                a.added.as_deref(),
             )
             .map_err(failed)?,
         );
@@ -242,14 +250,35 @@ pub fn check_agent_services(agents: &[AgentConfig], known: &[String]) -> Result<
     Ok(())
 }
 
+/// An agent entry's `added` as written: RFC 3339 in UTC, to the millisecond
+/// (`2025-06-01T12:00:00.000Z`).
+pub fn format_added(ms: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+/// An agent entry's `added` (RFC 3339 in UTC, `Z`), as ms since the epoch.
+fn parse_added(name: &str, text: &str) -> Result<u64, String> {
+    humantime::parse_rfc3339(text.trim())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| u64::try_from(d.as_millis()).ok())
+        .ok_or_else(|| {
+            format!(
+                "agent {name:?}: added must be an RFC 3339 time in UTC such as \"2025-06-01T12:00:00.000Z\" (got {text:?})"
+            )
+        })
+}
+
 /// One agent, checked as an `[[agents]]` entry is (its name, owner, hosts, its digest in
-/// hex): for records kept elsewhere (the database, `crate::directory`).
+/// hex, `added` in RFC 3339): for records kept elsewhere (the database, `crate::directory`).
 pub fn agent_entry(
     name: &str,
     token_sha256: &str,
     services: &[String],
     hosts: &[String],
     owner: Option<&str>,
+    added: Option<&str>,
 ) -> Result<AgentConfig, String> {
     if !name_ok(name) {
         return Err(format!(
@@ -264,6 +293,7 @@ pub fn agent_entry(
         return Err(format!("agent {name:?}: owner is blank"));
     }
     let digest = digest_hex("agent", name, token_sha256)?;
+    let added_ms = added.map(|a| parse_added(name, a)).transpose()?;
     let mut normalized = Vec::new();
     for h in hosts {
         normalized
@@ -275,6 +305,7 @@ pub fn agent_entry(
         services: services.to_vec(),
         hosts: normalized,
         owner: owner.map(str::to_string),
+        added_ms,
     })
 }
 
@@ -310,7 +341,7 @@ mod tests {
     fn an_unknown_service_is_refused_with_the_known_ones() {
         let agent = |services: &[&str]| {
             let services: Vec<String> = services.iter().map(|s| s.to_string()).collect();
-            agent_entry("bot", &"ab".repeat(32), &services, &[], None).expect("agent")
+            agent_entry("bot", &"ab".repeat(32), &services, &[], None, None).expect("agent")
         };
         let known = ["stripe".to_string(), "github".to_string()];
         assert!(check_agent_services(&[agent(&["github"]), agent(&[])], &known).is_ok());
@@ -320,5 +351,17 @@ mod tests {
                 && e.contains("known: github, stripe"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn added_reads_back_and_a_bad_one_is_refused() {
+        let ms = 1_750_000_000_123;
+        let text = format_added(ms);
+        assert_eq!(text, "2025-06-15T15:06:40.123Z");
+        let a = agent_entry("bot", &"ab".repeat(32), &[], &[], None, Some(&text)).expect("ok");
+        assert_eq!(a.added_ms, Some(ms));
+        let e = agent_entry("bot", &"ab".repeat(32), &[], &[], None, Some("yesterday"))
+            .expect_err("not a time");
+        assert!(e.contains("added must be an RFC 3339 time"), "{e}");
     }
 }

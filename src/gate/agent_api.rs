@@ -301,7 +301,8 @@ fn execution_json(e: &Execution) -> serde_json::Value {
 const STATUS_READ_QUEUE_WAIT: Duration = Duration::from_secs(10);
 
 /// Serves `airlock.local` for `agent`, which sees only its own reviews (anonymous callers,
-/// allowed only in development, see those of anonymous callers).
+/// allowed only in development, see those of anonymous callers): not those an earlier agent
+/// of its name, removed since, left.
 pub async fn serve_local(
     gate: &Arc<Gate>,
     agent: &crate::agents::Agent,
@@ -347,7 +348,9 @@ pub async fn serve_local(
         );
     };
     let first = match gate.get_in_turn(id, turn).await {
-        Ok(r) if r.agent.as_deref().unwrap_or(crate::agents::ANONYMOUS) == agent.name => r,
+        // Another agent's review reads as an unknown id: an earlier agent of the same name,
+        // removed since, is another agent ([`crate::agents::Agent::sent`]).
+        Ok(r) if agent.sent(r.agent.as_deref(), r.created_at_ms) => r,
         Ok(_) => return agent_error_response(&super::GateError::NotFound(id.to_string())),
         Err(e) => return agent_error_response(&e),
     };

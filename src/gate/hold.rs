@@ -42,6 +42,7 @@ impl Gate {
     /// proxy renders the outcome.
     pub async fn hold(self: &Arc<Self>, req: HeldRequest, verdict: Verdict) -> Hold {
         let wait = requested_wait(&req.headers, &verdict, self.cfg.max_wait);
+        let added = req.agent_added_ms;
         let review = match self.build_review(req, &verdict) {
             Ok(r) => r,
             Err(e) => return Hold::Refused(HoldRefusal::Unstorable(e.to_string())),
@@ -57,7 +58,7 @@ impl Gate {
         let held = self
             .blocking(move |g| {
                 let _turn = turn;
-                g.store_or_join(review, cap)
+                g.store_or_join(review, added, cap)
             })
             .await;
         let (review, joined) = match held {
@@ -118,17 +119,19 @@ impl Gate {
     /// Joins the review of an identical request of the agent that may still be sent (with a
     /// `decision` entry naming it), or stores `review` with its entry: the decision is recorded
     /// with the review, before anything is answered (no audit, no hold). A concurrent identical
-    /// hold that took the same join slot first is read and joined.
+    /// hold that took the same join slot first is read and joined. `added`: when the agent's
+    /// entry was added; reviews created before it are another agent's, never joined.
     fn store_or_join(
         &self,
         mut review: Review,
+        added: Option<u64>,
         cap: usize,
     ) -> Result<Result<Landed, HoldRefusal>, GateError> {
         let agent = review.agent.clone().unwrap_or_default();
         for _ in 0..JOIN_ATTEMPTS {
             let now = self.clock.now_ms();
             if let Some(join) = review.join.as_mut() {
-                match super::joins::find(self.store.as_ref(), &agent, join, now)? {
+                match super::joins::find(self.store.as_ref(), &agent, added, join, now)? {
                     Found::Same(held) => {
                         let joins = self
                             .audit

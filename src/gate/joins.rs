@@ -15,6 +15,9 @@
 //! - another fingerprint (a Stripe key reused for another call): refused, 400
 //!   `idempotency_error`, nothing stored.
 //!
+//! A review created before the agent's entry was added is another agent's (an earlier one of
+//! the same name, removed since: `crate::agents`): never joined; the request is held anew.
+//!
 //! Slots: an entry whose review can no longer be sent but has not ended (failed or
 //! `outcome_unknown` past its deadline: nothing changes it until retention removes it, and
 //! its entry with it) is never overwritten, since its removal would then delete the newer
@@ -200,6 +203,7 @@ pub(super) enum Found {
 pub(super) fn find(
     store: &dyn Store,
     agent: &str,
+    added_ms: Option<u64>,
     join: &Join,
     now_ms: u64,
 ) -> Result<Found, GateError> {
@@ -228,7 +232,10 @@ pub(super) fn find(
                 continue;
             }
         };
-        if r.agent.as_deref() == Some(agent) && joinable(&r, now_ms) {
+        // Created before the agent's entry was added: an earlier agent of the same name, removed
+        // since, sent it; its slot stays taken, and this request is held anew.
+        let earlier = added_ms.is_some_and(|added| r.created_at_ms < added);
+        if r.agent.as_deref() == Some(agent) && !earlier && joinable(&r, now_ms) {
             live = Some(r);
         }
     }

@@ -174,6 +174,9 @@ pub struct HeldRequest {
     /// The agent that sent it, and the person responsible for that agent.
     pub agent: String,
     pub agent_owner: Option<String>,
+    /// When that agent's entry was added ([`crate::agents::Agent::added_ms`]): its identical
+    /// retries join only reviews created since (an earlier agent of the name sent the others).
+    pub agent_added_ms: Option<u64>,
 }
 
 /// What became of an escalated request; the proxy turns it into the agent's answer.

@@ -386,7 +386,7 @@ mod tests {
     fn an_owner_who_names_no_reviewer_is_warned_about() {
         let people = People::new(vec![reviewer("alice", &[])], false);
         let agent = |owner: &str| {
-            crate::config::agent_entry("bot", &"ab".repeat(32), &[], &[], Some(owner))
+            crate::config::agent_entry("bot", &"ab".repeat(32), &[], &[], Some(owner), None)
                 .expect("agent")
         };
         let r = check_policies(&people, &[], &[agent("alice@example.com")]);

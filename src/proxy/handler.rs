@@ -371,6 +371,7 @@ async fn phases(
                 body: bytes,
                 agent: conn.agent.name.clone(),
                 agent_owner: conn.agent.owner.clone(),
+                agent_added_ms: conn.agent.added_ms,
             };
             let family = super::dialect::Family::of(verdict.service.as_deref(), &conn.target.host);
             let hold = proxy.gate.hold(held, verdict).await;

@@ -381,6 +381,7 @@ mod tests {
             services: Vec::new(),
             hosts: Vec::new(),
             owner: None,
+            added_ms: None,
         }
     }
 

@@ -263,6 +263,7 @@ mod tests {
             services: services.iter().map(|s| s.to_string()).collect(),
             hosts: Vec::new(),
             owner: None,
+            added_ms: None,
         }
     }
 

@@ -191,13 +191,17 @@ fn body_withheld(r: &Review) -> bool {
     withheld(&body, &redact::secret_body_values(&body))
 }
 
-/// The warning for a review whose agent is no longer configured.
-fn removed_agent_warning(agent: &str) -> String {
+/// The warning for a review whose agent is no longer the one configured under its name.
+fn removed_agent_warning(agent: &str, gone: super::SenderGone) -> String {
+    let (headline, rest) = gone.warning(agent);
+    let mut rest = rest.to_string();
+    if let Some(first) = rest.get(..1) {
+        rest.replace_range(..1, &first.to_uppercase());
+    }
     format!(
-        "<p id=\"agent-removed\" role=\"alert\"><b>Warning: the agent that sent this request, \
-         {}, is no longer configured.</b> It was removed after sending it (compromised? \
-         retired?). Approving still sends the request as stored.</p>",
-        html_escape(agent)
+        "<p id=\"agent-removed\" role=\"alert\"><b>Warning: {}.</b> {}.</p>",
+        html_escape(&headline),
+        html_escape(&rest)
     )
 }
 
@@ -400,10 +404,9 @@ pub(super) async fn link_page(
             id = html_escape(&live.review.id),
             other = other_reviewer_note(&live.reviewer, signed_in),
             request = request_summary(&live.review),
-            removed = if admin.agent_removed(&live.review) {
-                removed_agent_warning(live.review.agent.as_deref().unwrap_or("-"))
-            } else {
-                String::new()
+            removed = match admin.sender_gone(&live.review) {
+                Some(gone) => removed_agent_warning(live.review.agent.as_deref().unwrap_or("-"), gone),
+                None => String::new(),
             },
             deadline = crate::gate::review::rfc3339(live.review.expires_at_ms),
         ),

@@ -49,6 +49,7 @@ use session::{
     set_cookie, Session, SESSION_COOKIE,
 };
 use views::{detail_page, list_page};
+pub(crate) use warnings::SenderGone;
 
 /// A JSON body spelled with `\u` escapes of characters that need none, for the admin API (what
 /// `airlock reviews show` prints): its decoded reading, the agent's text (unmasked). `None` for
@@ -62,12 +63,15 @@ pub(crate) fn body_decoded(r: &crate::gate::Review, body: &[u8]) -> Option<Strin
 
 /// What the detail page sums up of review `r`, for the admin API (`summary`, which `airlock
 /// reviews show` prints): `arguments` (the page's Arguments), `money` (its Amount line) and
-/// `warnings` (every warning it shows, as lines: `warnings.rs`); `agent_removed`: its agent is
-/// no longer configured. Masked and escaped as on the page.
-pub(crate) fn review_summary(r: &crate::gate::Review, agent_removed: bool) -> serde_json::Value {
+/// `warnings` (every warning it shows, as lines: `warnings.rs`); `gone`: its agent is no longer
+/// the one configured under its name. Masked and escaped as on the page.
+pub(crate) fn review_summary(
+    r: &crate::gate::Review,
+    gone: Option<SenderGone>,
+) -> serde_json::Value {
     let body = r.request.body().unwrap_or_default();
     let s = views::sum_up(r, &body);
-    let warnings = warnings::lines(r, &s, &body, agent_removed);
+    let warnings = warnings::lines(r, &s, &body, gone);
     serde_json::json!({
         "arguments": s.args,
         "money": s.money,

@@ -541,6 +541,7 @@ pub(super) async fn detail_page(
             r => row(&review, admin.gate.now_ms(), &admin.gate.people().current(), true),
             audit => audit_rows,
             agent_removed => admin.agent_removed(&review),
+            agent_replaced => admin.agent_replaced(&review),
             reviewer => reviewer.name,
             csrf => csrf,
             message => message,

@@ -7,21 +7,52 @@
 use super::{show, views};
 use crate::gate::Review;
 
-/// The warning lines for review `r` (stored body `body`) summed up as `s`; `agent_removed`:
-/// its agent is no longer configured. Agent text in them is masked and escaped as on the page.
+/// Why a review's agent is not the one configured under its name now
+/// (`Admin::sender_gone`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SenderGone {
+    /// No agent of that name is configured.
+    Removed,
+    /// The one configured under that name was added after the review was created: another
+    /// agent (the sender was removed, and the name given to a new one).
+    Replaced,
+}
+
+impl SenderGone {
+    /// The warning, unescaped, as its headline (the page sets it in bold) and the rest, for a
+    /// review sent by `agent`.
+    pub(crate) fn warning(self, agent: &str) -> (String, &'static str) {
+        match self {
+            SenderGone::Removed => (
+                format!("the agent that sent this request, {agent}, is no longer configured"),
+                "it was removed after sending it (compromised? retired?); approving still \
+                 sends the request as stored",
+            ),
+            SenderGone::Replaced => (
+                format!(
+                    "the agent that sent this request, {agent}, was removed: the agent configured \
+                     under that name now was added after this request and did not send it"
+                ),
+                "the sender was removed after sending it (compromised? retired?); approving \
+                 still sends the request as stored",
+            ),
+        }
+    }
+}
+
+/// The warning lines for review `r` (stored body `body`) summed up as `s`; `gone`: its agent is
+/// no longer the one configured under its name. Agent text in them is masked and escaped as on
+/// the page.
 pub(super) fn lines(
     r: &Review,
     s: &views::Summary,
     body: &[u8],
-    agent_removed: bool,
+    gone: Option<SenderGone>,
 ) -> Vec<String> {
     let mut out = Vec::new();
-    if agent_removed {
-        out.push(format!(
-            "the agent that sent this request, {}, is no longer configured: it was removed after \
-             sending it (compromised? retired?); approving still sends the request as stored",
-            show::visible(r.agent.as_deref().unwrap_or("?"))
-        ));
+    if let Some(gone) = gone {
+        let (headline, rest) = gone.warning(&show::visible(r.agent.as_deref().unwrap_or("?")));
+        out.push(format!("{headline}: {rest}"));
     }
     if !s.masked_echo.is_empty() {
         out.push(format!(
@@ -80,9 +111,9 @@ fn padded(r: &Review, body: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn warned(r: &Review, agent_removed: bool) -> Vec<String> {
+    fn warned(r: &Review, gone: Option<SenderGone>) -> Vec<String> {
         let body = r.request.body().expect("body");
-        lines(r, &views::sum_up(r, &body), &body, agent_removed)
+        lines(r, &views::sum_up(r, &body), &body, gone)
     }
 
     /// Review: a CLI-only reviewer read none of the detail page's warnings. Each one the page
@@ -102,7 +133,7 @@ mod tests {
         );
         r.agent = Some("bot\u{202E}".into());
         r.explanation = "held: admin-token-echo".into();
-        let shown = warned(&r, true);
+        let shown = warned(&r, Some(SenderGone::Removed));
         let want = [
             "the agent that sent this request, bot\\u{202E}, is no longer configured",
             "a masked value also appears elsewhere: the value of the secret-named query parameter x_token",
@@ -115,12 +146,12 @@ mod tests {
             assert!(line.starts_with(w), "{w} in {line}");
         }
         let plain = Review::sample("DELETE", "api.github.com", "/repos/o/r", None, b"");
-        assert!(warned(&plain, false).is_empty());
+        assert!(warned(&plain, None).is_empty());
         let mut gz = Review::sample("DELETE", "api.github.com", "/repos/o/r", None, b"\x1f\x8b");
         gz.request
             .headers
             .push(("Content-Encoding".into(), "gzip".into()));
-        let shown = warned(&gz, false);
+        let shown = warned(&gz, None);
         assert_eq!(shown.len(), 1, "{shown:?}");
         assert!(
             shown[0].starts_with("the body is content-encoded (gzip)"),
