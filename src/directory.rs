@@ -408,6 +408,11 @@ mod tests {
             .expect("get")
             .expect("stored");
         assert!(String::from_utf8_lossy(&raw).contains(&hex::encode([7u8; 32])));
+        // A new token keeps the entry, `added` too (a rotated agent keeps its reviews).
+        assert!(d.set_agent_token("bot", &[9; 32]).expect("rotate"));
+        let rotated = d.agents().expect("read").records.remove(0);
+        assert_eq!(rotated.token_sha256, [9; 32]);
+        assert_eq!(rotated.added_ms, agent("bot").added_ms);
         assert!(d.remove_agent("bot").expect("remove"));
         assert!(!d.remove_agent("bot").expect("gone"));
         assert_eq!(d.agents().expect("read").records, vec![agent("bot-2")]);

@@ -1254,6 +1254,47 @@ async fn an_agent_added_again_under_a_removed_ones_name_is_another_agent() {
     assert_eq!(s.up.count(), 0, "nothing sent");
 }
 
+/// `airlock agents add` records when it added the entry, `rotate` keeps it (the same agent,
+/// with its reviews), and adding a name in use is refused (remove it first: a new agent).
+#[test]
+fn agents_add_records_when_and_rotate_keeps_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = dir.path().join("airlock.toml");
+    std::fs::write(&cfg, "").expect("write");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .expect("run")
+    };
+    let entry = || {
+        let c = airlock::config::Config::load(&cfg, Default::default()).expect("config");
+        c.agents.into_iter().find(|a| a.name == "bot").expect("bot")
+    };
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_millis() as u64;
+    assert!(run(&["agents", "add", "bot"]).status.success());
+    let added = entry();
+    let at = added.added_ms.expect("added written");
+    assert!(at >= before, "{at} < {before}");
+    assert!(run(&["agents", "rotate", "bot"]).status.success());
+    let rotated = entry();
+    assert_ne!(rotated.token_sha256, added.token_sha256);
+    assert_eq!(rotated.added_ms, Some(at), "rotate keeps the entry");
+    let again = run(&["agents", "add", "bot"]);
+    assert!(!again.status.success(), "a name in use is refused");
+    assert_eq!(entry(), rotated);
+    let list = String::from_utf8_lossy(&run(&["agents", "list"]).stdout).to_string();
+    assert!(
+        list.contains(&format!("added={}", airlock::config::format_added(at))),
+        "{list}"
+    );
+}
+
 /// Review of session 22: `airlock reviews reject-pending --agent Bot` (the agent is `bot`)
 /// printed "rejected 0 pending review(s)" and exited 0, as if the agent had nothing pending.
 /// Now a name neither configured nor on any review is refused (404 `unknown_agent`, naming it
