@@ -85,6 +85,7 @@ struct Metrics {
     requests: Family<RequestLabels, Counter>,
     reviews_pending: Gauge,
     claims_paused: Gauge,
+    ca_expiry: Gauge,
     decisions: Family<DecisionLabels, Histogram, fn() -> Histogram>,
     upstream_errors: Family<KindLabels, Counter>,
     tls_handshakes: Family<ResultLabels, Counter>,
@@ -104,6 +105,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         requests: Family::default(),
         reviews_pending: Gauge::default(),
         claims_paused: Gauge::default(),
+        ca_expiry: Gauge::default(),
         decisions: Family::new_with_constructor(decision_histogram as fn() -> Histogram),
         upstream_errors: Family::default(),
         tls_handshakes: Family::default(),
@@ -132,6 +134,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "claims_paused",
         "1 while this instance neither claims approved reviews nor gives up other instances' claims: its clock is too far from the shared database's",
         m.claims_paused.clone(),
+    );
+    registry.register(
+        "ca_expiry_timestamp_seconds",
+        "When the interception CA stops being valid (Unix seconds): alert well before it",
+        m.ca_expiry.clone(),
     );
     registry.register(
         "review_decision_seconds",
@@ -235,6 +242,11 @@ pub fn claims_paused(paused: bool) {
 }
 
 /// A review decided (`approved`, `rejected`, `expired`) `waited` after it was held.
+/// When the interception CA in use stops being valid (Unix seconds).
+pub fn ca_expiry(unix_seconds: i64) {
+    METRICS.ca_expiry.set(unix_seconds);
+}
+
 pub fn decision(decision: &'static str, waited: Duration) {
     METRICS
         .decisions

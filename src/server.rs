@@ -355,6 +355,23 @@ pub async fn start_with_store(
         stop.cancelled().await;
         checkpoints.abort();
     });
+    // A CA's coming expiry is warned about daily, not only at start (a server may run for
+    // months), and exported for alerts.
+    let ca_expires = ca.expires_at_unix();
+    crate::metrics::ca_expiry(ca_expires);
+    let stop = life.shutdown.clone();
+    tokio::spawn(async move {
+        let mut day = tokio::time::interval(std::time::Duration::from_secs(24 * 3600));
+        day.tick().await;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = day.tick() => {
+                    crate::tls::check_ca_expiry(ca_expires);
+                }
+            }
+        }
+    });
     if !surfaces.is_empty() {
         let (guard, stop) = (guard.clone(), life.shutdown.clone());
         tokio::spawn(async move {

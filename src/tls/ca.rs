@@ -87,6 +87,11 @@ impl CertificateAuthority {
         }
     }
 
+    /// When the CA stops being valid, as Unix seconds.
+    pub fn expires_at_unix(&self) -> i64 {
+        self.not_after.unix_timestamp()
+    }
+
     /// Loads an existing CA from `dir`.
     pub fn load(dir: &Path) -> Result<Self, TlsError> {
         let (cert_path, key_path) = paths(dir);
@@ -249,7 +254,24 @@ fn check_loaded(cert_der: &[u8], key_spki: &[u8]) -> Result<OffsetDateTime, Stri
              Airlock to create a new CA, and give agents the new certificate"
         ));
     }
-    if until - now < Duration::days(CA_EXPIRY_WARNING_DAYS) {
+    warn_if_expiring(until, now);
+    Ok(until)
+}
+
+/// Warns (as at load) when a CA valid until `expires_at_unix` (seconds) expires within
+/// [`CA_EXPIRY_WARNING_DAYS`]: a server that runs for months checks it daily, not only at
+/// start. Returns whether it warned.
+pub fn check_expiry(expires_at_unix: i64) -> bool {
+    match OffsetDateTime::from_unix_timestamp(expires_at_unix) {
+        Ok(until) => warn_if_expiring(until, OffsetDateTime::now_utc()),
+        Err(_) => false,
+    }
+}
+
+/// Warns when a CA valid until `until` has less than [`CA_EXPIRY_WARNING_DAYS`] left at `now`.
+fn warn_if_expiring(until: OffsetDateTime, now: OffsetDateTime) -> bool {
+    let soon = until - now < Duration::days(CA_EXPIRY_WARNING_DAYS);
+    if soon {
         tracing::warn!(
             expires = %until,
             "the interception CA expires soon; agents will refuse Airlock's certificates after \
@@ -257,7 +279,7 @@ fn check_loaded(cert_der: &[u8], key_spki: &[u8]) -> Result<OffsetDateTime, Stri
              `airlock ca rotate --finish`)"
         );
     }
-    Ok(until)
+    soon
 }
 
 fn is_dns_name(host: &str) -> bool {
@@ -285,4 +307,21 @@ fn random_serial() -> SerialNumber {
 fn pem_to_der(pem: &str) -> Result<CertificateDer<'static>, String> {
     use rustls::pki_types::pem::PemObject;
     CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| format!("bad PEM: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review of session 23: the coming expiry was checked only when the CA was loaded, so a
+    /// server running for months never warned. The daily check warns within 30 days.
+    #[test]
+    fn expiry_is_warned_about_within_thirty_days() {
+        let now = OffsetDateTime::now_utc();
+        let at = |d: i64| (now + Duration::days(d)).unix_timestamp();
+        assert!(check_expiry(at(29)));
+        assert!(check_expiry(at(-1)), "already expired");
+        assert!(!check_expiry(at(31)));
+        assert!(!check_expiry(i64::MAX), "out of range: not a date");
+    }
 }

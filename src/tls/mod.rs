@@ -7,7 +7,7 @@ pub mod rotate;
 mod suites;
 mod upstream;
 
-pub use ca::{CertificateAuthority, CA_CERT_FILE, CA_KEY_FILE};
+pub use ca::{check_expiry as check_ca_expiry, CertificateAuthority, CA_CERT_FILE, CA_KEY_FILE};
 pub use leaf::LeafCache;
 pub use suites::provider;
 pub use upstream::client_config;
