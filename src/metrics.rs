@@ -90,6 +90,7 @@ struct Metrics {
     upstream_errors: Family<KindLabels, Counter>,
     tls_handshakes: Family<ResultLabels, Counter>,
     leaf_mints: Counter,
+    wait_reads: Counter,
     audit_append: Histogram,
     store_errors: Family<StoreErrorLabels, Counter>,
     chunk_failures: Family<DutyLabels, Counter>,
@@ -110,6 +111,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         upstream_errors: Family::default(),
         tls_handshakes: Family::default(),
         leaf_mints: Counter::default(),
+        wait_reads: Counter::default(),
         // 0.5 ms to about 4 s.
         audit_append: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
         store_errors: Family::default(),
@@ -159,6 +161,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "tls_leaf_mints",
         "Leaf certificates minted from the interception CA",
         m.leaf_mints.clone(),
+    );
+    registry.register(
+        "wait_reads",
+        "Reviews read by waiting agents and held calls: each wait's first read, then one per change of its own review (or a change feed that lost notices) and per fallback re-check",
+        m.wait_reads.clone(),
     );
     registry.register(
         "audit_append_seconds",
@@ -272,6 +279,11 @@ pub fn tls_handshake(result: &'static str) {
 
 pub fn leaf_minted() {
     METRICS.leaf_mints.inc();
+}
+
+/// A wait read its review (`src/gate/wakeups.rs`).
+pub fn wait_read() {
+    METRICS.wait_reads.inc();
 }
 
 pub fn audit_appended(took: Duration) {

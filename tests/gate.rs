@@ -3428,3 +3428,6 @@ async fn a_failed_review_past_its_deadline_keeps_no_secret() {
     assert_eq!(closed[0]["by"], "expiry", "{closed:?}");
     assert_eq!(up.count(), 0, "nothing sent");
 }
+
+#[path = "gate/wakeups.rs"]
+mod wakeups;

@@ -20,6 +20,10 @@ pub struct BulkRejection {
     pub more: bool,
 }
 
+/// How often a wait reads its review even though no change of it was heard of: a change notice
+/// lost (a store feed that dropped one unnoticed) delays a wait's answer by at most this.
+pub const WAIT_RECHECK: Duration = Duration::from_secs(30);
+
 /// How far ahead of now `extend` may move a review's deadline.
 pub const MAX_EXTEND_AHEAD: Duration = Duration::from_secs(7 * 86_400);
 
@@ -66,27 +70,37 @@ impl Gate {
     }
 
     /// Waits up to `timeout` (or until shutdown, [`Gate::end_waits`]) for review `id` to reach
-    /// a final state; returns it as it then is.
+    /// a final state; returns it as it then is. Reads the review again only when it changed
+    /// (`wakeups.rs`), or every [`WAIT_RECHECK`] should a change notice be lost.
     pub async fn wait_final(
         self: &Arc<Self>,
         id: &str,
         timeout: Duration,
     ) -> Result<Review, GateError> {
-        let mut rx = self.changes.subscribe();
+        let mut interest = self.wakeups.register(id);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            rx.borrow_and_update();
-            let r = self.get(id).await?;
+            interest.seen();
+            let r = self.wait_read(id).await?;
             if r.state.is_final() {
                 return Ok(r);
             }
+            let recheck = deadline.min(tokio::time::Instant::now() + WAIT_RECHECK);
             tokio::select! {
-                changed = rx.changed() => if changed.is_err() { return Ok(r) },
-                _ = tokio::time::sleep_until(deadline) => return self.get(id).await,
+                _ = interest.changed() => {}
+                _ = tokio::time::sleep_until(recheck) => if recheck >= deadline {
+                    return self.wait_read(id).await;
+                },
                 // Shutting down: answered now, as at the deadline, so the drain is not held.
-                _ = self.waits.closed() => return self.get(id).await,
+                _ = self.waits.closed() => return self.wait_read(id).await,
             }
         }
+    }
+
+    /// A wait's read of its review, counted ([`Gate::wait_reads`]).
+    async fn wait_read(self: &Arc<Self>, id: &str) -> Result<Review, GateError> {
+        self.wakeups.count_read();
+        self.get(id).await
     }
 
     /// Ends every wait ([`Gate::wait_final`]) now and from now on, at shutdown: each answers at

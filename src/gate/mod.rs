@@ -26,6 +26,7 @@ pub mod people;
 mod recover;
 pub mod review;
 mod seal;
+mod wakeups;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -38,10 +39,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::audit::{AuditLog, Landed};
 use crate::config::GateConfig;
-use crate::store::{Batch, Store, StoreError, Tree};
+use crate::store::{Batch, Changed, Store, StoreError, Tree};
 use crate::upstream::Upstream;
 use crate::wire::Target;
-pub use decide::{BulkRejection, MAX_EXTEND_AHEAD};
+pub use decide::{BulkRejection, MAX_EXTEND_AHEAD, WAIT_RECHECK};
 use events::transition_event;
 pub use hold::MOST_JOINS;
 pub use people::{People, Roster};
@@ -226,9 +227,11 @@ pub struct Gate {
     people: Arc<Roster>,
     cfg: GateConfig,
     clock: Arc<dyn Clock>,
-    /// Bumped after every transition (and, on a shared store, after any instance's);
-    /// waiters re-read the store.
+    /// Bumped after every transition (and, on a shared store, after any instance's): the
+    /// dashboard's version ([`Gate::change_count`]). Waits do not follow it: see `wakeups`.
     changes: watch::Sender<u64>,
+    /// The waits' interest in their reviews: woken by those reviews' changes only.
+    wakeups: wakeups::Wakeups,
     tasks: TaskTracker,
     /// Who claims executions: `host/pid`, recorded on each claim.
     instance: String,
@@ -271,6 +274,7 @@ impl Gate {
             cfg,
             clock,
             changes: watch::channel(0).0,
+            wakeups: Default::default(),
             tasks,
             instance: instance_name(),
             hold_turns: agent_turns::AgentTurns::new(1),
@@ -374,25 +378,58 @@ impl Gate {
         *paused = why;
     }
 
-    /// On a store other instances share: wakes this instance's waiters (wait-mode, the
-    /// dashboard) whenever any instance changes a review, as PostgreSQL's NOTIFY reports it.
+    /// On a store other instances share: follows its change feed, as PostgreSQL's NOTIFY
+    /// reports any instance's changes. Each notice moves the dashboard's version; a notice
+    /// naming reviews wakes the waits on those (`wakeups.rs`), one that names none (the feed
+    /// reconnected, or this follower fell behind) wakes every wait once.
     pub fn follow_shared_store(self: &Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
         let Some(mut rx) = self.store.watch(Tree::Reviews) else {
             return;
         };
+        let mut keys = self.store.watch_keys(Tree::Reviews);
         let me = Arc::downgrade(self);
         self.tasks.spawn(async move {
             loop {
-                tokio::select! {
-                    changed = rx.changed() => if changed.is_err() { return },
+                let woken = tokio::select! {
+                    changed = rx.changed() => match changed {
+                        Ok(()) => Woken::Counter,
+                        Err(_) => return,
+                    },
+                    notice = next_keys(&mut keys) => Woken::Keys(notice),
                     _ = shutdown.cancelled() => return,
-                }
-                match me.upgrade() {
-                    Some(gate) => gate.changes.send_modify(|v| *v += 1),
-                    None => return,
+                };
+                let Some(gate) = me.upgrade() else { return };
+                match woken {
+                    Woken::Counter => {
+                        gate.changes.send_modify(|v| *v += 1);
+                        if keys.is_none() {
+                            // A feed that names no keys: every wait reads again.
+                            gate.wakeups.changed_all();
+                        }
+                    }
+                    Woken::Keys(Some(Changed::Keys(ids))) => {
+                        gate.wakeups.changed_many(ids.iter().map(String::as_str))
+                    }
+                    Woken::Keys(Some(Changed::Unknown)) => gate.wakeups.changed_all(),
+                    Woken::Keys(None) => {
+                        gate.wakeups.changed_all();
+                        keys = None;
+                    }
                 }
             }
         });
+    }
+
+    /// How many reviews this instance's waits are waiting on now (each counted once).
+    pub fn waited_on(&self) -> usize {
+        self.wakeups.waited_on()
+    }
+
+    /// How many times waits read their review since this gate started: each wait's first
+    /// read, then one per change of that review (or per notice naming no review) and per
+    /// fallback re-check ([`WAIT_RECHECK`]).
+    pub fn wait_reads(&self) -> u64 {
+        self.wakeups.reads()
     }
 
     /// A slot for one of `agent`'s status waits, `None` past
@@ -566,6 +603,8 @@ impl Gate {
         }
         if !moved.is_empty() {
             self.changes.send_modify(|v| *v += 1);
+            self.wakeups
+                .changed_many(moved.iter().map(|(_, n)| n.id.as_str()));
         }
         for (o, n) in &moved {
             observe_decision(o, n);
@@ -609,8 +648,33 @@ impl Gate {
     /// After a transition landed with its entry: wake waiters and log it.
     fn landed(&self, old: &Review, next: &Review) {
         self.changes.send_modify(|v| *v += 1);
+        self.wakeups.changed(&next.id);
         observe_decision(old, next);
         tracing::info!(target: "airlock::gate", review = %old.id, from = old.state.as_str(), to = next.state.as_str(), "review transition");
+    }
+}
+
+/// What woke [`Gate::follow_shared_store`].
+enum Woken {
+    /// The store's change counter moved.
+    Counter,
+    /// The keyed feed's next notice (`None`: the feed ended).
+    Keys(Option<Changed>),
+}
+
+/// The next notice of a keyed change feed: a lagging receiver is told "unknown" (the notices it
+/// missed named reviews no one knows now); `None` once the feed ends; never, without a feed.
+async fn next_keys(
+    keys: &mut Option<tokio::sync::broadcast::Receiver<Changed>>,
+) -> Option<Changed> {
+    use tokio::sync::broadcast::error::RecvError;
+    let Some(rx) = keys.as_mut() else {
+        return std::future::pending().await;
+    };
+    match rx.recv().await {
+        Ok(c) => Some(c),
+        Err(RecvError::Lagged(_)) => Some(Changed::Unknown),
+        Err(RecvError::Closed) => None,
     }
 }
 

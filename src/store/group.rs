@@ -84,6 +84,10 @@ impl Store for Grouped {
         self.inner.watch(tree)
     }
 
+    fn watch_keys(&self, tree: Tree) -> Option<tokio::sync::broadcast::Receiver<super::Changed>> {
+        self.inner.watch_keys(tree)
+    }
+
     fn clock_ms(&self) -> Option<Result<u64, StoreError>> {
         self.inner
             .clock_ms()

@@ -211,6 +211,14 @@ pub trait Store: Send + Sync + 'static {
         let _ = tree;
         None
     }
+    /// For a store several processes share: a notice after any process (this one included)
+    /// committed a change to `tree`, naming the keys it wrote when it can, so that a waiter
+    /// reads again only when what it waits on changed. `None`: no such feed (then
+    /// [`Store::watch`], if any, is all there is).
+    fn watch_keys(&self, tree: Tree) -> Option<tokio::sync::broadcast::Receiver<Changed>> {
+        let _ = tree;
+        None
+    }
     /// For a store several processes share: its own clock (ms since the epoch), the one
     /// reference every instance's clock can be compared with (claims' leases compare the
     /// clocks of instances). `None`: only this process writes.
@@ -224,6 +232,15 @@ pub trait Store: Send + Sync + 'static {
     fn exclusive_turn(&self) -> Result<Option<Turn>, StoreError> {
         Ok(None)
     }
+}
+
+/// A notice of [`Store::watch_keys`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    /// These keys were written (as text: only trees whose keys are text are announced so).
+    Keys(std::sync::Arc<[String]>),
+    /// Something was written, or may have been (notices were lost): which keys is unknown.
+    Unknown,
 }
 
 /// A turn from [`Store::exclusive_turn`]; ends when dropped.

@@ -22,7 +22,7 @@ use deadpool_postgres::{Object, Pool, Transaction};
 use futures_util::future::try_join_all;
 use tokio_postgres::error::SqlState;
 
-use super::listen::{written, NOTIFY_SQL};
+use super::listen::{keys_payload, written, KEYS_SQL, NOTIFY_SQL};
 use super::settle::{settle, Settled, TxIdent};
 use crate::store::batch::{counter_plus, counter_value};
 use crate::store::{Batch, StoreError, Tree, Write};
@@ -253,15 +253,23 @@ async fn attempt(
     let p = plan(batches, &stored);
     write(&t, &p).await?;
     let notices = written(batches, &p.applied);
+    let keyed = keys_payload(batches, &p.applied);
     let notify = t.prepare_cached(NOTIFY_SQL).await?;
-    try_join_all(notices.iter().map(|tree| {
+    let named = async {
+        if let Some(keys) = &keyed {
+            let stmt = t.prepare_cached(KEYS_SQL).await?;
+            t.query_one(&stmt, &[keys]).await?;
+        }
+        Ok::<_, tokio_postgres::Error>(())
+    };
+    let trees = try_join_all(notices.iter().map(|tree| {
         let (t, notify) = (&t, &notify);
         async move {
             let name = tree.name();
             t.query_one(notify, &[&name]).await
         }
-    }))
-    .await?;
+    }));
+    tokio::try_join!(trees, named)?;
     match tokio::time::timeout(commit_limit, t.commit()).await {
         Ok(Ok(())) => Ok(p.applied),
         // The server answered: it refused the commit, which rolled back.

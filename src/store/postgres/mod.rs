@@ -36,7 +36,7 @@ use tokio_postgres::Row;
 use self::commit::{tree_id, GET_ANY_SQL, GET_SQL};
 use self::listen::Changes;
 use self::target::{Target, Tls};
-use super::{Batch, Entry, Store, StoreError, Tree};
+use super::{Batch, Changed, Entry, Store, StoreError, Tree};
 
 /// Pooled connections at most (commits are grouped: one at a time; the rest serve reads).
 const POOL: usize = 8;
@@ -273,6 +273,10 @@ impl Drop for HeldTurn {
 impl Store for PostgresStore {
     fn watch(&self, tree: Tree) -> Option<tokio::sync::watch::Receiver<u64>> {
         self.changes.subscribe(tree)
+    }
+
+    fn watch_keys(&self, tree: Tree) -> Option<tokio::sync::broadcast::Receiver<Changed>> {
+        self.changes.subscribe_keys(tree)
     }
 
     fn clock_ms(&self) -> Option<Result<u64, StoreError>> {
