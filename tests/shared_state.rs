@@ -351,6 +351,82 @@ async fn instances_share_the_admin_token_and_the_link_key() {
     b.stop().await;
 }
 
+/// A wait on one instance sleeps through another instance's changes of other reviews (the
+/// database's notices name the reviews written) and wakes as soon as that instance decides its
+/// own review, well before the wait's fallback re-check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wait_hears_of_its_own_review_decided_on_another_instance_and_of_no_other() {
+    let Some(cluster) = support::postgres::Cluster::shared() else {
+        return;
+    };
+    let (carol, file_bot) = (
+        airlock::agents::generate_token(),
+        airlock::agents::generate_token(),
+    );
+    let people = file_people(&carol, &file_bot);
+    let s = Setup::new(cluster.fresh_database(), &people).await;
+    let a = s.start(&people).await;
+    let b = s.start(&people).await;
+    let agent = client_as(&a, "file-bot", &file_bot);
+    let mut ids = Vec::new();
+    for i in 0..11 {
+        let r = agent
+            .delete(format!("https://api.github.com/repos/acme/w{i}"))
+            .send()
+            .await
+            .expect("delete");
+        assert_eq!(r.status(), 423);
+        let held: serde_json::Value = r.json().await.expect("json");
+        ids.push(held["reviewId"].as_str().expect("review id").to_string());
+    }
+    let mine = ids.remove(0);
+    let waiting = {
+        let (gate, id) = (a.gate.clone(), mine.clone());
+        tokio::spawn(async move { gate.wait_final(&id, Duration::from_secs(120)).await })
+    };
+    support::eventually("the wait to read", PROPAGATION, || async {
+        (a.gate.wait_reads() >= 1 && a.gate.waited_on() == 1).then_some(())
+    })
+    .await;
+    // The notice of its own hold may still be on its way (one more read).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reads = a.gate.wait_reads();
+
+    let carol = airlock::gate::Reviewer::named("carol");
+    let before = a.gate.change_count();
+    for id in &ids {
+        b.gate
+            .extend(id, &carol, Duration::from_secs(3600))
+            .await
+            .expect("extend");
+        b.gate.reject(id, &carol, None).await.expect("reject");
+    }
+    // A hears of B's 20 changes (its dashboard's version moves), but no wait reads.
+    support::eventually("A to hear of B's changes", PROPAGATION, || async {
+        (a.gate.change_count() > before).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        a.gate.wait_reads(),
+        reads,
+        "other reviews' changes woke no wait"
+    );
+
+    let asked = std::time::Instant::now();
+    b.gate.reject(&mine, &carol, None).await.expect("reject");
+    let r = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("woken by B's decision, not by the fallback re-check")
+        .expect("task")
+        .expect("wait");
+    assert_eq!(r.state, airlock::gate::ReviewState::Rejected);
+    assert!(asked.elapsed() < airlock::gate::WAIT_RECHECK);
+    assert_eq!(a.gate.waited_on(), 0);
+    a.stop().await;
+    b.stop().await;
+}
+
 /// An instance of `s` in `dir`.
 async fn start_in(s: &Setup, people: &str, dir: tempfile::TempDir) -> Airlock {
     let mut config = Airlock::config(&config_text(&s.url, people), dir.path(), &s.up, HOSTS);
