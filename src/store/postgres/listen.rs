@@ -100,7 +100,8 @@ pub fn keys_payload(batches: &[Batch], applied: &[bool]) -> Option<String> {
             }
             any = true;
             match std::str::from_utf8(k) {
-                Ok(k) if !k.is_empty() && !k.contains(char::is_whitespace) && k != "*" => {
+                // Printable ASCII only: no separator, no NUL (PostgreSQL text refuses it).
+                Ok(k) if !k.is_empty() && k.bytes().all(|b| b.is_ascii_graphic()) && k != "*" => {
                     if payload.len() + 1 + k.len() > MOST_PAYLOAD {
                         unknown = true;
                     } else {
@@ -205,8 +206,14 @@ where
 {
     let (client, connection) = config.connect(tls).await.map_err(|e| explain(&e))?;
     let served = tokio::spawn(serve(connection, changes.clone()));
-    let listen = format!("LISTEN {CHANNEL}; LISTEN {KEYS_CHANNEL}");
-    if let Err(e) = client.batch_execute(&listen).await {
+    // The tree channel last: operators (and tests) find the listener by its last statement.
+    let listened = async {
+        client
+            .batch_execute(&format!("LISTEN {KEYS_CHANNEL}"))
+            .await?;
+        client.batch_execute(&format!("LISTEN {CHANNEL}")).await
+    };
+    if let Err(e) = listened.await {
         served.abort();
         return Err(explain(&e));
     }
@@ -283,7 +290,7 @@ mod tests {
         let payload = keys_payload(&many, &[true; 1000]).unwrap_or_default();
         assert_eq!(payload, "reviews *");
         assert_eq!(parse_keys(&payload), Some(Changed::Unknown));
-        for odd in [&b"a b"[..], b"\xff", b"*", b""] {
+        for odd in [&b"a b"[..], b"\xff", b"*", b"", b"a\0", "é".as_bytes()] {
             let payload = keys_payload(&[put(Tree::Reviews, odd)], &[true]).unwrap_or_default();
             assert_eq!(parse_keys(&payload), Some(Changed::Unknown), "{odd:?}");
         }
