@@ -14,6 +14,11 @@ use super::{AuditError, AuditLog, AuditOptions};
 use crate::secret_file::{read_owned, OwnedFileError};
 use crate::store::{Store, Tree};
 
+/// [`Tree::Meta`] key present while an `airlock audit accept-restore` marks the reviews of a
+/// restored store: `serve` refuses to open the log until a run completes (and removes it in
+/// the write of its `restore_accepted` entry).
+pub const RESTORE_IN_PROGRESS_KEY: &[u8] = b"restore:in-progress";
+
 /// What the anchor file holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -187,15 +192,30 @@ impl AuditLog {
         &self.anchor_path
     }
 
-    /// `airlock audit accept-restore`: opens the log without checking its anchor, appends a
-    /// `restore_accepted` entry (what the old anchor named, where the log ended), signs a
-    /// checkpoint and points the anchor at it, even if that is before the old one.
-    pub fn accept_restore(
+    /// The log's part of `airlock audit accept-restore` alone (the reviews are
+    /// `gate::restore`'s): for the log's own tests.
+    #[cfg(test)]
+    pub(crate) fn accept_restore(
         store: Arc<dyn Store>,
         key_path: &Path,
         origin: String,
         opts: AuditOptions,
     ) -> Result<RestoreAccepted, AuditError> {
+        let (log, accepted) = AuditLog::open_restored(store, key_path, origin, opts)?;
+        log.record_restore(accepted.clone(), crate::store::Batch::default())?;
+        Ok(accepted)
+    }
+
+    /// Opens the log of a restored store without checking its anchor (and despite an
+    /// interrupted accept-restore), for `airlock audit accept-restore`; with what the restore
+    /// entry will say of the old anchor and the log's end (its counts left at zero). Whether
+    /// the anchor matched is [`AuditLog::anchor_matches`]'s to say.
+    pub fn open_restored(
+        store: Arc<dyn Store>,
+        key_path: &Path,
+        origin: String,
+        opts: AuditOptions,
+    ) -> Result<(AuditLog, RestoreAccepted), AuditError> {
         let old = read(&path_for(key_path));
         let log = AuditLog::open_with_anchor_check(store, key_path, origin, opts, false)?;
         let log_end_seq = log.lock().next_seq.checked_sub(1);
@@ -209,17 +229,60 @@ impl AuditLog {
             anchor_hash,
             anchor_unreadable,
             log_end_seq,
+            declared: false,
+            reviews_outcome_unknown: 0,
+            reviews_marked: 0,
+            links_not_before: None,
         };
-        log.append(Event::RestoreAccepted(accepted.clone()))?;
+        Ok((log, accepted))
+    }
+
+    /// Does the old anchor of `accepted` name an entry this store holds, with its hash (the
+    /// check `serve` makes would pass)?
+    pub fn anchor_matches(&self, accepted: &RestoreAccepted) -> Result<bool, AuditError> {
+        let (Some(seq), Some(hash)) = (accepted.anchor_seq, &accepted.anchor_hash) else {
+            return Ok(false);
+        };
+        let stored = self.store.get(Tree::Audit, &seq_key(seq))?;
+        Ok(stored.is_some_and(|b| hex::encode(entry_hash(&b)) == *hash))
+    }
+
+    /// When the log's entry `seq` was written (its `ts`), if it holds one.
+    pub fn entry_time(&self, seq: u64) -> Result<Option<String>, AuditError> {
+        let Some(bytes) = self.store.get(Tree::Audit, &seq_key(seq))? else {
+            return Ok(None);
+        };
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| AuditError::Corrupt(format!("entry seq {seq} is not JSON: {e}")))?;
+        Ok(v.get("ts").and_then(|t| t.as_str()).map(str::to_string))
+    }
+
+    /// Appends the `restore_accepted` entry `accepted`, committing `with` (the caller's own
+    /// writes: clearing [`RESTORE_IN_PROGRESS_KEY`]) in the same transaction, signs a
+    /// checkpoint and points the anchor at it, even if that is before the old one.
+    pub fn record_restore(
+        &self,
+        accepted: RestoreAccepted,
+        with: crate::store::Batch,
+    ) -> Result<(), AuditError> {
+        match self.append_with(Event::RestoreAccepted(accepted), with)? {
+            super::Beside::Applied => {}
+            _ => {
+                return Err(AuditError::Corrupt(
+                    "the restore entry was written, but not the writes that go with it; run                      `airlock audit accept-restore` again"
+                        .into(),
+                ))
+            }
+        }
         // The entry may have completed a count, and so already be followed by a checkpoint.
-        let anchor = log.anchor_path.display().to_string();
-        log.sign_and_anchor(false, |e| {
+        let anchor = self.anchor_path.display().to_string();
+        self.sign_and_anchor(false, |e| {
             AuditError::Anchor(format!(
                 "the restore is accepted in the log, but its anchor {anchor} could not be \
                  written: {e}"
             ))
         })?;
-        Ok(accepted)
+        Ok(())
     }
 
     /// Signs a checkpoint now (unless the last entry is one and not `force`) and points the

@@ -183,6 +183,18 @@ pub struct RestoreAccepted {
     pub anchor_unreadable: Option<String>,
     /// The store's last entry before this one (null: the log was empty).
     pub log_end_seq: Option<u64>,
+    /// The operator declared the restore (`accept-restore --declare`): the anchor matched, as
+    /// it does when it was restored with the store.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub declared: bool,
+    /// `approved` and `executing` reviews the restore made `outcome_unknown` (the copy may
+    /// predate their send: never sent again without a human).
+    pub reviews_outcome_unknown: u64,
+    /// Reviews marked `restored` (those, and every `pending`, `failed` and `outcome_unknown`
+    /// one): their views warn that they may already have been decided and sent.
+    pub reviews_marked: u64,
+    /// One-click links issued before this (RFC 3339) no longer work.
+    pub links_not_before: Option<String>,
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ use serde_json::{Map, Value};
 
 use crate::store::{for_each_page, Batch, Store, StoreError, Tree};
 
-pub use anchor::{path_for as anchor_path_for, Anchor};
+pub use anchor::{path_for as anchor_path_for, Anchor, RESTORE_IN_PROGRESS_KEY};
 pub use chain::{canonical_bytes, checkpoint_signing_text, CHECKPOINT_KIND, KEY_ROTATED_KIND};
 pub use event::{
     AuditGap, AuditPath, Decision, Event, ExecutionEnd, GateKind, Outcome, RestoreAccepted,
@@ -398,7 +398,12 @@ impl AuditLog {
                 path: key_path.display().to_string(),
                 reason: format!(
                     "public key {public_key_hex} does not match the key this audit log was \
-                     signed with ({recorded_hex}); restore the original key file"
+                     signed with ({recorded_hex}); restore the original key file. If this \
+                     store was restored from a copy taken before `airlock audit rotate-key`, \
+                     its log is still signed with the retired key: put that key file back \
+                     (from the same copy), run `airlock audit accept-restore`, then \
+                     `airlock audit rotate-key` again (the retired key may be known to \
+                     whoever it was rotated away from)"
                 ),
             });
         }
@@ -425,6 +430,18 @@ impl AuditLog {
             true => Some(log.read_anchor()?),
             false => None,
         };
+        if check_anchor
+            && log
+                .store
+                .get(Tree::Meta, RESTORE_IN_PROGRESS_KEY)?
+                .is_some()
+        {
+            return Err(AuditError::Anchor(
+                "an `airlock audit accept-restore` began marking this restored store's reviews \
+                 and did not finish"
+                    .into(),
+            ));
+        }
         let recovered = log.recover()?;
         let next_seq = recovered.next_seq;
         *log.lock() = recovered;

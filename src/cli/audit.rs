@@ -44,10 +44,17 @@ pub(super) enum AuditCommand {
     Checkpoint,
     /// Print the checkpoint signing public key (hex).
     Pubkey,
-    /// Accept a store that no longer holds what the audit anchor names (a backup restored on
-    /// purpose): logs a `restore_accepted` entry and points the anchor at a new checkpoint.
-    /// Run it with Airlock stopped.
-    AcceptRestore,
+    /// Accept a store restored from a copy (run it with Airlock stopped, before `serve`):
+    /// `approved` and `executing` reviews become `outcome_unknown` (never re-sent
+    /// automatically), reviews a human may still send are marked restored (their views warn),
+    /// one-click links issued so far stop working; logs a `restore_accepted` entry and points
+    /// the audit anchor at a new checkpoint.
+    AcceptRestore {
+        /// The store was restored though the anchor matches it (a copy that held the anchor
+        /// too, e.g. a whole-host restore): accept it all the same.
+        #[arg(long)]
+        declare: bool,
+    },
     /// Replace the checkpoint signing key: a `key_rotated` entry the old key signs, then the new
     /// key signs from there on. Run it with Airlock stopped (on PostgreSQL, restart every
     /// instance with the new key file afterwards).
@@ -228,7 +235,7 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
             }
             Ok(())
         }
-        AuditCommand::AcceptRestore => accept_restore(&config),
+        AuditCommand::AcceptRestore { declare } => accept_restore(&config, declare),
         AuditCommand::RotateKey => super::audit_rotate::rotate_key(&config),
         AuditCommand::Export { since, out } => {
             // To a file: a temporary one beside it, put in its place only once the whole
@@ -361,13 +368,20 @@ pub(super) fn audit_options(config: &Config) -> airlock::audit::AuditOptions {
 }
 
 /// `airlock audit accept-restore`: on the store itself, which a running Airlock holds locked.
-fn accept_restore(config: &Config) -> Result<()> {
+fn accept_restore(config: &Config, declare: bool) -> Result<()> {
     let store = stopped_store(config, "accept-restore")?;
     let key = config.audit_key_file();
     let opts = audit_options(config);
-    let accepted =
-        airlock::audit::AuditLog::accept_restore(store, &key, config.audit.origin.clone(), opts)
-            .map_err(|e| anyhow::anyhow!("accepting the restore: {e}"))?;
+    let now_ms = airlock::gate::Clock::now_ms(&airlock::gate::SystemClock);
+    let accepted = airlock::gate::restore::accept(
+        store,
+        &key,
+        config.audit.origin.clone(),
+        opts,
+        declare,
+        now_ms,
+    )
+    .map_err(|e| anyhow::anyhow!("accepting the restore: {e}"))?;
     let old = match (accepted.anchor_seq, &accepted.anchor_unreadable) {
         (Some(seq), _) => format!("seq {seq}"),
         (None, Some(why)) => format!("nothing readable ({why})"),
@@ -377,10 +391,21 @@ fn accept_restore(config: &Config) -> Result<()> {
         Some(seq) => format!("ended at seq {seq}"),
         None => "was empty".to_string(),
     };
+    let how = if accepted.declared { " (declared)" } else { "" };
     println!(
-        "restore accepted: the log {end}, the old anchor named {old}; recorded in the log as \
-         restore_accepted, and {} now names the new checkpoint",
+        "restore accepted{how}: the log {end}, the old anchor named {old}; recorded in the log \
+         as restore_accepted, and {} now names the new checkpoint",
         airlock::audit::anchor_path_for(&key).display()
+    );
+    println!(
+        "{} approved or executing review(s) are now outcome_unknown (not sent again \
+         automatically); {} review(s) are marked restored (check upstream before approving or \
+         retrying them); one-click links issued before now no longer work",
+        accepted.reviews_outcome_unknown, accepted.reviews_marked
+    );
+    println!(
+        "credentials rotated after the copy was taken (admin token, agent and reviewer tokens, \
+         the audit key) came back with it: rotate them again"
     );
     Ok(())
 }

@@ -285,7 +285,12 @@ fn warnings(review: &serde_json::Value) -> Vec<String> {
             .map(escaped)
             .collect();
     }
-    let mut out: Vec<String> = masked_echo_warning(review).into_iter().collect();
+    let mut out: Vec<String> = review["restored"]["warning"]
+        .as_str()
+        .map(escaped)
+        .into_iter()
+        .collect();
+    out.extend(masked_echo_warning(review));
     if review["agentReplaced"].as_bool() == Some(true) {
         out.push(escaped(&format!(
             "the agent that sent this request, {}, was removed: the agent configured under that \
@@ -485,7 +490,11 @@ async fn list(
                 r["url"].as_str().unwrap_or("?"),
                 r["expiresAt"].as_str().unwrap_or("?"),
             );
-            writeln!(out, "{}", escaped(&line))?;
+            let restored = match r["restored"].is_object() {
+                true => "  [restored from a backup: check upstream before approving]",
+                false => "",
+            };
+            writeln!(out, "{}{restored}", escaped(&line))?;
         }
         out.flush()?;
         drop(out);

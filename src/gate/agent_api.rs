@@ -74,6 +74,9 @@ pub fn review_json(r: &Review, full: bool) -> serde_json::Value {
     if r.sealed_secrets > 0 {
         v["sealedSecrets"] = r.sealed_secrets.into();
     }
+    if let Some(m) = &r.restored {
+        v["restored"] = serde_json::json!({"at": rfc3339(m.at_ms), "warning": m.warning});
+    }
     if full {
         // `headers` is what executes; `redactedHeaders` names what the agent sent and Airlock
         // withheld (never stored, never sent).

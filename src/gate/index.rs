@@ -400,6 +400,28 @@ pub fn finished_before(
     ids_in(store, &prefix, &start, &end, limit)
 }
 
+/// Up to `limit` reviews in `state`, in index order (pending: soonest deadline first; others:
+/// newest first), after the index key `after` (`None`: from the start), as [`overdue`] gives
+/// them; and the last key read. A review that leaves `state` leaves this range, so a walk
+/// that changes states goes on from `after` as well.
+pub fn in_state(
+    store: &dyn Store,
+    state: ReviewState,
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<(Vec<Indexed>, Option<Vec<u8>>), StoreError> {
+    let prefix = match state {
+        ReviewState::Pending => deadline_prefix(b'*', ""),
+        s => listed_prefix(b'*', "", Some(s)),
+    };
+    let end = prefix_end(&prefix).unwrap_or_else(|| vec![u8::MAX; prefix.len() + 1]);
+    let start = match after {
+        Some(k) => [k, &[0]].concat(), // strictly after
+        None => prefix.clone(),
+    };
+    ids_in(store, &prefix, &start, &end, limit)
+}
+
 /// A review id and the index key it was found under.
 pub type Indexed = (String, Vec<u8>);
 

@@ -24,6 +24,7 @@ pub mod index;
 pub mod joins;
 pub mod people;
 mod recover;
+pub mod restore;
 pub mod review;
 mod seal;
 mod wakeups;

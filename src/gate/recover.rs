@@ -33,7 +33,11 @@ const LINKS_PER_REVIEW: usize = 1024;
 
 /// The key a chunk that read `used` of `found` goes on from: the last one read, or (all read,
 /// or none found) `last`, the last index key the chunk's index read returned.
-fn resume_key(found: &[index::Indexed], used: usize, last: Option<Vec<u8>>) -> Option<Vec<u8>> {
+pub(super) fn resume_key(
+    found: &[index::Indexed],
+    used: usize,
+    last: Option<Vec<u8>>,
+) -> Option<Vec<u8>> {
     match used.checked_sub(1).and_then(|i| found.get(i)) {
         Some((_, key)) if used < found.len() => Some(key.clone()),
         _ => last,

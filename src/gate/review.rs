@@ -277,6 +277,37 @@ pub struct Review {
     /// may still be sent. `None` on reviews held before, or without an entry of their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join: Option<super::joins::Join>,
+    /// Set by `airlock audit accept-restore` on every review of a restored store that a human
+    /// may still send (`super::restore`): the copy may predate its decision and send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<Restored>,
+}
+
+/// A review found in a store restored from a copy: when the restore was accepted, and the
+/// warning every view of the review shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Restored {
+    pub at_ms: u64,
+    pub warning: String,
+}
+
+impl Restored {
+    /// The mark of a restore accepted at `at_ms`; `copy_ends_at`: when the copy's audit log's
+    /// last entry was written (RFC 3339), if it holds one.
+    pub fn new(at_ms: u64, copy_ends_at: Option<&str>) -> Restored {
+        let ends = copy_ends_at
+            .map(|t| format!(" (its audit log ends at {t})"))
+            .unwrap_or_default();
+        Restored {
+            at_ms,
+            warning: format!(
+                "restored from a backup taken before {}{ends}: this request may already have \
+                 been decided and sent; check upstream before approving",
+                rfc3339(at_ms)
+            ),
+        }
+    }
 }
 
 /// How long Stripe keeps an idempotency key (it may remove it after 24 hours).
@@ -468,6 +499,7 @@ impl Review {
             sealed_secrets: 0,
             retry_closed: false,
             join: None,
+            restored: None,
         }
     }
 

@@ -33,6 +33,11 @@ type HmacSha256 = Hmac<Sha256>;
 const MAX_TOKEN_LEN: usize = 4096;
 /// Key prefix of used-link records in [`Tree::Meta`].
 pub const USED_PREFIX: &str = "link:";
+/// [`Tree::Meta`] key naming the time (ms, decimal) before which no link works: links issued
+/// before a restore was accepted (`airlock audit accept-restore`), whose used records the copy
+/// may not hold. A link from before issue times were signed (no `iat_ms`) counts as issued
+/// at 0.
+pub const NOT_BEFORE_KEY: &[u8] = b"links-not-before";
 /// Bytes of the HMAC kept as a link's reviewer key.
 const REVIEWER_KEY_LEN: usize = 8;
 
@@ -90,6 +95,8 @@ pub struct LinkClaims {
     pub reviewer_key: String,
     pub exp_ms: u64,
     pub nonce: String,
+    /// When it was minted (ms); 0 for a link minted before links said so.
+    pub iat_ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +108,8 @@ struct Payload {
     rk: String,
     exp_ms: u64,
     nonce: String,
+    #[serde(default)]
+    iat_ms: u64,
 }
 
 /// Mints and verifies link tokens with one HMAC key.
@@ -164,6 +173,7 @@ impl LinkSigner {
             "rk": self.reviewer_key(token_sha256),
             "exp_ms": exp_ms,
             "nonce": hex::encode(rand::random::<[u8; 16]>()),
+            "iat_ms": now_ms(),
         })
         .to_string();
         let mut mac = self.mac();
@@ -229,6 +239,7 @@ impl LinkSigner {
             reviewer_key: p.rk,
             exp_ms: p.exp_ms,
             nonce: p.nonce,
+            iat_ms: p.iat_ms,
         })
     }
 
@@ -287,6 +298,28 @@ impl LinkSigner {
         Ok(())
     }
 
+    /// Was the link of `claims` issued before the store's [`NOT_BEFORE_KEY`] (a restore
+    /// accepted since)? Then it is [`LinkError::Expired`]: the restored store may not hold its
+    /// used record.
+    pub fn check_not_before(
+        &self,
+        store: &dyn Store,
+        claims: &LinkClaims,
+    ) -> Result<(), LinkError> {
+        let Some(v) = store.get(Tree::Meta, NOT_BEFORE_KEY)? else {
+            return Ok(());
+        };
+        // Unreadable: every link is refused (fail closed).
+        let not_before = std::str::from_utf8(&v)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .unwrap_or(u64::MAX);
+        match claims.iat_ms < not_before {
+            true => Err(LinkError::Expired),
+            false => Ok(()),
+        }
+    }
+
     /// Has `token` been used (and not given back)?
     pub fn is_used(
         &self,
@@ -308,6 +341,7 @@ impl LinkSigner {
         now_ms: u64,
     ) -> Result<LinkClaims, LinkError> {
         let claims = self.verify(token, now_ms)?;
+        self.check_not_before(store, &claims)?;
         self.consume(store, &claims, token)?;
         Ok(claims)
     }

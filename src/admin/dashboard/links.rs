@@ -85,7 +85,11 @@ async fn check(admin: &Admin, token: &str) -> Result<Live, Response<Body>> {
     let store = admin.gate.store().clone();
     let links = admin.links.clone();
     let (c, t) = (claims.clone(), token.to_string());
-    match tokio::task::spawn_blocking(move || links.is_used(store.as_ref(), &c, &t)).await {
+    let used = move || {
+        links.check_not_before(store.as_ref(), &c)?;
+        links.is_used(store.as_ref(), &c, &t)
+    };
+    match tokio::task::spawn_blocking(used).await {
         Ok(Ok(false)) => {}
         Ok(Ok(true)) => return Err(link_error(&LinkError::AlreadyUsed)),
         Ok(Err(e)) => return Err(link_error(&e)),
@@ -397,13 +401,17 @@ pub(super) async fn link_page(
         StatusCode::OK,
         format!(
             "<!doctype html><title>Airlock</title><h1 id=\"title\">{title}</h1>\
-             {other}{removed}{request}<p>As reviewer <b>{who}</b>. Nothing happens until you press the button. \
+             {other}{restored}{removed}{request}<p>As reviewer <b>{who}</b>. Nothing happens until you press the button. \
              This link works until {deadline}.</p>{form}\
              <p><a id=\"dashboard\" href=\"/ui/reviews/{id}\">Open the review in the dashboard</a></p>",
             title = html_escape(&title),
             id = html_escape(&live.review.id),
             other = other_reviewer_note(&live.reviewer, signed_in),
             request = request_summary(&live.review),
+            restored = live.review.restored.as_ref().map_or(String::new(), |m| format!(
+                "<p id=\"restored\" role=\"alert\"><b>Warning: {}.</b></p>",
+                html_escape(&m.warning)
+            )),
             removed = match admin.sender_gone(&live.review) {
                 Some(gone) => removed_agent_warning(live.review.agent.as_deref().unwrap_or("-"), gone),
                 None => String::new(),

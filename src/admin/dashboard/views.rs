@@ -38,6 +38,8 @@ struct Row {
     decoded_body: Option<String>,
     /// The body's content encoding, when it has one ([`Summary`]).
     encoded: Option<String>,
+    /// The warning of a review found in a restored store ([`crate::gate::review::Restored`]).
+    restored: Option<String>,
     reasons: String,
     age: String,
     created: String,
@@ -277,6 +279,7 @@ fn row(r: &Review, now_ms: u64, people: &People, full: bool) -> Row {
         escapes,
         decoded_body,
         encoded,
+        restored: r.restored.as_ref().map(|m| m.warning.clone()),
         sealed_secrets: r.sealed_secrets,
         reasons: r.reason_codes.join(", "),
         age: human(now_ms.saturating_sub(r.created_at_ms)),

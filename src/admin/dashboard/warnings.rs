@@ -50,6 +50,9 @@ pub(super) fn lines(
     gone: Option<SenderGone>,
 ) -> Vec<String> {
     let mut out = Vec::new();
+    if let Some(m) = &r.restored {
+        out.push(m.warning.clone());
+    }
     if let Some(gone) = gone {
         let (headline, rest) = gone.warning(&show::visible(r.agent.as_deref().unwrap_or("?")));
         out.push(format!("{headline}: {rest}"));
