@@ -490,6 +490,27 @@ mod tests {
         ));
     }
 
+    /// A restore accepted since a link was issued (`links-not-before` after its `iat_ms`) makes
+    /// it expired: the restored store may have lost the record of its use.
+    #[test]
+    fn a_link_issued_before_a_restore_is_expired() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = crate::store::open(crate::store::Backend::Redb, dir.path())?;
+        let s = signer();
+        let hour = Duration::from_secs(3600);
+        let before = s.mint("r1", LinkAction::Approve, "alice", &ALICE, hour);
+        let not_before = (now_ms() + 1).to_string();
+        store.compare_and_swap(Tree::Meta, NOT_BEFORE_KEY, None, not_before.as_bytes())?;
+        assert!(matches!(
+            s.redeem(store.as_ref(), &before, now_ms()),
+            Err(LinkError::Expired)
+        ));
+        std::thread::sleep(Duration::from_millis(5));
+        let after = s.mint("r1", LinkAction::Approve, "alice", &ALICE, hour);
+        assert_eq!(s.redeem(store.as_ref(), &after, now_ms())?.review_id, "r1");
+        Ok(())
+    }
+
     #[test]
     fn tokens_are_single_use_and_stored_hashed() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
