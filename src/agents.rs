@@ -308,7 +308,7 @@ pub fn config_block(
     services: &[String],
     owner: Option<&str>,
 ) -> String {
-    let now = crate::gate::Clock::now_ms(&crate::gate::SystemClock);
+    let now = crate::wall_clock::now_ms();
     config_block_added(name, digest, services, owner, now)
 }
 

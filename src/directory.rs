@@ -219,7 +219,7 @@ impl Directory {
     pub fn now_ms(&self) -> Result<u64, StoreError> {
         match self.store.clock_ms() {
             Some(now) => now,
-            None => Ok(crate::gate::Clock::now_ms(&crate::gate::SystemClock)),
+            None => Ok(crate::wall_clock::now_ms()),
         }
     }
 

@@ -16,8 +16,8 @@
 //!   file_stamp  text_pos  person        secret files; a watched file's version; file:line:column
 //!   metrics  aligned_alloc  log_line    positions; people's names; the Prometheus counters; the
 //!   hardening  visible  listener_owner  process's allocator; how a log line is written; process
-//!                                       hardening at start; what a terminal may show; who owns
-//!                                       a loopback listener
+//!   wall_clock                          hardening at start; what a terminal may show; who owns
+//!                                       a loopback listener; the wall clock
 //! ```
 
 // Nothing a peer, a file or a user sent may panic the process (tests may).
@@ -52,6 +52,7 @@ pub mod text_pos;
 pub mod tls;
 pub mod upstream;
 pub mod visible;
+pub mod wall_clock;
 pub mod wire;
 
 /// The layers drawn above, top first: `tests/layering.rs` checks every `crate::` path against
@@ -86,6 +87,7 @@ pub const LAYERS: &[&[&str]] = &[
         "hardening",
         "visible",
         "listener_owner",
+        "wall_clock",
     ],
 ];
 

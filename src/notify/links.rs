@@ -124,10 +124,7 @@ impl std::fmt::Debug for LinkSigner {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    crate::wall_clock::now_ms()
 }
 
 impl LinkSigner {
