@@ -3417,6 +3417,16 @@ async fn a_failed_review_past_its_deadline_keeps_no_secret() {
         .admin("POST", &format!("/v1/reviews/{id}/retry"), None)
         .await;
     assert_eq!(code, 409, "past its deadline no retry: {r}");
+    // Nor once this clock steps back before the deadline (or another instance's clock is
+    // behind the one that closed it): what is stored is sealed, not the call the agent made.
+    clock
+        .0
+        .fetch_sub(2 * 3600 * 1000, std::sync::atomic::Ordering::SeqCst);
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/retry"), None)
+        .await;
+    assert_eq!(code, 409, "a sealed review is never retried: {r}");
+    assert_eq!(v["retryClosed"], true, "{v}");
     let closed: Vec<serde_json::Value> = a
         .audit_export()
         .await

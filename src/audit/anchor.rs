@@ -269,7 +269,7 @@ impl AuditLog {
             super::Beside::Applied => {}
             _ => {
                 return Err(AuditError::Corrupt(
-                    "the restore entry was written, but not the writes that go with it; run                      `airlock audit accept-restore` again"
+                    "the restore entry was written, but not the writes that go with it; run `airlock audit accept-restore` again"
                         .into(),
                 ))
             }

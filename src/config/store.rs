@@ -155,9 +155,13 @@ fn has_password(url: &str) -> bool {
     match url.split_once("://") {
         Some((_, rest)) => {
             let authority = rest.split(['/', '?']).next().unwrap_or_default();
+            let query = rest.split_once('?').map_or("", |(_, q)| q);
             authority
                 .rsplit_once('@')
                 .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+                || query
+                    .split('&')
+                    .any(|kv| kv.to_ascii_lowercase().starts_with("password="))
         }
         None => url
             .split_whitespace()
@@ -296,6 +300,10 @@ mod tests {
                 false,
             ),
             ("postgres://db.internal/airlock?user=a%3Ab", false),
+            (
+                "postgres://u@db.internal/airlock?sslmode=disable&password=pw",
+                true,
+            ),
             ("host=db.internal user=airlock password=pw dbname=a", true),
             ("host=db.internal user=airlock dbname=a", false),
         ] {

@@ -74,6 +74,10 @@ pub fn review_json(r: &Review, full: bool) -> serde_json::Value {
     if r.sealed_secrets > 0 {
         v["sealedSecrets"] = r.sealed_secrets.into();
     }
+    // A failed or outcome_unknown review whose deadline passed: closed and sealed.
+    if r.retry_closed {
+        v["retryClosed"] = true.into();
+    }
     if let Some(m) = &r.restored {
         v["restored"] = serde_json::json!({"at": rfc3339(m.at_ms), "warning": m.warning});
     }

@@ -203,7 +203,10 @@ impl Gate {
                             cur.state.as_str()
                         )));
                     }
-                    if now >= cur.expires_at_ms {
+                    // Closed by a sweep (on another instance's clock, or before this clock
+                    // stepped back): its secrets are sealed, so what is stored is no longer the
+                    // call the agent made.
+                    if now >= cur.expires_at_ms || cur.retry_closed || cur.sealed_secrets > 0 {
                         return Err(GateError::Expired {
                             id: cur.id.clone(),
                             at: review::rfc3339(cur.expires_at_ms),

@@ -435,6 +435,18 @@ impl Gate {
                         });
                     }
                     let mut next = cur.clone();
+                    // Sealed (its secrets erased): what is stored is no longer the call the
+                    // agent made, and must never be sent.
+                    if cur.sealed_secrets > 0 || cur.retry_closed {
+                        next.execution = None;
+                        next.end_unsent(
+                            started,
+                            "not sent: its secrets were erased when it could no longer be sent \
+                             (sealed); what is stored is not the call the agent made"
+                                .into(),
+                        );
+                        return Ok(next);
+                    }
                     // Failed, not left `approved`: every sweep would try it again.
                     if too_many {
                         next.execution = None;

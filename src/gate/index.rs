@@ -125,7 +125,7 @@ fn join_key(r: &Review) -> Option<Vec<u8>> {
     let join = r
         .join
         .as_ref()
-        .filter(|_| super::joins::keeps_entry(r.state))?;
+        .filter(|_| super::joins::keeps_entry(r.state) && !r.retry_closed)?;
     let mut k = join_prefix(r.agent.as_deref()?, &join.identity);
     k.extend_from_slice(&join.slot.to_be_bytes());
     Some(k)
@@ -381,6 +381,35 @@ pub fn retry_overdue(
     ids_in(store, &prefix, &start, &end, limit)
 }
 
+/// Deletes the `u` entries of `found` (from [`retry_overdue`]) whose review is gone or no longer
+/// one a retry may send (an older build on a shared store retried it without removing the
+/// entry; retention then removed the record): each only while the record is as read, so a
+/// review the sweep just closed, or one that changed meanwhile, is left alone. Without this a
+/// stale entry would be read again on every tick, for ever.
+pub fn drop_stale_retry_deadlines(store: &dyn Store, found: &[Indexed]) -> Result<(), StoreError> {
+    let ids: Vec<&[u8]> = found.iter().map(|(id, _)| id.as_bytes()).collect();
+    let mut batches = Vec::new();
+    for ((id, key), bytes) in found.iter().zip(store.get_many(Tree::Reviews, &ids)?) {
+        let current = match &bytes {
+            None => None,
+            Some(b) => match super::decode_review(id, b) {
+                Ok(r) => retry_deadline_key(&r),
+                Err(_) => continue, // unreadable: left, and logged where it is read
+            },
+        };
+        if current.as_deref() != Some(key.as_slice()) {
+            let mut b = Batch::default();
+            b.expect(Tree::Reviews, id.as_bytes(), bytes.as_deref())
+                .delete(Tree::Index, key);
+            batches.push(b);
+        }
+    }
+    if !batches.is_empty() {
+        store.commit(batches)?;
+    }
+    Ok(())
+}
+
 /// Up to `limit` finished reviews whose last change was before `cutoff_ms`, oldest first, after
 /// the index key `after` (`None`: from the start), as [`overdue`] gives them; and the last key
 /// read.
@@ -490,17 +519,24 @@ fn add_retry_deadlines(store: &dyn Store) -> Result<u64, GateError> {
                 .iter()
                 .map(|(k, _)| k.get(prefix.len() + 8..).unwrap_or_default())
                 .collect();
-            let mut b = Batch::default();
+            // One batch per review, each only while its record is as read (a retry landing
+            // meanwhile on a shared store moved it on, and its own write keeps its entries).
+            let mut batches = Vec::new();
             for (id, bytes) in ids.iter().zip(store.get_many(Tree::Reviews, &ids)?) {
-                let Ok(Some(r)) = decode(id, bytes) else {
+                let Some(bytes) = bytes else { continue };
+                let Ok(Some(r)) = decode(id, Some(bytes.clone())) else {
                     continue;
                 };
                 if let Some(k) = retry_deadline_key(&r) {
-                    b.put(Tree::Index, &k, &[]);
-                    n += 1;
+                    let mut b = Batch::default();
+                    b.expect(Tree::Reviews, id, Some(&bytes))
+                        .put(Tree::Index, &k, &[]);
+                    batches.push(b);
                 }
             }
-            store.apply(b)?;
+            if !batches.is_empty() {
+                n += store.commit(batches)?.into_iter().filter(|ok| *ok).count() as u64;
+            }
         }
     }
     let mut b = Batch::default();
@@ -787,5 +823,21 @@ mod tests {
         reindex(&mut b, Some(&failed), Some(&now_closed));
         assert!(store.apply(b).expect("apply"));
         assert_eq!(due(5000), ["rev_u"]);
+
+        // Stale entries (an older build retried one without removing its entry; retention
+        // then removed another's record) are dropped; a live one stays.
+        let mut retried = unknown.clone();
+        retried.state = ReviewState::Executed;
+        let mut b = Batch::default();
+        b.put(Tree::Reviews, b"rev_u", &retried.encode().expect("encode"))
+            .put(Tree::Index, &retry_deadline_key(&failed).expect("key"), &[])
+            .delete(Tree::Reviews, b"rev_f");
+        let live = review("rev_l", 50, ReviewState::Failed);
+        assert!(store.apply(b).expect("apply"));
+        file(store.as_ref(), &live);
+        let (found, _) = retry_overdue(store.as_ref(), 5000, None, 10).expect("found");
+        assert_eq!(found.len(), 3);
+        drop_stale_retry_deadlines(store.as_ref(), &found).expect("drop");
+        assert_eq!(due(5000), ["rev_l"]);
     }
 }

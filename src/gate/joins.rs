@@ -19,9 +19,8 @@
 //! the same name, removed since: `crate::agents`): never joined; the request is held anew.
 //!
 //! Slots: an entry whose review can no longer be sent but has not ended (failed or
-//! `outcome_unknown` past its deadline: nothing changes it until retention removes it, and
-//! its entry with it) is never overwritten, since its removal would then delete the newer
-//! review's entry. The next review of that identity takes the slot after the highest one read;
+//! `outcome_unknown` past its deadline, until the sweeper closes it, which removes its entry)
+//! is never overwritten, since its removal would then delete the newer review's entry. The next review of that identity takes the slot after the highest one read;
 //! two concurrent holds read the same slots, expect the same next one absent, and one wins:
 //! the other reads again and joins.
 

@@ -180,8 +180,11 @@ impl Gate {
                 next.retry_closed = true;
                 Ok(next)
             };
+            // At most a retention step's chunks per tick (a store upgraded with months of
+            // failed reviews closes them over several ticks; expiry and stranded sends keep
+            // their turns). Closed ones leave the index, so each tick starts from its head.
             let (mut n, mut after, mut failed) = (0, None, None);
-            loop {
+            for _ in 0..RETENTION_CHUNKS_PER_STEP {
                 let (found, last) =
                     index::retry_overdue(g.store.as_ref(), now, after.as_deref(), CHUNK)?;
                 if found.is_empty() {
@@ -190,10 +193,21 @@ impl Gate {
                 let ids: Vec<String> = found.iter().map(|(id, _)| id.clone()).collect();
                 let done = g
                     .prepare_many(&ids, CHUNK_BYTES, close)
-                    .and_then(|(p, used)| Ok((g.commit_prepared(p)?.len(), used)));
+                    .and_then(|(p, used)| Ok((g.commit_prepared(p)?, used)));
                 let used = match done {
                     Ok((closed, used)) => {
-                        n += closed;
+                        n += closed.len();
+                        let closed: std::collections::HashSet<&str> =
+                            closed.iter().map(|r| r.id.as_str()).collect();
+                        let rest: Vec<index::Indexed> = found[..used]
+                            .iter()
+                            .filter(|(id, _)| !closed.contains(id.as_str()))
+                            .cloned()
+                            .collect();
+                        if let Err(e) = index::drop_stale_retry_deadlines(g.store.as_ref(), &rest)
+                        {
+                            tracing::warn!(error = %e, "stale retry-deadline entries left for the next tick");
+                        }
                         used
                     }
                     Err(e) => {

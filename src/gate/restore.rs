@@ -239,7 +239,8 @@ fn mark_chunk(
         let Some(old) = readable(&id, &bytes) else {
             continue;
         };
-        if old.restored.as_ref() == Some(mark) {
+        // Closed for retries (past its deadline, sealed): nobody may send it any more.
+        if old.restored.as_ref() == Some(mark) || old.retry_closed {
             continue;
         }
         let mut next = old.clone();

@@ -52,7 +52,8 @@ pub(super) fn seal(r: &mut Review) {
     }
     // The join's fingerprint hashes the request as sent, erased values included: with the rest
     // kept, a guess at a short secret (a CVC, a PIN) could be checked against it offline. Its
-    // index entry went with the final state; the Content-Length gave the erased values' length.
+    // index entry went with the final state (or the closing of a retryable one); the
+    // Content-Length gave the erased values' length.
     r.join = None;
     r.request
         .headers
