@@ -65,11 +65,17 @@ impl Agent {
             && config.added_ms == self.added_ms
     }
 
-    /// Did this agent send a review recorded under `agent` (`None`: anonymous) and created at
-    /// `created_at_ms`? Not if it was created before this agent's entry was added: an earlier
-    /// agent of the same name, removed since, sent it.
-    pub fn sent(&self, agent: Option<&str>, created_at_ms: u64) -> bool {
-        agent.unwrap_or(ANONYMOUS) == self.name && !before(created_at_ms, self.added_ms)
+    /// Did this agent send a review recorded under `agent` (`None`: anonymous), created at
+    /// `created_at_ms` by the entry added at `entry_added_ms` (what the review recorded)? Not if
+    /// another entry of the same name, removed since, sent it ([`same_entry`]).
+    pub fn sent(
+        &self,
+        agent: Option<&str>,
+        created_at_ms: u64,
+        entry_added_ms: Option<u64>,
+    ) -> bool {
+        agent.unwrap_or(ANONYMOUS) == self.name
+            && same_entry(created_at_ms, entry_added_ms, self.added_ms)
     }
 
     /// May this agent reach `host`, which belongs to `service` (if any service claims it)?
@@ -82,10 +88,17 @@ impl Agent {
     }
 }
 
-/// Was a review created at `created_at_ms` created before an entry added at `added_ms`? Both
-/// are wall-clock instants (the review's of the instance that held it); equal is not before.
-fn before(created_at_ms: u64, added_ms: Option<u64>) -> bool {
-    added_ms.is_some_and(|added| created_at_ms < added)
+/// Was a review created at `created_at_ms`, which recorded the `added` of the entry that sent
+/// it (`recorded`: `None` on reviews from before, or sent by an entry without one), sent by the
+/// entry in force, added at `added_ms`? Compared exactly when recorded: `added` may come from
+/// the database's clock or another host's, reviews from the instance's, and a few seconds'
+/// difference must neither disown a new agent's reviews nor give it the last ones of the agent
+/// removed before it. Otherwise by time: created before the entry was added, another's.
+pub fn same_entry(created_at_ms: u64, recorded: Option<u64>, added_ms: Option<u64>) -> bool {
+    match recorded {
+        Some(stamp) => added_ms == Some(stamp),
+        None => added_ms.is_none_or(|added| created_at_ms >= added),
+    }
 }
 
 /// Why a caller was not accepted (answered with 407).
@@ -172,11 +185,16 @@ impl Agents {
     /// created at `created_at_ms`? Not when no agent of that name is in force (removed since),
     /// nor when the one in force was added after the review was created (removed, and another
     /// added under the same name).
-    pub fn sender_in_force(&self, name: &str, created_at_ms: u64) -> bool {
+    pub fn sender_in_force(
+        &self,
+        name: &str,
+        created_at_ms: u64,
+        entry_added_ms: Option<u64>,
+    ) -> bool {
         (name == ANONYMOUS && self.allow_anonymous)
             || self.with_set(|s| {
                 s.get(name)
-                    .is_some_and(|a| !before(created_at_ms, a.added_ms))
+                    .is_some_and(|a| same_entry(created_at_ms, entry_added_ms, a.added_ms))
             })
     }
 
@@ -534,14 +552,22 @@ mod tests {
         let a = Agents::new(vec![cfg.clone()], false);
         let bot = a.authenticate(&basic(&format!("bot:{token}"))).expect("ok");
         assert!(
-            !bot.sent(Some("bot"), 999),
+            !bot.sent(Some("bot"), 999, None),
             "before the entry: another agent's"
         );
-        assert!(bot.sent(Some("bot"), 1_000) && bot.sent(Some("bot"), 5_000));
-        assert!(!bot.sent(Some("other"), 5_000) && !bot.sent(None, 5_000));
-        assert!(!a.sender_in_force("bot", 999));
-        assert!(a.sender_in_force("bot", 1_000));
-        assert!(!a.sender_in_force("other", 1_000));
+        assert!(bot.sent(Some("bot"), 1_000, None) && bot.sent(Some("bot"), 5_000, None));
+        assert!(!bot.sent(Some("other"), 5_000, None) && !bot.sent(None, 5_000, None));
+        assert!(!a.sender_in_force("bot", 999, None));
+        assert!(a.sender_in_force("bot", 1_000, None));
+        assert!(!a.sender_in_force("other", 1_000, None));
+        // Review of session 23: `added` and a review's creation come from different clocks.
+        // A review that recorded its entry's `added` is compared by it, not by time: the new
+        // entry's review stamped a moment "before" it (a clock behind) is its own, and the
+        // removed entry's review stamped "after" it (a clock ahead) is not.
+        assert!(bot.sent(Some("bot"), 990, Some(1_000)));
+        assert!(a.sender_in_force("bot", 990, Some(1_000)));
+        assert!(!bot.sent(Some("bot"), 1_010, Some(400)));
+        assert!(!a.sender_in_force("bot", 1_010, Some(400)));
         // An entry without `added` owns every review of its name, as before.
         let old = AgentConfig {
             added_ms: None,
@@ -549,6 +575,10 @@ mod tests {
         };
         let a = Agents::new(vec![old], false);
         let bot = a.authenticate(&basic(&format!("bot:{token}"))).expect("ok");
-        assert!(bot.sent(Some("bot"), 0) && a.sender_in_force("bot", 0));
+        assert!(bot.sent(Some("bot"), 0, None) && a.sender_in_force("bot", 0, None));
+        assert!(
+            !bot.sent(Some("bot"), 0, Some(5)),
+            "a review of an entry with `added`"
+        );
     }
 }

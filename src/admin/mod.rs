@@ -239,15 +239,15 @@ impl Admin {
         }
     }
 
-    /// A review as the admin API shows it: [`review_json`], with each approval marked as
-    /// counting toward the quorum or not (and why) with the reviewers in force now.
     /// Was `r` sent by an agent no longer configured (removed since: compromised, retired)?
     /// So it was too when an agent of the same name is configured now but was added after `r`
     /// was created ([`crate::agents::Agents::sender_in_force`]): that one is another agent.
     pub(crate) fn agent_removed(&self, r: &crate::gate::Review) -> bool {
-        r.agent
-            .as_deref()
-            .is_some_and(|a| !self.agents.sender_in_force(a, r.created_at_ms))
+        r.agent.as_deref().is_some_and(|a| {
+            !self
+                .agents
+                .sender_in_force(a, r.created_at_ms, r.agent_added_ms)
+        })
     }
 
     /// Was `r`'s agent removed, and another added under its name since ([`Self::agent_removed`]
@@ -269,6 +269,8 @@ impl Admin {
         )
     }
 
+    /// A review as the admin API shows it: [`review_json`], with each approval marked as
+    /// counting toward the quorum or not (and why) with the reviewers in force now.
     pub fn review_view(&self, r: &crate::gate::Review, full: bool) -> serde_json::Value {
         let mut v = review_json(r, full);
         v["agentRemoved"] = self.agent_removed(r).into();

@@ -357,7 +357,7 @@ pub async fn serve_local(
     let first = match gate.get_in_turn(id, turn).await {
         // Another agent's review reads as an unknown id: an earlier agent of the same name,
         // removed since, is another agent ([`crate::agents::Agent::sent`]).
-        Ok(r) if agent.sent(r.agent.as_deref(), r.created_at_ms) => r,
+        Ok(r) if agent.sent(r.agent.as_deref(), r.created_at_ms, r.agent_added_ms) => r,
         Ok(_) => return agent_error_response(&super::GateError::NotFound(id.to_string())),
         Err(e) => return agent_error_response(&e),
     };

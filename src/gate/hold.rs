@@ -276,6 +276,7 @@ impl Gate {
         review.redacted_headers = redacted;
         review.agent = Some(req.agent);
         review.agent_owner = req.agent_owner;
+        review.agent_added_ms = req.agent_added_ms;
         review.policy = verdict.approval.clone().unwrap_or_default();
         review.join = Some(join);
         Ok(review)

@@ -231,10 +231,10 @@ pub(super) fn find(
                 continue;
             }
         };
-        // Created before the agent's entry was added: an earlier agent of the same name, removed
-        // since, sent it; its slot stays taken, and this request is held anew.
-        let earlier = added_ms.is_some_and(|added| r.created_at_ms < added);
-        if r.agent.as_deref() == Some(agent) && !earlier && joinable(&r, now_ms) {
+        // Another entry of the same name, removed since, sent it: its slot stays taken, and
+        // this request is held anew.
+        let ours = crate::agents::same_entry(r.created_at_ms, r.agent_added_ms, added_ms);
+        if r.agent.as_deref() == Some(agent) && ours && joinable(&r, now_ms) {
             live = Some(r);
         }
     }

@@ -273,6 +273,10 @@ pub struct Review {
     /// more, so it was sealed as a final review is (`seal.rs`), by the sweep.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub retry_closed: bool,
+    /// The `added` time of the agent entry that sent it (`crate::agents::same_entry`): which of
+    /// the agents of its name it belongs to. `None`: held before, or by an entry without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_added_ms: Option<u64>,
     /// What the agent's identical retries share (`joins.rs`): they join this review while it
     /// may still be sent. `None` on reviews held before, or without an entry of their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -498,6 +502,7 @@ impl Review {
             retry_approvals: Vec::new(),
             sealed_secrets: 0,
             retry_closed: false,
+            agent_added_ms: None,
             join: None,
             restored: None,
         }
