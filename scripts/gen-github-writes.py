@@ -475,9 +475,13 @@ CONDITIONAL = {
         ("reopen", ESC, IRR, "Reopens an issue or pull request (`state` other than closed; the number may be a pull request's, which comes back with its labels and approvals: a merge bot may merge it, as when a hold label is removed)",
          '[{ field = "state", ne = "closed" }]'),
     ],
+    # A secret gist is not private: anyone with its URL reads it, signed in or not, so its
+    # files are published as a public gist's are.
     "gists/create": [
         ("public", ESC, IRR, "Creates a public gist (published to everyone)",
          '[{ field = "public", eq = true }]'),
+        ("files", ESC, IRR, "Creates a gist with files (a secret gist is readable by anyone with its URL, signed in or not: publication)",
+         '[{ field = "files", present = true }]'),
     ],
     # Protected refs are the [git] section's protected_refs (main, master, release/*, tags), read
     # by `protected_ref` conditions, so these cannot drift from what git push holds.

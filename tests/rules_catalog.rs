@@ -3012,7 +3012,8 @@ fn a_dot_inside_a_name_a_rule_reads_holds() {
         ("POST", st("/v1/checkout/sessions"), &form, "mode=payment&line_items[0][price]=price_x&line_items[0][quantity]=1&metadata[app.version]=2".into(), Notify, "rule_match"),
         ("POST", st("/v1/invoices/in_1"), &form, "metadata[app.version]=2".into(), Notify, "rule_match"),
         ("POST", st("/v2/core/accounts"), &json, r#"{"dashboard":"full","display_name":"a.b","defaults":{"responsibilities":{"losses_collector":"stripe","fees_collector":"stripe"}}}"#.into(), Notify, "rule_match"),
-        ("POST", gh("/gists"), &json, r#"{"public":false,"files":{"a.txt":{"content":"x"}}}"#.into(), Notify, "rule_match"),
+        // a secret gist's files are published too (held by the rule, not as ambiguous)
+        ("POST", gh("/gists"), &json, r#"{"public":false,"files":{"a.txt":{"content":"x"}}}"#.into(), Escalate, "rule_match"),
         ("POST", gh("/gists"), &json, r#"{"public":true,"files":{"a.txt":{"content":"x"}}}"#.into(), Escalate, "rule_match"),
         ("PATCH", gh("/gists/abc"), &json, r#"{"files":{"notes.v2.md":{"content":"x"}}}"#.into(), Escalate, "rule_match"),
     ];
@@ -3370,14 +3371,14 @@ fn maintenance_release_branches_are_protected() {
         ));
     }
     expect_all(&c, &cases);
-    // git push creating one: held as a protected ref; a feature branch passes.
+    // git push creating one: held as a protected ref; a feature branch passes with an audit entry.
     let pkt = |line: &str| format!("{:04x}{line}", line.len() + 4);
     let zero = "0".repeat(40);
     let new = "1".repeat(40);
     for (name, want) in [
         ("refs/heads/1.x", Escalate),
         ("refs/heads/1.2.x", Escalate),
-        ("refs/heads/feature-1.x", Allow),
+        ("refs/heads/feature-1.x", Notify),
     ] {
         let body = format!(
             "{}0000",
