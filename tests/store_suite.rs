@@ -907,3 +907,27 @@ fn a_store_a_newer_build_made_unreadable_is_refused_at_open() {
     };
     assert!(e.to_string().contains("schema is at version 99"), "{e}");
 }
+
+/// Review of session 23: `audit accept-restore` on PostgreSQL ran while instances were serving
+/// (nothing locks a shared database). A store tells how many other processes listen on it.
+#[test]
+fn postgres_counts_the_other_instances_connected() {
+    let Some(cluster) = postgres_cluster::Cluster::shared() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let a = airlock::store::open_postgres(&url).expect("open a");
+    assert_eq!(a.other_instances().map(|r| r.expect("count")), Some(0));
+    let b = airlock::store::open_postgres(&url).expect("open b");
+    assert_eq!(a.other_instances().map(|r| r.expect("count")), Some(1));
+    drop(b);
+    // The other's listener ends with it (its session may take a moment to go).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while a.other_instances().map(|r| r.expect("count")) != Some(0) {
+        assert!(std::time::Instant::now() < deadline, "b's listener stayed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let embedded = open(Backend::Redb, dir.path()).expect("redb");
+    assert!(embedded.other_instances().is_none());
+}

@@ -370,6 +370,17 @@ pub(super) fn audit_options(config: &Config) -> airlock::audit::AuditOptions {
 /// `airlock audit accept-restore`: on the store itself, which a running Airlock holds locked.
 fn accept_restore(config: &Config, declare: bool) -> Result<()> {
     let store = stopped_store(config, "accept-restore")?;
+    // A shared database has no lock: instances still serving would go on sending while
+    // their claims are turned outcome_unknown under them, and append behind the chain's head.
+    if let Some(others) = store.other_instances() {
+        let others = others.map_err(|e| anyhow::anyhow!("{e}"))?;
+        if others > 0 {
+            bail!(
+                "{others} other Airlock process(es) are connected to the database: stop every \
+                 instance, then run `airlock audit accept-restore` again"
+            );
+        }
+    }
     let key = config.audit_key_file();
     let opts = audit_options(config);
     let now_ms = airlock::gate::Clock::now_ms(&airlock::gate::SystemClock);

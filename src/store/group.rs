@@ -94,6 +94,10 @@ impl Store for Grouped {
             .map(|r| r.inspect_err(|e| counted("clock", e)))
     }
 
+    fn other_instances(&self) -> Option<Result<u64, StoreError>> {
+        self.inner.other_instances()
+    }
+
     fn exclusive_turn(&self) -> Result<Option<super::Turn>, StoreError> {
         self.inner
             .exclusive_turn()

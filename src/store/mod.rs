@@ -225,6 +225,12 @@ pub trait Store: Send + Sync + 'static {
     fn clock_ms(&self) -> Option<Result<u64, StoreError>> {
         None
     }
+    /// For a store several processes share: how many other Airlock processes are connected to
+    /// it now (each keeps a change listener), for commands that must run with every instance
+    /// stopped. `None`: only one process opens it (the embedded stores' lock says so).
+    fn other_instances(&self) -> Option<Result<u64, StoreError>> {
+        None
+    }
     /// For a store several processes share: waits for the appenders' turn, held across
     /// processes until the guard drops, so that one process at a time reads the audit log's head
     /// and commits after it (no append then loses a race for the next seq and retries).

@@ -292,6 +292,22 @@ impl Store for PostgresStore {
         }))
     }
 
+    fn other_instances(&self) -> Option<Result<u64, StoreError>> {
+        // Every instance's change listener ends on this statement (`listen.rs`), this
+        // process's own included.
+        let read = self.read(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query = 'LISTEN airlock_changes'",
+            Vec::new(),
+        );
+        Some(read.and_then(|rows| {
+            rows.first()
+                .and_then(|r| r.try_get::<_, i64>(0).ok())
+                .map(|n| u64::try_from(n).unwrap_or(0).saturating_sub(1))
+                .ok_or_else(|| io(&self.shown, "the database's sessions could not be read"))
+        }))
+    }
+
     fn exclusive_turn(&self) -> Result<Option<super::Turn>, StoreError> {
         let (pool, shown) = (self.pool.clone(), self.shown.clone());
         let client = self.run(async move {
