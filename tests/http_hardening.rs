@@ -216,6 +216,26 @@ fn cases() -> Vec<Case> {
             "POST /carrier HTTP/1.1\r\nHost: api.github.com\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: api.github.com\r\n\r\n",
             StatusOrClose(400),
         ),
+        // Review of session 23: hyper takes off the chunking and forwards the rest; nginx and
+        // Go refuse these.
+        case(
+            "Transfer-Encoding: gzip, chunked",
+            Github,
+            "POST /repos/o/r/issues HTTP/1.1\r\nHost: api.github.com\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            StatusOrClose(400),
+        ),
+        case(
+            "Transfer-Encoding given twice",
+            Github,
+            "POST /repos/o/r/issues HTTP/1.1\r\nHost: api.github.com\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            StatusOrClose(400),
+        ),
+        case(
+            "Transfer-Encoding: CHUNKED (case aside, one plain chunked) still passes",
+            Github,
+            "POST /repos/o/r/issues HTTP/1.1\r\nHost: api.github.com\r\nTransfer-Encoding: CHUNKED\r\n\r\n0\r\n\r\n",
+            Answers(&[(200, None)]),
+        ),
         case(
             "Transfer-Encoding: xchunked",
             Github,

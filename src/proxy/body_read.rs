@@ -82,6 +82,14 @@ impl From<Refusal> for Refused {
 }
 
 impl Refused {
+    /// `refusal`, after which the connection carries no other request: its framing is in doubt.
+    pub fn closing(refusal: Refusal) -> Refused {
+        Refused {
+            close: true,
+            ..Refused::from(refusal)
+        }
+    }
+
     /// Finishes `resp`, the answer to this refusal, for the request's `version`.
     pub fn finish(self, mut resp: Response<Body>, version: Version) -> Response<Body> {
         if self.close && version <= Version::HTTP_11 {

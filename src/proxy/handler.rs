@@ -198,6 +198,16 @@ async fn phases(
         )
         .into());
     }
+    if let Some(te) = crate::wire::unusual_transfer_encoding(req.headers()) {
+        return Err(Refused::closing(Refusal::client(
+            StatusCode::BAD_REQUEST,
+            "bad_transfer_encoding",
+            format!(
+                "Transfer-Encoding {te:?} is not one plain `chunked`: a coding besides chunking, \
+                 or the header twice, could be framed or decoded otherwise upstream than here"
+            ),
+        )));
+    }
     if let Some(key) = reserved_idempotency_key(req.headers()) {
         return Err(Refusal::client(
             StatusCode::BAD_REQUEST,

@@ -51,6 +51,29 @@ pub fn connection_names_end_to_end(headers: &HeaderMap) -> Option<String> {
         .map(|n| n.to_string())
 }
 
+/// A Transfer-Encoding other than one plain `chunked` (case aside), as the agent sent it: a
+/// coding besides chunking (`gzip, chunked`: hyper takes off the chunking only, and the body
+/// judged is still encoded), or the header given twice. nginx and Go's net/http refuse both;
+/// an upstream behind another front end could frame or decode it otherwise.
+pub fn unusual_transfer_encoding(headers: &HeaderMap) -> Option<String> {
+    let values: Vec<_> = headers.get_all(header::TRANSFER_ENCODING).iter().collect();
+    let plain = |v: &&http::HeaderValue| {
+        v.to_str()
+            .is_ok_and(|t| t.trim().eq_ignore_ascii_case("chunked"))
+    };
+    match values.as_slice() {
+        [] => None,
+        [one] if plain(one) => None,
+        _ => Some(
+            values
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect::<Vec<_>>()
+                .join(" | "),
+        ),
+    }
+}
+
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the (few) names present: most messages carry none of these.
     if !headers.keys().any(|n| HOP_BY_HOP_NAMES.contains(n)) {

@@ -7,7 +7,7 @@ pub mod target;
 
 pub use hop::{
     connection_names_end_to_end, is_forwarded_request_header, strip_hop_by_hop, strip_underscored,
-    HOP_BY_HOP,
+    unusual_transfer_encoding, HOP_BY_HOP,
 };
 pub use respond::{empty, full, json_response, Refusal, Side, REASON_HEADER};
 pub use target::{Target, TargetError};
