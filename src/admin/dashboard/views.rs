@@ -543,8 +543,11 @@ pub(super) async fn detail_page(
             title => review.tools_shown().unwrap_or_else(|| review.id.clone()),
             r => row(&review, admin.gate.now_ms(), &admin.gate.people().current(), true),
             audit => audit_rows,
-            agent_removed => admin.agent_removed(&review),
-            agent_replaced => admin.agent_replaced(&review),
+            sender_gone => admin.sender_gone(&review).map(|gone| {
+                let (headline, rest) =
+                    gone.warning(&super::show::visible(review.agent.as_deref().unwrap_or("?")));
+                format!("{headline}; {rest}")
+            }),
             reviewer => reviewer.name,
             csrf => csrf,
             message => message,
