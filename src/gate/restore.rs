@@ -204,16 +204,7 @@ fn give_up_chunk(
             e.error = Some(EXECUTING_WHY.into());
             e.finished_at_ms.get_or_insert(now_ms);
         }
-        let new_bytes = next.encode().map_err(|e| GateError::Corrupt {
-            id: id.clone(),
-            message: e.to_string(),
-        })?;
-        let mut b = Batch::default();
-        b.expect(Tree::Reviews, id.as_bytes(), Some(&bytes)).put(
-            Tree::Reviews,
-            id.as_bytes(),
-            &new_bytes,
-        );
+        let mut b = replacing(&id, &bytes, &next)?;
         index::reindex(&mut b, Some(&old), Some(&next));
         items.push((super::events::transition_event(&old, &next), b));
     }
@@ -225,6 +216,18 @@ fn give_up_chunk(
         }
     }
     Ok(n)
+}
+
+/// A batch writing `next` over review `id`, only while its record is still `bytes`.
+fn replacing(id: &str, bytes: &[u8], next: &Review) -> Result<Batch, GateError> {
+    let new_bytes = next.encode().map_err(|e| GateError::Corrupt {
+        id: id.to_string(),
+        message: e.to_string(),
+    })?;
+    let mut b = Batch::default();
+    b.expect(Tree::Reviews, id.as_bytes(), Some(bytes))
+        .put(Tree::Reviews, id.as_bytes(), &new_bytes);
+    Ok(b)
 }
 
 /// Marks the reviews of `chunk` [`Restored`] (no state changes, nor any index), in one
@@ -246,17 +249,7 @@ fn mark_chunk(
         let mut next = old.clone();
         next.version = old.version + 1;
         next.restored = Some(mark.clone());
-        let new_bytes = next.encode().map_err(|e| GateError::Corrupt {
-            id: id.clone(),
-            message: e.to_string(),
-        })?;
-        let mut b = Batch::default();
-        b.expect(Tree::Reviews, id.as_bytes(), Some(&bytes)).put(
-            Tree::Reviews,
-            id.as_bytes(),
-            &new_bytes,
-        );
-        batches.push(b);
+        batches.push(replacing(&id, &bytes, &next)?);
     }
     if batches.is_empty() {
         return Ok(0);
