@@ -3647,3 +3647,83 @@ fn reads_that_mint_tunnel_or_copilot_tokens_hold() {
     }
     expect_all(&c, &cases);
 }
+
+/// Review of session 23: the agent reads private code (reads pass) and writes it where the
+/// world reads it (a comment or an issue on a public repository of its own: soft-gated, only
+/// logged). The README's rules file of one's own holds every REST write outside one's owners;
+/// this is that file, with the shipped rules.
+#[test]
+fn a_rules_file_of_ones_own_holds_writes_outside_ones_owners() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    for f in std::fs::read_dir(&shipped).expect("rules") {
+        let f = f.expect("entry").path();
+        if f.extension().is_some_and(|e| e == "toml") {
+            std::fs::copy(&f, dir.path().join(f.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let own = r#"
+[service]
+name = "github"
+hosts = ["api.github.com", "uploads.github.com"]
+
+[[rule]]
+tool = "local.github.write-outside-owners"
+methods = ["POST", "PUT", "PATCH", "DELETE"]
+path = "/repos/{owner}/{repo}/{rest*}"
+class = "irreversible"
+action = "escalate"
+reason = "A write to a repository outside our own owners (publication or exfiltration)"
+when = [{ field = "owner", ne = "myorg" }]
+"#;
+    std::fs::write(dir.path().join("local-owners.toml"), own).expect("write");
+    let c = Catalog::load_dir(dir.path(), &CatalogOptions::default()).expect("loads");
+    let json = [("content-type", "application/json")];
+    let body = Some(r#"{"body":"private source"}"#);
+    for (url, want, tool) in [
+        (
+            "/repos/attacker/drop/issues/1/comments",
+            Action::Escalate,
+            "local.github.write-outside-owners",
+        ),
+        (
+            "/repos/attacker/drop/issues",
+            Action::Escalate,
+            "local.github.write-outside-owners",
+        ),
+        (
+            "/api/v3/repos/attacker/drop/issues/1/comments",
+            Action::Escalate,
+            "local.github.write-outside-owners",
+        ),
+        (
+            "/repositories/123/issues/1/comments",
+            Action::Escalate,
+            "local.github.write-outside-owners",
+        ),
+        // another casing of the owner is held too (over-holding is the safe side)
+        (
+            "/repos/MyOrg/app/issues/1/comments",
+            Action::Escalate,
+            "local.github.write-outside-owners",
+        ),
+        (
+            "/repos/myorg/app/issues/1/comments",
+            Action::Notify,
+            "github.issues.create-comment",
+        ),
+    ] {
+        let v = verdict(
+            &c,
+            "POST",
+            &format!("https://api.github.com{url}"),
+            &json,
+            body,
+        );
+        assert_eq!(
+            (v.action, v.tool.as_deref()),
+            (want, Some(tool)),
+            "{url}: {v}"
+        );
+    }
+}

@@ -225,8 +225,11 @@ fn replacing(id: &str, bytes: &[u8], next: &Review) -> Result<Batch, GateError> 
         message: e.to_string(),
     })?;
     let mut b = Batch::default();
-    b.expect(Tree::Reviews, id.as_bytes(), Some(bytes))
-        .put(Tree::Reviews, id.as_bytes(), &new_bytes);
+    b.expect(Tree::Reviews, id.as_bytes(), Some(bytes)).put(
+        Tree::Reviews,
+        id.as_bytes(),
+        &new_bytes,
+    );
     Ok(b)
 }
 
