@@ -3441,3 +3441,35 @@ async fn a_failed_review_past_its_deadline_keeps_no_secret() {
 
 #[path = "gate/wakeups.rs"]
 mod wakeups;
+
+/// Review of session 23: a credential inside a URL the agent sent (a webhook's `?token=`, a
+/// `user:pass@`) stayed whole in a sealed review: its body, arguments and explanation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_final_review_keeps_no_credential_inside_a_url() {
+    let (_up, _, _clock, a) = setup_on_clock("[gate]\nsweep_interval = \"1h\"\n").await;
+    let body = r#"{"config":{"url":"https://hook.example/in?token=HOOKURLTOKEN_ddd&x=1"},"mirror":"https://me:PASSW0RD_99@git.example/r.git"}"#;
+    let resp = a
+        .client()
+        .delete("https://api.github.com/repos/acme/hooked")
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 423);
+    let id = review_id(resp.headers());
+    let (code, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/reject"), None)
+        .await;
+    assert_eq!(code, 200, "{r}");
+    let (_, v) = a.admin("GET", &format!("/v1/reviews/{id}"), None).await;
+    assert_eq!(v["sealedSecrets"], 2, "{v}");
+    let shown = v.to_string();
+    for secret in ["HOOKURLTOKEN_ddd", "PASSW0RD_99"] {
+        assert!(!shown.contains(secret), "kept {secret}: {shown}");
+    }
+    assert!(
+        shown.contains("hook.example/in?token=[redacted]&x=1"),
+        "{shown}"
+    );
+}

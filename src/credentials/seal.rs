@@ -61,6 +61,79 @@ pub fn seal_query(path_and_query: &str) -> (String, usize) {
     (redact::mask_query(path_and_query), n)
 }
 
+/// Credentials inside URL values of `body` (JSON strings at any depth, or form values) that no
+/// secret-named field holds: a URL's password (`https://user:PASS@host`) and its secret-named
+/// query parameters (`https://hook.example/?token=T`): a webhook's destination, say. As
+/// written and decoded, longest first, each once; and how many credentials they are. Sealing
+/// erases them wherever they show.
+pub fn url_secret_values(body: &[u8]) -> (Vec<String>, usize) {
+    let mut urls = Vec::new();
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        collect_urls(&v, &mut urls);
+    } else if let Ok(text) = std::str::from_utf8(body) {
+        for pair in text.split('&') {
+            if let Some((_, value)) = pair.split_once('=') {
+                let value = redact::decode(value);
+                if is_url(&value) {
+                    urls.push(value);
+                }
+            }
+        }
+    }
+    let (mut out, mut n): (Vec<String>, usize) = (Vec::new(), 0);
+    for url in &urls {
+        for secret in secrets_in_url(url) {
+            let before = out.len();
+            for v in [redact::decode(&secret), secret] {
+                if v.len() >= MIN_SECRET && v != REDACTED && !out.contains(&v) {
+                    out.push(v);
+                }
+            }
+            n += usize::from(out.len() > before);
+        }
+    }
+    out.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    (out, n)
+}
+
+/// Values shorter than this are not masked where they echo (as `redact` does): too common.
+const MIN_SECRET: usize = 6;
+
+fn is_url(s: &str) -> bool {
+    let lower = s.get(..8).unwrap_or(s).to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+fn collect_urls(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => m.values().for_each(|item| collect_urls(item, out)),
+        serde_json::Value::Array(items) => items.iter().for_each(|item| collect_urls(item, out)),
+        serde_json::Value::String(s) if is_url(s) => out.push(s.clone()),
+        _ => {}
+    }
+}
+
+/// The password of `url`'s userinfo and the values of its secret-named query parameters, raw.
+fn secrets_in_url(url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if let Some((userinfo, _)) = authority.rsplit_once('@') {
+        if let Some((_, password)) = userinfo.split_once(':') {
+            out.push(password.to_string());
+        }
+    }
+    if let Some((_, query)) = rest.split_once('?') {
+        let query = query.split('#').next().unwrap_or_default();
+        for (name, value) in query.split('&').filter_map(|p| p.split_once('=')) {
+            if !value.is_empty() && redact::is_secret_query_param(&redact::decode(name)) {
+                out.push(value.to_string());
+            }
+        }
+    }
+    out
+}
+
 /// Replaces the secret leaves under `v` (as `secret_body_values` finds them) and counts them.
 fn seal_json(v: &mut serde_json::Value, secret: bool, within: bool) -> usize {
     match v {
@@ -143,6 +216,26 @@ mod tests {
             // Sealing twice changes nothing more.
             assert_eq!(seal_body(&got), (got.clone(), 0));
         }
+    }
+
+    /// Review of session 23: a webhook's destination URL carrying a token (or a password)
+    /// stayed whole in a sealed review, in its body, arguments and explanation.
+    #[test]
+    fn url_secret_values_are_found_in_json_and_forms() {
+        let json = br#"{"config":{"url":"https://hook.example/in?token=HOOKTOKEN_1&x=1"},"mirror":"https://u:PASSW0RD@git.example/r.git","plain":"https://ok.example/?page=2"}"#;
+        let values = |b: &[u8]| url_secret_values(b);
+        assert_eq!(
+            values(json),
+            (vec!["HOOKTOKEN_1".into(), "PASSW0RD".into()], 2)
+        );
+        let form = b"url=https%3A%2F%2Fhook.example%2F%3Fapi_key%3DKEY%252B123&other=1";
+        assert_eq!(
+            values(form),
+            (vec!["KEY%2B123".into(), "KEY+123".into()], 1)
+        );
+        assert_eq!(values(b"not a body"), (vec![], 0));
+        let short = br#"{"u":"https://a.example/?token=abc"}"#;
+        assert_eq!(values(short), (vec![], 0), "too short to mask");
     }
 
     #[test]

@@ -25,10 +25,16 @@ pub(super) fn seal(r: &mut Review) {
     };
     let (sealed_body, in_body) = erase::seal_body(&body);
     let (sealed_query, in_query) = erase::seal_query(&r.request.path_and_query);
-    if in_body + in_query == 0 {
+    // Credentials inside URL values (a webhook's `?token=`, a `user:pass@`): erased wherever
+    // they show, the body included.
+    let (in_urls, url_secrets) = erase::url_secret_values(&body);
+    if in_body + in_query + url_secrets == 0 {
         return;
     }
-    let echoes = Echoes::of(r, &body);
+    let mut echoes = Echoes::of(r, &body);
+    echoes.body.extend(in_urls.iter().cloned());
+    echoes.body.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    echoes.body.dedup();
     r.request.path_and_query = echoes.text(&sealed_query);
     r.request.body_b64 = b64(&echoes.bytes(&sealed_body));
     for (_, v) in &mut r.request.headers {
@@ -58,7 +64,7 @@ pub(super) fn seal(r: &mut Review) {
     r.request
         .headers
         .retain(|(k, _)| !k.eq_ignore_ascii_case("content-length"));
-    r.sealed_secrets = in_body + in_query;
+    r.sealed_secrets = in_body + in_query + url_secrets;
 }
 
 /// `comment` with the values of `r`'s secret-named query parameters and body fields masked, as
