@@ -9,8 +9,10 @@
 //! requests Airlock cannot see, is closed ([`Agents::until_removed`]).
 //!
 //! An agent is its entry, not only its name: an entry carries when it was added
-//! (`AgentConfig::added_ms`), and a review created before that was sent by an earlier agent of
-//! the same name, removed since ([`Agent::sent`], [`Agents::sender_in_force`]). `airlock agents
+//! (`AgentConfig::added_ms`), each review records the `added` of the entry that sent it, and a
+//! review recording another (or, recording none, created before it) was sent by an earlier
+//! agent of the same name, removed since ([`same_entry`], [`Agent::sent`],
+//! [`Agents::sender_in_force`]). `airlock agents
 //! rotate` keeps the entry (and its reviews); remove and add makes a new one.
 
 use std::collections::HashMap;
@@ -181,10 +183,10 @@ impl Agents {
         (name == ANONYMOUS && self.allow_anonymous) || self.with_set(|s| s.contains_key(name))
     }
 
-    /// Is the agent in force under `name` the one that sent a review recorded under it and
-    /// created at `created_at_ms`? Not when no agent of that name is in force (removed since),
-    /// nor when the one in force was added after the review was created (removed, and another
-    /// added under the same name).
+    /// Is the agent in force under `name` the one that sent a review recorded under it,
+    /// created at `created_at_ms` by the entry added at `entry_added_ms`? Not when no agent of
+    /// that name is in force (removed since), nor when the one in force is another entry
+    /// ([`same_entry`]: removed, and another added under the same name).
     pub fn sender_in_force(
         &self,
         name: &str,

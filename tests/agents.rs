@@ -1235,7 +1235,7 @@ async fn an_agent_added_again_under_a_removed_ones_name_is_another_agent() {
     );
     let warned = r["summary"]["warnings"].to_string();
     assert!(
-        warned.contains("was added after this request and did not send it"),
+        warned.contains("is another entry (added since) and did not send it"),
         "{warned}"
     );
     let (_, r) = a.admin("GET", &format!("/v1/reviews/{fresh}"), None).await;
@@ -1247,7 +1247,7 @@ async fn an_agent_added_again_under_a_removed_ones_name_is_another_agent() {
     let pages = dashboard_pages(a, &a.admin_token, &[format!("/ui/reviews/{id}")]).await;
     assert!(
         pages[0].contains("id=\"agent-removed\"")
-            && pages[0].contains("was added after this request"),
+            && pages[0].contains("is another entry (added since)"),
         "{}",
         pages[0]
     );

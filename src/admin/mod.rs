@@ -240,8 +240,8 @@ impl Admin {
     }
 
     /// Was `r` sent by an agent no longer configured (removed since: compromised, retired)?
-    /// So it was too when an agent of the same name is configured now but was added after `r`
-    /// was created ([`crate::agents::Agents::sender_in_force`]): that one is another agent.
+    /// So it was too when an agent of the same name is configured now but is another entry
+    /// ([`crate::agents::Agents::sender_in_force`]): that one is another agent.
     pub(crate) fn agent_removed(&self, r: &crate::gate::Review) -> bool {
         r.agent.as_deref().is_some_and(|a| {
             !self

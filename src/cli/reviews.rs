@@ -294,7 +294,7 @@ fn warnings(review: &serde_json::Value) -> Vec<String> {
     if review["agentReplaced"].as_bool() == Some(true) {
         out.push(escaped(&format!(
             "the agent that sent this request, {}, was removed: the agent configured under that \
-             name now was added after this request and did not send it; approving still sends \
+             name now is another entry (added since) and did not send it; approving still sends \
              the request as stored",
             review["agent"].as_str().unwrap_or("?")
         )));

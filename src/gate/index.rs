@@ -519,18 +519,17 @@ fn add_retry_deadlines(store: &dyn Store) -> Result<u64, GateError> {
                 .iter()
                 .map(|(k, _)| k.get(prefix.len() + 8..).unwrap_or_default())
                 .collect();
-            // One batch per review, each only while its record is as read (a retry landing
-            // meanwhile on a shared store moved it on, and its own write keeps its entries).
+            // Filed as read: a write another instance makes meanwhile that keeps the entry
+            // writes none of its own (its old and new records share it), and a stale one (the
+            // review moved on) is dropped by the sweep that finds it.
             let mut batches = Vec::new();
             for (id, bytes) in ids.iter().zip(store.get_many(Tree::Reviews, &ids)?) {
-                let Some(bytes) = bytes else { continue };
-                let Ok(Some(r)) = decode(id, Some(bytes.clone())) else {
+                let Ok(Some(r)) = decode(id, bytes) else {
                     continue;
                 };
                 if let Some(k) = retry_deadline_key(&r) {
                     let mut b = Batch::default();
-                    b.expect(Tree::Reviews, id, Some(&bytes))
-                        .put(Tree::Index, &k, &[]);
+                    b.put(Tree::Index, &k, &[]);
                     batches.push(b);
                 }
             }

@@ -27,14 +27,11 @@ pub(super) fn seal(r: &mut Review) {
     let (sealed_query, in_query) = erase::seal_query(&r.request.path_and_query);
     // Credentials inside URL values (a webhook's `?token=`, a `user:pass@`): erased wherever
     // they show, the body included.
-    let (in_urls, url_secrets) = erase::url_secret_values(&body);
+    let (_, url_secrets) = erase::url_secret_values(&body);
     if in_body + in_query + url_secrets == 0 {
         return;
     }
-    let mut echoes = Echoes::of(r, &body);
-    echoes.body.extend(in_urls.iter().cloned());
-    echoes.body.sort_by_key(|v| std::cmp::Reverse(v.len()));
-    echoes.body.dedup();
+    let echoes = Echoes::of(r, &body);
     r.request.path_and_query = echoes.text(&sealed_query);
     r.request.body_b64 = b64(&echoes.bytes(&sealed_body));
     for (_, v) in &mut r.request.headers {
@@ -85,10 +82,16 @@ struct Echoes {
 }
 
 impl Echoes {
+    /// The secret values of `r`'s query and of its `body`: secret-named fields, and the
+    /// credentials inside URL values (each as the body spells it), longest first.
     fn of(r: &Review, body: &[u8]) -> Echoes {
+        let mut values = redact::secret_body_values(body);
+        values.extend(erase::url_secret_values(body).0);
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        values.dedup();
         Echoes {
             query: QueryEchoes::of(&r.request.path_and_query),
-            body: redact::secret_body_values(body),
+            body: values,
         }
     }
 

@@ -31,7 +31,7 @@ impl SenderGone {
             SenderGone::Replaced => (
                 format!(
                     "the agent that sent this request, {agent}, was removed: the agent configured \
-                     under that name now was added after this request and did not send it"
+                     under that name now is another entry (added since) and did not send it"
                 ),
                 "the sender was removed after sending it (compromised? retired?); approving \
                  still sends the request as stored",

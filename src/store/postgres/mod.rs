@@ -294,17 +294,36 @@ impl Store for PostgresStore {
 
     fn other_instances(&self) -> Option<Result<u64, StoreError>> {
         // Every instance's change listener ends on this statement (`listen.rs`), this
-        // process's own included.
+        // process's own included. A session whose statement this role may not see (another
+        // role's, without pg_read_all_stats; or track_activities off) could be one: that is
+        // refused, not counted as none.
         let read = self.read(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND query = 'LISTEN airlock_changes'",
+            "SELECT count(*) FILTER (WHERE query = 'LISTEN airlock_changes'), \
+                    count(*) FILTER (WHERE query IS NULL OR query = '' \
+                                     OR query = '<insufficient privilege>') \
+             FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+               AND backend_type = 'client backend'",
             Vec::new(),
         );
         Some(read.and_then(|rows| {
-            rows.first()
-                .and_then(|r| r.try_get::<_, i64>(0).ok())
-                .map(|n| u64::try_from(n).unwrap_or(0).saturating_sub(1))
-                .ok_or_else(|| io(&self.shown, "the database's sessions could not be read"))
+            let row = rows
+                .first()
+                .ok_or_else(|| io(&self.shown, "the database's sessions could not be read"))?;
+            let count = |i| row.try_get::<_, i64>(i).ok().and_then(|n| u64::try_from(n).ok());
+            match (count(0), count(1)) {
+                (Some(_), Some(hidden)) if hidden > 0 => Err(io(
+                    &self.shown,
+                    format!(
+                        "{hidden} session(s) on the database whose statement this role may not \
+                         see (another role's, or track_activities is off): whether other Airlock \
+                         instances are connected cannot be told; connect as the role the \
+                         instances use (or one with pg_read_all_stats)"
+                    ),
+                )),
+                (Some(listeners), Some(_)) => Ok(listeners.saturating_sub(1)),
+                _ => Err(io(&self.shown, "the database's sessions could not be read")),
+            }
         }))
     }
 
