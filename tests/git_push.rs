@@ -709,3 +709,39 @@ async fn a_push_that_failed_or_was_not_held_reads_so_in_git() {
     );
     assert_eq!(f.upstream_ref("refs/heads/scratch"), Some(scratch));
 }
+
+/// Review of session 23: a push to an unprotected branch is soft-gated now, so it can be
+/// refused past `audit.notify_per_agent`; a bare 429 reads in git as `RPC failed` and a false
+/// `Everything up-to-date`. The refusal comes as a receive-pack report git shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_soft_gated_push_is_reported_in_gits_terms() {
+    let f = Fixture::start_with("[audit]\nnotify_per_agent = 1\n").await;
+    let url = "https://github.com/octo/demo.git";
+    let h = f.home.path().to_path_buf();
+    let (ok, text) = f.git(&h, &["clone", "-q", url, "work"]).await;
+    assert!(ok, "clone: {text}");
+    let work = h.join("work");
+    // One a second, 30 seconds' worth at once: the 31st push within the second is refused.
+    let mut refused = None;
+    for i in 0..40 {
+        let (ok, text) = f
+            .git(
+                &work,
+                &["push", "origin", &format!("HEAD:refs/heads/feature-{i}")],
+            )
+            .await;
+        if !ok {
+            refused = Some((i, text));
+            break;
+        }
+    }
+    let (i, text) = refused.expect("a push past the soft-gate rate is refused");
+    assert!(i >= 25, "refused only past the burst: push {i}: {text}");
+    assert!(text.contains("remote rejected"), "{text}");
+    assert!(text.contains("too_many_soft_gated"), "{text}");
+    assert!(!text.contains("Everything up-to-date"), "{text}");
+    assert!(
+        f.upstream_ref(&format!("refs/heads/feature-{i}")).is_none(),
+        "not forwarded"
+    );
+}

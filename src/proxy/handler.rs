@@ -299,30 +299,58 @@ async fn phases(
             if verdict.action == Action::Notify || unclassified {
                 // Soft gate, or an unclassified write let through by `rules.unclassified_writes
                 // = "allow"`: it goes through only once it is on the record, at the agent's rate.
+                // A refused push is answered in a receive-pack report git shows (a bare error
+                // reads `RPC failed` and a false `Everything up-to-date`), its pack unread.
+                let push = match &body {
+                    Buffered::Prefix(read, _) => {
+                        Some(super::git_report::ReportRequest::of(&parts.headers, read))
+                    }
+                    _ => None,
+                };
+                let refuse = |refusal: Refusal| -> Refused {
+                    let Some(report) = &push else {
+                        return refusal.into();
+                    };
+                    let mut refused = Refused::closing(refusal);
+                    if let Some(g) = report {
+                        let reason = format!("not forwarded: {}", refused.refusal.code);
+                        refused.answer =
+                            super::git_outcome::not_held(g, &refused.refusal, &reason, &[]);
+                    }
+                    refused
+                };
                 let share = conn
                     .soft_share
                     .get_or_init(|| proxy.soft_gate_rate.share(&conn.agent.name));
                 if !proxy.soft_gate_rate.admit(share) {
                     let rate = proxy.soft_gate_rate.per_second();
                     tracing::warn!(agent = %conn.agent.name, rate, "an agent's soft-gated requests are past audit.notify_per_agent; refusing one");
-                    return Err(Refusal::client(
+                    return Err(refuse(Refusal::client(
                         StatusCode::TOO_MANY_REQUESTS,
                         "too_many_soft_gated",
                         format!("this agent is sending recorded (soft-gated) requests faster than audit.notify_per_agent ({rate} a second, 30 seconds' worth at once); it was not forwarded or recorded: slow down, then retry"),
                     )
-                    .retry_after("5")
-                    .into());
+                    .retry_after("5")));
                 }
-                audit_decision(proxy, conn, &verdict, &decision_id, parts.method.as_str(), pq)
-                    .await
-                    .map_err(|e| {
-                        tracing::error!(error = %e, "could not audit a soft-gated request; refusing it (fail closed)");
+                if let Err(e) = audit_decision(
+                    proxy,
+                    conn,
+                    &verdict,
+                    &decision_id,
+                    parts.method.as_str(),
+                    pq,
+                )
+                .await
+                {
+                    tracing::error!(error = %e, "could not audit a soft-gated request; refusing it (fail closed)");
+                    return Err(refuse(
                         Refusal::internal(
                             "audit_unavailable",
                             "this request is recorded before it is forwarded, and the audit log cannot be written; it was not forwarded",
                         )
-                        .retry_after(super::held::RETRY_UNAVAILABLE)
-                    })?;
+                        .retry_after(super::held::RETRY_UNAVAILABLE),
+                    ));
+                }
                 tracing::info!(target: "airlock::notify", host = %conn.target.host, tool = verdict.tool.as_deref().unwrap_or("-"), "soft gate: forwarded and recorded");
             } else if !decision_id.is_empty() {
                 audit_allowed_in_background(proxy, conn, &verdict, &decision_id, &parts.method, pq);

@@ -310,7 +310,11 @@ impl Store for PostgresStore {
             let row = rows
                 .first()
                 .ok_or_else(|| io(&self.shown, "the database's sessions could not be read"))?;
-            let count = |i| row.try_get::<_, i64>(i).ok().and_then(|n| u64::try_from(n).ok());
+            let count = |i| {
+                row.try_get::<_, i64>(i)
+                    .ok()
+                    .and_then(|n| u64::try_from(n).ok())
+            };
             match (count(0), count(1)) {
                 (Some(_), Some(hidden)) if hidden > 0 => Err(io(
                     &self.shown,
