@@ -153,6 +153,20 @@ async fn hold_delete(
     (status, headers, resp.json().await.expect("json"))
 }
 
+/// Holds a DELETE of `path` with JSON `body`; the review's id.
+async fn hold_json_delete(a: &Airlock, path: &str, body: &str) -> String {
+    let resp = a
+        .client()
+        .delete(format!("https://api.github.com{path}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 423);
+    review_id(resp.headers())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn held_delete_runs_once_on_approval() {
     let (up, a) = setup("").await;
@@ -3377,16 +3391,7 @@ async fn a_failed_review_past_its_deadline_keeps_no_secret() {
     clock.advance(Duration::from_secs(CLOCK_START_S));
     let a = Airlock::start_with_parts(config, dir, Arc::new(TestRules), clock.clone()).await;
     let body = r#"{"password":"hunter2pw","card":{"number":"4000056655665556"}}"#;
-    let resp = a
-        .client()
-        .delete("https://api.github.com/repos/acme/gone")
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 423);
-    let id = review_id(resp.headers());
+    let id = hold_json_delete(&a, "/repos/acme/gone", body).await;
     let (code, r) = a
         .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
         .await;
@@ -3448,16 +3453,7 @@ mod wakeups;
 async fn a_final_review_keeps_no_credential_inside_a_url() {
     let (_up, _, _clock, a) = setup_on_clock("[gate]\nsweep_interval = \"1h\"\n").await;
     let body = r#"{"config":{"url":"https://hook.example/in?token=HOOKURLTOKEN_ddd&x=1"},"mirror":"https://me:PASSW0RD_99@git.example/r.git"}"#;
-    let resp = a
-        .client()
-        .delete("https://api.github.com/repos/acme/hooked")
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 423);
-    let id = review_id(resp.headers());
+    let id = hold_json_delete(&a, "/repos/acme/hooked", body).await;
     let (code, r) = a
         .admin("POST", &format!("/v1/reviews/{id}/reject"), None)
         .await;

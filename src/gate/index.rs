@@ -353,13 +353,8 @@ pub fn overdue(
     limit: usize,
 ) -> Result<(Vec<Indexed>, Option<Vec<u8>>), StoreError> {
     let prefix = deadline_prefix(b'*', "");
-    let mut end = prefix.clone();
-    end.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
-    let start = match after {
-        Some(k) => [k, &[0]].concat(), // strictly after
-        None => prefix.clone(),
-    };
-    ids_in(store, &prefix, &start, &end, limit)
+    let end = until(&prefix, now_ms.saturating_add(1));
+    ids_in(store, &prefix, after, &end, limit)
 }
 
 /// Up to `limit` `failed` or `outcome_unknown` reviews a retry may still send whose deadline is
@@ -372,13 +367,8 @@ pub fn retry_overdue(
     limit: usize,
 ) -> Result<(Vec<Indexed>, Option<Vec<u8>>), StoreError> {
     let prefix = [RETRY_DEADLINE];
-    let mut end = prefix.to_vec();
-    end.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
-    let start = match after {
-        Some(k) => [k, &[0]].concat(), // strictly after
-        None => prefix.to_vec(),
-    };
-    ids_in(store, &prefix, &start, &end, limit)
+    let end = until(&prefix, now_ms.saturating_add(1));
+    ids_in(store, &prefix, after, &end, limit)
 }
 
 /// Deletes the `u` entries of `found` (from [`retry_overdue`]) whose review is gone or no longer
@@ -420,13 +410,8 @@ pub fn finished_before(
     limit: usize,
 ) -> Result<(Vec<Indexed>, Option<Vec<u8>>), StoreError> {
     let prefix = [FINISHED];
-    let mut end = prefix.to_vec();
-    end.extend_from_slice(&cutoff_ms.to_be_bytes());
-    let start = match after {
-        Some(k) => [k, &[0]].concat(), // strictly after
-        None => prefix.to_vec(),
-    };
-    ids_in(store, &prefix, &start, &end, limit)
+    let end = until(&prefix, cutoff_ms);
+    ids_in(store, &prefix, after, &end, limit)
 }
 
 /// Up to `limit` reviews in `state`, in index order (pending: soonest deadline first; others:
@@ -444,26 +429,32 @@ pub fn in_state(
         s => listed_prefix(b'*', "", Some(s)),
     };
     let end = prefix_end(&prefix).unwrap_or_else(|| vec![u8::MAX; prefix.len() + 1]);
-    let start = match after {
-        Some(k) => [k, &[0]].concat(), // strictly after
-        None => prefix.clone(),
-    };
-    ids_in(store, &prefix, &start, &end, limit)
+    ids_in(store, &prefix, after, &end, limit)
 }
 
 /// A review id and the index key it was found under.
 pub type Indexed = (String, Vec<u8>);
 
-/// The review ids of up to `limit` keys of the form `prefix`, 8-byte time, id, from `start` to
-/// `end`, with their keys; and the last key read.
+/// The end of `prefix`'s keys whose 8-byte time is before `ms`.
+fn until(prefix: &[u8], ms: u64) -> Vec<u8> {
+    [prefix, &ms.to_be_bytes()].concat()
+}
+
+/// The review ids of up to `limit` keys of the form `prefix`, 8-byte time, id, strictly after
+/// the key `after` (`None`: from the first) and before `end`, with their keys; and the last key
+/// read.
 fn ids_in(
     store: &dyn Store,
     prefix: &[u8],
-    start: &[u8],
+    after: Option<&[u8]>,
     end: &[u8],
     limit: usize,
 ) -> Result<(Vec<Indexed>, Option<Vec<u8>>), StoreError> {
-    let rows = store.range(Tree::Index, start, Some(end), limit)?;
+    let start = match after {
+        Some(k) => [k, &[0]].concat(), // strictly after
+        None => prefix.to_vec(),
+    };
+    let rows = store.range(Tree::Index, &start, Some(end), limit)?;
     let last = rows.last().map(|(k, _)| k.clone());
     let ids = rows
         .into_iter()

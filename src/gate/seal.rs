@@ -27,11 +27,11 @@ pub(super) fn seal(r: &mut Review) {
     let (sealed_query, in_query) = erase::seal_query(&r.request.path_and_query);
     // Credentials inside URL values (a webhook's `?token=`, a `user:pass@`): erased wherever
     // they show, the body included.
-    let (_, url_secrets) = erase::url_secret_values(&body);
+    let (in_urls, url_secrets) = erase::url_secret_values(&body);
     if in_body + in_query + url_secrets == 0 {
         return;
     }
-    let echoes = Echoes::of(r, &body);
+    let echoes = Echoes::of(r, &body, in_urls);
     r.request.path_and_query = echoes.text(&sealed_query);
     r.request.body_b64 = b64(&echoes.bytes(&sealed_body));
     for (_, v) in &mut r.request.headers {
@@ -68,10 +68,9 @@ pub(super) fn seal(r: &mut Review) {
 /// the audit log records a reviewer's comment: its entries are never erased, so a comment
 /// quoting what the agent sent must not carry it there.
 pub(super) fn masked_comment(r: &Review, comment: &str) -> String {
-    match r.request.body() {
-        Ok(body) => Echoes::of(r, &body).text(comment),
-        Err(_) => Echoes::of(r, &[]).text(comment),
-    }
+    let body = r.request.body().unwrap_or_default();
+    let in_urls = erase::url_secret_values(&body).0;
+    Echoes::of(r, &body, in_urls).text(comment)
 }
 
 /// The secret values of the original request, to be masked wherever they echo.
@@ -82,12 +81,12 @@ struct Echoes {
 }
 
 impl Echoes {
-    /// The secret values of `r`'s query and of its `body`: secret-named fields, and the
-    /// credentials inside URL values (each as the body spells it), longest first.
-    fn of(r: &Review, body: &[u8]) -> Echoes {
+    /// The secret values of `r`'s query and of its `body`: secret-named fields, and `in_urls`,
+    /// the credentials inside its URL values ([`erase::url_secret_values`]), longest first.
+    fn of(r: &Review, body: &[u8], in_urls: Vec<String>) -> Echoes {
         let mut values = redact::secret_body_values(body);
-        values.extend(erase::url_secret_values(body).0);
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        values.extend(in_urls);
+        values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         values.dedup();
         Echoes {
             query: QueryEchoes::of(&r.request.path_and_query),

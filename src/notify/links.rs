@@ -123,10 +123,6 @@ impl std::fmt::Debug for LinkSigner {
     }
 }
 
-fn now_ms() -> u64 {
-    crate::wall_clock::now_ms()
-}
-
 impl LinkSigner {
     pub fn new(key: [u8; 32]) -> LinkSigner {
         LinkSigner { key }
@@ -150,7 +146,7 @@ impl LinkSigner {
         ttl: Duration,
     ) -> String {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        let exp_ms = now_ms().saturating_add(ttl_ms);
+        let exp_ms = crate::wall_clock::now_ms().saturating_add(ttl_ms);
         self.mint_until(review_id, action, reviewer, token_sha256, exp_ms)
     }
 
@@ -170,7 +166,7 @@ impl LinkSigner {
             "rk": self.reviewer_key(token_sha256),
             "exp_ms": exp_ms,
             "nonce": hex::encode(rand::random::<[u8; 16]>()),
-            "iat_ms": now_ms(),
+            "iat_ms": crate::wall_clock::now_ms(),
         })
         .to_string();
         let mut mac = self.mac();
@@ -250,7 +246,7 @@ impl LinkSigner {
         token: &str,
     ) -> Result<(), LinkError> {
         let key = used_key(&claims.review_id, token);
-        let record = serde_json::json!({ "used_at_ms": now_ms() }).to_string();
+        let record = serde_json::json!({ "used_at_ms": crate::wall_clock::now_ms() }).to_string();
         if store.compare_and_swap(Tree::Meta, key.as_bytes(), None, record.as_bytes())? {
             return Ok(());
         }
@@ -283,7 +279,8 @@ impl LinkSigner {
         let key = used_key(&claims.review_id, token);
         if let Some(old) = store.get(Tree::Meta, key.as_bytes())? {
             if !is_released(&old) {
-                let record = serde_json::json!({ "released_at_ms": now_ms() }).to_string();
+                let record = serde_json::json!({ "released_at_ms": crate::wall_clock::now_ms() })
+                    .to_string();
                 store.compare_and_swap(
                     Tree::Meta,
                     key.as_bytes(),
@@ -482,7 +479,7 @@ mod tests {
         assert!(matches!(s.verify(&t, 2_000), Err(LinkError::Expired)));
         let t = s.mint("r1", LinkAction::Approve, "alice", &ALICE, Duration::ZERO);
         assert!(matches!(
-            s.verify(&t, now_ms() + 1),
+            s.verify(&t, crate::wall_clock::now_ms() + 1),
             Err(LinkError::Expired)
         ));
     }
@@ -496,15 +493,19 @@ mod tests {
         let s = signer();
         let hour = Duration::from_secs(3600);
         let before = s.mint("r1", LinkAction::Approve, "alice", &ALICE, hour);
-        let not_before = (now_ms() + 1).to_string();
+        let not_before = (crate::wall_clock::now_ms() + 1).to_string();
         store.compare_and_swap(Tree::Meta, NOT_BEFORE_KEY, None, not_before.as_bytes())?;
         assert!(matches!(
-            s.redeem(store.as_ref(), &before, now_ms()),
+            s.redeem(store.as_ref(), &before, crate::wall_clock::now_ms()),
             Err(LinkError::Expired)
         ));
         std::thread::sleep(Duration::from_millis(5));
         let after = s.mint("r1", LinkAction::Approve, "alice", &ALICE, hour);
-        assert_eq!(s.redeem(store.as_ref(), &after, now_ms())?.review_id, "r1");
+        assert_eq!(
+            s.redeem(store.as_ref(), &after, crate::wall_clock::now_ms())?
+                .review_id,
+            "r1"
+        );
         Ok(())
     }
 
@@ -520,14 +521,14 @@ mod tests {
             &ALICE,
             Duration::from_secs(60),
         );
-        let claims = s.redeem(store.as_ref(), &t, now_ms())?;
+        let claims = s.redeem(store.as_ref(), &t, crate::wall_clock::now_ms())?;
         assert_eq!(claims.review_id, "r1");
         assert!(matches!(
             s.consume(store.as_ref(), &claims, &t),
             Err(LinkError::AlreadyUsed)
         ));
         assert!(matches!(
-            s.redeem(store.as_ref(), &t, now_ms()),
+            s.redeem(store.as_ref(), &t, crate::wall_clock::now_ms()),
             Err(LinkError::AlreadyUsed)
         ));
         let keys: Vec<String> = store
