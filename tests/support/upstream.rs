@@ -68,6 +68,8 @@ pub struct Recorded {
     pub body_len: usize,
     /// Trailer fields after the body (HTTP/2 trailing HEADERS, HTTP/1.1 chunked trailers).
     pub trailers: Vec<(String, String)>,
+    /// Which accepted connection carried it (1 for the first; 0 where not tracked).
+    pub connection: usize,
 }
 
 impl Recorded {
@@ -138,7 +140,7 @@ impl FakeUpstream {
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
-                st.connections.fetch_add(1, Ordering::SeqCst);
+                let connection = st.connections.fetch_add(1, Ordering::SeqCst) + 1;
                 let st = st.clone();
                 let tls = tls.clone();
                 if let (Some(how), Some(acceptor)) = (broken, tls.clone()) {
@@ -150,7 +152,7 @@ impl FakeUpstream {
                     let dropped = dropped.drop_connections.notified();
                     let svc = hyper::service::service_fn(move |req| {
                         let st = st.clone();
-                        async move { Ok::<_, Infallible>(respond(st, req).await) }
+                        async move { Ok::<_, Infallible>(respond(st, connection, req).await) }
                     });
                     let builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -292,6 +294,7 @@ async fn misbehave(
         body: buf[head_len..].to_vec(),
         body_len,
         trailers: Vec::new(),
+        connection: 0,
     });
     match how {
         Misbehave::ResetAfterRead => {
@@ -365,6 +368,7 @@ async fn misbehave_h2(
         body_len: got.len(),
         body: got,
         trailers,
+        connection: 0,
     });
     match how {
         Misbehave::H2ResetAfterRead => {
@@ -380,7 +384,7 @@ fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).boxed_unsync()
 }
 
-async fn respond(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+async fn respond(st: Arc<State>, connection: usize, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().to_string();
     let pq = req
         .uri()
@@ -438,6 +442,7 @@ async fn respond(st: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         body: kept,
         body_len: total,
         trailers,
+        connection,
     };
     let authorization = rec.header("authorization").map(str::to_string);
     st.requests.lock().expect("lock").push(rec);
