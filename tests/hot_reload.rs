@@ -581,3 +581,126 @@ async fn a_rules_reload_that_loosens_a_tool_is_a_warning() {
     assert_verifies(&serve).await;
     serve.stop();
 }
+
+/// A request of `method` on the open connection, with extra `headers`: (status,
+/// `Airlock-Reason`, body).
+async fn send(
+    conn: &Shared,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
+    let mut conn = conn.lock().await;
+    conn.ready().await.expect("connection still open");
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = conn
+        .send_request(req.body(Empty::new()).expect("request"))
+        .await
+        .expect("response");
+    let status = resp.status().as_u16();
+    let reason = resp
+        .headers()
+        .get("airlock-reason")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, reason, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// An agent removed while its held call waits (`Airlock-Wait`), or while it waits on a status
+/// URL (`?wait=`), hears 407 at once, not the outcome: the review stays for a reviewer, and
+/// its approval later sends the call without the removed agent reading the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_removed_agents_waits_end_without_the_outcome() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (cfg, store, ca) = write_config(dir.path(), "airlock.toml", "redb", &up, &[HOST], "");
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(
+        &cfg,
+        text.replace("allow_anonymous = true", "allow_anonymous = false"),
+    )
+    .expect("no anonymous agents");
+    token_from(&cfg, &["agents", "add", "first"]);
+    let bot = token_from(&cfg, &["agents", "add", "bot", "--services", "github"]);
+    let serve = Serve::spawn(&cfg, &store, &ca, &dir.path().join("serve.log"));
+
+    let held_conn = open(&serve, HOST, "bot", &bot).await.expect("connect");
+    let held = tokio::spawn(async move {
+        send(
+            &held_conn,
+            HOST,
+            "DELETE",
+            "/repos/octo/waiting",
+            &[("airlock-wait", "60")],
+        )
+        .await
+    });
+    let id = eventually("the call to be held", WAIT, || async {
+        let (_, bytes) = airlock::admin::client::call_raw(
+            serve.admin,
+            &serve.admin_token,
+            http::Method::GET,
+            "/v1/reviews?state=pending",
+            None,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        v["reviews"][0]["reviewId"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| v.to_string())
+    })
+    .await;
+    let status_conn = open(&serve, "airlock.local", "bot", &bot)
+        .await
+        .expect("connect to airlock.local");
+    let status_path = format!("/v1/reviews/{id}?wait=60");
+    let status =
+        tokio::spawn(
+            async move { send(&status_conn, "airlock.local", "GET", &status_path, &[]).await },
+        );
+    // Both waits are under way (the status wait's answer would come at once if it failed).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!held.is_finished() && !status.is_finished());
+
+    let (ok, _, err) = cli(&cfg, &["agents", "remove", "bot"]);
+    assert!(ok, "{err}");
+    let (code, reason, body) = tokio::time::timeout(WAIT, held)
+        .await
+        .expect("the held call's wait to end")
+        .expect("task");
+    assert_eq!((code, reason.as_str()), (407, "agent_removed"), "{body}");
+    assert!(body.contains(&id), "names the review that stays: {body}");
+    let (code, reason, body) = tokio::time::timeout(WAIT, status)
+        .await
+        .expect("the status wait to end")
+        .expect("task");
+    assert_eq!((code, reason.as_str()), (407, "agent_removed"), "{body}");
+
+    // The review stays for a reviewer; approving it sends the call.
+    let (code, bytes) = airlock::admin::client::call_raw(
+        serve.admin,
+        &serve.admin_token,
+        http::Method::POST,
+        &format!("/v1/reviews/{id}/approve"),
+        Some(serde_json::json!({})),
+    )
+    .await
+    .expect("approve");
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&bytes));
+    assert!(up
+        .requests()
+        .iter()
+        .any(|r| r.method == "DELETE" && r.path_and_query == "/repos/octo/waiting"));
+}

@@ -799,7 +799,11 @@ async fn a_dropped_h2_upstream_connection_is_replaced() {
         carried[0], carried[1],
         "the second request went on a new connection, not the dropped one"
     );
-    assert_eq!(live_github_connections(&airlock), 1, "only the new one is live");
+    assert_eq!(
+        live_github_connections(&airlock),
+        1,
+        "only the new one is live"
+    );
 }
 
 /// The upstream connection is dialled while the agent's TLS handshake runs; when that dial

@@ -39,8 +39,15 @@ enum Landed {
 impl Gate {
     /// Stores an escalated request durably, before the agent hears anything. When the agent or
     /// the rule asked to wait, waits for a decision and an execution within the limit. The
-    /// proxy renders the outcome.
-    pub async fn hold(self: &Arc<Self>, req: HeldRequest, verdict: Verdict) -> Hold {
+    /// proxy renders the outcome. `gone` ends when the sending agent is no longer in force: a
+    /// wait then ends at once with [`Hold::AgentGone`], so a removed agent hears nothing more.
+    pub async fn hold(
+        self: &Arc<Self>,
+        req: HeldRequest,
+        verdict: Verdict,
+        gone: impl std::future::Future<Output = ()>,
+    ) -> Hold {
+        let mut gone = std::pin::pin!(gone);
         let wait = requested_wait(&req.headers, &verdict, self.cfg.max_wait);
         let added = req.agent_added_ms;
         let review = match self.build_review(req, &verdict) {
@@ -85,7 +92,11 @@ impl Gate {
         if let Some((wait, _slot)) = slot {
             // A failed wait is read again once: the review may have been approved and sent
             // meanwhile, so the pending snapshot taken at the hold would say "not sent" falsely.
-            let waited = match self.wait_final(&review.id, wait).await {
+            let waited = tokio::select! {
+                waited = self.wait_final(&review.id, wait) => waited,
+                () = &mut gone => return Hold::AgentGone(review),
+            };
+            let waited = match waited {
                 Ok(r) => Ok(r),
                 Err(e) => {
                     tracing::warn!(review = %review.id, error = %e, "a held call's wait could not read its review; reading it once more");
@@ -99,8 +110,11 @@ impl Gate {
                 // Approved and being sent at the deadline: its outcome is at most the send's
                 // timeout away, and "not sent" would be false.
                 let more = self.cfg.execution_timeout + Duration::from_secs(5);
-                if let Ok(later) = self.wait_final(&review.id, more).await {
-                    done = later;
+                tokio::select! {
+                    later = self.wait_final(&review.id, more) => if let Ok(later) = later {
+                        done = later;
+                    },
+                    () = &mut gone => return Hold::AgentGone(review),
                 }
             }
             if done.state.is_final() {

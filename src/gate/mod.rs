@@ -191,6 +191,9 @@ pub enum Hold {
     /// became of it: it may have been approved and sent meanwhile, so neither "held, not sent"
     /// nor an outcome can be answered.
     Unknown(Box<Review>),
+    /// Stored durably (this is the review as held), but the agent that sent it was removed,
+    /// or its token or limits changed, while it waited: nothing of the outcome is answered.
+    AgentGone(Box<Review>),
 }
 
 /// Why an escalated request could not be held (it was not forwarded).

@@ -120,6 +120,20 @@ pub async fn handle(
     Response::from_parts(parts, log.wrap(body))
 }
 
+/// 407 for an agent removed (or changed) since it opened its connection.
+fn agent_removed(agent: &crate::agents::Agent) -> Refused {
+    crate::metrics::proxy_auth_failure("agent_removed");
+    Refusal::client(
+        StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+        "agent_removed",
+        format!(
+            "agent {} is no longer configured (or its token or limits changed); reconnect",
+            agent.name
+        ),
+    )
+    .into()
+}
+
 async fn phases(
     proxy: &Arc<Proxy>,
     conn: &Arc<ConnInfo>,
@@ -131,16 +145,7 @@ async fn phases(
     // An agent removed (or changed) since it opened this connection sends nothing more on it:
     // 407, as a fresh connection with its old token gets.
     if !proxy.agents.still_admitted(&conn.agent) {
-        crate::metrics::proxy_auth_failure("agent_removed");
-        return Err(Refusal::client(
-            StatusCode::PROXY_AUTHENTICATION_REQUIRED,
-            "agent_removed",
-            format!(
-                "agent {} is no longer configured (or its token or limits changed); reconnect",
-                conn.agent.name
-            ),
-        )
-        .into());
+        return Err(agent_removed(&conn.agent));
     }
     check_authority(conn, &req)?;
     match conn.route {
@@ -149,13 +154,17 @@ async fn phases(
             if let Some(page) = proxy.local.answer(req.method(), req.uri().path()) {
                 return Ok(page);
             }
-            return Ok(crate::gate::agent_api::serve_local(
+            let status = crate::gate::agent_api::serve_local(
                 &proxy.gate,
                 &conn.agent,
                 req.method().clone(),
                 req.uri().clone(),
-            )
-            .await);
+            );
+            // A status wait ends with the agent: removed while waiting, it hears nothing more.
+            return tokio::select! {
+                resp = status => Ok(resp),
+                () = proxy.agents.until_removed(&conn.agent) => Err(agent_removed(&conn.agent)),
+            };
         }
         Route::Deny => {
             return Err(Refusal::policy(
@@ -412,7 +421,8 @@ async fn phases(
                 agent_added_ms: conn.agent.added_ms,
             };
             let family = super::dialect::Family::of(verdict.service.as_deref(), &conn.target.host);
-            let hold = proxy.gate.hold(held, verdict).await;
+            let gone = proxy.agents.until_removed(&conn.agent);
+            let hold = proxy.gate.hold(held, verdict, gone).await;
             Ok(super::held::render(hold, report.as_ref(), family))
         }
     }

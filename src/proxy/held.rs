@@ -47,6 +47,7 @@ pub fn render(hold: Hold, git: Option<&ReportRequest>, family: Family) -> Respon
         Hold::Unknown(review) => git
             .and_then(|g| git_outcome::unknown(g, &review))
             .unwrap_or_else(|| state_unknown(&review)),
+        Hold::AgentGone(review) => dialect::refusal(agent_gone(&review), family, Retry::Never),
         Hold::Refused(HoldRefusal::KeyReused { key, review }) => key_reused(&key, &review),
         Hold::Refused(why) => {
             let (refusal, reason) = refusal_of(why);
@@ -56,6 +57,22 @@ pub fn render(hold: Hold, git: Option<&ReportRequest>, family: Family) -> Respon
                 .unwrap_or_else(|| dialect::refusal(refusal, family, Retry::Never))
         }
     }
+}
+
+/// A held call's agent was removed (or changed) while it waited: 407, as its next request
+/// would get, naming the review (it stays for a reviewer) and nothing of its outcome.
+fn agent_gone(r: &Review) -> Refusal {
+    let agent = r.agent.as_deref().unwrap_or(crate::agents::ANONYMOUS);
+    Refusal::client(
+        StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+        "agent_removed",
+        format!(
+            "agent {agent} is no longer configured (or its token or limits changed) while its \
+             request waited; the request stays held as review {} for a reviewer, and its \
+             outcome is not answered to this agent",
+            r.id
+        ),
+    )
 }
 
 /// Why a call was not held: the refusal, and its reason in a few words (a git report's).
