@@ -423,9 +423,15 @@ impl Gate {
 
 /// A decision that would send the request (an approval, a retry) whose commit failed: neither
 /// it nor its audit entry was written (they land together), so the review is as it was and
-/// nothing was sent. Other errors pass as they are.
+/// nothing was sent; unless the commit's outcome is unknown (its answer was lost and could not
+/// be settled): then it may have landed, and a sweep would send it. Other errors pass as they
+/// are.
 fn unrecorded(what: &str, e: GateError) -> GateError {
     match e {
+        GateError::Store(StoreError::InDoubt(why)) => GateError::Audit(format!(
+            "the {what} may or may not have been recorded ({why}): read the review before \
+             deciding again; if it was recorded, the request is sent as approved"
+        )),
         GateError::Audit(why) => GateError::Audit(format!(
             "the {what} could not be recorded ({why}); nothing changed and the request was not sent"
         )),
@@ -433,5 +439,23 @@ fn unrecorded(what: &str, e: GateError) -> GateError {
             "the {what} could not be recorded ({why}); nothing changed and the request was not sent"
         )),
         e => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decision_whose_commit_is_in_doubt_is_not_told_nothing_changed() {
+        let doubt = unrecorded(
+            "approval",
+            GateError::Store(StoreError::InDoubt("answer lost".into())),
+        )
+        .to_string();
+        assert!(doubt.contains("may or may not have been recorded"), "{doubt}");
+        assert!(!doubt.contains("nothing changed"), "{doubt}");
+        let failed = unrecorded("approval", GateError::Store(StoreError::Io("down".into())));
+        assert!(failed.to_string().contains("nothing changed"), "{failed}");
     }
 }

@@ -140,6 +140,7 @@ fn counted(op: &'static str, e: &StoreError) {
         StoreError::Locked(_) => "locked",
         StoreError::Full(_) => "full",
         StoreError::TooNew(_) => "too_new",
+        StoreError::InDoubt(_) => "in_doubt",
     };
     crate::metrics::store_error(op, kind);
 }

@@ -66,6 +66,10 @@ pub enum StoreError {
     /// Written by a newer build in a format this one cannot read (`format.rs`).
     #[error("{0}")]
     TooNew(String),
+    /// A commit whose answer was lost and could not be settled: it may or may not have been
+    /// written.
+    #[error("{0}")]
+    InDoubt(String),
 }
 
 pub(crate) fn io_error(path: &Path, e: std::io::Error) -> StoreError {

@@ -100,7 +100,7 @@ pub async fn commit(
                     Ok(Settled::Aborted) => Err(StoreError::Io(format!(
                         "{shown}: {why}; its backend was ended and the transaction rolled back: nothing of the commit was written"
                     ))),
-                    Err(e) => Err(StoreError::Io(format!(
+                    Err(e) => Err(StoreError::InDoubt(format!(
                         "{shown}: {why}, and whether it committed is unknown ({e})"
                     ))),
                 };
