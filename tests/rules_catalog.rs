@@ -1,7 +1,7 @@
 //! Table-driven tests of the shipped catalog: every GitHub DELETE route, the special write
 //! rules, Stripe money rules, GraphQL, normalisation and fail-closed cases, broken files.
 
-use airlock::rules::{Action, Catalog, CatalogOptions, LiveCatalog, RequestHead};
+use airlock::rules::{Action, Catalog, CatalogOptions, Classifier, LiveCatalog, RequestHead};
 use http::HeaderMap;
 
 fn catalog() -> Catalog {
@@ -3726,4 +3726,31 @@ when = [{ field = "owner", ne = "myorg" }]
             "{url}: {v}"
         );
     }
+}
+
+/// Review of session 24: the handler asked the live catalog three questions (git push? body
+/// needed? verdict?), each of whatever catalog was in force at that moment, so a reload
+/// landing while a body was read could judge one request by two rule sets. A request now
+/// takes one snapshot, which a later reload does not change.
+#[test]
+fn a_requests_snapshot_is_not_changed_by_a_reload() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let held = "[service]\nname = \"s\"\nhosts = [\"h.test\"]\n[[rule]]\ntool = \"s.del\"\nmethod = \"DELETE\"\npath = \"/x\"\nclass = \"irreversible\"\naction = \"escalate\"\n";
+    let file = dir.path().join("s.toml");
+    std::fs::write(&file, held).expect("write");
+    let live =
+        LiveCatalog::load(Some(dir.path().to_path_buf()), CatalogOptions::default()).expect("load");
+    let snapshot = live.snapshot().expect("a live catalog has snapshots");
+    std::fs::write(&file, held.replace("escalate", "allow")).expect("write");
+    live.reload("test").expect("reload");
+    let h = HeaderMap::new();
+    let head = RequestHead {
+        method: "DELETE",
+        host: "h.test",
+        port: 443,
+        path_and_query: "/x",
+        headers: &h,
+    };
+    assert_eq!(snapshot.evaluate(&head, None).action, Action::Escalate);
+    assert_eq!(live.evaluate(&head, None).action, Action::Allow);
 }

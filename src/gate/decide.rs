@@ -366,9 +366,10 @@ impl Gate {
         decision: review::Decision,
         who: &Reviewer,
     ) -> Result<Review, GateError> {
-        let now = self.clock.now_ms();
         let people = self.people.current();
         let r = self.transition(id, |cur| {
+            // Read per attempt: a decision retried after a conflict is judged at its own time.
+            let now = self.clock.now_ms();
             if cur.state != ReviewState::Pending {
                 return Err(GateError::AlreadyDecided {
                     id: id.to_string(),
@@ -453,7 +454,10 @@ mod tests {
             GateError::Store(StoreError::InDoubt("answer lost".into())),
         )
         .to_string();
-        assert!(doubt.contains("may or may not have been recorded"), "{doubt}");
+        assert!(
+            doubt.contains("may or may not have been recorded"),
+            "{doubt}"
+        );
         assert!(!doubt.contains("nothing changed"), "{doubt}");
         let failed = unrecorded("approval", GateError::Store(StoreError::Io("down".into())));
         assert!(failed.to_string().contains("nothing changed"), "{failed}");

@@ -238,7 +238,11 @@ async fn phases(
         path_and_query: pq,
         headers: &parts.headers,
     };
-    let classifier = proxy.classifier.clone();
+    // One catalog for the whole request, whatever reload lands while its body is read.
+    let classifier = proxy
+        .classifier
+        .snapshot()
+        .unwrap_or_else(|| proxy.classifier.clone());
     let git_push = classifier.git_push(&head);
     let body_head = BodyHead::of(&parts);
     let limits = (proxy.max_buffered_body, proxy.config.body_read_timeout);

@@ -50,6 +50,12 @@ pub trait Classifier: Send + Sync + 'static {
     }
     /// Installs the observer of every later reload; a classifier that never reloads ignores it.
     fn set_reload_observer(&self, _observer: ReloadObserver) {}
+    /// The rules in force now, fixed: one request is judged by one catalog from its first
+    /// question to its verdict, whatever reload lands meanwhile. `None`: this classifier
+    /// never changes.
+    fn snapshot(&self) -> Option<Arc<dyn Classifier>> {
+        None
+    }
 }
 
 /// A classifier that inspects nothing and allows everything: used when no catalog is loaded.

@@ -249,7 +249,32 @@ impl LiveCatalog {
     }
 }
 
+/// A catalog judges as [`LiveCatalog`] does, but never changes: a request's snapshot.
+impl Classifier for Catalog {
+    fn inspects(&self, host: &str) -> bool {
+        Catalog::inspects(self, host)
+    }
+    fn needs_body(&self, head: &RequestHead<'_>) -> bool {
+        Catalog::needs_body(self, head)
+    }
+    fn evaluate(&self, head: &RequestHead<'_>, body: Option<&[u8]>) -> Verdict {
+        Catalog::evaluate(self, head, body)
+    }
+    fn git_push(&self, head: &RequestHead<'_>) -> bool {
+        Catalog::git_push(self, head)
+    }
+    fn service_for_host(&self, host: &str) -> Option<String> {
+        Catalog::service_for_host(self, host)
+    }
+    fn approval_policies(&self) -> Vec<super::RulePolicy> {
+        Catalog::approval_policies(self)
+    }
+}
+
 impl Classifier for LiveCatalog {
+    fn snapshot(&self) -> Option<Arc<dyn Classifier>> {
+        Some(self.current())
+    }
     fn inspects(&self, host: &str) -> bool {
         self.current().inspects(host)
     }
