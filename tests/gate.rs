@@ -3469,3 +3469,47 @@ async fn a_final_review_keeps_no_credential_inside_a_url() {
         "{shown}"
     );
 }
+
+/// Review of session 24: a resend read the review to join, then wrote its `decision` entry
+/// whatever became of the review meanwhile, and was answered "held, not sent" from what it
+/// read, although the review had been rejected (or executed) in between. The join now lands
+/// only while the review is as read; else the resend reads again and is held anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resend_does_not_join_a_review_decided_while_it_looked() {
+    let (up, a, store) = setup_on_faulty_store("").await;
+    let (_, h1, _) = hold_delete(&a, "/repos/octo/demo").await;
+    let id = review_id(&h1);
+    let inner = store.inner.clone();
+    let decided = id.clone();
+    *store.after_join_read.lock().expect("hook") = Some(Box::new(move || {
+        use airlock::store::{Batch, Tree};
+        let record = inner
+            .get(Tree::Reviews, decided.as_bytes())
+            .expect("read")
+            .expect("the review");
+        let text = String::from_utf8(record).expect("json");
+        let rejected = text.replace("\"state\":\"pending\"", "\"state\":\"rejected\"");
+        assert_ne!(rejected, text, "the record names its state");
+        let mut batch = Batch::default();
+        batch.put(Tree::Reviews, decided.as_bytes(), rejected.as_bytes());
+        inner.commit(vec![batch]).expect("write");
+    }));
+    let (status, h2, body) = hold_delete(&a, "/repos/octo/demo").await;
+    assert_eq!(status, 423, "{body}");
+    assert!(
+        store.after_join_read.lock().expect("hook").is_none(),
+        "the hook ran"
+    );
+    let again = review_id(&h2);
+    assert_ne!(again, id, "held anew, not joined to the rejected review");
+    let (_, v) = a.admin("GET", &format!("/v1/reviews/{again}"), None).await;
+    assert_eq!(v["state"], "pending", "{v}");
+    assert!(
+        decisions_naming(&a, &id)
+            .await
+            .iter()
+            .all(|e| e.get("joined").is_none()),
+        "no join entry names the decided review"
+    );
+    assert_eq!(up.count(), 0);
+}

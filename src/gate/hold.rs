@@ -146,7 +146,7 @@ impl Gate {
             let now = self.clock.now_ms();
             if let Some(join) = review.join.as_mut() {
                 match super::joins::find(self.store.as_ref(), &agent, added, join, now)? {
-                    Found::Same(held) => {
+                    Found::Same(held, record) => {
                         let joins = self
                             .audit
                             .join_count(&held.id, MOST_JOINS)
@@ -157,7 +157,15 @@ impl Gate {
                                 most: MOST_JOINS,
                             }));
                         }
-                        return match self.audit.append(joined_event(&review, &held)) {
+                        // Only while the review is as read: one decided, expired or sent
+                        // meanwhile is not joined (read again: this request is held anew).
+                        let mut unchanged = Batch::default();
+                        unchanged.expect(Tree::Reviews, held.id.as_bytes(), Some(&record));
+                        return match self
+                            .audit
+                            .append_if(joined_event(&review, &held), unchanged)
+                        {
+                            Ok(crate::audit::Landed::Changed) => continue,
                             Ok(_) => Ok(Ok(Landed::Joined(held))),
                             Err(e) => {
                                 tracing::error!(error = %e, "could not audit a request joining its review; refusing it (fail closed)");

@@ -190,8 +190,9 @@ pub(super) fn joinable(r: &Review, now_ms: u64) -> bool {
 /// What a held request finds of its identity.
 #[derive(Debug)]
 pub(super) enum Found {
-    /// A review of the same request that may still be sent: join it.
-    Same(Box<Review>),
+    /// A review of the same request that may still be sent, and its record as read: join it
+    /// (only while the record is still as read).
+    Same(Box<Review>, Vec<u8>),
     /// A review of another request under the same Stripe key that may still be sent.
     KeyReused(Box<Review>),
     /// None: hold a new review in this slot (`None`: without an entry, see [`MOST_READ`]).
@@ -215,7 +216,7 @@ pub(super) fn find(
     let ids: Vec<&[u8]> = rows.iter().map(|(_, id)| id.as_slice()).collect();
     let records = store.get_many(Tree::Reviews, &ids)?;
     let mut highest: Option<u32> = None;
-    let mut live: Option<Review> = None;
+    let mut live: Option<(Review, Vec<u8>)> = None;
     for ((key, id), record) in rows.iter().zip(records) {
         let slot = key
             .get(prefix.len()..)
@@ -235,13 +236,13 @@ pub(super) fn find(
         // this request is held anew.
         let ours = crate::agents::same_entry(r.created_at_ms, r.agent_added_ms, added_ms);
         if r.agent.as_deref() == Some(agent) && ours && joinable(&r, now_ms) {
-            live = Some(r);
+            live = Some((r, bytes));
         }
     }
-    if let Some(r) = live {
+    if let Some((r, record)) = live {
         let same = r.join.as_ref().map(|j| j.fingerprint.as_str()) == Some(&join.fingerprint);
         return Ok(match same {
-            true => Found::Same(Box::new(r)),
+            true => Found::Same(Box::new(r), record),
             false => Found::KeyReused(Box::new(r)),
         });
     }

@@ -362,6 +362,12 @@ pub struct FaultyStore {
     /// Runs once, right after the next read of the finished-reviews index (retention's) and
     /// before the records it names are read: another writer's change in between.
     pub after_finished_read: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// Runs once, right after the next read of a call's join entries (a resend looking for
+    /// the review to join) and of the first review they name: another writer's change before
+    /// the resend writes its join.
+    pub after_join_read: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// `after_join_read` once the join entries were read, waiting for the review's read.
+    join_read_armed: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
     /// Reads of one review's audit entries (the by-review index): each claim makes one.
     pub claim_reads: std::sync::atomic::AtomicUsize,
     /// How many of the next commits that expire reviews (a sweep's chunks) are refused.
@@ -389,6 +395,8 @@ impl FaultyStore {
             slow_reads_now: Default::default(),
             slow_reads_peak: Default::default(),
             after_finished_read: Default::default(),
+            after_join_read: Default::default(),
+            join_read_armed: Default::default(),
             claim_reads: Default::default(),
             fail_expiries: Default::default(),
             expected_review_bytes: Default::default(),
@@ -420,7 +428,18 @@ impl airlock::store::Store for FaultyStore {
                 "test store: read failed".into(),
             ));
         }
-        self.inner.get(tree, key)
+        let read = self.inner.get(tree, key);
+        if tree == airlock::store::Tree::Reviews {
+            let armed = self
+                .join_read_armed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(hook) = armed {
+                hook();
+            }
+        }
+        read
     }
     fn commit(
         &self,
@@ -502,15 +521,24 @@ impl airlock::store::Store for FaultyStore {
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         let rows = self.inner.range(tree, start, end, limit);
-        if tree == airlock::store::Tree::Index && start.first() == Some(&b'f') {
-            let hook = self
-                .after_finished_read
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
-            if let Some(hook) = hook {
-                hook();
+        let lock = |m: &std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>| {
+            m.lock().unwrap_or_else(|e| e.into_inner()).take()
+        };
+        match (tree, start.first()) {
+            (airlock::store::Tree::Index, Some(b'f')) => {
+                if let Some(hook) = lock(&self.after_finished_read) {
+                    hook();
+                }
             }
+            (airlock::store::Tree::Index, Some(b'j')) => {
+                if let Some(hook) = lock(&self.after_join_read) {
+                    *self
+                        .join_read_armed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(hook);
+                }
+            }
+            _ => {}
         }
         rows
     }
