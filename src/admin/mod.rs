@@ -719,6 +719,7 @@ async fn route(admin: &Admin, req: Request<Incoming>, peer: Peer) -> Response<Bo
                         "last_seq": r.last_seq,
                         "signed_by": r.signed_by_hex(),
                         "key_rotations": r.key_rotations,
+                        "archived_before": r.archived_before,
                     }),
                 ),
                 Ok(Err(e)) => json_response(

@@ -92,7 +92,7 @@ pub fn write(path: &Path, anchor: &Anchor) -> std::io::Result<()> {
 }
 
 impl AuditLog {
-    fn anchored_lock(&self) -> MutexGuard<'_, Option<u64>> {
+    pub(super) fn anchored_lock(&self) -> MutexGuard<'_, Option<u64>> {
         // Only ever assigned a seq: a poisoned lock still holds one that was written.
         self.anchored.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -18,6 +18,8 @@ pub enum Event {
     RestoreAccepted(RestoreAccepted),
     /// What a start put in force, or a reload of the rules, people, credentials or settings.
     Policy(Box<super::PolicyChange>),
+    /// `airlock audit archive` moved the entries before a checkpoint to a file.
+    Archived(Archive),
 }
 
 impl Event {
@@ -29,6 +31,7 @@ impl Event {
             Event::AuditGap(_) => "audit_gap",
             Event::RestoreAccepted(_) => "restore_accepted",
             Event::Policy(_) => "policy",
+            Event::Archived(_) => super::archive::ARCHIVED_KIND,
         }
     }
 }
@@ -195,6 +198,27 @@ pub struct RestoreAccepted {
     pub reviews_marked: u64,
     /// One-click links issued before this (RFC 3339) no longer work.
     pub links_not_before: Option<String>,
+}
+
+/// An `archived` entry (`airlock audit archive`): the log now begins at the checkpoint
+/// `cut_seq`; the entries `from_seq..=cut_seq` are in a file whose SHA-256 it names (the cut
+/// checkpoint is both the file's last line and the log's first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Archive {
+    /// Seq of the checkpoint the log now begins at.
+    pub cut_seq: u64,
+    /// Hex SHA-256 of that checkpoint entry's bytes.
+    pub cut_hash: String,
+    /// Seq the log began at before (0, or an earlier archive's cut).
+    pub from_seq: u64,
+    /// Entries removed from the store (`cut_seq - from_seq`).
+    pub removed: u64,
+    /// Hex SHA-256 of the archive file's bytes.
+    pub file_sha256: String,
+    /// The archive file's name as given (a path, never its contents).
+    pub file: String,
+    /// Who ran it (`--by`, or the user and host the command ran as).
+    pub by: String,
 }
 
 #[cfg(test)]

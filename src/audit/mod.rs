@@ -10,9 +10,11 @@
 //! `anchor` (the file beside the key naming the last checkpoint, against a cut tail),
 //! `event` and `policy` (the entries callers append), `verify` (chain/checkpoint verification),
 //! `signers` (which key a checkpoint must verify with, across rotations), `rotate` (signing
-//! key rotation), `with` (the writes a caller commits with its entry).
+//! key rotation), `with` (the writes a caller commits with its entry), `archive` (moving the
+//! oldest entries to a file: `airlock audit archive`).
 
 mod anchor;
+mod archive;
 mod chain;
 mod event;
 mod key;
@@ -33,10 +35,13 @@ use serde_json::{Map, Value};
 use crate::store::{for_each_page, Batch, Store, StoreError, Tree};
 
 pub use anchor::{path_for as anchor_path_for, Anchor, RESTORE_IN_PROGRESS_KEY};
+pub use archive::{
+    ArchiveError, ArchiveFile, ArchivePlan, LogStart, Needed, ARCHIVED_KIND, LOG_START_META_KEY,
+};
 pub use chain::{canonical_bytes, checkpoint_signing_text, CHECKPOINT_KIND, KEY_ROTATED_KIND};
 pub use event::{
-    AuditGap, AuditPath, Decision, Event, ExecutionEnd, GateKind, Outcome, RestoreAccepted,
-    Transition,
+    Archive, AuditGap, AuditPath, Decision, Event, ExecutionEnd, GateKind, Outcome,
+    RestoreAccepted, Transition,
 };
 pub use policy::{LoosenedTool, PolicyChange, PolicyResult, PolicySubject, RuleFile, SeqRange};
 pub use rotate::{
@@ -462,7 +467,8 @@ impl AuditLog {
         Ok(self.store.get(Tree::Audit, &seq_key(seq))?.is_some())
     }
 
-    /// Finds the stored length (seqs are dense from 0) with O(log n) lookups, then the head hash
+    /// Finds the stored length (seqs are dense from the first stored entry) with O(log n)
+    /// lookups, then the head hash
     /// and the entries since the last checkpoint.
     fn recover(&self) -> Result<Head, AuditError> {
         let empty = Head {
@@ -470,15 +476,17 @@ impl AuditLog {
             hash_hex: GENESIS_PREV.to_string(),
             since_checkpoint: 0,
         };
-        if !self.exists(0)? {
+        // Seqs are dense from the first stored entry (0, or an archive's cut).
+        let Some(first) = self.first_stored_seq()? else {
             return Ok(empty);
-        }
-        let (mut lo, mut hi) = (0u64, 1u64); // lo exists; find an absent hi
+        };
+        let exhausted = || AuditError::Corrupt("audit seq space exhausted".into());
+        let (mut lo, mut step) = (first, 1u64); // lo exists; find an absent hi
+        let mut hi = first.checked_add(step).ok_or_else(exhausted)?;
         while self.exists(hi)? {
             lo = hi;
-            hi = hi
-                .checked_mul(2)
-                .ok_or_else(|| AuditError::Corrupt("audit seq space exhausted".into()))?;
+            step = step.checked_mul(2).ok_or_else(exhausted)?;
+            hi = first.checked_add(step).ok_or_else(exhausted)?;
         }
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
@@ -505,7 +513,7 @@ impl AuditLog {
                 break;
             }
             since += 1;
-            if since >= limit || seq == 0 {
+            if since >= limit || seq <= first {
                 break;
             }
             seq -= 1;
@@ -1249,7 +1257,8 @@ impl AuditLog {
         Ok(())
     }
 
-    /// Verifies the live store: the whole chain from seq 0, every checkpoint signature (with this
+    /// Verifies the live store: the whole chain from seq 0 (or from the checkpoint the last
+    /// archive cut at, which must be stored with the hash `audit:log-start` names), every checkpoint signature (with this
     /// log's key and the retired keys the store records, across their rotations), that each
     /// entry is stored under its own seq, and that the store still holds every entry this
     /// process has written (no tail truncation). Line numbers in errors count entries from 1.
@@ -1277,7 +1286,10 @@ impl AuditLog {
         // added to the retired list signs nothing the current key has not signed over since).
         let mut keys: Vec<&str> = retired.iter().map(|r| r.pubkey.as_str()).collect();
         keys.push(self.public_key_hex.as_str());
-        let mut verifier = verify::Verifier::new(&keys, true)?;
+        // Where the log must begin: seq 0, or the last archive's cut (with the hash it names;
+        // while that archive's deletions are unfinished, some of the entries before it).
+        let start = self.verified_start()?;
+        let mut verifier = verify::Verifier::new(&keys, start.is_none())?;
         let mut line = 0usize;
         for_each_page(self.store.as_ref(), Tree::Audit, &[], EXPORT_PAGE, |page| {
             for (key, value) in page {
@@ -1290,10 +1302,24 @@ impl AuditLog {
                         reason: format!("stored under key {}, not its seq", hex::encode(key)),
                     });
                 }
+                if let Some(start) = start.as_ref().filter(|s| s.seq == seq) {
+                    if hex::encode(entry_hash(value)) != start.hash {
+                        return Err(VerifyError {
+                            seq: Some(seq),
+                            line,
+                            reason: "this is not the checkpoint the last archive cut at (its hash \
+                                     differs from audit:log-start's)"
+                                .into(),
+                        });
+                    }
+                }
             }
             Ok(())
         })?;
-        let report = verifier.finish()?;
+        let mut report = verifier.finish()?;
+        if start.is_some() {
+            report.archived_before = Some(report.first_seq).filter(|s| *s > 0);
+        }
         let held = if report.entries == 0 {
             0
         } else {
@@ -1310,6 +1336,37 @@ impl AuditLog {
             });
         }
         Ok(report)
+    }
+
+    /// The archive cut the live log begins at (`None`: never archived, it begins at seq 0),
+    /// once the store's first entry is checked against it: entries missing after the cut, or
+    /// a first entry past it, fail.
+    fn verified_start(&self) -> Result<Option<LogStart>, VerifyError> {
+        let fail = |seq, reason: String| VerifyError {
+            seq,
+            line: 1,
+            reason,
+        };
+        let start = self.log_start().map_err(|e| fail(None, e.to_string()))?;
+        let first = self
+            .first_stored_seq()
+            .map_err(|e| fail(None, e.to_string()))?;
+        match (start, first) {
+            (None, _) => Ok(None),
+            (Some(s), Some(f)) if f <= s.seq => Ok(Some(s)),
+            (Some(s), f) => Err(fail(
+                Some(s.seq),
+                format!(
+                    "the last archive cut at seq {}, but the log {}: entries after the cut were \
+                     deleted",
+                    s.seq,
+                    match f {
+                        Some(f) => format!("begins at seq {f}"),
+                        None => "is empty".into(),
+                    }
+                ),
+            )),
+        }
     }
 
     /// Spawns a tokio task calling `checkpoint()` every `checkpoint_interval` (on the blocking

@@ -100,6 +100,7 @@ fn untouched_export_verifies() {
             last_signed_seq: report.last_signed_seq,
             signed_by: signers::parse_key(&log.public_key_hex()),
             key_rotations: 0,
+            archived_before: None,
         }
     );
     assert!(report.last_signed_seq.is_some_and(|s| s <= 26));

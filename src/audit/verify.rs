@@ -36,6 +36,10 @@ pub struct VerifyReport {
     pub signed_by: Option<RawKey>,
     /// Key rotations verified (each `key_rotated` entry with its handoff checkpoint).
     pub key_rotations: u64,
+    /// The seq the log begins at when earlier entries were archived (`airlock audit archive`):
+    /// the first line is that archive's cut checkpoint, named (seq and hash) by an `archived`
+    /// entry a later checkpoint signs. `None`: the input does not say it begins at a cut.
+    pub archived_before: Option<u64>,
 }
 
 impl VerifyReport {
@@ -132,11 +136,32 @@ pub fn verify_lines_with_anchor<K: TrustedKeys + ?Sized>(
 
 /// [`verify_lines`], handing `seen` each verified entry's seq, bytes and 1-based line.
 fn verify_lines_seeing<K: TrustedKeys + ?Sized>(
-    mut reader: impl BufRead,
+    reader: impl BufRead,
     keys: &K,
+    seen: impl FnMut(u64, &[u8], usize),
+) -> Result<VerifyReport, VerifyError> {
+    let verifier = Verifier::new(&keys.hex_keys(), false)?;
+    verify_with(verifier, reader, seen)
+}
+
+/// An archive file as `airlock audit archive` checks it before removing anything: as
+/// [`verify_lines`], except that its last checkpoint may be signed with any of `keys` in
+/// force there (an archive cut before a rotation ends on the retired key).
+pub(crate) fn verify_archive_lines(
+    reader: impl BufRead,
+    keys: &[&str],
+    seen: impl FnMut(u64, &[u8], usize),
+) -> Result<VerifyReport, VerifyError> {
+    let mut verifier = Verifier::new(keys, false)?;
+    verifier.end_on_current = false;
+    verify_with(verifier, reader, seen)
+}
+
+fn verify_with(
+    mut verifier: Verifier,
+    mut reader: impl BufRead,
     mut seen: impl FnMut(u64, &[u8], usize),
 ) -> Result<VerifyReport, VerifyError> {
-    let mut verifier = Verifier::new(&keys.hex_keys(), false)?;
     let mut buf = Vec::new();
     let mut line_no = 0usize;
     loop {
@@ -175,6 +200,11 @@ struct Pending {
 pub(crate) struct Verifier {
     signers: Signers,
     require_genesis: bool,
+    /// The last checkpoint must be signed with the last key given.
+    end_on_current: bool,
+    /// The first entry's seq and hash, and the seq of an `archived` entry naming it as its cut.
+    first: Option<(u64, String)>,
+    archived_at: Option<u64>,
     last: Option<Seen>,
     pending: Option<Pending>,
     report: VerifyReport,
@@ -188,6 +218,9 @@ impl Verifier {
         Ok(Verifier {
             signers,
             require_genesis,
+            end_on_current: true,
+            first: None,
+            archived_at: None,
             last: None,
             pending: None,
             report: VerifyReport::default(),
@@ -314,6 +347,19 @@ impl Verifier {
             self.report.last_signed_seq = Some(seq);
             self.report.signed_by = Some(signer);
             self.report.key_rotations = self.signers.rotations();
+            if self.archived_at.is_some_and(|a| a < seq) {
+                self.report.archived_before = self.first.as_ref().map(|f| f.0);
+            }
+        } else if kind == super::archive::ARCHIVED_KIND {
+            let cut_seq = obj.get("cut_seq").and_then(Value::as_u64);
+            let cut_hash = obj.get("cut_hash").and_then(Value::as_str);
+            let names_first = self
+                .first
+                .as_ref()
+                .is_some_and(|(s, h)| Some(*s) == cut_seq && Some(h.as_str()) == cut_hash);
+            if names_first && self.archived_at.is_none() {
+                self.archived_at = Some(seq);
+            }
         } else if kind == KEY_ROTATED_KIND {
             let key = |f: &str| obj.get(f).and_then(Value::as_str).unwrap_or_default();
             self.signers
@@ -339,9 +385,13 @@ impl Verifier {
             }
         }
 
+        let hash_hex = hex::encode(entry_hash(bytes));
+        if self.last.is_none() && is_checkpoint {
+            self.first = Some((seq, hash_hex.clone()));
+        }
         self.last = Some(Seen {
             seq,
-            hash_hex: hex::encode(entry_hash(bytes)),
+            hash_hex,
             line,
         });
         self.report.entries += 1;
@@ -414,6 +464,7 @@ impl Verifier {
         if let Some(why) = self
             .report
             .signed_by
+            .filter(|_| self.end_on_current)
             .and_then(|signer| self.signers.ends_off_current(signer))
         {
             return Err(fail(self.report.last_signed_seq, 0, why));

@@ -1,5 +1,5 @@
 //! `airlock audit`: export and verify the audit log, live or from a file; accept a restore;
-//! rotate the signing key.
+//! rotate the signing key; archive old entries (`audit_archive.rs`).
 
 use std::path::PathBuf;
 
@@ -59,6 +59,21 @@ pub(super) enum AuditCommand {
     /// key signs from there on. Run it with Airlock stopped (on PostgreSQL, restart every
     /// instance with the new key file afterwards).
     RotateKey,
+    /// Move the entries before a checkpoint out of the store (Airlock stopped): the newest
+    /// checkpoint at or before --before is the cut; every entry from the log's start through
+    /// it is written to --out (as `export` writes it), verified, recorded in an `archived`
+    /// entry, then removed with its index keys. The log then begins at the cut.
+    Archive {
+        /// Archive up to the newest checkpoint with a seq at or below this.
+        #[arg(long)]
+        before: u64,
+        /// The archive file to create (never overwritten).
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Who archives, for the `archived` entry (default: the user and host it runs as).
+        #[arg(long)]
+        by: Option<String>,
+    },
 }
 
 /// Where `airlock audit` reads the live log: the running server's admin API, or, when none is
@@ -155,12 +170,18 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
                 Ok(r) if r.entries == 0 => {
                     bail!("audit log verification FAILED: the file holds no entries")
                 }
-                Ok(r) if r.first_seq != since => bail!(
+                // A log that begins at an archive's cut: the signed `archived` entry says so.
+                Ok(r)
+                    if r.first_seq != since
+                        && !(since == 0 && r.archived_before == Some(r.first_seq)) =>
+                {
+                    bail!(
                     "audit log verification FAILED: the file starts at seq {}, not at seq {since}: \
                      its first entries are missing (an export made with --since N is verified \
                      with --since N)",
-                    r.first_seq
-                ),
+                        r.first_seq
+                    )
+                }
                 Ok(r) => {
                     verified(&r);
                     Ok(())
@@ -237,6 +258,9 @@ pub(super) async fn audit_cmd(config: Config, cmd: AuditCommand) -> Result<()> {
         }
         AuditCommand::AcceptRestore { declare } => accept_restore(&config, declare),
         AuditCommand::RotateKey => super::audit_rotate::rotate_key(&config),
+        AuditCommand::Archive { before, out, by } => {
+            super::audit_archive::archive(&config, before, &out, by)
+        }
         AuditCommand::Export { since, out } => {
             // To a file: a temporary one beside it, put in its place only once the whole
             // export is written; any error before then leaves the file as it was.
@@ -433,6 +457,12 @@ fn verified(r: &airlock::audit::VerifyReport) {
     }
     if r.key_rotations > 0 {
         println!("{} key rotation(s) verified", r.key_rotations);
+    }
+    if let Some(seq) = r.archived_before {
+        println!(
+            "log begins at seq {seq}, earlier entries archived (`airlock audit archive`; verify \
+             the archive files, or them and this export concatenated: docs/audit.md)"
+        );
     }
     unsigned_tail(r);
 }

@@ -3,6 +3,7 @@
 mod admin_token;
 mod agents;
 mod audit;
+mod audit_archive;
 mod audit_rotate;
 mod ca;
 mod config;

@@ -15,6 +15,7 @@ pub use agent_slots::{AgentSlot, AgentSlots, MAX_STATUS_READS_PER_AGENT, MAX_WAI
 pub use agent_turns::Turn;
 mod agent_slots;
 mod agent_turns;
+pub mod archive;
 pub mod budget;
 mod decide;
 mod events;
