@@ -107,3 +107,106 @@ pub fn still_needed(store: &dyn Store, log: &AuditLog) -> Result<Option<Needed>,
     }
     Ok(first)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::audit::{AuditOptions, AuditPath, Event, GateKind, Transition};
+    use crate::gate::review::Review;
+    use crate::store::{Backend, Batch, Tree};
+
+    fn entry(id: &str) -> Event {
+        Event::Review(Box::new(Transition {
+            review_id: id.into(),
+            decision_id: format!("dec_{id}"),
+            from: "pending",
+            to: "pending",
+            gate: GateKind::Hard,
+            tool: None,
+            service: None,
+            agent: None,
+            method: "DELETE".into(),
+            host: "api.github.com".into(),
+            path: AuditPath::new("/repos/o/r"),
+            approval_by: None,
+            approvals: None,
+            required: None,
+            expires_at: None,
+            retry_by: None,
+            attempt: None,
+            by: None,
+            comment: None,
+            approved_by: None,
+            admin_token: None,
+            execution: None,
+        }))
+    }
+
+    /// Stores `review` (as `old` was) with its index keys.
+    fn put(store: &dyn Store, old: Option<&Review>, review: &Review) {
+        let mut b = Batch::default();
+        b.put(
+            Tree::Reviews,
+            review.id.as_bytes(),
+            &review.encode().expect("encode"),
+        );
+        index::reindex(&mut b, old, Some(review));
+        assert!(store.apply(b).expect("put"));
+    }
+
+    /// The cut never passes the first entry of a review that can still be sent; once the
+    /// review is finished its history may go.
+    #[test]
+    fn the_cut_stops_before_an_open_reviews_first_entry() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store: Arc<dyn Store> =
+            crate::store::open(Backend::Redb, &dir.path().join("db")).expect("store");
+        let opts = AuditOptions {
+            checkpoint_every: 4,
+            ..AuditOptions::default()
+        };
+        let key = dir.path().join("audit.key");
+        let log = AuditLog::open(store.clone(), &key, "t".into(), opts).expect("log");
+        let mut review = Review::sample("DELETE", "api.github.com", "/x", None, b"");
+        review.id = "rev_open".into();
+        review.expires_at_ms = u64::MAX / 2;
+        put(store.as_ref(), None, &review);
+        // Seq 0..=3, checkpoint 4, 5..=8, checkpoint 9, then seq 10 is the review's.
+        for i in 0..8 {
+            log.append(entry(&format!("rev_done_{i}"))).expect("append");
+        }
+        log.append(entry("rev_open")).expect("append");
+        for i in 8..20 {
+            log.append(entry(&format!("rev_done_{i}"))).expect("append");
+        }
+        log.checkpoint().expect("checkpoint");
+        assert_eq!(log.first_seq_of_review("rev_open").expect("seq"), Some(10));
+
+        let out = dir.path().join("a.jsonl");
+        let refused = run(store.as_ref(), &log, 20, &out, "t".into()).expect_err("refused");
+        let said = refused.to_string();
+        assert!(
+            said.contains("seq 10, which is still needed: review rev_open is pending"),
+            "{said}"
+        );
+        assert!(!out.exists(), "nothing written");
+        assert_eq!(log.first_stored_seq().expect("first"), Some(0));
+
+        // Up to the checkpoint before it is fine.
+        run(store.as_ref(), &log, 10, &out, "t".into()).expect("archived");
+        assert_eq!(log.first_stored_seq().expect("first"), Some(9));
+
+        // Rejected: nothing sends it any more, its history may be archived.
+        let mut done = review.clone();
+        done.state = crate::gate::ReviewState::Rejected;
+        done.version += 1;
+        put(store.as_ref(), Some(&review), &done);
+        let out = dir.path().join("b.jsonl");
+        run(store.as_ref(), &log, 20, &out, "t".into()).expect("archived");
+        assert_eq!(log.first_stored_seq().expect("first"), Some(19));
+        assert_eq!(log.first_seq_of_review("rev_open").expect("seq"), None);
+        log.verify_live().expect("verifies");
+    }
+}

@@ -427,6 +427,9 @@ impl Gate {
                     .entries_for_review(&claim_id, MOST_ENTRIES)
                     .map_err(|e| GateError::Store(crate::store::StoreError::Io(e.to_string())))?;
                 let too_many = entries.len() >= MOST_ENTRIES;
+                // Only said: an archive never passes an open review's entries (`archive.rs`),
+                // and a send whose entries are missing fails closed whatever the reason.
+                let archived = g.audit.log_start().ok().flatten().map(|s| s.seq);
                 g.transition_landed(&claim_id, |cur| {
                     if cur.state != ReviewState::Approved {
                         return Err(GateError::AlreadyDecided {
@@ -470,10 +473,14 @@ impl Gate {
                             )));
                         }
                         next.execution = None;
-                        next.end_unsent(
-                            started,
-                            format!("not sent: {missing} is not in the audit log"),
-                        );
+                        let why = match archived {
+                            Some(seq) => format!(
+                                "not sent: {missing} is not in the audit log (entries before \
+                                 seq {seq} were archived)"
+                            ),
+                            None => format!("not sent: {missing} is not in the audit log"),
+                        };
+                        next.end_unsent(started, why);
                         return Ok(next);
                     }
                     // A retry claimed long after it was approved (by a sweep after a restart)

@@ -490,14 +490,23 @@ pub(super) async fn detail_page(
     let audit = admin.gate.audit().clone();
     let rid = id.to_string();
     // The review's own entries, then the first resends that joined it (their count apart).
-    let (entries, more_joins) = tokio::task::spawn_blocking(move || {
+    let (entries, more_joins, archived) = tokio::task::spawn_blocking(move || {
         let mut entries = audit.entries_for_review(&rid, 1000).unwrap_or_default();
+        // Its first entry (the hold's decision) gone: the history began before the log's
+        // start, and `airlock audit archive` moved that part to a file.
+        let held = entries
+            .iter()
+            .any(|e| e.get("kind").and_then(|k| k.as_str()) == Some("decision"));
+        let archived = match held {
+            true => None,
+            false => audit.log_start().ok().flatten().map(|s| s.seq),
+        };
         let joins = audit.joins_of_review(&rid, JOINS_SHOWN).unwrap_or_default();
         let count = audit.join_count(&rid, MOST_JOINS).unwrap_or(joins.len());
         let more = count.saturating_sub(joins.len());
         entries.extend(joins);
         entries.sort_by_key(|e| e.get("seq").and_then(|v| v.as_u64()).unwrap_or(0));
-        (entries, more)
+        (entries, more, archived)
     })
     .await
     .unwrap_or_default();
@@ -529,6 +538,20 @@ pub(super) async fn detail_page(
             what: summary(e),
         })
         .collect();
+    if let Some(seq) = archived {
+        audit_rows.insert(
+            0,
+            AuditRow {
+                seq: String::new(),
+                ts: String::new(),
+                kind: "archived".into(),
+                what: format!(
+                    "earlier entries archived: the audit log begins at seq {seq} (`airlock audit \
+                     archive`)"
+                ),
+            },
+        );
+    }
     if more_joins > 0 {
         audit_rows.push(AuditRow {
             seq: String::new(),
