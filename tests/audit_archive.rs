@@ -402,3 +402,61 @@ fn refused_without_a_checkpoint_before_the_seq_or_over_an_existing_file() {
         "{said}"
     );
 }
+
+/// The same on PostgreSQL (through the library, as the CLI calls it): the entries and their
+/// index keys leave the database, the log verifies from the cut, reopens there, and the file
+/// verifies with the export after it.
+#[test]
+fn on_postgres_the_archive_leaves_a_log_that_verifies_from_the_cut() {
+    let Some(cluster) = support::postgres::Cluster::shared() else {
+        return; // the reason is printed; CI requires PostgreSQL
+    };
+    let url = cluster.fresh_database();
+    let dir = tempfile::tempdir().expect("dir");
+    let key = dir.path().join("audit-key.pem");
+    let store = airlock::store::open_postgres(&url).expect("store");
+    let log = AuditLog::open(store.clone(), &key, "airlock".into(), opts()).expect("log");
+    for i in 0..20 {
+        log.append(transition(&format!("rev_{i}"))).expect("append");
+    }
+    log.checkpoint().expect("checkpoint");
+    let by_review = |store: &Arc<dyn Store>| {
+        let index = store.scan(Tree::Index).expect("scan");
+        index
+            .iter()
+            .filter(|(k, _)| k.first() == Some(&b'a'))
+            .count()
+    };
+    assert_eq!(by_review(&store), 20);
+
+    let out = dir.path().join("archive.jsonl");
+    let outcome = airlock::gate::archive::run(store.as_ref(), &log, 11, &out, "test".into())
+        .expect("archive");
+    assert!(
+        matches!(
+            outcome,
+            airlock::gate::archive::Outcome::Archived { removed: 9, .. }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(log.first_stored_seq().expect("first"), Some(9));
+    assert_eq!(by_review(&store), 12);
+    let report = log.verify_live().expect("verifies");
+    assert_eq!(report.archived_before, Some(9));
+
+    let mut export = Vec::new();
+    log.export(0, &mut export).expect("export");
+    let pk = log.public_key_hex();
+    drop(log);
+    let log = AuditLog::open(store, &key, "airlock".into(), opts()).expect("reopens at the cut");
+    log.verify_live().expect("verifies after reopening");
+
+    let r = airlock::audit::verify_lines(export.as_slice(), &pk).expect("export verifies");
+    assert_eq!((r.first_seq, r.archived_before), (9, Some(9)));
+    let archive = std::fs::read_to_string(&out).expect("read");
+    let export = String::from_utf8(export).expect("utf8");
+    let rest: Vec<&str> = export.lines().skip(1).collect();
+    let whole = format!("{archive}{}\n", rest.join("\n"));
+    let r = airlock::audit::verify_lines(whole.as_bytes(), &pk).expect("concatenated verifies");
+    assert_eq!(r.first_seq, 0);
+}
