@@ -107,18 +107,19 @@ pub(super) fn run_cmd(config: Config, args: RunArgs) -> Result<i32> {
             .admin_socket()
             .filter(|s| !s.starts_with(&config.store.path)),
     );
-    // Provider credentials, and webhook signing secrets (COMMAND must not forge Airlock's
-    // notifications).
+    // Provider credentials, webhook signing secrets (COMMAND must not forge Airlock's
+    // notifications) and webhook URLs kept outside the config file (a Slack one lets anyone post).
     let signing = config
         .notify
         .channels
         .iter()
-        .filter_map(|ch| match &ch.kind {
-            airlock::notify::ChannelKind::Webhook {
-                signing: Some(s), ..
-            } => Some(&s.source),
-            _ => None,
-        });
+        .flat_map(|ch| match &ch.kind {
+            airlock::notify::ChannelKind::Webhook { url, signing, .. } => {
+                vec![url.source.as_ref(), signing.as_ref().map(|s| &s.source)]
+            }
+            _ => Vec::new(),
+        })
+        .flatten();
     let mut secret_env = Vec::new();
     for source in config.credentials.iter().map(|c| &c.source).chain(signing) {
         match source {

@@ -315,7 +315,8 @@ impl Config {
             held.push("a database password (store.url)".to_string());
         }
         for (i, ch) in self.notify.channels.iter().enumerate() {
-            if matches!(ch.kind, crate::notify::ChannelKind::Webhook { .. }) {
+            if matches!(&ch.kind, crate::notify::ChannelKind::Webhook { url, .. } if url.source.is_none())
+            {
                 held.push(format!("a webhook URL (notify.channels[{i}].url)"));
             }
         }
@@ -323,7 +324,7 @@ impl Config {
             tracing::warn!(
                 file = %path.display(),
                 mode = format!("{:o}", meta.permissions().mode() & 0o777),
-                "the config file is readable by other users and holds {}: run `chmod 600` on it (the database URL may also come from AIRLOCK_DATABASE_URL)",
+                "the config file is readable by other users and holds {}: run `chmod 600` on it (the database URL may also come from AIRLOCK_DATABASE_URL, a webhook URL from url_file or url_env)",
                 held.join(" and ")
             );
         }
@@ -441,6 +442,7 @@ fn resolve_paths(raw: &mut RawConfig, home: &Home) {
     }
     for ch in &mut raw.notify.channels {
         ch.signing_secret_file.as_mut().map(r);
+        ch.url_file.as_mut().map(r);
     }
 }
 

@@ -60,8 +60,12 @@ pub struct RawChannel {
     /// First retry delay; doubled on each further retry.
     pub retry_backoff: Option<String>,
     pub timeout: Option<String>,
-    // webhook
+    // webhook: exactly one of `url` (inline), `url_file`, `url_env`
     pub url: Option<String>,
+    /// The URL in a file only Airlock's user may read (a Slack webhook URL is itself a secret).
+    pub url_file: Option<PathBuf>,
+    /// The URL in this environment variable.
+    pub url_env: Option<String>,
     pub format: Option<String>,
     /// A `whsec_...` secret in a file only Airlock's user may read; or:
     pub signing_secret_file: Option<PathBuf>,
@@ -91,6 +95,9 @@ pub struct NotifyConfig {
     pub base_url: Option<String>,
     pub queue_size: usize,
     pub channels: Vec<ChannelConfig>,
+    /// `notify.allow_plaintext_links`: checked again once the URLs kept outside the config file
+    /// are read ([`NotifyConfig::read_secrets`]).
+    pub allow_plaintext_links: bool,
 }
 
 impl Default for NotifyConfig {
@@ -99,6 +106,7 @@ impl Default for NotifyConfig {
             base_url: None,
             queue_size: 1024,
             channels: Vec::new(),
+            allow_plaintext_links: false,
         }
     }
 }
@@ -125,7 +133,7 @@ pub enum WebhookFormat {
 pub enum ChannelKind {
     Webhook {
         /// May itself be a secret (Slack webhook URLs are): never logged.
-        url: http::Uri,
+        url: WebhookUrl,
         format: WebhookFormat,
         /// Standard Webhooks signing, when a signing secret is configured.
         signing: Option<WebhookSigning>,
@@ -143,10 +151,12 @@ impl std::fmt::Debug for ChannelKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ChannelKind::Webhook {
-                format, signing, ..
+                url,
+                format,
+                signing,
             } => f
                 .debug_struct("Webhook")
-                .field("url", &"[redacted]")
+                .field("url", url)
                 .field("format", format)
                 .field("signed", &signing.is_some())
                 .finish(),
@@ -163,6 +173,42 @@ impl std::fmt::Debug for ChannelKind {
                 .finish_non_exhaustive(),
         }
     }
+}
+
+/// A webhook channel's URL: where it is written and, once known, the URL. Inline (`url`) it is
+/// known at once; from `url_file` or `url_env` once [`NotifyConfig::read_secrets`] ran (only
+/// `serve` and `config check` read it). `Debug` shows where it is, never the URL.
+#[derive(Clone)]
+pub struct WebhookUrl {
+    /// `None`: inline in the config file.
+    pub source: Option<SecretSource>,
+    pub uri: Option<http::Uri>,
+}
+
+impl std::fmt::Debug for WebhookUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.uri.is_some() {
+            "[redacted]"
+        } else {
+            "[not read]"
+        };
+        match &self.source {
+            None => f.write_str(state),
+            Some(source) => write!(f, "{state} from {source:?}"),
+        }
+    }
+}
+
+/// Parses a webhook URL; the error never quotes it (it may be a secret).
+fn webhook_uri(text: &str) -> Result<http::Uri, String> {
+    let url: http::Uri = text
+        .trim()
+        .parse()
+        .map_err(|_| "is not a URL".to_string())?;
+    if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
+        return Err("must be an absolute http:// or https:// URL".into());
+    }
+    Ok(url)
 }
 
 /// A webhook channel's signing secret: where it is, and (once [`NotifyConfig::read_secrets`]
@@ -261,6 +307,7 @@ pub fn check(raw: RawNotify) -> Result<NotifyConfig, NotifyConfigError> {
         base_url,
         queue_size: raw.queue_size,
         channels,
+        allow_plaintext_links: raw.allow_plaintext_links,
     })
 }
 
@@ -347,17 +394,7 @@ fn check_channel(i: usize, c: RawChannel) -> Result<ChannelConfig, NotifyConfigE
                 ("to", c.to.is_some()),
                 ("starttls", c.starttls.is_some()),
             ])?;
-            let u = c
-                .url
-                .as_deref()
-                .ok_or_else(|| bad("url", "required".into()))?;
-            let url: http::Uri = u.parse().map_err(|_| bad("url", "is not a URL".into()))?;
-            if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
-                return Err(bad(
-                    "url",
-                    "must be an absolute http:// or https:// URL".into(),
-                ));
-            }
+            let url = webhook_url(&c).map_err(|(field, message)| bad(field, message))?;
             let format = match c.format.as_deref().unwrap_or("json") {
                 "json" => WebhookFormat::Json,
                 "slack" => WebhookFormat::Slack,
@@ -378,6 +415,8 @@ fn check_channel(i: usize, c: RawChannel) -> Result<ChannelConfig, NotifyConfigE
         "email" => {
             unexpected(&[
                 ("url", c.url.is_some()),
+                ("url_file", c.url_file.is_some()),
+                ("url_env", c.url_env.is_some()),
                 ("format", c.format.is_some()),
                 ("signing_secret_file", c.signing_secret_file.is_some()),
                 ("signing_secret_env", c.signing_secret_env.is_some()),
@@ -430,6 +469,40 @@ fn check_channel(i: usize, c: RawChannel) -> Result<ChannelConfig, NotifyConfigE
     })
 }
 
+/// A webhook channel's URL: inline (checked now), or where it is (read by
+/// [`NotifyConfig::read_secrets`]); on error, the field and why.
+fn webhook_url(c: &RawChannel) -> Result<WebhookUrl, (&'static str, String)> {
+    match (&c.url, &c.url_file, &c.url_env) {
+        (None, None, None) => Err((
+            "url",
+            "required: set one of url, url_file (a file only Airlock's user may read) and \
+             url_env"
+                .into(),
+        )),
+        (Some(u), None, None) => Ok(WebhookUrl {
+            source: None,
+            uri: Some(webhook_uri(u).map_err(|m| ("url", m))?),
+        }),
+        (None, Some(path), None) => Ok(WebhookUrl {
+            source: Some(SecretSource::File(path.clone())),
+            uri: None,
+        }),
+        (None, None, Some(var)) if var.is_empty() => Err(("url_env", "must not be empty".into())),
+        (None, None, Some(var)) => Ok(WebhookUrl {
+            source: Some(SecretSource::Env(var.clone())),
+            uri: None,
+        }),
+        (_, file, _) => Err((
+            if file.is_some() {
+                "url_file"
+            } else {
+                "url_env"
+            },
+            "set one of url, url_file and url_env, not more".into(),
+        )),
+    }
+}
+
 /// Where a webhook channel's signing secret is, if it names one; on error, the field and why.
 fn signing(c: &RawChannel) -> Result<Option<WebhookSigning>, (&'static str, String)> {
     let source = match (&c.signing_secret_file, &c.signing_secret_env) {
@@ -452,39 +525,69 @@ fn signing(c: &RawChannel) -> Result<Option<WebhookSigning>, (&'static str, Stri
     }))
 }
 
+/// Reads a secret kept outside the config file; the error names the field, never the secret.
+fn read_source(i: usize, field: &str, source: &SecretSource) -> Result<String, NotifyConfigError> {
+    let err = |message: String| NotifyConfigError {
+        field: format!("notify.channels[{i}].{field}"),
+        message,
+    };
+    let text = match source {
+        SecretSource::File(path) => crate::secret_file::read_private(path)
+            .map_err(|e| err(format!("{}: {e}", path.display())))?,
+        SecretSource::Env(var) => std::env::var(var).map_err(|_| {
+            err(format!(
+                "environment variable {var} is not set (or not UTF-8)"
+            ))
+        })?,
+    };
+    if text.trim().is_empty() {
+        return Err(err(match source {
+            SecretSource::File(path) => format!("{} is empty", path.display()),
+            SecretSource::Env(var) => format!("environment variable {var} is empty"),
+        }));
+    }
+    Ok(text)
+}
+
+fn source_field(source: &SecretSource, file: &'static str, env: &'static str) -> &'static str {
+    match source {
+        SecretSource::File(_) => file,
+        SecretSource::Env(_) => env,
+    }
+}
+
 impl NotifyConfig {
-    /// Reads and checks every webhook signing secret (`serve` and `config check`, at start); the
-    /// error names the field, never the secret.
+    /// Reads and checks every webhook URL kept outside the config file (`url_file`,
+    /// `url_env`) and every signing secret (`serve` and `config check` at start; a reload
+    /// checks them too), then refuses clear-text links again with the URLs known. The error
+    /// names the field, never the secret.
     pub fn read_secrets(&mut self) -> Result<(), NotifyConfigError> {
         for (i, ch) in self.channels.iter_mut().enumerate() {
-            let ChannelKind::Webhook {
-                signing: Some(signing),
-                ..
-            } = &mut ch.kind
-            else {
+            let ChannelKind::Webhook { url, signing, .. } = &mut ch.kind else {
                 continue;
             };
-            let (field, text) = match &signing.source {
-                SecretSource::File(path) => (
-                    "signing_secret_file",
-                    crate::secret_file::read_private(path).map_err(|e| NotifyConfigError {
-                        field: format!("notify.channels[{i}].signing_secret_file"),
-                        message: format!("{}: {e}", path.display()),
-                    })?,
-                ),
-                SecretSource::Env(var) => (
-                    "signing_secret_env",
-                    std::env::var(var).map_err(|_| NotifyConfigError {
-                        field: format!("notify.channels[{i}].signing_secret_env"),
-                        message: format!("environment variable {var} is not set (or not UTF-8)"),
-                    })?,
-                ),
+            if let Some(source) = &url.source {
+                let field = source_field(source, "url_file", "url_env");
+                let text = read_source(i, field, source)?;
+                let uri = webhook_uri(&text).map_err(|message| NotifyConfigError {
+                    field: format!("notify.channels[{i}].{field}"),
+                    message: format!("what it holds {message}"),
+                })?;
+                url.uri = Some(uri);
+            }
+            let Some(signing) = signing else {
+                continue;
             };
+            let field = source_field(&signing.source, "signing_secret_file", "signing_secret_env");
+            let text = read_source(i, field, &signing.source)?;
             let secret = WebhookSecret::parse(&text).map_err(|e| NotifyConfigError {
                 field: format!("notify.channels[{i}].{field}"),
                 message: e.to_string(),
             })?;
             signing.secret = Some(secret);
+        }
+        if !self.allow_plaintext_links {
+            super::plaintext::refuse_plaintext_links(self.base_url.as_deref(), &self.channels)?;
         }
         Ok(())
     }

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 pub use config::{
     ChannelConfig, ChannelKind, Mode, NotifyConfig, NotifyConfigError, RawChannel, RawNotify,
-    RetryPolicy, WebhookFormat, WebhookSigning,
+    RetryPolicy, WebhookFormat, WebhookSigning, WebhookUrl,
 };
 pub use links::{load_or_create_key, LinkAction, LinkClaims, LinkError, LinkSigner};
 pub use signing::{SecretFormatError, WebhookSecret};
@@ -287,7 +287,11 @@ impl Sink {
                         NotifyError::Setup("the signing secret was not read".into())
                     })?),
                 };
-                Sink::Webhook(webhook::WebhookSink::new(url.clone(), secret)?, *format)
+                // A URL kept outside the config file that was never read: nowhere to send.
+                let url = url.uri.clone().ok_or_else(|| {
+                    NotifyError::Setup("the webhook URL (url_file or url_env) was not read".into())
+                })?;
+                Sink::Webhook(webhook::WebhookSink::new(url, secret)?, *format)
             }
             ChannelKind::Email {
                 smtp_host,

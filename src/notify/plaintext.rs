@@ -58,7 +58,15 @@ pub(super) fn refuse_plaintext_links(
             continue;
         };
         let (field, how) = match &c.kind {
-            ChannelKind::Webhook { url, .. } if plain_http(url) => ("url", "an http:// URL"),
+            // A URL kept outside the config file is checked once read.
+            ChannelKind::Webhook { url, .. } if url.uri.as_ref().is_some_and(plain_http) => {
+                let field = match &url.source {
+                    None => "url",
+                    Some(crate::secret_file::SecretSource::File(_)) => "url_file",
+                    Some(crate::secret_file::SecretSource::Env(_)) => "url_env",
+                };
+                (field, "an http:// URL")
+            }
             ChannelKind::Email {
                 smtp_host,
                 starttls: false,

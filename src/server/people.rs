@@ -235,9 +235,19 @@ impl InForce {
                     "kept (their reload failed)"
                 }
             };
-            if let Err(e) = Config::load(path, crate::config::Overrides::default()) {
-                tracing::error!(error = %e, reviewers, agents, "the config file no longer checks; nothing but its reviewers and agents reloads (the next start would fail)");
-                self.refused(PolicySubject::Settings, trigger, &config_reason(&e));
+            // Checked as a start would check it, the secrets it names outside itself included
+            // (a webhook URL in a url_file or url_env): the error names where, never the secret.
+            let checked = Config::load(path, crate::config::Overrides::default())
+                .map_err(|e| (e.to_string(), config_reason(&e)))
+                .and_then(|c| {
+                    let mut notify = c.notify;
+                    notify
+                        .read_secrets()
+                        .map_err(|e| (e.to_string(), e.to_string()))
+                });
+            if let Err((error, reason)) = checked {
+                tracing::error!(error = %error, reviewers, agents, "the config file no longer checks; nothing but its reviewers and agents reloads, the rest stays as in force (the next start would fail)");
+                self.refused(PolicySubject::Settings, trigger, &reason);
             }
             if let (Some(before), Some(now)) = (&self.at_start, restart_settings(path)) {
                 let changed = changed_sections(before, &now);
