@@ -77,6 +77,9 @@ pub struct Server {
     /// Signs and checks one-click links (the same key on every instance of a shared store).
     pub links: Arc<crate::notify::LinkSigner>,
     pub life: Lifecycle,
+    /// On a shared database, this instance's hold on the instances lock (released at drop):
+    /// `airlock audit accept-restore` cannot begin while it is held.
+    serving: Option<store::ServingHold>,
 }
 
 /// How long `serve` waits for a store another process still holds (see `open_patiently`).
@@ -190,6 +193,12 @@ pub async fn start_with_store(
     store: Arc<dyn crate::store::Store>,
 ) -> Result<Server, ServerError> {
     let tls = upstream_tls(config)?;
+    // Before anything is read: a restore being accepted on a shared database refuses the start
+    // (and cannot begin while this instance runs).
+    let serving = store.hold_serving().map_err(|source| ServerError::Store {
+        path: "store.url".into(),
+        source,
+    })?;
     // A store several instances share keeps agents, reviewers, the link key and the admin
     // token; its change feed is subscribed to before they are read, so no change is missed.
     let directory = (config.store.backend == store::Backend::Postgres)
@@ -501,6 +510,7 @@ pub async fn start_with_store(
         admin_token,
         links,
         life,
+        serving,
     })
 }
 
@@ -700,6 +710,23 @@ impl Server {
     /// is (a wait that timed out answers the same), and connections still in their TLS
     /// handshake or idle are closed: what the drain waits for is real work (a forwarded
     /// request, an approved send), so a `docker compose stop` (10 s) is a clean stop.
+    /// Resolves, with why, when this instance lost the shared database's instances lock and
+    /// could not take it again (a restore began while its lock connection was down): it must
+    /// stop. Never resolves on a store only this process opens.
+    pub async fn instances_lock_lost(&self) -> String {
+        if let Some(mut lost) = self.serving.as_ref().map(|h| h.lost()) {
+            loop {
+                if let Some(why) = lost.borrow_and_update().clone() {
+                    return why;
+                }
+                if lost.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+        std::future::pending().await
+    }
+
     pub async fn shutdown(&self, grace: std::time::Duration) {
         self.life.shutdown.cancel();
         self.gate.end_waits();

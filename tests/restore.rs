@@ -269,3 +269,44 @@ async fn a_restore_whose_anchor_came_back_is_declared() {
     assert!(ok, "{out}{err}");
     Serve::spawn(&cfg, &data, &ca, &log).stop();
 }
+
+/// Left from session 23: on PostgreSQL `accept-restore` found running instances only by their
+/// change listeners, so one whose listener was reconnecting went unseen. Every `serve` holds
+/// the database's instances lock: `accept-restore` refuses at once while one runs (its
+/// listener cut, so that only the lock tells), and succeeds once it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_restore_on_postgres_refuses_while_an_instance_serves() {
+    support::init();
+    let Some(cluster) = support::postgres::Cluster::shared() else {
+        return; // the reason is printed; CI requires PostgreSQL
+    };
+    let url = cluster.fresh_database();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (cfg, data, ca) = write_config(
+        dir.path(),
+        "airlock.toml",
+        "postgres",
+        &up,
+        HOSTS,
+        &format!("url = {url:?}\n"),
+    );
+    let s = Serve::spawn(&cfg, &data, &ca, &dir.path().join("serve.log"));
+    hold(&s, "/repos/octo/held").await;
+    // Its change listener gone, as while it reconnects.
+    support::postgres::psql(
+        &url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE query = 'LISTEN airlock_changes' AND datname = current_database()",
+    );
+    let (ok, out, err) = cli(&cfg, &["audit", "accept-restore", "--declare"]);
+    assert!(!ok, "accepted beside a running instance: {out}");
+    assert!(
+        err.contains("other Airlock instances are running on this database"),
+        "{err}"
+    );
+    s.stop();
+    let (ok, out, err) = cli(&cfg, &["audit", "accept-restore", "--declare"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("restore accepted (declared)"), "{out}");
+}

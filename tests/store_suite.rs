@@ -931,3 +931,140 @@ fn postgres_counts_the_other_instances_connected() {
     let embedded = open(Backend::Redb, dir.path()).expect("redb");
     assert!(embedded.other_instances().is_none());
 }
+
+/// The instances lock's key (`src/store/postgres/instances.rs`).
+const INSTANCES_LOCK: i64 = 0x0361_6972_6c6f_636b;
+
+/// The backend pids holding the instances lock shared on `url`'s database.
+fn shared_holders(url: &str) -> Vec<String> {
+    postgres_cluster::psql(
+        url,
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ShareLock' \
+         AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+}
+
+/// Left from session 23: `accept-restore` could not see an instance whose change listener
+/// was reconnecting. A serving instance holds the instances lock (shared) on a connection of
+/// its own: with its listener gone, the exclusive try still fails; once it lets go, the try
+/// succeeds and keeps a new instance from starting until the turn drops. A lock connection
+/// lost while a restore waits is not taken back: the instance is told to stop.
+#[test]
+fn postgres_instances_lock_keeps_restores_and_instances_apart() {
+    let Some(cluster) = postgres_cluster::Cluster::shared() else {
+        return;
+    };
+    let url = cluster.fresh_database();
+    let serving = airlock::store::open_postgres(&url).expect("open serving");
+    let hold = serving
+        .hold_serving()
+        .expect("hold")
+        .expect("a shared store holds");
+    let restorer = airlock::store::open_postgres(&url).expect("open restorer");
+    // The serving store's change listener dropped (as while it reconnects): only the lock
+    // tells that it runs.
+    postgres_cluster::psql(
+        &url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE query = 'LISTEN airlock_changes' AND datname = current_database()",
+    );
+    assert!(
+        restorer.try_exclusive_instances().expect("try").is_none(),
+        "a restore began beside a serving instance"
+    );
+    // A second instance shares the lock.
+    let other = airlock::store::open_postgres(&url).expect("open other");
+    let other_hold = other.hold_serving().expect("shared").expect("held");
+    drop(other_hold);
+    drop(hold);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let turn = loop {
+        if let Some(t) = restorer.try_exclusive_instances().expect("try") {
+            break t;
+        }
+        assert!(std::time::Instant::now() < deadline, "the lock stayed held");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let refused = match serving.hold_serving() {
+        Ok(_) => panic!("an instance started during a restore"),
+        Err(e) => e.to_string(),
+    };
+    assert!(refused.contains("accept-restore` is running"), "{refused}");
+    drop(turn);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let hold = loop {
+        match serving.hold_serving() {
+            Ok(h) => break h.expect("held"),
+            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // A restore waiting for the lock gets it when the instance's lock connection is cut, before
+    // the instance reconnects: the instance is told to stop.
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (granted_tx, granted) = std::sync::mpsc::channel::<()>();
+    let waiter_url = url.clone();
+    let waiter = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&waiter_url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            let driven = tokio::spawn(connection);
+            client
+                .execute("SELECT pg_advisory_lock($1)", &[&INSTANCES_LOCK])
+                .await
+                .expect("lock");
+            let _ = granted_tx.send(());
+            let _ = tokio::task::spawn_blocking(move || released.recv()).await;
+            drop(client);
+            let _ = driven.await;
+        })
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while postgres_cluster::psql(
+        &url,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+    ) != ["1"]
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restore never waited"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for pid in shared_holders(&url) {
+        postgres_cluster::psql(&url, &format!("SELECT pg_terminate_backend({pid})"));
+    }
+    granted
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the waiting restore got the lock");
+    let mut lost = hold.lost();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let why = loop {
+        if let Some(why) = lost.borrow_and_update().clone() {
+            break why;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the instance was not told"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        why.contains("accept-restore` is running") && why.contains("stops"),
+        "{why}"
+    );
+    let _ = release.send(());
+    waiter.join().expect("waiter");
+    let dir = tempfile::tempdir().expect("tmp");
+    let embedded = open(Backend::Redb, dir.path()).expect("redb");
+    assert!(embedded.hold_serving().expect("embedded").is_none());
+    assert!(embedded
+        .try_exclusive_instances()
+        .expect("embedded")
+        .is_some());
+}

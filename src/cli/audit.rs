@@ -394,8 +394,22 @@ pub(super) fn audit_options(config: &Config) -> airlock::audit::AuditOptions {
 /// `airlock audit accept-restore`: on the store itself, which a running Airlock holds locked.
 fn accept_restore(config: &Config, declare: bool) -> Result<()> {
     let store = stopped_store(config, "accept-restore")?;
-    // A shared database has no lock: instances still serving would go on sending while
-    // their claims are turned outcome_unknown under them, and append behind the chain's head.
+    // Instances still serving would go on sending while their claims are turned
+    // outcome_unknown under them, and append behind the chain's head. On a shared database
+    // every `serve` holds the instances lock (shared) for as long as it runs, even while its
+    // change listener reconnects: taken exclusively here, at once or not at all, and kept for
+    // the whole run, so that no `serve` starts meanwhile (one that tries refuses, saying so).
+    let _instances = store
+        .try_exclusive_instances()
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "other Airlock instances are running on this database (they hold its instances \
+                 lock): stop every instance, then run `airlock audit accept-restore` again"
+            )
+        })?;
+    // The second line: sessions listening for changes (an instance of a build before the
+    // lock, say).
     if let Some(others) = store.other_instances() {
         let others = others.map_err(|e| anyhow::anyhow!("{e}"))?;
         if others > 0 {

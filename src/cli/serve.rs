@@ -146,10 +146,19 @@ async fn serve_async(config: Config) -> Result<()> {
     );
     announce_admin(&config, server.admin_addr);
     catalog.spawn_watcher(server.life.shutdown.clone());
-    signals.recv().await;
+    let lost = tokio::select! {
+        _ = signals.recv() => None,
+        why = server.instances_lock_lost() => Some(why),
+    };
+    if let Some(why) = &lost {
+        tracing::error!(target: "airlock", error = %why, "lost the database's instances lock; stopping");
+    }
     tracing::info!(target: "airlock", "shutting down: no new connections, draining in-flight requests");
     server.shutdown(config.proxy.shutdown_grace).await;
-    Ok(())
+    match lost {
+        Some(why) => Err(anyhow::anyhow!("{why}")),
+        None => Ok(()),
+    }
 }
 
 /// The admin API's address line, naming where its token comes from: the token file, or

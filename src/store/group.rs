@@ -104,6 +104,14 @@ impl Store for Grouped {
             .inspect_err(|e| counted("turn", e))
     }
 
+    fn hold_serving(&self) -> Result<Option<super::ServingHold>, StoreError> {
+        self.inner.hold_serving()
+    }
+
+    fn try_exclusive_instances(&self) -> Result<Option<super::Turn>, StoreError> {
+        self.inner.try_exclusive_instances()
+    }
+
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(tree, key).inspect_err(|e| counted("get", e))
     }

@@ -242,6 +242,45 @@ pub trait Store: Send + Sync + 'static {
     fn exclusive_turn(&self) -> Result<Option<Turn>, StoreError> {
         Ok(None)
     }
+    /// For a store several processes share: holds the instances lock in shared mode for as
+    /// long as the hold lives, saying "an instance serves here" to [`Store::try_exclusive_instances`]
+    /// (every `serve` takes it before it reads anything). `Err` when it cannot be had (a
+    /// restore holds it exclusively). `None`: only one process opens the store (its file lock
+    /// says so).
+    fn hold_serving(&self) -> Result<Option<ServingHold>, StoreError> {
+        Ok(None)
+    }
+    /// For a store several processes share: takes the instances lock exclusively, at once or
+    /// not at all, held until the turn drops (`airlock audit accept-restore`, for its whole
+    /// run): `Ok(None)` while any instance holds it ([`Store::hold_serving`]). The embedded
+    /// stores answer a turn that holds nothing (their file lock keeps `serve` out).
+    fn try_exclusive_instances(&self) -> Result<Option<Turn>, StoreError> {
+        Ok(Some(Turn::new(())))
+    }
+}
+
+/// A serving instance's hold from [`Store::hold_serving`]; released when dropped.
+pub struct ServingHold {
+    _held: Box<dyn Send + Sync>,
+    lost: tokio::sync::watch::Receiver<Option<String>>,
+}
+
+impl ServingHold {
+    pub fn new(
+        held: impl Send + Sync + 'static,
+        lost: tokio::sync::watch::Receiver<Option<String>>,
+    ) -> ServingHold {
+        ServingHold {
+            _held: Box::new(held),
+            lost,
+        }
+    }
+
+    /// Becomes `Some(why)` when the hold was lost and could not be had again: the instance
+    /// must stop.
+    pub fn lost(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.lost.clone()
+    }
 }
 
 /// A notice of [`Store::watch_keys`].

@@ -1,6 +1,7 @@
 //! PostgreSQL backend: every tree in one table (`schema.rs`), a commit one transaction under
 //! a write lock every instance takes (`commit.rs`), audit appends in turns across instances
-//! ([`Store::exclusive_turn`]), change notices over LISTEN/NOTIFY (`listen.rs`), plain or
+//! ([`Store::exclusive_turn`]), change notices over LISTEN/NOTIFY (`listen.rs`), the instances
+//! lock every `serve` holds and `accept-restore` takes exclusively (`instances.rs`), plain or
 //! verified TLS (`target.rs`). PostgreSQL commits durably before `COMMIT` returns (with its
 //! default `synchronous_commit`).
 //!
@@ -17,6 +18,7 @@
 //! The connection URL may hold a password: it is never logged or shown.
 
 mod commit;
+mod instances;
 mod listen;
 mod schema;
 mod settle;
@@ -72,6 +74,8 @@ pub struct PostgresStore {
     /// Taken at drop, to shut down without blocking (the drop may run on an async thread).
     runtime: Option<tokio::runtime::Runtime>,
     changes: Arc<Changes>,
+    /// Where it is, for the instances lock's own connection ([`Store::hold_serving`]).
+    target: Arc<Target>,
     /// How long a `COMMIT` is waited for before its outcome is settled ([`commit::COMMIT_LIMIT`]).
     commit_limit: Duration,
 }
@@ -131,6 +135,7 @@ impl PostgresStore {
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
             changes: Arc::new(Changes::new()),
+            target: target.clone(),
             commit_limit,
         };
         let (pool, shown) = (store.pool.clone(), store.shown.clone());
@@ -245,20 +250,23 @@ const TURN_LOCK: i64 = 0x0261_6972_6c6f_636b;
 /// How long a turn is waited for before the append fails (closed).
 const TURN_WAIT: Duration = Duration::from_secs(30);
 
-/// A pooled connection holding [`TURN_LOCK`]; dropping it unlocks on the store's runtime (a
-/// connection that cannot unlock is closed, which ends its session and so its lock, rather
-/// than returned to the pool still holding it).
+/// A pooled connection holding the session lock `key` ([`TURN_LOCK`], or the instances lock
+/// taken exclusively); dropping it unlocks on the store's runtime (a connection that cannot
+/// unlock is closed, which ends its session and so its lock, rather than returned to the pool
+/// still holding it).
 struct HeldTurn {
     client: Option<deadpool_postgres::Object>,
     handle: tokio::runtime::Handle,
+    key: i64,
 }
 
 impl Drop for HeldTurn {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
+            let key = self.key;
             self.handle.spawn(async move {
                 let unlocked = client
-                    .query_one("SELECT pg_advisory_unlock($1)", &[&TURN_LOCK])
+                    .query_one("SELECT pg_advisory_unlock($1)", &[&key])
                     .await
                     .ok()
                     .and_then(|row| row.try_get::<_, bool>(0).ok());
@@ -356,7 +364,42 @@ impl Store for PostgresStore {
         Ok(Some(super::Turn::new(HeldTurn {
             client: Some(client),
             handle: self.handle.clone(),
+            key: TURN_LOCK,
         })))
+    }
+
+    fn hold_serving(&self) -> Result<Option<super::ServingHold>, StoreError> {
+        let (target, handle) = (self.target.clone(), self.handle.clone());
+        self.run(instances::hold(target, handle)).map(Some)
+    }
+
+    fn try_exclusive_instances(&self) -> Result<Option<super::Turn>, StoreError> {
+        let (pool, shown) = (self.pool.clone(), self.shown.clone());
+        let client = self.run(async move {
+            let client = pool.get().await.map_err(|e| io(&shown, explain(&e)))?;
+            let taken = client
+                .query_one(
+                    "SELECT pg_try_advisory_lock($1)",
+                    &[&instances::INSTANCES_LOCK],
+                )
+                .await
+                .and_then(|row| row.try_get::<_, bool>(0));
+            match taken {
+                Ok(true) => Ok(Some(client)),
+                Ok(false) => Ok(None),
+                Err(e) => {
+                    drop(deadpool_postgres::Object::take(client));
+                    Err(io(&shown, explain(&e)))
+                }
+            }
+        })?;
+        Ok(client.map(|client| {
+            super::Turn::new(HeldTurn {
+                client: Some(client),
+                handle: self.handle.clone(),
+                key: instances::INSTANCES_LOCK,
+            })
+        }))
     }
 
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
