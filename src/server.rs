@@ -478,6 +478,7 @@ pub async fn start_with_store(
         agents,
         gate.people().clone(),
         classifier_for_reload.clone(),
+        vault_for_reload.clone(),
         policy.clone(),
     );
     in_force.clone().spawn_watch(changes, life.shutdown.clone());

@@ -704,3 +704,38 @@ async fn a_removed_agents_waits_end_without_the_outcome() {
         .iter()
         .any(|r| r.method == "DELETE" && r.path_and_query == "/repos/octo/waiting"));
 }
+
+/// Left from session 23: an agent entry naming no service (a typo: `githb`) stops a start, but
+/// a reload took it without a word. The reload keeps the agents it read (a removal in the same
+/// edit must take effect) and warns of each such entry, as the start would refuse it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_agent_naming_no_service_is_warned_about() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (cfg, store, ca) = write_config(dir.path(), "airlock.toml", "redb", &up, &[HOST], "");
+    let log_file = dir.path().join("serve.log");
+    let serve = Serve::spawn(&cfg, &store, &ca, &log_file);
+    // The watcher starts just after the address lines: let it see the first version.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut text = std::fs::read_to_string(&cfg).expect("config");
+    text.push_str(&format!(
+        "\n[[agents]]\nname = \"typo\"\ntoken_sha256 = \"{}\"\nservices = [\"githb\"]\n",
+        "ab".repeat(32)
+    ));
+    std::fs::write(&cfg, text).expect("write");
+    eventually("the unknown service to be warned about", WAIT, || async {
+        let log = std::fs::read_to_string(&log_file).unwrap_or_default();
+        log.lines()
+            .any(|l| {
+                l.contains("WARN")
+                    && l.contains("agents reload")
+                    && l.contains("typo")
+                    && l.contains("githb")
+            })
+            .then_some(())
+            .ok_or(log)
+    })
+    .await;
+    serve.stop();
+}

@@ -31,6 +31,11 @@ pub trait Classifier: Send + Sync + 'static {
     fn service_for_host(&self, _host: &str) -> Option<String> {
         None
     }
+    /// The services the rules in force name (what an agent's `services` may list besides
+    /// the credentials' services); `None` for a classifier without a catalog (nothing checked).
+    fn service_names(&self) -> Option<Vec<String>> {
+        None
+    }
     /// Every rule that sets an approval policy (quorum, approvers, self-approval).
     fn approval_policies(&self) -> Vec<RulePolicy> {
         Vec::new()

@@ -278,6 +278,9 @@ impl Classifier for LiveCatalog {
     fn inspects(&self, host: &str) -> bool {
         self.current().inspects(host)
     }
+    fn service_names(&self) -> Option<Vec<String>> {
+        Some(self.current().service_names())
+    }
     fn needs_body(&self, head: &RequestHead<'_>) -> bool {
         self.current().needs_body(head)
     }

@@ -19,6 +19,7 @@ use super::policy_log::{self, PolicyLog};
 use crate::agents::Agents;
 use crate::audit::{PolicyChange, PolicyResult, PolicySubject};
 use crate::config::{AgentConfig, Config, ConfigError, ReviewerConfig};
+use crate::credentials::Vault;
 use crate::directory::Directory;
 use crate::gate::{People, Roster};
 use crate::rules::Classifier;
@@ -165,6 +166,8 @@ pub(super) struct InForce {
     agents: Arc<Agents>,
     roster: Arc<Roster>,
     classifier: Arc<dyn Classifier>,
+    /// Its services, with the catalog's, are those a reloaded agent's `services` may name.
+    vault: Arc<Vault>,
     policy: Arc<PolicyLog>,
 }
 
@@ -178,6 +181,7 @@ impl InForce {
         agents: Arc<Agents>,
         roster: Arc<Roster>,
         classifier: Arc<dyn Classifier>,
+        vault: Arc<Vault>,
         policy: Arc<PolicyLog>,
     ) -> Arc<InForce> {
         Arc::new(InForce {
@@ -188,6 +192,7 @@ impl InForce {
             agents,
             roster,
             classifier,
+            vault,
             policy,
         })
     }
@@ -296,6 +301,9 @@ impl InForce {
         let (agents, people) = sources.merged(warn);
         let agents_before = self.agents.current();
         let change = self.agents.replace(agents.clone());
+        if !change.is_empty() || trigger == Trigger::Signal {
+            self.warn_unknown_services(&agents);
+        }
         if !change.is_empty() {
             tracing::info!(agents = agents.len(), added = ?change.added, removed = ?change.removed, trigger = trigger.name(), "agents reloaded");
             let (instance, after) = (self.policy.instance(), self.agents.current());
@@ -328,6 +336,29 @@ impl InForce {
         // opposite (with the count of those kept).
         if !(unchanged && reviewers_kept) {
             tracing::info!(reviewers = count, removed = ?removed, trigger = trigger.name(), "reviewers reloaded");
+        }
+    }
+
+    /// Warns of each agent whose `services` names no service of the rules in force nor of a
+    /// credential (a typo such as `githb` admits it nowhere): a start refuses that
+    /// (`check_agent_services`); a reload keeps the agents it read, so that a removal or a
+    /// rotation in the same edit takes effect, and says so.
+    fn warn_unknown_services(&self, agents: &[AgentConfig]) {
+        let Some(mut known) = self.classifier.service_names() else {
+            return;
+        };
+        known.extend(self.vault.services());
+        let mut unknown = agents.to_vec();
+        while let Err(why) = crate::config::check_agent_services(&unknown, &known) {
+            tracing::warn!("agents reload: {why}; that agent reaches no service through it (the next start would refuse it)");
+            // The next agent: check_agent_services stops at the first.
+            let Some(i) = unknown
+                .iter()
+                .position(|a| a.services.iter().any(|s| !known.contains(s)))
+            else {
+                break;
+            };
+            unknown.remove(i);
         }
     }
 
