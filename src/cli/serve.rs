@@ -129,6 +129,9 @@ async fn serve_async(config: Config) -> Result<()> {
     if config.rules.unclassified_writes == Action::Allow {
         tracing::warn!(target: "airlock", "rules.unclassified_writes = \"allow\": writes no rule classifies are forwarded (each is audited as unclassified); the closed world is off");
     }
+    if config.source.is_none() {
+        tracing::info!(target: "airlock", rules_dir_followed = config.rules.dir.is_some(), "no config file: built-in defaults and flags; no agents, reviewers or credentials file to follow (create a config file, then restart, to add them)");
+    }
     let classifier: Arc<dyn airlock::rules::Classifier> = catalog.clone();
     // A signal while starting (a store lock or a database still awaited) ends it there.
     let server = tokio::select! {
