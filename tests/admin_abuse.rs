@@ -762,6 +762,7 @@ async fn one_whole_log_verification_at_a_time() {
                 .map(|n| {
                     Event::AuditGap(AuditGap {
                         skipped_allow_records: n,
+                        skipped_block_records: 0,
                         reason: "test",
                         agent: None,
                     })

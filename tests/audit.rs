@@ -639,6 +639,60 @@ async fn an_agents_allowed_reads_past_its_share_are_counted_not_written() {
     .await;
 }
 
+/// Review of session 24: every blocked request was written to the audit log, at no rate, so
+/// an agent looping on a blocked call (`rules.unclassified_writes = "block"`, or an operator's
+/// `block` rule) grew the log as fast as it could send. Past its share
+/// (`audit.block_per_agent`) each is still refused, and counted in an `audit_gap` naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agents_blocked_calls_past_its_share_are_refused_and_counted() {
+    support::init();
+    let up = FakeUpstream::start(Default::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = Airlock::config("[audit]\nblock_per_agent = 1\n", dir.path(), &up, HOSTS);
+    let store = FaultyStore::open(&config.store.path);
+    let options = airlock::rules::CatalogOptions {
+        unclassified_writes: airlock::rules::Action::Block,
+        ..Default::default()
+    };
+    let catalog = airlock::rules::LiveCatalog::load(None, options).expect("catalog");
+    let a = Airlock::start_on_store(config, dir, catalog, store).await;
+    let client = a.client();
+    for _ in 0..45 {
+        let status = client
+            .post("https://api.github.com/an/unknown/write")
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .expect("send")
+            .status();
+        assert_eq!(status, 403);
+    }
+    assert_eq!(up.count(), 0, "nothing blocked goes upstream");
+    support::eventually(
+        "every block written or counted for its agent",
+        support::WAIT,
+        || async {
+            let all = entries(&export(&a).await);
+            let written = all
+                .iter()
+                .filter(|e| e["kind"] == "decision" && e["outcome"] == "BLOCK")
+                .count();
+            let counted: u64 = all
+                .iter()
+                .filter(|e| e["kind"] == "audit_gap" && e["agent"].is_string())
+                .filter_map(|e| e["skipped_block_records"].as_u64())
+                .sum();
+            if (30..=32).contains(&written) && written as u64 + counted == 45 {
+                Ok(())
+            } else {
+                Err(format!("written {written}, counted {counted}"))
+            }
+        },
+    )
+    .await;
+}
+
 /// A store whose tail was cut (entries deleted through the store, checkpoint and all) is
 /// refused by `airlock audit verify`, as by `serve`, naming the anchor; an export cut before the
 /// anchor fails `verify --anchor`; `airlock audit accept-restore` refuses a store in use, then
@@ -669,6 +723,7 @@ fn a_cut_tail_is_caught_by_the_anchor_until_the_restore_is_accepted() {
     for n in 0..10 {
         let gap = AuditGap {
             skipped_allow_records: n,
+            skipped_block_records: 0,
             reason: "test",
             agent: None,
         };

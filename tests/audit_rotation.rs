@@ -100,6 +100,7 @@ fn redb_log(dir: &Path, n: u64) -> (PathBuf, PathBuf) {
     for n in 0..n {
         let gap = AuditGap {
             skipped_allow_records: n,
+            skipped_block_records: 0,
             reason: "test",
             agent: None,
         };
@@ -298,6 +299,7 @@ fn on_postgres_an_instance_still_holding_the_old_key_signs_nothing() {
     let gap = |n| {
         Event::AuditGap(AuditGap {
             skipped_allow_records: n,
+            skipped_block_records: 0,
             reason: "test",
             agent: None,
         })

@@ -163,10 +163,19 @@ pub struct ExecutionEnd {
     pub error: Option<String>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// An `audit_gap` entry.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditGap {
+    #[serde(skip_serializing_if = "is_zero")]
     pub skipped_allow_records: u64,
+    /// Blocked-request records past the agent's share (`audit.block_per_agent`): each was
+    /// refused (403) all the same.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub skipped_block_records: u64,
     pub reason: &'static str,
     /// The agent whose records were past its share (`audit.allow_per_agent`); absent when the
     /// queue was full or a write failed.

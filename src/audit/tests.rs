@@ -716,6 +716,7 @@ fn append_with_commits_the_callers_writes_only_with_the_entry() {
     let gap = || {
         Event::AuditGap(event::AuditGap {
             skipped_allow_records: 1,
+            skipped_block_records: 0,
             reason: "test",
             agent: None,
         })
@@ -775,6 +776,7 @@ fn a_commit_that_landed_but_failed_is_not_written_twice() {
     let gap = || {
         Event::AuditGap(event::AuditGap {
             skipped_allow_records: 1,
+            skipped_block_records: 0,
             reason: "test",
             agent: None,
         })

@@ -17,6 +17,7 @@ pub(super) struct RawAudit {
     pub(super) allow_sample: f64,
     pub(super) allow_per_agent: u32,
     pub(super) notify_per_agent: u32,
+    pub(super) block_per_agent: u32,
 }
 
 impl Default for RawAudit {
@@ -29,6 +30,7 @@ impl Default for RawAudit {
             allow_sample: 1.0,
             allow_per_agent: 20,
             notify_per_agent: 20,
+            block_per_agent: 20,
         }
     }
 }
@@ -43,7 +45,8 @@ pub struct AuditConfig {
     pub checkpoint_every: u64,
     pub checkpoint_interval: Duration,
     /// Fraction (0.0-1.0) of allowed requests to catalog hosts that are recorded. Escalations,
-    /// blocks, soft gates, review transitions and executions are always recorded.
+    /// soft gates, review transitions and executions are always recorded; blocks at
+    /// `block_per_agent`.
     pub allow_sample: f64,
     /// Allowed-request records one agent may add a second (a burst of 30 seconds' worth);
     /// past it they are counted, per agent, in an `audit_gap` entry. 0: no cap.
@@ -53,6 +56,10 @@ pub struct AuditConfig {
     /// each recorded before it is forwarded; past it 429 `too_many_soft_gated`, nothing
     /// forwarded or recorded. 0: no cap.
     pub notify_per_agent: u32,
+    /// Blocked requests' records one agent may add a second (a burst of 30 seconds' worth);
+    /// past it each is still refused (403), and counted in an `audit_gap` entry instead of
+    /// recorded, so an agent looping on a blocked call cannot fill the disk. 0: no cap.
+    pub block_per_agent: u32,
 }
 
 pub(super) fn check(a: &RawAudit, cx: &Ctx) -> Result<AuditConfig, ConfigError> {
@@ -70,5 +77,6 @@ pub(super) fn check(a: &RawAudit, cx: &Ctx) -> Result<AuditConfig, ConfigError> 
         allow_sample: a.allow_sample,
         allow_per_agent: a.allow_per_agent,
         notify_per_agent: a.notify_per_agent,
+        block_per_agent: a.block_per_agent,
     })
 }

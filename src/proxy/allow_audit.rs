@@ -42,13 +42,15 @@ pub struct AllowRecorder {
     skipped: AtomicU64,
     /// Records a second one agent may add (0: no cap).
     per_agent: u32,
+    /// Blocked-request records a second one agent may add (0: no cap).
+    block_per_agent: u32,
     shares: Mutex<HashMap<String, Arc<AgentShare>>>,
     origin: Instant,
 }
 
 impl Default for AllowRecorder {
     fn default() -> Self {
-        Self::new(0)
+        Self::new(0, 0)
     }
 }
 
@@ -58,6 +60,9 @@ impl Default for AllowRecorder {
 pub struct AgentShare {
     due_us: AtomicU64,
     skipped: AtomicU64,
+    /// The same for blocked requests' records (`audit.block_per_agent`).
+    block_due_us: AtomicU64,
+    skipped_blocks: AtomicU64,
 }
 
 /// One more of `per_second` (0: no limit), a burst of [`BURST_SECONDS`] worth, against `due`
@@ -119,14 +124,16 @@ impl SoftGateRate {
 }
 
 impl AllowRecorder {
-    /// `per_agent`: records a second one agent may add (0: no cap).
-    pub fn new(per_agent: u32) -> Self {
+    /// `per_agent`, `block_per_agent`: allowed and blocked requests' records a second one
+    /// agent may add (0: no cap).
+    pub fn new(per_agent: u32, block_per_agent: u32) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         Self {
             tx,
             rx: Mutex::new(Some(rx)),
             skipped: AtomicU64::new(0),
             per_agent,
+            block_per_agent,
             shares: Mutex::new(HashMap::new()),
             origin: Instant::now(),
         }
@@ -149,9 +156,20 @@ impl AllowRecorder {
         admitted
     }
 
-    /// Every agent's records past its share since the last call, as `audit_gap` entries (the
-    /// counts are taken: [`AllowRecorder::put_back`] returns them if the write fails).
-    fn over_share(&self) -> Vec<(String, u64)> {
+    /// Whether `share` may add one more blocked request's record now (the request is refused
+    /// either way); if not, it is counted for the log.
+    pub fn admit_block(&self, share: &AgentShare) -> bool {
+        let admitted = admit_at(&share.block_due_us, self.block_per_agent, self.origin);
+        if !admitted {
+            share.skipped_blocks.fetch_add(1, Ordering::Relaxed);
+        }
+        admitted
+    }
+
+    /// Every agent's records past its shares since the last call (allowed, blocked), for
+    /// `audit_gap` entries (the counts are taken: [`AllowRecorder::put_back`] returns them if
+    /// the write fails).
+    fn over_share(&self) -> Vec<(String, u64, u64)> {
         let Ok(shares) = self.shares.lock() else {
             return Vec::new();
         };
@@ -159,16 +177,18 @@ impl AllowRecorder {
             .iter()
             .filter_map(|(name, s)| {
                 let n = s.skipped.swap(0, Ordering::Relaxed);
-                (n > 0).then(|| (name.clone(), n))
+                let b = s.skipped_blocks.swap(0, Ordering::Relaxed);
+                (n > 0 || b > 0).then(|| (name.clone(), n, b))
             })
             .collect()
     }
 
-    fn put_back(&self, counts: &[(String, u64)]) {
+    fn put_back(&self, counts: &[(String, u64, u64)]) {
         if let Ok(shares) = self.shares.lock() {
-            for (name, n) in counts {
+            for (name, n, b) in counts {
                 if let Some(s) = shares.get(name) {
                     s.skipped.fetch_add(*n, Ordering::Relaxed);
+                    s.skipped_blocks.fetch_add(*b, Ordering::Relaxed);
                 }
             }
         }
@@ -229,9 +249,10 @@ impl AllowRecorder {
 
     fn over_share_pending(&self) -> bool {
         self.shares.lock().is_ok_and(|shares| {
-            shares
-                .values()
-                .any(|s| s.skipped.load(Ordering::Relaxed) > 0)
+            shares.values().any(|s| {
+                s.skipped.load(Ordering::Relaxed) > 0
+                    || s.skipped_blocks.load(Ordering::Relaxed) > 0
+            })
         })
     }
 
@@ -243,14 +264,22 @@ impl AllowRecorder {
         if skipped > 0 {
             events.push(Event::AuditGap(AuditGap {
                 skipped_allow_records: skipped,
+                skipped_block_records: 0,
                 reason: "allowed-request records not written (queue full or a failed write)",
                 agent: None,
             }));
         }
-        for (agent, n) in &over {
+        // One entry per agent (the results below are matched to `over` by position).
+        for (agent, n, b) in &over {
+            let reason = match (*n > 0, *b > 0) {
+                (true, false) => "allowed-request records past the agent's share (audit.allow_per_agent)",
+                (false, _) => "blocked-request records past the agent's share (audit.block_per_agent); each was refused",
+                (true, true) => "allowed- and blocked-request records past the agent's shares (audit.allow_per_agent, audit.block_per_agent); each blocked one was refused",
+            };
             events.push(Event::AuditGap(AuditGap {
                 skipped_allow_records: *n,
-                reason: "allowed-request records past the agent's share (audit.allow_per_agent)",
+                skipped_block_records: *b,
+                reason,
                 agent: Some(agent.clone()),
             }));
         }
@@ -267,7 +296,7 @@ impl AllowRecorder {
         };
         // An agent's count whose entry did not land is counted again.
         let first_over = records + usize::from(skipped > 0);
-        let lost_over: Vec<(String, u64)> = over
+        let lost_over: Vec<(String, u64, u64)> = over
             .iter()
             .enumerate()
             .filter(|(i, _)| results.get(first_over + i).is_none_or(|r| r.is_err()))

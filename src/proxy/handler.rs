@@ -377,6 +377,14 @@ async fn phases(
             }
         }
         Action::Block => {
+            // Refused whatever happens; recorded at the agent's share (`audit.block_per_agent`),
+            // past it counted in an `audit_gap`.
+            let share = conn
+                .allow_share
+                .get_or_init(|| proxy.allow_audit.share(&conn.agent.name));
+            if !proxy.allow_audit.admit_block(share) {
+                return Ok(block_response(&verdict, &decision_id, &conn.target.host));
+            }
             if let Err(e) = audit_decision(
                 proxy,
                 conn,

@@ -120,7 +120,10 @@ impl Proxy {
             agents,
             vault,
             audit_allow_sample: config.audit.allow_sample,
-            allow_audit: allow_audit::AllowRecorder::new(config.audit.allow_per_agent),
+            allow_audit: allow_audit::AllowRecorder::new(
+                config.audit.allow_per_agent,
+                config.audit.block_per_agent,
+            ),
             soft_gate_rate: allow_audit::SoftGateRate::new(config.audit.notify_per_agent),
             classifier,
             local: local::LocalPages::new(&ca)?,

@@ -9,6 +9,7 @@ use super::*;
 fn gap() -> Event {
     Event::AuditGap(event::AuditGap {
         skipped_allow_records: 1,
+        skipped_block_records: 0,
         reason: "test",
         agent: None,
     })
