@@ -3513,3 +3513,47 @@ async fn a_resend_does_not_join_a_review_decided_while_it_looked() {
     );
     assert_eq!(up.count(), 0);
 }
+
+/// Review of session 24: a claim's lease is set by this host's clock, checked against the
+/// database's only at start and every ten minutes, so a clock stepped in between set leases
+/// the other instances misjudged (one could give up a running send as lapsed, and a retry
+/// send it again). A step is now noticed before a claim (the wall clock against the monotonic
+/// one), the clock checked again, and a clock far off claims nothing until it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_clock_stepped_after_start_claims_nothing_until_it_is_back() {
+    support::init();
+    let Some((_, up, dir, config)) = on_postgres().await else {
+        return; // the reason is printed; CI requires PostgreSQL
+    };
+    let real_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_millis() as u64
+    };
+    let clock = Arc::new(ManualClock::default());
+    clock
+        .0
+        .store(real_now(), std::sync::atomic::Ordering::SeqCst);
+    let a = Airlock::start_with_parts(config, dir, Arc::new(TestRules), clock.clone()).await;
+    let (status, _, held) = hold_delete(&a, "/repos/acme/stepped").await;
+    assert_eq!(status, 423);
+    let id = held["reviewId"].as_str().expect("id").to_string();
+    // Stepped a minute back (15 s allowed): the approval lands, the send waits.
+    clock
+        .0
+        .store(real_now() - 60_000, std::sync::atomic::Ordering::SeqCst);
+    let (_, r) = a
+        .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
+        .await;
+    assert_ne!(r["state"], "executed", "{r}");
+    assert_eq!(up.count(), 0, "nothing sent by a clock a minute off");
+    // Back in step: the sweeper's next check finds it, and the approved call is sent once.
+    clock
+        .0
+        .store(real_now(), std::sync::atomic::Ordering::SeqCst);
+    support::eventually("the approved call to be sent", support::WAIT, || async {
+        (up.count() == 1).then_some(()).ok_or(up.count())
+    })
+    .await;
+}

@@ -416,6 +416,7 @@ impl Gate {
     ) -> Result<Review, GateError> {
         // This clock is too far off the database's to set a lease others can judge: another
         // instance sends it (as when the store refuses a claim).
+        self.recheck_if_stepped().await;
         if let Some(why) = self.claims_paused() {
             return Err(GateError::SendPending(why));
         }

@@ -32,7 +32,7 @@ mod wakeups;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -57,6 +57,10 @@ pub const WAIT_HEADER: &str = "airlock-wait";
 /// Status of the immediate answer to an escalated request: non-2xx, so no client mistakes it
 /// for success.
 pub const ESCALATE_STATUS: StatusCode = StatusCode::LOCKED;
+
+/// How far the wall clock may drift from the monotonic clock between two checks against a
+/// shared store before it is taken for a step and checked again ([`Gate::recheck_if_stepped`]).
+const CLOCK_STEP_MS: u64 = 2_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
@@ -246,6 +250,10 @@ pub struct Gate {
     /// Why this instance neither claims approved reviews nor gives up other instances' claims
     /// now (its clock is too far from the shared store's, found by a periodic check).
     claims_paused: std::sync::Mutex<Option<String>>,
+    /// This clock and the monotonic one at the last clock check against a shared store
+    /// (`None`: none yet, or the store is this instance's alone): a wall clock that stepped
+    /// since is checked again before it sets or judges a lease ([`Gate::recheck_if_stepped`]).
+    clock_checked: std::sync::Mutex<Option<(u64, std::time::Instant)>>,
     /// Reviews this process is claiming or executing, by id (counted: an approval's own call
     /// and a sweep may race for one claim): never given up as lapsed by its own sweeps, nor
     /// claimed again by them meanwhile.
@@ -283,6 +291,7 @@ impl Gate {
             waits: AgentSlots::new(MAX_WAITS_PER_AGENT),
             status_reads: agent_turns::AgentTurns::new(MAX_STATUS_READS_PER_AGENT),
             claims_paused: Default::default(),
+            clock_checked: Default::default(),
             sending: AgentSlots::new(usize::MAX),
         })
     }
@@ -341,6 +350,8 @@ impl Gate {
         let Some(skew) = self.clock_skew_ms().await? else {
             return Ok(());
         };
+        *self.clock_checked.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((self.clock.now_ms(), Instant::now()));
         let allowed = self.max_clock_skew_ms();
         let way = if skew >= 0 { "ahead of" } else { "behind" };
         let secs = skew.unsigned_abs() as f64 / 1000.0;
@@ -362,6 +373,28 @@ impl Gate {
             );
         }
         Ok(())
+    }
+
+    /// Checks the clock against the shared store again now if this host's wall clock moved
+    /// more than [`CLOCK_STEP_MS`] away from the monotonic clock since the last check (NTP
+    /// stepped it, or someone set it): a claim's lease is set by this clock, and another
+    /// instance's by theirs, so a step between the periodic checks could let a running send
+    /// be given up as lapsed. Cheap when nothing stepped (no store read).
+    pub(super) async fn recheck_if_stepped(self: &Arc<Self>) {
+        let stepped = {
+            let checked = self.clock_checked.lock().unwrap_or_else(|e| e.into_inner());
+            checked.is_some_and(|(wall, mono)| {
+                let wall_ms = i128::from(self.clock.now_ms()) - i128::from(wall);
+                let mono_ms = i128::try_from(mono.elapsed().as_millis()).unwrap_or(i128::MAX);
+                (wall_ms - mono_ms).abs() > i128::from(CLOCK_STEP_MS)
+            })
+        };
+        if stepped {
+            tracing::warn!("this host's wall clock stepped since its last check against the database's; checking again before claiming");
+            if let Err(e) = self.check_clock().await {
+                tracing::error!(error = %e, "clock check against the shared store");
+            }
+        }
     }
 
     /// Pauses claims for `why`, or resumes them (`None`), saying so when that changes.

@@ -648,6 +648,8 @@ impl Gate {
                         Ok(n) => tracing::info!(target: "airlock::gate", closed = n, "failed or outcome-unknown reviews past their deadline sealed (no retry may send them)"),
                         Err(e) => tracing::error!(error = %e, "closing retry windows failed"),
                     }
+                    // Before judging any claim lapsed by this clock.
+                    self.recheck_if_stepped().await;
                     self.look_after_stranded_sends().await;
                 }
                 _ = clock.tick() => {
