@@ -9,6 +9,7 @@
 //! recorded in the audit log (`policy_log.rs`).
 
 mod admin_token;
+mod inspected;
 mod people;
 mod policy_log;
 mod watch;
@@ -408,6 +409,17 @@ pub async fn start_with_store(
         upstream,
         vault,
     )?);
+    // In tunnel mode, a blind tunnel to where an inspected host is reached is refused: those
+    // addresses are resolved now and every minute.
+    if config.proxy.unknown_hosts == crate::config::UnknownHosts::Tunnel {
+        inspected::follow(
+            guard.clone(),
+            proxy.clone(),
+            config.upstream.resolve.clone(),
+            life.shutdown.clone(),
+        )
+        .await;
+    }
 
     // Subscribed to before the shared token is read, so that no rotation in between is missed.
     let token_changes = directory

@@ -320,6 +320,111 @@ async fn unknown_host_tunnelled_when_configured() {
     assert_eq!(up.count(), 1);
 }
 
+/// CONNECTs to `target` through Airlock, then speaks TLS (any certificate accepted) with `sni`
+/// as its server name (`None`: an IP name, so no SNI) and asks for `/x` with `host`. `Err`: the
+/// CONNECT's refusal, or why no answer came.
+async fn through_tunnel(
+    airlock: &Airlock,
+    target: &str,
+    sni: Option<&str>,
+    host: &str,
+) -> Result<String, String> {
+    let mut tcp = TcpStream::connect(airlock.addr).await.expect("connect");
+    let connect = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+    tcp.write_all(connect.as_bytes()).await.expect("write");
+    let mut buf = [0u8; 2048];
+    let n = tcp.read(&mut buf).await.expect("read");
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(head);
+    }
+    let cfg = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAny))
+        .with_no_client_auth();
+    let conn = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
+    let name = match sni {
+        Some(n) => rustls::pki_types::ServerName::try_from(n.to_string()).expect("name"),
+        None => {
+            rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::from([192, 0, 2, 10]).into())
+        }
+    };
+    let mut tls = conn
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let req = format!("GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    tls.write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out).await;
+    match String::from_utf8_lossy(&out).to_string() {
+        o if o.is_empty() => Err("no answer".into()),
+        o => Ok(o),
+    }
+}
+
+/// Review of session 19: in tunnel mode, a provider dialled at its address (an inspected
+/// host's) with no SNI or a benign one was talked to unjudged. The dial is refused now;
+/// another address still tunnels, and without SNI too where `egress.allow` names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tunnel_to_an_inspected_hosts_address_refused() {
+    support::init();
+    let up = FakeUpstream::start(UpstreamOptions::default()).await;
+    let other = FakeUpstream::start(UpstreamOptions::default()).await;
+    let (p1, p2) = (up.addr.port(), other.addr.port());
+    let toml = format!(
+        "{INSPECT}unknown_hosts = \"tunnel\"\n[egress]\nallow = [\"127.0.0.0/8\"]\nports = [443, {p1}, {p2}]\n"
+    );
+    let airlock = Airlock::start(&toml, &up, &["api.github.com", "upstream.test"]).await;
+    let provider = up.addr.to_string();
+    for sni in [None, Some("benign.example")] {
+        let refused = through_tunnel(&airlock, &provider, sni, "api.github.com")
+            .await
+            .expect_err("refused");
+        assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+        assert!(refused.contains("inspected_host_address"), "{refused}");
+    }
+    assert_eq!(up.count(), 0, "nothing reached the provider");
+    // Another address (not an inspected host's) still tunnels, with SNI or (allowed) without.
+    for sni in [Some("unrelated.test"), None] {
+        let out = through_tunnel(&airlock, &other.addr.to_string(), sni, "unrelated.test")
+            .await
+            .expect("tunnelled");
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    }
+    assert_eq!(other.count(), 2);
+}
+
+/// Review of session 19: a ClientHello without SNI through a CONNECT to an IP address was
+/// waved through; its destination cannot be judged, so it is refused unless `egress.allow`
+/// names the address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tunnel_without_sni_refused() {
+    support::init();
+    let up = FakeUpstream::start(UpstreamOptions::default()).await;
+    let other = FakeUpstream::start(UpstreamOptions::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = format!("{INSPECT}unknown_hosts = \"tunnel\"\n");
+    let mut config = Airlock::config(&toml, dir.path(), &up, &["api.github.com", "upstream.test"]);
+    // An IP literal the operator maps to an unrelated upstream (not an inspected host's).
+    config
+        .upstream
+        .resolve
+        .insert("192.0.2.10".into(), other.addr);
+    let airlock = Airlock::start_with(config, dir).await;
+    let refused = through_tunnel(&airlock, "192.0.2.10:443", None, "api.github.com").await;
+    assert!(refused.is_err(), "{refused:?}");
+    // With a server name it is judged, and tunnels.
+    let out = through_tunnel(&airlock, "192.0.2.10:443", Some("unrelated.test"), "x.test")
+        .await
+        .expect("tunnelled");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(other.count(), 1);
+    assert_eq!(up.count(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn host_header_mismatch_refused() {
     let (up, airlock) = setup(INSPECT, UpstreamOptions::default()).await;

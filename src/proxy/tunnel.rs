@@ -1,15 +1,16 @@
 //! Blind TCP tunnels for hosts that are not inspected (only when `unknown_hosts = "tunnel"`).
 //!
-//! Blind, except for one look: the agent's first flight names where it really means to go (the
-//! SNI of a TLS ClientHello, or the Host and an absolute-form target of an HTTP request), and
-//! a tunnel whose first flight names a decision surface (the dashboard's public hosts) or a
-//! host Airlock inspects (a provider reached by its address or another name, which would
-//! otherwise be talked to unjudged) is closed before a byte of it is forwarded. A ClientHello
-//! without SNI to a host CONNECT named by name is refused too (it would hide its destination),
-//! and so is a first flight that starts like TLS or an HTTP request but cannot be read to its
-//! end (too long, too many headers, a header name Airlock's parser rejects). Later requests on
-//! a plain-HTTP tunnel are not read: the guarantee there is the egress guard's address check.
-//! The upstream may speak first; its bytes flow meanwhile.
+//! The dialer refuses a tunnel to an address an inspected host is reached at
+//! (`inspected_host_address`, see `upstream::egress`). Blind, except for one look: the agent's
+//! first flight names where it really means to go (the SNI of a TLS ClientHello, or the Host
+//! and an absolute-form target of an HTTP request), and a tunnel whose first flight names a
+//! decision surface (the dashboard's public hosts) or a host Airlock inspects is closed before
+//! a byte of it is forwarded. A ClientHello without SNI is refused (`tunnel_without_sni`: it
+//! hides its destination) unless the dialled address is in `egress.allow`, which the operator
+//! allowed explicitly; so is a first flight that starts like TLS or an HTTP request but cannot
+//! be read to its end (too long, too many headers, a header name Airlock's parser rejects).
+//! Later requests on a plain-HTTP tunnel are not read: the guarantee there is the egress
+//! guard's address check. The upstream may speak first; its bytes flow meanwhile.
 
 use std::io;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::io::{Activity, Tracked};
-use crate::upstream::egress::EgressGuard;
+use crate::upstream::egress::{EgressDenied, EgressGuard};
 
 /// Most of the agent's first flight read before deciding (a ClientHello fits easily).
 const FIRST_FLIGHT_MAX: usize = 16 * 1024;
@@ -39,31 +40,36 @@ pub async fn splice(
     revoked: impl std::future::Future<Output = ()>,
 ) {
     let activity = Activity::new();
+    let peer = upstream.peer_addr().ok();
     let agent = Tracked::new(TokioIo::new(agent), activity.clone());
     let (mut agent_rd, mut agent_wr) = tokio::io::split(agent);
     let (mut up_rd, mut up_wr) = upstream.split();
     let to_upstream = async {
         let first = first_flight(&mut agent_rd).await?;
-        let denied = |why: String| io::Error::new(io::ErrorKind::PermissionDenied, why);
         let names = match named_destinations(&first) {
             Named::Hosts(names) => names,
-            Named::NoServerName if crate::upstream::egress::literal_ip(&host).is_some() => {
-                Vec::new()
-            }
+            // Only where the operator allowed the address itself (`egress.allow`).
+            Named::NoServerName if peer.is_some_and(|p| guard.allowed_net(p.ip())) => Vec::new(),
             Named::NoServerName => {
-                return Err(denied(
-                    "a TLS ClientHello without a server name, to a host named by name".into(),
+                return Err(refused(
+                    "tunnel_without_sni",
+                    "a TLS ClientHello without a server name: its destination cannot be judged (allow the address in egress.allow if intended)".into(),
                 ))
             }
-            Named::Unreadable(why) => return Err(denied(why.into())),
+            Named::Unreadable(why) => return Err(refused("tunnel_unreadable", why.into())),
         };
         for name in names {
-            guard.check_host(&name).map_err(|d| denied(d.to_string()))?;
+            guard
+                .check_host(&name)
+                .map_err(|d| io::Error::new(io::ErrorKind::PermissionDenied, d))?;
             if inspected(&name) {
-                return Err(denied(format!(
-                    "the first flight names {name}, a host Airlock inspects: CONNECT to it by \
-                     that name"
-                )));
+                return Err(refused(
+                    "inspected_host_named",
+                    format!(
+                        "the first flight names {name}, a host Airlock inspects: CONNECT to it by \
+                         that name"
+                    ),
+                ));
             }
         }
         up_wr.write_all(&first).await?;
@@ -79,12 +85,27 @@ pub async fn splice(
     tokio::select! {
         r = async { tokio::try_join!(to_upstream, to_agent) } => match r {
             Ok((up, down)) => tracing::info!(target: "airlock::access", host = %host, bytes_up = up, bytes_down = down, verdict = "tunnel", "tunnel closed"),
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => tracing::warn!(target: "airlock::access", host = %host, reason = %e, verdict = "deny", "tunnel closed before its first flight was forwarded"),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => tracing::warn!(target: "airlock::access", host = %host, code = code_of(&e), reason = %e, verdict = "deny", "tunnel closed before its first flight was forwarded"),
             Err(e) => tracing::debug!(host = %host, error = %e, "tunnel ended with error"),
         },
         _ = activity.idle(idle_timeout) => tracing::info!(host = %host, "tunnel closed after idle timeout"),
         _ = revoked => tracing::info!(target: "airlock::access", host = %host, verdict = "deny", reason = "agent_removed", "tunnel closed: its agent is no longer in force"),
     }
+}
+
+/// A refusal of a first flight, with its stable reason code.
+fn refused(code: &'static str, message: String) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        EgressDenied { code, message },
+    )
+}
+
+/// The reason code a refusal carries (`tunnel_refused` for one without).
+fn code_of(e: &io::Error) -> &'static str {
+    e.get_ref()
+        .and_then(|r| r.downcast_ref::<EgressDenied>())
+        .map_or("tunnel_refused", |d| d.code)
 }
 
 /// Longest an agent may take to finish a first flight it has started.
@@ -111,9 +132,9 @@ async fn first_flight<R: AsyncRead + Unpin>(rd: &mut R) -> io::Result<Vec<u8>> {
     };
     match tokio::time::timeout(FIRST_FLIGHT_TIME, rest).await {
         Ok(r) => r.map(|()| buf),
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            "the first flight did not finish in time; its destination cannot be read",
+        Err(_) => Err(refused(
+            "tunnel_unreadable",
+            "the first flight did not finish in time; its destination cannot be read".into(),
         )),
     }
 }
@@ -286,8 +307,8 @@ mod tests {
         assert!(!incomplete(&hello));
         assert!(incomplete(&hello[..hello.len() / 2]));
         assert_eq!(named_destinations(&hello), hosts(&["airlock.example.com"]));
-        // A ClientHello to an address carries no server name: `None` (refused unless CONNECT
-        // named an address).
+        // A ClientHello to an address carries no server name: `None` (refused unless the
+        // dialled address is in egress.allow).
         let cfg = rustls::ClientConfig::builder()
             .with_root_certificates(rustls::RootCertStore::empty())
             .with_no_client_auth();

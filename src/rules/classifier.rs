@@ -19,6 +19,10 @@ pub type ReloadObserver = Arc<dyn Fn(&'static str, Result<&Reloaded, &RulesError
 pub trait Classifier: Send + Sync + 'static {
     /// Does the catalog name this (normalised) host?
     fn inspects(&self, host: &str) -> bool;
+    /// Every host the catalog names (patterns as written, `*.example` included).
+    fn inspected_hosts(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Must the body be read before a verdict can be given?
     fn needs_body(&self, head: &RequestHead<'_>) -> bool;
     fn evaluate(&self, head: &RequestHead<'_>, body: Option<&[u8]>) -> Verdict;

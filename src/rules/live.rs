@@ -254,6 +254,9 @@ impl Classifier for Catalog {
     fn inspects(&self, host: &str) -> bool {
         Catalog::inspects(self, host)
     }
+    fn inspected_hosts(&self) -> Vec<String> {
+        Catalog::hosts(self)
+    }
     fn needs_body(&self, head: &RequestHead<'_>) -> bool {
         Catalog::needs_body(self, head)
     }
@@ -277,6 +280,9 @@ impl Classifier for LiveCatalog {
     }
     fn inspects(&self, host: &str) -> bool {
         self.current().inspects(host)
+    }
+    fn inspected_hosts(&self) -> Vec<String> {
+        self.current().hosts()
     }
     fn service_names(&self) -> Option<Vec<String>> {
         Some(self.current().service_names())

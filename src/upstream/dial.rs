@@ -79,7 +79,18 @@ impl Dialer {
             let addrs = tokio::net::lookup_host((target.host.as_str(), target.port)).await?;
             Ok(addrs.collect())
         };
-        self.dial_resolving(target, lookup).await
+        self.dial_resolving(target, lookup, false).await
+    }
+
+    /// [`Dialer::dial`] for a blind tunnel: an address an inspected host is reached at is
+    /// refused too (`inspected_host_address`), unless the operator's resolve override maps
+    /// this very name there.
+    pub async fn dial_tunnel(&self, target: &Target) -> io::Result<TcpStream> {
+        let lookup = async {
+            let addrs = tokio::net::lookup_host((target.host.as_str(), target.port)).await?;
+            Ok(addrs.collect())
+        };
+        self.dial_resolving(target, lookup, true).await
     }
 
     /// [`Dialer::dial`] with the resolver's answer given as a future (tests stand in for DNS).
@@ -87,6 +98,7 @@ impl Dialer {
         &self,
         target: &Target,
         lookup: impl Future<Output = io::Result<Vec<SocketAddr>>>,
+        tunnel: bool,
     ) -> io::Result<TcpStream> {
         let deadline = tokio::time::Instant::now() + self.connect_timeout;
         let timed_out = |what: String| {
@@ -113,7 +125,17 @@ impl Dialer {
         let mut refused = None;
         let mut allowed = Vec::with_capacity(addrs.len());
         for addr in addrs {
-            match self.guard.check_addr(&target.host, addr, mapped.is_some()) {
+            let checked = self
+                .guard
+                .check_addr(&target.host, addr, mapped.is_some())
+                .and_then(|()| {
+                    if tunnel && mapped.is_none() {
+                        self.guard.check_tunnel_addr(&target.host, addr)
+                    } else {
+                        Ok(())
+                    }
+                });
+            match checked {
                 Ok(()) => allowed.push(addr),
                 Err(denied) => {
                     tracing::warn!(host = %target.host, %addr, code = denied.code, "egress refused");
@@ -186,7 +208,7 @@ mod tests {
         let target = Target::parse_authority("api.example:443", 443).expect("target");
         let started = tokio::time::Instant::now();
         let err = d
-            .dial_resolving(&target, std::future::pending())
+            .dial_resolving(&target, std::future::pending(), false)
             .await
             .expect_err("no answer");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");

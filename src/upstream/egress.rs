@@ -8,6 +8,10 @@
 //!
 //! The dialer checks every address it is about to connect to (after its single DNS lookup),
 //! so a name that resolves to a forbidden address is refused and DNS cannot rebind in between.
+//!
+//! A blind tunnel is also refused at an address an inspected host is reached at (what its name
+//! resolved to at the last refresh, or its resolve override): a provider dialled by address
+//! would otherwise be talked to unjudged. Interception dials those addresses as ever.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::RwLock;
@@ -38,6 +42,9 @@ pub struct EgressGuard {
     decision_hosts: RwLock<Vec<String>>,
     /// The addresses those names resolved to, with the ports they serve on.
     decision_addrs: RwLock<Vec<SocketAddr>>,
+    /// Where inspected hosts are reached: an override's address (that port only), or an
+    /// address a name resolved to (`None`: every port). Refused to blind tunnels only.
+    inspected_addrs: RwLock<Vec<(IpAddr, Option<u16>)>>,
     /// This host's interface addresses and when they were read (for wildcard listeners).
     local: RwLock<(Option<std::time::Instant>, Vec<IpAddr>)>,
 }
@@ -51,6 +58,7 @@ impl EgressGuard {
             own: RwLock::new(Vec::new()),
             decision_hosts: RwLock::new(Vec::new()),
             decision_addrs: RwLock::new(Vec::new()),
+            inspected_addrs: RwLock::new(Vec::new()),
             local: RwLock::new((None, Vec::new())),
         }
     }
@@ -84,6 +92,44 @@ impl EgressGuard {
             });
         }
         Ok(())
+    }
+
+    /// Records where inspected hosts are reached (refreshed by the caller): see
+    /// [`EgressGuard::check_tunnel_addr`].
+    pub fn set_inspected_addrs(&self, addrs: Vec<(IpAddr, Option<u16>)>) {
+        if let Ok(mut a) = self.inspected_addrs.write() {
+            *a = addrs;
+        }
+    }
+
+    /// Refuses a blind tunnel to an address an inspected host is reached at (by its resolve
+    /// override, or what its name resolved to, on any port): the provider there would be
+    /// talked to unjudged, whatever name the agent gives it.
+    pub fn check_tunnel_addr(&self, host: &str, addr: SocketAddr) -> Result<(), EgressDenied> {
+        let ip = canonical(addr.ip());
+        let hit = self
+            .inspected_addrs
+            .read()
+            .map(|a| {
+                a.iter()
+                    .any(|(i, port)| canonical(*i) == ip && port.is_none_or(|p| p == addr.port()))
+            })
+            .unwrap_or(true);
+        if hit {
+            return Err(EgressDenied {
+                code: "inspected_host_address",
+                message: format!(
+                    "{host} is reached at {addr}, where a host Airlock inspects is served; it is not tunnelled blind (CONNECT to the inspected host by its name)"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Did the operator allow this address explicitly (`egress.allow` networks)?
+    pub fn allowed_net(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.allow_nets.iter().any(|n| n.contains(&ip))
     }
 
     /// Records the addresses Airlock listens on (called after binding).

@@ -406,7 +406,7 @@ impl Upstream {
         permitted: Permitted<Target>,
     ) -> Result<TcpStream, UpstreamFailure> {
         let (target, _) = permitted.into_parts();
-        self.dialer.dial(&target).await.map_err(|e| {
+        self.dialer.dial_tunnel(&target).await.map_err(|e| {
             let failure = UpstreamFailure::from_dial_error(&e);
             crate::metrics::upstream_error(failure.kind());
             failure
