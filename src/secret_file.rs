@@ -36,6 +36,9 @@ pub enum SecretSource {
 const SECRET_MODE: u32 = 0o600;
 /// Mode of directories created for a secret.
 const DIR_MODE: u32 = 0o700;
+/// Mode of a secret one group may read ([`write_for_group`]), and of its directory.
+const GROUP_READ_MODE: u32 = 0o640;
+const SHARED_DIR_MODE: u32 = 0o750;
 
 /// Writes `bytes` to `path` atomically with mode 0600, replacing any existing file.
 pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -82,6 +85,50 @@ pub fn create_new_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<
     linked?;
     removed?;
     sync_dir(&dir)
+}
+
+/// [`write`] for a file one group may read (an agent's proxy token, for an agent running as
+/// another user; `agents add --token-group`): written 0600, then given group `gid` and mode
+/// 0640 through its descriptor (no link followed), fsynced, and only then renamed over `path`.
+/// Changing the group fails (`PermissionDenied`) unless Airlock's user is a member of `gid` (or
+/// root).
+pub fn write_for_group(path: &Path, bytes: &[u8], gid: u32) -> io::Result<()> {
+    let dir = dir_of(path);
+    create_private_dir(&dir)?;
+    let (tmp, mut file) = temp_beside(path, SECRET_MODE)?;
+    let written = fill(&mut file, bytes)
+        .and_then(|()| std::os::unix::fs::fchown(&file, None, Some(gid)))
+        .and_then(|()| file.set_permissions(Permissions::from_mode(GROUP_READ_MODE)))
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    drop(file);
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(&dir)
+}
+
+/// Gives the directory `dir` (which must exist, be a directory and not a symbolic link, and
+/// belong to Airlock's user) group `gid` and mode 0750, through a descriptor opened without
+/// following a link: the directory holding a token [`write_for_group`] wrote.
+pub fn share_dir_with_group(dir: &Path, gid: u32) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let handle = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(dir)?;
+    // SAFETY: plain syscall.
+    let me = unsafe { libc::geteuid() };
+    let owner = handle.metadata()?.uid();
+    if owner != me {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("owned by uid {owner}, not by Airlock's user (uid {me})"),
+        ));
+    }
+    std::os::unix::fs::fchown(&handle, None, Some(gid))?;
+    handle.set_permissions(Permissions::from_mode(SHARED_DIR_MODE))
 }
 
 /// The directory `path` lives in (created 0700 if missing) and a fresh temporary file there,
@@ -451,6 +498,30 @@ mod tests {
             format!("key-{}", winners[0])
         );
         assert_eq!(names(dir.path())?, vec!["link-key"]);
+        Ok(())
+    }
+
+    /// `agents add --token-group`: the token readable by one group, 0640, never through a link.
+    #[test]
+    fn write_for_group_gives_the_group_read_access_only() -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt as _;
+        // SAFETY: plain syscall.
+        let gid = unsafe { libc::getegid() };
+        let dir = tempfile::tempdir()?;
+        let own = dir.path().join("agent");
+        create_private_dir(&own)?;
+        share_dir_with_group(&own, gid)?;
+        assert_eq!(mode(&own)?, 0o750);
+        let path = own.join("token");
+        write_for_group(&path, b"alk_x", gid)?;
+        assert_eq!(std::fs::read(&path)?, b"alk_x");
+        assert_eq!(mode(&path)?, 0o640);
+        assert_eq!(std::fs::metadata(&path)?.gid(), gid);
+        assert_eq!(names(&own)?, vec!["token"]);
+        // A link where the directory should be is refused, not followed.
+        let link = dir.path().join("linked");
+        std::os::unix::fs::symlink(&own, &link)?;
+        assert!(share_dir_with_group(&link, gid).is_err());
         Ok(())
     }
 

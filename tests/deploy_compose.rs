@@ -247,7 +247,7 @@ fn scale_out_profile_shares_one_database_and_one_ca() {
     let lb_admin = service(&text, "lb-admin");
     assert_eq!(
         entries(&lb, "networks"),
-        vec!["agents: null", "egress: null"]
+        vec!["agents-scaled: null", "egress: null"]
     );
     assert_eq!(entries(&lb_admin, "networks"), vec!["egress: null"]);
     assert!(
@@ -268,18 +268,12 @@ fn scale_out_profile_shares_one_database_and_one_ca() {
         reviewers_lb.contains("bind :8081") && !reviewers_lb.contains("bind :8080"),
         "{reviewers_lb}"
     );
-    // Every service on the agents network, and nothing else there.
-    let on_agents: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.ends_with(':'))
-        .map(|l| l.trim().trim_end_matches(':'))
-        .filter(|name| {
-            entries(&service(&text, name), "networks")
-                .iter()
-                .any(|n| n.starts_with("agents:"))
-        })
-        .collect();
-    assert_eq!(on_agents, vec!["agent", "agent-scaled", "airlock", "lb"]);
+    // Every service on each agents network, and nothing else there: one agent and its proxy.
+    assert_eq!(on_network(&text, "agents"), vec!["agent", "airlock"]);
+    assert_eq!(
+        on_network(&text, "agents-scaled"),
+        vec!["agent-scaled", "lb"]
+    );
     let config = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/deploy/airlock-scale-out.toml"
@@ -302,7 +296,7 @@ fn scale_out_profile_shares_one_database_and_one_ca() {
     assert!(nets.contains("  state:\n    internal: true"), "{nets}");
     // The agent sees the load balancer and the CA certificate only, never a provider token.
     let agent_text = agent.join("\n");
-    assert_eq!(entries(&agent, "networks"), vec!["agents: null"]);
+    assert_eq!(entries(&agent, "networks"), vec!["agents-scaled: null"]);
     assert!(
         agent_text.contains("AIRLOCK_PROXY: lb:8080"),
         "{agent_text}"
@@ -338,6 +332,23 @@ fn scale_out_profile_shares_one_database_and_one_ca() {
     }
 }
 
+/// The services on the network `net`, in the normalised output's (alphabetical) order.
+fn on_network<'a>(text: &'a str, net: &str) -> Vec<&'a str> {
+    let want = format!("{net}:");
+    text.lines()
+        .skip_while(|l| *l != "services:")
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with(' '))
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.ends_with(':'))
+        .map(|l| l.trim().trim_end_matches(':'))
+        .filter(|name| {
+            entries(&service(text, name), "networks")
+                .iter()
+                .any(|n| n.starts_with(&want))
+        })
+        .collect()
+}
+
 /// `airlock agents add example-agent` as the compose step runs it: the airlock service's
 /// environment (AIRLOCK_CONFIG on the read-only deploy config, AIRLOCK_AGENT_TOKEN_DIR), with the
 /// container's paths mapped into a temp dir. The config is untouched; the agent lands in the
@@ -355,6 +366,20 @@ fn documented_agent_step_works_as_written() {
     let config = dir.path().join("etc/airlock/airlock.toml");
     std::fs::create_dir_all(config.parent().expect("parent")).expect("mkdir");
     std::fs::write(&config, &deploy).expect("write");
+    // The service's AIRLOCK_AGENT_TOKEN_GROUP (10002, of which Airlock's user is a member
+    // through group_add); a test not run as root can give a file only its own group.
+    // SAFETY: plain syscalls.
+    let group = match unsafe { libc::geteuid() } {
+        0 => 10002,
+        _ => unsafe { libc::getegid() },
+    };
+    assert!(
+        service(&compose_config(), "airlock")
+            .join("\n")
+            .lines()
+            .any(|l| l.trim().replace(['\'', '"'], "") == "AIRLOCK_AGENT_TOKEN_GROUP: 10002"),
+        "the compose service's token group"
+    );
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_airlock"))
             .args(args)
@@ -362,6 +387,7 @@ fn documented_agent_step_works_as_written() {
             .env("AIRLOCK_CONFIG", &config)
             .env("AIRLOCK_HOME", &state)
             .env("AIRLOCK_AGENT_TOKEN_DIR", &tokens)
+            .env("AIRLOCK_AGENT_TOKEN_GROUP", group.to_string())
             .env("GITHUB_TOKEN", "ghp_only_for_airlock")
             .output()
             .expect("run airlock")
@@ -379,10 +405,13 @@ fn documented_agent_step_works_as_written() {
     let own = tokens.join("example-agent");
     let token = std::fs::read_to_string(own.join("token")).expect("token file");
     assert!(token.starts_with("alk_"), "{token}");
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let mode = |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode();
-    assert_eq!(mode(&own.join("token")) & 0o777, 0o600);
-    assert_eq!(mode(&own) & 0o777, 0o700);
+    // Readable by the agent's group (the agent runs as its own uid in it), by nobody else.
+    assert_eq!(mode(&own.join("token")) & 0o777, 0o640);
+    assert_eq!(mode(&own) & 0o777, 0o750);
+    let gid = |p: &std::path::Path| std::fs::metadata(p).expect("meta").gid();
+    assert_eq!((gid(&own.join("token")), gid(&own)), (group, group));
     let agents = std::fs::read_to_string(state.join("agents.toml")).expect("agents file");
     assert!(agents.contains("name = \"example-agent\""), "{agents}");
     assert!(!agents.contains(&token), "only the digest is stored");
@@ -410,6 +439,133 @@ fn documented_agent_step_works_as_written() {
     );
     assert!(tokens.join("second-agent/token").exists());
     assert_eq!(std::fs::read_dir(&own).expect("own dir").count(), 1);
+    // A group that is not a plain numeric non-root id is refused before anything is written,
+    // and so is a group without a token directory.
+    for bad in ["0", "4294967295", "agents", "-1"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(["agents", "add", "third-agent", "--token-group", bad])
+            .current_dir(&state)
+            .env("AIRLOCK_CONFIG", &config)
+            .env("AIRLOCK_HOME", &state)
+            .env("AIRLOCK_AGENT_TOKEN_DIR", &tokens)
+            .env("GITHUB_TOKEN", "ghp_only_for_airlock")
+            .output()
+            .expect("run airlock");
+        assert!(!out.status.success(), "--token-group {bad}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["agents", "add", "third-agent", "--token-group", "10002"])
+        .current_dir(&state)
+        .env("AIRLOCK_CONFIG", &config)
+        .env("AIRLOCK_HOME", &state)
+        .env_remove("AIRLOCK_AGENT_TOKEN_DIR")
+        .env("GITHUB_TOKEN", "ghp_only_for_airlock")
+        .output()
+        .expect("run airlock");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs --token-dir"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!tokens.join("third-agent").exists());
+    let agents = std::fs::read_to_string(state.join("agents.toml")).expect("agents file");
+    assert!(!agents.contains("third-agent"), "{agents}");
+    // A link where the agent's directory should be is not followed.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).expect("mkdir");
+    std::os::unix::fs::symlink(&elsewhere, tokens.join("linked-agent")).expect("symlink");
+    let out = run(&["agents", "add", "linked-agent"]);
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_dir(&elsewhere).expect("dir").count(), 0);
+}
+
+/// Security review of the deployment: the agent containers ran as root with Docker's default
+/// capabilities, NET_RAW among them, all on one agents network. An agent could ARP-spoof
+/// Airlock's address there and read another agent's CONNECT, proxy token included, or craft
+/// frames to Airlock's egress address (the admin listener); agents reached each other
+/// directly; and the token file was readable by root only. Every agent service is now
+/// hardened like Airlock's, runs as a uid of its own (not root, not Airlock's) whose group
+/// reads its token, and has an internal network of its own, shared with its proxy only.
+#[test]
+fn agent_containers_are_unprivileged_and_isolated_from_each_other() {
+    let text = compose_config();
+    let agents: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "services:")
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with(' '))
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.ends_with(':'))
+        .map(|l| l.trim().trim_end_matches(':'))
+        .filter(|name| {
+            service(&text, name)
+                .iter()
+                .any(|l| l.trim().starts_with("AIRLOCK_AGENT:"))
+        })
+        .collect();
+    assert_eq!(agents, vec!["agent", "agent-scaled"], "{text}");
+    for name in agents {
+        let block = service(&text, name);
+        let joined = block.join("\n");
+        assert_eq!(entries(&block, "cap_drop"), vec!["ALL"], "{name}: {joined}");
+        assert!(
+            joined.contains("- no-new-privileges:true"),
+            "{name}: {joined}"
+        );
+        assert!(joined.contains("    read_only: true"), "{name}: {joined}");
+        assert_eq!(entries(&block, "tmpfs"), vec!["/tmp"], "{name}: {joined}");
+        let user = block
+            .iter()
+            .find_map(|l| l.strip_prefix("    user: "))
+            .unwrap_or_else(|| panic!("{name} names its user: {joined}"))
+            .trim_matches(['\'', '"']);
+        let (uid, gid) = user.split_once(':').expect("uid:gid");
+        let uid: u32 = uid.parse().expect("numeric uid");
+        assert!(uid != 0 && uid != 10001, "{name}: {user}");
+        // Its group is the one Airlock gives token files to.
+        assert_eq!(gid, "10002", "{name}: {user}");
+        assert!(
+            !block.iter().any(|l| l.contains("cap_add")
+                || l.contains("privileged")
+                || l.contains("NET_RAW")
+                || l.contains("NET_ADMIN")),
+            "{name}: {joined}"
+        );
+        // Alone on its network with its proxy.
+        let nets = entries(&block, "networks");
+        assert_eq!(nets.len(), 1, "{name}: {nets:?}");
+        let net = nets[0].split(':').next().expect("network");
+        let members = on_network(&text, net);
+        assert_eq!(members.len(), 2, "{net}: {members:?}");
+        assert!(members.contains(&name), "{net}: {members:?}");
+        let defs = text
+            .lines()
+            .skip_while(|l| *l != "networks:")
+            .take_while(|l| !l.starts_with("services:"))
+            .collect::<Vec<_>>();
+        let def: Vec<&str> = defs
+            .iter()
+            .skip_while(|l| **l != format!("  {net}:"))
+            .skip(1)
+            .take_while(|l| l.starts_with("    "))
+            .map(|l| l.trim())
+            .collect();
+        assert!(def.contains(&"internal: true"), "{net}: {def:?}");
+        assert!(
+            def.contains(&"com.docker.network.bridge.inhibit_ipv4: \"true\""),
+            "{net}: {def:?}"
+        );
+    }
+    // Airlock's containers can give token files to the agents' group.
+    for name in ["airlock", "airlock-1", "airlock-2"] {
+        let block = service(&text, name);
+        assert!(
+            entries(&block, "group_add")
+                .iter()
+                .any(|g| g.trim_matches(['\'', '"']) == "10002"),
+            "{name}: {block:?}"
+        );
+    }
 }
 
 #[test]

@@ -36,6 +36,12 @@ pub(super) enum AgentsCommand {
         /// sees another's token (docker-compose.yml sets DIR).
         #[arg(long, env = "AIRLOCK_AGENT_TOKEN_DIR", value_name = "DIR")]
         token_dir: Option<std::path::PathBuf>,
+        /// With --token-dir: give the token file group GID and mode 0640 (DIR/NAME: 0750), so
+        /// an agent running as its own uid in that group can read it. Numeric (a container
+        /// may have no group database); neither 0 nor 4294967295. Airlock's user must be a
+        /// member of GID (compose: `group_add`).
+        #[arg(long, env = "AIRLOCK_AGENT_TOKEN_GROUP", value_name = "GID", value_parser = parse_gid)]
+        token_group: Option<u32>,
     },
     /// List the agents: the config file's, and the shared database's (tokens are never kept,
     /// only their digests).
@@ -48,6 +54,20 @@ pub(super) enum AgentsCommand {
     /// (its open connections get 407 on their next request). The agent stays the same one and
     /// keeps its reviews (removing it and adding it again makes a new agent, which does not).
     Rotate { name: String },
+}
+
+/// A group id for `--token-group`: numeric; not root's group (0), nor 4294967295 (-1, which
+/// `chown` reads as "leave unchanged").
+fn parse_gid(s: &str) -> Result<u32, String> {
+    let gid: u32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a numeric group id"))?;
+    match gid {
+        0 => Err("group 0 (root) is refused: name the agent's own group".into()),
+        u32::MAX => Err("4294967295 is not a group id".into()),
+        gid => Ok(gid),
+    }
 }
 
 fn describe(a: &AgentConfig) -> String {
@@ -117,7 +137,11 @@ pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
             services,
             owner,
             token_dir,
+            token_group,
         } => {
+            if token_group.is_some() && token_dir.is_none() {
+                bail!("--token-group (AIRLOCK_AGENT_TOKEN_GROUP) needs --token-dir (AIRLOCK_AGENT_TOKEN_DIR)");
+            }
             if config.agents.iter().any(|a| a.name == name) {
                 bail!("agent {name:?} already exists in the config");
             }
@@ -145,10 +169,34 @@ pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
                 Some(dir) => {
                     let dir = dir.join(&name);
                     let (file, pending) = (dir.join("token"), dir.join(".token.new"));
+                    // Never through a link: DIR/NAME is the agent's own volume, or made here.
+                    if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+                        bail!(
+                            "{} is a symbolic link: refusing to write a token through it",
+                            dir.display()
+                        );
+                    }
                     airlock::secret_file::create_private_dir(&dir)
-                        .and_then(|()| airlock::secret_file::write(&pending, token.as_bytes()))
+                        .and_then(|()| match token_group {
+                            Some(gid) => airlock::secret_file::share_dir_with_group(&dir, gid)
+                                .and_then(|()| {
+                                    airlock::secret_file::write_for_group(
+                                        &pending,
+                                        token.as_bytes(),
+                                        gid,
+                                    )
+                                }),
+                            None => airlock::secret_file::write(&pending, token.as_bytes()),
+                        })
                         .map_err(|e| {
-                            anyhow::anyhow!("writing the token to {}: {e}", pending.display())
+                            let hint = match (token_group, e.kind()) {
+                                (Some(gid), std::io::ErrorKind::PermissionDenied) => format!(
+                                    " (--token-group {gid}: Airlock's user must be a member of group {gid} and own {})",
+                                    dir.display()
+                                ),
+                                _ => String::new(),
+                            };
+                            anyhow::anyhow!("writing the token to {}: {e}{hint}", pending.display())
                         })?;
                     Some((file, pending))
                 }
@@ -186,8 +234,12 @@ pub(super) fn agents_cmd(config: Config, cmd: AgentsCommand) -> Result<()> {
             };
             match &token_file {
                 Some(file) => super::note(&format!(
-                    "agent {name} added to {place} (only the token's SHA-256 is stored); its token is in {} (0600)",
-                    file.display()
+                    "agent {name} added to {place} (only the token's SHA-256 is stored); its token is in {} ({})",
+                    file.display(),
+                    match token_group {
+                        Some(gid) => format!("0640, group {gid}"),
+                        None => "0600".into(),
+                    }
                 )),
                 None => {
                     super::note(&format!(
