@@ -26,7 +26,9 @@ ENV AIRLOCK_HOME=/var/lib/airlock
 WORKDIR /var/lib/airlock
 EXPOSE 8080 8081
 ENTRYPOINT ["airlock"]
-# The admin API (reviews, approvals) on the container's loopback only: agents that reach the
-# proxy port must not reach it. Publish it on purpose, on a network agents are not on, as
-# docker-compose.yml does (--admin-listen airlock-admin:8081).
+# The admin API (reviews, approvals) on the loopback of Airlock's own network namespace: agents
+# that reach the proxy port must not reach it. That keeps agents off it only if none shares the
+# namespace: never run an agent in this container, nor beside it in one Kubernetes pod (a
+# sidecar shares the pod's loopback; README, "Kubernetes"). Publish it on purpose, on a network
+# agents are not on, as docker-compose.yml does (--admin-listen airlock-admin:8081).
 CMD ["serve", "--listen", "0.0.0.0:8080", "--admin-listen", "127.0.0.1:8081"]

@@ -11,7 +11,9 @@
 //! Missing parent directories are created with mode 0700 ([`create_private_dir`], also used for
 //! the CA's directory before its key is written).
 //!
-//! - [`write`] replaces the target if it exists (`rename`).
+//! - [`write`] replaces the target if it exists (`rename`); [`write_for_group`] does the same
+//!   for a file one group may read (0640: an agent's token, `agents add --token-group`), with
+//!   [`share_dir_with_group`] for its directory (0750), both through descriptors.
 //! - [`rename_over`] puts one secret file in another's place (a rotated key).
 //! - [`create_new`] never replaces: it fails with [`std::io::ErrorKind::AlreadyExists`] if the
 //!   target exists. It gives the temporary file its real name with `link`, which (unlike
