@@ -371,15 +371,19 @@ async fn connect(
         Route::Tunnel => {
             let permitted = permit::check_tunnel(target.clone(), proxy.hosts.unknown_hosts)
                 .ok_or_else(|| Refusal::policy("unknown_host_denied", "host is not inspected"))?;
-            let upstream = proxy.upstream.open_tunnel(permitted).await.map_err(|f| {
-                let failure = match f {
-                    UpstreamFailure::Connect(m) | UpstreamFailure::ConnectTimeout(m) => {
-                        UpstreamFailure::Connect(format!("cannot connect to {target}: {m}"))
-                    }
-                    other => other,
-                };
-                Refusal::from(failure)
-            })?;
+            let upstream = proxy
+                .upstream
+                .open_tunnel(permitted, &agent.name)
+                .await
+                .map_err(|f| {
+                    let failure = match f {
+                        UpstreamFailure::Connect(m) | UpstreamFailure::ConnectTimeout(m) => {
+                            UpstreamFailure::Connect(format!("cannot connect to {target}: {m}"))
+                        }
+                        other => other,
+                    };
+                    Refusal::from(failure)
+                })?;
             let idle = proxy.config.idle_timeout;
             let guard = proxy.upstream.dialer().guard_arc();
             let agents = proxy.agents.clone();

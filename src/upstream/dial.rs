@@ -1,5 +1,6 @@
-//! Dialling an upstream: the resolve override, the egress guard on every address actually
-//! dialled (no rebinding between check and connect), the connect timeout, TCP_NODELAY.
+//! Dialling an upstream: the resolve override, the bounded resolver ([`super::resolve`]: its
+//! own threads, per-agent and global caps, a negative cache), the egress guard on every address
+//! actually dialled (no rebinding between check and connect), the connect timeout, TCP_NODELAY.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -15,6 +16,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::egress::{literal_ip, EgressDenied, EgressGuard};
+use super::resolve::Resolver;
 use crate::wire::Target;
 
 /// Opens TCP connections to upstreams, honouring the resolve override; every address is
@@ -24,6 +26,7 @@ pub struct Dialer {
     resolve: Arc<BTreeMap<String, SocketAddr>>,
     connect_timeout: Duration,
     guard: Arc<EgressGuard>,
+    resolver: Arc<Resolver>,
 }
 
 impl Dialer {
@@ -36,7 +39,13 @@ impl Dialer {
             resolve: Arc::new(resolve),
             connect_timeout,
             guard,
+            resolver: Arc::new(Resolver::default()),
         }
+    }
+
+    /// The resolver every clone of this dialer shares.
+    pub fn resolver(&self) -> &Resolver {
+        &self.resolver
     }
 
     /// How long a TCP connect (and the TLS handshake after it) may take.
@@ -75,32 +84,43 @@ impl Dialer {
     /// allowed address that answers (the checked address is the one dialled: no rebinding).
     /// Resolving and every attempt together take at most `upstream.connect_timeout`.
     pub async fn dial(&self, target: &Target) -> io::Result<TcpStream> {
-        let lookup = async {
-            let addrs = tokio::net::lookup_host((target.host.as_str(), target.port)).await?;
-            Ok(addrs.collect())
-        };
-        self.dial_resolving(target, lookup, false).await
+        self.dial_for(target, None).await
     }
 
-    /// [`Dialer::dial`] for a blind tunnel: an address an inspected host is reached at is
+    /// [`Dialer::dial`] for `agent`: its lookup counts against the agent's resolver cap too.
+    pub async fn dial_for(&self, target: &Target, agent: Option<&str>) -> io::Result<TcpStream> {
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
+        let lookup = async {
+            self.resolver
+                .resolve(&target.host, target.port, agent, deadline)
+                .await
+                .map_err(|e| e.into_io())
+        };
+        self.dial_resolving(target, deadline, lookup, false).await
+    }
+
+    /// [`Dialer::dial_for`] for a blind tunnel: an address an inspected host is reached at is
     /// refused too (`inspected_host_address`), unless the operator's resolve override maps
     /// this very name there.
-    pub async fn dial_tunnel(&self, target: &Target) -> io::Result<TcpStream> {
+    pub async fn dial_tunnel(&self, target: &Target, agent: Option<&str>) -> io::Result<TcpStream> {
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
         let lookup = async {
-            let addrs = tokio::net::lookup_host((target.host.as_str(), target.port)).await?;
-            Ok(addrs.collect())
+            self.resolver
+                .resolve(&target.host, target.port, agent, deadline)
+                .await
+                .map_err(|e| e.into_io())
         };
-        self.dial_resolving(target, lookup, true).await
+        self.dial_resolving(target, deadline, lookup, true).await
     }
 
     /// [`Dialer::dial`] with the resolver's answer given as a future (tests stand in for DNS).
     async fn dial_resolving(
         &self,
         target: &Target,
+        deadline: tokio::time::Instant,
         lookup: impl Future<Output = io::Result<Vec<SocketAddr>>>,
         tunnel: bool,
     ) -> io::Result<TcpStream> {
-        let deadline = tokio::time::Instant::now() + self.connect_timeout;
         let timed_out = |what: String| {
             io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -207,8 +227,9 @@ mod tests {
         let d = dialer(Duration::from_secs(10));
         let target = Target::parse_authority("api.example:443", 443).expect("target");
         let started = tokio::time::Instant::now();
+        let deadline = started + d.connect_timeout();
         let err = d
-            .dial_resolving(&target, std::future::pending(), false)
+            .dial_resolving(&target, deadline, std::future::pending(), false)
             .await
             .expect_err("no answer");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");

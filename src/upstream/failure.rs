@@ -7,6 +7,7 @@ use std::io;
 use http::StatusCode;
 
 use super::egress::EgressDenied;
+use super::resolve::ResolveError;
 use crate::wire::{Refusal, Side};
 
 /// Why an upstream exchange failed, in words safe to show an agent, by where it failed: before
@@ -23,6 +24,11 @@ pub enum UpstreamFailure {
     Connect(String),
     /// Not sent: connecting took longer than `upstream.connect_timeout`.
     ConnectTimeout(String),
+    /// Not sent: the process's DNS lookups were all taken until the deadline (`dns_busy`).
+    DnsBusy(String),
+    /// Not sent: the agent's DNS lookups were all taken until the deadline
+    /// (`agent_dns_busy`).
+    AgentDnsBusy(String),
     /// Not sent: the host has a credential and the request is plain `http://`, so the
     /// credential would travel in clear text (`credential_over_http`).
     CredentialOverHttp(String),
@@ -51,6 +57,13 @@ impl UpstreamFailure {
         while let Some(e) = cur {
             if let Some(denied) = e.downcast_ref::<EgressDenied>() {
                 return Self::Egress(denied.clone());
+            }
+            match e.downcast_ref::<ResolveError>() {
+                Some(busy @ ResolveError::Busy) => return Self::DnsBusy(busy.to_string()),
+                Some(busy @ ResolveError::AgentBusy { .. }) => {
+                    return Self::AgentDnsBusy(busy.to_string())
+                }
+                _ => {}
             }
             if let Some(rustls::Error::InvalidCertificate(c)) = e.downcast_ref::<rustls::Error>() {
                 return Self::Certificate(format!("upstream certificate rejected: {c:?}"));
@@ -84,6 +97,8 @@ impl UpstreamFailure {
             Self::Certificate(m)
             | Self::Connect(m)
             | Self::ConnectTimeout(m)
+            | Self::DnsBusy(m)
+            | Self::AgentDnsBusy(m)
             | Self::CredentialOverHttp(m)
             | Self::Exchange(m) => m,
         }
@@ -92,13 +107,15 @@ impl UpstreamFailure {
 
 impl UpstreamFailure {
     /// The failure's kind, for metrics: `egress`, `certificate`, `connect`, `timeout`,
-    /// `credential_over_http` or `exchange`.
+    /// `dns_busy`, `agent_dns_busy`, `credential_over_http` or `exchange`.
     pub fn kind(&self) -> &'static str {
         match self {
             UpstreamFailure::Egress(_) => "egress",
             UpstreamFailure::Certificate(_) => "certificate",
             UpstreamFailure::Connect(_) => "connect",
             UpstreamFailure::ConnectTimeout(_) => "timeout",
+            UpstreamFailure::DnsBusy(_) => "dns_busy",
+            UpstreamFailure::AgentDnsBusy(_) => "agent_dns_busy",
             UpstreamFailure::CredentialOverHttp(_) => "credential_over_http",
             UpstreamFailure::Exchange(_) => "exchange",
         }
@@ -117,6 +134,10 @@ impl From<UpstreamFailure> for Refusal {
             UpstreamFailure::Connect(m) => upstream(StatusCode::BAD_GATEWAY, "upstream_connect", m),
             UpstreamFailure::ConnectTimeout(m) => {
                 upstream(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", m)
+            }
+            UpstreamFailure::DnsBusy(m) => Refusal::internal("dns_busy", m).retry_after("1"),
+            UpstreamFailure::AgentDnsBusy(m) => {
+                Refusal::client(StatusCode::TOO_MANY_REQUESTS, "agent_dns_busy", m).retry_after("1")
             }
             UpstreamFailure::Exchange(m) => {
                 upstream(StatusCode::BAD_GATEWAY, "upstream_protocol", m)

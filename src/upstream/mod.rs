@@ -22,6 +22,7 @@ mod failure;
 mod h2conn;
 pub mod permit;
 mod read_buffer;
+pub mod resolve;
 mod socket;
 
 pub use dial::Dialer;
@@ -400,17 +401,22 @@ impl Upstream {
     }
 
     /// Opens a blind TCP connection for a permitted tunnel (`CONNECT` to a host outside the
-    /// catalog while `unknown_hosts = "tunnel"`).
+    /// catalog while `unknown_hosts = "tunnel"`), for `agent` (its lookups count against its
+    /// own resolver cap: [`resolve`]).
     pub async fn open_tunnel(
         &self,
         permitted: Permitted<Target>,
+        agent: &str,
     ) -> Result<TcpStream, UpstreamFailure> {
         let (target, _) = permitted.into_parts();
-        self.dialer.dial_tunnel(&target).await.map_err(|e| {
-            let failure = UpstreamFailure::from_dial_error(&e);
-            crate::metrics::upstream_error(failure.kind());
-            failure
-        })
+        self.dialer
+            .dial_tunnel(&target, Some(agent))
+            .await
+            .map_err(|e| {
+                let failure = UpstreamFailure::from_dial_error(&e);
+                crate::metrics::upstream_error(failure.kind());
+                failure
+            })
     }
 }
 
