@@ -47,8 +47,10 @@ impl ServeArgs {
     }
 }
 
-/// Blocking threads (store and audit work): commits are grouped, so more threads would only
-/// wait on the same fsync while each keeps its own stack and allocator arena.
+/// Blocking threads (store and audit work, from every proxy worker too: `Gate::spawn_blocking`
+/// sends it here): commits are grouped, so more threads would only wait on the same fsync
+/// while each keeps its own stack and allocator arena. Name lookups never run here (the
+/// resolver has its own capped threads).
 const MAX_BLOCKING_THREADS: usize = 64;
 
 pub(super) fn serve(config: Config) -> Result<()> {

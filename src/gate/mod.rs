@@ -239,6 +239,10 @@ pub struct Gate {
     /// The waits' interest in their reviews: woken by those reviews' changes only.
     wakeups: wakeups::Wakeups,
     tasks: TaskTracker,
+    /// The runtime whose blocking pool runs the store, audit and fsync work (the one the gate
+    /// was built on: `airlock serve`'s main runtime), whichever runtime asks: no proxy worker's
+    /// pool, nor anything a proxy worker does, can keep it waiting. `None` outside a runtime.
+    pool: Option<tokio::runtime::Handle>,
     /// Who claims executions: `host/pid`, recorded on each claim.
     instance: String,
     /// One hold at a time per agent while the pending cap applies.
@@ -286,6 +290,7 @@ impl Gate {
             changes: watch::channel(0).0,
             wakeups: Default::default(),
             tasks,
+            pool: tokio::runtime::Handle::try_current().ok(),
             instance: instance_name(),
             hold_turns: agent_turns::AgentTurns::new(1),
             waits: AgentSlots::new(MAX_WAITS_PER_AGENT),
@@ -516,12 +521,24 @@ impl Gate {
 
     // ---- store access (blocking work off the async threads) ----
 
+    /// Runs `f` on the gate's blocking pool (its `pool`'s): store and audit work from
+    /// anywhere, a proxy worker included, goes through here.
+    pub fn spawn_blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Gate) -> T + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
+        let me = self.clone();
+        match &self.pool {
+            Some(pool) => pool.spawn_blocking(move || f(&me)),
+            None => tokio::task::spawn_blocking(move || f(&me)),
+        }
+    }
+
     async fn blocking<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&Gate) -> Result<T, GateError> + Send + 'static,
     ) -> Result<T, GateError> {
-        let me = self.clone();
-        match tokio::task::spawn_blocking(move || f(&me)).await {
+        match self.spawn_blocking(f).await {
             Ok(r) => r,
             Err(e) => Err(GateError::Store(StoreError::Io(format!(
                 "store task failed: {e}"

@@ -283,7 +283,9 @@ impl AllowRecorder {
                 agent: Some(agent.clone()),
             }));
         }
-        let res = tokio::task::spawn_blocking(move || gate.audit().append_all(events)).await;
+        let res = gate
+            .spawn_blocking(move |g| g.audit().append_all(events))
+            .await;
         let results = match res {
             Ok(r) => r,
             Err(e) => {

@@ -740,9 +740,12 @@ async fn audit_decision(
     method: &str,
     pq: &str,
 ) -> Result<(), String> {
-    let gate = proxy.gate.clone();
     let entry = decision_event(conn, verdict, decision_id, method, pq);
-    match tokio::task::spawn_blocking(move || gate.audit().append(entry)).await {
+    match proxy
+        .gate
+        .spawn_blocking(move |g| g.audit().append(entry))
+        .await
+    {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(e) => Err(format!("audit task failed: {e}")),

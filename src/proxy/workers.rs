@@ -9,7 +9,11 @@
 //!
 //! The price: a request's CPU work (rule evaluation of a buffered body, leaf minting) delays
 //! the other connections of its worker until it yields. Store, audit and fsync work never runs
-//! here; it goes to the blocking pool (`spawn_blocking`).
+//! here, nor on a worker's blocking pool: it goes to the gate's (`Gate::spawn_blocking`, the
+//! main runtime's pool of `airlock serve`), which no worker feeds. Name lookups run on the
+//! resolver's own capped threads (`upstream::resolve`), never on a blocking pool. So a
+//! worker's own blocking pool has no known user; it is capped at [`WORKER_BLOCKING_THREADS`]
+//! all the same, instead of tokio's 512.
 //!
 //! The worker threads stop when the owning [`Workers`] is dropped (the last `Proxy` handle);
 //! graceful shutdown drains through `Lifecycle::tasks` before that happens.
@@ -22,6 +26,10 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
+
+/// Blocking threads a worker runtime may start (nothing Airlock does should need them: see
+/// the module docs).
+pub const WORKER_BLOCKING_THREADS: usize = 8;
 
 /// How often a worker's anchor timer fires (see [`keep_a_timer_due`]).
 const ANCHOR_TICK: std::time::Duration = std::time::Duration::from_millis(500);
@@ -88,6 +96,7 @@ impl Workers {
                 .spawn(move || {
                     let rt = match tokio::runtime::Builder::new_current_thread()
                         .enable_all()
+                        .max_blocking_threads(WORKER_BLOCKING_THREADS)
                         .build()
                     {
                         Ok(rt) => rt,
