@@ -52,7 +52,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The unit a per-client limit counts: an IPv4 address, or an IPv6 /64 (what one host or one
 /// customer typically holds; counting single IPv6 addresses would make the limit free to evade).
 /// Every loopback address is one client: a local process may connect from any of 127.0.0.0/8.
-fn client_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     if ip.to_canonical().is_loopback() {
         return IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
     }

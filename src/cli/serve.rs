@@ -98,13 +98,16 @@ fn limit_malloc_arenas() {
 /// connection limits (one descriptor per agent and reviewer connection, and some for upstream
 /// connections, the store and the log; a blind tunnel takes two).
 fn check_open_files(config: &Config) {
-    let needed = config.proxy.max_connections as u64 + config.admin.max_connections as u64 + 512;
+    let needed = config.proxy.max_connections as u64
+        + config.proxy.max_unauthenticated_connections as u64
+        + config.admin.max_connections as u64
+        + 512;
     match airlock::hardening::raise_open_files() {
         Ok(limit) if limit < needed => tracing::warn!(
             target: "airlock",
             limit,
             needed,
-            "the open-files limit is below what proxy.max_connections and admin.max_connections need; raise the hard limit (ulimit -Hn, LimitNOFILE=, docker --ulimit nofile=) or lower them"
+            "the open-files limit is below what proxy.max_connections, proxy.max_unauthenticated_connections and admin.max_connections need; raise the hard limit (ulimit -Hn, LimitNOFILE=, docker --ulimit nofile=) or lower them"
         ),
         Ok(_) => {}
         Err(e) => {

@@ -810,6 +810,18 @@ mod tests {
                 "t.toml: proxy.max_connections: must be at least 1",
             ),
             (
+                "[proxy]\nmax_unauthenticated_connections = 0\n",
+                "t.toml: proxy.max_unauthenticated_connections: must be from 1 to",
+            ),
+            (
+                "[proxy]\nmax_unauthenticated_connections = 8\nunauthenticated_per_address = 9\n",
+                "t.toml: proxy.unauthenticated_per_address: must be from 1 to proxy.max_unauthenticated_connections (8)",
+            ),
+            (
+                "[proxy]\nfirst_request_timeout = \"0s\"\n",
+                "t.toml: proxy.first_request_timeout: must be above zero",
+            ),
+            (
                 "[proxy]\nlisten = \"0.0.0.0:8080\"\nallow_anonymous = true\n",
                 "t.toml: proxy.allow_anonymous: only on a loopback listener",
             ),

@@ -44,6 +44,9 @@ pub(super) struct RawProxy {
     pub(super) max_connections: usize,
     pub(super) max_buffered_per_agent: usize,
     pub(super) max_connections_per_agent: Option<usize>,
+    pub(super) max_unauthenticated_connections: Option<usize>,
+    pub(super) unauthenticated_per_address: Option<usize>,
+    pub(super) first_request_timeout: String,
     pub(super) allow_anonymous: bool,
     pub(super) workers: Option<usize>,
 }
@@ -63,6 +66,9 @@ impl Default for RawProxy {
             max_connections: 10_000,
             max_buffered_per_agent: 64,
             max_connections_per_agent: None,
+            max_unauthenticated_connections: None,
+            unauthenticated_per_address: None,
+            first_request_timeout: "3s".into(),
             allow_anonymous: false,
             workers: None,
         }
@@ -91,6 +97,15 @@ pub struct ProxyConfig {
     /// so one agent cannot take every slot of `max_connections`. Default a tenth of it (all of
     /// it up to 100).
     pub max_connections_per_agent: usize,
+    /// Connections that have not authenticated yet (no request with valid credentials), held
+    /// apart from `max_connections` (`proxy::preauth`). Default a tenth of `max_connections`,
+    /// at most 1024, at least 1.
+    pub max_unauthenticated_connections: usize,
+    /// Of those, from one peer address (an IPv6 /64 counts as one); loopback peers are exempt
+    /// (`airlock run`'s relay, a local load balancer). Default 64 (at most the pool).
+    pub unauthenticated_per_address: usize,
+    /// A new connection's first request head must arrive within this, or it is closed.
+    pub first_request_timeout: Duration,
     /// Accept agents without `Proxy-Authorization` (local development only).
     pub allow_anonymous: bool,
     /// Connection runtimes, one thread each (`proxy::workers`); 0: the caller's runtime.
@@ -153,6 +168,7 @@ pub(super) fn check(p: RawProxy, cx: &Ctx) -> Result<ProxyConfig, ConfigError> {
             cx.invalid("proxy.inspect_hosts", format!("{h:?} is not a host name"))
         })?);
     }
+    let (max_unauthenticated_connections, unauthenticated_per_address) = preauth_limits(&p, cx)?;
     let listen = cx.listen_addr("proxy.listen", &p.listen)?;
     if p.allow_anonymous && !listen.ip().is_loopback() {
         return Err(cx.invalid(
@@ -194,7 +210,39 @@ pub(super) fn check(p: RawProxy, cx: &Ctx) -> Result<ProxyConfig, ConfigError> {
                 ))
             }
         },
+        max_unauthenticated_connections,
+        unauthenticated_per_address,
+        first_request_timeout: cx
+            .timeout("proxy.first_request_timeout", &p.first_request_timeout)?,
         allow_anonymous: p.allow_anonymous,
         workers,
     })
+}
+
+/// `proxy.max_unauthenticated_connections` and `proxy.unauthenticated_per_address`.
+fn preauth_limits(p: &RawProxy, cx: &Ctx) -> Result<(usize, usize), ConfigError> {
+    let pool = match p.max_unauthenticated_connections {
+        None => (p.max_connections / 10).clamp(1, 1024),
+        Some(n) if (1..=super::MAX_CONNECTIONS).contains(&n) => n,
+        Some(_) => {
+            return Err(cx.invalid(
+                "proxy.max_unauthenticated_connections",
+                format!("must be from 1 to {}", super::MAX_CONNECTIONS),
+            ))
+        }
+    };
+    let per_address = match p.unauthenticated_per_address {
+        None => pool.min(64),
+        Some(n) if (1..=pool).contains(&n) => n,
+        Some(_) => {
+            return Err(cx.invalid(
+                "proxy.unauthenticated_per_address",
+                format!(
+                    "must be from 1 to proxy.max_unauthenticated_connections ({pool}); set it to \
+                     that to leave one address unlimited"
+                ),
+            ))
+        }
+    };
+    Ok((pool, per_address))
 }

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
@@ -15,10 +15,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
 
 use super::handler::{self, ConnInfo};
 use super::io::{Activity, Tracked};
 use super::policy::Route;
+use super::preauth::{Refused, Throttle, Ticket};
 use super::workers::{Open, Seat};
 use super::{mitm, tunnel, Lifecycle, Proxy};
 use crate::agents::Agent;
@@ -48,9 +50,12 @@ pub(super) async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let Ok(permit) = proxy.conn_limit.clone().try_acquire_owned() else {
-            life.tasks.spawn(refuse_over_limit(stream));
-            continue;
+        let ticket = match proxy.preauth.admit(peer.ip()) {
+            Ok(t) => t,
+            Err(why) => {
+                life.tasks.spawn(refuse_unauthenticated(stream, why));
+                continue;
+            }
         };
         let served = proxy.clone();
         let life2 = life.clone();
@@ -58,22 +63,58 @@ pub(super) async fn accept_loop(
         seat.serve(stream, move |stream, open| async move {
             // The slot is held by the connection and, after a CONNECT, by its tunnel: hyper
             // finishes the front connection at the upgrade, the tunnel task keeps a clone.
+            let evicted = ticket.evicted();
             let slot = Arc::new(ConnSlot {
-                _permit: permit,
                 _open: open,
-                agent: std::sync::OnceLock::new(),
+                preauth: Mutex::new(Some(ticket)),
+                head_seen: CancellationToken::new(),
+                admitted: std::sync::OnceLock::new(),
             });
-            serve_front(stream, peer, served, life2, slot).await;
+            serve_front(stream, peer, served, life2, slot, evicted).await;
             drop(tracked);
         });
     }
 }
 
-async fn refuse_over_limit(mut stream: TcpStream) {
-    tracing::warn!("connection limit reached; refusing a connection");
-    let body = r#"{"error":"connection_limit","side":"internal","message":"Airlock is at its connection limit; retry later"}"#;
+static OVER_LIMIT: Throttle =
+    Throttle::new("connection limit reached (proxy.max_connections); refusing connections");
+static OVER_PREAUTH: Throttle = Throttle::new(
+    "unauthenticated connections refused (proxy.max_unauthenticated_connections full of requests in progress)",
+);
+static OVER_ADDRESS: Throttle = Throttle::new(
+    "unauthenticated connections refused (proxy.unauthenticated_per_address reached)",
+);
+
+fn connection_limit_refusal() -> Response<Body> {
+    OVER_LIMIT.note();
+    closing(
+        Refusal::internal(
+            "connection_limit",
+            "Airlock is at its connection limit; retry later",
+        )
+        .into_response(),
+    )
+}
+
+/// Answers a connection refused a place among unauthenticated ones, with one bounded write.
+async fn refuse_unauthenticated(mut stream: TcpStream, why: Refused) {
+    let (status, code, message) = match why {
+        Refused::Full => {
+            OVER_PREAUTH.note();
+            (
+                "503 Service Unavailable",
+                "unauthenticated_connection_limit",
+                "Airlock has too many connections that have not authenticated yet; retry later",
+            )
+        }
+        Refused::PerAddress => {
+            OVER_ADDRESS.note();
+            ("429 Too Many Requests", "unauthenticated_per_address", "too many connections from this address have not authenticated yet (proxy.unauthenticated_per_address); retry later")
+        }
+    };
+    let body = format!(r#"{{"error":"{code}","side":"internal","message":"{message}"}}"#);
     let resp = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nairlock-reason: connection_limit\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\nairlock-reason: {code}\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
     let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(resp.as_bytes())).await;
@@ -84,10 +125,34 @@ async fn refuse_over_limit(mut stream: TcpStream) {
 type Slot = Arc<ConnSlot>;
 
 struct ConnSlot {
-    _permit: OwnedSemaphorePermit,
     _open: Open,
-    /// The slot among its agent's connections, taken by the first authenticated request.
-    agent: std::sync::OnceLock<crate::gate::AgentSlot>,
+    /// Its place among unauthenticated connections, until the first authenticated request.
+    preauth: Mutex<Option<Ticket>>,
+    /// Cancelled at the first request head (ends `proxy.first_request_timeout`).
+    head_seen: CancellationToken,
+    /// Its `proxy.max_connections` slot and its slot among its agent's connections, taken by
+    /// the first authenticated request.
+    admitted: std::sync::OnceLock<(OwnedSemaphorePermit, crate::gate::AgentSlot)>,
+}
+
+impl ConnSlot {
+    fn saw_head(&self) {
+        if !self.head_seen.is_cancelled() {
+            self.head_seen.cancel();
+            if let Some(t) = self
+                .preauth
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+            {
+                t.head_seen();
+            }
+        }
+    }
+
+    fn authenticated(&self) -> bool {
+        self.admitted.get().is_some()
+    }
 }
 
 async fn serve_front(
@@ -96,8 +161,11 @@ async fn serve_front(
     proxy: Arc<Proxy>,
     life: Lifecycle,
     slot: Slot,
+    evicted: CancellationToken,
 ) {
     let activity = Activity::new();
+    let first_request = proxy.config.first_request_timeout;
+    let head_seen = slot.head_seen.clone();
     let io = TokioIo::new(Tracked::new(stream, activity.clone()));
     let service = FrontService {
         proxy: proxy.clone(),
@@ -108,7 +176,20 @@ async fn serve_front(
     let conn = http1_builder(&proxy)
         .serve_connection(io, service)
         .with_upgrades();
-    drive!(conn, activity, proxy.config.idle_timeout, life);
+    let served = async { drive!(conn, activity, proxy.config.idle_timeout, life) };
+    // Before its first request head, the connection may be closed unanswered: too slow, or
+    // its place in the pool taken by a newer connection.
+    let waited = async {
+        tokio::select! {
+            _ = head_seen.cancelled() => std::future::pending::<()>().await,
+            _ = evicted.cancelled() => tracing::debug!(%peer, "an idle unauthenticated connection closed for a newer one"),
+            _ = tokio::time::sleep(first_request) => tracing::debug!(%peer, "no request head within proxy.first_request_timeout; connection closed"),
+        }
+    };
+    tokio::select! {
+        _ = served => {}
+        _ = waited => {}
+    }
 }
 
 /// Boxed response future: a named type keeps the spawned futures provably `Send`.
@@ -130,7 +211,18 @@ impl hyper::service::Service<Request<Incoming>> for FrontService {
 
     fn call(&self, req: Request<Incoming>) -> RespFuture {
         let s = self.clone();
-        Box::pin(async move { Ok(front_request(s.proxy, s.life, s.peer, s.slot, req).await) })
+        s.slot.saw_head();
+        Box::pin(async move {
+            let unauthenticated = !s.slot.authenticated();
+            let resp = front_request(s.proxy, s.life, s.peer, s.slot.clone(), req).await;
+            // A connection that has not authenticated does not stay open after an answer
+            // (a refusal, a 407, a public airlock.local page).
+            Ok(if unauthenticated && !s.slot.authenticated() {
+                closing(resp)
+            } else {
+                resp
+            })
+        })
     }
 }
 
@@ -222,24 +314,30 @@ async fn front_request(
             );
         }
     };
-    if slot.agent.get().is_none() {
-        match proxy.agent_conns.enter(&agent.name) {
-            Some(s) => {
-                let _ = slot.agent.set(s);
-            }
-            None => {
-                let max = proxy.agent_conns.max();
-                tracing::warn!(agent = %agent.name, max, "an agent's connection limit reached; refusing a connection");
-                return closing(
-                    Refusal::internal(
-                        "agent_connection_limit",
-                        format!("this agent already holds {max} connections to Airlock (proxy.max_connections_per_agent); close some, then retry"),
-                    )
-                    .retry_after("5")
-                    .into_response(),
-                );
-            }
-        }
+    if !slot.authenticated() {
+        // Leaves the unauthenticated pool for a `max_connections` slot and its agent's.
+        let Ok(global) = proxy.conn_limit.clone().try_acquire_owned() else {
+            return connection_limit_refusal();
+        };
+        let Some(mine) = proxy.agent_conns.enter(&agent.name) else {
+            let max = proxy.agent_conns.max();
+            tracing::warn!(agent = %agent.name, max, "an agent's connection limit reached; refusing a connection");
+            return closing(
+                Refusal::internal(
+                    "agent_connection_limit",
+                    format!("this agent already holds {max} connections to Airlock (proxy.max_connections_per_agent); close some, then retry"),
+                )
+                .retry_after("5")
+                .into_response(),
+            );
+        };
+        let _ = slot.admitted.set((global, mine));
+        drop(
+            slot.preauth
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
     }
     if req.method() == Method::CONNECT {
         return connect(proxy, life, peer, agent, slot, req)

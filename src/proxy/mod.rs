@@ -31,6 +31,7 @@ pub mod io;
 pub mod local;
 pub mod mitm;
 pub mod policy;
+pub mod preauth;
 pub mod tunnel;
 pub mod workers;
 
@@ -72,6 +73,8 @@ pub struct Proxy {
     /// Each agent's requests whose bodies are being read or held at once.
     pub(crate) buffering: crate::gate::AgentSlots,
     conn_limit: Arc<Semaphore>,
+    /// Connections not authenticated yet (`proxy::preauth`), outside `conn_limit`.
+    preauth: Arc<preauth::PreAuth>,
     /// Each agent's rate of soft-gated requests (`audit.notify_per_agent`).
     pub(crate) soft_gate_rate: allow_audit::SoftGateRate,
     /// Each agent's connections (`proxy.max_connections_per_agent`).
@@ -134,6 +137,10 @@ impl Proxy {
             max_buffered_body: config.gate.max_body_bytes,
             buffering: crate::gate::AgentSlots::new(config.proxy.max_buffered_per_agent),
             conn_limit: Arc::new(Semaphore::new(config.proxy.max_connections)),
+            preauth: preauth::PreAuth::new(
+                config.proxy.max_unauthenticated_connections,
+                config.proxy.unauthenticated_per_address,
+            ),
             agent_conns: crate::gate::AgentSlots::new(config.proxy.max_connections_per_agent),
         })
     }
