@@ -99,7 +99,7 @@ pub struct ProxyConfig {
     pub max_connections_per_agent: usize,
     /// Connections that have not authenticated yet (no request with valid credentials), held
     /// apart from `max_connections` (`proxy::preauth`). Default a tenth of `max_connections`,
-    /// at most 1024, at least 1.
+    /// at least 64 (all of it below that), at most 1024.
     pub max_unauthenticated_connections: usize,
     /// Of those, from one peer address (an IPv6 /64 counts as one); loopback peers are exempt
     /// (`airlock run`'s relay, a local load balancer). Default 64 (at most the pool).
@@ -222,7 +222,10 @@ pub(super) fn check(p: RawProxy, cx: &Ctx) -> Result<ProxyConfig, ConfigError> {
 /// `proxy.max_unauthenticated_connections` and `proxy.unauthenticated_per_address`.
 fn preauth_limits(p: &RawProxy, cx: &Ctx) -> Result<(usize, usize), ConfigError> {
     let pool = match p.max_unauthenticated_connections {
-        None => (p.max_connections / 10).clamp(1, 1024),
+        // Room for a burst of agents connecting at once even under a small max_connections.
+        None => (p.max_connections / 10)
+            .max(p.max_connections.min(64))
+            .clamp(1, 1024),
         Some(n) if (1..=super::MAX_CONNECTIONS).contains(&n) => n,
         Some(_) => {
             return Err(cx.invalid(
@@ -245,4 +248,35 @@ fn preauth_limits(p: &RawProxy, cx: &Ctx) -> Result<(usize, usize), ConfigError>
         }
     };
     Ok((pool, per_address))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use std::time::Duration;
+
+    fn pre(toml: &str) -> (usize, usize, Duration) {
+        let c = Config::from_toml("t.toml", toml).expect("config");
+        (
+            c.proxy.max_unauthenticated_connections,
+            c.proxy.unauthenticated_per_address,
+            c.proxy.first_request_timeout,
+        )
+    }
+
+    #[test]
+    fn unauthenticated_defaults_follow_max_connections() {
+        let three = Duration::from_secs(3);
+        assert_eq!(pre(""), (1000, 64, three));
+        assert_eq!(
+            pre("[proxy]\nmax_connections = 1000000\n"),
+            (1024, 64, three)
+        );
+        assert_eq!(pre("[proxy]\nmax_connections = 100\n"), (64, 64, three));
+        assert_eq!(pre("[proxy]\nmax_connections = 8\n"), (8, 8, three));
+        assert_eq!(
+            pre("[proxy]\nmax_unauthenticated_connections = 5\nfirst_request_timeout = \"1s\"\n"),
+            (5, 5, Duration::from_secs(1))
+        );
+    }
 }
