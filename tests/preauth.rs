@@ -120,9 +120,12 @@ async fn connect_from(ip: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> 
 }
 
 /// One address holds at most `proxy.unauthenticated_per_address` unauthenticated connections:
-/// the next is answered 429 and closed; loopback peers are not capped.
+/// past it the address's own oldest idle connection is closed for the new one (behind a load
+/// balancer every agent shares one address, so idle sockets there must not refuse the others;
+/// the 429 comes only when all of the address's connections are mid-request, see the unit
+/// tests); other addresses' connections are untouched, and loopback peers are not capped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn per_address_cap_refuses_the_extra_unauthenticated_connection() {
+async fn per_address_cap_closes_the_addresss_oldest_idle_connection() {
     let s = setup(
         "[proxy]\nmax_unauthenticated_connections = 16\nunauthenticated_per_address = 2\n\
          header_read_timeout = \"60s\"\nfirst_request_timeout = \"60s\"\n",
@@ -136,37 +139,25 @@ async fn per_address_cap_refuses_the_extra_unauthenticated_connection() {
     let mut held = Vec::new();
     for _ in 0..2 {
         held.push(connect_from(ip, a.addr).await.expect("connect"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut third = connect_from(ip, a.addr).await.expect("connect");
-    let (answer, closed) = read_to_close(&mut third, Duration::from_secs(5)).await;
-    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
-    assert!(
-        answer.contains("airlock-reason: unauthenticated_per_address"),
-        "{answer}"
-    );
-    assert!(closed, "refused connection is closed");
-    // The two held ones are still open, and loopback is not capped.
     let mut local = Vec::new();
     for _ in 0..4 {
         local.push(TcpStream::connect(a.addr).await.expect("connect"));
     }
-    let (_, closed) = read_to_close(&mut held[0], Duration::from_millis(300)).await;
-    assert!(!closed, "a connection within the cap stays open");
-    let (_, closed) = read_to_close(&mut local[3], Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = connect_from(ip, a.addr).await.expect("connect");
+    let (answer, closed) = read_to_close(&mut held[0], Duration::from_secs(5)).await;
+    assert!(
+        closed && answer.is_empty(),
+        "the oldest idle one is closed unanswered: {answer}"
+    );
+    let (answer, closed) = read_to_close(&mut third, Duration::from_millis(300)).await;
+    assert!(!closed, "the new connection is kept: {answer}");
+    let (_, closed) = read_to_close(&mut held[1], Duration::from_millis(300)).await;
+    assert!(!closed, "the address's newer connection stays open");
+    let (_, closed) = read_to_close(&mut local[0], Duration::from_millis(300)).await;
     assert!(!closed, "loopback connections are not capped per address");
-    // Once one of the address's connections closes, it may connect again.
-    drop(held.pop());
-    support::eventually("a freed place to be reused", support::WAIT, || async {
-        let mut again = connect_from(ip, a.addr).await.map_err(|e| e.to_string())?;
-        let (answer, closed) = read_to_close(&mut again, Duration::from_millis(300)).await;
-        if closed {
-            Err(format!("refused: {answer}"))
-        } else {
-            Ok(())
-        }
-    })
-    .await;
 }
 
 /// A connection that sends no request head is closed after `proxy.first_request_timeout`,

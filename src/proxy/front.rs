@@ -138,7 +138,8 @@ struct ConnSlot {
 impl ConnSlot {
     fn saw_head(&self) {
         if !self.head_seen.is_cancelled() {
-            self.head_seen.cancel();
+            // Not evictable first, then the first-request wait ends: an eviction in between
+            // would close a connection whose request already runs.
             if let Some(t) = self
                 .preauth
                 .lock()
@@ -147,6 +148,7 @@ impl ConnSlot {
             {
                 t.head_seen();
             }
+            self.head_seen.cancel();
         }
     }
 
@@ -181,6 +183,7 @@ async fn serve_front(
     // its place in the pool taken by a newer connection.
     let waited = async {
         tokio::select! {
+            biased;
             _ = head_seen.cancelled() => std::future::pending::<()>().await,
             _ = evicted.cancelled() => tracing::debug!(%peer, "an idle unauthenticated connection closed for a newer one"),
             _ = tokio::time::sleep(first_request) => tracing::debug!(%peer, "no request head within proxy.first_request_timeout; connection closed"),

@@ -10,8 +10,10 @@
 //!   sends its request at once from being served. Only if every pooled connection is in the
 //!   middle of a request is the new one refused (503 `unauthenticated_connection_limit`).
 //! - One peer address (an IPv6 /64 counts as one, as on the admin listener) holds at most
-//!   `unauthenticated_per_address`; past it 429. Loopback peers are exempt: `airlock run`'s
-//!   relay and a local load balancer bring every agent from one loopback address.
+//!   `unauthenticated_per_address`: past it, its own oldest idle connection is evicted, and
+//!   only if all of its are mid-request is the new one refused (429). Loopback peers are
+//!   exempt: `airlock run`'s relay and a local load balancer bring every agent from one
+//!   loopback address.
 //! - A connection that sends no request head within `first_request_timeout` is closed.
 
 use std::collections::{BTreeMap, HashMap};
@@ -98,7 +100,18 @@ impl PreAuth {
         let mut st = lock(&self.state);
         if let Some(k) = key {
             if st.per_address.get(&k).copied().unwrap_or(0) >= self.per_address {
-                return Err(Refused::PerAddress);
+                // Its own oldest idle one makes room (behind a load balancer every agent
+                // shares one address: idle sockets there must not refuse the others).
+                let oldest = st
+                    .live
+                    .iter()
+                    .find(|(_, e)| e.evictable && e.key == Some(k))
+                    .map(|(s, _)| *s);
+                let Some(e) = oldest.and_then(|s| st.remove(s)) else {
+                    return Err(Refused::PerAddress);
+                };
+                e.evict.cancel();
+                self.evictions.note();
             }
         }
         if st.live.len() >= self.max {
@@ -148,7 +161,8 @@ pub struct Ticket {
 }
 
 impl Ticket {
-    /// The connection sent a request head: it is no longer evicted for newer ones.
+    /// The connection sent a request head: it is no longer evicted for newer ones (marked
+    /// under the pool's lock, so no eviction can come after it).
     pub fn head_seen(&self) {
         if let Some(e) = lock(&self.pool.state).live.get_mut(&self.seq) {
             e.evictable = false;
@@ -241,6 +255,14 @@ mod tests {
             .filter_map(|a| p.admit(ip(a)).ok())
             .collect();
         assert_eq!(held.len(), 2);
+        // Idle: the address's oldest makes room for the new one.
+        let newer = p
+            .admit(ip("2001:db8::ffff"))
+            .expect("the oldest idle one evicted");
+        assert!(held[0].evicted().is_cancelled() && !held[1].evicted().is_cancelled());
+        // Mid-request: refused.
+        held[1].head_seen();
+        newer.head_seen();
         assert_eq!(
             p.admit(ip("2001:db8::ffff")).err(),
             Some(Refused::PerAddress)
@@ -250,12 +272,14 @@ mod tests {
             .filter_map(|_| p.admit(ip("192.0.2.7")).ok())
             .collect();
         assert_eq!(v4.len(), 2);
+        v4.iter().for_each(Ticket::head_seen);
         assert_eq!(p.admit(ip("192.0.2.7")).err(), Some(Refused::PerAddress));
         let local: Vec<_> = (0..10)
             .filter_map(|_| p.admit(ip("127.0.0.1")).ok())
             .collect();
         assert_eq!(local.len(), 10, "loopback is not capped per address");
         drop(held);
+        drop(newer);
         assert!(
             p.admit(ip("2001:db8::3")).is_ok(),
             "a closed one frees its place"
