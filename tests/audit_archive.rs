@@ -460,3 +460,32 @@ fn on_postgres_the_archive_leaves_a_log_that_verifies_from_the_cut() {
     let r = airlock::audit::verify_lines(whole.as_bytes(), &pk).expect("concatenated verifies");
     assert_eq!(r.first_seq, 0);
 }
+
+/// Review of session 24: live verify took `audit:log-start` on trust, so anyone who could
+/// write the store could point it at any stored checkpoint, delete every entry before it, and
+/// verify would pass, saying the earlier entries were archived. A start is now taken only if
+/// a signed `archived` entry in the log names that cut.
+#[test]
+fn a_log_start_no_signed_archive_names_does_not_verify() {
+    use sha2::Digest;
+    let s = Setup::new(20);
+    let store = s.store();
+    let cut = store
+        .get(Tree::Audit, &9u64.to_be_bytes())
+        .expect("get")
+        .expect("checkpoint at seq 9");
+    let start = serde_json::json!({"seq": 9, "hash": hex::encode(sha2::Sha256::digest(&cut))});
+    let mut b = airlock::store::Batch::default();
+    b.put(
+        Tree::Meta,
+        airlock::audit::LOG_START_META_KEY,
+        start.to_string().as_bytes(),
+    );
+    for seq in 0..9u64 {
+        b.delete(Tree::Audit, &seq.to_be_bytes());
+    }
+    store.apply(b).expect("tamper");
+    drop(store);
+    let (ok, said) = s.cli(&["audit", "verify"]);
+    assert!(!ok && said.contains("no signed `archived` entry"), "{said}");
+}

@@ -1316,6 +1316,23 @@ impl AuditLog {
             }
             Ok(())
         })?;
+        // The recorded start is taken only if the log itself, signed, says an archive cut
+        // there: a store writer could otherwise set audit:log-start and delete the head. (A
+        // log still beginning at seq 0 lost nothing, whatever the record says.)
+        if let Some(s) = start.as_ref().filter(|_| verifier.first_seq() > 0) {
+            if !verifier.signed_cut(s.seq, &s.hash) {
+                return Err(VerifyError {
+                    seq: Some(s.seq),
+                    line: 1,
+                    reason: format!(
+                        "audit:log-start says the log begins at the archive cut at seq {}, but no \
+                         signed `archived` entry in the log names that cut: the head of the log \
+                         may have been deleted",
+                        s.seq
+                    ),
+                });
+            }
+        }
         let mut report = verifier.finish()?;
         if start.is_some() {
             report.archived_before = Some(report.first_seq).filter(|s| *s > 0);

@@ -196,6 +196,9 @@ struct Pending {
     later_line: usize,
 }
 
+/// Most `archived` entries one verification remembers (each names one cut).
+const MOST_CUTS: usize = 4096;
+
 /// Incremental verifier: feed it one entry's bytes at a time.
 pub(crate) struct Verifier {
     signers: Signers,
@@ -205,6 +208,9 @@ pub(crate) struct Verifier {
     /// The first entry's seq and hash, and the seq of an `archived` entry naming it as its cut.
     first: Option<(u64, String)>,
     archived_at: Option<u64>,
+    /// Every `archived` entry seen (its cut's seq and hash, and its own seq), up to
+    /// [`MOST_CUTS`]: the live log's recorded start must be one of them, signed.
+    cuts: Vec<(u64, String, u64)>,
     last: Option<Seen>,
     pending: Option<Pending>,
     report: VerifyReport,
@@ -221,6 +227,7 @@ impl Verifier {
             end_on_current: true,
             first: None,
             archived_at: None,
+            cuts: Vec::new(),
             last: None,
             pending: None,
             report: VerifyReport::default(),
@@ -360,6 +367,10 @@ impl Verifier {
             if names_first && self.archived_at.is_none() {
                 self.archived_at = Some(seq);
             }
+            if let (Some(cut), Some(hash), true) = (cut_seq, cut_hash, self.cuts.len() < MOST_CUTS)
+            {
+                self.cuts.push((cut, hash.to_string(), seq));
+            }
         } else if kind == KEY_ROTATED_KIND {
             let key = |f: &str| obj.get(f).and_then(Value::as_str).unwrap_or_default();
             self.signers
@@ -460,6 +471,20 @@ impl Verifier {
     }
 
     /// Ends the input; reports a link break that no later line could resolve.
+    /// Whether a signed `archived` entry (one a checkpoint seen so far covers) names the cut
+    /// at `seq` with entry hash `hash`.
+    pub(crate) fn signed_cut(&self, seq: u64, hash: &str) -> bool {
+        let signed = self.report.last_signed_seq;
+        self.cuts
+            .iter()
+            .any(|(c, h, at)| *c == seq && h == hash && signed.is_some_and(|s| *at < s))
+    }
+
+    /// The seq of the first entry seen (0 before any).
+    pub(crate) fn first_seq(&self) -> u64 {
+        self.report.first_seq
+    }
+
     pub(crate) fn finish(mut self) -> Result<VerifyReport, VerifyError> {
         if let Some(why) = self
             .report
