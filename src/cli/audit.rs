@@ -383,6 +383,37 @@ pub(super) fn stopped_store(
     })
 }
 
+/// The instances lock, taken exclusively for `command`'s whole run (the guard): every `serve`
+/// on a shared database holds it shared for as long as it runs, even while its change
+/// listener reconnects, so this fails at once while any instance runs, and no `serve` starts
+/// until the guard is dropped (one that tries refuses, saying so). Then, as a second line, no
+/// session may be listening for changes (an instance of a build before the lock). A store of
+/// one instance's own (embedded) is already locked by the open.
+pub(super) fn alone_on_the_database(
+    store: &dyn airlock::store::Store,
+    command: &str,
+) -> Result<airlock::store::Turn> {
+    let turn = store
+        .try_exclusive_instances()
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "other Airlock instances are running on this database (they hold its instances \
+                 lock): stop every instance, then run `airlock audit {command}` again"
+            )
+        })?;
+    if let Some(others) = store.other_instances() {
+        let others = others.map_err(|e| anyhow::anyhow!("{e}"))?;
+        if others > 0 {
+            bail!(
+                "{others} other Airlock process(es) are connected to the database: stop every \
+                 instance, then run `airlock audit {command}` again"
+            );
+        }
+    }
+    Ok(turn)
+}
+
 /// The configured checkpoint settings.
 pub(super) fn audit_options(config: &Config) -> airlock::audit::AuditOptions {
     airlock::audit::AuditOptions {
@@ -399,26 +430,7 @@ fn accept_restore(config: &Config, declare: bool) -> Result<()> {
     // every `serve` holds the instances lock (shared) for as long as it runs, even while its
     // change listener reconnects: taken exclusively here, at once or not at all, and kept for
     // the whole run, so that no `serve` starts meanwhile (one that tries refuses, saying so).
-    let _instances = store
-        .try_exclusive_instances()
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "other Airlock instances are running on this database (they hold its instances \
-                 lock): stop every instance, then run `airlock audit accept-restore` again"
-            )
-        })?;
-    // The second line: sessions listening for changes (an instance of a build before the
-    // lock, say).
-    if let Some(others) = store.other_instances() {
-        let others = others.map_err(|e| anyhow::anyhow!("{e}"))?;
-        if others > 0 {
-            bail!(
-                "{others} other Airlock process(es) are connected to the database: stop every \
-                 instance, then run `airlock audit accept-restore` again"
-            );
-        }
-    }
+    let _instances = alone_on_the_database(store.as_ref(), "accept-restore")?;
     let key = config.audit_key_file();
     let opts = audit_options(config);
     let now_ms = airlock::gate::Clock::now_ms(&airlock::gate::SystemClock);

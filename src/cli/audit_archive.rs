@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use airlock::audit::AuditLog;
 use airlock::config::Config;
@@ -11,16 +11,9 @@ use airlock::gate::archive::Outcome;
 
 pub(super) fn archive(config: &Config, before: u64, out: &Path, by: Option<String>) -> Result<()> {
     let store = super::audit::stopped_store(config, "archive")?;
-    // Instances serving a shared database read and append the log meanwhile.
-    if let Some(others) = store.other_instances() {
-        let others = others.map_err(|e| anyhow::anyhow!("{e}"))?;
-        if others > 0 {
-            bail!(
-                "{others} other Airlock process(es) are connected to the database: stop every \
-                 instance, then run `airlock audit archive` again"
-            );
-        }
-    }
+    // Instances serving a shared database read and append the log meanwhile: none may run,
+    // nor start, until the archive is done.
+    let _instances = super::audit::alone_on_the_database(store.as_ref(), "archive")?;
     let log = AuditLog::open(
         store.clone(),
         &config.audit_key_file(),
