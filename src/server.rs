@@ -288,7 +288,9 @@ pub async fn start_with_store(
     // Where reviewers decide is refused by name and by address, whatever the tunnel mode;
     // the addresses are resolved again every minute.
     let surfaces = config.decision_surfaces();
-    refresh_decision_surfaces(&guard, &surfaces).await;
+    // Looked up on resolver threads, never on the pool the store and audit work runs on.
+    let surface_resolver = Arc::new(crate::upstream::resolve::Resolver::default());
+    refresh_decision_surfaces(&guard, &surfaces, &surface_resolver).await;
 
     let life = Lifecycle::default();
     let dialer = Dialer::new(
@@ -390,7 +392,7 @@ pub async fn start_with_store(
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
-                    _ = tick.tick() => refresh_decision_surfaces(&guard, &surfaces).await,
+                    _ = tick.tick() => refresh_decision_surfaces(&guard, &surfaces, &surface_resolver).await,
                 }
             }
         });
@@ -694,7 +696,11 @@ fn spawn_reloader(
 
 /// Resolves each decision surface (host, port) and hands names and addresses to the guard. A
 /// name that does not resolve is still refused by name.
-async fn refresh_decision_surfaces(guard: &EgressGuard, surfaces: &[(String, u16)]) {
+async fn refresh_decision_surfaces(
+    guard: &EgressGuard,
+    surfaces: &[(String, u16)],
+    resolver: &crate::upstream::resolve::Resolver,
+) {
     let mut hosts = Vec::new();
     let mut addrs = Vec::new();
     for (host, port) in surfaces {
@@ -703,13 +709,12 @@ async fn refresh_decision_surfaces(guard: &EgressGuard, surfaces: &[(String, u16
             continue;
         }
         hosts.push(host.clone());
-        let lookup = tokio::net::lookup_host((host.as_str(), *port));
-        match tokio::time::timeout(std::time::Duration::from_secs(2), lookup).await {
-            Ok(Ok(found)) => addrs.extend(found),
-            Ok(Err(e)) => {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        match resolver.resolve(host, *port, None, deadline).await {
+            Ok(found) => addrs.extend(found),
+            Err(e) => {
                 tracing::debug!(host, error = %e, "decision surface does not resolve; refused by name")
             }
-            Err(_) => tracing::debug!(host, "decision surface lookup timed out; refused by name"),
         }
     }
     hosts.sort();

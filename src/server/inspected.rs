@@ -20,7 +20,10 @@ use crate::upstream::egress::{literal_ip, EgressGuard};
 /// How long one round of lookups may take, all of them together.
 const LOOKUP_TIME: Duration = Duration::from_secs(2);
 
-/// What each name resolved to last (kept when a later lookup fails).
+/// Most addresses remembered per inspected host (its latest answers, newest last).
+const MOST_PER_HOST: usize = 64;
+
+/// What each name resolved to lately (kept when a later lookup fails).
 type Resolved = BTreeMap<String, Vec<IpAddr>>;
 
 /// The hosts to resolve now: inspected by config, by credential, or by the rules in force.
@@ -48,10 +51,16 @@ pub async fn refresh(
             addrs.push((ip, None));
         } else {
             let host = host.clone();
+            let upstream = proxy.upstream.clone();
+            let deadline = tokio::time::Instant::now() + LOOKUP_TIME;
+            // On the resolver's threads (Airlock's own pool), never the store's.
             lookups.spawn(async move {
-                let found = tokio::net::lookup_host((host.as_str(), 443))
+                let found = upstream
+                    .dialer()
+                    .resolver()
+                    .resolve(&host, 443, None, deadline)
                     .await
-                    .map(|f| f.map(|a| a.ip()).collect::<Vec<_>>());
+                    .map(|f| f.into_iter().map(|a| a.ip()).collect::<Vec<_>>());
                 (host, found)
             });
         }
@@ -60,7 +69,13 @@ pub async fn refresh(
         while let Some(joined) = lookups.join_next().await {
             match joined {
                 Ok((host, Ok(ips))) => {
-                    last.insert(host, ips);
+                    // Added to what the name answered before (round-robin DNS gives a few
+                    // addresses at a time), the newest kept, at most MOST_PER_HOST.
+                    let known = last.entry(host).or_default();
+                    known.retain(|ip| !ips.contains(ip));
+                    known.extend(ips);
+                    let extra = known.len().saturating_sub(MOST_PER_HOST);
+                    known.drain(..extra);
                 }
                 Ok((host, Err(e))) => {
                     tracing::debug!(host, error = %e, "inspected host does not resolve; its last addresses stay refused to tunnels")

@@ -4,13 +4,16 @@
 //! resolver that never answers would keep a thread per name busy for as long as the system
 //! resolver waits, whatever `upstream.connect_timeout` says (it stops the waiting, not the
 //! thread). So each lookup runs on a short-lived thread of its own that holds two permits
-//! until getaddrinfo returns: one of [`GLOBAL_LOOKUPS`] for the process and one of
-//! [`AGENT_LOOKUPS`] for the agent that asked (a dial with no agent, e.g. a pooled connection
-//! for a plain-HTTP request, takes only the global one). A dial waits for its permits no longer
+//! until getaddrinfo returns: for a lookup an agent caused (a blind tunnel's name), one of
+//! [`GLOBAL_LOOKUPS`] for all agents and one of [`AGENT_LOOKUPS`] for that agent; for Airlock's
+//! own dials (the intercepted hosts, approved sends, pooled connections), one of
+//! [`OWN_LOOKUPS`], a pool no agent's names can take. A dial waits for its permits no longer
 //! than its `connect_timeout` and is then refused: `agent_dns_busy` (429) when its agent's
-//! lookups are all taken, `dns_busy` (503) when the process's are. A name that failed to
-//! resolve is answered from a small negative cache for [`NEGATIVE_TTL`], so repeating it does
-//! not start a new lookup. The store's and audit's blocking work never waits behind a lookup.
+//! lookups are all taken, `dns_busy` (503) when the pool's are. A name an agent asked for that
+//! failed to resolve is answered from a small negative cache for [`NEGATIVE_TTL`], so repeating
+//! it does not start a new lookup; Airlock's own dials neither read nor fill it (one resolver
+//! hiccup must not fail every send to a provider for seconds). The store's and audit's
+//! blocking work never waits behind a lookup.
 
 use std::collections::HashMap;
 use std::io;
@@ -24,6 +27,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub const GLOBAL_LOOKUPS: usize = 64;
 /// Lookups in flight for one agent.
 pub const AGENT_LOOKUPS: usize = 16;
+/// Lookups in flight for Airlock's own dials (no agent's names among them).
+pub const OWN_LOOKUPS: usize = 32;
 /// How long a name that failed to resolve is answered from the negative cache.
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 /// Most names the negative cache holds (past it, new failures are not remembered).
@@ -54,10 +59,7 @@ pub enum ResolveError {
     )]
     AgentBusy { agent: String },
     /// Every lookup the process may have in flight stayed taken until the deadline.
-    #[error(
-        "Airlock has {GLOBAL_LOOKUPS} DNS lookups in flight already (the most it runs at \
-         once); retry later"
-    )]
+    #[error("Airlock has as many DNS lookups in flight as it runs at once; retry later")]
     Busy,
     /// The name failed to resolve moments ago (answered from the negative cache).
     #[error("{host} did not resolve moments ago: {why}")]
@@ -94,6 +96,7 @@ type Negative = Mutex<HashMap<String, (Instant, String)>>;
 pub struct Resolver {
     lookup: RwLock<Arc<dyn Lookup>>,
     global: Arc<Semaphore>,
+    own: Arc<Semaphore>,
     agents: Mutex<HashMap<String, Arc<Semaphore>>>,
     negative: Arc<Negative>,
 }
@@ -109,6 +112,7 @@ impl Resolver {
         Self {
             lookup: RwLock::new(lookup),
             global: Arc::new(Semaphore::new(GLOBAL_LOOKUPS)),
+            own: Arc::new(Semaphore::new(OWN_LOOKUPS)),
             agents: Mutex::new(HashMap::new()),
             negative: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -130,7 +134,7 @@ impl Resolver {
         deadline: tokio::time::Instant,
     ) -> Result<Vec<SocketAddr>, ResolveError> {
         let key = host.to_ascii_lowercase();
-        if let Some(why) = self.failed_recently(&key) {
+        if let Some(why) = agent.and_then(|_| self.failed_recently(&key)) {
             return Err(ResolveError::Cached { host: key, why });
         }
         let agent_permit = match agent {
@@ -147,12 +151,17 @@ impl Resolver {
             }
             None => None,
         };
+        let pool = match agent {
+            Some(_) => &self.global,
+            None => &self.own,
+        };
         let global_permit =
-            match tokio::time::timeout_at(deadline, self.global.clone().acquire_owned()).await {
+            match tokio::time::timeout_at(deadline, pool.clone().acquire_owned()).await {
                 Ok(Ok(p)) => p,
                 _ => return Err(ResolveError::Busy),
             };
-        let rx = self.start(key.clone(), port, (global_permit, agent_permit))?;
+        let remember = agent.is_some();
+        let rx = self.start(key.clone(), port, (global_permit, agent_permit), remember)?;
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(Ok(addrs))) => Ok(addrs),
             Ok(Ok(Err(source))) => Err(ResolveError::Failed { host: key, source }),
@@ -170,6 +179,7 @@ impl Resolver {
         host: String,
         port: u16,
         permits: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
+        remember: bool,
     ) -> Result<tokio::sync::oneshot::Receiver<io::Result<Vec<SocketAddr>>>, ResolveError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let lookup = self
@@ -188,7 +198,7 @@ impl Resolver {
                     )),
                     other => other,
                 };
-                if let Err(e) = &answer {
+                if let (Err(e), true) = (&answer, remember) {
                     remember_failure(&negative, host, e.to_string());
                 }
                 drop(permits);

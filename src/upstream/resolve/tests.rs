@@ -180,6 +180,12 @@ async fn past_the_global_cap_a_lookup_is_refused() {
     let refusal = Refusal::from(UpstreamFailure::from_dial_error(&err.into_io()));
     assert_eq!(refusal.status, http::StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(refusal.code, "dns_busy");
+    // Airlock's own dials (no agent) have a pool of their own: agents' names cannot take it.
+    let own = resolver.resolve("fine.test", 443, None, soon(300)).await;
+    assert!(
+        !matches!(own, Err(ResolveError::Busy)),
+        "an own dial was refused: {own:?}"
+    );
     // Once the stuck ones end, lookups run again.
     hook.release();
     let again = resolver
@@ -192,15 +198,30 @@ async fn past_the_global_cap_a_lookup_is_refused() {
 #[tokio::test]
 async fn a_failed_name_is_not_looked_up_again_at_once() {
     let (resolver, hook, _release) = setup();
-    let first = resolver.resolve("bad.test", 443, None, soon(5_000)).await;
+    let first = resolver
+        .resolve("bad.test", 443, Some("bot"), soon(5_000))
+        .await;
     assert!(
         matches!(first, Err(ResolveError::Failed { .. })),
         "{first:?}"
     );
-    let second = resolver.resolve("BAD.test", 443, None, soon(5_000)).await;
+    let second = resolver
+        .resolve("BAD.test", 443, Some("bot"), soon(5_000))
+        .await;
     assert!(
         matches!(second, Err(ResolveError::Cached { .. })),
         "{second:?}"
     );
     assert_eq!(hook.calls.load(Ordering::SeqCst), 1);
+    // Airlock's own dials neither read nor fill the cache: one resolver hiccup must not fail
+    // every send to a provider for seconds.
+    for _ in 0..2 {
+        let own = resolver.resolve("bad.test", 443, None, soon(5_000)).await;
+        assert!(matches!(own, Err(ResolveError::Failed { .. })), "{own:?}");
+    }
+    assert_eq!(
+        hook.calls.load(Ordering::SeqCst),
+        3,
+        "each own lookup asked"
+    );
 }
