@@ -3525,33 +3525,37 @@ async fn a_clock_stepped_after_start_claims_nothing_until_it_is_back() {
     let Some((_, up, dir, config)) = on_postgres().await else {
         return; // the reason is printed; CI requires PostgreSQL
     };
-    let real_now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("time")
-            .as_millis() as u64
-    };
-    let clock = Arc::new(ManualClock::default());
-    clock
-        .0
-        .store(real_now(), std::sync::atomic::Ordering::SeqCst);
+    /// The system's clocks, the wall one stepped by hand by `offset` ms.
+    #[derive(Default)]
+    struct Stepped {
+        offset: std::sync::atomic::AtomicI64,
+    }
+    impl airlock::gate::Clock for Stepped {
+        fn now_ms(&self) -> u64 {
+            let real = airlock::gate::SystemClock.now_ms() as i64;
+            (real + self.offset.load(std::sync::atomic::Ordering::SeqCst)) as u64
+        }
+        fn monotonic_ms(&self) -> u64 {
+            airlock::gate::SystemClock.monotonic_ms()
+        }
+    }
+    use airlock::gate::Clock;
+    let clock = Arc::new(Stepped::default());
     let a = Airlock::start_with_parts(config, dir, Arc::new(TestRules), clock.clone()).await;
     let (status, _, held) = hold_delete(&a, "/repos/acme/stepped").await;
     assert_eq!(status, 423);
     let id = held["reviewId"].as_str().expect("id").to_string();
     // Stepped a minute back (15 s allowed): the approval lands, the send waits.
     clock
-        .0
-        .store(real_now() - 60_000, std::sync::atomic::Ordering::SeqCst);
+        .offset
+        .store(-60_000, std::sync::atomic::Ordering::SeqCst);
     let (_, r) = a
         .admin("POST", &format!("/v1/reviews/{id}/approve"), None)
         .await;
     assert_ne!(r["state"], "executed", "{r}");
     assert_eq!(up.count(), 0, "nothing sent by a clock a minute off");
     // Back in step: the sweeper's next check finds it, and the approved call is sent once.
-    clock
-        .0
-        .store(real_now(), std::sync::atomic::Ordering::SeqCst);
+    clock.offset.store(0, std::sync::atomic::Ordering::SeqCst);
     support::eventually("the approved call to be sent", support::WAIT, || async {
         (up.count() == 1).then_some(()).ok_or(up.count())
     })

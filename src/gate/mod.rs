@@ -140,6 +140,12 @@ impl Reviewer {
 /// Wall-clock source (tests use a manual one).
 pub trait Clock: Send + Sync + 'static {
     fn now_ms(&self) -> u64;
+    /// A clock that only moves forward at the pace of time (ms from any origin), to tell a
+    /// step of `now_ms` from time passing ([`Gate::recheck_if_stepped`]). By default `now_ms`
+    /// itself: a clock moved by hand moves its time (no step is ever seen).
+    fn monotonic_ms(&self) -> u64 {
+        self.now_ms()
+    }
 }
 
 pub struct SystemClock;
@@ -147,6 +153,11 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
         crate::wall_clock::now_ms()
+    }
+    fn monotonic_ms(&self) -> u64 {
+        static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        let origin = ORIGIN.get_or_init(Instant::now);
+        u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 }
 
@@ -257,7 +268,7 @@ pub struct Gate {
     /// This clock and the monotonic one at the last clock check against a shared store
     /// (`None`: none yet, or the store is this instance's alone): a wall clock that stepped
     /// since is checked again before it sets or judges a lease ([`Gate::recheck_if_stepped`]).
-    clock_checked: std::sync::Mutex<Option<(u64, std::time::Instant)>>,
+    clock_checked: std::sync::Mutex<Option<(u64, u64)>>,
     /// Reviews this process is claiming or executing, by id (counted: an approval's own call
     /// and a sweep may race for one claim): never given up as lapsed by its own sweeps, nor
     /// claimed again by them meanwhile.
@@ -356,7 +367,7 @@ impl Gate {
             return Ok(());
         };
         *self.clock_checked.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((self.clock.now_ms(), Instant::now()));
+            Some((self.clock.now_ms(), self.clock.monotonic_ms()));
         let allowed = self.max_clock_skew_ms();
         let way = if skew >= 0 { "ahead of" } else { "behind" };
         let secs = skew.unsigned_abs() as f64 / 1000.0;
@@ -390,7 +401,7 @@ impl Gate {
             let checked = self.clock_checked.lock().unwrap_or_else(|e| e.into_inner());
             checked.is_some_and(|(wall, mono)| {
                 let wall_ms = i128::from(self.clock.now_ms()) - i128::from(wall);
-                let mono_ms = i128::try_from(mono.elapsed().as_millis()).unwrap_or(i128::MAX);
+                let mono_ms = i128::from(self.clock.monotonic_ms()) - i128::from(mono);
                 (wall_ms - mono_ms).abs() > i128::from(CLOCK_STEP_MS)
             })
         };
