@@ -3539,7 +3539,6 @@ async fn a_clock_stepped_after_start_claims_nothing_until_it_is_back() {
             airlock::gate::SystemClock.monotonic_ms()
         }
     }
-    use airlock::gate::Clock;
     let clock = Arc::new(Stepped::default());
     let a = Airlock::start_with_parts(config, dir, Arc::new(TestRules), clock.clone()).await;
     let (status, _, held) = hold_delete(&a, "/repos/acme/stepped").await;
