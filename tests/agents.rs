@@ -1504,3 +1504,116 @@ async fn soft_gated_calls_past_the_agents_rate_are_refused() {
         .expect("send");
     assert_ne!(resp.status(), 429);
 }
+
+/// Review of session 23: nothing bounded one agent's requests in flight across its
+/// connections (256 streams each, up to 1,000 connections), and on an HTTP/1.1 upstream each
+/// took an upstream connection of its own: one agent opened 2,015 and ran Airlock out of file
+/// descriptors. Past `proxy.max_requests_in_flight_per_agent` a request gets 429
+/// `too_many_requests_in_flight` with `Retry-After`, nothing sent; another agent is not
+/// affected; a request counts until its response body ends or is dropped, read or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_has_a_bounded_number_of_requests_in_flight() {
+    let opts = support::UpstreamOptions {
+        alpn: vec!["http/1.1"],
+        ..Default::default()
+    };
+    let s = setup_on("[proxy]\nmax_requests_in_flight_per_agent = 4\n", opts).await;
+    let bot = client_as(&s.airlock, "bot", &s.token);
+    // Four requests to a slow upstream path, on connections of their own.
+    let stalled: Vec<_> = (0..4)
+        .map(|i| {
+            let bot = bot.clone();
+            tokio::spawn(async move {
+                let r = bot
+                    .get(format!("https://api.github.com/stall/{i}"))
+                    .send()
+                    .await
+                    .expect("send");
+                (r.status().as_u16(), r.bytes().await.map(|b| b.len()).ok())
+            })
+        })
+        .collect();
+    support::eventually("four stalled upstream", support::WAIT, || async {
+        match s.up.count() {
+            4 => Ok(()),
+            n => Err(n),
+        }
+    })
+    .await;
+    let refused = bot
+        .get("https://api.github.com/repos/o/r")
+        .send()
+        .await
+        .expect("fifth");
+    assert_eq!(refused.status(), 429);
+    let retry = refused.headers().get("retry-after").cloned();
+    assert!(retry.is_some(), "Retry-After");
+    let text = refused.text().await.expect("text");
+    assert!(text.contains("too_many_requests_in_flight"), "{text}");
+    assert!(text.contains("documentation_url"), "GitHub's shape: {text}");
+    assert_eq!(s.up.count(), 4, "the fifth was not sent");
+    // Another agent is not affected.
+    let other = client_as(&s.airlock, "gh-only", &s.limited_token);
+    let r = other
+        .get("https://api.github.com/repos/o/r")
+        .send()
+        .await
+        .expect("other");
+    assert_eq!(r.status(), 200);
+    // The stalled ones finish; the agent sends again.
+    s.up.state
+        .no_stall
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    s.up.state.unstall.notify_waiters();
+    for h in stalled {
+        let (status, _) = tokio::time::timeout(support::WAIT, h)
+            .await
+            .expect("stalled ones finish")
+            .expect("task");
+        assert_eq!(status, 200);
+    }
+    let r = bot
+        .get("https://api.github.com/repos/o/r")
+        .send()
+        .await
+        .expect("again");
+    assert_eq!(r.status(), 200, "the count came back");
+
+    // Answers whose bodies are not read yet still count; dropped unread, they come back.
+    // (Answers of a host with a credential are scrubbed: their first bytes wait for more.)
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let fresh = client_as(&s.airlock, "bot", &s.token);
+        // Larger than every buffer on the way: the answer's body cannot end unread.
+        let r = fresh
+            .get(format!("https://api.github.com/bytes/{}", 64 << 20))
+            .send()
+            .await
+            .expect("large answer");
+        assert_eq!(r.status(), 200);
+        open.push((fresh, r));
+    }
+    let r = bot
+        .get("https://api.github.com/repos/o/r")
+        .send()
+        .await
+        .expect("while streaming");
+    assert_eq!(r.status(), 429, "bodies still streaming count");
+    drop(open);
+    support::eventually(
+        "dropped answers to give their count back",
+        support::WAIT,
+        || async {
+            let r = bot
+                .get("https://api.github.com/repos/o/r")
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            match r.status().as_u16() {
+                200 => Ok(()),
+                n => Err(n.to_string()),
+            }
+        },
+    )
+    .await;
+}

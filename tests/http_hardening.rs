@@ -28,6 +28,11 @@ struct Env {
 }
 
 async fn env(extra: &str) -> Env {
+    env_with(extra, |_| {}).await
+}
+
+/// [`env`], its config changed by `tune` before the start.
+async fn env_with(extra: &str, tune: impl FnOnce(&mut airlock::config::Config)) -> Env {
     support::init();
     let up = FakeUpstream::start(UpstreamOptions {
         alpn: vec!["http/1.1"],
@@ -48,6 +53,7 @@ async fn env(extra: &str) -> Env {
         .upstream
         .resolve
         .insert("plain.test".into(), plain.addr);
+    tune(&mut config);
     let catalog = airlock::rules::LiveCatalog::load(None, Default::default()).expect("catalog");
     let airlock =
         Airlock::start_with_parts(config, dir, catalog, Arc::new(airlock::gate::SystemClock)).await;
@@ -1084,6 +1090,65 @@ async fn an_agent_has_a_bounded_number_of_bodies_read_at_once() {
         .expect("graphql");
     assert_eq!(r.status(), 200);
     assert_eq!(e.pending_reviews().await, 0);
+}
+
+/// Review of session 23: each agent's buffered bodies were bounded
+/// (`proxy.max_buffered_per_agent` x `gate.max_body_bytes`), all agents' together not at all.
+/// Past `gate.max_buffered_bytes` a body to judge or hold is refused, 503 `buffer_full` with
+/// `Retry-After`, before it is read: not held, stored or sent. The bytes come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn all_agents_have_a_bounded_number_of_bytes_buffered_at_once() {
+    let e = env_with("body_read_timeout = \"3s\"\n", |c| {
+        c.gate.max_buffered_bytes = 8192;
+    })
+    .await;
+    // Two held bodies declared at 4096 bytes each, never sent whole: the budget is spent.
+    let stalled_head = "DELETE /repos/o/r HTTP/1.1\r\nHost: api.github.com\r\ncontent-type: application/json\r\ncontent-length: 4096\r\n\r\n{";
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        stalled.push(e.sent("api.github.com", stalled_head.as_bytes()).await);
+    }
+    let client = e.airlock.client();
+    let refused = support::eventually("a third body to be refused", support::WAIT, || async {
+        let r = client
+            .delete("https://api.github.com/repos/o/r2")
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 503).then_some(r)
+    })
+    .await;
+    assert!(
+        refused.headers().get("retry-after").is_some(),
+        "Retry-After"
+    );
+    let text = refused.text().await.expect("text");
+    assert!(text.contains("buffer_full"), "{text}");
+    assert_eq!(e.pending_reviews().await, 0, "nothing held or stored");
+    assert_eq!(e.up.count(), 0, "nothing sent");
+    let r = client
+        .get("https://api.github.com/repos/o/r")
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(r.status(), 200, "a request with no body to read passes");
+    // The stalled bodies time out; their bytes come back.
+    for mut tls in stalled {
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut got)).await;
+        assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 408"));
+    }
+    let r = client
+        .post("https://api.github.com/graphql")
+        .header("content-type", "application/json")
+        .body(r#"{"query":"{ viewer { login } }"}"#)
+        .send()
+        .await
+        .expect("graphql");
+    assert_eq!(r.status(), 200);
+    assert_eq!(e.airlock.proxy.buffered_bytes.used(), 0, "all given back");
 }
 
 /// An idle HTTP/2 agent connection closes after the idle timeout although the agent answers

@@ -95,19 +95,23 @@ fn limit_malloc_arenas() {
 }
 
 /// Raises the open-files limit as far as allowed, and warns when even that cannot hold the
-/// connection limits (one descriptor per agent and reviewer connection, and some for upstream
-/// connections, the store and the log; a blind tunnel takes two).
+/// connection limits: one descriptor per agent and reviewer connection, one per upstream
+/// connection the agent side can make ([`airlock::config::ProxyConfig::upstream_connections_bound`]:
+/// a tunnel's, one per request in flight under `proxy.max_requests_in_flight_per_agent`), and
+/// some for the store, the log and approved calls' sends.
 fn check_open_files(config: &Config) {
-    let needed = config.proxy.max_connections as u64
-        + config.proxy.max_unauthenticated_connections as u64
-        + config.admin.max_connections as u64
-        + 512;
+    let agents = config.agents.len();
+    let needed = (config.proxy.max_connections as u64)
+        .saturating_add(config.proxy.max_unauthenticated_connections as u64)
+        .saturating_add(config.proxy.upstream_connections_bound(agents))
+        .saturating_add(config.admin.max_connections as u64)
+        .saturating_add(512);
     match airlock::hardening::raise_open_files() {
         Ok(limit) if limit < needed => tracing::warn!(
             target: "airlock",
             limit,
             needed,
-            "the open-files limit is below what proxy.max_connections, proxy.max_unauthenticated_connections and admin.max_connections need; raise the hard limit (ulimit -Hn, LimitNOFILE=, docker --ulimit nofile=) or lower them"
+            "the open-files limit is below what proxy.max_connections, proxy.max_unauthenticated_connections, the upstream connections they may make (proxy.max_requests_in_flight_per_agent for each agent configured at start) and admin.max_connections need; raise the hard limit (ulimit -Hn, LimitNOFILE=, docker --ulimit nofile=) or lower them"
         ),
         Ok(_) => {}
         Err(e) => {

@@ -11,6 +11,7 @@ use super::{ConfigError, Ctx};
 pub(super) struct RawGate {
     pub(super) review_expiry: String,
     pub(super) max_body_bytes: usize,
+    pub(super) max_buffered_bytes: usize,
     pub(super) max_wait: String,
     pub(super) sweep_interval: String,
     pub(super) max_result_bytes: usize,
@@ -25,6 +26,7 @@ impl Default for RawGate {
         Self {
             review_expiry: "24h".into(),
             max_body_bytes: 1024 * 1024,
+            max_buffered_bytes: 256 << 20,
             max_wait: "5m".into(),
             sweep_interval: "5s".into(),
             max_result_bytes: 256 * 1024,
@@ -41,6 +43,10 @@ pub struct GateConfig {
     pub review_expiry: Duration,
     /// Largest request body a gated call may have (it is buffered and stored); larger: 413.
     pub max_body_bytes: usize,
+    /// Bytes of such bodies buffered at once, all agents together; a body that would pass it
+    /// is refused (503 `buffer_full`, `Retry-After`), nothing stored or sent. At least
+    /// `max_body_bytes`.
+    pub max_buffered_bytes: usize,
     /// Ceiling on `Airlock-Wait` and `?wait=`.
     pub max_wait: Duration,
     pub sweep_interval: Duration,
@@ -131,6 +137,7 @@ pub(super) fn check(g: RawGate, cx: &Ctx) -> Result<GateConfig, ConfigError> {
     let gate = GateConfig {
         review_expiry: dur("gate.review_expiry", &g.review_expiry)?,
         max_body_bytes: g.max_body_bytes,
+        max_buffered_bytes: g.max_buffered_bytes,
         max_wait: dur("gate.max_wait", &g.max_wait)?,
         sweep_interval: dur("gate.sweep_interval", &g.sweep_interval)?,
         max_result_bytes: g.max_result_bytes,
@@ -153,6 +160,16 @@ pub(super) fn check(g: RawGate, cx: &Ctx) -> Result<GateConfig, ConfigError> {
                 ),
             ));
         }
+    }
+    if g.max_buffered_bytes < g.max_body_bytes {
+        return Err(cx.invalid(
+            "gate.max_buffered_bytes",
+            format!(
+                "must be at least gate.max_body_bytes ({}): otherwise no body of that size \
+                 could ever be read",
+                g.max_body_bytes
+            ),
+        ));
     }
     if g.max_pending_per_agent > MAX_PENDING_CAP {
         return Err(cx.invalid(
@@ -278,6 +295,14 @@ mod tests {
                 "[gate]\nmax_result_bytes = 100000000".to_string(),
                 "gate.max_result_bytes: at most 67108864",
             ),
+            (
+                "[gate]\nmax_body_bytes = 2000\nmax_buffered_bytes = 1999".to_string(),
+                "gate.max_buffered_bytes: must be at least gate.max_body_bytes (2000)",
+            ),
+            (
+                "[proxy]\nmax_requests_in_flight_per_agent = 100001".to_string(),
+                "proxy.max_requests_in_flight_per_agent: must be at most 100000",
+            ),
         ];
         for (text, want) in &cases {
             let err = Config::from_toml("t.toml", text)
@@ -287,6 +312,9 @@ mod tests {
         }
         let ok = "[proxy]\nidle_timeout = \"24h\"\nmax_connections = 1000000\n\
                   [gate]\nmax_body_bytes = 67108864\n";
+        assert!(Config::from_toml("t.toml", ok).is_ok());
+        let ok = "[proxy]\nmax_requests_in_flight_per_agent = 0\n\
+                  [gate]\nmax_body_bytes = 2000\nmax_buffered_bytes = 2000\n";
         assert!(Config::from_toml("t.toml", ok).is_ok());
     }
 }

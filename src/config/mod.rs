@@ -24,7 +24,7 @@ pub use home::{Found, Home, HOME_ENV};
 pub use people::{
     agent_entry, check_agent_services, format_added, reviewer_entry, AgentConfig, ReviewerConfig,
 };
-pub use proxy::{auto_workers, ProxyConfig, UnknownHosts};
+pub use proxy::{auto_workers, ProxyConfig, UnknownHosts, AGENT_H2_MAX_STREAMS};
 pub use rules::RulesConfig;
 pub use store::{AdminConfig, AdminSocket, StoreConfig};
 pub use upstream::{TlsConfig, UpstreamConfig};

@@ -47,6 +47,7 @@ pub(super) struct RawProxy {
     pub(super) max_unauthenticated_connections: Option<usize>,
     pub(super) unauthenticated_per_address: Option<usize>,
     pub(super) first_request_timeout: String,
+    pub(super) max_requests_in_flight_per_agent: usize,
     pub(super) allow_anonymous: bool,
     pub(super) workers: Option<usize>,
 }
@@ -69,6 +70,7 @@ impl Default for RawProxy {
             max_unauthenticated_connections: None,
             unauthenticated_per_address: None,
             first_request_timeout: "3s".into(),
+            max_requests_in_flight_per_agent: 256,
             allow_anonymous: false,
             workers: None,
         }
@@ -106,10 +108,39 @@ pub struct ProxyConfig {
     pub unauthenticated_per_address: usize,
     /// A new connection's first request head must arrive within this, or it is closed.
     pub first_request_timeout: Duration,
+    /// Requests one agent has in flight at once across all its connections, each from its
+    /// admission until its response body ends or is dropped; past it 429
+    /// `too_many_requests_in_flight`, nothing read or sent. It also bounds the upstream
+    /// connections one agent makes (an HTTP/1.1 upstream takes one per request in flight).
+    /// 0: no cap.
+    pub max_requests_in_flight_per_agent: usize,
     /// Accept agents without `Proxy-Authorization` (local development only).
     pub allow_anonymous: bool,
     /// Connection runtimes, one thread each (`proxy::workers`); 0: the caller's runtime.
     pub workers: usize,
+}
+
+/// Streams one agent-facing HTTP/2 connection may have open at once (the common servers'
+/// default).
+pub const AGENT_H2_MAX_STREAMS: u32 = 100;
+
+impl ProxyConfig {
+    /// The most upstream connections the agent side can make open at once, for `agents`
+    /// agents: a blind tunnel each per agent connection, plus one per request in flight (an
+    /// HTTP/1.1 upstream carries one request per connection; hyper-util's pool has no cap per
+    /// host, so the per-agent in-flight cap is what bounds them). Without that cap, every
+    /// stream of every connection.
+    pub fn upstream_connections_bound(&self, agents: usize) -> u64 {
+        let conns = self.max_connections as u64;
+        let streams = conns.saturating_mul(u64::from(AGENT_H2_MAX_STREAMS));
+        let requests = match self.max_requests_in_flight_per_agent {
+            0 => streams,
+            cap => (agents.max(1) as u64)
+                .saturating_mul(cap as u64)
+                .min(streams),
+        };
+        conns.saturating_add(requests)
+    }
 }
 
 /// The worker count when `proxy.workers` is unset: one per core this process may run on.
@@ -123,6 +154,9 @@ pub fn auto_workers() -> usize {
 const MAX_WORKERS: usize = 1024;
 /// Upper bound on `proxy.max_header_bytes` (1 MiB).
 const MAX_HEADER_BYTES: usize = 1 << 20;
+/// Upper bound on `proxy.max_requests_in_flight_per_agent` (each may take an upstream
+/// connection).
+const MAX_IN_FLIGHT_PER_AGENT: usize = 100_000;
 /// Upper bound on `proxy.leaf_cache_size` (the cache is allocated up front).
 const MAX_LEAF_CACHE: usize = 1_000_000;
 
@@ -214,6 +248,18 @@ pub(super) fn check(p: RawProxy, cx: &Ctx) -> Result<ProxyConfig, ConfigError> {
         unauthenticated_per_address,
         first_request_timeout: cx
             .timeout("proxy.first_request_timeout", &p.first_request_timeout)?,
+        max_requests_in_flight_per_agent: match p.max_requests_in_flight_per_agent {
+            n if n <= MAX_IN_FLIGHT_PER_AGENT => n,
+            _ => {
+                return Err(cx.invalid(
+                    "proxy.max_requests_in_flight_per_agent",
+                    format!(
+                        "must be at most {MAX_IN_FLIGHT_PER_AGENT} (each request in flight may \
+                         hold an upstream connection), or 0 for no cap"
+                    ),
+                ))
+            }
+        },
         allow_anonymous: p.allow_anonymous,
         workers,
     })
@@ -277,6 +323,21 @@ mod tests {
         assert_eq!(
             pre("[proxy]\nmax_unauthenticated_connections = 5\nfirst_request_timeout = \"1s\"\n"),
             (5, 5, Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn upstream_connections_are_bounded_by_the_in_flight_cap() {
+        let c = |text: &str| Config::from_toml("t.toml", text).map(|c| c.proxy);
+        let capped = c("[proxy]\nmax_connections = 1000\nmax_requests_in_flight_per_agent = 10\n");
+        let capped = capped.map(|p| p.upstream_connections_bound(3)).ok();
+        assert_eq!(capped, Some(1000 + 30), "tunnels plus 3 agents x 10");
+        let open = c("[proxy]\nmax_connections = 1000\nmax_requests_in_flight_per_agent = 0\n");
+        let open = open.map(|p| p.upstream_connections_bound(3)).ok();
+        assert_eq!(
+            open,
+            Some(1000 + 1000 * 100),
+            "every stream of every connection"
         );
     }
 }

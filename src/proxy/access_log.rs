@@ -1,6 +1,7 @@
 //! One structured log line per request, written when the response body ends or is dropped:
 //! host, method, path (never the query string, which may carry tokens), status, bytes,
-//! duration and verdict.
+//! duration and verdict. The same wrapper carries the request's place among its agent's
+//! requests in flight (`in_flight`), given back when the body ends or is dropped.
 
 use std::borrow::Cow;
 use std::pin::Pin;
@@ -14,6 +15,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 
 use super::handler::ConnInfo;
+use super::in_flight::InFlightGuard;
 use crate::wire::{Body, BoxError};
 
 /// Longest path logged (bytes, cut at a character boundary).
@@ -67,12 +69,14 @@ impl AccessLog {
         );
     }
 
-    /// Wraps a response body so the line is written when it finishes.
-    pub fn wrap(self, body: Body) -> Body {
+    /// Wraps a response body so the line is written, and `in_flight` given back, when it
+    /// finishes.
+    pub fn wrap(self, body: Body, in_flight: Option<InFlightGuard>) -> Body {
         Logged {
             inner: body,
             bytes: 0,
             log: Some(self),
+            in_flight,
         }
         .boxed_unsync()
     }
@@ -82,6 +86,8 @@ struct Logged {
     inner: Body,
     bytes: u64,
     log: Option<AccessLog>,
+    /// Dropped when the body ends (or with it).
+    in_flight: Option<InFlightGuard>,
 }
 
 impl HttpBody for Logged {
@@ -100,6 +106,7 @@ impl HttpBody for Logged {
                 }
             }
             Poll::Ready(None) => {
+                self.in_flight = None;
                 if let Some(log) = self.log.take() {
                     log.emit(self.bytes, true);
                 }

@@ -4,7 +4,8 @@
 //! `100 Continue` goes out); one found too large while reading has the rest read and discarded
 //! (at most [`DISCARD_MAX`] bytes, for [`DISCARD_TIME`]) first. Whatever stays unread is kept
 //! until the answer has been sent (an HTTP/2 stream then ends with NO_ERROR after the answer,
-//! not CANCEL before it), and an HTTP/1.1 answer says `Connection: close`.
+//! not CANCEL before it), and an HTTP/1.1 answer says `Connection: close`. The bytes a body
+//! takes are counted against `gate.max_buffered_bytes` (`buffer_budget`) before they are read.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -15,6 +16,7 @@ use http::{header, HeaderValue, Response, StatusCode, Version};
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 
+use super::buffer_budget::Reservation;
 use crate::wire::{Body, BoxError, Refusal};
 
 /// The most of an oversized body read and discarded before the 413 (a client that sends its
@@ -140,27 +142,40 @@ enum Read {
     Whole,
     /// Past the cap, after this many bytes.
     Over(usize),
+    /// Past `gate.max_buffered_bytes` (all bodies buffered at once), after this many bytes.
+    Full(Refusal, usize),
 }
 
 /// Reads `body` whole, at most `cap` bytes within `limit`; `prefix`: what was read of it already.
+/// `reserved` takes the bytes from the budget of all buffered bodies before they are read: the
+/// declared length at once, else each frame's as it comes.
 pub async fn read_whole(
     prefix: Bytes,
     mut body: Body,
     head: BodyHead,
     (cap, limit): (usize, Duration),
     purpose: &str,
+    reserved: &mut Reservation,
 ) -> Result<Bytes, Refused> {
     let declared_over = head.length.is_some_and(|n| n > cap as u64);
     if declared_over || prefix.len() > cap {
         return Err(unread(too_large(cap, purpose), body, head, prefix.len()).await);
+    }
+    let declared = head.length.map_or(0, |n| n as usize).max(prefix.len());
+    if let Err(full) = reserved.grow_to(declared) {
+        return Err(unread(full, body, head, prefix.len()).await);
     }
     let mut buf = BytesMut::from(prefix.as_ref());
     let read = tokio::time::timeout(limit, async {
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(read_failed)?;
             if let Some(data) = frame.data_ref() {
-                if buf.len() + data.len() > cap {
-                    return Ok(Read::Over(buf.len() + data.len()));
+                let total = buf.len() + data.len();
+                if total > cap {
+                    return Ok(Read::Over(total));
+                }
+                if let Err(full) = reserved.grow_to(total) {
+                    return Ok(Read::Full(full, total));
                 }
                 buf.extend_from_slice(data);
             }
@@ -171,6 +186,7 @@ pub async fn read_whole(
     match read {
         Ok(Ok(Read::Whole)) => Ok(buf.freeze()),
         Ok(Ok(Read::Over(n))) => Err(unread(too_large(cap, purpose), body, head.polled(), n).await),
+        Ok(Ok(Read::Full(full, n))) => Err(unread(full, body, head.polled(), n).await),
         Ok(Err(refusal)) => Err(Refused::from(refusal)),
         Err(_) => Err(Refused {
             refusal: timed_out(limit),

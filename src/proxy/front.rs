@@ -249,7 +249,9 @@ pub(super) fn http2_builder(proxy: &Proxy) -> http2::Builder<TokioExecutor> {
     let mut b = http2::Builder::new(TokioExecutor::new());
     b.timer(TokioTimer::new())
         .max_header_list_size(proxy.config.max_header_bytes as u32)
-        .max_concurrent_streams(256)
+        // 100 streams (the common default); requests in flight are capped per agent across
+        // its connections as well (`proxy.max_requests_in_flight_per_agent`).
+        .max_concurrent_streams(crate::config::AGENT_H2_MAX_STREAMS)
         .keep_alive_interval(Some(ping_after.min(Duration::from_secs(86_400))));
     b
 }

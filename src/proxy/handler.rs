@@ -44,6 +44,8 @@ pub struct ConnInfo {
     allow_share: std::sync::OnceLock<Arc<super::allow_audit::AgentShare>>,
     /// The agent's share of soft-gated requests, looked up once.
     soft_share: std::sync::OnceLock<Arc<std::sync::atomic::AtomicU64>>,
+    /// The agent's count of requests in flight, looked up once.
+    in_flight: std::sync::OnceLock<Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl ConnInfo {
@@ -69,6 +71,7 @@ impl ConnInfo {
             partition,
             allow_share: Default::default(),
             soft_share: Default::default(),
+            in_flight: Default::default(),
         }
     }
 
@@ -96,7 +99,15 @@ pub async fn handle(
     let mut log = AccessLog::new(conn.clone(), req.method(), &pq);
     let version = req.version();
     let req = req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
-    let resp = match phases(&proxy, &conn, req, &pq, &mut log).await {
+    // Counted until the response body ends or is dropped (carried in it, below).
+    let share = conn
+        .in_flight
+        .get_or_init(|| proxy.in_flight.share(&conn.agent.name));
+    let (in_flight, outcome) = match proxy.in_flight.enter(share) {
+        Ok(guard) => (Some(guard), phases(&proxy, &conn, req, &pq, &mut log).await),
+        Err(refusal) => (None, Err(Refused::from(refusal))),
+    };
+    let resp = match outcome {
         Ok(r) => r,
         Err(mut refused) => {
             let refusal = refused.refusal.clone();
@@ -117,7 +128,7 @@ pub async fn handle(
     };
     log.status = resp.status().as_u16();
     let (parts, body) = resp.into_parts();
-    Response::from_parts(parts, log.wrap(body))
+    Response::from_parts(parts, log.wrap(body, in_flight))
 }
 
 /// 407 for an agent removed (or changed) since it opened its connection.
@@ -246,21 +257,11 @@ async fn phases(
     let git_push = classifier.git_push(&head);
     let body_head = BodyHead::of(&parts);
     let limits = (proxy.max_buffered_body, proxy.config.body_read_timeout);
-    // A slot of the agent's buffered requests, taken before any body byte is read.
+    // A slot of the agent's buffered requests, taken before any body byte is read, with the
+    // bytes the body takes of `gate.max_buffered_bytes`.
     let mut buffering = None;
-    let take_slot = |buffering: &mut Option<crate::gate::AgentSlot>| {
-        if buffering.is_none() {
-            *buffering = Some(
-                proxy
-                    .buffering
-                    .enter(&conn.agent.name)
-                    .ok_or_else(|| too_many_buffered(proxy.buffering.max()))?,
-            );
-        }
-        Ok::<(), Refusal>(())
-    };
     if git_push || classifier.needs_body(&head) {
-        take_slot(&mut buffering)?;
+        take_slot(proxy, &conn.agent.name, &mut buffering)?;
     }
     let (verdict, body) = if git_push {
         // Only the ref commands decide; an allowed push's packfile then streams.
@@ -269,13 +270,25 @@ async fn phases(
             super::git_push::read_commands(body, &parts.headers),
         )
         .await?;
+        let reserved = take_slot(proxy, &conn.agent.name, &mut buffering)?;
+        if let Err(full) = reserved.grow_to(read.len()) {
+            return Err(body_read::unread(full, rest, body_head.polled(), read.len()).await);
+        }
         (
             classifier.evaluate(&head, Some(&read)),
             Buffered::Prefix(read, rest),
         )
     } else if classifier.needs_body(&head) {
-        let bytes =
-            body_read::read_whole(Bytes::new(), body, body_head, limits, "inspection").await?;
+        let reserved = take_slot(proxy, &conn.agent.name, &mut buffering)?;
+        let bytes = body_read::read_whole(
+            Bytes::new(),
+            body,
+            body_head,
+            limits,
+            "inspection",
+            reserved,
+        )
+        .await?;
         let v = classifier.evaluate(&head, Some(&bytes));
         (v, Buffered::Yes(bytes))
     } else {
@@ -400,17 +413,18 @@ async fn phases(
             Ok(block_response(&verdict, &decision_id, &conn.target.host))
         }
         Action::Escalate => {
-            take_slot(&mut buffering)?;
+            let reserved = take_slot(proxy, &conn.agent.name, &mut buffering)?;
             let purpose = "a held request";
             let bytes = match body {
                 Buffered::Yes(b) => b,
                 Buffered::No(b) => {
-                    body_read::read_whole(Bytes::new(), b, body_head, limits, purpose).await?
+                    body_read::read_whole(Bytes::new(), b, body_head, limits, purpose, reserved)
+                        .await?
                 }
                 Buffered::Prefix(read, rest) => {
                     // A push: its command section is read, so git can hear why it is refused.
                     let report = super::git_report::ReportRequest::of(&parts.headers, &read);
-                    body_read::read_whole(read, rest, body_head.polled(), limits, purpose)
+                    body_read::read_whole(read, rest, body_head.polled(), limits, purpose, reserved)
                         .await
                         .map_err(|r| {
                             push_too_large(r, report.as_ref(), limits.0, &conn.target.host)
@@ -478,6 +492,36 @@ impl Buffered {
             }
         }
     }
+}
+
+/// A request whose body Airlock reads (to judge or hold it): one of its agent's
+/// `proxy.max_buffered_per_agent` slots and its bytes of `gate.max_buffered_bytes`, both given
+/// back when dropped.
+struct Buffering {
+    _slot: crate::gate::AgentSlot,
+    bytes: super::buffer_budget::Reservation,
+}
+
+/// The request's [`Buffering`], taken now if it was not yet; its bytes' reservation.
+fn take_slot<'a>(
+    proxy: &Proxy,
+    agent: &str,
+    buffering: &'a mut Option<Buffering>,
+) -> Result<&'a mut super::buffer_budget::Reservation, Refusal> {
+    if buffering.is_none() {
+        let slot = proxy
+            .buffering
+            .enter(agent)
+            .ok_or_else(|| too_many_buffered(proxy.buffering.max()))?;
+        *buffering = Some(Buffering {
+            _slot: slot,
+            bytes: proxy.buffered_bytes.reserve(),
+        });
+    }
+    buffering
+        .as_mut()
+        .map(|b| &mut b.bytes)
+        .ok_or_else(|| Refusal::internal("policy_error", "no buffering slot"))
 }
 
 /// 429 for an agent with `max` requests whose bodies are being read or held already.

@@ -20,6 +20,7 @@ pub mod access_log;
 pub mod allow_audit;
 mod body_read;
 mod budget;
+pub mod buffer_budget;
 pub mod dialect;
 pub mod front;
 pub mod git_outcome;
@@ -27,6 +28,7 @@ pub mod git_push;
 pub mod git_report;
 pub mod handler;
 pub mod held;
+pub mod in_flight;
 pub mod io;
 pub mod local;
 pub mod mitm;
@@ -79,6 +81,11 @@ pub struct Proxy {
     pub(crate) soft_gate_rate: allow_audit::SoftGateRate,
     /// Each agent's connections (`proxy.max_connections_per_agent`).
     agent_conns: crate::gate::AgentSlots,
+    /// Each agent's requests in flight (`proxy.max_requests_in_flight_per_agent`).
+    pub(crate) in_flight: in_flight::InFlight,
+    /// Bytes of request bodies buffered to judge or hold them, all agents together
+    /// (`gate.max_buffered_bytes`).
+    pub buffered_bytes: buffer_budget::BufferBudget,
     /// Writes allowed-request audit records in the background (bounded queue).
     pub(crate) allow_audit: allow_audit::AllowRecorder,
 }
@@ -142,6 +149,8 @@ impl Proxy {
                 config.proxy.unauthenticated_per_address,
             ),
             agent_conns: crate::gate::AgentSlots::new(config.proxy.max_connections_per_agent),
+            in_flight: in_flight::InFlight::new(config.proxy.max_requests_in_flight_per_agent),
+            buffered_bytes: buffer_budget::BufferBudget::new(config.gate.max_buffered_bytes),
         })
     }
 }

@@ -437,6 +437,14 @@ fn failed(failure: UpstreamFailure, decision: &Decision) -> UpstreamFailure {
 }
 
 /// A pooled client: h2 where the upstream offers it, else HTTP/1.1.
+///
+/// hyper-util's legacy pool caps only idle connections per host: on an HTTP/1.1 upstream each
+/// request in flight gets a connection of its own. What bounds them is the cap on each agent's
+/// requests in flight (`proxy.max_requests_in_flight_per_agent`, counted until the response
+/// body ends or is dropped), not a semaphore per pool and host here: one would queue agents
+/// behind each other's slow requests, where the per-agent cap refuses only the agent that
+/// holds too many. The start's open-files check counts that bound
+/// (`ProxyConfig::upstream_connections_bound`).
 fn pooled(connector: connect::Connector, pool_idle_timeout: Duration) -> PooledClient {
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
