@@ -657,17 +657,25 @@ async fn an_agents_blocked_calls_past_its_share_are_refused_and_counted() {
     let catalog = airlock::rules::LiveCatalog::load(None, options).expect("catalog");
     let a = Airlock::start_on_store(config, dir, catalog, store).await;
     let client = a.client();
+    let mut named = 0;
     for _ in 0..45 {
-        let status = client
+        let resp = client
             .post("https://api.github.com/an/unknown/write")
             .header("content-type", "application/json")
             .body("{}")
             .send()
             .await
-            .expect("send")
-            .status();
-        assert_eq!(status, 403);
+            .expect("send");
+        assert_eq!(resp.status(), 403);
+        let body: serde_json::Value = resp.json().await.expect("json");
+        if body["decisionId"].is_string() {
+            named += 1;
+        }
     }
+    assert!(
+        (30..=32).contains(&named),
+        "only recorded blocks name a decision: {named}"
+    );
     assert_eq!(up.count(), 0, "nothing blocked goes upstream");
     support::eventually(
         "every block written or counted for its agent",

@@ -396,7 +396,7 @@ async fn phases(
                 .allow_share
                 .get_or_init(|| proxy.allow_audit.share(&conn.agent.name));
             if !proxy.allow_audit.admit_block(share) {
-                return Ok(block_response(&verdict, &decision_id, &conn.target.host));
+                return Ok(block_response(&verdict, "", &conn.target.host));
             }
             if let Err(e) = audit_decision(
                 proxy,
@@ -850,9 +850,11 @@ fn audit_allowed_in_background(
     proxy.allow_audit.record(entry);
 }
 
+/// The 403 of a blocked call; `decision_id` empty: not recorded (past
+/// `audit.block_per_agent`), then none is named.
 fn block_response(verdict: &Verdict, decision_id: &str, host: &str) -> Response<Body> {
     let mut body = serde_json::json!({
-        "decisionId": decision_id,
+        "decisionId": (!decision_id.is_empty()).then_some(decision_id),
         "outcome": "BLOCK",
         "reasonCodes": verdict.reason_codes,
         "tool": verdict.tool,
