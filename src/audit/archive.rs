@@ -224,7 +224,8 @@ impl AuditLog {
         if let Some(n) = needed.filter(|n| cut > n.seq) {
             return Err(ArchiveError::Refused(format!(
                 "the cut (checkpoint seq {cut}) would archive seq {}, which is still needed: {}; \
-                 archive with --before {} or less",
+                 archive with --before {} or less (the cut is then the newest checkpoint before \
+                 it, if there is one), or archive further once that review is decided",
                 n.seq, n.why, n.seq
             )));
         }
