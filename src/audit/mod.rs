@@ -772,7 +772,15 @@ impl AuditLog {
                             })
                             .collect()
                     }
-                    Err(e) => items.iter().map(|_| Err(e.duplicate())).collect(),
+                    // An entry that was to land only with its writes keeps the first error:
+                    // its fate is that commit's (one whose outcome is unknown stays so).
+                    Err(again) => only
+                        .iter()
+                        .map(|o| match o {
+                            true => Err(AuditError::Store(e.clone())),
+                            false => Err(again.duplicate()),
+                        })
+                        .collect(),
                 }
             }
             Err(e) => items.iter().map(|_| Err(e.duplicate())).collect(),

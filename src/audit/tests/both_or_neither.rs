@@ -210,3 +210,63 @@ fn a_record_changed_after_its_read_is_left_out_and_the_rest_lands() {
     verify(&lines, &log.public_key_hex()).unwrap();
     log.verify_live().unwrap();
 }
+
+/// Fails every commit: the first with an outcome in doubt, the rest plainly.
+struct DoubtThenDown {
+    inner: Arc<dyn Store>,
+    armed: AtomicBool,
+    commits: std::sync::atomic::AtomicUsize,
+}
+
+impl Store for DoubtThenDown {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(tree, key)
+    }
+    fn commit(&self, batches: Vec<Batch>) -> Result<Vec<bool>, StoreError> {
+        if !self.armed.load(Ordering::SeqCst) {
+            return self.inner.commit(batches);
+        }
+        match self.commits.fetch_add(1, Ordering::SeqCst) {
+            0 => Err(StoreError::InDoubt("answer lost".into())),
+            _ => Err(StoreError::Io("down".into())),
+        }
+    }
+    fn range(
+        &self,
+        tree: Tree,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.inner.range(tree, start, end, limit)
+    }
+}
+
+/// Review of session 24: an approval sharing a group commit with plain entries, whose commit
+/// was in doubt, heard the error of the plain entries' second try instead ("down"), and the
+/// approval was answered "nothing changed". Its own commit's error is what it hears.
+#[test]
+fn an_entry_bound_to_its_writes_hears_its_own_commits_error() {
+    let fx = Fixture::new();
+    let store = fx.store();
+    let doubt = Arc::new(DoubtThenDown {
+        inner: store,
+        armed: AtomicBool::new(false),
+        commits: Default::default(),
+    });
+    let log = fx.open_on(doubt.clone(), 0);
+    doubt.armed.store(true, Ordering::SeqCst);
+    let plain = ("decision", event(0), None);
+    let bound = (
+        "audit_gap",
+        serde_json::to_value(gap()).unwrap(),
+        Some(with::With::Only(swap(b"r1", None, b"approved"))),
+    );
+    let written = log.append_checked(vec![plain, bound]);
+    assert!(
+        matches!(&written[1], Err(AuditError::Store(StoreError::InDoubt(_)))),
+        "{:?}",
+        written[1]
+    );
+    assert!(matches!(&written[0], Err(_)), "{:?}", written[0]);
+}
