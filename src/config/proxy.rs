@@ -126,7 +126,8 @@ pub const AGENT_H2_MAX_STREAMS: u32 = 100;
 
 impl ProxyConfig {
     /// The most upstream connections the agent side can make open at once, for `agents`
-    /// agents: a blind tunnel each per agent connection, plus one per request in flight (an
+    /// agents: with `unknown_hosts = "tunnel"`, a blind tunnel each per agent connection (an
+    /// intercepted connection uses the pools), plus one per request in flight (an
     /// HTTP/1.1 upstream carries one request per connection; hyper-util's pool has no cap per
     /// host, so the per-agent in-flight cap is what bounds them). Without that cap, every
     /// stream of every connection.
@@ -139,7 +140,11 @@ impl ProxyConfig {
                 .saturating_mul(cap as u64)
                 .min(streams),
         };
-        conns.saturating_add(requests)
+        let tunnels = match self.unknown_hosts {
+            UnknownHosts::Tunnel => conns,
+            _ => 0,
+        };
+        tunnels.saturating_add(requests)
     }
 }
 
@@ -331,13 +336,15 @@ mod tests {
         let c = |text: &str| Config::from_toml("t.toml", text).map(|c| c.proxy);
         let capped = c("[proxy]\nmax_connections = 1000\nmax_requests_in_flight_per_agent = 10\n");
         let capped = capped.map(|p| p.upstream_connections_bound(3)).ok();
-        assert_eq!(capped, Some(1000 + 30), "tunnels plus 3 agents x 10");
+        assert_eq!(capped, Some(30), "3 agents x 10, no blind tunnels");
+        let tunnels = c(
+            "[proxy]\nmax_connections = 1000\nmax_requests_in_flight_per_agent = 10\n\
+                         unknown_hosts = \"tunnel\"\n",
+        );
+        let tunnels = tunnels.map(|p| p.upstream_connections_bound(3)).ok();
+        assert_eq!(tunnels, Some(1000 + 30), "tunnels plus 3 agents x 10");
         let open = c("[proxy]\nmax_connections = 1000\nmax_requests_in_flight_per_agent = 0\n");
         let open = open.map(|p| p.upstream_connections_bound(3)).ok();
-        assert_eq!(
-            open,
-            Some(1000 + 1000 * 100),
-            "every stream of every connection"
-        );
+        assert_eq!(open, Some(1000 * 100), "every stream of every connection");
     }
 }
