@@ -611,31 +611,40 @@ async fn an_agents_allowed_reads_past_its_share_are_counted_not_written() {
         assert_eq!(read(&client, "https://api.github.com/user").await, 200);
     }
     assert_eq!(up.count(), 45, "every read flows");
-    support::eventually(
-        "every read written or counted for its agent",
-        support::WAIT,
-        || async {
-            let all = entries(&export(&a).await);
-            let written = all
-                .iter()
-                .filter(|e| {
-                    e["kind"] == "decision" && e["outcome"] == "ALLOW" && e["path"] == "/user"
-                })
-                .count();
-            let counted: u64 = all
-                .iter()
-                .filter(|e| e["kind"] == "audit_gap" && e["agent"].is_string())
-                .filter_map(|e| e["skipped_allow_records"].as_u64())
-                .sum();
-            // The share: 30 seconds at one a second (one or two more for the time the loop
-            // took).
-            if (30..=32).contains(&written) && written as u64 + counted == 45 {
-                Ok(())
-            } else {
-                Err(format!("written {written}, counted {counted}"))
-            }
-        },
-    )
+    written_or_counted(&a, "every read", "skipped_allow_records", |e| {
+        e["outcome"] == "ALLOW" && e["path"] == "/user"
+    })
+    .await;
+}
+
+/// Waits until each of 45 requests of one agent is either written as a `decision` entry that
+/// `is_one` picks, or counted in an agent's `audit_gap` under `gap_field`, the written ones
+/// being the agent's share: 30 seconds at one a second (one or two more for the time the loop
+/// took).
+async fn written_or_counted(
+    a: &Airlock,
+    what: &str,
+    gap_field: &str,
+    is_one: impl Fn(&serde_json::Value) -> bool,
+) {
+    let what = format!("{what} written or counted for its agent");
+    support::eventually(&what, support::WAIT, || async {
+        let all = entries(&export(a).await);
+        let written = all
+            .iter()
+            .filter(|e| e["kind"] == "decision" && is_one(e))
+            .count();
+        let counted: u64 = all
+            .iter()
+            .filter(|e| e["kind"] == "audit_gap" && e["agent"].is_string())
+            .filter_map(|e| e[gap_field].as_u64())
+            .sum();
+        if (30..=32).contains(&written) && written as u64 + counted == 45 {
+            Ok(())
+        } else {
+            Err(format!("written {written}, counted {counted}"))
+        }
+    })
     .await;
 }
 
@@ -677,27 +686,9 @@ async fn an_agents_blocked_calls_past_its_share_are_refused_and_counted() {
         "only recorded blocks name a decision: {named}"
     );
     assert_eq!(up.count(), 0, "nothing blocked goes upstream");
-    support::eventually(
-        "every block written or counted for its agent",
-        support::WAIT,
-        || async {
-            let all = entries(&export(&a).await);
-            let written = all
-                .iter()
-                .filter(|e| e["kind"] == "decision" && e["outcome"] == "BLOCK")
-                .count();
-            let counted: u64 = all
-                .iter()
-                .filter(|e| e["kind"] == "audit_gap" && e["agent"].is_string())
-                .filter_map(|e| e["skipped_block_records"].as_u64())
-                .sum();
-            if (30..=32).contains(&written) && written as u64 + counted == 45 {
-                Ok(())
-            } else {
-                Err(format!("written {written}, counted {counted}"))
-            }
-        },
-    )
+    written_or_counted(&a, "every block", "skipped_block_records", |e| {
+        e["outcome"] == "BLOCK"
+    })
     .await;
 }
 

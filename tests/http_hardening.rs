@@ -1069,26 +1069,7 @@ async fn an_agent_has_a_bounded_number_of_bodies_read_at_once() {
     .await;
     let text = refused.text().await.expect("text");
     assert!(text.contains("too_many_buffered_requests"), "{text}");
-    let r = client
-        .get("https://api.github.com/repos/o/r")
-        .send()
-        .await
-        .expect("read");
-    assert_eq!(r.status(), 200, "a request with no body to read passes");
-    // The stalled bodies time out; their slots come back.
-    for mut tls in stalled {
-        let mut got = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut got)).await;
-        assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 408"));
-    }
-    let r = client
-        .post("https://api.github.com/graphql")
-        .header("content-type", "application/json")
-        .body(r#"{"query":"{ viewer { login } }"}"#)
-        .send()
-        .await
-        .expect("graphql");
-    assert_eq!(r.status(), 200);
+    reads_pass_then_stalled_bodies_give_back(&client, stalled).await;
     assert_eq!(e.pending_reviews().await, 0);
 }
 
@@ -1128,26 +1109,7 @@ async fn all_agents_have_a_bounded_number_of_bytes_buffered_at_once() {
     assert!(text.contains("buffer_full"), "{text}");
     assert_eq!(e.pending_reviews().await, 0, "nothing held or stored");
     assert_eq!(e.up.count(), 0, "nothing sent");
-    let r = client
-        .get("https://api.github.com/repos/o/r")
-        .send()
-        .await
-        .expect("read");
-    assert_eq!(r.status(), 200, "a request with no body to read passes");
-    // The stalled bodies time out; their bytes come back.
-    for mut tls in stalled {
-        let mut got = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut got)).await;
-        assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 408"));
-    }
-    let r = client
-        .post("https://api.github.com/graphql")
-        .header("content-type", "application/json")
-        .body(r#"{"query":"{ viewer { login } }"}"#)
-        .send()
-        .await
-        .expect("graphql");
-    assert_eq!(r.status(), 200);
+    reads_pass_then_stalled_bodies_give_back(&client, stalled).await;
     assert_eq!(e.airlock.proxy.buffered_bytes.used(), 0, "all given back");
 }
 
@@ -1256,4 +1218,31 @@ async fn connection_limit_counts_open_tunnels_and_refuses_with_503() {
         }
     })
     .await;
+}
+
+/// While bodies stall: a request with no body to read passes; the stalled bodies then time
+/// out (408) and what they held comes back, so a request whose body is read passes again.
+async fn reads_pass_then_stalled_bodies_give_back<S>(client: &reqwest::Client, stalled: Vec<S>)
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    let r = client
+        .get("https://api.github.com/repos/o/r")
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(r.status(), 200, "a request with no body to read passes");
+    for mut tls in stalled {
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut got)).await;
+        assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 408"));
+    }
+    let r = client
+        .post("https://api.github.com/graphql")
+        .header("content-type", "application/json")
+        .body(r#"{"query":"{ viewer { login } }"}"#)
+        .send()
+        .await
+        .expect("graphql");
+    assert_eq!(r.status(), 200);
 }

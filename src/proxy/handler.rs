@@ -306,12 +306,12 @@ async fn phases(
     log.tool = verdict.tool.clone();
     // Only recorded or answered decisions need an id (plain pass-through does not).
     let unclassified = is_unclassified(&verdict);
-    let recorded = || {
-        let share = conn
-            .allow_share
-            .get_or_init(|| proxy.allow_audit.share(&conn.agent.name));
-        proxy.allow_audit.admit(share)
+    // The agent's share of the log (allowed and blocked requests' records).
+    let allow_share = || {
+        conn.allow_share
+            .get_or_init(|| proxy.allow_audit.share(&conn.agent.name))
     };
+    let recorded = || proxy.allow_audit.admit(allow_share());
     let decision_id = if verdict.action == Action::Allow
         && !unclassified
         && !(verdict.service.is_some() && sampled(proxy.audit_allow_sample) && recorded())
@@ -392,10 +392,7 @@ async fn phases(
         Action::Block => {
             // Refused whatever happens; recorded at the agent's share (`audit.block_per_agent`),
             // past it counted in an `audit_gap`.
-            let share = conn
-                .allow_share
-                .get_or_init(|| proxy.allow_audit.share(&conn.agent.name));
-            if !proxy.allow_audit.admit_block(share) {
+            if !proxy.allow_audit.admit_block(allow_share()) {
                 return Ok(block_response(&verdict, "", &conn.target.host));
             }
             if let Err(e) = audit_decision(

@@ -99,28 +99,16 @@ impl PreAuth {
         let key = address_key(peer);
         let mut st = lock(&self.state);
         if let Some(k) = key {
-            if st.per_address.get(&k).copied().unwrap_or(0) >= self.per_address {
-                // Its own oldest idle one makes room (behind a load balancer every agent
-                // shares one address: idle sockets there must not refuse the others).
-                let oldest = st
-                    .live
-                    .iter()
-                    .find(|(_, e)| e.evictable && e.key == Some(k))
-                    .map(|(s, _)| *s);
-                let Some(e) = oldest.and_then(|s| st.remove(s)) else {
-                    return Err(Refused::PerAddress);
-                };
-                e.evict.cancel();
-                self.evictions.note();
+            // Its own oldest idle one makes room (behind a load balancer every agent shares
+            // one address: idle sockets there must not refuse the others).
+            if st.per_address.get(&k).copied().unwrap_or(0) >= self.per_address
+                && !self.evict_oldest(&mut st, Some(k))
+            {
+                return Err(Refused::PerAddress);
             }
         }
-        if st.live.len() >= self.max {
-            let oldest = st.live.iter().find(|(_, e)| e.evictable).map(|(s, _)| *s);
-            let Some(e) = oldest.and_then(|s| st.remove(s)) else {
-                return Err(Refused::Full);
-            };
-            e.evict.cancel();
-            self.evictions.note();
+        if st.live.len() >= self.max && !self.evict_oldest(&mut st, None) {
+            return Err(Refused::Full);
         }
         let seq = st.next;
         st.next += 1;
@@ -141,6 +129,22 @@ impl PreAuth {
             seq,
             evict,
         })
+    }
+
+    /// Closes the oldest connection that has sent no request head (from address `from`, if
+    /// given); whether there was one.
+    fn evict_oldest(&self, st: &mut State, from: Option<IpAddr>) -> bool {
+        let oldest = st
+            .live
+            .iter()
+            .find(|(_, e)| e.evictable && (from.is_none() || e.key == from))
+            .map(|(s, _)| *s);
+        let Some(e) = oldest.and_then(|s| st.remove(s)) else {
+            return false;
+        };
+        e.evict.cancel();
+        self.evictions.note();
+        true
     }
 
     /// Connections in the pool now.

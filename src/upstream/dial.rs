@@ -84,25 +84,24 @@ impl Dialer {
     /// allowed address that answers (the checked address is the one dialled: no rebinding).
     /// Resolving and every attempt together take at most `upstream.connect_timeout`.
     pub async fn dial(&self, target: &Target) -> io::Result<TcpStream> {
-        self.dial_for(target, None).await
+        self.dial_looked_up(target, None, false).await
     }
 
-    /// [`Dialer::dial`] for `agent`: its lookup counts against the agent's resolver cap too.
-    pub async fn dial_for(&self, target: &Target, agent: Option<&str>) -> io::Result<TcpStream> {
-        let deadline = tokio::time::Instant::now() + self.connect_timeout;
-        let lookup = async {
-            self.resolver
-                .resolve(&target.host, target.port, agent, deadline)
-                .await
-                .map_err(|e| e.into_io())
-        };
-        self.dial_resolving(target, deadline, lookup, false).await
-    }
-
-    /// [`Dialer::dial_for`] for a blind tunnel: an address an inspected host is reached at is
-    /// refused too (`inspected_host_address`), unless the operator's resolve override maps
-    /// this very name there.
+    /// [`Dialer::dial`] for a blind tunnel of `agent` (its lookup counts against the agent's
+    /// resolver cap too): an address an inspected host is reached at is refused too
+    /// (`inspected_host_address`), unless the operator's resolve override maps this very
+    /// name there.
     pub async fn dial_tunnel(&self, target: &Target, agent: Option<&str>) -> io::Result<TcpStream> {
+        self.dial_looked_up(target, agent, true).await
+    }
+
+    /// Resolves `target` through the resolver (for `agent`, if any), then dials it.
+    async fn dial_looked_up(
+        &self,
+        target: &Target,
+        agent: Option<&str>,
+        tunnel: bool,
+    ) -> io::Result<TcpStream> {
         let deadline = tokio::time::Instant::now() + self.connect_timeout;
         let lookup = async {
             self.resolver
@@ -110,7 +109,7 @@ impl Dialer {
                 .await
                 .map_err(|e| e.into_io())
         };
-        self.dial_resolving(target, deadline, lookup, true).await
+        self.dial_resolving(target, deadline, lookup, tunnel).await
     }
 
     /// [`Dialer::dial`] with the resolver's answer given as a future (tests stand in for DNS).
